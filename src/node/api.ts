@@ -1,0 +1,126 @@
+// What the gateway (HTTP and WebSocket) may ask of a node. Both edges call only this.
+import type { Offset, Seq } from '../runtime/ids.js';
+
+export type Acks = 'none' | 'one' | 'all';
+
+export interface KvWriteOptions { acks: Acks; ttlSeconds?: number }
+export interface KvWriteResult {
+  /** the partition sequence of the write; 0 when acks=none (not known yet) */
+  version: Seq;
+  /** copies known to hold the write when the ack was sent (0 for acks=none) */
+  replicas: number;
+}
+export interface KvDeleteResult extends KvWriteResult { existed: boolean }
+export interface KvEntry { key: Uint8Array; value: Uint8Array; version: Seq; expiresAtMs?: number }
+export interface KvScanOptions { prefix?: Uint8Array; after?: Uint8Array; limit: number }
+export interface KvScanResult { items: KvEntry[]; /** pass as `after` for the next page */ next?: Uint8Array }
+
+export interface RetentionSpec {
+  ms?: number;
+  bytes?: number;
+  /** records this group has committed may be removed ("retain until pushed to Kafka") */
+  untilGroup?: string;
+}
+export interface TopicSpec { name: string; partitions: number; replicas: number; retention: RetentionSpec }
+export interface PartitionInfo {
+  partition: number;
+  startOffset: Offset;
+  endOffset: Offset;
+  bytes: number;
+  leader: string;
+  replicas: string[];
+}
+export interface TopicInfo extends TopicSpec { createdAtMs: number; partitionsInfo?: PartitionInfo[] }
+
+export interface ProduceRecord {
+  key?: Uint8Array;
+  value: Uint8Array;
+  headers?: Record<string, string>;
+}
+export interface ProduceOptions {
+  acks: Acks;
+  /** explicit target partition; otherwise keyed → hash(key), unkeyed → round robin */
+  partition?: number;
+  /** idempotence: a retry of (producerId, sequence) never appends twice */
+  producerId?: string;
+  sequence?: number;
+}
+export interface ProduceResult {
+  /** one per input record, in input order; empty for acks=none */
+  records: Array<{ partition: number; offset: Offset }>;
+  replicas: number;
+  /** true when this was a retry the node had already appended */
+  duplicate?: boolean;
+}
+
+export interface StoredRecord {
+  partition: number;
+  offset: Offset;
+  timestampMs: number;
+  key?: Uint8Array;
+  value: Uint8Array;
+  headers: Record<string, string>;
+}
+export type StartPosition =
+  | { kind: 'offset'; offset: number }
+  | { kind: 'timestamp'; timestampMs: number }
+  | { kind: 'earliest' }
+  | { kind: 'latest' }
+  /** the newest records that fit in this many bytes ("tail -c") */
+  | { kind: 'bytes'; bytes: number };
+export interface FetchOptions { from: StartPosition; maxRecords: number; maxBytes: number; waitMs: number }
+export interface FetchResult { records: StoredRecord[]; nextOffset: Offset; startOffset: Offset; endOffset: Offset }
+
+export interface GroupOffset {
+  topic: string;
+  partition: number;
+  offset: Offset;
+  committedAtMs: number;
+  endOffset: Offset;
+  lagRecords: number;
+  /** age of the oldest record not yet committed; 0 when caught up */
+  lagSeconds: number;
+}
+
+/** A live tail: the node calls `push` with records in offset order, never more than granted. */
+export interface TailSink {
+  push(records: StoredRecord[]): void;
+  /** the subscription ended on the node's side (topic deleted, node stopping, error) */
+  close(err?: Error): void;
+}
+export interface Tail {
+  /** allow `bytes` more record bytes to be pushed */
+  grant(bytes: number): void;
+  cancel(): void;
+}
+
+export interface NodeApi {
+  kvPut(keyspace: string, key: Uint8Array, value: Uint8Array, opts: KvWriteOptions): Promise<KvWriteResult>;
+  kvGet(keyspace: string, key: Uint8Array): Promise<KvEntry | undefined>;
+  kvDelete(keyspace: string, key: Uint8Array, opts: { acks: Acks }): Promise<KvDeleteResult>;
+  kvScan(keyspace: string, opts: KvScanOptions): Promise<KvScanResult>;
+
+  createTopic(spec: TopicSpec): Promise<TopicInfo>;
+  listTopics(): Promise<TopicInfo[]>;
+  describeTopic(name: string): Promise<TopicInfo>;
+  deleteTopic(name: string): Promise<void>;
+
+  produce(topic: string, records: ProduceRecord[], opts: ProduceOptions): Promise<ProduceResult>;
+  fetch(topic: string, partition: number, opts: FetchOptions): Promise<FetchResult>;
+  /** starts pushing from `from`; `creditBytes` is the initial grant */
+  tail(topic: string, partition: number, from: StartPosition, creditBytes: number, sink: TailSink): Promise<Tail>;
+
+  commitOffset(group: string, topic: string, partition: number, offset: number): Promise<void>;
+  groupOffsets(group: string, topic?: string): Promise<GroupOffset[]>;
+
+  status(): Promise<NodeStatus>;
+}
+
+export interface NodeStatus {
+  nodeId: string;
+  state: 'starting' | 'up' | 'stopping';
+  version: string;
+  partitions: Array<{ id: number; epoch: number; seq: number; worker: number; leader: string; replicas: string[] }>;
+  workers: number;
+  syncPolicy: string;
+}

@@ -1,0 +1,73 @@
+// Every limit of a node, in one place. Names end in their unit. Relations are checked below.
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+export const limits = {
+  /** keyspace, topic and group names: [A-Za-z0-9._-], this long at most */
+  nameLengthMax: 128,
+  keyBytesMax: 4 * KiB,
+  /** one KV value */
+  valueBytesMax: 4 * MiB,
+  /** one stream record (key + value + headers) */
+  recordBytesMax: 4 * MiB,
+  headerCountMax: 64,
+  headerBytesMax: 16 * KiB,
+  /** one update (a produce batch, a KV write): "each update < 20 MB" */
+  batchBytesMax: 20 * 1000 * 1000 - 1,
+  batchRecordsMax: 100_000,
+  /** one WebSocket frame or HTTP body; a batch plus its envelope must fit */
+  frameBytesMax: 20 * 1000 * 1000 + 64 * KiB,
+  httpBodyBytesMax: 20 * 1000 * 1000 + 64 * KiB,
+  topicPartitionsMax: 1024,
+  topicsMax: 10_000,
+  /** requests in flight from the gateway to one worker; full → OVERLOADED */
+  workerInFlightMax: 20_000,
+  /** bytes in flight from the gateway to one worker; full → OVERLOADED */
+  workerInFlightBytesMax: 256 * MiB,
+  /** fire-and-forget (acks=none) updates queued per worker; full → dropped and counted */
+  fireAndForgetQueuedMax: 10_000,
+  /** requests a single connection may have outstanding; full → OVERLOADED */
+  connectionInFlightMax: 4_096,
+  /** bytes a WebSocket may have queued towards the client before it is cut off */
+  wsBackpressureBytesMax: 64 * MiB,
+  /** subscriptions per WebSocket connection */
+  subscriptionsPerConnectionMax: 1_024,
+  /** records handed to a subscriber per push */
+  pushRecordsMax: 1_000,
+  /** default and maximum credit a subscriber may grant, in bytes */
+  subscriberCreditBytesMax: 64 * MiB,
+  /** fetch / tail reads */
+  fetchRecordsMax: 10_000,
+  fetchBytesMax: 16 * MiB,
+  fetchWaitMsMax: 60_000,
+  /** long-poll waiters per topic partition; full → OVERLOADED */
+  waitersPerPartitionMax: 10_000,
+  scanLimitMax: 10_000,
+  /** idempotent producers remembered per partition; the least recently used is forgotten */
+  producersPerPartitionMax: 10_000,
+  /** cross-thread call deadline: a worker that does not answer in time is a fault */
+  workerCallTimeoutMs: 30_000,
+  ttlSecondsMax: 10 * 365 * 24 * 3600,
+  /** offsets and sequences must stay exact as JS numbers */
+  offsetMax: Number.MAX_SAFE_INTEGER,
+  /** the background sweeper deletes at most this many expired keys per partition per pass */
+  ttlSweepKeysMax: 10_000,
+} as const;
+
+export type Limits = typeof limits;
+
+/** Relations between limits; a broken one is a programming error, caught at start. */
+export function checkLimits(l: Limits = limits): void {
+  const rules: Array<[boolean, string]> = [
+    [l.batchBytesMax < 20 * 1000 * 1000, 'batchBytesMax must stay under 20 MB'],
+    [l.frameBytesMax > l.batchBytesMax, 'frameBytesMax must hold a full batch'],
+    [l.httpBodyBytesMax > l.batchBytesMax, 'httpBodyBytesMax must hold a full batch'],
+    [l.valueBytesMax <= l.batchBytesMax, 'a value must fit in a batch'],
+    [l.recordBytesMax <= l.batchBytesMax, 'a record must fit in a batch'],
+    [l.fetchBytesMax <= l.wsBackpressureBytesMax, 'a fetch must fit the socket buffer'],
+    [l.subscriberCreditBytesMax <= l.wsBackpressureBytesMax, 'credit must fit the socket buffer'],
+    [l.workerInFlightBytesMax >= l.batchBytesMax, 'a worker must accept one full batch'],
+    [l.connectionInFlightMax <= l.workerInFlightMax, 'one connection cannot fill a worker alone'],
+  ];
+  for (const [ok, why] of rules) if (!ok) throw new Error(`limits: ${why}`);
+}
