@@ -30,6 +30,12 @@ export const limits = {
   connectionInFlightMax: 4_096,
   /** bytes a WebSocket may have queued towards the client before it is cut off */
   wsBackpressureBytesMax: 64 * MiB,
+  /** above this many bytes queued to a WebSocket, subscriber credit is held back until it drains */
+  wsPushPauseBytes: 4 * MiB,
+  /** request bytes a single connection may have outstanding; full → OVERLOADED */
+  connectionInFlightBytesMax: 256 * MiB,
+  /** undecodable WebSocket frames in a row before the connection is closed */
+  wsBadFramesInARowMax: 8,
   /** subscriptions per WebSocket connection */
   subscriptionsPerConnectionMax: 1_024,
   /** records handed to a subscriber per push */
@@ -68,6 +74,8 @@ export function checkLimits(l: Limits = limits): void {
     [l.subscriberCreditBytesMax <= l.wsBackpressureBytesMax, 'credit must fit the socket buffer'],
     [l.workerInFlightBytesMax >= l.batchBytesMax, 'a worker must accept one full batch'],
     [l.connectionInFlightMax <= l.workerInFlightMax, 'one connection cannot fill a worker alone'],
+    [l.wsPushPauseBytes < l.wsBackpressureBytesMax, 'pushes must pause before the socket limit'],
+    [l.connectionInFlightBytesMax >= l.frameBytesMax, 'a connection must accept one full frame'],
   ];
   for (const [ok, why] of rules) if (!ok) throw new Error(`limits: ${why}`);
 }

@@ -1,0 +1,188 @@
+// `chicago bench SCENARIO [flags]`: one flag set for every scenario.
+import { parseArgs } from 'node:util';
+import type { Acks } from '../src/node/api.js';
+import type { Pacing } from './openloop.js';
+import type { RedisPersistence } from './redis.js';
+
+export const SCENARIOS = ['kv-put', 'kv-get', 'produce', 'produce-tail', 'idle'] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export interface BenchArgs {
+  scenario: Scenario;
+  url: string;
+  spawn: boolean;
+  /** operations (kv) or records (produce) per second */
+  rate: number;
+  durationS: number;
+  warmupS: number;
+  json?: string;
+  recordBytes: number;
+  /** records per produce batch */
+  batch: number;
+  connections: number;
+  acks: Acks;
+  target: 'chicago' | 'redis';
+  /** also run the same generator against this baseline in the same invocation */
+  baseline?: 'redis';
+  redisPersistence: RedisPersistence;
+  via: 'ws' | 'http';
+  keyspace: string;
+  /** distinct keys the kv scenarios cycle through */
+  keys: number;
+  topic?: string;
+  partitions: number;
+  replicas: number;
+  maxOutstanding: number;
+  timeoutMs: number;
+  drainMs: number;
+  pacing: Pacing;
+  lingerMs: number;
+  creditBytes: number;
+  /** node pid to sample CPU/RSS from when not spawning */
+  pid?: number;
+  /** arguments appended to the spawned `server` command */
+  serverArgs: string[];
+  /** write V8 CPU profiles of the spawned node into this directory */
+  cpuProf?: string;
+  quiet: boolean;
+}
+
+const HELP = `chicago bench SCENARIO [flags]     open-loop load at a fixed rate; latency from the intended send time
+
+scenarios: kv-put | kv-get | produce | produce-tail | idle
+
+  --url URL              node to drive (default $CHICAGO_URL or http://127.0.0.1:7070)
+  --spawn                start a fresh single node (temp data dir) for this run, stop it after
+  --rate R               kv: operations/s; produce: records/s             (default 10000)
+  --duration S           measured seconds                                  (default 10)
+  --warmup S             seconds at the same rate before measuring         (default 2)
+  --json FILE            write the result object to FILE (it always goes to stdout too)
+  --record-bytes N       value size                                        (default 200)
+  --batch N              produce: records per batch (rate/N batches/s)     (default 1000; produce-tail 1)
+  --connections N        client connections, round robin                   (default 1)
+  --acks all|one|none    (default one)
+  --target chicago|redis kv-put/kv-get: what to drive                      (default chicago)
+  --baseline redis       kv-put/kv-get: run the same schedule against a fresh Redis too; report the ratio
+  --redis-persistence none|aof-everysec|aof-always                          (default aof-everysec)
+  --via ws|http          Chicago transport: the TypeScript WS client or HTTP keep-alive (default ws)
+  --keyspace NAME --keys N   kv keyspace and number of distinct keys       (default bench, 100000)
+  --topic NAME --partitions P --replicas N   produce topic (created if missing; default a new name, 4|1, 1)
+  --max-outstanding N    cap on requests in flight; sends due while full are counted as errors (default 10000)
+  --timeout-ms N         an unanswered request counts as a timeout error after this (default 10000)
+  --pacing sleep|spin|timer  how the generator waits for the next due time (default sleep):
+                         sleep = Atomics.wait naps ≤ 200 µs (lag ~0.1 ms, little CPU); spin = busy
+                         event-loop turns (lag ~µs, one core); timer = 1 ms timer (lag ≤ ~1 ms)
+  --linger-ms N          ws producer linger (default 0)
+  --credit-bytes N       tail subscription credit (default 16 MiB)
+  --pid PID              sample this node's CPU/RSS (with --url; --spawn knows its own)
+  --server-arg ARG       extra argument for the spawned server (repeat)
+  --cpu-prof DIR         spawned node writes V8 CPU profiles into DIR
+  --quiet                no human summary on stderr
+`;
+
+export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
+  if (scenario === '--help' || scenario === '-h' || scenario === '') {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  if (!(SCENARIOS as readonly string[]).includes(scenario)) {
+    throw new Error(`unknown bench scenario "${scenario}"; one of ${SCENARIOS.join(', ')}`);
+  }
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      url: { type: 'string' },
+      spawn: { type: 'boolean', default: false },
+      rate: { type: 'string' },
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      json: { type: 'string' },
+      'record-bytes': { type: 'string' },
+      batch: { type: 'string' },
+      connections: { type: 'string' },
+      acks: { type: 'string' },
+      target: { type: 'string' },
+      baseline: { type: 'string' },
+      'redis-persistence': { type: 'string' },
+      via: { type: 'string' },
+      keyspace: { type: 'string' },
+      keys: { type: 'string' },
+      topic: { type: 'string' },
+      partitions: { type: 'string' },
+      replicas: { type: 'string' },
+      'max-outstanding': { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      'drain-ms': { type: 'string' },
+      pacing: { type: 'string' },
+      'linger-ms': { type: 'string' },
+      'credit-bytes': { type: 'string' },
+      pid: { type: 'string' },
+      'server-arg': { type: 'string', multiple: true },
+      'cpu-prof': { type: 'string' },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const s = scenario as Scenario;
+  const num = (name: string, v: string | undefined, dflt: number, min = 0): number => {
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min} (got "${v}")`);
+    return n;
+  };
+  const oneOf = <T extends string>(name: string, v: string | undefined, allowed: readonly T[], dflt: T): T => {
+    if (v === undefined) return dflt;
+    if (!(allowed as readonly string[]).includes(v)) throw new Error(`--${name} must be one of ${allowed.join('|')} (got "${v}")`);
+    return v as T;
+  };
+  const rate = num('rate', values.rate, 10_000, Number.MIN_VALUE);
+  const batch = Math.floor(num('batch', values.batch, s === 'produce' ? 1000 : 1, 1));
+  const target = oneOf('target', values.target, ['chicago', 'redis'] as const, 'chicago');
+  const baseline = values.baseline === undefined ? undefined : oneOf('baseline', values.baseline, ['redis'] as const, 'redis');
+  if ((target === 'redis' || baseline) && s !== 'kv-put' && s !== 'kv-get') {
+    throw new Error('--target redis / --baseline redis apply to kv-put and kv-get only');
+  }
+  return {
+    scenario: s,
+    url: values.url ?? process.env.CHICAGO_URL ?? 'http://127.0.0.1:7070',
+    spawn: values.spawn ?? false,
+    rate,
+    durationS: num('duration', values.duration, s === 'idle' ? 10 : 10, 0.001),
+    warmupS: num('warmup', values.warmup, s === 'idle' ? 5 : 2),
+    ...(values.json === undefined ? {} : { json: values.json }),
+    recordBytes: Math.floor(num('record-bytes', values['record-bytes'], 200, 24)),
+    batch,
+    connections: Math.floor(num('connections', values.connections, 1, 1)),
+    acks: oneOf('acks', values.acks, ['all', 'one', 'none'] as const, 'one'),
+    target,
+    ...(baseline === undefined ? {} : { baseline }),
+    redisPersistence: oneOf(
+      'redis-persistence',
+      values['redis-persistence'],
+      ['none', 'aof-everysec', 'aof-always'] as const,
+      'aof-everysec',
+    ),
+    via: oneOf('via', values.via, ['ws', 'http'] as const, 'ws'),
+    keyspace: values.keyspace ?? 'bench',
+    keys: Math.floor(num('keys', values.keys, 100_000, 1)),
+    ...(values.topic === undefined ? {} : { topic: values.topic }),
+    partitions: Math.floor(num('partitions', values.partitions, s === 'produce-tail' ? 1 : 4, 1)),
+    replicas: Math.floor(num('replicas', values.replicas, 1, 1)),
+    maxOutstanding: Math.floor(num('max-outstanding', values['max-outstanding'], 10_000, 1)),
+    timeoutMs: num('timeout-ms', values['timeout-ms'], 10_000, 1),
+    drainMs: num('drain-ms', values['drain-ms'], 10_000, 0),
+    pacing: oneOf('pacing', values.pacing, ['sleep', 'spin', 'timer'] as const, 'sleep'),
+    lingerMs: num('linger-ms', values['linger-ms'], 0),
+    creditBytes: Math.floor(num('credit-bytes', values['credit-bytes'], 16 * 1024 * 1024, 1)),
+    ...(values.pid === undefined ? {} : { pid: Math.floor(num('pid', values.pid, 0, 1)) }),
+    serverArgs: values['server-arg'] ?? [],
+    ...(values['cpu-prof'] === undefined ? {} : { cpuProf: values['cpu-prof'] }),
+    quiet: values.quiet ?? false,
+  };
+}

@@ -1,0 +1,97 @@
+// How the bench talks to Chicago: through the TypeScript WebSocket client (the default, `--via ws`)
+// or plain HTTP/1.1 keep-alive (`--via http`). Both offer the same small surface to the scenarios.
+import type { Acks } from '../src/node/api.js';
+import { HttpTarget } from './http.js';
+
+export interface TailHandle {
+  stop(): Promise<void>;
+}
+
+export interface ChicagoDriver {
+  readonly via: 'ws' | 'http';
+  kvPut(ks: string, key: string, value: Buffer): Promise<{ replicas: number }>;
+  kvGet(ks: string, key: string): Promise<unknown>;
+  /** one batch; resolves when every record of it is acked */
+  produce(topic: string, values: Buffer[]): Promise<{ replicas: number }>;
+  /** delivers every record of `partition` appended after the call resolves */
+  tail(topic: string, partition: number, onRecord: (value: Buffer) => void, onError: (e: unknown) => void): Promise<TailHandle>;
+  close(): Promise<void>;
+}
+
+export interface DriverOptions {
+  url: string;
+  via: 'ws' | 'http';
+  connections: number;
+  acks: Acks;
+  /** client-side producer linger (ws only) */
+  lingerMs: number;
+  creditBytes: number;
+}
+
+export async function openDriver(o: DriverOptions): Promise<ChicagoDriver> {
+  if (o.via === 'http') return new HttpDriver(o);
+  const { WsDriver } = await import('./ws-driver.js');
+  return WsDriver.open(o);
+}
+
+class HttpDriver implements ChicagoDriver {
+  readonly via = 'http' as const;
+  private readonly http: HttpTarget;
+  constructor(private readonly o: DriverOptions) {
+    this.http = new HttpTarget(o.url, o.connections);
+  }
+
+  async kvPut(ks: string, key: string, value: Buffer): Promise<{ replicas: number }> {
+    return this.http.kvPut(ks, key, value, this.o.acks);
+  }
+
+  kvGet(ks: string, key: string): Promise<unknown> {
+    return this.http.kvGet(ks, key);
+  }
+
+  async produce(topic: string, values: Buffer[]): Promise<{ replicas: number }> {
+    // the HTTP API carries values as JSON strings: the bench's values are ASCII
+    const r = await this.http.produce(
+      topic,
+      values.map((v) => ({ value: v.toString('latin1') })),
+      this.o.acks,
+    );
+    return { replicas: r.replicas };
+  }
+
+  async tail(
+    topic: string,
+    partition: number,
+    onRecord: (value: Buffer) => void,
+    onError: (e: unknown) => void,
+  ): Promise<TailHandle> {
+    // long-poll from the current end offset
+    const info = await this.http.describeTopic(topic);
+    let offset = info.partitionsInfo?.find((p) => p.partition === partition)?.endOffset ?? 0;
+    const poller = new HttpTarget(this.o.url, 1);
+    let stopped = false;
+    const loop = (async () => {
+      while (!stopped) {
+        try {
+          const r = await poller.fetch(topic, partition, offset, 500);
+          for (const rec of r.records) onRecord(Buffer.from(rec.value, 'latin1'));
+          offset = r.nextOffset;
+        } catch (e) {
+          if (!stopped) onError(e);
+          return;
+        }
+      }
+    })();
+    return {
+      stop: async () => {
+        stopped = true;
+        await Promise.race([loop, new Promise((r) => setTimeout(r, 1000))]);
+        poller.close();
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.http.close();
+  }
+}

@@ -1,0 +1,52 @@
+// Data-plane messages between the gateway thread and a partition worker (msgpack over a MessagePort).
+import type { WireRecord } from './partition.js';
+import type { ErrorCode } from '../runtime/errors.js';
+import type { RetentionSpec, StartPosition } from '../node/api.js';
+
+export type Request =
+  | { id: number; p: number; op: 'kvPut'; ks: string; key: Uint8Array; value: Uint8Array; ttlMs?: number }
+  | { id: number; p: number; op: 'kvDel'; ks: string; key: Uint8Array }
+  | { id: number; p: number; op: 'kvGet'; ks: string; key: Uint8Array }
+  | { id: number; p: number; op: 'kvScan'; ks: string; prefix?: Uint8Array; after?: Uint8Array; limit: number }
+  | { id: number; p: number; op: 'produce'; topicId: number; tp: number; records: WireRecord[]; producerId?: string; sequence?: number }
+  | { id: number; p: number; op: 'commit'; group: string; topicId: number; tp: number; offset: number }
+  | { id: number; p: number; op: 'fetch'; topicId: number; tp: number; from: StartPosition; maxRecords: number; maxBytes: number }
+  | { id: number; p: number; op: 'streamInfo'; topicId: number; tp: number }
+  | { id: number; p: number; op: 'groupOffsets'; group: string }
+  | { id: number; p: number; op: 'dropStream'; topicId: number; tp: number };
+
+export type RequestOp = Request['op'];
+/** A request as the caller hands it over: the handle assigns the id. */
+export type RequestBody = Request extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+
+export type Response =
+  | { id: number; ok: true; res: unknown }
+  | { id: number; ok: false; err: { code: ErrorCode; args: unknown[] } };
+
+/** [offset, timestampMs, key, value, headers] */
+export type FetchedRecord = [offset: number, ts: number, key: Uint8Array | null, value: Uint8Array, headers: Record<string, string> | null];
+export interface FetchReply { records: FetchedRecord[]; next: number; start: number; end: number }
+export interface StreamInfoReply { start: number; end: number; bytes: number; lastTs: number }
+export interface KvGetReply { value: Uint8Array; version: number; expiresAtMs?: number }
+export interface GroupOffsetReply { topicId: number; tp: number; offset: number; at: number; end: number; oldestUncommittedTs: number | null }
+
+export interface TopicRetention { topicId: number; retention: RetentionSpec }
+
+/** Control-plane calls into a worker (comlink). */
+export interface WorkerControl {
+  open(spec: { partitions: number[]; syncPolicy: string; groupIntervalMs: number; maintenanceIntervalMs: number }): Promise<void>;
+  setRetention(topics: TopicRetention[]): void;
+  /** run TTL sweep and retention now (tests and shutdown use it) */
+  maintain(): Promise<{ expired: number; trimmedBatches: number }>;
+  stats(): WorkerStats;
+  /** stop accepting work, finish what is queued and fsync; the main thread closes the database */
+  drain(): Promise<void>;
+}
+
+export interface WorkerStats {
+  eventLoopDelayMs: { p50: number; p99: number; max: number };
+  partitions: Array<{ id: number; epoch: number; seq: number; streams: Array<{ topicId: number; tp: number; start: number; end: number; bytes: number }> }>;
+  expiredKeys: number;
+  trimmedBatches: number;
+  fsyncs: number;
+}

@@ -1,0 +1,155 @@
+// chicago tail: print records as JSON lines; with --group commit what was printed.
+import { type Command, type Parsed, clientOptions, flag, int, parseTime, str } from '../args.js';
+import { ServerError, UsageError } from '../errors.js';
+import { type Http, enc, httpFrom } from '../http.js';
+import { line } from '../output.js';
+import { type PartitionView, describeTopic } from './topic.js';
+
+interface WireRecord {
+  partition: number;
+  offset: number;
+  timestamp: number;
+  key?: string | null;
+  value: string;
+  headers?: Record<string, string>;
+}
+interface FetchResponse { records: WireRecord[]; nextOffset: number }
+interface GroupOffsets { offsets: Array<{ topic: string; partition: number; offset: number }> }
+
+/** Where a partition's reading starts: an offset, or the first record at or after a time. */
+type Position = { offset: number } | { sinceMs: number };
+
+const FETCH_RECORDS = 1000;
+const FETCH_BYTES = 1024 * 1024;
+/** how long one long poll may wait on the node with --follow */
+const FOLLOW_WAIT_MS = 10_000;
+
+/** The start the flags ask for; undefined when none is given. */
+function explicitStart(p: Parsed): { kind: 'beginning' | 'end' } | Position | undefined {
+  const given = (['from-beginning', 'from-end', 'offset', 'since'] as const).filter((f) => p.values[f] !== undefined);
+  if (given.length > 1) throw new UsageError(`--${given.join(', --')} exclude each other`, p.command);
+  switch (given[0]) {
+    case 'from-beginning': return { kind: 'beginning' };
+    case 'from-end': return { kind: 'end' };
+    case 'offset': return { offset: int(p, 'offset')! };
+    case 'since': {
+      const since = str(p, 'since')!;
+      const sinceMs = parseTime(since, Date.now());
+      if (sinceMs === undefined) throw new UsageError(`--since: not a time: '${since}'`, p.command);
+      return { sinceMs };
+    }
+    default: return undefined;
+  }
+}
+
+async function committedOffsets(http: Http, group: string, topic: string): Promise<Map<number, number>> {
+  const res = await http.must<GroupOffsets>('GET', `/v1/groups/${enc(group)}/offsets`, { query: { topic } });
+  return new Map(res.offsets.filter((o) => o.topic === topic).map((o) => [o.partition, o.offset]));
+}
+
+export const tail: Command = {
+  name: 'tail',
+  synopsis:
+    'TOPIC [--from-beginning | --from-end | --offset N | --since TIME] [--partition P] [--max N] [--group G] [--follow]',
+  summary: 'print records as JSON lines; with --group, commit what was printed',
+  details: [
+    'Each line is {"partition","offset","timestamp","key","value","headers"}; timestamp is ms since the epoch.',
+    "Starts at the group's committed offset with --group, else at the beginning of each partition.",
+    'TIME is an ISO date, an age (30s, 5m, 1h, 2d) or ms since the epoch.',
+    'Without --follow it prints what exists and exits; with it, it waits for new records on every',
+    'partition until interrupted. --max N stops after N records.',
+  ].join('\n'),
+  options: {
+    url: clientOptions.url,
+    timeout: clientOptions.timeout,
+    'from-beginning': { type: 'boolean' },
+    'from-end': { type: 'boolean' },
+    offset: { type: 'string' },
+    since: { type: 'string' },
+    partition: { type: 'string' },
+    max: { type: 'string' },
+    group: { type: 'string' },
+    follow: { type: 'boolean', short: 'f' },
+  },
+  args: [1, 1],
+  async run(p) {
+    const topic = p.positionals[0];
+    const start = explicitStart(p);
+    const onlyPartition = int(p, 'partition');
+    const group = str(p, 'group');
+    const follow = flag(p, 'follow');
+    let budget = int(p, 'max', 1) ?? Infinity;
+
+    // Ctrl-C, a closed pipe (`| head`) or a reached --max end the tail cleanly: what was
+    // printed is committed, the rest is left for the next run.
+    const stop = new AbortController();
+    const onSignal = () => stop.abort();
+    const onStdoutError = (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      stop.abort();
+    };
+    process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+    process.stdout.on('error', onStdoutError);
+    const http = httpFrom(p, stop.signal);
+    // Commits are not cut short by the stop: a printed record should not be printed again.
+    const commits = httpFrom(p);
+    const recordsPath = `/v1/topics/${enc(topic)}/records`;
+
+    const drain = async (part: PartitionView, pos: Position) => {
+      // Without --follow, stop at the end as it was when we started: a busy topic cannot keep
+      // the command running forever.
+      const endAtStart = part.endOffset;
+      for (;;) {
+        const from = 'offset' in pos ? { offset: pos.offset } : { since: pos.sinceMs };
+        const waitMs = follow ? FOLLOW_WAIT_MS : 0;
+        const query = { partition: part.partition, ...from, maxRecords: Math.min(FETCH_RECORDS, budget), maxBytes: FETCH_BYTES, waitMs };
+        const res = await http.must<FetchResponse>('GET', recordsPath, { query, waitMs });
+        const shown = res.records.slice(0, budget);
+        budget -= shown.length;
+        for (const r of shown) {
+          const out = { partition: r.partition, offset: r.offset, timestamp: r.timestamp, key: r.key ?? null, value: r.value, headers: r.headers ?? {} };
+          await line(JSON.stringify(out));
+        }
+        const next = shown.length < res.records.length ? shown[shown.length - 1].offset + 1 : res.nextOffset;
+        if (group !== undefined && shown.length > 0) {
+          // Committed offset = the next one to read, so a resumed tail starts right after.
+          await commits.json('POST', `/v1/groups/${enc(group)}/offsets`, { body: { topic, partition: part.partition, offset: next } });
+        }
+        pos = { offset: next };
+        if (budget <= 0) return stop.abort();
+        if (!follow && (res.records.length === 0 || next >= endAtStart)) return;
+      }
+    };
+
+    // The first real failure ends every partition's loop; the aborts it causes are not news.
+    let failure: unknown;
+    const settle = (err: unknown) => {
+      if (!stop.signal.aborted) failure ??= err;
+      stop.abort();
+    };
+    try {
+      const info = await describeTopic(http, topic);
+      const parts = info.partitions.filter((x) => onlyPartition === undefined || x.partition === onlyPartition);
+      if (parts.length === 0) {
+        throw new ServerError(404, 'PARTITION_NOT_FOUND', `topic ${topic} has no partition ${onlyPartition}`, false);
+      }
+      const committed = group !== undefined && start === undefined ? await committedOffsets(http, group, topic) : new Map<number, number>();
+      const positionOf = (x: PartitionView): Position => {
+        if (start === undefined || 'kind' in start) {
+          if (start?.kind === 'end') return { offset: x.endOffset };
+          // Records below the start offset were removed by retention: resume from the oldest left.
+          return { offset: Math.max(committed.get(x.partition) ?? 0, x.startOffset) };
+        }
+        return start;
+      };
+      if (follow) await Promise.all(parts.map((x) => drain(x, positionOf(x)).catch(settle)));
+      else for (const x of parts) if (!stop.signal.aborted) await drain(x, positionOf(x));
+    } catch (err) {
+      settle(err);
+    } finally {
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+      process.stdout.off('error', onStdoutError);
+    }
+    if (failure !== undefined) throw failure;
+  },
+};

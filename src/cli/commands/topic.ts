@@ -1,0 +1,107 @@
+// chicago topic create|list|describe|delete
+import { limits } from '../../runtime/limits.js';
+import { type Command, clientOptions, int, str } from '../args.js';
+import { enc, httpFrom, wantsJson } from '../http.js';
+import { line, table } from '../output.js';
+
+export interface PartitionView {
+  partition: number;
+  startOffset: number;
+  endOffset: number;
+  bytes: number;
+  leader: string;
+  replicas: string[];
+}
+interface Retention { ms?: number; bytes?: number; untilGroup?: string }
+/** `partitions` is a count in listings and the per-partition detail in a describe. */
+export interface TopicView { name: string; partitions: number | PartitionView[]; replicas: number; retention?: Retention }
+
+const partitionCount = (t: TopicView) => (Array.isArray(t.partitions) ? t.partitions.length : t.partitions);
+
+function retentionText(r: Retention | undefined): string {
+  const parts = [
+    r?.ms !== undefined ? `ms=${r.ms}` : '',
+    r?.bytes !== undefined ? `bytes=${r.bytes}` : '',
+    r?.untilGroup !== undefined ? `untilGroup=${r.untilGroup}` : '',
+  ].filter(Boolean);
+  return parts.length > 0 ? parts.join(',') : '-';
+}
+
+/** The topic with per-partition offsets, leader and replicas. */
+export async function describeTopic(http: ReturnType<typeof httpFrom>, name: string): Promise<TopicView & { partitions: PartitionView[] }> {
+  const t = await http.must<TopicView>('GET', `/v1/topics/${enc(name)}`);
+  return { ...t, partitions: Array.isArray(t.partitions) ? t.partitions : [] };
+}
+
+const create: Command = {
+  name: 'topic create',
+  synopsis: 'NAME [--partitions P] [--replicas N] [--retention-ms MS] [--retention-bytes B] [--retention-until-group G] [--json]',
+  summary: 'create a topic; the node picks defaults for what is left out',
+  options: {
+    ...clientOptions,
+    partitions: { type: 'string' },
+    replicas: { type: 'string' },
+    'retention-ms': { type: 'string' },
+    'retention-bytes': { type: 'string' },
+    'retention-until-group': { type: 'string' },
+  },
+  args: [1, 1],
+  async run(p) {
+    const body = {
+      name: p.positionals[0],
+      partitions: int(p, 'partitions', 1, limits.topicPartitionsMax),
+      replicas: int(p, 'replicas', 1),
+      retention: {
+        ms: int(p, 'retention-ms', 1),
+        bytes: int(p, 'retention-bytes', 1),
+        untilGroup: str(p, 'retention-until-group'),
+      },
+    };
+    const t = await httpFrom(p).must<TopicView>('POST', '/v1/topics', { body });
+    if (wantsJson(p)) await line(JSON.stringify(t));
+    else await line(`created topic ${t.name} partitions=${partitionCount(t)} replicas=${t.replicas}`);
+  },
+};
+
+const list: Command = {
+  name: 'topic list',
+  synopsis: '[--json]',
+  summary: 'list topics',
+  options: clientOptions,
+  args: [0, 0],
+  async run(p) {
+    const { topics } = await httpFrom(p).must<{ topics: TopicView[] }>('GET', '/v1/topics');
+    if (wantsJson(p)) return line(JSON.stringify({ topics }));
+    const rows = topics.map((t) => [t.name, partitionCount(t), t.replicas, retentionText(t.retention)]);
+    await line(table(['NAME', 'PARTITIONS', 'REPLICAS', 'RETENTION'], rows));
+  },
+};
+
+const describe: Command = {
+  name: 'topic describe',
+  synopsis: 'NAME [--json]',
+  summary: "show a topic and each partition's start/end offset, bytes, leader and replicas",
+  options: clientOptions,
+  args: [1, 1],
+  async run(p) {
+    const t = await describeTopic(httpFrom(p), p.positionals[0]);
+    if (wantsJson(p)) return line(JSON.stringify(t));
+    await line(`topic ${t.name} partitions=${t.partitions.length} replicas=${t.replicas} retention=${retentionText(t.retention)}`);
+    const rows = t.partitions.map((x) => [x.partition, x.startOffset, x.endOffset, x.bytes, x.leader, x.replicas.join(',')]);
+    await line(table(['PARTITION', 'START', 'END', 'BYTES', 'LEADER', 'REPLICAS'], rows));
+  },
+};
+
+const del: Command = {
+  name: 'topic delete',
+  synopsis: 'NAME',
+  summary: 'delete a topic and its records',
+  options: { url: clientOptions.url, timeout: clientOptions.timeout },
+  args: [1, 1],
+  async run(p) {
+    await httpFrom(p).json('DELETE', `/v1/topics/${enc(p.positionals[0])}`);
+    await line(`deleted topic ${p.positionals[0]}`);
+  },
+};
+
+export const topicCommands = [create, list, describe, del];

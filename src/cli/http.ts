@@ -1,0 +1,123 @@
+// The one HTTP call helper: every request has a deadline, and every failure becomes a CliError
+// with the exit code scripts expect (2 the node said no, 3 the node could not be reached).
+import { type Parsed, parseDuration, str, flag } from './args.js';
+import { CliError, EXIT, ServerError, UsageError } from './errors.js';
+
+export const DEFAULT_URL = 'http://127.0.0.1:7070';
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+type Query = Record<string, string | number | undefined>;
+
+export interface RequestOptions {
+  query?: Query;
+  /** JSON-encoded unless already bytes or a string */
+  body?: unknown;
+  /** a long poll: the node may hold the request this long, on top of the usual deadline */
+  waitMs?: number;
+}
+
+export class Http {
+  readonly base: URL;
+
+  constructor(url: string, readonly timeoutMs: number, private readonly signal?: AbortSignal) {
+    try {
+      this.base = new URL(url);
+    } catch {
+      throw new UsageError(`--url: not a URL: '${url}'`);
+    }
+  }
+
+  /** The parsed JSON answer; undefined for an empty one (204). */
+  json<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T | undefined> {
+    return this.exchange(method, path, opts, async (res) => {
+      const text = await res.text();
+      return text === '' ? undefined : (JSON.parse(text) as T);
+    });
+  }
+
+  /** Like `json`, for routes that always answer with a body. */
+  async must<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    const res = await this.json<T>(method, path, opts);
+    if (res === undefined) throw new CliError(EXIT.server, `error EMPTY_RESPONSE: ${method} ${path} answered without a body`);
+    return res;
+  }
+
+  /** The body as bytes; undefined when the node says the thing is absent (404 NOT_FOUND). */
+  bytes(method: string, path: string, opts: RequestOptions = {}): Promise<Uint8Array | undefined> {
+    return this.exchange(method, path, opts, async (res) => new Uint8Array(await res.arrayBuffer()), true);
+  }
+
+  private async exchange<T>(
+    method: string,
+    path: string,
+    opts: RequestOptions,
+    read: (res: Response) => Promise<T>,
+    absentOk = false,
+  ): Promise<T | undefined> {
+    const url = new URL(path, this.base);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const deadlineMs = this.timeoutMs + (opts.waitMs ?? 0);
+    const timeout = AbortSignal.timeout(deadlineMs);
+    const signal = this.signal ? AbortSignal.any([timeout, this.signal]) : timeout;
+    const { body, headers } = encodeBody(opts.body);
+    try {
+      // The signal covers the body read too, so a node that stalls mid-response still times out.
+      const res = await fetch(url, { method, body, headers, signal });
+      if (res.ok) return await read(res);
+      const err = await serverError(res);
+      if (absentOk && res.status === 404 && err.code === 'NOT_FOUND') return undefined;
+      throw err;
+    } catch (err) {
+      throw this.translate(err, deadlineMs);
+    }
+  }
+
+  private translate(err: unknown, deadlineMs: number): unknown {
+    if (err instanceof CliError) return err;
+    const e = err as Error & { cause?: { code?: string; message?: string } };
+    // The caller's own abort (Ctrl-C) is not a failure; let it through for the caller to see.
+    if (e.name === 'AbortError') return err;
+    const where = this.base.origin;
+    if (e.name === 'TimeoutError') return new CliError(EXIT.unreachable, `no answer from ${where} within ${deadlineMs} ms`);
+    const code = e.cause?.code;
+    if (code === 'ECONNREFUSED') {
+      return new CliError(
+        EXIT.unreachable,
+        `cannot connect to ${where}: connection refused (is a node running there? set --url or CHICAGO_URL)`,
+      );
+    }
+    return new CliError(EXIT.unreachable, `cannot reach ${where}: ${code ?? e.cause?.message ?? e.message}`);
+  }
+}
+
+function encodeBody(body: unknown): { body?: BodyInit; headers: Record<string, string> } {
+  if (body === undefined) return { headers: {} };
+  if (body instanceof Uint8Array) {
+    // The CLI's bytes come from argv or stdin, never from shared memory, which fetch refuses.
+    return { body: body as Uint8Array<ArrayBuffer>, headers: { 'content-type': 'application/octet-stream' } };
+  }
+  return { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } };
+}
+
+async function serverError(res: Response): Promise<ServerError> {
+  const text = await res.text();
+  try {
+    const { error } = JSON.parse(text) as { error?: { code?: string; message?: string; retryable?: boolean } };
+    if (error?.code) return new ServerError(res.status, error.code, error.message ?? '', error.retryable === true);
+  } catch {
+    // not JSON: a proxy or a crashed handler; show what came back
+  }
+  return new ServerError(res.status, `HTTP_${res.status}`, text.slice(0, 200) || res.statusText, res.status >= 500);
+}
+
+/** The client a command's `--url` / `--timeout` describe. */
+export function httpFrom(p: Parsed, signal?: AbortSignal): Http {
+  const t = str(p, 'timeout');
+  const timeoutMs = t === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(t);
+  if (timeoutMs === undefined || timeoutMs <= 0) throw new UsageError(`--timeout: not a duration: '${t}'`, p.command);
+  return new Http(str(p, 'url') ?? process.env.CHICAGO_URL ?? DEFAULT_URL, timeoutMs, signal);
+}
+
+export const wantsJson = (p: Parsed): boolean => flag(p, 'json');
+
+export const enc = encodeURIComponent;

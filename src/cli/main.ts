@@ -1,0 +1,162 @@
+// `chicago <command>`: finds the command, parses its flags, runs it, and turns the outcome into
+// an exit code (see errors.ts).
+import { type Command, type Parsed, int, parse, str } from './args.js';
+import { CliError, EXIT, UsageError } from './errors.js';
+import { DEFAULT_URL } from './http.js';
+import { kvCommands } from './commands/kv.js';
+import { produce } from './commands/produce.js';
+import { groupOffsets, status } from './commands/status.js';
+import { tail } from './commands/tail.js';
+import { topicCommands } from './commands/topic.js';
+
+const server: Command = {
+  name: 'server',
+  synopsis: '[--config FILE] [--data-dir DIR] [--host H] [--port P] [--node-id ID] [--etcd ENDPOINTS]',
+  summary: 'run a node; without --etcd it is a single-node cluster, with it it joins the cluster in that etcd',
+  options: {
+    config: { type: 'string' },
+    'data-dir': { type: 'string' },
+    host: { type: 'string' },
+    port: { type: 'string' },
+    'node-id': { type: 'string' },
+    etcd: { type: 'string' },
+  },
+  args: [0, 0],
+  async run(p) {
+    // Loaded on demand: the node pulls in RocksDB and uWS, which the client commands never need.
+    const { runServer } = await import('../node/server-main.js');
+    await runServer({
+      config: str(p, 'config'),
+      dataDir: str(p, 'data-dir'),
+      host: str(p, 'host'),
+      port: int(p, 'port', 0, 65535),
+      nodeId: str(p, 'node-id'),
+      etcd: str(p, 'etcd'),
+    });
+  },
+};
+
+// bench parses its own flags (they depend on the scenario); it only needs SCENARIO here.
+const bench: Command = {
+  name: 'bench',
+  synopsis: 'SCENARIO [--rate R] [--duration S] [--json FILE] ...',
+  summary: 'open-loop load against a node; SCENARIO is kv-put, produce, produce-tail, ...',
+  options: {},
+  args: [1, Infinity],
+  async run(p) {
+    const { runBench } = await import('../../bench/cli.js');
+    await runBench(p.positionals[0], p.positionals.slice(1));
+  },
+};
+
+const commands: Command[] = [server, ...kvCommands, ...topicCommands, produce, tail, groupOffsets, status, bench];
+const byName = new Map(commands.map((c) => [c.name, c]));
+/** words that only make sense with a subcommand after them */
+const groups = new Set(commands.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]));
+
+const usageLine = (c: Command) => `chicago ${c.name} ${c.synopsis}`.trimEnd();
+
+function commandUsage(c: Command): string {
+  const details = c.details ? `\n\n${c.details.replace(/^/gm, '  ')}` : '';
+  const client = 'url' in c.options ? `\n\n${clientHelp}` : '';
+  return `usage: ${usageLine(c)}\n\n  ${c.summary}${details}${client}\n`;
+}
+
+const clientHelp = [
+  'Options of commands that talk to a node:',
+  `  --url URL       the node (default ${DEFAULT_URL}, or env CHICAGO_URL)`,
+  '  --timeout DUR   deadline of each request: ms or 500ms, 10s, 1m (default 30s)',
+  '  --json          print the JSON answer instead of text (where listed)',
+].join('\n');
+
+function generalUsage(): string {
+  const rows = commands.map((c) => `  ${usageLine(c)}\n      ${c.summary}`);
+  return [
+    'usage: chicago <command> [arguments] [options]',
+    '',
+    'Commands:',
+    ...rows,
+    '  chicago help [COMMAND]',
+    '',
+    clientHelp,
+    '',
+    'Exit codes: 0 ok, 1 key absent, 2 the node answered with an error, 3 the node could not be',
+    'reached or did not answer in time, 64 wrong command line.',
+    '',
+  ].join('\n');
+}
+
+/** `kv put …` → the 'kv put' command and the arguments after its name. */
+function resolve(argv: string[]): { cmd: Command; rest: string[] } {
+  const [first = '', second = ''] = argv;
+  if (groups.has(first)) {
+    const cmd = byName.get(`${first} ${second}`);
+    if (cmd) return { cmd, rest: argv.slice(2) };
+    const subs = commands.filter((c) => c.name.startsWith(first + ' ')).map((c) => c.name.split(' ')[1]);
+    throw new UsageError(`${first}: ${second ? `unknown subcommand '${second}'` : 'missing subcommand'}; one of ${subs.join(', ')}`);
+  }
+  const cmd = byName.get(first);
+  if (!cmd) throw new UsageError(first ? `unknown command '${first}'` : 'missing command');
+  return { cmd, rest: argv.slice(1) };
+}
+
+async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
+    const topic = argv.slice(1);
+    process.stdout.write(topic.length > 0 ? commandUsage(resolve(topic).cmd) : generalUsage());
+    return;
+  }
+  const { cmd, rest } = resolve(argv);
+  // bench's flags belong to bench; everything after the scenario goes through untouched.
+  const p: Parsed = cmd === bench ? benchArgs(rest) : parse(cmd, rest);
+  if (p.values.help) {
+    process.stdout.write(commandUsage(cmd));
+    return;
+  }
+  await cmd.run(p);
+}
+
+function benchArgs(rest: string[]): Parsed {
+  if (rest.length === 0 || rest[0].startsWith('-')) {
+    const help = rest[0] === '--help' || rest[0] === '-h';
+    if (!help) throw new UsageError('bench: missing SCENARIO', 'bench');
+    return { command: 'bench', positionals: [], values: { help: true } };
+  }
+  return { command: 'bench', positionals: rest, values: {} };
+}
+
+/** After a wrong command line: what exists, in a few lines. */
+function briefUsage(): string {
+  const names = [...new Set(commands.map((c) => c.name.split(' ')[0]))];
+  return `usage: chicago <command> [arguments] [options]\ncommands: ${names.join(', ')}, help\nsee 'chicago help' or 'chicago help COMMAND'\n`;
+}
+
+function report(err: unknown): number {
+  if (err instanceof UsageError) {
+    const cmd = err.command ? byName.get(err.command) : undefined;
+    process.stderr.write(`chicago: ${err.message}\n\n${cmd ? commandUsage(cmd) : briefUsage()}`);
+    return err.exitCode;
+  }
+  if (err instanceof CliError) {
+    process.stderr.write(`${err.message}\n`);
+    return err.exitCode;
+  }
+  const e = err as Error;
+  if (e?.name === 'ConfigError') {
+    process.stderr.write(`chicago: ${e.message}\n`);
+    return EXIT.config;
+  }
+  // Anything else is a bug: the stack is what whoever fixes it needs.
+  process.stderr.write(`chicago: unexpected error: ${e?.stack ?? String(err)}\n`);
+  return EXIT.internal;
+}
+
+// Set the code and let the event loop drain, so buffered stdout is never cut off by an exit.
+main(process.argv.slice(2)).then(
+  () => {
+    process.exitCode ??= EXIT.ok;
+  },
+  (err: unknown) => {
+    process.exitCode = report(err);
+  },
+);

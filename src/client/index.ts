@@ -1,0 +1,121 @@
+// The reference client of the /v1/ws protocol (docs/protocol.md).
+import { ChicagoError } from '../runtime/errors.js';
+import type { Acks, GroupOffset } from '../node/api.js';
+import { checkName } from '../gateway/frames.js';
+import { Session, type Reply } from './session.js';
+import { Producer, type ProducerMode, type ProducerOptions } from './producer.js';
+import { TailStream, type TailOptions } from './tail.js';
+import { toBytes } from './bytes.js';
+
+export { Producer, TailStream, ChicagoError };
+export type { ProducerOptions, ProducerMode, TailOptions };
+export type { OutRecord, ProducerStats, RecordPosition, SendResult } from './producer.js';
+export type { TailFrom, TailRecord } from './tail.js';
+
+export interface ConnectOptions {
+  /** the node's HTTP URL (or a ws:// URL); default http://127.0.0.1:7070, env CHICAGO_URL is not read here */
+  url?: string;
+  /** give up connecting (first time) after this long; default 10 s */
+  connectTimeoutMs?: number;
+  /** deadline of each request; default 30 s */
+  requestTimeoutMs?: number;
+  /** reconnect backoff, doubling from min to max; default 50 ms → 2 s */
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+  /** sent in hello, shows up in server logs */
+  clientName?: string;
+}
+
+export interface KvWriteOptions { acks?: Acks; ttlSeconds?: number }
+export interface KvItem { key: Buffer; value: Buffer; version: number }
+
+export class ChicagoClient {
+  private constructor(private readonly session: Session) {}
+
+  static async connect(opts: ConnectOptions = {}): Promise<ChicagoClient> {
+    const session = await Session.open({
+      url: opts.url ?? 'http://127.0.0.1:7070',
+      connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 30_000,
+      backoffMinMs: opts.backoffMinMs ?? 50,
+      backoffMaxMs: opts.backoffMaxMs ?? 2_000,
+      clientName: opts.clientName ?? 'chicago-ts',
+    });
+    return new ChicagoClient(session);
+  }
+
+  /** true while a socket is open; requests made while false wait for the reconnection */
+  get connected(): boolean { return this.session.isUp; }
+
+  readonly kv = {
+    put: async (ks: string, key: string | Uint8Array, value: string | Uint8Array, opts: KvWriteOptions = {}): Promise<{ version: number; replicas: number }> => {
+      checkName('keyspace', ks);
+      const r = await this.session.request({
+        op: 'kv.put', ks, key: toBytes(key), value: toBytes(value), acks: opts.acks ?? 'all', ttl: opts.ttlSeconds,
+      }, 'write');
+      return { version: num(r, 'version'), replicas: num(r, 'replicas') };
+    },
+    get: async (ks: string, key: string | Uint8Array): Promise<{ value: Buffer; version: number } | undefined> => {
+      checkName('keyspace', ks);
+      const r = await this.session.request({ op: 'kv.get', ks, key: toBytes(key) }, 'read');
+      if (r.found !== true) return undefined;
+      return { value: buf(r, 'value'), version: num(r, 'version') };
+    },
+    delete: async (ks: string, key: string | Uint8Array, opts: { acks?: Acks } = {}): Promise<{ version: number; replicas: number; existed: boolean }> => {
+      checkName('keyspace', ks);
+      const r = await this.session.request({ op: 'kv.delete', ks, key: toBytes(key), acks: opts.acks ?? 'all' }, 'write');
+      return { version: num(r, 'version'), replicas: num(r, 'replicas'), existed: r.existed === true };
+    },
+    /** one page; pass `next` as `after` for the following one */
+    scan: async (ks: string, opts: { prefix?: string | Uint8Array; limit?: number; after?: string | Uint8Array } = {}): Promise<{ items: KvItem[]; next?: Buffer }> => {
+      checkName('keyspace', ks);
+      const r = await this.session.request({
+        op: 'kv.scan', ks, prefix: opts.prefix === undefined ? undefined : toBytes(opts.prefix),
+        after: opts.after === undefined ? undefined : toBytes(opts.after), limit: opts.limit ?? 1000,
+      }, 'read');
+      if (!Array.isArray(r.items)) throw new ChicagoError('INTERNAL', 'scan reply without items');
+      const items = (r.items as unknown[]).map((it) => {
+        if (!Array.isArray(it) || !Buffer.isBuffer(it[0]) || !Buffer.isBuffer(it[1]) || typeof it[2] !== 'number') {
+          throw new ChicagoError('INTERNAL', 'scan item is not [key, value, version]');
+        }
+        return { key: it[0], value: it[1], version: it[2] };
+      });
+      return r.next === undefined ? { items } : { items, next: buf(r, 'next') };
+    },
+  };
+
+  producer<M extends ProducerMode = 'acked'>(opts: ProducerOptions<M> = {}): Producer<M> {
+    return new Producer<M>(this.session, opts);
+  }
+
+  tail(topic: string, partition: number, opts: TailOptions = {}): TailStream {
+    return new TailStream(this.session, topic, partition, opts);
+  }
+
+  /** `offset` is the next offset the group will read (last consumed + 1) */
+  async commitOffset(group: string, topic: string, partition: number, offset: number): Promise<void> {
+    await this.session.request({ op: 'commit', group, topic, partition, offset }, 'write');
+  }
+
+  async groupOffsets(group: string, topic?: string): Promise<GroupOffset[]> {
+    const r = await this.session.request({ op: 'offsets', group, topic }, 'read');
+    return (r.offsets ?? []) as GroupOffset[];
+  }
+
+  /** Drop the connection. Pending writes reject OUTCOME_UNKNOWN; flush producers first. */
+  close(): void {
+    this.session.close();
+  }
+}
+
+function num(r: Reply, f: string): number {
+  const v = r[f];
+  if (typeof v !== 'number') throw new ChicagoError('INTERNAL', `reply field '${f}' is not a number`);
+  return v;
+}
+
+function buf(r: Reply, f: string): Buffer {
+  const v = r[f];
+  if (!Buffer.isBuffer(v)) throw new ChicagoError('INTERNAL', `reply field '${f}' is not bytes`);
+  return v;
+}

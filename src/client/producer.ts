@@ -1,0 +1,293 @@
+// Batching producer. Records for one (topic, partition) stream are batched by linger time and
+// bytes; a stream has at most one batch in flight, so order holds and an idempotent retry (same
+// producerId and sequence) can never overtake a later batch.
+import { randomUUID } from 'node:crypto';
+import { ChicagoError } from '../runtime/errors.js';
+import { limits } from '../runtime/limits.js';
+import type { Acks } from '../node/api.js';
+import { checkName, headerBytes, type Headers, type ProduceTuple } from '../gateway/frames.js';
+import type { Session } from './session.js';
+import { toBytes } from './bytes.js';
+
+export type ProducerMode = 'acked' | 'best-effort';
+/** acked: the record's position once the node has it; best-effort: nothing, at once */
+export type SendResult<M extends ProducerMode> = M extends 'acked' ? Promise<RecordPosition> : void;
+
+export interface ProducerOptions<M extends ProducerMode = ProducerMode> {
+  /** default 'all' */
+  acks?: Acks;
+  /** how long a batch waits for more records before it is sent; default 2 */
+  lingerMs?: number;
+  /** a batch is sent once it holds this many record bytes; default 1 MiB */
+  batchBytesMax?: number;
+  /** record bytes buffered or in flight; default 32 MiB. Full: acked mode rejects with OVERLOADED, best-effort drops */
+  bufferBytesMax?: number;
+  /** random producerId + per-batch sequence, so retries never duplicate; default true */
+  idempotent?: boolean;
+  /** 'acked': send() returns the record's position; 'best-effort': send() returns nothing and never blocks */
+  mode?: M;
+  /** give up on a batch (and reject its records) this long after it was first sent; default 30 s */
+  deliveryTimeoutMs?: number;
+}
+
+export interface OutRecord {
+  key?: string | Uint8Array;
+  value: string | Uint8Array;
+  headers?: Headers;
+  partition?: number;
+}
+
+export interface RecordPosition { partition: number; offset: number }
+
+export interface ProducerStats {
+  /** records written to the socket (first attempt) */
+  sent: number;
+  /** records the node acknowledged */
+  acked: number;
+  /** records refused because the buffer was full or the producer closed (best-effort) */
+  dropped: number;
+  /** records whose batch failed for good */
+  errors: number;
+  bufferedBytes: number;
+}
+
+interface Waiter { resolve(p: RecordPosition): void; reject(e: ChicagoError): void }
+
+interface Batch {
+  readonly records: ProduceTuple[];
+  bytes: number;
+  /** per record, acked mode only */
+  readonly waiters: Waiter[];
+  sequence?: number;
+  producerId?: string;
+  deadline?: number;
+  attempts: number;
+  sentOnce: boolean;
+}
+
+interface Stream {
+  readonly topic: string;
+  readonly partition?: number;
+  producerId?: string;
+  nextSequence: number;
+  open?: Batch;
+  readonly sealed: Batch[];
+  inFlight?: Batch;
+  linger?: NodeJS.Timeout;
+}
+
+const RETRY_BACKOFF_MIN_MS = 20;
+const RETRY_BACKOFF_MAX_MS = 1000;
+// Without idempotence only these are known not to have been applied, so only these are retried.
+const SAFE_TO_RETRY = new Set(['OVERLOADED', 'NOT_READY', 'TOO_MANY_SUBSCRIPTIONS']);
+
+export class Producer<M extends ProducerMode = 'acked'> {
+  private readonly acks: Acks;
+  private readonly lingerMs: number;
+  private readonly batchBytesMax: number;
+  private readonly bufferBytesMax: number;
+  private readonly idempotent: boolean;
+  private readonly mode: ProducerMode;
+  private readonly deliveryTimeoutMs: number;
+  private readonly streams = new Map<string, Stream>();
+  private readonly counters = { sent: 0, acked: 0, dropped: 0, errors: 0 };
+  private bufferedBytes = 0;
+  private closed = false;
+  private idleWaiters: Array<() => void> = [];
+  private readonly offUp: () => void;
+
+  constructor(private readonly session: Session, opts: ProducerOptions<M> = {}) {
+    this.acks = opts.acks ?? 'all';
+    this.lingerMs = opts.lingerMs ?? 2;
+    this.batchBytesMax = Math.min(opts.batchBytesMax ?? 1024 * 1024, limits.batchBytesMax);
+    this.bufferBytesMax = opts.bufferBytesMax ?? 32 * 1024 * 1024;
+    this.mode = opts.mode ?? 'acked';
+    // Sequences only mean something when the node answers.
+    this.idempotent = (opts.idempotent ?? true) && this.acks !== 'none';
+    this.deliveryTimeoutMs = opts.deliveryTimeoutMs ?? 30_000;
+    if (this.mode === 'acked' && this.acks === 'none') {
+      throw new ChicagoError('INVALID_ARGUMENT', 'producer', "acks=none has nothing to wait for: use mode 'best-effort'");
+    }
+    if (!(this.lingerMs >= 0 && this.batchBytesMax > 0 && this.bufferBytesMax >= this.batchBytesMax)) {
+      throw new ChicagoError('INVALID_ARGUMENT', 'producer', 'need lingerMs >= 0 and bufferBytesMax >= batchBytesMax > 0');
+    }
+    // Batches held while disconnected go out as soon as the session is back.
+    this.offUp = session.onUp(() => { for (const s of this.streams.values()) this.pump(s); });
+  }
+
+  send(topic: string, record: OutRecord): SendResult<M> {
+    return this.enqueue(topic, record) as SendResult<M>;
+  }
+
+  private enqueue(topic: string, record: OutRecord): Promise<RecordPosition> | undefined {
+    const refuse = (err: ChicagoError): Promise<RecordPosition> | undefined => {
+      if (this.mode === 'acked') return Promise.reject(err);
+      this.counters.dropped++;
+      return undefined;
+    };
+    if (this.closed) return refuse(new ChicagoError('BAD_REQUEST', 'producer is closed'));
+    let tuple: ProduceTuple;
+    let size: number;
+    try {
+      checkName('topic', topic);
+      const value = toBytes(record.value);
+      const key = record.key === undefined ? undefined : toBytes(record.key);
+      size = value.length + (key?.length ?? 0) + headerBytes(record.headers);
+      if (size > limits.recordBytesMax) throw new ChicagoError('VALUE_TOO_LARGE', size, limits.recordBytesMax);
+      tuple = record.headers ? [value, key ?? null, record.headers] : key ? [value, key] : [value];
+    } catch (err) {
+      if (this.mode === 'acked') return Promise.reject(err);
+      this.counters.errors++;
+      return undefined;
+    }
+    if (this.bufferedBytes + size > this.bufferBytesMax) {
+      return refuse(new ChicagoError('OVERLOADED', 'producer buffer', `${this.bufferedBytes} of ${this.bufferBytesMax} bytes`));
+    }
+    this.bufferedBytes += size;
+    const stream = this.stream(topic, record.partition);
+    if (stream.open && (stream.open.bytes + size > this.batchBytesMax || stream.open.records.length >= limits.batchRecordsMax)) {
+      this.seal(stream);
+    }
+    const batch = stream.open ??= { records: [], bytes: 0, waiters: [], attempts: 0, sentOnce: false };
+    batch.records.push(tuple);
+    batch.bytes += size;
+    let result: Promise<RecordPosition> | undefined;
+    if (this.mode === 'acked') result = new Promise((resolve, reject) => batch.waiters.push({ resolve, reject }));
+    if (this.lingerMs === 0 || batch.bytes >= this.batchBytesMax) this.seal(stream);
+    else stream.linger ??= setTimeout(() => this.seal(stream), this.lingerMs);
+    return result;
+  }
+
+  /** Send everything buffered now and wait until each batch is acked or has failed. */
+  flush(timeoutMs = this.deliveryTimeoutMs + 5_000): Promise<void> {
+    for (const s of this.streams.values()) this.seal(s);
+    if (this.idle()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.idleWaiters = this.idleWaiters.filter((w) => w !== done);
+        reject(new ChicagoError('TIMEOUT', 'producer flush', timeoutMs));
+      }, timeoutMs);
+      const done = () => { clearTimeout(timer); resolve(); };
+      this.idleWaiters.push(done);
+    });
+  }
+
+  /** Flush, then refuse further sends. */
+  async close(timeoutMs?: number): Promise<void> {
+    this.closed = true;
+    try {
+      await this.flush(timeoutMs);
+    } finally {
+      this.offUp();
+    }
+  }
+
+  stats(): ProducerStats {
+    return { ...this.counters, bufferedBytes: this.bufferedBytes };
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  private stream(topic: string, partition: number | undefined): Stream {
+    const k = partition === undefined ? topic : `${topic}\u0000${partition}`;
+    let s = this.streams.get(k);
+    if (!s) {
+      s = { topic, partition, nextSequence: 0, sealed: [], producerId: this.idempotent ? randomUUID() : undefined };
+      this.streams.set(k, s);
+    }
+    return s;
+  }
+
+  private seal(s: Stream): void {
+    clearTimeout(s.linger);
+    s.linger = undefined;
+    if (s.open) {
+      s.sealed.push(s.open);
+      s.open = undefined;
+    }
+    this.pump(s);
+  }
+
+  private pump(s: Stream): void {
+    if (s.inFlight || s.sealed.length === 0 || !this.session.isUp) return;
+    const b = s.sealed.shift()!;
+    s.inFlight = b;
+    if (s.producerId !== undefined) {
+      b.producerId = s.producerId;
+      b.sequence = s.nextSequence++;
+    }
+    b.deadline = Date.now() + this.deliveryTimeoutMs;
+    this.transmit(s, b);
+  }
+
+  private transmit(s: Stream, b: Batch): void {
+    b.attempts++;
+    if (!b.sentOnce) {
+      b.sentOnce = true;
+      this.counters.sent += b.records.length;
+    }
+    const body = {
+      op: 'produce' as const, topic: s.topic, acks: this.acks, partition: s.partition,
+      producerId: b.producerId, sequence: b.sequence, records: b.records,
+    };
+    if (this.acks === 'none') {
+      const n = b.records.length;
+      this.session.fire(body, () => { this.counters.errors += n; }).then(
+        () => this.finish(s, b),
+        (err: ChicagoError) => this.failed(s, b, err),
+      );
+      return;
+    }
+    const remaining = Math.max(1, b.deadline! - Date.now());
+    this.session.request(body, 'write', remaining).then(
+      (reply) => {
+        const partitions = reply.partitions as number[] | undefined;
+        const offsets = reply.offsets as number[] | undefined;
+        if (!Array.isArray(partitions) || !Array.isArray(offsets) || offsets.length !== b.records.length) {
+          return this.failed(s, b, new ChicagoError('INTERNAL', `produce reply has ${offsets?.length} offsets for ${b.records.length} records`));
+        }
+        this.counters.acked += b.records.length;
+        b.waiters.forEach((w, i) => w.resolve({ partition: partitions[i], offset: offsets[i] }));
+        this.finish(s, b);
+      },
+      (err: ChicagoError) => this.failed(s, b, err),
+    );
+  }
+
+  private failed(s: Stream, b: Batch, err: ChicagoError): void {
+    const retry = this.idempotent ? err.retryable : SAFE_TO_RETRY.has(err.code);
+    const backoff = Math.min(RETRY_BACKOFF_MAX_MS, RETRY_BACKOFF_MIN_MS * 2 ** (b.attempts - 1));
+    if (retry && !this.closedHard() && Date.now() + backoff < b.deadline!) {
+      // Same producerId and sequence: the node recognises a batch it already appended.
+      // While disconnected a write request waits in the session; acks=none fails fast and comes back here.
+      setTimeout(() => this.transmit(s, b), backoff);
+      return;
+    }
+    if (b.producerId !== undefined) {
+      // The node may or may not hold this sequence; a fresh id avoids a permanent sequence gap.
+      s.producerId = randomUUID();
+      s.nextSequence = 0;
+    }
+    this.counters.errors += b.records.length;
+    for (const w of b.waiters) w.reject(err);
+    this.finish(s, b);
+  }
+
+  private closedHard(): boolean { return this.session.isClosed; }
+
+  private finish(s: Stream, b: Batch): void {
+    this.bufferedBytes -= b.bytes;
+    if (s.inFlight === b) s.inFlight = undefined;
+    this.pump(s);
+    if (this.idle()) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private idle(): boolean {
+    for (const s of this.streams.values()) if (s.open || s.sealed.length > 0 || s.inFlight) return false;
+    return true;
+  }
+}

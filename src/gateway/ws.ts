@@ -1,0 +1,384 @@
+// The /v1/ws endpoint: decodes frames, calls NodeApi, and pushes tail records under credit.
+// uWS rules kept here (PLATFORM.md): every send() result is checked and nothing is dropped
+// silently; a closed socket is never touched; handler ArrayBuffers are copied before use; async
+// results are sent corked.
+import uWS from 'uWebSockets.js';
+import type pino from 'pino';
+import { asChicagoError, ChicagoError, type ErrorCode } from '../runtime/errors.js';
+import { limits } from '../runtime/limits.js';
+import type { NodeApi, StoredRecord, Tail, TailSink } from '../node/api.js';
+import {
+  advertisedLimits, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+  storedRecordBytes, toRecordTuple, toStartPosition, type ClientFrame, type RequestFrame, type ServerFrame,
+} from './frames.js';
+
+export interface WebSocketDeps { api: NodeApi; log: pino.Logger }
+export interface WebSocketEndpoint {
+  /** close every connection (default: SHUTTING_DOWN); clients reconnect elsewhere or later */
+  closeAll(code?: number, reason?: string): void;
+  connections(): number;
+}
+
+interface UserData { conn?: Connection }
+type Socket = uWS.WebSocket<UserData>;
+
+interface Subscription {
+  readonly id: number;
+  /** set once NodeApi.tail resolves; credit granted before that is held */
+  tail?: Tail;
+  ended: boolean;
+  /** credit the client gave that is not yet passed to the node (socket backed up, or tail pending) */
+  held: number;
+  /** credit the client gave minus bytes pushed: what the node may still send */
+  outstanding: number;
+}
+
+class Connection {
+  closed = false;
+  hello = false;
+  /** pushes are throttled (credit held) while the socket's send buffer is above wsPushPauseBytes */
+  paused = false;
+  corked = false;
+  inFlight = 0;
+  inFlightBytes = 0;
+  badFramesInARow = 0;
+  readonly subs = new Map<number, Subscription>();
+  constructor(readonly ws: Socket, readonly serial: number) {}
+}
+
+// Reserve for the envelope around pushed records and scan items, so a frame stays under the limit.
+const FRAME_ENVELOPE_BYTES = 64 * 1024;
+const PER_ITEM_OVERHEAD_BYTES = 32;
+const CLOSE_REASON_BYTES_MAX = 120;
+
+export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): WebSocketEndpoint {
+  const { api, log } = deps;
+  const open = new Set<Connection>();
+  let serial = 0;
+
+  /** Run `fn` corked, once: nested cork calls are avoided rather than relied on. */
+  function corked(conn: Connection, fn: () => void): void {
+    if (conn.closed) return;
+    if (conn.corked) return fn();
+    conn.corked = true;
+    try {
+      conn.ws.cork(fn);
+    } finally {
+      conn.corked = false;
+    }
+  }
+
+  function send(conn: Connection, frame: ServerFrame): boolean {
+    if (conn.closed) return false;
+    const bytes = encodeFrame(frame);
+    const buffered = conn.ws.getBufferedAmount();
+    // Close before uWS would drop: a dropped push or reply is a silent loss.
+    if (buffered + bytes.length > limits.wsBackpressureBytesMax) {
+      shut(conn, 'SLOW_CONSUMER', new ChicagoError('SLOW_CONSUMER', buffered + bytes.length, limits.wsBackpressureBytesMax).message);
+      return false;
+    }
+    const status = conn.ws.send(bytes, true, false);
+    if (status === 2) {
+      shut(conn, 'SLOW_CONSUMER', `send dropped with ${conn.ws.getBufferedAmount()} bytes buffered`);
+      return false;
+    }
+    if (status === 0 && conn.ws.getBufferedAmount() > limits.wsPushPauseBytes) conn.paused = true;
+    return true;
+  }
+
+  function sendError(conn: Connection, id: number, err: ChicagoError): void {
+    send(conn, { op: 'err', id, ...err.toJSON() });
+  }
+
+  function shut(conn: Connection, code: ErrorCode, message: string): void {
+    if (conn.closed) return;
+    log.warn({ conn: conn.serial, code, reason: message }, 'closing websocket');
+    const reason = Buffer.from(message).subarray(0, CLOSE_REASON_BYTES_MAX).toString();
+    conn.ws.end(closeCodeOf(code), reason); // runs the close handler synchronously
+    cleanup(conn);
+  }
+
+  function cleanup(conn: Connection): void {
+    conn.closed = true;
+    open.delete(conn);
+    for (const sub of conn.subs.values()) endQuietly(sub);
+    conn.subs.clear();
+  }
+
+  function endQuietly(sub: Subscription): void {
+    sub.ended = true;
+    try {
+      sub.tail?.cancel();
+    } catch (err) {
+      log.error({ err, sub: sub.id }, 'tail cancel failed');
+    }
+  }
+
+  function onMessage(conn: Connection, message: ArrayBuffer, isBinary: boolean): void {
+    if (!isBinary) return badFrame(conn, new ChicagoError('BAD_REQUEST', 'text frames are not part of the protocol; send binary msgpack'));
+    // A copy: uWS neuters `message` when this callback returns, and decoded bins point into it.
+    const bytes = Buffer.from(new Uint8Array(message));
+    const parsed = parseClientFrame(bytes);
+    if (!parsed.ok) {
+      if (parsed.undecodable) return badFrame(conn, parsed.error);
+      conn.badFramesInARow = 0;
+      return sendError(conn, parsed.id, parsed.error);
+    }
+    conn.badFramesInARow = 0;
+    dispatch(conn, parsed.frame, bytes.length);
+  }
+
+  function badFrame(conn: Connection, err: ChicagoError): void {
+    conn.badFramesInARow++;
+    sendError(conn, 0, err);
+    if (conn.badFramesInARow >= limits.wsBadFramesInARowMax) {
+      shut(conn, 'BAD_REQUEST', `${conn.badFramesInARow} undecodable frames in a row`);
+    }
+  }
+
+  function dispatch(conn: Connection, frame: ClientFrame, frameBytes: number): void {
+    if (frame.op === 'credit') {
+      // An unknown sub is not an error: it may have ended while this credit was on the wire.
+      const sub = conn.subs.get(frame.sub);
+      if (sub) grant(conn, sub, frame.bytes);
+      return;
+    }
+    if (frame.op === 'hello') return hello(conn, frame);
+    if (conn.inFlight >= limits.connectionInFlightMax) {
+      return sendError(conn, frame.id, new ChicagoError('OVERLOADED', 'connection', `${conn.inFlight} requests in flight`));
+    }
+    if (conn.inFlightBytes + frameBytes > limits.connectionInFlightBytesMax) {
+      return sendError(conn, frame.id, new ChicagoError('OVERLOADED', 'connection', `${conn.inFlightBytes} bytes in flight`));
+    }
+    conn.inFlight++;
+    conn.inFlightBytes += frameBytes;
+    let result: Promise<Record<string, unknown> | undefined>;
+    try {
+      result = execute(conn, frame);
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    result.then(
+      (body) => {
+        if (body !== undefined) corked(conn, () => send(conn, { ...body, op: 'res', id: frame.id }));
+      },
+      (err) => {
+        const e = asChicagoError(err);
+        if (e.code === 'INTERNAL') log.error({ err, op: frame.op }, 'websocket request failed');
+        corked(conn, () => sendError(conn, frame.id, e));
+      },
+    ).finally(() => {
+      conn.inFlight--;
+      conn.inFlightBytes -= frameBytes;
+    });
+  }
+
+  function hello(conn: Connection, frame: Extract<ClientFrame, { op: 'hello' }>): void {
+    if (conn.hello) return sendError(conn, frame.id, new ChicagoError('BAD_REQUEST', 'hello was already sent on this connection'));
+    if (!frame.versions.includes(PROTOCOL_VERSION)) {
+      return sendError(conn, frame.id, new ChicagoError('INVALID_ARGUMENT', 'protocol version',
+        `client speaks [${frame.versions.join(',')}], server speaks [${SUPPORTED_VERSIONS.join(',')}]`));
+    }
+    conn.hello = true;
+    send(conn, { op: 'res', id: frame.id, version: PROTOCOL_VERSION, server: 'chicago', limits: advertisedLimits() });
+  }
+
+  /** The reply body, or undefined for no reply (acks=none produce). */
+  async function execute(conn: Connection, f: Exclude<RequestFrame, { op: 'hello' }>): Promise<Record<string, unknown> | undefined> {
+    switch (f.op) {
+      case 'produce': {
+        const records = f.records.map(([value, key, headers]) => ({ value, key: key ?? undefined, headers: headers ?? undefined }));
+        const r = await api.produce(f.topic, records, { acks: f.acks, partition: f.partition, producerId: f.producerId, sequence: f.sequence });
+        if (f.acks === 'none') return undefined;
+        // Columnar: two int arrays are far smaller than one map per record.
+        return {
+          partitions: r.records.map((x) => x.partition),
+          offsets: r.records.map((x) => x.offset),
+          replicas: r.replicas,
+          ...(r.duplicate ? { duplicate: true } : {}),
+        };
+      }
+      case 'kv.put': {
+        const r = await api.kvPut(f.ks, f.key, f.value, { acks: f.acks, ttlSeconds: f.ttl });
+        return { version: r.version, replicas: r.replicas };
+      }
+      case 'kv.get': {
+        const e = await api.kvGet(f.ks, f.key);
+        if (!e) return { found: false };
+        return { found: true, value: e.value, version: e.version, ...(e.expiresAtMs !== undefined ? { expiresAtMs: e.expiresAtMs } : {}) };
+      }
+      case 'kv.delete': {
+        const r = await api.kvDelete(f.ks, f.key, { acks: f.acks });
+        return { version: r.version, replicas: r.replicas, existed: r.existed };
+      }
+      case 'kv.scan': {
+        const r = await api.kvScan(f.ks, { prefix: f.prefix, after: f.after, limit: f.limit });
+        // Cut the page where the reply would outgrow a frame; `next` continues from there.
+        const items: Array<[Uint8Array, Uint8Array, number]> = [];
+        let size = 0;
+        for (const e of r.items) {
+          size += e.key.length + e.value.length + PER_ITEM_OVERHEAD_BYTES;
+          if (size > limits.frameBytesMax - FRAME_ENVELOPE_BYTES && items.length > 0) {
+            return { items, next: items[items.length - 1][0] };
+          }
+          items.push([e.key, e.value, e.version]);
+        }
+        return r.next ? { items, next: r.next } : { items };
+      }
+      case 'subscribe':
+        return subscribe(conn, f);
+      case 'unsubscribe': {
+        const sub = conn.subs.get(f.sub);
+        if (!sub) throw new ChicagoError('NOT_FOUND', `subscription ${f.sub}`);
+        conn.subs.delete(f.sub);
+        endQuietly(sub);
+        return {};
+      }
+      case 'commit':
+        await api.commitOffset(f.group, f.topic, f.partition, f.offset);
+        return {};
+      case 'offsets':
+        return { offsets: await api.groupOffsets(f.group, f.topic) };
+    }
+  }
+
+  async function subscribe(conn: Connection, f: Extract<ClientFrame, { op: 'subscribe' }>): Promise<Record<string, unknown>> {
+    if (conn.subs.has(f.id)) throw new ChicagoError('BAD_REQUEST', `subscription ${f.id} is already open`);
+    if (conn.subs.size >= limits.subscriptionsPerConnectionMax) {
+      throw new ChicagoError('TOO_MANY_SUBSCRIPTIONS', conn.subs.size, limits.subscriptionsPerConnectionMax);
+    }
+    const sub: Subscription = { id: f.id, ended: false, held: 0, outstanding: f.credit };
+    conn.subs.set(f.id, sub);
+    const initial = conn.paused ? 0 : f.credit;
+    sub.held = f.credit - initial;
+    const sink: TailSink = {
+      push: (records) => push(conn, sub, records),
+      close: (err) => {
+        if (sub.ended) return;
+        sub.ended = true;
+        if (conn.subs.get(sub.id) === sub) conn.subs.delete(sub.id);
+        const e = err ? asChicagoError(err).toJSON() : {};
+        corked(conn, () => send(conn, { op: 'end', sub: sub.id, ...e }));
+      },
+    };
+    let tail: Tail;
+    try {
+      tail = await api.tail(f.topic, f.partition, toStartPosition(f.from), initial, sink);
+    } catch (err) {
+      if (conn.subs.get(sub.id) === sub) conn.subs.delete(sub.id);
+      sub.ended = true;
+      throw err;
+    }
+    sub.tail = tail;
+    // Unsubscribed, ended or disconnected while the node was setting up: release it now.
+    if (sub.ended || conn.closed) {
+      endQuietly(sub);
+    } else if (!conn.paused && sub.held > 0) {
+      tail.grant(sub.held);
+      sub.held = 0;
+    }
+    return {};
+  }
+
+  function grant(conn: Connection, sub: Subscription, bytes: number): void {
+    // Outstanding credit is capped: a client cannot make the node owe it more than this.
+    const g = Math.min(bytes, limits.subscriberCreditBytesMax - sub.outstanding);
+    if (g <= 0) return;
+    sub.outstanding += g;
+    if (conn.paused || !sub.tail) sub.held += g;
+    else sub.tail.grant(g);
+  }
+
+  function push(conn: Connection, sub: Subscription, records: StoredRecord[]): void {
+    // After cancel the node may still deliver one push it had in flight; the client resumes by offset.
+    if (sub.ended || conn.closed || records.length === 0) return;
+    let total = 0;
+    const sizes = records.map((r) => storedRecordBytes(r));
+    for (const s of sizes) total += s;
+    // Only the first record of a push may exceed the credit (a record larger than any grant must still pass).
+    if (total - sizes[0] > sub.outstanding) {
+      log.error({ sub: sub.id, bytes: total, credit: sub.outstanding }, 'node pushed beyond subscriber credit');
+    }
+    sub.outstanding = Math.max(0, sub.outstanding - total);
+    corked(conn, () => {
+      let start = 0;
+      let bytes = 0;
+      for (let i = 0; i < records.length; i++) {
+        if (i > start && bytes + sizes[i] + PER_ITEM_OVERHEAD_BYTES > limits.frameBytesMax - FRAME_ENVELOPE_BYTES) {
+          if (!sendRecords(conn, sub, records, start, i, bytes)) return;
+          start = i;
+          bytes = 0;
+        }
+        bytes += sizes[i] + PER_ITEM_OVERHEAD_BYTES;
+      }
+      sendRecords(conn, sub, records, start, records.length, bytes);
+    });
+  }
+
+  function sendRecords(conn: Connection, sub: Subscription, records: StoredRecord[], from: number, to: number, withOverhead: number): boolean {
+    const slice = records.slice(from, to);
+    const bytes = withOverhead - PER_ITEM_OVERHEAD_BYTES * slice.length;
+    return send(conn, { op: 'records', sub: sub.id, bytes, records: slice.map(toRecordTuple) });
+  }
+
+  function onDrain(conn: Connection): void {
+    if (!conn.paused || conn.closed) return;
+    // Hysteresis: resume at half the pause mark so pushes do not flap on every drain.
+    if (conn.ws.getBufferedAmount() > limits.wsPushPauseBytes / 2) return;
+    conn.paused = false;
+    for (const sub of conn.subs.values()) {
+      if (sub.tail && sub.held > 0 && !sub.ended) {
+        const held = sub.held;
+        sub.held = 0;
+        sub.tail.grant(held);
+      }
+    }
+  }
+
+  app.ws<UserData>('/v1/ws', {
+    maxPayloadLength: limits.frameBytesMax,
+    // We close at wsBackpressureBytesMax ourselves; the slack keeps uWS from dropping first.
+    maxBackpressure: limits.wsBackpressureBytesMax + limits.frameBytesMax,
+    closeOnBackpressureLimit: 0,
+    idleTimeout: 120,
+    sendPingsAutomatically: true,
+    compression: uWS.DISABLED,
+    open: (ws) => {
+      const conn = new Connection(ws, ++serial);
+      ws.getUserData().conn = conn;
+      open.add(conn);
+      log.debug({ conn: conn.serial }, 'websocket open');
+    },
+    message: (ws, message, isBinary) => {
+      const conn = ws.getUserData().conn;
+      if (!conn || conn.closed) return;
+      conn.corked = true; // uWS corks the socket while a message handler runs
+      try {
+        onMessage(conn, message, isBinary);
+      } finally {
+        conn.corked = false;
+      }
+    },
+    drain: (ws) => {
+      const conn = ws.getUserData().conn;
+      if (conn) onDrain(conn);
+    },
+    close: (ws, code) => {
+      const conn = ws.getUserData().conn;
+      if (!conn) return;
+      log.debug({ conn: conn.serial, code }, 'websocket closed');
+      cleanup(conn);
+    },
+  });
+
+  return {
+    closeAll(code = closeCodeOf('SHUTTING_DOWN'), reason = 'node is shutting down') {
+      for (const conn of [...open]) {
+        if (conn.closed) continue;
+        conn.ws.end(code, reason);
+        cleanup(conn);
+      }
+    },
+    connections: () => open.size,
+  };
+}

@@ -1,0 +1,476 @@
+// One Chicago node: the gateway thread's side of the partition actors. It owns the database
+// (open/close), the topic catalog, the routing of every request to the worker hosting its
+// partition, and the live tails. Public methods validate; workers do the work.
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { RocksLevel } from '@nxtedition/rocksdb';
+import type { Config } from '../runtime/config.js';
+import type { Logger } from '../runtime/log.js';
+import { ChicagoError, asChicagoError } from '../runtime/errors.js';
+import { checkLimits, limits } from '../runtime/limits.js';
+import { offset as toOffset, seq as toSeq } from '../runtime/ids.js';
+import { kvPartition, murmur3, recordPartition, streamPartition } from '../runtime/hash.js';
+import { checkHeaders, checkInt, checkKey, checkName, checkOffset, checkValue } from '../runtime/validate.js';
+import { WorkerHandle, withDeadline } from '../runtime/threads.js';
+import { createMetrics, type Metrics } from '../runtime/metrics.js';
+import { openDatabase } from '../storage/rocks.js';
+import { Catalog, type TopicMeta } from './catalog.js';
+import { StreamWatchers, toStored } from './tails.js';
+import { recordBytes, streamKeyOf, type ProduceResult as ActorProduceResult, type WireRecord } from '../actors/partition.js';
+import type { FetchReply, GroupOffsetReply, KvGetReply, RequestBody, StreamInfoReply, WorkerStats } from '../actors/messages.js';
+import type {
+  Acks, FetchOptions, FetchResult, GroupOffset, KvDeleteResult, KvEntry, KvScanOptions, KvScanResult,
+  KvWriteOptions, KvWriteResult, NodeApi, NodeStatus, PartitionInfo, ProduceOptions, ProduceRecord,
+  ProduceResult, StartPosition, Tail, TailSink, TopicInfo, TopicSpec,
+} from './api.js';
+
+const VERSION = '0.1.0';
+const DATA_FORMAT = 1;
+const WORKER_SCRIPT = new URL('../actors/worker.js', import.meta.url);
+
+type NodeState = 'starting' | 'up' | 'stopping' | 'stopped';
+
+export class ChicagoNode implements NodeApi {
+  readonly metrics: Metrics = createMetrics();
+  private state: NodeState = 'starting';
+  private readonly workers: WorkerHandle[] = [];
+  private readonly watchers: StreamWatchers;
+  private catalog!: Catalog;
+  private db!: RocksLevel;
+  private partitions = 0;
+  private readonly roundRobin = new Map<string, number>();
+  private readonly knownGroups = new Set<string>();
+
+  private constructor(readonly config: Config, private readonly log: Logger) {
+    this.watchers = new StreamWatchers(async (skey) => {
+      const [topicId, tp] = skey.split(':').map(Number);
+      const t = this.catalog.byId(topicId);
+      if (!t) throw new ChicagoError('TOPIC_NOT_FOUND', `#${topicId}`);
+      return (await this.streamInfo(t, tp)).start;
+    });
+  }
+
+  static async start(config: Config, log: Logger): Promise<ChicagoNode> {
+    checkLimits();
+    const node = new ChicagoNode(config, log);
+    await node.open();
+    return node;
+  }
+
+  private async open(): Promise<void> {
+    const dir = path.resolve(this.config.dataDir);
+    await mkdir(dir, { recursive: true });
+    this.partitions = await this.partitionCount(dir);
+    this.db = await openDatabase(path.join(dir, 'rocksdb'), this.partitions);
+    this.catalog = new Catalog(this.db);
+    const count = Math.min(this.config.workers, this.partitions);
+    for (let w = 0; w < count; w++) {
+      this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err)));
+    }
+    await Promise.all(this.workers.map((w, i) => withDeadline(w.control.open({
+      partitions: this.partitionsOf(i),
+      syncPolicy: this.config.sync.policy,
+      groupIntervalMs: this.config.sync.groupIntervalMs,
+      maintenanceIntervalMs: this.config.maintenanceIntervalMs,
+    }), limits.workerCallTimeoutMs, `worker ${i} start`)));
+    await this.pushRetention();
+    this.state = 'up';
+    this.log.info({ partitions: this.partitions, workers: count, dataDir: dir }, 'node up');
+  }
+
+  /** Partitions are fixed when a data dir is created; a later config cannot reshuffle keys. */
+  private async partitionCount(dir: string): Promise<number> {
+    const file = path.join(dir, 'chicago.json');
+    try {
+      const meta = JSON.parse(await readFile(file, 'utf8')) as { format: number; partitions: number };
+      if (meta.format !== DATA_FORMAT) throw new Error(`data dir ${dir} has format ${meta.format}, this build reads ${DATA_FORMAT}`);
+      if (meta.partitions !== this.config.partitions) {
+        this.log.warn({ configured: this.config.partitions, stored: meta.partitions }, 'partitions are fixed at creation; using the stored count');
+      }
+      return meta.partitions;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      const meta = { format: DATA_FORMAT, partitions: this.config.partitions, createdAtMs: Date.now(), nodeId: this.config.nodeId };
+      await writeFile(file, JSON.stringify(meta, null, 2) + '\n');
+      return meta.partitions;
+    }
+  }
+
+  private partitionsOf(worker: number): number[] {
+    const out: number[] = [];
+    for (let p = worker; p < this.partitions; p += this.workers.length) out.push(p);
+    return out;
+  }
+
+  private workerOf(p: number): WorkerHandle { return this.workers[p % this.workers.length]; }
+
+  private onWorkerFault(index: number, err: Error): void {
+    // A partition worker that dies takes its partitions' in-memory state with it; the node
+    // cannot serve them honestly any more. Exit and let the supervisor restart from disk.
+    this.log.fatal({ worker: index, err }, 'partition worker failed; stopping the node');
+    void this.stop().finally(() => process.exit(70));
+  }
+
+  private call<T>(p: number, body: RequestBody, bytes = 0): Promise<T> {
+    if (this.state !== 'up') return Promise.reject(new ChicagoError(this.state === 'starting' ? 'NOT_READY' : 'SHUTTING_DOWN', this.state));
+    return this.workerOf(p).call<T>(body, bytes);
+  }
+
+  /** Copies that hold a write once acknowledged. A single node is a cluster of one. */
+  private replicasFor(acks: Acks): number { return acks === 'none' ? 0 : 1; }
+
+  // ---- key-value ----
+
+  async kvPut(keyspace: string, key: Uint8Array, value: Uint8Array, opts: KvWriteOptions): Promise<KvWriteResult> {
+    checkName('keyspace', keyspace);
+    checkKey(key);
+    checkValue(value);
+    const ttlMs = opts.ttlSeconds === undefined ? undefined : checkInt('ttl', opts.ttlSeconds, 1, limits.ttlSecondsMax) * 1000;
+    const p = kvPartition(keyspace, key, this.partitions);
+    const sent = this.call<{ version: number }>(p, { p, op: 'kvPut', ks: keyspace, key, value, ttlMs }, key.length + value.length);
+    if (opts.acks === 'none') return this.fireAndForget(p, sent, { version: toSeq(0), replicas: 0 });
+    const { version } = await sent;
+    return { version: toSeq(version), replicas: this.replicasFor(opts.acks) };
+  }
+
+  async kvGet(keyspace: string, key: Uint8Array): Promise<KvEntry | undefined> {
+    checkName('keyspace', keyspace);
+    checkKey(key);
+    const p = kvPartition(keyspace, key, this.partitions);
+    const r = await this.call<KvGetReply | null>(p, { p, op: 'kvGet', ks: keyspace, key });
+    return r ? { key, value: r.value, version: toSeq(r.version), expiresAtMs: r.expiresAtMs } : undefined;
+  }
+
+  async kvDelete(keyspace: string, key: Uint8Array, opts: { acks: Acks }): Promise<KvDeleteResult> {
+    checkName('keyspace', keyspace);
+    checkKey(key);
+    const p = kvPartition(keyspace, key, this.partitions);
+    const sent = this.call<{ version: number; existed: boolean }>(p, { p, op: 'kvDel', ks: keyspace, key });
+    if (opts.acks === 'none') return this.fireAndForget(p, sent, { version: toSeq(0), replicas: 0, existed: false });
+    const r = await sent;
+    return { version: toSeq(r.version), replicas: this.replicasFor(opts.acks), existed: r.existed };
+  }
+
+  /** Merges every partition's sorted page into one page in key order. */
+  async kvScan(keyspace: string, opts: KvScanOptions): Promise<KvScanResult> {
+    checkName('keyspace', keyspace);
+    const limit = checkInt('limit', opts.limit, 1, limits.scanLimitMax);
+    if (opts.prefix && opts.prefix.length > limits.keyBytesMax) throw new ChicagoError('INVALID_KEY', 'prefix too long');
+    if (opts.after) checkKey(opts.after);
+    const pages = await Promise.all(Array.from({ length: this.partitions }, (_, p) =>
+      this.call<Array<{ key: Uint8Array; value: Uint8Array; version: number }>>(p, { p, op: 'kvScan', ks: keyspace, prefix: opts.prefix, after: opts.after, limit: limit + 1 })));
+    const all = pages.flat().sort((a, b) => Buffer.compare(a.key, b.key));
+    const items = all.slice(0, limit).map((e) => ({ key: e.key, value: e.value, version: toSeq(e.version) }));
+    return { items, next: all.length > limit ? items[items.length - 1].key : undefined };
+  }
+
+  // ---- topics ----
+
+  async createTopic(spec: TopicSpec): Promise<TopicInfo> {
+    this.assertUp();
+    checkName('topic', spec.name);
+    const partitions = checkInt('partitions', spec.partitions ?? this.config.defaults.topicPartitions, 1, limits.topicPartitionsMax);
+    const replicas = checkInt('replicas', spec.replicas ?? this.config.defaults.replicas, 1, 15);
+    const r = spec.retention ?? {};
+    const retention = {
+      ...(r.ms !== undefined ? { ms: checkInt('retention.ms', r.ms, 1, Number.MAX_SAFE_INTEGER) } : {}),
+      ...(r.bytes !== undefined ? { bytes: checkInt('retention.bytes', r.bytes, 1, Number.MAX_SAFE_INTEGER) } : {}),
+      ...(r.untilGroup !== undefined ? { untilGroup: checkName('group', r.untilGroup) } : {}),
+    };
+    const meta = this.catalog.create({ name: spec.name, partitions, replicas, retention }, Date.now());
+    await this.pushRetention();
+    this.log.info({ topic: meta.name, id: meta.id, partitions, retention }, 'topic created');
+    return this.topicInfo(meta, false);
+  }
+
+  async listTopics(): Promise<TopicInfo[]> {
+    this.assertUp();
+    return this.catalog.list().map((t) => this.topicInfoSync(t));
+  }
+
+  async describeTopic(name: string): Promise<TopicInfo> {
+    this.assertUp();
+    checkName('topic', name);
+    return this.topicInfo(this.catalog.get(name), true);
+  }
+
+  async deleteTopic(name: string): Promise<void> {
+    this.assertUp();
+    checkName('topic', name);
+    const t = this.catalog.remove(name);
+    await this.pushRetention();
+    const gone = new ChicagoError('TOPIC_NOT_FOUND', name);
+    await Promise.all(Array.from({ length: t.partitions }, (_, tp) => {
+      this.watchers.closeStream(streamKeyOf(t.id, tp), gone);
+      const p = streamPartition(t.name, tp, this.partitions);
+      return this.call(p, { p, op: 'dropStream', topicId: t.id, tp });
+    }));
+    this.log.info({ topic: name, id: t.id }, 'topic deleted');
+  }
+
+  private topicInfoSync(t: TopicMeta): TopicInfo {
+    return { name: t.name, partitions: t.partitions, replicas: t.replicas, retention: t.retention, createdAtMs: t.createdAtMs };
+  }
+
+  private async topicInfo(t: TopicMeta, withPartitions: boolean): Promise<TopicInfo> {
+    const info = this.topicInfoSync(t);
+    if (!withPartitions) return info;
+    info.partitionsInfo = await Promise.all(Array.from({ length: t.partitions }, async (_, tp): Promise<PartitionInfo> => {
+      const s = await this.streamInfo(t, tp);
+      return { partition: tp, startOffset: toOffset(s.start), endOffset: toOffset(s.end), bytes: s.bytes, leader: this.config.nodeId, replicas: [this.config.nodeId] };
+    }));
+    return info;
+  }
+
+  private streamInfo(t: TopicMeta, tp: number): Promise<StreamInfoReply> {
+    const p = streamPartition(t.name, tp, this.partitions);
+    return this.call<StreamInfoReply>(p, { p, op: 'streamInfo', topicId: t.id, tp });
+  }
+
+  private async pushRetention(): Promise<void> {
+    const topics = this.catalog.retention();
+    await Promise.all(this.workers.map((w) => w.control.setRetention(topics)));
+  }
+
+  // ---- streams ----
+
+  async produce(topic: string, records: ProduceRecord[], opts: ProduceOptions): Promise<ProduceResult> {
+    checkName('topic', topic);
+    const t = this.catalog.get(topic);
+    if (records.length === 0) return { records: [], replicas: this.replicasFor(opts.acks) };
+    if (records.length > limits.batchRecordsMax) throw new ChicagoError('TOO_MANY_RECORDS', records.length, limits.batchRecordsMax);
+    const idempotent = opts.producerId !== undefined;
+    if (idempotent) {
+      checkName('producer', opts.producerId);
+      checkInt('sequence', opts.sequence, 0, Number.MAX_SAFE_INTEGER);
+    }
+    const fixed = opts.partition === undefined ? undefined : checkInt('partition', opts.partition, 0, t.partitions - 1);
+    // Unkeyed records of one update stay together (Kafka's sticky partitioner); an idempotent
+    // update lands where its retry will, so the retry is recognised.
+    const sticky = fixed ?? (idempotent ? murmur3(Buffer.from(`${opts.producerId}:${opts.sequence}`)) % t.partitions : this.nextRoundRobin(t));
+    const groups = new Map<number, { wire: WireRecord[]; index: number[] }>();
+    let bytes = 0;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i];
+      if (r.key) checkKey(r.key);
+      const wire: WireRecord = [r.key ?? null, r.value, checkHeaders(r.headers) ?? null];
+      const size = recordBytes(wire);
+      if (size > limits.recordBytesMax) throw new ChicagoError('VALUE_TOO_LARGE', size, limits.recordBytesMax);
+      bytes += size;
+      const tp = fixed ?? (r.key ? recordPartition(r.key, t.partitions) : sticky);
+      let g = groups.get(tp);
+      if (!g) { g = { wire: [], index: [] }; groups.set(tp, g); }
+      g.wire.push(wire);
+      g.index.push(i);
+    }
+    if (bytes > limits.batchBytesMax) throw new ChicagoError('BATCH_TOO_LARGE', bytes, limits.batchBytesMax);
+
+    const sends = [...groups].map(([tp, g]) => {
+      const p = streamPartition(t.name, tp, this.partitions);
+      const req = this.call<ActorProduceResult>(p, {
+        p, op: 'produce', topicId: t.id, tp, records: g.wire,
+        ...(idempotent ? { producerId: opts.producerId, sequence: opts.sequence } : {}),
+      }, bytes);
+      return req.then((res) => {
+        this.metrics.produced.inc({ topic }, res.duplicate ? 0 : res.count);
+        if (!res.duplicate) this.watchers.appended(streamKeyOf(t.id, tp), res.base, res.ts, g.wire);
+        return { tp, g, res };
+      });
+    });
+    if (opts.acks === 'none') {
+      return this.fireAndForget(streamPartition(t.name, [...groups.keys()][0], this.partitions), Promise.all(sends), { records: [], replicas: 0 });
+    }
+    const done = await Promise.all(sends);
+    const out: ProduceResult['records'] = new Array(records.length);
+    let duplicate = false;
+    for (const { tp, g, res } of done) {
+      duplicate ||= res.duplicate;
+      g.index.forEach((i, j) => { out[i] = { partition: tp, offset: toOffset(res.base + j) }; });
+    }
+    return { records: out, replicas: this.replicasFor(opts.acks), ...(duplicate ? { duplicate } : {}) };
+  }
+
+  private nextRoundRobin(t: TopicMeta): number {
+    const n = ((this.roundRobin.get(t.name) ?? -1) + 1) % t.partitions;
+    this.roundRobin.set(t.name, n);
+    return n;
+  }
+
+  /**
+   * acks=none: answer at once. Still bounded: past the fire-and-forget allowance the update is
+   * dropped and counted, never queued without limit.
+   */
+  private fireAndForget<T>(p: number, sent: Promise<unknown>, answer: T): T {
+    sent.catch((e) => this.metrics.dropped.inc({ reason: asChicagoError(e).code }));
+    if (this.workerOf(p).inFlight > limits.fireAndForgetQueuedMax) this.metrics.dropped.inc({ reason: 'queue_full' });
+    return answer;
+  }
+
+  async fetch(topic: string, partition: number, opts: FetchOptions): Promise<FetchResult> {
+    checkName('topic', topic);
+    const t = this.catalog.get(topic);
+    const tp = this.checkPartition(t, partition);
+    const maxRecords = checkInt('maxRecords', opts.maxRecords, 1, limits.fetchRecordsMax);
+    const maxBytes = checkInt('maxBytes', opts.maxBytes, 1, limits.fetchBytesMax);
+    const waitMs = checkInt('waitMs', opts.waitMs, 0, limits.fetchWaitMsMax);
+    const from = checkStart(opts.from);
+    const p = streamPartition(t.name, tp, this.partitions);
+    const read = () => this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from, maxRecords, maxBytes });
+    let reply = await read();
+    if (reply.records.length === 0 && waitMs > 0) {
+      const skey = streamKeyOf(t.id, tp);
+      this.watchers.observeEnd(skey, reply.end);
+      await this.watchers.waitForAppend(skey, reply.next - 1, waitMs);
+      if (!this.catalog.find(topic) || this.catalog.get(topic).id !== t.id) throw new ChicagoError('TOPIC_NOT_FOUND', topic);
+      // Re-read from where the empty answer left off, not from a moving "latest".
+      reply = await this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from: { kind: 'offset', offset: reply.next }, maxRecords, maxBytes });
+    }
+    return { records: reply.records.map((r) => toStored(tp, r)), nextOffset: toOffset(reply.next), startOffset: toOffset(reply.start), endOffset: toOffset(reply.end) };
+  }
+
+  async tail(topic: string, partition: number, from: StartPosition, creditBytes: number, sink: TailSink): Promise<Tail> {
+    checkName('topic', topic);
+    const t = this.catalog.get(topic);
+    const tp = this.checkPartition(t, partition);
+    const start = checkStart(from);
+    const p = streamPartition(t.name, tp, this.partitions);
+    // Resolve the start position to an offset once; the tail then follows offsets.
+    const first = await this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from: start, maxRecords: 1, maxBytes: 1 });
+    const position = first.records.length > 0 ? first.records[0][0] : first.next;
+    const skey = streamKeyOf(t.id, tp);
+    this.watchers.observeEnd(skey, first.end);
+    return this.watchers.openTail(skey, tp, position, Math.min(creditBytes, limits.subscriberCreditBytesMax),
+      (offset, maxRecords, maxBytes) => this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from: { kind: 'offset', offset }, maxRecords, maxBytes }),
+      sink);
+  }
+
+  private checkPartition(t: TopicMeta, partition: number): number {
+    const tp = Number(partition);
+    if (!Number.isSafeInteger(tp) || tp < 0 || tp >= t.partitions) throw new ChicagoError('PARTITION_NOT_FOUND', t.name, partition);
+    return tp;
+  }
+
+  // ---- consumer groups ----
+
+  async commitOffset(group: string, topic: string, partition: number, offset: number): Promise<void> {
+    checkName('group', group);
+    checkName('topic', topic);
+    const t = this.catalog.get(topic);
+    const tp = this.checkPartition(t, partition);
+    const off = checkOffset(offset);
+    const p = streamPartition(t.name, tp, this.partitions);
+    await this.call(p, { p, op: 'commit', group, topicId: t.id, tp, offset: off });
+    this.knownGroups.add(group);
+  }
+
+  async groupOffsets(group: string, topic?: string): Promise<GroupOffset[]> {
+    checkName('group', group);
+    const only = topic === undefined ? undefined : this.catalog.get(checkName('topic', topic));
+    const perPartition = await Promise.all(Array.from({ length: this.partitions }, (_, p) =>
+      this.call<GroupOffsetReply[]>(p, { p, op: 'groupOffsets', group })));
+    const now = Date.now();
+    const out: GroupOffset[] = [];
+    for (const r of perPartition.flat()) {
+      const t = this.catalog.byId(r.topicId);
+      if (!t || (only && only.id !== t.id)) continue; // offsets of a deleted topic incarnation
+      out.push({
+        topic: t.name, partition: r.tp, offset: toOffset(r.offset), committedAtMs: r.at, endOffset: toOffset(r.end),
+        lagRecords: Math.max(0, r.end - r.offset),
+        lagSeconds: r.oldestUncommittedTs === null ? 0 : Math.max(0, (now - r.oldestUncommittedTs) / 1000),
+      });
+    }
+    return out.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
+  }
+
+  // ---- status, metrics, lifecycle ----
+
+  private assertUp(): void {
+    if (this.state !== 'up') throw new ChicagoError(this.state === 'starting' ? 'NOT_READY' : 'SHUTTING_DOWN', this.state);
+  }
+
+  get serving(): boolean { return this.state === 'up'; }
+
+  async workerStats(): Promise<WorkerStats[]> {
+    return Promise.all(this.workers.map((w) => withDeadline(w.control.stats(), 5000, `worker ${w.index} stats`)));
+  }
+
+  async status(): Promise<NodeStatus> {
+    const stats = this.state === 'up' ? await this.workerStats() : [];
+    return {
+      nodeId: this.config.nodeId,
+      state: this.state === 'stopped' ? 'stopping' : this.state,
+      version: VERSION,
+      workers: this.workers.length,
+      syncPolicy: this.config.sync.policy,
+      partitions: stats.flatMap((s, worker) => s.partitions.map((p) => ({
+        id: p.id, epoch: p.epoch, seq: p.seq, worker, leader: this.config.nodeId, replicas: [this.config.nodeId],
+      }))).sort((a, b) => a.id - b.id),
+    };
+  }
+
+  /** Refresh the gauges that are read from the workers, then render. */
+  async renderMetrics(): Promise<string> {
+    if (this.state === 'up') {
+      const m = this.metrics;
+      const stats = await this.workerStats();
+      let expired = 0, trimmed = 0, fsyncs = 0;
+      stats.forEach((s, i) => {
+        m.eventLoopDelay.set({ thread: `worker-${i}`, quantile: '0.5' }, s.eventLoopDelayMs.p50 / 1000);
+        m.eventLoopDelay.set({ thread: `worker-${i}`, quantile: '0.99' }, s.eventLoopDelayMs.p99 / 1000);
+        m.eventLoopDelay.set({ thread: `worker-${i}`, quantile: '1' }, s.eventLoopDelayMs.max / 1000);
+        expired += s.expiredKeys; trimmed += s.trimmedBatches; fsyncs += s.fsyncs;
+        for (const p of s.partitions) {
+          m.partitionSeq.set({ partition: String(p.id) }, p.seq);
+          for (const st of p.streams) {
+            const t = this.catalog.byId(st.topicId);
+            if (!t) continue;
+            const labels = { topic: t.name, partition: String(st.tp) };
+            m.streamStart.set(labels, st.start);
+            m.streamEnd.set(labels, st.end);
+            m.streamBytes.set(labels, st.bytes);
+          }
+        }
+      });
+      m.expiredKeys.set(expired);
+      m.trimmedBatches.set(trimmed);
+      m.fsyncs.set(fsyncs);
+      for (const g of [...this.knownGroups].slice(0, 1000)) {
+        for (const o of await this.groupOffsets(g)) {
+          const labels = { group: g, topic: o.topic, partition: String(o.partition) };
+          m.groupLagRecords.set(labels, o.lagRecords);
+          m.groupLagSeconds.set(labels, o.lagSeconds);
+        }
+      }
+    }
+    return this.metrics.registry.metrics();
+  }
+
+  /** Run TTL expiry and retention on every worker now. */
+  async maintain(): Promise<{ expired: number; trimmedBatches: number }> {
+    const r = await Promise.all(this.workers.map((w) => w.control.maintain()));
+    return r.reduce((a, b) => ({ expired: a.expired + b.expired, trimmedBatches: a.trimmedBatches + b.trimmedBatches }), { expired: 0, trimmedBatches: 0 });
+  }
+
+  /** Drain in-flight work, stop the workers, then close the database: the only safe order. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    this.state = 'stopping';
+    this.watchers.closeAll(new ChicagoError('SHUTTING_DOWN'));
+    await Promise.allSettled(this.workers.map((w) => w.stop()));
+    if (this.db) await this.db.close();
+    this.state = 'stopped';
+    this.log.info('node stopped');
+  }
+}
+
+function checkStart(from: StartPosition): StartPosition {
+  switch (from?.kind) {
+    case 'earliest': case 'latest': return from;
+    case 'offset': return { kind: 'offset', offset: checkOffset(from.offset) };
+    case 'timestamp': return { kind: 'timestamp', timestampMs: checkInt('since', from.timestampMs, 0, Number.MAX_SAFE_INTEGER) };
+    case 'bytes': return { kind: 'bytes', bytes: checkInt('bytes', from.bytes, 1, Number.MAX_SAFE_INTEGER) };
+    default: throw new ChicagoError('INVALID_ARGUMENT', 'start position', JSON.stringify(from));
+  }
+}
+
+export const nodeVersion = VERSION;

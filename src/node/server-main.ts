@@ -1,0 +1,42 @@
+// `chicago server`: load config, start the node and its gateway, stop safely on signals.
+import { loadConfig } from '../runtime/config.js';
+import { createLogger } from '../runtime/log.js';
+import { ChicagoNode } from './node.js';
+import { startGateway, uwsNative } from '../gateway/server.js';
+
+export interface ServerFlags { config?: string; dataDir?: string; host?: string; port?: number; nodeId?: string; etcd?: string }
+
+export async function runServer(flags: ServerFlags): Promise<void> {
+  const config = loadConfig({
+    file: flags.config,
+    env: process.env,
+    flags: {
+      dataDir: flags.dataDir, host: flags.host, port: flags.port, nodeId: flags.nodeId,
+      etcd: flags.etcd ? flags.etcd.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+    },
+  });
+  const log = createLogger(config.logLevel, { node: config.nodeId });
+  log.info({ config, uws: uwsNative ? 'native' : 'js-fallback', node: process.version }, 'starting with resolved config');
+  if (config.etcd.length > 0) log.warn({ etcd: config.etcd }, 'cluster mode is not built yet: running as a single-node cluster');
+
+  const node = await ChicagoNode.start(config, log);
+  const gateway = await startGateway(node, log);
+  log.info({ url: gateway.url, port: gateway.port }, 'serving');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, 'stopping: draining in-flight work');
+    gateway.close();
+    node.stop().then(
+      () => process.exit(0),
+      (err) => { log.error({ err }, 'unclean stop'); process.exit(1); },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}

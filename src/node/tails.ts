@@ -1,0 +1,198 @@
+// Live tails and long-poll waiters of the topic partitions, on the gateway thread. A fresh append
+// reaches a subscriber that is caught up straight from the producer's request (no read); one that
+// is behind reads from its partition worker, as much as its credit allows.
+import { ChicagoError, asChicagoError } from '../runtime/errors.js';
+import { limits } from '../runtime/limits.js';
+import { offset as toOffset } from '../runtime/ids.js';
+import type { StoredRecord, Tail, TailSink } from './api.js';
+import type { FetchReply } from '../actors/messages.js';
+import type { WireRecord } from '../actors/partition.js';
+import { recordBytes } from '../actors/partition.js';
+
+export type StreamFetch = (offset: number, maxRecords: number, maxBytes: number) => Promise<FetchReply>;
+
+interface Waiter { after: number; wake(): void }
+
+class Watched {
+  end = -1;
+  readonly tails = new Set<LiveTail>();
+  readonly waiters = new Set<Waiter>();
+}
+
+export function toStored(tp: number, r: FetchReply['records'][number]): StoredRecord {
+  return {
+    partition: tp, offset: toOffset(r[0]), timestampMs: r[1],
+    key: r[2] ?? undefined, value: r[3], headers: r[4] ?? {},
+  };
+}
+
+class LiveTail implements Tail {
+  private reading = false;
+  private closed = false;
+
+  constructor(
+    private readonly streams: StreamWatchers,
+    private readonly skey: string,
+    private readonly tp: number,
+    private position: number,
+    private credit: number,
+    private readonly fetch: StreamFetch,
+    private readonly sink: TailSink,
+  ) {}
+
+  grant(bytes: number): void {
+    if (this.closed) return;
+    this.credit = Math.min(this.credit + Math.max(0, bytes), limits.subscriberCreditBytesMax);
+    this.pump();
+  }
+
+  cancel(): void { this.end(); }
+
+  end(err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.streams.detach(this.skey, this);
+    this.sink.close(err);
+  }
+
+  /** An append at `base`: deliver it from memory when caught up, else read. */
+  appended(base: number, ts: number, records: WireRecord[]): void {
+    if (this.closed) return;
+    if (this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
+    const out: StoredRecord[] = [];
+    let i = 0;
+    // At least one record per push even past the credit, so a large record cannot stall the tail.
+    for (; i < records.length && i < limits.pushRecordsMax && (out.length === 0 || this.credit > 0); i++) {
+      const r = records[i];
+      out.push({ partition: this.tp, offset: toOffset(base + i), timestampMs: ts, key: r[0] ?? undefined, value: r[1], headers: r[2] ?? {} });
+      this.credit -= recordBytes(r);
+    }
+    this.position = base + i;
+    this.sink.push(out);
+    if (i < records.length) this.pump();
+  }
+
+  pump(): void {
+    if (this.closed || this.reading || this.credit <= 0) return;
+    const end = this.streams.knownEnd(this.skey);
+    if (end >= 0 && this.position >= end) return; // caught up: the next append wakes us
+    this.reading = true;
+    this.fetch(this.position, limits.pushRecordsMax, Math.min(this.credit, limits.fetchBytesMax)).then(
+      (reply) => {
+        this.reading = false;
+        if (this.closed) return;
+        this.streams.observeEnd(this.skey, reply.end);
+        if (reply.records.length > 0) {
+          for (const r of reply.records) this.credit -= recordBytes([r[2], r[3], r[4]]);
+          this.position = reply.next;
+          this.sink.push(reply.records.map((r) => toStored(this.tp, r)));
+        }
+        if (reply.records.length > 0 || this.position < reply.end) this.pump();
+      },
+      (e) => {
+        this.reading = false;
+        const err = asChicagoError(e);
+        // Retention removed what we were about to read: continue from what is left, as Kafka's
+        // auto.offset.reset=earliest would; the subscriber sees the jump in the offsets.
+        if (err.code === 'OFFSET_OUT_OF_RANGE' && !this.closed) {
+          this.recoverFromTrim();
+          return;
+        }
+        this.end(err);
+      },
+    );
+  }
+
+  private recoverFromTrim(): void {
+    this.reading = true;
+    this.streams.startOf(this.skey).then((start) => {
+      this.reading = false;
+      if (start > this.position) this.position = start;
+      else return this.end(new ChicagoError('OFFSET_OUT_OF_RANGE', this.position, start, this.streams.knownEnd(this.skey)));
+      this.pump();
+    }, (e) => { this.reading = false; this.end(asChicagoError(e)); });
+  }
+}
+
+export class StreamWatchers {
+  private readonly watched = new Map<string, Watched>();
+
+  constructor(private readonly startOfStream: (skey: string) => Promise<number>) {}
+
+  private get(skey: string): Watched {
+    let w = this.watched.get(skey);
+    if (!w) { w = new Watched(); this.watched.set(skey, w); }
+    return w;
+  }
+
+  knownEnd(skey: string): number { return this.watched.get(skey)?.end ?? -1; }
+  startOf(skey: string): Promise<number> { return this.startOfStream(skey); }
+
+  observeEnd(skey: string, end: number): void {
+    const w = this.watched.get(skey);
+    if (w && end > w.end) w.end = end;
+  }
+
+  /** Called after an append is acknowledged by its partition. */
+  appended(skey: string, base: number, ts: number, records: WireRecord[]): void {
+    const w = this.watched.get(skey);
+    if (!w) return;
+    w.end = Math.max(w.end, base + records.length);
+    for (const t of w.tails) t.appended(base, ts, records);
+    for (const waiter of w.waiters) if (w.end > waiter.after) waiter.wake();
+  }
+
+  openTail(skey: string, tp: number, position: number, credit: number, fetch: StreamFetch, sink: TailSink): Tail {
+    const w = this.get(skey);
+    const t = new LiveTail(this, skey, tp, position, credit, fetch, sink);
+    w.tails.add(t);
+    t.pump();
+    return t;
+  }
+
+  detach(skey: string, t: LiveTail): void {
+    const w = this.watched.get(skey);
+    if (!w) return;
+    w.tails.delete(t);
+    this.forgetIfIdle(skey, w);
+  }
+
+  /** Resolves when the stream's end passes `after`, or after `waitMs`. */
+  waitForAppend(skey: string, after: number, waitMs: number): Promise<void> {
+    const w = this.get(skey);
+    if (w.waiters.size >= limits.waitersPerPartitionMax) {
+      return Promise.reject(new ChicagoError('OVERLOADED', `long-poll waiters of ${skey}`, `${w.waiters.size}`));
+    }
+    if (w.end > after) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        after,
+        wake: () => {
+          clearTimeout(timer);
+          w.waiters.delete(waiter);
+          this.forgetIfIdle(skey, w);
+          resolve();
+        },
+      };
+      const timer = setTimeout(waiter.wake, waitMs);
+      w.waiters.add(waiter);
+    });
+  }
+
+  /** The stream is gone (topic deleted, node stopping): end every tail and wake every waiter. */
+  closeStream(skey: string, err: Error): void {
+    const w = this.watched.get(skey);
+    if (!w) return;
+    for (const t of [...w.tails]) t.end(err);
+    for (const waiter of [...w.waiters]) waiter.wake();
+    this.watched.delete(skey);
+  }
+
+  closeAll(err: Error): void {
+    for (const skey of [...this.watched.keys()]) this.closeStream(skey, err);
+  }
+
+  private forgetIfIdle(skey: string, w: Watched): void {
+    if (w.tails.size === 0 && w.waiters.size === 0) this.watched.delete(skey);
+  }
+}

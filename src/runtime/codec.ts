@@ -1,0 +1,39 @@
+// msgpack codecs. Two kinds, never mixed:
+// - thread messages: records with a fixed shared structure table (fast, compact); packers never
+//   add shared structures, so every thread's table stays identical and new shapes travel inline;
+// - disk values: plain msgpack maps/arrays, so what is on disk never depends on a structure table.
+import { Packr, Unpackr } from 'msgpackr';
+
+// Shapes of the hottest thread messages. Append only: reordering changes the wire.
+const THREAD_STRUCTURES: string[][] = [
+  ['id', 'p', 'op', 'ks', 'key', 'value', 'ttlMs', 'acks'],
+  ['id', 'ok', 'res'],
+  ['id', 'ok', 'err'],
+  ['id', 'p', 'op', 'topicId', 'tp', 'records', 'producerId', 'sequence', 'acks'],
+];
+
+function threadPackr(): Packr {
+  return new Packr({
+    structures: THREAD_STRUCTURES.map((s) => [...s]),
+    maxSharedStructures: THREAD_STRUCTURES.length,
+  });
+}
+
+/** One per direction and thread: a packer's table never grows, an unpacker's may. */
+export function threadCodec() {
+  const packer = threadPackr();
+  const unpacker = threadPackr();
+  return {
+    encode: (msg: unknown): Uint8Array => packer.pack(msg),
+    decode: <T>(buf: Uint8Array): T => unpacker.unpack(buf) as T,
+  };
+}
+
+const disk = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
+const diskUnpack = new Unpackr({ useRecords: false, mapsAsObjects: true });
+
+export const diskCodec = {
+  // pack() returns a view into a shared pool that the next pack() overwrites; copy it out.
+  encode: (value: unknown): Buffer => Buffer.from(disk.pack(value)),
+  decode: <T>(buf: Uint8Array): T => diskUnpack.unpack(buf) as T,
+};

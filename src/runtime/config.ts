@@ -1,0 +1,172 @@
+// One config schema for file, env and flags. Precedence: defaults < file < CHICAGO_* env < flags.
+// Unknown keys are rejected; renamed keys say what they became.
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { Ajv } from 'ajv';
+import YAML from 'yaml';
+
+export type SyncPolicy = 'none' | 'group' | 'always';
+
+export interface Config {
+  nodeId: string;
+  host: string;
+  port: number;
+  dataDir: string;
+  /** worker threads hosting partition actors */
+  workers: number;
+  /** node partitions (actors / column families); fixed when the data dir is created */
+  partitions: number;
+  sync: { policy: SyncPolicy; groupIntervalMs: number };
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** etcd endpoints; empty means a single-node cluster */
+  etcd: string[];
+  /** how often TTL expiry and topic retention run */
+  maintenanceIntervalMs: number;
+  defaults: { topicPartitions: number; replicas: number };
+}
+
+export const configSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    nodeId: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+    host: { type: 'string', minLength: 1 },
+    port: { type: 'integer', minimum: 0, maximum: 65535 },
+    dataDir: { type: 'string', minLength: 1 },
+    workers: { type: 'integer', minimum: 1, maximum: 64 },
+    partitions: { type: 'integer', minimum: 1, maximum: 4096 },
+    sync: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        policy: { enum: ['none', 'group', 'always'] },
+        groupIntervalMs: { type: 'number', minimum: 0.1, maximum: 1000 },
+      },
+    },
+    logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    etcd: { type: 'array', items: { type: 'string', minLength: 1 } },
+    maintenanceIntervalMs: { type: 'integer', minimum: 10, maximum: 3_600_000 },
+    defaults: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        topicPartitions: { type: 'integer', minimum: 1, maximum: 1024 },
+        replicas: { type: 'integer', minimum: 1, maximum: 15 },
+      },
+    },
+  },
+} as const;
+
+export function defaultConfig(): Config {
+  return {
+    nodeId: os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64) || 'node',
+    host: '127.0.0.1',
+    port: 7070,
+    dataDir: './data',
+    workers: Math.max(1, Math.min(os.availableParallelism(), 4)),
+    partitions: 8,
+    sync: { policy: 'none', groupIntervalMs: 2 },
+    logLevel: 'info',
+    etcd: [],
+    maintenanceIntervalMs: 1000,
+    defaults: { topicPartitions: 4, replicas: 3 },
+  };
+}
+
+/** Old or common spellings, and what to write instead. */
+const RENAMED: Record<string, string> = {
+  data_dir: 'dataDir',
+  datadir: 'dataDir',
+  node_id: 'nodeId',
+  threads: 'workers',
+  fsync: 'sync.policy',
+  log_level: 'logLevel',
+};
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validate = ajv.compile(configSchema);
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Plain = Record<string, unknown>;
+
+function isPlain(v: unknown): v is Plain {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function merge(base: Plain, over: Plain): Plain {
+  const out: Plain = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    out[k] = isPlain(v) && isPlain(out[k]) ? merge(out[k] as Plain, v) : v;
+  }
+  return out;
+}
+
+function explainRenames(obj: Plain, where: string): void {
+  for (const k of Object.keys(obj)) {
+    if (k in RENAMED) throw new ConfigError(`${where}: "${k}" is now "${RENAMED[k]}"`);
+  }
+}
+
+export function parseConfigFile(path: string): Plain {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = path.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (!isPlain(parsed)) throw new ConfigError(`config file ${path} must hold a mapping`);
+  explainRenames(parsed, path);
+  return parsed;
+}
+
+/** CHICAGO_DATA_DIR → dataDir, CHICAGO_SYNC_POLICY → sync.policy; only names the schema knows. */
+export function configFromEnv(env: NodeJS.ProcessEnv): Plain {
+  const out: Plain = {};
+  const visit = (props: Record<string, { type?: string; properties?: object }>, path: string[]) => {
+    for (const [key, spec] of Object.entries(props)) {
+      const p = [...path, key];
+      if (spec.properties) { visit(spec.properties as typeof props, p); continue; }
+      const name = 'CHICAGO_' + p.map((s) => s.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+      const raw = env[name];
+      if (raw === undefined || raw === '') continue;
+      let value: unknown = raw;
+      if (spec.type === 'integer' || spec.type === 'number') value = Number(raw);
+      else if (spec.type === 'array') value = raw.split(',').map((s) => s.trim()).filter(Boolean);
+      let target = out;
+      for (const seg of p.slice(0, -1)) target = (target[seg] ??= {}) as Plain;
+      target[key] = value;
+    }
+  };
+  visit(configSchema.properties as never, []);
+  return out;
+}
+
+export interface ConfigSources { file?: string; env?: NodeJS.ProcessEnv; flags?: Plain }
+
+export function loadConfig(sources: ConfigSources = {}): Config {
+  let merged: Plain = defaultConfig() as unknown as Plain;
+  if (sources.file) merged = merge(merged, parseConfigFile(sources.file));
+  if (sources.env) merged = merge(merged, configFromEnv(sources.env));
+  if (sources.flags) merged = merge(merged, sources.flags);
+  if (!validate(merged)) {
+    const why = (validate.errors ?? [])
+      .map((e) => `${e.instancePath || '/'} ${e.message}${e.params && 'additionalProperty' in e.params ? ` "${String(e.params.additionalProperty)}"` : ''}`)
+      .join('; ');
+    throw new ConfigError(`invalid config: ${why}`);
+  }
+  return merged as unknown as Config;
+}

@@ -1,0 +1,31 @@
+// Prometheus metrics of one node, in its own registry (no process-wide globals).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'chicago_process_' });
+  return {
+    registry,
+    requests: new Counter({ name: 'chicago_requests_total', help: 'Requests by edge, route and outcome', labelNames: ['edge', 'route', 'code'] as const, registers: [registry] }),
+    requestSeconds: new Histogram({
+      name: 'chicago_request_duration_seconds', help: 'Request latency by edge and route',
+      labelNames: ['edge', 'route'] as const, registers: [registry],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
+    }),
+    produced: new Counter({ name: 'chicago_records_produced_total', help: 'Records appended', labelNames: ['topic'] as const, registers: [registry] }),
+    dropped: new Counter({ name: 'chicago_dropped_total', help: 'Fire-and-forget updates dropped because a queue was full', labelNames: ['reason'] as const, registers: [registry] }),
+    wsConnections: new Gauge({ name: 'chicago_ws_connections', help: 'Open WebSocket connections', registers: [registry] }),
+    eventLoopDelay: new Gauge({ name: 'chicago_event_loop_delay_seconds', help: 'Event-loop delay per thread since the last scrape', labelNames: ['thread', 'quantile'] as const, registers: [registry] }),
+    partitionSeq: new Gauge({ name: 'chicago_partition_sequence', help: 'Last mutation sequence per partition', labelNames: ['partition'] as const, registers: [registry] }),
+    streamStart: new Gauge({ name: 'chicago_stream_start_offset', help: 'First stored offset', labelNames: ['topic', 'partition'] as const, registers: [registry] }),
+    streamEnd: new Gauge({ name: 'chicago_stream_end_offset', help: 'Next offset to be assigned', labelNames: ['topic', 'partition'] as const, registers: [registry] }),
+    streamBytes: new Gauge({ name: 'chicago_stream_bytes', help: 'Record bytes stored', labelNames: ['topic', 'partition'] as const, registers: [registry] }),
+    groupLagRecords: new Gauge({ name: 'chicago_group_lag_records', help: 'Records not yet committed by a group', labelNames: ['group', 'topic', 'partition'] as const, registers: [registry] }),
+    groupLagSeconds: new Gauge({ name: 'chicago_group_lag_seconds', help: 'Age of the oldest record a group has not committed', labelNames: ['group', 'topic', 'partition'] as const, registers: [registry] }),
+    expiredKeys: new Gauge({ name: 'chicago_ttl_expired_keys', help: 'Expired keys swept from disk (since start)', registers: [registry] }),
+    trimmedBatches: new Gauge({ name: 'chicago_retention_trimmed_batches', help: 'Record batches removed by retention (since start)', registers: [registry] }),
+    fsyncs: new Gauge({ name: 'chicago_fsyncs', help: 'WAL fsyncs (since start)', registers: [registry] }),
+  };
+}

@@ -1,0 +1,157 @@
+// The gateway thread's handle on one partition worker: a bounded, deadline-checked request
+// channel (msgpack over a MessagePort, coalesced per event-loop turn) and a comlink control proxy.
+import { MessageChannel, Worker } from 'node:worker_threads';
+import * as Comlink from 'comlink';
+import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
+import { threadCodec } from './codec.js';
+import { ChicagoError } from './errors.js';
+import { limits } from './limits.js';
+import type { RequestBody, Request, Response, WorkerControl } from '../actors/messages.js';
+
+const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(e: Error): void;
+  deadlineMs: number;
+  bytes: number;
+  mutation: boolean;
+}
+
+export class WorkerHandle {
+  readonly control: Comlink.Remote<WorkerControl>;
+  private readonly worker: Worker;
+  private readonly dataPort: MessagePort | import('node:worker_threads').MessagePort;
+  private readonly codec = threadCodec();
+  private readonly pending = new Map<number, Pending>();
+  private outbox: Request[] = [];
+  private flushScheduled = false;
+  private nextId = 1;
+  private inFlightBytes = 0;
+  private readonly deadlineTimer: NodeJS.Timeout;
+  private state: 'open' | 'closing' | 'closed' = 'open';
+  private exitError: Error | undefined;
+
+  constructor(readonly index: number, scriptUrl: URL, dbHandle: bigint, onFatal: (err: Error) => void) {
+    const data = new MessageChannel();
+    const control = new MessageChannel();
+    this.worker = new Worker(scriptUrl, {
+      workerData: { handle: dbHandle, dataPort: data.port2, controlPort: control.port2 },
+      transferList: [data.port2, control.port2],
+      name: `partition-worker-${index}`,
+    });
+    this.dataPort = data.port1;
+    this.dataPort.on('message', (buf: Uint8Array) => this.onReplies(buf));
+    this.control = Comlink.wrap<WorkerControl>(nodeEndpoint(control.port1));
+    this.worker.on('error', (err) => {
+      this.exitError = err;
+      onFatal(err);
+    });
+    this.worker.on('exit', (code) => {
+      if (this.state !== 'closed') {
+        const err = this.exitError ?? new Error(`partition worker ${index} exited with code ${code}`);
+        this.failAll(err);
+        if (this.state === 'open') onFatal(err);
+      }
+      this.state = 'closed';
+    });
+    this.deadlineTimer = setInterval(() => this.expire(), 1000);
+    this.deadlineTimer.unref();
+  }
+
+  get inFlight(): number { return this.pending.size; }
+
+  /**
+   * Queue a request; resolves with the worker's result. Full → OVERLOADED at once.
+   * A write whose answer never comes is reported as OUTCOME_UNKNOWN, never as success.
+   */
+  call<T>(body: RequestBody, bytes = 0): Promise<T> {
+    if (this.state !== 'open') return Promise.reject(new ChicagoError('SHUTTING_DOWN'));
+    if (this.pending.size >= limits.workerInFlightMax) {
+      return Promise.reject(new ChicagoError('OVERLOADED', `worker ${this.index} queue`, `${this.pending.size} requests`));
+    }
+    if (this.inFlightBytes + bytes > limits.workerInFlightBytesMax) {
+      return Promise.reject(new ChicagoError('OVERLOADED', `worker ${this.index} queue`, `${this.inFlightBytes} bytes`));
+    }
+    const id = this.nextId++;
+    const req = { ...body, id } as Request;
+    return new Promise<T>((resolve, reject) => {
+      const mutation = req.op === 'kvPut' || req.op === 'kvDel' || req.op === 'produce' || req.op === 'commit' || req.op === 'dropStream';
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, deadlineMs: Date.now() + limits.workerCallTimeoutMs, bytes, mutation });
+      this.inFlightBytes += bytes;
+      this.outbox.push(req);
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.outbox;
+    this.outbox = [];
+    if (batch.length > 0) this.dataPort.postMessage(this.codec.encode(batch));
+  }
+
+  private onReplies(buf: Uint8Array): void {
+    for (const r of this.codec.decode<Response[]>(buf)) {
+      const p = this.pending.get(r.id);
+      if (!p) continue; // already expired and answered
+      this.pending.delete(r.id);
+      this.inFlightBytes -= p.bytes;
+      if (r.ok) p.resolve(r.res);
+      else {
+        const err = new ChicagoError(r.err.code);
+        if (r.err.args.length === 1 && typeof r.err.args[0] === 'string' && r.err.code !== 'OUT_OF_ORDER_SEQUENCE') err.message = r.err.args[0];
+        else err.message = new ChicagoError(r.err.code, ...r.err.args).message;
+        p.reject(err);
+      }
+    }
+  }
+
+  private expire(): void {
+    const now = Date.now();
+    for (const [id, p] of this.pending) {
+      if (p.deadlineMs > now) break; // ids are issued in time order
+      this.pending.delete(id);
+      this.inFlightBytes -= p.bytes;
+      p.reject(p.mutation
+        ? new ChicagoError('OUTCOME_UNKNOWN', `worker ${this.index} did not answer within ${limits.workerCallTimeoutMs} ms`)
+        : new ChicagoError('TIMEOUT', `worker ${this.index} read`, limits.workerCallTimeoutMs));
+    }
+  }
+
+  private failAll(cause: Error): void {
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.reject(p.mutation ? new ChicagoError('OUTCOME_UNKNOWN', cause.message) : new ChicagoError('INTERNAL', cause.message));
+    }
+    this.inFlightBytes = 0;
+  }
+
+  /** Drain then stop the thread. The database stays open: only the main thread closes it. */
+  async stop(): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'closing';
+    this.flush();
+    try {
+      await withDeadline(this.control.drain(), 10_000, `worker ${this.index} drain`);
+      // answers to what was queued before the drain arrive before the drain's own answer
+    } finally {
+      clearInterval(this.deadlineTimer);
+      this.state = 'closed';
+      this.failAll(new Error('worker stopped'));
+      this.control[Comlink.releaseProxy]();
+      await this.worker.terminate();
+    }
+  }
+}
+
+export function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new ChicagoError('TIMEOUT', what, ms)), ms); }),
+  ]).finally(() => clearTimeout(timer));
+}

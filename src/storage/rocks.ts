@@ -1,0 +1,62 @@
+// The node's one RocksDB database: a column family per node partition plus `default` for the
+// node's own catalog. Opened and closed on the main thread only; workers attach by handle and
+// must never close it (PLATFORM.md: closing from a worker crashes the process).
+import { RocksLevel, type Column } from '@nxtedition/rocksdb';
+
+export type Range = { gte: Uint8Array; lt: Uint8Array; reverse?: boolean };
+export type Entry = [key: Buffer, value: Buffer];
+
+const ENCODING = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const;
+
+export function columnName(partition: number): string { return `p${partition}`; }
+
+export async function openDatabase(dir: string, partitions: number): Promise<RocksLevel> {
+  const columns: Record<string, object> = { default: {} };
+  for (let p = 0; p < partitions; p++) columns[columnName(p)] = {};
+  const db = new RocksLevel(dir, { columns, createIfMissing: true, ...ENCODING });
+  await db.open();
+  return db;
+}
+
+export async function attachDatabase(handle: bigint): Promise<RocksLevel> {
+  const db = new RocksLevel(handle, { ...ENCODING });
+  await db.open();
+  return db;
+}
+
+/** Synchronous reads and writes on one column family, on the calling thread. */
+export class ColumnStore {
+  constructor(private readonly db: RocksLevel, readonly column: Column) {}
+
+  get(key: Uint8Array): Buffer | undefined {
+    return this.db._getManySync([key], { column: this.column })[0];
+  }
+
+  /** Up to `limit` entries of a range, in key order (or reverse). */
+  range(range: Range, limit: number): Entry[] {
+    const out: Entry[] = [];
+    for (const e of this.iterate(range, Math.min(limit, 1000))) {
+      out.push(e);
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  /** Lazily walks a range in chunks; stopping early closes the iterator. */
+  *iterate(range: Range, chunk = 256): Generator<Entry> {
+    const it = this.db.iterator({ column: this.column, gte: range.gte, lt: range.lt, reverse: range.reverse ?? false, keys: true, values: true });
+    try {
+      for (;;) {
+        const { rows, finished } = it._nextvSync(chunk, {});
+        for (let i = 0; i < rows.length; i += 2) yield [rows[i], rows[i + 1]];
+        if (finished || rows.length === 0) return;
+      }
+    } finally {
+      void it.close();
+    }
+  }
+
+  async clear(range: Range): Promise<void> {
+    await this.db.clear({ column: this.column, gte: range.gte, lt: range.lt });
+  }
+}

@@ -1,0 +1,268 @@
+// The `chicago` CLI against a real node: output formats and exit codes are public interface.
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliOptions, type NodeHandle, runCli, spawnCli, startNode } from './helpers/launcher.js';
+
+let node: NodeHandle;
+const cli = (args: string[], opts?: CliOptions) => runCli([...args, '--url', node.url], opts);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const jsonLines = (text: string) => text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+beforeAll(async () => {
+  node = await startNode();
+});
+
+afterAll(async () => {
+  await node?.stop();
+});
+
+describe('kv', () => {
+  it('puts, gets, scans and deletes', async () => {
+    const put = await cli(['kv', 'put', 'cli-kv', 'alpha', 'one']);
+    expect(put).toMatchObject({ code: 0, stderr: '' });
+    expect(put.stdout).toMatch(/^version=\d+ replicas=\d+\n$/);
+
+    const putJson = await cli(['kv', 'put', 'cli-kv', 'beta', 'two', '--json']);
+    expect(putJson.code).toBe(0);
+    expect(JSON.parse(putJson.stdout)).toEqual({ version: expect.any(Number), replicas: expect.any(Number) });
+
+    // The value comes back byte for byte, no newline added when stdout is not a terminal.
+    expect(await cli(['kv', 'get', 'cli-kv', 'alpha'])).toMatchObject({ code: 0, stdout: 'one' });
+
+    const scan = await cli(['kv', 'scan', 'cli-kv']);
+    expect(scan.code).toBe(0);
+    expect(scan.stdout).toBe('alpha\tone\nbeta\ttwo\n');
+    expect((await cli(['kv', 'scan', 'cli-kv', '--prefix', 'b'])).stdout).toBe('beta\ttwo\n');
+    expect((await cli(['kv', 'scan', 'cli-kv', '--limit', '1'])).stdout).toBe('alpha\tone\n');
+
+    expect((await cli(['kv', 'del', 'cli-kv', 'alpha'])).code).toBe(0);
+    const gone = await cli(['kv', 'get', 'cli-kv', 'alpha']);
+    expect(gone).toMatchObject({ code: 1, stdout: '' });
+    expect(gone.stderr).toMatch(/not found/);
+  });
+
+  it('keeps keys with URL-special characters intact', async () => {
+    const key = 'a/b c?d=e&f%g#h';
+    expect((await cli(['kv', 'put', 'cli-kv-special', key, 'v'])).code).toBe(0);
+    expect((await cli(['kv', 'get', 'cli-kv-special', key])).stdout).toBe('v');
+    expect((await cli(['kv', 'scan', 'cli-kv-special'])).stdout).toBe(`${key}\tv\n`);
+  });
+
+  it('reads the value from stdin when it is not given', async () => {
+    const value = 'line 1\nline 2\n';
+    expect((await cli(['kv', 'put', 'cli-kv', 'stdin'], { input: value })).code).toBe(0);
+    expect((await cli(['kv', 'get', 'cli-kv', 'stdin'])).stdout).toBe(value);
+  });
+
+  it('forgets a key after its ttl', async () => {
+    expect((await cli(['kv', 'put', 'cli-kv', 'short', 'lived', '--ttl', '1'])).code).toBe(0);
+    await sleep(2500);
+    expect((await cli(['kv', 'get', 'cli-kv', 'short'])).code).toBe(1);
+  });
+});
+
+describe('topic', () => {
+  it('creates, lists, describes and deletes', async () => {
+    const created = await cli(['topic', 'create', 'cli-admin', '--partitions', '3', '--replicas', '1', '--retention-ms', '3600000']);
+    expect(created).toMatchObject({ code: 0, stderr: '' });
+    expect(created.stdout).toMatch(/created topic cli-admin partitions=3 replicas=1/);
+
+    const list = await cli(['topic', 'list']);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^cli-admin\s+3\s+1\s+ms=3600000/m);
+    const names = (JSON.parse((await cli(['topic', 'list', '--json'])).stdout) as { topics: Array<{ name: string }> }).topics.map((t) => t.name);
+    expect(names).toContain('cli-admin');
+
+    const describeText = await cli(['topic', 'describe', 'cli-admin']);
+    expect(describeText.code).toBe(0);
+    expect(describeText.stdout).toMatch(/PARTITION\s+START\s+END\s+BYTES\s+LEADER\s+REPLICAS/);
+    const described = JSON.parse((await cli(['topic', 'describe', 'cli-admin', '--json'])).stdout) as {
+      partitions: Array<{ partition: number; startOffset: number; endOffset: number; leader: string; replicas: string[] }>;
+    };
+    expect(described.partitions.map((x) => [x.partition, x.startOffset, x.endOffset])).toEqual([[0, 0, 0], [1, 0, 0], [2, 0, 0]]);
+    for (const x of described.partitions) expect(x.replicas).toContain(x.leader);
+
+    expect((await cli(['topic', 'delete', 'cli-admin'])).code).toBe(0);
+    const after = await cli(['topic', 'describe', 'cli-admin']);
+    expect(after.code).toBe(2);
+    expect(after.stderr).toMatch(/^error TOPIC_NOT_FOUND: /);
+  });
+
+  it('refuses a topic that exists', async () => {
+    expect((await cli(['topic', 'create', 'cli-dup', '--partitions', '1', '--replicas', '1'])).code).toBe(0);
+    const again = await cli(['topic', 'create', 'cli-dup', '--partitions', '1', '--replicas', '1']);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/^error TOPIC_EXISTS: /);
+  });
+});
+
+describe('produce and tail', () => {
+  it('tails exactly the lines produced, in order', async () => {
+    await cli(['topic', 'create', 'cli-lines', '--partitions', '1', '--replicas', '1']);
+    const lines = ['first', '{"json":"inside"}', '', 'with\ttab', 'ünïcödé'];
+    const produced = await cli(['produce', 'cli-lines'], { input: lines.join('\n') + '\n' });
+    expect(produced.code).toBe(0);
+    expect(produced.stderr).toMatch(/produced 5 records in 1 batch to cli-lines/);
+
+    const tail = await cli(['tail', 'cli-lines', '--from-beginning']);
+    expect(tail.code).toBe(0);
+    const records = jsonLines(tail.stdout);
+    expect(records.map((r) => r.value)).toEqual(lines);
+    expect(records.map((r) => r.offset)).toEqual([0, 1, 2, 3, 4]);
+    for (const r of records) {
+      expect(Object.keys(r)).toEqual(['partition', 'offset', 'timestamp', 'key', 'value', 'headers']);
+      expect(r).toMatchObject({ partition: 0, key: null, headers: {} });
+      expect(Math.abs((r.timestamp as number) - Date.now())).toBeLessThan(60_000);
+    }
+  });
+
+  it('sends keys and headers, and spreads over partitions', async () => {
+    await cli(['topic', 'create', 'cli-keyed', '--partitions', '3', '--replicas', '1']);
+    const input = Array.from({ length: 30 }, (_, i) => `k${i % 5}:v${i}`).join('\n');
+    const produced = await cli(['produce', 'cli-keyed', '--key-separator', ':', '--header', 'env=test', '--header', 'a=b=c'], { input });
+    expect(produced.code).toBe(0);
+
+    const records = jsonLines((await cli(['tail', 'cli-keyed'])).stdout);
+    expect(records).toHaveLength(30);
+    expect(new Set(records.map((r) => r.value))).toEqual(new Set(Array.from({ length: 30 }, (_, i) => `v${i}`)));
+    // One key always lands on one partition, and each partition reads back in offset order.
+    const partitionOfKey = new Map<unknown, unknown>();
+    for (const r of records) {
+      expect(r.headers).toEqual({ env: 'test', a: 'b=c' });
+      expect(r.key).toBe(`k${Number((r.value as string).slice(1)) % 5}`);
+      if (!partitionOfKey.has(r.key)) partitionOfKey.set(r.key, r.partition);
+      expect(r.partition).toBe(partitionOfKey.get(r.key));
+    }
+    for (const p of new Set(records.map((r) => r.partition))) {
+      const offsets = records.filter((r) => r.partition === p).map((r) => r.offset as number);
+      expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+    }
+
+    const one = jsonLines((await cli(['tail', 'cli-keyed', '--partition', '1'])).stdout);
+    expect(one.every((r) => r.partition === 1)).toBe(true);
+    expect((await cli(['tail', 'cli-keyed', '--max', '4'])).stdout.trim().split('\n')).toHaveLength(4);
+  });
+
+  it('sends many lines in several bounded batches', async () => {
+    await cli(['topic', 'create', 'cli-many', '--partitions', '2', '--replicas', '1']);
+    const input = Array.from({ length: 5000 }, (_, i) => `record-${i}`).join('\n');
+    const produced = await cli(['produce', 'cli-many', '--batch-records', '1000', '--linger-ms', '60000', '--acks', 'one'], { input });
+    expect(produced.code).toBe(0);
+    expect(produced.stderr).toMatch(/produced 5000 records in 5 batches to cli-many/);
+    const records = jsonLines((await cli(['tail', 'cli-many', '--from-beginning'])).stdout);
+    expect(records).toHaveLength(5000);
+  });
+
+  it('commits with --group and resumes after what it printed', async () => {
+    await cli(['topic', 'create', 'cli-group', '--partitions', '2', '--replicas', '1']);
+    await cli(['produce', 'cli-group'], { input: 'a\nb\nc\n' });
+
+    const first = jsonLines((await cli(['tail', 'cli-group', '--group', 'g1'])).stdout);
+    expect(first.map((r) => r.value).sort()).toEqual(['a', 'b', 'c']);
+    const again = await cli(['tail', 'cli-group', '--group', 'g1']);
+    expect(again).toMatchObject({ code: 0, stdout: '' });
+
+    const offsets = JSON.parse((await cli(['group', 'offsets', 'g1', '--topic', 'cli-group', '--json'])).stdout) as {
+      offsets: Array<{ topic: string; partition: number; offset: number; endOffset: number; lagRecords: number }>;
+    };
+    expect(offsets.offsets.reduce((n, o) => n + o.offset, 0)).toBe(3);
+    expect(offsets.offsets.every((o) => o.lagRecords === 0 && o.offset === o.endOffset)).toBe(true);
+
+    await cli(['produce', 'cli-group'], { input: 'd\n' });
+    expect(jsonLines((await cli(['tail', 'cli-group', '--group', 'g1'])).stdout).map((r) => r.value)).toEqual(['d']);
+    // An explicit start wins over the committed offset; another group starts on its own.
+    expect(jsonLines((await cli(['tail', 'cli-group', '--group', 'g1', '--from-beginning'])).stdout)).toHaveLength(4);
+    expect(jsonLines((await cli(['tail', 'cli-group', '--group', 'g2'])).stdout)).toHaveLength(4);
+  });
+
+  it('starts at a time with --since', async () => {
+    await cli(['topic', 'create', 'cli-since', '--partitions', '1', '--replicas', '1']);
+    await cli(['produce', 'cli-since'], { input: 'old-1\nold-2\n' });
+    await sleep(100);
+    const cut = Date.now();
+    await sleep(100);
+    await cli(['produce', 'cli-since'], { input: 'new-1\nnew-2\n' });
+
+    const values = async (since: string) => jsonLines((await cli(['tail', 'cli-since', '--since', since])).stdout).map((r) => r.value);
+    expect(await values(String(cut))).toEqual(['new-1', 'new-2']);
+    expect(await values(new Date(cut).toISOString())).toEqual(['new-1', 'new-2']);
+    expect(await values('1h')).toEqual(['old-1', 'old-2', 'new-1', 'new-2']);
+    expect(await values(String(Date.now() + 60_000))).toEqual([]);
+  });
+
+  it('follows new records until interrupted', async () => {
+    await cli(['topic', 'create', 'cli-follow', '--partitions', '2', '--replicas', '1']);
+    const follow = spawnCli(['tail', 'cli-follow', '--follow', '--group', 'gf', '--url', node.url]);
+    await sleep(500);
+    await cli(['produce', 'cli-follow'], { input: 'x\ny\n' });
+    await follow.stdout.waitFor(/"value":"y"/, 10_000);
+    await follow.stdout.waitFor(/"value":"x"/, 10_000);
+    follow.proc.kill('SIGINT');
+    expect((await follow.done).code).toBe(0);
+    // What the follower printed is committed.
+    expect((await cli(['tail', 'cli-follow', '--group', 'gf'])).stdout).toBe('');
+  });
+});
+
+describe('errors and exit codes', () => {
+  it('prints the node error as "error CODE: message" and exits 2', async () => {
+    const badTopic = await cli(['topic', 'create', 'bad name!', '--partitions', '1']);
+    expect(badTopic.code).toBe(2);
+    expect(badTopic.stderr).toMatch(/^error INVALID_NAME: .+/);
+    const badKeyspace = await cli(['kv', 'put', 'bad/keyspace', 'k', 'v']);
+    expect(badKeyspace.code).toBe(2);
+    expect(badKeyspace.stderr).toMatch(/^error [A-Z_]+: .+/);
+    const noTopic = await cli(['tail', 'cli-no-such-topic']);
+    expect(noTopic.code).toBe(2);
+    expect(noTopic.stderr).toMatch(/^error TOPIC_NOT_FOUND: /);
+    const noTopicProduce = await cli(['produce', 'cli-no-such-topic'], { input: 'a\n' });
+    expect(noTopicProduce.code).toBe(2);
+    expect(noTopicProduce.stderr).toMatch(/^error TOPIC_NOT_FOUND: /m);
+  });
+
+  it('shows usage and exits 64 on a wrong command line', async () => {
+    for (const args of [[], ['frobnicate'], ['kv'], ['kv', 'frob'], ['kv', 'get', 'ks'], ['kv', 'get', 'ks', 'k', '--bogus'],
+      ['tail', 't', '--offset', '1', '--since', '5m'], ['tail', 't', '--since', 'yesterday-ish'], ['kv', 'put', 'ks', 'k', 'v', '--acks', 'maybe']]) {
+      const r = await runCli(args);
+      expect(r.code, args.join(' ')).toBe(64);
+      expect(r.stderr, args.join(' ')).toMatch(/usage: chicago/);
+      expect(r.stdout).toBe('');
+    }
+    const help = await runCli(['help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/chicago kv put KEYSPACE KEY/);
+    expect((await runCli(['tail', '--help'])).stdout).toMatch(/usage: chicago tail TOPIC/);
+  });
+
+  it('says the node is unreachable and exits 3', async () => {
+    const port = await closedPort();
+    const r = await runCli(['kv', 'get', 'ks', 'k', '--url', `http://127.0.0.1:${port}`]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/connection refused/);
+    // CHICAGO_URL is the default when --url is not given.
+    const env = await runCli(['status'], { env: { CHICAGO_URL: `http://127.0.0.1:${port}` } });
+    expect(env.code).toBe(3);
+    expect(env.stderr).toContain(`127.0.0.1:${port}`);
+  });
+});
+
+describe('status', () => {
+  it('shows the node and its partitions', async () => {
+    const text = await cli(['status']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/state=up/);
+    expect(text.stdout).toMatch(/PARTITION\s+LEADER\s+REPLICAS/);
+    const json = JSON.parse((await cli(['status', '--json'])).stdout) as { state: string; partitions: unknown[] };
+    expect(json.state).toBe('up');
+    expect(json.partitions.length).toBeGreaterThan(0);
+  });
+});
+
+/** A port nothing listens on: bound once by us, then released. */
+async function closedPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}

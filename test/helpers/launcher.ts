@@ -1,0 +1,281 @@
+// Real chicago node processes and CLI runs for tests. Needs `npm run build` first (npm test's
+// pretest does it): the node and CLI run from dist/, as users run them.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const cliPath = path.join(repoRoot, 'dist/src/cli/main.js');
+
+const START_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 10_000;
+const HEALTH_POLL_MS = 50;
+const CLI_TIMEOUT_MS = 30_000;
+/** each captured stream keeps at most this much of its newest output */
+const CAPTURE_CHARS_MAX = 1024 * 1024;
+
+export interface Exit { code: number | null; signal: NodeJS.Signals | null }
+
+/** The newest lines of a stream, bounded; tests can wait for a line to appear. */
+export class OutputRing {
+  private readonly buf: string[] = [];
+  private chars = 0;
+  private partial = '';
+  /** the stream ended without a final newline; text() must not invent one */
+  private unterminated = false;
+  private readonly waiters = new Set<(line: string) => void>();
+
+  constructor(private readonly maxChars = CAPTURE_CHARS_MAX) {}
+
+  /** Feeds raw text; complete lines become visible. */
+  feed(chunk: string): void {
+    const parts = (this.partial + chunk).split('\n');
+    this.partial = parts.pop()!;
+    for (const line of parts) this.push(line);
+  }
+
+  /** The unterminated last line, once the stream has ended. */
+  end(): void {
+    if (!this.partial) return;
+    this.push(this.partial);
+    this.partial = '';
+    this.unterminated = true;
+  }
+
+  private push(line: string): void {
+    this.buf.push(line);
+    this.chars += line.length + 1;
+    while (this.chars > this.maxChars && this.buf.length > 1) this.chars -= this.buf.shift()!.length + 1;
+    for (const w of this.waiters) w(line);
+  }
+
+  lines(): string[] { return [...this.buf]; }
+  text(): string {
+    const all = this.buf.map((l) => l + '\n').join('') + this.partial;
+    return this.unterminated ? all.slice(0, -1) : all;
+  }
+  tail(n = 30): string { return this.buf.slice(-n).join('\n'); }
+
+  /** The first line (already seen or still to come) that `match` accepts. */
+  waitFor(match: RegExp | ((line: string) => boolean), timeoutMs: number): Promise<string> {
+    const ok = typeof match === 'function' ? match : (l: string) => match.test(l);
+    const seen = this.buf.find(ok);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const waiter = (line: string) => {
+        if (!ok(line)) return;
+        cleanup();
+        resolve(line);
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`no line matching ${String(match)} within ${timeoutMs} ms; last lines:\n${this.tail()}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+      };
+      this.waiters.add(waiter);
+    });
+  }
+}
+
+/** A spawned child whose output is captured and whose end is a promise (after stdio closed). */
+function launch(args: string[], env: Record<string, string> | undefined, stdin: 'pipe' | 'ignore') {
+  const proc = spawn(process.execPath, args, {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    stdio: [stdin, 'pipe', 'pipe'],
+  });
+  const stdout = new OutputRing();
+  const stderr = new OutputRing();
+  proc.stdout!.setEncoding('utf8').on('data', (c: string) => stdout.feed(c));
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => stderr.feed(c));
+  const exited = new Promise<Exit>((resolve) => {
+    proc.once('close', (code, signal) => {
+      stdout.end();
+      stderr.end();
+      live.delete(proc);
+      resolve({ code, signal });
+    });
+  });
+  // A spawn failure (ENOENT, EMFILE) ends as an exit with no code; the error is in stderr.
+  proc.once('error', (err) => stderr.feed(`spawn failed: ${err.message}\n`));
+  live.add(proc);
+  return { proc, stdout, stderr, exited };
+}
+
+// A test that fails half-way must not leave nodes running behind it.
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
+export interface StartOptions {
+  /** an existing data dir (kept after stop); default a fresh temp dir removed on stop */
+  dataDir?: string;
+  /** extra `chicago server` flags; later flags override the launcher's */
+  args?: string[];
+  env?: Record<string, string>;
+  nodeId?: string;
+  /** default 0: the node picks a free port */
+  port?: number;
+  /** keep a temp data dir after stop, e.g. to look at it after a failure */
+  keepData?: boolean;
+  startTimeoutMs?: number;
+}
+
+export interface NodeHandle {
+  url: string;
+  port: number;
+  dataDir: string;
+  pid: number;
+  proc: ChildProcess;
+  stdout: OutputRing;
+  stderr: OutputRing;
+  exited: Promise<Exit>;
+  /** signal the node (SIGKILL by default: a crash) and wait for it to end; the data dir stays */
+  kill(signal?: NodeJS.Signals): Promise<Exit>;
+  /** SIGTERM, SIGKILL after a deadline; then removes a temp data dir unless keepData */
+  stop(): Promise<Exit>;
+  /** a new node on the same data dir and, if it is still free, the same port */
+  restart(): Promise<NodeHandle>;
+}
+
+export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
+  if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run \`npm run build\` first`);
+  const ownsDir = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'chicago-node-')));
+  const args = [
+    cliPath, 'server', '--port', String(opts.port ?? 0), '--host', '127.0.0.1', '--data-dir', dataDir,
+    ...(opts.nodeId ? ['--node-id', opts.nodeId] : []),
+    ...(opts.args ?? []),
+  ];
+  const child = launch(args, opts.env, 'ignore');
+  const deadline = Date.now() + (opts.startTimeoutMs ?? START_TIMEOUT_MS);
+  const failed = (why: string) =>
+    new Error(
+      `chicago node (pid ${child.proc.pid}, data ${dataDir}) ${why}\n` +
+        `--- stderr (tail)\n${child.stderr.tail()}\n--- stdout (tail)\n${child.stdout.tail()}`,
+    );
+
+  let url: string;
+  try {
+    // The node logs {"msg":"serving","url":…} once it listens; that line also tells the port.
+    const line = await new Promise<string>((resolve, reject) => {
+      child.stdout.waitFor((l) => servingUrl(l) !== undefined, deadline - Date.now()).then(resolve, reject);
+      // Whichever settles first wins; the later call is a no-op, so nothing is left unhandled.
+      void child.exited.then((e) => reject(failed(`exited before serving (code ${e.code}, signal ${e.signal})`)));
+    });
+    url = servingUrl(line)!;
+    await waitHealthy(url, deadline, child.exited, failed);
+  } catch (err) {
+    child.proc.kill('SIGKILL');
+    await child.exited;
+    if (ownsDir && !opts.keepData) await rm(dataDir, { recursive: true, force: true });
+    throw (err as Error).message.startsWith('chicago node') ? err : failed((err as Error).message);
+  }
+
+  const port = Number(new URL(url).port);
+  const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
+    if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill(signal);
+    return child.exited;
+  };
+  const shutdown = async (removeData: boolean): Promise<Exit> => {
+    const timer = setTimeout(() => child.proc.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    const exit = await kill('SIGTERM');
+    clearTimeout(timer);
+    if (removeData) await rm(dataDir, { recursive: true, force: true });
+    return exit;
+  };
+  return {
+    url,
+    port,
+    dataDir,
+    pid: child.proc.pid!,
+    proc: child.proc,
+    stdout: child.stdout,
+    stderr: child.stderr,
+    exited: child.exited,
+    kill,
+    stop: () => shutdown(ownsDir && !opts.keepData),
+    async restart() {
+      await shutdown(false);
+      // The new handle owns the temp dir from now on, so stopping it cleans up as before.
+      const again = { ...opts, dataDir, keepData: opts.keepData || !ownsDir };
+      try {
+        return await startNode({ ...again, port });
+      } catch {
+        return startNode({ ...again, port: 0 });
+      }
+    },
+  };
+}
+
+function servingUrl(line: string): string | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    const rec = JSON.parse(line) as { msg?: unknown; url?: unknown };
+    return rec.msg === 'serving' && typeof rec.url === 'string' ? rec.url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitHealthy(url: string, deadline: number, exited: Promise<Exit>, failed: (why: string) => Error) {
+  let gone = false;
+  void exited.then(() => (gone = true));
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (gone) throw failed('exited while waiting for /v1/health');
+    try {
+      const res = await fetch(`${url}/v1/health`, { signal: AbortSignal.timeout(Math.max(1, Math.min(2000, deadline - Date.now()))) });
+      if (res.status === 200) return;
+      last = `HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, HEALTH_POLL_MS));
+  }
+  throw failed(`was not healthy in time (last: ${last})`);
+}
+
+export interface CliResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+export interface CliOptions { input?: string; env?: Record<string, string>; timeoutMs?: number }
+
+export interface CliRun {
+  proc: ChildProcess;
+  stdout: OutputRing;
+  stderr: OutputRing;
+  /** settles when the CLI ends; rejects when it outlives its timeout (then it is killed) */
+  done: Promise<CliResult>;
+}
+
+/** Starts `chicago ARGS…` without waiting: for `tail --follow` and other long runs. */
+export function spawnCli(args: string[], opts: CliOptions = {}): CliRun {
+  const child = launch([cliPath, ...args], opts.env, opts.input === undefined ? 'ignore' : 'pipe');
+  if (opts.input !== undefined) child.proc.stdin!.end(opts.input);
+  const timeoutMs = opts.timeoutMs ?? CLI_TIMEOUT_MS;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.proc.kill('SIGKILL');
+  }, timeoutMs);
+  const done = child.exited.then(({ code, signal }) => {
+    clearTimeout(timer);
+    const result = { code, signal, stdout: child.stdout.text(), stderr: child.stderr.text() };
+    if (timedOut) {
+      throw new Error(`chicago ${args.join(' ')} ran over ${timeoutMs} ms\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`);
+    }
+    return result;
+  });
+  return { proc: child.proc, stdout: child.stdout, stderr: child.stderr, done };
+}
+
+/** Runs `chicago ARGS…` to its end. */
+export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  return spawnCli(args, opts).done;
+}
