@@ -67,7 +67,8 @@ scenarios: kv-put | kv-get | produce | produce-tail | idle
   --via ws|http          Chicago transport: the TypeScript WS client or HTTP keep-alive (default ws)
   --keyspace NAME --keys N   kv keyspace and number of distinct keys       (default bench, 100000)
   --topic NAME --partitions P --replicas N   produce topic (created if missing; default a new name, 4|1, 1)
-  --max-outstanding N    cap on requests in flight; sends due while full are counted as errors (default 10000)
+  --max-outstanding N    cap on requests in flight; sends due while full are counted as errors
+                         (default 4000 per connection: the client refuses more than 4096)
   --timeout-ms N         an unanswered request counts as a timeout error after this (default 10000)
   --pacing sleep|spin|timer  how the generator waits for the next due time (default sleep):
                          sleep = Atomics.wait naps ≤ 200 µs (lag ~0.1 ms, little CPU); spin = busy
@@ -143,6 +144,10 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
   };
   const rate = num('rate', values.rate, 10_000, Number.MIN_VALUE);
   const batch = Math.floor(num('batch', values.batch, s === 'produce' ? 1000 : 1, 1));
+  if ((s === 'produce' || s === 'produce-tail') && values.acks === 'none') {
+    throw new Error(`${s} times acks: --acks none has none (use one or all)`);
+  }
+  const connections = Math.floor(num('connections', values.connections, 1, 1));
   const target = oneOf('target', values.target, ['chicago', 'redis'] as const, 'chicago');
   const baseline = values.baseline === undefined ? undefined : oneOf('baseline', values.baseline, ['redis'] as const, 'redis');
   if ((target === 'redis' || baseline) && s !== 'kv-put' && s !== 'kv-get') {
@@ -158,7 +163,7 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     ...(values.json === undefined ? {} : { json: values.json }),
     recordBytes: Math.floor(num('record-bytes', values['record-bytes'], 200, 24)),
     batch,
-    connections: Math.floor(num('connections', values.connections, 1, 1)),
+    connections,
     acks: oneOf('acks', values.acks, ['all', 'one', 'none'] as const, 'one'),
     target,
     ...(baseline === undefined ? {} : { baseline }),
@@ -174,7 +179,7 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     ...(values.topic === undefined ? {} : { topic: values.topic }),
     partitions: Math.floor(num('partitions', values.partitions, s === 'produce-tail' ? 1 : 4, 1)),
     replicas: Math.floor(num('replicas', values.replicas, 1, 1)),
-    maxOutstanding: Math.floor(num('max-outstanding', values['max-outstanding'], 10_000, 1)),
+    maxOutstanding: Math.floor(num('max-outstanding', values['max-outstanding'], 4000 * connections, 1)),
     timeoutMs: num('timeout-ms', values['timeout-ms'], 10_000, 1),
     drainMs: num('drain-ms', values['drain-ms'], 10_000, 0),
     pacing: oneOf('pacing', values.pacing, ['sleep', 'spin', 'timer'] as const, 'sleep'),

@@ -2,6 +2,7 @@
 // or plain HTTP/1.1 keep-alive (`--via http`). Both offer the same small surface to the scenarios.
 import type { Acks } from '../src/node/api.js';
 import { HttpTarget } from './http.js';
+import { WsDriver } from './ws-driver.js';
 
 export interface TailHandle {
   stop(): Promise<void>;
@@ -11,10 +12,18 @@ export interface ChicagoDriver {
   readonly via: 'ws' | 'http';
   kvPut(ks: string, key: string, value: Buffer): Promise<{ replicas: number }>;
   kvGet(ks: string, key: string): Promise<unknown>;
-  /** one batch; resolves when every record of it is acked */
-  produce(topic: string, values: Buffer[]): Promise<{ replicas: number }>;
-  /** delivers every record of `partition` appended after the call resolves */
-  tail(topic: string, partition: number, onRecord: (value: Buffer) => void, onError: (e: unknown) => void): Promise<TailHandle>;
+  /**
+   * One batch; resolves when every record of it is acked. The ws driver sends batch k to partition
+   * k % partitions (the client keeps one batch in flight per partition); http lets the node spread.
+   */
+  produce(topic: string, values: Buffer[], partitions: number): Promise<{ replicas: number }>;
+  /** delivers every record of `partition` appended after the subscription is live */
+  tail(
+    topic: string,
+    partition: number,
+    onRecord: (value: Buffer, partition: number) => void,
+    onError: (e: unknown) => void,
+  ): Promise<TailHandle>;
   close(): Promise<void>;
 }
 
@@ -30,7 +39,6 @@ export interface DriverOptions {
 
 export async function openDriver(o: DriverOptions): Promise<ChicagoDriver> {
   if (o.via === 'http') return new HttpDriver(o);
-  const { WsDriver } = await import('./ws-driver.js');
   return WsDriver.open(o);
 }
 
@@ -49,7 +57,7 @@ class HttpDriver implements ChicagoDriver {
     return this.http.kvGet(ks, key);
   }
 
-  async produce(topic: string, values: Buffer[]): Promise<{ replicas: number }> {
+  async produce(topic: string, values: Buffer[], _partitions: number): Promise<{ replicas: number }> {
     // the HTTP API carries values as JSON strings: the bench's values are ASCII
     const r = await this.http.produce(
       topic,
@@ -62,7 +70,7 @@ class HttpDriver implements ChicagoDriver {
   async tail(
     topic: string,
     partition: number,
-    onRecord: (value: Buffer) => void,
+    onRecord: (value: Buffer, partition: number) => void,
     onError: (e: unknown) => void,
   ): Promise<TailHandle> {
     // long-poll from the current end offset
@@ -74,7 +82,7 @@ class HttpDriver implements ChicagoDriver {
       while (!stopped) {
         try {
           const r = await poller.fetch(topic, partition, offset, 500);
-          for (const rec of r.records) onRecord(Buffer.from(rec.value, 'latin1'));
+          for (const rec of r.records) onRecord(Buffer.from(rec.value, 'latin1'), partition);
           offset = r.nextOffset;
         } catch (e) {
           if (!stopped) onError(e);

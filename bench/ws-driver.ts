@@ -7,14 +7,13 @@ export class WsDriver implements ChicagoDriver {
   readonly via = 'ws' as const;
   private rr = 0;
   private batchSeq = 0;
-  private readonly producers: Array<Producer<'acked'> | undefined>;
+  /** per connection and batch size: a producer seals a batch when it reaches batchBytesMax */
+  private readonly producers = new Map<string, Producer<'acked'>>();
 
   private constructor(
     private readonly o: DriverOptions,
     private readonly clients: ChicagoClient[],
-  ) {
-    this.producers = clients.map(() => undefined);
-  }
+  ) {}
 
   static async open(o: DriverOptions): Promise<WsDriver> {
     const clients: ChicagoClient[] = [];
@@ -38,8 +37,9 @@ export class WsDriver implements ChicagoDriver {
     return this.clients[this.next()]!.kv.get(ks, key);
   }
 
-  private producer(i: number, recordBytes: number, records: number): Producer<'acked'> {
-    let p = this.producers[i];
+  private producer(i: number, batchBytes: number): Producer<'acked'> {
+    const k = `${i}/${batchBytes}`;
+    let p = this.producers.get(k);
     if (!p) {
       if (this.o.acks === 'none') throw new Error('produce with --acks none has no ack to time; use one or all');
       // A batch is sealed by size exactly when the bench's batch is complete (lingerMs only as a
@@ -48,19 +48,20 @@ export class WsDriver implements ChicagoDriver {
         acks: this.o.acks,
         mode: 'acked',
         lingerMs: this.o.lingerMs > 0 ? this.o.lingerMs : 1000,
-        batchBytesMax: recordBytes * records,
-        bufferBytesMax: Math.max(256 * 1024 * 1024, recordBytes * records * 4),
+        batchBytesMax: batchBytes,
+        bufferBytesMax: Math.max(256 * 1024 * 1024, batchBytes * 4),
         deliveryTimeoutMs: 60_000,
       });
-      this.producers[i] = p;
+      this.producers.set(k, p);
     }
     return p;
   }
 
-  produce(topic: string, values: Buffer[], partitions = 1): Promise<{ replicas: number }> {
+  produce(topic: string, values: Buffer[], partitions: number): Promise<{ replicas: number }> {
     const i = this.next();
-    const bytes = values.reduce((a, v) => a + v.length, 0);
-    const p = this.producer(i, Math.ceil(bytes / values.length), values.length);
+    let bytes = 0;
+    for (const v of values) bytes += v.length;
+    const p = this.producer(i, bytes);
     // Each (topic, partition) stream of the client keeps one batch in flight: batches go to
     // partitions round robin so that every partition has one in flight.
     const partition = this.batchSeq++ % partitions;
@@ -72,7 +73,7 @@ export class WsDriver implements ChicagoDriver {
   async tail(
     topic: string,
     partition: number,
-    onRecord: (value: Buffer) => void,
+    onRecord: (value: Buffer, partition: number) => void,
     onError: (e: unknown) => void,
   ): Promise<TailHandle> {
     const stream: TailStream = this.clients[0]!.tail(topic, partition, {
@@ -83,7 +84,7 @@ export class WsDriver implements ChicagoDriver {
     const loop = (async () => {
       try {
         for await (const rec of stream) {
-          onRecord(rec.value);
+          onRecord(rec.value, rec.partition);
           if (stopped) break;
         }
       } catch (e) {
@@ -100,7 +101,7 @@ export class WsDriver implements ChicagoDriver {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.producers.map((p) => p?.close(5_000).catch(() => undefined)));
+    await Promise.all([...this.producers.values()].map((p) => p.close(5_000).catch(() => undefined)));
     for (const c of this.clients) c.close();
   }
 }

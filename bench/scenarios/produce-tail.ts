@@ -33,13 +33,13 @@ export async function benchProduceTail(args: BenchArgs): Promise<BenchResult> {
   let delivered = 0;
   let duplicates = 0;
   let foreign = 0;
-  let ready = false;
+  const readyParts = new Set<number>();
   let tailError: unknown;
 
-  const onRecord = (v: Buffer): void => {
+  const onRecord = (v: Buffer, partition: number): void => {
     const t = nowUs();
     if (v.length < HEADER || v[IDX] !== 0x3a) {
-      if (v.toString('latin1', 0, READY.length) === READY) ready = true;
+      if (v.toString('latin1', 0, READY.length) === READY) readyParts.add(partition);
       else foreign++;
       return;
     }
@@ -70,10 +70,11 @@ export async function benchProduceTail(args: BenchArgs): Promise<BenchResult> {
       }
       // The subscription is live once a record sent after it arrives.
       const readyBy = Date.now() + 15_000;
-      while (!ready) {
+      while (readyParts.size < args.partitions) {
         if (tailError) throw new Error(`tail failed: ${String(tailError)}`);
-        if (Date.now() > readyBy) throw new Error('the subscriber saw no record within 15 s');
-        await driver.produce(topic, Array.from({ length: args.partitions }, () => Buffer.from(READY)));
+        if (Date.now() > readyBy) throw new Error(`the subscribers of ${args.partitions - readyParts.size} partitions saw no record within 15 s`);
+        const readyValue = [Buffer.from(READY)];
+        for (let p = 0; p < args.partitions; p++) await driver.produce(topic, readyValue, args.partitions);
         await new Promise((r) => setTimeout(r, 50));
       }
 
@@ -81,7 +82,7 @@ export async function benchProduceTail(args: BenchArgs): Promise<BenchResult> {
       const r = await runOpenLoop(loopOpts, (k, intended) => {
         const values: Buffer[] = [];
         for (let j = 0; j < args.batch; j++) values.push(encode(k * args.batch + j, intended, args.recordBytes, filler));
-        return driver.produce(topic, values);
+        return driver.produce(topic, values, args.partitions);
       });
       // let deliveries of acked records finish
       const until = Date.now() + 5_000;

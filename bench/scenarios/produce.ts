@@ -17,7 +17,7 @@ export async function benchProduce(args: BenchArgs): Promise<BenchResult> {
     try {
       const meters = startMeters(n.pid);
       const r = await runOpenLoop(loopOptions(args, args.rate / args.batch, args.batch), async () => {
-        const a = await driver.produce(topic, batch);
+        const a = await driver.produce(topic, batch, args.partitions);
         if (a.replicas > replicasSeen) replicasSeen = a.replicas;
       });
       const measured = meters.stop();

@@ -1,0 +1,250 @@
+// A real single node process with real RocksDB, driven over HTTP.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startNode, type NodeHandle } from './helpers/launcher.js';
+import { http } from './helpers/http.js';
+
+let node: NodeHandle;
+const call = (method: string, path: string, body?: unknown, headers?: Record<string, string>) => http(node.url, method, path, body, headers);
+
+beforeAll(async () => {
+  // Maintenance runs only when a test asks for it, so retention and TTL results are deterministic.
+  node = await startNode({ env: { CHICAGO_MAINTENANCE_INTERVAL_MS: '3600000' } });
+});
+afterAll(async () => { await node?.stop(); });
+
+describe('key-value over HTTP', () => {
+  it('puts, gets, scans and deletes with versions', async () => {
+    const a = await call('PUT', '/v1/kv/app/user%2F1', 'alice');
+    expect(a.status).toBe(200);
+    expect(a.body).toMatchObject({ replicas: 1 });
+    const b = await call('PUT', '/v1/kv/app/user%2F1', 'alice2');
+    expect(b.body.version).toBeGreaterThan(a.body.version);
+    const g = await call('GET', '/v1/kv/app/user%2F1');
+    expect(g.text).toBe('alice2');
+    expect(Number(g.headers.get('x-chicago-version'))).toBe(b.body.version);
+    for (const k of ['user/2', 'user/3', 'other']) await call('PUT', `/v1/kv/app/${encodeURIComponent(k)}`, k);
+    const s = await call('GET', '/v1/kv/app?prefix=user%2F&limit=2');
+    expect(s.body.items.map((i: any) => i.key)).toEqual(['user/1', 'user/2']);
+    const s2 = await call('GET', `/v1/kv/app?prefix=user%2F&limit=2&after=${encodeURIComponent(s.body.next)}`);
+    expect(s2.body.items.map((i: any) => i.key)).toEqual(['user/3']);
+    expect(s2.body.next).toBeUndefined();
+    const d = await call('DELETE', '/v1/kv/app/user%2F1');
+    expect(d.body).toMatchObject({ existed: true });
+    expect((await call('GET', '/v1/kv/app/user%2F1')).status).toBe(404);
+    expect((await call('DELETE', '/v1/kv/app/user%2F1')).body).toMatchObject({ existed: false });
+  });
+
+  it('keeps binary values intact', async () => {
+    const bytes = new Uint8Array([0, 255, 1, 254, 0x80]);
+    await call('PUT', '/v1/kv/bin/k', bytes);
+    const res = await fetch(`${node.url}/v1/kv/bin/k`);
+    expect(new Uint8Array(await res.arrayBuffer())).toEqual(bytes);
+  });
+
+  it('hides an expired key at once and sweeps it from disk', async () => {
+    await call('PUT', '/v1/kv/ttl/short?ttl=1', 'x');
+    await call('PUT', '/v1/kv/ttl/long?ttl=3600', 'y');
+    expect((await call('GET', '/v1/kv/ttl/short')).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await call('GET', '/v1/kv/ttl/short')).status).toBe(404);
+    expect((await call('GET', '/v1/kv/ttl?limit=10')).body.items.map((i: any) => i.key)).toEqual(['long']);
+    const m = await call('POST', '/v1/admin/maintain');
+    expect(m.body.expired).toBeGreaterThanOrEqual(1);
+    expect((await call('GET', '/v1/kv/ttl/long')).text).toBe('y');
+  });
+});
+
+describe('streams over HTTP', () => {
+  it('appends in order with gap-free offsets per partition and reads them back', async () => {
+    expect((await call('POST', '/v1/topics', { name: 'orders', partitions: 3 })).status).toBe(201);
+    const recs = Array.from({ length: 30 }, (_, i) => ({ key: `k${i % 5}`, value: `v${i}`, headers: { task: `t${i % 2}` } }));
+    const p = await call('POST', '/v1/topics/orders/records', recs);
+    expect(p.status).toBe(200);
+    const perPartition = new Map<number, number[]>();
+    p.body.records.forEach((r: any) => perPartition.set(r.partition, [...(perPartition.get(r.partition) ?? []), r.offset]));
+    for (const offsets of perPartition.values()) expect(offsets).toEqual(offsets.map((_, i) => i));
+    // Same key → same partition, order kept.
+    for (let tp = 0; tp < 3; tp++) {
+      const f = await call('GET', `/v1/topics/orders/records?partition=${tp}&offset=0`);
+      const expected = recs.filter((_, i) => p.body.records[i].partition === tp).map((r) => r.value);
+      expect(f.body.records.map((r: any) => r.value)).toEqual(expected);
+      expect(f.body.nextOffset).toBe(expected.length);
+    }
+    const d = await call('GET', '/v1/topics/orders');
+    expect(d.body.partitions.reduce((n: number, x: any) => n + x.endOffset, 0)).toBe(30);
+  });
+
+  it('finds the first record at or after a timestamp, and the newest records within a byte budget', async () => {
+    await call('POST', '/v1/topics', { name: 'timed', partitions: 1 });
+    await call('POST', '/v1/topics/timed/records', [{ value: 'old1' }, { value: 'old2' }]);
+    await new Promise((r) => setTimeout(r, 30));
+    const mid = Date.now();
+    await new Promise((r) => setTimeout(r, 5));
+    await call('POST', '/v1/topics/timed/records', [{ value: 'new1' }]);
+    await call('POST', '/v1/topics/timed/records', [{ value: 'new2' }]);
+    const since = await call('GET', `/v1/topics/timed/records?since=${mid}`);
+    expect(since.body.records.map((r: any) => r.value)).toEqual(['new1', 'new2']);
+    expect(since.body.records[0].offset).toBe(2);
+    const future = await call('GET', `/v1/topics/timed/records?since=${Date.now() + 60_000}`);
+    expect(future.body.records).toEqual([]);
+    const tail = await call('GET', '/v1/topics/timed/records?tailBytes=8');
+    expect(tail.body.records.map((r: any) => r.value)).toEqual(['new1', 'new2']);
+  });
+
+  it('limits a read by maxRecords and maxBytes but always returns one record', async () => {
+    await call('POST', '/v1/topics', { name: 'limits', partitions: 1 });
+    await call('POST', '/v1/topics/limits/records', Array.from({ length: 10 }, (_, i) => ({ value: 'x'.repeat(100) + i })));
+    expect((await call('GET', '/v1/topics/limits/records?maxRecords=3')).body.records).toHaveLength(3);
+    expect((await call('GET', '/v1/topics/limits/records?maxBytes=250')).body.records).toHaveLength(2);
+    const one = await call('GET', '/v1/topics/limits/records?maxBytes=1&offset=4');
+    expect(one.body.records.map((r: any) => r.offset)).toEqual([4]);
+    expect(one.body.nextOffset).toBe(5);
+  });
+
+  it('long-polls until a record arrives', async () => {
+    await call('POST', '/v1/topics', { name: 'poll', partitions: 1 });
+    const started = Date.now();
+    const pending = call('GET', '/v1/topics/poll/records?offset=0&waitMs=5000');
+    await new Promise((r) => setTimeout(r, 100));
+    await call('POST', '/v1/topics/poll/records', [{ value: 'hello' }]);
+    const got = await pending;
+    expect(got.body.records.map((r: any) => r.value)).toEqual(['hello']);
+    expect(Date.now() - started).toBeLessThan(3000);
+    const empty = await call('GET', '/v1/topics/poll/records?offset=1&waitMs=200');
+    expect(empty.body.records).toEqual([]);
+  });
+
+  it('treats a retried idempotent update as one append', async () => {
+    await call('POST', '/v1/topics', { name: 'idem', partitions: 4 });
+    const body = [{ value: 'a' }, { value: 'b' }];
+    const first = await call('POST', '/v1/topics/idem/records?producerId=prod-1&sequence=0', body);
+    const retry = await call('POST', '/v1/topics/idem/records?producerId=prod-1&sequence=0', body);
+    expect(retry.body.records).toEqual(first.body.records);
+    expect(retry.body.duplicate).toBe(true);
+    const d = await call('GET', '/v1/topics/idem');
+    expect(d.body.partitions.reduce((n: number, x: any) => n + x.endOffset, 0)).toBe(2);
+  });
+
+  it('commits group offsets durably and reports lag in records and seconds', async () => {
+    await call('POST', '/v1/topics', { name: 'lagging', partitions: 1 });
+    await call('POST', '/v1/topics/lagging/records', Array.from({ length: 5 }, (_, i) => ({ value: `v${i}` })));
+    expect((await call('POST', '/v1/groups/g1/offsets', { topic: 'lagging', partition: 0, offset: 2 })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1100));
+    const o = await call('GET', '/v1/groups/g1/offsets?topic=lagging');
+    expect(o.body.offsets).toHaveLength(1);
+    expect(o.body.offsets[0]).toMatchObject({ topic: 'lagging', partition: 0, offset: 2, endOffset: 5, lagRecords: 3 });
+    expect(o.body.offsets[0].lagSeconds).toBeGreaterThanOrEqual(1);
+    expect((await call('POST', '/v1/groups/g1/offsets', { topic: 'lagging', partition: 0, offset: 6 })).status).toBe(416);
+  });
+
+  it('applies retention by size, by time and until a group has committed, reclaiming whole batches', async () => {
+    await call('POST', '/v1/topics', { name: 'bysize', partitions: 1, retention: { bytes: 300 } });
+    for (let i = 0; i < 10; i++) await call('POST', '/v1/topics/bysize/records', [{ value: 'x'.repeat(100) }]);
+    await call('POST', '/v1/topics', { name: 'bytime', partitions: 1, retention: { ms: 50 } });
+    await call('POST', '/v1/topics/bytime/records', [{ value: 'a' }, { value: 'b' }]);
+    await call('POST', '/v1/topics', { name: 'delivered', partitions: 1, retention: { untilGroup: 'bridge' } });
+    for (let i = 0; i < 4; i++) await call('POST', '/v1/topics/delivered/records', [{ value: `d${i}` }]);
+    await call('POST', '/v1/groups/bridge/offsets', { topic: 'delivered', partition: 0, offset: 3 });
+    await new Promise((r) => setTimeout(r, 100));
+    await call('POST', '/v1/topics/bytime/records', [{ value: 'fresh' }]);
+    await call('POST', '/v1/admin/maintain');
+
+    const size = (await call('GET', '/v1/topics/bysize')).body.partitions[0];
+    expect(size).toMatchObject({ startOffset: 7, endOffset: 10, bytes: 300 });
+    const time = (await call('GET', '/v1/topics/bytime')).body.partitions[0];
+    expect(time).toMatchObject({ startOffset: 2, endOffset: 3 });
+    const delivered = (await call('GET', '/v1/topics/delivered')).body.partitions[0];
+    expect(delivered).toMatchObject({ startOffset: 3, endOffset: 4 });
+    const read = await call('GET', '/v1/topics/delivered/records?offset=0');
+    expect(read.status).toBe(416);
+    expect((await call('GET', '/v1/topics/delivered/records')).body.records.map((r: any) => r.value)).toEqual(['d3']);
+  });
+
+  it('deletes a topic and lets a new one of the same name start at offset 0', async () => {
+    await call('POST', '/v1/topics', { name: 'reborn', partitions: 1 });
+    await call('POST', '/v1/topics/reborn/records', [{ value: 'a' }, { value: 'b' }]);
+    expect((await call('DELETE', '/v1/topics/reborn')).status).toBe(204);
+    expect((await call('GET', '/v1/topics/reborn')).status).toBe(404);
+    await call('POST', '/v1/topics', { name: 'reborn', partitions: 1 });
+    const p = await call('POST', '/v1/topics/reborn/records', [{ value: 'c' }]);
+    expect(p.body.records[0].offset).toBe(0);
+    expect((await call('GET', '/v1/topics/reborn/records')).body.records.map((r: any) => r.value)).toEqual(['c']);
+  });
+});
+
+describe('bad input gets a clear error and changes nothing', () => {
+  const bad: Array<[string, string, string, unknown, number, string]> = [
+    ['bad keyspace name', 'PUT', '/v1/kv/bad%20name/k', 'v', 400, 'INVALID_NAME'],
+    ['keyspace too long', 'PUT', `/v1/kv/${'a'.repeat(200)}/k`, 'v', 400, 'INVALID_NAME'],
+    ['key too long', 'PUT', `/v1/kv/ks/${'k'.repeat(5000)}`, 'v', 400, 'INVALID_KEY'],
+    ['bad ttl', 'PUT', '/v1/kv/ks/k?ttl=-5', 'v', 400, 'INVALID_ARGUMENT'],
+    ['bad acks', 'PUT', '/v1/kv/ks/k?acks=maybe', 'v', 400, 'INVALID_ARGUMENT'],
+    ['topic bad json', 'POST', '/v1/topics', '{"name":', 400, 'BAD_REQUEST'],
+    ['topic unknown field', 'POST', '/v1/topics', { name: 'x', colour: 'red' }, 400, 'INVALID_ARGUMENT'],
+    ['topic too many partitions', 'POST', '/v1/topics', { name: 'x', partitions: 100000 }, 400, 'INVALID_ARGUMENT'],
+    ['records not an array', 'POST', '/v1/topics/orders/records', { value: 'x' }, 400, 'BAD_REQUEST'],
+    ['record without value', 'POST', '/v1/topics/orders/records', [{ key: 'x' }], 400, 'BAD_REQUEST'],
+    ['non-string header', 'POST', '/v1/topics/orders/records', [{ value: 'x', headers: { a: 1 } }], 400, 'INVALID_ARGUMENT'],
+    ['unknown topic', 'POST', '/v1/topics/nope/records', [{ value: 'x' }], 404, 'TOPIC_NOT_FOUND'],
+    ['negative offset', 'GET', '/v1/topics/orders/records?offset=-1', undefined, 400, 'INVALID_OFFSET'],
+    ['huge offset', 'GET', '/v1/topics/orders/records?offset=99999999999999999999', undefined, 400, 'INVALID_OFFSET'],
+    ['offset past end', 'GET', '/v1/topics/orders/records?offset=1000', undefined, 416, 'OFFSET_OUT_OF_RANGE'],
+    ['no such partition', 'GET', '/v1/topics/orders/records?partition=9', undefined, 404, 'PARTITION_NOT_FOUND'],
+    ['bad since', 'GET', '/v1/topics/orders/records?since=yesterday-ish', undefined, 400, 'INVALID_ARGUMENT'],
+    ['unknown route', 'GET', '/v2/nothing', undefined, 404, 'ROUTE_NOT_FOUND'],
+    ['wrong method', 'PATCH', '/v1/topics', undefined, 405, 'METHOD_NOT_ALLOWED'],
+    ['bad percent-encoding', 'GET', '/v1/kv/ks/%E0%A4%A', undefined, 400, 'BAD_REQUEST'],
+    ['bad group body', 'POST', '/v1/groups/g/offsets', '[]', 400, 'BAD_REQUEST'],
+  ];
+  for (const [name, method, path, body, status, code] of bad) {
+    it(name, async () => {
+      const r = await call(method, path, body);
+      expect(r.status).toBe(status);
+      expect(r.body.error).toMatchObject({ code, retryable: false });
+      expect(typeof r.body.error.message).toBe('string');
+    });
+  }
+
+  it('rejects invalid UTF-8 JSON and malformed NDJSON', async () => {
+    const r = await call('POST', '/v1/topics/orders/records', new Uint8Array([0x5b, 0xff, 0x5d]));
+    expect(r.body.error.code).toBe('INVALID_UTF8');
+    const n = await call('POST', '/v1/topics/orders/records', '{"value":"ok"}\n{"value":', { 'content-type': 'application/x-ndjson' });
+    expect(n.body.error.code).toBe('BAD_REQUEST');
+    const good = await call('POST', '/v1/topics/orders/records?partition=0', '{"value":"n1"}\n{"value":"n2"}\n', { 'content-type': 'application/x-ndjson' });
+    expect(good.body.records).toHaveLength(2);
+  });
+
+  it('refuses an update over 20 MB whole, storing none of it', async () => {
+    await call('POST', '/v1/topics', { name: 'big', partitions: 1 });
+    const chunk = 'y'.repeat(3_000_000);
+    const body = Array.from({ length: 7 }, () => ({ value: chunk }));
+    const r = await call('POST', '/v1/topics/big/records', body);
+    expect(r.status).toBe(413);
+    expect(r.body.error.code).toBe('BATCH_TOO_LARGE');
+    expect((await call('GET', '/v1/topics/big')).body.partitions[0].endOffset).toBe(0);
+    const ok = await call('POST', '/v1/topics/big/records', body.slice(0, 2));
+    expect(ok.status).toBe(200);
+  });
+
+  it('still serves after all of that', async () => {
+    expect((await call('GET', '/v1/health')).body.status).toBe('ok');
+    expect((await call('GET', '/v1/topics/orders')).body.partitions.length).toBe(3);
+  });
+});
+
+describe('observability', () => {
+  it('exposes Prometheus metrics with request, stream and event-loop series', async () => {
+    const m = await call('GET', '/metrics');
+    expect(m.status).toBe(200);
+    for (const name of ['chicago_requests_total', 'chicago_request_duration_seconds_bucket', 'chicago_stream_end_offset', 'chicago_event_loop_delay_seconds', 'chicago_group_lag_records', 'chicago_process_nodejs_eventloop_lag_p99_seconds']) {
+      expect(m.text).toContain(name);
+    }
+  });
+
+  it('reports partitions, epochs and sequences in status', async () => {
+    const s = await call('GET', '/v1/status');
+    expect(s.body.state).toBe('up');
+    expect(s.body.partitions.length).toBe(8);
+    expect(s.body.partitions.every((p: any) => p.epoch === 1)).toBe(true);
+  });
+});
