@@ -37,6 +37,7 @@ export interface BenchArgs {
   drainMs: number;
   pacing: Pacing;
   lingerMs: number;
+  producers: number;
   creditBytes: number;
   /** node pid to sample CPU/RSS from when not spawning */
   pid?: number;
@@ -70,10 +71,13 @@ scenarios: kv-put | kv-get | produce | produce-tail | idle
   --max-outstanding N    cap on requests in flight; sends due while full are counted as errors
                          (default 4000 per connection: the client refuses more than 4096)
   --timeout-ms N         an unanswered request counts as a timeout error after this (default 10000)
-  --pacing sleep|spin|timer  how the generator waits for the next due time (default sleep):
-                         sleep = Atomics.wait naps ≤ 200 µs (lag ~0.1 ms, little CPU); spin = busy
-                         event-loop turns (lag ~µs, one core); timer = 1 ms timer (lag ≤ ~1 ms)
-  --linger-ms N          ws producer linger (default 0)
+  --pacing ticker|spin|timer  how the generator waits for the next due time (default ticker):
+                         ticker = a thread sleeping until each due time posts a tick (lag ~0.1 ms,
+                         little CPU); spin = busy event-loop turns (lag ~µs, burns a core);
+                         timer = 1 ms timer (lag up to ~1 ms)
+  --linger-ms N          ws producer linger (default 0: a bench batch is sent when complete)
+  --producers N          ws: client Producer instances per connection; each keeps one batch in
+                         flight per partition (default 1; produce-tail 8)
   --credit-bytes N       tail subscription credit (default 16 MiB)
   --pid PID              sample this node's CPU/RSS (with --url; --spawn knows its own)
   --server-arg ARG       extra argument for the spawned server (repeat)
@@ -118,6 +122,7 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
       'drain-ms': { type: 'string' },
       pacing: { type: 'string' },
       'linger-ms': { type: 'string' },
+      producers: { type: 'string' },
       'credit-bytes': { type: 'string' },
       pid: { type: 'string' },
       'server-arg': { type: 'string', multiple: true },
@@ -182,8 +187,9 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     maxOutstanding: Math.floor(num('max-outstanding', values['max-outstanding'], 4000 * connections, 1)),
     timeoutMs: num('timeout-ms', values['timeout-ms'], 10_000, 1),
     drainMs: num('drain-ms', values['drain-ms'], 10_000, 0),
-    pacing: oneOf('pacing', values.pacing, ['sleep', 'spin', 'timer'] as const, 'sleep'),
+    pacing: oneOf('pacing', values.pacing, ['ticker', 'spin', 'timer'] as const, 'ticker'),
     lingerMs: num('linger-ms', values['linger-ms'], 0),
+    producers: Math.floor(num('producers', values.producers, s === 'produce-tail' ? 8 : 1, 1)),
     creditBytes: Math.floor(num('credit-bytes', values['credit-bytes'], 16 * 1024 * 1024, 1)),
     ...(values.pid === undefined ? {} : { pid: Math.floor(num('pid', values.pid, 0, 1)) }),
     serverArgs: values['server-arg'] ?? [],

@@ -3,6 +3,7 @@
 // INTENDED time, so a stalled server (or a stalled generator) shows up as latency instead of
 // silently lowering the offered rate (coordinated omission).
 import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 import hdr from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
 
@@ -47,25 +48,78 @@ export function recordUs(h: Histogram, us: number, count = 1): void {
 }
 
 /**
- * One scheduled operation. `intendedUs` is its due time on the `nowUs()` clock. Resolve when the
+ * One scheduled operation. `fromUs` (on the `nowUs()` clock) is what its latency is measured
+ * from: its due time, or its actual send when that was earlier (ticker pacing). Resolve when the
  * server acknowledged it; reject on a server or transport error.
  */
-export type Op = (index: number, intendedUs: number) => Promise<unknown>;
+export type Op = (index: number, fromUs: number) => Promise<unknown>;
 
 /**
  * How the generator waits for the next due time.
- * - `spin`: re-check on every event-loop turn (setImmediate). Lag ~µs; burns one core.
- * - `sleep`: when the next send is under 2 ms away, block the thread in Atomics.wait until it is
- *   due (at most 200 µs at a time), then poll I/O with setImmediate. Lag ~50–100 µs at a fraction
- *   of spin's CPU; answers that arrive during the nap wait ≤ 200 µs, and that wait counts as latency.
- * - `timer`: a 1 ms timer plus a check after every completion. Cheapest; lag up to ~1 ms at low rates.
+ * - `ticker` (default): a worker thread sleeps in Atomics.wait until each due time (due times
+ *   closer than TICK_EARLY_US share one wake-up) and posts a tick; the main thread blocks in the event
+ *   loop as usual, so answers are read the moment they arrive. A tick sends everything due within
+ *   the next TICK_EARLY_US; a send that leaves early is timed from when it actually left (never
+ *   from a later intended time), so early sends cannot flatter the server. Little CPU.
+ * - `spin`: re-check on every event-loop turn (setImmediate). Lag ~µs; burns one core, which on
+ *   a 2-core machine is taken from the server under test.
+ * - `timer`: a 1 ms timer plus a check after every completion. Cheapest; lag up to ~1 ms.
  */
-export type Pacing = 'spin' | 'sleep' | 'timer';
+export type Pacing = 'ticker' | 'spin' | 'timer';
 
-const napCell = new Int32Array(new SharedArrayBuffer(4));
-/** blocks this thread for `us` microseconds (Atomics.wait on a cell nobody notifies) */
-function nap(us: number): void {
-  if (us > 0) Atomics.wait(napCell, 0, 0, us / 1000);
+/** the ticker thread, as an eval'd CommonJS script (no file to locate in dist/) */
+const TICKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { startAbsMs, intervalMs, total, minGapMs, oversleepMs, earlyMs, ctl: buf } = workerData;
+const ctl = new Int32Array(buf);
+const origin = performance.timeOrigin;
+let k = 0;
+let lastPost = -Infinity;
+while (k < total && Atomics.load(ctl, 0) === 0) {
+  const d = Math.max(startAbsMs + k * intervalMs, lastPost + minGapMs);
+  const wait = d - (origin + performance.now()) - oversleepMs;
+  if (wait > 0) { Atomics.wait(ctl, 0, 0, Math.min(wait, 50)); if (d - (origin + performance.now()) > earlyMs) continue; }
+  const now = origin + performance.now();
+  parentPort.postMessage(0);
+  lastPost = now;
+  // the main thread sends everything due up to now + earlyMs
+  while (k < total && startAbsMs + k * intervalMs <= now + earlyMs) k++;
+}
+`;
+
+/** ticker pacing sends operations due within this many µs of the tick */
+const TICK_EARLY_US = 200;
+
+interface Ticker {
+  stop(): Promise<void>;
+}
+
+function startTicker(startUs: number, intervalUs: number, total: number, onTick: () => void): Ticker {
+  const ctl = new SharedArrayBuffer(4);
+  const w = new Worker(TICKER_SOURCE, {
+    eval: true,
+    workerData: {
+      // absolute ms (timeOrigin + now) so both threads share one clock
+      startAbsMs: performance.timeOrigin + startUs / 1000,
+      intervalMs: intervalUs / 1000,
+      total,
+      minGapMs: TICK_EARLY_US / 1000,
+      // Atomics.wait overshoots by ~80 µs here (timer slack + VM): wake that much earlier
+      oversleepMs: 0.08,
+      earlyMs: TICK_EARLY_US / 1000,
+      ctl,
+    },
+  });
+  w.on('message', onTick);
+  w.unref();
+  return {
+    stop: async () => {
+      const c = new Int32Array(ctl);
+      Atomics.store(c, 0, 1);
+      Atomics.notify(c, 0);
+      await w.terminate();
+    },
+  };
 }
 
 export interface OpenLoopOptions {
@@ -126,7 +180,8 @@ export interface OpenLoopResult {
 }
 
 interface Pending {
-  intendedUs: number;
+  /** latency is measured from here: the intended time, or the actual send if that was earlier */
+  fromUs: number;
   measured: boolean;
 }
 
@@ -172,14 +227,14 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
     }
     if (measured) {
       sent += w;
-      recordUs(sendLag, now - intended);
+      recordUs(sendLag, Math.max(0, now - intended));
     }
-    const p: Pending = { intendedUs: intended, measured };
+    const p: Pending = { fromUs: Math.min(intended, now), measured };
     pending.set(k, p);
     if (pending.size > maxOutstandingSeen) maxOutstandingSeen = pending.size;
     let promise: Promise<unknown>;
     try {
-      promise = op(k, intended);
+      promise = op(k, p.fromUs);
     } catch (err) {
       promise = Promise.reject(err);
     }
@@ -188,7 +243,7 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
         const t = nowUs();
         if (pending.delete(k) && p.measured) {
           acked += w;
-          recordUs(latency, t - p.intendedUs, w);
+          recordUs(latency, t - p.fromUs, w);
           lastAnswerUs = t;
         }
         afterCompletion();
@@ -204,9 +259,10 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
     );
   };
 
+  const horizonUs = opts.pacing === 'ticker' ? TICK_EARLY_US : 0;
   const pump = (): void => {
     const now = nowUs();
-    while (next < totalOps && due(next) <= now) {
+    while (next < totalOps && due(next) <= now + horizonUs) {
       issue(next, due(next), now);
       next++;
     }
@@ -220,13 +276,14 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
 
   const sweepTimeouts = (limitUs: number): void => {
     for (const [k, p] of pending) {
-      if (p.intendedUs + opts.timeoutMs * 1000 > limitUs) break;
+      if (p.fromUs + opts.timeoutMs * 1000 > limitUs) break;
       pending.delete(k);
       if (p.measured) fail('timeout', `no answer within ${opts.timeoutMs} ms`);
     }
   };
   const sweeper = setInterval(() => sweepTimeouts(nowUs()), 100);
 
+  let ticker: Ticker | undefined;
   await new Promise<void>((resolve) => {
     const loop = (): void => {
       if (done) return;
@@ -235,18 +292,22 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
         resolve();
         return;
       }
-      if (opts.pacing === 'spin') {
-        setImmediate(loop);
-      } else if (opts.pacing === 'sleep' && due(next) - nowUs() < 2000) {
-        nap(Math.min(200, due(next) - nowUs()));
-        setImmediate(loop);
-      } else {
-        const waitMs = (due(next) - nowUs()) / 1000;
-        setTimeout(loop, Math.max(0, Math.floor(waitMs)));
-      }
+      if (opts.pacing === 'spin') setImmediate(loop);
+      else if (opts.pacing === 'timer') setTimeout(loop, Math.max(0, Math.floor((due(next) - nowUs()) / 1000)));
+      // ticker: the next tick calls loop
     };
-    loop();
+    if (opts.pacing === 'ticker') {
+      ticker = startTicker(t0, intervalUs, totalOps, loop);
+      // a safety net should a tick get lost: never stall longer than 5 ms
+      const net = setInterval(() => {
+        if (done || next >= totalOps) clearInterval(net);
+        else loop();
+      }, 5);
+    } else {
+      loop();
+    }
   });
+  await ticker?.stop();
 
   // Drain: answers still outstanding get until drainMs (and each its own timeout).
   if (pending.size > 0) {

@@ -34,6 +34,8 @@ export interface DriverOptions {
   acks: Acks;
   /** client-side producer linger (ws only) */
   lingerMs: number;
+  /** ws: Producer instances per connection (each keeps one batch in flight per partition) */
+  producers: number;
   creditBytes: number;
 }
 

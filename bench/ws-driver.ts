@@ -37,8 +37,8 @@ export class WsDriver implements ChicagoDriver {
     return this.clients[this.next()]!.kv.get(ks, key);
   }
 
-  private producer(i: number, batchBytes: number): Producer<'acked'> {
-    const k = `${i}/${batchBytes}`;
+  private producer(i: number, batchBytes: number, slot: number): Producer<'acked'> {
+    const k = `${i}/${batchBytes}/${slot}`;
     let p = this.producers.get(k);
     if (!p) {
       if (this.o.acks === 'none') throw new Error('produce with --acks none has no ack to time; use one or all');
@@ -61,10 +61,12 @@ export class WsDriver implements ChicagoDriver {
     const i = this.next();
     let bytes = 0;
     for (const v of values) bytes += v.length;
-    const p = this.producer(i, bytes);
-    // Each (topic, partition) stream of the client keeps one batch in flight: batches go to
-    // partitions round robin so that every partition has one in flight.
-    const partition = this.batchSeq++ % partitions;
+    // Each (topic, partition) stream of a client Producer keeps one batch in flight: batches go
+    // to partitions round robin, and to --producers Producer instances round robin, so that
+    // partitions × producers batches can be in flight at once.
+    const seq = this.batchSeq++;
+    const partition = seq % partitions;
+    const p = this.producer(i, bytes, Math.floor(seq / partitions) % this.o.producers);
     const acks: Array<Promise<unknown>> = new Array<Promise<unknown>>(values.length);
     for (let j = 0; j < values.length; j++) acks[j] = p.send(topic, { value: values[j]!, partition });
     return Promise.all(acks).then(() => ({ replicas: 1 }));

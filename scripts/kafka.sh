@@ -88,8 +88,9 @@ fetch() {
   </dependencies>
 </project>
 EOF
-    (cd "$work" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB.tmp") \
-      || die "maven could not fetch Kafka $KAFKA_VERSION (is Maven Central reachable?)"
+    (cd "$work" && mvn -B -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$LIB.tmp" >"$work/mvn.log" 2>&1) \
+      || { tail -n 40 "$work/mvn.log" >&2; die "maven could not fetch Kafka $KAFKA_VERSION (is Maven Central reachable?)"; }
     [ -n "$(ls "$LIB.tmp"/kafka_2.13-*.jar 2>/dev/null)" ] || die "kafka_2.13 jar missing after fetch"
     cat >"$LIB.tmp/log4j2.properties" <<'EOF'
 # Quiet by default: warnings plus the lines that say a server started or stopped.
@@ -207,7 +208,7 @@ start_broker() {
   # shellcheck disable=SC2086
   setsid nohup java $HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$LIB/log4j2.properties" -Dkafka.logs.dir="$dir" \
-    -cp "$LIB/*" kafka.Kafka "$dir/server.properties" >>"$dir/server.log" 2>&1 </dev/null &
+    -cp "$LIB/*" kafka.Kafka "$dir/server.properties" >>"$dir/server.log" 2>&1 </dev/null 7>&- 8>&- 9>&- &
   echo $! >"$dir/pid"
   log "broker $i started (pid $!, port $port, log ${dir#$ROOT/}/server.log)"
 }

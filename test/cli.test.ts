@@ -35,7 +35,7 @@ describe('kv', () => {
     expect((await cli(['kv', 'scan', 'cli-kv', '--prefix', 'b'])).stdout).toBe('beta\ttwo\n');
     expect((await cli(['kv', 'scan', 'cli-kv', '--limit', '1'])).stdout).toBe('alpha\tone\n');
 
-    expect((await cli(['kv', 'del', 'cli-kv', 'alpha'])).code).toBe(0);
+    expect(await cli(['kv', 'del', 'cli-kv', 'alpha'])).toMatchObject({ code: 0, stdout: expect.stringMatching(/existed=true/) });
     const gone = await cli(['kv', 'get', 'cli-kv', 'alpha']);
     expect(gone).toMatchObject({ code: 1, stdout: '' });
     expect(gone.stderr).toMatch(/not found/);
@@ -143,6 +143,18 @@ describe('produce and tail', () => {
     expect((await cli(['tail', 'cli-keyed', '--max', '4'])).stdout.trim().split('\n')).toHaveLength(4);
   });
 
+  it('pins records to a partition and starts at an offset', async () => {
+    await cli(['topic', 'create', 'cli-pinned', '--partitions', '3', '--replicas', '1']);
+    const produced = await cli(['produce', 'cli-pinned', '--partition', '2'], { input: 'a\nb\nc\nd\n' });
+    expect(produced.stderr).toMatch(/\(p2:0-3\)/);
+    const fromTwo = jsonLines((await cli(['tail', 'cli-pinned', '--partition', '2', '--offset', '2'])).stdout);
+    expect(fromTwo.map((r) => [r.partition, r.offset, r.value])).toEqual([[2, 2, 'c'], [2, 3, 'd']]);
+    const past = await cli(['tail', 'cli-pinned', '--partition', '2', '--offset', '9']);
+    expect(past.code).toBe(2);
+    expect(past.stderr).toMatch(/^error OFFSET_OUT_OF_RANGE: /);
+    expect((await cli(['tail', 'cli-pinned', '--from-end'])).stdout).toBe('');
+  });
+
   it('sends many lines in several bounded batches', async () => {
     await cli(['topic', 'create', 'cli-many', '--partitions', '2', '--replicas', '1']);
     const input = Array.from({ length: 5000 }, (_, i) => `record-${i}`).join('\n');
@@ -201,6 +213,14 @@ describe('produce and tail', () => {
     expect((await follow.done).code).toBe(0);
     // What the follower printed is committed.
     expect((await cli(['tail', 'cli-follow', '--group', 'gf'])).stdout).toBe('');
+
+    // --max ends a follow on its own, even with other partitions still waiting.
+    const one = spawnCli(['tail', 'cli-follow', '--follow', '--from-end', '--max', '1', '--url', node.url]);
+    await sleep(500);
+    await cli(['produce', 'cli-follow'], { input: 'z\n' });
+    const done = await one.done;
+    expect(done.code).toBe(0);
+    expect(jsonLines(done.stdout).map((r) => r.value)).toEqual(['z']);
   });
 });
 

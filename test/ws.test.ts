@@ -159,17 +159,21 @@ describe('bad frames', () => {
   });
 
   it('bounds requests in flight per connection with OVERLOADED', async () => {
-    server.api.produceDelayMs = 300;
+    let open!: () => void;
+    server.api.produceGate = new Promise<void>((r) => { open = r; });
     try {
       const c = await Raw.open(server.url);
       const n = limits.connectionInFlightMax + 5;
       for (let id = 1; id <= n; id++) c.send({ op: 'produce', id, topic: 'slow', acks: 'all', records: [['v']] });
-      const overloaded = await c.take((f) => f.op === 'err' && f.code === 'OVERLOADED');
+      const overloaded = await c.take((f) => f.op === 'err' && f.code === 'OVERLOADED', 15_000);
       expect(overloaded.retryable).toBe(true);
-      await c.reply(1);
+      expect(overloaded.id).toBeGreaterThan(limits.connectionInFlightMax);
+      open();
+      expect(await c.reply(1)).toMatchObject({ op: 'res' });
       c.ws.close();
     } finally {
-      server.api.produceDelayMs = 0;
+      server.api.produceGate = undefined;
+      open();
     }
   });
 });

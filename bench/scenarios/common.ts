@@ -64,6 +64,7 @@ export function driverFor(args: BenchArgs, url: string): Promise<ChicagoDriver> 
     connections: args.connections,
     acks: args.acks,
     lingerMs: args.lingerMs,
+    producers: args.producers,
     creditBytes: args.creditBytes,
   });
 }

@@ -83,7 +83,7 @@ export function emptyStream(topicId: number, tp: number): StreamState {
 
 export function recordBytes(r: WireRecord): number {
   let n = r[1].length + (r[0]?.length ?? 0);
-  if (r[2]) for (const k in r[2]) n += k.length + r[2][k].length;
+  if (r[2]) for (const k in r[2]) n += Buffer.byteLength(k) + Buffer.byteLength(r[2][k]);
   return n;
 }
 

@@ -10,7 +10,7 @@ type Query = Record<string, string | number | undefined>;
 
 export interface RequestOptions {
   query?: Query;
-  /** JSON-encoded unless already bytes or a string */
+  /** bytes go as they are, anything else as JSON */
   body?: unknown;
   /** a long poll: the node may hold the request this long, on top of the usual deadline */
   waitMs?: number;

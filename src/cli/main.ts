@@ -103,7 +103,10 @@ function resolve(argv: string[]): { cmd: Command; rest: string[] } {
 async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
     const topic = argv.slice(1);
-    process.stdout.write(topic.length > 0 ? commandUsage(resolve(topic).cmd) : generalUsage());
+    // `help kv` shows every kv subcommand.
+    const family = topic.length === 1 && groups.has(topic[0]) ? commands.filter((c) => c.name.startsWith(topic[0] + ' ')) : undefined;
+    if (family) process.stdout.write(family.map(commandUsage).join('\n'));
+    else process.stdout.write(topic.length > 0 ? commandUsage(resolve(topic).cmd) : generalUsage());
     return;
   }
   const { cmd, rest } = resolve(argv);

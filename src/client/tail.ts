@@ -96,8 +96,12 @@ export class TailStream implements AsyncIterableIterator<TailRecord> {
   /** Where the tail would resume: the offset after the last record handed out. */
   position(): number | undefined { return this.nextOffset; }
 
-  /** Stop the subscription and, with a group, commit what was consumed. */
+  /**
+   * Stop the subscription and, with a group, commit what was consumed. Ending the loop (break,
+   * return) calls this: the record in hand counts as consumed, as with a Kafka consumer's close.
+   */
   async close(): Promise<void> {
+    if (this.handedOut !== undefined) this.processedUpTo = this.handedOut;
     if (this.done && !this.commitTimer) return;
     this.finish();
     clearInterval(this.commitTimer);

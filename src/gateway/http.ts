@@ -193,6 +193,9 @@ function parseRecords(body: Buffer, contentType: string): ProduceRecord[] {
   return items.map((item, i) => {
     if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new ChicagoError('BAD_REQUEST', `record ${i} must be an object`);
     const r = item as Record<string, unknown>;
+    for (const k of Object.keys(r)) {
+      if (k !== 'key' && k !== 'value' && k !== 'headers') throw new ChicagoError('INVALID_ARGUMENT', `record ${i} field`, `${k.slice(0, 40)} (records have key, value, headers; choose a partition with ?partition=)`);
+    }
     if (!('value' in r)) throw new ChicagoError('BAD_REQUEST', `record ${i} has no value`);
     // A string value is stored as its UTF-8 bytes; any other JSON value as its JSON text.
     const value = Buffer.from(typeof r.value === 'string' ? r.value : JSON.stringify(r.value));
@@ -211,14 +214,15 @@ function textOrBase64(b: Uint8Array): { text: string; base64: boolean } {
   try { return { text: utf8Strict.decode(b), base64: false }; } catch { return { text: Buffer.from(b).toString('base64'), base64: true }; }
 }
 
+/** Key and value as text, or base64 flagged per field, so nothing is silently mangled. */
+function bytesJson(field: 'key' | 'value' | 'next', b: Uint8Array | undefined): Record<string, string | null> {
+  if (!b) return { [field]: null };
+  const t = textOrBase64(b);
+  return t.base64 ? { [field]: t.text, [`${field}Encoding`]: 'base64' } : { [field]: t.text };
+}
+
 export function recordJson(r: StoredRecord) {
-  const value = textOrBase64(r.value);
-  const key = r.key ? textOrBase64(r.key) : undefined;
-  return {
-    partition: r.partition, offset: r.offset, timestamp: r.timestampMs,
-    key: key ? key.text : null, value: value.text, headers: r.headers,
-    ...(value.base64 || key?.base64 ? { encoding: 'base64' } : {}),
-  };
+  return { partition: r.partition, offset: r.offset, timestamp: r.timestampMs, ...bytesJson('key', r.key), ...bytesJson('value', r.value), headers: r.headers };
 }
 
 // ---- the routes ----
@@ -253,12 +257,8 @@ function buildRoutes(node: ChicagoNode): Route[] {
         ...(prefix ? { prefix: Buffer.from(prefix) } : {}),
         ...(after ? { after: Buffer.from(after) } : {}),
       });
-      const items = r.items.map((e) => {
-        const k = textOrBase64(e.key);
-        const v = textOrBase64(e.value);
-        return { key: k.text, value: v.text, version: e.version, ...(k.base64 || v.base64 ? { encoding: 'base64' } : {}) };
-      });
-      return json({ items, ...(r.next ? { next: textOrBase64(r.next).text } : {}) });
+      const items = r.items.map((e) => ({ ...bytesJson('key', e.key), ...bytesJson('value', e.value), version: e.version }));
+      return json({ items, ...(r.next ? bytesJson('next', r.next) : {}) });
     }),
 
     route('POST', '/v1/topics', async (req) => {

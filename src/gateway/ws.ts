@@ -293,10 +293,15 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     // After cancel the node may still deliver one push it had in flight; the client resumes by offset.
     if (sub.ended || conn.closed || records.length === 0) return;
     let total = 0;
+    let largest = 0;
     const sizes = records.map((r) => storedRecordBytes(r));
-    for (const s of sizes) total += s;
-    // Only the first record of a push may exceed the credit (a record larger than any grant must still pass).
-    if (total - sizes[0] > sub.outstanding) {
+    for (const s of sizes) {
+      total += s;
+      largest = Math.max(largest, s);
+    }
+    // A push may overshoot the credit by one record (so a record larger than any grant still
+    // passes); beyond that the node broke the flow-control contract.
+    if (total - largest > sub.outstanding) {
       log.error({ sub: sub.id, bytes: total, credit: sub.outstanding }, 'node pushed beyond subscriber credit');
     }
     sub.outstanding = Math.max(0, sub.outstanding - total);

@@ -39,7 +39,8 @@ export interface ProduceRecord {
 }
 export interface ProduceOptions {
   acks: Acks;
-  /** explicit target partition; otherwise keyed → hash(key), unkeyed → round robin */
+  /** explicit target partition; otherwise keyed → hash(key), and the unkeyed records of one update
+   *  go together to the next partition in turn (Kafka's sticky partitioner) */
   partition?: number;
   /** idempotence: a retry of (producerId, sequence) never appends twice */
   producerId?: string;

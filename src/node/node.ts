@@ -116,6 +116,8 @@ export class ChicagoNode implements NodeApi {
     return this.workerOf(p).call<T>(body, bytes);
   }
 
+  private readonly clusterSize = 1;
+
   /** Copies that hold a write once acknowledged. A single node is a cluster of one. */
   private replicasFor(acks: Acks): number { return acks === 'none' ? 0 : 1; }
 
@@ -170,7 +172,9 @@ export class ChicagoNode implements NodeApi {
     this.assertUp();
     checkName('topic', spec.name);
     const partitions = checkInt('partitions', spec.partitions ?? this.config.defaults.topicPartitions, 1, limits.topicPartitionsMax);
-    const replicas = checkInt('replicas', spec.replicas ?? this.config.defaults.replicas, 1, 15);
+    // A single node is a cluster of one: without an explicit count its topics get one replica.
+    const replicas = checkInt('replicas', spec.replicas ?? Math.min(this.config.defaults.replicas, this.clusterSize), 1, 15);
+    if (replicas > this.clusterSize) this.log.warn({ topic: spec.name, replicas, nodes: this.clusterSize }, 'topic wants more replicas than the cluster has nodes; it is under-replicated');
     const r = spec.retention ?? {};
     const retention = {
       ...(r.ms !== undefined ? { ms: checkInt('retention.ms', r.ms, 1, Number.MAX_SAFE_INTEGER) } : {}),

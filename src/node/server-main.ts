@@ -20,14 +20,23 @@ export async function runServer(flags: ServerFlags): Promise<void> {
   if (config.etcd.length > 0) log.warn({ etcd: config.etcd }, 'cluster mode is not built yet: running as a single-node cluster');
 
   const node = await ChicagoNode.start(config, log);
-  const gateway = await startGateway(node, log);
+  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gateway = await startGateway(node, log);
+  } catch (err) {
+    // The workers would keep the process alive: stop them so the failure ends the process.
+    await node.stop();
+    throw err;
+  }
   log.info({ url: gateway.url, port: gateway.port }, 'serving');
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
+      // A repeated SIGTERM (some supervisors signal the whole group) waits for the drain, which
+      // has its own deadlines; a second Ctrl-C means "now".
+      if (signal === 'SIGINT') { log.warn('second SIGINT: exiting now'); process.exit(1); }
+      return;
     }
     stopping = true;
     log.info({ signal }, 'stopping: draining in-flight work');

@@ -27,6 +27,8 @@ export class FakeNodeApi implements NodeApi {
   afterProduce?: (topic: string, result: ProduceResult) => void | Promise<void>;
   /** delays every produce by this much */
   produceDelayMs = 0;
+  /** while set, every produce waits for it */
+  produceGate: Promise<void> | undefined;
 
   log(topic: string, partition: number): StoredRecord[] {
     let parts = this.logs.get(topic);
@@ -65,6 +67,7 @@ export class FakeNodeApi implements NodeApi {
 
   async produce(topic: string, records: ProduceRecord[], opts: ProduceOptions): Promise<ProduceResult> {
     if (this.produceDelayMs > 0) await new Promise((r) => setTimeout(r, this.produceDelayMs));
+    if (this.produceGate) await this.produceGate;
     if (topic === 'missing') throw new ChicagoError('TOPIC_NOT_FOUND', topic);
     if (opts.producerId !== undefined) {
       const prev = this.producers.get(opts.producerId);

@@ -108,14 +108,22 @@ function launch(args: string[], env: Record<string, string> | undefined, stdin: 
   return { proc, stdout, stderr, exited };
 }
 
-// A test that fails half-way must not leave nodes running behind it.
+// A test that fails half-way must not leave nodes running behind it. Vitest ends its fork workers
+// with SIGTERM, which skips 'exit' handlers: on a signal, kill the children, then die of it.
 const live = new Set<ChildProcess>();
-process.once('exit', () => {
+const killLive = () => {
   for (const p of live) p.kill('SIGKILL');
-});
+};
+process.once('exit', killLive);
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    killLive();
+    process.kill(process.pid, sig);
+  });
+}
 
 export interface StartOptions {
-  /** an existing data dir (kept after stop); default a fresh temp dir removed on stop */
+  /** an existing data dir; default a fresh temp dir */
   dataDir?: string;
   /** extra `chicago server` flags; later flags override the launcher's */
   args?: string[];
@@ -123,7 +131,7 @@ export interface StartOptions {
   nodeId?: string;
   /** default 0: the node picks a free port */
   port?: number;
-  /** keep a temp data dir after stop, e.g. to look at it after a failure */
+  /** keep the data dir after stop; default false for a fresh temp dir, true for a given one */
   keepData?: boolean;
   startTimeoutMs?: number;
 }
@@ -139,7 +147,7 @@ export interface NodeHandle {
   exited: Promise<Exit>;
   /** signal the node (SIGKILL by default: a crash) and wait for it to end; the data dir stays */
   kill(signal?: NodeJS.Signals): Promise<Exit>;
-  /** SIGTERM, SIGKILL after a deadline; then removes a temp data dir unless keepData */
+  /** SIGTERM, SIGKILL after a deadline; then removes the data dir unless keepData */
   stop(): Promise<Exit>;
   /** a new node on the same data dir and, if it is still free, the same port */
   restart(): Promise<NodeHandle>;
@@ -147,7 +155,7 @@ export interface NodeHandle {
 
 export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
   if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run \`npm run build\` first`);
-  const ownsDir = opts.dataDir === undefined;
+  const keepData = opts.keepData ?? opts.dataDir !== undefined;
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'chicago-node-')));
   const args = [
     cliPath, 'server', '--port', String(opts.port ?? 0), '--host', '127.0.0.1', '--data-dir', dataDir,
@@ -175,7 +183,7 @@ export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
   } catch (err) {
     child.proc.kill('SIGKILL');
     await child.exited;
-    if (ownsDir && !opts.keepData) await rm(dataDir, { recursive: true, force: true });
+    if (!keepData) await rm(dataDir, { recursive: true, force: true });
     throw (err as Error).message.startsWith('chicago node') ? err : failed((err as Error).message);
   }
 
@@ -201,11 +209,11 @@ export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
     stderr: child.stderr,
     exited: child.exited,
     kill,
-    stop: () => shutdown(ownsDir && !opts.keepData),
+    stop: () => shutdown(!keepData),
     async restart() {
       await shutdown(false);
-      // The new handle owns the temp dir from now on, so stopping it cleans up as before.
-      const again = { ...opts, dataDir, keepData: opts.keepData || !ownsDir };
+      // The new handle inherits the dir and whether to remove it on stop.
+      const again = { ...opts, dataDir, keepData };
       try {
         return await startNode({ ...again, port });
       } catch {

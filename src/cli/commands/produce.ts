@@ -5,7 +5,7 @@ import { type Command, choice, clientOptions, int, list, str } from '../args.js'
 import { UsageError } from '../errors.js';
 import { enc, httpFrom } from '../http.js';
 
-interface WireRecord { key?: string; value: string; headers?: Record<string, string>; partition?: number }
+interface WireRecord { key?: string; value: string; headers?: Record<string, string> }
 interface ProduceResult { records: Array<{ partition: number; offset: number }>; replicas: number }
 
 const DEFAULT_BATCH_BYTES = 1024 * 1024;
@@ -68,7 +68,7 @@ export const produce: Command = {
     let linger: NodeJS.Timeout | undefined;
 
     const send = async (records: WireRecord[]) => {
-      const res = await http.json<ProduceResult>('POST', path, { query: { acks }, body: records });
+      const res = await http.json<ProduceResult>('POST', path, { query: { acks, partition }, body: records });
       sent += records.length;
       batches += 1;
       for (const r of res?.records ?? []) {
@@ -97,12 +97,11 @@ export const produce: Command = {
         const rec: WireRecord =
           cut >= 0 ? { key: text.slice(0, cut), value: text.slice(cut + sep!.length) } : { key, value: text };
         if (headers) rec.headers = headers;
-        if (partition !== undefined) rec.partition = partition;
         const size = Buffer.byteLength(JSON.stringify(rec)) + 1;
         if (batch.length > 0 && (batch.length >= maxRecords || batchBytes + size > maxBytes)) {
-          flush();
-          // At most one batch waits on the node while the next fills: memory stays bounded.
+          // One batch on the wire while the next fills, never more: memory stays bounded.
           await inFlight;
+          flush();
         }
         if (failure !== undefined) break;
         batch.push(rec);

@@ -12,12 +12,14 @@ interface WireRecord {
   key?: string | null;
   value: string;
   headers?: Record<string, string>;
+  /** 'base64' when the key or value is not UTF-8 */
+  encoding?: string;
 }
 interface FetchResponse { records: WireRecord[]; nextOffset: number }
 interface GroupOffsets { offsets: Array<{ topic: string; partition: number; offset: number }> }
 
-/** Where a partition's reading starts: an offset, or the first record at or after a time. */
-type Position = { offset: number } | { sinceMs: number };
+/** Where a partition's reading starts, as the node's fetch query spells it. */
+type Position = { offset: number } | { since: number } | { from: 'earliest' | 'latest' };
 
 const FETCH_RECORDS = 1000;
 const FETCH_BYTES = 1024 * 1024;
@@ -25,18 +27,18 @@ const FETCH_BYTES = 1024 * 1024;
 const FOLLOW_WAIT_MS = 10_000;
 
 /** The start the flags ask for; undefined when none is given. */
-function explicitStart(p: Parsed): { kind: 'beginning' | 'end' } | Position | undefined {
+function explicitStart(p: Parsed): Position | undefined {
   const given = (['from-beginning', 'from-end', 'offset', 'since'] as const).filter((f) => p.values[f] !== undefined);
   if (given.length > 1) throw new UsageError(`--${given.join(', --')} exclude each other`, p.command);
   switch (given[0]) {
-    case 'from-beginning': return { kind: 'beginning' };
-    case 'from-end': return { kind: 'end' };
+    case 'from-beginning': return { from: 'earliest' };
+    case 'from-end': return { from: 'latest' };
     case 'offset': return { offset: int(p, 'offset')! };
     case 'since': {
       const since = str(p, 'since')!;
       const sinceMs = parseTime(since, Date.now());
       if (sinceMs === undefined) throw new UsageError(`--since: not a time: '${since}'`, p.command);
-      return { sinceMs };
+      return { since: sinceMs };
     }
     default: return undefined;
   }
@@ -100,16 +102,21 @@ export const tail: Command = {
       // the command running forever.
       const endAtStart = part.endOffset;
       for (;;) {
-        const from = 'offset' in pos ? { offset: pos.offset } : { since: pos.sinceMs };
         const waitMs = follow ? FOLLOW_WAIT_MS : 0;
-        const query = { partition: part.partition, ...from, maxRecords: Math.min(FETCH_RECORDS, budget), maxBytes: FETCH_BYTES, waitMs };
+        const query = { partition: part.partition, ...pos, maxRecords: Math.min(FETCH_RECORDS, budget), maxBytes: FETCH_BYTES, waitMs };
         const res = await http.must<FetchResponse>('GET', recordsPath, { query, waitMs });
+        // Another partition may have used up --max while this one waited.
+        if (budget <= 0) return;
         const shown = res.records.slice(0, budget);
         budget -= shown.length;
         for (const r of shown) {
-          const out = { partition: r.partition, offset: r.offset, timestamp: r.timestamp, key: r.key ?? null, value: r.value, headers: r.headers ?? {} };
+          const out = {
+            partition: r.partition, offset: r.offset, timestamp: r.timestamp, key: r.key ?? null, value: r.value, headers: r.headers ?? {},
+            ...(r.encoding ? { encoding: r.encoding } : {}),
+          };
           await line(JSON.stringify(out));
         }
+        // When --max cut the answer short, the next record to read is right after the last shown.
         const next = shown.length < res.records.length ? shown[shown.length - 1].offset + 1 : res.nextOffset;
         if (group !== undefined && shown.length > 0) {
           // Committed offset = the next one to read, so a resumed tail starts right after.
@@ -135,12 +142,10 @@ export const tail: Command = {
       }
       const committed = group !== undefined && start === undefined ? await committedOffsets(http, group, topic) : new Map<number, number>();
       const positionOf = (x: PartitionView): Position => {
-        if (start === undefined || 'kind' in start) {
-          if (start?.kind === 'end') return { offset: x.endOffset };
-          // Records below the start offset were removed by retention: resume from the oldest left.
-          return { offset: Math.max(committed.get(x.partition) ?? 0, x.startOffset) };
-        }
-        return start;
+        if (start) return start;
+        const at = committed.get(x.partition);
+        // Records below the start offset were removed by retention: resume from the oldest left.
+        return at === undefined ? { from: 'earliest' } : { offset: Math.max(at, x.startOffset) };
       };
       if (follow) await Promise.all(parts.map((x) => drain(x, positionOf(x)).catch(settle)));
       else for (const x of parts) if (!stop.signal.aborted) await drain(x, positionOf(x));

@@ -1,7 +1,7 @@
 // chicago topic create|list|describe|delete
 import { limits } from '../../runtime/limits.js';
 import { type Command, clientOptions, int, str } from '../args.js';
-import { enc, httpFrom, wantsJson } from '../http.js';
+import { type Http, enc, httpFrom, wantsJson } from '../http.js';
 import { line, table } from '../output.js';
 
 export interface PartitionView {
@@ -28,7 +28,7 @@ function retentionText(r: Retention | undefined): string {
 }
 
 /** The topic with per-partition offsets, leader and replicas. */
-export async function describeTopic(http: ReturnType<typeof httpFrom>, name: string): Promise<TopicView & { partitions: PartitionView[] }> {
+export async function describeTopic(http: Http, name: string): Promise<TopicView & { partitions: PartitionView[] }> {
   const t = await http.must<TopicView>('GET', `/v1/topics/${enc(name)}`);
   return { ...t, partitions: Array.isArray(t.partitions) ? t.partitions : [] };
 }

@@ -1,0 +1,120 @@
+// The benchmark harness: the open-loop generator's bookkeeping, and one tiny real run against a
+// spawned node to check the result shape of CONTRACT.md. Not a performance assertion.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runOpenLoop, summarize, type OpenLoopOptions } from '../bench/openloop.js';
+import { repoRoot } from '../bench/proc.js';
+
+const base: OpenLoopOptions = {
+  opsPerSecond: 200,
+  durationS: 0.5,
+  warmupS: 0,
+  weight: 1,
+  maxOutstanding: 1000,
+  timeoutMs: 2000,
+  drainMs: 2000,
+  pacing: 'ticker',
+};
+
+describe('open loop', () => {
+  it('sends on the fixed schedule and times from the intended send', async () => {
+    const r = await runOpenLoop({ ...base, warmupS: 0.2 }, () => new Promise((res) => setTimeout(res, 5)));
+    expect(r.intended).toBe(100);
+    expect(r.sent).toBe(100);
+    expect(r.acked).toBe(100);
+    expect(r.errors).toBe(0);
+    const l = summarize(r.latency);
+    expect(l.p50).toBeGreaterThanOrEqual(5000);
+    expect(l.p50).toBeLessThanOrEqual(l.p99);
+    expect(r.latency.totalCount).toBe(100);
+  });
+
+  it('weights records, counts rejections, and keeps the schedule when answers stall', async () => {
+    const r = await runOpenLoop({ ...base, weight: 10 }, (k) => (k % 4 === 0 ? Promise.reject(new Error('no')) : Promise.resolve()));
+    expect(r.intended).toBe(1000);
+    expect(r.errorsByKind.rejected).toBe(250);
+    expect(r.acked).toBe(750);
+    expect(r.latency.totalCount).toBe(750);
+  });
+
+  it('counts sends due while the outstanding cap is full, and unanswered ones as timeouts', async () => {
+    const r = await runOpenLoop(
+      { ...base, maxOutstanding: 10, timeoutMs: 10_000, drainMs: 200 },
+      () => new Promise(() => undefined),
+    );
+    expect(r.intended).toBe(100);
+    expect(r.sent).toBe(10);
+    expect(r.acked).toBe(0);
+    expect(r.errorsByKind.outstandingCap).toBe(90);
+    expect(r.errorsByKind.timeout).toBe(10);
+    expect(r.errors).toBe(100);
+  });
+
+  it('does not let a stall lower the offered rate (coordinated omission)', async () => {
+    // every answer arrives only at t = 300 ms: early sends wait long, and that wait is latency
+    const t0 = Date.now();
+    const r = await runOpenLoop({ ...base, pacing: 'timer' }, () =>
+      new Promise((res) => setTimeout(res, Math.max(0, 300 - (Date.now() - t0)))),
+    );
+    expect(r.sent).toBe(100);
+    expect(summarize(r.latency).max).toBeGreaterThan(250_000);
+  });
+});
+
+const mainJs = join(repoRoot(), 'dist', 'bench', 'main.js');
+const nodeJs = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
+
+describe.skipIf(!existsSync(mainJs) || !existsSync(nodeJs))('chicago bench (spawned node)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'chicago-bench-test-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const bench = (args: string[]): Promise<{ code: number | null; stderr: string }> =>
+    new Promise((resolve) => {
+      const child = spawn(process.execPath, [mainJs, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+      child.once('exit', (code) => resolve({ code, stderr }));
+    });
+
+  it('kv-put writes the result object of CONTRACT.md', async () => {
+    const file = join(dir, 'kv-put.json');
+    const { code, stderr } = await bench(['kv-put', '--spawn', '--rate', '200', '--duration', '1', '--warmup', '0', '--json', file]);
+    expect(code, stderr).toBe(0);
+    const r = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    for (const k of ['scenario', 'nodes', 'replicas', 'rate', 'durationS', 'sent', 'acked', 'errors', 'latencyUs', 'node', 'cpus']) {
+      expect(r, k).toHaveProperty(k);
+    }
+    expect(r.scenario).toBe('kv-put');
+    expect(r.rate).toBe(200);
+    expect(r.durationS).toBe(1);
+    expect(r.sent).toBe(200);
+    expect(r.acked).toBe(200);
+    expect(r.errors).toBe(0);
+    expect(r.node).toBe(process.version);
+    const lat = r.latencyUs as Record<string, number>;
+    for (const p of ['p50', 'p90', 'p99', 'p999', 'max']) expect(typeof lat[p]).toBe('number');
+    expect(lat.p50).toBeGreaterThan(0);
+    expect(lat.p50).toBeLessThanOrEqual(lat.p99);
+    expect(lat.p99).toBeLessThanOrEqual(lat.max);
+  });
+
+  it('produce-tail measures delivery to a live subscriber', async () => {
+    const file = join(dir, 'produce-tail.json');
+    const { code, stderr } = await bench(['produce-tail', '--spawn', '--rate', '200', '--duration', '1', '--warmup', '0', '--json', file]);
+    expect(code, stderr).toBe(0);
+    const r = JSON.parse(readFileSync(file, 'utf8')) as { sent: number; acked: number; errors: number; extra: { producerAcked: number } };
+    expect(r.sent).toBe(200);
+    expect(r.extra.producerAcked).toBe(200);
+    expect(r.acked).toBe(200);
+    expect(r.errors).toBe(0);
+  });
+
+  it('rejects an unknown scenario', async () => {
+    const { code, stderr } = await bench(['nope']);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/unknown bench scenario/);
+  });
+});
