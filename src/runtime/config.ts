@@ -114,6 +114,14 @@ function explainRenames(obj: Plain, where: string): void {
   }
 }
 
+/** YAML with its warnings (unknown tags, …) treated as errors: a config file must mean one thing. */
+function parseYaml(text: string): unknown {
+  const doc = YAML.parseDocument(text, { prettyErrors: false });
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem) throw new Error(problem.message);
+  return doc.toJS();
+}
+
 export function parseConfigFile(path: string): Plain {
   let text: string;
   try {
@@ -123,7 +131,7 @@ export function parseConfigFile(path: string): Plain {
   }
   let parsed: unknown;
   try {
-    parsed = path.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+    parsed = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
     throw new ConfigError(`config file ${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
   }
