@@ -50,7 +50,7 @@ describe('client frames', () => {
       [{ op: 'kv.get', id: 4, ks: 'a'.repeat(limits.nameLengthMax + 1), key: 'k' }, 'INVALID_NAME'],
       [{ op: 'kv.put', id: 4, ks: 'a', key: 'k', value: Buffer.alloc(limits.valueBytesMax + 1) }, 'VALUE_TOO_LARGE'],
       [{ op: 'produce', id: 4, topic: 't', records: Array.from({ length: limits.batchRecordsMax + 1 }, () => ['']) }, 'TOO_MANY_RECORDS'],
-      [{ op: 'produce', id: 4, topic: 't', records: [['v', null, { n: 1 }]] }, 'BAD_REQUEST'],
+      [{ op: 'produce', id: 4, topic: 't', records: [['v', null, { n: 1 }]] }, 'INVALID_ARGUMENT'],
       [{ op: 'produce', id: 4, topic: 't', records: [['v', null, Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`h${i}`, '']))]] }, 'INVALID_ARGUMENT'],
       [{ op: 'produce', id: 4, topic: 't', partition: 1.5, records: [['v']] }, 'INVALID_ARGUMENT'],
       [{ op: 'credit', sub: 4, bytes: limits.subscriberCreditBytesMax + 1 }, 'INVALID_ARGUMENT'],

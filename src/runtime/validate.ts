@@ -4,7 +4,7 @@ import { limits } from './limits.js';
 
 const NAME = /^[A-Za-z0-9._-]+$/;
 
-export function checkName(kind: 'keyspace' | 'topic' | 'group' | 'producer', name: unknown): string {
+export function checkName(kind: string, name: unknown): string {
   if (typeof name !== 'string' || name.length === 0 || name.length > limits.nameLengthMax || !NAME.test(name)) {
     fail('INVALID_NAME', kind, `${JSON.stringify(String(name)).slice(0, 80)} (1-${limits.nameLengthMax} of [A-Za-z0-9._-])`);
   }
@@ -44,7 +44,7 @@ export function checkHeaders(h: unknown): Record<string, string> | undefined {
   let bytes = 0;
   for (const [k, v] of entries) {
     if (typeof v !== 'string') fail('INVALID_ARGUMENT', 'headers', `header ${k.slice(0, 40)} must be a string`);
-    bytes += k.length + v.length;
+    bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
   }
   if (bytes > limits.headerBytesMax) fail('INVALID_ARGUMENT', 'headers', `${bytes} bytes, limit is ${limits.headerBytesMax}`);
   return h as Record<string, string>;
