@@ -1,6 +1,6 @@
 // Processes the bench starts or watches: a Chicago node, CPU/RSS sampling from /proc, machine facts.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir, cpus, totalmem, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -294,4 +294,36 @@ export class MachineSampler {
     const busyPct = ((s1.busy - this.s0.busy) / (s1.total - this.s0.total)) * 100 * this.n;
     return { busyPct: round1(busyPct), loadAvg1: round1(loadavg()[0] ?? 0) };
   }
+}
+
+/** CPU seconds per thread name (/proc/PID/task/TID/stat): who burns an idle node's CPU. */
+export function readThreads(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cpuS = (Number(f[11]) + Number(f[12])) / clockTicks();
+      const key = `${name} [${tid}]`;
+      out.set(key, cpuS);
+    } catch {
+      // thread exited
+    }
+  }
+  return out;
+}
+
+/** % of one core per thread between two readThreads() snapshots, busiest first. */
+export function threadCpuPct(a: Map<string, number>, b: Map<string, number>, wallS: number, top = 8): Record<string, number> {
+  const rows: Array<[string, number]> = [];
+  for (const [k, v] of b) rows.push([k, round1(((v - (a.get(k) ?? 0)) / wallS) * 100)]);
+  rows.sort((x, y) => y[1] - x[1]);
+  return Object.fromEntries(rows.slice(0, top).filter(([, v]) => v > 0));
 }

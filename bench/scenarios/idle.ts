@@ -1,7 +1,7 @@
 // idle: a node with nothing to do. Start it (or take --pid), let it settle for --warmup seconds,
 // then average its CPU (all threads, from /proc/PID/stat) and RSS over --duration seconds.
 import type { BenchArgs } from '../args.js';
-import { MachineSampler, ProcSampler, readProc, round1 } from '../proc.js';
+import { MachineSampler, ProcSampler, readProc, readThreads, round1, threadCpuPct } from '../proc.js';
 import { baseResult, evaluateGoal, type BenchResult } from '../result.js';
 import { interestingMetrics, withNode } from './common.js';
 
@@ -16,6 +16,8 @@ export async function benchIdle(args: BenchArgs): Promise<BenchResult> {
     const s = new ProcSampler(pid, 500);
     s.start();
     const machine = new MachineSampler();
+    const threads0 = readThreads(pid);
+    const tw0 = performance.now();
     let prev = readProc(pid);
     for (let i = 0; i < Math.max(1, Math.round(args.durationS)); i++) {
       await new Promise((r) => setTimeout(r, 1000));
@@ -23,6 +25,7 @@ export async function benchIdle(args: BenchArgs): Promise<BenchResult> {
       if (prev && cur) perSecond.push(round1((cur.cpuS - prev.cpuS) * 100));
       prev = cur;
     }
+    const byThread = threadCpuPct(threads0, readThreads(pid), (performance.now() - tw0) / 1000);
     const usage = s.stop();
     if (!usage) throw new Error(`could not read /proc/${pid}`);
     const m = machine.stop();
@@ -40,7 +43,7 @@ export async function benchIdle(args: BenchArgs): Promise<BenchResult> {
       server: { ...usage, pid },
       ...(m ? { machine: { ...m, otherPct: round1(Math.max(0, m.busyPct - usage.cpuPct)) } } : {}),
       ...(metrics ? { serverMetrics: metrics } : {}),
-      extra: { cpuPctPerSecond: perSecond, spawned: n.spawned !== undefined, note: 'CPU % of one core, all threads' },
+      extra: { cpuPctPerSecond: perSecond, cpuPctByThread: byThread, spawned: n.spawned !== undefined, note: 'CPU % of one core, all threads' },
     };
     const goal = evaluateGoal(res);
     if (goal) res.goal = goal;

@@ -51,7 +51,7 @@ class PartitionWorker {
   private groupIntervalMs = 2;
   private retention = new Map<number, RetentionSpec>();
   private maintenanceTimer: NodeJS.Timeout | undefined;
-  private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 100 });
   private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0 };
   private draining = false;
 

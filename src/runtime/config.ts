@@ -68,7 +68,7 @@ export function defaultConfig(): Config {
     sync: { policy: 'none', groupIntervalMs: 2 },
     logLevel: 'info',
     etcd: [],
-    maintenanceIntervalMs: 1000,
+    maintenanceIntervalMs: 5000,
     defaults: { topicPartitions: 4, replicas: 3 },
   };
 }
