@@ -60,7 +60,7 @@ scenarios: kv-put | kv-get | produce | produce-tail | idle
   --json FILE            write the result object to FILE (it always goes to stdout too)
   --record-bytes N       value size                                        (default 200)
   --batch N              produce: records per batch (rate/N batches/s)     (default 1000; produce-tail 1)
-  --connections N        client connections, round robin                   (default 1)
+  --connections N        client connections, round robin (http: pools of 32 sockets) (default 1)
   --acks all|one|none    (default one)
   --target chicago|redis kv-put/kv-get: what to drive                      (default chicago)
   --baseline redis       kv-put/kv-get: run the same schedule against a fresh Redis too; report the ratio

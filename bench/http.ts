@@ -116,9 +116,13 @@ export class HttpTarget {
     return JSON.parse(body.toString('utf8')) as { records: Array<{ offset: number; value: string }>; nextOffset: number };
   }
 
-  async describeTopic(name: string): Promise<{ partitionsInfo?: Array<{ partition: number; endOffset: number }> }> {
+  /** end offset of each partition (the node lists them under `partitions`, or `partitionsInfo`) */
+  async endOffsets(name: string): Promise<Map<number, number>> {
     const body = await this.ok('GET', `/v1/topics/${encodeURIComponent(name)}`);
-    return JSON.parse(body.toString('utf8')) as { partitionsInfo?: Array<{ partition: number; endOffset: number }> };
+    type P = { partition: number; endOffset: number };
+    const t = JSON.parse(body.toString('utf8')) as { partitions?: unknown; partitionsInfo?: P[] };
+    const list = Array.isArray(t.partitions) ? (t.partitions as P[]) : (t.partitionsInfo ?? []);
+    return new Map(list.map((p) => [p.partition, p.endOffset]));
   }
 
   close(): void {

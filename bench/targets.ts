@@ -44,11 +44,14 @@ export async function openDriver(o: DriverOptions): Promise<ChicagoDriver> {
   return WsDriver.open(o);
 }
 
+const HTTP_SOCKETS_PER_CONNECTION = 32;
+
 class HttpDriver implements ChicagoDriver {
   readonly via = 'http' as const;
   private readonly http: HttpTarget;
   constructor(private readonly o: DriverOptions) {
-    this.http = new HttpTarget(o.url, o.connections);
+    // HTTP/1.1 has no pipelining: one request per socket at a time, so a pool per "connection"
+    this.http = new HttpTarget(o.url, o.connections * HTTP_SOCKETS_PER_CONNECTION);
   }
 
   async kvPut(ks: string, key: string, value: Buffer): Promise<{ replicas: number }> {
@@ -76,8 +79,7 @@ class HttpDriver implements ChicagoDriver {
     onError: (e: unknown) => void,
   ): Promise<TailHandle> {
     // long-poll from the current end offset
-    const info = await this.http.describeTopic(topic);
-    let offset = info.partitionsInfo?.find((p) => p.partition === partition)?.endOffset ?? 0;
+    let offset = (await this.http.endOffsets(topic)).get(partition) ?? 0;
     const poller = new HttpTarget(this.o.url, 1);
     let stopped = false;
     const loop = (async () => {

@@ -226,6 +226,19 @@ describe('bad input gets a clear error and changes nothing', () => {
     expect(ok.status).toBe(200);
   });
 
+  it('parses large batches off the gateway thread with the same rules', async () => {
+    await call('POST', '/v1/topics', { name: 'large', partitions: 1 });
+    const records = Array.from({ length: 2000 }, (_, i) => ({ value: `record-${i}-${'z'.repeat(200)}`, headers: { task: 'bulk' } }));
+    const ok = await call('POST', '/v1/topics/large/records', records);
+    expect(ok.body.records).toHaveLength(2000);
+    expect(ok.body.records[1999]).toEqual({ partition: 0, offset: 1999 });
+    const broken = JSON.stringify(records).slice(0, -2);
+    expect((await call('POST', '/v1/topics/large/records', broken)).body.error.code).toBe('BAD_REQUEST');
+    const badField = JSON.stringify([...records, { value: 'x', partition: 3 }]);
+    expect((await call('POST', '/v1/topics/large/records', badField)).body.error.code).toBe('INVALID_ARGUMENT');
+    expect((await call('GET', '/v1/topics/large')).body.partitions[0].endOffset).toBe(2000);
+  });
+
   it('still serves after all of that', async () => {
     expect((await call('GET', '/v1/health')).body.status).toBe('ok');
     expect((await call('GET', '/v1/topics/orders')).body.partitions.length).toBe(3);

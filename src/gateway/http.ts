@@ -4,11 +4,13 @@
 import type uWS from 'uWebSockets.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
-import { checkInt, checkUtf8 } from '../runtime/validate.js';
+import { checkInt } from '../runtime/validate.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
-import type { Acks, ProduceRecord, StartPosition, StoredRecord } from '../node/api.js';
+import type { Acks, StartPosition, StoredRecord } from '../node/api.js';
 import type { ChicagoNode } from '../node/node.js';
+import { parseJson, textOrBase64 } from './bodies.js';
+import type { ParsePool } from './parse-pool.js';
 
 interface Request {
   method: string;
@@ -41,8 +43,8 @@ function errorReply(err: ChicagoError): Reply {
   return json({ error: err.toJSON() }, err.status);
 }
 
-export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, log: Logger, metrics: Metrics): void {
-  const routes = buildRoutes(node);
+export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: ParsePool, log: Logger, metrics: Metrics): void {
+  const routes = buildRoutes(node, parsePool);
 
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();
@@ -168,52 +170,6 @@ function startOf(q: URLSearchParams): StartPosition {
   return { kind: 'earliest' };
 }
 
-function parseJson(body: Buffer, what: string): unknown {
-  try {
-    return JSON.parse(checkUtf8(what, body));
-  } catch (e) {
-    if (e instanceof ChicagoError) throw e;
-    throw new ChicagoError('BAD_REQUEST', `${what} is not valid JSON: ${(e as Error).message}`);
-  }
-}
-
-/** A JSON array, or NDJSON (one record object per line) with content-type application/x-ndjson. */
-function parseRecords(body: Buffer, contentType: string): ProduceRecord[] {
-  let items: unknown[];
-  if (contentType.includes('ndjson')) {
-    const text = checkUtf8('body', body);
-    items = text.split('\n').filter((l) => l.trim() !== '').map((line, i) => {
-      try { return JSON.parse(line) as unknown; } catch (e) { throw new ChicagoError('BAD_REQUEST', `NDJSON line ${i + 1}: ${(e as Error).message}`); }
-    });
-  } else {
-    const parsed = parseJson(body, 'body');
-    if (!Array.isArray(parsed)) throw new ChicagoError('BAD_REQUEST', 'body must be a JSON array of records');
-    items = parsed;
-  }
-  return items.map((item, i) => {
-    if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new ChicagoError('BAD_REQUEST', `record ${i} must be an object`);
-    const r = item as Record<string, unknown>;
-    for (const k of Object.keys(r)) {
-      if (k !== 'key' && k !== 'value' && k !== 'headers') throw new ChicagoError('INVALID_ARGUMENT', `record ${i} field`, `${k.slice(0, 40)} (records have key, value, headers; choose a partition with ?partition=)`);
-    }
-    if (!('value' in r)) throw new ChicagoError('BAD_REQUEST', `record ${i} has no value`);
-    // A string value is stored as its UTF-8 bytes; any other JSON value as its JSON text.
-    const value = Buffer.from(typeof r.value === 'string' ? r.value : JSON.stringify(r.value));
-    if (r.key !== undefined && r.key !== null && typeof r.key !== 'string') throw new ChicagoError('BAD_REQUEST', `record ${i}: key must be a string`);
-    return {
-      value,
-      ...(typeof r.key === 'string' ? { key: Buffer.from(r.key) } : {}),
-      ...(r.headers !== undefined ? { headers: r.headers as Record<string, string> } : {}),
-    };
-  });
-}
-
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
-/** Text when the bytes are UTF-8; otherwise base64, flagged so nothing is silently mangled. */
-function textOrBase64(b: Uint8Array): { text: string; base64: boolean } {
-  try { return { text: utf8Strict.decode(b), base64: false }; } catch { return { text: Buffer.from(b).toString('base64'), base64: true }; }
-}
-
 /** Key and value as text, or base64 flagged per field, so nothing is silently mangled. */
 function bytesJson(field: 'key' | 'value' | 'next', b: Uint8Array | undefined): Record<string, string | null> {
   if (!b) return { [field]: null };
@@ -227,7 +183,7 @@ export function recordJson(r: StoredRecord) {
 
 // ---- the routes ----
 
-function buildRoutes(node: ChicagoNode): Route[] {
+function buildRoutes(node: ChicagoNode, parsePool: ParsePool): Route[] {
   const keyOf = (req: Request) => Buffer.from(req.segments.slice(3).join('/'));
   return [
     route('GET', '/v1/health', () => (node.serving ? json({ status: 'ok', node: node.config.nodeId }) : json({ status: 'unavailable' }, 503))),
@@ -284,7 +240,7 @@ function buildRoutes(node: ChicagoNode): Route[] {
     }),
     route('DELETE', '/v1/topics/:t', async (req) => { await node.deleteTopic(req.segments[2]); return noContent(); }),
     route('POST', '/v1/topics/:t/records', async (req) => {
-      const records = parseRecords(req.body, req.contentType);
+      const records = await parsePool.parse(req.body, req.contentType);
       const partition = req.query.get('partition');
       const producerId = req.query.get('producerId');
       const r = await node.produce(req.segments[2], records, {

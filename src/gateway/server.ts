@@ -1,6 +1,7 @@
 // The node's single port: HTTP routes and the /v1/ws WebSocket, on uWebSockets.js.
 import uWS from 'uWebSockets.js';
 import { attachHttp } from './http.js';
+import { ParsePool } from './parse-pool.js';
 import { attachWebSocket, type WebSocketEndpoint } from './ws.js';
 import type { ChicagoNode } from '../node/node.js';
 import type { Logger } from '../runtime/log.js';
@@ -8,13 +9,14 @@ import type { Logger } from '../runtime/log.js';
 /** True when the native uWS binary loaded; the package silently falls back to a slow JS one. */
 export const uwsNative = 'SSLApp' in (uWS as object);
 
-export interface Gateway { url: string; port: number; close(): void }
+export interface Gateway { url: string; port: number; close(): Promise<void> }
 
 export async function startGateway(node: ChicagoNode, log: Logger): Promise<Gateway> {
   const app = uWS.App();
   // WebSocket first: the HTTP catch-all would otherwise take the upgrade request.
   const ws: WebSocketEndpoint = attachWebSocket(app, { api: node, log });
-  attachHttp(app, node, log, node.metrics);
+  const parsePool = new ParsePool();
+  attachHttp(app, node, parsePool, log, node.metrics);
   const { host, port } = node.config;
   const listen = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
     app.listen(host, port, (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`))));
@@ -25,9 +27,10 @@ export async function startGateway(node: ChicagoNode, log: Logger): Promise<Gate
   return {
     url,
     port: bound,
-    close() {
+    async close() {
       uWS.us_listen_socket_close(listen);
       ws.closeAll();
+      await parsePool.close();
     },
   };
 }

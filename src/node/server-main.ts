@@ -40,8 +40,7 @@ export async function runServer(flags: ServerFlags): Promise<void> {
     }
     stopping = true;
     log.info({ signal }, 'stopping: draining in-flight work');
-    gateway.close();
-    node.stop().then(
+    gateway.close().then(() => node.stop()).then(
       () => process.exit(0),
       (err) => { log.error({ err }, 'unclean stop'); process.exit(1); },
     );

@@ -56,6 +56,11 @@ export const limits = {
   ttlSecondsMax: 10 * 365 * 24 * 3600,
   /** offsets and sequences must stay exact as JS numbers */
   offsetMax: Number.MAX_SAFE_INTEGER,
+  /** request bodies at least this large are parsed on the parse pool, off the gateway thread */
+  parseInlineBytesMax: 64 * KiB,
+  parseThreadsMax: 2,
+  /** large bodies waiting for a parse thread; full → OVERLOADED */
+  parseQueueMax: 64,
   /** the background sweeper deletes at most this many expired keys per partition per pass */
   ttlSweepKeysMax: 10_000,
 } as const;

@@ -1,0 +1,66 @@
+// Request bodies: JSON and NDJSON record batches, parsed on the gateway thread when small and
+// on the parse pool (piscina) when large, so a 20 MB upload never stalls other requests.
+import { ChicagoError } from '../runtime/errors.js';
+import { checkUtf8 } from '../runtime/validate.js';
+import type { ProduceRecord } from '../node/api.js';
+
+export function parseJson(body: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(checkUtf8(what, body));
+  } catch (e) {
+    if (e instanceof ChicagoError) throw e;
+    throw new ChicagoError('BAD_REQUEST', `${what} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** A JSON array, or NDJSON (one record object per line) with content-type application/x-ndjson. */
+export function parseRecords(body: Buffer, contentType: string): ProduceRecord[] {
+  let items: unknown[];
+  if (contentType.includes('ndjson')) {
+    const text = checkUtf8('body', body);
+    items = text.split('\n').filter((l) => l.trim() !== '').map((line, i) => {
+      try { return JSON.parse(line) as unknown; } catch (e) { throw new ChicagoError('BAD_REQUEST', `NDJSON line ${i + 1}: ${(e as Error).message}`); }
+    });
+  } else {
+    const parsed = parseJson(body, 'body');
+    if (!Array.isArray(parsed)) throw new ChicagoError('BAD_REQUEST', 'body must be a JSON array of records');
+    items = parsed;
+  }
+  return items.map((item, i) => {
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new ChicagoError('BAD_REQUEST', `record ${i} must be an object`);
+    const r = item as Record<string, unknown>;
+    for (const k of Object.keys(r)) {
+      if (k !== 'key' && k !== 'value' && k !== 'headers') throw new ChicagoError('INVALID_ARGUMENT', `record ${i} field`, `${k.slice(0, 40)} (records have key, value, headers; choose a partition with ?partition=)`);
+    }
+    if (!('value' in r)) throw new ChicagoError('BAD_REQUEST', `record ${i} has no value`);
+    // A string value is stored as its UTF-8 bytes; any other JSON value as its JSON text.
+    const value = Buffer.from(typeof r.value === 'string' ? r.value : JSON.stringify(r.value));
+    if (r.key !== undefined && r.key !== null && typeof r.key !== 'string') throw new ChicagoError('BAD_REQUEST', `record ${i}: key must be a string`);
+    return {
+      value,
+      ...(typeof r.key === 'string' ? { key: Buffer.from(r.key) } : {}),
+      ...(r.headers !== undefined ? { headers: r.headers as Record<string, string> } : {}),
+    };
+  });
+}
+
+export const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+/** Text when the bytes are UTF-8; otherwise base64, flagged so nothing is silently mangled. */
+export function textOrBase64(b: Uint8Array): { text: string; base64: boolean } {
+  try { return { text: utf8Strict.decode(b), base64: false }; } catch { return { text: Buffer.from(b).toString('base64'), base64: true }; }
+}
+
+
+/** What a parse-pool task returns: errors travel as data, since thrown classes do not cross threads. */
+export type ParseOutcome =
+  | { ok: true; records: ProduceRecord[] }
+  | { ok: false; error: { code: string; message: string } };
+
+export function parseRecordsOutcome(body: Buffer, contentType: string): ParseOutcome {
+  try {
+    return { ok: true, records: parseRecords(body, contentType) };
+  } catch (e) {
+    if (e instanceof ChicagoError) return { ok: false, error: { code: e.code, message: e.message } };
+    throw e;
+  }
+}
