@@ -4,7 +4,7 @@ import type { Acks } from '../src/node/api.js';
 import type { Pacing } from './openloop.js';
 import type { RedisPersistence } from './redis.js';
 
-export const SCENARIOS = ['kv-put', 'kv-get', 'produce', 'produce-tail', 'idle'] as const;
+export const SCENARIOS = ['kv-put', 'kv-get', 'produce', 'produce-tail', 'idle', 'noop'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchArgs {
@@ -50,7 +50,7 @@ export interface BenchArgs {
 
 const HELP = `chicago bench SCENARIO [flags]     open-loop load at a fixed rate; latency from the intended send time
 
-scenarios: kv-put | kv-get | produce | produce-tail | idle
+scenarios: kv-put | kv-get | produce | produce-tail | idle | noop (the generator alone: its own floor)
 
   --url URL              node to drive (default $CHICAGO_URL or http://127.0.0.1:7070)
   --spawn                start a fresh single node (temp data dir) for this run, stop it after

@@ -2,6 +2,7 @@
 import { parseBenchArgs } from './args.js';
 import { humanSummary, writeResult, type BenchResult } from './result.js';
 import { benchIdle } from './scenarios/idle.js';
+import { benchNoop } from './scenarios/noop.js';
 import { benchKv } from './scenarios/kv.js';
 import { benchProduce } from './scenarios/produce.js';
 import { benchProduceTail } from './scenarios/produce-tail.js';
@@ -27,6 +28,9 @@ export async function runBench(scenario: string, argv: string[]): Promise<void> 
       break;
     case 'idle':
       res = await benchIdle(args);
+      break;
+    case 'noop':
+      res = await benchNoop(args);
       break;
   }
   writeResult(res, args.json);

@@ -75,7 +75,8 @@ export function renderTable(results: Array<{ name: string; r: BenchResult }>, m:
   }
   lines.push(
     '',
-    'Latency columns: kv = request → ack; produce = batch due time → ack, weighted by records; ' +
+    'noop = the generator alone (an operation that resolves on the next event-loop turn): the floor that ' +
+      'this machine and harness put under every other row. Latency columns: kv = request → ack; produce = batch due time → ack, weighted by records; ' +
       'produce-tail = record due time → receipt by a live WebSocket subscriber. "CPU" is % of one core ' +
       '(the machine has two) for the node process (all threads) and for the load generator.',
     '',

@@ -62,7 +62,7 @@ async function run(name: string, scenario: string, flags: string[]): Promise<Ben
   if (!wanted(name)) return undefined;
   await waitQuiet();
   const file = join(outDir, `${name}.json`);
-  const args = [main, scenario, '--spawn', '--duration', String(durationS), '--warmup', String(warmupS), '--json', file, ...flags];
+  const args = [main, scenario, ...(scenario === 'noop' ? [] : ['--spawn']), '--duration', String(durationS), '--warmup', String(warmupS), '--json', file, ...flags];
   log(`${name}: chicago bench ${args.slice(1).join(' ')}`);
   const code = await new Promise<number>((res) => {
     const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
@@ -85,6 +85,7 @@ async function main_(): Promise<void> {
     return r;
   };
 
+  keep('noop-10k', await run('noop-10k', 'noop', ['--rate', '10000']));
   keep('kv-put-10k', await run('kv-put-10k', 'kv-put', ['--rate', '10000', '--baseline', 'redis']));
   keep('kv-get-10k', await run('kv-get-10k', 'kv-get', ['--rate', '10000', '--keys', '20000', '--baseline', 'redis']));
 

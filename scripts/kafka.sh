@@ -14,7 +14,8 @@
 #
 # Needs Java 17 and Maven (Maven Central reachable). The jars go to .kafka/lib once (cached); each
 # cluster lives in .kafka/cluster-BASE/ (config, data, logs, pids) so several can run side by side.
-# Broker i (1-based) listens on BASE+i-1 for clients and BASE+100+i-1 for the controller quorum.
+# Broker i (1-based) listens on BASE+i-1 for clients and BASE+100+i-1 for the controller quorum,
+# so clusters side by side need BASEs at least 200 apart (tests use 19092 and 19292).
 # 1 broker = one combined broker+controller; 3 brokers = three combined nodes, a 3-voter quorum.
 # `up` keeps existing data (a down/up is a broker restart); `--fresh` or `reset` wipes it.
 #

@@ -1,27 +1,59 @@
 // Data-plane messages between the gateway thread and a partition worker (msgpack over a MessagePort).
 import type { WireRecord } from './partition.js';
+import type { Acks, PeerMessage, ReplicaView } from './replica.js';
+import type { NodeId } from '../runtime/ids.js';
 import type { ErrorCode } from '../runtime/errors.js';
 import type { RetentionSpec, StartPosition } from '../node/api.js';
 
 export type Request =
-  | { id: number; p: number; op: 'kvPut'; ks: string; key: Uint8Array; value: Uint8Array; ttlMs?: number }
-  | { id: number; p: number; op: 'kvDel'; ks: string; key: Uint8Array }
+  | { id: number; p: number; op: 'kvPut'; ks: string; key: Uint8Array; value: Uint8Array; ttlMs?: number; acks: Acks }
+  | { id: number; p: number; op: 'kvDel'; ks: string; key: Uint8Array; acks: Acks }
   | { id: number; p: number; op: 'kvGet'; ks: string; key: Uint8Array }
   | { id: number; p: number; op: 'kvScan'; ks: string; prefix?: Uint8Array; after?: Uint8Array; limit: number }
-  | { id: number; p: number; op: 'produce'; topicId: number; tp: number; records: WireRecord[]; producerId?: string; sequence?: number }
-  | { id: number; p: number; op: 'commit'; group: string; topicId: number; tp: number; offset: number }
+  | { id: number; p: number; op: 'produce'; topicId: number; tp: number; records: WireRecord[]; producerId?: string; sequence?: number; acks: Acks }
+  | { id: number; p: number; op: 'commit'; group: string; topicId: number; tp: number; offset: number; acks: Acks }
   | { id: number; p: number; op: 'fetch'; topicId: number; tp: number; from: StartPosition; maxRecords: number; maxBytes: number }
   | { id: number; p: number; op: 'streamInfo'; topicId: number; tp: number }
   | { id: number; p: number; op: 'groupOffsets'; group: string }
-  | { id: number; p: number; op: 'dropStream'; topicId: number; tp: number };
+  | { id: number; p: number; op: 'dropStream'; topicId: number; tp: number; acks: Acks }
+  /** a digest of the partition's content, to compare replicas */
+  | { id: number; p: number; op: 'digest' }
+  /** replication traffic from another node (no answer) */
+  | { id: number; p: number; op: 'peer'; msg: PeerMessage | SnapshotChunk }
+  /** the coordinator's current epoch, leader and replica set for the partition (no answer) */
+  | { id: number; p: number; op: 'view'; view: ReplicaView };
 
 export type RequestOp = Request['op'];
 /** A request as the caller hands it over: the handle assigns the id. */
 export type RequestBody = Request extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
 
 export type Response =
-  | { id: number; ok: true; res: unknown }
+  /** `replicas`: copies known to hold a write when it was answered */
+  | { id: number; ok: true; res: unknown; replicas?: number }
   | { id: number; ok: false; err: { code: ErrorCode; args: unknown[] } };
+
+/** Everything a worker sends to the gateway thread in one message. */
+export interface WorkerOutput {
+  replies?: Response[];
+  /** replication traffic for other nodes */
+  peer?: Array<{ to: NodeId; msg: PeerMessage | SnapshotChunk }>;
+}
+
+/**
+ * One piece of a full copy of a partition, sent when a follower's history diverged or is older
+ * than the leader's log. Part 0 tells the follower to drop what it has; the last part carries
+ * the position the copy represents.
+ */
+export interface SnapshotChunk {
+  t: 'snap';
+  p: number;
+  epoch: number;
+  leader: NodeId;
+  part: number;
+  entries: Array<[Uint8Array, Uint8Array]>;
+  last: boolean;
+}
+export interface DigestReply { partition: number; seq: number; epoch: number; digest: string; keys: number }
 
 /** [offset, timestampMs, key, value, headers] */
 export type FetchedRecord = [offset: number, ts: number, key: Uint8Array | null, value: Uint8Array, headers: Record<string, string> | null];
@@ -34,7 +66,14 @@ export interface TopicRetention { topicId: number; retention: RetentionSpec }
 
 /** Control-plane calls into a worker (comlink). */
 export interface WorkerControl {
-  open(spec: { partitions: number[]; syncPolicy: string; groupIntervalMs: number; maintenanceIntervalMs: number }): Promise<void>;
+  open(spec: {
+    self: NodeId;
+    partitions: Array<{ p: number; view: ReplicaView }>;
+    syncPolicy: string;
+    groupIntervalMs: number;
+    maintenanceIntervalMs: number;
+    replicationTimeoutMs: number;
+  }): Promise<void>;
   setRetention(topics: TopicRetention[]): void;
   /** run TTL sweep and retention now (tests and shutdown use it) */
   maintain(): Promise<{ expired: number; trimmedBatches: number }>;
@@ -45,7 +84,11 @@ export interface WorkerControl {
 
 export interface WorkerStats {
   eventLoopDelayMs: { p50: number; p99: number; max: number };
-  partitions: Array<{ id: number; epoch: number; seq: number; streams: Array<{ topicId: number; tp: number; start: number; end: number; bytes: number }> }>;
+  partitions: Array<{
+    id: number; epoch: number; seq: number; role: string; leader: string | null; replicas: string[];
+    matched: Record<string, number>;
+    streams: Array<{ topicId: number; tp: number; start: number; end: number; bytes: number }>;
+  }>;
   expiredKeys: number;
   trimmedBatches: number;
   fsyncs: number;

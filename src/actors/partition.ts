@@ -41,8 +41,11 @@ export interface ProducerWindow {
 
 export interface PartitionState {
   readonly id: PartitionId;
+  /** the highest epoch this replica has accepted; fences out older leaders */
   epoch: Epoch;
   seq: Seq;
+  /** [epoch, first seq written in it], oldest first: tells which epoch wrote any seq */
+  epochs: Array<[epoch: number, firstSeq: number]>;
   streams: Map<string, StreamState>;
   /** key: producerId \0 topicId:tp; insertion order is least-recently-used first */
   producers: Map<string, ProducerWindow>;
@@ -74,7 +77,7 @@ const PRODUCER_RECENT_MAX = 8;
 export function streamKeyOf(topicId: number, tp: number): string { return `${topicId}:${tp}`; }
 
 export function initialState(id: PartitionId, epoch: Epoch, seq: Seq): PartitionState {
-  return { id, epoch, seq, streams: new Map(), producers: new Map() };
+  return { id, epoch, seq, epochs: [[epoch, 1]], streams: new Map(), producers: new Map() };
 }
 
 export function emptyStream(topicId: number, tp: number): StreamState {
@@ -108,8 +111,10 @@ export function decodeKvValue(buf: Buffer): { version: number; value: Buffer; ex
   return { version, value: buf.subarray(9) };
 }
 
-function metaOp(s: PartitionState): Op {
-  return { type: 'put', key: K.metaKey, value: diskCodec.encode({ seq: s.seq, epoch: s.epoch }) };
+export interface PartitionMeta { seq: number; epoch: number; epochs: Array<[number, number]> }
+
+export function metaOp(s: PartitionState): Op {
+  return { type: 'put', key: K.metaKey, value: diskCodec.encode({ seq: s.seq, epoch: s.epoch, epochs: s.epochs } satisfies PartitionMeta) };
 }
 function streamOp(st: StreamState): Op {
   return { type: 'put', key: K.streamKey(st.topicId, st.tp), value: diskCodec.encode({ start: st.start, end: st.end, bytes: st.bytes, lastTs: st.lastTs }) };

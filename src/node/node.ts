@@ -15,6 +15,12 @@ import { WorkerHandle, withDeadline } from '../runtime/threads.js';
 import { createMetrics, type Metrics } from '../runtime/metrics.js';
 import { openDatabase } from '../storage/rocks.js';
 import { Catalog, type TopicMeta } from './catalog.js';
+import type { PeerLink, ReplicationMessage } from '../cluster/hooks.js';
+import { LocalCoordinator, localCatalog, type Coordinator, type TopicCatalogApi } from './coordinator.js';
+import type { ReplicaView } from '../actors/replica.js';
+import { nodeId as toNodeId, type NodeId } from '../runtime/ids.js';
+import type { WriteResult } from '../runtime/threads.js';
+import type { WorkerOutput } from '../actors/messages.js';
 import { StreamWatchers, toStored } from './tails.js';
 import { recordBytes, streamKeyOf, type ProduceResult as ActorProduceResult, type WireRecord } from '../actors/partition.js';
 import type { FetchReply, GroupOffsetReply, KvGetReply, RequestBody, StreamInfoReply, WorkerStats } from '../actors/messages.js';
@@ -35,7 +41,11 @@ export class ChicagoNode implements NodeApi {
   private state: NodeState = 'starting';
   private readonly workers: WorkerHandle[] = [];
   private readonly watchers: StreamWatchers;
-  private catalog!: Catalog;
+  private catalog!: TopicCatalogApi;
+  private coordinator!: Coordinator;
+  /** sends replication traffic and forwarded requests to other nodes (cluster mode) */
+  private peers: PeerLink | undefined;
+  private url = '';
   private db!: RocksLevel;
   private partitions = 0;
   private readonly roundRobin = new Map<string, number>();
@@ -60,37 +70,72 @@ export class ChicagoNode implements NodeApi {
   private async open(): Promise<void> {
     const dir = path.resolve(this.config.dataDir);
     await mkdir(dir, { recursive: true });
-    this.partitions = await this.partitionCount(dir);
+    const self = toNodeId(this.config.nodeId);
+    // The cluster layer (etcd, peer links) loads only when asked for.
+    const cluster = this.config.etcd.length > 0 ? await (await import('../cluster/cluster.js')).connectCluster(this.config, this.log) : undefined;
+    this.partitions = await this.partitionCount(dir, cluster?.partitions);
     this.db = await openDatabase(path.join(dir, 'rocksdb'), this.partitions);
-    this.catalog = new Catalog(this.db);
+    this.coordinator = cluster ? await cluster.coordinator(this.db) : new LocalCoordinator(self, this.partitions, () => this.url);
+    this.catalog = cluster ? cluster.catalog : localCatalog(new Catalog(this.db));
     const count = Math.min(this.config.workers, this.partitions);
     for (let w = 0; w < count; w++) {
-      this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err)));
+      this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out)));
     }
+    const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [] };
     await Promise.all(this.workers.map((w, i) => withDeadline(w.control.open({
-      partitions: this.partitionsOf(i),
+      self,
+      partitions: this.partitionsOf(i).map((p) => ({ p, view: this.coordinator.view(p) ?? idle })),
       syncPolicy: this.config.sync.policy,
       groupIntervalMs: this.config.sync.groupIntervalMs,
       maintenanceIntervalMs: this.config.maintenanceIntervalMs,
+      replicationTimeoutMs: limits.replicationTimeoutMs,
     }), limits.workerCallTimeoutMs, `worker ${i} start`)));
+    this.coordinator.onChange((p, view) => this.workerOf(p).tell({ p, op: 'view', view: view ?? idle }));
+    this.coordinator.onCatalogChange(() => { void this.pushRetention(); this.closeDeletedTails(); });
     await this.pushRetention();
     this.state = 'up';
-    this.log.info({ partitions: this.partitions, workers: count, dataDir: dir }, 'node up');
+    this.log.info({ partitions: this.partitions, workers: count, dataDir: dir, clustered: this.coordinator.clustered }, 'node up');
   }
 
-  /** Partitions are fixed when a data dir is created; a later config cannot reshuffle keys. */
-  private async partitionCount(dir: string): Promise<number> {
+  /** Set once the gateway listens: the URL other nodes and clients reach this node at. */
+  serveAt(url: string, peers?: PeerLink): void {
+    this.url = url;
+    this.peers = peers;
+  }
+
+  get self(): NodeId { return this.coordinator.self; }
+  get cluster(): Coordinator { return this.coordinator; }
+
+  private sendPeer(out: NonNullable<WorkerOutput['peer']>): void {
+    if (!this.peers) return; // a single node has no one to replicate to
+    for (const { to, msg } of out) this.peers.send(to, msg);
+  }
+
+  /** Replication traffic from another node, for the replica hosted here. */
+  deliverPeer(p: number, msg: ReplicationMessage): void {
+    if (p >= 0 && p < this.partitions && this.state === 'up') this.workerOf(p).tell({ p, op: 'peer', msg });
+  }
+
+  private closeDeletedTails(): void {
+    this.watchers.retain((topicId) => this.catalog.byId(topicId) !== undefined, (topicId) => new ChicagoError('TOPIC_NOT_FOUND', `#${topicId}`));
+  }
+
+  /** Partitions are fixed when a data dir (or cluster) is created; a later config cannot reshuffle keys. */
+  private async partitionCount(dir: string, clusterPartitions?: number): Promise<number> {
     const file = path.join(dir, 'chicago.json');
     try {
       const meta = JSON.parse(await readFile(file, 'utf8')) as { format: number; partitions: number };
       if (meta.format !== DATA_FORMAT) throw new Error(`data dir ${dir} has format ${meta.format}, this build reads ${DATA_FORMAT}`);
-      if (meta.partitions !== this.config.partitions) {
+      if (clusterPartitions !== undefined && meta.partitions !== clusterPartitions) {
+        throw new Error(`data dir ${dir} was made with ${meta.partitions} partitions, the cluster has ${clusterPartitions}`);
+      }
+      if (meta.partitions !== this.config.partitions && clusterPartitions === undefined) {
         this.log.warn({ configured: this.config.partitions, stored: meta.partitions }, 'partitions are fixed at creation; using the stored count');
       }
       return meta.partitions;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      const meta = { format: DATA_FORMAT, partitions: this.config.partitions, createdAtMs: Date.now(), nodeId: this.config.nodeId };
+      const meta = { format: DATA_FORMAT, partitions: clusterPartitions ?? this.config.partitions, createdAtMs: Date.now(), nodeId: this.config.nodeId };
       await writeFile(file, JSON.stringify(meta, null, 2) + '\n');
       return meta.partitions;
     }
@@ -111,15 +156,38 @@ export class ChicagoNode implements NodeApi {
     void this.stop().finally(() => process.exit(70));
   }
 
+  /** A read, sent to the partition's leader: here, or forwarded to the node that leads it. */
   private call<T>(p: number, body: RequestBody, bytes = 0): Promise<T> {
-    if (this.state !== 'up') return Promise.reject(new ChicagoError(this.state === 'starting' ? 'NOT_READY' : 'SHUTTING_DOWN', this.state));
-    return this.workerOf(p).call<T>(body, bytes);
+    return this.route<T>(p, body, bytes, false).then((r) => r.res);
   }
 
-  private readonly clusterSize = 1;
+  /** A write, sent to the partition's leader; resolves with how many replicas held it. */
+  private write<T>(p: number, body: RequestBody, bytes = 0): Promise<WriteResult<T>> {
+    return this.route<T>(p, body, bytes, true);
+  }
 
-  /** Copies that hold a write once acknowledged. A single node is a cluster of one. */
-  private replicasFor(acks: Acks): number { return acks === 'none' ? 0 : 1; }
+  private route<T>(p: number, body: RequestBody, bytes: number, write: boolean): Promise<WriteResult<T>> {
+    if (this.state !== 'up') return Promise.reject(new ChicagoError(this.state === 'starting' ? 'NOT_READY' : 'SHUTTING_DOWN', this.state));
+    const leader = this.coordinator.view(p)?.leader;
+    if (leader === this.self) return this.local<T>(p, body, bytes, write);
+    if (!leader || !this.peers) return Promise.reject(new ChicagoError('NOT_LEADER', p, leader ?? 'unknown (election in progress)'));
+    return this.peers.forward<T>(leader, p, body, write);
+  }
+
+  /** Execute on the replica hosted here (also for requests other nodes forward to this leader). */
+  local<T>(p: number, body: RequestBody, bytes: number, write: boolean): Promise<WriteResult<T>> {
+    if (this.state !== 'up') return Promise.reject(new ChicagoError(this.state === 'starting' ? 'NOT_READY' : 'SHUTTING_DOWN', this.state));
+    const w = this.workerOf(p);
+    if (!write) return w.call<T>(body, bytes).then((res) => ({ res, replicas: 0 }));
+    const sent = w.write<T>(body, bytes);
+    if (body.op !== 'produce') return sent;
+    // Live tails on this node get a fresh append straight from the request, without a read.
+    return sent.then((r) => {
+      const res = r.res as unknown as ActorProduceResult;
+      if (!res.duplicate) this.watchers.appended(streamKeyOf(body.topicId, body.tp), res.base, res.ts, body.records);
+      return r;
+    });
+  }
 
   // ---- key-value ----
 
@@ -129,10 +197,10 @@ export class ChicagoNode implements NodeApi {
     checkValue(value);
     const ttlMs = opts.ttlSeconds === undefined ? undefined : checkInt('ttl', opts.ttlSeconds, 1, limits.ttlSecondsMax) * 1000;
     const p = kvPartition(keyspace, key, this.partitions);
-    const sent = this.call<{ version: number }>(p, { p, op: 'kvPut', ks: keyspace, key, value, ttlMs }, key.length + value.length);
+    const sent = this.write<{ version: number }>(p, { p, op: 'kvPut', ks: keyspace, key, value, ttlMs, acks: opts.acks }, key.length + value.length);
     if (opts.acks === 'none') return this.fireAndForget(p, sent, { version: toSeq(0), replicas: 0 });
-    const { version } = await sent;
-    return { version: toSeq(version), replicas: this.replicasFor(opts.acks) };
+    const { res, replicas } = await sent;
+    return { version: toSeq(res.version), replicas };
   }
 
   async kvGet(keyspace: string, key: Uint8Array): Promise<KvEntry | undefined> {
@@ -147,10 +215,10 @@ export class ChicagoNode implements NodeApi {
     checkName('keyspace', keyspace);
     checkKey(key);
     const p = kvPartition(keyspace, key, this.partitions);
-    const sent = this.call<{ version: number; existed: boolean }>(p, { p, op: 'kvDel', ks: keyspace, key });
+    const sent = this.write<{ version: number; existed: boolean }>(p, { p, op: 'kvDel', ks: keyspace, key, acks: opts.acks });
     if (opts.acks === 'none') return this.fireAndForget(p, sent, { version: toSeq(0), replicas: 0, existed: false });
-    const r = await sent;
-    return { version: toSeq(r.version), replicas: this.replicasFor(opts.acks), existed: r.existed };
+    const { res, replicas } = await sent;
+    return { version: toSeq(res.version), replicas, existed: res.existed };
   }
 
   /** Merges every partition's sorted page into one page in key order. */
@@ -173,15 +241,15 @@ export class ChicagoNode implements NodeApi {
     checkName('topic', spec.name);
     const partitions = checkInt('partitions', spec.partitions ?? this.config.defaults.topicPartitions, 1, limits.topicPartitionsMax);
     // A single node is a cluster of one: without an explicit count its topics get one replica.
-    const replicas = checkInt('replicas', spec.replicas ?? Math.min(this.config.defaults.replicas, this.clusterSize), 1, 15);
-    if (replicas > this.clusterSize) this.log.warn({ topic: spec.name, replicas, nodes: this.clusterSize }, 'topic wants more replicas than the cluster has nodes; it is under-replicated');
+    const replicas = checkInt('replicas', spec.replicas ?? Math.min(this.config.defaults.replicas, this.coordinator.nodes().length), 1, 15);
+    if (replicas > this.coordinator.nodes().length) this.log.warn({ topic: spec.name, replicas, nodes: this.coordinator.nodes().length }, 'topic wants more replicas than the cluster has nodes; it is under-replicated');
     const r = spec.retention ?? {};
     const retention = {
       ...(r.ms !== undefined ? { ms: checkInt('retention.ms', r.ms, 1, Number.MAX_SAFE_INTEGER) } : {}),
       ...(r.bytes !== undefined ? { bytes: checkInt('retention.bytes', r.bytes, 1, Number.MAX_SAFE_INTEGER) } : {}),
       ...(r.untilGroup !== undefined ? { untilGroup: checkName('group', r.untilGroup) } : {}),
     };
-    const meta = this.catalog.create({ name: spec.name, partitions, replicas, retention }, Date.now());
+    const meta = await this.catalog.create({ name: spec.name, partitions, replicas, retention }, Date.now());
     await this.pushRetention();
     this.log.info({ topic: meta.name, id: meta.id, partitions, retention }, 'topic created');
     return this.topicInfo(meta, false);
@@ -201,13 +269,13 @@ export class ChicagoNode implements NodeApi {
   async deleteTopic(name: string): Promise<void> {
     this.assertUp();
     checkName('topic', name);
-    const t = this.catalog.remove(name);
+    const t = await this.catalog.remove(name);
     await this.pushRetention();
     const gone = new ChicagoError('TOPIC_NOT_FOUND', name);
     await Promise.all(Array.from({ length: t.partitions }, (_, tp) => {
       this.watchers.closeStream(streamKeyOf(t.id, tp), gone);
       const p = streamPartition(t.name, tp, this.partitions);
-      return this.call(p, { p, op: 'dropStream', topicId: t.id, tp });
+      return this.write(p, { p, op: 'dropStream', topicId: t.id, tp, acks: 'all' });
     }));
     this.log.info({ topic: name, id: t.id }, 'topic deleted');
   }
@@ -241,7 +309,7 @@ export class ChicagoNode implements NodeApi {
   async produce(topic: string, records: ProduceRecord[], opts: ProduceOptions): Promise<ProduceResult> {
     checkName('topic', topic);
     const t = this.catalog.get(topic);
-    if (records.length === 0) return { records: [], replicas: this.replicasFor(opts.acks) };
+    if (records.length === 0) return { records: [], replicas: 0 };
     if (records.length > limits.batchRecordsMax) throw new ChicagoError('TOO_MANY_RECORDS', records.length, limits.batchRecordsMax);
     const idempotent = opts.producerId !== undefined;
     if (idempotent) {
@@ -271,14 +339,13 @@ export class ChicagoNode implements NodeApi {
 
     const sends = [...groups].map(([tp, g]) => {
       const p = streamPartition(t.name, tp, this.partitions);
-      const req = this.call<ActorProduceResult>(p, {
-        p, op: 'produce', topicId: t.id, tp, records: g.wire,
+      const req = this.write<ActorProduceResult>(p, {
+        p, op: 'produce', topicId: t.id, tp, records: g.wire, acks: opts.acks,
         ...(idempotent ? { producerId: opts.producerId, sequence: opts.sequence } : {}),
       }, bytes);
-      return req.then((res) => {
+      return req.then(({ res, replicas }) => {
         this.metrics.produced.inc({ topic }, res.duplicate ? 0 : res.count);
-        if (!res.duplicate) this.watchers.appended(streamKeyOf(t.id, tp), res.base, res.ts, g.wire);
-        return { tp, g, res };
+        return { tp, g, res, replicas };
       });
     });
     if (opts.acks === 'none') {
@@ -287,11 +354,14 @@ export class ChicagoNode implements NodeApi {
     const done = await Promise.all(sends);
     const out: ProduceResult['records'] = new Array(records.length);
     let duplicate = false;
-    for (const { tp, g, res } of done) {
+    // An update spread over partitions is held as many times as its least-copied part.
+    let replicas = Infinity;
+    for (const { tp, g, res, replicas: n } of done) {
       duplicate ||= res.duplicate;
+      replicas = Math.min(replicas, n);
       g.index.forEach((i, j) => { out[i] = { partition: tp, offset: toOffset(res.base + j) }; });
     }
-    return { records: out, replicas: this.replicasFor(opts.acks), ...(duplicate ? { duplicate } : {}) };
+    return { records: out, replicas, ...(duplicate ? { duplicate } : {}) };
   }
 
   private nextRoundRobin(t: TopicMeta): number {
@@ -363,7 +433,7 @@ export class ChicagoNode implements NodeApi {
     const tp = this.checkPartition(t, partition);
     const off = checkOffset(offset);
     const p = streamPartition(t.name, tp, this.partitions);
-    await this.call(p, { p, op: 'commit', group, topicId: t.id, tp, offset: off });
+    await this.write(p, { p, op: 'commit', group, topicId: t.id, tp, offset: off, acks: 'all' });
     this.knownGroups.add(group);
   }
 

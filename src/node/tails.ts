@@ -188,6 +188,14 @@ export class StreamWatchers {
     this.watched.delete(skey);
   }
 
+  /** End the tails of streams whose topic is gone (deleted here or on another node). */
+  retain(keep: (topicId: number) => boolean, why: (topicId: number) => Error): void {
+    for (const skey of [...this.watched.keys()]) {
+      const topicId = Number(skey.split(':')[0]);
+      if (!keep(topicId)) this.closeStream(skey, why(topicId));
+    }
+  }
+
   closeAll(err: Error): void {
     for (const skey of [...this.watched.keys()]) this.closeStream(skey, err);
   }

@@ -37,6 +37,10 @@ export const ERRORS = {
   NOT_ENOUGH_REPLICAS: { wire: 305, status: 503, retryable: true, message: 'partition %s has %s of %s replicas' },
   // The write may or may not have been applied; the caller must read to find out.
   OUTCOME_UNKNOWN: { wire: 306, status: 504, retryable: true, message: 'outcome unknown: %s' },
+  /** this node does not lead the partition; the message names the leader when known */
+  NOT_LEADER: { wire: 308, status: 503, retryable: true, message: 'partition %s is led by %s' },
+  /** the cluster coordinator (etcd) cannot be reached */
+  COORDINATION_UNAVAILABLE: { wire: 309, status: 503, retryable: true, message: 'coordination unavailable: %s' },
   TOO_MANY_SUBSCRIPTIONS: { wire: 307, status: 429, retryable: true, message: 'connection has %s subscriptions, limit is %s' },
   // 5xx: a fault inside the node.
   INTERNAL: { wire: 500, status: 500, retryable: true, message: 'internal error: %s' },

@@ -61,6 +61,15 @@ export const limits = {
   parseThreadsMax: 2,
   /** large bodies waiting for a parse thread; full → OVERLOADED */
   parseQueueMax: 64,
+  /** replication log entries a replica keeps for followers that fell behind; older → snapshot */
+  replicationLogEntriesMax: 100_000,
+  /** log entries or bytes sent to a follower in one catch-up message */
+  catchUpEntriesMax: 2_000,
+  catchUpBytesMax: 4 * MiB,
+  /** one snapshot message; snapshots send one per tick, which throttles rebalancing */
+  snapshotChunkBytesMax: 1 * MiB,
+  /** a write that cannot gather its copies in this time is answered OUTCOME_UNKNOWN */
+  replicationTimeoutMs: 5_000,
   /** the background sweeper deletes at most this many expired keys per partition per pass */
   ttlSweepKeysMax: 10_000,
 } as const;

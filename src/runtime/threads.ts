@@ -6,12 +6,15 @@ import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
 import { threadCodec } from './codec.js';
 import { ChicagoError } from './errors.js';
 import { limits } from './limits.js';
-import type { RequestBody, Request, Response, WorkerControl } from '../actors/messages.js';
+import type { RequestBody, Request, WorkerControl, WorkerOutput } from '../actors/messages.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
 
+/** A write's result and the copies known to hold it when it was answered. */
+export interface WriteResult<T> { res: T; replicas: number }
+
 interface Pending {
-  resolve(v: unknown): void;
+  resolve(v: unknown, replicas: number): void;
   reject(e: Error): void;
   deadlineMs: number;
   bytes: number;
@@ -32,7 +35,14 @@ export class WorkerHandle {
   private state: 'open' | 'closing' | 'closed' = 'open';
   private exitError: Error | undefined;
 
-  constructor(readonly index: number, scriptUrl: URL, dbHandle: bigint, onFatal: (err: Error) => void) {
+  constructor(
+    readonly index: number,
+    scriptUrl: URL,
+    dbHandle: bigint,
+    onFatal: (err: Error) => void,
+    /** replication traffic the worker's replicas send to other nodes */
+    private readonly onPeerOut: (out: NonNullable<WorkerOutput['peer']>) => void,
+  ) {
     const data = new MessageChannel();
     const control = new MessageChannel();
     this.worker = new Worker(scriptUrl, {
@@ -66,6 +76,22 @@ export class WorkerHandle {
    * A write whose answer never comes is reported as OUTCOME_UNKNOWN, never as success.
    */
   call<T>(body: RequestBody, bytes = 0): Promise<T> {
+    return this.enqueue(body, bytes, (res) => res as T);
+  }
+
+  /** A mutation: resolves with its result and how many replicas held it when answered. */
+  write<T>(body: RequestBody, bytes = 0): Promise<WriteResult<T>> {
+    return this.enqueue(body, bytes, (res, replicas) => ({ res: res as T, replicas }));
+  }
+
+  /** Messages that need no answer (replication traffic, views): no id, no deadline. */
+  tell(body: RequestBody): void {
+    if (this.state !== 'open') return;
+    this.outbox.push({ ...body, id: 0 } as Request);
+    this.scheduleFlush();
+  }
+
+  private enqueue<T>(body: RequestBody, bytes: number, shape: (res: unknown, replicas: number) => T): Promise<T> {
     if (this.state !== 'open') return Promise.reject(new ChicagoError('SHUTTING_DOWN'));
     if (this.pending.size >= limits.workerInFlightMax) {
       return Promise.reject(new ChicagoError('OVERLOADED', `worker ${this.index} queue`, `${this.pending.size} requests`));
@@ -77,14 +103,18 @@ export class WorkerHandle {
     const req = { ...body, id } as Request;
     return new Promise<T>((resolve, reject) => {
       const mutation = req.op === 'kvPut' || req.op === 'kvDel' || req.op === 'produce' || req.op === 'commit' || req.op === 'dropStream';
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, deadlineMs: Date.now() + limits.workerCallTimeoutMs, bytes, mutation });
+      this.pending.set(id, { resolve: (v, n) => resolve(shape(v, n)), reject, deadlineMs: Date.now() + limits.workerCallTimeoutMs, bytes, mutation });
       this.inFlightBytes += bytes;
       this.outbox.push(req);
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.scheduleFlush();
     });
+  }
+
+  private scheduleFlush(): void {
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
   }
 
   private flush(): void {
@@ -95,12 +125,14 @@ export class WorkerHandle {
   }
 
   private onReplies(buf: Uint8Array): void {
-    for (const r of this.codec.decode<Response[]>(buf)) {
+    const out = this.codec.decode<WorkerOutput>(buf);
+    if (out.peer) this.onPeerOut(out.peer);
+    for (const r of out.replies ?? []) {
       const p = this.pending.get(r.id);
       if (!p) continue; // already expired and answered
       this.pending.delete(r.id);
       this.inFlightBytes -= p.bytes;
-      if (r.ok) p.resolve(r.res);
+      if (r.ok) p.resolve(r.res, r.replicas ?? 0);
       else {
         const err = new ChicagoError(r.err.code);
         if (r.err.args.length === 1 && typeof r.err.args[0] === 'string' && r.err.code !== 'OUT_OF_ORDER_SEQUENCE') err.message = r.err.args[0];

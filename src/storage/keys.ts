@@ -10,6 +10,8 @@ export const Kind = {
   group: 0x05,
   stream: 0x06,
   producer: 0x07,
+  /** the partition's replication log: entries by seq, kept for catching up followers */
+  log: 0x08,
 } as const;
 
 const utf8 = new TextEncoder();
@@ -153,3 +155,14 @@ export function prefixEnd(prefix: Uint8Array): Buffer {
   }
   return Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 }
+
+export function logKey(seq: number): Buffer {
+  const b = Buffer.allocUnsafe(9);
+  b[0] = Kind.log;
+  writeU64(b, 1, seq);
+  return b;
+}
+export function seqOfLogKey(k: Uint8Array): number { return readU64(k, 1); }
+export const logRange = { gte: Buffer.from([Kind.log]), lt: Buffer.from([Kind.log + 1]) };
+/** every key of a partition: what a snapshot copies and a snapshot install replaces */
+export const allRange = { gte: Buffer.from([0]), lt: Buffer.from([0xff]) };

@@ -112,6 +112,7 @@ export async function consumeAll(
   const idleMs = opts.idleMs ?? 3_000;
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   let last = Date.now();
+  await waitForTopic(brokers, topic, deadline - Date.now());
   await consumer.connect();
   try {
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
@@ -139,6 +140,26 @@ export async function consumeAll(
     await consumer.disconnect();
   }
   return out;
+}
+
+/** Waits until `topic` exists with leaders for every partition (a bridge may create it later). */
+export async function waitForTopic(brokers: string[], topic: string, timeoutMs: number): Promise<void> {
+  const admin = kafkaClient(brokers).admin();
+  await admin.connect();
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const ok = await admin.fetchTopicMetadata({ topics: [topic] }).then(
+        (m) => m.topics[0]!.partitions.length > 0 && m.topics[0]!.partitions.every((p) => p.leader >= 0),
+        () => false,
+      );
+      if (ok) return;
+      if (Date.now() > deadline) throw new Error(`Kafka topic ${topic} did not appear within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    await admin.disconnect();
+  }
 }
 
 /** Debian's kcat as an independent consumer: every record of `topic` from the start, as JSON. */

@@ -131,6 +131,8 @@ export interface StartOptions {
   nodeId?: string;
   /** default 0: the node picks a free port */
   port?: number;
+  /** listen address, default 127.0.0.1; cluster tests give each node its own 127.0.0.N */
+  host?: string;
   /** keep the data dir after stop; default false for a fresh temp dir, true for a given one */
   keepData?: boolean;
   startTimeoutMs?: number;
@@ -158,7 +160,7 @@ export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
   const keepData = opts.keepData ?? opts.dataDir !== undefined;
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'chicago-node-')));
   const args = [
-    cliPath, 'server', '--port', String(opts.port ?? 0), '--host', '127.0.0.1', '--data-dir', dataDir,
+    cliPath, 'server', '--port', String(opts.port ?? 0), '--host', opts.host ?? '127.0.0.1', '--data-dir', dataDir,
     ...(opts.nodeId ? ['--node-id', opts.nodeId] : []),
     ...(opts.args ?? []),
   ];

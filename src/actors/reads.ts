@@ -1,0 +1,148 @@
+// Reads of one partition replica: its in-memory state plus its column family. They run on the
+// worker after the writes queued before them, so they see every acknowledged write.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { ChicagoError } from '../runtime/errors.js';
+import { diskCodec } from '../runtime/codec.js';
+import type { ColumnStore } from '../storage/rocks.js';
+import * as K from '../storage/keys.js';
+import type { StartPosition } from '../node/api.js';
+import { decodeKvValue, emptyStream, recordBytes, streamKeyOf, type PartitionState, type StoredBatch } from './partition.js';
+import type { DigestReply, FetchReply, FetchedRecord, GroupOffsetReply, KvGetReply, StreamInfoReply } from './messages.js';
+
+export class PartitionReader {
+  constructor(private readonly state: () => PartitionState, private readonly store: ColumnStore) {}
+
+  /** The current, unexpired value of a key. Expired keys are invisible before the sweep removes them. */
+  liveKv(ks: string, key: Uint8Array, nowMs: number) {
+    const buf = this.store.get(K.kvKey(ks, key));
+    if (!buf) return undefined;
+    const v = decodeKvValue(buf);
+    if (v.expiresAtMs !== undefined && v.expiresAtMs <= nowMs) return undefined;
+    return v;
+  }
+
+  kvGet(ks: string, key: Uint8Array, nowMs: number): KvGetReply | null {
+    const live = this.liveKv(ks, key, nowMs);
+    return live ? { value: live.value, version: live.version, expiresAtMs: live.expiresAtMs } : null;
+  }
+
+  scan(ks: string, prefixBytes: Uint8Array | undefined, after: Uint8Array | undefined, limit: number, nowMs: number) {
+    const prefix = K.kvPrefix(ks, prefixBytes);
+    const gte = after ? Buffer.concat([K.kvKey(ks, after), Buffer.from([0])]) : prefix;
+    const items: Array<{ key: Buffer; value: Buffer; version: number }> = [];
+    for (const [k, v] of this.store.iterate({ gte, lt: K.prefixEnd(prefix) })) {
+      const d = decodeKvValue(v);
+      if (d.expiresAtMs !== undefined && d.expiresAtMs <= nowMs) continue;
+      items.push({ key: K.userKeyOf(k, ks), value: Buffer.from(d.value), version: d.version });
+      if (items.length >= limit) break;
+    }
+    return items;
+  }
+
+  streamInfo(topicId: number, tp: number): StreamInfoReply {
+    const st = this.state().streams.get(streamKeyOf(topicId, tp)) ?? emptyStream(topicId, tp);
+    return { start: st.start, end: st.end, bytes: st.bytes, lastTs: st.lastTs };
+  }
+
+  private resolveStart(topicId: number, tp: number, from: StartPosition, start: number, end: number): number {
+    switch (from.kind) {
+      case 'earliest': return start;
+      case 'latest': return end;
+      case 'offset':
+        if (!Number.isSafeInteger(from.offset) || from.offset < start || from.offset > end) {
+          throw new ChicagoError('OFFSET_OUT_OF_RANGE', from.offset, start, end);
+        }
+        return from.offset;
+      case 'timestamp': {
+        const r = K.timeIndexRange(topicId, tp);
+        const first = this.store.range({ gte: K.timeIndexFrom(topicId, tp, Math.max(0, from.timestampMs)), lt: r.lt }, 1)[0];
+        return first ? Math.max(start, K.parseTimeIndexKey(first[0]).baseOffset) : end;
+      }
+      case 'bytes': {
+        // Newest whole batches that fit; at least the last batch, so a tail always shows something.
+        let total = 0;
+        let at = end;
+        for (const [k, v] of this.store.iterate({ ...K.timeIndexRange(topicId, tp), reverse: true })) {
+          const [, bytes] = diskCodec.decode<[number, number]>(v);
+          const base = K.parseTimeIndexKey(k).baseOffset;
+          if (base < start) break;
+          if (total + bytes > from.bytes && at !== end) break;
+          total += bytes;
+          at = base;
+          if (total >= from.bytes) break;
+        }
+        return at;
+      }
+    }
+  }
+
+  fetch(topicId: number, tp: number, from: StartPosition, maxRecords: number, maxBytes: number): FetchReply {
+    const st = this.state().streams.get(streamKeyOf(topicId, tp)) ?? emptyStream(topicId, tp);
+    const first = this.resolveStart(topicId, tp, from, st.start, st.end);
+    const records: FetchedRecord[] = [];
+    let next = first;
+    if (first < st.end) {
+      const range = K.batchRange(topicId, tp);
+      // The batch holding `first` is the last one whose base is ≤ first.
+      const holder = this.store.range({ gte: range.gte, lt: K.batchKey(topicId, tp, first + 1), reverse: true }, 1)[0];
+      const gte = holder ? holder[0] : K.batchKey(topicId, tp, first);
+      let bytes = 0;
+      outer: for (const [k, v] of this.store.iterate({ gte, lt: range.lt }, 16)) {
+        const base = K.baseOffsetOfBatchKey(k);
+        const batch = diskCodec.decode<StoredBatch>(v);
+        for (let i = 0; i < batch.r.length; i++) {
+          const offset = base + i;
+          if (offset < next) continue;
+          const r = batch.r[i];
+          const size = recordBytes(r);
+          // Always return at least one record, so a consumer never stalls on a large one.
+          if (records.length > 0 && (records.length >= maxRecords || bytes + size > maxBytes)) break outer;
+          assert.equal(offset, next, 'fetched offsets are contiguous');
+          records.push([offset, batch.ts, r[0], r[1], r[2]]);
+          bytes += size;
+          next = offset + 1;
+        }
+      }
+    }
+    return { records, next, start: st.start, end: st.end };
+  }
+
+  committedOffset(group: string, topicId: number, tp: number): number | undefined {
+    const buf = this.store.get(K.groupKey(group, topicId, tp));
+    return buf ? diskCodec.decode<{ offset: number }>(buf).offset : undefined;
+  }
+
+  groupOffsets(group: string): GroupOffsetReply[] {
+    const out: GroupOffsetReply[] = [];
+    const streams = this.state().streams;
+    for (const [k, v] of this.store.iterate(K.groupRange(group))) {
+      const { topicId, tp } = K.parseGroupKey(k);
+      const { offset, at } = diskCodec.decode<{ offset: number; at: number }>(v);
+      const st = streams.get(streamKeyOf(topicId, tp)) ?? emptyStream(topicId, tp);
+      let oldestUncommittedTs: number | null = null;
+      if (offset < st.end) {
+        const rec = this.fetch(topicId, tp, { kind: 'offset', offset: Math.max(offset, st.start) }, 1, 1).records[0];
+        oldestUncommittedTs = rec ? rec[1] : null;
+      }
+      out.push({ topicId, tp, offset, at, end: st.end, oldestUncommittedTs });
+    }
+    return out;
+  }
+
+  /**
+   * A digest of everything the partition's state machine owns (not the replica-local log and
+   * sync marker), so replicas at the same seq must have equal digests.
+   */
+  digest(): DigestReply {
+    const s = this.state();
+    const h = createHash('sha256');
+    let keys = 0;
+    for (const [k, v] of this.store.iterate({ gte: Buffer.from([K.Kind.kv]), lt: Buffer.from([K.Kind.log]) }, 1024)) {
+      h.update(k);
+      h.update(v);
+      keys++;
+    }
+    return { partition: s.id, seq: s.seq, epoch: s.epoch, digest: h.digest('hex'), keys };
+  }
+}

@@ -1,0 +1,277 @@
+// Replication of one partition, as a pure transition: handle(replica, message, now) → effects.
+// The leader orders every write (the partition `step` assigns its seq), stores it as a log entry
+// and sends it to the other replicas; a follower fences out stale epochs and applies entries
+// strictly in seq order, so every replica runs the same commands on the same state. No I/O here:
+// the worker executes the effects, and test/sim runs the same code under a seeded simulator.
+import assert from 'node:assert/strict';
+import type { Epoch, NodeId, Seq } from '../runtime/ids.js';
+import type { ErrorCode } from '../runtime/errors.js';
+import { diskCodec } from '../runtime/codec.js';
+import * as K from '../storage/keys.js';
+import { metaOp, step, type Command, type Op, type PartitionState, type Reply } from './partition.js';
+
+export type Acks = 'none' | 'one' | 'all';
+
+/** One replicated mutation: everything a follower needs to reproduce the leader's step exactly. */
+export interface Entry { seq: number; epoch: number; now: number; cmd: Command }
+
+export type PeerMessage =
+  /** entries after (prevSeq, prevEpoch); empty entries probe a follower's position */
+  | { t: 'append'; p: number; epoch: number; leader: NodeId; prevSeq: number; prevEpoch: number; entries: Entry[] }
+  /** the follower holds everything up to seq, written in lastEpoch */
+  | { t: 'ack'; p: number; epoch: number; from: NodeId; seq: number }
+  | { t: 'nack'; p: number; epoch: number; from: NodeId; seq: number; reason: 'stale-epoch' | 'gap' | 'diverged' };
+
+export type Role = 'leader' | 'follower' | 'none';
+
+export interface ReplicaView {
+  /** the epoch, leader and replica set the coordinator last told this replica */
+  epoch: Epoch;
+  leader: NodeId | null;
+  replicas: NodeId[];
+  /** replicas currently reachable, as the failure detector sees them */
+  live: NodeId[];
+}
+
+interface PendingWrite { id: number; seq: number; acks: Acks; deadlineMs: number; res: unknown }
+
+export interface Replica {
+  readonly self: NodeId;
+  state: PartitionState;
+  role: Role;
+  view: ReplicaView;
+  /** leader only: the highest seq each follower holds (from its acks) */
+  matched: Map<NodeId, number>;
+  /** leader only: when each follower's position last advanced */
+  progressAtMs: Map<NodeId, number>;
+  /** leader only: writes applied here that wait for more copies, in seq order */
+  pending: PendingWrite[];
+}
+
+/** A follower whose position has not moved for this long while behind is probed for it. */
+export const PROBE_AFTER_MS = 200;
+
+export type Effect =
+  | { kind: 'write'; ops: Op[] }
+  | { kind: 'reply'; id: number; reply: Reply; replicas?: number }
+  | { kind: 'send'; to: NodeId; msg: PeerMessage }
+  /** read log entries (from, through] and send them to `to`; snapshot if the log no longer has them */
+  | { kind: 'resend'; to: NodeId; fromSeq: number }
+  /** stream a full copy of this partition to `to` (its history diverged or is too old) */
+  | { kind: 'snapshot'; to: NodeId }
+  /** this replica's role changed; the runtime starts or stops leader-only work */
+  | { kind: 'role'; role: Role };
+
+export type ReplicaMessage =
+  | { type: 'write'; id: number; cmd: Command; acks: Acks; timeoutMs: number }
+  | { type: 'peer'; msg: PeerMessage }
+  | { type: 'view'; view: ReplicaView }
+  | { type: 'tick' };
+
+export function createReplica(self: NodeId, state: PartitionState, view: ReplicaView): Replica {
+  const r: Replica = { self, state, role: 'none', view, matched: new Map(), progressAtMs: new Map(), pending: [] };
+  adoptView(r, view, []);
+  return r;
+}
+
+/** Which epoch wrote `seq` (0 for seq 0: the empty history every replica shares). */
+export function epochOf(s: PartitionState, seq: number): number {
+  if (seq <= 0) return 0;
+  let e = 0;
+  for (const [epoch, first] of s.epochs) {
+    if (first > seq) break;
+    e = epoch;
+  }
+  return e;
+}
+
+export function logKeyOf(seq: number): Buffer { return K.logKey(seq); }
+
+export function encodeEntry(e: Entry): Buffer { return diskCodec.encode(e); }
+
+const EPOCH_HISTORY_MAX = 256;
+
+function replyError(id: number, code: ErrorCode, ...args: unknown[]): Effect {
+  return { kind: 'reply', id, reply: { ok: false, code, args } };
+}
+
+export function handle(r: Replica, m: ReplicaMessage, nowMs: number): Effect[] {
+  switch (m.type) {
+    case 'write': return write(r, m, nowMs);
+    case 'peer': return peer(r, m.msg, nowMs);
+    case 'view': {
+      const out: Effect[] = [];
+      adoptView(r, m.view, out);
+      return out;
+    }
+    case 'tick': return tick(r, nowMs);
+  }
+}
+
+/** Copies needed for acks=all: the whole replica set. */
+function needed(r: Replica): number { return r.view.replicas.length; }
+
+/** Copies that hold `seq`: this leader plus every follower that acked it. */
+function holders(r: Replica, seq: number): number {
+  let n = 1;
+  for (const [node, m] of r.matched) if (m >= seq && r.view.replicas.includes(node)) n++;
+  return n;
+}
+
+function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs: number): Effect[] {
+  if (r.role !== 'leader') return [replyError(m.id, 'NOT_LEADER', r.state.id, r.view.leader ?? 'unknown')];
+  if (m.acks === 'all') {
+    const live = r.view.replicas.filter((n) => n === r.self || r.view.live.includes(n)).length;
+    if (live < needed(r)) return [replyError(m.id, 'NOT_ENOUGH_REPLICAS', r.state.id, live, needed(r))];
+  }
+  const before = r.state.seq;
+  const { ops, reply } = step(r.state, m.cmd, nowMs);
+  if (r.state.seq === before) return [{ kind: 'reply', id: m.id, reply, replicas: 1 }]; // rejected or a no-op: nothing to replicate
+  assert.equal(r.state.seq, before + 1, 'a write takes exactly one sequence number');
+  const entry: Entry = { seq: r.state.seq, epoch: r.state.epoch, now: nowMs, cmd: m.cmd };
+  const out: Effect[] = [{ kind: 'write', ops: [...ops, { type: 'put', key: K.logKey(entry.seq), value: encodeEntry(entry) }] }];
+  for (const f of followers(r)) {
+    out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: before, prevEpoch: epochOf(r.state, before), entries: [entry] } });
+  }
+  if (!reply.ok || m.acks !== 'all' || holders(r, entry.seq) >= needed(r)) {
+    out.push({ kind: 'reply', id: m.id, reply, replicas: m.acks === 'none' ? 0 : holders(r, entry.seq) });
+  } else {
+    r.pending.push({ id: m.id, seq: entry.seq, acks: m.acks, deadlineMs: nowMs + m.timeoutMs, res: reply.res });
+  }
+  return out;
+}
+
+function followers(r: Replica): NodeId[] { return r.view.replicas.filter((n) => n !== r.self); }
+
+function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
+  switch (msg.t) {
+    case 'append': return append(r, msg);
+    case 'ack': {
+      if (r.role !== 'leader' || msg.epoch !== r.state.epoch) return [];
+      if (msg.seq > r.state.seq) return [{ kind: 'snapshot', to: msg.from }]; // ahead of its leader: a history this leader never wrote
+      const prev = r.matched.get(msg.from) ?? -1;
+      if (msg.seq > prev) {
+        r.matched.set(msg.from, msg.seq);
+        r.progressAtMs.set(msg.from, nowMs);
+      }
+      return settle(r);
+    }
+    case 'nack': {
+      if (msg.epoch > r.state.epoch) return stepDown(r, msg.epoch as Epoch);
+      if (r.role !== 'leader') return [];
+      if (msg.reason === 'diverged' || msg.seq > r.state.seq) return [{ kind: 'snapshot', to: msg.from }];
+      if (msg.reason === 'gap') return [{ kind: 'resend', to: msg.from, fromSeq: msg.seq }];
+      return [];
+    }
+  }
+}
+
+function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>): Effect[] {
+  const s = r.state;
+  const nack = (reason: 'stale-epoch' | 'gap' | 'diverged'): Effect[] =>
+    [{ kind: 'send', to: msg.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq, reason } }];
+  if (msg.epoch < s.epoch) return nack('stale-epoch');
+  const out: Effect[] = [];
+  if (msg.epoch > s.epoch || r.role !== 'follower' || r.view.leader !== msg.leader) {
+    // A leader of a newer epoch (or the one the coordinator named) speaks: follow it.
+    adoptView(r, { ...r.view, epoch: msg.epoch as Epoch, leader: msg.leader }, out);
+  }
+  if (msg.prevSeq > s.seq) return [...out, ...nack('gap')];
+  if (epochOf(s, msg.prevSeq) !== msg.prevEpoch) return [...out, ...nack('diverged')];
+  // This replica holds entries its leader does not: they were never acknowledged to all; only a
+  // fresh copy can remove them.
+  if (msg.entries.length === 0 && msg.prevSeq < s.seq) return [...out, ...nack('diverged')];
+  const ops: Op[] = [];
+  for (const e of msg.entries) {
+    if (e.seq <= s.seq) {
+      if (epochOf(s, e.seq) !== e.epoch) return [...out, ...(ops.length ? [{ kind: 'write', ops } as Effect] : []), ...nack('diverged')];
+      continue; // a resend of what we hold
+    }
+    if (e.seq !== s.seq + 1) break; // the rest arrives after the gap is filled
+    if (e.epoch > (s.epochs.at(-1)?.[0] ?? 0)) recordEpoch(s, e.epoch, e.seq);
+    const stepped = step(s, e.cmd, e.now);
+    assert.equal(s.seq, e.seq, 'a replicated entry reproduces its sequence');
+    ops.push(...stepped.ops, { type: 'put', key: K.logKey(e.seq), value: encodeEntry(e) });
+  }
+  if (ops.length) out.push({ kind: 'write', ops });
+  out.push({ kind: 'send', to: msg.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq } });
+  return out;
+}
+
+/** Answer the pending writes that now have enough copies. */
+function settle(r: Replica): Effect[] {
+  const out: Effect[] = [];
+  while (r.pending.length > 0) {
+    const w = r.pending[0];
+    const n = holders(r, w.seq);
+    if (n < needed(r)) break;
+    r.pending.shift();
+    out.push({ kind: 'reply', id: w.id, reply: { ok: true, res: w.res }, replicas: n });
+  }
+  return out;
+}
+
+function tick(r: Replica, nowMs: number): Effect[] {
+  const out: Effect[] = [];
+  // Writes that could not gather their copies in time were applied here but not confirmed.
+  while (r.pending.length > 0 && r.pending[0].deadlineMs <= nowMs) {
+    const w = r.pending.shift()!;
+    out.push({ kind: 'reply', id: w.id, reply: { ok: false, code: 'OUTCOME_UNKNOWN', args: [`seq ${w.seq} reached ${holders(r, w.seq)} of ${needed(r)} replicas in time`] } });
+  }
+  if (r.role === 'leader') {
+    // Probe every follower that is behind and not moving (lost messages, a restart): it answers
+    // with its position, and a gap is filled from the log.
+    for (const f of followers(r)) {
+      if ((r.matched.get(f) ?? -1) < r.state.seq && nowMs - (r.progressAtMs.get(f) ?? 0) >= PROBE_AFTER_MS) {
+        r.progressAtMs.set(f, nowMs);
+        out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: r.state.seq, prevEpoch: epochOf(r.state, r.state.seq), entries: [] } });
+      }
+    }
+  }
+  return out;
+}
+
+function recordEpoch(s: PartitionState, epoch: number, firstSeq: number): void {
+  const last = s.epochs.at(-1);
+  assert.ok(!last || epoch >= last[0], 'epochs never decrease');
+  if (last && last[0] === epoch) return;
+  s.epochs.push([epoch, firstSeq]);
+  if (s.epochs.length > EPOCH_HISTORY_MAX) s.epochs.shift();
+}
+
+/** Take a newer view from the coordinator (or a newer leader); never go back to an older epoch. */
+function adoptView(r: Replica, view: ReplicaView, out: Effect[]): void {
+  const s = r.state;
+  if (view.epoch < s.epoch) return; // stale news
+  const newEpoch = view.epoch > s.epoch;
+  const wasLeader = r.role === 'leader';
+  r.view = view;
+  const role: Role = view.leader === r.self ? 'leader' : view.replicas.includes(r.self) ? 'follower' : 'none';
+  if (newEpoch) {
+    s.epoch = view.epoch;
+    out.push({ kind: 'write', ops: [metaOp(s)] });
+  }
+  if (role === 'leader' && (!wasLeader || newEpoch)) {
+    // A new term: entries it writes from now on carry this epoch.
+    recordEpoch(s, s.epoch, s.seq + 1);
+    out.push({ kind: 'write', ops: [metaOp(s)] });
+    r.matched = new Map();
+    r.progressAtMs = new Map();
+  }
+  if (wasLeader && role !== 'leader') out.push(...failPending(r, 'leadership moved'));
+  if (role !== r.role || newEpoch) out.push({ kind: 'role', role });
+  r.role = role;
+  if (role === 'leader') out.push(...settle(r));
+}
+
+function stepDown(r: Replica, epoch: Epoch): Effect[] {
+  const out: Effect[] = [];
+  adoptView(r, { ...r.view, epoch, leader: null }, out);
+  return out;
+}
+
+function failPending(r: Replica, why: string): Effect[] {
+  const out = r.pending.map((w): Effect => ({ kind: 'reply', id: w.id, reply: { ok: false, code: 'OUTCOME_UNKNOWN', args: [`seq ${w.seq}: ${why}`] } }));
+  r.pending = [];
+  return out;
+}

@@ -1,0 +1,130 @@
+// Placement of cluster partitions on nodes by rendezvous hashing: pure functions, no I/O.
+// Rendezvous gives minimal disruption for free: a node joining takes a slot only where it outranks
+// a current holder, and a node leaving frees only the slots it held.
+import { murmur3 } from '../runtime/hash.js';
+import { type NodeId, epoch } from '../runtime/ids.js';
+import { type PartitionRecord, partitionProblem } from './layout.js';
+
+const utf8 = new TextEncoder();
+
+function score(partition: number, node: NodeId): number {
+  return murmur3(utf8.encode(`${partition}\0${node}`));
+}
+
+function checkPartition(partition: number): void {
+  if (!Number.isSafeInteger(partition) || partition < 0) throw new Error(`placement: bad partition ${partition}`);
+}
+
+/** Every node, best first: highest murmur3(`partition\0nodeId`), ties by node id. */
+export function rank(partition: number, nodes: readonly NodeId[]): NodeId[] {
+  checkPartition(partition);
+  if (new Set(nodes).size !== nodes.length) throw new Error('placement: duplicate node ids');
+  return nodes
+    .map((id) => ({ id, s: score(partition, id) }))
+    .sort((a, b) => b.s - a.s || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .map((x) => x.id);
+}
+
+/** The partition's target replica set: the first `n` live nodes by rank (fewer if fewer are live). */
+export function replicasFor(partition: number, liveNodes: readonly NodeId[], n: number): NodeId[] {
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`placement: replication factor ${n} must be >= 1`);
+  return rank(partition, liveNodes).slice(0, n);
+}
+
+/** The record a partition gets when the cluster creates it: nothing to copy, so all are in sync. */
+export function initialRecord(partition: number, liveNodes: readonly NodeId[], n: number): PartitionRecord {
+  const replicas = replicasFor(partition, liveNodes, n);
+  if (replicas.length === 0) throw new Error(`placement: no live node for partition ${partition}`);
+  return { epoch: epoch(1), leader: replicas[0], replicas, isr: [...replicas] };
+}
+
+const sameList = (a: readonly NodeId[], b: readonly NodeId[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/**
+ * The next record of one partition on its way to the target set over `liveNodes`.
+ *
+ * - Nothing in sync is live: returned unchanged. Moving would lose acked data; the caller decides.
+ * - Every target node is in sync: the final record, `replicas = isr = target`, led by the first-ranked.
+ * - Otherwise a move is in progress: `replicas` is the target plus the live in-sync copies it
+ *   replaces (they keep serving until the newcomers catch up and are added to the isr by the leader),
+ *   and the leader stays where it is while it is live and in sync.
+ *
+ * The epoch grows by one exactly when the leader changes. The unchanged input object is returned
+ * when nothing changes, so callers can skip the CAS.
+ */
+export function planPartition(
+  partition: number,
+  liveNodes: readonly NodeId[],
+  n: number,
+  current: PartitionRecord | undefined,
+): PartitionRecord {
+  if (!current) return initialRecord(partition, liveNodes, n);
+  const problem = partitionProblem(current);
+  if (problem) throw new Error(`placement: partition ${partition}: ${problem}`);
+  const live = new Set(liveNodes);
+  const liveIsr = current.isr.filter((x) => live.has(x));
+  if (liveIsr.length === 0) return current;
+
+  const target = replicasFor(partition, liveNodes, n);
+  const caughtUp = target.every((t) => liveIsr.includes(t));
+  const replicas = caughtUp ? target : [...target, ...liveIsr.filter((x) => !target.includes(x))];
+  const isr = replicas.filter((x) => liveIsr.includes(x));
+  const leader = !caughtUp && isr.includes(current.leader) ? current.leader : isr[0];
+
+  if (leader === current.leader && sameList(replicas, current.replicas) && sameList(isr, current.isr)) return current;
+  const next: PartitionRecord = { epoch: epoch(leader === current.leader ? current.epoch : current.epoch + 1), leader, replicas, isr };
+  const bad = partitionProblem(next);
+  if (bad) throw new Error(`placement: planned partition ${partition}: ${bad}`);
+  if (next.epoch < current.epoch) throw new Error(`placement: epoch of partition ${partition} would decrease`);
+  return next;
+}
+
+/** `planPartition` for every partition `0..P-1`; `current[p]` is partition p's record, if any. */
+export function planPlacement(
+  P: number,
+  liveNodes: readonly NodeId[],
+  n: number,
+  current: ReadonlyArray<PartitionRecord | undefined>,
+): PartitionRecord[] {
+  if (!Number.isSafeInteger(P) || P < 1) throw new Error(`placement: partition count ${P} must be >= 1`);
+  if (current.length > P) throw new Error(`placement: ${current.length} records for ${P} partitions`);
+  const out: PartitionRecord[] = [];
+  for (let p = 0; p < P; p++) out.push(planPartition(p, liveNodes, n, current[p]));
+  return out;
+}
+
+export interface Move { partition: number; add: NodeId[]; remove: NodeId[] }
+export interface Movement {
+  /** partitions whose replica set changes */
+  partitions: number;
+  /** copies to create: each is a full transfer of the partition's data */
+  slotsAdded: number;
+  /** copies to delete once the move is done */
+  slotsRemoved: number;
+  /** Σ bytesOf(p) over added copies (0 without `bytesOf`) */
+  bytes: number;
+  moves: Move[];
+}
+
+/** What it takes to go from `before` to `after` (indexed by partition; a missing entry holds nothing). */
+export function movedPartitions(
+  before: ReadonlyArray<{ readonly replicas: readonly NodeId[] } | undefined>,
+  after: ReadonlyArray<{ readonly replicas: readonly NodeId[] } | undefined>,
+  bytesOf: (partition: number) => number = () => 0,
+): Movement {
+  const m: Movement = { partitions: 0, slotsAdded: 0, slotsRemoved: 0, bytes: 0, moves: [] };
+  const count = Math.max(before.length, after.length);
+  for (let p = 0; p < count; p++) {
+    const b = before[p]?.replicas ?? [];
+    const a = after[p]?.replicas ?? [];
+    const add = a.filter((x) => !b.includes(x));
+    const remove = b.filter((x) => !a.includes(x));
+    if (add.length === 0 && remove.length === 0) continue;
+    m.partitions++;
+    m.slotsAdded += add.length;
+    m.slotsRemoved += remove.length;
+    m.bytes += add.length * bytesOf(p);
+    m.moves.push({ partition: p, add, remove });
+  }
+  return m;
+}

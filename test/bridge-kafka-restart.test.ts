@@ -1,0 +1,80 @@
+// Kafka stopped and restarted mid-stream: the bridge pauses (bounded memory), raises its lag
+// alert, retries with backoff and, once Kafka is back, resumes with every record exactly once.
+// Uses its own broker (port 19292) so stopping it does not disturb the other tests.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type BridgeProc, checkExactlyOnce, createChicagoTopic, endOffsets, spawnBridge, startLoad, waitLog, waitUntil, writeBridgeConfig,
+} from './helpers/bridge.js';
+import { consumeAll, ensureKafka, kafkaDown, kafkaUp, uniqueName } from './helpers/kafka.js';
+import { type NodeHandle, startNode } from './helpers/launcher.js';
+
+const PORT = 19292;
+
+async function metric(url: string, name: string): Promise<number[]> {
+  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+  return text.split('\n').filter((l) => l.startsWith(name + '{') || l.startsWith(name + ' ')).map((l) => Number(l.split(' ').pop()));
+}
+
+describe('Kafka bridge with Kafka restarted mid-stream (real broker)', () => {
+  let brokers: string[];
+  let node: Pick<NodeHandle, 'url' | 'stop'>;
+  let bridge: BridgeProc | undefined;
+
+  beforeAll(async () => {
+    const url = process.env.CHICAGO_TEST_NODE_URL;
+    [brokers, node] = await Promise.all([
+      ensureKafka({ port: PORT }),
+      url ? Promise.resolve({ url, stop: async () => ({ code: 0, signal: null }) }) : startNode(),
+    ]);
+  });
+  afterAll(async () => {
+    await bridge?.kill('SIGKILL');
+    await node?.stop();
+    await kafkaUp(PORT).catch(() => undefined); // leave it running for the next run
+  });
+
+  it('pauses, alerts, and resumes exactly once', async () => {
+    const id = uniqueName('rst');
+    const topic = `rst-${id}`;
+    const kafkaTopic = `k-${id}`;
+    await createChicagoTopic(node.url, topic, 2);
+    const metricsPort = 20000 + Math.floor(Math.random() * 5000);
+    const cfg = await writeBridgeConfig({
+      chicago: { url: node.url },
+      kafka: { brokers, createTopics: { partitions: 2 }, transactionTimeoutMs: 15_000 },
+      group: `g-${id}`,
+      mode: 'exactly-once',
+      mappings: [{ chicago: topic, kafka: kafkaTopic }],
+      limits: { maxRequestBytes: 64 * 1024, roundBytesMax: 256 * 1024, fetchWaitMs: 100 },
+      retry: { initialMs: 100, maxMs: 1_000 },
+      lag: { intervalMs: 250, alertRecords: 500, alertSeconds: 3 },
+      metrics: { port: metricsPort },
+      logLevel: 'info',
+    });
+    const murl = `http://127.0.0.1:${metricsPort}`;
+    bridge = spawnBridge(cfg);
+    await waitLog(bridge, 'bridge positions recovered from Kafka');
+    const load = startLoad(node.url, topic, { ratePerS: 1000, batch: 50 });
+    try {
+      await new Promise((r) => setTimeout(r, 2_000));
+      await kafkaDown(PORT);
+      // Kafka is gone: the bridge stops consuming, says so, and the lag grows past the alert
+      await waitUntil('kafka_up = 0', async () => (await metric(murl, 'chicago_bridge_kafka_up'))[0] === 0, 20_000);
+      await waitUntil('lag alert', async () => (await metric(murl, 'chicago_bridge_lag_alert')).some((v) => v === 1), 20_000);
+      const lagged = await metric(murl, 'chicago_bridge_lag_records');
+      expect(Math.max(...lagged)).toBeGreaterThanOrEqual(500);
+      await kafkaUp(PORT);
+    } finally {
+      await load.stop();
+    }
+    expect(load.errors).toBe(0);
+    const ends = await endOffsets(node.url, topic);
+    const total = [...ends.values()].reduce((a, b) => a + b, 0);
+    const got = await consumeAll(brokers, kafkaTopic, { count: total, timeoutMs: 90_000, readCommitted: true });
+    expect(checkExactlyOnce(got, ends)).toEqual([]);
+    await waitUntil('alert cleared', async () => (await metric(murl, 'chicago_bridge_lag_alert')).every((v) => v === 0), 20_000);
+    expect(bridge.stdout.text()).toMatch(/bridge round failed; retrying/);
+    expect(bridge.proc.exitCode).toBeNull(); // it never gave up
+    await bridge.kill('SIGTERM');
+  }, 180_000);
+});
