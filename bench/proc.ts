@@ -202,7 +202,7 @@ export async function spawnNode(opts: SpawnOptions = {}): Promise<SpawnedNode> {
   };
   const logTail = (): string => tail.join('\n');
 
-  const url = await new Promise<string>((resolveUrl, reject) => {
+  const started = new Promise<string>((resolveUrl, reject) => {
     let buf = '';
     let settled = false;
     const timer = setTimeout(() => {
@@ -244,6 +244,13 @@ export async function spawnNode(opts: SpawnOptions = {}): Promise<SpawnedNode> {
       reject(new Error(`node exited (${code ?? signal}) before serving:\n${logTail()}`));
     });
   });
+  let url: string;
+  try {
+    url = await started;
+  } catch (e) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw e;
+  }
 
   return {
     url,

@@ -46,10 +46,10 @@ ensure_etcd() {
     flock 8
     find_etcd >/dev/null && exit 0
     log "installing etcd-server (apt-get)"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
     # The package may try to start a system service; there is no init here, and we run our own.
-    as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq etcd-server >/dev/null
-  ) 8>"$EDIR/.apt.lock"
+    as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get -o DPkg::Lock::Timeout=300 install -y -qq etcd-server >/dev/null
+  ) 8>/tmp/chicago-apt.lock  # shared with scripts/kafka.sh: one apt at a time
   find_etcd >/dev/null || die "etcd not found after installing etcd-server"
 }
 

@@ -3,6 +3,7 @@
 #
 #   scripts/kafka.sh up [--brokers 1|3] [--port BASE] [--fresh]   start (idempotent); prints the bootstrap list
 #   scripts/kafka.sh down [--port BASE]                            stop cleanly (SIGTERM, then SIGKILL after 30 s)
+#   scripts/kafka.sh down-all                                      stop every cluster under .kafka/ (e.g. end of CI)
 #   scripts/kafka.sh status [--port BASE]                          which brokers run
 #   scripts/kafka.sh stop-broker N [--port BASE] / start-broker N  one broker of a running cluster
 #   scripts/kafka.sh reset [--port BASE]                           down + delete the cluster's data
@@ -43,11 +44,11 @@ apt_updated=0
 apt_install() {
   if [ "$apt_updated" = 0 ]; then
     log "apt-get update"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || return 1
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null || return 1
     apt_updated=1
   fi
   log "apt-get install -y $*"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$@" >/dev/null
 }
 
 ensure_java() {
@@ -61,7 +62,7 @@ ensure_kcat() {
   (
     flock 8
     command -v kcat >/dev/null || apt_install kcat || log "warning: could not install kcat; readiness falls back to the broker log"
-  ) 8>"$KDIR/.apt.lock"
+  ) 8>/tmp/chicago-apt.lock  # shared with scripts/etcd.sh: one apt at a time
 }
 
 # ---------------------------------------------------------------- jars (cached)
@@ -308,6 +309,7 @@ cmd=${1:-}
 case "$cmd" in
   up) cmd_up "$@" ;;
   down) cmd_down "$@" ;;
+  down-all) for d in "$KDIR"/cluster-*/; do [ -d "$d" ] || continue; b="${d%/}"; (cmd_down --port "${b##*-}"); done ;;
   status) cmd_status "$@" ;;
   reset) cmd_down "$@"; rm -rf "$CDIR"; log "removed ${CDIR#$ROOT/}" ;;
   stop-broker) n="$1"; shift; parse_opts "$@"; stop_broker "$n" ;;
@@ -317,5 +319,5 @@ case "$cmd" in
   perf-consumer) java_main org.apache.kafka.tools.ConsumerPerformance "$@" ;;
   topics) java_main org.apache.kafka.tools.TopicCommand "$@" ;;
   run) m="$1"; shift; java_main "$m" "$@" ;;
-  *) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || [ "$cmd" = help ] || exit 2 ;;
+  *) awk 'NR > 1 && !/^#/ { exit } NR > 1' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || [ "$cmd" = help ] || exit 2 ;;
 esac

@@ -31,6 +31,8 @@ export interface ReplicaView {
   replicas: NodeId[];
   /** replicas currently reachable, as the failure detector sees them */
   live: NodeId[];
+  /** copies an acks=all write needs (the replication factor N); during a move `replicas` has more */
+  copies: number;
 }
 
 interface PendingWrite { id: number; seq: number; acks: Acks; deadlineMs: number; res: unknown }
@@ -60,7 +62,9 @@ export type Effect =
   /** stream a full copy of this partition to `to` (its history diverged or is too old) */
   | { kind: 'snapshot'; to: NodeId }
   /** this replica's role changed; the runtime starts or stops leader-only work */
-  | { kind: 'role'; role: Role };
+  | { kind: 'role'; role: Role }
+  /** this node no longer holds the partition: remove its copy */
+  | { kind: 'drop' };
 
 export type ReplicaMessage =
   | { type: 'write'; id: number; cmd: Command; acks: Acks; timeoutMs: number }
@@ -108,8 +112,8 @@ export function handle(r: Replica, m: ReplicaMessage, nowMs: number): Effect[] {
   }
 }
 
-/** Copies needed for acks=all: the whole replica set. */
-function needed(r: Replica): number { return r.view.replicas.length; }
+/** Copies needed for acks=all: N, never more than the replica set can give. */
+function needed(r: Replica): number { return Math.min(r.view.copies, r.view.replicas.length); }
 
 /** Copies that hold `seq`: this leader plus every follower that acked it. */
 function holders(r: Replica, seq: number): number {
@@ -259,6 +263,8 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[]): void {
     r.progressAtMs = new Map();
   }
   if (wasLeader && role !== 'leader') out.push(...failPending(r, 'leadership moved'));
+  // Removed from the replica set by the coordinator (not just told of a leader): the copy goes.
+  if (r.role !== 'none' && role === 'none' && view.leader !== null && !view.replicas.includes(r.self)) out.push({ kind: 'drop' });
   if (role !== r.role || newEpoch) out.push({ kind: 'role', role });
   r.role = role;
   if (role === 'leader') out.push(...settle(r));

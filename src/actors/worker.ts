@@ -216,6 +216,13 @@ class PartitionWorker {
             h.snapshots.set(e.to, { part: 0, entries: h.store.iterate(K.allRange, 1024) });
           }
           break;
+        case 'drop': {
+          this.flush();
+          void h.store.clear(K.allRange);
+          const fresh = initialState(h.replica.state.id, h.replica.state.epoch, seq(0));
+          h.replica = createReplica(this.self, fresh, h.replica.view);
+          break;
+        }
         case 'role':
           if (e.role !== 'leader') for (const s of h.snapshots.values()) s.entries.return(undefined);
           if (e.role !== 'leader') h.snapshots.clear();

@@ -1,9 +1,239 @@
-// Joining a cluster through etcd. Filled in by the cluster milestone.
+// A node's part in the cluster: it registers in etcd, mirrors the partition table and the topic
+// catalog, turns them into the views its replicas follow, and takes the actions the design
+// assigns (docs/cluster.md):
+// - failover: an in-sync follower whose leader went silent proposes itself with epoch + 1 (CAS);
+// - in-sync sets: a leader adds followers that caught up;
+// - placement: the controller (the lowest live node id) moves replica sets toward rendezvous
+//   placement over the live nodes, a few partitions at a time.
+// A pause shorter than the lease only moves leadership, never data.
+import type { RocksLevel } from '@nxtedition/rocksdb';
 import type { Config } from '../runtime/config.js';
 import type { Logger } from '../runtime/log.js';
+import { epoch as toEpoch, nodeId as toNodeId, type NodeId } from '../runtime/ids.js';
+import type { ReplicaView } from '../actors/replica.js';
+import type { ClusterNodeInfo, Coordinator, TopicCatalogApi } from '../node/coordinator.js';
+import { Coordination } from './etcd.js';
+import { Membership, nodesIn, type MembershipView } from './membership.js';
+import { PartitionTable, type PartitionEntry } from './partition-table.js';
+import { planPartition } from './placement.js';
+import { TopicCatalog } from './topic-catalog.js';
+import type { PartitionRecord } from './layout.js';
 import type { ClusterConnection } from './hooks.js';
+import type { PeerNetwork } from './peer.js';
+
+/** A peer silent for this long is suspected; its partitions fail over. */
+export const SUSPECT_AFTER_MS = 300;
+const CHECK_EVERY_MS = 100;
+const CONTROLLER_EVERY_MS = 500;
+/** partitions the controller moves at once: rebalancing never swamps the foreground */
+const MOVES_AT_ONCE = 2;
+
+export interface ReplicaPositions {
+  /** per partition this node leads: its seq and each follower's acked seq */
+  get(): Promise<Map<number, { seq: number; matched: Record<string, number> }>>;
+}
 
 export async function connectCluster(config: Config, log: Logger): Promise<ClusterConnection> {
-  void log;
-  throw new Error(`cluster mode (etcd ${config.etcd.join(',')}) is not available yet`);
+  const coord = new Coordination({ endpoints: config.etcd });
+  const table = new PartitionTable(coord);
+  const meta = await table.ensureMeta(config.partitions);
+  const topics = new TopicCatalog(coord);
+  await topics.start();
+  const catalog: TopicCatalogApi = topics;
+  log.info({ etcd: config.etcd, partitions: meta.partitions }, 'joined cluster metadata');
+  return {
+    partitions: meta.partitions,
+    catalog,
+    coordinator: async (_db: RocksLevel) => {
+      const c = new ClusterCoordinator(config, log, coord, table, topics, meta.partitions);
+      await c.load();
+      return c;
+    },
+  };
+}
+
+export class ClusterCoordinator implements Coordinator {
+  readonly clustered = true;
+  readonly self: NodeId;
+  private readonly membership: Membership;
+  private members: MembershipView | undefined;
+  private readonly views = new Map<number, ReplicaView>();
+  private readonly listeners: Array<(p: number, view: ReplicaView | undefined) => void> = [];
+  private readonly catalogListeners: Array<() => void> = [];
+  private peers: PeerNetwork | undefined;
+  private positions: ReplicaPositions | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  /** partitions with a CAS in flight from this node: one at a time each */
+  private readonly busy = new Set<number>();
+  private stopping = false;
+  private readonly copies: number;
+
+  constructor(
+    config: Config,
+    private readonly log: Logger,
+    private readonly coord: Coordination,
+    private readonly table: PartitionTable,
+    private readonly topics: TopicCatalog,
+    private readonly partitions: number,
+  ) {
+    this.self = toNodeId(config.nodeId);
+    this.copies = config.defaults.replicas;
+    this.membership = new Membership(coord);
+    this.membership.on('warning', (err) => log.warn({ err: err.message }, 'membership'));
+    this.membership.on('leaseLost', (why) => log.warn({ why }, 'etcd lease lost; re-registering'));
+    this.table.on('warning', (err) => log.warn({ err: err.message }, 'partition table'));
+    this.table.on('updates', () => this.refreshViews());
+    this.topics.on('changes', () => { for (const l of this.catalogListeners) l(); });
+  }
+
+  async load(): Promise<void> {
+    await this.table.watch();
+    await this.membership.watch((view) => {
+      this.members = view;
+      this.peers?.setPeers(new Map([...view.nodes.values()].map((n) => [n.id, n.url])));
+      this.refreshViews();
+    });
+    this.refreshViews();
+  }
+
+  /** Register once the gateway listens; start the failure detector and the controller. */
+  async join(url: string, peers: PeerNetwork, positions: ReplicaPositions): Promise<void> {
+    this.peers = peers;
+    this.positions = positions;
+    await this.membership.register({ id: this.self, url, state: 'up' });
+    const live = this.liveMembers();
+    if (!live.includes(this.self)) live.push(this.self);
+    await this.table.initialize(this.partitions, live.sort(), this.copies);
+    if (this.members) peers.setPeers(new Map([...this.members.nodes.values()].map((n) => [n.id, n.url])));
+    this.timers.push(
+      setInterval(() => { this.refreshViews(); void this.failover(); void this.growInSync(); }, CHECK_EVERY_MS),
+      setInterval(() => void this.control(), CONTROLLER_EVERY_MS),
+    );
+    for (const t of this.timers) t.unref();
+    this.log.info({ url, live: this.liveMembers() }, 'registered in the cluster');
+  }
+
+  // ---- views ----
+
+  hosted(): Map<number, ReplicaView> { return this.views; }
+  view(p: number): ReplicaView | undefined { return this.views.get(p); }
+  onChange(listener: (p: number, view: ReplicaView | undefined) => void): void { this.listeners.push(listener); }
+  onCatalogChange(listener: () => void): void { this.catalogListeners.push(listener); }
+
+  nodes(): ClusterNodeInfo[] {
+    return [...(this.members?.nodes.values() ?? [])].map((n) => ({ id: n.id, url: n.url, state: this.alive(n.id) ? n.state : 'suspected' }));
+  }
+  urlOf(node: NodeId): string | undefined { return this.members?.nodes.get(node)?.url; }
+
+  /** Registered in etcd (lease alive) and, for others, heard from recently. */
+  private alive(node: NodeId): boolean {
+    if (!this.members?.nodes.has(node)) return false;
+    if (node === this.self || !this.peers) return true;
+    return Date.now() - this.peers.heardAt(node) < SUSPECT_AFTER_MS;
+  }
+
+  private liveMembers(): NodeId[] {
+    return this.members ? nodesIn(this.members, 'joining', 'up') : [];
+  }
+
+  private refreshViews(): void {
+    for (let p = 0; p < this.partitions; p++) {
+      const e = this.table.get(p);
+      const next: ReplicaView | undefined = e && {
+        epoch: e.record.epoch,
+        leader: e.record.leader,
+        replicas: e.record.replicas,
+        live: e.record.replicas.filter((n) => this.alive(n)),
+        copies: this.copies,
+      };
+      const prev = this.views.get(p);
+      if (JSON.stringify(prev) === JSON.stringify(next)) continue;
+      if (next) this.views.set(p, next);
+      else this.views.delete(p);
+      for (const l of this.listeners) l(p, next);
+    }
+  }
+
+  // ---- actions ----
+
+  private async cas(p: number, current: PartitionEntry, next: PartitionRecord, why: string): Promise<void> {
+    if (this.busy.has(p) || this.stopping) return;
+    this.busy.add(p);
+    try {
+      const r = await this.table.casUpdate(p, current.modRevision, next);
+      if (r.ok) this.log.info({ partition: p, why, from: current.record, to: next }, 'partition record changed');
+    } catch (err) {
+      this.log.warn({ partition: p, why, err: (err as Error).message }, 'partition record change failed');
+    } finally {
+      this.busy.delete(p);
+    }
+  }
+
+  /**
+   * Fast failover: the leader is silent or gone. The first live member of the in-sync set (in its
+   * stored order) takes over with a new epoch; the silent leader leaves the in-sync set, and
+   * catches up as a follower when it returns.
+   */
+  private async failover(): Promise<void> {
+    for (let p = 0; p < this.partitions; p++) {
+      const e = this.table.get(p);
+      if (!e || !e.record.isr.includes(this.self) || this.alive(e.record.leader)) continue;
+      const candidate = e.record.isr.find((n) => n !== e.record.leader && this.alive(n));
+      if (candidate !== this.self) continue;
+      const isr = e.record.isr.filter((n) => n !== e.record.leader);
+      await this.cas(p, e, { ...e.record, epoch: toEpoch(e.record.epoch + 1), leader: this.self, isr }, `leader ${e.record.leader} silent for ${SUSPECT_AFTER_MS} ms`);
+    }
+  }
+
+  /** A leader adds the followers that hold everything it has to the in-sync set. */
+  private async growInSync(): Promise<void> {
+    if (!this.positions) return;
+    const led = [...this.views].filter(([, v]) => v.leader === this.self);
+    if (led.length === 0) return;
+    const positions = await this.positions.get();
+    for (const [p] of led) {
+      const e = this.table.get(p);
+      const pos = positions.get(p);
+      if (!e || !pos || e.record.leader !== this.self) continue;
+      const caughtUp = e.record.replicas.filter((n) => !e.record.isr.includes(n) && this.alive(n) && (pos.matched[n] ?? -1) >= pos.seq);
+      if (caughtUp.length === 0) continue;
+      const isr = e.record.replicas.filter((n) => e.record.isr.includes(n) || caughtUp.includes(n));
+      await this.cas(p, e, { ...e.record, isr }, `caught up: ${caughtUp.join(',')}`);
+    }
+  }
+
+  /** The controller moves replica sets toward placement over the live (leased) nodes. */
+  private async control(): Promise<void> {
+    const live = this.liveMembers();
+    if (live.length === 0 || live[0] !== this.self) return;
+    let moving = 0;
+    for (let p = 0; p < this.partitions; p++) {
+      const e = this.table.get(p);
+      if (e && e.record.replicas.length !== e.record.isr.length) moving++;
+    }
+    for (let p = 0; p < this.partitions; p++) {
+      const e = this.table.get(p);
+      if (!e) continue;
+      const next = planPartition(p, live, this.copies, e.record);
+      if (next === e.record) continue;
+      const starts = e.record.replicas.length === e.record.isr.length && next.replicas.length !== next.isr.length;
+      if (starts && moving >= MOVES_AT_ONCE) continue; // throttled: finish some moves first
+      if (starts) moving++;
+      await this.cas(p, e, next, 'placement');
+    }
+  }
+
+  isrOf(p: number): NodeId[] { return this.table.get(p)?.record.isr ?? []; }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    try {
+      await this.membership.leave();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'leaving the cluster');
+    }
+    await Promise.allSettled([this.membership.close(), this.table.close(), this.topics.close()]);
+    this.coord.close();
+  }
 }

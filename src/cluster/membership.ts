@@ -184,45 +184,46 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return run;
   }
 
-  /** Grants a lease and writes our key on it, taking the key over from `previousLease` if it holds it. */
+  /**
+   * Writes our key on a fresh lease. A key held by another lease is waited out first (without a
+   * lease of our own, which could expire meanwhile); one held by `previousLease` is ours to take over.
+   */
   private async establish(previousLease: string | undefined): Promise<void> {
     const self = this.self!;
     const key = keys.node(self.id);
-    const lease = this.coord.kv.lease(this.ttlSeconds, { autoKeepAlive: false, deadline: Date.now() + this.coord.callTimeoutMs });
-    lease.on('lost', () => undefined); // reported through keepaliveOnce's rejection instead
-    const sentAt = this.now();
-    const id = await this.coord.call('grant lease', () => lease.grant());
+    const kv = this.coord.kv;
     const waitUntil = this.now() + this.takeoverWaitMs;
-    try {
-      for (;;) {
-        const put = this.coord.kv.put(key).value(encode(self)).lease(id);
-        const res = await this.coord.call(`register ${key}`, (o) =>
-          this.coord.kv.if(key, 'Create', '==', 0).then(put).else(this.coord.kv.get(key)).options(o).commit());
-        if (res.succeeded) break;
-        const held = res.responses[0]?.response_range?.kvs[0];
-        if (held && previousLease !== undefined && String(held.lease) === previousLease) {
-          const again = this.coord.kv.put(key).value(encode(self)).lease(id);
-          const took = await this.coord.call(`re-register ${key}`, (o) =>
-            this.coord.kv.if(key, 'Mod', '==', revision(held.mod_revision)).then(again).options(o).commit());
-          if (took.succeeded) break;
-          continue;
-        }
+    for (;;) {
+      const held = (await this.coord.call(`get ${key}`, (o) => kv.get(key).options(o).exec())).kvs[0];
+      if (held && String(held.lease) !== previousLease) {
         if (this.now() > waitUntil) {
-          throw new ChicagoError('INVALID_ARGUMENT', 'node id', `${self.id} is registered by another live process (lease ${String(held?.lease)})`);
+          throw new ChicagoError('INVALID_ARGUMENT', 'node id', `${self.id} is registered by another live process (lease ${String(held.lease)})`);
         }
         if (this.state === 'closed') throw new ChicagoError('SHUTTING_DOWN');
         await sleep(TAKEOVER_POLL_MS);
+        continue;
       }
-    } catch (err) {
-      void lease.revoke().catch(() => undefined);
-      throw err;
+      const lease = kv.lease(this.ttlSeconds, { autoKeepAlive: false, deadline: Date.now() + this.coord.callTimeoutMs });
+      lease.on('lost', () => undefined); // reported through keepaliveOnce's rejection instead
+      const sentAt = this.now();
+      const id = await this.coord.call('grant lease', () => lease.grant());
+      const cmp = held ? kv.if(key, 'Mod', '==', revision(held.mod_revision)) : kv.if(key, 'Create', '==', 0);
+      const put = kv.put(key).value(encode(self)).lease(id);
+      let won = false;
+      try {
+        won = (await this.coord.call(`register ${key}`, (o) => cmp.then(put).options(o).commit())).succeeded;
+      } finally {
+        if (!won) void lease.revoke().catch(() => undefined);
+      }
+      if (!won) continue; // the key changed between our read and our write: look again
+      const old = this.lease;
+      this.lease = lease;
+      this.leaseId = id;
+      this.leaseSafeUntilMs = sentAt + this.ttlSeconds * 1000;
+      // Only now: revoking the old lease earlier would delete our key and look like a leave.
+      if (old) void old.revoke().catch(() => undefined);
+      return;
     }
-    const old = this.lease;
-    this.lease = lease;
-    this.leaseId = id;
-    this.leaseSafeUntilMs = sentAt + this.ttlSeconds * 1000;
-    // Only now: revoking the old lease earlier would delete our key and look like a leave.
-    if (old) void old.revoke().catch(() => undefined);
   }
 
   private scheduleKeepalive(delayMs: number): void {

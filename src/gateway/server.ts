@@ -11,8 +11,10 @@ export const uwsNative = 'SSLApp' in (uWS as object);
 
 export interface Gateway { url: string; port: number; close(): Promise<void> }
 
-export async function startGateway(node: ChicagoNode, log: Logger): Promise<Gateway> {
+/** `routes` adds WebSocket endpoints of other components (the cluster's `/v1/peer`). */
+export async function startGateway(node: ChicagoNode, log: Logger, routes?: (app: uWS.TemplatedApp) => void): Promise<Gateway> {
   const app = uWS.App();
+  routes?.(app);
   // WebSocket first: the HTTP catch-all would otherwise take the upgrade request.
   const ws: WebSocketEndpoint = attachWebSocket(app, { api: node, log });
   const parsePool = new ParsePool();

@@ -121,7 +121,14 @@ export interface NodeStatus {
   nodeId: string;
   state: 'starting' | 'up' | 'stopping';
   version: string;
-  partitions: Array<{ id: number; epoch: number; seq: number; worker: number; leader: string; replicas: string[] }>;
+  /** every partition: the coordinator's view, and this node's replica of it */
+  partitions: Array<{
+    id: number; epoch: number; leader: string | null; replicas: string[]; isr: string[];
+    /** this node's replica: its role, applied seq and the worker thread hosting it */
+    role: string; seq: number; worker: number;
+  }>;
+  nodes: Array<{ id: string; url: string; state: string }>;
+  clustered: boolean;
   workers: number;
   syncPolicy: string;
 }

@@ -16,11 +16,13 @@ import { createMetrics, type Metrics } from '../runtime/metrics.js';
 import { openDatabase } from '../storage/rocks.js';
 import { Catalog, type TopicMeta } from './catalog.js';
 import type { PeerLink, ReplicationMessage } from '../cluster/hooks.js';
+import type { PeerNetwork } from '../cluster/peer.js';
+import type { ClusterCoordinator } from '../cluster/cluster.js';
 import { LocalCoordinator, localCatalog, type Coordinator, type TopicCatalogApi } from './coordinator.js';
 import type { ReplicaView } from '../actors/replica.js';
 import { nodeId as toNodeId, type NodeId } from '../runtime/ids.js';
 import type { WriteResult } from '../runtime/threads.js';
-import type { WorkerOutput } from '../actors/messages.js';
+import type { DigestReply, WorkerOutput } from '../actors/messages.js';
 import { StreamWatchers, toStored } from './tails.js';
 import { recordBytes, streamKeyOf, type ProduceResult as ActorProduceResult, type WireRecord } from '../actors/partition.js';
 import type { FetchReply, GroupOffsetReply, KvGetReply, RequestBody, StreamInfoReply, WorkerStats } from '../actors/messages.js';
@@ -81,7 +83,7 @@ export class ChicagoNode implements NodeApi {
     for (let w = 0; w < count; w++) {
       this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out)));
     }
-    const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [] };
+    const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [], copies: 0 };
     await Promise.all(this.workers.map((w, i) => withDeadline(w.control.open({
       self,
       partitions: this.partitionsOf(i).map((p) => ({ p, view: this.coordinator.view(p) ?? idle })),
@@ -101,6 +103,20 @@ export class ChicagoNode implements NodeApi {
   serveAt(url: string, peers?: PeerLink): void {
     this.url = url;
     this.peers = peers;
+  }
+
+  /** Register in the cluster once reachable; the coordinator then routes, fails over and rebalances. */
+  async joinCluster(url: string, peers: PeerNetwork): Promise<void> {
+    const c = this.coordinator as ClusterCoordinator;
+    await c.join(url, peers, {
+      get: async () => {
+        const out = new Map<number, { seq: number; matched: Record<string, number> }>();
+        for (const s of await this.workerStats()) {
+          for (const p of s.partitions) if (p.role === 'leader') out.set(p.id, { seq: p.seq, matched: p.matched });
+        }
+        return out;
+      },
+    });
   }
 
   get self(): NodeId { return this.coordinator.self; }
@@ -470,16 +486,27 @@ export class ChicagoNode implements NodeApi {
 
   async status(): Promise<NodeStatus> {
     const stats = this.state === 'up' ? await this.workerStats() : [];
+    const local = new Map(stats.flatMap((s, worker) => s.partitions.map((p) => [p.id, { ...p, worker }] as const)));
+    const isrOf = (p: number) => (this.coordinator.clustered ? (this.coordinator as ClusterCoordinator).isrOf(p) : [this.self]);
     return {
       nodeId: this.config.nodeId,
       state: this.state === 'stopped' ? 'stopping' : this.state,
       version: VERSION,
+      clustered: this.coordinator.clustered,
       workers: this.workers.length,
       syncPolicy: this.config.sync.policy,
-      partitions: stats.flatMap((s, worker) => s.partitions.map((p) => ({
-        id: p.id, epoch: p.epoch, seq: p.seq, worker, leader: this.config.nodeId, replicas: [this.config.nodeId],
-      }))).sort((a, b) => a.id - b.id),
+      nodes: this.coordinator.nodes(),
+      partitions: [...this.coordinator.hosted()].map(([id, v]) => {
+        const mine = local.get(id);
+        return { id, epoch: v.epoch, leader: v.leader, replicas: v.replicas, isr: isrOf(id), role: mine?.role ?? 'none', seq: mine?.seq ?? 0, worker: mine?.worker ?? -1 };
+      }).sort((a, b) => a.id - b.id),
     };
+  }
+
+  /** A digest of this node's own copy of a partition, to compare replicas. */
+  async digest(p: number): Promise<DigestReply> {
+    checkInt('partition', p, 0, this.partitions - 1);
+    return this.local<DigestReply>(p, { p, op: 'digest' }, 0, false).then((r) => r.res);
   }
 
   /** Refresh the gauges that are read from the workers, then render. */
@@ -530,6 +557,8 @@ export class ChicagoNode implements NodeApi {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
     this.watchers.closeAll(new ChicagoError('SHUTTING_DOWN'));
+    // Leave the cluster first, so the others fail over at once instead of waiting for silence.
+    await this.coordinator?.stop().catch((err) => this.log.warn({ err }, 'leaving the cluster'));
     await Promise.allSettled(this.workers.map((w) => w.stop()));
     if (this.db) await this.db.close();
     this.state = 'stopped';

@@ -4,6 +4,17 @@ import { createLogger } from '../runtime/log.js';
 import { ChicagoNode } from './node.js';
 import { startGateway, uwsNative } from '../gateway/server.js';
 
+/** Node-to-node links: replication traffic goes to the replicas, forwarded requests to this leader. */
+async function clusterLinks(node: ChicagoNode, host: string, log: ReturnType<typeof createLogger>) {
+  const { PeerNetwork } = await import('../cluster/peer.js');
+  const peers = new PeerNetwork(node.self, host, log);
+  peers.setHandlers({
+    replication: (p, msg) => node.deliverPeer(p, msg),
+    forwarded: (p, body, write) => node.local(p, body, 0, write),
+  });
+  return peers;
+}
+
 export interface ServerFlags { config?: string; dataDir?: string; host?: string; port?: number; nodeId?: string; etcd?: string }
 
 export async function runServer(flags: ServerFlags): Promise<void> {
@@ -22,7 +33,10 @@ export async function runServer(flags: ServerFlags): Promise<void> {
   const node = await ChicagoNode.start(config, log);
   let gateway: Awaited<ReturnType<typeof startGateway>>;
   try {
-    gateway = await startGateway(node, log);
+    const peers = node.cluster.clustered ? await clusterLinks(node, config.host, log) : undefined;
+    gateway = await startGateway(node, log, peers ? (app) => peers.attach(app) : undefined);
+    node.serveAt(gateway.url, peers);
+    if (peers) await node.joinCluster(gateway.url, peers);
   } catch (err) {
     // The workers would keep the process alive: stop them so the failure ends the process.
     await node.stop();

@@ -70,6 +70,10 @@ export const limits = {
   snapshotChunkBytesMax: 1 * MiB,
   /** a write that cannot gather its copies in this time is answered OUTCOME_UNKNOWN */
   replicationTimeoutMs: 5_000,
+  /** bytes queued towards one peer node (while its link is down or slow); full → dropped and counted */
+  peerQueueBytesMax: 64 * MiB,
+  /** a request forwarded to a partition's leader on another node */
+  forwardTimeoutMs: 10_000,
   /** the background sweeper deletes at most this many expired keys per partition per pass */
   ttlSweepKeysMax: 10_000,
 } as const;

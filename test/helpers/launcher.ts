@@ -185,7 +185,8 @@ export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
   } catch (err) {
     child.proc.kill('SIGKILL');
     await child.exited;
-    if (!keepData) await rm(dataDir, { recursive: true, force: true });
+    // Only a dir this call created goes: a failed restart attempt must not delete the node's data.
+    if (!keepData && opts.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
     throw (err as Error).message.startsWith('chicago node') ? err : failed((err as Error).message);
   }
 

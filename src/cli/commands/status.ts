@@ -4,8 +4,6 @@ import { type Command, clientOptions, str } from '../args.js';
 import { enc, httpFrom, wantsJson } from '../http.js';
 import { line, table } from '../output.js';
 
-/** The node's own status, plus the cluster members it knows of when it is part of one. */
-type StatusView = NodeStatus & { nodes?: Array<{ id?: string; nodeId?: string; url?: string; state?: string }> };
 
 export const status: Command = {
   name: 'status',
@@ -14,16 +12,14 @@ export const status: Command = {
   options: clientOptions,
   args: [0, 0],
   async run(p) {
-    const s = await httpFrom(p).must<StatusView>('GET', '/v1/status');
+    const s = await httpFrom(p).must<NodeStatus>('GET', '/v1/status');
     if (wantsJson(p)) return line(JSON.stringify(s));
     await line(`node ${s.nodeId} state=${s.state} version=${s.version} workers=${s.workers} sync=${s.syncPolicy}`);
-    if (s.nodes && s.nodes.length > 0) {
-      await line('');
-      await line(table(['NODE', 'STATE', 'URL'], s.nodes.map((n) => [n.id ?? n.nodeId ?? '?', n.state ?? '-', n.url ?? '-'])));
-    }
     await line('');
-    const rows = s.partitions.map((x) => [x.id, x.leader, x.replicas.join(','), x.epoch, x.seq, x.worker]);
-    await line(table(['PARTITION', 'LEADER', 'REPLICAS', 'EPOCH', 'SEQ', 'WORKER'], rows));
+    await line(table(['NODE', 'STATE', 'URL'], s.nodes.map((n) => [n.id, n.state, n.url])));
+    await line('');
+    const rows = s.partitions.map((x) => [x.id, x.leader ?? '-', x.replicas.join(','), x.isr.join(','), x.epoch, x.role, x.seq]);
+    await line(table(['PARTITION', 'LEADER', 'REPLICAS', 'IN-SYNC', 'EPOCH', 'HERE', 'SEQ'], rows));
   },
 };
 

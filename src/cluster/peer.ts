@@ -1,0 +1,249 @@
+// Node-to-node links: one outbound WebSocket per peer (to its `/v1/peer`), msgpack frames. They
+// carry replication traffic (appends, acks, snapshot parts), requests forwarded to a partition's
+// leader with their answers, and heartbeats that give fast failure suspicion. Outgoing sockets
+// bind to this node's own address, so a test can cut the link between two nodes with a firewall.
+import uWS from 'uWebSockets.js';
+import WebSocket from 'ws';
+import { Packr } from 'msgpackr';
+import { ChicagoError, asChicagoError, type ErrorCode } from '../runtime/errors.js';
+import { limits } from '../runtime/limits.js';
+import type { Logger } from '../runtime/log.js';
+import type { NodeId } from '../runtime/ids.js';
+import type { WriteResult } from '../runtime/threads.js';
+import type { RequestBody } from '../actors/messages.js';
+import type { PeerLink, ReplicationMessage } from './hooks.js';
+
+export type PeerFrame =
+  | { t: 'hello'; from: NodeId }
+  | { t: 'r'; p: number; m: ReplicationMessage }
+  | { t: 'f'; id: number; p: number; b: RequestBody; w: boolean }
+  | { t: 'fr'; id: number; ok: true; res: unknown; n: number }
+  | { t: 'fr'; id: number; ok: false; code: ErrorCode; message: string }
+  | { t: 'hb'; from: NodeId; at: number };
+
+export interface PeerHandlers {
+  replication(p: number, msg: ReplicationMessage): void;
+  forwarded(p: number, body: RequestBody, write: boolean): Promise<WriteResult<unknown>>;
+}
+
+const packr = new Packr({ useRecords: false });
+const HEARTBEAT_MS = 100;
+const RECONNECT_MIN_MS = 50;
+const RECONNECT_MAX_MS = 1000;
+
+interface PendingForward { resolve(r: WriteResult<unknown>): void; reject(e: Error): void; timer: NodeJS.Timeout; write: boolean }
+
+/** One outbound link. Frames queue (bounded) while it connects. */
+class Outbound {
+  private socket: WebSocket | undefined;
+  private queue: Uint8Array[] = [];
+  private queuedBytes = 0;
+  private backoffMs = RECONNECT_MIN_MS;
+  private closed = false;
+  private retry: NodeJS.Timeout | undefined;
+  readonly pending = new Map<number, PendingForward>();
+  dropped = 0;
+
+  constructor(private readonly net: PeerNetwork, readonly peer: NodeId, private url: string) { this.connect(); }
+
+  setUrl(url: string): void {
+    if (url === this.url) return;
+    this.url = url;
+    this.socket?.terminate();
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const ws = new WebSocket(this.url.replace(/^http/, 'ws') + '/v1/peer', {
+      localAddress: this.net.localAddress,
+      perMessageDeflate: false,
+      maxPayload: limits.frameBytesMax,
+      handshakeTimeout: 2000,
+    });
+    this.socket = ws;
+    ws.binaryType = 'nodebuffer';
+    ws.on('open', () => {
+      this.backoffMs = RECONNECT_MIN_MS;
+      ws.send(packr.pack({ t: 'hello', from: this.net.self } satisfies PeerFrame));
+      const queued = this.queue;
+      this.queue = [];
+      this.queuedBytes = 0;
+      for (const f of queued) ws.send(f);
+    });
+    ws.on('message', (data: Buffer) => this.net.onFrame(this.peer, data));
+    ws.on('error', () => { /* 'close' follows and reconnects */ });
+    ws.on('close', () => {
+      if (this.socket !== ws) return;
+      this.socket = undefined;
+      // A forwarded request may or may not have run on the peer: writes are unknown, reads retryable.
+      for (const [id, p] of this.pending) {
+        clearTimeout(p.timer);
+        p.reject(p.write ? new ChicagoError('OUTCOME_UNKNOWN', `link to ${this.peer} closed`) : new ChicagoError('NOT_LEADER', '?', `${this.peer} (link closed)`));
+        this.pending.delete(id);
+      }
+      if (this.closed) return;
+      this.retry = setTimeout(() => this.connect(), this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, RECONNECT_MAX_MS);
+    });
+  }
+
+  /**
+   * Full policy: while the link is down at most peerQueueBytesMax wait; past that frames are
+   * dropped and counted. Replication recovers from drops (the leader probes and resends).
+   */
+  send(frame: Uint8Array): boolean {
+    const ws = this.socket;
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      if (ws.bufferedAmount > limits.peerQueueBytesMax) { this.dropped++; return false; }
+      ws.send(frame);
+      return true;
+    }
+    if (this.queuedBytes + frame.length > limits.peerQueueBytesMax) { this.dropped++; return false; }
+    this.queue.push(frame);
+    this.queuedBytes += frame.length;
+    return true;
+  }
+
+  get connected(): boolean { return this.socket?.readyState === WebSocket.OPEN; }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.retry);
+    this.socket?.terminate();
+  }
+}
+
+export class PeerNetwork implements PeerLink {
+  private readonly links = new Map<NodeId, Outbound>();
+  private readonly lastHeard = new Map<NodeId, number>();
+  private nextId = 1;
+  private readonly heartbeat: NodeJS.Timeout;
+  private handlers: PeerHandlers | undefined;
+
+  constructor(
+    readonly self: NodeId,
+    /** the address outgoing links bind to: this node's own listening address */
+    readonly localAddress: string,
+    private readonly log: Logger,
+  ) {
+    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    this.heartbeat.unref();
+  }
+
+  setHandlers(h: PeerHandlers): void { this.handlers = h; }
+
+  /** The peers to keep links to, with their URLs (from membership). */
+  setPeers(peers: Map<NodeId, string>): void {
+    for (const [id, url] of peers) {
+      if (id === this.self) continue;
+      const link = this.links.get(id);
+      if (link) link.setUrl(url);
+      else this.links.set(id, new Outbound(this, id, url));
+    }
+    for (const [id, link] of this.links) {
+      if (!peers.has(id)) { link.close(); this.links.delete(id); this.lastHeard.delete(id); }
+    }
+  }
+
+  /** When a peer was last heard from (any frame), in ms since the epoch; 0 if never. */
+  heardAt(node: NodeId): number { return this.lastHeard.get(node) ?? 0; }
+
+  send(to: NodeId, msg: ReplicationMessage): void {
+    this.links.get(to)?.send(packr.pack({ t: 'r', p: msg.p, m: msg } satisfies PeerFrame));
+  }
+
+  forward<T>(to: NodeId, p: number, body: RequestBody, write: boolean): Promise<WriteResult<T>> {
+    const link = this.links.get(to);
+    if (!link) return Promise.reject(new ChicagoError('NOT_LEADER', p, `${to} (not a known peer)`));
+    const id = this.nextId++;
+    return new Promise<WriteResult<T>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        link.pending.delete(id);
+        reject(write ? new ChicagoError('OUTCOME_UNKNOWN', `${to} did not answer a forwarded write in ${limits.forwardTimeoutMs} ms`) : new ChicagoError('TIMEOUT', `read forwarded to ${to}`, limits.forwardTimeoutMs));
+      }, limits.forwardTimeoutMs);
+      link.pending.set(id, { resolve: resolve as (r: WriteResult<unknown>) => void, reject, timer, write });
+      if (!link.send(packr.pack({ t: 'f', id, p, b: body, w: write } satisfies PeerFrame))) {
+        clearTimeout(timer);
+        link.pending.delete(id);
+        reject(new ChicagoError('OVERLOADED', `link to ${to}`, 'queue full'));
+      }
+    });
+  }
+
+  /** Frames arriving on an outbound link: answers to forwarded requests, and anything else. */
+  onFrame(peer: NodeId, data: Buffer, reply?: (frame: PeerFrame) => void): void {
+    let f: PeerFrame;
+    try {
+      f = packr.unpack(data) as PeerFrame;
+    } catch (e) {
+      this.log.warn({ peer, err: (e as Error).message }, 'undecodable peer frame');
+      return;
+    }
+    this.lastHeard.set(peer, Date.now());
+    switch (f.t) {
+      case 'hb': case 'hello': return;
+      case 'r': this.handlers?.replication(f.p, f.m); return;
+      case 'fr': {
+        const p = this.links.get(peer)?.pending.get(f.id);
+        if (!p) return;
+        clearTimeout(p.timer);
+        this.links.get(peer)!.pending.delete(f.id);
+        if (f.ok) p.resolve({ res: f.res, replicas: f.n });
+        else {
+          const err = new ChicagoError(f.code);
+          err.message = f.message;
+          p.reject(err);
+        }
+        return;
+      }
+      case 'f': {
+        if (!reply || !this.handlers) return;
+        this.handlers.forwarded(f.p, f.b, f.w).then(
+          (r) => reply({ t: 'fr', id: f.id, ok: true, res: r.res, n: r.replicas }),
+          (e) => { const err = asChicagoError(e); reply({ t: 'fr', id: f.id, ok: false, code: err.code, message: err.message }); },
+        );
+      }
+    }
+  }
+
+  /** The `/v1/peer` endpoint: frames other nodes send us on their outbound links. */
+  attach(app: uWS.TemplatedApp): void {
+    interface Peer { from?: NodeId; open: boolean }
+    app.ws<Peer>('/v1/peer', {
+      maxPayloadLength: limits.frameBytesMax,
+      maxBackpressure: limits.peerQueueBytesMax,
+      idleTimeout: 0,
+      open: (ws) => { ws.getUserData().open = true; },
+      close: (ws) => { ws.getUserData().open = false; },
+      message: (ws, message, isBinary) => {
+        if (!isBinary) return;
+        const data = Buffer.from(new Uint8Array(message)); // uWS reuses the memory: copy
+        const user = ws.getUserData();
+        if (!user.from) {
+          try {
+            const hello = packr.unpack(data) as PeerFrame;
+            if (hello.t === 'hello') user.from = hello.from;
+          } catch { /* not a peer */ }
+          if (!user.from) ws.end(4100, 'expected hello');
+          return;
+        }
+        this.onFrame(user.from, data, (frame) => {
+          if (!user.open) return;
+          // A backed-up link is cut rather than buffered without bound; the peer reconnects.
+          if (ws.send(packr.pack(frame), true) === 2) ws.end(4301, 'peer link backed up');
+        });
+      },
+    });
+  }
+
+  private beat(): void {
+    const frame = packr.pack({ t: 'hb', from: this.self, at: Date.now() } satisfies PeerFrame);
+    for (const link of this.links.values()) if (link.connected) link.send(frame);
+  }
+
+  close(): void {
+    clearInterval(this.heartbeat);
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
+  }
+}
