@@ -3,8 +3,10 @@
 // checker knows while a workload runs through one fault of each kind.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
+import { rm } from 'node:fs/promises';
 import { check, History, now, readFinal, startWorkload } from './helpers/checker.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
+import { startNode } from './helpers/launcher.js';
 import { formatEvents, Iptables, loopbackLinks, randomSchedule, runNemesis, type FaultSpec, type FaultTarget } from './helpers/nemesis.js';
 
 /** A TCP echo server on `host`. */
@@ -166,6 +168,40 @@ describe('nemesis schedule', () => {
     expect(randomSchedule(7, 20)).not.toEqual(randomSchedule(8, 20));
     expect(new Set(randomSchedule(7, 200).map((f) => f.kind))).toEqual(new Set(['kill9', 'pause', 'partition', 'join', 'leave']));
   });
+});
+
+describe('workload and checker against one real node', () => {
+  it('a kill -9 and restart on the same data passes; a node that forgets its data is caught', async () => {
+    let node = await startNode({ env: { CHICAGO_WORKERS: '1' } });
+    try {
+      const created = await fetch(`${node.url}/v1/topics`, { method: 'POST', body: JSON.stringify({ name: 'nem', partitions: 4 }) });
+      expect(created.status).toBe(201);
+      const history = new History();
+      const targets = [{ id: 'n1', url: node.url }];
+      const workload = startWorkload(history, { targets: () => targets, clients: 4, topic: 'nem', topicPartitions: 4 });
+      await new Promise((r) => setTimeout(r, 1000));
+      await node.kill('SIGKILL');
+      node = await node.restart();
+      targets[0] = { id: 'n1', url: node.url };
+      await new Promise((r) => setTimeout(r, 1000));
+      await workload.stop();
+      const durable = check(history.ops, { ...(await readFinal(targets, workload, 4)), replicas: [] }, { expectedReplicas: 1 });
+      expect(durable.violations, durable.text).toEqual([]);
+      expect(durable.stats['kv-put:ok'], durable.text).toBeGreaterThan(20);
+      expect(durable.stats.ackedRecords, durable.text).toBeGreaterThan(20);
+
+      await node.kill('SIGKILL');
+      await rm(node.dataDir, { recursive: true, force: true });
+      node = await node.restart();
+      await fetch(`${node.url}/v1/topics`, { method: 'POST', body: JSON.stringify({ name: 'nem', partitions: 4 }) });
+      const forgot = check(history.ops, { ...(await readFinal([{ id: 'n1', url: node.url }], workload, 4)), replicas: [] });
+      expect(forgot.counts['lost-write'], forgot.text).toBeGreaterThan(0);
+      expect(forgot.counts['stream-lost'], forgot.text).toBeGreaterThan(0);
+      expect(forgot.counts['stream-stale-read'] ?? 0, forgot.text).toBe(0);
+    } finally {
+      await node.stop();
+    }
+  }, 60_000);
 });
 
 describe('short nemesis run: 4 nodes, real etcd, one fault of each kind', () => {

@@ -150,7 +150,9 @@ export class ClusterCoordinator implements Coordinator {
       if (JSON.stringify(prev) === JSON.stringify(next)) continue;
       if (next) this.views.set(p, next);
       else this.views.delete(p);
-      for (const l of this.listeners) l(p, next);
+      for (const l of this.listeners) {
+        try { l(p, next); } catch (err) { this.log.error({ err, partition: p }, 'view listener failed'); }
+      }
     }
   }
 

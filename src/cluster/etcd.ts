@@ -68,6 +68,8 @@ export class Coordination {
         // failover budget of 500 ms. One quick retry on another endpoint, a short open circuit.
         global: retry(handleWhen(isRecoverableError), { maxAttempts: 1, backoff: new ConstantBackoff(20) }),
         host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 250, breaker: new ConsecutiveBreaker(3) }),
+        // No watchBackoff: a PrefixMirror drops its watcher when the stream breaks and lists again
+        // on its own schedule, so the client's reconnect never runs for it.
       },
     });
     this.kv = this.client.namespace(this.prefix);
@@ -217,7 +219,7 @@ export class PrefixMirror<T> extends EventEmitter<MirrorEvents<T>> {
    */
   applyLocal(key: string, value: T | undefined, modRevision: number): void {
     if (!key.startsWith(this.prefix)) throw new Error(`mirror ${this.prefix}: foreign key ${key}`);
-    if (modRevision <= this.applied) return;
+    if (modRevision < this.applied) return; // set() drops a repeat of the same revision
     const change = this.set(key, value === undefined ? undefined : { value, modRevision, lease: '0' }, modRevision);
     if (change) this.emit('changes', [change], this.applied);
   }
@@ -266,7 +268,8 @@ export class PrefixMirror<T> extends EventEmitter<MirrorEvents<T>> {
     const changes: Change<T>[] = [];
     for (const ev of res.events) {
       const rev = revision(ev.kv.mod_revision);
-      if (rev <= this.applied) continue;
+      // One transaction writes many keys at one revision: only an older revision is a repeat.
+      if (rev < this.applied) continue;
       // The watcher already stripped the cluster prefix from event keys.
       const key = ev.kv.key.toString('utf8');
       let stored: Stored<T> | undefined;

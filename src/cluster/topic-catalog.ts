@@ -12,7 +12,7 @@ import { LayoutError, type TopicRecord, keys, parseTopic, parseTopicSeq } from '
 
 /** create() retries a lost race for the next id; each round one of the racers wins */
 const CREATE_DEADLINE_MS = 10_000;
-const NAME = /^[A-Za-z0-9._-]+$/;
+const NAME = new RegExp(`^[A-Za-z0-9._-]{1,${limits.nameLengthMax}}$`);
 
 export interface TopicChange { name: string; topic: TopicMeta | undefined }
 
@@ -71,7 +71,7 @@ export class TopicCatalog extends EventEmitter<CatalogEvents> {
    */
   async create(spec: TopicSpec, nowMs: number): Promise<TopicMeta> {
     this.checkStarted();
-    if (!NAME.test(spec.name) || spec.name.length > limits.nameLengthMax) throw new ChicagoError('INVALID_NAME', 'topic', spec.name);
+    if (!NAME.test(spec.name)) throw new ChicagoError('INVALID_NAME', 'topic', spec.name);
     if (!Number.isInteger(spec.partitions) || spec.partitions < 1 || spec.partitions > limits.topicPartitionsMax) {
       throw new ChicagoError('INVALID_ARGUMENT', 'partitions', spec.partitions);
     }

@@ -28,7 +28,6 @@ export async function runServer(flags: ServerFlags): Promise<void> {
   });
   const log = createLogger(config.logLevel, { node: config.nodeId });
   log.info({ config, uws: uwsNative ? 'native' : 'js-fallback', node: process.version }, 'starting with resolved config');
-  if (config.etcd.length > 0) log.warn({ etcd: config.etcd }, 'cluster mode is not built yet: running as a single-node cluster');
 
   const node = await ChicagoNode.start(config, log);
   let gateway: Awaited<ReturnType<typeof startGateway>>;

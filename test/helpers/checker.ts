@@ -564,7 +564,7 @@ export function startWorkload(history: History, opts: WorkloadOptions): Workload
           if (r.status === 200) history.complete(op, 'ok', { version: b?.version, replicas: b?.replicas });
           else history.complete(op, ...outcomeOf(r.status, b));
         } catch (err) {
-          history.complete(op, 'unknown', { error: errName(err) });
+          history.complete(op, ...outcomeOfThrow(err));
         }
       } else if ((pick -= mix.get) < 0) {
         const key = keys[Math.floor(Math.random() * keys.length)];
@@ -593,7 +593,7 @@ export function startWorkload(history: History, opts: WorkloadOptions): Workload
             history.complete(op, 'ok', { records, replicas: b.replicas });
           } else history.complete(op, ...outcomeOf(r.status, b));
         } catch (err) {
-          history.complete(op, 'unknown', { error: errName(err) });
+          history.complete(op, ...outcomeOfThrow(err));
         }
       } else {
         const partition = Math.floor(Math.random() * partitions);
@@ -631,6 +631,12 @@ export function startWorkload(history: History, opts: WorkloadOptions): Workload
 function outcomeOf(status: number, body: unknown): [Outcome, { error: string }] {
   const { outcome, error } = classifyError(status, body);
   return [outcome, { error }];
+}
+
+/** A refused connection never carried the request: a definite failure. Anything else may have. */
+function outcomeOfThrow(err: unknown): [Outcome, { error: string }] {
+  const error = errName(err);
+  return [error === 'ECONNREFUSED' ? 'fail' : 'unknown', { error }];
 }
 
 function errName(err: unknown): string {

@@ -139,12 +139,42 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     return JSON.parse(text);
   };
 
+  /**
+   * One node's view. Accepts `cluster: {nodes, partitions}` in /v1/status, or the same two lists at
+   * the top level beside `clustered: true` (then `partitions` may list only what that node hosts).
+   */
   const status = async (id?: string): Promise<ClusterStatus> => {
     const n = id ? node(id) : running()[0];
     if (!n) throw new Error('no running node to ask');
     const body = await fetchJson(`${n.url}/v1/status`);
-    if (!body.cluster) throw new Error(`${n.id}: /v1/status has no "cluster" field (node not in cluster mode?)`);
-    return body.cluster as ClusterStatus;
+    const view = body.cluster ?? (body.clustered ? { nodes: body.nodes, partitions: body.partitions } : undefined);
+    if (!view || !Array.isArray(view.nodes) || !Array.isArray(view.partitions)) {
+      throw new Error(`${n.id}: /v1/status has no cluster view (nodes, partitions): not in cluster mode?`);
+    }
+    return view as ClusterStatus;
+  };
+
+  /**
+   * The partition table merged from every running node's view: for each partition the entry with
+   * the highest epoch, and whether all views that list it agree, and which nodes list it.
+   */
+  const table = async (): Promise<{ views: Map<string, ClusterStatus>; partitions: Map<number, ClusterStatus['partitions'][number] & { agreed: boolean; listedBy: string[] }> }> => {
+    const views = new Map<string, ClusterStatus>();
+    await Promise.all(running().map(async (n) => views.set(n.id, await status(n.id))));
+    const merged = new Map<number, ClusterStatus['partitions'][number] & { agreed: boolean; listedBy: string[] }>();
+    const sig = (p: ClusterStatus['partitions'][number]) => `${p.epoch}/${p.leader}/${p.replicas.join(',')}/${[...p.isr].sort().join(',')}`;
+    for (const [id, v] of views) {
+      for (const p of v.partitions) {
+        const prev = merged.get(p.id);
+        if (!prev) merged.set(p.id, { ...p, agreed: true, listedBy: [id] });
+        else {
+          const agreed = prev.agreed && sig(prev) === sig(p);
+          const pick = p.epoch > prev.epoch ? p : prev;
+          merged.set(p.id, { ...pick, agreed, listedBy: [...prev.listedBy, id] });
+        }
+      }
+    }
+    return { views, partitions: merged };
   };
 
   /** Why the cluster is not ready, or undefined when it is. */
@@ -161,21 +191,24 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       }
     }
     if (opts.waitFor === 'health') return undefined;
-    for (const n of members) {
-      let s: ClusterStatus;
-      try {
-        s = await status(n.id);
-      } catch (err) {
-        return (err as Error).message;
-      }
-      const up = s.nodes.filter((x) => x.state === 'up').map((x) => x.id).sort();
-      if (up.join(',') !== [...ids].sort().join(',')) return `${n.id} sees up nodes [${up}], expected [${[...ids].sort()}]`;
-      if (s.partitions.length !== partitions) return `${n.id} sees ${s.partitions.length} partitions, expected ${partitions}`;
-      for (const p of s.partitions) {
-        if (!p.leader || !ids.has(p.leader)) return `${n.id}: partition ${p.id} leader is ${p.leader}`;
-        if (p.replicas.length !== want || !p.replicas.every((r) => ids.has(r))) return `${n.id}: partition ${p.id} replicas [${p.replicas}], want ${want} live`;
-        if ([...p.isr].sort().join(',') !== [...p.replicas].sort().join(',')) return `${n.id}: partition ${p.id} isr [${p.isr}] ≠ replicas [${p.replicas}]`;
-      }
+    let t: Awaited<ReturnType<typeof table>>;
+    try {
+      t = await table();
+    } catch (err) {
+      return (err as Error).message;
+    }
+    for (const [id, v] of t.views) {
+      const up = v.nodes.filter((x) => x.state === 'up').map((x) => x.id).sort();
+      if (up.join(',') !== [...ids].sort().join(',')) return `${id} sees up nodes [${up}], expected [${[...ids].sort()}]`;
+    }
+    if (t.partitions.size !== partitions) return `the nodes list ${t.partitions.size} partitions, expected ${partitions}`;
+    for (const p of t.partitions.values()) {
+      if (!p.agreed) return `nodes disagree on partition ${p.id} (${p.listedBy})`;
+      if (!p.leader || !ids.has(p.leader)) return `partition ${p.id} leader is ${p.leader}`;
+      if (p.replicas.length !== want || !p.replicas.every((r) => ids.has(r))) return `partition ${p.id} replicas [${p.replicas}], want ${want} live`;
+      if ([...p.isr].sort().join(',') !== [...p.replicas].sort().join(',')) return `partition ${p.id} isr [${p.isr}] ≠ replicas [${p.replicas}]`;
+      const missing = p.replicas.filter((r) => !p.listedBy.includes(r));
+      if (missing.length > 0) return `partition ${p.id}: replicas ${missing} do not list it yet`;
     }
     return undefined;
   };
@@ -192,10 +225,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   };
 
   const digests = async (): Promise<ReplicaDigests[]> => {
-    const s = await status();
+    const t = await table();
     const want = Math.min(replicas, live().length);
     return Promise.all(
-      s.partitions.map(async (p) => {
+      [...t.partitions.values()].sort((a, b) => a.id - b.id).map(async (p) => {
         const copies = await Promise.all(
           p.replicas.map(async (r) => {
             const n = nodes.find((x) => x.id === r);
@@ -226,7 +259,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     status,
     async leaderCounts() {
       const counts = new Map<string, number>();
-      for (const p of (await status()).partitions) if (p.leader) counts.set(p.leader, (counts.get(p.leader) ?? 0) + 1);
+      for (const p of (await table()).partitions.values()) if (p.leader) counts.set(p.leader, (counts.get(p.leader) ?? 0) + 1);
       return counts;
     },
     async kill9(id) {
