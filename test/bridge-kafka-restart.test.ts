@@ -1,9 +1,12 @@
 // Kafka stopped and restarted mid-stream: the bridge pauses (bounded memory), raises its lag
 // alert, retries with backoff and, once Kafka is back, resumes with every record exactly once.
+// The topic has `untilGroup` retention: while Kafka is down, retention runs and must trim only
+// what the bridge delivered (the exactly-once check afterwards needs every offset from 0).
 // Uses its own broker (port 19292) so stopping it does not disturb the other tests.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  type BridgeProc, checkExactlyOnce, createChicagoTopic, endOffsets, spawnBridge, startLoad, waitLog, waitUntil, writeBridgeConfig,
+  type BridgeProc, checkExactlyOnce, createChicagoTopic, endOffsets, getJson, postJson, spawnBridge, startLoad, waitLog, waitUntil,
+  writeBridgeConfig,
 } from './helpers/bridge.js';
 import { consumeAll, ensureKafka, kafkaDown, kafkaUp, uniqueName } from './helpers/kafka.js';
 import { type NodeHandle, startNode } from './helpers/launcher.js';
@@ -37,7 +40,7 @@ describe('Kafka bridge with Kafka restarted mid-stream (real broker)', () => {
     const id = uniqueName('rst');
     const topic = `rst-${id}`;
     const kafkaTopic = `k-${id}`;
-    await createChicagoTopic(node.url, topic, 2);
+    await createChicagoTopic(node.url, topic, 2, { untilGroup: `g-${id}` });
     const metricsPort = 20000 + Math.floor(Math.random() * 5000);
     const cfg = await writeBridgeConfig({
       chicago: { url: node.url },
@@ -63,6 +66,17 @@ describe('Kafka bridge with Kafka restarted mid-stream (real broker)', () => {
       await waitUntil('lag alert', async () => (await metric(murl, 'chicago_bridge_lag_alert')).some((v) => v === 1), 20_000);
       const lagged = await metric(murl, 'chicago_bridge_lag_records');
       expect(Math.max(...lagged)).toBeGreaterThanOrEqual(500);
+      // retention now: it may trim what the group committed, never what is still undelivered
+      await postJson(`${node.url}/v1/admin/maintain`, {});
+      const committed = new Map<number, number>(
+        ((await getJson(`${node.url}/v1/groups/g-${id}/offsets?topic=${topic}`)).offsets as Array<{ partition: number; offset: number }>)
+          .map((o) => [o.partition, o.offset]),
+      );
+      const info = await getJson(`${node.url}/v1/topics/${topic}`);
+      for (const p of info.partitions as Array<{ partition: number; startOffset: number; endOffset: number }>) {
+        expect(p.startOffset, `partition ${p.partition}`).toBeLessThanOrEqual(committed.get(p.partition) ?? 0);
+        expect(p.endOffset - p.startOffset, `partition ${p.partition} keeps its undelivered records`).toBeGreaterThan(0);
+      }
       await kafkaUp(PORT);
     } finally {
       await load.stop();
@@ -72,6 +86,12 @@ describe('Kafka bridge with Kafka restarted mid-stream (real broker)', () => {
     const total = [...ends.values()].reduce((a, b) => a + b, 0);
     const got = await consumeAll(brokers, kafkaTopic, { count: total, timeoutMs: 90_000, readCommitted: true });
     expect(checkExactlyOnce(got, ends)).toEqual([]);
+    // and once delivered, retention trims them
+    await waitUntil('untilGroup trims delivered records', async () => {
+      await postJson(`${node.url}/v1/admin/maintain`, {});
+      const info = await getJson(`${node.url}/v1/topics/${topic}`);
+      return (info.partitions as Array<{ startOffset: number }>).every((p) => p.startOffset > 0);
+    }, 20_000, 500);
     await waitUntil('alert cleared', async () => (await metric(murl, 'chicago_bridge_lag_alert')).every((v) => v === 0), 20_000);
     expect(bridge.stdout.text()).toMatch(/bridge round failed; retrying/);
     expect(bridge.proc.exitCode).toBeNull(); // it never gave up

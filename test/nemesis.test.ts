@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { rm } from 'node:fs/promises';
 import { check, History, now, readFinal, startWorkload } from './helpers/checker.js';
-import { startCluster, type Cluster } from './helpers/cluster.js';
+import { randomSubnet, startCluster, type Cluster } from './helpers/cluster.js';
 import { startNode } from './helpers/launcher.js';
 import { formatEvents, Iptables, loopbackLinks, randomSchedule, runNemesis, type FaultSpec, type FaultTarget } from './helpers/nemesis.js';
 
@@ -69,31 +69,34 @@ async function openLink(from: string, to: string, port: number) {
 
 describe('iptables link cuts on loopback', () => {
   it('cut drops traffic both ways between two addresses only, established links included; heal restores', async () => {
-    const a = await echoServer('127.0.0.2');
-    const b = await echoServer('127.0.0.3');
-    const c = await echoServer('127.0.0.4');
+    // a private /24 so that cluster tests running in parallel are not touched
+    const net24 = randomSubnet();
+    const [A, B, C, D, E] = [2, 3, 4, 5, 6].map((n) => `${net24}.${n}`);
+    const a = await echoServer(A);
+    const b = await echoServer(B);
+    const c = await echoServer(C);
     const cutter = new Iptables();
     const bystander = new Iptables();
     try {
-      bystander.cut(['127.0.0.5'], ['127.0.0.6']);
-      expect(await echoes('127.0.0.2', '127.0.0.3', b.port)).toBe(true);
-      const link = await openLink('127.0.0.2', '127.0.0.3', b.port);
+      bystander.cut([D], [E]);
+      expect(await echoes(A, B, b.port)).toBe(true);
+      const link = await openLink(A, B, b.port);
       expect(await link.roundTrip()).toBe(true);
 
-      cutter.cut(['127.0.0.2'], ['127.0.0.3']);
-      expect(cutter.rules().sort()).toEqual(['127.0.0.2>127.0.0.3', '127.0.0.3>127.0.0.2']);
-      expect(await echoes('127.0.0.2', '127.0.0.3', b.port)).toBe(false);
-      expect(await echoes('127.0.0.3', '127.0.0.2', a.port)).toBe(false);
+      cutter.cut([A], [B]);
+      expect(cutter.rules().sort()).toEqual([`${A}>${B}`, `${B}>${A}`].sort());
+      expect(await echoes(A, B, b.port)).toBe(false);
+      expect(await echoes(B, A, a.port)).toBe(false);
       expect(await link.roundTrip()).toBe(false); // an established connection stalls too
       // other links and clients on 127.0.0.1 are untouched
-      expect(await echoes('127.0.0.2', '127.0.0.4', c.port)).toBe(true);
-      expect(await echoes('127.0.0.3', '127.0.0.4', c.port)).toBe(true);
-      expect(await echoes('127.0.0.1', '127.0.0.3', b.port)).toBe(true);
+      expect(await echoes(A, C, c.port)).toBe(true);
+      expect(await echoes(B, C, c.port)).toBe(true);
+      expect(await echoes('127.0.0.1', B, b.port)).toBe(true);
 
       cutter.heal();
       expect(cutter.rules()).toEqual([]);
       expect(bystander.rules().length).toBe(2); // heal only removes its own rules
-      expect(await echoes('127.0.0.2', '127.0.0.3', b.port)).toBe(true);
+      expect(await echoes(A, B, b.port)).toBe(true);
       expect(await link.roundTrip(3000)).toBe(true); // TCP retransmits: the stalled link resumes
       link.close();
     } finally {

@@ -112,8 +112,11 @@ export function handle(r: Replica, m: ReplicaMessage, nowMs: number): Effect[] {
   }
 }
 
-/** Copies needed for acks=all: N, never more than the replica set can give. */
-function needed(r: Replica): number { return Math.min(r.view.copies, r.view.replicas.length); }
+/**
+ * Copies an acks=all write needs: N. A replica set smaller than N (too few nodes) cannot give
+ * them, and such writes fail fast rather than being acked on fewer.
+ */
+function needed(r: Replica): number { return r.view.copies; }
 
 /** Copies that hold `seq`: this leader plus every follower that acked it. */
 function holders(r: Replica, seq: number): number {

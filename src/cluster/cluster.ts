@@ -15,7 +15,7 @@ import type { ClusterNodeInfo, Coordinator, TopicCatalogApi } from '../node/coor
 import { Coordination } from './etcd.js';
 import { Membership, nodesIn, type MembershipView } from './membership.js';
 import { PartitionTable, type PartitionEntry } from './partition-table.js';
-import { planPartition } from './placement.js';
+import { planPartition, rank } from './placement.js';
 import { TopicCatalog } from './topic-catalog.js';
 import type { PartitionRecord } from './layout.js';
 import type { ClusterConnection } from './hooks.js';
@@ -23,8 +23,15 @@ import type { PeerNetwork } from './peer.js';
 
 /** A peer silent for this long is suspected; its partitions fail over. */
 export const SUSPECT_AFTER_MS = 300;
+/**
+ * A replica silent for this long gets a stand-in (sloppy quorum): acks=all writes keep N copies
+ * within the failover budget. A stand-in is a temporary extra copy, never a change of the
+ * partition's home: the silent replica keeps its data and place, and the stand-in leaves once it
+ * is back in sync. So a pause costs one copy per partition, throttled, not a rebalance.
+ */
+export const STAND_IN_AFTER_MS = SUSPECT_AFTER_MS;
 const CHECK_EVERY_MS = 100;
-const CONTROLLER_EVERY_MS = 500;
+const CONTROLLER_EVERY_MS = 200;
 /** partitions the controller moves at once: rebalancing never swamps the foreground */
 const MOVES_AT_ONCE = 2;
 
@@ -57,6 +64,8 @@ export class ClusterCoordinator implements Coordinator {
   readonly self: NodeId;
   private readonly membership: Membership;
   private members: MembershipView | undefined;
+  /** when each member appeared in membership (ms): the baseline for silence */
+  private readonly firstSeen = new Map<NodeId, number>();
   private readonly views = new Map<number, ReplicaView>();
   private readonly listeners: Array<(p: number, view: ReplicaView | undefined) => void> = [];
   private readonly catalogListeners: Array<() => void> = [];
@@ -90,6 +99,8 @@ export class ClusterCoordinator implements Coordinator {
     await this.table.watch();
     await this.membership.watch((view) => {
       this.members = view;
+      for (const id of view.nodes.keys()) if (!this.firstSeen.has(id)) this.firstSeen.set(id, Date.now());
+      for (const id of this.firstSeen.keys()) if (!view.nodes.has(id)) this.firstSeen.delete(id);
       this.peers?.setPeers(new Map([...view.nodes.values()].map((n) => [n.id, n.url])));
       this.refreshViews();
     });
@@ -106,8 +117,12 @@ export class ClusterCoordinator implements Coordinator {
     await this.table.initialize(this.partitions, live.sort(), this.copies);
     if (this.members) peers.setPeers(new Map([...this.members.nodes.values()].map((n) => [n.id, n.url])));
     this.timers.push(
-      setInterval(() => { this.refreshViews(); void this.failover(); void this.growInSync(); }, CHECK_EVERY_MS),
-      setInterval(() => void this.control(), CONTROLLER_EVERY_MS),
+      setInterval(() => {
+        this.refreshViews();
+        this.background('failover', () => this.failover());
+        this.background('in-sync', () => this.maintainInSync());
+      }, CHECK_EVERY_MS),
+      setInterval(() => this.background('placement', () => this.control()), CONTROLLER_EVERY_MS),
     );
     for (const t of this.timers) t.unref();
     this.log.info({ url, live: this.liveMembers() }, 'registered in the cluster');
@@ -128,8 +143,16 @@ export class ClusterCoordinator implements Coordinator {
   /** Registered in etcd (lease alive) and, for others, heard from recently. */
   private alive(node: NodeId): boolean {
     if (!this.members?.nodes.has(node)) return false;
-    if (node === this.self || !this.peers) return true;
-    return Date.now() - this.peers.heardAt(node) < SUSPECT_AFTER_MS;
+    return this.silentFor(node) < SUSPECT_AFTER_MS;
+  }
+
+  /**
+   * How long a member has been silent: since its last frame, or since it appeared in membership
+   * (a node that just joined has had no chance to speak yet).
+   */
+  private silentFor(node: NodeId): number {
+    if (node === this.self || !this.peers) return 0;
+    return Date.now() - Math.max(this.peers.heardAt(node), this.firstSeen.get(node) ?? 0);
   }
 
   private liveMembers(): NodeId[] {
@@ -157,6 +180,15 @@ export class ClusterCoordinator implements Coordinator {
   }
 
   // ---- actions ----
+
+  /** One run of a periodic duty at a time; a failure is logged and the next tick tries again. */
+  private readonly running = new Set<string>();
+  private background(name: string, duty: () => Promise<void>): void {
+    if (this.running.has(name) || this.stopping) return;
+    this.running.add(name);
+    duty().catch((err) => this.log.warn({ duty: name, err: (err as Error).message }, 'cluster duty failed'))
+      .finally(() => this.running.delete(name));
+  }
 
   private async cas(p: number, current: PartitionEntry, next: PartitionRecord, why: string): Promise<void> {
     if (this.busy.has(p) || this.stopping) return;
@@ -187,8 +219,11 @@ export class ClusterCoordinator implements Coordinator {
     }
   }
 
-  /** A leader adds the followers that hold everything it has to the in-sync set. */
-  private async growInSync(): Promise<void> {
+  /**
+   * A leader keeps the in-sync set honest: followers that hold everything it has join it, and
+   * silent ones leave it, so failover can only pick a replica holding every acked write.
+   */
+  private async maintainInSync(): Promise<void> {
     if (!this.positions) return;
     const led = [...this.views].filter(([, v]) => v.leader === this.self);
     if (led.length === 0) return;
@@ -197,17 +232,25 @@ export class ClusterCoordinator implements Coordinator {
       const e = this.table.get(p);
       const pos = positions.get(p);
       if (!e || !pos || e.record.leader !== this.self) continue;
-      const caughtUp = e.record.replicas.filter((n) => !e.record.isr.includes(n) && this.alive(n) && (pos.matched[n] ?? -1) >= pos.seq);
-      if (caughtUp.length === 0) continue;
-      const isr = e.record.replicas.filter((n) => e.record.isr.includes(n) || caughtUp.includes(n));
-      await this.cas(p, e, { ...e.record, isr }, `caught up: ${caughtUp.join(',')}`);
+      const inSync = (n: NodeId) => n === this.self || (this.alive(n) && (pos.matched[n] ?? -1) >= pos.seq);
+      const joined = e.record.replicas.filter((n) => !e.record.isr.includes(n) && inSync(n));
+      const left = e.record.isr.filter((n) => n !== this.self && !this.alive(n));
+      if (joined.length === 0 && left.length === 0) continue;
+      const isr = e.record.replicas.filter((n) => (e.record.isr.includes(n) && !left.includes(n)) || joined.includes(n));
+      await this.cas(p, e, { ...e.record, isr }, `in-sync: +${joined.join(',') || '-'} -${left.join(',') || '-'}`);
     }
   }
 
-  /** The controller moves replica sets toward placement over the live (leased) nodes. */
+  /**
+   * The controller moves replica sets toward rendezvous placement over the leased nodes, and
+   * gives a partition a stand-in for each replica silent past STAND_IN_AFTER_MS. Only the lowest
+   * healthy node id acts, so two controllers rarely race (and CAS makes a race harmless).
+   */
   private async control(): Promise<void> {
     const live = this.liveMembers();
-    if (live.length === 0 || live[0] !== this.self) return;
+    const silent = new Set(live.filter((n) => this.silentFor(n) >= STAND_IN_AFTER_MS));
+    const healthy = live.filter((n) => !silent.has(n));
+    if (healthy.length === 0 || healthy[0] !== this.self) return;
     let moving = 0;
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
@@ -216,12 +259,12 @@ export class ClusterCoordinator implements Coordinator {
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
       if (!e) continue;
-      const next = planPartition(p, live, this.copies, e.record);
-      if (next === e.record) continue;
+      const next = withStandIns(p, planPartition(p, live, this.copies, e.record), e.record, healthy, silent, this.copies);
+      if (sameRecord(next, e.record)) continue;
       const starts = e.record.replicas.length === e.record.isr.length && next.replicas.length !== next.isr.length;
-      if (starts && moving >= MOVES_AT_ONCE) continue; // throttled: finish some moves first
+      if (starts && moving >= MOVES_AT_ONCE && !next.replicas.some((n) => !e.record.replicas.includes(n) && silent.size > 0)) continue; // throttled
       if (starts) moving++;
-      await this.cas(p, e, next, 'placement');
+      await this.cas(p, e, next, silent.size > 0 ? `placement; silent: ${[...silent].join(',')}` : 'placement');
     }
   }
 
@@ -238,4 +281,22 @@ export class ClusterCoordinator implements Coordinator {
     await Promise.allSettled([this.membership.close(), this.table.close(), this.topics.close()]);
     this.coord.close();
   }
+}
+
+const sameRecord = (a: PartitionRecord, b: PartitionRecord) => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * Keep N reachable copies while replicas are silent: stand-ins already added stay, more are taken
+ * in rendezvous order from healthy nodes. The silent replicas stay in the set, so a pause costs a
+ * temporary copy, never the paused node's own data.
+ */
+export function withStandIns(p: number, planned: PartitionRecord, current: PartitionRecord, healthy: readonly NodeId[], silent: ReadonlySet<NodeId>, n: number): PartitionRecord {
+  const reachable = planned.replicas.filter((x) => !silent.has(x));
+  if (reachable.length >= n || silent.size === 0) return planned;
+  const candidates = [
+    ...current.replicas.filter((x) => healthy.includes(x) && !planned.replicas.includes(x)),
+    ...rank(p, healthy).filter((x) => !planned.replicas.includes(x) && !current.replicas.includes(x)),
+  ];
+  const add = candidates.slice(0, n - reachable.length);
+  return add.length === 0 ? planned : { ...planned, replicas: [...planned.replicas, ...add] };
 }

@@ -154,7 +154,8 @@ export class PeerNetwork implements PeerLink {
 
   forward<T>(to: NodeId, p: number, body: RequestBody, write: boolean): Promise<WriteResult<T>> {
     const link = this.links.get(to);
-    if (!link) return Promise.reject(new ChicagoError('NOT_LEADER', p, `${to} (not a known peer)`));
+    // An unreachable leader is news for the router (it waits for failover), not a queue to wait in.
+    if (!link || !link.connected) return Promise.reject(new ChicagoError('NOT_LEADER', p, `${to} (unreachable)`));
     const id = this.nextId++;
     return new Promise<WriteResult<T>>((resolve, reject) => {
       const timer = setTimeout(() => {

@@ -182,12 +182,25 @@ export class ChicagoNode implements NodeApi {
     return this.route<T>(p, body, bytes, true);
   }
 
-  private route<T>(p: number, body: RequestBody, bytes: number, write: boolean): Promise<WriteResult<T>> {
-    if (this.state !== 'up') return Promise.reject(new ChicagoError(this.state === 'starting' ? 'NOT_READY' : 'SHUTTING_DOWN', this.state));
-    const leader = this.coordinator.view(p)?.leader;
-    if (leader === this.self) return this.local<T>(p, body, bytes, write);
-    if (!leader || !this.peers) return Promise.reject(new ChicagoError('NOT_LEADER', p, leader ?? 'unknown (election in progress)'));
-    return this.peers.forward<T>(leader, p, body, write);
+  /**
+   * Sends to the leader. While a partition fails over (no leader, an unreachable one, or one that
+   * says it no longer leads), waits for the new view and tries again, up to failoverWaitMs: a
+   * NOT_LEADER answer means the request did not run, so trying again is safe.
+   */
+  private async route<T>(p: number, body: RequestBody, bytes: number, write: boolean): Promise<WriteResult<T>> {
+    const deadline = Date.now() + limits.failoverWaitMs;
+    for (;;) {
+      if (this.state !== 'up') throw new ChicagoError(this.state === 'starting' ? 'NOT_READY' : 'SHUTTING_DOWN', this.state);
+      const leader = this.coordinator.view(p)?.leader;
+      try {
+        if (leader === this.self) return await this.local<T>(p, body, bytes, write);
+        if (!leader || !this.peers) throw new ChicagoError('NOT_LEADER', p, 'unknown (election in progress)');
+        return await this.peers.forward<T>(leader, p, body, write);
+      } catch (e) {
+        if (!(e instanceof ChicagoError) || e.code !== 'NOT_LEADER' || Date.now() >= deadline) throw e;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
   }
 
   /** Execute on the replica hosted here (also for requests other nodes forward to this leader). */

@@ -43,6 +43,14 @@ export async function runServer(flags: ServerFlags): Promise<void> {
   }
   log.info({ url: gateway.url, port: gateway.port }, 'serving');
 
+  // A `bridge:` section runs the Kafka bridge in this process (src/bridge/in-process.ts); kafkajs
+  // is loaded only then.
+  let bridge: { stop(): Promise<void> } | undefined;
+  if (config.bridge) {
+    const { startInProcessBridge } = await import('../bridge/in-process.js');
+    bridge = await startInProcessBridge(config.bridge, gateway.url, node, log);
+  }
+
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -53,7 +61,9 @@ export async function runServer(flags: ServerFlags): Promise<void> {
     }
     stopping = true;
     log.info({ signal }, 'stopping: draining in-flight work');
-    gateway.close().then(() => node.stop()).then(
+    // The bridge first: its round in flight commits or aborts while the node still serves it.
+    (bridge ? bridge.stop().catch((err: unknown) => log.error({ err }, 'bridge did not stop cleanly')) : Promise.resolve())
+      .then(() => gateway.close()).then(() => node.stop()).then(
       () => process.exit(0),
       (err) => { log.error({ err }, 'unclean stop'); process.exit(1); },
     );

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { Ajv } from 'ajv';
 import YAML from 'yaml';
+import { BridgeConfigError, resolveBridgeConfig } from '../bridge/config.js';
 
 export type SyncPolicy = 'none' | 'group' | 'always';
 
@@ -23,6 +24,11 @@ export interface Config {
   /** how often TTL expiry and topic retention run */
   maintenanceIntervalMs: number;
   defaults: { topicPartitions: number; replicas: number };
+  /**
+   * The Kafka bridge run in-process (docs/bridge.md), as written in the file: checked here with
+   * the bridge's own schema, resolved at start with the node's own URL as the default chicago.url.
+   */
+  bridge?: Record<string, unknown>;
 }
 
 export const configSchema = {
@@ -54,6 +60,8 @@ export const configSchema = {
         replicas: { type: 'integer', minimum: 1, maximum: 15 },
       },
     },
+    // validated by the bridge's own schema (src/bridge/config.ts) in loadConfig
+    bridge: { type: 'object' },
   },
 } as const;
 
@@ -148,6 +156,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Plain {
     for (const [key, spec] of Object.entries(props)) {
       const p = [...path, key];
       if (spec.properties) { visit(spec.properties as typeof props, p); continue; }
+      if (spec.type === 'object') continue; // a free-form section (bridge): file only
       const name = 'CHICAGO_' + p.map((s) => s.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
       const raw = env[name];
       if (raw === undefined || raw === '') continue;
@@ -175,6 +184,14 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       .map((e) => `${e.instancePath || '/'} ${e.message}${e.params && 'additionalProperty' in e.params ? ` "${String(e.params.additionalProperty)}"` : ''}`)
       .join('; ');
     throw new ConfigError(`invalid config: ${why}`);
+  }
+  if (merged.bridge !== undefined) {
+    try {
+      resolveBridgeConfig(merged.bridge);
+    } catch (e) {
+      if (e instanceof BridgeConfigError) throw new ConfigError(`invalid config: bridge section: ${e.message}`);
+      throw e;
+    }
   }
   return merged as unknown as Config;
 }

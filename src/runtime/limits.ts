@@ -72,6 +72,8 @@ export const limits = {
   replicationTimeoutMs: 5_000,
   /** bytes queued towards one peer node (while its link is down or slow); full → dropped and counted */
   peerQueueBytesMax: 64 * MiB,
+  /** how long a request waits for a partition without a reachable leader to fail over */
+  failoverWaitMs: 2_000,
   /** a request forwarded to a partition's leader on another node */
   forwardTimeoutMs: 10_000,
   /** the background sweeper deletes at most this many expired keys per partition per pass */

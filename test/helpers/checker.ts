@@ -155,6 +155,8 @@ export function check(ops: readonly Op[], final: FinalState, opts: CheckOptions 
   stats.finalKvReads = final.kv.length;
   stats.finalRecords = final.logs.reduce((n, l) => n + l.records.length, 0);
   stats.partitionsCompared = final.replicas.length;
+  stats.replicaCopiesCompared = final.replicas.reduce((n, r) => n + r.copies.length, 0);
+  stats.replicaSeqMax = final.replicas.reduce((n, r) => Math.max(n, ...r.copies.map((c) => c.seq)), 0);
   return { ok: violations.length === 0, violations, counts, stats, text: render(violations, counts, stats, opts.listPerKind ?? 20) };
 }
 

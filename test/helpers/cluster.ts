@@ -1,5 +1,5 @@
 // A real cluster for tests: a private etcd and N `chicago server --etcd` processes, node nK on its
-// own loopback address 127.0.0.(K+1), with the faults the nemesis applies (kill -9, SIGSTOP/SIGCONT,
+// own loopback address 127.x.y.(K+1) (x.y random per cluster, or `subnet`), with the faults the nemesis applies (kill -9, SIGSTOP/SIGCONT,
 // restart, join, leave, link cuts with iptables). Nodes start through the single-node launcher.
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -26,6 +26,12 @@ export interface ClusterOptions {
   waitFor?: 'cluster' | 'health';
   /** nodes without --etcd (independent single nodes): only to test this harness itself */
   standalone?: boolean;
+  /**
+   * the first three octets of the nodes' addresses: node nK gets `${subnet}.${K + 1}`. Default a
+   * random 127.x.y, so clusters of test files running in parallel never share an address and one
+   * file's link cuts never touch another's nodes.
+   */
+  subnet?: string;
 }
 
 export type NodeState = 'running' | 'paused' | 'killed' | 'removed';
@@ -84,6 +90,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const etcd: EtcdServer = opts.etcd ?? (await startEtcd());
   const cutter = new Iptables();
   const nodes: ClusterNode[] = [];
+  const subnet = opts.subnet ?? randomSubnet();
   let nextIndex = 1;
   let lastNotReady = '';
 
@@ -98,7 +105,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const index = nextIndex++;
     if (index > 250) throw new Error('out of loopback addresses');
     const id = `n${index}`;
-    const host = `127.0.0.${index + 1}`;
+    const host = `${subnet}.${index + 1}`;
     const dataDir = path.join(root, id);
     await mkdir(dataDir, { recursive: true });
     const handle = await startNode({
@@ -346,4 +353,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     throw new Error(`cluster did not start: ${(err as Error).message}${lastNotReady ? ` (last: ${lastNotReady})` : ''}\n${logs}`);
   }
   return cluster;
+}
+
+/** 127.x.y with x, y in 1..254: all of 127/8 is loopback on Linux. */
+export function randomSubnet(): string {
+  const octet = () => 1 + Math.floor(Math.random() * 254);
+  return `127.${octet()}.${octet()}`;
 }

@@ -1,4 +1,5 @@
 // chicago status, chicago group offsets
+import type { BridgeStatus } from '../../bridge/in-process.js';
 import type { GroupOffset, NodeStatus } from '../../node/api.js';
 import { type Command, clientOptions, str } from '../args.js';
 import { enc, httpFrom, wantsJson } from '../http.js';
@@ -20,6 +21,14 @@ export const status: Command = {
     await line('');
     const rows = s.partitions.map((x) => [x.id, x.leader ?? '-', x.replicas.join(','), x.isr.join(','), x.epoch, x.role, x.seq]);
     await line(table(['PARTITION', 'LEADER', 'REPLICAS', 'IN-SYNC', 'EPOCH', 'HERE', 'SEQ'], rows));
+    // a node running the Kafka bridge in-process adds `bridge` (src/bridge/in-process.ts)
+    const b = (s as NodeStatus & { bridge?: BridgeStatus }).bridge;
+    if (b) {
+      await line('');
+      await line(`bridge group=${b.group} mode=${b.mode} state=${b.state} kafka=${b.kafka.join(',')} lag=${b.total.lagRecords} lagSeconds=${b.total.lagSeconds.toFixed(2)}${b.total.alert ? ' ALERT' : ''}`);
+      const brows = b.partitions.map((x) => [x.topic, x.partition, x.next, x.endOffset, x.lagRecords, x.lagSeconds.toFixed(2), x.alert ? 'yes' : 'no']);
+      if (brows.length > 0) await line(table(['BRIDGED TOPIC', 'PARTITION', 'NEXT', 'END', 'LAG', 'LAG_SECONDS', 'ALERT'], brows));
+    }
   },
 };
 

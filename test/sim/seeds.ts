@@ -1,0 +1,31 @@
+// Runs ranges of seeds and collects failures; shared by test/sim.test.ts, the long suite and the
+// command line (`npx tsx`-free: `node --import ... ` is not needed, vitest runs it).
+import { formatFailure, runSeed, type SimOptions, type SimResult } from './world.js';
+
+export interface SeedRun { seeds: number; failures: SimResult[]; ms: number; events: number; stats: Record<string, number> }
+
+export function runSeeds(first: number, count: number, opts: Omit<SimOptions, 'seed'>, stopAfter = 5): SeedRun {
+  const t0 = performance.now();
+  const failures: SimResult[] = [];
+  const stats: Record<string, number> = {};
+  let events = 0;
+  for (let seed = first; seed < first + count; seed++) {
+    const r = runSeed({ ...opts, seed });
+    events += r.stats.events;
+    for (const [k, v] of Object.entries(r.stats)) stats[k] = (stats[k] ?? 0) + v;
+    if (!r.ok) {
+      failures.push(r);
+      if (failures.length >= stopAfter) break;
+    }
+  }
+  return { seeds: count, failures, ms: performance.now() - t0, events, stats };
+}
+
+export function report(run: SeedRun): string {
+  return run.failures.map(formatFailure).join('\n\n');
+}
+
+/** a violation's first line, for grouping failures by kind */
+export function kindOf(r: SimResult): string {
+  return (r.violation ?? '').split('\n')[0].replace(/#\d+|n\d|\d+/g, '·');
+}

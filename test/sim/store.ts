@@ -1,0 +1,118 @@
+// The durable side of a simulated node: a sorted in-memory column family that applies ops the way
+// the worker does (puts and dels, then range deletes), and the load path the worker runs at start
+// and after a snapshot install (worker.ts `loadState`, re-implemented here from the same key layout
+// because the worker does not export it).
+import { createHash } from 'node:crypto';
+import { diskCodec } from '../../src/runtime/codec.js';
+import { limits } from '../../src/runtime/limits.js';
+import { epoch, partitionId, seq } from '../../src/runtime/ids.js';
+import * as K from '../../src/storage/keys.js';
+import { emptyStream, initialState, streamKeyOf, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from '../../src/actors/partition.js';
+import type { Entry } from '../../src/actors/replica.js';
+
+/** Keys are stored as lowercase hex: string order is byte order. */
+const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+
+export class MemStore {
+  private readonly data = new Map<string, Buffer>();
+  private sorted: string[] | undefined;
+
+  get size(): number { return this.data.size; }
+
+  apply(ops: readonly Op[]): void {
+    const ranges: Array<{ gte: Buffer; lt: Buffer }> = [];
+    for (const op of ops) {
+      if (op.type === 'put') {
+        const k = hex(op.key);
+        if (!this.data.has(k)) this.sorted = undefined;
+        this.data.set(k, op.value);
+      } else if (op.type === 'del') {
+        if (this.data.delete(hex(op.key))) this.sorted = undefined;
+      } else ranges.push(op);
+    }
+    for (const r of ranges) this.clear(r); // the worker runs range deletes after the batch
+  }
+
+  get(key: Uint8Array): Buffer | undefined { return this.data.get(hex(key)); }
+
+  clear(range: { gte: Uint8Array; lt: Uint8Array }): void {
+    for (const [k] of this.range(range)) this.data.delete(k);
+    this.sorted = undefined;
+  }
+
+  private keys(): string[] {
+    this.sorted ??= [...this.data.keys()].sort();
+    return this.sorted;
+  }
+
+  /** [hexKey, value] pairs in key order within [gte, lt) */
+  range(range: { gte: Uint8Array; lt: Uint8Array }): Array<[string, Buffer]> {
+    const keys = this.keys();
+    const gte = hex(range.gte);
+    const lt = hex(range.lt);
+    let lo = 0;
+    let hi = keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (keys[mid] < gte) lo = mid + 1; else hi = mid;
+    }
+    const out: Array<[string, Buffer]> = [];
+    for (let i = lo; i < keys.length && keys[i] < lt; i++) out.push([keys[i], this.data.get(keys[i])!]);
+    return out;
+  }
+
+  /** A point-in-time copy (what a snapshot iterator sees). */
+  copy(): Array<[string, Buffer]> { return this.range(K.allRange); }
+
+  replaceWith(entries: ReadonlyArray<[string, Buffer]>): void {
+    this.data.clear();
+    for (const [k, v] of entries) this.data.set(k, v);
+    this.sorted = undefined;
+  }
+
+  // ---- typed views used by the checker ----
+
+  logEntry(s: number): Buffer | undefined { return this.data.get(hex(K.logKey(s))); }
+
+  meta(): PartitionMeta | undefined {
+    const b = this.get(K.metaKey);
+    return b ? diskCodec.decode<PartitionMeta>(b) : undefined;
+  }
+
+  /** sha1 over the state-machine keys (KV, expiry, batches, time index, groups, streams, producers) */
+  digest(): string {
+    const h = createHash('sha1');
+    for (const [k, v] of this.range({ gte: Buffer.from([K.Kind.kv]), lt: Buffer.from([K.Kind.producer + 1]) })) {
+      h.update(k); h.update(':'); h.update(v); h.update('\n');
+    }
+    return h.digest('hex');
+  }
+}
+
+export function decodeEntry(b: Buffer): Entry { return diskCodec.decode<Entry>(b); }
+
+/** worker.ts `loadState`, from the same keys. */
+export function loadState(store: MemStore, p: number): PartitionState {
+  const metaBuf = store.get(K.metaKey);
+  const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta>>(metaBuf) : {};
+  const state = initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(meta.seq ?? 0));
+  if (meta.epochs?.length) state.epochs = meta.epochs;
+  for (const [k, v] of store.range(K.streamRange)) {
+    const kb = Buffer.from(k, 'hex');
+    const topicId = kb.readUInt32BE(1);
+    const tp = kb.readUInt32BE(5);
+    const st = Object.assign(emptyStream(topicId, tp), diskCodec.decode<object>(v));
+    state.streams.set(streamKeyOf(topicId, tp), st);
+    if (st.start > 0) store.clear({ gte: K.batchKey(topicId, tp, 0), lt: K.batchKey(topicId, tp, st.start) });
+  }
+  const producers: Array<[string, ProducerWindow]> = [];
+  for (const [k, v] of store.range(K.producerRange)) {
+    const kb = Buffer.from(k, 'hex');
+    const sep = kb.indexOf(0, 1);
+    const producerId = kb.subarray(1, sep).toString('utf8');
+    producers.push([`${producerId}\0${kb.readUInt32BE(sep + 1)}:${kb.readUInt32BE(sep + 5)}`, diskCodec.decode<ProducerWindow>(v)]);
+  }
+  producers.sort((a, b) => a[1].usedAtMs - b[1].usedAtMs);
+  for (const [key, w] of producers.slice(-limits.producersPerPartitionMax)) state.producers.set(key, w);
+  return state;
+}

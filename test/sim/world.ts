@@ -1,0 +1,861 @@
+// A deterministic simulation of one partition replicated on 3–5 nodes (TigerBeetle's VOPR and
+// FoundationDB's simulation are the models). The replicas run the real pure transition
+// (src/actors/replica.ts → partition.ts `step`); this file plays every other part:
+// - the worker (worker.ts): executes effects — writes to a durable in-memory store, sends to the
+//   simulated network, resends from the log, sends snapshots one tick later, installs them, drops;
+// - the network: per-link delay, jitter (reordering), loss, duplication, partitions (one-way cuts
+//   too); traffic on a cut link is dropped or held until the link heals, as a peer queue would;
+// - the coordinator (etcd + cluster.ts): the partition record changes only by compare-and-swap on
+//   its revision; failover and in-sync growth are proposed from each node's own (possibly wrong)
+//   perception and applied later, so proposals race; views reach nodes late and out of order;
+// - clients: puts, deletes, produces (some idempotent, some retried), group commits, acks all/one;
+// - the nemesis: crashes (memory lost, store kept), restarts (state rebuilt from the store),
+//   partitions, link degradation.
+// After every event the checker runs (checker section below); a violation stops the run with the
+// seed, the step and the trace of the last events.
+import { createHash } from 'node:crypto';
+import { AssertionError } from 'node:assert';
+import { diskCodec } from '../../src/runtime/codec.js';
+import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js';
+import * as K from '../../src/storage/keys.js';
+import { decodeKvValue, type Command, type Op, type StoredBatch, type WireRecord } from '../../src/actors/partition.js';
+import { createReplica, handle, epochOf, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
+import { Prng } from './prng.js';
+import { EventQueue } from './heap.js';
+import { MemStore, decodeEntry, loadState } from './store.js';
+
+const P = 7; // the partition id
+const TICK_MS = 50; // worker.ts TICK_MS
+const CHECK_EVERY_MS = 100; // cluster.ts CHECK_EVERY_MS
+const SUSPECT_AFTER_MS = 300; // cluster.ts SUSPECT_AFTER_MS
+const WRITE_TIMEOUT_MS = 400; // the replication timeout the simulated worker passes with writes
+const TOPIC = 1;
+
+export interface SimOptions {
+  seed: number;
+  /** events in the fault phase; quiescence follows */
+  steps: number;
+  /** 3..5; default: chosen by the seed */
+  nodes?: number;
+  /**
+   * acks=all copies (N). Default: the replica count (every replica must hold an acks=all write).
+   * 'mixed' lets the seed pick N=3 with 4–5 replicas, which is the shape of a view during a move.
+   */
+  copies?: number | 'mixed';
+  /** sim ms allowed for convergence after the faults stop */
+  quiesceMs?: number;
+  /** events kept for the failure trace */
+  traceKeep?: number;
+  /** keep every event (SIM_SEED replay) */
+  fullTrace?: boolean;
+  /** clients retry idempotent produces that got OUTCOME_UNKNOWN (exposes duplicate-ack honesty) */
+  retries?: boolean;
+}
+
+export interface SimResult {
+  seed: number;
+  ok: boolean;
+  violation?: string;
+  step: number;
+  simMs: number;
+  trace: string[];
+  /** FNV-1a over every trace line: equal seeds must give equal hashes */
+  traceHash: string;
+  config: string;
+  stats: Record<string, number>;
+}
+
+export class Violation extends Error {}
+
+interface PartitionRecord { epoch: number; leader: NodeId; replicas: NodeId[]; isr: NodeId[]; rev: number }
+
+interface SimNode {
+  id: NodeId;
+  up: boolean;
+  /** bumped on each crash: views and ticks of a dead incarnation are void */
+  inc: number;
+  downAtMs: number;
+  store: MemStore;
+  replica?: Replica;
+  /** snapshots taken (worker: iterator opened at the effect), sent at the next tick */
+  snapshots: Map<NodeId, Array<[string, Buffer]>>;
+  /** last view the coordinator produced for it (cluster.ts refreshViews dedupe) */
+  lastView?: string;
+  digest?: string;
+}
+
+interface Link { cut: boolean; cutAtMs: number; loss: number; dup: number; delayMs: number; jitterMs: number }
+
+type ClientOp =
+  | { kind: 'kvPut'; key: string; value: string }
+  | { kind: 'kvDel'; key: string }
+  | { kind: 'produce'; tp: number; values: string[]; producerId?: string; sequence?: number }
+  | { kind: 'commit'; tp: number; offset: number };
+
+interface Request {
+  id: number;
+  op: ClientOp;
+  acks: Acks;
+  node: NodeId;
+  sentAtMs: number;
+  retryOf?: number;
+  /** set when the leader applied it: the log entry it made */
+  entry?: { seq: number; epoch: number; bytes: Buffer };
+  outcome?: { ok: boolean; code?: string; replicas?: number; res?: unknown; atMs: number };
+}
+
+type Ev =
+  | { k: 'msg'; from: NodeId; to: NodeId; msg: PeerMessage }
+  | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; data: Array<[string, Buffer]> }
+  | { k: 'view'; to: NodeId; inc: number; view: ReplicaView }
+  | { k: 'req'; to: NodeId; id: number }
+  | { k: 'tick'; node: NodeId; inc: number }
+  | { k: 'coord' }
+  | { k: 'cas'; by: NodeId; rev: number; next: Omit<PartitionRecord, 'rev'>; why: string }
+  | { k: 'fault' }
+  | { k: 'client' }
+  | { k: 'restart'; node: NodeId }
+  | { k: 'quiesce' };
+
+const lk = (a: NodeId, b: NodeId) => `${a}>${b}`;
+
+export class Sim {
+  readonly seed: number;
+  private readonly opts: Required<Omit<SimOptions, 'nodes' | 'copies'>>;
+  private readonly rNet: Prng;
+  private readonly rFault: Prng;
+  private readonly rClient: Prng;
+  private readonly rCoord: Prng;
+  private readonly q = new EventQueue<Ev>();
+  private now = 0;
+  private step = 0;
+  private phase: 'faults' | 'quiesce' = 'faults';
+  private readonly ids: NodeId[];
+  private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly links = new Map<string, Link>();
+  private rec: PartitionRecord;
+  private readonly copies: number;
+  private readonly requests = new Map<number, Request>();
+  private nextReq = 1;
+  private producerSeq = new Map<number, number>();
+  private valueCounter = 0;
+  private readonly tail: string[] = [];
+  private readonly full: string[] | undefined;
+  private hash = 0x811c9dc5;
+  private touched = new Set<NodeId>();
+  // checker state
+  private readonly epochLeader = new Map<number, NodeId>();
+  private readonly maxEpoch = new Map<NodeId, number>();
+  /** `${seq}/${epoch}` → the entry's bytes (hex); the same (seq, epoch) must mean the same entry */
+  private readonly entries = new Map<string, string>();
+  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrGrowths: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0 };
+
+  constructor(opts: SimOptions) {
+    this.seed = opts.seed;
+    this.opts = {
+      seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 10_000, traceKeep: opts.traceKeep ?? 80,
+      fullTrace: opts.fullTrace ?? false, retries: opts.retries ?? true,
+    };
+    const root = new Prng(opts.seed);
+    const rConf = root.fork();
+    this.rNet = root.fork();
+    this.rFault = root.fork();
+    this.rClient = root.fork();
+    this.rCoord = root.fork();
+    const n = opts.nodes ?? rConf.int(3, 5);
+    this.ids = Array.from({ length: n }, (_, i) => nodeId(`n${i + 1}`));
+    this.copies = opts.copies === 'mixed' ? (n > 3 && rConf.chance(0.5) ? 3 : n) : Math.min(opts.copies ?? n, n);
+    this.full = this.opts.fullTrace ? [] : undefined;
+    for (const a of this.ids) for (const b of this.ids) if (a !== b) this.links.set(lk(a, b), this.healthyLink(rConf));
+    const leader = rConf.pick(this.ids);
+    this.rec = { epoch: 1, leader, replicas: [...this.ids], isr: [...this.ids], rev: 1 };
+    for (const id of this.ids) {
+      const node: SimNode = { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), snapshots: new Map() };
+      this.nodes.set(id, node);
+      this.open(node);
+    }
+    this.q.push(CHECK_EVERY_MS, { k: 'coord' });
+    this.q.push(rConf.int(50, 300), { k: 'fault' });
+    this.q.push(rConf.int(1, 20), { k: 'client' });
+  }
+
+  config(): string {
+    return `nodes=${this.ids.length} copies=${this.copies} leader=${this.rec.leader} steps=${this.opts.steps}`;
+  }
+
+  private healthyLink(r: Prng): Link {
+    return { cut: false, cutAtMs: 0, loss: 0, dup: 0, delayMs: r.int(1, 5), jitterMs: r.int(0, 10) };
+  }
+
+  // ---- running ----
+
+  run(): SimResult {
+    let violation: string | undefined;
+    try {
+      this.loop();
+      this.finalCheck();
+    } catch (e) {
+      if (e instanceof Violation) violation = e.message;
+      else if (e instanceof AssertionError) violation = `assertion in the code under test: ${e.message}\n${e.stack ?? ''}`;
+      else violation = `exception: ${(e as Error).stack ?? String(e)}`;
+    }
+    return {
+      seed: this.seed, ok: violation === undefined, violation, step: this.step, simMs: this.now,
+      trace: this.full ?? this.tail, traceHash: (this.hash >>> 0).toString(16), config: this.config(), stats: { ...this.stats },
+    };
+  }
+
+  private loop(): void {
+    const deadline = () => this.phase === 'quiesce' && this.now > this.quiesceStart + this.opts.quiesceMs;
+    for (;;) {
+      const s = this.q.pop();
+      if (!s) throw new Violation('event queue ran dry');
+      this.now = s.at;
+      this.step++;
+      this.stats.events++;
+      this.touched.clear();
+      this.dispatch(s.ev);
+      this.checkStep();
+      if (this.phase === 'faults' && this.step >= this.opts.steps) this.startQuiesce();
+      if (this.phase === 'quiesce' && s.ev.k === 'coord' && this.converged()) return;
+      if (deadline()) throw new Violation(`no convergence ${this.opts.quiesceMs} ms after the faults stopped:\n${this.status()}`);
+    }
+  }
+
+  private quiesceStart = 0;
+
+  private startQuiesce(): void {
+    this.phase = 'quiesce';
+    this.quiesceStart = this.now;
+    this.log('== quiesce: faults stop, links heal, crashed nodes restart');
+    for (const l of this.links.values()) { l.cut = false; l.loss = 0; l.dup = 0; }
+    this.q.retain((ev) => ev.k !== 'fault' && ev.k !== 'client' && ev.k !== 'restart');
+    for (const n of this.nodes.values()) if (!n.up) this.q.push(this.now + this.rFault.int(1, 50), { k: 'restart', node: n.id });
+  }
+
+  private dispatch(ev: Ev): void {
+    switch (ev.k) {
+      case 'msg': return this.deliver(ev);
+      case 'snap': return this.deliverSnap(ev);
+      case 'view': {
+        const n = this.nodes.get(ev.to)!;
+        if (!n.up || n.inc !== ev.inc) return;
+        this.log(`${ev.to} view e${ev.view.epoch} leader=${ev.view.leader} live=[${ev.view.live.join(',')}]`);
+        this.run1(n, { type: 'view', view: ev.view });
+        return;
+      }
+      case 'req': return this.arrive(ev.to, ev.id);
+      case 'tick': {
+        const n = this.nodes.get(ev.node)!;
+        if (!n.up || n.inc !== ev.inc) return;
+        this.q.push(this.now + TICK_MS, ev);
+        this.workerTick(n);
+        return;
+      }
+      case 'coord':
+        this.q.push(this.now + CHECK_EVERY_MS, ev);
+        return this.coordinate();
+      case 'cas': return this.cas(ev);
+      case 'fault':
+        this.q.push(this.now + this.rFault.int(40, 400), ev);
+        return this.fault();
+      case 'client':
+        this.q.push(this.now + this.rClient.int(2, 40), ev);
+        return this.client();
+      case 'restart': return this.restart(this.nodes.get(ev.node)!);
+      case 'quiesce': return;
+    }
+  }
+
+  // ---- the worker's part ----
+
+  /** worker.ts `open`: load from the store, build the replica with the view the node knows. */
+  private open(n: SimNode): void {
+    const state = loadState(n.store, P);
+    const view = this.viewFor(n.id);
+    n.lastView = JSON.stringify(view);
+    n.replica = createReplica(n.id, state, view);
+    n.snapshots = new Map();
+    n.digest = undefined;
+    this.touched.add(n.id);
+    this.run1(n, { type: 'view', view });
+    this.q.push(this.now + this.rNet.int(1, TICK_MS), { k: 'tick', node: n.id, inc: n.inc });
+  }
+
+  private run1(n: SimNode, m: ReplicaMessage): void {
+    const r = n.replica!;
+    const before = r.state.seq;
+    const effects = handle(r, m, this.now);
+    if (m.type === 'write' && r.state.seq > before) {
+      const req = this.requests.get(m.id);
+      const w = effects.find((e) => e.kind === 'write') as Extract<Effect, { kind: 'write' }> | undefined;
+      const logPut = w?.ops.find((o) => o.type === 'put' && o.key.equals(K.logKey(r.state.seq))) as Extract<Op, { type: 'put' }> | undefined;
+      if (req && logPut) req.entry = { seq: r.state.seq, epoch: decodeEntry(logPut.value).epoch, bytes: logPut.value };
+    }
+    this.execute(n, effects);
+  }
+
+  private execute(n: SimNode, effects: Effect[]): void {
+    for (const e of effects) {
+      switch (e.kind) {
+        case 'write': this.write(n, e.ops); break;
+        case 'reply': this.reply(n, e); break;
+        case 'send': this.send(n.id, e.to, e.msg); break;
+        case 'resend': this.resend(n, e.to, e.fromSeq); break;
+        case 'snapshot':
+          if (!n.snapshots.has(e.to)) n.snapshots.set(e.to, n.store.copy());
+          break;
+        case 'drop': {
+          n.store.clear(K.allRange);
+          this.touched.add(n.id);
+          n.digest = undefined;
+          const fresh = loadState(new MemStore(), P);
+          fresh.epoch = n.replica!.state.epoch;
+          fresh.epochs = [[fresh.epoch, 1]];
+          n.replica = createReplica(n.id, fresh, n.replica!.view);
+          this.log(`${n.id} drop: copy removed`);
+          break;
+        }
+        case 'role':
+          if (e.role !== 'leader') n.snapshots.clear();
+          this.log(`${n.id} role ${e.role} e${n.replica!.state.epoch}`);
+          break;
+      }
+    }
+  }
+
+  private write(n: SimNode, ops: Op[]): void {
+    for (const op of ops) {
+      if (op.type === 'put' && op.key[0] === K.Kind.log) this.checkLogEntry(n.id, op.key, op.value);
+    }
+    n.store.apply(ops);
+    n.digest = undefined;
+    this.touched.add(n.id);
+  }
+
+  /** worker.ts `resend`: entries after fromSeq from the log; a snapshot if the log lacks them. */
+  private resend(n: SimNode, to: NodeId, fromSeq: number): void {
+    const s = n.replica!.state;
+    const entries: Entry[] = [];
+    for (const [k, v] of n.store.range({ gte: K.logKey(fromSeq + 1), lt: K.logRange.lt })) {
+      if (entries.length === 0 && K.seqOfLogKey(Buffer.from(k, 'hex')) !== fromSeq + 1) break;
+      entries.push(decodeEntry(v));
+      if (entries.length >= 64) break;
+    }
+    if (fromSeq < s.seq && entries.length === 0) {
+      this.execute(n, [{ kind: 'snapshot', to }]);
+      return;
+    }
+    this.send(n.id, to, { t: 'append', p: s.id, epoch: s.epoch, leader: n.id, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries });
+  }
+
+  private workerTick(n: SimNode): void {
+    this.run1(n, { type: 'tick' });
+    // worker.ts sendSnapshotChunk: one message per follower per tick (here the whole copy at once)
+    for (const [to, data] of n.snapshots) {
+      this.stats.snapshots++;
+      this.log(`${n.id} → ${to} snapshot e${n.replica!.state.epoch} (${data.length} keys)`);
+      this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, data });
+    }
+    n.snapshots.clear();
+  }
+
+  /** worker.ts installChunk for a copy that fits one chunk. */
+  private deliverSnap(ev: Extract<Ev, { k: 'snap' }>): void {
+    const n = this.nodes.get(ev.to)!;
+    if (!n.up) return;
+    if (!this.linkPasses(ev)) return;
+    const r = n.replica!;
+    if (ev.epoch < r.state.epoch) { this.log(`${n.id} ignores snapshot e${ev.epoch} from ${ev.from}`); return; }
+    for (const [k, v] of ev.data) if (k.startsWith('08')) this.checkLogEntry(n.id, Buffer.from(k, 'hex'), v);
+    const seqBefore = r.state.seq;
+    n.store.replaceWith(ev.data);
+    n.digest = undefined;
+    this.touched.add(n.id);
+    const state = loadState(n.store, P);
+    const view: ReplicaView = { ...r.view, epoch: toEpoch(Math.max(state.epoch, ev.epoch)), leader: ev.from };
+    n.replica = createReplica(n.id, state, view);
+    this.log(`${n.id} installs snapshot from ${ev.from} e${ev.epoch}: seq ${seqBefore} → ${state.seq}`);
+    this.run1(n, { type: 'view', view });
+    this.send(n.id, ev.from, { t: 'ack', p: state.id, epoch: n.replica.state.epoch, from: n.id, seq: state.seq });
+  }
+
+  // ---- network ----
+
+  private send(from: NodeId, to: NodeId, msg: PeerMessage): void {
+    if (from === to) throw new Violation(`${from} sends a message to itself: ${describe(msg)}`);
+    this.transmit(from, to, { k: 'msg', from, to, msg });
+  }
+
+  private transmit(from: NodeId, to: NodeId, ev: Extract<Ev, { k: 'msg' | 'snap' }>): void {
+    const l = this.links.get(lk(from, to))!;
+    this.stats.messages++;
+    if (this.rNet.chance(l.loss)) { this.stats.dropped++; return; }
+    const copies = this.rNet.chance(l.dup) ? 2 : 1;
+    for (let i = 0; i < copies; i++) this.q.push(this.now + l.delayMs + this.rNet.int(0, l.jitterMs), ev);
+  }
+
+  /** A cut link loses what reaches it, or holds it (a peer queue) until later. */
+  private linkPasses(ev: Extract<Ev, { k: 'msg' | 'snap' }>): boolean {
+    const l = this.links.get(lk(ev.from, ev.to))!;
+    if (!l.cut) return true;
+    if (this.rNet.chance(0.5)) { this.stats.dropped++; return false; }
+    this.q.push(this.now + this.rNet.int(50, 300), ev);
+    return false;
+  }
+
+  private deliver(ev: Extract<Ev, { k: 'msg' }>): void {
+    const n = this.nodes.get(ev.to)!;
+    if (!n.up) return;
+    if (!this.linkPasses(ev)) return;
+    this.log(`${ev.to} ← ${ev.from} ${describe(ev.msg)}`);
+    const r = n.replica!;
+    const epochBefore = r.state.epoch;
+    const seqBefore = r.state.seq;
+    const storeBefore = n.store.size;
+    this.run1(n, { type: 'peer', msg: ev.msg });
+    if (ev.msg.t === 'append' && ev.msg.epoch < epochBefore && (r.state.seq !== seqBefore || n.store.size !== storeBefore)) {
+      throw new Violation(`invariant 2: ${n.id} at epoch ${epochBefore} accepted an append of epoch ${ev.msg.epoch}`);
+    }
+  }
+
+  // ---- clients ----
+
+  private client(): void {
+    const r = this.rClient;
+    const leaders = this.ids.filter((id) => { const n = this.nodes.get(id)!; return n.up && n.replica!.role === 'leader'; });
+    const ups = this.ids.filter((id) => this.nodes.get(id)!.up);
+    if (ups.length === 0) return;
+    const to = leaders.length > 0 && r.chance(0.95) ? r.pick(leaders) : r.pick(ups);
+    const acks: Acks = r.chance(0.7) ? 'all' : 'one';
+    const roll = r.float();
+    let op: ClientOp;
+    let retryOf: number | undefined;
+    const retryable = this.opts.retries ? [...this.requests.values()].filter((q) => q.op.kind === 'produce' && q.op.producerId && q.retryOf === undefined
+      && (!q.outcome || q.outcome.code === 'OUTCOME_UNKNOWN') && this.now - q.sentAtMs > WRITE_TIMEOUT_MS) : [];
+    if (roll < 0.08 && retryable.length > 0) {
+      const orig = r.pick(retryable);
+      op = orig.op;
+      retryOf = orig.id;
+    } else if (roll < 0.40) op = { kind: 'kvPut', key: `k${r.int(0, 4)}`, value: `v${++this.valueCounter}` };
+    else if (roll < 0.50) op = { kind: 'kvDel', key: `k${r.int(0, 4)}` };
+    else if (roll < 0.90) {
+      const tp = r.int(0, 1);
+      const values = Array.from({ length: r.int(1, 3) }, () => `r${++this.valueCounter}`);
+      if (r.chance(0.5)) {
+        const sq = (this.producerSeq.get(tp) ?? -1) + 1;
+        this.producerSeq.set(tp, sq);
+        op = { kind: 'produce', tp, values, producerId: 'p1', sequence: sq };
+      } else op = { kind: 'produce', tp, values };
+    } else {
+      const st = this.nodes.get(to)!.replica!.state.streams.get(`${TOPIC}:0`);
+      op = { kind: 'commit', tp: 0, offset: r.int(0, st?.end ?? 0) };
+    }
+    const req: Request = { id: this.nextReq++, op, acks: retryOf !== undefined ? this.requests.get(retryOf)!.acks : acks, node: to, sentAtMs: this.now, retryOf };
+    this.requests.set(req.id, req);
+    this.stats.requests++;
+    this.q.push(this.now + r.int(1, 5), { k: 'req', to, id: req.id });
+  }
+
+  private arrive(to: NodeId, id: number): void {
+    const n = this.nodes.get(to)!;
+    const req = this.requests.get(id)!;
+    if (!n.up) { this.log(`${to} down: request #${id} lost`); return; }
+    let cmd: Command;
+    const op = req.op;
+    const utf8 = (s: string) => Buffer.from(s);
+    switch (op.kind) {
+      case 'kvPut': cmd = { op: 'kvPut', ks: 'ks', key: utf8(op.key), value: utf8(op.value) }; break;
+      case 'kvDel': cmd = { op: 'kvDel', ks: 'ks', key: utf8(op.key), existed: n.store.get(K.kvKey('ks', utf8(op.key))) !== undefined }; break;
+      case 'produce': cmd = { op: 'produce', topicId: TOPIC, tp: op.tp, records: op.values.map((v): WireRecord => [null, utf8(v), null]), producerId: op.producerId, sequence: op.sequence }; break;
+      case 'commit': cmd = { op: 'commit', group: 'g', topicId: TOPIC, tp: op.tp, offset: op.offset }; break;
+    }
+    this.log(`${to} ← client #${id}${req.retryOf ? ` (retry of #${req.retryOf})` : ''} ${describeOp(op)} acks=${req.acks}`);
+    this.run1(n, { type: 'write', id, cmd, acks: req.acks, timeoutMs: WRITE_TIMEOUT_MS });
+  }
+
+  private reply(n: SimNode, e: Extract<Effect, { kind: 'reply' }>): void {
+    const req = this.requests.get(e.id);
+    if (!req) return;
+    if (req.outcome) throw new Violation(`request #${e.id} answered twice: first ${JSON.stringify(req.outcome)}, then ${JSON.stringify(e.reply)} by ${n.id}`);
+    req.outcome = e.reply.ok ? { ok: true, replicas: e.replicas, res: e.reply.res, atMs: this.now } : { ok: false, code: e.reply.code, atMs: this.now };
+    this.log(`${n.id} → client #${e.id} ${e.reply.ok ? `ok replicas=${e.replicas} ${JSON.stringify(e.reply.res)}` : `${e.reply.code} ${JSON.stringify(e.reply.args)}`}`);
+    if (e.reply.ok) {
+      if (req.acks === 'all') this.stats.okAll++; else this.stats.okOne++;
+      this.checkHonestAck(req);
+    } else if (e.reply.code === 'OUTCOME_UNKNOWN') this.stats.unknown++;
+    else this.stats.errors++;
+  }
+
+  // ---- the coordinator (etcd + cluster.ts) ----
+
+  private viewFor(id: NodeId): ReplicaView {
+    const rec = this.rec;
+    return { epoch: toEpoch(rec.epoch), leader: rec.leader, replicas: [...rec.replicas], live: rec.replicas.filter((x) => this.alive(id, x)), copies: this.copies };
+  }
+
+  /** x's failure detector on y: registered and heard within SUSPECT_AFTER_MS. */
+  private alive(x: NodeId, y: NodeId): boolean {
+    if (x === y) return true;
+    const ny = this.nodes.get(y)!;
+    const l = this.links.get(lk(y, x))!;
+    if (ny.up && !l.cut) return true;
+    const since = Math.max(ny.up ? 0 : ny.downAtMs, l.cut ? l.cutAtMs : 0);
+    return this.now - since < SUSPECT_AFTER_MS;
+  }
+
+  private coordinate(): void {
+    const rec = this.rec;
+    for (const id of this.ids) {
+      const n = this.nodes.get(id)!;
+      if (!n.up) continue;
+      // views: refreshViews sends only what changed, through the (late, reordering) watch
+      this.pushView(n);
+      // failover: an in-sync member that no longer hears the leader; the first live one proposes
+      if (rec.isr.includes(id) && !this.alive(id, rec.leader)) {
+        const candidate = rec.isr.find((x) => x !== rec.leader && this.alive(id, x));
+        if (candidate === id) {
+          this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: id, rev: rec.rev, why: `${id}: leader ${rec.leader} silent`,
+            next: { epoch: rec.epoch + 1, leader: id, replicas: rec.replicas, isr: rec.isr.filter((x) => x !== rec.leader) } });
+        }
+      }
+      // in-sync growth: the leader adds followers that hold everything it has
+      const r = n.replica!;
+      if (id === rec.leader && r.role === 'leader' && r.view.leader === id) {
+        const caughtUp = rec.replicas.filter((x) => !rec.isr.includes(x) && this.alive(id, x) && (r.matched.get(x) ?? -1) >= r.state.seq);
+        if (caughtUp.length > 0) {
+          const isr = rec.replicas.filter((x) => rec.isr.includes(x) || caughtUp.includes(x));
+          this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: id, rev: rec.rev, why: `caught up: ${caughtUp.join(',')}`, next: { ...rec, isr } });
+        }
+      }
+    }
+  }
+
+  private pushView(n: SimNode): void {
+    const view = this.viewFor(n.id);
+    const json = JSON.stringify(view);
+    if (json === n.lastView) return;
+    n.lastView = json;
+    const late = this.rCoord.chance(0.1);
+    this.q.push(this.now + (late ? this.rCoord.int(100, 800) : this.rCoord.int(1, 20)), { k: 'view', to: n.id, inc: n.inc, view });
+  }
+
+  private cas(ev: Extract<Ev, { k: 'cas' }>): void {
+    if (!this.nodes.get(ev.by)!.up || ev.rev !== this.rec.rev) { this.stats.casLost++; return; }
+    const before = this.rec;
+    this.rec = { ...ev.next, rev: before.rev + 1 };
+    if (before.epoch !== this.rec.epoch) this.stats.failovers++; else this.stats.isrGrowths++;
+    this.log(`coordinator: ${ev.why} → e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}]`);
+    if (this.rec.epoch < before.epoch) throw new Violation('coordinator epoch went back');
+    for (const n of this.nodes.values()) if (n.up) this.pushView(n);
+  }
+
+  // ---- the nemesis ----
+
+  private fault(): void {
+    const r = this.rFault;
+    const roll = r.float();
+    const up = this.ids.filter((id) => this.nodes.get(id)!.up);
+    const down = this.ids.filter((id) => !this.nodes.get(id)!.up);
+    if (roll < 0.20 && up.length > 1) {
+      const victim = r.chance(0.6) && this.nodes.get(this.rec.leader)!.up ? this.rec.leader : r.pick(up);
+      this.crash(this.nodes.get(victim)!);
+      this.q.push(this.now + r.int(100, 2000), { k: 'restart', node: victim });
+    } else if (roll < 0.30 && down.length > 0) {
+      this.restart(this.nodes.get(r.pick(down))!);
+    } else if (roll < 0.45) {
+      // a partition: one side against the other (both directions)
+      const side = new Set(this.ids.filter(() => r.chance(0.5)));
+      if (side.size === 0 || side.size === this.ids.length) return;
+      for (const a of this.ids) for (const b of this.ids) if (a !== b && side.has(a) !== side.has(b)) this.cut(a, b);
+      this.log(`nemesis: partition [${[...side].join(',')}] | [${this.ids.filter((x) => !side.has(x)).join(',')}]`);
+    } else if (roll < 0.55) {
+      const a = r.pick(this.ids);
+      const b = r.pick(this.ids.filter((x) => x !== a));
+      this.cut(a, b);
+      if (r.chance(0.5)) this.cut(b, a);
+      this.log(`nemesis: cut ${a}→${b}`);
+    } else if (roll < 0.72) {
+      for (const l of this.links.values()) l.cut = false;
+      this.log('nemesis: links heal');
+    } else if (roll < 0.90) {
+      const a = r.pick(this.ids);
+      const b = r.pick(this.ids.filter((x) => x !== a));
+      const l = this.links.get(lk(a, b))!;
+      l.loss = r.pick([0, 0, 0.05, 0.2, 0.5]);
+      l.dup = r.pick([0, 0, 0.05, 0.2]);
+      l.delayMs = r.pick([1, 2, 5, 20, 80]);
+      l.jitterMs = r.pick([0, 5, 30, 150]);
+      this.log(`nemesis: link ${a}→${b} loss=${l.loss} dup=${l.dup} delay=${l.delayMs}+${l.jitterMs}`);
+    }
+  }
+
+  private cut(a: NodeId, b: NodeId): void {
+    const l = this.links.get(lk(a, b))!;
+    if (!l.cut) { l.cut = true; l.cutAtMs = this.now; }
+  }
+
+  private crash(n: SimNode): void {
+    this.stats.crashes++;
+    n.up = false;
+    n.inc++;
+    n.downAtMs = this.now;
+    n.replica = undefined;
+    n.snapshots = new Map();
+    n.lastView = undefined;
+    this.log(`nemesis: crash ${n.id}`);
+  }
+
+  private restart(n: SimNode): void {
+    if (n.up) return;
+    this.stats.restarts++;
+    n.up = true;
+    this.open(n);
+    this.log(`${n.id} restarts: seq ${n.replica!.state.seq} e${n.replica!.state.epoch} role ${n.replica!.role}`);
+  }
+
+  // ---- the checker ----
+
+  /** invariant 3 (log matching): one (seq, epoch) names one entry on every replica */
+  private checkLogEntry(node: NodeId, key: Buffer, value: Buffer): void {
+    const e = decodeEntry(value);
+    const s = K.seqOfLogKey(key);
+    if (e.seq !== s) throw new Violation(`invariant 3: ${node} stores entry seq ${e.seq} under log key ${s}`);
+    const id = `${s}/${e.epoch}`;
+    const hex = value.toString('hex');
+    const prev = this.entries.get(id);
+    if (prev === undefined) this.entries.set(id, hex);
+    else if (prev !== hex) throw new Violation(`invariant 3: ${node} holds a different entry at seq ${s} epoch ${e.epoch}: ${describeEntry(e)} vs ${describeEntry(decodeEntry(Buffer.from(prev, 'hex')))}`);
+  }
+
+  private checkStep(): void {
+    for (const n of this.nodes.values()) {
+      if (!n.up) continue;
+      const r = n.replica!;
+      const e = r.state.epoch;
+      // 1. one leader per epoch
+      if (r.role === 'leader') {
+        const prev = this.epochLeader.get(e);
+        if (prev === undefined) this.epochLeader.set(e, n.id);
+        else if (prev !== n.id) throw new Violation(`invariant 1: ${n.id} and ${prev} both lead epoch ${e}`);
+      }
+      // 2. epochs never decrease (across restarts too: the epoch is in the durable meta)
+      const max = this.maxEpoch.get(n.id) ?? 0;
+      if (e < max) throw new Violation(`invariant 2: ${n.id}'s epoch went from ${max} back to ${e}`);
+      this.maxEpoch.set(n.id, e);
+    }
+    for (const id of this.touched) {
+      const n = this.nodes.get(id)!;
+      if (n.up) this.checkReplica(n);
+    }
+    this.checkSameHistorySameState();
+  }
+
+  /** memory agrees with disk (a crash now restores the same replica), and streams are gap-free */
+  private checkReplica(n: SimNode): void {
+    const s = n.replica!.state;
+    const meta = n.store.meta();
+    if (meta && (meta.seq !== s.seq || meta.epoch !== s.epoch)) {
+      throw new Violation(`recovery: ${n.id} has seq ${s.seq} e${s.epoch} in memory but seq ${meta.seq} e${meta.epoch} on disk`);
+    }
+    if (!meta && s.seq !== 0) throw new Violation(`recovery: ${n.id} has seq ${s.seq} in memory and no meta on disk`);
+    if (s.seq > 0 && !n.store.logEntry(s.seq)) throw new Violation(`invariant 3: ${n.id} at seq ${s.seq} has no log entry for it`);
+    for (const st of s.streams.values()) {
+      const stored = n.store.get(K.streamKey(st.topicId, st.tp));
+      const disk = stored ? diskCodec.decode<{ start: number; end: number }>(stored) : undefined;
+      if (!disk || disk.start !== st.start || disk.end !== st.end) throw new Violation(`recovery: ${n.id} stream ${st.topicId}:${st.tp} is [${st.start},${st.end}) in memory, ${JSON.stringify(disk)} on disk`);
+      let at = st.start;
+      for (const [k, v] of n.store.range(K.batchRange(st.topicId, st.tp))) {
+        const base = K.baseOffsetOfBatchKey(Buffer.from(k, 'hex'));
+        if (base !== at) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} has a gap or overlap: batch at ${base}, expected ${at}`);
+        at += diskCodec.decode<StoredBatch>(v).r.length;
+      }
+      if (at !== st.end) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} batches end at ${at}, stream end ${st.end}`);
+    }
+  }
+
+  private digestOf(n: SimNode): string {
+    n.digest ??= n.store.digest();
+    return n.digest;
+  }
+
+  /** invariant 3: replicas at the same position of the same history hold the same state */
+  private checkSameHistorySameState(): void {
+    if (this.touched.size === 0) return;
+    const byPos = new Map<string, SimNode[]>();
+    for (const n of this.nodes.values()) {
+      if (!n.up) continue;
+      const s = n.replica!.state;
+      const last = s.seq > 0 ? n.store.logEntry(s.seq)?.toString('hex') ?? '-' : '';
+      const k = `${s.seq}:${last}`;
+      const g = byPos.get(k);
+      if (g) g.push(n); else byPos.set(k, [n]);
+    }
+    for (const g of byPos.values()) {
+      if (g.length < 2 || !g.some((n) => this.touched.has(n.id))) continue;
+      const d0 = this.digestOf(g[0]);
+      for (const n of g.slice(1)) {
+        if (this.digestOf(n) !== d0) throw new Violation(`invariant 3: ${g[0].id} and ${n.id} are both at seq ${g[0].replica!.state.seq} of the same history but their state differs`);
+      }
+    }
+  }
+
+  /** nodes whose store holds exactly this log entry (crashed nodes count: their store is durable) */
+  private holdersOfEntry(seq: number, bytes: Buffer): NodeId[] {
+    return this.ids.filter((id) => this.nodes.get(id)!.store.logEntry(seq)?.equals(bytes));
+  }
+
+  private holdersOfBatch(tp: number, base: number, values: string[]): NodeId[] {
+    return this.ids.filter((id) => {
+      const b = this.nodes.get(id)!.store.get(K.batchKey(TOPIC, tp, base));
+      if (!b) return false;
+      const got = diskCodec.decode<StoredBatch>(b).r.map((x) => Buffer.from(x[1]).toString());
+      return got.length === values.length && got.every((v, i) => v === values[i]);
+    });
+  }
+
+  /** invariant 4, at answer time: the replica count is honest and acks=all has its copies */
+  private checkHonestAck(req: Request): void {
+    const o = req.outcome!;
+    const claimed = o.replicas ?? 0;
+    if (req.acks === 'all' && claimed < this.copies) {
+      throw new Violation(`invariant 4: #${req.id} ${describeOp(req.op)} acks=all answered ok with replicas=${claimed} < N=${this.copies}${req.retryOf ? ` (a retry of #${req.retryOf})` : ''}`);
+    }
+    let holders: NodeId[] | undefined;
+    if (req.entry) holders = this.holdersOfEntry(req.entry.seq, req.entry.bytes);
+    else if (req.op.kind === 'produce') {
+      const res = o.res as { base: number; count: number };
+      if (res.count > 0) holders = this.holdersOfBatch(req.op.tp, res.base, req.op.values);
+    }
+    if (holders && holders.length < claimed) {
+      throw new Violation(`invariant 4: #${req.id} ${describeOp(req.op)} answered ok replicas=${claimed} but only [${holders.join(',')}] hold it`);
+    }
+  }
+
+  // ---- quiescence ----
+
+  private converged(): boolean {
+    const ns = [...this.nodes.values()];
+    if (!ns.every((n) => n.up)) return false;
+    const leader = this.nodes.get(this.rec.leader)!;
+    if (leader.replica!.role !== 'leader' || leader.replica!.state.epoch !== this.rec.epoch) return false;
+    const s0 = leader.replica!.state.seq;
+    if (!ns.every((n) => n.replica!.state.seq === s0 && n.replica!.state.epoch === this.rec.epoch)) return false;
+    const d0 = this.digestOf(leader);
+    return ns.every((n) => this.digestOf(n) === d0);
+  }
+
+  /** invariants 4 and 5 after quiescence */
+  private finalCheck(): void {
+    const ns = [...this.nodes.values()];
+    const leader = this.nodes.get(this.rec.leader)!;
+    // 5. identical seq, state-machine keys and in-memory state
+    const mem = (n: SimNode) => JSON.stringify({ seq: n.replica!.state.seq, streams: [...n.replica!.state.streams], producers: [...n.replica!.state.producers] });
+    for (const n of ns) {
+      if (this.digestOf(n) !== this.digestOf(leader)) throw new Violation(`invariant 5: ${n.id} digest differs from leader ${leader.id}`);
+      if (mem(n) !== mem(leader)) throw new Violation(`invariant 5: ${n.id} in-memory state differs from leader ${leader.id}: ${mem(n)} vs ${mem(leader)}`);
+      for (let s = 1; s <= n.replica!.state.seq; s++) {
+        const a = n.store.logEntry(s);
+        const b = leader.store.logEntry(s);
+        if (!a || !b || !a.equals(b)) throw new Violation(`invariant 3: after quiescence ${n.id} and ${leader.id} differ at seq ${s}`);
+      }
+    }
+    // 4. no acks=all write is lost
+    for (const req of this.requests.values()) {
+      const o = req.outcome;
+      if (!o?.ok || req.acks !== 'all') continue;
+      for (const n of ns) this.checkDurable(req, n);
+    }
+  }
+
+  private checkDurable(req: Request, n: SimNode): void {
+    const lost = (why: string) => new Violation(`invariant 4: acked write #${req.id} ${describeOp(req.op)} (acks=all, ok replicas=${req.outcome!.replicas} at ${req.outcome!.atMs} ms) is lost on ${n.id}: ${why}`);
+    if (req.entry) {
+      const got = n.store.logEntry(req.entry.seq);
+      if (!got?.equals(req.entry.bytes)) throw lost(`seq ${req.entry.seq} holds ${got ? describeEntry(decodeEntry(got)) : 'nothing'}`);
+    }
+    const op = req.op;
+    if (op.kind === 'kvPut') {
+      const version = (req.outcome!.res as { version: number }).version;
+      const cur = n.store.get(K.kvKey('ks', Buffer.from(op.key)));
+      if (cur) {
+        const v = decodeKvValue(cur);
+        if (v.version < version) throw lost(`key ${op.key} is at version ${v.version} < ${version}`);
+        if (v.version === version && v.value.toString() !== op.value) throw lost(`key ${op.key} version ${version} holds ${v.value.toString()}`);
+      } else {
+        const laterDel = [...this.logOf(n)].some((e) => e.seq > version && e.cmd.op === 'kvDel' && Buffer.from(e.cmd.key).toString() === op.key);
+        if (!laterDel) throw lost(`key ${op.key} is absent and no later delete explains it`);
+      }
+    } else if (op.kind === 'produce') {
+      const res = req.outcome!.res as { base: number; count: number };
+      if (res.count > 0 && !this.holdersOfBatch(op.tp, res.base, op.values).includes(n.id)) throw lost(`no batch [${op.values}] at offset ${res.base}`);
+    }
+  }
+
+  private *logOf(n: SimNode): Generator<Entry> {
+    for (const [, v] of n.store.range(K.logRange)) yield decodeEntry(v);
+  }
+
+  // ---- tracing ----
+
+  private log(line: string): void {
+    const s = `${String(this.step).padStart(5)} t=${String(this.now).padStart(6)} ${line}`;
+    for (let i = 0; i < s.length; i++) this.hash = Math.imul(this.hash ^ s.charCodeAt(i), 0x01000193);
+    if (this.full) this.full.push(s);
+    else {
+      this.tail.push(s);
+      if (this.tail.length > this.opts.traceKeep) this.tail.shift();
+    }
+  }
+
+  status(): string {
+    const lines = [`coordinator: e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}] rev=${this.rec.rev}`];
+    for (const n of this.nodes.values()) {
+      const r = n.replica;
+      lines.push(`  ${n.id}: ${n.up ? `${r!.role} e${r!.state.epoch} seq=${r!.state.seq} view e${r!.view.epoch}/${r!.view.leader} epochs=${JSON.stringify(r!.state.epochs)} matched=${JSON.stringify([...r!.matched])} pending=${r!.pending.length} digest=${this.digestOf(n).slice(0, 8)}` : 'down'}`);
+    }
+    return lines.join('\n');
+  }
+}
+
+function describeOp(op: ClientOp): string {
+  switch (op.kind) {
+    case 'kvPut': return `put ${op.key}=${op.value}`;
+    case 'kvDel': return `del ${op.key}`;
+    case 'produce': return `produce tp${op.tp} [${op.values.join(',')}]${op.producerId ? ` ${op.producerId}#${op.sequence}` : ''}`;
+    case 'commit': return `commit tp${op.tp}@${op.offset}`;
+  }
+}
+
+function describeEntry(e: Entry): string {
+  const c = e.cmd;
+  const body = c.op === 'kvPut' ? `put ${Buffer.from(c.key).toString()}=${Buffer.from(c.value).toString()}`
+    : c.op === 'kvDel' ? `del ${Buffer.from(c.key).toString()}`
+      : c.op === 'produce' ? `produce tp${c.tp} [${c.records.map((x) => Buffer.from(x[1]).toString()).join(',')}]`
+        : c.op === 'commit' ? `commit tp${c.tp}@${c.offset}` : c.op;
+  return `${e.seq}@e${e.epoch} ${body}`;
+}
+
+function describe(m: PeerMessage): string {
+  switch (m.t) {
+    case 'append': return `append e${m.epoch} from ${m.leader} prev=${m.prevSeq}@e${m.prevEpoch} [${m.entries.map(describeEntry).join('; ')}]`;
+    case 'ack': return `ack e${m.epoch} from ${m.from} seq=${m.seq}`;
+    case 'nack': return `nack e${m.epoch} from ${m.from} seq=${m.seq} ${m.reason}`;
+  }
+}
+
+export function runSeed(opts: SimOptions): SimResult {
+  return new Sim(opts).run();
+}
+
+export function formatFailure(r: SimResult): string {
+  return [
+    `seed ${r.seed} FAILED at step ${r.step} (sim ${r.simMs} ms) [${r.config}]`,
+    r.violation ?? '',
+    `replay: SIM_SEED=${r.seed} npx vitest run test/sim.test.ts`,
+    `--- last ${r.trace.length} events ---`,
+    ...r.trace,
+  ].join('\n');
+}
+
+export function hashOf(s: string): string { return createHash('sha1').update(s).digest('hex').slice(0, 12); }
