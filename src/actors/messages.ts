@@ -19,7 +19,7 @@ export type Request =
   /** a digest of the partition's content, to compare replicas */
   | { id: number; p: number; op: 'digest' }
   /** replication traffic from another node (no answer) */
-  | { id: number; p: number; op: 'peer'; msg: PeerMessage | SnapshotChunk }
+  | { id: number; p: number; op: 'peer'; msg: PeerMessage | SnapshotChunk | DigestCheck }
   /** the coordinator's current epoch, leader and replica set for the partition (no answer) */
   | { id: number; p: number; op: 'view'; view: ReplicaView };
 
@@ -36,7 +36,7 @@ export type Response =
 export interface WorkerOutput {
   replies?: Response[];
   /** replication traffic for other nodes */
-  peer?: Array<{ to: NodeId; msg: PeerMessage | SnapshotChunk }>;
+  peer?: Array<{ to: NodeId; msg: PeerMessage | SnapshotChunk | DigestCheck }>;
 }
 
 /**
@@ -53,7 +53,13 @@ export interface SnapshotChunk {
   entries: Array<[Uint8Array, Uint8Array]>;
   last: boolean;
 }
-export interface DigestReply { partition: number; seq: number; epoch: number; digest: string; keys: number }
+export interface DigestReply { partition: number; seq: number; epoch: number; digest: string; ranges: Record<string, string>; keys: number }
+
+/**
+ * Anti-entropy: a leader's digests at `seq`. A follower compares its own when it reaches that seq;
+ * a range that differs means its copy diverged, and it asks its leader for a fresh one.
+ */
+export interface DigestCheck { t: 'digest'; p: number; epoch: number; leader: NodeId; seq: number; ranges: Record<string, string> }
 
 /** [offset, timestampMs, key, value, headers] */
 export type FetchedRecord = [offset: number, ts: number, key: Uint8Array | null, value: Uint8Array, headers: Record<string, string> | null];
@@ -68,6 +74,7 @@ export interface TopicRetention { topicId: number; retention: RetentionSpec }
 export interface WorkerControl {
   open(spec: {
     self: NodeId;
+    logLevel: string;
     partitions: Array<{ p: number; view: ReplicaView }>;
     syncPolicy: string;
     groupIntervalMs: number;
@@ -92,4 +99,9 @@ export interface WorkerStats {
   expiredKeys: number;
   trimmedBatches: number;
   fsyncs: number;
+  /** anti-entropy: digest comparisons made, and divergences found (each repaired by a fresh copy) */
+  digestChecks: number;
+  divergences: number;
+  snapshotBytesSent: number;
+  snapshotsInstalled: number;
 }

@@ -131,18 +131,25 @@ export class PartitionReader {
   }
 
   /**
-   * A digest of everything the partition's state machine owns (not the replica-local log and
-   * sync marker), so replicas at the same seq must have equal digests.
+   * Digests of everything the partition's state machine owns (not the replica-local log and meta),
+   * one per kind of key, so replicas at the same seq must match range by range.
    */
   digest(): DigestReply {
     const s = this.state();
-    const h = createHash('sha256');
+    const whole = createHash('sha256');
+    const ranges: Record<string, string> = {};
     let keys = 0;
-    for (const [k, v] of this.store.iterate({ gte: Buffer.from([K.Kind.kv]), lt: Buffer.from([K.Kind.log]) }, 1024)) {
-      h.update(k);
-      h.update(v);
-      keys++;
+    for (const [name, kind] of Object.entries(K.Kind)) {
+      if (kind === K.Kind.meta || kind === K.Kind.log) continue;
+      const h = createHash('sha256');
+      for (const [k, v] of this.store.iterate({ gte: Buffer.from([kind]), lt: Buffer.from([kind + 1]) }, 1024)) {
+        h.update(k);
+        h.update(v);
+        keys++;
+      }
+      ranges[name] = h.digest('hex');
+      whole.update(ranges[name]);
     }
-    return { partition: s.id, seq: s.seq, epoch: s.epoch, digest: h.digest('hex'), keys };
+    return { partition: s.id, seq: s.seq, epoch: s.epoch, digest: whole.digest('hex'), ranges, keys };
   }
 }

@@ -12,6 +12,7 @@ import type { ChainedBatch, RocksLevel } from '@nxtedition/rocksdb';
 import { attachDatabase, columnName, ColumnStore } from '../storage/rocks.js';
 import { threadCodec, diskCodec } from '../runtime/codec.js';
 import { systemClock } from '../runtime/clock.js';
+import { createLogger, type Logger } from '../runtime/log.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { epoch, partitionId, seq, type NodeId } from '../runtime/ids.js';
@@ -20,7 +21,7 @@ import { emptyStream, initialState, streamKeyOf, type Command, type Op, type Par
 import { createReplica, epochOf, handle, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
-import type { Request, Response, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
+import type { DigestCheck, Request, Response, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
 import type { RetentionSpec } from '../node/api.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
@@ -34,6 +35,8 @@ interface Hosted {
   readonly reader: PartitionReader;
   /** a full copy being received: the next part expected */
   installing?: { nextPart: number };
+  /** anti-entropy: the leader's digests, compared when this replica reaches their seq */
+  digestCheck?: DigestCheck;
   /** full copies being sent, one per follower */
   snapshots: Map<NodeId, { part: number; entries: Generator<[Buffer, Buffer]> }>;
 }
@@ -64,8 +67,9 @@ class PartitionWorker {
   private retention = new Map<number, RetentionSpec>();
   private timers: NodeJS.Timeout[] = [];
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 100 });
-  private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0 };
+  private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0, digestChecks: 0, divergences: 0, snapshotBytesSent: 0, snapshotsInstalled: 0 };
   private draining = false;
+  private log: Logger = createLogger('info');
 
   constructor(private readonly db: RocksLevel, private readonly port: MessagePort) {
     this.loopDelay.enable();
@@ -83,6 +87,7 @@ class PartitionWorker {
   readonly control: WorkerControl = {
     open: async (spec) => {
       this.self = spec.self;
+      this.log = createLogger(spec.logLevel, { node: spec.self, thread: 'partition-worker' });
       this.syncPolicy = spec.syncPolicy;
       this.groupIntervalMs = spec.groupIntervalMs;
       this.replicationTimeoutMs = spec.replicationTimeoutMs;
@@ -100,9 +105,9 @@ class PartitionWorker {
       this.flush();
       const tick = setInterval(() => this.tick(), TICK_MS);
       const maintenance = setInterval(() => { void this.control.maintain(); }, spec.maintenanceIntervalMs);
-      tick.unref();
-      maintenance.unref();
-      this.timers.push(tick, maintenance);
+      const antiEntropy = setInterval(() => this.sendDigests(), limits.antiEntropyIntervalMs);
+      for (const t of [tick, maintenance, antiEntropy]) t.unref();
+      this.timers.push(tick, maintenance, antiEntropy);
     },
     setRetention: (topics: TopicRetention[]) => {
       this.retention = new Map(topics.map((t) => [t.topicId, t.retention]));
@@ -252,10 +257,43 @@ class PartitionWorker {
     this.out.peer.push({ to, msg });
   }
 
-  private onPeer(h: Hosted, msg: PeerMessage | SnapshotChunk): void {
+  private onPeer(h: Hosted, msg: PeerMessage | SnapshotChunk | DigestCheck): void {
     if (msg.t === 'snap') { this.installChunk(h, msg); return; }
+    if (msg.t === 'digest') { h.digestCheck = msg; this.checkDigest(h); return; }
     if (h.installing && msg.t === 'append') return; // resent after the copy is in place
     this.run(h, { type: 'peer', msg });
+    if (h.digestCheck) this.checkDigest(h);
+  }
+
+  /** Anti-entropy, leader side: digests of every led partition go to its followers. */
+  private sendDigests(): void {
+    for (const h of this.hosted.values()) {
+      const r = h.replica;
+      if (r.role !== 'leader' || r.view.replicas.length < 2) continue;
+      this.flush(); // the digest covers exactly the state at r.state.seq
+      const d = h.reader.digest();
+      for (const to of r.view.replicas) {
+        if (to !== this.self) this.out.peer.push({ to, msg: { t: 'digest', p: d.partition, epoch: d.epoch, leader: this.self, seq: d.seq, ranges: d.ranges } });
+      }
+    }
+    this.flush();
+  }
+
+  /** Anti-entropy, follower side: compare once this replica is at the leader's seq. */
+  private checkDigest(h: Hosted): void {
+    const c = h.digestCheck!;
+    const s = h.replica.state;
+    if (c.epoch !== s.epoch || s.seq > c.seq || h.installing) { h.digestCheck = undefined; return; } // moved on; the next round compares
+    if (s.seq < c.seq) return; // not there yet
+    h.digestCheck = undefined;
+    this.flush();
+    const mine = h.reader.digest().ranges;
+    this.counters.digestChecks++;
+    const differ = Object.keys(c.ranges).filter((k) => c.ranges[k] !== mine[k]);
+    if (differ.length === 0) return;
+    this.counters.divergences++;
+    this.log.warn({ partition: s.id, seq: s.seq, ranges: differ }, 'replica diverged from its leader; asking for a fresh copy');
+    this.out.peer.push({ to: c.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: this.self, seq: s.seq, reason: 'diverged' } });
   }
 
   /** Receive a full copy: drop everything, write the parts in order, then reload from disk. */
@@ -275,6 +313,7 @@ class PartitionWorker {
     if (!c.last) return;
     this.flush();
     h.installing = undefined;
+    this.counters.snapshotsInstalled++;
     void loadState(h.store, h.replica.state.id).then((state) => {
       const view: ReplicaView = { ...h.replica.view, epoch: epoch(Math.max(state.epoch, c.epoch)), leader: c.leader };
       h.replica = createReplica(this.self, state, view);
@@ -305,6 +344,7 @@ class PartitionWorker {
       if (bytes >= limits.snapshotChunkBytesMax) break;
     }
     const s = h.replica.state;
+    this.counters.snapshotBytesSent += bytes;
     this.out.peer.push({ to, msg: { t: 'snap', p: s.id, epoch: s.epoch, leader: this.self, part: snap.part++, entries, last } });
     if (last) h.snapshots.delete(to);
   }

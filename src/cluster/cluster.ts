@@ -64,6 +64,9 @@ export class ClusterCoordinator implements Coordinator {
   readonly self: NodeId;
   private readonly membership: Membership;
   private members: MembershipView | undefined;
+  /** rebalance progress: when each moving partition started, and when moves completed (last minute) */
+  private readonly movingSince = new Map<number, number>();
+  private readonly completedAt: number[] = [];
   /** when each member appeared in membership (ms): the baseline for silence */
   private readonly firstSeen = new Map<NodeId, number>();
   private readonly views = new Map<number, ReplicaView>();
@@ -123,6 +126,10 @@ export class ClusterCoordinator implements Coordinator {
         this.background('in-sync', () => this.maintainInSync());
       }, CHECK_EVERY_MS),
       setInterval(() => this.background('placement', () => this.control()), CONTROLLER_EVERY_MS),
+      setInterval(() => {
+        const p = this.progress();
+        if (p.moving > 0) this.log.info({ moving: p.moving, etaSeconds: p.etaSeconds, catchingUp: p.catchingUp.slice(0, 8) }, 'rebalance progress');
+      }, 5_000),
     );
     for (const t of this.timers) t.unref();
     this.log.info({ url, live: this.liveMembers() }, 'registered in the cluster');
@@ -269,6 +276,33 @@ export class ClusterCoordinator implements Coordinator {
   }
 
   isrOf(p: number): NodeId[] { return this.table.get(p)?.record.isr ?? []; }
+
+  /**
+   * Rebalance progress: partitions with replicas still catching up, and an ETA from the pace at
+   * which moves completed recently.
+   */
+  progress(): { moving: number; catchingUp: Array<{ partition: number; nodes: NodeId[] }>; completed: number; etaSeconds: number | null } {
+    const catchingUp: Array<{ partition: number; nodes: NodeId[] }> = [];
+    for (let p = 0; p < this.partitions; p++) {
+      const r = this.table.get(p)?.record;
+      if (!r) continue;
+      const nodes = r.replicas.filter((n) => !r.isr.includes(n));
+      if (nodes.length > 0) catchingUp.push({ partition: p, nodes });
+    }
+    const now = Date.now();
+    for (const p of this.movingSince.keys()) {
+      if (!catchingUp.some((c) => c.partition === p)) { this.completedAt.push(now); this.movingSince.delete(p); }
+    }
+    for (const c of catchingUp) if (!this.movingSince.has(c.partition)) this.movingSince.set(c.partition, now);
+    while (this.completedAt.length > 0 && now - this.completedAt[0] > 60_000) this.completedAt.shift();
+    const perSecond = this.completedAt.length / 60;
+    return {
+      moving: catchingUp.length,
+      catchingUp,
+      completed: this.completedAt.length,
+      etaSeconds: catchingUp.length === 0 ? 0 : perSecond > 0 ? Math.round(catchingUp.length / perSecond) : null,
+    };
+  }
 
   async stop(): Promise<void> {
     this.stopping = true;

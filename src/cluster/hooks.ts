@@ -5,11 +5,11 @@ import type { NodeId } from '../runtime/ids.js';
 import type { Config } from '../runtime/config.js';
 import type { Logger } from '../runtime/log.js';
 import type { WriteResult } from '../runtime/threads.js';
-import type { RequestBody, SnapshotChunk } from '../actors/messages.js';
+import type { DigestCheck, RequestBody, SnapshotChunk } from '../actors/messages.js';
 import type { PeerMessage } from '../actors/replica.js';
 import type { Coordinator, TopicCatalogApi } from '../node/coordinator.js';
 
-export type ReplicationMessage = PeerMessage | SnapshotChunk;
+export type ReplicationMessage = PeerMessage | SnapshotChunk | DigestCheck;
 
 /** Node-to-node links: replication traffic one way, forwarded requests with answers. */
 export interface PeerLink {

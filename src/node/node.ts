@@ -86,6 +86,7 @@ export class ChicagoNode implements NodeApi {
     const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [], copies: 0 };
     await Promise.all(this.workers.map((w, i) => withDeadline(w.control.open({
       self,
+      logLevel: this.config.logLevel,
       partitions: this.partitionsOf(i).map((p) => ({ p, view: this.coordinator.view(p) ?? idle })),
       syncPolicy: this.config.sync.policy,
       groupIntervalMs: this.config.sync.groupIntervalMs,
@@ -509,6 +510,9 @@ export class ChicagoNode implements NodeApi {
       workers: this.workers.length,
       syncPolicy: this.config.sync.policy,
       nodes: this.coordinator.nodes(),
+      ...(this.coordinator.clustered ? {
+        rebalance: { ...(this.coordinator as ClusterCoordinator).progress(), snapshotBytesSent: stats.reduce((n, s) => n + s.snapshotBytesSent, 0) },
+      } : {}),
       partitions: [...this.coordinator.hosted()].map(([id, v]) => {
         const mine = local.get(id);
         return { id, epoch: v.epoch, leader: v.leader, replicas: v.replicas, isr: isrOf(id), role: mine?.role ?? 'none', seq: mine?.seq ?? 0, worker: mine?.worker ?? -1 };
@@ -527,12 +531,13 @@ export class ChicagoNode implements NodeApi {
     if (this.state === 'up') {
       const m = this.metrics;
       const stats = await this.workerStats();
-      let expired = 0, trimmed = 0, fsyncs = 0;
+      let expired = 0, trimmed = 0, fsyncs = 0, checks = 0, divergences = 0, snapshotBytes = 0;
       stats.forEach((s, i) => {
         m.eventLoopDelay.set({ thread: `worker-${i}`, quantile: '0.5' }, s.eventLoopDelayMs.p50 / 1000);
         m.eventLoopDelay.set({ thread: `worker-${i}`, quantile: '0.99' }, s.eventLoopDelayMs.p99 / 1000);
         m.eventLoopDelay.set({ thread: `worker-${i}`, quantile: '1' }, s.eventLoopDelayMs.max / 1000);
         expired += s.expiredKeys; trimmed += s.trimmedBatches; fsyncs += s.fsyncs;
+        checks += s.digestChecks; divergences += s.divergences; snapshotBytes += s.snapshotBytesSent;
         for (const p of s.partitions) {
           m.partitionSeq.set({ partition: String(p.id) }, p.seq);
           for (const st of p.streams) {
@@ -548,6 +553,14 @@ export class ChicagoNode implements NodeApi {
       m.expiredKeys.set(expired);
       m.trimmedBatches.set(trimmed);
       m.fsyncs.set(fsyncs);
+      m.digestChecks.set(checks);
+      m.divergences.set(divergences);
+      m.snapshotBytes.set(snapshotBytes);
+      if (this.coordinator.clustered) {
+        const progress = (this.coordinator as ClusterCoordinator).progress();
+        m.rebalanceMoving.set(progress.moving);
+        m.rebalanceEta.set(progress.etaSeconds ?? -1);
+      }
       for (const g of [...this.knownGroups].slice(0, 1000)) {
         for (const o of await this.groupOffsets(g)) {
           const labels = { group: g, topic: o.topic, partition: String(o.partition) };

@@ -27,6 +27,11 @@ export function createMetrics() {
     groupLagSeconds: new Gauge({ name: 'chicago_group_lag_seconds', help: 'Age of the oldest record a group has not committed', labelNames: ['group', 'topic', 'partition'] as const, registers: [registry] }),
     expiredKeys: new Gauge({ name: 'chicago_ttl_expired_keys', help: 'Expired keys swept from disk (since start)', registers: [registry] }),
     trimmedBatches: new Gauge({ name: 'chicago_retention_trimmed_batches', help: 'Record batches removed by retention (since start)', registers: [registry] }),
+    digestChecks: new Gauge({ name: 'chicago_antientropy_checks', help: 'Replica digest comparisons made (since start)', registers: [registry] }),
+    divergences: new Gauge({ name: 'chicago_antientropy_divergences', help: 'Replicas found to differ from their leader and repaired (since start)', registers: [registry] }),
+    rebalanceMoving: new Gauge({ name: 'chicago_rebalance_partitions_moving', help: 'Partitions whose new replicas are still catching up', registers: [registry] }),
+    rebalanceEta: new Gauge({ name: 'chicago_rebalance_eta_seconds', help: 'Estimated seconds until every partition is back on N in-sync replicas (-1: unknown)', registers: [registry] }),
+    snapshotBytes: new Gauge({ name: 'chicago_rebalance_snapshot_bytes_sent', help: 'Bytes of full partition copies sent to other replicas (since start)', registers: [registry] }),
     fsyncs: new Gauge({ name: 'chicago_fsyncs', help: 'WAL fsyncs (since start)', registers: [registry] }),
   };
 }

@@ -18,6 +18,14 @@ export const status: Command = {
     await line(`node ${s.nodeId} state=${s.state} version=${s.version} workers=${s.workers} sync=${s.syncPolicy}`);
     await line('');
     await line(table(['NODE', 'STATE', 'URL'], s.nodes.map((n) => [n.id, n.state, n.url])));
+    if (s.rebalance) {
+      const r = s.rebalance;
+      await line('');
+      await line(r.moving === 0
+        ? `rebalance: idle (${r.completed} moves in the last minute, ${r.snapshotBytesSent} bytes copied from this node)`
+        : `rebalance: ${r.moving} partitions catching up, ETA ${r.etaSeconds === null ? 'unknown' : `${r.etaSeconds}s`}, ${r.snapshotBytesSent} bytes copied from this node: ` +
+          r.catchingUp.map((c) => `p${c.partition}←${c.nodes.join('+')}`).join(' '));
+    }
     await line('');
     const rows = s.partitions.map((x) => [x.id, x.leader ?? '-', x.replicas.join(','), x.isr.join(','), x.epoch, x.role, x.seq]);
     await line(table(['PARTITION', 'LEADER', 'REPLICAS', 'IN-SYNC', 'EPOCH', 'HERE', 'SEQ'], rows));
