@@ -469,7 +469,7 @@ export class Bridge {
     if (eos) {
       const tx = await producer.transaction();
       try {
-        for (const req of requests) await tx.sendBatch({ topicMessages: toTopicMessages(req), acks: -1 });
+        for (const req of requests) checkWritten(req, await tx.sendBatch({ topicMessages: toTopicMessages(req), acks: -1 }));
         await tx.commit();
       } catch (e) {
         await tx.abort().catch(() => undefined);
@@ -477,7 +477,7 @@ export class Bridge {
         throw e;
       }
     } else {
-      for (const req of requests) await producer.sendBatch({ topicMessages: toTopicMessages(req), acks: -1 });
+      for (const req of requests) checkWritten(req, await producer.sendBatch({ topicMessages: toTopicMessages(req), acks: -1 }));
     }
     this.metrics.rounds.inc({ outcome: 'committed' });
     this.metrics.kafkaUp.set(1);
@@ -571,6 +571,23 @@ function toTopicMessages(msgs: OutMessage[]): kafkajs.TopicMessages[] {
     });
   }
   return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+}
+
+/**
+ * kafkajs leaves out, without an error, the messages of any partition missing from its metadata
+ * cache (e.g. a topic just created on a 3-broker cluster, before every broker knows all its
+ * partitions): the transaction would then commit without them and the checkpoint would move past
+ * them. Every (topic, partition) of the request must be in the produce response without an error;
+ * otherwise the round fails, is aborted, and recovery retries it with fresh metadata.
+ */
+export function checkWritten(req: readonly OutMessage[], written: kafkajs.RecordMetadata[]): void {
+  const ok = new Set(written.filter((w) => w.errorCode === 0).map((w) => `${w.topicName}/${w.partition}`));
+  const missing = new Set<string>();
+  for (const m of req) {
+    const id = `${m.topic}/${m.partition ?? '?'}`;
+    if (!ok.has(id)) missing.add(id);
+  }
+  if (missing.size > 0) throw new Error(`Kafka did not acknowledge partitions ${[...missing].slice(0, 10).join(', ')} of the request (stale producer metadata?)`);
 }
 
 function deadLetter(topic: string, r: ChicagoRecord, reason: string): { key?: string; value: string; headers: Record<string, string> } {

@@ -82,8 +82,13 @@ export function murmur2(data: Uint8Array): number {
   return h;
 }
 
-export function partitionOf(m: Mapping, rec: Pick<ChicagoRecord, 'partition' | 'headers' | 'key'>, kafkaPartitions: number): number | undefined {
-  if (m.partitionBy === 'key') return rec.key && rec.key.length > 0 ? undefined : rec.partition % kafkaPartitions;
+/**
+ * The Kafka partition, always explicit (never left to kafkajs, whose metadata may be stale): by key
+ * it is the Java client's `toPositive(murmur2(key)) % partitions`; a record without a key goes by
+ * its Chicago partition.
+ */
+export function partitionOf(m: Mapping, rec: Pick<ChicagoRecord, 'partition' | 'headers' | 'key'>, kafkaPartitions: number): number {
+  if (m.partitionBy === 'key') return rec.key && rec.key.length > 0 ? (murmur2(rec.key) & 0x7fffffff) % kafkaPartitions : rec.partition % kafkaPartitions;
   if (m.partitionBy === 'chicago-partition') return rec.partition % kafkaPartitions;
   const name = m.partitionBy.slice('header:'.length);
   const v = rec.headers[name] ?? m.missing;

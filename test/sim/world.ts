@@ -218,6 +218,7 @@ export class Sim {
       this.checkStep();
       if (this.phase === 'faults' && this.step >= this.opts.steps) this.startQuiesce();
       if (this.phase === 'quiesce' && s.ev.k === 'coord' && this.converged()) return;
+      if (this.q.size > 200_000) throw new Violation(`runaway: ${this.q.size} events queued:\n${this.status()}`);
       if (deadline()) throw new Violation(`no convergence ${this.opts.quiesceMs} ms after the faults stopped:\n${this.status()}`);
     }
   }
