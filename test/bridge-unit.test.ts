@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyCheckpointRecord, type Checkpoint, checkpointKey, checkpointValue, partKey } from '../src/bridge/checkpoint.js';
 import type { ChicagoRecord } from '../src/bridge/chicago.js';
+import { checkWritten } from '../src/bridge/bridge.js';
 import { BridgeConfigError, globMatches, resolveBridgeConfig } from '../src/bridge/config.js';
 import { REQUEST_OVERHEAD_BYTES, TaskSeqs, chunk, kafkaTopicOf, mappingFor, murmur2, recordBytesMax, toKafka } from '../src/bridge/route.js';
 
@@ -87,6 +88,25 @@ describe('bridge routing', () => {
     expect(seqs.toJSON()).toEqual({ t: 2, u: 1 });
   });
 
+  it('always picks the Kafka partition itself: by key as the Java client, else by Chicago partition', () => {
+    const m = { chicago: 'a', kafka: 'b', partitionBy: 'key' as const, missing: 'unknown' };
+    const require = createRequire(import.meta.url);
+    const ref = require('kafkajs/src/producer/partitioners/default/murmur2.js') as (k: Buffer) => number;
+    fc.assert(fc.property(fc.uint8Array({ minLength: 1, maxLength: 32 }), fc.integer({ min: 1, max: 64 }), (k, n) =>
+      toKafka(m, 'a', rec({ key: Buffer.from(k) }), new TaskSeqs(1), () => n).partition === (ref(Buffer.from(k)) & 0x7fffffff) % n));
+    expect(toKafka(m, 'a', rec({ partition: 5 }), new TaskSeqs(1), () => 3).partition).toBe(2);
+  });
+
+  it('fails a round when kafkajs left a partition out of a request (it does so silently)', () => {
+    const m = mappingFor(cfg.mappings, 'app.x')!;
+    const req = [0, 1, 2].map((p) => toKafka(m, 'app.x', rec({ partition: p }), new TaskSeqs(1), () => 3));
+    const meta = (topicName: string, partition: number, errorCode = 0) => ({ topicName, partition, errorCode });
+    const t = req[0]!.topic;
+    expect(() => checkWritten(req, [meta(t, 0), meta(t, 1), meta(t, 2)])).not.toThrow();
+    expect(() => checkWritten(req, [meta(t, 0), meta(t, 2)])).toThrow(/did not acknowledge partitions .*\/1/);
+    expect(() => checkWritten(req, [meta(t, 0), meta(t, 1, 6), meta(t, 2)])).toThrow(/\/1/);
+  });
+
   it('forgets the least recently used task past its bound', () => {
     const s = new TaskSeqs(2);
     s.next('a'); s.next('b'); s.next('a'); s.next('c');
@@ -97,11 +117,13 @@ describe('bridge routing', () => {
     fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 3000 }), { maxLength: 300 }), fc.integer({ min: 8192, max: 20000 }), (sizes, cap) => {
       const m = mappingFor(cfg.mappings, 'logs')!;
       const seqs = new TaskSeqs(10);
-      const msgs = sizes.map((n, i) => toKafka(m, 'logs', rec({ offset: i, value: Buffer.alloc(n, 97), key: Buffer.from('k' + (i % 3)) }), seqs, () => 1));
+      const msgs = sizes.map((n, i) => toKafka(m, 'logs', rec({ offset: i, value: Buffer.alloc(n, 97), key: Buffer.from('k' + (i % 3)) }), seqs, () => 3));
       const reqs = chunk(msgs, cap);
       expect(reqs.flat().map((x) => x.offset)).toEqual(msgs.map((x) => x.offset));
       for (const r of reqs) {
-        const total = REQUEST_OVERHEAD_BYTES + r.reduce((n, x) => n + x.bytes + 128, 0);
+        // each record, plus one batch overhead per (topic, partition) in the request
+        const batches = new Set(r.map((x) => `${x.topic}/${x.partition}`)).size;
+        const total = REQUEST_OVERHEAD_BYTES + r.reduce((n, x) => n + x.bytes, 0) + 128 * batches;
         expect(r.length === 1 || total <= cap).toBe(true);
       }
     }));

@@ -9,6 +9,7 @@
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import type { Config } from '../runtime/config.js';
 import type { Logger } from '../runtime/log.js';
+import { ChicagoError } from '../runtime/errors.js';
 import { epoch as toEpoch, nodeId as toNodeId, type NodeId } from '../runtime/ids.js';
 import type { ReplicaView } from '../actors/replica.js';
 import type { ClusterNodeInfo, Coordinator, TopicCatalogApi } from '../node/coordinator.js';
@@ -31,6 +32,8 @@ export const SUSPECT_AFTER_MS = 300;
  */
 export const STAND_IN_AFTER_MS = SUSPECT_AFTER_MS;
 const CHECK_EVERY_MS = 100;
+/** how long a starting node keeps trying to reach etcd */
+const STARTUP_RETRY_MS = 30_000;
 const CONTROLLER_EVERY_MS = 200;
 /** partitions the controller moves at once: rebalancing never swamps the foreground */
 const MOVES_AT_ONCE = 2;
@@ -43,9 +46,9 @@ export interface ReplicaPositions {
 export async function connectCluster(config: Config, log: Logger): Promise<ClusterConnection> {
   const coord = new Coordination({ endpoints: config.etcd });
   const table = new PartitionTable(coord);
-  const meta = await table.ensureMeta(config.partitions);
+  const meta = await untilReachable(log, 'cluster metadata', () => table.ensureMeta(config.partitions));
   const topics = new TopicCatalog(coord);
-  await topics.start();
+  await untilReachable(log, 'topic catalog', () => topics.start());
   const catalog: TopicCatalogApi = topics;
   log.info({ etcd: config.etcd, partitions: meta.partitions }, 'joined cluster metadata');
   return {
@@ -57,6 +60,20 @@ export async function connectCluster(config: Config, log: Logger): Promise<Clust
       return c;
     },
   };
+}
+
+/** At start etcd may be slow or still coming up: retry what is retryable, for a bounded time. */
+async function untilReachable<T>(log: Logger, what: string, op: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + STARTUP_RETRY_MS;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
+    try {
+      return await op();
+    } catch (err) {
+      if (!(err instanceof ChicagoError) || !err.retryable || Date.now() + delay > deadline) throw err;
+      log.warn({ what, err: err.message, retryInMs: delay }, 'etcd not reachable yet');
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
 
 export class ClusterCoordinator implements Coordinator {
@@ -99,14 +116,14 @@ export class ClusterCoordinator implements Coordinator {
   }
 
   async load(): Promise<void> {
-    await this.table.watch();
-    await this.membership.watch((view) => {
+    await untilReachable(this.log, 'partition table', () => this.table.watch());
+    await untilReachable(this.log, 'membership', () => this.membership.watch((view) => {
       this.members = view;
       for (const id of view.nodes.keys()) if (!this.firstSeen.has(id)) this.firstSeen.set(id, Date.now());
       for (const id of this.firstSeen.keys()) if (!view.nodes.has(id)) this.firstSeen.delete(id);
       this.peers?.setPeers(new Map([...view.nodes.values()].map((n) => [n.id, n.url])));
       this.refreshViews();
-    });
+    }));
     this.refreshViews();
   }
 
@@ -114,10 +131,10 @@ export class ClusterCoordinator implements Coordinator {
   async join(url: string, peers: PeerNetwork, positions: ReplicaPositions): Promise<void> {
     this.peers = peers;
     this.positions = positions;
-    await this.membership.register({ id: this.self, url, state: 'up' });
+    await untilReachable(this.log, 'registration', () => this.membership.register({ id: this.self, url, state: 'up' }));
     const live = this.liveMembers();
     if (!live.includes(this.self)) live.push(this.self);
-    await this.table.initialize(this.partitions, live.sort(), this.copies);
+    await untilReachable(this.log, 'partition records', () => this.table.initialize(this.partitions, live.sort(), this.copies));
     if (this.members) peers.setPeers(new Map([...this.members.nodes.values()].map((n) => [n.id, n.url])));
     this.timers.push(
       setInterval(() => {
