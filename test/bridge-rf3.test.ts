@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type BridgeProc, checkExactlyOnce, createChicagoTopic, endOffsets, spawnBridge, startLoad, waitLog, writeBridgeConfig,
 } from './helpers/bridge.js';
-import { consumeAll, ensureKafka, kafkaClient, kafkaScript, repoRoot, uniqueName } from './helpers/kafka.js';
+import { consumeAll, ensureKafka, kafkaClient, kafkaDown, kafkaScript, repoRoot, uniqueName } from './helpers/kafka.js';
 import { type NodeHandle, startNode } from './helpers/launcher.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -27,7 +27,8 @@ describe('Kafka bridge on 3 brokers, RF=3 (real brokers)', () => {
   afterAll(async () => {
     await bridge?.kill('SIGKILL');
     await node?.stop();
-    await broker('start-broker', 2).catch(() => undefined); // leave the cluster whole for the next run
+    // three JVMs are a lot on a small CI machine: stop them (the next run starts them again, ~20 s)
+    await kafkaDown(PORT).catch(() => undefined);
   });
 
   it('delivers exactly once with replicated topics while a broker stops and comes back', async () => {
@@ -74,6 +75,9 @@ describe('Kafka bridge on 3 brokers, RF=3 (real brokers)', () => {
     const total = [...ends.values()].reduce((a, b) => a + b, 0);
     expect(total).toBe(load.acked);
     const got = await consumeAll(brokers, kafkaTopic, { count: total, timeoutMs: 120_000, readCommitted: true });
+    // rounds kafkajs would have committed without some partition (see checkWritten in bridge.ts)
+    const guarded = bridge.stdout.lines().filter((l) => l.includes('did not acknowledge partitions')).length;
+    console.log(`rf3: ${total} records; ${guarded} round(s) refused because kafkajs left a partition out`);
     expect(checkExactlyOnce(got, ends)).toEqual([]);
     expect(got).toHaveLength(total);
     expect(bridge.proc.exitCode).toBeNull();

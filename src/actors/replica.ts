@@ -33,6 +33,8 @@ export interface ReplicaView {
   live: NodeId[];
   /** copies an acks=all write needs (the replication factor N); during a move `replicas` has more */
   copies: number;
+  /** replicas that may be elected leader (they hold every acked write) */
+  isr: NodeId[];
 }
 
 interface PendingWrite { id: number; seq: number; acks: Acks; deadlineMs: number; res: unknown }
@@ -46,12 +48,24 @@ export interface Replica {
   matched: Map<NodeId, number>;
   /** leader only: when each follower's position last advanced */
   progressAtMs: Map<NodeId, number>;
+  /** leader only: when each follower last answered (ack or nack) in this epoch */
+  heardAtMs: Map<NodeId, number>;
+  /** leader only: when each follower was last sent anything */
+  sentAtMs: Map<NodeId, number>;
   /** leader only: writes applied here that wait for more copies, in seq order */
   pending: PendingWrite[];
 }
 
 /** A follower whose position has not moved for this long while behind is probed for it. */
 export const PROBE_AFTER_MS = 200;
+/** A leader hears from every electable follower at least this often (probes keep it so). */
+export const HEARTBEAT_MS = 100;
+/**
+ * A leader answers reads only while every other in-sync replica answered it within this time:
+ * each of them then heard from it recently, so none can have started a failover (that takes
+ * 300 ms of silence), and no newer leader can have acknowledged a write this one lacks.
+ */
+export const READ_LEASE_MS = 200;
 
 export type Effect =
   | { kind: 'write'; ops: Op[] }
@@ -73,7 +87,7 @@ export type ReplicaMessage =
   | { type: 'tick' };
 
 export function createReplica(self: NodeId, state: PartitionState, view: ReplicaView): Replica {
-  const r: Replica = { self, state, role: 'none', view, matched: new Map(), progressAtMs: new Map(), pending: [] };
+  const r: Replica = { self, state, role: 'none', view, matched: new Map(), progressAtMs: new Map(), heardAtMs: new Map(), sentAtMs: new Map(), pending: [] };
   adoptView(r, view, []);
   return r;
 }
@@ -138,6 +152,7 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
   const entry: Entry = { seq: r.state.seq, epoch: r.state.epoch, now: nowMs, cmd: m.cmd };
   const out: Effect[] = [{ kind: 'write', ops: [...ops, { type: 'put', key: K.logKey(entry.seq), value: encodeEntry(entry) }] }];
   for (const f of followers(r)) {
+    r.sentAtMs.set(f, nowMs);
     out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: before, prevEpoch: epochOf(r.state, before), entries: [entry] } });
   }
   if (!reply.ok || m.acks !== 'all' || holders(r, entry.seq) >= needed(r)) {
@@ -155,18 +170,27 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
     case 'append': return append(r, msg);
     case 'ack': {
       if (r.role !== 'leader' || msg.epoch !== r.state.epoch) return [];
-      if (msg.seq > r.state.seq) return [{ kind: 'snapshot', to: msg.from }]; // ahead of its leader: a history this leader never wrote
-      const prev = r.matched.get(msg.from) ?? -1;
-      if (msg.seq > prev) {
-        r.matched.set(msg.from, msg.seq);
-        r.progressAtMs.set(msg.from, nowMs);
+      r.heardAtMs.set(msg.from, nowMs);
+      if (msg.seq > r.state.seq) { // ahead of its leader: a history this leader never wrote
+        r.matched.delete(msg.from);
+        return [{ kind: 'snapshot', to: msg.from }];
       }
+      // A follower reports what it holds now. On one ordered link that only goes back when its copy
+      // was wiped (dropped, reinstalled): believe it, or a wiped replica would count as a holder.
+      const prev = r.matched.get(msg.from) ?? -1;
+      r.matched.set(msg.from, msg.seq);
+      if (msg.seq > prev) r.progressAtMs.set(msg.from, nowMs);
       return settle(r);
     }
     case 'nack': {
       if (msg.epoch > r.state.epoch) return stepDown(r, msg.epoch as Epoch);
       if (r.role !== 'leader') return [];
-      if (msg.reason === 'diverged' || msg.seq > r.state.seq) return [{ kind: 'snapshot', to: msg.from }];
+      if (msg.epoch === r.state.epoch) r.heardAtMs.set(msg.from, nowMs);
+      if ((r.matched.get(msg.from) ?? -1) > msg.seq) r.matched.set(msg.from, msg.seq);
+      if (msg.reason === 'diverged' || msg.seq > r.state.seq) {
+        r.matched.delete(msg.from); // its copy is about to be replaced: it holds nothing we count
+        return [{ kind: 'snapshot', to: msg.from }];
+      }
       if (msg.reason === 'gap') return [{ kind: 'resend', to: msg.from, fromSeq: msg.seq }];
       return [];
     }
@@ -229,8 +253,12 @@ function tick(r: Replica, nowMs: number): Effect[] {
     // Probe every follower that is behind and not moving (lost messages, a restart): it answers
     // with its position, and a gap is filled from the log.
     for (const f of followers(r)) {
-      if ((r.matched.get(f) ?? -1) < r.state.seq && nowMs - (r.progressAtMs.get(f) ?? 0) >= PROBE_AFTER_MS) {
-        r.progressAtMs.set(f, nowMs);
+      const lagging = (r.matched.get(f) ?? -1) < r.state.seq && nowMs - (r.progressAtMs.get(f) ?? 0) >= PROBE_AFTER_MS;
+      // An idle follower still hears from its leader, which keeps the leader's read lease.
+      const quiet = nowMs - (r.sentAtMs.get(f) ?? 0) >= HEARTBEAT_MS;
+      if (lagging || quiet) {
+        if (lagging) r.progressAtMs.set(f, nowMs);
+        r.sentAtMs.set(f, nowMs);
         out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: r.state.seq, prevEpoch: epochOf(r.state, r.state.seq), entries: [] } });
       }
     }
@@ -253,6 +281,8 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[]): void {
   const newEpoch = view.epoch > s.epoch;
   const wasLeader = r.role === 'leader';
   r.view = view;
+  // A node that left the replica set may come back empty: forget what it held.
+  for (const n of [...r.matched.keys()]) if (!view.replicas.includes(n)) r.matched.delete(n);
   const role: Role = view.leader === r.self ? 'leader' : view.replicas.includes(r.self) ? 'follower' : 'none';
   if (newEpoch) {
     s.epoch = view.epoch;
@@ -264,6 +294,8 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[]): void {
     out.push({ kind: 'write', ops: [metaOp(s)] });
     r.matched = new Map();
     r.progressAtMs = new Map();
+    r.heardAtMs = new Map();
+    r.sentAtMs = new Map();
   }
   if (wasLeader && role !== 'leader') out.push(...failPending(r, 'leadership moved'));
   // Removed from the replica set by the coordinator (not just told of a leader): the copy goes.
@@ -283,4 +315,18 @@ function failPending(r: Replica, why: string): Effect[] {
   const out = r.pending.map((w): Effect => ({ kind: 'reply', id: w.id, reply: { ok: false, code: 'OUTCOME_UNKNOWN', args: [`seq ${w.seq}: ${why}`] } }));
   r.pending = [];
   return out;
+}
+
+/**
+ * May this replica answer a read now? Only a leader whose read lease holds: every other in-sync
+ * replica answered it within READ_LEASE_MS, so no newer leader can exist. A follower, or a replica
+ * still catching up, never answers.
+ */
+export function canServeReads(r: Replica, nowMs: number): boolean {
+  if (r.role !== 'leader') return false;
+  for (const f of r.view.isr) {
+    if (f === r.self) continue;
+    if (nowMs - (r.heardAtMs.get(f) ?? -Infinity) > READ_LEASE_MS) return false;
+  }
+  return true;
 }

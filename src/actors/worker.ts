@@ -18,7 +18,7 @@ import { limits } from '../runtime/limits.js';
 import { epoch, partitionId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
 import { emptyStream, initialState, streamKeyOf, type Command, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
-import { createReplica, epochOf, handle, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
+import { canServeReads, createReplica, epochOf, handle, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
 import type { DigestCheck, Request, Response, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
@@ -33,8 +33,8 @@ interface Hosted {
   replica: Replica;
   readonly store: ColumnStore;
   readonly reader: PartitionReader;
-  /** a full copy being received: the next part expected */
-  installing?: { nextPart: number };
+  /** a full copy being received: the next part expected, and its position (meta), held to the end */
+  installing?: { nextPart: number; meta?: Buffer };
   /** anti-entropy: the leader's digests, compared when this replica reaches their seq */
   digestCheck?: DigestCheck;
   /** full copies being sent, one per follower */
@@ -173,6 +173,11 @@ class PartitionWorker {
           const { cmd, acks } = this.toCommand(h, req);
           this.run(h, { type: 'write', id: req.id, cmd, acks, timeoutMs: this.replicationTimeoutMs });
         } else {
+          // Only a leader holding its read lease answers: a stale leader or a follower still
+          // catching up could miss acknowledged writes. The router retries elsewhere.
+          if (req.op !== 'digest' && !canServeReads(h.replica, systemClock.nowMs())) {
+            throw new ChicagoError('NOT_LEADER', req.p, h.replica.view.leader ?? 'unknown');
+          }
           this.flush(); // reads see every write queued before them
           this.out.replies.push({ id: req.id, ok: true, res: this.read(h, req) });
         }
@@ -302,6 +307,9 @@ class PartitionWorker {
     if (c.part === 0) {
       this.flush();
       void h.store.clear(K.allRange); // a RocksDB range delete: applied before it returns
+      // Until the copy is complete the partition holds nothing it may claim: a crash mid-copy
+      // must restart empty, not with a partial copy under the leader's position.
+      this.apply(h, [{ type: 'put', key: K.metaKey, value: diskCodec.encode({ seq: 0, epoch: h.replica.state.epoch, epochs: [], installing: true }) }]);
       h.installing = { nextPart: 0 };
     }
     if (!h.installing || c.part !== h.installing.nextPart) {
@@ -309,8 +317,13 @@ class PartitionWorker {
       return;
     }
     h.installing.nextPart++;
-    this.apply(h, c.entries.map(([key, value]) => ({ type: 'put', key: Buffer.from(key), value: Buffer.from(value) })));
+    for (const [key, value] of c.entries) {
+      const k = Buffer.from(key);
+      if (k.equals(K.metaKey)) h.installing.meta = Buffer.from(value); // written last, with the final part
+      else this.apply(h, [{ type: 'put', key: k, value: Buffer.from(value) }]);
+    }
     if (!c.last) return;
+    if (h.installing.meta) this.apply(h, [{ type: 'put', key: K.metaKey, value: h.installing.meta }]);
     this.flush();
     h.installing = undefined;
     this.counters.snapshotsInstalled++;
@@ -467,7 +480,12 @@ class PartitionWorker {
 /** Rebuild a partition's in-memory state from its column family. */
 async function loadState(store: ColumnStore, p: number): Promise<PartitionState> {
   const metaBuf = store.get(K.metaKey);
-  const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta>>(metaBuf) : {};
+  const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta> & { installing?: boolean }>(metaBuf) : {};
+  if (meta.installing) {
+    // A copy that a crash cut short: start empty; the leader sends a complete one.
+    await store.clear(K.allRange);
+    return initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(0));
+  }
   const state = initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(meta.seq ?? 0));
   if (meta.epochs?.length) state.epochs = meta.epochs;
   for (const [k, v] of store.iterate(K.streamRange)) {

@@ -192,6 +192,7 @@ export class ClusterCoordinator implements Coordinator {
         replicas: e.record.replicas,
         live: e.record.replicas.filter((n) => this.alive(n)),
         copies: this.copies,
+        isr: e.record.isr,
       };
       const prev = this.views.get(p);
       if (JSON.stringify(prev) === JSON.stringify(next)) continue;

@@ -83,7 +83,7 @@ export class ChicagoNode implements NodeApi {
     for (let w = 0; w < count; w++) {
       this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out)));
     }
-    const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [], copies: 0 };
+    const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [], copies: 0, isr: [] };
     await Promise.all(this.workers.map((w, i) => withDeadline(w.control.open({
       self,
       logLevel: this.config.logLevel,
