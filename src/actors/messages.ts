@@ -85,6 +85,8 @@ export interface WorkerControl {
   /** run TTL sweep and retention now (tests and shutdown use it) */
   maintain(): Promise<{ expired: number; trimmedBatches: number }>;
   stats(): WorkerStats;
+  /** the hosted replicas' positions, without resetting the statistics stats() reports */
+  positions(): WorkerStats['partitions'];
   /** stop accepting work, finish what is queued and fsync; the main thread closes the database */
   drain(): Promise<void>;
 }
@@ -93,6 +95,8 @@ export interface WorkerStats {
   eventLoopDelayMs: { p50: number; p99: number; max: number };
   partitions: Array<{
     id: number; epoch: number; seq: number; role: string; leader: string | null; replicas: string[];
+    /** the copy is incomplete (a snapshot is being received, or it was just dropped): never electable */
+    incomplete: boolean;
     matched: Record<string, number>;
     streams: Array<{ topicId: number; tp: number; start: number; end: number; bytes: number }>;
   }>;

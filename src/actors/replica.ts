@@ -139,6 +139,16 @@ function holders(r: Replica, seq: number): number {
   return n;
 }
 
+/**
+ * An acks=all write is confirmed once N replicas hold it AND every in-sync replica does: failover
+ * elects only in-sync replicas, so whichever wins holds every confirmed write. A silent in-sync
+ * replica holds confirmations up until its leader removes it from the set (after 300 ms).
+ */
+function confirmed(r: Replica, seq: number): boolean {
+  if (holders(r, seq) < needed(r)) return false;
+  return r.view.isr.every((n) => n === r.self || (r.matched.get(n) ?? -1) >= seq);
+}
+
 function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs: number): Effect[] {
   if (r.role !== 'leader') return [replyError(m.id, 'NOT_LEADER', r.state.id, r.view.leader ?? 'unknown')];
   if (m.acks === 'all') {
@@ -155,7 +165,7 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
     r.sentAtMs.set(f, nowMs);
     out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: before, prevEpoch: epochOf(r.state, before), entries: [entry] } });
   }
-  if (!reply.ok || m.acks !== 'all' || holders(r, entry.seq) >= needed(r)) {
+  if (!reply.ok || m.acks !== 'all' || confirmed(r, entry.seq)) {
     out.push({ kind: 'reply', id: m.id, reply, replicas: m.acks === 'none' ? 0 : holders(r, entry.seq) });
   } else {
     r.pending.push({ id: m.id, seq: entry.seq, acks: m.acks, deadlineMs: nowMs + m.timeoutMs, res: reply.res });
@@ -234,8 +244,8 @@ function settle(r: Replica): Effect[] {
   const out: Effect[] = [];
   while (r.pending.length > 0) {
     const w = r.pending[0];
+    if (!confirmed(r, w.seq)) break;
     const n = holders(r, w.seq);
-    if (n < needed(r)) break;
     r.pending.shift();
     out.push({ kind: 'reply', id: w.id, reply: { ok: true, res: w.res }, replicas: n });
   }

@@ -135,16 +135,18 @@ class PartitionWorker {
       const ms = (ns: number) => (Number.isFinite(ns) ? ns / 1e6 : 0);
       const s: WorkerStats = {
         eventLoopDelayMs: { p50: ms(this.loopDelay.percentile(50)), p99: ms(this.loopDelay.percentile(99)), max: ms(this.loopDelay.max) },
-        partitions: [...this.hosted.values()].map(({ replica: r }) => ({
-          id: r.state.id, epoch: r.state.epoch, seq: r.state.seq, role: r.role, leader: r.view.leader, replicas: r.view.replicas,
-          matched: Object.fromEntries(r.matched),
-          streams: [...r.state.streams.values()].map((st) => ({ topicId: st.topicId, tp: st.tp, start: st.start, end: st.end, bytes: st.bytes })),
-        })),
+        partitions: this.control.positions(),
         ...this.counters,
       };
       this.loopDelay.reset();
       return s;
     },
+    positions: () => [...this.hosted.values()].map(({ replica: r, installing }) => ({
+      id: r.state.id, epoch: r.state.epoch, seq: r.state.seq, role: r.role, leader: r.view.leader, replicas: r.view.replicas,
+      incomplete: installing !== undefined,
+      matched: Object.fromEntries(r.matched),
+      streams: [...r.state.streams.values()].map((st) => ({ topicId: st.topicId, tp: st.tp, start: st.start, end: st.end, bytes: st.bytes })),
+    })),
     drain: async () => {
       this.draining = true;
       for (const t of this.timers) clearInterval(t);

@@ -38,10 +38,14 @@ const CONTROLLER_EVERY_MS = 200;
 /** partitions the controller moves at once: rebalancing never swamps the foreground */
 const MOVES_AT_ONCE = 2;
 
+export interface ReplicaPosition { seq: number; role: string; incomplete: boolean; matched: Record<string, number> }
 export interface ReplicaPositions {
-  /** per partition this node leads: its seq and each follower's acked seq */
-  get(): Promise<Map<number, { seq: number; matched: Record<string, number> }>>;
+  /** every replica this node hosts: its seq, role, whether its copy is incomplete, and (leaders) each follower's acked seq */
+  get(): Promise<Map<number, ReplicaPosition>>;
 }
+
+/** A follower that has not reached where its leader was this long ago leaves the in-sync set. */
+export const ISR_LAG_MS = 1_000;
 
 export async function connectCluster(config: Config, log: Logger): Promise<ClusterConnection> {
   const coord = new Coordination({ endpoints: config.etcd });
@@ -91,6 +95,10 @@ export class ClusterCoordinator implements Coordinator {
   private readonly catalogListeners: Array<() => void> = [];
   private peers: PeerNetwork | undefined;
   private positions: ReplicaPositions | undefined;
+  /** this node's replicas as last sampled (every check) */
+  private local = new Map<number, ReplicaPosition>();
+  /** led partitions: recent [time, seq] samples, to tell a slow follower from one just behind */
+  private readonly seqHistory = new Map<number, Array<[number, number]>>();
   private timers: NodeJS.Timeout[] = [];
   /** partitions with a CAS in flight from this node: one at a time each */
   private readonly busy = new Set<number>();
@@ -131,6 +139,11 @@ export class ClusterCoordinator implements Coordinator {
   async join(url: string, peers: PeerNetwork, positions: ReplicaPositions): Promise<void> {
     this.peers = peers;
     this.positions = positions;
+    peers.reportPositions(() => {
+      const out: Record<number, [number, number]> = {};
+      for (const [p, pos] of this.local) out[p] = [pos.seq, pos.incomplete ? 1 : 0];
+      return out;
+    });
     await untilReachable(this.log, 'registration', () => this.membership.register({ id: this.self, url, state: 'up' }));
     const live = this.liveMembers();
     if (!live.includes(this.self)) live.push(this.self);
@@ -139,6 +152,7 @@ export class ClusterCoordinator implements Coordinator {
     this.timers.push(
       setInterval(() => {
         this.refreshViews();
+        this.background('positions', () => this.sample());
         this.background('failover', () => this.failover());
         this.background('in-sync', () => this.maintainInSync());
       }, CHECK_EVERY_MS),
@@ -228,38 +242,69 @@ export class ClusterCoordinator implements Coordinator {
     }
   }
 
+  /** Sample this node's replicas: heartbeats report them, failover and in-sync decisions use them. */
+  private async sample(): Promise<void> {
+    if (!this.positions) return;
+    this.local = await this.positions.get();
+    const now = Date.now();
+    for (const [p, pos] of this.local) {
+      if (pos.role !== 'leader') { this.seqHistory.delete(p); continue; }
+      const h = this.seqHistory.get(p) ?? [];
+      h.push([now, pos.seq]);
+      while (h.length > 0 && now - h[0][0] > 2 * ISR_LAG_MS) h.shift();
+      this.seqHistory.set(p, h);
+    }
+  }
+
+  /** A replica's [seq, incomplete] as last known: sampled here, or from its node's heartbeat. */
+  private positionOf(node: NodeId, p: number): [number, number] | undefined {
+    if (node === this.self) {
+      const pos = this.local.get(p);
+      return pos && [pos.seq, pos.incomplete ? 1 : 0];
+    }
+    return this.peers?.positionOf(node, p);
+  }
+
   /**
-   * Fast failover: the leader is silent or gone. The first live member of the in-sync set (in its
-   * stored order) takes over with a new epoch; the silent leader leaves the in-sync set, and
-   * catches up as a follower when it returns.
+   * Fast failover: the leader is silent or gone. Among the live in-sync replicas with a complete
+   * copy, the one furthest ahead (then the first in the set) takes over with a new epoch; the
+   * silent leader leaves the in-sync set and catches up as a follower when it returns. Every
+   * in-sync replica holds every confirmed write, so any of them keeps them all.
    */
   private async failover(): Promise<void> {
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
       if (!e || !e.record.isr.includes(this.self) || this.alive(e.record.leader)) continue;
-      const candidate = e.record.isr.find((n) => n !== e.record.leader && this.alive(n));
-      if (candidate !== this.self) continue;
+      let best: { node: NodeId; seq: number } | undefined;
+      for (const n of e.record.isr) {
+        if (n === e.record.leader || !this.alive(n)) continue;
+        const pos = this.positionOf(n, p);
+        if (!pos || pos[1] === 1) continue; // unknown, or its copy is incomplete: not electable
+        if (!best || pos[0] > best.seq) best = { node: n, seq: pos[0] };
+      }
+      if (best?.node !== this.self) continue;
       const isr = e.record.isr.filter((n) => n !== e.record.leader);
       await this.cas(p, e, { ...e.record, epoch: toEpoch(e.record.epoch + 1), leader: this.self, isr }, `leader ${e.record.leader} silent for ${SUSPECT_AFTER_MS} ms`);
     }
   }
 
   /**
-   * A leader keeps the in-sync set honest: followers that hold everything it has join it, and
-   * silent ones leave it, so failover can only pick a replica holding every acked write.
+   * A leader keeps the in-sync set honest: followers that hold everything it has join it; silent
+   * ones, ones with an incomplete copy, and ones that have not reached where the leader was
+   * ISR_LAG_MS ago leave it. Failover can then only pick a replica holding every confirmed write.
    */
   private async maintainInSync(): Promise<void> {
-    if (!this.positions) return;
-    const led = [...this.views].filter(([, v]) => v.leader === this.self);
-    if (led.length === 0) return;
-    const positions = await this.positions.get();
-    for (const [p] of led) {
+    const now = Date.now();
+    for (const [p, pos] of this.local) {
       const e = this.table.get(p);
-      const pos = positions.get(p);
-      if (!e || !pos || e.record.leader !== this.self) continue;
-      const inSync = (n: NodeId) => n === this.self || (this.alive(n) && (pos.matched[n] ?? -1) >= pos.seq);
+      if (pos.role !== 'leader' || !e || e.record.leader !== this.self) continue;
+      const history = this.seqHistory.get(p) ?? [];
+      const past = history.filter(([t]) => now - t >= ISR_LAG_MS).at(-1);
+      const incomplete = (n: NodeId) => this.positionOf(n, p)?.[1] === 1;
+      const inSync = (n: NodeId) => this.alive(n) && !incomplete(n) && (pos.matched[n] ?? -1) >= pos.seq;
+      const lagging = (n: NodeId) => past !== undefined && (pos.matched[n] ?? -1) < past[1];
       const joined = e.record.replicas.filter((n) => !e.record.isr.includes(n) && inSync(n));
-      const left = e.record.isr.filter((n) => n !== this.self && !this.alive(n));
+      const left = e.record.isr.filter((n) => n !== this.self && (!this.alive(n) || incomplete(n) || lagging(n)));
       if (joined.length === 0 && left.length === 0) continue;
       const isr = e.record.replicas.filter((n) => (e.record.isr.includes(n) && !left.includes(n)) || joined.includes(n));
       await this.cas(p, e, { ...e.record, isr }, `in-sync: +${joined.join(',') || '-'} -${left.join(',') || '-'}`);
@@ -273,6 +318,7 @@ export class ClusterCoordinator implements Coordinator {
    */
   private async control(): Promise<void> {
     const live = this.liveMembers();
+    const leaving = this.members ? nodesIn(this.members, 'leaving') : [];
     const silent = new Set(live.filter((n) => this.silentFor(n) >= STAND_IN_AFTER_MS));
     const healthy = live.filter((n) => !silent.has(n));
     if (healthy.length === 0 || healthy[0] !== this.self) return;
@@ -284,7 +330,7 @@ export class ClusterCoordinator implements Coordinator {
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
       if (!e) continue;
-      const next = withStandIns(p, planPartition(p, live, this.copies, e.record), e.record, healthy, silent, this.copies);
+      const next = withStandIns(p, planPartition(p, live, this.copies, e.record, leaving), e.record, healthy, silent, this.copies);
       if (sameRecord(next, e.record)) continue;
       const starts = e.record.replicas.length === e.record.isr.length && next.replicas.length !== next.isr.length;
       if (starts && moving >= MOVES_AT_ONCE && !next.replicas.some((n) => !e.record.replicas.includes(n) && silent.size > 0)) continue; // throttled
@@ -320,6 +366,25 @@ export class ClusterCoordinator implements Coordinator {
       completed: this.completedAt.length,
       etaSeconds: catchingUp.length === 0 ? 0 : perSecond > 0 ? Math.round(catchingUp.length / perSecond) : null,
     };
+  }
+
+  /**
+   * A graceful leave: announce `leaving`, keep serving while the controller moves every replica
+   * held here to other nodes, and return once none is left here (or the deadline passes: then the
+   * others treat this like a failure).
+   */
+  async handOff(deadlineMs: number): Promise<boolean> {
+    if (!this.members || nodesIn(this.members, 'joining', 'up').filter((n) => n !== this.self).length === 0) return false;
+    await this.membership.setState('leaving');
+    const deadline = Date.now() + deadlineMs;
+    while (Date.now() < deadline) {
+      let held = 0;
+      for (let p = 0; p < this.partitions; p++) if (this.table.get(p)?.record.replicas.includes(this.self)) held++;
+      if (held === 0) return true;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    this.log.warn({ deadlineMs }, 'leaving before every replica here was moved');
+    return false;
   }
 
   async stop(): Promise<void> {

@@ -19,7 +19,8 @@ export type PeerFrame =
   | { t: 'f'; id: number; p: number; b: RequestBody; w: boolean }
   | { t: 'fr'; id: number; ok: true; res: unknown; n: number }
   | { t: 'fr'; id: number; ok: false; code: ErrorCode; message: string }
-  | { t: 'hb'; from: NodeId; at: number };
+  /** heartbeat; `pos`: per partition hosted there, [applied seq, 1 if its copy is incomplete] */
+  | { t: 'hb'; from: NodeId; at: number; pos?: Record<number, [number, number]> };
 
 export interface PeerHandlers {
   replication(p: number, msg: ReplicationMessage): void;
@@ -116,6 +117,9 @@ class Outbound {
 export class PeerNetwork implements PeerLink {
   private readonly links = new Map<NodeId, Outbound>();
   private readonly lastHeard = new Map<NodeId, number>();
+  /** replica positions each peer last reported in its heartbeat */
+  private readonly reported = new Map<NodeId, Record<number, [number, number]>>();
+  private positionsOf: () => Record<number, [number, number]> = () => ({});
   private nextId = 1;
   private readonly heartbeat: NodeJS.Timeout;
   private handlers: PeerHandlers | undefined;
@@ -132,6 +136,12 @@ export class PeerNetwork implements PeerLink {
 
   setHandlers(h: PeerHandlers): void { this.handlers = h; }
 
+  /** What this node's heartbeats report about its replicas. */
+  reportPositions(provider: () => Record<number, [number, number]>): void { this.positionsOf = provider; }
+
+  /** A peer's last reported position for a partition: [seq, incomplete], if it reported one. */
+  positionOf(node: NodeId, p: number): [number, number] | undefined { return this.reported.get(node)?.[p]; }
+
   /** The peers to keep links to, with their URLs (from membership). */
   setPeers(peers: Map<NodeId, string>): void {
     for (const [id, url] of peers) {
@@ -141,7 +151,7 @@ export class PeerNetwork implements PeerLink {
       else this.links.set(id, new Outbound(this, id, url));
     }
     for (const [id, link] of this.links) {
-      if (!peers.has(id)) { link.close(); this.links.delete(id); this.lastHeard.delete(id); }
+      if (!peers.has(id)) { link.close(); this.links.delete(id); this.lastHeard.delete(id); this.reported.delete(id); }
     }
   }
 
@@ -182,7 +192,8 @@ export class PeerNetwork implements PeerLink {
     }
     this.lastHeard.set(peer, Date.now());
     switch (f.t) {
-      case 'hb': case 'hello': return;
+      case 'hb': if (f.pos) this.reported.set(peer, f.pos); return;
+      case 'hello': return;
       case 'r': this.handlers?.replication(f.p, f.m); return;
       case 'fr': {
         const p = this.links.get(peer)?.pending.get(f.id);
@@ -238,7 +249,7 @@ export class PeerNetwork implements PeerLink {
   }
 
   private beat(): void {
-    const frame = packr.pack({ t: 'hb', from: this.self, at: Date.now() } satisfies PeerFrame);
+    const frame = packr.pack({ t: 'hb', from: this.self, at: Date.now(), pos: this.positionsOf() } satisfies PeerFrame);
     for (const link of this.links.values()) if (link.connected) link.send(frame);
   }
 

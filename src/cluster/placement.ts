@@ -57,11 +57,13 @@ export function planPartition(
   liveNodes: readonly NodeId[],
   n: number,
   current: PartitionRecord | undefined,
+  /** nodes that take no new replicas but keep serving theirs until replaced (leaving nodes) */
+  draining: readonly NodeId[] = [],
 ): PartitionRecord {
   if (!current) return initialRecord(partition, liveNodes, n);
   const problem = partitionProblem(current);
   if (problem) throw new Error(`placement: partition ${partition}: ${problem}`);
-  const live = new Set(liveNodes);
+  const live = new Set([...liveNodes, ...draining]);
   const liveIsr = current.isr.filter((x) => live.has(x));
   if (liveIsr.length === 0) return current;
 

@@ -17,7 +17,7 @@ import { openDatabase } from '../storage/rocks.js';
 import { Catalog, type TopicMeta } from './catalog.js';
 import type { PeerLink, ReplicationMessage } from '../cluster/hooks.js';
 import type { PeerNetwork } from '../cluster/peer.js';
-import type { ClusterCoordinator } from '../cluster/cluster.js';
+import type { ClusterCoordinator, ReplicaPosition } from '../cluster/cluster.js';
 import { LocalCoordinator, localCatalog, type Coordinator, type TopicCatalogApi } from './coordinator.js';
 import type { ReplicaView } from '../actors/replica.js';
 import { nodeId as toNodeId, type NodeId } from '../runtime/ids.js';
@@ -111,10 +111,9 @@ export class ChicagoNode implements NodeApi {
     const c = this.coordinator as ClusterCoordinator;
     await c.join(url, peers, {
       get: async () => {
-        const out = new Map<number, { seq: number; matched: Record<string, number> }>();
-        for (const s of await this.workerStats()) {
-          for (const p of s.partitions) if (p.role === 'leader') out.set(p.id, { seq: p.seq, matched: p.matched });
-        }
+        const out = new Map<number, ReplicaPosition>();
+        const all = await Promise.all(this.workers.map((w) => withDeadline(w.control.positions(), 2000, `worker ${w.index} positions`)));
+        for (const p of all.flat()) out.set(p.id, { seq: p.seq, role: p.role, incomplete: p.incomplete, matched: p.matched });
         return out;
       },
     });
@@ -576,6 +575,13 @@ export class ChicagoNode implements NodeApi {
   async maintain(): Promise<{ expired: number; trimmedBatches: number }> {
     const r = await Promise.all(this.workers.map((w) => w.control.maintain()));
     return r.reduce((a, b) => ({ expired: a.expired + b.expired, trimmedBatches: a.trimmedBatches + b.trimmedBatches }), { expired: 0, trimmedBatches: 0 });
+  }
+
+  /** A graceful leave hands every replica here to other nodes first, serving meanwhile. */
+  async handOff(): Promise<void> {
+    if (!this.coordinator?.clustered || this.state !== 'up') return;
+    const moved = await (this.coordinator as ClusterCoordinator).handOff(limits.leaveHandOffMs).catch(() => false);
+    this.log.info({ moved }, moved ? 'replicas handed off' : 'left without handing off every replica');
   }
 
   /** Drain in-flight work, stop the workers, then close the database: the only safe order. */

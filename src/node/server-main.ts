@@ -63,7 +63,7 @@ export async function runServer(flags: ServerFlags): Promise<void> {
     log.info({ signal }, 'stopping: draining in-flight work');
     // The bridge first: its round in flight commits or aborts while the node still serves it.
     (bridge ? bridge.stop().catch((err: unknown) => log.error({ err }, 'bridge did not stop cleanly')) : Promise.resolve())
-      .then(() => gateway.close()).then(() => node.stop()).then(
+      .then(() => node.handOff()).then(() => gateway.close()).then(() => node.stop()).then(
       () => process.exit(0),
       (err) => { log.error({ err }, 'unclean stop'); process.exit(1); },
     );

@@ -74,6 +74,8 @@ export const limits = {
   replicationTimeoutMs: 5_000,
   /** bytes queued towards one peer node (while its link is down or slow); full → dropped and counted */
   peerQueueBytesMax: 64 * MiB,
+  /** a leaving node (SIGTERM) waits this long for its replicas to move before it stops anyway */
+  leaveHandOffMs: 8_000,
   /** how long a request waits for a partition without a reachable leader to fail over */
   failoverWaitMs: 2_000,
   /** a request forwarded to a partition's leader on another node */

@@ -214,7 +214,7 @@ export class Sim {
       this.step++;
       this.stats.events++;
       this.touched.clear();
-      if (process.env.SIM_DEBUG && this.step % 1000 === 0) console.log('step', this.step, 't', this.now, 'q', this.q.size, s.ev.k, this.phase);
+      if (process.env.SIM_DEBUG && (this.step < 200 || this.step % 1000 === 0)) console.log('step', this.step, 't', this.now, 'q', this.q.size, s.ev.k, this.phase);
       this.dispatch(s.ev);
       this.checkStep();
       if (this.phase === 'faults' && this.step >= this.opts.steps) this.startQuiesce();
