@@ -32,30 +32,19 @@ export function bridgeStatus(b: Bridge): BridgeStatus {
   };
 }
 
-/** The node surface the bridge hooks into (ChicagoNode has both methods). */
+/** The node surface the bridge hooks into. */
 export interface HookableNode {
-  renderMetrics(): Promise<string>;
-  status(): Promise<object>;
+  addStatusField(name: string, value: () => unknown): void;
+  addMetricsSource(render: () => Promise<string>): void;
 }
 
 /**
- * Appends the bridge's registry to the node's /metrics text (a second registry rendered after the
- * node's: the bridge's metric names all start with chicago_bridge_, so none collides) and adds a
- * `bridge` field to the node's status. Returns the undo.
+ * Appends the bridge's registry to the node's /metrics text (the bridge's metric names all start
+ * with chicago_bridge_, so none collides) and adds a `bridge` field to the node's status.
  */
-export function attachToNode(node: HookableNode, bridge: Bridge): () => void {
-  const renderMetrics = node.renderMetrics;
-  const status = node.status;
-  node.renderMetrics = async () => {
-    const own = await renderMetrics.call(node);
-    const extra = await bridge.metrics.registry.metrics();
-    return own + (own.endsWith('\n') || own === '' ? '' : '\n') + extra;
-  };
-  node.status = async () => ({ ...(await status.call(node)), bridge: bridgeStatus(bridge) });
-  return () => {
-    node.renderMetrics = renderMetrics;
-    node.status = status;
-  };
+export function attachToNode(node: HookableNode, bridge: Bridge): void {
+  node.addMetricsSource(() => bridge.metrics.registry.metrics());
+  node.addStatusField('bridge', () => bridgeStatus(bridge));
 }
 
 const STOP_DEADLINE_MS = 15_000;
@@ -80,7 +69,7 @@ export async function startInProcessBridge(
   const cfg = resolveBridgeConfig({ ...section, chicago });
   const blog = log.child({ component: 'bridge', group: cfg.group });
   const bridge = new Bridge(cfg, blog);
-  const detach = attachToNode(node, bridge);
+  attachToNode(node, bridge);
   await bridge.start();
   bridge.done().catch((e: unknown) => blog.error({ err: e }, 'in-process bridge ended; the node keeps serving without it'));
   return {
@@ -92,7 +81,6 @@ export async function startInProcessBridge(
       const late = new Promise<void>((resolve) => { timer = setTimeout(() => { blog.warn('bridge still stopping after 15 s; going on'); resolve(); }, STOP_DEADLINE_MS); });
       await Promise.race([bridge.stop(), late]);
       clearTimeout(timer);
-      detach();
     },
   };
 }

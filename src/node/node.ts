@@ -502,6 +502,7 @@ export class ChicagoNode implements NodeApi {
     const local = new Map(stats.flatMap((s, worker) => s.partitions.map((p) => [p.id, { ...p, worker }] as const)));
     const isrOf = (p: number) => (this.coordinator.clustered ? (this.coordinator as ClusterCoordinator).isrOf(p) : [this.self]);
     return {
+      ...Object.fromEntries([...this.statusFields].map(([k, f]) => [k, f()])),
       nodeId: this.config.nodeId,
       state: this.state === 'stopped' ? 'stopping' : this.state,
       version: VERSION,
@@ -518,6 +519,12 @@ export class ChicagoNode implements NodeApi {
       }).sort((a, b) => a.id - b.id),
     };
   }
+
+  /** Components running inside the node (the Kafka bridge) add a status field and metrics. */
+  private readonly statusFields = new Map<string, () => unknown>();
+  private readonly metricsSources: Array<() => Promise<string>> = [];
+  addStatusField(name: string, value: () => unknown): void { this.statusFields.set(name, value); }
+  addMetricsSource(render: () => Promise<string>): void { this.metricsSources.push(render); }
 
   /** A digest of this node's own copy of a partition, to compare replicas. */
   async digest(p: number): Promise<DigestReply> {
@@ -568,7 +575,9 @@ export class ChicagoNode implements NodeApi {
         }
       }
     }
-    return this.metrics.registry.metrics();
+    const own = await this.metrics.registry.metrics();
+    const extra = await Promise.all(this.metricsSources.map((f) => f()));
+    return [own, ...extra].map((t) => (t.endsWith('\n') ? t : `${t}\n`)).join('');
   }
 
   /** Run TTL expiry and retention on every worker now. */

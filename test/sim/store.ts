@@ -94,7 +94,12 @@ export function decodeEntry(b: Buffer): Entry { return diskCodec.decode<Entry>(b
 /** worker.ts `loadState`, from the same keys. */
 export function loadState(store: MemStore, p: number): PartitionState {
   const metaBuf = store.get(K.metaKey);
-  const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta>>(metaBuf) : {};
+  const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta> & { installing?: boolean }>(metaBuf) : {};
+  if (meta.installing) {
+    // a copy that a crash cut short: start empty
+    store.clear(K.allRange);
+    return initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(0));
+  }
   const state = initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(meta.seq ?? 0));
   if (meta.epochs?.length) state.epochs = meta.epochs;
   for (const [k, v] of store.range(K.streamRange)) {

@@ -28,6 +28,7 @@ const P = 7; // the partition id
 const TICK_MS = 50; // worker.ts TICK_MS
 const CHECK_EVERY_MS = 100; // cluster.ts CHECK_EVERY_MS
 const SUSPECT_AFTER_MS = 300; // cluster.ts SUSPECT_AFTER_MS
+const ISR_LAG_MS = 1_000; // cluster.ts ISR_LAG_MS
 const WRITE_TIMEOUT_MS = 400; // the replication timeout the simulated worker passes with writes
 const TOPIC = 1;
 
@@ -77,8 +78,14 @@ interface SimNode {
   downAtMs: number;
   store: MemStore;
   replica?: Replica;
-  /** snapshots taken (worker: iterator opened at the effect), sent at the next tick */
-  snapshots: Map<NodeId, Array<[string, Buffer]>>;
+  /** snapshots being sent (worker: iterator opened at the effect), one part per tick */
+  snapshots: Map<NodeId, { part: number; parts: Array<Array<[string, Buffer]>> }>;
+  /** a copy being received (worker.ts `installing`) */
+  installing?: { nextPart: number; meta?: Buffer };
+  /** what this node's heartbeats last told each peer: [seq, incomplete] */
+  heardPos: Map<NodeId, [number, number]>;
+  /** leader only (cluster.ts seqHistory): [time, seq] samples */
+  seqHistory: Array<[number, number]>;
   /** last view the coordinator produced for it (cluster.ts refreshViews dedupe) */
   lastView?: string;
   digest?: string;
@@ -106,7 +113,7 @@ interface Request {
 
 type Ev =
   | { k: 'msg'; from: NodeId; to: NodeId; msg: PeerMessage }
-  | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; data: Array<[string, Buffer]> }
+  | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; part: number; last: boolean; data: Array<[string, Buffer]> }
   | { k: 'view'; to: NodeId; inc: number; view: ReplicaView }
   | { k: 'req'; to: NodeId; id: number }
   | { k: 'tick'; node: NodeId; inc: number }
@@ -148,7 +155,7 @@ export class Sim {
   private readonly maxEpoch = new Map<NodeId, number>();
   /** `${seq}/${epoch}` → the entry's bytes (hex); the same (seq, epoch) must mean the same entry */
   private readonly entries = new Map<string, string>();
-  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrGrowths: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0 };
+  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0 };
 
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
@@ -169,11 +176,8 @@ export class Sim {
     for (const a of this.ids) for (const b of this.ids) if (a !== b) this.links.set(lk(a, b), this.healthyLink(rConf));
     const leader = rConf.pick(this.ids);
     this.rec = { epoch: 1, leader, replicas: [...this.ids], isr: [...this.ids], rev: 1 };
-    for (const id of this.ids) {
-      const node: SimNode = { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), snapshots: new Map() };
-      this.nodes.set(id, node);
-      this.open(node);
-    }
+    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), snapshots: new Map(), heardPos: new Map(), seqHistory: [] });
+    for (const node of this.nodes.values()) this.open(node);
     this.q.push(CHECK_EVERY_MS, { k: 'coord' });
     this.q.push(rConf.int(50, 300), { k: 'fault' });
     this.q.push(rConf.int(1, 20), { k: 'client' });
@@ -305,7 +309,16 @@ export class Sim {
         case 'send': this.send(n.id, e.to, e.msg); break;
         case 'resend': this.resend(n, e.to, e.fromSeq); break;
         case 'snapshot':
-          if (!n.snapshots.has(e.to)) n.snapshots.set(e.to, n.store.copy());
+          if (!n.snapshots.has(e.to)) {
+            // the copy is fixed when the effect runs; it leaves in 1–3 parts, one per tick
+            const data = n.store.copy();
+            const k = this.rNet.int(1, 3);
+            const size = Math.ceil(data.length / k) || 1;
+            const parts: Array<Array<[string, Buffer]>> = [];
+            for (let i = 0; i < data.length; i += size) parts.push(data.slice(i, i + size));
+            if (parts.length === 0) parts.push([]);
+            n.snapshots.set(e.to, { part: 0, parts });
+          }
           break;
         case 'drop': {
           n.store.clear(K.allRange);
@@ -353,31 +366,53 @@ export class Sim {
 
   private workerTick(n: SimNode): void {
     this.run1(n, { type: 'tick' });
-    // worker.ts sendSnapshotChunk: one message per follower per tick (here the whole copy at once)
-    for (const [to, data] of n.snapshots) {
-      this.stats.snapshots++;
-      this.log(`${n.id} → ${to} snapshot e${n.replica!.state.epoch} (${data.length} keys)`);
-      this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, data });
+    // worker.ts sendSnapshotChunk: one part per follower per tick
+    for (const [to, snap] of n.snapshots) {
+      const part = snap.part++;
+      const last = snap.part === snap.parts.length;
+      if (part === 0) this.stats.snapshots++;
+      this.log(`${n.id} → ${to} snapshot e${n.replica!.state.epoch} part ${part}${last ? ' (last)' : ''} (${snap.parts[part].length} keys)`);
+      this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, part, last, data: snap.parts[part] });
+      if (last) n.snapshots.delete(to);
     }
-    n.snapshots.clear();
   }
 
-  /** worker.ts installChunk for a copy that fits one chunk. */
+  /** worker.ts installChunk: clear at part 0 (meta says installing), the meta last, then reload. */
   private deliverSnap(ev: Extract<Ev, { k: 'snap' }>): void {
     const n = this.nodes.get(ev.to)!;
     if (!n.up) return;
     if (!this.linkPasses(ev)) return;
     const r = n.replica!;
-    if (ev.epoch < r.state.epoch) { this.log(`${n.id} ignores snapshot e${ev.epoch} from ${ev.from}`); return; }
-    for (const [k, v] of ev.data) if (k.startsWith('08')) this.checkLogEntry(n.id, Buffer.from(k, 'hex'), v);
-    const seqBefore = r.state.seq;
-    n.store.replaceWith(ev.data);
-    n.digest = undefined;
+    if (ev.epoch < r.state.epoch) { this.log(`${n.id} ignores snapshot e${ev.epoch} part ${ev.part} from ${ev.from}`); return; }
     this.touched.add(n.id);
+    n.digest = undefined;
+    if (ev.part === 0) {
+      n.store.clear(K.allRange);
+      n.store.apply([{ type: 'put', key: K.metaKey, value: diskCodec.encode({ seq: 0, epoch: r.state.epoch, epochs: [], installing: true }) }]);
+      n.installing = { nextPart: 0 };
+    }
+    if (!n.installing || ev.part !== n.installing.nextPart) {
+      n.installing = undefined;
+      this.log(`${n.id} snapshot part ${ev.part} from ${ev.from} out of order: abandoned`);
+      return;
+    }
+    n.installing.nextPart++;
+    const ops: Op[] = [];
+    for (const [k, v] of ev.data) {
+      const key = Buffer.from(k, 'hex');
+      if (key.equals(K.metaKey)) n.installing.meta = v;
+      else ops.push({ type: 'put', key, value: v });
+    }
+    this.write(n, ops);
+    this.log(`${n.id} ← ${ev.from} snapshot e${ev.epoch} part ${ev.part}${ev.last ? ' (last)' : ''}`);
+    if (!ev.last) return;
+    if (n.installing.meta) n.store.apply([{ type: 'put', key: K.metaKey, value: n.installing.meta }]);
+    n.installing = undefined;
+    const seqBefore = r.state.seq;
     const state = loadState(n.store, P);
-    const view: ReplicaView = { ...r.view, epoch: toEpoch(Math.max(state.epoch, ev.epoch)), leader: ev.from };
+    const view: ReplicaView = { ...n.replica!.view, epoch: toEpoch(Math.max(state.epoch, ev.epoch)), leader: ev.from };
     n.replica = createReplica(n.id, state, view);
-    this.log(`${n.id} installs snapshot from ${ev.from} e${ev.epoch}: seq ${seqBefore} → ${state.seq}`);
+    this.log(`${n.id} installed snapshot from ${ev.from}: seq ${seqBefore} → ${state.seq}`);
     this.run1(n, { type: 'view', view });
     this.send(n.id, ev.from, { t: 'ack', p: state.id, epoch: n.replica.state.epoch, from: n.id, seq: state.seq });
   }
@@ -410,6 +445,7 @@ export class Sim {
     const n = this.nodes.get(ev.to)!;
     if (!n.up) return;
     if (!this.linkPasses(ev)) return;
+    if (n.installing && ev.msg.t === 'append') { this.log(`${ev.to} installing: ignores ${describe(ev.msg)}`); return; }
     this.log(`${ev.to} ← ${ev.from} ${describe(ev.msg)}`);
     const r = n.replica!;
     const epochBefore = r.state.epoch;
@@ -493,7 +529,7 @@ export class Sim {
 
   private viewFor(id: NodeId): ReplicaView {
     const rec = this.rec;
-    return { epoch: toEpoch(rec.epoch), leader: rec.leader, replicas: [...rec.replicas], live: rec.replicas.filter((x) => this.alive(id, x)), copies: this.copies };
+    return { epoch: toEpoch(rec.epoch), leader: rec.leader, replicas: [...rec.replicas], live: rec.replicas.filter((x) => this.alive(id, x)), copies: this.copies, isr: [...rec.isr] };
   }
 
   /** x's failure detector on y: registered and heard within SUSPECT_AFTER_MS. */
@@ -506,31 +542,61 @@ export class Sim {
     return this.now - since < SUSPECT_AFTER_MS;
   }
 
+  /** cluster.ts: every CHECK_EVERY_MS each node refreshes views, samples, fails over, keeps the isr. */
   private coordinate(): void {
-    const rec = this.rec;
+    // heartbeats carry positions ([seq, incomplete]) to every peer that hears them
+    for (const a of this.nodes.values()) {
+      if (!a.up) continue;
+      const pos: [number, number] = [a.replica!.state.seq, a.installing ? 1 : 0];
+      for (const b of this.nodes.values()) if (b !== a && b.up && !this.links.get(lk(a.id, b.id))!.cut) b.heardPos.set(a.id, pos);
+    }
     for (const id of this.ids) {
       const n = this.nodes.get(id)!;
       if (!n.up) continue;
-      // views: refreshViews sends only what changed, through the (late, reordering) watch
       this.pushView(n);
-      // failover: an in-sync member that no longer hears the leader; the first live one proposes
-      if (rec.isr.includes(id) && !this.alive(id, rec.leader)) {
-        const candidate = rec.isr.find((x) => x !== rec.leader && this.alive(id, x));
-        if (candidate === id) {
-          this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: id, rev: rec.rev, why: `${id}: leader ${rec.leader} silent`,
-            next: { epoch: rec.epoch + 1, leader: id, replicas: rec.replicas, isr: rec.isr.filter((x) => x !== rec.leader) } });
-        }
-      }
-      // in-sync growth: the leader adds followers that hold everything it has
-      const r = n.replica!;
-      if (id === rec.leader && r.role === 'leader' && r.view.leader === id) {
-        const caughtUp = rec.replicas.filter((x) => !rec.isr.includes(x) && this.alive(id, x) && (r.matched.get(x) ?? -1) >= r.state.seq);
-        if (caughtUp.length > 0) {
-          const isr = rec.replicas.filter((x) => rec.isr.includes(x) || caughtUp.includes(x));
-          this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: id, rev: rec.rev, why: `caught up: ${caughtUp.join(',')}`, next: { ...rec, isr } });
-        }
-      }
+      this.failover(n);
+      this.maintainInSync(n);
     }
+  }
+
+  private positionOf(x: SimNode, of: NodeId): [number, number] | undefined {
+    return of === x.id ? [x.replica!.state.seq, x.installing ? 1 : 0] : x.heardPos.get(of);
+  }
+
+  /** cluster.ts failover: the live, complete in-sync replica furthest ahead proposes itself. */
+  private failover(x: SimNode): void {
+    const rec = this.rec;
+    if (!rec.isr.includes(x.id) || this.alive(x.id, rec.leader)) return;
+    let best: { node: NodeId; seq: number } | undefined;
+    for (const n of rec.isr) {
+      if (n === rec.leader || !this.alive(x.id, n)) continue;
+      const pos = this.positionOf(x, n);
+      if (!pos || pos[1] === 1) continue;
+      if (!best || pos[0] > best.seq) best = { node: n, seq: pos[0] };
+    }
+    if (best?.node !== x.id) return;
+    this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `${x.id}: leader ${rec.leader} silent`,
+      next: { epoch: rec.epoch + 1, leader: x.id, replicas: rec.replicas, isr: rec.isr.filter((y) => y !== rec.leader) } });
+  }
+
+  /** cluster.ts maintainInSync: the leader adds caught-up followers, removes silent/incomplete/lagging ones. */
+  private maintainInSync(x: SimNode): void {
+    const rec = this.rec;
+    const r = x.replica!;
+    if (r.role !== 'leader') { x.seqHistory = []; return; }
+    x.seqHistory.push([this.now, r.state.seq]);
+    while (x.seqHistory.length > 0 && this.now - x.seqHistory[0][0] > 2 * ISR_LAG_MS) x.seqHistory.shift();
+    if (rec.leader !== x.id) return;
+    const past = x.seqHistory.filter(([t]) => this.now - t >= ISR_LAG_MS).at(-1);
+    const matched = (n: NodeId) => r.matched.get(n) ?? -1;
+    const incomplete = (n: NodeId) => this.positionOf(x, n)?.[1] === 1;
+    const inSync = (n: NodeId) => this.alive(x.id, n) && !incomplete(n) && matched(n) >= r.state.seq;
+    const lagging = (n: NodeId) => past !== undefined && matched(n) < past[1];
+    const joined = rec.replicas.filter((n) => !rec.isr.includes(n) && inSync(n));
+    const left = rec.isr.filter((n) => n !== x.id && (!this.alive(x.id, n) || incomplete(n) || lagging(n)));
+    if (joined.length === 0 && left.length === 0) return;
+    const isr = rec.replicas.filter((n) => (rec.isr.includes(n) && !left.includes(n)) || joined.includes(n));
+    this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `in-sync: +${joined.join(',') || '-'} -${left.join(',') || '-'}`, next: { ...rec, isr } });
   }
 
   private pushView(n: SimNode): void {
@@ -546,7 +612,7 @@ export class Sim {
     if (!this.nodes.get(ev.by)!.up || ev.rev !== this.rec.rev) { this.stats.casLost++; return; }
     const before = this.rec;
     this.rec = { ...ev.next, rev: before.rev + 1 };
-    if (before.epoch !== this.rec.epoch) this.stats.failovers++; else this.stats.isrGrowths++;
+    if (before.epoch !== this.rec.epoch) this.stats.failovers++; else this.stats.isrChanges++;
     this.log(`coordinator: ${ev.why} → e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}]`);
     if (this.rec.epoch < before.epoch) throw new Violation('coordinator epoch went back');
     for (const n of this.nodes.values()) if (n.up) this.pushView(n);
@@ -604,7 +670,9 @@ export class Sim {
     n.downAtMs = this.now;
     n.replica = undefined;
     n.snapshots = new Map();
+    n.installing = undefined;
     n.lastView = undefined;
+    n.seqHistory = [];
     this.log(`nemesis: crash ${n.id}`);
   }
 
@@ -648,7 +716,7 @@ export class Sim {
     }
     for (const id of this.touched) {
       const n = this.nodes.get(id)!;
-      if (n.up) this.checkReplica(n);
+      if (n.up && !n.installing) this.checkReplica(n);
     }
     this.checkSameHistorySameState();
   }
@@ -686,7 +754,7 @@ export class Sim {
     if (this.touched.size === 0) return;
     const byPos = new Map<string, SimNode[]>();
     for (const n of this.nodes.values()) {
-      if (!n.up) continue;
+      if (!n.up || n.installing) continue;
       const s = n.replica!.state;
       const last = s.seq > 0 ? n.store.logEntry(s.seq)?.toString('hex') ?? '-' : '';
       const k = `${s.seq}:${last}`;
@@ -738,7 +806,8 @@ export class Sim {
 
   private converged(): boolean {
     const ns = [...this.nodes.values()];
-    if (!ns.every((n) => n.up)) return false;
+    if (!ns.every((n) => n.up && !n.installing && n.snapshots.size === 0)) return false;
+    if (this.rec.isr.length !== this.rec.replicas.length) return false;
     const leader = this.nodes.get(this.rec.leader)!;
     if (leader.replica!.role !== 'leader' || leader.replica!.state.epoch !== this.rec.epoch) return false;
     const s0 = leader.replica!.state.seq;
