@@ -5,7 +5,28 @@ import type { Pacing } from './openloop.js';
 import type { RedisPersistence } from './redis.js';
 
 export const SCENARIOS = ['kv-put', 'kv-get', 'produce', 'produce-tail', 'idle', 'noop'] as const;
-export type Scenario = (typeof SCENARIOS)[number];
+/** against a private etcd + N-node cluster the bench starts (bench/cluster.ts) */
+export const CLUSTER_SCENARIOS = ['cluster-kv-put', 'cluster-produce', 'cluster-failover', 'cluster-rebalance'] as const;
+export type ClusterScenario = (typeof CLUSTER_SCENARIOS)[number];
+export type Scenario = (typeof SCENARIOS)[number] | ClusterScenario;
+
+/** cluster scenarios only */
+export interface ClusterArgs {
+  /** nodes started (default 4) */
+  nodes: number;
+  /** cluster partitions, CHICAGO_PARTITIONS (default: the node's default) */
+  partitions?: number;
+  /** worker threads per node, CHICAGO_WORKERS (default: the node's default) */
+  workers?: number;
+  /** cluster-produce: climb through these rates (records/s) on one cluster */
+  rates: number[];
+  /** cluster-failover: kills (default 5) */
+  repeat: number;
+  /** cluster-rebalance: add a node or remove one gracefully */
+  move: 'join' | 'leave' | 'both';
+  /** cluster-rebalance: keys loaded before the move (default 1000000) */
+  loadKeys: number;
+}
 
 export interface BenchArgs {
   scenario: Scenario;
@@ -46,6 +67,7 @@ export interface BenchArgs {
   /** write V8 CPU profiles of the spawned node into this directory */
   cpuProf?: string;
   quiet: boolean;
+  cluster: ClusterArgs;
 }
 
 const HELP = `chicago bench SCENARIO [flags]     open-loop load at a fixed rate; latency from the intended send time
@@ -83,6 +105,16 @@ scenarios: kv-put | kv-get | produce | produce-tail | idle | noop (the generator
   --server-arg ARG       extra argument for the spawned server (repeat)
   --cpu-prof DIR         spawned node writes V8 CPU profiles into DIR
   --quiet                no human summary on stderr
+
+cluster scenarios (a private etcd + --nodes nodes on 127.0.0.2…, N = --replicas, default acks all):
+  cluster-kv-put | cluster-produce | cluster-failover | cluster-rebalance   (see bench/README.md)
+  --nodes N              nodes (default 4)
+  --cluster-partitions P cluster partitions (default: the node's default)
+  --workers W            worker threads per node (default: the node's default)
+  --rates R1,R2,…        cluster-produce: climb through these records/s on one cluster
+  --repeat K             cluster-failover: kill -9 a leader K times (default 5)
+  --move join|leave|both cluster-rebalance: add a node / remove one with SIGTERM / both in turn (default both)
+  --load-keys N          cluster-rebalance: keys of --record-bytes loaded first (default 1000000)
 `;
 
 export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
@@ -90,8 +122,8 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     process.stdout.write(HELP);
     process.exit(0);
   }
-  if (!(SCENARIOS as readonly string[]).includes(scenario)) {
-    throw new Error(`unknown bench scenario "${scenario}"; one of ${SCENARIOS.join(', ')}`);
+  if (!(SCENARIOS as readonly string[]).includes(scenario) && !(CLUSTER_SCENARIOS as readonly string[]).includes(scenario)) {
+    throw new Error(`unknown bench scenario "${scenario}"; one of ${[...SCENARIOS, ...CLUSTER_SCENARIOS].join(', ')}`);
   }
   const { values } = parseArgs({
     args: argv,
@@ -128,6 +160,13 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
       'server-arg': { type: 'string', multiple: true },
       'cpu-prof': { type: 'string' },
       quiet: { type: 'boolean', default: false },
+      nodes: { type: 'string' },
+      'cluster-partitions': { type: 'string' },
+      workers: { type: 'string' },
+      rates: { type: 'string' },
+      repeat: { type: 'string' },
+      move: { type: 'string' },
+      'load-keys': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -136,6 +175,7 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     process.exit(0);
   }
   const s = scenario as Scenario;
+  const isCluster = s.startsWith('cluster-');
   const num = (name: string, v: string | undefined, dflt: number, min = 0): number => {
     if (v === undefined) return dflt;
     const n = Number(v);
@@ -148,15 +188,15 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     return v as T;
   };
   const rate = num('rate', values.rate, 10_000, Number.MIN_VALUE);
-  const batch = Math.floor(num('batch', values.batch, s === 'produce' ? 1000 : 1, 1));
-  if ((s === 'produce' || s === 'produce-tail') && values.acks === 'none') {
+  const batch = Math.floor(num('batch', values.batch, s === 'produce' || s === 'cluster-produce' ? 1000 : 1, 1));
+  if ((s === 'produce' || s === 'produce-tail' || s === 'cluster-produce') && values.acks === 'none') {
     throw new Error(`${s} times acks: --acks none has none (use one or all)`);
   }
   const connections = Math.floor(num('connections', values.connections, 1, 1));
   const target = oneOf('target', values.target, ['chicago', 'redis'] as const, 'chicago');
   const baseline = values.baseline === undefined ? undefined : oneOf('baseline', values.baseline, ['redis'] as const, 'redis');
-  if ((target === 'redis' || baseline) && s !== 'kv-put' && s !== 'kv-get') {
-    throw new Error('--target redis / --baseline redis apply to kv-put and kv-get only');
+  if ((target === 'redis' || baseline) && s !== 'kv-put' && s !== 'kv-get' && !(baseline && s === 'cluster-kv-put')) {
+    throw new Error('--target redis / --baseline redis apply to kv-put and kv-get (--baseline also to cluster-kv-put) only');
   }
   return {
     scenario: s,
@@ -169,7 +209,7 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     recordBytes: Math.floor(num('record-bytes', values['record-bytes'], 200, 24)),
     batch,
     connections,
-    acks: oneOf('acks', values.acks, ['all', 'one', 'none'] as const, 'one'),
+    acks: oneOf('acks', values.acks, ['all', 'one', 'none'] as const, isCluster ? 'all' : 'one'),
     target,
     ...(baseline === undefined ? {} : { baseline }),
     redisPersistence: oneOf(
@@ -183,7 +223,7 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     keys: Math.floor(num('keys', values.keys, 100_000, 1)),
     ...(values.topic === undefined ? {} : { topic: values.topic }),
     partitions: Math.floor(num('partitions', values.partitions, s === 'produce-tail' ? 1 : 4, 1)),
-    replicas: Math.floor(num('replicas', values.replicas, 1, 1)),
+    replicas: Math.floor(num('replicas', values.replicas, isCluster ? 3 : 1, 1)),
     maxOutstanding: Math.floor(num('max-outstanding', values['max-outstanding'], 4000 * connections, 1)),
     timeoutMs: num('timeout-ms', values['timeout-ms'], 10_000, 1),
     drainMs: num('drain-ms', values['drain-ms'], 10_000, 0),
@@ -195,5 +235,14 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     serverArgs: values['server-arg'] ?? [],
     ...(values['cpu-prof'] === undefined ? {} : { cpuProf: values['cpu-prof'] }),
     quiet: values.quiet ?? false,
+    cluster: {
+      nodes: Math.floor(num('nodes', values.nodes, 4, 1)),
+      ...(values['cluster-partitions'] === undefined ? {} : { partitions: Math.floor(num('cluster-partitions', values['cluster-partitions'], 8, 1)) }),
+      ...(values.workers === undefined ? {} : { workers: Math.floor(num('workers', values.workers, 1, 1)) }),
+      rates: (values.rates ?? String(rate)).split(',').map((r) => num('rates', r.trim(), rate, Number.MIN_VALUE)),
+      repeat: Math.floor(num('repeat', values.repeat, 5, 1)),
+      move: oneOf('move', values.move, ['join', 'leave', 'both'] as const, 'both'),
+      loadKeys: Math.floor(num('load-keys', values['load-keys'], 1_000_000, 1)),
+    },
   };
 }

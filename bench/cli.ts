@@ -6,6 +6,10 @@ import { benchNoop } from './scenarios/noop.js';
 import { benchKv } from './scenarios/kv.js';
 import { benchProduce } from './scenarios/produce.js';
 import { benchProduceTail } from './scenarios/produce-tail.js';
+import { benchClusterKvPut } from './scenarios/cluster-kv.js';
+import { benchClusterProduce } from './scenarios/cluster-produce.js';
+import { benchClusterFailover } from './scenarios/cluster-failover.js';
+import { benchClusterRebalance } from './scenarios/cluster-rebalance.js';
 
 /**
  * Runs one scenario, prints the result object (CONTRACT.md "Benchmark output") on stdout, writes
@@ -31,6 +35,18 @@ export async function runBench(scenario: string, argv: string[]): Promise<void> 
       break;
     case 'noop':
       res = await benchNoop(args);
+      break;
+    case 'cluster-kv-put':
+      res = await benchClusterKvPut(args);
+      break;
+    case 'cluster-produce':
+      res = await benchClusterProduce(args);
+      break;
+    case 'cluster-failover':
+      res = await benchClusterFailover(args);
+      break;
+    case 'cluster-rebalance':
+      res = await benchClusterRebalance(args);
       break;
   }
   writeResult(res, args.json);

@@ -144,6 +144,18 @@ describe('checker: each violation is caught', () => {
     v.put('k', 'v2', 5, 10, 'ok', 2);
     v.get('k', 'v1', 20, 21, 1);
     expect(kinds(v.ops, { ...empty(), kv: finalKv('k', 'v1', 3) })).toEqual(expect.arrayContaining(['stale-read']));
+    // a put of unknown outcome may land after its client gave up: a later version is no stale read...
+    const u = builder();
+    u.put('k', 'v1', 0, 10, 'unknown');
+    u.put('k', 'v2', 20, 30, 'ok', 2);
+    u.get('k', 'v1', 40, 41, 3);
+    expect(kinds(u.ops, { ...empty(), kv: finalKv('k', 'v1', 3) })).toEqual([]);
+    // ...but a lower version than an acked put that completed before the read still is
+    const l = builder();
+    l.put('k', 'v1', 0, 10, 'unknown');
+    l.put('k', 'v2', 20, 30, 'ok', 2);
+    l.get('k', 'v1', 40, 41, 1);
+    expect(kinds(l.ops, { ...empty(), kv: finalKv('k', 'v2', 2) })).toEqual(expect.arrayContaining(['stale-read']));
   });
 
   it('phantom values: never written, or read before being written', () => {

@@ -107,5 +107,6 @@ export interface WorkerStats {
   digestChecks: number;
   divergences: number;
   snapshotBytesSent: number;
+  snapshotBytesReceived: number;
   snapshotsInstalled: number;
 }

@@ -67,7 +67,7 @@ class PartitionWorker {
   private retention = new Map<number, RetentionSpec>();
   private timers: NodeJS.Timeout[] = [];
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 100 });
-  private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0, digestChecks: 0, divergences: 0, snapshotBytesSent: 0, snapshotsInstalled: 0 };
+  private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0, digestChecks: 0, divergences: 0, snapshotBytesSent: 0, snapshotBytesReceived: 0, snapshotsInstalled: 0 };
   private draining = false;
   private log: Logger = createLogger('info');
 
@@ -320,6 +320,7 @@ class PartitionWorker {
     }
     h.installing.nextPart++;
     for (const [key, value] of c.entries) {
+      this.counters.snapshotBytesReceived += key.length + value.length;
       const k = Buffer.from(key);
       if (k.equals(K.metaKey)) h.installing.meta = Buffer.from(value); // written last, with the final part
       else this.apply(h, [{ type: 'put', key: k, value: Buffer.from(value) }]);

@@ -190,6 +190,7 @@ function buildRoutes(node: ChicagoNode, parsePool: ParsePool): Route[] {
     route('GET', '/metrics', async () => ({ status: 200, body: await node.renderMetrics(), contentType: 'text/plain; version=0.0.4' })),
     route('GET', '/v1/status', async () => json(await node.status())),
     route('POST', '/v1/admin/maintain', async () => json(await node.maintain())),
+    route('GET', '/v1/cluster/placement', () => json(node.placement())),
     route('GET', '/v1/debug/partitions/:p/digest', async (req) => json(await node.digest(checkInt('partition', req.segments[3], 0, 1 << 20)))),
 
     route('PUT', '/v1/kv/:ks/**', async (req) => {

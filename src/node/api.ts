@@ -130,7 +130,7 @@ export interface NodeStatus {
   nodes: Array<{ id: string; url: string; state: string }>;
   clustered: boolean;
   /** cluster only: partitions whose new replicas are still catching up */
-  rebalance?: { moving: number; catchingUp: Array<{ partition: number; nodes: string[] }>; completed: number; etaSeconds: number | null; snapshotBytesSent: number };
+  rebalance?: { moving: number; catchingUp: Array<{ partition: number; nodes: string[] }>; completed: number; etaSeconds: number | null; snapshotBytesSent: number; bytesLeftEstimate: number | null };
   workers: number;
   syncPolicy: string;
 }

@@ -511,7 +511,7 @@ export class ChicagoNode implements NodeApi {
       syncPolicy: this.config.sync.policy,
       nodes: this.coordinator.nodes(),
       ...(this.coordinator.clustered ? {
-        rebalance: { ...(this.coordinator as ClusterCoordinator).progress(), snapshotBytesSent: stats.reduce((n, s) => n + s.snapshotBytesSent, 0) },
+        rebalance: this.rebalanceStatus(stats),
       } : {}),
       partitions: [...this.coordinator.hosted()].map(([id, v]) => {
         const mine = local.get(id);
@@ -525,6 +525,34 @@ export class ChicagoNode implements NodeApi {
   private readonly metricsSources: Array<() => Promise<string>> = [];
   addStatusField(name: string, value: () => unknown): void { this.statusFields.set(name, value); }
   addMetricsSource(render: () => Promise<string>): void { this.metricsSources.push(render); }
+
+  /**
+   * Where requests should go: each partition's leader and every node's URL. Clients route by it
+   * (src/runtime/hash.ts gives a key's partition) and fetch it again when told NOT_LEADER.
+   */
+  placement(): { clustered: boolean; partitions: number; nodes: Array<{ id: string; url: string; state: string }>; leaders: Array<string | null>; epochs: number[] } {
+    const leaders: Array<string | null> = [];
+    const epochs: number[] = [];
+    for (let p = 0; p < this.partitions; p++) {
+      const v = this.coordinator.view(p);
+      leaders.push(v?.leader ?? null);
+      epochs.push(v?.epoch ?? 0);
+    }
+    return { clustered: this.coordinator.clustered, partitions: this.partitions, nodes: this.coordinator.nodes(), leaders, epochs };
+  }
+
+  /**
+   * Rebalance progress as this node sees it; bytes left are estimated from the copies this node
+   * has received so far (bytes per completed copy × moves left), as partition sizes are not tracked.
+   */
+  private rebalanceStatus(stats: WorkerStats[]): NonNullable<NodeStatus['rebalance']> {
+    const progress = (this.coordinator as ClusterCoordinator).progress();
+    const snapshotBytesSent = stats.reduce((n, s) => n + s.snapshotBytesSent, 0);
+    const installed = stats.reduce((n, s) => n + s.snapshotsInstalled, 0);
+    const received = stats.reduce((n, s) => n + s.snapshotBytesReceived, 0);
+    const perMove = installed > 0 ? received / installed : undefined;
+    return { ...progress, snapshotBytesSent, bytesLeftEstimate: perMove === undefined ? null : Math.round(perMove * progress.moving) };
+  }
 
   /** A digest of this node's own copy of a partition, to compare replicas. */
   async digest(p: number): Promise<DigestReply> {

@@ -213,8 +213,13 @@ function checkKv(ops: readonly Op[], finals: readonly FinalKvRead[], add: Add): 
   const writer = (key: string, found: boolean, value: string | undefined): (Op & KvPut) | null | undefined =>
     !found ? null : byValue.get(`${key}\u0000${value}`);
 
-  /** W is strictly older than P: W completed before P was invoked (absent is older than everything). */
-  const older = (w: (Op & KvPut) | null, p: Op & KvPut) => w === null || w.completeMs < p.invokeMs;
+  /**
+   * W is strictly older than P: W completed before P was invoked (absent is older than everything).
+   * A put whose outcome is unknown never completed as far as anyone knows: it may take effect at any
+   * time after it began (a forwarded write can land after its client gave up), so only versions
+   * can order it.
+   */
+  const older = (w: (Op & KvPut) | null, p: Op & KvPut) => w === null || (w.outcome !== 'unknown' && w.completeMs < p.invokeMs);
 
   // Per key, acked puts by completion time with running maxima of invoke time and version, so each
   // get finds "the newest put acked before it began" in O(log n) (long runs have 10^5 gets).

@@ -23,7 +23,8 @@ export const status: Command = {
       await line('');
       await line(r.moving === 0
         ? `rebalance: idle (${r.completed} moves in the last minute, ${r.snapshotBytesSent} bytes copied from this node)`
-        : `rebalance: ${r.moving} partitions catching up, ETA ${r.etaSeconds === null ? 'unknown' : `${r.etaSeconds}s`}, ${r.snapshotBytesSent} bytes copied from this node: ` +
+        : `rebalance: ${r.moving} partitions catching up, ETA ${r.etaSeconds === null ? 'unknown' : `${r.etaSeconds}s`}, ` +
+          `${r.snapshotBytesSent} bytes copied from this node, ~${r.bytesLeftEstimate ?? '?'} bytes left: ` +
           r.catchingUp.map((c) => `p${c.partition}←${c.nodes.join('+')}`).join(' '));
     }
     await line('');

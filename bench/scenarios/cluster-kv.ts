@@ -1,0 +1,74 @@
+// cluster-kv-put: kv.put at --rate against a private cluster (default 4 nodes, N=3, acks=all),
+// requests spread round robin over every node (a node forwards writes for partitions led
+// elsewhere); with --baseline redis the identical schedule against a fresh Redis afterwards.
+import type { BenchArgs } from '../args.js';
+import { runOpenLoop, type Op } from '../openloop.js';
+import { fromLoop, ratio, round1OrZero, type BenchResult, type Goal } from './cluster-result.js';
+import { benchKvRedis } from './kv.js';
+import { asciiValue, interestingMetrics, loopOptions } from './common.js';
+import { HttpTarget } from '../http.js';
+import { MultiDriver, clog, clusterMeters, keyOf, uptime, withCluster } from './cluster-common.js';
+
+export function clusterKvGoal(r: BenchResult): Goal {
+  const missed: string[] = [];
+  const l = r.latencyUs;
+  if (l.p99 > 1000) missed.push(`p99 ${l.p99} µs > 1000 µs (×${round1OrZero(l.p99 / 1000)})`);
+  if (l.p999 > 5000) missed.push(`p99.9 ${l.p999} µs > 5000 µs (×${round1OrZero(l.p999 / 5000)})`);
+  if (r.errors > 0) missed.push(`${r.errors} errors`);
+  if (r.rate < 10_000) missed.push(`offered ${r.rate}/s < 10000/s`);
+  return { text: 'cluster kv-put at 10k/s, 4 nodes, N=3, acks=all: p99 ≤ 1 ms, p99.9 ≤ 5 ms', met: missed.length === 0, ...(missed.length ? { missedBy: missed } : {}) };
+}
+
+export async function benchClusterKvPut(args: BenchArgs): Promise<BenchResult> {
+  const value = asciiValue(args.recordBytes);
+  const uptimeBefore = uptime();
+  const res = await withCluster(args, async (c) => {
+    const d = await MultiDriver.open(args, c.running());
+    let replicasSeen = 0;
+    let replicasMin = Infinity;
+    try {
+      const op: Op = async (k) => {
+        const r = await d.kvPut(args.keyspace, keyOf(k, args.keys), value);
+        if (r.replicas > replicasSeen) replicasSeen = r.replicas;
+        if (r.replicas < replicasMin) replicasMin = r.replicas;
+      };
+      const meters = clusterMeters(c.running().map((n) => n.pid));
+      clog(`kv-put ${args.rate}/s for ${args.durationS} s (+${args.warmupS} s warmup) via ${args.via}, acks=${args.acks}`);
+      const r = await runOpenLoop(loopOptions(args, args.rate, 1), op);
+      const { perNodeCpuPct, ...measured } = meters.stop();
+      const admin = new HttpTarget(c.running()[0]!.url, 1);
+      const metrics = await interestingMetrics(admin);
+      admin.close();
+      const out = fromLoop(args, 'chicago', r, {
+        via: d.via,
+        acks: args.acks,
+        recordBytes: args.recordBytes,
+        connections: args.connections,
+        ...measured,
+        ...(metrics ? { serverMetrics: metrics } : {}),
+        extra: {
+          keys: args.keys,
+          keyspace: args.keyspace,
+          spreadOver: c.running().map((n) => n.url),
+          perNodeCpuPct,
+          replicasMin: Number.isFinite(replicasMin) ? replicasMin : null,
+          clusterPartitions: (await c.status()).partitions.length,
+        },
+      });
+      out.nodes = c.running().length;
+      out.replicas = replicasSeen || args.replicas;
+      return out;
+    } finally {
+      await d.close();
+    }
+  });
+  if (args.baseline === 'redis') {
+    clog('baseline: the same schedule against Redis');
+    const base = await benchKvRedis({ ...args, scenario: 'kv-put', acks: 'one' });
+    res.baseline = base;
+    res.ratioToBaseline = ratio(res.latencyUs, base.latencyUs);
+  }
+  res.goal = clusterKvGoal(res);
+  res.extra = { ...res.extra, uptimeBefore, uptimeAfter: uptime() };
+  return res;
+}

@@ -1,0 +1,247 @@
+// cluster-rebalance: --load-keys keys of --record-bytes (default 1M × 256 B in the run script) are
+// written (acks=all, round robin over the nodes), then a light foreground kv-put load at --rate
+// runs for --duration s (the baseline), then — the same load still running — a node joins
+// (`--move join`), leaves with SIGTERM (`leave`), or both in turn (`both`: join, then the
+// leave of another node, on the same data). For each move:
+//   moveMs        from the change (spawn of the new node / SIGTERM) until every partition is back on
+//                 N in-sync replicas, the placement includes the new node (join) or no longer names
+//                 the leaver (leave) and no node reports partitions moving (GET /v1/status polled)
+//   bytesMoved    Σ chicago_rebalance_snapshot_bytes_sent over the nodes, after − before
+//   p99 during the move ÷ p99 of the baseline (the issue: ≤ 2×)
+// The foreground load runs as back-to-back open-loop segments of 5 s (same generator); each
+// operation's latency (from its intended send time) is filed under the phase its intended time
+// fell in.
+import type { BenchArgs } from '../args.js';
+import type { BenchCluster } from '../cluster.js';
+import { newHistogram, recordUs, runOpenLoop, summarize, nowUs, type LatencySummary, type Op, type OpenLoopResult } from '../openloop.js';
+import { fromLoop, type BenchResult } from './cluster-result.js';
+import { asciiValue, loopOptions } from './common.js';
+import { MultiDriver, clog, clusterMeters, keyOf, loadKeys, sleep, uptime, withCluster } from './cluster-common.js';
+
+const SEGMENT_S = 5;
+const SNAPSHOT_METRIC = 'chicago_rebalance_snapshot_bytes_sent';
+
+interface MoveResult {
+  move: 'join' | 'leave';
+  node: string;
+  moveMs: number;
+  /** join: the new node serving; leave: the process gone */
+  nodeStartMs?: number;
+  leaverExitMs?: number;
+  bytesMoved: number;
+  logicalBytes: number;
+  bytesMovedPerLogical: number;
+  partitionsChanged: number;
+  partitions: number;
+  baseline: LatencySummary & { errors: number; ops: number };
+  during: LatencySummary & { errors: number; ops: number };
+  after: LatencySummary & { ops: number };
+  p99Ratio: number;
+  p999Ratio: number;
+  uptimeBefore: string;
+  uptimeAfter: string;
+  nodesCpuPctDuring?: number;
+}
+
+/** Foreground load in segments until stop() and the current segment ends; latencies by intended time. */
+function foreground(args: BenchArgs, d: MultiDriver, value: Buffer): {
+  samples: { from: Float64Array; lat: Float64Array; n: number };
+  errorsFrom: number[];
+  loops: OpenLoopResult[];
+  stop(): Promise<void>;
+} {
+  let cap = 1 << 16;
+  const s = { from: new Float64Array(cap), lat: new Float64Array(cap), n: 0 };
+  const errorsFrom: number[] = [];
+  const loops: OpenLoopResult[] = [];
+  let stopping = false;
+  let base = 0;
+  const op: Op = (k, fromUs) =>
+    d.kvPut(args.keyspace, keyOf(base + k, args.keys), value).then(
+      (r) => {
+        const lat = nowUs() - fromUs;
+        if (s.n === cap) {
+          cap *= 2;
+          const f = new Float64Array(cap);
+          f.set(s.from);
+          s.from = f;
+          const l = new Float64Array(cap);
+          l.set(s.lat);
+          s.lat = l;
+        }
+        s.from[s.n] = fromUs;
+        s.lat[s.n] = lat;
+        s.n++;
+        return r;
+      },
+      (e: unknown) => {
+        errorsFrom.push(fromUs);
+        throw e;
+      },
+    );
+  const done = (async () => {
+    while (!stopping) {
+      const r = await runOpenLoop(loopOptions({ ...args, durationS: SEGMENT_S, warmupS: 0, drainMs: 5000, timeoutMs: 5000 }, args.rate, 1), op);
+      base += Math.round(SEGMENT_S * args.rate);
+      loops.push(r);
+    }
+  })();
+  return {
+    samples: s,
+    errorsFrom,
+    loops,
+    stop: async () => {
+      stopping = true;
+      await done;
+    },
+  };
+}
+
+function phase(s: { from: Float64Array; lat: Float64Array; n: number }, errorsFrom: number[], fromUs: number, toUs: number): LatencySummary & { errors: number; ops: number } {
+  const h = newHistogram();
+  for (let i = 0; i < s.n; i++) if (s.from[i]! >= fromUs && s.from[i]! < toUs) recordUs(h, s.lat[i]!);
+  return { ...summarize(h), errors: errorsFrom.filter((t) => t >= fromUs && t < toUs).length, ops: h.totalCount };
+}
+
+async function moveDone(c: BenchCluster, move: 'join' | 'leave', node: string): Promise<string | undefined> {
+  const why = await c.notReady();
+  if (why) return why;
+  const t = await c.table();
+  const named = [...t.values()].some((p) => p.replicas.includes(node));
+  if (move === 'join' && !named) return `${node} holds no replica yet`;
+  if (move === 'leave' && named) return `${node} still named in a replica set`;
+  for (const n of c.running()) {
+    const st = (await (await fetch(`${n.url}/v1/status`, { signal: AbortSignal.timeout(2000) })).json()) as { rebalance?: { moving?: number } };
+    if ((st.rebalance?.moving ?? 0) > 0) return `${n.id}: ${st.rebalance?.moving} partitions moving`;
+  }
+  return undefined;
+}
+
+async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave', value: Buffer, logicalBytes: number): Promise<MoveResult> {
+  await c.waitReady(120_000);
+  const before = new Map([...(await c.table()).values()].map((p) => [p.id, [...p.replicas].sort().join(',')]));
+  const d = await MultiDriver.open(args, c.running());
+  const uptimeBefore = uptime();
+  clog(`${move}: foreground kv-put ${args.rate}/s acks=${args.acks}; baseline ${args.durationS} s; ${uptimeBefore}`);
+  const fg = foreground(args, d, value);
+  const tBase0 = nowUs();
+  await sleep(args.durationS * 1000);
+  const bytes0 = await c.sumMetric(SNAPSHOT_METRIC);
+  const tMove0 = nowUs();
+  const meters = clusterMeters(c.running().map((n) => n.pid));
+  let node: string;
+  let nodeStartMs: number | undefined;
+  let leaverExit: Promise<number> | undefined;
+  let leaverExitMs: number | undefined;
+  if (move === 'join') {
+    const n = await c.addNode();
+    node = n.id;
+    nodeStartMs = Math.round((nowUs() - tMove0) / 1000);
+    clog(`  ${node} serving after ${nodeStartMs} ms (${n.url})`);
+  } else {
+    // leave a node that is not the first (the bench asks the first for the status)
+    node = c.running()[c.running().length - 1]!.id;
+    d.exclude(node);
+    leaverExit = c.leave(node, 120_000).then((ms) => (leaverExitMs = Math.round(ms)));
+    clog(`  SIGTERM ${node}`);
+  }
+  // poll until the move is done; sample the snapshot counter meanwhile (a leaver's dies with it)
+  let why: string | undefined;
+  const deadline = performance.now() + 30 * 60_000;
+  for (;;) {
+    await c.sampleMetric(SNAPSHOT_METRIC);
+    // a leaver exits once its replacements are in sync: that is part of the move
+    why = move === 'leave' && leaverExitMs === undefined ? 'leaver still running' : await moveDone(c, move, node).catch((e: Error) => e.message);
+    if (why === undefined) break;
+    if (performance.now() > deadline) throw new Error(`move ${move} not done in 30 min: ${why}`);
+    await sleep(200);
+  }
+  const tMove1 = nowUs();
+  const moveMs = Math.round((tMove1 - tMove0) / 1000);
+  const { perNodeCpuPct, ...m } = meters.stop();
+  await leaverExit;
+  const bytes1 = await c.sumMetric(SNAPSHOT_METRIC);
+  clog(`  ${move} of ${node} done in ${moveMs} ms; ${Math.round((bytes1 - bytes0) / 1e6)} MB of snapshots; load runs 5 s more`);
+  await sleep(SEGMENT_S * 1000);
+  await fg.stop();
+  await d.close();
+  const tEnd = nowUs();
+  const after = new Map([...(await c.table()).values()].map((p) => [p.id, [...p.replicas].sort().join(',')]));
+  let changed = 0;
+  for (const [p, r] of after) if (before.get(p) !== r) changed++;
+  const baseline = phase(fg.samples, fg.errorsFrom, tBase0 + 1e6, tMove0);
+  const during = phase(fg.samples, fg.errorsFrom, tMove0, tMove1);
+  const afterPh = phase(fg.samples, fg.errorsFrom, tMove1, tEnd);
+  const r: MoveResult = {
+    move,
+    node,
+    moveMs,
+    ...(nodeStartMs !== undefined ? { nodeStartMs } : {}),
+    ...(leaverExitMs !== undefined ? { leaverExitMs } : {}),
+    bytesMoved: bytes1 - bytes0,
+    logicalBytes,
+    bytesMovedPerLogical: Math.round(((bytes1 - bytes0) / logicalBytes) * 100) / 100,
+    partitionsChanged: changed,
+    partitions: after.size,
+    baseline,
+    during,
+    after: afterPh,
+    p99Ratio: baseline.p99 > 0 ? Math.round((during.p99 / baseline.p99) * 100) / 100 : 0,
+    p999Ratio: baseline.p999 > 0 ? Math.round((during.p999 / baseline.p999) * 100) / 100 : 0,
+    uptimeBefore,
+    uptimeAfter: uptime(),
+    ...(m.server ? { nodesCpuPctDuring: m.server.cpuPct } : {}),
+  };
+  clog(`  baseline p99 ${baseline.p99} µs (p99.9 ${baseline.p999}), during p99 ${during.p99} µs (p99.9 ${during.p999}, max ${during.max}, errors ${during.errors}) → ×${r.p99Ratio}; nodes CPU during ${m.server?.cpuPct} % [${perNodeCpuPct}]`);
+  return r;
+}
+
+export async function benchClusterRebalance(args: BenchArgs): Promise<BenchResult> {
+  const value = asciiValue(args.recordBytes);
+  const uptimeBefore = uptime();
+  return withCluster(args, async (c) => {
+    const n = args.cluster.loadKeys;
+    const loader = await MultiDriver.open(args, c.running());
+    clog(`loading ${n} keys of ${args.recordBytes} B (acks=${args.acks}); ${uptime()}`);
+    const ld = await (async () => {
+      try {
+        return await loadKeys(loader, args.keyspace, n, value, 512, (k) => clog(`  ${k} keys`));
+      } finally {
+        await loader.close();
+      }
+    })();
+    clog(`loaded in ${ld.seconds.toFixed(1)} s (${Math.round(n / ld.seconds)} keys/s, ${ld.errors} retried errors)`);
+    const logicalBytes = n * (args.recordBytes + 9);
+    // the foreground load overwrites the loaded keys (--keys of them), so the data does not grow
+    const fgArgs: BenchArgs = { ...args, keys: Math.min(args.keys, n) };
+    const moves: MoveResult[] = [];
+    const kinds: Array<'join' | 'leave'> = args.cluster.move === 'both' ? ['join', 'leave'] : [args.cluster.move];
+    for (const k of kinds) moves.push(await oneMove(fgArgs, c, k, value, logicalBytes));
+    const head = moves[0]!;
+    const missed: string[] = [];
+    for (const mv of moves) if (mv.p99Ratio > 2) missed.push(`${mv.move}: p99 during the move ×${mv.p99Ratio} of baseline > ×2`);
+    for (const mv of moves) if (mv.during.errors > 0) missed.push(`${mv.move}: ${mv.during.errors} errors during the move`);
+    const empty: OpenLoopResult = { intended: 0, sent: 0, acked: 0, errors: 0, errorsByKind: { rejected: 0, timeout: 0, outstandingCap: 0 }, errorSamples: [], latency: newHistogram(), sendLag: newHistogram(), elapsedS: 1, ackedPerSecond: 0, maxOutstandingSeen: 0 };
+    const res = fromLoop(args, 'chicago', empty, { via: args.via, acks: args.acks, recordBytes: args.recordBytes });
+    const { errors: _e, ops: _o, ...during } = head.during;
+    res.latencyUs = during;
+    res.acked = moves.reduce((a, m) => a + m.during.ops, 0);
+    res.sent = res.acked + moves.reduce((a, m) => a + m.during.errors, 0);
+    res.errors = moves.reduce((a, m) => a + m.during.errors, 0);
+    res.nodes = args.cluster.nodes;
+    res.replicas = args.replicas;
+    res.goal = { text: 'rebalance (join / leave of one node): foreground p99 during the move ≤ 2× its baseline', met: missed.length === 0, ...(missed.length ? { missedBy: missed } : {}) };
+    res.extra = {
+      loadKeys: n,
+      loadSeconds: Math.round(ld.seconds * 10) / 10,
+      loadKeysPerS: Math.round(n / ld.seconds),
+      logicalBytes,
+      foregroundRate: args.rate,
+      moves,
+      note: 'latencyUs = the foreground load during the first move; each move has baseline/during/after in extra.moves',
+      uptimeBefore,
+      uptimeAfter: uptime(),
+    };
+    return res;
+  });
+}
