@@ -99,6 +99,29 @@ export async function benchClusterFailover(args: BenchArgs): Promise<BenchResult
         for (let i = 0; i < ackAt.length; i++) if (ackAt[i]! > killUs && pred(i) && (best === null || ackAt[i]! < best)) best = ackAt[i]!;
         return best === null ? null : (best - killUs) / 1000;
       };
+      // no ack on p within the load window: keep writing p's keys (one at a time, any live node)
+      // until one is acked, so that the gap is measured, not just bounded
+      if (firstAck((i) => ackPart[i] === target.id) === null) {
+        clog(`  no ack on partition ${target.id} within the load window: probing it until one is acked`);
+        const probe = await MultiDriver.open(args, c.running());
+        const until = nowUs() + 60e6;
+        for (let i = 0; nowUs() < until; i++) {
+          const sent = nowUs();
+          try {
+            await Promise.race([
+              probe.kvPut(ks, probeKeys[i % probeKeys.length]!, value),
+              new Promise((_, rej) => setTimeout(() => rej(new Error('probe timeout')), 2000)),
+            ]);
+            ackAt.push(nowUs());
+            sentAt.push(sent);
+            ackPart.push(target.id);
+            break;
+          } catch {
+            await new Promise((r) => setTimeout(r, 2));
+          }
+        }
+        await probe.close();
+      }
       const gapMs = firstAck((i) => ackPart[i] === target.id);
       const gapSentAfterMs = firstAck((i) => ackPart[i] === target.id && sentAt[i]! > killUs);
       let victimMax: number | null = 0;

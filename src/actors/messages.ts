@@ -49,6 +49,8 @@ export interface SnapshotChunk {
   p: number;
   epoch: number;
   leader: NodeId;
+  /** which copy this is part of (ids grow across leaders); the follower reports it once installed */
+  copy: number;
   part: number;
   entries: Array<[Uint8Array, Uint8Array]>;
   last: boolean;

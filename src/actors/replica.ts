@@ -18,9 +18,13 @@ export interface Entry { seq: number; epoch: number; now: number; cmd: Command }
 export type PeerMessage =
   /** entries after (prevSeq, prevEpoch); empty entries probe a follower's position */
   | { t: 'append'; p: number; epoch: number; leader: NodeId; prevSeq: number; prevEpoch: number; entries: Entry[] }
-  /** the follower holds everything up to seq, written in lastEpoch */
-  | { t: 'ack'; p: number; epoch: number; from: NodeId; seq: number }
-  | { t: 'nack'; p: number; epoch: number; from: NodeId; seq: number; reason: 'stale-epoch' | 'gap' | 'diverged' };
+  /**
+   * `seq`: the follower holds the leader's history up to here (verified by this message's
+   * prevSeq/prevEpoch and entries); `end`: its own last seq, which may be further and unverified.
+   */
+  | { t: 'ack'; p: number; epoch: number; from: NodeId; seq: number; end: number; copy: number }
+  /** `copy` (on acks too): the last full copy this replica installed or gave up on */
+  | { t: 'nack'; p: number; epoch: number; from: NodeId; seq: number; reason: 'stale-epoch' | 'gap' | 'diverged'; copy: number };
 
 export type Role = 'leader' | 'follower' | 'none';
 
@@ -52,6 +56,17 @@ export interface Replica {
   heardAtMs: Map<NodeId, number>;
   /** leader only: when each follower was last sent anything */
   sentAtMs: Map<NodeId, number>;
+  /**
+   * leader only: the full copy last started for each follower (its id, and when). Anything the
+   * follower says about an older copy does not count until it reports this one (or
+   * SNAPSHOT_ACK_TIMEOUT_MS passes): an ack sent before the install may cover entries the install
+   * then removes.
+   */
+  copying: Map<NodeId, { id: number; atMs: number }>;
+  /** follower: id of the last full copy installed (or abandoned) here; 0 after a restart */
+  copy: number;
+  /** leader: copies started in this epoch, to make copy ids unique across leaders */
+  copiesStarted: number;
   /** leader only: writes applied here that wait for more copies, in seq order */
   pending: PendingWrite[];
 }
@@ -66,6 +81,8 @@ export const HEARTBEAT_MS = 100;
  * 300 ms of silence), and no newer leader can have acknowledged a write this one lacks.
  */
 export const READ_LEASE_MS = 200;
+/** a full copy whose install was not acknowledged in this time is presumed lost */
+export const SNAPSHOT_ACK_TIMEOUT_MS = 10_000;
 
 export type Effect =
   | { kind: 'write'; ops: Op[] }
@@ -74,7 +91,7 @@ export type Effect =
   /** read log entries (from, through] and send them to `to`; snapshot if the log no longer has them */
   | { kind: 'resend'; to: NodeId; fromSeq: number }
   /** stream a full copy of this partition to `to` (its history diverged or is too old) */
-  | { kind: 'snapshot'; to: NodeId }
+  | { kind: 'snapshot'; to: NodeId; copy: number }
   /** this replica's role changed; the runtime starts or stops leader-only work */
   | { kind: 'role'; role: Role }
   /** this node no longer holds the partition: remove its copy */
@@ -84,12 +101,20 @@ export type ReplicaMessage =
   | { type: 'write'; id: number; cmd: Command; acks: Acks; timeoutMs: number }
   | { type: 'peer'; msg: PeerMessage }
   | { type: 'view'; view: ReplicaView }
-  | { type: 'tick' };
+  | { type: 'tick' }
+  /** the log no longer reaches back to what `to` needs: it gets a full copy */
+  | { type: 'logMissing'; to: NodeId };
 
+/**
+ * A replica of `state`, as yet without a role. The caller then hands it its view as a message
+ * (`handle(r, { type: 'view', view })`), so that adopting a newer epoch also writes it to disk.
+ */
 export function createReplica(self: NodeId, state: PartitionState, view: ReplicaView): Replica {
-  const r: Replica = { self, state, role: 'none', view, matched: new Map(), progressAtMs: new Map(), heardAtMs: new Map(), sentAtMs: new Map(), pending: [] };
-  adoptView(r, view, []);
-  return r;
+  return {
+    self, state, role: 'none', view: { ...view, epoch: state.epoch, leader: null },
+    matched: new Map(), progressAtMs: new Map(), heardAtMs: new Map(), sentAtMs: new Map(), copying: new Map(), pending: [],
+    copy: 0, copiesStarted: 0,
+  };
 }
 
 /** Which epoch wrote `seq` (0 for seq 0: the empty history every replica shares). */
@@ -123,6 +148,7 @@ export function handle(r: Replica, m: ReplicaMessage, nowMs: number): Effect[] {
       return out;
     }
     case 'tick': return tick(r, nowMs);
+    case 'logMissing': return r.role === 'leader' ? copyTo(r, m.to, nowMs) : [];
   }
 }
 
@@ -157,7 +183,16 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
   }
   const before = r.state.seq;
   const { ops, reply } = step(r.state, m.cmd, nowMs);
-  if (r.state.seq === before) return [{ kind: 'reply', id: m.id, reply, replicas: 1 }]; // rejected or a no-op: nothing to replicate
+  if (r.state.seq === before) {
+    // A retry the partition recognised: it is as safe as the original write, which may still be
+    // gathering its copies, so the answer waits for the same confirmation.
+    const duplicate = reply.ok && (reply.res as { duplicate?: boolean } | null)?.duplicate === true;
+    if (duplicate && m.acks === 'all' && !confirmed(r, r.state.seq)) {
+      r.pending.push({ id: m.id, seq: r.state.seq, acks: 'all', deadlineMs: nowMs + m.timeoutMs, res: reply.res });
+      return [];
+    }
+    return [{ kind: 'reply', id: m.id, reply, replicas: duplicate ? holders(r, r.state.seq) : 1 }]; // rejected or a no-op: nothing to replicate
+  }
   assert.equal(r.state.seq, before + 1, 'a write takes exactly one sequence number');
   const entry: Entry = { seq: r.state.seq, epoch: r.state.epoch, now: nowMs, cmd: m.cmd };
   const out: Effect[] = [{ kind: 'write', ops: [...ops, { type: 'put', key: K.logKey(entry.seq), value: encodeEntry(entry) }] }];
@@ -181,26 +216,24 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
     case 'ack': {
       if (r.role !== 'leader' || msg.epoch !== r.state.epoch) return [];
       r.heardAtMs.set(msg.from, nowMs);
-      if (msg.seq > r.state.seq) { // ahead of its leader: a history this leader never wrote
-        r.matched.delete(msg.from);
-        return [{ kind: 'snapshot', to: msg.from }];
-      }
+      if (stale(r, msg.from, msg.copy, nowMs)) return []; // may predate the copy being installed
+      if (msg.end > r.state.seq) return copyTo(r, msg.from, nowMs); // ahead of its leader: a history this leader never wrote
       // A follower reports what it holds now. On one ordered link that only goes back when its copy
       // was wiped (dropped, reinstalled): believe it, or a wiped replica would count as a holder.
       const prev = r.matched.get(msg.from) ?? -1;
       r.matched.set(msg.from, msg.seq);
       if (msg.seq > prev) r.progressAtMs.set(msg.from, nowMs);
-      return settle(r);
+      // It holds entries past what this message verified: send them, so it checks them against ours.
+      const verify: Effect[] = msg.end > msg.seq ? [{ kind: 'resend', to: msg.from, fromSeq: msg.seq }] : [];
+      return [...verify, ...settle(r)];
     }
     case 'nack': {
       if (msg.epoch > r.state.epoch) return stepDown(r, msg.epoch as Epoch);
       if (r.role !== 'leader') return [];
       if (msg.epoch === r.state.epoch) r.heardAtMs.set(msg.from, nowMs);
+      if (stale(r, msg.from, msg.copy, nowMs)) return [];
       if ((r.matched.get(msg.from) ?? -1) > msg.seq) r.matched.set(msg.from, msg.seq);
-      if (msg.reason === 'diverged' || msg.seq > r.state.seq) {
-        r.matched.delete(msg.from); // its copy is about to be replaced: it holds nothing we count
-        return [{ kind: 'snapshot', to: msg.from }];
-      }
+      if (msg.reason === 'diverged' || msg.seq > r.state.seq) return copyTo(r, msg.from, nowMs);
       if (msg.reason === 'gap') return [{ kind: 'resend', to: msg.from, fromSeq: msg.seq }];
       return [];
     }
@@ -210,7 +243,7 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
 function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>): Effect[] {
   const s = r.state;
   const nack = (reason: 'stale-epoch' | 'gap' | 'diverged'): Effect[] =>
-    [{ kind: 'send', to: msg.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq, reason } }];
+    [{ kind: 'send', to: msg.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq, reason, copy: r.copy } }];
   if (msg.epoch < s.epoch) return nack('stale-epoch');
   const out: Effect[] = [];
   if (msg.epoch > s.epoch || r.role !== 'follower' || r.view.leader !== msg.leader) {
@@ -219,13 +252,14 @@ function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>): Effect[
   }
   if (msg.prevSeq > s.seq) return [...out, ...nack('gap')];
   if (epochOf(s, msg.prevSeq) !== msg.prevEpoch) return [...out, ...nack('diverged')];
-  // This replica holds entries its leader does not: they were never acknowledged to all; only a
-  // fresh copy can remove them.
-  if (msg.entries.length === 0 && msg.prevSeq < s.seq) return [...out, ...nack('diverged')];
+  // Only what this message matched or applied is vouched for; entries held past it (say, from an
+  // older leader) are reported as `end` and checked when the leader sends its own.
+  let verified = msg.prevSeq;
   const ops: Op[] = [];
   for (const e of msg.entries) {
     if (e.seq <= s.seq) {
       if (epochOf(s, e.seq) !== e.epoch) return [...out, ...(ops.length ? [{ kind: 'write', ops } as Effect] : []), ...nack('diverged')];
+      verified = e.seq;
       continue; // a resend of what we hold
     }
     if (e.seq !== s.seq + 1) break; // the rest arrives after the gap is filled
@@ -233,9 +267,10 @@ function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>): Effect[
     const stepped = step(s, e.cmd, e.now);
     assert.equal(s.seq, e.seq, 'a replicated entry reproduces its sequence');
     ops.push(...stepped.ops, { type: 'put', key: K.logKey(e.seq), value: encodeEntry(e) });
+    verified = e.seq;
   }
   if (ops.length) out.push({ kind: 'write', ops });
-  out.push({ kind: 'send', to: msg.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq } });
+  out.push({ kind: 'send', to: msg.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: r.self, seq: verified, end: s.seq, copy: r.copy } });
   return out;
 }
 
@@ -306,6 +341,8 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[]): void {
     r.progressAtMs = new Map();
     r.heardAtMs = new Map();
     r.sentAtMs = new Map();
+    r.copying = new Map();
+    r.copiesStarted = 0;
   }
   if (wasLeader && role !== 'leader') out.push(...failPending(r, 'leadership moved'));
   // Removed from the replica set by the coordinator (not just told of a leader): the copy goes.
@@ -313,6 +350,34 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[]): void {
   if (role !== r.role || newEpoch) out.push({ kind: 'role', role });
   r.role = role;
   if (role === 'leader') out.push(...settle(r));
+}
+
+/**
+ * Copy ids grow across leaders (epoch first), so a follower's report of the copy it holds orders it
+ * against every copy any leader started.
+ */
+const COPIES_PER_EPOCH = 2 ** 20;
+
+/** Send a follower a full copy; until it reports installing it, nothing it says counts. */
+function copyTo(r: Replica, to: NodeId, nowMs: number): Effect[] {
+  r.matched.delete(to);
+  const current = r.copying.get(to);
+  if (current && nowMs - current.atMs < SNAPSHOT_ACK_TIMEOUT_MS) return []; // one at a time
+  const id = r.state.epoch * COPIES_PER_EPOCH + (++r.copiesStarted % COPIES_PER_EPOCH);
+  r.copying.set(to, { id, atMs: nowMs });
+  return [{ kind: 'snapshot', to, copy: id }];
+}
+
+/**
+ * Is this report from before the follower took the copy last started for it? Once it reports that
+ * copy (installed, or given up on), the copy is no longer pending.
+ */
+function stale(r: Replica, from: NodeId, copy: number, nowMs: number): boolean {
+  const current = r.copying.get(from);
+  if (!current) return false;
+  if (copy < current.id && nowMs - current.atMs < SNAPSHOT_ACK_TIMEOUT_MS) return true;
+  r.copying.delete(from);
+  return false;
 }
 
 function stepDown(r: Replica, epoch: Epoch): Effect[] {

@@ -17,7 +17,7 @@ import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { epoch, partitionId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
-import { emptyStream, initialState, streamKeyOf, type Command, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
+import { emptyStream, initialState, metaOp, streamKeyOf, type Command, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
 import { canServeReads, createReplica, epochOf, handle, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
@@ -28,20 +28,25 @@ const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.
 
 /** How often replicas check deadlines, probe lagging followers and send snapshot chunks. */
 const TICK_MS = 50;
+/** a copy none of whose parts arrived for this long is abandoned (the leader sends a new one) */
+const INSTALL_STALL_MS = 3_000;
 
 interface Hosted {
   replica: Replica;
   readonly store: ColumnStore;
   readonly reader: PartitionReader;
   /** a full copy being received: the next part expected, and its position (meta), held to the end */
-  installing?: { nextPart: number; meta?: Buffer };
+  installing?: { from: NodeId; copy: number; nextPart: number; lastPartAtMs: number; meta?: Buffer };
   /** anti-entropy: the leader's digests, compared when this replica reaches their seq */
   digestCheck?: DigestCheck;
   /** full copies being sent, one per follower */
-  snapshots: Map<NodeId, { part: number; entries: Generator<[Buffer, Buffer]> }>;
+  snapshots: Map<NodeId, OutgoingCopy>;
 }
 
 interface Outbox { replies: Response[]; peer: NonNullable<WorkerOutput['peer']> }
+
+/** A full copy being sent: an open RocksDB iterator (a point-in-time view), one part per tick. */
+interface OutgoingCopy { copy: number; part: number; entries: Generator<[Buffer, Buffer]> }
 
 const MUTATIONS = new Set<Request['op']>(['kvPut', 'kvDel', 'produce', 'commit', 'dropStream']);
 
@@ -93,7 +98,7 @@ class PartitionWorker {
       this.replicationTimeoutMs = spec.replicationTimeoutMs;
       for (let { p, view } of spec.partitions) {
         const store = new ColumnStore(this.db, this.db.columns[columnName(p)]);
-        const state = await loadState(store, p);
+        const state = loadState(store, p);
         // A partition this node holds alone has no coordinator remembering its term: continue it.
         const alone = view.leader === this.self && view.replicas.length === 1;
         if (alone && view.epoch < state.epoch) view = { ...view, epoch: state.epoch };
@@ -222,17 +227,18 @@ class PartitionWorker {
           break;
         case 'send': this.out.peer.push({ to: e.to, msg: e.msg }); break;
         case 'resend': this.resend(h, e.to, e.fromSeq); break;
-        case 'snapshot':
-          if (!h.snapshots.has(e.to)) {
-            this.flush(); // the copy starts from everything written so far
-            h.snapshots.set(e.to, { part: 0, entries: h.store.iterate(K.allRange, 1024) });
-          }
+        case 'snapshot': {
+          // A new copy replaces one still being sent: the follower starts over at its part 0.
+          h.snapshots.get(e.to)?.entries.return(undefined);
+          this.flush(); // the copy starts from everything written so far
+          h.snapshots.set(e.to, { copy: e.copy, part: 0, entries: h.store.iterate(K.allRange, 1024) });
           break;
+        }
         case 'drop': {
           this.flush();
           void h.store.clear(K.allRange);
-          const fresh = initialState(h.replica.state.id, h.replica.state.epoch, seq(0));
-          h.replica = createReplica(this.self, fresh, h.replica.view);
+          this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
+          this.apply(h, [metaOp(h.replica.state)]); // the epoch survives a restart
           break;
         }
         case 'role':
@@ -257,7 +263,7 @@ class PartitionWorker {
       if (entries.length >= limits.catchUpEntriesMax || bytes >= limits.catchUpBytesMax) break;
     }
     if (fromSeq < s.seq && entries.length === 0) {
-      this.execute(h, [{ kind: 'snapshot', to }]);
+      this.run(h, { type: 'logMissing', to }); // older than the log: the replica decides on a copy
       return;
     }
     const msg: PeerMessage = { t: 'append', p: s.id, epoch: s.epoch, leader: this.self, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries };
@@ -300,7 +306,7 @@ class PartitionWorker {
     if (differ.length === 0) return;
     this.counters.divergences++;
     this.log.warn({ partition: s.id, seq: s.seq, ranges: differ }, 'replica diverged from its leader; asking for a fresh copy');
-    this.out.peer.push({ to: c.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: this.self, seq: s.seq, reason: 'diverged' } });
+    this.out.peer.push({ to: c.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: this.self, seq: s.seq, reason: 'diverged', copy: h.replica.copy } });
   }
 
   /** Receive a full copy: drop everything, write the parts in order, then reload from disk. */
@@ -309,16 +315,18 @@ class PartitionWorker {
     if (c.part === 0) {
       this.flush();
       void h.store.clear(K.allRange); // a RocksDB range delete: applied before it returns
-      // Until the copy is complete the partition holds nothing it may claim: a crash mid-copy
-      // must restart empty, not with a partial copy under the leader's position.
+      // Until the copy is complete the partition holds nothing it may claim, in memory or on disk:
+      // a crash mid-copy restarts empty, never with a partial copy under the leader's position.
+      this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
       this.apply(h, [{ type: 'put', key: K.metaKey, value: diskCodec.encode({ seq: 0, epoch: h.replica.state.epoch, epochs: [], installing: true }) }]);
-      h.installing = { nextPart: 0 };
+      h.installing = { from: c.leader, copy: c.copy, nextPart: 0, lastPartAtMs: performance.now() };
     }
-    if (!h.installing || c.part !== h.installing.nextPart) {
-      h.installing = undefined; // out of order: the leader starts over when it next probes
+    if (!h.installing || c.part !== h.installing.nextPart || c.copy !== h.installing.copy) {
+      this.abandonInstall(h); // out of order: the leader starts over when it next probes
       return;
     }
     h.installing.nextPart++;
+    h.installing.lastPartAtMs = performance.now();
     for (const [key, value] of c.entries) {
       this.counters.snapshotBytesReceived += key.length + value.length;
       const k = Buffer.from(key);
@@ -330,17 +338,39 @@ class PartitionWorker {
     this.flush();
     h.installing = undefined;
     this.counters.snapshotsInstalled++;
-    void loadState(h.store, h.replica.state.id).then((state) => {
-      const view: ReplicaView = { ...h.replica.view, epoch: epoch(Math.max(state.epoch, c.epoch)), leader: c.leader };
-      h.replica = createReplica(this.self, state, view);
-      this.run(h, { type: 'view', view });
-      this.out.peer.push({ to: c.leader, msg: { t: 'ack', p: state.id, epoch: h.replica.state.epoch, from: this.self, seq: state.seq } });
-      this.flush();
-    });
+    const view: ReplicaView = { ...h.replica.view, epoch: epoch(c.epoch), leader: c.leader };
+    this.replaceReplica(h, loadState(h.store, h.replica.state.id), view);
+    h.replica.copy = c.copy;
+    const s = h.replica.state;
+    this.out.peer.push({ to: c.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: this.self, seq: s.seq, end: s.seq, copy: c.copy } });
+    this.flush();
+  }
+
+  /**
+   * A copy that stopped arriving (a part lost, its sender no longer leads): back to empty, and
+   * tell the sender, which starts a new copy.
+   */
+  private abandonInstall(h: Hosted): void {
+    if (!h.installing) return;
+    const { from, copy } = h.installing;
+    h.installing = undefined;
+    void h.store.clear(K.allRange);
+    this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
+    this.apply(h, [metaOp(h.replica.state)]);
+    h.replica.copy = copy; // reporting the copy it gave up on lets its leader start a new one
+    const s = h.replica.state;
+    this.out.peer.push({ to: from, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: this.self, seq: 0, reason: 'diverged', copy } });
+  }
+
+  /** Swap in a replica of `state`, then give it its view as a message, so a newer epoch is persisted. */
+  private replaceReplica(h: Hosted, state: PartitionState, view: ReplicaView = h.replica.view): void {
+    h.replica = createReplica(this.self, state, view);
+    this.run(h, { type: 'view', view });
   }
 
   private tick(): void {
     for (const h of this.hosted.values()) {
+      if (h.installing && performance.now() - h.installing.lastPartAtMs > INSTALL_STALL_MS) this.abandonInstall(h);
       this.run(h, { type: 'tick' });
       for (const [to, snap] of h.snapshots) this.sendSnapshotChunk(h, to, snap);
     }
@@ -348,7 +378,7 @@ class PartitionWorker {
   }
 
   /** One chunk per follower per tick: a copy never floods the node or its peer links. */
-  private sendSnapshotChunk(h: Hosted, to: NodeId, snap: { part: number; entries: Generator<[Buffer, Buffer]> }): void {
+  private sendSnapshotChunk(h: Hosted, to: NodeId, snap: OutgoingCopy): void {
     const entries: Array<[Uint8Array, Uint8Array]> = [];
     let bytes = 0;
     let last = false;
@@ -361,7 +391,7 @@ class PartitionWorker {
     }
     const s = h.replica.state;
     this.counters.snapshotBytesSent += bytes;
-    this.out.peer.push({ to, msg: { t: 'snap', p: s.id, epoch: s.epoch, leader: this.self, part: snap.part++, entries, last } });
+    this.out.peer.push({ to, msg: { t: 'snap', p: s.id, epoch: s.epoch, leader: this.self, copy: snap.copy, part: snap.part++, entries, last } });
     if (last) h.snapshots.delete(to);
   }
 
@@ -395,7 +425,7 @@ class PartitionWorker {
         const msg = (e as Error).message;
         const failed = out.replies.map((r): Response => ({ id: r.id, ok: false, err: { code: 'STORAGE', args: [msg] } }));
         this.post({ replies: failed });
-        for (const p of touched) void this.reload(p);
+        for (const p of touched) this.reload(p);
         return;
       } finally {
         void batch.close();
@@ -417,10 +447,9 @@ class PartitionWorker {
     }
   }
 
-  private async reload(p: number): Promise<void> {
+  private reload(p: number): void {
     const h = this.hosted.get(p)!;
-    h.replica = createReplica(this.self, await loadState(h.store, p), h.replica.view);
-    this.run(h, { type: 'view', view: h.replica.view });
+    this.replaceReplica(h, loadState(h.store, p));
   }
 
   private scheduleGroupSync(): void {
@@ -480,13 +509,16 @@ class PartitionWorker {
   }
 }
 
-/** Rebuild a partition's in-memory state from its column family. */
-async function loadState(store: ColumnStore, p: number): Promise<PartitionState> {
+/**
+ * Rebuild a partition's in-memory state from its column family. Synchronous: RocksDB range deletes
+ * apply before clear() returns, so nothing can interleave with a load.
+ */
+function loadState(store: ColumnStore, p: number): PartitionState {
   const metaBuf = store.get(K.metaKey);
   const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta> & { installing?: boolean }>(metaBuf) : {};
   if (meta.installing) {
     // A copy that a crash cut short: start empty; the leader sends a complete one.
-    await store.clear(K.allRange);
+    void store.clear(K.allRange);
     return initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(0));
   }
   const state = initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(meta.seq ?? 0));
@@ -497,7 +529,7 @@ async function loadState(store: ColumnStore, p: number): Promise<PartitionState>
     const st = Object.assign(emptyStream(topicId, tp), diskCodec.decode<object>(v));
     state.streams.set(streamKeyOf(topicId, tp), st);
     // A trim records its new start before its range delete runs; finish any that a crash cut short.
-    if (st.start > 0) await store.clear({ gte: K.batchKey(topicId, tp, 0), lt: K.batchKey(topicId, tp, st.start) });
+    if (st.start > 0) void store.clear({ gte: K.batchKey(topicId, tp, 0), lt: K.batchKey(topicId, tp, st.start) });
   }
   const producers: Array<[string, ProducerWindow]> = [];
   for (const [k, v] of store.iterate(K.producerRange)) {

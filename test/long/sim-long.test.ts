@@ -17,8 +17,8 @@ describe('long deterministic simulation', () => {
     const run = runSeeds(FIRST, SEEDS, {
       steps: STEPS,
       copies: process.env.SIM_LONG_COPIES === 'mixed' ? 'mixed' : undefined,
-      retries: process.env.SIM_LONG_RETRIES === '1',
-      faithfulInstall: process.env.SIM_LONG_FAITHFUL === '1',
+      retries: process.env.SIM_LONG_RETRIES !== '0',
+      strictRecovery: true,
       quiesceMs: 20_000,
     }, MAX_FAILURES);
     const kinds = new Map<string, number[]>();

@@ -3,7 +3,7 @@
 // (src/actors/replica.ts → partition.ts `step`); this file plays every other part:
 // - the worker (worker.ts): executes effects — writes to a durable in-memory store, sends to the
 //   simulated network, resends from the log, sends snapshots one tick later, installs them, drops;
-// - the network: per-link delay, jitter (reordering), loss, duplication, partitions (one-way cuts
+// - the network: per-link delay, jitter, loss (in order per link, as TCP), partitions (one-way cuts
 //   too); traffic on a cut link is dropped or held until the link heals, as a peer queue would;
 // - the coordinator (etcd + cluster.ts): the partition record changes only by compare-and-swap on
 //   its revision; failover and in-sync growth are proposed from each node's own (possibly wrong)
@@ -14,17 +14,18 @@
 // After every event the checker runs (checker section below); a violation stops the run with the
 // seed, the step and the trace of the last events.
 //
-// Open findings (seeds in test/sim.test.ts, skipped until fixed):
-// F1 replica.ts write(): an idempotent produce retry that step() answers as a duplicate is replied
-//    ok with replicas=1 even for acks=all, whatever the original reached (options.retries).
-// F2 createReplica() adopts a newer view epoch but drops the meta write adoptView emits; the
-//    worker's following view message is then a no-op, so the epoch is not on disk (strictRecovery).
-// F3 worker.ts installChunk: part 0 wipes the store but the in-memory replica keeps its old state;
-//    an abandoned install leaves it serving, leading, snapshotting from a wiped store (faithfulInstall).
-// F4 a follower's ack can be overtaken by a snapshot taken earlier (a stale empty probe is read as
-//    'diverged'); the install rolls the follower back, yet the leader counts the in-flight ack.
-// F5 an abandoned install (a lost or reordered part) is never restarted: appends are ignored while
-//    `installing`, nothing answers, the leader only probes: the replica never converges.
+// Findings this simulator made, all fixed in src/ and kept as regressions by the sweep:
+// F1 an idempotent retry of an acks=all produce was answered with replicas=1 (now: it waits for
+//    the original's confirmation); run with `retries`.
+// F2 createReplica() adopted a newer epoch without writing it to disk (now: the view comes as a
+//    message, whose effects persist it); checked with `strictRecovery`.
+// F3 an abandoned install left the replica running over a wiped store (now: part 0 resets it to an
+//    empty copy, and an abandoned copy leaves an empty, consistent store).
+// F4 an ack sent before an install was counted after it (now: acks name the last copy installed,
+//    and a leader ignores reports older than the copy it last started; acks vouch only for what
+//    their message verified).
+// F5 an abandoned install was never restarted (now: a stalled copy is abandoned and the follower
+//    asks for a new one).
 import { createHash } from 'node:crypto';
 import { AssertionError } from 'node:assert';
 import { diskCodec } from '../../src/runtime/codec.js';
@@ -37,6 +38,8 @@ import { EventQueue } from './heap.js';
 import { MemStore, decodeEntry, loadState } from './store.js';
 
 const P = 7; // the partition id
+/** worker.ts INSTALL_STALL_MS */
+const INSTALL_STALL_MS = 3_000;
 const TICK_MS = 50; // worker.ts TICK_MS
 const CHECK_EVERY_MS = 100; // cluster.ts CHECK_EVERY_MS
 const SUSPECT_AFTER_MS = 300; // cluster.ts SUSPECT_AFTER_MS
@@ -61,16 +64,15 @@ export interface SimOptions {
   traceKeep?: number;
   /** keep every event (SIM_SEED replay) */
   fullTrace?: boolean;
-  /** clients retry idempotent produces that got OUTCOME_UNKNOWN (finding F1: off by default) */
+  /** clients retry idempotent produces that got OUTCOME_UNKNOWN (F1) */
   retries?: boolean;
-  /** check that the epoch in memory is on disk after createReplica (finding F2: off by default) */
+  /** check that the epoch in memory is also on disk, exactly (F2) */
   strictRecovery?: boolean;
   /**
-   * Model worker.ts installChunk as it is (finding F3): part 0 wipes the store while the in-memory
-   * replica keeps running on its old state. Default: the proposed fix — part 0 also resets the
-   * replica to an empty copy, so an abandoned install leaves an empty, consistent replica.
+   * A bug planted on purpose, to prove the checker catches it: `ack-early` answers acks=all writes
+   * as soon as the leader wrote them.
    */
-  faithfulInstall?: boolean;
+  plant?: 'ack-early';
 }
 
 export interface SimResult {
@@ -99,9 +101,9 @@ interface SimNode {
   store: MemStore;
   replica?: Replica;
   /** snapshots being sent (worker: iterator opened at the effect), one part per tick */
-  snapshots: Map<NodeId, { part: number; parts: Array<Array<[string, Buffer]>> }>;
+  snapshots: Map<NodeId, { copy: number; part: number; parts: Array<Array<[string, Buffer]>> }>;
   /** a copy being received (worker.ts `installing`) */
-  installing?: { nextPart: number; meta?: Buffer };
+  installing?: { from: NodeId; copy: number; nextPart: number; lastPartAt: number; meta?: Buffer };
   /** what this node's heartbeats last told each peer: [seq, incomplete] */
   heardPos: Map<NodeId, [number, number]>;
   /** leader only (cluster.ts seqHistory): [time, seq] samples */
@@ -111,7 +113,7 @@ interface SimNode {
   digest?: string;
 }
 
-interface Link { cut: boolean; cutAtMs: number; loss: number; dup: number; delayMs: number; jitterMs: number }
+interface Link { cut: boolean; cutAtMs: number; loss: number; delayMs: number; jitterMs: number; lastDeliveryAt: number }
 
 type ClientOp =
   | { kind: 'kvPut'; key: string; value: string }
@@ -133,7 +135,7 @@ interface Request {
 
 type Ev =
   | { k: 'msg'; from: NodeId; to: NodeId; msg: PeerMessage }
-  | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; part: number; last: boolean; data: Array<[string, Buffer]> }
+  | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; copy: number; part: number; last: boolean; data: Array<[string, Buffer]> }
   | { k: 'view'; to: NodeId; inc: number; view: ReplicaView }
   | { k: 'req'; to: NodeId; id: number }
   | { k: 'tick'; node: NodeId; inc: number }
@@ -182,7 +184,7 @@ export class Sim {
     this.opts = {
       seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 10_000, traceKeep: opts.traceKeep ?? 80,
       fullTrace: opts.fullTrace ?? false, retries: opts.retries ?? false,
-      strictRecovery: opts.strictRecovery ?? false, faithfulInstall: opts.faithfulInstall ?? false,
+      strictRecovery: opts.strictRecovery ?? false, plant: opts.plant,
     };
     const root = new Prng(opts.seed);
     const rConf = root.fork();
@@ -209,7 +211,7 @@ export class Sim {
   }
 
   private healthyLink(r: Prng): Link {
-    return { cut: false, cutAtMs: 0, loss: 0, dup: 0, delayMs: r.int(1, 5), jitterMs: r.int(0, 10) };
+    return { cut: false, cutAtMs: 0, loss: 0, delayMs: r.int(1, 5), jitterMs: r.int(0, 10), lastDeliveryAt: 0 };
   }
 
   // ---- running ----
@@ -254,7 +256,7 @@ export class Sim {
     this.phase = 'quiesce';
     this.quiesceStart = this.now;
     this.log('== quiesce: faults stop, links heal, crashed nodes restart');
-    for (const l of this.links.values()) { l.cut = false; l.loss = 0; l.dup = 0; }
+    for (const l of this.links.values()) { l.cut = false; l.loss = 0; }
     this.q.retain((ev) => ev.k !== 'fault' && ev.k !== 'client' && ev.k !== 'restart');
     for (const n of this.nodes.values()) if (!n.up) this.q.push(this.now + this.rFault.int(1, 50), { k: 'restart', node: n.id });
   }
@@ -312,6 +314,10 @@ export class Sim {
     const r = n.replica!;
     const before = r.state.seq;
     const effects = handle(r, m, this.now);
+    if (this.opts.plant === 'ack-early' && m.type === 'write' && m.acks === 'all' && r.state.seq > before && !effects.some((e) => e.kind === 'reply')) {
+      const w = r.pending.pop()!; // planted bug: confirm before the copies exist
+      effects.push({ kind: 'reply', id: w.id, reply: { ok: true, res: w.res }, replicas: r.view.copies });
+    }
     if (m.type === 'write' && r.state.seq > before) {
       const req = this.requests.get(m.id);
       const w = effects.find((e) => e.kind === 'write') as Extract<Effect, { kind: 'write' }> | undefined;
@@ -329,15 +335,16 @@ export class Sim {
         case 'send': this.send(n.id, e.to, e.msg); break;
         case 'resend': this.resend(n, e.to, e.fromSeq); break;
         case 'snapshot':
-          if (!n.snapshots.has(e.to)) {
-            // the copy is fixed when the effect runs; it leaves in 1–3 parts, one per tick
+          {
+            // worker.ts: a new copy replaces one still being sent; it is fixed when the effect
+            // runs and leaves in 1–3 parts, one per tick
             const data = n.store.copy();
             const k = this.rNet.int(1, 3);
             const size = Math.ceil(data.length / k) || 1;
             const parts: Array<Array<[string, Buffer]>> = [];
             for (let i = 0; i < data.length; i += size) parts.push(data.slice(i, i + size));
             if (parts.length === 0) parts.push([]);
-            n.snapshots.set(e.to, { part: 0, parts });
+            n.snapshots.set(e.to, { copy: e.copy, part: 0, parts });
           }
           break;
         case 'drop': {
@@ -347,7 +354,10 @@ export class Sim {
           const fresh = loadState(new MemStore(), P);
           fresh.epoch = n.replica!.state.epoch;
           fresh.epochs = [[fresh.epoch, 1]];
-          n.replica = createReplica(n.id, fresh, n.replica!.view);
+          const view = n.replica!.view;
+          n.replica = createReplica(n.id, fresh, view);
+          this.run1(n, { type: 'view', view });
+          n.store.apply([metaOp(n.replica.state)]); // worker.ts: the epoch survives a restart
           this.log(`${n.id} drop: copy removed`);
           break;
         }
@@ -378,13 +388,34 @@ export class Sim {
       if (entries.length >= 64) break;
     }
     if (fromSeq < s.seq && entries.length === 0) {
-      this.execute(n, [{ kind: 'snapshot', to }]);
+      this.run1(n, { type: 'logMissing', to }); // worker.ts: the replica decides on a copy
       return;
     }
     this.send(n.id, to, { t: 'append', p: s.id, epoch: s.epoch, leader: n.id, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries });
   }
 
+  /** worker.ts abandonInstall: back to an empty store, and the sender is told to start over. */
+  private abandonInstall(n: SimNode): void {
+    const { from, copy } = n.installing!;
+    n.installing = undefined;
+    n.store.clear(K.allRange);
+    const empty = loadState(new MemStore(), P);
+    empty.epoch = n.replica!.state.epoch;
+    empty.epochs = [];
+    const view = n.replica!.view;
+    n.replica = createReplica(n.id, empty, view);
+    this.run1(n, { type: 'view', view });
+    n.store.apply([metaOp(n.replica.state)]);
+    this.touched.add(n.id);
+    n.digest = undefined;
+    this.log(`${n.id} abandons the copy from ${from}`);
+    const s = n.replica.state;
+    n.replica.copy = copy;
+    this.send(n.id, from, { t: 'nack', p: s.id, epoch: s.epoch, from: n.id, seq: 0, reason: 'diverged', copy });
+  }
+
   private workerTick(n: SimNode): void {
+    if (n.installing && this.now - n.installing.lastPartAt > INSTALL_STALL_MS) this.abandonInstall(n);
     this.run1(n, { type: 'tick' });
     // worker.ts sendSnapshotChunk: one part per follower per tick
     for (const [to, snap] of n.snapshots) {
@@ -392,7 +423,7 @@ export class Sim {
       const last = snap.part === snap.parts.length;
       if (part === 0) this.stats.snapshots++;
       this.log(`${n.id} → ${to} snapshot e${n.replica!.state.epoch} part ${part}${last ? ' (last)' : ''} (${snap.parts[part].length} keys)`);
-      this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, part, last, data: snap.parts[part] });
+      this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, copy: snap.copy, part, last, data: snap.parts[part] });
       if (last) n.snapshots.delete(to);
     }
   }
@@ -409,27 +440,21 @@ export class Sim {
     if (ev.part === 0) {
       n.store.clear(K.allRange);
       n.store.apply([{ type: 'put', key: K.metaKey, value: diskCodec.encode({ seq: 0, epoch: r.state.epoch, epochs: [], installing: true }) }]);
-      n.installing = { nextPart: 0 };
-      if (!this.opts.faithfulInstall) {
-        // proposed fix for F3: the copy being replaced is gone, so is the replica's claim to it
-        const empty = loadState(new MemStore(), P);
-        empty.epoch = r.state.epoch;
-        empty.epochs = [];
-        n.replica = createReplica(n.id, empty, r.view);
-        this.run1(n, { type: 'view', view: r.view });
-      }
+      n.installing = { from: ev.from, copy: ev.copy, nextPart: 0, lastPartAt: this.now };
+      // worker.ts: the copy being replaced is gone, so is the replica's claim to it
+      const empty = loadState(new MemStore(), P);
+      empty.epoch = r.state.epoch;
+      empty.epochs = [];
+      n.replica = createReplica(n.id, empty, r.view);
+      this.run1(n, { type: 'view', view: r.view });
     }
-    if (!n.installing || ev.part !== n.installing.nextPart) {
-      if (n.installing && !this.opts.faithfulInstall) {
-        // proposed fix for F3, continued: an abandoned copy leaves an empty store, not a partial one
-        n.store.clear(K.allRange);
-        n.store.apply([metaOp(n.replica!.state)]);
-      }
-      n.installing = undefined;
-      this.log(`${n.id} snapshot part ${ev.part} from ${ev.from} out of order: abandoned`);
+    if (!n.installing || ev.part !== n.installing.nextPart || ev.copy !== n.installing.copy) {
+      if (n.installing) this.abandonInstall(n);
+      else this.log(`${n.id} snapshot part ${ev.part} from ${ev.from} ignored: no copy in progress`);
       return;
     }
     n.installing.nextPart++;
+    n.installing.lastPartAt = this.now;
     const ops: Op[] = [];
     for (const [k, v] of ev.data) {
       const key = Buffer.from(k, 'hex');
@@ -443,11 +468,12 @@ export class Sim {
     n.installing = undefined;
     const seqBefore = r.state.seq;
     const state = loadState(n.store, P);
-    const view: ReplicaView = { ...n.replica!.view, epoch: toEpoch(Math.max(state.epoch, ev.epoch)), leader: ev.from };
+    const view: ReplicaView = { ...n.replica!.view, epoch: toEpoch(ev.epoch), leader: ev.from };
     n.replica = createReplica(n.id, state, view);
     this.log(`${n.id} installed snapshot from ${ev.from}: seq ${seqBefore} → ${state.seq}`);
     this.run1(n, { type: 'view', view });
-    this.send(n.id, ev.from, { t: 'ack', p: state.id, epoch: n.replica.state.epoch, from: n.id, seq: state.seq });
+    n.replica.copy = ev.copy;
+    this.send(n.id, ev.from, { t: 'ack', p: state.id, epoch: n.replica.state.epoch, from: n.id, seq: state.seq, end: state.seq, copy: ev.copy });
   }
 
   // ---- network ----
@@ -457,12 +483,19 @@ export class Sim {
     this.transmit(from, to, { k: 'msg', from, to, msg });
   }
 
+  /**
+   * Peer links are WebSocket over TCP (src/cluster/peer.ts): one direction delivers in order and
+   * never duplicates, but frames can be lost (a link that drops loses what was in flight; a full
+   * queue drops). Jitter delays, and a later frame never overtakes an earlier one on its link;
+   * frames on different links race freely.
+   */
   private transmit(from: NodeId, to: NodeId, ev: Extract<Ev, { k: 'msg' | 'snap' }>): void {
     const l = this.links.get(lk(from, to))!;
     this.stats.messages++;
     if (this.rNet.chance(l.loss)) { this.stats.dropped++; return; }
-    const copies = this.rNet.chance(l.dup) ? 2 : 1;
-    for (let i = 0; i < copies; i++) this.q.push(this.now + l.delayMs + this.rNet.int(0, l.jitterMs), ev);
+    const at = Math.max(this.now + l.delayMs + this.rNet.int(0, l.jitterMs), l.lastDeliveryAt);
+    l.lastDeliveryAt = at;
+    this.q.push(at, ev);
   }
 
   /** A cut link loses what reaches it, or holds it (a peer queue) until later. */
@@ -684,10 +717,9 @@ export class Sim {
       const b = r.pick(this.ids.filter((x) => x !== a));
       const l = this.links.get(lk(a, b))!;
       l.loss = r.pick([0, 0, 0.05, 0.2, 0.5]);
-      l.dup = r.pick([0, 0, 0.05, 0.2]);
       l.delayMs = r.pick([1, 2, 5, 20, 80]);
       l.jitterMs = r.pick([0, 5, 30, 150]);
-      this.log(`nemesis: link ${a}→${b} loss=${l.loss} dup=${l.dup} delay=${l.delayMs}+${l.jitterMs}`);
+      this.log(`nemesis: link ${a}→${b} loss=${l.loss} delay=${l.delayMs}+${l.jitterMs}`);
     }
   }
 
