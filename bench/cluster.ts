@@ -158,6 +158,18 @@ export class BenchCluster {
   private constructor(readonly opts: ClusterOptions) {
     this.root = mkdtempSync(join(tmpdir(), 'chicago-bench-cluster-'));
     this.log = opts.log ?? ((s) => process.stderr.write(`[cluster] ${s}\n`));
+    live.add(this);
+  }
+
+  /** SIGKILL every process of this cluster now (synchronous: for exit and signal handlers). */
+  killAllSync(): void {
+    for (const n of this.nodes) if (n.proc.exitCode === null && n.proc.signalCode === null) n.proc.kill('SIGKILL');
+    if (this.etcdProc && this.etcdProc.exitCode === null) this.etcdProc.kill('SIGKILL');
+    try {
+      rmSync(this.root, { recursive: true, force: true });
+    } catch {
+      // best effort
+    }
   }
 
   /** etcd plus `opts.nodes` nodes, ready (see waitReady). */
@@ -450,5 +462,24 @@ export class BenchCluster {
       await exited(this.etcdProc);
     }
     rmSync(this.root, { recursive: true, force: true });
+    live.delete(this);
   }
 }
+
+// A bench killed by a signal (timeout, ^C) must not leave a cluster behind.
+const live = new Set<BenchCluster>();
+let hooked = false;
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.on('exit', () => {
+    for (const c of live) c.killAllSync();
+  });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      for (const c of live) c.killAllSync();
+      process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
+    });
+  }
+}
+hookExit();

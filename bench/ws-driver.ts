@@ -3,6 +3,9 @@
 import { ChicagoClient, type Producer, type TailStream } from '../src/client/index.js';
 import type { ChicagoDriver, DriverOptions, TailHandle } from './targets.js';
 
+/** byte limit of a streaming producer's batch (records that queue up behind one in flight) */
+const STREAM_BATCH_BYTES = 1024 * 1024;
+
 export class WsDriver implements ChicagoDriver {
   readonly via = 'ws' as const;
   private rr = 0;
@@ -43,12 +46,15 @@ export class WsDriver implements ChicagoDriver {
     if (!p) {
       if (this.o.acks === 'none') throw new Error('produce with --acks none has no ack to time; use one or all');
       // A batch is sealed by size exactly when the bench's batch is complete (lingerMs only as a
-      // backstop), so one bench batch = one produce request.
+      // backstop), so one bench batch = one produce request. Single records (produce-tail, or
+      // --batch 1) are streamed as an application would: lingerMs as given (default 0), and the
+      // records that arrive while a batch is in flight go together in the next one.
+      const streaming = batchBytes === 0;
       p = this.clients[i]!.producer({
         acks: this.o.acks,
         mode: 'acked',
-        lingerMs: this.o.lingerMs > 0 ? this.o.lingerMs : 1000,
-        batchBytesMax: batchBytes,
+        lingerMs: streaming ? this.o.lingerMs : this.o.lingerMs > 0 ? this.o.lingerMs : 1000,
+        batchBytesMax: streaming ? STREAM_BATCH_BYTES : batchBytes,
         bufferBytesMax: Math.max(256 * 1024 * 1024, batchBytes * 4),
         deliveryTimeoutMs: 60_000,
       });
@@ -66,7 +72,7 @@ export class WsDriver implements ChicagoDriver {
     // partitions × producers batches can be in flight at once.
     const seq = this.batchSeq++;
     const partition = seq % partitions;
-    const p = this.producer(i, bytes, Math.floor(seq / partitions) % this.o.producers);
+    const p = this.producer(i, values.length === 1 ? 0 : bytes, Math.floor(seq / partitions) % this.o.producers);
     const acks: Array<Promise<unknown>> = new Array<Promise<unknown>>(values.length);
     for (let j = 0; j < values.length; j++) acks[j] = p.send(topic, { value: values[j]!, partition });
     return Promise.all(acks).then(() => ({ replicas: 1 }));

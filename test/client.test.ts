@@ -98,6 +98,21 @@ describe('producer', () => {
     expect(await caught(p.send('batched', { value: 'late' }))).toMatchObject({ code: 'BAD_REQUEST' });
   });
 
+  it('with lingerMs 0, records sent while a batch is in flight go together in the next one', async () => {
+    const c = await connect();
+    const p = c.producer({ lingerMs: 0 });
+    const requests: number[] = [];
+    server.api.produceDelayMs = 20;
+    server.api.afterProduce = (_topic, r) => { requests.push(r.records.length); };
+    const first = p.send('streamed', { value: 'first', partition: 0 });
+    const rest = Array.from({ length: 200 }, (_, i) => p.send('streamed', { value: `v${i}`, partition: 0 }));
+    const results = await Promise.all([first, ...rest]);
+    expect(results.map((r) => r.offset)).toEqual(Array.from({ length: 201 }, (_, i) => i));
+    // one record alone (nothing was in flight), then everything that queued behind it
+    expect(requests).toEqual([1, 200]);
+    await p.close();
+  });
+
   it('retries an idempotent batch with the same sequence after the reply was lost', async () => {
     const c = await connect();
     let dropped = 0;

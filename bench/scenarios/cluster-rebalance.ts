@@ -147,12 +147,18 @@ async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave',
   }
   // poll until the move is done; sample the snapshot counter meanwhile (a leaver's dies with it)
   let why: string | undefined;
+  let lastLog = performance.now();
   const deadline = performance.now() + 30 * 60_000;
   for (;;) {
     await c.sampleMetric(SNAPSHOT_METRIC);
     // a leaver exits once its replacements are in sync: that is part of the move
     why = move === 'leave' && leaverExitMs === undefined ? 'leaver still running' : await moveDone(c, move, node).catch((e: Error) => e.message);
     if (why === undefined) break;
+    if (performance.now() - lastLog > 5000) {
+      lastLog = performance.now();
+      const mb = Math.round(((await c.sumMetric(SNAPSHOT_METRIC)) - bytes0) / 1e6);
+      clog(`  ${Math.round((nowUs() - tMove0) / 1e6)} s: not done: ${why} (${mb} MB of snapshots so far)`);
+    }
     if (performance.now() > deadline) throw new Error(`move ${move} not done in 30 min: ${why}`);
     await sleep(200);
   }

@@ -8,8 +8,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import assert from 'node:assert/strict';
 import * as Comlink from 'comlink';
 import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
-import type { ChainedBatch, RocksLevel } from '@nxtedition/rocksdb';
-import { attachDatabase, columnName, ColumnStore } from '../storage/rocks.js';
+import type { RocksLevel } from '@nxtedition/rocksdb';
+import { attachDatabase, BatchWriter, columnName, ColumnStore } from '../storage/rocks.js';
 import { threadCodec, diskCodec } from '../runtime/codec.js';
 import { systemClock } from '../runtime/clock.js';
 import { createLogger, type Logger } from '../runtime/log.js';
@@ -56,10 +56,17 @@ class PartitionWorker {
   private self = '' as NodeId;
   private inbox: Request[] = [];
   private drainScheduled = false;
-  private batch: ChainedBatch | undefined;
+  /** the open group-commit batch (one native batch, reused) */
+  private readonly writer: BatchWriter;
   /** delete-ranges of the open batch, run after it is written */
   private deferredRanges: Array<{ store: ColumnStore; gte: Buffer; lt: Buffer }> = [];
   private batchPartitions = new Set<number>();
+  /**
+   * The last partition-meta value each partition's ops put in the open batch. Every mutation
+   * re-puts the meta; the batch is atomic, so only the last one can ever be read: it is put once,
+   * at the end of the batch, and the stored bytes are the same as if each had been written.
+   */
+  private batchMeta = new Map<ColumnStore, Buffer>();
   /** answers and replication traffic released once the open batch is durable per the sync policy */
   private out: Outbox = { replies: [], peer: [] };
   /** written but waiting for the next group fsync */
@@ -77,6 +84,7 @@ class PartitionWorker {
   private log: Logger = createLogger('info');
 
   constructor(private readonly db: RocksLevel, private readonly port: MessagePort) {
+    this.writer = new BatchWriter(db);
     this.loopDelay.enable();
     port.on('message', (buf: Uint8Array) => {
       for (const r of this.codec.decode<Request[]>(buf)) this.inbox.push(r);
@@ -397,11 +405,12 @@ class PartitionWorker {
 
   private apply(h: Hosted, ops: Op[]): void {
     if (ops.length === 0) return;
-    this.batch ??= this.db.batch();
     this.batchPartitions.add(h.replica.state.id);
+    const w = this.writer;
     for (const op of ops) {
-      if (op.type === 'put') this.batch.put(op.key, op.value, { column: h.store.column });
-      else if (op.type === 'del') this.batch.del(op.key, { column: h.store.column });
+      if (op.type === 'put' && isMetaKey(op.key)) this.batchMeta.set(h.store, op.value);
+      else if (op.type === 'put') w.put(h.store, op.key, op.value);
+      else if (op.type === 'del') w.del(h.store, op.key);
       else this.deferredRanges.push({ store: h.store, gte: op.gte, lt: op.lt });
     }
   }
@@ -410,13 +419,16 @@ class PartitionWorker {
   private flush(): void {
     const out = this.out;
     this.out = { replies: [], peer: [] };
-    const batch = this.batch;
-    this.batch = undefined;
+    // An apply that only deferred range deletes still counts as a write (as the lazy batch did).
+    const batch = this.batchPartitions.size > 0;
     const touched = this.batchPartitions;
-    this.batchPartitions = new Set();
+    if (batch) this.batchPartitions = new Set();
     if (batch) {
+      const metas = this.batchMeta;
+      if (metas.size > 0) this.batchMeta = new Map();
       try {
-        batch._writeSync({ sync: this.syncPolicy === 'always' });
+        for (const [store, value] of metas) this.writer.put(store, K.metaKey, value);
+        this.writer.write(this.syncPolicy === 'always');
         if (this.syncPolicy === 'always') this.counters.fsyncs++;
       } catch (e) {
         // The batch is atomic and did not apply: memory ran ahead of disk. Nothing it produced may
@@ -427,8 +439,6 @@ class PartitionWorker {
         this.post({ replies: failed });
         for (const p of touched) this.reload(p);
         return;
-      } finally {
-        void batch.close();
       }
       for (const r of this.deferredRanges) void r.store.clear({ gte: r.gte, lt: r.lt });
       this.deferredRanges = [];
@@ -490,7 +500,7 @@ class PartitionWorker {
   private post(out: WorkerOutput): void {
     const replies = out.replies?.length ? out.replies : undefined;
     const peer = out.peer?.length ? out.peer : undefined;
-    if (replies || peer) this.port.postMessage(this.codec.encode({ replies, peer } satisfies WorkerOutput));
+    if (replies || peer) this.codec.post(this.port, { replies, peer } satisfies WorkerOutput);
   }
 
   // ---- reads ----
@@ -507,6 +517,10 @@ class PartitionWorker {
       default: throw new ChicagoError('UNKNOWN_OP', req.op);
     }
   }
+}
+
+function isMetaKey(key: Uint8Array): boolean {
+  return key === K.metaKey || (key.length === 2 && key[0] === K.metaKey[0] && key[1] === K.metaKey[1]);
 }
 
 /**

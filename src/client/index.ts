@@ -1,8 +1,10 @@
-// The reference client of the /v1/ws protocol (docs/protocol.md).
+// The reference client of the /v1/ws protocol (docs/protocol.md). Against a cluster, KV requests go
+// straight to their partition's leader (router.ts); the rest goes to the node connected to, which forwards.
 import { ChicagoError } from '../runtime/errors.js';
 import type { Acks, GroupOffset } from '../node/api.js';
 import { checkName } from '../gateway/frames.js';
-import { Session, type Reply } from './session.js';
+import { Session, type Reply, type SessionOptions } from './session.js';
+import { Router } from './router.js';
 import { Producer, type ProducerMode, type ProducerOptions } from './producer.js';
 import { TailStream, type TailOptions } from './tail.js';
 import { toBytes } from './bytes.js';
@@ -30,18 +32,19 @@ export interface KvWriteOptions { acks?: Acks; ttlSeconds?: number }
 export interface KvItem { key: Buffer; value: Buffer; version: number }
 
 export class ChicagoClient {
-  private constructor(private readonly session: Session) {}
+  private constructor(private readonly session: Session, private readonly router: Router) {}
 
   static async connect(opts: ConnectOptions = {}): Promise<ChicagoClient> {
-    const session = await Session.open({
+    const sessionOpts: SessionOptions = {
       url: opts.url ?? 'http://127.0.0.1:7070',
       connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
       requestTimeoutMs: opts.requestTimeoutMs ?? 30_000,
       backoffMinMs: opts.backoffMinMs ?? 50,
       backoffMaxMs: opts.backoffMaxMs ?? 2_000,
       clientName: opts.clientName ?? 'chicago-ts',
-    });
-    return new ChicagoClient(session);
+    };
+    const session = await Session.open(sessionOpts);
+    return new ChicagoClient(session, new Router(session, sessionOpts));
   }
 
   /** true while a socket is open; requests made while false wait for the reconnection */
@@ -50,20 +53,23 @@ export class ChicagoClient {
   readonly kv = {
     put: async (ks: string, key: string | Uint8Array, value: string | Uint8Array, opts: KvWriteOptions = {}): Promise<{ version: number; replicas: number }> => {
       checkName('keyspace', ks);
-      const r = await this.session.request({
-        op: 'kv.put', ks, key: toBytes(key), value: toBytes(value), acks: opts.acks ?? 'all', ttl: opts.ttlSeconds,
+      const k = toBytes(key);
+      const r = await this.router.kv(ks, k, {
+        op: 'kv.put', ks, key: k, value: toBytes(value), acks: opts.acks ?? 'all', ttl: opts.ttlSeconds,
       }, 'write');
       return { version: num(r, 'version'), replicas: num(r, 'replicas') };
     },
     get: async (ks: string, key: string | Uint8Array): Promise<{ value: Buffer; version: number } | undefined> => {
       checkName('keyspace', ks);
-      const r = await this.session.request({ op: 'kv.get', ks, key: toBytes(key) }, 'read');
+      const k = toBytes(key);
+      const r = await this.router.kv(ks, k, { op: 'kv.get', ks, key: k }, 'read');
       if (r.found !== true) return undefined;
       return { value: buf(r, 'value'), version: num(r, 'version') };
     },
     delete: async (ks: string, key: string | Uint8Array, opts: { acks?: Acks } = {}): Promise<{ version: number; replicas: number; existed: boolean }> => {
       checkName('keyspace', ks);
-      const r = await this.session.request({ op: 'kv.delete', ks, key: toBytes(key), acks: opts.acks ?? 'all' }, 'write');
+      const k = toBytes(key);
+      const r = await this.router.kv(ks, k, { op: 'kv.delete', ks, key: k, acks: opts.acks ?? 'all' }, 'write');
       return { version: num(r, 'version'), replicas: num(r, 'replicas'), existed: r.existed === true };
     },
     /** one page; pass `next` as `after` for the following one */
@@ -104,6 +110,7 @@ export class ChicagoClient {
 
   /** Drop the connection. Pending writes reject OUTCOME_UNKNOWN; flush producers first. */
   close(): void {
+    this.router.close();
     this.session.close();
   }
 }

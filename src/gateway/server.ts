@@ -16,7 +16,7 @@ export async function startGateway(node: ChicagoNode, log: Logger, routes?: (app
   const app = uWS.App();
   routes?.(app);
   // WebSocket first: the HTTP catch-all would otherwise take the upgrade request.
-  const ws: WebSocketEndpoint = attachWebSocket(app, { api: node, log });
+  const ws: WebSocketEndpoint = attachWebSocket(app, { api: node, log, metrics: node.metrics });
   const parsePool = new ParsePool();
   attachHttp(app, node, parsePool, log, node.metrics);
   const { host, port } = node.config;

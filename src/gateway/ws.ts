@@ -7,12 +7,13 @@ import type pino from 'pino';
 import { asChicagoError, ChicagoError, type ErrorCode } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import type { NodeApi, StoredRecord, Tail, TailSink } from '../node/api.js';
+import type { Metrics } from '../runtime/metrics.js';
 import {
   advertisedLimits, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
   storedRecordBytes, toRecordTuple, toStartPosition, type ClientFrame, type RequestFrame, type ServerFrame,
 } from './frames.js';
 
-export interface WebSocketDeps { api: NodeApi; log: pino.Logger }
+export interface WebSocketDeps { api: NodeApi; log: pino.Logger; metrics?: Metrics }
 export interface WebSocketEndpoint {
   /** close every connection (default: SHUTTING_DOWN); clients reconnect elsewhere or later */
   closeAll(code?: number, reason?: string): void;
@@ -152,6 +153,11 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     }
     conn.inFlight++;
     conn.inFlightBytes += frameBytes;
+    const started = process.hrtime.bigint();
+    const done = (code: string) => {
+      deps.metrics?.requests.inc({ edge: 'ws', route: frame.op, code });
+      deps.metrics?.requestSeconds.observe({ edge: 'ws', route: frame.op }, Number(process.hrtime.bigint() - started) / 1e9);
+    };
     let result: Promise<Record<string, unknown> | undefined>;
     try {
       result = execute(conn, frame);
@@ -160,10 +166,12 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     }
     result.then(
       (body) => {
+        done('ok');
         if (body !== undefined) corked(conn, () => send(conn, { ...body, op: 'res', id: frame.id }));
       },
       (err) => {
         const e = asChicagoError(err);
+        done(e.code);
         if (e.code === 'INTERNAL') log.error({ err, op: frame.op }, 'websocket request failed');
         corked(conn, () => sendError(conn, frame.id, e));
       },

@@ -19,6 +19,12 @@ function threadPackr(): Packr {
   });
 }
 
+/** Above this size a posted message is transferred rather than copied again by the clone. */
+const TRANSFER_ABOVE_BYTES = 16 * 1024;
+
+/** The part of a MessagePort the data plane uses. */
+interface PostTarget { postMessage(value: unknown, transferList?: ArrayBuffer[]): void }
+
 /** One per direction and thread: a packer's table never grows, an unpacker's may. */
 export function threadCodec() {
   const packer = threadPackr();
@@ -26,6 +32,16 @@ export function threadCodec() {
   return {
     encode: (msg: unknown): Uint8Array => packer.pack(msg),
     decode: <T>(buf: Uint8Array): T => unpacker.unpack(buf) as T,
+    /**
+     * Encode and post. pack() returns a view into msgpackr's buffer, which grows to the largest
+     * message ever packed and never shrinks; posting the view would make the structured clone copy
+     * that whole buffer every time. So post an exact copy, and transfer it when it is large.
+     */
+    post: (port: PostTarget, msg: unknown): void => {
+      const bytes = new Uint8Array(packer.pack(msg));
+      if (bytes.length > TRANSFER_ABOVE_BYTES) port.postMessage(bytes, [bytes.buffer]);
+      else port.postMessage(bytes);
+    },
   };
 }
 

@@ -24,7 +24,7 @@ interface Pending {
 export class WorkerHandle {
   readonly control: Comlink.Remote<WorkerControl>;
   private readonly worker: Worker;
-  private readonly dataPort: MessagePort | import('node:worker_threads').MessagePort;
+  private readonly dataPort: import('node:worker_threads').MessagePort;
   private readonly codec = threadCodec();
   private readonly pending = new Map<number, Pending>();
   private outbox: Request[] = [];
@@ -121,7 +121,7 @@ export class WorkerHandle {
     this.flushScheduled = false;
     const batch = this.outbox;
     this.outbox = [];
-    if (batch.length > 0) this.dataPort.postMessage(this.codec.encode(batch));
+    if (batch.length > 0) this.codec.post(this.dataPort, batch);
   }
 
   private onReplies(buf: Uint8Array): void {

@@ -1,7 +1,7 @@
 // The node's one RocksDB database: a column family per node partition plus `default` for the
 // node's own catalog. Opened and closed on the main thread only; workers attach by handle and
 // must never close it (PLATFORM.md: closing from a worker crashes the process).
-import { RocksLevel, type Column } from '@nxtedition/rocksdb';
+import { RocksLevel, type ChainedBatch, type Column } from '@nxtedition/rocksdb';
 
 export type Range = { gte: Uint8Array; lt: Uint8Array; reverse?: boolean };
 export type Entry = [key: Buffer, value: Buffer];
@@ -26,7 +26,11 @@ export async function attachDatabase(handle: bigint): Promise<RocksLevel> {
 
 /** Synchronous reads and writes on one column family, on the calling thread. */
 export class ColumnStore {
-  constructor(private readonly db: RocksLevel, readonly column: Column) {}
+  /** the options object batch writes pass for this column, allocated once */
+  readonly columnOptions: { readonly column: Column };
+  constructor(private readonly db: RocksLevel, readonly column: Column) {
+    this.columnOptions = { column };
+  }
 
   get(key: Uint8Array): Buffer | undefined {
     return this.db._getManySync([key], { column: this.column })[0];
@@ -58,5 +62,41 @@ export class ColumnStore {
 
   async clear(range: Range): Promise<void> {
     await this.db.clear({ column: this.column, gte: range.gte, lt: range.lt });
+  }
+}
+
+const WRITE_SYNC = { sync: true } as const;
+const WRITE_NO_SYNC = { sync: false } as const;
+
+/**
+ * One native write batch, reused for every group commit of the calling thread. Puts and deletes go
+ * straight to the native batch: abstract-level's wrapper validates and re-encodes every key and
+ * value, copies the options and keeps its own log of every op, which cost more than the write.
+ * Keys and values must be Buffers or Uint8Arrays (they always are here).
+ */
+export class BatchWriter {
+  private readonly batch: ChainedBatch;
+  /** operations in the open batch */
+  ops = 0;
+  constructor(db: RocksLevel) { this.batch = db.batch(); }
+
+  put(store: ColumnStore, key: Uint8Array, value: Uint8Array): void {
+    this.batch._put(key, value, store.columnOptions);
+    this.ops++;
+  }
+
+  del(store: ColumnStore, key: Uint8Array): void {
+    this.batch._del(key, store.columnOptions);
+    this.ops++;
+  }
+
+  /** Write everything atomically (fsynced if `sync`); the batch is empty afterwards, written or not. */
+  write(sync: boolean): void {
+    try {
+      this.batch._writeSync(sync ? WRITE_SYNC : WRITE_NO_SYNC);
+    } finally {
+      this.batch._clear();
+      this.ops = 0;
+    }
   }
 }

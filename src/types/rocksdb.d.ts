@@ -15,6 +15,10 @@ declare module '@nxtedition/rocksdb' {
     del(key: Uint8Array, options?: { column?: Column }): this;
     readonly length: number;
     _writeSync(options: { sync?: boolean }): void;
+    /** the native operations under put/del/clear, without abstract-level's validation and op log */
+    _put(key: Uint8Array, value: Uint8Array, options: { column?: Column }): void;
+    _del(key: Uint8Array, options: { column?: Column }): void;
+    _clear(): void;
     close(): Promise<void>;
   }
   export interface RocksOptions {

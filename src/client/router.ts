@@ -1,0 +1,88 @@
+// Routing straight to partition leaders: the client learns the placement from any node
+// (GET /v1/cluster/placement), computes a key's partition with the server's own hash, and sends
+// to that partition's leader over a session to that node. Told NOT_LEADER (leadership moved), it
+// learns the placement again and retries once: NOT_LEADER means the request did not run.
+import { ChicagoError } from '../runtime/errors.js';
+import { kvPartition } from '../runtime/hash.js';
+import { Session, type Reply, type RequestBody, type RequestKind, type SessionOptions } from './session.js';
+
+interface Placement { partitions: number; leaders: Array<string | null>; urls: Map<string, string> }
+
+/** Placement answers older than this are fetched again before use. */
+const PLACEMENT_MAX_AGE_MS = 30_000;
+const PLACEMENT_TIMEOUT_MS = 2_000;
+
+export class Router {
+  private placement: Placement | undefined;
+  private fetchedAt = 0;
+  private refreshing: Promise<void> | undefined;
+  /** one session per node URL; the seed is the session the client connected with */
+  private readonly sessions = new Map<string, Promise<Session>>();
+
+  constructor(private readonly seed: Session, private readonly opts: SessionOptions) {
+    this.sessions.set(httpUrl(opts.url), Promise.resolve(seed));
+  }
+
+  /** Send a KV request to the leader of its key's partition (the seed node when unknown). */
+  async kv(ks: string, key: Uint8Array, body: RequestBody, kind: RequestKind): Promise<Reply> {
+    for (let attempt = 0; ; attempt++) {
+      const session = await this.sessionFor(ks, key);
+      try {
+        return await session.request(body, kind);
+      } catch (err) {
+        if (!(err instanceof ChicagoError) || err.code !== 'NOT_LEADER' || attempt > 0) throw err;
+        await this.refresh(true);
+      }
+    }
+  }
+
+  private async sessionFor(ks: string, key: Uint8Array): Promise<Session> {
+    await this.refresh(false);
+    const pl = this.placement;
+    if (!pl) return this.seed;
+    const leader = pl.leaders[kvPartition(ks, key, pl.partitions)];
+    const url = leader ? pl.urls.get(leader) : undefined;
+    if (!url) return this.seed;
+    let s = this.sessions.get(url);
+    if (!s) {
+      s = Session.open({ ...this.opts, url });
+      // A node we cannot reach is not worth remembering: the seed forwards meanwhile.
+      s.catch(() => this.sessions.delete(url));
+      this.sessions.set(url, s);
+    }
+    return s.catch(() => this.seed);
+  }
+
+  /** Learn the placement (again when `force`, or when it is old); failures leave the seed in charge. */
+  private refresh(force: boolean): Promise<void> {
+    if (!force && Date.now() - this.fetchedAt < PLACEMENT_MAX_AGE_MS) return Promise.resolve();
+    this.refreshing ??= (async () => {
+      try {
+        // Asked at most once per PLACEMENT_MAX_AGE_MS unless told NOT_LEADER, answer or not.
+        this.fetchedAt = Date.now();
+        const res = await fetch(`${httpUrl(this.opts.url)}/v1/cluster/placement`, { signal: AbortSignal.timeout(PLACEMENT_TIMEOUT_MS) });
+        if (!res.ok) return;
+        const body = (await res.json()) as { clustered: boolean; partitions: number; leaders: Array<string | null>; nodes: Array<{ id: string; url: string }> };
+        // A single node leads everything: routing would only add sessions to the same place.
+        this.placement = body.clustered ? { partitions: body.partitions, leaders: body.leaders, urls: new Map(body.nodes.map((n) => [n.id, n.url])) } : undefined;
+      } catch {
+        // keep what we had; the seed node forwards
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  close(): void {
+    for (const [url, s] of this.sessions) {
+      if (url === httpUrl(this.opts.url)) continue;
+      void s.then((x) => x.close(), () => undefined);
+    }
+    this.sessions.clear();
+  }
+}
+
+function httpUrl(url: string): string {
+  return url.replace(/^ws/, 'http').replace(/\/v1\/ws$/, '').replace(/\/$/, '');
+}
