@@ -99,6 +99,9 @@ export interface WorkerStats {
     id: number; epoch: number; seq: number; role: string; leader: string | null; replicas: string[];
     /** the copy is incomplete (a snapshot is being received, or it was just dropped): never electable */
     incomplete: boolean;
+    /** the in-sync set this replica counts, and (leaders) the highest seq confirmed to acks=all writers */
+    isr: string[];
+    confirmedSeq: number;
     matched: Record<string, number>;
     streams: Array<{ topicId: number; tp: number; start: number; end: number; bytes: number }>;
   }>;

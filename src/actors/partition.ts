@@ -77,7 +77,9 @@ const PRODUCER_RECENT_MAX = 8;
 export function streamKeyOf(topicId: number, tp: number): string { return `${topicId}:${tp}`; }
 
 export function initialState(id: PartitionId, epoch: Epoch, seq: Seq): PartitionState {
-  return { id, epoch, seq, epochs: [[epoch, 1]], streams: new Map(), producers: new Map() };
+  // No entry written yet, so no epoch wrote any: a leader records its term when it takes office,
+  // a follower when it applies the first entry of a term.
+  return { id, epoch, seq, epochs: [], streams: new Map(), producers: new Map() };
 }
 
 export function emptyStream(topicId: number, tp: number): StreamState {

@@ -67,6 +67,11 @@ export interface Replica {
   copy: number;
   /** leader: copies started in this epoch, to make copy ids unique across leaders */
   copiesStarted: number;
+  /**
+   * leader: the highest seq confirmed to an acks=all writer. A follower joins the in-sync set only
+   * once it holds this much while the leader already counts it (see cluster.ts maintainInSync).
+   */
+  confirmedSeq: number;
   /** leader only: writes applied here that wait for more copies, in seq order */
   pending: PendingWrite[];
 }
@@ -113,7 +118,7 @@ export function createReplica(self: NodeId, state: PartitionState, view: Replica
   return {
     self, state, role: 'none', view: { ...view, epoch: state.epoch, leader: null },
     matched: new Map(), progressAtMs: new Map(), heardAtMs: new Map(), sentAtMs: new Map(), copying: new Map(), pending: [],
-    copy: 0, copiesStarted: 0,
+    copy: 0, copiesStarted: 0, confirmedSeq: 0,
   };
 }
 
@@ -201,6 +206,7 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
     out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: before, prevEpoch: epochOf(r.state, before), entries: [entry] } });
   }
   if (!reply.ok || m.acks !== 'all' || confirmed(r, entry.seq)) {
+    if (reply.ok && m.acks === 'all') r.confirmedSeq = Math.max(r.confirmedSeq, entry.seq);
     out.push({ kind: 'reply', id: m.id, reply, replicas: m.acks === 'none' ? 0 : holders(r, entry.seq) });
   } else {
     r.pending.push({ id: m.id, seq: entry.seq, acks: m.acks, deadlineMs: nowMs + m.timeoutMs, res: reply.res });
@@ -282,6 +288,7 @@ function settle(r: Replica): Effect[] {
     if (!confirmed(r, w.seq)) break;
     const n = holders(r, w.seq);
     r.pending.shift();
+    r.confirmedSeq = Math.max(r.confirmedSeq, w.seq);
     out.push({ kind: 'reply', id: w.id, reply: { ok: true, res: w.res }, replicas: n });
   }
   return out;

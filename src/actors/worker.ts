@@ -157,6 +157,8 @@ class PartitionWorker {
     positions: () => [...this.hosted.values()].map(({ replica: r, installing }) => ({
       id: r.state.id, epoch: r.state.epoch, seq: r.state.seq, role: r.role, leader: r.view.leader, replicas: r.view.replicas,
       incomplete: installing !== undefined,
+      isr: r.view.isr,
+      confirmedSeq: r.confirmedSeq,
       matched: Object.fromEntries(r.matched),
       streams: [...r.state.streams.values()].map((st) => ({ topicId: st.topicId, tp: st.tp, start: st.start, end: st.end, bytes: st.bytes })),
     })),
@@ -362,6 +364,7 @@ class PartitionWorker {
     if (!h.installing) return;
     const { from, copy } = h.installing;
     h.installing = undefined;
+    this.flush(); // parts still in the open batch land before the clear, not on top of it
     void h.store.clear(K.allRange);
     this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
     this.apply(h, [metaOp(h.replica.state)]);

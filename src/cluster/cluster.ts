@@ -38,7 +38,11 @@ const CONTROLLER_EVERY_MS = 200;
 /** partitions the controller moves at once: rebalancing never swamps the foreground */
 const MOVES_AT_ONCE = 2;
 
-export interface ReplicaPosition { seq: number; role: string; incomplete: boolean; matched: Record<string, number> }
+export interface ReplicaPosition {
+  seq: number; role: string; incomplete: boolean; matched: Record<string, number>;
+  /** the in-sync set the replica counts now, and the highest seq it confirmed to acks=all writers */
+  isr: string[]; confirmedSeq: number;
+}
 export interface ReplicaPositions {
   /** every replica this node hosts: its seq, role, whether its copy is incomplete, and (leaders) each follower's acked seq */
   get(): Promise<Map<number, ReplicaPosition>>;
@@ -97,6 +101,12 @@ export class ClusterCoordinator implements Coordinator {
   private positions: ReplicaPositions | undefined;
   /** this node's replicas as last sampled (every check) */
   private local = new Map<number, ReplicaPosition>();
+  /**
+   * Followers about to join a led partition's in-sync set. The leader counts them first (its view
+   * carries them), and the set in etcd grows only once they hold everything it confirmed: a write
+   * confirmed meanwhile without them could otherwise be missing from a later leader.
+   */
+  private readonly joining = new Map<number, Set<NodeId>>();
   /** led partitions: recent [time, seq] samples, to tell a slow follower from one just behind */
   private readonly seqHistory = new Map<number, Array<[number, number]>>();
   private timers: NodeJS.Timeout[] = [];
@@ -206,7 +216,7 @@ export class ClusterCoordinator implements Coordinator {
         replicas: e.record.replicas,
         live: e.record.replicas.filter((n) => this.alive(n)),
         copies: this.copies,
-        isr: e.record.isr,
+        isr: [...e.record.isr, ...[...(this.joining.get(p) ?? [])].filter((n) => e.record.leader === this.self && !e.record.isr.includes(n))],
       };
       const prev = this.views.get(p);
       if (JSON.stringify(prev) === JSON.stringify(next)) continue;
@@ -297,13 +307,28 @@ export class ClusterCoordinator implements Coordinator {
     const now = Date.now();
     for (const [p, pos] of this.local) {
       const e = this.table.get(p);
-      if (pos.role !== 'leader' || !e || e.record.leader !== this.self) continue;
+      if (pos.role !== 'leader' || !e || e.record.leader !== this.self) { this.joining.delete(p); continue; }
       const history = this.seqHistory.get(p) ?? [];
       const past = history.filter(([t]) => now - t >= ISR_LAG_MS).at(-1);
       const incomplete = (n: NodeId) => this.positionOf(n, p)?.[1] === 1;
       const inSync = (n: NodeId) => this.alive(n) && !incomplete(n) && (pos.matched[n] ?? -1) >= pos.seq;
       const lagging = (n: NodeId) => past !== undefined && (pos.matched[n] ?? -1) < past[1];
-      const joined = e.record.replicas.filter((n) => !e.record.isr.includes(n) && inSync(n));
+      // Joining takes two steps: first the leader counts the follower (its view), then, once the
+      // follower holds every confirmed write, the set in etcd says so.
+      const pending = this.joining.get(p) ?? new Set<NodeId>();
+      this.joining.set(p, pending);
+      for (const n of e.record.replicas) {
+        if (e.record.isr.includes(n) || pending.has(n) || !inSync(n)) continue;
+        pending.add(n);
+        this.refreshViews();
+      }
+      for (const n of [...pending]) {
+        if (e.record.isr.includes(n) || !this.alive(n) || incomplete(n) || lagging(n)) {
+          pending.delete(n);
+          this.refreshViews(); // no longer counted: a slow joiner must not hold confirmations up
+        }
+      }
+      const joined = [...pending].filter((n) => pos.isr.includes(n) && (pos.matched[n] ?? -1) >= pos.confirmedSeq);
       const left = e.record.isr.filter((n) => n !== this.self && (!this.alive(n) || incomplete(n) || lagging(n)));
       if (joined.length === 0 && left.length === 0) continue;
       const isr = e.record.replicas.filter((n) => (e.record.isr.includes(n) && !left.includes(n)) || joined.includes(n));

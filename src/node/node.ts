@@ -113,7 +113,7 @@ export class ChicagoNode implements NodeApi {
       get: async () => {
         const out = new Map<number, ReplicaPosition>();
         const all = await Promise.all(this.workers.map((w) => withDeadline(w.control.positions(), 2000, `worker ${w.index} positions`)));
-        for (const p of all.flat()) out.set(p.id, { seq: p.seq, role: p.role, incomplete: p.incomplete, matched: p.matched });
+        for (const p of all.flat()) out.set(p.id, { seq: p.seq, role: p.role, incomplete: p.incomplete, matched: p.matched, isr: p.isr, confirmedSeq: p.confirmedSeq });
         return out;
       },
     });

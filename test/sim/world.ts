@@ -7,7 +7,7 @@
 //   too); traffic on a cut link is dropped or held until the link heals, as a peer queue would;
 // - the coordinator (etcd + cluster.ts): the partition record changes only by compare-and-swap on
 //   its revision; failover and in-sync growth are proposed from each node's own (possibly wrong)
-//   perception and applied later, so proposals race; views reach nodes late and out of order;
+//   perception and applied later, so proposals race; views reach nodes late (in order per node);
 // - clients: puts, deletes, produces (some idempotent, some retried), group commits, acks all/one;
 // - the nemesis: crashes (memory lost, store kept), restarts (state rebuilt from the store),
 //   partitions, link degradation.
@@ -108,6 +108,10 @@ interface SimNode {
   heardPos: Map<NodeId, [number, number]>;
   /** leader only (cluster.ts seqHistory): [time, seq] samples */
   seqHistory: Array<[number, number]>;
+  /** leader only (cluster.ts joining): followers being added to the in-sync set */
+  joining: Set<NodeId>;
+  /** when its last view is delivered: views reach a node in order */
+  lastViewAt: number;
   /** last view the coordinator produced for it (cluster.ts refreshViews dedupe) */
   lastView?: string;
   digest?: string;
@@ -199,7 +203,7 @@ export class Sim {
     for (const a of this.ids) for (const b of this.ids) if (a !== b) this.links.set(lk(a, b), this.healthyLink(rConf));
     const leader = rConf.pick(this.ids);
     this.rec = { epoch: 1, leader, replicas: [...this.ids], isr: [...this.ids], rev: 1 };
-    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), snapshots: new Map(), heardPos: new Map(), seqHistory: [] });
+    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), snapshots: new Map(), heardPos: new Map(), seqHistory: [], joining: new Set(), lastViewAt: 0 });
     for (const node of this.nodes.values()) this.open(node);
     this.q.push(CHECK_EVERY_MS, { k: 'coord' });
     this.q.push(rConf.int(50, 300), { k: 'fault' });
@@ -595,7 +599,9 @@ export class Sim {
 
   private viewFor(id: NodeId): ReplicaView {
     const rec = this.rec;
-    return { epoch: toEpoch(rec.epoch), leader: rec.leader, replicas: [...rec.replicas], live: rec.replicas.filter((x) => this.alive(id, x)), copies: this.copies, isr: [...rec.isr] };
+    // cluster.ts refreshViews: a leader also counts the followers it is adding to the in-sync set
+    const joining = rec.leader === id ? [...this.nodes.get(id)!.joining].filter((n) => !rec.isr.includes(n)) : [];
+    return { epoch: toEpoch(rec.epoch), leader: rec.leader, replicas: [...rec.replicas], live: rec.replicas.filter((x) => this.alive(id, x)), copies: this.copies, isr: [...rec.isr, ...joining] };
   }
 
   /** x's failure detector on y: registered and heard within SUSPECT_AFTER_MS. */
@@ -649,7 +655,7 @@ export class Sim {
   private maintainInSync(x: SimNode): void {
     const rec = this.rec;
     const r = x.replica!;
-    if (r.role !== 'leader') { x.seqHistory = []; return; }
+    if (r.role !== 'leader') { x.seqHistory = []; x.joining.clear(); return; }
     x.seqHistory.push([this.now, r.state.seq]);
     while (x.seqHistory.length > 0 && this.now - x.seqHistory[0][0] > 2 * ISR_LAG_MS) x.seqHistory.shift();
     if (rec.leader !== x.id) return;
@@ -658,7 +664,19 @@ export class Sim {
     const incomplete = (n: NodeId) => this.positionOf(x, n)?.[1] === 1;
     const inSync = (n: NodeId) => this.alive(x.id, n) && !incomplete(n) && matched(n) >= r.state.seq;
     const lagging = (n: NodeId) => past !== undefined && matched(n) < past[1];
-    const joined = rec.replicas.filter((n) => !rec.isr.includes(n) && inSync(n));
+    // cluster.ts: joining takes two steps: the leader counts the follower first, and the set grows
+    // only once the follower holds everything the leader confirmed
+    let changed = false;
+    for (const n of rec.replicas) {
+      if (rec.isr.includes(n) || x.joining.has(n) || !inSync(n)) continue;
+      x.joining.add(n);
+      changed = true;
+    }
+    for (const n of [...x.joining]) {
+      if (rec.isr.includes(n) || !this.alive(x.id, n) || incomplete(n) || lagging(n)) { x.joining.delete(n); changed = true; }
+    }
+    if (changed) this.pushView(x);
+    const joined = [...x.joining].filter((n) => r.view.isr.includes(n) && matched(n) >= r.confirmedSeq);
     const left = rec.isr.filter((n) => n !== x.id && (!this.alive(x.id, n) || incomplete(n) || lagging(n)));
     if (joined.length === 0 && left.length === 0) return;
     const isr = rec.replicas.filter((n) => (rec.isr.includes(n) && !left.includes(n)) || joined.includes(n));
@@ -671,7 +689,10 @@ export class Sim {
     if (json === n.lastView) return;
     n.lastView = json;
     const late = this.rCoord.chance(0.1);
-    this.q.push(this.now + (late ? this.rCoord.int(100, 800) : this.rCoord.int(1, 20)), { k: 'view', to: n.id, inc: n.inc, view });
+    // A node's views can arrive late, but in order: the real coordinator posts them to the worker.
+    const at = Math.max(this.now + (late ? this.rCoord.int(100, 800) : this.rCoord.int(1, 20)), n.lastViewAt);
+    n.lastViewAt = at;
+    this.q.push(at, { k: 'view', to: n.id, inc: n.inc, view });
   }
 
   private cas(ev: Extract<Ev, { k: 'cas' }>): void {
@@ -949,7 +970,7 @@ export class Sim {
     const lines = [`coordinator: e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}] rev=${this.rec.rev}`];
     for (const n of this.nodes.values()) {
       const r = n.replica;
-      lines.push(`  ${n.id}: ${n.up ? `${r!.role} e${r!.state.epoch} seq=${r!.state.seq} view e${r!.view.epoch}/${r!.view.leader} epochs=${JSON.stringify(r!.state.epochs)} matched=${JSON.stringify([...r!.matched])} pending=${r!.pending.length} digest=${this.digestOf(n).slice(0, 8)}` : 'down'}`);
+      lines.push(`  ${n.id}: ${n.up ? `${r!.role} e${r!.state.epoch} seq=${r!.state.seq} view e${r!.view.epoch}/${r!.view.leader} epochs=${JSON.stringify(r!.state.epochs)} isr=[${r!.view.isr.join(",")}] joining=[${[...n.joining].join(",")}] confirmed=${r!.confirmedSeq} matched=${JSON.stringify([...r!.matched])} pending=${r!.pending.length} digest=${this.digestOf(n).slice(0, 8)}` : 'down'}`);
     }
     return lines.join('\n');
   }
