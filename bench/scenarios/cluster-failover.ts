@@ -101,7 +101,7 @@ export async function benchClusterFailover(args: BenchArgs): Promise<BenchResult
       };
       // no ack on p within the load window: keep writing p's keys (one at a time, any live node)
       // until one is acked, so that the gap is measured, not just bounded
-      if (firstAck((i) => ackPart[i] === target.id) === null) {
+      if (firstAck((i) => ackPart[i] === target.id && sentAt[i]! > killUs) === null) {
         clog(`  no ack on partition ${target.id} within the load window: probing it until one is acked`);
         const probe = await MultiDriver.open(args, c.running());
         const until = nowUs() + 60e6;
@@ -162,7 +162,10 @@ export async function benchClusterFailover(args: BenchArgs): Promise<BenchResult
       kills.push(k);
       clog(`  gap on p${target.id}: ${k.gapMs} ms (first write sent after the kill: ${k.gapSentAfterMs} ms), worst victim partition ${k.victimPartitionsMaxGapMs} ms, longest gap overall ${k.longestAckGapMs} ms, errors ${r.errors}; cluster whole again ${readyAgainMs} ms after restart; nodes CPU ${measured.server?.cpuPct} % [${perNodeCpuPct}]`);
     }
-    const gaps = kills.map((k) => k.gapMs ?? Infinity);
+    // the headline counts only writes SENT after the kill: an ack that reaches a busy bench late may
+    // have been produced before the kill, and would flatter the gap
+    const gaps = kills.map((k) => k.gapSentAfterMs ?? Infinity);
+    const gapsAnyAck = kills.map((k) => k.gapMs ?? Infinity);
     const longest = kills.map((k) => k.longestAckGapMs);
     const victimMax = kills.map((k) => k.victimPartitionsMaxGapMs ?? Infinity);
     const head = loops[loops.length - 1]!;
@@ -182,7 +185,8 @@ export async function benchClusterFailover(args: BenchArgs): Promise<BenchResult
       goal: { text: 'failover: kill -9 of a leader → acked writes on its partition again within 500 ms', met: missed.length === 0, ...(missed.length ? { missedBy: missed } : {}) },
       extra: {
         kills,
-        gapMs: { median: medGap, max: maxGap, all: gaps },
+        gapMs: { median: medGap, max: maxGap, all: gaps, measure: 'kill → ack of the first write on the partition sent after the kill' },
+        gapAnyAckMs: { median: median(gapsAnyAck), max: Math.max(...gapsAnyAck), all: gapsAnyAck },
         victimPartitionsMaxGapMs: { median: median(victimMax), max: Math.max(...victimMax) },
         longestAckGapMs: { median: median(longest), max: Math.max(...longest) },
         clusterPartitions: P,

@@ -71,7 +71,7 @@ export function renderClusterTable(results: Array<{ name: string; r: BenchResult
       `Gap kill → next acked write on the chosen partition: median **${n1(g?.median)} ms**, max **${n1(g?.max)} ms**; ` +
         `worst partition of the victim: median ${n1(vg?.median)} ms, max ${n1(vg?.max)} ms; longest interval with no ack at all: median ${n1(lg?.median)} ms, max ${n1(lg?.max)} ms. ${goal(r)}`,
       '',
-      '| # | partition | victim (led) | gap ms | gap, first write sent after the kill, ms | worst victim partition ms | longest ack gap ms | errors | cluster whole again after restart ms | load |',
+      '| # | partition | victim (led) | gap to any ack ms | gap, first write sent after the kill, ms (headline) | worst victim partition ms | longest ack gap ms | errors | cluster whole again after restart ms | load |',
       '|---|---|---|---|---|---|---|---|---|---|',
       ...kills.map(
         (k) =>

@@ -81,6 +81,7 @@ class PartitionWorker {
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 100 });
   private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0, digestChecks: 0, divergences: 0, snapshotBytesSent: 0, snapshotBytesReceived: 0, snapshotsInstalled: 0 };
   private draining = false;
+  private tickTimer: NodeJS.Timeout | undefined;
   private log: Logger = createLogger('info');
 
   constructor(private readonly db: RocksLevel, private readonly port: MessagePort) {
@@ -116,11 +117,11 @@ class PartitionWorker {
         this.run(h, { type: 'view', view });
       }
       this.flush();
-      const tick = setInterval(() => this.tick(), TICK_MS);
+      this.ensureTicking();
       const maintenance = setInterval(() => { void this.control.maintain(); }, spec.maintenanceIntervalMs);
       const antiEntropy = setInterval(() => this.sendDigests(), limits.antiEntropyIntervalMs);
-      for (const t of [tick, maintenance, antiEntropy]) t.unref();
-      this.timers.push(tick, maintenance, antiEntropy);
+      for (const t of [maintenance, antiEntropy]) t.unref();
+      this.timers.push(maintenance, antiEntropy);
     },
     setRetention: (topics: TopicRetention[]) => {
       this.retention = new Map(topics.map((t) => [t.topicId, t.retention]));
@@ -184,7 +185,10 @@ class PartitionWorker {
       }
       try {
         if (req.op === 'peer') this.onPeer(h, req.msg);
-        else if (req.op === 'view') this.run(h, { type: 'view', view: req.view });
+        else if (req.op === 'view') {
+          this.run(h, { type: 'view', view: req.view });
+          this.ensureTicking();
+        }
         else if (MUTATIONS.has(req.op)) {
           if (this.draining) throw new ChicagoError('SHUTTING_DOWN');
           const { cmd, acks } = this.toCommand(h, req);
@@ -377,6 +381,19 @@ class PartitionWorker {
   private replaceReplica(h: Hosted, state: PartitionState, view: ReplicaView = h.replica.view): void {
     h.replica = createReplica(this.self, state, view);
     this.run(h, { type: 'view', view });
+  }
+
+  /**
+   * Replicas with peers need the tick (probes, deadlines, copies); a partition held alone by this
+   * node does not, so a single node sleeps when idle. Started once any replica has peers.
+   */
+  private ensureTicking(): void {
+    if (this.tickTimer) return;
+    const alone = (h: Hosted) => h.replica.view.leader === this.self && h.replica.view.replicas.length === 1;
+    if ([...this.hosted.values()].every(alone)) return;
+    this.tickTimer = setInterval(() => this.tick(), TICK_MS);
+    this.tickTimer.unref();
+    this.timers.push(this.tickTimer);
   }
 
   private tick(): void {
