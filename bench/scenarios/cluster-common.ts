@@ -9,7 +9,8 @@ import type { BenchArgs } from '../args.js';
 import { BenchCluster } from '../cluster.js';
 import { MachineSampler, ProcSampler, SelfCpu, round1 } from '../proc.js';
 import type { BenchResult } from '../result.js';
-import { openDriver, type ChicagoDriver } from '../targets.js';
+import type { ChicagoDriver } from '../targets.js';
+import { driverFor } from './common.js';
 
 export const clog = (s: string): void => {
   process.stderr.write(`[cluster-bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
@@ -65,15 +66,7 @@ export class MultiDriver {
     for (const n of nodes) {
       drivers.push({
         id: n.id,
-        d: await openDriver({
-          url: n.url,
-          via: args.via,
-          connections: args.connections,
-          acks: args.acks,
-          lingerMs: args.lingerMs,
-          producers: args.producers,
-          creditBytes: args.creditBytes,
-        }),
+        d: await driverFor(args, n.url),
       });
     }
     return new MultiDriver(args.via, drivers);
