@@ -11,6 +11,8 @@ interface Placement { partitions: number; leaders: Array<string | null>; urls: M
 /** Placement answers older than this are fetched again before use. */
 const PLACEMENT_MAX_AGE_MS = 30_000;
 const PLACEMENT_TIMEOUT_MS = 2_000;
+/** even when told the placement is stale, ask at most this often */
+const PLACEMENT_MIN_AGE_MS = 100;
 
 export class Router {
   private placement: Placement | undefined;
@@ -42,7 +44,7 @@ export class Router {
     if (!pl) return this.seed;
     const leader = pl.leaders[kvPartition(ks, key, pl.partitions)];
     const url = leader ? pl.urls.get(leader) : undefined;
-    if (!url) return this.seed;
+    if (!url) return this.fallback();
     let s = this.sessions.get(url);
     if (!s) {
       s = Session.open({ ...this.opts, url });
@@ -50,12 +52,28 @@ export class Router {
       s.catch(() => this.sessions.delete(url));
       this.sessions.set(url, s);
     }
-    return s.catch(() => this.seed);
+    const session = await s.catch(() => undefined);
+    if (session?.isUp) return session;
+    // The leader's node is down or unreachable: a failover is under way. Requests queued on its
+    // session would wait for a reconnect; a live node forwards them to whoever leads next.
+    void this.refresh(true);
+    return this.fallback();
+  }
+
+  /** The seed while it is up, else any node this client has a live session to. */
+  private async fallback(): Promise<Session> {
+    if (this.seed.isUp) return this.seed;
+    for (const s of this.sessions.values()) {
+      const session = await s.catch(() => undefined);
+      if (session?.isUp) return session;
+    }
+    return this.seed;
   }
 
   /** Learn the placement (again when `force`, or when it is old); failures leave the seed in charge. */
   private refresh(force: boolean): Promise<void> {
-    if (!force && Date.now() - this.fetchedAt < PLACEMENT_MAX_AGE_MS) return Promise.resolve();
+    const age = Date.now() - this.fetchedAt;
+    if (age < (force ? PLACEMENT_MIN_AGE_MS : PLACEMENT_MAX_AGE_MS)) return this.refreshing ?? Promise.resolve();
     this.refreshing ??= (async () => {
       try {
         // Asked at most once per PLACEMENT_MAX_AGE_MS unless told NOT_LEADER, answer or not.
