@@ -41,7 +41,7 @@ describe('HTTP fuzz', () => {
         expect(r.status).toBeLessThan(600);
         expect(r.status).not.toBe(500);
         if (r.status >= 400) {
-          expect(r.body?.error?.code, `${method} ${path} → ${r.status} ${r.text.slice(0, 200)}`).toMatch(/^[A-Z_]+$/);
+          expect(r.body?.error?.code, `${method} ${path} → ${r.status} ${r.text.slice(0, 200)}`).toMatch(/^[A-Z][A-Z0-9_]+$/);
           expect(typeof r.body.error.retryable).toBe('boolean');
         }
       }), { numRuns: 400, interruptAfterTimeLimit: 20_000 });

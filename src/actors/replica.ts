@@ -4,7 +4,7 @@
 // strictly in seq order, so every replica runs the same commands on the same state. No I/O here:
 // the worker executes the effects, and test/sim runs the same code under a seeded simulator.
 import assert from 'node:assert/strict';
-import type { Epoch, NodeId, Seq } from '../runtime/ids.js';
+import type { Epoch, NodeId } from '../runtime/ids.js';
 import type { ErrorCode } from '../runtime/errors.js';
 import { diskCodec } from '../runtime/codec.js';
 import * as K from '../storage/keys.js';
@@ -132,8 +132,6 @@ export function epochOf(s: PartitionState, seq: number): number {
   }
   return e;
 }
-
-export function logKeyOf(seq: number): Buffer { return K.logKey(seq); }
 
 export function encodeEntry(e: Entry): Buffer { return diskCodec.encode(e); }
 

@@ -2,8 +2,6 @@
 // cluster code (etcd, peers) loads only when `--etcd` is given.
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import type { NodeId } from '../runtime/ids.js';
-import type { Config } from '../runtime/config.js';
-import type { Logger } from '../runtime/log.js';
 import type { WriteResult } from '../runtime/threads.js';
 import type { DigestCheck, RequestBody, SnapshotChunk } from '../actors/messages.js';
 import type { PeerMessage } from '../actors/replica.js';

@@ -645,4 +645,3 @@ function checkStart(from: StartPosition): StartPosition {
   }
 }
 
-export const nodeVersion = VERSION;
