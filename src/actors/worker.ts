@@ -84,10 +84,14 @@ class PartitionWorker {
   private tickTimer: NodeJS.Timeout | undefined;
   private log: Logger = createLogger('info');
 
-  constructor(private readonly db: RocksLevel, private readonly port: MessagePort) {
+  /** messages received so far; published to the gateway thread (drained) after each drain */
+  private received = 0;
+
+  constructor(private readonly db: RocksLevel, private readonly port: MessagePort, private readonly drained: Int32Array) {
     this.writer = new BatchWriter(db);
     this.loopDelay.enable();
     port.on('message', (buf: Uint8Array) => {
+      this.received++;
       for (const r of this.codec.decode<Request[]>(buf)) this.inbox.push(r);
       if (!this.drainScheduled) {
         this.drainScheduled = true;
@@ -175,6 +179,7 @@ class PartitionWorker {
 
   private drain(): void {
     this.drainScheduled = false;
+    Atomics.store(this.drained, 0, this.received);
     const reqs = this.inbox;
     this.inbox = [];
     for (const req of reqs) {
@@ -576,8 +581,8 @@ function loadState(store: ColumnStore, p: number): PartitionState {
   return state;
 }
 
-const { handle: dbHandle, dataPort, controlPort } = workerData as { handle: bigint; dataPort: MessagePort; controlPort: MessagePort };
+const { handle: dbHandle, dataPort, controlPort, drained } = workerData as { handle: bigint; dataPort: MessagePort; controlPort: MessagePort; drained: Int32Array };
 assert.ok(parentPort, 'partition worker must run in a worker thread');
 const db = await attachDatabase(dbHandle);
-const worker = new PartitionWorker(db, dataPort);
+const worker = new PartitionWorker(db, dataPort, drained);
 Comlink.expose(worker.control, nodeEndpoint(controlPort));

@@ -590,6 +590,7 @@ export class ChicagoNode implements NodeApi {
       m.digestChecks.set(checks);
       m.divergences.set(divergences);
       m.snapshotBytes.set(snapshotBytes);
+      m.replicationDropped.set(this.workers.reduce((n, w) => n + w.droppedPeer, 0));
       if (this.coordinator.clustered) {
         const progress = (this.coordinator as ClusterCoordinator).progress();
         m.rebalanceMoving.set(progress.moving);

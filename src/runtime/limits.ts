@@ -24,6 +24,8 @@ export const limits = {
   workerInFlightMax: 20_000,
   /** bytes in flight from the gateway to one worker; full → OVERLOADED */
   workerInFlightBytesMax: 256 * MiB,
+  /** messages a worker may have posted to it but not yet drained before replication traffic is dropped */
+  workerBacklogMessagesMax: 10_000,
   /** fire-and-forget (acks=none) updates queued per worker; full → dropped and counted */
   fireAndForgetQueuedMax: 10_000,
   /** requests a single connection may have outstanding; full → OVERLOADED */

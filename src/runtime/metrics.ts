@@ -32,6 +32,7 @@ export function createMetrics() {
     rebalanceMoving: new Gauge({ name: 'chicago_rebalance_partitions_moving', help: 'Partitions whose new replicas are still catching up', registers: [registry] }),
     rebalanceEta: new Gauge({ name: 'chicago_rebalance_eta_seconds', help: 'Estimated seconds until every partition is back on N in-sync replicas (-1: unknown)', registers: [registry] }),
     snapshotBytes: new Gauge({ name: 'chicago_rebalance_snapshot_bytes_sent', help: 'Bytes of full partition copies sent to other replicas (since start)', registers: [registry] }),
+    replicationDropped: new Gauge({ name: 'chicago_replication_dropped_messages', help: 'Replication messages dropped because a partition worker was too far behind (since start; leaders resend)', registers: [registry] }),
     fsyncs: new Gauge({ name: 'chicago_fsyncs', help: 'WAL fsyncs (since start)', registers: [registry] }),
   };
 }

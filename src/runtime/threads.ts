@@ -31,6 +31,9 @@ export class WorkerHandle {
   private flushScheduled = false;
   private nextId = 1;
   private inFlightBytes = 0;
+  /** messages posted to the worker, and (shared, written by the worker) how many it has drained */
+  private posted = 0;
+  private readonly drained = new Int32Array(new SharedArrayBuffer(4));
   private readonly deadlineTimer: NodeJS.Timeout;
   private state: 'open' | 'closing' | 'closed' = 'open';
   private exitError: Error | undefined;
@@ -46,7 +49,7 @@ export class WorkerHandle {
     const data = new MessageChannel();
     const control = new MessageChannel();
     this.worker = new Worker(scriptUrl, {
-      workerData: { handle: dbHandle, dataPort: data.port2, controlPort: control.port2 },
+      workerData: { handle: dbHandle, dataPort: data.port2, controlPort: control.port2, drained: this.drained },
       transferList: [data.port2, control.port2],
       name: `partition-worker-${index}`,
     });
@@ -84,12 +87,23 @@ export class WorkerHandle {
     return this.enqueue(body, bytes, (res, replicas) => ({ res: res as T, replicas }));
   }
 
-  /** Messages that need no answer (replication traffic, views): no id, no deadline. */
+  /**
+   * Messages that need no answer (replication traffic, views): no id, no deadline. Full policy:
+   * while the worker is more than workerBacklogMessagesMax messages behind, replication traffic is
+   * dropped and counted (leaders probe and resend what a follower lacks); views are always sent.
+   */
   tell(body: RequestBody): void {
     if (this.state !== 'open') return;
+    if (body.op === 'peer' && this.posted - Atomics.load(this.drained, 0) > limits.workerBacklogMessagesMax) {
+      this.droppedPeer++;
+      return;
+    }
     this.outbox.push({ ...body, id: 0 } as Request);
     this.scheduleFlush();
   }
+
+  /** replication messages dropped because the worker was too far behind */
+  droppedPeer = 0;
 
   private enqueue<T>(body: RequestBody, bytes: number, shape: (res: unknown, replicas: number) => T): Promise<T> {
     if (this.state !== 'open') return Promise.reject(new ChicagoError('SHUTTING_DOWN'));
@@ -121,7 +135,9 @@ export class WorkerHandle {
     this.flushScheduled = false;
     const batch = this.outbox;
     this.outbox = [];
-    if (batch.length > 0) this.codec.post(this.dataPort, batch);
+    if (batch.length === 0) return;
+    this.codec.post(this.dataPort, batch);
+    this.posted++;
   }
 
   private onReplies(buf: Uint8Array): void {
