@@ -226,8 +226,9 @@ export class ChicagoNode implements NodeApi {
     checkValue(value);
     const ttlMs = opts.ttlSeconds === undefined ? undefined : checkInt('ttl', opts.ttlSeconds, 1, limits.ttlSecondsMax) * 1000;
     const p = kvPartition(keyspace, key, this.partitions);
+    if (opts.acks === 'none' && this.shed(p)) return { version: toSeq(0), replicas: 0 };
     const sent = this.write<{ version: number }>(p, { p, op: 'kvPut', ks: keyspace, key, value, ttlMs, acks: opts.acks }, key.length + value.length);
-    if (opts.acks === 'none') return this.fireAndForget(p, sent, { version: toSeq(0), replicas: 0 });
+    if (opts.acks === 'none') return this.fireAndForget(sent, { version: toSeq(0), replicas: 0 });
     const { res, replicas } = await sent;
     return { version: toSeq(res.version), replicas };
   }
@@ -244,8 +245,9 @@ export class ChicagoNode implements NodeApi {
     checkName('keyspace', keyspace);
     checkKey(key);
     const p = kvPartition(keyspace, key, this.partitions);
+    if (opts.acks === 'none' && this.shed(p)) return { version: toSeq(0), replicas: 0, existed: false };
     const sent = this.write<{ version: number; existed: boolean }>(p, { p, op: 'kvDel', ks: keyspace, key, acks: opts.acks });
-    if (opts.acks === 'none') return this.fireAndForget(p, sent, { version: toSeq(0), replicas: 0, existed: false });
+    if (opts.acks === 'none') return this.fireAndForget(sent, { version: toSeq(0), replicas: 0, existed: false });
     const { res, replicas } = await sent;
     return { version: toSeq(res.version), replicas, existed: res.existed };
   }
@@ -365,6 +367,9 @@ export class ChicagoNode implements NodeApi {
       g.index.push(i);
     }
     if (bytes > limits.batchBytesMax) throw new ChicagoError('BATCH_TOO_LARGE', bytes, limits.batchBytesMax);
+    if (opts.acks === 'none' && [...groups.keys()].some((tp) => this.shed(streamPartition(t.name, tp, this.partitions)))) {
+      return { records: [], replicas: 0 };
+    }
 
     const sends = [...groups].map(([tp, g]) => {
       const p = streamPartition(t.name, tp, this.partitions);
@@ -378,7 +383,7 @@ export class ChicagoNode implements NodeApi {
       });
     });
     if (opts.acks === 'none') {
-      return this.fireAndForget(streamPartition(t.name, [...groups.keys()][0], this.partitions), Promise.all(sends), { records: [], replicas: 0 });
+      return this.fireAndForget(Promise.all(sends), { records: [], replicas: 0 });
     }
     const done = await Promise.all(sends);
     const out: ProduceResult['records'] = new Array(records.length);
@@ -403,10 +408,16 @@ export class ChicagoNode implements NodeApi {
    * acks=none: answer at once. Still bounded: past the fire-and-forget allowance the update is
    * dropped and counted, never queued without limit.
    */
-  private fireAndForget<T>(p: number, sent: Promise<unknown>, answer: T): T {
+  private fireAndForget<T>(sent: Promise<unknown>, answer: T): T {
     sent.catch((e) => this.metrics.dropped.inc({ reason: asChicagoError(e).code }));
-    if (this.workerOf(p).inFlight > limits.fireAndForgetQueuedMax) this.metrics.dropped.inc({ reason: 'queue_full' });
     return answer;
+  }
+
+  /** acks=none past the allowance: the update is not sent at all, only counted. */
+  private shed(p: number): boolean {
+    if (this.workerOf(p).inFlight < limits.fireAndForgetQueuedMax) return false;
+    this.metrics.dropped.inc({ reason: 'queue_full' });
+    return true;
   }
 
   async fetch(topic: string, partition: number, opts: FetchOptions): Promise<FetchResult> {
