@@ -474,7 +474,8 @@ export class ChicagoNode implements NodeApi {
     const off = checkOffset(offset);
     const p = streamPartition(t.name, tp, this.partitions);
     await this.write(p, { p, op: 'commit', group, topicId: t.id, tp, offset: off, acks: 'all' });
-    this.knownGroups.add(group);
+    // Groups whose lag /metrics reports: bounded; groups past the bound still work, unreported.
+    if (this.knownGroups.size < limits.lagReportedGroupsMax) this.knownGroups.add(group);
   }
 
   async groupOffsets(group: string, topic?: string): Promise<GroupOffset[]> {
@@ -607,7 +608,7 @@ export class ChicagoNode implements NodeApi {
         m.rebalanceMoving.set(progress.moving);
         m.rebalanceEta.set(progress.etaSeconds ?? -1);
       }
-      for (const g of [...this.knownGroups].slice(0, 1000)) {
+      for (const g of this.knownGroups) {
         for (const o of await this.groupOffsets(g)) {
           const labels = { group: g, topic: o.topic, partition: String(o.partition) };
           m.groupLagRecords.set(labels, o.lagRecords);

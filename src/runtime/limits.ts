@@ -26,6 +26,8 @@ export const limits = {
   workerInFlightBytesMax: 256 * MiB,
   /** messages a worker may have posted to it but not yet drained before replication traffic is dropped */
   workerBacklogMessagesMax: 10_000,
+  /** consumer groups whose lag /metrics reports (one label set per group, topic and partition) */
+  lagReportedGroupsMax: 1_000,
   /** fire-and-forget (acks=none) updates queued per worker; full → dropped and counted */
   fireAndForgetQueuedMax: 10_000,
   /** requests a single connection may have outstanding; full → OVERLOADED */
