@@ -34,3 +34,62 @@ describe('client routing in a cluster', () => {
     }
   });
 });
+
+describe('reading a topic partition at a node that does not lead it', () => {
+  async function nonLeaderOf(topic: string): Promise<{ url: string; leaderUrl: string }> {
+    const info = (await (await fetch(`${cluster.targets()[0].url}/v1/topics/${topic}`)).json()) as { partitions: Array<{ leader: string }> };
+    const leader = info.partitions[0].leader;
+    const other = cluster.targets().find((t) => t.id !== leader);
+    const lead = cluster.targets().find((t) => t.id === leader);
+    if (!other || !lead) throw new Error(`no leader/non-leader pair for ${topic} (leader ${leader})`);
+    return { url: other.url, leaderUrl: lead.url };
+  }
+
+  async function createTopic(name: string): Promise<void> {
+    const res = await fetch(`${cluster.targets()[0].url}/v1/topics`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, partitions: 1 }),
+    });
+    expect(res.status).toBe(201);
+  }
+
+  const produce = (url: string, topic: string, value: string) => fetch(`${url}/v1/topics/${topic}/records?partition=0`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify([{ value }]),
+  }).then((r) => expect(r.status).toBe(200));
+
+  it('a long poll there is woken by the append at the leader, not by its timeout', async () => {
+    await createTopic('remote-poll');
+    const { url, leaderUrl } = await nonLeaderOf('remote-poll');
+    const t0 = Date.now();
+    const poll = fetch(`${url}/v1/topics/remote-poll/records?partition=0&offset=0&waitMs=8000`).then((r) => r.json()) as Promise<{ records: Array<{ value: string }> }>;
+    setTimeout(() => void produce(leaderUrl, 'remote-poll', 'woken'), 300);
+    const got = await poll;
+    expect(got.records.map((r) => r.value)).toEqual(['woken']);
+    expect(Date.now() - t0).toBeLessThan(4_000);
+  });
+
+  it('a live tail there keeps receiving appends after it has caught up', async () => {
+    await createTopic('remote-tail');
+    const { url, leaderUrl } = await nonLeaderOf('remote-tail');
+    await produce(leaderUrl, 'remote-tail', 'v0');
+    const client = await ChicagoClient.connect({ url });
+    try {
+      const tail = client.tail('remote-tail', 0, { from: 'earliest' });
+      const got: string[] = [];
+      const reading = (async () => {
+        for await (const r of tail) {
+          got.push(r.value.toString());
+          if (got.length === 4) break;
+        }
+      })();
+      // Each append comes after the tail has read everything before it.
+      for (let i = 1; i < 4; i++) {
+        await expect.poll(() => got.length, { timeout: 5_000 }).toBe(i);
+        await produce(leaderUrl, 'remote-tail', `v${i}`);
+      }
+      await reading;
+      expect(got).toEqual(['v0', 'v1', 'v2', 'v3']);
+    } finally {
+      client.close();
+    }
+  });
+});

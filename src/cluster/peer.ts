@@ -167,11 +167,13 @@ export class PeerNetwork implements PeerLink {
     // An unreachable leader is news for the router (it waits for failover), not a queue to wait in.
     if (!link || !link.connected) return Promise.reject(new ChicagoError('NOT_LEADER', p, `${to} (unreachable)`));
     const id = this.nextId++;
+    // A long poll is held at the leader for its wait before it answers.
+    const timeoutMs = limits.forwardTimeoutMs + (body.op === 'fetch' ? body.waitMs ?? 0 : 0);
     return new Promise<WriteResult<T>>((resolve, reject) => {
       const timer = setTimeout(() => {
         link.pending.delete(id);
-        reject(write ? new ChicagoError('OUTCOME_UNKNOWN', `${to} did not answer a forwarded write in ${limits.forwardTimeoutMs} ms`) : new ChicagoError('TIMEOUT', `read forwarded to ${to}`, limits.forwardTimeoutMs));
-      }, limits.forwardTimeoutMs);
+        reject(write ? new ChicagoError('OUTCOME_UNKNOWN', `${to} did not answer a forwarded write in ${timeoutMs} ms`) : new ChicagoError('TIMEOUT', `read forwarded to ${to}`, timeoutMs));
+      }, timeoutMs);
       link.pending.set(id, { resolve: resolve as (r: WriteResult<unknown>) => void, reject, timer, write });
       if (!link.send(packr.pack({ t: 'f', id, p, b: body, w: write } satisfies PeerFrame))) {
         clearTimeout(timer);

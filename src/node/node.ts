@@ -93,7 +93,11 @@ export class ChicagoNode implements NodeApi {
       maintenanceIntervalMs: this.config.maintenanceIntervalMs,
       replicationTimeoutMs: limits.replicationTimeoutMs,
     }), limits.workerCallTimeoutMs, `worker ${i} start`)));
-    this.coordinator.onChange((p, view) => this.workerOf(p).tell({ p, op: 'view', view: view ?? idle }));
+    this.coordinator.onChange((p, view) => {
+      this.workerOf(p).tell({ p, op: 'view', view: view ?? idle });
+      // A caught-up tail waits for local appends only while this node leads: re-decide.
+      this.watchers.pumpAll();
+    });
     this.coordinator.onCatalogChange(() => { void this.pushRetention(); this.closeDeletedTails(); });
     await this.pushRetention();
     this.state = 'up';
@@ -207,7 +211,10 @@ export class ChicagoNode implements NodeApi {
   local<T>(p: number, body: RequestBody, bytes: number, write: boolean): Promise<WriteResult<T>> {
     if (this.state !== 'up') return Promise.reject(new ChicagoError(this.state === 'starting' ? 'NOT_READY' : 'SHUTTING_DOWN', this.state));
     const w = this.workerOf(p);
-    if (!write) return w.call<T>(body, bytes).then((res) => ({ res, replicas: 0 }));
+    if (!write) {
+      const read = body.op === 'fetch' && body.waitMs ? this.longPoll(p, body) : w.call<T>(body, bytes);
+      return read.then((res) => ({ res: res as T, replicas: 0 }));
+    }
     const sent = w.write<T>(body, bytes);
     if (body.op !== 'produce') return sent;
     // Live tails on this node get a fresh append straight from the request, without a read.
@@ -216,6 +223,19 @@ export class ChicagoNode implements NodeApi {
       if (!res.duplicate) this.watchers.appended(streamKeyOf(body.topicId, body.tp), res.base, res.ts, body.records);
       return r;
     });
+  }
+
+  /** A fetch held here, at the leader (whose appends wake it), until an append or waitMs. */
+  private async longPoll(p: number, body: Extract<RequestBody, { op: 'fetch' }>): Promise<FetchReply> {
+    const { waitMs = 0, ...read } = body;
+    const w = this.workerOf(p);
+    const reply = await w.call<FetchReply>(read);
+    if (reply.records.length > 0) return reply;
+    const skey = streamKeyOf(body.topicId, body.tp);
+    this.watchers.observeEnd(skey, reply.end);
+    await this.watchers.waitForAppend(skey, reply.next - 1, waitMs);
+    // Re-read from where the empty answer left off, not from a moving "latest".
+    return w.call<FetchReply>({ ...read, from: { kind: 'offset', offset: reply.next } });
   }
 
   // ---- key-value ----
@@ -429,16 +449,9 @@ export class ChicagoNode implements NodeApi {
     const waitMs = checkInt('waitMs', opts.waitMs, 0, limits.fetchWaitMsMax);
     const from = checkStart(opts.from);
     const p = streamPartition(t.name, tp, this.partitions);
-    const read = () => this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from, maxRecords, maxBytes });
-    let reply = await read();
-    if (reply.records.length === 0 && waitMs > 0) {
-      const skey = streamKeyOf(t.id, tp);
-      this.watchers.observeEnd(skey, reply.end);
-      await this.watchers.waitForAppend(skey, reply.next - 1, waitMs);
-      if (!this.catalog.find(topic) || this.catalog.get(topic).id !== t.id) throw new ChicagoError('TOPIC_NOT_FOUND', topic);
-      // Re-read from where the empty answer left off, not from a moving "latest".
-      reply = await this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from: { kind: 'offset', offset: reply.next }, maxRecords, maxBytes });
-    }
+    // A long poll waits at the leader: only there do appends arrive.
+    const reply = await this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from, maxRecords, maxBytes, ...(waitMs > 0 ? { waitMs } : {}) });
+    if (waitMs > 0 && this.catalog.find(topic)?.id !== t.id) throw new ChicagoError('TOPIC_NOT_FOUND', topic);
     return { records: reply.records.map((r) => toStored(tp, r)), nextOffset: toOffset(reply.next), startOffset: toOffset(reply.start), endOffset: toOffset(reply.end) };
   }
 
@@ -453,9 +466,11 @@ export class ChicagoNode implements NodeApi {
     const position = first.records.length > 0 ? first.records[0][0] : first.next;
     const skey = streamKeyOf(t.id, tp);
     this.watchers.observeEnd(skey, first.end);
-    return this.watchers.openTail(skey, tp, position, Math.min(creditBytes, limits.subscriberCreditBytesMax),
-      (offset, maxRecords, maxBytes) => this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from: { kind: 'offset', offset }, maxRecords, maxBytes }),
-      sink);
+    return this.watchers.openTail(skey, tp, position, Math.min(creditBytes, limits.subscriberCreditBytesMax), {
+      read: (offset, maxRecords, maxBytes, waitMs) =>
+        this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from: { kind: 'offset', offset }, maxRecords, maxBytes, ...(waitMs > 0 ? { waitMs } : {}) }),
+      appendsArriveHere: () => this.coordinator.view(p)?.leader === this.self,
+    }, sink);
   }
 
   private checkPartition(t: TopicMeta, partition: number): number {

@@ -1,6 +1,7 @@
 // Live tails and long-poll waiters of the topic partitions, on the gateway thread. A fresh append
 // reaches a subscriber that is caught up straight from the producer's request (no read); one that
-// is behind reads from its partition worker, as much as its credit allows.
+// is behind reads from its partition worker, as much as its credit allows. Appends arrive only at
+// the partition's leader, so a caught-up tail on another node long-polls the leader instead.
 import { ChicagoError, asChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { offset as toOffset } from '../runtime/ids.js';
@@ -9,7 +10,12 @@ import type { FetchReply } from '../actors/messages.js';
 import type { WireRecord } from '../actors/partition.js';
 import { recordBytes } from '../actors/partition.js';
 
-export type StreamFetch = (offset: number, maxRecords: number, maxBytes: number) => Promise<FetchReply>;
+export interface StreamSource {
+  /** reads at the partition's leader; waitMs > 0 holds an empty read there until an append */
+  read(offset: number, maxRecords: number, maxBytes: number, waitMs: number): Promise<FetchReply>;
+  /** true while this node leads the partition, so its appends reach the tail here */
+  appendsArriveHere(): boolean;
+}
 
 interface Waiter { after: number; wake(): void }
 
@@ -36,7 +42,7 @@ class LiveTail implements Tail {
     private readonly tp: number,
     private position: number,
     private credit: number,
-    private readonly fetch: StreamFetch,
+    private readonly source: StreamSource,
     private readonly sink: TailSink,
   ) {}
 
@@ -75,9 +81,10 @@ class LiveTail implements Tail {
   pump(): void {
     if (this.closed || this.reading || this.credit <= 0) return;
     const end = this.streams.knownEnd(this.skey);
-    if (end >= 0 && this.position >= end) return; // caught up: the next append wakes us
+    const caughtUp = end >= 0 && this.position >= end;
+    if (caughtUp && this.source.appendsArriveHere()) return; // the next append wakes us
     this.reading = true;
-    this.fetch(this.position, limits.pushRecordsMax, Math.min(this.credit, limits.fetchBytesMax)).then(
+    this.source.read(this.position, limits.pushRecordsMax, Math.min(this.credit, limits.fetchBytesMax), caughtUp ? limits.remoteTailWaitMs : 0).then(
       (reply) => {
         this.reading = false;
         if (this.closed) return;
@@ -87,7 +94,7 @@ class LiveTail implements Tail {
           this.position = reply.next;
           this.sink.push(reply.records.map((r) => toStored(this.tp, r)));
         }
-        if (reply.records.length > 0 || this.position < reply.end) this.pump();
+        if (reply.records.length > 0 || this.position < reply.end || !this.source.appendsArriveHere()) this.pump();
       },
       (e) => {
         this.reading = false;
@@ -142,12 +149,17 @@ export class StreamWatchers {
     for (const waiter of w.waiters) if (w.end > waiter.after) waiter.wake();
   }
 
-  openTail(skey: string, tp: number, position: number, credit: number, fetch: StreamFetch, sink: TailSink): Tail {
+  openTail(skey: string, tp: number, position: number, credit: number, source: StreamSource, sink: TailSink): Tail {
     const w = this.get(skey);
-    const t = new LiveTail(this, skey, tp, position, credit, fetch, sink);
+    const t = new LiveTail(this, skey, tp, position, credit, source, sink);
     w.tails.add(t);
     t.pump();
     return t;
+  }
+
+  /** Leadership moved: every tail re-decides whether it waits for appends here or polls the leader. */
+  pumpAll(): void {
+    for (const w of this.watched.values()) for (const t of w.tails) t.pump();
   }
 
   detach(skey: string, t: LiveTail): void {

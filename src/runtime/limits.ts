@@ -50,6 +50,9 @@ export const limits = {
   fetchRecordsMax: 10_000,
   fetchBytesMax: 16 * MiB,
   fetchWaitMsMax: 60_000,
+  /** how long a caught-up tail on a node that does not lead its partition long-polls the leader;
+   *  also the longest a tail waits to notice that leadership came to its node */
+  remoteTailWaitMs: 1_000,
   /** long-poll waiters per topic partition; full → OVERLOADED */
   waitersPerPartitionMax: 10_000,
   scanLimitMax: 10_000,
