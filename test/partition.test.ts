@@ -153,6 +153,12 @@ describe('storage keys', () => {
     }));
   });
 
+  it('a snapshot copies every kind of key except the replication log', () => {
+    const inSnapshot = (b: number) => Buffer.compare(Buffer.from([b]), K.snapshotRange.gte) >= 0 && Buffer.compare(Buffer.from([b]), K.snapshotRange.lt) < 0;
+    for (const [name, kind] of Object.entries(K.Kind)) expect(inSnapshot(kind), name).toBe(kind !== K.Kind.log);
+    expect(inSnapshot(K.logKey(5)[0])).toBe(false);
+  });
+
   it('keeps one keyspace out of another that shares its prefix', () => {
     const k = K.kvKey('ab', Buffer.from('x'));
     const prefix = K.kvPrefix('a');

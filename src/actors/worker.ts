@@ -250,7 +250,7 @@ class PartitionWorker {
           // A new copy replaces one still being sent: the follower starts over at its part 0.
           h.snapshots.get(e.to)?.entries.return(undefined);
           this.flush(); // the copy starts from everything written so far
-          h.snapshots.set(e.to, { copy: e.copy, part: 0, entries: h.store.iterate(K.allRange, 1024) });
+          h.snapshots.set(e.to, { copy: e.copy, part: 0, entries: h.store.iterate(K.snapshotRange, 1024) });
           break;
         }
         case 'drop': {

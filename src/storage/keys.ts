@@ -164,5 +164,11 @@ export function logKey(seq: number): Buffer {
 }
 export function seqOfLogKey(k: Uint8Array): number { return readU64(k, 1); }
 export const logRange = { gte: Buffer.from([Kind.log]), lt: Buffer.from([Kind.log + 1]) };
-/** every key of a partition: what a snapshot copies and a snapshot install replaces */
+/** every key of a partition: what a snapshot install replaces */
 export const allRange = { gte: Buffer.from([0]), lt: Buffer.from([0xff]) };
+/**
+ * What a snapshot copies: the partition's state without its replication log (the log is the last
+ * kind). The log would double the bytes moved; a new copy only needs the state at its seq, and
+ * whoever it later leads catches up from its own log from there on (older gaps → a snapshot).
+ */
+export const snapshotRange = { gte: Buffer.from([0]), lt: Buffer.from([Kind.log]) };

@@ -16,6 +16,12 @@ const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byt
 export class MemStore {
   private readonly data = new Map<string, Buffer>();
   private sorted: string[] | undefined;
+  /**
+   * Checker-only: the log entries a snapshot install stands for. A snapshot does not copy the
+   * replication log (K.snapshotRange), but the state it installs is the result of that history,
+   * so the checker still counts this replica as holding those entries. Durable like the rest.
+   */
+  private installedHistory = new Map<number, Buffer>();
 
   get size(): number { return this.data.size; }
 
@@ -28,6 +34,7 @@ export class MemStore {
         this.data.set(k, op.value);
       } else if (op.type === 'del') {
         if (this.data.delete(hex(op.key))) this.sorted = undefined;
+        if (op.key[0] === K.Kind.log) this.installedHistory.delete(K.seqOfLogKey(op.key));
       } else ranges.push(op);
     }
     for (const r of ranges) this.clear(r); // the worker runs range deletes after the batch
@@ -38,6 +45,10 @@ export class MemStore {
   clear(range: { gte: Uint8Array; lt: Uint8Array }): void {
     for (const [k] of this.range(range)) this.data.delete(k);
     this.sorted = undefined;
+    for (const s of this.installedHistory.keys()) {
+      const k = K.logKey(s);
+      if (Buffer.compare(k, range.gte) >= 0 && Buffer.compare(k, range.lt) < 0) this.installedHistory.delete(s);
+    }
   }
 
   private keys(): string[] {
@@ -62,7 +73,7 @@ export class MemStore {
   }
 
   /** A point-in-time copy (what a snapshot iterator sees). */
-  copy(): Array<[string, Buffer]> { return this.range(K.allRange); }
+  copy(): Array<[string, Buffer]> { return this.range(K.snapshotRange); }
 
   replaceWith(entries: ReadonlyArray<[string, Buffer]>): void {
     this.data.clear();
@@ -72,7 +83,19 @@ export class MemStore {
 
   // ---- typed views used by the checker ----
 
-  logEntry(s: number): Buffer | undefined { return this.data.get(hex(K.logKey(s))); }
+  logEntry(s: number): Buffer | undefined { return this.data.get(hex(K.logKey(s))) ?? this.installedHistory.get(s); }
+
+  /** the entries 1..seq this replica holds, from its log or the copy it installed */
+  history(seq: number): Map<number, Buffer> {
+    const h = new Map<number, Buffer>();
+    for (let s = 1; s <= seq; s++) {
+      const e = this.logEntry(s);
+      if (e) h.set(s, e);
+    }
+    return h;
+  }
+
+  installHistory(h: ReadonlyMap<number, Buffer>): void { this.installedHistory = new Map(h); }
 
   meta(): PartitionMeta | undefined {
     const b = this.get(K.metaKey);

@@ -101,7 +101,7 @@ interface SimNode {
   store: MemStore;
   replica?: Replica;
   /** snapshots being sent (worker: iterator opened at the effect), one part per tick */
-  snapshots: Map<NodeId, { copy: number; part: number; parts: Array<Array<[string, Buffer]>> }>;
+  snapshots: Map<NodeId, { copy: number; part: number; parts: Array<Array<[string, Buffer]>>; history: Map<number, Buffer> }>;
   /** a copy being received (worker.ts `installing`) */
   installing?: { from: NodeId; copy: number; nextPart: number; lastPartAt: number; meta?: Buffer };
   /** what this node's heartbeats last told each peer: [seq, incomplete] */
@@ -139,7 +139,8 @@ interface Request {
 
 type Ev =
   | { k: 'msg'; from: NodeId; to: NodeId; msg: PeerMessage }
-  | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; copy: number; part: number; last: boolean; data: Array<[string, Buffer]> }
+  // history: checker-only (MemStore.installedHistory), the log entries the copied state stands for
+  | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; copy: number; part: number; last: boolean; data: Array<[string, Buffer]>; history: Map<number, Buffer> }
   | { k: 'view'; to: NodeId; inc: number; view: ReplicaView }
   | { k: 'req'; to: NodeId; id: number }
   | { k: 'tick'; node: NodeId; inc: number }
@@ -348,7 +349,7 @@ export class Sim {
             const parts: Array<Array<[string, Buffer]>> = [];
             for (let i = 0; i < data.length; i += size) parts.push(data.slice(i, i + size));
             if (parts.length === 0) parts.push([]);
-            n.snapshots.set(e.to, { copy: e.copy, part: 0, parts });
+            n.snapshots.set(e.to, { copy: e.copy, part: 0, parts, history: n.store.history(n.replica!.state.seq) });
           }
           break;
         case 'drop': {
@@ -427,7 +428,7 @@ export class Sim {
       const last = snap.part === snap.parts.length;
       if (part === 0) this.stats.snapshots++;
       this.log(`${n.id} → ${to} snapshot e${n.replica!.state.epoch} part ${part}${last ? ' (last)' : ''} (${snap.parts[part].length} keys)`);
-      this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, copy: snap.copy, part, last, data: snap.parts[part] });
+      this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, copy: snap.copy, part, last, data: snap.parts[part], history: snap.history });
       if (last) n.snapshots.delete(to);
     }
   }
@@ -469,6 +470,7 @@ export class Sim {
     this.log(`${n.id} ← ${ev.from} snapshot e${ev.epoch} part ${ev.part}${ev.last ? ' (last)' : ''}`);
     if (!ev.last) return;
     if (n.installing.meta) n.store.apply([{ type: 'put', key: K.metaKey, value: n.installing.meta }]);
+    n.store.installHistory(ev.history);
     n.installing = undefined;
     const seqBefore = r.state.seq;
     const state = loadState(n.store, P);
@@ -951,7 +953,7 @@ export class Sim {
   }
 
   private *logOf(n: SimNode): Generator<Entry> {
-    for (const [, v] of n.store.range(K.logRange)) yield decodeEntry(v);
+    for (const v of n.store.history(n.replica!.state.seq).values()) yield decodeEntry(v);
   }
 
   // ---- tracing ----
