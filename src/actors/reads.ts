@@ -10,6 +10,10 @@ import type { StartPosition } from '../node/api.js';
 import { decodeKvValue, emptyStream, recordBytes, streamKeyOf, type PartitionState, type StoredBatch } from './partition.js';
 import type { DigestReply, FetchReply, FetchedRecord, GroupOffsetReply, KvGetReply, StreamInfoReply } from './messages.js';
 
+/** entries hashed per digest slice: a few milliseconds of the worker's time */
+const DIGEST_SLICE_ENTRIES = 1_024;
+const KIND_NAMES = new Map<number, string>(Object.entries(K.Kind).map(([name, kind]) => [kind, name]));
+
 export class PartitionReader {
   constructor(private readonly state: () => PartitionState, private readonly store: ColumnStore) {}
 
@@ -135,21 +139,40 @@ export class PartitionReader {
    * one per kind of key, so replicas at the same seq must match range by range.
    */
   digest(): DigestReply {
+    const slices = this.digestSlices();
+    for (;;) {
+      const r = slices.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /**
+   * The digest of the state as it is now, one slice of entries per next(): the caller yields to
+   * other work between slices (a whole partition can take seconds). Its one RocksDB iterator pins
+   * the state it started at, so writes in between do not change the answer.
+   */
+  *digestSlices(sliceEntries = DIGEST_SLICE_ENTRIES): Generator<void, DigestReply> {
     const s = this.state();
+    const at = { partition: s.id, seq: s.seq, epoch: s.epoch };
     const whole = createHash('sha256');
     const ranges: Record<string, string> = {};
     let keys = 0;
-    for (const [name, kind] of Object.entries(K.Kind)) {
-      if (kind === K.Kind.meta || kind === K.Kind.log) continue;
-      const h = createHash('sha256');
-      for (const [k, v] of this.store.iterate({ gte: Buffer.from([kind]), lt: Buffer.from([kind + 1]) }, 1024)) {
-        h.update(k);
-        h.update(v);
-        keys++;
-      }
+    let kind: number = K.Kind.kv;
+    let h = createHash('sha256');
+    const closeKind = () => {
+      const name = KIND_NAMES.get(kind)!;
       ranges[name] = h.digest('hex');
       whole.update(ranges[name]);
+      kind++;
+      h = createHash('sha256');
+    };
+    for (const [k, v] of this.store.iterate(K.digestRange, 1024)) {
+      while (k[0] > kind) closeKind();
+      h.update(k);
+      h.update(v);
+      if (++keys % sliceEntries === 0) yield;
     }
-    return { partition: s.id, seq: s.seq, epoch: s.epoch, digest: whole.digest('hex'), ranges, keys };
+    while (kind <= K.digestKindLast) closeKind();
+    return { ...at, digest: whole.digest('hex'), ranges, keys };
   }
 }

@@ -21,7 +21,7 @@ import { emptyStream, initialState, metaOp, streamKeyOf, type Command, type Op, 
 import { canServeReads, createReplica, epochOf, handle, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
-import type { DigestCheck, Request, Response, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
+import type { DigestCheck, DigestReply, Request, Response, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
 import type { RetentionSpec } from '../node/api.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
@@ -39,6 +39,8 @@ interface Hosted {
   installing?: { from: NodeId; copy: number; nextPart: number; lastPartAtMs: number; meta?: Buffer };
   /** anti-entropy: the leader's digests, compared when this replica reaches their seq */
   digestCheck?: DigestCheck;
+  /** anti-entropy: this replica's digest being computed, a slice per event-loop turn */
+  digesting?: Generator<void, DigestReply>;
   /** full copies being sent, one per follower */
   snapshots: Map<NodeId, OutgoingCopy>;
 }
@@ -170,6 +172,11 @@ class PartitionWorker {
     drain: async () => {
       this.draining = true;
       for (const t of this.timers) clearInterval(t);
+      for (const h of this.hosted.values()) {
+        // closes the digest's RocksDB iterator before the database goes
+        h.digesting?.return(undefined as never);
+        h.digesting = undefined;
+      }
       this.drain();
       this.fsyncNow();
     },
@@ -302,13 +309,14 @@ class PartitionWorker {
     for (const h of this.hosted.values()) {
       const r = h.replica;
       if (r.role !== 'leader' || r.view.replicas.length < 2) continue;
-      this.flush(); // the digest covers exactly the state at r.state.seq
-      const d = h.reader.digest();
-      for (const to of r.view.replicas) {
-        if (to !== this.self) this.out.peer.push({ to, msg: { t: 'digest', p: d.partition, epoch: d.epoch, leader: this.self, seq: d.seq, ranges: d.ranges } });
-      }
+      this.digestInSlices(h, (d) => {
+        const now = h.replica;
+        if (now.role !== 'leader' || now.state.epoch !== d.epoch) return; // no longer ours to compare against
+        for (const to of now.view.replicas) {
+          if (to !== this.self) this.out.peer.push({ to, msg: { t: 'digest', p: d.partition, epoch: d.epoch, leader: this.self, seq: d.seq, ranges: d.ranges } });
+        }
+      });
     }
-    this.flush();
   }
 
   /** Anti-entropy, follower side: compare once this replica is at the leader's seq. */
@@ -316,16 +324,39 @@ class PartitionWorker {
     const c = h.digestCheck!;
     const s = h.replica.state;
     if (c.epoch !== s.epoch || s.seq > c.seq || h.installing) { h.digestCheck = undefined; return; } // moved on; the next round compares
-    if (s.seq < c.seq) return; // not there yet
+    if (s.seq < c.seq || h.digesting) return; // not there yet
     h.digestCheck = undefined;
-    this.flush();
-    const mine = h.reader.digest().ranges;
-    this.counters.digestChecks++;
-    const differ = Object.keys(c.ranges).filter((k) => c.ranges[k] !== mine[k]);
-    if (differ.length === 0) return;
-    this.counters.divergences++;
-    this.log.warn({ partition: s.id, seq: s.seq, ranges: differ }, 'replica diverged from its leader; asking for a fresh copy');
-    this.out.peer.push({ to: c.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: this.self, seq: s.seq, reason: 'diverged', copy: h.replica.copy } });
+    const copy = h.replica.copy;
+    this.digestInSlices(h, (mine) => {
+      this.counters.digestChecks++;
+      const differ = Object.keys(c.ranges).filter((k) => c.ranges[k] !== mine.ranges[k]);
+      if (differ.length === 0) return;
+      const now = h.replica;
+      if (now.state.epoch !== c.epoch || now.copy !== copy || h.installing) return; // replaced meanwhile: the next round compares
+      this.counters.divergences++;
+      this.log.warn({ partition: now.state.id, seq: mine.seq, ranges: differ }, 'replica diverged from its leader; asking for a fresh copy');
+      this.out.peer.push({ to: c.leader, msg: { t: 'nack', p: now.state.id, epoch: now.state.epoch, from: this.self, seq: now.state.seq, reason: 'diverged', copy } });
+    });
+  }
+
+  /**
+   * A digest of the replica as it is now, computed a slice per event-loop turn so the worker's
+   * other work goes on meanwhile (a large partition takes seconds); `done` may queue messages.
+   */
+  private digestInSlices(h: Hosted, done: (d: DigestReply) => void): void {
+    if (h.digesting) return;
+    this.flush(); // the digest covers exactly the state at the replica's seq
+    const job = h.reader.digestSlices();
+    h.digesting = job;
+    const slice = () => {
+      if (h.digesting !== job) return; // stopped: the worker is draining
+      const r = job.next();
+      if (!r.done) { setImmediate(slice); return; }
+      h.digesting = undefined;
+      done(r.value);
+      this.flush();
+    };
+    slice();
   }
 
   /** Receive a full copy: drop everything, write the parts in order, then reload from disk. */

@@ -172,3 +172,6 @@ export const allRange = { gte: Buffer.from([0]), lt: Buffer.from([0xff]) };
  * whoever it later leads catches up from its own log from there on (older gaps → a snapshot).
  */
 export const snapshotRange = { gte: Buffer.from([0]), lt: Buffer.from([Kind.log]) };
+/** What anti-entropy digests compare: the state-machine kinds (kv … producer), one hash per kind. */
+export const digestKindLast = Kind.producer;
+export const digestRange = { gte: Buffer.from([Kind.kv]), lt: Buffer.from([digestKindLast + 1]) };
