@@ -1,19 +1,23 @@
-// The TypeScript client against a real 3-node cluster: KV requests go straight to each key's
-// partition leader (not through the node it connected to), and acks=all reports 3 copies.
+// The TypeScript client against a real 3-node cluster: KV requests, pinned-partition produces and
+// tails go straight to their partition's leader (not through the node it connected to), and
+// acks=all reports 3 copies. A node that does not lead a partition still serves its tails.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { ChicagoClient } from '../src/client/index.js';
+import { Session } from '../src/client/session.js';
+import { TailStream } from '../src/client/tail.js';
 
 let cluster: Cluster;
 beforeAll(async () => { cluster = await startCluster({ nodes: 3, partitions: 8, replicas: 3 }); }, 120_000);
 afterAll(async () => { await cluster?.teardown(); });
 
-async function wsPuts(url: string): Promise<number> {
+async function wsRequests(url: string, route: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   return text.split('\n')
-    .filter((l) => l.startsWith('chicago_requests_total{') && l.includes('edge="ws"') && l.includes('route="kv.put"'))
+    .filter((l) => l.startsWith('chicago_requests_total{') && l.includes('edge="ws"') && l.includes(`route="${route}"`))
     .reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
 }
+const wsPuts = (url: string) => wsRequests(url, 'kv.put');
 
 describe('client routing in a cluster', () => {
   it('sends each key to its leader and gets N acknowledged copies', async () => {
@@ -71,9 +75,10 @@ describe('reading a topic partition at a node that does not lead it', () => {
     await createTopic('remote-tail');
     const { url, leaderUrl } = await nonLeaderOf('remote-tail');
     await produce(leaderUrl, 'remote-tail', 'v0');
-    const client = await ChicagoClient.connect({ url });
+    // a session without a router: the subscription stays on the node that does not lead
+    const session = await Session.open({ url, connectTimeoutMs: 5_000, requestTimeoutMs: 10_000, backoffMinMs: 50, backoffMaxMs: 500, clientName: 'test' });
     try {
-      const tail = client.tail('remote-tail', 0, { from: 'earliest' });
+      const tail = new TailStream(session, 'remote-tail', 0, { from: 'earliest' });
       const got: string[] = [];
       const reading = (async () => {
         for await (const r of tail) {
@@ -88,6 +93,32 @@ describe('reading a topic partition at a node that does not lead it', () => {
       }
       await reading;
       expect(got).toEqual(['v0', 'v1', 'v2', 'v3']);
+      expect(await wsRequests(url, 'subscribe')).toBeGreaterThan(0);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('the client subscribes and produces to a pinned partition at its leader', async () => {
+    await createTopic('routed-stream');
+    const { url, leaderUrl } = await nonLeaderOf('routed-stream');
+    const before = { sub: await wsRequests(url, 'subscribe'), leaderSub: await wsRequests(leaderUrl, 'subscribe'), leaderProduce: await wsRequests(leaderUrl, 'produce') };
+    const client = await ChicagoClient.connect({ url });
+    try {
+      const tail = client.tail('routed-stream', 0, { from: 'earliest' });
+      const producer = client.producer({ acks: 'all' });
+      for (let i = 0; i < 5; i++) await producer.send('routed-stream', { value: `r${i}`, partition: 0 });
+      const got: string[] = [];
+      for await (const r of tail) {
+        got.push(r.value.toString());
+        if (got.length === 5) break;
+      }
+      expect(got).toEqual(['r0', 'r1', 'r2', 'r3', 'r4']);
+      await producer.close();
+      // The first batch may go through the node dialled while the leader's session opens.
+      expect(await wsRequests(leaderUrl, 'subscribe') - before.leaderSub).toBe(1);
+      expect(await wsRequests(url, 'subscribe') - before.sub).toBe(0);
+      expect(await wsRequests(leaderUrl, 'produce') - before.leaderProduce).toBeGreaterThanOrEqual(4);
     } finally {
       client.close();
     }

@@ -1,5 +1,6 @@
 // The reference client of the /v1/ws protocol (docs/protocol.md). Against a cluster, KV requests go
-// straight to their partition's leader (router.ts); the rest goes to the node connected to, which forwards.
+// straight to their partition's leader (router.ts), as do tails and produces to a pinned partition; the rest
+// goes to the node connected to, which forwards.
 import { ChicagoError } from '../runtime/errors.js';
 import type { Acks, GroupOffset } from '../node/api.js';
 import { checkName } from '../gateway/frames.js';
@@ -91,11 +92,11 @@ export class ChicagoClient {
   };
 
   producer<M extends ProducerMode = 'acked'>(opts: ProducerOptions<M> = {}): Producer<M> {
-    return new Producer<M>(this.session, opts);
+    return new Producer<M>(this.session, opts, this.router);
   }
 
   tail(topic: string, partition: number, opts: TailOptions = {}): TailStream {
-    return new TailStream(this.session, topic, partition, opts);
+    return new TailStream(this.session, topic, partition, opts, this.router);
   }
 
   /** `offset` is the next offset the group will read (last consumed + 1) */

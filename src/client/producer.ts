@@ -9,6 +9,7 @@ import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import type { Acks } from '../node/api.js';
 import { checkName, headerBytes, type Headers, type ProduceTuple } from '../gateway/frames.js';
+import type { Router } from './router.js';
 import type { Session } from './session.js';
 import { toBytes } from './bytes.js';
 
@@ -101,7 +102,8 @@ export class Producer<M extends ProducerMode = 'acked'> {
   private idleWaiters: Array<() => void> = [];
   private readonly offUp: () => void;
 
-  constructor(private readonly session: Session, opts: ProducerOptions<M> = {}) {
+  /** `router` sends the batches of a pinned partition straight to its leader; others go through `session` */
+  constructor(private readonly session: Session, opts: ProducerOptions<M> = {}, private readonly router?: Router) {
     this.acks = opts.acks ?? 'all';
     this.lingerMs = opts.lingerMs ?? 2;
     this.batchBytesMax = Math.min(opts.batchBytesMax ?? 1024 * 1024, limits.batchBytesMax);
@@ -222,8 +224,13 @@ export class Producer<M extends ProducerMode = 'acked'> {
     this.pump(s);
   }
 
+  /** Batches of a pinned partition go to its leader; the node picks the partition of the others. */
+  private sessionOf(s: Stream): Session {
+    return s.partition !== undefined && this.router ? this.router.streamNow(s.topic, s.partition) : this.session;
+  }
+
   private pump(s: Stream): void {
-    if (s.inFlight || !this.session.isUp) return;
+    if (s.inFlight || !this.sessionOf(s).isUp) return;
     if (s.sealed.length === 0) {
       if (!s.open?.due) return;
       s.sealed.push(s.open);
@@ -249,16 +256,18 @@ export class Producer<M extends ProducerMode = 'acked'> {
       op: 'produce' as const, topic: s.topic, acks: this.acks, partition: s.partition,
       producerId: b.producerId, sequence: b.sequence, records: b.records,
     };
+    // Picked per attempt: a retry after a failover goes where the partition is led now.
+    const session = this.sessionOf(s);
     if (this.acks === 'none') {
       const n = b.records.length;
-      this.session.fire(body, () => { this.counters.errors += n; }).then(
+      session.fire(body, () => { this.counters.errors += n; }).then(
         () => this.finish(s, b),
         (err: ChicagoError) => this.failed(s, b, err),
       );
       return;
     }
     const remaining = Math.max(1, b.deadline! - Date.now());
-    this.session.request(body, 'write', remaining).then(
+    session.request(body, 'write', remaining).then(
       (reply) => {
         const partitions = reply.partitions as number[] | undefined;
         const offsets = reply.offsets as number[] | undefined;
@@ -274,6 +283,7 @@ export class Producer<M extends ProducerMode = 'acked'> {
   }
 
   private failed(s: Stream, b: Batch, err: ChicagoError): void {
+    if (err.code === 'NOT_LEADER') this.router?.stale();
     const retry = this.idempotent ? err.retryable : SAFE_TO_RETRY.has(err.code);
     const backoff = Math.min(RETRY_BACKOFF_MAX_MS, RETRY_BACKOFF_MIN_MS * 2 ** (b.attempts - 1));
     if (retry && !this.closedHard() && Date.now() + backoff < b.deadline!) {

@@ -1,9 +1,11 @@
 // Routing straight to partition leaders: the client learns the placement from any node
-// (GET /v1/cluster/placement), computes a key's partition with the server's own hash, and sends
-// to that partition's leader over a session to that node. Told NOT_LEADER (leadership moved), it
-// learns the placement again and retries once: NOT_LEADER means the request did not run.
+// (GET /v1/cluster/placement), computes a key's (or a topic partition's) cluster partition with
+// the server's own hash, and sends to that partition's leader over a session to that node. Told
+// NOT_LEADER (leadership moved), it learns the placement again and retries once: NOT_LEADER means
+// the request did not run. A node that no longer leads still forwards, so a stale route costs a
+// hop, never an error.
 import { ChicagoError } from '../runtime/errors.js';
-import { kvPartition } from '../runtime/hash.js';
+import { kvPartition, streamPartition } from '../runtime/hash.js';
 import { Session, type Reply, type RequestBody, type RequestKind, type SessionOptions } from './session.js';
 
 interface Placement { partitions: number; leaders: Array<string | null>; urls: Map<string, string> }
@@ -20,15 +22,18 @@ export class Router {
   private refreshing: Promise<void> | undefined;
   /** one session per node URL; the seed is the session the client connected with */
   private readonly sessions = new Map<string, Promise<Session>>();
+  /** the sessions above that have opened */
+  private readonly opened = new Map<string, Session>();
 
   constructor(private readonly seed: Session, private readonly opts: SessionOptions) {
     this.sessions.set(httpUrl(opts.url), Promise.resolve(seed));
+    this.opened.set(httpUrl(opts.url), seed);
   }
 
   /** Send a KV request to the leader of its key's partition (the seed node when unknown). */
   async kv(ks: string, key: Uint8Array, body: RequestBody, kind: RequestKind): Promise<Reply> {
     for (let attempt = 0; ; attempt++) {
-      const session = await this.sessionFor(ks, key);
+      const session = await this.sessionFor((n) => kvPartition(ks, key, n));
       try {
         return await session.request(body, kind);
       } catch (err) {
@@ -38,35 +43,64 @@ export class Router {
     }
   }
 
-  private async sessionFor(ks: string, key: Uint8Array): Promise<Session> {
+  /** The session to the node leading a topic partition (subscriptions wait for it to open). */
+  async stream(topic: string, tp: number): Promise<Session> {
+    return this.sessionFor((n) => streamPartition(topic, tp, n));
+  }
+
+  /**
+   * Without waiting (a producer's batches): the session to the leader of a topic partition if it is
+   * open, else one that forwards, while the leader's session opens in the background.
+   */
+  streamNow(topic: string, tp: number): Session {
+    void this.refresh(false);
+    const url = this.leaderUrl((n) => streamPartition(topic, tp, n));
+    const session = url ? this.opened.get(url) : undefined;
+    if (session?.isUp) return session;
+    if (url && !this.sessions.has(url)) void this.connect(url).catch(() => undefined);
+    else if (url) void this.refresh(true); // known but down: a failover is under way
+    return this.fallbackNow();
+  }
+
+  /** Told the placement is stale (NOT_LEADER): learn it again, at most every PLACEMENT_MIN_AGE_MS. */
+  stale(): void { void this.refresh(true); }
+
+  private async sessionFor(partitionOf: (partitions: number) => number): Promise<Session> {
     await this.refresh(false);
-    const pl = this.placement;
-    if (!pl) return this.seed;
-    const leader = pl.leaders[kvPartition(ks, key, pl.partitions)];
-    const url = leader ? pl.urls.get(leader) : undefined;
-    if (!url) return this.fallback();
-    let s = this.sessions.get(url);
-    if (!s) {
-      s = Session.open({ ...this.opts, url });
-      // A node we cannot reach is not worth remembering: the seed forwards meanwhile.
-      s.catch(() => this.sessions.delete(url));
-      this.sessions.set(url, s);
-    }
-    const session = await s.catch(() => undefined);
+    const url = this.leaderUrl(partitionOf);
+    if (!url) return this.fallbackNow();
+    const session = await this.connect(url).catch(() => undefined);
     if (session?.isUp) return session;
     // The leader's node is down or unreachable: a failover is under way. Requests queued on its
     // session would wait for a reconnect; a live node forwards them to whoever leads next.
     void this.refresh(true);
-    return this.fallback();
+    return this.fallbackNow();
+  }
+
+  private leaderUrl(partitionOf: (partitions: number) => number): string | undefined {
+    const pl = this.placement;
+    if (!pl) return undefined;
+    const leader = pl.leaders[partitionOf(pl.partitions)];
+    return leader ? pl.urls.get(leader) : undefined;
+  }
+
+  private connect(url: string): Promise<Session> {
+    let s = this.sessions.get(url);
+    if (!s) {
+      s = Session.open({ ...this.opts, url });
+      s.then((session) => this.opened.set(url, session), () => {
+        // A node we cannot reach is not worth remembering: the seed forwards meanwhile.
+        this.sessions.delete(url);
+      });
+      this.sessions.set(url, s);
+    }
+    return s;
   }
 
   /** The seed while it is up, else any node this client has a live session to. */
-  private async fallback(): Promise<Session> {
+  private fallbackNow(): Session {
     if (this.seed.isUp) return this.seed;
-    for (const s of this.sessions.values()) {
-      const session = await s.catch(() => undefined);
-      if (session?.isUp) return session;
-    }
+    for (const session of this.opened.values()) if (session.isUp) return session;
     return this.seed;
   }
 
@@ -98,6 +132,7 @@ export class Router {
       void s.then((x) => x.close(), () => undefined);
     }
     this.sessions.clear();
+    this.opened.clear();
   }
 }
 

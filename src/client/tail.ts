@@ -5,6 +5,7 @@ import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import type { GroupOffset, StoredRecord } from '../node/api.js';
 import { checkName, fromRecordTuple, storedRecordBytes, type WireStartPosition } from '../gateway/frames.js';
+import type { Router } from './router.js';
 import type { Session, SubscriptionHandler } from './session.js';
 
 export type TailFrom =
@@ -57,8 +58,14 @@ export class TailStream implements AsyncIterableIterator<TailRecord> {
   private commitTimer: NodeJS.Timeout | undefined;
   private commitInFlight: Promise<void> | undefined;
   private readonly offUp: () => void;
+  /** the session of the current subscription: the partition leader's when a router knows it */
+  private sub: Session;
 
-  constructor(private readonly session: Session, readonly topic: string, readonly partition: number, private readonly opts: TailOptions = {}) {
+  constructor(
+    private readonly session: Session, readonly topic: string, readonly partition: number,
+    private readonly opts: TailOptions = {}, private readonly router?: Router,
+  ) {
+    this.sub = session;
     checkName('topic', topic);
     if (opts.group !== undefined) checkName('group', opts.group);
     if (!Number.isInteger(partition) || partition < 0) throw new ChicagoError('INVALID_ARGUMENT', 'partition', partition);
@@ -139,7 +146,7 @@ export class TailStream implements AsyncIterableIterator<TailRecord> {
   private grantBack(bytes: number): void {
     this.consumedBytes += bytes;
     if (this.subId !== 0 && this.consumedBytes >= this.creditBytes / 2) {
-      this.session.credit(this.subId, this.consumedBytes);
+      this.sub.credit(this.subId, this.consumedBytes);
       this.consumedBytes = 0;
     }
   }
@@ -147,14 +154,18 @@ export class TailStream implements AsyncIterableIterator<TailRecord> {
   private async open(): Promise<void> {
     if (this.done || this.subId !== 0 || this.opening || !this.session.isUp) return;
     this.opening = true;
+    let session: Session;
     try {
       if (this.nextOffset === undefined && this.opts.group !== undefined) this.nextOffset = await this.committedOffset(this.opts.group);
+      // Live appends are pushed by the leader; any other node would relay them one hop later.
+      session = this.router ? await this.router.stream(this.topic, this.partition) : this.session;
     } catch (err) {
       this.opening = false;
       return this.retry(err);
     }
     this.opening = false;
-    if (this.done || this.subId !== 0 || !this.session.isUp) return;
+    if (this.done || this.subId !== 0 || !session.isUp) return;
+    this.sub = session;
     const from: WireFrom = this.nextOffset !== undefined ? { offset: this.nextOffset } : this.from;
     // Undelivered records of a previous subscription were dropped; they come again from nextOffset.
     this.receivedUpTo = this.nextOffset;
@@ -171,10 +182,12 @@ export class TailStream implements AsyncIterableIterator<TailRecord> {
       lost: () => {
         if (this.subId !== id) return;
         this.subId = 0;
-        this.dropQueue(); // the session re-opens us through onUp
+        this.dropQueue();
+        // The seed's session re-opens us through onUp; a leader's session may never come back.
+        if (session !== this.session) this.reopenSoon();
       },
     };
-    const { id, ready } = this.session.subscribe(
+    const { id, ready } = session.subscribe(
       { op: 'subscribe', topic: this.topic, partition: this.partition, from, credit: this.creditBytes }, handler);
     this.subId = id;
     ready.then(
@@ -237,6 +250,10 @@ export class TailStream implements AsyncIterableIterator<TailRecord> {
   private retry(err: unknown): void {
     const e = err instanceof ChicagoError ? err : new ChicagoError('INTERNAL', String(err));
     if (!e.retryable) return this.fail(e);
+    this.reopenSoon();
+  }
+
+  private reopenSoon(): void {
     if (this.done) return;
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => void this.open(), this.backoffMs);
@@ -258,7 +275,7 @@ export class TailStream implements AsyncIterableIterator<TailRecord> {
       this.done = true;
       clearTimeout(this.retryTimer);
       this.offUp();
-      if (this.subId !== 0) this.session.unsubscribe(this.subId);
+      if (this.subId !== 0) this.sub.unsubscribe(this.subId);
       this.subId = 0;
     }
     this.wake();

@@ -294,7 +294,13 @@ export class ClusterCoordinator implements Coordinator {
       }
       if (best?.node !== this.self) continue;
       const isr = e.record.isr.filter((n) => n !== e.record.leader);
-      await this.cas(p, e, { ...e.record, epoch: toEpoch(e.record.epoch + 1), leader: this.self, isr }, `leader ${e.record.leader} silent for ${SUSPECT_AFTER_MS} ms`);
+      const elected = { ...e.record, epoch: toEpoch(e.record.epoch + 1), leader: this.self, isr };
+      // The silent leader's stand-in comes in the same swap, not a controller round later:
+      // acks=all writes have N copies again as soon as it has caught up.
+      const live = this.liveMembers();
+      const silent = new Set([e.record.leader, ...live.filter((n) => this.silentFor(n) >= STAND_IN_AFTER_MS)]);
+      const healthy = live.filter((n) => !silent.has(n));
+      await this.cas(p, e, withStandIns(p, elected, e.record, healthy, silent, this.copies), `leader ${e.record.leader} silent for ${SUSPECT_AFTER_MS} ms`);
     }
   }
 

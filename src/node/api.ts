@@ -27,7 +27,8 @@ export interface PartitionInfo {
   startOffset: Offset;
   endOffset: Offset;
   bytes: number;
-  leader: string;
+  /** null while its partition elects a leader */
+  leader: string | null;
   replicas: string[];
 }
 export interface TopicInfo extends TopicSpec { createdAtMs: number; partitionsInfo?: PartitionInfo[] }

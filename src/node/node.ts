@@ -340,7 +340,8 @@ export class ChicagoNode implements NodeApi {
     if (!withPartitions) return info;
     info.partitionsInfo = await Promise.all(Array.from({ length: t.partitions }, async (_, tp): Promise<PartitionInfo> => {
       const s = await this.streamInfo(t, tp);
-      return { partition: tp, startOffset: toOffset(s.start), endOffset: toOffset(s.end), bytes: s.bytes, leader: this.config.nodeId, replicas: [this.config.nodeId] };
+      const view = this.coordinator.view(streamPartition(t.name, tp, this.partitions));
+      return { partition: tp, startOffset: toOffset(s.start), endOffset: toOffset(s.end), bytes: s.bytes, leader: view?.leader ?? null, replicas: view?.replicas ?? [] };
     }));
     return info;
   }

@@ -87,7 +87,7 @@ const describe: Command = {
     const t = await describeTopic(httpFrom(p), p.positionals[0]);
     if (wantsJson(p)) return line(JSON.stringify(t));
     await line(`topic ${t.name} partitions=${t.partitions.length} replicas=${t.replicas} retention=${retentionText(t.retention)}`);
-    const rows = t.partitions.map((x) => [x.partition, x.startOffset, x.endOffset, x.bytes, x.leader, x.replicas.join(',')]);
+    const rows = t.partitions.map((x) => [x.partition, x.startOffset, x.endOffset, x.bytes, x.leader ?? '-', x.replicas.join(',')]);
     await line(table(['PARTITION', 'START', 'END', 'BYTES', 'LEADER', 'REPLICAS'], rows));
   },
 };
