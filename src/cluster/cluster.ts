@@ -32,6 +32,8 @@ export const SUSPECT_AFTER_MS = 300;
  */
 export const STAND_IN_AFTER_MS = SUSPECT_AFTER_MS;
 const CHECK_EVERY_MS = 100;
+/** a silent leader is noticed within SUSPECT_AFTER_MS + this (the check itself is cheap) */
+const FAILOVER_CHECK_MS = 25;
 /** how long a starting node keeps trying to reach etcd */
 const STARTUP_RETRY_MS = 30_000;
 const CONTROLLER_EVERY_MS = 200;
@@ -163,9 +165,9 @@ export class ClusterCoordinator implements Coordinator {
       setInterval(() => {
         this.refreshViews();
         this.background('positions', () => this.sample());
-        this.background('failover', () => this.failover());
         this.background('in-sync', () => this.maintainInSync());
       }, CHECK_EVERY_MS),
+      setInterval(() => this.background('failover', () => this.failover()), FAILOVER_CHECK_MS),
       setInterval(() => this.background('placement', () => this.control()), CONTROLLER_EVERY_MS),
       setInterval(() => {
         const p = this.progress();
