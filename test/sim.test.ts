@@ -6,7 +6,7 @@
 //   SIM_SEEDS=5000 SIM_STEPS=600 npx vitest run test/sim.test.ts
 import { describe, expect, it } from 'vitest';
 import { formatFailure, runSeed, type SimOptions } from './sim/world.js';
-import { runSeeds, report } from './sim/seeds.js';
+import { longOptions, regressions, runSeeds, report } from './sim/seeds.js';
 
 const SEEDS = Number(process.env.SIM_SEEDS ?? 1000);
 const STEPS = Number(process.env.SIM_STEPS ?? 500);
@@ -63,6 +63,13 @@ if (process.env.SIM_SEED) {
     it('holds them with idempotent producers retrying and strict recovery checks (F1, F2)', () => {
       for (let seed = FIRST; seed < FIRST + 200; seed++) {
         const r = runSeed({ ...base, seed, retries: true, strictRecovery: true });
+        expect(r.ok, r.ok ? '' : formatFailure(r)).toBe(true);
+      }
+    });
+
+    it('holds them for the seeds that found bugs in the long run', () => {
+      for (const { seed, steps, copies } of regressions) {
+        const r = runSeed({ ...longOptions, seed, steps, copies });
         expect(r.ok, r.ok ? '' : formatFailure(r)).toBe(true);
       }
     });

@@ -5,7 +5,7 @@
 // Every failing seed is printed with its trace; replay one with SIM_SEED=<seed> SIM_STEPS=<steps>.
 import { describe, expect, it } from 'vitest';
 import { formatFailure } from '../sim/world.js';
-import { kindOf, runSeeds } from '../sim/seeds.js';
+import { kindOf, longOptions, runSeeds } from '../sim/seeds.js';
 
 const SEEDS = Number(process.env.SIM_LONG_SEEDS ?? 10_000);
 const STEPS = Number(process.env.SIM_LONG_STEPS ?? 2_000);
@@ -15,11 +15,10 @@ const MAX_FAILURES = Number(process.env.SIM_LONG_MAX_FAILURES ?? 20);
 describe('long deterministic simulation', () => {
   it(`${SEEDS} seeds × ${STEPS} steps from seed ${FIRST}`, () => {
     const run = runSeeds(FIRST, SEEDS, {
+      ...longOptions,
       steps: STEPS,
       copies: process.env.SIM_LONG_COPIES === 'mixed' ? 'mixed' : undefined,
       retries: process.env.SIM_LONG_RETRIES !== '0',
-      strictRecovery: true,
-      quiesceMs: 20_000,
     }, MAX_FAILURES);
     const kinds = new Map<string, number[]>();
     for (const f of run.failures) kinds.set(kindOf(f), [...(kinds.get(kindOf(f)) ?? []), f.seed]);

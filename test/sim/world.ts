@@ -26,6 +26,10 @@
 //    their message verified).
 // F5 an abandoned install was never restarted (now: a stalled copy is abandoned and the follower
 //    asks for a new one).
+// F6 a new epoch adopted during an install re-put the meta without its `installing` flag, so a
+//    crash then restarted over the partial copy at seq 0 and replaying the log met leftover streams
+//    and producer windows (now: the marker is a key of its own; the checker requires seq 0 to be
+//    empty). Seed 1001522 (seeds.ts `regressions`).
 import { createHash } from 'node:crypto';
 import { AssertionError } from 'node:assert';
 import { diskCodec } from '../../src/runtime/codec.js';
@@ -46,6 +50,7 @@ const SUSPECT_AFTER_MS = 300; // cluster.ts SUSPECT_AFTER_MS
 const ISR_LAG_MS = 1_000; // cluster.ts ISR_LAG_MS
 const WRITE_TIMEOUT_MS = 400; // the replication timeout the simulated worker passes with writes
 const TOPIC = 1;
+const EMPTY_DIGEST = new MemStore().digest();
 
 export interface SimOptions {
   seed: number;
@@ -432,7 +437,7 @@ export class Sim {
     }
   }
 
-  /** worker.ts installChunk: clear at part 0 (meta says installing), the meta last, then reload. */
+  /** worker.ts installChunk: clear and mark installing at part 0, the meta last, then reload. */
   private deliverSnap(ev: Extract<Ev, { k: 'snap' }>): void {
     const n = this.nodes.get(ev.to)!;
     if (!n.up) return;
@@ -443,14 +448,13 @@ export class Sim {
     n.digest = undefined;
     if (ev.part === 0) {
       n.store.clear(K.allRange);
-      n.store.apply([{ type: 'put', key: K.metaKey, value: diskCodec.encode({ seq: 0, epoch: r.state.epoch, epochs: [], installing: true }) }]);
-      n.installing = { from: ev.from, copy: ev.copy, nextPart: 0, lastPartAt: this.now };
       // worker.ts: the copy being replaced is gone, so is the replica's claim to it
       const empty = loadState(new MemStore(), P);
       empty.epoch = r.state.epoch;
-      empty.epochs = [];
       n.replica = createReplica(n.id, empty, r.view);
       this.run1(n, { type: 'view', view: r.view });
+      n.store.apply([metaOp(n.replica.state), { type: 'put', key: K.installingKey, value: Buffer.alloc(0) }]);
+      n.installing = { from: ev.from, copy: ev.copy, nextPart: 0, lastPartAt: this.now };
     }
     if (!n.installing || ev.part !== n.installing.nextPart || ev.copy !== n.installing.copy) {
       if (n.installing) this.abandonInstall(n);
@@ -469,6 +473,7 @@ export class Sim {
     this.log(`${n.id} ← ${ev.from} snapshot e${ev.epoch} part ${ev.part}${ev.last ? ' (last)' : ''}`);
     if (!ev.last) return;
     if (n.installing.meta) n.store.apply([{ type: 'put', key: K.metaKey, value: n.installing.meta }]);
+    n.store.apply([{ type: 'del', key: K.installingKey }]);
     n.installing = undefined;
     const seqBefore = r.state.seq;
     const state = loadState(n.store, P);
@@ -816,6 +821,10 @@ export class Sim {
     }
     if (!meta && s.seq !== 0) throw new Violation(`recovery: ${n.id} has seq ${s.seq} in memory and no meta on disk`);
     if (s.seq > 0 && !n.store.logEntry(s.seq)) throw new Violation(`invariant 3: ${n.id} at seq ${s.seq} has no log entry for it`);
+    // seq 0 is the empty history: state kept beside it would sit under the entries replayed from seq 1
+    if (s.seq === 0 && (this.digestOf(n) !== EMPTY_DIGEST || s.streams.size > 0 || s.producers.size > 0)) {
+      throw new Violation(`recovery: ${n.id} is at seq 0 but holds state (streams, producers or keys)`);
+    }
     for (const st of s.streams.values()) {
       const stored = n.store.get(K.streamKey(st.topicId, st.tp));
       const disk = stored ? diskCodec.decode<{ start: number; end: number }>(stored) : undefined;
