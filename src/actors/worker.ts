@@ -254,6 +254,7 @@ class PartitionWorker {
           break;
         }
         case 'drop': {
+          h.installing = undefined; // its remaining parts would land on the emptied store: ignore them
           this.flush();
           void h.store.clear(K.allRange);
           this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));

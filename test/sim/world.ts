@@ -357,12 +357,13 @@ export class Sim {
           }
           break;
         case 'drop': {
+          // worker.ts: a copy still arriving is ignored, and the replica starts empty claiming no epoch
+          n.installing = undefined;
           n.store.clear(K.allRange);
           this.touched.add(n.id);
           n.digest = undefined;
           const fresh = loadState(new MemStore(), P);
           fresh.epoch = n.replica!.state.epoch;
-          fresh.epochs = [[fresh.epoch, 1]];
           const view = n.replica!.view;
           n.replica = createReplica(n.id, fresh, view);
           this.run1(n, { type: 'view', view });
