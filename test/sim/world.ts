@@ -90,6 +90,8 @@ export interface SimResult {
   /** FNV-1a over every trace line: equal seeds must give equal hashes */
   traceHash: string;
   config: string;
+  /** the command that replays this run with its full trace */
+  replay: string;
   stats: Record<string, number>;
 }
 
@@ -159,6 +161,7 @@ const lk = (a: NodeId, b: NodeId) => `${a}>${b}`;
 
 export class Sim {
   readonly seed: number;
+  private readonly replay: string;
   private readonly opts: Required<Omit<SimOptions, 'nodes' | 'copies'>>;
   private readonly rNet: Prng;
   private readonly rFault: Prng;
@@ -190,6 +193,7 @@ export class Sim {
 
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
+    this.replay = replayCommand(opts);
     this.opts = {
       seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 10_000, traceKeep: opts.traceKeep ?? 80,
       fullTrace: opts.fullTrace ?? false, retries: opts.retries ?? false,
@@ -237,7 +241,7 @@ export class Sim {
     }
     return {
       seed: this.seed, ok: violation === undefined, violation, step: this.step, simMs: this.now,
-      trace: this.full ?? this.tail, traceHash: (this.hash >>> 0).toString(16), config: this.config(), stats: { ...this.stats },
+      trace: this.full ?? this.tail, traceHash: (this.hash >>> 0).toString(16), config: this.config(), replay: this.replay, stats: { ...this.stats },
     };
   }
 
@@ -1012,6 +1016,18 @@ function describe(m: PeerMessage): string {
   }
 }
 
+/** Every option that changes a run, as the environment test/sim.test.ts replays a seed from. */
+function replayCommand(o: SimOptions): string {
+  const env = [`SIM_SEED=${o.seed}`, `SIM_STEPS=${o.steps}`];
+  if (o.nodes !== undefined) env.push(`SIM_NODES=${o.nodes}`);
+  if (o.copies !== undefined) env.push(`SIM_COPIES=${o.copies}`);
+  if (o.retries) env.push('SIM_RETRIES=1');
+  if (o.strictRecovery) env.push('SIM_STRICT=1');
+  if (o.quiesceMs !== undefined) env.push(`SIM_QUIESCE_MS=${o.quiesceMs}`);
+  if (o.plant) env.push(`SIM_PLANT=${o.plant}`);
+  return `${env.join(' ')} npx vitest run test/sim.test.ts`;
+}
+
 export function runSeed(opts: SimOptions): SimResult {
   return new Sim(opts).run();
 }
@@ -1020,7 +1036,7 @@ export function formatFailure(r: SimResult): string {
   return [
     `seed ${r.seed} FAILED at step ${r.step} (sim ${r.simMs} ms) [${r.config}]`,
     r.violation ?? '',
-    `replay: SIM_SEED=${r.seed} npx vitest run test/sim.test.ts`,
+    `replay: ${r.replay}`,
     `--- last ${r.trace.length} events ---`,
     ...r.trace,
   ].join('\n');
