@@ -1,12 +1,13 @@
 // Deterministic simulation of one replicated partition (test/sim/world.ts): the real replication
 // transition under seeded message loss, duplication, reordering, delay, partitions, crashes and
 // restarts, with a coordinator model doing CAS failover and in-sync maintenance, and invariants
-// checked after every event. A failing seed replays exactly:
-//   SIM_SEED=123 npx vitest run test/sim.test.ts          (full trace of that one seed)
+// checked after every event. A failing seed replays exactly with the command printed with it:
+//   SIM_SEED=123 SIM_STEPS=500 npx vitest run test/sim.test.ts     (full trace of that one seed;
+//   also SIM_NODES, SIM_COPIES=<n>|mixed, SIM_RETRIES=1, SIM_STRICT=1, SIM_QUIESCE_MS, SIM_PLANT)
 //   SIM_SEEDS=5000 SIM_STEPS=600 npx vitest run test/sim.test.ts
 import { describe, expect, it } from 'vitest';
 import { formatFailure, runSeed, type SimOptions } from './sim/world.js';
-import { runSeeds, report } from './sim/seeds.js';
+import { longOptions, regressions, runSeeds, report } from './sim/seeds.js';
 
 const SEEDS = Number(process.env.SIM_SEEDS ?? 1000);
 const STEPS = Number(process.env.SIM_STEPS ?? 500);
@@ -18,7 +19,16 @@ if (process.env.SIM_SEED) {
   const seed = Number(process.env.SIM_SEED);
   describe(`simulation replay of seed ${seed}`, () => {
     it('replays with the full trace', () => {
-      const opts: SimOptions = { ...base, seed, fullTrace: true, retries: process.env.SIM_RETRIES === '1' };
+      const env = process.env;
+      const opts: SimOptions = {
+        ...base, seed, fullTrace: true,
+        nodes: env.SIM_NODES ? Number(env.SIM_NODES) : undefined,
+        copies: env.SIM_COPIES === 'mixed' ? 'mixed' : env.SIM_COPIES ? Number(env.SIM_COPIES) : undefined,
+        retries: env.SIM_RETRIES === '1',
+        strictRecovery: env.SIM_STRICT === '1',
+        quiesceMs: env.SIM_QUIESCE_MS ? Number(env.SIM_QUIESCE_MS) : undefined,
+        plant: env.SIM_PLANT === 'ack-early' ? 'ack-early' : undefined,
+      };
       const r = runSeed(opts);
       console.log(r.ok ? `seed ${seed} ok [${r.config}] ${JSON.stringify(r.stats)}\n${r.trace.join('\n')}` : formatFailure(r));
       expect(r.ok, r.violation).toBe(true);
@@ -63,6 +73,13 @@ if (process.env.SIM_SEED) {
     it('holds them with idempotent producers retrying and strict recovery checks (F1, F2)', () => {
       for (let seed = FIRST; seed < FIRST + 200; seed++) {
         const r = runSeed({ ...base, seed, retries: true, strictRecovery: true });
+        expect(r.ok, r.ok ? '' : formatFailure(r)).toBe(true);
+      }
+    });
+
+    it('holds them for the seeds that found bugs in the long run', () => {
+      for (const { seed, steps, copies } of regressions) {
+        const r = runSeed({ ...longOptions, seed, steps, copies });
         expect(r.ok, r.ok ? '' : formatFailure(r)).toBe(true);
       }
     });

@@ -261,6 +261,7 @@ class PartitionWorker {
           break;
         }
         case 'drop': {
+          h.installing = undefined; // its remaining parts would land on the emptied store: ignore them
           this.flush();
           void h.store.clear(K.allRange);
           this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
@@ -368,7 +369,7 @@ class PartitionWorker {
       // Until the copy is complete the partition holds nothing it may claim, in memory or on disk:
       // a crash mid-copy restarts empty, never with a partial copy under the leader's position.
       this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
-      this.apply(h, [{ type: 'put', key: K.metaKey, value: diskCodec.encode({ seq: 0, epoch: h.replica.state.epoch, epochs: [], installing: true }) }]);
+      this.apply(h, [metaOp(h.replica.state), { type: 'put', key: K.installingKey, value: Buffer.alloc(0) }]);
       h.installing = { from: c.leader, copy: c.copy, nextPart: 0, lastPartAtMs: performance.now() };
     }
     if (!h.installing || c.part !== h.installing.nextPart || c.copy !== h.installing.copy) {
@@ -385,6 +386,7 @@ class PartitionWorker {
     }
     if (!c.last) return;
     if (h.installing.meta) this.apply(h, [{ type: 'put', key: K.metaKey, value: h.installing.meta }]);
+    this.apply(h, [{ type: 'del', key: K.installingKey }]);
     this.flush();
     h.installing = undefined;
     this.counters.snapshotsInstalled++;
@@ -585,8 +587,8 @@ function isMetaKey(key: Uint8Array): boolean {
  */
 function loadState(store: ColumnStore, p: number): PartitionState {
   const metaBuf = store.get(K.metaKey);
-  const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta> & { installing?: boolean }>(metaBuf) : {};
-  if (meta.installing) {
+  const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta>>(metaBuf) : {};
+  if (store.get(K.installingKey)) {
     // A copy that a crash cut short: start empty; the leader sends a complete one.
     void store.clear(K.allRange);
     return initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(0));

@@ -48,6 +48,11 @@ const SEP = new Uint8Array([0]);
 
 export const metaKey = Buffer.from([Kind.meta, 0x6d]); // "m": partition meta {seq, epoch}
 export const syncMarkerKey = Buffer.from([Kind.meta, 0x73]); // "s": written with fsync to flush the WAL
+/**
+ * "i": present only while a full copy is being installed. A key of its own, not a flag in the meta:
+ * every new epoch re-puts the meta, and a flag there was lost when one arrived mid-copy.
+ */
+export const installingKey = Buffer.from([Kind.meta, 0x69]);
 
 export function kvKey(keyspace: string, key: Uint8Array): Buffer {
   return concat(Kind.kv, utf8.encode(keyspace), SEP, key);

@@ -1,11 +1,11 @@
 // The long deterministic simulation: many more seeds and longer fault phases than test/sim.test.ts.
 //   SIM_LONG_SEEDS=20000 SIM_LONG_STEPS=3000 SIM_LONG_FIRST=100000 npx vitest run -c vitest.long.config.ts test/long/sim-long.test.ts
 // Optional: SIM_LONG_COPIES=mixed (N=3 on 4–5 replicas, the shape of a view during a move),
-// SIM_LONG_RETRIES=1 (idempotent retries, finding F1), SIM_LONG_FAITHFUL=1 (worker install as it is, F3).
-// Every failing seed is printed with its trace; replay one with SIM_SEED=<seed> SIM_STEPS=<steps>.
+// SIM_LONG_RETRIES=0 (no idempotent retries, which are on by default: finding F1).
+// Every failing seed is printed with its trace and the command that replays it (test/sim.test.ts).
 import { describe, expect, it } from 'vitest';
 import { formatFailure } from '../sim/world.js';
-import { kindOf, runSeeds } from '../sim/seeds.js';
+import { kindOf, longOptions, runSeeds } from '../sim/seeds.js';
 
 const SEEDS = Number(process.env.SIM_LONG_SEEDS ?? 10_000);
 const STEPS = Number(process.env.SIM_LONG_STEPS ?? 2_000);
@@ -15,11 +15,10 @@ const MAX_FAILURES = Number(process.env.SIM_LONG_MAX_FAILURES ?? 20);
 describe('long deterministic simulation', () => {
   it(`${SEEDS} seeds × ${STEPS} steps from seed ${FIRST}`, () => {
     const run = runSeeds(FIRST, SEEDS, {
+      ...longOptions,
       steps: STEPS,
       copies: process.env.SIM_LONG_COPIES === 'mixed' ? 'mixed' : undefined,
       retries: process.env.SIM_LONG_RETRIES !== '0',
-      strictRecovery: true,
-      quiesceMs: 20_000,
     }, MAX_FAILURES);
     const kinds = new Map<string, number[]>();
     for (const f of run.failures) kinds.set(kindOf(f), [...(kinds.get(kindOf(f)) ?? []), f.seed]);

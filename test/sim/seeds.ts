@@ -2,6 +2,14 @@
 // command line (`npx tsx`-free: `node --import ... ` is not needed, vitest runs it).
 import { formatFailure, runSeed, type SimOptions, type SimResult } from './world.js';
 
+/** how the long suite (test/long/sim-long.test.ts) runs each seed */
+export const longOptions = { retries: true, strictRecovery: true, quiesceMs: 20_000 } satisfies Partial<SimOptions>;
+
+/** Seeds that found a bug, replayed in test/sim.test.ts with the options that found it (world.ts lists the findings). */
+export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: number; copies?: 'mixed' }> = [
+  { finding: 'F6', seed: 1001522, steps: 2000, copies: 'mixed' },
+];
+
 export interface SeedRun { seeds: number; failures: SimResult[]; ms: number; events: number; stats: Record<string, number> }
 
 export function runSeeds(first: number, count: number, opts: Omit<SimOptions, 'seed'>, stopAfter = 5): SeedRun {

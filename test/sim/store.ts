@@ -117,8 +117,8 @@ export function decodeEntry(b: Buffer): Entry { return diskCodec.decode<Entry>(b
 /** worker.ts `loadState`, from the same keys. */
 export function loadState(store: MemStore, p: number): PartitionState {
   const metaBuf = store.get(K.metaKey);
-  const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta> & { installing?: boolean }>(metaBuf) : {};
-  if (meta.installing) {
+  const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta>>(metaBuf) : {};
+  if (store.get(K.installingKey)) {
     // a copy that a crash cut short: start empty
     store.clear(K.allRange);
     return initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(0));

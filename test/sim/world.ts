@@ -26,6 +26,10 @@
 //    their message verified).
 // F5 an abandoned install was never restarted (now: a stalled copy is abandoned and the follower
 //    asks for a new one).
+// F6 a new epoch adopted during an install re-put the meta without its `installing` flag, so a
+//    crash then restarted over the partial copy at seq 0 and replaying the log met leftover streams
+//    and producer windows (now: the marker is a key of its own; the checker requires seq 0 to be
+//    empty). Seed 1001522 (seeds.ts `regressions`).
 import { createHash } from 'node:crypto';
 import { AssertionError } from 'node:assert';
 import { diskCodec } from '../../src/runtime/codec.js';
@@ -46,6 +50,7 @@ const SUSPECT_AFTER_MS = 300; // cluster.ts SUSPECT_AFTER_MS
 const ISR_LAG_MS = 1_000; // cluster.ts ISR_LAG_MS
 const WRITE_TIMEOUT_MS = 400; // the replication timeout the simulated worker passes with writes
 const TOPIC = 1;
+const EMPTY_DIGEST = new MemStore().digest();
 
 export interface SimOptions {
   seed: number;
@@ -85,6 +90,8 @@ export interface SimResult {
   /** FNV-1a over every trace line: equal seeds must give equal hashes */
   traceHash: string;
   config: string;
+  /** the command that replays this run with its full trace */
+  replay: string;
   stats: Record<string, number>;
 }
 
@@ -155,6 +162,7 @@ const lk = (a: NodeId, b: NodeId) => `${a}>${b}`;
 
 export class Sim {
   readonly seed: number;
+  private readonly replay: string;
   private readonly opts: Required<Omit<SimOptions, 'nodes' | 'copies'>>;
   private readonly rNet: Prng;
   private readonly rFault: Prng;
@@ -186,6 +194,7 @@ export class Sim {
 
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
+    this.replay = replayCommand(opts);
     this.opts = {
       seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 10_000, traceKeep: opts.traceKeep ?? 80,
       fullTrace: opts.fullTrace ?? false, retries: opts.retries ?? false,
@@ -233,7 +242,7 @@ export class Sim {
     }
     return {
       seed: this.seed, ok: violation === undefined, violation, step: this.step, simMs: this.now,
-      trace: this.full ?? this.tail, traceHash: (this.hash >>> 0).toString(16), config: this.config(), stats: { ...this.stats },
+      trace: this.full ?? this.tail, traceHash: (this.hash >>> 0).toString(16), config: this.config(), replay: this.replay, stats: { ...this.stats },
     };
   }
 
@@ -353,12 +362,13 @@ export class Sim {
           }
           break;
         case 'drop': {
+          // worker.ts: a copy still arriving is ignored, and the replica starts empty claiming no epoch
+          n.installing = undefined;
           n.store.clear(K.allRange);
           this.touched.add(n.id);
           n.digest = undefined;
           const fresh = loadState(new MemStore(), P);
           fresh.epoch = n.replica!.state.epoch;
-          fresh.epochs = [[fresh.epoch, 1]];
           const view = n.replica!.view;
           n.replica = createReplica(n.id, fresh, view);
           this.run1(n, { type: 'view', view });
@@ -433,7 +443,7 @@ export class Sim {
     }
   }
 
-  /** worker.ts installChunk: clear at part 0 (meta says installing), the meta last, then reload. */
+  /** worker.ts installChunk: clear and mark installing at part 0, the meta last, then reload. */
   private deliverSnap(ev: Extract<Ev, { k: 'snap' }>): void {
     const n = this.nodes.get(ev.to)!;
     if (!n.up) return;
@@ -444,14 +454,13 @@ export class Sim {
     n.digest = undefined;
     if (ev.part === 0) {
       n.store.clear(K.allRange);
-      n.store.apply([{ type: 'put', key: K.metaKey, value: diskCodec.encode({ seq: 0, epoch: r.state.epoch, epochs: [], installing: true }) }]);
-      n.installing = { from: ev.from, copy: ev.copy, nextPart: 0, lastPartAt: this.now };
       // worker.ts: the copy being replaced is gone, so is the replica's claim to it
       const empty = loadState(new MemStore(), P);
       empty.epoch = r.state.epoch;
-      empty.epochs = [];
       n.replica = createReplica(n.id, empty, r.view);
       this.run1(n, { type: 'view', view: r.view });
+      n.store.apply([metaOp(n.replica.state), { type: 'put', key: K.installingKey, value: Buffer.alloc(0) }]);
+      n.installing = { from: ev.from, copy: ev.copy, nextPart: 0, lastPartAt: this.now };
     }
     if (!n.installing || ev.part !== n.installing.nextPart || ev.copy !== n.installing.copy) {
       if (n.installing) this.abandonInstall(n);
@@ -470,6 +479,7 @@ export class Sim {
     this.log(`${n.id} ← ${ev.from} snapshot e${ev.epoch} part ${ev.part}${ev.last ? ' (last)' : ''}`);
     if (!ev.last) return;
     if (n.installing.meta) n.store.apply([{ type: 'put', key: K.metaKey, value: n.installing.meta }]);
+    n.store.apply([{ type: 'del', key: K.installingKey }]);
     n.store.installHistory(ev.history);
     n.installing = undefined;
     const seqBefore = r.state.seq;
@@ -818,6 +828,10 @@ export class Sim {
     }
     if (!meta && s.seq !== 0) throw new Violation(`recovery: ${n.id} has seq ${s.seq} in memory and no meta on disk`);
     if (s.seq > 0 && !n.store.logEntry(s.seq)) throw new Violation(`invariant 3: ${n.id} at seq ${s.seq} has no log entry for it`);
+    // seq 0 is the empty history: state kept beside it would sit under the entries replayed from seq 1
+    if (s.seq === 0 && (this.digestOf(n) !== EMPTY_DIGEST || s.streams.size > 0 || s.producers.size > 0)) {
+      throw new Violation(`recovery: ${n.id} is at seq 0 but holds state (streams, producers or keys)`);
+    }
     for (const st of s.streams.values()) {
       const stored = n.store.get(K.streamKey(st.topicId, st.tp));
       const disk = stored ? diskCodec.decode<{ start: number; end: number }>(stored) : undefined;
@@ -1004,6 +1018,18 @@ function describe(m: PeerMessage): string {
   }
 }
 
+/** Every option that changes a run, as the environment test/sim.test.ts replays a seed from. */
+function replayCommand(o: SimOptions): string {
+  const env = [`SIM_SEED=${o.seed}`, `SIM_STEPS=${o.steps}`];
+  if (o.nodes !== undefined) env.push(`SIM_NODES=${o.nodes}`);
+  if (o.copies !== undefined) env.push(`SIM_COPIES=${o.copies}`);
+  if (o.retries) env.push('SIM_RETRIES=1');
+  if (o.strictRecovery) env.push('SIM_STRICT=1');
+  if (o.quiesceMs !== undefined) env.push(`SIM_QUIESCE_MS=${o.quiesceMs}`);
+  if (o.plant) env.push(`SIM_PLANT=${o.plant}`);
+  return `${env.join(' ')} npx vitest run test/sim.test.ts`;
+}
+
 export function runSeed(opts: SimOptions): SimResult {
   return new Sim(opts).run();
 }
@@ -1012,7 +1038,7 @@ export function formatFailure(r: SimResult): string {
   return [
     `seed ${r.seed} FAILED at step ${r.step} (sim ${r.simMs} ms) [${r.config}]`,
     r.violation ?? '',
-    `replay: SIM_SEED=${r.seed} npx vitest run test/sim.test.ts`,
+    `replay: ${r.replay}`,
     `--- last ${r.trace.length} events ---`,
     ...r.trace,
   ].join('\n');
