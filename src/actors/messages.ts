@@ -82,6 +82,7 @@ export interface WorkerControl {
     syncPolicy: string;
     groupIntervalMs: number;
     maintenanceIntervalMs: number;
+    antiEntropyIntervalMs: number;
     replicationTimeoutMs: number;
   }): Promise<void>;
   setRetention(topics: TopicRetention[]): void;

@@ -125,7 +125,7 @@ class PartitionWorker {
       this.flush();
       this.ensureTicking();
       const maintenance = setInterval(() => { void this.control.maintain(); }, spec.maintenanceIntervalMs);
-      const antiEntropy = setInterval(() => this.sendDigests(), limits.antiEntropyIntervalMs);
+      const antiEntropy = setInterval(() => this.sendDigests(), spec.antiEntropyIntervalMs);
       for (const t of [maintenance, antiEntropy]) t.unref();
       this.timers.push(maintenance, antiEntropy);
     },

@@ -91,6 +91,7 @@ export class ChicagoNode implements NodeApi {
       syncPolicy: this.config.sync.policy,
       groupIntervalMs: this.config.sync.groupIntervalMs,
       maintenanceIntervalMs: this.config.maintenanceIntervalMs,
+      antiEntropyIntervalMs: this.config.antiEntropyIntervalMs,
       replicationTimeoutMs: limits.replicationTimeoutMs,
     }), limits.workerCallTimeoutMs, `worker ${i} start`)));
     this.coordinator.onChange((p, view) => {

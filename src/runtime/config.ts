@@ -23,6 +23,8 @@ export interface Config {
   etcd: string[];
   /** how often TTL expiry and topic retention run */
   maintenanceIntervalMs: number;
+  /** how often a leader sends its partitions' digests to their followers (anti-entropy) */
+  antiEntropyIntervalMs: number;
   defaults: { topicPartitions: number; replicas: number };
   /**
    * The Kafka bridge run in-process (docs/bridge.md), as written in the file: checked here with
@@ -52,6 +54,7 @@ export const configSchema = {
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
     etcd: { type: 'array', items: { type: 'string', minLength: 1 } },
     maintenanceIntervalMs: { type: 'integer', minimum: 10, maximum: 3_600_000 },
+    antiEntropyIntervalMs: { type: 'integer', minimum: 100, maximum: 86_400_000 },
     defaults: {
       type: 'object',
       additionalProperties: false,
@@ -77,6 +80,7 @@ export function defaultConfig(): Config {
     logLevel: 'info',
     etcd: [],
     maintenanceIntervalMs: 5000,
+    antiEntropyIntervalMs: 30_000,
     defaults: { topicPartitions: 4, replicas: 3 },
   };
 }

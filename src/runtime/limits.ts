@@ -75,8 +75,6 @@ export const limits = {
   catchUpBytesMax: 4 * MiB,
   /** one snapshot message; snapshots send one per tick, which throttles rebalancing */
   snapshotChunkBytesMax: 1 * MiB,
-  /** how often a leader sends its partitions' digests to their followers (anti-entropy) */
-  antiEntropyIntervalMs: 30_000,
   /** a write that cannot gather its copies in this time is answered OUTCOME_UNKNOWN */
   replicationTimeoutMs: 5_000,
   /** bytes queued towards one peer node (while its link is down or slow); full → dropped and counted */
