@@ -8,7 +8,8 @@ import type { Epoch, NodeId } from '../runtime/ids.js';
 import type { ErrorCode } from '../runtime/errors.js';
 import { diskCodec } from '../runtime/codec.js';
 import * as K from '../storage/keys.js';
-import { metaOp, step, type Command, type Op, type PartitionState, type Reply } from './partition.js';
+import { limits } from '../runtime/limits.js';
+import { metaOp, recordBytes, step, type Command, type Op, type PartitionState, type Reply } from './partition.js';
 
 export type Acks = 'none' | 'one' | 'all';
 
@@ -409,4 +410,53 @@ export function canServeReads(r: Replica, nowMs: number): boolean {
     if (nowMs - (r.heardAtMs.get(f) ?? -Infinity) > READ_LEASE_MS) return false;
   }
   return true;
+}
+
+/**
+ * The replication messages of one flush, fewer: consecutive appends to one follower become one
+ * append (what a resend from the log would send, within the same entry and byte caps), and an ack
+ * that a later one to the same leader supersedes is dropped (acks are cumulative). Messages of
+ * one partition to one node keep their order; nothing else needs one.
+ */
+export function coalescePeer<M extends { t: string; p: number }>(out: Array<{ to: NodeId; msg: M }>): Array<{ to: NodeId; msg: M }> {
+  if (out.length < 2) return out;
+  const res: Array<{ to: NodeId; msg: M }> = [];
+  const bytes: number[] = [];
+  /** `${to}/${p}` → index in res of the last message for that replica */
+  const last = new Map<string, number>();
+  for (const o of out) {
+    const key = `${o.to}/${o.msg.p}`;
+    const i = last.get(key);
+    const prev = i === undefined ? undefined : res[i].msg as unknown as PeerMessage;
+    const next = o.msg as unknown as PeerMessage;
+    if (prev?.t === 'append' && next.t === 'append' && prev.epoch === next.epoch && prev.leader === next.leader) {
+      const tail = prev.entries.at(-1);
+      const nextBytes = next.entries.reduce((n, e) => n + entryBytes(e), 0);
+      if (next.prevSeq === (tail?.seq ?? prev.prevSeq) && next.prevEpoch === (tail?.epoch ?? prev.prevEpoch)
+        && prev.entries.length + next.entries.length <= limits.catchUpEntriesMax && bytes[i!] + nextBytes <= limits.catchUpBytesMax) {
+        res[i!] = { to: o.to, msg: { ...prev, entries: [...prev.entries, ...next.entries] } as unknown as M };
+        bytes[i!] += nextBytes;
+        continue;
+      }
+    }
+    if (prev?.t === 'ack' && next.t === 'ack' && prev.epoch === next.epoch && prev.copy === next.copy && next.seq >= prev.seq) {
+      res[i!] = o;
+      continue;
+    }
+    last.set(key, res.length);
+    res.push(o);
+    bytes.push(next.t === 'append' ? next.entries.reduce((n, e) => n + entryBytes(e), 0) : 0);
+  }
+  return res;
+}
+
+/** About what an entry adds to a message, to keep merged appends within catchUpBytesMax. */
+function entryBytes(e: Entry): number {
+  const c = e.cmd;
+  switch (c.op) {
+    case 'kvPut': return 64 + c.key.length + c.value.length;
+    case 'produce': return c.records.reduce((n, r) => n + 16 + recordBytes(r), 64);
+    case 'trim': return 64 + 16 * c.removed.length;
+    default: return 64;
+  }
 }

@@ -18,7 +18,7 @@ import { limits } from '../runtime/limits.js';
 import { epoch, partitionId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
 import { emptyStream, initialState, metaOp, streamKeyOf, type Command, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
-import { canServeReads, createReplica, epochOf, handle, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
+import { canServeReads, coalescePeer, createReplica, epochOf, handle, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
 import type { DigestCheck, DigestReply, Request, Response, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
@@ -557,7 +557,7 @@ class PartitionWorker {
 
   private post(out: WorkerOutput): void {
     const replies = out.replies?.length ? out.replies : undefined;
-    const peer = out.peer?.length ? out.peer : undefined;
+    const peer = out.peer?.length ? coalescePeer(out.peer) : undefined;
     if (replies || peer) this.codec.post(this.port, { replies, peer } satisfies WorkerOutput);
   }
 
