@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyCheckpointRecord, type Checkpoint, checkpointKey, checkpointValue, partKey } from '../src/bridge/checkpoint.js';
 import type { ChicagoRecord } from '../src/bridge/chicago.js';
-import { checkWritten } from '../src/bridge/bridge.js';
+import { checkWritten, sendByPartition } from '../src/bridge/bridge.js';
 import { BridgeConfigError, globMatches, resolveBridgeConfig } from '../src/bridge/config.js';
 import { REQUEST_OVERHEAD_BYTES, TaskSeqs, chunk, kafkaTopicOf, mappingFor, murmur2, recordBytesMax, toKafka } from '../src/bridge/route.js';
 
@@ -105,6 +105,32 @@ describe('bridge routing', () => {
     expect(() => checkWritten(req, [meta(t, 0), meta(t, 1), meta(t, 2)])).not.toThrow();
     expect(() => checkWritten(req, [meta(t, 0), meta(t, 2)])).toThrow(/did not acknowledge partitions .*\/1/);
     expect(() => checkWritten(req, [meta(t, 0), meta(t, 1, 6), meta(t, 2)])).toThrow(/\/1/);
+  });
+
+  it('gives kafkajs one partition per sendBatch and settles every send before failing', async () => {
+    const m = { chicago: 'a', kafka: 'b', partitionBy: 'chicago-partition' as const, missing: 'unknown' };
+    const req = [0, 1, 2, 0, 1].map((p, i) => toKafka(m, 'a', rec({ partition: p, offset: i }), new TaskSeqs(1), () => 3));
+    const calls: Array<{ partitions: number[]; offsets: string[] }> = [];
+    let settledSends = 0;
+    const sender = (failPartition?: number) => ({
+      sendBatch: async ({ topicMessages }: { topicMessages: Array<{ topic: string; messages: Array<{ partition?: number; headers?: any }> }> }) => {
+        expect(topicMessages).toHaveLength(1);
+        const msgs = topicMessages[0]!.messages;
+        const partitions = [...new Set(msgs.map((x) => x.partition!))];
+        calls.push({ partitions, offsets: msgs.map((x) => String(x.headers['chicago-offset'])) });
+        await new Promise((r) => setTimeout(r, partitions[0] === failPartition ? 1 : 20));
+        settledSends++;
+        if (partitions[0] === failPartition) throw new Error(`partition ${failPartition} failed`);
+        return [{ topicName: topicMessages[0]!.topic, partition: partitions[0]!, errorCode: 0 }];
+      },
+    }) as any;
+    await sendByPartition(sender(), req);
+    expect(calls.map((c) => c.partitions)).toEqual([[0], [1], [2]]);
+    expect(calls.map((c) => c.offsets)).toEqual([['0', '3'], ['1', '4'], ['2']]); // order kept per partition
+    calls.length = 0;
+    settledSends = 0;
+    await expect(sendByPartition(sender(1), req)).rejects.toThrow(/partition 1 failed/);
+    expect(settledSends).toBe(3); // the slower sends of partitions 0 and 2 ended before the error came out
   });
 
   it('forgets the least recently used task past its bound', () => {
