@@ -6,6 +6,7 @@ import { applyCheckpointRecord, type Checkpoint, checkpointKey, checkpointValue,
 import type { ChicagoRecord } from '../src/bridge/chicago.js';
 import { checkWritten, sendByPartition } from '../src/bridge/bridge.js';
 import { BridgeConfigError, globMatches, resolveBridgeConfig } from '../src/bridge/config.js';
+import { checkExactlyOnce } from './helpers/bridge.js';
 import { REQUEST_OVERHEAD_BYTES, TaskSeqs, chunk, kafkaTopicOf, mappingFor, murmur2, recordBytesMax, toKafka } from '../src/bridge/route.js';
 
 const base = { kafka: { brokers: ['127.0.0.1:9092'] }, mappings: [{ chicago: 'logs', kafka: 'logs' }] };
@@ -169,5 +170,22 @@ describe('checkpoints', () => {
     put('g1', 'logs', 1, null);
     expect([...into.values()]).toEqual([{ topic: 'logs', partition: 0, next: 9, seqs: { a: 9 } }]);
     expect(into.has(partKey('logs', 0))).toBe(true);
+  });
+});
+
+describe('the exactly-once checker of the bridge tests', () => {
+  const recs = (n: number) => Array.from({ length: n }, (_, i) => ({
+    partition: i % 3, offset: Math.floor(i / 3),
+    headers: { 'chicago-partition': '0', 'chicago-offset': String(i), task: 'web', seq: String(i + 1) },
+  }));
+  it('passes each Chicago offset once and fails a second copy at another Kafka offset, naming both', () => {
+    const ok = recs(30);
+    expect(checkExactlyOnce(ok, new Map([[0, 30]]))).toEqual([]);
+    const twice = [...ok, { ...ok[7]!, offset: 10 }];
+    expect(checkExactlyOnce(twice, new Map([[0, 30]]))).toEqual([
+      'chicago partition 0: 0 missing, 1 duplicated of 30; first: offset 7 at Kafka 1@2, 1@10',
+      'task/partition web/0: seq is not 1..31 once each',
+    ]);
+    expect(checkExactlyOnce(ok.slice(1), new Map([[0, 30]]))[0]).toMatch(/1 missing, 0 duplicated/);
   });
 });
