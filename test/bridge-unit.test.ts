@@ -4,8 +4,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyCheckpointRecord, type Checkpoint, checkpointKey, checkpointValue, partKey } from '../src/bridge/checkpoint.js';
 import type { ChicagoRecord } from '../src/bridge/chicago.js';
-import { checkWritten } from '../src/bridge/bridge.js';
+import { checkWritten, sendByPartition } from '../src/bridge/bridge.js';
 import { BridgeConfigError, globMatches, resolveBridgeConfig } from '../src/bridge/config.js';
+import { checkExactlyOnce } from './helpers/bridge.js';
 import { REQUEST_OVERHEAD_BYTES, TaskSeqs, chunk, kafkaTopicOf, mappingFor, murmur2, recordBytesMax, toKafka } from '../src/bridge/route.js';
 
 const base = { kafka: { brokers: ['127.0.0.1:9092'] }, mappings: [{ chicago: 'logs', kafka: 'logs' }] };
@@ -107,6 +108,32 @@ describe('bridge routing', () => {
     expect(() => checkWritten(req, [meta(t, 0), meta(t, 1, 6), meta(t, 2)])).toThrow(/\/1/);
   });
 
+  it('gives kafkajs one partition per sendBatch and settles every send before failing', async () => {
+    const m = { chicago: 'a', kafka: 'b', partitionBy: 'chicago-partition' as const, missing: 'unknown' };
+    const req = [0, 1, 2, 0, 1].map((p, i) => toKafka(m, 'a', rec({ partition: p, offset: i }), new TaskSeqs(1), () => 3));
+    const calls: Array<{ partitions: number[]; offsets: string[] }> = [];
+    let settledSends = 0;
+    const sender = (failPartition?: number) => ({
+      sendBatch: async ({ topicMessages }: { topicMessages: Array<{ topic: string; messages: Array<{ partition?: number; headers?: any }> }> }) => {
+        expect(topicMessages).toHaveLength(1);
+        const msgs = topicMessages[0]!.messages;
+        const partitions = [...new Set(msgs.map((x) => x.partition!))];
+        calls.push({ partitions, offsets: msgs.map((x) => String(x.headers['chicago-offset'])) });
+        await new Promise((r) => setTimeout(r, partitions[0] === failPartition ? 1 : 20));
+        settledSends++;
+        if (partitions[0] === failPartition) throw new Error(`partition ${failPartition} failed`);
+        return [{ topicName: topicMessages[0]!.topic, partition: partitions[0]!, errorCode: 0 }];
+      },
+    }) as any;
+    await sendByPartition(sender(), req);
+    expect(calls.map((c) => c.partitions)).toEqual([[0], [1], [2]]);
+    expect(calls.map((c) => c.offsets)).toEqual([['0', '3'], ['1', '4'], ['2']]); // order kept per partition
+    calls.length = 0;
+    settledSends = 0;
+    await expect(sendByPartition(sender(1), req)).rejects.toThrow(/partition 1 failed/);
+    expect(settledSends).toBe(3); // the slower sends of partitions 0 and 2 ended before the error came out
+  });
+
   it('forgets the least recently used task past its bound', () => {
     const s = new TaskSeqs(2);
     s.next('a'); s.next('b'); s.next('a'); s.next('c');
@@ -143,5 +170,22 @@ describe('checkpoints', () => {
     put('g1', 'logs', 1, null);
     expect([...into.values()]).toEqual([{ topic: 'logs', partition: 0, next: 9, seqs: { a: 9 } }]);
     expect(into.has(partKey('logs', 0))).toBe(true);
+  });
+});
+
+describe('the exactly-once checker of the bridge tests', () => {
+  const recs = (n: number) => Array.from({ length: n }, (_, i) => ({
+    partition: i % 3, offset: Math.floor(i / 3),
+    headers: { 'chicago-partition': '0', 'chicago-offset': String(i), task: 'web', seq: String(i + 1) },
+  }));
+  it('passes each Chicago offset once and fails a second copy at another Kafka offset, naming both', () => {
+    const ok = recs(30);
+    expect(checkExactlyOnce(ok, new Map([[0, 30]]))).toEqual([]);
+    const twice = [...ok, { ...ok[7]!, offset: 10 }];
+    expect(checkExactlyOnce(twice, new Map([[0, 30]]))).toEqual([
+      'chicago partition 0: 0 missing, 1 duplicated of 30; first: offset 7 at Kafka 1@2, 1@10',
+      'task/partition web/0: seq is not 1..31 once each',
+    ]);
+    expect(checkExactlyOnce(ok.slice(1), new Map([[0, 30]]))[0]).toMatch(/1 missing, 0 duplicated/);
   });
 });

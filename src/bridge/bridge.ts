@@ -91,7 +91,13 @@ export class Bridge {
     this.kafka = new kafkajs.Kafka({
       clientId: config.kafka.clientId,
       brokers: config.kafka.brokers,
-      logLevel: kafkajs.logLevel.NOTHING,
+      // kafkajs retries inside one call without telling the caller: its warnings and errors go to
+      // the debug log (`logLevel: debug`), which is where a round's hidden retries show up.
+      logLevel: kafkajs.logLevel.WARN,
+      logCreator: () => ({ namespace, log: entry }) => {
+        const { message, timestamp: _t, logger: _l, ...extra } = entry;
+        this.log.debug({ kafkajs: namespace, ...extra }, `kafkajs: ${String(message)}`);
+      },
       connectionTimeout: 3_000,
       requestTimeout: 30_000,
       retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 2_000 },
@@ -469,7 +475,7 @@ export class Bridge {
     if (eos) {
       const tx = await producer.transaction();
       try {
-        for (const req of requests) checkWritten(req, await tx.sendBatch({ topicMessages: toTopicMessages(req), acks: -1 }));
+        for (const req of requests) await sendByPartition(tx, req);
         await tx.commit();
       } catch (e) {
         await tx.abort().catch(() => undefined);
@@ -477,7 +483,7 @@ export class Bridge {
         throw e;
       }
     } else {
-      for (const req of requests) checkWritten(req, await producer.sendBatch({ topicMessages: toTopicMessages(req), acks: -1 }));
+      for (const req of requests) await sendByPartition(producer, req);
     }
     this.metrics.rounds.inc({ outcome: 'committed' });
     this.metrics.kafkaUp.set(1);
@@ -571,6 +577,35 @@ function toTopicMessages(msgs: OutMessage[]): kafkajs.TopicMessages[] {
     });
   }
   return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+}
+
+/**
+ * Sends one request as one kafkajs `sendBatch` per Kafka partition, side by side, and returns once
+ * every one has settled (then the first failure is thrown, so an abort never races a send).
+ *
+ * kafkajs 2.2.4's produce retry is only safe for a call that reaches a single broker. When the part
+ * of a call for one broker fails (a stopped broker, NOT_LEADER, CONCURRENT_TRANSACTIONS from
+ * AddPartitionsToTxn) while the part for another broker is still in flight, the retry sends that
+ * other part again as soon as its first copy is acknowledged, with the next sequence numbers: Kafka
+ * cannot tell it from new records, both copies are in the transaction and the commit makes both
+ * visible (test/long/bridge-rf3.test.ts: batches of 110 records twice, same producer id and epoch,
+ * sequences 1187–1296 then 1297–1406). The retry can also skip a partition whose leader moved to a
+ * broker that already answered (which checkWritten catches). One partition is one leader: a retry
+ * then re-sends only what failed, with the same sequence numbers, which Kafka deduplicates.
+ */
+export async function sendByPartition(sender: Pick<kafkajs.Producer, 'sendBatch'>, req: readonly OutMessage[]): Promise<void> {
+  const byPartition = new Map<string, OutMessage[]>();
+  for (const m of req) {
+    assert.ok(m.partition !== undefined, `a bridged record for ${m.topic} has no explicit Kafka partition`);
+    const id = `${m.topic}/${m.partition}`;
+    let list = byPartition.get(id);
+    if (!list) byPartition.set(id, (list = []));
+    list.push(m);
+  }
+  const settled = await Promise.allSettled([...byPartition.values()].map(async (msgs) =>
+    checkWritten(msgs, await sender.sendBatch({ topicMessages: toTopicMessages(msgs), acks: -1 }))));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /**

@@ -125,8 +125,12 @@ export function startLoad(url: string, topic: string, opts: { ratePerS: number; 
 /**
  * The exactly-once check on what a read_committed consumer got: every Chicago offset below the
  * end of each partition exactly once, and every task's seq (per Chicago partition) 1..n once.
+ * A duplicate's report names where its copies are in Kafka (partition@offset), when records say.
  */
-export function checkExactlyOnce(records: Array<{ headers: Record<string, string> }>, ends: Map<number, number>): string[] {
+export function checkExactlyOnce(
+  records: Array<{ headers: Record<string, string>; partition?: number; offset?: number }>,
+  ends: Map<number, number>,
+): string[] {
   const problems: string[] = [];
   const byPart = new Map<number, Map<number, number>>();
   for (const r of records) {
@@ -140,12 +144,17 @@ export function checkExactlyOnce(records: Array<{ headers: Record<string, string
     const m = byPart.get(p) ?? new Map<number, number>();
     let missing = 0;
     let dup = 0;
+    let firstDup = -1;
     for (let o = 0; o < end; o++) {
       const n = m.get(o) ?? 0;
       if (n === 0) missing++;
       if (n > 1) dup += n - 1;
+      if (n > 1 && firstDup < 0) firstDup = o;
     }
-    if (missing || dup) problems.push(`chicago partition ${p}: ${missing} missing, ${dup} duplicated of ${end}`);
+    const where = firstDup < 0 ? '' : `; first: offset ${firstDup} at Kafka ${records
+      .filter((r) => Number(r.headers['chicago-partition']) === p && Number(r.headers['chicago-offset']) === firstDup)
+      .map((r) => `${r.partition ?? '?'}@${r.offset ?? '?'}`).join(', ')}`;
+    if (missing || dup) problems.push(`chicago partition ${p}: ${missing} missing, ${dup} duplicated of ${end}${where}`);
   }
   const seqs = new Map<string, number[]>();
   for (const r of records) {

@@ -96,6 +96,10 @@ export interface ConsumedRecord {
 /**
  * Reads `topic` from the beginning with a fresh group until `count` records arrived or nothing new
  * came for `idleMs` after `minMs`. `readCommitted` hides aborted transactional records.
+ *
+ * Each Kafka (partition, offset) is returned once: a group consumer delivers records again after
+ * a rebalance (e.g. when the group coordinator moved to another broker), and that is not a second
+ * copy in Kafka. A record written twice has two offsets and is returned twice.
  */
 export async function consumeAll(
   brokers: string[],
@@ -109,6 +113,7 @@ export async function consumeAll(
     maxWaitTimeInMs: 200,
   });
   const out: ConsumedRecord[] = [];
+  const seen = new Set<string>();
   const idleMs = opts.idleMs ?? 3_000;
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   let last = Date.now();
@@ -119,6 +124,9 @@ export async function consumeAll(
     await consumer.run({
       eachMessage: async ({ topic: t, partition, message }) => {
         last = Date.now();
+        const at = `${partition}/${message.offset}`;
+        if (seen.has(at)) return;
+        seen.add(at);
         const headers: Record<string, string> = {};
         for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = v.toString();
         out.push({
