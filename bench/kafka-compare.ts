@@ -28,7 +28,6 @@ import kafkajs from 'kafkajs';
 import { newHistogram, nowUs, recordUs, runOpenLoop, summarize, type LatencySummary, type OpenLoopOptions, type OpenLoopResult } from './openloop.js';
 import { MachineSampler, machineInfo, repoRoot, spawnNode } from './proc.js';
 import { HttpTarget } from './http.js';
-import { BenchCluster } from './cluster.js';
 import { openDriver, type ChicagoDriver } from './targets.js';
 
 const RECORD_BYTES = 200;
@@ -209,6 +208,9 @@ async function startChicago(o: Opts): Promise<Chicago> {
     const node = await spawnNode();
     return { url: node.url, replicas: 1, settled: async () => undefined, stop: () => node.stop() };
   }
+  // imported here: cluster.ts hooks exit and signals (to kill its processes), which single-node
+  // runs and the tests importing parsePerfTest do not need
+  const { BenchCluster } = await import('./cluster.js');
   const c = await BenchCluster.start({ nodes: CLUSTER_SIZE, replicas: CLUSTER_SIZE, log: (s) => log(`cluster: ${s}`) });
   log(`Chicago cluster: ${c.nodes.map((n) => `${n.id}=${n.url}`).join(' ')}`);
   return { url: c.nodes[0]!.url, replicas: CLUSTER_SIZE, settled: async () => { await c.waitReady(30_000); }, stop: () => c.stop() };
@@ -278,8 +280,9 @@ async function sideKafkajs(rate: number, o: Opts): Promise<Row> {
 export function parsePerfTest(out: string): { sent: number; rate: number; latencyUs: LatencySummary } | undefined {
   const m = /(\d+) records sent, ([\d.]+) records\/sec \([\d.]+ MB\/sec\), ([\d.]+) ms avg latency, ([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th/.exec(out);
   if (!m) return undefined;
+  // groups: 1 sent, 2 rate, 3 avg, 4 max, 5 50th, 6 95th, 7 99th, 8 99.9th
   const us = (i: number) => Math.round(Number(m[i]) * 1000);
-  return { sent: Number(m[1]), rate: Number(m[2]), latencyUs: { p50: us(6), p90: us(7), p99: us(8), p999: us(9), max: us(5) } };
+  return { sent: Number(m[1]), rate: Number(m[2]), latencyUs: { p50: us(5), p90: us(6), p99: us(7), p999: us(8), max: us(4) } };
 }
 
 async function sidePerfTest(rate: number, o: Opts): Promise<Row> {
