@@ -8,32 +8,48 @@
 //      driven by the SAME open-loop generator and batches, and Kafka through its own
 //      kafka-producer-perf-test (its best client; its percentiles parsed from its output).
 //      Reports p99 ratios and the highest rate each keeps with p99 ≤ 10 ms.
+//  (c) replicated, side by side (`--cluster`, instead of (a) and (b)): the same rows as (b), with the
+//      same record size, partitions, rates, generator and batches, but 3 Kafka brokers (topics with
+//      replication factor 3, min.insync.replicas=2, acks=all) against a 3-node Chicago cluster
+//      (bench/cluster.ts: a private etcd + 3 nodes, topics with N=3, acks=all). The client is given
+//      node 1's URL and pins each batch's partition, so it sends every batch straight to that
+//      partition's leader (src/client/router.ts), as kafkajs does for Kafka.
 //
 //   node dist/bench/kafka-compare.js --brokers 127.0.0.1:19692 [--rates 1000,5000,...] [--duration 10]
 //       [--warmup 2] [--e2e-rates 1000,5000,10000] [--backlog 200000] [--json FILE] [--md FILE] [--quick]
+//       [--skip chicago,kafkajs,perf,e2e,throughput] [--cluster]
+//   (--cluster wants the bootstrap list of 3 brokers: bench/run-kafka.sh --cluster starts them)
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import kafkajs from 'kafkajs';
-import { newHistogram, nowUs, recordUs, runOpenLoop, summarize, type LatencySummary, type OpenLoopOptions } from './openloop.js';
-import { MachineSampler, machineInfo, repoRoot, spawnNode, type SpawnedNode } from './proc.js';
+import { newHistogram, nowUs, recordUs, runOpenLoop, summarize, type LatencySummary, type OpenLoopOptions, type OpenLoopResult } from './openloop.js';
+import { MachineSampler, machineInfo, repoRoot, spawnNode } from './proc.js';
 import { HttpTarget } from './http.js';
 import { openDriver, type ChicagoDriver } from './targets.js';
 
 const RECORD_BYTES = 200;
 const PARTITIONS = 4;
 const P99_LIMIT_US = 10_000;
+/** --cluster: Kafka brokers = Chicago nodes = replicas per partition */
+const CLUSTER_SIZE = 3;
+/** --cluster: Kafka's min.insync.replicas (a majority of 3); Chicago's acks=all waits for all N */
+const CLUSTER_MIN_ISR = 2;
 
 interface Row {
-  part: 'e2e' | 'side';
+  /** side = 1 node vs 1 broker; replicated = 3 nodes N=3 vs 3 brokers RF=3 (--cluster) */
+  part: 'e2e' | 'side' | 'replicated';
   target: 'chicago' | 'kafkajs' | 'kafka-perf-test' | 'chicago→bridge→kafka';
   rate: number;
   achievedRate: number;
   sent: number;
   acked: number;
   errors: number;
+  /** open-loop rows with errors: which kinds, and the first messages */
+  errorsByKind?: OpenLoopResult['errorsByKind'];
+  errorSamples?: string[];
   latencyUs: LatencySummary;
   /** machine CPU busy % (of one core) and load average during the run: noise */
   machineBusyPct?: number;
@@ -51,6 +67,8 @@ interface Opts {
   json?: string;
   md?: string;
   skip: Set<string>;
+  /** (c): 3 brokers RF=3 vs 3 Chicago nodes N=3, side by side only */
+  cluster: boolean;
 }
 
 function parse(argv: string[]): Opts {
@@ -67,11 +85,15 @@ function parse(argv: string[]): Opts {
       md: { type: 'string' },
       skip: { type: 'string' },
       quick: { type: 'boolean' },
+      cluster: { type: 'boolean' },
     },
   });
   const quick = values.quick === true;
   const nums = (s: string | undefined, d: number[]) => (s ? s.split(',').map(Number) : d);
   if (!values.brokers) throw new Error('--brokers HOST:PORT is required (bench/run-kafka.sh starts a broker)');
+  const cluster = values.cluster === true;
+  // the replicated comparison is the side-by-side part only: e2e and throughput measure the bridge
+  const skip = new Set([...(values.skip ?? '').split(',').filter(Boolean), ...(cluster ? ['e2e', 'throughput'] : [])]);
   return {
     brokers: values.brokers.split(','),
     rates: nums(values.rates, quick ? [1000, 20000] : [1000, 5000, 10000, 20000, 50000, 100000]),
@@ -81,7 +103,8 @@ function parse(argv: string[]): Opts {
     backlog: Number(values.backlog ?? (quick ? 20000 : 200000)),
     ...(values.json ? { json: values.json } : {}),
     ...(values.md ? { md: values.md } : {}),
-    skip: new Set((values.skip ?? '').split(',').filter(Boolean)),
+    skip,
+    cluster,
   };
 }
 
@@ -92,14 +115,51 @@ function kafka(brokers: string[]): kafkajs.Kafka {
   return new kafkajs.Kafka({ clientId: 'chicago-bench', brokers, logLevel: kafkajs.logLevel.NOTHING });
 }
 
-async function createKafkaTopic(brokers: string[], topic: string, partitions: number): Promise<void> {
-  const admin = kafka(brokers).admin();
+/** Kafka brokers, and replicas per partition, Chicago nodes and N, in this mode */
+const sizeOf = (o: Opts) => (o.cluster ? CLUSTER_SIZE : 1);
+
+async function kafkaAdmin<T>(o: Opts, fn: (admin: kafkajs.Admin) => Promise<T>): Promise<T> {
+  const admin = kafka(o.brokers).admin();
   await admin.connect();
   try {
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }] });
+    return await fn(admin);
   } finally {
     await admin.disconnect();
   }
+}
+
+/** the report names the broker count: a run against another cluster would mislabel its rows */
+async function checkBrokers(o: Opts): Promise<void> {
+  const { brokers } = await kafkaAdmin(o, (a) => a.describeCluster());
+  if (brokers.length !== sizeOf(o)) {
+    throw new Error(`Kafka at ${o.brokers.join(',')} has ${brokers.length} broker(s); this mode compares against ${sizeOf(o)}${o.cluster ? ' (bench/run-kafka.sh --cluster starts 3)' : ''}`);
+  }
+}
+
+const KAFKA_TOPIC_READY_MS = 30_000;
+
+/**
+ * PARTITIONS partitions, replication factor sizeOf(o) (replicated: min.insync.replicas
+ * CLUSTER_MIN_ISR); resolves when every partition has a leader and its whole replica set in sync,
+ * as Chicago's topics are before a row. kafkajs' own waitForLeaders fails when the broker it asks
+ * has not heard of the new topic yet ("does not host this topic-partition"), as happens with 3.
+ */
+async function createKafkaTopic(o: Opts, topic: string): Promise<void> {
+  const configEntries = o.cluster ? [{ name: 'min.insync.replicas', value: String(CLUSTER_MIN_ISR) }] : [];
+  await kafkaAdmin(o, async (a) => {
+    await a.createTopics({ waitForLeaders: false, topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: sizeOf(o), configEntries }] });
+    const deadline = Date.now() + KAFKA_TOPIC_READY_MS;
+    for (;;) {
+      const why = await a.fetchTopicMetadata({ topics: [topic] }).then(({ topics }) => {
+        const ps = topics[0]?.partitions ?? [];
+        const bad = ps.find((p) => p.leader < 0 || p.isr.length !== sizeOf(o));
+        return ps.length !== PARTITIONS ? `${ps.length} partitions listed` : bad ? `partition ${bad.partitionId} leader ${bad.leader} isr [${bad.isr}]` : undefined;
+      }, (e: unknown) => (e instanceof Error ? e.message : String(e)));
+      if (why === undefined) return;
+      if (Date.now() > deadline) throw new Error(`Kafka topic ${topic} not ready within ${KAFKA_TOPIC_READY_MS} ms: ${why}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  });
 }
 
 /** A 200-byte ASCII value whose first bytes are `index` (so a consumer can find its send time). */
@@ -120,38 +180,87 @@ function loop(rate: number, o: Opts, batch: number): OpenLoopOptions {
   };
 }
 
-function rowOf(part: Row['part'], target: Row['target'], rate: number, r: Awaited<ReturnType<typeof runOpenLoop>>, m: MachineSampler, note?: string): Row {
+function rowOf(part: Row['part'], target: Row['target'], rate: number, r: OpenLoopResult, m: MachineSampler, note?: string): Row {
   const load = m.stop();
   return {
     part, target, rate, achievedRate: Math.round(r.ackedPerSecond), sent: r.sent, acked: r.acked, errors: r.errors,
+    ...(r.errors > 0 ? { errorsByKind: r.errorsByKind, errorSamples: r.errorSamples } : {}),
     latencyUs: summarize(r.latency), ...(load ? { machineBusyPct: load.busyPct } : {}), loadAvg1: Math.round((loadavg()[0] ?? 0) * 10) / 10,
     ...(note ? { note } : {}),
   };
 }
 
-// ---------------------------------------------------------------- (b) side by side
+// ---------------------------------------------------------------- Chicago: one node or a cluster
 
-async function sideChicago(node: SpawnedNode, rate: number, o: Opts): Promise<Row> {
+/** The Chicago under test: one spawned node, or (--cluster) a private etcd + CLUSTER_SIZE nodes. */
+interface Chicago {
+  /** node 1's URL: the client learns the placement from it and sends to partition leaders */
+  url: string;
+  /** replicas per topic partition (N) */
+  replicas: number;
+  /** resolves when every partition's in-sync set is its whole replica set */
+  settled(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function startChicago(o: Opts): Promise<Chicago> {
+  if (!o.cluster) {
+    const node = await spawnNode();
+    return { url: node.url, replicas: 1, settled: async () => undefined, stop: () => node.stop() };
+  }
+  // imported here: cluster.ts hooks exit and signals (to kill its processes), which single-node
+  // runs and the tests importing parsePerfTest do not need
+  const { BenchCluster } = await import('./cluster.js');
+  const c = await BenchCluster.start({ nodes: CLUSTER_SIZE, replicas: CLUSTER_SIZE, log: (s) => log(`cluster: ${s}`) });
+  log(`Chicago cluster: ${c.nodes.map((n) => `${n.id}=${n.url}`).join(' ')}`);
+  return { url: c.nodes[0]!.url, replicas: CLUSTER_SIZE, settled: async () => { await c.waitReady(30_000); }, stop: () => c.stop() };
+}
+
+/** A Chicago topic of PARTITIONS partitions with N = ch.replicas, all in sync; drop() deletes it. */
+async function chicagoTopic(ch: Chicago, topic: string): Promise<{ drop(): Promise<void> }> {
+  const admin = new HttpTarget(ch.url, 2);
+  const drop = async () => {
+    await admin.deleteTopic(topic).catch(() => undefined);
+    admin.close();
+  };
+  try {
+    await admin.createTopic(topic, PARTITIONS, ch.replicas);
+    await ch.settled();
+  } catch (e) {
+    await drop();
+    throw e;
+  }
+  return { drop };
+}
+
+/** the TypeScript client over WebSocket, acks=all; the ws driver pins batch k to partition k % P */
+const chicagoDriver = (ch: Chicago): Promise<ChicagoDriver> =>
+  openDriver({ url: ch.url, via: 'ws', connections: 1, acks: 'all', lingerMs: 0, producers: 1, creditBytes: 1 << 20 });
+
+// ---------------------------------------------------------------- (b) and (c) side by side
+
+/** the part of a side-by-side row: 1 vs 1, or replicated */
+const sidePart = (o: Opts): Row['part'] => (o.cluster ? 'replicated' : 'side');
+
+async function sideChicago(ch: Chicago, rate: number, o: Opts): Promise<Row> {
   const topic = `cmp-${Date.now().toString(36)}-${rate}`;
-  const admin = new HttpTarget(node.url, 2);
-  await admin.createTopic(topic, PARTITIONS, 1);
-  const driver: ChicagoDriver = await openDriver({ url: node.url, via: 'ws', connections: 1, acks: 'all', lingerMs: 0, producers: 1, creditBytes: 1 << 20 });
+  const t = await chicagoTopic(ch, topic);
+  const driver = await chicagoDriver(ch);
   const batch = batchFor(rate);
   const values = Array.from({ length: batch }, (_, i) => value(i));
   try {
     const m = new MachineSampler();
     const r = await runOpenLoop(loop(rate, o, batch), () => driver.produce(topic, values, PARTITIONS));
-    return rowOf('side', 'chicago', rate, r, m, `batch ${batch}`);
+    return rowOf(sidePart(o), 'chicago', rate, r, m, `batch ${batch}`);
   } finally {
     await driver.close();
-    await admin.deleteTopic(topic).catch(() => undefined);
-    admin.close();
+    await t.drop();
   }
 }
 
 async function sideKafkajs(rate: number, o: Opts): Promise<Row> {
   const topic = `cmp-kjs-${Date.now().toString(36)}-${rate}`;
-  await createKafkaTopic(o.brokers, topic, PARTITIONS);
+  await createKafkaTopic(o, topic);
   const producer = kafka(o.brokers).producer({ allowAutoTopicCreation: false });
   await producer.connect();
   const batch = batchFor(rate);
@@ -161,7 +270,7 @@ async function sideKafkajs(rate: number, o: Opts): Promise<Row> {
     const m = new MachineSampler();
     const r = await runOpenLoop(loop(rate, o, batch), () =>
       producer.send({ topic, acks: -1, messages: messages.map((x) => ({ ...x, partition: k % PARTITIONS })) }).finally(() => { k++; }));
-    return rowOf('side', 'kafkajs', rate, r, m, `batch ${batch}`);
+    return rowOf(sidePart(o), 'kafkajs', rate, r, m, `batch ${batch}`);
   } finally {
     await producer.disconnect();
   }
@@ -171,13 +280,14 @@ async function sideKafkajs(rate: number, o: Opts): Promise<Row> {
 export function parsePerfTest(out: string): { sent: number; rate: number; latencyUs: LatencySummary } | undefined {
   const m = /(\d+) records sent, ([\d.]+) records\/sec \([\d.]+ MB\/sec\), ([\d.]+) ms avg latency, ([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th/.exec(out);
   if (!m) return undefined;
+  // groups: 1 sent, 2 rate, 3 avg, 4 max, 5 50th, 6 95th, 7 99th, 8 99.9th
   const us = (i: number) => Math.round(Number(m[i]) * 1000);
-  return { sent: Number(m[1]), rate: Number(m[2]), latencyUs: { p50: us(6), p90: us(7), p99: us(8), p999: us(9), max: us(5) } };
+  return { sent: Number(m[1]), rate: Number(m[2]), latencyUs: { p50: us(5), p90: us(6), p99: us(7), p999: us(8), max: us(4) } };
 }
 
 async function sidePerfTest(rate: number, o: Opts): Promise<Row> {
   const topic = `cmp-perf-${Date.now().toString(36)}-${rate}`;
-  await createKafkaTopic(o.brokers, topic, PARTITIONS);
+  await createKafkaTopic(o, topic);
   // no warm-up option: the run covers warmup + duration, its percentiles include the JVM's first seconds
   const n = Math.round(rate * (o.durationS + o.warmupS));
   const args = ['perf-producer', '--topic', topic, '--num-records', String(n), '--record-size', String(RECORD_BYTES), '--throughput', String(rate),
@@ -195,7 +305,7 @@ async function sidePerfTest(rate: number, o: Opts): Promise<Row> {
   const r = parsePerfTest(out);
   if (!r) throw new Error(`cannot parse perf-producer output: ${out.slice(-1000)}`);
   return {
-    part: 'side', target: 'kafka-perf-test', rate, achievedRate: Math.round(r.rate), sent: r.sent, acked: r.sent, errors: n - r.sent,
+    part: sidePart(o), target: 'kafka-perf-test', rate, achievedRate: Math.round(r.rate), sent: r.sent, acked: r.sent, errors: n - r.sent,
     latencyUs: r.latencyUs, ...(load ? { machineBusyPct: load.busyPct } : {}), loadAvg1: Math.round((loadavg()[0] ?? 0) * 10) / 10,
     note: 'ms resolution; p90 column is its 95th; includes JVM warm-up',
   };
@@ -242,14 +352,13 @@ async function consume(o: Opts, topic: string, onValue: (v: Buffer) => void): Pr
   return () => c.disconnect();
 }
 
-async function e2e(node: SpawnedNode, rate: number, o: Opts): Promise<Row> {
+async function e2e(ch: Chicago, rate: number, o: Opts): Promise<Row> {
   const id = `${Date.now().toString(36)}-${rate}`;
   const topic = `e2e-${id}`;
   const kTopic = `k-e2e-${id}`;
-  const admin = new HttpTarget(node.url, 2);
-  await admin.createTopic(topic, PARTITIONS, 1);
-  await createKafkaTopic(o.brokers, kTopic, PARTITIONS);
-  const bridge = startBridge(node.url, o, `bench-${id}`, [{ chicago: topic, kafka: kTopic }]);
+  const t = await chicagoTopic(ch, topic);
+  await createKafkaTopic(o, kTopic);
+  const bridge = startBridge(ch.url, o, `bench-${id}`, [{ chicago: topic, kafka: kTopic }]);
   const batch = batchFor(rate);
   const lo = loop(rate, o, batch);
   const warmRecords = Math.round(o.warmupS * rate / batch) * batch;
@@ -263,7 +372,7 @@ async function e2e(node: SpawnedNode, rate: number, o: Opts): Promise<Row> {
     if (i >= warmRecords) { recordUs(h, nowUs() - from[i]!); got++; }
     from[i] = -1;
   });
-  const driver = await openDriver({ url: node.url, via: 'ws', connections: 1, acks: 'all', lingerMs: 0, producers: 1, creditBytes: 1 << 20 });
+  const driver = await chicagoDriver(ch);
   try {
     const m = new MachineSampler();
     const r = await runOpenLoop(lo, (k, fromUs) => {
@@ -286,20 +395,18 @@ async function e2e(node: SpawnedNode, rate: number, o: Opts): Promise<Row> {
     await driver.close();
     await stopConsumer();
     await bridge.stop();
-    await admin.deleteTopic(topic).catch(() => undefined);
-    admin.close();
+    await t.drop();
   }
 }
 
 /** A backlog in Chicago drained by a fresh bridge: its throughput. */
-async function bridgeThroughput(node: SpawnedNode, o: Opts, mode: 'exactly-once' | 'at-least-once'): Promise<{ mode: string; records: number; seconds: number; recordsPerS: number; MBps: number }> {
+async function bridgeThroughput(ch: Chicago, o: Opts, mode: 'exactly-once' | 'at-least-once'): Promise<{ mode: string; records: number; seconds: number; recordsPerS: number; MBps: number }> {
   const id = `${Date.now().toString(36)}-tp`;
   const topic = `tp-${id}`;
   const kTopic = `k-tp-${id}`;
-  const admin = new HttpTarget(node.url, 2);
-  await admin.createTopic(topic, PARTITIONS, 1);
-  await createKafkaTopic(o.brokers, kTopic, PARTITIONS);
-  const driver = await openDriver({ url: node.url, via: 'ws', connections: 1, acks: 'all', lingerMs: 0, producers: 1, creditBytes: 1 << 20 });
+  const t = await chicagoTopic(ch, topic);
+  await createKafkaTopic(o, kTopic);
+  const driver = await chicagoDriver(ch);
   const B = 1000;
   const vals = Array.from({ length: B }, (_, i) => value(i));
   for (let i = 0; i < o.backlog; i += B * PARTITIONS) await Promise.all(Array.from({ length: PARTITIONS }, () => driver.produce(topic, vals, PARTITIONS)));
@@ -309,7 +416,7 @@ async function bridgeThroughput(node: SpawnedNode, o: Opts, mode: 'exactly-once'
   let lastAt = 0;
   const stopConsumer = await consume(o, kTopic, () => { got++; lastAt = Date.now(); });
   const t0 = Date.now();
-  const bridge = startBridge(node.url, o, `bench-${id}`, [{ chicago: topic, kafka: kTopic }], mode);
+  const bridge = startBridge(ch.url, o, `bench-${id}`, [{ chicago: topic, kafka: kTopic }], mode);
   try {
     const until = Date.now() + 300_000;
     while (got < records && Date.now() < until) await new Promise((res) => setTimeout(res, 100));
@@ -317,8 +424,7 @@ async function bridgeThroughput(node: SpawnedNode, o: Opts, mode: 'exactly-once'
   } finally {
     await stopConsumer();
     await bridge.stop();
-    await admin.deleteTopic(topic).catch(() => undefined);
-    admin.close();
+    await t.drop();
   }
   // includes the bridge's start (process, recovery) — a conservative figure
   const seconds = (lastAt - t0) / 1000;
@@ -335,8 +441,13 @@ function bestUnder(rows: Row[], target: Row['target']): number {
 function markdown(rows: Row[], tp: Awaited<ReturnType<typeof bridgeThroughput>>[], o: Opts): string {
   const mi = machineInfo();
   const head = `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${mi.cpus.count}× ${mi.cpus.model}, ${mi.memGiB} GiB, ${mi.node}, git ${mi.gitRev ?? '?'}; `
-    + `${o.durationS} s measured after ${o.warmupS} s warm-up per rate; 200 B records, 4 partitions, acks=all, replication 1; Kafka 4.1.1 (1 KRaft broker, default settings, -Xmx512m).`;
-  const lines = [head, '', '**Side by side** (latency from the intended send time for the open-loop rows; ms):', '',
+    + `${o.durationS} s measured after ${o.warmupS} s warm-up per rate; ${RECORD_BYTES} B records, ${PARTITIONS} partitions, acks=all, `
+    + (o.cluster
+      ? `replication ${CLUSTER_SIZE}: Chicago ${CLUSTER_SIZE} nodes (and a private etcd), topics with N=${CLUSTER_SIZE}; Kafka 4.1.1 (${CLUSTER_SIZE} combined KRaft broker+controllers, `
+        + `default settings, -Xmx512m each), topics with replication factor ${CLUSTER_SIZE}, min.insync.replicas=${CLUSTER_MIN_ISR}; both clusters run on this machine throughout.`
+      : 'replication 1; Kafka 4.1.1 (1 KRaft broker, default settings, -Xmx512m).');
+  const title = o.cluster ? `**Replicated, side by side** (${CLUSTER_SIZE} nodes vs ${CLUSTER_SIZE} brokers; ` : '**Side by side** (';
+  const lines = [head, '', `${title}latency from the intended send time for the open-loop rows; ms):`, '',
     '| rate rec/s | Chicago p50 / p99 | Kafka·kafkajs p50 / p99 | Kafka·perf-test p50 / p99 | p99 Chicago ÷ kafkajs | p99 Chicago ÷ perf-test | load avg |',
     '|---:|---:|---:|---:|---:|---:|---:|'];
   const cell = (r: Row | undefined) => (r ? `${ms(r.latencyUs.p50)} / ${ms(r.latencyUs.p99)}${r.errors > 0 || r.achievedRate < 0.95 * r.rate ? ` (got ${r.achievedRate}/s${r.errors ? `, ${r.errors} err` : ''})` : ''}` : '–');
@@ -369,25 +480,26 @@ async function main(): Promise<void> {
   log(`machine: ${cpus().length} cpus, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   const rows: Row[] = [];
   const tp: Awaited<ReturnType<typeof bridgeThroughput>>[] = [];
-  const node = await spawnNode();
+  await checkBrokers(o);
+  const ch = await startChicago(o);
   const say = (r: Row) => log(`${r.part} ${r.target} @${r.rate}/s: p50 ${ms(r.latencyUs.p50)} p99 ${ms(r.latencyUs.p99)} ms, achieved ${r.achievedRate}/s, errors ${r.errors}, load ${r.loadAvg1}`);
   try {
     for (const rate of o.rates) {
-      if (!o.skip.has('chicago')) { rows.push(await sideChicago(node, rate, o)); say(rows.at(-1)!); }
+      if (!o.skip.has('chicago')) { rows.push(await sideChicago(ch, rate, o)); say(rows.at(-1)!); }
       if (!o.skip.has('kafkajs')) { rows.push(await sideKafkajs(rate, o)); say(rows.at(-1)!); }
       if (!o.skip.has('perf')) { rows.push(await sidePerfTest(rate, o)); say(rows.at(-1)!); }
     }
     if (!o.skip.has('e2e')) {
-      for (const rate of o.e2eRates) { rows.push(await e2e(node, rate, o)); say(rows.at(-1)!); }
+      for (const rate of o.e2eRates) { rows.push(await e2e(ch, rate, o)); say(rows.at(-1)!); }
     }
     if (!o.skip.has('throughput')) {
       for (const mode of ['exactly-once', 'at-least-once'] as const) {
-        tp.push(await bridgeThroughput(node, o, mode));
+        tp.push(await bridgeThroughput(ch, o, mode));
         log(`bridge throughput ${mode}: ${JSON.stringify(tp.at(-1))}`);
       }
     }
   } finally {
-    await node.stop();
+    await ch.stop();
   }
   const md = markdown(rows, tp, o);
   process.stdout.write(md);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runOpenLoop, summarize, type OpenLoopOptions } from '../bench/openloop.js';
 import { repoRoot } from '../bench/proc.js';
+import { parsePerfTest } from '../bench/kafka-compare.js';
 
 const base: OpenLoopOptions = {
   opsPerSecond: 200,
@@ -61,6 +62,21 @@ describe('open loop', () => {
     );
     expect(r.sent).toBe(100);
     expect(summarize(r.latency).max).toBeGreaterThan(250_000);
+  });
+});
+
+describe('kafka-compare', () => {
+  it("reads kafka-producer-perf-test's summary line, each percentile from its own column", () => {
+    const out = [
+      '2001 records sent, 400.1 records/sec (0.08 MB/sec), 3.1 ms avg latency, 120.0 ms max latency.',
+      '4000 records sent, 952.149489 records/sec (0.19 MB/sec), 300.10 ms avg latency, 611.00 ms max latency, 493 ms 50th, 560 ms 95th, 564 ms 99th, 580 ms 99.9th.',
+    ].join('\n');
+    expect(parsePerfTest(out)).toEqual({
+      sent: 4000,
+      rate: 952.149489,
+      latencyUs: { p50: 493_000, p90: 560_000, p99: 564_000, p999: 580_000, max: 611_000 },
+    });
+    expect(parsePerfTest(out.split('\n')[0]!)).toBeUndefined();
   });
 });
 
