@@ -19,6 +19,8 @@ export type Request =
   | { id: number; p: number; op: 'dropStream'; topicId: number; tp: number; acks: Acks }
   /** a digest of the partition's content, to compare replicas */
   | { id: number; p: number; op: 'digest' }
+  /** tests only: a KV value written to this replica alone, outside replication */
+  | { id: number; p: number; op: 'plantDivergence'; ks: string; key: Uint8Array; value: Uint8Array }
   /** replication traffic from another node (no answer) */
   | { id: number; p: number; op: 'peer'; msg: PeerMessage | SnapshotChunk | DigestCheck }
   /** the coordinator's current epoch, leader and replica set for the partition (no answer) */

@@ -17,7 +17,7 @@ import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { epoch, partitionId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
-import { emptyStream, initialState, metaOp, streamKeyOf, type Command, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
+import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Command, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
 import { canServeReads, coalescePeer, createReplica, epochOf, handle, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
@@ -208,6 +208,11 @@ class PartitionWorker {
         } else {
           // Only a leader holding its read lease answers: a stale leader or a follower still
           // catching up could miss acknowledged writes. The router retries elsewhere.
+          if (req.op === 'plantDivergence') {
+            this.apply(h, [{ type: 'put', key: K.kvKey(req.ks, req.key), value: encodeKvValue(1, req.value) }]);
+            this.out.replies.push({ id: req.id, ok: true, res: null });
+            continue;
+          }
           if (req.op !== 'digest' && !canServeReads(h.replica, systemClock.nowMs())) {
             throw new ChicagoError('NOT_LEADER', req.p, h.replica.view.leader ?? 'unknown');
           }

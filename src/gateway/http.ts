@@ -192,6 +192,12 @@ function buildRoutes(node: ChicagoNode, parsePool: ParsePool): Route[] {
     route('POST', '/v1/admin/maintain', async () => json(await node.maintain())),
     route('GET', '/v1/cluster/placement', () => json(node.placement())),
     route('GET', '/v1/debug/partitions/:p/digest', async (req) => json(await node.digest(checkInt('partition', req.segments[3], 0, 1 << 20)))),
+    // Tests only, and only when the node was started with CHICAGO_TEST_FAULTS=1 (never a config
+    // key, so no config file turns it on): a divergence for anti-entropy to find.
+    ...(process.env.CHICAGO_TEST_FAULTS === '1' ? [route('PUT', '/v1/debug/partitions/:p/plant/:ks/**', async (req) => {
+      await node.plantDivergence(checkInt('partition', req.segments[3], 0, 1 << 20), req.segments[5], Buffer.from(req.segments.slice(6).join('/')), req.body);
+      return json({});
+    })] : []),
 
     route('PUT', '/v1/kv/:ks/**', async (req) => {
       const ttl = req.query.get('ttl');

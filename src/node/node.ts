@@ -589,6 +589,15 @@ export class ChicagoNode implements NodeApi {
     return this.local<DigestReply>(p, { p, op: 'digest' }, 0, false).then((r) => r.res);
   }
 
+  /** Tests only: a KV value written to this replica alone, outside replication (see http.ts). */
+  async plantDivergence(p: number, ks: string, key: Uint8Array, value: Uint8Array): Promise<void> {
+    checkInt('partition', p, 0, this.partitions - 1);
+    checkName('keyspace', ks);
+    checkKey(key);
+    checkValue(value);
+    await this.local(p, { p, op: 'plantDivergence', ks, key, value }, 0, false);
+  }
+
   /** Refresh the gauges that are read from the workers, then render. */
   async renderMetrics(): Promise<string> {
     if (this.state === 'up') {
