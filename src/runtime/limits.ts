@@ -73,14 +73,20 @@ export const limits = {
   /** log entries or bytes sent to a follower in one catch-up message */
   catchUpEntriesMax: 2_000,
   catchUpBytesMax: 4 * MiB,
-  /** one snapshot message; snapshots send one per tick, which throttles rebalancing */
-  snapshotChunkBytesMax: 1 * MiB,
+  /**
+   * one snapshot message; a copy sends one per 50 ms tick (≈5 MB/s per copy), which throttles
+   * rebalancing, and a small one never holds a thread long enough to show in the foreground p99
+   */
+  snapshotChunkBytesMax: 256 * KiB,
   /** a write that cannot gather its copies in this time is answered OUTCOME_UNKNOWN */
   replicationTimeoutMs: 5_000,
   /** bytes queued towards one peer node (while its link is down or slow); full → dropped and counted */
   peerQueueBytesMax: 64 * MiB,
-  /** a leaving node (SIGTERM) waits this long for its replicas to move before it stops anyway */
-  leaveHandOffMs: 8_000,
+  /**
+   * a leaving node (SIGTERM) waits this long for its replicas to move before it stops anyway: long
+   * enough to copy a few GB at the throttled pace; a supervisor's stop timeout should exceed it
+   */
+  leaveHandOffMs: 30_000,
   /** how long a request waits for a partition without a reachable leader to fail over */
   failoverWaitMs: 2_000,
   /** a request forwarded to a partition's leader on another node */
