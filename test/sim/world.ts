@@ -36,7 +36,7 @@ import { diskCodec } from '../../src/runtime/codec.js';
 import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js';
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, metaOp, type Command, type Op, type StoredBatch, type WireRecord } from '../../src/actors/partition.js';
-import { createReplica, handle, epochOf, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
+import { createReplica, handle, epochOf, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
 import { Prng } from './prng.js';
 import { EventQueue } from './heap.js';
 import { MemStore, decodeEntry, loadState } from './store.js';
@@ -63,7 +63,10 @@ export interface SimOptions {
    * 'mixed' lets the seed pick N=3 with 4–5 replicas, which is the shape of a view during a move.
    */
   copies?: number | 'mixed';
-  /** sim ms allowed for convergence after the faults stop */
+  /**
+   * sim ms allowed for convergence after the faults stop. Default: twice SNAPSHOT_ACK_TIMEOUT_MS,
+   * the time after which a leader presumes a copy lost on the way and sends a new one.
+   */
   quiesceMs?: number;
   /** events kept for the failure trace */
   traceKeep?: number;
@@ -124,7 +127,11 @@ interface SimNode {
   digest?: string;
 }
 
-interface Link { cut: boolean; cutAtMs: number; loss: number; delayMs: number; jitterMs: number; lastDeliveryAt: number }
+interface Link {
+  cut: boolean; cutAtMs: number; loss: number; delayMs: number; jitterMs: number; lastDeliveryAt: number;
+  /** frames that reached the link while it was cut: the sender's peer queue, delivered in order once it heals */
+  held: Array<Extract<Ev, { k: 'msg' | 'snap' }>>;
+}
 
 type ClientOp =
   | { kind: 'kvPut'; key: string; value: string }
@@ -156,6 +163,8 @@ type Ev =
   | { k: 'fault' }
   | { k: 'client' }
   | { k: 'restart'; node: NodeId }
+  /** a healed link delivers what it held, one frame per event */
+  | { k: 'flush'; from: NodeId; to: NodeId }
   | { k: 'quiesce' };
 
 const lk = (a: NodeId, b: NodeId) => `${a}>${b}`;
@@ -196,7 +205,7 @@ export class Sim {
     this.seed = opts.seed;
     this.replay = replayCommand(opts);
     this.opts = {
-      seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 10_000, traceKeep: opts.traceKeep ?? 80,
+      seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 2 * SNAPSHOT_ACK_TIMEOUT_MS, traceKeep: opts.traceKeep ?? 80,
       fullTrace: opts.fullTrace ?? false, retries: opts.retries ?? false,
       strictRecovery: opts.strictRecovery ?? false, plant: opts.plant,
     };
@@ -225,7 +234,7 @@ export class Sim {
   }
 
   private healthyLink(r: Prng): Link {
-    return { cut: false, cutAtMs: 0, loss: 0, delayMs: r.int(1, 5), jitterMs: r.int(0, 10), lastDeliveryAt: 0 };
+    return { cut: false, cutAtMs: 0, loss: 0, delayMs: r.int(1, 5), jitterMs: r.int(0, 10), lastDeliveryAt: 0, held: [] };
   }
 
   // ---- running ----
@@ -270,7 +279,8 @@ export class Sim {
     this.phase = 'quiesce';
     this.quiesceStart = this.now;
     this.log('== quiesce: faults stop, links heal, crashed nodes restart');
-    for (const l of this.links.values()) { l.cut = false; l.loss = 0; }
+    for (const l of this.links.values()) l.loss = 0;
+    this.healLinks();
     this.q.retain((ev) => ev.k !== 'fault' && ev.k !== 'client' && ev.k !== 'restart');
     for (const n of this.nodes.values()) if (!n.up) this.q.push(this.now + this.rFault.int(1, 50), { k: 'restart', node: n.id });
   }
@@ -305,6 +315,14 @@ export class Sim {
         this.q.push(this.now + this.rClient.int(2, 40), ev);
         return this.client();
       case 'restart': return this.restart(this.nodes.get(ev.node)!);
+      case 'flush': {
+        const l = this.links.get(lk(ev.from, ev.to))!;
+        if (l.cut) return; // cut again: the next heal resumes
+        const next = l.held.shift();
+        if (!next) return;
+        if (l.held.length > 0) this.q.push(this.now + 1, ev);
+        return next.k === 'msg' ? this.deliver(next, true) : this.deliverSnap(next, true);
+      }
       case 'quiesce': return;
     }
   }
@@ -444,10 +462,10 @@ export class Sim {
   }
 
   /** worker.ts installChunk: clear and mark installing at part 0, the meta last, then reload. */
-  private deliverSnap(ev: Extract<Ev, { k: 'snap' }>): void {
+  private deliverSnap(ev: Extract<Ev, { k: 'snap' }>, flushed = false): void {
     const n = this.nodes.get(ev.to)!;
     if (!n.up) return;
-    if (!this.linkPasses(ev)) return;
+    if (!this.linkPasses(ev, flushed)) return;
     const r = n.replica!;
     if (ev.epoch < r.state.epoch) { this.log(`${n.id} ignores snapshot e${ev.epoch} part ${ev.part} from ${ev.from}`); return; }
     this.touched.add(n.id);
@@ -514,19 +532,33 @@ export class Sim {
     this.q.push(at, ev);
   }
 
-  /** A cut link loses what reaches it, or holds it (a peer queue) until later. */
-  private linkPasses(ev: Extract<Ev, { k: 'msg' | 'snap' }>): boolean {
+  /**
+   * A cut link loses what reaches it (in flight when the connection broke) or holds it in the
+   * sender's peer queue; whatever arrives while frames are held waits behind them, so order holds.
+   * `flushed`: a held frame being delivered by the healed link.
+   */
+  private linkPasses(ev: Extract<Ev, { k: 'msg' | 'snap' }>, flushed: boolean): boolean {
     const l = this.links.get(lk(ev.from, ev.to))!;
-    if (!l.cut) return true;
-    if (this.rNet.chance(0.5)) { this.stats.dropped++; return false; }
-    this.q.push(this.now + this.rNet.int(50, 300), ev);
+    if (!l.cut && (flushed || l.held.length === 0)) return true;
+    if (l.cut && this.rNet.chance(0.5)) { this.stats.dropped++; return false; }
+    l.held.push(ev);
     return false;
   }
 
-  private deliver(ev: Extract<Ev, { k: 'msg' }>): void {
+  /** peer.ts reconnects: each cut link heals and sends what its queue held, in order */
+  private healLinks(): void {
+    for (const [key, l] of this.links) {
+      if (!l.cut) continue;
+      l.cut = false;
+      const [from, to] = key.split('>') as [NodeId, NodeId];
+      if (l.held.length > 0) this.q.push(this.now + l.delayMs, { k: 'flush', from, to });
+    }
+  }
+
+  private deliver(ev: Extract<Ev, { k: 'msg' }>, flushed = false): void {
     const n = this.nodes.get(ev.to)!;
     if (!n.up) return;
-    if (!this.linkPasses(ev)) return;
+    if (!this.linkPasses(ev, flushed)) return;
     if (n.installing && ev.msg.t === 'append') { this.log(`${ev.to} installing: ignores ${describe(ev.msg)}`); return; }
     this.log(`${ev.to} ← ${ev.from} ${describe(ev.msg)}`);
     const r = n.replica!;
@@ -743,7 +775,7 @@ export class Sim {
       if (r.chance(0.5)) this.cut(b, a);
       this.log(`nemesis: cut ${a}→${b}`);
     } else if (roll < 0.72) {
-      for (const l of this.links.values()) l.cut = false;
+      this.healLinks();
       this.log('nemesis: links heal');
     } else if (roll < 0.90) {
       const a = r.pick(this.ids);
@@ -771,6 +803,7 @@ export class Sim {
     n.installing = undefined;
     n.lastView = undefined;
     n.seqHistory = [];
+    for (const id of this.ids) if (id !== n.id) this.links.get(lk(n.id, id))!.held = []; // its peer queues die with it
     this.log(`nemesis: crash ${n.id}`);
   }
 
