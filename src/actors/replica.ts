@@ -66,8 +66,12 @@ export interface Replica {
   copying: Map<NodeId, { id: number; atMs: number }>;
   /** follower: id of the last full copy installed (or abandoned) here; 0 after a restart */
   copy: number;
-  /** leader: copies started in this epoch, to make copy ids unique across leaders */
-  copiesStarted: number;
+  /**
+   * leader: the highest copy id of this epoch it started or heard a follower report. A new copy
+   * takes the next: a leader restarted within its epoch counts again from the epoch's first id, and
+   * must not reuse one a follower already installed (its reports would pass for the new copy's).
+   */
+  lastCopy: number;
   /**
    * leader: the highest seq confirmed to an acks=all writer. A follower joins the in-sync set only
    * once it holds this much while the leader already counts it (see cluster.ts maintainInSync).
@@ -119,7 +123,7 @@ export function createReplica(self: NodeId, state: PartitionState, view: Replica
   return {
     self, state, role: 'none', view: { ...view, epoch: state.epoch, leader: null },
     matched: new Map(), progressAtMs: new Map(), heardAtMs: new Map(), sentAtMs: new Map(), copying: new Map(), pending: [],
-    copy: 0, copiesStarted: 0, confirmedSeq: 0,
+    copy: 0, lastCopy: 0, confirmedSeq: 0,
   };
 }
 
@@ -221,6 +225,7 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
     case 'ack': {
       if (r.role !== 'leader' || msg.epoch !== r.state.epoch) return [];
       r.heardAtMs.set(msg.from, nowMs);
+      r.lastCopy = Math.max(r.lastCopy, msg.copy);
       if (stale(r, msg.from, msg.copy, nowMs)) return []; // may predate the copy being installed
       if (msg.end > r.state.seq) return copyTo(r, msg.from, nowMs); // ahead of its leader: a history this leader never wrote
       // A follower reports what it holds now. On one ordered link that only goes back when its copy
@@ -236,6 +241,7 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
       if (msg.epoch > r.state.epoch) return stepDown(r, msg.epoch as Epoch);
       if (r.role !== 'leader') return [];
       if (msg.epoch === r.state.epoch) r.heardAtMs.set(msg.from, nowMs);
+      r.lastCopy = Math.max(r.lastCopy, msg.copy);
       if (stale(r, msg.from, msg.copy, nowMs)) return [];
       if ((r.matched.get(msg.from) ?? -1) > msg.seq) r.matched.set(msg.from, msg.seq);
       if (msg.reason === 'diverged' || msg.seq > r.state.seq) return copyTo(r, msg.from, nowMs);
@@ -348,7 +354,7 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[]): void {
     r.heardAtMs = new Map();
     r.sentAtMs = new Map();
     r.copying = new Map();
-    r.copiesStarted = 0;
+    r.lastCopy = s.epoch * COPIES_PER_EPOCH;
   }
   if (wasLeader && role !== 'leader') out.push(...failPending(r, 'leadership moved'));
   // Removed from the replica set by the coordinator (not just told of a leader): the copy goes.
@@ -369,7 +375,7 @@ function copyTo(r: Replica, to: NodeId, nowMs: number): Effect[] {
   r.matched.delete(to);
   const current = r.copying.get(to);
   if (current && nowMs - current.atMs < SNAPSHOT_ACK_TIMEOUT_MS) return []; // one at a time
-  const id = r.state.epoch * COPIES_PER_EPOCH + (++r.copiesStarted % COPIES_PER_EPOCH);
+  const id = ++r.lastCopy;
   r.copying.set(to, { id, atMs: nowMs });
   return [{ kind: 'snapshot', to, copy: id }];
 }
