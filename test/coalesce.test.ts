@@ -10,7 +10,7 @@ import { epoch, nodeId, partitionId, seq, type NodeId } from '../src/runtime/ids
 const L = nodeId('leader');
 const F = nodeId('follower');
 const G = nodeId('other');
-const view: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F], live: [L, F], copies: 2, isr: [L, F] };
+const view: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F], live: [L, F], copies: 2, isr: [L, F], version: 1 };
 
 function entry(s: number, value = 'v'): Entry {
   return { seq: s, epoch: 2, now: 1000 + s, cmd: { op: 'kvPut', ks: 'ks', key: Buffer.from(`k${s}`), value: Buffer.from(value) } };

@@ -6,7 +6,7 @@ import { epoch, nodeId, partitionId, seq } from '../src/runtime/ids.js';
 
 const L = nodeId('leader');
 const F = nodeId('follower');
-const view: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F], live: [L, F], copies: 2, isr: [L] };
+const view: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F], live: [L, F], copies: 2, isr: [L], version: 1 };
 
 describe('replica transition', () => {
   it('a leader restarted within its epoch never reuses a copy id a follower already holds', () => {

@@ -105,6 +105,8 @@ export interface WorkerStats {
     incomplete: boolean;
     /** the in-sync set this replica counts, and (leaders) the highest seq confirmed to acks=all writers */
     isr: string[];
+    /** the version of the view the replica holds (ReplicaView.version) */
+    view: number;
     confirmedSeq: number;
     matched: Record<string, number>;
     streams: Array<{ topicId: number; tp: number; start: number; end: number; bytes: number }>;

@@ -40,6 +40,12 @@ export interface ReplicaView {
   copies: number;
   /** replicas that may be elected leader (they hold every acked write) */
   isr: NodeId[];
+  /**
+   * Which of its node's views this is: the coordinator numbers them in the order it hands them
+   * out, and they arrive in that order. A leader reports the one it holds, so the coordinator knows
+   * its replica has taken a decision in (cluster.ts maintainInSync).
+   */
+  version: number;
 }
 
 interface PendingWrite { id: number; seq: number; acks: Acks; deadlineMs: number; res: unknown }

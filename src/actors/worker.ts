@@ -165,6 +165,7 @@ class PartitionWorker {
       id: r.state.id, epoch: r.state.epoch, seq: r.state.seq, role: r.role, leader: r.view.leader, replicas: r.view.replicas,
       incomplete: installing !== undefined,
       isr: r.view.isr,
+      view: r.view.version,
       confirmedSeq: r.confirmedSeq,
       matched: Object.fromEntries(r.matched),
       streams: [...r.state.streams.values()].map((st) => ({ topicId: st.topicId, tp: st.tp, start: st.start, end: st.end, bytes: st.bytes })),

@@ -44,6 +44,8 @@ export interface ReplicaPosition {
   seq: number; role: string; incomplete: boolean; matched: Record<string, number>;
   /** the in-sync set the replica counts now, and the highest seq it confirmed to acks=all writers */
   isr: string[]; confirmedSeq: number;
+  /** the version of the view it holds: every decision in a view up to this one has reached it */
+  view: number;
 }
 export interface ReplicaPositions {
   /** every replica this node hosts: its seq, role, whether its copy is incomplete, and (leaders) each follower's acked seq */
@@ -97,6 +99,8 @@ export class ClusterCoordinator implements Coordinator {
   /** when each member appeared in membership (ms): the baseline for silence */
   private readonly firstSeen = new Map<NodeId, number>();
   private readonly views = new Map<number, ReplicaView>();
+  /** the last ReplicaView.version handed out */
+  private viewVersion = 0;
   private readonly listeners: Array<(p: number, view: ReplicaView | undefined) => void> = [];
   private readonly catalogListeners: Array<() => void> = [];
   private peers: PeerNetwork | undefined;
@@ -104,11 +108,12 @@ export class ClusterCoordinator implements Coordinator {
   /** this node's replicas as last sampled (every check) */
   private local = new Map<number, ReplicaPosition>();
   /**
-   * Followers about to join a led partition's in-sync set. The leader counts them first (its view
-   * carries them), and the set in etcd grows only once they hold everything it confirmed: a write
-   * confirmed meanwhile without them could otherwise be missing from a later leader.
+   * Followers about to join a led partition's in-sync set, each with the version of the first view
+   * that carries it. The leader counts them first (once it holds that view), and the set in etcd
+   * grows only once they hold everything it confirmed: a write confirmed meanwhile without them
+   * could otherwise be missing from a later leader.
    */
-  private readonly joining = new Map<number, Set<NodeId>>();
+  private readonly joining = new Map<number, Map<NodeId, number>>();
   /** led partitions: recent [time, seq] samples, to tell a slow follower from one just behind */
   private readonly seqHistory = new Map<number, Array<[number, number]>>();
   private timers: NodeJS.Timeout[] = [];
@@ -212,20 +217,21 @@ export class ClusterCoordinator implements Coordinator {
   private refreshViews(): void {
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
-      const next: ReplicaView | undefined = e && {
+      const next: Omit<ReplicaView, 'version'> | undefined = e && {
         epoch: e.record.epoch,
         leader: e.record.leader,
         replicas: e.record.replicas,
         live: e.record.replicas.filter((n) => this.alive(n)),
         copies: this.copies,
-        isr: [...e.record.isr, ...[...(this.joining.get(p) ?? [])].filter((n) => e.record.leader === this.self && !e.record.isr.includes(n))],
+        isr: [...e.record.isr, ...[...(this.joining.get(p)?.keys() ?? [])].filter((n) => e.record.leader === this.self && !e.record.isr.includes(n))],
       };
       const prev = this.views.get(p);
-      if (JSON.stringify(prev) === JSON.stringify(next)) continue;
-      if (next) this.views.set(p, next);
+      if (JSON.stringify(prev && { ...prev, version: undefined }) === JSON.stringify(next && { ...next, version: undefined })) continue;
+      const view = next && { ...next, version: ++this.viewVersion };
+      if (view) this.views.set(p, view);
       else this.views.delete(p);
       for (const l of this.listeners) {
-        try { l(p, next); } catch (err) { this.log.error({ err, partition: p }, 'view listener failed'); }
+        try { l(p, view); } catch (err) { this.log.error({ err, partition: p }, 'view listener failed'); }
       }
     }
   }
@@ -323,20 +329,23 @@ export class ClusterCoordinator implements Coordinator {
       const lagging = (n: NodeId) => past !== undefined && (pos.matched[n] ?? -1) < past[1];
       // Joining takes two steps: first the leader counts the follower (its view), then, once the
       // follower holds every confirmed write, the set in etcd says so.
-      const pending = this.joining.get(p) ?? new Set<NodeId>();
+      const pending = this.joining.get(p) ?? new Map<NodeId, number>();
       this.joining.set(p, pending);
       for (const n of e.record.replicas) {
         if (e.record.isr.includes(n) || pending.has(n) || !inSync(n)) continue;
-        pending.add(n);
+        pending.set(n, Infinity); // not counted until its view is out
         this.refreshViews();
+        pending.set(n, this.views.get(p)!.version);
       }
-      for (const n of [...pending]) {
+      for (const n of [...pending.keys()]) {
         if (e.record.isr.includes(n) || !this.alive(n) || incomplete(n) || lagging(n)) {
           pending.delete(n);
           this.refreshViews(); // no longer counted: a slow joiner must not hold confirmations up
         }
       }
-      const joined = [...pending].filter((n) => pos.isr.includes(n) && (pos.matched[n] ?? -1) >= pos.confirmedSeq);
+      // The leader counts a joiner once it holds the view that added it: an older view may count it
+      // too (from before it last left the set), but a later one that drops it may still be on its way.
+      const joined = [...pending].filter(([n, v]) => pos.view >= v && (pos.matched[n] ?? -1) >= pos.confirmedSeq).map(([n]) => n);
       const left = e.record.isr.filter((n) => n !== this.self && (!this.alive(n) || incomplete(n) || lagging(n)));
       if (joined.length === 0 && left.length === 0) continue;
       const isr = e.record.replicas.filter((n) => (e.record.isr.includes(n) && !left.includes(n)) || joined.includes(n));

@@ -38,7 +38,7 @@ export class LocalCoordinator implements Coordinator {
   readonly clustered = false;
   private readonly views = new Map<number, ReplicaView>();
   constructor(readonly self: NodeId, partitions: number, private readonly url: () => string) {
-    for (let p = 0; p < partitions; p++) this.views.set(p, { epoch: 1 as ReplicaView['epoch'], leader: self, replicas: [self], live: [self], copies: 1, isr: [self] });
+    for (let p = 0; p < partitions; p++) this.views.set(p, { epoch: 1 as ReplicaView['epoch'], leader: self, replicas: [self], live: [self], copies: 1, isr: [self], version: 1 });
   }
   hosted() { return this.views; }
   view(p: number) { return this.views.get(p); }

@@ -83,7 +83,7 @@ export class ChicagoNode implements NodeApi {
     for (let w = 0; w < count; w++) {
       this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out)));
     }
-    const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [], copies: 0, isr: [] };
+    const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [], copies: 0, isr: [], version: 0 };
     await Promise.all(this.workers.map((w, i) => withDeadline(w.control.open({
       self,
       logLevel: this.config.logLevel,
@@ -118,7 +118,7 @@ export class ChicagoNode implements NodeApi {
       get: async () => {
         const out = new Map<number, ReplicaPosition>();
         const all = await Promise.all(this.workers.map((w) => withDeadline(w.control.positions(), 2000, `worker ${w.index} positions`)));
-        for (const p of all.flat()) out.set(p.id, { seq: p.seq, role: p.role, incomplete: p.incomplete, matched: p.matched, isr: p.isr, confirmedSeq: p.confirmedSeq });
+        for (const p of all.flat()) out.set(p.id, { seq: p.seq, role: p.role, incomplete: p.incomplete, matched: p.matched, isr: p.isr, view: p.view, confirmedSeq: p.confirmedSeq });
         return out;
       },
     });

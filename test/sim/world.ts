@@ -118,8 +118,10 @@ interface SimNode {
   heardPos: Map<NodeId, [number, number]>;
   /** leader only (cluster.ts seqHistory): [time, seq] samples */
   seqHistory: Array<[number, number]>;
-  /** leader only (cluster.ts joining): followers being added to the in-sync set */
-  joining: Set<NodeId>;
+  /** leader only (cluster.ts joining): followers being added to the in-sync set, with the version of the first view counting them */
+  joining: Map<NodeId, number>;
+  /** the last view version handed to it (cluster.ts viewVersion) */
+  viewVersion: number;
   /** when its last view is delivered: views reach a node in order */
   lastViewAt: number;
   /** last view the coordinator produced for it (cluster.ts refreshViews dedupe) */
@@ -222,7 +224,7 @@ export class Sim {
     for (const a of this.ids) for (const b of this.ids) if (a !== b) this.links.set(lk(a, b), this.healthyLink(rConf));
     const leader = rConf.pick(this.ids);
     this.rec = { epoch: 1, leader, replicas: [...this.ids], isr: [...this.ids], rev: 1 };
-    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), snapshots: new Map(), heardPos: new Map(), seqHistory: [], joining: new Set(), lastViewAt: 0 });
+    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), snapshots: new Map(), heardPos: new Map(), seqHistory: [], joining: new Map(), viewVersion: 0, lastViewAt: 0 });
     for (const node of this.nodes.values()) this.open(node);
     this.q.push(CHECK_EVERY_MS, { k: 'coord' });
     this.q.push(rConf.int(50, 300), { k: 'fault' });
@@ -292,7 +294,7 @@ export class Sim {
       case 'view': {
         const n = this.nodes.get(ev.to)!;
         if (!n.up || n.inc !== ev.inc) return;
-        this.log(`${ev.to} view e${ev.view.epoch} leader=${ev.view.leader} live=[${ev.view.live.join(',')}]`);
+        this.log(`${ev.to} view e${ev.view.epoch} leader=${ev.view.leader} live=[${ev.view.live.join(',')}] isr=[${ev.view.isr.join(',')}]`);
         this.run1(n, { type: 'view', view: ev.view });
         return;
       }
@@ -334,6 +336,7 @@ export class Sim {
     const state = loadState(n.store, P);
     const view = this.viewFor(n.id);
     n.lastView = JSON.stringify(view);
+    view.version = ++n.viewVersion;
     n.replica = createReplica(n.id, state, view);
     n.snapshots = new Map();
     n.digest = undefined;
@@ -644,8 +647,8 @@ export class Sim {
   private viewFor(id: NodeId): ReplicaView {
     const rec = this.rec;
     // cluster.ts refreshViews: a leader also counts the followers it is adding to the in-sync set
-    const joining = rec.leader === id ? [...this.nodes.get(id)!.joining].filter((n) => !rec.isr.includes(n)) : [];
-    return { epoch: toEpoch(rec.epoch), leader: rec.leader, replicas: [...rec.replicas], live: rec.replicas.filter((x) => this.alive(id, x)), copies: this.copies, isr: [...rec.isr, ...joining] };
+    const joining = rec.leader === id ? [...this.nodes.get(id)!.joining.keys()].filter((n) => !rec.isr.includes(n)) : [];
+    return { epoch: toEpoch(rec.epoch), leader: rec.leader, replicas: [...rec.replicas], live: rec.replicas.filter((x) => this.alive(id, x)), copies: this.copies, isr: [...rec.isr, ...joining], version: 0 };
   }
 
   /** x's failure detector on y: registered and heard within SUSPECT_AFTER_MS. */
@@ -711,16 +714,20 @@ export class Sim {
     // cluster.ts: joining takes two steps: the leader counts the follower first, and the set grows
     // only once the follower holds everything the leader confirmed
     let changed = false;
+    const added: NodeId[] = [];
     for (const n of rec.replicas) {
       if (rec.isr.includes(n) || x.joining.has(n) || !inSync(n)) continue;
-      x.joining.add(n);
+      x.joining.set(n, Infinity);
+      added.push(n);
       changed = true;
     }
-    for (const n of [...x.joining]) {
+    for (const n of [...x.joining.keys()]) {
       if (rec.isr.includes(n) || !this.alive(x.id, n) || incomplete(n) || lagging(n)) { x.joining.delete(n); changed = true; }
     }
     if (changed) this.pushView(x);
-    const joined = [...x.joining].filter((n) => r.view.isr.includes(n) && matched(n) >= r.confirmedSeq);
+    for (const n of added) if (x.joining.has(n)) x.joining.set(n, x.viewVersion);
+    // cluster.ts: counted once the leader holds the view that added it, not an older one
+    const joined = [...x.joining].filter(([n, v]) => r.view.version >= v && matched(n) >= r.confirmedSeq).map(([n]) => n);
     const left = rec.isr.filter((n) => n !== x.id && (!this.alive(x.id, n) || incomplete(n) || lagging(n)));
     if (joined.length === 0 && left.length === 0) return;
     const isr = rec.replicas.filter((n) => (rec.isr.includes(n) && !left.includes(n)) || joined.includes(n));
@@ -732,6 +739,7 @@ export class Sim {
     const json = JSON.stringify(view);
     if (json === n.lastView) return;
     n.lastView = json;
+    view.version = ++n.viewVersion;
     const late = this.rCoord.chance(0.1);
     // A node's views can arrive late, but in order: the real coordinator posts them to the worker.
     const at = Math.max(this.now + (late ? this.rCoord.int(100, 800) : this.rCoord.int(1, 20)), n.lastViewAt);
@@ -1019,7 +1027,7 @@ export class Sim {
     const lines = [`coordinator: e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}] rev=${this.rec.rev}`];
     for (const n of this.nodes.values()) {
       const r = n.replica;
-      lines.push(`  ${n.id}: ${n.up ? `${r!.role} e${r!.state.epoch} seq=${r!.state.seq} view e${r!.view.epoch}/${r!.view.leader} epochs=${JSON.stringify(r!.state.epochs)} isr=[${r!.view.isr.join(",")}] joining=[${[...n.joining].join(",")}] confirmed=${r!.confirmedSeq} matched=${JSON.stringify([...r!.matched])} pending=${r!.pending.length} digest=${this.digestOf(n).slice(0, 8)}` : 'down'}`);
+      lines.push(`  ${n.id}: ${n.up ? `${r!.role} e${r!.state.epoch} seq=${r!.state.seq} view e${r!.view.epoch}/${r!.view.leader} epochs=${JSON.stringify(r!.state.epochs)} isr=[${r!.view.isr.join(",")}] joining=[${[...n.joining.keys()].join(",")}] confirmed=${r!.confirmedSeq} matched=${JSON.stringify([...r!.matched])} pending=${r!.pending.length} digest=${this.digestOf(n).slice(0, 8)}` : 'down'}`);
     }
     return lines.join('\n');
   }
