@@ -93,6 +93,12 @@ export interface WorkerControl {
   stats(): WorkerStats;
   /** the hosted replicas' positions, without resetting the statistics stats() reports */
   positions(): WorkerStats['partitions'];
+  /**
+   * This node is about to propose itself to lead partition `p` in `epoch`: for a while its replica
+   * refuses copies from older epochs (one would wipe what it is being elected for). False when its
+   * copy is incomplete: it must not propose itself.
+   */
+  claim(p: number, epoch: number): boolean;
   /** stop accepting work, finish what is queued and fsync; the main thread closes the database */
   drain(): Promise<void>;
 }

@@ -30,6 +30,8 @@ const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.
 const TICK_MS = 50;
 /** a copy none of whose parts arrived for this long is abandoned (the leader sends a new one) */
 const INSTALL_STALL_MS = 3_000;
+/** how long a replica whose node proposes it as leader refuses older copies: past the CAS and its view */
+const CLAIM_MS = 2_000;
 
 interface Hosted {
   replica: Replica;
@@ -37,6 +39,14 @@ interface Hosted {
   readonly reader: PartitionReader;
   /** a full copy being received: the next part expected, and its position (meta), held to the end */
   installing?: { from: NodeId; copy: number; nextPart: number; lastPartAtMs: number; meta?: Buffer };
+  /**
+   * A copy was started here and none has completed since: the store holds nothing this replica may
+   * claim. Durable (K.installingKey), so it outlives a restart or an abandoned copy: such a replica
+   * is never electable (positions say incomplete) and asks its leader for a copy.
+   */
+  incomplete: boolean;
+  /** this node proposes the replica to lead `epoch` (WorkerControl.claim) */
+  claim?: { epoch: number; untilMs: number };
   /** anti-entropy: the leader's digests, compared when this replica reaches their seq */
   digestCheck?: DigestCheck;
   /** anti-entropy: this replica's digest being computed, a slice per event-loop turn */
@@ -117,7 +127,7 @@ class PartitionWorker {
         // A partition this node holds alone has no coordinator remembering its term: continue it.
         const alone = view.leader === this.self && view.replicas.length === 1;
         if (alone && view.epoch < state.epoch) view = { ...view, epoch: state.epoch };
-        const h: Hosted = { replica: createReplica(this.self, state, view), store, reader: undefined as never, snapshots: new Map() };
+        const h: Hosted = { replica: createReplica(this.self, state, view), store, reader: undefined as never, snapshots: new Map(), incomplete: store.get(K.installingKey) !== undefined };
         (h as { reader: PartitionReader }).reader = new PartitionReader(() => h.replica.state, store);
         this.hosted.set(p, h);
         this.run(h, { type: 'view', view });
@@ -161,15 +171,21 @@ class PartitionWorker {
       this.loopDelay.reset();
       return s;
     },
-    positions: () => [...this.hosted.values()].map(({ replica: r, installing }) => ({
+    positions: () => [...this.hosted.values()].map(({ replica: r, incomplete }) => ({
       id: r.state.id, epoch: r.state.epoch, seq: r.state.seq, role: r.role, leader: r.view.leader, replicas: r.view.replicas,
-      incomplete: installing !== undefined,
+      incomplete,
       isr: r.view.isr,
       view: r.view.version,
       confirmedSeq: r.confirmedSeq,
       matched: Object.fromEntries(r.matched),
       streams: [...r.state.streams.values()].map((st) => ({ topicId: st.topicId, tp: st.tp, start: st.start, end: st.end, bytes: st.bytes })),
     })),
+    claim: (p, epoch) => {
+      const h = this.hosted.get(p);
+      if (!h || h.incomplete) return false;
+      h.claim = { epoch, untilMs: performance.now() + CLAIM_MS };
+      return true;
+    },
     drain: async () => {
       this.draining = true;
       for (const t of this.timers) clearInterval(t);
@@ -268,6 +284,7 @@ class PartitionWorker {
         }
         case 'drop': {
           h.installing = undefined; // its remaining parts would land on the emptied store: ignore them
+          h.incomplete = false;
           this.flush();
           void h.store.clear(K.allRange);
           this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
@@ -306,7 +323,11 @@ class PartitionWorker {
   private onPeer(h: Hosted, msg: PeerMessage | SnapshotChunk | DigestCheck): void {
     if (msg.t === 'snap') { this.installChunk(h, msg); return; }
     if (msg.t === 'digest') { h.digestCheck = msg; this.checkDigest(h); return; }
-    if (h.installing && msg.t === 'append') return; // resent after the copy is in place
+    if (h.incomplete && msg.t === 'append') {
+      // resent after a copy is in place; with none under way, a probe is answered by asking for one
+      if (!h.installing && msg.entries.length === 0) this.askForCopy(h, msg.leader);
+      return;
+    }
     this.run(h, { type: 'peer', msg });
     if (h.digestCheck) this.checkDigest(h);
   }
@@ -369,6 +390,8 @@ class PartitionWorker {
   /** Receive a full copy: drop everything, write the parts in order, then reload from disk. */
   private installChunk(h: Hosted, c: SnapshotChunk): void {
     if (c.epoch < h.replica.state.epoch) return;
+    // Its node is proposing it to lead a newer epoch, as it is: a copy now would wipe it.
+    if (c.part === 0 && h.claim && c.epoch < h.claim.epoch && performance.now() < h.claim.untilMs) return;
     if (c.part === 0) {
       this.flush();
       void h.store.clear(K.allRange); // a RocksDB range delete: applied before it returns
@@ -377,6 +400,7 @@ class PartitionWorker {
       this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
       this.apply(h, [metaOp(h.replica.state), { type: 'put', key: K.installingKey, value: Buffer.alloc(0) }]);
       h.installing = { from: c.leader, copy: c.copy, nextPart: 0, lastPartAtMs: performance.now() };
+      h.incomplete = true;
     }
     if (!h.installing || c.part !== h.installing.nextPart || c.copy !== h.installing.copy) {
       this.abandonInstall(h); // out of order: the leader starts over when it next probes
@@ -395,6 +419,7 @@ class PartitionWorker {
     this.apply(h, [{ type: 'del', key: K.installingKey }]);
     this.flush();
     h.installing = undefined;
+    h.incomplete = false;
     this.counters.snapshotsInstalled++;
     const view: ReplicaView = { ...h.replica.view, epoch: epoch(c.epoch), leader: c.leader };
     this.replaceReplica(h, loadState(h.store, h.replica.state.id), view);
@@ -405,20 +430,24 @@ class PartitionWorker {
   }
 
   /**
-   * A copy that stopped arriving (a part lost, its sender no longer leads): back to empty, and
-   * tell the sender, which starts a new copy.
+   * A copy that stopped arriving (a part lost, its sender no longer leads): back to empty, still
+   * incomplete, and tell the sender, which starts a new copy.
    */
   private abandonInstall(h: Hosted): void {
     if (!h.installing) return;
     const { from, copy } = h.installing;
     h.installing = undefined;
     this.flush(); // parts still in the open batch land before the clear, not on top of it
-    void h.store.clear(K.allRange);
+    void h.store.clear(K.contentRange);
     this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
     this.apply(h, [metaOp(h.replica.state)]);
     h.replica.copy = copy; // reporting the copy it gave up on lets its leader start a new one
+    this.askForCopy(h, from);
+  }
+
+  private askForCopy(h: Hosted, to: NodeId): void {
     const s = h.replica.state;
-    this.out.peer.push({ to: from, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: this.self, seq: 0, reason: 'diverged', copy } });
+    this.out.peer.push({ to, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: this.self, seq: s.seq, reason: 'diverged', copy: h.replica.copy } });
   }
 
   /** Swap in a replica of `state`, then give it its view as a message, so a newer epoch is persisted. */
@@ -595,8 +624,9 @@ function loadState(store: ColumnStore, p: number): PartitionState {
   const metaBuf = store.get(K.metaKey);
   const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta>>(metaBuf) : {};
   if (store.get(K.installingKey)) {
-    // A copy that a crash cut short: start empty; the leader sends a complete one.
-    void store.clear(K.allRange);
+    // A copy that a crash cut short (or that was abandoned): start empty and still incomplete; the
+    // leader sends a complete one.
+    void store.clear(K.contentRange);
     return initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(0));
   }
   const state = initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(meta.seq ?? 0));

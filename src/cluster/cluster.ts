@@ -50,6 +50,12 @@ export interface ReplicaPosition {
 export interface ReplicaPositions {
   /** every replica this node hosts: its seq, role, whether its copy is incomplete, and (leaders) each follower's acked seq */
   get(): Promise<Map<number, ReplicaPosition>>;
+  /**
+   * This node is about to propose its replica of `p` to lead `epoch`: the replica refuses copies
+   * from older epochs meanwhile (one would wipe it between this check and its new view). False if
+   * its copy is incomplete: not electable.
+   */
+  claim(p: number, epoch: number): Promise<boolean>;
 }
 
 /** A follower that has not reached where its leader was this long ago leaves the in-sync set. */
@@ -303,6 +309,7 @@ export class ClusterCoordinator implements Coordinator {
       if (best?.node !== this.self) continue;
       const isr = e.record.isr.filter((n) => n !== e.record.leader);
       const elected = { ...e.record, epoch: toEpoch(e.record.epoch + 1), leader: this.self, isr };
+      if (!this.positions || !(await this.positions.claim(p, elected.epoch))) continue; // its sampled position may be old
       // The silent leader's stand-in comes in the same swap, not a controller round later:
       // acks=all writes have N copies again as soon as it has caught up.
       const live = this.liveMembers();

@@ -121,6 +121,7 @@ export class ChicagoNode implements NodeApi {
         for (const p of all.flat()) out.set(p.id, { seq: p.seq, role: p.role, incomplete: p.incomplete, matched: p.matched, isr: p.isr, view: p.view, confirmedSeq: p.confirmedSeq });
         return out;
       },
+      claim: (p, epoch) => withDeadline(this.workerOf(p).control.claim(p, epoch), 2000, `worker ${this.workerOf(p).index} claim`),
     });
   }
 

@@ -49,8 +49,9 @@ const SEP = new Uint8Array([0]);
 export const metaKey = Buffer.from([Kind.meta, 0x6d]); // "m": partition meta {seq, epoch}
 export const syncMarkerKey = Buffer.from([Kind.meta, 0x73]); // "s": written with fsync to flush the WAL
 /**
- * "i": present only while a full copy is being installed. A key of its own, not a flag in the meta:
- * every new epoch re-puts the meta, and a flag there was lost when one arrived mid-copy.
+ * "i": present from the first part of a full copy until one completes (an interrupted or abandoned
+ * copy keeps it): the partition holds nothing it may claim. A key of its own, not a flag in the
+ * meta: every new epoch re-puts the meta, and a flag there was lost when one arrived mid-copy.
  */
 export const installingKey = Buffer.from([Kind.meta, 0x69]);
 
@@ -171,6 +172,8 @@ export function seqOfLogKey(k: Uint8Array): number { return readU64(k, 1); }
 export const logRange = { gte: Buffer.from([Kind.log]), lt: Buffer.from([Kind.log + 1]) };
 /** every key of a partition: what a snapshot install replaces */
 export const allRange = { gte: Buffer.from([0]), lt: Buffer.from([0xff]) };
+/** a partition's content without its bookkeeping (meta kind): what an interrupted copy leaves to clear */
+export const contentRange = { gte: Buffer.from([Kind.kv]), lt: allRange.lt };
 /**
  * What a snapshot copies: the partition's state without its replication log (the log is the last
  * kind). The log would double the bytes moved; a new copy only needs the state at its seq, and

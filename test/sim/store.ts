@@ -119,8 +119,8 @@ export function loadState(store: MemStore, p: number): PartitionState {
   const metaBuf = store.get(K.metaKey);
   const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta>>(metaBuf) : {};
   if (store.get(K.installingKey)) {
-    // a copy that a crash cut short: start empty
-    store.clear(K.allRange);
+    // a copy that a crash cut short (or that was abandoned): start empty, still incomplete
+    store.clear(K.contentRange);
     return initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(0));
   }
   const state = initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(meta.seq ?? 0));

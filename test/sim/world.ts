@@ -44,6 +44,8 @@ import { MemStore, decodeEntry, loadState } from './store.js';
 const P = 7; // the partition id
 /** worker.ts INSTALL_STALL_MS */
 const INSTALL_STALL_MS = 3_000;
+/** worker.ts CLAIM_MS */
+const CLAIM_MS = 2_000;
 const TICK_MS = 50; // worker.ts TICK_MS
 const CHECK_EVERY_MS = 100; // cluster.ts CHECK_EVERY_MS
 const SUSPECT_AFTER_MS = 300; // cluster.ts SUSPECT_AFTER_MS
@@ -114,6 +116,10 @@ interface SimNode {
   snapshots: Map<NodeId, { copy: number; part: number; parts: Array<Array<[string, Buffer]>>; history: Map<number, Buffer> }>;
   /** a copy being received (worker.ts `installing`) */
   installing?: { from: NodeId; copy: number; nextPart: number; lastPartAt: number; meta?: Buffer };
+  /** worker.ts `incomplete`: a copy started and none completed since (durable: the store's K.installingKey) */
+  incomplete: boolean;
+  /** worker.ts `claim`: its coordinator proposed it to lead `epoch` */
+  claim?: { epoch: number; untilMs: number };
   /** what this node's heartbeats last told each peer: [seq, incomplete] */
   heardPos: Map<NodeId, [number, number]>;
   /** leader only (cluster.ts seqHistory): [time, seq] samples */
@@ -224,7 +230,7 @@ export class Sim {
     for (const a of this.ids) for (const b of this.ids) if (a !== b) this.links.set(lk(a, b), this.healthyLink(rConf));
     const leader = rConf.pick(this.ids);
     this.rec = { epoch: 1, leader, replicas: [...this.ids], isr: [...this.ids], rev: 1 };
-    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), snapshots: new Map(), heardPos: new Map(), seqHistory: [], joining: new Map(), viewVersion: 0, lastViewAt: 0 });
+    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), incomplete: false, snapshots: new Map(), heardPos: new Map(), seqHistory: [], joining: new Map(), viewVersion: 0, lastViewAt: 0 });
     for (const node of this.nodes.values()) this.open(node);
     this.q.push(CHECK_EVERY_MS, { k: 'coord' });
     this.q.push(rConf.int(50, 300), { k: 'fault' });
@@ -334,6 +340,7 @@ export class Sim {
   /** worker.ts `open`: load from the store, build the replica with the view the node knows. */
   private open(n: SimNode): void {
     const state = loadState(n.store, P);
+    n.incomplete = n.store.get(K.installingKey) !== undefined;
     const view = this.viewFor(n.id);
     n.lastView = JSON.stringify(view);
     view.version = ++n.viewVersion;
@@ -385,6 +392,7 @@ export class Sim {
         case 'drop': {
           // worker.ts: a copy still arriving is ignored, and the replica starts empty claiming no epoch
           n.installing = undefined;
+          n.incomplete = false;
           n.store.clear(K.allRange);
           this.touched.add(n.id);
           n.digest = undefined;
@@ -430,11 +438,11 @@ export class Sim {
     this.send(n.id, to, { t: 'append', p: s.id, epoch: s.epoch, leader: n.id, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries });
   }
 
-  /** worker.ts abandonInstall: back to an empty store, and the sender is told to start over. */
+  /** worker.ts abandonInstall: back to an empty store, still incomplete, and the sender is told to start over. */
   private abandonInstall(n: SimNode): void {
     const { from, copy } = n.installing!;
     n.installing = undefined;
-    n.store.clear(K.allRange);
+    n.store.clear(K.contentRange);
     const empty = loadState(new MemStore(), P);
     empty.epoch = n.replica!.state.epoch;
     empty.epochs = [];
@@ -445,9 +453,14 @@ export class Sim {
     this.touched.add(n.id);
     n.digest = undefined;
     this.log(`${n.id} abandons the copy from ${from}`);
-    const s = n.replica.state;
     n.replica.copy = copy;
-    this.send(n.id, from, { t: 'nack', p: s.id, epoch: s.epoch, from: n.id, seq: 0, reason: 'diverged', copy });
+    this.askForCopy(n, from);
+  }
+
+  /** worker.ts askForCopy */
+  private askForCopy(n: SimNode, to: NodeId): void {
+    const s = n.replica!.state;
+    this.send(n.id, to, { t: 'nack', p: s.id, epoch: s.epoch, from: n.id, seq: s.seq, reason: 'diverged', copy: n.replica!.copy });
   }
 
   private workerTick(n: SimNode): void {
@@ -471,6 +484,7 @@ export class Sim {
     if (!this.linkPasses(ev, flushed)) return;
     const r = n.replica!;
     if (ev.epoch < r.state.epoch) { this.log(`${n.id} ignores snapshot e${ev.epoch} part ${ev.part} from ${ev.from}`); return; }
+    if (ev.part === 0 && n.claim && ev.epoch < n.claim.epoch && this.now < n.claim.untilMs) { this.log(`${n.id} proposed to lead e${n.claim.epoch}: refuses a copy of e${ev.epoch}`); return; }
     this.touched.add(n.id);
     n.digest = undefined;
     if (ev.part === 0) {
@@ -482,6 +496,7 @@ export class Sim {
       this.run1(n, { type: 'view', view: r.view });
       n.store.apply([metaOp(n.replica.state), { type: 'put', key: K.installingKey, value: Buffer.alloc(0) }]);
       n.installing = { from: ev.from, copy: ev.copy, nextPart: 0, lastPartAt: this.now };
+      n.incomplete = true;
     }
     if (!n.installing || ev.part !== n.installing.nextPart || ev.copy !== n.installing.copy) {
       if (n.installing) this.abandonInstall(n);
@@ -503,6 +518,7 @@ export class Sim {
     n.store.apply([{ type: 'del', key: K.installingKey }]);
     n.store.installHistory(ev.history);
     n.installing = undefined;
+    n.incomplete = false;
     const seqBefore = r.state.seq;
     const state = loadState(n.store, P);
     const view: ReplicaView = { ...n.replica!.view, epoch: toEpoch(ev.epoch), leader: ev.from };
@@ -562,7 +578,12 @@ export class Sim {
     const n = this.nodes.get(ev.to)!;
     if (!n.up) return;
     if (!this.linkPasses(ev, flushed)) return;
-    if (n.installing && ev.msg.t === 'append') { this.log(`${ev.to} installing: ignores ${describe(ev.msg)}`); return; }
+    if (n.incomplete && ev.msg.t === 'append') {
+      // worker.ts onPeer: resent after a copy is in place; with none under way, a probe asks for one
+      this.log(`${ev.to} ${n.installing ? 'installing' : 'incomplete'}: ignores ${describe(ev.msg)}`);
+      if (!n.installing && ev.msg.entries.length === 0) this.askForCopy(n, ev.msg.leader);
+      return;
+    }
     this.log(`${ev.to} ← ${ev.from} ${describe(ev.msg)}`);
     const r = n.replica!;
     const epochBefore = r.state.epoch;
@@ -666,7 +687,7 @@ export class Sim {
     // heartbeats carry positions ([seq, incomplete]) to every peer that hears them
     for (const a of this.nodes.values()) {
       if (!a.up) continue;
-      const pos: [number, number] = [a.replica!.state.seq, a.installing ? 1 : 0];
+      const pos: [number, number] = [a.replica!.state.seq, a.incomplete ? 1 : 0];
       for (const b of this.nodes.values()) if (b !== a && b.up && !this.links.get(lk(a.id, b.id))!.cut) b.heardPos.set(a.id, pos);
     }
     for (const id of this.ids) {
@@ -679,7 +700,7 @@ export class Sim {
   }
 
   private positionOf(x: SimNode, of: NodeId): [number, number] | undefined {
-    return of === x.id ? [x.replica!.state.seq, x.installing ? 1 : 0] : x.heardPos.get(of);
+    return of === x.id ? [x.replica!.state.seq, x.incomplete ? 1 : 0] : x.heardPos.get(of);
   }
 
   /** cluster.ts failover: the live, complete in-sync replica furthest ahead proposes itself. */
@@ -694,6 +715,7 @@ export class Sim {
       if (!best || pos[0] > best.seq) best = { node: n, seq: pos[0] };
     }
     if (best?.node !== x.id) return;
+    x.claim = { epoch: rec.epoch + 1, untilMs: this.now + CLAIM_MS }; // cluster.ts: positions.claim
     this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `${x.id}: leader ${rec.leader} silent`,
       next: { epoch: rec.epoch + 1, leader: x.id, replicas: rec.replicas, isr: rec.isr.filter((y) => y !== rec.leader) } });
   }
@@ -809,6 +831,7 @@ export class Sim {
     n.replica = undefined;
     n.snapshots = new Map();
     n.installing = undefined;
+    n.claim = undefined;
     n.lastView = undefined;
     n.seqHistory = [];
     for (const id of this.ids) if (id !== n.id) this.links.get(lk(n.id, id))!.held = []; // its peer queues die with it
@@ -949,7 +972,7 @@ export class Sim {
 
   private converged(): boolean {
     const ns = [...this.nodes.values()];
-    if (!ns.every((n) => n.up && !n.installing && n.snapshots.size === 0)) return false;
+    if (!ns.every((n) => n.up && !n.incomplete && n.snapshots.size === 0)) return false;
     if (this.rec.isr.length !== this.rec.replicas.length) return false;
     const leader = this.nodes.get(this.rec.leader)!;
     if (leader.replica!.role !== 'leader' || leader.replica!.state.epoch !== this.rec.epoch) return false;
