@@ -22,7 +22,7 @@ export type Request =
   /** tests only: a KV value written to this replica alone, outside replication */
   | { id: number; p: number; op: 'plantDivergence'; ks: string; key: Uint8Array; value: Uint8Array }
   /** replication traffic from another node (no answer) */
-  | { id: number; p: number; op: 'peer'; msg: PeerMessage | SnapshotChunk | DigestCheck }
+  | { id: number; p: number; op: 'peer'; msg: PeerMessage | SnapshotChunk | SnapshotAck | DigestCheck }
   /** the coordinator's current epoch, leader and replica set for the partition (no answer) */
   | { id: number; p: number; op: 'view'; view: ReplicaView };
 
@@ -39,7 +39,7 @@ export type Response =
 export interface WorkerOutput {
   replies?: Response[];
   /** replication traffic for other nodes */
-  peer?: Array<{ to: NodeId; msg: PeerMessage | SnapshotChunk | DigestCheck }>;
+  peer?: Array<{ to: NodeId; msg: PeerMessage | SnapshotChunk | SnapshotAck | DigestCheck }>;
 }
 
 /**
@@ -58,6 +58,12 @@ export interface SnapshotChunk {
   entries: Array<[Uint8Array, Uint8Array]>;
   last: boolean;
 }
+/**
+ * The follower has written part `part` of copy `copy`. Its sender waits for this before the next
+ * part, so a copy goes at the pace the follower absorbs and never piles up in the link, where
+ * heartbeats and appends would wait behind it.
+ */
+export interface SnapshotAck { t: 'snapAck'; p: number; from: NodeId; copy: number; part: number }
 export interface DigestReply { partition: number; seq: number; epoch: number; digest: string; ranges: Record<string, string>; keys: number }
 
 /**

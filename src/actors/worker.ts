@@ -21,7 +21,7 @@ import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Com
 import { canServeReads, coalescePeer, createReplica, epochOf, handle, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
-import type { DigestCheck, DigestReply, Request, Response, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
+import type { DigestCheck, DigestReply, Request, Response, SnapshotAck, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
 import type { RetentionSpec } from '../node/api.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
@@ -58,7 +58,15 @@ interface Hosted {
 interface Outbox { replies: Response[]; peer: NonNullable<WorkerOutput['peer']> }
 
 /** A full copy being sent: an open RocksDB iterator (a point-in-time view), one part per tick. */
-interface OutgoingCopy { copy: number; part: number; entries: Generator<[Buffer, Buffer]> }
+interface OutgoingCopy {
+  copy: number;
+  part: number;
+  entries: Generator<[Buffer, Buffer]>;
+  /** the part sent last, until the follower acks it: the next waits (or SNAPSHOT_PART_ACK_MS passes) */
+  unacked?: { part: number; sentAtMs: number };
+}
+/** A part not acked in this time is taken as lost or slow: the next goes anyway (a gap makes the follower start over). */
+const SNAPSHOT_PART_ACK_MS = 2_000;
 
 const MUTATIONS = new Set<Request['op']>(['kvPut', 'kvDel', 'produce', 'commit', 'dropStream']);
 
@@ -299,6 +307,11 @@ class PartitionWorker {
     }
   }
 
+  private snapshotAcked(h: Hosted, ack: SnapshotAck): void {
+    const snap = h.snapshots.get(ack.from);
+    if (snap?.copy === ack.copy && snap.unacked?.part === ack.part) snap.unacked = undefined;
+  }
+
   /** Fill a follower's gap from the log; a gap older than the log needs a full copy. */
   private resend(h: Hosted, to: NodeId, fromSeq: number): void {
     this.flush();
@@ -320,8 +333,9 @@ class PartitionWorker {
     this.out.peer.push({ to, msg });
   }
 
-  private onPeer(h: Hosted, msg: PeerMessage | SnapshotChunk | DigestCheck): void {
+  private onPeer(h: Hosted, msg: PeerMessage | SnapshotChunk | SnapshotAck | DigestCheck): void {
     if (msg.t === 'snap') { this.installChunk(h, msg); return; }
+    if (msg.t === 'snapAck') { this.snapshotAcked(h, msg); return; }
     if (msg.t === 'digest') { h.digestCheck = msg; this.checkDigest(h); return; }
     if (h.incomplete && msg.t === 'append') {
       // resent after a copy is in place; with none under way, a probe is answered by asking for one
@@ -408,6 +422,7 @@ class PartitionWorker {
     }
     h.installing.nextPart++;
     h.installing.lastPartAtMs = performance.now();
+    this.out.peer.push({ to: c.leader, msg: { t: 'snapAck', p: c.p, from: this.self, copy: c.copy, part: c.part } });
     for (const [key, value] of c.entries) {
       this.counters.snapshotBytesReceived += key.length + value.length;
       const k = Buffer.from(key);
@@ -478,8 +493,13 @@ class PartitionWorker {
     this.flush();
   }
 
-  /** One chunk per follower per tick: a copy never floods the node or its peer links. */
+  /**
+   * At most one chunk per follower per tick, and only once the previous one is acked: a copy never
+   * floods the node, its peer links or the follower.
+   */
   private sendSnapshotChunk(h: Hosted, to: NodeId, snap: OutgoingCopy): void {
+    if (snap.unacked && performance.now() - snap.unacked.sentAtMs < SNAPSHOT_PART_ACK_MS) return;
+    snap.unacked = { part: snap.part, sentAtMs: performance.now() };
     const entries: Array<[Uint8Array, Uint8Array]> = [];
     let bytes = 0;
     let last = false;

@@ -3,11 +3,11 @@
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import type { NodeId } from '../runtime/ids.js';
 import type { WriteResult } from '../runtime/threads.js';
-import type { DigestCheck, RequestBody, SnapshotChunk } from '../actors/messages.js';
+import type { DigestCheck, RequestBody, SnapshotAck, SnapshotChunk } from '../actors/messages.js';
 import type { PeerMessage } from '../actors/replica.js';
 import type { Coordinator, TopicCatalogApi } from '../node/coordinator.js';
 
-export type ReplicationMessage = PeerMessage | SnapshotChunk | DigestCheck;
+export type ReplicationMessage = PeerMessage | SnapshotChunk | SnapshotAck | DigestCheck;
 
 /** Node-to-node links: replication traffic one way, forwarded requests with answers. */
 export interface PeerLink {
