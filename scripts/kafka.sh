@@ -197,7 +197,7 @@ format_storage() {
   [ -f "$dir/data/meta.properties" ] && return 0
   # shellcheck disable=SC2086
   java -Xmx256m -Dlog4j2.configurationFile="$LIB/log4j2.properties" -cp "$LIB/*" kafka.tools.StorageTool \
-    format -t "$(cat "$CDIR/cluster-id")" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
+    format --cluster-id="$(cat "$CDIR/cluster-id")" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
     || { cat "$dir/format.log" >&2; die "formatting storage of broker $i failed"; }
 }
 
@@ -270,7 +270,13 @@ cmd_up() {
     fi
     mkdir -p "$CDIR"
     echo "$BROKERS" >"$CDIR/brokers"
-    [ -f "$CDIR/cluster-id" ] || head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$CDIR/cluster-id"
+    # base64url of 16 random bytes, as Kafka's own ids; never starting with '-', which its CLI
+    # would take for an option (1 in 64 fresh clusters failed to format)
+    if [ ! -s "$CDIR/cluster-id" ]; then
+      local id="-"
+      while [ "${id#-}" != "$id" ]; do id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'); done
+      echo -n "$id" >"$CDIR/cluster-id"
+    fi
     local i pids=()
     for i in $(seq 1 "$BROKERS"); do write_config "$i"; done
     for i in $(seq 1 "$BROKERS"); do format_storage "$i" & pids+=($!); done
