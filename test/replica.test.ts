@@ -9,18 +9,22 @@ const F = nodeId('follower');
 const view: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F], live: [L, F], copies: 2, isr: [L], version: 1 };
 
 describe('replica transition', () => {
-  it('a leader restarted within its epoch never reuses a copy id a follower already holds', () => {
-    // The follower installed copy `held` from this leader before it restarted (same epoch 2).
-    const held = 2 * 2 ** 20 + 3;
-    const leader = createReplica(L, initialState(partitionId(0), epoch(2), seq(0)), view);
+  it('a leader restarted within its epoch neither reuses a copy id nor counts reports older than the copy it sent', () => {
+    // Before the restart it sent copy `sent` to the follower (its ledger is on disk, as loaded).
+    const sent = 2 * 2 ** 20 + 3;
+    const state = initialState(partitionId(0), epoch(2), seq(0));
+    state.copies = { epoch: 2, last: sent, to: [[F, sent]] };
+    const leader = createReplica(L, state, view);
     handle(leader, { type: 'view', view }, 0);
-    const report = (s: number, end: number): PeerMessage => ({ t: 'ack', p: 0, epoch: 2, from: F, seq: s, end, copy: held });
-    // Ahead of its leader (a history this one never wrote): it gets a copy.
-    const effects = handle(leader, { type: 'peer', msg: report(0, 5) }, 10) as Effect[];
-    const snap = effects.find((e) => e.kind === 'snapshot');
-    expect(snap && snap.kind === 'snapshot' && snap.copy).toBeGreaterThan(held);
-    // Until it reports that copy, what it says about the one it held does not count.
-    handle(leader, { type: 'peer', msg: report(0, 0) }, 20);
+    const report = (copy: number, s: number, end: number): PeerMessage => ({ t: 'ack', p: 0, epoch: 2, from: F, seq: s, end, copy });
+    // An ack from before the follower took that copy (still queued on its link) does not count.
+    handle(leader, { type: 'peer', msg: report(0, 0, 0) }, 10);
     expect(leader.matched.has(F)).toBe(false);
+    // Once it reports that copy it counts: ahead of its leader, it gets a new copy, with a new id
+    // written down before it leaves.
+    const effects = handle(leader, { type: 'peer', msg: report(sent, 0, 5) }, 20) as Effect[];
+    const snap = effects.find((e) => e.kind === 'snapshot');
+    expect(snap && snap.kind === 'snapshot' && snap.copy).toBe(sent + 1);
+    expect(effects.findIndex((e) => e.kind === 'write')).toBeLessThan(effects.indexOf(snap!));
   });
 });

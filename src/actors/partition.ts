@@ -49,7 +49,16 @@ export interface PartitionState {
   streams: Map<string, StreamState>;
   /** key: producerId \0 topicId:tp; insertion order is least-recently-used first */
   producers: Map<string, ProducerWindow>;
+  /** leader bookkeeping that outlives a restart within its epoch (replica.ts copyTo) */
+  copies: CopyLedger;
 }
+
+/**
+ * The full copies a leader started in `epoch`: the last id it gave one, and the last copy sent to
+ * each follower. On disk, so that a leader restarted within its epoch neither reuses an id nor
+ * counts what a follower said before taking a copy sent by its previous run.
+ */
+export interface CopyLedger { epoch: number; last: number; to: Array<[node: string, copy: number]> }
 
 export type Command =
   | { op: 'kvPut'; ks: string; key: Uint8Array; value: Uint8Array; ttlMs?: number }
@@ -79,7 +88,7 @@ export function streamKeyOf(topicId: number, tp: number): string { return `${top
 export function initialState(id: PartitionId, epoch: Epoch, seq: Seq): PartitionState {
   // No entry written yet, so no epoch wrote any: a leader records its term when it takes office,
   // a follower when it applies the first entry of a term.
-  return { id, epoch, seq, epochs: [], streams: new Map(), producers: new Map() };
+  return { id, epoch, seq, epochs: [], streams: new Map(), producers: new Map(), copies: { epoch: 0, last: 0, to: [] } };
 }
 
 export function emptyStream(topicId: number, tp: number): StreamState {
@@ -117,6 +126,9 @@ export interface PartitionMeta { seq: number; epoch: number; epochs: Array<[numb
 
 export function metaOp(s: PartitionState): Op {
   return { type: 'put', key: K.metaKey, value: diskCodec.encode({ seq: s.seq, epoch: s.epoch, epochs: s.epochs } satisfies PartitionMeta) };
+}
+export function copiesOp(s: PartitionState): Op {
+  return { type: 'put', key: K.copiesKey, value: diskCodec.encode(s.copies) };
 }
 function streamOp(st: StreamState): Op {
   return { type: 'put', key: K.streamKey(st.topicId, st.tp), value: diskCodec.encode({ start: st.start, end: st.end, bytes: st.bytes, lastTs: st.lastTs }) };

@@ -9,7 +9,7 @@ import type { ErrorCode } from '../runtime/errors.js';
 import { diskCodec } from '../runtime/codec.js';
 import * as K from '../storage/keys.js';
 import { limits } from '../runtime/limits.js';
-import { metaOp, recordBytes, step, type Command, type Op, type PartitionState, type Reply } from './partition.js';
+import { copiesOp, metaOp, recordBytes, step, type Command, type Op, type PartitionState, type Reply } from './partition.js';
 
 export type Acks = 'none' | 'one' | 'all';
 
@@ -73,12 +73,6 @@ export interface Replica {
   /** follower: id of the last full copy installed (or abandoned) here; 0 after a restart */
   copy: number;
   /**
-   * leader: the highest copy id of this epoch it started or heard a follower report. A new copy
-   * takes the next: a leader restarted within its epoch counts again from the epoch's first id, and
-   * must not reuse one a follower already installed (its reports would pass for the new copy's).
-   */
-  lastCopy: number;
-  /**
    * leader: the highest seq confirmed to an acks=all writer. A follower joins the in-sync set only
    * once it holds this much while the leader already counts it (see cluster.ts maintainInSync).
    */
@@ -129,7 +123,7 @@ export function createReplica(self: NodeId, state: PartitionState, view: Replica
   return {
     self, state, role: 'none', view: { ...view, epoch: state.epoch, leader: null },
     matched: new Map(), progressAtMs: new Map(), heardAtMs: new Map(), sentAtMs: new Map(), copying: new Map(), pending: [],
-    copy: 0, lastCopy: 0, confirmedSeq: 0,
+    copy: 0, confirmedSeq: 0,
   };
 }
 
@@ -158,7 +152,7 @@ export function handle(r: Replica, m: ReplicaMessage, nowMs: number): Effect[] {
     case 'peer': return peer(r, m.msg, nowMs);
     case 'view': {
       const out: Effect[] = [];
-      adoptView(r, m.view, out);
+      adoptView(r, m.view, out, nowMs);
       return out;
     }
     case 'tick': return tick(r, nowMs);
@@ -227,11 +221,10 @@ function followers(r: Replica): NodeId[] { return r.view.replicas.filter((n) => 
 
 function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
   switch (msg.t) {
-    case 'append': return append(r, msg);
+    case 'append': return append(r, msg, nowMs);
     case 'ack': {
       if (r.role !== 'leader' || msg.epoch !== r.state.epoch) return [];
       r.heardAtMs.set(msg.from, nowMs);
-      r.lastCopy = Math.max(r.lastCopy, msg.copy);
       if (stale(r, msg.from, msg.copy, nowMs)) return []; // may predate the copy being installed
       if (msg.end > r.state.seq) return copyTo(r, msg.from, nowMs); // ahead of its leader: a history this leader never wrote
       // A follower reports what it holds now. On one ordered link that only goes back when its copy
@@ -244,10 +237,9 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
       return [...verify, ...settle(r)];
     }
     case 'nack': {
-      if (msg.epoch > r.state.epoch) return stepDown(r, msg.epoch as Epoch);
+      if (msg.epoch > r.state.epoch) return stepDown(r, msg.epoch as Epoch, nowMs);
       if (r.role !== 'leader') return [];
       if (msg.epoch === r.state.epoch) r.heardAtMs.set(msg.from, nowMs);
-      r.lastCopy = Math.max(r.lastCopy, msg.copy);
       if (stale(r, msg.from, msg.copy, nowMs)) return [];
       if ((r.matched.get(msg.from) ?? -1) > msg.seq) r.matched.set(msg.from, msg.seq);
       if (msg.reason === 'diverged' || msg.seq > r.state.seq) return copyTo(r, msg.from, nowMs);
@@ -257,7 +249,7 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
   }
 }
 
-function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>): Effect[] {
+function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>, nowMs: number): Effect[] {
   const s = r.state;
   const nack = (reason: 'stale-epoch' | 'gap' | 'diverged'): Effect[] =>
     [{ kind: 'send', to: msg.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq, reason, copy: r.copy } }];
@@ -265,7 +257,7 @@ function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>): Effect[
   const out: Effect[] = [];
   if (msg.epoch > s.epoch || r.role !== 'follower' || r.view.leader !== msg.leader) {
     // A leader of a newer epoch (or the one the coordinator named) speaks: follow it.
-    adoptView(r, { ...r.view, epoch: msg.epoch as Epoch, leader: msg.leader }, out);
+    adoptView(r, { ...r.view, epoch: msg.epoch as Epoch, leader: msg.leader }, out, nowMs);
   }
   if (msg.prevSeq > s.seq) return [...out, ...nack('gap')];
   if (epochOf(s, msg.prevSeq) !== msg.prevEpoch) return [...out, ...nack('diverged')];
@@ -338,7 +330,7 @@ function recordEpoch(s: PartitionState, epoch: number, firstSeq: number): void {
 }
 
 /** Take a newer view from the coordinator (or a newer leader); never go back to an older epoch. */
-function adoptView(r: Replica, view: ReplicaView, out: Effect[]): void {
+function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number): void {
   const s = r.state;
   if (view.epoch < s.epoch) return; // stale news
   const newEpoch = view.epoch > s.epoch;
@@ -360,7 +352,10 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[]): void {
     r.heardAtMs = new Map();
     r.sentAtMs = new Map();
     r.copying = new Map();
-    r.lastCopy = s.epoch * COPIES_PER_EPOCH;
+    if (s.copies.epoch === s.epoch) {
+      // Its own earlier run in this epoch (a restart): the copies it sent may still be arriving.
+      for (const [n, id] of s.copies.to) r.copying.set(n as NodeId, { id, atMs: nowMs });
+    } else s.copies = { epoch: s.epoch, last: s.epoch * COPIES_PER_EPOCH, to: [] };
   }
   if (wasLeader && role !== 'leader') out.push(...failPending(r, 'leadership moved'));
   // Removed from the replica set by the coordinator (not just told of a leader): the copy goes.
@@ -381,9 +376,13 @@ function copyTo(r: Replica, to: NodeId, nowMs: number): Effect[] {
   r.matched.delete(to);
   const current = r.copying.get(to);
   if (current && nowMs - current.atMs < SNAPSHOT_ACK_TIMEOUT_MS) return []; // one at a time
-  const id = ++r.lastCopy;
+  const ledger = r.state.copies;
+  const id = ++ledger.last;
+  assert.ok(id < (r.state.epoch + 1) * COPIES_PER_EPOCH, 'copy ids stay within their epoch');
+  ledger.to = [...ledger.to.filter(([n]) => n !== to), [to, id]];
   r.copying.set(to, { id, atMs: nowMs });
-  return [{ kind: 'snapshot', to, copy: id }];
+  // On disk before the copy leaves: a restart must neither reuse its id nor forget it was sent.
+  return [{ kind: 'write', ops: [copiesOp(r.state)] }, { kind: 'snapshot', to, copy: id }];
 }
 
 /**
@@ -398,9 +397,9 @@ function stale(r: Replica, from: NodeId, copy: number, nowMs: number): boolean {
   return false;
 }
 
-function stepDown(r: Replica, epoch: Epoch): Effect[] {
+function stepDown(r: Replica, epoch: Epoch, nowMs: number): Effect[] {
   const out: Effect[] = [];
-  adoptView(r, { ...r.view, epoch, leader: null }, out);
+  adoptView(r, { ...r.view, epoch, leader: null }, out, nowMs);
   return out;
 }
 

@@ -17,7 +17,7 @@ import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { epoch, partitionId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
-import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Command, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
+import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Command, type CopyLedger, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
 import { canServeReads, coalescePeer, createReplica, epochOf, handle, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
@@ -651,6 +651,8 @@ function loadState(store: ColumnStore, p: number): PartitionState {
   }
   const state = initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(meta.seq ?? 0));
   if (meta.epochs?.length) state.epochs = meta.epochs;
+  const copies = store.get(K.copiesKey);
+  if (copies) state.copies = diskCodec.decode<CopyLedger>(copies);
   for (const [k, v] of store.iterate(K.streamRange)) {
     const topicId = k.readUInt32BE(1);
     const tp = k.readUInt32BE(5);

@@ -54,6 +54,8 @@ export const syncMarkerKey = Buffer.from([Kind.meta, 0x73]); // "s": written wit
  * meta: every new epoch re-puts the meta, and a flag there was lost when one arrived mid-copy.
  */
 export const installingKey = Buffer.from([Kind.meta, 0x69]);
+/** "c": the full copies a leader started in its epoch (partition.ts CopyLedger) */
+export const copiesKey = Buffer.from([Kind.meta, 0x63]);
 
 export function kvKey(keyspace: string, key: Uint8Array): Buffer {
   return concat(Kind.kv, utf8.encode(keyspace), SEP, key);

@@ -7,7 +7,7 @@ import { diskCodec } from '../../src/runtime/codec.js';
 import { limits } from '../../src/runtime/limits.js';
 import { epoch, partitionId, seq } from '../../src/runtime/ids.js';
 import * as K from '../../src/storage/keys.js';
-import { emptyStream, initialState, streamKeyOf, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from '../../src/actors/partition.js';
+import { emptyStream, initialState, streamKeyOf, type CopyLedger, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from '../../src/actors/partition.js';
 import type { Entry } from '../../src/actors/replica.js';
 
 /** Keys are stored as lowercase hex: string order is byte order. */
@@ -125,6 +125,8 @@ export function loadState(store: MemStore, p: number): PartitionState {
   }
   const state = initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(meta.seq ?? 0));
   if (meta.epochs?.length) state.epochs = meta.epochs;
+  const copies = store.get(K.copiesKey);
+  if (copies) state.copies = diskCodec.decode<CopyLedger>(copies);
   for (const [k, v] of store.range(K.streamRange)) {
     const kb = Buffer.from(k, 'hex');
     const topicId = kb.readUInt32BE(1);

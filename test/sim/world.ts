@@ -2,7 +2,8 @@
 // FoundationDB's simulation are the models). The replicas run the real pure transition
 // (src/actors/replica.ts → partition.ts `step`); this file plays every other part:
 // - the worker (worker.ts): executes effects — writes to a durable in-memory store, sends to the
-//   simulated network, resends from the log, sends snapshots one tick later, installs them, drops;
+//   simulated network, resends from the log, sends snapshots (a part per tick, once the last is
+//   acked), installs them, drops;
 // - the network: per-link delay, jitter, loss (in order per link, as TCP), partitions (one-way cuts
 //   too); traffic on a cut link is dropped or held until the link heals, as a peer queue would;
 // - the coordinator (etcd + cluster.ts): the partition record changes only by compare-and-swap on
@@ -46,6 +47,8 @@ const P = 7; // the partition id
 const INSTALL_STALL_MS = 3_000;
 /** worker.ts CLAIM_MS */
 const CLAIM_MS = 2_000;
+/** worker.ts SNAPSHOT_PART_ACK_MS */
+const SNAPSHOT_PART_ACK_MS = 2_000;
 const TICK_MS = 50; // worker.ts TICK_MS
 const CHECK_EVERY_MS = 100; // cluster.ts CHECK_EVERY_MS
 const SUSPECT_AFTER_MS = 300; // cluster.ts SUSPECT_AFTER_MS
@@ -113,7 +116,7 @@ interface SimNode {
   store: MemStore;
   replica?: Replica;
   /** snapshots being sent (worker: iterator opened at the effect), one part per tick */
-  snapshots: Map<NodeId, { copy: number; part: number; parts: Array<Array<[string, Buffer]>>; history: Map<number, Buffer> }>;
+  snapshots: Map<NodeId, { copy: number; part: number; parts: Array<Array<[string, Buffer]>>; history: Map<number, Buffer>; unacked?: { part: number; sentAt: number } }>;
   /** a copy being received (worker.ts `installing`) */
   installing?: { from: NodeId; copy: number; nextPart: number; lastPartAt: number; meta?: Buffer };
   /** worker.ts `incomplete`: a copy started and none completed since (durable: the store's K.installingKey) */
@@ -138,7 +141,7 @@ interface SimNode {
 interface Link {
   cut: boolean; cutAtMs: number; loss: number; delayMs: number; jitterMs: number; lastDeliveryAt: number;
   /** frames that reached the link while it was cut: the sender's peer queue, delivered in order once it heals */
-  held: Array<Extract<Ev, { k: 'msg' | 'snap' }>>;
+  held: Array<Extract<Ev, { k: Wire }>>;
 }
 
 type ClientOp =
@@ -163,6 +166,8 @@ type Ev =
   | { k: 'msg'; from: NodeId; to: NodeId; msg: PeerMessage }
   // history: checker-only (MemStore.installedHistory), the log entries the copied state stands for
   | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; copy: number; part: number; last: boolean; data: Array<[string, Buffer]>; history: Map<number, Buffer> }
+  /** messages.ts SnapshotAck: the follower wrote that part; its sender then sends the next */
+  | { k: 'snapAck'; from: NodeId; to: NodeId; copy: number; part: number }
   | { k: 'view'; to: NodeId; inc: number; view: ReplicaView }
   | { k: 'req'; to: NodeId; id: number }
   | { k: 'tick'; node: NodeId; inc: number }
@@ -176,6 +181,8 @@ type Ev =
   | { k: 'quiesce' };
 
 const lk = (a: NodeId, b: NodeId) => `${a}>${b}`;
+/** what travels on the peer links */
+type Wire = 'msg' | 'snap' | 'snapAck';
 
 export class Sim {
   readonly seed: number;
@@ -297,6 +304,7 @@ export class Sim {
     switch (ev.k) {
       case 'msg': return this.deliver(ev);
       case 'snap': return this.deliverSnap(ev);
+      case 'snapAck': return this.deliverSnapAck(ev);
       case 'view': {
         const n = this.nodes.get(ev.to)!;
         if (!n.up || n.inc !== ev.inc) return;
@@ -329,7 +337,7 @@ export class Sim {
         const next = l.held.shift();
         if (!next) return;
         if (l.held.length > 0) this.q.push(this.now + 1, ev);
-        return next.k === 'msg' ? this.deliver(next, true) : this.deliverSnap(next, true);
+        return next.k === 'msg' ? this.deliver(next, true) : next.k === 'snap' ? this.deliverSnap(next, true) : this.deliverSnapAck(next, true);
       }
       case 'quiesce': return;
     }
@@ -466,8 +474,10 @@ export class Sim {
   private workerTick(n: SimNode): void {
     if (n.installing && this.now - n.installing.lastPartAt > INSTALL_STALL_MS) this.abandonInstall(n);
     this.run1(n, { type: 'tick' });
-    // worker.ts sendSnapshotChunk: one part per follower per tick
+    // worker.ts sendSnapshotChunk: one part per follower per tick, once the last one is acked
     for (const [to, snap] of n.snapshots) {
+      if (snap.unacked && this.now - snap.unacked.sentAt < SNAPSHOT_PART_ACK_MS) continue;
+      snap.unacked = { part: snap.part, sentAt: this.now };
       const part = snap.part++;
       const last = snap.part === snap.parts.length;
       if (part === 0) this.stats.snapshots++;
@@ -475,6 +485,14 @@ export class Sim {
       this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, copy: snap.copy, part, last, data: snap.parts[part], history: snap.history });
       if (last) n.snapshots.delete(to);
     }
+  }
+
+  /** worker.ts snapshotAcked */
+  private deliverSnapAck(ev: Extract<Ev, { k: 'snapAck' }>, flushed = false): void {
+    const n = this.nodes.get(ev.to)!;
+    if (!n.up || !this.linkPasses(ev, flushed)) return;
+    const snap = n.snapshots.get(ev.from);
+    if (snap?.copy === ev.copy && snap.unacked?.part === ev.part) snap.unacked = undefined;
   }
 
   /** worker.ts installChunk: clear and mark installing at part 0, the meta last, then reload. */
@@ -505,6 +523,7 @@ export class Sim {
     }
     n.installing.nextPart++;
     n.installing.lastPartAt = this.now;
+    this.transmit(n.id, ev.from, { k: 'snapAck', from: n.id, to: ev.from, copy: ev.copy, part: ev.part });
     const ops: Op[] = [];
     for (const [k, v] of ev.data) {
       const key = Buffer.from(k, 'hex');
@@ -542,7 +561,7 @@ export class Sim {
    * queue drops). Jitter delays, and a later frame never overtakes an earlier one on its link;
    * frames on different links race freely.
    */
-  private transmit(from: NodeId, to: NodeId, ev: Extract<Ev, { k: 'msg' | 'snap' }>): void {
+  private transmit(from: NodeId, to: NodeId, ev: Extract<Ev, { k: Wire }>): void {
     const l = this.links.get(lk(from, to))!;
     this.stats.messages++;
     if (this.rNet.chance(l.loss)) { this.stats.dropped++; return; }
@@ -556,7 +575,7 @@ export class Sim {
    * sender's peer queue; whatever arrives while frames are held waits behind them, so order holds.
    * `flushed`: a held frame being delivered by the healed link.
    */
-  private linkPasses(ev: Extract<Ev, { k: 'msg' | 'snap' }>, flushed: boolean): boolean {
+  private linkPasses(ev: Extract<Ev, { k: Wire }>, flushed: boolean): boolean {
     const l = this.links.get(lk(ev.from, ev.to))!;
     if (!l.cut && (flushed || l.held.length === 0)) return true;
     if (l.cut && this.rNet.chance(0.5)) { this.stats.dropped++; return false; }
