@@ -55,10 +55,11 @@ export class Router {
   streamNow(topic: string, tp: number): Session {
     void this.refresh(false);
     const url = this.leaderUrl((n) => streamPartition(topic, tp, n));
-    const session = url ? this.opened.get(url) : undefined;
+    if (!url) return this.fallbackNow();
+    const session = this.opened.get(url);
     if (session?.isUp) return session;
-    if (url && !this.sessions.has(url)) void this.connect(url).catch(() => undefined);
-    else if (url) void this.refresh(true); // known but down: a failover is under way
+    if (session) void this.refresh(true); // its node is down: a failover is under way
+    else if (!this.sessions.has(url)) void this.connect(url).catch(() => undefined);
     return this.fallbackNow();
   }
 
