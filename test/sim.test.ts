@@ -27,7 +27,7 @@ if (process.env.SIM_SEED) {
         retries: env.SIM_RETRIES === '1',
         strictRecovery: env.SIM_STRICT === '1',
         quiesceMs: env.SIM_QUIESCE_MS ? Number(env.SIM_QUIESCE_MS) : undefined,
-        plant: env.SIM_PLANT === 'ack-early' ? 'ack-early' : undefined,
+        plant: env.SIM_PLANT === 'ack-early' || env.SIM_PLANT === 'read-applied' ? env.SIM_PLANT : undefined,
       };
       const r = runSeed(opts);
       console.log(r.ok ? `seed ${seed} ok [${r.config}] ${JSON.stringify(r.stats)}\n${r.trace.join('\n')}` : formatFailure(r));
@@ -89,6 +89,12 @@ if (process.env.SIM_SEED) {
       const early = runSeeds(FIRST, 50, { ...base, plant: 'ack-early' }, 50);
       expect(early.failures.length).toBeGreaterThan(0);
       expect(early.failures[0].violation).toMatch(/^invariant 4: .*answered ok replicas=\d+ but only/);
+    });
+
+    it('catches a planted dirty read: a leader showing readers what it has not confirmed', () => {
+      const dirty = runSeeds(FIRST, 200, { ...base, plant: 'read-applied' }, 200);
+      expect(dirty.failures.length).toBeGreaterThan(0);
+      expect(dirty.failures[0].violation).toMatch(/^invariant 6: /);
     });
   });
 }

@@ -40,6 +40,8 @@ export interface WorkerOutput {
   replies?: Response[];
   /** replication traffic for other nodes */
   peer?: Array<{ to: NodeId; msg: PeerMessage | SnapshotChunk | SnapshotAck | DigestCheck }>;
+  /** streams (streamKeyOf) whose end readers may see moved, a leader's appends being confirmed in `epoch` */
+  visible?: Array<[skey: string, end: number, epoch: number]>;
 }
 
 /**

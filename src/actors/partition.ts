@@ -79,7 +79,11 @@ export type Reply =
 export interface Step { state: PartitionState; ops: Op[]; reply: Reply }
 
 export interface KvResult { version: number; existed?: boolean }
-export interface ProduceResult { base: number; count: number; ts: number; end: number; duplicate: boolean }
+export interface ProduceResult {
+  base: number; count: number; ts: number; end: number; duplicate: boolean;
+  /** set by a leader answering before readers may see the append (acks one/none): its epoch */
+  hiddenIn?: number;
+}
 
 const PRODUCER_RECENT_MAX = 8;
 

@@ -1,5 +1,5 @@
-// Reads of one partition replica: its in-memory state plus its column family. They run on the
-// worker after the writes queued before them, so they see every acknowledged write.
+// Reads of one partition replica: its in-memory state plus its column family, as its ReadView lets
+// readers see them. They run on the worker after the writes queued before them.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { ChicagoError } from '../runtime/errors.js';
@@ -14,39 +14,71 @@ import type { DigestReply, FetchReply, FetchedRecord, GroupOffsetReply, KvGetRep
 const DIGEST_SLICE_ENTRIES = 1_024;
 const KIND_NAMES = new Map<number, string>(Object.entries(K.Kind).map(([name, kind]) => [kind, name]));
 
-export class PartitionReader {
-  constructor(private readonly state: () => PartitionState, private readonly store: ColumnStore) {}
+/**
+ * What readers may see of a replica that is ahead of its confirmations (a leader): rows (KV keys,
+ * group offsets) as last confirmed, streams up to their confirmed end. Writes a failover could
+ * still lose are never shown.
+ */
+export interface ReadView {
+  /** the confirmed bytes of a row with unconfirmed writes (null: absent); undefined: as stored */
+  row(row: Buffer): Buffer | null | undefined;
+  /** every row with unconfirmed writes, with its confirmed bytes */
+  hiddenRows(): Iterable<[row: Buffer, confirmed: Buffer | null]>;
+  /** the end of a stream readers may see */
+  streamEnd(skey: string, end: number): number;
+}
 
-  /** The current, unexpired value of a key. Expired keys are invisible before the sweep removes them. */
+/** Everything stored is confirmed (a replica alone, or in tests). */
+export const ALL_VISIBLE: ReadView = { row: () => undefined, hiddenRows: () => [], streamEnd: (_skey, end) => end };
+
+export class PartitionReader {
+  constructor(private readonly state: () => PartitionState, private readonly store: ColumnStore, private readonly view: ReadView = ALL_VISIBLE) {}
+
+  /** The current, unexpired value of a key, confirmed or not (for the leader's own writes). */
   liveKv(ks: string, key: Uint8Array, nowMs: number) {
-    const buf = this.store.get(K.kvKey(ks, key));
-    if (!buf) return undefined;
-    const v = decodeKvValue(buf);
-    if (v.expiresAtMs !== undefined && v.expiresAtMs <= nowMs) return undefined;
-    return v;
+    return unexpired(this.store.get(K.kvKey(ks, key)), nowMs);
+  }
+
+  /** A stored row as readers may see it. */
+  private visibleRow(row: Buffer): Buffer | undefined {
+    const confirmed = this.view.row(row);
+    return confirmed === undefined ? this.store.get(row) : confirmed ?? undefined;
   }
 
   kvGet(ks: string, key: Uint8Array, nowMs: number): KvGetReply | null {
-    const live = this.liveKv(ks, key, nowMs);
+    const live = unexpired(this.visibleRow(K.kvKey(ks, key)), nowMs);
     return live ? { value: live.value, version: live.version, expiresAtMs: live.expiresAtMs } : null;
   }
 
   scan(ks: string, prefixBytes: Uint8Array | undefined, after: Uint8Array | undefined, limit: number, nowMs: number) {
     const prefix = K.kvPrefix(ks, prefixBytes);
     const gte = after ? Buffer.concat([K.kvKey(ks, after), Buffer.from([0])]) : prefix;
+    const lt = K.prefixEnd(prefix);
     const items: Array<{ key: Buffer; value: Buffer; version: number }> = [];
-    for (const [k, v] of this.store.iterate({ gte, lt: K.prefixEnd(prefix) })) {
-      const d = decodeKvValue(v);
-      if (d.expiresAtMs !== undefined && d.expiresAtMs <= nowMs) continue;
-      items.push({ key: K.userKeyOf(k, ks), value: Buffer.from(d.value), version: d.version });
+    const add = (k: Buffer, v: Buffer | null | undefined) => {
+      const d = unexpired(v ?? undefined, nowMs);
+      if (d) items.push({ key: K.userKeyOf(k, ks), value: Buffer.from(d.value), version: d.version });
+    };
+    for (const [k, v] of this.store.iterate({ gte, lt })) {
+      const confirmed = this.view.row(k);
+      add(k, confirmed === undefined ? v : confirmed);
       if (items.length >= limit) break;
     }
+    // Keys whose unconfirmed write removed them are still there for readers.
+    let extra = false;
+    for (const [k, confirmed] of this.view.hiddenRows()) {
+      if (confirmed === null || Buffer.compare(k, gte) < 0 || Buffer.compare(k, lt) >= 0 || this.store.get(k) !== undefined) continue;
+      add(k, confirmed);
+      extra = true;
+    }
+    if (extra) items.sort((a, b) => Buffer.compare(a.key, b.key)).splice(limit);
     return items;
   }
 
   streamInfo(topicId: number, tp: number): StreamInfoReply {
-    const st = this.state().streams.get(streamKeyOf(topicId, tp)) ?? emptyStream(topicId, tp);
-    return { start: st.start, end: st.end, bytes: st.bytes, lastTs: st.lastTs };
+    const skey = streamKeyOf(topicId, tp);
+    const st = this.state().streams.get(skey) ?? emptyStream(topicId, tp);
+    return { start: st.start, end: this.view.streamEnd(skey, st.end), bytes: st.bytes, lastTs: st.lastTs };
   }
 
   private resolveStart(topicId: number, tp: number, from: StartPosition, start: number, end: number): number {
@@ -61,7 +93,7 @@ export class PartitionReader {
       case 'timestamp': {
         const r = K.timeIndexRange(topicId, tp);
         const first = this.store.range({ gte: K.timeIndexFrom(topicId, tp, Math.max(0, from.timestampMs)), lt: r.lt }, 1)[0];
-        return first ? Math.max(start, K.parseTimeIndexKey(first[0]).baseOffset) : end;
+        return first ? Math.min(end, Math.max(start, K.parseTimeIndexKey(first[0]).baseOffset)) : end;
       }
       case 'bytes': {
         // Newest whole batches that fit; at least the last batch, so a tail always shows something.
@@ -70,6 +102,7 @@ export class PartitionReader {
         for (const [k, v] of this.store.iterate({ ...K.timeIndexRange(topicId, tp), reverse: true })) {
           const [, bytes] = diskCodec.decode<[number, number]>(v);
           const base = K.parseTimeIndexKey(k).baseOffset;
+          if (base >= end) continue; // not confirmed yet
           if (base < start) break;
           if (total + bytes > from.bytes && at !== end) break;
           total += bytes;
@@ -82,11 +115,13 @@ export class PartitionReader {
   }
 
   fetch(topicId: number, tp: number, from: StartPosition, maxRecords: number, maxBytes: number): FetchReply {
-    const st = this.state().streams.get(streamKeyOf(topicId, tp)) ?? emptyStream(topicId, tp);
-    const first = this.resolveStart(topicId, tp, from, st.start, st.end);
+    const skey = streamKeyOf(topicId, tp);
+    const st = this.state().streams.get(skey) ?? emptyStream(topicId, tp);
+    const end = this.view.streamEnd(skey, st.end);
+    const first = this.resolveStart(topicId, tp, from, st.start, end);
     const records: FetchedRecord[] = [];
     let next = first;
-    if (first < st.end) {
+    if (first < end) {
       const range = K.batchRange(topicId, tp);
       // The batch holding `first` is the last one whose base is ≤ first.
       const holder = this.store.range({ gte: range.gte, lt: K.batchKey(topicId, tp, first + 1), reverse: true }, 1)[0];
@@ -98,6 +133,7 @@ export class PartitionReader {
         for (let i = 0; i < batch.r.length; i++) {
           const offset = base + i;
           if (offset < next) continue;
+          if (offset >= end) break outer;
           const r = batch.r[i];
           const size = recordBytes(r);
           // Always return at least one record, so a consumer never stalls on a large one.
@@ -109,27 +145,32 @@ export class PartitionReader {
         }
       }
     }
-    return { records, next, start: st.start, end: st.end };
+    return { records, next, start: st.start, end };
   }
 
   committedOffset(group: string, topicId: number, tp: number): number | undefined {
-    const buf = this.store.get(K.groupKey(group, topicId, tp));
+    const buf = this.visibleRow(K.groupKey(group, topicId, tp));
     return buf ? diskCodec.decode<{ offset: number }>(buf).offset : undefined;
   }
 
   groupOffsets(group: string): GroupOffsetReply[] {
     const out: GroupOffsetReply[] = [];
     const streams = this.state().streams;
-    for (const [k, v] of this.store.iterate(K.groupRange(group))) {
+    for (const [k, stored] of this.store.iterate(K.groupRange(group))) {
+      const confirmed = this.view.row(k);
+      const v = confirmed === undefined ? stored : confirmed;
+      if (v === null) continue; // its first commit is not confirmed yet
       const { topicId, tp } = K.parseGroupKey(k);
       const { offset, at } = diskCodec.decode<{ offset: number; at: number }>(v);
-      const st = streams.get(streamKeyOf(topicId, tp)) ?? emptyStream(topicId, tp);
+      const skey = streamKeyOf(topicId, tp);
+      const st = streams.get(skey) ?? emptyStream(topicId, tp);
+      const end = this.view.streamEnd(skey, st.end);
       let oldestUncommittedTs: number | null = null;
-      if (offset < st.end) {
+      if (offset < end) {
         const rec = this.fetch(topicId, tp, { kind: 'offset', offset: Math.max(offset, st.start) }, 1, 1).records[0];
         oldestUncommittedTs = rec ? rec[1] : null;
       }
-      out.push({ topicId, tp, offset, at, end: st.end, oldestUncommittedTs });
+      out.push({ topicId, tp, offset, at, end, oldestUncommittedTs });
     }
     return out;
   }
@@ -175,4 +216,10 @@ export class PartitionReader {
     while (kind <= K.digestKindLast) closeKind();
     return { ...at, digest: whole.digest('hex'), ranges, keys };
   }
+}
+
+function unexpired(buf: Buffer | undefined, nowMs: number) {
+  if (!buf) return undefined;
+  const v = decodeKvValue(buf);
+  return v.expiresAtMs !== undefined && v.expiresAtMs <= nowMs ? undefined : v;
 }

@@ -9,7 +9,7 @@ import type { ErrorCode } from '../runtime/errors.js';
 import { diskCodec } from '../runtime/codec.js';
 import * as K from '../storage/keys.js';
 import { limits } from '../runtime/limits.js';
-import { copiesOp, metaOp, recordBytes, step, type Command, type Op, type PartitionState, type Reply } from './partition.js';
+import { copiesOp, metaOp, recordBytes, step, streamKeyOf, type Command, type Op, type PartitionState, type ProduceResult, type Reply } from './partition.js';
 
 export type Acks = 'none' | 'one' | 'all';
 
@@ -73,10 +73,27 @@ export interface Replica {
   /** follower: id of the last full copy installed (or abandoned) here; 0 after a restart */
   copy: number;
   /**
-   * leader: the highest seq confirmed to an acks=all writer. A follower joins the in-sync set only
-   * once it holds this much while the leader already counts it (see cluster.ts maintainInSync).
+   * leader: the high watermark, the highest seq every in-sync replica holds. Failover elects only
+   * in-sync replicas, so nothing up to here can be lost: readers see up to here and no further,
+   * and acks=all writes are confirmed up to here. A follower joins the in-sync set only once it
+   * holds this much while the leader already counts it (see cluster.ts maintainInSync).
    */
   confirmedSeq: number;
+  /**
+   * leader: its seq when it took office. Its predecessor's watermark is unknown, and entries it
+   * holds above it were never shown to a reader, so it answers no read until they are confirmed.
+   */
+  readBarrier: number;
+  /**
+   * leader: its writes above confirmedSeq, oldest first, with the row (KV key, group offset) or
+   * stream each changed: the row's stored bytes after it (null: deleted), the stream's end after it
+   */
+  unconfirmed: Array<{ seq: number; key: string; rowAfter?: Buffer | null; endAfter?: number }>;
+  /**
+   * leader: each row or stream with unconfirmed writes: the last one's seq, and what readers see
+   * meanwhile: the row's confirmed bytes (null: absent), the stream's confirmed end.
+   */
+  hidden: Map<string, { lastSeq: number; row?: Buffer | null; visibleEnd?: number }>;
   /** leader only: writes applied here that wait for more copies, in seq order */
   pending: PendingWrite[];
 }
@@ -105,10 +122,13 @@ export type Effect =
   /** this replica's role changed; the runtime starts or stops leader-only work */
   | { kind: 'role'; role: Role }
   /** this node no longer holds the partition: remove its copy */
-  | { kind: 'drop' };
+  | { kind: 'drop' }
+  /** leader: readers of these streams may now see up to `end` (tails and long polls wake) */
+  | { kind: 'visible'; streams: Array<[skey: string, end: number, epoch: number]> };
 
 export type ReplicaMessage =
-  | { type: 'write'; id: number; cmd: Command; acks: Acks; timeoutMs: number }
+  /** `prior`: the stored bytes of the command's row (rowOf) when needsPrior says so; null: none */
+  | { type: 'write'; id: number; cmd: Command; acks: Acks; timeoutMs: number; prior?: Buffer | null }
   | { type: 'peer'; msg: PeerMessage }
   | { type: 'view'; view: ReplicaView }
   | { type: 'tick' }
@@ -123,7 +143,7 @@ export function createReplica(self: NodeId, state: PartitionState, view: Replica
   return {
     self, state, role: 'none', view: { ...view, epoch: state.epoch, leader: null },
     matched: new Map(), progressAtMs: new Map(), heardAtMs: new Map(), sentAtMs: new Map(), copying: new Map(), pending: [],
-    copy: 0, confirmedSeq: 0,
+    copy: 0, confirmedSeq: 0, readBarrier: 0, unconfirmed: [], hidden: new Map(),
   };
 }
 
@@ -174,13 +194,82 @@ function holders(r: Replica, seq: number): number {
 }
 
 /**
- * An acks=all write is confirmed once N replicas hold it AND every in-sync replica does: failover
- * elects only in-sync replicas, so whichever wins holds every confirmed write. A silent in-sync
- * replica holds confirmations up until its leader removes it from the set (after 300 ms).
+ * An acks=all write is confirmed once N replicas hold it AND every in-sync replica does (it is
+ * under the watermark): failover elects only in-sync replicas, so whichever wins holds every
+ * confirmed write. A silent in-sync replica holds confirmations up until its leader removes it
+ * from the set (after 300 ms).
  */
 function confirmed(r: Replica, seq: number): boolean {
-  if (holders(r, seq) < needed(r)) return false;
-  return r.view.isr.every((n) => n === r.self || (r.matched.get(n) ?? -1) >= seq);
+  return seq <= r.confirmedSeq && holders(r, seq) >= needed(r);
+}
+
+/** Raise the watermark to what every in-sync replica holds; release what readers may now see. */
+function advanceWatermark(r: Replica, out: Effect[]): void {
+  let hw: number = r.state.seq;
+  for (const n of r.view.isr) if (n !== r.self) hw = Math.min(hw, r.matched.get(n) ?? -1);
+  if (hw <= r.confirmedSeq) return;
+  const barrierPassed = r.confirmedSeq < r.readBarrier && hw >= r.readBarrier;
+  r.confirmedSeq = hw;
+  const streams = new Set<string>();
+  let done = 0;
+  for (; done < r.unconfirmed.length && r.unconfirmed[done].seq <= hw; done++) {
+    const u = r.unconfirmed[done];
+    if (u.endAfter !== undefined) streams.add(u.key.slice(1));
+    const h = r.hidden.get(u.key);
+    if (!h) continue; // released with an earlier one: its last write is confirmed too
+    if (h.lastSeq <= hw) r.hidden.delete(u.key);
+    else if (u.endAfter !== undefined) h.visibleEnd = u.endAfter;
+    else h.row = u.rowAfter;
+  }
+  if (done > 0) r.unconfirmed.splice(0, done);
+  if (barrierPassed) for (const skey of r.state.streams.keys()) streams.add(skey);
+  if (streams.size > 0) out.push({ kind: 'visible', streams: [...streams].map((skey) => [skey, visibleEnd(r, skey), r.state.epoch]) });
+}
+
+/**
+ * The stored row a command changes, when readers must keep seeing its confirmed bytes until the
+ * command is confirmed (the runtime reads them first: the write message's `prior`).
+ */
+export function rowOf(cmd: Command): Buffer | undefined {
+  switch (cmd.op) {
+    case 'kvPut': case 'kvDel': case 'kvExpire': return K.kvKey(cmd.ks, cmd.key);
+    case 'commit': return K.groupKey(cmd.group, cmd.topicId, cmd.tp);
+    default: return undefined;
+  }
+}
+
+/** Does a write of this row need its prior bytes read (it is the row's first unconfirmed write)? */
+export function needsPrior(r: Replica, row: Buffer): boolean {
+  return r.role === 'leader' && hidesWrites(r) && !r.hidden.has(rowKeyString(row));
+}
+
+/** A leader alone in the in-sync set confirms its writes as it makes them. */
+function hidesWrites(r: Replica): boolean { return r.view.isr.some((n) => n !== r.self); }
+
+function rowKeyString(row: Buffer): string { return `r${row.toString('latin1')}`; }
+
+/** Hide a leader's new write from readers until the watermark passes it. */
+function hideUntilConfirmed(r: Replica, cmd: Command, seq: number, ops: Op[], streamEndBefore: number, prior: Buffer | null | undefined): void {
+  if (cmd.op === 'produce') {
+    const skey = streamKeyOf(cmd.topicId, cmd.tp);
+    const endAfter = r.state.streams.get(skey)?.end ?? 0;
+    const key = `s${skey}`;
+    r.unconfirmed.push({ seq, key, endAfter });
+    const h = r.hidden.get(key);
+    if (h) h.lastSeq = seq;
+    else r.hidden.set(key, { lastSeq: seq, visibleEnd: streamEndBefore });
+    return;
+  }
+  const row = rowOf(cmd);
+  if (!row) return; // trims and stream drops: readers see their effect at once, as retention allows
+  const op = ops.find((o) => o.type !== 'delRange' && o.key.equals(row));
+  if (!op) return; // the row did not change
+  const key = rowKeyString(row);
+  r.unconfirmed.push({ seq, key, rowAfter: op.type === 'put' ? op.value : null });
+  const h = r.hidden.get(key);
+  if (h) { h.lastSeq = seq; return; }
+  assert.ok(prior !== undefined, 'the runtime reads a row before its first unconfirmed write');
+  r.hidden.set(key, { lastSeq: seq, row: prior });
 }
 
 function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs: number): Effect[] {
@@ -190,7 +279,9 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
     if (live < needed(r)) return [replyError(m.id, 'NOT_ENOUGH_REPLICAS', r.state.id, live, needed(r))];
   }
   const before = r.state.seq;
-  const { ops, reply } = step(r.state, m.cmd, nowMs);
+  const cmd = m.cmd;
+  const streamEndBefore = cmd.op === 'produce' ? r.state.streams.get(streamKeyOf(cmd.topicId, cmd.tp))?.end ?? 0 : 0;
+  const { ops, reply } = step(r.state, cmd, nowMs);
   if (r.state.seq === before) {
     // A retry the partition recognised: it is as safe as the original write, which may still be
     // gathering its copies, so the answer waits for the same confirmation.
@@ -204,12 +295,14 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
   assert.equal(r.state.seq, before + 1, 'a write takes exactly one sequence number');
   const entry: Entry = { seq: r.state.seq, epoch: r.state.epoch, now: nowMs, cmd: m.cmd };
   const out: Effect[] = [{ kind: 'write', ops: [...ops, { type: 'put', key: K.logKey(entry.seq), value: encodeEntry(entry) }] }];
+  if (hidesWrites(r)) hideUntilConfirmed(r, cmd, entry.seq, ops, streamEndBefore, m.prior);
+  else advanceWatermark(r, out); // alone in the in-sync set: visible at once
   for (const f of followers(r)) {
     r.sentAtMs.set(f, nowMs);
     out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: before, prevEpoch: epochOf(r.state, before), entries: [entry] } });
   }
+  if (reply.ok && cmd.op === 'produce' && entry.seq > r.confirmedSeq) (reply.res as ProduceResult).hiddenIn = r.state.epoch;
   if (!reply.ok || m.acks !== 'all' || confirmed(r, entry.seq)) {
-    if (reply.ok && m.acks === 'all') r.confirmedSeq = Math.max(r.confirmedSeq, entry.seq);
     out.push({ kind: 'reply', id: m.id, reply, replicas: m.acks === 'none' ? 0 : holders(r, entry.seq) });
   } else {
     r.pending.push({ id: m.id, seq: entry.seq, acks: m.acks, deadlineMs: nowMs + m.timeoutMs, res: reply.res });
@@ -283,15 +376,15 @@ function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>, nowMs: n
   return out;
 }
 
-/** Answer the pending writes that now have enough copies. */
+/** Raise the watermark and answer the pending writes that now have enough copies. */
 function settle(r: Replica): Effect[] {
   const out: Effect[] = [];
+  advanceWatermark(r, out);
   while (r.pending.length > 0) {
     const w = r.pending[0];
     if (!confirmed(r, w.seq)) break;
     const n = holders(r, w.seq);
     r.pending.shift();
-    r.confirmedSeq = Math.max(r.confirmedSeq, w.seq);
     out.push({ kind: 'reply', id: w.id, reply: { ok: true, res: w.res }, replicas: n });
   }
   return out;
@@ -352,12 +445,19 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number):
     r.heardAtMs = new Map();
     r.sentAtMs = new Map();
     r.copying = new Map();
+    r.readBarrier = s.seq;
+    r.unconfirmed = [];
+    r.hidden = new Map();
     if (s.copies.epoch === s.epoch) {
       // Its own earlier run in this epoch (a restart): the copies it sent may still be arriving.
       for (const [n, id] of s.copies.to) r.copying.set(n as NodeId, { id, atMs: nowMs });
     } else s.copies = { epoch: s.epoch, last: s.epoch * COPIES_PER_EPOCH, to: [] };
   }
-  if (wasLeader && role !== 'leader') out.push(...failPending(r, 'leadership moved'));
+  if (wasLeader && role !== 'leader') {
+    out.push(...failPending(r, 'leadership moved'));
+    r.unconfirmed = [];
+    r.hidden = new Map();
+  }
   // Removed from the replica set by the coordinator (not just told of a leader): the copy goes.
   if (r.role !== 'none' && role === 'none' && view.leader !== null && !view.replicas.includes(r.self)) out.push({ kind: 'drop' });
   if (role !== r.role || newEpoch) out.push({ kind: 'role', role });
@@ -415,12 +515,28 @@ function failPending(r: Replica, why: string): Effect[] {
  * still catching up, never answers.
  */
 export function canServeReads(r: Replica, nowMs: number): boolean {
-  if (r.role !== 'leader') return false;
+  if (r.role !== 'leader' || r.confirmedSeq < r.readBarrier) return false;
   for (const f of r.view.isr) {
     if (f === r.self) continue;
     if (nowMs - (r.heardAtMs.get(f) ?? -Infinity) > READ_LEASE_MS) return false;
   }
   return true;
+}
+
+/** The end of a stream that readers may see: where its first unconfirmed append starts. */
+export function visibleEnd(r: Replica, skey: string): number {
+  const end = r.state.streams.get(skey)?.end ?? 0;
+  return Math.min(end, r.hidden.get(`s${skey}`)?.visibleEnd ?? end);
+}
+
+/** What readers see of a stored row: its confirmed bytes (null: absent), or undefined: as stored. */
+export function visibleRow(r: Replica, row: Buffer): Buffer | null | undefined {
+  return r.hidden.size === 0 ? undefined : r.hidden.get(rowKeyString(row))?.row;
+}
+
+/** Rows with unconfirmed writes whose confirmed bytes readers see instead (for scans). */
+export function* hiddenRows(r: Replica): Generator<[row: Buffer, confirmed: Buffer | null]> {
+  for (const [key, h] of r.hidden) if (key[0] === 'r') yield [Buffer.from(key.slice(1), 'latin1'), h.row ?? null];
 }
 
 /**

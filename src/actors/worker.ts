@@ -2,7 +2,8 @@
 // through the pure replication transition (`handle`, which runs the partition `step`), writes the
 // resulting ops in one RocksDB batch per event-loop turn (group commit), honours the sync policy,
 // and only then releases answers and replication traffic. Reads run here too, after the writes
-// queued before them, so a read always sees every write acknowledged before it.
+// queued before them, at a leader's high watermark (replica.ts): a read sees every write confirmed
+// before it, and nothing a failover could still lose.
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import assert from 'node:assert/strict';
@@ -18,8 +19,8 @@ import { limits } from '../runtime/limits.js';
 import { epoch, partitionId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
 import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Command, type CopyLedger, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
-import { canServeReads, coalescePeer, createReplica, epochOf, handle, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
-import { PartitionReader } from './reads.js';
+import { canServeReads, coalescePeer, createReplica, epochOf, handle, hiddenRows, needsPrior, rowOf, visibleEnd, visibleRow, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
+import { PartitionReader, type ReadView } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
 import type { DigestCheck, DigestReply, Request, Response, SnapshotAck, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
 import type { RetentionSpec } from '../node/api.js';
@@ -55,7 +56,9 @@ interface Hosted {
   snapshots: Map<NodeId, OutgoingCopy>;
 }
 
-interface Outbox { replies: Response[]; peer: NonNullable<WorkerOutput['peer']> }
+interface Outbox { replies: Response[]; peer: NonNullable<WorkerOutput['peer']>; visible: NonNullable<WorkerOutput['visible']> }
+
+const emptyOutbox = (): Outbox => ({ replies: [], peer: [], visible: [] });
 
 /** A full copy being sent: an open RocksDB iterator (a point-in-time view), one part per tick. */
 interface OutgoingCopy {
@@ -88,9 +91,9 @@ class PartitionWorker {
    */
   private batchMeta = new Map<ColumnStore, Buffer>();
   /** answers and replication traffic released once the open batch is durable per the sync policy */
-  private out: Outbox = { replies: [], peer: [] };
+  private out: Outbox = emptyOutbox();
   /** written but waiting for the next group fsync */
-  private awaitingSync: Outbox = { replies: [], peer: [] };
+  private awaitingSync: Outbox = emptyOutbox();
   private syncTimer: NodeJS.Timeout | undefined;
   private lastSyncMs = 0;
   private syncPolicy = 'none';
@@ -136,7 +139,8 @@ class PartitionWorker {
         const alone = view.leader === this.self && view.replicas.length === 1;
         if (alone && view.epoch < state.epoch) view = { ...view, epoch: state.epoch };
         const h: Hosted = { replica: createReplica(this.self, state, view), store, reader: undefined as never, snapshots: new Map(), incomplete: store.get(K.installingKey) !== undefined };
-        (h as { reader: PartitionReader }).reader = new PartitionReader(() => h.replica.state, store);
+        const readView: ReadView = { row: (row) => visibleRow(h.replica, row), hiddenRows: () => hiddenRows(h.replica), streamEnd: (skey) => visibleEnd(h.replica, skey) };
+        (h as { reader: PartitionReader }).reader = new PartitionReader(() => h.replica.state, store, readView);
         this.hosted.set(p, h);
         this.run(h, { type: 'view', view });
       }
@@ -161,7 +165,7 @@ class PartitionWorker {
         for (const cmd of [...expiryCommands(h.store, now), ...retentionCommands(h.replica.state, h.store, h.reader, this.retention, now)]) {
           if (cmd.op === 'kvExpire' && cmd.stillCurrent) expired++;
           if (cmd.op === 'trim') trimmedBatches += cmd.removed.length;
-          this.run(h, { type: 'write', id: 0, cmd, acks: 'one', timeoutMs: this.replicationTimeoutMs });
+          this.write(h, 0, cmd, 'one');
         }
       }
       this.flush();
@@ -223,13 +227,14 @@ class PartitionWorker {
       try {
         if (req.op === 'peer') this.onPeer(h, req.msg);
         else if (req.op === 'view') {
+          this.flush();
           this.run(h, { type: 'view', view: req.view });
           this.ensureTicking();
         }
         else if (MUTATIONS.has(req.op)) {
           if (this.draining) throw new ChicagoError('SHUTTING_DOWN');
           const { cmd, acks } = this.toCommand(h, req);
-          this.run(h, { type: 'write', id: req.id, cmd, acks, timeoutMs: this.replicationTimeoutMs });
+          this.write(h, req.id, cmd, acks);
         } else {
           // Only a leader holding its read lease answers: a stale leader or a follower still
           // catching up could miss acknowledged writes. The router retries elsewhere.
@@ -266,6 +271,18 @@ class PartitionWorker {
     }
   }
 
+  /**
+   * A write at this replica. Readers keep seeing the row it changes as last confirmed until it is
+   * confirmed: the replica needs those bytes when it first hides the row. Every earlier write of
+   * a row that is not hidden is confirmed, hence already flushed (a view, which may end a
+   * leader's solitude, flushes first).
+   */
+  private write(h: Hosted, id: number, cmd: Command, acks: Acks): void {
+    const row = rowOf(cmd);
+    const prior = row && needsPrior(h.replica, row) ? h.store.get(row) ?? null : undefined;
+    this.run(h, { type: 'write', id, cmd, acks, timeoutMs: this.replicationTimeoutMs, prior });
+  }
+
   /** Feed one message to a replica and carry out what it decides. */
   private run(h: Hosted, m: ReplicaMessage): void {
     this.execute(h, handle(h.replica, m, systemClock.nowMs()));
@@ -299,6 +316,7 @@ class PartitionWorker {
           this.apply(h, [metaOp(h.replica.state)]); // the epoch survives a restart
           break;
         }
+        case 'visible': this.out.visible.push(...e.streams); break;
         case 'role':
           if (e.role !== 'leader') for (const s of h.snapshots.values()) s.entries.return(undefined);
           if (e.role !== 'leader') h.snapshots.clear();
@@ -531,7 +549,7 @@ class PartitionWorker {
   /** Write the open batch; release what waited on it as the sync policy allows. */
   private flush(): void {
     const out = this.out;
-    this.out = { replies: [], peer: [] };
+    this.out = emptyOutbox();
     // An apply that only deferred range deletes still counts as a write (as the lazy batch did).
     const batch = this.batchPartitions.size > 0;
     const touched = this.batchPartitions;
@@ -556,15 +574,13 @@ class PartitionWorker {
       for (const r of this.deferredRanges) void r.store.clear({ gte: r.gte, lt: r.lt });
       this.deferredRanges = [];
     }
-    if (out.replies.length === 0 && out.peer.length === 0) return;
+    if (out.replies.length === 0 && out.peer.length === 0 && out.visible.length === 0) return;
     if (this.syncPolicy === 'group' && batch) {
-      this.awaitingSync.replies.push(...out.replies);
-      this.awaitingSync.peer.push(...out.peer);
+      appendOutbox(this.awaitingSync, out);
       this.scheduleGroupSync();
-    } else if (this.syncPolicy === 'group' && (this.awaitingSync.replies.length || this.awaitingSync.peer.length)) {
+    } else if (this.syncPolicy === 'group' && (this.awaitingSync.replies.length || this.awaitingSync.peer.length || this.awaitingSync.visible.length)) {
       // Nothing new was written, but earlier writes still wait for their fsync: keep order.
-      this.awaitingSync.replies.push(...out.replies);
-      this.awaitingSync.peer.push(...out.peer);
+      appendOutbox(this.awaitingSync, out);
     } else {
       this.post(out);
     }
@@ -589,9 +605,9 @@ class PartitionWorker {
     clearTimeout(this.syncTimer);
     this.syncTimer = undefined;
     const waiting = this.awaitingSync;
-    this.awaitingSync = { replies: [], peer: [] };
+    this.awaitingSync = emptyOutbox();
     const any = this.hosted.values().next().value;
-    if (!any || (waiting.replies.length === 0 && waiting.peer.length === 0 && this.syncPolicy !== 'group')) {
+    if (!any || (waiting.replies.length === 0 && waiting.peer.length === 0 && waiting.visible.length === 0 && this.syncPolicy !== 'group')) {
       this.post(waiting);
       return;
     }
@@ -613,7 +629,8 @@ class PartitionWorker {
   private post(out: WorkerOutput): void {
     const replies = out.replies?.length ? out.replies : undefined;
     const peer = out.peer?.length ? coalescePeer(out.peer) : undefined;
-    if (replies || peer) this.codec.post(this.port, { replies, peer } satisfies WorkerOutput);
+    const visible = out.visible?.length ? out.visible : undefined;
+    if (replies || peer || visible) this.codec.post(this.port, { replies, peer, visible } satisfies WorkerOutput);
   }
 
   // ---- reads ----
@@ -670,6 +687,12 @@ function loadState(store: ColumnStore, p: number): PartitionState {
   producers.sort((a, b) => a[1].usedAtMs - b[1].usedAtMs);
   for (const [key, w] of producers.slice(-limits.producersPerPartitionMax)) state.producers.set(key, w);
   return state;
+}
+
+function appendOutbox(to: Outbox, from: Outbox): void {
+  to.replies.push(...from.replies);
+  to.peer.push(...from.peer);
+  to.visible.push(...from.visible);
 }
 
 const { handle: dbHandle, dataPort, controlPort, drained } = workerData as { handle: bigint; dataPort: MessagePort; controlPort: MessagePort; drained: Int32Array };

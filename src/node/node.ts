@@ -81,7 +81,7 @@ export class ChicagoNode implements NodeApi {
     this.catalog = cluster ? cluster.catalog : localCatalog(new Catalog(this.db));
     const count = Math.min(this.config.workers, this.partitions);
     for (let w = 0; w < count; w++) {
-      this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out)));
+      this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out), (streams) => this.watchers.confirmed(streams)));
     }
     const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [], copies: 0, isr: [], version: 0 };
     await Promise.all(this.workers.map((w, i) => withDeadline(w.control.open({
@@ -222,7 +222,7 @@ export class ChicagoNode implements NodeApi {
     // Live tails on this node get a fresh append straight from the request, without a read.
     return sent.then((r) => {
       const res = r.res as unknown as ActorProduceResult;
-      if (!res.duplicate) this.watchers.appended(streamKeyOf(body.topicId, body.tp), res.base, res.ts, body.records);
+      if (!res.duplicate) this.watchers.appended(streamKeyOf(body.topicId, body.tp), res.base, res.ts, body.records, res.hiddenIn);
       return r;
     });
   }

@@ -20,9 +20,12 @@ export interface StreamSource {
 interface Waiter { after: number; wake(): void }
 
 class Watched {
+  /** the end readers may see, as far as this node knows */
   end = -1;
   readonly tails = new Set<LiveTail>();
   readonly waiters = new Set<Waiter>();
+  /** appends answered before they were confirmed, oldest first: pushed once they are */
+  held: Array<{ base: number; ts: number; records: WireRecord[]; epoch: number }> = [];
 }
 
 export function toStored(tp: number, r: FetchReply['records'][number]): StoredRecord {
@@ -140,10 +143,47 @@ export class StreamWatchers {
     if (w && end > w.end) w.end = end;
   }
 
-  /** Called after an append is acknowledged by its partition. */
-  appended(skey: string, base: number, ts: number, records: WireRecord[]): void {
+  /**
+   * Called after an append is acknowledged by its partition's leader. One that readers may not see
+   * yet (`hiddenIn` the leader's epoch: a failover could still lose it) waits here until confirmed.
+   */
+  appended(skey: string, base: number, ts: number, records: WireRecord[], hiddenIn?: number): void {
     const w = this.watched.get(skey);
     if (!w) return;
+    if (hiddenIn !== undefined && base + records.length > w.end) {
+      if (w.held.length >= limits.heldAppendsPerStreamMax) w.held.shift();
+      w.held.push({ base, ts, records, epoch: hiddenIn });
+      return;
+    }
+    this.deliver(w, base, ts, records);
+  }
+
+  /**
+   * The partition worker leading in `epoch` says readers may now see these streams up to `end`.
+   * What it held back in that epoch is confirmed up to there; what an older epoch held back may
+   * have been lost in a failover, and is dropped (tails read what is there instead).
+   */
+  confirmed(streams: Array<[skey: string, end: number, epoch: number]>): void {
+    for (const [skey, end, epoch] of streams) {
+      const w = this.watched.get(skey);
+      if (!w) continue;
+      w.held = w.held.filter((a) => a.epoch >= epoch);
+      let i = 0;
+      for (; i < w.held.length && w.held[i].epoch === epoch && w.held[i].base + w.held[i].records.length <= end; i++) {
+        this.deliver(w, w.held[i].base, w.held[i].ts, w.held[i].records);
+      }
+      w.held.splice(0, i);
+      if (end <= w.end) continue;
+      w.end = end;
+      for (const waiter of w.waiters) if (end > waiter.after) waiter.wake();
+      // Tails read what no push brings them (dropped from `held`); after this turn, so that the
+      // answers in this worker message push theirs first.
+      const tails = [...w.tails];
+      setImmediate(() => { for (const t of tails) t.pump(); });
+    }
+  }
+
+  private deliver(w: Watched, base: number, ts: number, records: WireRecord[]): void {
     w.end = Math.max(w.end, base + records.length);
     for (const t of w.tails) t.appended(base, ts, records);
     for (const waiter of w.waiters) if (w.end > waiter.after) waiter.wake();

@@ -45,6 +45,8 @@ export class WorkerHandle {
     onFatal: (err: Error) => void,
     /** replication traffic the worker's replicas send to other nodes */
     private readonly onPeerOut: (out: NonNullable<WorkerOutput['peer']>) => void,
+    /** streams whose confirmed end moved (tails and long polls wake) */
+    private readonly onVisible: (streams: NonNullable<WorkerOutput['visible']>) => void,
   ) {
     const data = new MessageChannel();
     const control = new MessageChannel();
@@ -156,6 +158,7 @@ export class WorkerHandle {
         p.reject(err);
       }
     }
+    if (out.visible) this.onVisible(out.visible);
   }
 
   private expire(): void {

@@ -1,7 +1,7 @@
 // A private etcd per test file: free loopback ports, a temp data dir, real signals for faults.
 // The binary is Debian's etcd-server; on a fresh machine scripts/etcd.sh installs it.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -160,7 +160,15 @@ export async function startEtcd(opts: { name?: string } = {}): Promise<EtcdServe
       await kill();
       await launch();
     },
-    pause: () => signal('SIGSTOP'),
+    pause: () => {
+      signal('SIGSTOP');
+      // The stop reaches every thread of etcd a moment later; a call sent before then is answered.
+      const deadline = Date.now() + 1_000;
+      const stopped = () => readdirSync(`/proc/${child!.pid}/task`).every((t) => /^\S+ \(.*\) [Tt] /.test(readFileSync(`/proc/${child!.pid}/task/${t}/stat`, 'utf8')));
+      while (!stopped()) {
+        if (Date.now() > deadline) throw new Error('etcd: not stopped 1 s after SIGSTOP');
+      }
+    },
     resume: () => signal('SIGCONT'),
   };
 }

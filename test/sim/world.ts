@@ -37,7 +37,7 @@ import { diskCodec } from '../../src/runtime/codec.js';
 import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js';
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, metaOp, type Command, type Op, type StoredBatch, type WireRecord } from '../../src/actors/partition.js';
-import { createReplica, handle, epochOf, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
+import { canServeReads, createReplica, handle, epochOf, needsPrior, rowOf, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
 import { Prng } from './prng.js';
 import { EventQueue } from './heap.js';
 import { MemStore, decodeEntry, loadState } from './store.js';
@@ -83,9 +83,10 @@ export interface SimOptions {
   strictRecovery?: boolean;
   /**
    * A bug planted on purpose, to prove the checker catches it: `ack-early` answers acks=all writes
-   * as soon as the leader wrote them.
+   * as soon as the leader wrote them; `read-applied` lets a leader's readers see what it applied
+   * (unconfirmed writes, as Chicago did before its watermark).
    */
-  plant?: 'ack-early';
+  plant?: 'ack-early' | 'read-applied';
 }
 
 export interface SimResult {
@@ -214,6 +215,10 @@ export class Sim {
   private readonly maxEpoch = new Map<NodeId, number>();
   /** `${seq}/${epoch}` → the entry's bytes (hex); the same (seq, epoch) must mean the same entry */
   private readonly entries = new Map<string, string>();
+  /** seq → the entry's bytes (hex) as some leader let readers see it; -: its log no longer had it */
+  private readonly shown = new Map<number, string>();
+  /** the highest seq any leader let readers see */
+  private shownSeq = 0;
   readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0 };
 
   constructor(opts: SimOptions) {
@@ -666,7 +671,10 @@ export class Sim {
       case 'commit': cmd = { op: 'commit', group: 'g', topicId: TOPIC, tp: op.tp, offset: op.offset }; break;
     }
     this.log(`${to} ← client #${id}${req.retryOf ? ` (retry of #${req.retryOf})` : ''} ${describeOp(op)} acks=${req.acks}`);
-    this.run1(n, { type: 'write', id, cmd, acks: req.acks, timeoutMs: WRITE_TIMEOUT_MS });
+    // worker.ts: the row's bytes as readers see them, for its first unconfirmed write
+    const row = rowOf(cmd);
+    const prior = row && needsPrior(n.replica!, row) ? n.store.get(row) ?? null : undefined;
+    this.run1(n, { type: 'write', id, cmd, acks: req.acks, timeoutMs: WRITE_TIMEOUT_MS, prior });
   }
 
   private reply(n: SimNode, e: Extract<Effect, { kind: 'reply' }>): void {
@@ -894,12 +902,32 @@ export class Sim {
       const max = this.maxEpoch.get(n.id) ?? 0;
       if (e < max) throw new Violation(`invariant 2: ${n.id}'s epoch went from ${max} back to ${e}`);
       this.maxEpoch.set(n.id, e);
+      const dirty = this.opts.plant === 'read-applied';
+      if (canServeReads(dirty ? { ...r, readBarrier: 0 } : r, this.now)) this.checkShown(n, dirty ? r.state.seq : r.confirmedSeq);
     }
     for (const id of this.touched) {
       const n = this.nodes.get(id)!;
       if (n.up && !n.installing) this.checkReplica(n);
     }
     this.checkSameHistorySameState();
+  }
+
+  /**
+   * invariant 6 (no dirty reads): what one leader let readers see (up to its watermark), every
+   * later leader that answers reads holds, entry for entry.
+   */
+  private checkShown(n: SimNode, visibleSeq: number): void {
+    const r = n.replica!;
+    if (r.state.seq < this.shownSeq) {
+      throw new Violation(`invariant 6: ${n.id} answers reads at seq ${r.state.seq}, but readers were shown seq ${this.shownSeq}`);
+    }
+    const entryAt = (seq: number) => n.store.logEntry(seq)?.toString('hex') ?? '-';
+    const top = this.shown.get(this.shownSeq);
+    if (top !== undefined && top !== '-' && entryAt(this.shownSeq) !== '-' && entryAt(this.shownSeq) !== top) {
+      throw new Violation(`invariant 6: ${n.id} answers reads with a different entry at seq ${this.shownSeq} than readers were shown`);
+    }
+    for (let seq = this.shownSeq + 1; seq <= visibleSeq; seq++) this.shown.set(seq, entryAt(seq));
+    this.shownSeq = Math.max(this.shownSeq, visibleSeq);
   }
 
   /** memory agrees with disk (a crash now restores the same replica), and streams are gap-free */
