@@ -5,7 +5,7 @@
 // (SIGTERM). `waitReady` polls GET /v1/status on every node until every partition has a live leader
 // and its in-sync set equals its replica set of N live nodes, and all nodes agree.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -258,6 +258,14 @@ export class BenchCluster {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...this.env() },
     });
+    // BENCH_NODE_LOGS=DIR keeps every node's whole output (to see what a run did, not only its tail)
+    const logDir = process.env.BENCH_NODE_LOGS;
+    if (logDir) {
+      mkdirSync(logDir, { recursive: true });
+      const file = createWriteStream(join(logDir, `${n.id}.log`), { flags: 'a' });
+      proc.stdout.pipe(file, { end: false });
+      proc.stderr.pipe(file, { end: false });
+    }
     const tail: string[] = [];
     let served: ((url: string) => void) | undefined;
     const serving = new Promise<string>((r) => (served = r));

@@ -64,6 +64,11 @@ export interface Replica {
   /** leader only: when each follower was last sent anything */
   sentAtMs: Map<NodeId, number>;
   /**
+   * leader only: the last gap fill sent to each follower (from which seq, and when). A follower
+   * behind nacks every live append until the fill lands; each nack must not send the log again.
+   */
+  filling: Map<NodeId, { fromSeq: number; atMs: number }>;
+  /**
    * leader only: the full copy last started for each follower (its id, and when). Anything the
    * follower says about an older copy does not count until it reports this one (or
    * SNAPSHOT_ACK_TIMEOUT_MS passes): an ack sent before the install may cover entries the install
@@ -142,7 +147,7 @@ export type ReplicaMessage =
 export function createReplica(self: NodeId, state: PartitionState, view: ReplicaView): Replica {
   return {
     self, state, role: 'none', view: { ...view, epoch: state.epoch, leader: null },
-    matched: new Map(), progressAtMs: new Map(), heardAtMs: new Map(), sentAtMs: new Map(), copying: new Map(), pending: [],
+    matched: new Map(), progressAtMs: new Map(), heardAtMs: new Map(), sentAtMs: new Map(), filling: new Map(), copying: new Map(), pending: [],
     copy: 0, confirmedSeq: 0, readBarrier: 0, unconfirmed: [], hidden: new Map(),
   };
 }
@@ -310,6 +315,14 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
   return out;
 }
 
+/** Send a follower the log after `fromSeq`, unless that very fill left recently (PROBE_AFTER_MS). */
+function fillGap(r: Replica, to: NodeId, fromSeq: number, nowMs: number): Effect[] {
+  const last = r.filling.get(to);
+  if (last && last.fromSeq === fromSeq && nowMs - last.atMs < PROBE_AFTER_MS) return [];
+  r.filling.set(to, { fromSeq, atMs: nowMs });
+  return [{ kind: 'resend', to, fromSeq }];
+}
+
 function followers(r: Replica): NodeId[] { return r.view.replicas.filter((n) => n !== r.self); }
 
 function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
@@ -336,7 +349,7 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
       if (stale(r, msg.from, msg.copy, nowMs)) return [];
       if ((r.matched.get(msg.from) ?? -1) > msg.seq) r.matched.set(msg.from, msg.seq);
       if (msg.reason === 'diverged' || msg.seq > r.state.seq) return copyTo(r, msg.from, nowMs);
-      if (msg.reason === 'gap') return [{ kind: 'resend', to: msg.from, fromSeq: msg.seq }];
+      if (msg.reason === 'gap') return fillGap(r, msg.from, msg.seq, nowMs);
       return [];
     }
   }
@@ -444,6 +457,7 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number):
     r.progressAtMs = new Map();
     r.heardAtMs = new Map();
     r.sentAtMs = new Map();
+    r.filling = new Map();
     r.copying = new Map();
     r.readBarrier = s.seq;
     r.unconfirmed = [];
