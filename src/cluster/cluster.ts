@@ -11,7 +11,7 @@ import type { Config } from '../runtime/config.js';
 import type { Logger } from '../runtime/log.js';
 import { ChicagoError } from '../runtime/errors.js';
 import { epoch as toEpoch, nodeId as toNodeId, type NodeId } from '../runtime/ids.js';
-import type { ReplicaView } from '../actors/replica.js';
+import { READ_LEASE_MS, type ReplicaView } from '../actors/replica.js';
 import type { ClusterNodeInfo, Coordinator, TopicCatalogApi } from '../node/coordinator.js';
 import { Coordination } from './etcd.js';
 import { Membership, nodesIn, type MembershipView } from './membership.js';
@@ -25,12 +25,16 @@ import type { PeerNetwork } from './peer.js';
 /** A peer silent for this long is suspected; its partitions fail over. */
 export const SUSPECT_AFTER_MS = 300;
 /**
- * A replica silent for this long gets a stand-in (sloppy quorum): acks=all writes keep N copies
- * within the failover budget. A stand-in is a temporary extra copy, never a change of the
- * partition's home: the silent replica keeps its data and place, and the stand-in leaves once it
- * is back in sync. So a pause costs one copy per partition, throttled, not a rebalance.
+ * A silent peer whose address refuses connections (its process is gone, as after kill -9) is
+ * suspected sooner: once the read lease of a leader it may have been (READ_LEASE_MS, which the
+ * silence also ends) has surely run out, so no stale read can overlap the failover even where a
+ * firewall rejects rather than drops.
  */
-export const STAND_IN_AFTER_MS = SUSPECT_AFTER_MS;
+export const GONE_SUSPECT_AFTER_MS = READ_LEASE_MS + 25;
+// A suspected replica gets a stand-in (sloppy quorum): acks=all writes keep N copies within the
+// failover budget. A stand-in is a temporary extra copy, never a change of the partition's home:
+// the silent replica keeps its data and place, and the stand-in leaves once it is back in sync.
+// So a pause costs one copy per partition, throttled, not a rebalance.
 const CHECK_EVERY_MS = 100;
 /** a silent leader is noticed within SUSPECT_AFTER_MS + this (the check itself is cheap) */
 const FAILOVER_CHECK_MS = 25;
@@ -204,7 +208,12 @@ export class ClusterCoordinator implements Coordinator {
   /** Registered in etcd (lease alive) and, for others, heard from recently. */
   private alive(node: NodeId): boolean {
     if (!this.members?.nodes.has(node)) return false;
-    return this.silentFor(node) < SUSPECT_AFTER_MS;
+    return !this.suspected(node);
+  }
+
+  /** Silent past SUSPECT_AFTER_MS, or past GONE_SUSPECT_AFTER_MS with nothing listening at its address. */
+  private suspected(node: NodeId): boolean {
+    return this.silentFor(node) >= (this.peers?.gone(node) ? GONE_SUSPECT_AFTER_MS : SUSPECT_AFTER_MS);
   }
 
   /**
@@ -298,7 +307,9 @@ export class ClusterCoordinator implements Coordinator {
   private async failover(): Promise<void> {
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
-      if (!e || !e.record.isr.includes(this.self) || this.alive(e.record.leader)) continue;
+      if (!e) continue;
+      if (e.record.leader === this.self) { await this.shedSilentFollowers(p, e); continue; }
+      if (!e.record.isr.includes(this.self) || this.alive(e.record.leader)) continue;
       let best: { node: NodeId; seq: number } | undefined;
       for (const n of e.record.isr) {
         if (n === e.record.leader || !this.alive(n)) continue;
@@ -313,10 +324,24 @@ export class ClusterCoordinator implements Coordinator {
       // The silent leader's stand-in comes in the same swap, not a controller round later:
       // acks=all writes have N copies again as soon as it has caught up.
       const live = this.liveMembers();
-      const silent = new Set([e.record.leader, ...live.filter((n) => this.silentFor(n) >= STAND_IN_AFTER_MS)]);
+      const silent = new Set([e.record.leader, ...live.filter((n) => this.suspected(n))]);
       const healthy = live.filter((n) => !silent.has(n));
-      await this.cas(p, e, withStandIns(p, elected, e.record, healthy, silent, this.copies), `leader ${e.record.leader} silent for ${SUSPECT_AFTER_MS} ms`);
+      await this.cas(p, e, withStandIns(p, elected, e.record, healthy, silent, this.copies), `leader ${e.record.leader} ${this.peers?.gone(e.record.leader) ? 'gone' : 'silent'}`);
     }
+  }
+
+  /**
+   * A leader drops silent or gone followers from the in-sync set at failover speed, not at the
+   * in-sync round's, with their stand-ins in the same swap: its writes wait on neither for long.
+   */
+  private async shedSilentFollowers(p: number, e: PartitionEntry): Promise<void> {
+    const silentFollowers = e.record.isr.filter((n) => n !== this.self && !this.alive(n));
+    if (silentFollowers.length === 0) return;
+    const live = this.liveMembers();
+    const silent = new Set([...silentFollowers, ...live.filter((n) => this.suspected(n))]);
+    const healthy = live.filter((n) => !silent.has(n));
+    const shed = { ...e.record, isr: e.record.isr.filter((n) => !silentFollowers.includes(n)) };
+    await this.cas(p, e, withStandIns(p, shed, e.record, healthy, silent, this.copies), `in-sync: -${silentFollowers.join(',')} (silent)`);
   }
 
   /**
@@ -362,13 +387,13 @@ export class ClusterCoordinator implements Coordinator {
 
   /**
    * The controller moves replica sets toward rendezvous placement over the leased nodes, and
-   * gives a partition a stand-in for each replica silent past STAND_IN_AFTER_MS. Only the lowest
+   * gives a partition a stand-in for each suspected replica. Only the lowest
    * healthy node id acts, so two controllers rarely race (and CAS makes a race harmless).
    */
   private async control(): Promise<void> {
     const live = this.liveMembers();
     const leaving = this.members ? nodesIn(this.members, 'leaving') : [];
-    const silent = new Set(live.filter((n) => this.silentFor(n) >= STAND_IN_AFTER_MS));
+    const silent = new Set(live.filter((n) => this.suspected(n)));
     const healthy = live.filter((n) => !silent.has(n));
     if (healthy.length === 0 || healthy[0] !== this.self) return;
     let moving = 0;

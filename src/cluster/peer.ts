@@ -44,6 +44,8 @@ class Outbound {
   private retry: NodeJS.Timeout | undefined;
   readonly pending = new Map<number, PendingForward>();
   dropped = 0;
+  /** when the last attempt to connect found nothing listening (ECONNREFUSED); 0: it did not */
+  refusedAtMs = 0;
 
   constructor(private readonly net: PeerNetwork, readonly peer: NodeId, private url: string) { this.connect(); }
 
@@ -65,6 +67,7 @@ class Outbound {
     ws.binaryType = 'nodebuffer';
     ws.on('open', () => {
       this.backoffMs = RECONNECT_MIN_MS;
+      this.refusedAtMs = 0;
       ws.send(packr.pack({ t: 'hello', from: this.net.self } satisfies PeerFrame));
       const queued = this.queue;
       this.queue = [];
@@ -72,7 +75,10 @@ class Outbound {
       for (const f of queued) ws.send(f);
     });
     ws.on('message', (data: Buffer) => this.net.onFrame(this.peer, data));
-    ws.on('error', () => { /* 'close' follows and reconnects */ });
+    ws.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNREFUSED') this.refusedAtMs = Date.now();
+      // 'close' follows and reconnects
+    });
     ws.on('close', () => {
       if (this.socket !== ws) return;
       this.socket = undefined;
@@ -157,6 +163,16 @@ export class PeerNetwork implements PeerLink {
 
   /** When a peer was last heard from (any frame), in ms since the epoch; 0 if never. */
   heardAt(node: NodeId): number { return this.lastHeard.get(node) ?? 0; }
+
+  /**
+   * Did the last attempt to reach this peer, after its last frame, find nothing listening at its
+   * address? Then its process is gone: a paused or cut-off node keeps its listener, and its link
+   * just goes quiet (or times out).
+   */
+  gone(node: NodeId): boolean {
+    const refusedAt = this.links.get(node)?.refusedAtMs ?? 0;
+    return refusedAt > 0 && refusedAt >= this.heardAt(node);
+  }
 
   send(to: NodeId, msg: ReplicationMessage): void {
     this.links.get(to)?.send(packr.pack({ t: 'r', p: msg.p, m: msg } satisfies PeerFrame));
