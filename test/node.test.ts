@@ -254,6 +254,15 @@ describe('observability', () => {
     }
   });
 
+  it('reports each thread\'s event-loop delay beyond the sampling interval: near 0 when idle, not 100 ms', async () => {
+    await call('GET', '/metrics'); // starts a fresh sampling window
+    await new Promise((r) => setTimeout(r, 500));
+    const m = await call('GET', '/metrics');
+    const p50 = [...m.text.matchAll(/^chicago_event_loop_delay_seconds\{thread="([^"]+)",quantile="0.5"\} (\S+)$/gm)].map((x) => [x[1], Number(x[2])] as const);
+    expect(p50.map(([t]) => t)).toEqual(expect.arrayContaining(['main', 'worker-0']));
+    for (const [thread, seconds] of p50) expect(seconds, thread).toBeLessThan(0.05);
+  });
+
   it('reports partitions, epochs and sequences in status', async () => {
     const s = await call('GET', '/v1/status');
     expect(s.body.state).toBe('up');

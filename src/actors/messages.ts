@@ -2,6 +2,7 @@
 import type { WireRecord } from './partition.js';
 import type { Acks, PeerMessage, ReplicaView } from './replica.js';
 import type { NodeId } from '../runtime/ids.js';
+import type { LoopDelayMs } from '../runtime/loop-delay.js';
 import type { ErrorCode } from '../runtime/errors.js';
 import type { RetentionSpec, StartPosition } from '../node/api.js';
 
@@ -112,7 +113,7 @@ export interface WorkerControl {
 }
 
 export interface WorkerStats {
-  eventLoopDelayMs: { p50: number; p99: number; max: number };
+  eventLoopDelayMs: LoopDelayMs;
   partitions: Array<{
     id: number; epoch: number; seq: number; role: string; leader: string | null; replicas: string[];
     /** the copy is incomplete (a snapshot is being received, or it was just dropped): never electable */

@@ -5,7 +5,6 @@
 // queued before them, at a leader's high watermark (replica.ts): a read sees every write confirmed
 // before it, and nothing a failover could still lose.
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import assert from 'node:assert/strict';
 import * as Comlink from 'comlink';
 import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
@@ -14,6 +13,7 @@ import { attachDatabase, BatchWriter, columnName, ColumnStore } from '../storage
 import { threadCodec, diskCodec } from '../runtime/codec.js';
 import { systemClock } from '../runtime/clock.js';
 import { createLogger, type Logger } from '../runtime/log.js';
+import { LoopDelay } from '../runtime/loop-delay.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { epoch, partitionId, seq, type NodeId } from '../runtime/ids.js';
@@ -101,7 +101,7 @@ class PartitionWorker {
   private replicationTimeoutMs: number = limits.replicationTimeoutMs;
   private retention = new Map<number, RetentionSpec>();
   private timers: NodeJS.Timeout[] = [];
-  private readonly loopDelay = monitorEventLoopDelay({ resolution: 100 });
+  private readonly loopDelay = new LoopDelay();
   private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0, digestChecks: 0, divergences: 0, snapshotBytesSent: 0, snapshotBytesReceived: 0, snapshotsInstalled: 0 };
   private draining = false;
   private tickTimer: NodeJS.Timeout | undefined;
@@ -112,7 +112,6 @@ class PartitionWorker {
 
   constructor(private readonly db: RocksLevel, private readonly port: MessagePort, private readonly drained: Int32Array) {
     this.writer = new BatchWriter(db);
-    this.loopDelay.enable();
     port.on('message', (buf: Uint8Array) => {
       this.received++;
       for (const r of this.codec.decode<Request[]>(buf)) this.inbox.push(r);
@@ -174,13 +173,11 @@ class PartitionWorker {
       return { expired, trimmedBatches };
     },
     stats: (): WorkerStats => {
-      const ms = (ns: number) => (Number.isFinite(ns) ? ns / 1e6 : 0);
       const s: WorkerStats = {
-        eventLoopDelayMs: { p50: ms(this.loopDelay.percentile(50)), p99: ms(this.loopDelay.percentile(99)), max: ms(this.loopDelay.max) },
+        eventLoopDelayMs: this.loopDelay.take(),
         partitions: this.control.positions(),
         ...this.counters,
       };
-      this.loopDelay.reset();
       return s;
     },
     positions: () => [...this.hosted.values()].map(({ replica: r, incomplete }) => ({

@@ -26,6 +26,7 @@ import type { DigestReply, WorkerOutput } from '../actors/messages.js';
 import { StreamWatchers, toStored } from './tails.js';
 import { recordBytes, streamKeyOf, type ProduceResult as ActorProduceResult, type WireRecord } from '../actors/partition.js';
 import type { FetchReply, GroupOffsetReply, KvGetReply, RequestBody, StreamInfoReply, WorkerStats } from '../actors/messages.js';
+import { LoopDelay, type LoopDelayMs } from '../runtime/loop-delay.js';
 import type {
   Acks, FetchOptions, FetchResult, GroupOffset, KvDeleteResult, KvEntry, KvScanOptions, KvScanResult,
   KvWriteOptions, KvWriteResult, NodeApi, NodeStatus, PartitionInfo, ProduceOptions, ProduceRecord,
@@ -43,6 +44,8 @@ export class ChicagoNode implements NodeApi {
   private state: NodeState = 'starting';
   private readonly workers: WorkerHandle[] = [];
   private readonly watchers: StreamWatchers;
+  /** the gateway thread's event-loop delay, reported with the workers' on /metrics */
+  private readonly loopDelay = new LoopDelay();
   private catalog!: TopicCatalogApi;
   private coordinator!: Coordinator;
   /** sends replication traffic and forwarded requests to other nodes (cluster mode) */
@@ -605,10 +608,14 @@ export class ChicagoNode implements NodeApi {
       const m = this.metrics;
       const stats = await this.workerStats();
       let expired = 0, trimmed = 0, fsyncs = 0, checks = 0, divergences = 0, snapshotBytes = 0;
+      const delay = (thread: string, d: LoopDelayMs) => {
+        m.eventLoopDelay.set({ thread, quantile: '0.5' }, d.p50 / 1000);
+        m.eventLoopDelay.set({ thread, quantile: '0.99' }, d.p99 / 1000);
+        m.eventLoopDelay.set({ thread, quantile: '1' }, d.max / 1000);
+      };
+      delay('main', this.loopDelay.take());
       stats.forEach((s, i) => {
-        m.eventLoopDelay.set({ thread: `worker-${i}`, quantile: '0.5' }, s.eventLoopDelayMs.p50 / 1000);
-        m.eventLoopDelay.set({ thread: `worker-${i}`, quantile: '0.99' }, s.eventLoopDelayMs.p99 / 1000);
-        m.eventLoopDelay.set({ thread: `worker-${i}`, quantile: '1' }, s.eventLoopDelayMs.max / 1000);
+        delay(`worker-${i}`, s.eventLoopDelayMs);
         expired += s.expiredKeys; trimmed += s.trimmedBatches; fsyncs += s.fsyncs;
         checks += s.digestChecks; divergences += s.divergences; snapshotBytes += s.snapshotBytesSent;
         for (const p of s.partitions) {
