@@ -16,7 +16,7 @@ function entry(s: number, value = 'v'): Entry {
   return { seq: s, epoch: 2, now: 1000 + s, cmd: { op: 'kvPut', ks: 'ks', key: Buffer.from(`k${s}`), value: Buffer.from(value) } };
 }
 function append(prevSeq: number, entries: Entry[], p = 0, to: NodeId = F): { to: NodeId; msg: PeerMessage } {
-  return { to, msg: { t: 'append', p, epoch: 2, leader: L, prevSeq, prevEpoch: prevSeq === 0 ? 0 : 2, entries } };
+  return { to, msg: { t: 'append', p, epoch: 2, leader: L, prevSeq, prevEpoch: prevSeq === 0 ? 0 : 2, entries, at: 0 } };
 }
 function ack(s: number, p = 0, to: NodeId = L): { to: NodeId; msg: PeerMessage } {
   return { to, msg: { t: 'ack', p, epoch: 2, from: F, seq: s, end: s, copy: 0 } };

@@ -77,7 +77,7 @@ class Leader {
 
   ack(from: string, s: number): void {
     this.now += 1;
-    this.run({ type: 'peer', msg: { t: 'ack', p: 0, epoch: this.r.state.epoch, from: nodeId(from), seq: s, end: s, copy: 0 } });
+    this.run({ type: 'peer', msg: { t: 'ack', p: 0, epoch: this.r.state.epoch, from: nodeId(from), seq: s, end: s, copy: 0, echo: this.now } });
   }
 
   get(key: string): string | undefined {

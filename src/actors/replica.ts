@@ -17,15 +17,16 @@ export type Acks = 'none' | 'one' | 'all';
 export interface Entry { seq: number; epoch: number; now: number; cmd: Command }
 
 export type PeerMessage =
-  /** entries after (prevSeq, prevEpoch); empty entries probe a follower's position */
-  | { t: 'append'; p: number; epoch: number; leader: NodeId; prevSeq: number; prevEpoch: number; entries: Entry[] }
+  /** entries after (prevSeq, prevEpoch); empty entries probe a follower's position; `at`: when sent, on the leader's clock */
+  | { t: 'append'; p: number; epoch: number; leader: NodeId; prevSeq: number; prevEpoch: number; entries: Entry[]; at: number }
   /**
    * `seq`: the follower holds the leader's history up to here (verified by this message's
-   * prevSeq/prevEpoch and entries); `end`: its own last seq, which may be further and unverified.
+   * prevSeq/prevEpoch and entries); `end`: its own last seq, which may be further and unverified;
+   * `echo`: the `at` of the append answered (absent: it answers none, as after a full copy).
    */
-  | { t: 'ack'; p: number; epoch: number; from: NodeId; seq: number; end: number; copy: number }
+  | { t: 'ack'; p: number; epoch: number; from: NodeId; seq: number; end: number; copy: number; echo?: number }
   /** `copy` (on acks too): the last full copy this replica installed or gave up on */
-  | { t: 'nack'; p: number; epoch: number; from: NodeId; seq: number; reason: 'stale-epoch' | 'gap' | 'diverged'; copy: number };
+  | { t: 'nack'; p: number; epoch: number; from: NodeId; seq: number; reason: 'stale-epoch' | 'gap' | 'diverged'; copy: number; echo?: number };
 
 export type Role = 'leader' | 'follower' | 'none';
 
@@ -59,8 +60,12 @@ export interface Replica {
   matched: Map<NodeId, number>;
   /** leader only: when each follower's position last advanced */
   progressAtMs: Map<NodeId, number>;
-  /** leader only: when each follower last answered (ack or nack) in this epoch */
-  heardAtMs: Map<NodeId, number>;
+  /**
+   * leader only: per follower, the latest send time (this leader's clock) of an append it has
+   * answered in this epoch: the read lease runs from there. Not the time the answer arrived: an
+   * answer held up on a cut link arrives after its sender may have started a failover.
+   */
+  answeredAt: Map<NodeId, number>;
   /** leader only: when each follower was last sent anything */
   sentAtMs: Map<NodeId, number>;
   /**
@@ -108,9 +113,10 @@ export const PROBE_AFTER_MS = 200;
 /** A leader hears from every electable follower at least this often (probes keep it so). */
 export const HEARTBEAT_MS = 100;
 /**
- * A leader answers reads only while every other in-sync replica answered it within this time:
- * each of them then heard from it recently, so none can have started a failover (that takes
- * 300 ms of silence), and no newer leader can have acknowledged a write this one lacks.
+ * A leader answers reads only while every other in-sync replica has answered an append it sent
+ * within this time: each of them heard from it since, so none can have started a failover (that
+ * takes 300 ms of silence, 225 ms for a leader whose process is gone), and no newer leader can
+ * have acknowledged a write this one lacks.
  */
 export const READ_LEASE_MS = 200;
 /** a full copy whose install was not acknowledged in this time is presumed lost */
@@ -147,7 +153,7 @@ export type ReplicaMessage =
 export function createReplica(self: NodeId, state: PartitionState, view: ReplicaView): Replica {
   return {
     self, state, role: 'none', view: { ...view, epoch: state.epoch, leader: null },
-    matched: new Map(), progressAtMs: new Map(), heardAtMs: new Map(), sentAtMs: new Map(), filling: new Map(), copying: new Map(), pending: [],
+    matched: new Map(), progressAtMs: new Map(), answeredAt: new Map(), sentAtMs: new Map(), filling: new Map(), copying: new Map(), pending: [],
     copy: 0, confirmedSeq: 0, readBarrier: 0, unconfirmed: [], hidden: new Map(),
   };
 }
@@ -304,7 +310,7 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
   else advanceWatermark(r, out); // alone in the in-sync set: visible at once
   for (const f of followers(r)) {
     r.sentAtMs.set(f, nowMs);
-    out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: before, prevEpoch: epochOf(r.state, before), entries: [entry] } });
+    out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: before, prevEpoch: epochOf(r.state, before), entries: [entry], at: nowMs } });
   }
   if (reply.ok && cmd.op === 'produce' && entry.seq > r.confirmedSeq) (reply.res as ProduceResult).hiddenIn = r.state.epoch;
   if (!reply.ok || m.acks !== 'all' || confirmed(r, entry.seq)) {
@@ -323,6 +329,10 @@ function fillGap(r: Replica, to: NodeId, fromSeq: number, nowMs: number): Effect
   return [{ kind: 'resend', to, fromSeq }];
 }
 
+function noteAnswered(r: Replica, from: NodeId, echo: number | undefined): void {
+  if (echo !== undefined && echo > (r.answeredAt.get(from) ?? -Infinity)) r.answeredAt.set(from, echo);
+}
+
 function followers(r: Replica): NodeId[] { return r.view.replicas.filter((n) => n !== r.self); }
 
 function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
@@ -330,7 +340,7 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
     case 'append': return append(r, msg, nowMs);
     case 'ack': {
       if (r.role !== 'leader' || msg.epoch !== r.state.epoch) return [];
-      r.heardAtMs.set(msg.from, nowMs);
+      noteAnswered(r, msg.from, msg.echo);
       if (stale(r, msg.from, msg.copy, nowMs)) return []; // may predate the copy being installed
       if (msg.end > r.state.seq) return copyTo(r, msg.from, nowMs); // ahead of its leader: a history this leader never wrote
       // A follower reports what it holds now. On one ordered link that only goes back when its copy
@@ -345,7 +355,7 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
     case 'nack': {
       if (msg.epoch > r.state.epoch) return stepDown(r, msg.epoch as Epoch, nowMs);
       if (r.role !== 'leader') return [];
-      if (msg.epoch === r.state.epoch) r.heardAtMs.set(msg.from, nowMs);
+      if (msg.epoch === r.state.epoch) noteAnswered(r, msg.from, msg.echo);
       if (stale(r, msg.from, msg.copy, nowMs)) return [];
       if ((r.matched.get(msg.from) ?? -1) > msg.seq) r.matched.set(msg.from, msg.seq);
       if (msg.reason === 'diverged' || msg.seq > r.state.seq) return copyTo(r, msg.from, nowMs);
@@ -358,7 +368,7 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
 function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>, nowMs: number): Effect[] {
   const s = r.state;
   const nack = (reason: 'stale-epoch' | 'gap' | 'diverged'): Effect[] =>
-    [{ kind: 'send', to: msg.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq, reason, copy: r.copy } }];
+    [{ kind: 'send', to: msg.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq, reason, copy: r.copy, echo: msg.at } }];
   if (msg.epoch < s.epoch) return nack('stale-epoch');
   const out: Effect[] = [];
   if (msg.epoch > s.epoch || r.role !== 'follower' || r.view.leader !== msg.leader) {
@@ -385,7 +395,7 @@ function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>, nowMs: n
     verified = e.seq;
   }
   if (ops.length) out.push({ kind: 'write', ops });
-  out.push({ kind: 'send', to: msg.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: r.self, seq: verified, end: s.seq, copy: r.copy } });
+  out.push({ kind: 'send', to: msg.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: r.self, seq: verified, end: s.seq, copy: r.copy, echo: msg.at } });
   return out;
 }
 
@@ -420,7 +430,7 @@ function tick(r: Replica, nowMs: number): Effect[] {
       if (lagging || quiet) {
         if (lagging) r.progressAtMs.set(f, nowMs);
         r.sentAtMs.set(f, nowMs);
-        out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: r.state.seq, prevEpoch: epochOf(r.state, r.state.seq), entries: [] } });
+        out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: r.state.seq, prevEpoch: epochOf(r.state, r.state.seq), entries: [], at: nowMs } });
       }
     }
   }
@@ -455,7 +465,7 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number):
     out.push({ kind: 'write', ops: [metaOp(s)] });
     r.matched = new Map();
     r.progressAtMs = new Map();
-    r.heardAtMs = new Map();
+    r.answeredAt = new Map();
     r.sentAtMs = new Map();
     r.filling = new Map();
     r.copying = new Map();
@@ -524,15 +534,16 @@ function failPending(r: Replica, why: string): Effect[] {
 }
 
 /**
- * May this replica answer a read now? Only a leader whose read lease holds: every other in-sync
- * replica answered it within READ_LEASE_MS, so no newer leader can exist. A follower, or a replica
- * still catching up, never answers.
+ * May this replica answer a read now? Only a leader whose read lease holds (every other in-sync
+ * replica answered an append sent within READ_LEASE_MS, so no newer leader can exist) and whose
+ * watermark has reached what it held when it took office. A follower, or a replica still catching
+ * up, never answers.
  */
 export function canServeReads(r: Replica, nowMs: number): boolean {
   if (r.role !== 'leader' || r.confirmedSeq < r.readBarrier) return false;
   for (const f of r.view.isr) {
     if (f === r.self) continue;
-    if (nowMs - (r.heardAtMs.get(f) ?? -Infinity) > READ_LEASE_MS) return false;
+    if (nowMs - (r.answeredAt.get(f) ?? -Infinity) > READ_LEASE_MS) return false;
   }
   return true;
 }

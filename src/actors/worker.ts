@@ -344,7 +344,7 @@ class PartitionWorker {
       this.run(h, { type: 'logMissing', to }); // older than the log: the replica decides on a copy
       return;
     }
-    const msg: PeerMessage = { t: 'append', p: s.id, epoch: s.epoch, leader: this.self, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries };
+    const msg: PeerMessage = { t: 'append', p: s.id, epoch: s.epoch, leader: this.self, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries, at: systemClock.nowMs() };
     this.out.peer.push({ to, msg });
   }
 

@@ -8,6 +8,8 @@ export const longOptions = { retries: true, strictRecovery: true, quiesceMs: 20_
 /** Seeds that found a bug, replayed in test/sim.test.ts with the options that found it (world.ts lists the findings). */
 export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: number; copies?: 'mixed' }> = [
   { finding: 'F6', seed: 1001522, steps: 2000, copies: 'mixed' },
+  { finding: 'F7', seed: 3001909, steps: 2000 },
+  { finding: 'F7', seed: 3003007, steps: 2000 },
 ];
 
 export interface SeedRun { seeds: number; failures: SimResult[]; ms: number; events: number; stats: Record<string, number> }

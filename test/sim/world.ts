@@ -31,6 +31,10 @@
 //    crash then restarted over the partial copy at seq 0 and replaying the log met leftover streams
 //    and producer windows (now: the marker is a key of its own; the checker requires seq 0 to be
 //    empty). Seed 1001522 (seeds.ts `regressions`).
+// F7 a leader's read lease was renewed by an ack that arrived late (held on a cut link) from a
+//    follower that had since been elected in a newer epoch: two leaders answered reads, and the
+//    old one showed entries the new one does not hold (now: the lease runs from when the leader
+//    sent the append the ack answers). Invariant 6, seeds 3001909 and 3003007.
 import { createHash } from 'node:crypto';
 import { AssertionError } from 'node:assert';
 import { diskCodec } from '../../src/runtime/codec.js';
@@ -448,7 +452,7 @@ export class Sim {
       this.run1(n, { type: 'logMissing', to }); // worker.ts: the replica decides on a copy
       return;
     }
-    this.send(n.id, to, { t: 'append', p: s.id, epoch: s.epoch, leader: n.id, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries });
+    this.send(n.id, to, { t: 'append', p: s.id, epoch: s.epoch, leader: n.id, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries, at: this.now });
   }
 
   /** worker.ts abandonInstall: back to an empty store, still incomplete, and the sender is told to start over. */
