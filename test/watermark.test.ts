@@ -11,7 +11,7 @@ import { ColumnStore, columnName, openDatabase } from '../src/storage/rocks.js';
 import { PartitionReader, type ReadView } from '../src/actors/reads.js';
 import { initialState, type Command, type ProduceResult } from '../src/actors/partition.js';
 import {
-  canServeReads, createReplica, handle, hiddenRows, needsPrior, rowOf, visibleEnd, visibleRow,
+  canServeReads, createReplica, handle, hiddenRows, needsPrior, READ_LEASE_MS, rowOf, visibleEnd, visibleRow,
   type Acks, type Effect, type Replica, type ReplicaView,
 } from '../src/actors/replica.js';
 import { epoch, nodeId, partitionId, seq } from '../src/runtime/ids.js';
@@ -49,6 +49,7 @@ class Leader {
     const readView: ReadView = { row: (row) => visibleRow(this.r, row), hiddenRows: () => hiddenRows(this.r), streamEnd: (skey) => visibleEnd(this.r, skey) };
     this.reader = new PartitionReader(() => this.r.state, this.store, readView);
     this.run({ type: 'view', view });
+    this.now = READ_LEASE_MS; // past any read lease of a leader before it
   }
 
   run(m: Parameters<typeof handle>[1]): void {
@@ -166,6 +167,18 @@ describe('high watermark', () => {
     expect(canServeReads(l.r, l.now)).toBe(false);
     l.ack('g', 3);
     expect(canServeReads(l.r, l.now)).toBe(true);
+  });
+
+  it('a new leader answers no read while the leader it last answered may still hold a read lease', () => {
+    // As a follower it answered the old leader's append at t=1000 (their link had just healed)...
+    const r = createReplica(G, initialState(partitionId(0), epoch(2), seq(0)), { ...three, leader: L });
+    handle(r, { type: 'view', view: { ...three, leader: L } }, 900);
+    handle(r, { type: 'peer', msg: { t: 'append', p: 0, epoch: 2, leader: L, prevSeq: 0, prevEpoch: 0, entries: [], at: 995 } }, 1000);
+    // ...and is elected at t=1010, alone in the in-sync set: its watermark is complete at once.
+    handle(r, { type: 'view', view: { ...three, epoch: epoch(3), leader: G, isr: [G], version: 2 } }, 1010);
+    expect(canServeReads(r, 1010)).toBe(false);
+    expect(canServeReads(r, 1000 + READ_LEASE_MS - 1)).toBe(false);
+    expect(canServeReads(r, 1000 + READ_LEASE_MS)).toBe(true);
   });
 
   it('a leader alone in the in-sync set shows its writes at once', () => {

@@ -106,6 +106,17 @@ export interface Replica {
   hidden: Map<string, { lastSeq: number; row?: Buffer | null; visibleEnd?: number }>;
   /** leader only: writes applied here that wait for more copies, in seq order */
   pending: PendingWrite[];
+  /**
+   * When this replica last answered an append from a leader (its own clock); until its first
+   * message after a start, unknown (it may have answered one just before it went down).
+   */
+  answeredLeaderAtMs: number | undefined;
+  /**
+   * leader: no read before this time. A leader it answered may hold a read lease until
+   * READ_LEASE_MS after that answer (if their link healed just as this one was elected, it
+   * answered appends sent while it was already deciding).
+   */
+  readsFromMs: number;
 }
 
 /** A follower whose position has not moved for this long while behind is probed for it. */
@@ -154,7 +165,7 @@ export function createReplica(self: NodeId, state: PartitionState, view: Replica
   return {
     self, state, role: 'none', view: { ...view, epoch: state.epoch, leader: null },
     matched: new Map(), progressAtMs: new Map(), answeredAt: new Map(), sentAtMs: new Map(), filling: new Map(), copying: new Map(), pending: [],
-    copy: 0, confirmedSeq: 0, readBarrier: 0, unconfirmed: [], hidden: new Map(),
+    copy: 0, confirmedSeq: 0, readBarrier: 0, unconfirmed: [], hidden: new Map(), answeredLeaderAtMs: undefined, readsFromMs: 0,
   };
 }
 
@@ -178,6 +189,7 @@ function replyError(id: number, code: ErrorCode, ...args: unknown[]): Effect {
 }
 
 export function handle(r: Replica, m: ReplicaMessage, nowMs: number): Effect[] {
+  r.answeredLeaderAtMs ??= nowMs;
   switch (m.type) {
     case 'write': return write(r, m, nowMs);
     case 'peer': return peer(r, m.msg, nowMs);
@@ -370,6 +382,7 @@ function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>, nowMs: n
   const nack = (reason: 'stale-epoch' | 'gap' | 'diverged'): Effect[] =>
     [{ kind: 'send', to: msg.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq, reason, copy: r.copy, echo: msg.at } }];
   if (msg.epoch < s.epoch) return nack('stale-epoch');
+  r.answeredLeaderAtMs = nowMs; // what follows answers it, and so extends its read lease
   const out: Effect[] = [];
   if (msg.epoch > s.epoch || r.role !== 'follower' || r.view.leader !== msg.leader) {
     // A leader of a newer epoch (or the one the coordinator named) speaks: follow it.
@@ -470,6 +483,8 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number):
     r.filling = new Map();
     r.copying = new Map();
     r.readBarrier = s.seq;
+    // A partition held by this node alone had no other leader to wait out.
+    r.readsFromMs = view.replicas.some((n) => n !== r.self) ? (r.answeredLeaderAtMs ?? nowMs) + READ_LEASE_MS : 0;
     r.unconfirmed = [];
     r.hidden = new Map();
     if (s.copies.epoch === s.epoch) {
@@ -540,7 +555,7 @@ function failPending(r: Replica, why: string): Effect[] {
  * up, never answers.
  */
 export function canServeReads(r: Replica, nowMs: number): boolean {
-  if (r.role !== 'leader' || r.confirmedSeq < r.readBarrier) return false;
+  if (r.role !== 'leader' || r.confirmedSeq < r.readBarrier || nowMs < r.readsFromMs) return false;
   for (const f of r.view.isr) {
     if (f === r.self) continue;
     if (nowMs - (r.answeredAt.get(f) ?? -Infinity) > READ_LEASE_MS) return false;

@@ -10,6 +10,8 @@ export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: 
   { finding: 'F6', seed: 1001522, steps: 2000, copies: 'mixed' },
   { finding: 'F7', seed: 3001909, steps: 2000 },
   { finding: 'F7', seed: 3003007, steps: 2000 },
+  { finding: 'F8', seed: 4000823, steps: 2000, copies: 'mixed' },
+  { finding: 'F8', seed: 4002217, steps: 2000, copies: 'mixed' },
 ];
 
 export interface SeedRun { seeds: number; failures: SimResult[]; ms: number; events: number; stats: Record<string, number> }

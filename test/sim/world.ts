@@ -35,6 +35,10 @@
 //    follower that had since been elected in a newer epoch: two leaders answered reads, and the
 //    old one showed entries the new one does not hold (now: the lease runs from when the leader
 //    sent the append the ack answers). Invariant 6, seeds 3001909 and 3003007.
+// F8 a follower that had decided to take over (its leader silent during a partition) answered the
+//    appends the healed link then delivered, renewing the old leader's read lease, and was elected
+//    alone in the in-sync set: both answered reads (now: a new leader answers none until
+//    READ_LEASE_MS after it last answered a leader). Invariant 6, seeds 4000823 and 4002217.
 import { createHash } from 'node:crypto';
 import { AssertionError } from 'node:assert';
 import { diskCodec } from '../../src/runtime/codec.js';
