@@ -167,7 +167,7 @@ export class StreamWatchers {
     for (const [skey, end, epoch] of streams) {
       const w = this.watched.get(skey);
       if (!w) continue;
-      w.held = w.held.filter((a) => a.epoch >= epoch);
+      if (w.held.length > 0 && w.held[0].epoch < epoch) w.held = w.held.filter((a) => a.epoch >= epoch);
       let i = 0;
       for (; i < w.held.length && w.held[i].epoch === epoch && w.held[i].base + w.held[i].records.length <= end; i++) {
         this.deliver(w, w.held[i].base, w.held[i].ts, w.held[i].records);
