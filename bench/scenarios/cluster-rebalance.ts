@@ -21,6 +21,8 @@ import { MultiDriver, clog, clusterMeters, keyOf, loadKeys, sleep, uptime, withC
 const SEGMENT_S = 5;
 const SNAPSHOT_METRIC = 'chicago_rebalance_snapshot_bytes_sent';
 
+type Phase = LatencySummary & { errors: number; ops: number; errorSamples?: string[] };
+
 interface MoveResult {
   move: 'join' | 'leave';
   node: string;
@@ -33,8 +35,8 @@ interface MoveResult {
   bytesMovedPerLogical: number;
   partitionsChanged: number;
   partitions: number;
-  baseline: LatencySummary & { errors: number; ops: number };
-  during: LatencySummary & { errors: number; ops: number };
+  baseline: Phase;
+  during: Phase;
   after: LatencySummary & { ops: number };
   p99Ratio: number;
   p999Ratio: number;
@@ -46,13 +48,14 @@ interface MoveResult {
 /** Foreground load in segments until stop() and the current segment ends; latencies by intended time. */
 function foreground(args: BenchArgs, d: MultiDriver, value: Buffer): {
   samples: { from: Float64Array; lat: Float64Array; n: number };
-  errorsFrom: number[];
+  /** failed writes: when each was due, and why it failed */
+  errors: Array<{ fromUs: number; message: string }>;
   loops: OpenLoopResult[];
   stop(): Promise<void>;
 } {
   let cap = 1 << 16;
   const s = { from: new Float64Array(cap), lat: new Float64Array(cap), n: 0 };
-  const errorsFrom: number[] = [];
+  const errors: Array<{ fromUs: number; message: string }> = [];
   const loops: OpenLoopResult[] = [];
   let stopping = false;
   let base = 0;
@@ -75,7 +78,7 @@ function foreground(args: BenchArgs, d: MultiDriver, value: Buffer): {
         return r;
       },
       (e: unknown) => {
-        errorsFrom.push(fromUs);
+        errors.push({ fromUs, message: (e as Error).message });
         throw e;
       },
     );
@@ -88,7 +91,7 @@ function foreground(args: BenchArgs, d: MultiDriver, value: Buffer): {
   })();
   return {
     samples: s,
-    errorsFrom,
+    errors,
     loops,
     stop: async () => {
       stopping = true;
@@ -97,10 +100,11 @@ function foreground(args: BenchArgs, d: MultiDriver, value: Buffer): {
   };
 }
 
-function phase(s: { from: Float64Array; lat: Float64Array; n: number }, errorsFrom: number[], fromUs: number, toUs: number): LatencySummary & { errors: number; ops: number } {
+function phase(s: { from: Float64Array; lat: Float64Array; n: number }, errors: Array<{ fromUs: number; message: string }>, fromUs: number, toUs: number): Phase {
   const h = newHistogram();
   for (let i = 0; i < s.n; i++) if (s.from[i]! >= fromUs && s.from[i]! < toUs) recordUs(h, s.lat[i]!);
-  return { ...summarize(h), errors: errorsFrom.filter((t) => t >= fromUs && t < toUs).length, ops: h.totalCount };
+  const failed = errors.filter((e) => e.fromUs >= fromUs && e.fromUs < toUs);
+  return { ...summarize(h), errors: failed.length, ops: h.totalCount, ...(failed.length ? { errorSamples: [...new Set(failed.map((e) => e.message))].slice(0, 5) } : {}) };
 }
 
 async function moveDone(c: BenchCluster, move: 'join' | 'leave', node: string): Promise<string | undefined> {
@@ -175,9 +179,9 @@ async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave',
   const after = new Map([...(await c.table()).values()].map((p) => [p.id, [...p.replicas].sort().join(',')]));
   let changed = 0;
   for (const [p, r] of after) if (before.get(p) !== r) changed++;
-  const baseline = phase(fg.samples, fg.errorsFrom, tBase0 + 1e6, tMove0);
-  const during = phase(fg.samples, fg.errorsFrom, tMove0, tMove1);
-  const afterPh = phase(fg.samples, fg.errorsFrom, tMove1, tEnd);
+  const baseline = phase(fg.samples, fg.errors, tBase0 + 1e6, tMove0);
+  const during = phase(fg.samples, fg.errors, tMove0, tMove1);
+  const afterPh = phase(fg.samples, fg.errors, tMove1, tEnd);
   const r: MoveResult = {
     move,
     node,
@@ -198,7 +202,7 @@ async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave',
     uptimeAfter: uptime(),
     ...(m.server ? { nodesCpuPctDuring: m.server.cpuPct } : {}),
   };
-  clog(`  baseline p99 ${baseline.p99} µs (p99.9 ${baseline.p999}), during p99 ${during.p99} µs (p99.9 ${during.p999}, max ${during.max}, errors ${during.errors}) → ×${r.p99Ratio}; nodes CPU during ${m.server?.cpuPct} % [${perNodeCpuPct}]`);
+  clog(`  baseline p99 ${baseline.p99} µs (p99.9 ${baseline.p999}), during p99 ${during.p99} µs (p99.9 ${during.p999}, max ${during.max}, errors ${during.errors}${during.errorSamples ? `: ${during.errorSamples.join(' | ')}` : ''}) → ×${r.p99Ratio}; nodes CPU during ${m.server?.cpuPct} % [${perNodeCpuPct}]`);
   return r;
 }
 
