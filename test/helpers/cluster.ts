@@ -77,7 +77,7 @@ export interface Cluster extends FaultTarget {
 
 const START_TIMEOUT_MS = 60_000;
 const READY_TIMEOUT_MS = 60_000;
-const LEAVE_TIMEOUT_MS = 60_000;
+const LEAVE_TIMEOUT_MS = 150_000; // past the node's own hand-off limit (limits.leaveHandOffMs)
 const POLL_MS = 100;
 const STATUS_TIMEOUT_MS = 2000;
 
