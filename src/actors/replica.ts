@@ -17,8 +17,12 @@ export type Acks = 'none' | 'one' | 'all';
 export interface Entry { seq: number; epoch: number; now: number; cmd: Command }
 
 export type PeerMessage =
-  /** entries after (prevSeq, prevEpoch); empty entries probe a follower's position; `at`: when sent, on the leader's clock */
-  | { t: 'append'; p: number; epoch: number; leader: NodeId; prevSeq: number; prevEpoch: number; entries: Entry[]; at: number }
+  /**
+   * entries after (prevSeq, prevEpoch); empty entries probe a follower's position; `at`: when sent,
+   * on the leader's clock; `hw`: the leader's watermark then, held by `hwCopies` replicas (a former
+   * leader answers its pending writes from them)
+   */
+  | { t: 'append'; p: number; epoch: number; leader: NodeId; prevSeq: number; prevEpoch: number; entries: Entry[]; at: number; hw?: number; hwCopies?: number }
   /**
    * `seq`: the follower holds the leader's history up to here (verified by this message's
    * prevSeq/prevEpoch and entries); `end`: its own last seq, which may be further and unverified;
@@ -49,7 +53,8 @@ export interface ReplicaView {
   version: number;
 }
 
-interface PendingWrite { id: number; seq: number; acks: Acks; deadlineMs: number; res: unknown }
+/** `epoch`: which epoch wrote the entry at `seq` (a leader that steps down checks its successor kept it) */
+interface PendingWrite { id: number; seq: number; epoch: number; acks: Acks; deadlineMs: number; res: unknown }
 
 export interface Replica {
   readonly self: NodeId;
@@ -310,7 +315,7 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
     // gathering its copies, so the answer waits for the same confirmation.
     const duplicate = reply.ok && (reply.res as { duplicate?: boolean } | null)?.duplicate === true;
     if (duplicate && m.acks === 'all' && !confirmed(r, r.state.seq)) {
-      r.pending.push({ id: m.id, seq: r.state.seq, acks: 'all', deadlineMs: nowMs + m.timeoutMs, res: reply.res });
+      r.pending.push({ id: m.id, seq: r.state.seq, epoch: epochOf(r.state, r.state.seq), acks: 'all', deadlineMs: nowMs + m.timeoutMs, res: reply.res });
       return [];
     }
     return [{ kind: 'reply', id: m.id, reply, replicas: duplicate ? holders(r, r.state.seq) : 1 }]; // rejected or a no-op: nothing to replicate
@@ -320,15 +325,16 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
   const out: Effect[] = [{ kind: 'write', ops: [...ops, { type: 'put', key: K.logKey(entry.seq), value: encodeEntry(entry) }] }];
   if (hidesWrites(r)) hideUntilConfirmed(r, cmd, entry.seq, ops, streamEndBefore, m.prior);
   else advanceWatermark(r, out); // alone in the in-sync set: visible at once
+  const hw = watermark(r);
   for (const f of followers(r)) {
     r.sentAtMs.set(f, nowMs);
-    out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: before, prevEpoch: epochOf(r.state, before), entries: [entry], at: nowMs } });
+    out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: before, prevEpoch: epochOf(r.state, before), entries: [entry], at: nowMs, ...hw } });
   }
   if (reply.ok && cmd.op === 'produce' && entry.seq > r.confirmedSeq) (reply.res as ProduceResult).hiddenIn = r.state.epoch;
   if (!reply.ok || m.acks !== 'all' || confirmed(r, entry.seq)) {
     out.push({ kind: 'reply', id: m.id, reply, replicas: m.acks === 'none' ? 0 : holders(r, entry.seq) });
   } else {
-    r.pending.push({ id: m.id, seq: entry.seq, acks: m.acks, deadlineMs: nowMs + m.timeoutMs, res: reply.res });
+    r.pending.push({ id: m.id, seq: entry.seq, epoch: entry.epoch, acks: m.acks, deadlineMs: nowMs + m.timeoutMs, res: reply.res });
   }
   return out;
 }
@@ -408,6 +414,7 @@ function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>, nowMs: n
     verified = e.seq;
   }
   if (ops.length) out.push({ kind: 'write', ops });
+  if (r.pending.length > 0 && msg.hw !== undefined) out.push(...settleFromSuccessor(r, Math.min(verified, msg.hw), msg.hwCopies ?? 0));
   out.push({ kind: 'send', to: msg.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: r.self, seq: verified, end: s.seq, copy: r.copy, echo: msg.at } });
   return out;
 }
@@ -431,7 +438,8 @@ function tick(r: Replica, nowMs: number): Effect[] {
   // Writes that could not gather their copies in time were applied here but not confirmed.
   while (r.pending.length > 0 && r.pending[0].deadlineMs <= nowMs) {
     const w = r.pending.shift()!;
-    out.push({ kind: 'reply', id: w.id, reply: { ok: false, code: 'OUTCOME_UNKNOWN', args: [`seq ${w.seq} reached ${holders(r, w.seq)} of ${needed(r)} replicas in time`] } });
+    const why = r.role === 'leader' ? `reached ${holders(r, w.seq)} of ${needed(r)} replicas in time` : 'leadership moved before it was confirmed';
+    out.push({ kind: 'reply', id: w.id, reply: { ok: false, code: 'OUTCOME_UNKNOWN', args: [`seq ${w.seq} ${why}`] } });
   }
   if (r.role === 'leader') {
     // Probe every follower that is behind and not moving (lost messages, a restart): it answers
@@ -443,7 +451,7 @@ function tick(r: Replica, nowMs: number): Effect[] {
       if (lagging || quiet) {
         if (lagging) r.progressAtMs.set(f, nowMs);
         r.sentAtMs.set(f, nowMs);
-        out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: r.state.seq, prevEpoch: epochOf(r.state, r.state.seq), entries: [], at: nowMs } });
+        out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: r.state.seq, prevEpoch: epochOf(r.state, r.state.seq), entries: [], at: nowMs, ...watermark(r) } });
       }
     }
   }
@@ -473,6 +481,8 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number):
     out.push({ kind: 'write', ops: [metaOp(s)] });
   }
   if (role === 'leader' && (!wasLeader || newEpoch)) {
+    // Writes pending from its earlier term whose entries it no longer holds are lost (or unknown).
+    out.push(...failPending(r, 'leadership moved', (w) => w.seq > s.seq || epochOf(s, w.seq) !== w.epoch));
     // A new term: entries it writes from now on carry this epoch.
     recordEpoch(s, s.epoch, s.seq + 1);
     out.push({ kind: 'write', ops: [metaOp(s)] });
@@ -493,7 +503,8 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number):
     } else s.copies = { epoch: s.epoch, last: s.epoch * COPIES_PER_EPOCH, to: [] };
   }
   if (wasLeader && role !== 'leader') {
-    out.push(...failPending(r, 'leadership moved'));
+    // Its pending writes stay: if its successor keeps and confirms them, they are answered from the
+    // successor's appends (append: hw); else their deadline answers them OUTCOME_UNKNOWN.
     r.unconfirmed = [];
     r.hidden = new Map();
   }
@@ -542,10 +553,35 @@ function stepDown(r: Replica, epoch: Epoch, nowMs: number): Effect[] {
   return out;
 }
 
-function failPending(r: Replica, why: string): Effect[] {
-  const out = r.pending.map((w): Effect => ({ kind: 'reply', id: w.id, reply: { ok: false, code: 'OUTCOME_UNKNOWN', args: [`seq ${w.seq}: ${why}`] } }));
-  r.pending = [];
+/** Answer every pending write OUTCOME_UNKNOWN (the replica is being replaced, or its term ended). */
+export function failPending(r: Replica, why: string, which: (w: PendingWrite) => boolean = () => true): Effect[] {
+  const out: Effect[] = [];
+  r.pending = r.pending.filter((w) => {
+    if (!which(w)) return true;
+    out.push({ kind: 'reply', id: w.id, reply: { ok: false, code: 'OUTCOME_UNKNOWN', args: [`seq ${w.seq}: ${why}`] } });
+    return false;
+  });
   return out;
+}
+
+/**
+ * A former leader's pending writes that its successor kept and confirmed: through `through` its
+ * log matches the successor's, which holds them under its watermark on `copies` replicas.
+ */
+function settleFromSuccessor(r: Replica, through: number, copies: number): Effect[] {
+  if (copies < needed(r)) return [];
+  const out: Effect[] = [];
+  r.pending = r.pending.filter((w) => {
+    if (w.seq > through || epochOf(r.state, w.seq) !== w.epoch) return true;
+    out.push({ kind: 'reply', id: w.id, reply: { ok: true, res: w.res }, replicas: copies });
+    return false;
+  });
+  return out;
+}
+
+/** What a leader's appends tell its followers: its watermark and how many replicas hold it. */
+export function watermark(r: Replica): { hw: number; hwCopies: number } {
+  return { hw: r.confirmedSeq, hwCopies: holders(r, r.confirmedSeq) };
 }
 
 /**

@@ -19,7 +19,7 @@ import { limits } from '../runtime/limits.js';
 import { epoch, partitionId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
 import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Command, type CopyLedger, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
-import { canServeReads, coalescePeer, createReplica, epochOf, handle, hiddenRows, needsPrior, rowOf, visibleEnd, visibleRow, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
+import { canServeReads, coalescePeer, createReplica, epochOf, failPending, handle, hiddenRows, needsPrior, rowOf, visibleEnd, visibleRow, watermark, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader, type ReadView } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
 import type { DigestCheck, DigestReply, Request, Response, SnapshotAck, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
@@ -344,7 +344,7 @@ class PartitionWorker {
       this.run(h, { type: 'logMissing', to }); // older than the log: the replica decides on a copy
       return;
     }
-    const msg: PeerMessage = { t: 'append', p: s.id, epoch: s.epoch, leader: this.self, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries, at: systemClock.nowMs() };
+    const msg: PeerMessage = { t: 'append', p: s.id, epoch: s.epoch, leader: this.self, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries, at: systemClock.nowMs(), ...watermark(h.replica) };
     this.out.peer.push({ to, msg });
   }
 
@@ -482,6 +482,7 @@ class PartitionWorker {
 
   /** Swap in a replica of `state`, then give it its view as a message, so a newer epoch is persisted. */
   private replaceReplica(h: Hosted, state: PartitionState, view: ReplicaView = h.replica.view): void {
+    this.execute(h, failPending(h.replica, 'the replica was replaced'));
     h.replica = createReplica(this.self, state, view);
     this.run(h, { type: 'view', view });
   }

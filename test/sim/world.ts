@@ -45,7 +45,7 @@ import { diskCodec } from '../../src/runtime/codec.js';
 import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js';
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, metaOp, type Command, type Op, type StoredBatch, type WireRecord } from '../../src/actors/partition.js';
-import { canServeReads, createReplica, handle, epochOf, needsPrior, rowOf, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
+import { canServeReads, createReplica, failPending, handle, epochOf, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
 import { Prng } from './prng.js';
 import { EventQueue } from './heap.js';
 import { MemStore, decodeEntry, loadState } from './store.js';
@@ -420,6 +420,7 @@ export class Sim {
           const fresh = loadState(new MemStore(), P);
           fresh.epoch = n.replica!.state.epoch;
           const view = n.replica!.view;
+          this.execute(n, failPending(n.replica!, 'the replica was replaced')); // worker.ts replaceReplica
           n.replica = createReplica(n.id, fresh, view);
           this.run1(n, { type: 'view', view });
           n.store.apply([metaOp(n.replica.state)]); // worker.ts: the epoch survives a restart
@@ -456,7 +457,7 @@ export class Sim {
       this.run1(n, { type: 'logMissing', to }); // worker.ts: the replica decides on a copy
       return;
     }
-    this.send(n.id, to, { t: 'append', p: s.id, epoch: s.epoch, leader: n.id, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries, at: this.now });
+    this.send(n.id, to, { t: 'append', p: s.id, epoch: s.epoch, leader: n.id, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries, at: this.now, ...watermark(n.replica!) });
   }
 
   /** worker.ts abandonInstall: back to an empty store, still incomplete, and the sender is told to start over. */
@@ -468,6 +469,7 @@ export class Sim {
     empty.epoch = n.replica!.state.epoch;
     empty.epochs = [];
     const view = n.replica!.view;
+    this.execute(n, failPending(n.replica!, 'the replica was replaced'));
     n.replica = createReplica(n.id, empty, view);
     this.run1(n, { type: 'view', view });
     n.store.apply([metaOp(n.replica.state)]);
@@ -523,6 +525,7 @@ export class Sim {
       // worker.ts: the copy being replaced is gone, so is the replica's claim to it
       const empty = loadState(new MemStore(), P);
       empty.epoch = r.state.epoch;
+      this.execute(n, failPending(r, 'the replica was replaced'));
       n.replica = createReplica(n.id, empty, r.view);
       this.run1(n, { type: 'view', view: r.view });
       n.store.apply([metaOp(n.replica.state), { type: 'put', key: K.installingKey, value: Buffer.alloc(0) }]);
@@ -554,6 +557,7 @@ export class Sim {
     const seqBefore = r.state.seq;
     const state = loadState(n.store, P);
     const view: ReplicaView = { ...n.replica!.view, epoch: toEpoch(ev.epoch), leader: ev.from };
+    this.execute(n, failPending(n.replica!, 'the replica was replaced'));
     n.replica = createReplica(n.id, state, view);
     this.log(`${n.id} installed snapshot from ${ev.from}: seq ${seqBefore} → ${state.seq}`);
     this.run1(n, { type: 'view', view });
