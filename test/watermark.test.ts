@@ -15,6 +15,7 @@ import {
   type Acks, type Effect, type Replica, type ReplicaView,
 } from '../src/actors/replica.js';
 import { epoch, nodeId, partitionId, seq } from '../src/runtime/ids.js';
+import { limits } from '../src/runtime/limits.js';
 
 const L = nodeId('leader');
 const F = nodeId('f');
@@ -179,6 +180,26 @@ describe('high watermark', () => {
     expect(canServeReads(r, 1010)).toBe(false);
     expect(canServeReads(r, 1000 + READ_LEASE_MS - 1)).toBe(false);
     expect(canServeReads(r, 1000 + READ_LEASE_MS)).toBe(true);
+  });
+
+  it('refuses writes (OVERLOADED) while its in-sync replicas leave too much unconfirmed, and takes them again once they confirm', () => {
+    const l = new Leader(three);
+    for (const n of ['f', 'g']) l.ack(n, 0);
+    const big = Buffer.alloc(limits.valueBytesMax);
+    let refused: Extract<Effect, { kind: 'reply' }> | undefined;
+    let written = 0;
+    while (!refused) {
+      const id = l.write({ op: 'kvPut', ks: 'ks', key: Buffer.from(`k${written}`), value: big }, 'one');
+      const reply = l.replies.get(id)!;
+      if (reply.reply.ok) written++;
+      else refused = reply;
+      expect(written).toBeLessThanOrEqual(limits.unconfirmedBytesMax / limits.valueBytesMax + 1);
+    }
+    expect(refused.reply.ok === false && refused.reply.code).toBe('OVERLOADED');
+    expect(written).toBeGreaterThanOrEqual(limits.unconfirmedBytesMax / limits.valueBytesMax);
+    for (const n of ['f', 'g']) l.ack(n, written);
+    const id = l.write(put('after', '1'), 'one');
+    expect(l.replies.get(id)!.reply.ok).toBe(true);
   });
 
   it('a leader alone in the in-sync set shows its writes at once', () => {

@@ -103,7 +103,9 @@ export interface Replica {
    * leader: its writes above confirmedSeq, oldest first, with the row (KV key, group offset) or
    * stream each changed: the row's stored bytes after it (null: deleted), the stream's end after it
    */
-  unconfirmed: Array<{ seq: number; key: string; rowAfter?: Buffer | null; endAfter?: number }>;
+  unconfirmed: Array<{ seq: number; key: string; rowAfter?: Buffer | null; endAfter?: number; bytes: number }>;
+  /** leader: about the memory `unconfirmed` and `hidden` hold (limits.unconfirmedBytesMax) */
+  unconfirmedBytes: number;
   /**
    * leader: each row or stream with unconfirmed writes: the last one's seq, and what readers see
    * meanwhile: the row's confirmed bytes (null: absent), the stream's confirmed end.
@@ -170,7 +172,7 @@ export function createReplica(self: NodeId, state: PartitionState, view: Replica
   return {
     self, state, role: 'none', view: { ...view, epoch: state.epoch, leader: null },
     matched: new Map(), progressAtMs: new Map(), answeredAt: new Map(), sentAtMs: new Map(), filling: new Map(), copying: new Map(), pending: [],
-    copy: 0, confirmedSeq: 0, readBarrier: 0, unconfirmed: [], hidden: new Map(), answeredLeaderAtMs: undefined, readsFromMs: 0,
+    copy: 0, confirmedSeq: 0, readBarrier: 0, unconfirmed: [], unconfirmedBytes: 0, hidden: new Map(), answeredLeaderAtMs: undefined, readsFromMs: 0,
   };
 }
 
@@ -231,6 +233,9 @@ function confirmed(r: Replica, seq: number): boolean {
   return seq <= r.confirmedSeq && holders(r, seq) >= needed(r);
 }
 
+/** what one unconfirmed write costs beyond the bytes it holds, about */
+const UNCONFIRMED_ENTRY_BYTES = 64;
+
 /** Raise the watermark to what every in-sync replica holds; release what readers may now see. */
 function advanceWatermark(r: Replica, out: Effect[]): void {
   let hw: number = r.state.seq;
@@ -242,6 +247,7 @@ function advanceWatermark(r: Replica, out: Effect[]): void {
   let done = 0;
   for (; done < r.unconfirmed.length && r.unconfirmed[done].seq <= hw; done++) {
     const u = r.unconfirmed[done];
+    r.unconfirmedBytes -= u.bytes;
     if (u.endAfter !== undefined) streams.add(u.key.slice(1));
     const h = r.hidden.get(u.key);
     if (!h) continue; // released with an earlier one: its last write is confirmed too
@@ -282,7 +288,8 @@ function hideUntilConfirmed(r: Replica, cmd: Command, seq: number, ops: Op[], st
     const skey = streamKeyOf(cmd.topicId, cmd.tp);
     const endAfter = r.state.streams.get(skey)?.end ?? 0;
     const key = `s${skey}`;
-    r.unconfirmed.push({ seq, key, endAfter });
+    r.unconfirmed.push({ seq, key, endAfter, bytes: UNCONFIRMED_ENTRY_BYTES });
+    r.unconfirmedBytes += UNCONFIRMED_ENTRY_BYTES;
     const h = r.hidden.get(key);
     if (h) h.lastSeq = seq;
     else r.hidden.set(key, { lastSeq: seq, visibleEnd: streamEndBefore });
@@ -293,11 +300,14 @@ function hideUntilConfirmed(r: Replica, cmd: Command, seq: number, ops: Op[], st
   const op = ops.find((o) => o.type !== 'delRange' && o.key.equals(row));
   if (!op) return; // the row did not change
   const key = rowKeyString(row);
-  r.unconfirmed.push({ seq, key, rowAfter: op.type === 'put' ? op.value : null });
+  const rowAfter = op.type === 'put' ? op.value : null;
   const h = r.hidden.get(key);
-  if (h) { h.lastSeq = seq; return; }
-  assert.ok(prior !== undefined, 'the runtime reads a row before its first unconfirmed write');
-  r.hidden.set(key, { lastSeq: seq, row: prior });
+  if (!h) assert.ok(prior !== undefined, 'the runtime reads a row before its first unconfirmed write');
+  const bytes = UNCONFIRMED_ENTRY_BYTES + key.length + (rowAfter?.length ?? 0) + (h ? 0 : prior?.length ?? 0);
+  r.unconfirmed.push({ seq, key, rowAfter, bytes });
+  r.unconfirmedBytes += bytes;
+  if (h) h.lastSeq = seq;
+  else r.hidden.set(key, { lastSeq: seq, row: prior });
 }
 
 function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs: number): Effect[] {
@@ -305,6 +315,9 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
   if (m.acks === 'all') {
     const live = r.view.replicas.filter((n) => n === r.self || r.view.live.includes(n)).length;
     if (live < needed(r)) return [replyError(m.id, 'NOT_ENOUGH_REPLICAS', r.state.id, live, needed(r))];
+  }
+  if (hidesWrites(r) && r.unconfirmedBytes >= limits.unconfirmedBytesMax) {
+    return [replyError(m.id, 'OVERLOADED', `the unconfirmed-write buffer of partition ${r.state.id}`, `${r.unconfirmedBytes} bytes`)];
   }
   const before = r.state.seq;
   const cmd = m.cmd;
@@ -496,6 +509,7 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number):
     // A partition held by this node alone had no other leader to wait out.
     r.readsFromMs = view.replicas.some((n) => n !== r.self) ? (r.answeredLeaderAtMs ?? nowMs) + READ_LEASE_MS : 0;
     r.unconfirmed = [];
+    r.unconfirmedBytes = 0;
     r.hidden = new Map();
     if (s.copies.epoch === s.epoch) {
       // Its own earlier run in this epoch (a restart): the copies it sent may still be arriving.
@@ -506,6 +520,7 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number):
     // Its pending writes stay: if its successor keeps and confirms them, they are answered from the
     // successor's appends (append: hw); else their deadline answers them OUTCOME_UNKNOWN.
     r.unconfirmed = [];
+    r.unconfirmedBytes = 0;
     r.hidden = new Map();
   }
   // Removed from the replica set by the coordinator (not just told of a leader): the copy goes.

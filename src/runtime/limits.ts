@@ -75,6 +75,12 @@ export const limits = {
   parseQueueMax: 64,
   /** replication log entries a replica keeps for followers that fell behind; older → snapshot */
   replicationLogEntriesMax: 100_000,
+  /**
+   * a leader's writes its in-sync replicas have not confirmed yet, about (the values readers must
+   * not see yet, and the confirmed ones they see instead, are held in memory); full → OVERLOADED.
+   * A silent replica leaves the in-sync set within a second, so only a stalled set fills it.
+   */
+  unconfirmedBytesMax: 64 * MiB,
   /** log entries or bytes sent to a follower in one catch-up message */
   catchUpEntriesMax: 2_000,
   catchUpBytesMax: 4 * MiB,
@@ -117,6 +123,7 @@ export function checkLimits(l: Limits = limits): void {
     [l.connectionInFlightMax <= l.workerInFlightMax, 'one connection cannot fill a worker alone'],
     [l.wsPushPauseBytes < l.wsBackpressureBytesMax, 'pushes must pause before the socket limit'],
     [l.connectionInFlightBytesMax >= l.frameBytesMax, 'a connection must accept one full frame'],
+    [l.unconfirmedBytesMax >= 2 * l.batchBytesMax, 'a leader must hold a full batch and the value it replaces unconfirmed'],
   ];
   for (const [ok, why] of rules) if (!ok) throw new Error(`limits: ${why}`);
 }
