@@ -153,10 +153,19 @@ describe('storage keys', () => {
     }));
   });
 
-  it('a snapshot copies every kind of key except the replication log', () => {
-    const inSnapshot = (b: number) => Buffer.compare(Buffer.from([b]), K.snapshotRange.gte) >= 0 && Buffer.compare(Buffer.from([b]), K.snapshotRange.lt) < 0;
-    for (const [name, kind] of Object.entries(K.Kind)) expect(inSnapshot(kind), name).toBe(kind !== K.Kind.log);
-    expect(inSnapshot(K.logKey(5)[0])).toBe(false);
+  it('a snapshot copies every kind of key except the replication log and hinted entries, and its install keeps the hints', () => {
+    const within = (range: { gte: Buffer; lt: Buffer }, key: Buffer) => Buffer.compare(key, range.gte) >= 0 && Buffer.compare(key, range.lt) < 0;
+    const own = [K.Kind.log, K.Kind.hint] as number[];
+    for (const [name, kind] of Object.entries(K.Kind)) expect(within(K.snapshotRange, Buffer.from([kind])), name).toBe(!own.includes(kind));
+    expect(within(K.snapshotRange, K.logKey(5))).toBe(false);
+    for (const key of [K.hintHeaderKey, K.hintKey(0), K.hintKey(2 ** 40)]) {
+      expect(within(K.copyRange, key)).toBe(false);
+      expect(within(K.contentRange, key)).toBe(false);
+      expect(within(K.allRange, key)).toBe(true);
+      expect(within(K.hintRange, key)).toBe(true);
+    }
+    expect(within(K.hintEntriesRange, K.hintHeaderKey)).toBe(false);
+    expect(within(K.copyRange, K.logKey(5))).toBe(true);
   });
 
   it('keeps one keyspace out of another that shares its prefix', () => {

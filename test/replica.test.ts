@@ -1,6 +1,7 @@
 // Focused cases of the replication transition (src/actors/replica.ts) that the simulator found.
 import { describe, expect, it } from 'vitest';
-import { createReplica, handle, type Effect, type PeerMessage, type ReplicaView } from '../src/actors/replica.js';
+import { createReplica, handle, type Effect, type Entry, type PeerMessage, type ReplicaView } from '../src/actors/replica.js';
+import * as K from '../src/storage/keys.js';
 import { initialState, type Command } from '../src/actors/partition.js';
 import { epoch, nodeId, partitionId, seq } from '../src/runtime/ids.js';
 
@@ -54,5 +55,114 @@ describe('replica transition', () => {
     const late = replies(handle(lost, { type: 'tick' }, 1011));
     expect(late).toHaveLength(1);
     expect(late[0].kind === 'reply' && !late[0].reply.ok && late[0].reply.code).toBe('OUTCOME_UNKNOWN');
+  });
+
+  it('a follower behind its leader keeps new writes as hints that count at once, and applies them when its log reaches them', () => {
+    const S = nodeId('stand-in');
+    const two: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F], live: [L, F], copies: 2, isr: [L, F], version: 1 };
+    // F's partner failed: S stands in, with N = 3 and nothing of the partition's history yet.
+    const three: ReplicaView = { ...two, replicas: [L, F, S], live: [L, F, S], copies: 3, version: 2 };
+    const start = (self: typeof L, view: ReplicaView) => {
+      const r = createReplica(self, initialState(partitionId(0), epoch(2), seq(0)), view);
+      handle(r, { type: 'view', view }, 0);
+      return r;
+    };
+    const [leader, follower, standIn] = [start(L, two), start(F, two), start(S, three)];
+    const sends = (effects: Effect[], to: typeof L) => effects.flatMap((e) => e.kind === 'send' && e.to === to ? [e.msg] : []);
+    const replies = (effects: Effect[]) => effects.flatMap((e) => e.kind === 'reply' && e.reply.ok ? [[e.id, e.replicas]] : []);
+    const deliver = (to: ReturnType<typeof start>, msgs: PeerMessage[], at: number) => msgs.flatMap((msg) => handle(to, { type: 'peer', msg }, at));
+    const put = (k: string): Command => ({ op: 'kvPut', ks: 'ks', key: Buffer.from(k), value: Buffer.from('v') });
+
+    // The history: writes 1–3 on L and F.
+    const history: Entry[] = [];
+    for (let id = 1; id <= 3; id++) {
+      const out = handle(leader, { type: 'write', id, cmd: put(`k${id}`), acks: 'all', timeoutMs: 5000, prior: null }, id);
+      for (const m of sends(out, F)) if (m.t === 'append') history.push(...m.entries);
+      expect(replies(deliver(leader, sends(deliver(follower, sends(out, F), id), L), id))).toEqual([[id, 2]]);
+    }
+    handle(leader, { type: 'view', view: three }, 4);
+    handle(follower, { type: 'view', view: three }, 4);
+    // Write 4 reaches both. The stand-in cannot apply it (its log is empty) but keeps it, on disk,
+    // and says so: with the follower's ack that makes 3 holders, and write 4 is answered, 3.
+    const out4 = handle(leader, { type: 'write', id: 4, cmd: put('k4'), acks: 'all', timeoutMs: 5000, prior: null }, 5);
+    expect(replies(deliver(leader, sends(deliver(follower, sends(out4, F), 5), L), 5))).toEqual([]);
+    const kept = deliver(standIn, sends(out4, S), 5);
+    expect(kept.some((e) => e.kind === 'write' && e.ops.some((o) => o.type === 'put' && o.key.equals(K.hintKey(4))))).toBe(true);
+    const report = sends(kept, L);
+    expect(report).toMatchObject([{ t: 'nack', reason: 'gap', seq: 0, hint: [4, 4] }]);
+    const answered = deliver(leader, report, 6);
+    expect(replies(answered)).toEqual([[4, 3]]);
+    expect(answered.some((e) => e.kind === 'resend' && e.to === S && e.fromSeq === 0)).toBe(true);
+
+    // The gap fill brings its log to 3; it applies its hint after it and acks 4.
+    const fill: PeerMessage = { t: 'append', p: 0, epoch: 2, leader: L, prevSeq: 0, prevEpoch: 0, entries: history, at: 7 };
+    const filled = deliver(standIn, [fill], 7);
+    expect(standIn.state.seq).toBe(4);
+    expect(standIn.hints).toBeUndefined();
+    const ops = filled.flatMap((e) => e.kind === 'write' ? e.ops : []);
+    expect(ops.some((o) => o.type === 'put' && o.key.equals(K.logKey(4)))).toBe(true);
+    expect(ops.some((o) => o.type === 'delRange' && o.gte.equals(K.hintKey(4)) && o.lt.equals(K.hintKey(5)))).toBe(true);
+    expect(standIn.hintsOnDisk).toBeUndefined();
+    const ack = sends(filled, L);
+    expect(ack).toMatchObject([{ t: 'ack', seq: 4, end: 4 }]);
+    expect(ack[0].t === 'ack' && ack[0].hint).toBeFalsy();
+    deliver(leader, ack, 8);
+    expect(leader.matched.get(S)).toBe(4);
+    expect(leader.hinted.has(S)).toBe(false);
+    // It holds what the follower holds: every key, and the same epochs at the same seqs.
+    for (const k of ['k1', 'k2', 'k3', 'k4']) expect(ops.some((o) => o.type === 'put' && o.key.equals(K.kvKey('ks', Buffer.from(k)))), k).toBe(true);
+    expect(standIn.state.epochs).toEqual(follower.state.epochs);
+  });
+
+  it('a newer epoch forgets hints, which stay on disk until the log passes them (a leader may have counted them)', () => {
+    const S = nodeId('stand-in');
+    const v: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, S], live: [L, S], copies: 2, isr: [L], version: 1 };
+    const standIn = createReplica(S, initialState(partitionId(0), epoch(2), seq(0)), v);
+    handle(standIn, { type: 'view', view: v }, 0);
+    const put = (n: number, e: number): Entry => ({ seq: n, epoch: e, now: 1, cmd: { op: 'kvPut', ks: 'ks', key: Buffer.from(`k${n}`), value: Buffer.from('v') } });
+    handle(standIn, { type: 'peer', msg: { t: 'append', p: 0, epoch: 2, leader: L, prevSeq: 1, prevEpoch: 2, entries: [put(2, 2)], at: 1 } }, 1);
+    expect(standIn.hints?.entries.map((e) => e.seq)).toEqual([2]);
+    const next = { ...v, epoch: epoch(3), leader: F, replicas: [F, S], version: 2 };
+    const ops = (effects: Effect[]) => effects.flatMap((e) => e.kind === 'write' ? e.ops : []);
+    const forgot = ops(handle(standIn, { type: 'view', view: next }, 2));
+    expect(standIn.hints).toBeUndefined();
+    expect(forgot.some((o) => o.type === 'del' && o.key.equals(K.hintHeaderKey))).toBe(true);
+    expect(forgot.some((o) => (o.type === 'del' && o.key.equals(K.hintKey(2))) || o.type === 'delRange')).toBe(false);
+    expect(standIn.hintsOnDisk).toEqual([2, 2]);
+    // F's log reaches past seq 2: the old hint goes.
+    const caughtUp = ops(handle(standIn, { type: 'peer', msg: { t: 'append', p: 0, epoch: 3, leader: F, prevSeq: 0, prevEpoch: 0, entries: [put(1, 2), put(2, 2), put(3, 3)], at: 3 } }, 3));
+    expect(standIn.state.seq).toBe(3);
+    expect(caughtUp.some((o) => o.type === 'delRange' && o.gte.equals(K.hintKey(2)) && o.lt.equals(K.hintKey(3)))).toBe(true);
+    expect(standIn.hintsOnDisk).toBeUndefined();
+  });
+
+  it('with a replica unreachable, a write fails fast unless a node can stand in; the stand-in gets the pending tail as hints', () => {
+    const G = nodeId('gone');
+    const S = nodeId('stand-in');
+    const v: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F, G], live: [L, F], copies: 3, isr: [L, F], version: 1 };
+    const put: Command = { op: 'kvPut', ks: 'ks', key: Buffer.from('k'), value: Buffer.from('v') };
+    const start = (self: typeof L, view: ReplicaView) => {
+      const r = createReplica(self, initialState(partitionId(0), epoch(2), seq(0)), view);
+      handle(r, { type: 'view', view }, 0);
+      return r;
+    };
+    const failed = (effects: Effect[]) => effects.flatMap((e) => e.kind === 'reply' && !e.reply.ok ? [e.reply.code] : []);
+    expect(failed(handle(start(L, v), { type: 'write', id: 1, cmd: put, acks: 'all', timeoutMs: 5000, prior: null }, 1))).toEqual(['NOT_ENOUGH_REPLICAS']);
+
+    const withSpare = { ...v, spares: 1 };
+    const leader = start(L, withSpare);
+    const standIn = start(S, { ...withSpare, replicas: [L, F, G, S], version: 2 });
+    const out = handle(leader, { type: 'write', id: 2, cmd: put, acks: 'all', timeoutMs: 5000, prior: null }, 1);
+    expect(out.some((e) => e.kind === 'reply')).toBe(false); // it waits for a stand-in
+    const entries = out.flatMap((e) => e.kind === 'send' && e.to === F && e.msg.t === 'append' ? e.msg.entries : []);
+    expect(handle(leader, { type: 'peer', msg: { t: 'ack', p: 0, epoch: 2, from: F, seq: 1, end: 1, copy: 0 } }, 2).some((e) => e.kind === 'reply')).toBe(false);
+    // The coordinator adds S: the leader sends it the tail holding write 2 at once.
+    const added = handle(leader, { type: 'view', view: { ...withSpare, replicas: [L, F, G, S], live: [L, F, S], spares: 0, version: 2 } }, 3);
+    expect(added).toContainEqual({ kind: 'resend', to: S, fromSeq: 0, at: 3 });
+    const kept = handle(standIn, { type: 'peer', msg: { t: 'append', p: 0, epoch: 2, leader: L, prevSeq: 0, prevEpoch: 0, entries, at: 3 } }, 4);
+    const ack = kept.flatMap((e) => e.kind === 'send' ? [e.msg] : []);
+    expect(ack).toMatchObject([{ t: 'ack', seq: 1 }]); // its log was empty: it applies it outright
+    const answered = handle(leader, { type: 'peer', msg: ack[0] }, 5);
+    expect(answered.flatMap((e) => e.kind === 'reply' && e.reply.ok ? [[e.id, e.replicas]] : [])).toEqual([[2, 3]]);
   });
 });

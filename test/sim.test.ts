@@ -63,9 +63,9 @@ if (process.env.SIM_SEED) {
       expect(runSeed({ ...base, seed: 3 }).traceHash).not.toBe(runSeed({ ...base, seed: 4 }).traceHash);
     });
 
-    it('does inject the faults it claims (crashes, failovers, snapshots, losses)', () => {
+    it('does inject the faults it claims (crashes, failovers, snapshots, losses, writes acked on a hinted copy)', () => {
       const run = runSeeds(FIRST, 100, base, 100);
-      for (const k of ['crashes', 'restarts', 'failovers', 'isrChanges', 'snapshots', 'dropped', 'okAll', 'okOne', 'unknown']) {
+      for (const k of ['crashes', 'restarts', 'failovers', 'isrChanges', 'snapshots', 'dropped', 'okAll', 'okOne', 'unknown', 'hinted']) {
         expect(run.stats[k], k).toBeGreaterThan(0);
       }
     });

@@ -35,7 +35,13 @@ interface KillResult {
   latencyUs: BenchResult['latencyUs'];
   readyAgainMs: number;
   uptime: string;
+  /** wall clock of the kill (ms since the epoch): to line the node logs up with the gap */
+  killedAtMs: number;
+  /** the first outcomes on p of writes sent after the kill: [sent, answered] ms after it, and what */
+  timeline: Array<[number, number, string]>;
 }
+
+const TIMELINE_EVENTS = 24;
 
 export async function benchClusterFailover(args: BenchArgs): Promise<BenchResult> {
   const value = asciiValue(args.recordBytes);
@@ -71,17 +77,30 @@ export async function benchClusterFailover(args: BenchArgs): Promise<BenchResult
       const ackAt: number[] = [];
       const sentAt: number[] = [];
       const ackPart: number[] = [];
+      let killUs = 0;
+      let killedAtMs = 0;
+      const timeline: Array<[number, number, string]> = [];
+      const note = (sent: number, what: string) => {
+        if (killUs === 0 || sent < killUs || timeline.length >= TIMELINE_EVENTS) return;
+        timeline.push([Math.round((sent - killUs) / 100) / 10, Math.round((nowUs() - killUs) / 100) / 10, what]);
+      };
       const op: Op = async (k) => {
         const key = k % 2 === 0 ? probeKeys[(k >> 1) % probeKeys.length]! : keyOf(k >> 1, args.keys);
         const sent = nowUs();
-        await d.kvPut(ks, key, value);
+        try {
+          await d.kvPut(ks, key, value);
+        } catch (err) {
+          if (partOf(key) === target.id) note(sent, (err as Error).message.slice(0, 120));
+          throw err;
+        }
+        if (partOf(key) === target.id) note(sent, 'acked');
         ackAt.push(nowUs());
         sentAt.push(sent);
         ackPart.push(partOf(key));
       };
-      let killUs = 0;
       const killTimer = setTimeout(() => {
         killUs = nowUs();
+        killedAtMs = Date.now();
         c.kill9(victim);
         d.exclude(victim);
         clog(`  kill -9 ${victim} (leader of partition ${target.id} and of [${victimPartitions}])`);
@@ -158,6 +177,8 @@ export async function benchClusterFailover(args: BenchArgs): Promise<BenchResult
         latencyUs: loopRes.latencyUs,
         readyAgainMs,
         uptime: load,
+        killedAtMs,
+        timeline,
       };
       kills.push(k);
       clog(`  gap on p${target.id}: ${k.gapMs} ms (first write sent after the kill: ${k.gapSentAfterMs} ms), worst victim partition ${k.victimPartitionsMaxGapMs} ms, longest gap overall ${k.longestAckGapMs} ms, errors ${r.errors}; cluster whole again ${readyAgainMs} ms after restart; nodes CPU ${measured.server?.cpuPct} % [${perNodeCpuPct}]`);

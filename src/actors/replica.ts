@@ -28,9 +28,28 @@ export type PeerMessage =
    * prevSeq/prevEpoch and entries); `end`: its own last seq, which may be further and unverified;
    * `echo`: the `at` of the append answered (absent: it answers none, as after a full copy).
    */
-  | { t: 'ack'; p: number; epoch: number; from: NodeId; seq: number; end: number; copy: number; echo?: number }
-  /** `copy` (on acks too): the last full copy this replica installed or gave up on */
-  | { t: 'nack'; p: number; epoch: number; from: NodeId; seq: number; reason: 'stale-epoch' | 'gap' | 'diverged'; copy: number; echo?: number };
+  | { t: 'ack'; p: number; epoch: number; from: NodeId; seq: number; end: number; copy: number; echo?: number; hint?: HintRange }
+  /**
+   * `copy` (on acks too): the last full copy this replica installed or gave up on; `hint` (on acks
+   * too): the entries of its epoch it holds past its log (Hints), first and last seq
+   */
+  | { t: 'nack'; p: number; epoch: number; from: NodeId; seq: number; reason: 'stale-epoch' | 'gap' | 'diverged'; copy: number; echo?: number; hint?: HintRange };
+
+export type AppendMessage = Extract<PeerMessage, { t: 'append' }>;
+export type HintRange = [first: number, last: number];
+
+/**
+ * Entries a follower holds past a gap in its log (hinted handoff, as Dynamo's): a replica still
+ * catching up, such as a stand-in for a failed one, keeps what its leader sends meanwhile on disk
+ * and reports it, so the leader counts it as a holder of those writes at once: acks=all writes
+ * keep N copies through a failover without waiting for the partition's history to be copied.
+ * They continue the leader's log of `epoch` after (prevSeq, prevEpoch), and are applied once
+ * this replica's own log reaches them. `full`: limits.hintBytesMax was reached; what follows
+ * waits for the gap to close. On disk an entry stays until the replica's log passes its seq, even
+ * once the run is forgotten (a newer epoch): a leader may have counted it just before, and an
+ * entry it confirmed is in every later leader's log at that seq, so the log then holds it too.
+ */
+export interface Hints { epoch: number; prevSeq: number; prevEpoch: number; entries: Entry[]; bytes: number; full: boolean }
 
 export type Role = 'leader' | 'follower' | 'none';
 
@@ -41,6 +60,8 @@ export interface ReplicaView {
   replicas: NodeId[];
   /** replicas currently reachable, as the failure detector sees them */
   live: NodeId[];
+  /** healthy nodes outside the replica set: one can stand in for an unreachable replica (default 0) */
+  spares?: number;
   /** copies an acks=all write needs (the replication factor N); during a move `replicas` has more */
   copies: number;
   /** replicas that may be elected leader (they hold every acked write) */
@@ -53,8 +74,11 @@ export interface ReplicaView {
   version: number;
 }
 
-/** `epoch`: which epoch wrote the entry at `seq` (a leader that steps down checks its successor kept it) */
-interface PendingWrite { id: number; seq: number; epoch: number; acks: Acks; deadlineMs: number; res: unknown }
+/**
+ * `epoch`: which epoch wrote the entry at `seq` (a leader that steps down checks its successor kept
+ * it); `retry`: a retry of an earlier write at or before `seq` (holdersThrough counts its copies)
+ */
+interface PendingWrite { id: number; seq: number; epoch: number; acks: Acks; deadlineMs: number; res: unknown; retry?: boolean }
 
 export interface Replica {
   readonly self: NodeId;
@@ -87,6 +111,12 @@ export interface Replica {
   copying: Map<NodeId, { id: number; atMs: number }>;
   /** follower: id of the last full copy installed (or abandoned) here; 0 after a restart */
   copy: number;
+  /** follower: entries held past a gap in its log (see Hints) */
+  hints: Hints | undefined;
+  /** follower: the seqs hinted entries may occupy on disk (this run's and forgotten ones') */
+  hintsOnDisk: HintRange | undefined;
+  /** leader only: what each follower last reported holding past its log (its Hints) */
+  hinted: Map<NodeId, HintRange>;
   /**
    * leader: the high watermark, the highest seq every in-sync replica holds. Failover elects only
    * in-sync replicas, so nothing up to here can be lost: readers see up to here and no further,
@@ -144,8 +174,11 @@ export type Effect =
   | { kind: 'write'; ops: Op[] }
   | { kind: 'reply'; id: number; reply: Reply; replicas?: number }
   | { kind: 'send'; to: NodeId; msg: PeerMessage }
-  /** read log entries (from, through] and send them to `to`; snapshot if the log no longer has them */
-  | { kind: 'resend'; to: NodeId; fromSeq: number }
+  /**
+   * read log entries after fromSeq (up to limits.catchUpEntriesMax) and send them to `to`, sent at
+   * `at`; snapshot if the log no longer has them
+   */
+  | { kind: 'resend'; to: NodeId; fromSeq: number; at: number }
   /** stream a full copy of this partition to `to` (its history diverged or is too old) */
   | { kind: 'snapshot'; to: NodeId; copy: number }
   /** this replica's role changed; the runtime starts or stops leader-only work */
@@ -172,7 +205,7 @@ export function createReplica(self: NodeId, state: PartitionState, view: Replica
   return {
     self, state, role: 'none', view: { ...view, epoch: state.epoch, leader: null },
     matched: new Map(), progressAtMs: new Map(), answeredAt: new Map(), sentAtMs: new Map(), filling: new Map(), copying: new Map(), pending: [],
-    copy: 0, confirmedSeq: 0, readBarrier: 0, unconfirmed: [], unconfirmedBytes: 0, hidden: new Map(), answeredLeaderAtMs: undefined, readsFromMs: 0,
+    copy: 0, hints: undefined, hintsOnDisk: undefined, hinted: new Map(), confirmedSeq: 0, readBarrier: 0, unconfirmed: [], unconfirmedBytes: 0, hidden: new Map(), answeredLeaderAtMs: undefined, readsFromMs: 0,
   };
 }
 
@@ -216,10 +249,24 @@ export function handle(r: Replica, m: ReplicaMessage, nowMs: number): Effect[] {
  */
 function needed(r: Replica): number { return r.view.copies; }
 
-/** Copies that hold `seq`: this leader plus every follower that acked it. */
+/**
+ * Copies that hold everything through `seq`: this leader plus every follower whose log reaches it
+ * (hinted entries hold only their own seqs).
+ */
+function holdersThrough(r: Replica, seq: number): number {
+  let n = 1;
+  for (const f of r.view.replicas) if (f !== r.self && (r.matched.get(f) ?? -1) >= seq) n++;
+  return n;
+}
+
+/** Copies that hold `seq`: this leader plus every follower that acked it or reported it hinted. */
 function holders(r: Replica, seq: number): number {
   let n = 1;
-  for (const [node, m] of r.matched) if (m >= seq && r.view.replicas.includes(node)) n++;
+  for (const f of r.view.replicas) {
+    if (f === r.self) continue;
+    const hint = r.hinted.get(f);
+    if ((r.matched.get(f) ?? -1) >= seq || (hint !== undefined && hint[0] <= seq && seq <= hint[1])) n++;
+  }
   return n;
 }
 
@@ -229,8 +276,8 @@ function holders(r: Replica, seq: number): number {
  * confirmed write. A silent in-sync replica holds confirmations up until its leader removes it
  * from the set (after 300 ms).
  */
-function confirmed(r: Replica, seq: number): boolean {
-  return seq <= r.confirmedSeq && holders(r, seq) >= needed(r);
+function confirmed(r: Replica, seq: number, retry = false): boolean {
+  return seq <= r.confirmedSeq && (retry ? holdersThrough : holders)(r, seq) >= needed(r);
 }
 
 /** what one unconfirmed write costs beyond the bytes it holds, about */
@@ -313,8 +360,10 @@ function hideUntilConfirmed(r: Replica, cmd: Command, seq: number, ops: Op[], st
 function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs: number): Effect[] {
   if (r.role !== 'leader') return [replyError(m.id, 'NOT_LEADER', r.state.id, r.view.leader ?? 'unknown')];
   if (m.acks === 'all') {
+    // Fail fast only when no node can stand in for the unreachable replicas: otherwise the
+    // coordinator adds one within the failover window, and the write waits for it.
     const live = r.view.replicas.filter((n) => n === r.self || r.view.live.includes(n)).length;
-    if (live < needed(r)) return [replyError(m.id, 'NOT_ENOUGH_REPLICAS', r.state.id, live, needed(r))];
+    if (live + (r.view.spares ?? 0) < needed(r)) return [replyError(m.id, 'NOT_ENOUGH_REPLICAS', r.state.id, live, needed(r))];
   }
   if (hidesWrites(r) && r.unconfirmedBytes >= limits.unconfirmedBytesMax) {
     return [replyError(m.id, 'OVERLOADED', `the unconfirmed-write buffer of partition ${r.state.id}`, `${r.unconfirmedBytes} bytes`)];
@@ -327,11 +376,12 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
     // A retry the partition recognised: it is as safe as the original write, which may still be
     // gathering its copies, so the answer waits for the same confirmation.
     const duplicate = reply.ok && (reply.res as { duplicate?: boolean } | null)?.duplicate === true;
-    if (duplicate && m.acks === 'all' && !confirmed(r, r.state.seq)) {
-      r.pending.push({ id: m.id, seq: r.state.seq, epoch: epochOf(r.state, r.state.seq), acks: 'all', deadlineMs: nowMs + m.timeoutMs, res: reply.res });
+    // Its original is somewhere up to the last seq: what holds everything through it holds that.
+    if (duplicate && m.acks === 'all' && !confirmed(r, r.state.seq, true)) {
+      r.pending.push({ id: m.id, seq: r.state.seq, epoch: epochOf(r.state, r.state.seq), acks: 'all', deadlineMs: nowMs + m.timeoutMs, res: reply.res, retry: true });
       return [];
     }
-    return [{ kind: 'reply', id: m.id, reply, replicas: duplicate ? holders(r, r.state.seq) : 1 }]; // rejected or a no-op: nothing to replicate
+    return [{ kind: 'reply', id: m.id, reply, replicas: duplicate ? holdersThrough(r, r.state.seq) : 1 }]; // rejected or a no-op: nothing to replicate
   }
   assert.equal(r.state.seq, before + 1, 'a write takes exactly one sequence number');
   const entry: Entry = { seq: r.state.seq, epoch: r.state.epoch, now: nowMs, cmd: m.cmd };
@@ -357,7 +407,16 @@ function fillGap(r: Replica, to: NodeId, fromSeq: number, nowMs: number): Effect
   const last = r.filling.get(to);
   if (last && last.fromSeq === fromSeq && nowMs - last.atMs < PROBE_AFTER_MS) return [];
   r.filling.set(to, { fromSeq, atMs: nowMs });
-  return [{ kind: 'resend', to, fromSeq }];
+  return [{ kind: 'resend', to, fromSeq, at: nowMs }];
+}
+
+/** A follower's report of its hinted entries replaces the last one. Did it change? */
+function noteHints(r: Replica, from: NodeId, hint: HintRange | undefined): boolean {
+  const prev = r.hinted.get(from);
+  if (prev?.[0] === hint?.[0] && prev?.[1] === hint?.[1]) return false;
+  if (hint) r.hinted.set(from, hint);
+  else r.hinted.delete(from);
+  return true;
 }
 
 function noteAnswered(r: Replica, from: NodeId, echo: number | undefined): void {
@@ -372,7 +431,9 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
     case 'ack': {
       if (r.role !== 'leader' || msg.epoch !== r.state.epoch) return [];
       noteAnswered(r, msg.from, msg.echo);
-      if (stale(r, msg.from, msg.copy, nowMs)) return []; // may predate the copy being installed
+      // Hinted entries survive full copies: a report of them counts even while one installs.
+      const hintsChanged = noteHints(r, msg.from, msg.hint);
+      if (stale(r, msg.from, msg.copy, nowMs)) return hintsChanged ? settle(r) : []; // may predate the copy being installed
       if (msg.end > r.state.seq) return copyTo(r, msg.from, nowMs); // ahead of its leader: a history this leader never wrote
       // A follower reports what it holds now. On one ordered link that only goes back when its copy
       // was wiped (dropped, reinstalled): believe it, or a wiped replica would count as a holder.
@@ -380,26 +441,33 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
       r.matched.set(msg.from, msg.seq);
       if (msg.seq > prev) r.progressAtMs.set(msg.from, nowMs);
       // It holds entries past what this message verified: send them, so it checks them against ours.
-      const verify: Effect[] = msg.end > msg.seq ? [{ kind: 'resend', to: msg.from, fromSeq: msg.seq }] : [];
-      return [...verify, ...settle(r)];
+      const verify: Effect[] = msg.end > msg.seq ? [{ kind: 'resend', to: msg.from, fromSeq: msg.seq, at: nowMs }] : [];
+      // It answers a gap fill and is still behind: the next part goes now, not at the next probe.
+      const fill = r.filling.get(msg.from);
+      const more = verify.length === 0 && fill && msg.echo === fill.atMs && msg.seq > fill.fromSeq && msg.seq < r.state.seq ? fillGap(r, msg.from, msg.seq, nowMs) : [];
+      return [...verify, ...more, ...settle(r)];
     }
     case 'nack': {
       if (msg.epoch > r.state.epoch) return stepDown(r, msg.epoch as Epoch, nowMs);
       if (r.role !== 'leader') return [];
-      if (msg.epoch === r.state.epoch) noteAnswered(r, msg.from, msg.echo);
-      if (stale(r, msg.from, msg.copy, nowMs)) return [];
+      const settled: Effect[] = [];
+      if (msg.epoch === r.state.epoch) {
+        noteAnswered(r, msg.from, msg.echo);
+        if (noteHints(r, msg.from, msg.hint)) settled.push(...settle(r));
+      }
+      if (stale(r, msg.from, msg.copy, nowMs)) return settled;
       if ((r.matched.get(msg.from) ?? -1) > msg.seq) r.matched.set(msg.from, msg.seq);
-      if (msg.reason === 'diverged' || msg.seq > r.state.seq) return copyTo(r, msg.from, nowMs);
-      if (msg.reason === 'gap') return fillGap(r, msg.from, msg.seq, nowMs);
-      return [];
+      if (msg.reason === 'diverged' || msg.seq > r.state.seq) return [...settled, ...copyTo(r, msg.from, nowMs)];
+      if (msg.reason === 'gap') return [...settled, ...fillGap(r, msg.from, msg.seq, nowMs)];
+      return settled;
     }
   }
 }
 
-function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>, nowMs: number): Effect[] {
+function append(r: Replica, msg: AppendMessage, nowMs: number): Effect[] {
   const s = r.state;
   const nack = (reason: 'stale-epoch' | 'gap' | 'diverged'): Effect[] =>
-    [{ kind: 'send', to: msg.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq, reason, copy: r.copy, echo: msg.at } }];
+    [{ kind: 'send', to: msg.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq, reason, copy: r.copy, echo: msg.at, hint: hintRange(r) } }];
   if (msg.epoch < s.epoch) return nack('stale-epoch');
   r.answeredLeaderAtMs = nowMs; // what follows answers it, and so extends its read lease
   const out: Effect[] = [];
@@ -407,12 +475,17 @@ function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>, nowMs: n
     // A leader of a newer epoch (or the one the coordinator named) speaks: follow it.
     adoptView(r, { ...r.view, epoch: msg.epoch as Epoch, leader: msg.leader }, out, nowMs);
   }
-  if (msg.prevSeq > s.seq) return [...out, ...nack('gap')];
-  if (epochOf(s, msg.prevSeq) !== msg.prevEpoch) return [...out, ...nack('diverged')];
+  const ops: Op[] = [];
+  const hintsApplied = applyHints(r, ops); // a full copy may have brought its log up to them
+  if (msg.prevSeq > s.seq) {
+    // Behind: keep what this message carries (hinted handoff) while the gap is filled.
+    ops.push(...keepHints(r, msg));
+    return [...out, ...(ops.length ? [{ kind: 'write', ops } as Effect] : []), ...nack('gap')];
+  }
+  if (epochOf(s, msg.prevSeq) !== msg.prevEpoch) return [...out, ...(ops.length ? [{ kind: 'write', ops } as Effect] : []), ...nack('diverged')];
   // Only what this message matched or applied is vouched for; entries held past it (say, from an
   // older leader) are reported as `end` and checked when the leader sends its own.
   let verified = msg.prevSeq;
-  const ops: Op[] = [];
   for (const e of msg.entries) {
     if (e.seq <= s.seq) {
       if (epochOf(s, e.seq) !== e.epoch) return [...out, ...(ops.length ? [{ kind: 'write', ops } as Effect] : []), ...nack('diverged')];
@@ -426,10 +499,115 @@ function append(r: Replica, msg: Extract<PeerMessage, { t: 'append' }>, nowMs: n
     ops.push(...stepped.ops, { type: 'put', key: K.logKey(e.seq), value: encodeEntry(e) });
     verified = e.seq;
   }
+  // Hinted entries continue this leader's log from where it now matches (the same epoch at the
+  // same seq): vouched for as well, with everything before them.
+  if (applyHints(r, ops) || hintsApplied) verified = Math.max(verified, s.seq);
   if (ops.length) out.push({ kind: 'write', ops });
   if (r.pending.length > 0 && msg.hw !== undefined) out.push(...settleFromSuccessor(r, Math.min(verified, msg.hw), msg.hwCopies ?? 0));
-  out.push({ kind: 'send', to: msg.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: r.self, seq: verified, end: s.seq, copy: r.copy, echo: msg.at } });
+  out.push({ kind: 'send', to: msg.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: r.self, seq: verified, end: s.seq, copy: r.copy, echo: msg.at, hint: hintRange(r) } });
   return out;
+}
+
+/** What a follower reports of its hinted entries: the first and last seq it holds. */
+export function hintRange(r: Replica): HintRange | undefined {
+  const h = r.hints;
+  return h && h.epoch === r.state.epoch && h.entries.length > 0 ? [h.entries[0].seq, h.entries[h.entries.length - 1].seq] : undefined;
+}
+
+/**
+ * Keep the entries of an append past this replica's log as hints: a run continuing the leader's
+ * log, extended by each later append that joins it. A run is only replaced by one of a newer
+ * epoch; its entries count for writes already answered.
+ */
+export function keepHints(r: Replica, msg: AppendMessage): Op[] {
+  if (msg.entries.length === 0 || msg.epoch !== r.state.epoch || msg.prevSeq <= r.state.seq) return [];
+  if (r.hints && r.hints.epoch !== msg.epoch) r.hints = undefined;
+  const h = r.hints ??= { epoch: msg.epoch, prevSeq: msg.prevSeq, prevEpoch: msg.prevEpoch, entries: [], bytes: 0, full: false };
+  const last = h.entries.length > 0 ? h.entries[h.entries.length - 1].seq : h.prevSeq;
+  if (h.full || msg.prevSeq > last || msg.prevSeq < h.prevSeq) return []; // not contiguous with the run
+  const ops: Op[] = [];
+  for (const e of msg.entries) {
+    if (e.seq <= last) continue;
+    const value = encodeEntry(e);
+    if (h.bytes + value.length > limits.hintBytesMax) { h.full = true; break; }
+    h.entries.push(e);
+    h.bytes += value.length;
+    ops.push({ type: 'put', key: K.hintKey(e.seq), value });
+    r.hintsOnDisk = r.hintsOnDisk ? [Math.min(r.hintsOnDisk[0], e.seq), Math.max(r.hintsOnDisk[1], e.seq)] : [e.seq, e.seq];
+  }
+  if (ops.length > 0) {
+    const header: HintHeader = { epoch: h.epoch, prevSeq: h.prevSeq, prevEpoch: h.prevEpoch, last: h.entries[h.entries.length - 1].seq };
+    ops.push({ type: 'put', key: K.hintHeaderKey, value: diskCodec.encode(header) });
+  }
+  return ops;
+}
+
+/** On disk, a run's header says where it attaches and where it ends (older entries may follow). */
+interface HintHeader { epoch: number; prevSeq: number; prevEpoch: number; last: number }
+
+/** Stop reporting and applying the run; its entries stay on disk until the log passes them. */
+function forgetHints(r: Replica, ops: Op[]): void {
+  if (!r.hints) return;
+  r.hints = undefined;
+  ops.push({ type: 'del', key: K.hintHeaderKey });
+}
+
+/**
+ * Apply the hinted entries that continue this replica's log once it has reached them (the same
+ * epoch at the same seq); forget them once its log holds them all. Removes what the log passed
+ * from disk. Did it apply any?
+ */
+function applyHints(r: Replica, ops: Op[]): boolean {
+  const h = r.hints;
+  const s = r.state;
+  let applied = false;
+  if (h && h.epoch !== s.epoch) forgetHints(r, ops);
+  else if (h && h.entries.length === 0) r.hints = undefined; // full before its first entry
+  else if (h && s.seq >= h.prevSeq) {
+    const first = h.entries[0].seq;
+    const lastSeq = h.entries[h.entries.length - 1].seq;
+    if (s.seq >= lastSeq) forgetHints(r, ops);
+    else if (epochOf(s, s.seq) === (s.seq === h.prevSeq ? h.prevEpoch : h.entries[s.seq - first].epoch)) {
+      for (const e of h.entries) {
+        if (e.seq <= s.seq) continue;
+        if (e.epoch > (s.epochs.at(-1)?.[0] ?? 0)) recordEpoch(s, e.epoch, e.seq);
+        const stepped = step(s, e.cmd, e.now);
+        assert.equal(s.seq, e.seq, 'a hinted entry reproduces its sequence');
+        ops.push(...stepped.ops, { type: 'put', key: K.logKey(e.seq), value: encodeEntry(e) });
+      }
+      forgetHints(r, ops);
+      applied = true;
+    }
+    // else its log differs from its leader's where they attach: a full copy comes, then they apply
+  }
+  const disk = r.hintsOnDisk;
+  if (disk && s.seq >= disk[0]) {
+    const through = Math.min(s.seq, disk[1]);
+    // A range delete runs after the batch: it only covers seqs at or below the log, and this
+    // batch puts hints only above it.
+    ops.push({ type: 'delRange', gte: K.hintKey(disk[0]), lt: K.hintKey(through + 1) });
+    r.hintsOnDisk = through >= disk[1] ? undefined : [through + 1, disk[1]];
+  }
+  return applied;
+}
+
+/**
+ * A restarted replica's hinted entries, as keepHints left them on disk: the run its header
+ * describes, and the seqs any entries occupy (`entries` in seq order).
+ */
+export function restoreHints(r: Replica, header: Uint8Array | undefined, entries: Iterable<[seq: number, value: Uint8Array]>): void {
+  const run = header && diskCodec.decode<HintHeader>(header);
+  const h: Hints | undefined = run && { epoch: run.epoch, prevSeq: run.prevSeq, prevEpoch: run.prevEpoch, entries: [], bytes: 0, full: false };
+  r.hints = undefined;
+  r.hintsOnDisk = undefined;
+  for (const [seq, value] of entries) {
+    r.hintsOnDisk = r.hintsOnDisk ? [r.hintsOnDisk[0], seq] : [seq, seq];
+    if (!h || !run || seq <= run.prevSeq || seq > run.last) continue;
+    if (seq !== (h.entries.at(-1)?.seq ?? run.prevSeq) + 1) continue; // a run is contiguous
+    h.entries.push(diskCodec.decode<Entry>(value));
+    h.bytes += value.length;
+  }
+  if (h && h.entries.length > 0) r.hints = h;
 }
 
 /** Raise the watermark and answer the pending writes that now have enough copies. */
@@ -438,8 +616,8 @@ function settle(r: Replica): Effect[] {
   advanceWatermark(r, out);
   while (r.pending.length > 0) {
     const w = r.pending[0];
-    if (!confirmed(r, w.seq)) break;
-    const n = holders(r, w.seq);
+    if (!confirmed(r, w.seq, w.retry)) break;
+    const n = (w.retry ? holdersThrough : holders)(r, w.seq);
     r.pending.shift();
     out.push({ kind: 'reply', id: w.id, reply: { ok: true, res: w.res }, replicas: n });
   }
@@ -485,13 +663,17 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number):
   if (view.epoch < s.epoch) return; // stale news
   const newEpoch = view.epoch > s.epoch;
   const wasLeader = r.role === 'leader';
+  const before = r.view.replicas;
   r.view = view;
   // A node that left the replica set may come back empty: forget what it held.
   for (const n of [...r.matched.keys()]) if (!view.replicas.includes(n)) r.matched.delete(n);
+  for (const n of [...r.hinted.keys()]) if (!view.replicas.includes(n)) r.hinted.delete(n);
   const role: Role = view.leader === r.self ? 'leader' : view.replicas.includes(r.self) ? 'follower' : 'none';
   if (newEpoch) {
     s.epoch = view.epoch;
-    out.push({ kind: 'write', ops: [metaOp(s)] });
+    const ops = [metaOp(s)];
+    forgetHints(r, ops); // a newer leader's log may differ from the one they continue
+    out.push({ kind: 'write', ops });
   }
   if (role === 'leader' && (!wasLeader || newEpoch)) {
     // Writes pending from its earlier term whose entries it no longer holds are lost (or unknown).
@@ -500,6 +682,7 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number):
     recordEpoch(s, s.epoch, s.seq + 1);
     out.push({ kind: 'write', ops: [metaOp(s)] });
     r.matched = new Map();
+    r.hinted = new Map();
     r.progressAtMs = new Map();
     r.answeredAt = new Map();
     r.sentAtMs = new Map();
@@ -528,6 +711,13 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number):
   if (role !== r.role || newEpoch) out.push({ kind: 'role', role });
   r.role = role;
   if (role === 'leader') out.push(...settle(r));
+  if (role === 'leader' && wasLeader && !newEpoch && r.pending.length > 0) {
+    // A replica added meanwhile (a stand-in) gets the log tail the pending writes are in at once:
+    // it keeps it as hints, so they need not wait for its whole history. The tail is contiguous
+    // with the appends that follow, which it keeps as well.
+    const fromSeq = Math.max(r.pending[0].seq - 1, s.seq - limits.catchUpEntriesMax, 0);
+    for (const n of view.replicas) if (n !== r.self && !before.includes(n)) out.push({ kind: 'resend', to: n, fromSeq, at: nowMs });
+  }
 }
 
 /**
@@ -594,9 +784,12 @@ function settleFromSuccessor(r: Replica, through: number, copies: number): Effec
   return out;
 }
 
-/** What a leader's appends tell its followers: its watermark and how many replicas hold it. */
+/**
+ * What a leader's appends tell its followers: its watermark and how many replicas hold everything
+ * through it (a former leader answers pending writes below it from that count).
+ */
 export function watermark(r: Replica): { hw: number; hwCopies: number } {
-  return { hw: r.confirmedSeq, hwCopies: holders(r, r.confirmedSeq) };
+  return { hw: r.confirmedSeq, hwCopies: holdersThrough(r, r.confirmedSeq) };
 }
 
 /**

@@ -19,7 +19,7 @@ import { limits } from '../runtime/limits.js';
 import { epoch, partitionId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
 import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Command, type CopyLedger, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
-import { canServeReads, coalescePeer, createReplica, epochOf, failPending, handle, hiddenRows, needsPrior, rowOf, visibleEnd, visibleRow, watermark, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
+import { canServeReads, coalescePeer, createReplica, epochOf, failPending, handle, hiddenRows, hintRange, needsPrior, restoreHints, rowOf, visibleEnd, visibleRow, watermark, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader, type ReadView } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
 import type { DigestCheck, DigestReply, Request, Response, SnapshotAck, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
@@ -138,6 +138,7 @@ class PartitionWorker {
         const alone = view.leader === this.self && view.replicas.length === 1;
         if (alone && view.epoch < state.epoch) view = { ...view, epoch: state.epoch };
         const h: Hosted = { replica: createReplica(this.self, state, view), store, reader: undefined as never, snapshots: new Map(), incomplete: store.get(K.installingKey) !== undefined };
+        restoreStoredHints(h.replica, store);
         const readView: ReadView = { row: (row) => visibleRow(h.replica, row), hiddenRows: () => hiddenRows(h.replica), streamEnd: (skey) => visibleEnd(h.replica, skey) };
         (h as { reader: PartitionReader }).reader = new PartitionReader(() => h.replica.state, store, readView);
         this.hosted.set(p, h);
@@ -296,7 +297,7 @@ class PartitionWorker {
             : { id: e.id, ok: false, err: { code: e.reply.code, args: e.reply.args } });
           break;
         case 'send': this.out.peer.push({ to: e.to, msg: e.msg }); break;
-        case 'resend': this.resend(h, e.to, e.fromSeq); break;
+        case 'resend': this.resend(h, e.to, e.fromSeq, e.at); break;
         case 'snapshot': {
           // A new copy replaces one still being sent: the follower starts over at its part 0.
           h.snapshots.get(e.to)?.entries.return(undefined);
@@ -328,7 +329,7 @@ class PartitionWorker {
   }
 
   /** Fill a follower's gap from the log; a gap older than the log needs a full copy. */
-  private resend(h: Hosted, to: NodeId, fromSeq: number): void {
+  private resend(h: Hosted, to: NodeId, fromSeq: number, at: number): void {
     this.flush();
     const s = h.replica.state;
     const entries: Entry[] = [];
@@ -344,7 +345,7 @@ class PartitionWorker {
       this.run(h, { type: 'logMissing', to }); // older than the log: the replica decides on a copy
       return;
     }
-    const msg: PeerMessage = { t: 'append', p: s.id, epoch: s.epoch, leader: this.self, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries, at: systemClock.nowMs(), ...watermark(h.replica) };
+    const msg: PeerMessage = { t: 'append', p: s.id, epoch: s.epoch, leader: this.self, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries, at, ...watermark(h.replica) };
     this.out.peer.push({ to, msg });
   }
 
@@ -353,8 +354,11 @@ class PartitionWorker {
     if (msg.t === 'snapAck') { this.snapshotAcked(h, msg); return; }
     if (msg.t === 'digest') { h.digestCheck = msg; this.checkDigest(h); return; }
     if (h.incomplete && msg.t === 'append') {
-      // resent after a copy is in place; with none under way, a probe is answered by asking for one
-      if (!h.installing && msg.entries.length === 0) this.askForCopy(h, msg.leader);
+      // New entries past its (empty) log are kept as hints while the copy installs; what the
+      // leader resends to fill the gap waits for the copy; with none under way, a probe is
+      // answered by asking for one.
+      if (msg.prevSeq > h.replica.state.seq && msg.entries.length > 0) this.run(h, { type: 'peer', msg });
+      else if (!h.installing && msg.entries.length === 0) this.askForCopy(h, msg.leader);
       return;
     }
     this.run(h, { type: 'peer', msg });
@@ -423,10 +427,11 @@ class PartitionWorker {
     if (c.part === 0 && h.claim && c.epoch < h.claim.epoch && performance.now() < h.claim.untilMs) return;
     if (c.part === 0) {
       this.flush();
-      void h.store.clear(K.allRange); // a RocksDB range delete: applied before it returns
+      void h.store.clear(K.copyRange); // a RocksDB range delete: applied before it returns
       // Until the copy is complete the partition holds nothing it may claim, in memory or on disk:
       // a crash mid-copy restarts empty, never with a partial copy under the leader's position.
-      this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
+      // Its hinted entries stay: they are newer than the copy.
+      this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)), h.replica.view, h.replica);
       this.apply(h, [metaOp(h.replica.state), { type: 'put', key: K.installingKey, value: Buffer.alloc(0) }]);
       h.installing = { from: c.leader, copy: c.copy, nextPart: 0, lastPartAtMs: performance.now() };
       h.incomplete = true;
@@ -452,10 +457,10 @@ class PartitionWorker {
     h.incomplete = false;
     this.counters.snapshotsInstalled++;
     const view: ReplicaView = { ...h.replica.view, epoch: epoch(c.epoch), leader: c.leader };
-    this.replaceReplica(h, loadState(h.store, h.replica.state.id), view);
+    this.replaceReplica(h, loadState(h.store, h.replica.state.id), view, h.replica);
     h.replica.copy = c.copy;
     const s = h.replica.state;
-    this.out.peer.push({ to: c.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: this.self, seq: s.seq, end: s.seq, copy: c.copy } });
+    this.out.peer.push({ to: c.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: this.self, seq: s.seq, end: s.seq, copy: c.copy, hint: hintRange(h.replica) } });
     this.flush();
   }
 
@@ -469,7 +474,7 @@ class PartitionWorker {
     h.installing = undefined;
     this.flush(); // parts still in the open batch land before the clear, not on top of it
     void h.store.clear(K.contentRange);
-    this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
+    this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)), h.replica.view, h.replica);
     this.apply(h, [metaOp(h.replica.state)]);
     h.replica.copy = copy; // reporting the copy it gave up on lets its leader start a new one
     this.askForCopy(h, from);
@@ -477,13 +482,17 @@ class PartitionWorker {
 
   private askForCopy(h: Hosted, to: NodeId): void {
     const s = h.replica.state;
-    this.out.peer.push({ to, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: this.self, seq: s.seq, reason: 'diverged', copy: h.replica.copy } });
+    this.out.peer.push({ to, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: this.self, seq: s.seq, reason: 'diverged', copy: h.replica.copy, hint: hintRange(h.replica) } });
   }
 
-  /** Swap in a replica of `state`, then give it its view as a message, so a newer epoch is persisted. */
-  private replaceReplica(h: Hosted, state: PartitionState, view: ReplicaView = h.replica.view): void {
+  /**
+   * Swap in a replica of `state` (keeping the hinted entries of `hintsOf`, which a copy leaves in
+   * place), then give it its view as a message, so a newer epoch is persisted.
+   */
+  private replaceReplica(h: Hosted, state: PartitionState, view: ReplicaView = h.replica.view, hintsOf?: Replica): void {
     this.execute(h, failPending(h.replica, 'the replica was replaced'));
     h.replica = createReplica(this.self, state, view);
+    if (hintsOf) Object.assign(h.replica, { hints: hintsOf.hints, hintsOnDisk: hintsOf.hintsOnDisk });
     this.run(h, { type: 'view', view });
   }
 
@@ -587,6 +596,7 @@ class PartitionWorker {
   private reload(p: number): void {
     const h = this.hosted.get(p)!;
     this.replaceReplica(h, loadState(h.store, p));
+    restoreStoredHints(h.replica, h.store);
   }
 
   private scheduleGroupSync(): void {
@@ -649,6 +659,13 @@ class PartitionWorker {
 
 function isMetaKey(key: Uint8Array): boolean {
   return key === K.metaKey || (key.length === 2 && key[0] === K.metaKey[0] && key[1] === K.metaKey[1]);
+}
+
+/** The hinted entries a replica kept on disk (replica.ts Hints). */
+function restoreStoredHints(r: Replica, store: ColumnStore): void {
+  restoreHints(r, store.get(K.hintHeaderKey), (function* (): Generator<[number, Uint8Array]> {
+    for (const [k, v] of store.iterate(K.hintEntriesRange)) yield [K.seqOfHintKey(k), v];
+  })());
 }
 
 /**

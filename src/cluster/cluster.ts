@@ -237,6 +237,7 @@ export class ClusterCoordinator implements Coordinator {
         leader: e.record.leader,
         replicas: e.record.replicas,
         live: e.record.replicas.filter((n) => this.alive(n)),
+        spares: this.liveMembers().filter((n) => !e.record.replicas.includes(n) && this.alive(n)).length,
         copies: this.copies,
         isr: [...e.record.isr, ...[...(this.joining.get(p)?.keys() ?? [])].filter((n) => e.record.leader === this.self && !e.record.isr.includes(n))],
       };

@@ -81,9 +81,18 @@ export const limits = {
    * A silent replica leaves the in-sync set within a second, so only a stalled set fills it.
    */
   unconfirmedBytesMax: 64 * MiB,
-  /** log entries or bytes sent to a follower in one catch-up message */
-  catchUpEntriesMax: 2_000,
-  catchUpBytesMax: 4 * MiB,
+  /**
+   * entries a follower catching up (a stand-in, say) keeps past the gap in its log, per partition,
+   * so that it counts as a holder of new writes at once (replica.ts Hints); full → it keeps no
+   * more until the gap closes, and the writes after wait for it
+   */
+  hintBytesMax: 64 * MiB,
+  /**
+   * log entries or bytes sent to a follower in one catch-up message (the next part goes when it
+   * answers): one read and send of them holds the leader's thread, so they stay small
+   */
+  catchUpEntriesMax: 256,
+  catchUpBytesMax: 1 * MiB,
   /**
    * one snapshot message; a copy sends one per 50 ms tick (≈5 MB/s per copy), which throttles
    * rebalancing, and a small one never holds a thread long enough to show in the foreground p99

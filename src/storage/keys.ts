@@ -12,6 +12,11 @@ export const Kind = {
   producer: 0x07,
   /** the partition's replication log: entries by seq, kept for catching up followers */
   log: 0x08,
+  /**
+   * entries a follower holds past a gap in its log (hinted handoff, replica.ts `Hints`): by seq,
+   * after a header under the bare kind byte
+   */
+  hint: 0x09,
 } as const;
 
 const utf8 = new TextEncoder();
@@ -164,18 +169,33 @@ export function prefixEnd(prefix: Uint8Array): Buffer {
   return Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 }
 
-export function logKey(seq: number): Buffer {
+function seqKey(kind: number, seq: number): Buffer {
   const b = Buffer.allocUnsafe(9);
-  b[0] = Kind.log;
+  b[0] = kind;
   writeU64(b, 1, seq);
   return b;
 }
+
+export function logKey(seq: number): Buffer { return seqKey(Kind.log, seq); }
 export function seqOfLogKey(k: Uint8Array): number { return readU64(k, 1); }
 export const logRange = { gte: Buffer.from([Kind.log]), lt: Buffer.from([Kind.log + 1]) };
-/** every key of a partition: what a snapshot install replaces */
+
+/** the header of a follower's hinted entries: the run's epoch and the log position it follows */
+export const hintHeaderKey = Buffer.from([Kind.hint]);
+export function hintKey(seq: number): Buffer { return seqKey(Kind.hint, seq); }
+export function seqOfHintKey(k: Uint8Array): number { return readU64(k, 1); }
+export const hintRange = { gte: Buffer.from([Kind.hint]), lt: Buffer.from([Kind.hint + 1]) };
+/** hinted entries without their header */
+export const hintEntriesRange = { gte: hintKey(0), lt: hintRange.lt };
+/** every key of a partition: what dropping it removes */
 export const allRange = { gte: Buffer.from([0]), lt: Buffer.from([0xff]) };
-/** a partition's content without its bookkeeping (meta kind): what an interrupted copy leaves to clear */
-export const contentRange = { gte: Buffer.from([Kind.kv]), lt: allRange.lt };
+/**
+ * what a full copy replaces: everything but the hinted entries, which are newer than any copy
+ * and keep counting for the writes they hold while it installs
+ */
+export const copyRange = { gte: Buffer.from([0]), lt: Buffer.from([Kind.hint]) };
+/** a partition's content without its bookkeeping (meta kind) and hints: what an interrupted copy leaves to clear */
+export const contentRange = { gte: Buffer.from([Kind.kv]), lt: Buffer.from([Kind.hint]) };
 /**
  * What a snapshot copies: the partition's state without its replication log (the log is the last
  * kind). The log would double the bytes moved; a new copy only needs the state at its seq, and

@@ -12,6 +12,8 @@ export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: 
   { finding: 'F7', seed: 3003007, steps: 2000 },
   { finding: 'F8', seed: 4000823, steps: 2000, copies: 'mixed' },
   { finding: 'F8', seed: 4002217, steps: 2000, copies: 'mixed' },
+  { finding: 'F9', seed: 5000004, steps: 2000, copies: 'mixed' },
+  { finding: 'F10', seed: 5002472, steps: 2000, copies: 'mixed' },
 ];
 
 export interface SeedRun { seeds: number; failures: SimResult[]; ms: number; events: number; stats: Record<string, number> }

@@ -8,7 +8,7 @@ import { limits } from '../../src/runtime/limits.js';
 import { epoch, partitionId, seq } from '../../src/runtime/ids.js';
 import * as K from '../../src/storage/keys.js';
 import { emptyStream, initialState, streamKeyOf, type CopyLedger, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from '../../src/actors/partition.js';
-import type { Entry } from '../../src/actors/replica.js';
+import { restoreHints, type Entry, type Replica } from '../../src/actors/replica.js';
 
 /** Keys are stored as lowercase hex: string order is byte order. */
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
@@ -145,4 +145,9 @@ export function loadState(store: MemStore, p: number): PartitionState {
   producers.sort((a, b) => a[1].usedAtMs - b[1].usedAtMs);
   for (const [key, w] of producers.slice(-limits.producersPerPartitionMax)) state.producers.set(key, w);
   return state;
+}
+
+/** worker.ts `restoreStoredHints`: the hinted entries kept on disk. */
+export function restoreStoredHints(r: Replica, store: MemStore): void {
+  restoreHints(r, store.get(K.hintHeaderKey), store.range(K.hintEntriesRange).map(([k, v]): [number, Buffer] => [K.seqOfHintKey(Buffer.from(k, 'hex')), v]));
 }

@@ -39,16 +39,23 @@
 //    appends the healed link then delivered, renewing the old leader's read lease, and was elected
 //    alone in the in-sync set: both answered reads (now: a new leader answers none until
 //    READ_LEASE_MS after it last answered a leader). Invariant 6, seeds 4000823 and 4002217.
+// F9 (hinted handoff, before it landed) a retried produce was answered with the copies of the last
+//    seq, counting a replica that held only that seq as a hint, not the original write (now: a
+//    retry, and the count a leader sends with its watermark, use replicas whose log reaches the seq).
+//    Invariant 4, seed 5000004 (and 20 more of 3,000).
+// F10 (hinted handoff, before it landed) a follower deleted its hints when it adopted a newer epoch,
+//    while its report of them was still on the way to the old leader, which then counted them (now:
+//    hints stay on disk until the follower's log passes their seq). Invariant 4, seed 5002472.
 import { createHash } from 'node:crypto';
 import { AssertionError } from 'node:assert';
 import { diskCodec } from '../../src/runtime/codec.js';
 import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js';
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, metaOp, type Command, type Op, type StoredBatch, type WireRecord } from '../../src/actors/partition.js';
-import { canServeReads, createReplica, failPending, handle, epochOf, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
+import { canServeReads, createReplica, failPending, handle, epochOf, hintRange, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
 import { Prng } from './prng.js';
 import { EventQueue } from './heap.js';
-import { MemStore, decodeEntry, loadState } from './store.js';
+import { MemStore, decodeEntry, loadState, restoreStoredHints } from './store.js';
 
 const P = 7; // the partition id
 /** worker.ts INSTALL_STALL_MS */
@@ -227,7 +234,7 @@ export class Sim {
   private readonly shown = new Map<number, string>();
   /** the highest seq any leader let readers see */
   private shownSeq = 0;
-  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0 };
+  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0 };
 
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
@@ -366,6 +373,7 @@ export class Sim {
     n.lastView = JSON.stringify(view);
     view.version = ++n.viewVersion;
     n.replica = createReplica(n.id, state, view);
+    restoreStoredHints(n.replica, n.store);
     n.snapshots = new Map();
     n.digest = undefined;
     this.touched.add(n.id);
@@ -396,7 +404,7 @@ export class Sim {
         case 'write': this.write(n, e.ops); break;
         case 'reply': this.reply(n, e); break;
         case 'send': this.send(n.id, e.to, e.msg); break;
-        case 'resend': this.resend(n, e.to, e.fromSeq); break;
+        case 'resend': this.resend(n, e.to, e.fromSeq, e.at); break;
         case 'snapshot':
           {
             // worker.ts: a new copy replaces one still being sent; it is fixed when the effect
@@ -445,7 +453,7 @@ export class Sim {
   }
 
   /** worker.ts `resend`: entries after fromSeq from the log; a snapshot if the log lacks them. */
-  private resend(n: SimNode, to: NodeId, fromSeq: number): void {
+  private resend(n: SimNode, to: NodeId, fromSeq: number, at: number): void {
     const s = n.replica!.state;
     const entries: Entry[] = [];
     for (const [k, v] of n.store.range({ gte: K.logKey(fromSeq + 1), lt: K.logRange.lt })) {
@@ -457,7 +465,7 @@ export class Sim {
       this.run1(n, { type: 'logMissing', to }); // worker.ts: the replica decides on a copy
       return;
     }
-    this.send(n.id, to, { t: 'append', p: s.id, epoch: s.epoch, leader: n.id, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries, at: this.now, ...watermark(n.replica!) });
+    this.send(n.id, to, { t: 'append', p: s.id, epoch: s.epoch, leader: n.id, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries, at, ...watermark(n.replica!) });
   }
 
   /** worker.ts abandonInstall: back to an empty store, still incomplete, and the sender is told to start over. */
@@ -469,8 +477,10 @@ export class Sim {
     empty.epoch = n.replica!.state.epoch;
     empty.epochs = [];
     const view = n.replica!.view;
+    const { hints, hintsOnDisk } = n.replica!;
     this.execute(n, failPending(n.replica!, 'the replica was replaced'));
     n.replica = createReplica(n.id, empty, view);
+    Object.assign(n.replica, { hints, hintsOnDisk }); // worker.ts replaceReplica: a copy leaves hints in place
     this.run1(n, { type: 'view', view });
     n.store.apply([metaOp(n.replica.state)]);
     this.touched.add(n.id);
@@ -483,7 +493,7 @@ export class Sim {
   /** worker.ts askForCopy */
   private askForCopy(n: SimNode, to: NodeId): void {
     const s = n.replica!.state;
-    this.send(n.id, to, { t: 'nack', p: s.id, epoch: s.epoch, from: n.id, seq: s.seq, reason: 'diverged', copy: n.replica!.copy });
+    this.send(n.id, to, { t: 'nack', p: s.id, epoch: s.epoch, from: n.id, seq: s.seq, reason: 'diverged', copy: n.replica!.copy, hint: hintRange(n.replica!) });
   }
 
   private workerTick(n: SimNode): void {
@@ -521,12 +531,13 @@ export class Sim {
     this.touched.add(n.id);
     n.digest = undefined;
     if (ev.part === 0) {
-      n.store.clear(K.allRange);
-      // worker.ts: the copy being replaced is gone, so is the replica's claim to it
+      n.store.clear(K.copyRange);
+      // worker.ts: the copy being replaced is gone, so is the replica's claim to it; hints stay
       const empty = loadState(new MemStore(), P);
       empty.epoch = r.state.epoch;
       this.execute(n, failPending(r, 'the replica was replaced'));
       n.replica = createReplica(n.id, empty, r.view);
+      Object.assign(n.replica, { hints: r.hints, hintsOnDisk: r.hintsOnDisk });
       this.run1(n, { type: 'view', view: r.view });
       n.store.apply([metaOp(n.replica.state), { type: 'put', key: K.installingKey, value: Buffer.alloc(0) }]);
       n.installing = { from: ev.from, copy: ev.copy, nextPart: 0, lastPartAt: this.now };
@@ -557,12 +568,14 @@ export class Sim {
     const seqBefore = r.state.seq;
     const state = loadState(n.store, P);
     const view: ReplicaView = { ...n.replica!.view, epoch: toEpoch(ev.epoch), leader: ev.from };
+    const { hints, hintsOnDisk } = n.replica!;
     this.execute(n, failPending(n.replica!, 'the replica was replaced'));
     n.replica = createReplica(n.id, state, view);
+    Object.assign(n.replica, { hints, hintsOnDisk });
     this.log(`${n.id} installed snapshot from ${ev.from}: seq ${seqBefore} → ${state.seq}`);
     this.run1(n, { type: 'view', view });
     n.replica.copy = ev.copy;
-    this.send(n.id, ev.from, { t: 'ack', p: state.id, epoch: n.replica.state.epoch, from: n.id, seq: state.seq, end: state.seq, copy: ev.copy });
+    this.send(n.id, ev.from, { t: 'ack', p: state.id, epoch: n.replica.state.epoch, from: n.id, seq: state.seq, end: state.seq, copy: ev.copy, hint: hintRange(n.replica) });
   }
 
   // ---- network ----
@@ -614,8 +627,9 @@ export class Sim {
     const n = this.nodes.get(ev.to)!;
     if (!n.up) return;
     if (!this.linkPasses(ev, flushed)) return;
-    if (n.incomplete && ev.msg.t === 'append') {
-      // worker.ts onPeer: resent after a copy is in place; with none under way, a probe asks for one
+    if (n.incomplete && ev.msg.t === 'append' && !(ev.msg.prevSeq > n.replica!.state.seq && ev.msg.entries.length > 0)) {
+      // worker.ts onPeer: new entries past its log are kept as hints; what fills the gap waits for
+      // the copy; with none under way, a probe asks for one
       this.log(`${ev.to} ${n.installing ? 'installing' : 'incomplete'}: ignores ${describe(ev.msg)}`);
       if (!n.installing && ev.msg.entries.length === 0) this.askForCopy(n, ev.msg.leader);
       return;
@@ -995,9 +1009,15 @@ export class Sim {
     }
   }
 
-  /** nodes whose store holds exactly this log entry (crashed nodes count: their store is durable) */
+  /**
+   * nodes whose store holds exactly this log entry, in its log or among its hinted entries
+   * (crashed nodes count: their store is durable)
+   */
   private holdersOfEntry(seq: number, bytes: Buffer): NodeId[] {
-    return this.ids.filter((id) => this.nodes.get(id)!.store.logEntry(seq)?.equals(bytes));
+    return this.ids.filter((id) => {
+      const store = this.nodes.get(id)!.store;
+      return store.logEntry(seq)?.equals(bytes) || store.get(K.hintKey(seq))?.equals(bytes);
+    });
   }
 
   private holdersOfBatch(tp: number, base: number, values: string[]): NodeId[] {
@@ -1025,6 +1045,7 @@ export class Sim {
     if (holders && holders.length < claimed) {
       throw new Violation(`invariant 4: #${req.id} ${describeOp(req.op)} answered ok replicas=${claimed} but only [${holders.join(',')}] hold it`);
     }
+    if (req.entry && this.ids.some((id) => this.nodes.get(id)!.store.get(K.hintKey(req.entry!.seq))?.equals(req.entry!.bytes))) this.stats.hinted++;
   }
 
   // ---- quiescence ----
