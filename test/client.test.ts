@@ -2,6 +2,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChicagoClient, type TailRecord } from '../src/client/index.js';
 import { ChicagoError } from '../src/runtime/errors.js';
+import { Session } from '../src/client/session.js';
 import { startFakeServer, type FakeServer } from './helpers/fake-node-api.js';
 import { startNode, type NodeHandle } from './helpers/launcher.js';
 import { http } from './helpers/http.js';
@@ -30,6 +31,15 @@ describe('connection', () => {
     expect(err).toBeInstanceOf(ChicagoError);
     expect(err).toMatchObject({ code: 'TIMEOUT' });
     expect(err!.message).toMatch(/connecting to http:\/\/127.0.0.1:1.*ECONNREFUSED/);
+  });
+
+  it('a session to a leader\'s node gives up at its first refused dial (the router then goes through the seed)', async () => {
+    const opts = { url: 'http://127.0.0.1:1', connectTimeoutMs: 10_000, requestTimeoutMs: 1_000, backoffMinMs: 50, backoffMaxMs: 1_000, clientName: 'test' };
+    const t0 = Date.now();
+    const err = await caught(Session.open(opts, { firstDialOnly: true }));
+    expect(err).toMatchObject({ code: 'NOT_READY' });
+    expect(err!.message).toMatch(/ECONNREFUSED/);
+    expect(Date.now() - t0).toBeLessThan(2_000); // not the 10 s connect deadline
   });
 
   it('times out reads with TIMEOUT and unanswered writes with OUTCOME_UNKNOWN', async () => {

@@ -88,7 +88,7 @@ export class Router {
   private connect(url: string): Promise<Session> {
     let s = this.sessions.get(url);
     if (!s) {
-      s = Session.open({ ...this.opts, url });
+      s = Session.open({ ...this.opts, url }, { firstDialOnly: true }); // a leader's node that refuses is down: the seed forwards
       s.then((session) => this.opened.set(url, session), () => {
         // A node we cannot reach is not worth remembering: the seed forwards meanwhile.
         this.sessions.delete(url);

@@ -58,6 +58,8 @@ export class Session {
   private readonly fired = new Map<number, (err: ChicagoError) => void>();
   private readonly upListeners = new Set<() => void>();
   private retryTimer: NodeJS.Timeout | undefined;
+  /** while opening with `firstDialOnly`: told of the first dial's failure instead of redialling */
+  private onFirstDialFailed: ((err: Error) => void) | undefined;
   private dialing: WebSocket | undefined;
   private lastError: Error | undefined;
   /** what the server advertised in its hello reply */
@@ -65,22 +67,33 @@ export class Session {
 
   private constructor(readonly opts: SessionOptions) {}
 
-  /** Resolves once the first connection is up, or rejects after connectTimeoutMs. */
-  static async open(opts: SessionOptions): Promise<Session> {
+  /**
+   * Resolves once the first connection is up, or rejects after connectTimeoutMs. With
+   * `firstDialOnly` it rejects as soon as the first dial fails (a node that refuses connections
+   * is down: the caller has somewhere else to go); once open, it reconnects as any session.
+   */
+  static async open(opts: SessionOptions, { firstDialOnly = false } = {}): Promise<Session> {
     const s = new Session(opts);
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const give = (err: ChicagoError) => {
+        clearTimeout(timer);
         s.upListeners.delete(onUp);
+        s.onFirstDialFailed = undefined;
         s.close();
+        reject(err);
+      };
+      const timer = setTimeout(() => {
         const why = s.lastError ? ` (last error: ${s.lastError.message})` : '';
-        reject(new ChicagoError('TIMEOUT', `connecting to ${opts.url}${why}`, opts.connectTimeoutMs));
+        give(new ChicagoError('TIMEOUT', `connecting to ${opts.url}${why}`, opts.connectTimeoutMs));
       }, opts.connectTimeoutMs);
       const onUp = () => {
         clearTimeout(timer);
         s.upListeners.delete(onUp);
+        s.onFirstDialFailed = undefined;
         resolve();
       };
       s.upListeners.add(onUp);
+      if (firstDialOnly) s.onFirstDialFailed = (err) => give(new ChicagoError('NOT_READY', `${opts.url} (${err.message})`));
       s.dial(opts.backoffMinMs);
     });
     return s;
@@ -231,6 +244,7 @@ export class Session {
       ws.on('error', () => undefined);
       ws.terminate();
       if (this.state === 'closed') return;
+      if (this.onFirstDialFailed) return this.onFirstDialFailed(err);
       const next = Math.min(this.opts.backoffMaxMs, delayMs * 2);
       this.retryTimer = setTimeout(() => this.dial(next), jitter(delayMs));
     };

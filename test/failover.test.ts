@@ -1,0 +1,85 @@
+// Failover with hinted handoff, on real processes: etcd and 4 nodes, N=3. A partition with a long
+// history loses its leader to kill -9. The new leader's stand-in has none of that history, yet
+// acks=all writes are answered with 3 copies long before it has caught up: it holds them as
+// hints meanwhile. Without hints they would wait for the whole history to be copied.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster, type Cluster } from './helpers/cluster.js';
+import { ChicagoClient } from '../src/client/index.js';
+import { kvPartition } from '../src/runtime/hash.js';
+
+const PARTITIONS = 2;
+const KS = 'failover';
+/** history of the partition: about 40 MB of log, which takes the stand-in seconds to catch up on */
+const HISTORY_KEYS = 40_000;
+const VALUE = 'x'.repeat(1_000);
+
+let cluster: Cluster;
+beforeAll(async () => { cluster = await startCluster({ nodes: 4, partitions: PARTITIONS, replicas: 3 }); }, 120_000);
+afterAll(async () => { await cluster?.teardown(); });
+
+const keysOf = (p: number, n: number, prefix: string) => {
+  const out: string[] = [];
+  for (let i = 0; out.length < n; i++) if (kvPartition(KS, Buffer.from(`${prefix}${i}`), PARTITIONS) === p) out.push(`${prefix}${i}`);
+  return out;
+};
+
+describe('failover with hinted handoff', () => {
+  it('acks=all writes get 3 copies again while the stand-in is still catching up on the history', async () => {
+    const loader = await ChicagoClient.connect({ url: cluster.targets()[0].url });
+    const history = keysOf(0, HISTORY_KEYS, 'h');
+    for (let i = 0; i < history.length; i += 200) {
+      await Promise.all(history.slice(i, i + 200).map((k) => loader.kv.put(KS, k, VALUE, { acks: 'one' })));
+    }
+    await loader.kv.put(KS, history[0], VALUE); // acks=all: everything before it is on the 3 replicas too
+    loader.close();
+    await cluster.waitConverged(60_000);
+
+    const before = (await cluster.status()).partitions[0];
+    const victim = before.leader!;
+    const survivor = cluster.targets().find((t) => t.id !== victim)!;
+    await cluster.kill9(victim);
+    const killedAt = Date.now();
+
+    // Watch the partition's record: when a stand-in appears and when it joins the in-sync set.
+    let standIn: string | undefined;
+    let standInInSyncAt: number | undefined;
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        const p = (await cluster.status(survivor.id).catch(() => undefined))?.partitions[0];
+        standIn ??= p?.replicas.find((n) => !before.replicas.includes(n));
+        if (standIn && p?.isr.includes(standIn) && standInInSyncAt === undefined) standInInSyncAt = Date.now();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+
+    const client = await ChicagoClient.connect({ url: survivor.url });
+    const probes = keysOf(0, 1000, 'after');
+    let firstAck: { at: number; replicas: number } | undefined;
+    for (let i = 0; !firstAck && Date.now() - killedAt < 20_000; i++) {
+      try {
+        const r = await client.kv.put(KS, probes[i % probes.length], `v${i}`);
+        firstAck = { at: Date.now(), replicas: r.replicas };
+      } catch {
+        await new Promise((r) => setTimeout(r, 5)); // retryable: the partition is failing over
+      }
+    }
+    const deadline = Date.now() + 60_000;
+    while (standInInSyncAt === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    watching = false;
+    await watcher;
+    client.close();
+
+    expect(firstAck, 'an acks=all write was acknowledged after the kill').toBeDefined();
+    expect(firstAck!.replicas).toBe(3);
+    expect(standIn, 'a stand-in took the dead replica\'s place').toBeDefined();
+    expect(standInInSyncAt, 'the stand-in caught up and joined the in-sync set').toBeDefined();
+    const ackMs = firstAck!.at - killedAt;
+    const inSyncMs = standInInSyncAt! - killedAt;
+    console.log(`failover: first acks=all write acked (3 copies) ${ackMs} ms after the kill; stand-in ${standIn} in sync after ${inSyncMs} ms`);
+    // The write had its third copy on the stand-in as a hint, long before the stand-in held the
+    // history (without hints it is acked once the stand-in has caught up, a few hundred ms before
+    // the in-sync set takes it in: 1485 of 1882 ms when tried).
+    expect(ackMs).toBeLessThan(inSyncMs / 2);
+  }, 180_000);
+});
