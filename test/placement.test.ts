@@ -134,8 +134,16 @@ describe('planPlacement', () => {
         expect(now.epoch).toBe(was.epoch);
       }
 
-      // The leader adds the newcomers to the isr once they caught up; then the move completes.
-      const done = planPlacement(P, live, n, moving.map(inSync));
+      // The leader adds the newcomers to the isr once they caught up; then the move completes, in
+      // one step, or two where leadership moves off a replica it drops: never both at once.
+      const caught = moving.map(inSync);
+      const handedOver = planPlacement(P, live, n, caught);
+      for (let p = 0; p < P; p++) {
+        const leaderDropped = !handedOver[p].replicas.includes(caught[p].leader);
+        expect(leaderDropped, `partition ${p}: leadership moved and its old replica dropped in one step`).toBe(false);
+        if (handedOver[p].leader !== caught[p].leader) expect(handedOver[p].isr).toContain(caught[p].leader);
+      }
+      const done = planPlacement(P, live, n, handedOver);
       for (let p = 0; p < P; p++) {
         const target = replicasFor(p, live, n);
         expect(done[p].replicas).toEqual(target);

@@ -44,7 +44,9 @@ const sameList = (a: readonly NodeId[], b: readonly NodeId[]) => a.length === b.
  * The next record of one partition on its way to the target set over `liveNodes`.
  *
  * - Nothing in sync is live: returned unchanged. Moving would lose acked data; the caller decides.
- * - Every target node is in sync: the final record, `replicas = isr = target`, led by the first-ranked.
+ * - Every target node is in sync: the final record, `replicas = isr = target`, led by the first-ranked;
+ *   if that moves leadership off a live replica the target drops, first a record that moves it and
+ *   keeps that replica, then the final one.
  * - Otherwise a move is in progress: `replicas` is the target plus the live in-sync copies it
  *   replaces (they keep serving until the newcomers catch up and are added to the isr by the leader),
  *   and the leader stays where it is while it is live and in sync.
@@ -69,7 +71,11 @@ export function planPartition(
 
   const target = replicasFor(partition, liveNodes, n);
   const caughtUp = target.every((t) => liveIsr.includes(t));
-  const replicas = caughtUp ? target : [...target, ...liveIsr.filter((x) => !target.includes(x))];
+  // A move that ends with a new leader hands leadership over one round before it drops the old
+  // leader's copy: that replica answers its pending writes once its successor confirms them, which
+  // it can no longer learn once removed (they would end OUTCOME_UNKNOWN).
+  const handOver = caughtUp && !target.includes(current.leader) && liveIsr.includes(current.leader);
+  const replicas = handOver ? [...target, current.leader] : caughtUp ? target : [...target, ...liveIsr.filter((x) => !target.includes(x))];
   const isr = replicas.filter((x) => liveIsr.includes(x));
   const leader = !caughtUp && isr.includes(current.leader) ? current.leader : isr[0];
 
