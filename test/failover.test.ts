@@ -9,8 +9,8 @@ import { kvPartition } from '../src/runtime/hash.js';
 
 const PARTITIONS = 2;
 const KS = 'failover';
-/** history of the partition: about 40 MB of log, which takes the stand-in seconds to catch up on */
-const HISTORY_KEYS = 40_000;
+/** history of the partition: about 20 MB of log, which takes the stand-in seconds to catch up on */
+const HISTORY_KEYS = 20_000;
 const VALUE = 'x'.repeat(1_000);
 
 let cluster: Cluster;

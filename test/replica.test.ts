@@ -165,4 +165,17 @@ describe('replica transition', () => {
     const answered = handle(leader, { type: 'peer', msg: ack[0] }, 5);
     expect(answered.flatMap((e) => e.kind === 'reply' && e.reply.ok ? [[e.id, e.replicas]] : [])).toEqual([[2, 3]]);
   });
+
+  it('a leader handing over refuses writes (they did not run) until its fence ends', () => {
+    const leader = createReplica(L, initialState(partitionId(0), epoch(2), seq(0)), view);
+    handle(leader, { type: 'view', view }, 0);
+    const put: Command = { op: 'kvPut', ks: 'ks', key: Buffer.from('k'), value: Buffer.from('v') };
+    handle(leader, { type: 'fence', to: F, untilMs: 100 }, 10);
+    const refused = handle(leader, { type: 'write', id: 1, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 50);
+    expect(refused).toMatchObject([{ kind: 'reply', id: 1, reply: { ok: false, code: 'NOT_LEADER' } }]);
+    expect(leader.state.seq).toBe(0);
+    const taken = handle(leader, { type: 'write', id: 2, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 100);
+    expect(taken.some((e) => e.kind === 'reply' && e.reply.ok)).toBe(true);
+    expect(leader.state.seq).toBe(1);
+  });
 });

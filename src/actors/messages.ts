@@ -108,6 +108,13 @@ export interface WorkerControl {
    * copy is incomplete: it must not propose itself.
    */
   claim(p: number, epoch: number): boolean;
+  /**
+   * This node is about to hand the leadership of `p` to `to`: its replica refuses writes for up to
+   * `ms` (NOT_LEADER: they did not run, and routers retry at the next leader). True once `to` holds
+   * every entry it has, within the first half of `ms` (the second is for the record change to
+   * land); false if that takes longer (it takes writes again when the time is up).
+   */
+  handOff(p: number, to: string, ms: number): Promise<boolean>;
   /** stop accepting work, finish what is queued and fsync; the main thread closes the database */
   drain(): Promise<void>;
 }

@@ -102,6 +102,8 @@ export interface Replica {
    * behind nacks every live append until the fill lands; each nack must not send the log again.
    */
   filling: Map<NodeId, { fromSeq: number; atMs: number }>;
+  /** leader only: the next gap fill of a follower outside the in-sync set, held for its turn (CATCH_UP_PART_MS) */
+  fillDue: Map<NodeId, number>;
   /**
    * leader only: the full copy last started for each follower (its id, and when). Anything the
    * follower says about an older copy does not count until it reports this one (or
@@ -144,6 +146,11 @@ export interface Replica {
   /** leader only: writes applied here that wait for more copies, in seq order */
   pending: PendingWrite[];
   /**
+   * leader only: it is handing leadership to `to` and refuses writes until `untilMs` (they did not
+   * run: NOT_LEADER), so that its successor can hold every entry it has before it takes over.
+   */
+  fence: { to: NodeId; untilMs: number } | undefined;
+  /**
    * When this replica last answered an append from a leader (its own clock); until its first
    * message after a start, unknown (it may have answered one just before it went down).
    */
@@ -167,6 +174,11 @@ export const HEARTBEAT_MS = 100;
  * have acknowledged a write this one lacks.
  */
 export const READ_LEASE_MS = 200;
+/**
+ * A follower outside the in-sync set gets at most one catch-up message (limits.catchUpEntriesMax,
+ * catchUpBytesMax) per this, as a full copy sends one part per worker tick.
+ */
+export const CATCH_UP_PART_MS = 50;
 /** a full copy whose install was not acknowledged in this time is presumed lost */
 export const SNAPSHOT_ACK_TIMEOUT_MS = 10_000;
 
@@ -194,6 +206,8 @@ export type ReplicaMessage =
   | { type: 'peer'; msg: PeerMessage }
   | { type: 'view'; view: ReplicaView }
   | { type: 'tick' }
+  /** hand leadership to `to`: refuse writes until `untilMs` (see Replica.fence) */
+  | { type: 'fence'; to: NodeId; untilMs: number }
   /** the log no longer reaches back to what `to` needs: it gets a full copy */
   | { type: 'logMissing'; to: NodeId };
 
@@ -204,7 +218,7 @@ export type ReplicaMessage =
 export function createReplica(self: NodeId, state: PartitionState, view: ReplicaView): Replica {
   return {
     self, state, role: 'none', view: { ...view, epoch: state.epoch, leader: null },
-    matched: new Map(), progressAtMs: new Map(), answeredAt: new Map(), sentAtMs: new Map(), filling: new Map(), copying: new Map(), pending: [],
+    matched: new Map(), progressAtMs: new Map(), answeredAt: new Map(), sentAtMs: new Map(), filling: new Map(), fillDue: new Map(), copying: new Map(), pending: [], fence: undefined,
     copy: 0, hints: undefined, hintsOnDisk: undefined, hinted: new Map(), confirmedSeq: 0, readBarrier: 0, unconfirmed: [], unconfirmedBytes: 0, hidden: new Map(), answeredLeaderAtMs: undefined, readsFromMs: 0,
   };
 }
@@ -239,6 +253,9 @@ export function handle(r: Replica, m: ReplicaMessage, nowMs: number): Effect[] {
       return out;
     }
     case 'tick': return tick(r, nowMs);
+    case 'fence':
+      if (r.role === 'leader') r.fence = { to: m.to, untilMs: m.untilMs };
+      return [];
     case 'logMissing': return r.role === 'leader' ? copyTo(r, m.to, nowMs) : [];
   }
 }
@@ -359,6 +376,7 @@ function hideUntilConfirmed(r: Replica, cmd: Command, seq: number, ops: Op[], st
 
 function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs: number): Effect[] {
   if (r.role !== 'leader') return [replyError(m.id, 'NOT_LEADER', r.state.id, r.view.leader ?? 'unknown')];
+  if (r.fence && nowMs < r.fence.untilMs) return [replyError(m.id, 'NOT_LEADER', r.state.id, `${r.fence.to} (leadership moving)`)];
   if (m.acks === 'all') {
     // Fail fast only when no node can stand in for the unreachable replicas: otherwise the
     // coordinator adds one within the failover window, and the write waits for it.
@@ -402,10 +420,19 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
   return out;
 }
 
-/** Send a follower the log after `fromSeq`, unless that very fill left recently (PROBE_AFTER_MS). */
+/**
+ * Send a follower the log after `fromSeq`, unless that very fill left recently (PROBE_AFTER_MS).
+ * One outside the in-sync set (a replica moving in, a stand-in) gets a part per CATCH_UP_PART_MS
+ * at most, the pace of a full copy: moves must not crowd out the foreground.
+ */
 function fillGap(r: Replica, to: NodeId, fromSeq: number, nowMs: number): Effect[] {
   const last = r.filling.get(to);
   if (last && last.fromSeq === fromSeq && nowMs - last.atMs < PROBE_AFTER_MS) return [];
+  if (last && !r.view.isr.includes(to) && nowMs - last.atMs < CATCH_UP_PART_MS) {
+    r.fillDue.set(to, fromSeq); // sent by a tick
+    return [];
+  }
+  r.fillDue.delete(to);
   r.filling.set(to, { fromSeq, atMs: nowMs });
   return [{ kind: 'resend', to, fromSeq, at: nowMs }];
 }
@@ -506,6 +533,21 @@ function append(r: Replica, msg: AppendMessage, nowMs: number): Effect[] {
   if (r.pending.length > 0 && msg.hw !== undefined) out.push(...settleFromSuccessor(r, Math.min(verified, msg.hw), msg.hwCopies ?? 0));
   out.push({ kind: 'send', to: msg.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: r.self, seq: verified, end: s.seq, copy: r.copy, echo: msg.at, hint: hintRange(r) } });
   return out;
+}
+
+/**
+ * A replica without a complete copy (one is installing, or it waits for one) keeps what its
+ * leader appends meanwhile as hints, and acks where its log is (nothing it may claim): the copy
+ * fills the gap. A nack would ask the leader to fill it, and to start a copy over once the one
+ * under way is old.
+ */
+export function holdDuringCopy(r: Replica, msg: AppendMessage): Effect[] {
+  const s = r.state;
+  const ops = keepHints(r, msg);
+  return [
+    ...(ops.length > 0 ? [{ kind: 'write', ops } as Effect] : []),
+    { kind: 'send', to: msg.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq, end: s.seq, copy: r.copy, echo: msg.at, hint: hintRange(r) } },
+  ];
 }
 
 /** What a follower reports of its hinted entries: the first and last seq it holds. */
@@ -633,6 +675,10 @@ function tick(r: Replica, nowMs: number): Effect[] {
     out.push({ kind: 'reply', id: w.id, reply: { ok: false, code: 'OUTCOME_UNKNOWN', args: [`seq ${w.seq} ${why}`] } });
   }
   if (r.role === 'leader') {
+    for (const [f, fromSeq] of r.fillDue) {
+      if (r.view.replicas.includes(f) && (r.matched.get(f) ?? -1) <= fromSeq) out.push(...fillGap(r, f, fromSeq, nowMs));
+      else r.fillDue.delete(f); // it moved on (or away) meanwhile
+    }
     // Probe every follower that is behind and not moving (lost messages, a restart): it answers
     // with its position, and a gap is filled from the log.
     for (const f of followers(r)) {
@@ -687,6 +733,8 @@ function adoptView(r: Replica, view: ReplicaView, out: Effect[], nowMs: number):
     r.answeredAt = new Map();
     r.sentAtMs = new Map();
     r.filling = new Map();
+    r.fillDue = new Map();
+    r.fence = undefined;
     r.copying = new Map();
     r.readBarrier = s.seq;
     // A partition held by this node alone had no other leader to wait out.

@@ -16,10 +16,10 @@ import { createLogger, type Logger } from '../runtime/log.js';
 import { LoopDelay } from '../runtime/loop-delay.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
-import { epoch, partitionId, seq, type NodeId } from '../runtime/ids.js';
+import { epoch, nodeId, partitionId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
 import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Command, type CopyLedger, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
-import { canServeReads, coalescePeer, createReplica, epochOf, failPending, handle, hiddenRows, hintRange, needsPrior, restoreHints, rowOf, visibleEnd, visibleRow, watermark, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
+import { canServeReads, coalescePeer, createReplica, epochOf, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, restoreHints, rowOf, visibleEnd, visibleRow, watermark, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader, type ReadView } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
 import type { DigestCheck, DigestReply, Request, Response, SnapshotAck, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
@@ -196,6 +196,21 @@ class PartitionWorker {
       h.claim = { epoch, untilMs: performance.now() + CLAIM_MS };
       return true;
     },
+    handOff: async (p, to, ms) => {
+      const h = this.hosted.get(p);
+      if (!h || h.replica.role !== 'leader') return false;
+      const untilMs = systemClock.nowMs() + ms;
+      this.run(h, { type: 'fence', to: nodeId(to), untilMs });
+      // Its acks arrive between these checks (each yields to them); the second half of the fence
+      // leaves the record change the time to land before writes are taken again.
+      const waitUntilMs = untilMs - ms / 2;
+      while (systemClock.nowMs() < waitUntilMs) {
+        if (h.replica.role !== 'leader') return false;
+        if ((h.replica.matched.get(nodeId(to)) ?? -1) >= h.replica.state.seq) return true;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      return false;
+    },
     drain: async () => {
       this.draining = true;
       for (const t of this.timers) clearInterval(t);
@@ -328,10 +343,17 @@ class PartitionWorker {
     if (snap?.copy === ack.copy && snap.unacked?.part === ack.part) snap.unacked = undefined;
   }
 
-  /** Fill a follower's gap from the log; a gap older than the log needs a full copy. */
+  /**
+   * Fill a follower's gap from the log; a gap older than the log, or longer than
+   * limits.logCatchUpEntriesMax, needs a full copy.
+   */
   private resend(h: Hosted, to: NodeId, fromSeq: number, at: number): void {
     this.flush();
     const s = h.replica.state;
+    if (s.seq - fromSeq > limits.logCatchUpEntriesMax) {
+      this.run(h, { type: 'logMissing', to });
+      return;
+    }
     const entries: Entry[] = [];
     let bytes = 0;
     for (const [k, v] of h.store.iterate({ gte: K.logKey(fromSeq + 1), lt: K.logRange.lt }, 256)) {
@@ -354,11 +376,10 @@ class PartitionWorker {
     if (msg.t === 'snapAck') { this.snapshotAcked(h, msg); return; }
     if (msg.t === 'digest') { h.digestCheck = msg; this.checkDigest(h); return; }
     if (h.incomplete && msg.t === 'append') {
-      // New entries past its (empty) log are kept as hints while the copy installs; what the
-      // leader resends to fill the gap waits for the copy; with none under way, a probe is
+      // Entries wait for the copy (kept as hints meanwhile); with none under way, a probe is
       // answered by asking for one.
-      if (msg.prevSeq > h.replica.state.seq && msg.entries.length > 0) this.run(h, { type: 'peer', msg });
-      else if (!h.installing && msg.entries.length === 0) this.askForCopy(h, msg.leader);
+      if (msg.entries.length > 0) this.execute(h, holdDuringCopy(h.replica, msg));
+      else if (!h.installing) this.askForCopy(h, msg.leader);
       return;
     }
     this.run(h, { type: 'peer', msg });

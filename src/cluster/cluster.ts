@@ -43,6 +43,12 @@ const STARTUP_RETRY_MS = 30_000;
 const CONTROLLER_EVERY_MS = 200;
 /** partitions the controller moves at once: rebalancing never swamps the foreground */
 const MOVES_AT_ONCE = 2;
+/**
+ * A planned leadership move: the leader refuses writes for at most this long while its successor
+ * catches up on its last entries and the record changes (a write refused meanwhile is retried by
+ * the node that routed it, at the new leader).
+ */
+const HAND_OFF_MS = 300;
 
 export interface ReplicaPosition {
   seq: number; role: string; incomplete: boolean; matched: Record<string, number>;
@@ -60,6 +66,8 @@ export interface ReplicaPositions {
    * its copy is incomplete: not electable.
    */
   claim(p: number, epoch: number): Promise<boolean>;
+  /** WorkerControl.handOff: refuse writes to `p` until `to` holds all of them (true), at most `ms` */
+  handOff(p: number, to: NodeId, ms: number): Promise<boolean>;
 }
 
 /** A follower that has not reached where its leader was this long ago leaves the in-sync set. */
@@ -181,6 +189,7 @@ export class ClusterCoordinator implements Coordinator {
         this.refreshViews();
         this.background('positions', () => this.sample());
         this.background('in-sync', () => this.maintainInSync());
+        this.background('hand-off', () => this.handOffLeadership());
       }, CHECK_EVERY_MS),
       setInterval(() => this.background('failover', () => this.failover()), FAILOVER_CHECK_MS),
       setInterval(() => this.background('placement', () => this.control()), CONTROLLER_EVERY_MS),
@@ -392,11 +401,9 @@ export class ClusterCoordinator implements Coordinator {
    * healthy node id acts, so two controllers rarely race (and CAS makes a race harmless).
    */
   private async control(): Promise<void> {
-    const live = this.liveMembers();
-    const leaving = this.members ? nodesIn(this.members, 'leaving') : [];
-    const silent = new Set(live.filter((n) => this.suspected(n)));
-    const healthy = live.filter((n) => !silent.has(n));
+    const { live, leaving, silent, healthy } = this.placementInputs();
     if (healthy.length === 0 || healthy[0] !== this.self) return;
+    const handsOver = (leader: NodeId) => !silent.has(leader) && (live.includes(leader) || leaving.includes(leader));
     let moving = 0;
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
@@ -407,10 +414,41 @@ export class ClusterCoordinator implements Coordinator {
       if (!e) continue;
       const next = withStandIns(p, planPartition(p, live, this.copies, e.record, leaving), e.record, healthy, silent, this.copies);
       if (sameRecord(next, e.record)) continue;
+      if (next.leader !== e.record.leader && handsOver(e.record.leader)) continue; // its leader hands it over
       const starts = e.record.replicas.length === e.record.isr.length && next.replicas.length !== next.isr.length;
       if (starts && moving >= MOVES_AT_ONCE && !next.replicas.some((n) => !e.record.replicas.includes(n) && silent.size > 0)) continue; // throttled
       if (starts) moving++;
       await this.cas(p, e, next, silent.size > 0 ? `placement; silent: ${[...silent].join(',')}` : 'placement');
+    }
+  }
+
+  private placementInputs(): { live: NodeId[]; leaving: NodeId[]; silent: Set<NodeId>; healthy: NodeId[] } {
+    const live = this.liveMembers();
+    const leaving = this.members ? nodesIn(this.members, 'leaving') : [];
+    const silent = new Set(live.filter((n) => this.suspected(n)));
+    return { live, leaving, silent, healthy: live.filter((n) => !silent.has(n)) };
+  }
+
+  /**
+   * Placement moves leadership off a live leader (a move ends, the leader is leaving): the leader
+   * hands it over itself. It refuses writes until its successor holds every entry it has, then
+   * changes the record: nothing it wrote is missing from its successor, so it keeps its copy (no
+   * full copy of a history its successor never wrote) and its pending writes are answered.
+   */
+  private async handOffLeadership(): Promise<void> {
+    const { live, leaving, silent, healthy } = this.placementInputs();
+    if (!this.positions || (!live.includes(this.self) && !leaving.includes(this.self))) return; // a leaving leader hands over too
+    for (let p = 0; p < this.partitions; p++) {
+      const e = this.table.get(p);
+      if (!e || e.record.leader !== this.self || this.busy.has(p)) continue;
+      const next = withStandIns(p, planPartition(p, live, this.copies, e.record, leaving), e.record, healthy, silent, this.copies);
+      if (next.leader === this.self || silent.has(next.leader)) continue;
+      if (!(await this.positions.handOff(p, next.leader, HAND_OFF_MS))) {
+        this.log.info({ partition: p, to: next.leader }, 'leadership hand-off waits: the successor is not caught up');
+        continue;
+      }
+      const now = this.table.get(p);
+      if (now?.modRevision === e.modRevision) await this.cas(p, e, next, `placement: leadership handed to ${next.leader}`);
     }
   }
 

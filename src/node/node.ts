@@ -125,6 +125,7 @@ export class ChicagoNode implements NodeApi {
         return out;
       },
       claim: (p, epoch) => withDeadline(this.workerOf(p).control.claim(p, epoch), 2000, `worker ${this.workerOf(p).index} claim`),
+      handOff: (p, to, ms) => withDeadline(this.workerOf(p).control.handOff(p, to, ms), ms + 2000, `worker ${this.workerOf(p).index} hand-off`),
     });
   }
 

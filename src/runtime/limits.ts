@@ -76,6 +76,11 @@ export const limits = {
   /** replication log entries a replica keeps for followers that fell behind; older → snapshot */
   replicationLogEntriesMax: 100_000,
   /**
+   * a follower further behind than this gets a full copy rather than the log: replaying an entry
+   * costs about what the write did, copying the state only its bytes (a replica moving in)
+   */
+  logCatchUpEntriesMax: 10_000,
+  /**
    * a leader's writes its in-sync replicas have not confirmed yet, about (the values readers must
    * not see yet, and the confirmed ones they see instead, are held in memory); full → OVERLOADED.
    * A silent replica leaves the in-sync set within a second, so only a stalled set fills it.
@@ -89,10 +94,11 @@ export const limits = {
   hintBytesMax: 64 * MiB,
   /**
    * log entries or bytes sent to a follower in one catch-up message (the next part goes when it
-   * answers): one read and send of them holds the leader's thread, so they stay small
+   * answers; to one outside the in-sync set, at most one per 50 ms, the pace of a full copy): one
+   * read and send of them holds the leader's thread, so they stay small
    */
   catchUpEntriesMax: 256,
-  catchUpBytesMax: 1 * MiB,
+  catchUpBytesMax: 256 * KiB,
   /**
    * one snapshot message; a copy sends one per 50 ms tick (≈5 MB/s per copy), which throttles
    * rebalancing, and a small one never holds a thread long enough to show in the foreground p99

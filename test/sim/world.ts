@@ -49,10 +49,11 @@
 import { createHash } from 'node:crypto';
 import { AssertionError } from 'node:assert';
 import { diskCodec } from '../../src/runtime/codec.js';
+import { limits } from '../../src/runtime/limits.js';
 import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js';
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, metaOp, type Command, type Op, type StoredBatch, type WireRecord } from '../../src/actors/partition.js';
-import { canServeReads, createReplica, failPending, handle, epochOf, hintRange, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
+import { canServeReads, createReplica, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
 import { Prng } from './prng.js';
 import { EventQueue } from './heap.js';
 import { MemStore, decodeEntry, loadState, restoreStoredHints } from './store.js';
@@ -455,6 +456,10 @@ export class Sim {
   /** worker.ts `resend`: entries after fromSeq from the log; a snapshot if the log lacks them. */
   private resend(n: SimNode, to: NodeId, fromSeq: number, at: number): void {
     const s = n.replica!.state;
+    if (s.seq - fromSeq > limits.logCatchUpEntriesMax) {
+      this.run1(n, { type: 'logMissing', to });
+      return;
+    }
     const entries: Entry[] = [];
     for (const [k, v] of n.store.range({ gte: K.logKey(fromSeq + 1), lt: K.logRange.lt })) {
       if (entries.length === 0 && K.seqOfLogKey(Buffer.from(k, 'hex')) !== fromSeq + 1) break;
@@ -627,11 +632,11 @@ export class Sim {
     const n = this.nodes.get(ev.to)!;
     if (!n.up) return;
     if (!this.linkPasses(ev, flushed)) return;
-    if (n.incomplete && ev.msg.t === 'append' && !(ev.msg.prevSeq > n.replica!.state.seq && ev.msg.entries.length > 0)) {
-      // worker.ts onPeer: new entries past its log are kept as hints; what fills the gap waits for
-      // the copy; with none under way, a probe asks for one
-      this.log(`${ev.to} ${n.installing ? 'installing' : 'incomplete'}: ignores ${describe(ev.msg)}`);
-      if (!n.installing && ev.msg.entries.length === 0) this.askForCopy(n, ev.msg.leader);
+    if (n.incomplete && ev.msg.t === 'append') {
+      // worker.ts onPeer: entries wait for the copy (kept as hints); with none under way, a probe asks for one
+      this.log(`${ev.to} ${n.installing ? 'installing' : 'incomplete'}: holds back ${describe(ev.msg)}`);
+      if (ev.msg.entries.length > 0) this.execute(n, holdDuringCopy(n.replica!, ev.msg));
+      else if (!n.installing) this.askForCopy(n, ev.msg.leader);
       return;
     }
     this.log(`${ev.to} ← ${ev.from} ${describe(ev.msg)}`);
