@@ -49,6 +49,10 @@ const MOVES_AT_ONCE = 2;
  * the node that routed it, at the new leader).
  */
 const HAND_OFF_MS = 300;
+/** ...tried only when the successor was at most this many entries behind at the last sample */
+const HAND_OFF_LAG_MAX = 100;
+/** ...and not again for this long after one that timed out, so a slow successor cannot keep writes refused */
+const HAND_OFF_RETRY_MS = 1_000;
 
 export interface ReplicaPosition {
   seq: number; role: string; incomplete: boolean; matched: Record<string, number>;
@@ -137,6 +141,8 @@ export class ClusterCoordinator implements Coordinator {
   private timers: NodeJS.Timeout[] = [];
   /** partitions with a CAS in flight from this node: one at a time each */
   private readonly busy = new Set<number>();
+  /** partitions whose last leadership hand-off timed out, and when */
+  private readonly handOffFailedAt = new Map<number, number>();
   private stopping = false;
   private readonly copies: number;
 
@@ -443,8 +449,12 @@ export class ClusterCoordinator implements Coordinator {
       if (!e || e.record.leader !== this.self || this.busy.has(p)) continue;
       const next = withStandIns(p, planPartition(p, live, this.copies, e.record, leaving), e.record, healthy, silent, this.copies);
       if (next.leader === this.self || silent.has(next.leader)) continue;
+      const pos = this.local.get(p);
+      if (!pos || (pos.matched[next.leader] ?? -1) < pos.seq - HAND_OFF_LAG_MAX) continue;
+      if (Date.now() - (this.handOffFailedAt.get(p) ?? -Infinity) < HAND_OFF_RETRY_MS) continue;
       if (!(await this.positions.handOff(p, next.leader, HAND_OFF_MS))) {
-        this.log.info({ partition: p, to: next.leader }, 'leadership hand-off waits: the successor is not caught up');
+        this.handOffFailedAt.set(p, Date.now());
+        this.log.info({ partition: p, to: next.leader }, 'leadership hand-off timed out: the successor did not catch up; retried later');
         continue;
       }
       const now = this.table.get(p);
