@@ -42,7 +42,7 @@ const FAILOVER_CHECK_MS = 25;
 const STARTUP_RETRY_MS = 30_000;
 const CONTROLLER_EVERY_MS = 200;
 /** partitions the controller moves at once: rebalancing never swamps the foreground */
-const MOVES_AT_ONCE = 2;
+const MOVES_AT_ONCE = 1;
 /**
  * A planned leadership move: the leader refuses writes for at most this long while its successor
  * catches up on its last entries and the record changes (a write refused meanwhile is retried by
