@@ -110,8 +110,8 @@ export const limits = {
   peerQueueBytesMax: 64 * MiB,
   /**
    * a leaving node (SIGTERM) waits this long for its replicas to move before it stops anyway: about
-   * 1 GB at the throttled pace measured on 2 cores (8–10 MB/s; a 1M-key leave took 23–29 s); a
-   * supervisor's stop timeout should exceed it, and a second SIGINT stops at once
+   * 600 MB at the throttled pace of one move at a time (≈5 MB/s; a 1M-key leave, 316 MB, took 58 s
+   * on 2 cores); a supervisor's stop timeout should exceed it, and a second SIGINT stops at once
    */
   leaveHandOffMs: 120_000,
   /** how long a request waits for a partition without a reachable leader to fail over */
