@@ -41,8 +41,13 @@ export class PartitionReader {
 
   /** A stored row as readers may see it. */
   private visibleRow(row: Buffer): Buffer | undefined {
+    return this.shown(row, this.store.get(row)) ?? undefined;
+  }
+
+  /** What readers see of a row stored as `stored`: its confirmed bytes when it has unconfirmed writes (null: absent). */
+  private shown(row: Buffer, stored: Buffer | undefined): Buffer | null | undefined {
     const confirmed = this.view.row(row);
-    return confirmed === undefined ? this.store.get(row) : confirmed ?? undefined;
+    return confirmed === undefined ? stored : confirmed;
   }
 
   kvGet(ks: string, key: Uint8Array, nowMs: number): KvGetReply | null {
@@ -60,8 +65,7 @@ export class PartitionReader {
       if (d) items.push({ key: K.userKeyOf(k, ks), value: Buffer.from(d.value), version: d.version });
     };
     for (const [k, v] of this.store.iterate({ gte, lt })) {
-      const confirmed = this.view.row(k);
-      add(k, confirmed === undefined ? v : confirmed);
+      add(k, this.shown(k, v));
       if (items.length >= limit) break;
     }
     // Keys whose unconfirmed write removed them are still there for readers.
@@ -157,9 +161,8 @@ export class PartitionReader {
     const out: GroupOffsetReply[] = [];
     const streams = this.state().streams;
     for (const [k, stored] of this.store.iterate(K.groupRange(group))) {
-      const confirmed = this.view.row(k);
-      const v = confirmed === undefined ? stored : confirmed;
-      if (v === null) continue; // its first commit is not confirmed yet
+      const v = this.shown(k, stored);
+      if (!v) continue; // its first commit is not confirmed yet
       const { topicId, tp } = K.parseGroupKey(k);
       const { offset, at } = diskCodec.decode<{ offset: number; at: number }>(v);
       const skey = streamKeyOf(topicId, tp);

@@ -553,7 +553,7 @@ export function holdDuringCopy(r: Replica, msg: AppendMessage): Effect[] {
 /** What a follower reports of its hinted entries: the first and last seq it holds. */
 export function hintRange(r: Replica): HintRange | undefined {
   const h = r.hints;
-  return h && h.epoch === r.state.epoch && h.entries.length > 0 ? [h.entries[0].seq, h.entries[h.entries.length - 1].seq] : undefined;
+  return h && h.epoch === r.state.epoch && h.entries.length > 0 ? [h.entries[0].seq, lastHinted(h)] : undefined;
 }
 
 /**
@@ -565,7 +565,7 @@ export function keepHints(r: Replica, msg: AppendMessage): Op[] {
   if (msg.entries.length === 0 || msg.epoch !== r.state.epoch || msg.prevSeq <= r.state.seq) return [];
   if (r.hints && r.hints.epoch !== msg.epoch) r.hints = undefined;
   const h = r.hints ??= { epoch: msg.epoch, prevSeq: msg.prevSeq, prevEpoch: msg.prevEpoch, entries: [], bytes: 0, full: false };
-  const last = h.entries.length > 0 ? h.entries[h.entries.length - 1].seq : h.prevSeq;
+  const last = lastHinted(h);
   if (h.full || msg.prevSeq > last || msg.prevSeq < h.prevSeq) return []; // not contiguous with the run
   const ops: Op[] = [];
   for (const e of msg.entries) {
@@ -578,10 +578,15 @@ export function keepHints(r: Replica, msg: AppendMessage): Op[] {
     r.hintsOnDisk = r.hintsOnDisk ? [Math.min(r.hintsOnDisk[0], e.seq), Math.max(r.hintsOnDisk[1], e.seq)] : [e.seq, e.seq];
   }
   if (ops.length > 0) {
-    const header: HintHeader = { epoch: h.epoch, prevSeq: h.prevSeq, prevEpoch: h.prevEpoch, last: h.entries[h.entries.length - 1].seq };
+    const header: HintHeader = { epoch: h.epoch, prevSeq: h.prevSeq, prevEpoch: h.prevEpoch, last: lastHinted(h) };
     ops.push({ type: 'put', key: K.hintHeaderKey, value: diskCodec.encode(header) });
   }
   return ops;
+}
+
+/** The last seq a run holds (where it attaches, while it holds none). */
+function lastHinted(h: Hints): number {
+  return h.entries.length > 0 ? h.entries[h.entries.length - 1].seq : h.prevSeq;
 }
 
 /** On disk, a run's header says where it attaches and where it ends (older entries may follow). */
@@ -607,7 +612,7 @@ function applyHints(r: Replica, ops: Op[]): boolean {
   else if (h && h.entries.length === 0) r.hints = undefined; // full before its first entry
   else if (h && s.seq >= h.prevSeq) {
     const first = h.entries[0].seq;
-    const lastSeq = h.entries[h.entries.length - 1].seq;
+    const lastSeq = lastHinted(h);
     if (s.seq >= lastSeq) forgetHints(r, ops);
     else if (epochOf(s, s.seq) === (s.seq === h.prevSeq ? h.prevEpoch : h.entries[s.seq - first].epoch)) {
       for (const e of h.entries) {
@@ -645,7 +650,7 @@ export function restoreHints(r: Replica, header: Uint8Array | undefined, entries
   for (const [seq, value] of entries) {
     r.hintsOnDisk = r.hintsOnDisk ? [r.hintsOnDisk[0], seq] : [seq, seq];
     if (!h || !run || seq <= run.prevSeq || seq > run.last) continue;
-    if (seq !== (h.entries.at(-1)?.seq ?? run.prevSeq) + 1) continue; // a run is contiguous
+    if (seq !== lastHinted(h) + 1) continue; // a run is contiguous
     h.entries.push(diskCodec.decode<Entry>(value));
     h.bytes += value.length;
   }

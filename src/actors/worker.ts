@@ -602,11 +602,11 @@ class PartitionWorker {
       for (const r of this.deferredRanges) void r.store.clear({ gte: r.gte, lt: r.lt });
       this.deferredRanges = [];
     }
-    if (out.replies.length === 0 && out.peer.length === 0 && out.visible.length === 0) return;
+    if (outboxEmpty(out)) return;
     if (this.syncPolicy === 'group' && batch) {
       appendOutbox(this.awaitingSync, out);
       this.scheduleGroupSync();
-    } else if (this.syncPolicy === 'group' && (this.awaitingSync.replies.length || this.awaitingSync.peer.length || this.awaitingSync.visible.length)) {
+    } else if (this.syncPolicy === 'group' && !outboxEmpty(this.awaitingSync)) {
       // Nothing new was written, but earlier writes still wait for their fsync: keep order.
       appendOutbox(this.awaitingSync, out);
     } else {
@@ -636,7 +636,7 @@ class PartitionWorker {
     const waiting = this.awaitingSync;
     this.awaitingSync = emptyOutbox();
     const any = this.hosted.values().next().value;
-    if (!any || (waiting.replies.length === 0 && waiting.peer.length === 0 && waiting.visible.length === 0 && this.syncPolicy !== 'group')) {
+    if (!any || (outboxEmpty(waiting) && this.syncPolicy !== 'group')) {
       this.post(waiting);
       return;
     }
@@ -723,6 +723,10 @@ function loadState(store: ColumnStore, p: number): PartitionState {
   producers.sort((a, b) => a[1].usedAtMs - b[1].usedAtMs);
   for (const [key, w] of producers.slice(-limits.producersPerPartitionMax)) state.producers.set(key, w);
   return state;
+}
+
+function outboxEmpty(o: Outbox): boolean {
+  return o.replies.length === 0 && o.peer.length === 0 && o.visible.length === 0;
 }
 
 function appendOutbox(to: Outbox, from: Outbox): void {

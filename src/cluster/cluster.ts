@@ -407,7 +407,8 @@ export class ClusterCoordinator implements Coordinator {
    * healthy node id acts, so two controllers rarely race (and CAS makes a race harmless).
    */
   private async control(): Promise<void> {
-    const { live, leaving, silent, healthy } = this.placementInputs();
+    const inputs = this.placementInputs();
+    const { live, leaving, silent, healthy } = inputs;
     if (healthy.length === 0 || healthy[0] !== this.self) return;
     const handsOver = (leader: NodeId) => !silent.has(leader) && (live.includes(leader) || leaving.includes(leader));
     let moving = 0;
@@ -418,7 +419,7 @@ export class ClusterCoordinator implements Coordinator {
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
       if (!e) continue;
-      const next = withStandIns(p, planPartition(p, live, this.copies, e.record, leaving), e.record, healthy, silent, this.copies);
+      const next = this.planned(p, e.record, inputs);
       if (sameRecord(next, e.record)) continue;
       if (next.leader !== e.record.leader && handsOver(e.record.leader)) continue; // its leader hands it over
       const starts = e.record.replicas.length === e.record.isr.length && next.replicas.length !== next.isr.length;
@@ -428,7 +429,12 @@ export class ClusterCoordinator implements Coordinator {
     }
   }
 
-  private placementInputs(): { live: NodeId[]; leaving: NodeId[]; silent: Set<NodeId>; healthy: NodeId[] } {
+  /** The record placement wants next for partition `p`: rendezvous over the live nodes, with stand-ins for silent replicas. */
+  private planned(p: number, current: PartitionRecord, { live, leaving, silent, healthy }: PlacementInputs): PartitionRecord {
+    return withStandIns(p, planPartition(p, live, this.copies, current, leaving), current, healthy, silent, this.copies);
+  }
+
+  private placementInputs(): PlacementInputs {
     const live = this.liveMembers();
     const leaving = this.members ? nodesIn(this.members, 'leaving') : [];
     const silent = new Set(live.filter((n) => this.suspected(n)));
@@ -442,12 +448,13 @@ export class ClusterCoordinator implements Coordinator {
    * full copy of a history its successor never wrote) and its pending writes are answered.
    */
   private async handOffLeadership(): Promise<void> {
-    const { live, leaving, silent, healthy } = this.placementInputs();
+    const inputs = this.placementInputs();
+    const { live, leaving, silent } = inputs;
     if (!this.positions || (!live.includes(this.self) && !leaving.includes(this.self))) return; // a leaving leader hands over too
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
       if (!e || e.record.leader !== this.self || this.busy.has(p)) continue;
-      const next = withStandIns(p, planPartition(p, live, this.copies, e.record, leaving), e.record, healthy, silent, this.copies);
+      const next = this.planned(p, e.record, inputs);
       if (next.leader === this.self || silent.has(next.leader)) continue;
       const pos = this.local.get(p);
       if (!pos || (pos.matched[next.leader] ?? -1) < pos.seq - HAND_OFF_LAG_MAX) continue;
@@ -522,6 +529,8 @@ export class ClusterCoordinator implements Coordinator {
     this.coord.close();
   }
 }
+
+interface PlacementInputs { live: NodeId[]; leaving: NodeId[]; silent: Set<NodeId>; healthy: NodeId[] }
 
 const sameRecord = (a: PartitionRecord, b: PartitionRecord) => JSON.stringify(a) === JSON.stringify(b);
 
