@@ -106,6 +106,11 @@ describe('reading a topic partition at a node that does not lead it', () => {
     const client = await ChicagoClient.connect({ url });
     try {
       const tail = client.tail('routed-stream', 0, { from: 'earliest' });
+      // The tail subscribes at the leader once the client's session to it is open: produce after
+      // that, so that the batches find the session open (on a busy machine it opens late).
+      for (const deadline = Date.now() + 10_000; await wsRequests(leaderUrl, 'subscribe') === before.leaderSub && Date.now() < deadline;) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
       const producer = client.producer({ acks: 'all' });
       for (let i = 0; i < 5; i++) await producer.send('routed-stream', { value: `r${i}`, partition: 0 });
       const got: string[] = [];

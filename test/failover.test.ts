@@ -41,7 +41,12 @@ describe('moves', () => {
     const leadersOf = async (id: string) => (await cluster.status()).partitions.filter((p) => p.leader === id).length;
     const joined = await cluster.addNode();
     await cluster.waitReady(120_000);
-    const led = await leadersOf(joined.id);
+    // Leadership moves to it by hand-off once the moves have ended: wait for that too.
+    let led = 0;
+    for (const deadline = Date.now() + 20_000; led === 0 && Date.now() < deadline;) {
+      led = await leadersOf(joined.id);
+      if (led === 0) await new Promise((r) => setTimeout(r, 100));
+    }
     await cluster.removeNode(joined.id); // SIGTERM: it hands every replica off, then stops
     await cluster.waitReady(120_000);
     stop = true;
