@@ -25,6 +25,8 @@ export interface PartitionView {
 export interface ClusterView {
   nodes: Array<{ id: string; url: string; state: string }>;
   partitions: PartitionView[];
+  /** partitions this node reports moving (GET /v1/status → rebalance.moving) */
+  moving: number;
 }
 
 export interface BenchNode {
@@ -360,6 +362,21 @@ export class BenchCluster {
     return performance.now() - t0;
   }
 
+  /**
+   * Stop at once (two SIGINTs: no hand-off), e.g. so that --cpu-prof writes its profiles on exit
+   * even when every node stops together (a leave would wait for replicas that can go nowhere).
+   */
+  async interrupt(id: string, timeoutMs = 10_000): Promise<void> {
+    const n = this.node(id);
+    n.proc.kill('SIGINT');
+    await sleep(200);
+    n.proc.kill('SIGINT');
+    const t = setTimeout(() => n.proc.kill('SIGKILL'), timeoutMs);
+    await exited(n.proc);
+    clearTimeout(t);
+    n.state = 'removed';
+  }
+
   /** One node's view of the cluster (GET /v1/status → `cluster`, or the lists at the top level). */
   async status(id?: string): Promise<ClusterView> {
     const n = id ? this.node(id) : this.running()[0];
@@ -369,12 +386,17 @@ export class BenchCluster {
     if (!view || !Array.isArray(view.nodes) || !Array.isArray(view.partitions)) {
       throw new Error(`${n.id}: /v1/status has no cluster view`);
     }
-    return view as ClusterView;
+    return { ...view, moving: body.rebalance?.moving ?? 0 } as ClusterView;
+  }
+
+  /** Every running node's view (one GET /v1/status each). */
+  async views(): Promise<Array<readonly [string, ClusterView]>> {
+    return Promise.all(this.running().map(async (n) => [n.id, await this.status(n.id)] as const));
   }
 
   /** The partition table merged over every running node (highest epoch wins), with agreement. */
-  async table(): Promise<Map<number, PartitionView & { agreed: boolean }>> {
-    const views = await Promise.all(this.running().map(async (n) => [n.id, await this.status(n.id)] as const));
+  async table(views?: Array<readonly [string, ClusterView]>): Promise<Map<number, PartitionView & { agreed: boolean }>> {
+    views ??= await this.views();
     const sig = (p: PartitionView): string => `${p.epoch}/${p.leader}/${p.replicas.join(',')}/${[...p.isr].sort().join(',')}`;
     const merged = new Map<number, PartitionView & { agreed: boolean }>();
     for (const [id, v] of views) {
@@ -392,14 +414,19 @@ export class BenchCluster {
 
   /** Why the cluster is not fully replicated and settled, or undefined when it is. */
   async notReady(): Promise<string | undefined> {
-    const ids = new Set(this.running().map((n) => n.id));
-    const want = Math.min(this.opts.replicas ?? 3, ids.size);
     let t: Awaited<ReturnType<BenchCluster['table']>>;
     try {
       t = await this.table();
     } catch (e) {
       return (e as Error).message;
     }
+    return this.unsettled(t);
+  }
+
+  /** notReady() of a table already fetched. */
+  unsettled(t: Map<number, PartitionView & { agreed: boolean }>): string | undefined {
+    const ids = new Set(this.running().map((n) => n.id));
+    const want = Math.min(this.opts.replicas ?? 3, ids.size);
     if (t.size === 0) return 'no partitions listed';
     for (const p of t.values()) {
       if (!p.agreed) return `nodes disagree on partition ${p.id}`;
@@ -439,6 +466,11 @@ export class BenchCluster {
    */
   async sumMetric(name: string): Promise<number> {
     await this.sampleMetric(name);
+    return this.sampledSum(name);
+  }
+
+  /** Σ over the nodes of the values last sampled (no request). */
+  sampledSum(name: string): number {
     let sum = 0;
     for (const n of this.nodes) sum += this.lastMetric.get(`${n.id}/${name}`) ?? 0;
     return sum;

@@ -29,6 +29,31 @@ describe('replica transition', () => {
     expect(effects.findIndex((e) => e.kind === 'write')).toBeLessThan(effects.indexOf(snap!));
   });
 
+  it('a copy that keeps progressing is never presumed lost: its follower is not sent a second one however long it takes', () => {
+    const state = initialState(partitionId(0), epoch(2), seq(0));
+    const leader = createReplica(L, state, view);
+    handle(leader, { type: 'view', view }, 0);
+    const first = handle(leader, { type: 'logMissing', to: F }, 0).find((e) => e.kind === 'snapshot');
+    expect(first?.kind === 'snapshot').toBe(true);
+    const copy = first!.kind === 'snapshot' ? first!.copy : -1;
+    // A paced copy of a large partition: a part acked every second for a minute. Meanwhile the
+    // installing follower acks live appends with its old copy id and an empty log.
+    const installingAck: PeerMessage = { t: 'ack', p: 0, epoch: 2, from: F, seq: 0, end: 0, copy: 0 };
+    for (let t = 1000; t <= 60_000; t += 1000) {
+      handle(leader, { type: 'copyProgress', to: F, copy }, t);
+      const effects = handle(leader, { type: 'peer', msg: installingAck }, t + 1);
+      expect(leader.matched.has(F)).toBe(false);
+      expect(effects.some((e) => e.kind === 'snapshot')).toBe(false);
+      expect(handle(leader, { type: 'logMissing', to: F }, t + 2).some((e) => e.kind === 'snapshot')).toBe(false);
+    }
+    // Progress of an older copy says nothing of this one: silent for SNAPSHOT_ACK_TIMEOUT_MS, it is lost.
+    handle(leader, { type: 'copyProgress', to: F, copy: copy - 1 }, 65_000);
+    handle(leader, { type: 'peer', msg: installingAck }, 70_001);
+    expect(leader.matched.get(F)).toBe(0);
+    const second = handle(leader, { type: 'logMissing', to: F }, 70_002).find((e) => e.kind === 'snapshot');
+    expect(second?.kind === 'snapshot' && second.copy).toBe(copy + 1);
+  });
+
   it('a leader that steps down answers its pending writes once its successor has confirmed them, and only then', () => {
     const G = nodeId('g');
     const three: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F, G], live: [L, F, G], copies: 3, isr: [L, F, G], version: 1 };
@@ -177,5 +202,10 @@ describe('replica transition', () => {
     const taken = handle(leader, { type: 'write', id: 2, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 100);
     expect(taken.some((e) => e.kind === 'reply' && e.reply.ok)).toBe(true);
     expect(leader.state.seq).toBe(1);
+    // A hand-off whose record change did not happen is released before its fence ends.
+    handle(leader, { type: 'fence', to: F, untilMs: 2000 }, 200);
+    expect(handle(leader, { type: 'write', id: 3, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 210)).toMatchObject([{ reply: { ok: false, code: 'NOT_LEADER' } }]);
+    handle(leader, { type: 'unfence' }, 220);
+    expect(handle(leader, { type: 'write', id: 4, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 230).some((e) => e.kind === 'reply' && e.reply.ok)).toBe(true);
   });
 });

@@ -46,8 +46,8 @@ export async function withCluster<T>(args: BenchArgs, fn: (c: BenchCluster) => P
   try {
     return await fn(c);
   } finally {
-    // SIGTERM lets --cpu-prof write its profiles; the rest is SIGKILLed by stop()
-    if (args.cpuProf) await Promise.all(c.running().map((n) => c.leave(n.id, 10_000).catch(() => undefined)));
+    // an exit (not SIGKILL) lets --cpu-prof write its profiles; the rest is SIGKILLed by stop()
+    if (args.cpuProf) await Promise.all(c.running().map((n) => c.interrupt(n.id).catch(() => undefined)));
     await c.stop();
   }
 }

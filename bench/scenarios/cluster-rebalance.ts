@@ -19,6 +19,8 @@ import { asciiValue, loopOptions } from './common.js';
 import { MultiDriver, clog, clusterMeters, keyOf, loadKeys, sleep, uptime, withCluster } from './cluster-common.js';
 
 const SEGMENT_S = 5;
+/** how often the benchmark polls placement, status and metrics (in every phase alike) */
+const OBSERVE_MS = 1000;
 const SNAPSHOT_METRIC = 'chicago_rebalance_snapshot_bytes_sent';
 
 type Phase = LatencySummary & { errors: number; ops: number; errorSamples?: string[] };
@@ -43,6 +45,8 @@ interface MoveResult {
   uptimeBefore: string;
   uptimeAfter: string;
   nodesCpuPctDuring?: number;
+  /** the foreground by second from the move's start (negative: the baseline), to tell a steady tail from bursts */
+  timeline: Array<{ s: number; ops: number; p50: number; p99: number; max: number; errors: number }>;
 }
 
 /** Foreground load in segments until stop() and the current segment ends; latencies by intended time. */
@@ -100,6 +104,16 @@ function foreground(args: BenchArgs, d: MultiDriver, value: Buffer): {
   };
 }
 
+/** The foreground by whole second of intended send time, from `fromUs` to `toUs`, second 0 at `zeroUs`. */
+function timeline(s: { from: Float64Array; lat: Float64Array; n: number }, errors: Array<{ fromUs: number; message: string }>, zeroUs: number, fromUs: number, toUs: number): MoveResult['timeline'] {
+  const out: MoveResult['timeline'] = [];
+  for (let t = fromUs; t < toUs; t += 1e6) {
+    const p = phase(s, errors, t, Math.min(t + 1e6, toUs));
+    out.push({ s: Math.round((t - zeroUs) / 1e6), ops: p.ops, p50: p.p50, p99: p.p99, max: p.max, errors: p.errors });
+  }
+  return out;
+}
+
 function phase(s: { from: Float64Array; lat: Float64Array; n: number }, errors: Array<{ fromUs: number; message: string }>, fromUs: number, toUs: number): Phase {
   const h = newHistogram();
   for (let i = 0; i < s.n; i++) if (s.from[i]! >= fromUs && s.from[i]! < toUs) recordUs(h, s.lat[i]!);
@@ -107,18 +121,37 @@ function phase(s: { from: Float64Array; lat: Float64Array; n: number }, errors: 
   return { ...summarize(h), errors: failed.length, ops: h.totalCount, ...(failed.length ? { errorSamples: [...new Set(failed.map((e) => e.message))].slice(0, 5) } : {}) };
 }
 
-async function moveDone(c: BenchCluster, move: 'join' | 'leave', node: string): Promise<string | undefined> {
-  const why = await c.notReady();
+/**
+ * One round of what the benchmark asks the nodes (placement and status of every node, the
+ * snapshot counter); whether the move is done. The same round runs, once a second, through the
+ * baseline, the move and after it, so that every phase pays for being watched alike.
+ */
+async function observe(c: BenchCluster, move: 'join' | 'leave', node: string | undefined): Promise<string | undefined> {
+  const [views] = await Promise.all([c.views(), c.sampleMetric(SNAPSHOT_METRIC)]);
+  const t = await c.table(views);
+  const why = c.unsettled(t);
   if (why) return why;
-  const t = await c.table();
+  if (node === undefined) return 'no move yet';
   const named = [...t.values()].some((p) => p.replicas.includes(node));
   if (move === 'join' && !named) return `${node} holds no replica yet`;
   if (move === 'leave' && named) return `${node} still named in a replica set`;
-  for (const n of c.running()) {
-    const st = (await (await fetch(`${n.url}/v1/status`, { signal: AbortSignal.timeout(2000) })).json()) as { rebalance?: { moving?: number } };
-    if ((st.rebalance?.moving ?? 0) > 0) return `${n.id}: ${st.rebalance?.moving} partitions moving`;
-  }
+  for (const [id, v] of views) if (v.moving > 0) return `${id}: ${v.moving} partitions moving`;
   return undefined;
+}
+
+/** Rounds of observe() once a second until stop(); `why` is the last round's answer. */
+function observer(c: BenchCluster, move: 'join' | 'leave') {
+  const state: { node?: string; why: string | undefined; stopping: boolean } = { why: 'not observed yet', stopping: false };
+  const loop = (async () => {
+    while (!state.stopping) {
+      const t0 = performance.now();
+      const node = state.node;
+      const why = await observe(c, move, node).catch((e: Error) => e.message);
+      if (node === state.node) state.why = why; // a round begun before the move began says nothing of it
+      await sleep(Math.max(0, OBSERVE_MS - (performance.now() - t0)));
+    }
+  })();
+  return { state, stop: async () => { state.stopping = true; await loop; } };
 }
 
 async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave', value: Buffer, logicalBytes: number): Promise<MoveResult> {
@@ -128,6 +161,7 @@ async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave',
   const uptimeBefore = uptime();
   clog(`${move}: foreground kv-put ${args.rate}/s acks=${args.acks}; baseline ${args.durationS} s; ${uptimeBefore}`);
   const fg = foreground(args, d, value);
+  const obs = observer(c, move);
   const tBase0 = nowUs();
   await sleep(args.durationS * 1000);
   const bytes0 = await c.sumMetric(SNAPSHOT_METRIC);
@@ -149,22 +183,20 @@ async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave',
     leaverExit = c.leave(node, 120_000).then((ms) => (leaverExitMs = Math.round(ms)));
     clog(`  SIGTERM ${node}`);
   }
-  // poll until the move is done; sample the snapshot counter meanwhile (a leaver's dies with it)
-  let why: string | undefined;
+  // the observer polls; a leaver exits once its replacements are in sync: that is part of the move
+  obs.state.node = node;
+  obs.state.why = 'not observed yet';
   let lastLog = performance.now();
   const deadline = performance.now() + 30 * 60_000;
-  for (;;) {
-    await c.sampleMetric(SNAPSHOT_METRIC);
-    // a leaver exits once its replacements are in sync: that is part of the move
-    why = move === 'leave' && leaverExitMs === undefined ? 'leaver still running' : await moveDone(c, move, node).catch((e: Error) => e.message);
-    if (why === undefined) break;
+  const why = () => (move === 'leave' && leaverExitMs === undefined ? 'leaver still running' : obs.state.why);
+  while (why() !== undefined) {
     if (performance.now() - lastLog > 5000) {
       lastLog = performance.now();
-      const mb = Math.round(((await c.sumMetric(SNAPSHOT_METRIC)) - bytes0) / 1e6);
-      clog(`  ${Math.round((nowUs() - tMove0) / 1e6)} s: not done: ${why} (${mb} MB of snapshots so far)`);
+      const mb = Math.round((c.sampledSum(SNAPSHOT_METRIC) - bytes0) / 1e6);
+      clog(`  ${Math.round((nowUs() - tMove0) / 1e6)} s: not done: ${why()} (${mb} MB of snapshots so far)`);
     }
-    if (performance.now() > deadline) throw new Error(`move ${move} not done in 30 min: ${why}`);
-    await sleep(200);
+    if (performance.now() > deadline) throw new Error(`move ${move} not done in 30 min: ${why()}`);
+    await sleep(100);
   }
   const tMove1 = nowUs();
   const moveMs = Math.round((tMove1 - tMove0) / 1000);
@@ -173,7 +205,7 @@ async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave',
   const bytes1 = await c.sumMetric(SNAPSHOT_METRIC);
   clog(`  ${move} of ${node} done in ${moveMs} ms; ${Math.round((bytes1 - bytes0) / 1e6)} MB of snapshots; load runs 5 s more`);
   await sleep(SEGMENT_S * 1000);
-  await fg.stop();
+  await Promise.all([fg.stop(), obs.stop()]);
   await d.close();
   const tEnd = nowUs();
   const after = new Map([...(await c.table()).values()].map((p) => [p.id, [...p.replicas].sort().join(',')]));
@@ -201,6 +233,7 @@ async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave',
     uptimeBefore,
     uptimeAfter: uptime(),
     ...(m.server ? { nodesCpuPctDuring: m.server.cpuPct } : {}),
+    timeline: timeline(fg.samples, fg.errors, tMove0, tBase0, tEnd),
   };
   clog(`  baseline p99 ${baseline.p99} µs (p99.9 ${baseline.p999}), during p99 ${during.p99} µs (p99.9 ${during.p999}, max ${during.max}, errors ${during.errors}${during.errorSamples ? `: ${during.errorSamples.join(' | ')}` : ''}) → ×${r.p99Ratio}; nodes CPU during ${m.server?.cpuPct} % [${perNodeCpuPct}]`);
   return r;

@@ -109,12 +109,14 @@ export interface WorkerControl {
    */
   claim(p: number, epoch: number): boolean;
   /**
-   * This node is about to hand the leadership of `p` to `to`: its replica refuses writes for up to
-   * `ms` (NOT_LEADER: they did not run, and routers retry at the next leader). True once `to` holds
-   * every entry it has, within the first half of `ms` (the second is for the record change to
-   * land); false if that takes longer (it takes writes again when the time is up).
+   * This node is about to hand the leadership of `p` to `to`: its replica refuses writes
+   * (NOT_LEADER: they did not run, and routers retry at the next leader) until it follows the new
+   * leader, release(p), or `fenceMs` passes. True once `to` holds every entry it has, within
+   * `waitMs`; false if that takes longer (it takes writes again at once).
    */
-  handOff(p: number, to: string, ms: number): Promise<boolean>;
+  handOff(p: number, to: string, waitMs: number, fenceMs: number): Promise<boolean>;
+  /** the record change a hand-off was for did not happen: `p` takes writes again */
+  release(p: number): Promise<void>;
   /** stop accepting work, finish what is queued and fsync; the main thread closes the database */
   drain(): Promise<void>;
 }

@@ -179,7 +179,11 @@ export const READ_LEASE_MS = 200;
  * catchUpBytesMax) per this, as a full copy sends one part per worker tick.
  */
 export const CATCH_UP_PART_MS = 50;
-/** a full copy whose install was not acknowledged in this time is presumed lost */
+/**
+ * a full copy of which no part was acknowledged (copyProgress), nor its install, in this time is
+ * presumed lost; a paced copy of a large partition takes minutes, and its follower's reports stay
+ * stale (it may not be asked for a second copy) as long as parts arrive
+ */
 export const SNAPSHOT_ACK_TIMEOUT_MS = 10_000;
 
 export type Effect =
@@ -208,8 +212,12 @@ export type ReplicaMessage =
   | { type: 'tick' }
   /** hand leadership to `to`: refuse writes until `untilMs` (see Replica.fence) */
   | { type: 'fence'; to: NodeId; untilMs: number }
+  /** the hand-off is off: take writes again */
+  | { type: 'unfence' }
   /** the log no longer reaches back to what `to` needs: it gets a full copy */
-  | { type: 'logMissing'; to: NodeId };
+  | { type: 'logMissing'; to: NodeId }
+  /** `to` took a part of copy `copy`: it is alive, and SNAPSHOT_ACK_TIMEOUT_MS counts from now */
+  | { type: 'copyProgress'; to: NodeId; copy: number };
 
 /**
  * A replica of `state`, as yet without a role. The caller then hands it its view as a message
@@ -256,7 +264,15 @@ export function handle(r: Replica, m: ReplicaMessage, nowMs: number): Effect[] {
     case 'fence':
       if (r.role === 'leader') r.fence = { to: m.to, untilMs: m.untilMs };
       return [];
+    case 'unfence':
+      r.fence = undefined;
+      return [];
     case 'logMissing': return r.role === 'leader' ? copyTo(r, m.to, nowMs) : [];
+    case 'copyProgress': {
+      const current = r.copying.get(m.to);
+      if (current?.id === m.copy) current.atMs = nowMs;
+      return [];
+    }
   }
 }
 

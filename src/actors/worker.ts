@@ -5,6 +5,7 @@
 // queued before them, at a leader's high watermark (replica.ts): a read sees every write confirmed
 // before it, and nothing a failover could still lose.
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { PACE } from '../runtime/threads.js';
 import assert from 'node:assert/strict';
 import * as Comlink from 'comlink';
 import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
@@ -29,8 +30,11 @@ const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.
 
 /** How often replicas check deadlines, probe lagging followers and send snapshot chunks. */
 const TICK_MS = 50;
-/** a copy none of whose parts arrived for this long is abandoned (the leader sends a new one) */
-const INSTALL_STALL_MS = 3_000;
+/**
+ * a copy none of whose parts arrived for this long is abandoned (the leader sends a new one): more
+ * than the widest gap between parts (limits.copyPartIntervalMsMax) plus a lost part's resend
+ */
+const INSTALL_STALL_MS = 5_000;
 /** how long a replica whose node proposes it as leader refuses older copies: past the CAS and its view */
 const CLAIM_MS = 2_000;
 
@@ -60,14 +64,18 @@ interface Outbox { replies: Response[]; peer: NonNullable<WorkerOutput['peer']>;
 
 const emptyOutbox = (): Outbox => ({ replies: [], peer: [], visible: [] });
 
-/** A full copy being sent: an open RocksDB iterator (a point-in-time view), one part per tick. */
+/** A full copy being sent: an open RocksDB iterator (a point-in-time view), a part at a time. */
 interface OutgoingCopy {
   copy: number;
   part: number;
+  /** when the last part went (the next waits for the node's part interval) */
+  lastPartAtMs: number;
   entries: Generator<[Buffer, Buffer]>;
   /** the part sent last, until the follower acks it: the next waits (or SNAPSHOT_PART_ACK_MS passes) */
   unacked?: { part: number; sentAtMs: number };
 }
+/** anti-entropy digests pause this many times as long as each slice took (at most 1/10 of the thread) */
+const DIGEST_PAUSE_PER_BUSY = 9;
 /** A part not acked in this time is taken as lost or slow: the next goes anyway (a gap makes the follower start over). */
 const SNAPSHOT_PART_ACK_MS = 2_000;
 
@@ -110,7 +118,7 @@ class PartitionWorker {
   /** messages received so far; published to the gateway thread (drained) after each drain */
   private received = 0;
 
-  constructor(private readonly db: RocksLevel, private readonly port: MessagePort, private readonly drained: Int32Array) {
+  constructor(private readonly db: RocksLevel, private readonly port: MessagePort, private readonly drained: Int32Array, private readonly pace: Int32Array) {
     this.writer = new BatchWriter(db);
     port.on('message', (buf: Uint8Array) => {
       this.received++;
@@ -196,20 +204,25 @@ class PartitionWorker {
       h.claim = { epoch, untilMs: performance.now() + CLAIM_MS };
       return true;
     },
-    handOff: async (p, to, ms) => {
+    handOff: async (p, to, waitMs, fenceMs) => {
       const h = this.hosted.get(p);
       if (!h || h.replica.role !== 'leader') return false;
-      const untilMs = systemClock.nowMs() + ms;
-      this.run(h, { type: 'fence', to: nodeId(to), untilMs });
-      // Its acks arrive between these checks (each yields to them); the second half of the fence
-      // leaves the record change the time to land before writes are taken again.
-      const waitUntilMs = untilMs - ms / 2;
-      while (systemClock.nowMs() < waitUntilMs) {
+      const startMs = systemClock.nowMs();
+      this.run(h, { type: 'fence', to: nodeId(to), untilMs: startMs + fenceMs });
+      // Its acks arrive between these checks (each yields to them). Once `to` holds everything the
+      // fence stays up until the record change lands (the view makes this replica a follower) or
+      // its node releases it: a write taken in between would be one its successor lacks.
+      while (systemClock.nowMs() < startMs + waitMs) {
         if (h.replica.role !== 'leader') return false;
         if ((h.replica.matched.get(nodeId(to)) ?? -1) >= h.replica.state.seq) return true;
         await new Promise((r) => setTimeout(r, 2));
       }
+      this.run(h, { type: 'unfence' });
       return false;
+    },
+    release: async (p) => {
+      const h = this.hosted.get(p);
+      if (h) this.run(h, { type: 'unfence' });
     },
     drain: async () => {
       this.draining = true;
@@ -317,7 +330,7 @@ class PartitionWorker {
           // A new copy replaces one still being sent: the follower starts over at its part 0.
           h.snapshots.get(e.to)?.entries.return(undefined);
           this.flush(); // the copy starts from everything written so far
-          h.snapshots.set(e.to, { copy: e.copy, part: 0, entries: h.store.iterate(K.snapshotRange, 1024) });
+          h.snapshots.set(e.to, { copy: e.copy, part: 0, lastPartAtMs: 0, entries: h.store.iterate(K.snapshotRange, 1024) });
           break;
         }
         case 'drop': {
@@ -341,6 +354,7 @@ class PartitionWorker {
   private snapshotAcked(h: Hosted, ack: SnapshotAck): void {
     const snap = h.snapshots.get(ack.from);
     if (snap?.copy === ack.copy && snap.unacked?.part === ack.part) snap.unacked = undefined;
+    this.run(h, { type: 'copyProgress', to: ack.from, copy: ack.copy });
   }
 
   /**
@@ -422,8 +436,9 @@ class PartitionWorker {
   }
 
   /**
-   * A digest of the replica as it is now, computed a slice per event-loop turn so the worker's
-   * other work goes on meanwhile (a large partition takes seconds); `done` may queue messages.
+   * A digest of the replica as it is now, computed a slice at a time, each followed by a pause nine
+   * times as long as it took: anti-entropy takes at most a tenth of the worker's thread, rather
+   * than all of it for the seconds a large partition takes; `done` may queue messages.
    */
   private digestInSlices(h: Hosted, done: (d: DigestReply) => void): void {
     if (h.digesting) return;
@@ -432,8 +447,9 @@ class PartitionWorker {
     h.digesting = job;
     const slice = () => {
       if (h.digesting !== job) return; // stopped: the worker is draining
+      const t0 = performance.now();
       const r = job.next();
-      if (!r.done) { setImmediate(slice); return; }
+      if (!r.done) { setTimeout(slice, (performance.now() - t0) * DIGEST_PAUSE_PER_BUSY); return; }
       h.digesting = undefined;
       done(r.value);
       this.flush();
@@ -540,12 +556,17 @@ class PartitionWorker {
   }
 
   /**
-   * At most one chunk per follower per tick, and only once the previous one is acked: a copy never
-   * floods the node, its peer links or the follower.
+   * At most one chunk per follower per tick and per the part interval its node's pacer sets, and
+   * only once the previous one is acked: a copy never floods the node, its peer links or the
+   * follower, and slows down while the node's foreground writes are slow.
    */
   private sendSnapshotChunk(h: Hosted, to: NodeId, snap: OutgoingCopy): void {
-    if (snap.unacked && performance.now() - snap.unacked.sentAtMs < SNAPSHOT_PART_ACK_MS) return;
-    snap.unacked = { part: snap.part, sentAtMs: performance.now() };
+    const now = performance.now();
+    if (snap.unacked && now - snap.unacked.sentAtMs < SNAPSHOT_PART_ACK_MS) return;
+    if (now - snap.lastPartAtMs < Atomics.load(this.pace, PACE.partIntervalMs)) return;
+    snap.unacked = { part: snap.part, sentAtMs: now };
+    snap.lastPartAtMs = now;
+    Atomics.add(this.pace, PACE.partsSent, 1);
     const entries: Array<[Uint8Array, Uint8Array]> = [];
     let bytes = 0;
     let last = false;
@@ -735,8 +756,8 @@ function appendOutbox(to: Outbox, from: Outbox): void {
   to.visible.push(...from.visible);
 }
 
-const { handle: dbHandle, dataPort, controlPort, drained } = workerData as { handle: bigint; dataPort: MessagePort; controlPort: MessagePort; drained: Int32Array };
+const { handle: dbHandle, dataPort, controlPort, drained, pace } = workerData as { handle: bigint; dataPort: MessagePort; controlPort: MessagePort; drained: Int32Array; pace: Int32Array };
 assert.ok(parentPort, 'partition worker must run in a worker thread');
 const db = await attachDatabase(dbHandle);
-const worker = new PartitionWorker(db, dataPort, drained);
+const worker = new PartitionWorker(db, dataPort, drained, pace);
 Comlink.expose(worker.control, nodeEndpoint(controlPort));

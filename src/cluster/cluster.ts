@@ -44,11 +44,16 @@ const CONTROLLER_EVERY_MS = 200;
 /** partitions the controller moves at once: rebalancing never swamps the foreground */
 const MOVES_AT_ONCE = 1;
 /**
- * A planned leadership move: the leader refuses writes for at most this long while its successor
- * catches up on its last entries and the record changes (a write refused meanwhile is retried by
- * the node that routed it, at the new leader).
+ * A planned leadership move: the leader refuses writes (each is retried by the node that routed
+ * it, at the new leader) for at most this long while its successor catches up on its last
+ * entries, and gives up if it does not...
  */
-const HAND_OFF_MS = 300;
+const HAND_OFF_WAIT_MS = 150;
+/**
+ * ...then until the record change lands, at most this long in all: a change slower than that (etcd
+ * stalled) would let it take writes its successor lacks, which end OUTCOME_UNKNOWN
+ */
+const HAND_OFF_FENCE_MS = 2_000;
 /** ...tried only when the successor was at most this many entries behind at the last sample */
 const HAND_OFF_LAG_MAX = 100;
 /** ...and not again for this long after one that timed out, so a slow successor cannot keep writes refused */
@@ -70,8 +75,10 @@ export interface ReplicaPositions {
    * its copy is incomplete: not electable.
    */
   claim(p: number, epoch: number): Promise<boolean>;
-  /** WorkerControl.handOff: refuse writes to `p` until `to` holds all of them (true), at most `ms` */
-  handOff(p: number, to: NodeId, ms: number): Promise<boolean>;
+  /** WorkerControl.handOff: refuse writes to `p` until `to` holds all of them (true, within `waitMs`) and the record changes */
+  handOff(p: number, to: NodeId, waitMs: number, fenceMs: number): Promise<boolean>;
+  /** WorkerControl.release: the change a hand-off was for did not happen */
+  release(p: number): Promise<void>;
 }
 
 /** A follower that has not reached where its leader was this long ago leaves the in-sync set. */
@@ -278,14 +285,17 @@ export class ClusterCoordinator implements Coordinator {
       .finally(() => this.running.delete(name));
   }
 
-  private async cas(p: number, current: PartitionEntry, next: PartitionRecord, why: string): Promise<void> {
-    if (this.busy.has(p) || this.stopping) return;
+  /** Change a partition's record if it is still `current`; true if this changed it. */
+  private async cas(p: number, current: PartitionEntry, next: PartitionRecord, why: string): Promise<boolean> {
+    if (this.busy.has(p) || this.stopping) return false;
     this.busy.add(p);
     try {
       const r = await this.table.casUpdate(p, current.modRevision, next);
       if (r.ok) this.log.info({ partition: p, why, from: current.record, to: next }, 'partition record changed');
+      return r.ok;
     } catch (err) {
       this.log.warn({ partition: p, why, err: (err as Error).message }, 'partition record change failed');
+      return false;
     } finally {
       this.busy.delete(p);
     }
@@ -459,13 +469,14 @@ export class ClusterCoordinator implements Coordinator {
       const pos = this.local.get(p);
       if (!pos || (pos.matched[next.leader] ?? -1) < pos.seq - HAND_OFF_LAG_MAX) continue;
       if (Date.now() - (this.handOffFailedAt.get(p) ?? -Infinity) < HAND_OFF_RETRY_MS) continue;
-      if (!(await this.positions.handOff(p, next.leader, HAND_OFF_MS))) {
+      if (!(await this.positions.handOff(p, next.leader, HAND_OFF_WAIT_MS, HAND_OFF_FENCE_MS))) {
         this.handOffFailedAt.set(p, Date.now());
         this.log.info({ partition: p, to: next.leader }, 'leadership hand-off timed out: the successor did not catch up; retried later');
         continue;
       }
       const now = this.table.get(p);
-      if (now?.modRevision === e.modRevision) await this.cas(p, e, next, `placement: leadership handed to ${next.leader}`);
+      const landed = now?.modRevision === e.modRevision && await this.cas(p, e, next, `placement: leadership handed to ${next.leader}`);
+      if (!landed) await this.positions.release(p);
     }
   }
 

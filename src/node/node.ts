@@ -11,7 +11,8 @@ import { checkLimits, limits } from '../runtime/limits.js';
 import { offset as toOffset, seq as toSeq } from '../runtime/ids.js';
 import { kvPartition, murmur3, recordPartition, streamPartition } from '../runtime/hash.js';
 import { checkHeaders, checkInt, checkKey, checkName, checkOffset, checkValue } from '../runtime/validate.js';
-import { WorkerHandle, withDeadline } from '../runtime/threads.js';
+import { PACE, WorkerHandle, withDeadline } from '../runtime/threads.js';
+import { CopyPacer } from '../runtime/copy-pacer.js';
 import { createMetrics, type Metrics } from '../runtime/metrics.js';
 import { openDatabase } from '../storage/rocks.js';
 import { Catalog, type TopicMeta } from './catalog.js';
@@ -39,6 +40,9 @@ const WORKER_SCRIPT = new URL('../actors/worker.js', import.meta.url);
 
 type NodeState = 'starting' | 'up' | 'stopping' | 'stopped';
 
+/** how often the copy pacer looks at the foreground writes and sets the gap between copy parts */
+const PACER_WINDOW_MS = 1_000;
+
 export class ChicagoNode implements NodeApi {
   readonly metrics: Metrics = createMetrics();
   private state: NodeState = 'starting';
@@ -55,6 +59,9 @@ export class ChicagoNode implements NodeApi {
   private partitions = 0;
   private readonly roundRobin = new Map<string, number>();
   private readonly knownGroups = new Set<string>();
+  /** paces the full copies this node sends (rebalancing) by how its foreground writes fare */
+  private readonly pacer = new CopyPacer();
+  private pacerTimer: NodeJS.Timeout | undefined;
 
   private constructor(readonly config: Config, private readonly log: Logger) {
     this.watchers = new StreamWatchers(async (skey) => {
@@ -84,7 +91,7 @@ export class ChicagoNode implements NodeApi {
     this.catalog = cluster ? cluster.catalog : localCatalog(new Catalog(this.db));
     const count = Math.min(this.config.workers, this.partitions);
     for (let w = 0; w < count; w++) {
-      this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out), (streams) => this.watchers.confirmed(streams)));
+      this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out), (streams) => this.watchers.confirmed(streams), (ms) => this.pacer.record(ms)));
     }
     const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [], copies: 0, isr: [], version: 0 };
     await Promise.all(this.workers.map((w, i) => withDeadline(w.control.open({
@@ -104,8 +111,23 @@ export class ChicagoNode implements NodeApi {
     });
     this.coordinator.onCatalogChange(() => { void this.pushRetention(); this.closeDeletedTails(); });
     await this.pushRetention();
+    if (this.coordinator.clustered) {
+      this.pacerTimer = setInterval(() => this.paceCopies(), PACER_WINDOW_MS);
+      this.pacerTimer.unref();
+    }
     this.state = 'up';
     this.log.info({ partitions: this.partitions, workers: count, dataDir: dir, clustered: this.coordinator.clustered }, 'node up');
+  }
+
+  /** Close the pacer's window: the workers' copy parts go at the interval it sets for the next one. */
+  private paceCopies(): void {
+    let sent = 0;
+    for (const w of this.workers) sent += Atomics.exchange(w.pace, PACE.partsSent, 0);
+    const before = this.pacer.intervalMs;
+    const win = this.pacer.closeWindow(sent > 0);
+    for (const w of this.workers) Atomics.store(w.pace, PACE.partIntervalMs, win.intervalMs);
+    this.metrics.copyPartInterval.set(win.intervalMs / 1000);
+    if (win.intervalMs !== before) this.log.info({ ...win, partsSent: sent }, 'copy pace changed');
   }
 
   /** Set once the gateway listens: the URL other nodes and clients reach this node at. */
@@ -125,7 +147,8 @@ export class ChicagoNode implements NodeApi {
         return out;
       },
       claim: (p, epoch) => withDeadline(this.workerOf(p).control.claim(p, epoch), 2000, `worker ${this.workerOf(p).index} claim`),
-      handOff: (p, to, ms) => withDeadline(this.workerOf(p).control.handOff(p, to, ms), ms + 2000, `worker ${this.workerOf(p).index} hand-off`),
+      handOff: (p, to, waitMs, fenceMs) => withDeadline(this.workerOf(p).control.handOff(p, to, waitMs, fenceMs), waitMs + 2000, `worker ${this.workerOf(p).index} hand-off`),
+      release: (p) => withDeadline(this.workerOf(p).control.release(p), 2000, `worker ${this.workerOf(p).index} release`),
     });
   }
 
@@ -673,6 +696,7 @@ export class ChicagoNode implements NodeApi {
   async stop(): Promise<void> {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
+    clearInterval(this.pacerTimer);
     this.watchers.closeAll(new ChicagoError('SHUTTING_DOWN'));
     // Leave the cluster first, so the others fail over at once instead of waiting for silence.
     await this.coordinator?.stop().catch((err) => this.log.warn({ err }, 'leaving the cluster'));

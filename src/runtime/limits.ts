@@ -100,10 +100,17 @@ export const limits = {
   catchUpEntriesMax: 256,
   catchUpBytesMax: 256 * KiB,
   /**
-   * one snapshot message; a copy sends one per 50 ms tick (≈5 MB/s per copy), which throttles
-   * rebalancing, and a small one never holds a thread long enough to show in the foreground p99
+   * one snapshot message; a copy sends one per copy part interval (≈5 MB/s per copy at the
+   * shortest), and a small one never holds a thread long enough to show in the foreground p99
    */
   snapshotChunkBytesMax: 256 * KiB,
+  /**
+   * the gap between two parts of a copy a node sends: the shortest (one worker tick), and the
+   * longest its pacer (runtime/copy-pacer.ts) widens it to while its foreground writes are slow,
+   * so that a copy still progresses (128 KiB/s)
+   */
+  copyPartIntervalMsMin: 50,
+  copyPartIntervalMsMax: 2_000,
   /** a write that cannot gather its copies in this time is answered OUTCOME_UNKNOWN */
   replicationTimeoutMs: 5_000,
   /** bytes queued towards one peer node (while its link is down or slow); full → dropped and counted */

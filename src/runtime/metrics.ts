@@ -32,6 +32,7 @@ export function createMetrics() {
     divergences: new Gauge({ name: 'chicago_antientropy_divergences', help: 'Replicas found to differ from their leader and repaired (since start)', registers: [registry] }),
     rebalanceMoving: new Gauge({ name: 'chicago_rebalance_partitions_moving', help: 'Partitions whose new replicas are still catching up', registers: [registry] }),
     rebalanceEta: new Gauge({ name: 'chicago_rebalance_eta_seconds', help: 'Estimated seconds until every partition is back on N in-sync replicas (-1: unknown)', registers: [registry] }),
+    copyPartInterval: new Gauge({ name: 'chicago_rebalance_copy_part_interval_seconds', help: 'Gap between the parts of a copy this node sends: its pacer widens it while foreground writes are slower than usual', registers: [registry] }),
     snapshotBytes: new Gauge({ name: 'chicago_rebalance_snapshot_bytes_sent', help: 'Bytes of full partition copies sent to other replicas (since start)', registers: [registry] }),
     replicationDropped: new Gauge({ name: 'chicago_replication_dropped_messages', help: 'Replication messages dropped because a partition worker was too far behind (since start; leaders resend)', registers: [registry] }),
     fsyncs: new Gauge({ name: 'chicago_fsyncs', help: 'WAL fsyncs (since start)', registers: [registry] }),

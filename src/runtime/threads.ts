@@ -10,6 +10,12 @@ import type { RequestBody, Request, WorkerControl, WorkerOutput } from '../actor
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
 
+/**
+ * Slots of a worker's shared copy-pace array: the gap between copy parts its node's pacer sets
+ * (runtime/copy-pacer.ts), and the copy parts the worker sent since the node last looked.
+ */
+export const PACE = { partIntervalMs: 0, partsSent: 1 } as const;
+
 /** A write's result and the copies known to hold it when it was answered. */
 export interface WriteResult<T> { res: T; replicas: number }
 
@@ -17,6 +23,7 @@ interface Pending {
   resolve(v: unknown, replicas: number): void;
   reject(e: Error): void;
   deadlineMs: number;
+  startedMs: number;
   bytes: number;
   mutation: boolean;
 }
@@ -34,6 +41,8 @@ export class WorkerHandle {
   /** messages posted to the worker, and (shared, written by the worker) how many it has drained */
   private posted = 0;
   private readonly drained = new Int32Array(new SharedArrayBuffer(4));
+  /** shared with the worker: PACE slots */
+  readonly pace = new Int32Array(new SharedArrayBuffer(4 * 2));
   private readonly deadlineTimer: NodeJS.Timeout;
   private state: 'open' | 'closing' | 'closed' = 'open';
   private exitError: Error | undefined;
@@ -47,11 +56,14 @@ export class WorkerHandle {
     private readonly onPeerOut: (out: NonNullable<WorkerOutput['peer']>) => void,
     /** streams whose confirmed end moved (tails and long polls wake) */
     private readonly onVisible: (streams: NonNullable<WorkerOutput['visible']>) => void,
+    /** a write answered successfully, and how long it took (ms) */
+    private readonly onWriteDone: (latencyMs: number) => void = () => {},
   ) {
+    Atomics.store(this.pace, PACE.partIntervalMs, limits.copyPartIntervalMsMin);
     const data = new MessageChannel();
     const control = new MessageChannel();
     this.worker = new Worker(scriptUrl, {
-      workerData: { handle: dbHandle, dataPort: data.port2, controlPort: control.port2, drained: this.drained },
+      workerData: { handle: dbHandle, dataPort: data.port2, controlPort: control.port2, drained: this.drained, pace: this.pace },
       transferList: [data.port2, control.port2],
       name: `partition-worker-${index}`,
     });
@@ -119,7 +131,7 @@ export class WorkerHandle {
     const req = { ...body, id } as Request;
     return new Promise<T>((resolve, reject) => {
       const mutation = req.op === 'kvPut' || req.op === 'kvDel' || req.op === 'produce' || req.op === 'commit' || req.op === 'dropStream';
-      this.pending.set(id, { resolve: (v, n) => resolve(shape(v, n)), reject, deadlineMs: Date.now() + limits.workerCallTimeoutMs, bytes, mutation });
+      this.pending.set(id, { resolve: (v, n) => resolve(shape(v, n)), reject, deadlineMs: Date.now() + limits.workerCallTimeoutMs, startedMs: performance.now(), bytes, mutation });
       this.inFlightBytes += bytes;
       this.outbox.push(req);
       this.scheduleFlush();
@@ -150,7 +162,10 @@ export class WorkerHandle {
       if (!p) continue; // already expired and answered
       this.pending.delete(r.id);
       this.inFlightBytes -= p.bytes;
-      if (r.ok) p.resolve(r.res, r.replicas ?? 0);
+      if (r.ok) {
+        if (p.mutation) this.onWriteDone(performance.now() - p.startedMs);
+        p.resolve(r.res, r.replicas ?? 0);
+      }
       else {
         const err = new ChicagoError(r.err.code);
         if (r.err.args.length === 1 && typeof r.err.args[0] === 'string' && r.err.code !== 'OUT_OF_ORDER_SEQUENCE') err.message = r.err.args[0];

@@ -60,7 +60,7 @@ import { MemStore, decodeEntry, loadState, restoreStoredHints } from './store.js
 
 const P = 7; // the partition id
 /** worker.ts INSTALL_STALL_MS */
-const INSTALL_STALL_MS = 3_000;
+const INSTALL_STALL_MS = 5_000;
 /** worker.ts CLAIM_MS */
 const CLAIM_MS = 2_000;
 /** worker.ts SNAPSHOT_PART_ACK_MS */
@@ -523,6 +523,7 @@ export class Sim {
     if (!n.up || !this.linkPasses(ev, flushed)) return;
     const snap = n.snapshots.get(ev.from);
     if (snap?.copy === ev.copy && snap.unacked?.part === ev.part) snap.unacked = undefined;
+    this.run1(n, { type: 'copyProgress', to: ev.from, copy: ev.copy });
   }
 
   /** worker.ts installChunk: clear and mark installing at part 0, the meta last, then reload. */
