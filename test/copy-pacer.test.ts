@@ -31,6 +31,8 @@ describe('copy pacer', () => {
     windowOf(p, 2, false);
     windowOf(p, 4, false);
     expect(windowOf(p, 50, true).baselineMs).toBeCloseTo(2.4); // 2 + 0.2 × (4 − 2); a copying window does not count
+    for (let i = 0; i < 100; i++) p.record(50);
+    expect(p.closeWindow(false, false).baselineMs).toBeCloseTo(2.4); // nor one while a move runs elsewhere
     // 1 % slow writes do not move the p99; 2 % do
     for (let i = 0; i < 99; i++) p.record(2);
     p.record(100);

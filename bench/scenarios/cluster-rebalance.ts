@@ -180,7 +180,7 @@ async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave',
     // leave a node that is not the first (the bench asks the first for the status)
     node = c.running()[c.running().length - 1]!.id;
     d.exclude(node);
-    leaverExit = c.leave(node, 120_000).then((ms) => (leaverExitMs = Math.round(ms)));
+    leaverExit = c.leave(node, 15 * 60_000).then((ms) => (leaverExitMs = Math.round(ms))); // past leaveHandOffMs
     clog(`  SIGTERM ${node}`);
   }
   // the observer polls; a leaver exits once its replacements are in sync: that is part of the move

@@ -547,11 +547,14 @@ class PartitionWorker {
   }
 
   private tick(): void {
+    let copiesOpen = 0;
     for (const h of this.hosted.values()) {
       if (h.installing && performance.now() - h.installing.lastPartAtMs > INSTALL_STALL_MS) this.abandonInstall(h);
       this.run(h, { type: 'tick' });
       for (const [to, snap] of h.snapshots) this.sendSnapshotChunk(h, to, snap);
+      copiesOpen += h.snapshots.size;
     }
+    Atomics.store(this.pace, PACE.copiesOpen, copiesOpen);
     this.flush();
   }
 

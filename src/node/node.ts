@@ -119,15 +119,28 @@ export class ChicagoNode implements NodeApi {
     this.log.info({ partitions: this.partitions, workers: count, dataDir: dir, clustered: this.coordinator.clustered }, 'node up');
   }
 
-  /** Close the pacer's window: the workers' copy parts go at the interval it sets for the next one. */
+  /**
+   * Close the pacer's window: the workers' copy parts go at the interval it sets for the next one.
+   * It learns what the foreground is like only while no partition moves anywhere: a move elsewhere
+   * slows this node's writes too, and would inflate the baseline its own copies are held to.
+   */
   private paceCopies(): void {
     let sent = 0;
-    for (const w of this.workers) sent += Atomics.exchange(w.pace, PACE.partsSent, 0);
+    let open = 0;
+    for (const w of this.workers) {
+      sent += Atomics.exchange(w.pace, PACE.partsSent, 0);
+      open += Atomics.load(w.pace, PACE.copiesOpen);
+    }
+    const copying = sent > 0 || open > 0;
+    const quiet = !copying && (this.coordinator as ClusterCoordinator).progress().moving === 0;
     const before = this.pacer.intervalMs;
-    const win = this.pacer.closeWindow(sent > 0);
+    const win = this.pacer.closeWindow(copying, quiet);
     for (const w of this.workers) Atomics.store(w.pace, PACE.partIntervalMs, win.intervalMs);
     this.metrics.copyPartInterval.set(win.intervalMs / 1000);
-    if (win.intervalMs !== before) this.log.info({ ...win, partsSent: sent }, 'copy pace changed');
+    // Logged when copies start or stop yielding to the foreground; each step only at debug.
+    const min = limits.copyPartIntervalMsMin;
+    if ((before === min) !== (win.intervalMs === min)) this.log.info({ ...win, partsSent: sent }, win.intervalMs === min ? 'copies back at full pace' : 'copies slowed for the foreground');
+    else if (win.intervalMs !== before) this.log.debug({ ...win, partsSent: sent }, 'copy pace changed');
   }
 
   /** Set once the gateway listens: the URL other nodes and clients reach this node at. */

@@ -47,12 +47,15 @@ export class CopyPacer {
   /** The gap between copy parts to use from now on. */
   get intervalMs(): number { return this.interval; }
 
-  /** Close a window: `copying` says whether this node sent copies during it. */
-  closeWindow(copying: boolean): PacerWindow {
+  /**
+   * Close a window: `copying` says whether this node sent copies during it, `quiet` whether its
+   * writes then show the usual foreground (nothing moving anywhere), to learn the baseline from.
+   */
+  closeWindow(copying: boolean, quiet = !copying): PacerWindow {
     const n = this.samples.length;
     const p99 = n >= this.o.samplesMin ? quantile(this.samples, 0.99) : null;
     this.samples = [];
-    if (p99 !== null && !copying) {
+    if (p99 !== null && quiet) {
       this.baseline = this.baseline === null ? p99 : this.baseline + this.o.baselineWeight * (p99 - this.baseline);
     }
     // Between two copies (a move sends one per partition) the gap narrows as in a good window, so

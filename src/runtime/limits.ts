@@ -107,20 +107,21 @@ export const limits = {
   /**
    * the gap between two parts of a copy a node sends: the shortest (one worker tick), and the
    * longest its pacer (runtime/copy-pacer.ts) widens it to while its foreground writes are slow,
-   * so that a copy still progresses (128 KiB/s)
+   * so that a copy still progresses (256 KiB/s)
    */
   copyPartIntervalMsMin: 50,
-  copyPartIntervalMsMax: 2_000,
+  copyPartIntervalMsMax: 1_000,
   /** a write that cannot gather its copies in this time is answered OUTCOME_UNKNOWN */
   replicationTimeoutMs: 5_000,
   /** bytes queued towards one peer node (while its link is down or slow); full → dropped and counted */
   peerQueueBytesMax: 64 * MiB,
   /**
-   * a leaving node (SIGTERM) waits this long for its replicas to move before it stops anyway: about
-   * 600 MB at the throttled pace of one move at a time (≈5 MB/s; a 1M-key leave, 316 MB, took 58 s
-   * on 2 cores); a supervisor's stop timeout should exceed it, and a second SIGINT stops at once
+   * a leaving node (SIGTERM) waits this long for its replicas to move before it stops anyway:
+   * copies yield to the foreground (copy part interval), so a busy node moves as little as
+   * 256 KiB/s (150 MB in 10 min); a 1M-key leave, 316 MB, took 58 s at full pace on 2 cores. A
+   * supervisor's stop timeout should exceed it; a second SIGINT stops at once
    */
-  leaveHandOffMs: 120_000,
+  leaveHandOffMs: 600_000,
   /** how long a request waits for a partition without a reachable leader to fail over */
   failoverWaitMs: 2_000,
   /** a request forwarded to a partition's leader on another node */

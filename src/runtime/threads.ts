@@ -12,9 +12,10 @@ const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.
 
 /**
  * Slots of a worker's shared copy-pace array: the gap between copy parts its node's pacer sets
- * (runtime/copy-pacer.ts), and the copy parts the worker sent since the node last looked.
+ * (runtime/copy-pacer.ts), the copy parts the worker sent since the node last looked, and the
+ * copies it is sending now.
  */
-export const PACE = { partIntervalMs: 0, partsSent: 1 } as const;
+export const PACE = { partIntervalMs: 0, partsSent: 1, copiesOpen: 2 } as const;
 
 /** A write's result and the copies known to hold it when it was answered. */
 export interface WriteResult<T> { res: T; replicas: number }
@@ -42,7 +43,7 @@ export class WorkerHandle {
   private posted = 0;
   private readonly drained = new Int32Array(new SharedArrayBuffer(4));
   /** shared with the worker: PACE slots */
-  readonly pace = new Int32Array(new SharedArrayBuffer(4 * 2));
+  readonly pace = new Int32Array(new SharedArrayBuffer(4 * 3));
   private readonly deadlineTimer: NodeJS.Timeout;
   private state: 'open' | 'closing' | 'closed' = 'open';
   private exitError: Error | undefined;
