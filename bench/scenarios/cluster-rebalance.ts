@@ -5,9 +5,12 @@
 // leave of another node, on the same data). For each move:
 //   moveMs        from the change (spawn of the new node / SIGTERM) until every partition is back on
 //                 N in-sync replicas, the placement includes the new node (join) or no longer names
-//                 the leaver (leave) and no node reports partitions moving (GET /v1/status polled)
+//                 the leaver (leave) and no node reports partitions moving (GET /v1/status of every
+//                 node and its /metrics, once a second from the baseline on: every phase is watched
+//                 alike; so the end is seen up to a second late)
 //   bytesMoved    Σ chicago_rebalance_snapshot_bytes_sent over the nodes, after − before
 //   p99 during the move ÷ p99 of the baseline (the issue: ≤ 2×)
+//   timeline      the foreground second by second (p50, p99, max, errors; second 0 = the change)
 // The foreground load runs as back-to-back open-loop segments of 5 s (same generator); each
 // operation's latency (from its intended send time) is filed under the phase its intended time
 // fell in.
