@@ -51,6 +51,8 @@ describe('anti-entropy', () => {
     expect(new Set(copies.map((c) => c.digest)).size).toBe(1);
     const res = await fetch(`${leader.url}/v1/kv/ae/key-7`);
     expect(await res.text()).toBe('value-7');
+    // The repair was a copy, sent at the pace the leader's pacer sets: with no foreground to protect, the fastest.
+    await expect.poll(() => metric(leader.url, 'chicago_rebalance_copy_part_interval_seconds'), { timeout: 10_000, interval: 250 }).toBe(0.05);
   }, 120_000);
 
   it('has no fault hook unless the node was started with one', async () => {

@@ -91,7 +91,7 @@ export class ChicagoNode implements NodeApi {
     this.catalog = cluster ? cluster.catalog : localCatalog(new Catalog(this.db));
     const count = Math.min(this.config.workers, this.partitions);
     for (let w = 0; w < count; w++) {
-      this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out), (streams) => this.watchers.confirmed(streams), (ms) => this.pacer.record(ms)));
+      this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out), (streams) => this.watchers.confirmed(streams), cluster ? (ms) => this.pacer.record(ms) : undefined));
     }
     const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [], copies: 0, isr: [], version: 0 };
     await Promise.all(this.workers.map((w, i) => withDeadline(w.control.open({
