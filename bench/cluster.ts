@@ -355,10 +355,7 @@ export class BenchCluster {
     const n = this.node(id);
     const t0 = performance.now();
     n.proc.kill('SIGTERM');
-    const t = setTimeout(() => n.proc.kill('SIGKILL'), timeoutMs);
-    await exited(n.proc);
-    clearTimeout(t);
-    n.state = 'removed';
+    await this.removed(n, timeoutMs);
     return performance.now() - t0;
   }
 
@@ -371,6 +368,11 @@ export class BenchCluster {
     n.proc.kill('SIGINT');
     await sleep(200);
     n.proc.kill('SIGINT');
+    await this.removed(n, timeoutMs);
+  }
+
+  /** Wait for a signalled node to exit (SIGKILL past `timeoutMs`); it is no longer running. */
+  private async removed(n: BenchNode, timeoutMs: number): Promise<void> {
     const t = setTimeout(() => n.proc.kill('SIGKILL'), timeoutMs);
     await exited(n.proc);
     clearTimeout(t);

@@ -31,6 +31,9 @@ export type RequestOp = Request['op'];
 /** A request as the caller hands it over: the handle assigns the id. */
 export type RequestBody = Request extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
 
+/** the requests that change a partition (their outcome may be unknown; the rest only read) */
+export const MUTATIONS: ReadonlySet<RequestOp> = new Set<RequestOp>(['kvPut', 'kvDel', 'produce', 'commit', 'dropStream']);
+
 export type Response =
   /** `replicas`: copies known to hold a write when it was answered */
   | { id: number; ok: true; res: unknown; replicas?: number }

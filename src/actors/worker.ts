@@ -23,7 +23,7 @@ import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Com
 import { canServeReads, coalescePeer, createReplica, epochOf, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, restoreHints, rowOf, visibleEnd, visibleRow, watermark, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader, type ReadView } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
-import type { DigestCheck, DigestReply, Request, Response, SnapshotAck, SnapshotChunk, TopicRetention, WorkerControl, WorkerOutput, WorkerStats } from './messages.js';
+import { MUTATIONS, type DigestCheck, type DigestReply, type Request, type Response, type SnapshotAck, type SnapshotChunk, type TopicRetention, type WorkerControl, type WorkerOutput, type WorkerStats } from './messages.js';
 import type { RetentionSpec } from '../node/api.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
@@ -79,7 +79,6 @@ const DIGEST_PAUSE_PER_BUSY = 9;
 /** A part not acked in this time is taken as lost or slow: the next goes anyway (a gap makes the follower start over). */
 const SNAPSHOT_PART_ACK_MS = 2_000;
 
-const MUTATIONS = new Set<Request['op']>(['kvPut', 'kvDel', 'produce', 'commit', 'dropStream']);
 
 class PartitionWorker {
   private readonly codec = threadCodec();

@@ -6,7 +6,7 @@ import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
 import { threadCodec } from './codec.js';
 import { ChicagoError } from './errors.js';
 import { limits } from './limits.js';
-import type { RequestBody, Request, WorkerControl, WorkerOutput } from '../actors/messages.js';
+import { MUTATIONS, type RequestBody, type Request, type WorkerControl, type WorkerOutput } from '../actors/messages.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
 
@@ -131,7 +131,7 @@ export class WorkerHandle {
     const id = this.nextId++;
     const req = { ...body, id } as Request;
     return new Promise<T>((resolve, reject) => {
-      const mutation = req.op === 'kvPut' || req.op === 'kvDel' || req.op === 'produce' || req.op === 'commit' || req.op === 'dropStream';
+      const mutation = MUTATIONS.has(req.op);
       this.pending.set(id, { resolve: (v, n) => resolve(shape(v, n)), reject, deadlineMs: Date.now() + limits.workerCallTimeoutMs, startedMs: performance.now(), bytes, mutation });
       this.inFlightBytes += bytes;
       this.outbox.push(req);
