@@ -19,6 +19,15 @@ async function wsRequests(url: string, route: string): Promise<number> {
 }
 const wsPuts = (url: string) => wsRequests(url, 'kv.put');
 
+/** replication frames the cluster's workers sent over `link` (direct | node), summed over nodes */
+async function framesSent(link: string): Promise<number> {
+  const counts = await Promise.all(cluster.targets().map(async (t) => {
+    const line = (await (await fetch(`${t.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(`chicago_replication_frames_sent{link="${link}"}`));
+    return line ? Number(line.split(' ').at(-1)) : 0;
+  }));
+  return counts.reduce((a, b) => a + b, 0);
+}
+
 describe('client routing in a cluster', () => {
   it('sends each key to its leader and gets N acknowledged copies', async () => {
     const [seed] = cluster.targets();
@@ -33,6 +42,23 @@ describe('client routing in a cluster', () => {
       const perNode = await Promise.all(cluster.targets().map((t) => wsPuts(t.url)));
       expect(perNode.reduce((a, b) => a + b, 0)).toBe(60);
       expect(perNode.filter((n) => n > 0).length).toBeGreaterThan(1);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('replication links', () => {
+  it('carry appends and acks straight between the partition workers of different nodes', async () => {
+    const client = await ChicagoClient.connect({ url: cluster.targets()[0].url });
+    try {
+      await client.kv.put('direct', 'warm-up', 'x'); // links open on first use
+      const [direct0, node0] = [await framesSent('direct'), await framesSent('node')];
+      for (let i = 0; i < 40; i++) expect((await client.kv.put('direct', `key-${i}`, 'v')).replicas).toBe(3);
+      const [direct, node] = [await framesSent('direct') - direct0, await framesSent('node') - node0];
+      // one at a time, each put is an append to 2 followers and their 2 acks (heartbeats add more)
+      expect(direct).toBeGreaterThanOrEqual(40 * 4);
+      expect(node).toBeLessThan(direct / 10);
     } finally {
       client.close();
     }

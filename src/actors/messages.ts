@@ -22,10 +22,13 @@ export type Request =
   | { id: number; p: number; op: 'digest' }
   /** tests only: a KV value written to this replica alone, outside replication */
   | { id: number; p: number; op: 'plantDivergence'; ks: string; key: Uint8Array; value: Uint8Array }
-  /** replication traffic from another node (no answer) */
-  | { id: number; p: number; op: 'peer'; msg: PeerMessage | SnapshotChunk | SnapshotAck | DigestCheck }
+  /** replication traffic from another node (no answer): a replicationFrame (runtime/codec.ts) */
+  | { id: number; p: number; op: 'peer'; frame: Uint8Array }
   /** the coordinator's current epoch, leader and replica set for the partition (no answer) */
   | { id: number; p: number; op: 'view'; view: ReplicaView };
+
+/** What a replica sends to another node's replica of its partition. */
+export type ReplicationMessage = PeerMessage | SnapshotChunk | SnapshotAck | DigestCheck;
 
 export type RequestOp = Request['op'];
 /** A request as the caller hands it over: the handle assigns the id. */
@@ -42,8 +45,8 @@ export type Response =
 /** Everything a worker sends to the gateway thread in one message. */
 export interface WorkerOutput {
   replies?: Response[];
-  /** replication traffic for other nodes */
-  peer?: Array<{ to: NodeId; msg: PeerMessage | SnapshotChunk | SnapshotAck | DigestCheck }>;
+  /** replication traffic for other nodes: replicationFrames (runtime/codec.ts) */
+  peer?: Array<[to: NodeId, frame: Uint8Array]>;
   /** streams (streamKeyOf) whose end readers may see moved, a leader's appends being confirmed in `epoch` */
   visible?: Array<[skey: string, end: number, epoch: number]>;
 }
@@ -98,7 +101,11 @@ export interface WorkerControl {
     maintenanceIntervalMs: number;
     antiEntropyIntervalMs: number;
     replicationTimeoutMs: number;
-  }): Promise<void>;
+    /** in a cluster: the node's address, where the worker listens for its peers' workers (cluster/worker-links.ts) */
+    linkHost?: string;
+  }): Promise<{ linkUrl?: string }>;
+  /** a peer node's workers' link URLs, in worker order (from its hello); [] when it left */
+  setPeerLinks(node: string, urls: string[]): void;
   setRetention(topics: TopicRetention[]): void;
   /** run TTL sweep and retention now (tests and shutdown use it) */
   maintain(): Promise<{ expired: number; trimmedBatches: number }>;
@@ -147,4 +154,9 @@ export interface WorkerStats {
   snapshotBytesSent: number;
   snapshotBytesReceived: number;
   snapshotsInstalled: number;
+  /** replication frames dropped because a direct link to another node's worker was backed up */
+  linkDrops: number;
+  /** replication frames sent straight to another node's worker, and through this node's gateway thread */
+  framesDirect: number;
+  framesViaNode: number;
 }

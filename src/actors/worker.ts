@@ -10,7 +10,8 @@ import * as Comlink from 'comlink';
 import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import { attachDatabase, BatchWriter, columnName, ColumnStore } from '../storage/rocks.js';
-import { threadCodec, diskCodec } from '../runtime/codec.js';
+import { threadCodec, diskCodec, replicationFrame } from '../runtime/codec.js';
+import { WorkerLinks } from '../cluster/worker-links.js';
 import { systemClock } from '../runtime/clock.js';
 import { createLogger, type Logger } from '../runtime/log.js';
 import { LoopDelay } from '../runtime/loop-delay.js';
@@ -23,7 +24,7 @@ import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Com
 import { canServeReads, coalescePeer, createReplica, epochOf, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, restoreHints, rowOf, visibleEnd, visibleRow, watermark, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader, type ReadView } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
-import { MUTATIONS, type DigestCheck, type DigestReply, type Request, type Response, type SnapshotAck, type SnapshotChunk, type TopicRetention, type WorkerControl, type WorkerOutput, type WorkerStats } from './messages.js';
+import { MUTATIONS, type DigestCheck, type DigestReply, type ReplicationMessage, type Request, type Response, type SnapshotAck, type SnapshotChunk, type TopicRetention, type WorkerControl, type WorkerOutput, type WorkerStats } from './messages.js';
 import type { RetentionSpec } from '../node/api.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
@@ -60,7 +61,7 @@ interface Hosted {
   snapshots: Map<NodeId, OutgoingCopy>;
 }
 
-interface Outbox { replies: Response[]; peer: NonNullable<WorkerOutput['peer']>; visible: NonNullable<WorkerOutput['visible']> }
+interface Outbox { replies: Response[]; peer: Array<{ to: NodeId; msg: ReplicationMessage }>; visible: NonNullable<WorkerOutput['visible']> }
 
 const emptyOutbox = (): Outbox => ({ replies: [], peer: [], visible: [] });
 
@@ -109,10 +110,12 @@ class PartitionWorker {
   private retention = new Map<number, RetentionSpec>();
   private timers: NodeJS.Timeout[] = [];
   private readonly loopDelay = new LoopDelay();
-  private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0, digestChecks: 0, divergences: 0, snapshotBytesSent: 0, snapshotBytesReceived: 0, snapshotsInstalled: 0 };
+  private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0, digestChecks: 0, divergences: 0, snapshotBytesSent: 0, snapshotBytesReceived: 0, snapshotsInstalled: 0, framesDirect: 0, framesViaNode: 0 };
   private draining = false;
   private tickTimer: NodeJS.Timeout | undefined;
   private log: Logger = createLogger('info');
+  /** direct links to other nodes' workers (in a cluster) */
+  private links: WorkerLinks | undefined;
 
   /** messages received so far; published to the gateway thread (drained) after each drain */
   private received = 0;
@@ -122,10 +125,7 @@ class PartitionWorker {
     port.on('message', (buf: Uint8Array) => {
       this.received++;
       for (const r of this.codec.decode<Request[]>(buf)) this.inbox.push(r);
-      if (!this.drainScheduled) {
-        this.drainScheduled = true;
-        setImmediate(() => this.drain());
-      }
+      this.scheduleDrain();
     });
   }
 
@@ -153,11 +153,14 @@ class PartitionWorker {
       }
       this.flush();
       this.ensureTicking();
+      if (spec.linkHost) this.links = await WorkerLinks.listen(spec.linkHost, (frame) => this.onDirectFrame(frame));
       const maintenance = setInterval(() => { void this.control.maintain(); }, spec.maintenanceIntervalMs);
       const antiEntropy = setInterval(() => this.sendDigests(), spec.antiEntropyIntervalMs);
       for (const t of [maintenance, antiEntropy]) t.unref();
       this.timers.push(maintenance, antiEntropy);
+      return { linkUrl: this.links?.url };
     },
+    setPeerLinks: (node, urls) => { this.links?.setPeer(nodeId(node), urls); },
     setRetention: (topics: TopicRetention[]) => {
       this.retention = new Map(topics.map((t) => [t.topicId, t.retention]));
     },
@@ -185,6 +188,7 @@ class PartitionWorker {
         eventLoopDelayMs: this.loopDelay.take(),
         partitions: this.control.positions(),
         ...this.counters,
+        linkDrops: this.links?.dropped ?? 0,
       };
       return s;
     },
@@ -233,10 +237,27 @@ class PartitionWorker {
       }
       this.drain();
       this.fsyncNow();
+      this.links?.close();
+      this.links = undefined;
     },
   };
 
   // ---- data plane ----
+
+  /** A frame from another node's worker: queued like one its gateway thread relayed. */
+  private onDirectFrame(frame: Buffer): void {
+    const p = replicationFrame.partitionOf(frame);
+    if (p === undefined || this.draining) return;
+    this.inbox.push({ id: 0, p, op: 'peer', frame });
+    this.scheduleDrain();
+  }
+
+  private scheduleDrain(): void {
+    if (!this.drainScheduled) {
+      this.drainScheduled = true;
+      setImmediate(() => this.drain());
+    }
+  }
 
   private drain(): void {
     this.drainScheduled = false;
@@ -250,7 +271,7 @@ class PartitionWorker {
         continue;
       }
       try {
-        if (req.op === 'peer') this.onPeer(h, req.msg);
+        if (req.op === 'peer') this.onPeerFrame(h, req.frame);
         else if (req.op === 'view') {
           this.flush();
           this.run(h, { type: 'view', view: req.view });
@@ -384,7 +405,22 @@ class PartitionWorker {
     this.out.peer.push({ to, msg });
   }
 
-  private onPeer(h: Hosted, msg: PeerMessage | SnapshotChunk | SnapshotAck | DigestCheck): void {
+  private onPeerFrame(h: Hosted, frame: Uint8Array): void {
+    let msg: ReplicationMessage;
+    try {
+      msg = replicationFrame.decode<ReplicationMessage>(frame);
+    } catch (e) {
+      this.log.warn({ partition: h.replica.state.id, err: (e as Error).message }, 'undecodable replication frame');
+      return;
+    }
+    if (msg.p !== h.replica.state.id) {
+      this.log.warn({ partition: h.replica.state.id, claimed: msg.p }, 'replication frame for another partition');
+      return;
+    }
+    this.onPeer(h, msg);
+  }
+
+  private onPeer(h: Hosted, msg: ReplicationMessage): void {
     if (msg.t === 'snap') { this.installChunk(h, msg); return; }
     if (msg.t === 'snapAck') { this.snapshotAcked(h, msg); return; }
     if (msg.t === 'digest') { h.digestCheck = msg; this.checkDigest(h); return; }
@@ -678,11 +714,23 @@ class PartitionWorker {
     }
   }
 
-  private post(out: WorkerOutput): void {
+  private post(out: Partial<Outbox>): void {
     const replies = out.replies?.length ? out.replies : undefined;
-    const peer = out.peer?.length ? coalescePeer(out.peer) : undefined;
+    const peer = out.peer?.length ? this.sendDirect(coalescePeer(out.peer)) : undefined;
     const visible = out.visible?.length ? out.visible : undefined;
     if (replies || peer || visible) this.codec.post(this.port, { replies, peer, visible } satisfies WorkerOutput);
+  }
+
+  /** Send what a direct link can take; the rest goes through the node. */
+  private sendDirect(out: Outbox['peer']): WorkerOutput['peer'] {
+    const viaNode: NonNullable<WorkerOutput['peer']> = [];
+    for (const { to, msg } of out) {
+      const frame = replicationFrame.encode(msg.p, msg);
+      if (this.links?.send(to, msg.p, frame)) this.counters.framesDirect++;
+      else viaNode.push([to, frame]);
+    }
+    this.counters.framesViaNode += viaNode.length;
+    return viaNode.length > 0 ? viaNode : undefined;
   }
 
   // ---- reads ----

@@ -3,15 +3,13 @@
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import type { NodeId } from '../runtime/ids.js';
 import type { WriteResult } from '../runtime/threads.js';
-import type { DigestCheck, RequestBody, SnapshotAck, SnapshotChunk } from '../actors/messages.js';
-import type { PeerMessage } from '../actors/replica.js';
+import type { RequestBody } from '../actors/messages.js';
 import type { Coordinator, TopicCatalogApi } from '../node/coordinator.js';
-
-export type ReplicationMessage = PeerMessage | SnapshotChunk | SnapshotAck | DigestCheck;
 
 /** Node-to-node links: replication traffic one way, forwarded requests with answers. */
 export interface PeerLink {
-  send(to: NodeId, msg: ReplicationMessage): void;
+  /** a replicationFrame (runtime/codec.ts), as the partition's worker encoded it */
+  send(to: NodeId, frame: Uint8Array): void;
   forward<T>(to: NodeId, p: number, body: RequestBody, write: boolean): Promise<WriteResult<T>>;
 }
 

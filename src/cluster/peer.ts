@@ -1,7 +1,8 @@
-// Node-to-node links: one outbound WebSocket per peer (to its `/v1/peer`), msgpack frames. They
-// carry replication traffic (appends, acks, snapshot parts), requests forwarded to a partition's
-// leader with their answers, and heartbeats that give fast failure suspicion. Outgoing sockets
-// bind to this node's own address, so a test can cut the link between two nodes with a firewall.
+// Node-to-node links: one outbound WebSocket per peer (to its `/v1/peer`). They carry replication
+// traffic (appends, acks, snapshot parts: frames the workers encode, passed on unopened) and, as
+// msgpack frames, requests forwarded to a partition's leader with their answers and heartbeats
+// that give fast failure suspicion. Outgoing sockets bind to this node's own address, so a test
+// can cut the link between two nodes with a firewall.
 import uWS from 'uWebSockets.js';
 import WebSocket from 'ws';
 import { Packr } from 'msgpackr';
@@ -11,20 +12,24 @@ import type { Logger } from '../runtime/log.js';
 import type { NodeId } from '../runtime/ids.js';
 import type { WriteResult } from '../runtime/threads.js';
 import type { RequestBody } from '../actors/messages.js';
-import type { PeerLink, ReplicationMessage } from './hooks.js';
+import { replicationFrame } from '../runtime/codec.js';
+import type { PeerLink } from './hooks.js';
 
 export type PeerFrame =
-  | { t: 'hello'; from: NodeId }
-  | { t: 'r'; p: number; m: ReplicationMessage }
+  /** `links`: where the sender's partition workers take replication frames (cluster/worker-links.ts) */
+  | { t: 'hello'; from: NodeId; links?: string[] }
   | { t: 'f'; id: number; p: number; b: RequestBody; w: boolean }
   | { t: 'fr'; id: number; ok: true; res: unknown; n: number }
   | { t: 'fr'; id: number; ok: false; code: ErrorCode; message: string }
   /** heartbeat; `pos`: per partition hosted there, [applied seq, 1 if its copy is incomplete] */
   | { t: 'hb'; from: NodeId; at: number; pos?: Record<number, [number, number]> };
 
+/** Frames are replicationFrames (runtime/codec.ts), passed through unopened, or these (plain msgpack). */
 export interface PeerHandlers {
-  replication(p: number, msg: ReplicationMessage): void;
+  replication(p: number, frame: Uint8Array): void;
   forwarded(p: number, body: RequestBody, write: boolean): Promise<WriteResult<unknown>>;
+  /** a peer's worker links, from its hello; [] once it is no longer a peer */
+  peerLinks(node: NodeId, urls: string[]): void;
 }
 
 const packr = new Packr({ useRecords: false });
@@ -68,7 +73,7 @@ class Outbound {
     ws.on('open', () => {
       this.backoffMs = RECONNECT_MIN_MS;
       this.refusedAtMs = 0;
-      ws.send(packr.pack({ t: 'hello', from: this.net.self } satisfies PeerFrame));
+      ws.send(packr.pack({ t: 'hello', from: this.net.self, links: this.net.workerLinks } satisfies PeerFrame));
       const queued = this.queue;
       this.queue = [];
       this.queuedBytes = 0;
@@ -135,6 +140,8 @@ export class PeerNetwork implements PeerLink {
     /** the address outgoing links bind to: this node's own listening address */
     readonly localAddress: string,
     private readonly log: Logger,
+    /** this node's worker links, announced in its hello */
+    readonly workerLinks: string[] = [],
   ) {
     this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
     this.heartbeat.unref();
@@ -157,7 +164,13 @@ export class PeerNetwork implements PeerLink {
       else this.links.set(id, new Outbound(this, id, url));
     }
     for (const [id, link] of this.links) {
-      if (!peers.has(id)) { link.close(); this.links.delete(id); this.lastHeard.delete(id); this.reported.delete(id); }
+      if (!peers.has(id)) {
+        link.close();
+        this.links.delete(id);
+        this.lastHeard.delete(id);
+        this.reported.delete(id);
+        this.handlers?.peerLinks(id, []);
+      }
     }
   }
 
@@ -174,8 +187,8 @@ export class PeerNetwork implements PeerLink {
     return refusedAt > 0 && refusedAt >= this.heardAt(node);
   }
 
-  send(to: NodeId, msg: ReplicationMessage): void {
-    this.links.get(to)?.send(packr.pack({ t: 'r', p: msg.p, m: msg } satisfies PeerFrame));
+  send(to: NodeId, frame: Uint8Array): void {
+    this.links.get(to)?.send(frame);
   }
 
   forward<T>(to: NodeId, p: number, body: RequestBody, write: boolean): Promise<WriteResult<T>> {
@@ -201,6 +214,12 @@ export class PeerNetwork implements PeerLink {
 
   /** Frames arriving on an outbound link: answers to forwarded requests, and anything else. */
   onFrame(peer: NodeId, data: Buffer, reply?: (frame: PeerFrame) => void): void {
+    const p = replicationFrame.partitionOf(data);
+    if (p !== undefined) {
+      this.lastHeard.set(peer, Date.now());
+      this.handlers?.replication(p, data);
+      return;
+    }
     let f: PeerFrame;
     try {
       f = packr.unpack(data) as PeerFrame;
@@ -212,7 +231,6 @@ export class PeerNetwork implements PeerLink {
     switch (f.t) {
       case 'hb': if (f.pos) this.reported.set(peer, f.pos); return;
       case 'hello': return;
-      case 'r': this.handlers?.replication(f.p, f.m); return;
       case 'fr': {
         const p = this.links.get(peer)?.pending.get(f.id);
         if (!p) return;
@@ -252,7 +270,10 @@ export class PeerNetwork implements PeerLink {
         if (!user.from) {
           try {
             const hello = packr.unpack(data) as PeerFrame;
-            if (hello.t === 'hello') user.from = hello.from;
+            if (hello.t === 'hello') {
+              user.from = hello.from;
+              if (Array.isArray(hello.links) && hello.links.every((u) => typeof u === 'string' && /^wss?:\/\//.test(u))) this.handlers?.peerLinks(hello.from, hello.links);
+            }
           } catch { /* not a peer */ }
           if (!user.from) ws.end(4100, 'expected hello');
           return;

@@ -16,7 +16,7 @@ import { CopyPacer } from '../runtime/copy-pacer.js';
 import { createMetrics, type Metrics } from '../runtime/metrics.js';
 import { openDatabase } from '../storage/rocks.js';
 import { Catalog, type TopicMeta } from './catalog.js';
-import type { PeerLink, ReplicationMessage } from '../cluster/hooks.js';
+import type { PeerLink } from '../cluster/hooks.js';
 import type { PeerNetwork } from '../cluster/peer.js';
 import type { ClusterCoordinator, ReplicaPosition } from '../cluster/cluster.js';
 import { LocalCoordinator, localCatalog, type Coordinator, type TopicCatalogApi } from './coordinator.js';
@@ -61,6 +61,8 @@ export class ChicagoNode implements NodeApi {
   private readonly knownGroups = new Set<string>();
   /** paces the full copies this node sends (rebalancing) by how its foreground writes fare */
   private readonly pacer = new CopyPacer();
+  /** where this node's workers take replication traffic from other nodes' workers, in worker order */
+  workerLinks: string[] = [];
   private pacerTimer: NodeJS.Timeout | undefined;
 
   private constructor(readonly config: Config, private readonly log: Logger) {
@@ -94,7 +96,7 @@ export class ChicagoNode implements NodeApi {
       this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out), (streams) => this.watchers.confirmed(streams), cluster ? (ms) => this.pacer.record(ms) : undefined));
     }
     const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [], copies: 0, isr: [], version: 0 };
-    await Promise.all(this.workers.map((w, i) => withDeadline(w.control.open({
+    const opened = await Promise.all(this.workers.map((w, i) => withDeadline(w.control.open({
       self,
       logLevel: this.config.logLevel,
       partitions: this.partitionsOf(i).map((p) => ({ p, view: this.coordinator.view(p) ?? idle })),
@@ -103,7 +105,9 @@ export class ChicagoNode implements NodeApi {
       maintenanceIntervalMs: this.config.maintenanceIntervalMs,
       antiEntropyIntervalMs: this.config.antiEntropyIntervalMs,
       replicationTimeoutMs: limits.replicationTimeoutMs,
+      ...(cluster ? { linkHost: this.config.host } : {}),
     }), limits.workerCallTimeoutMs, `worker ${i} start`)));
+    this.workerLinks = opened.flatMap((o) => o.linkUrl ?? []);
     this.coordinator.onChange((p, view) => {
       this.workerOf(p).tell({ p, op: 'view', view: view ?? idle });
       // A caught-up tail waits for local appends only while this node leads: re-decide.
@@ -170,12 +174,17 @@ export class ChicagoNode implements NodeApi {
 
   private sendPeer(out: NonNullable<WorkerOutput['peer']>): void {
     if (!this.peers) return; // a single node has no one to replicate to
-    for (const { to, msg } of out) this.peers.send(to, msg);
+    for (const [to, frame] of out) this.peers.send(to, frame);
+  }
+
+  /** A peer node's worker links (its hello), or [] once it is gone: its workers are reached directly. */
+  setPeerLinks(node: NodeId, urls: string[]): void {
+    for (const w of this.workers) void w.control.setPeerLinks(node, urls);
   }
 
   /** Replication traffic from another node, for the replica hosted here. */
-  deliverPeer(p: number, msg: ReplicationMessage): void {
-    if (p >= 0 && p < this.partitions && this.state === 'up') this.workerOf(p).tell({ p, op: 'peer', msg });
+  deliverPeer(p: number, frame: Uint8Array): void {
+    if (p >= 0 && p < this.partitions && this.state === 'up') this.workerOf(p).tell({ p, op: 'peer', frame });
   }
 
   private closeDeletedTails(): void {
@@ -673,7 +682,9 @@ export class ChicagoNode implements NodeApi {
       m.digestChecks.set(checks);
       m.divergences.set(divergences);
       m.snapshotBytes.set(snapshotBytes);
-      m.replicationDropped.set(this.workers.reduce((n, w) => n + w.droppedPeer, 0));
+      m.replicationFrames.set({ link: 'direct' }, stats.reduce((n, s) => n + s.framesDirect, 0));
+      m.replicationFrames.set({ link: 'node' }, stats.reduce((n, s) => n + s.framesViaNode, 0));
+      m.replicationDropped.set(this.workers.reduce((n, w) => n + w.droppedPeer, 0) + stats.reduce((n, s) => n + s.linkDrops, 0));
       if (this.coordinator.clustered) {
         const progress = (this.coordinator as ClusterCoordinator).progress();
         m.rebalanceMoving.set(progress.moving);

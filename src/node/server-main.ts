@@ -7,10 +7,11 @@ import { startGateway, uwsNative } from '../gateway/server.js';
 /** Node-to-node links: replication traffic goes to the replicas, forwarded requests to this leader. */
 async function clusterLinks(node: ChicagoNode, host: string, log: ReturnType<typeof createLogger>) {
   const { PeerNetwork } = await import('../cluster/peer.js');
-  const peers = new PeerNetwork(node.self, host, log);
+  const peers = new PeerNetwork(node.self, host, log, node.workerLinks);
   peers.setHandlers({
-    replication: (p, msg) => node.deliverPeer(p, msg),
+    replication: (p, frame) => node.deliverPeer(p, frame),
     forwarded: (p, body, write) => node.local(p, body, 0, write),
+    peerLinks: (peer, urls) => node.setPeerLinks(peer, urls),
   });
   return peers;
 }

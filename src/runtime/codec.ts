@@ -1,6 +1,7 @@
-// msgpack codecs. Two kinds, never mixed:
+// msgpack codecs. Three kinds, never mixed:
 // - thread messages: records with a fixed shared structure table (fast, compact); packers never
 //   add shared structures, so every thread's table stays identical and new shapes travel inline;
+// - replication frames between nodes: a small binary header and a plain msgpack body;
 // - disk values: plain msgpack maps/arrays, so what is on disk never depends on a structure table.
 import { Packr, Unpackr } from 'msgpackr';
 
@@ -44,6 +45,33 @@ export function threadCodec() {
     },
   };
 }
+
+/**
+ * A replication frame: a tag byte msgpack never uses, the partition (u32, big-endian), then the
+ * message as plain msgpack (no structure table: nodes of different versions still understand each
+ * other). The sending worker encodes it and the receiving worker decodes it; the gateway threads
+ * in between route it by its header and never unpack the body.
+ */
+const REPLICATION_TAG = 0xc1;
+const REPLICATION_HEADER_BYTES = 5;
+const replicationPackr = new Packr({ useRecords: false });
+
+export const replicationFrame = {
+  encode(p: number, msg: unknown): Uint8Array {
+    const body = replicationPackr.pack(msg);
+    const frame = new Uint8Array(REPLICATION_HEADER_BYTES + body.length);
+    frame[0] = REPLICATION_TAG;
+    new DataView(frame.buffer).setUint32(1, p);
+    frame.set(body, REPLICATION_HEADER_BYTES);
+    return frame;
+  },
+  /** the partition a replication frame is for; undefined for any other frame */
+  partitionOf(data: Uint8Array): number | undefined {
+    if (data.length <= REPLICATION_HEADER_BYTES || data[0] !== REPLICATION_TAG) return undefined;
+    return new DataView(data.buffer, data.byteOffset, REPLICATION_HEADER_BYTES).getUint32(1);
+  },
+  decode: <T>(frame: Uint8Array): T => replicationPackr.unpack(frame.subarray(REPLICATION_HEADER_BYTES)) as T,
+};
 
 const disk = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
 const diskUnpack = new Unpackr({ useRecords: false, mapsAsObjects: true });

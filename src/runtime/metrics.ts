@@ -34,7 +34,8 @@ export function createMetrics() {
     rebalanceEta: new Gauge({ name: 'chicago_rebalance_eta_seconds', help: 'Estimated seconds until every partition is back on N in-sync replicas (-1: unknown)', registers: [registry] }),
     copyPartInterval: new Gauge({ name: 'chicago_rebalance_copy_part_interval_seconds', help: 'Gap between the parts of a copy this node sends: its pacer widens it while foreground writes are slower than usual', registers: [registry] }),
     snapshotBytes: new Gauge({ name: 'chicago_rebalance_snapshot_bytes_sent', help: 'Bytes of full partition copies sent to other replicas (since start)', registers: [registry] }),
-    replicationDropped: new Gauge({ name: 'chicago_replication_dropped_messages', help: 'Replication messages dropped because a partition worker was too far behind (since start; leaders resend)', registers: [registry] }),
+    replicationDropped: new Gauge({ name: 'chicago_replication_dropped_messages', help: 'Replication messages dropped because a partition worker was too far behind or a link to another node\'s worker was backed up (since start; leaders resend)', registers: [registry] }),
+    replicationFrames: new Gauge({ name: 'chicago_replication_frames_sent', help: 'Replication frames this node\'s workers sent to other nodes (since start): straight to the other node\'s worker, or through both nodes\' gateway threads while no direct link is up', labelNames: ['link'] as const, registers: [registry] }),
     fsyncs: new Gauge({ name: 'chicago_fsyncs', help: 'WAL fsyncs (since start)', registers: [registry] }),
   };
 }

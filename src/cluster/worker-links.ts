@@ -1,0 +1,112 @@
+// Direct links between the partition workers of different nodes. A worker sends its replicas'
+// traffic straight to the worker that hosts the same partition on the other node: two thread
+// hops fewer per message than through both nodes' gateway threads (cluster/peer.ts), which stay
+// the way while a direct link is not up. Each worker listens on its node's own address (an
+// ephemeral port its node announces in its peer-link hello) and binds its outgoing sockets to that
+// address too, so a link cut between two nodes' addresses cuts these links as well.
+import { WebSocket, WebSocketServer } from 'ws';
+import { limits } from '../runtime/limits.js';
+import type { NodeId } from '../runtime/ids.js';
+
+const RECONNECT_MIN_MS = 50;
+const RECONNECT_MAX_MS = 1000;
+
+/** One outgoing link to one worker of a peer node; connects on first use. */
+class Link {
+  private socket: WebSocket | undefined;
+  private retryAtMs = 0;
+  private backoffMs = RECONNECT_MIN_MS;
+  private closed = false;
+
+  constructor(readonly url: string, private readonly localAddress: string) {}
+
+  /**
+   * 'sent'; 'dropped' when the link is backed up (full policy: past peerQueueBytesMax a frame is
+   * dropped, as on the node links; leaders probe and resend); 'down' while it is not open.
+   */
+  send(frame: Uint8Array): 'sent' | 'dropped' | 'down' {
+    const ws = this.socket;
+    if (ws?.readyState === WebSocket.OPEN) {
+      if (ws.bufferedAmount > limits.peerQueueBytesMax) return 'dropped';
+      ws.send(frame);
+      return 'sent';
+    }
+    if (!ws && Date.now() >= this.retryAtMs) this.connect();
+    return 'down';
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const ws = new WebSocket(this.url, { localAddress: this.localAddress, perMessageDeflate: false, maxPayload: limits.frameBytesMax, handshakeTimeout: 2000 });
+    this.socket = ws;
+    ws.on('open', () => { this.backoffMs = RECONNECT_MIN_MS; });
+    ws.on('error', () => { /* 'close' follows */ });
+    ws.on('close', () => {
+      if (this.socket !== ws) return;
+      this.socket = undefined;
+      this.retryAtMs = Date.now() + this.backoffMs;
+      this.backoffMs = Math.min(this.backoffMs * 2, RECONNECT_MAX_MS);
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.socket?.terminate();
+  }
+}
+
+export class WorkerLinks {
+  /** per peer node: its workers' link URLs, in worker order, and the links to them opened so far */
+  private readonly peers = new Map<NodeId, { urls: string[]; links: Array<Link | undefined> }>();
+  /** frames dropped because a direct link was backed up */
+  dropped = 0;
+
+  private constructor(private readonly server: WebSocketServer, private readonly host: string) {}
+
+  /** Listen on the node's address; every frame received goes to `onFrame`. */
+  static async listen(host: string, onFrame: (frame: Buffer) => void): Promise<WorkerLinks> {
+    const server = new WebSocketServer({ host, port: 0, perMessageDeflate: false, maxPayload: limits.frameBytesMax });
+    await new Promise<void>((resolve, reject) => { server.once('listening', resolve); server.once('error', reject); });
+    server.on('connection', (ws) => {
+      ws.on('message', (data: Buffer, isBinary: boolean) => { if (isBinary) onFrame(data); });
+      ws.on('error', () => ws.terminate());
+    });
+    return new WorkerLinks(server, host);
+  }
+
+  get url(): string {
+    const { port } = this.server.address() as { port: number };
+    return `ws://${this.host.includes(':') ? `[${this.host}]` : this.host}:${port}`;
+  }
+
+  /** A peer node's worker links (from its hello); none: it left, or restarted without them. */
+  setPeer(node: NodeId, urls: string[]): void {
+    const known = this.peers.get(node);
+    if (known && known.urls.join() === urls.join()) return;
+    for (const l of known?.links ?? []) l?.close();
+    if (urls.length === 0) this.peers.delete(node);
+    else this.peers.set(node, { urls, links: urls.map(() => undefined) });
+  }
+
+  /**
+   * Send a replication frame for partition `p` to the worker of `to` that hosts it (nodes place
+   * partition p on worker p mod their worker count). False when no direct link is up: the caller
+   * sends it through the node.
+   */
+  send(to: NodeId, p: number, frame: Uint8Array): boolean {
+    const peer = this.peers.get(to);
+    if (!peer) return false;
+    const i = p % peer.urls.length;
+    const link = peer.links[i] ??= new Link(peer.urls[i], this.host);
+    const r = link.send(frame);
+    if (r === 'dropped') this.dropped++;
+    return r !== 'down';
+  }
+
+  close(): void {
+    for (const { links } of this.peers.values()) for (const l of links) l?.close();
+    this.peers.clear();
+    for (const ws of this.server.clients) ws.terminate();
+    this.server.close();
+  }
+}

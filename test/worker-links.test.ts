@@ -1,0 +1,79 @@
+// Direct links between partition workers of different nodes (src/cluster/worker-links.ts): frames
+// arrive intact at the worker hosting their partition; while a link is not up the sender is told
+// so (it sends through its node instead); a link whose peer stops reading drops frames past the
+// queue limit and counts them rather than buffering without bound.
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { WorkerLinks } from '../src/cluster/worker-links.js';
+import { replicationFrame } from '../src/runtime/codec.js';
+import { nodeId } from '../src/runtime/ids.js';
+
+const closers: Array<() => void> = [];
+afterEach(() => { for (const c of closers.splice(0)) c(); });
+
+async function links(onFrame: (frame: Buffer) => void = () => {}): Promise<WorkerLinks> {
+  const l = await WorkerLinks.listen('127.0.0.1', onFrame);
+  closers.push(() => l.close());
+  return l;
+}
+
+/** send until a direct link takes it (the first sends open the link) */
+async function sendWhenUp(from: WorkerLinks, to: string, p: number, frame: Uint8Array): Promise<void> {
+  const t0 = Date.now();
+  while (!from.send(nodeId(to), p, frame)) {
+    if (Date.now() - t0 > 2_000) throw new Error('the direct link did not come up within 2 s');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('worker links', () => {
+  it('deliver each frame to the worker that hosts its partition (p mod the peer\'s worker count)', async () => {
+    const got: Array<[worker: number, p: number | undefined, msg: unknown]> = [];
+    const w0 = await links((f) => got.push([0, replicationFrame.partitionOf(f), replicationFrame.decode(f)]));
+    const w1 = await links((f) => got.push([1, replicationFrame.partitionOf(f), replicationFrame.decode(f)]));
+    const sender = await links();
+    expect(sender.send(nodeId('b'), 3, replicationFrame.encode(3, {}))).toBe(false); // no such peer yet
+    sender.setPeer(nodeId('b'), [w0.url, w1.url]);
+    const msg = (p: number) => ({ t: 'append', p, entries: [{ seq: 1, value: new Uint8Array([1, 2, 3]) }] });
+    await sendWhenUp(sender, 'b', 3, replicationFrame.encode(3, msg(3)));
+    await sendWhenUp(sender, 'b', 4, replicationFrame.encode(4, msg(4)));
+    await expect.poll(() => got.length).toBe(2);
+    expect(got).toContainEqual([1, 3, msg(3)]);
+    expect(got).toContainEqual([0, 4, msg(4)]);
+
+    sender.setPeer(nodeId('b'), []); // it left
+    expect(sender.send(nodeId('b'), 3, replicationFrame.encode(3, msg(3)))).toBe(false);
+  });
+
+  it('report a link to a peer that is gone as down, again and again, without throwing', async () => {
+    const gone = await links();
+    const url = gone.url;
+    gone.close();
+    const sender = await links();
+    sender.setPeer(nodeId('gone'), [url]);
+    for (let i = 0; i < 20; i++) {
+      expect(sender.send(nodeId('gone'), 0, replicationFrame.encode(0, { i }))).toBe(false);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  });
+
+  it('drop and count frames once a peer that stopped reading has the queue limit buffered', async () => {
+    // a peer that accepts the link and then never reads from it (a paused process)
+    const stalled = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    closers.push(() => stalled.close());
+    stalled.on('connection', (ws: WebSocket & { _socket?: { pause(): void } }) => ws._socket?.pause());
+    await new Promise((r) => stalled.once('listening', r));
+    const sender = await links();
+    sender.setPeer(nodeId('stalled'), [`ws://127.0.0.1:${(stalled.address() as { port: number }).port}`]);
+    const frame = replicationFrame.encode(0, { bulk: new Uint8Array(1024 * 1024) });
+    await sendWhenUp(sender, 'stalled', 0, frame);
+    const t0 = Date.now();
+    while (sender.dropped === 0) {
+      if (Date.now() - t0 > 10_000) throw new Error('nothing was dropped');
+      expect(sender.send(nodeId('stalled'), 0, frame)).toBe(true);
+      await new Promise((r) => setImmediate(r));
+    }
+    // it took frames until the limit was buffered (the kernel holds some more)
+    expect(sender.dropped).toBe(1);
+  });
+});
