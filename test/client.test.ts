@@ -115,11 +115,22 @@ describe('producer', () => {
     server.api.produceDelayMs = 20;
     server.api.afterProduce = (_topic, r) => { requests.push(r.records.length); };
     const first = p.send('streamed', { value: 'first', partition: 0 });
+    await new Promise((r) => setImmediate(r)); // the first goes out alone at the end of its task
     const rest = Array.from({ length: 200 }, (_, i) => p.send('streamed', { value: `v${i}`, partition: 0 }));
     const results = await Promise.all([first, ...rest]);
     expect(results.map((r) => r.offset)).toEqual(Array.from({ length: 201 }, (_, i) => i));
     // one record alone (nothing was in flight), then everything that queued behind it
     expect(requests).toEqual([1, 200]);
+    await p.close();
+  });
+
+  it('with lingerMs 0, records sent in one loop go out as one batch, at the end of the task', async () => {
+    const c = await connect();
+    const p = c.producer({ lingerMs: 0 });
+    const requests: number[] = [];
+    server.api.afterProduce = (topic, r) => { if (topic === 'looped') requests.push(r.records.length); };
+    await Promise.all(Array.from({ length: 10 }, (_, i) => p.send('looped', { value: `v${i}`, partition: 0 })));
+    expect(requests).toEqual([10]);
     await p.close();
   });
 

@@ -714,11 +714,13 @@ class PartitionWorker {
     }
   }
 
+  /** Answers first (an acks=one write need not wait for socket writes), then replication traffic. */
   private post(out: Partial<Outbox>): void {
     const replies = out.replies?.length ? out.replies : undefined;
-    const peer = out.peer?.length ? this.sendDirect(coalescePeer(out.peer)) : undefined;
     const visible = out.visible?.length ? out.visible : undefined;
-    if (replies || peer || visible) this.codec.post(this.port, { replies, peer, visible } satisfies WorkerOutput);
+    if (replies || visible) this.codec.post(this.port, { replies, visible } satisfies WorkerOutput);
+    const peer = out.peer?.length ? this.sendDirect(coalescePeer(out.peer)) : undefined;
+    if (peer) this.codec.post(this.port, { peer } satisfies WorkerOutput);
   }
 
   /** Send what a direct link can take; the rest goes through the node. */

@@ -3,7 +3,9 @@
 // producerId and sequence) can never overtake a later batch. While a batch is in flight, new
 // records keep joining the open batch (up to the byte limit) even once their linger has passed:
 // it goes out the moment the one in flight is answered, so with lingerMs 0 one round trip
-// carries everything that arrived during the previous one instead of one record each.
+// carries everything that arrived during the previous one instead of one record each. With
+// lingerMs 0 a batch still waits for the end of the current task, so records sent in one loop
+// travel together (as Kafka's linger.ms=0 batches what a tight loop appends).
 import { randomUUID } from 'node:crypto';
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
@@ -20,7 +22,7 @@ export type SendResult<M extends ProducerMode> = M extends 'acked' ? Promise<Rec
 export interface ProducerOptions<M extends ProducerMode = ProducerMode> {
   /** default 'all' */
   acks?: Acks;
-  /** how long a batch waits for more records before it is sent; default 2 */
+  /** how long a batch waits for more records before it is sent (0: to the end of the current task); default 2 */
   lingerMs?: number;
   /** a batch is sent once it holds this many record bytes; default 1 MiB */
   batchBytesMax?: number;
@@ -80,6 +82,8 @@ interface Stream {
   readonly sealed: Batch[];
   inFlight?: Batch;
   linger?: NodeJS.Timeout;
+  /** lingerMs 0: a microtask will mark the open batch due */
+  dueQueued?: boolean;
 }
 
 const RETRY_BACKOFF_MIN_MS = 20;
@@ -161,7 +165,12 @@ export class Producer<M extends ProducerMode = 'acked'> {
     let result: Promise<RecordPosition> | undefined;
     if (this.mode === 'acked') result = new Promise((resolve, reject) => batch.waiters.push({ resolve, reject }));
     if (batch.bytes >= this.batchBytesMax) this.seal(stream);
-    else if (this.lingerMs === 0) this.due(stream);
+    else if (this.lingerMs === 0) {
+      if (!stream.dueQueued) {
+        stream.dueQueued = true;
+        queueMicrotask(() => { stream.dueQueued = false; this.due(stream); });
+      }
+    }
     else stream.linger ??= setTimeout(() => this.due(stream), this.lingerMs);
     return result;
   }
