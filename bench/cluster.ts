@@ -458,6 +458,29 @@ export class BenchCluster {
     }
   }
 
+  /**
+   * Every partition's replicas hold the same content at the same seq (their digests match), and
+   * how many keys the leaders hold in all. Retried for up to `timeoutMs` while replicas catch up.
+   */
+  async compareReplicas(timeoutMs = 30_000): Promise<{ agree: boolean; keys: number; differ: string[] }> {
+    const t0 = performance.now();
+    for (;;) {
+      const differ: string[] = [];
+      let keys = 0;
+      for (const p of (await this.table()).values()) {
+        const digests = await Promise.all(p.replicas.map(async (id) => {
+          const d = await fetchJson(`${this.node(id).url}/v1/debug/partitions/${p.id}/digest`, 10_000) as { seq: number; digest: string; keys: number };
+          return [id, d] as const;
+        }));
+        const [, lead] = digests.find(([id]) => id === p.leader) ?? digests[0]!;
+        keys += lead.keys;
+        for (const [id, d] of digests) if (d.seq !== lead.seq || d.digest !== lead.digest) differ.push(`partition ${p.id}: ${id} at seq ${d.seq} (${d.keys} keys) vs leader ${lead.seq} (${lead.keys} keys)`);
+      }
+      if (differ.length === 0 || performance.now() - t0 > timeoutMs) return { agree: differ.length === 0, keys, differ };
+      await sleep(500);
+    }
+  }
+
   async metricsText(id: string): Promise<string> {
     return fetchText(`${this.node(id).url}/metrics`, 5000);
   }

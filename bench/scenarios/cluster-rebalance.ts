@@ -11,6 +11,8 @@
 //   bytesMoved    Σ chicago_rebalance_snapshot_bytes_sent over the nodes, after − before
 //   p99 during the move ÷ p99 of the baseline (the issue: ≤ 2×)
 //   timeline      the foreground second by second (p50, p99, max, errors; second 0 = the change)
+//   replicasAgree once the load stops, every replica's digest of every partition equals its
+//                 leader's (keysOnLeaders: the keys they hold in all)
 // The foreground load runs as back-to-back open-loop segments of 5 s (same generator); each
 // operation's latency (from its intended send time) is filed under the phase its intended time
 // fell in.
@@ -35,6 +37,9 @@ interface MoveResult {
   /** join: the new node serving; leave: the process gone */
   nodeStartMs?: number;
   leaverExitMs?: number;
+  /** after the move and the load: every replica's digest equals its leader's (GET …/digest) */
+  replicasAgree: boolean;
+  keysOnLeaders: number;
   bytesMoved: number;
   logicalBytes: number;
   bytesMovedPerLogical: number;
@@ -214,6 +219,9 @@ async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave',
   const after = new Map([...(await c.table()).values()].map((p) => [p.id, [...p.replicas].sort().join(',')]));
   let changed = 0;
   for (const [p, r] of after) if (before.get(p) !== r) changed++;
+  // the copies are complete: every replica of every partition holds what its leader holds
+  const check = await c.compareReplicas();
+  clog(`  replicas ${check.agree ? 'agree' : 'DIFFER'}: ${check.keys} keys on the leaders${check.agree ? '' : `; ${check.differ.slice(0, 5).join('; ')}`}`);
   const baseline = phase(fg.samples, fg.errors, tBase0 + 1e6, tMove0);
   const during = phase(fg.samples, fg.errors, tMove0, tMove1);
   const afterPh = phase(fg.samples, fg.errors, tMove1, tEnd);
@@ -227,6 +235,8 @@ async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave',
     logicalBytes,
     bytesMovedPerLogical: Math.round(((bytes1 - bytes0) / logicalBytes) * 100) / 100,
     partitionsChanged: changed,
+    replicasAgree: check.agree,
+    keysOnLeaders: check.keys,
     partitions: after.size,
     baseline,
     during,
