@@ -1,7 +1,11 @@
 // A peer whose process is gone (kill -9: nothing listens at its address any more) is told apart
 // from one that is only silent (SIGSTOP: the kernel still accepts connections for it, nothing
-// answers): the first fails over sooner (cluster.ts GONE_SUSPECT_AFTER_MS).
+// answers): the first fails over sooner (cluster.ts GONE_SUSPECT_AFTER_MS). The worker links a
+// peer announces in its hello reach this node's workers, also after its membership lapsed.
 import net from 'node:net';
+import uWS from 'uWebSockets.js';
+import WebSocket from 'ws';
+import { Packr } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PeerNetwork } from '../src/cluster/peer.js';
 import { createLogger } from '../src/runtime/log.js';
@@ -37,5 +41,29 @@ describe('peer links', () => {
     }
     await new Promise((r) => setTimeout(r, 300));
     expect(peers.gone(nodeId('paused'))).toBe(false);
+  });
+
+  it('hands the worker links a peer announces to the workers, withdraws them when it leaves membership and restores them when it is back', async () => {
+    const announced: Array<[string, string[]]> = [];
+    const peers = new PeerNetwork(nodeId('self'), '127.0.0.1', createLogger('silent'));
+    closers.push(() => peers.close());
+    peers.setHandlers({ replication: () => {}, forwarded: async () => ({ res: null, replicas: 0 }), peerLinks: (n, urls) => { announced.push([n, urls]); } });
+    const app = uWS.App();
+    peers.attach(app);
+    const listen = await new Promise<uWS.us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (s) => (s ? resolve(s) : reject(new Error('listen')))));
+    closers.push(() => uWS.us_listen_socket_close(listen));
+    const links = ['ws://127.0.0.9:4001', 'ws://127.0.0.9:4002'];
+    // the peer's outbound link: its hello names its workers' links
+    const ws = new WebSocket(`ws://127.0.0.1:${uWS.us_socket_local_port(listen)}/v1/peer`);
+    closers.push(() => ws.terminate());
+    await new Promise((r) => ws.once('open', r));
+    ws.send(new Packr({ useRecords: false }).pack({ t: 'hello', from: 'other', links }));
+    await expect.poll(() => announced).toEqual([['other', links]]);
+
+    peers.setPeers(new Map([[nodeId('other'), 'http://127.0.0.9:1']]));
+    peers.setPeers(new Map()); // its lease lapsed
+    peers.setPeers(new Map([[nodeId('other'), 'http://127.0.0.9:1']])); // it re-registered; its link to us never dropped
+    // (joining membership repeats what it announced: the workers ignore links they already have)
+    expect(announced).toEqual([['other', links], ['other', links], ['other', []], ['other', links]]);
   });
 });

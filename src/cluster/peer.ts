@@ -128,6 +128,8 @@ class Outbound {
 export class PeerNetwork implements PeerLink {
   private readonly links = new Map<NodeId, Outbound>();
   private readonly lastHeard = new Map<NodeId, number>();
+  /** the worker links each peer announced in its last hello (kept while it is out of membership) */
+  private readonly peerWorkerLinks = new Map<NodeId, string[]>();
   /** replica positions each peer last reported in its heartbeat */
   private readonly reported = new Map<NodeId, Record<number, [number, number]>>();
   private positionsOf: () => Record<number, [number, number]> = () => ({});
@@ -161,7 +163,12 @@ export class PeerNetwork implements PeerLink {
       if (id === this.self) continue;
       const link = this.links.get(id);
       if (link) link.setUrl(url);
-      else this.links.set(id, new Outbound(this, id, url));
+      else {
+        this.links.set(id, new Outbound(this, id, url));
+        // back in membership (its lease lapsed and it re-registered) with the links it announced
+        const announced = this.peerWorkerLinks.get(id);
+        if (announced) this.handlers?.peerLinks(id, announced);
+      }
     }
     for (const [id, link] of this.links) {
       if (!peers.has(id)) {
@@ -272,7 +279,10 @@ export class PeerNetwork implements PeerLink {
             const hello = packr.unpack(data) as PeerFrame;
             if (hello.t === 'hello') {
               user.from = hello.from;
-              if (Array.isArray(hello.links) && hello.links.every((u) => typeof u === 'string' && /^wss?:\/\//.test(u))) this.handlers?.peerLinks(hello.from, hello.links);
+              if (Array.isArray(hello.links) && hello.links.every((u) => typeof u === 'string' && /^wss?:\/\//.test(u))) {
+                this.peerWorkerLinks.set(hello.from, hello.links);
+                this.handlers?.peerLinks(hello.from, hello.links);
+              }
             }
           } catch { /* not a peer */ }
           if (!user.from) ws.end(4100, 'expected hello');
