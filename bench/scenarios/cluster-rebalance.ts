@@ -1,6 +1,7 @@
 // cluster-rebalance: --load-keys keys of --record-bytes (default 1M × 256 B in the run script) are
-// written (acks=all, round robin over the nodes), then a light foreground kv-put load at --rate
-// runs for --duration s (the baseline), then — the same load still running — a node joins
+// written (acks=all, round robin over the nodes), the nodes are left to settle (their CPU below
+// 15 % each: the load's compactions done, at most 3 min), then a light foreground kv-put load at
+// --rate runs for --duration s (the baseline), then — the same load still running — a node joins
 // (`--move join`), leaves with SIGTERM (`leave`), or both in turn (`both`: join, then the
 // leave of another node, on the same data). For each move:
 //   moveMs        from the change (spawn of the new node / SIGTERM) until every partition is back on
@@ -18,6 +19,7 @@
 // fell in.
 import type { BenchArgs } from '../args.js';
 import type { BenchCluster } from '../cluster.js';
+import { readProc } from '../proc.js';
 import { newHistogram, recordUs, runOpenLoop, summarize, nowUs, type LatencySummary, type Op, type OpenLoopResult } from '../openloop.js';
 import { fromLoop, type BenchResult } from './cluster-result.js';
 import { asciiValue, loopOptions } from './common.js';
@@ -27,6 +29,8 @@ const SEGMENT_S = 5;
 /** how often the benchmark polls placement, status and metrics (in every phase alike) */
 const OBSERVE_MS = 1000;
 const SNAPSHOT_METRIC = 'chicago_rebalance_snapshot_bytes_sent';
+const SETTLED_CPU_PCT_PER_NODE = 15;
+const SETTLE_MAX_S = 180;
 
 type Phase = LatencySummary & { errors: number; ops: number; errorSamples?: string[] };
 
@@ -162,6 +166,25 @@ function observer(c: BenchCluster, move: 'join' | 'leave') {
   return { state, stop: async () => { state.stopping = true; await loop; } };
 }
 
+/**
+ * Wait until the nodes are quiet (the compactions a bulk load leaves behind have run): their CPU
+ * summed over a second below SETTLED_CPU_PCT_PER_NODE each, at most SETTLE_MAX_S. A baseline taken
+ * while they compact would flatter the ratio.
+ */
+async function settle(c: BenchCluster): Promise<void> {
+  const t0 = performance.now();
+  const pids = c.running().map((n) => n.pid);
+  const cpuS = (): number => pids.reduce((a, pid) => a + (readProc(pid)?.cpuS ?? 0), 0);
+  let pct = Infinity;
+  while (performance.now() - t0 < SETTLE_MAX_S * 1000) {
+    const before = cpuS();
+    await sleep(1000);
+    pct = (cpuS() - before) * 100;
+    if (pct < SETTLED_CPU_PCT_PER_NODE * pids.length) break;
+  }
+  clog(`nodes settled after ${Math.round((performance.now() - t0) / 1000)} s (CPU ${Math.round(pct)} % over the last second)`);
+}
+
 async function oneMove(args: BenchArgs, c: BenchCluster, move: 'join' | 'leave', value: Buffer, logicalBytes: number): Promise<MoveResult> {
   await c.waitReady(120_000);
   const before = new Map([...(await c.table()).values()].map((p) => [p.id, [...p.replicas].sort().join(',')]));
@@ -267,6 +290,7 @@ export async function benchClusterRebalance(args: BenchArgs): Promise<BenchResul
       }
     })();
     clog(`loaded in ${ld.seconds.toFixed(1)} s (${Math.round(n / ld.seconds)} keys/s, ${ld.errors} retried errors)`);
+    await settle(c);
     const logicalBytes = n * (args.recordBytes + 9);
     // the foreground load overwrites the loaded keys (--keys of them), so the data does not grow
     const fgArgs: BenchArgs = { ...args, keys: Math.min(args.keys, n) };
