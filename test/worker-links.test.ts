@@ -12,7 +12,7 @@ const closers: Array<() => void> = [];
 afterEach(() => { for (const c of closers.splice(0)) c(); });
 
 async function links(onFrame: (frame: Buffer) => void = () => {}): Promise<WorkerLinks> {
-  const l = await WorkerLinks.listen('127.0.0.1', onFrame);
+  const l = await WorkerLinks.listen('127.0.0.1', onFrame, (err) => { throw err; });
   closers.push(() => l.close());
   return l;
 }

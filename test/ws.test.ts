@@ -106,6 +106,28 @@ describe('hello and requests', () => {
   });
 });
 
+describe('stopping', () => {
+  it('answers the requests in flight before closing, and refuses new ones as SHUTTING_DOWN', async () => {
+    const own = await startFakeServer();
+    try {
+      own.api.produceDelayMs = 300;
+      const c = await Raw.open(own.url);
+      c.send({ op: 'produce', id: 1, topic: 'slow', acks: 'all', partition: 0, records: [['a']] });
+      await new Promise((r) => setTimeout(r, 50)); // it is running
+      const drained = own.ws.drain(5_000);
+      expect(await c.request({ op: 'kv.get', id: 2, ks: 'x', key: 'k' })).toMatchObject({ op: 'err', code: 'SHUTTING_DOWN' });
+      const t0 = Date.now();
+      await drained;
+      expect(Date.now() - t0).toBeGreaterThan(100); // it waited for the produce
+      expect(await c.reply(1)).toMatchObject({ op: 'res', offsets: [0] });
+      own.ws.closeAll();
+      expect((await c.waitClosed()).code).toBe(closeCodeOf('SHUTTING_DOWN'));
+    } finally {
+      own.stop();
+    }
+  });
+});
+
 describe('bad frames', () => {
   it('answers each with the right code and keeps the connection', async () => {
     const c = await Raw.open(server.url);

@@ -153,7 +153,9 @@ class PartitionWorker {
       }
       this.flush();
       this.ensureTicking();
-      if (spec.linkHost) this.links = await WorkerLinks.listen(spec.linkHost, (frame) => this.onDirectFrame(frame));
+      if (spec.linkHost) {
+        this.links = await WorkerLinks.listen(spec.linkHost, (frame) => this.onDirectFrame(frame), (err) => this.log.warn({ err: err.message }, 'worker link listener error'));
+      }
       const maintenance = setInterval(() => { void this.control.maintain(); }, spec.maintenanceIntervalMs);
       const antiEntropy = setInterval(() => this.sendDigests(), spec.antiEntropyIntervalMs);
       for (const t of [maintenance, antiEntropy]) t.unref();

@@ -1,8 +1,8 @@
 // Routing straight to partition leaders: the client learns the placement from any node
 // (GET /v1/cluster/placement), computes a key's (or a topic partition's) cluster partition with
 // the server's own hash, and sends to that partition's leader over a session to that node. Told
-// NOT_LEADER (leadership moved), it learns the placement again and retries once: NOT_LEADER means
-// the request did not run. A node that no longer leads still forwards, so a stale route costs a
+// NOT_LEADER (leadership moved) or SHUTTING_DOWN (the node is stopping), it learns the placement
+// again and retries once: both mean the request did not run. A node that no longer leads still forwards, so a stale route costs a
 // hop, never an error.
 import { ChicagoError } from '../runtime/errors.js';
 import { kvPartition, streamPartition } from '../runtime/hash.js';
@@ -37,7 +37,8 @@ export class Router {
       try {
         return await session.request(body, kind);
       } catch (err) {
-        if (!(err instanceof ChicagoError) || err.code !== 'NOT_LEADER' || attempt > 0) throw err;
+        // neither ran the request: the node no longer leads it, or it is stopping
+        if (!(err instanceof ChicagoError) || !(err.code === 'NOT_LEADER' || err.code === 'SHUTTING_DOWN') || attempt > 0) throw err;
         await this.refresh(true);
       }
     }

@@ -63,10 +63,11 @@ export class WorkerLinks {
 
   private constructor(private readonly server: WebSocketServer, private readonly host: string) {}
 
-  /** Listen on the node's address; every frame received goes to `onFrame`. */
-  static async listen(host: string, onFrame: (frame: Buffer) => void): Promise<WorkerLinks> {
+  /** Listen on the node's address; every frame received goes to `onFrame`, listener errors to `onError`. */
+  static async listen(host: string, onFrame: (frame: Buffer) => void, onError: (err: Error) => void): Promise<WorkerLinks> {
     const server = new WebSocketServer({ host, port: 0, perMessageDeflate: false, maxPayload: limits.frameBytesMax });
     await new Promise<void>((resolve, reject) => { server.once('listening', resolve); server.once('error', reject); });
+    server.on('error', onError); // e.g. accept failing (EMFILE): peers retry, replication goes through the node meanwhile
     server.on('connection', (ws) => {
       ws.on('message', (data: Buffer, isBinary: boolean) => { if (isBinary) onFrame(data); });
       ws.on('error', () => ws.terminate());

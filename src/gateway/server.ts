@@ -1,5 +1,6 @@
 // The node's single port: HTTP routes and the /v1/ws WebSocket, on uWebSockets.js.
 import uWS from 'uWebSockets.js';
+import { limits } from '../runtime/limits.js';
 import { attachHttp } from './http.js';
 import { ParsePool } from './parse-pool.js';
 import { attachWebSocket, type WebSocketEndpoint } from './ws.js';
@@ -31,6 +32,7 @@ export async function startGateway(node: ChicagoNode, log: Logger, routes?: (app
     port: bound,
     async close() {
       uWS.us_listen_socket_close(listen);
+      await ws.drain(limits.shutdownDrainMs);
       ws.closeAll();
       await parsePool.close();
     },

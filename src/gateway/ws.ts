@@ -15,6 +15,12 @@ import {
 
 export interface WebSocketDeps { api: NodeApi; log: pino.Logger; metrics?: Metrics }
 export interface WebSocketEndpoint {
+  /**
+   * Before closing: refuse new requests (SHUTTING_DOWN: not run, retryable elsewhere) and wait up
+   * to `timeoutMs` for those in flight to be answered, so a stopping node cuts no write off from
+   * its answer (which would leave its outcome unknown).
+   */
+  drain(timeoutMs: number): Promise<void>;
   /** close every connection (default: SHUTTING_DOWN); clients reconnect elsewhere or later */
   closeAll(code?: number, reason?: string): void;
   connections(): number;
@@ -55,6 +61,7 @@ const CLOSE_REASON_BYTES_MAX = 120;
 export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): WebSocketEndpoint {
   const { api, log } = deps;
   const open = new Set<Connection>();
+  let draining = false;
   let serial = 0;
 
   /** Run `fn` corked, once: nested cork calls are avoided rather than relied on. */
@@ -145,6 +152,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       return;
     }
     if (frame.op === 'hello') return hello(conn, frame);
+    if (draining) return sendError(conn, frame.id, new ChicagoError('SHUTTING_DOWN'));
     if (conn.inFlight >= limits.connectionInFlightMax) {
       return sendError(conn, frame.id, new ChicagoError('OVERLOADED', 'connection', `${conn.inFlight} requests in flight`));
     }
@@ -385,6 +393,12 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   });
 
   return {
+    async drain(timeoutMs) {
+      draining = true;
+      const deadline = Date.now() + timeoutMs;
+      const inFlight = () => [...open].reduce((n, c) => n + c.inFlight, 0);
+      while (inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    },
     closeAll(code = closeCodeOf('SHUTTING_DOWN'), reason = 'node is shutting down') {
       for (const conn of [...open]) {
         if (conn.closed) continue;

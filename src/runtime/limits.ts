@@ -126,6 +126,8 @@ export const limits = {
   failoverWaitMs: 2_000,
   /** a request forwarded to a partition's leader on another node */
   forwardTimeoutMs: 10_000,
+  /** a stopping node waits this long for the WebSocket requests in flight (a forwarded one included) to be answered */
+  shutdownDrainMs: 11_000,
   /** the background sweeper deletes at most this many expired keys per partition per pass */
   ttlSweepKeysMax: 10_000,
 } as const;
@@ -147,6 +149,7 @@ export function checkLimits(l: Limits = limits): void {
     [l.wsPushPauseBytes < l.wsBackpressureBytesMax, 'pushes must pause before the socket limit'],
     [l.connectionInFlightBytesMax >= l.frameBytesMax, 'a connection must accept one full frame'],
     [l.unconfirmedBytesMax >= 2 * l.batchBytesMax, 'a leader must hold a full batch and the value it replaces unconfirmed'],
+    [l.shutdownDrainMs > l.forwardTimeoutMs, 'a stopping node must outwait a forwarded request'],
   ];
   for (const [ok, why] of rules) if (!ok) throw new Error(`limits: ${why}`);
 }
