@@ -189,10 +189,11 @@ export class WorkerHandle {
     }
   }
 
-  private failAll(cause: Error): void {
+  /** Writes may have run: unknown. Reads did not answer: retryable when the node is stopping, else a fault. */
+  private failAll(cause: Error, stopping = false): void {
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
-      p.reject(p.mutation ? new ChicagoError('OUTCOME_UNKNOWN', cause.message) : new ChicagoError('INTERNAL', cause.message));
+      p.reject(p.mutation ? new ChicagoError('OUTCOME_UNKNOWN', cause.message) : stopping ? new ChicagoError('SHUTTING_DOWN') : new ChicagoError('INTERNAL', cause.message));
     }
     this.inFlightBytes = 0;
   }
@@ -208,7 +209,7 @@ export class WorkerHandle {
     } finally {
       clearInterval(this.deadlineTimer);
       this.state = 'closed';
-      this.failAll(new Error('worker stopped'));
+      this.failAll(new Error('worker stopped'), true);
       this.control[Comlink.releaseProxy]();
       await this.worker.terminate();
     }

@@ -119,6 +119,10 @@ export interface Report {
   violations: Violation[];
   counts: Partial<Record<ViolationKind, number>>;
   stats: Record<string, number>;
+  /** operations that did not succeed, by `type:outcome:error` */
+  errors: Record<string, number>;
+  /** per error, in how many distinct seconds of the run some operation ended with it (how long it lasted) */
+  errorSeconds: Record<string, number>;
   text: string;
 }
 
@@ -157,7 +161,16 @@ export function check(ops: readonly Op[], final: FinalState, opts: CheckOptions 
   stats.partitionsCompared = final.replicas.length;
   stats.replicaCopiesCompared = final.replicas.reduce((n, r) => n + r.copies.length, 0);
   stats.replicaSeqMax = final.replicas.reduce((n, r) => Math.max(n, ...r.copies.map((c) => c.seq)), 0);
-  return { ok: violations.length === 0, violations, counts, stats, text: render(violations, counts, stats, opts.listPerKind ?? 20) };
+  const errors: Record<string, number> = {};
+  const seconds = new Map<string, Set<number>>();
+  for (const op of ops) {
+    if (op.outcome === 'ok' || !op.error) continue;
+    errors[`${op.type}:${op.outcome}:${op.error}`] = (errors[`${op.type}:${op.outcome}:${op.error}`] ?? 0) + 1;
+    if (!seconds.has(op.error)) seconds.set(op.error, new Set());
+    seconds.get(op.error)!.add(Math.floor(op.invokeMs / 1000));
+  }
+  const errorSeconds = Object.fromEntries([...seconds].map(([e, s]) => [e, s.size]));
+  return { ok: violations.length === 0, violations, counts, stats, errors, errorSeconds, text: render(violations, counts, stats, opts.listPerKind ?? 20) };
 }
 
 type Add = (kind: ViolationKind, message: string, ...ops: Op[]) => void;

@@ -93,6 +93,8 @@ it(`survives ${durationS} s of faults (seed ${seed})`, async () => {
       violations: report.counts,
       violationSamples: report.violations.slice(0, 50).map((v) => ({ kind: v.kind, message: v.message })),
       history: report.stats,
+      errors: report.errors,
+      errorSeconds: report.errorSeconds,
       node: process.version,
       cpus: os.cpus().length,
       cpuModel: os.cpus()[0]?.model,
@@ -100,7 +102,7 @@ it(`survives ${durationS} s of faults (seed ${seed})`, async () => {
     await mkdir(resultsDir, { recursive: true });
     await writeFile(path.join(resultsDir, 'nemesis-long.json'), JSON.stringify(summary, null, 2) + '\n');
     await writeFile(path.join(resultsDir, 'nemesis-long.log'), `${report.text}\n--- nemesis (seed ${seed})\n${formatEvents(nemesis.events, origin)}\n`);
-    console.log(`${report.text}\nsummary: bench/results/nemesis-long.json (the same fault schedule: NEMESIS_SEED=${seed})`);
+    console.log(`${report.text}\nerrors: ${JSON.stringify(report.errors)}\nseconds with each error: ${JSON.stringify(report.errorSeconds)}\nsummary: bench/results/nemesis-long.json (the same fault schedule: NEMESIS_SEED=${seed})`);
     expect(nemesis.problems, report.text).toEqual([]);
     expect(report.violations.map((v) => `${v.kind}: ${v.message}`), report.text).toEqual([]);
     expect(nemesis.cycles).toBeGreaterThan(0);
