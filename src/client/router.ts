@@ -2,8 +2,8 @@
 // (GET /v1/cluster/placement), computes a key's (or a topic partition's) cluster partition with
 // the server's own hash, and sends to that partition's leader over a session to that node. Told
 // NOT_LEADER (leadership moved) or SHUTTING_DOWN (the node is stopping), it learns the placement
-// again and retries once: both mean the request did not run. A node that no longer leads still forwards, so a stale route costs a
-// hop, never an error.
+// again and retries once: both mean the request did not run. A node that no longer leads still
+// forwards, so a stale route costs a hop, never an error.
 import { ChicagoError } from '../runtime/errors.js';
 import { kvPartition, streamPartition } from '../runtime/hash.js';
 import { Session, type Reply, type RequestBody, type RequestKind, type SessionOptions } from './session.js';

@@ -13,6 +13,7 @@ import type { NodeId } from '../runtime/ids.js';
 import type { WriteResult } from '../runtime/threads.js';
 import type { RequestBody } from '../actors/messages.js';
 import { replicationFrame } from '../runtime/codec.js';
+import { Backoff, dialPeer } from './worker-links.js';
 import type { PeerLink } from './hooks.js';
 
 export type PeerFrame =
@@ -34,8 +35,6 @@ export interface PeerHandlers {
 
 const packr = new Packr({ useRecords: false });
 const HEARTBEAT_MS = 100;
-const RECONNECT_MIN_MS = 50;
-const RECONNECT_MAX_MS = 1000;
 
 interface PendingForward { resolve(r: WriteResult<unknown>): void; reject(e: Error): void; timer: NodeJS.Timeout; write: boolean }
 
@@ -44,7 +43,7 @@ class Outbound {
   private socket: WebSocket | undefined;
   private queue: Uint8Array[] = [];
   private queuedBytes = 0;
-  private backoffMs = RECONNECT_MIN_MS;
+  private readonly backoff = new Backoff();
   private closed = false;
   private retry: NodeJS.Timeout | undefined;
   readonly pending = new Map<number, PendingForward>();
@@ -62,16 +61,11 @@ class Outbound {
 
   private connect(): void {
     if (this.closed) return;
-    const ws = new WebSocket(this.url.replace(/^http/, 'ws') + '/v1/peer', {
-      localAddress: this.net.localAddress,
-      perMessageDeflate: false,
-      maxPayload: limits.frameBytesMax,
-      handshakeTimeout: 2000,
-    });
+    const ws = dialPeer(this.url.replace(/^http/, 'ws') + '/v1/peer', this.net.localAddress);
     this.socket = ws;
     ws.binaryType = 'nodebuffer';
     ws.on('open', () => {
-      this.backoffMs = RECONNECT_MIN_MS;
+      this.backoff.reset();
       this.refusedAtMs = 0;
       ws.send(packr.pack({ t: 'hello', from: this.net.self, links: this.net.workerLinks } satisfies PeerFrame));
       const queued = this.queue;
@@ -94,8 +88,7 @@ class Outbound {
         this.pending.delete(id);
       }
       if (this.closed) return;
-      this.retry = setTimeout(() => this.connect(), this.backoffMs);
-      this.backoffMs = Math.min(this.backoffMs * 2, RECONNECT_MAX_MS);
+      this.retry = setTimeout(() => this.connect(), this.backoff.next());
     });
   }
 

@@ -10,12 +10,32 @@ import type { NodeId } from '../runtime/ids.js';
 
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 1000;
+const HANDSHAKE_TIMEOUT_MS = 2000;
+
+/**
+ * A socket from this node to another (node links and worker links alike): bound to this node's
+ * own address, so that a cut between two nodes' addresses cuts every link between them.
+ */
+export function dialPeer(url: string, localAddress: string): WebSocket {
+  return new WebSocket(url, { localAddress, perMessageDeflate: false, maxPayload: limits.frameBytesMax, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
+}
+
+/** Delays between attempts to reconnect a link: doubling from 50 ms to 1 s, from the start once it opens. */
+export class Backoff {
+  private ms = RECONNECT_MIN_MS;
+  reset(): void { this.ms = RECONNECT_MIN_MS; }
+  next(): number {
+    const ms = this.ms;
+    this.ms = Math.min(this.ms * 2, RECONNECT_MAX_MS);
+    return ms;
+  }
+}
 
 /** One outgoing link to one worker of a peer node; connects on first use. */
 class Link {
   private socket: WebSocket | undefined;
   private retryAtMs = 0;
-  private backoffMs = RECONNECT_MIN_MS;
+  private readonly backoff = new Backoff();
   private closed = false;
 
   constructor(readonly url: string, private readonly localAddress: string) {}
@@ -37,15 +57,14 @@ class Link {
 
   private connect(): void {
     if (this.closed) return;
-    const ws = new WebSocket(this.url, { localAddress: this.localAddress, perMessageDeflate: false, maxPayload: limits.frameBytesMax, handshakeTimeout: 2000 });
+    const ws = dialPeer(this.url, this.localAddress);
     this.socket = ws;
-    ws.on('open', () => { this.backoffMs = RECONNECT_MIN_MS; });
+    ws.on('open', () => this.backoff.reset());
     ws.on('error', () => { /* 'close' follows */ });
     ws.on('close', () => {
       if (this.socket !== ws) return;
       this.socket = undefined;
-      this.retryAtMs = Date.now() + this.backoffMs;
-      this.backoffMs = Math.min(this.backoffMs * 2, RECONNECT_MAX_MS);
+      this.retryAtMs = Date.now() + this.backoff.next();
     });
   }
 

@@ -179,7 +179,10 @@ export class ChicagoNode implements NodeApi {
 
   /** A peer node's worker links (its hello), or [] once it is gone: its workers are reached directly. */
   setPeerLinks(node: NodeId, urls: string[]): void {
-    for (const w of this.workers) void w.control.setPeerLinks(node, urls);
+    for (const w of this.workers) {
+      // without them its replication goes through the node: slower, still correct
+      w.control.setPeerLinks(node, urls).catch((err: unknown) => this.log.warn({ err, peer: node }, 'worker links not set'));
+    }
   }
 
   /** Replication traffic from another node, for the replica hosted here. */
