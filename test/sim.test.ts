@@ -7,7 +7,8 @@
 //   SIM_SEEDS=5000 SIM_STEPS=600 npx vitest run test/sim.test.ts
 import { describe, expect, it } from 'vitest';
 import { formatFailure, runSeed, type SimOptions } from './sim/world.js';
-import { longOptions, regressions, runSeeds, report } from './sim/seeds.js';
+import { longOptions, regressions, runSeeds, report, yieldToLoop } from './sim/seeds.js';
+import { slow } from './helpers/slow.js';
 
 const SEEDS = Number(process.env.SIM_SEEDS ?? 1000);
 const STEPS = Number(process.env.SIM_STEPS ?? 500);
@@ -36,24 +37,15 @@ if (process.env.SIM_SEED) {
   });
 } else {
   describe('deterministic simulation of partition replication', () => {
-    it(`holds every invariant for ${SEEDS} seeds × ${STEPS} steps`, () => {
-      const seeds = Array.from({ length: SEEDS }, (_, i) => FIRST + i);
-      const t0 = performance.now();
-      const failures = [];
-      let events = 0;
-      for (const seed of seeds) {
-        const r = runSeed({ ...base, seed });
-        events += r.stats.events;
-        if (!r.ok) failures.push(r);
-        if (failures.length >= 3) break;
-      }
-      const ms = performance.now() - t0;
-      console.log(`simulation: ${seeds.length} seeds, ${events} events, ${ms.toFixed(0)} ms`);
-      expect(failures.map((f) => f.seed), failures.map(formatFailure).join('\n\n')).toEqual([]);
-    }, 180_000);
+    it(`holds every invariant for ${SEEDS} seeds × ${STEPS} steps`, async () => {
+      const run = await runSeeds(FIRST, SEEDS, base, 3);
+      console.log(`simulation: ${SEEDS} seeds, ${run.events} events, ${run.ms.toFixed(0)} ms`);
+      expect(run.failures.map((f) => f.seed), report(run)).toEqual([]);
+    }, slow(180_000));
 
-    it('replays a seed exactly: same seed, same trace', () => {
+    it('replays a seed exactly: same seed, same trace', async () => {
       for (const seed of [3, 77, 1234]) {
+        await yieldToLoop();
         const a = runSeed({ ...base, seed, fullTrace: true });
         const b = runSeed({ ...base, seed, fullTrace: true });
         expect(b.traceHash).toBe(a.traceHash);
@@ -63,36 +55,35 @@ if (process.env.SIM_SEED) {
       expect(runSeed({ ...base, seed: 3 }).traceHash).not.toBe(runSeed({ ...base, seed: 4 }).traceHash);
     });
 
-    it('does inject the faults it claims (crashes, failovers, snapshots, losses, writes acked on a hinted copy)', () => {
-      const run = runSeeds(FIRST, 100, base, 100);
+    it('does inject the faults it claims (crashes, failovers, snapshots, losses, writes acked on a hinted copy)', async () => {
+      const run = await runSeeds(FIRST, 100, base, 100);
       for (const k of ['crashes', 'restarts', 'failovers', 'isrChanges', 'snapshots', 'dropped', 'okAll', 'okOne', 'unknown', 'hinted']) {
         expect(run.stats[k], k).toBeGreaterThan(0);
       }
     });
 
-    it('holds them with idempotent producers retrying and strict recovery checks (F1, F2)', () => {
-      for (let seed = FIRST; seed < FIRST + 200; seed++) {
-        const r = runSeed({ ...base, seed, retries: true, strictRecovery: true });
-        expect(r.ok, r.ok ? '' : formatFailure(r)).toBe(true);
-      }
+    it('holds them with idempotent producers retrying and strict recovery checks (F1, F2)', async () => {
+      const run = await runSeeds(FIRST, 200, { ...base, retries: true, strictRecovery: true }, 1);
+      expect(run.failures.map((f) => f.seed), report(run)).toEqual([]);
     });
 
-    it('holds them for the seeds that found bugs in the long run', () => {
+    it('holds them for the seeds that found bugs in the long run', async () => {
       for (const { seed, steps, copies } of regressions) {
+        await yieldToLoop();
         const r = runSeed({ ...longOptions, seed, steps, copies });
         expect(r.ok, r.ok ? '' : formatFailure(r)).toBe(true);
       }
     });
 
-    it('catches a planted bug: a checker that never fails proves nothing', () => {
+    it('catches a planted bug: a checker that never fails proves nothing', async () => {
       // a leader that answers acks=all as soon as it wrote locally is caught by invariant 4
-      const early = runSeeds(FIRST, 50, { ...base, plant: 'ack-early' }, 50);
+      const early = await runSeeds(FIRST, 50, { ...base, plant: 'ack-early' }, 50);
       expect(early.failures.length).toBeGreaterThan(0);
       expect(early.failures[0].violation).toMatch(/^invariant 4: .*answered ok replicas=\d+ but only/);
     });
 
-    it('catches a planted dirty read: a leader showing readers what it has not confirmed', () => {
-      const dirty = runSeeds(FIRST, 200, { ...base, plant: 'read-applied' }, 200);
+    it('catches a planted dirty read: a leader showing readers what it has not confirmed', async () => {
+      const dirty = await runSeeds(FIRST, 200, { ...base, plant: 'read-applied' }, 200);
       expect(dirty.failures.length).toBeGreaterThan(0);
       expect(dirty.failures[0].violation).toMatch(/^invariant 6: /);
     });

@@ -5,6 +5,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { OutputRing, repoRoot } from './launcher.js';
+import { slow } from './slow.js';
 
 export const bridgeModule = path.join(repoRoot, 'dist/src/bridge/main.js');
 
@@ -47,14 +48,14 @@ export function waitLog(b: BridgeProc, msg: string, timeoutMs = 60_000): Promise
 }
 
 export async function postJson(url: string, body: unknown): Promise<any> {
-  const res = await fetch(url, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(30_000) });
+  const res = await fetch(url, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(slow(30_000)) });
   const text = await res.text();
   if (res.status >= 400) throw new Error(`POST ${url}: ${res.status} ${text.slice(0, 300)}`);
   return text ? JSON.parse(text) : undefined;
 }
 
 export async function getJson(url: string): Promise<any> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(30_000) });
+  const res = await fetch(url, { signal: AbortSignal.timeout(slow(30_000)) });
   const text = await res.text();
   if (res.status >= 400) throw new Error(`GET ${url}: ${res.status} ${text.slice(0, 300)}`);
   return JSON.parse(text);
@@ -81,7 +82,9 @@ export async function endOffsets(url: string, topic: string): Promise<Map<number
   return new Map((info.partitions as Array<{ partition: number; endOffset: number }>).map((p) => [p.partition, p.endOffset]));
 }
 
-export async function waitUntil(what: string, cond: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 200): Promise<void> {
+/** polls `cond` every `everyMs` until it holds, for at most `idleMs` scaled by the test slowdown */
+export async function waitUntil(what: string, cond: () => Promise<boolean> | boolean, idleMs: number, everyMs = 200): Promise<void> {
+  const timeoutMs = slow(idleMs);
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await cond()) return;

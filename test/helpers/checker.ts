@@ -9,6 +9,7 @@
 // and returns every violation it finds. Values are unique per key (KV) and per topic (streams), so
 // each observed value names exactly one write.
 import { http } from './http.js';
+import { slow } from './slow.js';
 
 export type Outcome = 'ok' | 'fail' | 'unknown';
 
@@ -719,7 +720,8 @@ async function readLog(url: string, topic: string, partition: number): Promise<F
 }
 
 /** Retries transient failures (the cluster may still be settling); throws with the last answer. */
-async function retry<T extends { status: number; text: string }>(f: () => Promise<T>, good: (r: T) => boolean, deadlineMs = 20_000): Promise<T> {
+async function retry<T extends { status: number; text: string }>(f: () => Promise<T>, good: (r: T) => boolean, idleMs = 20_000): Promise<T> {
+  const deadlineMs = slow(idleMs);
   const end = Date.now() + deadlineMs;
   let last = '';
   while (Date.now() < end) {

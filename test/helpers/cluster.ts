@@ -8,6 +8,7 @@ import { startNode, type NodeHandle } from './launcher.js';
 import { sleep, type ReplicaDigests, type Target } from './checker.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import { Iptables, type FaultTarget } from './nemesis.js';
+import { slow } from './slow.js';
 
 export interface ClusterOptions {
   nodes?: number;
@@ -77,9 +78,9 @@ export interface Cluster extends FaultTarget {
 
 const START_TIMEOUT_MS = 60_000;
 const READY_TIMEOUT_MS = 60_000;
-const LEAVE_TIMEOUT_MS = 150_000; // past the node's own hand-off limit (limits.leaveHandOffMs)
+const LEAVE_TIMEOUT_MS = slow(150_000); // past the node's own hand-off limit (limits.leaveHandOffMs)
 const POLL_MS = 100;
-const STATUS_TIMEOUT_MS = 2000;
+const STATUS_TIMEOUT_MS = slow(2000);
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
   const size = opts.nodes ?? 4;
@@ -220,7 +221,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     return undefined;
   };
 
-  const waitReady = async (timeoutMs = READY_TIMEOUT_MS): Promise<void> => {
+  /** `idleMs` is scaled by the test slowdown */
+  const waitReady = async (idleMs = READY_TIMEOUT_MS): Promise<void> => {
+    const timeoutMs = slow(idleMs);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const why = await notReady();
@@ -322,9 +325,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     cuts: () => cutter.rules(),
     waitReady,
     digests,
-    async waitConverged(timeoutMs = READY_TIMEOUT_MS) {
-      const deadline = Date.now() + timeoutMs;
-      await waitReady(timeoutMs);
+    async waitConverged(idleMs = READY_TIMEOUT_MS) {
+      const deadline = Date.now() + slow(idleMs);
+      await waitReady(idleMs);
       for (;;) {
         const d = await digests();
         const converged = d.every((p) => p.copies.length >= (p.expectedCopies ?? 0) && new Set(p.copies.map((c) => `${c.seq}/${c.digest}`)).size === 1);

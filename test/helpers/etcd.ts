@@ -1,17 +1,19 @@
 // A private etcd per test file: free loopback ports, a temp data dir, real signals for faults.
 // The binary is Debian's etcd-server; on a fresh machine scripts/etcd.sh installs it.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { OutputRing, repoRoot } from './launcher.js';
+import { slow } from './slow.js';
 
-const READY_TIMEOUT_MS = 15_000;
-const STOP_TIMEOUT_MS = 5_000;
+const READY_TIMEOUT_MS = slow(15_000);
+const STOP_TIMEOUT_MS = slow(5_000);
 const HEALTH_POLL_MS = 50;
-const INSTALL_TIMEOUT_MS = 300_000;
+const INSTALL_TIMEOUT_MS = slow(300_000);
 const HOST = '127.0.0.1';
 
 export interface EtcdServer {
@@ -39,15 +41,19 @@ function findEtcd(): string | undefined {
   return existsSync('/usr/bin/etcd') ? '/usr/bin/etcd' : undefined;
 }
 
-/** The binary, installed through scripts/etcd.sh (which knows the package and the locking) if missing. */
-function etcdBinary(): string {
+/**
+ * The binary, installed through scripts/etcd.sh (which knows the package and the locking) if missing.
+ * Asynchronously: an apt install can take minutes, and a test worker must keep its event loop free.
+ */
+async function etcdBinary(): Promise<string> {
   const found = findEtcd();
   if (found) return found;
   // etcd.sh installs as part of `up`; start and stop one on a throwaway port.
   const port = '23790';
   const script = path.join(repoRoot, 'scripts/etcd.sh');
-  execFileSync('bash', [script, 'up', '--port', port, '--fresh'], { stdio: 'inherit', timeout: INSTALL_TIMEOUT_MS });
-  execFileSync('bash', [script, 'down', '--port', port], { stdio: 'inherit', timeout: INSTALL_TIMEOUT_MS });
+  const run = promisify(execFile);
+  await run('bash', [script, 'up', '--port', port, '--fresh'], { timeout: INSTALL_TIMEOUT_MS });
+  await run('bash', [script, 'down', '--port', port], { timeout: INSTALL_TIMEOUT_MS });
   const installed = findEtcd();
   if (!installed) throw new Error('etcd: not found after scripts/etcd.sh installed etcd-server');
   return installed;
@@ -66,7 +72,7 @@ async function freePort(): Promise<number> {
 
 async function healthy(url: string): Promise<boolean> {
   try {
-    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1_000) });
+    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(slow(1_000)) });
     return res.ok && ((await res.json()) as { health?: string }).health === 'true';
   } catch {
     return false;
@@ -83,7 +89,7 @@ function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
 }
 
 export async function startEtcd(opts: { name?: string } = {}): Promise<EtcdServer> {
-  const bin = etcdBinary();
+  const bin = await etcdBinary();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'chicago-etcd-'));
   const name = opts.name ?? 'chicago-test';
   const output = new OutputRing(256 * 1024);
@@ -163,10 +169,10 @@ export async function startEtcd(opts: { name?: string } = {}): Promise<EtcdServe
     pause: () => {
       signal('SIGSTOP');
       // The stop reaches every thread of etcd a moment later; a call sent before then is answered.
-      const deadline = Date.now() + 1_000;
+      const deadline = Date.now() + slow(1_000);
       const stopped = () => readdirSync(`/proc/${child!.pid}/task`).every((t) => /^\S+ \(.*\) [Tt] /.test(readFileSync(`/proc/${child!.pid}/task/${t}/stat`, 'utf8')));
       while (!stopped()) {
-        if (Date.now() > deadline) throw new Error('etcd: not stopped 1 s after SIGSTOP');
+        if (Date.now() > deadline) throw new Error(`etcd: not stopped ${slow(1_000)} ms after SIGSTOP`);
       }
     },
     resume: () => signal('SIGCONT'),

@@ -1,10 +1,11 @@
 // Small HTTP helpers for tests against a real node.
+import { slow } from './slow.js';
 export interface HttpResult { status: number; body: any; text: string; headers: Headers }
 
 export async function http(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult> {
   const init: RequestInit = { method, headers };
   if (body !== undefined) init.body = typeof body === 'string' || body instanceof Uint8Array ? (body as BodyInit) : JSON.stringify(body);
-  const res = await fetch(base + path, { ...init, signal: AbortSignal.timeout(30_000) });
+  const res = await fetch(base + path, { ...init, signal: AbortSignal.timeout(slow(30_000)) });
   const text = await res.text();
   let parsed: unknown = undefined;
   try { parsed = JSON.parse(text); } catch { /* not JSON */ }

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import kafkajs from 'kafkajs';
+import { slow } from './slow.js';
 
 const run = promisify(execFile);
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -14,8 +15,8 @@ export const kafkaScript = path.join(repoRoot, 'scripts/kafka.sh');
 /** the shared test broker; tests that stop their broker use their own port */
 export const DEFAULT_KAFKA_PORT = 19092;
 /** first fetch of the jars plus apt-get kcat can take a while on a fresh machine */
-const UP_TIMEOUT_MS = 240_000;
-const CMD_TIMEOUT_MS = 60_000;
+const UP_TIMEOUT_MS = slow(240_000);
+const CMD_TIMEOUT_MS = slow(60_000);
 
 export interface KafkaOptions { port?: number; brokers?: 1 | 3; fresh?: boolean }
 
@@ -114,8 +115,9 @@ export async function consumeAll(
   });
   const out: ConsumedRecord[] = [];
   const seen = new Set<string>();
-  const idleMs = opts.idleMs ?? 3_000;
-  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  // "nothing new for idleMs" ends a read without a count: on a busy machine records come slower
+  const idleMs = slow(opts.idleMs ?? 3_000);
+  const deadline = Date.now() + slow(opts.timeoutMs ?? 60_000);
   let last = Date.now();
   await waitForTopic(brokers, topic, deadline - Date.now());
   await consumer.connect();
@@ -140,7 +142,7 @@ export async function consumeAll(
       },
     });
     while (Date.now() < deadline) {
-      if (opts.count !== undefined && out.length >= opts.count && Date.now() - last > 300) break;
+      if (opts.count !== undefined && out.length >= opts.count && Date.now() - last > slow(300)) break;
       if (opts.count === undefined && out.length > 0 && Date.now() - last > idleMs) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -171,7 +173,8 @@ export async function waitForTopic(brokers: string[], topic: string, timeoutMs: 
 }
 
 /** Debian's kcat as an independent consumer: every record of `topic` from the start, as JSON. */
-export async function kcatConsume(brokers: string[], topic: string, timeoutMs = 30_000): Promise<ConsumedRecord[]> {
+export async function kcatConsume(brokers: string[], topic: string, idleMs = 30_000): Promise<ConsumedRecord[]> {
+  const timeoutMs = slow(idleMs);
   const { stdout } = await run(
     'kcat',
     ['-C', '-b', brokers.join(','), '-t', topic, '-o', 'beginning', '-e', '-J', '-q', '-X', 'isolation.level=read_committed'],

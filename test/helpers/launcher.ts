@@ -6,14 +6,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { slow } from './slow.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const cliPath = path.join(repoRoot, 'dist/src/cli/main.js');
 
-const START_TIMEOUT_MS = 30_000;
-const STOP_TIMEOUT_MS = 10_000;
+const START_TIMEOUT_MS = slow(30_000);
+const STOP_TIMEOUT_MS = slow(10_000);
 const HEALTH_POLL_MS = 50;
-const CLI_TIMEOUT_MS = 30_000;
+const CLI_TIMEOUT_MS = slow(30_000);
 /** each captured stream keeps at most this much of its newest output */
 const CAPTURE_CHARS_MAX = 1024 * 1024;
 
@@ -59,8 +60,14 @@ export class OutputRing {
   }
   tail(n = 30): string { return this.buf.slice(-n).join('\n'); }
 
-  /** The first line (already seen or still to come) that `match` accepts. */
-  waitFor(match: RegExp | ((line: string) => boolean), timeoutMs: number): Promise<string> {
+  /** The first line (already seen or still to come) that `match` accepts, within `idleMs` scaled by the test slowdown. */
+  waitFor(match: RegExp | ((line: string) => boolean), idleMs: number): Promise<string> {
+    return this.waitBefore(match, Date.now() + slow(idleMs));
+  }
+
+  /** The first line that `match` accepts, before the absolute time `deadline` (ms since the epoch). */
+  waitBefore(match: RegExp | ((line: string) => boolean), deadline: number): Promise<string> {
+    const timeoutMs = Math.max(0, deadline - Date.now());
     const ok = typeof match === 'function' ? match : (l: string) => match.test(l);
     const seen = this.buf.find(ok);
     if (seen !== undefined) return Promise.resolve(seen);
@@ -165,7 +172,7 @@ export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
     ...(opts.args ?? []),
   ];
   const child = launch(args, opts.env, 'ignore');
-  const deadline = Date.now() + (opts.startTimeoutMs ?? START_TIMEOUT_MS);
+  const deadline = Date.now() + (opts.startTimeoutMs !== undefined ? slow(opts.startTimeoutMs) : START_TIMEOUT_MS);
   const failed = (why: string) =>
     new Error(
       `chicago node (pid ${child.proc.pid}, data ${dataDir}) ${why}\n` +
@@ -176,7 +183,7 @@ export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
   try {
     // The node logs {"msg":"serving","url":…} once it listens; that line also tells the port.
     const line = await new Promise<string>((resolve, reject) => {
-      child.stdout.waitFor((l) => servingUrl(l) !== undefined, deadline - Date.now()).then(resolve, reject);
+      child.stdout.waitBefore((l) => servingUrl(l) !== undefined, deadline).then(resolve, reject);
       // Whichever settles first wins; the later call is a no-op, so nothing is left unhandled.
       void child.exited.then((e) => reject(failed(`exited before serving (code ${e.code}, signal ${e.signal})`)));
     });
@@ -269,7 +276,7 @@ export interface CliRun {
 export function spawnCli(args: string[], opts: CliOptions = {}): CliRun {
   const child = launch([cliPath, ...args], opts.env, opts.input === undefined ? 'ignore' : 'pipe');
   if (opts.input !== undefined) child.proc.stdin!.end(opts.input);
-  const timeoutMs = opts.timeoutMs ?? CLI_TIMEOUT_MS;
+  const timeoutMs = opts.timeoutMs !== undefined ? slow(opts.timeoutMs) : CLI_TIMEOUT_MS;
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;

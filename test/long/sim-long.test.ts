@@ -5,7 +5,7 @@
 // Every failing seed is printed with its trace and the command that replays it (test/sim.test.ts).
 import { describe, expect, it } from 'vitest';
 import { formatFailure } from '../sim/world.js';
-import { kindOf, longOptions, runSeedsYielding } from '../sim/seeds.js';
+import { kindOf, longOptions, runSeeds } from '../sim/seeds.js';
 
 const SEEDS = Number(process.env.SIM_LONG_SEEDS ?? 10_000);
 const STEPS = Number(process.env.SIM_LONG_STEPS ?? 2_000);
@@ -14,7 +14,7 @@ const MAX_FAILURES = Number(process.env.SIM_LONG_MAX_FAILURES ?? 20);
 
 describe('long deterministic simulation', () => {
   it(`${SEEDS} seeds × ${STEPS} steps from seed ${FIRST}`, async () => {
-    const run = await runSeedsYielding(FIRST, SEEDS, {
+    const run = await runSeeds(FIRST, SEEDS, {
       ...longOptions,
       steps: STEPS,
       copies: process.env.SIM_LONG_COPIES === 'mixed' ? 'mixed' : undefined,
