@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNode, type NodeHandle } from './helpers/launcher.js';
 import { http } from './helpers/http.js';
+import { SLOWDOWN, slow } from './helpers/slow.js';
 
 let node: NodeHandle;
 const call = (method: string, path: string, body?: unknown, headers?: Record<string, string>) => http(node.url, method, path, body, headers);
@@ -42,10 +43,13 @@ describe('key-value over HTTP', () => {
   });
 
   it('hides an expired key at once and sweeps it from disk', async () => {
-    await call('PUT', '/v1/kv/ttl/short?ttl=1', 'x');
-    await call('PUT', '/v1/kv/ttl/long?ttl=3600', 'y');
+    // The ttl is how long the test may take to read the key back before it expires: a deadline,
+    // so it scales (whole seconds); the pause after it only has to pass the expiry.
+    const ttlS = Math.ceil(SLOWDOWN);
+    await call('PUT', `/v1/kv/ttl/short?ttl=${ttlS}`, 'x');
     expect((await call('GET', '/v1/kv/ttl/short')).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 1100));
+    await call('PUT', '/v1/kv/ttl/long?ttl=3600', 'y');
+    await new Promise((r) => setTimeout(r, ttlS * 1000 + 100));
     expect((await call('GET', '/v1/kv/ttl/short')).status).toBe(404);
     expect((await call('GET', '/v1/kv/ttl?limit=10')).body.items.map((i: any) => i.key)).toEqual(['long']);
     const m = await call('POST', '/v1/admin/maintain');
@@ -105,6 +109,8 @@ describe('streams over HTTP', () => {
     await call('POST', '/v1/topics', { name: 'poll', partitions: 1 });
     const started = Date.now();
     const pending = call('GET', '/v1/topics/poll/records?offset=0&waitMs=5000');
+    // Not a guess the result depends on: a poll that reaches the node after the append finds the
+    // record at offset 0 at once. The pause only makes it likely that the append wakes a waiting poll.
     await new Promise((r) => setTimeout(r, 100));
     await call('POST', '/v1/topics/poll/records', [{ value: 'hello' }]);
     const got = await pending;
@@ -138,14 +144,17 @@ describe('streams over HTTP', () => {
   });
 
   it('applies retention by size, by time and until a group has committed, reclaiming whole batches', async () => {
+    // The time retention is also how long 'fresh' may take to get from its append to the
+    // maintenance run and still be kept: a deadline, so it scales. The pause passes it for a and b.
+    const retentionMs = slow(200);
     await call('POST', '/v1/topics', { name: 'bysize', partitions: 1, retention: { bytes: 300 } });
     for (let i = 0; i < 10; i++) await call('POST', '/v1/topics/bysize/records', [{ value: 'x'.repeat(100) }]);
-    await call('POST', '/v1/topics', { name: 'bytime', partitions: 1, retention: { ms: 50 } });
+    await call('POST', '/v1/topics', { name: 'bytime', partitions: 1, retention: { ms: retentionMs } });
     await call('POST', '/v1/topics/bytime/records', [{ value: 'a' }, { value: 'b' }]);
     await call('POST', '/v1/topics', { name: 'delivered', partitions: 1, retention: { untilGroup: 'bridge' } });
     for (let i = 0; i < 4; i++) await call('POST', '/v1/topics/delivered/records', [{ value: `d${i}` }]);
     await call('POST', '/v1/groups/bridge/offsets', { topic: 'delivered', partition: 0, offset: 3 });
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, retentionMs + 50));
     await call('POST', '/v1/topics/bytime/records', [{ value: 'fresh' }]);
     await call('POST', '/v1/admin/maintain');
 
@@ -173,13 +182,15 @@ describe('streams over HTTP', () => {
 });
 
 describe('bad input gets a clear error and changes nothing', () => {
-  const bad: Array<[string, string, string, unknown, number, string]> = [
+  const bad: Array<[string, string, string, unknown, number, string, Record<string, string>?]> = [
     ['bad keyspace name', 'PUT', '/v1/kv/bad%20name/k', 'v', 400, 'INVALID_NAME'],
     ['keyspace too long', 'PUT', `/v1/kv/${'a'.repeat(200)}/k`, 'v', 400, 'INVALID_NAME'],
     ['key too long', 'PUT', `/v1/kv/ks/${'k'.repeat(5000)}`, 'v', 400, 'INVALID_KEY'],
     ['bad ttl', 'PUT', '/v1/kv/ks/k?ttl=-5', 'v', 400, 'INVALID_ARGUMENT'],
     ['bad acks', 'PUT', '/v1/kv/ks/k?acks=maybe', 'v', 400, 'INVALID_ARGUMENT'],
-    ['topic bad json', 'POST', '/v1/topics', '{"name":', 400, 'BAD_REQUEST'],
+    ['topic bad json', 'POST', '/v1/topics', '{"name":', 400, 'BAD_REQUEST', { 'content-type': 'application/json' }],
+    ['topic as text/plain', 'POST', '/v1/topics', '{"name":"plain"}', 415, 'UNSUPPORTED_MEDIA_TYPE', { 'content-type': 'text/plain' }],
+    ['records as a form', 'POST', '/v1/topics/orders/records', '[{"value":"x"}]', 415, 'UNSUPPORTED_MEDIA_TYPE', { 'content-type': 'application/x-www-form-urlencoded' }],
     ['topic unknown field', 'POST', '/v1/topics', { name: 'x', colour: 'red' }, 400, 'INVALID_ARGUMENT'],
     ['topic too many partitions', 'POST', '/v1/topics', { name: 'x', partitions: 100000 }, 400, 'INVALID_ARGUMENT'],
     ['records not an array', 'POST', '/v1/topics/orders/records', { value: 'x' }, 400, 'BAD_REQUEST'],
@@ -194,11 +205,11 @@ describe('bad input gets a clear error and changes nothing', () => {
     ['unknown route', 'GET', '/v2/nothing', undefined, 404, 'ROUTE_NOT_FOUND'],
     ['wrong method', 'PATCH', '/v1/topics', undefined, 405, 'METHOD_NOT_ALLOWED'],
     ['bad percent-encoding', 'GET', '/v1/kv/ks/%E0%A4%A', undefined, 400, 'BAD_REQUEST'],
-    ['bad group body', 'POST', '/v1/groups/g/offsets', '[]', 400, 'BAD_REQUEST'],
+    ['bad group body', 'POST', '/v1/groups/g/offsets', '[]', 400, 'BAD_REQUEST', { 'content-type': 'application/json' }],
   ];
-  for (const [name, method, path, body, status, code] of bad) {
+  for (const [name, method, path, body, status, code, headers] of bad) {
     it(name, async () => {
-      const r = await call(method, path, body);
+      const r = await call(method, path, body, headers);
       expect(r.status).toBe(status);
       expect(r.body.error).toMatchObject({ code, retryable: false });
       expect(typeof r.body.error.message).toBe('string');
@@ -232,10 +243,11 @@ describe('bad input gets a clear error and changes nothing', () => {
     const ok = await call('POST', '/v1/topics/large/records', records);
     expect(ok.body.records).toHaveLength(2000);
     expect(ok.body.records[1999]).toEqual({ partition: 0, offset: 1999 });
+    const asJson = { 'content-type': 'application/json' };
     const broken = JSON.stringify(records).slice(0, -2);
-    expect((await call('POST', '/v1/topics/large/records', broken)).body.error.code).toBe('BAD_REQUEST');
+    expect((await call('POST', '/v1/topics/large/records', broken, asJson)).body.error.code).toBe('BAD_REQUEST');
     const badField = JSON.stringify([...records, { value: 'x', partition: 3 }]);
-    expect((await call('POST', '/v1/topics/large/records', badField)).body.error.code).toBe('INVALID_ARGUMENT');
+    expect((await call('POST', '/v1/topics/large/records', badField, asJson)).body.error.code).toBe('INVALID_ARGUMENT');
     expect((await call('GET', '/v1/topics/large')).body.partitions[0].endOffset).toBe(2000);
   });
 

@@ -1,6 +1,7 @@
 // The bridge's view of Chicago: its public HTTP API (CONTRACT.md), nothing internal, so the bridge
 // runs next to any node or cluster.
 import { ChicagoError, type WireError } from '../runtime/errors.js';
+import { authHeader } from '../client/token.js';
 
 export interface ChicagoRecord {
   partition: number;
@@ -55,7 +56,7 @@ export function recordBytes(key: Buffer | undefined, value: Buffer, headers: Rec
 
 export class ChicagoHttp {
   private readonly base: string;
-  constructor(url: string, private readonly timeoutMs: number) {
+  constructor(url: string, private readonly timeoutMs: number, private readonly token?: string) {
     this.base = url.replace(/\/+$/, '');
   }
 
@@ -64,7 +65,8 @@ export class ChicagoHttp {
     try {
       res = await fetch(this.base + path, {
         method,
-        ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
+        headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...authHeader(this.token) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (e) {

@@ -20,7 +20,7 @@ export interface Mapping {
 }
 
 export interface BridgeConfig {
-  chicago: { url: string; requestTimeoutMs: number };
+  chicago: { url: string; requestTimeoutMs: number; token?: string; tokenFile?: string };
   kafka: {
     brokers: string[];
     clientId: string;
@@ -71,6 +71,9 @@ export const bridgeConfigSchema = {
       properties: {
         url: { type: 'string', pattern: '^https?://', default: 'http://127.0.0.1:7070' },
         requestTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000, default: 30_000 },
+        /** an access token (docs/security.md); or tokenFile, or CHICAGO_TOKEN / CHICAGO_TOKEN_FILE */
+        token: { type: 'string', minLength: 1 },
+        tokenFile: { type: 'string', minLength: 1 },
       },
     },
     kafka: {

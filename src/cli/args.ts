@@ -28,6 +28,8 @@ export interface Command {
 /** Options every command that talks to a node takes. */
 export const clientOptions = {
   url: { type: 'string' },
+  token: { type: 'string' },
+  'token-file': { type: 'string' },
   timeout: { type: 'string' },
   json: { type: 'boolean' },
 } as const satisfies OptionSpec;

@@ -7,6 +7,8 @@ export const EXIT = {
   server: 2,
   /** the node could not be reached or did not answer in time */
   unreachable: 3,
+  /** the port or data dir a node needs is held by another process (sysexits EX_UNAVAILABLE) */
+  inUse: 69,
   /** the command line is wrong (sysexits EX_USAGE) */
   usage: 64,
   /** a bug in the CLI itself (sysexits EX_SOFTWARE) */

@@ -2,6 +2,7 @@
 // with the exit code scripts expect (2 the node said no, 3 the node could not be reached).
 import { type Parsed, parseDuration, str, flag } from './args.js';
 import { CliError, EXIT, ServerError, UsageError } from './errors.js';
+import { authHeader, resolveToken, TokenFileError } from '../client/token.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:7070';
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -19,7 +20,7 @@ export interface RequestOptions {
 export class Http {
   readonly base: URL;
 
-  constructor(url: string, readonly timeoutMs: number, private readonly signal?: AbortSignal) {
+  constructor(url: string, readonly timeoutMs: number, private readonly signal?: AbortSignal, readonly token?: string) {
     try {
       this.base = new URL(url);
     } catch {
@@ -62,7 +63,7 @@ export class Http {
     const { body, headers } = encodeBody(opts.body);
     try {
       // The signal covers the body read too, so a node that stalls mid-response still times out.
-      const res = await fetch(url, { method, body, headers, signal });
+      const res = await fetch(url, { method, body, headers: { ...headers, ...authHeader(this.token) }, signal });
       if (res.ok) return await read(res);
       const err = await serverError(res);
       if (absentOk && res.status === 404 && err.code === 'NOT_FOUND') return undefined;
@@ -115,7 +116,17 @@ export function httpFrom(p: Parsed, signal?: AbortSignal): Http {
   const t = str(p, 'timeout');
   const timeoutMs = t === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(t);
   if (timeoutMs === undefined || timeoutMs <= 0) throw new UsageError(`--timeout: not a duration: '${t}'`, p.command);
-  return new Http(str(p, 'url') ?? process.env.CHICAGO_URL ?? DEFAULT_URL, timeoutMs, signal);
+  return new Http(str(p, 'url') ?? process.env.CHICAGO_URL ?? DEFAULT_URL, timeoutMs, signal, tokenFrom(p));
+}
+
+/** --token, --token-file, CHICAGO_TOKEN or CHICAGO_TOKEN_FILE */
+export function tokenFrom(p: Parsed): string | undefined {
+  try {
+    return resolveToken({ token: str(p, 'token'), tokenFile: str(p, 'token-file') });
+  } catch (err) {
+    if (err instanceof TokenFileError) throw new UsageError(err.message, p.command);
+    throw err;
+  }
 }
 
 export const wantsJson = (p: Parsed): boolean => flag(p, 'json');

@@ -9,10 +9,11 @@ import { produce } from './commands/produce.js';
 import { groupOffsets, status } from './commands/status.js';
 import { tail } from './commands/tail.js';
 import { topicCommands } from './commands/topic.js';
+import { tokenCreate } from './commands/token.js';
 
 const server: Command = {
   name: 'server',
-  synopsis: '[--config FILE] [--data-dir DIR] [--host H] [--port P] [--node-id ID] [--etcd ENDPOINTS]',
+  synopsis: '[--config FILE] [--data-dir DIR] [--host H] [--port P] [--node-id ID] [--etcd ENDPOINTS] [--insecure]',
   summary: 'run a node; without --etcd it is a single-node cluster, with it it joins the cluster in that etcd',
   options: {
     config: { type: 'string' },
@@ -21,6 +22,7 @@ const server: Command = {
     port: { type: 'string' },
     'node-id': { type: 'string' },
     etcd: { type: 'string' },
+    insecure: { type: 'boolean' },
   },
   args: [0, 0],
   async run(p) {
@@ -33,6 +35,7 @@ const server: Command = {
       port: int(p, 'port', 0, 65535),
       nodeId: str(p, 'node-id'),
       etcd: str(p, 'etcd'),
+      insecure: p.values.insecure === true ? true : undefined,
     });
   },
 };
@@ -50,7 +53,7 @@ const bench: Command = {
   },
 };
 
-const commands: Command[] = [server, ...kvCommands, ...topicCommands, produce, tail, groupOffsets, groupLag, status, bridge, kafkaTail, bench];
+const commands: Command[] = [server, ...kvCommands, ...topicCommands, produce, tail, groupOffsets, groupLag, status, bridge, kafkaTail, tokenCreate, bench];
 const byName = new Map(commands.map((c) => [c.name, c]));
 /** words that only make sense with a subcommand after them */
 const groups = new Set(commands.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]));
@@ -66,6 +69,7 @@ function commandUsage(c: Command): string {
 const clientHelp = [
   'Options of commands that talk to a node:',
   `  --url URL       the node (default ${DEFAULT_URL}, or env CHICAGO_URL)`,
+  '  --token T       access token (or --token-file FILE, env CHICAGO_TOKEN or CHICAGO_TOKEN_FILE)',
   '  --timeout DUR   deadline of each request: ms or 500ms, 10s, 1m (default 30s)',
   '  --json          print the JSON answer instead of text (where listed)',
 ].join('\n');
@@ -82,7 +86,8 @@ function generalUsage(): string {
     clientHelp,
     '',
     'Exit codes: 0 ok, 1 key absent, 2 the node answered with an error, 3 the node could not be',
-    'reached or did not answer in time, 64 wrong command line.',
+    'reached or did not answer in time, 64 wrong command line, 69 the port or data dir is in use',
+    '(server), 78 the configuration is wrong (server).',
     '',
   ].join('\n');
 }
@@ -149,6 +154,10 @@ function report(err: unknown): number {
   if (e?.name === 'ConfigError') {
     process.stderr.write(`chicago: ${e.message}\n`);
     return EXIT.config;
+  }
+  if (e?.name === 'PortInUseError' || e?.name === 'DataDirInUseError') {
+    process.stderr.write(`chicago: ${e.message}\n`);
+    return EXIT.inUse;
   }
   // Anything else is a bug: the stack is what whoever fixes it needs.
   process.stderr.write(`chicago: unexpected error: ${e?.stack ?? String(err)}\n`);

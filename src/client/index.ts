@@ -27,6 +27,8 @@ export interface ConnectOptions {
   backoffMaxMs?: number;
   /** sent in hello, shows up in server logs */
   clientName?: string;
+  /** the access token (chicago_…) sent in hello; see docs/security.md */
+  token?: string;
 }
 
 export interface KvWriteOptions { acks?: Acks; ttlSeconds?: number }
@@ -43,6 +45,7 @@ export class ChicagoClient {
       backoffMinMs: opts.backoffMinMs ?? 50,
       backoffMaxMs: opts.backoffMaxMs ?? 2_000,
       clientName: opts.clientName ?? 'chicago-ts',
+      ...(opts.token ? { token: opts.token } : {}),
     };
     const session = await Session.open(sessionOpts);
     return new ChicagoClient(session, new Router(session, sessionOpts));

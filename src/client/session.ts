@@ -16,6 +16,8 @@ export interface SessionOptions {
   backoffMinMs: number;
   backoffMaxMs: number;
   clientName: string;
+  /** sent in hello; none for a node that runs without tokens */
+  token?: string;
 }
 
 /** write: may change state, so a lost reply is OUTCOME_UNKNOWN; read: safe to re-send; sub: tied to one socket */
@@ -60,6 +62,8 @@ export class Session {
   private retryTimer: NodeJS.Timeout | undefined;
   /** while opening with `firstDialOnly`: told of the first dial's failure instead of redialling */
   private onFirstDialFailed: ((err: Error) => void) | undefined;
+  /** while opening: told when the node refused the token (no redial helps) */
+  private onRefused: ((err: ChicagoError) => void) | undefined;
   private dialing: WebSocket | undefined;
   private lastError: Error | undefined;
   /** what the server advertised in its hello reply */
@@ -90,10 +94,12 @@ export class Session {
         clearTimeout(timer);
         s.upListeners.delete(onUp);
         s.onFirstDialFailed = undefined;
+        s.onRefused = undefined;
         resolve();
       };
       s.upListeners.add(onUp);
       if (firstDialOnly) s.onFirstDialFailed = (err) => give(new ChicagoError('NOT_READY', `${opts.url} (${err.message})`));
+      s.onRefused = give;
       s.dial(opts.backoffMinMs);
     });
     return s;
@@ -173,10 +179,16 @@ export class Session {
   }
 
   close(): void {
+    this.closeWith();
+  }
+
+  /** Closes for good; pending requests fail with `err` (a refused token) or as cut off. */
+  private closeWith(err?: ChicagoError): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
     clearTimeout(this.retryTimer);
     this.dialing?.terminate();
+    if (err) for (const p of [...this.pending.values()]) { this.settle(p.id); p.reject(err); }
     this.failPending('client closed');
     for (const h of this.subs.values()) h.lost();
     this.subs.clear();
@@ -244,6 +256,11 @@ export class Session {
       ws.on('error', () => undefined);
       ws.terminate();
       if (this.state === 'closed') return;
+      // A refused token stays refused: end the session with that error instead of redialling.
+      if (err instanceof ChicagoError && (err.code === 'UNAUTHENTICATED' || err.code === 'FORBIDDEN')) {
+        if (this.onRefused) return this.onRefused(err);
+        return this.closeWith(err);
+      }
       if (this.onFirstDialFailed) return this.onFirstDialFailed(err);
       const next = Math.min(this.opts.backoffMaxMs, delayMs * 2);
       this.retryTimer = setTimeout(() => this.dial(next), jitter(delayMs));
@@ -251,7 +268,7 @@ export class Session {
     ws.on('error', fail);
     ws.on('close', (code, reason) => fail(new Error(`closed with ${code} ${reason.toString()}`)));
     ws.on('open', () => {
-      ws.send(Buffer.from(encodeFrame({ op: 'hello', id: helloId, versions: [PROTOCOL_VERSION], client: this.opts.clientName })));
+      ws.send(Buffer.from(encodeFrame({ op: 'hello', id: helloId, versions: [PROTOCOL_VERSION], client: this.opts.clientName, ...(this.opts.token ? { token: this.opts.token } : {}) })));
     });
     ws.on('message', (data: Buffer, isBinary) => {
       const parsed = isBinary ? parseServerFrame(data) : undefined;

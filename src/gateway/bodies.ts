@@ -1,12 +1,15 @@
 // Request bodies: JSON and NDJSON record batches, parsed on the gateway thread when small and
 // on the parse pool (piscina) when large, so a 20 MB upload never stalls other requests.
 import { ChicagoError } from '../runtime/errors.js';
-import { checkUtf8 } from '../runtime/validate.js';
+import { checkJsonDepth, checkUtf8, checkWellFormed } from '../runtime/validate.js';
+import { limits } from '../runtime/limits.js';
 import type { ProduceRecord } from '../node/api.js';
 
 export function parseJson(body: Buffer, what: string): unknown {
+  const text = checkUtf8(what, body);
+  checkJsonDepth(text, limits.jsonDepthMax);
   try {
-    return JSON.parse(checkUtf8(what, body));
+    return JSON.parse(text);
   } catch (e) {
     if (e instanceof ChicagoError) throw e;
     throw new ChicagoError('BAD_REQUEST', `${what} is not valid JSON: ${(e as Error).message}`);
@@ -18,6 +21,7 @@ export function parseRecords(body: Buffer, contentType: string): ProduceRecord[]
   let items: unknown[];
   if (contentType.includes('ndjson')) {
     const text = checkUtf8('body', body);
+    checkJsonDepth(text, limits.jsonDepthMax);
     items = text.split('\n').filter((l) => l.trim() !== '').map((line, i) => {
       try { return JSON.parse(line) as unknown; } catch (e) { throw new ChicagoError('BAD_REQUEST', `NDJSON line ${i + 1}: ${(e as Error).message}`); }
     });
@@ -33,9 +37,13 @@ export function parseRecords(body: Buffer, contentType: string): ProduceRecord[]
       if (k !== 'key' && k !== 'value' && k !== 'headers') throw new ChicagoError('INVALID_ARGUMENT', `record ${i} field`, `${k.slice(0, 40)} (records have key, value, headers; choose a partition with ?partition=)`);
     }
     if (!('value' in r)) throw new ChicagoError('BAD_REQUEST', `record ${i} has no value`);
-    // A string value is stored as its UTF-8 bytes; any other JSON value as its JSON text.
-    const value = Buffer.from(typeof r.value === 'string' ? r.value : JSON.stringify(r.value));
+    // A string value is stored as its UTF-8 bytes; any other JSON value as its JSON text. Lone
+    // surrogates (legal in JSON escapes) have no UTF-8 form: refused, never replaced by U+FFFD.
+    const valueText = typeof r.value === 'string' ? r.value : JSON.stringify(r.value);
+    checkWellFormed(`record ${i} value`, valueText);
+    const value = Buffer.from(valueText);
     if (r.key !== undefined && r.key !== null && typeof r.key !== 'string') throw new ChicagoError('BAD_REQUEST', `record ${i}: key must be a string`);
+    if (typeof r.key === 'string') checkWellFormed(`record ${i} key`, r.key);
     return {
       value,
       ...(typeof r.key === 'string' ? { key: Buffer.from(r.key) } : {}),

@@ -26,7 +26,7 @@ export type Headers = Record<string, string>;
 export type ProduceTuple = [value: Bytes, key?: Bytes | null, headers?: Headers | null];
 
 export type ClientFrame =
-  | { op: 'hello'; id: number; versions: number[]; client?: string }
+  | { op: 'hello'; id: number; versions: number[]; client?: string; token?: string }
   | {
       op: 'produce'; id: number; topic: string; acks: Acks; partition?: number;
       producerId?: string; sequence?: number; records: ProduceTuple[];
@@ -274,7 +274,7 @@ function validateClientFrame(o: Record<string, unknown>): ClientFrame {
       if (!Array.isArray(versions) || versions.length === 0 || versions.length > 16 || !versions.every((x) => Number.isSafeInteger(x))) {
         throw new ChicagoError('BAD_REQUEST', `'versions' must be a non-empty array of integers`);
       }
-      return { op, id, versions: versions as number[], client: has(o, 'client') ? str(o, 'client', 200) : undefined };
+      return { op, id, versions: versions as number[], client: has(o, 'client') ? str(o, 'client', 200) : undefined, token: has(o, 'token') ? str(o, 'token', 200) : undefined };
     }
     case 'produce': {
       const id = requestId(o);

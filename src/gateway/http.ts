@@ -1,10 +1,21 @@
 // HTTP routes of CONTRACT.md on uWebSockets.js. uWS rules kept here (PLATFORM.md): request data is
 // read before the first await; every async answer checks the request was not aborted and is
 // written corked; bodies are size-checked before they are buffered.
+//
+// Exact HTTP on uWS (docs/security.md): uWS answers pipelined requests only while each is answered
+// before the next is parsed; a request that arrives while an earlier one on its connection is still
+// unanswered makes uWS close the connection (aborting the earlier one). So no request starts in the
+// handler itself: it starts a turn of the event loop later, and only if its connection is still
+// open then, so a pipelined batch that reaches the node together is refused whole, before anything
+// runs. Ambiguous framing (two Content-Lengths, Content-Length with Transfer-Encoding, a coding
+// other than chunked) closes the connection before anything runs: uWS would parse the bytes after
+// the first length as another request.
 import type uWS from 'uWebSockets.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
-import { checkInt } from '../runtime/validate.js';
+import { checkInt, checkOffset, decimalParam } from '../runtime/validate.js';
+import type { Resource } from '../runtime/tokens.js';
+import { AuthError, type Authenticator, type Principal } from './auth.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { Acks, StartPosition, StoredRecord } from '../node/api.js';
@@ -15,9 +26,12 @@ import type { ParsePool } from './parse-pool.js';
 interface Request {
   method: string;
   segments: string[];
+  /** the decoded path after /v1/kv/{keyspace}/, exactly as sent (empty segments and all) */
+  rest: string;
   query: URLSearchParams;
   body: Buffer;
   contentType: string;
+  who: Principal;
 }
 
 interface Reply {
@@ -28,12 +42,16 @@ interface Reply {
 }
 
 type Handler = (req: Request) => Promise<Reply> | Reply;
+/** what a request needs: a scope (resource, action, name), or nothing ('public') */
+type Need = 'public' | ((req: Request) => [Resource, string, string?] | Array<[Resource, string, string?]> | 'authenticated');
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK', 201: '201 Created', 202: '202 Accepted', 204: '204 No Content', 400: '400 Bad Request',
-  404: '404 Not Found', 405: '405 Method Not Allowed', 409: '409 Conflict', 413: '413 Payload Too Large',
-  416: '416 Range Not Satisfiable', 429: '429 Too Many Requests', 500: '500 Internal Server Error',
-  503: '503 Service Unavailable', 504: '504 Gateway Timeout',
+  401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found', 405: '405 Method Not Allowed',
+  409: '409 Conflict', 413: '413 Payload Too Large', 415: '415 Unsupported Media Type',
+  416: '416 Range Not Satisfiable', 429: '429 Too Many Requests', 431: '431 Request Header Fields Too Large',
+  500: '500 Internal Server Error', 503: '503 Service Unavailable', 504: '504 Gateway Timeout',
+  507: '507 Insufficient Storage',
 };
 
 const json = (value: unknown, status = 200): Reply => ({ status, body: JSON.stringify(value), contentType: 'application/json' });
@@ -43,18 +61,39 @@ function errorReply(err: ChicagoError): Reply {
   return json({ error: err.toJSON() }, err.status);
 }
 
-export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: ParsePool, log: Logger, metrics: Metrics): void {
-  const routes = buildRoutes(node, parsePool);
+const CORS_METHODS = 'GET, PUT, POST, DELETE';
+const CORS_HEADERS = 'authorization, content-type';
+const CORS_MAX_AGE_S = '600';
+/** a request target is ASCII without spaces or controls (RFC 9112); anything else is refused, not repaired */
+const TARGET_CHARS = /^[\x21-\x7e]*$/;
+const BAD_PERCENT = /%(?![0-9A-Fa-f]{2})/;
+
+export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: ParsePool, log: Logger, metrics: Metrics, auth: Authenticator): void {
+  const routes = buildRoutes(node, parsePool, auth);
 
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();
     const url = req.getUrl();
-    const query = new URLSearchParams(req.getQuery() ?? '');
+    const rawQuery = req.getQuery() ?? '';
     const contentType = req.getHeader('content-type');
-    const declared = req.getHeader('content-length');
-    const started = process.hrtime.bigint();
+    const origin = req.getHeader('origin');
+    const authorization = req.getHeader('authorization');
+    let lengths = 0;
+    let codings = '';
+    req.forEach((k, v) => {
+      if (k === 'content-length') lengths += /^[0-9]{1,15}$/.test(v) ? 1 : 2;
+      else if (k === 'transfer-encoding') codings += codings ? `,${v}` : v;
+    });
     let aborted = false;
     res.onAborted(() => { aborted = true; });
+    if (lengths > 1 || (lengths > 0 && codings !== '') || (codings !== '' && codings.trim().toLowerCase() !== 'chunked')) {
+      metrics.httpRefused.inc({ reason: 'framing' });
+      res.close();
+      return;
+    }
+    const declared = req.getHeader('content-length');
+    const started = process.hrtime.bigint();
+    const cors = auth.corsOrigin(origin);
 
     let routeName = 'unmatched';
     const respond = (reply: Reply) => {
@@ -64,6 +103,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
         res.writeStatus(STATUS_TEXT[reply.status] ?? `${reply.status} Status`);
         if (reply.contentType) res.writeHeader('content-type', reply.contentType);
         for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
+        if (cors) res.writeHeader('access-control-allow-origin', cors).writeHeader('vary', 'Origin').writeHeader('access-control-expose-headers', 'x-chicago-version');
         res.end(reply.body);
       });
       const code = reply.status >= 400 && typeof reply.body === 'string' && reply.body.startsWith('{"error"')
@@ -71,12 +111,39 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
       metrics.requests.inc({ edge: 'http', route: routeName, code });
       metrics.requestSeconds.observe({ edge: 'http', route: routeName }, Number(process.hrtime.bigint() - started) / 1e9);
     };
+    const refuse = (err: ChicagoError) => {
+      if (err instanceof AuthError) metrics.authRefused.inc({ edge: 'http', code: err.code, reason: err.reason });
+      respond(errorReply(err));
+    };
 
+    // A browser page from an origin not on the list is refused before anything runs (its "simple"
+    // cross-site requests need no preflight, so CORS headers alone would not stop them).
+    if (!auth.originAllowed(origin)) {
+      refuse(new AuthError('FORBIDDEN', 'origin', `origin ${origin.slice(0, 200)} is not allowed`));
+      return;
+    }
+    if (method === 'OPTIONS' && cors) {
+      respond({ status: 204, body: '', headers: { 'access-control-allow-methods': CORS_METHODS, 'access-control-allow-headers': CORS_HEADERS, 'access-control-max-age': CORS_MAX_AGE_S } });
+      return;
+    }
+    if (!TARGET_CHARS.test(url) || !TARGET_CHARS.test(rawQuery) || BAD_PERCENT.test(url) || BAD_PERCENT.test(rawQuery)) {
+      respond(errorReply(new ChicagoError('BAD_REQUEST', 'the request target must be ASCII with valid percent-encoding')));
+      return;
+    }
+    const query = new URLSearchParams(rawQuery);
     let segments: string[];
+    let rest: string;
     try {
-      segments = url.split('/').filter((s) => s.length > 0).map((s) => decodeURIComponent(s));
+      // no empty segment is dropped: a/b and a//b are different KV keys
+      segments = url.split('/').slice(1).map((s) => decodeURIComponent(s));
+      const raw = url.split('/');
+      rest = raw.length > 4 ? decodeURIComponent(raw.slice(4).join('/')) : '';
     } catch {
       respond(errorReply(new ChicagoError('BAD_REQUEST', 'path is not valid percent-encoding')));
+      return;
+    }
+    if (segments.some((s) => !s.isWellFormed())) {
+      respond(errorReply(new ChicagoError('INVALID_UTF8', 'path')));
       return;
     }
     const match = matchRoute(routes, method, segments);
@@ -84,13 +151,25 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
     routeName = match.name;
 
     const run = (body: Buffer) => {
-      Promise.resolve()
-        .then(() => match.handler({ method, segments, query, body, contentType }))
-        .then(respond, (e) => {
-          const err = asChicagoError(e);
-          if (err.code === 'INTERNAL') log.error({ err: e, route: routeName }, 'request failed');
-          respond(errorReply(err));
-        });
+      // A turn later: a pipelined request that uWS refused meanwhile has aborted this one (above).
+      setImmediate(() => {
+        if (aborted) { metrics.httpRefused.inc({ reason: 'pipelined' }); return; }
+        const partial = { method, segments, rest, query, body, contentType };
+        const caller = match.need === 'public'
+          ? Promise.resolve(auth.open ? auth.authenticateOpen() : PUBLIC)
+          : auth.authenticate(authorization);
+        caller
+          .then((who) => {
+            const request: Request = { ...partial, who };
+            checkNeed(auth, match.need, request);
+            return match.handler(request);
+          })
+          .then(respond, (e) => {
+            const err = asChicagoError(e);
+            if (err.code === 'INTERNAL') log.error({ err: e, route: routeName }, 'request failed');
+            refuse(err);
+          });
+      });
     };
 
     if (method !== 'POST' && method !== 'PUT') { run(Buffer.alloc(0)); return; }
@@ -113,25 +192,36 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
   });
 }
 
+/** the caller of a public route on a node with tokens: allowed nothing else */
+const PUBLIC: Principal = { id: 'public', name: 'public', scopes: [] };
+
+function checkNeed(auth: Authenticator, need: Need, req: Request): void {
+  if (need === 'public') return;
+  const n = need(req);
+  if (n === 'authenticated') return;
+  const all = Array.isArray(n[0]) ? (n as Array<[Resource, string, string?]>) : [n as [Resource, string, string?]];
+  for (const [resource, action, name] of all) auth.authorize(req.who, resource, action, name);
+}
+
 // ---- routing ----
 
-interface Route { method: string; pattern: string[]; name: string; handler: Handler }
+interface Route { method: string; pattern: string[]; name: string; need: Need; handler: Handler }
 
-function matchRoute(routes: Route[], method: string, segs: string[]): { name: string; handler: Handler } | { error: ChicagoError } {
+function matchRoute(routes: Route[], method: string, segs: string[]): { name: string; need: Need; handler: Handler } | { error: ChicagoError } {
   let pathMatched = false;
   for (const r of routes) {
     const rest = r.pattern[r.pattern.length - 1] === '**';
     const fixed = rest ? r.pattern.slice(0, -1) : r.pattern;
     if (rest ? segs.length <= fixed.length : segs.length !== fixed.length) continue;
-    if (!fixed.every((p, i) => p.startsWith(':') || p === segs[i])) continue;
+    if (!fixed.every((p, i) => (p.startsWith(':') && segs[i] !== '') || p === segs[i])) continue;
     pathMatched = true;
-    if (r.method === method) return { name: r.name, handler: r.handler };
+    if (r.method === method) return { name: r.name, need: r.need, handler: r.handler };
   }
   return { error: pathMatched ? new ChicagoError('METHOD_NOT_ALLOWED', method, '/' + segs.join('/')) : new ChicagoError('ROUTE_NOT_FOUND', method, '/' + segs.join('/')) };
 }
 
-function route(method: string, path: string, handler: Handler): Route {
-  return { method, pattern: path.split('/').filter(Boolean), name: `${method} ${path}`, handler };
+function route(method: string, path: string, need: Need, handler: Handler): Route {
+  return { method, pattern: path.split('/').filter(Boolean), name: `${method} ${path}`, need, handler };
 }
 
 // ---- parameters and bodies ----
@@ -144,7 +234,22 @@ function acksOf(q: URLSearchParams, fallback: Acks): Acks {
 
 function intParam(q: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
   const v = q.get(name);
-  return v === null || v === '' ? fallback : checkInt(name, v, min, max);
+  return v === null ? fallback : decimalParam(name, v, min, max);
+}
+
+/**
+ * JSON bodies only with a JSON content type (or none): text/plain, form and multipart bodies — what
+ * a cross-site page can send without a CORS preflight — are refused, not parsed as JSON.
+ */
+function requireJson(req: Request, also?: string): void {
+  const type = req.contentType.split(';')[0].trim().toLowerCase();
+  if (type === '' || type === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(type) || (also !== undefined && type === also)) return;
+  throw new ChicagoError('UNSUPPORTED_MEDIA_TYPE', req.contentType.slice(0, 80) || '(none)', also ? `application/json or ${also}` : 'application/json');
+}
+
+function jsonBody(req: Request): unknown {
+  requireJson(req);
+  return parseJson(req.body, 'body');
 }
 
 /** ISO-8601, epoch milliseconds, or a relative age such as 90s, 5m, 2h, 1d. */
@@ -162,9 +267,9 @@ function startOf(q: URLSearchParams): StartPosition {
   const since = q.get('since');
   const tailBytes = q.get('tailBytes');
   const from = q.get('from');
-  if (offset !== null && offset !== '') return { kind: 'offset', offset: Number.isNaN(Number(offset)) ? (offset as unknown as number) : Number(offset) };
-  if (since !== null && since !== '') return { kind: 'timestamp', timestampMs: parseTime(since) };
-  if (tailBytes !== null && tailBytes !== '') return { kind: 'bytes', bytes: checkInt('tailBytes', tailBytes, 1, Number.MAX_SAFE_INTEGER) };
+  if (offset !== null) return { kind: 'offset', offset: checkOffset(offset) };
+  if (since !== null) return { kind: 'timestamp', timestampMs: parseTime(since) };
+  if (tailBytes !== null) return { kind: 'bytes', bytes: decimalParam('tailBytes', tailBytes, 1, Number.MAX_SAFE_INTEGER) };
   if (from === 'latest') return { kind: 'latest' };
   if (from !== null && from !== 'earliest') throw new ChicagoError('INVALID_ARGUMENT', 'from', `${from.slice(0, 20)} (earliest or latest)`);
   return { kind: 'earliest' };
@@ -183,37 +288,42 @@ export function recordJson(r: StoredRecord) {
 
 // ---- the routes ----
 
-function buildRoutes(node: ChicagoNode, parsePool: ParsePool): Route[] {
-  const keyOf = (req: Request) => Buffer.from(req.segments.slice(3).join('/'));
+function buildRoutes(node: ChicagoNode, parsePool: ParsePool, auth: Authenticator): Route[] {
+  const keyOf = (req: Request) => Buffer.from(req.rest);
+  const ks = (action: string) => (req: Request): [Resource, string, string] => ['kv', action, req.segments[2]];
+  const topic = (action: string) => (req: Request): [Resource, string, string] => ['topic', action, req.segments[2]];
+  const cluster = (action: string) => (): [Resource, string] => ['cluster', action];
+  const authenticated = () => 'authenticated' as const;
   return [
-    route('GET', '/v1/health', () => (node.serving ? json({ status: 'ok', node: node.config.nodeId }) : json({ status: 'unavailable' }, 503))),
-    route('GET', '/metrics', async () => ({ status: 200, body: await node.renderMetrics(), contentType: 'text/plain; version=0.0.4' })),
-    route('GET', '/v1/status', async () => json(await node.status())),
-    route('POST', '/v1/admin/maintain', async () => json(await node.maintain())),
-    route('GET', '/v1/cluster/placement', () => json(node.placement())),
-    route('GET', '/v1/debug/partitions/:p/digest', async (req) => json(await node.digest(checkInt('partition', req.segments[3], 0, 1 << 20)))),
+    route('GET', '/v1/health', 'public', () => (node.serving ? json({ status: 'ok', node: node.config.nodeId }) : json({ status: 'unavailable' }, 503))),
+    route('GET', '/metrics', cluster('read'), async () => ({ status: 200, body: await node.renderMetrics(), contentType: 'text/plain; version=0.0.4' })),
+    route('GET', '/v1/status', cluster('read'), async () => json(await node.status())),
+    route('POST', '/v1/admin/maintain', cluster('admin'), async () => json(await node.maintain())),
+    // any token: clients route by it (which node leads which partition), whatever they may touch
+    route('GET', '/v1/cluster/placement', authenticated, () => json(node.placement())),
+    route('GET', '/v1/debug/partitions/:p/digest', cluster('admin'), async (req) => json(await node.digest(decimalParam('partition', req.segments[3], 0, 1 << 20)))),
     // Tests only, and only when the node was started with CHICAGO_TEST_FAULTS=1 (never a config
     // key, so no config file turns it on): a divergence for anti-entropy to find.
-    ...(process.env.CHICAGO_TEST_FAULTS === '1' ? [route('PUT', '/v1/debug/partitions/:p/plant/:ks/**', async (req) => {
-      await node.plantDivergence(checkInt('partition', req.segments[3], 0, 1 << 20), req.segments[5], Buffer.from(req.segments.slice(6).join('/')), req.body);
+    ...(process.env.CHICAGO_TEST_FAULTS === '1' ? [route('PUT', '/v1/debug/partitions/:p/plant/:ks/**', cluster('admin'), async (req) => {
+      await node.plantDivergence(decimalParam('partition', req.segments[3], 0, 1 << 20), req.segments[5], Buffer.from(req.segments.slice(6).join('/')), req.body);
       return json({});
     })] : []),
 
-    route('PUT', '/v1/kv/:ks/**', async (req) => {
+    route('PUT', '/v1/kv/:ks/**', ks('write'), async (req) => {
       const ttl = req.query.get('ttl');
       const r = await node.kvPut(req.segments[2], keyOf(req), req.body, {
         acks: acksOf(req.query, 'all'),
-        ...(ttl !== null && ttl !== '' ? { ttlSeconds: checkInt('ttl', ttl, 1, limits.ttlSecondsMax) } : {}),
+        ...(ttl !== null ? { ttlSeconds: decimalParam('ttl', ttl, 1, limits.ttlSecondsMax) } : {}),
       });
       return json(r);
     }),
-    route('GET', '/v1/kv/:ks/**', async (req) => {
+    route('GET', '/v1/kv/:ks/**', ks('read'), async (req) => {
       const e = await node.kvGet(req.segments[2], keyOf(req));
       if (!e) throw new ChicagoError('NOT_FOUND', 'key');
       return { status: 200, body: e.value, contentType: 'application/octet-stream', headers: { 'x-chicago-version': String(e.version) } };
     }),
-    route('DELETE', '/v1/kv/:ks/**', async (req) => json(await node.kvDelete(req.segments[2], keyOf(req), { acks: acksOf(req.query, 'all') }))),
-    route('GET', '/v1/kv/:ks', async (req) => {
+    route('DELETE', '/v1/kv/:ks/**', ks('write'), async (req) => json(await node.kvDelete(req.segments[2], keyOf(req), { acks: acksOf(req.query, 'all') }))),
+    route('GET', '/v1/kv/:ks', ks('read'), async (req) => {
       const prefix = req.query.get('prefix');
       const after = req.query.get('after');
       const r = await node.kvScan(req.segments[2], {
@@ -225,13 +335,14 @@ function buildRoutes(node: ChicagoNode, parsePool: ParsePool): Route[] {
       return json({ items, ...(r.next ? bytesJson('next', r.next) : {}) });
     }),
 
-    route('POST', '/v1/topics', async (req) => {
-      const spec = parseJson(req.body, 'body') as Record<string, unknown>;
+    route('POST', '/v1/topics', authenticated, async (req) => {
+      const spec = jsonBody(req) as Record<string, unknown>;
       if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw new ChicagoError('BAD_REQUEST', 'body must be a topic object');
+      auth.authorize(req.who, 'topic', 'admin', typeof spec.name === 'string' ? spec.name : '');
       const known = new Set(['name', 'partitions', 'replicas', 'retention']);
       for (const k of Object.keys(spec)) if (!known.has(k)) throw new ChicagoError('INVALID_ARGUMENT', 'field', k.slice(0, 40));
       const retention = (spec.retention ?? {}) as Record<string, unknown>;
-      if (typeof retention !== 'object' || Array.isArray(retention)) throw new ChicagoError('INVALID_ARGUMENT', 'retention', 'must be an object');
+      if (typeof retention !== 'object' || retention === null || Array.isArray(retention)) throw new ChicagoError('INVALID_ARGUMENT', 'retention', 'must be an object');
       for (const k of Object.keys(retention)) if (!['ms', 'bytes', 'untilGroup'].includes(k)) throw new ChicagoError('INVALID_ARGUMENT', 'retention field', k.slice(0, 40));
       const info = await node.createTopic({
         name: spec.name as string,
@@ -241,24 +352,29 @@ function buildRoutes(node: ChicagoNode, parsePool: ParsePool): Route[] {
       });
       return json(info, 201);
     }),
-    route('GET', '/v1/topics', async () => json({ topics: await node.listTopics() })),
-    route('GET', '/v1/topics/:t', async (req) => {
+    route('GET', '/v1/topics', authenticated, async (req) => {
+      const all = await node.listTopics();
+      // a token sees the topics it may do something with
+      return json({ topics: all.filter((t) => ['read', 'write', 'admin'].some((a) => auth.may(req.who, 'topic', a, t.name))) });
+    }),
+    route('GET', '/v1/topics/:t', topic('read'), async (req) => {
       const { partitionsInfo, ...info } = await node.describeTopic(req.segments[2]);
       return json({ ...info, partitionCount: info.partitions, partitions: partitionsInfo });
     }),
-    route('DELETE', '/v1/topics/:t', async (req) => { await node.deleteTopic(req.segments[2]); return noContent(); }),
-    route('POST', '/v1/topics/:t/records', async (req) => {
+    route('DELETE', '/v1/topics/:t', topic('admin'), async (req) => { await node.deleteTopic(req.segments[2]); return noContent(); }),
+    route('POST', '/v1/topics/:t/records', topic('write'), async (req) => {
+      requireJson(req, 'application/x-ndjson');
       const records = await parsePool.parse(req.body, req.contentType);
       const partition = req.query.get('partition');
       const producerId = req.query.get('producerId');
       const r = await node.produce(req.segments[2], records, {
         acks: acksOf(req.query, 'all'),
-        ...(partition !== null && partition !== '' ? { partition: checkInt('partition', partition, 0, limits.topicPartitionsMax - 1) } : {}),
-        ...(producerId ? { producerId, sequence: checkInt('sequence', req.query.get('sequence'), 0, Number.MAX_SAFE_INTEGER) } : {}),
+        ...(partition !== null ? { partition: decimalParam('partition', partition, 0, limits.topicPartitionsMax - 1) } : {}),
+        ...(producerId !== null ? { producerId, sequence: decimalParam('sequence', req.query.get('sequence'), 0, Number.MAX_SAFE_INTEGER) } : {}),
       });
       return json(r, r.replicas === 0 ? 202 : 200);
     }),
-    route('GET', '/v1/topics/:t/records', async (req) => {
+    route('GET', '/v1/topics/:t/records', topic('read'), async (req) => {
       const r = await node.fetch(req.segments[2], intParam(req.query, 'partition', 0, 0, limits.topicPartitionsMax - 1), {
         from: startOf(req.query),
         maxRecords: intParam(req.query, 'maxRecords', 1000, 1, limits.fetchRecordsMax),
@@ -268,13 +384,14 @@ function buildRoutes(node: ChicagoNode, parsePool: ParsePool): Route[] {
       return json({ records: r.records.map(recordJson), nextOffset: r.nextOffset, startOffset: r.startOffset, endOffset: r.endOffset });
     }),
 
-    route('POST', '/v1/groups/:g/offsets', async (req) => {
-      const b = parseJson(req.body, 'body') as Record<string, unknown>;
+    route('POST', '/v1/groups/:g/offsets', (req) => ['group', 'use', req.segments[2]], async (req) => {
+      const b = jsonBody(req) as Record<string, unknown>;
       if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new ChicagoError('BAD_REQUEST', 'body must be {"topic","partition","offset"}');
+      auth.authorize(req.who, 'topic', 'read', typeof b.topic === 'string' ? b.topic : '');
       await node.commitOffset(req.segments[2], b.topic as string, checkInt('partition', b.partition, 0, limits.topicPartitionsMax - 1), b.offset as number);
       return json({ ok: true });
     }),
-    route('GET', '/v1/groups/:g/offsets', async (req) => {
+    route('GET', '/v1/groups/:g/offsets', (req) => ['group', 'use', req.segments[2]], async (req) => {
       const topic = req.query.get('topic');
       return json({ group: req.segments[2], offsets: await node.groupOffsets(req.segments[2], topic || undefined) });
     }),

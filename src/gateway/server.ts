@@ -6,23 +6,45 @@ import { ParsePool } from './parse-pool.js';
 import { attachWebSocket, type WebSocketEndpoint } from './ws.js';
 import type { ChicagoNode } from '../node/node.js';
 import type { Logger } from '../runtime/log.js';
+import type { SecurityConfig } from '../runtime/config.js';
+import { Authenticator } from './auth.js';
+
+/** uWS's listen(host, port, options, cb): the typings lack it, the binary has it (and no ListenOptions export) */
+interface ListenExclusive { listen(host: string, port: number, options: number, cb: (s: uWS.us_listen_socket | false) => void): void }
+const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
+
+/** The node's port is taken (by another node or any other process). */
+export class PortInUseError extends Error {
+  constructor(readonly host: string, readonly port: number) {
+    super(`cannot listen on ${host}:${port}: the address is in use or not available`);
+    this.name = 'PortInUseError';
+  }
+}
 
 /** True when the native uWS binary loaded; the package silently falls back to a slow JS one. */
 export const uwsNative = 'SSLApp' in (uWS as object);
 
-export interface Gateway { url: string; port: number; close(): Promise<void> }
+export interface Gateway {
+  url: string;
+  port: number;
+  /** takes a new token list and allowed origins (SIGHUP) */
+  reloadSecurity(sec: SecurityConfig): void;
+  close(): Promise<void>;
+}
 
 /** `routes` adds WebSocket endpoints of other components (the cluster's `/v1/peer`). */
 export async function startGateway(node: ChicagoNode, log: Logger, routes?: (app: uWS.TemplatedApp) => void): Promise<Gateway> {
   const app = uWS.App();
+  const auth = new Authenticator(node.config.security);
   routes?.(app);
   // WebSocket first: the HTTP catch-all would otherwise take the upgrade request.
-  const ws: WebSocketEndpoint = attachWebSocket(app, { api: node, log, metrics: node.metrics });
+  const ws: WebSocketEndpoint = attachWebSocket(app, { api: node, log, auth, metrics: node.metrics });
   const parsePool = new ParsePool();
-  attachHttp(app, node, parsePool, log, node.metrics);
+  attachHttp(app, node, parsePool, log, node.metrics, auth);
   const { host, port } = node.config;
+  // Exclusive: a second node on a port in use fails here instead of sharing it (SO_REUSEPORT).
   const listen = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
-    app.listen(host, port, (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`))));
+    (app as unknown as ListenExclusive).listen(host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (socket) => (socket ? resolve(socket) : reject(new PortInUseError(host, port))));
   });
   const bound = uWS.us_socket_local_port(listen);
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}`;
@@ -30,6 +52,7 @@ export async function startGateway(node: ChicagoNode, log: Logger, routes?: (app
   return {
     url,
     port: bound,
+    reloadSecurity: (sec) => auth.reload(sec),
     async close() {
       uWS.us_listen_socket_close(listen);
       await ws.drain(limits.shutdownDrainMs);

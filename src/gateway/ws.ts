@@ -8,12 +8,14 @@ import { asChicagoError, ChicagoError, type ErrorCode } from '../runtime/errors.
 import { limits } from '../runtime/limits.js';
 import type { NodeApi, StoredRecord, Tail, TailSink } from '../node/api.js';
 import type { Metrics } from '../runtime/metrics.js';
+import { AuthError, Authenticator, type Principal } from './auth.js';
 import {
   advertisedLimits, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
   storedRecordBytes, toRecordTuple, toStartPosition, type ClientFrame, type RequestFrame, type ServerFrame,
 } from './frames.js';
 
-export interface WebSocketDeps { api: NodeApi; log: pino.Logger; metrics?: Metrics }
+/** `auth` defaults to a node without tokens: every caller allowed, no browser origin */
+export interface WebSocketDeps { api: NodeApi; log: pino.Logger; auth?: Authenticator; metrics?: Metrics }
 export interface WebSocketEndpoint {
   /**
    * Before closing: refuse new requests (SHUTTING_DOWN: not run, retryable elsewhere) and wait up
@@ -43,6 +45,10 @@ interface Subscription {
 class Connection {
   closed = false;
   hello = false;
+  /** who the hello's token says this is; set at open when the node runs without tokens */
+  principal: Principal | undefined;
+  /** the hello's token is being checked: other requests wait for its answer */
+  authenticating = false;
   /** pushes are throttled (credit held) while the socket's send buffer is above wsPushPauseBytes */
   paused = false;
   corked = false;
@@ -60,6 +66,7 @@ const CLOSE_REASON_BYTES_MAX = 120;
 
 export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): WebSocketEndpoint {
   const { api, log } = deps;
+  const auth = deps.auth ?? new Authenticator({ tokens: [], allowedOrigins: [], insecure: false });
   const open = new Set<Connection>();
   let draining = false;
   let serial = 0;
@@ -152,6 +159,15 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       return;
     }
     if (frame.op === 'hello') return hello(conn, frame);
+    if (!conn.principal) {
+      return refuse(conn, frame.id, new AuthError('UNAUTHENTICATED', 'missing', conn.authenticating
+        ? 'the hello is still being checked; wait for its answer' : 'send hello with a token first'));
+    }
+    if (!auth.stillValid(conn.principal)) {
+      const e = new AuthError('UNAUTHENTICATED', 'revoked', 'the connection\'s token was revoked, removed or expired');
+      refuse(conn, frame.id, e);
+      return shut(conn, e.code, e.message);
+    }
     if (draining) return sendError(conn, frame.id, new ChicagoError('SHUTTING_DOWN'));
     if (conn.inFlight >= limits.connectionInFlightMax) {
       return sendError(conn, frame.id, new ChicagoError('OVERLOADED', 'connection', `${conn.inFlight} requests in flight`));
@@ -168,6 +184,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     };
     let result: Promise<Record<string, unknown> | undefined>;
     try {
+      authorize(conn.principal, frame);
       result = execute(conn, frame);
     } catch (err) {
       result = Promise.reject(err);
@@ -180,6 +197,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       (err) => {
         const e = asChicagoError(err);
         done(e.code);
+        if (e instanceof AuthError) deps.metrics?.authRefused.inc({ edge: 'ws', code: e.code, reason: e.reason });
         if (e.code === 'INTERNAL') log.error({ err, op: frame.op }, 'websocket request failed');
         corked(conn, () => sendError(conn, frame.id, e));
       },
@@ -190,13 +208,51 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   }
 
   function hello(conn: Connection, frame: Extract<ClientFrame, { op: 'hello' }>): void {
-    if (conn.hello) return sendError(conn, frame.id, new ChicagoError('BAD_REQUEST', 'hello was already sent on this connection'));
+    if (conn.hello || conn.authenticating) return sendError(conn, frame.id, new ChicagoError('BAD_REQUEST', 'hello was already sent on this connection'));
     if (!frame.versions.includes(PROTOCOL_VERSION)) {
       return sendError(conn, frame.id, new ChicagoError('INVALID_ARGUMENT', 'protocol version',
         `client speaks [${frame.versions.join(',')}], server speaks [${SUPPORTED_VERSIONS.join(',')}]`));
     }
-    conn.hello = true;
-    send(conn, { op: 'res', id: frame.id, version: PROTOCOL_VERSION, server: 'chicago', limits: advertisedLimits() });
+    conn.authenticating = true;
+    auth.authenticate(frame.token).then(
+      (who) => {
+        conn.authenticating = false;
+        if (conn.closed) return;
+        conn.principal = who;
+        conn.hello = true;
+        corked(conn, () => send(conn, { op: 'res', id: frame.id, version: PROTOCOL_VERSION, server: 'chicago', limits: advertisedLimits() }));
+      },
+      (err) => {
+        conn.authenticating = false;
+        const e = asChicagoError(err);
+        if (!(e instanceof AuthError)) return corked(conn, () => sendError(conn, frame.id, e)); // OVERLOADED: the client may say hello again
+        // A wrong token ends the connection: nothing else may be tried on it.
+        corked(conn, () => refuse(conn, frame.id, e));
+        log.warn({ conn: conn.serial, code: e.code, reason: e.reason }, 'websocket hello refused');
+        shut(conn, e.code, e.message);
+      },
+    );
+  }
+
+  /** An error reply for a refused request, counted. */
+  function refuse(conn: Connection, id: number, e: AuthError): void {
+    deps.metrics?.authRefused.inc({ edge: 'ws', code: e.code, reason: e.reason });
+    sendError(conn, id, e);
+  }
+
+  /** Throws FORBIDDEN unless the connection's token has the scope the request needs. */
+  function authorize(who: Principal, f: Exclude<RequestFrame, { op: 'hello' }>): void {
+    switch (f.op) {
+      case 'produce': return auth.authorize(who, 'topic', 'write', f.topic);
+      case 'kv.put': case 'kv.delete': return auth.authorize(who, 'kv', 'write', f.ks);
+      case 'kv.get': case 'kv.scan': return auth.authorize(who, 'kv', 'read', f.ks);
+      case 'subscribe': return auth.authorize(who, 'topic', 'read', f.topic);
+      case 'unsubscribe': return;
+      case 'commit':
+        auth.authorize(who, 'group', 'use', f.group);
+        return auth.authorize(who, 'topic', 'read', f.topic);
+      case 'offsets': return auth.authorize(who, 'group', 'use', f.group);
+    }
   }
 
   /** The reply body, or undefined for no reply (acks=none produce). */
@@ -364,10 +420,27 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     idleTimeout: 120,
     sendPingsAutomatically: true,
     compression: uWS.DISABLED,
+    upgrade: (res, req, context) => {
+      // A browser page from an origin not on the allowed list never gets a socket (non-browser
+      // clients send no Origin).
+      const origin = req.getHeader('origin');
+      const key = req.getHeader('sec-websocket-key');
+      const protocol = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      if (!auth.originAllowed(origin)) {
+        deps.metrics?.authRefused.inc({ edge: 'ws', code: 'FORBIDDEN', reason: 'origin' });
+        const body = JSON.stringify({ error: new ChicagoError('FORBIDDEN', `origin ${origin.slice(0, 200)} is not allowed`).toJSON() });
+        res.writeStatus('403 Forbidden').writeHeader('content-type', 'application/json').end(body, true);
+        return;
+      }
+      res.upgrade<UserData>({}, key, protocol, extensions, context);
+    },
     open: (ws) => {
       const conn = new Connection(ws, ++serial);
+      if (auth.open) conn.principal = auth.authenticateOpen();
       ws.getUserData().conn = conn;
       open.add(conn);
+      deps.metrics?.wsConnections.inc();
       log.debug({ conn: conn.serial }, 'websocket open');
     },
     message: (ws, message, isBinary) => {
@@ -389,6 +462,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       if (!conn) return;
       log.debug({ conn: conn.serial, code }, 'websocket closed');
       cleanup(conn);
+      deps.metrics?.wsConnections.dec();
     },
   });
 

@@ -15,6 +15,7 @@ import { PACE, WorkerHandle, withDeadline } from '../runtime/threads.js';
 import { CopyPacer } from '../runtime/copy-pacer.js';
 import { createMetrics, type Metrics } from '../runtime/metrics.js';
 import { openDatabase } from '../storage/rocks.js';
+import { lockDataDir } from '../storage/dir-lock.js';
 import { Catalog, type TopicMeta } from './catalog.js';
 import type { PeerLink } from '../cluster/hooks.js';
 import type { PeerNetwork } from '../cluster/peer.js';
@@ -64,6 +65,7 @@ export class ChicagoNode implements NodeApi {
   /** where this node's workers take replication traffic from other nodes' workers, in worker order */
   workerLinks: string[] = [];
   private pacerTimer: NodeJS.Timeout | undefined;
+  private unlockDir: (() => void) | undefined;
 
   private constructor(readonly config: Config, private readonly log: Logger) {
     this.watchers = new StreamWatchers(async (skey) => {
@@ -84,6 +86,8 @@ export class ChicagoNode implements NodeApi {
   private async open(): Promise<void> {
     const dir = path.resolve(this.config.dataDir);
     await mkdir(dir, { recursive: true });
+    // before anything touches the dir: a second node on it stops here, saying which process holds it
+    this.unlockDir = lockDataDir(dir);
     const self = toNodeId(this.config.nodeId);
     // The cluster layer (etcd, peer links) loads only when asked for.
     const cluster = this.config.etcd.length > 0 ? await (await import('../cluster/cluster.js')).connectCluster(this.config, this.log) : undefined;
@@ -729,6 +733,7 @@ export class ChicagoNode implements NodeApi {
     await this.coordinator?.stop().catch((err) => this.log.warn({ err }, 'leaving the cluster'));
     await Promise.allSettled(this.workers.map((w) => w.stop()));
     if (this.db) await this.db.close();
+    this.unlockDir?.();
     this.state = 'stopped';
     this.log.info('node stopped');
   }

@@ -1,5 +1,6 @@
 // `chicago server`: load config, start the node and its gateway, stop safely on signals.
-import { loadConfig } from '../runtime/config.js';
+import { ConfigError, loadConfig, type SecurityConfig } from '../runtime/config.js';
+import { isLoopback } from '../gateway/auth.js';
 import { createLogger } from '../runtime/log.js';
 import { ChicagoNode } from './node.js';
 import { startGateway, uwsNative } from '../gateway/server.js';
@@ -16,19 +17,30 @@ async function clusterLinks(node: ChicagoNode, host: string, log: ReturnType<typ
   return peers;
 }
 
-export interface ServerFlags { config?: string; dataDir?: string; host?: string; port?: number; nodeId?: string; etcd?: string }
+export interface ServerFlags { config?: string; dataDir?: string; host?: string; port?: number; nodeId?: string; etcd?: string; insecure?: boolean }
 
 export async function runServer(flags: ServerFlags): Promise<void> {
-  const config = loadConfig({
+  const sources = {
     file: flags.config,
     env: process.env,
     flags: {
       dataDir: flags.dataDir, host: flags.host, port: flags.port, nodeId: flags.nodeId,
       etcd: flags.etcd ? flags.etcd.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+      ...(flags.insecure ? { security: { insecure: true } } : {}),
     },
-  });
+  };
+  const config = loadConfig(sources);
+  // Open by default only where nobody else can reach it.
+  if (config.security.tokens.length === 0 && !isLoopback(config.host) && !config.security.insecure) {
+    throw new ConfigError(`refusing to serve on ${config.host} without tokens: add security.tokens (chicago token create) or pass --insecure`);
+  }
   const log = createLogger(config.logLevel, { node: config.nodeId });
-  log.info({ config, uws: uwsNative ? 'native' : 'js-fallback', node: process.version }, 'starting with resolved config');
+  log.info({ config: { ...config, security: redacted(config.security) }, uws: uwsNative ? 'native' : 'js-fallback', nodeVersion: process.version }, 'starting with resolved config');
+  if (config.security.tokens.length === 0) {
+    log.warn({ host: config.host }, isLoopback(config.host)
+      ? 'no tokens configured: the node is open to every process on this host (security.tokens)'
+      : 'no tokens configured and --insecure: the node is open to anyone who can reach it');
+  }
 
   const node = await ChicagoNode.start(config, log);
   let gateway: Awaited<ReturnType<typeof startGateway>>;
@@ -69,6 +81,23 @@ export async function runServer(flags: ServerFlags): Promise<void> {
       (err) => { log.error({ err }, 'unclean stop'); process.exit(1); },
     );
   };
+  // SIGHUP re-reads the config file's security section: new, revoked and expired tokens and the
+  // allowed origins take effect at once (other keys need a restart).
+  process.on('SIGHUP', () => {
+    try {
+      const next = loadConfig(sources);
+      if (next.security.tokens.length === 0 && !isLoopback(config.host) && !next.security.insecure) throw new ConfigError('the new config has no tokens on a non-loopback address');
+      gateway.reloadSecurity(next.security);
+      log.info({ tokens: next.security.tokens.length, allowedOrigins: next.security.allowedOrigins }, 'security settings reloaded');
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'SIGHUP: config not reloaded, the previous settings stay');
+    }
+  });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** The security section for the log: token ids, names and scopes, never their hashes. */
+function redacted(sec: SecurityConfig) {
+  return { ...sec, tokens: sec.tokens.map((t) => ({ id: t.id, name: t.name, scopes: t.scopes, ...(t.revoked ? { revoked: true } : {}) })) };
 }

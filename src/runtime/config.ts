@@ -5,6 +5,7 @@ import os from 'node:os';
 import { Ajv } from 'ajv';
 import YAML from 'yaml';
 import { BridgeConfigError, resolveBridgeConfig } from '../bridge/config.js';
+import { checkHashFormat, parseScopes, ScopeError } from './tokens.js';
 
 export type SyncPolicy = 'none' | 'group' | 'always';
 
@@ -31,6 +32,31 @@ export interface Config {
    * the bridge's own schema, resolved at start with the node's own URL as the default chicago.url.
    */
   bridge?: Record<string, unknown>;
+  security: SecurityConfig;
+}
+
+/** One access token as the config holds it: never the token itself, only its salted hash. */
+export interface TokenEntry {
+  /** the token's public id (the 12 hex digits after `chicago_`) */
+  id: string;
+  /** scrypt$N$r$p$salt$hash from `chicago token create` */
+  hash: string;
+  scopes: string[];
+  /** shown in logs instead of the token */
+  name?: string;
+  /** ISO-8601; the token is refused from then on */
+  expiresAt?: string;
+  /** refused, kept in the file as a record */
+  revoked?: boolean;
+}
+
+export interface SecurityConfig {
+  /** tokens accepted by this node; none on a loopback address: the node runs open */
+  tokens: TokenEntry[];
+  /** browser origins allowed to call this node (CORS and WebSocket Origin); none by default */
+  allowedOrigins: string[];
+  /** run without tokens on a non-loopback address (refused otherwise) */
+  insecure: boolean;
 }
 
 export const configSchema = {
@@ -65,6 +91,31 @@ export const configSchema = {
     },
     // validated by the bridge's own schema (src/bridge/config.ts) in loadConfig
     bridge: { type: 'object' },
+    security: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        tokens: {
+          type: 'array',
+          maxItems: 10_000,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['id', 'hash', 'scopes'],
+            properties: {
+              id: { type: 'string', pattern: '^[0-9a-f]{12}$' },
+              hash: { type: 'string', minLength: 1, maxLength: 512 },
+              scopes: { type: 'array', minItems: 1, maxItems: 256, items: { type: 'string', minLength: 1, maxLength: 256 } },
+              name: { type: 'string', maxLength: 128 },
+              expiresAt: { type: 'string', minLength: 1, maxLength: 64 },
+              revoked: { type: 'boolean' },
+            },
+          },
+        },
+        allowedOrigins: { type: 'array', maxItems: 256, items: { type: 'string', pattern: '^(https?://[^/\\s]+|\\*)$' } },
+        insecure: { type: 'boolean' },
+      },
+    },
   },
 } as const;
 
@@ -82,6 +133,7 @@ export function defaultConfig(): Config {
     maintenanceIntervalMs: 5000,
     antiEntropyIntervalMs: 30_000,
     defaults: { topicPartitions: 4, replicas: 3 },
+    security: { tokens: [], allowedOrigins: [], insecure: false },
   };
 }
 
@@ -160,12 +212,13 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Plain {
     for (const [key, spec] of Object.entries(props)) {
       const p = [...path, key];
       if (spec.properties) { visit(spec.properties as typeof props, p); continue; }
-      if (spec.type === 'object') continue; // a free-form section (bridge): file only
+      if (spec.type === 'object' || key === 'tokens') continue; // free-form sections (bridge) and token lists: file only
       const name = 'CHICAGO_' + p.map((s) => s.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
       const raw = env[name];
       if (raw === undefined || raw === '') continue;
       let value: unknown = raw;
       if (spec.type === 'integer' || spec.type === 'number') value = Number(raw);
+      else if (spec.type === 'boolean') value = raw === '1' || raw === 'true' ? true : raw === '0' || raw === 'false' ? false : raw;
       else if (spec.type === 'array') value = raw.split(',').map((s) => s.trim()).filter(Boolean);
       let target = out;
       for (const seg of p.slice(0, -1)) target = (target[seg] ??= {}) as Plain;
@@ -178,6 +231,24 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Plain {
 
 export interface ConfigSources { file?: string; env?: NodeJS.ProcessEnv; flags?: Plain }
 
+/** What the schema cannot say: scopes parse, hashes have the right form, dates are dates, ids are unique. */
+function checkSecurity(sec: SecurityConfig): void {
+  const ids = new Set<string>();
+  for (const [i, t] of sec.tokens.entries()) {
+    const where = `security.tokens[${i}]${t.name ? ` (${t.name})` : ''}`;
+    if (ids.has(t.id)) throw new ConfigError(`invalid config: ${where}: id ${t.id} appears twice`);
+    ids.add(t.id);
+    try {
+      parseScopes(t.scopes);
+      checkHashFormat(t.hash);
+    } catch (e) {
+      if (e instanceof ScopeError) throw new ConfigError(`invalid config: ${where}: ${e.message}`);
+      throw e;
+    }
+    if (t.expiresAt !== undefined && Number.isNaN(Date.parse(t.expiresAt))) throw new ConfigError(`invalid config: ${where}: expiresAt ${JSON.stringify(t.expiresAt)} is not an ISO-8601 time`);
+  }
+}
+
 export function loadConfig(sources: ConfigSources = {}): Config {
   let merged: Plain = defaultConfig() as unknown as Plain;
   if (sources.file) merged = merge(merged, parseConfigFile(sources.file));
@@ -189,6 +260,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       .join('; ');
     throw new ConfigError(`invalid config: ${why}`);
   }
+  checkSecurity(merged.security as SecurityConfig);
   if (merged.bridge !== undefined) {
     try {
       resolveBridgeConfig(merged.bridge);

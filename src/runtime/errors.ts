@@ -20,6 +20,7 @@ export const ERRORS = {
   INVALID_UTF8: { wire: 109, status: 400, retryable: false, message: '%s is not valid UTF-8' },
   OUT_OF_ORDER_SEQUENCE: { wire: 110, status: 409, retryable: false, message: 'producer %s sent sequence %s, expected %s' },
   TOO_MANY_RECORDS: { wire: 111, status: 413, retryable: false, message: 'update has %s records, limit is %s' },
+  UNSUPPORTED_MEDIA_TYPE: { wire: 112, status: 415, retryable: false, message: 'content type %s is not accepted here; send %s' },
   // 2xx: the thing named does not exist or already exists.
   NOT_FOUND: { wire: 200, status: 404, retryable: false, message: '%s not found' },
   TOPIC_NOT_FOUND: { wire: 201, status: 404, retryable: false, message: 'topic %s not found' },
@@ -28,6 +29,9 @@ export const ERRORS = {
   OFFSET_OUT_OF_RANGE: { wire: 204, status: 416, retryable: false, message: 'offset %s is outside [%s, %s]' },
   ROUTE_NOT_FOUND: { wire: 205, status: 404, retryable: false, message: 'no route %s %s' },
   METHOD_NOT_ALLOWED: { wire: 206, status: 405, retryable: false, message: 'method %s not allowed on %s' },
+  // 4xx: who is asking. No token, an unknown, expired or revoked one, or a token without the scope.
+  UNAUTHENTICATED: { wire: 400, status: 401, retryable: false, message: 'authentication required: %s' },
+  FORBIDDEN: { wire: 401, status: 403, retryable: false, message: 'forbidden: %s' },
   // 3xx: the node cannot take it now; retry later.
   OVERLOADED: { wire: 300, status: 429, retryable: true, message: '%s is full (%s), retry later' },
   SLOW_CONSUMER: { wire: 301, status: 429, retryable: true, message: 'subscriber fell %s bytes behind, limit is %s' },

@@ -11,6 +11,8 @@ export const limits = {
   /** one stream record (key + value + headers) */
   recordBytesMax: 4 * MiB,
   headerCountMax: 64,
+  /** JSON bodies (and JSON record values) nested deeper than this are refused before parsing */
+  jsonDepthMax: 64,
   headerBytesMax: 16 * KiB,
   /** one update (a produce batch, a KV write): "each update < 20 MB" */
   batchBytesMax: 20 * 1000 * 1000 - 1,
@@ -128,6 +130,10 @@ export const limits = {
   forwardTimeoutMs: 10_000,
   /** a stopping node waits this long for the WebSocket requests in flight (a forwarded one included) to be answered */
   shutdownDrainMs: 11_000,
+  /** verified tokens remembered (by fingerprint) so that scrypt runs once per token; least recently used goes */
+  verifiedTokensMax: 10_000,
+  /** scrypt verifications running at once; more → UNAUTHENTICATED at once (a flood of wrong secrets stays cheap) */
+  tokenVerificationsMax: 4,
   /** the background sweeper deletes at most this many expired keys per partition per pass */
   ttlSweepKeysMax: 10_000,
 } as const;

@@ -5,8 +5,8 @@ import { limits } from './limits.js';
 const NAME = /^[A-Za-z0-9._-]+$/;
 
 export function checkName(kind: string, name: unknown): string {
-  if (typeof name !== 'string' || name.length === 0 || name.length > limits.nameLengthMax || !NAME.test(name)) {
-    fail('INVALID_NAME', kind, `${JSON.stringify(String(name)).slice(0, 80)} (1-${limits.nameLengthMax} of [A-Za-z0-9._-])`);
+  if (typeof name !== 'string' || name.length === 0 || name.length > limits.nameLengthMax || !NAME.test(name) || name === '.' || name === '..') {
+    fail('INVALID_NAME', kind, `${JSON.stringify(String(name)).slice(0, 80)} (1-${limits.nameLengthMax} of [A-Za-z0-9._-], not . or ..)`);
   }
   return name;
 }
@@ -22,18 +22,54 @@ export function checkValue(value: Uint8Array): Uint8Array {
   return value;
 }
 
+const DECIMAL = /^(0|[1-9][0-9]{0,15})$/;
+
+/** A number (as JSON or msgpack carry it); a string is refused, even "2". */
 export function checkInt(what: string, v: unknown, min: number, max: number): number {
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) {
-    fail('INVALID_ARGUMENT', what, `${String(v).slice(0, 40)} (an integer in [${min}, ${max}])`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
+    fail('INVALID_ARGUMENT', what, `${typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : String(v).slice(0, 40)} (an integer in [${min}, ${max}])`);
   }
-  return n;
+  return v;
+}
+
+/** A query-string or path integer: plain decimal digits only (no sign, 0x, exponent, fraction or spaces). */
+export function decimalParam(what: string, v: string | null | undefined, min: number, max: number): number {
+  if (typeof v !== 'string' || !DECIMAL.test(v)) fail('INVALID_ARGUMENT', what, `${JSON.stringify(String(v).slice(0, 40))} (plain decimal digits, in [${min}, ${max}])`);
+  return checkInt(what, Number(v), min, max);
 }
 
 export function checkOffset(v: unknown): number {
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) fail('INVALID_OFFSET', String(v).slice(0, 40));
-  return n;
+  if (typeof v === 'string') {
+    if (!DECIMAL.test(v)) fail('INVALID_OFFSET', JSON.stringify(v.slice(0, 40)));
+    v = Number(v);
+  }
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail('INVALID_OFFSET', String(v).slice(0, 40));
+  return v;
+}
+
+/** Text that is valid Unicode (no lone surrogates): stored as UTF-8 exactly, never with U+FFFD in their place. */
+export function checkWellFormed(what: string, s: string): string {
+  if (!s.isWellFormed()) fail('INVALID_UTF8', what);
+  return s;
+}
+
+/**
+ * Refuses JSON nested deeper than `max` before it is parsed: deep nesting is legal JSON that
+ * overflows the stack later (JSON.stringify, msgpack), which would be an internal error.
+ */
+export function checkJsonDepth(text: string, max: number): void {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) fail('BAD_REQUEST', `JSON nested deeper than ${max} levels`);
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
 }
 
 export function checkHeaders(h: unknown): Record<string, string> | undefined {
@@ -44,6 +80,9 @@ export function checkHeaders(h: unknown): Record<string, string> | undefined {
   let bytes = 0;
   for (const [k, v] of entries) {
     if (typeof v !== 'string') fail('INVALID_ARGUMENT', 'headers', `header ${k.slice(0, 40)} must be a string`);
+    // an object's own __proto__ key does not survive copying into another object: refused, not rewritten
+    if (k === '__proto__') fail('INVALID_ARGUMENT', 'headers', 'a header may not be named __proto__');
+    if (!k.isWellFormed() || !v.isWellFormed()) fail('INVALID_UTF8', `header ${k.slice(0, 40)}`);
     bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
   }
   if (bytes > limits.headerBytesMax) fail('INVALID_ARGUMENT', 'headers', `${bytes} bytes, limit is ${limits.headerBytesMax}`);

@@ -4,7 +4,11 @@ export interface HttpResult { status: number; body: any; text: string; headers: 
 
 export async function http(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult> {
   const init: RequestInit = { method, headers };
-  if (body !== undefined) init.body = typeof body === 'string' || body instanceof Uint8Array ? (body as BodyInit) : JSON.stringify(body);
+  if (body !== undefined) {
+    const raw = typeof body === 'string' || body instanceof Uint8Array;
+    init.body = raw ? (body as BodyInit) : JSON.stringify(body);
+    if (!raw && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) init.headers = { ...headers, 'content-type': 'application/json' };
+  }
   const res = await fetch(base + path, { ...init, signal: AbortSignal.timeout(slow(30_000)) });
   const text = await res.text();
   let parsed: unknown = undefined;

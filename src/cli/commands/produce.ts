@@ -31,6 +31,8 @@ export const produce: Command = {
   summary: 'send one record per stdin line; with --key-separator each line is KEY SEP VALUE; summary on stderr',
   options: {
     url: clientOptions.url,
+    token: clientOptions.token,
+    'token-file': clientOptions['token-file'],
     timeout: clientOptions.timeout,
     key: { type: 'string' },
     'key-separator': { type: 'string' },

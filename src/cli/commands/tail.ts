@@ -63,6 +63,8 @@ export const tail: Command = {
   ].join('\n'),
   options: {
     url: clientOptions.url,
+    token: clientOptions.token,
+    'token-file': clientOptions['token-file'],
     timeout: clientOptions.timeout,
     'from-beginning': { type: 'boolean' },
     'from-end': { type: 'boolean' },

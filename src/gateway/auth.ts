@@ -1,0 +1,147 @@
+// Who is asking, and may they: bearer tokens checked against the config's salted hashes, scopes
+// checked per operation, browser origins checked against the allowed list. With no tokens
+// configured (only allowed on a loopback address) every request is allowed.
+import { ChicagoError } from '../runtime/errors.js';
+import { limits } from '../runtime/limits.js';
+import type { SecurityConfig, TokenEntry } from '../runtime/config.js';
+import { allows, mayAny, parseScopes, parseToken, tokenFingerprint, verifySecret, type Resource, type Scope } from '../runtime/tokens.js';
+
+/** The caller of a request: a token's id, name and scopes; `open` when the node runs without tokens. */
+export interface Principal {
+  readonly id: string;
+  readonly name: string;
+  readonly scopes: readonly Scope[];
+}
+
+const OPEN: Principal = { id: 'open', name: 'open', scopes: parseScopes(['*']) };
+
+interface Entry { id: string; name: string; hash: string; scopes: Scope[]; expiresAtMs?: number; revoked: boolean }
+
+/** Why a request was refused, for the metric's label and the log (never the token). */
+export type RefusalReason = 'missing' | 'malformed' | 'unknown' | 'mismatch' | 'expired' | 'revoked' | 'scope' | 'origin';
+
+export class AuthError extends ChicagoError {
+  constructor(code: 'UNAUTHENTICATED' | 'FORBIDDEN', readonly reason: RefusalReason, message: string) {
+    super(code, message);
+  }
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+export class Authenticator {
+  private entries = new Map<string, Entry>();
+  /** fingerprint of a presented token → the id it was verified for; bounded, least recently used goes */
+  private readonly verified = new Map<string, string>();
+  private verifying = 0;
+  private origins = new Set<string>();
+  private anyOrigin = false;
+
+  constructor(sec: SecurityConfig) {
+    this.reload(sec);
+  }
+
+  /** Takes a new token list and origins (SIGHUP): revoked and removed tokens stop working at once. */
+  reload(sec: SecurityConfig): void {
+    const entries = new Map<string, Entry>();
+    for (const t of sec.tokens) entries.set(t.id, toEntry(t));
+    this.entries = entries;
+    this.verified.clear();
+    this.origins = new Set(sec.allowedOrigins.filter((o) => o !== '*'));
+    this.anyOrigin = sec.allowedOrigins.includes('*');
+  }
+
+  /** no tokens configured: every request is allowed */
+  get open(): boolean { return this.entries.size === 0; }
+
+  /** the caller when the node runs without tokens */
+  authenticateOpen(): Principal {
+    if (!this.open) throw new Error('authenticateOpen on a node with tokens');
+    return OPEN;
+  }
+
+  /** The caller of an `Authorization` header value (or a bare token, from a WebSocket hello). */
+  async authenticate(presented: string | undefined): Promise<Principal> {
+    if (this.open) return OPEN;
+    if (presented === undefined || presented === '') throw new AuthError('UNAUTHENTICATED', 'missing', 'send Authorization: Bearer <token>');
+    const token = presented.startsWith('Bearer ') ? presented.slice(7).trim() : presented.trim();
+    const parsed = parseToken(token);
+    if (!parsed) throw new AuthError('UNAUTHENTICATED', 'malformed', 'the token is not of the form chicago_<id>_<secret>');
+    const entry = this.entries.get(parsed.id);
+    if (!entry) throw new AuthError('UNAUTHENTICATED', 'unknown', 'unknown token');
+    if (entry.revoked) throw new AuthError('UNAUTHENTICATED', 'revoked', `token ${entry.id} is revoked`);
+    if (entry.expiresAtMs !== undefined && Date.now() >= entry.expiresAtMs) throw new AuthError('UNAUTHENTICATED', 'expired', `token ${entry.id} expired`);
+    const fp = tokenFingerprint(token);
+    if (this.verified.get(fp) === entry.id) {
+      // refresh its place in the LRU order
+      this.verified.delete(fp);
+      this.verified.set(fp, entry.id);
+      return principalOf(entry);
+    }
+    if (this.verifying >= limits.tokenVerificationsMax) throw new ChicagoError('OVERLOADED', 'token verification', `${this.verifying} checks running`);
+    this.verifying++;
+    let ok: boolean;
+    try {
+      ok = await verifySecret(parsed.secret, entry.hash);
+    } finally {
+      this.verifying--;
+    }
+    // the list may have been reloaded while scrypt ran
+    const now = this.entries.get(parsed.id);
+    if (!ok || now === undefined || now.hash !== entry.hash) throw new AuthError('UNAUTHENTICATED', 'mismatch', 'wrong token');
+    if (this.verified.size >= limits.verifiedTokensMax) this.verified.delete(this.verified.keys().next().value as string);
+    this.verified.set(fp, entry.id);
+    return principalOf(now);
+  }
+
+  /**
+   * Whether a caller authenticated earlier still may act: its token was not revoked, removed,
+   * changed or expired since (a WebSocket checks this on every request, a reload takes effect at once).
+   */
+  stillValid(who: Principal): boolean {
+    if (who === OPEN) return this.open;
+    const e = this.entries.get(who.id);
+    return e !== undefined && !e.revoked && (e.expiresAtMs === undefined || Date.now() < e.expiresAtMs) && e.scopes === who.scopes;
+  }
+
+  /** Throws FORBIDDEN unless `who` may do `action` on `resource` `name`. */
+  authorize(who: Principal, resource: Resource, action: string, name?: string): void {
+    if (allows(who.scopes, resource, action, name)) return;
+    const what = name === undefined ? `${resource}:${action}` : `${resource}:${action}:${name}`;
+    throw new AuthError('FORBIDDEN', 'scope', `token ${who.name} has no scope for ${what}`);
+  }
+
+  may(who: Principal, resource: Resource, action: string, name?: string): boolean {
+    return allows(who.scopes, resource, action, name);
+  }
+
+  mayAny(who: Principal, resource: Resource, actions: readonly string[]): boolean {
+    return mayAny(who.scopes, resource, actions);
+  }
+
+  /** A browser's Origin header: absent (not a browser) or on the allowed list. */
+  originAllowed(origin: string): boolean {
+    return origin === '' || this.anyOrigin || this.origins.has(origin);
+  }
+
+  /** the origin to echo in Access-Control-Allow-Origin, or undefined for none */
+  corsOrigin(origin: string): string | undefined {
+    return origin !== '' && (this.anyOrigin || this.origins.has(origin)) ? origin : undefined;
+  }
+}
+
+function toEntry(t: TokenEntry): Entry {
+  return {
+    id: t.id,
+    name: t.name ?? t.id,
+    hash: t.hash,
+    scopes: parseScopes(t.scopes),
+    ...(t.expiresAt !== undefined ? { expiresAtMs: Date.parse(t.expiresAt) } : {}),
+    revoked: t.revoked === true,
+  };
+}
+
+function principalOf(e: Entry): Principal {
+  return { id: e.id, name: e.name, scopes: e.scopes };
+}
