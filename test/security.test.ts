@@ -1,0 +1,420 @@
+// The edge against a real node: tokens and scopes on every route and WebSocket op, revocation by
+// SIGHUP, secure defaults, browser origins, exact HTTP framing over raw sockets, one owner per
+// port and data dir, strict parsing. docs/security.md describes what is tested here.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { Packr, Unpackr } from 'msgpackr';
+import { ChicagoClient } from '../src/client/index.js';
+import { http } from './helpers/http.js';
+import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
+import { waitUntil } from './helpers/bridge.js';
+import { slow } from './helpers/slow.js';
+
+const packr = new Packr({ useRecords: false });
+const unpackr = new Unpackr({ useRecords: false });
+type Frame = Record<string, any>;
+
+interface Made { token: string; entry: Record<string, unknown> }
+
+async function makeToken(scopes: string, name: string): Promise<Made> {
+  const r = await runCli(['token', 'create', '--scopes', scopes, '--name', name, '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as Made;
+}
+
+/** A raw WebSocket that collects decoded frames. */
+class Raw {
+  readonly frames: Frame[] = [];
+  closed: { code: number; reason: string } | undefined;
+  constructor(readonly ws: WebSocket) {
+    ws.on('message', (data: Buffer) => this.frames.push(unpackr.unpack(data)));
+    ws.on('close', (code, reason) => { this.closed = { code, reason: reason.toString() }; });
+    ws.on('error', () => undefined);
+  }
+  static open(url: string, headers: Record<string, string> = {}): Promise<Raw> {
+    const ws = new WebSocket(url.replace('http', 'ws') + '/v1/ws', { headers });
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(new Raw(ws)));
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+      ws.once('error', reject);
+    });
+  }
+  send(frame: Frame): void { this.ws.send(packr.pack(frame)); }
+  async reply(id: number): Promise<Frame> {
+    let found: Frame | undefined;
+    await waitUntil(`a reply to ${id}`, () => (found = this.frames.find((f) => f.id === id)) !== undefined || this.closed !== undefined, 5_000, 10);
+    if (!found) throw new Error(`closed ${this.closed?.code} before a reply to ${id}`);
+    return found;
+  }
+}
+
+/** Sends raw bytes on a fresh connection; returns what came back before the node closed it (or a quiet second). */
+function rawHttp(port: number, bytes: Buffer | string): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let text = '';
+    let done = false;
+    const finish = (closed: boolean) => { if (done) return; done = true; sock.destroy(); resolve({ text, closed }); };
+    sock.on('data', (d) => { text += d.toString('latin1'); });
+    sock.on('close', () => finish(true));
+    sock.on('error', () => finish(true));
+    sock.on('connect', () => sock.write(bytes));
+    setTimeout(() => finish(false), slow(1_000));
+  });
+}
+
+describe('tokens and scopes', () => {
+  let dir: string;
+  let cfgPath: string;
+  let node: NodeHandle;
+  const t: Record<string, Made> = {};
+  let security: { tokens: Array<Record<string, unknown>>; allowedOrigins: string[] };
+  const bearer = (m: Made) => ({ authorization: `Bearer ${m.token}` });
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-sec-'));
+    const [admin, writer, reader, expired, revoked] = await Promise.all([
+      makeToken('*', 'admin'),
+      makeToken('kv:write:app,topic:write:logs', 'writer'),
+      makeToken('kv:read:app,topic:read:logs,group:g1', 'reader'),
+      makeToken('*', 'expired'),
+      makeToken('*', 'revoked'),
+    ]);
+    Object.assign(t, { admin, writer, reader, expired, revoked });
+    security = {
+      tokens: [admin.entry, writer.entry, reader.entry, { ...expired.entry, expiresAt: '2020-01-01T00:00:00Z' }, { ...revoked.entry, revoked: true }],
+      allowedOrigins: ['http://console.example'],
+    };
+    cfgPath = path.join(dir, 'node.json');
+    await writeFile(cfgPath, JSON.stringify({ security }));
+    node = await startNode({ args: ['--config', cfgPath] });
+    expect((await http(node.url, 'POST', '/v1/topics', { name: 'logs', partitions: 2 }, bearer(admin))).status).toBe(201);
+  });
+  afterAll(async () => {
+    await node?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  // every route: what it needs, and a token that has it
+  const routes: Array<[string, string, unknown, 'writer' | 'reader' | 'admin', 'writer' | 'reader' | 'admin' | undefined]> = [
+    ['PUT', '/v1/kv/app/k', 'v', 'writer', 'reader'],
+    ['GET', '/v1/kv/app/k', undefined, 'reader', 'writer'],
+    ['DELETE', '/v1/kv/app/gone', undefined, 'writer', 'reader'],
+    ['GET', '/v1/kv/app', undefined, 'reader', 'writer'],
+    ['POST', '/v1/topics', { name: 'made-by-admin', partitions: 1 }, 'admin', 'writer'],
+    ['GET', '/v1/topics/logs', undefined, 'reader', 'writer'],
+    ['POST', '/v1/topics/logs/records', [{ value: 'x' }], 'writer', 'reader'],
+    ['GET', '/v1/topics/logs/records?partition=0', undefined, 'reader', 'writer'],
+    ['POST', '/v1/groups/g1/offsets', { topic: 'logs', partition: 0, offset: 0 }, 'reader', 'writer'],
+    ['GET', '/v1/groups/g1/offsets', undefined, 'reader', 'writer'],
+    ['GET', '/v1/status', undefined, 'admin', 'reader'],
+    ['GET', '/metrics', undefined, 'admin', 'writer'],
+    ['POST', '/v1/admin/maintain', undefined, 'admin', 'reader'],
+    ['DELETE', '/v1/topics/made-by-admin', undefined, 'admin', 'writer'],
+  ];
+
+  it('refuses every route without a token (401), with a token lacking the scope (403), and with an expired, revoked, unknown or malformed token (401)', async () => {
+    for (const [method, p, body, , wrong] of routes) {
+      const none = await http(node.url, method, p, body);
+      expect([p, none.status, none.body?.error?.code]).toEqual([p, 401, 'UNAUTHENTICATED']);
+      if (wrong) {
+        const w = await http(node.url, method, p, body, bearer(t[wrong]));
+        expect([p, w.status, w.body?.error?.code]).toEqual([p, 403, 'FORBIDDEN']);
+      }
+      for (const bad of [t.expired.token, t.revoked.token, t.admin.token.slice(0, -2) + 'AA', 'chicago_000000000000_' + 'A'.repeat(43), 'nonsense']) {
+        const r = await http(node.url, method, p, body, { authorization: `Bearer ${bad}` });
+        expect([p, r.status, r.body?.error?.code, r.body?.error?.retryable]).toEqual([p, 401, 'UNAUTHENTICATED', false]);
+      }
+    }
+    // nothing was changed by the refused writes
+    expect((await http(node.url, 'GET', '/v1/kv/app/k', undefined, bearer(t.admin))).status).toBe(404);
+    expect((await http(node.url, 'GET', '/v1/topics/logs', undefined, bearer(t.admin))).body.partitions.every((p: { endOffset: number }) => p.endOffset === 0)).toBe(true);
+  });
+
+  it('allows every route to a token with the scope; lists only the topics a token may use', async () => {
+    for (const [method, p, body, who] of routes) {
+      const r = await http(node.url, method, p, body, bearer(t[who]));
+      expect([method, p, r.status < 300 || (method === 'GET' && p === '/v1/kv/app/k' ? false : r.status === 404)], r.text).toEqual([method, p, true]);
+    }
+    await http(node.url, 'POST', '/v1/topics', { name: 'secret', partitions: 1 }, bearer(t.admin));
+    const listed = await http(node.url, 'GET', '/v1/topics', undefined, bearer(t.reader));
+    expect(listed.body.topics.map((x: { name: string }) => x.name)).toEqual(['logs']);
+    expect((await http(node.url, 'GET', '/v1/health')).status).toBe(200); // public, for load balancers
+  });
+
+  it('checks the WebSocket hello token and every op against its scopes', async () => {
+    const anon = await Raw.open(node.url);
+    anon.send({ op: 'kv.get', id: 1, ks: 'app', key: Buffer.from('k') });
+    expect(await anon.reply(1)).toMatchObject({ op: 'err', code: 'UNAUTHENTICATED' });
+    anon.send({ op: 'hello', id: 2, versions: [1] });
+    expect(await anon.reply(2)).toMatchObject({ op: 'err', code: 'UNAUTHENTICATED' });
+    await waitUntil('the refused socket to close', () => anon.closed !== undefined, 5_000, 10);
+    expect(anon.closed!.code).toBe(4400);
+
+    const wrong = await Raw.open(node.url);
+    wrong.send({ op: 'hello', id: 1, versions: [1], token: t.revoked.token });
+    expect(await wrong.reply(1)).toMatchObject({ op: 'err', code: 'UNAUTHENTICATED' });
+
+    const reader = await Raw.open(node.url);
+    reader.send({ op: 'hello', id: 1, versions: [1], token: t.reader.token });
+    expect(await reader.reply(1)).toMatchObject({ op: 'res', version: 1 });
+    const ops: Array<[Frame, string]> = [
+      [{ op: 'kv.put', ks: 'app', key: Buffer.from('k'), value: Buffer.from('v'), acks: 'all' }, 'FORBIDDEN'],
+      [{ op: 'kv.delete', ks: 'app', key: Buffer.from('k'), acks: 'all' }, 'FORBIDDEN'],
+      [{ op: 'kv.get', ks: 'other', key: Buffer.from('k') }, 'FORBIDDEN'],
+      [{ op: 'kv.scan', ks: 'other', limit: 10 }, 'FORBIDDEN'],
+      [{ op: 'produce', topic: 'logs', acks: 'all', records: [[Buffer.from('x')]] }, 'FORBIDDEN'],
+      [{ op: 'subscribe', topic: 'secret', partition: 0, from: 'earliest', credit: 1000 }, 'FORBIDDEN'],
+      [{ op: 'commit', group: 'g2', topic: 'logs', partition: 0, offset: 0 }, 'FORBIDDEN'],
+      [{ op: 'offsets', group: 'g2' }, 'FORBIDDEN'],
+      [{ op: 'kv.get', ks: 'app', key: Buffer.from('k') }, 'ok'],
+      [{ op: 'offsets', group: 'g1' }, 'ok'],
+    ];
+    let id = 10;
+    for (const [frame, want] of ops) {
+      reader.send({ ...frame, id: ++id });
+      const r = await reader.reply(id);
+      expect([frame.op, r.op === 'res' ? 'ok' : r.code]).toEqual([frame.op, want]);
+    }
+    for (const s of [anon, wrong, reader]) s.ws.close();
+
+    // the TypeScript client: a refused token fails at once, not after its connect timeout
+    const started = Date.now();
+    await expect(ChicagoClient.connect({ url: node.url, token: t.expired.token, connectTimeoutMs: 20_000 })).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(Date.now() - started).toBeLessThan(slow(5_000));
+    const c = await ChicagoClient.connect({ url: node.url, token: t.writer.token });
+    expect((await c.kv.put('app', 'from-ws', 'v')).version).toBeGreaterThan(0);
+    await expect(c.kv.put('other', 'k', 'v')).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    c.close();
+  });
+
+  it('counts refusals in /metrics and never logs a token', async () => {
+    const m = await http(node.url, 'GET', '/metrics', undefined, bearer(t.admin));
+    expect(m.text).toMatch(/chicago_auth_refused_total\{edge="http",code="UNAUTHENTICATED",reason="missing"\} [1-9]/);
+    expect(m.text).toMatch(/chicago_auth_refused_total\{edge="http",code="FORBIDDEN",reason="scope"\} [1-9]/);
+    expect(m.text).toMatch(/chicago_auth_refused_total\{edge="ws",code="UNAUTHENTICATED",reason="revoked"\} [1-9]/);
+    const logged = node.stdout.text() + node.stderr.text();
+    for (const m of Object.values(t)) {
+      expect(logged).not.toContain(m.token);
+      expect(logged).not.toContain(String(m.entry.hash));
+    }
+  });
+
+  it('takes the CLI token from --token, --token-file and CHICAGO_TOKEN', async () => {
+    const file = path.join(dir, 'writer.token');
+    await writeFile(file, t.writer.token + '\n');
+    expect((await runCli(['kv', 'put', 'app', 'cli', 'v', '--url', node.url])).code).toBe(2);
+    expect((await runCli(['kv', 'put', 'app', 'cli', 'v', '--url', node.url, '--token', t.writer.token])).code).toBe(0);
+    expect((await runCli(['kv', 'put', 'app', 'cli', 'v', '--url', node.url, '--token-file', file])).code).toBe(0);
+    const env = await runCli(['kv', 'get', 'app', 'cli', '--url', node.url], { env: { CHICAGO_TOKEN: t.reader.token } });
+    expect([env.code, env.stdout.trim()]).toEqual([0, 'v']);
+    const refused = await runCli(['kv', 'get', 'app', 'cli', '--url', node.url], { env: { CHICAGO_TOKEN: t.writer.token } });
+    expect([refused.code, refused.stderr]).toEqual([2, expect.stringContaining('FORBIDDEN')]);
+  });
+
+  it('revokes a token on SIGHUP: HTTP refuses it at once and an open WebSocket is cut at its next request', async () => {
+    const c = await ChicagoClient.connect({ url: node.url, token: t.writer.token });
+    await c.kv.put('app', 'before', 'v');
+    const entries = security.tokens.map((e) => (e.id === t.writer.entry.id ? { ...e, revoked: true } : e));
+    await writeFile(cfgPath, JSON.stringify({ security: { ...security, tokens: entries } }));
+    node.proc.kill('SIGHUP');
+    await node.stdout.waitFor(/security settings reloaded/, 10_000);
+    expect((await http(node.url, 'PUT', '/v1/kv/app/after', 'v', bearer(t.writer))).status).toBe(401);
+    await expect(c.kv.put('app', 'after', 'v')).rejects.toMatchObject({ code: expect.stringMatching(/UNAUTHENTICATED|OUTCOME_UNKNOWN/) });
+    c.close();
+    expect((await http(node.url, 'GET', '/v1/kv/app/after', undefined, bearer(t.admin))).status).toBe(404);
+    // a broken config on SIGHUP keeps the previous settings
+    await writeFile(cfgPath, '{"security": {"tokens": [{"id": "nope"}]}}');
+    node.proc.kill('SIGHUP');
+    await node.stdout.waitFor(/config not reloaded/, 10_000);
+    expect((await http(node.url, 'GET', '/v1/kv/app/before', undefined, bearer(t.reader))).status).toBe(200);
+  });
+});
+
+describe('secure defaults and browser origins', () => {
+  it('refuses to serve on a non-loopback address without tokens, unless --insecure', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-sec-'));
+    try {
+      const r = await runCli(['server', '--host', '0.0.0.0', '--port', '0', '--data-dir', dir]);
+      expect([r.code, r.stderr]).toEqual([78, expect.stringContaining('refusing to serve on 0.0.0.0 without tokens')]);
+      const open = await startNode({ host: '0.0.0.0', dataDir: dir, args: ['--insecure'] });
+      try {
+        expect(open.stdout.text()).toContain('no tokens configured and --insecure');
+      } finally {
+        await open.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('runs open on loopback without tokens and says so; refuses other origins and non-JSON bodies', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-sec-'));
+    const cfg = path.join(dir, 'c.json');
+    await writeFile(cfg, JSON.stringify({ security: { allowedOrigins: ['http://console.example'] } }));
+    const node = await startNode({ args: ['--config', cfg] });
+    try {
+      expect(node.stdout.text()).toContain('no tokens configured: the node is open to every process on this host');
+      await http(node.url, 'POST', '/v1/topics', { name: 't', partitions: 1 });
+      // a cross-site "simple" POST: text/plain, from a page elsewhere
+      const evil = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"x"}]', { origin: 'http://evil.example', 'content-type': 'text/plain' });
+      expect([evil.status, evil.body.error.code]).toEqual([403, 'FORBIDDEN']);
+      const plain = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"x"}]', { 'content-type': 'text/plain' });
+      expect([plain.status, plain.body.error.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+      const del = await http(node.url, 'DELETE', '/v1/topics/t', undefined, { origin: 'http://evil.example' });
+      expect(del.status).toBe(403);
+      await expect(Raw.open(node.url, { origin: 'http://evil.example' })).rejects.toThrow('HTTP 403');
+      // the allowed origin: CORS preflight and headers, and a WebSocket
+      const pre = await http(node.url, 'OPTIONS', '/v1/topics/t/records', undefined, { origin: 'http://console.example', 'access-control-request-method': 'POST' });
+      expect(pre.status).toBe(204);
+      expect(pre.headers.get('access-control-allow-origin')).toBe('http://console.example');
+      expect(pre.headers.get('access-control-allow-headers')).toContain('authorization');
+      const ok = await http(node.url, 'POST', '/v1/topics/t/records', [{ value: 'x' }], { origin: 'http://console.example' });
+      expect([ok.status, ok.headers.get('access-control-allow-origin')]).toEqual([200, 'http://console.example']);
+      (await Raw.open(node.url, { origin: 'http://console.example' })).ws.close();
+      const topic = await http(node.url, 'GET', '/v1/topics/t');
+      expect(topic.body.partitions[0].endOffset).toBe(1);
+    } finally {
+      await node.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('exact HTTP, one owner, strict parsing (raw sockets, real node)', () => {
+  let node: NodeHandle;
+  beforeAll(async () => {
+    node = await startNode();
+    await http(node.url, 'POST', '/v1/topics', { name: 'strict', partitions: 2 });
+  });
+  afterAll(async () => { await node?.stop(); });
+  const get = async (key: string) => (await http(node.url, 'GET', `/v1/kv/raw/${key}`)).status;
+
+  it('answers sequential keep-alive requests in order, one response each', async () => {
+    const sock = net.connect(node.port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    let text = '';
+    sock.on('data', (d) => { text += d.toString('latin1'); });
+    for (let i = 0; i < 3; i++) {
+      sock.write(`PUT /v1/kv/raw/seq${i} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nv${i}`);
+      await waitUntil(`answer ${i}`, () => (text.match(/HTTP\/1.1 200/g) ?? []).length === i + 1, 5_000, 5);
+    }
+    sock.destroy();
+    expect(text.match(/HTTP\/1\.1 /g)).toHaveLength(3);
+    for (let i = 0; i < 3; i++) expect(await get(`seq${i}`)).toBe(200);
+  });
+
+  it('refuses pipelined requests and ambiguous framing by closing the connection before anything runs', async () => {
+    const cases: Array<[string, string, string[]]> = [
+      ['pipelined', 'PUT /v1/kv/raw/p1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nv1PUT /v1/kv/raw/p2 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nv2', ['p1', 'p2']],
+      ['two lengths', 'PUT /v1/kv/raw/s1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 60\r\n\r\nv1PUT /v1/kv/raw/s2 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nv2', ['s1', 's2']],
+      ['same length twice', 'PUT /v1/kv/raw/s3 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nv3', ['s3']],
+      ['length and chunked', 'PUT /v1/kv/raw/t1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nv1\r\n0\r\n\r\n', ['t1']],
+      ['bad chunk size', 'PUT /v1/kv/raw/c1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nv1\r\n0\r\n\r\n', ['c1']],
+      ['unknown coding', 'PUT /v1/kv/raw/c2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nv1', ['c2']],
+      ['signed length', 'PUT /v1/kv/raw/c3 HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\nv1', ['c3']],
+    ];
+    for (const [name, bytes, keys] of cases) {
+      const r = await rawHttp(node.port, bytes);
+      expect([name, r.closed, r.text.includes('HTTP/1.1 200')]).toEqual([name, true, false]);
+      for (const k of keys) expect([name, k, await get(k)]).toEqual([name, k, 404]);
+    }
+    // chunked alone is fine
+    const chunked = await rawHttp(node.port, 'PUT /v1/kv/raw/c4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nv4\r\n0\r\n\r\n');
+    expect(chunked.text).toContain('HTTP/1.1 200');
+    expect(await get('c4')).toBe(200);
+    const m = await http(node.url, 'GET', '/metrics');
+    expect(m.text).toMatch(/chicago_http_refused_total\{reason="framing"\} [1-9]/);
+  });
+
+  it('answers unsupported methods with 405 and a coded body', async () => {
+    for (const method of ['PATCH', 'TRACE', 'HEAD']) {
+      const r = await rawHttp(node.port, `${method} /v1/topics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      expect([method, r.text.split('\r\n')[0]]).toEqual([method, 'HTTP/1.1 405 Method Not Allowed']);
+    }
+    const r = await rawHttp(node.port, 'PATCH /v1/topics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(r.text).toContain('"code":"METHOD_NOT_ALLOWED"');
+  });
+
+  it('refuses rather than rewrites: integers, names, keys, header names and Unicode', async () => {
+    const bad: Array<[string, string, unknown, number, string]> = [
+      ['GET', '/v1/topics/strict/records?offset=0x10', undefined, 400, 'INVALID_OFFSET'],
+      ['GET', '/v1/topics/strict/records?offset=%201', undefined, 400, 'INVALID_OFFSET'],
+      ['GET', '/v1/topics/strict/records?offset=1e1', undefined, 400, 'INVALID_OFFSET'],
+      ['GET', '/v1/topics/strict/records?partition=1.0', undefined, 400, 'INVALID_ARGUMENT'],
+      ['GET', '/v1/topics/strict/records?partition=', undefined, 400, 'INVALID_ARGUMENT'],
+      ['GET', '/v1/topics/strict/records?maxRecords=-1', undefined, 400, 'INVALID_ARGUMENT'],
+      ['POST', '/v1/topics', { name: 'p2', partitions: '2' }, 400, 'INVALID_ARGUMENT'],
+      ['POST', '/v1/topics', { name: '.' }, 400, 'INVALID_NAME'],
+      ['POST', '/v1/topics', { name: '..' }, 400, 'INVALID_NAME'],
+      ['PUT', '/v1/kv/../k', 'v', 404, 'ROUTE_NOT_FOUND'],
+      ['POST', '/v1/groups/g/offsets', { topic: 'strict', partition: '0', offset: 0 }, 400, 'INVALID_ARGUMENT'],
+      ['POST', '/v1/topics/strict/records', '[{"value":"x","headers":{"__proto__":"a"}}]', 400, 'INVALID_ARGUMENT'],
+      ['POST', '/v1/topics/strict/records', '[{"value":"\\ud800"}]', 400, 'INVALID_UTF8'],
+      ['POST', '/v1/topics/strict/records', '[{"value":"x","headers":{"h":"\\udfff"}}]', 400, 'INVALID_UTF8'],
+      ['POST', '/v1/topics/strict/records', `[{"value":${'['.repeat(5000)}${']'.repeat(5000)}}]`, 400, 'BAD_REQUEST'],
+      ['POST', '/v1/topics', `${'{"a":'.repeat(100)}1${'}'.repeat(100)}`, 400, 'BAD_REQUEST'],
+    ];
+    for (const [method, p, body, status, code] of bad) {
+      const headers = typeof body === 'string' && method === 'POST' ? { 'content-type': 'application/json' } : undefined;
+      const r = await http(node.url, method, p, body, headers);
+      expect([method, p.slice(0, 60), r.status, r.body?.error?.code, r.body?.error?.retryable]).toEqual([method, p.slice(0, 60), status, code, false]);
+    }
+    // fetch would normalise %2E%2E away: sent as is
+    const dots = await rawHttp(node.port, 'PUT /v1/kv/%2E%2E/k HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\n\r\nv');
+    expect(dots.text).toMatch(/^HTTP\/1\.1 400 [^]*"code":"INVALID_NAME"/);
+    const topics = (await http(node.url, 'GET', '/v1/topics')).body.topics.map((x: { name: string }) => x.name);
+    expect(topics).toEqual(['strict']);
+    expect((await http(node.url, 'GET', '/v1/topics/strict')).body.partitions.map((p: { endOffset: number }) => p.endOffset)).toEqual([0, 0]);
+  });
+
+  it('keeps keys exactly as sent: a/b and a//b are two keys; a raw 0xFF byte in a path is refused', async () => {
+    expect((await http(node.url, 'PUT', '/v1/kv/raw/a/b', 'one')).status).toBe(200);
+    expect((await http(node.url, 'PUT', '/v1/kv/raw/a//b', 'two')).status).toBe(200);
+    expect((await http(node.url, 'GET', '/v1/kv/raw/a/b')).text).toBe('one');
+    expect((await http(node.url, 'GET', '/v1/kv/raw/a//b')).text).toBe('two');
+    const items = (await http(node.url, 'GET', '/v1/kv/raw?prefix=a')).body.items.map((i: { key: string }) => i.key);
+    expect(items).toEqual(['a//b', 'a/b']);
+    const raw = await rawHttp(node.port, Buffer.concat([Buffer.from('PUT /v1/kv/raw/x'), Buffer.from([0xff]), Buffer.from(' HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\n\r\nv')]));
+    expect(raw.text.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+    expect((await http(node.url, 'GET', '/v1/kv/raw?prefix=x')).body.items).toEqual([]);
+    // headers come back exactly, including awkward names
+    const p = await http(node.url, 'POST', '/v1/topics/strict/records?partition=1', [{ value: 'h', headers: { constructor: 'c', 'a b': 'd', 'ü': 'é' } }]);
+    expect(p.status).toBe(200);
+    const back = await http(node.url, 'GET', '/v1/topics/strict/records?partition=1');
+    expect(back.body.records[0].headers).toEqual({ constructor: 'c', 'a b': 'd', 'ü': 'é' });
+  });
+
+  it('counts open WebSocket connections', async () => {
+    const gauge = async () => Number(/chicago_ws_connections (\d+)/.exec((await http(node.url, 'GET', '/metrics')).text)?.[1]);
+    const before = await gauge();
+    const a = await Raw.open(node.url);
+    const b = await Raw.open(node.url);
+    expect(await gauge()).toBe(before + 2);
+    a.ws.close();
+    b.ws.close();
+    await waitUntil('the gauge to drop', async () => (await gauge()) === before, 5_000, 50);
+  });
+
+  it('exits 69 with a clear message when the port or the data dir is in use; takes over a dead owner\'s dir', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-owner-'));
+    try {
+      const port = await runCli(['server', '--port', String(node.port), '--data-dir', dir]);
+      expect([port.code, port.stderr]).toEqual([69, expect.stringContaining(`cannot listen on 127.0.0.1:${node.port}`)]);
+      expect((await http(node.url, 'GET', '/v1/health')).status).toBe(200);
+      const first = await startNode({ dataDir: dir, keepData: true });
+      const second = await runCli(['server', '--port', '0', '--data-dir', dir]);
+      expect([second.code, second.stderr.trim()]).toEqual([69, `chicago: data dir ${dir} in use by pid ${first.pid}`]);
+      await first.kill('SIGKILL');
+      expect(JSON.parse(await readFile(path.join(dir, 'chicago.lock'), 'utf8')).pid).toBe(first.pid);
+      const again = await startNode({ dataDir: dir, keepData: true });
+      await again.stop();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
