@@ -103,9 +103,11 @@ export interface WorkerControl {
     replicationTimeoutMs: number;
     /** in a cluster: the node's address, where the worker listens for its peers' workers (cluster/worker-links.ts) */
     linkHost?: string;
+    /** what a peer's worker must present to link to this one (the node's link key) */
+    linkKey?: string;
   }): Promise<{ linkUrl?: string }>;
-  /** a peer node's workers' link URLs, in worker order (from its hello); [] when it left */
-  setPeerLinks(node: string, urls: string[]): void;
+  /** a peer node's workers' link URLs, in worker order, and its link key (from its hello); [] when it left */
+  setPeerLinks(node: string, urls: string[], key: string): void;
   setRetention(topics: TopicRetention[]): void;
   /** run TTL sweep and retention now (tests and shutdown use it) */
   maintain(): Promise<{ expired: number; trimmedBatches: number }>;

@@ -154,7 +154,8 @@ class PartitionWorker {
       this.flush();
       this.ensureTicking();
       if (spec.linkHost) {
-        this.links = await WorkerLinks.listen(spec.linkHost, (frame) => this.onDirectFrame(frame), (err) => this.log.warn({ err: err.message }, 'worker link listener error'));
+        if (!spec.linkKey) throw new Error('a worker listening for links needs the node\'s link key');
+        this.links = await WorkerLinks.listen(spec.linkHost, spec.linkKey, (frame) => this.onDirectFrame(frame), (err) => this.log.warn({ err: err.message }, 'worker link listener error'));
       }
       const maintenance = setInterval(() => { void this.control.maintain(); }, spec.maintenanceIntervalMs);
       const antiEntropy = setInterval(() => this.sendDigests(), spec.antiEntropyIntervalMs);
@@ -162,7 +163,7 @@ class PartitionWorker {
       this.timers.push(maintenance, antiEntropy);
       return { linkUrl: this.links?.url };
     },
-    setPeerLinks: (node, urls) => { this.links?.setPeer(nodeId(node), urls); },
+    setPeerLinks: (node, urls, key) => { this.links?.setPeer(nodeId(node), urls, key); },
     setRetention: (topics: TopicRetention[]) => {
       this.retention = new Map(topics.map((t) => [t.topicId, t.retention]));
     },

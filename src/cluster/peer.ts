@@ -17,8 +17,11 @@ import { Backoff, dialPeer } from './worker-links.js';
 import type { PeerLink } from './hooks.js';
 
 export type PeerFrame =
-  /** `links`: where the sender's partition workers take replication frames (cluster/worker-links.ts) */
-  | { t: 'hello'; from: NodeId; links?: string[] }
+  /**
+   * `links`: where the sender's partition workers take replication frames (cluster/worker-links.ts),
+   * and `key`, what a worker must present to them
+   */
+  | { t: 'hello'; from: NodeId; links?: string[]; key?: string }
   | { t: 'f'; id: number; p: number; b: RequestBody; w: boolean }
   | { t: 'fr'; id: number; ok: true; res: unknown; n: number }
   | { t: 'fr'; id: number; ok: false; code: ErrorCode; message: string }
@@ -29,8 +32,18 @@ export type PeerFrame =
 export interface PeerHandlers {
   replication(p: number, frame: Uint8Array): void;
   forwarded(p: number, body: RequestBody, write: boolean): Promise<WriteResult<unknown>>;
-  /** a peer's worker links, from its hello; [] once it is no longer a peer */
-  peerLinks(node: NodeId, urls: string[]): void;
+  /** a peer's worker links and link key, from its hello; [] once it is no longer a peer */
+  peerLinks(node: NodeId, urls: string[], key: string): void;
+}
+
+/**
+ * How nodes know each other: the token this node presents on its outbound links, and the check of
+ * an inbound link's Authorization header (a token with the cluster:peer scope; anything when the
+ * node runs without tokens).
+ */
+export interface PeerAuth {
+  token?: string;
+  accepts(authorization: string): Promise<boolean>;
 }
 
 const packr = new Packr({ useRecords: false });
@@ -61,13 +74,13 @@ class Outbound {
 
   private connect(): void {
     if (this.closed) return;
-    const ws = dialPeer(this.url.replace(/^http/, 'ws') + '/v1/peer', this.net.localAddress);
+    const ws = dialPeer(this.url.replace(/^http/, 'ws') + '/v1/peer', this.net.localAddress, this.net.auth.token);
     this.socket = ws;
     ws.binaryType = 'nodebuffer';
     ws.on('open', () => {
       this.backoff.reset();
       this.refusedAtMs = 0;
-      ws.send(packr.pack({ t: 'hello', from: this.net.self, links: this.net.workerLinks } satisfies PeerFrame));
+      ws.send(packr.pack({ t: 'hello', from: this.net.self, links: this.net.workerLinks, key: this.net.linkKey } satisfies PeerFrame));
       const queued = this.queue;
       this.queue = [];
       this.queuedBytes = 0;
@@ -121,8 +134,8 @@ class Outbound {
 export class PeerNetwork implements PeerLink {
   private readonly links = new Map<NodeId, Outbound>();
   private readonly lastHeard = new Map<NodeId, number>();
-  /** the worker links each peer announced in its last hello (kept while it is out of membership) */
-  private readonly peerWorkerLinks = new Map<NodeId, string[]>();
+  /** the worker links and link key each peer announced in its last hello (kept while it is out of membership) */
+  private readonly peerWorkerLinks = new Map<NodeId, { urls: string[]; key: string }>();
   /** replica positions each peer last reported in its heartbeat */
   private readonly reported = new Map<NodeId, Record<number, [number, number]>>();
   private positionsOf: () => Record<number, [number, number]> = () => ({});
@@ -135,8 +148,11 @@ export class PeerNetwork implements PeerLink {
     /** the address outgoing links bind to: this node's own listening address */
     readonly localAddress: string,
     private readonly log: Logger,
+    readonly auth: PeerAuth,
     /** this node's worker links, announced in its hello */
     readonly workerLinks: string[] = [],
+    /** what peers' workers present to this node's workers, announced in its hello */
+    readonly linkKey = '',
   ) {
     this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
     this.heartbeat.unref();
@@ -160,7 +176,7 @@ export class PeerNetwork implements PeerLink {
         this.links.set(id, new Outbound(this, id, url));
         // back in membership (its lease lapsed and it re-registered) with the links it announced
         const announced = this.peerWorkerLinks.get(id);
-        if (announced) this.handlers?.peerLinks(id, announced);
+        if (announced) this.handlers?.peerLinks(id, announced.urls, announced.key);
       }
     }
     for (const [id, link] of this.links) {
@@ -169,7 +185,7 @@ export class PeerNetwork implements PeerLink {
         this.links.delete(id);
         this.lastHeard.delete(id);
         this.reported.delete(id);
-        this.handlers?.peerLinks(id, []);
+        this.handlers?.peerLinks(id, [], '');
       }
     }
   }
@@ -261,6 +277,23 @@ export class PeerNetwork implements PeerLink {
       maxPayloadLength: limits.frameBytesMax,
       maxBackpressure: limits.peerQueueBytesMax,
       idleTimeout: 0,
+      // Only another node (a token with cluster:peer) links here: its frames bypass the gateway's checks.
+      upgrade: (res, req, context) => {
+        const authorization = req.getHeader('authorization');
+        const key = req.getHeader('sec-websocket-key');
+        const protocol = req.getHeader('sec-websocket-protocol');
+        const extensions = req.getHeader('sec-websocket-extensions');
+        let aborted = false;
+        res.onAborted(() => { aborted = true; });
+        this.auth.accepts(authorization).then((ok) => {
+          if (aborted) return;
+          res.cork(() => {
+            if (ok) res.upgrade<Peer>({ open: false }, key, protocol, extensions, context);
+            else res.writeStatus('401 Unauthorized').end('{"error":{"code":"UNAUTHENTICATED","message":"a peer link needs a token with cluster:peer","retryable":false}}', true);
+          });
+          if (!ok) this.log.warn('refused a peer link without a cluster:peer token');
+        }, () => { if (!aborted) res.cork(() => res.writeStatus('503 Service Unavailable').end('', true)); });
+      },
       open: (ws) => { ws.getUserData().open = true; },
       close: (ws) => { ws.getUserData().open = false; },
       message: (ws, message, isBinary) => {
@@ -272,9 +305,9 @@ export class PeerNetwork implements PeerLink {
             const hello = packr.unpack(data) as PeerFrame;
             if (hello.t === 'hello') {
               user.from = hello.from;
-              if (Array.isArray(hello.links) && hello.links.every((u) => typeof u === 'string' && /^wss?:\/\//.test(u))) {
-                this.peerWorkerLinks.set(hello.from, hello.links);
-                this.handlers?.peerLinks(hello.from, hello.links);
+              if (Array.isArray(hello.links) && hello.links.every((u) => typeof u === 'string' && /^wss?:\/\//.test(u)) && typeof hello.key === 'string') {
+                this.peerWorkerLinks.set(hello.from, { urls: hello.links, key: hello.key });
+                this.handlers?.peerLinks(hello.from, hello.links, hello.key);
               }
             }
           } catch { /* not a peer */ }

@@ -4,6 +4,7 @@
 // the way while a direct link is not up. Each worker listens on its node's own address (an
 // ephemeral port its node announces in its peer-link hello) and binds its outgoing sockets to that
 // address too, so a link cut between two nodes' addresses cuts these links as well.
+import { timingSafeEqual } from 'node:crypto';
 import { WebSocket, WebSocketServer } from 'ws';
 import { limits } from '../runtime/limits.js';
 import type { NodeId } from '../runtime/ids.js';
@@ -16,8 +17,18 @@ const HANDSHAKE_TIMEOUT_MS = 2000;
  * A socket from this node to another (node links and worker links alike): bound to this node's
  * own address, so that a cut between two nodes' addresses cuts every link between them.
  */
-export function dialPeer(url: string, localAddress: string): WebSocket {
-  return new WebSocket(url, { localAddress, perMessageDeflate: false, maxPayload: limits.frameBytesMax, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
+export function dialPeer(url: string, localAddress: string, bearer?: string): WebSocket {
+  return new WebSocket(url, {
+    localAddress, perMessageDeflate: false, maxPayload: limits.frameBytesMax, handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    ...(bearer ? { headers: { authorization: `Bearer ${bearer}` } } : {}),
+  });
+}
+
+/** Constant-time check of an `Authorization: Bearer <key>` header against the expected key. */
+export function bearerMatches(header: string | undefined, key: string): boolean {
+  const got = Buffer.from(header ?? '');
+  const want = Buffer.from(`Bearer ${key}`);
+  return got.length === want.length && timingSafeEqual(got, want);
 }
 
 /** Delays between attempts to reconnect a link: doubling from 50 ms to 1 s, from the start once it opens. */
@@ -38,7 +49,7 @@ class Link {
   private readonly backoff = new Backoff();
   private closed = false;
 
-  constructor(readonly url: string, private readonly localAddress: string) {}
+  constructor(readonly url: string, private readonly localAddress: string, private readonly key: string) {}
 
   /**
    * 'sent'; 'dropped' when the link is backed up (full policy: past peerQueueBytesMax a frame is
@@ -57,7 +68,7 @@ class Link {
 
   private connect(): void {
     if (this.closed) return;
-    const ws = dialPeer(this.url, this.localAddress);
+    const ws = dialPeer(this.url, this.localAddress, this.key);
     this.socket = ws;
     ws.on('open', () => this.backoff.reset());
     ws.on('error', () => { /* 'close' follows */ });
@@ -76,15 +87,22 @@ class Link {
 
 export class WorkerLinks {
   /** per peer node: its workers' link URLs, in worker order, and the links to them opened so far */
-  private readonly peers = new Map<NodeId, { urls: string[]; links: Array<Link | undefined> }>();
+  private readonly peers = new Map<NodeId, { urls: string[]; key: string; links: Array<Link | undefined> }>();
   /** frames dropped because a direct link was backed up */
   dropped = 0;
 
   private constructor(private readonly server: WebSocketServer, private readonly host: string) {}
 
-  /** Listen on the node's address; every frame received goes to `onFrame`, listener errors to `onError`. */
-  static async listen(host: string, onFrame: (frame: Buffer) => void, onError: (err: Error) => void): Promise<WorkerLinks> {
-    const server = new WebSocketServer({ host, port: 0, perMessageDeflate: false, maxPayload: limits.frameBytesMax });
+  /**
+   * Listen on the node's address; every frame received goes to `onFrame`, listener errors to
+   * `onError`. Only a peer presenting `key` (this node's link key, announced to authenticated peers
+   * in its hello) gets a socket.
+   */
+  static async listen(host: string, key: string, onFrame: (frame: Buffer) => void, onError: (err: Error) => void): Promise<WorkerLinks> {
+    const server = new WebSocketServer({
+      host, port: 0, perMessageDeflate: false, maxPayload: limits.frameBytesMax,
+      verifyClient: (info: { req: { headers: Record<string, string | string[] | undefined> } }) => bearerMatches(info.req.headers.authorization as string | undefined, key),
+    });
     await new Promise<void>((resolve, reject) => { server.once('listening', resolve); server.once('error', reject); });
     server.on('error', onError); // e.g. accept failing (EMFILE): peers retry, replication goes through the node meanwhile
     server.on('connection', (ws) => {
@@ -99,13 +117,13 @@ export class WorkerLinks {
     return `ws://${this.host.includes(':') ? `[${this.host}]` : this.host}:${port}`;
   }
 
-  /** A peer node's worker links (from its hello); none: it left, or restarted without them. */
-  setPeer(node: NodeId, urls: string[]): void {
+  /** A peer node's worker links and link key (from its hello); none: it left, or restarted without them. */
+  setPeer(node: NodeId, urls: string[], key: string): void {
     const known = this.peers.get(node);
-    if (known && known.urls.join() === urls.join()) return;
+    if (known && known.urls.join() === urls.join() && known.key === key) return;
     for (const l of known?.links ?? []) l?.close();
     if (urls.length === 0) this.peers.delete(node);
-    else this.peers.set(node, { urls, links: urls.map(() => undefined) });
+    else this.peers.set(node, { urls, key, links: urls.map(() => undefined) });
   }
 
   /**
@@ -117,7 +135,7 @@ export class WorkerLinks {
     const peer = this.peers.get(to);
     if (!peer) return false;
     const i = p % peer.urls.length;
-    const link = peer.links[i] ??= new Link(peer.urls[i], this.host);
+    const link = peer.links[i] ??= new Link(peer.urls[i], this.host, peer.key);
     const r = link.send(frame);
     if (r === 'dropped') this.dropped++;
     return r !== 'down';

@@ -7,7 +7,7 @@ import { attachWebSocket, type WebSocketEndpoint } from './ws.js';
 import type { ChicagoNode } from '../node/node.js';
 import type { Logger } from '../runtime/log.js';
 import type { SecurityConfig } from '../runtime/config.js';
-import { Authenticator } from './auth.js';
+import type { Authenticator } from './auth.js';
 
 /** uWS's listen(host, port, options, cb): the typings lack it, the binary has it (and no ListenOptions export) */
 interface ListenExclusive { listen(host: string, port: number, options: number, cb: (s: uWS.us_listen_socket | false) => void): void }
@@ -33,9 +33,8 @@ export interface Gateway {
 }
 
 /** `routes` adds WebSocket endpoints of other components (the cluster's `/v1/peer`). */
-export async function startGateway(node: ChicagoNode, log: Logger, routes?: (app: uWS.TemplatedApp) => void): Promise<Gateway> {
+export async function startGateway(node: ChicagoNode, log: Logger, auth: Authenticator, routes?: (app: uWS.TemplatedApp) => void): Promise<Gateway> {
   const app = uWS.App();
-  const auth = new Authenticator(node.config.security);
   routes?.(app);
   // WebSocket first: the HTTP catch-all would otherwise take the upgrade request.
   const ws: WebSocketEndpoint = attachWebSocket(app, { api: node, log, auth, metrics: node.metrics });

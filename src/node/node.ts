@@ -1,6 +1,7 @@
 // One Chicago node: the gateway thread's side of the partition actors. It owns the database
 // (open/close), the topic catalog, the routing of every request to the worker hosting its
 // partition, and the live tails. Public methods validate; workers do the work.
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { RocksLevel } from '@nxtedition/rocksdb';
@@ -64,6 +65,11 @@ export class ChicagoNode implements NodeApi {
   private readonly pacer = new CopyPacer();
   /** where this node's workers take replication traffic from other nodes' workers, in worker order */
   workerLinks: string[] = [];
+  /**
+   * What other nodes' workers present to link to this node's workers: random per process, told only
+   * to peers that authenticated on /v1/peer (in this node's hello)
+   */
+  readonly linkKey = randomBytes(32).toString('base64url');
   private pacerTimer: NodeJS.Timeout | undefined;
   private unlockDir: (() => void) | undefined;
 
@@ -109,7 +115,7 @@ export class ChicagoNode implements NodeApi {
       maintenanceIntervalMs: this.config.maintenanceIntervalMs,
       antiEntropyIntervalMs: this.config.antiEntropyIntervalMs,
       replicationTimeoutMs: limits.replicationTimeoutMs,
-      ...(cluster ? { linkHost: this.config.host } : {}),
+      ...(cluster ? { linkHost: this.config.host, linkKey: this.linkKey } : {}),
     }), limits.workerCallTimeoutMs, `worker ${i} start`)));
     this.workerLinks = opened.flatMap((o) => o.linkUrl ?? []);
     this.coordinator.onChange((p, view) => {
@@ -181,11 +187,11 @@ export class ChicagoNode implements NodeApi {
     for (const [to, frame] of out) this.peers.send(to, frame);
   }
 
-  /** A peer node's worker links (its hello), or [] once it is gone: its workers are reached directly. */
-  setPeerLinks(node: NodeId, urls: string[]): void {
+  /** A peer node's worker links and link key (its hello), or [] once it is gone: its workers are reached directly. */
+  setPeerLinks(node: NodeId, urls: string[], key: string): void {
     for (const w of this.workers) {
       // without them its replication goes through the node: slower, still correct
-      w.control.setPeerLinks(node, urls).catch((err: unknown) => this.log.warn({ err, peer: node }, 'worker links not set'));
+      w.control.setPeerLinks(node, urls, key).catch((err: unknown) => this.log.warn({ err, peer: node }, 'worker links not set'));
     }
   }
 

@@ -1,18 +1,30 @@
 // `chicago server`: load config, start the node and its gateway, stop safely on signals.
 import { ConfigError, loadConfig, type SecurityConfig } from '../runtime/config.js';
-import { isLoopback } from '../gateway/auth.js';
+import { Authenticator, isLoopback } from '../gateway/auth.js';
+import { resolveToken } from '../client/token.js';
 import { createLogger } from '../runtime/log.js';
 import { ChicagoNode } from './node.js';
 import { startGateway, uwsNative } from '../gateway/server.js';
 
 /** Node-to-node links: replication traffic goes to the replicas, forwarded requests to this leader. */
-async function clusterLinks(node: ChicagoNode, host: string, log: ReturnType<typeof createLogger>) {
+async function clusterLinks(node: ChicagoNode, host: string, log: ReturnType<typeof createLogger>, auth: Authenticator, peerToken: string | undefined) {
   const { PeerNetwork } = await import('../cluster/peer.js');
-  const peers = new PeerNetwork(node.self, host, log, node.workerLinks);
+  const peerAuth = {
+    token: peerToken,
+    accepts: async (authorization: string) => {
+      if (auth.open) return true;
+      try {
+        return auth.may(await auth.authenticate(authorization), 'cluster', 'peer');
+      } catch {
+        return false;
+      }
+    },
+  };
+  const peers = new PeerNetwork(node.self, host, log, peerAuth, node.workerLinks, node.linkKey);
   peers.setHandlers({
     replication: (p, frame) => node.deliverPeer(p, frame),
     forwarded: (p, body, write) => node.local(p, body, 0, write),
-    peerLinks: (peer, urls) => node.setPeerLinks(peer, urls),
+    peerLinks: (peer, urls, key) => node.setPeerLinks(peer, urls, key),
   });
   return peers;
 }
@@ -42,11 +54,21 @@ export async function runServer(flags: ServerFlags): Promise<void> {
       : 'no tokens configured and --insecure: the node is open to anyone who can reach it');
   }
 
+  const auth = new Authenticator(config.security);
+  let peerToken: string | undefined;
+  try {
+    peerToken = resolveToken({ token: config.security.peerToken, tokenFile: config.security.peerTokenFile, env: {} });
+  } catch (err) {
+    throw new ConfigError(`security.peerTokenFile: ${(err as Error).message}`);
+  }
+  if (config.etcd.length > 0 && !auth.open && !peerToken) {
+    throw new ConfigError('a cluster node with tokens needs security.peerToken or security.peerTokenFile (a token with cluster:peer) to link to the others');
+  }
   const node = await ChicagoNode.start(config, log);
   let gateway: Awaited<ReturnType<typeof startGateway>>;
   try {
-    const peers = node.cluster.clustered ? await clusterLinks(node, config.host, log) : undefined;
-    gateway = await startGateway(node, log, peers ? (app) => peers.attach(app) : undefined);
+    const peers = node.cluster.clustered ? await clusterLinks(node, config.host, log, auth, peerToken) : undefined;
+    gateway = await startGateway(node, log, auth, peers ? (app) => peers.attach(app) : undefined);
     node.serveAt(gateway.url, peers);
     if (peers) await node.joinCluster(gateway.url, peers);
   } catch (err) {
@@ -99,5 +121,5 @@ export async function runServer(flags: ServerFlags): Promise<void> {
 
 /** The security section for the log: token ids, names and scopes, never their hashes. */
 function redacted(sec: SecurityConfig) {
-  return { ...sec, tokens: sec.tokens.map((t) => ({ id: t.id, name: t.name, scopes: t.scopes, ...(t.revoked ? { revoked: true } : {}) })) };
+  return { ...sec, ...(sec.peerToken ? { peerToken: '(set)' } : {}), tokens: sec.tokens.map((t) => ({ id: t.id, name: t.name, scopes: t.scopes, ...(t.revoked ? { revoked: true } : {}) })) };
 }

@@ -57,6 +57,9 @@ export interface SecurityConfig {
   allowedOrigins: string[];
   /** run without tokens on a non-loopback address (refused otherwise) */
   insecure: boolean;
+  /** in a cluster with tokens: the token (with cluster:peer) this node presents to the others, or a file holding it */
+  peerToken?: string;
+  peerTokenFile?: string;
 }
 
 export const configSchema = {
@@ -114,6 +117,8 @@ export const configSchema = {
         },
         allowedOrigins: { type: 'array', maxItems: 256, items: { type: 'string', pattern: '^(https?://[^/\\s]+|\\*)$' } },
         insecure: { type: 'boolean' },
+        peerToken: { type: 'string', minLength: 1 },
+        peerTokenFile: { type: 'string', minLength: 1 },
       },
     },
   },

@@ -19,6 +19,8 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** extra `chicago server` flags for every node */
   args?: string[];
+  /** the token the harness reads status with, for nodes configured with tokens */
+  token?: string;
   /** an etcd started elsewhere (not stopped by teardown); default a private one */
   etcd?: EtcdServer;
   /** deadline for the cluster to become ready at start */
@@ -141,7 +143,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const running = () => nodes.filter((n) => n.state === 'running');
 
   const fetchJson = async (url: string): Promise<any> => {
-    const res = await fetch(url, { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
+    const res = await fetch(url, { headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {}, signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
     const text = await res.text();
     if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status} ${text.slice(0, 200)}`);
     return JSON.parse(text);
