@@ -7,12 +7,15 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { WorkerLinks } from '../src/cluster/worker-links.js';
 import { replicationFrame } from '../src/runtime/codec.js';
 import { nodeId } from '../src/runtime/ids.js';
+import { slow } from './helpers/slow.js';
 
 const closers: Array<() => void> = [];
 afterEach(() => { for (const c of closers.splice(0)) c(); });
 
-async function links(onFrame: (frame: Buffer) => void = () => {}): Promise<WorkerLinks> {
-  const l = await WorkerLinks.listen('127.0.0.1', onFrame, (err) => { throw err; });
+const KEY = 'the-link-key';
+
+async function links(onFrame: (frame: Buffer) => void = () => {}, key = KEY): Promise<WorkerLinks> {
+  const l = await WorkerLinks.listen('127.0.0.1', key, onFrame, (err) => { throw err; });
   closers.push(() => l.close());
   return l;
 }
@@ -21,7 +24,7 @@ async function links(onFrame: (frame: Buffer) => void = () => {}): Promise<Worke
 async function sendWhenUp(from: WorkerLinks, to: string, p: number, frame: Uint8Array): Promise<void> {
   const t0 = Date.now();
   while (!from.send(nodeId(to), p, frame)) {
-    if (Date.now() - t0 > 2_000) throw new Error('the direct link did not come up within 2 s');
+    if (Date.now() - t0 > slow(2_000)) throw new Error(`the direct link did not come up within ${slow(2_000)} ms`);
     await new Promise((r) => setTimeout(r, 5));
   }
 }
@@ -33,16 +36,31 @@ describe('worker links', () => {
     const w1 = await links((f) => got.push([1, replicationFrame.partitionOf(f), replicationFrame.decode(f)]));
     const sender = await links();
     expect(sender.send(nodeId('b'), 3, replicationFrame.encode(3, {}))).toBe(false); // no such peer yet
-    sender.setPeer(nodeId('b'), [w0.url, w1.url]);
+    sender.setPeer(nodeId('b'), [w0.url, w1.url], KEY);
     const msg = (p: number) => ({ t: 'append', p, entries: [{ seq: 1, value: new Uint8Array([1, 2, 3]) }] });
     await sendWhenUp(sender, 'b', 3, replicationFrame.encode(3, msg(3)));
     await sendWhenUp(sender, 'b', 4, replicationFrame.encode(4, msg(4)));
-    await expect.poll(() => got.length).toBe(2);
+    await expect.poll(() => got.length, { timeout: slow(1_000) }).toBe(2);
     expect(got).toContainEqual([1, 3, msg(3)]);
     expect(got).toContainEqual([0, 4, msg(4)]);
 
-    sender.setPeer(nodeId('b'), []); // it left
+    sender.setPeer(nodeId('b'), [], ''); // it left
     expect(sender.send(nodeId('b'), 3, replicationFrame.encode(3, msg(3)))).toBe(false);
+  });
+
+  it('refuse a peer that does not present the link key: its frames never arrive', async () => {
+    const got: Buffer[] = [];
+    const target = await links((f) => got.push(f));
+    const intruder = await links(() => {}, 'another-key');
+    intruder.setPeer(nodeId('t'), [target.url], 'a-wrong-key');
+    for (let i = 0; i < 30; i++) {
+      expect(intruder.send(nodeId('t'), 0, replicationFrame.encode(0, { i }))).toBe(false);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const honest = await links();
+    honest.setPeer(nodeId('t'), [target.url], KEY);
+    await sendWhenUp(honest, 't', 0, replicationFrame.encode(0, { ok: 1 }));
+    await expect.poll(() => got.length, { timeout: slow(1_000) }).toBe(1);
   });
 
   it('report a link to a peer that is gone as down, again and again, without throwing', async () => {
@@ -50,7 +68,7 @@ describe('worker links', () => {
     const url = gone.url;
     gone.close();
     const sender = await links();
-    sender.setPeer(nodeId('gone'), [url]);
+    sender.setPeer(nodeId('gone'), [url], KEY);
     for (let i = 0; i < 20; i++) {
       expect(sender.send(nodeId('gone'), 0, replicationFrame.encode(0, { i }))).toBe(false);
       await new Promise((r) => setTimeout(r, 10));
@@ -64,12 +82,12 @@ describe('worker links', () => {
     stalled.on('connection', (ws: WebSocket & { _socket?: { pause(): void } }) => ws._socket?.pause());
     await new Promise((r) => stalled.once('listening', r));
     const sender = await links();
-    sender.setPeer(nodeId('stalled'), [`ws://127.0.0.1:${(stalled.address() as { port: number }).port}`]);
+    sender.setPeer(nodeId('stalled'), [`ws://127.0.0.1:${(stalled.address() as { port: number }).port}`], KEY);
     const frame = replicationFrame.encode(0, { bulk: new Uint8Array(1024 * 1024) });
     await sendWhenUp(sender, 'stalled', 0, frame);
     const t0 = Date.now();
     while (sender.dropped === 0) {
-      if (Date.now() - t0 > 10_000) throw new Error('nothing was dropped');
+      if (Date.now() - t0 > slow(10_000)) throw new Error(`nothing was dropped within ${slow(10_000)} ms`);
       expect(sender.send(nodeId('stalled'), 0, frame)).toBe(true);
       await new Promise((r) => setImmediate(r));
     }
