@@ -105,6 +105,8 @@ export interface WorkerControl {
     linkHost?: string;
     /** what a peer's worker must present to link to this one (the node's link key) */
     linkKey?: string;
+    /** with TLS configured: certificate, key and cluster CA (PEM) for the links */
+    linkTls?: { cert: string; key: string; ca?: string };
   }): Promise<{ linkUrl?: string }>;
   /** a peer node's workers' link URLs, in worker order, and its link key (from its hello); [] when it left */
   setPeerLinks(node: string, urls: string[], key: string): void;

@@ -155,7 +155,7 @@ class PartitionWorker {
       this.ensureTicking();
       if (spec.linkHost) {
         if (!spec.linkKey) throw new Error('a worker listening for links needs the node\'s link key');
-        this.links = await WorkerLinks.listen(spec.linkHost, spec.linkKey, (frame) => this.onDirectFrame(frame), (err) => this.log.warn({ err: err.message }, 'worker link listener error'));
+        this.links = await WorkerLinks.listen(spec.linkHost, spec.linkKey, (frame) => this.onDirectFrame(frame), (err) => this.log.warn({ err: err.message }, 'worker link listener error'), spec.linkTls);
       }
       const maintenance = setInterval(() => { void this.control.maintain(); }, spec.maintenanceIntervalMs);
       const antiEntropy = setInterval(() => this.sendDigests(), spec.antiEntropyIntervalMs);

@@ -23,6 +23,7 @@ import { type BridgeConfig, globMatches } from './config.js';
 import { BridgeMetrics } from './metrics.js';
 import { type OutMessage, TaskSeqs, chunk, estimateBytes, mappingFor, recordBytesMax, toKafka } from './route.js';
 import { resolveToken } from '../client/token.js';
+import { readCa } from '../client/tls.js';
 
 export type BridgeState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -88,7 +89,7 @@ export class Bridge {
     metrics?: BridgeMetrics,
   ) {
     this.metrics = metrics ?? new BridgeMetrics(config.group);
-    this.chicago = new ChicagoHttp(config.chicago.url, config.chicago.requestTimeoutMs, resolveToken({ token: config.chicago.token, tokenFile: config.chicago.tokenFile }));
+    this.chicago = new ChicagoHttp(config.chicago.url, config.chicago.requestTimeoutMs, resolveToken({ token: config.chicago.token, tokenFile: config.chicago.tokenFile }), readCa(config.chicago.caFile));
     this.kafka = new kafkajs.Kafka({
       clientId: config.kafka.clientId,
       brokers: config.kafka.brokers,

@@ -2,6 +2,7 @@
 // runs next to any node or cluster.
 import { ChicagoError, type WireError } from '../runtime/errors.js';
 import { authHeader } from '../client/token.js';
+import { caDispatcher } from '../client/tls.js';
 
 export interface ChicagoRecord {
   partition: number;
@@ -56,7 +57,7 @@ export function recordBytes(key: Buffer | undefined, value: Buffer, headers: Rec
 
 export class ChicagoHttp {
   private readonly base: string;
-  constructor(url: string, private readonly timeoutMs: number, private readonly token?: string) {
+  constructor(url: string, private readonly timeoutMs: number, private readonly token?: string, private readonly ca?: string) {
     this.base = url.replace(/\/+$/, '');
   }
 
@@ -68,6 +69,7 @@ export class ChicagoHttp {
         headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...authHeader(this.token) },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
         signal: AbortSignal.timeout(timeoutMs),
+        ...({ dispatcher: caDispatcher(this.ca) } as RequestInit),
       });
     } catch (e) {
       throw new ChicagoHttpError(0, 'UNREACHABLE', `${method} ${path}: ${(e as Error).message}`, true);

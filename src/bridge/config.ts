@@ -20,7 +20,7 @@ export interface Mapping {
 }
 
 export interface BridgeConfig {
-  chicago: { url: string; requestTimeoutMs: number; token?: string; tokenFile?: string };
+  chicago: { url: string; requestTimeoutMs: number; token?: string; tokenFile?: string; caFile?: string };
   kafka: {
     brokers: string[];
     clientId: string;
@@ -74,6 +74,8 @@ export const bridgeConfigSchema = {
         /** an access token (docs/security.md); or tokenFile, or CHICAGO_TOKEN / CHICAGO_TOKEN_FILE */
         token: { type: 'string', minLength: 1 },
         tokenFile: { type: 'string', minLength: 1 },
+        /** a CA file (PEM) to trust for an https:// url */
+        caFile: { type: 'string', minLength: 1 },
       },
     },
     kafka: {

@@ -30,6 +30,7 @@ export const clientOptions = {
   url: { type: 'string' },
   token: { type: 'string' },
   'token-file': { type: 'string' },
+  ca: { type: 'string' },
   timeout: { type: 'string' },
   json: { type: 'boolean' },
 } as const satisfies OptionSpec;

@@ -3,6 +3,7 @@
 import { type Parsed, parseDuration, str, flag } from './args.js';
 import { CliError, EXIT, ServerError, UsageError } from './errors.js';
 import { authHeader, resolveToken, TokenFileError } from '../client/token.js';
+import { caDispatcher, CaFileError, readCa } from '../client/tls.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:7070';
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -20,7 +21,7 @@ export interface RequestOptions {
 export class Http {
   readonly base: URL;
 
-  constructor(url: string, readonly timeoutMs: number, private readonly signal?: AbortSignal, readonly token?: string) {
+  constructor(url: string, readonly timeoutMs: number, private readonly signal?: AbortSignal, readonly token?: string, readonly ca?: string) {
     try {
       this.base = new URL(url);
     } catch {
@@ -63,7 +64,7 @@ export class Http {
     const { body, headers } = encodeBody(opts.body);
     try {
       // The signal covers the body read too, so a node that stalls mid-response still times out.
-      const res = await fetch(url, { method, body, headers: { ...headers, ...authHeader(this.token) }, signal });
+      const res = await fetch(url, { method, body, headers: { ...headers, ...authHeader(this.token) }, signal, ...({ dispatcher: caDispatcher(this.ca) } as RequestInit) });
       if (res.ok) return await read(res);
       const err = await serverError(res);
       if (absentOk && res.status === 404 && err.code === 'NOT_FOUND') return undefined;
@@ -116,7 +117,17 @@ export function httpFrom(p: Parsed, signal?: AbortSignal): Http {
   const t = str(p, 'timeout');
   const timeoutMs = t === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(t);
   if (timeoutMs === undefined || timeoutMs <= 0) throw new UsageError(`--timeout: not a duration: '${t}'`, p.command);
-  return new Http(str(p, 'url') ?? process.env.CHICAGO_URL ?? DEFAULT_URL, timeoutMs, signal, tokenFrom(p));
+  return new Http(str(p, 'url') ?? process.env.CHICAGO_URL ?? DEFAULT_URL, timeoutMs, signal, tokenFrom(p), caFrom(p));
+}
+
+/** --ca FILE or CHICAGO_CA: a CA to trust for https:// URLs */
+export function caFrom(p: Parsed): string | undefined {
+  try {
+    return readCa(str(p, 'ca') ?? process.env.CHICAGO_CA);
+  } catch (err) {
+    if (err instanceof CaFileError) throw new UsageError(err.message, p.command);
+    throw err;
+  }
 }
 
 /** --token, --token-file, CHICAGO_TOKEN or CHICAGO_TOKEN_FILE */

@@ -70,6 +70,7 @@ const clientHelp = [
   'Options of commands that talk to a node:',
   `  --url URL       the node (default ${DEFAULT_URL}, or env CHICAGO_URL)`,
   '  --token T       access token (or --token-file FILE, env CHICAGO_TOKEN or CHICAGO_TOKEN_FILE)',
+  '  --ca FILE       a CA certificate (PEM) to trust for https:// URLs (env CHICAGO_CA)',
   '  --timeout DUR   deadline of each request: ms or 500ms, 10s, 1m (default 30s)',
   '  --json          print the JSON answer instead of text (where listed)',
 ].join('\n');

@@ -29,6 +29,8 @@ export interface ConnectOptions {
   clientName?: string;
   /** the access token (chicago_…) sent in hello; see docs/security.md */
   token?: string;
+  /** PEM of a CA to trust for https:// and wss:// URLs (a cluster's own); default the system CAs */
+  ca?: string;
 }
 
 export interface KvWriteOptions { acks?: Acks; ttlSeconds?: number }
@@ -46,6 +48,7 @@ export class ChicagoClient {
       backoffMaxMs: opts.backoffMaxMs ?? 2_000,
       clientName: opts.clientName ?? 'chicago-ts',
       ...(opts.token ? { token: opts.token } : {}),
+      ...(opts.ca ? { ca: opts.ca } : {}),
     };
     const session = await Session.open(sessionOpts);
     return new ChicagoClient(session, new Router(session, sessionOpts));

@@ -18,6 +18,8 @@ export interface SessionOptions {
   clientName: string;
   /** sent in hello; none for a node that runs without tokens */
   token?: string;
+  /** PEM of a CA to trust for wss:// (a cluster's own); default the system CAs */
+  ca?: string;
 }
 
 /** write: may change state, so a lost reply is OUTCOME_UNKNOWN; read: safe to re-send; sub: tied to one socket */
@@ -241,6 +243,7 @@ export class Session {
       perMessageDeflate: false,
       maxPayload: limits.frameBytesMax + RECEIVE_SLACK_BYTES,
       handshakeTimeout: this.opts.connectTimeoutMs,
+      ...(this.opts.ca ? { ca: this.opts.ca } : {}),
     });
     this.dialing = ws;
     const helloId = this.allocId();

@@ -13,7 +13,7 @@ import type { NodeId } from '../runtime/ids.js';
 import type { WriteResult } from '../runtime/threads.js';
 import type { RequestBody } from '../actors/messages.js';
 import { replicationFrame } from '../runtime/codec.js';
-import { Backoff, dialPeer } from './worker-links.js';
+import { Backoff, dialPeer, type LinkTls } from './worker-links.js';
 import type { PeerLink } from './hooks.js';
 
 export type PeerFrame =
@@ -43,6 +43,8 @@ export interface PeerHandlers {
  */
 export interface PeerAuth {
   token?: string;
+  /** with TLS: this node's certificate and the cluster CA that must have signed a peer's */
+  tls?: LinkTls;
   accepts(authorization: string): Promise<boolean>;
 }
 
@@ -74,7 +76,7 @@ class Outbound {
 
   private connect(): void {
     if (this.closed) return;
-    const ws = dialPeer(this.url.replace(/^http/, 'ws') + '/v1/peer', this.net.localAddress, this.net.auth.token);
+    const ws = dialPeer(this.url.replace(/^http/, 'ws') + '/v1/peer', this.net.localAddress, this.net.auth.token, this.url.startsWith('https:') ? this.net.auth.tls : undefined);
     this.socket = ws;
     ws.binaryType = 'nodebuffer';
     ws.on('open', () => {

@@ -5,6 +5,7 @@
 // ephemeral port its node announces in its peer-link hello) and binds its outgoing sockets to that
 // address too, so a link cut between two nodes' addresses cuts these links as well.
 import { timingSafeEqual } from 'node:crypto';
+import https from 'node:https';
 import { WebSocket, WebSocketServer } from 'ws';
 import { limits } from '../runtime/limits.js';
 import type { NodeId } from '../runtime/ids.js';
@@ -17,12 +18,17 @@ const HANDSHAKE_TIMEOUT_MS = 2000;
  * A socket from this node to another (node links and worker links alike): bound to this node's
  * own address, so that a cut between two nodes' addresses cuts every link between them.
  */
-export function dialPeer(url: string, localAddress: string, bearer?: string): WebSocket {
+export function dialPeer(url: string, localAddress: string, bearer?: string, tls?: LinkTls): WebSocket {
   return new WebSocket(url, {
     localAddress, perMessageDeflate: false, maxPayload: limits.frameBytesMax, handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     ...(bearer ? { headers: { authorization: `Bearer ${bearer}` } } : {}),
+    // a wss:// peer must show a certificate the cluster CA signed; ours goes along for mutual TLS
+    ...(tls ? { cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}) } : {}),
   });
 }
+
+/** PEM texts: this node's certificate and key, and the cluster CA that signs every node's */
+export interface LinkTls { cert: string; key: string; ca?: string }
 
 /** Constant-time check of an `Authorization: Bearer <key>` header against the expected key. */
 export function bearerMatches(header: string | undefined, key: string): boolean {
@@ -49,7 +55,7 @@ class Link {
   private readonly backoff = new Backoff();
   private closed = false;
 
-  constructor(readonly url: string, private readonly localAddress: string, private readonly key: string) {}
+  constructor(readonly url: string, private readonly localAddress: string, private readonly key: string, private readonly tls?: LinkTls) {}
 
   /**
    * 'sent'; 'dropped' when the link is backed up (full policy: past peerQueueBytesMax a frame is
@@ -68,7 +74,7 @@ class Link {
 
   private connect(): void {
     if (this.closed) return;
-    const ws = dialPeer(this.url, this.localAddress, this.key);
+    const ws = dialPeer(this.url, this.localAddress, this.key, this.url.startsWith('wss:') ? this.tls : undefined);
     this.socket = ws;
     ws.on('open', () => this.backoff.reset());
     ws.on('error', () => { /* 'close' follows */ });
@@ -91,30 +97,40 @@ export class WorkerLinks {
   /** frames dropped because a direct link was backed up */
   dropped = 0;
 
-  private constructor(private readonly server: WebSocketServer, private readonly host: string) {}
+  private constructor(private readonly server: WebSocketServer, private readonly host: string, private readonly tls?: LinkTls, private readonly https?: https.Server) {}
 
   /**
    * Listen on the node's address; every frame received goes to `onFrame`, listener errors to
    * `onError`. Only a peer presenting `key` (this node's link key, announced to authenticated peers
    * in its hello) gets a socket.
    */
-  static async listen(host: string, key: string, onFrame: (frame: Buffer) => void, onError: (err: Error) => void): Promise<WorkerLinks> {
-    const server = new WebSocketServer({
-      host, port: 0, perMessageDeflate: false, maxPayload: limits.frameBytesMax,
-      verifyClient: (info: { req: { headers: Record<string, string | string[] | undefined> } }) => bearerMatches(info.req.headers.authorization as string | undefined, key),
-    });
-    await new Promise<void>((resolve, reject) => { server.once('listening', resolve); server.once('error', reject); });
+  static async listen(host: string, key: string, onFrame: (frame: Buffer) => void, onError: (err: Error) => void, tls?: LinkTls): Promise<WorkerLinks> {
+    const verifyClient = (info: { req: { headers: Record<string, string | string[] | undefined> } }) => bearerMatches(info.req.headers.authorization as string | undefined, key);
+    let server: WebSocketServer;
+    let secure: https.Server | undefined;
+    if (tls) {
+      // mutual TLS: with a cluster CA, only a peer with a certificate it signed completes the handshake
+      secure = https.createServer({ cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}) });
+      server = new WebSocketServer({ server: secure, perMessageDeflate: false, maxPayload: limits.frameBytesMax, verifyClient });
+      const s = secure;
+      await new Promise<void>((resolve, reject) => { s.once('listening', resolve); s.once('error', reject); s.listen(0, host); });
+      s.on('error', onError);
+      s.on('tlsClientError', () => { /* a peer without a valid certificate: refused, nothing to do */ });
+    } else {
+      server = new WebSocketServer({ host, port: 0, perMessageDeflate: false, maxPayload: limits.frameBytesMax, verifyClient });
+      await new Promise<void>((resolve, reject) => { server.once('listening', resolve); server.once('error', reject); });
+    }
     server.on('error', onError); // e.g. accept failing (EMFILE): peers retry, replication goes through the node meanwhile
     server.on('connection', (ws) => {
       ws.on('message', (data: Buffer, isBinary: boolean) => { if (isBinary) onFrame(data); });
       ws.on('error', () => ws.terminate());
     });
-    return new WorkerLinks(server, host);
+    return new WorkerLinks(server, host, tls, secure);
   }
 
   get url(): string {
-    const { port } = this.server.address() as { port: number };
-    return `ws://${this.host.includes(':') ? `[${this.host}]` : this.host}:${port}`;
+    const { port } = (this.https ?? this.server).address() as { port: number };
+    return `${this.https ? 'wss' : 'ws'}://${this.host.includes(':') ? `[${this.host}]` : this.host}:${port}`;
   }
 
   /** A peer node's worker links and link key (from its hello); none: it left, or restarted without them. */
@@ -135,7 +151,7 @@ export class WorkerLinks {
     const peer = this.peers.get(to);
     if (!peer) return false;
     const i = p % peer.urls.length;
-    const link = peer.links[i] ??= new Link(peer.urls[i], this.host, peer.key);
+    const link = peer.links[i] ??= new Link(peer.urls[i], this.host, peer.key, this.tls);
     const r = link.send(frame);
     if (r === 'dropped') this.dropped++;
     return r !== 'down';
@@ -146,5 +162,6 @@ export class WorkerLinks {
     this.peers.clear();
     for (const ws of this.server.clients) ws.terminate();
     this.server.close();
+    this.https?.close();
   }
 }

@@ -34,7 +34,9 @@ export interface Gateway {
 
 /** `routes` adds WebSocket endpoints of other components (the cluster's `/v1/peer`). */
 export async function startGateway(node: ChicagoNode, log: Logger, auth: Authenticator, routes?: (app: uWS.TemplatedApp) => void): Promise<Gateway> {
-  const app = uWS.App();
+  const tls = node.config.tls;
+  // The CA is not given to uWS: it would then demand a client certificate from every client.
+  const app = tls ? uWS.SSLApp({ cert_file_name: tls.certFile, key_file_name: tls.keyFile }) : uWS.App();
   routes?.(app);
   // WebSocket first: the HTTP catch-all would otherwise take the upgrade request.
   const ws: WebSocketEndpoint = attachWebSocket(app, { api: node, log, auth, metrics: node.metrics });
@@ -46,7 +48,7 @@ export async function startGateway(node: ChicagoNode, log: Logger, auth: Authent
     (app as unknown as ListenExclusive).listen(host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (socket) => (socket ? resolve(socket) : reject(new PortInUseError(host, port))));
   });
   const bound = uWS.us_socket_local_port(listen);
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}`;
+  const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${bound}`;
   if (!uwsNative) log.warn('uWebSockets.js native build did not load: using its slow JS fallback');
   return {
     url,

@@ -2,6 +2,7 @@
 // (open/close), the topic catalog, the routing of every request to the worker hosting its
 // partition, and the live tails. Public methods validate; workers do the work.
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { RocksLevel } from '@nxtedition/rocksdb';
@@ -17,6 +18,8 @@ import { CopyPacer } from '../runtime/copy-pacer.js';
 import { createMetrics, type Metrics } from '../runtime/metrics.js';
 import { openDatabase } from '../storage/rocks.js';
 import { lockDataDir } from '../storage/dir-lock.js';
+import type { LinkTls } from '../cluster/worker-links.js';
+import { ConfigError, type TlsConfig } from '../runtime/config.js';
 import { Catalog, type TopicMeta } from './catalog.js';
 import type { PeerLink } from '../cluster/hooks.js';
 import type { PeerNetwork } from '../cluster/peer.js';
@@ -70,10 +73,13 @@ export class ChicagoNode implements NodeApi {
    * to peers that authenticated on /v1/peer (in this node's hello)
    */
   readonly linkKey = randomBytes(32).toString('base64url');
+  /** PEM texts for TLS on links to other nodes (config.tls), read once at start */
+  readonly linkTls: LinkTls | undefined;
   private pacerTimer: NodeJS.Timeout | undefined;
   private unlockDir: (() => void) | undefined;
 
   private constructor(readonly config: Config, private readonly log: Logger) {
+    this.linkTls = config.tls ? readLinkTls(config.tls) : undefined;
     this.watchers = new StreamWatchers(async (skey) => {
       const [topicId, tp] = skey.split(':').map(Number);
       const t = this.catalog.byId(topicId);
@@ -115,7 +121,7 @@ export class ChicagoNode implements NodeApi {
       maintenanceIntervalMs: this.config.maintenanceIntervalMs,
       antiEntropyIntervalMs: this.config.antiEntropyIntervalMs,
       replicationTimeoutMs: limits.replicationTimeoutMs,
-      ...(cluster ? { linkHost: this.config.host, linkKey: this.linkKey } : {}),
+      ...(cluster ? { linkHost: this.config.host, linkKey: this.linkKey, ...(this.linkTls ? { linkTls: this.linkTls } : {}) } : {}),
     }), limits.workerCallTimeoutMs, `worker ${i} start`)));
     this.workerLinks = opened.flatMap((o) => o.linkUrl ?? []);
     this.coordinator.onChange((p, view) => {
@@ -755,3 +761,15 @@ function checkStart(from: StartPosition): StartPosition {
   }
 }
 
+
+/** The TLS files of the config as PEM texts; an unreadable one is a configuration error. */
+function readLinkTls(tls: TlsConfig): LinkTls {
+  const read = (what: string, file: string) => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`tls.${what}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  return { cert: read('certFile', tls.certFile), key: read('keyFile', tls.keyFile), ...(tls.caFile ? { ca: read('caFile', tls.caFile) } : {}) };
+}

@@ -11,6 +11,7 @@ async function clusterLinks(node: ChicagoNode, host: string, log: ReturnType<typ
   const { PeerNetwork } = await import('../cluster/peer.js');
   const peerAuth = {
     token: peerToken,
+    tls: node.linkTls,
     accepts: async (authorization: string) => {
       if (auth.open) return true;
       try {

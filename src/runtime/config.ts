@@ -33,6 +33,16 @@ export interface Config {
    */
   bridge?: Record<string, unknown>;
   security: SecurityConfig;
+  /** HTTPS/WSS on the gateway and TLS on the links between nodes (docs/security.md) */
+  tls?: TlsConfig;
+}
+
+export interface TlsConfig {
+  /** this node's certificate (PEM), for its port and as its client certificate on links */
+  certFile: string;
+  keyFile: string;
+  /** the cluster CA (PEM): verifies other nodes' certificates; worker links require a certificate it signed */
+  caFile?: string;
 }
 
 /** One access token as the config holds it: never the token itself, only its salted hash. */
@@ -94,6 +104,16 @@ export const configSchema = {
     },
     // validated by the bridge's own schema (src/bridge/config.ts) in loadConfig
     bridge: { type: 'object' },
+    tls: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['certFile', 'keyFile'],
+      properties: {
+        certFile: { type: 'string', minLength: 1 },
+        keyFile: { type: 'string', minLength: 1 },
+        caFile: { type: 'string', minLength: 1 },
+      },
+    },
     security: {
       type: 'object',
       additionalProperties: false,

@@ -47,7 +47,7 @@ const get: Command = {
   name: 'kv get',
   synopsis: 'KEYSPACE KEY',
   summary: 'print the value; exit 1 when the key is absent',
-  options: { url: clientOptions.url, token: clientOptions.token, 'token-file': clientOptions['token-file'], timeout: clientOptions.timeout },
+  options: { url: clientOptions.url, token: clientOptions.token, 'token-file': clientOptions['token-file'], ca: clientOptions.ca, timeout: clientOptions.timeout },
   args: [2, 2],
   async run(p) {
     const value = await httpFrom(p).bytes('GET', keyPath(p));

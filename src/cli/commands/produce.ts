@@ -33,6 +33,7 @@ export const produce: Command = {
     url: clientOptions.url,
     token: clientOptions.token,
     'token-file': clientOptions['token-file'],
+    ca: clientOptions.ca,
     timeout: clientOptions.timeout,
     key: { type: 'string' },
     'key-separator': { type: 'string' },

@@ -65,6 +65,7 @@ export const tail: Command = {
     url: clientOptions.url,
     token: clientOptions.token,
     'token-file': clientOptions['token-file'],
+    ca: clientOptions.ca,
     timeout: clientOptions.timeout,
     'from-beginning': { type: 'boolean' },
     'from-end': { type: 'boolean' },

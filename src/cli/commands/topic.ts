@@ -96,7 +96,7 @@ const del: Command = {
   name: 'topic delete',
   synopsis: 'NAME',
   summary: 'delete a topic and its records',
-  options: { url: clientOptions.url, token: clientOptions.token, 'token-file': clientOptions['token-file'], timeout: clientOptions.timeout },
+  options: { url: clientOptions.url, token: clientOptions.token, 'token-file': clientOptions['token-file'], ca: clientOptions.ca, timeout: clientOptions.timeout },
   args: [1, 1],
   async run(p) {
     await httpFrom(p).json('DELETE', `/v1/topics/${enc(p.positionals[0])}`);
