@@ -9,6 +9,7 @@ import { sleep, type ReplicaDigests, type Target } from './checker.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import { Iptables, type FaultTarget } from './nemesis.js';
 import { slow } from './slow.js';
+import { caDispatcher } from '../../src/client/tls.js';
 
 export interface ClusterOptions {
   nodes?: number;
@@ -21,6 +22,8 @@ export interface ClusterOptions {
   args?: string[];
   /** the token the harness reads status with, for nodes configured with tokens */
   token?: string;
+  /** PEM of the CA that signed the nodes' certificates, for nodes that serve HTTPS */
+  ca?: string;
   /** an etcd started elsewhere (not stopped by teardown); default a private one */
   etcd?: EtcdServer;
   /** deadline for the cluster to become ready at start */
@@ -119,6 +122,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       env,
       args: [...(opts.standalone ? [] : ['--etcd', etcd.endpoints.join(',')]), ...(opts.args ?? [])],
       startTimeoutMs: START_TIMEOUT_MS,
+      ca: opts.ca,
     });
     const node: ClusterNode = {
       id,
@@ -143,7 +147,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const running = () => nodes.filter((n) => n.state === 'running');
 
   const fetchJson = async (url: string): Promise<any> => {
-    const res = await fetch(url, { headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {}, signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
+    const res = await fetch(url, {
+      headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {}, signal: AbortSignal.timeout(STATUS_TIMEOUT_MS),
+      ...({ dispatcher: caDispatcher(opts.ca) } as RequestInit),
+    });
     const text = await res.text();
     if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status} ${text.slice(0, 200)}`);
     return JSON.parse(text);

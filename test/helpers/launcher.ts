@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { slow } from './slow.js';
+import { caDispatcher } from '../../src/client/tls.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const cliPath = path.join(repoRoot, 'dist/src/cli/main.js');
@@ -143,6 +144,8 @@ export interface StartOptions {
   /** keep the data dir after stop; default false for a fresh temp dir, true for a given one */
   keepData?: boolean;
   startTimeoutMs?: number;
+  /** PEM of the CA that signed the node's certificate, when it serves HTTPS */
+  ca?: string;
 }
 
 export interface NodeHandle {
@@ -188,7 +191,7 @@ export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
       void child.exited.then((e) => reject(failed(`exited before serving (code ${e.code}, signal ${e.signal})`)));
     });
     url = servingUrl(line)!;
-    await waitHealthy(url, deadline, child.exited, failed);
+    await waitHealthy(url, deadline, child.exited, failed, opts.ca);
   } catch (err) {
     child.proc.kill('SIGKILL');
     await child.exited;
@@ -243,14 +246,14 @@ function servingUrl(line: string): string | undefined {
   }
 }
 
-async function waitHealthy(url: string, deadline: number, exited: Promise<Exit>, failed: (why: string) => Error) {
+async function waitHealthy(url: string, deadline: number, exited: Promise<Exit>, failed: (why: string) => Error, ca?: string) {
   let gone = false;
   void exited.then(() => (gone = true));
   let last = 'no answer';
   while (Date.now() < deadline) {
     if (gone) throw failed('exited while waiting for /v1/health');
     try {
-      const res = await fetch(`${url}/v1/health`, { signal: AbortSignal.timeout(Math.max(1, Math.min(2000, deadline - Date.now()))) });
+      const res = await fetch(`${url}/v1/health`, { signal: AbortSignal.timeout(Math.max(1, Math.min(2000, deadline - Date.now()))), ...({ dispatcher: caDispatcher(ca) } as RequestInit) });
       if (res.status === 200) return;
       last = `HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`;
     } catch (err) {
