@@ -263,8 +263,14 @@ describe('secure defaults and browser origins', () => {
       // a cross-site "simple" POST: text/plain, from a page elsewhere
       const evil = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"x"}]', { origin: 'http://evil.example', 'content-type': 'text/plain' });
       expect([evil.status, evil.body.error.code]).toEqual([403, 'FORBIDDEN']);
-      const plain = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"x"}]', { 'content-type': 'text/plain' });
+      // even from an allowed origin, a body a page could send without a preflight is not taken as JSON
+      const plain = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"x"}]', { origin: 'http://console.example', 'content-type': 'text/plain' });
       expect([plain.status, plain.body.error.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+      const form = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"x"}]', { 'content-type': 'application/x-www-form-urlencoded' });
+      expect([form.status, form.body.error.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+      // a non-browser client's string body (fetch labels it text/plain) is JSON
+      const script = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"y"}]', { 'content-type': 'text/plain;charset=UTF-8' });
+      expect(script.status).toBe(200);
       const del = await http(node.url, 'DELETE', '/v1/topics/t', undefined, { origin: 'http://evil.example' });
       expect(del.status).toBe(403);
       await expect(Raw.open(node.url, { origin: 'http://evil.example' })).rejects.toThrow('HTTP 403');
@@ -277,7 +283,7 @@ describe('secure defaults and browser origins', () => {
       expect([ok.status, ok.headers.get('access-control-allow-origin')]).toEqual([200, 'http://console.example']);
       (await Raw.open(node.url, { origin: 'http://console.example' })).ws.close();
       const topic = await http(node.url, 'GET', '/v1/topics/t');
-      expect(topic.body.partitions[0].endOffset).toBe(1);
+      expect(topic.body.partitions[0].endOffset).toBe(2);
     } finally {
       await node.stop();
       await rm(dir, { recursive: true, force: true });

@@ -31,6 +31,8 @@ interface Request {
   query: URLSearchParams;
   body: Buffer;
   contentType: string;
+  /** it carried Origin or Sec-Fetch-Site: a browser sent it */
+  fromBrowser: boolean;
   who: Principal;
 }
 
@@ -78,6 +80,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
     const contentType = req.getHeader('content-type');
     const origin = req.getHeader('origin');
     const authorization = req.getHeader('authorization');
+    const fromBrowser = origin !== '' || req.getHeader('sec-fetch-site') !== '';
     let lengths = 0;
     let codings = '';
     req.forEach((k, v) => {
@@ -154,7 +157,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
       // A turn later: a pipelined request that uWS refused meanwhile has aborted this one (above).
       setImmediate(() => {
         if (aborted) { metrics.httpRefused.inc({ reason: 'pipelined' }); return; }
-        const partial = { method, segments, rest, query, body, contentType };
+        const partial = { method, segments, rest, query, body, contentType, fromBrowser };
         const caller = match.need === 'public'
           ? Promise.resolve(auth.open ? auth.authenticateOpen() : PUBLIC)
           : auth.authenticate(authorization);
@@ -238,12 +241,15 @@ function intParam(q: URLSearchParams, name: string, fallback: number, min: numbe
 }
 
 /**
- * JSON bodies only with a JSON content type (or none): text/plain, form and multipart bodies — what
- * a cross-site page can send without a CORS preflight — are refused, not parsed as JSON.
+ * JSON bodies only with a JSON content type: form, multipart and other types are refused, not
+ * parsed as JSON. text/plain (what a page can send cross-site without a CORS preflight) is refused
+ * from browsers; from other clients (no Origin, no Sec-Fetch-Site) it is taken as JSON, because
+ * fetch and many HTTP libraries label a string body text/plain unless told otherwise.
  */
 function requireJson(req: Request, also?: string): void {
   const type = req.contentType.split(';')[0].trim().toLowerCase();
   if (type === '' || type === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(type) || (also !== undefined && type === also)) return;
+  if (type === 'text/plain' && !req.fromBrowser) return;
   throw new ChicagoError('UNSUPPORTED_MEDIA_TYPE', req.contentType.slice(0, 80) || '(none)', also ? `application/json or ${also}` : 'application/json');
 }
 
