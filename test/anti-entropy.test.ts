@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { kvPartition } from '../src/runtime/hash.js';
+import { slow } from './helpers/slow.js';
 
 const PARTITIONS = 4;
 let cluster: Cluster;
@@ -12,7 +13,7 @@ beforeAll(async () => {
     nodes: 3, partitions: PARTITIONS, replicas: 3,
     env: { CHICAGO_ANTI_ENTROPY_INTERVAL_MS: '500', CHICAGO_TEST_FAULTS: '1' },
   });
-}, 120_000);
+}, slow(120_000));
 afterAll(async () => { await cluster?.teardown(); });
 
 async function metric(url: string, name: string): Promise<number> {
@@ -27,7 +28,7 @@ describe('anti-entropy', () => {
     for (let i = 0; i < 40; i++) {
       // a busy machine can time a write out; putting the same value again is harmless here
       await expect.poll(async () => (await fetch(`${url}/v1/kv/ae/key-${i}?acks=all`, { method: 'PUT', body: `value-${i}` })).status,
-        { timeout: 20_000, interval: 100 }).toBe(200);
+        { timeout: slow(20_000), interval: 100 }).toBe(200);
     }
     await cluster.waitConverged();
 
@@ -44,7 +45,7 @@ describe('anti-entropy', () => {
     expect(mine.seq).toBe(theirs.seq);
     expect(mine.digest).not.toBe(theirs.digest);
 
-    await expect.poll(() => metric(follower.url, 'chicago_antientropy_divergences'), { timeout: 30_000, interval: 250 }).toBeGreaterThan(0);
+    await expect.poll(() => metric(follower.url, 'chicago_antientropy_divergences'), { timeout: slow(30_000), interval: 250 }).toBeGreaterThan(0);
     const digests = await cluster.waitConverged(30_000);
     const copies = digests.find((d) => d.partition === p)!.copies;
     expect(copies.map((c) => c.node).sort()).toEqual([...record.replicas].sort());
@@ -52,8 +53,8 @@ describe('anti-entropy', () => {
     const res = await fetch(`${leader.url}/v1/kv/ae/key-7`);
     expect(await res.text()).toBe('value-7');
     // The repair was a copy, sent at the pace the leader's pacer sets: with no foreground to protect, the fastest.
-    await expect.poll(() => metric(leader.url, 'chicago_rebalance_copy_part_interval_seconds'), { timeout: 10_000, interval: 250 }).toBe(0.05);
-  }, 120_000);
+    await expect.poll(() => metric(leader.url, 'chicago_rebalance_copy_part_interval_seconds'), { timeout: slow(10_000), interval: 250 }).toBe(0.05);
+  }, slow(120_000));
 
   it('has no fault hook unless the node was started with one', async () => {
     const { startNode } = await import('./helpers/launcher.js');

@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runOpenLoop, summarize, type OpenLoopOptions } from '../bench/openloop.js';
 import { repoRoot } from '../bench/proc.js';
 import { parsePerfTest } from '../bench/kafka-compare.js';
+import { slow } from './helpers/slow.js';
 
 const base: OpenLoopOptions = {
   opsPerSecond: 200,
@@ -15,8 +16,9 @@ const base: OpenLoopOptions = {
   warmupS: 0,
   weight: 1,
   maxOutstanding: 1000,
-  timeoutMs: 2000,
-  drainMs: 2000,
+  // deadlines for answers that come in 5 ms or at once
+  timeoutMs: slow(2000),
+  drainMs: slow(2000),
   pacing: 'ticker',
 };
 

@@ -6,6 +6,7 @@ import {
 } from './helpers/bridge.js';
 import { consumeAll, ensureKafka, uniqueName } from './helpers/kafka.js';
 import { type NodeHandle, startNode } from './helpers/launcher.js';
+import { slow } from './helpers/slow.js';
 
 const KILLS = Number(process.env.BRIDGE_EOS_KILLS ?? 4);
 const RATE = Number(process.env.BRIDGE_EOS_RATE ?? 2000);
@@ -41,7 +42,7 @@ describe('Kafka bridge exactly-once (real broker)', () => {
       // small rounds: many transactions, so kills land in every phase of one
       limits: { maxRequestBytes: 16 * 1024, roundBytesMax: 64 * 1024, fetchWaitMs: 100, fetchMaxRecords: 300 },
       retry: { initialMs: 50, maxMs: 1000 },
-      logLevel: 'warn',
+      logLevel: 'info', // a few lines per run: 'bridge positions recovered from Kafka' tells when it delivers
     });
     const load = startLoad(node.url, topic, { ratePerS: RATE, batch: 50 });
     const run = () => {
@@ -53,8 +54,11 @@ describe('Kafka bridge exactly-once (real broker)', () => {
     try {
       for (let k = 0; k < KILLS; k++) {
         const b = run();
-        // kill at a random moment once it delivers (the first recovery reads the checkpoints)
-        await new Promise((r) => setTimeout(r, 1_500 + Math.random() * 2_000));
+        // kill at a random moment once it delivers (the first recovery reads the checkpoints): a
+        // busy machine starts it later, so the moment counts from its recovery (0.5–0.7 s after
+        // the spawn on an idle machine), not from the spawn
+        await waitLog(b, 'bridge positions recovered from Kafka');
+        await new Promise((r) => setTimeout(r, 1_000 + Math.random() * 2_000));
         const exit = await b.kill('SIGKILL');
         expect(exit.signal, b.stderr.tail()).toBe('SIGKILL');
       }
@@ -75,5 +79,5 @@ describe('Kafka bridge exactly-once (real broker)', () => {
     // uncommitted reads include what the killed bridges left in aborted transactions
     const dirty = await consumeAll(brokers, kafkaTopic, { count: total + 1, timeoutMs: 5_000, readCommitted: false });
     console.log(`exactly-once: ${total} records, ${KILLS} kills; read_uncommitted saw ${dirty.length} (aborted: ${dirty.length - total})`);
-  }, 180_000);
+  }, slow(180_000));
 });

@@ -10,11 +10,12 @@ import {
 } from './helpers/bridge.js';
 import { consumeAll, ensureKafka, kafkaDown, kafkaUp, uniqueName } from './helpers/kafka.js';
 import { type NodeHandle, startNode } from './helpers/launcher.js';
+import { slow } from './helpers/slow.js';
 
 const PORT = 19292;
 
 async function metric(url: string, name: string): Promise<number[]> {
-  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(slow(5_000)) })).text();
   return text.split('\n').filter((l) => l.startsWith(name + '{') || l.startsWith(name + ' ')).map((l) => Number(l.split(' ').pop()));
 }
 
@@ -96,5 +97,5 @@ describe('Kafka bridge with Kafka restarted mid-stream (real broker)', () => {
     expect(bridge.stdout.text()).toMatch(/bridge round failed; retrying/);
     expect(bridge.proc.exitCode).toBeNull(); // it never gave up
     await bridge.kill('SIGTERM');
-  }, 180_000);
+  }, slow(180_000));
 });

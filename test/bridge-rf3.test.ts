@@ -12,13 +12,14 @@ import {
 } from './helpers/bridge.js';
 import { consumeAll, ensureKafka, kafkaClient, kafkaDown, kafkaScript, repoRoot, uniqueName } from './helpers/kafka.js';
 import { type NodeHandle, startNode } from './helpers/launcher.js';
+import { slow } from './helpers/slow.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
 const PORT = 19492;
 const run = promisify(execFile);
 const broker = (cmd: 'stop-broker' | 'start-broker', n: number) =>
-  run(kafkaScript, [cmd, String(n), '--port', String(PORT)], { cwd: repoRoot, timeout: 120_000 });
+  run(kafkaScript, [cmd, String(n), '--port', String(PORT)], { cwd: repoRoot, timeout: slow(120_000) });
 
 describe('Kafka bridge on 3 brokers, RF=3 (real brokers)', () => {
   let brokers: string[];
@@ -27,7 +28,7 @@ describe('Kafka bridge on 3 brokers, RF=3 (real brokers)', () => {
 
   beforeAll(async () => {
     [brokers, node] = await Promise.all([ensureKafka({ port: PORT, brokers: 3 }), startNode()]);
-  }, 300_000);
+  }, slow(300_000));
   afterAll(async () => {
     await bridge?.kill('SIGKILL');
     await node?.stop();
@@ -88,5 +89,5 @@ describe('Kafka bridge on 3 brokers, RF=3 (real brokers)', () => {
     expect(got).toHaveLength(total);
     expect(bridge.proc.exitCode).toBeNull();
     await bridge.kill('SIGTERM');
-  }, 300_000);
+  }, slow(300_000));
 });

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChicagoTopic, getJson, postJson, produceChicago, waitUntil, writeBridgeConfig } from './helpers/bridge.js';
 import { consumeAll, ensureKafka, uniqueName } from './helpers/kafka.js';
 import { type NodeHandle, runCli, spawnCli, startNode } from './helpers/launcher.js';
+import { slow } from './helpers/slow.js';
 
 const TASKS = ['web', 'db'];
 
@@ -93,15 +94,16 @@ describe('chicago bridge / kafka-tail / group lag (real node, real Kafka)', () =
     expect(exit.stdout).toMatch(/"msg":"bridge stopped"/);
 
     // kafka-tail: only web records of host h1, as JSON lines
-    const kt = await runCli(['kafka-tail', '--brokers', brokers.join(','), '--topic', `k-${id}`, '--task', 'web', '--host', 'h1', '--from-beginning', '--idle', '1500'], { timeoutMs: 60_000 });
+    const kt = await runCli(['kafka-tail', '--brokers', brokers.join(','), '--topic', `k-${id}`, '--task', 'web', '--host', 'h1', '--from-beginning', '--idle', String(slow(1500))], { timeoutMs: 60_000 });
     expect(kt.code, kt.stderr).toBe(0);
     const rows = kt.stdout.trim().split('\n').map((l) => JSON.parse(l));
     const want = Array.from({ length: N }, (_, i) => i).filter((i) => i % 2 === 0 && i % 3 === 1);
     expect(rows.map((r) => r.value).sort()).toEqual(want.map((i) => `v${i}`).sort());
     for (const r of rows) expect(r.headers).toMatchObject({ task: 'web', host: 'h1', 'chicago-topic': topic });
-    const limited = await runCli(['kafka-tail', '--brokers', brokers.join(','), '--topic', `k-${id}`, '--header', 'task=db', '--from-beginning', '--limit', '3']);
+    // --idle counts from the start, joining the group included: a deadline, so it scales
+    const limited = await runCli(['kafka-tail', '--brokers', brokers.join(','), '--topic', `k-${id}`, '--header', 'task=db', '--from-beginning', '--limit', '3', '--idle', String(slow(2000))]);
     expect(limited.stdout.trim().split('\n')).toHaveLength(3);
-  }, 180_000);
+  }, slow(180_000));
 
   it('kafka-tail --follow prints records as they arrive and ends on SIGTERM', async () => {
     const id = uniqueName('follow');
@@ -123,7 +125,7 @@ describe('chicago bridge / kafka-tail / group lag (real node, real Kafka)', () =
     expect(r.code, r.stderr).toBe(0);
     const vals = r.stdout.trim().split('\n').map((l) => JSON.parse(l).value);
     expect(vals.every((v) => v === 'hello')).toBe(true);
-  }, 150_000);
+  }, slow(150_000));
 });
 
 describe('in-process bridge (`bridge:` section of the node config)', () => {
@@ -192,5 +194,5 @@ describe('in-process bridge (`bridge:` section of the node config)', () => {
     const exit = await node.stop();
     node = undefined;
     expect(exit.code).toBe(0);
-  }, 180_000);
+  }, slow(180_000));
 });

@@ -1,6 +1,7 @@
 // The `chicago` CLI against a real node: output formats and exit codes are public interface.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitUntil } from './helpers/bridge.js';
 import { type CliOptions, type NodeHandle, runCli, spawnCli, startNode } from './helpers/launcher.js';
 
 let node: NodeHandle;
@@ -56,6 +57,8 @@ describe('kv', () => {
 
   it('forgets a key after its ttl', async () => {
     expect((await cli(['kv', 'put', 'cli-kv', 'short', 'lived', '--ttl', '1'])).code).toBe(0);
+    // The node hides a key once its clock passes the expiry (put time + ttl), at read time: past
+    // the ttl it is gone however slow the machine, so this pause is the property, not a guess.
     await sleep(2500);
     expect((await cli(['kv', 'get', 'cli-kv', 'short'])).code).toBe(1);
   });
@@ -204,20 +207,32 @@ describe('produce and tail', () => {
 
   it('follows new records until interrupted', async () => {
     await cli(['topic', 'create', 'cli-follow', '--partitions', '2', '--replicas', '1']);
+    // gf has committed nothing, so the follower starts at the earliest offset: it gets x and y
+    // whether they come before or after its first poll.
     const follow = spawnCli(['tail', 'cli-follow', '--follow', '--group', 'gf', '--url', node.url]);
-    await sleep(500);
     await cli(['produce', 'cli-follow'], { input: 'x\ny\n' });
     await follow.stdout.waitFor(/"value":"y"/, 10_000);
     await follow.stdout.waitFor(/"value":"x"/, 10_000);
+    // Once it has printed x and y it is past its first read, so w can only reach it by following.
+    await cli(['produce', 'cli-follow'], { input: 'w\n' });
+    await follow.stdout.waitFor(/"value":"w"/, 10_000);
     follow.proc.kill('SIGINT');
-    expect((await follow.done).code).toBe(0);
+    const followed = await follow.done;
+    expect(followed.code).toBe(0);
+    expect(jsonLines(followed.stdout).map((r) => r.value).sort()).toEqual(['w', 'x', 'y']);
     // What the follower printed is committed.
     expect((await cli(['tail', 'cli-follow', '--group', 'gf'])).stdout).toBe('');
 
     // --max ends a follow on its own, even with other partitions still waiting.
+    // --from-end starts at the end the node has when the follower's first poll arrives, which the
+    // test cannot see: produce z until one reaches it (every z comes after x, y and w).
     const one = spawnCli(['tail', 'cli-follow', '--follow', '--from-end', '--max', '1', '--url', node.url]);
-    await sleep(500);
-    await cli(['produce', 'cli-follow'], { input: 'z\n' });
+    let ended = false;
+    void one.done.then(() => (ended = true), () => (ended = true));
+    await waitUntil('the --from-end follower to print a record and end', async () => {
+      if (!ended) await cli(['produce', 'cli-follow'], { input: 'z\n' });
+      return ended;
+    }, 20_000, 250);
     const done = await one.done;
     expect(done.code).toBe(0);
     expect(jsonLines(done.stdout).map((r) => r.value)).toEqual(['z']);

@@ -3,9 +3,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChicagoClient, type TailRecord } from '../src/client/index.js';
 import { ChicagoError } from '../src/runtime/errors.js';
 import { Session } from '../src/client/session.js';
+import { waitUntil } from './helpers/bridge.js';
 import { startFakeServer, type FakeServer } from './helpers/fake-node-api.js';
 import { startNode, type NodeHandle } from './helpers/launcher.js';
 import { http } from './helpers/http.js';
+import { slow } from './helpers/slow.js';
 
 let server: FakeServer;
 const clients: ChicagoClient[] = [];
@@ -27,7 +29,7 @@ afterEach(() => {
 
 describe('connection', () => {
   it('fails to connect with a clear deadline error', async () => {
-    const err = await caught(ChicagoClient.connect({ url: 'http://127.0.0.1:1', connectTimeoutMs: 300 }));
+    const err = await caught(ChicagoClient.connect({ url: 'http://127.0.0.1:1', connectTimeoutMs: slow(300) }));
     expect(err).toBeInstanceOf(ChicagoError);
     expect(err).toMatchObject({ code: 'TIMEOUT' });
     expect(err!.message).toMatch(/connecting to http:\/\/127.0.0.1:1.*ECONNREFUSED/);
@@ -43,17 +45,18 @@ describe('connection', () => {
   });
 
   it('times out reads with TIMEOUT and unanswered writes with OUTCOME_UNKNOWN', async () => {
+    // Both timers run in this process: the client's 150 ms, started first, always fires first.
     const c = await connect({ requestTimeoutMs: 150 });
-    const slow = server.api.kvGet.bind(server.api);
-    const slowPut = server.api.kvPut.bind(server.api);
-    server.api.kvGet = async (...a) => { await sleep(400); return slow(...a); };
-    server.api.kvPut = async (...a) => { await sleep(400); return slowPut(...a); };
+    const get = server.api.kvGet.bind(server.api);
+    const put = server.api.kvPut.bind(server.api);
+    server.api.kvGet = async (...a) => { await sleep(400); return get(...a); };
+    server.api.kvPut = async (...a) => { await sleep(400); return put(...a); };
     try {
       expect(await caught(c.kv.get('ks', 'k'))).toMatchObject({ code: 'TIMEOUT' });
       expect(await caught(c.kv.put('ks', 'k', 'v'))).toMatchObject({ code: 'OUTCOME_UNKNOWN' });
     } finally {
-      server.api.kvGet = slow;
-      server.api.kvPut = slowPut;
+      server.api.kvGet = get;
+      server.api.kvPut = put;
     }
   });
 });
@@ -185,7 +188,8 @@ describe('producer', () => {
     p.send('missing', { value: 'x' });
     p.send('lossy-none', { value: 'y', partition: 0 });
     await p.flush();
-    await sleep(100);
+    // acks=none: the failure comes back later, in its own frame
+    await waitUntil('the server to report the failed send', () => p.stats().errors > 0 && server.api.log('lossy-none', 0).length > 0, 5_000, 10);
     expect(p.stats()).toMatchObject({ sent: 2, errors: 1, dropped: 0 });
     expect(server.api.log('lossy-none', 0)).toHaveLength(1);
   });
@@ -194,8 +198,11 @@ describe('producer', () => {
 describe('tail', () => {
   async function take(it: AsyncIterator<TailRecord>, n: number): Promise<TailRecord[]> {
     const out: TailRecord[] = [];
+    const stallMs = slow(5_000);
     while (out.length < n) {
-      const r = await Promise.race([it.next(), sleep(5_000).then(() => { throw new Error(`stalled after ${out.length}`); })]);
+      let timer: NodeJS.Timeout | undefined;
+      const stalled = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`stalled after ${out.length} (${stallMs} ms)`)), stallMs); });
+      const r = await Promise.race([it.next(), stalled]).finally(() => clearTimeout(timer));
       if (r.done) break;
       out.push(r.value);
     }
@@ -223,7 +230,8 @@ describe('tail', () => {
     await Promise.all(Array.from({ length: 40 }, (_, i) => p.send('grouped', { value: `v${i}`, partition: 1 })));
     const t1 = c.tail('grouped', 1, { from: 'earliest', group: 'readers', commitIntervalMs: 20 });
     await take(t1, 25);
-    await sleep(60); // an interval commit of what next() has confirmed (records 0..23)
+    // an interval commit of what next() has confirmed (records 0..23); earlier ones commit less
+    await waitUntil('an interval commit of 24', async () => ((await c.groupOffsets('readers', 'grouped'))[0]?.offset ?? 0) >= 24, 5_000, 10);
     expect(await c.groupOffsets('readers', 'grouped')).toEqual([expect.objectContaining({ partition: 1, offset: 24 })]);
     await t1.close(); // the record in hand (24) counts as consumed
     expect(await c.groupOffsets('readers', 'grouped')).toEqual([expect.objectContaining({ partition: 1, offset: 25 })]);

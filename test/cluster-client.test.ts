@@ -6,9 +6,10 @@ import { startCluster, type Cluster } from './helpers/cluster.js';
 import { ChicagoClient } from '../src/client/index.js';
 import { Session } from '../src/client/session.js';
 import { TailStream } from '../src/client/tail.js';
+import { slow } from './helpers/slow.js';
 
 let cluster: Cluster;
-beforeAll(async () => { cluster = await startCluster({ nodes: 3, partitions: 8, replicas: 3 }); }, 120_000);
+beforeAll(async () => { cluster = await startCluster({ nodes: 3, partitions: 8, replicas: 3 }); }, slow(120_000));
 afterAll(async () => { await cluster?.teardown(); });
 
 async function wsRequests(url: string, route: string): Promise<number> {
@@ -102,7 +103,7 @@ describe('reading a topic partition at a node that does not lead it', () => {
     const { url, leaderUrl } = await nonLeaderOf('remote-tail');
     await produce(leaderUrl, 'remote-tail', 'v0');
     // a session without a router: the subscription stays on the node that does not lead
-    const session = await Session.open({ url, connectTimeoutMs: 5_000, requestTimeoutMs: 10_000, backoffMinMs: 50, backoffMaxMs: 500, clientName: 'test' });
+    const session = await Session.open({ url, connectTimeoutMs: slow(5_000), requestTimeoutMs: slow(10_000), backoffMinMs: 50, backoffMaxMs: 500, clientName: 'test' });
     try {
       const tail = new TailStream(session, 'remote-tail', 0, { from: 'earliest' });
       const got: string[] = [];
@@ -114,7 +115,7 @@ describe('reading a topic partition at a node that does not lead it', () => {
       })();
       // Each append comes after the tail has read everything before it.
       for (let i = 1; i < 4; i++) {
-        await expect.poll(() => got.length, { timeout: 5_000 }).toBe(i);
+        await expect.poll(() => got.length, { timeout: slow(5_000) }).toBe(i);
         await produce(leaderUrl, 'remote-tail', `v${i}`);
       }
       await reading;
@@ -134,7 +135,7 @@ describe('reading a topic partition at a node that does not lead it', () => {
       const tail = client.tail('routed-stream', 0, { from: 'earliest' });
       // The tail subscribes at the leader once the client's session to it is open: produce after
       // that, so that the batches find the session open (on a busy machine it opens late).
-      for (const deadline = Date.now() + 10_000; await wsRequests(leaderUrl, 'subscribe') === before.leaderSub && Date.now() < deadline;) {
+      for (const deadline = Date.now() + slow(10_000); await wsRequests(leaderUrl, 'subscribe') === before.leaderSub && Date.now() < deadline;) {
         await new Promise((r) => setTimeout(r, 20));
       }
       const producer = client.producer({ acks: 'all' });

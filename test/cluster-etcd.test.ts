@@ -9,6 +9,7 @@ import { TopicCatalog } from '../src/cluster/topic-catalog.js';
 import { ChicagoError } from '../src/runtime/errors.js';
 import { type NodeId, epoch, nodeId } from '../src/runtime/ids.js';
 import { type EtcdServer, startEtcd } from './helpers/etcd.js';
+import { slow } from './helpers/slow.js';
 
 let etcd: EtcdServer;
 const open: Array<{ close(): unknown }> = [];
@@ -28,7 +29,9 @@ function coordination(cluster: string, callTimeoutMs?: number): Coordination {
 }
 const freshCluster = () => `t${++clusters}`;
 
-async function waitFor(what: string, ok: () => boolean, timeoutMs = 5_000): Promise<number> {
+/** Polls `ok` for at most `idleMs` scaled by the test slowdown; returns how long it took. */
+async function waitFor(what: string, ok: () => boolean, idleMs = 5_000): Promise<number> {
+  const timeoutMs = slow(idleMs);
   const t0 = Date.now();
   while (!ok()) {
     if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -153,7 +156,7 @@ describe('membership', () => {
 
 /** Revokes a lease by id through etcd's JSON gateway, as an operator's etcdctl would. */
 async function revokeLease(id: string): Promise<void> {
-  const res = await fetch(`${etcd.endpoints[0]}/v3/lease/revoke`, { method: 'POST', body: JSON.stringify({ ID: id }), signal: AbortSignal.timeout(2_000) });
+  const res = await fetch(`${etcd.endpoints[0]}/v3/lease/revoke`, { method: 'POST', body: JSON.stringify({ ID: id }), signal: AbortSignal.timeout(slow(2_000)) });
   expect(res.status).toBe(200);
 }
 
@@ -291,12 +294,15 @@ describe('when etcd fails', () => {
     const quick = coordination(cluster, 300);
 
     etcd.pause();
+    // The pause lasts 1.3 s (the 300 ms call, then 1 s, on an idle machine), shorter than the 2 s
+    // TTL however long the call below takes on a busy one.
+    const pausedAt = Date.now();
     try {
       const t0 = Date.now();
       const err = await quick.getJson(keys.meta, (_k, v) => v).catch((e: unknown) => e);
       expect(Date.now() - t0).toBeLessThan(1_000);
       expect(err).toMatchObject({ code: 'COORDINATION_UNAVAILABLE', retryable: true });
-      await new Promise((r) => setTimeout(r, 1_000));
+      await new Promise((r) => setTimeout(r, Math.max(0, pausedAt + 1_300 - Date.now())));
     } finally {
       etcd.resume();
     }
@@ -314,7 +320,7 @@ describe('when etcd fails', () => {
     await waitFor('both see it', () => cats[1].find('before') !== undefined);
 
     await etcd.restart();
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + slow(10_000);
     for (;;) {
       const err = await cats[0].create({ name: 'after', partitions: 1, replicas: 1, retention: {} }, 2).then(() => undefined, (e: unknown) => e);
       if (err === undefined || (err as ChicagoError).code === 'TOPIC_EXISTS') break; // an earlier try landed

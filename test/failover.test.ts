@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { ChicagoClient } from '../src/client/index.js';
 import { kvPartition } from '../src/runtime/hash.js';
+import { slow } from './helpers/slow.js';
 
 const PARTITIONS = 8;
 const KS = 'failover';
@@ -15,7 +16,7 @@ const HISTORY_KEYS = 20_000;
 const VALUE = 'x'.repeat(1_000);
 
 let cluster: Cluster;
-beforeAll(async () => { cluster = await startCluster({ nodes: 4, partitions: PARTITIONS, replicas: 3 }); }, 120_000);
+beforeAll(async () => { cluster = await startCluster({ nodes: 4, partitions: PARTITIONS, replicas: 3 }); }, slow(120_000));
 afterAll(async () => { await cluster?.teardown(); });
 
 const keysOf = (p: number, n: number, prefix: string) => {
@@ -43,7 +44,7 @@ describe('moves', () => {
     await cluster.waitReady(120_000);
     // Leadership moves to it by hand-off once the moves have ended: wait for that too.
     let led = 0;
-    for (const deadline = Date.now() + 20_000; led === 0 && Date.now() < deadline;) {
+    for (const deadline = Date.now() + slow(20_000); led === 0 && Date.now() < deadline;) {
       led = await leadersOf(joined.id);
       if (led === 0) await new Promise((r) => setTimeout(r, 100));
     }
@@ -59,7 +60,7 @@ describe('moves', () => {
     expect(led, 'the new node led partitions, so its leave moved leadership').toBeGreaterThan(0);
     expect(acked).toBeGreaterThan(100);
     expect(failures).toEqual([]);
-  }, 300_000);
+  }, slow(300_000));
 });
 
 describe('failover with hinted handoff', () => {
@@ -95,7 +96,7 @@ describe('failover with hinted handoff', () => {
     const client = await ChicagoClient.connect({ url: survivor.url });
     const probes = keysOf(0, 1000, 'after');
     let firstAck: { at: number; replicas: number } | undefined;
-    for (let i = 0; !firstAck && Date.now() - killedAt < 20_000; i++) {
+    for (let i = 0; !firstAck && Date.now() - killedAt < slow(20_000); i++) {
       try {
         const r = await client.kv.put(KS, probes[i % probes.length], `v${i}`);
         firstAck = { at: Date.now(), replicas: r.replicas };
@@ -103,7 +104,7 @@ describe('failover with hinted handoff', () => {
         await new Promise((r) => setTimeout(r, 5)); // retryable: the partition is failing over
       }
     }
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + slow(60_000);
     while (standInInSyncAt === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     watching = false;
     await watcher;
@@ -120,5 +121,5 @@ describe('failover with hinted handoff', () => {
     // history (without hints it is acked once the stand-in has caught up, a few hundred ms before
     // the in-sync set takes it in: 1485 of 1882 ms when tried).
     expect(ackMs).toBeLessThan(inSyncMs / 2);
-  }, 180_000);
+  }, slow(180_000));
 });

@@ -5,9 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { rm } from 'node:fs/promises';
 import { check, History, now, readFinal, startWorkload } from './helpers/checker.js';
+import { waitUntil } from './helpers/bridge.js';
 import { randomSubnet, startCluster, type Cluster } from './helpers/cluster.js';
 import { startNode } from './helpers/launcher.js';
 import { formatEvents, Iptables, loopbackLinks, randomSchedule, runNemesis, type FaultSpec, type FaultTarget } from './helpers/nemesis.js';
+import { slow } from './helpers/slow.js';
 
 /** A TCP echo server on `host`. */
 async function echoServer(host: string): Promise<{ port: number; close(): Promise<void> }> {
@@ -28,8 +30,12 @@ async function echoServer(host: string): Promise<{ port: number; close(): Promis
   };
 }
 
-/** Connects from `from` to `to:port`, sends a line and says whether it came back in time. */
-function echoes(from: string, to: string, port: number, timeoutMs = 400): Promise<boolean> {
+/**
+ * Connects from `from` to `to:port`, sends a line and says whether it came back within `idleMs`
+ * scaled by the test slowdown (a cut link is looked at for as long: a longer look is no weaker).
+ */
+function echoes(from: string, to: string, port: number, idleMs = 400): Promise<boolean> {
+  const timeoutMs = slow(idleMs);
   return new Promise((resolve) => {
     const s = net.connect({ host: to, port, localAddress: from });
     const done = (ok: boolean) => {
@@ -50,12 +56,13 @@ async function openLink(from: string, to: string, port: number) {
   s.on('error', () => undefined);
   await new Promise<void>((res, rej) => s.once('connect', res).once('error', rej));
   return {
-    roundTrip: (timeoutMs = 400) =>
+    /** whether a write is echoed within `idleMs` scaled by the test slowdown */
+    roundTrip: (idleMs = 400) =>
       new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => {
           s.off('data', onData);
           resolve(false);
-        }, timeoutMs);
+        }, slow(idleMs));
         const onData = () => {
           clearTimeout(timer);
           resolve(true);
@@ -183,6 +190,10 @@ describe('workload and checker against one real node', () => {
       const targets = [{ id: 'n1', url: node.url }];
       const workload = startWorkload(history, { targets: () => targets, clients: 4, topic: 'nem', topicPartitions: 4 });
       await new Promise((r) => setTimeout(r, 1000));
+      // what the checks below need acked before the crash; a busy machine may take longer than 1 s
+      const okPuts = () => history.ops.filter((o) => o.type === 'kv-put' && o.outcome === 'ok').length;
+      const okRecords = () => history.ops.reduce((n, o) => n + (o.type === 'produce' && o.outcome === 'ok' ? o.values.length : 0), 0);
+      await waitUntil('more than 20 acked puts and records', () => okPuts() > 20 && okRecords() > 20, 30_000, 50);
       await node.kill('SIGKILL');
       node = await node.restart();
       targets[0] = { id: 'n1', url: node.url };
@@ -204,14 +215,14 @@ describe('workload and checker against one real node', () => {
     } finally {
       await node.stop();
     }
-  }, 60_000);
+  }, slow(60_000));
 });
 
 describe('short nemesis run: 4 nodes, real etcd, one fault of each kind', () => {
   let cluster: Cluster;
   beforeAll(async () => {
     cluster = await startCluster({ nodes: 4, partitions: 16, replicas: 3 });
-  }, 90_000);
+  }, slow(90_000));
   afterAll(async () => {
     await cluster?.teardown();
   });
@@ -234,7 +245,7 @@ describe('short nemesis run: 4 nodes, real etcd, one fault of each kind', () => 
 
     const history = new History();
     const origin = now();
-    const workload = startWorkload(history, { targets: () => cluster.targets(), clients: 6, topic: 'nem', topicPartitions, requestTimeoutMs: 3000 });
+    const workload = startWorkload(history, { targets: () => cluster.targets(), clients: 6, topic: 'nem', topicPartitions, requestTimeoutMs: slow(3000) });
     const schedule: FaultSpec[] = [
       { kind: 'kill9', node: 'leader' },
       { kind: 'pause', node: 'leader' },
@@ -261,5 +272,5 @@ describe('short nemesis run: 4 nodes, real etcd, one fault of each kind', () => 
     expect(report.stats['kv-put:ok'] ?? 0, log).toBeGreaterThan(100);
     expect(report.stats.ackedRecords, log).toBeGreaterThan(100);
     expect(report.stats['kv-get:ok'] ?? 0, log).toBeGreaterThan(50);
-  }, 110_000);
+  }, slow(110_000));
 });

@@ -4,7 +4,9 @@ import WebSocket from 'ws';
 import { Packr, Unpackr } from 'msgpackr';
 import { limits } from '../src/runtime/limits.js';
 import { closeCodeOf } from '../src/gateway/frames.js';
+import { waitUntil } from './helpers/bridge.js';
 import { startFakeServer, type FakeServer } from './helpers/fake-node-api.js';
+import { slow } from './helpers/slow.js';
 
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false });
@@ -25,9 +27,9 @@ class Raw {
   }
   send(frame: Frame): void { this.ws.send(packr.pack(frame)); }
   private poke(): void { for (const w of this.waiters.splice(0)) w(); }
-  /** Wait for (and remove) the first frame matching `pred`. */
-  async take(pred: (f: Frame) => boolean, timeoutMs = 5_000): Promise<Frame> {
-    const deadline = Date.now() + timeoutMs;
+  /** Wait for (and remove) the first frame matching `pred`, for at most `idleMs` scaled by the test slowdown. */
+  async take(pred: (f: Frame) => boolean, idleMs = 5_000): Promise<Frame> {
+    const deadline = Date.now() + slow(idleMs);
     for (;;) {
       const i = this.frames.findIndex(pred);
       if (i >= 0) return this.frames.splice(i, 1)[0];
@@ -39,8 +41,9 @@ class Raw {
   }
   reply(id: number): Promise<Frame> { return this.take((f) => f.id === id && (f.op === 'res' || f.op === 'err')); }
   async request(frame: Frame): Promise<Frame> { this.send(frame); return this.reply(frame.id); }
-  async waitClosed(timeoutMs = 5_000): Promise<{ code: number; reason: string }> {
-    const deadline = Date.now() + timeoutMs;
+  /** `idleMs` is scaled by the test slowdown */
+  async waitClosed(idleMs = 5_000): Promise<{ code: number; reason: string }> {
+    const deadline = Date.now() + slow(idleMs);
     while (!this.closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     if (!this.closed) throw new Error('not closed');
     return this.closed;
@@ -109,20 +112,29 @@ describe('hello and requests', () => {
 describe('stopping', () => {
   it('answers the requests in flight before closing, and refuses new ones as SHUTTING_DOWN', async () => {
     const own = await startFakeServer();
+    // The produce is held at the node until released, and the test knows when it got there.
+    let release!: () => void;
+    own.api.produceGate = new Promise<void>((r) => { release = r; });
+    let producing = false;
+    const produce = own.api.produce.bind(own.api);
+    own.api.produce = (...a) => { producing = true; return produce(...a); };
     try {
-      own.api.produceDelayMs = 300;
       const c = await Raw.open(own.url);
       c.send({ op: 'produce', id: 1, topic: 'slow', acks: 'all', partition: 0, records: [['a']] });
-      await new Promise((r) => setTimeout(r, 50)); // it is running
-      const drained = own.ws.drain(5_000);
+      await waitUntil('the produce to be running', () => producing, 5_000, 5);
+      let drained = false;
+      const draining = own.ws.drain(slow(5_000)).then(() => { drained = true; });
       expect(await c.request({ op: 'kv.get', id: 2, ks: 'x', key: 'k' })).toMatchObject({ op: 'err', code: 'SHUTTING_DOWN' });
-      const t0 = Date.now();
-      await drained;
-      expect(Date.now() - t0).toBeGreaterThan(100); // it waited for the produce
+      // it waits for the produce: still draining while the produce is held (here for 150 ms)
+      await new Promise((r) => setTimeout(r, 150));
+      expect(drained).toBe(false);
+      release();
+      await draining;
       expect(await c.reply(1)).toMatchObject({ op: 'res', offsets: [0] });
       own.ws.closeAll();
       expect((await c.waitClosed()).code).toBe(closeCodeOf('SHUTTING_DOWN'));
     } finally {
+      release();
       own.stop();
     }
   });
@@ -208,12 +220,15 @@ describe('tail flow control', () => {
     for (let i = 0; i < 20; i++) await c.request({ op: 'produce', id: 1000 + i, topic: 'credit', partition: 0, records: [[rec(i)]] });
     c.send({ op: 'subscribe', id: 1, topic: 'credit', partition: 0, from: 'earliest', credit: 4500 });
     await c.reply(1);
-    await new Promise((r) => setTimeout(r, 100));
+    // The server pushes as it handles the subscribe and the credit, before it handles the next
+    // frame, and one socket keeps order: a later request's reply comes after every such push.
+    const barrier = (id: number) => c.request({ op: 'kv.get', id, ks: 'x', key: 'barrier' });
+    await barrier(900);
     const pushed = () => c.frames.filter((f) => f.op === 'records').flatMap((f) => f.records);
     expect(pushed()).toHaveLength(4); // 4 × 1000 bytes fit in 4500
     expect(c.frames.filter((f) => f.op === 'records').every((f) => f.bytes <= 4500)).toBe(true);
     c.send({ op: 'credit', sub: 1, bytes: 10_000 });
-    await new Promise((r) => setTimeout(r, 100));
+    await barrier(901);
     expect(pushed().map((r: any[]) => r[0])).toEqual(Array.from({ length: 14 }, (_, i) => i));
     expect(await c.request({ op: 'unsubscribe', id: 2, sub: 1 })).toMatchObject({ op: 'res' });
     c.ws.close();
@@ -232,11 +247,14 @@ describe('tail flow control', () => {
       await p.request({ op: 'produce', id: i + 1, topic, partition: 0, records: Array.from({ length: 32 }, () => [Buffer.alloc(size)]) });
     }
     c.send({ op: 'credit', sub: 1, bytes: 1024 * 1024 });
-    await new Promise((r) => setTimeout(r, 200));
+    // c reads nothing now, so no reply tells when the credit was handled; the server handles c's
+    // frames in order, and a put sent after the credit shows at the node once it is handled.
+    c.send({ op: 'kv.put', id: 2, ks: 'backpressure', key: 'after-credit', value: 'v' });
+    await waitUntil('the server to handle the credit', async () => (await server.api.kvGet('backpressure', Buffer.from('after-credit'))) !== undefined, 5_000, 10);
     const tail = server.api.tails.find((t) => t.topic === topic)!;
     expect(tail.grants).toEqual([]); // held: the socket is above wsPushPauseBytes
     (c.ws as any)._socket.resume();
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + slow(10_000);
     const offsets = () => c.frames.filter((f) => f.op === 'records').flatMap((f) => f.records.map((r: any[]) => r[0]));
     while (offsets().length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(offsets()).toEqual(Array.from({ length: count }, (_, i) => i));
@@ -257,7 +275,6 @@ describe('tail flow control', () => {
     const t = server.api.tails.find((x) => x.topic === 'cancel')!;
     c.ws.close();
     await c.waitClosed();
-    await new Promise((r) => setTimeout(r, 50));
-    expect(t.cancelled).toBe(true);
+    await waitUntil('the server to cancel the tail', () => t.cancelled, 5_000, 10);
   });
 });
