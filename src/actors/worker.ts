@@ -26,6 +26,7 @@ import { PartitionReader, type ReadView } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
 import { MUTATIONS, type DigestCheck, type DigestReply, type ReplicationMessage, type Request, type Response, type SnapshotAck, type SnapshotChunk, type TopicRetention, type WorkerControl, type WorkerOutput, type WorkerStats } from './messages.js';
 import type { RetentionSpec } from '../node/api.js';
+import { isNoSpace } from '../storage/disk-guard.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
 
@@ -656,7 +657,8 @@ class PartitionWorker {
         // leave; its writes fail (retryable) and the touched partitions reload from disk.
         this.deferredRanges = [];
         const msg = (e as Error).message;
-        const failed = out.replies.map((r): Response => ({ id: r.id, ok: false, err: { code: 'STORAGE', args: [msg] } }));
+        const code = isNoSpace(e) ? 'STORAGE_FULL' : 'STORAGE';
+        const failed = out.replies.map((r): Response => ({ id: r.id, ok: false, err: { code, args: [msg] } }));
         this.post({ replies: failed });
         for (const p of touched) this.reload(p);
         return;

@@ -88,7 +88,7 @@ function generalUsage(): string {
     '',
     'Exit codes: 0 ok, 1 key absent, 2 the node answered with an error, 3 the node could not be',
     'reached or did not answer in time, 64 wrong command line, 69 the port or data dir is in use',
-    '(server), 78 the configuration is wrong (server).',
+    '(server), 75 the disk is too full to start (server), 78 the configuration is wrong (server).',
     '',
   ].join('\n');
 }
@@ -159,6 +159,10 @@ function report(err: unknown): number {
   if (e?.name === 'PortInUseError' || e?.name === 'DataDirInUseError') {
     process.stderr.write(`chicago: ${e.message}\n`);
     return EXIT.inUse;
+  }
+  if (e?.name === 'DiskFullError') {
+    process.stderr.write(`chicago: ${e.message}\n`);
+    return EXIT.tempFail;
   }
   // Anything else is a bug: the stack is what whoever fixes it needs.
   process.stderr.write(`chicago: unexpected error: ${e?.stack ?? String(err)}\n`);

@@ -301,7 +301,11 @@ function buildRoutes(node: ChicagoNode, parsePool: ParsePool, auth: Authenticato
   const cluster = (action: string) => (): [Resource, string] => ['cluster', action];
   const authenticated = () => 'authenticated' as const;
   return [
-    route('GET', '/v1/health', 'public', () => (node.serving ? json({ status: 'ok', node: node.config.nodeId }) : json({ status: 'unavailable' }, 503))),
+    // 200 while serving (degraded: reads and deletes work, writes may not, with the reasons); 503 when not
+    route('GET', '/v1/health', 'public', () => {
+      const h = node.health();
+      return json({ ...h, node: node.config.nodeId }, h.status === 'unavailable' ? 503 : 200);
+    }),
     route('GET', '/metrics', cluster('read'), async () => ({ status: 200, body: await node.renderMetrics(), contentType: 'text/plain; version=0.0.4' })),
     route('GET', '/v1/status', cluster('read'), async () => json(await node.status())),
     route('POST', '/v1/admin/maintain', cluster('admin'), async () => json(await node.maintain())),

@@ -18,6 +18,7 @@ import { CopyPacer } from '../runtime/copy-pacer.js';
 import { createMetrics, type Metrics } from '../runtime/metrics.js';
 import { openDatabase } from '../storage/rocks.js';
 import { lockDataDir } from '../storage/dir-lock.js';
+import { DiskFullError, DiskGuard, isNoSpace } from '../storage/disk-guard.js';
 import type { LinkTls } from '../cluster/worker-links.js';
 import { ConfigError, type TlsConfig } from '../runtime/config.js';
 import { Catalog, type TopicMeta } from './catalog.js';
@@ -77,6 +78,7 @@ export class ChicagoNode implements NodeApi {
   readonly linkTls: LinkTls | undefined;
   private pacerTimer: NodeJS.Timeout | undefined;
   private unlockDir: (() => void) | undefined;
+  private disk!: DiskGuard;
 
   private constructor(readonly config: Config, private readonly log: Logger) {
     this.linkTls = config.tls ? readLinkTls(config.tls) : undefined;
@@ -100,11 +102,25 @@ export class ChicagoNode implements NodeApi {
     await mkdir(dir, { recursive: true });
     // before anything touches the dir: a second node on it stops here, saying which process holds it
     this.unlockDir = lockDataDir(dir);
+    // before RocksDB opens: on a full disk this releases the reserve, so it has room to start
+    this.disk = new DiskGuard(dir, this.config.storage, (s) => {
+      this.metrics.diskFull.set(s.full ? 1 : 0);
+      if (s.full) this.log.warn({ availBytes: s.availBytes }, `disk full: writes refused until there is room (${this.disk.reason()})`);
+      else this.log.info({ availBytes: s.availBytes }, 'disk has room again: writes resume');
+    });
+    this.disk.start(limits.diskCheckIntervalMs);
+    if (this.disk.full) this.log.warn(`starting on a full disk: serving reads and deletes only (${this.disk.reason()})`);
     const self = toNodeId(this.config.nodeId);
     // The cluster layer (etcd, peer links) loads only when asked for.
     const cluster = this.config.etcd.length > 0 ? await (await import('../cluster/cluster.js')).connectCluster(this.config, this.log) : undefined;
     this.partitions = await this.partitionCount(dir, cluster?.partitions);
-    this.db = await openDatabase(path.join(dir, 'rocksdb'), this.partitions);
+    try {
+      this.db = await openDatabase(path.join(dir, 'rocksdb'), this.partitions);
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause;
+      if (isNoSpace(err) || isNoSpace(cause)) throw new DiskFullError(dir, this.disk.availBytes);
+      throw err;
+    }
     this.coordinator = cluster ? await cluster.coordinator(this.db) : new LocalCoordinator(self, this.partitions, () => this.url);
     this.catalog = cluster ? cluster.catalog : localCatalog(new Catalog(this.db));
     const count = Math.min(this.config.workers, this.partitions);
@@ -285,7 +301,12 @@ export class ChicagoNode implements NodeApi {
       const read = body.op === 'fetch' && body.waitMs ? this.longPoll(p, body) : w.call<T>(body, bytes);
       return read.then((res) => ({ res: res as T, replicas: 0 }));
     }
-    const sent = w.write<T>(body, bytes);
+    // deletions still run on a full disk (they are how room is made); other writes wait for room
+    if (body.op !== 'kvDel' && body.op !== 'dropStream' && !this.disk.admit(bytes)) return Promise.reject(new ChicagoError('STORAGE_FULL', this.disk.reason()));
+    const sent = w.write<T>(body, bytes).catch((e: unknown) => {
+      if (e instanceof ChicagoError && e.code === 'STORAGE_FULL') this.disk.tripped();
+      throw e;
+    });
     if (body.op !== 'produce') return sent;
     // Live tails on this node get a fresh append straight from the request, without a read.
     return sent.then((r) => {
@@ -360,6 +381,7 @@ export class ChicagoNode implements NodeApi {
   async createTopic(spec: TopicSpec): Promise<TopicInfo> {
     this.assertUp();
     checkName('topic', spec.name);
+    if (this.disk.full) throw new ChicagoError('STORAGE_FULL', this.disk.reason());
     const partitions = checkInt('partitions', spec.partitions ?? this.config.defaults.topicPartitions, 1, limits.topicPartitionsMax);
     // A single node is a cluster of one: without an explicit count its topics get one replica.
     const replicas = checkInt('replicas', spec.replicas ?? Math.min(this.config.defaults.replicas, this.coordinator.nodes().length), 1, 15);
@@ -591,6 +613,14 @@ export class ChicagoNode implements NodeApi {
 
   get serving(): boolean { return this.state === 'up'; }
 
+  /** GET /v1/health: ok, degraded (serving, with reasons), or unavailable */
+  health(): { status: 'ok' | 'degraded' | 'unavailable'; reasons?: string[] } {
+    if (this.state !== 'up') return { status: 'unavailable', reasons: [`node is ${this.state}`] };
+    const reasons: string[] = [];
+    if (this.disk.full) reasons.push(`disk full: ${this.disk.reason()}; writes are refused, reads and deletes work`);
+    return reasons.length > 0 ? { status: 'degraded', reasons } : { status: 'ok' };
+  }
+
   async workerStats(): Promise<WorkerStats[]> {
     return Promise.all(this.workers.map((w) => withDeadline(w.control.stats(), 5000, `worker ${w.index} stats`)));
   }
@@ -671,6 +701,7 @@ export class ChicagoNode implements NodeApi {
   async renderMetrics(): Promise<string> {
     if (this.state === 'up') {
       const m = this.metrics;
+      m.diskFree.set(this.disk.availBytes);
       const stats = await this.workerStats();
       let expired = 0, trimmed = 0, fsyncs = 0, checks = 0, divergences = 0, snapshotBytes = 0;
       const delay = (thread: string, d: LoopDelayMs) => {
@@ -745,6 +776,7 @@ export class ChicagoNode implements NodeApi {
     await this.coordinator?.stop().catch((err) => this.log.warn({ err }, 'leaving the cluster'));
     await Promise.allSettled(this.workers.map((w) => w.stop()));
     if (this.db) await this.db.close();
+    this.disk?.stop();
     this.unlockDir?.();
     this.state = 'stopped';
     this.log.info('node stopped');

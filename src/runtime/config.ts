@@ -33,6 +33,8 @@ export interface Config {
    */
   bridge?: Record<string, unknown>;
   security: SecurityConfig;
+  /** disk-full protection (docs/operations: writes are refused below minFreeBytes; a reserve file keeps room for deletes) */
+  storage: { minFreeBytes: number; reserveBytes: number };
   /** HTTPS/WSS on the gateway and TLS on the links between nodes (docs/security.md) */
   tls?: TlsConfig;
 }
@@ -104,6 +106,14 @@ export const configSchema = {
     },
     // validated by the bridge's own schema (src/bridge/config.ts) in loadConfig
     bridge: { type: 'object' },
+    storage: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        minFreeBytes: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+        reserveBytes: { type: 'integer', minimum: 0, maximum: 64 * 1024 * 1024 * 1024 },
+      },
+    },
     tls: {
       type: 'object',
       additionalProperties: false,
@@ -159,6 +169,7 @@ export function defaultConfig(): Config {
     antiEntropyIntervalMs: 30_000,
     defaults: { topicPartitions: 4, replicas: 3 },
     security: { tokens: [], allowedOrigins: [], insecure: false },
+    storage: { minFreeBytes: 256 * 1024 * 1024, reserveBytes: 128 * 1024 * 1024 },
   };
 }
 

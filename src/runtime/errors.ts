@@ -45,6 +45,8 @@ export const ERRORS = {
   NOT_LEADER: { wire: 308, status: 503, retryable: true, message: 'partition %s is led by %s' },
   /** the cluster coordinator (etcd) cannot be reached */
   COORDINATION_UNAVAILABLE: { wire: 309, status: 503, retryable: true, message: 'coordination unavailable: %s' },
+  /** free space under the data dir is below storage.minFreeBytes: writes wait until there is room again */
+  STORAGE_FULL: { wire: 310, status: 507, retryable: true, message: 'disk full: %s' },
   TOO_MANY_SUBSCRIPTIONS: { wire: 307, status: 429, retryable: true, message: 'connection has %s subscriptions, limit is %s' },
   // 5xx: a fault inside the node.
   INTERNAL: { wire: 500, status: 500, retryable: true, message: 'internal error: %s' },

@@ -134,6 +134,8 @@ export const limits = {
   verifiedTokensMax: 10_000,
   /** scrypt verifications running at once; more → UNAUTHENTICATED at once (a flood of wrong secrets stays cheap) */
   tokenVerificationsMax: 4,
+  /** how often the node looks at the free space under its data dir (storage/disk-guard.ts) */
+  diskCheckIntervalMs: 250,
   /** the background sweeper deletes at most this many expired keys per partition per pass */
   ttlSweepKeysMax: 10_000,
 } as const;

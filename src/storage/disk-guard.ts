@@ -1,0 +1,138 @@
+// Disk-full protection. The node refuses new writes (STORAGE_FULL, retryable) while the free space
+// under its data dir is below `minFreeBytes`, before RocksDB runs out: RocksDB stops taking writes
+// after a failed WAL append until it is reopened, and a full disk mid-batch would also fail the
+// reads and deletes that share the batch. Reads, tails and deletes keep working; writes come back
+// on their own once free space is above the mark again (with 25 % hysteresis). A reserve file holds
+// `reserveBytes` while all is well. It is deleted when a write hits ENOSPC anyway (something else
+// filled the disk) and when a node starts on a full disk, so deletes, compaction and RocksDB's start
+// (a new write-ahead log, preallocated at about 1.1 × its 64 MiB write buffer) have room; it is
+// written again once the disk has room for it.
+import { closeSync, existsSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
+import path from 'node:path';
+
+export const RESERVE_FILE = 'reserve.chicago';
+const CHUNK_BYTES = 1024 * 1024;
+
+export interface DiskSettings { minFreeBytes: number; reserveBytes: number }
+export interface DiskState { full: boolean; availBytes: number; reserve: boolean }
+export type DiskEffect = 'release-reserve' | 'create-reserve';
+
+/**
+ * The decision, pure: given what statfs says now, is the disk full, and what to do with the
+ * reserve. `starting`: the database is not open yet and needs room to open.
+ */
+export function decide(prev: DiskState, availBytes: number, s: DiskSettings, starting = false): { next: DiskState; effects: DiskEffect[] } {
+  // writes resume only once the reserve fits again too, so they never eat the room it keeps
+  const resumeAt = s.minFreeBytes * 1.25 + (prev.reserve ? 0 : s.reserveBytes);
+  const full = prev.full ? availBytes < resumeAt : availBytes < s.minFreeBytes;
+  const effects: DiskEffect[] = [];
+  let reserve = prev.reserve;
+  if (starting && full && reserve) { effects.push('release-reserve'); reserve = false; }
+  if (!full && !reserve && s.reserveBytes > 0 && availBytes - s.reserveBytes >= s.minFreeBytes * 1.25) { effects.push('create-reserve'); reserve = true; }
+  return { next: { full, availBytes, reserve }, effects };
+}
+
+export class DiskGuard {
+  private state: DiskState;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly reservePath: string;
+  /** bytes of writes let through since the last look at statfs */
+  private admitted = 0;
+
+  constructor(private readonly dir: string, private readonly settings: DiskSettings, private readonly onChange: (s: DiskState) => void = () => {}) {
+    this.reservePath = path.join(dir, RESERVE_FILE);
+    this.state = { full: false, availBytes: Number.MAX_SAFE_INTEGER, reserve: existsSync(this.reservePath) };
+  }
+
+  /** Checks now (so a start on a full disk releases the reserve before RocksDB opens), then every `everyMs`. */
+  start(everyMs: number): void {
+    this.check(true);
+    this.timer = setInterval(() => this.check(), everyMs);
+    this.timer.unref();
+  }
+
+  stop(): void { clearInterval(this.timer); }
+
+  get full(): boolean { return this.state.full; }
+  get availBytes(): number { return this.state.availBytes; }
+
+  reason(): string {
+    return `${mib(this.state.availBytes)} free under ${this.dir}, below storage.minFreeBytes ${mib(this.settings.minFreeBytes)}`;
+  }
+
+  /**
+   * May a write of about `bytes` go ahead? Counts it against the free space of the last look, so a
+   * burst between two looks cannot run the disk out.
+   */
+  admit(bytes: number): boolean {
+    if (this.state.full) return false;
+    this.admitted += bytes;
+    if (this.state.availBytes - this.admitted >= this.settings.minFreeBytes) return true;
+    this.apply({ ...this.state, full: true }, []);
+    return false;
+  }
+
+  /** A write failed with ENOSPC: full now, whatever the last look said, and the reserve goes. */
+  tripped(): void {
+    if (this.state.full && !this.state.reserve) return;
+    this.apply({ ...this.state, full: true, reserve: false }, this.state.reserve ? ['release-reserve'] : []);
+  }
+
+  check(starting = false): void {
+    let avail: number;
+    try {
+      const st = statfsSync(this.dir);
+      avail = st.bavail * st.bsize;
+    } catch {
+      return; // the dir is being removed (tests) or unreadable: keep the last verdict
+    }
+    this.admitted = 0;
+    const { next, effects } = decide(this.state, avail, this.settings, starting);
+    this.apply(next, effects);
+  }
+
+  private apply(next: DiskState, effects: DiskEffect[]): void {
+    for (const e of effects) {
+      if (e === 'release-reserve') {
+        try { unlinkSync(this.reservePath); } catch { /* already gone */ }
+      } else if (!this.writeReserve()) {
+        next = { ...next, reserve: false };
+      }
+    }
+    const changed = next.full !== this.state.full;
+    this.state = next;
+    if (changed) this.onChange(next);
+  }
+
+  /** Real bytes (a sparse file would reserve nothing); false and no file if the disk cannot take it. */
+  private writeReserve(): boolean {
+    let fd: number | undefined;
+    try {
+      fd = openSync(this.reservePath, 'w');
+      const chunk = Buffer.alloc(Math.min(CHUNK_BYTES, this.settings.reserveBytes), 0x52);
+      // no fsync: the blocks are counted as used once written, which is all a reserve is for
+      for (let left = this.settings.reserveBytes; left > 0; left -= chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, left));
+      return true;
+    } catch {
+      try { unlinkSync(this.reservePath); } catch { /* nothing written */ }
+      return false;
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  }
+}
+
+/** RocksDB could not open: no room for its new write-ahead log. The node cannot start until there is. */
+export class DiskFullError extends Error {
+  constructor(readonly dir: string, availBytes: number) {
+    super(`cannot open the database in ${dir}: the disk is full (${mib(availBytes)} free, and no reserve file left to release); free some space and start again`);
+    this.name = 'DiskFullError';
+  }
+}
+
+export function isNoSpace(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e?.code === 'ENOSPC' || /No space left on device/i.test(e?.message ?? '');
+}
+
+const mib = (n: number) => `${(n / (1024 * 1024)).toFixed(1)} MiB`;
