@@ -11,6 +11,7 @@ export default defineConfig({
     setupFiles: ['test/helpers/loop-guard.ts'],
     testTimeout: slow(60_000),
     hookTimeout: slow(120_000),
+    expect: { poll: { timeout: slow(1_000) } },
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     reporters: ['default'],

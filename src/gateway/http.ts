@@ -88,7 +88,10 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
       else if (k === 'transfer-encoding') codings += codings ? `,${v}` : v;
     });
     let aborted = false;
-    res.onAborted(() => { aborted = true; });
+    /** body bytes this request holds of the node's memory budget, given back when it ends */
+    let held = 0;
+    const releaseBody = () => { if (held > 0) { node.memory.give(held); held = 0; } };
+    res.onAborted(() => { aborted = true; releaseBody(); });
     if (lengths > 1 || (lengths > 0 && codings !== '') || (codings !== '' && codings.trim().toLowerCase() !== 'chunked')) {
       metrics.httpRefused.inc({ reason: 'framing' });
       res.close();
@@ -100,6 +103,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
 
     let routeName = 'unmatched';
     const respond = (reply: Reply) => {
+      releaseBody();
       if (aborted) return;
       aborted = true; // answer once
       res.cork(() => {
@@ -189,6 +193,11 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
         respond(errorReply(new ChicagoError('BATCH_TOO_LARGE', size, limits.httpBodyBytesMax)));
         return;
       }
+      if (!node.memory.take(chunk.byteLength)) {
+        respond(errorReply(new ChicagoError('OVERLOADED', 'node memory', `${node.memory.used} of memory.maxBytes ${node.memory.maxBytes} buffered`)));
+        return;
+      }
+      held += chunk.byteLength;
       chunks.push(Buffer.from(new Uint8Array(chunk))); // uWS reuses the chunk's memory: copy
       if (isLast) run(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
     });

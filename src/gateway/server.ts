@@ -39,7 +39,7 @@ export async function startGateway(node: ChicagoNode, log: Logger, auth: Authent
   const app = tls ? uWS.SSLApp({ cert_file_name: tls.certFile, key_file_name: tls.keyFile }) : uWS.App();
   routes?.(app);
   // WebSocket first: the HTTP catch-all would otherwise take the upgrade request.
-  const ws: WebSocketEndpoint = attachWebSocket(app, { api: node, log, auth, metrics: node.metrics });
+  const ws: WebSocketEndpoint = attachWebSocket(app, { api: node, log, auth, memory: node.memory, metrics: node.metrics });
   const parsePool = new ParsePool();
   attachHttp(app, node, parsePool, log, node.metrics, auth);
   const { host, port } = node.config;

@@ -9,13 +9,17 @@ import { limits } from '../runtime/limits.js';
 import type { NodeApi, StoredRecord, Tail, TailSink } from '../node/api.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { AuthError, Authenticator, type Principal } from './auth.js';
+import { MemoryBudget } from '../runtime/memory-budget.js';
 import {
   advertisedLimits, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
   storedRecordBytes, toRecordTuple, toStartPosition, type ClientFrame, type RequestFrame, type ServerFrame,
 } from './frames.js';
 
-/** `auth` defaults to a node without tokens: every caller allowed, no browser origin */
-export interface WebSocketDeps { api: NodeApi; log: pino.Logger; auth?: Authenticator; metrics?: Metrics }
+/**
+ * `auth` defaults to a node without tokens: every caller allowed, no browser origin; `memory` to a
+ * budget of its own (memory.maxBytes's default)
+ */
+export interface WebSocketDeps { api: NodeApi; log: pino.Logger; auth?: Authenticator; memory?: MemoryBudget; metrics?: Metrics }
 export interface WebSocketEndpoint {
   /**
    * Before closing: refuse new requests (SHUTTING_DOWN: not run, retryable elsewhere) and wait up
@@ -51,6 +55,10 @@ class Connection {
   authenticating = false;
   /** pushes are throttled (credit held) while the socket's send buffer is above wsPushPauseBytes */
   paused = false;
+  /** credit passed to the node's tails and not yet used by pushes: at most wsConnectionCreditBytes */
+  inNode = 0;
+  /** the socket's send buffer as last charged to the memory budget */
+  charged = 0;
   corked = false;
   inFlight = 0;
   inFlightBytes = 0;
@@ -63,11 +71,18 @@ class Connection {
 const FRAME_ENVELOPE_BYTES = 64 * 1024;
 const PER_ITEM_OVERHEAD_BYTES = 32;
 const CLOSE_REASON_BYTES_MAX = 120;
+const STARVED_RETRY_MS = 50;
 
 export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): WebSocketEndpoint {
   const { api, log } = deps;
   const auth = deps.auth ?? new Authenticator({ tokens: [], allowedOrigins: [], insecure: false });
+  const memory = deps.memory ?? new MemoryBudget(1024 * 1024 * 1024);
   const open = new Set<Connection>();
+  /** connections with credit held back because the node's memory budget was full */
+  const starved = new Set<Connection>();
+  // the budget also frees up without any socket draining (worker queues empty): look again
+  const starvedTimer = setInterval(() => { if (!memory.full) for (const c of [...starved]) release(c); }, STARVED_RETRY_MS);
+  starvedTimer.unref();
   let draining = false;
   let serial = 0;
 
@@ -98,7 +113,16 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       return false;
     }
     if (status === 0 && conn.ws.getBufferedAmount() > limits.wsPushPauseBytes) conn.paused = true;
+    if (status === 0) chargeBuffer(conn);
     return true;
+  }
+
+  /** What waits in the socket's send buffer counts against the node's memory budget. */
+  function chargeBuffer(conn: Connection): void {
+    const now = conn.closed ? 0 : conn.ws.getBufferedAmount();
+    if (now > conn.charged) memory.charge(now - conn.charged);
+    else if (now < conn.charged) memory.give(conn.charged - now);
+    conn.charged = now;
   }
 
   function sendError(conn: Connection, id: number, err: ChicagoError): void {
@@ -116,6 +140,9 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   function cleanup(conn: Connection): void {
     conn.closed = true;
     open.delete(conn);
+    memory.give(conn.charged);
+    conn.charged = 0;
+    starved.delete(conn);
     for (const sub of conn.subs.values()) endQuietly(sub);
     conn.subs.clear();
   }
@@ -175,6 +202,9 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     if (conn.inFlightBytes + frameBytes > limits.connectionInFlightBytesMax) {
       return sendError(conn, frame.id, new ChicagoError('OVERLOADED', 'connection', `${conn.inFlightBytes} bytes in flight`));
     }
+    if (!memory.take(frameBytes)) {
+      return sendError(conn, frame.id, new ChicagoError('OVERLOADED', 'node memory', `${memory.used} of memory.maxBytes ${memory.maxBytes} buffered`));
+    }
     conn.inFlight++;
     conn.inFlightBytes += frameBytes;
     const started = process.hrtime.bigint();
@@ -204,6 +234,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     ).finally(() => {
       conn.inFlight--;
       conn.inFlightBytes -= frameBytes;
+      memory.give(frameBytes);
     });
   }
 
@@ -319,10 +350,12 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     if (conn.subs.size >= limits.subscriptionsPerConnectionMax) {
       throw new ChicagoError('TOO_MANY_SUBSCRIPTIONS', conn.subs.size, limits.subscriptionsPerConnectionMax);
     }
-    const sub: Subscription = { id: f.id, ended: false, held: 0, outstanding: f.credit };
+    // All the client's credit is held here at first and passed to the node as the socket drains,
+    // a connection's window at a time (wsConnectionCreditBytes): a socket that is not read never
+    // makes the node read more than that for it, however many subscriptions it opens.
+    const sub: Subscription = { id: f.id, ended: false, held: f.credit, outstanding: f.credit };
     conn.subs.set(f.id, sub);
-    const initial = conn.paused ? 0 : f.credit;
-    sub.held = f.credit - initial;
+    const initial = 0;
     const sink: TailSink = {
       push: (records) => push(conn, sub, records),
       close: (err) => {
@@ -343,13 +376,29 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     }
     sub.tail = tail;
     // Unsubscribed, ended or disconnected while the node was setting up: release it now.
-    if (sub.ended || conn.closed) {
-      endQuietly(sub);
-    } else if (!conn.paused && sub.held > 0) {
-      tail.grant(sub.held);
-      sub.held = 0;
-    }
+    if (sub.ended || conn.closed) endQuietly(sub);
+    else release(conn);
     return {};
+  }
+
+  /**
+   * Passes held credit to the node's tails, round robin, while the socket is not backed up, the
+   * node's memory budget has room and the connection's window is not used up.
+   */
+  function release(conn: Connection): void {
+    if (conn.closed || conn.paused) return;
+    if (memory.full) { starved.add(conn); return; }
+    starved.delete(conn);
+    let room = limits.wsConnectionCreditBytes - conn.inNode;
+    for (const sub of conn.subs.values()) {
+      if (room <= 0) break;
+      if (!sub.tail || sub.ended || sub.held <= 0) continue;
+      const g = Math.min(sub.held, room);
+      sub.held -= g;
+      conn.inNode += g;
+      room -= g;
+      sub.tail.grant(g);
+    }
   }
 
   function grant(conn: Connection, sub: Subscription, bytes: number): void {
@@ -357,8 +406,8 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     const g = Math.min(bytes, limits.subscriberCreditBytesMax - sub.outstanding);
     if (g <= 0) return;
     sub.outstanding += g;
-    if (conn.paused || !sub.tail) sub.held += g;
-    else sub.tail.grant(g);
+    sub.held += g;
+    release(conn);
   }
 
   function push(conn: Connection, sub: Subscription, records: StoredRecord[]): void {
@@ -377,6 +426,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       log.error({ sub: sub.id, bytes: total, credit: sub.outstanding }, 'node pushed beyond subscriber credit');
     }
     sub.outstanding = Math.max(0, sub.outstanding - total);
+    conn.inNode = Math.max(0, conn.inNode - total);
     corked(conn, () => {
       let start = 0;
       let bytes = 0;
@@ -390,6 +440,8 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       }
       sendRecords(conn, sub, records, start, records.length, bytes);
     });
+    // the window has room again (a socket that keeps up never signals drain); not re-entrantly
+    queueMicrotask(() => release(conn));
   }
 
   function sendRecords(conn: Connection, sub: Subscription, records: StoredRecord[], from: number, to: number, withOverhead: number): boolean {
@@ -399,17 +451,15 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   }
 
   function onDrain(conn: Connection): void {
-    if (!conn.paused || conn.closed) return;
+    if (conn.closed) return;
+    chargeBuffer(conn);
+    // connections waiting for the node's memory budget go first, once it has room
+    if (!memory.full) for (const c of [...starved]) release(c);
+    if (!conn.paused) return release(conn);
     // Hysteresis: resume at half the pause mark so pushes do not flap on every drain.
     if (conn.ws.getBufferedAmount() > limits.wsPushPauseBytes / 2) return;
     conn.paused = false;
-    for (const sub of conn.subs.values()) {
-      if (sub.tail && sub.held > 0 && !sub.ended) {
-        const held = sub.held;
-        sub.held = 0;
-        sub.tail.grant(held);
-      }
-    }
+    release(conn);
   }
 
   app.ws<UserData>('/v1/ws', {
@@ -474,6 +524,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       while (inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     },
     closeAll(code = closeCodeOf('SHUTTING_DOWN'), reason = 'node is shutting down') {
+      clearInterval(starvedTimer);
       for (const conn of [...open]) {
         if (conn.closed) continue;
         conn.ws.end(code, reason);

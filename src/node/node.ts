@@ -15,6 +15,7 @@ import { kvPartition, murmur3, recordPartition, streamPartition } from '../runti
 import { checkHeaders, checkInt, checkKey, checkName, checkOffset, checkValue } from '../runtime/validate.js';
 import { PACE, WorkerHandle, withDeadline } from '../runtime/threads.js';
 import { CopyPacer } from '../runtime/copy-pacer.js';
+import { MemoryBudget } from '../runtime/memory-budget.js';
 import { createMetrics, type Metrics } from '../runtime/metrics.js';
 import { openDatabase } from '../storage/rocks.js';
 import { lockDataDir } from '../storage/dir-lock.js';
@@ -51,6 +52,8 @@ const PACER_WINDOW_MS = 1_000;
 
 export class ChicagoNode implements NodeApi {
   readonly metrics: Metrics = createMetrics();
+  /** the node-wide cap on buffered bytes (memory.maxBytes), shared by the workers' queues and the gateway */
+  readonly memory: MemoryBudget;
   private state: NodeState = 'starting';
   private readonly workers: WorkerHandle[] = [];
   private readonly watchers: StreamWatchers;
@@ -82,6 +85,7 @@ export class ChicagoNode implements NodeApi {
 
   private constructor(readonly config: Config, private readonly log: Logger) {
     this.linkTls = config.tls ? readLinkTls(config.tls) : undefined;
+    this.memory = new MemoryBudget(config.memory.maxBytes);
     this.watchers = new StreamWatchers(async (skey) => {
       const [topicId, tp] = skey.split(':').map(Number);
       const t = this.catalog.byId(topicId);
@@ -126,6 +130,7 @@ export class ChicagoNode implements NodeApi {
     const count = Math.min(this.config.workers, this.partitions);
     for (let w = 0; w < count; w++) {
       this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out), (streams) => this.watchers.confirmed(streams), cluster ? (ms) => this.pacer.record(ms) : undefined));
+      this.workers[w].budget = this.memory;
     }
     const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [], copies: 0, isr: [], version: 0 };
     const opened = await Promise.all(this.workers.map((w, i) => withDeadline(w.control.open({
@@ -702,6 +707,8 @@ export class ChicagoNode implements NodeApi {
     if (this.state === 'up') {
       const m = this.metrics;
       m.diskFree.set(this.disk.availBytes);
+      m.memoryBuffered.set(this.memory.used);
+      m.memoryRefused.set(this.memory.refused);
       const stats = await this.workerStats();
       let expired = 0, trimmed = 0, fsyncs = 0, checks = 0, divergences = 0, snapshotBytes = 0;
       const delay = (thread: string, d: LoopDelayMs) => {

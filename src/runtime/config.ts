@@ -35,6 +35,8 @@ export interface Config {
   security: SecurityConfig;
   /** disk-full protection (docs/operations: writes are refused below minFreeBytes; a reserve file keeps room for deletes) */
   storage: { minFreeBytes: number; reserveBytes: number };
+  /** the cap on what the node buffers (request bodies, queued requests, WebSocket send buffers) */
+  memory: { maxBytes: number };
   /** HTTPS/WSS on the gateway and TLS on the links between nodes (docs/security.md) */
   tls?: TlsConfig;
 }
@@ -106,6 +108,11 @@ export const configSchema = {
     },
     // validated by the bridge's own schema (src/bridge/config.ts) in loadConfig
     bridge: { type: 'object' },
+    memory: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { maxBytes: { type: 'integer', minimum: 64 * 1024 * 1024, maximum: Number.MAX_SAFE_INTEGER } },
+    },
     storage: {
       type: 'object',
       additionalProperties: false,
@@ -170,6 +177,7 @@ export function defaultConfig(): Config {
     defaults: { topicPartitions: 4, replicas: 3 },
     security: { tokens: [], allowedOrigins: [], insecure: false },
     storage: { minFreeBytes: 256 * 1024 * 1024, reserveBytes: 128 * 1024 * 1024 },
+    memory: { maxBytes: 1024 * 1024 * 1024 },
   };
 }
 

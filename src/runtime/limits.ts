@@ -36,6 +36,8 @@ export const limits = {
   connectionInFlightMax: 4_096,
   /** bytes a WebSocket may have queued towards the client before it is cut off */
   wsBackpressureBytesMax: 64 * MiB,
+  /** credit a WebSocket connection's subscriptions may have passed to the node's tails at once (the rest waits for the socket to drain) */
+  wsConnectionCreditBytes: 4 * MiB,
   /** above this many bytes queued to a WebSocket, subscriber credit is held back until it drains */
   wsPushPauseBytes: 4 * MiB,
   /** request bytes a single connection may have outstanding; full → OVERLOADED */

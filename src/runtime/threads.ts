@@ -7,6 +7,7 @@ import { threadCodec } from './codec.js';
 import { ChicagoError } from './errors.js';
 import { limits } from './limits.js';
 import { MUTATIONS, type RequestBody, type Request, type WorkerControl, type WorkerOutput } from '../actors/messages.js';
+import type { MemoryBudget } from './memory-budget.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
 
@@ -39,6 +40,8 @@ export class WorkerHandle {
   private flushScheduled = false;
   private nextId = 1;
   private inFlightBytes = 0;
+  /** the node-wide cap on buffered bytes, shared with the gateway (set by the node) */
+  budget: MemoryBudget | undefined;
   /** messages posted to the worker, and (shared, written by the worker) how many it has drained */
   private posted = 0;
   private readonly drained = new Int32Array(new SharedArrayBuffer(4));
@@ -128,6 +131,9 @@ export class WorkerHandle {
     if (this.inFlightBytes + bytes > limits.workerInFlightBytesMax) {
       return Promise.reject(new ChicagoError('OVERLOADED', `worker ${this.index} queue`, `${this.inFlightBytes} bytes`));
     }
+    if (this.budget && !this.budget.take(bytes)) {
+      return Promise.reject(new ChicagoError('OVERLOADED', 'node memory', `${this.budget.used} of memory.maxBytes ${this.budget.maxBytes} buffered`));
+    }
     const id = this.nextId++;
     const req = { ...body, id } as Request;
     return new Promise<T>((resolve, reject) => {
@@ -163,6 +169,7 @@ export class WorkerHandle {
       if (!p) continue; // already expired and answered
       this.pending.delete(r.id);
       this.inFlightBytes -= p.bytes;
+      this.budget?.give(p.bytes);
       if (r.ok) {
         if (p.mutation) this.onWriteDone(performance.now() - p.startedMs);
         p.resolve(r.res, r.replicas ?? 0);
@@ -183,6 +190,7 @@ export class WorkerHandle {
       if (p.deadlineMs > now) break; // ids are issued in time order
       this.pending.delete(id);
       this.inFlightBytes -= p.bytes;
+      this.budget?.give(p.bytes);
       p.reject(p.mutation
         ? new ChicagoError('OUTCOME_UNKNOWN', `worker ${this.index} did not answer within ${limits.workerCallTimeoutMs} ms`)
         : new ChicagoError('TIMEOUT', `worker ${this.index} read`, limits.workerCallTimeoutMs));
@@ -193,6 +201,7 @@ export class WorkerHandle {
   private failAll(cause: Error, stopping = false): void {
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
+      this.budget?.give(p.bytes);
       p.reject(p.mutation ? new ChicagoError('OUTCOME_UNKNOWN', cause.message) : stopping ? new ChicagoError('SHUTTING_DOWN') : new ChicagoError('INTERNAL', cause.message));
     }
     this.inFlightBytes = 0;
