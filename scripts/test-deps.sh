@@ -14,6 +14,7 @@ declare -A NEED=(
   [iptables]=/usr/sbin/iptables
   [kcat]=/usr/bin/kcat
   [openssl]=/usr/bin/openssl
+  [chromium]=/usr/bin/chromium
 )
 
 log() { printf '[test-deps] %s\n' "$*" >&2; }
