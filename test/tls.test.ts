@@ -13,6 +13,8 @@ import { makeCerts, type Certs } from './helpers/certs.js';
 import { http } from './helpers/http.js';
 import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { startCluster } from './helpers/cluster.js';
+import { startEtcd } from './helpers/etcd.js';
+import { caDispatcher } from '../src/client/tls.js';
 
 const SUBNET = `127.${40 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 250)}`;
 
@@ -48,13 +50,16 @@ describe('TLS on a node\'s port', () => {
   });
 });
 
-describe('TLS between nodes (real etcd, 3 nodes)', () => {
-  it('replicates over TLS peer links and mutual-TLS worker links; refuses plaintext and uncertified peers', async () => {
+describe('TLS between nodes and to etcd (real etcd, 3 nodes)', () => {
+  it('replicates over TLS peer links and mutual-TLS worker links, talks to etcd over mutual TLS; refuses plaintext and uncertified peers', async () => {
     const ips = [1, 2, 3, 4].map((i) => `${SUBNET}.${i + 1}`);
     const certs = await makeCerts(['127.0.0.1', ...ips]);
     const cfg = path.join(certs.dir, 'cluster.json');
     await writeFile(cfg, JSON.stringify({ tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile } }));
-    const cluster = await startCluster({ nodes: 3, partitions: 4, replicas: 3, subnet: SUBNET, args: ['--config', cfg], ca: certs.ca });
+    // etcd with its own TLS flags: https and client certificates the cluster CA signed
+    const etcd = await startEtcd({ tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile } });
+    expect(etcd.endpoints[0].startsWith('https://')).toBe(true);
+    const cluster = await startCluster({ nodes: 3, partitions: 4, replicas: 3, subnet: SUBNET, args: ['--config', cfg], ca: certs.ca, etcd });
     try {
       const url = cluster.nodes[0].handle.url;
       expect(url.startsWith('https://')).toBe(true);
@@ -92,8 +97,19 @@ describe('TLS between nodes (real etcd, 3 nodes)', () => {
         expect(await new Promise<number>((resolve) => { keyless.once('open', () => resolve(101)); keyless.once('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0)); })).toBe(401);
         keyless.terminate();
       }
+      // etcd refuses a client without a certificate, and plain HTTP
+      const plainEtcd = await fetch(etcd.endpoints[0].replace('https', 'http') + '/health', { signal: AbortSignal.timeout(3000) }).then((r) => r.status, () => 'refused');
+      expect(plainEtcd === 'refused' || plainEtcd === 400).toBe(true);
+      const noCert = await fetch(etcd.endpoints[0] + '/v3/kv/range', { method: 'POST', body: '{"key":"Lw=="}', signal: AbortSignal.timeout(3000), ...({ dispatcher: caDispatcher(certs.ca) } as RequestInit) }).then((r) => r.status, () => 'refused');
+      expect(noCert).toBe('refused');
+      // a node without the etcd CA does not start
+      const bad = path.join(certs.dir, 'no-ca.json');
+      await writeFile(bad, JSON.stringify({ tls: { certFile: certs.certFile, keyFile: certs.keyFile } }));
+      const r = await runCli(['server', '--config', bad, '--data-dir', path.join(certs.dir, 'x'), '--port', '0', '--etcd', etcd.endpoints[0]]);
+      expect([r.code, r.stderr]).toEqual([78, expect.stringContaining('https:// etcd endpoints need')]);
     } finally {
       await cluster.teardown();
+      await etcd.stop();
       await rm(certs.dir, { recursive: true, force: true });
     }
   });

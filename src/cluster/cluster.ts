@@ -21,6 +21,8 @@ import { TopicCatalog } from './topic-catalog.js';
 import type { PartitionRecord } from './layout.js';
 import type { ClusterConnection } from './hooks.js';
 import type { PeerNetwork } from './peer.js';
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../runtime/config.js';
 
 /** A peer silent for this long is suspected; its partitions fail over. */
 export const SUSPECT_AFTER_MS = 300;
@@ -85,7 +87,7 @@ export interface ReplicaPositions {
 export const ISR_LAG_MS = 1_000;
 
 export async function connectCluster(config: Config, log: Logger): Promise<ClusterConnection> {
-  const coord = new Coordination({ endpoints: config.etcd });
+  const coord = new Coordination({ endpoints: config.etcd, tls: etcdTls(config) });
   const table = new PartitionTable(coord);
   const meta = await untilReachable(log, 'cluster metadata', () => table.ensureMeta(config.partitions));
   const topics = new TopicCatalog(coord);
@@ -559,4 +561,20 @@ export function withStandIns(p: number, planned: PartitionRecord, current: Parti
   ];
   const add = candidates.slice(0, n - reachable.length);
   return add.length === 0 ? planned : { ...planned, replicas: [...planned.replicas, ...add] };
+}
+
+/** TLS to etcd when its endpoints are https://: the etcd CA (or the cluster CA) and the node's certificate. */
+function etcdTls(config: Config): { ca: string; cert: string; key: string } | undefined {
+  if (!config.etcd.some((e) => e.startsWith('https://'))) return undefined;
+  const tls = config.tls;
+  const caFile = tls?.etcdCaFile ?? tls?.caFile;
+  if (!tls || !caFile) throw new ConfigError('https:// etcd endpoints need tls.certFile, tls.keyFile and tls.etcdCaFile (or tls.caFile)');
+  const read = (file: string) => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`tls: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  return { ca: read(caFile), cert: read(tls.certFile), key: read(tls.keyFile) };
 }

@@ -18,6 +18,8 @@ export interface CoordinationOptions {
   cluster?: string;
   /** deadline of one call, retries included */
   callTimeoutMs?: number;
+  /** for https:// endpoints: the CA that signed etcd's certificate, and this node's client certificate (PEM) */
+  tls?: { ca: string; cert?: string; key?: string };
 }
 
 /** A value as stored, with the revision a CAS compares against. */
@@ -60,6 +62,12 @@ export class Coordination {
     const timeout = this.callTimeoutMs;
     this.client = new Etcd3({
       hosts: [...opts.endpoints],
+      ...(opts.tls ? {
+        credentials: {
+          rootCertificate: Buffer.from(opts.tls.ca),
+          ...(opts.tls.cert && opts.tls.key ? { certChain: Buffer.from(opts.tls.cert), privateKey: Buffer.from(opts.tls.key) } : {}),
+        },
+      } : {}),
       dialTimeout: timeout,
       // Streams (watch, keepalive) live long; every unary call gets the call deadline.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),

@@ -47,6 +47,8 @@ export interface TlsConfig {
   keyFile: string;
   /** the cluster CA (PEM): verifies other nodes' certificates; worker links require a certificate it signed */
   caFile?: string;
+  /** the CA of etcd's certificate, for https:// etcd endpoints (default caFile); the node presents certFile/keyFile to etcd */
+  etcdCaFile?: string;
 }
 
 /** One access token as the config holds it: never the token itself, only its salted hash. */
@@ -129,6 +131,7 @@ export const configSchema = {
         certFile: { type: 'string', minLength: 1 },
         keyFile: { type: 'string', minLength: 1 },
         caFile: { type: 'string', minLength: 1 },
+        etcdCaFile: { type: 'string', minLength: 1 },
       },
     },
     security: {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { OutputRing, repoRoot } from './launcher.js';
 import { slow } from './slow.js';
+import { Agent } from 'undici';
 
 const READY_TIMEOUT_MS = slow(15_000);
 const STOP_TIMEOUT_MS = slow(5_000);
@@ -70,9 +71,9 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function healthy(url: string): Promise<boolean> {
+async function healthy(url: string, agent?: Agent): Promise<boolean> {
   try {
-    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(slow(1_000)) });
+    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(slow(1_000)), ...({ dispatcher: agent } as RequestInit) });
     return res.ok && ((await res.json()) as { health?: string }).health === 'true';
   } catch {
     return false;
@@ -88,7 +89,10 @@ function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
   });
 }
 
-export async function startEtcd(opts: { name?: string } = {}): Promise<EtcdServer> {
+/** `tls`: serve https:// and require client certificates the CA signed (etcd's own TLS flags) */
+export async function startEtcd(opts: { name?: string; tls?: { certFile: string; keyFile: string; caFile: string } } = {}): Promise<EtcdServer> {
+  const tls = opts.tls;
+  const agent = tls ? new Agent({ connect: { ca: readFileSync(tls.caFile), cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } }) : undefined;
   const bin = await etcdBinary();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'chicago-etcd-'));
   const name = opts.name ?? 'chicago-test';
@@ -98,7 +102,7 @@ export async function startEtcd(opts: { name?: string } = {}): Promise<EtcdServe
 
   const launch = async (): Promise<void> => {
     const peerPort = await freePort();
-    const client = `http://${HOST}:${clientPort}`;
+    const client = `${tls ? 'https' : 'http'}://${HOST}:${clientPort}`;
     const peer = `http://${HOST}:${peerPort}`;
     const proc = spawn(bin, [
       '--name', name, '--data-dir', path.join(dataDir, 'data'),
@@ -106,12 +110,13 @@ export async function startEtcd(opts: { name?: string } = {}): Promise<EtcdServe
       '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
       '--initial-cluster', `${name}=${peer}`, '--initial-cluster-state', 'new',
       '--logger', 'zap', '--log-outputs', 'stderr', '--log-level', 'warn',
+      ...(tls ? ['--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caFile, '--client-cert-auth'] : []),
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
     proc.stdout!.setEncoding('utf8').on('data', (c: string) => output.feed(c));
     proc.stderr!.setEncoding('utf8').on('data', (c: string) => output.feed(c));
     const deadline = Date.now() + READY_TIMEOUT_MS;
-    while (!(await healthy(client))) {
+    while (!(await healthy(client, agent))) {
       if (proc.exitCode !== null || proc.signalCode !== null) {
         throw new Error(`etcd exited during start (${proc.exitCode ?? proc.signalCode}):\n${output.tail()}`);
       }
@@ -149,7 +154,7 @@ export async function startEtcd(opts: { name?: string } = {}): Promise<EtcdServe
   };
 
   return {
-    endpoints: [`http://${HOST}:${clientPort}`],
+    endpoints: [`${tls ? 'https' : 'http'}://${HOST}:${clientPort}`],
     dataDir,
     output,
     pid: () => child?.pid,
