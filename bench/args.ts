@@ -75,6 +75,8 @@ const HELP = `chicago bench SCENARIO [flags]     open-loop load at a fixed rate;
 scenarios: kv-put | kv-get | produce | produce-tail | idle | noop (the generator alone: its own floor)
 
   --url URL              node to drive (default $CHICAGO_URL or http://127.0.0.1:7070)
+  --token T              access token (or --token-file FILE, $CHICAGO_TOKEN, $CHICAGO_TOKEN_FILE)
+  --ca FILE              a CA (PEM) to trust for https:// (or $CHICAGO_CA)
   --spawn                start a fresh single node (temp data dir) for this run, stop it after
   --rate R               kv: operations/s; produce: records/s             (default 10000)
   --duration S           measured seconds                                  (default 10)
@@ -131,6 +133,9 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     allowPositionals: false,
     options: {
       url: { type: 'string' },
+      token: { type: 'string' },
+      'token-file': { type: 'string' },
+      ca: { type: 'string' },
       spawn: { type: 'boolean', default: false },
       rate: { type: 'string' },
       duration: { type: 'string' },
@@ -198,6 +203,10 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
   if ((target === 'redis' || baseline) && s !== 'kv-put' && s !== 'kv-get' && !(baseline && s === 'cluster-kv-put')) {
     throw new Error('--target redis / --baseline redis apply to kv-put and kv-get (--baseline also to cluster-kv-put) only');
   }
+  // every client this process opens reads its credentials from these (bench/http.ts benchCredentials)
+  if (values.token) process.env.CHICAGO_TOKEN = values.token;
+  if (values['token-file']) { delete process.env.CHICAGO_TOKEN; process.env.CHICAGO_TOKEN_FILE = values['token-file']; }
+  if (values.ca) process.env.CHICAGO_CA = values.ca;
   return {
     scenario: s,
     url: values.url ?? process.env.CHICAGO_URL ?? 'http://127.0.0.1:7070',

@@ -1,5 +1,15 @@
 // Plain HTTP/1.1 access to a node (keep-alive): topic admin, and the `--via http` fallback target.
+// The token and CA come from CHICAGO_TOKEN / CHICAGO_TOKEN_FILE and CHICAGO_CA, which the bench's
+// --token, --token-file and --ca flags set.
 import http from 'node:http';
+import https from 'node:https';
+import { authHeader, resolveToken } from '../src/client/token.js';
+import { readCa } from '../src/client/tls.js';
+
+/** what every connection of this bench process presents: a token, and a CA to trust for https:// */
+export function benchCredentials(): { token?: string; ca?: string } {
+  return { token: resolveToken(), ca: readCa(process.env.CHICAGO_CA) };
+}
 
 export interface HttpResponse {
   status: number;
@@ -9,20 +19,27 @@ export interface HttpResponse {
 export class HttpTarget {
   private readonly agent: http.Agent;
   private readonly base: URL;
+  private readonly auth: Record<string, string>;
+  private readonly lib: typeof http | typeof https;
 
   constructor(url: string, connections: number) {
     this.base = new URL(url);
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
+    const { token, ca } = benchCredentials();
+    this.auth = authHeader(token);
+    const tls = this.base.protocol === 'https:';
+    this.lib = tls ? https : http;
+    const opts = { keepAlive: true, maxSockets: connections, maxFreeSockets: connections };
+    this.agent = tls ? new https.Agent({ ...opts, ...(ca ? { ca } : {}) }) : new http.Agent(opts);
   }
 
   request(method: string, path: string, body?: Buffer | string, contentType?: string): Promise<HttpResponse> {
     return new Promise((resolve, reject) => {
-      const headers: Record<string, string | number> = {};
+      const headers: Record<string, string | number> = { ...this.auth };
       if (body !== undefined) {
         headers['content-length'] = Buffer.byteLength(body);
         if (contentType) headers['content-type'] = contentType;
       }
-      const req = http.request(
+      const req = this.lib.request(
         { host: this.base.hostname, port: this.base.port, method, path, agent: this.agent, headers },
         (res) => {
           const chunks: Buffer[] = [];

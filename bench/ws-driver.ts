@@ -2,6 +2,7 @@
 // ChicagoClient per --connections, operations spread round robin.
 import { ChicagoClient, type Producer, type TailStream } from '../src/client/index.js';
 import type { ChicagoDriver, DriverOptions, TailHandle } from './targets.js';
+import { benchCredentials } from './http.js';
 
 /** byte limit of a streaming producer's batch (records that queue up behind one in flight) */
 const STREAM_BATCH_BYTES = 1024 * 1024;
@@ -21,7 +22,8 @@ export class WsDriver implements ChicagoDriver {
   static async open(o: DriverOptions): Promise<WsDriver> {
     const clients: ChicagoClient[] = [];
     for (let i = 0; i < o.connections; i++) {
-      clients.push(await ChicagoClient.connect({ url: o.url, clientName: `chicago-bench-${i}`, requestTimeoutMs: 60_000 }));
+      const { token, ca } = benchCredentials();
+      clients.push(await ChicagoClient.connect({ url: o.url, clientName: `chicago-bench-${i}`, requestTimeoutMs: 60_000, ...(token ? { token } : {}), ...(ca ? { ca } : {}) }));
     }
     return new WsDriver(o, clients);
   }

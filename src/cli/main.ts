@@ -160,6 +160,11 @@ function report(err: unknown): number {
     process.stderr.write(`chicago: ${e.message}\n`);
     return EXIT.inUse;
   }
+  // the node (or the client library) said no: not a bug of the CLI
+  if (e?.name === 'ChicagoError') {
+    process.stderr.write(`error ${(err as { code: string }).code}: ${e.message}\n`);
+    return EXIT.server;
+  }
   if (e?.name === 'DiskFullError') {
     process.stderr.write(`chicago: ${e.message}\n`);
     return EXIT.tempFail;
