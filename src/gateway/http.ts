@@ -142,8 +142,8 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
     let rest: string;
     try {
       // no empty segment is dropped: a/b and a//b are different KV keys
-      segments = url.split('/').slice(1).map((s) => decodeURIComponent(s));
       const raw = url.split('/');
+      segments = raw.slice(1).map((s) => decodeURIComponent(s));
       rest = raw.length > 4 ? decodeURIComponent(raw.slice(4).join('/')) : '';
     } catch {
       respond(errorReply(new ChicagoError('BAD_REQUEST', 'path is not valid percent-encoding')));
@@ -160,7 +160,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
     const run = (body: Buffer) => {
       // A turn later: a pipelined request that uWS refused meanwhile has aborted this one (above).
       setImmediate(() => {
-        if (aborted) { metrics.httpRefused.inc({ reason: 'pipelined' }); return; }
+        if (aborted) { metrics.httpRefused.inc({ reason: 'closed' }); return; }
         const partial = { method, segments, rest, query, body, contentType, fromBrowser };
         const caller = match.need === 'public'
           ? Promise.resolve(auth.open ? auth.authenticateOpen() : PUBLIC)

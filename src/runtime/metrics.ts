@@ -16,7 +16,7 @@ export function createMetrics() {
       labelNames: ['edge', 'route'] as const, registers: [registry],
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
     }),
-    httpRefused: new Counter({ name: 'chicago_http_refused_total', help: 'HTTP connections closed before their request ran: ambiguous framing, or a request pipelined behind an unanswered one', labelNames: ['reason'] as const, registers: [registry] }),
+    httpRefused: new Counter({ name: 'chicago_http_refused_total', help: 'HTTP requests that never ran: ambiguous framing (the node closed the connection), or the connection closed before the request started (a request pipelined behind an unanswered one, or the client left)', labelNames: ['reason'] as const, registers: [registry] }),
     authRefused: new Counter({ name: 'chicago_auth_refused_total', help: 'Requests refused by authentication (UNAUTHENTICATED) or authorization (FORBIDDEN), by edge and reason', labelNames: ['edge', 'code', 'reason'] as const, registers: [registry] }),
     produced: new Counter({ name: 'chicago_records_produced_total', help: 'Records appended', labelNames: ['topic'] as const, registers: [registry] }),
     dropped: new Counter({ name: 'chicago_dropped_total', help: 'Fire-and-forget updates dropped because a queue was full', labelNames: ['reason'] as const, registers: [registry] }),
