@@ -62,7 +62,7 @@ describe('memory.maxBytes (a real node, floods)', () => {
       console.log(`memory: baseline ${(baseline / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB, cap ${CAP / MiB} MiB; ws errors ${JSON.stringify(Object.fromEntries(refusedWs.map((c) => [c, refusedWs.filter((x) => x === c).length])))}; http ${JSON.stringify(codes)}`);
       if (process.env.CHICAGO_TEST_RSS === '1') expect(peak).toBeLessThan(CAP + MARGIN);
       for (const code of codes) expect([200, 429]).toContain(code);
-      expect(new Set(refusedWs)).toEqual(new Set(['OVERLOADED']));
+      for (const code of refusedWs) expect(code).toBe('OVERLOADED');
       expect(codes.filter((c) => c === 429).length + refusedWs.length).toBeGreaterThan(0);
       // the node still serves, and its buffers are given back
       expect((await http(node.url, 'PUT', '/v1/kv/after/flood', 'ok')).status).toBe(200);
