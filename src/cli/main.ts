@@ -3,6 +3,7 @@
 import { type Command, type Parsed, int, parse, str } from './args.js';
 import { CliError, EXIT, UsageError } from './errors.js';
 import { DEFAULT_URL } from './http.js';
+import { agent } from './commands/agent.js';
 import { bridge, groupLag, kafkaTail } from './commands/bridge.js';
 import { kvCommands } from './commands/kv.js';
 import { produce } from './commands/produce.js';
@@ -53,7 +54,7 @@ const bench: Command = {
   },
 };
 
-const commands: Command[] = [server, ...kvCommands, ...topicCommands, produce, tail, groupOffsets, groupLag, status, bridge, kafkaTail, tokenCreate, bench];
+const commands: Command[] = [server, ...kvCommands, ...topicCommands, produce, tail, groupOffsets, groupLag, status, bridge, kafkaTail, tokenCreate, agent, bench];
 const byName = new Map(commands.map((c) => [c.name, c]));
 /** words that only make sense with a subcommand after them */
 const groups = new Set(commands.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]));

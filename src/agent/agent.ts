@@ -1,0 +1,78 @@
+// `chicago agent`: the spool, one FileSource per configured source, one Shipper per task.
+import { createLogger, type Logger } from '../runtime/log.js';
+import { type AgentConfig, loadAgentConfig } from './config.js';
+import { FileSource } from './files.js';
+import { Shipper } from './shipper.js';
+import { Spool } from './spool.js';
+
+export class Agent {
+  readonly sources: FileSource[] = [];
+  readonly shippers = new Map<string, Shipper>();
+  private stopping?: Promise<void>;
+  private failed?: Error;
+  private resolveDone!: () => void;
+  /** resolves when the agent has stopped (signal or fatal error) */
+  readonly done = new Promise<void>((r) => { this.resolveDone = r; });
+
+  private constructor(readonly cfg: AgentConfig, readonly spool: Spool, readonly log: Logger) {}
+
+  static async start(cfg: AgentConfig, log: Logger): Promise<Agent> {
+    const { spool, report } = Spool.open(cfg.spool);
+    log.info({ spool: cfg.spool.dir, ...report }, 'spool recovered');
+    const agent = new Agent(cfg, spool, log);
+    const fatal = (err: Error) => agent.fail(err);
+    for (const src of cfg.sources) {
+      if (!agent.shippers.has(src.task)) {
+        const s = new Shipper(src.task, src.topic, spool, cfg, log);
+        s.onFatal = fatal;
+        agent.shippers.set(src.task, s);
+      }
+    }
+    spool.onRecords = (task) => agent.shippers.get(task)?.notify();
+    for (const src of cfg.sources) {
+      const fs = new FileSource(src, cfg, spool, log);
+      fs.fatal = fatal;
+      agent.sources.push(fs);
+    }
+    spool.onFreed(() => { for (const s of agent.sources) s.kick(); });
+    for (const s of agent.shippers.values()) s.start();
+    for (const s of agent.sources) await s.start();
+    return agent;
+  }
+
+  private fail(err: Error): void {
+    this.failed ??= err;
+    this.log.fatal({ err }, 'agent failed');
+    void this.stop();
+  }
+
+  get error(): Error | undefined {
+    return this.failed;
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await Promise.all(this.sources.map((s) => s.stop()));
+      await Promise.all([...this.shippers.values()].map((s) => s.stop()));
+      this.spool.close();
+      this.resolveDone();
+    })();
+    return this.stopping;
+  }
+}
+
+/** Runs the agent until SIGTERM/SIGINT; a wrong config throws ConfigError (exit 78). */
+export async function runAgent(opts: { config: string }): Promise<void> {
+  const cfg = loadAgentConfig(opts.config);
+  const log = createLogger(cfg.logLevel, { component: 'agent', host: cfg.host });
+  log.info({ config: { ...cfg, node: { ...cfg.node, token: cfg.node.token ? '(set)' : undefined, ca: cfg.node.ca ? '(set)' : undefined } } }, 'agent config');
+  const agent = await Agent.start(cfg, log);
+  log.info({ sources: cfg.sources.length, tasks: [...agent.shippers.keys()] }, 'agent running');
+  const onSignal = () => void agent.stop();
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  await agent.done;
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  if (agent.error) throw agent.error;
+}

@@ -1,0 +1,223 @@
+// The host agent's configuration: one schema (unknown keys rejected), read from a YAML/JSON file.
+// The token comes from the file (token, tokenFile) or the environment (CHICAGO_TOKEN, CHICAGO_TOKEN_FILE).
+import os from 'node:os';
+import path from 'node:path';
+import { Ajv } from 'ajv';
+import { ConfigError, parseConfigFile } from '../runtime/config.js';
+import { CaFileError, readCa } from '../client/tls.js';
+import { TokenFileError, resolveToken } from '../client/token.js';
+
+export { ConfigError };
+
+export type MultilinePreset = 'java' | 'python';
+
+export interface MultilineConfig {
+  /** a line matching this starts a new event; other lines continue the pending one */
+  start?: string;
+  /** a line matching this continues the pending event; other lines start a new one */
+  continue?: string;
+  preset?: MultilinePreset;
+  /** an event ends this long after its last line */
+  quietMs: number;
+  maxLines: number;
+  maxBytes: number;
+}
+
+export interface SourceConfig {
+  /** the `task` header of every record from this source; one task ships to one topic */
+  task: string;
+  /** globs (`*`, `?` in the file name; the directory is literal) */
+  paths: string[];
+  topic: string;
+  multiline?: MultilineConfig;
+}
+
+export interface AgentConfig {
+  node: { url: string; token?: string; ca?: string; timeoutMs: number };
+  host: string;
+  spool: { dir: string; quotaBytes: number; segmentBytes: number };
+  pollIntervalMs: number;
+  /** a rotated (renamed or deleted) file is closed once read to its end and unchanged this long */
+  rotatedIdleMs: number;
+  /** longest line kept whole; longer lines are cut into pieces of this size */
+  maxLineBytes: number;
+  batch: { maxRecords: number; maxBytes: number; lingerMs: number };
+  retry: { minMs: number; maxMs: number };
+  topicPartitions: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  sources: SourceConfig[];
+}
+
+const NAME = '^[A-Za-z0-9._-]{1,128}$';
+const int = (minimum: number, maximum: number) => ({ type: 'integer', minimum, maximum });
+
+export const agentConfigSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['sources'],
+  properties: {
+    node: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        url: { type: 'string', pattern: '^https?://' },
+        token: { type: 'string', minLength: 1 },
+        tokenFile: { type: 'string', minLength: 1 },
+        ca: { type: 'string', minLength: 1 },
+        timeoutMs: int(100, 600_000),
+      },
+    },
+    host: { type: 'string', pattern: NAME },
+    spool: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        dir: { type: 'string', minLength: 1 },
+        quotaBytes: int(1024 * 1024, Number.MAX_SAFE_INTEGER),
+        segmentBytes: int(64 * 1024, 1024 * 1024 * 1024),
+      },
+    },
+    pollIntervalMs: int(10, 60_000),
+    rotatedIdleMs: int(100, 3_600_000),
+    maxLineBytes: int(1024, 4 * 1024 * 1024 - 64 * 1024),
+    batch: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxRecords: int(1, 100_000),
+        // the node refuses updates of 20 MB or more
+        maxBytes: int(1024, 16 * 1024 * 1024),
+        lingerMs: int(0, 10_000),
+      },
+    },
+    retry: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { minMs: int(1, 60_000), maxMs: int(1, 600_000) },
+    },
+    topicPartitions: int(1, 1024),
+    logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    sources: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 1000,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['task', 'paths', 'topic'],
+        properties: {
+          task: { type: 'string', pattern: NAME },
+          paths: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+          topic: { type: 'string', pattern: NAME },
+          multiline: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              preset: { enum: ['java', 'python'] },
+              start: { type: 'string', minLength: 1 },
+              continue: { type: 'string', minLength: 1 },
+              quietMs: int(1, 600_000),
+              maxLines: int(1, 100_000),
+              maxBytes: int(1024, 4 * 1024 * 1024 - 64 * 1024),
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validate = ajv.compile(agentConfigSchema);
+
+type Raw = {
+  node?: { url?: string; token?: string; tokenFile?: string; ca?: string; timeoutMs?: number };
+  host?: string;
+  spool?: Partial<AgentConfig['spool']>;
+  pollIntervalMs?: number;
+  rotatedIdleMs?: number;
+  maxLineBytes?: number;
+  batch?: Partial<AgentConfig['batch']>;
+  retry?: Partial<AgentConfig['retry']>;
+  topicPartitions?: number;
+  logLevel?: AgentConfig['logLevel'];
+  sources: Array<Omit<SourceConfig, 'multiline'> & { multiline?: Partial<MultilineConfig> }>;
+};
+
+function hostName(): string {
+  return os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 128) || 'host';
+}
+
+/** Checks and completes a parsed config; `base` resolves relative paths (the config file's directory). */
+export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  if (!validate(raw)) {
+    const msg = (validate.errors ?? [])
+      .map((e) => `${e.instancePath || '/'} ${e.message}${e.keyword === 'additionalProperties' ? ` (${(e.params as { additionalProperty: string }).additionalProperty})` : ''}`)
+      .join('; ');
+    throw new ConfigError(`agent config: ${msg}`);
+  }
+  const r = raw as unknown as Raw;
+  const abs = (p: string) => path.resolve(base, p);
+  let token: string | undefined;
+  let ca: string | undefined;
+  try {
+    token = resolveToken({ token: r.node?.token, tokenFile: r.node?.tokenFile ? abs(r.node.tokenFile) : undefined, env });
+    ca = readCa(r.node?.ca ? abs(r.node.ca) : env.CHICAGO_CA);
+  } catch (err) {
+    if (err instanceof TokenFileError || err instanceof CaFileError) throw new ConfigError(`agent config: ${err.message}`);
+    throw err;
+  }
+  const topicOfTask = new Map<string, string>();
+  const sources: SourceConfig[] = r.sources.map((s, i) => {
+    const seen = topicOfTask.get(s.task);
+    if (seen !== undefined && seen !== s.topic) {
+      throw new ConfigError(`agent config: /sources/${i} task ${s.task} ships to ${s.topic}, another source of it to ${seen}; a task has one topic`);
+    }
+    topicOfTask.set(s.task, s.topic);
+    let multiline: MultilineConfig | undefined;
+    if (s.multiline) {
+      const m = s.multiline;
+      if (!m.preset && !m.start && !m.continue) throw new ConfigError(`agent config: /sources/${i}/multiline needs preset, start or continue`);
+      for (const key of ['start', 'continue'] as const) {
+        if (m[key] === undefined) continue;
+        try {
+          new RegExp(m[key]!);
+        } catch (err) {
+          throw new ConfigError(`agent config: /sources/${i}/multiline/${key} is not a valid regular expression: ${(err as Error).message}`);
+        }
+      }
+      multiline = { ...m, quietMs: m.quietMs ?? 1000, maxLines: m.maxLines ?? 500, maxBytes: m.maxBytes ?? 256 * 1024 };
+    }
+    return { task: s.task, topic: s.topic, paths: s.paths.map(abs), ...(multiline ? { multiline } : {}) };
+  });
+  const retry = { minMs: r.retry?.minMs ?? 100, maxMs: r.retry?.maxMs ?? 5000 };
+  if (retry.maxMs < retry.minMs) throw new ConfigError('agent config: retry.maxMs is below retry.minMs');
+  const spool = {
+    dir: abs(r.spool?.dir ?? './agent-spool'),
+    quotaBytes: r.spool?.quotaBytes ?? 256 * 1024 * 1024,
+    segmentBytes: r.spool?.segmentBytes ?? 16 * 1024 * 1024,
+  };
+  if (spool.segmentBytes * 2 > spool.quotaBytes) throw new ConfigError('agent config: spool.quotaBytes must be at least twice spool.segmentBytes');
+  return {
+    node: {
+      url: (r.node?.url ?? env.CHICAGO_URL ?? 'http://127.0.0.1:7070').replace(/\/+$/, ''),
+      ...(token ? { token } : {}),
+      ...(ca ? { ca } : {}),
+      timeoutMs: r.node?.timeoutMs ?? 30_000,
+    },
+    host: r.host ?? hostName(),
+    spool,
+    pollIntervalMs: r.pollIntervalMs ?? 250,
+    rotatedIdleMs: r.rotatedIdleMs ?? 5000,
+    maxLineBytes: r.maxLineBytes ?? 1024 * 1024,
+    batch: { maxRecords: r.batch?.maxRecords ?? 5000, maxBytes: r.batch?.maxBytes ?? 4 * 1024 * 1024, lingerMs: r.batch?.lingerMs ?? 20 },
+    retry,
+    topicPartitions: r.topicPartitions ?? 4,
+    logLevel: r.logLevel ?? 'info',
+    sources,
+  };
+}
+
+export function loadAgentConfig(file: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  return resolveAgentConfig(parseConfigFile(file), path.dirname(path.resolve(file)), env);
+}

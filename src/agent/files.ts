@@ -1,0 +1,474 @@
+// Following the files of one source: globs polled every pollIntervalMs and on fs.watch events;
+// each file is followed by its inode, through renames (read to its end), copytruncate (the rotated
+// copy is finished first), deletion and inode reuse. Decisions are the pure functions of
+// identity.ts; this module does the I/O and turns lines into spool records.
+import { type FSWatcher, watch } from 'node:fs';
+import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from '../runtime/log.js';
+import type { AgentConfig, SourceConfig } from './config.js';
+import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, isRotatedName, judge, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
+import { type Event, Multiline, type MultilineState, detectLevel } from './multiline.js';
+import type { Entry, FileCkpt, Spool } from './spool.js';
+
+const CHUNK_BYTES = 1024 * 1024;
+/** chunks read from one file per pass before the others get their turn */
+const CHUNKS_PER_PASS = 8;
+
+interface Followed {
+  key: string;
+  path: string;
+  dev: number;
+  ino: number;
+  fh: FileHandle;
+  /** file bytes [bufStart, readPos): the pending event, the partial line and the 1 KiB before them */
+  buf: Buffer;
+  bufStart: number;
+  readPos: number;
+  /** where the next line starts */
+  scanPos: number;
+  headLen: number;
+  headHash: string;
+  ml: MultilineState;
+  /** no longer at a watched path (renamed or deleted): read to its end, then closed once idle */
+  detached: boolean;
+  lastGrowthMs: number;
+}
+
+export interface SourceStats { linesRead: number; bytesRead: number; rotations: number; truncations: number; files: number }
+
+export class FileSource {
+  private readonly followed = new Map<string, Followed>();
+  private readonly patterns: Array<{ dir: string; re: RegExp }>;
+  private readonly ml?: Multiline;
+  private readonly watchers: FSWatcher[] = [];
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private again = false;
+  private stopped = false;
+  readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0 };
+
+  constructor(
+    private readonly src: SourceConfig,
+    private readonly cfg: AgentConfig,
+    private readonly spool: Spool,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.patterns = src.paths.map((p) => ({ dir: path.dirname(p), re: globRegExp(path.basename(p)) }));
+    if (src.multiline) this.ml = new Multiline(src.multiline);
+  }
+
+  /** Resumes the files this source's checkpoints name, then follows its globs. */
+  async start(): Promise<void> {
+    for (const [key, ck] of [...this.spool.ckpts]) {
+      if (ck.task !== this.src.task) continue;
+      await this.resume(key, ck);
+    }
+    for (const { dir } of this.patterns) {
+      try {
+        const w = watch(dir, { persistent: false }, () => this.kick());
+        w.on('error', () => {});
+        this.watchers.push(w);
+      } catch {
+        // a directory that does not exist yet is found by the poll
+      }
+    }
+    this.schedule();
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    for (const w of this.watchers) w.close();
+    await this.running;
+    for (const f of this.followed.values()) await f.fh.close().catch(() => {});
+    this.followed.clear();
+  }
+
+  /** Runs a pass now (or right after the current one). */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.pass()
+      .catch((err: Error) => {
+        this.log.error({ err, task: this.src.task }, 'file pass failed');
+        if (/spool/.test(err.message)) this.fatal(err);
+      })
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** A spool that cannot write ends the agent (set by the agent). */
+  fatal: (err: Error) => void = () => {};
+
+  private schedule(): void {
+    this.timer = setTimeout(() => {
+      this.kick();
+      if (!this.stopped) this.schedule();
+    }, this.cfg.pollIntervalMs);
+    this.timer.unref?.();
+  }
+
+  /** The spool's key of a followed file's checkpoint (two tasks may follow one file). */
+  private ckKey(key: string): string {
+    return `${this.src.task}|${key}`;
+  }
+
+  private async pass(): Promise<void> {
+    const present = new Set<string>();
+    for (const { dir, re } of this.patterns) {
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names.sort()) {
+        if (!re.test(name)) continue;
+        const p = path.join(dir, name);
+        let st;
+        try {
+          st = await stat(p);
+        } catch {
+          continue;
+        }
+        if (!st.isFile()) continue;
+        const key = `${st.dev}:${st.ino}`;
+        present.add(key);
+        const f = this.followed.get(key);
+        if (f) {
+          if (f.path !== p) this.stats.rotations++;
+          f.path = p;
+          f.detached = false;
+          continue;
+        }
+        await this.follow(p, st.dev, st.ino, 0);
+      }
+    }
+    for (const f of this.followed.values()) {
+      if (!present.has(f.key) && !f.detached) {
+        f.detached = true;
+        this.stats.rotations++;
+        this.log.debug({ path: f.path, key: f.key }, 'file rotated away; reading it to its end');
+      }
+    }
+    let more = false;
+    for (const f of [...this.followed.values()]) {
+      if (this.stopped) return;
+      more = (await this.readSome(f)) || more;
+      await this.flushQuiet(f);
+      await this.maybeClose(f);
+    }
+    this.stats.files = this.followed.size;
+    if (more) this.again = true;
+  }
+
+  /** Starts following a file at offset (0 for a new one). */
+  private async follow(p: string, dev: number, ino: number, offset: number, held?: Buffer): Promise<Followed | undefined> {
+    let fh: FileHandle;
+    try {
+      fh = await open(p, 'r');
+    } catch (err) {
+      this.log.warn({ path: p, code: (err as NodeJS.ErrnoException).code }, 'cannot open file');
+      return undefined;
+    }
+    const st = await fh.stat();
+    if (st.dev !== dev || st.ino !== ino) {
+      // replaced between stat and open: the next pass sees the new one
+      await fh.close();
+      return undefined;
+    }
+    const head = await readAt(fh, 0, Math.min(HEAD_BYTES_MAX, st.size));
+    const f: Followed = {
+      key: `${dev}:${ino}`, path: p, dev, ino, fh, buf: held ?? Buffer.alloc(0), bufStart: offset - (held?.length ?? 0),
+      readPos: offset, scanPos: offset, headLen: head.length, headHash: hashBytes(head), ml: {}, detached: false, lastGrowthMs: this.now(),
+    };
+    this.followed.set(f.key, f);
+    this.log.info({ path: p, key: f.key, offset, task: this.src.task }, 'following file');
+    return f;
+  }
+
+  /** A checkpoint from before the restart: trusted only when the file still is what it read. */
+  private async resume(key: string, ck: FileCkpt): Promise<void> {
+    const atPath = await probe(ck.path, ck);
+    const verdict = atPath ? judge(ck, atPath.probe) : 'elsewhere';
+    if (verdict === 'resume') {
+      const f = await this.follow(ck.path, ck.dev, ck.ino, ck.offset, atPath!.tail);
+      if (f && this.ckKey(f.key) !== key) await this.dropCkpt(key);
+      return;
+    }
+    if (verdict === 'rewritten') {
+      // copytruncate (or inode reuse) while the agent was down: finish the copy, then read the file from 0
+      await this.finishCopy(ck, atPath!.tail);
+      await this.dropCkpt(key);
+      return; // the pass follows the path's file from 0
+    }
+    // renamed away while the agent was down: find the inode among the rotated names
+    for (const cand of await siblings(ck.path)) {
+      const pr = await probe(cand, ck);
+      if (pr && judge(ck, pr.probe) === 'resume') {
+        const f = await this.follow(cand, ck.dev, ck.ino, ck.offset, pr.tail);
+        if (f) f.detached = true;
+        if (f && this.ckKey(f.key) !== key) await this.dropCkpt(key);
+        return;
+      }
+    }
+    if (await this.finishCopy(ck)) {
+      await this.dropCkpt(key);
+      return;
+    }
+    this.log.warn({ path: ck.path, key, offset: ck.offset, task: this.src.task }, 'GAP: a followed file is gone; what was written to it after the checkpoint is lost');
+    await this.dropCkpt(key);
+  }
+
+  private async dropCkpt(key: string): Promise<void> {
+    await this.spool.append([{ t: 'ck', key, ck: null }]);
+  }
+
+  /** Reads a rotated copy of a copytruncated file from ck.offset to its end, as that file; true when one matched. */
+  private async finishCopy(ck: FileCkpt, _held?: Buffer): Promise<boolean> {
+    for (const cand of await siblings(ck.path)) {
+      const pr = await probe(cand, ck);
+      if (!pr) continue;
+      if (!sameContent(ck, pr.probe)) {
+        if (pr.probe.size < ck.offset && pr.probe.size >= ck.headLen && (await headHashOf(cand, ck.headLen)) === ck.headHash) {
+          // copied before the agent read past its end: nothing of it is left to read
+          this.log.info({ path: ck.path, copy: cand, task: this.src.task }, 'truncated file: its rotated copy holds nothing unread');
+          return true;
+        }
+        continue;
+      }
+      this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its rotated copy first');
+      const f = await this.follow(cand, pr.probe.dev, pr.probe.ino, ck.offset, pr.tail);
+      if (!f) return false;
+      // the copy is checkpointed under the truncated file's key until it is done
+      this.followed.delete(f.key);
+      f.key = `${ck.dev}:${ck.ino}`;
+      f.detached = true;
+      for (;;) {
+        if (this.stopped) {
+          await f.fh.close();
+          throw new Error('stopped while finishing a rotated copy');
+        }
+        if (this.spool.full()) {
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
+        if (!(await this.readSome(f)) && !this.spool.full()) break;
+      }
+      await this.endOf(f, false);
+      await f.fh.close();
+      return true;
+    }
+    return false;
+  }
+
+  /** Reads up to CHUNKS_PER_PASS chunks; true when there is more. */
+  private async readSome(f: Followed): Promise<boolean> {
+    for (let i = 0; i < CHUNKS_PER_PASS; i++) {
+      if (this.spool.full()) return false; // readers pause; the spool's onFreed kicks a pass
+      const st = await f.fh.stat();
+      const heldLen = Math.min(TAIL_BYTES_MAX, f.readPos - f.bufStart);
+      const want = Math.min(CHUNK_BYTES, Math.max(0, st.size - f.readPos));
+      const got = await readAt(f.fh, f.readPos - heldLen, heldLen + want);
+      const g = growth(f.readPos, st.size, got.subarray(0, heldLen), f.buf.subarray(f.buf.length - heldLen));
+      if (g === 'truncated') {
+        await this.truncated(f);
+        return true;
+      }
+      const data = got.subarray(heldLen);
+      if (data.length === 0) return false;
+      f.lastGrowthMs = this.now();
+      this.stats.bytesRead += data.length;
+      f.buf = f.buf.length === 0 ? Buffer.from(data) : Buffer.concat([f.buf, data]);
+      f.readPos += data.length;
+      await this.consume(f, false);
+      if (data.length < want || f.readPos >= st.size) return false;
+    }
+    return true;
+  }
+
+  /** copytruncate seen while following: finish the rotated copy, then read the file from 0. */
+  private async truncated(f: Followed): Promise<void> {
+    this.stats.truncations++;
+    const ck = this.ckptOf(f);
+    const found = await this.finishCopy(ck, f.buf);
+    if (!found) {
+      // what was between the read position and the truncation is gone
+      this.log.warn({ path: f.path, readPos: f.readPos, task: this.src.task }, 'GAP: file truncated and no rotated copy matches; reading it from 0');
+      await this.endOf(f, false);
+    } else {
+      // the copy ended the pending event; this file's state goes with it
+      f.ml = {};
+    }
+    const head = await readAt(f.fh, 0, HEAD_BYTES_MAX);
+    Object.assign(f, { buf: Buffer.alloc(0), bufStart: 0, readPos: 0, scanPos: 0, headLen: head.length, headHash: hashBytes(head), ml: {} });
+    await this.spool.append([{ t: 'ck', key: this.ckKey(f.key), ck: this.ckptOf(f) }]);
+  }
+
+  /** Splits what was read into lines and events, appends them with the new checkpoint. */
+  private async consume(f: Followed, eof: boolean): Promise<void> {
+    const events: Event[] = [];
+    const nowMs = this.now();
+    let pos = f.scanPos - f.bufStart;
+    for (;;) {
+      const nl = f.buf.indexOf(10, pos);
+      let end: number;
+      let next: number;
+      if (nl >= 0 && nl - pos <= this.cfg.maxLineBytes) {
+        end = nl;
+        next = nl + 1;
+      } else if (f.buf.length - pos >= this.cfg.maxLineBytes) {
+        // a line longer than the cap is cut into pieces
+        end = pos + this.cfg.maxLineBytes;
+        next = end;
+      } else if (eof && pos < f.buf.length) {
+        end = f.buf.length;
+        next = end;
+      } else break;
+      let e = end;
+      if (e > pos && f.buf[e - 1] === 13) e--;
+      const line = { text: f.buf.toString('utf8', pos, e), start: f.bufStart + pos, end: f.bufStart + next, atMs: nowMs };
+      this.stats.linesRead++;
+      if (this.ml) this.ml.push(f.ml, line, events);
+      else events.push({ text: line.text, start: line.start, end: line.end, lines: 1, firstAtMs: nowMs });
+      pos = next;
+    }
+    f.scanPos = f.bufStart + pos;
+    if (eof && this.ml) this.ml.flush(f.ml, nowMs, events, true);
+    await this.emit(f, events);
+  }
+
+  private async flushQuiet(f: Followed): Promise<void> {
+    if (!this.ml || !f.ml.pending) return;
+    const events: Event[] = [];
+    this.ml.flush(f.ml, this.now(), events);
+    if (events.length > 0) await this.emit(f, events);
+  }
+
+  /** Records with their seqs and the checkpoint after them: one append, one fdatasync. */
+  private async emit(f: Followed, events: Event[]): Promise<void> {
+    const entries: Entry[] = [];
+    for (const ev of events) {
+      const headers: Record<string, string> = {
+        host: this.cfg.host,
+        task: this.src.task,
+        source: f.path,
+        time: new Date(ev.firstAtMs).toISOString(),
+      };
+      const level = detectLevel(ev.text);
+      if (level) headers.level = level;
+      // seq is taken here and appended in this same turn: gap-free per task
+      const seq = this.spool.takeSeq(this.src.task);
+      headers.seq = String(seq);
+      entries.push({ t: 'rec', task: this.src.task, seq, topic: this.src.topic, value: ev.text, headers });
+    }
+    const ck = this.ckptOf(f);
+    entries.push({ t: 'ck', key: this.ckKey(f.key), ck });
+    // keep the pending event, the partial line and the 1 KiB before them
+    const keepFrom = Math.max(f.bufStart, tailRange(ck.offset)[0]);
+    if (keepFrom > f.bufStart) {
+      f.buf = f.buf.subarray(keepFrom - f.bufStart);
+      f.bufStart = keepFrom;
+    }
+    await this.spool.append(entries);
+  }
+
+  private ckptOf(f: Followed): FileCkpt {
+    const offset = f.ml.pending ? f.ml.pending.start : f.scanPos;
+    if (offset < f.bufStart) throw new Error(`checkpoint ${offset} before the held bytes ${f.bufStart}`);
+    const [a, b] = tailRange(offset);
+    if (f.headLen < HEAD_BYTES_MAX && f.bufStart === 0 && f.readPos > f.headLen) {
+      // the head grows with the file up to 1 KiB
+      const head = f.buf.subarray(0, Math.min(HEAD_BYTES_MAX, f.buf.length));
+      f.headLen = head.length;
+      f.headHash = hashBytes(head);
+    }
+    const tail = a >= f.bufStart ? f.buf.subarray(a - f.bufStart, b - f.bufStart) : Buffer.alloc(0);
+    return { task: this.src.task, path: f.path, dev: f.dev, ino: f.ino, offset, headLen: f.headLen, headHash: f.headHash, tailHash: hashBytes(tail) };
+  }
+
+  /** The last partial line and pending event of a file that will not grow again. */
+  private async endOf(f: Followed, remove: boolean): Promise<void> {
+    await this.consume(f, true);
+    if (remove) await this.spool.append([{ t: 'ck', key: this.ckKey(f.key), ck: null }]);
+  }
+
+  private async maybeClose(f: Followed): Promise<void> {
+    if (!f.detached || !this.followed.has(f.key)) return;
+    const st = await f.fh.stat();
+    if (st.size > f.readPos) return;
+    if (this.now() - f.lastGrowthMs < this.cfg.rotatedIdleMs) return;
+    await this.endOf(f, true);
+    this.followed.delete(f.key);
+    await f.fh.close();
+    this.log.info({ path: f.path, key: f.key, task: this.src.task }, 'rotated file done');
+  }
+}
+
+async function headHashOf(p: string, len: number): Promise<string | undefined> {
+  try {
+    const fh = await open(p, 'r');
+    try {
+      return hashBytes(await readAt(fh, 0, len));
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+async function readAt(fh: FileHandle, pos: number, len: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(len);
+  let got = 0;
+  while (got < len) {
+    const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.subarray(0, got);
+}
+
+/** A candidate read at a checkpoint's head length and offset; tail: the held bytes before the offset. */
+async function probe(p: string, ck: FileCkpt): Promise<{ probe: import('./identity.js').Probe; tail: Buffer } | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(p, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = await fh.stat();
+    const head = st.size >= ck.headLen ? await readAt(fh, 0, ck.headLen) : undefined;
+    const [a, b] = tailRange(ck.offset);
+    const tail = st.size >= ck.offset ? await readAt(fh, a, b - a) : undefined;
+    return {
+      probe: { dev: st.dev, ino: st.ino, size: st.size, ...(head ? { headHash: hashBytes(head) } : {}), ...(tail ? { tailHash: hashBytes(tail) } : {}) },
+      tail: tail ?? Buffer.alloc(0),
+    };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Rotated names of a file in its directory (base.1, base-20261206, …), newest rotation first by name. */
+async function siblings(p: string): Promise<string[]> {
+  const dir = path.dirname(p);
+  const base = path.basename(p);
+  try {
+    return (await readdir(dir)).filter((n) => isRotatedName(base, n)).sort().map((n) => path.join(dir, n));
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,85 @@
+// Whether a saved file offset can be trusted, as pure functions of what the files look like now.
+// A file is dev + inode + a hash of its head (up to 1 KiB, growing with the file) + a hash of the up
+// to 1 KiB before the saved offset; an offset is trusted only when all of them match.
+import { createHash } from 'node:crypto';
+import type { FileCkpt } from './spool.js';
+
+export const HEAD_BYTES_MAX = 1024;
+export const TAIL_BYTES_MAX = 1024;
+
+export function hashBytes(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex').slice(0, 32);
+}
+
+/** The byte range whose hash is the tail hash of `offset`. */
+export function tailRange(offset: number): [number, number] {
+  return [Math.max(0, offset - TAIL_BYTES_MAX), offset];
+}
+
+/** What a candidate file looks like, read at the checkpoint's head length and offset. */
+export interface Probe {
+  dev: number;
+  ino: number;
+  size: number;
+  /** hash of the candidate's first ck.headLen bytes; undefined when it is shorter */
+  headHash?: string;
+  /** hash of the candidate's bytes in tailRange(ck.offset); undefined when it is shorter */
+  tailHash?: string;
+}
+
+export type Verdict =
+  /** the same file, the offset holds */
+  | 'resume'
+  /** the same inode with other or fewer bytes (copytruncate, or inode reuse): finish a rotated copy whose head and tail match, then start at 0 */
+  | 'rewritten'
+  /** another inode: the file is elsewhere (renamed) or gone */
+  | 'elsewhere';
+
+export function judge(ck: FileCkpt, p: Probe): Verdict {
+  if (p.dev !== ck.dev || p.ino !== ck.ino) return 'elsewhere';
+  return sameContent(ck, p) ? 'resume' : 'rewritten';
+}
+
+/** The candidate holds the bytes the checkpoint read (whatever its inode): its head and the bytes before the offset match. */
+export function sameContent(ck: FileCkpt, p: Probe): boolean {
+  return p.size >= ck.offset && p.size >= ck.headLen && p.headHash === ck.headHash && p.tailHash === ck.tailHash;
+}
+
+export type Growth = 'idle' | 'read' | 'truncated';
+
+/**
+ * A followed file between reads: `size` from fstat, `before` the bytes just before readPos as read
+ * now, `held` the same range as read earlier. Truncated when it shrank below what was read, or when
+ * the bytes before the read position changed (truncated, then written past it again).
+ */
+export function growth(readPos: number, size: number, before?: Buffer, held?: Buffer): Growth {
+  if (size < readPos) return 'truncated';
+  if (before && held && !before.equals(held)) return 'truncated';
+  return size > readPos ? 'read' : 'idle';
+}
+
+/** Names a rotated copy of `base` may have: base.1, base-20261206, base.2026-12-06 (not .gz). */
+export function isRotatedName(base: string, name: string): boolean {
+  if (name === base || !name.startsWith(base)) return false;
+  const rest = name.slice(base.length);
+  return /^[.-]/.test(rest) && !/\.(gz|bz2|xz|zst|lz4)$/.test(rest);
+}
+
+/** A glob of the file name (`*`, `?`, `[...]`) as a RegExp. */
+export function globRegExp(glob: string): RegExp {
+  let re = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === '*') re += '[^/]*';
+    else if (c === '?') re += '[^/]';
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 1);
+      if (end < 0) re += '\\[';
+      else {
+        re += '[' + glob.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\') + ']';
+        i = end;
+      }
+    } else re += c.replace(/[.+^${}()|\\\]]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}

@@ -1,0 +1,345 @@
+// The agent's write-ahead log. Segments of records `u32 length | u32 crc32 | JSON`; a record whose
+// length or CRC does not check is a torn write (kill -9 mid-append) and is cut off on recovery.
+// File checkpoints go in the same append as the records read before them, so one fdatasync commits
+// both: a checkpoint never points past what the spool holds. Every segment starts with a snapshot of
+// the state (producers, sequences, acks, checkpoints), so older segments can go once every record in
+// them is acknowledged — and an ack is only used for that after its own append was synced.
+import { closeSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync, fsyncSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import zlib from 'node:zlib';
+
+export const RECORD_HEADER_BYTES = 8;
+/** one spool record (a log line with its headers is far below this) */
+export const SPOOL_RECORD_BYTES_MAX = 8 * 1024 * 1024;
+
+export interface FileCkpt {
+  task: string;
+  /** where the file was last seen */
+  path: string;
+  dev: number;
+  ino: number;
+  /** the next byte to read after a restart (the start of a pending multiline event) */
+  offset: number;
+  headLen: number;
+  headHash: string;
+  /** the hash of the up to 1 KiB before offset */
+  tailHash: string;
+}
+
+export interface ShipRecord {
+  task: string;
+  seq: number;
+  topic: string;
+  value: string;
+  headers: Record<string, string>;
+}
+
+export interface Producer { id: string; partition: number }
+
+export type Entry =
+  | ({ t: 'rec' } & ShipRecord)
+  | { t: 'ck'; key: string; ck: FileCkpt | null }
+  | { t: 'prod'; task: string; id: string; partition: number }
+  | { t: 'send'; task: string; from: number; to: number }
+  | { t: 'ack'; task: string; to: number }
+  | { t: 'snap'; producers: Record<string, Producer>; next: Record<string, number>; acked: Record<string, number>; ckpts: Record<string, FileCkpt>; sends: Record<string, { from: number; to: number }> };
+
+export function encodeEntry(e: Entry): Buffer {
+  const body = Buffer.from(JSON.stringify(e));
+  if (body.length > SPOOL_RECORD_BYTES_MAX) throw new Error(`spool record of ${body.length} bytes exceeds ${SPOOL_RECORD_BYTES_MAX}`);
+  const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + body.length);
+  out.writeUInt32LE(body.length, 0);
+  out.writeUInt32LE(zlib.crc32(body), 4);
+  body.copy(out, RECORD_HEADER_BYTES);
+  return out;
+}
+
+/** The whole records of a segment and where the valid part ends (a torn or corrupt tail starts there). */
+export function decodeSegment(buf: Buffer): { entries: Entry[]; validBytes: number } {
+  const entries: Entry[] = [];
+  let pos = 0;
+  while (pos + RECORD_HEADER_BYTES <= buf.length) {
+    const len = buf.readUInt32LE(pos);
+    const crc = buf.readUInt32LE(pos + 4);
+    if (len > SPOOL_RECORD_BYTES_MAX || pos + RECORD_HEADER_BYTES + len > buf.length) break;
+    const body = buf.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len);
+    if (zlib.crc32(body) !== crc) break;
+    let e: Entry;
+    try {
+      e = JSON.parse(body.toString('utf8')) as Entry;
+    } catch {
+      break;
+    }
+    entries.push(e);
+    pos += RECORD_HEADER_BYTES + len;
+  }
+  return { entries, validBytes: pos };
+}
+
+interface Segment { n: number; file: string; bytes: number; maxSeq: Map<string, number> }
+
+export interface SpoolOptions { dir: string; quotaBytes: number; segmentBytes: number }
+
+export interface RecoveryReport { segments: number; entries: number; tornBytes: number; pending: number }
+
+/**
+ * The state the spool holds, rebuilt from its segments on open; changed only through append().
+ * Appends are applied to this state once they are durable.
+ */
+export class Spool {
+  readonly producers = new Map<string, Producer>();
+  /** the next seq per task */
+  readonly next = new Map<string, number>();
+  /** the highest acknowledged seq per task (durable) */
+  readonly acked = new Map<string, number>();
+  readonly ckpts = new Map<string, FileCkpt>();
+  /** a batch that was (perhaps) sent and not acknowledged: resent exactly so, with the same sequence */
+  readonly sends = new Map<string, { from: number; to: number }>();
+  /** records not yet acknowledged, per task, in seq order (bounded by the quota) */
+  readonly pending = new Map<string, ShipRecord[]>();
+  private segments: Segment[] = [];
+  private fd = -1;
+  private queue: Array<{ entries: Entry[]; resolve: () => void; reject: (e: Error) => void }> = [];
+  private flushing = false;
+  private closed = false;
+  /** called after an append made records durable */
+  onRecords: (task: string) => void = () => {};
+  private readonly listeners = new Set<() => void>();
+
+  private constructor(private readonly opts: SpoolOptions) {}
+
+  static open(opts: SpoolOptions): { spool: Spool; report: RecoveryReport } {
+    mkdirSync(opts.dir, { recursive: true });
+    const s = new Spool(opts);
+    const report = s.recover();
+    return { spool: s, report };
+  }
+
+  get bytes(): number {
+    let n = 0;
+    for (const seg of this.segments) n += seg.bytes;
+    return n;
+  }
+
+  /** Readers pause while this is true. */
+  full(): boolean {
+    return this.bytes >= this.opts.quotaBytes;
+  }
+
+  /** Wakes when space was freed. */
+  onFreed(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** The next seq of a task, taken now; the record must be appended in this turn (seqs are gap-free only if every taken seq is appended). */
+  takeSeq(task: string): number {
+    const n = this.next.get(task) ?? 0;
+    this.next.set(task, n + 1);
+    return n;
+  }
+
+  /** A stable producer for a task: made once, kept in the spool. */
+  producerFor(task: string, host: string, partitions: number): { producer: Producer; entry?: Entry } {
+    const p = this.producers.get(task);
+    if (p) return { producer: p };
+    const id = `agent.${host}.${task}.${randomBytes(6).toString('hex')}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 128);
+    const partition = zlib.crc32(Buffer.from(id)) % partitions;
+    const producer = { id, partition };
+    this.producers.set(task, producer);
+    return { producer, entry: { t: 'prod', task, id, partition } };
+  }
+
+  /** Writes entries and fdatasyncs them (group commit with whatever else is queued); resolves once durable. */
+  append(entries: Entry[]): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('the spool is closed'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ entries, resolve, reject });
+      if (!this.flushing) this.flush();
+    });
+  }
+
+  private flush(): void {
+    this.flushing = true;
+    // one write + one fdatasync per turn of queued appends
+    setImmediate(() => {
+      const batch = this.queue;
+      this.queue = [];
+      try {
+        const seg = this.segments[this.segments.length - 1];
+        const bufs: Buffer[] = [];
+        const touched = new Set<string>();
+        for (const { entries } of batch) for (const e of entries) bufs.push(encodeEntry(e));
+        const data = Buffer.concat(bufs);
+        let off = 0;
+        while (off < data.length) off += writeSync(this.fd, data, off, data.length - off, seg.bytes + off);
+        fdatasyncSync(this.fd);
+        seg.bytes += data.length;
+        for (const { entries } of batch) for (const e of entries) this.apply(e, seg, touched);
+        for (const b of batch) b.resolve();
+        for (const task of touched) this.onRecords(task);
+        if (seg.bytes >= this.opts.segmentBytes) this.roll();
+        this.collect();
+      } catch (err) {
+        // a spool that cannot write stops the agent: nothing may be checkpointed that is not in it
+        const e = new Error(`spool: ${(err as Error).message}`);
+        for (const b of batch) b.reject(e);
+        this.closed = true;
+      }
+      if (this.queue.length > 0 && !this.closed) this.flush();
+      else this.flushing = false;
+    });
+  }
+
+  private apply(e: Entry, seg: Segment, touched?: Set<string>): void {
+    switch (e.t) {
+      case 'rec': {
+        const acked = this.acked.get(e.task) ?? -1;
+        if (e.seq <= acked) return;
+        let q = this.pending.get(e.task);
+        if (!q) this.pending.set(e.task, (q = []));
+        if (q.length > 0 && q[q.length - 1].seq + 1 !== e.seq) throw new Error(`spool: task ${e.task} seq ${e.seq} follows ${q[q.length - 1].seq}`);
+        q.push({ task: e.task, seq: e.seq, topic: e.topic, value: e.value, headers: e.headers });
+        seg.maxSeq.set(e.task, Math.max(seg.maxSeq.get(e.task) ?? -1, e.seq));
+        if ((this.next.get(e.task) ?? 0) <= e.seq) this.next.set(e.task, e.seq + 1);
+        touched?.add(e.task);
+        return;
+      }
+      case 'ck':
+        if (e.ck) this.ckpts.set(e.key, e.ck);
+        else this.ckpts.delete(e.key);
+        return;
+      case 'prod':
+        this.producers.set(e.task, { id: e.id, partition: e.partition });
+        return;
+      case 'send':
+        this.sends.set(e.task, { from: e.from, to: e.to });
+        return;
+      case 'ack': {
+        const prev = this.acked.get(e.task) ?? -1;
+        if (e.to <= prev) return;
+        this.acked.set(e.task, e.to);
+        const s = this.sends.get(e.task);
+        if (s && s.to <= e.to) this.sends.delete(e.task);
+        const q = this.pending.get(e.task);
+        if (q) {
+          let i = 0;
+          while (i < q.length && q[i].seq <= e.to) i++;
+          q.splice(0, i);
+        }
+        return;
+      }
+      case 'snap':
+        for (const [k, v] of Object.entries(e.producers)) this.producers.set(k, v);
+        for (const [k, v] of Object.entries(e.next)) this.next.set(k, Math.max(v, this.next.get(k) ?? 0));
+        for (const [k, v] of Object.entries(e.acked)) this.apply({ t: 'ack', task: k, to: v }, seg);
+        this.ckpts.clear();
+        for (const [k, v] of Object.entries(e.ckpts)) this.ckpts.set(k, v);
+        for (const [k, v] of Object.entries(e.sends)) if (v.to > (this.acked.get(k) ?? -1)) this.sends.set(k, v);
+        return;
+    }
+  }
+
+  private snapshot(): Entry {
+    return {
+      t: 'snap',
+      producers: Object.fromEntries(this.producers),
+      next: Object.fromEntries(this.next),
+      acked: Object.fromEntries(this.acked),
+      ckpts: Object.fromEntries(this.ckpts),
+      sends: Object.fromEntries(this.sends),
+    };
+  }
+
+  private segFile(n: number): string {
+    return path.join(this.opts.dir, `${String(n).padStart(10, '0')}.wal`);
+  }
+
+  /** Starts a new segment with a snapshot, durable before it is used. */
+  private roll(): void {
+    const n = (this.segments[this.segments.length - 1]?.n ?? 0) + 1;
+    const file = this.segFile(n);
+    const fd = openSync(file, 'w+');
+    const snap = encodeEntry(this.snapshot());
+    writeSync(fd, snap, 0, snap.length, 0);
+    fdatasyncSync(fd);
+    const dirFd = openSync(this.opts.dir, 'r');
+    fsyncSync(dirFd);
+    closeSync(dirFd);
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = fd;
+    this.segments.push({ n, file, bytes: snap.length, maxSeq: new Map() });
+  }
+
+  /** Deletes the older segments every record of which is acknowledged (the acks are durable: they went through append). */
+  private collect(): void {
+    let freed = false;
+    while (this.segments.length > 1) {
+      const seg = this.segments[0];
+      const done = [...seg.maxSeq].every(([task, seq]) => seq <= (this.acked.get(task) ?? -1));
+      if (!done) break;
+      unlinkSync(seg.file);
+      this.segments.shift();
+      freed = true;
+    }
+    // a full spool whose live segment is all acknowledged rolls so that segment can go
+    if (!freed && this.full() && this.segments.length === 1) {
+      const seg = this.segments[0];
+      if ([...seg.maxSeq].every(([task, seq]) => seq <= (this.acked.get(task) ?? -1)) && seg.maxSeq.size > 0) {
+        this.roll();
+        return this.collect();
+      }
+    }
+    if (freed) for (const fn of this.listeners) fn();
+  }
+
+  /** Ack entries free space: also worth a roll when the live segment is large and all acknowledged. */
+  private recover(): RecoveryReport {
+    const names = readdirSync(this.opts.dir).filter((f) => /^\d{10}\.wal$/.test(f)).sort();
+    let entries = 0;
+    let tornBytes = 0;
+    for (let i = 0; i < names.length; i++) {
+      const file = path.join(this.opts.dir, names[i]);
+      const buf = readFileSync(file);
+      const { entries: es, validBytes } = decodeSegment(buf);
+      const seg: Segment = { n: Number(names[i].slice(0, 10)), file, bytes: validBytes, maxSeq: new Map() };
+      if (validBytes < buf.length) {
+        // a torn append: only the last segment can have one (a new segment starts after a synced roll)
+        tornBytes += buf.length - validBytes;
+        const fd = openSync(file, 'r+');
+        ftruncateSync(fd, validBytes);
+        fdatasyncSync(fd);
+        closeSync(fd);
+      }
+      if (es.length === 0) {
+        // a segment whose snapshot never became durable
+        unlinkSync(file);
+        continue;
+      }
+      for (const e of es) this.apply(e, seg);
+      entries += es.length;
+      this.segments.push(seg);
+    }
+    // appends continue in a fresh segment that starts with the recovered state
+    this.roll();
+    this.collect();
+    let pending = 0;
+    for (const q of this.pending.values()) pending += q.length;
+    return { segments: names.length, entries, tornBytes, pending };
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+export function statBytes(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
