@@ -15,6 +15,7 @@ declare -A NEED=(
   [kcat]=/usr/bin/kcat
   [openssl]=/usr/bin/openssl
   [chromium]=/usr/bin/chromium
+  [logrotate]=/usr/sbin/logrotate
 )
 
 log() { printf '[test-deps] %s\n' "$*" >&2; }

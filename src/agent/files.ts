@@ -46,6 +46,8 @@ export class FileSource {
   private running?: Promise<void>;
   private again = false;
   private stopped = false;
+  /** passes run only after the checkpoints were resumed (a pass would follow their files from 0) */
+  private resumed = false;
   readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0 };
 
   constructor(
@@ -65,6 +67,7 @@ export class FileSource {
       if (ck.task !== this.src.task) continue;
       await this.resume(key, ck);
     }
+    this.resumed = true;
     for (const { dir } of this.patterns) {
       try {
         const w = watch(dir, { persistent: false }, () => this.kick());
@@ -89,7 +92,7 @@ export class FileSource {
 
   /** Runs a pass now (or right after the current one). */
   kick(): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.resumed) return;
     if (this.running) {
       this.again = true;
       return;
@@ -175,6 +178,7 @@ export class FileSource {
 
   /** Starts following a file at offset (0 for a new one). */
   private async follow(p: string, dev: number, ino: number, offset: number, held?: Buffer): Promise<Followed | undefined> {
+    if (this.followed.has(`${dev}:${ino}`)) throw new Error(`file ${dev}:${ino} (${p}) is followed already`);
     let fh: FileHandle;
     try {
       fh = await open(p, 'r');

@@ -11,8 +11,9 @@ export interface MultilineState { pending?: Pending }
 
 type Rule = (p: Pending, line: string) => boolean;
 
-// Java: "\tat a.b(C.java:1)", "\t... 3 more", "Caused by: …", "\tSuppressed: …", "Exception in thread" starts.
-const JAVA_CONT = /^(\s+at\s|\s+\.\.\.\s\d+\s(more|common frames omitted)|Caused by:|\s+Suppressed:|\s+\S)/;
+// Java: the exception line after a log message ("java.lang.X: msg"), "\tat a.b(C.java:1)",
+// "\t... 3 more", "Caused by: …", "\tSuppressed: …"; "Exception in thread …" starts an event.
+const JAVA_CONT = /^(\s+at\s|\s+\.\.\.\s\d+\s(more|common frames omitted)|Caused by:|\s+Suppressed:|\s+\S|[\w$]+(\.[\w$]+)+(Exception|Error|Throwable)(:|$))/;
 // Python: "Traceback (most recent call last):", indented frames, then the exception line ends it.
 const PY_CHAIN = /^(During handling of the above exception|The above exception was the direct cause|Traceback \(most recent call last\):)/;
 

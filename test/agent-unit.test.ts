@@ -1,0 +1,227 @@
+// The host agent's pure parts and its spool: config, multiline, identity decisions, spool recovery.
+import { describe, expect, it } from 'vitest';
+import { appendFile, mkdtemp, readdir, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, resolveAgentConfig, loadAgentConfig } from '../src/agent/config.js';
+import { Multiline, detectLevel, type Event, type MultilineState } from '../src/agent/multiline.js';
+import { globRegExp, growth, hashBytes, isRotatedName, judge, tailRange } from '../src/agent/identity.js';
+import { decodeSegment, encodeEntry, Spool, type Entry, type FileCkpt } from '../src/agent/spool.js';
+
+const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `chicago-agent-${p}-`));
+const src = { task: 'app', paths: ['/var/log/app/*.log'], topic: 'logs' };
+
+describe('agent config', () => {
+  it('fills defaults and resolves paths against the config file', () => {
+    const c = resolveAgentConfig({ sources: [{ ...src, paths: ['logs/*.log'] }] }, '/etc/chicago', {});
+    expect(c.node.url).toBe('http://127.0.0.1:7070');
+    expect(c.host.length).toBeGreaterThan(0);
+    expect(c.spool.dir).toBe('/etc/chicago/agent-spool');
+    expect(c.sources[0].paths).toEqual(['/etc/chicago/logs/*.log']);
+    expect(c.node.token).toBeUndefined();
+  });
+
+  it('rejects unknown keys, at every level', () => {
+    expect(() => resolveAgentConfig({ sources: [src], spoool: {} }, '/', {})).toThrow(/spoool/);
+    expect(() => resolveAgentConfig({ sources: [{ ...src, multline: {} }] }, '/', {})).toThrow(/multline/);
+    expect(() => resolveAgentConfig({ sources: [src], spool: { quota: 1 } }, '/', {})).toThrow(ConfigError);
+  });
+
+  it('rejects a task shipping to two topics, bad regexps, empty multiline', () => {
+    expect(() => resolveAgentConfig({ sources: [src, { ...src, topic: 'other' }] }, '/', {})).toThrow(/one topic/);
+    expect(() => resolveAgentConfig({ sources: [{ ...src, multiline: { start: '(' } }] }, '/', {})).toThrow(/regular expression/);
+    expect(() => resolveAgentConfig({ sources: [{ ...src, multiline: { quietMs: 5 } }] }, '/', {})).toThrow(/preset, start or continue/);
+  });
+
+  it('takes the token from the environment or a file, and reports an unreadable one as a config error', async () => {
+    expect(resolveAgentConfig({ sources: [src] }, '/', { CHICAGO_TOKEN: 'tok' }).node.token).toBe('tok');
+    const dir = await tmp('cfg');
+    await writeFile(path.join(dir, 'tok'), 'filetok\n');
+    expect(resolveAgentConfig({ sources: [src], node: { tokenFile: 'tok' } }, dir, {}).node.token).toBe('filetok');
+    expect(() => resolveAgentConfig({ sources: [src], node: { tokenFile: 'nope' } }, dir, {})).toThrow(ConfigError);
+    await writeFile(path.join(dir, 'a.yaml'), 'sources:\n  - task: app\n    paths: [x.log]\n    topic: logs\nhost: h1\n');
+    expect(loadAgentConfig(path.join(dir, 'a.yaml'), {}).host).toBe('h1');
+  });
+});
+
+function run(ml: Multiline, lines: string[], step = 10): { events: Event[]; s: MultilineState } {
+  const s: MultilineState = {};
+  const events: Event[] = [];
+  let off = 0;
+  lines.forEach((text, i) => {
+    ml.push(s, { text, start: off, end: off + text.length + 1, atMs: i * step }, events);
+    off += text.length + 1;
+  });
+  return { events, s };
+}
+const ML = { quietMs: 100, maxLines: 500, maxBytes: 256 * 1024 };
+
+describe('agent multiline', () => {
+  it('joins a Java trace, causes and "... n more"', () => {
+    const ml = new Multiline({ ...ML, preset: 'java' });
+    const { events, s } = run(ml, [
+      '2026-12-06 ERROR failed', 'java.lang.IllegalStateException: x', '\tat a.B.c(B.java:1)', 'Caused by: java.io.IOException: y',
+      '\tat d.E.f(E.java:2)', '\t... 3 more', '2026-12-06 INFO next',
+    ]);
+    expect(events.map((e) => e.lines)).toEqual([6]);
+    expect(events[0].text.split('\n')[1]).toBe('java.lang.IllegalStateException: x');
+    expect(s.pending?.lines).toEqual(['2026-12-06 INFO next']);
+    // the checkpoint of a pending event is its first line's offset
+    expect(s.pending?.start).toBe(events[0].end);
+  });
+
+  it('ends a Python traceback at its exception line, chained ones included', () => {
+    const ml = new Multiline({ ...ML, preset: 'python' });
+    const { events, s } = run(ml, [
+      'Traceback (most recent call last):', '  File "a.py", line 1, in <module>', '    f()', 'ValueError: bad', 'next line',
+    ]);
+    expect(events.map((e) => e.text)).toEqual(['Traceback (most recent call last):\n  File "a.py", line 1, in <module>\n    f()\nValueError: bad']);
+    expect(s.pending?.lines).toEqual(['next line']);
+  });
+
+  it('start pattern, line cap, byte cap and quiet timeout', () => {
+    const ml = new Multiline({ ...ML, start: '^\\d{4}-', maxLines: 3 });
+    const { events, s } = run(ml, ['2026-1 a', 'b', 'c', 'd', '2026-2 e']);
+    expect(events.map((e) => e.lines)).toEqual([3, 1]);
+    const out: Event[] = [];
+    ml.flush(s, 40 + 99, out);
+    expect(out).toHaveLength(0);
+    ml.flush(s, 40 + 100, out);
+    expect(out.map((e) => e.text)).toEqual(['2026-2 e']);
+    const small = new Multiline({ ...ML, continue: '^\\s', maxBytes: 1024 });
+    const big = run(small, ['x', ' ' + 'y'.repeat(600), ' ' + 'z'.repeat(600)]);
+    expect(big.events.map((e) => e.lines)).toEqual([2]);
+  });
+
+  it('detects levels', () => {
+    expect(detectLevel('2026 WARN disk')).toBe('warn');
+    expect(detectLevel('[error] x')).toBe('error');
+    expect(detectLevel('Traceback (most recent call last):\n  x')).toBe('error');
+    expect(detectLevel('plain')).toBeUndefined();
+  });
+});
+
+const ck = (o: Partial<FileCkpt> = {}): FileCkpt => ({
+  task: 'app', path: '/l/a.log', dev: 1, ino: 2, offset: 100, headLen: 50, headHash: 'H', tailHash: 'T', ...o,
+});
+
+describe('agent file identity', () => {
+  it('trusts an offset only when inode, head and tail all match', () => {
+    expect(judge(ck(), { dev: 1, ino: 2, size: 200, headHash: 'H', tailHash: 'T' })).toBe('resume');
+    expect(judge(ck(), { dev: 1, ino: 3, size: 200, headHash: 'H', tailHash: 'T' })).toBe('elsewhere');
+    expect(judge(ck(), { dev: 9, ino: 2, size: 200, headHash: 'H', tailHash: 'T' })).toBe('elsewhere');
+    // inode reuse: another head
+    expect(judge(ck(), { dev: 1, ino: 2, size: 200, headHash: 'X', tailHash: 'T' })).toBe('rewritten');
+    // copytruncate: shorter, or the bytes before the offset changed
+    expect(judge(ck(), { dev: 1, ino: 2, size: 99, headHash: 'H' })).toBe('rewritten');
+    expect(judge(ck(), { dev: 1, ino: 2, size: 200, headHash: 'H', tailHash: 'Y' })).toBe('rewritten');
+  });
+
+  it('sees truncation by size and by changed bytes before the read position', () => {
+    expect(growth(100, 100)).toBe('idle');
+    expect(growth(100, 150, Buffer.from('ab'), Buffer.from('ab'))).toBe('read');
+    expect(growth(100, 50)).toBe('truncated');
+    expect(growth(100, 150, Buffer.from('xy'), Buffer.from('ab'))).toBe('truncated');
+    expect(tailRange(100)).toEqual([0, 100]);
+    expect(tailRange(5000)).toEqual([5000 - 1024, 5000]);
+    expect(hashBytes(Buffer.from('a'))).not.toBe(hashBytes(Buffer.from('b')));
+  });
+
+  it('globs and rotated names', () => {
+    expect(globRegExp('*.log').test('app.log')).toBe(true);
+    expect(globRegExp('*.log').test('app.log.1')).toBe(false);
+    expect(globRegExp('a?[0-9].txt').test('ab7.txt')).toBe(true);
+    expect(isRotatedName('app.log', 'app.log.1')).toBe(true);
+    expect(isRotatedName('app.log', 'app.log-20261206')).toBe(true);
+    expect(isRotatedName('app.log', 'app.log.1.gz')).toBe(false);
+    expect(isRotatedName('app.log', 'app.logx')).toBe(false);
+    expect(isRotatedName('app.log', 'app.log')).toBe(false);
+  });
+});
+
+const rec = (task: string, seq: number): Entry => ({ t: 'rec', task, seq, topic: 'logs', value: `v${seq}`, headers: { seq: String(seq) } });
+
+describe('agent spool', () => {
+  it('encodes records with a CRC and stops at a torn or corrupt one', () => {
+    const a = encodeEntry(rec('t', 0));
+    const b = encodeEntry(rec('t', 1));
+    const whole = Buffer.concat([a, b]);
+    expect(decodeSegment(whole).entries).toHaveLength(2);
+    expect(decodeSegment(whole.subarray(0, whole.length - 3))).toMatchObject({ validBytes: a.length });
+    const bad = Buffer.from(whole);
+    bad[a.length + 12] ^= 0xff;
+    expect(decodeSegment(bad).validBytes).toBe(a.length);
+  });
+
+  it('recovers records, checkpoints, sends and acks; truncates a torn tail', async () => {
+    const dir = await tmp('spool');
+    const opts = { dir, quotaBytes: 8 * 1024 * 1024, segmentBytes: 1024 * 1024 };
+    const { spool } = Spool.open(opts);
+    for (let i = 0; i < 5; i++) expect(spool.takeSeq('t')).toBe(i);
+    await spool.append([rec('t', 0), rec('t', 1), rec('t', 2), { t: 'ck', key: 'k', ck: ck({ offset: 7 }) }]);
+    await spool.append([rec('t', 3), rec('t', 4), { t: 'ck', key: 'k', ck: ck({ offset: 9 }) }]);
+    await spool.append([{ t: 'send', task: 't', from: 0, to: 2 }]);
+    await spool.append([{ t: 'ack', task: 't', to: 2 }, { t: 'send', task: 't', from: 3, to: 4 }]);
+    spool.close();
+    // a torn append after the last whole one (kill -9 mid-write)
+    const files = (await readdir(dir)).sort();
+    const last = path.join(dir, files[files.length - 1]);
+    const torn = encodeEntry(rec('t', 5));
+    await appendFile(last, torn.subarray(0, torn.length - 4));
+    const sizeBefore = (await stat(last)).size;
+    const { spool: s2, report } = Spool.open(opts);
+    expect(report.tornBytes).toBe(torn.length - 4);
+    expect((await stat(last)).size).toBe(sizeBefore - (torn.length - 4));
+    expect(s2.ckpts.get('k')?.offset).toBe(9);
+    expect(s2.acked.get('t')).toBe(2);
+    expect(s2.sends.get('t')).toEqual({ from: 3, to: 4 });
+    expect(s2.pending.get('t')?.map((r) => r.seq)).toEqual([3, 4]);
+    expect(s2.takeSeq('t')).toBe(5);
+    s2.close();
+  });
+
+  it('deletes a segment only once all its records are acknowledged; readers see the quota', async () => {
+    const dir = await tmp('spool-gc');
+    const { spool } = Spool.open({ dir, quotaBytes: 160 * 1024, segmentBytes: 64 * 1024 });
+    const big = 'x'.repeat(8 * 1024);
+    let seq = 0;
+    for (let i = 0; i < 18; i++) {
+      const s = spool.takeSeq('t');
+      await spool.append([{ t: 'rec', task: 't', seq: s, topic: 'logs', value: big, headers: {} }]);
+      seq = s;
+    }
+    expect(spool.full()).toBe(false);
+    for (let i = 0; i < 4; i++) await spool.append([{ t: 'rec', task: 't', seq: spool.takeSeq('t'), topic: 'logs', value: big, headers: {} }]);
+    seq += 4;
+    expect(spool.full()).toBe(true);
+    const before = (await readdir(dir)).length;
+    expect(before).toBeGreaterThan(1);
+    let freed = 0;
+    spool.onFreed(() => freed++);
+    await spool.append([{ t: 'ack', task: 't', to: 10 }]);
+    expect((await readdir(dir)).length).toBeLessThan(before);
+    expect(freed).toBeGreaterThan(0);
+    await spool.append([{ t: 'ack', task: 't', to: seq }]);
+    expect(spool.full()).toBe(false);
+    expect(spool.pending.get('t')).toEqual([]);
+    spool.close();
+    // what is left recovers to the same state
+    const { spool: s2 } = Spool.open({ dir, quotaBytes: 160 * 1024, segmentBytes: 64 * 1024 });
+    expect(s2.acked.get('t')).toBe(seq);
+    expect(s2.takeSeq('t')).toBe(seq + 1);
+    s2.close();
+  });
+
+  it('keeps a stable producer per task', async () => {
+    const dir = await tmp('spool-prod');
+    const { spool } = Spool.open({ dir, quotaBytes: 4 * 1024 * 1024, segmentBytes: 1024 * 1024 });
+    const { producer, entry } = spool.producerFor('t', 'host-1', 4);
+    expect(producer.id).toMatch(/^agent\.host-1\.t\.[0-9a-f]{12}$/);
+    expect(producer.partition).toBeLessThan(4);
+    await spool.append([entry!]);
+    spool.close();
+    const { spool: s2 } = Spool.open({ dir, quotaBytes: 4 * 1024 * 1024, segmentBytes: 1024 * 1024 });
+    expect(s2.producerFor('t', 'host-1', 4)).toEqual({ producer });
+    s2.close();
+  });
+});
