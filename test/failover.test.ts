@@ -55,7 +55,8 @@ describe('moves', () => {
     console.log(`moves: ${acked} writes acked while ${joined.id} joined (leading ${led} partitions after it) and left; failed: ${failures.length}`);
     // Without the hand-off (the controller moving leadership at once) 4 of 5,845 failed when tried:
     // the old leader was ahead of its successor, got a full copy, and its pending writes ended
-    // OUTCOME_UNKNOWN ('the replica was replaced').
+    // OUTCOME_UNKNOWN ('the replica was replaced'). So did writes still pending at a leader that
+    // handed over: the move dropped its copy before its successor's confirmation reached it.
 
     expect(led, 'the new node led partitions, so its leave moved leadership').toBeGreaterThan(0);
     expect(acked).toBeGreaterThan(100);

@@ -1,6 +1,6 @@
 // Focused cases of the replication transition (src/actors/replica.ts) that the simulator found.
 import { describe, expect, it } from 'vitest';
-import { createReplica, handle, type Effect, type Entry, type PeerMessage, type ReplicaView } from '../src/actors/replica.js';
+import { createReplica, handle, readyToHandOver, type Effect, type Entry, type PeerMessage, type ReplicaView } from '../src/actors/replica.js';
 import * as K from '../src/storage/keys.js';
 import { initialState, type Command } from '../src/actors/partition.js';
 import { epoch, nodeId, partitionId, seq } from '../src/runtime/ids.js';
@@ -207,5 +207,25 @@ describe('replica transition', () => {
     expect(handle(leader, { type: 'write', id: 3, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 210)).toMatchObject([{ reply: { ok: false, code: 'NOT_LEADER' } }]);
     handle(leader, { type: 'unfence' }, 220);
     expect(handle(leader, { type: 'write', id: 4, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 230).some((e) => e.kind === 'reply' && e.reply.ok)).toBe(true);
+  });
+  it('a leader hands over only once its successor holds every entry and no write of its waits for copies', () => {
+    const G = nodeId('g');
+    const three: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F, G], live: [L, F, G], copies: 3, isr: [L, F, G], version: 1 };
+    const leader = createReplica(L, initialState(partitionId(0), epoch(2), seq(0)), three);
+    handle(leader, { type: 'view', view: three }, 0);
+    const put: Command = { op: 'kvPut', ks: 'ks', key: Buffer.from('k'), value: Buffer.from('v') };
+    const ack = (from: typeof L, s: number): PeerMessage => ({ t: 'ack', p: 0, epoch: 2, from, seq: s, end: s, copy: 0 });
+    handle(leader, { type: 'write', id: 1, cmd: put, acks: 'all', timeoutMs: 1000, prior: null }, 10);
+    handle(leader, { type: 'fence', to: F, untilMs: 2000 }, 20);
+    expect(readyToHandOver(leader, F)).toBe(false);
+    // F, the successor, holds everything; G lags, so write 1 still waits. Handed over now, the
+    // move would drop this replica before F's confirmation reached it: OUTCOME_UNKNOWN.
+    handle(leader, { type: 'peer', msg: ack(F, 1) }, 30);
+    expect(leader.pending.map((w) => w.id)).toEqual([1]);
+    expect(readyToHandOver(leader, F)).toBe(false);
+    const answered = handle(leader, { type: 'peer', msg: ack(G, 1) }, 40);
+    expect(answered).toMatchObject([{ kind: 'reply', id: 1, reply: { ok: true }, replicas: 3 }]);
+    expect(readyToHandOver(leader, F)).toBe(true);
+    expect(readyToHandOver(leader, G)).toBe(true);
   });
 });

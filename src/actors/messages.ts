@@ -125,8 +125,9 @@ export interface WorkerControl {
   /**
    * This node is about to hand the leadership of `p` to `to`: its replica refuses writes
    * (NOT_LEADER: they did not run, and routers retry at the next leader) until it follows the new
-   * leader, release(p), or `fenceMs` passes. True once `to` holds every entry it has, within
-   * `waitMs`; false if that takes longer (it takes writes again at once).
+   * leader, release(p), or `fenceMs` passes. True once `to` holds every entry it has and no write
+   * is pending (replica.ts readyToHandOver), within `waitMs`; false if that takes longer (it takes
+   * writes again at once).
    */
   handOff(p: number, to: string, waitMs: number, fenceMs: number): Promise<boolean>;
   /** the record change a hand-off was for did not happen: `p` takes writes again */

@@ -21,7 +21,7 @@ import { PACE } from '../runtime/threads.js';
 import { epoch, nodeId, partitionId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
 import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Command, type CopyLedger, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
-import { canServeReads, coalescePeer, createReplica, epochOf, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, restoreHints, rowOf, visibleEnd, visibleRow, watermark, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
+import { canServeReads, coalescePeer, createReplica, epochOf, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, readyToHandOver, restoreHints, rowOf, visibleEnd, visibleRow, watermark, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader, type ReadView } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
 import { MUTATIONS, type DigestCheck, type DigestReply, type ReplicationMessage, type Request, type Response, type SnapshotAck, type SnapshotChunk, type TopicRetention, type WorkerControl, type WorkerOutput, type WorkerStats } from './messages.js';
@@ -216,12 +216,13 @@ class PartitionWorker {
       if (!h || h.replica.role !== 'leader') return false;
       const startMs = systemClock.nowMs();
       this.run(h, { type: 'fence', to: nodeId(to), untilMs: startMs + fenceMs });
-      // Its acks arrive between these checks (each yields to them). Once `to` holds everything the
-      // fence stays up until the record change lands (the view makes this replica a follower) or
-      // its node releases it: a write taken in between would be one its successor lacks.
+      // Its acks arrive between these checks (each yields to them). Once `to` holds everything and
+      // every write taken here is answered, the fence stays up until the record change lands (the
+      // view makes this replica a follower) or its node releases it: a write taken in between
+      // would be one its successor lacks.
       while (systemClock.nowMs() < startMs + waitMs) {
         if (h.replica.role !== 'leader') return false;
-        if ((h.replica.matched.get(nodeId(to)) ?? -1) >= h.replica.state.seq) return true;
+        if (readyToHandOver(h.replica, nodeId(to))) return true;
         await new Promise((r) => setTimeout(r, 2));
       }
       this.run(h, { type: 'unfence' });

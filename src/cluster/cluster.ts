@@ -48,7 +48,7 @@ const MOVES_AT_ONCE = 1;
 /**
  * A planned leadership move: the leader refuses writes (each is retried by the node that routed
  * it, at the new leader) for at most this long while its successor catches up on its last
- * entries, and gives up if it does not...
+ * entries and its pending writes are confirmed, and gives up if they are not...
  */
 const HAND_OFF_WAIT_MS = 150;
 /**
@@ -77,7 +77,7 @@ export interface ReplicaPositions {
    * its copy is incomplete: not electable.
    */
   claim(p: number, epoch: number): Promise<boolean>;
-  /** WorkerControl.handOff: refuse writes to `p` until `to` holds all of them (true, within `waitMs`) and the record changes */
+  /** WorkerControl.handOff: refuse writes to `p` until `to` holds all of them and none is pending (true, within `waitMs`) and the record changes */
   handOff(p: number, to: NodeId, waitMs: number, fenceMs: number): Promise<boolean>;
   /** WorkerControl.release: the change a hand-off was for did not happen */
   release(p: number): Promise<void>;
@@ -455,9 +455,10 @@ export class ClusterCoordinator implements Coordinator {
 
   /**
    * Placement moves leadership off a live leader (a move ends, the leader is leaving): the leader
-   * hands it over itself. It refuses writes until its successor holds every entry it has, then
-   * changes the record: nothing it wrote is missing from its successor, so it keeps its copy (no
-   * full copy of a history its successor never wrote) and its pending writes are answered.
+   * hands it over itself. It refuses writes until its successor holds every entry it has and every
+   * write it took is answered, then changes the record: nothing it wrote is missing from its
+   * successor, so it keeps its copy (no full copy of a history its successor never wrote), and no
+   * write of its is left to end OUTCOME_UNKNOWN when the move drops its copy.
    */
   private async handOffLeadership(): Promise<void> {
     const inputs = this.placementInputs();
