@@ -3,7 +3,7 @@
 // Read back: 0 missing, 0 duplicated, seq gap-free per task; a Java trace split by a restart
 // arrives as one record.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type NodeHandle, startNode } from './helpers/launcher.js';
@@ -23,14 +23,14 @@ afterAll(async () => {
   await node?.stop();
 });
 
-async function setup(name: string, sources: string): Promise<{ dir: string; config: string }> {
+async function setup(name: string, sources: string, opts: { url?: string; spool?: string } = {}): Promise<{ dir: string; config: string }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), `chicago-agent-${name}-`));
   await mkdir(path.join(dir, 'logs'));
   const config = path.join(dir, 'agent.yaml');
   await writeFile(config, [
-    `node: { url: ${node.url} }`,
+    `node: { url: ${opts.url ?? node.url} }`,
     'host: testhost',
-    'spool: { dir: ./spool, quotaBytes: 67108864, segmentBytes: 1048576 }',
+    `spool: ${opts.spool ?? '{ dir: ./spool, quotaBytes: 67108864, segmentBytes: 1048576 }'}`,
     'pollIntervalMs: 50',
     'rotatedIdleMs: 1000',
     'batch: { lingerMs: 5 }',
@@ -190,4 +190,59 @@ describe('agent: files to Chicago exactly once', () => {
     expect(recs[1].headers.level).toBe('error');
     await kill9(agent);
   });
+
+  it('a node stopped, then killed -9, while the agent ships: the spool fills to its quota, reading pauses, and every line arrives once', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'chicago-agent-node-'));
+    let n2 = await startNode({ dataDir });
+    const QUOTA = 1024 * 1024;
+    const sources = ['  - task: q', '    paths: [./logs/q.log]', '    topic: agent-quota'].join('\n');
+    const spool = `{ dir: ./spool, quotaBytes: ${QUOTA}, segmentBytes: 131072 }`;
+    const { dir, config } = await setup('quota', sources, { url: n2.url, spool });
+    // a request the stopped node never answers is abandoned after 1 s and resent
+    await writeFile(config, (await readFile(config, 'utf8')).replace(/^node: \{ url: ([^ ]+) \}/m, 'node: { url: $1, timeoutMs: 1000 }'));
+    const N = Number(process.env.AGENT_TEST_QUOTA_LINES ?? 20_000);
+    let agent = await running(config);
+    const w = startWriter(path.join(dir, 'logs', 'q.log'), 'q', N, 10_000);
+    await new Promise((r) => setTimeout(r, 300));
+    n2.proc.kill('SIGSTOP');
+    await w.done;
+    // while the node does not answer the spool stays near its quota
+    let maxSpool = 0;
+    for (let i = 0; i < 30; i++) {
+      maxSpool = Math.max(maxSpool, await dirBytes(path.join(dir, 'spool')));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    n2.proc.kill('SIGCONT');
+    expect(maxSpool).toBeGreaterThan(QUOTA * 0.8);
+    expect(maxSpool).toBeLessThan(QUOTA * 1.5);
+    // then a crash of the node and of the agent while it ships the backlog; the node may come back on another port
+    await new Promise((r) => setTimeout(r, 200));
+    await n2.kill('SIGKILL');
+    await kill9(agent);
+    n2 = await n2.restart();
+    await writeFile(config, (await readFile(config, 'utf8')).replace(/url: [^ ,]+/, `url: ${n2.url}`));
+    agent = await running(config);
+    let recs: TopicRecord[] = [];
+    const deadline = Date.now() + slow(20_000);
+    for (;;) {
+      recs = await readTopic(n2.url, 'agent-quota');
+      if (recs.length >= N || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    recs = await readTopic(n2.url, 'agent-quota');
+    const { lines, seqs } = byTask(recs, 'q');
+    expect(new Set(lines).size, 'duplicated lines').toBe(lines.length);
+    expect(lines.length, 'lines').toBe(N);
+    expect(seqs).toEqual(seqs.map((_, i) => i));
+    console.log(`agent quota: spool peaked at ${maxSpool} bytes (quota ${QUOTA}) while the node was stopped`);
+    await kill9(agent);
+    await n2.stop();
+  });
 });
+
+async function dirBytes(d: string): Promise<number> {
+  let n = 0;
+  for (const name of await readdir(d).catch(() => [])) n += (await stat(path.join(d, name)).catch(() => ({ size: 0 }))).size;
+  return n;
+}

@@ -12,6 +12,9 @@ import { type Event, Multiline, type MultilineState, detectLevel } from './multi
 import type { Entry, FileCkpt, Spool } from './spool.js';
 
 const CHUNK_BYTES = 1024 * 1024;
+const MIN_CHUNK_BYTES = 4096;
+/** how much larger than the bytes read their spool records may be (short lines, long headers) */
+const SPOOL_EXPANSION_MAX = 8;
 /** chunks read from one file per pass before the others get their turn */
 const CHUNKS_PER_PASS = 8;
 
@@ -283,7 +286,9 @@ export class FileSource {
       if (this.spool.full()) return false; // readers pause; the spool's onFreed kicks a pass
       const st = await f.fh.stat();
       const heldLen = Math.min(TAIL_BYTES_MAX, f.readPos - f.bufStart);
-      const want = Math.min(CHUNK_BYTES, Math.max(0, st.size - f.readPos));
+      // near the quota, small reads: a spooled line is a few times its size (headers, JSON)
+      const chunk = Math.max(MIN_CHUNK_BYTES, Math.min(CHUNK_BYTES, Math.floor(this.spool.room() / SPOOL_EXPANSION_MAX)));
+      const want = Math.min(chunk, Math.max(0, st.size - f.readPos));
       const got = await readAt(f.fh, f.readPos - heldLen, heldLen + want);
       const g = growth(f.readPos, st.size, got.subarray(0, heldLen), f.buf.subarray(f.buf.length - heldLen));
       if (g === 'truncated') {

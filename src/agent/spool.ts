@@ -122,6 +122,11 @@ export class Spool {
     return n;
   }
 
+  /** Bytes left under the quota. */
+  room(): number {
+    return Math.max(0, this.opts.quotaBytes - this.bytes);
+  }
+
   /** Readers pause while this is true. */
   full(): boolean {
     return this.bytes >= this.opts.quotaBytes;
