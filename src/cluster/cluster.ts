@@ -40,6 +40,12 @@ export const GONE_SUSPECT_AFTER_MS = READ_LEASE_MS + 25;
 const CHECK_EVERY_MS = 100;
 /** a silent leader is noticed within SUSPECT_AFTER_MS + this (the check itself is cheap) */
 const FAILOVER_CHECK_MS = 25;
+/**
+ * Checks that run this much later than due mean this node itself stalled (a busy machine, a long
+ * GC): what its peers sent meanwhile waits unread in its sockets, since timers run before I/O is
+ * read. Their silence is then counted only from when it can listen again.
+ */
+const SELF_STALL_MS = 100;
 /** how long a starting node keeps trying to reach etcd */
 const STARTUP_RETRY_MS = 30_000;
 const CONTROLLER_EVERY_MS = 200;
@@ -129,6 +135,9 @@ export class ClusterCoordinator implements Coordinator {
   private readonly completedAt: number[] = [];
   /** when each member appeared in membership (ms): the baseline for silence */
   private readonly firstSeen = new Map<NodeId, number>();
+  /** when this node's checks last ran, and since when it has been listening without a stall of its own */
+  private lastCheckAt = Date.now();
+  private listeningSince = 0;
   private readonly views = new Map<number, ReplicaView>();
   /** the last ReplicaView.version handed out */
   private viewVersion = 0;
@@ -201,12 +210,13 @@ export class ClusterCoordinator implements Coordinator {
     if (this.members) peers.setPeers(new Map([...this.members.nodes.values()].map((n) => [n.id, n.url])));
     this.timers.push(
       setInterval(() => {
+        this.noteCheck();
         this.refreshViews();
         this.background('positions', () => this.sample());
         this.background('in-sync', () => this.maintainInSync());
         this.background('hand-off', () => this.handOffLeadership());
       }, CHECK_EVERY_MS),
-      setInterval(() => this.background('failover', () => this.failover()), FAILOVER_CHECK_MS),
+      setInterval(() => { this.noteCheck(); this.background('failover', () => this.failover()); }, FAILOVER_CHECK_MS),
       setInterval(() => this.background('placement', () => this.control()), CONTROLLER_EVERY_MS),
       setInterval(() => {
         const p = this.progress();
@@ -246,7 +256,17 @@ export class ClusterCoordinator implements Coordinator {
    */
   private silentFor(node: NodeId): number {
     if (node === this.self || !this.peers) return 0;
-    return Date.now() - Math.max(this.peers.heardAt(node), this.firstSeen.get(node) ?? 0);
+    return Date.now() - Math.max(this.peers.heardAt(node), this.firstSeen.get(node) ?? 0, this.listeningSince);
+  }
+
+  /** Called first by every periodic check: a gap far past the check interval is a stall of this node's own. */
+  private noteCheck(): void {
+    const now = Date.now();
+    if (now - this.lastCheckAt > FAILOVER_CHECK_MS + SELF_STALL_MS) {
+      this.listeningSince = now;
+      this.log.debug({ stalledMs: now - this.lastCheckAt }, 'this node stalled: peers\' silence counts from now');
+    }
+    this.lastCheckAt = now;
   }
 
   private liveMembers(): NodeId[] {
