@@ -94,7 +94,7 @@ describe('agent: files to Chicago exactly once', () => {
     let kills = 0;
     const started = Date.now();
     // bounded: the writers finish in about N / RATE seconds
-    for (let i = 0; i < 200 && writing; i++) {
+    for (let i = 0; i < 200 && (writing || kills < 2); i++) {
       await new Promise((r) => setTimeout(r, 400));
       await rotate(logrotate, dir, path.join(logs, 'create.log'), 'create');
       await rotate(logrotate, dir, path.join(logs, 'copy.log'), 'copytruncate');
@@ -188,6 +188,45 @@ describe('agent: files to Chicago exactly once', () => {
     ]);
     expect(recs.map((r) => r.headers.seq)).toEqual(['0', '1', '2']);
     expect(recs[1].headers.level).toBe('error');
+    await kill9(agent);
+  });
+
+  it('files appearing later, a followed file deleted, and a file rewritten in place while the agent is down (same inode, another head: as inode reuse)', async () => {
+    const { dir, config } = await setup('files', ['  - task: f', '    paths: [./logs/*.log]', '    topic: agent-files'].join('\n'));
+    const logs = path.join(dir, 'logs');
+    const lines = (p: string, a: number, b: number) => Array.from({ length: b - a }, (_, i) => `${p} ${a + i} INFO x\n`).join('');
+    let agent = await running(config);
+    await writeFile(path.join(logs, 'a.log'), lines('a', 0, 100));
+    await writeFile(path.join(logs, 'gone.log'), lines('gone', 0, 100));
+    const want = async (n: number) => {
+      const deadline = Date.now() + slow(10_000);
+      let recs: TopicRecord[] = [];
+      for (;;) {
+        recs = await readTopic(node.url, 'agent-files').catch(() => []);
+        if (recs.length >= n || Date.now() > deadline) return recs;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await want(200);
+    // deleted after more lines: the open handle is read to its end
+    await appendFile(path.join(logs, 'gone.log'), lines('gone', 100, 150));
+    const { rm } = await import('node:fs/promises');
+    await rm(path.join(logs, 'gone.log'));
+    await want(250);
+    await kill9(agent);
+    // while the agent is down: a.log rewritten in place with other content, shorter than the offset
+    await writeFile(path.join(logs, 'a.log'), lines('a2', 0, 10));
+    await writeFile(path.join(logs, 'late.log'), lines('late', 0, 20));
+    agent = await running(config);
+    const recs = await want(280);
+    await new Promise((r) => setTimeout(r, 300));
+    const all = await readTopic(node.url, 'agent-files');
+    const values = all.map((r) => r.value.split(' ').slice(0, 2).join(' '));
+    expect(new Set(values).size).toBe(values.length);
+    const count = (p: string) => values.filter((v) => v.startsWith(p + ' ')).length;
+    expect([count('a'), count('gone'), count('a2'), count('late')]).toEqual([100, 150, 10, 20]);
+    expect(all.map((r) => Number(r.headers.seq)).sort((x, y) => x - y)).toEqual([...Array(280).keys()]);
+    expect(recs.length).toBeGreaterThanOrEqual(280);
     await kill9(agent);
   });
 
