@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendFile, mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { type NodeHandle, startNode } from './helpers/launcher.js';
+import { type NodeHandle, runCli, startNode } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 import { type AgentProc, logrotateBinary, readTopic, rotate, startAgent, startWriter, type TopicRecord } from './helpers/agent.js';
 
@@ -228,6 +228,19 @@ describe('agent: files to Chicago exactly once', () => {
     expect(all.map((r) => Number(r.headers.seq)).sort((x, y) => x - y)).toEqual([...Array(280).keys()]);
     expect(recs.length).toBeGreaterThanOrEqual(280);
     await kill9(agent);
+  });
+
+  it('exits 78 on a bad config, 64 without --config, 0 after SIGTERM', async () => {
+    const { dir, config } = await setup('cli', ['  - task: c', '    paths: [./logs/*.log]', '    topic: agent-cli'].join('\n'));
+    const bad = path.join(dir, 'bad.yaml');
+    await writeFile(bad, 'sources: []\nspool: { dir: ./s, quota: 5 }\n');
+    const r = await runCli(['agent', '--config', bad]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/quota/);
+    expect((await runCli(['agent'])).code).toBe(64);
+    const a = await running(config);
+    a.proc.kill('SIGTERM');
+    expect(await a.exited).toEqual({ code: 0, signal: null });
   });
 
   it('a node stopped, then killed -9, while the agent ships: the spool fills to its quota, reading pauses, and every line arrives once', async () => {

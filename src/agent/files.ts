@@ -139,8 +139,14 @@ export class FileSource {
       } catch {
         continue;
       }
-      for (const name of names.sort()) {
-        if (!re.test(name)) continue;
+      const matched = names.filter((n) => re.test(n)).sort();
+      for (const name of matched) {
+        // a glob that also matches rotated names (app.log*) must not read a copytruncate copy again
+        // (renamed files keep their inode and are followed already)
+        if (matched.some((b) => isRotatedName(b, name))) {
+          const st = await stat(path.join(dir, name)).catch(() => undefined);
+          if (!st || !this.followed.has(`${st.dev}:${st.ino}`)) continue;
+        }
         const p = path.join(dir, name);
         let st;
         try {

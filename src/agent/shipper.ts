@@ -22,6 +22,8 @@ export class NodeError extends Error {
 
 export class Shipper {
   private stopped = false;
+  /** aborts the request in flight at stop (it is resent after the restart, as a duplicate if it was stored) */
+  private readonly abort = new AbortController();
   private wake?: () => void;
   private loop?: Promise<void>;
   private producer?: Producer;
@@ -53,6 +55,7 @@ export class Shipper {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.abort.abort();
     this.notify();
     await this.loop;
   }
@@ -162,7 +165,7 @@ export class Shipper {
       method,
       headers: { ...authHeader(this.cfg.node.token), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.timeout(this.cfg.node.timeoutMs),
+      signal: AbortSignal.any([AbortSignal.timeout(this.cfg.node.timeoutMs), this.abort.signal]),
       ...({ dispatcher: caDispatcher(this.cfg.node.ca) } as RequestInit),
     });
     const text = await res.text();
