@@ -1,5 +1,6 @@
 // The host agent's pure parts and its spool: config, multiline, identity decisions, spool recovery.
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { appendFile, mkdtemp, readdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -223,5 +224,45 @@ describe('agent spool', () => {
     const { spool: s2 } = Spool.open({ dir, quotaBytes: 4 * 1024 * 1024, segmentBytes: 1024 * 1024 });
     expect(s2.producerFor('t', 'host-1', 4)).toEqual({ producer });
     s2.close();
+  });
+});
+
+describe('agent properties', () => {
+  it('multiline never loses, duplicates or reorders a line, and events cover the offsets without gaps', () => {
+    const line = fc.oneof(
+      fc.constantFrom('\tat a.B.c(B.java:1)', 'Caused by: x', '\t... 2 more', 'java.lang.RuntimeException: y', 'Traceback (most recent call last):', '  File "a.py"', 'ValueError: z', '', 'INFO plain'),
+      fc.string({ maxLength: 40 }).map((t) => t.replace(/\n/g, ' ')),
+    );
+    const cfg = fc.oneof(
+      fc.constant({ preset: 'java' as const }),
+      fc.constant({ preset: 'python' as const }),
+      fc.constant({ start: '^INFO' }),
+      fc.constant({ continue: '^\\s' }),
+    );
+    fc.assert(fc.property(fc.array(line, { maxLength: 60 }), cfg, fc.integer({ min: 1, max: 8 }), (lines, c, maxLines) => {
+      const ml = new Multiline({ ...ML, ...c, maxLines, maxBytes: 1024 });
+      const { events, s } = run(ml, lines);
+      ml.flush(s, Number.MAX_SAFE_INTEGER, events, true);
+      expect(events.flatMap((e) => e.text.split('\n'))).toEqual(lines);
+      let at = 0;
+      for (const e of events) {
+        expect(e.start).toBe(at);
+        expect(e.lines).toBeLessThanOrEqual(maxLines);
+        at = e.end;
+      }
+    }), { numRuns: 300 });
+  });
+
+  it('a segment cut or corrupted anywhere decodes to a prefix of its records, never throws', () => {
+    const entries: Entry[] = Array.from({ length: 20 }, (_, i) => rec('t', i));
+    const whole = Buffer.concat(entries.map(encodeEntry));
+    fc.assert(fc.property(fc.integer({ min: 0, max: whole.length }), fc.option(fc.integer({ min: 0, max: whole.length - 1 })), (cut, flip) => {
+      const buf = Buffer.from(whole.subarray(0, cut));
+      if (flip !== null && flip < buf.length) buf[flip] ^= 0x5a;
+      const { entries: got, validBytes } = decodeSegment(buf);
+      expect(got).toEqual(entries.slice(0, got.length));
+      expect(validBytes).toBe(Buffer.concat(got.map(encodeEntry)).length);
+      if (flip === null || flip >= buf.length) expect(validBytes).toBeGreaterThan(cut - whole.length / 20 - 1);
+    }), { numRuns: 500 });
   });
 });

@@ -222,7 +222,7 @@ export class FileSource {
     }
     if (verdict === 'rewritten') {
       // copytruncate (or inode reuse) while the agent was down: finish the copy, then read the file from 0
-      await this.finishCopy(ck, atPath!.tail);
+      await this.finishCopy(ck);
       await this.dropCkpt(key);
       return; // the pass follows the path's file from 0
     }
@@ -248,8 +248,11 @@ export class FileSource {
     await this.spool.append([{ t: 'ck', key, ck: null }]);
   }
 
-  /** Reads a rotated copy of a copytruncated file from ck.offset to its end, as that file; true when one matched. */
-  private async finishCopy(ck: FileCkpt, _held?: Buffer): Promise<boolean> {
+  /**
+   * Reads a rotated copy of a copytruncated file from ck.offset to its end, as that file: 'read';
+   * 'behind' when the copy ends before ck.offset (the agent had read past the copy); false: no copy.
+   */
+  private async finishCopy(ck: FileCkpt): Promise<'read' | 'behind' | false> {
     for (const cand of await siblings(ck.path)) {
       const pr = await probe(cand, ck);
       if (!pr) continue;
@@ -257,7 +260,7 @@ export class FileSource {
         if (pr.probe.size < ck.offset && pr.probe.size >= ck.headLen && (await headHashOf(cand, ck.headLen)) === ck.headHash) {
           // copied before the agent read past its end: nothing of it is left to read
           this.log.info({ path: ck.path, copy: cand, task: this.src.task }, 'truncated file: its rotated copy holds nothing unread');
-          return true;
+          return 'behind';
         }
         continue;
       }
@@ -281,7 +284,7 @@ export class FileSource {
       }
       await this.endOf(f, false);
       await f.fh.close();
-      return true;
+      return 'read';
     }
     return false;
   }
@@ -317,14 +320,14 @@ export class FileSource {
   private async truncated(f: Followed): Promise<void> {
     this.stats.truncations++;
     const ck = this.ckptOf(f);
-    const found = await this.finishCopy(ck, f.buf);
-    if (!found) {
-      // what was between the read position and the truncation is gone
-      this.log.warn({ path: f.path, readPos: f.readPos, task: this.src.task }, 'GAP: file truncated and no rotated copy matches; reading it from 0');
-      await this.endOf(f, false);
-    } else {
-      // the copy ended the pending event; this file's state goes with it
+    const found = await this.finishCopy(ck);
+    if (found === 'read') {
+      // the copy was read from this file's checkpoint, pending event included; its state goes
       f.ml = {};
+    } else {
+      // what is held (a pending event, a partial line) is all there is of it
+      if (!found) this.log.warn({ path: f.path, readPos: f.readPos, task: this.src.task }, 'GAP: file truncated and no rotated copy matches; reading it from 0');
+      await this.endOf(f, false);
     }
     const head = await readAt(f.fh, 0, HEAD_BYTES_MAX);
     Object.assign(f, { buf: Buffer.alloc(0), bufStart: 0, readPos: 0, scanPos: 0, headLen: head.length, headHash: hashBytes(head), ml: {} });
