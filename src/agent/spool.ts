@@ -4,7 +4,7 @@
 // both: a checkpoint never points past what the spool holds. Every segment starts with a snapshot of
 // the state (producers, sequences, acks, checkpoints), so older segments can go once every record in
 // them is acknowledged — and an ack is only used for that after its own append was synced.
-import { closeSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync, fsyncSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -299,7 +299,7 @@ export class Spool {
     if (freed) for (const fn of this.listeners) fn();
   }
 
-  /** Ack entries free space: also worth a roll when the live segment is large and all acknowledged. */
+  /** Replays every segment in order; a torn tail is cut off; appends then go to a fresh segment. */
   private recover(): RecoveryReport {
     const names = readdirSync(this.opts.dir).filter((f) => /^\d{10}\.wal$/.test(f)).sort();
     let entries = 0;
@@ -338,13 +338,5 @@ export class Spool {
     this.closed = true;
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
-  }
-}
-
-export function statBytes(file: string): number {
-  try {
-    return statSync(file).size;
-  } catch {
-    return 0;
   }
 }
