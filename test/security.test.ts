@@ -406,18 +406,24 @@ describe('exact HTTP, one owner, strict parsing (raw sockets, real node)', () =>
     await waitUntil('the gauge to drop', async () => (await gauge()) === before, 5_000, 50);
   });
 
-  it('exits 69 with a clear message when the port or the data dir is in use; takes over a dead owner\'s dir', async () => {
+  it('exits 69 with a clear message when the port or the data dir is in use; takes over a dead owner\'s dir and port at once', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-owner-'));
     try {
       const port = await runCli(['server', '--port', String(node.port), '--data-dir', dir]);
       expect([port.code, port.stderr]).toEqual([69, expect.stringContaining(`cannot listen on 127.0.0.1:${node.port}`)]);
       expect((await http(node.url, 'GET', '/v1/health')).status).toBe(200);
-      const first = await startNode({ dataDir: dir, keepData: true });
+      // a fixed port below the ephemeral range, as deployments use (a port the kernel hands out for
+      // outgoing connections cannot be bound again while a crashed node's connections on it linger)
+      const fixed = 20_000 + Math.floor(Math.random() * 10_000);
+      const first = await startNode({ dataDir: dir, keepData: true, port: fixed });
       const second = await runCli(['server', '--port', '0', '--data-dir', dir]);
       expect([second.code, second.stderr.trim()]).toEqual([69, `chicago: data dir ${dir} in use by pid ${first.pid}`]);
+      for (let i = 0; i < 20; i++) await http(first.url, 'GET', '/v1/health'); // connections left in TIME_WAIT
       await first.kill('SIGKILL');
       expect(JSON.parse(await readFile(path.join(dir, 'chicago.lock'), 'utf8')).pid).toBe(first.pid);
-      const again = await startNode({ dataDir: dir, keepData: true });
+      // the same dir and the same port right after a crash: the lock is stale, TIME_WAIT does not block
+      const again = await startNode({ dataDir: dir, keepData: true, port: first.port });
+      expect(again.port).toBe(first.port);
       await again.stop();
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -1,4 +1,5 @@
 // The node's single port: HTTP routes and the /v1/ws WebSocket, on uWebSockets.js.
+import { readFile } from 'node:fs/promises';
 import uWS from 'uWebSockets.js';
 import { limits } from '../runtime/limits.js';
 import { attachHttp } from './http.js';
@@ -9,9 +10,36 @@ import type { Logger } from '../runtime/log.js';
 import type { SecurityConfig } from '../runtime/config.js';
 import type { Authenticator } from './auth.js';
 
-/** uWS's listen(host, port, options, cb): the typings lack it, the binary has it (and no ListenOptions export) */
-interface ListenExclusive { listen(host: string, port: number, options: number, cb: (s: uWS.us_listen_socket | false) => void): void }
-const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
+/**
+ * Rejects with PortInUseError when a socket listens on host:port (or on the wildcard address).
+ * Read from /proc/net/tcp{,6}: a bind probe would also trip over the connections a crashed node
+ * left behind (FIN_WAIT, TIME_WAIT), which must not stop its restart.
+ */
+async function assertPortFree(host: string, port: number): Promise<void> {
+  let tables: string[];
+  try {
+    tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => readFile(f, 'utf8').catch(() => '')));
+  } catch {
+    return; // no /proc: uWS's own listen is the only check
+  }
+  const portHex = port.toString(16).toUpperCase().padStart(4, '0');
+  const want = new Set([hexAddress(host), '00000000', '00000000000000000000000000000000'].filter(Boolean));
+  for (const table of tables) {
+    for (const line of table.split('\n').slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/);
+      if (state !== '0A' || !local) continue; // 0A: LISTEN
+      const [addr, p] = local.split(':');
+      if (p === portHex && want.has(addr)) throw new PortInUseError(host, port);
+    }
+  }
+}
+
+/** An IPv4 address as /proc/net/tcp writes it (little-endian hex); '' for anything else (names, IPv6). */
+function hexAddress(host: string): string {
+  const parts = host.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((n) => !Number.isInteger(n) || n < 0 || n > 255)) return '';
+  return parts.reverse().map((n) => n.toString(16).toUpperCase().padStart(2, '0')).join('');
+}
 
 /** The node's port is taken (by another node or any other process). */
 export class PortInUseError extends Error {
@@ -43,9 +71,12 @@ export async function startGateway(node: ChicagoNode, log: Logger, auth: Authent
   const parsePool = new ParsePool();
   attachHttp(app, node, parsePool, log, node.metrics, auth);
   const { host, port } = node.config;
-  // Exclusive: a second node on a port in use fails here instead of sharing it (SO_REUSEPORT).
+  // uWS listens with SO_REUSEPORT, so a second node on a port in use would share it silently. Its
+  // exclusive mode cannot bind while a crashed node's old connections linger. So: is anything
+  // listening there? Then uWS's usual listen.
+  if (port !== 0) await assertPortFree(host, port);
   const listen = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
-    (app as unknown as ListenExclusive).listen(host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (socket) => (socket ? resolve(socket) : reject(new PortInUseError(host, port))));
+    app.listen(host, port, (socket) => (socket ? resolve(socket) : reject(new PortInUseError(host, port))));
   });
   const bound = uWS.us_socket_local_port(listen);
   const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${bound}`;
