@@ -219,6 +219,7 @@ describe('tokens and scopes', () => {
   it('revokes a token on SIGHUP: HTTP refuses it at once and an open WebSocket is cut at its next request', async () => {
     const c = await ChicagoClient.connect({ url: node.url, token: t.writer.token });
     await c.kv.put('app', 'before', 'v');
+    const kept = await ChicagoClient.connect({ url: node.url, token: t.reader.token });
     const entries = security.tokens.map((e) => (e.id === t.writer.entry.id ? { ...e, revoked: true } : e));
     await writeFile(cfgPath, JSON.stringify({ security: { ...security, tokens: entries } }));
     node.proc.kill('SIGHUP');
@@ -226,6 +227,9 @@ describe('tokens and scopes', () => {
     expect((await http(node.url, 'PUT', '/v1/kv/app/after', 'v', bearer(t.writer))).status).toBe(401);
     await expect(c.kv.put('app', 'after', 'v')).rejects.toMatchObject({ code: expect.stringMatching(/UNAUTHENTICATED|OUTCOME_UNKNOWN/) });
     c.close();
+    // a token the reload left as it was keeps its connection
+    expect((await kept.kv.get('app', 'before'))?.value.toString()).toBe('v');
+    kept.close();
     expect((await http(node.url, 'GET', '/v1/kv/app/after', undefined, bearer(t.admin))).status).toBe(404);
     // a broken config on SIGHUP keeps the previous settings
     await writeFile(cfgPath, '{"security": {"tokens": [{"id": "nope"}]}}');

@@ -102,7 +102,9 @@ export class Authenticator {
   stillValid(who: Principal): boolean {
     if (who === OPEN) return this.open;
     const e = this.entries.get(who.id);
-    return e !== undefined && !e.revoked && (e.expiresAtMs === undefined || Date.now() < e.expiresAtMs) && e.scopes === who.scopes;
+    // a reload that keeps the token as it was (same hash, same scopes) keeps its connections
+    return e !== undefined && !e.revoked && (e.expiresAtMs === undefined || Date.now() < e.expiresAtMs)
+      && e.hash === entryHash(who) && sameScopes(e.scopes, who.scopes);
   }
 
   /** Throws FORBIDDEN unless `who` may do `action` on `resource` `name`. */
@@ -142,6 +144,12 @@ function toEntry(t: TokenEntry): Entry {
   };
 }
 
+const hashes = new WeakMap<Principal, string>();
+const entryHash = (who: Principal) => hashes.get(who);
+const sameScopes = (a: readonly Scope[], b: readonly Scope[]) => a.length === b.length && a.every((s, i) => s.text === b[i].text);
+
 function principalOf(e: Entry): Principal {
-  return { id: e.id, name: e.name, scopes: e.scopes };
+  const who = { id: e.id, name: e.name, scopes: e.scopes };
+  hashes.set(who, e.hash);
+  return who;
 }
