@@ -226,6 +226,21 @@ describe('bad input gets a clear error and changes nothing', () => {
     expect(good.body.records).toHaveLength(2);
   });
 
+  it('stores bytes that are not UTF-8 sent as base64 and returns them flagged; refuses bad base64', async () => {
+    await call('POST', '/v1/topics', { name: 'raw', partitions: 1 });
+    const bytes = Buffer.from([0x61, 0xff, 0xfe, 0x00, 0x62]);
+    const r = await call('POST', '/v1/topics/raw/records', [{ value: bytes.toString('base64'), valueEncoding: 'base64', key: Buffer.from([0xc3]).toString('base64'), keyEncoding: 'base64' }]);
+    expect(r.status).toBe(200);
+    const back = await call('GET', '/v1/topics/raw/records?offset=0');
+    expect(back.body.records[0]).toMatchObject({ value: bytes.toString('base64'), valueEncoding: 'base64', key: 'ww==', keyEncoding: 'base64' });
+    for (const bad of [{ value: 'a b', valueEncoding: 'base64' }, { value: 'YQ', valueEncoding: 'base64' }, { value: 'YQ==', valueEncoding: 'hex' }, { value: 1, valueEncoding: 'base64' }]) {
+      const e = await call('POST', '/v1/topics/raw/records', [bad]);
+      expect(e.status).toBe(400);
+      expect(e.body.error.code).toBe('INVALID_ARGUMENT');
+    }
+    expect((await call('GET', '/v1/topics/raw')).body.partitions[0].endOffset).toBe(1);
+  });
+
   it('refuses an update over 20 MB whole, storing none of it', async () => {
     await call('POST', '/v1/topics', { name: 'big', partitions: 1 });
     const chunk = 'y'.repeat(3_000_000);

@@ -1,9 +1,21 @@
 // `chicago agent`: the spool, one FileSource per configured source, one Shipper per task.
+// Everything else the agent ships (journald, scripts, health, alerts) writes through sink(task, topic).
 import { createLogger, type Logger } from '../runtime/log.js';
 import { type AgentConfig, loadAgentConfig } from './config.js';
 import { FileSource } from './files.js';
+import { type AgentEvent, recordEntries } from './records.js';
 import { Shipper } from './shipper.js';
-import { Spool } from './spool.js';
+import { type Entry, Spool } from './spool.js';
+
+/** Appends one task's records (and the position they were read up to) to the spool: one fdatasync. */
+export interface TaskSink {
+  readonly task: string;
+  readonly topic: string;
+  write(events: AgentEvent[], extra?: Entry[]): Promise<void>;
+}
+
+/** Something an alert rule may count: a gap, a spool that filled, a read that failed. */
+export interface Notice { kind: string; task?: string; source?: string; detail?: string; count?: number }
 
 export class Agent {
   readonly sources: FileSource[] = [];
@@ -11,6 +23,8 @@ export class Agent {
   private stopping?: Promise<void>;
   private failed?: Error;
   private resolveDone!: () => void;
+  private started = false;
+  private readonly noticeListeners = new Set<(n: Notice) => void>();
   /** resolves when the agent has stopped (signal or fatal error) */
   readonly done = new Promise<void>((r) => { this.resolveDone = r; });
 
@@ -36,8 +50,39 @@ export class Agent {
     }
     spool.onFreed(() => { for (const s of agent.sources) s.kick(); });
     for (const s of agent.shippers.values()) s.start();
+    agent.started = true;
     for (const s of agent.sources) await s.start();
     return agent;
+  }
+
+  /** A writer for a task that ships to `topic`, its shipper started on first use; a task has one topic. */
+  sink(task: string, topic: string): TaskSink {
+    let s = this.shippers.get(task);
+    if (s && s.topic !== topic) throw new Error(`task ${task} ships to ${s.topic}, not ${topic}`);
+    if (!s) {
+      s = new Shipper(task, topic, this.spool, this.cfg, this.log);
+      s.onFatal = (err) => this.fail(err);
+      this.shippers.set(task, s);
+      if (this.started) s.start();
+    }
+    const spool = this.spool;
+    const host = this.cfg.host;
+    return {
+      task,
+      topic,
+      write: (events, extra = []) => spool.append([...recordEntries(spool, host, task, topic, events), ...extra]),
+    };
+  }
+
+  /** Tells alert rules (and the log) about something that went wrong or was lost. */
+  notice(n: Notice): void {
+    this.log.warn({ notice: n }, n.kind);
+    for (const fn of this.noticeListeners) fn(n);
+  }
+
+  onNotice(fn: (n: Notice) => void): () => void {
+    this.noticeListeners.add(fn);
+    return () => this.noticeListeners.delete(fn);
   }
 
   private fail(err: Error): void {

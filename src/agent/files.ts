@@ -9,6 +9,7 @@ import type { Logger } from '../runtime/log.js';
 import type { AgentConfig, SourceConfig } from './config.js';
 import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, isRotatedName, judge, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
 import { type Event, Multiline, type MultilineState, detectLevel } from './multiline.js';
+import { recordEntries } from './records.js';
 import type { Entry, FileCkpt, Spool } from './spool.js';
 
 const CHUNK_BYTES = 1024 * 1024;
@@ -376,21 +377,13 @@ export class FileSource {
 
   /** Records with their seqs and the checkpoint after them: one append, one fdatasync. */
   private async emit(f: Followed, events: Event[]): Promise<void> {
-    const entries: Entry[] = [];
-    for (const ev of events) {
-      const headers: Record<string, string> = {
-        host: this.cfg.host,
-        task: this.src.task,
-        source: f.path,
-        time: new Date(ev.firstAtMs).toISOString(),
-      };
-      const level = detectLevel(ev.text);
-      if (level) headers.level = level;
-      // seq is taken here and appended in this same turn: gap-free per task
-      const seq = this.spool.takeSeq(this.src.task);
-      headers.seq = String(seq);
-      entries.push({ t: 'rec', task: this.src.task, seq, topic: this.src.topic, value: ev.text, headers });
-    }
+    const entries: Entry[] = recordEntries(
+      this.spool,
+      this.cfg.host,
+      this.src.task,
+      this.src.topic,
+      events.map((ev) => ({ value: ev.text, source: f.path, timeMs: ev.firstAtMs, level: detectLevel(ev.text) })),
+    );
     const ck = this.ckptOf(f);
     entries.push({ t: 'ck', key: this.ckKey(f.key), ck });
     // keep the pending event, the partial line and the 1 KiB before them

@@ -30,8 +30,8 @@ export class Shipper {
   readonly stats: ShipStats = { batches: 0, records: 0, duplicates: 0, errors: 0, lastAckMs: 0 };
 
   constructor(
-    private readonly task: string,
-    private readonly topic: string,
+    readonly task: string,
+    readonly topic: string,
     private readonly spool: Spool,
     private readonly cfg: AgentConfig,
     private readonly log: Logger,
@@ -155,7 +155,7 @@ export class Shipper {
   private async send(records: ShipRecord[], sequence: number): Promise<{ duplicate: boolean }> {
     const p = this.producer!;
     const q = `partition=${p.partition}&producerId=${encodeURIComponent(p.id)}&sequence=${sequence}&acks=all`;
-    const body = records.map((r) => ({ value: r.value, headers: r.headers }));
+    const body = records.map((r) => (r.enc ? { value: r.value, valueEncoding: r.enc, headers: r.headers } : { value: r.value, headers: r.headers }));
     const res = (await this.request('POST', `/v1/topics/${encodeURIComponent(this.topic)}/records?${q}`, body)) as { duplicate?: boolean };
     return { duplicate: res.duplicate === true };
   }

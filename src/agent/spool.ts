@@ -31,7 +31,9 @@ export interface ShipRecord {
   task: string;
   seq: number;
   topic: string;
+  /** the record's text, or its bytes in base64 when `enc` says so (bytes that are not UTF-8) */
   value: string;
+  enc?: 'base64';
   headers: Record<string, string>;
 }
 
@@ -40,10 +42,12 @@ export interface Producer { id: string; partition: number }
 export type Entry =
   | ({ t: 'rec' } & ShipRecord)
   | { t: 'ck'; key: string; ck: FileCkpt | null }
+  /** a non-file source's position (a journald cursor), committed with the records read before it */
+  | { t: 'cur'; key: string; cursor: string | null }
   | { t: 'prod'; task: string; id: string; partition: number }
   | { t: 'send'; task: string; from: number; to: number }
   | { t: 'ack'; task: string; to: number }
-  | { t: 'snap'; producers: Record<string, Producer>; next: Record<string, number>; acked: Record<string, number>; ckpts: Record<string, FileCkpt>; sends: Record<string, { from: number; to: number }> };
+  | { t: 'snap'; producers: Record<string, Producer>; next: Record<string, number>; acked: Record<string, number>; ckpts: Record<string, FileCkpt>; cursors?: Record<string, string>; sends: Record<string, { from: number; to: number }> };
 
 export function encodeEntry(e: Entry): Buffer {
   const body = Buffer.from(JSON.stringify(e));
@@ -94,6 +98,7 @@ export class Spool {
   /** the highest acknowledged seq per task (durable) */
   readonly acked = new Map<string, number>();
   readonly ckpts = new Map<string, FileCkpt>();
+  readonly cursors = new Map<string, string>();
   /** a batch that was (perhaps) sent and not acknowledged: resent exactly so, with the same sequence */
   readonly sends = new Map<string, { from: number; to: number }>();
   /** records not yet acknowledged, per task, in seq order (bounded by the quota) */
@@ -205,7 +210,7 @@ export class Spool {
         let q = this.pending.get(e.task);
         if (!q) this.pending.set(e.task, (q = []));
         if (q.length > 0 && q[q.length - 1].seq + 1 !== e.seq) throw new Error(`spool: task ${e.task} seq ${e.seq} follows ${q[q.length - 1].seq}`);
-        q.push({ task: e.task, seq: e.seq, topic: e.topic, value: e.value, headers: e.headers });
+        q.push({ task: e.task, seq: e.seq, topic: e.topic, value: e.value, ...(e.enc ? { enc: e.enc } : {}), headers: e.headers });
         seg.maxSeq.set(e.task, Math.max(seg.maxSeq.get(e.task) ?? -1, e.seq));
         if ((this.next.get(e.task) ?? 0) <= e.seq) this.next.set(e.task, e.seq + 1);
         touched?.add(e.task);
@@ -214,6 +219,10 @@ export class Spool {
       case 'ck':
         if (e.ck) this.ckpts.set(e.key, e.ck);
         else this.ckpts.delete(e.key);
+        return;
+      case 'cur':
+        if (e.cursor !== null) this.cursors.set(e.key, e.cursor);
+        else this.cursors.delete(e.key);
         return;
       case 'prod':
         this.producers.set(e.task, { id: e.id, partition: e.partition });
@@ -241,6 +250,8 @@ export class Spool {
         for (const [k, v] of Object.entries(e.acked)) this.apply({ t: 'ack', task: k, to: v }, seg);
         this.ckpts.clear();
         for (const [k, v] of Object.entries(e.ckpts)) this.ckpts.set(k, v);
+        this.cursors.clear();
+        for (const [k, v] of Object.entries(e.cursors ?? {})) this.cursors.set(k, v);
         for (const [k, v] of Object.entries(e.sends)) if (v.to > (this.acked.get(k) ?? -1)) this.sends.set(k, v);
         return;
     }
@@ -253,6 +264,7 @@ export class Spool {
       next: Object.fromEntries(this.next),
       acked: Object.fromEntries(this.acked),
       ckpts: Object.fromEntries(this.ckpts),
+      cursors: Object.fromEntries(this.cursors),
       sends: Object.fromEntries(this.sends),
     };
   }

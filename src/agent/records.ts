@@ -1,0 +1,43 @@
+// One record format for everything the agent ships: headers host, task, source, seq, time and
+// (when known) level on every record, whatever produced it (files, journald, scripts, health).
+import type { Entry, Spool } from './spool.js';
+
+export interface AgentEvent {
+  /** the record's value: text, or bytes (kept as bytes when they are not UTF-8) */
+  value: string | Buffer;
+  /** a path, a journald unit, a script name */
+  source: string;
+  /** event time (the first line's read time for a file; the source's own timestamp when it has one) */
+  timeMs: number;
+  level?: string;
+  /** more headers; the standard ones above win */
+  headers?: Record<string, string>;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A value for the spool: text when the bytes are UTF-8, base64 flagged otherwise (never replaced by U+FFFD). */
+export function spoolValue(v: string | Buffer): { value: string; enc?: 'base64' } {
+  if (typeof v === 'string') return v.isWellFormed() ? { value: v } : { value: Buffer.from(v, 'utf16le').toString('base64'), enc: 'base64' };
+  try {
+    return { value: utf8.decode(v) };
+  } catch {
+    return { value: v.toString('base64'), enc: 'base64' };
+  }
+}
+
+/**
+ * Spool entries for events of one task, seqs taken now: the caller appends them in this same turn
+ * (seqs are gap-free only if every taken seq is appended).
+ */
+export function recordEntries(spool: Spool, host: string, task: string, topic: string, events: AgentEvent[]): Entry[] {
+  const out: Entry[] = [];
+  for (const ev of events) {
+    const headers: Record<string, string> = { ...ev.headers, host, task, source: ev.source, time: new Date(ev.timeMs).toISOString() };
+    if (ev.level) headers.level = ev.level;
+    const seq = spool.takeSeq(task);
+    headers.seq = String(seq);
+    out.push({ t: 'rec', task, seq, topic, ...spoolValue(ev.value), headers });
+  }
+  return out;
+}
