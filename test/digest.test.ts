@@ -16,7 +16,7 @@ let db: RocksLevel;
 let store: ColumnStore;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'chicago-digest-'));
-  db = await openDatabase(dir, 1);
+  db = await openDatabase(dir, 1, 64 * 1024 * 1024);
   store = new ColumnStore(db, db.columns[columnName(0)]);
 });
 afterAll(async () => {

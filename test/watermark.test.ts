@@ -28,7 +28,7 @@ let db: RocksLevel;
 let column = 0;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'chicago-watermark-'));
-  db = await openDatabase(dir, 4);
+  db = await openDatabase(dir, 4, 64 * 1024 * 1024);
 });
 afterAll(async () => {
   await db?.close();

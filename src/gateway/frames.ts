@@ -6,6 +6,7 @@ import { checkHeaders, checkKey, checkName as checkNameRules } from '../runtime/
 import { Packr, Unpackr } from 'msgpackr';
 import { ChicagoError, type ErrorCode, ERRORS, type WireError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
+import { dropLargePackBuffer } from '../runtime/codec.js';
 import type { Acks, StartPosition, StoredRecord } from '../node/api.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -79,7 +80,9 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, structured
 
 /** The encoded frame is a view into msgpackr's pool, valid until the next encode: send or copy it now. */
 export function encodeFrame(frame: ClientFrame | ServerFrame): Uint8Array {
-  return packr.pack(frame);
+  const bytes = packr.pack(frame);
+  dropLargePackBuffer(packr, bytes);
+  return bytes;
 }
 
 export type Parsed<F> =

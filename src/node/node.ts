@@ -119,7 +119,7 @@ export class ChicagoNode implements NodeApi {
     const cluster = this.config.etcd.length > 0 ? await (await import('../cluster/cluster.js')).connectCluster(this.config, this.log) : undefined;
     this.partitions = await this.partitionCount(dir, cluster?.partitions);
     try {
-      this.db = await openDatabase(path.join(dir, 'rocksdb'), this.partitions);
+      this.db = await openDatabase(path.join(dir, 'rocksdb'), this.partitions, this.config.memory.maxBytes);
     } catch (err) {
       const cause = (err as { cause?: unknown }).cause;
       if (isNoSpace(err) || isNoSpace(cause)) throw new DiskFullError(dir, this.disk.availBytes);

@@ -4,6 +4,28 @@
 // - replication frames between nodes: a small binary header and a plain msgpack body;
 // - disk values: plain msgpack maps/arrays, so what is on disk never depends on a structure table.
 import { Packr, Unpackr } from 'msgpackr';
+import { limits } from './limits.js';
+
+/** msgpackr's own starting size for its pack buffer */
+const SMALL_PACK_BUFFER_BYTES = 8192;
+
+/**
+ * msgpackr packs into one buffer per thread, shared by every Packr, that grows (by up to 4×) to
+ * the largest message packed and is kept: one 16 MB batch would pin 32–64 MB for the thread's
+ * life. After a pack that left it larger than packBufferKeptBytesMax, the thread's packers move to
+ * a new small buffer; `view` (the bytes just packed) stays valid and is now the caller's alone.
+ */
+export function dropLargePackBuffer(packr: Packr, view: Uint8Array): boolean {
+  if (view.buffer.byteLength <= limits.packBufferKeptBytesMax) return false;
+  packr.useBuffer(Buffer.allocUnsafeSlow(SMALL_PACK_BUFFER_BYTES));
+  return true;
+}
+
+/** Packs into bytes no later pack() overwrites: a large message keeps its buffer (no copy), a small one is copied out. */
+function packDetached(packr: Packr, value: unknown): Buffer {
+  const view = packr.pack(value);
+  return dropLargePackBuffer(packr, view) ? view : Buffer.from(view);
+}
 
 // Shapes of the hottest thread messages. Append only: reordering changes the wire.
 const THREAD_STRUCTURES: string[][] = [
@@ -34,13 +56,13 @@ export function threadCodec() {
     encode: (msg: unknown): Uint8Array => packer.pack(msg),
     decode: <T>(buf: Uint8Array): T => unpacker.unpack(buf) as T,
     /**
-     * Encode and post. pack() returns a view into msgpackr's buffer, which grows to the largest
-     * message ever packed and never shrinks; posting the view would make the structured clone copy
-     * that whole buffer every time. So post an exact copy, and transfer it when it is large.
+     * Encode and post. pack() returns a view into msgpackr's shared buffer; posting the view would
+     * make the structured clone copy that whole buffer every time. So post bytes of their own
+     * (packDetached), and transfer them when they are large.
      */
     post: (port: PostTarget, msg: unknown): void => {
-      const bytes = new Uint8Array(packer.pack(msg));
-      if (bytes.length > TRANSFER_ABOVE_BYTES) port.postMessage(bytes, [bytes.buffer]);
+      const bytes = packDetached(packer, msg);
+      if (bytes.length > TRANSFER_ABOVE_BYTES) port.postMessage(bytes, [bytes.buffer as ArrayBuffer]);
       else port.postMessage(bytes);
     },
   };
@@ -59,6 +81,7 @@ const replicationPackr = new Packr({ useRecords: false });
 export const replicationFrame = {
   encode(p: number, msg: unknown): Uint8Array {
     const body = replicationPackr.pack(msg);
+    dropLargePackBuffer(replicationPackr, body);
     const frame = new Uint8Array(REPLICATION_HEADER_BYTES + body.length);
     frame[0] = REPLICATION_TAG;
     new DataView(frame.buffer).setUint32(1, p);
@@ -77,7 +100,7 @@ const disk = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize
 const diskUnpack = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
 export const diskCodec = {
-  // pack() returns a view into a shared pool that the next pack() overwrites; copy it out.
-  encode: (value: unknown): Buffer => Buffer.from(disk.pack(value)),
+  // pack() returns a view into a shared buffer that the next pack() overwrites: detach it.
+  encode: (value: unknown): Buffer => packDetached(disk, value),
   decode: <T>(buf: Uint8Array): T => diskUnpack.unpack(buf) as T,
 };

@@ -140,6 +140,21 @@ export const limits = {
   diskCheckIntervalMs: 250,
   /** the background sweeper deletes at most this many expired keys per partition per pass */
   ttlSweepKeysMax: 10_000,
+  /**
+   * RocksDB memtable budget of one column family (a partition), outside memory.maxBytes: 1/16 of
+   * it, within these bounds (storage/rocks.ts memtableBudgetBytes). A family holds up to 1.5× its
+   * budget in memtables (six write buffers of a quarter) while flushes lag, ¾ when they keep up
+   */
+  memtableBudgetBytesMin: 16 * MiB,
+  memtableBudgetBytesMax: 64 * MiB,
+  /** RocksDB block cache of one column family, a share of its memtable budget (each family has its own) */
+  blockCacheShareOfMemtable: 1 / 8,
+  /** a msgpack buffer grown past this by one large message is dropped rather than kept for the thread's life */
+  packBufferKeptBytesMax: 1 * MiB,
+  /** a worker's RocksDB write batch that held more than this is replaced rather than cleared (clearing keeps its capacity) */
+  writeBatchKeptBytesMax: 4 * MiB,
+  /** V8 heap of each parse-pool thread: a 20 MB body needs ≈ 3× its size while parsed; garbage past this is collected */
+  parseThreadHeapMb: 96,
 } as const;
 
 export type Limits = typeof limits;
@@ -160,6 +175,8 @@ export function checkLimits(l: Limits = limits): void {
     [l.connectionInFlightBytesMax >= l.frameBytesMax, 'a connection must accept one full frame'],
     [l.unconfirmedBytesMax >= 2 * l.batchBytesMax, 'a leader must hold a full batch and the value it replaces unconfirmed'],
     [l.shutdownDrainMs > l.forwardTimeoutMs, 'a stopping node must outwait a forwarded request'],
+    [l.memtableBudgetBytesMin <= l.memtableBudgetBytesMax, 'memtable budget bounds in order'],
+    [l.parseThreadHeapMb * MiB >= 4 * l.httpBodyBytesMax, 'a parse thread must hold a full body, its text and its values'],
   ];
   for (const [ok, why] of rules) if (!ok) throw new Error(`limits: ${why}`);
 }

@@ -2,6 +2,7 @@
 // node's own catalog. Opened and closed on the main thread only; workers attach by handle and
 // must never close it (PLATFORM.md: closing from a worker crashes the process).
 import { RocksLevel, type ChainedBatch, type Column } from '@nxtedition/rocksdb';
+import { limits } from '../runtime/limits.js';
 
 export type Range = { gte: Uint8Array; lt: Uint8Array; reverse?: boolean };
 export type Entry = [key: Buffer, value: Buffer];
@@ -10,9 +11,26 @@ const ENCODING = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const;
 
 export function columnName(partition: number): string { return `p${partition}`; }
 
-export async function openDatabase(dir: string, partitions: number): Promise<RocksLevel> {
-  const columns: Record<string, object> = { default: {} };
-  for (let p = 0; p < partitions; p++) columns[columnName(p)] = {};
+/** The memtable budget of each column family for a node whose memory.maxBytes is `maxBytes`. */
+export function memtableBudgetBytes(maxBytes: number): number {
+  return Math.min(limits.memtableBudgetBytesMax, Math.max(limits.memtableBudgetBytesMin, Math.floor(maxBytes / 16)));
+}
+
+/**
+ * Column options sized from memory.maxBytes. RocksDB's defaults (a 64 MiB write buffer, two of
+ * them, per family) let memtables alone outgrow a small cap; the binding sets a write buffer only
+ * through `memtableMemoryBudget` with `compaction: 'level'` (write buffer = budget/4, at most six,
+ * two merged per flush; L0/L1 uncompressed), and gives every family its own block cache.
+ */
+export function columnOptions(maxBytes: number): object {
+  const budget = memtableBudgetBytes(maxBytes);
+  return { compaction: 'level', memtableMemoryBudget: budget, cacheSize: Math.floor(budget * limits.blockCacheShareOfMemtable) };
+}
+
+export async function openDatabase(dir: string, partitions: number, memoryMaxBytes: number): Promise<RocksLevel> {
+  const options = columnOptions(memoryMaxBytes);
+  const columns: Record<string, object> = { default: options };
+  for (let p = 0; p < partitions; p++) columns[columnName(p)] = options;
   const db = new RocksLevel(dir, { columns, createIfMissing: true, ...ENCODING });
   await db.open();
   return db;
@@ -75,19 +93,23 @@ const WRITE_NO_SYNC = { sync: false } as const;
  * Keys and values must be Buffers or Uint8Arrays (they always are here).
  */
 export class BatchWriter {
-  private readonly batch: ChainedBatch;
+  private batch: ChainedBatch;
   /** operations in the open batch */
   ops = 0;
-  constructor(db: RocksLevel) { this.batch = db.batch(); }
+  /** key and value bytes in the open batch */
+  private bytes = 0;
+  constructor(private readonly db: RocksLevel) { this.batch = db.batch(); }
 
   put(store: ColumnStore, key: Uint8Array, value: Uint8Array): void {
     this.batch._put(key, value, store.columnOptions);
     this.ops++;
+    this.bytes += key.length + value.length;
   }
 
   del(store: ColumnStore, key: Uint8Array): void {
     this.batch._del(key, store.columnOptions);
     this.ops++;
+    this.bytes += key.length;
   }
 
   /** Write everything atomically (fsynced if `sync`); the batch is empty afterwards, written or not. */
@@ -95,8 +117,16 @@ export class BatchWriter {
     try {
       this.batch._writeSync(sync ? WRITE_SYNC : WRITE_NO_SYNC);
     } finally {
-      this.batch._clear();
+      // Clearing keeps the native batch's capacity: after a large one, start a new batch so the
+      // thread does not hold its largest batch ever (the old one is freed when collected).
+      if (this.bytes > limits.writeBatchKeptBytesMax) {
+        void this.batch.close();
+        this.batch = this.db.batch();
+      } else {
+        this.batch._clear();
+      }
       this.ops = 0;
+      this.bytes = 0;
     }
   }
 }

@@ -11,6 +11,8 @@ import { caDispatcher } from '../../src/client/tls.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const cliPath = path.join(repoRoot, 'dist/src/cli/main.js');
+/** the installed `chicago` program: nodes start through it, as users start them (it sets glibc's malloc settings) */
+export const binPath = path.join(repoRoot, 'bin/chicago.js');
 
 const START_TIMEOUT_MS = slow(30_000);
 const STOP_TIMEOUT_MS = slow(10_000);
@@ -91,11 +93,15 @@ export class OutputRing {
   }
 }
 
-/** A spawned child whose output is captured and whose end is a promise (after stdio closed). */
-function launch(args: string[], env: Record<string, string> | undefined, stdin: 'pipe' | 'ignore') {
-  const proc = spawn(process.execPath, args, {
+/**
+ * A spawned child whose output is captured and whose end is a promise (after stdio closed). With
+ * `program`, args[0] is run as a program (bin/chicago.js execs the `node` on PATH: this one first).
+ */
+function launch(args: string[], env: Record<string, string> | undefined, stdin: 'pipe' | 'ignore', program = false) {
+  const [file, argv] = program ? [args[0], args.slice(1)] : [process.execPath, args];
+  const proc = spawn(file, argv, {
     cwd: repoRoot,
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...(program ? { PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}` } : {}), ...env },
     stdio: [stdin, 'pipe', 'pipe'],
   });
   const stdout = new OutputRing();
@@ -170,11 +176,11 @@ export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
   const keepData = opts.keepData ?? opts.dataDir !== undefined;
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'chicago-node-')));
   const args = [
-    cliPath, 'server', '--port', String(opts.port ?? 0), '--host', opts.host ?? '127.0.0.1', '--data-dir', dataDir,
+    binPath, 'server', '--port', String(opts.port ?? 0), '--host', opts.host ?? '127.0.0.1', '--data-dir', dataDir,
     ...(opts.nodeId ? ['--node-id', opts.nodeId] : []),
     ...(opts.args ?? []),
   ];
-  const child = launch(args, opts.env, 'ignore');
+  const child = launch(args, opts.env, 'ignore', true);
   const deadline = Date.now() + (opts.startTimeoutMs !== undefined ? slow(opts.startTimeoutMs) : START_TIMEOUT_MS);
   const failed = (why: string) =>
     new Error(
