@@ -16,6 +16,8 @@ declare -A NEED=(
   [openssl]=/usr/bin/openssl
   [chromium]=/usr/bin/chromium
   [logrotate]=/usr/sbin/logrotate
+  [elfutils]=/usr/bin/eu-stack
+  [openjdk-17-jdk-headless]=/usr/bin/jcmd
 )
 
 log() { printf '[test-deps] %s\n' "$*" >&2; }

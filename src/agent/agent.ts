@@ -5,6 +5,7 @@ import { type AgentConfig, loadAgentConfig } from './config.js';
 import { FileSource } from './files.js';
 import { type AgentEvent, recordEntries } from './records.js';
 import { Shipper } from './shipper.js';
+import { ScriptRunner } from './scripts.js';
 import { type Entry, Spool } from './spool.js';
 
 /** Appends one task's records (and the position they were read up to) to the spool: one fdatasync. */
@@ -20,6 +21,8 @@ export interface Notice { kind: string; task?: string; source?: string; detail?:
 export class Agent {
   readonly sources: FileSource[] = [];
   readonly shippers = new Map<string, Shipper>();
+  /** scripts on demand and on schedule, when the config has a `scripts` section */
+  scripts?: ScriptRunner;
   private stopping?: Promise<void>;
   private failed?: Error;
   private resolveDone!: () => void;
@@ -52,6 +55,7 @@ export class Agent {
     for (const s of agent.shippers.values()) s.start();
     agent.started = true;
     for (const s of agent.sources) await s.start();
+    if (cfg.scripts) agent.scripts = await ScriptRunner.start(agent, cfg, log);
     return agent;
   }
 
@@ -97,6 +101,8 @@ export class Agent {
 
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      // runs are killed and their final records written while the spool is open
+      await this.scripts?.stop();
       await Promise.all(this.sources.map((s) => s.stop()));
       await Promise.all([...this.shippers.values()].map((s) => s.stop()));
       this.spool.close();

@@ -6,6 +6,7 @@ import { Ajv } from 'ajv';
 import { ConfigError, parseConfigFile } from '../runtime/config.js';
 import { CaFileError, readCa } from '../client/tls.js';
 import { TokenFileError, resolveToken } from '../client/token.js';
+import { type ScriptsConfig, resolveScriptsConfig, scriptsConfigSchema } from './scripts-config.js';
 
 export { ConfigError };
 
@@ -46,6 +47,8 @@ export interface AgentConfig {
   topicPartitions: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   sources: SourceConfig[];
+  /** scripts on demand and on schedule (docs/agent.md); absent: none */
+  scripts?: ScriptsConfig;
 }
 
 const NAME = '^[A-Za-z0-9._-]{1,128}$';
@@ -97,6 +100,7 @@ export const agentConfigSchema = {
     },
     topicPartitions: int(1, 1024),
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    scripts: scriptsConfigSchema,
     sources: {
       type: 'array',
       minItems: 1,
@@ -142,6 +146,7 @@ type Raw = {
   topicPartitions?: number;
   logLevel?: AgentConfig['logLevel'];
   sources: Array<Omit<SourceConfig, 'multiline'> & { multiline?: Partial<MultilineConfig> }>;
+  scripts?: Parameters<typeof resolveScriptsConfig>[0];
 };
 
 function hostName(): string {
@@ -197,6 +202,8 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
     quotaBytes: r.spool?.quotaBytes ?? 256 * 1024 * 1024,
     segmentBytes: r.spool?.segmentBytes ?? 16 * 1024 * 1024,
   };
+  const host = r.host ?? hostName();
+  const scripts = resolveScriptsConfig(r.scripts, host, abs);
   if (spool.segmentBytes * 2 > spool.quotaBytes) throw new ConfigError('agent config: spool.quotaBytes must be at least twice spool.segmentBytes');
   return {
     node: {
@@ -205,7 +212,7 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
       ...(ca ? { ca } : {}),
       timeoutMs: r.node?.timeoutMs ?? 30_000,
     },
-    host: r.host ?? hostName(),
+    host,
     spool,
     pollIntervalMs: r.pollIntervalMs ?? 250,
     rotatedIdleMs: r.rotatedIdleMs ?? 5000,
@@ -215,6 +222,7 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
     topicPartitions: r.topicPartitions ?? 4,
     logLevel: r.logLevel ?? 'info',
     sources,
+    ...(scripts ? { scripts } : {}),
   };
 }
 

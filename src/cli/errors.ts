@@ -9,6 +9,8 @@ export const EXIT = {
   unreachable: 3,
   /** the port or data dir a node needs is held by another process (sysexits EX_UNAVAILABLE) */
   inUse: 69,
+  /** no host agent answered a command (agent run; sysexits EX_UNAVAILABLE) */
+  unavailable: 69,
   /** the node cannot start now and may later: its disk is full (sysexits EX_TEMPFAIL) */
   tempFail: 75,
   /** the command line is wrong (sysexits EX_USAGE) */

@@ -14,7 +14,7 @@ import type uWS from 'uWebSockets.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { checkInt, checkOffset, decimalParam } from '../runtime/validate.js';
-import type { Resource } from '../runtime/tokens.js';
+import { type Resource, topicWriteNeed } from '../runtime/tokens.js';
 import { AuthError, type Authenticator, type Principal } from './auth.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
@@ -381,7 +381,7 @@ function buildRoutes(node: ChicagoNode, parsePool: ParsePool, auth: Authenticato
       return json({ ...info, partitionCount: info.partitions, partitions: partitionsInfo });
     }),
     route('DELETE', '/v1/topics/:t', topic('admin'), async (req) => { await node.deleteTopic(req.segments[2]); return noContent(); }),
-    route('POST', '/v1/topics/:t/records', topic('write'), async (req) => {
+    route('POST', '/v1/topics/:t/records', (req) => topicWriteNeed(req.segments[2]), async (req) => {
       requireJson(req, 'application/x-ndjson');
       const records = await parsePool.parse(req.body, req.contentType);
       const partition = req.query.get('partition');

@@ -10,6 +10,7 @@ import type { NodeApi, StoredRecord, Tail, TailSink } from '../node/api.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { AuthError, Authenticator, type Principal } from './auth.js';
 import { MemoryBudget } from '../runtime/memory-budget.js';
+import { topicWriteNeed } from '../runtime/tokens.js';
 import {
   advertisedLimits, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
   storedRecordBytes, toRecordTuple, toStartPosition, type ClientFrame, type RequestFrame, type ServerFrame,
@@ -274,7 +275,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   /** Throws FORBIDDEN unless the connection's token has the scope the request needs. */
   function authorize(who: Principal, f: Exclude<RequestFrame, { op: 'hello' }>): void {
     switch (f.op) {
-      case 'produce': return auth.authorize(who, 'topic', 'write', f.topic);
+      case 'produce': return auth.authorize(who, ...topicWriteNeed(f.topic));
       case 'kv.put': case 'kv.delete': return auth.authorize(who, 'kv', 'write', f.ks);
       case 'kv.get': case 'kv.scan': return auth.authorize(who, 'kv', 'read', f.ks);
       case 'subscribe': return auth.authorize(who, 'topic', 'read', f.topic);

@@ -71,6 +71,18 @@ export function parseScopes(texts: readonly string[]): Scope[] {
   return texts.map(parseScope);
 }
 
+/**
+ * Topics whose records make a host agent run scripts: `agent.commands.<host>`. Writing to one needs
+ * `agent:exec:<host>`; no `topic:write` scope (not even `topic:write:*`) reaches them.
+ */
+export const COMMAND_TOPIC_PREFIX = 'agent.commands.';
+
+/** The scope a write to `topic` needs: `agent:exec:<host>` for a command topic, else `topic:write:<topic>`. */
+export function topicWriteNeed(topic: string): [Resource, string, string] {
+  if (topic.startsWith(COMMAND_TOPIC_PREFIX) && topic.length > COMMAND_TOPIC_PREFIX.length) return ['agent', 'exec', topic.slice(COMMAND_TOPIC_PREFIX.length)];
+  return ['topic', 'write', topic];
+}
+
 /** True when one of `scopes` allows `action` on `resource` named `name` (no name: resource-wide actions). */
 export function allows(scopes: readonly Scope[], resource: Resource, action: string, name?: string): boolean {
   return scopes.some((s) => {
