@@ -8,6 +8,9 @@ import { COMMAND_TOPIC_PREFIX } from '../runtime/tokens.js';
 
 const NAME = '^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$';
 const int = (minimum: number, maximum: number) => ({ type: 'integer', minimum, maximum });
+/** a list of at most 1000 objects with these keys and no others */
+const listOf = <P extends object>(required: string[], properties: P) =>
+  ({ type: 'array', maxItems: 1000, items: { type: 'object', additionalProperties: false, required, properties } }) as const;
 
 /** names the agent ships itself (scripts/agent/); a config's allow list may not reuse them */
 export const BUILTIN_SCRIPTS = ['jstack', 'native-stack'] as const;
@@ -53,37 +56,19 @@ export const scriptsConfigSchema = {
   additionalProperties: false,
   properties: {
     dirs: { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 64 },
-    allow: {
-      type: 'array',
-      maxItems: 1000,
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['name', 'sha256'],
-        properties: {
-          name: { type: 'string', pattern: NAME },
-          sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
-          timeoutMs: int(100, 24 * 3_600_000),
-          outputBytesMax: int(0, 1024 * 1024 * 1024),
-          user: { type: 'string', pattern: '^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$' },
-          cwd: { type: 'string', minLength: 1 },
-        },
-      },
-    },
-    schedule: {
-      type: 'array',
-      maxItems: 1000,
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['name', 'cron'],
-        properties: {
-          name: { type: 'string', pattern: NAME },
-          cron: { type: 'string', minLength: 1 },
-          args: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 4096 } },
-        },
-      },
-    },
+    allow: listOf(['name', 'sha256'], {
+      name: { type: 'string', pattern: NAME },
+      sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
+      timeoutMs: int(100, 24 * 3_600_000),
+      outputBytesMax: int(0, 1024 * 1024 * 1024),
+      user: { type: 'string', pattern: '^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$' },
+      cwd: { type: 'string', minLength: 1 },
+    }),
+    schedule: listOf(['name', 'cron'], {
+      name: { type: 'string', pattern: NAME },
+      cron: { type: 'string', minLength: 1 },
+      args: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 4096 } },
+    }),
     remote: { type: 'object', additionalProperties: false, properties: { enabled: { type: 'boolean' } } },
     resultsTopic: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,128}$' },
     builtins: { type: 'boolean' },

@@ -14,7 +14,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Cron } from 'croner';
 import { caDispatcher } from '../client/tls.js';
-import { authHeader } from '../client/token.js';
 import type { Logger } from '../runtime/log.js';
 import type { Agent, TaskSink } from './agent.js';
 import type { AgentConfig } from './config.js';
@@ -24,7 +23,7 @@ import {
   checkDigest, endRun, flushOutput, initialOutput, initialRunnerState, judgeCommand, judgeTick, parseCommand, runStatus, startRun, takeOutput,
 } from './script-decide.js';
 import { type AllowedScript, BUILTIN_SCRIPTS, type ScheduleEntry, type ScriptsConfig } from './scripts-config.js';
-import { NodeError } from './shipper.js';
+import { NodeError, nodeRequest } from './shipper.js';
 import type { Entry } from './spool.js';
 
 export const SCRIPTS_TASK = 'scripts';
@@ -499,27 +498,10 @@ export class ScriptRunner {
 
   // ---- the node ----
 
-  private async request(method: string, route: string, body?: unknown, waitMs = 0): Promise<unknown> {
+  private request(method: string, route: string, body?: unknown, waitMs = 0): Promise<unknown> {
     const node = this.agentCfg.node;
-    const res = await fetch(node.url + route, {
-      method,
-      headers: { ...authHeader(node.token), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.any([AbortSignal.timeout(node.timeoutMs + waitMs), this.abort.signal]),
-      ...({ dispatcher: caDispatcher(node.ca) } as RequestInit),
-    });
-    const text = await res.text();
-    let parsed: unknown;
-    try {
-      parsed = text ? JSON.parse(text) : {};
-    } catch {
-      parsed = { raw: text };
-    }
-    if (!res.ok) {
-      const e = (parsed as { error?: { code?: string; message?: string; retryable?: boolean } }).error ?? {};
-      throw new NodeError(res.status, e.code ?? `HTTP_${res.status}`, `${method} ${route.split('?')[0]}: ${res.status} ${e.code ?? ''} ${e.message ?? text.slice(0, 200)}`, e.retryable ?? res.status >= 500);
-    }
-    return parsed;
+    return nodeRequest(node, method, route, body, AbortSignal.any([AbortSignal.timeout(node.timeoutMs + waitMs), this.abort.signal]));
   }
+
 }
 

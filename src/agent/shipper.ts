@@ -160,27 +160,33 @@ export class Shipper {
     return { duplicate: res.duplicate === true };
   }
 
-  private async request(method: string, route: string, body?: unknown): Promise<unknown> {
-    const res = await fetch(this.cfg.node.url + route, {
-      method,
-      headers: { ...authHeader(this.cfg.node.token), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.any([AbortSignal.timeout(this.cfg.node.timeoutMs), this.abort.signal]),
-      ...({ dispatcher: caDispatcher(this.cfg.node.ca) } as RequestInit),
-    });
-    const text = await res.text();
-    let parsed: unknown;
-    try {
-      parsed = text ? JSON.parse(text) : {};
-    } catch {
-      parsed = { raw: text };
-    }
-    if (!res.ok) {
-      const e = (parsed as { error?: { code?: string; message?: string; retryable?: boolean } }).error ?? {};
-      throw new NodeError(res.status, e.code ?? `HTTP_${res.status}`, `${method} ${route.split('?')[0]}: ${res.status} ${e.code ?? ''} ${e.message ?? text.slice(0, 200)}`, e.retryable ?? res.status >= 500);
-    }
-    return parsed;
+  private request(method: string, route: string, body?: unknown): Promise<unknown> {
+    return nodeRequest(this.cfg.node, method, route, body, AbortSignal.any([AbortSignal.timeout(this.cfg.node.timeoutMs), this.abort.signal]));
   }
+
+}
+
+/** One JSON request to the node; a refusal becomes a NodeError with the node's code. */
+export async function nodeRequest(node: AgentConfig['node'], method: string, route: string, body: unknown, signal: AbortSignal): Promise<unknown> {
+  const res = await fetch(node.url + route, {
+    method,
+    headers: { ...authHeader(node.token), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    signal,
+    ...({ dispatcher: caDispatcher(node.ca) } as RequestInit),
+  });
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = text ? JSON.parse(text) : {};
+  } catch {
+    parsed = { raw: text };
+  }
+  if (!res.ok) {
+    const e = (parsed as { error?: { code?: string; message?: string; retryable?: boolean } }).error ?? {};
+    throw new NodeError(res.status, e.code ?? `HTTP_${res.status}`, `${method} ${route.split('?')[0]}: ${res.status} ${e.code ?? ''} ${e.message ?? text.slice(0, 200)}`, e.retryable ?? res.status >= 500);
+  }
+  return parsed;
 }
 
 function headerBytes(h: Record<string, string>): number {

@@ -43,6 +43,9 @@ export interface RemoteRunResult {
   exit: number;
 }
 
+// every client option but --json: the output is the script's
+const { json: _json, ...nodeOptions } = clientOptions;
+
 const signalNumber = (s: string) => (os.constants.signals as Record<string, number>)[s];
 
 /** Writes one command and follows its records on the results topic until its final record. */
@@ -146,11 +149,7 @@ export const agentRun: Command = {
     'interrupted by an agent restart; 69 no agent answered; 2/3 as for every command.',
   ].join('\n'),
   options: {
-    url: clientOptions.url,
-    token: clientOptions.token,
-    'token-file': clientOptions['token-file'],
-    ca: clientOptions.ca,
-    timeout: clientOptions.timeout,
+    ...nodeOptions,
     wait: { type: 'string' },
     expire: { type: 'string' },
     'results-topic': { type: 'string' },
