@@ -16,6 +16,7 @@ import { SLOWDOWN, slow } from './helpers/slow.js';
 import { waitUntil } from './helpers/bridge.js';
 import { type AgentProc, readTopic, startAgent, type TopicRecord } from './helpers/agent.js';
 import { Http } from '../src/cli/http.js';
+import { ChicagoClient } from '../src/client/index.js';
 import { runRemote } from '../src/cli/commands/agent-run.js';
 import {
   checkDigest, cliExitCode, endRun, flushOutput, initialOutput, initialRunnerState, judgeCommand, judgeTick, parseCommand, runStatus, startRun, takeOutput,
@@ -452,6 +453,13 @@ describe('scripts with tokens: the agent:exec scope; schedules', () => {
     });
     expect(direct.status).toBe(403);
     expect(((await direct.json()) as { error: { code: string } }).error.code).toBe('FORBIDDEN');
+    // the WebSocket produce is guarded the same way
+    const ws = await ChicagoClient.connect({ url: node.url, token: tokens.writer });
+    try {
+      await expect(ws.producer({ deliveryTimeoutMs: slow(5000) }).send('agent.commands.tokhost', { value: '{}' })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    } finally {
+      ws.close();
+    }
     expect(existsSync(path.join(s.dir, 'ran'))).toBe(false);
     // other topics are still writable with topic:write
     const other = await fetch(`${node.url}/v1/topics/app/records`, {
