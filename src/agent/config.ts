@@ -6,6 +6,7 @@ import { Ajv } from 'ajv';
 import { ConfigError, parseConfigFile } from '../runtime/config.js';
 import { CaFileError, readCa } from '../client/tls.js';
 import { TokenFileError, resolveToken } from '../client/token.js';
+import { type MonitorConfig, type RawMonitor, alertsSchema, healthSchema, resolveMonitorConfig, statusSchema } from './monitor-config.js';
 
 export { ConfigError };
 
@@ -46,6 +47,8 @@ export interface AgentConfig {
   topicPartitions: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   sources: SourceConfig[];
+  /** health checks, alert rules, the status port (monitor-config.ts) */
+  monitor: MonitorConfig;
 }
 
 const NAME = '^[A-Za-z0-9._-]{1,128}$';
@@ -97,6 +100,9 @@ export const agentConfigSchema = {
     },
     topicPartitions: int(1, 1024),
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    health: healthSchema,
+    alerts: alertsSchema,
+    status: statusSchema,
     sources: {
       type: 'array',
       minItems: 1,
@@ -142,7 +148,7 @@ type Raw = {
   topicPartitions?: number;
   logLevel?: AgentConfig['logLevel'];
   sources: Array<Omit<SourceConfig, 'multiline'> & { multiline?: Partial<MultilineConfig> }>;
-};
+} & RawMonitor;
 
 function hostName(): string {
   return os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 128) || 'host';
@@ -215,6 +221,7 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
     topicPartitions: r.topicPartitions ?? 4,
     logLevel: r.logLevel ?? 'info',
     sources,
+    monitor: resolveMonitorConfig(r, base, (msg) => { throw new ConfigError(`agent config: ${msg}`); }),
   };
 }
 
