@@ -39,7 +39,6 @@ export interface MonitorStats {
   kvErrors: number;
   transitions: { firing: number; resolved: number };
   notices: Map<string, number>;
-  durationsMs: number[];
 }
 
 export class Monitor {
@@ -58,7 +57,7 @@ export class Monitor {
   private alertsSink?: TaskSink;
   last?: HealthSample;
   lastSummary?: HostSummary;
-  readonly stats: MonitorStats = { runs: 0, lastRunMs: 0, lastDurationMs: 0, runErrors: 0, kvErrors: 0, transitions: { firing: 0, resolved: 0 }, notices: new Map(), durationsMs: [] };
+  readonly stats: MonitorStats = { runs: 0, lastRunMs: 0, lastDurationMs: 0, runErrors: 0, kvErrors: 0, transitions: { firing: 0, resolved: 0 }, notices: new Map() };
 
   constructor(private readonly agent: Agent, private readonly hcfg: HealthConfig, private readonly acfg?: AlertsConfig) {
     this.health = new Health(hcfg, agent.log.child({ component: 'health' }));
@@ -219,8 +218,6 @@ export class Monitor {
       this.stats.runs++;
       this.stats.lastRunMs = nowMs;
       this.stats.lastDurationMs = d;
-      this.stats.durationsMs.push(d);
-      if (this.stats.durationsMs.length > 100) this.stats.durationsMs.shift();
       this.onRun(d);
     }
   }
