@@ -164,6 +164,16 @@ status: { listen: '127.0.0.1:0' }
     expect(h!.disks[0].usedPercent).toBeLessThan(50);
     expect(h!.memory.totalBytes).toBeGreaterThan(0);
 
+    // a restart: another process in the pid file counts once
+    const burner2 = child(process.execPath, ['-e', 'setTimeout(() => {}, 120000)']);
+    await writeFile(path.join(dir, 'burner.pid'), String(burner2.pid));
+    await waitUntil('the restart counted', async () => {
+      const b = (await latestHealth())?.apps.find((a) => a.name === 'burner');
+      return b?.pid === burner2.pid;
+    }, 10_000);
+    expect((await latestHealth())!.apps.find((a) => a.name === 'burner')).toMatchObject({ up: 1, pid: burner2.pid, restarts: 1 });
+    burner.kill('SIGKILL');
+
     // chicago hosts: this host, alive
     const hostsOut = await runCli(['hosts', '--url', node.url]);
     expect(hostsOut.code, hostsOut.stderr).toBe(0);
