@@ -116,7 +116,7 @@ async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
     const topic = argv.slice(1);
     // `help kv` shows every kv subcommand.
-    const family = topic.length === 1 && groups.has(topic[0]) ? commands.filter((c) => c.name.startsWith(topic[0] + ' ')) : undefined;
+    const family = topic.length === 1 && groups.has(topic[0]) ? commands.filter((c) => c.name === topic[0] || c.name.startsWith(topic[0] + ' ')) : undefined;
     if (family) process.stdout.write(family.map(commandUsage).join('\n'));
     else process.stdout.write(topic.length > 0 ? commandUsage(resolve(topic).cmd) : generalUsage());
     return;
