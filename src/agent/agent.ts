@@ -4,6 +4,7 @@ import { createLogger, type Logger } from '../runtime/log.js';
 import { type AgentConfig, loadAgentConfig } from './config.js';
 import { FileSource } from './files.js';
 import { type AgentEvent, recordEntries } from './records.js';
+import { startMonitoring } from './monitor.js';
 import { Shipper } from './shipper.js';
 import { ScriptRunner } from './scripts.js';
 import { type Entry, Spool } from './spool.js';
@@ -28,6 +29,8 @@ export class Agent {
   private resolveDone!: () => void;
   private started = false;
   private readonly noticeListeners = new Set<(n: Notice) => void>();
+  /** run first at stop (health, status port), in parallel */
+  private readonly stoppers: Array<() => Promise<void> | void> = [];
   /** resolves when the agent has stopped (signal or fatal error) */
   readonly done = new Promise<void>((r) => { this.resolveDone = r; });
 
@@ -89,6 +92,11 @@ export class Agent {
     return () => this.noticeListeners.delete(fn);
   }
 
+  /** Something to stop before the sources, shippers and spool stop. */
+  onStop(fn: () => Promise<void> | void): void {
+    this.stoppers.push(fn);
+  }
+
   private fail(err: Error): void {
     this.failed ??= err;
     this.log.fatal({ err }, 'agent failed');
@@ -103,6 +111,7 @@ export class Agent {
     this.stopping ??= (async () => {
       // runs are killed and their final records written while the spool is open
       await this.scripts?.stop();
+      await Promise.all(this.stoppers.map(async (fn) => fn()));
       await Promise.all(this.sources.map((s) => s.stop()));
       await Promise.all([...this.shippers.values()].map((s) => s.stop()));
       this.spool.close();
@@ -118,6 +127,12 @@ export async function runAgent(opts: { config: string }): Promise<void> {
   const log = createLogger(cfg.logLevel, { component: 'agent', host: cfg.host });
   log.info({ config: { ...cfg, node: { ...cfg.node, token: cfg.node.token ? '(set)' : undefined, ca: cfg.node.ca ? '(set)' : undefined } } }, 'agent config');
   const agent = await Agent.start(cfg, log);
+  try {
+    await startMonitoring(agent);
+  } catch (err) {
+    await agent.stop();
+    throw err;
+  }
   log.info({ sources: cfg.sources.length, tasks: [...agent.shippers.keys()] }, 'agent running');
   const onSignal = () => void agent.stop();
   process.once('SIGTERM', onSignal);

@@ -7,6 +7,7 @@ import { ConfigError, parseConfigFile } from '../runtime/config.js';
 import { CaFileError, readCa } from '../client/tls.js';
 import { TokenFileError, resolveToken } from '../client/token.js';
 import { type ScriptsConfig, resolveScriptsConfig, scriptsConfigSchema } from './scripts-config.js';
+import { type MonitorConfig, type RawMonitor, alertsSchema, healthSchema, resolveMonitorConfig, statusSchema } from './monitor-config.js';
 
 export { ConfigError };
 
@@ -49,6 +50,8 @@ export interface AgentConfig {
   sources: SourceConfig[];
   /** scripts on demand and on schedule (docs/agent.md); absent: none */
   scripts?: ScriptsConfig;
+  /** health checks, alert rules, the status port (monitor-config.ts) */
+  monitor: MonitorConfig;
 }
 
 const NAME = '^[A-Za-z0-9._-]{1,128}$';
@@ -101,6 +104,9 @@ export const agentConfigSchema = {
     topicPartitions: int(1, 1024),
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
     scripts: scriptsConfigSchema,
+    health: healthSchema,
+    alerts: alertsSchema,
+    status: statusSchema,
     sources: {
       type: 'array',
       minItems: 1,
@@ -147,7 +153,7 @@ type Raw = {
   logLevel?: AgentConfig['logLevel'];
   sources: Array<Omit<SourceConfig, 'multiline'> & { multiline?: Partial<MultilineConfig> }>;
   scripts?: Parameters<typeof resolveScriptsConfig>[0];
-};
+} & RawMonitor;
 
 function hostName(): string {
   return os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 128) || 'host';
@@ -223,6 +229,7 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
     logLevel: r.logLevel ?? 'info',
     sources,
     ...(scripts ? { scripts } : {}),
+    monitor: resolveMonitorConfig(r, base, (msg) => { throw new ConfigError(`agent config: ${msg}`); }),
   };
 }
 

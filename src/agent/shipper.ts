@@ -11,7 +11,7 @@ import type { Producer, ShipRecord, Spool } from './spool.js';
 /** bytes a record adds to a JSON body besides its value and headers */
 const RECORD_OVERHEAD_BYTES = 64;
 
-export interface ShipStats { batches: number; records: number; duplicates: number; errors: number; lastAckMs: number }
+export interface ShipStats { batches: number; records: number; bytes: number; duplicates: number; errors: number; lastAckMs: number }
 
 export class NodeError extends Error {
   constructor(readonly status: number, readonly code: string, message: string, readonly retryable: boolean) {
@@ -27,7 +27,7 @@ export class Shipper {
   private wake?: () => void;
   private loop?: Promise<void>;
   private producer?: Producer;
-  readonly stats: ShipStats = { batches: 0, records: 0, duplicates: 0, errors: 0, lastAckMs: 0 };
+  readonly stats: ShipStats = { batches: 0, records: 0, bytes: 0, duplicates: 0, errors: 0, lastAckMs: 0 };
 
   constructor(
     readonly task: string,
@@ -90,6 +90,8 @@ export class Shipper {
         await this.spool.append([{ t: 'ack', task: this.task, to: range.to }]);
         this.stats.batches++;
         this.stats.records += records.length;
+        // value bytes (base64 text for binary values), for the agent's metrics
+        for (const r of records) this.stats.bytes += Buffer.byteLength(r.value);
         if (res.duplicate) this.stats.duplicates++;
         this.stats.lastAckMs = Date.now();
         backoff = this.cfg.retry.minMs;

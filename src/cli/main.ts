@@ -5,6 +5,7 @@ import { CliError, EXIT, UsageError } from './errors.js';
 import { DEFAULT_URL } from './http.js';
 import { agent } from './commands/agent.js';
 import { agentRun } from './commands/agent-run.js';
+import { agentStatus, alerts, hosts } from './commands/hosts.js';
 import { bridge, groupLag, kafkaTail } from './commands/bridge.js';
 import { kvCommands } from './commands/kv.js';
 import { produce } from './commands/produce.js';
@@ -55,7 +56,7 @@ const bench: Command = {
   },
 };
 
-const commands: Command[] = [server, ...kvCommands, ...topicCommands, produce, tail, groupOffsets, groupLag, status, bridge, kafkaTail, tokenCreate, agent, agentRun, bench];
+const commands: Command[] = [server, ...kvCommands, ...topicCommands, produce, tail, groupOffsets, groupLag, status, bridge, kafkaTail, tokenCreate, agent, agentRun, agentStatus, hosts, alerts, bench];
 const byName = new Map(commands.map((c) => [c.name, c]));
 /** words that only make sense with a subcommand after them */
 const groups = new Set(commands.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]));
@@ -101,9 +102,9 @@ function resolve(argv: string[]): { cmd: Command; rest: string[] } {
   if (groups.has(first)) {
     const cmd = byName.get(`${first} ${second}`);
     if (cmd) return { cmd, rest: argv.slice(2) };
-    // a word can be a command of its own and a group (`agent --config`, `agent run`)
-    const plain = byName.get(first);
-    if (plain) return { cmd: plain, rest: argv.slice(1) };
+    // a command that also has subcommands (`agent --config`, `agent status`)
+    const bare = byName.get(first);
+    if (bare && (second === '' || second.startsWith('-'))) return { cmd: bare, rest: argv.slice(1) };
     const subs = commands.filter((c) => c.name.startsWith(first + ' ')).map((c) => c.name.split(' ')[1]);
     throw new UsageError(`${first}: ${second ? `unknown subcommand '${second}'` : 'missing subcommand'}; one of ${subs.join(', ')}`);
   }
