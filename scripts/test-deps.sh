@@ -18,6 +18,9 @@ declare -A NEED=(
   [logrotate]=/usr/sbin/logrotate
   [elfutils]=/usr/bin/eu-stack
   [openjdk-17-jdk-headless]=/usr/bin/jcmd
+  [nginx]=/usr/sbin/nginx
+  [modsecurity-crs]=/usr/share/modsecurity-crs/rules/REQUEST-901-INITIALIZATION.conf
+  [libnginx-mod-http-modsecurity]=/usr/lib/nginx/modules/ngx_http_modsecurity_module.so
 )
 
 log() { printf '[test-deps] %s\n' "$*" >&2; }

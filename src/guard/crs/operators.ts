@@ -1,0 +1,183 @@
+// ModSecurity operators the Core Rule Set uses on request data. Each compiles to a function of
+// the (transformed) value that returns the matched data and captures, or null.
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { PhraseMatcher } from './pm.js';
+import { compilePcre, type RegexMode } from './regex.js';
+import { requiredLiterals } from './prefilter.js';
+
+export interface OpMatch {
+  /** what matched (TX.0 with `capture`) */
+  data: string;
+  /** TX.1 … TX.9 with `capture` */
+  groups?: string[];
+}
+
+export type OpFn = (value: string) => OpMatch | null;
+
+export interface CompiledOperator {
+  fn: OpFn;
+  /** how @rx runs: fallback, linear, linear-widened, backtracking-capped; other operators: 'native' */
+  engine: string;
+  relaxed: boolean;
+  /** @rx with required literals checked first */
+  prefiltered?: boolean;
+}
+
+/** Operators that need data a log line does not carry, or libinjection. */
+export const UNEVALUABLE_OPERATORS = new Set(['detectsqli', 'detectxss', 'rbl', 'geolookup', 'inspectfile', 'fuzzyhash', 'verifycc', 'verifyssn', 'verifycpf']);
+
+function toInt(s: string): number {
+  const m = /^\s*[-+]?\d+/.exec(s);
+  return m ? parseInt(m[0], 10) : 0;
+}
+
+function parseByteRanges(arg: string): Uint8Array {
+  const ok = new Uint8Array(256);
+  for (const part of arg.split(',')) {
+    const t = part.trim();
+    if (t === '') continue;
+    const [a, b] = t.split('-').map((x) => parseInt(x, 10));
+    for (let c = a; c <= (b ?? a) && c < 256; c++) ok[c] = 1;
+  }
+  return ok;
+}
+
+function ipv4ToInt(ip: string): number {
+  return ip.split('.').reduce((acc, o) => (acc << 8) + Number(o), 0) >>> 0;
+}
+
+function ipMatcher(arg: string): OpFn {
+  const v4: Array<[number, number]> = [];
+  const v6: string[] = [];
+  for (const raw of arg.split(/[,\s]+/)) {
+    if (raw === '') continue;
+    const [addr, bits] = raw.split('/');
+    if (isIP(addr) === 4) {
+      const b = bits === undefined ? 32 : Number(bits);
+      const mask = b === 0 ? 0 : (~0 << (32 - b)) >>> 0;
+      v4.push([ipv4ToInt(addr) & mask, mask]);
+    } else if (isIP(addr) === 6) v6.push(addr.toLowerCase());
+  }
+  return (value) => {
+    const kind = isIP(value);
+    if (kind === 4) {
+      const x = ipv4ToInt(value);
+      for (const [net, mask] of v4) if (((x & mask) >>> 0) === net) return { data: value };
+    } else if (kind === 6 && v6.includes(value.toLowerCase())) return { data: value };
+    return null;
+  };
+}
+
+function validateUtf8(s: string): boolean {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const b = s.charCodeAt(i);
+    if (b < 0x80) continue;
+    let len: number;
+    if (b >= 0xc2 && b <= 0xdf) len = 2;
+    else if (b >= 0xe0 && b <= 0xef) len = 3;
+    else if (b >= 0xf0 && b <= 0xf4) len = 4;
+    else return false;
+    if (i + len > n) return false;
+    for (let k = 1; k < len; k++) if ((s.charCodeAt(i + k) & 0xc0) !== 0x80) return false;
+    i += len - 1;
+  }
+  return true;
+}
+
+const pmFileCache = new Map<string, string[]>();
+
+function readPhraseFile(rulesDir: string, name: string): string[] {
+  const path = name.startsWith('/') ? name : join(rulesDir, name);
+  let list = pmFileCache.get(path);
+  if (list === undefined) {
+    list = readFileSync(path, 'latin1').split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+    pmFileCache.set(path, list);
+  }
+  return list;
+}
+
+export interface OperatorOptions {
+  rulesDir: string;
+  /** input bytes a backtracking regex may see (patterns the linear engine refuses) */
+  backtrackCapBytes: number;
+  regexMode: RegexMode;
+}
+
+/** Compiles an operator whose argument has had its macros expanded. */
+export function compileOperator(name: string, arg: string, opts: OperatorOptions): CompiledOperator {
+  const native = (fn: OpFn): CompiledOperator => ({ fn, engine: 'native', relaxed: false });
+  switch (name.toLowerCase()) {
+    case 'rx': {
+      const info = compilePcre(arg, opts.backtrackCapBytes, opts.regexMode);
+      const re = info.re;
+      const cap = info.cap;
+      const lits = requiredLiterals(info.source);
+      const pre = lits === null ? null : new PhraseMatcher(lits);
+      const fn: OpFn = (value) => {
+        const v = value.length > cap ? value.slice(0, cap) : value;
+        if (pre !== null && pre.find(v) === null) return null;
+        const m = re.exec(v);
+        if (m === null) return null;
+        return { data: m[0], groups: m.length > 1 ? m.slice(1, 10).map((g) => g ?? '') : undefined };
+      };
+      return { fn, engine: info.engine, relaxed: info.relaxed, prefiltered: pre !== null };
+    }
+    case 'pm':
+    case 'pmf':
+    case 'pmfromfile': {
+      const phrases = name.toLowerCase() === 'pm'
+        ? arg.split(/\s+/).filter((p) => p !== '')
+        : arg.split(/\s+/).filter((p) => p !== '').flatMap((f) => readPhraseFile(opts.rulesDir, f));
+      const m = new PhraseMatcher(phrases);
+      return native((value) => {
+        const hit = m.find(value);
+        return hit === null ? null : { data: hit };
+      });
+    }
+    case 'beginswith': return native((v) => (v.startsWith(arg) ? { data: arg } : null));
+    case 'endswith': return native((v) => (v.endsWith(arg) ? { data: arg } : null));
+    case 'contains': return native((v) => (v.includes(arg) ? { data: arg } : null));
+    case 'containsword': {
+      const word = /\w/;
+      return native((v) => {
+        if (arg === '') return { data: '' };
+        for (let i = v.indexOf(arg); i >= 0; i = v.indexOf(arg, i + 1)) {
+          const before = i === 0 ? '' : v[i - 1];
+          const after = v[i + arg.length] ?? '';
+          if (!word.test(before) && !word.test(after)) return { data: arg };
+        }
+        return null;
+      });
+    }
+    case 'streq': return native((v) => (v === arg ? { data: v } : null));
+    case 'within': return native((v) => (v !== '' && arg.includes(v) ? { data: v } : null));
+    case 'eq': { const n = toInt(arg); return native((v) => (toInt(v) === n ? { data: v } : null)); }
+    case 'ge': { const n = toInt(arg); return native((v) => (toInt(v) >= n ? { data: v } : null)); }
+    case 'gt': { const n = toInt(arg); return native((v) => (toInt(v) > n ? { data: v } : null)); }
+    case 'lt': { const n = toInt(arg); return native((v) => (toInt(v) < n ? { data: v } : null)); }
+    case 'le': { const n = toInt(arg); return native((v) => (toInt(v) <= n ? { data: v } : null)); }
+    case 'ipmatch': return native(ipMatcher(arg));
+    case 'validatebyterange': {
+      const ok = parseByteRanges(arg);
+      return native((v) => {
+        for (let i = 0; i < v.length; i++) if (!ok[v.charCodeAt(i) & 0xff]) return { data: v[i] };
+        return null;
+      });
+    }
+    case 'validateurlencoding':
+      return native((v) => {
+        for (let i = v.indexOf('%'); i >= 0; i = v.indexOf('%', i + 1)) {
+          if (!/^[0-9a-fA-F]{2}$/.test(v.substr(i + 1, 2))) return { data: v.substr(i, 3) };
+        }
+        return null;
+      });
+    case 'validateutf8encoding': return native((v) => (validateUtf8(v) ? null : { data: v }));
+    case 'unconditionalmatch': return native((v) => ({ data: v }));
+    case 'nomatch': return native(() => null);
+    default:
+      throw new Error(`operator @${name} is not supported`);
+  }
+}
