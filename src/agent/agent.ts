@@ -3,6 +3,7 @@
 import { createLogger, type Logger } from '../runtime/log.js';
 import { type AgentConfig, loadAgentConfig } from './config.js';
 import { FileSource } from './files.js';
+import { JournaldSource } from './journald.js';
 import { type AgentEvent, recordEntries } from './records.js';
 import { startMonitoring } from './monitor.js';
 import { Shipper } from './shipper.js';
@@ -21,6 +22,7 @@ export interface Notice { kind: string; task?: string; source?: string; detail?:
 
 export class Agent {
   readonly sources: FileSource[] = [];
+  readonly journald: JournaldSource[] = [];
   readonly shippers = new Map<string, Shipper>();
   /** scripts on demand and on schedule, when the config has a `scripts` section */
   scripts?: ScriptRunner;
@@ -55,9 +57,15 @@ export class Agent {
       agent.sources.push(fs);
     }
     spool.onFreed(() => { for (const s of agent.sources) s.kick(); });
+    for (const j of cfg.journald ?? []) {
+      const src = new JournaldSource(j, cfg, agent.sink(j.task, j.topic), spool, (n) => agent.notice(n), log);
+      src.fatal = fatal;
+      agent.journald.push(src);
+    }
     for (const s of agent.shippers.values()) s.start();
     agent.started = true;
     for (const s of agent.sources) await s.start();
+    for (const j of agent.journald) await j.start();
     if (cfg.scripts) agent.scripts = await ScriptRunner.start(agent, cfg, log);
     return agent;
   }
@@ -112,7 +120,7 @@ export class Agent {
       // runs are killed and their final records written while the spool is open
       await this.scripts?.stop();
       await Promise.all(this.stoppers.map(async (fn) => fn()));
-      await Promise.all(this.sources.map((s) => s.stop()));
+      await Promise.all([...this.sources.map((s) => s.stop()), ...this.journald.map((j) => j.stop())]);
       await Promise.all([...this.shippers.values()].map((s) => s.stop()));
       this.spool.close();
       this.resolveDone();
@@ -133,7 +141,7 @@ export async function runAgent(opts: { config: string }): Promise<void> {
     await agent.stop();
     throw err;
   }
-  log.info({ sources: cfg.sources.length, tasks: [...agent.shippers.keys()] }, 'agent running');
+  log.info({ sources: cfg.sources.length, journald: cfg.journald?.length ?? 0, tasks: [...agent.shippers.keys()] }, 'agent running');
   const onSignal = () => void agent.stop();
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);

@@ -8,6 +8,7 @@ import { CaFileError, readCa } from '../client/tls.js';
 import { TokenFileError, resolveToken } from '../client/token.js';
 import { type ScriptsConfig, resolveScriptsConfig, scriptsConfigSchema } from './scripts-config.js';
 import { type MonitorConfig, type RawMonitor, alertsSchema, healthSchema, resolveMonitorConfig, statusSchema } from './monitor-config.js';
+import type { JournaldConfig } from './journald.js';
 
 export { ConfigError };
 
@@ -32,6 +33,8 @@ export interface SourceConfig {
   paths: string[];
   topic: string;
   multiline?: MultilineConfig;
+  /** sshd: auth.log lines from sshd get ssh.* headers (event, user, ip, port, method) */
+  parse?: 'sshd';
 }
 
 export interface AgentConfig {
@@ -52,6 +55,7 @@ export interface AgentConfig {
   scripts?: ScriptsConfig;
   /** health checks, alert rules, the status port (monitor-config.ts) */
   monitor: MonitorConfig;
+  journald: JournaldConfig[];
 }
 
 const NAME = '^[A-Za-z0-9._-]{1,128}$';
@@ -60,7 +64,6 @@ const int = (minimum: number, maximum: number) => ({ type: 'integer', minimum, m
 export const agentConfigSchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['sources'],
   properties: {
     node: {
       type: 'object',
@@ -119,6 +122,7 @@ export const agentConfigSchema = {
           task: { type: 'string', pattern: NAME },
           paths: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
           topic: { type: 'string', pattern: NAME },
+          parse: { enum: ['sshd'] },
           multiline: {
             type: 'object',
             additionalProperties: false,
@@ -131,6 +135,26 @@ export const agentConfigSchema = {
               maxBytes: int(1024, 4 * 1024 * 1024 - 64 * 1024),
             },
           },
+        },
+      },
+    },
+    journald: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 100,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['task', 'topic'],
+        properties: {
+          task: { type: 'string', pattern: NAME },
+          topic: { type: 'string', pattern: NAME },
+          units: { type: 'array', items: { type: 'string', minLength: 1 } },
+          identifiers: { type: 'array', items: { type: 'string', minLength: 1 } },
+          // FIELD=value (journalctl's match syntax), or + between alternatives
+          matches: { type: 'array', items: { type: 'string', pattern: '^([A-Z0-9_]+=.*|\\+)$' } },
+          from: { enum: ['head', 'tail'] },
+          maxMessageBytes: int(1024, 4 * 1024 * 1024 - 64 * 1024),
         },
       },
     },
@@ -151,8 +175,9 @@ type Raw = {
   retry?: Partial<AgentConfig['retry']>;
   topicPartitions?: number;
   logLevel?: AgentConfig['logLevel'];
-  sources: Array<Omit<SourceConfig, 'multiline'> & { multiline?: Partial<MultilineConfig> }>;
   scripts?: Parameters<typeof resolveScriptsConfig>[0];
+  sources?: Array<Omit<SourceConfig, 'multiline'> & { multiline?: Partial<MultilineConfig> }>;
+  journald?: Array<Pick<JournaldConfig, 'task' | 'topic'> & Partial<JournaldConfig>>;
 } & RawMonitor;
 
 function hostName(): string {
@@ -178,8 +203,9 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
     if (err instanceof TokenFileError || err instanceof CaFileError) throw new ConfigError(`agent config: ${err.message}`);
     throw err;
   }
+  if (!r.sources && !r.journald && !r.scripts) throw new ConfigError('agent config: / needs sources, journald or scripts');
   const topicOfTask = new Map<string, string>();
-  const sources: SourceConfig[] = r.sources.map((s, i) => {
+  const sources: SourceConfig[] = (r.sources ?? []).map((s, i) => {
     const seen = topicOfTask.get(s.task);
     if (seen !== undefined && seen !== s.topic) {
       throw new ConfigError(`agent config: /sources/${i} task ${s.task} ships to ${s.topic}, another source of it to ${seen}; a task has one topic`);
@@ -199,7 +225,27 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
       }
       multiline = { ...m, quietMs: m.quietMs ?? 1000, maxLines: m.maxLines ?? 500, maxBytes: m.maxBytes ?? 256 * 1024 };
     }
-    return { task: s.task, topic: s.topic, paths: s.paths.map(abs), ...(multiline ? { multiline } : {}) };
+    return { task: s.task, topic: s.topic, paths: s.paths.map(abs), ...(multiline ? { multiline } : {}), ...(s.parse ? { parse: s.parse } : {}) };
+  });
+  const journaldTasks = new Set<string>();
+  const journald: JournaldConfig[] = (r.journald ?? []).map((j, i) => {
+    const seen = topicOfTask.get(j.task);
+    if (seen !== undefined && seen !== j.topic) {
+      throw new ConfigError(`agent config: /journald/${i} task ${j.task} ships to ${j.topic}, another source of it to ${seen}; a task has one topic`);
+    }
+    topicOfTask.set(j.task, j.topic);
+    // the task names the saved journal cursor
+    if (journaldTasks.has(j.task)) throw new ConfigError(`agent config: /journald/${i} task ${j.task} has another journald source; one journald source per task`);
+    journaldTasks.add(j.task);
+    return {
+      task: j.task,
+      topic: j.topic,
+      units: j.units ?? [],
+      identifiers: j.identifiers ?? [],
+      matches: j.matches ?? [],
+      from: j.from ?? 'tail',
+      maxMessageBytes: j.maxMessageBytes ?? r.maxLineBytes ?? 1024 * 1024,
+    };
   });
   const retry = { minMs: r.retry?.minMs ?? 100, maxMs: r.retry?.maxMs ?? 5000 };
   if (retry.maxMs < retry.minMs) throw new ConfigError('agent config: retry.maxMs is below retry.minMs');
@@ -230,6 +276,7 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
     sources,
     ...(scripts ? { scripts } : {}),
     monitor: resolveMonitorConfig(r, base, (msg) => { throw new ConfigError(`agent config: ${msg}`); }),
+    journald,
   };
 }
 

@@ -10,6 +10,7 @@ import type { AgentConfig, SourceConfig } from './config.js';
 import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, isRotatedName, judge, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
 import { type Event, Multiline, type MultilineState, detectLevel } from './multiline.js';
 import { recordEntries } from './records.js';
+import { sshHeadersOfLine } from './sshd.js';
 import type { Entry, FileCkpt, Spool } from './spool.js';
 
 const CHUNK_BYTES = 1024 * 1024;
@@ -382,7 +383,10 @@ export class FileSource {
       this.cfg.host,
       this.src.task,
       this.src.topic,
-      events.map((ev) => ({ value: ev.text, source: f.path, timeMs: ev.firstAtMs, level: detectLevel(ev.text) })),
+      events.map((ev) => ({
+        value: ev.text, source: f.path, timeMs: ev.firstAtMs, level: detectLevel(ev.text),
+        ...(this.src.parse === 'sshd' ? { headers: sshHeadersOfLine(ev.text) } : {}),
+      })),
     );
     const ck = this.ckptOf(f);
     entries.push({ t: 'ck', key: this.ckKey(f.key), ck });

@@ -1,0 +1,490 @@
+// Following the systemd journal: `journalctl --follow --output=json --after-cursor=…` as a child
+// process; each entry becomes a record and the cursor of the last one is appended with them (one
+// fdatasync), so a restart resumes right after what the spool holds. Backpressure: while the spool
+// is full or a batch waits, journalctl's stdout is paused (the pipe fills and journalctl blocks).
+// Decisions (arguments, entry → record, gap after a vacuumed cursor, backoff) are pure functions.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import type { Logger } from '../runtime/log.js';
+import type { Notice, TaskSink } from './agent.js';
+import type { AgentConfig } from './config.js';
+import type { AgentEvent } from './records.js';
+import { SSHD_IDENTIFIERS, parseSshd, sshHeaders } from './sshd.js';
+import type { Spool } from './spool.js';
+
+export interface JournaldConfig {
+  /** the `task` header of every record; one journald source per task */
+  task: string;
+  topic: string;
+  /** `--unit` values (any of them) */
+  units: string[];
+  /** `--identifier` values: SYSLOG_IDENTIFIER (any of them) */
+  identifiers: string[];
+  /** journalctl match arguments: FIELD=value, `+` between alternatives */
+  matches: string[];
+  /** where a first start (no saved cursor) begins: the oldest entry or the journal's end */
+  from: 'head' | 'tail';
+  /** longest MESSAGE kept whole; longer ones are cut to this and marked with a `cut` header */
+  maxMessageBytes: number;
+}
+
+/** the fields journalctl prints (it adds __CURSOR, __REALTIME_TIMESTAMP, __MONOTONIC_TIMESTAMP, _BOOT_ID) */
+export const JOURNAL_FIELDS = ['MESSAGE', 'PRIORITY', 'SYSLOG_IDENTIFIER', 'SYSLOG_PID', '_PID', '_SYSTEMD_UNIT', '_HOSTNAME', '_COMM', '_TRANSPORT', '_UID'];
+
+/** syslog severities by PRIORITY 0–7 */
+export const SYSLOG_SEVERITY = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'];
+/** the agent's level vocabulary (as for files) by PRIORITY 0–7 */
+const LEVEL_OF_PRIORITY = ['fatal', 'fatal', 'fatal', 'error', 'warn', 'info', 'info', 'debug'];
+
+/** records read ahead while a batch is being written; then journalctl's output is paused */
+const BATCH_RECORDS_MAX = 2000;
+const BATCH_BYTES_MAX = 4 * 1024 * 1024;
+/** a JSON line may be this many times its MESSAGE (binary messages are arrays of numbers) */
+const LINE_EXPANSION_MAX = 4;
+/** bytes kept from the end of an oversized line (its small fields may follow the MESSAGE) */
+const LINE_TAIL_BYTES = 16 * 1024;
+/** a run this long resets the restart backoff */
+const HEALTHY_RUN_MS = 30_000;
+const STDERR_KEEP_BYTES = 2048;
+const QUERY_TIMEOUT_MS = 30_000;
+const SETPRIV = '/usr/bin/setpriv';
+
+/** A saved position: after the entry (a plain cursor) or at it (`=` + cursor, after a gap). */
+export function cursorKey(task: string): string {
+  return `journald|${task}`;
+}
+
+/** journalctl arguments for following from a saved position (none: from the oldest entry). */
+export function followArgs(cfg: JournaldConfig, position: string | undefined): string[] {
+  const args = ['--follow', '--output=json', '--all', '--quiet', `--output-fields=${JOURNAL_FIELDS.join(',')}`];
+  if (position === undefined) args.push('--no-tail');
+  else if (position.startsWith('=')) args.push(`--cursor=${position.slice(1)}`);
+  else args.push(`--after-cursor=${position}`);
+  for (const u of cfg.units) args.push(`--unit=${u}`);
+  for (const i of cfg.identifiers) args.push(`--identifier=${i}`);
+  args.push(...cfg.matches);
+  return args;
+}
+
+export interface Cursor { seqnumId: string; seqnum: bigint }
+
+export function parseCursor(c: string): Cursor | undefined {
+  const parts = new Map(c.split(';').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)] as const));
+  const s = parts.get('s');
+  const i = parts.get('i');
+  if (!s || !i || !/^[0-9a-f]+$/i.test(i)) return undefined;
+  return { seqnumId: s, seqnum: BigInt(`0x${i}`) };
+}
+
+/**
+ * Entries lost between a saved position and the first entry the journal has at or after it
+ * (unfiltered): 0 when nothing is missing, a count when the sequence says how many, 'unknown' when
+ * the journal no longer has the position's sequence at all.
+ */
+export function gapAfter(position: string, first: string | undefined): number | 'unknown' {
+  const inclusive = position.startsWith('=');
+  const saved = parseCursor(inclusive ? position.slice(1) : position);
+  const got = first === undefined ? undefined : parseCursor(first);
+  if (!saved || !got || saved.seqnumId !== got.seqnumId) return 'unknown';
+  const expected = saved.seqnum + (inclusive ? 0n : 1n);
+  return got.seqnum <= expected ? 0 : Number(got.seqnum - expected);
+}
+
+/** The restart delay after `failures` quick exits in a row. */
+export function backoffMs(failures: number, retry: { minMs: number; maxMs: number }): number {
+  return Math.min(retry.maxMs, retry.minMs * 2 ** Math.min(failures, 30));
+}
+
+export interface ParsedEntry { cursor?: string; event: AgentEvent }
+
+const firstString = (v: unknown): string | undefined =>
+  typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined;
+
+/** MESSAGE as journalctl prints it: a string, an array of byte values, several values, or null. */
+function messageValue(v: unknown): string | Buffer {
+  if (typeof v === 'string') return v;
+  if (!Array.isArray(v) || v.length === 0) return '';
+  if (typeof v[0] === 'number') return Buffer.from(v as number[]);
+  // a field given more than once: its values, one a line
+  return Buffer.concat(v.map((x, i) => Buffer.concat([i > 0 ? Buffer.from('\n') : Buffer.alloc(0), typeof x === 'string' ? Buffer.from(x) : Array.isArray(x) ? Buffer.from(x as number[]) : Buffer.alloc(0)])));
+}
+
+/** Cuts a value to maxBytes (at a UTF-8 character boundary for text). */
+function capValue(v: string | Buffer, maxBytes: number): { value: string | Buffer; cutFrom?: number } {
+  const b = typeof v === 'string' ? Buffer.from(v) : v;
+  if (b.length <= maxBytes) return { value: v };
+  let end = maxBytes;
+  if (typeof v === 'string') while (end > 0 && (b[end] & 0xc0) === 0x80) end--;
+  const cut = b.subarray(0, end);
+  return { value: typeof v === 'string' ? cut.toString('utf8') : Buffer.from(cut), cutFrom: b.length };
+}
+
+/** One journal entry (journalctl's JSON object) as an agent event. */
+export function entryEvent(obj: Record<string, unknown>, maxMessageBytes: number, nowMs: number): ParsedEntry {
+  const f = (k: string) => firstString(obj[k]);
+  const { value, cutFrom } = capValue(messageValue(obj.MESSAGE), maxMessageBytes);
+  const us = Number(f('__REALTIME_TIMESTAMP'));
+  const prio = Number(f('PRIORITY'));
+  const unit = f('_SYSTEMD_UNIT');
+  const ident = f('SYSLOG_IDENTIFIER');
+  const headers: Record<string, string> = {};
+  const put = (h: string, v: string | undefined) => { if (v !== undefined) headers[h] = v; };
+  put('journal.unit', unit);
+  put('journal.identifier', ident);
+  put('journal.pid', f('_PID') ?? f('SYSLOG_PID'));
+  put('journal.hostname', f('_HOSTNAME'));
+  put('journal.comm', f('_COMM'));
+  put('journal.transport', f('_TRANSPORT'));
+  put('journal.uid', f('_UID'));
+  const level = Number.isInteger(prio) && prio >= 0 && prio <= 7 ? LEVEL_OF_PRIORITY[prio] : undefined;
+  if (level) headers['journal.priority'] = SYSLOG_SEVERITY[prio];
+  if (cutFrom !== undefined) headers.cut = String(cutFrom);
+  if (ident !== undefined && SSHD_IDENTIFIERS.has(ident) && typeof value === 'string') {
+    const ev = parseSshd(value);
+    if (ev) Object.assign(headers, sshHeaders(ev));
+  }
+  const cursor = f('__CURSOR');
+  return {
+    ...(cursor !== undefined ? { cursor } : {}),
+    event: { value, source: unit ?? ident ?? f('_COMM') ?? 'journald', timeMs: Number.isFinite(us) && us > 0 ? Math.floor(us / 1000) : nowMs, ...(level ? { level } : {}), headers },
+  };
+}
+
+/** The start of a JSON value cut anywhere: a string's complete characters, an array's complete numbers. */
+export function partialJsonValue(s: string): string | Buffer {
+  if (s.startsWith('"')) {
+    // the closing quote is the first one not escaped
+    for (let q = s.indexOf('"', 1); q >= 0; q = s.indexOf('"', q + 1)) {
+      let bs = 0;
+      while (s[q - 1 - bs] === '\\') bs++;
+      if (bs % 2 === 0) return JSON.parse(s.slice(0, q + 1)) as string;
+    }
+    // cut inside: drop a trailing partial escape (at most 6 characters, "\u12")
+    for (let drop = 0; drop <= 6 && drop < s.length; drop++) {
+      try {
+        return JSON.parse(`${s.slice(0, s.length - drop)}"`) as string;
+      } catch {
+        // try a shorter prefix
+      }
+    }
+    return '';
+  }
+  if (s.startsWith('[')) {
+    const end = s.indexOf(']');
+    const body = end >= 0 ? s.slice(1, end) : s.slice(1, s.lastIndexOf(','));
+    try {
+      const arr = JSON.parse(`[${body}]`) as unknown[];
+      if (arr.every((x) => typeof x === 'number')) return Buffer.from(arr as number[]);
+    } catch {
+      // several values: not recovered from a cut line
+    }
+  }
+  return '';
+}
+
+/** An entry whose JSON line was longer than the line cap: its small fields from the head and tail kept, MESSAGE cut. */
+export function salvageEntry(head: Buffer, tail: Buffer, totalBytes: number, maxMessageBytes: number, nowMs: number): ParsedEntry {
+  const h = head.toString('utf8');
+  const t = tail.toString('utf8');
+  const obj: Record<string, unknown> = {};
+  // inside a JSON string every quote is escaped, so `"NAME":"` only matches a field
+  for (const name of ['__CURSOR', '__REALTIME_TIMESTAMP', ...JOURNAL_FIELDS.filter((x) => x !== 'MESSAGE')]) {
+    const re = new RegExp(`"${name}":"([^"\\\\]*)"`);
+    const m = re.exec(h) ?? re.exec(t);
+    if (m) obj[name] = m[1];
+  }
+  const at = h.indexOf('"MESSAGE":');
+  const msg = at >= 0 ? partialJsonValue(h.slice(at + 10)) : '';
+  const parsed = entryEvent({ ...obj, MESSAGE: typeof msg === 'string' ? msg : [...msg] }, maxMessageBytes, nowMs);
+  parsed.event.headers = { ...parsed.event.headers, cut: String(totalBytes) };
+  return parsed;
+}
+
+export type Line = { line: Buffer } | { head: Buffer; tail: Buffer; totalBytes: number };
+
+/** Splits journalctl's output into lines; a line over capBytes keeps its first capBytes and last tailBytes. */
+export class LineSplitter {
+  private parts: Buffer[] = [];
+  private len = 0;
+  private head?: Buffer;
+  private tail = Buffer.alloc(0);
+  private total = 0;
+
+  constructor(private readonly capBytes: number, private readonly tailBytes: number) {}
+
+  push(chunk: Buffer, out: Line[]): void {
+    let pos = 0;
+    while (pos < chunk.length) {
+      const nl = chunk.indexOf(10, pos);
+      this.add(chunk.subarray(pos, nl < 0 ? chunk.length : nl));
+      if (nl < 0) return;
+      out.push(this.take());
+      pos = nl + 1;
+    }
+  }
+
+  /** Drops a partial line (the process that wrote it is gone). */
+  reset(): void {
+    this.parts = [];
+    this.len = 0;
+    this.head = undefined;
+    this.tail = Buffer.alloc(0);
+    this.total = 0;
+  }
+
+  private add(b: Buffer): void {
+    if (b.length === 0) return;
+    if (!this.head) {
+      if (this.len + b.length <= this.capBytes) {
+        this.parts.push(b);
+        this.len += b.length;
+        return;
+      }
+      const all = Buffer.concat([...this.parts, b]);
+      this.head = Buffer.from(all.subarray(0, this.capBytes));
+      this.tail = Buffer.from(all.subarray(Math.max(this.capBytes, all.length - this.tailBytes)));
+      this.total = all.length;
+      this.parts = [];
+      this.len = 0;
+      return;
+    }
+    this.total += b.length;
+    const joined = Buffer.concat([this.tail, b]);
+    this.tail = Buffer.from(joined.subarray(Math.max(0, joined.length - this.tailBytes)));
+  }
+
+  private take(): Line {
+    let out: Line;
+    if (this.head) out = { head: this.head, tail: this.tail, totalBytes: this.total };
+    else out = { line: this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts) };
+    this.reset();
+    return out;
+  }
+}
+
+export interface JournaldStats { entries: number; bytes: number; restarts: number; gaps: number; cut: number; badLines: number }
+
+/** The journal of one journald source, followed by a journalctl child restarted with backoff. */
+export class JournaldSource {
+  readonly stats: JournaldStats = { entries: 0, bytes: 0, restarts: 0, gaps: 0, cut: 0, badLines: 0 };
+  private readonly key: string;
+  private readonly splitter: LineSplitter;
+  private child?: ChildProcess;
+  private batch: AgentEvent[] = [];
+  private batchBytes = 0;
+  private batchCursor?: string;
+  private writing?: Promise<void>;
+  private stopped = false;
+  private loop?: Promise<void>;
+  private offFreed?: () => void;
+  private wakeSleep?: () => void;
+  /** a spool that cannot write ends the agent (set by the agent) */
+  fatal: (err: Error) => void = () => {};
+
+  constructor(
+    private readonly cfg: JournaldConfig,
+    private readonly agentCfg: AgentConfig,
+    private readonly sink: TaskSink,
+    private readonly spool: Spool,
+    private readonly notice: (n: Notice) => void,
+    private readonly log: Logger,
+    private readonly journalctl = 'journalctl',
+  ) {
+    this.key = cursorKey(cfg.task);
+    this.splitter = new LineSplitter(cfg.maxMessageBytes * LINE_EXPANSION_MAX + LINE_TAIL_BYTES, LINE_TAIL_BYTES);
+  }
+
+  /** Takes the first position (a first start at the tail saves the journal's end now), then follows. */
+  async start(): Promise<void> {
+    this.offFreed = this.spool.onFreed(() => this.pump());
+    if (this.spool.cursors.get(this.key) === undefined && this.cfg.from === 'tail') await this.saveTail();
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wakeSleep?.();
+    this.child?.kill('SIGTERM');
+    await this.loop;
+    await this.writing?.catch(() => {});
+    this.offFreed?.();
+  }
+
+  private async saveTail(): Promise<void> {
+    const { stdout } = await this.query(['--output=json', '--lines=1', '--output-fields=__CURSOR']);
+    const cursor = lastCursor(stdout);
+    // an empty journal: following from the oldest entry is following from its end
+    if (cursor !== undefined) await this.spool.append([{ t: 'cur', key: this.key, cursor }]);
+    this.log.info({ task: this.cfg.task, cursor }, 'journald: first start at the journal\'s end');
+  }
+
+  private query(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+    return new Promise((resolve) => {
+      execFile(this.journalctl, args, { timeout: QUERY_TIMEOUT_MS, maxBuffer: 1024 * 1024 }, (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+        resolve({ stdout, stderr, code });
+      });
+    });
+  }
+
+  /** A gap record and a notice when entries after the saved position are gone; the position moves to the first entry left. */
+  private async checkGap(position: string): Promise<void> {
+    const cursor = position.startsWith('=') ? position.slice(1) : position;
+    const r = await this.query(['--output=json', '--lines=1', `--cursor=${cursor}`, '--output-fields=__CURSOR']);
+    if (r.code !== 0 && !/cursor/i.test(r.stderr)) return; // journalctl itself failed: the follow reports it
+    const first = r.code === 0 ? lastCursor(r.stdout) : undefined;
+    const lost = gapAfter(position, first);
+    if (lost === 0) return;
+    this.stats.gaps++;
+    const detail = r.code !== 0
+      ? `journalctl refused the saved cursor (${r.stderr.trim().slice(0, 200)})`
+      : first === undefined ? 'the journal holds nothing at or after the saved cursor' : 'the journal was vacuumed past the saved cursor';
+    const count = lost === 'unknown' ? undefined : lost;
+    this.log.warn({ task: this.cfg.task, position, first, lost }, `GAP: ${detail}`);
+    const gap: AgentEvent = {
+      value: `GAP: ${detail}; ${count === undefined ? 'an unknown number of' : count} journal entries (before filtering) are lost`,
+      source: 'journald',
+      timeMs: Date.now(),
+      level: 'warn',
+      headers: { gap: 'journald', 'gap.entries': count === undefined ? 'unknown' : String(count) },
+    };
+    // resume at the first entry left; with none (or a refused cursor), as a first start
+    const next = first !== undefined ? `=${first}` : null;
+    await this.sink.write([gap], [{ t: 'cur', key: this.key, cursor: next }]);
+    this.notice({ kind: 'gap', task: this.cfg.task, source: 'journald', detail, ...(count !== undefined ? { count } : {}) });
+    if (next === null && this.cfg.from === 'tail') await this.saveTail();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wakeSleep = () => { clearTimeout(t); resolve(); };
+    });
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      const startedAt = Date.now();
+      let exit: { code: number | null; signal: string | null; stderr: string };
+      try {
+        exit = await this.follow();
+      } catch (err) {
+        this.log.error({ err, task: this.cfg.task }, 'journald source failed');
+        this.fatal(err as Error);
+        return;
+      }
+      if (this.stopped) return;
+      failures = Date.now() - startedAt > HEALTHY_RUN_MS ? 0 : failures + 1;
+      const delay = backoffMs(failures, this.agentCfg.retry);
+      this.stats.restarts++;
+      const detail = `journalctl exited (${exit.signal ?? `code ${exit.code}`})${exit.stderr ? `: ${exit.stderr.trim().slice(-300)}` : ''}; restarting in ${delay} ms`;
+      this.notice({ kind: 'source_restart', task: this.cfg.task, source: 'journald', detail });
+      await this.sleep(delay);
+    }
+  }
+
+  /** One journalctl run from the committed position; resolves when it exited and its last batch is written. */
+  private async follow(): Promise<{ code: number | null; signal: string | null; stderr: string }> {
+    let position = this.spool.cursors.get(this.key);
+    if (position !== undefined) {
+      await this.checkGap(position);
+      position = this.spool.cursors.get(this.key);
+    }
+    if (this.stopped) return { code: 0, signal: null, stderr: '' };
+    const args = followArgs(this.cfg, position);
+    // setpriv --pdeathsig: journalctl ends with the agent, even after a kill -9
+    const [cmd, argv] = existsSync(SETPRIV) ? [SETPRIV, ['--pdeathsig', 'SIGTERM', '--', this.journalctl, ...args]] : [this.journalctl, args];
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    this.splitter.reset();
+    this.log.info({ task: this.cfg.task, position: position ?? '(oldest entry)', pid: child.pid }, 'journald: following');
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr = (stderr + s).slice(-STDERR_KEEP_BYTES); });
+    child.stdout!.on('data', (chunk: Buffer) => this.onChunk(chunk));
+    const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+      child.once('error', (err) => { stderr += String(err.message); resolve({ code: -1, signal: null }); });
+      child.once('close', (code, signal) => resolve({ code, signal }));
+    });
+    this.child = undefined;
+    // batches read before the exit are written (in order); what the spool has no room for is read again
+    while (this.writing) await this.writing.catch(() => {});
+    this.batch = [];
+    this.batchBytes = 0;
+    this.batchCursor = undefined;
+    return { ...exit, stderr };
+  }
+
+  private onChunk(chunk: Buffer): void {
+    const lines: Line[] = [];
+    this.splitter.push(chunk, lines);
+    const nowMs = Date.now();
+    for (const l of lines) {
+      let p: ParsedEntry | undefined;
+      if ('line' in l) {
+        let obj: unknown;
+        try {
+          obj = JSON.parse(l.line.toString('utf8'));
+        } catch {
+          obj = undefined;
+        }
+        if (obj === null || typeof obj !== 'object') {
+          this.stats.badLines++;
+          continue;
+        }
+        p = entryEvent(obj as Record<string, unknown>, this.cfg.maxMessageBytes, nowMs);
+        this.stats.bytes += l.line.length;
+      } else {
+        p = salvageEntry(l.head, l.tail, l.totalBytes, this.cfg.maxMessageBytes, nowMs);
+        this.stats.bytes += l.totalBytes;
+      }
+      if (p.event.headers?.cut !== undefined) this.stats.cut++;
+      this.stats.entries++;
+      this.batch.push(p.event);
+      this.batchBytes += (typeof p.event.value === 'string' ? p.event.value.length : p.event.value.length * 2) + 256;
+      if (p.cursor !== undefined) this.batchCursor = p.cursor;
+    }
+    if (this.batch.length >= BATCH_RECORDS_MAX || this.batchBytes >= BATCH_BYTES_MAX) this.child?.stdout?.pause();
+    this.pump();
+  }
+
+  /** Writes the batch read so far with its cursor, one write at a time; resumes reading when there is room. */
+  private pump(): void {
+    if (this.writing || this.stopped) return;
+    const out = this.child?.stdout;
+    if (this.batch.length === 0) {
+      if (out?.isPaused() && !this.spool.full()) out.resume();
+      return;
+    }
+    if (this.spool.full()) {
+      out?.pause(); // the spool's onFreed pumps again
+      return;
+    }
+    const events = this.batch;
+    const cursor = this.batchCursor;
+    this.batch = [];
+    this.batchBytes = 0;
+    this.batchCursor = undefined;
+    this.writing = this.sink.write(events, cursor !== undefined ? [{ t: 'cur', key: this.key, cursor }] : [])
+      .then(() => {
+        this.writing = undefined;
+        this.pump();
+      }, (err: Error) => {
+        this.writing = undefined;
+        this.log.error({ err, task: this.cfg.task }, 'journald: spool write failed');
+        this.stopped = true;
+        this.child?.kill('SIGTERM');
+        this.fatal(err);
+      });
+  }
+}
+
+function lastCursor(jsonLines: string): string | undefined {
+  const lines = jsonLines.split('\n').filter((l) => l.trim() !== '');
+  if (lines.length === 0) return undefined;
+  try {
+    return firstString((JSON.parse(lines[lines.length - 1]) as Record<string, unknown>).__CURSOR);
+  } catch {
+    return undefined;
+  }
+}
