@@ -4,7 +4,7 @@
 // becomes a gap record; sshd's failed logins from a network namespace arrive as ssh.* fields.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -12,9 +12,10 @@ import { type NodeHandle, startNode } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 import { waitUntil } from './helpers/bridge.js';
 import { type AgentProc, readTopic, startAgent, type TopicRecord } from './helpers/agent.js';
-import { aptEnsure, ensureJournald, journalEntries, journalWriter } from './helpers/journald.js';
+import { aptEnsure, ensureJournald, journalctlPids, journalEntries, journalWriter, writeNumbered } from './helpers/journald.js';
 import { backoffMs, entryEvent, followArgs, gapAfter, type Line, LineSplitter, partialJsonValue, salvageEntry, type JournaldConfig } from '../src/agent/journald.js';
 import { parseSshd, sshHeadersOfLine } from '../src/agent/sshd.js';
+import { ConfigError, resolveAgentConfig } from '../src/agent/config.js';
 
 const run = promisify(execFile);
 const RUN_ID = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
@@ -122,6 +123,22 @@ describe('journald decisions', () => {
   });
 });
 
+describe('journald config', () => {
+  const resolve = (raw: unknown) => resolveAgentConfig(raw, '/tmp', {});
+  it('defaults, unknown keys rejected, one journald source per task, a task has one topic', () => {
+    const c = resolve({ journald: [{ task: 'j', topic: 't', identifiers: ['sshd'] }], maxLineBytes: 4096 });
+    expect(c.journald).toEqual([{ task: 'j', topic: 't', units: [], identifiers: ['sshd'], matches: [], from: 'tail', maxMessageBytes: 4096 }]);
+    expect(c.sources).toEqual([]);
+    expect(() => resolve({ journald: [{ task: 'j', topic: 't', unit: ['x'] }] })).toThrow(/additional properties \(unit\)/);
+    expect(() => resolve({ journald: [{ task: 'j', topic: 't', matches: ['lowercase=x'] }] })).toThrow(ConfigError);
+    expect(() => resolve({ journald: [{ task: 'j', topic: 't' }, { task: 'j', topic: 't', units: ['a'] }] })).toThrow(/one journald source per task/);
+    expect(() => resolve({ sources: [{ task: 'j', topic: 'a', paths: ['/x'] }], journald: [{ task: 'j', topic: 'b' }] })).toThrow(/a task has one topic/);
+    expect(() => resolve({})).toThrow(/needs sources, journald or scripts/);
+    expect(resolve({ sources: [{ task: 'a', topic: 'a', paths: ['/var/log/auth.log'], parse: 'sshd' }] }).sources[0].parse).toBe('sshd');
+    expect(() => resolve({ sources: [{ task: 'a', topic: 'a', paths: ['/x'], parse: 'nginx' }] })).toThrow(ConfigError);
+  });
+});
+
 // ---- against the real journal and sshd ----
 
 let node: NodeHandle;
@@ -177,35 +194,6 @@ async function until(topic: string, task: string, done: (recs: TopicRecord[]) =>
     return done(recs);
   }, idleMs, 100);
   return recs;
-}
-
-/** the pids of journalctl processes following an identifier */
-async function journalctlPids(identifier: string): Promise<number[]> {
-  const out: number[] = [];
-  for (const pid of await readdir('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    if (cmd.startsWith('journalctl\0') && cmd.includes(`--identifier=${identifier}\0`) && !/^\d+ \(\S+\) Z/.test(stat)) out.push(Number(pid));
-  }
-  return out;
-}
-
-/** writes `count` lines `prefix i` at about perSec, calling `at(i)` between batches */
-async function writeNumbered(identifier: string, prefix: string, count: number, perSec: number, at: (i: number) => Promise<void> = async () => {}): Promise<void> {
-  const w = journalWriter(identifier, 'warning');
-  const batch = Math.max(1, Math.round(perSec / 50));
-  const started = Date.now();
-  for (let i = 0; i < count;) {
-    let s = '';
-    const end = Math.min(count, i + batch);
-    for (; i < end; i++) s += `${prefix} ${i}\n`;
-    await w.write(s);
-    await at(i);
-    const due = started + (i / perSec) * 1000;
-    if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
-  }
-  await w.end();
 }
 
 describe('agent: journald to Chicago', () => {

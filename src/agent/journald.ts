@@ -39,6 +39,7 @@ const LEVEL_OF_PRIORITY = ['fatal', 'fatal', 'fatal', 'error', 'warn', 'info', '
 /** records read ahead while a batch is being written; then journalctl's output is paused */
 const BATCH_RECORDS_MAX = 2000;
 const BATCH_BYTES_MAX = 4 * 1024 * 1024;
+const BATCH_BYTES_MIN = 64 * 1024;
 /** a JSON line may be this many times its MESSAGE (binary messages are arrays of numbers) */
 const LINE_EXPANSION_MAX = 4;
 /** bytes kept from the end of an oversized line (its small fields may follow the MESSAGE) */
@@ -444,7 +445,9 @@ export class JournaldSource {
       this.batchBytes += (typeof p.event.value === 'string' ? p.event.value.length : p.event.value.length * 2) + 256;
       if (p.cursor !== undefined) this.batchCursor = p.cursor;
     }
-    if (this.batch.length >= BATCH_RECORDS_MAX || this.batchBytes >= BATCH_BYTES_MAX) this.child?.stdout?.pause();
+    // near the quota, smaller batches: the spool overshoots it by at most one batch
+    const bytesMax = Math.max(BATCH_BYTES_MIN, Math.min(BATCH_BYTES_MAX, this.spool.room()));
+    if (this.batch.length >= BATCH_RECORDS_MAX || this.batchBytes >= bytesMax) this.child?.stdout?.pause();
     this.pump();
   }
 

@@ -4,6 +4,7 @@
 // test files at once (one flock).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { slow } from './slow.js';
 
@@ -88,4 +89,33 @@ export async function journalEntries(identifier: string): Promise<Array<{ messag
     const o = JSON.parse(l) as { MESSAGE: unknown; __CURSOR: string };
     return { message: o.MESSAGE, cursor: o.__CURSOR };
   });
+}
+
+/** the pids of journalctl processes following an identifier */
+export async function journalctlPids(identifier: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    if (cmd.startsWith('journalctl\0') && cmd.includes(`--identifier=${identifier}\0`) && !/^\d+ \(\S+\) Z/.test(stat)) out.push(Number(pid));
+  }
+  return out;
+}
+
+/** writes `count` lines `prefix i` (+ pad) at about perSec, calling `at(i)` between batches */
+export async function writeNumbered(identifier: string, prefix: string, count: number, perSec: number, at: (i: number) => Promise<void> = async () => {}, pad = ''): Promise<void> {
+  const w = journalWriter(identifier, 'warning');
+  const batch = Math.max(1, Math.round(perSec / 50));
+  const started = Date.now();
+  for (let i = 0; i < count;) {
+    let s = '';
+    const end = Math.min(count, i + batch);
+    for (; i < end; i++) s += `${prefix} ${i}${pad}\n`;
+    await w.write(s);
+    await at(i);
+    const due = started + (i / perSec) * 1000;
+    if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
+  }
+  await w.end();
 }
