@@ -11,8 +11,8 @@ import { promisify } from 'node:util';
 import { type NodeHandle, startNode } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 import { waitUntil } from './helpers/bridge.js';
-import { type AgentProc, readTopic, startAgent, type TopicRecord } from './helpers/agent.js';
-import { aptEnsure, ensureJournald, journalctlPids, journalEntries, journalWriter, writeNumbered } from './helpers/journald.js';
+import { type AgentProc, readTopic, type TopicRecord } from './helpers/agent.js';
+import { aptEnsure, awaitRecords, ensureJournald, followingAgent, journalctlPids, journalEntries, journalWriter, kill9, recordsOfTask, writeNumbered } from './helpers/journald.js';
 import { backoffMs, entryEvent, followArgs, gapAfter, type Line, LineSplitter, partialJsonValue, salvageEntry, type JournaldConfig } from '../src/agent/journald.js';
 import { parseSshd, sshHeadersOfLine } from '../src/agent/sshd.js';
 import { ConfigError, resolveAgentConfig } from '../src/agent/config.js';
@@ -172,29 +172,9 @@ async function setup(name: string, body: string[]): Promise<{ dir: string; confi
   return { dir, config };
 }
 
-async function running(config: string): Promise<AgentProc> {
-  const a = startAgent(config);
-  agents.push(a);
-  await a.stdout.waitFor(/"msg":"agent running"/, 10_000);
-  await a.stdout.waitFor(/"msg":"journald: following"/, 10_000);
-  return a;
-}
-
-async function kill9(a: AgentProc): Promise<void> {
-  a.proc.kill('SIGKILL');
-  await a.exited;
-}
-
-const mine = (records: TopicRecord[], task: string) => records.filter((r) => r.headers.task === task).sort((a, b) => Number(a.headers.seq) - Number(b.headers.seq));
-
-async function until(topic: string, task: string, done: (recs: TopicRecord[]) => boolean, what: string, idleMs = 15_000): Promise<TopicRecord[]> {
-  let recs: TopicRecord[] = [];
-  await waitUntil(what, async () => {
-    recs = mine(await readTopic(node.url, topic).catch(() => []), task);
-    return done(recs);
-  }, idleMs, 100);
-  return recs;
-}
+const running = (config: string) => followingAgent(config, agents);
+const mine = recordsOfTask;
+const until = (topic: string, task: string, done: (recs: TopicRecord[]) => boolean, what: string) => awaitRecords(node.url, topic, task, done, what);
 
 describe('agent: journald to Chicago', () => {
   it('first start at the tail; messages at a bounded rate arrive once each, in order, with headers; binary kept as bytes; a long one cut and marked', async () => {

@@ -7,6 +7,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { slow } from './slow.js';
+import { waitUntil } from './bridge.js';
+import { type AgentProc, readTopic, startAgent, type TopicRecord } from './agent.js';
 
 const run = promisify(execFile);
 export const JOURNALD = '/lib/systemd/systemd-journald';
@@ -118,4 +120,31 @@ export async function writeNumbered(identifier: string, prefix: string, count: n
     if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
   }
   await w.end();
+}
+
+/** An agent process whose journald sources are reading; kept in `started` (for the caller's cleanup). */
+export async function followingAgent(config: string, started: AgentProc[]): Promise<AgentProc> {
+  const a = startAgent(config);
+  started.push(a);
+  await a.stdout.waitFor(/"msg":"journald: following"/, 10_000);
+  return a;
+}
+
+export async function kill9(a: AgentProc): Promise<void> {
+  a.proc.kill('SIGKILL');
+  await a.exited;
+}
+
+/** a task's records in seq order */
+export const recordsOfTask = (records: TopicRecord[], task: string): TopicRecord[] =>
+  records.filter((r) => r.headers.task === task).sort((a, b) => Number(a.headers.seq) - Number(b.headers.seq));
+
+/** A task's records, read back until `done` holds (for at most idleMs, scaled). */
+export async function awaitRecords(url: string, topic: string, task: string, done: (recs: TopicRecord[]) => boolean, what: string, idleMs = 15_000, everyMs = 100): Promise<TopicRecord[]> {
+  let recs: TopicRecord[] = [];
+  await waitUntil(what, async () => {
+    recs = recordsOfTask(await readTopic(url, topic).catch(() => []), task);
+    return done(recs);
+  }, idleMs, everyMs);
+  return recs;
 }

@@ -4,16 +4,14 @@
 //   JOURNALD_LONG_RATE (5000), JOURNALD_LONG_SECONDS (30)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { type NodeHandle, startNode } from '../helpers/launcher.js';
-import { slow } from '../helpers/slow.js';
-import { waitUntil } from '../helpers/bridge.js';
-import { type AgentProc, readTopic, startAgent, type TopicRecord } from '../helpers/agent.js';
-import { ensureJournald, journalctlPids, journalEntries, writeNumbered } from '../helpers/journald.js';
+import { type AgentProc, readTopic, type TopicRecord } from '../helpers/agent.js';
+import { awaitRecords, ensureJournald, followingAgent, journalctlPids, journalEntries, kill9, recordsOfTask, writeNumbered } from '../helpers/journald.js';
 
 const run = promisify(execFile);
 const RATE = Number(process.env.JOURNALD_LONG_RATE ?? 5000);
@@ -39,19 +37,7 @@ async function setup(name: string, url: string, spool: string, body: string[]): 
   return config;
 }
 
-async function running(config: string): Promise<AgentProc> {
-  const a = startAgent(config);
-  agents.push(a);
-  await a.stdout.waitFor(/"msg":"journald: following"/, 10_000);
-  return a;
-}
-
-async function kill9(a: AgentProc): Promise<void> {
-  a.proc.kill('SIGKILL');
-  await a.exited;
-}
-
-const mine = (records: TopicRecord[], task: string) => records.filter((r) => r.headers.task === task).sort((a, b) => Number(a.headers.seq) - Number(b.headers.seq));
+const running = (config: string) => followingAgent(config, agents);
 
 function check(recs: TopicRecord[], n: number, label: string): void {
   const nums = recs.map((r) => Number(r.value.split(' ')[1]));
@@ -96,14 +82,10 @@ describe('agent: journald under load', () => {
     }
     await writer;
     const writtenS = (Date.now() - t0) / 1000;
-    let recs: TopicRecord[] = [];
-    await waitUntil(`${N} records`, async () => {
-      recs = mine(await readTopic(node.url, 'agent-journal-long').catch(() => []), 'load');
-      return recs.length >= N;
-    }, 60_000, 500);
+    await awaitRecords(node.url, 'agent-journal-long', 'load', (r) => r.length >= N, `${N} records`, 60_000, 500);
     const lagS = (Date.now() - t0) / 1000 - writtenS;
     await new Promise((r) => setTimeout(r, 500));
-    recs = mine(await readTopic(node.url, 'agent-journal-long'), 'load');
+    const recs = recordsOfTask(await readTopic(node.url, 'agent-journal-long'), 'load');
     expect((await journalEntries(ID)).length, 'the journal holds what was written').toBe(N);
     check(recs, N, 'load');
     console.log(`journald long: ${N} entries in ${writtenS.toFixed(1)} s (${Math.round(N / writtenS)}/s written), ${kills} kill -9s, ${rotations} rotations; ` +
@@ -135,13 +117,9 @@ describe('agent: journald under load', () => {
     expect(maxSpool, 'spool bytes while the node is down').toBeLessThan(QUOTA + 1024 * 1024);
     const node = await startNode({ port });
     nodes.push(node);
-    let recs: TopicRecord[] = [];
-    await waitUntil(`${N} records`, async () => {
-      recs = mine(await readTopic(node.url, 'agent-journal-full').catch(() => []), 'full');
-      return recs.length >= N;
-    }, 60_000, 500);
+    await awaitRecords(node.url, 'agent-journal-full', 'full', (r) => r.length >= N, `${N} records`, 60_000, 500);
     await new Promise((r) => setTimeout(r, 500));
-    recs = mine(await readTopic(node.url, 'agent-journal-full'), 'full');
+    const recs = recordsOfTask(await readTopic(node.url, 'agent-journal-full'), 'full');
     check(recs, N, 'full');
     console.log(`journald full spool: at most ${maxSpool} spool bytes (quota ${QUOTA}) while the node was down, journalctl waiting in ${wchan}; ${N} entries arrived once each`);
     await kill9(agent);
