@@ -13,9 +13,13 @@ import { slow } from './helpers/slow.js';
 import { waitUntil } from './helpers/bridge.js';
 import { type AgentProc, readTopic, type TopicRecord } from './helpers/agent.js';
 import { aptEnsure, awaitRecords, ensureJournald, followingAgent, journalctlPids, journalEntries, journalWriter, kill9, recordsOfTask, writeNumbered } from './helpers/journald.js';
-import { backoffMs, entryEvent, followArgs, gapAfter, type Line, LineSplitter, partialJsonValue, salvageEntry, type JournaldConfig } from '../src/agent/journald.js';
+import { backoffMs, entryEvent, JournaldSource, followArgs, gapAfter, type Line, LineSplitter, partialJsonValue, salvageEntry, type JournaldConfig } from '../src/agent/journald.js';
 import { parseSshd, sshHeadersOfLine } from '../src/agent/sshd.js';
 import { ConfigError, resolveAgentConfig } from '../src/agent/config.js';
+import { Spool } from '../src/agent/spool.js';
+import { recordEntries } from '../src/agent/records.js';
+import type { Notice } from '../src/agent/agent.js';
+import { createLogger } from '../src/runtime/log.js';
 
 const run = promisify(execFile);
 const RUN_ID = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
@@ -136,6 +140,27 @@ describe('journald config', () => {
     expect(() => resolve({})).toThrow(/needs sources, journald or scripts/);
     expect(resolve({ sources: [{ task: 'a', topic: 'a', paths: ['/var/log/auth.log'], parse: 'sshd' }] }).sources[0].parse).toBe('sshd');
     expect(() => resolve({ sources: [{ task: 'a', topic: 'a', paths: ['/x'], parse: 'nginx' }] })).toThrow(ConfigError);
+  });
+});
+
+describe('journald source without journalctl', () => {
+  it('a journalctl that cannot run is retried with backoff and notices; the agent does not stop', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-journald-nojctl-'));
+    const agentCfg = resolveAgentConfig({ journald: [{ task: 'j', topic: 't' }], spool: { dir } , retry: { minMs: 10, maxMs: 40 } }, dir, {});
+    const { spool } = Spool.open(agentCfg.spool);
+    const sink = { task: 'j', topic: 't', write: (evs: Parameters<typeof recordEntries>[4], extra: Parameters<Spool['append']>[0] = []) => spool.append([...recordEntries(spool, 'h', 'j', 't', evs), ...extra]) };
+    const notices: Notice[] = [];
+    const src = new JournaldSource(agentCfg.journald[0], agentCfg, sink, spool, (n) => notices.push(n), createLogger('silent'), '/nonexistent/journalctl');
+    const started = Date.now();
+    await src.start();
+    await waitUntil('3 restart notices', () => notices.length >= 3, 5000, 10);
+    await src.stop();
+    spool.close();
+    expect(notices.every((n) => n.kind === 'source_restart' && n.task === 'j')).toBe(true);
+    expect(notices[0].detail).toMatch(/journalctl exited/);
+    // 20, 40, 40 ms apart at least (backoff from retry.minMs, capped at retry.maxMs)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(60);
+    expect(src.stats.restarts).toBeGreaterThanOrEqual(3);
   });
 });
 

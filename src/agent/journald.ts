@@ -1,7 +1,8 @@
 // Following the systemd journal: `journalctl --follow --output=json --after-cursor=…` as a child
 // process; each entry becomes a record and the cursor of the last one is appended with them (one
 // fdatasync), so a restart resumes right after what the spool holds. Backpressure: while the spool
-// is full or a batch waits, journalctl's stdout is paused (the pipe fills and journalctl blocks).
+// is full or a batch waits, journalctl's stdout is paused (its socket buffer fills and journalctl
+// blocks in write).
 // Decisions (arguments, entry → record, gap after a vacuumed cursor, backoff) are pure functions.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -279,6 +280,8 @@ export class JournaldSource {
   private loop?: Promise<void>;
   private offFreed?: () => void;
   private wakeSleep?: () => void;
+  /** `from: tail` without a saved cursor: the journal's end is saved before following */
+  private tailPending = false;
   /** a spool that cannot write ends the agent (set by the agent) */
   fatal: (err: Error) => void = () => {};
 
@@ -295,10 +298,10 @@ export class JournaldSource {
     this.splitter = new LineSplitter(cfg.maxMessageBytes * LINE_EXPANSION_MAX + LINE_TAIL_BYTES, LINE_TAIL_BYTES);
   }
 
-  /** Takes the first position (a first start at the tail saves the journal's end now), then follows. */
+  /** Follows from the saved cursor; a first start at the tail saves the journal's end first. */
   async start(): Promise<void> {
     this.offFreed = this.spool.onFreed(() => this.pump());
-    if (this.spool.cursors.get(this.key) === undefined && this.cfg.from === 'tail') await this.saveTail();
+    this.tailPending = this.spool.cursors.get(this.key) === undefined && this.cfg.from === 'tail';
     this.loop = this.run();
   }
 
@@ -311,12 +314,16 @@ export class JournaldSource {
     this.offFreed?.();
   }
 
-  private async saveTail(): Promise<void> {
-    const { stdout } = await this.query(['--output=json', '--lines=1', '--output-fields=__CURSOR']);
-    const cursor = lastCursor(stdout);
+  /** Saves the journal's last cursor; false when journalctl failed (tried again at the next start). */
+  private async saveTail(): Promise<boolean> {
+    const r = await this.query(['--output=json', '--lines=1', '--output-fields=__CURSOR']);
+    if (r.code !== 0) return false;
+    const cursor = lastCursor(r.stdout);
     // an empty journal: following from the oldest entry is following from its end
     if (cursor !== undefined) await this.spool.append([{ t: 'cur', key: this.key, cursor }]);
+    this.tailPending = false;
     this.log.info({ task: this.cfg.task, cursor }, 'journald: first start at the journal\'s end');
+    return true;
   }
 
   private query(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
@@ -353,7 +360,7 @@ export class JournaldSource {
     const next = first !== undefined ? `=${first}` : null;
     await this.sink.write([gap], [{ t: 'cur', key: this.key, cursor: next }]);
     this.notice({ kind: 'gap', task: this.cfg.task, source: 'journald', detail, ...(count !== undefined ? { count } : {}) });
-    if (next === null && this.cfg.from === 'tail') await this.saveTail();
+    if (next === null && this.cfg.from === 'tail') this.tailPending = true;
   }
 
   private sleep(ms: number): Promise<void> {
@@ -388,10 +395,9 @@ export class JournaldSource {
   /** One journalctl run from the committed position; resolves when it exited and its last batch is written. */
   private async follow(): Promise<{ code: number | null; signal: string | null; stderr: string }> {
     let position = this.spool.cursors.get(this.key);
-    if (position !== undefined) {
-      await this.checkGap(position);
-      position = this.spool.cursors.get(this.key);
-    }
+    if (position !== undefined) await this.checkGap(position);
+    if (this.tailPending && !(await this.saveTail())) return { code: -1, signal: null, stderr: 'journalctl could not read the journal\'s end' };
+    position = this.spool.cursors.get(this.key);
     if (this.stopped) return { code: 0, signal: null, stderr: '' };
     const args = followArgs(this.cfg, position);
     // setpriv --pdeathsig: journalctl ends with the agent, even after a kill -9

@@ -1,6 +1,6 @@
 // The journald source under load: 5k messages/s through systemd-cat for ~30 s while the agent is
 // killed (-9) and restarted and the journal rotated, then a full spool with the node down (journalctl
-// blocks on its pipe) until the node comes back. Read back: 0 missing, 0 duplicated, in order.
+// blocks writing its output) until the node comes back. Read back: 0 missing, 0 duplicated, in order.
 //   JOURNALD_LONG_RATE (5000), JOURNALD_LONG_SECONDS (30)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
@@ -93,7 +93,7 @@ describe('agent: journald under load', () => {
     await kill9(agent);
   });
 
-  it('a full spool with the node down pauses journalctl (its pipe fills); when the node is back everything arrives once', async () => {
+  it('a full spool with the node down pauses journalctl (its output fills); when the node is back everything arrives once', async () => {
     const port = await new Promise<number>((resolve) => {
       const s = net.createServer().listen(0, '127.0.0.1', () => {
         const p = (s.address() as net.AddressInfo).port;
@@ -109,7 +109,7 @@ describe('agent: journald under load', () => {
     const pad = ` ${'p'.repeat(200)}`;
     let maxSpool = 0;
     await writeNumbered(ID, 'F', N, 5000, async () => { maxSpool = Math.max(maxSpool, await spoolBytes(spoolDir)); }, pad);
-    // the spool holds about its quota; journalctl waits on a full pipe
+    // the spool holds about its quota; journalctl waits on its full stdout
     await new Promise((r) => setTimeout(r, 500));
     maxSpool = Math.max(maxSpool, await spoolBytes(spoolDir));
     const [pid] = await journalctlPids(ID);
