@@ -5,6 +5,7 @@ import type { NodeId } from '../runtime/ids.js';
 import type { LoopDelayMs } from '../runtime/loop-delay.js';
 import type { ErrorCode } from '../runtime/errors.js';
 import type { RetentionSpec, StartPosition } from '../node/api.js';
+import type { GroupRequest } from '../node/group-coordinator.js';
 
 export type Request =
   | { id: number; p: number; op: 'kvPut'; ks: string; key: Uint8Array; value: Uint8Array; ttlMs?: number; acks: Acks }
@@ -25,7 +26,9 @@ export type Request =
   /** replication traffic from another node (no answer): a replicationFrame (runtime/codec.ts) */
   | { id: number; p: number; op: 'peer'; frame: Uint8Array }
   /** the coordinator's current epoch, leader and replica set for the partition (no answer) */
-  | { id: number; p: number; op: 'view'; view: ReplicaView };
+  | { id: number; p: number; op: 'view'; view: ReplicaView }
+  /** consumer group coordination: answered by the node leading the group's home partition, never by a worker */
+  | ({ id: number; p: number } & GroupRequest);
 
 /** What a replica sends to another node's replica of its partition. */
 export type ReplicationMessage = PeerMessage | SnapshotChunk | SnapshotAck | DigestCheck;

@@ -2,15 +2,17 @@
 // straight to their partition's leader (router.ts), as do tails and produces to a pinned partition; the rest
 // goes to the node connected to, which forwards.
 import { ChicagoError } from '../runtime/errors.js';
-import type { Acks, GroupOffset } from '../node/api.js';
+import type { Acks, GroupDescription, GroupOffset } from '../node/api.js';
 import { checkName } from '../gateway/frames.js';
 import { Session, type Reply, type SessionOptions } from './session.js';
 import { Router } from './router.js';
 import { Producer, type ProducerMode, type ProducerOptions } from './producer.js';
 import { TailStream, type TailOptions } from './tail.js';
 import { toBytes } from './bytes.js';
+import { GroupConsumer, type SubscribeOptions } from './group.js';
 
-export { Producer, TailStream, ChicagoError };
+export { Producer, TailStream, ChicagoError, GroupConsumer };
+export type { SubscribeOptions, GroupRecord, GroupPartitionRef } from './group.js';
 export type { ProducerOptions, ProducerMode, TailOptions };
 export type { OutRecord, ProducerStats, RecordPosition, SendResult } from './producer.js';
 export type { TailFrom, TailRecord } from './tail.js';
@@ -105,10 +107,28 @@ export class ChicagoClient {
     return new TailStream(this.session, topic, partition, opts, this.router);
   }
 
-  /** `offset` is the next offset the group will read (last consumed + 1) */
-  async commitOffset(group: string, topic: string, partition: number, offset: number): Promise<void> {
-    await this.session.request({ op: 'commit', group, topic, partition, offset }, 'write');
+  /**
+   * Join `group` as a member and read the partitions of `topics` the coordinator assigns, from
+   * their committed offsets; iterate the result, `close()` to leave (docs/protocol.md "Group membership").
+   */
+  subscribe(group: string, topics: string[], opts: SubscribeOptions = {}): GroupConsumer {
+    return new GroupConsumer(this.session, group, topics, opts, this.router);
   }
+
+  /** `offset` is the next offset the group will read (last consumed + 1); with `fence`, refused (FENCED) unless that member owns the partition at that generation */
+  async commitOffset(group: string, topic: string, partition: number, offset: number, fence?: { member: string; generation: number }): Promise<void> {
+    await this.session.request({ op: 'commit', group, topic, partition, offset, ...(fence ?? {}) }, 'write');
+  }
+
+  /** Low level membership calls; `subscribe` does all of this. */
+  readonly groups = {
+    join: async (group: string, topics: string[], opts: { member?: string; sessionTimeoutMs?: number } = {}): Promise<GroupMembershipReply> =>
+      membership(await this.session.request({ op: 'join', group, topics, ...opts }, 'write')),
+    heartbeat: async (group: string, member: string, generation: number): Promise<GroupMembershipReply> =>
+      membership(await this.session.request({ op: 'heartbeat', group, member, generation }, 'write')),
+    leave: async (group: string, member: string): Promise<void> => { await this.session.request({ op: 'leave', group, member }, 'write'); },
+    members: async (group: string): Promise<GroupDescription> => (await this.session.request({ op: 'members', group }, 'read')) as unknown as GroupDescription,
+  };
 
   async groupOffsets(group: string, topic?: string): Promise<GroupOffset[]> {
     const r = await this.session.request({ op: 'offsets', group, topic }, 'read');
@@ -120,6 +140,12 @@ export class ChicagoClient {
     this.router.close();
     this.session.close();
   }
+}
+
+export interface GroupMembershipReply { member: string; generation: number; assigned: Array<{ topic: string; partition: number }>; renewed: boolean }
+
+function membership(r: Reply): GroupMembershipReply {
+  return { member: String(r.member), generation: num(r, 'generation'), assigned: (r.assigned ?? []) as GroupMembershipReply['assigned'], renewed: r.renewed === true };
 }
 
 function num(r: Reply, f: string): number {

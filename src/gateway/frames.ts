@@ -39,8 +39,13 @@ export type ClientFrame =
   | { op: 'subscribe'; id: number; topic: string; partition: number; from: WireStartPosition; credit: number }
   | { op: 'credit'; sub: number; bytes: number }
   | { op: 'unsubscribe'; id: number; sub: number }
-  | { op: 'commit'; id: number; group: string; topic: string; partition: number; offset: number }
-  | { op: 'offsets'; id: number; group: string; topic?: string };
+  /** with member and generation: a fenced commit, refused (FENCED) unless the member owns the partition now */
+  | { op: 'commit'; id: number; group: string; topic: string; partition: number; offset: number; member?: string; generation?: number }
+  | { op: 'offsets'; id: number; group: string; topic?: string }
+  | { op: 'join'; id: number; group: string; topics: string[]; member?: string; sessionTimeoutMs?: number }
+  | { op: 'heartbeat'; id: number; group: string; member: string; generation: number }
+  | { op: 'leave'; id: number; group: string; member: string }
+  | { op: 'members'; id: number; group: string };
 
 export type ClientOp = ClientFrame['op'];
 export type WireStartPosition = 'earliest' | 'latest' | { offset: number } | { timestamp: number } | { bytes: number };
@@ -325,12 +330,32 @@ function validateClientFrame(o: Record<string, unknown>): ClientFrame {
       return { op, sub: requestId(o, 'sub'), bytes: int(o, 'bytes', 1, limits.subscriberCreditBytesMax) };
     case 'unsubscribe':
       return { op, id: requestId(o), sub: requestId(o, 'sub') };
-    case 'commit':
+    case 'commit': {
+      if (has(o, 'member') !== has(o, 'generation')) throw new ChicagoError('BAD_REQUEST', `'member' and 'generation' go together`);
       return {
         op, id: requestId(o), group: checkName('group', o.group), topic: checkName('topic', o.topic),
         partition: int(o, 'partition', 0, limits.topicPartitionsMax - 1),
         offset: int(o, 'offset', 0, limits.offsetMax, 'INVALID_OFFSET'),
+        ...(has(o, 'member') ? { member: checkName('member', o.member), generation: int(o, 'generation', 0, limits.offsetMax) } : {}),
       };
+    }
+    case 'join': {
+      const topics = o.topics;
+      if (!Array.isArray(topics) || topics.length === 0 || topics.length > GROUP_TOPICS_MAX) {
+        throw new ChicagoError('INVALID_ARGUMENT', 'topics', `an array of 1 to ${GROUP_TOPICS_MAX} topic names`);
+      }
+      return {
+        op, id: requestId(o), group: checkName('group', o.group), topics: topics.map((t) => checkName('topic', t)),
+        member: has(o, 'member') ? checkName('member', o.member) : undefined,
+        sessionTimeoutMs: optInt(o, 'sessionTimeoutMs', limits.groupSessionTimeoutMsMin, limits.groupSessionTimeoutMsMax),
+      };
+    }
+    case 'heartbeat':
+      return { op, id: requestId(o), group: checkName('group', o.group), member: checkName('member', o.member), generation: int(o, 'generation', 0, limits.offsetMax) };
+    case 'leave':
+      return { op, id: requestId(o), group: checkName('group', o.group), member: checkName('member', o.member) };
+    case 'members':
+      return { op, id: requestId(o), group: checkName('group', o.group) };
     case 'offsets':
       return { op, id: requestId(o), group: checkName('group', o.group), topic: has(o, 'topic') ? checkName('topic', o.topic) : undefined };
     default:
@@ -339,6 +364,8 @@ function validateClientFrame(o: Record<string, unknown>): ClientFrame {
 }
 
 export const SCAN_LIMIT_DEFAULT = 1000;
+/** topics one group member may subscribe to */
+export const GROUP_TOPICS_MAX = 100;
 
 function validateServerFrame(o: Record<string, unknown>): ServerFrame {
   switch (o.op) {

@@ -414,5 +414,6 @@ function buildRoutes(node: ChicagoNode, parsePool: ParsePool, auth: Authenticato
       const topic = req.query.get('topic');
       return json({ group: req.segments[2], offsets: await node.groupOffsets(req.segments[2], topic || undefined) });
     }),
+    route('GET', '/v1/groups/:g/members', (req) => ['group', 'use', req.segments[2]], async (req) => json(await node.groupMembers(req.segments[2]))),
   ];
 }

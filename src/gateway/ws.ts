@@ -283,7 +283,11 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       case 'commit':
         auth.authorize(who, 'group', 'use', f.group);
         return auth.authorize(who, 'topic', 'read', f.topic);
-      case 'offsets': return auth.authorize(who, 'group', 'use', f.group);
+      case 'offsets': case 'heartbeat': case 'leave': case 'members': return auth.authorize(who, 'group', 'use', f.group);
+      case 'join':
+        auth.authorize(who, 'group', 'use', f.group);
+        for (const t of f.topics) auth.authorize(who, 'topic', 'read', t);
+        return;
     }
   }
 
@@ -339,10 +343,19 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         return {};
       }
       case 'commit':
-        await api.commitOffset(f.group, f.topic, f.partition, f.offset);
+        await api.commitOffset(f.group, f.topic, f.partition, f.offset, f.member !== undefined && f.generation !== undefined ? { member: f.member, generation: f.generation } : undefined);
         return {};
       case 'offsets':
         return { offsets: await api.groupOffsets(f.group, f.topic) };
+      case 'join':
+        return { ...await api.groupJoin(f.group, { topics: f.topics, member: f.member, sessionTimeoutMs: f.sessionTimeoutMs }) };
+      case 'heartbeat':
+        return { ...await api.groupHeartbeat(f.group, f.member, f.generation) };
+      case 'leave':
+        await api.groupLeave(f.group, f.member);
+        return {};
+      case 'members':
+        return { ...await api.groupMembers(f.group) };
     }
   }
 

@@ -84,6 +84,19 @@ export interface GroupOffset {
   lagSeconds: number;
 }
 
+export interface CommitFence { member: string; generation: number }
+export interface GroupJoinOptions { topics: string[]; /** rejoin under this id */ member?: string; sessionTimeoutMs?: number }
+export interface GroupMembership {
+  member: string;
+  generation: number;
+  /** the partitions this member reads now */
+  assigned: Array<{ topic: string; partition: number }>;
+  /** false: the generation sent was stale; act on `assigned`, then heartbeat with `generation` */
+  renewed: boolean;
+}
+export type { GroupDescription } from './group-coordinator.js';
+import type { GroupDescription } from './group-coordinator.js';
+
 /** A live tail: the node calls `push` with records in offset order, never more than granted. */
 export interface TailSink {
   push(records: StoredRecord[]): void;
@@ -112,8 +125,13 @@ export interface NodeApi {
   /** starts pushing from `from`; `creditBytes` is the initial grant */
   tail(topic: string, partition: number, from: StartPosition, creditBytes: number, sink: TailSink): Promise<Tail>;
 
-  commitOffset(group: string, topic: string, partition: number, offset: number): Promise<void>;
+  /** with `fence`, the group coordinator refuses (FENCED) a member that does not own the partition at that generation */
+  commitOffset(group: string, topic: string, partition: number, offset: number, fence?: CommitFence): Promise<void>;
   groupOffsets(group: string, topic?: string): Promise<GroupOffset[]>;
+  groupJoin(group: string, opts: GroupJoinOptions): Promise<GroupMembership>;
+  groupHeartbeat(group: string, member: string, generation: number): Promise<GroupMembership>;
+  groupLeave(group: string, member: string): Promise<void>;
+  groupMembers(group: string): Promise<GroupDescription>;
 
   status(): Promise<NodeStatus>;
 }

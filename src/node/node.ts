@@ -11,7 +11,7 @@ import type { Logger } from '../runtime/log.js';
 import { ChicagoError, asChicagoError } from '../runtime/errors.js';
 import { checkLimits, limits } from '../runtime/limits.js';
 import { offset as toOffset, seq as toSeq } from '../runtime/ids.js';
-import { kvPartition, murmur3, recordPartition, streamPartition } from '../runtime/hash.js';
+import { groupPartition, kvPartition, murmur3, recordPartition, streamPartition } from '../runtime/hash.js';
 import { checkHeaders, checkInt, checkKey, checkName, checkOffset, checkValue } from '../runtime/validate.js';
 import { PACE, WorkerHandle, withDeadline } from '../runtime/threads.js';
 import { CopyPacer } from '../runtime/copy-pacer.js';
@@ -32,13 +32,14 @@ import { nodeId as toNodeId, type NodeId } from '../runtime/ids.js';
 import type { WriteResult } from '../runtime/threads.js';
 import type { DigestReply, WorkerOutput } from '../actors/messages.js';
 import { StreamWatchers, toStored } from './tails.js';
+import { GroupCoordinator, type GroupDescription, type GroupRequest } from './group-coordinator.js';
 import { recordBytes, streamKeyOf, type ProduceResult as ActorProduceResult, type WireRecord } from '../actors/partition.js';
 import type { FetchReply, GroupOffsetReply, KvGetReply, RequestBody, StreamInfoReply, WorkerStats } from '../actors/messages.js';
 import { LoopDelay, type LoopDelayMs } from '../runtime/loop-delay.js';
 import type {
   Acks, FetchOptions, FetchResult, GroupOffset, KvDeleteResult, KvEntry, KvScanOptions, KvScanResult,
   KvWriteOptions, KvWriteResult, NodeApi, NodeStatus, PartitionInfo, ProduceOptions, ProduceRecord,
-  ProduceResult, StartPosition, Tail, TailSink, TopicInfo, TopicSpec,
+  ProduceResult, StartPosition, Tail, TailSink, TopicInfo, TopicSpec, GroupMembership, GroupJoinOptions, CommitFence,
 } from './api.js';
 
 const VERSION = '0.1.0';
@@ -55,6 +56,7 @@ export class ChicagoNode implements NodeApi {
   /** the node-wide cap on buffered bytes (memory.maxBytes), shared by the workers' queues and the gateway */
   readonly memory: MemoryBudget;
   private state: NodeState = 'starting';
+  private groups: GroupCoordinator | undefined;
   private readonly workers: WorkerHandle[] = [];
   private readonly watchers: StreamWatchers;
   /** the gateway thread's event-loop delay, reported with the workers' on /metrics */
@@ -145,8 +147,19 @@ export class ChicagoNode implements NodeApi {
       ...(cluster ? { linkHost: this.config.host, linkKey: this.linkKey, ...(this.linkTls ? { linkTls: this.linkTls } : {}) } : {}),
     }), limits.workerCallTimeoutMs, `worker ${i} start`)));
     this.workerLinks = opened.flatMap((o) => o.linkUrl ?? []);
+    this.groups = new GroupCoordinator({
+      log: this.log,
+      now: () => Date.now(),
+      leadership: (p) => {
+        const v = this.coordinator.view(p);
+        return { leads: this.state === 'up' && v?.leader === self, epoch: v?.epoch ?? 0 };
+      },
+      partitionsOf: (topic) => this.catalog.get(topic).partitions,
+      commit: (group, topic, partition, offset) => this.commitOffset(group, topic, partition, offset),
+    }, Date.now());
     this.coordinator.onChange((p, view) => {
       this.workerOf(p).tell({ p, op: 'view', view: view ?? idle });
+      this.groups?.observeLeadership(p, view?.leader === self, view?.epoch ?? 0);
       // A caught-up tail waits for local appends only while this node leads: re-decide.
       this.watchers.pumpAll();
     });
@@ -301,6 +314,10 @@ export class ChicagoNode implements NodeApi {
   /** Execute on the replica hosted here (also for requests other nodes forward to this leader). */
   local<T>(p: number, body: RequestBody, bytes: number, write: boolean): Promise<WriteResult<T>> {
     if (this.state !== 'up') return Promise.reject(new ChicagoError(this.state === 'starting' ? 'NOT_READY' : 'SHUTTING_DOWN', this.state));
+    if (isGroupRequest(body)) {
+      const { p: _p, ...req } = body;
+      return this.groups!.handle(p, req).then((res) => ({ res: res as T, replicas: 0 }));
+    }
     const w = this.workerOf(p);
     if (!write) {
       const read = body.op === 'fetch' && body.waitMs ? this.longPoll(p, body) : w.call<T>(body, bytes);
@@ -579,8 +596,15 @@ export class ChicagoNode implements NodeApi {
 
   // ---- consumer groups ----
 
-  async commitOffset(group: string, topic: string, partition: number, offset: number): Promise<void> {
+  async commitOffset(group: string, topic: string, partition: number, offset: number, fence?: CommitFence): Promise<void> {
     checkName('group', group);
+    if (fence) {
+      // through the group coordinator: it refuses a member that does not own the partition at this generation
+      checkName('member', fence.member);
+      checkName('topic', topic);
+      await this.groupCall(group, { op: 'groupCommit', group, member: fence.member, generation: checkInt('generation', fence.generation, 0, limits.offsetMax), topic, partition, offset });
+      return;
+    }
     checkName('topic', topic);
     const t = this.catalog.get(topic);
     const tp = this.checkPartition(t, partition);
@@ -608,6 +632,40 @@ export class ChicagoNode implements NodeApi {
       });
     }
     return out.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
+  }
+
+  // ---- group membership (docs/protocol.md "Consumer groups"): coordinated by the leader of the group's home partition ----
+
+  async groupJoin(group: string, opts: GroupJoinOptions): Promise<GroupMembership> {
+    checkName('group', group);
+    if (!Array.isArray(opts.topics) || opts.topics.length === 0) throw new ChicagoError('INVALID_ARGUMENT', 'topics', 'at least one topic');
+    const topics = opts.topics.map((t) => this.catalog.get(checkName('topic', t)).name);
+    const sessionTimeoutMs = checkInt('sessionTimeoutMs', opts.sessionTimeoutMs ?? limits.groupSessionTimeoutMsDefault, limits.groupSessionTimeoutMsMin, limits.groupSessionTimeoutMsMax);
+    if (opts.member !== undefined) checkName('member', opts.member);
+    return this.groupCall<GroupMembership>(group, { op: 'groupJoin', group, topics, sessionTimeoutMs, ...(opts.member !== undefined ? { member: opts.member } : {}) });
+  }
+
+  async groupHeartbeat(group: string, member: string, generation: number): Promise<GroupMembership> {
+    checkName('group', group);
+    checkName('member', member);
+    return this.groupCall<GroupMembership>(group, { op: 'groupHeartbeat', group, member, generation: checkInt('generation', generation, 0, limits.offsetMax) });
+  }
+
+  async groupLeave(group: string, member: string): Promise<void> {
+    checkName('group', group);
+    checkName('member', member);
+    await this.groupCall(group, { op: 'groupLeave', group, member });
+  }
+
+  async groupMembers(group: string): Promise<GroupDescription> {
+    checkName('group', group);
+    return this.groupCall<GroupDescription>(group, { op: 'groupDescribe', group });
+  }
+
+  private groupCall<T>(group: string, req: GroupRequest): Promise<T> {
+    const p = groupPartition(group, this.partitions);
+    // a write: a forwarded join or commit whose answer is lost has an unknown outcome
+    return this.write<T>(p, { p, ...req } as RequestBody).then((r) => r.res);
   }
 
   // ---- status, metrics, lifecycle ----
@@ -778,6 +836,7 @@ export class ChicagoNode implements NodeApi {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
     clearInterval(this.pacerTimer);
+    this.groups?.stop();
     this.watchers.closeAll(new ChicagoError('SHUTTING_DOWN'));
     // Leave the cluster first, so the others fail over at once instead of waiting for silence.
     await this.coordinator?.stop().catch((err) => this.log.warn({ err }, 'leaving the cluster'));
@@ -811,4 +870,9 @@ function readLinkTls(tls: TlsConfig): LinkTls {
     }
   };
   return { cert: read('certFile', tls.certFile), key: read('keyFile', tls.keyFile), ...(tls.caFile ? { ca: read('caFile', tls.caFile) } : {}) };
+}
+
+const GROUP_OPS: ReadonlySet<string> = new Set(['groupJoin', 'groupHeartbeat', 'groupLeave', 'groupDescribe', 'groupCommit']);
+function isGroupRequest(b: RequestBody): b is Extract<RequestBody, GroupRequest> {
+  return GROUP_OPS.has(b.op);
 }

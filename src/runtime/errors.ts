@@ -29,6 +29,10 @@ export const ERRORS = {
   OFFSET_OUT_OF_RANGE: { wire: 204, status: 416, retryable: false, message: 'offset %s is outside [%s, %s]' },
   ROUTE_NOT_FOUND: { wire: 205, status: 404, retryable: false, message: 'no route %s %s' },
   METHOD_NOT_ALLOWED: { wire: 206, status: 405, retryable: false, message: 'method %s not allowed on %s' },
+  /** the group coordinator does not know this member (its session expired, or the coordinator moved): join again */
+  UNKNOWN_MEMBER: { wire: 207, status: 409, retryable: false, message: 'group %s has no member %s; join again' },
+  /** a group member's generation is not the current one, or it does not own the partition: heartbeat, then commit again */
+  FENCED: { wire: 208, status: 409, retryable: false, message: 'group %s: %s' },
   // 4xx: who is asking. No token, an unknown, expired or revoked one, or a token without the scope.
   UNAUTHENTICATED: { wire: 400, status: 401, retryable: false, message: 'authentication required: %s' },
   FORBIDDEN: { wire: 401, status: 403, retryable: false, message: 'forbidden: %s' },

@@ -55,3 +55,8 @@ export function recordPartition(key: Uint8Array, topicPartitions: number): numbe
 export function streamPartition(topic: string, tp: number, partitions: number): number {
   return (murmur3(utf8.encode(topic)) + tp) % partitions;
 }
+
+/** The node partition whose leader coordinates a consumer group (its "home"). */
+export function groupPartition(group: string, partitions: number): number {
+  return murmur3(utf8.encode(`group\u0000${group}`)) % partitions;
+}

@@ -16,6 +16,11 @@ export type NodeId = Brand<string, 'NodeId'>;
 /** Stable numeric id of a topic incarnation: a re-created topic gets a new one. */
 export type TopicId = Brand<number, 'TopicId'>;
 
+/** A consumer group member, named by the group coordinator at its first join. */
+export type MemberId = Brand<string, 'MemberId'>;
+/** A consumer group's generation: grows on every change of members or assignment. */
+export type Generation = Brand<number, 'Generation'>;
+
 export const partitionId = (n: number) => n as PartitionId;
 export const topicPartition = (n: number) => n as TopicPartition;
 export const offset = (n: number) => n as Offset;
@@ -23,3 +28,5 @@ export const epoch = (n: number) => n as Epoch;
 export const seq = (n: number) => n as Seq;
 export const nodeId = (s: string) => s as NodeId;
 export const topicId = (n: number) => n as TopicId;
+export const memberId = (s: string) => s as MemberId;
+export const generation = (n: number) => n as Generation;

@@ -126,6 +126,16 @@ export const limits = {
    * supervisor's stop timeout should exceed it; a second SIGINT stops at once
    */
   leaveHandOffMs: 600_000,
+  /** a group member missing heartbeats this long is removed; members choose within these bounds */
+  groupSessionTimeoutMsMin: 200,
+  groupSessionTimeoutMsDefault: 1_000,
+  groupSessionTimeoutMsMax: 3_000,
+  /** how often a group coordinator looks for expired members and grants released partitions */
+  groupTickMs: 25,
+  /** members in one group; more → OVERLOADED */
+  groupMembersMax: 1_000,
+  /** groups with members coordinated by one node; more → OVERLOADED */
+  groupsCoordinatedMax: 10_000,
   /** how long a request waits for a partition without a reachable leader to fail over */
   failoverWaitMs: 2_000,
   /** a request forwarded to a partition's leader on another node */
