@@ -1,6 +1,6 @@
-// chicago status, chicago group offsets
+// chicago status, chicago group offsets, chicago group members
 import type { BridgeStatus } from '../../bridge/in-process.js';
-import type { GroupOffset, NodeStatus } from '../../node/api.js';
+import type { GroupDescription, GroupOffset, NodeStatus } from '../../node/api.js';
 import { type Command, clientOptions, str } from '../args.js';
 import { enc, httpFrom, wantsJson } from '../http.js';
 import { line, table } from '../output.js';
@@ -53,5 +53,22 @@ export const groupOffsets: Command = {
     if (wantsJson(p)) return line(JSON.stringify({ offsets }));
     const rows = offsets.map((o) => [o.topic, o.partition, o.offset, o.endOffset, o.lagRecords, o.lagSeconds]);
     await line(table(['TOPIC', 'PARTITION', 'COMMITTED', 'END', 'LAG', 'LAG_SECONDS'], rows));
+  },
+};
+
+export const groupMembers: Command = {
+  name: 'group members',
+  synopsis: 'GROUP [--json]',
+  summary: "show a consumer group's live members, its generation and which partitions each reads",
+  options: clientOptions,
+  args: [1, 1],
+  async run(p) {
+    const d = await httpFrom(p).must<GroupDescription>('GET', `/v1/groups/${enc(p.positionals[0])}/members`);
+    if (wantsJson(p)) return line(JSON.stringify(d));
+    const parts = (l: Array<{ topic: string; partition: number }>) => l.map((x) => `${x.topic}/${x.partition}`).join(' ') || '-';
+    await line(`group ${d.group} generation=${d.generation} members=${d.members.length} topics=${d.topics.join(',') || '-'}`);
+    await line(table(['MEMBER', 'SESSION_MS', 'SEEN_MS_AGO', 'ASSIGNED', 'REVOKING'],
+      d.members.map((m) => [m.member, m.sessionTimeoutMs, m.lastSeenMsAgo, parts(m.assigned), parts(m.revoking)])));
+    if (d.unassigned.length > 0) await line(`unassigned: ${parts(d.unassigned)}`);
   },
 };
