@@ -51,6 +51,8 @@ export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
   /** the member id the coordinator gave; undefined until joined */
   member: string | undefined;
   generation = 0;
+  /** how often the session lapsed here (all partitions stopped), a rebalance was seen, a commit was fenced */
+  readonly stats = { lapses: 0, rebalances: 0, fencedCommits: 0 };
   private readonly owned = new Map<string, Owned>();
   private readonly queue: Offered[] = [];
   private waiter: { resolve(r: IteratorResult<GroupRecord>): void; reject(e: unknown): void } | undefined;
@@ -60,6 +62,7 @@ export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
   private closed = false;
   private failure: Error | undefined;
   private beatTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
   private commitTimer: NodeJS.Timeout | undefined;
   private beating: Promise<void> | undefined;
   private readonly sessionTimeoutMs: number;
@@ -108,6 +111,7 @@ export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
     this.finishInHand();
     this.closed = true;
     clearTimeout(this.beatTimer);
+    clearTimeout(this.expiryTimer);
     clearInterval(this.commitTimer);
     await this.beating?.catch(() => undefined);
     const all = [...this.owned.values()];
@@ -144,12 +148,15 @@ export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
         ? await this.session.request({ op: 'join', group: this.group, topics: this.topics, sessionTimeoutMs: this.sessionTimeoutMs }, 'write')
         : await this.session.request({ op: 'heartbeat', group: this.group, member: this.member, generation: this.generation }, 'write');
       if (this.closed) return;
-      if (r.renewed === true) this.validUntilMs = sentAt + this.sessionTimeoutMs;
+      if (r.renewed === true) this.renew(sentAt + this.sessionTimeoutMs);
       this.member = String(r.member);
       this.generation = Number(r.generation);
       await this.reconcile((r.assigned ?? []) as GroupPartitionRef[]);
       // a stale generation: what it asked is done; acknowledge at once
-      if (r.renewed !== true && !this.closed) return await this.beat();
+      if (r.renewed !== true && !this.closed) {
+        this.stats.rebalances++;
+        return await this.beat();
+      }
     } catch (err) {
       if (err instanceof ChicagoError && err.code === 'UNKNOWN_MEMBER') {
         await this.revoke([...this.owned.values()], false);
@@ -159,9 +166,37 @@ export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
       }
     } finally {
       // Not renewed in time: the coordinator may give these partitions away; stop first.
-      if (Date.now() >= this.validUntilMs && this.owned.size > 0) await this.revoke([...this.owned.values()], false);
+      if (Date.now() >= this.validUntilMs && this.owned.size > 0) await this.lapse();
     }
   }
+
+  /** The session holds until `untilMs` (measured from when the renewing request was sent); then everything stops. */
+  private renew(untilMs: number): void {
+    this.validUntilMs = Math.max(this.validUntilMs, untilMs);
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(() => {
+      // a running beat lapses when it ends; records are held back meanwhile (offer, takeQueued)
+      if (Date.now() >= this.validUntilMs && this.owned.size > 0 && !this.beating) void this.lapse();
+    }, Math.max(0, this.validUntilMs - Date.now()));
+    this.expiryTimer.unref();
+    // records held back while the session was in doubt go out now
+    if (this.waiter && !this.expired) {
+      const item = this.takeQueued();
+      if (item) {
+        const w = this.waiter;
+        this.waiter = undefined;
+        w.resolve(this.deliver(item));
+      }
+    }
+  }
+
+  /** The session was not renewed in time: stop everything; the commits are fenced if the coordinator already moved on. */
+  private lapse(): Promise<void> {
+    this.stats.lapses++;
+    return this.revoke([...this.owned.values()], true);
+  }
+
+  private get expired(): boolean { return Date.now() >= this.validUntilMs; }
 
   private async reconcile(assigned: GroupPartitionRef[]): Promise<void> {
     const want = new Map(assigned.map((a) => [keyOf(a.topic, a.partition), a]));
@@ -215,7 +250,10 @@ export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
         o.committedUpTo = upTo;
       } catch (err) {
         // a newer generation or a lost partition: the heartbeat says which
-        if (err instanceof ChicagoError && (err.code === 'FENCED' || err.code === 'UNKNOWN_MEMBER')) this.schedule(0);
+        if (err instanceof ChicagoError && (err.code === 'FENCED' || err.code === 'UNKNOWN_MEMBER')) {
+          this.stats.fencedCommits++;
+          this.schedule(0);
+        }
         throw err;
       }
     });
@@ -238,6 +276,11 @@ export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
 
   private offer(item: Offered): void {
     if (item.owned.stopped || this.closed) return item.taken();
+    if (this.expired) {
+      // the session may be over at the coordinator: hand nothing out; the expiry stops the pumps
+      this.queue.push(item);
+      return;
+    }
     if (this.waiter) {
       const w = this.waiter;
       this.waiter = undefined;
@@ -247,6 +290,7 @@ export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
   }
 
   private takeQueued(): Offered | undefined {
+    if (this.expired) return undefined;
     for (;;) {
       const item = this.queue.shift();
       if (!item || !item.owned.stopped) return item;

@@ -10,7 +10,7 @@ const consumer = client.subscribe(group, [topic], {
   sessionTimeoutMs: Number(sessionTimeoutMs),
   commitIntervalMs: 100,
   onAssign: (ps) => out({ ev: 'assign', parts: ps.map((p) => p.partition), t: Date.now() }),
-  onRevoke: (ps) => out({ ev: 'revoke', parts: ps.map((p) => p.partition), t: Date.now() }),
+  onRevoke: (ps) => out({ ev: 'revoke', parts: ps.map((p) => p.partition), t: Date.now(), stats: consumer.stats }),
 });
 process.on('SIGTERM', () => {
   void consumer.close().then(() => { out({ ev: 'closed', t: Date.now() }); client.close(); process.exit(0); });
