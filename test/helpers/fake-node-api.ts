@@ -122,6 +122,12 @@ export class FakeNodeApi implements NodeApi {
   async commitOffset(group: string, topic: string, partition: number, off: number) {
     this.groups.set(`${group}/${topic}/${partition}`, off);
   }
+  // membership is tested against a real node (test/groups.test.ts)
+  async groupJoin(): Promise<never> { throw new ChicagoError('UNKNOWN_OP', 'join (fake node)'); }
+  async groupHeartbeat(): Promise<never> { throw new ChicagoError('UNKNOWN_OP', 'heartbeat (fake node)'); }
+  async groupLeave(): Promise<never> { throw new ChicagoError('UNKNOWN_OP', 'leave (fake node)'); }
+  async groupMembers(): Promise<never> { throw new ChicagoError('UNKNOWN_OP', 'members (fake node)'); }
+
   async groupOffsets(group: string, topic?: string): Promise<GroupOffset[]> {
     const out: GroupOffset[] = [];
     for (const [k, off] of this.groups) {
