@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { assign, commitRefusal, emptyGroup, partitionKey, step, type GroupEvent, type GroupState, type PartitionKey } from '../src/node/groups.js';
 import { memberId, type MemberId } from '../src/runtime/ids.js';
+import { Packr } from 'msgpackr';
+import { parseClientFrame } from '../src/gateway/frames.js';
 
 const parts = (n: number, topic = 't') => Array.from({ length: n }, (_, i) => partitionKey(topic, i));
 const m = (s: string) => memberId(s);
@@ -143,5 +145,19 @@ describe('membership', () => {
         for (const o of owned) expect(s.members.has(o)).toBe(true);
       }
     }), { numRuns: 300 });
+  });
+});
+
+describe('membership frames', () => {
+  const packr = new Packr({ useRecords: false });
+  const parse = (o: Record<string, unknown>) => parseClientFrame(packr.pack(o));
+  it('validate join, heartbeat and fenced commit', () => {
+    expect(parse({ op: 'join', id: 1, group: 'g', topics: ['t'], sessionTimeoutMs: 500 })).toMatchObject({ ok: true, frame: { op: 'join', topics: ['t'], sessionTimeoutMs: 500 } });
+    expect(parse({ op: 'join', id: 1, group: 'g', topics: [] })).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT' } });
+    expect(parse({ op: 'join', id: 1, group: 'g', topics: ['t'], sessionTimeoutMs: 100 })).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT' } });
+    expect(parse({ op: 'heartbeat', id: 2, group: 'g', member: 'm-1', generation: 7 })).toMatchObject({ ok: true, frame: { generation: 7 } });
+    expect(parse({ op: 'heartbeat', id: 2, group: 'g', member: 'a b', generation: 7 })).toMatchObject({ ok: false, error: { code: 'INVALID_NAME' } });
+    expect(parse({ op: 'commit', id: 3, group: 'g', topic: 't', partition: 0, offset: 5, member: 'm' })).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
+    expect(parse({ op: 'commit', id: 3, group: 'g', topic: 't', partition: 0, offset: 5, member: 'm', generation: 2 })).toMatchObject({ ok: true, frame: { member: 'm', generation: 2 } });
   });
 });

@@ -64,7 +64,7 @@ export class GroupCoordinator {
       case 'groupJoin': {
         const sessionTimeoutMs = req.sessionTimeoutMs;
         if (!g) throw new ChicagoError('INTERNAL', 'no group after create');
-        if (req.member === undefined && g.state.members.size >= limits.groupMembersMax) {
+        if (!(req.member !== undefined && g.state.members.has(memberId(req.member))) && g.state.members.size >= limits.groupMembersMax) {
           throw new ChicagoError('OVERLOADED', `group ${req.group}`, `${g.state.members.size} members`);
         }
         const partitions = req.topics.flatMap((t) => Array.from({ length: this.deps.partitionsOf(t) }, (_, i) => partitionKey(t, i)));
