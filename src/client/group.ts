@@ -45,6 +45,9 @@ interface Owned {
 
 interface Offered { owned: Owned; record: TailRecord; taken(): void }
 
+/** the iterator lets the event loop run at least this often */
+const YIELD_EVERY_MS = 10;
+
 const keyOf = (topic: string, partition: number) => `${topic}/${partition}`;
 
 export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
@@ -59,6 +62,7 @@ export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
   private inHand: { owned: Owned; next: number } | undefined;
   private inHandDone: Array<() => void> = [];
   private validUntilMs = 0;
+  private yieldedAtMs = 0;
   private closed = false;
   private failure: Error | undefined;
   private beatTimer: NodeJS.Timeout | undefined;
@@ -92,6 +96,14 @@ export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
   next(): Promise<IteratorResult<GroupRecord>> {
     // Asking for the next record means the consumer is done with the previous one.
     this.finishInHand();
+    // A consumer whose records are all at hand never leaves the microtask queue; let timers and
+    // sockets (the heartbeat) run now and then.
+    if (Date.now() - this.yieldedAtMs >= YIELD_EVERY_MS) {
+      return new Promise<void>((r) => setImmediate(r)).then(() => {
+        this.yieldedAtMs = Date.now();
+        return this.next();
+      });
+    }
     if (this.waiter) return Promise.reject(new ChicagoError('BAD_REQUEST', 'next() called while another next() is pending'));
     const item = this.takeQueued();
     if (item) return Promise.resolve(this.deliver(item));
