@@ -62,13 +62,16 @@ export const groupMembers: Command = {
   summary: "show a consumer group's live members, its generation and which partitions each reads",
   options: clientOptions,
   args: [1, 1],
-  async run(p) {
+  run: async (p) => {
     const d = await httpFrom(p).must<GroupDescription>('GET', `/v1/groups/${enc(p.positionals[0])}/members`);
-    if (wantsJson(p)) return line(JSON.stringify(d));
-    const parts = (l: Array<{ topic: string; partition: number }>) => l.map((x) => `${x.topic}/${x.partition}`).join(' ') || '-';
-    await line(`group ${d.group} generation=${d.generation} members=${d.members.length} topics=${d.topics.join(',') || '-'}`);
-    await line(table(['MEMBER', 'SESSION_MS', 'SEEN_MS_AGO', 'ASSIGNED', 'REVOKING'],
-      d.members.map((m) => [m.member, m.sessionTimeoutMs, m.lastSeenMsAgo, parts(m.assigned), parts(m.revoking)])));
-    if (d.unassigned.length > 0) await line(`unassigned: ${parts(d.unassigned)}`);
+    return wantsJson(p) ? line(JSON.stringify(d)) : printMembers(d);
   },
 };
+
+async function printMembers(d: GroupDescription): Promise<void> {
+  const parts = (l: Array<{ topic: string; partition: number }>) => l.map((x) => `${x.topic}/${x.partition}`).join(' ') || '-';
+  await line(`group ${d.group} generation=${d.generation} members=${d.members.length} topics=${d.topics.join(',') || '-'}`);
+  await line(table(['MEMBER', 'SESSION_MS', 'SEEN_MS_AGO', 'ASSIGNED', 'REVOKING'],
+    d.members.map((m) => [m.member, m.sessionTimeoutMs, m.lastSeenMsAgo, parts(m.assigned), parts(m.revoking)])));
+  if (d.unassigned.length > 0) await line(`unassigned: ${parts(d.unassigned)}`);
+}
