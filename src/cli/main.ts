@@ -6,6 +6,7 @@ import { DEFAULT_URL } from './http.js';
 import { agent } from './commands/agent.js';
 import { agentRun } from './commands/agent-run.js';
 import { agentStatus, alerts, hosts } from './commands/hosts.js';
+import { guardCommands } from './commands/guard.js';
 import { bridge, groupLag, kafkaTail } from './commands/bridge.js';
 import { kvCommands } from './commands/kv.js';
 import { produce } from './commands/produce.js';
@@ -56,7 +57,7 @@ const bench: Command = {
   },
 };
 
-const commands: Command[] = [server, ...kvCommands, ...topicCommands, produce, tail, groupOffsets, groupMembers, groupLag, status, bridge, kafkaTail, tokenCreate, agent, agentRun, agentStatus, hosts, alerts, bench];
+const commands: Command[] = [server, ...kvCommands, ...topicCommands, produce, tail, groupOffsets, groupMembers, groupLag, status, bridge, kafkaTail, tokenCreate, agent, agentRun, agentStatus, hosts, alerts, ...guardCommands, bench];
 const byName = new Map(commands.map((c) => [c.name, c]));
 /** words that only make sense with a subcommand after them */
 const groups = new Set(commands.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]));

@@ -1,0 +1,115 @@
+// Per-key leaky buckets with CrowdSec's semantics, as pure functions over plain state:
+// - a bucket holds up to `capacity` events and leaks one every `leakMs`, continuously (CrowdSec's
+//   leaky bucket is golang.org/x/time/rate with burst = capacity and rate = 1/leakspeed);
+// - an event poured into a full bucket overflows it: the bucket is emptied and its key is
+//   blackholed for `blackholeMs` (events for it are dropped, it cannot overflow again);
+// - `distinct`: an event whose distinct value the bucket has already seen is not poured; the set
+//   of seen values lives as long as the bucket holds something (a drained bucket starts afresh),
+//   and is bounded by `capacity + 1` entries, the most an un-overflowed bucket can need.
+// - capacity 0 is CrowdSec's "trigger": every event overflows.
+import assert from 'node:assert/strict';
+
+export interface BucketSpec {
+  capacity: number;
+  leakMs: number;
+  blackholeMs: number;
+  distinct: boolean;
+}
+
+export interface Bucket {
+  /** events in the bucket at `atMs` */
+  level: number;
+  atMs: number;
+  blackholeUntilMs: number;
+  seen?: Set<string>;
+}
+
+export type PourResult = 'poured' | 'overflow' | 'blackholed' | 'duplicate';
+
+export function newBucket(nowMs: number): Bucket {
+  return { level: 0, atMs: nowMs, blackholeUntilMs: 0 };
+}
+
+/** Level after leaking to `nowMs` (time never runs backwards for a bucket: an older event leaks nothing). */
+export function levelAt(spec: BucketSpec, b: Bucket, nowMs: number): number {
+  const elapsed = Math.max(0, nowMs - b.atMs);
+  return Math.max(0, b.level - elapsed / spec.leakMs);
+}
+
+/** Pours one event; mutates `b` (the caller owns it) and says what happened. */
+export function pour(spec: BucketSpec, b: Bucket, nowMs: number, distinctValue?: string): PourResult {
+  assert.ok(spec.capacity >= 0 && spec.leakMs > 0, 'bucket spec');
+  if (nowMs < b.blackholeUntilMs) return 'blackholed';
+  const level = levelAt(spec, b, nowMs);
+  b.level = level;
+  b.atMs = Math.max(b.atMs, nowMs);
+  if (level === 0) b.seen = undefined;
+  if (spec.distinct) {
+    const v = distinctValue ?? '';
+    if (b.seen?.has(v)) return 'duplicate';
+    (b.seen ??= new Set()).add(v);
+    if (b.seen.size > spec.capacity + 1) b.seen.delete(b.seen.values().next().value as string);
+  }
+  // rate.Limiter.Allow(): allowed while a whole token is left, i.e. level + 1 <= capacity.
+  if (level + 1 > spec.capacity + 1e-9) {
+    b.level = 0;
+    b.seen = undefined;
+    b.blackholeUntilMs = nowMs + spec.blackholeMs;
+    return 'overflow';
+  }
+  b.level = level + 1;
+  assert.ok(b.level <= spec.capacity + 1e-9, 'a bucket never holds more than its capacity');
+  return 'poured';
+}
+
+/** A bucket that has drained and is not blackholed holds no information and may be dropped. */
+export function isIdle(spec: BucketSpec, b: Bucket, nowMs: number): boolean {
+  return nowMs >= b.blackholeUntilMs && levelAt(spec, b, nowMs) === 0;
+}
+
+/**
+ * A Map bounded to `maxEntries` in least-recently-used order (a Map iterates in insertion order;
+ * touching a key re-inserts it). Full policy: the least recently used key is evicted. For buckets
+ * that means the quietest IP's count restarts from zero: an attacker must keep sending to stay in
+ * the map, and one that is evicted needs `capacity` more events to overflow; a blackholed key that
+ * is evicted can overflow again early, which only produces an extension of its decision.
+ */
+export class LruMap<V> {
+  private readonly map = new Map<string, V>();
+  evictions = 0;
+
+  constructor(readonly maxEntries: number) {
+    assert.ok(maxEntries >= 1, 'LruMap needs room for one entry');
+  }
+
+  get size(): number { return this.map.size; }
+
+  get(key: string): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: string, v: V): void {
+    this.map.delete(key);
+    this.map.set(key, v);
+    while (this.map.size > this.maxEntries) {
+      this.map.delete(this.map.keys().next().value as string);
+      this.evictions++;
+    }
+  }
+
+  delete(key: string): boolean { return this.map.delete(key); }
+
+  /** up to `n` of the least recently used entries, oldest first */
+  *oldest(n: number): IterableIterator<[string, V]> {
+    let i = 0;
+    for (const e of this.map) {
+      if (i++ >= n) return;
+      yield e;
+    }
+  }
+}

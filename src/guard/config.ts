@@ -1,0 +1,283 @@
+// The guard's configuration: one schema (unknown keys rejected), read from a YAML/JSON file.
+import os from 'node:os';
+import path from 'node:path';
+import { Ajv } from 'ajv';
+import { ConfigError, parseConfigFile } from '../runtime/config.js';
+import { CaFileError, readCa } from '../client/tls.js';
+import { TokenFileError, resolveToken } from '../client/token.js';
+import { Allowlist } from './ip.js';
+import { DEFAULT_SCENARIOS, type ScenarioSpec } from './scenarios.js';
+
+export { ConfigError };
+
+export interface InputConfig {
+  topic: string;
+  format: 'nginx' | 'sshd';
+  /** 'all' or the partition numbers this guard reads (partitions.ts: the seam for group membership) */
+  partitions: 'all' | number[];
+  /** where to start when the group has no committed offset */
+  from: 'latest' | 'earliest';
+}
+
+export interface GuardConfig {
+  node: { url: string; token?: string; ca?: string; timeoutMs: number };
+  /** this guard's name in decisions it makes */
+  guardId: string;
+  /** consumer group whose committed offsets say where reading resumes */
+  group: string;
+  inputs: InputConfig[];
+  allowlist: string[];
+  loginPaths: string[];
+  scenarios: ScenarioSpec[];
+  prefixBits: { v4: number; v6: number };
+  limits: { ipsMax: number; lineBytesMax: number; uriCharsMax: number; clockSkewMsMax: number };
+  sketch: { epsilon: number; delta: number; topK: number };
+  crs: { enabled: boolean; rulesDir?: string; paranoiaLevel: number; inboundThreshold: number };
+  decisions: {
+    topic: string;
+    keyspace: string;
+    escalation: { factor: number; maxMs: number; memoryMs: number };
+    newBansPerMinuteMax: number;
+    offendersMax: number;
+  };
+  nftables?: { command: string[]; table: string; drop: boolean; batchMax: number };
+  nginx?: { urls: string[]; timeoutMs: number };
+  metrics?: { host: string; port: number };
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+const NAME = '^[A-Za-z0-9._-]{1,128}$';
+const int = (minimum: number, maximum: number) => ({ type: 'integer', minimum, maximum });
+const strList = { type: 'array', items: { type: 'string', minLength: 1 } };
+
+const scenarioSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name'],
+  properties: {
+    name: { type: 'string', pattern: NAME },
+    enabled: { type: 'boolean' },
+    type: { enum: ['leaky', 'ratio', 'prefix'] },
+    source: { enum: ['http', 'ssh'] },
+    filter: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        methods: strList,
+        status: { type: 'array', items: { anyOf: [int(100, 599), { type: 'string', pattern: '^[1-5]xx$' }] } },
+        paths: strList,
+        uri: strList,
+        sshEvents: strList,
+        crs: { type: 'boolean' },
+      },
+    },
+    capacity: int(0, 1_000_000),
+    leakMs: int(1, 86_400_000),
+    blackholeMs: int(0, 86_400_000),
+    distinct: { enum: ['uri', 'path', 'user'] },
+    windowMs: int(100, 86_400_000),
+    min: int(1, 1_000_000),
+    threshold: { type: 'number', minimum: 0 },
+    minIps: int(1, 65_536),
+    durationMs: int(1000, 365 * 86_400_000),
+    dryRun: { type: 'boolean' },
+  },
+} as const;
+
+export const guardConfigSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['inputs'],
+  properties: {
+    node: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        url: { type: 'string', pattern: '^https?://' },
+        token: { type: 'string', minLength: 1 },
+        tokenFile: { type: 'string', minLength: 1 },
+        ca: { type: 'string', minLength: 1 },
+        timeoutMs: int(100, 600_000),
+      },
+    },
+    guardId: { type: 'string', pattern: NAME },
+    group: { type: 'string', pattern: NAME },
+    inputs: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 100,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['topic'],
+        properties: {
+          topic: { type: 'string', pattern: NAME },
+          format: { enum: ['nginx', 'sshd'] },
+          partitions: { anyOf: [{ const: 'all' }, { type: 'array', minItems: 1, uniqueItems: true, items: int(0, 65_535) }] },
+          from: { enum: ['latest', 'earliest'] },
+        },
+      },
+    },
+    allowlist: strList,
+    loginPaths: strList,
+    scenarios: { type: 'array', maxItems: 1000, items: scenarioSchema },
+    prefixBits: { type: 'object', additionalProperties: false, properties: { v4: int(8, 32), v6: int(16, 128) } },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        ipsMax: int(1000, 100_000_000),
+        lineBytesMax: int(1024, 4 * 1024 * 1024),
+        uriCharsMax: int(256, 4 * 1024 * 1024),
+        clockSkewMsMax: int(1000, 30 * 86_400_000),
+      },
+    },
+    sketch: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { epsilon: { type: 'number', exclusiveMinimum: 0, maximum: 0.5 }, delta: { type: 'number', exclusiveMinimum: 0, maximum: 0.5 }, topK: int(1, 100_000) },
+    },
+    crs: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { enabled: { type: 'boolean' }, rulesDir: { type: 'string', minLength: 1 }, paranoiaLevel: int(1, 4), inboundThreshold: int(1, 1000) },
+    },
+    decisions: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        topic: { type: 'string', pattern: NAME },
+        keyspace: { type: 'string', pattern: NAME },
+        escalation: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { factor: { type: 'number', minimum: 1, maximum: 100 }, maxMs: int(1000, 365 * 86_400_000), memoryMs: int(0, 365 * 86_400_000) },
+        },
+        newBansPerMinuteMax: int(0, 1_000_000),
+        offendersMax: int(100, 100_000_000),
+      },
+    },
+    nftables: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        command: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+        table: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,63}$' },
+        drop: { type: 'boolean' },
+        batchMax: int(1, 10_000),
+      },
+    },
+    nginx: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['urls'],
+      properties: { urls: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^http://' } }, timeoutMs: int(10, 60_000) },
+    },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { host: { type: 'string', minLength: 1 }, port: int(0, 65_535) },
+    },
+    logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validate = ajv.compile(guardConfigSchema);
+
+type Raw = Partial<Omit<GuardConfig, 'inputs' | 'scenarios' | 'node'>> & {
+  node?: { url?: string; token?: string; tokenFile?: string; ca?: string; timeoutMs?: number };
+  inputs: Array<Partial<InputConfig> & { topic: string }>;
+  scenarios?: Array<Partial<ScenarioSpec> & { name: string; enabled?: boolean }>;
+  [k: string]: unknown;
+};
+
+/** Built-in scenarios with the file's entries merged by name; `enabled: false` removes one. */
+function mergeScenarios(list: Raw['scenarios']): ScenarioSpec[] {
+  const byName = new Map(DEFAULT_SCENARIOS.map((s) => [s.name, { ...s }]));
+  for (const [i, s] of (list ?? []).entries()) {
+    const { enabled, ...rest } = s;
+    if (enabled === false) {
+      byName.delete(s.name);
+      continue;
+    }
+    const base = byName.get(s.name);
+    const merged = { ...(base ?? {}), ...rest } as ScenarioSpec;
+    if (!merged.type || !merged.source) throw new ConfigError(`guard config: /scenarios/${i} (${s.name}) is new and needs type and source`);
+    byName.set(s.name, merged);
+  }
+  return [...byName.values()];
+}
+
+export function resolveGuardConfig(raw: unknown, base: string, env: NodeJS.ProcessEnv = process.env): GuardConfig {
+  if (!validate(raw)) {
+    const msg = (validate.errors ?? [])
+      .map((e) => `${e.instancePath || '/'} ${e.message}${e.keyword === 'additionalProperties' ? ` (${(e.params as { additionalProperty: string }).additionalProperty})` : ''}`)
+      .join('; ');
+    throw new ConfigError(`guard config: ${msg}`);
+  }
+  const r = raw as unknown as Raw;
+  const abs = (p: string) => path.resolve(base, p);
+  let token: string | undefined;
+  let ca: string | undefined;
+  try {
+    token = resolveToken({ token: r.node?.token, tokenFile: r.node?.tokenFile ? abs(r.node.tokenFile) : undefined, env });
+    ca = readCa(r.node?.ca ? abs(r.node.ca) : env.CHICAGO_CA);
+  } catch (err) {
+    if (err instanceof TokenFileError || err instanceof CaFileError) throw new ConfigError(`guard config: ${err.message}`);
+    throw err;
+  }
+  const allowlist = r.allowlist ?? [];
+  const bad = Allowlist.check(allowlist);
+  if (bad !== undefined) throw new ConfigError(`guard config: /allowlist '${bad}' is not an address or CIDR`);
+  const scenarios = mergeScenarios(r.scenarios);
+  return {
+    node: {
+      url: (r.node?.url ?? env.CHICAGO_URL ?? 'http://127.0.0.1:7070').replace(/\/+$/, ''),
+      ...(token ? { token } : {}),
+      ...(ca ? { ca } : {}),
+      timeoutMs: r.node?.timeoutMs ?? 10_000,
+    },
+    guardId: r.guardId ?? (os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 120) || 'guard'),
+    group: r.group ?? 'chicago-guard',
+    inputs: r.inputs.map((i) => ({ topic: i.topic, format: i.format ?? 'nginx', partitions: i.partitions ?? 'all', from: i.from ?? 'latest' })),
+    allowlist,
+    loginPaths: r.loginPaths ?? ['/login', '/wp-login.php', '/user/login', '/admin/login', '/api/login'],
+    scenarios,
+    prefixBits: { v4: r.prefixBits?.v4 ?? 24, v6: r.prefixBits?.v6 ?? 64 },
+    limits: {
+      ipsMax: r.limits?.ipsMax ?? 200_000,
+      lineBytesMax: r.limits?.lineBytesMax ?? 64 * 1024,
+      uriCharsMax: r.limits?.uriCharsMax ?? 16 * 1024,
+      clockSkewMsMax: r.limits?.clockSkewMsMax ?? 86_400_000,
+    },
+    sketch: { epsilon: r.sketch?.epsilon ?? 0.001, delta: r.sketch?.delta ?? 0.01, topK: r.sketch?.topK ?? 100 },
+    crs: {
+      enabled: r.crs?.enabled ?? true,
+      ...(r.crs?.rulesDir ? { rulesDir: abs(r.crs.rulesDir) } : {}),
+      paranoiaLevel: r.crs?.paranoiaLevel ?? 1,
+      inboundThreshold: r.crs?.inboundThreshold ?? 5,
+    },
+    decisions: {
+      topic: r.decisions?.topic ?? 'guard.decisions',
+      keyspace: r.decisions?.keyspace ?? 'blocklist',
+      escalation: {
+        factor: r.decisions?.escalation?.factor ?? 4,
+        maxMs: r.decisions?.escalation?.maxMs ?? 7 * 86_400_000,
+        memoryMs: r.decisions?.escalation?.memoryMs ?? 7 * 86_400_000,
+      },
+      newBansPerMinuteMax: r.decisions?.newBansPerMinuteMax ?? 1000,
+      offendersMax: r.decisions?.offendersMax ?? 100_000,
+    },
+    ...(r.nftables ? {
+      nftables: { command: r.nftables.command ?? ['nft'], table: r.nftables.table ?? 'chicago_guard', drop: r.nftables.drop ?? true, batchMax: r.nftables.batchMax ?? 500 },
+    } : {}),
+    ...(r.nginx ? { nginx: { urls: r.nginx.urls, timeoutMs: r.nginx.timeoutMs ?? 1000 } } : {}),
+    ...(r.metrics ? { metrics: { host: r.metrics.host ?? '127.0.0.1', port: r.metrics.port ?? 9465 } } : {}),
+    logLevel: r.logLevel ?? 'info',
+  };
+}
+
+export function loadGuardConfig(file: string, env: NodeJS.ProcessEnv = process.env): GuardConfig {
+  return resolveGuardConfig(parseConfigFile(file), path.dirname(path.resolve(file)), env);
+}

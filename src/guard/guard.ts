@@ -1,0 +1,246 @@
+// `chicago guard`: tails the access-log (and sshd) topics over the WebSocket client, runs every
+// event through detection (detect.ts) and decisions (decisions.ts), and pushes each decision to the
+// enforcers (nftables, nginx) and the store (topic + KV) at once. I/O lives here; the logic is pure.
+import http from 'node:http';
+import { pino, type Logger } from 'pino';
+import client from 'prom-client';
+import { ChicagoClient, type TailStream } from '../client/index.js';
+import { LruMap } from './bucket.js';
+import { compile, DEBIAN_CRS_RULES_DIR, evaluate, type Ruleset } from './crs/index.js';
+import { type GuardConfig, loadGuardConfig } from './config.js';
+import { type Decision, type DecisionState, type Effect, decide, expire, newDecisions } from './decisions.js';
+import { type DetectorState, detect, newDetector, sketchBytes } from './detect.js';
+import { Allowlist } from './ip.js';
+import { NftEnforcer } from './nft.js';
+import { NginxEnforcer } from './nginx.js';
+import { type GuardEvent, type ParseLimits, parseNginx, parseSsh } from './parse.js';
+import { type PartitionSource, StaticPartitionSource } from './partitions.js';
+import { compileScenarios } from './scenarios.js';
+import { DecisionStore, decodeRecord, ensureDecisionsTopic } from './store.js';
+
+const EXPIRE_INTERVAL_MS = 1000;
+const VERDICT_CACHE_ENTRIES_MAX = 20_000;
+
+export interface GuardMetrics {
+  registry: client.Registry;
+  lines: client.Counter<'topic'>;
+  rejected: client.Counter<'reason'>;
+  latency: client.Histogram<'enforcer'>;
+  bans: client.Counter<'scenario' | 'effect'>;
+  sketch: client.Gauge;
+  ips: client.Gauge;
+}
+
+function metrics(): GuardMetrics {
+  const registry = new client.Registry();
+  const lines = new client.Counter({ name: 'guard_lines_total', help: 'records read (rate() gives lines/s)', labelNames: ['topic'], registers: [registry] });
+  const rejected = new client.Counter({ name: 'guard_rejected_total', help: 'records skipped as malformed or absurd, by reason', labelNames: ['reason'], registers: [registry] });
+  const latency = new client.Histogram({
+    name: 'guard_decision_latency_seconds', help: "triggering line's $msec to the enforcer's acknowledgement", labelNames: ['enforcer'], registers: [registry],
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5],
+  });
+  const bans = new client.Counter({ name: 'guard_decisions_total', help: 'decision effects by scenario (ban, extend, unban, dry, capped)', labelNames: ['scenario', 'effect'], registers: [registry] });
+  const sketch = new client.Gauge({ name: 'guard_sketch_bytes', help: 'memory of the prefix sketches and top-K lists', registers: [registry] });
+  const ips = new client.Gauge({ name: 'guard_tracked_ips', help: 'addresses with bucket state (bounded by limits.ipsMax)', registers: [registry] });
+  return { registry, lines, rejected, latency, bans, sketch, ips };
+}
+
+export class Guard {
+  readonly log: Logger;
+  readonly m = metrics();
+  private detector!: DetectorState;
+  private decisions!: DecisionState;
+  private crs: Ruleset | undefined;
+  private client!: ChicagoClient;
+  private store!: DecisionStore;
+  private nft: NftEnforcer | undefined;
+  private nginx: NginxEnforcer | undefined;
+  private tails: TailStream[] = [];
+  private timers: NodeJS.Timeout[] = [];
+  private server: http.Server | undefined;
+  private readonly limits: ParseLimits;
+  private stopped = false;
+  /** CRS verdicts of recent distinct requests; full: the least recently used is dropped */
+  private readonly verdicts = new LruMap<boolean>(VERDICT_CACHE_ENTRIES_MAX);
+
+  /** `sourceFor` says which partitions of an input this guard reads (default: the configured list) */
+  constructor(readonly cfg: GuardConfig, private readonly sourceFor: (input: GuardConfig['inputs'][number]) => PartitionSource = (i) => new StaticPartitionSource(i.partitions)) {
+    this.log = pino({ level: cfg.logLevel, base: { guard: cfg.guardId } });
+    this.limits = { ...cfg.limits, prefixV4: cfg.prefixBits.v4, prefixV6: cfg.prefixBits.v6 };
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.cfg;
+    const allow = new Allowlist(cfg.allowlist);
+    const scenarios = compileScenarios(cfg.scenarios, cfg.loginPaths);
+    if (cfg.crs.enabled && scenarios.some((s) => s.usesCrs)) {
+      this.crs = compile(cfg.crs.rulesDir ?? DEBIAN_CRS_RULES_DIR, { paranoiaLevel: cfg.crs.paranoiaLevel, inboundThreshold: cfg.crs.inboundThreshold });
+    }
+    this.detector = newDetector(scenarios, allow, { ipsMax: cfg.limits.ipsMax, sketch: cfg.sketch });
+    this.decisions = newDecisions({ ...cfg.decisions, extendMinMs: 5000 }, allow);
+    this.client = await ChicagoClient.connect({ url: cfg.node.url, clientName: `guard-${cfg.guardId}`, requestTimeoutMs: cfg.node.timeoutMs, ...(cfg.node.token ? { token: cfg.node.token } : {}), ...(cfg.node.ca ? { ca: cfg.node.ca } : {}) });
+    await ensureDecisionsTopic(cfg.node.url, cfg.node.token, cfg.decisions.topic);
+    this.store = new DecisionStore(this.client, cfg.decisions.topic, cfg.decisions.keyspace, cfg.guardId);
+    const logFn = (level: 'info' | 'warn' | 'error', msg: string, extra?: object) => this.log[level](extra ?? {}, msg);
+    if (cfg.nftables) {
+      this.nft = new NftEnforcer({ ...cfg.nftables, active: () => this.decisions.active.values(), log: logFn });
+      await this.nft.start();
+    }
+    if (cfg.nginx) this.nginx = new NginxEnforcer(cfg.nginx.urls, cfg.nginx.timeoutMs, logFn);
+    // decisions in force survive a restart: read them back and enforce them before reading traffic
+    const restored = await this.store.load(Date.now());
+    await Promise.all(restored.flatMap((d) => decide(this.decisions, { kind: 'restore', decision: d }, Date.now())).map((e) => this.enforce(e, true)));
+    this.log.info({ restored: restored.length }, 'decisions restored');
+    this.followDecisions();
+    for (const input of cfg.inputs) {
+      const count = await this.partitionCount(input.topic);
+      for (const p of this.sourceFor(input).assigned(input.topic, count)) {
+        const tail = this.client.tail(input.topic, p, { group: cfg.group, from: input.from, commitIntervalMs: 500 });
+        this.tails.push(tail);
+        void this.consume(tail, input.format);
+      }
+    }
+    this.timers.push(setInterval(() => {
+      for (const d of expire(this.decisions, Date.now())) this.log.debug({ target: d.target }, 'decision expired');
+      this.m.sketch.set(sketchBytes(this.detector));
+      this.m.ips.set(this.detector.ips.size);
+    }, EXPIRE_INTERVAL_MS));
+    if (cfg.metrics) await this.serveMetrics(cfg.metrics.host, cfg.metrics.port);
+    this.log.info({ inputs: cfg.inputs.map((i) => i.topic), scenarios: scenarios.map((s) => s.spec.name + (s.spec.dryRun ? ' (dry-run)' : '')), nft: !!this.nft, nginx: !!this.nginx, crsRules: this.crs ? { active: this.crs.stats.active, setAside: this.crs.stats.setAside.length } : undefined }, 'guard running');
+  }
+
+  private async partitionCount(topic: string): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      const res = await fetch(`${this.cfg.node.url}/v1/topics/${encodeURIComponent(topic)}`, { headers: this.cfg.node.token ? { authorization: `Bearer ${this.cfg.node.token}` } : {} });
+      const body = (await res.json()) as { partitionCount?: number };
+      if (res.ok && body.partitionCount) return body.partitionCount;
+      if (attempt % 20 === 0) this.log.warn({ topic, status: res.status }, 'input topic not found; waiting for it');
+      await new Promise((r) => setTimeout(r, 500));
+      if (this.stopped) throw new Error('stopped');
+    }
+  }
+
+  private async consume(tail: TailStream, format: 'nginx' | 'sshd'): Promise<void> {
+    const topic = tail.topic;
+    const lines = this.m.lines.labels(topic);
+    try {
+      for await (const rec of tail) {
+        lines.inc();
+        const ev = format === 'nginx' ? parseNginx(rec.value, rec.timestampMs, this.limits) : parseSsh(rec.headers, rec.timestampMs, this.limits);
+        if (typeof ev === 'string') {
+          this.m.rejected.labels(ev).inc();
+          continue;
+        }
+        this.handle(ev);
+      }
+    } catch (err) {
+      if (!this.stopped) this.log.error({ err, topic, partition: tail.partition }, 'tail failed');
+    }
+  }
+
+  /** One event: detection, decisions, and the effects sent on their way (not awaited). */
+  handle(ev: GuardEvent): void {
+    const crs = this.crs;
+    const alerts = detect(this.detector, ev, () => {
+      if (!crs || ev.kind !== 'http') return false;
+      // the verdict depends on the request only: repeated requests (floods, popular pages) are looked up
+      const key = `${ev.method} ${ev.uri} ${ev.protocol}\n${ev.userAgent}\n${ev.referer}\n${ev.host}`;
+      let blocked = this.verdicts.get(key);
+      if (blocked === undefined) {
+        blocked = evaluate(crs, { method: ev.method, uri: ev.uri, protocol: ev.protocol, headers: { 'User-Agent': ev.userAgent, Referer: ev.referer, Host: ev.host }, remoteAddr: ev.client.ip }).blocked;
+        this.verdicts.set(key, blocked);
+      }
+      return blocked;
+    });
+    for (const alert of alerts) {
+      const sc = this.cfg.scenarios.find((s) => s.name === alert.scenario)!;
+      for (const e of decide(this.decisions, { kind: 'alert', alert, durationMs: sc.durationMs ?? 600_000 }, Date.now())) void this.enforce(e);
+    }
+  }
+
+  private async enforce(e: Effect, restored = false): Promise<void> {
+    if (e.type === 'capped' || e.type === 'dry' || e.type === 'allowlisted') {
+      const scenario = e.type === 'allowlisted' ? 'allowlist' : e.alert.scenario;
+      this.m.bans.labels(scenario, e.type).inc();
+      this.log.info({ effect: e.type, ...(e.type === 'allowlisted' ? { target: e.target } : { target: e.alert.target, detail: e.alert.detail }) }, `decision ${e.type}`);
+      return;
+    }
+    const d = e.decision;
+    this.m.bans.labels(d.scenario, e.type).inc();
+    const timed = async (name: string, p: Promise<void>): Promise<[string, number]> => {
+      await p;
+      const ms = d.eventMs !== undefined ? Date.now() - d.eventMs : NaN;
+      if (Number.isFinite(ms)) this.m.latency.labels(name).observe(ms / 1000);
+      return [name, ms];
+    };
+    const jobs: Array<Promise<[string, number]>> = [];
+    if (this.nft) jobs.push(timed('nft', e.type === 'unban' ? this.nft.unban(d) : this.nft.ban(d, e.type === 'extend')));
+    if (this.nginx) jobs.push(timed('nginx', e.type === 'unban' ? this.nginx.unban(d) : this.nginx.ban(d)));
+    const stored = !restored && (d.origin === 'guard' || e.type === 'unban') ? this.store.put(e.type === 'unban' ? 'unban' : 'ban', d).catch((err: unknown) => {
+      this.log.error({ err, target: d.target }, 'storing a decision failed');
+    }) : Promise.resolve();
+    const enforced = Object.fromEntries(await Promise.all(jobs));
+    await stored;
+    this.log.info({ effect: e.type, target: d.target, scope: d.scope, scenario: d.scenario, offense: d.offense, untilMs: d.untilMs, latencyMs: enforced, detail: d.detail }, restored ? 'decision restored' : `decision ${e.type}`);
+  }
+
+  /** Decisions written elsewhere (the CLI, other guards) reach this guard's enforcers too. */
+  private followDecisions(): void {
+    const tail = this.client.tail(this.cfg.decisions.topic, 0, { from: 'latest' });
+    this.tails.push(tail);
+    void (async () => {
+      try {
+        for await (const rec of tail) {
+          const r = decodeRecord(rec.value);
+          if (!r || r.by === this.cfg.guardId) continue;
+          const input = r.action === 'unban' ? { kind: 'unban' as const, target: r.decision.target } : { kind: 'restore' as const, decision: r.decision };
+          for (const e of decide(this.decisions, input, Date.now())) {
+            // already stored by whoever wrote it
+            const d = (e as { decision: Decision }).decision;
+            if (!d) continue;
+            if (this.nft) void (e.type === 'unban' ? this.nft.unban(d) : this.nft.ban(d, e.type === 'extend'));
+            if (this.nginx) void (e.type === 'unban' ? this.nginx.unban(d) : this.nginx.ban(d));
+            this.log.info({ effect: e.type, target: d.target, by: r.by }, `decision ${e.type} (followed)`);
+          }
+        }
+      } catch (err) {
+        if (!this.stopped) this.log.error({ err }, 'following decisions failed');
+      }
+    })();
+  }
+
+  private async serveMetrics(host: string, port: number): Promise<void> {
+    this.server = http.createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      this.m.registry.metrics().then((body) => res.writeHead(200, { 'content-type': this.m.registry.contentType }).end(body), () => res.writeHead(500).end());
+    });
+    await new Promise<void>((resolve) => this.server!.listen(port, host, resolve));
+    const addr = this.server.address();
+    this.log.info({ metrics: `http://${host}:${typeof addr === 'object' && addr ? addr.port : port}/metrics` }, 'metrics listening');
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    for (const t of this.tails) await t.return?.();
+    await this.nft?.close();
+    await this.store?.close().catch(() => undefined);
+    this.client?.close();
+    this.server?.close();
+  }
+}
+
+export async function runGuard(opts: { config: string }): Promise<void> {
+  const cfg = loadGuardConfig(opts.config);
+  const guard = new Guard(cfg);
+  const stop = () => {
+    guard.log.info('guard stopping');
+    void guard.stop().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  await guard.start();
+}

@@ -1,0 +1,23 @@
+// Which partitions of an input topic this guard reads. Today a fixed list (or all of them); a
+// consumer-group membership implements the same interface and calls `onChange` on reassignment.
+export interface PartitionSource {
+  /** the partitions to read now */
+  assigned(topic: string, partitionCount: number): number[];
+  /** called with the new assignment when it changes; returns an unsubscribe function */
+  onChange(listener: (topic: string, partitions: number[]) => void): () => void;
+}
+
+export class StaticPartitionSource implements PartitionSource {
+  constructor(private readonly wanted: 'all' | readonly number[]) {}
+
+  assigned(topic: string, partitionCount: number): number[] {
+    if (this.wanted === 'all') return Array.from({ length: partitionCount }, (_, i) => i);
+    const bad = this.wanted.filter((p) => p >= partitionCount);
+    if (bad.length > 0) throw new Error(`topic ${topic} has ${partitionCount} partitions; partitions ${bad.join(', ')} do not exist`);
+    return [...this.wanted];
+  }
+
+  onChange(): () => void {
+    return () => undefined;
+  }
+}
