@@ -24,6 +24,9 @@ declare -A NEED=(
   [systemd]=/lib/systemd/systemd-journald
   [openssh-server]=/usr/sbin/sshd
   [sshpass]=/usr/bin/sshpass
+  [libnginx-mod-http-lua]=/usr/lib/nginx/modules/ngx_http_lua_module.so
+  [nftables]=/usr/sbin/nft
+  [iproute2]=/usr/sbin/ip
 )
 
 log() { printf '[test-deps] %s\n' "$*" >&2; }
