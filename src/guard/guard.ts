@@ -87,11 +87,12 @@ export class Guard {
       await this.nft.start();
     }
     if (cfg.nginx) this.nginx = new NginxEnforcer(cfg.nginx.urls, cfg.nginx.timeoutMs, logFn);
-    // decisions in force survive a restart: read them back and enforce them before reading traffic
+    // decisions in force survive a restart: read them back and enforce them before reading traffic;
+    // following the topic starts first, so a decision written while the KV is read is not missed
+    this.followDecisions();
     const restored = await this.store.load(Date.now());
     await Promise.all(restored.flatMap((d) => decide(this.decisions, { kind: 'restore', decision: d }, Date.now())).map((e) => this.enforce(e, true)));
     this.log.info({ restored: restored.length }, 'decisions restored');
-    this.followDecisions();
     for (const input of cfg.inputs) {
       const count = await this.partitionCount(input.topic);
       for (const p of this.sourceFor(input).assigned(input.topic, count)) {
@@ -181,7 +182,7 @@ export class Guard {
     }) : Promise.resolve();
     const enforced = Object.fromEntries(await Promise.all(jobs));
     await stored;
-    this.log.info({ effect: e.type, target: d.target, scope: d.scope, scenario: d.scenario, offense: d.offense, untilMs: d.untilMs, latencyMs: enforced, detail: d.detail }, restored ? 'decision restored' : `decision ${e.type}`);
+    this.log.info({ effect: e.type, target: d.target, scope: d.scope, scenario: d.scenario, offense: d.offense, untilMs: d.untilMs, latencyMs: enforced, ...(d.eventMs !== undefined && e.type === 'ban' ? { detectMs: d.createdMs - d.eventMs } : {}), detail: d.detail }, restored ? 'decision restored' : `decision ${e.type}`);
   }
 
   /** Decisions written elsewhere (the CLI, other guards) reach this guard's enforcers too. */
