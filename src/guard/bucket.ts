@@ -8,6 +8,8 @@
 //   and is bounded by `capacity + 1` entries, the most an un-overflowed bucket can need.
 // - capacity 0 is CrowdSec's "trigger": every event overflows.
 import assert from 'node:assert/strict';
+import { LRUCache } from 'lru-cache';
+import { fnv } from './sketch.js';
 
 export interface BucketSpec {
   capacity: number;
@@ -21,7 +23,8 @@ export interface Bucket {
   level: number;
   atMs: number;
   blackholeUntilMs: number;
-  seen?: Set<string>;
+  /** 32-bit hashes of the distinct values seen (a collision only undercounts by one) */
+  seen?: Set<number>;
 }
 
 export type PourResult = 'poured' | 'overflow' | 'blackholed' | 'duplicate';
@@ -45,10 +48,10 @@ export function pour(spec: BucketSpec, b: Bucket, nowMs: number, distinctValue?:
   b.atMs = Math.max(b.atMs, nowMs);
   if (level === 0) b.seen = undefined;
   if (spec.distinct) {
-    const v = distinctValue ?? '';
+    const v = fnv(distinctValue ?? '', 0);
     if (b.seen?.has(v)) return 'duplicate';
     (b.seen ??= new Set()).add(v);
-    if (b.seen.size > spec.capacity + 1) b.seen.delete(b.seen.values().next().value as string);
+    if (b.seen.size > spec.capacity + 1) b.seen.delete(b.seen.values().next().value as number);
   }
   // rate.Limiter.Allow(): allowed while a whole token is left, i.e. level + 1 <= capacity.
   if (level + 1 > spec.capacity + 1e-9) {
@@ -68,48 +71,29 @@ export function isIdle(spec: BucketSpec, b: Bucket, nowMs: number): boolean {
 }
 
 /**
- * A Map bounded to `maxEntries` in least-recently-used order (a Map iterates in insertion order;
- * touching a key re-inserts it). Full policy: the least recently used key is evicted. For buckets
- * that means the quietest IP's count restarts from zero: an attacker must keep sending to stay in
- * the map, and one that is evicted needs `capacity` more events to overflow; a blackholed key that
- * is evicted can overflow again early, which only produces an extension of its decision.
+ * A map bounded to `maxEntries` in least-recently-used order (lru-cache: O(1) get/set/evict).
+ * Full policy: the least recently used key is evicted. For buckets that means the quietest IP's
+ * count restarts from zero: an attacker must keep sending to stay in the map, and one that is
+ * evicted needs `capacity` more events to overflow; a blackholed key that is evicted can overflow
+ * again early, which only produces an extension of its decision.
  */
-export class LruMap<V> {
-  private readonly map = new Map<string, V>();
+export class LruMap<V extends {}> {
+  private readonly cache: LRUCache<string, V>;
   evictions = 0;
 
   constructor(readonly maxEntries: number) {
     assert.ok(maxEntries >= 1, 'LruMap needs room for one entry');
+    this.cache = new LRUCache<string, V>({
+      max: maxEntries,
+      disposeAfter: (_v, _k, reason) => { if (reason === 'evict') this.evictions++; },
+    });
   }
 
-  get size(): number { return this.map.size; }
+  get size(): number { return this.cache.size; }
 
-  get(key: string): V | undefined {
-    const v = this.map.get(key);
-    if (v !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, v);
-    }
-    return v;
-  }
+  get(key: string): V | undefined { return this.cache.get(key); }
 
-  set(key: string, v: V): void {
-    this.map.delete(key);
-    this.map.set(key, v);
-    while (this.map.size > this.maxEntries) {
-      this.map.delete(this.map.keys().next().value as string);
-      this.evictions++;
-    }
-  }
+  set(key: string, v: V): void { this.cache.set(key, v); }
 
-  delete(key: string): boolean { return this.map.delete(key); }
-
-  /** up to `n` of the least recently used entries, oldest first */
-  *oldest(n: number): IterableIterator<[string, V]> {
-    let i = 0;
-    for (const e of this.map) {
-      if (i++ >= n) return;
-      yield e;
-    }
-  }
+  delete(key: string): boolean { return this.cache.delete(key); }
 }

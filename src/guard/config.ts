@@ -246,7 +246,7 @@ export function resolveGuardConfig(raw: unknown, base: string, env: NodeJS.Proce
     scenarios,
     prefixBits: { v4: r.prefixBits?.v4 ?? 24, v6: r.prefixBits?.v6 ?? 64 },
     limits: {
-      ipsMax: r.limits?.ipsMax ?? 200_000,
+      ipsMax: r.limits?.ipsMax ?? 100_000,
       lineBytesMax: r.limits?.lineBytesMax ?? 64 * 1024,
       uriCharsMax: r.limits?.uriCharsMax ?? 16 * 1024,
       clockSkewMsMax: r.limits?.clockSkewMsMax ?? 86_400_000,

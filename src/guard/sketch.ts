@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 
 /** FNV-1a over UTF-16 code units, seeded: two of them give the d row hashes (Kirsch–Mitzenmacher). */
-function fnv(s: string, seed: number): number {
+export function fnv(s: string, seed: number): number {
   let h = (0x811c9dc5 ^ seed) >>> 0;
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);
@@ -32,30 +32,33 @@ export class CountMinSketch {
 
   get bytes(): number { return this.cells.byteLength; }
 
-  private index(key: string, row: number, h1: number, h2: number): number {
+  private index(row: number, h1: number, h2: number): number {
     return row * this.width + ((h1 + Math.imul(row, h2 | 1)) >>> 0) % this.width;
   }
 
   /** Adds `n` and returns the new estimate (conservative update: only the minimal cells grow). */
   add(key: string, n = 1): number {
-    const h1 = fnv(key, 0);
-    const h2 = fnv(key, 0x9e3779b9);
-    let min = Infinity;
-    for (let r = 0; r < this.depth; r++) min = Math.min(min, this.cells[this.index(key, r, h1, h2)]);
-    const target = min + n;
+    return this.addHashed(fnv(key, 0), fnv(key, 0x9e3779b9), n);
+  }
+
+  estimate(key: string): number {
+    return this.estimateHashed(fnv(key, 0), fnv(key, 0x9e3779b9));
+  }
+
+  /** the same with the key's two hashes computed once by the caller (hashes()) */
+  addHashed(h1: number, h2: number, n = 1): number {
+    const target = this.estimateHashed(h1, h2) + n;
     for (let r = 0; r < this.depth; r++) {
-      const i = this.index(key, r, h1, h2);
+      const i = this.index(r, h1, h2);
       if (this.cells[i] < target) this.cells[i] = Math.min(target, 0xffffffff);
     }
     this.total += n;
     return target;
   }
 
-  estimate(key: string): number {
-    const h1 = fnv(key, 0);
-    const h2 = fnv(key, 0x9e3779b9);
+  estimateHashed(h1: number, h2: number): number {
     let min = Infinity;
-    for (let r = 0; r < this.depth; r++) min = Math.min(min, this.cells[this.index(key, r, h1, h2)]);
+    for (let r = 0; r < this.depth; r++) min = Math.min(min, this.cells[this.index(r, h1, h2)]);
     return min;
   }
 
@@ -104,13 +107,18 @@ export class WindowedSketch {
 
   add(key: string, nowMs: number, n = 1): number {
     this.advance(nowMs);
-    this.cur.add(key, n);
-    return this.estimate(key, nowMs);
+    const h1 = fnv(key, 0);
+    const h2 = fnv(key, 0x9e3779b9);
+    const cur = this.cur.addHashed(h1, h2, n);
+    return cur + this.prev.estimateHashed(h1, h2) * (1 - this.into(nowMs));
   }
 
   estimate(key: string, nowMs: number): number {
-    const into = this.startMs === undefined ? 0 : Math.min(1, Math.max(0, (nowMs - this.startMs) / this.windowMs));
-    return this.cur.estimate(key) + this.prev.estimate(key) * (1 - into);
+    return this.cur.estimate(key) + this.prev.estimate(key) * (1 - this.into(nowMs));
+  }
+
+  private into(nowMs: number): number {
+    return this.startMs === undefined ? 0 : Math.min(1, Math.max(0, (nowMs - this.startMs) / this.windowMs));
   }
 }
 
