@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { ConfigError, parseConfigFile } from '../runtime/config.js';
+import { nodeSchema } from '../runtime/config-node.js';
 import { CaFileError, readCa } from '../client/tls.js';
 import { TokenFileError, resolveToken } from '../client/token.js';
 import { type ScriptsConfig, resolveScriptsConfig, scriptsConfigSchema } from './scripts-config.js';
@@ -65,17 +66,7 @@ export const agentConfigSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    node: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        url: { type: 'string', pattern: '^https?://' },
-        token: { type: 'string', minLength: 1 },
-        tokenFile: { type: 'string', minLength: 1 },
-        ca: { type: 'string', minLength: 1 },
-        timeoutMs: int(100, 600_000),
-      },
-    },
+    node: nodeSchema,
     host: { type: 'string', pattern: NAME },
     spool: {
       type: 'object',

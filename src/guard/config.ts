@@ -3,8 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { ConfigError, parseConfigFile } from '../runtime/config.js';
-import { CaFileError, readCa } from '../client/tls.js';
-import { TokenFileError, resolveToken } from '../client/token.js';
+import { nodeSchema, nodeSecrets, schemaMessage } from '../runtime/config-node.js';
 import { Allowlist } from './ip.js';
 import { DEFAULT_SCENARIOS, type ScenarioSpec } from './scenarios.js';
 
@@ -89,17 +88,7 @@ export const guardConfigSchema = {
   additionalProperties: false,
   required: ['inputs'],
   properties: {
-    node: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        url: { type: 'string', pattern: '^https?://' },
-        token: { type: 'string', minLength: 1 },
-        tokenFile: { type: 'string', minLength: 1 },
-        ca: { type: 'string', minLength: 1 },
-        timeoutMs: int(100, 600_000),
-      },
-    },
+    node: nodeSchema,
     guardId: { type: 'string', pattern: NAME },
     group: { type: 'string', pattern: NAME },
     inputs: {
@@ -210,23 +199,10 @@ function mergeScenarios(list: Raw['scenarios']): ScenarioSpec[] {
 }
 
 export function resolveGuardConfig(raw: unknown, base: string, env: NodeJS.ProcessEnv = process.env): GuardConfig {
-  if (!validate(raw)) {
-    const msg = (validate.errors ?? [])
-      .map((e) => `${e.instancePath || '/'} ${e.message}${e.keyword === 'additionalProperties' ? ` (${(e.params as { additionalProperty: string }).additionalProperty})` : ''}`)
-      .join('; ');
-    throw new ConfigError(`guard config: ${msg}`);
-  }
+  if (!validate(raw)) throw new ConfigError(`guard config: ${schemaMessage(validate.errors)}`);
   const r = raw as unknown as Raw;
+  const { token, ca } = nodeSecrets(r.node, (p) => path.resolve(base, p), env, 'guard config');
   const abs = (p: string) => path.resolve(base, p);
-  let token: string | undefined;
-  let ca: string | undefined;
-  try {
-    token = resolveToken({ token: r.node?.token, tokenFile: r.node?.tokenFile ? abs(r.node.tokenFile) : undefined, env });
-    ca = readCa(r.node?.ca ? abs(r.node.ca) : env.CHICAGO_CA);
-  } catch (err) {
-    if (err instanceof TokenFileError || err instanceof CaFileError) throw new ConfigError(`guard config: ${err.message}`);
-    throw err;
-  }
   const allowlist = r.allowlist ?? [];
   const bad = Allowlist.check(allowlist);
   if (bad !== undefined) throw new ConfigError(`guard config: /allowlist '${bad}' is not an address or CIDR`);

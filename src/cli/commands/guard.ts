@@ -3,6 +3,7 @@ import { type Command, type Parsed, clientOptions, parseDuration, str } from '..
 import { UsageError } from '../errors.js';
 import { DEFAULT_URL, caFrom, tokenFrom, wantsJson } from '../http.js';
 import { line, table } from '../output.js';
+import type { Decision } from '../../guard/decisions.js';
 
 export const guard: Command = {
   name: 'guard',
@@ -46,6 +47,10 @@ async function target(p: Parsed) {
   return t;
 }
 
+function manual(t: { value: string; v6: boolean; cidr: boolean }, detail: string, nowMs: number, untilMs: number): Decision {
+  return { target: t.value, scope: t.cidr ? 'prefix' : 'ip', v6: t.v6, scenario: 'manual', detail, origin: 'manual', createdMs: nowMs, untilMs, offense: 1 };
+}
+
 const ban: Command = {
   name: 'guard ban',
   synopsis: 'IP|CIDR [--duration 4h] [--reason TEXT]',
@@ -57,7 +62,7 @@ const ban: Command = {
     const durationMs = parseDuration(str(p, 'duration') ?? '4h');
     if (durationMs === undefined || durationMs < 1000) throw new UsageError('--duration: a duration of at least 1s, like 30m or 4h', p.command);
     const now = Date.now();
-    const d = { target: t.value, scope: t.cidr ? 'prefix' as const : 'ip' as const, v6: t.v6, scenario: 'manual', detail: str(p, 'reason') ?? 'manual ban', origin: 'manual' as const, createdMs: now, untilMs: now + durationMs, offense: 1 };
+    const d = manual(t, str(p, 'reason') ?? 'manual ban', now, now + durationMs);
     await withStore(p, (s) => s.put('ban', d));
     await line(wantsJson(p) ? JSON.stringify(d) : `banned ${d.target} until ${new Date(d.untilMs).toISOString()}`);
   },
@@ -72,7 +77,7 @@ const unban: Command = {
   async run(p) {
     const t = await target(p);
     const now = Date.now();
-    const d = { target: t.value, scope: t.cidr ? 'prefix' as const : 'ip' as const, v6: t.v6, scenario: 'manual', detail: 'manual unban', origin: 'manual' as const, createdMs: now, untilMs: now, offense: 1 };
+    const d = manual(t, 'manual unban', now, now);
     await withStore(p, (s) => s.put('unban', d));
     await line(wantsJson(p) ? JSON.stringify(d) : `unbanned ${d.target}`);
   },
