@@ -98,6 +98,7 @@ http {
     'inputs: [{ topic: web-nginx, from: earliest }]',
     `scenarios: [{ name: http-flood, capacity: ${CAPACITY}, leakMs: 1000 }]`,
     `nginx: { urls: [http://127.0.0.1:${guardPort}/guard/blocklist] }`,
+    'metrics: { host: 127.0.0.1, port: 0 }',
     'logLevel: info',
   ].join('\n'));
   const proc = spawn(process.execPath, [cliPath, 'guard', '--config', path.join(dir, 'guard.yaml')], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -123,7 +124,7 @@ describe('guard → nginx Lua blocklist', () => {
     let firstForbiddenAt = -1;
     const deadline = Date.now() + slow(15_000);
     // one request after another, as fast as they are answered; bounded in count and time
-    for (let i = 0; i < 20_000 && Date.now() < deadline; i++) {
+    for (let i = 0; i < 200_000 && Date.now() < deadline; i++) {
       const status = await get('127.0.0.2', `/item/${i % 5}`);
       if (status === 200) served++;
       else if (status === 403) {
@@ -131,7 +132,7 @@ describe('guard → nginx Lua blocklist', () => {
         break;
       }
     }
-    if (firstForbiddenAt < 0) console.log(await (await fetch(`${node.url}/v1/topics/web-nginx`)).text(), (await readFile(path.join(dir, "access.json"), "utf8")).slice(0, 300), guard!.stdout.tail(20), await readFile(path.join(dir, "error.log"), "utf8"), agent!.stdout.tail(10), agent!.stderr.tail(10));
+    if (firstForbiddenAt < 0) await writeFile("/tmp/guard-nginx-fail.log", [await (await fetch(`${node.url}/v1/groups/chicago-guard/offsets`)).text(), await (await fetch(JSON.parse(guard!.stdout.lines().find((l) => l.includes("metrics listening"))!).metrics)).text(), await (await fetch(`${node.url}/v1/topics/web-nginx`)).text(), guard!.stdout.text(), agent!.stdout.text(), agent!.stderr.text()].join("\n----\n"));
     expect(firstForbiddenAt).toBeGreaterThan(0);
     const ban = JSON.parse(await guard!.stdout.waitFor(/"msg":"decision ban"/, 5000)) as { target: string; scenario: string; latencyMs: { nginx: number } };
     expect(ban.scenario).toBe('http-flood');

@@ -134,6 +134,7 @@ export class Guard {
         }
         this.handle(ev);
       }
+      if (!this.stopped) this.log.error({ topic, partition: tail.partition }, 'tail ended');
     } catch (err) {
       if (!this.stopped) this.log.error({ err, topic, partition: tail.partition }, 'tail failed');
     }
