@@ -11,6 +11,8 @@ import { parseNginx, parseSsh } from '../src/guard/parse.js';
 import { compileScenarios, DEFAULT_SCENARIOS } from '../src/guard/scenarios.js';
 import { ConfigError, resolveGuardConfig } from '../src/guard/config.js';
 import { tableScript } from '../src/guard/nft.js';
+import { loggedHeaders } from '../src/guard/guard.js';
+import { compile, evaluate } from '../src/guard/crs/index.js';
 
 const spec = (o: Partial<BucketSpec> = {}): BucketSpec => ({ capacity: 5, leakMs: 10_000, blackholeMs: 60_000, distinct: false, ...o });
 
@@ -325,5 +327,18 @@ describe('config', () => {
     expect(t).toContain('add set inet g v4 { type ipv4_addr; flags timeout; }');
     expect(t).toContain('add set inet g v6 { type ipv6_addr; flags timeout; }');
     expect(t).toContain('ip6 saddr @v6net drop');
+  });
+});
+
+describe('CRS on a log line', () => {
+  it('an absent User-Agent (logged as "") is not an empty one: a plain request to a numeric Host passes', () => {
+    const ev = parseNginx(nginx({ http_user_agent: '', host: '127.0.0.1', request_uri: '/item/1', status: '200' }), 1_700_000_000_000, lim);
+    if (typeof ev === 'string') throw new Error(ev);
+    expect(loggedHeaders(ev)).toEqual({ Host: '127.0.0.1' });
+    const rules = compile();
+    expect(evaluate(rules, { method: ev.method, uri: ev.uri, protocol: ev.protocol, headers: loggedHeaders(ev), remoteAddr: ev.client.ip }).blocked).toBe(false);
+    const sqli = parseNginx(nginx({ request_uri: "/p?id=1'%20UNION%20SELECT%20password%20FROM%20users--" }), 1_700_000_000_000, lim);
+    if (typeof sqli === 'string') throw new Error(sqli);
+    expect(evaluate(rules, { method: sqli.method, uri: sqli.uri, protocol: sqli.protocol, headers: loggedHeaders(sqli), remoteAddr: sqli.client.ip }).blocked).toBe(true);
   });
 });

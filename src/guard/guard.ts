@@ -45,6 +45,19 @@ function metrics(): GuardMetrics {
   return { registry, lines, rejected, latency, bans, sketch, ips };
 }
 
+/**
+ * The request headers a log line carries. nginx logs an absent header as an empty string, so an
+ * empty value is left out: CRS would otherwise score "empty User-Agent" (920330) for every client
+ * that sent none, which ModSecurity, seeing the header absent, does not at paranoia level 1.
+ */
+export function loggedHeaders(ev: { userAgent: string; referer: string; host: string }): Record<string, string> {
+  const h: Record<string, string> = {};
+  if (ev.userAgent) h['User-Agent'] = ev.userAgent;
+  if (ev.referer) h.Referer = ev.referer;
+  if (ev.host) h.Host = ev.host;
+  return h;
+}
+
 export class Guard {
   readonly log: Logger;
   readonly m = metrics();
@@ -149,7 +162,7 @@ export class Guard {
       const key = `${ev.method} ${ev.uri} ${ev.protocol}\n${ev.userAgent}\n${ev.referer}\n${ev.host}`;
       let blocked = this.verdicts.get(key);
       if (blocked === undefined) {
-        blocked = evaluate(crs, { method: ev.method, uri: ev.uri, protocol: ev.protocol, headers: { 'User-Agent': ev.userAgent, Referer: ev.referer, Host: ev.host }, remoteAddr: ev.client.ip }).blocked;
+        blocked = evaluate(crs, { method: ev.method, uri: ev.uri, protocol: ev.protocol, headers: loggedHeaders(ev), remoteAddr: ev.client.ip }).blocked;
         this.verdicts.set(key, blocked);
       }
       return blocked;
