@@ -23,6 +23,9 @@ export interface CompiledOperator {
   relaxed: boolean;
   /** @rx with required literals checked first */
   prefiltered?: boolean;
+  /** @rx with a prefilter: the literals (one of which every match contains) and the regex without its own prefilter */
+  literals?: readonly string[];
+  bare?: OpFn;
 }
 
 /** Operators that need data a log line does not carry, or libinjection. */
@@ -116,14 +119,17 @@ export function compileOperator(name: string, arg: string, opts: OperatorOptions
       const cap = info.cap;
       const lits = requiredLiterals(info.source);
       const pre = lits === null ? null : new PhraseMatcher(lits);
-      const fn: OpFn = (value) => {
-        const v = value.length > cap ? value.slice(0, cap) : value;
-        if (pre !== null && pre.find(v) === null) return null;
-        const m = re.exec(v);
+      const bare: OpFn = (value) => {
+        const m = re.exec(value.length > cap ? value.slice(0, cap) : value);
         if (m === null) return null;
         return { data: m[0], groups: m.length > 1 ? m.slice(1, 10).map((g) => g ?? '') : undefined };
       };
-      return { fn, engine: info.engine, relaxed: info.relaxed, prefiltered: pre !== null };
+      const fn: OpFn = pre === null ? bare : (value) => {
+        // a literal found only past the cap lets the regex run on the cut value: a superset, never a miss
+        if (pre.find(value.length > cap ? value.slice(0, cap) : value) === null) return null;
+        return bare(value);
+      };
+      return { fn, engine: info.engine, relaxed: info.relaxed, prefiltered: pre !== null, literals: lits ?? undefined, bare: pre === null ? undefined : bare };
     }
     case 'pm':
     case 'pmf':
