@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { strict as assert } from 'node:assert';
 import { parseRules, parseOperator, type Action, type RawRule, type Variable, type Directive } from './parse.js';
-import { compileOperator, UNEVALUABLE_OPERATORS, type CompiledOperator, type OpFn } from './operators.js';
+import { compileOperator, UNEVALUABLE_OPERATORS, type CompiledOperator, type OpFn, type OpMatch } from './operators.js';
 import { TRANSFORMS, type Transform, uriDecode, urlDecode } from './transforms.js';
 import { compilePcre, enableLinearEngine, type RegexMode } from './regex.js';
 import { PhraseSetMatcher } from './pm.js';
@@ -128,7 +128,11 @@ interface Link {
   op: OpFn | null;
   /** the shared literal prefilter of this link's transformation chain, and this link's set in it */
   pre: PhraseSetMatcher | null;
-  preId: number;
+  /** index of `pre` among the rule set's shared prefilters (Value.pf), and this link's bit */
+  preSlot: number;
+  preBit: number;
+  /** index of this link's operator result in Memo.res (a static operator on a single transformation result), or -1 */
+  lid: number;
   negated: boolean;
   capture: boolean;
   setvars: SetVar[];
@@ -148,6 +152,8 @@ interface Rule {
   skipAfter?: string;
   /** index to continue at after skipAfter, in this rule's phase list */
   skipTo: number;
+  /** the rule reads only the query's arguments and cookies: it cannot match a request with neither */
+  argsOnly: boolean;
   head: Link;
   file: string;
 }
@@ -161,6 +167,8 @@ export interface Ruleset {
   readonly stats: RulesetStats;
   /** runtime-compiled operators for arguments with request-dependent macros */
   readonly dynamicOps: Map<string, OpFn>;
+  /** per-value results shared across requests (bounded: MEMO_ENTRIES) */
+  readonly memos: Map<string, Memo>;
   readonly backtrackCapBytes: number;
   readonly regexMode: RegexMode;
   readonly maxValueBytes: number;
@@ -291,7 +299,9 @@ function compileLink(r: RawRule, logged: ReadonlySet<string>, defaults: Action[]
     opArg: r.operator.arg,
     op: null,
     pre: null,
-    preId: -1,
+    preSlot: -1,
+    preBit: 0,
+    lid: -1,
     negated: r.operator.negated,
     capture: r.actions.some((a) => a.name.toLowerCase() === 'capture'),
     setvars,
@@ -396,7 +406,7 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
       for (let i = 0; i < list.length; i++) {
         const e = list[i];
         if (e.marker !== undefined) {
-          phases[phase - 1].push({ id: 0, phase, msg: '', severity: '', log: false, marker: e.marker, skipTo: -1, head: null as unknown as Link, file: '' });
+          phases[phase - 1].push({ id: 0, phase, msg: '', severity: '', log: false, marker: e.marker, skipTo: -1, argsOnly: false, head: null as unknown as Link, file: '' });
           continue;
         }
         const raw = e.raw!;
@@ -479,6 +489,7 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
     list.forEach((rule, idx) => {
       if (rule.marker !== undefined) return;
       stats.active++;
+      rule.argsOnly = rule.head.targets.length > 0 && rule.head.targets.every((t) => !t.count && ARGS_OR_COOKIES.has(t.name));
       stats.activeIds.push(rule.id);
       if (rule.skipAfter !== undefined) {
         const at = list.findIndex((r, j) => j > idx && r.marker === rule.skipAfter);
@@ -509,10 +520,21 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
     });
   }
   // Links on the same transformation chain share one literal walk per value (PhraseSetMatcher).
+  let lids = 0;
+  for (const list of phases) for (const r of list) {
+    for (let l: Link | undefined = r.marker === undefined ? r.head : undefined; l; l = l.next) {
+      if (l.op !== null && !(l.multiMatch && l.transforms.length > 0)) l.lid = lids++;
+    }
+  }
+  let preSlots = 0;
   for (const group of byChain.values()) {
     if (group.length < 2) continue;
-    const pre = new PhraseSetMatcher(group.map((g) => g.c.literals!));
-    group.forEach((g, id) => { g.link.op = g.c.bare!; g.link.pre = pre; g.link.preId = id; });
+    for (let at = 0; at < group.length; at += PhraseSetMatcher.MAX_SETS) {
+      const part = group.slice(at, at + PhraseSetMatcher.MAX_SETS);
+      const pre = new PhraseSetMatcher(part.map((g) => g.c.literals!));
+      const slot = preSlots++;
+      part.forEach((g, id) => { g.link.op = g.c.bare!; g.link.pre = pre; g.link.preSlot = slot; g.link.preBit = 1 << id; });
+    }
   }
   return {
     phases: phases.slice(0, 2),
@@ -522,6 +544,7 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
     loggedHeaders: logged,
     stats,
     dynamicOps: new Map(),
+    memos: new Map(),
     backtrackCapBytes,
     regexMode,
     maxValueBytes,
@@ -539,6 +562,7 @@ function toRule(raw: RawRule, e: { id: number; phase: number }, logged: Readonly
     log: raw.actions.every((a) => a.name.toLowerCase() !== 'nolog'),
     skipAfter: chainLinks(raw).map((l) => action(l, 'skipafter')).find((x) => x !== undefined),
     skipTo: -1,
+    argsOnly: false,
     head: compileLink(raw, logged, defaults, true),
     file: raw.file,
   };
@@ -556,6 +580,9 @@ const COLLECTIONS = [
   'REQUEST_HEADERS_NAMES', 'REQUEST_COOKIES', 'REQUEST_COOKIES_NAMES', 'REMOTE_ADDR', 'SERVER_NAME',
 ] as const;
 const CID = new Map<string, number>(COLLECTIONS.map((c, i) => [c, i]));
+/** Collections whose values repeat from request to request (a URI or an argument value mostly does not): their memos are shared. */
+const SHARED_MEMO = COLLECTIONS.map((c) => ['REQUEST_METHOD', 'REQUEST_PROTOCOL', 'ARGS_NAMES', 'ARGS_GET_NAMES', 'REQUEST_HEADERS', 'REQUEST_HEADERS_NAMES', 'REQUEST_COOKIES_NAMES', 'SERVER_NAME'].includes(c));
+const ARGS_OR_COOKIES = new Set(['ARGS', 'ARGS_GET', 'ARGS_NAMES', 'ARGS_GET_NAMES', 'REQUEST_COOKIES', 'REQUEST_COOKIES_NAMES']);
 const CID_TX = -1;
 const CID_MATCHED_VAR = -2;
 const CID_MATCHED_VAR_NAME = -3;
@@ -578,14 +605,35 @@ interface Value {
   /** key, lower case */
   key: string;
   raw: string;
+  /** what rules worked out from `raw`: shared by every rule, and across requests for repeated values */
+  memo: Memo | null;
+}
+
+/** Results that depend only on a value's bytes. */
+interface Memo {
   /** transformation results by chain id (Link.tkey) */
-  cache: Array<string | undefined> | null;
-  /** shared-prefilter hits by chain id */
-  pf: Array<Uint8Array | undefined> | null;
+  t: Array<string | undefined>;
+  /** shared-prefilter hit masks by Link.preSlot */
+  pf: Array<number | undefined>;
+  /** multiMatch: the distinct transformation steps by chain id */
+  steps: Array<string[] | undefined>;
+  /** operator results by Link.lid (null: no match) */
+  res: Array<OpMatch | null | undefined>;
+}
+
+/** Values memoized across requests (User-Agent, Host, Referer, common arguments repeat): at most this many; the table is emptied when full. */
+export const MEMO_ENTRIES = 4096;
+/** Longer values are memoized for one request only. */
+export const MEMO_VALUE_BYTES = 512;
+
+function memoOf(v: Value): Memo {
+  let m = v.memo;
+  if (m === null) { m = { t: [], pf: [], steps: [], res: [] }; v.memo = m; }
+  return m;
 }
 
 function mk(coll: string, okey: string, raw: string): Value {
-  return { coll, okey, key: okey.toLowerCase(), raw, cache: null, pf: null };
+  return { coll, okey, key: okey.toLowerCase(), raw, memo: null };
 }
 
 /** MATCHED_VAR_NAME of a value: COLL or COLL:key. */
@@ -610,7 +658,8 @@ const EMPTY: Value[] = [];
 const URI_ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*(\/.*)$/s;
 
 class Ctx {
-  private readonly colls: Array<Value[] | undefined> = new Array(COLLECTIONS.length);
+  /** built collections by index (read directly on the hot path; `collection()` builds) */
+  readonly colls: Array<Value[] | undefined> = new Array(COLLECTIONS.length);
   matchedVar = '';
   matchedVarName = '';
   matchedVars: Value[] = EMPTY;
@@ -628,6 +677,7 @@ class Ctx {
     readonly template: ReadonlyMap<string, string>,
     logged: ReadonlySet<string>,
     private readonly cap: number,
+    private readonly memos: Map<string, Memo> | null = null,
   ) {
     this.method = this.capped(req?.method ?? '');
     this.uriRaw = this.capped(req?.uri ?? '');
@@ -674,6 +724,13 @@ class Ctx {
     if (key === undefined) return vals[0]?.raw ?? '';
     for (const v of vals) if (v.key === key) return v.raw;
     return '';
+  }
+
+  /** false when the request has no query arguments and no cookies */
+  mayHaveArgs(): boolean {
+    if (this.uriRaw.indexOf('?') >= 0) return true;
+    for (const [n] of this.headers) if (n.length === 6 && n.toLowerCase() === 'cookie') return true;
+    return false;
   }
 
   private parts?: { path: string; query: string | null; decoded: string };
@@ -769,8 +826,21 @@ class Ctx {
       }
       default: vals = EMPTY;
     }
+    if (this.memos !== null && SHARED_MEMO[cid]) for (const v of vals) v.memo = this.sharedMemo(v.raw);
     this.colls[cid] = vals;
     return vals;
+  }
+
+  private sharedMemo(raw: string): Memo | null {
+    if (raw.length > MEMO_VALUE_BYTES) return null;
+    const memos = this.memos!;
+    let m = memos.get(raw);
+    if (m === undefined) {
+      if (memos.size >= MEMO_ENTRIES) memos.clear();
+      m = { t: [], pf: [], steps: [], res: [] };
+      memos.set(raw, m);
+    }
+    return m;
   }
 
   /** TX entries whose key matches keyRe (template keys that match are listed once per rule set). */
@@ -825,8 +895,7 @@ function excluded(excl: readonly Target[], v: Value): boolean {
 
 function transformed(link: Link, v: Value): string {
   if (link.transforms.length === 0) return v.raw;
-  let c = v.cache;
-  if (c === null) { c = []; v.cache = c; }
+  const c = memoOf(v).t;
   let s = c[link.tkey];
   if (s === undefined) {
     s = v.raw;
@@ -883,9 +952,9 @@ function runLink(link: Link, ctx: Ctx, run: RunOptions): boolean {
       case CID_MATCHED_VAR: vals = [mk('MATCHED_VAR', '', ctx.matchedVar)]; break;
       case CID_MATCHED_VAR_NAME: vals = [mk('MATCHED_VAR_NAME', '', ctx.matchedVarName)]; break;
       case CID_MATCHED_VARS: vals = ctx.matchedVars; break;
-      case CID_MATCHED_VARS_NAMES: vals = ctx.matchedVars.map((v) => ({ ...v, raw: nameOf(v), cache: null, pf: null })); break;
+      case CID_MATCHED_VARS_NAMES: vals = ctx.matchedVars.map((v) => ({ ...v, raw: nameOf(v), memo: null })); break;
       case CID_NONE: vals = EMPTY; break;
-      default: vals = ctx.collection(t.cid);
+      default: { const have = ctx.colls[t.cid]; vals = have !== undefined ? have : ctx.collection(t.cid); }
     }
     const key = t.key;
     const keyRe = t.keyRe;
@@ -919,44 +988,47 @@ function runLink(link: Link, ctx: Ctx, run: RunOptions): boolean {
 function testValue(link: Link, op: OpFn, v: Value, ctx: Ctx, matched: Value[] | null): boolean {
   if (!link.multiMatch || link.transforms.length === 0) {
     const s = transformed(link, v);
-    if (link.pre !== null) {
-      let pf = v.pf;
-      if (pf === null) { pf = []; v.pf = pf; }
-      let hits = pf[link.tkey];
-      if (hits === undefined) { hits = link.pre.scan(s); pf[link.tkey] = hits; }
-      // none of the literals: the regex cannot match
-      if (hits[link.preId] === 0) {
-        if (!link.negated || !check(link, NO_MATCH, s, v, ctx)) return false;
-        onMatch(link, v, ctx, matched);
-        return true;
+    let m: OpMatch | null | undefined;
+    if (link.lid >= 0) {
+      const memo = memoOf(v);
+      m = memo.res[link.lid];
+      if (m === undefined) {
+        if (link.pre !== null) {
+          let hits = memo.pf[link.preSlot];
+          if (hits === undefined) { hits = link.pre.scan(s); memo.pf[link.preSlot] = hits; }
+          if ((hits & link.preBit) === 0) m = null; // none of the literals: the pattern cannot match
+        }
+        if (m === undefined) m = op(s);
+        memo.res[link.lid] = m;
       }
-    }
-    if (!check(link, op, s, v, ctx)) return false;
+    } else m = op(s);
+    if (!matchedBy(link, m, s, v, ctx)) return false;
     onMatch(link, v, ctx, matched);
     return true;
   }
-  let s = v.raw;
+  const all = memoOf(v).steps;
+  let steps = all[link.tkey];
+  if (steps === undefined) {
+    let s = v.raw;
+    steps = [s];
+    for (const f of link.transforms) { const nx = f(s); if (nx !== s) steps.push(nx); s = nx; }
+    all[link.tkey] = steps;
+  }
   let any = false;
-  if (check(link, op, s, v, ctx)) { any = true; onMatch(link, v, ctx, matched); }
-  for (const f of link.transforms) {
-    const nx = f(s);
-    if (nx === s) continue;
-    s = nx;
-    if (check(link, op, s, v, ctx)) { any = true; onMatch(link, v, ctx, matched); }
+  for (let i = 0; i < steps.length; i++) {
+    if (matchedBy(link, op(steps[i]), steps[i], v, ctx)) { any = true; onMatch(link, v, ctx, matched); }
   }
   return any;
 }
 
-const NO_MATCH: OpFn = () => null;
-
 function onMatch(link: Link, v: Value, ctx: Ctx, matched: Value[] | null): void {
-  if (matched !== null) matched.push({ coll: v.coll, okey: v.okey, key: v.key, raw: ctx.matchedVar, cache: null, pf: null });
+  if (matched !== null) matched.push({ coll: v.coll, okey: v.okey, key: v.key, raw: ctx.matchedVar, memo: null });
   if (link.setvars.length > 0) applySetvars(link, ctx);
   if (link.engineOff) ctx.engineOff = true;
 }
 
-function check(link: Link, op: OpFn, s: string, v: Value, ctx: Ctx): boolean {
-  const m = op(s);
+/** Whether operator result m is a match for the link (negation); records MATCHED_VAR and captures. */
+function matchedBy(link: Link, m: OpMatch | null, s: string, v: Value, ctx: Ctx): boolean {
   const hit = link.negated ? m === null : m !== null;
   if (!hit) return false;
   ctx.matchedVar = s;
@@ -975,13 +1047,15 @@ function runRule(rule: Rule, ctx: Ctx, run: RunOptions): boolean {
 
 /** Runs the rule set on one request. Pure: reads nothing but its arguments. */
 export function evaluate(ruleset: Ruleset, request: GuardRequest): Verdict {
-  const ctx = new Ctx(request, new Map(), ruleset.template, ruleset.loggedHeaders, ruleset.maxValueBytes);
+  const ctx = new Ctx(request, new Map(), ruleset.template, ruleset.loggedHeaders, ruleset.maxValueBytes, ruleset.memos);
   const matched: MatchedRule[] = [];
   const run: RunOptions = ruleset as unknown as RunOptions;
+  const noArgs = !ctx.mayHaveArgs();
   for (const list of ruleset.phases) {
     for (let i = 0; i < list.length; i++) {
       const rule = list[i];
       if (rule.marker !== undefined) continue;
+      if (rule.argsOnly && noArgs) continue;
       if (!runRule(rule, ctx, run)) continue;
       if (ctx.engineOff) return { score: 0, matched: [], blocked: false, truncated: ctx.truncated };
       if (rule.log && rule.id !== 0) matched.push({ id: rule.id, msg: ctx.expand(rule.msg), severity: rule.severity });

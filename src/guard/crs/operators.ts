@@ -23,7 +23,7 @@ export interface CompiledOperator {
   relaxed: boolean;
   /** @rx with required literals checked first */
   prefiltered?: boolean;
-  /** @rx with a prefilter: the literals (one of which every match contains) and the regex without its own prefilter */
+  /** @rx with a prefilter, @pm: the literals (one of which every match contains) and the operator without its own prefilter */
   literals?: readonly string[];
   bare?: OpFn;
 }
@@ -138,10 +138,11 @@ export function compileOperator(name: string, arg: string, opts: OperatorOptions
         ? arg.split(/\s+/).filter((p) => p !== '')
         : arg.split(/\s+/).filter((p) => p !== '').flatMap((f) => readPhraseFile(opts.rulesDir, f));
       const m = new PhraseMatcher(phrases);
-      return native((value) => {
+      const fn: OpFn = (value) => {
         const hit = m.find(value);
         return hit === null ? null : { data: hit };
-      });
+      };
+      return { fn, engine: 'native', relaxed: false, literals: m.phrases, bare: fn };
     }
     case 'beginswith': return native((v) => (v.startsWith(arg) ? { data: arg } : null));
     case 'endswith': return native((v) => (v.endsWith(arg) ? { data: arg } : null));

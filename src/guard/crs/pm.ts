@@ -77,21 +77,23 @@ function fold(p: string): string {
 }
 
 /**
- * Several phrase sets in one automaton: one walk over a value says which sets have a phrase in it.
- * Rules whose regexes share a transformation chain share one walk per value this way instead of
- * walking their own prefilter each.
+ * Up to 31 phrase sets in one automaton: one walk over a value gives a bit mask of the sets with
+ * a phrase in it. Rules whose patterns share a transformation chain share one walk per value this
+ * way instead of each walking its own prefilter.
  */
 export class PhraseSetMatcher {
+  static readonly MAX_SETS = 31;
+  /** delta[state + byte] → next state, states premultiplied by 256 */
   private readonly delta: Int32Array;
-  /** outIds[outStart[s] .. outStart[s + 1]) are the sets with a phrase ending at state s (failure chain folded in) */
-  private readonly outStart: Int32Array;
-  private readonly outIds: Int32Array;
+  /** per state (index state >> 8): the sets with a phrase ending there, failure chain folded in */
+  private readonly outMask: Int32Array;
   readonly sets: number;
 
   constructor(sets: ReadonlyArray<Iterable<string>>) {
+    if (sets.length > PhraseSetMatcher.MAX_SETS) throw new Error(`PhraseSetMatcher takes at most ${PhraseSetMatcher.MAX_SETS} sets`);
     this.sets = sets.length;
     const gotoRows: Array<Map<number, number>> = [new Map()];
-    const ends: Array<Set<number>> = [new Set()];
+    const ends: number[] = [0];
     sets.forEach((phrases, id) => {
       for (const raw of phrases) {
         const p = fold(raw);
@@ -103,12 +105,12 @@ export class PhraseSetMatcher {
           if (nx === undefined) {
             nx = gotoRows.length;
             gotoRows.push(new Map());
-            ends.push(new Set());
+            ends.push(0);
             gotoRows[s].set(b, nx);
           }
           s = nx;
         }
-        ends[s].add(id);
+        ends[s] |= 1 << id;
       }
     });
     const states = gotoRows.length;
@@ -121,7 +123,7 @@ export class PhraseSetMatcher {
     }
     for (let qi = 0; qi < queue.length; qi++) {
       const s = queue[qi];
-      for (const id of ends[fail[s]]) ends[s].add(id); // fail[s] is nearer the root: already complete
+      ends[s] |= ends[fail[s]]; // fail[s] is nearer the root: already complete
       for (let b = 0; b < 256; b++) {
         const nx = gotoRows[s].get(b);
         if (nx !== undefined) {
@@ -131,33 +133,23 @@ export class PhraseSetMatcher {
         } else delta[s * 256 + b] = delta[fail[s] * 256 + b];
       }
     }
-    const outStart = new Int32Array(states + 1);
-    const ids: number[] = [];
-    for (let s = 0; s < states; s++) {
-      outStart[s] = ids.length;
-      for (const id of ends[s]) ids.push(id);
-    }
-    outStart[states] = ids.length;
+    for (let i = 0; i < delta.length; i++) delta[i] <<= 8;
     this.delta = delta;
-    this.outStart = outStart;
-    this.outIds = Int32Array.from(ids);
+    this.outMask = Int32Array.from(ends);
   }
 
-  /** Which sets have a phrase in s (ASCII case-insensitive): hits[id] === 1. */
-  scan(s: string): Uint8Array {
-    const hits = new Uint8Array(this.sets);
+  /** Bit id is set when set id has a phrase in s (ASCII case-insensitive). */
+  scan(s: string): number {
     const delta = this.delta;
-    const outStart = this.outStart;
-    const outIds = this.outIds;
+    const outMask = this.outMask;
     let st = 0;
+    let mask = 0;
     for (let i = 0; i < s.length; i++) {
       let b = s.charCodeAt(i) & 0xff;
       if (b >= 0x41 && b <= 0x5a) b += 0x20;
-      st = delta[st * 256 + b];
-      const a = outStart[st];
-      const e = outStart[st + 1];
-      for (let k = a; k < e; k++) hits[outIds[k]] = 1;
+      st = delta[st + b];
+      mask |= outMask[st >> 8];
     }
-    return hits;
+    return mask;
   }
 }

@@ -8,7 +8,9 @@ const HEX = /^[0-9a-fA-F]$/;
 const isHex = (c: string | undefined) => c !== undefined && HEX.test(c);
 const NON_ASCII = /[\x80-\xff]/;
 
+const UPPER = /[A-Z]/;
 export function lowercase(s: string): string {
+  if (!UPPER.test(s)) return s;
   if (!NON_ASCII.test(s)) return s.toLowerCase();
   return s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
 }
@@ -111,21 +113,28 @@ export const cssDecode: Transform = (str) => decodeBackslashes(str, (s, i) => {
 });
 
 export const removeNulls: Transform = (s) => (s.indexOf('\0') < 0 ? s : s.replace(/\0/g, ''));
-export const compressWhitespace: Transform = (s) => s.replace(/[\t-\r \xa0]+/g, ' ');
-export const removeWhitespace: Transform = (s) => s.replace(/[\t-\r \xa0]+/g, '');
-export const trim: Transform = (s) => s.replace(/^[\t-\r ]+|[\t-\r ]+$/g, '');
+const WS_RUN = /[\t-\r\xa0]| {2}/;
+const WS = /[\t-\r \xa0]/;
+export const compressWhitespace: Transform = (s) => (WS_RUN.test(s) ? s.replace(/[\t-\r \xa0]+/g, ' ') : s);
+export const removeWhitespace: Transform = (s) => (WS.test(s) ? s.replace(/[\t-\r \xa0]+/g, '') : s);
+const EDGE_WS = /^[\t-\r ]|[\t-\r ]$/;
+export const trim: Transform = (s) => (EDGE_WS.test(s) ? s.replace(/^[\t-\r ]+|[\t-\r ]+$/g, '') : s);
 
 export function replaceComments(s: string): string {
   if (s.indexOf('/*') < 0) return s;
   return s.replace(/\/\*[\s\S]*?(?:\*\/|$)/g, ' ');
 }
 
+const COMMENT_START = /\/\*|<!--|--|#/;
 export function removeComments(s: string): string {
+  if (!COMMENT_START.test(s)) return s;
   return s.replace(/\/\*[\s\S]*?(?:\*\/|$)|<!--[\s\S]*?(?:-->|$)|--.*$|#.*$/gm, '');
 }
 
 /** ModSecurity's cmdLine: drop \ " ' ^, drop spaces before / and (, , and ; to space, squeeze spaces, lowercase. */
+const CMDLINE_CHANGES = /[\\"'^,;\t-\r A-Z]/;
 export function cmdLine(s: string): string {
+  if (!CMDLINE_CHANGES.test(s)) return s; // nothing to drop, squeeze or lowercase
   let out = '';
   let space = false;
   for (let i = 0; i < s.length; i++) {
