@@ -51,9 +51,38 @@ function ipv4ToInt(ip: string): number {
   return ip.split('.').reduce((acc, o) => (acc << 8) + Number(o), 0) >>> 0;
 }
 
+/** An IPv6 address as a 128-bit integer (embedded IPv4 and zone ids handled), or null. */
+export function ipv6ToBigInt(ip: string): bigint | null {
+  const pct = ip.indexOf('%');
+  const a = pct >= 0 ? ip.slice(0, pct) : ip;
+  if (isIP(a) !== 6) return null;
+  let groups: string[];
+  const dbl = a.indexOf('::');
+  const words = (s: string): string[] => {
+    if (s === '') return [];
+    const parts = s.split(':');
+    const last = parts[parts.length - 1];
+    if (last.includes('.')) {
+      const v4 = ipv4ToInt(last);
+      parts.splice(parts.length - 1, 1, (v4 >>> 16).toString(16), (v4 & 0xffff).toString(16));
+    }
+    return parts;
+  };
+  if (dbl >= 0) {
+    const head = words(a.slice(0, dbl));
+    const tail = words(a.slice(dbl + 2));
+    groups = [...head, ...Array<string>(8 - head.length - tail.length).fill('0'), ...tail];
+  } else groups = words(a);
+  if (groups.length !== 8) return null;
+  let x = 0n;
+  for (const g of groups) x = (x << 16n) | BigInt(parseInt(g, 16));
+  return x;
+}
+
 function ipMatcher(arg: string): OpFn {
   const v4: Array<[number, number]> = [];
-  const v6: string[] = [];
+  const v6: Array<[bigint, bigint]> = [];
+  const ALL = (1n << 128n) - 1n;
   for (const raw of arg.split(/[,\s]+/)) {
     if (raw === '') continue;
     const [addr, bits] = raw.split('/');
@@ -61,14 +90,23 @@ function ipMatcher(arg: string): OpFn {
       const b = bits === undefined ? 32 : Number(bits);
       const mask = b === 0 ? 0 : (~0 << (32 - b)) >>> 0;
       v4.push([ipv4ToInt(addr) & mask, mask]);
-    } else if (isIP(addr) === 6) v6.push(addr.toLowerCase());
+    } else {
+      const x = ipv6ToBigInt(addr);
+      if (x === null) continue;
+      const b = bits === undefined ? 128 : Number(bits);
+      const mask = b <= 0 ? 0n : (ALL << BigInt(128 - Math.min(b, 128))) & ALL;
+      v6.push([x & mask, mask]);
+    }
   }
   return (value) => {
     const kind = isIP(value);
     if (kind === 4) {
       const x = ipv4ToInt(value);
       for (const [net, mask] of v4) if (((x & mask) >>> 0) === net) return { data: value };
-    } else if (kind === 6 && v6.includes(value.toLowerCase())) return { data: value };
+    } else if (v6.length > 0) {
+      const x = ipv6ToBigInt(value);
+      if (x !== null) for (const [net, mask] of v6) if ((x & mask) === net) return { data: value };
+    }
     return null;
   };
 }
