@@ -122,6 +122,8 @@ interface Link {
   transforms: Transform[];
   /** id of the transformation chain (cache key) */
   tkey: number;
+  /** ids of the chain's prefixes (tprefix[i]: the first i + 1 transformations), so chains share their common start */
+  tprefix: number[];
   multiMatch: boolean;
   opName: string;
   opArg: string;
@@ -264,9 +266,14 @@ function compileLink(r: RawRule, logged: ReadonlySet<string>, defaults: Action[]
     transforms.push(fn);
     names.push(t);
   }
-  const tname = names.join(',');
-  let tkey = transformIds.get(tname);
-  if (tkey === undefined) { tkey = transformIds.size; transformIds.set(tname, tkey); }
+  const chainId = (list: readonly string[]): number => {
+    const name = list.join(',');
+    let id = transformIds.get(name);
+    if (id === undefined) { id = transformIds.size; transformIds.set(name, id); }
+    return id;
+  };
+  const tkey = chainId(names);
+  const tprefix = names.map((_n, i) => chainId(names.slice(0, i + 1)));
   const setvars: SetVar[] = [];
   for (const a of r.actions) {
     if (a.name.toLowerCase() !== 'setvar' || a.value === undefined) continue;
@@ -294,6 +301,7 @@ function compileLink(r: RawRule, logged: ReadonlySet<string>, defaults: Action[]
     excludes,
     transforms,
     tkey,
+    tprefix,
     multiMatch: r.actions.some((a) => a.name.toLowerCase() === 'multimatch'),
     opName: r.operator.name,
     opArg: r.operator.arg,
@@ -607,6 +615,8 @@ interface Value {
   raw: string;
   /** what rules worked out from `raw`: shared by every rule, and across requests for repeated values */
   memo: Memo | null;
+  /** a request-collection value (memoized); false for TX and MATCHED_* values built per rule */
+  kept: boolean;
 }
 
 /** Results that depend only on a value's bytes. */
@@ -617,8 +627,8 @@ interface Memo {
   pf: Array<number | undefined>;
   /** multiMatch: the distinct transformation steps by chain id */
   steps: Array<string[] | undefined>;
-  /** operator results by Link.lid (null: no match) */
-  res: Array<OpMatch | null | undefined>;
+  /** operator results by Link.lid (null: no match); kept only in memos shared across requests */
+  res: Array<OpMatch | null | undefined> | null;
 }
 
 /** Values memoized across requests (User-Agent, Host, Referer, common arguments repeat): at most this many; the table is emptied when full. */
@@ -628,12 +638,13 @@ export const MEMO_VALUE_BYTES = 512;
 
 function memoOf(v: Value): Memo {
   let m = v.memo;
-  if (m === null) { m = { t: [], pf: [], steps: [], res: [] }; v.memo = m; }
+  if (m === null) { m = { t: [], pf: [], steps: [], res: null }; v.memo = m; }
   return m;
 }
 
-function mk(coll: string, okey: string, raw: string): Value {
-  return { coll, okey, key: okey.toLowerCase(), raw, memo: null };
+/** A value of a request collection (kept: its memo serves every rule) or a transient one (TX, MATCHED_*, counts). */
+function mk(coll: string, okey: string, raw: string, kept = false): Value {
+  return { coll, okey, key: okey.toLowerCase(), raw, memo: null, kept };
 }
 
 /** MATCHED_VAR_NAME of a value: COLL or COLL:key. */
@@ -713,8 +724,10 @@ class Ctx {
 
   macro(ref: string): string {
     const dot = ref.indexOf('.');
-    const coll = (dot < 0 ? ref : ref.slice(0, dot)).toUpperCase();
-    const key = dot < 0 ? undefined : ref.slice(dot + 1).toLowerCase();
+    return this.macroRef((dot < 0 ? ref : ref.slice(0, dot)).toUpperCase(), dot < 0 ? undefined : ref.slice(dot + 1).toLowerCase());
+  }
+
+  macroRef(coll: string, key: string | undefined): string {
     if (coll === 'TX') return key === undefined ? '' : (this.txGet(key) ?? '');
     if (coll === 'MATCHED_VAR') return this.matchedVar;
     if (coll === 'MATCHED_VAR_NAME') return this.matchedVarName;
@@ -791,7 +804,7 @@ class Ctx {
     if (have !== undefined) return have;
     const name = COLLECTIONS[cid];
     let vals: Value[];
-    const one = (v: string): Value[] => [mk(name, '', v)];
+    const one = (v: string): Value[] => [mk(name, '', v, true)];
     switch (name) {
       case 'REQUEST_METHOD': vals = one(this.method); break;
       case 'REQUEST_PROTOCOL': vals = one(this.protocol); break;
@@ -812,12 +825,12 @@ class Ctx {
         break;
       }
       case 'QUERY_STRING': { const q = this.pathParts().query; vals = q === null ? EMPTY : one(q); break; }
-      case 'ARGS': case 'ARGS_GET': { const a = this.args(); vals = a.length === 0 ? EMPTY : a.map(([k, v]) => mk(name, k, v)); break; }
-      case 'ARGS_NAMES': case 'ARGS_GET_NAMES': { const a = this.args(); vals = a.length === 0 ? EMPTY : a.map(([k]) => mk(name, k, k)); break; }
-      case 'REQUEST_HEADERS': vals = this.headers.map(([k, v]) => mk(name, k, v)); break;
-      case 'REQUEST_HEADERS_NAMES': vals = this.headers.map(([k]) => mk(name, k, k)); break;
-      case 'REQUEST_COOKIES': { const c = this.cookies(); vals = c.length === 0 ? EMPTY : c.map(([k, v]) => mk(name, k, v)); break; }
-      case 'REQUEST_COOKIES_NAMES': { const c = this.cookies(); vals = c.length === 0 ? EMPTY : c.map(([k]) => mk(name, k, k)); break; }
+      case 'ARGS': case 'ARGS_GET': { const a = this.args(); vals = a.length === 0 ? EMPTY : a.map(([k, v]) => mk(name, k, v, true)); break; }
+      case 'ARGS_NAMES': case 'ARGS_GET_NAMES': { const a = this.args(); vals = a.length === 0 ? EMPTY : a.map(([k]) => mk(name, k, k, true)); break; }
+      case 'REQUEST_HEADERS': vals = this.headers.map(([k, v]) => mk(name, k, v, true)); break;
+      case 'REQUEST_HEADERS_NAMES': vals = this.headers.map(([k]) => mk(name, k, k, true)); break;
+      case 'REQUEST_COOKIES': { const c = this.cookies(); vals = c.length === 0 ? EMPTY : c.map(([k, v]) => mk(name, k, v, true)); break; }
+      case 'REQUEST_COOKIES_NAMES': { const c = this.cookies(); vals = c.length === 0 ? EMPTY : c.map(([k]) => mk(name, k, k, true)); break; }
       case 'REMOTE_ADDR': vals = this.remoteAddr === '' ? EMPTY : one(this.remoteAddr); break;
       case 'SERVER_NAME': {
         const h = this.headers.find(([k]) => k.toLowerCase() === 'host');
@@ -862,16 +875,19 @@ class Ctx {
 }
 
 /** A string with %{…} macros split at compile time: literal parts and references alternate. */
-type Macro = string | { parts: string[]; refs: string[] };
+type Macro = string | { parts: string[]; refs: MacroRef[] };
+/** %{COLL.key}: collection upper case, key lower case */
+interface MacroRef { coll: string; key: string | undefined }
 
 function compileMacro(s: string): Macro {
   if (s.indexOf('%{') < 0) return s;
   const parts: string[] = [];
-  const refs: string[] = [];
+  const refs: MacroRef[] = [];
   let last = 0;
   for (const m of s.matchAll(/%\{([^}]+)\}/g)) {
     parts.push(s.slice(last, m.index));
-    refs.push(m[1]);
+    const dot = m[1].indexOf('.');
+    refs.push({ coll: (dot < 0 ? m[1] : m[1].slice(0, dot)).toUpperCase(), key: dot < 0 ? undefined : m[1].slice(dot + 1).toLowerCase() });
     last = m.index! + m[0].length;
   }
   parts.push(s.slice(last));
@@ -881,7 +897,7 @@ function compileMacro(s: string): Macro {
 function expandMacro(m: Macro, ctx: Ctx): string {
   if (typeof m === 'string') return m;
   let out = m.parts[0];
-  for (let i = 0; i < m.refs.length; i++) out += ctx.macro(m.refs[i]) + m.parts[i + 1];
+  for (let i = 0; i < m.refs.length; i++) out += ctx.macroRef(m.refs[i].coll, m.refs[i].key) + m.parts[i + 1];
   return out;
 }
 
@@ -895,13 +911,23 @@ function excluded(excl: readonly Target[], v: Value): boolean {
 
 function transformed(link: Link, v: Value): string {
   if (link.transforms.length === 0) return v.raw;
+  if (!v.kept) {
+    let s = v.raw;
+    for (const f of link.transforms) s = f(s);
+    return s;
+  }
   const c = memoOf(v).t;
   let s = c[link.tkey];
-  if (s === undefined) {
-    s = v.raw;
-    for (const f of link.transforms) s = f(s);
-    c[link.tkey] = s;
+  if (s !== undefined) return s;
+  const fs = link.transforms;
+  const pre = link.tprefix;
+  let from = 0;
+  s = v.raw;
+  for (let k = fs.length - 2; k >= 0; k--) {
+    const p = c[pre[k]];
+    if (p !== undefined) { s = p; from = k + 1; break; }
   }
+  for (let j = from; j < fs.length; j++) { s = fs[j](s); c[pre[j]] = s; }
   return s;
 }
 
@@ -952,7 +978,7 @@ function runLink(link: Link, ctx: Ctx, run: RunOptions): boolean {
       case CID_MATCHED_VAR: vals = [mk('MATCHED_VAR', '', ctx.matchedVar)]; break;
       case CID_MATCHED_VAR_NAME: vals = [mk('MATCHED_VAR_NAME', '', ctx.matchedVarName)]; break;
       case CID_MATCHED_VARS: vals = ctx.matchedVars; break;
-      case CID_MATCHED_VARS_NAMES: vals = ctx.matchedVars.map((v) => ({ ...v, raw: nameOf(v), memo: null })); break;
+      case CID_MATCHED_VARS_NAMES: vals = ctx.matchedVars.map((v) => ({ ...v, raw: nameOf(v), memo: null, kept: false })); break;
       case CID_NONE: vals = EMPTY; break;
       default: { const have = ctx.colls[t.cid]; vals = have !== undefined ? have : ctx.collection(t.cid); }
     }
@@ -989,9 +1015,10 @@ function testValue(link: Link, op: OpFn, v: Value, ctx: Ctx, matched: Value[] | 
   if (!link.multiMatch || link.transforms.length === 0) {
     const s = transformed(link, v);
     let m: OpMatch | null | undefined;
-    if (link.lid >= 0) {
+    if (v.kept) {
       const memo = memoOf(v);
-      m = memo.res[link.lid];
+      const res = link.lid >= 0 ? memo.res : null;
+      if (res !== null) m = res[link.lid];
       if (m === undefined) {
         if (link.pre !== null) {
           let hits = memo.pf[link.preSlot];
@@ -999,14 +1026,14 @@ function testValue(link: Link, op: OpFn, v: Value, ctx: Ctx, matched: Value[] | 
           if ((hits & link.preBit) === 0) m = null; // none of the literals: the pattern cannot match
         }
         if (m === undefined) m = op(s);
-        memo.res[link.lid] = m;
+        if (res !== null) res[link.lid] = m;
       }
     } else m = op(s);
     if (!matchedBy(link, m, s, v, ctx)) return false;
     onMatch(link, v, ctx, matched);
     return true;
   }
-  const all = memoOf(v).steps;
+  const all = v.kept ? memoOf(v).steps : [];
   let steps = all[link.tkey];
   if (steps === undefined) {
     let s = v.raw;
@@ -1022,7 +1049,7 @@ function testValue(link: Link, op: OpFn, v: Value, ctx: Ctx, matched: Value[] | 
 }
 
 function onMatch(link: Link, v: Value, ctx: Ctx, matched: Value[] | null): void {
-  if (matched !== null) matched.push({ coll: v.coll, okey: v.okey, key: v.key, raw: ctx.matchedVar, memo: null });
+  if (matched !== null) matched.push({ coll: v.coll, okey: v.okey, key: v.key, raw: ctx.matchedVar, memo: null, kept: false });
   if (link.setvars.length > 0) applySetvars(link, ctx);
   if (link.engineOff) ctx.engineOff = true;
 }

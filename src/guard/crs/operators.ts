@@ -31,9 +31,10 @@ export interface CompiledOperator {
 /** Operators that need data a log line does not carry, or libinjection. */
 export const UNEVALUABLE_OPERATORS = new Set(['detectsqli', 'detectxss', 'rbl', 'geolookup', 'inspectfile', 'fuzzyhash', 'verifycc', 'verifyssn', 'verifycpf']);
 
+/** Leading integer of s (after white space, with sign), else 0: what ModSecurity's numeric operators compare. */
 function toInt(s: string): number {
-  const m = /^\s*[-+]?\d+/.exec(s);
-  return m ? parseInt(m[0], 10) : 0;
+  const n = parseInt(s, 10);
+  return Number.isNaN(n) ? 0 : n;
 }
 
 function parseByteRanges(arg: string): Uint8Array {

@@ -173,9 +173,23 @@ export function normalizePath(s: string, win = false): string {
   return p;
 }
 
+const B64 = new Int8Array(256).fill(-1);
+for (let i = 0; i < 64; i++) B64['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
+
+/** Base64 with every non-alphabet character skipped and a trailing partial byte dropped. */
 export function base64Decode(s: string): string {
-  const clean = s.replace(/[^A-Za-z0-9+/]/g, '');
-  return Buffer.from(clean, 'base64').toString('latin1');
+  let out = '';
+  let acc = 0;
+  let bits = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    const d = c < 256 ? B64[c] : -1;
+    if (d < 0) continue;
+    acc = ((acc << 6) | d) & 0xffffff;
+    bits += 6;
+    if (bits >= 8) { bits -= 8; out += String.fromCharCode((acc >> bits) & 0xff); }
+  }
+  return out;
 }
 
 export function hexDecode(s: string): string {
