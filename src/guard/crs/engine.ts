@@ -133,6 +133,12 @@ interface Link {
   /** index of `pre` among the rule set's shared prefilters (Value.pf), and this link's bit */
   preSlot: number;
   preBit: number;
+  /** the operator without its own prefilter, run once a shared prefilter found a literal */
+  bare: OpFn | null;
+  /** the prefilter over untransformed values shared by every link (used when the chain leaves a value unchanged), its slot (Memo.g) and this link's bit */
+  gpre: PhraseSetMatcher | null;
+  gslot: number;
+  gbit: number;
   /** index of this link's operator result in Memo.res (a static operator on a single transformation result), or -1 */
   lid: number;
   negated: boolean;
@@ -309,6 +315,10 @@ function compileLink(r: RawRule, logged: ReadonlySet<string>, defaults: Action[]
     pre: null,
     preSlot: -1,
     preBit: 0,
+    bare: null,
+    gpre: null,
+    gslot: -1,
+    gbit: 0,
     lid: -1,
     negated: r.operator.negated,
     capture: r.actions.some((a) => a.name.toLowerCase() === 'capture'),
@@ -536,13 +546,22 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
   }
   let preSlots = 0;
   for (const group of byChain.values()) {
+    for (const g of group) g.link.bare = g.c.bare!;
     if (group.length < 2) continue;
     for (let at = 0; at < group.length; at += PhraseSetMatcher.MAX_SETS) {
       const part = group.slice(at, at + PhraseSetMatcher.MAX_SETS);
       const pre = new PhraseSetMatcher(part.map((g) => g.c.literals!));
       const slot = preSlots++;
-      part.forEach((g, id) => { g.link.op = g.c.bare!; g.link.pre = pre; g.link.preSlot = slot; g.link.preBit = 1 << id; });
+      part.forEach((g, id) => { g.link.pre = pre; g.link.preSlot = slot; g.link.preBit = 1 << id; });
     }
+  }
+  // Most values come out of most chains unchanged (no escapes, no upper case): one set of walks
+  // over the untransformed value then serves every link, whatever its chain.
+  const every = [...byChain.values()].flat();
+  for (let at = 0, slot = 0; at < every.length; at += PhraseSetMatcher.MAX_SETS, slot++) {
+    const part = every.slice(at, at + PhraseSetMatcher.MAX_SETS);
+    const gpre = new PhraseSetMatcher(part.map((g) => g.c.literals!));
+    part.forEach((g, id) => { g.link.gpre = gpre; g.link.gslot = slot; g.link.gbit = 1 << id; });
   }
   return {
     phases: phases.slice(0, 2),
@@ -625,6 +644,8 @@ interface Memo {
   t: Array<string | undefined>;
   /** shared-prefilter hit masks by Link.preSlot */
   pf: Array<number | undefined>;
+  /** hit masks of the prefilters over the untransformed value, by Link.gslot */
+  g: Array<number | undefined>;
   /** multiMatch: the distinct transformation steps by chain id */
   steps: Array<string[] | undefined>;
   /** operator results by Link.lid (null: no match); kept only in memos shared across requests */
@@ -638,7 +659,7 @@ export const MEMO_VALUE_BYTES = 512;
 
 function memoOf(v: Value): Memo {
   let m = v.memo;
-  if (m === null) { m = { t: [], pf: [], steps: [], res: null }; v.memo = m; }
+  if (m === null) { m = { t: [], pf: [], g: [], steps: [], res: null }; v.memo = m; }
   return m;
 }
 
@@ -850,7 +871,7 @@ class Ctx {
     let m = memos.get(raw);
     if (m === undefined) {
       if (memos.size >= MEMO_ENTRIES) memos.clear();
-      m = { t: [], pf: [], steps: [], res: [] };
+      m = { t: [], pf: [], g: [], steps: [], res: [] };
       memos.set(raw, m);
     }
     return m;
@@ -1020,12 +1041,16 @@ function testValue(link: Link, op: OpFn, v: Value, ctx: Ctx, matched: Value[] | 
       const res = link.lid >= 0 ? memo.res : null;
       if (res !== null) m = res[link.lid];
       if (m === undefined) {
-        if (link.pre !== null) {
+        // none of the literals: the pattern cannot match
+        if (link.gpre !== null && s === v.raw) {
+          let hits = memo.g[link.gslot];
+          if (hits === undefined) { hits = link.gpre.scan(s); memo.g[link.gslot] = hits; }
+          m = (hits & link.gbit) === 0 ? null : link.bare!(s);
+        } else if (link.pre !== null) {
           let hits = memo.pf[link.preSlot];
           if (hits === undefined) { hits = link.pre.scan(s); memo.pf[link.preSlot] = hits; }
-          if ((hits & link.preBit) === 0) m = null; // none of the literals: the pattern cannot match
-        }
-        if (m === undefined) m = op(s);
+          m = (hits & link.preBit) === 0 ? null : link.bare!(s);
+        } else m = op(s);
         if (res !== null) res[link.lid] = m;
       }
     } else m = op(s);

@@ -48,8 +48,27 @@ function parseByteRanges(arg: string): Uint8Array {
   return ok;
 }
 
+/** Dotted quad → 32-bit integer, or -1 when s is not one. */
 function ipv4ToInt(ip: string): number {
-  return ip.split('.').reduce((acc, o) => (acc << 8) + Number(o), 0) >>> 0;
+  let acc = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 0x2e) {
+      if (digits === 0 || ++dots > 3) return -1;
+      acc = acc * 256 + octet;
+      octet = 0;
+      digits = 0;
+    } else if (c >= 0x30 && c <= 0x39 && digits < 3) {
+      octet = octet * 10 + (c - 0x30);
+      if (octet > 255) return -1;
+      digits++;
+    } else return -1;
+  }
+  if (digits === 0 || dots !== 3) return -1;
+  return acc * 256 + octet;
 }
 
 /** An IPv6 address as a 128-bit integer (embedded IPv4 and zone ids handled), or null. */
@@ -90,7 +109,7 @@ function ipMatcher(arg: string): OpFn {
     if (isIP(addr) === 4) {
       const b = bits === undefined ? 32 : Number(bits);
       const mask = b === 0 ? 0 : (~0 << (32 - b)) >>> 0;
-      v4.push([ipv4ToInt(addr) & mask, mask]);
+      v4.push([(ipv4ToInt(addr) & mask) >>> 0, mask]);
     } else {
       const x = ipv6ToBigInt(addr);
       if (x === null) continue;
@@ -100,9 +119,8 @@ function ipMatcher(arg: string): OpFn {
     }
   }
   return (value) => {
-    const kind = isIP(value);
-    if (kind === 4) {
-      const x = ipv4ToInt(value);
+    const x = ipv4ToInt(value);
+    if (x >= 0) {
       for (const [net, mask] of v4) if (((x & mask) >>> 0) === net) return { data: value };
     } else if (v6.length > 0) {
       const x = ipv6ToBigInt(value);
