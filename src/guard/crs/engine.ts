@@ -610,6 +610,9 @@ const CID = new Map<string, number>(COLLECTIONS.map((c, i) => [c, i]));
 /** Collections whose values repeat from request to request (a URI or an argument value mostly does not): their memos are shared. */
 const SHARED_MEMO = COLLECTIONS.map((c) => ['REQUEST_METHOD', 'REQUEST_PROTOCOL', 'ARGS_NAMES', 'ARGS_GET_NAMES', 'REQUEST_HEADERS', 'REQUEST_HEADERS_NAMES', 'REQUEST_COOKIES_NAMES', 'SERVER_NAME'].includes(c));
 const ARGS_OR_COOKIES = new Set(['ARGS', 'ARGS_GET', 'ARGS_NAMES', 'ARGS_GET_NAMES', 'REQUEST_COOKIES', 'REQUEST_COOKIES_NAMES']);
+const CID_ARGS = COLLECTIONS.indexOf('ARGS');
+/** Short argument values (page numbers, limits, flags) repeat too: memos shared up to this length. */
+const MEMO_ARG_BYTES = 8;
 const CID_TX = -1;
 const CID_MATCHED_VAR = -2;
 const CID_MATCHED_VAR_NAME = -3;
@@ -860,7 +863,10 @@ class Ctx {
       }
       default: vals = EMPTY;
     }
-    if (this.memos !== null && SHARED_MEMO[cid]) for (const v of vals) v.memo = this.sharedMemo(v.raw);
+    if (this.memos !== null) {
+      if (SHARED_MEMO[cid]) for (const v of vals) v.memo = this.sharedMemo(v.raw);
+      else if (cid === CID_ARGS) for (const v of vals) if (v.raw.length <= MEMO_ARG_BYTES) v.memo = this.sharedMemo(v.raw);
+    }
     this.colls[cid] = vals;
     return vals;
   }
