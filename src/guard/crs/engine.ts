@@ -1,6 +1,7 @@
 // The OWASP Core Rule Set evaluated from access-log fields: `compile()` loads the rules once
-// (paranoia gates and configuration folded away, unevaluable rules set aside with a reason),
-// `evaluate()` runs the rest on one request with no I/O and returns the anomaly score.
+// (paranoia gates and configuration folded away, unevaluable rules set aside with a reason,
+// prefilters merged), `evaluate()` runs the rest on one request with no I/O and returns the
+// anomaly score and the matched rules.
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { strict as assert } from 'node:assert';
@@ -1103,7 +1104,7 @@ function runRule(rule: Rule, ctx: Ctx, run: RunOptions): boolean {
   return runLink(rule.head, ctx, run);
 }
 
-/** Runs the rule set on one request. Pure: reads nothing but its arguments. */
+/** Runs the rule set on one request. No I/O; the verdict depends only on the arguments (the ruleset's memo only saves work). */
 export function evaluate(ruleset: Ruleset, request: GuardRequest): Verdict {
   const ctx = new Ctx(request, new Map(), ruleset.template, ruleset.loggedHeaders, ruleset.maxValueBytes, ruleset.memos);
   const matched: MatchedRule[] = [];
