@@ -3,6 +3,53 @@
 // npm: the libraries there collect every match into arrays of objects per call, where a guard needs
 // a dense 256-wide transition table walked once per value with no allocation.
 
+/**
+ * The DFA of an Aho–Corasick automaton over folded phrases. `label(phrase index)` gives each end
+ * state its value; `merge(state value, value along the failure link)` folds the failure chain in,
+ * so every state carries what ends there or at any suffix of it.
+ */
+function buildDfa(list: readonly string[], label: (p: number) => number, merge: (own: number, viaFail: number) => number, none: number): { delta: Int32Array; out: Int32Array } {
+  const gotoRows: Array<Map<number, number>> = [new Map()];
+  const outList: number[] = [none];
+  for (let p = 0; p < list.length; p++) {
+    let s = 0;
+    for (let i = 0; i < list[p].length; i++) {
+      const b = list[p].charCodeAt(i) & 0xff;
+      let nx = gotoRows[s].get(b);
+      if (nx === undefined) {
+        nx = gotoRows.length;
+        gotoRows.push(new Map());
+        outList.push(none);
+        gotoRows[s].set(b, nx);
+      }
+      s = nx;
+    }
+    outList[s] = merge(outList[s], label(p));
+  }
+  const states = gotoRows.length;
+  const delta = new Int32Array(states * 256);
+  const fail = new Int32Array(states);
+  const out = Int32Array.from(outList);
+  const queue: number[] = [];
+  for (let b = 0; b < 256; b++) {
+    const nx = gotoRows[0].get(b);
+    if (nx !== undefined) { delta[b] = nx; queue.push(nx); }
+  }
+  for (let qi = 0; qi < queue.length; qi++) {
+    const s = queue[qi];
+    out[s] = merge(out[s], out[fail[s]]); // fail[s] is nearer the root: already complete
+    for (let b = 0; b < 256; b++) {
+      const nx = gotoRows[s].get(b);
+      if (nx !== undefined) {
+        fail[nx] = delta[fail[s] * 256 + b];
+        delta[s * 256 + b] = nx;
+        queue.push(nx);
+      } else delta[s * 256 + b] = delta[fail[s] * 256 + b];
+    }
+  }
+  return { delta, out };
+}
+
 export class PhraseMatcher {
   /** delta[state * 256 + byte] → next state (a full DFA: failure links are folded in) */
   private readonly delta: Int32Array;
@@ -13,46 +60,7 @@ export class PhraseMatcher {
   constructor(phrases: Iterable<string>) {
     const list = [...new Set([...phrases].map((p) => fold(p)).filter((p) => p.length > 0))];
     this.phrases = list;
-    const gotoRows: Array<Map<number, number>> = [new Map()];
-    const outList: number[] = [-1];
-    for (let p = 0; p < list.length; p++) {
-      let s = 0;
-      for (let i = 0; i < list[p].length; i++) {
-        const b = list[p].charCodeAt(i) & 0xff;
-        let nx = gotoRows[s].get(b);
-        if (nx === undefined) {
-          nx = gotoRows.length;
-          gotoRows.push(new Map());
-          outList.push(-1);
-          gotoRows[s].set(b, nx);
-        }
-        s = nx;
-      }
-      if (outList[s] < 0) outList[s] = p;
-    }
-    const states = gotoRows.length;
-    const delta = new Int32Array(states * 256);
-    const fail = new Int32Array(states);
-    const out = Int32Array.from(outList);
-    const queue: number[] = [];
-    for (let b = 0; b < 256; b++) {
-      const nx = gotoRows[0].get(b);
-      if (nx !== undefined) { delta[b] = nx; fail[nx] = 0; queue.push(nx); } else delta[b] = 0;
-    }
-    for (let qi = 0; qi < queue.length; qi++) {
-      const s = queue[qi];
-      if (out[s] < 0 && out[fail[s]] >= 0) out[s] = out[fail[s]];
-      for (let b = 0; b < 256; b++) {
-        const nx = gotoRows[s].get(b);
-        if (nx !== undefined) {
-          fail[nx] = delta[fail[s] * 256 + b];
-          delta[s * 256 + b] = nx;
-          queue.push(nx);
-        } else {
-          delta[s * 256 + b] = delta[fail[s] * 256 + b];
-        }
-      }
-    }
+    const { delta, out } = buildDfa(list, (p) => p, (own, via) => (own >= 0 ? own : via), -1);
     this.delta = delta;
     this.out = out;
   }
@@ -92,50 +100,15 @@ export class PhraseSetMatcher {
   constructor(sets: ReadonlyArray<Iterable<string>>) {
     if (sets.length > PhraseSetMatcher.MAX_SETS) throw new Error(`PhraseSetMatcher takes at most ${PhraseSetMatcher.MAX_SETS} sets`);
     this.sets = sets.length;
-    const gotoRows: Array<Map<number, number>> = [new Map()];
-    const ends: number[] = [0];
+    const list: string[] = [];
+    const owner: number[] = [];
     sets.forEach((phrases, id) => {
-      for (const raw of phrases) {
-        const p = fold(raw);
-        if (p.length === 0) continue;
-        let s = 0;
-        for (let i = 0; i < p.length; i++) {
-          const b = p.charCodeAt(i) & 0xff;
-          let nx = gotoRows[s].get(b);
-          if (nx === undefined) {
-            nx = gotoRows.length;
-            gotoRows.push(new Map());
-            ends.push(0);
-            gotoRows[s].set(b, nx);
-          }
-          s = nx;
-        }
-        ends[s] |= 1 << id;
-      }
+      for (const p of phrases) { const f = fold(p); if (f.length > 0) { list.push(f); owner.push(id); } }
     });
-    const states = gotoRows.length;
-    const delta = new Int32Array(states * 256);
-    const fail = new Int32Array(states);
-    const queue: number[] = [];
-    for (let b = 0; b < 256; b++) {
-      const nx = gotoRows[0].get(b);
-      if (nx !== undefined) { delta[b] = nx; queue.push(nx); }
-    }
-    for (let qi = 0; qi < queue.length; qi++) {
-      const s = queue[qi];
-      ends[s] |= ends[fail[s]]; // fail[s] is nearer the root: already complete
-      for (let b = 0; b < 256; b++) {
-        const nx = gotoRows[s].get(b);
-        if (nx !== undefined) {
-          fail[nx] = delta[fail[s] * 256 + b];
-          delta[s * 256 + b] = nx;
-          queue.push(nx);
-        } else delta[s * 256 + b] = delta[fail[s] * 256 + b];
-      }
-    }
+    const { delta, out } = buildDfa(list, (p) => 1 << owner[p], (own, via) => own | via, 0);
     for (let i = 0; i < delta.length; i++) delta[i] <<= 8;
     this.delta = delta;
-    this.outMask = Int32Array.from(ends);
+    this.outMask = out;
   }
 
   /** Bit id is set when set id has a phrase in s (ASCII case-insensitive). */
