@@ -140,7 +140,7 @@ interface Link {
   gpre: PhraseSetMatcher | null;
   gslot: number;
   gbit: number;
-  /** index of this link's operator result in Memo.res (a static operator on a single transformation result), or -1 */
+  /** index of this link's operator result in Memo.res (a static operator), or -1 */
   lid: number;
   negated: boolean;
   capture: boolean;
@@ -542,7 +542,7 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
   let lids = 0;
   for (const list of phases) for (const r of list) {
     for (let l: Link | undefined = r.marker === undefined ? r.head : undefined; l; l = l.next) {
-      if (l.op !== null && !(l.multiMatch && l.transforms.length > 0)) l.lid = lids++;
+      if (l.op !== null) l.lid = lids++;
     }
   }
   let preSlots = 0;
@@ -1065,6 +1065,9 @@ function testValue(link: Link, op: OpFn, v: Value, ctx: Ctx, matched: Value[] | 
     onMatch(link, v, ctx, matched);
     return true;
   }
+  // multiMatch: a shared memo remembers only that no step matched (a non-negated link)
+  const res = v.kept && link.lid >= 0 && !link.negated ? memoOf(v).res : null;
+  if (res !== null && res[link.lid] === null) return false;
   const all = v.kept ? memoOf(v).steps : [];
   let steps = all[link.tkey];
   if (steps === undefined) {
@@ -1077,6 +1080,7 @@ function testValue(link: Link, op: OpFn, v: Value, ctx: Ctx, matched: Value[] | 
   for (let i = 0; i < steps.length; i++) {
     if (matchedBy(link, op(steps[i]), steps[i], v, ctx)) { any = true; onMatch(link, v, ctx, matched); }
   }
+  if (!any && res !== null) res[link.lid] = null;
   return any;
 }
 

@@ -23,8 +23,11 @@ function lowByteUnicode(hex4: string): string {
 }
 
 /** %XX and '+' → space, invalid escapes kept; with `uni` also %uHHHH (the low byte, full-width ASCII folded). */
+const PERCENT_U = /%[uU]/;
 function percentDecode(s: string, uni: boolean): string {
   if (s.indexOf('%') < 0 && s.indexOf('+') < 0) return s;
+  // without %u, the built-in unescape() does exactly this: %XX decoded, an invalid escape kept
+  if (!PERCENT_U.test(s)) return unescape(s.indexOf('+') < 0 ? s : s.replace(/\+/g, ' '));
   let out = '';
   const n = s.length;
   for (let i = 0; i < n; i++) {
