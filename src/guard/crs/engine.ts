@@ -1041,12 +1041,16 @@ function runLink(link: Link, ctx: Ctx, run: RunOptions): boolean {
 /** Tests one value (each transformation step with multiMatch); on every match records it and runs the setvars. */
 function testValue(link: Link, op: OpFn, v: Value, ctx: Ctx, matched: Value[] | null): boolean {
   if (!link.multiMatch || link.transforms.length === 0) {
-    const s = transformed(link, v);
     let m: OpMatch | null | undefined;
+    let s: string;
     if (v.kept) {
       const memo = memoOf(v);
       const res = link.lid >= 0 ? memo.res : null;
-      if (res !== null) m = res[link.lid];
+      if (res !== null) {
+        m = res[link.lid];
+        if (m === null && !link.negated) return false; // seen before: no match
+      }
+      s = transformed(link, v);
       if (m === undefined) {
         // none of the literals: the pattern cannot match
         if (link.gpre !== null && s === v.raw) {
@@ -1060,7 +1064,10 @@ function testValue(link: Link, op: OpFn, v: Value, ctx: Ctx, matched: Value[] | 
         } else m = op(s);
         if (res !== null) res[link.lid] = m;
       }
-    } else m = op(s);
+    } else {
+      s = transformed(link, v);
+      m = op(s);
+    }
     if (!matchedBy(link, m, s, v, ctx)) return false;
     onMatch(link, v, ctx, matched);
     return true;
