@@ -66,11 +66,8 @@ function main(): void {
   const hist = newHistogramNs();
   const benignHist = newHistogramNs();
   let n = 0;
-  let benignN = 0;
-  let benignNs = 0;
-  let blockedBenign = 0;
-  let blockedAttack = 0;
-  let attackN = 0;
+  const benignCount = { evaluations: 0, ns: 0, blocked: 0 };
+  const attackCount = { evaluations: 0, blocked: 0 };
   const deadline = performance.now() + maxSeconds * 1000;
   const cpu0 = process.cpuUsage();
   const start = performance.now();
@@ -80,7 +77,7 @@ function main(): void {
     const v = evaluate(rs, p.req);
     const ns = Math.max(1, Math.round((performance.now() - a) * 1e6));
     hist.recordValue(ns);
-    if (p.attack) { attackN++; if (v.blocked) blockedAttack++; } else { benignN++; benignNs += ns; benignHist.recordValue(ns); if (v.blocked) blockedBenign++; }
+    if (p.attack) { attackCount.evaluations++; if (v.blocked) attackCount.blocked++; } else { benignCount.evaluations++; benignCount.ns += ns; benignHist.recordValue(ns); if (v.blocked) benignCount.blocked++; }
     n++;
     if ((n & 1023) === 0 && performance.now() > deadline) break;
   }
@@ -111,11 +108,11 @@ function main(): void {
     throughputPerS: Math.round(n / elapsedS),
     /** evaluations per second of this process's CPU time: the per-core rate, less skewed by other jobs on the machine */
     perCpuSecond: Math.round(n / cpuS),
-    benignThroughputPerS: Math.round(benignN / (benignNs / 1e9)),
+    benignThroughputPerS: Math.round(benignCount.evaluations / (benignCount.ns / 1e9)),
     latencyUs: pct(hist),
     benignLatencyUs: pct(benignHist),
-    benign: { evaluations: benignN, blocked: blockedBenign },
-    attack: { evaluations: attackN, blocked: blockedAttack },
+    benign: { evaluations: benignCount.evaluations, blocked: benignCount.blocked },
+    attack: attackCount,
   };
   mkdirSync(outDir, { recursive: true });
   const file = join(outDir, `guard-crs-speed-${result.time.replace(/[:.]/g, '-')}.json`);
