@@ -52,6 +52,7 @@ export const urlDecodeUni: Transform = (s) => percentDecode(s, true);
 /** The request URI decoding ModSecurity v3 applies for REQUEST_URI / REQUEST_FILENAME: %XX only. */
 export function uriDecode(s: string): string {
   if (s.indexOf('%') < 0) return s;
+  if (!PERCENT_U.test(s)) return unescape(s);
   return s.replace(/%([0-9a-fA-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
 }
 
