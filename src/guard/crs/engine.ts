@@ -1,13 +1,15 @@
 // The OWASP Core Rule Set evaluated from access-log fields: `compile()` loads the rules once
-// (paranoia gates and configuration folded away, unevaluable rules set aside with a reason),
-// `evaluate()` runs the rest on one request with no I/O and returns the anomaly score.
+// (paranoia gates and configuration folded away, unevaluable rules set aside with a reason,
+// prefilters merged), `evaluate()` runs the rest on one request with no I/O and returns the
+// anomaly score and the matched rules.
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { strict as assert } from 'node:assert';
 import { parseRules, parseOperator, type Action, type RawRule, type Variable, type Directive } from './parse.js';
-import { compileOperator, UNEVALUABLE_OPERATORS, type CompiledOperator, type OpFn } from './operators.js';
+import { compileOperator, UNEVALUABLE_OPERATORS, type CompiledOperator, type OpFn, type OpMatch } from './operators.js';
 import { TRANSFORMS, type Transform, uriDecode, urlDecode } from './transforms.js';
 import { compilePcre, enableLinearEngine, type RegexMode } from './regex.js';
+import { PhraseSetMatcher } from './pm.js';
 
 export const DEBIAN_CRS_RULES_DIR = '/usr/share/modsecurity-crs/rules';
 export const DEBIAN_CRS_SETUP = '/etc/modsecurity/crs/crs-setup.conf';
@@ -92,9 +94,16 @@ export interface RulesetStats {
 
 interface Target {
   name: string;
+  /** index into COLLECTIONS, or one of the CID_* constants */
+  cid: number;
   key?: string;
   keyRe?: RegExp;
   count: boolean;
+  /** the link's exclusions that can apply to this target's values, or null */
+  excl: Target[] | null;
+  /** TX by regex: the template keys that match, cached for the template they came from */
+  tplOf?: ReadonlyMap<string, string>;
+  tplKeys?: readonly string[];
 }
 
 interface SetVar {
@@ -103,6 +112,9 @@ interface SetVar {
   name: string;
   op: '=' | '+' | '-';
   value: string;
+  /** name and value with their macros split (a constant name is lower case already) */
+  nameM: Macro;
+  valueM: Macro;
 }
 
 interface Link {
@@ -111,10 +123,25 @@ interface Link {
   transforms: Transform[];
   /** id of the transformation chain (cache key) */
   tkey: number;
+  /** ids of the chain's prefixes (tprefix[i]: the first i + 1 transformations), so chains share their common start */
+  tprefix: number[];
   multiMatch: boolean;
   opName: string;
   opArg: string;
   op: OpFn | null;
+  /** the shared literal prefilter of this link's transformation chain, and this link's set in it */
+  pre: PhraseSetMatcher | null;
+  /** index of `pre` among the rule set's shared prefilters (Value.pf), and this link's bit */
+  preSlot: number;
+  preBit: number;
+  /** the operator without its own prefilter, run once a shared prefilter found a literal */
+  bare: OpFn | null;
+  /** the prefilter over untransformed values shared by every link (used when the chain leaves a value unchanged), its slot (Memo.g) and this link's bit */
+  gpre: PhraseSetMatcher | null;
+  gslot: number;
+  gbit: number;
+  /** index of this link's operator result in Memo.res (a static operator), or -1 */
+  lid: number;
   negated: boolean;
   capture: boolean;
   setvars: SetVar[];
@@ -134,6 +161,8 @@ interface Rule {
   skipAfter?: string;
   /** index to continue at after skipAfter, in this rule's phase list */
   skipTo: number;
+  /** the rule reads only the query's arguments and cookies: it cannot match a request with neither */
+  argsOnly: boolean;
   head: Link;
   file: string;
 }
@@ -147,6 +176,8 @@ export interface Ruleset {
   readonly stats: RulesetStats;
   /** runtime-compiled operators for arguments with request-dependent macros */
   readonly dynamicOps: Map<string, OpFn>;
+  /** per-value results shared across requests (bounded: MEMO_ENTRIES) */
+  readonly memos: Map<string, Memo>;
   readonly backtrackCapBytes: number;
   readonly regexMode: RegexMode;
   readonly maxValueBytes: number;
@@ -221,7 +252,7 @@ function readDirectives(rulesDir: string, setupFile: string | null): Directive[]
 }
 
 function compileTarget(v: Variable): Target {
-  const t: Target = { name: v.name, count: v.count };
+  const t: Target = { name: v.name, cid: cidOf(v.name), count: v.count, excl: null };
   if (v.key !== undefined) t.key = v.key.toLowerCase();
   if (v.keyRegex !== undefined) t.keyRe = compilePcre('(?i)' + v.keyRegex, 4096).re; // collection keys are case-insensitive
   return t;
@@ -242,9 +273,14 @@ function compileLink(r: RawRule, logged: ReadonlySet<string>, defaults: Action[]
     transforms.push(fn);
     names.push(t);
   }
-  const tname = names.join(',');
-  let tkey = transformIds.get(tname);
-  if (tkey === undefined) { tkey = transformIds.size; transformIds.set(tname, tkey); }
+  const chainId = (list: readonly string[]): number => {
+    const name = list.join(',');
+    let id = transformIds.get(name);
+    if (id === undefined) { id = transformIds.size; transformIds.set(name, id); }
+    return id;
+  };
+  const tkey = chainId(names);
+  const tprefix = names.map((_n, i) => chainId(names.slice(0, i + 1)));
   const setvars: SetVar[] = [];
   for (const a of r.actions) {
     if (a.name.toLowerCase() !== 'setvar' || a.value === undefined) continue;
@@ -257,18 +293,34 @@ function compileLink(r: RawRule, logged: ReadonlySet<string>, defaults: Action[]
     let op: SetVar['op'] = '=';
     if (value.startsWith('+')) { op = '+'; value = value.slice(1); } else if (value.startsWith('-')) { op = '-'; value = value.slice(1); }
     if (!name.startsWith('tx.')) continue; // IP/GLOBAL collections are not kept
-    setvars.push({ del, name: name.slice(3), op, value });
+    setvars.push({ del, name: name.slice(3), op, value, nameM: compileMacro(name.slice(3)), valueM: compileMacro(value) });
   }
   const vars = r.kind === 'action' ? [] : r.variables;
+  const targets = vars.filter((v) => !v.exclude && variableUsable(v, logged)).map(compileTarget);
+  const excludes = vars.filter((v) => v.exclude).map(compileTarget);
+  for (const t of targets) {
+    // MATCHED_VARS carry their own collection names; any other target only its own
+    const apply = excludes.filter((x) => t.cid === CID_MATCHED_VARS || t.cid === CID_MATCHED_VARS_NAMES || x.name === t.name);
+    t.excl = apply.length > 0 ? apply : null;
+  }
   return {
-    targets: vars.filter((v) => !v.exclude && variableUsable(v, logged)).map(compileTarget),
-    excludes: vars.filter((v) => v.exclude).map(compileTarget),
+    targets,
+    excludes,
     transforms,
     tkey,
+    tprefix,
     multiMatch: r.actions.some((a) => a.name.toLowerCase() === 'multimatch'),
     opName: r.operator.name,
     opArg: r.operator.arg,
     op: null,
+    pre: null,
+    preSlot: -1,
+    preBit: 0,
+    bare: null,
+    gpre: null,
+    gslot: -1,
+    gbit: 0,
+    lid: -1,
     negated: r.operator.negated,
     capture: r.actions.some((a) => a.name.toLowerCase() === 'capture'),
     setvars,
@@ -373,7 +425,7 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
       for (let i = 0; i < list.length; i++) {
         const e = list[i];
         if (e.marker !== undefined) {
-          phases[phase - 1].push({ id: 0, phase, msg: '', severity: '', log: false, marker: e.marker, skipTo: -1, head: null as unknown as Link, file: '' });
+          phases[phase - 1].push({ id: 0, phase, msg: '', severity: '', log: false, marker: e.marker, skipTo: -1, argsOnly: false, head: null as unknown as Link, file: '' });
           continue;
         }
         const raw = e.raw!;
@@ -451,10 +503,12 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
   }
 
   // Operators, with configuration macros expanded; skip targets resolved.
+  const byChain = new Map<number, Array<{ link: Link; c: CompiledOperator }>>();
   for (const list of phases) {
     list.forEach((rule, idx) => {
       if (rule.marker !== undefined) return;
       stats.active++;
+      rule.argsOnly = rule.head.targets.length > 0 && rule.head.targets.every((t) => !t.count && ARGS_OR_COOKIES.has(t.name));
       stats.activeIds.push(rule.id);
       if (rule.skipAfter !== undefined) {
         const at = list.findIndex((r, j) => j > idx && r.marker === rule.skipAfter);
@@ -466,6 +520,11 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
           const arg = staticCtx.expand(l.opArg);
           const c: CompiledOperator = compileOperator(l.opName, arg, opOptions);
           l.op = c.fn;
+          if (c.literals !== undefined && c.bare !== undefined && !(l.multiMatch && l.transforms.length > 0)) {
+            let g = byChain.get(l.tkey);
+            if (g === undefined) { g = []; byChain.set(l.tkey, g); }
+            g.push({ link: l, c });
+          }
           if (l.opName === 'rx') {
             (stats.regexEngines[c.engine] ??= []).push(rule.id);
             if (c.relaxed) stats.relaxed.push(rule.id);
@@ -479,6 +538,32 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
       if (raw && chainLinks(raw).some((l) => l.variables.some((v) => !v.exclude && v.key === undefined && v.keyRegex === undefined && (v.name === 'REQUEST_HEADERS' || v.name === 'REQUEST_HEADERS_NAMES')))) stats.allHeaders.push(rule.id);
     });
   }
+  // Links on the same transformation chain share one literal walk per value (PhraseSetMatcher).
+  let lids = 0;
+  for (const list of phases) for (const r of list) {
+    for (let l: Link | undefined = r.marker === undefined ? r.head : undefined; l; l = l.next) {
+      if (l.op !== null) l.lid = lids++;
+    }
+  }
+  let preSlots = 0;
+  for (const group of byChain.values()) {
+    for (const g of group) g.link.bare = g.c.bare!;
+    if (group.length < 2) continue;
+    for (let at = 0; at < group.length; at += PhraseSetMatcher.MAX_SETS) {
+      const part = group.slice(at, at + PhraseSetMatcher.MAX_SETS);
+      const pre = new PhraseSetMatcher(part.map((g) => g.c.literals!));
+      const slot = preSlots++;
+      part.forEach((g, id) => { g.link.pre = pre; g.link.preSlot = slot; g.link.preBit = 1 << id; });
+    }
+  }
+  // Most values come out of most chains unchanged (no escapes, no upper case): one set of walks
+  // over the untransformed value then serves every link, whatever its chain.
+  const every = [...byChain.values()].flat();
+  for (let at = 0, slot = 0; at < every.length; at += PhraseSetMatcher.MAX_SETS, slot++) {
+    const part = every.slice(at, at + PhraseSetMatcher.MAX_SETS);
+    const gpre = new PhraseSetMatcher(part.map((g) => g.c.literals!));
+    part.forEach((g, id) => { g.link.gpre = gpre; g.link.gslot = slot; g.link.gbit = 1 << id; });
+  }
   return {
     phases: phases.slice(0, 2),
     template,
@@ -487,6 +572,7 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
     loggedHeaders: logged,
     stats,
     dynamicOps: new Map(),
+    memos: new Map(),
     backtrackCapBytes,
     regexMode,
     maxValueBytes,
@@ -504,21 +590,91 @@ function toRule(raw: RawRule, e: { id: number; phase: number }, logged: Readonly
     log: raw.actions.every((a) => a.name.toLowerCase() !== 'nolog'),
     skipAfter: chainLinks(raw).map((l) => action(l, 'skipafter')).find((x) => x !== undefined),
     skipTo: -1,
+    argsOnly: false,
     head: compileLink(raw, logged, defaults, true),
     file: raw.file,
   };
 }
 
 // ---------------------------------------------------------------------------------------------
+// Per-request evaluation. Hot path: no per-rule allocation on a value that does not match —
+// collections are built once per request and shared by every rule (with their transformation
+// caches), targets iterate them in place, macros are pre-split at compile time.
+
+/** Request collections, by index (Target.cid). */
+const COLLECTIONS = [
+  'REQUEST_METHOD', 'REQUEST_PROTOCOL', 'REQUEST_LINE', 'REQUEST_URI_RAW', 'REQUEST_URI', 'REQUEST_FILENAME', 'PATH_INFO',
+  'REQUEST_BASENAME', 'QUERY_STRING', 'ARGS', 'ARGS_GET', 'ARGS_NAMES', 'ARGS_GET_NAMES', 'REQUEST_HEADERS',
+  'REQUEST_HEADERS_NAMES', 'REQUEST_COOKIES', 'REQUEST_COOKIES_NAMES', 'REMOTE_ADDR', 'SERVER_NAME',
+] as const;
+const CID = new Map<string, number>(COLLECTIONS.map((c, i) => [c, i]));
+/** Collections whose values repeat from request to request (a URI or an argument value mostly does not): their memos are shared. */
+const SHARED_MEMO = COLLECTIONS.map((c) => ['REQUEST_METHOD', 'REQUEST_PROTOCOL', 'ARGS_NAMES', 'ARGS_GET_NAMES', 'REQUEST_HEADERS', 'REQUEST_HEADERS_NAMES', 'REQUEST_COOKIES_NAMES', 'SERVER_NAME'].includes(c));
+const ARGS_OR_COOKIES = new Set(['ARGS', 'ARGS_GET', 'ARGS_NAMES', 'ARGS_GET_NAMES', 'REQUEST_COOKIES', 'REQUEST_COOKIES_NAMES']);
+const CID_ARGS = COLLECTIONS.indexOf('ARGS');
+/** Short argument values (page numbers, limits, flags) repeat too: memos shared up to this length. */
+const MEMO_ARG_BYTES = 8;
+const CID_TX = -1;
+const CID_MATCHED_VAR = -2;
+const CID_MATCHED_VAR_NAME = -3;
+const CID_MATCHED_VARS = -4;
+const CID_MATCHED_VARS_NAMES = -5;
+const CID_NONE = -6;
+const SPECIAL_CID: Record<string, number> = {
+  TX: CID_TX, MATCHED_VAR: CID_MATCHED_VAR, MATCHED_VAR_NAME: CID_MATCHED_VAR_NAME, MATCHED_VARS: CID_MATCHED_VARS, MATCHED_VARS_NAMES: CID_MATCHED_VARS_NAMES,
+};
+
+function cidOf(name: string): number {
+  return CID.get(name) ?? SPECIAL_CID[name] ?? CID_NONE;
+}
 
 interface Value {
-  name: string;
   /** collection name (ARGS, TX …) */
   coll: string;
-  /** key within the collection, lower case ('' for scalars) */
+  /** key within the collection as sent ('' for scalars) */
+  okey: string;
+  /** key, lower case */
   key: string;
   raw: string;
-  cache?: Map<number, string>;
+  /** what rules worked out from `raw`: shared by every rule, and across requests for repeated values */
+  memo: Memo | null;
+  /** a request-collection value (memoized); false for TX and MATCHED_* values built per rule */
+  kept: boolean;
+}
+
+/** Results that depend only on a value's bytes. */
+interface Memo {
+  /** transformation results by chain id (Link.tkey) */
+  t: Array<string | undefined>;
+  /** shared-prefilter hit masks by Link.preSlot */
+  pf: Array<number | undefined>;
+  /** hit masks of the prefilters over the untransformed value, by Link.gslot */
+  g: Array<number | undefined>;
+  /** multiMatch: the distinct transformation steps by chain id */
+  steps: Array<string[] | undefined>;
+  /** operator results by Link.lid (null: no match); kept only in memos shared across requests */
+  res: Array<OpMatch | null | undefined> | null;
+}
+
+/** Values memoized across requests (User-Agent, Host, Referer, common arguments repeat): at most this many; the table is emptied when full. */
+export const MEMO_ENTRIES = 4096;
+/** Longer values are memoized for one request only. */
+export const MEMO_VALUE_BYTES = 512;
+
+function memoOf(v: Value): Memo {
+  let m = v.memo;
+  if (m === null) { m = { t: [], pf: [], g: [], steps: [], res: null }; v.memo = m; }
+  return m;
+}
+
+/** A value of a request collection (kept: its memo serves every rule) or a transient one (TX, MATCHED_*, counts). */
+function mk(coll: string, okey: string, raw: string, kept = false): Value {
+  return { coll, okey, key: okey.toLowerCase(), raw, memo: null, kept };
+}
+
+/** MATCHED_VAR_NAME of a value: COLL or COLL:key. */
+function nameOf(v: Value): string {
+  return v.okey === '' ? v.coll : `${v.coll}:${v.okey}`;
 }
 
 interface RunOptions {
@@ -534,11 +690,15 @@ function bytes(s: string): string {
   return NON_ASCII.test(s) ? Buffer.from(s, 'utf8').toString('latin1') : s;
 }
 
+const EMPTY: Value[] = [];
+const URI_ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*(\/.*)$/s;
+
 class Ctx {
-  private readonly colls = new Map<string, Value[]>();
+  /** built collections by index (read directly on the hot path; `collection()` builds) */
+  readonly colls: Array<Value[] | undefined> = new Array(COLLECTIONS.length);
   matchedVar = '';
   matchedVarName = '';
-  matchedVars: Value[] = [];
+  matchedVars: Value[] = EMPTY;
   engineOff = false;
   private readonly method: string;
   private readonly uriRaw: string;
@@ -550,9 +710,10 @@ class Ctx {
   constructor(
     req: GuardRequest | null,
     readonly tx: Map<string, string>,
-    private readonly template: ReadonlyMap<string, string>,
+    readonly template: ReadonlyMap<string, string>,
     logged: ReadonlySet<string>,
     private readonly cap: number,
+    private readonly memos: Map<string, Memo> | null = null,
   ) {
     this.method = this.capped(req?.method ?? '');
     this.uriRaw = this.capped(req?.uri ?? '');
@@ -580,60 +741,74 @@ class Ctx {
     return v !== undefined ? v : this.template.get(k);
   }
 
+  /** Expands %{…} macros (compile time and rare paths; hot macros are pre-split, see Macro). */
   expand(s: string): string {
     if (s.indexOf('%{') < 0) return s;
     return s.replace(/%\{([^}]+)\}/g, (_m, ref: string) => this.macro(ref));
   }
 
-  private macro(ref: string): string {
+  macro(ref: string): string {
     const dot = ref.indexOf('.');
-    const coll = (dot < 0 ? ref : ref.slice(0, dot)).toUpperCase();
-    const key = dot < 0 ? undefined : ref.slice(dot + 1).toLowerCase();
+    return this.macroRef((dot < 0 ? ref : ref.slice(0, dot)).toUpperCase(), dot < 0 ? undefined : ref.slice(dot + 1).toLowerCase());
+  }
+
+  macroRef(coll: string, key: string | undefined): string {
     if (coll === 'TX') return key === undefined ? '' : (this.txGet(key) ?? '');
     if (coll === 'MATCHED_VAR') return this.matchedVar;
     if (coll === 'MATCHED_VAR_NAME') return this.matchedVarName;
-    const vals = this.collection(coll);
+    const cid = CID.get(coll);
+    if (cid === undefined) return '';
+    const vals = this.collection(cid);
     if (key === undefined) return vals[0]?.raw ?? '';
-    return vals.find((v) => v.key === key)?.raw ?? '';
+    for (const v of vals) if (v.key === key) return v.raw;
+    return '';
+  }
+
+  /** false when the request has no query arguments and no cookies */
+  mayHaveArgs(): boolean {
+    if (this.uriRaw.indexOf('?') >= 0) return true;
+    for (const [n] of this.headers) if (n.length === 6 && n.toLowerCase() === 'cookie') return true;
+    return false;
   }
 
   private parts?: { path: string; query: string | null; decoded: string };
   private argList?: Array<[string, string]>;
+  private cookieList?: Array<[string, string]>;
 
   private pathParts(): { path: string; query: string | null; decoded: string } {
     if (this.parts !== undefined) return this.parts;
-    this.parts = this.splitUri();
-    return this.parts;
-  }
-
-  private splitUri(): { path: string; query: string | null; decoded: string } {
     const raw = this.uriRaw;
     const decoded = uriDecode(raw);
     const q = raw.indexOf('?');
     const dq = decoded.indexOf('?');
-    return { path: dq < 0 ? decoded : decoded.slice(0, dq), query: q < 0 ? null : raw.slice(q + 1), decoded };
+    this.parts = { path: dq < 0 ? decoded : decoded.slice(0, dq), query: q < 0 ? null : raw.slice(q + 1), decoded };
+    return this.parts;
   }
 
   private args(): Array<[string, string]> {
-    if (this.argList === undefined) this.argList = this.splitArgs();
-    return this.argList;
-  }
-
-  private splitArgs(): Array<[string, string]> {
+    if (this.argList !== undefined) return this.argList;
     const { query } = this.pathParts();
-    if (query === null || query === '') return [];
     const out: Array<[string, string]> = [];
-    for (const pair of query.split('&')) {
-      if (pair === '') continue;
-      const eq = pair.indexOf('=');
-      const k = urlDecode(eq < 0 ? pair : pair.slice(0, eq));
-      const v = eq < 0 ? '' : urlDecode(pair.slice(eq + 1));
-      out.push([k, v]);
+    if (query !== null && query !== '') {
+      let start = 0;
+      while (start <= query.length) {
+        let end = query.indexOf('&', start);
+        if (end < 0) end = query.length;
+        if (end > start) {
+          const eq = query.indexOf('=', start);
+          const k = urlDecode(eq < 0 || eq > end ? query.slice(start, end) : query.slice(start, eq));
+          const v = eq < 0 || eq > end ? '' : urlDecode(query.slice(eq + 1, end));
+          out.push([k, v]);
+        }
+        start = end + 1;
+      }
     }
+    this.argList = out;
     return out;
   }
 
   private cookies(): Array<[string, string]> {
+    if (this.cookieList !== undefined) return this.cookieList;
     const out: Array<[string, string]> = [];
     for (const [n, v] of this.headers) {
       if (n.toLowerCase() !== 'cookie') continue;
@@ -644,14 +819,17 @@ class Ctx {
         out.push([k, eq < 0 ? '' : c.slice(eq + 1).replace(/\s+$/, '')]);
       }
     }
+    this.cookieList = out;
     return out;
   }
 
   /** Values of a request variable (shared by every rule in this request, with their transformation caches). */
-  collection(name: string): Value[] {
-    let vals = this.colls.get(name);
-    if (vals !== undefined) return vals;
-    const one = (v: string): Value[] => [mk(name, '', v)];
+  collection(cid: number): Value[] {
+    const have = this.colls[cid];
+    if (have !== undefined) return have;
+    const name = COLLECTIONS[cid];
+    let vals: Value[];
+    const one = (v: string): Value[] => [mk(name, '', v, true)];
     switch (name) {
       case 'REQUEST_METHOD': vals = one(this.method); break;
       case 'REQUEST_PROTOCOL': vals = one(this.protocol); break;
@@ -659,7 +837,7 @@ class Ctx {
       case 'REQUEST_URI_RAW': vals = one(this.uriRaw); break;
       case 'REQUEST_URI': {
         let d = this.pathParts().decoded;
-        const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*(\/.*)$/s.exec(d);
+        const m = d.indexOf('://') > 0 ? URI_ABSOLUTE.exec(d) : null;
         if (m) d = m[1];
         vals = one(d);
         break;
@@ -668,90 +846,116 @@ class Ctx {
       case 'REQUEST_BASENAME': {
         const p = this.pathParts().path;
         const at = Math.max(p.lastIndexOf('/'), p.lastIndexOf('\\'));
-        vals = at >= 0 && at + 1 < p.length ? one(p.slice(at + 1)) : [];
+        vals = at >= 0 && at + 1 < p.length ? one(p.slice(at + 1)) : EMPTY;
         break;
       }
-      case 'QUERY_STRING': { const q = this.pathParts().query; vals = q === null ? [] : one(q); break; }
-      case 'ARGS': case 'ARGS_GET': vals = this.args().map(([k, v]) => mk(name, k, v)); break;
-      case 'ARGS_NAMES': case 'ARGS_GET_NAMES': vals = this.args().map(([k]) => mk(name, k, k)); break;
-      case 'REQUEST_HEADERS': vals = this.headers.map(([k, v]) => mk(name, k, v)); break;
-      case 'REQUEST_HEADERS_NAMES': vals = this.headers.map(([k]) => mk(name, k, k)); break;
-      case 'REQUEST_COOKIES': vals = this.cookies().map(([k, v]) => mk(name, k, v)); break;
-      case 'REQUEST_COOKIES_NAMES': vals = this.cookies().map(([k]) => mk(name, k, k)); break;
-      case 'REMOTE_ADDR': vals = this.remoteAddr === '' ? [] : one(this.remoteAddr); break;
+      case 'QUERY_STRING': { const q = this.pathParts().query; vals = q === null ? EMPTY : one(q); break; }
+      case 'ARGS': case 'ARGS_GET': { const a = this.args(); vals = a.length === 0 ? EMPTY : a.map(([k, v]) => mk(name, k, v, true)); break; }
+      case 'ARGS_NAMES': case 'ARGS_GET_NAMES': { const a = this.args(); vals = a.length === 0 ? EMPTY : a.map(([k]) => mk(name, k, k, true)); break; }
+      case 'REQUEST_HEADERS': vals = this.headers.map(([k, v]) => mk(name, k, v, true)); break;
+      case 'REQUEST_HEADERS_NAMES': vals = this.headers.map(([k]) => mk(name, k, k, true)); break;
+      case 'REQUEST_COOKIES': { const c = this.cookies(); vals = c.length === 0 ? EMPTY : c.map(([k, v]) => mk(name, k, v, true)); break; }
+      case 'REQUEST_COOKIES_NAMES': { const c = this.cookies(); vals = c.length === 0 ? EMPTY : c.map(([k]) => mk(name, k, k, true)); break; }
+      case 'REMOTE_ADDR': vals = this.remoteAddr === '' ? EMPTY : one(this.remoteAddr); break;
       case 'SERVER_NAME': {
         const h = this.headers.find(([k]) => k.toLowerCase() === 'host');
-        vals = h ? one(h[1].split(':')[0]) : [];
+        vals = h ? one(h[1].split(':')[0]) : EMPTY;
         break;
       }
-      default: vals = [];
+      default: vals = EMPTY;
     }
-    this.colls.set(name, vals);
+    if (this.memos !== null) {
+      if (SHARED_MEMO[cid]) for (const v of vals) v.memo = this.sharedMemo(v.raw);
+      else if (cid === CID_ARGS) for (const v of vals) if (v.raw.length <= MEMO_ARG_BYTES) v.memo = this.sharedMemo(v.raw);
+    }
+    this.colls[cid] = vals;
     return vals;
   }
 
-  txValues(keyRe?: RegExp): Value[] {
-    const keys = new Set([...this.template.keys(), ...this.tx.keys()]);
+  private sharedMemo(raw: string): Memo | null {
+    if (raw.length > MEMO_VALUE_BYTES) return null;
+    const memos = this.memos!;
+    let m = memos.get(raw);
+    if (m === undefined) {
+      if (memos.size >= MEMO_ENTRIES) memos.clear();
+      m = { t: [], pf: [], g: [], steps: [], res: [] };
+      memos.set(raw, m);
+    }
+    return m;
+  }
+
+  /** TX entries whose key matches keyRe (template keys that match are listed once per rule set). */
+  txValues(t: Target): Value[] {
     const out: Value[] = [];
-    for (const k of keys) {
-      if (keyRe !== undefined && !keyRe.test(k)) continue;
-      const v = this.txGet(k);
-      if (v !== undefined) out.push(mk('TX', k, v));
+    const keyRe = t.keyRe;
+    let tplKeys: readonly string[];
+    if (this.tx !== this.template && t.tplOf === this.template && t.tplKeys !== undefined) tplKeys = t.tplKeys;
+    else {
+      tplKeys = [...this.template.keys()].filter((k) => keyRe === undefined || keyRe.test(k));
+      if (this.tx !== this.template) { t.tplOf = this.template; t.tplKeys = tplKeys; }
+    }
+    for (const k of tplKeys) { const v = this.txGet(k); if (v !== undefined) out.push(mk('TX', k, v)); }
+    if (this.tx !== this.template) {
+      for (const [k, v] of this.tx) if (!this.template.has(k) && (keyRe === undefined || keyRe.test(k))) out.push(mk('TX', k, v));
     }
     return out;
   }
 }
 
-function mk(coll: string, key: string, raw: string): Value {
-  return { name: key === '' ? coll : `${coll}:${key}`, coll, key: key.toLowerCase(), raw };
-}
+/** A string with %{…} macros split at compile time: literal parts and references alternate. */
+type Macro = string | { parts: string[]; refs: MacroRef[] };
+/** %{COLL.key}: collection upper case, key lower case */
+interface MacroRef { coll: string; key: string | undefined }
 
-function selected(t: Target, v: Value): boolean {
-  if (t.key !== undefined) return v.key === t.key;
-  if (t.keyRe !== undefined) return t.keyRe.test(v.name.slice(v.coll.length + 1));
-  return true;
-}
-
-function resolveTargets(link: Link, ctx: Ctx): Value[] {
-  const out: Value[] = [];
-  for (const t of link.targets) {
-    let vals: Value[];
-    switch (t.name) {
-      case 'TX':
-        if (t.key !== undefined && !t.count) {
-          const v = ctx.txGet(t.key);
-          vals = v === undefined ? [] : [mk('TX', t.key, v)];
-          if (vals.length) { out.push(vals[0]); }
-          continue;
-        }
-        vals = ctx.txValues(t.keyRe);
-        break;
-      case 'MATCHED_VAR': vals = [mk('MATCHED_VAR', '', ctx.matchedVar)]; break;
-      case 'MATCHED_VAR_NAME': vals = [mk('MATCHED_VAR_NAME', '', ctx.matchedVarName)]; break;
-      case 'MATCHED_VARS': vals = ctx.matchedVars; break;
-      case 'MATCHED_VARS_NAMES': vals = ctx.matchedVars.map((v) => ({ ...v, raw: v.name, cache: undefined })); break;
-      default: vals = ctx.collection(t.name);
-    }
-    let picked = t.key === undefined && t.keyRe === undefined ? vals : vals.filter((v) => selected(t, v));
-    if (link.excludes.length > 0) {
-      picked = picked.filter((v) => !link.excludes.some((x) => x.name === v.coll && selected(x, v)));
-    }
-    if (t.count) { out.push(mk(`&${t.name}`, '', String(picked.length))); continue; }
-    for (const v of picked) out.push(v);
+function compileMacro(s: string): Macro {
+  if (s.indexOf('%{') < 0) return s;
+  const parts: string[] = [];
+  const refs: MacroRef[] = [];
+  let last = 0;
+  for (const m of s.matchAll(/%\{([^}]+)\}/g)) {
+    parts.push(s.slice(last, m.index));
+    const dot = m[1].indexOf('.');
+    refs.push({ coll: (dot < 0 ? m[1] : m[1].slice(0, dot)).toUpperCase(), key: dot < 0 ? undefined : m[1].slice(dot + 1).toLowerCase() });
+    last = m.index! + m[0].length;
   }
+  parts.push(s.slice(last));
+  return { parts, refs };
+}
+
+function expandMacro(m: Macro, ctx: Ctx): string {
+  if (typeof m === 'string') return m;
+  let out = m.parts[0];
+  for (let i = 0; i < m.refs.length; i++) out += ctx.macroRef(m.refs[i].coll, m.refs[i].key) + m.parts[i + 1];
   return out;
+}
+
+function excluded(excl: readonly Target[], v: Value): boolean {
+  for (const x of excl) {
+    if (x.name !== v.coll) continue;
+    if (x.key !== undefined ? v.key === x.key : x.keyRe !== undefined ? x.keyRe.test(v.okey) : true) return true;
+  }
+  return false;
 }
 
 function transformed(link: Link, v: Value): string {
   if (link.transforms.length === 0) return v.raw;
-  let c = v.cache;
-  if (c === undefined) { c = new Map(); v.cache = c; }
-  let s = c.get(link.tkey);
-  if (s === undefined) {
-    s = v.raw;
+  if (!v.kept) {
+    let s = v.raw;
     for (const f of link.transforms) s = f(s);
-    c.set(link.tkey, s);
+    return s;
   }
+  const c = memoOf(v).t;
+  let s = c[link.tkey];
+  if (s !== undefined) return s;
+  const fs = link.transforms;
+  const pre = link.tprefix;
+  let from = 0;
+  s = v.raw;
+  for (let k = fs.length - 2; k >= 0; k--) {
+    const p = c[pre[k]];
+    if (p !== undefined) { s = p; from = k + 1; break; }
+  }
+  for (let j = from; j < fs.length; j++) { s = fs[j](s); c[pre[j]] = s; }
   return s;
 }
 
@@ -769,9 +973,9 @@ function opFor(link: Link, ctx: Ctx, run: RunOptions): OpFn {
 
 function applySetvars(link: Link, ctx: Ctx): void {
   for (const sv of link.setvars) {
-    const name = ctx.expand(sv.name).toLowerCase();
-    if (sv.del) { ctx.tx.set(name, ''); ctx.tx.delete(name); continue; }
-    const value = ctx.expand(sv.value);
+    const name = typeof sv.nameM === 'string' ? sv.nameM : expandMacro(sv.nameM, ctx).toLowerCase();
+    if (sv.del) { ctx.tx.delete(name); continue; }
+    const value = expandMacro(sv.valueM, ctx);
     if (sv.op === '=') ctx.tx.set(name, value);
     else {
       const cur = parseInt(ctx.txGet(name) ?? '0', 10) || 0;
@@ -781,44 +985,124 @@ function applySetvars(link: Link, ctx: Ctx): void {
   }
 }
 
+/** Runs one link; like libmodsecurity 3, the link's setvars run once per matching value. */
 function runLink(link: Link, ctx: Ctx, run: RunOptions): boolean {
-  const values = resolveTargets(link, ctx);
-  if (values.length === 0) return false;
-  const op = opFor(link, ctx, run);
+  const op = link.op !== null ? link.op : opFor(link, ctx, run);
+  const collect = link.next !== undefined && link.collectAll;
+  const matched: Value[] | null = collect ? [] : null;
   let any = false;
-  const matched: Value[] = [];
-  for (const v of values) {
-    let hit = false;
-    if (link.multiMatch && link.transforms.length > 0) {
-      let s = v.raw;
-      const steps = [s];
-      for (const f of link.transforms) { const nx = f(s); if (nx !== s) steps.push(nx); s = nx; }
-      for (const st of steps) if (check(link, op, st, v, ctx)) { hit = true; break; }
-    } else {
-      hit = check(link, op, transformed(link, v), v, ctx);
+  const targets = link.targets;
+  for (let ti = 0; ti < targets.length; ti++) {
+    const t = targets[ti];
+    let vals: Value[];
+    switch (t.cid) {
+      case CID_TX:
+        if (t.key !== undefined) {
+          const x = ctx.txGet(t.key);
+          vals = t.count ? EMPTY : x === undefined ? EMPTY : [mk('TX', t.key, x)];
+          if (t.count) { if (testValue(link, op, mk('&TX', '', x === undefined ? '0' : '1'), ctx, matched)) any = true; continue; }
+        } else vals = ctx.txValues(t);
+        break;
+      case CID_MATCHED_VAR: vals = [mk('MATCHED_VAR', '', ctx.matchedVar)]; break;
+      case CID_MATCHED_VAR_NAME: vals = [mk('MATCHED_VAR_NAME', '', ctx.matchedVarName)]; break;
+      case CID_MATCHED_VARS: vals = ctx.matchedVars; break;
+      case CID_MATCHED_VARS_NAMES: vals = ctx.matchedVars.map((v) => ({ ...v, raw: nameOf(v), memo: null, kept: false })); break;
+      case CID_NONE: vals = EMPTY; break;
+      default: { const have = ctx.colls[t.cid]; vals = have !== undefined ? have : ctx.collection(t.cid); }
     }
-    if (hit) {
-      any = true;
-      matched.push({ name: v.name, coll: v.coll, key: v.key, raw: ctx.matchedVar });
-      if (!link.collectAll) break;
+    const key = t.key;
+    const keyRe = t.keyRe;
+    const excl = t.excl;
+    if (t.count) {
+      let n = 0;
+      for (const v of vals) {
+        if (key !== undefined ? v.key !== key : keyRe !== undefined && !keyRe.test(v.okey)) continue;
+        if (excl !== null && excluded(excl, v)) continue;
+        n++;
+      }
+      if (testValue(link, op, mk(`&${t.name}`, '', String(n)), ctx, matched)) any = true;
+      continue;
+    }
+    for (let i = 0; i < vals.length; i++) {
+      const v = vals[i];
+      if (key !== undefined ? v.key !== key : keyRe !== undefined && !keyRe.test(v.okey)) continue;
+      if (excl !== null && excluded(excl, v)) continue;
+      if (testValue(link, op, v, ctx, matched)) any = true;
     }
   }
   if (!any) return false;
-  applySetvars(link, ctx);
-  if (link.engineOff) ctx.engineOff = true;
   if (link.next) {
-    ctx.matchedVars = matched;
+    ctx.matchedVars = matched ?? EMPTY;
     return runLink(link.next, ctx, run);
   }
   return true;
 }
 
-function check(link: Link, op: OpFn, s: string, v: Value, ctx: Ctx): boolean {
-  const m = op(s);
+/** Tests one value (each transformation step with multiMatch); on every match records it and runs the setvars. */
+function testValue(link: Link, op: OpFn, v: Value, ctx: Ctx, matched: Value[] | null): boolean {
+  if (!link.multiMatch || link.transforms.length === 0) {
+    let m: OpMatch | null | undefined;
+    let s: string;
+    if (v.kept) {
+      const memo = memoOf(v);
+      const res = link.lid >= 0 ? memo.res : null;
+      if (res !== null) {
+        m = res[link.lid];
+        if (m === null && !link.negated) return false; // seen before: no match
+      }
+      s = transformed(link, v);
+      if (m === undefined) {
+        // none of the literals: the pattern cannot match
+        if (link.gpre !== null && s === v.raw) {
+          let hits = memo.g[link.gslot];
+          if (hits === undefined) { hits = link.gpre.scan(s); memo.g[link.gslot] = hits; }
+          m = (hits & link.gbit) === 0 ? null : link.bare!(s);
+        } else if (link.pre !== null) {
+          let hits = memo.pf[link.preSlot];
+          if (hits === undefined) { hits = link.pre.scan(s); memo.pf[link.preSlot] = hits; }
+          m = (hits & link.preBit) === 0 ? null : link.bare!(s);
+        } else m = op(s);
+        if (res !== null) res[link.lid] = m;
+      }
+    } else {
+      s = transformed(link, v);
+      m = op(s);
+    }
+    if (!matchedBy(link, m, s, v, ctx)) return false;
+    onMatch(link, v, ctx, matched);
+    return true;
+  }
+  // multiMatch: a shared memo remembers only that no step matched (a non-negated link)
+  const res = v.kept && link.lid >= 0 && !link.negated ? memoOf(v).res : null;
+  if (res !== null && res[link.lid] === null) return false;
+  const all = v.kept ? memoOf(v).steps : [];
+  let steps = all[link.tkey];
+  if (steps === undefined) {
+    let s = v.raw;
+    steps = [s];
+    for (const f of link.transforms) { const nx = f(s); if (nx !== s) steps.push(nx); s = nx; }
+    all[link.tkey] = steps;
+  }
+  let any = false;
+  for (let i = 0; i < steps.length; i++) {
+    if (matchedBy(link, op(steps[i]), steps[i], v, ctx)) { any = true; onMatch(link, v, ctx, matched); }
+  }
+  if (!any && res !== null) res[link.lid] = null;
+  return any;
+}
+
+function onMatch(link: Link, v: Value, ctx: Ctx, matched: Value[] | null): void {
+  if (matched !== null) matched.push({ coll: v.coll, okey: v.okey, key: v.key, raw: ctx.matchedVar, memo: null, kept: false });
+  if (link.setvars.length > 0) applySetvars(link, ctx);
+  if (link.engineOff) ctx.engineOff = true;
+}
+
+/** Whether operator result m is a match for the link (negation); records MATCHED_VAR and captures. */
+function matchedBy(link: Link, m: OpMatch | null, s: string, v: Value, ctx: Ctx): boolean {
   const hit = link.negated ? m === null : m !== null;
   if (!hit) return false;
   ctx.matchedVar = s;
-  ctx.matchedVarName = v.name;
+  ctx.matchedVarName = nameOf(v);
   if (link.capture && m !== null) {
     ctx.tx.set('0', m.data);
     if (m.groups) for (let g = 0; g < m.groups.length; g++) ctx.tx.set(String(g + 1), m.groups[g]);
@@ -827,19 +1111,21 @@ function check(link: Link, op: OpFn, s: string, v: Value, ctx: Ctx): boolean {
 }
 
 function runRule(rule: Rule, ctx: Ctx, run: RunOptions): boolean {
-  ctx.matchedVars = [];
+  ctx.matchedVars = EMPTY;
   return runLink(rule.head, ctx, run);
 }
 
-/** Runs the rule set on one request. Pure: reads nothing but its arguments. */
+/** Runs the rule set on one request. No I/O; the verdict depends only on the arguments (the ruleset's memo only saves work). */
 export function evaluate(ruleset: Ruleset, request: GuardRequest): Verdict {
-  const ctx = new Ctx(request, new Map(), ruleset.template, ruleset.loggedHeaders, ruleset.maxValueBytes);
+  const ctx = new Ctx(request, new Map(), ruleset.template, ruleset.loggedHeaders, ruleset.maxValueBytes, ruleset.memos);
   const matched: MatchedRule[] = [];
   const run: RunOptions = ruleset as unknown as RunOptions;
+  const noArgs = !ctx.mayHaveArgs();
   for (const list of ruleset.phases) {
     for (let i = 0; i < list.length; i++) {
       const rule = list[i];
       if (rule.marker !== undefined) continue;
+      if (rule.argsOnly && noArgs) continue;
       if (!runRule(rule, ctx, run)) continue;
       if (ctx.engineOff) return { score: 0, matched: [], blocked: false, truncated: ctx.truncated };
       if (rule.log && rule.id !== 0) matched.push({ id: rule.id, msg: ctx.expand(rule.msg), severity: rule.severity });

@@ -23,14 +23,18 @@ export interface CompiledOperator {
   relaxed: boolean;
   /** @rx with required literals checked first */
   prefiltered?: boolean;
+  /** @rx with a prefilter, @pm: the literals (one of which every match contains) and the operator without its own prefilter */
+  literals?: readonly string[];
+  bare?: OpFn;
 }
 
 /** Operators that need data a log line does not carry, or libinjection. */
 export const UNEVALUABLE_OPERATORS = new Set(['detectsqli', 'detectxss', 'rbl', 'geolookup', 'inspectfile', 'fuzzyhash', 'verifycc', 'verifyssn', 'verifycpf']);
 
+/** Leading integer of s (after white space, with sign), else 0: what ModSecurity's numeric operators compare. */
 function toInt(s: string): number {
-  const m = /^\s*[-+]?\d+/.exec(s);
-  return m ? parseInt(m[0], 10) : 0;
+  const n = parseInt(s, 10);
+  return Number.isNaN(n) ? 0 : n;
 }
 
 function parseByteRanges(arg: string): Uint8Array {
@@ -44,28 +48,84 @@ function parseByteRanges(arg: string): Uint8Array {
   return ok;
 }
 
+/** Dotted quad → 32-bit integer, or -1 when s is not one. */
 function ipv4ToInt(ip: string): number {
-  return ip.split('.').reduce((acc, o) => (acc << 8) + Number(o), 0) >>> 0;
+  let acc = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 0x2e) {
+      if (digits === 0 || ++dots > 3) return -1;
+      acc = acc * 256 + octet;
+      octet = 0;
+      digits = 0;
+    } else if (c >= 0x30 && c <= 0x39 && digits < 3) {
+      octet = octet * 10 + (c - 0x30);
+      if (octet > 255) return -1;
+      digits++;
+    } else return -1;
+  }
+  if (digits === 0 || dots !== 3) return -1;
+  return acc * 256 + octet;
+}
+
+/** An IPv6 address as a 128-bit integer (embedded IPv4 and zone ids handled), or null. */
+export function ipv6ToBigInt(ip: string): bigint | null {
+  const pct = ip.indexOf('%');
+  const a = pct >= 0 ? ip.slice(0, pct) : ip;
+  if (isIP(a) !== 6) return null;
+  let groups: string[];
+  const dbl = a.indexOf('::');
+  const words = (s: string): string[] => {
+    if (s === '') return [];
+    const parts = s.split(':');
+    const last = parts[parts.length - 1];
+    if (last.includes('.')) {
+      const v4 = ipv4ToInt(last);
+      parts.splice(parts.length - 1, 1, (v4 >>> 16).toString(16), (v4 & 0xffff).toString(16));
+    }
+    return parts;
+  };
+  if (dbl >= 0) {
+    const head = words(a.slice(0, dbl));
+    const tail = words(a.slice(dbl + 2));
+    groups = [...head, ...Array<string>(8 - head.length - tail.length).fill('0'), ...tail];
+  } else groups = words(a);
+  if (groups.length !== 8) return null;
+  let x = 0n;
+  for (const g of groups) x = (x << 16n) | BigInt(parseInt(g, 16));
+  return x;
 }
 
 function ipMatcher(arg: string): OpFn {
   const v4: Array<[number, number]> = [];
-  const v6: string[] = [];
+  const v6: Array<[bigint, bigint]> = [];
+  const ALL = (1n << 128n) - 1n;
   for (const raw of arg.split(/[,\s]+/)) {
     if (raw === '') continue;
     const [addr, bits] = raw.split('/');
     if (isIP(addr) === 4) {
       const b = bits === undefined ? 32 : Number(bits);
       const mask = b === 0 ? 0 : (~0 << (32 - b)) >>> 0;
-      v4.push([ipv4ToInt(addr) & mask, mask]);
-    } else if (isIP(addr) === 6) v6.push(addr.toLowerCase());
+      v4.push([(ipv4ToInt(addr) & mask) >>> 0, mask]);
+    } else {
+      const x = ipv6ToBigInt(addr);
+      if (x === null) continue;
+      const b = bits === undefined ? 128 : Number(bits);
+      const mask = b <= 0 ? 0n : (ALL << BigInt(128 - Math.min(b, 128))) & ALL;
+      v6.push([x & mask, mask]);
+    }
   }
   return (value) => {
-    const kind = isIP(value);
-    if (kind === 4) {
-      const x = ipv4ToInt(value);
+    const x = ipv4ToInt(value);
+    if (x >= 0) {
       for (const [net, mask] of v4) if (((x & mask) >>> 0) === net) return { data: value };
-    } else if (kind === 6 && v6.includes(value.toLowerCase())) return { data: value };
+    } else if (v6.length > 0) {
+      const x = ipv6ToBigInt(value);
+      if (x !== null) for (const [net, mask] of v6) if ((x & mask) === net) return { data: value };
+    }
     return null;
   };
 }
@@ -116,14 +176,17 @@ export function compileOperator(name: string, arg: string, opts: OperatorOptions
       const cap = info.cap;
       const lits = requiredLiterals(info.source);
       const pre = lits === null ? null : new PhraseMatcher(lits);
-      const fn: OpFn = (value) => {
-        const v = value.length > cap ? value.slice(0, cap) : value;
-        if (pre !== null && pre.find(v) === null) return null;
-        const m = re.exec(v);
+      const bare: OpFn = (value) => {
+        const m = re.exec(value.length > cap ? value.slice(0, cap) : value);
         if (m === null) return null;
         return { data: m[0], groups: m.length > 1 ? m.slice(1, 10).map((g) => g ?? '') : undefined };
       };
-      return { fn, engine: info.engine, relaxed: info.relaxed, prefiltered: pre !== null };
+      const fn: OpFn = pre === null ? bare : (value) => {
+        // a literal found only past the cap lets the regex run on the cut value: a superset, never a miss
+        if (pre.find(value.length > cap ? value.slice(0, cap) : value) === null) return null;
+        return bare(value);
+      };
+      return { fn, engine: info.engine, relaxed: info.relaxed, prefiltered: pre !== null, literals: lits ?? undefined, bare: pre === null ? undefined : bare };
     }
     case 'pm':
     case 'pmf':
@@ -132,10 +195,11 @@ export function compileOperator(name: string, arg: string, opts: OperatorOptions
         ? arg.split(/\s+/).filter((p) => p !== '')
         : arg.split(/\s+/).filter((p) => p !== '').flatMap((f) => readPhraseFile(opts.rulesDir, f));
       const m = new PhraseMatcher(phrases);
-      return native((value) => {
+      const fn: OpFn = (value) => {
         const hit = m.find(value);
         return hit === null ? null : { data: hit };
-      });
+      };
+      return { fn, engine: 'native', relaxed: false, literals: m.phrases, bare: fn };
     }
     case 'beginswith': return native((v) => (v.startsWith(arg) ? { data: arg } : null));
     case 'endswith': return native((v) => (v.endsWith(arg) ? { data: arg } : null));

@@ -3,6 +3,53 @@
 // npm: the libraries there collect every match into arrays of objects per call, where a guard needs
 // a dense 256-wide transition table walked once per value with no allocation.
 
+/**
+ * The DFA of an Aho–Corasick automaton over folded phrases. `label(phrase index)` gives each end
+ * state its value; `merge(state value, value along the failure link)` folds the failure chain in,
+ * so every state carries what ends there or at any suffix of it.
+ */
+function buildDfa(list: readonly string[], label: (p: number) => number, merge: (own: number, viaFail: number) => number, none: number): { delta: Int32Array; out: Int32Array } {
+  const gotoRows: Array<Map<number, number>> = [new Map()];
+  const outList: number[] = [none];
+  for (let p = 0; p < list.length; p++) {
+    let s = 0;
+    for (let i = 0; i < list[p].length; i++) {
+      const b = list[p].charCodeAt(i) & 0xff;
+      let nx = gotoRows[s].get(b);
+      if (nx === undefined) {
+        nx = gotoRows.length;
+        gotoRows.push(new Map());
+        outList.push(none);
+        gotoRows[s].set(b, nx);
+      }
+      s = nx;
+    }
+    outList[s] = merge(outList[s], label(p));
+  }
+  const states = gotoRows.length;
+  const delta = new Int32Array(states * 256);
+  const fail = new Int32Array(states);
+  const out = Int32Array.from(outList);
+  const queue: number[] = [];
+  for (let b = 0; b < 256; b++) {
+    const nx = gotoRows[0].get(b);
+    if (nx !== undefined) { delta[b] = nx; queue.push(nx); }
+  }
+  for (let qi = 0; qi < queue.length; qi++) {
+    const s = queue[qi];
+    out[s] = merge(out[s], out[fail[s]]); // fail[s] is nearer the root: already complete
+    for (let b = 0; b < 256; b++) {
+      const nx = gotoRows[s].get(b);
+      if (nx !== undefined) {
+        fail[nx] = delta[fail[s] * 256 + b];
+        delta[s * 256 + b] = nx;
+        queue.push(nx);
+      } else delta[s * 256 + b] = delta[fail[s] * 256 + b];
+    }
+  }
+  return { delta, out };
+}
+
 export class PhraseMatcher {
   /** delta[state * 256 + byte] → next state (a full DFA: failure links are folded in) */
   private readonly delta: Int32Array;
@@ -13,46 +60,7 @@ export class PhraseMatcher {
   constructor(phrases: Iterable<string>) {
     const list = [...new Set([...phrases].map((p) => fold(p)).filter((p) => p.length > 0))];
     this.phrases = list;
-    const gotoRows: Array<Map<number, number>> = [new Map()];
-    const outList: number[] = [-1];
-    for (let p = 0; p < list.length; p++) {
-      let s = 0;
-      for (let i = 0; i < list[p].length; i++) {
-        const b = list[p].charCodeAt(i) & 0xff;
-        let nx = gotoRows[s].get(b);
-        if (nx === undefined) {
-          nx = gotoRows.length;
-          gotoRows.push(new Map());
-          outList.push(-1);
-          gotoRows[s].set(b, nx);
-        }
-        s = nx;
-      }
-      if (outList[s] < 0) outList[s] = p;
-    }
-    const states = gotoRows.length;
-    const delta = new Int32Array(states * 256);
-    const fail = new Int32Array(states);
-    const out = Int32Array.from(outList);
-    const queue: number[] = [];
-    for (let b = 0; b < 256; b++) {
-      const nx = gotoRows[0].get(b);
-      if (nx !== undefined) { delta[b] = nx; fail[nx] = 0; queue.push(nx); } else delta[b] = 0;
-    }
-    for (let qi = 0; qi < queue.length; qi++) {
-      const s = queue[qi];
-      if (out[s] < 0 && out[fail[s]] >= 0) out[s] = out[fail[s]];
-      for (let b = 0; b < 256; b++) {
-        const nx = gotoRows[s].get(b);
-        if (nx !== undefined) {
-          fail[nx] = delta[fail[s] * 256 + b];
-          delta[s * 256 + b] = nx;
-          queue.push(nx);
-        } else {
-          delta[s * 256 + b] = delta[fail[s] * 256 + b];
-        }
-      }
-    }
+    const { delta, out } = buildDfa(list, (p) => p, (own, via) => (own >= 0 ? own : via), -1);
     this.delta = delta;
     this.out = out;
   }
@@ -74,4 +82,47 @@ export class PhraseMatcher {
 
 function fold(p: string): string {
   return p.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
+
+/**
+ * Up to 31 phrase sets in one automaton: one walk over a value gives a bit mask of the sets with
+ * a phrase in it. Rules whose patterns share a transformation chain share one walk per value this
+ * way instead of each walking its own prefilter.
+ */
+export class PhraseSetMatcher {
+  static readonly MAX_SETS = 31;
+  /** delta[state + byte] → next state, states premultiplied by 256 */
+  private readonly delta: Int32Array;
+  /** per state (index state >> 8): the sets with a phrase ending there, failure chain folded in */
+  private readonly outMask: Int32Array;
+  readonly sets: number;
+
+  constructor(sets: ReadonlyArray<Iterable<string>>) {
+    if (sets.length > PhraseSetMatcher.MAX_SETS) throw new Error(`PhraseSetMatcher takes at most ${PhraseSetMatcher.MAX_SETS} sets`);
+    this.sets = sets.length;
+    const list: string[] = [];
+    const owner: number[] = [];
+    sets.forEach((phrases, id) => {
+      for (const p of phrases) { const f = fold(p); if (f.length > 0) { list.push(f); owner.push(id); } }
+    });
+    const { delta, out } = buildDfa(list, (p) => 1 << owner[p], (own, via) => own | via, 0);
+    for (let i = 0; i < delta.length; i++) delta[i] <<= 8;
+    this.delta = delta;
+    this.outMask = out;
+  }
+
+  /** Bit id is set when set id has a phrase in s (ASCII case-insensitive). */
+  scan(s: string): number {
+    const delta = this.delta;
+    const outMask = this.outMask;
+    let st = 0;
+    let mask = 0;
+    for (let i = 0; i < s.length; i++) {
+      let b = s.charCodeAt(i) & 0xff;
+      if (b >= 0x41 && b <= 0x5a) b += 0x20;
+      st = delta[st + b];
+      mask |= outMask[st >> 8];
+    }
+    return mask;
+  }
 }

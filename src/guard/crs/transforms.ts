@@ -8,7 +8,9 @@ const HEX = /^[0-9a-fA-F]$/;
 const isHex = (c: string | undefined) => c !== undefined && HEX.test(c);
 const NON_ASCII = /[\x80-\xff]/;
 
+const UPPER = /[A-Z]/;
 export function lowercase(s: string): string {
+  if (!UPPER.test(s)) return s;
   if (!NON_ASCII.test(s)) return s.toLowerCase();
   return s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
 }
@@ -21,8 +23,11 @@ function lowByteUnicode(hex4: string): string {
 }
 
 /** %XX and '+' → space, invalid escapes kept; with `uni` also %uHHHH (the low byte, full-width ASCII folded). */
+const PERCENT_U = /%[uU]/;
 function percentDecode(s: string, uni: boolean): string {
   if (s.indexOf('%') < 0 && s.indexOf('+') < 0) return s;
+  // without %u, the built-in unescape() does exactly this: %XX decoded, an invalid escape kept
+  if (!PERCENT_U.test(s)) return unescape(s.indexOf('+') < 0 ? s : s.replace(/\+/g, ' '));
   let out = '';
   const n = s.length;
   for (let i = 0; i < n; i++) {
@@ -47,6 +52,7 @@ export const urlDecodeUni: Transform = (s) => percentDecode(s, true);
 /** The request URI decoding ModSecurity v3 applies for REQUEST_URI / REQUEST_FILENAME: %XX only. */
 export function uriDecode(s: string): string {
   if (s.indexOf('%') < 0) return s;
+  if (!PERCENT_U.test(s)) return unescape(s);
   return s.replace(/%([0-9a-fA-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
 }
 
@@ -111,21 +117,28 @@ export const cssDecode: Transform = (str) => decodeBackslashes(str, (s, i) => {
 });
 
 export const removeNulls: Transform = (s) => (s.indexOf('\0') < 0 ? s : s.replace(/\0/g, ''));
-export const compressWhitespace: Transform = (s) => s.replace(/[\t-\r \xa0]+/g, ' ');
-export const removeWhitespace: Transform = (s) => s.replace(/[\t-\r \xa0]+/g, '');
-export const trim: Transform = (s) => s.replace(/^[\t-\r ]+|[\t-\r ]+$/g, '');
+const WS_RUN = /[\t-\r\xa0]| {2}/;
+const WS = /[\t-\r \xa0]/;
+export const compressWhitespace: Transform = (s) => (WS_RUN.test(s) ? s.replace(/[\t-\r \xa0]+/g, ' ') : s);
+export const removeWhitespace: Transform = (s) => (WS.test(s) ? s.replace(/[\t-\r \xa0]+/g, '') : s);
+const EDGE_WS = /^[\t-\r ]|[\t-\r ]$/;
+export const trim: Transform = (s) => (EDGE_WS.test(s) ? s.replace(/^[\t-\r ]+|[\t-\r ]+$/g, '') : s);
 
 export function replaceComments(s: string): string {
   if (s.indexOf('/*') < 0) return s;
   return s.replace(/\/\*[\s\S]*?(?:\*\/|$)/g, ' ');
 }
 
+const COMMENT_START = /\/\*|<!--|--|#/;
 export function removeComments(s: string): string {
+  if (!COMMENT_START.test(s)) return s;
   return s.replace(/\/\*[\s\S]*?(?:\*\/|$)|<!--[\s\S]*?(?:-->|$)|--.*$|#.*$/gm, '');
 }
 
 /** ModSecurity's cmdLine: drop \ " ' ^, drop spaces before / and (, , and ; to space, squeeze spaces, lowercase. */
+const CMDLINE_CHANGES = /[\\"'^,;\t-\r A-Z]/;
 export function cmdLine(s: string): string {
+  if (!CMDLINE_CHANGES.test(s)) return s; // nothing to drop, squeeze or lowercase
   let out = '';
   let space = false;
   for (let i = 0; i < s.length; i++) {
@@ -164,9 +177,23 @@ export function normalizePath(s: string, win = false): string {
   return p;
 }
 
+const B64 = new Int8Array(256).fill(-1);
+for (let i = 0; i < 64; i++) B64['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
+
+/** Base64 with every non-alphabet character skipped and a trailing partial byte dropped. */
 export function base64Decode(s: string): string {
-  const clean = s.replace(/[^A-Za-z0-9+/]/g, '');
-  return Buffer.from(clean, 'base64').toString('latin1');
+  let out = '';
+  let acc = 0;
+  let bits = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    const d = c < 256 ? B64[c] : -1;
+    if (d < 0) continue;
+    acc = ((acc << 6) | d) & 0xffffff;
+    bits += 6;
+    if (bits >= 8) { bits -= 8; out += String.fromCharCode((acc >> bits) & 0xff); }
+  }
+  return out;
 }
 
 export function hexDecode(s: string): string {
