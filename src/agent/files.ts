@@ -2,7 +2,7 @@
 // each file is followed by its inode, through renames (read to its end), copytruncate (the rotated
 // copy is finished first), deletion and inode reuse. Decisions are the pure functions of
 // identity.ts; this module does the I/O and turns lines into spool records.
-import { type FSWatcher, watch } from 'node:fs';
+import { type FSWatcher, statSync, watch } from 'node:fs';
 import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../runtime/log.js';
@@ -19,6 +19,8 @@ const MIN_CHUNK_BYTES = 4096;
 const SPOOL_EXPANSION_MAX = 8;
 /** chunks read from one file per pass before the others get their turn */
 const CHUNKS_PER_PASS = 8;
+/** the longest gap between backup stat polls of watched, idle directories (1,000 idle files: ~0.3 % of a core) */
+const IDLE_POLL_MS_MAX = 2000;
 
 interface Followed {
   key: string;
@@ -38,6 +40,8 @@ interface Followed {
   /** no longer at a watched path (renamed or deleted): read to its end, then closed once idle */
   detached: boolean;
   lastGrowthMs: number;
+  /** size:mtime when a read found nothing new: a pass whose stat still says so skips the file */
+  quiet?: string;
 }
 
 export interface SourceStats { linesRead: number; bytesRead: number; rotations: number; truncations: number; files: number }
@@ -51,6 +55,10 @@ export class FileSource {
   private running?: Promise<void>;
   private again = false;
   private stopped = false;
+  /** every pattern directory has a working fs.watch: the stat poll is only a backup */
+  private allWatched = false;
+  private pollMs = 0;
+  private bytesAtPoll = 0;
   /** passes run only after the checkpoints were resumed (a pass would follow their files from 0) */
   private resumed = false;
   readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0 };
@@ -73,15 +81,22 @@ export class FileSource {
       await this.resume(key, ck);
     }
     this.resumed = true;
-    for (const { dir } of this.patterns) {
+    let watched = 0;
+    for (const dir of new Set(this.patterns.map((p) => p.dir))) {
       try {
-        const w = watch(dir, { persistent: false }, () => this.kick());
-        w.on('error', () => {});
+        const w = watch(dir, { persistent: false }, () => {
+          this.pollMs = this.cfg.pollIntervalMs;
+          this.kick();
+        });
+        w.on('error', () => { this.allWatched = false; });
         this.watchers.push(w);
+        watched++;
       } catch {
         // a directory that does not exist yet is found by the poll
       }
     }
+    this.allWatched = watched === new Set(this.patterns.map((p) => p.dir)).size;
+    this.pollMs = this.cfg.pollIntervalMs;
     this.schedule();
     this.kick();
   }
@@ -119,11 +134,18 @@ export class FileSource {
   /** A spool that cannot write ends the agent (set by the agent). */
   fatal: (err: Error) => void = () => {};
 
+  /**
+   * The backup stat poll: every pollIntervalMs, backing off (doubling) to IDLE_POLL_MS_MAX while every
+   * directory is watched and nothing was read; a watch event or a read brings it back.
+   */
   private schedule(): void {
     this.timer = setTimeout(() => {
+      const read = this.stats.bytesRead !== this.bytesAtPoll;
+      this.bytesAtPoll = this.stats.bytesRead;
+      this.pollMs = this.allWatched && !read ? Math.min(IDLE_POLL_MS_MAX, Math.max(this.cfg.pollIntervalMs, this.pollMs * 2)) : this.cfg.pollIntervalMs;
       this.kick();
       if (!this.stopped) this.schedule();
-    }, this.cfg.pollIntervalMs);
+    }, this.pollMs);
     this.timer.unref?.();
   }
 
@@ -134,6 +156,9 @@ export class FileSource {
 
   private async pass(): Promise<void> {
     const present = new Set<string>();
+    // files whose size and mtime are as the last read that found nothing left them: nothing to read
+    // (an idle pass over 1,000 files costs their stats only)
+    const unchanged = new Set<string>();
     for (const { dir, re } of this.patterns) {
       let names: string[];
       try {
@@ -142,21 +167,23 @@ export class FileSource {
         continue;
       }
       const matched = names.filter((n) => re.test(n)).sort();
+      const matchedSet = new Set(matched);
       for (const name of matched) {
         // a glob that also matches rotated names (app.log*) must not read a copytruncate copy again
         // (renamed files keep their inode and are followed already)
-        if (matched.some((b) => isRotatedName(b, name))) {
+        if (hasRotationBase(matchedSet, name)) {
           const st = await stat(path.join(dir, name)).catch(() => undefined);
           if (!st || !this.followed.has(`${st.dev}:${st.ino}`)) continue;
         }
         const p = path.join(dir, name);
+        // a synchronous stat of a local file costs a few µs; through the thread pool about 20
         let st;
         try {
-          st = await stat(p);
+          st = statSync(p, { throwIfNoEntry: false });
         } catch {
           continue;
         }
-        if (!st.isFile()) continue;
+        if (!st?.isFile()) continue;
         const key = `${st.dev}:${st.ino}`;
         present.add(key);
         const f = this.followed.get(key);
@@ -164,6 +191,7 @@ export class FileSource {
           if (f.path !== p) this.stats.rotations++;
           f.path = p;
           f.detached = false;
+          if (f.quiet === `${st.size}:${st.mtimeMs}`) unchanged.add(key);
           continue;
         }
         await this.follow(p, st.dev, st.ino, 0);
@@ -179,6 +207,7 @@ export class FileSource {
     let more = false;
     for (const f of [...this.followed.values()]) {
       if (this.stopped) return;
+      if (unchanged.has(f.key) && !f.ml.pending) continue;
       more = (await this.readSome(f)) || more;
       await this.flushQuiet(f);
       await this.maybeClose(f);
@@ -307,7 +336,11 @@ export class FileSource {
         return true;
       }
       const data = got.subarray(heldLen);
-      if (data.length === 0) return false;
+      f.quiet = undefined;
+      if (data.length === 0) {
+        if (f.readPos === st.size) f.quiet = `${st.size}:${st.mtimeMs}`;
+        return false;
+      }
       f.lastGrowthMs = this.now();
       this.stats.bytesRead += data.length;
       f.buf = f.buf.length === 0 ? Buffer.from(data) : Buffer.concat([f.buf, data]);
@@ -429,6 +462,15 @@ export class FileSource {
     await f.fh.close();
     this.log.info({ path: f.path, key: f.key, task: this.src.task }, 'rotated file done');
   }
+}
+
+/** Whether another of `names` is a file `name` is a rotated copy of (app.log for app.log.1); linear in the name's length. */
+function hasRotationBase(names: Set<string>, name: string): boolean {
+  for (let i = 1; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if ((c === 46 || c === 45) && names.has(name.slice(0, i)) && isRotatedName(name.slice(0, i), name)) return true;
+  }
+  return false;
 }
 
 async function headHashOf(p: string, len: number): Promise<string | undefined> {
