@@ -406,7 +406,7 @@ async function runAgentSide(work: string): Promise<Side> {
 
 async function runRsyslogSide(work: string): Promise<Side> {
   ensureRsyslog();
-  const side: Side = { version: execFileSync(RSYSLOGD, ['-v']).toString().split('\n')[0].trim() };
+  const side: Side = { version: execFileSync(RSYSLOGD, ['-v']).toString().split('\n')[0].replace(/compiled with:.*/, '').trim() };
   const rx = new Receiver();
   await rx.listen();
   try {
