@@ -65,9 +65,15 @@ export class Agent {
     }
     for (const s of agent.shippers.values()) s.start();
     agent.started = true;
-    for (const s of agent.sources) await s.start();
-    for (const j of agent.journald) await j.start();
-    if (cfg.scripts) agent.scripts = await ScriptRunner.start(agent, cfg, log);
+    try {
+      for (const s of agent.sources) await s.start();
+      for (const j of agent.journald) await j.start();
+      if (cfg.scripts) agent.scripts = await ScriptRunner.start(agent, cfg, log);
+    } catch (err) {
+      // a source that cannot resume ends the agent (its shippers would keep the process alive)
+      await agent.stop();
+      throw err;
+    }
     return agent;
   }
 

@@ -2,7 +2,7 @@
 // each file is followed by its inode, through renames (read to its end), copytruncate (the rotated
 // copy is finished first), deletion and inode reuse. Decisions are the pure functions of
 // identity.ts; this module does the I/O and turns lines into spool records.
-import { type FSWatcher, statSync, watch } from 'node:fs';
+import { type FSWatcher, type Stats, statSync, watch } from 'node:fs';
 import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../runtime/log.js';
@@ -262,8 +262,14 @@ export class FileSource {
       const pr = await probe(cand, ck);
       if (pr && judge(ck, pr.probe) === 'resume') {
         const f = await this.follow(cand, ck.dev, ck.ino, ck.offset, pr.tail);
-        if (f) f.detached = true;
+        if (f) {
+          f.detached = true;
+          // it keeps its watched name: a checkpoint at a rotated name (app.log.1) is not found again
+          // once that file is rotated on (app.log.2) while the agent is down
+          f.path = ck.path;
+        }
         if (f && this.ckKey(f.key) !== key) await this.dropCkpt(key);
+        await this.catchUpRotated(ck, cand);
         return;
       }
     }
@@ -273,6 +279,38 @@ export class FileSource {
     }
     this.log.warn({ path: ck.path, key, offset: ck.offset, task: this.src.task }, 'GAP: a followed file is gone; what was written to it after the checkpoint is lost');
     await this.dropCkpt(key);
+  }
+
+  /**
+   * Rotated names of ck.path modified after `after` (the file a checkpoint was found at) that this
+   * source neither follows nor has a checkpoint for: whole files rotated away while the agent could not
+   * read them (two rotations while it was down). Followed from 0, as rotated files, before the file at
+   * the path is read again.
+   */
+  private async catchUpRotated(ck: FileCkpt, after: string): Promise<void> {
+    const base = statSync(after, { throwIfNoEntry: false });
+    if (!base) return;
+    const newer: Array<{ p: string; st: Stats }> = [];
+    const mine = [...this.spool.ckpts.values()].filter((c) => c.task === this.src.task);
+    for (const cand of await siblings(ck.path)) {
+      const st = statSync(cand, { throwIfNoEntry: false });
+      if (!st?.isFile() || st.mtimeMs <= base.mtimeMs) continue;
+      const key = `${st.dev}:${st.ino}`;
+      if (key === `${base.dev}:${base.ino}` || this.followed.has(key) || this.spool.ckpts.has(this.ckKey(key))) continue;
+      // a copytruncate copy of a checkpointed file (same head) is finished from that checkpoint, not read whole
+      let copyOfCkpt = false;
+      for (const c of mine) if (c.headLen > 0 && st.size >= c.headLen && (await headHashOf(cand, c.headLen)) === c.headHash) copyOfCkpt = true;
+      if (!copyOfCkpt) newer.push({ p: cand, st });
+    }
+    newer.sort((a, b) => a.st.mtimeMs - b.st.mtimeMs);
+    for (const { p, st } of newer) {
+      this.log.warn({ path: p, task: this.src.task }, 'a rotated file the agent has not read (rotated away while it was down): reading it whole');
+      const f = await this.follow(p, st.dev, st.ino, 0);
+      if (f) {
+        f.detached = true;
+        f.path = ck.path;
+      }
+    }
   }
 
   private async dropCkpt(key: string): Promise<void> {
@@ -291,6 +329,7 @@ export class FileSource {
         if (pr.probe.size < ck.offset && pr.probe.size >= ck.headLen && (await headHashOf(cand, ck.headLen)) === ck.headHash) {
           // copied before the agent read past its end: nothing of it is left to read
           this.log.info({ path: ck.path, copy: cand, task: this.src.task }, 'truncated file: its rotated copy holds nothing unread');
+          await this.catchUpRotated(ck, cand);
           return 'behind';
         }
         continue;
@@ -298,6 +337,8 @@ export class FileSource {
       this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its rotated copy first');
       const f = await this.follow(cand, pr.probe.dev, pr.probe.ino, ck.offset, pr.tail);
       if (!f) return false;
+      // checkpointed under the watched name, found among its rotated names after a restart (as above)
+      f.path = ck.path;
       // the copy is checkpointed under the truncated file's key until it is done
       this.followed.delete(f.key);
       f.key = `${ck.dev}:${ck.ino}`;
@@ -315,6 +356,7 @@ export class FileSource {
       }
       await this.endOf(f, false);
       await f.fh.close();
+      await this.catchUpRotated(ck, cand);
       return 'read';
     }
     return false;
@@ -454,6 +496,12 @@ export class FileSource {
 
   private async maybeClose(f: Followed): Promise<void> {
     if (!f.detached || !this.followed.has(f.key)) return;
+    // rotated files of one name close oldest first: a checkpoint left of an older one after a newer one
+    // closed would make a restart read the newer one again (catchUpRotated)
+    for (const o of this.followed.values()) {
+      if (o === f) break;
+      if (o.detached && o.path === f.path) return;
+    }
     const st = await f.fh.stat();
     if (st.size > f.readPos) return;
     if (this.now() - f.lastGrowthMs < this.cfg.rotatedIdleMs) return;

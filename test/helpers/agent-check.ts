@@ -30,8 +30,18 @@ export async function agentDir(name: string, url: string, sources: string, extra
   return { dir, logs, config };
 }
 
+/** GAP warnings and errors of every agent started here (a kill test prints them when it fails) */
+export const agentProblems: string[] = [];
+
+export function watchProblems(a: AgentProc): void {
+  a.proc.stdout!.on('data', (c: string) => {
+    for (const l of String(c).split('\n')) if (/GAP|"level":(50|60)/.test(l) && agentProblems.length < 200) agentProblems.push(l.slice(0, 600));
+  });
+}
+
 export async function runningAgent(config: string, all: AgentProc[]): Promise<AgentProc> {
   const a = startAgent(config);
+  watchProblems(a);
   all.push(a);
   await a.stdout.waitFor(/"msg":"agent running"/, slow(20_000));
   return a;
@@ -75,26 +85,38 @@ export function checkTask(records: TopicRecord[], task: string, want: Set<number
   };
 }
 
-/** Reads the topic until every task holds its wanted lines (or the deadline), then once more after a pause for late duplicates. */
+/** Sum of a topic's partition end offsets, as a node reports them. */
+async function endOffsets(url: string, topic: string): Promise<number> {
+  const res = await fetch(`${url}/v1/topics/${topic}`, { signal: AbortSignal.timeout(slow(5000)) });
+  if (!res.ok) return -1;
+  const t = (await res.json()) as { partitions: Array<{ endOffset: number }> };
+  return t.partitions.reduce((a, p) => a + p.endOffset, 0);
+}
+
+/**
+ * Waits until the topic holds at least as many records as the tasks want and its end offsets stood
+ * still for 2 s (a late duplicate shows), or they stood still for 20 s (scaled), or the deadline; then
+ * reads it whole.
+ */
 export async function readUntilComplete(url: () => string, topic: string, want: Map<string, Set<number>>, timeoutMs: number): Promise<TopicRecord[]> {
   const deadline = Date.now() + slow(timeoutMs);
-  let records: TopicRecord[] = [];
-  for (;;) {
-    try {
-      records = await readTopic(url(), topic);
-      const done = [...want].every(([task, lines]) => checkTask(records, task, lines).missing.length === 0);
-      if (done || Date.now() > deadline) break;
-    } catch {
-      if (Date.now() > deadline) break;
-    }
-    await new Promise((r) => setTimeout(r, 500));
+  let total = 0;
+  for (const lines of want.values()) total += lines.size;
+  let last = -1;
+  let stillSince = Date.now();
+  while (Date.now() < deadline) {
+    const n = await endOffsets(url(), topic).catch(() => -1);
+    if (n !== last) {
+      last = n;
+      stillSince = Date.now();
+    } else if (n >= total && Date.now() - stillSince >= 2000) break;
+    // nothing arrived for a long while: what is missing will not come
+    else if (Date.now() - stillSince >= slow(20_000)) break;
+    await new Promise((r) => setTimeout(r, 250));
   }
-  await new Promise((r) => setTimeout(r, 1000));
   return readTopic(url(), topic);
 }
 
-
-/** The leader (node id) of a topic's partition, as a node reports it. */
 export async function topicLeader(url: string, topic: string, partition: number): Promise<string | null> {
   const res = await fetch(`${url}/v1/topics/${topic}`, { signal: AbortSignal.timeout(slow(3000)) });
   if (!res.ok) return null;

@@ -11,7 +11,7 @@ import { randomInt } from 'node:crypto';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { type AgentProc, logrotateBinary, rotate, startAgent, startWriter } from '../helpers/agent.js';
-import { agentDir, checkTask, kill9, linesOnDisk, readUntilComplete, runningAgent } from '../helpers/agent-check.js';
+import { agentDir, agentProblems, checkTask, kill9, linesOnDisk, readUntilComplete, runningAgent, watchProblems } from '../helpers/agent-check.js';
 import { clusterKillRun } from '../helpers/agent-cluster.js';
 import { type NodeHandle, startNode } from '../helpers/launcher.js';
 
@@ -70,6 +70,7 @@ describe('agent: long kill runs', () => {
         // mid-recovery: a new agent killed while it replays its spool and resumes its files
         await kill9(agent);
         const a = startAgent(d.config);
+        watchProblems(a);
         agents.push(a);
         await new Promise((res) => setTimeout(res, randomInt(30, 400)));
         agent = a;
@@ -121,6 +122,7 @@ describe('agent: long kill runs', () => {
     console.log(`agent kill long: ${kills} kill -9s (${kinds.startup} during startup, ${kinds.early} right after a start, ${kinds.midRotation} mid-rotation, ${kinds.running} while shipping), ` +
       `${kinds.nodeRestarts} node kill -9 + restarts, ${kinds.rotations} forced rotations, ${records.length} records in ${secs} s; ` +
       checks.map((c) => `${c.task}: ${c.records} records, ${c.missing.length} missing, ${c.duplicated.length} duplicated, seq ${c.seqGaps || 'gap-free'}, ${c.extra.length} shipped before a copytruncate lost them from disk`).join('; '));
+    if (agentProblems.length > 0) console.log(`agent warnings and errors:\n${agentProblems.join('\n')}`);
     expect(kills).toBe(KILLS);
     for (const c of checks) {
       expect(c.missing, `${c.task}: missing lines`).toEqual([]);
