@@ -7,9 +7,10 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { http } from './helpers/http.js';
 import { repoRoot, startNode, type NodeHandle } from './helpers/launcher.js';
+import { slow } from './helpers/slow.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 
@@ -29,6 +30,15 @@ describe.skipIf(!haveChromium)('browsers (headless Chromium)', () => {
   let evil: { server: Server; origin: string };
   let dir: string;
   const shots = path.join(repoRoot, 'test-results', 'browser');
+  // a screenshot is for people reading a failure, not part of the property: Chromium under load
+  // sometimes cannot capture one, which is logged, not failed
+  const shot = async (page: Page, name: string) => {
+    try {
+      await page.screenshot({ path: path.join(shots, name), timeout: slow(5_000) });
+    } catch (err) {
+      console.warn(`screenshot ${name} not taken: ${(err as Error).message.split('\n')[0]}`);
+    }
+  };
 
   beforeAll(async () => {
     mkdirSync(shots, { recursive: true });
@@ -71,7 +81,7 @@ describe.skipIf(!haveChromium)('browsers (headless Chromium)', () => {
     // the form posts cross-site too (navigates away)
     await page.evaluate((url) => { const f = document.getElementById('f') as HTMLFormElement; f.action = `${url}/v1/topics/web/records`; f.submit(); }, node.url);
     await page.waitForLoadState('load');
-    await page.screenshot({ path: path.join(shots, 'evil-origin.png') });
+    await shot(page, 'evil-origin.png');
     await page.close();
     expect(tried).toEqual({ simple: 'sent', json: 'blocked', del: 'blocked', ws: 'refused' });
     expect(await endOffset()).toBe(0);
@@ -94,7 +104,7 @@ describe.skipIf(!haveChromium)('browsers (headless Chromium)', () => {
       });
       return { write: w.status, read: (await r.json()).records.map((x: { value: string }) => x.value), ws };
     }, node.url);
-    await page.screenshot({ path: path.join(shots, 'allowed-origin.png') });
+    await shot(page, 'allowed-origin.png');
     await page.close();
     expect(result).toEqual({ write: 200, read: ['from the console'], ws: 'open' });
     expect(await endOffset()).toBe(1);
