@@ -1,15 +1,20 @@
 // Following the files of one source: globs polled every pollIntervalMs and on fs.watch events;
 // each file is followed by its inode, through renames (read to its end), copytruncate (the rotated
-// copy is finished first), deletion and inode reuse. Decisions are the pure functions of
-// identity.ts; this module does the I/O and turns lines into spool records.
-import { type FSWatcher, watch } from 'node:fs';
+// copy, plain or gzipped, is finished first), deletion and inode reuse. Decisions are the pure
+// functions of identity.ts; this module does the I/O and turns lines into spool records. Files are
+// bytes: a line is shipped as it is (as bytes when it is not UTF-8); lines longer than
+// maxLineBytes are cut into marked pieces; what is known lost becomes a gap record and a notice.
+import { constants, createReadStream, type FSWatcher, watch } from 'node:fs';
 import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { createGunzip } from 'node:zlib';
 import type { Logger } from '../runtime/log.js';
+import type { Notice } from './agent.js';
 import type { AgentConfig, SourceConfig } from './config.js';
-import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, isRotatedName, judge, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
+import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, isRotatedName, judge, rotatedName, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
 import { type Event, Multiline, type MultilineState, detectLevel } from './multiline.js';
-import { recordEntries } from './records.js';
+import { type AgentEvent, recordEntries } from './records.js';
+import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
 import { sshHeadersOfLine } from './sshd.js';
 import type { Entry, FileCkpt, Spool } from './spool.js';
 
@@ -19,6 +24,20 @@ const MIN_CHUNK_BYTES = 4096;
 const SPOOL_EXPANSION_MAX = 8;
 /** chunks read from one file per pass before the others get their turn */
 const CHUNKS_PER_PASS = 8;
+/** bytes of a line that detectLevel looks at */
+const LEVEL_SCAN_BYTES = 200;
+/** a gzipped copy still being written is waited for this long after it last grew */
+const GZ_WAIT_MS = 30_000;
+
+/** An event read from a file: its bytes, the text its level is taken from, more headers. */
+interface FileEvent { value: Buffer; levelText: string; firstAtMs: number; headers?: Record<string, string> }
+
+function fromMultiline(ev: Event): FileEvent {
+  return { value: Buffer.from(ev.text, 'latin1'), levelText: ev.text.slice(0, LEVEL_SCAN_BYTES), firstAtMs: ev.firstAtMs };
+}
+
+/** A gzipped copy ended before its trailer: it is still being written. */
+class PartialGzip extends Error {}
 
 interface Followed {
   key: string;
@@ -38,9 +57,15 @@ interface Followed {
   /** no longer at a watched path (renamed or deleted): read to its end, then closed once idle */
   detached: boolean;
   lastGrowthMs: number;
+  /** the size at the last read (a file that shrinks but stays above readPos lost [size, lastSize)) */
+  lastSize: number;
+  /** pieces shipped of the over-long line being read (0: at a line start) */
+  cut: number;
+  /** when the agent started following it or last rotated it (rotate.maxAgeMs) */
+  sinceMs: number;
 }
 
-export interface SourceStats { linesRead: number; bytesRead: number; rotations: number; truncations: number; files: number }
+export interface SourceStats { linesRead: number; bytesRead: number; rotations: number; truncations: number; files: number; gaps: number; ownRotations: number }
 
 export class FileSource {
   private readonly followed = new Map<string, Followed>();
@@ -53,7 +78,9 @@ export class FileSource {
   private stopped = false;
   /** passes run only after the checkpoints were resumed (a pass would follow their files from 0) */
   private resumed = false;
-  readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0 };
+  readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0, gaps: 0, ownRotations: 0 };
+  /** paths (files, directories) that could not be read, with the error code: logged and noticed once */
+  private readonly unreadable = new Map<string, string>();
 
   constructor(
     private readonly src: SourceConfig,
@@ -118,6 +145,33 @@ export class FileSource {
 
   /** A spool that cannot write ends the agent (set by the agent). */
   fatal: (err: Error) => void = () => {};
+  /** Something lost or unreadable, for alert rules (set by the agent). */
+  notice: (n: Notice) => void = () => {};
+
+  /** A path that cannot be read: logged and noticed once per error code; retried on every poll. */
+  private problem(p: string, err: unknown, what: string): void {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    if (this.unreadable.get(p) === code) return;
+    this.unreadable.set(p, code);
+    this.log.warn({ path: p, code, task: this.src.task }, what);
+    this.notice({ kind: 'unreadable', task: this.src.task, source: p, detail: `${what}: ${code}` });
+  }
+
+  private readable(p: string): void {
+    if (this.unreadable.delete(p)) this.log.info({ path: p, task: this.src.task }, 'readable again');
+  }
+
+  /** What is known lost: a record with header gap=true in the task's topic (with `extra` in its append), and a notice. */
+  private async gap(g: { path: string; reason: string; offset?: number; bytes?: number; detail: string }, extra: Entry[] = []): Promise<void> {
+    this.stats.gaps++;
+    const headers: Record<string, string> = { gap: 'true', gapReason: g.reason, gapPath: g.path };
+    if (g.offset !== undefined) headers.gapOffset = String(g.offset);
+    if (g.bytes !== undefined) headers.gapBytes = String(g.bytes);
+    const ev: AgentEvent = { value: `GAP ${g.reason}: ${g.path}: ${g.detail}`, source: g.path, timeMs: this.now(), level: 'warn', headers };
+    await this.spool.append([...recordEntries(this.spool, this.cfg.host, this.src.task, this.src.topic, [ev]), ...extra]);
+    this.log.warn({ path: g.path, reason: g.reason, offset: g.offset, bytes: g.bytes, task: this.src.task }, `GAP: ${g.detail}`);
+    this.notice({ kind: 'gap', task: this.src.task, source: g.path, detail: `${g.reason}: ${g.detail}`, ...(g.bytes !== undefined ? { count: g.bytes } : {}) });
+  }
 
   private schedule(): void {
     this.timer = setTimeout(() => {
@@ -138,24 +192,38 @@ export class FileSource {
       let names: string[];
       try {
         names = await readdir(dir);
-      } catch {
+        this.readable(dir);
+      } catch (err) {
+        // a directory that does not exist yet is found by a later poll
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.problem(dir, err, 'cannot list directory');
         continue;
       }
       const matched = names.filter((n) => re.test(n)).sort();
       for (const name of matched) {
+        // compressed copies are read only to finish a copytruncate (app.log* matches app.log.2.gz)
+        if (matched.some((b) => rotatedName(b, name)?.compressed !== undefined)) continue;
         // a glob that also matches rotated names (app.log*) must not read a copytruncate copy again
         // (renamed files keep their inode and are followed already)
         if (matched.some((b) => isRotatedName(b, name))) {
           const st = await stat(path.join(dir, name)).catch(() => undefined);
-          if (!st || !this.followed.has(`${st.dev}:${st.ino}`)) continue;
+          const f = st && this.followed.get(`${st.dev}:${st.ino}`);
+          // a renamed file is read to its end and closed: never rotated, never followed anew
+          if (f && f.path !== path.join(dir, name)) {
+            f.path = path.join(dir, name);
+            this.stats.rotations++;
+          }
+          continue;
         }
         const p = path.join(dir, name);
         let st;
         try {
           st = await stat(p);
-        } catch {
+        } catch (err) {
+          // vanished since readdir: nothing to say
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.problem(p, err, 'cannot stat file');
           continue;
         }
+        // directories, FIFOs, sockets and devices matched by a glob are not files to follow
         if (!st.isFile()) continue;
         const key = `${st.dev}:${st.ino}`;
         present.add(key);
@@ -179,8 +247,10 @@ export class FileSource {
     let more = false;
     for (const f of [...this.followed.values()]) {
       if (this.stopped) return;
-      more = (await this.readSome(f)) || more;
+      const again = await this.readSome(f);
+      more = again || more;
       await this.flushQuiet(f);
+      if (!again && this.src.rotate && !f.detached) await this.rotateOwn(f);
       await this.maybeClose(f);
     }
     this.stats.files = this.followed.size;
@@ -188,17 +258,19 @@ export class FileSource {
   }
 
   /** Starts following a file at offset (0 for a new one). */
-  private async follow(p: string, dev: number, ino: number, offset: number, held?: Buffer): Promise<Followed | undefined> {
+  private async follow(p: string, dev: number, ino: number, offset: number, held?: Buffer, cut?: number): Promise<Followed | undefined> {
     if (this.followed.has(`${dev}:${ino}`)) throw new Error(`file ${dev}:${ino} (${p}) is followed already`);
     let fh: FileHandle;
     try {
-      fh = await open(p, 'r');
+      // O_NONBLOCK: a path replaced by a FIFO since its stat must not block the open
+      fh = await open(p, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
-      this.log.warn({ path: p, code: (err as NodeJS.ErrnoException).code }, 'cannot open file');
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.problem(p, err, 'cannot open file');
       return undefined;
     }
+    this.readable(p);
     const st = await fh.stat();
-    if (st.dev !== dev || st.ino !== ino) {
+    if (st.dev !== dev || st.ino !== ino || !st.isFile()) {
       // replaced between stat and open: the next pass sees the new one
       await fh.close();
       return undefined;
@@ -207,6 +279,7 @@ export class FileSource {
     const f: Followed = {
       key: `${dev}:${ino}`, path: p, dev, ino, fh, buf: held ?? Buffer.alloc(0), bufStart: offset - (held?.length ?? 0),
       readPos: offset, scanPos: offset, headLen: head.length, headHash: hashBytes(head), ml: {}, detached: false, lastGrowthMs: this.now(),
+      lastSize: st.size, cut: cut ?? 0, sinceMs: this.now(),
     };
     this.followed.set(f.key, f);
     this.log.info({ path: p, key: f.key, offset, task: this.src.task }, 'following file');
@@ -218,7 +291,7 @@ export class FileSource {
     const atPath = await probe(ck.path, ck);
     const verdict = atPath ? judge(ck, atPath.probe) : 'elsewhere';
     if (verdict === 'resume') {
-      const f = await this.follow(ck.path, ck.dev, ck.ino, ck.offset, atPath!.tail);
+      const f = await this.follow(ck.path, ck.dev, ck.ino, ck.offset, atPath!.tail, ck.cut);
       if (f && this.ckKey(f.key) !== key) await this.dropCkpt(key);
       return;
     }
@@ -229,10 +302,10 @@ export class FileSource {
       return; // the pass follows the path's file from 0
     }
     // renamed away while the agent was down: find the inode among the rotated names
-    for (const cand of await siblings(ck.path)) {
+    for (const cand of await siblings(ck.path, false)) {
       const pr = await probe(cand, ck);
       if (pr && judge(ck, pr.probe) === 'resume') {
-        const f = await this.follow(cand, ck.dev, ck.ino, ck.offset, pr.tail);
+        const f = await this.follow(cand, ck.dev, ck.ino, ck.offset, pr.tail, ck.cut);
         if (f) f.detached = true;
         if (f && this.ckKey(f.key) !== key) await this.dropCkpt(key);
         return;
@@ -242,8 +315,11 @@ export class FileSource {
       await this.dropCkpt(key);
       return;
     }
-    this.log.warn({ path: ck.path, key, offset: ck.offset, task: this.src.task }, 'GAP: a followed file is gone; what was written to it after the checkpoint is lost');
-    await this.dropCkpt(key);
+    // rotated away more often than the copies kept while the agent was down (rotate 1, twice)
+    await this.gap(
+      { path: ck.path, reason: 'gone', offset: ck.offset, detail: `the file (inode ${ck.ino}) is gone while the agent was down; what it held after offset ${ck.offset} is lost` },
+      [{ t: 'ck', key, ck: null }],
+    );
   }
 
   private async dropCkpt(key: string): Promise<void> {
@@ -253,9 +329,11 @@ export class FileSource {
   /**
    * Reads a rotated copy of a copytruncated file from ck.offset to its end, as that file: 'read';
    * 'behind' when the copy ends before ck.offset (the agent had read past the copy); false: no copy.
+   * Plain copies are tried first (newest first), then gzipped ones (logrotate's compress, or a
+   * plain copy compressed while the agent was down).
    */
   private async finishCopy(ck: FileCkpt): Promise<'read' | 'behind' | false> {
-    for (const cand of await siblings(ck.path)) {
+    for (const cand of await siblings(ck.path, false)) {
       const pr = await probe(cand, ck);
       if (!pr) continue;
       if (!sameContent(ck, pr.probe)) {
@@ -267,7 +345,7 @@ export class FileSource {
         continue;
       }
       this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its rotated copy first');
-      const f = await this.follow(cand, pr.probe.dev, pr.probe.ino, ck.offset, pr.tail);
+      const f = await this.follow(cand, pr.probe.dev, pr.probe.ino, ck.offset, pr.tail, ck.cut);
       if (!f) return false;
       // the copy is checkpointed under the truncated file's key until it is done
       this.followed.delete(f.key);
@@ -288,7 +366,111 @@ export class FileSource {
       await f.fh.close();
       return 'read';
     }
+    for (const cand of await siblings(ck.path, true)) {
+      const r = await this.finishGzip(ck, cand);
+      if (r) return r;
+    }
     return false;
+  }
+
+  /**
+   * A gzipped copy read from the uncompressed offset ck.offset: its head and the bytes before the
+   * offset must match, as for a plain copy. A copy still being compressed (no gzip trailer yet) is
+   * read as far as it goes (a prefix of the right bytes) and waited for while it grows.
+   */
+  private async finishGzip(ck: FileCkpt, cand: string): Promise<'read' | 'behind' | false> {
+    let lastSize = -1;
+    let grewAtMs = this.now();
+    for (;;) {
+      const size = (await stat(cand).catch(() => undefined))?.size;
+      if (size === undefined) return false;
+      if (size !== lastSize) grewAtMs = this.now();
+      lastSize = size;
+      const r = await this.readGzipOnce(ck, cand).catch((err: unknown) => {
+        if (err instanceof PartialGzip) return err;
+        this.log.warn({ copy: cand, err: String(err), task: this.src.task }, 'cannot read gzipped copy');
+        return false as const;
+      });
+      if (!(r instanceof PartialGzip)) return r;
+      // what was read of it is checkpointed; go on from there once it has grown
+      ck = this.spool.ckpts.get(this.ckKey(`${ck.dev}:${ck.ino}`)) ?? ck;
+      if (this.stopped) throw new Error('stopped while finishing a gzipped copy');
+      if (this.now() - grewAtMs > GZ_WAIT_MS) {
+        this.log.warn({ copy: cand, task: this.src.task }, 'gzipped copy never completed');
+        return false;
+      }
+      await new Promise((r) => setTimeout(r, this.cfg.pollIntervalMs));
+    }
+  }
+
+  private async readGzipOnce(ck: FileCkpt, cand: string): Promise<'read' | 'behind' | false | PartialGzip> {
+    const [a, b] = tailRange(ck.offset);
+    const head: Buffer[] = [];
+    const tail: Buffer[] = [];
+    let pos = 0;
+    let f: Followed | undefined;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const stream = createReadStream(cand).pipe(createGunzip());
+    const feed = async () => {
+      if (!f || pendingBytes === 0) return;
+      while (this.spool.full() && !this.stopped) await new Promise((r) => setTimeout(r, 50));
+      const data = Buffer.concat(pending);
+      pending = [];
+      pendingBytes = 0;
+      f.buf = f.buf.length === 0 ? data : Buffer.concat([f.buf, data]);
+      f.readPos += data.length;
+      this.stats.bytesRead += data.length;
+      await this.consume(f, false);
+    };
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        if (this.stopped) throw new Error('stopped while reading a gzipped copy');
+        let c = chunk;
+        const cStart = pos;
+        pos += c.length;
+        if (!f) {
+          const take = (from: number, to: number, into: Buffer[]) => {
+            const s0 = Math.max(from, cStart);
+            const e0 = Math.min(to, pos);
+            if (e0 > s0) into.push(c.subarray(s0 - cStart, e0 - cStart));
+          };
+          take(0, ck.headLen, head);
+          take(a, b, tail);
+          if (pos >= ck.headLen && hashBytes(Buffer.concat(head)) !== ck.headHash) return false;
+          if (pos < b || pos < ck.headLen) continue;
+          const held = Buffer.concat(tail);
+          if (hashBytes(held) !== ck.tailHash) return false;
+          this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its gzipped copy first');
+          // never in this.followed and never read through fh: consume() and emit() use its buffer only
+          f = {
+            key: `${ck.dev}:${ck.ino}`, path: cand, dev: ck.dev, ino: ck.ino, fh: undefined as unknown as FileHandle, buf: held, bufStart: b - held.length,
+            readPos: b, scanPos: b, headLen: ck.headLen, headHash: ck.headHash, ml: {}, detached: true, lastGrowthMs: this.now(), lastSize: 0, cut: ck.cut ?? 0, sinceMs: this.now(),
+          };
+          c = c.subarray(b - cStart);
+        }
+        if (c.length > 0) {
+          pending.push(Buffer.from(c));
+          pendingBytes += c.length;
+          if (pendingBytes >= CHUNK_BYTES) await feed();
+        }
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'Z_BUF_ERROR' || /unexpected end of file/.test((err as Error).message)) {
+        await feed();
+        return new PartialGzip(cand);
+      }
+      throw err;
+    } finally {
+      stream.destroy();
+    }
+    if (!f) {
+      // ended before the offset: a copy made before the agent read past its end, if its head matches
+      return pos >= ck.headLen && hashBytes(Buffer.concat(head)) === ck.headHash ? 'behind' : false;
+    }
+    await feed();
+    await this.endOf(f, false);
+    return 'read';
   }
 
   /** Reads up to CHUNKS_PER_PASS chunks; true when there is more. */
@@ -306,6 +488,11 @@ export class FileSource {
         await this.truncated(f);
         return true;
       }
+      if (st.size < f.lastSize) {
+        // shrunk, but not below what was read: the bytes past the new end were never read
+        await this.gap({ path: f.path, reason: 'shrunk', offset: st.size, bytes: f.lastSize - st.size, detail: `the file shrank from ${f.lastSize} to ${st.size} bytes before they were read` });
+      }
+      f.lastSize = st.size;
       const data = got.subarray(heldLen);
       if (data.length === 0) return false;
       f.lastGrowthMs = this.now();
@@ -328,44 +515,71 @@ export class FileSource {
       f.ml = {};
     } else {
       // what is held (a pending event, a partial line) is all there is of it
-      if (!found) this.log.warn({ path: f.path, readPos: f.readPos, task: this.src.task }, 'GAP: file truncated and no rotated copy matches; reading it from 0');
       await this.endOf(f, false);
+      if (!found) {
+        const bytes = Math.max(0, f.lastSize - f.readPos);
+        await this.gap({ path: f.path, reason: 'truncated', offset: f.readPos, bytes, detail: `truncated at offset ${f.readPos} with no rotated copy holding the rest (at least ${bytes} unread bytes)` });
+      }
     }
     const head = await readAt(f.fh, 0, HEAD_BYTES_MAX);
-    Object.assign(f, { buf: Buffer.alloc(0), bufStart: 0, readPos: 0, scanPos: 0, headLen: head.length, headHash: hashBytes(head), ml: {} });
+    Object.assign(f, { buf: Buffer.alloc(0), bufStart: 0, readPos: 0, scanPos: 0, headLen: head.length, headHash: hashBytes(head), ml: {}, lastSize: 0, cut: 0 });
     await this.spool.append([{ t: 'ck', key: this.ckKey(f.key), ck: this.ckptOf(f) }]);
   }
 
-  /** Splits what was read into lines and events, appends them with the new checkpoint. */
+  /**
+   * Splits what was read into lines and events, appends them with the new checkpoint. A line longer
+   * than maxLineBytes goes out in pieces of that size, each its own record with header cut=`k+`
+   * (more follows) and the last one cut=`k/k`; a pending multiline event ends before the first.
+   */
   private async consume(f: Followed, eof: boolean): Promise<void> {
-    const events: Event[] = [];
+    const events: FileEvent[] = [];
+    const ml: Event[] = [];
     const nowMs = this.now();
+    const max = this.cfg.maxLineBytes;
     let pos = f.scanPos - f.bufStart;
     for (;;) {
       const nl = f.buf.indexOf(10, pos);
       let end: number;
       let next: number;
-      if (nl >= 0 && nl - pos <= this.cfg.maxLineBytes) {
+      let cut = false;
+      if (nl >= 0 && nl - pos <= max) {
         end = nl;
         next = nl + 1;
-      } else if (f.buf.length - pos >= this.cfg.maxLineBytes) {
-        // a line longer than the cap is cut into pieces
-        end = pos + this.cfg.maxLineBytes;
+      } else if (f.buf.length - pos >= max) {
+        end = pos + max;
         next = end;
+        cut = true;
       } else if (eof && pos < f.buf.length) {
         end = f.buf.length;
         next = end;
       } else break;
       let e = end;
-      if (e > pos && f.buf[e - 1] === 13) e--;
-      const line = { text: f.buf.toString('utf8', pos, e), start: f.bufStart + pos, end: f.bufStart + next, atMs: nowMs };
+      if (!cut && e > pos && f.buf[e - 1] === 13) e--;
       this.stats.linesRead++;
-      if (this.ml) this.ml.push(f.ml, line, events);
-      else events.push({ text: line.text, start: line.start, end: line.end, lines: 1, firstAtMs: nowMs });
+      if (cut || f.cut > 0) {
+        if (this.ml && f.ml.pending) {
+          this.ml.flush(f.ml, nowMs, ml, true);
+          for (const ev of ml) events.push(fromMultiline(ev));
+          ml.length = 0;
+        }
+        f.cut++;
+        const headers = { cut: cut ? `${f.cut}+` : `${f.cut}/${f.cut}` };
+        if (!cut) f.cut = 0;
+        events.push({ value: f.buf.subarray(pos, e), levelText: f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_BYTES)), firstAtMs: nowMs, headers });
+      } else if (this.ml) {
+        this.ml.push(f.ml, { text: f.buf.toString('latin1', pos, e), start: f.bufStart + pos, end: f.bufStart + next, atMs: nowMs }, ml);
+        for (const ev of ml) events.push(fromMultiline(ev));
+        ml.length = 0;
+      } else {
+        events.push({ value: f.buf.subarray(pos, e), levelText: f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_BYTES)), firstAtMs: nowMs });
+      }
       pos = next;
     }
     f.scanPos = f.bufStart + pos;
-    if (eof && this.ml) this.ml.flush(f.ml, nowMs, events, true);
+    if (eof && this.ml) {
+      this.ml.flush(f.ml, nowMs, ml, true);
+      for (const ev of ml) events.push(fromMultiline(ev));
+    }
     await this.emit(f, events);
   }
 
@@ -373,20 +587,20 @@ export class FileSource {
     if (!this.ml || !f.ml.pending) return;
     const events: Event[] = [];
     this.ml.flush(f.ml, this.now(), events);
-    if (events.length > 0) await this.emit(f, events);
+    if (events.length > 0) await this.emit(f, events.map(fromMultiline));
   }
 
   /** Records with their seqs and the checkpoint after them: one append, one fdatasync. */
-  private async emit(f: Followed, events: Event[]): Promise<void> {
+  private async emit(f: Followed, events: FileEvent[]): Promise<void> {
     const entries: Entry[] = recordEntries(
       this.spool,
       this.cfg.host,
       this.src.task,
       this.src.topic,
-      events.map((ev) => ({
-        value: ev.text, source: f.path, timeMs: ev.firstAtMs, level: detectLevel(ev.text),
-        ...(this.src.parse === 'sshd' ? { headers: sshHeadersOfLine(ev.text) } : {}),
-      })),
+      events.map((ev) => {
+        const headers = this.src.parse === 'sshd' ? { ...ev.headers, ...sshHeadersOfLine(ev.value.toString('utf8')) } : ev.headers;
+        return { value: ev.value, source: f.path, timeMs: ev.firstAtMs, level: detectLevel(ev.levelText), ...(headers ? { headers } : {}) };
+      }),
     );
     const ck = this.ckptOf(f);
     entries.push({ t: 'ck', key: this.ckKey(f.key), ck });
@@ -410,13 +624,38 @@ export class FileSource {
       f.headHash = hashBytes(head);
     }
     const tail = a >= f.bufStart ? f.buf.subarray(a - f.bufStart, b - f.bufStart) : Buffer.alloc(0);
-    return { task: this.src.task, path: f.path, dev: f.dev, ino: f.ino, offset, headLen: f.headLen, headHash: f.headHash, tailHash: hashBytes(tail) };
+    return { task: this.src.task, path: f.path, dev: f.dev, ino: f.ino, offset, headLen: f.headLen, headHash: f.headHash, tailHash: hashBytes(tail), ...(f.cut > 0 ? { cut: f.cut } : {}) };
   }
 
   /** The last partial line and pending event of a file that will not grow again. */
   private async endOf(f: Followed, remove: boolean): Promise<void> {
     await this.consume(f, true);
     if (remove) await this.spool.append([{ t: 'ck', key: this.ckKey(f.key), ck: null }]);
+  }
+
+  /** sources[].rotate: the agent rotates a file it follows once it is due (read up to its end first). */
+  private async rotateOwn(f: Followed): Promise<void> {
+    const ro = this.src.rotate!;
+    const st = await f.fh.stat();
+    if (!rotateDue(ro, st.size, f.sinceMs, this.now()) || this.spool.full() || f.readPos < st.size) return;
+    f.sinceMs = this.now();
+    this.stats.ownRotations++;
+    if (ro.mode === 'rename') {
+      const { signalled } = await renameRotate(f.path, ro);
+      this.log.info({ path: f.path, signalled, task: this.src.task }, 'rotated (rename)');
+      // the renamed file is read to its end through its handle; the pass finds the new one
+      f.path = `${f.path}.1`;
+      f.detached = true;
+    } else {
+      const r = await copyTruncate(f.path, f.fh, ro);
+      this.log.info({ path: f.path, ...r, task: this.src.task }, 'rotated (copytruncate)');
+      // what was not read yet is read from the copy, then the file from 0
+      await this.truncated(f);
+      if (r.lostBytes > 0) {
+        await this.gap({ path: f.path, reason: 'rotate', offset: r.copiedBytes, bytes: r.lostBytes, detail: 'the writer outran the copy of copytruncate; what it wrote last is lost' });
+      }
+    }
+    if (ro.compress) await compressCopies(f.path.replace(/\.1$/, ''), ro.keep);
   }
 
   private async maybeClose(f: Followed): Promise<void> {
@@ -433,7 +672,7 @@ export class FileSource {
 
 async function headHashOf(p: string, len: number): Promise<string | undefined> {
   try {
-    const fh = await open(p, 'r');
+    const fh = await open(p, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
       return hashBytes(await readAt(fh, 0, len));
     } finally {
@@ -459,12 +698,13 @@ async function readAt(fh: FileHandle, pos: number, len: number): Promise<Buffer>
 async function probe(p: string, ck: FileCkpt): Promise<{ probe: import('./identity.js').Probe; tail: Buffer } | undefined> {
   let fh: FileHandle;
   try {
-    fh = await open(p, 'r');
+    fh = await open(p, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch {
     return undefined;
   }
   try {
     const st = await fh.stat();
+    if (!st.isFile()) return undefined;
     const head = st.size >= ck.headLen ? await readAt(fh, 0, ck.headLen) : undefined;
     const [a, b] = tailRange(ck.offset);
     const tail = st.size >= ck.offset ? await readAt(fh, a, b - a) : undefined;
@@ -477,13 +717,23 @@ async function probe(p: string, ck: FileCkpt): Promise<{ probe: import('./identi
   }
 }
 
-/** Rotated names of a file in its directory (base.1, base-20261206, …), newest rotation first by name. */
-async function siblings(p: string): Promise<string[]> {
+/**
+ * Rotated copies of a file in its directory (base.1, base-20261206, app-20261206.log, …), plain or
+ * gzipped ones, newest first (by mtime; the name breaks ties).
+ */
+async function siblings(p: string, gz: boolean): Promise<string[]> {
   const dir = path.dirname(p);
   const base = path.basename(p);
+  let names: string[];
   try {
-    return (await readdir(dir)).filter((n) => isRotatedName(base, n)).sort().map((n) => path.join(dir, n));
+    names = await readdir(dir);
   } catch {
     return [];
   }
+  const picked = names.filter((n) => {
+    const r = rotatedName(base, n);
+    return r !== undefined && (gz ? r.compressed === 'gz' : r.compressed === undefined);
+  });
+  const withTime = await Promise.all(picked.map(async (n) => ({ n, t: (await stat(path.join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0 })));
+  return withTime.sort((x, y) => y.t - x.t || (x.n < y.n ? -1 : 1)).map((x) => path.join(dir, x.n));
 }

@@ -25,6 +25,8 @@ export interface FileCkpt {
   headHash: string;
   /** the hash of the up to 1 KiB before offset */
   tailHash: string;
+  /** pieces already shipped of an over-long line the offset is inside (absent: at a line start) */
+  cut?: number;
 }
 
 export interface ShipRecord {
