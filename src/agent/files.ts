@@ -76,7 +76,7 @@ export class FileSource {
   private running?: Promise<void>;
   private again = false;
   private stopped = false;
-  /** passes run only after the checkpoints were resumed (a pass would follow their files from 0) */
+  /** the first pass resumes the checkpoints before it follows the globs (which would read their files from 0) */
   private resumed = false;
   readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0, gaps: 0, ownRotations: 0 };
   /** paths (files, directories) that could not be read, with the error code: logged and noticed once */
@@ -93,13 +93,8 @@ export class FileSource {
     if (src.multiline) this.ml = new Multiline(src.multiline);
   }
 
-  /** Resumes the files this source's checkpoints name, then follows its globs. */
+  /** Follows its globs; the first pass resumes the files this source's checkpoints name (it may wait for a gzipped copy). */
   async start(): Promise<void> {
-    for (const [key, ck] of [...this.spool.ckpts]) {
-      if (ck.task !== this.src.task) continue;
-      await this.resume(key, ck);
-    }
-    this.resumed = true;
     for (const { dir } of this.patterns) {
       try {
         const w = watch(dir, { persistent: false }, () => this.kick());
@@ -124,7 +119,7 @@ export class FileSource {
 
   /** Runs a pass now (or right after the current one). */
   kick(): void {
-    if (this.stopped || !this.resumed) return;
+    if (this.stopped) return;
     if (this.running) {
       this.again = true;
       return;
@@ -187,6 +182,13 @@ export class FileSource {
   }
 
   private async pass(): Promise<void> {
+    if (!this.resumed) {
+      for (const [key, ck] of [...this.spool.ckpts]) {
+        if (ck.task !== this.src.task || this.followed.has(`${ck.dev}:${ck.ino}`)) continue;
+        await this.resume(key, ck);
+      }
+      this.resumed = true;
+    }
     const present = new Set<string>();
     for (const { dir, re } of this.patterns) {
       let names: string[];
@@ -297,8 +299,13 @@ export class FileSource {
     }
     if (verdict === 'rewritten') {
       // copytruncate (or inode reuse) while the agent was down: finish the copy, then read the file from 0
-      await this.finishCopy(ck);
-      await this.dropCkpt(key);
+      if (await this.finishCopy(ck)) await this.dropCkpt(key);
+      else {
+        await this.gap(
+          { path: ck.path, reason: 'truncated', offset: ck.offset, detail: `rewritten while the agent was down and no rotated copy holds what followed offset ${ck.offset}` },
+          [{ t: 'ck', key, ck: null }],
+        );
+      }
       return; // the pass follows the path's file from 0
     }
     // renamed away while the agent was down: find the inode among the rotated names
@@ -381,6 +388,7 @@ export class FileSource {
   private async finishGzip(ck: FileCkpt, cand: string): Promise<'read' | 'behind' | false> {
     let lastSize = -1;
     let grewAtMs = this.now();
+    let told = false;
     for (;;) {
       const size = (await stat(cand).catch(() => undefined))?.size;
       if (size === undefined) return false;
@@ -392,6 +400,8 @@ export class FileSource {
         return false as const;
       });
       if (!(r instanceof PartialGzip)) return r;
+      if (!told) this.log.info({ copy: cand, task: this.src.task }, 'gzipped copy is still being written; waiting for it');
+      told = true;
       // what was read of it is checkpointed; go on from there once it has grown
       ck = this.spool.ckpts.get(this.ckKey(`${ck.dev}:${ck.ino}`)) ?? ck;
       if (this.stopped) throw new Error('stopped while finishing a gzipped copy');
