@@ -19,7 +19,8 @@ export async function agentSetup(url: string, name: string, sources: string[], e
   const logs = path.join(dir, 'logs');
   await mkdir(logs);
   const config = path.join(dir, 'agent.yaml');
-  await writeFile(config, [
+  // a key in `extra` replaces the default line of that key
+  const defaults = [
     `node: { url: ${url} }`,
     'host: testhost',
     'spool: { dir: ./spool, quotaBytes: 67108864, segmentBytes: 1048576 }',
@@ -28,10 +29,8 @@ export async function agentSetup(url: string, name: string, sources: string[], e
     'batch: { lingerMs: 5 }',
     'retry: { minMs: 20, maxMs: 500 }',
     'logLevel: info',
-    ...extra,
-    'sources:',
-    ...sources,
-  ].join('\n'));
+  ].filter((d) => !extra.some((e) => e.split(':')[0] === d.split(':')[0]));
+  await writeFile(config, [...defaults, ...extra, 'sources:', ...sources].join('\n'));
   return { dir, logs, config };
 }
 
@@ -47,14 +46,18 @@ export async function agentProcess(config: string, opts: { user?: string } = {})
     args.unshift('--reuid', opts.user, '--regid', opts.user === 'nobody' ? 'nogroup' : opts.user, '--clear-groups', process.execPath);
     cmd = 'setpriv';
   }
-  const proc = spawn(cmd, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  // AGENT_NODE_OPTIONS: node options for the agent only (a heap cap shows what memory it keeps)
+  const env = process.env.AGENT_NODE_OPTIONS ? { ...process.env, NODE_OPTIONS: process.env.AGENT_NODE_OPTIONS } : process.env;
+  const proc = spawn(cmd, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env });
   const stdout = new OutputRing();
   const stderr = new OutputRing();
   proc.stdout!.setEncoding('utf8').on('data', (c: string) => stdout.feed(c));
   proc.stderr!.setEncoding('utf8').on('data', (c: string) => stderr.feed(c));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('close', (code, signal) => resolve({ code, signal })));
   process.once('exit', () => proc.kill('SIGKILL'));
-  await stdout.waitFor(/"msg":"agent running"/, slow(10_000));
+  const early = exited.then((e) => { throw new Error(`agent exited early (${JSON.stringify(e)}): ${stderr.text().slice(-2000)}`); });
+  await Promise.race([stdout.waitFor(/"msg":"agent running"/, slow(10_000)), early]);
+  early.catch(() => {});
   return { proc, stdout, stderr, exited };
 }
 
