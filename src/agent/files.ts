@@ -41,7 +41,10 @@ class PartialGzip extends Error {}
 
 interface Followed {
   key: string;
+  /** where it is now (the `source` header) */
   path: string;
+  /** the watched path it was found at (its checkpoint's path, where its rotated copies are looked for) */
+  base: string;
   dev: number;
   ino: number;
   fh: FileHandle;
@@ -260,7 +263,7 @@ export class FileSource {
   }
 
   /** Starts following a file at offset (0 for a new one). */
-  private async follow(p: string, dev: number, ino: number, offset: number, held?: Buffer, cut?: number): Promise<Followed | undefined> {
+  private async follow(p: string, dev: number, ino: number, offset: number, held?: Buffer, cut?: number, base = p): Promise<Followed | undefined> {
     if (this.followed.has(`${dev}:${ino}`)) throw new Error(`file ${dev}:${ino} (${p}) is followed already`);
     let fh: FileHandle;
     try {
@@ -279,7 +282,7 @@ export class FileSource {
     }
     const head = await readAt(fh, 0, Math.min(HEAD_BYTES_MAX, st.size));
     const f: Followed = {
-      key: `${dev}:${ino}`, path: p, dev, ino, fh, buf: held ?? Buffer.alloc(0), bufStart: offset - (held?.length ?? 0),
+      key: `${dev}:${ino}`, path: p, base, dev, ino, fh, buf: held ?? Buffer.alloc(0), bufStart: offset - (held?.length ?? 0),
       readPos: offset, scanPos: offset, headLen: head.length, headHash: hashBytes(head), ml: {}, detached: false, lastGrowthMs: this.now(),
       lastSize: st.size, cut: cut ?? 0, sinceMs: this.now(),
     };
@@ -312,7 +315,7 @@ export class FileSource {
     for (const cand of await siblings(ck.path, false)) {
       const pr = await probe(cand, ck);
       if (pr && judge(ck, pr.probe) === 'resume') {
-        const f = await this.follow(cand, ck.dev, ck.ino, ck.offset, pr.tail, ck.cut);
+        const f = await this.follow(cand, ck.dev, ck.ino, ck.offset, pr.tail, ck.cut, ck.path);
         if (f) f.detached = true;
         if (f && this.ckKey(f.key) !== key) await this.dropCkpt(key);
         return;
@@ -352,7 +355,7 @@ export class FileSource {
         continue;
       }
       this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its rotated copy first');
-      const f = await this.follow(cand, pr.probe.dev, pr.probe.ino, ck.offset, pr.tail, ck.cut);
+      const f = await this.follow(cand, pr.probe.dev, pr.probe.ino, ck.offset, pr.tail, ck.cut, ck.path);
       if (!f) return false;
       // the copy is checkpointed under the truncated file's key until it is done
       this.followed.delete(f.key);
@@ -454,7 +457,7 @@ export class FileSource {
           this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its gzipped copy first');
           // never in this.followed and never read through fh: consume() and emit() use its buffer only
           f = {
-            key: `${ck.dev}:${ck.ino}`, path: cand, dev: ck.dev, ino: ck.ino, fh: undefined as unknown as FileHandle, buf: held, bufStart: b - held.length,
+            key: `${ck.dev}:${ck.ino}`, path: cand, base: ck.path, dev: ck.dev, ino: ck.ino, fh: undefined as unknown as FileHandle, buf: held, bufStart: b - held.length,
             readPos: b, scanPos: b, headLen: ck.headLen, headHash: ck.headHash, ml: {}, detached: true, lastGrowthMs: this.now(), lastSize: 0, cut: ck.cut ?? 0, sinceMs: this.now(),
           };
           c = c.subarray(b - cStart);
@@ -634,7 +637,7 @@ export class FileSource {
       f.headHash = hashBytes(head);
     }
     const tail = a >= f.bufStart ? f.buf.subarray(a - f.bufStart, b - f.bufStart) : Buffer.alloc(0);
-    return { task: this.src.task, path: f.path, dev: f.dev, ino: f.ino, offset, headLen: f.headLen, headHash: f.headHash, tailHash: hashBytes(tail), ...(f.cut > 0 ? { cut: f.cut } : {}) };
+    return { task: this.src.task, path: f.base, dev: f.dev, ino: f.ino, offset, headLen: f.headLen, headHash: f.headHash, tailHash: hashBytes(tail), ...(f.cut > 0 ? { cut: f.cut } : {}) };
   }
 
   /** The last partial line and pending event of a file that will not grow again. */
@@ -665,7 +668,7 @@ export class FileSource {
         await this.gap({ path: f.path, reason: 'rotate', offset: r.copiedBytes, bytes: r.lostBytes, detail: 'the writer outran the copy of copytruncate; what it wrote last is lost' });
       }
     }
-    if (ro.compress) await compressCopies(f.path.replace(/\.1$/, ''), ro.keep);
+    if (ro.compress) await compressCopies(f.base, ro.keep);
   }
 
   private async maybeClose(f: Followed): Promise<void> {

@@ -15,7 +15,7 @@ export const SPOOL_RECORD_BYTES_MAX = 8 * 1024 * 1024;
 
 export interface FileCkpt {
   task: string;
-  /** where the file was last seen */
+  /** the watched path the file was found at (its rotated copies are looked for beside it) */
   path: string;
   dev: number;
   ino: number;

@@ -114,7 +114,8 @@ export function numbered(n0: number, n1: number, prefix: string): string {
 export function check(recs: Rec[], task: string): { lines: number[]; dups: number; seqOk: boolean; gaps: Rec[] } {
   const mine = recs.filter((r) => r.headers.task === task);
   const gaps = mine.filter((r) => r.headers.gap === 'true');
-  const lines = mine.filter((r) => r.headers.gap !== 'true').map((r) => Number(/ (\d+) INFO/.exec(r.value)?.[1] ?? -1));
+  // records that are not numbered lines (a banner) are not counted
+  const lines = mine.filter((r) => r.headers.gap !== 'true').map((r) => Number(/ (\d+) INFO/.exec(r.value)?.[1] ?? -1)).filter((n) => n >= 0);
   const seqs = mine.map((r) => Number(r.headers.seq)).sort((a, b) => a - b);
   return { lines, dups: lines.length - new Set(lines).size, seqOk: seqs.every((s, i) => s === i), gaps };
 }
