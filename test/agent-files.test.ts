@@ -38,15 +38,16 @@ async function kill9(a: AgentProc): Promise<void> {
 const src = (task: string, file: string, topic: string, more: string[] = []) => [`  - task: ${task}`, `    paths: [./logs/${file}]`, `    topic: ${topic}`, ...more];
 
 describe('agent files: rotated copies', () => {
-  it('rotated while the agent is down: the rest is read from a .gz (copytruncate+compress; create+compress+dateext) and from a .gz still being written', async () => {
+  it('rotated while the agent is down: the rest is read from a .gz (copytruncate+compress; create+compress+dateext; copytruncate twice), and from a .gz still being written', async () => {
     const T = 'af-down';
-    const s = await agentSetup(node.url, 'down', [...src('ct', 'ct.log', T), ...src('cr', 'cr.log', T), ...src('pz', 'pz.log', T)]);
+    const TASKS = ['ct', 'cr', 'pz', 'c2'];
+    const s = await agentSetup(node.url, 'down', TASKS.flatMap((n) => src(n, `${n}.log`, T)));
     const f = (n: string) => path.join(s.logs, n);
-    for (const n of ['ct', 'cr', 'pz']) await writeFile(f(`${n}.log`), numbered(0, 1000, n));
+    for (const n of TASKS) await writeFile(f(`${n}.log`), numbered(0, 1000, n));
     let a = await agent(s.config);
-    await readUntil(node.url, T, (r) => r.length >= 3000);
+    await readUntil(node.url, T, (r) => r.length >= 4000);
     await kill9(a);
-    for (const n of ['ct', 'cr', 'pz']) await appendFile(f(`${n}.log`), numbered(1000, 2000, n));
+    for (const n of TASKS) await appendFile(f(`${n}.log`), numbered(1000, 2000, n));
     await logrotate(s.dir, f('ct.log'), ['copytruncate', 'compress', 'rotate 5']);
     await logrotate(s.dir, f('cr.log'), ['create', 'compress', 'dateext', 'dateformat -%Y%m%d-%s', 'rotate 5']);
     // pz: copied, then compressed halfway when the agent starts (the plain copy already gone)
@@ -55,6 +56,11 @@ describe('agent files: rotated copies', () => {
     await rm(f('pz.log.1'));
     await writeFile(f('pz.log.1.gz'), gz.subarray(0, Math.floor(gz.length / 2)));
     for (const n of ['ct', 'cr', 'pz']) await appendFile(f(`${n}.log`), numbered(2000, 3000, n));
+    // c2: copytruncated twice; the checkpoint is in the older copy (.2.gz), the newer one (.1) was never seen
+    await logrotate(s.dir, f('c2.log'), ['copytruncate', 'compress', 'delaycompress', 'rotate 5']);
+    await appendFile(f('c2.log'), numbered(2000, 2500, 'c2'));
+    await logrotate(s.dir, f('c2.log'), ['copytruncate', 'compress', 'delaycompress', 'rotate 5']);
+    await appendFile(f('c2.log'), numbered(2500, 3000, 'c2'));
     const names = await readdir(s.logs);
     expect(names.some((n) => /^ct\.log\.1\.gz$/.test(n)), names.join()).toBe(true);
     expect(names.some((n) => /^cr\.log-\d{8}-\d+\.gz$/.test(n)), names.join()).toBe(true);
@@ -63,9 +69,10 @@ describe('agent files: rotated copies', () => {
     await a.stdout.waitFor(/gzipped copy is still being written/, slow(10_000));
     await readUntil(node.url, T, (r) => check(r, 'ct').lines.length >= 3000 && check(r, 'cr').lines.length >= 3000);
     await writeFile(f('pz.log.1.gz'), gz);
-    const recs = await readUntil(node.url, T, (r) => r.length >= 9000);
+    const recs = await readUntil(node.url, T, (r) => r.length >= 12_000);
     await new Promise((r) => setTimeout(r, 300));
-    for (const task of ['ct', 'cr', 'pz']) {
+    expect((await readdir(s.logs)).filter((n) => n.startsWith('c2.log')).sort()).toEqual(['c2.log', 'c2.log.1', 'c2.log.2.gz']);
+    for (const task of TASKS) {
       const c = check(recs, task);
       expect(missing(c.lines, 0, 3000), `${task} missing`).toEqual([]);
       expect(c.dups, `${task} duplicated`).toBe(0);

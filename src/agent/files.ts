@@ -11,7 +11,7 @@ import { createGunzip } from 'node:zlib';
 import type { Logger } from '../runtime/log.js';
 import type { Notice } from './agent.js';
 import type { AgentConfig, SourceConfig } from './config.js';
-import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, isRotatedName, judge, rotatedName, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
+import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, isRotatedName, judge, rotatedName, rotationRank, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
 import { type Event, Multiline, type MultilineState, detectLevel } from './multiline.js';
 import { type AgentEvent, recordEntries } from './records.js';
 import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
@@ -302,7 +302,7 @@ export class FileSource {
     }
     if (verdict === 'rewritten') {
       // copytruncate (or inode reuse) while the agent was down: finish the copy, then read the file from 0
-      if (await this.finishCopy(ck)) await this.dropCkpt(key);
+      if (await this.finishCopy(ck, true)) await this.dropCkpt(key);
       else {
         await this.gap(
           { path: ck.path, reason: 'truncated', offset: ck.offset, detail: `rewritten while the agent was down and no rotated copy holds what followed offset ${ck.offset}` },
@@ -321,7 +321,7 @@ export class FileSource {
         return;
       }
     }
-    if (await this.finishCopy(ck)) {
+    if (await this.finishCopy(ck, false)) {
       await this.dropCkpt(key);
       return;
     }
@@ -342,7 +342,7 @@ export class FileSource {
    * Plain copies are tried first (newest first), then gzipped ones (logrotate's compress, or a
    * plain copy compressed while the agent was down).
    */
-  private async finishCopy(ck: FileCkpt): Promise<'read' | 'behind' | false> {
+  private async finishCopy(ck: FileCkpt, inPlace: boolean): Promise<'read' | 'behind' | false> {
     for (const cand of await siblings(ck.path, false)) {
       const pr = await probe(cand, ck);
       if (!pr) continue;
@@ -355,32 +355,74 @@ export class FileSource {
         continue;
       }
       this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its rotated copy first');
-      const f = await this.follow(cand, pr.probe.dev, pr.probe.ino, ck.offset, pr.tail, ck.cut, ck.path);
-      if (!f) return false;
-      // the copy is checkpointed under the truncated file's key until it is done
-      this.followed.delete(f.key);
-      f.key = `${ck.dev}:${ck.ino}`;
-      f.detached = true;
-      for (;;) {
-        if (this.stopped) {
-          await f.fh.close();
-          throw new Error('stopped while finishing a rotated copy');
-        }
-        if (this.spool.full()) {
-          await new Promise((r) => setTimeout(r, 50));
-          continue;
-        }
-        if (!(await this.readSome(f)) && !this.spool.full()) break;
-      }
-      await this.endOf(f, false);
-      await f.fh.close();
+      if (!(await this.readCopy(ck, cand, pr.probe, pr.tail))) return false;
+      if (inPlace) await this.finishNewer(ck, cand);
       return 'read';
     }
     for (const cand of await siblings(ck.path, true)) {
       const r = await this.finishGzip(ck, cand);
-      if (r) return r;
+      if (r) {
+        if (inPlace && r === 'read') await this.finishNewer(ck, cand);
+        return r;
+      }
     }
     return false;
+  }
+
+  /** A plain copy read from ck.offset to its end, checkpointed under the truncated file's key until it is done. */
+  private async readCopy(ck: FileCkpt, cand: string, pr: { dev: number; ino: number }, tail: Buffer): Promise<boolean> {
+    const f = await this.follow(cand, pr.dev, pr.ino, ck.offset, tail, ck.cut, ck.path);
+    if (!f) return false;
+    this.followed.delete(f.key);
+    f.key = `${ck.dev}:${ck.ino}`;
+    f.detached = true;
+    for (;;) {
+      if (this.stopped) {
+        await f.fh.close();
+        throw new Error('stopped while finishing a rotated copy');
+      }
+      if (this.spool.full()) {
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      if (!(await this.readSome(f)) && !this.spool.full()) break;
+    }
+    await this.endOf(f, false);
+    await f.fh.close();
+    return true;
+  }
+
+  /**
+   * copytruncate only (the file is still at its path, so every generation passed through its one
+   * checkpoint): rotated copies newer than the one just finished are generations copied away before
+   * the agent saw them (rotated twice while it was down or busy). Each is read from 0, oldest first,
+   * under the truncated file's key (a restart finds it by content).
+   */
+  private async finishNewer(ck: FileCkpt, done: string): Promise<void> {
+    const dir = path.dirname(ck.path);
+    const base = path.basename(ck.path);
+    let after = rotationRank(base, path.basename(done));
+    const empty = hashBytes(Buffer.alloc(0));
+    const ck0: FileCkpt = { task: ck.task, path: ck.path, dev: ck.dev, ino: ck.ino, offset: 0, headLen: 0, headHash: empty, tailHash: empty };
+    for (let i = 0; after !== undefined && i < 10_000; i++) {
+      const covered = new Set([...this.followed.values()].map((f) => `${f.dev}:${f.ino}`));
+      for (const c of this.spool.ckpts.values()) covered.add(`${c.dev}:${c.ino}`);
+      let next: { p: string; rank: string; dev: number; ino: number; gz: boolean } | undefined;
+      for (const n of await readdir(dir).catch(() => [] as string[])) {
+        const rank = rotationRank(base, n);
+        const kind = rotatedName(base, n);
+        if (rank === undefined || rank <= after || (kind?.compressed !== undefined && kind.compressed !== 'gz')) continue;
+        if (next && rank >= next.rank) continue;
+        const st = await stat(path.join(dir, n)).catch(() => undefined);
+        if (!st?.isFile() || covered.has(`${st.dev}:${st.ino}`)) continue;
+        next = { p: path.join(dir, n), rank, dev: st.dev, ino: st.ino, gz: kind?.compressed === 'gz' };
+      }
+      if (!next) return;
+      this.log.info({ path: ck.path, copy: next.p, task: this.src.task }, 'a rotated copy the agent never saw: reading it from 0');
+      if (next.gz) await this.finishGzip(ck0, next.p);
+      else await this.readCopy(ck0, next.p, next, Buffer.alloc(0));
+      after = next.rank;
+    }
   }
 
   /**
@@ -522,7 +564,7 @@ export class FileSource {
   private async truncated(f: Followed): Promise<void> {
     this.stats.truncations++;
     const ck = this.ckptOf(f);
-    const found = await this.finishCopy(ck);
+    const found = await this.finishCopy(ck, true);
     if (found === 'read') {
       // the copy was read from this file's checkpoint, pending event included; its state goes
       f.ml = {};

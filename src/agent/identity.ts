@@ -83,6 +83,19 @@ export function rotatedName(base: string, name: string): { compressed?: string }
   return undefined;
 }
 
+/**
+ * Where a rotated copy stands among its siblings, larger = rotated later: base.1 is newer than
+ * base.2; dated names sort by their date text. Undefined for a name that is not a rotated copy.
+ */
+export function rotationRank(base: string, name: string): string | undefined {
+  const r = rotatedName(base, name);
+  if (!r) return undefined;
+  const plain = r.compressed ? name.slice(0, -(r.compressed.length + 1)) : name;
+  const n = /\.(\d{1,9})$/.exec(plain) ?? /^[^.]+\.(\d{1,9})\.[^.]+$/.exec(plain);
+  if (n && plain.length - n[1].length <= base.length + 1) return `n${String(1e9 - Number(n[1])).padStart(10, '0')}`;
+  return `d${plain}`;
+}
+
 /** A rotated copy of `base` that can be read as it is (not compressed). */
 export function isRotatedName(base: string, name: string): boolean {
   const r = rotatedName(base, name);
