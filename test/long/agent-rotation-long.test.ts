@@ -70,9 +70,13 @@ describe('agent rotation matrix (long)', () => {
     const started = Date.now();
     let rotations = 0;
     let kills = 0;
+    let skipped = 0;
     for (let i = 0; i < DURATION_S * 3 && writing; i++) {
       const t0 = Date.now();
-      for (const m of MATRIX) await logrotate(s.dir, path.join(s.logs, `${m.task}.log`), [...m.directives, 'rotate 100000']);
+      for (const m of MATRIX) {
+        // dateext refuses a second rotation within one second (the dated name exists): counted, not fatal
+        await logrotate(s.dir, path.join(s.logs, `${m.task}.log`), [...m.directives, 'rotate 100000']).catch(() => { skipped++; });
+      }
       rotations++;
       if (i % 20 === 19) {
         await kill9(a);
@@ -82,6 +86,7 @@ describe('agent rotation matrix (long)', () => {
       await new Promise((r) => setTimeout(r, Math.max(0, 1000 - (Date.now() - t0))));
     }
     await Promise.all(writers.map((w) => w.done));
+    expect(skipped).toBeLessThan(rotations / 4);
     const disk = new Map<string, Set<number>>();
     for (const m of MATRIX) disk.set(m.task, await onDisk(s.logs, `${m.task}.log`, m.task));
     const recs = await readUntil(node.url, T, (r) => MATRIX.every((m) => {
@@ -108,7 +113,7 @@ describe('agent rotation matrix (long)', () => {
       }
       expect(c.gaps, `${m.task}: gaps`).toEqual([]);
     }
-    console.log(`agent rotation matrix: ${rotations} forced rotations of each file, ${kills} kill -9s in ${((Date.now() - started) / 1000).toFixed(0)} s; ${report.join('; ')}`);
+    console.log(`agent rotation matrix: ${rotations} forced rotations of each file (${skipped} refused by logrotate), ${kills} kill -9s in ${((Date.now() - started) / 1000).toFixed(0)} s; ${report.join('; ')}`);
     await kill9(a);
   });
 
