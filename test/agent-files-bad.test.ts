@@ -3,39 +3,22 @@
 // into marked pieces while the agent's RSS stays bounded), permission denied on a file and on a
 // directory (the agent runs as `nobody`; logged once, retried, read once allowed), a FIFO and a
 // directory matched by the glob, files vanishing between readdir and open, and unknown config keys.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { appendFile, chmod, mkdir, open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { type NodeHandle, runCli, startNode } from './helpers/launcher.js';
-import type { AgentProc } from './helpers/agent.js';
-import { agentProcess, agentSetup, check, numbered, readRecords, readUntil, rssOf } from './helpers/agent-files.js';
+import { runCli } from './helpers/launcher.js';
+import { agentFixture, agentSetup, check, numbered, readRecords, readUntil, rssOf } from './helpers/agent-files.js';
 
 const run = promisify(execFile);
-let node: NodeHandle;
-const agents: AgentProc[] = [];
-
-beforeAll(async () => {
-  node = await startNode();
-});
-
-afterAll(async () => {
-  for (const a of agents) a.proc.kill('SIGKILL');
-  await node?.stop();
-});
-
-async function agent(config: string, opts: { user?: string } = {}): Promise<AgentProc> {
-  const a = await agentProcess(config, opts);
-  agents.push(a);
-  return a;
-}
+const { url, agent } = agentFixture();
 
 describe('agent files: bad input', () => {
   it('lines that are not UTF-8, a BOM and a NUL-heavy binary file arrive byte-exact (base64 on the wire)', async () => {
     const T = 'afb-bytes';
-    const s = await agentSetup(node.url, 'bytes', ['  - task: b', '    paths: [./logs/*.log]', '    topic: ' + T]);
+    const s = await agentSetup(url(), 'bytes', ['  - task: b', '    paths: [./logs/*.log]', '    topic: ' + T]);
     const lines = [
       Buffer.from('plain ascii'),
       Buffer.from('héllo wörld ✓'),
@@ -51,7 +34,7 @@ describe('agent files: bad input', () => {
     for (let i = 0; i < bin.length; i++) if (i % 3 !== 0) bin[i] = 0; // two thirds NUL
     await writeFile(path.join(s.logs, 'bin.log'), bin);
     const a = await agent(s.config);
-    const recs = await readUntil(node.url, T, (r) => r.filter((x) => x.headers.source.endsWith('text.log')).length >= lines.length && Buffer.concat(r.filter((x) => x.headers.source.endsWith('bin.log')).map((x) => x.bytes)).length >= bin.length - 1000, 10_000);
+    const recs = await readUntil(url(), T, (r) => r.filter((x) => x.headers.source.endsWith('text.log')).length >= lines.length && Buffer.concat(r.filter((x) => x.headers.source.endsWith('bin.log')).map((x) => x.bytes)).length >= bin.length - 1000, 10_000);
     const text = recs.filter((r) => r.headers.source.endsWith('text.log')).sort((x, y) => Number(x.headers.seq) - Number(y.headers.seq));
     expect(text.map((r) => r.bytes.toString('hex'))).toEqual(want.map((l) => l.toString('hex')));
     // the binary file: its bytes between newlines, in order; the last piece (no newline) waits for more
@@ -72,7 +55,7 @@ describe('agent files: bad input', () => {
   it('a 100 MB line is cut at maxLineBytes into pieces marked cut=k+ … n/n; the agent RSS stays bounded', async () => {
     const T = 'afb-long';
     const MAX = 1024 * 1024;
-    const s = await agentSetup(node.url, 'long', ['  - task: l', '    paths: [./logs/long.log]', '    topic: ' + T], [`maxLineBytes: ${MAX}`, 'batch: { lingerMs: 5, maxBytes: 8388608 }', 'spool: { dir: ./spool, quotaBytes: 16777216, segmentBytes: 1048576 }']);
+    const s = await agentSetup(url(), 'long', ['  - task: l', '    paths: [./logs/long.log]', '    topic: ' + T], [`maxLineBytes: ${MAX}`, 'batch: { lingerMs: 5, maxBytes: 8388608 }', 'spool: { dir: ./spool, quotaBytes: 16777216, segmentBytes: 1048576 }']);
     const file = path.join(s.logs, 'long.log');
     const SIZE = Number(process.env.AGENT_LONG_LINE_MB ?? 100) * 1024 * 1024;
     // written in 1 MiB blocks: a line of printable bytes, then a short line after it
@@ -96,14 +79,14 @@ describe('agent files: bad input', () => {
     // RSS sampled while it reads and ships; the records are read back once all have arrived
     for (;;) {
       peak = Math.max(peak, (await rssOf(pid)).hwmBytes);
-      const meta = await fetch(`${node.url}/v1/topics/${T}`).then((r) => (r.ok ? (r.json() as Promise<{ partitions?: Array<{ endOffset: number }> }>) : undefined)).catch(() => undefined);
+      const meta = await fetch(`${url()}/v1/topics/${T}`).then((r) => (r.ok ? (r.json() as Promise<{ partitions?: Array<{ endOffset: number }> }>) : undefined)).catch(() => undefined);
       const n = (meta?.partitions ?? []).reduce((x, p) => x + p.endOffset, 0);
       if (n >= SIZE / MAX + 2 || Date.now() > deadline) break;
       if (a.stdout.text().includes('"msg":"agent failed"')) break;
       await new Promise((r) => setTimeout(r, 200));
     }
     peak = Math.max(peak, (await rssOf(pid)).hwmBytes);
-    recs = (await readRecords(node.url, T)).sort((x, y) => Number(x.headers.seq) - Number(y.headers.seq));
+    recs = (await readRecords(url(), T)).sort((x, y) => Number(x.headers.seq) - Number(y.headers.seq));
     const pieces = recs.filter((r) => r.headers.cut !== undefined);
     const n = SIZE / MAX;
     expect(recs[0].value).toBe('before 1 INFO x');
@@ -121,7 +104,7 @@ describe('agent files: bad input', () => {
 
   it('as nobody: permission denied on a file and a directory (logged once, noticed, read once allowed); a FIFO, a directory and vanishing files in the glob', async () => {
     const T = 'afb-perm';
-    const s = await agentSetup(node.url, 'perm', [
+    const s = await agentSetup(url(), 'perm', [
       '  - task: p', '    paths: [./logs/*.log, ./logs/locked/*.log]', '    topic: ' + T,
     ]);
     await chmod(s.logs, 0o755);
@@ -140,7 +123,7 @@ describe('agent files: bad input', () => {
       await rm(p);
       if (i % 10 === 0) await new Promise((r) => setTimeout(r, 60));
     }
-    await readUntil(node.url, T, (r) => check(r, 'p').lines.length >= 10, 10_000);
+    await readUntil(url(), T, (r) => check(r, 'p').lines.length >= 10, 10_000);
     await new Promise((r) => setTimeout(r, 500)); // ten polls: the warning must not repeat
     const out = a.stdout.text();
     expect(out.match(/"msg":"cannot open file"/g)?.length).toBe(1);
@@ -149,7 +132,7 @@ describe('agent files: bad input', () => {
     await chmod(path.join(s.logs, 'secret.log'), 0o644);
     await chmod(path.join(s.logs, 'locked'), 0o755);
     await appendFile(path.join(s.logs, 'ok.log'), numbered(10, 20, 'ok'));
-    const recs = await readUntil(node.url, T, (r) => check(r, 'p').lines.length >= 40, 10_000);
+    const recs = await readUntil(url(), T, (r) => check(r, 'p').lines.length >= 40, 10_000);
     const values = recs.map((r) => r.value.split(' ').slice(0, 2).join(' '));
     for (const [p, n] of [['ok', 20], ['secret', 10], ['locked', 10]] as const) {
       expect(values.filter((v) => v.startsWith(p + ' ')).length, p).toBe(n);
@@ -162,7 +145,7 @@ describe('agent files: bad input', () => {
   });
 
   it('unknown keys in sources[].rotate exit 78 with the key named', async () => {
-    const s = await agentSetup(node.url, 'cfg', ['  - task: c', '    paths: [./logs/*.log]', '    topic: afb-cfg', '    rotate: { maxBytes: 4096, size: 10M }']);
+    const s = await agentSetup(url(), 'cfg', ['  - task: c', '    paths: [./logs/*.log]', '    topic: afb-cfg', '    rotate: { maxBytes: 4096, size: 10M }']);
     const r = await runCli(['agent', '--config', s.config]);
     expect(r.code).toBe(78);
     expect(r.stderr).toMatch(/rotate.*\(size\)/);

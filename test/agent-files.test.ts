@@ -2,38 +2,16 @@
 // delaycompress and dateext (forced while a writer appends numbered lines, and while the agent is
 // down), a gzipped copy read while it is still being written, a file rotated away unread (a gap
 // record), and the agent rotating what it ships (copytruncate; rename + SIGHUP to the writer).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { appendFile, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { type NodeHandle, startNode } from './helpers/launcher.js';
 import type { AgentProc } from './helpers/agent.js';
 import { startWriter } from './helpers/agent.js';
-import { agentProcess, agentSetup, check, logrotate, missing, numbered, readUntil, startFdWriter } from './helpers/agent-files.js';
+import { agentFixture, agentSetup, check, logrotate, missing, numbered, readUntil, startFdWriter } from './helpers/agent-files.js';
 import { slow } from './helpers/slow.js';
 
-let node: NodeHandle;
-const agents: AgentProc[] = [];
-
-beforeAll(async () => {
-  node = await startNode();
-});
-
-afterAll(async () => {
-  for (const a of agents) a.proc.kill('SIGKILL');
-  await node?.stop();
-});
-
-async function agent(config: string): Promise<AgentProc> {
-  const a = await agentProcess(config);
-  agents.push(a);
-  return a;
-}
-
-async function kill9(a: AgentProc): Promise<void> {
-  a.proc.kill('SIGKILL');
-  await a.exited;
-}
+const { url, agent, kill9 } = agentFixture();
 
 const src = (task: string, file: string, topic: string, more: string[] = []) => [`  - task: ${task}`, `    paths: [./logs/${file}]`, `    topic: ${topic}`, ...more];
 
@@ -41,11 +19,11 @@ describe('agent files: rotated copies', () => {
   it('rotated while the agent is down: the rest is read from a .gz (copytruncate+compress; create+compress+dateext; copytruncate twice), and from a .gz still being written', async () => {
     const T = 'af-down';
     const TASKS = ['ct', 'cr', 'pz', 'c2'];
-    const s = await agentSetup(node.url, 'down', TASKS.flatMap((n) => src(n, `${n}.log`, T)));
+    const s = await agentSetup(url(), 'down', TASKS.flatMap((n) => src(n, `${n}.log`, T)));
     const f = (n: string) => path.join(s.logs, n);
     for (const n of TASKS) await writeFile(f(`${n}.log`), numbered(0, 1000, n));
     let a = await agent(s.config);
-    await readUntil(node.url, T, (r) => r.length >= 4000);
+    await readUntil(url(), T, (r) => r.length >= 4000);
     await kill9(a);
     for (const n of TASKS) await appendFile(f(`${n}.log`), numbered(1000, 2000, n));
     await logrotate(s.dir, f('ct.log'), ['copytruncate', 'compress', 'rotate 5']);
@@ -67,9 +45,9 @@ describe('agent files: rotated copies', () => {
     a = await agent(s.config);
     // the agent waits for the partial gzip (the other sources go on); it completes a moment later
     await a.stdout.waitFor(/gzipped copy is still being written/, slow(10_000));
-    await readUntil(node.url, T, (r) => check(r, 'ct').lines.length >= 3000 && check(r, 'cr').lines.length >= 3000);
+    await readUntil(url(), T, (r) => check(r, 'ct').lines.length >= 3000 && check(r, 'cr').lines.length >= 3000);
     await writeFile(f('pz.log.1.gz'), gz);
-    const recs = await readUntil(node.url, T, (r) => r.length >= 12_000);
+    const recs = await readUntil(url(), T, (r) => r.length >= 12_000);
     await new Promise((r) => setTimeout(r, 300));
     expect((await readdir(s.logs)).filter((n) => n.startsWith('c2.log')).sort()).toEqual(['c2.log', 'c2.log.1', 'c2.log.2.gz']);
     for (const task of TASKS) {
@@ -84,7 +62,7 @@ describe('agent files: rotated copies', () => {
 
   it('logrotate forced every ~1.1 s while a writer appends (copytruncate+compress+delaycompress+dateext; create+compress+delaycompress): 0 missing, 0 duplicated', async () => {
     const T = 'af-live';
-    const s = await agentSetup(node.url, 'live', [...src('lc', 'lc.log', T), ...src('lr', 'lr.log', T)]);
+    const s = await agentSetup(url(), 'live', [...src('lc', 'lc.log', T), ...src('lr', 'lr.log', T)]);
     const a = await agent(s.config);
     const N = 8000;
     const wc = startWriter(path.join(s.logs, 'lc.log'), 'lc', N, 2000);
@@ -110,7 +88,7 @@ describe('agent files: rotated copies', () => {
       const text = (n.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8');
       for (const m of text.matchAll(/^lc (\d+) INFO/gm)) onDisk.add(Number(m[1]));
     }
-    const recs = await readUntil(node.url, T, (r) => {
+    const recs = await readUntil(url(), T, (r) => {
       const have = new Set(check(r, 'lc').lines);
       return check(r, 'lr').lines.length >= N && [...onDisk].every((n) => have.has(n));
     }, 20_000);
@@ -129,11 +107,11 @@ describe('agent files: rotated copies', () => {
 
   it('a file rotated away unread while the agent is down (create, rotate 1, twice): a gap record and a notice', async () => {
     const T = 'af-gap';
-    const s = await agentSetup(node.url, 'gap', src('g', 'g.log', T));
+    const s = await agentSetup(url(), 'gap', src('g', 'g.log', T));
     const file = path.join(s.logs, 'g.log');
     await writeFile(file, numbered(0, 100, 'g'));
     let a = await agent(s.config);
-    await readUntil(node.url, T, (r) => r.length >= 100);
+    await readUntil(url(), T, (r) => r.length >= 100);
     await kill9(a);
     await appendFile(file, numbered(100, 200, 'g'));
     await logrotate(s.dir, file, ['create', 'rotate 1']);
@@ -141,7 +119,7 @@ describe('agent files: rotated copies', () => {
     await logrotate(s.dir, file, ['create', 'rotate 1']);
     await writeFile(file, numbered(250, 300, 'g'));
     a = await agent(s.config);
-    const recs = await readUntil(node.url, T, (r) => check(r, 'g').lines.includes(299));
+    const recs = await readUntil(url(), T, (r) => check(r, 'g').lines.includes(299));
     const c = check(recs, 'g');
     expect(c.gaps.length).toBe(1);
     const g = c.gaps[0].headers;
@@ -157,12 +135,12 @@ describe('agent files: rotated copies', () => {
 describe('agent files: the agent rotates what it ships', () => {
   it('copytruncate at maxBytes while a writer appends: every line once; the truncate window is measured', async () => {
     const T = 'af-own-ct';
-    const s = await agentSetup(node.url, 'ownct', src('oc', 'oc.log', T, ['    rotate: { maxBytes: 32768, keep: 3, mode: copytruncate }']));
+    const s = await agentSetup(url(), 'ownct', src('oc', 'oc.log', T, ['    rotate: { maxBytes: 32768, keep: 3, mode: copytruncate }']));
     const a = await agent(s.config);
     const N = 6000;
     const w = startWriter(path.join(s.logs, 'oc.log'), 'oc', N, 2000);
     await w.done;
-    const recs = await readUntil(node.url, T, (r) => check(r, 'oc').lines.length >= N, 15_000);
+    const recs = await readUntil(url(), T, (r) => check(r, 'oc').lines.length >= N, 15_000);
     await new Promise((r) => setTimeout(r, 300));
     const c = check(recs, 'oc');
     const rotations = [...a.stdout.text().matchAll(/"msg":"rotated \(copytruncate\)"/g)].length;
@@ -181,12 +159,12 @@ describe('agent files: the agent rotates what it ships', () => {
 
   it('rename + SIGHUP to the writer (pidFile), older copies gzipped: every line once', async () => {
     const T = 'af-own-mv';
-    const s = await agentSetup(node.url, 'ownmv', src('om', 'om.log', T, ['    rotate: { maxBytes: 32768, keep: 4, mode: rename, compress: true, signal: { pidFile: ./app.pid } }']));
+    const s = await agentSetup(url(), 'ownmv', src('om', 'om.log', T, ['    rotate: { maxBytes: 32768, keep: 4, mode: rename, compress: true, signal: { pidFile: ./app.pid } }']));
     const a = await agent(s.config);
     const N = 6000;
     const w = startFdWriter(path.join(s.logs, 'om.log'), 'om', N, 20, 10, path.join(s.dir, 'app.pid'));
     await w.done;
-    const recs = await readUntil(node.url, T, (r) => check(r, 'om').lines.length >= N, 15_000);
+    const recs = await readUntil(url(), T, (r) => check(r, 'om').lines.length >= N, 15_000);
     await new Promise((r) => setTimeout(r, 300));
     const c = check(recs, 'om');
     const rotations = [...a.stdout.text().matchAll(/"msg":"rotated \(rename\)"/g)].length;

@@ -356,13 +356,14 @@ export class FileSource {
       }
       this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its rotated copy first');
       if (!(await this.readCopy(ck, cand, pr.probe, pr.tail))) return false;
-      if (inPlace) await this.finishNewer(ck, cand);
+      if (inPlace) await this.finishNewer(ck, cand, pr.probe);
       return 'read';
     }
     for (const cand of await siblings(ck.path, true)) {
+      const id = await stat(cand).catch(() => undefined);
       const r = await this.finishGzip(ck, cand);
       if (r) {
-        if (inPlace && r === 'read') await this.finishNewer(ck, cand);
+        if (inPlace && r === 'read' && id) await this.finishNewer(ck, cand, id);
         return r;
       }
     }
@@ -398,10 +399,17 @@ export class FileSource {
    * the agent saw them (rotated twice while it was down or busy). Each is read from 0, oldest first,
    * under the truncated file's key (a restart finds it by content).
    */
-  private async finishNewer(ck: FileCkpt, done: string): Promise<void> {
+  private async finishNewer(ck: FileCkpt, done: string, doneId: { dev: number; ino: number }): Promise<void> {
     const dir = path.dirname(ck.path);
     const base = path.basename(ck.path);
-    let after = rotationRank(base, path.basename(done));
+    // where the finished copy is now: logrotate may have shifted it (.1 → .2) while it was read
+    let doneName = path.basename(done);
+    for (const n of await readdir(dir).catch(() => [] as string[])) {
+      if (rotatedName(base, n) === undefined) continue;
+      const st = await stat(path.join(dir, n)).catch(() => undefined);
+      if (st && st.dev === doneId.dev && st.ino === doneId.ino) doneName = n;
+    }
+    let after = rotationRank(base, doneName);
     const empty = hashBytes(Buffer.alloc(0));
     const ck0: FileCkpt = { task: ck.task, path: ck.path, dev: ck.dev, ino: ck.ino, offset: 0, headLen: 0, headHash: empty, tailHash: empty };
     for (let i = 0; after !== undefined && i < 10_000; i++) {
@@ -421,7 +429,12 @@ export class FileSource {
       this.log.info({ path: ck.path, copy: next.p, task: this.src.task }, 'a rotated copy the agent never saw: reading it from 0');
       if (next.gz) await this.finishGzip(ck0, next.p);
       else await this.readCopy(ck0, next.p, next, Buffer.alloc(0));
+      // the same shift may have moved it meanwhile: the next one is newer than where it is now
       after = next.rank;
+      for (const n of await readdir(dir).catch(() => [] as string[])) {
+        const st = rotatedName(base, n) !== undefined ? await stat(path.join(dir, n)).catch(() => undefined) : undefined;
+        if (st && st.dev === next.dev && st.ino === next.ino) after = rotationRank(base, n) ?? after;
+      }
     }
   }
 

@@ -2,16 +2,46 @@
 // (optionally as another user), logrotate with any directives, records read back as bytes.
 import { execFile, spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { afterAll, beforeAll } from 'vitest';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { cliPath, OutputRing, repoRoot } from './launcher.js';
+import { cliPath, type NodeHandle, OutputRing, repoRoot, startNode } from './launcher.js';
 import type { AgentProc } from './agent.js';
 import { slow } from './slow.js';
 
 const run = promisify(execFile);
 
 export interface Setup { dir: string; logs: string; config: string }
+
+/**
+ * A node for the test file (started before its tests, stopped after) and agents that are killed at
+ * the end; AGENT_TEST_DUMP_DIR gets every agent's log for a post-mortem.
+ */
+export function agentFixture(): { url: () => string; agent: (config: string, opts?: { user?: string }) => Promise<AgentProc>; kill9: (a: AgentProc) => Promise<void> } {
+  let node: NodeHandle | undefined;
+  const agents: AgentProc[] = [];
+  beforeAll(async () => {
+    node = await startNode();
+  });
+  afterAll(async () => {
+    if (process.env.AGENT_TEST_DUMP_DIR) await writeFile(path.join(process.env.AGENT_TEST_DUMP_DIR, 'agents.log'), agents.map((a) => a.stdout.text()).join('\n'));
+    for (const a of agents) a.proc.kill('SIGKILL');
+    await node?.stop();
+  });
+  return {
+    url: () => node!.url,
+    agent: async (config, opts = {}) => {
+      const a = await agentProcess(config, opts);
+      agents.push(a);
+      return a;
+    },
+    kill9: async (a) => {
+      a.proc.kill('SIGKILL');
+      await a.exited;
+    },
+  };
+}
 
 /** An agent config (sources as YAML lines) in a new temp directory with a logs/ directory. */
 export async function agentSetup(url: string, name: string, sources: string[], extra: string[] = []): Promise<Setup> {

@@ -4,39 +4,15 @@
 // 0 missing (copytruncate: 0 missing of what is on disk; logrotate's own window counted apart),
 // 0 duplicated, seq gap-free. Then inode reuse and identical file heads across restarts, and Java
 // traces split across rotation and restart arriving whole.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { appendFile, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { type NodeHandle, startNode } from '../helpers/launcher.js';
 import { type AgentProc, startWriter } from '../helpers/agent.js';
-import { agentProcess, agentSetup, check, logrotate, missing, readUntil } from '../helpers/agent-files.js';
+import { agentFixture, agentSetup, check, logrotate, missing, readUntil } from '../helpers/agent-files.js';
 
 const DURATION_S = Number(process.env.AGENT_LONG_S ?? 120);
-let node: NodeHandle;
-const agents: AgentProc[] = [];
-
-beforeAll(async () => {
-  node = await startNode();
-});
-
-afterAll(async () => {
-  // AGENT_TEST_DUMP_DIR: every agent's log, for a failure's post-mortem
-  if (process.env.AGENT_TEST_DUMP_DIR) await writeFile(path.join(process.env.AGENT_TEST_DUMP_DIR, 'agents.log'), agents.map((a) => a.stdout.text()).join('\n'));
-  for (const a of agents) a.proc.kill('SIGKILL');
-  await node?.stop();
-});
-
-async function agent(config: string): Promise<AgentProc> {
-  const a = await agentProcess(config);
-  agents.push(a);
-  return a;
-}
-
-async function kill9(a: AgentProc): Promise<void> {
-  a.proc.kill('SIGKILL');
-  await a.exited;
-}
+const { url, agent, kill9 } = agentFixture();
 
 /** line numbers of `prefix` still on disk in `base` and its rotated copies (gzipped ones too) */
 async function onDisk(dir: string, base: string, prefix: string): Promise<Set<number>> {
@@ -60,7 +36,7 @@ const MATRIX = [
 describe('agent rotation matrix (long)', () => {
   it(`create, copytruncate, compress, dateext forced every second for ${DURATION_S} s with kill -9s: 0 missing, 0 duplicated`, async () => {
     const T = 'afl-matrix';
-    const s = await agentSetup(node.url, 'matrix', MATRIX.flatMap((m) => [`  - task: ${m.task}`, `    paths: [./logs/${m.task}.log]`, `    topic: ${T}`]), [
+    const s = await agentSetup(url(), 'matrix', MATRIX.flatMap((m) => [`  - task: ${m.task}`, `    paths: [./logs/${m.task}.log]`, `    topic: ${T}`]), [
       'spool: { dir: ./spool, quotaBytes: 268435456, segmentBytes: 16777216 }',
     ]);
     let a = await agent(s.config);
@@ -89,7 +65,7 @@ describe('agent rotation matrix (long)', () => {
     expect(skipped).toBeLessThan(rotations / 4);
     const disk = new Map<string, Set<number>>();
     for (const m of MATRIX) disk.set(m.task, await onDisk(s.logs, `${m.task}.log`, m.task));
-    const recs = await readUntil(node.url, T, (r) => MATRIX.every((m) => {
+    const recs = await readUntil(url(), T, (r) => MATRIX.every((m) => {
       const have = new Set(check(r, m.task).lines);
       return [...disk.get(m.task)!].every((n) => have.has(n));
     }), 120_000);
@@ -119,7 +95,7 @@ describe('agent rotation matrix (long)', () => {
 
   it('inode reuse and identical file heads across restarts: a new file with the same 2 KiB banner is read from 0; copies are told apart by the bytes before the offset', async () => {
     const T = 'afl-reuse';
-    const s = await agentSetup(node.url, 'reuse', ['  - task: r', '    paths: [./logs/r.log]', `    topic: ${T}`, '  - task: h', '    paths: [./logs/h.log]', `    topic: ${T}`]);
+    const s = await agentSetup(url(), 'reuse', ['  - task: r', '    paths: [./logs/r.log]', `    topic: ${T}`, '  - task: h', '    paths: [./logs/h.log]', `    topic: ${T}`]);
     const banner = `${'#'.repeat(2047)}\n`;
     const lines = (p: string, a0: number, b0: number) => Array.from({ length: b0 - a0 }, (_, i) => `${p} ${a0 + i} INFO x\n`).join('');
     const r = path.join(s.logs, 'r.log');
@@ -135,7 +111,7 @@ describe('agent rotation matrix (long)', () => {
       await writeFile(h, banner, { flag: 'a' });
       await appendFile(h, lines('h', hNext, hNext + 30));
       hNext += 30;
-      await readUntil(node.url, T, (x) => check(x, 'r').lines.includes(next - 1) && check(x, 'h').lines.includes(hNext - 1), 20_000);
+      await readUntil(url(), T, (x) => check(x, 'r').lines.includes(next - 1) && check(x, 'h').lines.includes(hNext - 1), 20_000);
       await kill9(a);
       const ino = (await import('node:fs/promises')).stat;
       const before = (await ino(r)).ino;
@@ -151,7 +127,7 @@ describe('agent rotation matrix (long)', () => {
       hNext += 30;
       a = await agent(s.config);
     }
-    const recs = await readUntil(node.url, T, (x) => check(x, 'r').lines.includes(next - 1) && check(x, 'h').lines.includes(hNext - 1), 20_000);
+    const recs = await readUntil(url(), T, (x) => check(x, 'r').lines.includes(next - 1) && check(x, 'h').lines.includes(hNext - 1), 20_000);
     await new Promise((res) => setTimeout(res, 300));
     if (process.env.AGENT_TEST_DUMP_DIR) await writeFile(path.join(process.env.AGENT_TEST_DUMP_DIR, 'reuse.json'), JSON.stringify(recs.map((x) => [x.headers, x.value.slice(0, 60)])));
     for (const [task, n] of [['r', next], ['h', hNext]] as const) {
@@ -166,7 +142,7 @@ describe('agent rotation matrix (long)', () => {
 
   it('Java traces split by kill -9, or pending at a rename, arrive whole and once; halves a copytruncate put in two files arrive as two records', async () => {
     const T = 'afl-trace';
-    const s = await agentSetup(node.url, 'trace', ['create', 'copy'].flatMap((t) => [`  - task: ${t}`, `    paths: [./logs/${t}.log]`, `    topic: ${T}`, '    multiline: { preset: java, quietMs: 800 }']));
+    const s = await agentSetup(url(), 'trace', ['create', 'copy'].flatMap((t) => [`  - task: ${t}`, `    paths: [./logs/${t}.log]`, `    topic: ${T}`, '    multiline: { preset: java, quietMs: 800 }']));
     const head = (t: string, i: number) => `2026-12-06 ERROR ${t} ${i} INFO failed\njava.lang.IllegalStateException: trace ${i}\n\tat a.B.c(B.java:${i})\n`;
     const tail = (i: number) => `\tat a.B.d(B.java:${i})\nCaused by: java.io.IOException: disk ${i}\n\t... 2 more\n`;
     let a = await agent(s.config);
@@ -187,10 +163,10 @@ describe('agent rotation matrix (long)', () => {
       }
     }
     const count = (x: Array<{ headers: Record<string, string> }>, t: string) => x.filter((r) => r.headers.task === t).length;
-    const recs = await readUntil(node.url, T, (x) => count(x, 'create') >= TRACES && count(x, 'copy') >= TRACES + TRACES / 3, 30_000);
+    const recs = await readUntil(url(), T, (x) => count(x, 'create') >= TRACES && count(x, 'copy') >= TRACES + TRACES / 3, 30_000);
     // a late duplicate would show by now
     await new Promise((res) => setTimeout(res, 1500));
-    const all = (await readUntil(node.url, T, () => true)).filter((x) => x.headers.task);
+    const all = (await readUntil(url(), T, () => true)).filter((x) => x.headers.task);
     for (const t of ['create', 'copy']) {
       const mine = all.filter((x) => x.headers.task === t).sort((x, y) => Number(x.headers.seq) - Number(y.headers.seq));
       // a copytruncate between a trace's halves puts them in two files: two records, each once
