@@ -95,13 +95,20 @@ describe('agent files: rotated copies', () => {
     await new Promise((r) => setTimeout(r, 300));
     const lr = check(recs, 'lr');
     const lc = check(recs, 'lc');
-    expect(missing(lr.lines, 0, N), 'create: missing').toEqual([]);
+    // logrotate's own create race: a writer that opens by name (O_CREAT) can make the new file between
+    // logrotate's rename and its create; logrotate then renames that file to NAME-DATE.backup, which
+    // no rotation scheme names. Lines there are counted apart; every other line must have arrived.
+    const inBackup = new Set<number>();
+    for (const n of names.filter((x) => x.startsWith('lr.log') && x.endsWith('.backup'))) {
+      for (const m of (await readFile(path.join(s.logs, n), 'utf8')).matchAll(/^lr (\d+) INFO/gm)) inBackup.add(Number(m[1]));
+    }
+    expect(missing(lr.lines, 0, N).filter((n) => !inBackup.has(n)), 'create: missing').toEqual([]);
     expect([lr.dups, lc.dups], 'duplicated').toEqual([0, 0]);
     expect([lr.seqOk, lc.seqOk], 'seq gap-free').toEqual([true, true]);
     const lcHave = new Set(lc.lines);
     expect([...onDisk].filter((n) => !lcHave.has(n)), 'copytruncate: on disk, not shipped').toEqual([]);
     const lostByLogrotate = missing([...onDisk], 0, N);
-    console.log(`agent files live: ${rotations} forced rotations; logrotate's copytruncate window lost ${lostByLogrotate.length} of ${N} lines from disk (${lostByLogrotate.filter((n) => lcHave.has(n)).length} of them read before the truncate)`);
+    console.log(`agent files live: ${rotations} forced rotations; ${inBackup.size} lines in logrotate's .backup files (its create race); logrotate's copytruncate window lost ${lostByLogrotate.length} of ${N} lines from disk (${lostByLogrotate.filter((n) => lcHave.has(n)).length} of them read before the truncate)`);
     await kill9(a);
   });
 
