@@ -82,6 +82,8 @@ export class FileSource {
   /** the first pass resumes the checkpoints before it follows the globs (which would read their files from 0) */
   private resumed = false;
   readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0, gaps: 0, ownRotations: 0 };
+  /** the rotated copy finished last while handling a truncation (newer copies are unseen generations) */
+  private lastCopy?: { path: string; dev: number; ino: number };
   /** paths (files, directories) that could not be read, with the error code: logged and noticed once */
   private readonly unreadable = new Map<string, string>();
 
@@ -193,6 +195,7 @@ export class FileSource {
       this.resumed = true;
     }
     const present = new Set<string>();
+    const found: Entry[] = [];
     for (const { dir, re } of this.patterns) {
       let names: string[];
       try {
@@ -239,9 +242,13 @@ export class FileSource {
           f.detached = false;
           continue;
         }
-        await this.follow(p, st.dev, st.ino, 0);
+        const nf = await this.follow(p, st.dev, st.ino, 0);
+        if (nf) found.push({ t: 'ck', key: this.ckKey(nf.key), ck: this.ckptOf(nf) });
       }
     }
+    // a new file is checkpointed before anything of it is read: renamed away while the agent is
+    // down, a restart finds it among the rotated names by its inode (one append for all of them)
+    if (found.length > 0) await this.spool.append(found);
     for (const f of this.followed.values()) {
       if (!present.has(f.key) && !f.detached) {
         f.detached = true;
@@ -400,6 +407,7 @@ export class FileSource {
    * under the truncated file's key (a restart finds it by content).
    */
   private async finishNewer(ck: FileCkpt, done: string, doneId: { dev: number; ino: number }): Promise<void> {
+    this.lastCopy = { path: done, dev: doneId.dev, ino: doneId.ino };
     const dir = path.dirname(ck.path);
     const base = path.basename(ck.path);
     // where the finished copy is now: logrotate may have shifted it (.1 → .2) while it was read
@@ -429,6 +437,7 @@ export class FileSource {
       this.log.info({ path: ck.path, copy: next.p, task: this.src.task }, 'a rotated copy the agent never saw: reading it from 0');
       if (next.gz) await this.finishGzip(ck0, next.p);
       else await this.readCopy(ck0, next.p, next, Buffer.alloc(0));
+      this.lastCopy = { path: next.p, dev: next.dev, ino: next.ino };
       // the same shift may have moved it meanwhile: the next one is newer than where it is now
       after = next.rank;
       for (const n of await readdir(dir).catch(() => [] as string[])) {
@@ -576,6 +585,7 @@ export class FileSource {
   /** copytruncate seen while following: finish the rotated copy, then read the file from 0. */
   private async truncated(f: Followed): Promise<void> {
     this.stats.truncations++;
+    this.lastCopy = undefined;
     const ck = this.ckptOf(f);
     const found = await this.finishCopy(ck, true);
     if (found === 'read') {
@@ -589,6 +599,22 @@ export class FileSource {
         await this.gap({ path: f.path, reason: 'truncated', offset: f.readPos, bytes, detail: `truncated at offset ${f.readPos} with no rotated copy holding the rest (at least ${bytes} unread bytes)` });
       }
     }
+    await this.restartAtZero(f);
+    // nothing of the file is read yet: a copy made since the last look holds what was in it then
+    // (rotated again meanwhile); it is read from 0 and the file starts at 0 once more
+    const lastCopy = (): { path: string; dev: number; ino: number } | undefined => this.lastCopy;
+    for (let i = 0; found === 'read' && i < 100; i++) {
+      const last = lastCopy();
+      if (!last) break;
+      await this.finishNewer(this.ckptOf(f), last.path, last);
+      const now = lastCopy();
+      if (!now || (now.dev === last.dev && now.ino === last.ino)) break;
+      await this.restartAtZero(f);
+    }
+    this.lastCopy = undefined;
+  }
+
+  private async restartAtZero(f: Followed): Promise<void> {
     const head = await readAt(f.fh, 0, HEAD_BYTES_MAX);
     Object.assign(f, { buf: Buffer.alloc(0), bufStart: 0, readPos: 0, scanPos: 0, headLen: head.length, headHash: hashBytes(head), ml: {}, lastSize: 0, cut: 0 });
     await this.spool.append([{ t: 'ck', key: this.ckKey(f.key), ck: this.ckptOf(f) }]);
