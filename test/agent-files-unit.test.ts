@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { Multiline, detectLevel, type Event, type MultilineState } from '../src/agent/multiline.js';
 import { isRotatedName, rotatedName } from '../src/agent/identity.js';
 import { rotateDue } from '../src/agent/rotate.js';
+import { rotationOf } from '../src/agent/files.js';
 import { spoolValue } from '../src/agent/records.js';
 import { ConfigError, resolveAgentConfig } from '../src/agent/config.js';
 
@@ -142,6 +143,20 @@ describe('rotated names, rotation decision, bytes', () => {
     expect(rotatedName('app.log', 'app-20261206.log.gz')).toEqual({ compressed: 'gz' });
     expect(isRotatedName('app.log', 'app.log.1.gz')).toBe(false);
     for (const n of ['app.log', 'app.logx', 'app-web.log', 'apps.log', 'other.log.1']) expect(rotatedName('app.log', n), n).toBeUndefined();
+  });
+
+  it('a glob pass finds the base a name is a rotated copy of by lookup (the same answers as comparing every pair)', () => {
+    const names = ['app.log', 'app.log.1', 'app.log.2.gz', 'app-20261206.log', 'app-20261206.log.gz', 'app.log-20261206', 'app.log_20261206-1733491200',
+      'app-web.log', 'apps.log', 'other.log', 'other.log.1', 'x.y.z', 'x.y.z.3', 'a-b_c.d.e', 'a-b_c-20261206.d.e', 'lone.log.1'];
+    const set = new Set(names);
+    for (const n of names) {
+      const pairs = names.map((b) => rotatedName(b, n)).filter((r) => r !== undefined);
+      const want = pairs.find((r) => r.compressed !== undefined) ?? pairs[0];
+      expect(rotationOf(set, n), n).toEqual(want);
+    }
+    expect(rotationOf(set, 'app.log.2.gz')).toEqual({ compressed: 'gz' });
+    expect(rotationOf(set, 'app-20261206.log')).toEqual({});
+    expect(rotationOf(set, 'lone.log.1')).toBeUndefined();
   });
 
   it('rotates at maxBytes or maxAgeMs, never an empty file', () => {

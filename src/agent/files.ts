@@ -4,14 +4,14 @@
 // functions of identity.ts; this module does the I/O and turns lines into spool records. Files are
 // bytes: a line is shipped as it is (as bytes when it is not UTF-8); lines longer than
 // maxLineBytes are cut into marked pieces; what is known lost becomes a gap record and a notice.
-import { constants, createReadStream, type FSWatcher, watch } from 'node:fs';
+import { constants, createReadStream, type FSWatcher, type Stats, statSync, watch } from 'node:fs';
 import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type { Logger } from '../runtime/log.js';
 import type { Notice } from './agent.js';
 import type { AgentConfig, SourceConfig } from './config.js';
-import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, isRotatedName, judge, rotatedName, rotationRank, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
+import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, judge, rotatedName, rotationRank, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
 import { type Event, Multiline, type MultilineState, detectLevel } from './multiline.js';
 import { type AgentEvent, recordEntries } from './records.js';
 import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
@@ -24,6 +24,8 @@ const MIN_CHUNK_BYTES = 4096;
 const SPOOL_EXPANSION_MAX = 8;
 /** chunks read from one file per pass before the others get their turn */
 const CHUNKS_PER_PASS = 8;
+/** the longest gap between backup stat polls of watched, idle directories (1,000 idle files: ~0.3 % of a core) */
+const IDLE_POLL_MS_MAX = 2000;
 /** bytes of a line that detectLevel looks at */
 const LEVEL_SCAN_BYTES = 200;
 /** a gzipped copy still being written is waited for this long after it last grew */
@@ -66,6 +68,8 @@ interface Followed {
   cut: number;
   /** when the agent started following it or last rotated it (rotate.maxAgeMs) */
   sinceMs: number;
+  /** size:mtime when a read found nothing new: a pass whose stat still says so skips the file */
+  quiet?: string;
 }
 
 export interface SourceStats { linesRead: number; bytesRead: number; rotations: number; truncations: number; files: number; gaps: number; ownRotations: number }
@@ -79,6 +83,10 @@ export class FileSource {
   private running?: Promise<void>;
   private again = false;
   private stopped = false;
+  /** every pattern directory has a working fs.watch: the stat poll is only a backup */
+  private allWatched = false;
+  private pollMs = 0;
+  private bytesAtPoll = 0;
   /** the first pass resumes the checkpoints before it follows the globs (which would read their files from 0) */
   private resumed = false;
   readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0, gaps: 0, ownRotations: 0 };
@@ -100,15 +108,22 @@ export class FileSource {
 
   /** Follows its globs; the first pass resumes the files this source's checkpoints name (it may wait for a gzipped copy). */
   async start(): Promise<void> {
-    for (const { dir } of this.patterns) {
+    let watched = 0;
+    for (const dir of new Set(this.patterns.map((p) => p.dir))) {
       try {
-        const w = watch(dir, { persistent: false }, () => this.kick());
-        w.on('error', () => {});
+        const w = watch(dir, { persistent: false }, () => {
+          this.pollMs = this.cfg.pollIntervalMs;
+          this.kick();
+        });
+        w.on('error', () => { this.allWatched = false; });
         this.watchers.push(w);
+        watched++;
       } catch {
         // a directory that does not exist yet is found by the poll
       }
     }
+    this.allWatched = watched === new Set(this.patterns.map((p) => p.dir)).size;
+    this.pollMs = this.cfg.pollIntervalMs;
     this.schedule();
     this.kick();
   }
@@ -173,11 +188,18 @@ export class FileSource {
     this.notice({ kind: 'gap', task: this.src.task, source: g.path, detail: `${g.reason}: ${g.detail}`, ...(g.bytes !== undefined ? { count: g.bytes } : {}) });
   }
 
+  /**
+   * The backup stat poll: every pollIntervalMs, backing off (doubling) to IDLE_POLL_MS_MAX while every
+   * directory is watched and nothing was read; a watch event or a read brings it back.
+   */
   private schedule(): void {
     this.timer = setTimeout(() => {
+      const read = this.stats.bytesRead !== this.bytesAtPoll;
+      this.bytesAtPoll = this.stats.bytesRead;
+      this.pollMs = this.allWatched && !read ? Math.min(IDLE_POLL_MS_MAX, Math.max(this.cfg.pollIntervalMs, this.pollMs * 2)) : this.cfg.pollIntervalMs;
       this.kick();
       if (!this.stopped) this.schedule();
-    }, this.cfg.pollIntervalMs);
+    }, this.pollMs);
     this.timer.unref?.();
   }
 
@@ -196,6 +218,9 @@ export class FileSource {
     }
     const present = new Set<string>();
     const found: Entry[] = [];
+    // files whose size and mtime are as the last read that found nothing left them: nothing to read
+    // (an idle pass over 1,000 files costs their stats only)
+    const unchanged = new Set<string>();
     for (const { dir, re } of this.patterns) {
       let names: string[];
       try {
@@ -207,12 +232,14 @@ export class FileSource {
         continue;
       }
       const matched = names.filter((n) => re.test(n)).sort();
+      const matchedSet = new Set(matched);
       for (const name of matched) {
         // compressed copies are read only to finish a copytruncate (app.log* matches app.log.2.gz)
-        if (matched.some((b) => rotatedName(b, name)?.compressed !== undefined)) continue;
+        const rotated = rotationOf(matchedSet, name);
+        if (rotated?.compressed !== undefined) continue;
         // a glob that also matches rotated names (app.log*) must not read a copytruncate copy again
         // (renamed files keep their inode and are followed already)
-        if (matched.some((b) => isRotatedName(b, name))) {
+        if (rotated) {
           const st = await stat(path.join(dir, name)).catch(() => undefined);
           const f = st && this.followed.get(`${st.dev}:${st.ino}`);
           // a renamed file is read to its end and closed: never rotated, never followed anew
@@ -223,16 +250,16 @@ export class FileSource {
           continue;
         }
         const p = path.join(dir, name);
+        // a synchronous stat of a local file costs a few µs; through the thread pool about 20
         let st;
         try {
-          st = await stat(p);
+          st = statSync(p, { throwIfNoEntry: false });
         } catch (err) {
-          // vanished since readdir: nothing to say
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.problem(p, err, 'cannot stat file');
           continue;
         }
         // directories, FIFOs, sockets and devices matched by a glob are not files to follow
-        if (!st.isFile()) continue;
+        if (!st?.isFile()) continue;
         const key = `${st.dev}:${st.ino}`;
         present.add(key);
         const f = this.followed.get(key);
@@ -240,6 +267,7 @@ export class FileSource {
           if (f.path !== p) this.stats.rotations++;
           f.path = p;
           f.detached = false;
+          if (f.quiet === `${st.size}:${st.mtimeMs}`) unchanged.add(key);
           continue;
         }
         const nf = await this.follow(p, st.dev, st.ino, 0);
@@ -259,6 +287,11 @@ export class FileSource {
     let more = false;
     for (const f of [...this.followed.values()]) {
       if (this.stopped) return;
+      if (unchanged.has(f.key) && !f.ml.pending) {
+        // nothing to read, but a rotation by age may be due
+        if (this.src.rotate) await this.rotateOwn(f);
+        continue;
+      }
       const again = await this.readSome(f);
       more = again || more;
       await this.flushQuiet(f);
@@ -309,7 +342,12 @@ export class FileSource {
     }
     if (verdict === 'rewritten') {
       // copytruncate (or inode reuse) while the agent was down: finish the copy, then read the file from 0
-      if (await this.finishCopy(ck, true)) await this.dropCkpt(key);
+      this.lastCopy = undefined;
+      const found = await this.finishCopy(ck, true);
+      const behind = this.lastCopy as { path: string; dev: number; ino: number } | undefined;
+      if (found === 'behind' && behind) await this.finishNewer(ck, behind.path, behind);
+      this.lastCopy = undefined;
+      if (found) await this.dropCkpt(key);
       else {
         await this.gap(
           { path: ck.path, reason: 'truncated', offset: ck.offset, detail: `rewritten while the agent was down and no rotated copy holds what followed offset ${ck.offset}` },
@@ -325,6 +363,7 @@ export class FileSource {
         const f = await this.follow(cand, ck.dev, ck.ino, ck.offset, pr.tail, ck.cut, ck.path);
         if (f) f.detached = true;
         if (f && this.ckKey(f.key) !== key) await this.dropCkpt(key);
+        await this.catchUpRotated(ck, cand);
         return;
       }
     }
@@ -337,6 +376,38 @@ export class FileSource {
       { path: ck.path, reason: 'gone', offset: ck.offset, detail: `the file (inode ${ck.ino}) is gone while the agent was down; what it held after offset ${ck.offset} is lost` },
       [{ t: 'ck', key, ck: null }],
     );
+  }
+
+  /**
+   * Rotated names of ck.path modified after `after` (the file a checkpoint was found at) that this
+   * source neither follows nor has a checkpoint for: whole files rotated away while the agent could not
+   * read them (two rotations while it was down). Followed from 0, as rotated files, before the file at
+   * the path is read again.
+   */
+  private async catchUpRotated(ck: FileCkpt, after: string): Promise<void> {
+    const base = statSync(after, { throwIfNoEntry: false });
+    if (!base) return;
+    const newer: Array<{ p: string; st: Stats }> = [];
+    const mine = [...this.spool.ckpts.values()].filter((c) => c.task === this.src.task);
+    for (const cand of await siblings(ck.path, false)) {
+      const st = statSync(cand, { throwIfNoEntry: false });
+      if (!st?.isFile() || st.mtimeMs <= base.mtimeMs) continue;
+      const key = `${st.dev}:${st.ino}`;
+      if (key === `${base.dev}:${base.ino}` || this.followed.has(key) || this.spool.ckpts.has(this.ckKey(key))) continue;
+      // a copytruncate copy of a checkpointed file (same head) is finished from that checkpoint, not read whole
+      let copyOfCkpt = false;
+      for (const c of mine) if (c.headLen > 0 && st.size >= c.headLen && (await headHashOf(cand, c.headLen)) === c.headHash) copyOfCkpt = true;
+      if (!copyOfCkpt) newer.push({ p: cand, st });
+    }
+    newer.sort((a, b) => a.st.mtimeMs - b.st.mtimeMs);
+    for (const { p, st } of newer) {
+      this.log.warn({ path: p, task: this.src.task }, 'a rotated file the agent has not read (rotated away while it was down): reading it whole');
+      const f = await this.follow(p, st.dev, st.ino, 0, undefined, 0, ck.path);
+      if (!f) continue;
+      f.detached = true;
+      // checkpointed before it is read, as a new file at the path is
+      await this.spool.append([{ t: 'ck', key: this.ckKey(f.key), ck: this.ckptOf(f) }]);
+    }
   }
 
   private async dropCkpt(key: string): Promise<void> {
@@ -357,6 +428,9 @@ export class FileSource {
         if (pr.probe.size < ck.offset && pr.probe.size >= ck.headLen && (await headHashOf(cand, ck.headLen)) === ck.headHash) {
           // copied before the agent read past its end: nothing of it is left to read
           this.log.info({ path: ck.path, copy: cand, task: this.src.task }, 'truncated file: its rotated copy holds nothing unread');
+          // newer copies are read by the caller, after what it holds of the file (finishNewer)
+          if (inPlace) this.lastCopy = { path: cand, dev: pr.probe.dev, ino: pr.probe.ino };
+          else await this.catchUpRotated(ck, cand);
           return 'behind';
         }
         continue;
@@ -364,6 +438,7 @@ export class FileSource {
       this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its rotated copy first');
       if (!(await this.readCopy(ck, cand, pr.probe, pr.tail))) return false;
       if (inPlace) await this.finishNewer(ck, cand, pr.probe);
+      else await this.catchUpRotated(ck, cand);
       return 'read';
     }
     for (const cand of await siblings(ck.path, true)) {
@@ -571,7 +646,11 @@ export class FileSource {
       }
       f.lastSize = st.size;
       const data = got.subarray(heldLen);
-      if (data.length === 0) return false;
+      f.quiet = undefined;
+      if (data.length === 0) {
+        if (f.readPos === st.size) f.quiet = `${st.size}:${st.mtimeMs}`;
+        return false;
+      }
       f.lastGrowthMs = this.now();
       this.stats.bytesRead += data.length;
       f.buf = f.buf.length === 0 ? Buffer.from(data) : Buffer.concat([f.buf, data]);
@@ -603,7 +682,7 @@ export class FileSource {
     // nothing of the file is read yet: a copy made since the last look holds what was in it then
     // (rotated again meanwhile); it is read from 0 and the file starts at 0 once more
     const lastCopy = (): { path: string; dev: number; ino: number } | undefined => this.lastCopy;
-    for (let i = 0; found === 'read' && i < 100; i++) {
+    for (let i = 0; found && i < 100; i++) {
       const last = lastCopy();
       if (!last) break;
       await this.finishNewer(this.ckptOf(f), last.path, last);
@@ -754,6 +833,12 @@ export class FileSource {
 
   private async maybeClose(f: Followed): Promise<void> {
     if (!f.detached || !this.followed.has(f.key)) return;
+    // rotated files of one name close oldest first: a checkpoint left of an older one after a newer one
+    // closed would make a restart read the newer one again (catchUpRotated)
+    for (const o of this.followed.values()) {
+      if (o === f) break;
+      if (o.detached && o.base === f.base) return;
+    }
     const st = await f.fh.stat();
     if (st.size > f.readPos) return;
     if (this.now() - f.lastGrowthMs < this.cfg.rotatedIdleMs) return;
@@ -762,6 +847,39 @@ export class FileSource {
     await f.fh.close();
     this.log.info({ path: f.path, key: f.key, task: this.src.task }, 'rotated file done');
   }
+}
+
+/**
+ * How `name` is a rotated copy of another of `names` (app.log.1, app-20261206.log and app.log.2.gz of
+ * app.log), compressed ones first; undefined if it is none. Only the names its separators cut it
+ * into are looked up: a pass over 1,000 names costs no 1M comparisons.
+ */
+export function rotationOf(names: Set<string>, name: string): { compressed?: string } | undefined {
+  let plain: { compressed?: string } | undefined;
+  const seps: number[] = [];
+  for (let i = 1; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c === 46 || c === 45 || c === 95) seps.push(i);
+  }
+  const check = (base: string) => {
+    if (base === name || !names.has(base)) return false;
+    const r = rotatedName(base, name);
+    if (r?.compressed !== undefined) return true;
+    if (r) plain = r;
+    return false;
+  };
+  for (const i of seps) {
+    // base.1, base-20261206, base.1.gz
+    if (check(name.slice(0, i))) return { compressed: rotatedName(name.slice(0, i), name)!.compressed };
+    // stem-20261206.ext(.gz): the base is the stem and an extension that follows
+    for (const j of seps) {
+      if (j <= i || name.charCodeAt(j) !== 46) continue;
+      for (const base of [name.slice(0, i) + name.slice(j), ...seps.filter((k) => k > j && name.charCodeAt(k) === 46).map((k) => name.slice(0, i) + name.slice(j, k))]) {
+        if (check(base)) return { compressed: rotatedName(base, name)!.compressed };
+      }
+    }
+  }
+  return plain;
 }
 
 async function headHashOf(p: string, len: number): Promise<string | undefined> {

@@ -23,6 +23,17 @@ export function spoolValue(v: string | Buffer): { value: string; enc?: 'base64' 
   return isUtf8(v) ? { value: v.toString('utf8') } : { value: v.toString('base64'), enc: 'base64' };
 }
 
+// the lines of one read share their read time: one toISOString for all of them
+let lastMs = Number.NaN;
+let lastIso = '';
+function isoTime(ms: number): string {
+  if (ms !== lastMs) {
+    lastIso = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastIso;
+}
+
 /**
  * Spool entries for events of one task, seqs taken now: the caller appends them in this same turn
  * (seqs are gap-free only if every taken seq is appended).
@@ -30,7 +41,7 @@ export function spoolValue(v: string | Buffer): { value: string; enc?: 'base64' 
 export function recordEntries(spool: Spool, host: string, task: string, topic: string, events: AgentEvent[]): Entry[] {
   const out: Entry[] = [];
   for (const ev of events) {
-    const headers: Record<string, string> = { ...ev.headers, host, task, source: ev.source, time: new Date(ev.timeMs).toISOString() };
+    const headers: Record<string, string> = { ...ev.headers, host, task, source: ev.source, time: isoTime(ev.timeMs) };
     if (ev.level) headers.level = ev.level;
     const seq = spool.takeSeq(task);
     headers.seq = String(seq);

@@ -12,6 +12,14 @@ import zlib from 'node:zlib';
 export const RECORD_HEADER_BYTES = 8;
 /** one spool record (a log line with its headers is far below this) */
 export const SPOOL_RECORD_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * Text of the records not yet acknowledged that the spool holds in memory (values and headers, about);
+ * above it readers pause as when the quota is reached: a backlog waits in the files, not in the heap
+ * (a record costs about three times its text in the heap).
+ */
+export const PENDING_MEMORY_BYTES_MAX = 16 * 1024 * 1024;
+/** what a record's headers other than its source add to its text, about */
+const RECORD_HEADERS_BYTES = 128;
 
 export interface FileCkpt {
   task: string;
@@ -50,6 +58,10 @@ export type Entry =
   | { t: 'send'; task: string; from: number; to: number }
   | { t: 'ack'; task: string; to: number }
   | { t: 'snap'; producers: Record<string, Producer>; next: Record<string, number>; acked: Record<string, number>; ckpts: Record<string, FileCkpt>; cursors?: Record<string, string>; sends: Record<string, { from: number; to: number }> };
+
+function recordTextBytes(r: ShipRecord): number {
+  return r.value.length + (r.headers.source?.length ?? 0) + RECORD_HEADERS_BYTES;
+}
 
 export function encodeEntry(e: Entry): Buffer {
   const body = Buffer.from(JSON.stringify(e));
@@ -106,6 +118,8 @@ export class Spool {
   /** records not yet acknowledged, per task, in seq order (bounded by the quota) */
   readonly pending = new Map<string, ShipRecord[]>();
   private segments: Segment[] = [];
+  /** text bytes of the records in `pending`, about */
+  private pendingBytes = 0;
   private fd = -1;
   private queue: Array<{ entries: Entry[]; resolve: () => void; reject: (e: Error) => void }> = [];
   private flushing = false;
@@ -136,7 +150,7 @@ export class Spool {
 
   /** Readers pause while this is true. */
   full(): boolean {
-    return this.bytes >= this.opts.quotaBytes;
+    return this.bytes >= this.opts.quotaBytes || this.pendingBytes >= PENDING_MEMORY_BYTES_MAX;
   }
 
   /** Wakes when space was freed. */
@@ -178,6 +192,7 @@ export class Spool {
     setImmediate(() => {
       const batch = this.queue;
       this.queue = [];
+      const wasFull = this.full();
       try {
         const seg = this.segments[this.segments.length - 1];
         const bufs: Buffer[] = [];
@@ -193,6 +208,8 @@ export class Spool {
         for (const task of touched) this.onRecords(task);
         if (seg.bytes >= this.opts.segmentBytes) this.roll();
         this.collect();
+        // acks that brought the records in memory below their limit wake the readers
+        if (wasFull && !this.full()) for (const fn of this.listeners) fn();
       } catch (err) {
         // a spool that cannot write stops the agent: nothing may be checkpointed that is not in it
         const e = new Error(`spool: ${(err as Error).message}`);
@@ -213,6 +230,7 @@ export class Spool {
         if (!q) this.pending.set(e.task, (q = []));
         if (q.length > 0 && q[q.length - 1].seq + 1 !== e.seq) throw new Error(`spool: task ${e.task} seq ${e.seq} follows ${q[q.length - 1].seq}`);
         q.push({ task: e.task, seq: e.seq, topic: e.topic, value: e.value, ...(e.enc ? { enc: e.enc } : {}), headers: e.headers });
+        this.pendingBytes += recordTextBytes(e);
         seg.maxSeq.set(e.task, Math.max(seg.maxSeq.get(e.task) ?? -1, e.seq));
         if ((this.next.get(e.task) ?? 0) <= e.seq) this.next.set(e.task, e.seq + 1);
         touched?.add(e.task);
@@ -241,7 +259,7 @@ export class Spool {
         const q = this.pending.get(e.task);
         if (q) {
           let i = 0;
-          while (i < q.length && q[i].seq <= e.to) i++;
+          while (i < q.length && q[i].seq <= e.to) this.pendingBytes -= recordTextBytes(q[i++]);
           q.splice(0, i);
         }
         return;

@@ -190,7 +190,9 @@ export class BridgeConfigError extends Error {
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
-const validate = ajv.compile(bridgeConfigSchema);
+// compiled on first use: processes that never validate this config (the agent) skip the cost
+let compiled: ReturnType<typeof ajv.compile> | undefined;
+const validator = () => (compiled ??= ajv.compile(bridgeConfigSchema));
 
 /** Validates a parsed config object (it is not modified) and returns the resolved config. */
 export function resolveBridgeConfig(input: unknown): BridgeConfig {
@@ -199,6 +201,7 @@ export function resolveBridgeConfig(input: unknown): BridgeConfig {
     if (k in RENAMED && !(k in bridgeConfigSchema.properties)) throw new BridgeConfigError(`bridge config: "${k}" is not a key; use "${RENAMED[k]}"`);
   }
   const c = structuredClone(input) as Record<string, unknown>;
+  const validate = validator();
   if (!validate(c)) {
     const msgs = (validate.errors ?? []).map((e) =>
       e.keyword === 'additionalProperties'

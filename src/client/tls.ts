@@ -1,7 +1,11 @@
 // Trusting a private CA (a cluster's own, or a test's) for HTTPS and WSS. The WebSocket client takes
 // `ca` directly; fetch takes an undici dispatcher, one per CA (connections are pooled in it).
 import { readFileSync } from 'node:fs';
-import { Agent } from 'undici';
+import { createRequire } from 'node:module';
+import type { Agent } from 'undici';
+
+// loaded on first use: undici is ~15 MB of a process's memory, and only a private CA needs it
+const require = createRequire(import.meta.url);
 
 const agents = new Map<string, Agent>();
 
@@ -10,7 +14,7 @@ export function caDispatcher(ca: string | undefined): Agent | undefined {
   if (!ca) return undefined;
   let agent = agents.get(ca);
   if (!agent) {
-    agent = new Agent({ connect: { ca } });
+    agent = new (require('undici') as typeof import('undici')).Agent({ connect: { ca } });
     agents.set(ca, agent);
   }
   return agent;

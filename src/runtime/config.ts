@@ -195,7 +195,9 @@ const RENAMED: Record<string, string> = {
 };
 
 const ajv = new Ajv({ allErrors: true, strict: true });
-const validate = ajv.compile(configSchema);
+// compiled on first use: processes that never validate this config (the agent) skip the cost
+let compiled: ReturnType<typeof ajv.compile> | undefined;
+const validator = () => (compiled ??= ajv.compile(configSchema));
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -301,6 +303,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   if (sources.file) merged = merge(merged, parseConfigFile(sources.file));
   if (sources.env) merged = merge(merged, configFromEnv(sources.env));
   if (sources.flags) merged = merge(merged, sources.flags);
+  const validate = validator();
   if (!validate(merged)) {
     const why = (validate.errors ?? [])
       .map((e) => `${e.instancePath || '/'} ${e.message}${e.params && 'additionalProperty' in e.params ? ` "${String(e.params.additionalProperty)}"` : ''}`)
