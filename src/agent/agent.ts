@@ -55,6 +55,7 @@ export class Agent {
     for (const src of cfg.sources) {
       const fs = new FileSource(src, cfg, spool, log);
       fs.fatal = fatal;
+      fs.notice = (n) => agent.notice(n);
       agent.sources.push(fs);
     }
     spool.onFreed(() => { for (const s of agent.sources) s.kick(); });

@@ -13,7 +13,7 @@ import type { JournaldConfig } from './journald.js';
 
 export { ConfigError };
 
-export type MultilinePreset = 'java' | 'python';
+export type MultilinePreset = 'java' | 'python' | 'go' | 'node';
 
 export interface MultilineConfig {
   /** a line matching this starts a new event; other lines continue the pending one */
@@ -36,6 +36,23 @@ export interface SourceConfig {
   multiline?: MultilineConfig;
   /** sshd: auth.log lines from sshd get ssh.* headers (event, user, ip, port, method) */
   parse?: 'sshd';
+  /** the agent rotates this source's files itself (size or age) */
+  rotate?: RotateConfig;
+}
+
+export interface RotateConfig {
+  /** rotate a file once it holds this many bytes */
+  maxBytes?: number;
+  /** rotate a file this long after the agent started following it or last rotated it */
+  maxAgeMs?: number;
+  /** rotated copies kept (name.1 … name.keep); older ones are deleted */
+  keep: number;
+  /** rename: name → name.1 and a new empty name (writers reopen on `signal`); copytruncate: copy, then truncate in place */
+  mode: 'rename' | 'copytruncate';
+  /** after a rename, this signal goes to the process whose pid is in pidFile */
+  signal?: { pidFile: string; signal: NodeJS.Signals };
+  /** gzip name.2 and older (name.1 stays plain: a writer or the agent may still be at it) */
+  compress: boolean;
 }
 
 export interface AgentConfig {
@@ -118,12 +135,29 @@ export const agentConfigSchema = {
             type: 'object',
             additionalProperties: false,
             properties: {
-              preset: { enum: ['java', 'python'] },
+              preset: { enum: ['java', 'python', 'go', 'node'] },
               start: { type: 'string', minLength: 1 },
               continue: { type: 'string', minLength: 1 },
               quietMs: int(1, 600_000),
               maxLines: int(1, 100_000),
               maxBytes: int(1024, 4 * 1024 * 1024 - 64 * 1024),
+            },
+          },
+          rotate: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              maxBytes: int(1024, Number.MAX_SAFE_INTEGER),
+              maxAgeMs: int(1000, 365 * 24 * 3_600_000),
+              keep: int(1, 1000),
+              mode: { enum: ['rename', 'copytruncate'] },
+              signal: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['pidFile'],
+                properties: { pidFile: { type: 'string', minLength: 1 }, signal: { type: 'string', pattern: '^SIG[A-Z0-9]+$' } },
+              },
+              compress: { type: 'boolean' },
             },
           },
         },
@@ -167,7 +201,7 @@ type Raw = {
   topicPartitions?: number;
   logLevel?: AgentConfig['logLevel'];
   scripts?: Parameters<typeof resolveScriptsConfig>[0];
-  sources?: Array<Omit<SourceConfig, 'multiline'> & { multiline?: Partial<MultilineConfig> }>;
+  sources?: Array<Omit<SourceConfig, 'multiline' | 'rotate'> & { multiline?: Partial<MultilineConfig>; rotate?: Partial<Omit<RotateConfig, 'signal'>> & { signal?: { pidFile: string; signal?: string } } }>;
   journald?: Array<Pick<JournaldConfig, 'task' | 'topic'> & Partial<JournaldConfig>>;
 } & RawMonitor;
 
@@ -216,7 +250,17 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
       }
       multiline = { ...m, quietMs: m.quietMs ?? 1000, maxLines: m.maxLines ?? 500, maxBytes: m.maxBytes ?? 256 * 1024 };
     }
-    return { task: s.task, topic: s.topic, paths: s.paths.map(abs), ...(multiline ? { multiline } : {}), ...(s.parse ? { parse: s.parse } : {}) };
+    let rotate: RotateConfig | undefined;
+    if (s.rotate) {
+      const ro = s.rotate;
+      if (ro.maxBytes === undefined && ro.maxAgeMs === undefined) throw new ConfigError(`agent config: /sources/${i}/rotate needs maxBytes or maxAgeMs`);
+      const mode = ro.mode ?? 'copytruncate';
+      if (ro.signal && mode !== 'rename') throw new ConfigError(`agent config: /sources/${i}/rotate/signal goes with mode rename`);
+      const signal = ro.signal ? { pidFile: abs(ro.signal.pidFile), signal: (ro.signal.signal ?? 'SIGHUP') as NodeJS.Signals } : undefined;
+      if (signal && !(signal.signal in os.constants.signals)) throw new ConfigError(`agent config: /sources/${i}/rotate/signal/signal ${signal.signal} is not a signal`);
+      rotate = { ...(ro.maxBytes !== undefined ? { maxBytes: ro.maxBytes } : {}), ...(ro.maxAgeMs !== undefined ? { maxAgeMs: ro.maxAgeMs } : {}), keep: ro.keep ?? 5, mode, ...(signal ? { signal } : {}), compress: ro.compress ?? false };
+    }
+    return { task: s.task, topic: s.topic, paths: s.paths.map(abs), ...(multiline ? { multiline } : {}), ...(s.parse ? { parse: s.parse } : {}), ...(rotate ? { rotate } : {}) };
   });
   const journaldTasks = new Set<string>();
   const journald: JournaldConfig[] = (r.journald ?? []).map((j, i) => {

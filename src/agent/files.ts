@@ -1,15 +1,20 @@
 // Following the files of one source: globs polled every pollIntervalMs and on fs.watch events;
 // each file is followed by its inode, through renames (read to its end), copytruncate (the rotated
-// copy is finished first), deletion and inode reuse. Decisions are the pure functions of
-// identity.ts; this module does the I/O and turns lines into spool records.
-import { type FSWatcher, type Stats, statSync, watch } from 'node:fs';
+// copy, plain or gzipped, is finished first), deletion and inode reuse. Decisions are the pure
+// functions of identity.ts; this module does the I/O and turns lines into spool records. Files are
+// bytes: a line is shipped as it is (as bytes when it is not UTF-8); lines longer than
+// maxLineBytes are cut into marked pieces; what is known lost becomes a gap record and a notice.
+import { constants, createReadStream, type FSWatcher, type Stats, statSync, watch } from 'node:fs';
 import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { createGunzip } from 'node:zlib';
 import type { Logger } from '../runtime/log.js';
+import type { Notice } from './agent.js';
 import type { AgentConfig, SourceConfig } from './config.js';
-import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, isRotatedName, judge, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
+import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, judge, rotatedName, rotationRank, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
 import { type Event, Multiline, type MultilineState, detectLevel } from './multiline.js';
-import { recordEntries } from './records.js';
+import { type AgentEvent, recordEntries } from './records.js';
+import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
 import { sshHeadersOfLine } from './sshd.js';
 import type { Entry, FileCkpt, Spool } from './spool.js';
 
@@ -21,10 +26,27 @@ const SPOOL_EXPANSION_MAX = 8;
 const CHUNKS_PER_PASS = 8;
 /** the longest gap between backup stat polls of watched, idle directories (1,000 idle files: ~0.3 % of a core) */
 const IDLE_POLL_MS_MAX = 2000;
+/** bytes of a line that detectLevel looks at */
+const LEVEL_SCAN_BYTES = 200;
+/** a gzipped copy still being written is waited for this long after it last grew */
+const GZ_WAIT_MS = 30_000;
+
+/** An event read from a file: its bytes, the text its level is taken from, more headers. */
+interface FileEvent { value: Buffer; levelText: string; firstAtMs: number; headers?: Record<string, string> }
+
+function fromMultiline(ev: Event): FileEvent {
+  return { value: Buffer.from(ev.text, 'latin1'), levelText: ev.text.slice(0, LEVEL_SCAN_BYTES), firstAtMs: ev.firstAtMs };
+}
+
+/** A gzipped copy ended before its trailer: it is still being written. */
+class PartialGzip extends Error {}
 
 interface Followed {
   key: string;
+  /** where it is now (the `source` header) */
   path: string;
+  /** the watched path it was found at (its checkpoint's path, where its rotated copies are looked for) */
+  base: string;
   dev: number;
   ino: number;
   fh: FileHandle;
@@ -40,11 +62,17 @@ interface Followed {
   /** no longer at a watched path (renamed or deleted): read to its end, then closed once idle */
   detached: boolean;
   lastGrowthMs: number;
+  /** the size at the last read (a file that shrinks but stays above readPos lost [size, lastSize)) */
+  lastSize: number;
+  /** pieces shipped of the over-long line being read (0: at a line start) */
+  cut: number;
+  /** when the agent started following it or last rotated it (rotate.maxAgeMs) */
+  sinceMs: number;
   /** size:mtime when a read found nothing new: a pass whose stat still says so skips the file */
   quiet?: string;
 }
 
-export interface SourceStats { linesRead: number; bytesRead: number; rotations: number; truncations: number; files: number }
+export interface SourceStats { linesRead: number; bytesRead: number; rotations: number; truncations: number; files: number; gaps: number; ownRotations: number }
 
 export class FileSource {
   private readonly followed = new Map<string, Followed>();
@@ -59,9 +87,13 @@ export class FileSource {
   private allWatched = false;
   private pollMs = 0;
   private bytesAtPoll = 0;
-  /** passes run only after the checkpoints were resumed (a pass would follow their files from 0) */
+  /** the first pass resumes the checkpoints before it follows the globs (which would read their files from 0) */
   private resumed = false;
-  readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0 };
+  readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0, gaps: 0, ownRotations: 0 };
+  /** the rotated copy finished last while handling a truncation (newer copies are unseen generations) */
+  private lastCopy?: { path: string; dev: number; ino: number };
+  /** paths (files, directories) that could not be read, with the error code: logged and noticed once */
+  private readonly unreadable = new Map<string, string>();
 
   constructor(
     private readonly src: SourceConfig,
@@ -74,13 +106,8 @@ export class FileSource {
     if (src.multiline) this.ml = new Multiline(src.multiline);
   }
 
-  /** Resumes the files this source's checkpoints name, then follows its globs. */
+  /** Follows its globs; the first pass resumes the files this source's checkpoints name (it may wait for a gzipped copy). */
   async start(): Promise<void> {
-    for (const [key, ck] of [...this.spool.ckpts]) {
-      if (ck.task !== this.src.task) continue;
-      await this.resume(key, ck);
-    }
-    this.resumed = true;
     let watched = 0;
     for (const dir of new Set(this.patterns.map((p) => p.dir))) {
       try {
@@ -112,7 +139,7 @@ export class FileSource {
 
   /** Runs a pass now (or right after the current one). */
   kick(): void {
-    if (this.stopped || !this.resumed) return;
+    if (this.stopped) return;
     if (this.running) {
       this.again = true;
       return;
@@ -133,6 +160,33 @@ export class FileSource {
 
   /** A spool that cannot write ends the agent (set by the agent). */
   fatal: (err: Error) => void = () => {};
+  /** Something lost or unreadable, for alert rules (set by the agent). */
+  notice: (n: Notice) => void = () => {};
+
+  /** A path that cannot be read: logged and noticed once per error code; retried on every poll. */
+  private problem(p: string, err: unknown, what: string): void {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    if (this.unreadable.get(p) === code) return;
+    this.unreadable.set(p, code);
+    this.log.warn({ path: p, code, task: this.src.task }, what);
+    this.notice({ kind: 'unreadable', task: this.src.task, source: p, detail: `${what}: ${code}` });
+  }
+
+  private readable(p: string): void {
+    if (this.unreadable.delete(p)) this.log.info({ path: p, task: this.src.task }, 'readable again');
+  }
+
+  /** What is known lost: a record with header gap=true in the task's topic (with `extra` in its append), and a notice. */
+  private async gap(g: { path: string; reason: string; offset?: number; bytes?: number; detail: string }, extra: Entry[] = []): Promise<void> {
+    this.stats.gaps++;
+    const headers: Record<string, string> = { gap: 'true', gapReason: g.reason, gapPath: g.path };
+    if (g.offset !== undefined) headers.gapOffset = String(g.offset);
+    if (g.bytes !== undefined) headers.gapBytes = String(g.bytes);
+    const ev: AgentEvent = { value: `GAP ${g.reason}: ${g.path}: ${g.detail}`, source: g.path, timeMs: this.now(), level: 'warn', headers };
+    await this.spool.append([...recordEntries(this.spool, this.cfg.host, this.src.task, this.src.topic, [ev]), ...extra]);
+    this.log.warn({ path: g.path, reason: g.reason, offset: g.offset, bytes: g.bytes, task: this.src.task }, `GAP: ${g.detail}`);
+    this.notice({ kind: 'gap', task: this.src.task, source: g.path, detail: `${g.reason}: ${g.detail}`, ...(g.bytes !== undefined ? { count: g.bytes } : {}) });
+  }
 
   /**
    * The backup stat poll: every pollIntervalMs, backing off (doubling) to IDLE_POLL_MS_MAX while every
@@ -155,7 +209,15 @@ export class FileSource {
   }
 
   private async pass(): Promise<void> {
+    if (!this.resumed) {
+      for (const [key, ck] of [...this.spool.ckpts]) {
+        if (ck.task !== this.src.task || this.followed.has(`${ck.dev}:${ck.ino}`)) continue;
+        await this.resume(key, ck);
+      }
+      this.resumed = true;
+    }
     const present = new Set<string>();
+    const found: Entry[] = [];
     // files whose size and mtime are as the last read that found nothing left them: nothing to read
     // (an idle pass over 1,000 files costs their stats only)
     const unchanged = new Set<string>();
@@ -163,26 +225,40 @@ export class FileSource {
       let names: string[];
       try {
         names = await readdir(dir);
-      } catch {
+        this.readable(dir);
+      } catch (err) {
+        // a directory that does not exist yet is found by a later poll
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.problem(dir, err, 'cannot list directory');
         continue;
       }
       const matched = names.filter((n) => re.test(n)).sort();
       const matchedSet = new Set(matched);
       for (const name of matched) {
+        // compressed copies are read only to finish a copytruncate (app.log* matches app.log.2.gz)
+        const rotated = rotationOf(matchedSet, name);
+        if (rotated?.compressed !== undefined) continue;
         // a glob that also matches rotated names (app.log*) must not read a copytruncate copy again
         // (renamed files keep their inode and are followed already)
-        if (hasRotationBase(matchedSet, name)) {
+        if (rotated) {
           const st = await stat(path.join(dir, name)).catch(() => undefined);
-          if (!st || !this.followed.has(`${st.dev}:${st.ino}`)) continue;
+          const f = st && this.followed.get(`${st.dev}:${st.ino}`);
+          // a renamed file is read to its end and closed: never rotated, never followed anew
+          if (f && f.path !== path.join(dir, name)) {
+            f.path = path.join(dir, name);
+            this.stats.rotations++;
+          }
+          continue;
         }
         const p = path.join(dir, name);
         // a synchronous stat of a local file costs a few µs; through the thread pool about 20
         let st;
         try {
           st = statSync(p, { throwIfNoEntry: false });
-        } catch {
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.problem(p, err, 'cannot stat file');
           continue;
         }
+        // directories, FIFOs, sockets and devices matched by a glob are not files to follow
         if (!st?.isFile()) continue;
         const key = `${st.dev}:${st.ino}`;
         present.add(key);
@@ -194,9 +270,13 @@ export class FileSource {
           if (f.quiet === `${st.size}:${st.mtimeMs}`) unchanged.add(key);
           continue;
         }
-        await this.follow(p, st.dev, st.ino, 0);
+        const nf = await this.follow(p, st.dev, st.ino, 0);
+        if (nf) found.push({ t: 'ck', key: this.ckKey(nf.key), ck: this.ckptOf(nf) });
       }
     }
+    // a new file is checkpointed before anything of it is read: renamed away while the agent is
+    // down, a restart finds it among the rotated names by its inode (one append for all of them)
+    if (found.length > 0) await this.spool.append(found);
     for (const f of this.followed.values()) {
       if (!present.has(f.key) && !f.detached) {
         f.detached = true;
@@ -207,9 +287,15 @@ export class FileSource {
     let more = false;
     for (const f of [...this.followed.values()]) {
       if (this.stopped) return;
-      if (unchanged.has(f.key) && !f.ml.pending) continue;
-      more = (await this.readSome(f)) || more;
+      if (unchanged.has(f.key) && !f.ml.pending) {
+        // nothing to read, but a rotation by age may be due
+        if (this.src.rotate) await this.rotateOwn(f);
+        continue;
+      }
+      const again = await this.readSome(f);
+      more = again || more;
       await this.flushQuiet(f);
+      if (!again && this.src.rotate && !f.detached) await this.rotateOwn(f);
       await this.maybeClose(f);
     }
     this.stats.files = this.followed.size;
@@ -217,25 +303,28 @@ export class FileSource {
   }
 
   /** Starts following a file at offset (0 for a new one). */
-  private async follow(p: string, dev: number, ino: number, offset: number, held?: Buffer): Promise<Followed | undefined> {
+  private async follow(p: string, dev: number, ino: number, offset: number, held?: Buffer, cut?: number, base = p): Promise<Followed | undefined> {
     if (this.followed.has(`${dev}:${ino}`)) throw new Error(`file ${dev}:${ino} (${p}) is followed already`);
     let fh: FileHandle;
     try {
-      fh = await open(p, 'r');
+      // O_NONBLOCK: a path replaced by a FIFO since its stat must not block the open
+      fh = await open(p, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
-      this.log.warn({ path: p, code: (err as NodeJS.ErrnoException).code }, 'cannot open file');
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.problem(p, err, 'cannot open file');
       return undefined;
     }
+    this.readable(p);
     const st = await fh.stat();
-    if (st.dev !== dev || st.ino !== ino) {
+    if (st.dev !== dev || st.ino !== ino || !st.isFile()) {
       // replaced between stat and open: the next pass sees the new one
       await fh.close();
       return undefined;
     }
     const head = await readAt(fh, 0, Math.min(HEAD_BYTES_MAX, st.size));
     const f: Followed = {
-      key: `${dev}:${ino}`, path: p, dev, ino, fh, buf: held ?? Buffer.alloc(0), bufStart: offset - (held?.length ?? 0),
+      key: `${dev}:${ino}`, path: p, base, dev, ino, fh, buf: held ?? Buffer.alloc(0), bufStart: offset - (held?.length ?? 0),
       readPos: offset, scanPos: offset, headLen: head.length, headHash: hashBytes(head), ml: {}, detached: false, lastGrowthMs: this.now(),
+      lastSize: st.size, cut: cut ?? 0, sinceMs: this.now(),
     };
     this.followed.set(f.key, f);
     this.log.info({ path: p, key: f.key, offset, task: this.src.task }, 'following file');
@@ -247,38 +336,46 @@ export class FileSource {
     const atPath = await probe(ck.path, ck);
     const verdict = atPath ? judge(ck, atPath.probe) : 'elsewhere';
     if (verdict === 'resume') {
-      const f = await this.follow(ck.path, ck.dev, ck.ino, ck.offset, atPath!.tail);
+      const f = await this.follow(ck.path, ck.dev, ck.ino, ck.offset, atPath!.tail, ck.cut);
       if (f && this.ckKey(f.key) !== key) await this.dropCkpt(key);
       return;
     }
     if (verdict === 'rewritten') {
       // copytruncate (or inode reuse) while the agent was down: finish the copy, then read the file from 0
-      await this.finishCopy(ck);
-      await this.dropCkpt(key);
+      this.lastCopy = undefined;
+      const found = await this.finishCopy(ck, true);
+      const behind = this.lastCopy as { path: string; dev: number; ino: number } | undefined;
+      if (found === 'behind' && behind) await this.finishNewer(ck, behind.path, behind);
+      this.lastCopy = undefined;
+      if (found) await this.dropCkpt(key);
+      else {
+        await this.gap(
+          { path: ck.path, reason: 'truncated', offset: ck.offset, detail: `rewritten while the agent was down and no rotated copy holds what followed offset ${ck.offset}` },
+          [{ t: 'ck', key, ck: null }],
+        );
+      }
       return; // the pass follows the path's file from 0
     }
     // renamed away while the agent was down: find the inode among the rotated names
-    for (const cand of await siblings(ck.path)) {
+    for (const cand of await siblings(ck.path, false)) {
       const pr = await probe(cand, ck);
       if (pr && judge(ck, pr.probe) === 'resume') {
-        const f = await this.follow(cand, ck.dev, ck.ino, ck.offset, pr.tail);
-        if (f) {
-          f.detached = true;
-          // it keeps its watched name: a checkpoint at a rotated name (app.log.1) is not found again
-          // once that file is rotated on (app.log.2) while the agent is down
-          f.path = ck.path;
-        }
+        const f = await this.follow(cand, ck.dev, ck.ino, ck.offset, pr.tail, ck.cut, ck.path);
+        if (f) f.detached = true;
         if (f && this.ckKey(f.key) !== key) await this.dropCkpt(key);
         await this.catchUpRotated(ck, cand);
         return;
       }
     }
-    if (await this.finishCopy(ck)) {
+    if (await this.finishCopy(ck, false)) {
       await this.dropCkpt(key);
       return;
     }
-    this.log.warn({ path: ck.path, key, offset: ck.offset, task: this.src.task }, 'GAP: a followed file is gone; what was written to it after the checkpoint is lost');
-    await this.dropCkpt(key);
+    // rotated away more often than the copies kept while the agent was down (rotate 1, twice)
+    await this.gap(
+      { path: ck.path, reason: 'gone', offset: ck.offset, detail: `the file (inode ${ck.ino}) is gone while the agent was down; what it held after offset ${ck.offset} is lost` },
+      [{ t: 'ck', key, ck: null }],
+    );
   }
 
   /**
@@ -292,7 +389,7 @@ export class FileSource {
     if (!base) return;
     const newer: Array<{ p: string; st: Stats }> = [];
     const mine = [...this.spool.ckpts.values()].filter((c) => c.task === this.src.task);
-    for (const cand of await siblings(ck.path)) {
+    for (const cand of await siblings(ck.path, false)) {
       const st = statSync(cand, { throwIfNoEntry: false });
       if (!st?.isFile() || st.mtimeMs <= base.mtimeMs) continue;
       const key = `${st.dev}:${st.ino}`;
@@ -305,11 +402,11 @@ export class FileSource {
     newer.sort((a, b) => a.st.mtimeMs - b.st.mtimeMs);
     for (const { p, st } of newer) {
       this.log.warn({ path: p, task: this.src.task }, 'a rotated file the agent has not read (rotated away while it was down): reading it whole');
-      const f = await this.follow(p, st.dev, st.ino, 0);
-      if (f) {
-        f.detached = true;
-        f.path = ck.path;
-      }
+      const f = await this.follow(p, st.dev, st.ino, 0, undefined, 0, ck.path);
+      if (!f) continue;
+      f.detached = true;
+      // checkpointed before it is read, as a new file at the path is
+      await this.spool.append([{ t: 'ck', key: this.ckKey(f.key), ck: this.ckptOf(f) }]);
     }
   }
 
@@ -320,46 +417,212 @@ export class FileSource {
   /**
    * Reads a rotated copy of a copytruncated file from ck.offset to its end, as that file: 'read';
    * 'behind' when the copy ends before ck.offset (the agent had read past the copy); false: no copy.
+   * Plain copies are tried first (newest first), then gzipped ones (logrotate's compress, or a
+   * plain copy compressed while the agent was down).
    */
-  private async finishCopy(ck: FileCkpt): Promise<'read' | 'behind' | false> {
-    for (const cand of await siblings(ck.path)) {
+  private async finishCopy(ck: FileCkpt, inPlace: boolean): Promise<'read' | 'behind' | false> {
+    for (const cand of await siblings(ck.path, false)) {
       const pr = await probe(cand, ck);
       if (!pr) continue;
       if (!sameContent(ck, pr.probe)) {
         if (pr.probe.size < ck.offset && pr.probe.size >= ck.headLen && (await headHashOf(cand, ck.headLen)) === ck.headHash) {
           // copied before the agent read past its end: nothing of it is left to read
           this.log.info({ path: ck.path, copy: cand, task: this.src.task }, 'truncated file: its rotated copy holds nothing unread');
-          await this.catchUpRotated(ck, cand);
+          // newer copies are read by the caller, after what it holds of the file (finishNewer)
+          if (inPlace) this.lastCopy = { path: cand, dev: pr.probe.dev, ino: pr.probe.ino };
+          else await this.catchUpRotated(ck, cand);
           return 'behind';
         }
         continue;
       }
       this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its rotated copy first');
-      const f = await this.follow(cand, pr.probe.dev, pr.probe.ino, ck.offset, pr.tail);
-      if (!f) return false;
-      // checkpointed under the watched name, found among its rotated names after a restart (as above)
-      f.path = ck.path;
-      // the copy is checkpointed under the truncated file's key until it is done
-      this.followed.delete(f.key);
-      f.key = `${ck.dev}:${ck.ino}`;
-      f.detached = true;
-      for (;;) {
-        if (this.stopped) {
-          await f.fh.close();
-          throw new Error('stopped while finishing a rotated copy');
-        }
-        if (this.spool.full()) {
-          await new Promise((r) => setTimeout(r, 50));
-          continue;
-        }
-        if (!(await this.readSome(f)) && !this.spool.full()) break;
-      }
-      await this.endOf(f, false);
-      await f.fh.close();
-      await this.catchUpRotated(ck, cand);
+      if (!(await this.readCopy(ck, cand, pr.probe, pr.tail))) return false;
+      if (inPlace) await this.finishNewer(ck, cand, pr.probe);
+      else await this.catchUpRotated(ck, cand);
       return 'read';
     }
+    for (const cand of await siblings(ck.path, true)) {
+      const id = await stat(cand).catch(() => undefined);
+      const r = await this.finishGzip(ck, cand);
+      if (r) {
+        if (inPlace && r === 'read' && id) await this.finishNewer(ck, cand, id);
+        return r;
+      }
+    }
     return false;
+  }
+
+  /** A plain copy read from ck.offset to its end, checkpointed under the truncated file's key until it is done. */
+  private async readCopy(ck: FileCkpt, cand: string, pr: { dev: number; ino: number }, tail: Buffer): Promise<boolean> {
+    const f = await this.follow(cand, pr.dev, pr.ino, ck.offset, tail, ck.cut, ck.path);
+    if (!f) return false;
+    this.followed.delete(f.key);
+    f.key = `${ck.dev}:${ck.ino}`;
+    f.detached = true;
+    for (;;) {
+      if (this.stopped) {
+        await f.fh.close();
+        throw new Error('stopped while finishing a rotated copy');
+      }
+      if (this.spool.full()) {
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      if (!(await this.readSome(f)) && !this.spool.full()) break;
+    }
+    await this.endOf(f, false);
+    await f.fh.close();
+    return true;
+  }
+
+  /**
+   * copytruncate only (the file is still at its path, so every generation passed through its one
+   * checkpoint): rotated copies newer than the one just finished are generations copied away before
+   * the agent saw them (rotated twice while it was down or busy). Each is read from 0, oldest first,
+   * under the truncated file's key (a restart finds it by content).
+   */
+  private async finishNewer(ck: FileCkpt, done: string, doneId: { dev: number; ino: number }): Promise<void> {
+    this.lastCopy = { path: done, dev: doneId.dev, ino: doneId.ino };
+    const dir = path.dirname(ck.path);
+    const base = path.basename(ck.path);
+    // where the finished copy is now: logrotate may have shifted it (.1 → .2) while it was read
+    let doneName = path.basename(done);
+    for (const n of await readdir(dir).catch(() => [] as string[])) {
+      if (rotatedName(base, n) === undefined) continue;
+      const st = await stat(path.join(dir, n)).catch(() => undefined);
+      if (st && st.dev === doneId.dev && st.ino === doneId.ino) doneName = n;
+    }
+    let after = rotationRank(base, doneName);
+    const empty = hashBytes(Buffer.alloc(0));
+    const ck0: FileCkpt = { task: ck.task, path: ck.path, dev: ck.dev, ino: ck.ino, offset: 0, headLen: 0, headHash: empty, tailHash: empty };
+    for (let i = 0; after !== undefined && i < 10_000; i++) {
+      const covered = new Set([...this.followed.values()].map((f) => `${f.dev}:${f.ino}`));
+      for (const c of this.spool.ckpts.values()) covered.add(`${c.dev}:${c.ino}`);
+      let next: { p: string; rank: string; dev: number; ino: number; gz: boolean } | undefined;
+      for (const n of await readdir(dir).catch(() => [] as string[])) {
+        const rank = rotationRank(base, n);
+        const kind = rotatedName(base, n);
+        if (rank === undefined || rank <= after || (kind?.compressed !== undefined && kind.compressed !== 'gz')) continue;
+        if (next && rank >= next.rank) continue;
+        const st = await stat(path.join(dir, n)).catch(() => undefined);
+        if (!st?.isFile() || covered.has(`${st.dev}:${st.ino}`)) continue;
+        next = { p: path.join(dir, n), rank, dev: st.dev, ino: st.ino, gz: kind?.compressed === 'gz' };
+      }
+      if (!next) return;
+      this.log.info({ path: ck.path, copy: next.p, task: this.src.task }, 'a rotated copy the agent never saw: reading it from 0');
+      if (next.gz) await this.finishGzip(ck0, next.p);
+      else await this.readCopy(ck0, next.p, next, Buffer.alloc(0));
+      this.lastCopy = { path: next.p, dev: next.dev, ino: next.ino };
+      // the same shift may have moved it meanwhile: the next one is newer than where it is now
+      after = next.rank;
+      for (const n of await readdir(dir).catch(() => [] as string[])) {
+        const st = rotatedName(base, n) !== undefined ? await stat(path.join(dir, n)).catch(() => undefined) : undefined;
+        if (st && st.dev === next.dev && st.ino === next.ino) after = rotationRank(base, n) ?? after;
+      }
+    }
+  }
+
+  /**
+   * A gzipped copy read from the uncompressed offset ck.offset: its head and the bytes before the
+   * offset must match, as for a plain copy. A copy still being compressed (no gzip trailer yet) is
+   * read as far as it goes (a prefix of the right bytes) and waited for while it grows.
+   */
+  private async finishGzip(ck: FileCkpt, cand: string): Promise<'read' | 'behind' | false> {
+    let lastSize = -1;
+    let grewAtMs = this.now();
+    let told = false;
+    for (;;) {
+      const size = (await stat(cand).catch(() => undefined))?.size;
+      if (size === undefined) return false;
+      if (size !== lastSize) grewAtMs = this.now();
+      lastSize = size;
+      const r = await this.readGzipOnce(ck, cand).catch((err: unknown) => {
+        if (err instanceof PartialGzip) return err;
+        this.log.warn({ copy: cand, err: String(err), task: this.src.task }, 'cannot read gzipped copy');
+        return false as const;
+      });
+      if (!(r instanceof PartialGzip)) return r;
+      if (!told) this.log.info({ copy: cand, task: this.src.task }, 'gzipped copy is still being written; waiting for it');
+      told = true;
+      // what was read of it is checkpointed; go on from there once it has grown
+      ck = this.spool.ckpts.get(this.ckKey(`${ck.dev}:${ck.ino}`)) ?? ck;
+      if (this.stopped) throw new Error('stopped while finishing a gzipped copy');
+      if (this.now() - grewAtMs > GZ_WAIT_MS) {
+        this.log.warn({ copy: cand, task: this.src.task }, 'gzipped copy never completed');
+        return false;
+      }
+      await new Promise((r) => setTimeout(r, this.cfg.pollIntervalMs));
+    }
+  }
+
+  private async readGzipOnce(ck: FileCkpt, cand: string): Promise<'read' | 'behind' | false | PartialGzip> {
+    const [a, b] = tailRange(ck.offset);
+    const head: Buffer[] = [];
+    const tail: Buffer[] = [];
+    let pos = 0;
+    let f: Followed | undefined;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const stream = createReadStream(cand).pipe(createGunzip());
+    const feed = async () => {
+      if (!f || pendingBytes === 0) return;
+      while (this.spool.full() && !this.stopped) await new Promise((r) => setTimeout(r, 50));
+      const data = Buffer.concat(pending);
+      pending = [];
+      pendingBytes = 0;
+      f.buf = f.buf.length === 0 ? data : Buffer.concat([f.buf, data]);
+      f.readPos += data.length;
+      this.stats.bytesRead += data.length;
+      await this.consume(f, false);
+    };
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        if (this.stopped) throw new Error('stopped while reading a gzipped copy');
+        let c = chunk;
+        const cStart = pos;
+        pos += c.length;
+        if (!f) {
+          const take = (from: number, to: number, into: Buffer[]) => {
+            const s0 = Math.max(from, cStart);
+            const e0 = Math.min(to, pos);
+            if (e0 > s0) into.push(c.subarray(s0 - cStart, e0 - cStart));
+          };
+          take(0, ck.headLen, head);
+          take(a, b, tail);
+          if (pos >= ck.headLen && hashBytes(Buffer.concat(head)) !== ck.headHash) return false;
+          if (pos < b || pos < ck.headLen) continue;
+          const held = Buffer.concat(tail);
+          if (hashBytes(held) !== ck.tailHash) return false;
+          this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its gzipped copy first');
+          // never in this.followed and never read through fh: consume() and emit() use its buffer only
+          f = {
+            key: `${ck.dev}:${ck.ino}`, path: cand, base: ck.path, dev: ck.dev, ino: ck.ino, fh: undefined as unknown as FileHandle, buf: held, bufStart: b - held.length,
+            readPos: b, scanPos: b, headLen: ck.headLen, headHash: ck.headHash, ml: {}, detached: true, lastGrowthMs: this.now(), lastSize: 0, cut: ck.cut ?? 0, sinceMs: this.now(),
+          };
+          c = c.subarray(b - cStart);
+        }
+        if (c.length > 0) {
+          pending.push(Buffer.from(c));
+          pendingBytes += c.length;
+          if (pendingBytes >= CHUNK_BYTES) await feed();
+        }
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'Z_BUF_ERROR' || /unexpected end of file/.test((err as Error).message)) {
+        await feed();
+        return new PartialGzip(cand);
+      }
+      throw err;
+    } finally {
+      stream.destroy();
+    }
+    if (!f) {
+      // ended before the offset: a copy made before the agent read past its end, if its head matches
+      return pos >= ck.headLen && hashBytes(Buffer.concat(head)) === ck.headHash ? 'behind' : false;
+    }
+    await feed();
+    await this.endOf(f, false);
+    return 'read';
   }
 
   /** Reads up to CHUNKS_PER_PASS chunks; true when there is more. */
@@ -377,6 +640,11 @@ export class FileSource {
         await this.truncated(f);
         return true;
       }
+      if (st.size < f.lastSize) {
+        // shrunk, but not below what was read: the bytes past the new end were never read
+        await this.gap({ path: f.path, reason: 'shrunk', offset: st.size, bytes: f.lastSize - st.size, detail: `the file shrank from ${f.lastSize} to ${st.size} bytes before they were read` });
+      }
+      f.lastSize = st.size;
       const data = got.subarray(heldLen);
       f.quiet = undefined;
       if (data.length === 0) {
@@ -396,51 +664,95 @@ export class FileSource {
   /** copytruncate seen while following: finish the rotated copy, then read the file from 0. */
   private async truncated(f: Followed): Promise<void> {
     this.stats.truncations++;
+    this.lastCopy = undefined;
     const ck = this.ckptOf(f);
-    const found = await this.finishCopy(ck);
+    const found = await this.finishCopy(ck, true);
     if (found === 'read') {
       // the copy was read from this file's checkpoint, pending event included; its state goes
       f.ml = {};
     } else {
       // what is held (a pending event, a partial line) is all there is of it
-      if (!found) this.log.warn({ path: f.path, readPos: f.readPos, task: this.src.task }, 'GAP: file truncated and no rotated copy matches; reading it from 0');
       await this.endOf(f, false);
+      if (!found) {
+        const bytes = Math.max(0, f.lastSize - f.readPos);
+        await this.gap({ path: f.path, reason: 'truncated', offset: f.readPos, bytes, detail: `truncated at offset ${f.readPos} with no rotated copy holding the rest (at least ${bytes} unread bytes)` });
+      }
     }
+    await this.restartAtZero(f);
+    // nothing of the file is read yet: a copy made since the last look holds what was in it then
+    // (rotated again meanwhile); it is read from 0 and the file starts at 0 once more
+    const lastCopy = (): { path: string; dev: number; ino: number } | undefined => this.lastCopy;
+    for (let i = 0; found && i < 100; i++) {
+      const last = lastCopy();
+      if (!last) break;
+      await this.finishNewer(this.ckptOf(f), last.path, last);
+      const now = lastCopy();
+      if (!now || (now.dev === last.dev && now.ino === last.ino)) break;
+      await this.restartAtZero(f);
+    }
+    this.lastCopy = undefined;
+  }
+
+  private async restartAtZero(f: Followed): Promise<void> {
     const head = await readAt(f.fh, 0, HEAD_BYTES_MAX);
-    Object.assign(f, { buf: Buffer.alloc(0), bufStart: 0, readPos: 0, scanPos: 0, headLen: head.length, headHash: hashBytes(head), ml: {} });
+    Object.assign(f, { buf: Buffer.alloc(0), bufStart: 0, readPos: 0, scanPos: 0, headLen: head.length, headHash: hashBytes(head), ml: {}, lastSize: 0, cut: 0 });
     await this.spool.append([{ t: 'ck', key: this.ckKey(f.key), ck: this.ckptOf(f) }]);
   }
 
-  /** Splits what was read into lines and events, appends them with the new checkpoint. */
+  /**
+   * Splits what was read into lines and events, appends them with the new checkpoint. A line longer
+   * than maxLineBytes goes out in pieces of that size, each its own record with header cut=`k+`
+   * (more follows) and the last one cut=`k/k`; a pending multiline event ends before the first.
+   */
   private async consume(f: Followed, eof: boolean): Promise<void> {
-    const events: Event[] = [];
+    const events: FileEvent[] = [];
+    const ml: Event[] = [];
     const nowMs = this.now();
+    const max = this.cfg.maxLineBytes;
     let pos = f.scanPos - f.bufStart;
     for (;;) {
       const nl = f.buf.indexOf(10, pos);
       let end: number;
       let next: number;
-      if (nl >= 0 && nl - pos <= this.cfg.maxLineBytes) {
+      let cut = false;
+      if (nl >= 0 && nl - pos <= max) {
         end = nl;
         next = nl + 1;
-      } else if (f.buf.length - pos >= this.cfg.maxLineBytes) {
-        // a line longer than the cap is cut into pieces
-        end = pos + this.cfg.maxLineBytes;
+      } else if (f.buf.length - pos >= max) {
+        end = pos + max;
         next = end;
+        cut = true;
       } else if (eof && pos < f.buf.length) {
         end = f.buf.length;
         next = end;
       } else break;
       let e = end;
-      if (e > pos && f.buf[e - 1] === 13) e--;
-      const line = { text: f.buf.toString('utf8', pos, e), start: f.bufStart + pos, end: f.bufStart + next, atMs: nowMs };
+      if (!cut && e > pos && f.buf[e - 1] === 13) e--;
       this.stats.linesRead++;
-      if (this.ml) this.ml.push(f.ml, line, events);
-      else events.push({ text: line.text, start: line.start, end: line.end, lines: 1, firstAtMs: nowMs });
+      if (cut || f.cut > 0) {
+        if (this.ml && f.ml.pending) {
+          this.ml.flush(f.ml, nowMs, ml, true);
+          for (const ev of ml) events.push(fromMultiline(ev));
+          ml.length = 0;
+        }
+        f.cut++;
+        const headers = { cut: cut ? `${f.cut}+` : `${f.cut}/${f.cut}` };
+        if (!cut) f.cut = 0;
+        events.push({ value: f.buf.subarray(pos, e), levelText: f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_BYTES)), firstAtMs: nowMs, headers });
+      } else if (this.ml) {
+        this.ml.push(f.ml, { text: f.buf.toString('latin1', pos, e), start: f.bufStart + pos, end: f.bufStart + next, atMs: nowMs }, ml);
+        for (const ev of ml) events.push(fromMultiline(ev));
+        ml.length = 0;
+      } else {
+        events.push({ value: f.buf.subarray(pos, e), levelText: f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_BYTES)), firstAtMs: nowMs });
+      }
       pos = next;
     }
     f.scanPos = f.bufStart + pos;
-    if (eof && this.ml) this.ml.flush(f.ml, nowMs, events, true);
+    if (eof && this.ml) {
+      this.ml.flush(f.ml, nowMs, ml, true);
+      for (const ev of ml) events.push(fromMultiline(ev));
+    }
     await this.emit(f, events);
   }
 
@@ -448,20 +760,20 @@ export class FileSource {
     if (!this.ml || !f.ml.pending) return;
     const events: Event[] = [];
     this.ml.flush(f.ml, this.now(), events);
-    if (events.length > 0) await this.emit(f, events);
+    if (events.length > 0) await this.emit(f, events.map(fromMultiline));
   }
 
   /** Records with their seqs and the checkpoint after them: one append, one fdatasync. */
-  private async emit(f: Followed, events: Event[]): Promise<void> {
+  private async emit(f: Followed, events: FileEvent[]): Promise<void> {
     const entries: Entry[] = recordEntries(
       this.spool,
       this.cfg.host,
       this.src.task,
       this.src.topic,
-      events.map((ev) => ({
-        value: ev.text, source: f.path, timeMs: ev.firstAtMs, level: detectLevel(ev.text),
-        ...(this.src.parse === 'sshd' ? { headers: sshHeadersOfLine(ev.text) } : {}),
-      })),
+      events.map((ev) => {
+        const headers = this.src.parse === 'sshd' ? { ...ev.headers, ...sshHeadersOfLine(ev.value.toString('utf8')) } : ev.headers;
+        return { value: ev.value, source: f.path, timeMs: ev.firstAtMs, level: detectLevel(ev.levelText), ...(headers ? { headers } : {}) };
+      }),
     );
     const ck = this.ckptOf(f);
     entries.push({ t: 'ck', key: this.ckKey(f.key), ck });
@@ -485,7 +797,7 @@ export class FileSource {
       f.headHash = hashBytes(head);
     }
     const tail = a >= f.bufStart ? f.buf.subarray(a - f.bufStart, b - f.bufStart) : Buffer.alloc(0);
-    return { task: this.src.task, path: f.path, dev: f.dev, ino: f.ino, offset, headLen: f.headLen, headHash: f.headHash, tailHash: hashBytes(tail) };
+    return { task: this.src.task, path: f.base, dev: f.dev, ino: f.ino, offset, headLen: f.headLen, headHash: f.headHash, tailHash: hashBytes(tail), ...(f.cut > 0 ? { cut: f.cut } : {}) };
   }
 
   /** The last partial line and pending event of a file that will not grow again. */
@@ -494,13 +806,38 @@ export class FileSource {
     if (remove) await this.spool.append([{ t: 'ck', key: this.ckKey(f.key), ck: null }]);
   }
 
+  /** sources[].rotate: the agent rotates a file it follows once it is due (read up to its end first). */
+  private async rotateOwn(f: Followed): Promise<void> {
+    const ro = this.src.rotate!;
+    const st = await f.fh.stat();
+    if (!rotateDue(ro, st.size, f.sinceMs, this.now()) || this.spool.full() || f.readPos < st.size) return;
+    f.sinceMs = this.now();
+    this.stats.ownRotations++;
+    if (ro.mode === 'rename') {
+      const { signalled } = await renameRotate(f.path, ro);
+      this.log.info({ path: f.path, signalled, task: this.src.task }, 'rotated (rename)');
+      // the renamed file is read to its end through its handle; the pass finds the new one
+      f.path = `${f.path}.1`;
+      f.detached = true;
+    } else {
+      const r = await copyTruncate(f.path, f.fh, ro);
+      this.log.info({ path: f.path, ...r, task: this.src.task }, 'rotated (copytruncate)');
+      // what was not read yet is read from the copy, then the file from 0
+      await this.truncated(f);
+      if (r.lostBytes > 0) {
+        await this.gap({ path: f.path, reason: 'rotate', offset: r.copiedBytes, bytes: r.lostBytes, detail: 'the writer outran the copy of copytruncate; what it wrote last is lost' });
+      }
+    }
+    if (ro.compress) await compressCopies(f.base, ro.keep);
+  }
+
   private async maybeClose(f: Followed): Promise<void> {
     if (!f.detached || !this.followed.has(f.key)) return;
     // rotated files of one name close oldest first: a checkpoint left of an older one after a newer one
     // closed would make a restart read the newer one again (catchUpRotated)
     for (const o of this.followed.values()) {
       if (o === f) break;
-      if (o.detached && o.path === f.path) return;
+      if (o.detached && o.base === f.base) return;
     }
     const st = await f.fh.stat();
     if (st.size > f.readPos) return;
@@ -512,18 +849,42 @@ export class FileSource {
   }
 }
 
-/** Whether another of `names` is a file `name` is a rotated copy of (app.log for app.log.1); linear in the name's length. */
-function hasRotationBase(names: Set<string>, name: string): boolean {
+/**
+ * How `name` is a rotated copy of another of `names` (app.log.1, app-20261206.log and app.log.2.gz of
+ * app.log), compressed ones first; undefined if it is none. Only the names its separators cut it
+ * into are looked up: a pass over 1,000 names costs no 1M comparisons.
+ */
+export function rotationOf(names: Set<string>, name: string): { compressed?: string } | undefined {
+  let plain: { compressed?: string } | undefined;
+  const seps: number[] = [];
   for (let i = 1; i < name.length; i++) {
     const c = name.charCodeAt(i);
-    if ((c === 46 || c === 45) && names.has(name.slice(0, i)) && isRotatedName(name.slice(0, i), name)) return true;
+    if (c === 46 || c === 45 || c === 95) seps.push(i);
   }
-  return false;
+  const check = (base: string) => {
+    if (base === name || !names.has(base)) return false;
+    const r = rotatedName(base, name);
+    if (r?.compressed !== undefined) return true;
+    if (r) plain = r;
+    return false;
+  };
+  for (const i of seps) {
+    // base.1, base-20261206, base.1.gz
+    if (check(name.slice(0, i))) return { compressed: rotatedName(name.slice(0, i), name)!.compressed };
+    // stem-20261206.ext(.gz): the base is the stem and an extension that follows
+    for (const j of seps) {
+      if (j <= i || name.charCodeAt(j) !== 46) continue;
+      for (const base of [name.slice(0, i) + name.slice(j), ...seps.filter((k) => k > j && name.charCodeAt(k) === 46).map((k) => name.slice(0, i) + name.slice(j, k))]) {
+        if (check(base)) return { compressed: rotatedName(base, name)!.compressed };
+      }
+    }
+  }
+  return plain;
 }
 
 async function headHashOf(p: string, len: number): Promise<string | undefined> {
   try {
-    const fh = await open(p, 'r');
+    const fh = await open(p, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
       return hashBytes(await readAt(fh, 0, len));
     } finally {
@@ -549,12 +910,13 @@ async function readAt(fh: FileHandle, pos: number, len: number): Promise<Buffer>
 async function probe(p: string, ck: FileCkpt): Promise<{ probe: import('./identity.js').Probe; tail: Buffer } | undefined> {
   let fh: FileHandle;
   try {
-    fh = await open(p, 'r');
+    fh = await open(p, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch {
     return undefined;
   }
   try {
     const st = await fh.stat();
+    if (!st.isFile()) return undefined;
     const head = st.size >= ck.headLen ? await readAt(fh, 0, ck.headLen) : undefined;
     const [a, b] = tailRange(ck.offset);
     const tail = st.size >= ck.offset ? await readAt(fh, a, b - a) : undefined;
@@ -567,13 +929,23 @@ async function probe(p: string, ck: FileCkpt): Promise<{ probe: import('./identi
   }
 }
 
-/** Rotated names of a file in its directory (base.1, base-20261206, …), newest rotation first by name. */
-async function siblings(p: string): Promise<string[]> {
+/**
+ * Rotated copies of a file in its directory (base.1, base-20261206, app-20261206.log, …), plain or
+ * gzipped ones, newest first (by mtime; the name breaks ties).
+ */
+async function siblings(p: string, gz: boolean): Promise<string[]> {
   const dir = path.dirname(p);
   const base = path.basename(p);
+  let names: string[];
   try {
-    return (await readdir(dir)).filter((n) => isRotatedName(base, n)).sort().map((n) => path.join(dir, n));
+    names = await readdir(dir);
   } catch {
     return [];
   }
+  const picked = names.filter((n) => {
+    const r = rotatedName(base, n);
+    return r !== undefined && (gz ? r.compressed === 'gz' : r.compressed === undefined);
+  });
+  const withTime = await Promise.all(picked.map(async (n) => ({ n, t: (await stat(path.join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0 })));
+  return withTime.sort((x, y) => y.t - x.t || (x.n < y.n ? -1 : 1)).map((x) => path.join(dir, x.n));
 }

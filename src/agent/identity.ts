@@ -58,11 +58,48 @@ export function growth(readPos: number, size: number, before?: Buffer, held?: Bu
   return size > readPos ? 'read' : 'idle';
 }
 
-/** Names a rotated copy of `base` may have: base.1, base-20261206, base.2026-12-06 (not .gz). */
+const COMPRESSED = /\.(gz|bz2|xz|zst|lz4|Z)$/;
+
+/**
+ * A rotated copy of `base`: base.1, base-20261206, base.2026-12-06, base-2026120613 (any `dateformat`
+ * that starts with `.`, `-` or `_`), the same with logrotate's `extension` kept last (app-20261206.log
+ * or app.1.log for app.log: digits only, so app-web.log is another file), each also compressed (.gz,
+ * .xz, …). `compressed` names the suffix.
+ */
+export function rotatedName(base: string, name: string): { compressed?: string } | undefined {
+  if (name === base) return undefined;
+  const c = COMPRESSED.exec(name);
+  const plain = c ? name.slice(0, -c[0].length) : name;
+  const compressed = c ? c[1] : undefined;
+  if (plain.startsWith(base) && /^[._-][^/]+$/.test(plain.slice(base.length))) return compressed ? { compressed } : {};
+  const dot = base.lastIndexOf('.');
+  if (dot > 0) {
+    const stem = base.slice(0, dot);
+    const ext = base.slice(dot);
+    if (plain.startsWith(stem) && plain.endsWith(ext) && plain.length > base.length && /^[._-]\d[\d._-]*$/.test(plain.slice(stem.length, -ext.length))) {
+      return compressed ? { compressed } : {};
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Where a rotated copy stands among its siblings, larger = rotated later: base.1 is newer than
+ * base.2; dated names sort by their date text. Undefined for a name that is not a rotated copy.
+ */
+export function rotationRank(base: string, name: string): string | undefined {
+  const r = rotatedName(base, name);
+  if (!r) return undefined;
+  const plain = r.compressed ? name.slice(0, -(r.compressed.length + 1)) : name;
+  const n = /\.(\d{1,9})$/.exec(plain) ?? /^[^.]+\.(\d{1,9})\.[^.]+$/.exec(plain);
+  if (n && plain.length - n[1].length <= base.length + 1) return `n${String(1e9 - Number(n[1])).padStart(10, '0')}`;
+  return `d${plain}`;
+}
+
+/** A rotated copy of `base` that can be read as it is (not compressed). */
 export function isRotatedName(base: string, name: string): boolean {
-  if (name === base || !name.startsWith(base)) return false;
-  const rest = name.slice(base.length);
-  return /^[.-]/.test(rest) && !/\.(gz|bz2|xz|zst|lz4)$/.test(rest);
+  const r = rotatedName(base, name);
+  return r !== undefined && r.compressed === undefined;
 }
 
 /** A glob of the file name (`*`, `?`, `[...]`) as a RegExp. */

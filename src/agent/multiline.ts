@@ -1,12 +1,21 @@
 // Joining lines into events (stack traces). Pure: lines in, finished events out; the caller owns
 // clocks and offsets. An event's `start` is the file offset of its first line, which is where the
-// checkpoint points while the event is pending, so a restart re-reads the whole event.
+// checkpoint points while the event is pending, so a restart re-reads the whole event. Line texts
+// are the file's bytes as latin1 (one character per byte), so any bytes pass through unchanged and
+// the caller turns an event back into the same bytes.
 import type { MultilineConfig } from './config.js';
 
 export interface Line { text: string; start: number; end: number; atMs: number }
 export interface Event { text: string; start: number; end: number; lines: number; firstAtMs: number }
 
 export interface Pending { lines: string[]; bytes: number; start: number; end: number; firstAtMs: number; lastAtMs: number; traceback: boolean }
+
+/** A rule's second flag: a Python traceback or a Go panic block is open. */
+function opensTrace(preset: MultilineConfig['preset'], line: string): boolean {
+  if (preset === 'python') return line.startsWith('Traceback (most recent call last):');
+  if (preset === 'go') return GO_START.test(line);
+  return false;
+}
 export interface MultilineState { pending?: Pending }
 
 type Rule = (p: Pending, line: string) => boolean;
@@ -17,7 +26,33 @@ const JAVA_CONT = /^(\s+at\s|\s+\.\.\.\s\d+\s(more|common frames omitted)|Caused
 // Python: "Traceback (most recent call last):", indented frames, then the exception line ends it.
 const PY_CHAIN = /^(During handling of the above exception|The above exception was the direct cause|Traceback \(most recent call last\):)/;
 
+// Go: "panic: …" / "fatal error: …" then blank lines, "goroutine N [state]:", "pkg.fn(…)" and
+// "\t/file.go:12 +0x1d" frames, "created by …", "[signal …]"; a "goroutine N [" block after a log
+// line (debug.Stack) joins it.
+const GO_START = /^(panic: |fatal error: |goroutine \d+ \[)/;
+const GO_CONT = /^($|goroutine \d+ \[|\t|\s+|created by |\[signal |panic: |\[recovered\]|[\w./*()\[\]{}-]+\(.*\)$|\.\.\.\d* ?additional frames|exit status \d+$)/;
+// Node: "Error: msg" / "TypeError [ERR_X]: msg" after a log line, "    at …" frames, "    ... 3 lines
+// matching …", "[cause]: …" and "Caused by: …", an error's own properties ("  code: 'ENOENT'", "}"),
+// the uncaught form ("file.js:12", the source line, its "^" marker and a blank line), and its
+// "Node.js v20…" after a blank line at the end.
+const NODE_CONT = /^(\s+at\s|\s+\.\.\.\s\d+\s(more|lines? matching)|\s*\[cause\]:|Caused by:|[\w$.]*(Error|Exception)( \[[\w-]+\])?(:\s|$)|\s+\S|\}$|\s*\^+\s*$|Node\.js v\d+)/;
+
 function ruleOf(cfg: MultilineConfig): Rule {
+  if (cfg.preset === 'go') {
+    return (p, line) => {
+      if (!p.traceback) return /^goroutine \d+ \[/.test(line);
+      return GO_CONT.test(line);
+    };
+  }
+  if (cfg.preset === 'node') {
+    return (p, line) => {
+      const prev = p.lines[p.lines.length - 1];
+      // the uncaught form starts "file.js:12" and shows the source line after it
+      if (p.lines.length === 1 && /^\S+:\d+$/.test(prev)) return true;
+      if (line === '') return /^\s*(\^+|\})\s*$/.test(prev);
+      return NODE_CONT.test(line);
+    };
+  }
   if (cfg.preset === 'java') return (_p, line) => JAVA_CONT.test(line);
   if (cfg.preset === 'python') {
     return (p, line) => {
@@ -47,12 +82,13 @@ export class Multiline {
   /** Adds a line; returns the events it finished (0, 1 or 2). */
   push(s: MultilineState, line: Line, out: Event[]): void {
     const p = s.pending;
-    const bytes = Buffer.byteLength(line.text) + 1;
+    const bytes = line.text.length + 1;
     if (p && this.rule(p, line.text) && p.lines.length < this.cfg.maxLines && p.bytes + bytes <= this.cfg.maxBytes) {
       p.lines.push(line.text);
       p.bytes += bytes;
       p.end = line.end;
       p.lastAtMs = line.atMs;
+      if (this.cfg.preset === 'go' && !p.traceback && /^goroutine \d+ \[/.test(line.text)) p.traceback = true;
       if (this.cfg.preset === 'python' && p.traceback && !/^\s/.test(line.text) && line.text !== '' && !PY_CHAIN.test(line.text)) {
         // the exception line ends a traceback
         out.push(finish(p));
@@ -63,7 +99,7 @@ export class Multiline {
     if (p) out.push(finish(p));
     s.pending = {
       lines: [line.text], bytes, start: line.start, end: line.end, firstAtMs: line.atMs, lastAtMs: line.atMs,
-      traceback: this.cfg.preset === 'python' && line.text.startsWith('Traceback (most recent call last):'),
+      traceback: opensTrace(this.cfg.preset, line.text),
     };
   }
 
@@ -97,6 +133,6 @@ export function detectLevel(text: string): string | undefined {
   const head = text.slice(0, 200);
   const m = LEVEL.exec(head.split('\n', 1)[0]);
   if (m) return LEVELS[m[1].toLowerCase()];
-  if (/^Traceback \(most recent call last\):|^Exception in thread |\n\s+at \S+\(/.test(text)) return 'error';
+  if (/^(Traceback \(most recent call last\):|Exception in thread |panic: |fatal error: )|\n\s+at \S+|\ngoroutine \d+ \[/.test(text)) return 'error';
   return undefined;
 }

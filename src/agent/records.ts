@@ -1,5 +1,6 @@
 // One record format for everything the agent ships: headers host, task, source, seq, time and
 // (when known) level on every record, whatever produced it (files, journald, scripts, health).
+import { isUtf8 } from 'node:buffer';
 import type { Entry, Spool } from './spool.js';
 
 export interface AgentEvent {
@@ -14,16 +15,12 @@ export interface AgentEvent {
   headers?: Record<string, string>;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** A value for the spool: text when the bytes are UTF-8, base64 flagged otherwise (never replaced by U+FFFD). */
 export function spoolValue(v: string | Buffer): { value: string; enc?: 'base64' } {
   if (typeof v === 'string') return v.isWellFormed() ? { value: v } : { value: Buffer.from(v, 'utf16le').toString('base64'), enc: 'base64' };
-  try {
-    return { value: utf8.decode(v) };
-  } catch {
-    return { value: v.toString('base64'), enc: 'base64' };
-  }
+  // Buffer's decoder keeps a leading BOM (TextDecoder would drop it)
+  return isUtf8(v) ? { value: v.toString('utf8') } : { value: v.toString('base64'), enc: 'base64' };
 }
 
 // the lines of one read share their read time: one toISOString for all of them

@@ -23,7 +23,7 @@ const RECORD_HEADERS_BYTES = 128;
 
 export interface FileCkpt {
   task: string;
-  /** where the file was last seen */
+  /** the watched path the file was found at (its rotated copies are looked for beside it) */
   path: string;
   dev: number;
   ino: number;
@@ -33,6 +33,8 @@ export interface FileCkpt {
   headHash: string;
   /** the hash of the up to 1 KiB before offset */
   tailHash: string;
+  /** pieces already shipped of an over-long line the offset is inside (absent: at a line start) */
+  cut?: number;
 }
 
 export interface ShipRecord {

@@ -72,7 +72,8 @@ function base64Field(i: number, field: 'key' | 'value', v: unknown, encoding: un
   return bytes;
 }
 
-export const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a value that starts with a BOM is returned with it (the decoder would drop it)
+export const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /** Text when the bytes are UTF-8; otherwise base64, flagged so nothing is silently mangled. */
 export function textOrBase64(b: Uint8Array): { text: string; base64: boolean } {
   try { return { text: utf8Strict.decode(b), base64: false }; } catch { return { text: Buffer.from(b).toString('base64'), base64: true }; }
