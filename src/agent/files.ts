@@ -276,6 +276,7 @@ export class FileSource {
     }
     // a new file is checkpointed before anything of it is read: renamed away while the agent is
     // down, a restart finds it among the rotated names by its inode (one append for all of them)
+    if (found.length > 0) this.log.debug({ task: this.src.task, found }, 'new files checkpointed');
     if (found.length > 0) await this.spool.append(found);
     for (const f of this.followed.values()) {
       if (!present.has(f.key) && !f.detached) {
@@ -335,6 +336,7 @@ export class FileSource {
   private async resume(key: string, ck: FileCkpt): Promise<void> {
     const atPath = await probe(ck.path, ck);
     const verdict = atPath ? judge(ck, atPath.probe) : 'elsewhere';
+    this.log.debug({ task: this.src.task, key, ck, probe: atPath?.probe, verdict }, 'resume');
     if (verdict === 'resume') {
       const f = await this.follow(ck.path, ck.dev, ck.ino, ck.offset, atPath!.tail, ck.cut);
       if (f && this.ckKey(f.key) !== key) await this.dropCkpt(key);
@@ -436,6 +438,7 @@ export class FileSource {
         continue;
       }
       this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its rotated copy first');
+      this.log.debug({ task: this.src.task, ck, cand, probe: pr.probe }, 'finishCopy: reading copy');
       if (!(await this.readCopy(ck, cand, pr.probe, pr.tail))) return false;
       if (inPlace) await this.finishNewer(ck, cand, pr.probe);
       else await this.catchUpRotated(ck, cand);
@@ -664,6 +667,7 @@ export class FileSource {
   /** copytruncate seen while following: finish the rotated copy, then read the file from 0. */
   private async truncated(f: Followed): Promise<void> {
     this.stats.truncations++;
+    this.log.debug({ task: this.src.task, key: f.key, readPos: f.readPos, lastSize: f.lastSize, headLen: f.headLen }, 'truncated');
     this.lastCopy = undefined;
     const ck = this.ckptOf(f);
     const found = await this.finishCopy(ck, true);
@@ -696,6 +700,7 @@ export class FileSource {
   private async restartAtZero(f: Followed): Promise<void> {
     const head = await readAt(f.fh, 0, HEAD_BYTES_MAX);
     Object.assign(f, { buf: Buffer.alloc(0), bufStart: 0, readPos: 0, scanPos: 0, headLen: head.length, headHash: hashBytes(head), ml: {}, lastSize: 0, cut: 0 });
+    this.log.debug({ task: this.src.task, key: f.key, headLen: head.length, headFirst: head.toString('latin1', 0, 40) }, 'restart at zero');
     await this.spool.append([{ t: 'ck', key: this.ckKey(f.key), ck: this.ckptOf(f) }]);
   }
 
@@ -777,6 +782,7 @@ export class FileSource {
     );
     const ck = this.ckptOf(f);
     entries.push({ t: 'ck', key: this.ckKey(f.key), ck });
+    if (events.length > 0 && this.log.isLevelEnabled('debug')) this.log.debug({ task: this.src.task, key: f.key, path: f.path, n: events.length, first: events[0].value.toString('latin1', 0, 20), last: events[events.length - 1].value.toString('latin1', 0, 20), off: ck.offset, headLen: ck.headLen }, 'emit');
     // keep the pending event, the partial line and the 1 KiB before them
     const keepFrom = Math.max(f.bufStart, tailRange(ck.offset)[0]);
     if (keepFrom > f.bufStart) {

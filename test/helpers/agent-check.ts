@@ -2,6 +2,7 @@
 // process, the numbered lines still on disk, and the exactly-once check of what reached Chicago.
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { type AgentProc, readTopic, startAgent, type TopicRecord } from './agent.js';
 import { slow } from './slow.js';
@@ -22,7 +23,7 @@ export async function agentDir(name: string, url: string, sources: string, extra
     'rotatedIdleMs: 1000',
     'batch: { lingerMs: 5, maxRecords: 2000 }',
     'retry: { minMs: 20, maxMs: 500 }',
-    'logLevel: info',
+    `logLevel: ${process.env.AGENT_TRACE ? 'debug' : 'info'}`,
     ...extra,
     'sources:',
     sources,
@@ -35,6 +36,7 @@ export const agentProblems: string[] = [];
 
 export function watchProblems(a: AgentProc): void {
   a.proc.stdout!.on('data', (c: string) => {
+    if (process.env.AGENT_TRACE) appendFileSync(process.env.AGENT_TRACE, String(c));
     for (const l of String(c).split('\n')) if (/GAP|"level":(50|60)/.test(l) && agentProblems.length < 200) agentProblems.push(l.slice(0, 600));
   });
 }

@@ -56,6 +56,7 @@ describe('agent: long kill runs', () => {
       '    paths: [./logs/copy.log]',
       '    topic: agent-kill',
     ].join('\n'));
+    if (process.env.AGENT_TRACE) console.log('agent dir', d.dir);
     const started = Date.now();
     const until = started + BUDGET_S * 1000;
     // more lines than the run can write: the writers are stopped when the kills are done
