@@ -10,9 +10,9 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { cliPath, type NodeHandle, OutputRing, repoRoot, startNode } from './helpers/launcher.js';
-import { type AgentProc, startAgent } from './helpers/agent.js';
-import { slow } from './helpers/slow.js';
+import { cliPath, type NodeHandle, OutputRing, repoRoot, startNode } from '../helpers/launcher.js';
+import { type AgentProc, startAgent } from '../helpers/agent.js';
+import { slow } from '../helpers/slow.js';
 
 const LUA_MODULE = '/usr/lib/nginx/modules/ngx_http_lua_module.so';
 const CAPACITY = 50;
