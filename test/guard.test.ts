@@ -136,9 +136,10 @@ describe('chicago guard with nftables in a network namespace', () => {
       await send(Array.from({ length: 60 }, () => ({ key: ip, value: line(ip) })));
       await new Promise((r) => setTimeout(r, 20)); // spacing between attackers, so latencies are per ban
     }
-    await waitUntil('all flooders in the nft set', async () => {
+    await waitUntil('all flooders in the nft set and logged', async () => {
       const l = await nftList('v4');
-      return flooders.every((ip) => inSet(l, ip));
+      const logged = new Set(decisions(g).map((d) => d.target));
+      return flooders.every((ip) => inSet(l, ip) && logged.has(ip));
     }, 10_000, 50);
     const bans = decisions(g).filter((d) => d.scenario === 'http-flood');
     expect(bans.map((d) => d.target).sort()).toEqual([...flooders].sort());
@@ -165,9 +166,10 @@ describe('chicago guard with nftables in a network namespace', () => {
     // an allowlisted /64 sending as much is never banned
     for (let i = 0; i < 600; i++) recs.push({ key: `2001:2:0:99::${i + 1}`, value: line(`2001:2:0:99::${(i + 1).toString(16)}`) });
     for (let i = 0; i < recs.length; i += 500) await send(recs.slice(i, i + 500));
-    await waitUntil('prefix decisions in nft', async () => {
+    await waitUntil('prefix decisions in nft and logged', async () => {
       const [v6, v4] = await Promise.all([nftList('v6net'), nftList('v4net')]);
-      return v6.includes('2001:2:0:7::/64') && v4.includes('198.18.9.0/24');
+      const logged = decisions(g).map((d) => d.target);
+      return v6.includes('2001:2:0:7::/64') && v4.includes('198.18.9.0/24') && logged.includes('2001:2:0:7::/64') && logged.includes('198.18.9.0/24');
     }, 10_000, 50);
     const prefixBans = decisions(g).filter((d) => d.scenario === 'http-prefix-flood').map((d) => d.target);
     expect(prefixBans.sort()).toEqual(['198.18.9.0/24', '2001:2:0:7::/64']);
@@ -186,9 +188,11 @@ describe('chicago guard with nftables in a network namespace', () => {
       line('198.18.6.6', { uri: '/' + 'a'.repeat(1024 * 1024) }), JSON.stringify([1, 2, 3]), line('::ffff:zz', {}),
     ].map((value) => ({ key: 'junk', value }));
     await send([...ssh, ...sqli, ...bad]);
-    await waitUntil('ssh and CRS bans in nft', async () => {
+    // nft shows an element as soon as it is added; the guard logs the decision once every enforcer acknowledged it
+    await waitUntil('ssh and CRS bans in nft and logged', async () => {
       const l = await nftList('v4');
-      return inSet(l, '198.18.4.4') && inSet(l, '198.18.5.5');
+      const logged = decisions(g).map((d) => d.target);
+      return inSet(l, '198.18.4.4') && inSet(l, '198.18.5.5') && logged.includes('198.18.4.4') && logged.includes('198.18.5.5');
     }, 10_000, 50);
     expect(decisions(g).find((d) => d.target === '198.18.4.4')!.scenario).toBe('ssh-bruteforce');
     expect(decisions(g).find((d) => d.target === '198.18.5.5')!.scenario).toBe('http-bad-request');
