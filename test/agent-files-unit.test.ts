@@ -6,7 +6,7 @@ import { Multiline, detectLevel, type Event, type MultilineState } from '../src/
 import { isRotatedName, rotatedName } from '../src/agent/identity.js';
 import { rotateDue } from '../src/agent/rotate.js';
 import { rotationOf } from '../src/agent/files.js';
-import { spoolValue } from '../src/agent/records.js';
+import { spoolValue, wtf8 } from '../src/agent/records.js';
 import { ConfigError, resolveAgentConfig } from '../src/agent/config.js';
 
 function run(ml: Multiline, lines: string[]): { events: Event[]; s: MultilineState } {
@@ -184,5 +184,16 @@ describe('rotated names, rotation decision, bytes', () => {
     expect(() => resolveAgentConfig({ sources: [{ ...src, rotate: { maxBytes: 4096, mode: 'rename', signal: { pidFile: 'p', signal: 'SIGNOPE' } } }] }, '/', {})).toThrow(/not a signal/);
     expect(() => resolveAgentConfig({ sources: [{ ...src, rotate: { maxBytes: 4096, size: 5 } }] }, '/', {})).toThrow(ConfigError);
     expect(() => resolveAgentConfig({ sources: [{ ...src, rotate: { maxBytes: 4096, size: 5 } }] }, '/', {})).toThrow(/\(size\)/);
+  });
+});
+
+describe('text without a UTF-8 form', () => {
+  it('keeps lone surrogates as their generalized UTF-8 bytes, pairs and other text as UTF-8', () => {
+    expect(wtf8('a\ud800b')).toEqual(Buffer.from([0x61, 0xed, 0xa0, 0x80, 0x62]));
+    expect(wtf8('\udfff')).toEqual(Buffer.from([0xed, 0xbf, 0xbf]));
+    expect(wtf8('x\ud83d\ude00\udc00')).toEqual(Buffer.concat([Buffer.from('x\u{1f600}'), Buffer.from([0xed, 0xb0, 0x80])]));
+    expect(wtf8('é€')).toEqual(Buffer.from('é€'));
+    expect(spoolValue('a\ud800')).toEqual({ value: Buffer.from([0x61, 0xed, 0xa0, 0x80]).toString('base64'), enc: 'base64' });
+    expect(spoolValue('plain')).toEqual({ value: 'plain' });
   });
 });

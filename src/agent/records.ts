@@ -18,9 +18,32 @@ export interface AgentEvent {
 
 /** A value for the spool: text when the bytes are UTF-8, base64 flagged otherwise (never replaced by U+FFFD). */
 export function spoolValue(v: string | Buffer): { value: string; enc?: 'base64' } {
-  if (typeof v === 'string') return v.isWellFormed() ? { value: v } : { value: Buffer.from(v, 'utf16le').toString('base64'), enc: 'base64' };
+  if (typeof v === 'string') return v.isWellFormed() ? { value: v } : { value: wtf8(v).toString('base64'), enc: 'base64' };
   // Buffer's decoder keeps a leading BOM (TextDecoder would drop it)
   return isUtf8(v) ? { value: v.toString('utf8') } : { value: v.toString('base64'), enc: 'base64' };
+}
+
+/**
+ * A string with lone surrogates (from a JSON escape) has no UTF-8 form: its bytes are its generalized
+ * UTF-8 (WTF-8), each lone surrogate as the three bytes UTF-8 would give its code unit, so nothing is
+ * replaced. Hand-written: Node encodes only well-formed text (others become U+FFFD).
+ */
+export function wtf8(s: string): Buffer {
+  const parts: Buffer[] = [];
+  let from = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    const next = s.charCodeAt(i + 1);
+    if (c <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
+      i++; // a pair: ordinary UTF-8
+      continue;
+    }
+    parts.push(Buffer.from(s.slice(from, i)), Buffer.from([0xe0 | (c >> 12), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f)]));
+    from = i + 1;
+  }
+  parts.push(Buffer.from(s.slice(from)));
+  return Buffer.concat(parts);
 }
 
 // the lines of one read share their read time: one toISOString for all of them
