@@ -1,7 +1,7 @@
 // Health parsers on recorded /proc, `systemctl show` and Prometheus text; the alert rule engine
 // (for:, hysteresis, resolve, wildcards, vanished fields); webhook backoff; the monitor config.
 import { describe, expect, it } from 'vitest';
-import { type AlertRule, RateWindow, activeAlerts, durationMs, emptyAlertState, evaluate, parseWhen } from '../src/agent/alerts.js';
+import { type AlertRule, RateWindow, activeAlerts, alertStateText, durationMs, emptyAlertState, evaluate, parseWhen, restoreAlertState } from '../src/agent/alerts.js';
 import { resolveAgentConfig } from '../src/agent/config.js';
 import { flattenHealth, type HealthSample, lsbState, systemdCode } from '../src/agent/health.js';
 import {
@@ -178,6 +178,26 @@ describe('alert engine', () => {
     expect(r.transitions).toEqual([expect.objectContaining({ id: 'load', state: 'resolved', value: 1, sinceMs: 60_000, atMs: 80_000 })]);
     expect(activeAlerts(rules, r.state)).toEqual([]);
     expect(r.state.instances).toEqual({});
+  });
+
+  it('firing alerts survive a restart through their text: no second firing, a resolve still comes', () => {
+    const rules = [rule({ name: 'load', field: 'load.1', op: '>', threshold: 4, forMs: 10_000 }), rule({ name: 'mem', field: 'mem', op: '<', threshold: 5, forMs: 10_000 })];
+    let r = evaluate(rules, emptyAlertState, sample({ 'load.1': 5, mem: 3 }), 0);
+    r = evaluate(rules, r.state, sample({ 'load.1': 5, mem: 3 }), 10_000);
+    expect(r.transitions.map((t) => t.id)).toEqual(['load', 'mem']);
+    // mem pending again is not kept; a rule removed from the config drops its alert
+    r = evaluate(rules, r.state, sample({ 'load.1': 5, mem: 3 }), 11_000);
+    const text = alertStateText(r.state);
+    const restored = restoreAlertState([rules[0]], text);
+    expect(activeAlerts([rules[0]], restored)).toEqual([expect.objectContaining({ id: 'load', firedAtMs: 10_000 })]);
+    expect(evaluate([rules[0]], restored, sample({ 'load.1': 6 }), 20_000).transitions).toEqual([]);
+    expect(evaluate([rules[0]], restored, sample({ 'load.1': 1 }), 20_000).transitions).toEqual([expect.objectContaining({ id: 'load', state: 'resolved', sinceMs: 10_000 })]);
+    // without the text the alert fires again: what the kept state prevents
+    let fresh = evaluate([rules[0]], emptyAlertState, sample({ 'load.1': 6 }), 20_000);
+    fresh = evaluate([rules[0]], fresh.state, sample({ 'load.1': 6 }), 30_000);
+    expect(fresh.transitions.map((t) => t.state)).toEqual(['firing']);
+    // text that is not the agent's own is no state
+    for (const bad of [undefined, '', 'nope', '[]', '{"x":{"rule":"load"}}', 'null']) expect(restoreAlertState(rules, bad).instances).toEqual({});
   });
 
   it('hysteresis: a clear threshold and clearFor keep a flapping value from resolving', () => {

@@ -48,6 +48,7 @@ interface Health {
   services: Array<{ name: string; code: number; state: string }>;
   memory: { totalBytes: number };
   load: Record<string, number>;
+  time: string;
 }
 
 async function latestHealth(): Promise<Health | undefined> {
@@ -212,6 +213,21 @@ status: { listen: '127.0.0.1:0' }
     expect(metrics).toMatch(/^chicago_agent_webhook_failed_attempts_total 1$/m);
     expect(metrics).toMatch(/^chicago_agent_health_run_seconds_count [1-9]/m);
     expect(metrics).toMatch(/^chicago_agent_ship_lag_seconds\{task="health"\} /m);
+
+    // kill -9 and restart while the disk alert fires: it is not sent again, and it still resolves
+    agent.proc.kill('SIGKILL');
+    await agent.exited;
+    const runsBefore = (await latestHealth())?.time;
+    agent = startAgent(config);
+    await agent.stdout.waitFor(/"msg":"agent running"/, 20_000);
+    // four runs: without the kept state the alert would fire again on the third (its `for:` is 600 ms)
+    await waitUntil('four health records from the restarted agent', async () => {
+      const recs = await readTopic(node.url, 'health').catch(() => []);
+      return recs.filter((r) => (JSON.parse(r.value) as Health).time > (runsBefore ?? '')).length >= 4;
+    }, 15_000);
+    const diskTransitions = async () => (await readTopic(node.url, 'alerts').catch(() => [])).filter((r) => r.headers.alert === diskId).map((r) => r.headers.state);
+    expect(await diskTransitions()).toEqual(['firing']);
+    expect(hooks.filter((x) => x.body.id === diskId && x.body.state === 'firing').length).toBe(2);
 
     // remove the file: the alert resolves (below the clear threshold), at the webhook and in KV
     await rm(path.join(disk, 'fill'));

@@ -154,6 +154,37 @@ export function activeAlerts(rules: readonly AlertRule[], state: AlertState): Ac
   return out;
 }
 
+/**
+ * The firing alerts as text, kept in the agent's spool with the transition records that changed
+ * them, so a restarted agent neither fires an alert again nor forgets to resolve one. Pending
+ * alerts are not kept: their `for:` starts again after a restart.
+ */
+export function alertStateText(state: AlertState): string {
+  const firing: Record<string, Instance> = {};
+  for (const [id, i] of Object.entries(state.instances)) if (i.phase === 'firing') firing[id] = i;
+  return JSON.stringify(firing);
+}
+
+/** The state `alertStateText` wrote, keeping only alerts whose rule still exists; unreadable text is no state. */
+export function restoreAlertState(rules: readonly AlertRule[], text: string | undefined): AlertState {
+  if (!text) return emptyAlertState;
+  let parsed: unknown;
+  try { parsed = JSON.parse(text); } catch { return emptyAlertState; }
+  if (!parsed || typeof parsed !== 'object') return emptyAlertState;
+  const names = new Set(rules.map((r) => r.name));
+  const instances: Record<string, Instance> = {};
+  for (const [id, v] of Object.entries(parsed as Record<string, Partial<Instance>>)) {
+    if (!v || typeof v.rule !== 'string' || !names.has(v.rule) || typeof v.field !== 'string') continue;
+    if (typeof v.sinceMs !== 'number' || typeof v.firedAtMs !== 'number') continue;
+    instances[id] = {
+      rule: v.rule, field: v.field, phase: 'firing', sinceMs: v.sinceMs, firedAtMs: v.firedAtMs,
+      ...(typeof v.clearingSinceMs === 'number' ? { clearingSinceMs: v.clearingSinceMs } : {}),
+      ...(typeof v.value === 'number' ? { value: v.value } : {}),
+    };
+  }
+  return { instances };
+}
+
 /** Events per minute over the last 60 s, in one-second buckets (fixed memory). */
 export class RateWindow {
   private readonly buckets = new Float64Array(60);

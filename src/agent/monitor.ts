@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { caDispatcher } from '../client/tls.js';
 import { authHeader } from '../client/token.js';
 import type { Agent, Notice, TaskSink } from './agent.js';
-import { type ActiveAlert, type AlertState, type Transition, RateWindow, activeAlerts, emptyAlertState, evaluate } from './alerts.js';
+import { type ActiveAlert, type AlertState, type Transition, RateWindow, activeAlerts, alertStateText, emptyAlertState, evaluate, restoreAlertState } from './alerts.js';
 import { type HealthSample, Health, flattenHealth } from './health.js';
 import type { AlertsConfig, HealthConfig } from './monitor-config.js';
 import { Webhook } from './webhook.js';
@@ -41,6 +41,9 @@ export interface MonitorStats {
   notices: Map<string, number>;
 }
 
+/** The spool key of the firing alerts, written in the same append as the transitions. */
+const ALERT_STATE_KEY = 'alerts:firing';
+
 export class Monitor {
   private timer?: NodeJS.Timeout;
   private stopped = false;
@@ -70,7 +73,10 @@ export class Monitor {
   start(): void {
     const a = this.agent;
     if (this.hcfg.enabled) this.healthSink = a.sink(this.hcfg.task, this.hcfg.topic);
-    if (this.acfg) this.alertsSink = a.sink(this.acfg.task, this.acfg.topic);
+    if (this.acfg) {
+      this.alertsSink = a.sink(this.acfg.task, this.acfg.topic);
+      this.alertState = restoreAlertState(this.acfg.rules, a.spool.cursors.get(ALERT_STATE_KEY));
+    }
     this.unsubscribe = a.onNotice((n) => this.countNotice(n));
     if (this.acfg && this.acfg.logPatterns.length > 0) this.tapRecords(this.acfg);
     for (const p of this.acfg?.logPatterns ?? []) this.patternRates.set(p.name, new RateWindow());
@@ -198,7 +204,7 @@ export class Monitor {
             timeMs: t.atMs,
             level: t.state === 'resolved' ? 'info' : t.severity === 'critical' ? 'error' : 'warn',
             headers: { alert: t.id, state: t.state },
-          }))));
+          })), [{ t: 'cur', key: ALERT_STATE_KEY, cursor: alertStateText(this.alertState) }]));
         }
       }
       await Promise.all(writes);
