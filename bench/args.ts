@@ -70,7 +70,7 @@ export interface BenchArgs {
   cluster: ClusterArgs;
 }
 
-const HELP = `chicago bench SCENARIO [flags]     open-loop load at a fixed rate; latency from the intended send time
+export const BENCH_HELP = `chicago bench SCENARIO [flags]     open-loop load at a fixed rate; latency from the intended send time
 
 scenarios: kv-put | kv-get | produce | produce-tail | idle | noop (the generator alone: its own floor)
 
@@ -119,64 +119,22 @@ cluster scenarios (a private etcd + --nodes nodes on 127.0.0.2…, N = --replica
   --load-keys N          cluster-rebalance: keys of --record-bytes loaded first (default 1000000)
 `;
 
+/** A wrong bench command line: the CLI prints it with the bench usage and exits 64, no stack. */
+export class BenchArgsError extends Error {
+  override name = 'BenchArgsError';
+}
+
 export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
   if (scenario === '--help' || scenario === '-h' || scenario === '') {
-    process.stdout.write(HELP);
+    process.stdout.write(BENCH_HELP);
     process.exit(0);
   }
   if (!(SCENARIOS as readonly string[]).includes(scenario) && !(CLUSTER_SCENARIOS as readonly string[]).includes(scenario)) {
-    throw new Error(`unknown bench scenario "${scenario}"; one of ${[...SCENARIOS, ...CLUSTER_SCENARIOS].join(', ')}`);
+    throw new BenchArgsError(`unknown bench scenario "${scenario}"; one of ${[...SCENARIOS, ...CLUSTER_SCENARIOS].join(', ')}`);
   }
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      url: { type: 'string' },
-      token: { type: 'string' },
-      'token-file': { type: 'string' },
-      ca: { type: 'string' },
-      spawn: { type: 'boolean', default: false },
-      rate: { type: 'string' },
-      duration: { type: 'string' },
-      warmup: { type: 'string' },
-      json: { type: 'string' },
-      'record-bytes': { type: 'string' },
-      batch: { type: 'string' },
-      connections: { type: 'string' },
-      acks: { type: 'string' },
-      target: { type: 'string' },
-      baseline: { type: 'string' },
-      'redis-persistence': { type: 'string' },
-      via: { type: 'string' },
-      keyspace: { type: 'string' },
-      keys: { type: 'string' },
-      topic: { type: 'string' },
-      partitions: { type: 'string' },
-      replicas: { type: 'string' },
-      'max-outstanding': { type: 'string' },
-      'timeout-ms': { type: 'string' },
-      'drain-ms': { type: 'string' },
-      pacing: { type: 'string' },
-      'linger-ms': { type: 'string' },
-      producers: { type: 'string' },
-      'credit-bytes': { type: 'string' },
-      pid: { type: 'string' },
-      'server-arg': { type: 'string', multiple: true },
-      'cpu-prof': { type: 'string' },
-      quiet: { type: 'boolean', default: false },
-      nodes: { type: 'string' },
-      'cluster-partitions': { type: 'string' },
-      workers: { type: 'string' },
-      rates: { type: 'string' },
-      repeat: { type: 'string' },
-      move: { type: 'string' },
-      'load-keys': { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
+  const { values } = parseBenchFlags(argv);
   if (values.help) {
-    process.stdout.write(HELP);
+    process.stdout.write(BENCH_HELP);
     process.exit(0);
   }
   const s = scenario as Scenario;
@@ -184,24 +142,24 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
   const num = (name: string, v: string | undefined, dflt: number, min = 0): number => {
     if (v === undefined) return dflt;
     const n = Number(v);
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min} (got "${v}")`);
+    if (!Number.isFinite(n) || n < min) throw new BenchArgsError(`--${name} must be a number ≥ ${min} (got "${v}")`);
     return n;
   };
   const oneOf = <T extends string>(name: string, v: string | undefined, allowed: readonly T[], dflt: T): T => {
     if (v === undefined) return dflt;
-    if (!(allowed as readonly string[]).includes(v)) throw new Error(`--${name} must be one of ${allowed.join('|')} (got "${v}")`);
+    if (!(allowed as readonly string[]).includes(v)) throw new BenchArgsError(`--${name} must be one of ${allowed.join('|')} (got "${v}")`);
     return v as T;
   };
   const rate = num('rate', values.rate, 10_000, Number.MIN_VALUE);
   const batch = Math.floor(num('batch', values.batch, s === 'produce' || s === 'cluster-produce' ? 1000 : 1, 1));
   if ((s === 'produce' || s === 'produce-tail' || s === 'cluster-produce') && values.acks === 'none') {
-    throw new Error(`${s} times acks: --acks none has none (use one or all)`);
+    throw new BenchArgsError(`${s} times acks: --acks none has none (use one or all)`);
   }
   const connections = Math.floor(num('connections', values.connections, 1, 1));
   const target = oneOf('target', values.target, ['chicago', 'redis'] as const, 'chicago');
   const baseline = values.baseline === undefined ? undefined : oneOf('baseline', values.baseline, ['redis'] as const, 'redis');
   if ((target === 'redis' || baseline) && s !== 'kv-put' && s !== 'kv-get' && !(baseline && s === 'cluster-kv-put')) {
-    throw new Error('--target redis / --baseline redis apply to kv-put and kv-get (--baseline also to cluster-kv-put) only');
+    throw new BenchArgsError('--target redis / --baseline redis apply to kv-put and kv-get (--baseline also to cluster-kv-put) only');
   }
   // every client this process opens reads its credentials from these (bench/http.ts benchCredentials)
   if (values.token) process.env.CHICAGO_TOKEN = values.token;
@@ -254,4 +212,60 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
       loadKeys: Math.floor(num('load-keys', values['load-keys'], 1_000_000, 1)),
     },
   };
+}
+
+/** parseArgs with its message (it names the flag) kept, as a usage error. */
+function parseBenchFlags(argv: string[]) {
+  try {
+    return parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        url: { type: 'string' },
+        token: { type: 'string' },
+        'token-file': { type: 'string' },
+        ca: { type: 'string' },
+        spawn: { type: 'boolean', default: false },
+        rate: { type: 'string' },
+        duration: { type: 'string' },
+        warmup: { type: 'string' },
+        json: { type: 'string' },
+        'record-bytes': { type: 'string' },
+        batch: { type: 'string' },
+        connections: { type: 'string' },
+        acks: { type: 'string' },
+        target: { type: 'string' },
+        baseline: { type: 'string' },
+        'redis-persistence': { type: 'string' },
+        via: { type: 'string' },
+        keyspace: { type: 'string' },
+        keys: { type: 'string' },
+        topic: { type: 'string' },
+        partitions: { type: 'string' },
+        replicas: { type: 'string' },
+        'max-outstanding': { type: 'string' },
+        'timeout-ms': { type: 'string' },
+        'drain-ms': { type: 'string' },
+        pacing: { type: 'string' },
+        'linger-ms': { type: 'string' },
+        producers: { type: 'string' },
+        'credit-bytes': { type: 'string' },
+        pid: { type: 'string' },
+        'server-arg': { type: 'string', multiple: true },
+        'cpu-prof': { type: 'string' },
+        quiet: { type: 'boolean', default: false },
+        nodes: { type: 'string' },
+        'cluster-partitions': { type: 'string' },
+        workers: { type: 'string' },
+        rates: { type: 'string' },
+        repeat: { type: 'string' },
+        move: { type: 'string' },
+        'load-keys': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    throw new BenchArgsError((err as Error).message);
+  }
 }

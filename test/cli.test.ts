@@ -28,7 +28,8 @@ describe('kv', () => {
     expect(JSON.parse(putJson.stdout)).toEqual({ version: expect.any(Number), replicas: expect.any(Number) });
 
     // The value comes back byte for byte, no newline added when stdout is not a terminal.
-    expect(await cli(['kv', 'get', 'cli-kv', 'alpha'])).toMatchObject({ code: 0, stdout: 'one' });
+    expect(await cli(['kv', 'get', 'cli-kv', 'alpha'])).toMatchObject({ code: 0, stdout: 'one\n' });
+    expect(await cli(['kv', 'get', 'cli-kv', 'alpha', '--raw'])).toMatchObject({ code: 0, stdout: 'one' });
 
     const scan = await cli(['kv', 'scan', 'cli-kv']);
     expect(scan.code).toBe(0);
@@ -45,14 +46,14 @@ describe('kv', () => {
   it('keeps keys with URL-special characters intact', async () => {
     const key = 'a/b c?d=e&f%g#h';
     expect((await cli(['kv', 'put', 'cli-kv-special', key, 'v'])).code).toBe(0);
-    expect((await cli(['kv', 'get', 'cli-kv-special', key])).stdout).toBe('v');
+    expect((await cli(['kv', 'get', 'cli-kv-special', key])).stdout).toBe('v\n');
     expect((await cli(['kv', 'scan', 'cli-kv-special'])).stdout).toBe(`${key}\tv\n`);
   });
 
   it('reads the value from stdin when it is not given', async () => {
     const value = 'line 1\nline 2\n';
     expect((await cli(['kv', 'put', 'cli-kv', 'stdin'], { input: value })).code).toBe(0);
-    expect((await cli(['kv', 'get', 'cli-kv', 'stdin'])).stdout).toBe(value);
+    expect((await cli(['kv', 'get', 'cli-kv', 'stdin', '--raw'])).stdout).toBe(value);
   });
 
   it('forgets a key after its ttl', async () => {
@@ -267,6 +268,22 @@ describe('errors and exit codes', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/chicago kv put KEYSPACE KEY/);
     expect((await runCli(['tail', '--help'])).stdout).toMatch(/usage: chicago tail TOPIC/);
+    // a command family's --help lists its subcommands; bench lists its scenarios and flags
+    const kvHelp = await runCli(['kv', '--help']);
+    expect(kvHelp.code).toBe(0);
+    expect(kvHelp.stdout).toMatch(/chicago kv put KEYSPACE KEY[\s\S]*chicago kv get KEYSPACE KEY/);
+    expect((await runCli(['group', '-h'])).stdout).toMatch(/chicago group /);
+    for (const args of [['bench', '--help'], ['help', 'bench']]) {
+      const r = await runCli(args);
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(r.stdout, args.join(' ')).toMatch(/kv-put \| kv-get \| produce[\s\S]*cluster-kv-put/);
+    }
+    // a wrong bench line is a usage error, never a stack trace
+    for (const args of [['bench', 'nosuch'], ['bench', 'kv-put', '--rate', 'fast'], ['bench', 'kv-put', '--frob']]) {
+      const r = await runCli(args);
+      expect(r.code, args.join(' ')).toBe(64);
+      expect(r.stderr, args.join(' ')).toMatch(/^chicago bench: .+\nsee 'chicago bench --help'\n$/);
+    }
   });
 
   it('says the node is unreachable and exits 3', async () => {

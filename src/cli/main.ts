@@ -48,7 +48,7 @@ const server: Command = {
 const bench: Command = {
   name: 'bench',
   synopsis: 'SCENARIO [--rate R] [--duration S] [--json FILE] ...',
-  summary: 'open-loop load against a node; SCENARIO is kv-put, produce, produce-tail, ...',
+  summary: 'open-loop load against a node; SCENARIO is kv-put, kv-get, produce, produce-tail, idle, noop or cluster-… (chicago bench --help)',
   options: {},
   args: [1, Infinity],
   async run(p) {
@@ -114,9 +114,18 @@ function resolve(argv: string[]): { cmd: Command; rest: string[] } {
   return { cmd, rest: argv.slice(1) };
 }
 
+const isHelp = (a: string | undefined) => a === '--help' || a === '-h';
+
 async function main(argv: string[]): Promise<void> {
-  if (argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
+  // `kv --help` is `help kv`
+  if (groups.has(argv[0] ?? '') && isHelp(argv[1])) argv = ['help', argv[0]];
+  if (argv[0] === 'help' || isHelp(argv[0])) {
     const topic = argv.slice(1);
+    if (topic[0] === 'bench') {
+      const { BENCH_HELP } = await import('../../bench/args.js');
+      process.stdout.write(BENCH_HELP);
+      return;
+    }
     // `help kv` shows every kv subcommand.
     const family = topic.length === 1 && groups.has(topic[0]) ? commands.filter((c) => c.name === topic[0] || c.name.startsWith(topic[0] + ' ')) : undefined;
     if (family) process.stdout.write(family.map(commandUsage).join('\n'));
@@ -126,6 +135,7 @@ async function main(argv: string[]): Promise<void> {
   const { cmd, rest } = resolve(argv);
   // bench's flags belong to bench; everything after the scenario goes through untouched.
   const p: Parsed = cmd === bench ? benchArgs(rest) : parse(cmd, rest);
+  if (p.values.help && cmd === bench) return main(['help', 'bench']);
   if (p.values.help) {
     process.stdout.write(commandUsage(cmd));
     return;
@@ -171,6 +181,10 @@ function report(err: unknown): number {
   if (e?.name === 'ChicagoError') {
     process.stderr.write(`error ${(err as { code: string }).code}: ${e.message}\n`);
     return EXIT.server;
+  }
+  if (e?.name === 'BenchArgsError') {
+    process.stderr.write(`chicago bench: ${e.message}\nsee 'chicago bench --help'\n`);
+    return EXIT.usage;
   }
   if (e?.name === 'DiskFullError') {
     process.stderr.write(`chicago: ${e.message}\n`);

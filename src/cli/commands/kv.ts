@@ -45,9 +45,9 @@ const put: Command = {
 
 const get: Command = {
   name: 'kv get',
-  synopsis: 'KEYSPACE KEY',
-  summary: 'print the value; exit 1 when the key is absent',
-  options: { url: clientOptions.url, token: clientOptions.token, 'token-file': clientOptions['token-file'], ca: clientOptions.ca, timeout: clientOptions.timeout },
+  synopsis: 'KEYSPACE KEY [--raw]',
+  summary: 'print the value and a newline (--raw: the stored bytes only); exit 1 when the key is absent',
+  options: { url: clientOptions.url, token: clientOptions.token, 'token-file': clientOptions['token-file'], ca: clientOptions.ca, timeout: clientOptions.timeout, raw: { type: 'boolean' } },
   args: [2, 2],
   async run(p) {
     const value = await httpFrom(p).bytes('GET', keyPath(p));
@@ -55,8 +55,8 @@ const get: Command = {
       throw new CliError(EXIT.absent, `key '${p.positionals[1]}' not found in keyspace '${p.positionals[0]}'`);
     }
     await write(value);
-    // The value goes out byte for byte; a newline only keeps a terminal prompt off its last line.
-    if (process.stdout.isTTY) await write('\n');
+    // a line per value, as redis-cli and etcdctl print it; --raw keeps the bytes exact for files and pipes
+    if (p.values.raw !== true) await write('\n');
   },
 };
 

@@ -118,9 +118,12 @@ export const produce: Command = {
       await inFlight;
     }
     const spread = [...ranges].sort(([a], [b]) => a - b).map(([part, [first, last]]) => `p${part}:${first}-${last}`);
-    process.stderr.write(
-      `produced ${sent} records in ${batches} batch${batches === 1 ? '' : 'es'} to ${topic}${spread.length ? ` (${spread.join(' ')})` : ''}\n`,
-    );
+    // after a failure, the count says what was acknowledged before it (nothing is said when that is nothing)
+    if (failure === undefined || sent > 0) {
+      process.stderr.write(
+        `produced ${sent} record${sent === 1 ? '' : 's'} in ${batches} batch${batches === 1 ? '' : 'es'} to ${topic}${spread.length ? ` (${spread.join(' ')})` : ''}${failure !== undefined ? ' before the error below' : ''}\n`,
+      );
+    }
     if (failure !== undefined) throw failure;
   },
 };
