@@ -240,6 +240,36 @@ describe('produce and tail', () => {
   });
 });
 
+describe('tail --follow across node restarts', () => {
+  it('rides out a kill -9 and a SIGTERM restart of the node: every record once, in order', async () => {
+    let own = await startNode();
+    try {
+      const at = (n: NodeHandle) => ['--url', n.url];
+      expect((await runCli(['topic', 'create', 'cli-restart', '--partitions', '1', '--replicas', '1', ...at(own)])).code).toBe(0);
+      const follow = spawnCli(['tail', 'cli-restart', '--follow', ...at(own)]);
+      expect((await runCli(['produce', 'cli-restart', ...at(own)], { input: 'a\nb\n' })).code).toBe(0);
+      await follow.stdout.waitFor(/"value":"b"/, 10_000);
+      for (const [value, how] of [['c', 'SIGKILL'], ['d', 'SIGTERM']] as const) {
+        const port = own.port;
+        if (how === 'SIGKILL') await own.kill('SIGKILL');
+        own = await own.restart();
+        // the follower knows one URL: the restarted node must be on it
+        expect(own.port).toBe(port);
+        expect((await runCli(['produce', 'cli-restart', ...at(own)], { input: `${value}\n` })).code).toBe(0);
+        await follow.stdout.waitFor(new RegExp(`"value":"${value}"`), 20_000);
+      }
+      follow.proc.kill('SIGINT');
+      const done = await follow.done;
+      expect(done.code, done.stderr).toBe(0);
+      expect(jsonLines(done.stdout).map((r) => [r.offset, r.value])).toEqual([[0, 'a'], [1, 'b'], [2, 'c'], [3, 'd']]);
+      expect(done.stderr).toMatch(/retrying/);
+      expect(done.stderr).toMatch(/reconnected/);
+    } finally {
+      await own.stop();
+    }
+  }, 90_000);
+});
+
 describe('errors and exit codes', () => {
   it('prints the node error as "error CODE: message" and exits 2', async () => {
     const badTopic = await cli(['topic', 'create', 'bad name!', '--partitions', '1']);

@@ -2,6 +2,7 @@
 // pretest does it): the node and CLI run from dist/, as users run them.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import net from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -171,7 +172,32 @@ export interface NodeHandle {
   restart(): Promise<NodeHandle>;
 }
 
+/**
+ * A port the kernel just handed out. The node is given it rather than `--port 0`: uWS sets
+ * SO_REUSEADDR only on an explicit port, and without it a node killed with clients connected could
+ * not listen on its port again until their TIME_WAITs end (60 s) — a restart must keep its URL.
+ */
+function ephemeralPort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().once('error', reject);
+    s.listen(0, host.includes(':') ? host : '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
+  if (!opts.port) {
+    // another process may take the port between the probe and the node's listen: try again
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await startNode({ ...opts, port: await ephemeralPort(opts.host ?? '127.0.0.1') });
+      } catch (err) {
+        if (attempt >= 3 || !/exited before serving \(code 69,/.test((err as Error).message)) throw err;
+      }
+    }
+  }
   if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run \`npm run build\` first`);
   const keepData = opts.keepData ?? opts.dataDir !== undefined;
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'chicago-node-')));
@@ -235,7 +261,8 @@ export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
       const again = { ...opts, dataDir, keepData };
       try {
         return await startNode({ ...again, port });
-      } catch {
+      } catch (err) {
+        process.stderr.write(`restart on port ${port} failed, trying another: ${(err as Error).message.split('\n')[0]}\n`);
         return startNode({ ...again, port: 0 });
       }
     },

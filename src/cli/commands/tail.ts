@@ -1,6 +1,6 @@
 // chicago tail: print records as JSON lines; with --group commit what was printed.
 import { type Command, type Parsed, clientOptions, flag, int, parseTime, str } from '../args.js';
-import { ServerError, UsageError } from '../errors.js';
+import { CliError, EXIT, ServerError, UsageError } from '../errors.js';
 import { type Http, enc, httpFrom } from '../http.js';
 import { line } from '../output.js';
 import { type PartitionView, describeTopic } from './topic.js';
@@ -59,7 +59,8 @@ export const tail: Command = {
     "Starts at the group's committed offset with --group, else at the beginning of each partition.",
     'TIME is an ISO date, an age (30s, 5m, 1h, 2d) or ms since the epoch.',
     'Without --follow it prints what exists and exits; with it, it waits for new records on every',
-    'partition until interrupted. --max N stops after N records.',
+    'partition until interrupted, and rides out a node restart (it says so on stderr and resumes at the',
+    'next offset). --max N stops after N records.',
   ].join('\n'),
   options: {
     url: clientOptions.url,
@@ -107,7 +108,7 @@ export const tail: Command = {
       for (;;) {
         const waitMs = follow ? FOLLOW_WAIT_MS : 0;
         const query = { partition: part.partition, ...pos, maxRecords: Math.min(FETCH_RECORDS, budget), maxBytes: FETCH_BYTES, waitMs };
-        const res = await http.must<FetchResponse>('GET', recordsPath, { query, waitMs });
+        const res = follow ? await fetchRetrying(() => http.must<FetchResponse>('GET', recordsPath, { query, waitMs }), stop.signal) : await http.must<FetchResponse>('GET', recordsPath, { query, waitMs });
         // Another partition may have used up --max while this one waited.
         if (budget <= 0) return;
         const shown = res.records.slice(0, budget);
@@ -123,7 +124,8 @@ export const tail: Command = {
         const next = shown.length < res.records.length ? shown[shown.length - 1].offset + 1 : res.nextOffset;
         if (group !== undefined && shown.length > 0) {
           // Committed offset = the next one to read, so a resumed tail starts right after.
-          await commits.json('POST', `/v1/groups/${enc(group)}/offsets`, { body: { topic, partition: part.partition, offset: next } });
+          const commit = () => commits.json('POST', `/v1/groups/${enc(group)}/offsets`, { body: { topic, partition: part.partition, offset: next } });
+          await (follow ? fetchRetrying(commit, stop.signal) : commit());
         }
         pos = { offset: next };
         if (budget <= 0) return stop.abort();
@@ -161,3 +163,32 @@ export const tail: Command = {
     if (failure !== undefined) throw failure;
   },
 };
+
+/** An error a following tail waits out: the node restarting, unreachable, or saying "try again". */
+export const isTransient = (err: unknown): boolean =>
+  (err instanceof ServerError && err.retryable) || (err instanceof CliError && err.exitCode === EXIT.unreachable);
+
+/**
+ * --follow outlives a node restart: a transient error is said once on stderr and the same fetch is
+ * retried with backoff (100 ms doubling to 2 s) from the same offset, so nothing is skipped or shown twice.
+ */
+async function fetchRetrying<T>(fetchOnce: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  let delayMs = 100;
+  let said = false;
+  for (;;) {
+    try {
+      const res = await fetchOnce();
+      if (said) process.stderr.write('chicago tail: reconnected\n');
+      return res;
+    } catch (err) {
+      if (!isTransient(err) || signal.aborted) throw err;
+      if (!said) process.stderr.write(`chicago tail: ${(err as Error).message}; retrying\n`);
+      said = true;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, delayMs);
+        signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+      });
+      delayMs = Math.min(delayMs * 2, 2_000);
+    }
+  }
+}
