@@ -21,8 +21,8 @@ export interface SubscribeOptions {
   heartbeatIntervalMs?: number;
   /** how often finished records are committed; default 1000 */
   commitIntervalMs?: number;
-  /** where a partition without a committed offset starts; default 'earliest' */
-  from?: TailFrom;
+  /** where a partition without a committed offset starts (one value, or per partition); default 'earliest' */
+  from?: TailFrom | ((partition: GroupPartitionRef) => TailFrom);
   /** per partition: bytes the server may push ahead of the consumer; default 256 KiB */
   creditBytes?: number;
   /** called with partitions this member starts reading */
@@ -226,13 +226,18 @@ export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
       const key = keyOf(a.topic, a.partition);
       const at = committed.get(key);
       const tail = new TailStream(this.session, a.topic, a.partition, {
-        from: at !== undefined ? { offset: at } : this.opts.from ?? 'earliest', creditBytes: this.opts.creditBytes ?? 256 * 1024,
+        from: at !== undefined ? { offset: at } : this.startOf(a), creditBytes: this.opts.creditBytes ?? 256 * 1024,
       }, this.router);
       const o: Owned = { key, topic: a.topic, partition: a.partition, tail, stopped: false, processedUpTo: at, committedUpTo: at, chain: Promise.resolve() };
       this.owned.set(key, o);
       void this.pump(o);
     }
     await this.opts.onAssign?.(added);
+  }
+
+  private startOf(p: GroupPartitionRef): TailFrom {
+    const from = this.opts.from ?? 'earliest';
+    return typeof from === 'function' ? from(p) : from;
   }
 
   /** Stop reading `list`, wait for the record in hand of each, and with `commit` commit their progress. */

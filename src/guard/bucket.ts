@@ -96,4 +96,7 @@ export class LruMap<V extends {}> {
   set(key: string, v: V): void { this.cache.set(key, v); }
 
   delete(key: string): boolean { return this.cache.delete(key); }
+
+  /** every entry, most recently used first; do not change the map while iterating */
+  entries(): IterableIterator<[string, V]> { return this.cache.entries(); }
 }

@@ -1,9 +1,11 @@
 // The guard's configuration: one schema (unknown keys rejected), read from a YAML/JSON file.
+import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { ConfigError, parseConfigFile } from '../runtime/config.js';
 import { nodeSchema, nodeSecrets, schemaMessage } from '../runtime/config-node.js';
+import { limits } from '../runtime/limits.js';
 import { Allowlist } from './ip.js';
 import { DEFAULT_SCENARIOS, type ScenarioSpec } from './scenarios.js';
 
@@ -12,7 +14,7 @@ export { ConfigError };
 export interface InputConfig {
   topic: string;
   format: 'nginx' | 'sshd';
-  /** 'all' or the partition numbers this guard reads (partitions.ts: the seam for group membership) */
+  /** 'all': shared with the other members of `group`; or the partition numbers this guard reads alone */
   partitions: 'all' | number[];
   /** where to start when the group has no committed offset */
   from: 'latest' | 'earliest';
@@ -22,8 +24,10 @@ export interface GuardConfig {
   node: { url: string; token?: string; ca?: string; timeoutMs: number };
   /** this guard's name in decisions it makes */
   guardId: string;
-  /** consumer group whose committed offsets say where reading resumes */
+  /** consumer group: guards in one group share the partitions; its committed offsets say where reading resumes */
   group: string;
+  /** group session: a member silent this long is removed and its partitions go to the others */
+  membership: { sessionTimeoutMs: number; heartbeatIntervalMs: number; commitIntervalMs: number };
   inputs: InputConfig[];
   allowlist: string[];
   loginPaths: string[];
@@ -91,6 +95,15 @@ export const guardConfigSchema = {
     node: nodeSchema,
     guardId: { type: 'string', pattern: NAME },
     group: { type: 'string', pattern: NAME },
+    membership: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        sessionTimeoutMs: int(limits.groupSessionTimeoutMsMin, limits.groupSessionTimeoutMsMax),
+        heartbeatIntervalMs: int(10, limits.groupSessionTimeoutMsMax),
+        commitIntervalMs: int(10, 60_000),
+      },
+    },
     inputs: {
       type: 'array',
       minItems: 1,
@@ -198,6 +211,12 @@ function mergeScenarios(list: Raw['scenarios']): ScenarioSpec[] {
   return [...byName.values()];
 }
 
+/** `guard.<topics>`: guards reading the same topics share a group by default; long lists are hashed. */
+export function defaultGroup(topics: readonly string[]): string {
+  const name = `guard.${[...new Set(topics)].sort().join('.')}`;
+  return name.length <= 128 ? name : `guard.${createHash('sha256').update(name).digest('hex').slice(0, 32)}`;
+}
+
 export function resolveGuardConfig(raw: unknown, base: string, env: NodeJS.ProcessEnv = process.env): GuardConfig {
   if (!validate(raw)) throw new ConfigError(`guard config: ${schemaMessage(validate.errors)}`);
   const r = raw as unknown as Raw;
@@ -207,6 +226,9 @@ export function resolveGuardConfig(raw: unknown, base: string, env: NodeJS.Proce
   const bad = Allowlist.check(allowlist);
   if (bad !== undefined) throw new ConfigError(`guard config: /allowlist '${bad}' is not an address or CIDR`);
   const scenarios = mergeScenarios(r.scenarios);
+  const sessionTimeoutMs = r.membership?.sessionTimeoutMs ?? 600;
+  const heartbeatIntervalMs = r.membership?.heartbeatIntervalMs ?? Math.max(10, Math.floor(sessionTimeoutMs / 4));
+  if (heartbeatIntervalMs * 2 > sessionTimeoutMs) throw new ConfigError(`guard config: /membership/heartbeatIntervalMs ${heartbeatIntervalMs} is more than half of sessionTimeoutMs ${sessionTimeoutMs}`);
   return {
     node: {
       url: (r.node?.url ?? env.CHICAGO_URL ?? 'http://127.0.0.1:7070').replace(/\/+$/, ''),
@@ -215,7 +237,8 @@ export function resolveGuardConfig(raw: unknown, base: string, env: NodeJS.Proce
       timeoutMs: r.node?.timeoutMs ?? 10_000,
     },
     guardId: r.guardId ?? (os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 120) || 'guard'),
-    group: r.group ?? 'chicago-guard',
+    group: r.group ?? defaultGroup(r.inputs.map((i) => i.topic)),
+    membership: { sessionTimeoutMs, heartbeatIntervalMs, commitIntervalMs: r.membership?.commitIntervalMs ?? 500 },
     inputs: r.inputs.map((i) => ({ topic: i.topic, format: i.format ?? 'nginx', partitions: i.partitions ?? 'all', from: i.from ?? 'latest' })),
     allowlist,
     loginPaths: r.loginPaths ?? ['/login', '/wp-login.php', '/user/login', '/admin/login', '/api/login'],

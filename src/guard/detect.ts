@@ -24,6 +24,8 @@ interface RatioState { startMs: number; total: number; matched: number; blackhol
 interface IpState {
   buckets: Array<Bucket | undefined>;
   ratios: Array<RatioState | undefined>;
+  /** the input partition the address was last seen in (the caller's number for it): `forget` drops by it */
+  source?: number;
 }
 
 interface PrefixState {
@@ -72,10 +74,23 @@ export function sketchBytes(state: DetectorState): number {
 }
 
 /**
- * One event through every scenario. `crsBlocked` is asked at most once, and only when a scenario
- * that needs the Core Rule Set verdict got that far (the verdict is the costly part).
+ * Drops the per-address state last fed from one of `sources` (partitions this guard no longer
+ * reads: their next owner counts those addresses). Returns how many addresses were dropped.
+ * Prefix sketches are shared by all addresses and age out with their window.
  */
-export function detect(state: DetectorState, ev: GuardEvent, crsBlocked: () => boolean): Alert[] {
+export function forget(state: DetectorState, sources: ReadonlySet<number>): number {
+  const gone: string[] = [];
+  for (const [ip, st] of state.ips.entries()) if (st.source !== undefined && sources.has(st.source)) gone.push(ip);
+  for (const ip of gone) state.ips.delete(ip);
+  return gone.length;
+}
+
+/**
+ * One event through every scenario. `crsBlocked` is asked at most once, and only when a scenario
+ * that needs the Core Rule Set verdict got that far (the verdict is the costly part). `source`
+ * tags the address's state with the input partition the event came from (see `forget`).
+ */
+export function detect(state: DetectorState, ev: GuardEvent, crsBlocked: () => boolean, source?: number): Alert[] {
   state.counters.events++;
   const ip = ev.client.ip;
   if (state.allowlist.has(ip)) {
@@ -111,6 +126,7 @@ export function detect(state: DetectorState, ev: GuardEvent, crsBlocked: () => b
         st = { buckets: [], ratios: [] };
         state.ips.set(ip, st);
       }
+      st.source = source;
     }
     if (s.type === 'ratio') continue; // counted below over every event of the source
     const spec = state.specs[sc.index];
@@ -126,6 +142,7 @@ export function detect(state: DetectorState, ev: GuardEvent, crsBlocked: () => b
     if (!st) {
       st = state.ips.get(ip) ?? { buckets: [], ratios: [] };
       state.ips.set(ip, st);
+      st.source = source;
     }
     let r = st.ratios[sc.index];
     const windowMs = s.windowMs ?? 60_000;

@@ -4,12 +4,12 @@
 import http from 'node:http';
 import { pino, type Logger } from 'pino';
 import client from 'prom-client';
-import { ChicagoClient, type TailStream } from '../client/index.js';
+import { ChicagoClient, type GroupConsumer, type GroupPartitionRef, type TailRecord, type TailStream } from '../client/index.js';
 import { LruMap } from './bucket.js';
 import { compile, DEBIAN_CRS_RULES_DIR, evaluate, type Ruleset } from './crs/index.js';
-import { type GuardConfig, loadGuardConfig } from './config.js';
+import { type GuardConfig, type InputConfig, loadGuardConfig } from './config.js';
 import { type Decision, type DecisionState, type Effect, decide, expire, newDecisions } from './decisions.js';
-import { type DetectorState, detect, newDetector, sketchBytes } from './detect.js';
+import { type DetectorState, detect, forget, newDetector, sketchBytes } from './detect.js';
 import { Allowlist } from './ip.js';
 import { NftEnforcer } from './nft.js';
 import { NginxEnforcer } from './nginx.js';
@@ -20,6 +20,8 @@ import { DecisionStore, decodeRecord, ensureDecisionsTopic } from './store.js';
 
 const EXPIRE_INTERVAL_MS = 1000;
 const VERDICT_CACHE_ENTRIES_MAX = 20_000;
+/** a failed group member leaves and joins again after this long */
+const REJOIN_DELAY_MS = 1000;
 
 export interface GuardMetrics {
   registry: client.Registry;
@@ -29,6 +31,7 @@ export interface GuardMetrics {
   bans: client.Counter<'scenario' | 'effect'>;
   sketch: client.Gauge;
   ips: client.Gauge;
+  partitions: client.Gauge;
 }
 
 function metrics(): GuardMetrics {
@@ -42,7 +45,8 @@ function metrics(): GuardMetrics {
   const bans = new client.Counter({ name: 'guard_decisions_total', help: 'decision effects by scenario (ban, extend, unban, dry, capped)', labelNames: ['scenario', 'effect'], registers: [registry] });
   const sketch = new client.Gauge({ name: 'guard_sketch_bytes', help: 'memory of the prefix sketches and top-K lists', registers: [registry] });
   const ips = new client.Gauge({ name: 'guard_tracked_ips', help: 'addresses with bucket state (bounded by limits.ipsMax)', registers: [registry] });
-  return { registry, lines, rejected, latency, bans, sketch, ips };
+  const partitions = new client.Gauge({ name: 'guard_partitions_assigned', help: 'input partitions this guard reads now (its share of the group, and pinned ones)', registers: [registry] });
+  return { registry, lines, rejected, latency, bans, sketch, ips, partitions };
 }
 
 /**
@@ -69,6 +73,10 @@ export class Guard {
   private nft: NftEnforcer | undefined;
   private nginx: NginxEnforcer | undefined;
   private tails: TailStream[] = [];
+  private member: GroupConsumer | undefined;
+  /** input partitions (`topic/partition`) as small numbers: the tag on the detector's per-address state */
+  private readonly sources = new Map<string, number>();
+  private readonly reading = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
   private server: http.Server | undefined;
   private readonly limits: ParseLimits;
@@ -106,14 +114,23 @@ export class Guard {
     const restored = await this.store.load(Date.now());
     await Promise.all(restored.flatMap((d) => decide(this.decisions, { kind: 'restore', decision: d }, Date.now())).map((e) => this.enforce(e, true)));
     this.log.info({ restored: restored.length }, 'decisions restored');
-    for (const input of cfg.inputs) {
+    // `partitions: all` inputs are shared with the group's other members; listed ones are read here alone
+    for (const input of cfg.inputs.filter((i) => i.partitions !== 'all')) {
       const count = await this.partitionCount(input.topic);
       for (const p of this.sourceFor(input).assigned(input.topic, count)) {
-        const tail = this.client.tail(input.topic, p, { group: cfg.group, from: input.from, commitIntervalMs: 500 });
+        const tail = this.client.tail(input.topic, p, { group: cfg.group, from: input.from, commitIntervalMs: cfg.membership.commitIntervalMs });
         this.tails.push(tail);
+        this.reading.add(`${input.topic}/${p}`);
         void this.consume(tail, input.format);
       }
     }
+    const shared = cfg.inputs.filter((i) => i.partitions === 'all');
+    if (shared.length > 0) {
+      // the coordinator counts a group's partitions when a member joins: the topics must exist first
+      for (const input of shared) await this.partitionCount(input.topic);
+      this.join(shared);
+    }
+    this.m.partitions.set(this.reading.size);
     this.timers.push(setInterval(() => {
       for (const d of expire(this.decisions, Date.now())) this.log.debug({ target: d.target }, 'decision expired');
       this.m.sketch.set(sketchBytes(this.detector));
@@ -137,15 +154,11 @@ export class Guard {
   private async consume(tail: TailStream, format: 'nginx' | 'sshd'): Promise<void> {
     const topic = tail.topic;
     const lines = this.m.lines.labels(topic);
+    const source = this.sourceOf(topic, tail.partition);
     try {
       for await (const rec of tail) {
         lines.inc();
-        const ev = format === 'nginx' ? parseNginx(rec.value, rec.timestampMs, this.limits) : parseSsh(rec.headers, rec.timestampMs, this.limits);
-        if (typeof ev === 'string') {
-          this.m.rejected.labels(ev).inc();
-          continue;
-        }
-        this.handle(ev);
+        this.ingest(rec, format, source);
       }
       if (!this.stopped) this.log.error({ topic, partition: tail.partition }, 'tail ended');
     } catch (err) {
@@ -153,8 +166,71 @@ export class Guard {
     }
   }
 
+  /**
+   * Joins the consumer group over the shared inputs: the coordinator assigns this guard its share
+   * of their partitions, moves them when a member joins, leaves or dies, and offsets are committed
+   * per partition (fenced), so the next owner resumes where this one stopped.
+   */
+  private join(inputs: InputConfig[]): void {
+    const byTopic = new Map(inputs.map((i) => [i.topic, i]));
+    const name = (ps: GroupPartitionRef[]) => ps.map((p) => `${p.topic}/${p.partition}`);
+    const lines = new Map(inputs.map((i) => [i.topic, this.m.lines.labels(i.topic)]));
+    const member = this.client.subscribe(this.cfg.group, [...byTopic.keys()], {
+      sessionTimeoutMs: this.cfg.membership.sessionTimeoutMs,
+      heartbeatIntervalMs: this.cfg.membership.heartbeatIntervalMs,
+      commitIntervalMs: this.cfg.membership.commitIntervalMs,
+      from: (p) => byTopic.get(p.topic)?.from ?? 'latest',
+      onAssign: (ps) => {
+        for (const k of name(ps)) this.reading.add(k);
+        this.m.partitions.set(this.reading.size);
+        this.log.info({ group: this.cfg.group, member: member.member, generation: member.generation, partitions: name(ps) }, 'partitions assigned');
+      },
+      onRevoke: (ps) => {
+        // their progress is committed; the addresses counted from them are the next owner's now
+        for (const k of name(ps)) this.reading.delete(k);
+        this.m.partitions.set(this.reading.size);
+        const released = this.detector ? forget(this.detector, new Set(ps.map((p) => this.sourceOf(p.topic, p.partition)))) : 0;
+        this.log.info({ group: this.cfg.group, member: member.member, generation: member.generation, partitions: name(ps), released }, 'partitions revoked');
+      },
+    });
+    this.member = member;
+    void (async () => {
+      try {
+        for await (const rec of member) {
+          const input = byTopic.get(rec.topic);
+          if (!input) continue;
+          lines.get(rec.topic)!.inc();
+          this.ingest(rec, input.format, this.sourceOf(rec.topic, rec.partition));
+        }
+      } catch (err) {
+        if (this.stopped) return;
+        // a member that cannot read must not keep its partitions: leave (they move at once), then join again
+        this.log.error({ err, group: this.cfg.group }, 'group member failed; rejoining');
+        await member.close().catch(() => undefined);
+        await new Promise((r) => setTimeout(r, REJOIN_DELAY_MS));
+        if (!this.stopped) this.join(inputs);
+      }
+    })();
+  }
+
+  private sourceOf(topic: string, partition: number): number {
+    const k = `${topic}/${partition}`;
+    let n = this.sources.get(k);
+    if (n === undefined) this.sources.set(k, (n = this.sources.size));
+    return n;
+  }
+
+  private ingest(rec: TailRecord, format: 'nginx' | 'sshd', source: number): void {
+    const ev = format === 'nginx' ? parseNginx(rec.value, rec.timestampMs, this.limits) : parseSsh(rec.headers, rec.timestampMs, this.limits);
+    if (typeof ev === 'string') {
+      this.m.rejected.labels(ev).inc();
+      return;
+    }
+    this.handle(ev, source);
+  }
+
   /** One event: detection, decisions, and the effects sent on their way (not awaited). */
-  handle(ev: GuardEvent): void {
+  handle(ev: GuardEvent, source?: number): void {
     const crs = this.crs;
     const alerts = detect(this.detector, ev, () => {
       if (!crs || ev.kind !== 'http') return false;
@@ -166,7 +242,7 @@ export class Guard {
         this.verdicts.set(key, blocked);
       }
       return blocked;
-    });
+    }, source);
     for (const alert of alerts) {
       const sc = this.cfg.scenarios.find((s) => s.name === alert.scenario)!;
       for (const e of decide(this.decisions, { kind: 'alert', alert, durationMs: sc.durationMs ?? 600_000 }, Date.now())) void this.enforce(e);
@@ -240,6 +316,8 @@ export class Guard {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    // leaving hands this guard's partitions to the others at once, with their progress committed
+    await this.member?.close().catch(() => undefined);
     for (const t of this.tails) await t.return?.();
     await this.nft?.close();
     await this.store?.close().catch(() => undefined);

@@ -1,5 +1,5 @@
-// Which partitions of an input topic this guard reads. Today a fixed list (or all of them); a
-// consumer-group membership implements the same interface and calls `onChange` on reassignment.
+// Which partitions of an input topic this guard reads alone: an input with a `partitions` list.
+// Inputs with `partitions: all` are shared through the consumer group instead (Guard.join).
 export interface PartitionSource {
   /** the partitions to read now */
   assigned(topic: string, partitionCount: number): number[];
