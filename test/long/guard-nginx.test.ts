@@ -107,7 +107,8 @@ http {
   proc.stderr!.setEncoding('utf8').on('data', (c: string) => stdout.feed(c));
   process.once('exit', () => proc.kill('SIGKILL'));
   guard = { proc, stdout };
-  await stdout.waitFor(/"msg":"guard running"/, 20_000);
+  // the group's coordinator assigns the partitions (after its hold when the node has just started)
+  await stdout.waitFor(/"msg":"partitions assigned"/, 20_000);
 }, slow(40_000));
 
 afterAll(async () => {
@@ -132,7 +133,7 @@ describe('guard → nginx Lua blocklist', () => {
         break;
       }
     }
-    if (firstForbiddenAt < 0) await writeFile("/tmp/guard-nginx-fail.log", [await (await fetch(`${node.url}/v1/groups/chicago-guard/offsets`)).text(), await (await fetch(JSON.parse(guard!.stdout.lines().find((l) => l.includes("metrics listening"))!).metrics)).text(), await (await fetch(`${node.url}/v1/topics/web-nginx`)).text(), guard!.stdout.text(), agent!.stdout.text(), agent!.stderr.text()].join("\n----\n"));
+    if (firstForbiddenAt < 0) await writeFile("/tmp/guard-nginx-fail.log", [await (await fetch(`${node.url}/v1/groups/guard.web-nginx/offsets`)).text(), await (await fetch(JSON.parse(guard!.stdout.lines().find((l) => l.includes("metrics listening"))!).metrics)).text(), await (await fetch(`${node.url}/v1/topics/web-nginx`)).text(), guard!.stdout.text(), agent!.stdout.text(), agent!.stderr.text()].join("\n----\n"));
     expect(firstForbiddenAt).toBeGreaterThan(0);
     const ban = JSON.parse(await guard!.stdout.waitFor(/"msg":"decision ban"/, 5000)) as { target: string; scenario: string; latencyMs: { nginx: number } };
     expect(ban.scenario).toBe('http-flood');
