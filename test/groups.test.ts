@@ -183,6 +183,40 @@ describe('group membership', () => {
     await client.groups.leave('fence', b.member);
   }, slow(20_000));
 
+  it('from latest: a member that dies before finishing its first record leaves the next one to read that record', async () => {
+    await createChicagoTopic(node.url, 'late', 1);
+    const c1 = await ChicagoClient.connect({ url: node.url, backoffMinMs: 10, backoffMaxMs: 100 });
+    const out = client.producer({ lingerMs: 0 });
+    // no periodic commit: only the start position can be committed before the member dies
+    const a = c1.subscribe('late-readers', ['late'], { sessionTimeoutMs: 500, commitIntervalMs: 60_000, from: 'latest' });
+    let b: GroupConsumer | undefined;
+    try {
+      await waitUntil('a owns late/0', () => a.assignment().length === 1, 8_000, 20);
+      // 'latest' resolves when a's subscription opens: send until a record reaches a (bounded)
+      let got: IteratorResult<{ offset: number }> | undefined;
+      const pending = a.next().then((r) => { got = r; });
+      for (let i = 0; i < 100 && !got; i++) {
+        await out.send('late', { value: `r${i}` });
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      await pending;
+      const first = got!.value.offset;
+      await waitUntil('the start position committed', async () => (await client.groupOffsets('late-readers', 'late')).some((o) => o.offset === first), 3_000, 20);
+      // a dies with the record in hand, unfinished: no leave, its session expires
+      c1.close();
+      b = client.subscribe('late-readers', ['late'], { sessionTimeoutMs: 500, from: 'latest' });
+      await waitUntil('b owns late/0', () => b!.assignment().length === 1, 5_000, 20);
+      await out.send('late', { value: 'after' });
+      const r = await b.next();
+      expect(r.value!.offset).toBe(first);
+    } finally {
+      await a.close();
+      await b?.close();
+      await out.close();
+      c1.close();
+    }
+  }, slow(20_000));
+
   it('an in-process subscriber: leave hands its partitions over well before its session would expire', async () => {
     const c2 = await ChicagoClient.connect({ url: node.url, backoffMinMs: 10, backoffMaxMs: 100 });
     const opts = { sessionTimeoutMs: 3_000, heartbeatIntervalMs: 50 };

@@ -284,6 +284,12 @@ export class GroupConsumer implements AsyncIterableIterator<GroupRecord> {
       while (!o.stopped) {
         const r = await o.tail.next();
         if (r.done || o.stopped) return;
+        if (o.processedUpTo === undefined) {
+          // No committed offset: reading started at `from`. Commit where it did start, at once, so a
+          // next owner resumes here and not at `from` again ('latest' would skip what was never finished).
+          o.processedUpTo = r.value.offset;
+          void this.commit(o).catch(() => undefined);
+        }
         await new Promise<void>((taken) => this.offer({ owned: o, record: r.value, taken }));
       }
     } catch (err) {
