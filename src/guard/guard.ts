@@ -190,7 +190,7 @@ export class Guard {
         for (const k of name(ps)) this.reading.delete(k);
         this.m.partitions.set(this.reading.size);
         const released = this.detector ? forget(this.detector, new Set(ps.map((p) => this.sourceOf(p.topic, p.partition)))) : 0;
-        this.log.info({ group: this.cfg.group, member: member.member, generation: member.generation, partitions: name(ps), released }, 'partitions revoked');
+        this.log.info({ group: this.cfg.group, member: member.member, generation: member.generation, partitions: name(ps), released, stats: member.stats }, 'partitions revoked');
       },
     });
     this.member = member;
