@@ -181,10 +181,12 @@ describe('guards sharing partitions as one consumer group', () => {
 
     await waitUntil('the victim\'s partitions owned by the survivors', () => ownedOnce(survivors), 5_000, 5);
     const ownedMs = Date.now() - killedAt;
-    const assignedAt = (p: string) => Math.min(...survivors.flatMap((g) => g.log.filter((l) => l.msg === 'partitions assigned' && l.partitions!.includes(p) && l.time >= killedAt).map((l) => l.time)));
+    let since = killedAt;
+    const assignedAt = (p: string) => Math.min(...survivors.flatMap((g) => g.log.filter((l) => l.msg === 'partitions assigned' && l.partitions!.includes(p) && l.time >= since).map((l) => l.time)));
     const moveMs = moved.map((p) => assignedAt(p) - killedAt);
     console.log(`kill -9 → the victim's partitions ${moved.join(', ')} assigned to the survivors after ${moveMs.join(', ')} ms (seen by the test after ${ownedMs} ms; session ${SESSION_MS} ms)`);
-    expect(Math.max(...moveMs)).toBeLessThan(slow(1_200));
+    // not scaled for a slow machine: waiting out more than about two sessions (or the coordinator's 3 s hold) is the failure
+    expect(Math.max(...moveMs)).toBeLessThan(1_500);
 
     const after = await client.groups.members(GROUP);
     expect(after.members).toHaveLength(2);
@@ -229,11 +231,23 @@ describe('guards sharing partitions as one consumer group', () => {
     await waitUntil('the newcomer owns its share', () => ownedOnce([g1, g3, g4]) && g4.owned.size === 2, 10_000, 10);
     console.log(`join → the newcomer reads its share after ${Date.now() - joinedAt} ms (process start included)`);
     for (const p of g4.owned) {
-      const revoked = survivors.flatMap((g) => g.log.filter((l) => l.msg === 'partitions revoked' && l.partitions!.includes(p) && l.time >= joinedAt));
-      const assigned = g4.log.find((l) => l.msg === 'partitions assigned' && l.partitions!.includes(p))!;
-      expect(revoked).toHaveLength(1);
-      expect(revoked[0].time).toBeLessThanOrEqual(assigned.time);
-      expect((revoked[0] as LogLine & { released: number }).released).toBeGreaterThan(0);
+      const assigned = g4.log.findLast((l) => l.msg === 'partitions assigned' && l.partitions!.includes(p))!;
+      // (more than one when a survivor's session lapsed on a loaded machine: it stops everything, then gets its share back)
+      const revoked = survivors.flatMap((g) => g.log.filter((l) => l.msg === 'partitions revoked' && l.partitions!.includes(p) && l.time >= joinedAt && l.time <= assigned.time)) as Array<LogLine & { released: number }>;
+      expect(revoked.length).toBeGreaterThanOrEqual(1);
+      expect(Math.max(...revoked.map((l) => l.released))).toBeGreaterThan(0);
     }
+
+    // SIGTERM: the guard commits and leaves; its partitions move without waiting for its session
+    const leaving = [...g4.owned];
+    const stoppedAt = Date.now();
+    since = stoppedAt;
+    g4.proc.kill('SIGTERM');
+    await waitUntil('the leaver\'s partitions owned by the others', () => ownedOnce(survivors), 3_000, 5);
+    const leaveMs = Math.max(...leaving.map((p) => assignedAt(p) - stoppedAt));
+    console.log(`SIGTERM → the leaver's partitions assigned to the others after ${leaveMs} ms`);
+    // a leave, not an expiry: well under one session
+    expect(leaveMs).toBeLessThan(SESSION_MS);
+    expect(await Promise.race([g4.exited.then(() => g4.proc.exitCode), new Promise((r) => setTimeout(() => r('running'), slow(3000)))])).toBe(0);
   }, slow(30_000));
 });
