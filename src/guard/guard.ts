@@ -77,6 +77,8 @@ export class Guard {
   /** input partitions (`topic/partition`) as small numbers: the tag on the detector's per-address state */
   private readonly sources = new Map<string, number>();
   private readonly reading = new Set<string>();
+  /** decision writes in flight (at most the bans of the last moments: new ones are capped per minute) */
+  private readonly storing = new Set<Promise<void>>();
   private timers: NodeJS.Timeout[] = [];
   private server: http.Server | undefined;
   private readonly limits: ParseLimits;
@@ -185,9 +187,15 @@ export class Guard {
         this.m.partitions.set(this.reading.size);
         this.log.info({ group: this.cfg.group, member: member.member, generation: member.generation, partitions: name(ps) }, 'partitions assigned');
       },
-      onRevoke: (ps) => {
+      onRevoke: async (ps) => {
         // their progress is committed; the addresses counted from them are the next owner's now
         for (const k of name(ps)) this.reading.delete(k);
+        // the decisions made from them are in the store before the next owner reads on, so it
+        // extends them rather than banning again; bounded, so the session does not lapse meanwhile
+        let timer: NodeJS.Timeout | undefined;
+        const wait = new Promise((r) => { timer = setTimeout(r, this.cfg.membership.sessionTimeoutMs / 2); });
+        await Promise.race([Promise.allSettled([...this.storing]), wait]);
+        clearTimeout(timer);
         this.m.partitions.set(this.reading.size);
         const released = this.detector ? forget(this.detector, new Set(ps.map((p) => this.sourceOf(p.topic, p.partition)))) : 0;
         this.log.info({ group: this.cfg.group, member: member.member, generation: member.generation, partitions: name(ps), released, stats: member.stats }, 'partitions revoked');
@@ -270,6 +278,8 @@ export class Guard {
     const stored = !restored && (d.origin === 'guard' || e.type === 'unban') ? this.store.put(e.type === 'unban' ? 'unban' : 'ban', d).catch((err: unknown) => {
       this.log.error({ err, target: d.target }, 'storing a decision failed');
     }) : Promise.resolve();
+    this.storing.add(stored);
+    void stored.finally(() => this.storing.delete(stored));
     const enforced = Object.fromEntries(await Promise.all(jobs));
     await stored;
     this.log.info({ effect: e.type, target: d.target, scope: d.scope, scenario: d.scenario, offense: d.offense, untilMs: d.untilMs, latencyMs: enforced, ...(d.eventMs !== undefined && e.type === 'ban' ? { detectMs: d.createdMs - d.eventMs } : {}), detail: d.detail }, restored ? 'decision restored' : `decision ${e.type}`);
