@@ -185,8 +185,9 @@ describe('guards sharing partitions as one consumer group', () => {
     const assignedAt = (p: string) => Math.min(...survivors.flatMap((g) => g.log.filter((l) => l.msg === 'partitions assigned' && l.partitions!.includes(p) && l.time >= since).map((l) => l.time)));
     const moveMs = moved.map((p) => assignedAt(p) - killedAt);
     console.log(`kill -9 → the victim's partitions ${moved.join(', ')} assigned to the survivors after ${moveMs.join(', ')} ms (seen by the test after ${ownedMs} ms; session ${SESSION_MS} ms)`);
-    // not scaled for a slow machine: waiting out more than about two sessions (or the coordinator's 3 s hold) is the failure
-    expect(Math.max(...moveMs)).toBeLessThan(1_500);
+    // not scaled for a slow machine: about three sessions, or the coordinator's 3 s hold, is the failure
+    // (measured 510–760 ms with this file alone on a loaded 2-core box, up to 1,060 ms beside five other files)
+    expect(Math.max(...moveMs)).toBeLessThan(2_000);
 
     const after = await client.groups.members(GROUP);
     expect(after.members).toHaveLength(2);
