@@ -1,7 +1,7 @@
 // The benchmark harness: the open-loop generator's bookkeeping, and one tiny real run against a
 // spawned node to check the result shape of CONTRACT.md. Not a performance assertion.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -135,4 +135,43 @@ describe.skipIf(!existsSync(mainJs) || !existsSync(nodeJs))('chicago bench (spaw
     expect(code).toBe(1);
     expect(stderr).toMatch(/unknown bench scenario/);
   });
+});
+
+const guardJs = join(repoRoot(), 'dist', 'bench', 'guard.js');
+const isRoot = process.getuid?.() === 0;
+
+// bench/guard.ts in miniature: the guard (producer → node → guard → nft in a namespace) and, when
+// Debian's fail2ban is installed, fail2ban on the same lines. Shape and completeness, not speed.
+describe.skipIf(!existsSync(guardJs) || !existsSync(nodeJs))('bench:guard (small)', () => {
+  it('measures line → nft set, the 5k lines/s flood and throughput for each tool', async (ctx) => {
+    if (!isRoot) ctx.skip('bench:guard needs root for network namespaces and nftables');
+    const tools = ['guard-direct', ...(existsSync('/usr/bin/fail2ban-server') ? ['fail2ban'] : [])];
+    if (tools.length === 1) console.log('fail2ban is not installed (scripts/bench-guard-deps.sh): the guard only');
+    const out = mkdtempSync(join(tmpdir(), 'chicago-bench-guard-test-'));
+    try {
+      const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [guardJs, '--only', tools.join(','), '--attackers', '5', '--gap-ms', '50', '--throughput-lines', '1000',
+          '--throughput-max-s', '10', '--flood-max-s', '5', '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+        child.once('exit', (c) => resolve({ code: c, stderr }));
+      });
+      expect(code, stderr).toBe(0);
+      const file = readdirSync(out).find((f) => f.startsWith('guard-') && f.endsWith('.json'))!;
+      const r = JSON.parse(readFileSync(join(out, file), 'utf8')) as { sides: Array<{ tool: string; error?: string; latency: { attackers: number; enforced: number; us: { p50: number; max: number } }; flood: { enforcedAfterUs: number | null; linesAfterTrigger: number }; throughput: { complete: boolean; linesPerCpuS: number; rssMB: number } }> };
+      expect(r.sides.map((s) => s.tool)).toEqual(tools);
+      for (const s of r.sides) {
+        expect(s.error, s.tool).toBeUndefined();
+        expect(s.latency.enforced, s.tool).toBe(5);
+        expect(s.latency.us.p50, s.tool).toBeGreaterThan(0);
+        expect(s.latency.us.p50, s.tool).toBeLessThanOrEqual(s.latency.us.max);
+        expect(s.flood.enforcedAfterUs, s.tool).not.toBe(null);
+        expect(s.throughput.complete, s.tool).toBe(true);
+        expect(s.throughput.rssMB, s.tool).toBeGreaterThan(0);
+      }
+      expect(readFileSync(join(out, 'guard.md'), 'utf8')).toMatch(/line → enforced p50 ms/);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, slow(60_000));
 });
