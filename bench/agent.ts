@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import type { Histogram } from 'hdr-histogram-js';
 import { ChicagoClient } from '../src/client/index.js';
 import { newHistogram, recordUs, summarize, type LatencySummary } from './openloop.js';
-import { MachineSampler, machineInfo, readProc, repoRoot, round1, spawnNode, type SpawnedNode } from './proc.js';
+import { type LoggedProc, MachineSampler, machineInfo, readProc, repoRoot, round1, spawnLogged, spawnNode, type SpawnedNode, waitFor } from './proc.js';
 
 const LINE_BYTES = 200;
 const TOPIC = 'bench-agent';
@@ -83,44 +83,8 @@ const cpuS = (pid: number): number => readProc(pid)?.cpuS ?? 0;
 
 // ---- the agent ------------------------------------------------------------------------------------
 
-interface Proc { child: ChildProcess; pid: number; out: string[]; exited: Promise<void>; stop(): Promise<void> }
-
-function spawnProc(cmd: string, args: string[], name: string): Proc {
-  const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: string[] = [];
-  const keep = (c: Buffer): void => {
-    for (const l of c.toString('utf8').split('\n')) if (l) out.push(l);
-    if (out.length > 200) out.splice(0, out.length - 100);
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const exited = new Promise<void>((r) => child.once('close', () => r()));
-  process.once('exit', () => child.kill('SIGKILL'));
-  return {
-    child,
-    pid: child.pid ?? -1,
-    out,
-    exited,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => {
-        log(`${name} did not stop within 15 s of SIGTERM: SIGKILL`);
-        child.kill('SIGKILL');
-      }, 15_000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
-}
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, tail?: () => string): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${tail ? `\n${tail()}` : ''}`);
-    await sleep(POLL_MS);
-  }
-}
+type Proc = LoggedProc;
+const spawnProc = (cmd: string, args: string[], name: string): Proc => spawnLogged(cmd, args, name, { cwd: root, log });
 
 async function startAgent(work: string, url: string, glob: string, extra: string[] = []): Promise<Proc> {
   const conf = join(work, 'agent.yaml');

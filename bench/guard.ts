@@ -23,7 +23,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { ChicagoClient } from '../src/client/index.js';
 import { newHistogram, recordUs, summarize, type LatencySummary } from './openloop.js';
-import { machineInfo, readProc, repoRoot, round1, spawnNode, type SpawnedNode } from './proc.js';
+import { atExit, type LoggedProc, machineInfo, readProc, repoRoot, round1, spawnLogged, spawnNode, type SpawnedNode, waitFor } from './proc.js';
 
 const run = promisify(execFile);
 const hrUs = (): number => Number(process.hrtime.bigint() / 1000n);
@@ -31,9 +31,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const log = (s: string): void => void process.stderr.write(`[bench:guard] ${s}\n`);
 const round2 = (x: number): number => Math.round(x * 100) / 100;
 
-/** Last-resort cleanup when the bench dies (signal, crash): kill what it started, delete its namespaces. */
-const onExit = new Set<() => void>();
-process.once('exit', () => { for (const f of [...onExit].reverse()) { try { f(); } catch { /* best effort */ } } });
 
 // ---- the traffic ---------------------------------------------------------------------------------
 
@@ -60,7 +57,7 @@ interface LatencyPlan { lines: Planned[]; triggers: Map<string, number> }
 /** Attackers 198.18.1.x one after another (every `gapMs`), each capacity+6 lines 0.2 ms apart, over a background. */
 function latencyPlan(o: { attackers: number; gapMs: number; capacity: number; backgroundPerS: number }): LatencyPlan {
   const lines: Planned[] = [];
-  const startUs = 1_000_000;
+  const startUs = 500_000;
   const endUs = startUs + o.attackers * o.gapMs * 1000 + 500_000;
   const every = 1e6 / o.backgroundPerS;
   // 1,000 legitimate addresses, each well under any threshold
@@ -154,10 +151,9 @@ function startWriter(work: string, name: string, plan: Planned[], logFile: strin
   const timesFile = join(work, `${name}.times.json`);
   writeFileSync(planFile, JSON.stringify(plan));
   const proc = spawn(process.execPath, [join(repoRoot(), 'dist', 'bench', 'guard.js'), 'write', planFile, logFile, timesFile, ...(sink ? [sink.url, sink.topic] : [])], { stdio: 'inherit' });
-  const kill = (): void => void proc.kill('SIGKILL');
-  onExit.add(kill);
+  const unhook = atExit(() => void proc.kill('SIGKILL'));
   const done = new Promise<Written>((res, rej) => proc.once('close', (code) => {
-    onExit.delete(kill);
+    unhook();
     if (code !== 0) return rej(new Error(`writer exited ${code}`));
     res({ times: JSON.parse(readFileSync(timesFile, 'utf8')) as number[] });
   }));
@@ -173,9 +169,7 @@ class NftWatch {
   private buf = '';
   constructor(ns: string) {
     this.proc = spawn('ip', ['netns', 'exec', ns, 'nft', 'monitor', 'new', 'elements'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const kill = (): void => void this.proc.kill('SIGKILL');
-    onExit.add(kill);
-    this.proc.once('close', () => onExit.delete(kill));
+    this.proc.once('close', atExit(() => void this.proc.kill('SIGKILL')));
     this.proc.stdout!.setEncoding('latin1').on('data', (c: string) => {
       const at = hrUs();
       this.buf += c;
@@ -211,42 +205,9 @@ interface Tool {
   selfReport?(): Record<string, unknown>;
 }
 
-interface Proc { child: ChildProcess; out: string[]; exited: Promise<void>; stop(): Promise<void> }
-
-function spawnProc(cmd: string, args: string[], name: string, opts: { cwd?: string } = {}): Proc {
-  const child = spawn(cmd, args, { cwd: opts.cwd ?? repoRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: string[] = [];
-  let rest = '';
-  const keep = (c: Buffer): void => {
-    const parts = (rest + c.toString('utf8')).split('\n');
-    rest = parts.pop() ?? '';
-    for (const l of parts) if (l) out.push(l);
-    if (out.length > 4000) out.splice(0, out.length - 2000);
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const kill = (): void => void child.kill('SIGKILL');
-  onExit.add(kill);
-  const exited = new Promise<void>((r) => child.once('close', () => { onExit.delete(kill); r(); }));
-  return {
-    child, out, exited,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => { log(`${name} did not stop within 10 s of SIGTERM: SIGKILL`); child.kill('SIGKILL'); }, 10_000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
-}
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, tail?: () => string): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${tail ? `\n${tail()}` : ''}`);
-    await sleep(50);
-  }
-}
+type Proc = LoggedProc;
+const spawnProc = (cmd: string, args: string[], name: string, opts: { cwd?: string } = {}): Proc =>
+  spawnLogged(cmd, args, name, { keepLines: 4000, graceMs: 10_000, log, ...opts });
 
 /** The pid of the program `ip netns exec` runs (it execs, so the pid is the program's). */
 const pidOf = (p: Proc): number => p.child.pid ?? -1;
@@ -259,10 +220,18 @@ const freePort = async (): Promise<number> => {
   });
 };
 
+function killNode(node: SpawnedNode): void {
+  try {
+    process.kill(node.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  rmSync(node.dataDir, { recursive: true, force: true });
+}
+
 async function startChicago(dir: string, ns: string, logFile: string, p: Params, direct: boolean): Promise<Tool> {
   const node: SpawnedNode = await spawnNode();
-  const killNode = (): void => { try { process.kill(node.pid, 'SIGKILL'); } catch { /* gone */ } rmSync(node.dataDir, { recursive: true, force: true }); };
-  onExit.add(killNode);
+  const unhook = atExit(() => killNode(node));
   const started: Proc[] = [];
   try {
     return await startChicagoOn(node, started, dir, ns, logFile, p, direct);
@@ -271,7 +240,7 @@ async function startChicago(dir: string, ns: string, logFile: string, p: Params,
     await node.stop();
     throw e;
   } finally {
-    onExit.delete(killNode);
+    unhook();
   }
 }
 
@@ -316,8 +285,7 @@ async function startChicagoOn(node: SpawnedNode, started: Proc[], dir: string, n
     if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.out.slice(-20).join('\n')}`);
   }
   const version = JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')).version as string;
-  const killLive = (): void => { try { process.kill(node.pid, 'SIGKILL'); } catch { /* gone */ } rmSync(node.dataDir, { recursive: true, force: true }); };
-  onExit.add(killLive);
+  const unhook = atExit(() => killNode(node));
   return {
     name: direct ? 'guard-direct' : 'guard', version: `chicago ${version} (${machineInfo().gitRev ?? '?'})`,
     mainPid: () => guard.child.pid ?? -1,
@@ -345,7 +313,7 @@ async function startChicagoOn(node: SpawnedNode, started: Proc[], dir: string, n
       await agent?.stop();
       await guard.stop();
       await node.stop();
-      onExit.delete(killLive);
+      unhook();
     },
   };
 }
@@ -376,7 +344,7 @@ async function startFail2ban(dir: string, ns: string, logFile: string, p: Params
   ].join('\n'));
   const f2b = spawnProc('ip', ['netns', 'exec', ns, 'fail2ban-server', '-f', '-x', '-c', dir, '-s', sock, '-p', join(dir, 'f2b.pid')], 'fail2ban-server', { cwd: dir });
   const status = async (): Promise<string> => (await run('fail2ban-client', ['-c', dir, '-s', sock, 'status', 'bench-flood'], { timeout: 10_000 })).stdout;
-  await waitFor('fail2ban to run the jail', async () => { try { return (await status()).includes('Total failed'); } catch { return false; } }, 30_000, () => f2b.out.slice(-20).join('\n'))
+  await waitFor('fail2ban to run the jail', async () => { try { return (await status()).includes('Total failed'); } catch { return false; } }, 30_000, () => f2b.out.slice(-20).join('\n'), 200)
     .catch(async (e: Error) => {
       await f2b.stop();
       throw e;
@@ -491,7 +459,7 @@ prometheus: { enabled: false, listen_addr: 127.0.0.1, listen_port: 60601 }
   await waitFor('crowdsec to serve its metrics and API', async () => {
     if (cs.child.exitCode !== null) throw new Error(`crowdsec exited ${cs.child.exitCode}:\n${csLog()}`);
     try { return (await metrics()).includes('cs_') && (await run('ip', ['netns', 'exec', ns, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${lapiPort}/health`])).stdout.length > 0; } catch { return false; }
-  }, 60_000, csLog).catch(async (e: Error) => {
+  }, 60_000, csLog, 200).catch(async (e: Error) => {
     await cs.stop();
     throw e;
   });
@@ -499,7 +467,7 @@ prometheus: { enabled: false, listen_addr: 127.0.0.1, listen_port: 60601 }
   await waitFor('the bouncer to create its table', async () => {
     if (bouncer.child.exitCode !== null) throw new Error(`bouncer exited ${bouncer.child.exitCode}:\n${bouncer.out.join('\n')}`);
     try { await run('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'ip', table]); return true; } catch { return false; }
-  }, 30_000).catch(async (e: Error) => {
+  }, 30_000, undefined, 200).catch(async (e: Error) => {
     await bouncer.stop();
     await cs.stop();
     throw e;
@@ -629,8 +597,7 @@ async function runTool(name: string, work: string, p: Params, o: Opts): Promise<
   const logFile = join(dir, 'access.json');
   writeFileSync(logFile, '');
   await run('ip', ['netns', 'add', ns]);
-  const delNs = (): void => void spawnSync('ip', ['netns', 'del', ns]);
-  onExit.add(delNs);
+  const unhookNs = atExit(() => void spawnSync('ip', ['netns', 'del', ns]));
   let tool: Tool | undefined;
   let watch: NftWatch | undefined;
   try {
@@ -640,7 +607,7 @@ async function runTool(name: string, work: string, p: Params, o: Opts): Promise<
     log(`${name}: starting`);
     tool = name === 'guard' || name === 'guard-direct' ? await startChicago(dir, ns, logFile, p, name === 'guard-direct') : name === 'fail2ban' ? await startFail2ban(dir, ns, logFile, p) : await startCrowdsec(dir, ns, logFile, p);
     const side: Side = { tool: name, version: tool.version, notes: tool.notes };
-    await sleep(1000);
+    await sleep(500); // the tool's file watch in place
     side.latency = await measureLatency(tool, watch, dir, logFile, { attackers: o.attackers, gapMs: o.gapMs, capacity: p.capacity, backgroundPerS: o.backgroundPerS, waitS: o.waitS });
     log(`${name} latency: ${JSON.stringify(side.latency)}`);
     side.flood = await measureFlood(tool, watch, dir, logFile, { rate: 5000, maxS: o.floodMaxS, capacity: p.capacity });
@@ -653,7 +620,7 @@ async function runTool(name: string, work: string, p: Params, o: Opts): Promise<
     await tool?.stop().catch((e: Error) => log(`${name}: stop failed: ${e.message}`));
     watch?.stop();
     await run('ip', ['netns', 'del', ns]).catch(() => undefined);
-    onExit.delete(delNs);
+    unhookNs();
     rmSync(dir, { recursive: true, force: true });
   }
 }

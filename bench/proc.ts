@@ -334,3 +334,80 @@ export function threadCpuPct(a: Map<string, number>, b: Map<string, number>, wal
   rows.sort((x, y) => y[1] - x[1]);
   return Object.fromEntries(rows.slice(0, top).filter(([, v]) => v > 0));
 }
+
+// ---- child processes the bench starts -------------------------------------------------------------
+
+const exitHooks = new Set<() => void>();
+let exitHooked = false;
+
+/** Runs `f` (synchronously) if the bench exits before the returned function removes it: crash, signal. */
+export function atExit(f: () => void): () => void {
+  if (!exitHooked) {
+    exitHooked = true;
+    process.once('exit', () => {
+      for (const h of [...exitHooks].reverse()) {
+        try {
+          h();
+        } catch {
+          // best effort: the next hook still runs
+        }
+      }
+    });
+  }
+  exitHooks.add(f);
+  return () => void exitHooks.delete(f);
+}
+
+export interface LoggedProc {
+  child: ChildProcess;
+  pid: number;
+  /** the last lines of its stdout and stderr (at most `keepLines`) */
+  out: string[];
+  exited: Promise<void>;
+  /** SIGTERM, then SIGKILL after `graceMs` */
+  stop(): Promise<void>;
+}
+
+/** A child whose output lines are kept for waiting on and for error messages; killed if the bench dies. */
+export function spawnLogged(cmd: string, args: string[], name: string, opts: { cwd?: string; keepLines?: number; graceMs?: number; log?: (s: string) => void } = {}): LoggedProc {
+  const keepLines = opts.keepLines ?? 200;
+  const child = spawn(cmd, args, { cwd: opts.cwd ?? repoRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: string[] = [];
+  let rest = '';
+  const keep = (c: Buffer): void => {
+    const parts = (rest + c.toString('utf8')).split('\n');
+    rest = parts.pop() ?? '';
+    for (const l of parts) if (l) out.push(l);
+    if (out.length > keepLines) out.splice(0, out.length - Math.ceil(keepLines / 2));
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const unhook = atExit(() => void child.kill('SIGKILL'));
+  const exited = new Promise<void>((r) => child.once('close', () => { unhook(); r(); }));
+  const graceMs = opts.graceMs ?? 15_000;
+  return {
+    child,
+    pid: child.pid ?? -1,
+    out,
+    exited,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => {
+        (opts.log ?? ((s) => void process.stderr.write(s + '\n')))(`${name} did not stop within ${graceMs / 1000} s of SIGTERM: SIGKILL`);
+        child.kill('SIGKILL');
+      }, graceMs);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Polls `cond` every `pollMs` until it holds; after `timeoutMs` throws, with `tail()` in the message. */
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, tail?: () => string, pollMs = 20): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${tail ? `\n${tail()}` : ''}`);
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
