@@ -12,7 +12,9 @@
 //
 // Chicago's path is the real one: file → `chicago agent` → node → `chicago guard` → `nft -i`.
 //
-//   npm run bench:guard [-- --quick] [--only guard,fail2ban,crowdsec] [--attackers 100]
+// `guard-direct` is the same without the file and the agent: a producer beside nginx → node → guard.
+//
+//   npm run bench:guard [-- --quick] [--only guard,guard-direct,fail2ban,crowdsec] [--attackers 100]
 //       [--throughput-lines 100000] [--capacity 20] [--leak-ms 100] [--bouncer-poll 10s] [--out DIR]
 //
 // Results: bench/results/guard-<time>.json and guard.md (the table). Needs root (namespaces, nft).
@@ -30,7 +32,6 @@ const hrUs = (): number => Number(process.hrtime.bigint() / 1000n);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const log = (s: string): void => void process.stderr.write(`[bench:guard] ${s}\n`);
 const round2 = (x: number): number => Math.round(x * 100) / 100;
-
 
 // ---- the traffic ---------------------------------------------------------------------------------
 
@@ -182,7 +183,16 @@ class NftWatch {
       }
     });
   }
-  async ready(): Promise<void> { await sleep(300); }
+  /** Listening: an element added to a probe set has been seen. */
+  async ready(ns: string): Promise<void> {
+    const probe = '192.0.2.1';
+    await waitFor('nft monitor to listen', async () => {
+      if (this.firstSeen.has(probe)) return true;
+      await run('ip', ['netns', 'exec', ns, 'nft', 'add table inet bench_probe; add set inet bench_probe s { type ipv4_addr; }; add element inet bench_probe s { 192.0.2.1 }; delete table inet bench_probe']);
+      return false;
+    }, 10_000, undefined, 100);
+    this.firstSeen.delete(probe);
+  }
   stop(): void { this.proc.kill('SIGTERM'); }
 }
 
@@ -603,7 +613,7 @@ async function runTool(name: string, work: string, p: Params, o: Opts): Promise<
   try {
     await run('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
     watch = new NftWatch(ns);
-    await watch.ready();
+    await watch.ready(ns);
     log(`${name}: starting`);
     tool = name === 'guard' || name === 'guard-direct' ? await startChicago(dir, ns, logFile, p, name === 'guard-direct') : name === 'fail2ban' ? await startFail2ban(dir, ns, logFile, p) : await startCrowdsec(dir, ns, logFile, p);
     const side: Side = { tool: name, version: tool.version, notes: tool.notes };
