@@ -180,6 +180,9 @@ export const agentConfigSchema = {
           matches: { type: 'array', items: { type: 'string', pattern: '^([A-Z0-9_]+=.*|\\+)$' } },
           from: { enum: ['head', 'tail'] },
           maxMessageBytes: int(1024, 4 * 1024 * 1024 - 64 * 1024),
+          // a journald namespace (journalctl --namespace: NAME, +NAME with the default one, * for all), or a directory of journal files (--directory)
+          namespace: { type: 'string', pattern: '^(\\+?[A-Za-z0-9_.:-]{1,64}|\\*)$' },
+          directory: { type: 'string', minLength: 1 },
         },
       },
     },
@@ -272,6 +275,7 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
     // the task names the saved journal cursor
     if (journaldTasks.has(j.task)) throw new ConfigError(`agent config: /journald/${i} task ${j.task} has another journald source; one journald source per task`);
     journaldTasks.add(j.task);
+    if (j.namespace !== undefined && j.directory !== undefined) throw new ConfigError(`agent config: /journald/${i} has namespace and directory; one journal per source`);
     return {
       task: j.task,
       topic: j.topic,
@@ -280,6 +284,8 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
       matches: j.matches ?? [],
       from: j.from ?? 'tail',
       maxMessageBytes: j.maxMessageBytes ?? r.maxLineBytes ?? 1024 * 1024,
+      ...(j.namespace !== undefined ? { namespace: j.namespace } : {}),
+      ...(j.directory !== undefined ? { directory: abs(j.directory) } : {}),
     };
   });
   const retry = { minMs: r.retry?.minMs ?? 100, maxMs: r.retry?.maxMs ?? 5000 };

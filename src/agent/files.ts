@@ -13,7 +13,7 @@ import type { Notice } from './agent.js';
 import type { AgentConfig, SourceConfig } from './config.js';
 import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, judge, rotatedName, rotationRank, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
 import { type Event, Multiline, type MultilineState, detectLevel } from './multiline.js';
-import { type AgentEvent, recordEntries } from './records.js';
+import { type AgentEvent, cutHeader, recordEntries } from './records.js';
 import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
 import { sshHeadersOfLine } from './sshd.js';
 import type { Entry, FileCkpt, Spool } from './spool.js';
@@ -741,7 +741,7 @@ export class FileSource {
           ml.length = 0;
         }
         f.cut++;
-        const headers = { cut: cut ? `${f.cut}+` : `${f.cut}/${f.cut}` };
+        const headers = { cut: cutHeader(f.cut, !cut) };
         if (!cut) f.cut = 0;
         events.push({ value: f.buf.subarray(pos, e), levelText: f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_BYTES)), firstAtMs: nowMs, headers });
       } else if (this.ml) {

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import type { Logger } from '../runtime/log.js';
 import type { Notice, TaskSink } from './agent.js';
 import type { AgentConfig } from './config.js';
-import type { AgentEvent } from './records.js';
+import { type AgentEvent, cutPieces } from './records.js';
 import { SSHD_IDENTIFIERS, parseSshd, sshHeaders } from './sshd.js';
 import type { Spool } from './spool.js';
 
@@ -25,8 +25,12 @@ export interface JournaldConfig {
   matches: string[];
   /** where a first start (no saved cursor) begins: the oldest entry or the journal's end */
   from: 'head' | 'tail';
-  /** longest MESSAGE kept whole; longer ones are cut to this and marked with a `cut` header */
+  /** longest MESSAGE shipped as one record; longer ones go in pieces of this size, marked with a `cut` header */
   maxMessageBytes: number;
+  /** a journald namespace (`--namespace`) instead of the default journal */
+  namespace?: string;
+  /** a directory of journal files (`--directory`) instead of the default journal */
+  directory?: string;
 }
 
 /** the fields journalctl prints (it adds __CURSOR, __REALTIME_TIMESTAMP, __MONOTONIC_TIMESTAMP, _BOOT_ID) */
@@ -56,12 +60,24 @@ export function cursorKey(task: string): string {
   return `journald|${task}`;
 }
 
-/** journalctl arguments for following from a saved position (none: from the oldest entry). */
+/** Which journal journalctl reads: the default one, a namespace's or a directory's. */
+export function journalArgs(cfg: Pick<JournaldConfig, 'namespace' | 'directory'>): string[] {
+  if (cfg.namespace !== undefined) return [`--namespace=${cfg.namespace}`];
+  if (cfg.directory !== undefined) return [`--directory=${cfg.directory}`];
+  return [];
+}
+
+/**
+ * journalctl arguments for following from a saved position (none: from the oldest entry). Always
+ * `--cursor` (at the entry), never `--after-cursor`: journalctl 252 skips one entry after the seek
+ * on the assumption that it is the cursor's own, so when that entry does not match the filters (the
+ * journal's end saved at a first start) or is gone (vacuumed), the first entry after it is lost.
+ * The saved entry itself, when journalctl shows it again, is dropped by `afterPosition`.
+ */
 export function followArgs(cfg: JournaldConfig, position: string | undefined): string[] {
-  const args = ['--follow', '--output=json', '--all', '--quiet', `--output-fields=${JOURNAL_FIELDS.join(',')}`];
+  const args = [...journalArgs(cfg), '--follow', '--output=json', '--all', '--quiet', `--output-fields=${JOURNAL_FIELDS.join(',')}`];
   if (position === undefined) args.push('--no-tail');
-  else if (position.startsWith('=')) args.push(`--cursor=${position.slice(1)}`);
-  else args.push(`--after-cursor=${position}`);
+  else args.push(`--cursor=${position.startsWith('=') ? position.slice(1) : position}`);
   for (const u of cfg.units) args.push(`--unit=${u}`);
   for (const i of cfg.identifiers) args.push(`--identifier=${i}`);
   args.push(...cfg.matches);
@@ -76,6 +92,32 @@ export function parseCursor(c: string): Cursor | undefined {
   const i = parts.get('i');
   if (!s || !i || !/^[0-9a-f]+$/i.test(i)) return undefined;
   return { seqnumId: s, seqnum: BigInt(`0x${i}`) };
+}
+
+/**
+ * What one journalctl run from a saved position ships: it starts at the position's entry (--cursor),
+ * so an entry of the position's sequence up to it (the saved entry itself, after a plain cursor) is
+ * dropped. Entries of another sequence (another journal's, interleaved) and entries without a
+ * readable cursor are shipped. Once one entry of the sequence is after the position, so is every
+ * later one (journalctl shows a sequence in order) and nothing more is checked.
+ */
+export class ResumeFilter {
+  private saved?: Cursor;
+  private readonly inclusive: boolean;
+
+  constructor(position: string | undefined) {
+    this.inclusive = position?.startsWith('=') ?? false;
+    this.saved = position === undefined ? undefined : parseCursor(this.inclusive ? position.slice(1) : position);
+  }
+
+  ship(cursor: string | undefined): boolean {
+    if (!this.saved || cursor === undefined) return true;
+    const got = parseCursor(cursor);
+    if (!got || got.seqnumId !== this.saved.seqnumId) return true;
+    const after = this.inclusive ? got.seqnum >= this.saved.seqnum : got.seqnum > this.saved.seqnum;
+    if (after) this.saved = undefined;
+    return after;
+  }
 }
 
 /**
@@ -97,7 +139,8 @@ export function backoffMs(failures: number, retry: { minMs: number; maxMs: numbe
   return Math.min(retry.maxMs, retry.minMs * 2 ** Math.min(failures, 30));
 }
 
-export interface ParsedEntry { cursor?: string; event: AgentEvent }
+/** One journal entry: one event, or its pieces when MESSAGE is over the cap (in order). */
+export interface ParsedEntry { cursor?: string; events: AgentEvent[] }
 
 const firstString = (v: unknown): string | undefined =>
   typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined;
@@ -111,20 +154,14 @@ function messageValue(v: unknown): string | Buffer {
   return Buffer.concat(v.map((x, i) => Buffer.concat([i > 0 ? Buffer.from('\n') : Buffer.alloc(0), typeof x === 'string' ? Buffer.from(x) : Array.isArray(x) ? Buffer.from(x as number[]) : Buffer.alloc(0)])));
 }
 
-/** Cuts a value to maxBytes (at a UTF-8 character boundary for text). */
-function capValue(v: string | Buffer, maxBytes: number): { value: string | Buffer; cutFrom?: number } {
-  const b = typeof v === 'string' ? Buffer.from(v) : v;
-  if (b.length <= maxBytes) return { value: v };
-  let end = maxBytes;
-  if (typeof v === 'string') while (end > 0 && (b[end] & 0xc0) === 0x80) end--;
-  const cut = b.subarray(0, end);
-  return { value: typeof v === 'string' ? cut.toString('utf8') : Buffer.from(cut), cutFrom: b.length };
-}
-
-/** One journal entry (journalctl's JSON object) as an agent event. */
-export function entryEvent(obj: Record<string, unknown>, maxMessageBytes: number, nowMs: number): ParsedEntry {
+/**
+ * One journal entry (journalctl's JSON object) as agent events: one, or the pieces of a MESSAGE over
+ * maxMessageBytes (header `cut`, as for a file's long line). `incomplete`: MESSAGE is only the start
+ * of the entry's (its line was over the cap); its last piece says so with `cut.incomplete`.
+ */
+export function entryEvent(obj: Record<string, unknown>, maxMessageBytes: number, nowMs: number, incomplete = false): ParsedEntry {
   const f = (k: string) => firstString(obj[k]);
-  const { value, cutFrom } = capValue(messageValue(obj.MESSAGE), maxMessageBytes);
+  const value = messageValue(obj.MESSAGE);
   const us = Number(f('__REALTIME_TIMESTAMP'));
   const prio = Number(f('PRIORITY'));
   const unit = f('_SYSTEMD_UNIT');
@@ -140,16 +177,20 @@ export function entryEvent(obj: Record<string, unknown>, maxMessageBytes: number
   put('journal.uid', f('_UID'));
   const level = Number.isInteger(prio) && prio >= 0 && prio <= 7 ? LEVEL_OF_PRIORITY[prio] : undefined;
   if (level) headers['journal.priority'] = SYSLOG_SEVERITY[prio];
-  if (cutFrom !== undefined) headers.cut = String(cutFrom);
   if (ident !== undefined && SSHD_IDENTIFIERS.has(ident) && typeof value === 'string') {
     const ev = parseSshd(value);
     if (ev) Object.assign(headers, sshHeaders(ev));
   }
   const cursor = f('__CURSOR');
-  return {
-    ...(cursor !== undefined ? { cursor } : {}),
-    event: { value, source: unit ?? ident ?? f('_COMM') ?? 'journald', timeMs: Number.isFinite(us) && us > 0 ? Math.floor(us / 1000) : nowMs, ...(level ? { level } : {}), headers },
-  };
+  const base = { source: unit ?? ident ?? f('_COMM') ?? 'journald', timeMs: Number.isFinite(us) && us > 0 ? Math.floor(us / 1000) : nowMs, ...(level ? { level } : {}) };
+  const pieces = cutPieces(value, maxMessageBytes);
+  if (incomplete && pieces.length === 1) pieces[0].cut = '1/1';
+  const events = pieces.map((p, i) => {
+    const h = p.cut === undefined ? headers : { ...headers, cut: p.cut };
+    if (incomplete && i === pieces.length - 1) h['cut.incomplete'] = 'true';
+    return { ...base, value: p.value, headers: h };
+  });
+  return { ...(cursor !== undefined ? { cursor } : {}), events };
 }
 
 /** The start of a JSON value cut anywhere: a string's complete characters, an array's complete numbers. */
@@ -185,7 +226,7 @@ export function partialJsonValue(s: string): string | Buffer {
 }
 
 /** An entry whose JSON line was longer than the line cap: its small fields from the head and tail kept, MESSAGE cut. */
-export function salvageEntry(head: Buffer, tail: Buffer, totalBytes: number, maxMessageBytes: number, nowMs: number): ParsedEntry {
+export function salvageEntry(head: Buffer, tail: Buffer, maxMessageBytes: number, nowMs: number): ParsedEntry {
   const h = head.toString('utf8');
   const t = tail.toString('utf8');
   const obj: Record<string, unknown> = {};
@@ -197,9 +238,7 @@ export function salvageEntry(head: Buffer, tail: Buffer, totalBytes: number, max
   }
   const at = h.indexOf('"MESSAGE":');
   const msg = at >= 0 ? partialJsonValue(h.slice(at + 10)) : '';
-  const parsed = entryEvent({ ...obj, MESSAGE: typeof msg === 'string' ? msg : [...msg] }, maxMessageBytes, nowMs);
-  parsed.event.headers = { ...parsed.event.headers, cut: String(totalBytes) };
-  return parsed;
+  return entryEvent({ ...obj, MESSAGE: typeof msg === 'string' ? msg : [...msg] }, maxMessageBytes, nowMs, true);
 }
 
 export type Line = { line: Buffer } | { head: Buffer; tail: Buffer; totalBytes: number };
@@ -264,17 +303,19 @@ export class LineSplitter {
   }
 }
 
-export interface JournaldStats { entries: number; bytes: number; restarts: number; gaps: number; cut: number; badLines: number }
+export interface JournaldStats { entries: number; bytes: number; restarts: number; gaps: number; cut: number; badLines: number; skipped: number }
 
 /** The journal of one journald source, followed by a journalctl child restarted with backoff. */
 export class JournaldSource {
-  readonly stats: JournaldStats = { entries: 0, bytes: 0, restarts: 0, gaps: 0, cut: 0, badLines: 0 };
+  readonly stats: JournaldStats = { entries: 0, bytes: 0, restarts: 0, gaps: 0, cut: 0, badLines: 0, skipped: 0 };
   private readonly key: string;
   private readonly splitter: LineSplitter;
   private child?: ChildProcess;
   private batch: AgentEvent[] = [];
   private batchBytes = 0;
   private batchCursor?: string;
+  /** drops what the current journalctl run shows again */
+  private resume = new ResumeFilter(undefined);
   private writing?: Promise<void>;
   private stopped = false;
   private loop?: Promise<void>;
@@ -328,7 +369,7 @@ export class JournaldSource {
 
   private query(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
     return new Promise((resolve) => {
-      execFile(this.journalctl, args, { timeout: QUERY_TIMEOUT_MS, maxBuffer: 1024 * 1024 }, (err, stdout, stderr) => {
+      execFile(this.journalctl, [...journalArgs(this.cfg), ...args], { timeout: QUERY_TIMEOUT_MS, maxBuffer: 1024 * 1024 }, (err, stdout, stderr) => {
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
         resolve({ stdout, stderr, code });
       });
@@ -405,6 +446,7 @@ export class JournaldSource {
     const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.splitter.reset();
+    this.resume = new ResumeFilter(position);
     this.log.info({ task: this.cfg.task, position: position ?? '(oldest entry)', pid: child.pid }, 'journald: following');
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr = (stderr + s).slice(-STDERR_KEEP_BYTES); });
@@ -442,13 +484,20 @@ export class JournaldSource {
         p = entryEvent(obj as Record<string, unknown>, this.cfg.maxMessageBytes, nowMs);
         this.stats.bytes += l.line.length;
       } else {
-        p = salvageEntry(l.head, l.tail, l.totalBytes, this.cfg.maxMessageBytes, nowMs);
+        p = salvageEntry(l.head, l.tail, this.cfg.maxMessageBytes, nowMs);
         this.stats.bytes += l.totalBytes;
       }
-      if (p.event.headers?.cut !== undefined) this.stats.cut++;
+      // journalctl starts at the saved entry itself (--cursor): what the spool already holds is dropped
+      if (!this.resume.ship(p.cursor)) {
+        this.stats.skipped++;
+        continue;
+      }
+      if (p.events.length > 1 || p.events[0].headers?.cut !== undefined) this.stats.cut++;
       this.stats.entries++;
-      this.batch.push(p.event);
-      this.batchBytes += (typeof p.event.value === 'string' ? p.event.value.length : p.event.value.length * 2) + 256;
+      for (const ev of p.events) {
+        this.batch.push(ev);
+        this.batchBytes += (typeof ev.value === 'string' ? ev.value.length : ev.value.length * 2) + 256;
+      }
       if (p.cursor !== undefined) this.batchCursor = p.cursor;
     }
     // near the quota, smaller batches: the spool overshoots it by at most one batch

@@ -46,6 +46,32 @@ export function wtf8(s: string): Buffer {
   return Buffer.concat(parts);
 }
 
+/**
+ * The `cut` header of piece `piece` (from 1) of a line or message longer than its byte cap: `k+`
+ * while more pieces follow, `n/n` on the last one. Files and journald mark pieces alike.
+ */
+export function cutHeader(piece: number, last: boolean): string {
+  if (!(Number.isInteger(piece) && piece >= 1)) throw new Error(`cut piece ${piece} is not a positive integer`);
+  return last ? `${piece}/${piece}` : `${piece}+`;
+}
+
+/**
+ * A value longer than maxBytes as pieces of exactly maxBytes bytes (the last one shorter), in order,
+ * each with its `cut` header; a value that fits is one piece without one. A piece that ends inside a
+ * UTF-8 character is bytes, as a file's would be; their concatenation is the value's bytes.
+ */
+export function cutPieces(v: string | Buffer, maxBytes: number): Array<{ value: string | Buffer; cut?: string }> {
+  if (!(Number.isInteger(maxBytes) && maxBytes > 0)) throw new Error(`cut size ${maxBytes} is not a positive integer`);
+  if (typeof v === 'string' && v.length * 3 <= maxBytes) return [{ value: v }];
+  const b = typeof v === 'string' ? (v.isWellFormed() ? Buffer.from(v) : wtf8(v)) : v;
+  if (b.length <= maxBytes) return [{ value: v }];
+  const out: Array<{ value: Buffer; cut: string }> = [];
+  for (let at = 0, k = 1; at < b.length; at += maxBytes, k++) {
+    out.push({ value: b.subarray(at, Math.min(b.length, at + maxBytes)), cut: cutHeader(k, at + maxBytes >= b.length) });
+  }
+  return out;
+}
+
 // the lines of one read share their read time: one toISOString for all of them
 let lastMs = Number.NaN;
 let lastIso = '';

@@ -1,10 +1,12 @@
-// A systemd journal for tests on a machine whose PID 1 is not systemd: systemd-journald run
-// standalone (started once, left running for later tests), /dev/log pointing at it for syslog(3)
-// callers such as sshd, and writers through systemd-cat. Idempotent and safe to call from several
-// test files at once (one flock).
+// A systemd journal for tests on a machine whose PID 1 is not systemd: a private systemd-journald
+// per test (a journald namespace: its own sockets under /run/systemd/journal.NAME, its own files),
+// so a test that rotates or vacuums its journal, or writes thousands of entries, cannot touch
+// another test's or another run's. Writers (systemd-cat, sshd) run in a mount namespace where the
+// private instance's sockets are /run/systemd/journal (and /dev/log); readers use
+// `journalctl --namespace=NAME`.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { slow } from './slow.js';
 import { waitUntil } from './bridge.js';
@@ -12,21 +14,6 @@ import { type AgentProc, readTopic, startAgent, type TopicRecord } from './agent
 
 const run = promisify(execFile);
 export const JOURNALD = '/lib/systemd/systemd-journald';
-const SOCKET = '/run/systemd/journal/socket';
-
-function journaldRunning(): boolean {
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      // a zombie keeps its comm: check the state too
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (/^\d+ \(systemd-journal\) [^Z]/.test(stat)) return true;
-    } catch {
-      // gone
-    }
-  }
-  return false;
-}
 
 /** Debian packages installed if a file of theirs is missing (under the repo's apt lock). */
 export async function aptEnsure(need: Record<string, string>): Promise<void> {
@@ -43,36 +30,63 @@ export async function aptEnsure(need: Record<string, string>): Promise<void> {
   await run('bash', ['-c', script], { timeout: slow(300_000) });
 }
 
+/** A private systemd-journald: a namespace of the test's own, without rate limits, volatile. */
+export interface PrivateJournal {
+  namespace: string;
+  /** journalctl arguments that select it */
+  args: string[];
+  /** argv that runs cmd with this journal's sockets as /run/systemd/journal and /dev/log */
+  wrap: (cmd: string[]) => string[];
+  /** journalctl on it: stdout */
+  journalctl: (args: string[]) => Promise<string>;
+  stop: () => Promise<void>;
+}
+
+const MOUNT_SCRIPT = [
+  'set -e',
+  'mkdir -p /run/systemd/journal',
+  'mount --bind "/run/systemd/journal.$NS" /run/systemd/journal',
+  // a /dev/log that is a socket rather than the usual symlink into /run/systemd/journal
+  'if [ -S /dev/log ] && [ ! -L /dev/log ]; then mount --bind "/run/systemd/journal.$NS/dev-log" /dev/log; fi',
+  'exec "$@"',
+].join('\n');
+
 /**
- * systemd-journald running (started here if not), without rate limits (tests write thousands of
- * messages a second from one process), and /dev/log → its syslog socket.
+ * Starts a private systemd-journald for one test (namespace `name`, [a-z0-9-]); it ends with the test
+ * process (pdeathsig) or at stop(), which also removes its files and config.
  */
-export async function ensureJournald(): Promise<void> {
-  const script = [
-    'set -e',
-    '(',
-    '  flock 9',
-    '  mkdir -p /etc/systemd/journald.conf.d /run/systemd/journal',
-    '  conf=/etc/systemd/journald.conf.d/chicago-test.conf',
-    '  [ -e $conf ] || printf "[Journal]\\nRateLimitIntervalSec=0\\n" > $conf',
-    '  [ -e /dev/log ] || ln -s /run/systemd/journal/dev-log /dev/log',
-    ') 9>/tmp/chicago-journald.lock',
-  ].join('\n');
-  await run('bash', ['-c', script], { timeout: slow(10_000) });
-  if (!journaldRunning()) {
-    const p = spawn(JOURNALD, [], { detached: true, stdio: 'ignore' });
-    p.unref();
-  }
-  const deadline = Date.now() + slow(10_000);
-  while (!(existsSync(SOCKET) && journaldRunning())) {
-    if (Date.now() > deadline) throw new Error('systemd-journald did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+export async function startPrivateJournal(name: string): Promise<PrivateJournal> {
+  if (!/^[a-z0-9-]{1,48}$/.test(name)) throw new Error(`journal namespace ${name}: [a-z0-9-]{1,48}`);
+  const machineId = readFileSync('/etc/machine-id', 'utf8').trim();
+  const conf = `/etc/systemd/journald@${name}.conf`;
+  const dirs = [`/run/systemd/journal.${name}`, `/run/log/journal/${machineId}.${name}`, `/var/log/journal/${machineId}.${name}`];
+  // syslog(3) callers such as sshd write to /dev/log
+  if (!existsSync('/dev/log')) await run('ln', ['-sfn', '/run/systemd/journal/dev-log', '/dev/log']);
+  await mkdir('/etc/systemd', { recursive: true });
+  await writeFile(conf, '[Journal]\n# tests write thousands of entries a second from one process\nRateLimitIntervalSec=0\nStorage=volatile\n');
+  const proc = spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', JOURNALD, name], { stdio: 'ignore' });
+  const exited = new Promise<void>((r) => proc.once('close', () => r()));
+  const args = [`--namespace=${name}`];
+  const j: PrivateJournal = {
+    namespace: name,
+    args,
+    wrap: (cmd) => ['unshare', '--mount', '--propagation', 'private', 'env', `NS=${name}`, 'sh', '-c', MOUNT_SCRIPT, 'sh', ...cmd],
+    journalctl: async (a) => (await run('journalctl', [...args, ...a], { maxBuffer: 512 * 1024 * 1024, timeout: slow(30_000) })).stdout,
+    stop: async () => {
+      proc.kill('SIGTERM');
+      await exited;
+      for (const d of dirs) await rm(d, { recursive: true, force: true });
+      await rm(conf, { force: true });
+    },
+  };
+  await waitUntil(`systemd-journald ${name} started`, () => proc.exitCode === null && existsSync(`${dirs[0]}/stdout`) && existsSync(`${dirs[0]}/io.systemd.journal`), 10_000, 20);
+  return j;
 }
 
 /** A systemd-cat process: each line written to it is one journal entry with this identifier. */
-export function journalWriter(identifier: string, priority = 'info'): { proc: ChildProcess; write: (s: string | Buffer) => Promise<void>; end: () => Promise<void> } {
-  const proc = spawn('systemd-cat', ['-t', identifier, '-p', priority], { stdio: ['pipe', 'ignore', 'ignore'] });
+export function journalWriter(j: PrivateJournal, identifier: string, priority = 'info'): { proc: ChildProcess; write: (s: string | Buffer) => Promise<void>; end: () => Promise<void> } {
+  const [cmd, ...argv] = j.wrap(['systemd-cat', '-t', identifier, '-p', priority]);
+  const proc = spawn(cmd, argv, { stdio: ['pipe', 'ignore', 'inherit'] });
   const closed = new Promise<void>((r) => proc.once('close', () => r()));
   return {
     proc,
@@ -85,8 +99,8 @@ export function journalWriter(identifier: string, priority = 'info'): { proc: Ch
 }
 
 /** Every entry of an identifier in the journal now: [MESSAGE, cursor]. */
-export async function journalEntries(identifier: string): Promise<Array<{ message: unknown; cursor: string }>> {
-  const { stdout } = await run('journalctl', ['-o', 'json', '--all', `--identifier=${identifier}`, '--output-fields=MESSAGE'], { maxBuffer: 512 * 1024 * 1024 });
+export async function journalEntries(j: PrivateJournal, identifier: string): Promise<Array<{ message: unknown; cursor: string }>> {
+  const stdout = await j.journalctl(['-o', 'json', '--all', `--identifier=${identifier}`, '--output-fields=MESSAGE']);
   return stdout.split('\n').filter((l) => l).map((l) => {
     const o = JSON.parse(l) as { MESSAGE: unknown; __CURSOR: string };
     return { message: o.MESSAGE, cursor: o.__CURSOR };
@@ -106,8 +120,8 @@ export async function journalctlPids(identifier: string): Promise<number[]> {
 }
 
 /** writes `count` lines `prefix i` (+ pad) at about perSec, calling `at(i)` between batches */
-export async function writeNumbered(identifier: string, prefix: string, count: number, perSec: number, at: (i: number) => Promise<void> = async () => {}, pad = ''): Promise<void> {
-  const w = journalWriter(identifier, 'warning');
+export async function writeNumbered(j: PrivateJournal, identifier: string, prefix: string, count: number, perSec: number, at: (i: number) => Promise<void> = async () => {}, pad = ''): Promise<void> {
+  const w = journalWriter(j, identifier, 'warning');
   const batch = Math.max(1, Math.round(perSec / 50));
   const started = Date.now();
   for (let i = 0; i < count;) {

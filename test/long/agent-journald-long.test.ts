@@ -1,34 +1,36 @@
 // The journald source under load: 5k messages/s through systemd-cat for ~30 s while the agent is
 // killed (-9) and restarted and the journal rotated, then a full spool with the node down (journalctl
 // blocks writing its output) until the node comes back. Read back: 0 missing, 0 duplicated, in order.
+// Each test has a systemd-journald of its own (helpers/journald.ts).
 //   JOURNALD_LONG_RATE (5000), JOURNALD_LONG_SECONDS (30)
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { type NodeHandle, startNode } from '../helpers/launcher.js';
 import { type AgentProc, readTopic, type TopicRecord } from '../helpers/agent.js';
-import { awaitRecords, ensureJournald, followingAgent, journalctlPids, journalEntries, kill9, recordsOfTask, writeNumbered } from '../helpers/journald.js';
+import { awaitRecords, followingAgent, journalctlPids, journalEntries, kill9, type PrivateJournal, recordsOfTask, startPrivateJournal, writeNumbered } from '../helpers/journald.js';
 
-const run = promisify(execFile);
 const RATE = Number(process.env.JOURNALD_LONG_RATE ?? 5000);
 const SECONDS = Number(process.env.JOURNALD_LONG_SECONDS ?? 30);
 const RUN_ID = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 
 const nodes: NodeHandle[] = [];
 const agents: AgentProc[] = [];
-
-beforeAll(async () => {
-  await ensureJournald();
-});
+const journals: PrivateJournal[] = [];
 
 afterAll(async () => {
   for (const a of agents) a.proc.kill('SIGKILL');
   for (const n of nodes) await n.stop();
+  for (const j of journals) await j.stop();
 });
+
+async function journal(name: string): Promise<PrivateJournal> {
+  const j = await startPrivateJournal(`chjl-${name}-${RUN_ID}`);
+  journals.push(j);
+  return j;
+}
 
 async function setup(name: string, url: string, spool: string, body: string[]): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), `chicago-journald-long-${name}-`));
@@ -59,20 +61,21 @@ describe('agent: journald under load', () => {
   it(`${RATE} messages/s for ${SECONDS} s with kill -9s of the agent and journalctl --rotate: 0 missing, 0 duplicated`, async () => {
     const node = await startNode();
     nodes.push(node);
+    const j = await journal('load');
     const ID = `chjl-${RUN_ID}`;
-    const config = await setup('load', node.url, '{ dir: ./spool, quotaBytes: 268435456, segmentBytes: 16777216 }', ['journald:', `  - { task: load, topic: agent-journal-long, identifiers: [${ID}] }`]);
+    const config = await setup('load', node.url, '{ dir: ./spool, quotaBytes: 268435456, segmentBytes: 16777216 }', ['journald:', `  - { task: load, topic: agent-journal-long, identifiers: [${ID}], namespace: ${j.namespace} }`]);
     let agent = await running(config);
     const N = RATE * SECONDS;
     const t0 = Date.now();
     let writing = true;
-    const writer = writeNumbered(ID, 'L', N, RATE).finally(() => { writing = false; });
+    const writer = writeNumbered(j, ID, 'L', N, RATE).finally(() => { writing = false; });
     let kills = 0;
     let rotations = 0;
     // bounded: the writer ends after about SECONDS
     for (let i = 0; i < SECONDS * 2 && writing; i++) {
       await new Promise((r) => setTimeout(r, 1500));
       if (!writing) break;
-      await run('journalctl', ['--rotate']);
+      await j.journalctl(['--rotate']);
       rotations++;
       if (i % 3 === 1) {
         await kill9(agent);
@@ -86,7 +89,7 @@ describe('agent: journald under load', () => {
     const lagS = (Date.now() - t0) / 1000 - writtenS;
     await new Promise((r) => setTimeout(r, 500));
     const recs = recordsOfTask(await readTopic(node.url, 'agent-journal-long'), 'load');
-    expect((await journalEntries(ID)).length, 'the journal holds what was written').toBe(N);
+    expect((await journalEntries(j, ID)).length, 'the journal holds what was written').toBe(N);
     check(recs, N, 'load');
     console.log(`journald long: ${N} entries in ${writtenS.toFixed(1)} s (${Math.round(N / writtenS)}/s written), ${kills} kill -9s, ${rotations} rotations; ` +
       `all in Chicago ${lagS.toFixed(1)} s after the last write; 0 missing, 0 duplicated`);
@@ -100,15 +103,16 @@ describe('agent: journald under load', () => {
         s.close(() => resolve(p));
       });
     });
+    const j = await journal('full');
     const ID = `chjb-${RUN_ID}`;
     const QUOTA = 1024 * 1024;
-    const config = await setup('full', `http://127.0.0.1:${port}`, `{ dir: ./spool, quotaBytes: ${QUOTA}, segmentBytes: 65536 }`, ['journald:', `  - { task: full, topic: agent-journal-full, identifiers: [${ID}] }`]);
+    const config = await setup('full', `http://127.0.0.1:${port}`, `{ dir: ./spool, quotaBytes: ${QUOTA}, segmentBytes: 65536 }`, ['journald:', `  - { task: full, topic: agent-journal-full, identifiers: [${ID}], namespace: ${j.namespace} }`]);
     const spoolDir = path.join(path.dirname(config), 'spool');
     const agent = await running(config);
     const N = 20_000;
     const pad = ` ${'p'.repeat(200)}`;
     let maxSpool = 0;
-    await writeNumbered(ID, 'F', N, 5000, async () => { maxSpool = Math.max(maxSpool, await spoolBytes(spoolDir)); }, pad);
+    await writeNumbered(j, ID, 'F', N, 5000, async () => { maxSpool = Math.max(maxSpool, await spoolBytes(spoolDir)); }, pad);
     // the spool holds about its quota; journalctl waits on its full stdout
     await new Promise((r) => setTimeout(r, 500));
     maxSpool = Math.max(maxSpool, await spoolBytes(spoolDir));
