@@ -1,6 +1,6 @@
-// Following the systemd journal: `journalctl --follow --output=json --after-cursor=…` as a child
-// process; each entry becomes a record and the cursor of the last one is appended with them (one
-// fdatasync), so a restart resumes right after what the spool holds. Backpressure: while the spool
+// Following the systemd journal: `journalctl --follow --output=json --cursor=…` as a child process;
+// each entry becomes a record and the cursor of the last one is appended with them (one fdatasync),
+// so a restart resumes right after what the spool holds (the saved entry, shown again, is dropped). Backpressure: while the spool
 // is full or a batch waits, journalctl's stdout is paused (its socket buffer fills and journalctl
 // blocks in write).
 // Decisions (arguments, entry → record, gap after a vacuumed cursor, backoff) are pure functions.
@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import type { Logger } from '../runtime/log.js';
 import type { Notice, TaskSink } from './agent.js';
 import type { AgentConfig } from './config.js';
-import { type AgentEvent, cutPieces } from './records.js';
+import { type AgentEvent, cutHeader, cutPieces } from './records.js';
 import { SSHD_IDENTIFIERS, parseSshd, sshHeaders } from './sshd.js';
 import type { Spool } from './spool.js';
 
@@ -72,7 +72,7 @@ export function journalArgs(cfg: Pick<JournaldConfig, 'namespace' | 'directory'>
  * `--cursor` (at the entry), never `--after-cursor`: journalctl 252 skips one entry after the seek
  * on the assumption that it is the cursor's own, so when that entry does not match the filters (the
  * journal's end saved at a first start) or is gone (vacuumed), the first entry after it is lost.
- * The saved entry itself, when journalctl shows it again, is dropped by `afterPosition`.
+ * The saved entry itself, when journalctl shows it again, is dropped by `ResumeFilter`.
  */
 export function followArgs(cfg: JournaldConfig, position: string | undefined): string[] {
   const args = [...journalArgs(cfg), '--follow', '--output=json', '--all', '--quiet', `--output-fields=${JOURNAL_FIELDS.join(',')}`];
@@ -184,7 +184,7 @@ export function entryEvent(obj: Record<string, unknown>, maxMessageBytes: number
   const cursor = f('__CURSOR');
   const base = { source: unit ?? ident ?? f('_COMM') ?? 'journald', timeMs: Number.isFinite(us) && us > 0 ? Math.floor(us / 1000) : nowMs, ...(level ? { level } : {}) };
   const pieces = cutPieces(value, maxMessageBytes);
-  if (incomplete && pieces.length === 1) pieces[0].cut = '1/1';
+  if (incomplete && pieces.length === 1) pieces[0].cut = cutHeader(1, true);
   const events = pieces.map((p, i) => {
     const h = p.cut === undefined ? headers : { ...headers, cut: p.cut };
     if (incomplete && i === pieces.length - 1) h['cut.incomplete'] = 'true';

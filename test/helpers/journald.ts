@@ -6,7 +6,7 @@
 // `journalctl --namespace=NAME`.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { slow } from './slow.js';
 import { waitUntil } from './bridge.js';
@@ -51,6 +51,29 @@ const MOUNT_SCRIPT = [
   'exec "$@"',
 ].join('\n');
 
+const CONF_RE = /^journald@(chj[a-z0-9-]*)\.conf$/;
+const STALE_MS = 15 * 60_000;
+
+/** Removes what private journals of runs that were killed left (config and files of a namespace no journald serves). */
+async function sweepStale(machineId: string): Promise<void> {
+  const names = (await readdir('/etc/systemd').catch(() => [] as string[])).map((f) => CONF_RE.exec(f)?.[1]).filter((n): n is string => n !== undefined);
+  if (names.length === 0) return;
+  const serving = new Set<string>();
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (argv[0] === JOURNALD && argv[1]) serving.add(argv[1]);
+  }
+  for (const name of names) {
+    const conf = `/etc/systemd/journald@${name}.conf`;
+    // a run that is starting one has just written its config
+    const age = Date.now() - (await stat(conf).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
+    if (serving.has(name) || age < STALE_MS) continue;
+    for (const d of [`/run/systemd/journal.${name}`, `/run/log/journal/${machineId}.${name}`, `/var/log/journal/${machineId}.${name}`]) await rm(d, { recursive: true, force: true });
+    await rm(conf, { force: true });
+  }
+}
+
 /**
  * Starts a private systemd-journald for one test (namespace `name`, [a-z0-9-]); it ends with the test
  * process (pdeathsig) or at stop(), which also removes its files and config.
@@ -60,6 +83,7 @@ export async function startPrivateJournal(name: string): Promise<PrivateJournal>
   const machineId = readFileSync('/etc/machine-id', 'utf8').trim();
   const conf = `/etc/systemd/journald@${name}.conf`;
   const dirs = [`/run/systemd/journal.${name}`, `/run/log/journal/${machineId}.${name}`, `/var/log/journal/${machineId}.${name}`];
+  await sweepStale(machineId);
   // syslog(3) callers such as sshd write to /dev/log
   if (!existsSync('/dev/log')) await run('ln', ['-sfn', '/run/systemd/journal/dev-log', '/dev/log']);
   await mkdir('/etc/systemd', { recursive: true });
