@@ -70,7 +70,7 @@ function main(): void {
     tracked: state.ips.size, evictions: state.ips.evictions,
     eventsPerSec: Math.round(total / seconds), eventsPerCpuSec: Math.round(total / ((cpu.user + cpu.system) / 1e6)),
     rssBeforeMB: +(rssBefore / MB).toFixed(1), rssEndMB: +(rssEnd / MB).toFixed(1), rssAfterGcMB: +(mem.rss / MB).toFixed(1),
-    rssPeakMB: +(process.resourceUsage().maxRSS / 1024).toFixed(1), heapUsedMB: +(mem.heapUsed / MB).toFixed(1),
+    rssPeakMB: +(process.resourceUsage().maxRSS / 1024).toFixed(1), heapUsedMB: +(mem.heapUsed / MB).toFixed(1), heapTotalMB: +(mem.heapTotal / MB).toFixed(1), ipStateMB: +(state.ips.bytes / MB).toFixed(1),
     arrayBuffersMB: +(mem.arrayBuffers / MB).toFixed(1), gcExposed: gc !== undefined,
     loadavg: { before: load0[0], after: loadavg()[0] }, machine: machineInfo(),
   };

@@ -1,7 +1,8 @@
-// Detection: `detect(state, event, nowMs)` → alerts. The state (buckets per IP in one LRU map,
+// Detection: `detect(state, event, nowMs)` → alerts. The state (per-IP columns in iptable.ts,
 // sketches per prefix scenario) is owned by the caller and updated in place; no I/O, no clock:
 // `nowMs` is the event's own time ($msec), so replaying a log gives the same alerts.
-import { type Bucket, type BucketSpec, LruMap, newBucket, pour } from './bucket.js';
+import { type BucketSpec, LruMap } from './bucket.js';
+import { IpState } from './iptable.js';
 import type { Allowlist } from './ip.js';
 import type { GuardEvent } from './parse.js';
 import type { Scenario } from './scenarios.js';
@@ -19,15 +20,6 @@ export interface Alert {
   dryRun: boolean;
 }
 
-interface RatioState { startMs: number; total: number; matched: number; blackholeUntilMs: number }
-
-interface IpState {
-  buckets: Array<Bucket | undefined>;
-  ratios: Array<RatioState | undefined>;
-  /** the input partition the address was last seen in (the caller's number for it): `forget` drops by it */
-  source?: number;
-}
-
 interface PrefixState {
   sketch: WindowedSketch;
   top: TopK;
@@ -35,27 +27,30 @@ interface PrefixState {
 }
 
 export interface DetectorOptions {
-  /** addresses with state kept at once; the least recently seen is forgotten first (bucket.ts LruMap) */
+  /** addresses with state kept at once; the least recently seen is forgotten first (iptable.ts) */
   ipsMax: number;
+  /** 4-value blocks for the distinct values of all addresses' buckets (default one per address and distinct scenario) */
+  seenBlocks?: number;
   sketch: { epsilon: number; delta: number; topK: number };
 }
 
 export interface DetectorState {
   scenarios: Scenario[];
   specs: BucketSpec[];
-  ips: LruMap<IpState>;
+  ips: IpState;
   prefixes: Array<PrefixState | undefined>;
   allowlist: Allowlist;
   counters: { events: number; allowlisted: number; alerts: number };
 }
 
 export function newDetector(scenarios: Scenario[], allowlist: Allowlist, opts: DetectorOptions): DetectorState {
+  const specs = scenarios.map((s) => ({
+    capacity: s.spec.capacity ?? 0, leakMs: s.spec.leakMs ?? 1000, blackholeMs: s.spec.blackholeMs ?? 0, distinct: s.spec.distinct !== undefined,
+  }));
   return {
     scenarios,
-    specs: scenarios.map((s) => ({
-      capacity: s.spec.capacity ?? 0, leakMs: s.spec.leakMs ?? 1000, blackholeMs: s.spec.blackholeMs ?? 0, distinct: s.spec.distinct !== undefined,
-    })),
-    ips: new LruMap(opts.ipsMax),
+    specs,
+    ips: new IpState(opts.ipsMax, scenarios.map((s, i) => ({ type: s.spec.type, bucket: specs[i] })), opts.seenBlocks),
     prefixes: scenarios.map((s) => s.spec.type !== 'prefix' ? undefined : {
       sketch: new WindowedSketch(s.spec.windowMs ?? 10_000, opts.sketch.epsilon, opts.sketch.delta),
       top: new TopK(opts.sketch.topK, s.spec.minIps ?? 1),
@@ -79,10 +74,7 @@ export function sketchBytes(state: DetectorState): number {
  * Prefix sketches are shared by all addresses and age out with their window.
  */
 export function forget(state: DetectorState, sources: ReadonlySet<number>): number {
-  const gone: string[] = [];
-  for (const [ip, st] of state.ips.entries()) if (st.source !== undefined && sources.has(st.source)) gone.push(ip);
-  for (const ip of gone) state.ips.delete(ip);
-  return gone.length;
+  return state.ips.forget(sources);
 }
 
 /**
@@ -101,7 +93,7 @@ export function detect(state: DetectorState, ev: GuardEvent, crsBlocked: () => b
   const crs = () => (verdict ??= crsBlocked());
   const nowMs = ev.timeMs;
   const alerts: Alert[] = [];
-  let st: IpState | undefined;
+  let entered = false;
   for (const sc of state.scenarios) {
     if (!sc.match(ev, crs)) continue;
     const s = sc.spec;
@@ -120,18 +112,13 @@ export function detect(state: DetectorState, ev: GuardEvent, crsBlocked: () => b
       }
       continue;
     }
-    if (!st) {
-      st = state.ips.get(ip);
-      if (!st) {
-        st = { buckets: [], ratios: [] };
-        state.ips.set(ip, st);
-      }
-      st.source = source;
+    if (!entered) {
+      state.ips.enter(ip, source);
+      entered = true;
     }
     if (s.type === 'ratio') continue; // counted below over every event of the source
     const spec = state.specs[sc.index];
-    const b = (st.buckets[sc.index] ??= newBucket(nowMs));
-    if (pour(spec, b, nowMs, sc.distinctOf(ev)) === 'overflow') {
+    if (state.ips.pour(sc.index, nowMs, sc.distinctOf(ev)) === 'overflow') {
       alert('ip', ip, `more than ${spec.capacity} events, leaking one per ${spec.leakMs} ms`);
     }
   }
@@ -139,23 +126,12 @@ export function detect(state: DetectorState, ev: GuardEvent, crsBlocked: () => b
   for (const sc of state.scenarios) {
     const s = sc.spec;
     if (s.type !== 'ratio' || ev.kind !== s.source) continue;
-    if (!st) {
-      st = state.ips.get(ip) ?? { buckets: [], ratios: [] };
-      state.ips.set(ip, st);
-      st.source = source;
+    if (!entered) {
+      state.ips.enter(ip, source);
+      entered = true;
     }
-    let r = st.ratios[sc.index];
-    const windowMs = s.windowMs ?? 60_000;
-    if (!r || nowMs - r.startMs >= windowMs) r = st.ratios[sc.index] = { startMs: nowMs, total: 0, matched: 0, blackholeUntilMs: r?.blackholeUntilMs ?? 0 };
-    r.total++;
-    if (sc.match(ev, crs)) r.matched++;
-    if (nowMs >= r.blackholeUntilMs && r.total >= (s.min ?? 1) && r.matched / r.total >= (s.threshold ?? 1)) {
-      r.blackholeUntilMs = nowMs + (s.blackholeMs ?? 0);
-      alerts.push({ scenario: s.name, scope: 'ip', target: ip, v6: ev.client.v6, eventMs: nowMs, detail: `${r.matched} of ${r.total} requests matched`, dryRun: s.dryRun === true });
-      r.total = 0;
-      r.matched = 0;
-      r.startMs = nowMs;
-    }
+    const r = state.ips.count(sc.index, nowMs, sc.match(ev, crs), { windowMs: s.windowMs ?? 60_000, min: s.min ?? 1, threshold: s.threshold ?? 1, blackholeMs: s.blackholeMs ?? 0 });
+    if (r) alerts.push({ scenario: s.name, scope: 'ip', target: ip, v6: ev.client.v6, eventMs: nowMs, detail: `${r.matched} of ${r.total} requests matched`, dryRun: s.dryRun === true });
   }
   state.counters.alerts += alerts.length;
   return alerts;
