@@ -43,7 +43,7 @@ export interface GuardConfig {
     newBansPerMinuteMax: number;
     offendersMax: number;
   };
-  nftables?: { command: string[]; table: string; drop: boolean; batchMax: number };
+  nftables?: { command: string[]; table: string; drop: boolean; batchMax: number; queueMax: number };
   nginx?: { urls: string[]; timeoutMs: number };
   metrics?: { host: string; port: number };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -167,6 +167,7 @@ export const guardConfigSchema = {
         table: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,63}$' },
         drop: { type: 'boolean' },
         batchMax: int(1, 10_000),
+        queueMax: int(1, 10_000_000),
       },
     },
     nginx: {
@@ -269,7 +270,7 @@ export function resolveGuardConfig(raw: unknown, base: string, env: NodeJS.Proce
       offendersMax: r.decisions?.offendersMax ?? 100_000,
     },
     ...(r.nftables ? {
-      nftables: { command: r.nftables.command ?? ['nft'], table: r.nftables.table ?? 'chicago_guard', drop: r.nftables.drop ?? true, batchMax: r.nftables.batchMax ?? 500 },
+      nftables: { command: r.nftables.command ?? ['nft'], table: r.nftables.table ?? 'chicago_guard', drop: r.nftables.drop ?? true, batchMax: r.nftables.batchMax ?? 500, queueMax: r.nftables.queueMax ?? 100_000 },
     } : {}),
     ...(r.nginx ? { nginx: { urls: r.nginx.urls, timeoutMs: r.nginx.timeoutMs ?? 1000 } } : {}),
     ...(r.metrics ? { metrics: { host: r.metrics.host ?? '127.0.0.1', port: r.metrics.port ?? 9465 } } : {}),

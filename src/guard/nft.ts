@@ -1,16 +1,22 @@
-// nftables enforcement: one long-lived `nft -e -i` child fed one line per transaction. Bans go
+// nftables enforcement: one long-lived `nft -i` child fed lines, each its own transaction. Bans go
 // into sets with per-element timeouts (`flags timeout`), so the kernel lifts them by itself:
 //   <table>.v4 / v6        single addresses (ipv4_addr / ipv6_addr)
 //   <table>.v4net / v6net  prefix decisions (flags interval, timeout)
-// A batch is every queued change, the adds of one set in one `add element` line, followed by an
-// ack line (`add element … acks { N … }`); nft echoes each applied line (-e) and handles lines in
-// order, so the echo of ack N means the batch before it is in the kernel. An `add` of an element
-// already present is a no-op in nft 1.0 (it keeps its old timeout), so an extension is a
-// `delete element` line (which may fail harmlessly if the element just expired) then the add.
-// If the child dies it is restarted and every active decision is re-added.
+// Changes wait in a bounded queue, one per element (nftqueue.ts: coalescing, full policy, lines).
+// A batch is up to `batchMax` × 8 changes written at once: delete lines, then add lines, then an
+// ack line `delete element <table> acks { N }`, which always fails (the set stays empty). nft
+// prints each failed line's error, the line and carets under the culprit on stderr, in order, so
+// the ack's error says every line before it is done, and the errors before it say which failed:
+// those are resent without the element the carets point at (or in halves). An `add` of an element
+// already present keeps its old timeout on older kernels (newer ones update it), so an extension
+// is a delete then an add; `destroy element`, which ignores absent elements, is nft 1.0.8+ and
+// this is written for 1.0.6.
+// If the child dies it is restarted: the unacknowledged batch is queued again, and every active
+// decision re-added.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { Decision } from './decisions.js';
+import { afterFailure, buildLines, type NftLine, NftQueue, type Pending, retryLines } from './nftqueue.js';
 
 export interface NftOptions {
   /** the nft program and any wrapper before it (e.g. ['ip', 'netns', 'exec', 'ns1', 'nft']) */
@@ -18,18 +24,21 @@ export interface NftOptions {
   table: string;
   /** also install an input chain dropping what the sets hold */
   drop: boolean;
-  /** elements per `add element` line */
+  /** elements per line; a batch is up to 8 lines' worth */
   batchMax: number;
+  /** elements with a change waiting (nftqueue.ts); a change for another element is refused */
+  queueMax: number;
   /** the decisions in force, re-added after a restart of the child */
   active: () => Iterable<Decision>;
   log: (level: 'info' | 'warn' | 'error', msg: string, extra?: object) => void;
 }
 
-type Op = { kind: 'add'; d: Decision; extend: boolean } | { kind: 'del'; d: Decision };
-
 const RESTART_BACKOFF_MS = 200;
 /** a batch not acknowledged within this long means the child is stuck: it is killed and restarted */
 const ACK_TIMEOUT_MS = 10_000;
+const BATCH_LINES = 8;
+/** the line under a failed command pointing at its culprit */
+const CARET = /^ *(\^+) *$/;
 
 function setOf(d: Decision): string {
   return (d.v6 ? 'v6' : 'v4') + (d.scope === 'prefix' ? 'net' : '');
@@ -44,6 +53,7 @@ export function tableScript(table: string, drop: boolean): string {
     `add set ${t} v4net { type ipv4_addr; flags interval, timeout; }`,
     `add set ${t} v6net { type ipv6_addr; flags interval, timeout; }`,
     `add set ${t} acks { type mark; flags timeout; }`,
+    `flush set ${t} acks`,
   ];
   if (drop) {
     lines.push(
@@ -58,18 +68,34 @@ export function tableScript(table: string, drop: boolean): string {
   return lines.join('\n') + '\n';
 }
 
+interface InFlight {
+  ack: string;
+  lines: NftLine[];
+  items: Pending[];
+  failures: Array<{ line: NftLine; caretStart?: number; caretEnd?: number }>;
+  timer: NodeJS.Timeout;
+}
+
 export class NftEnforcer {
   private child: ChildProcess | undefined;
-  private queue: Op[] = [];
-  private queueWaiters: Array<() => void> = [];
-  private inFlight: { ack: number; waiters: Array<() => void>; ops: Op[]; timer: NodeJS.Timeout } | undefined;
+  private readonly queue: NftQueue;
+  private inFlight: InFlight | undefined;
   private ackSeq = 0;
-  private stdoutBuf = '';
   private closed = false;
   restarts = 0;
+  /** elements nft refused to add */
   errors = 0;
+  /** lines resent after nft refused them */
+  retries = 0;
 
-  constructor(private readonly opts: NftOptions) {}
+  constructor(private readonly opts: NftOptions) {
+    this.queue = new NftQueue(opts.queueMax);
+  }
+
+  /** changes refused because the queue was full */
+  get dropped(): number { return this.queue.dropped; }
+
+  get queued(): number { return this.queue.size; }
 
   async start(): Promise<void> {
     const [cmd, ...args] = this.opts.command;
@@ -84,25 +110,18 @@ export class NftEnforcer {
 
   private spawnChild(): void {
     const [cmd, ...args] = this.opts.command;
-    const child = spawn(cmd, [...args, '-e', '-i'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, [...args, '-i'], { stdio: ['pipe', 'ignore', 'pipe'] });
     this.child = child;
-    this.stdoutBuf = '';
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => this.onStdout(c));
     let errBuf = '';
     child.stderr!.setEncoding('utf8').on('data', (c: string) => {
-      // nft prints `Error: …`, then the failed command, then a marker line. A failed `delete element`
-      // (the element had just expired) is expected; a failed add is not.
       errBuf += c;
       let nl: number;
       while ((nl = errBuf.indexOf('\n')) >= 0) {
         const l = errBuf.slice(0, nl);
         errBuf = errBuf.slice(nl + 1);
-        if (l.startsWith('add ') || l.startsWith('flush ')) {
-          this.errors++;
-          this.opts.log('warn', 'nft refused a command', { command: l.slice(0, 300) });
-        }
+        if (this.child === child) this.onStderrLine(l);
       }
-      if (errBuf.length > 64 * 1024) errBuf = '';
+      if (errBuf.length > 1024 * 1024) errBuf = '';
     });
     child.stdin!.on('error', () => { /* the close handler restarts */ });
     child.once('close', (code, signal) => {
@@ -111,92 +130,120 @@ export class NftEnforcer {
       if (this.closed) return;
       this.restarts++;
       this.opts.log('warn', 'nft exited; restarting', { code, signal });
-      // the unacknowledged batch goes back to the front; everything active is re-added
       if (this.inFlight) {
         clearTimeout(this.inFlight.timer);
-        this.queue.unshift(...this.inFlight.ops);
-        this.queueWaiters.unshift(...this.inFlight.waiters);
+        this.queue.putBack(this.inFlight.items);
         this.inFlight = undefined;
       }
       setTimeout(() => {
         if (this.closed) return;
         this.spawnChild();
-        for (const d of this.opts.active()) this.queue.push({ kind: 'add', d, extend: true });
+        // the kernel kept the sets: an add of an element still there keeps it as it is
+        for (const d of this.opts.active()) this.queue.push(setOf(d), d.target, 'add', d.untilMs, undefined, true);
         this.pump();
       }, RESTART_BACKOFF_MS).unref();
     });
     this.pump();
   }
 
-  private onStdout(chunk: string): void {
-    this.stdoutBuf += chunk;
-    let nl: number;
-    while ((nl = this.stdoutBuf.indexOf('\n')) >= 0) {
-      const line = this.stdoutBuf.slice(0, nl);
-      this.stdoutBuf = this.stdoutBuf.slice(nl + 1);
-      const m = / acks \{ (0x[0-9a-f]+|\d+) /.exec(line); // nft echoes marks in hex
-      if (m && this.inFlight && Number(m[1]) === this.inFlight.ack) {
-        const f = this.inFlight;
-        clearTimeout(f.timer);
-        this.inFlight = undefined;
-        for (const w of f.waiters) w();
-        this.pump();
+  /** nft's stderr, line by line: errors of our lines (with their carets), and the ack's */
+  private expectCaret: InFlight['failures'][number] | undefined;
+
+  private onStderrLine(l: string): void {
+    const f = this.inFlight;
+    const caret = CARET.exec(l);
+    if (caret) {
+      if (this.expectCaret) {
+        this.expectCaret.caretStart = l.indexOf('^');
+        this.expectCaret.caretEnd = this.expectCaret.caretStart + caret[1].length;
       }
+      this.expectCaret = undefined;
+      return;
+    }
+    this.expectCaret = undefined;
+    if (!f || l.startsWith('Error:')) return;
+    if (l === f.ack) {
+      this.acknowledged(f);
+      return;
+    }
+    const line = f.lines.find((x) => x.text === l && !f.failures.some((y) => y.line === x));
+    if (line) {
+      const failure = { line };
+      f.failures.push(failure);
+      this.expectCaret = failure;
     }
   }
 
-  /** Resolves once the kernel set holds the ban (or has dropped the element). */
+  private acknowledged(f: InFlight): void {
+    clearTimeout(f.timer);
+    this.inFlight = undefined;
+    const nowMs = Date.now();
+    const refused = new Set<Pending>();
+    const again = new Set<Pending>();
+    const lines: NftLine[] = [];
+    for (const { line, caretStart, caretEnd } of f.failures) {
+      const r = afterFailure(line, caretStart, caretEnd);
+      for (const e of r.refused) {
+        if (line.kind !== 'add') continue; // the element is gone already, as wanted
+        this.errors++;
+        refused.add(e.item);
+        this.opts.log('warn', 'nft refused an element', { set: line.set, target: e.item.target });
+      }
+      for (const group of r.retry) {
+        for (const it of group) again.add(it);
+        lines.push(...retryLines(this.opts.table, line.kind, line.set, group, nowMs));
+      }
+    }
+    for (const it of f.items) {
+      if (again.has(it)) continue;
+      for (const w of it.waiters) w(!refused.has(it));
+    }
+    if (lines.length > 0) {
+      this.retries += lines.length;
+      this.send(lines, [...again]);
+    } else {
+      this.pump();
+    }
+  }
+
+  /** Resolves once the kernel set holds the ban, or nft refused it (logged and counted). */
   ban(d: Decision, extend: boolean): Promise<void> {
-    return this.enqueue({ kind: 'add', d, extend });
+    return this.enqueue(d, extend ? 'replace' : 'add');
   }
 
   unban(d: Decision): Promise<void> {
-    return this.enqueue({ kind: 'del', d });
+    return this.enqueue(d, 'del');
   }
 
-  private enqueue(op: Op): Promise<void> {
+  private enqueue(d: Decision, op: 'add' | 'replace' | 'del'): Promise<void> {
     if (this.closed) return Promise.resolve();
     return new Promise((resolve) => {
-      this.queue.push(op);
-      this.queueWaiters.push(resolve);
+      const ok = this.queue.push(setOf(d), d.target, op, d.untilMs, () => resolve());
+      if (!ok) this.opts.log('warn', 'nft queue full; change refused', { target: d.target, op, queueMax: this.opts.queueMax });
       this.pump();
     });
   }
 
   private pump(): void {
-    if (this.inFlight || !this.child || this.queue.length === 0) return;
-    const ops = this.queue;
-    const waiters = this.queueWaiters;
-    this.queue = [];
-    this.queueWaiters = [];
-    const t = `inet ${this.opts.table}`;
-    const nowMs = Date.now();
-    const lines: string[] = [];
-    const adds = new Map<string, string[]>();
-    for (const op of ops) {
-      const set = setOf(op.d);
-      if (op.kind === 'del' || op.extend) lines.push(`delete element ${t} ${set} { ${op.d.target} }`);
-      if (op.kind === 'add') {
-        const secs = Math.ceil((op.d.untilMs - nowMs) / 1000);
-        if (secs < 1) continue;
-        let list = adds.get(set);
-        if (!list) adds.set(set, (list = []));
-        list.push(`${op.d.target} timeout ${secs}s`);
-      }
-    }
-    for (const [set, list] of adds) {
-      for (let i = 0; i < list.length; i += this.opts.batchMax) lines.push(`add element ${t} ${set} { ${list.slice(i, i + this.opts.batchMax).join(', ')} }`);
-    }
-    const ack = ++this.ackSeq;
-    lines.push(`add element ${t} acks { ${ack} timeout 10s }`);
+    if (this.inFlight || !this.child || this.queue.size === 0) return;
+    const items = this.queue.take(this.opts.batchMax * BATCH_LINES);
+    this.send(buildLines(this.opts.table, items, Date.now(), this.opts.batchMax), items);
+  }
+
+  private send(lines: NftLine[], items: Pending[]): void {
     const child = this.child;
+    if (!child) {
+      this.queue.putBack(items);
+      return;
+    }
+    const ack = `delete element inet ${this.opts.table} acks { ${++this.ackSeq} }`;
     const timer = setTimeout(() => {
-      this.opts.log('error', 'nft did not acknowledge a batch; killing it', { ack });
+      this.opts.log('error', 'nft did not acknowledge a batch; killing it', { ack: this.ackSeq });
       child.kill('SIGKILL');
     }, ACK_TIMEOUT_MS);
     timer.unref();
-    this.inFlight = { ack, waiters, ops, timer };
-    child.stdin!.write(lines.join('\n') + '\n');
+    this.inFlight = { ack, lines, items, failures: [], timer };
+    child.stdin!.write([...lines.map((l) => l.text), ack].join('\n') + '\n');
   }
 
   get pid(): number | undefined { return this.child?.pid; }
@@ -206,7 +253,7 @@ export class NftEnforcer {
     const c = this.child;
     this.child = undefined;
     if (this.inFlight) clearTimeout(this.inFlight.timer);
-    for (const w of [...(this.inFlight?.waiters ?? []), ...this.queueWaiters]) w();
+    for (const it of [...(this.inFlight?.items ?? []), ...this.queue.take(Infinity)]) for (const w of it.waiters) w(false);
     if (c) {
       c.stdin!.end();
       const t = setTimeout(() => c.kill('SIGKILL'), 2000);
