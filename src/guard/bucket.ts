@@ -1,4 +1,5 @@
-// Per-key leaky buckets with CrowdSec's semantics, as pure functions over plain state:
+// Per-key leaky buckets with CrowdSec's semantics, as pure functions over plain state (the
+// reference: iptable.ts runs the same arithmetic over typed-array columns, and a test compares them):
 // - a bucket holds up to `capacity` events and leaks one every `leakMs`, continuously (CrowdSec's
 //   leaky bucket is golang.org/x/time/rate with burst = capacity and rate = 1/leakspeed);
 // - an event poured into a full bucket overflows it: the bucket is emptied and its key is
@@ -72,10 +73,8 @@ export function isIdle(spec: BucketSpec, b: Bucket, nowMs: number): boolean {
 
 /**
  * A map bounded to `maxEntries` in least-recently-used order (lru-cache: O(1) get/set/evict).
- * Full policy: the least recently used key is evicted. For buckets that means the quietest IP's
- * count restarts from zero: an attacker must keep sending to stay in the map, and one that is
- * evicted needs `capacity` more events to overflow; a blackholed key that is evicted can overflow
- * again early, which only produces an extension of its decision.
+ * Full policy: the least recently used key is evicted. (Per-IP buckets live in iptable.ts, whose
+ * columns do the same in fixed memory; this one bounds the smaller maps.)
  */
 export class LruMap<V extends {}> {
   private readonly cache: LRUCache<string, V>;
