@@ -205,6 +205,8 @@ describe('chicago guard with nftables in a network namespace', () => {
     const text = await (await fetch(url)).text();
     for (const reason of ['json', 'address', 'status', 'time', 'too_long']) expect(text).toMatch(new RegExp(`guard_rejected_total\\{reason="${reason}"\\} [1-9]`));
     expect(text).toMatch(/guard_sketch_bytes [1-9]/);
+    expect(text).toMatch(/guard_ip_state_bytes [1-9]/);
+    expect(text).toMatch(/guard_nft_refused\{by="queue"\} 0/);
     expect(text).toMatch(/guard_decision_latency_seconds_count\{enforcer="nft"\} [1-9]/);
     expect(g.proc.exitCode).toBe(null);
   }, slow(20_000));

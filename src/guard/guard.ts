@@ -32,6 +32,9 @@ export interface GuardMetrics {
   sketch: client.Gauge;
   ips: client.Gauge;
   partitions: client.Gauge;
+  ipBytes: client.Gauge;
+  nftQueued: client.Gauge;
+  nftRefused: client.Gauge<'by'>;
 }
 
 function metrics(): GuardMetrics {
@@ -46,7 +49,10 @@ function metrics(): GuardMetrics {
   const sketch = new client.Gauge({ name: 'guard_sketch_bytes', help: 'memory of the prefix sketches and top-K lists', registers: [registry] });
   const ips = new client.Gauge({ name: 'guard_tracked_ips', help: 'addresses with bucket state (bounded by limits.ipsMax)', registers: [registry] });
   const partitions = new client.Gauge({ name: 'guard_partitions_assigned', help: 'input partitions this guard reads now (its share of the group, and pinned ones)', registers: [registry] });
-  return { registry, lines, rejected, latency, bans, sketch, ips, partitions };
+  const ipBytes = new client.Gauge({ name: 'guard_ip_state_bytes', help: 'memory of the per-address state, fixed at start by limits.ipsMax', registers: [registry] });
+  const nftQueued = new client.Gauge({ name: 'guard_nft_queue_elements', help: 'set elements with a change waiting for nft (bounded by nftables.queueMax)', registers: [registry] });
+  const nftRefused = new client.Gauge({ name: 'guard_nft_refused', help: 'changes not applied since start: by=queue (the queue was full), by=nft (nft refused the element)', labelNames: ['by'], registers: [registry] });
+  return { registry, lines, rejected, latency, bans, sketch, ips, partitions, ipBytes, nftQueued, nftRefused };
 }
 
 /**
@@ -137,6 +143,12 @@ export class Guard {
       for (const d of expire(this.decisions, Date.now())) this.log.debug({ target: d.target }, 'decision expired');
       this.m.sketch.set(sketchBytes(this.detector));
       this.m.ips.set(this.detector.ips.size);
+      this.m.ipBytes.set(this.detector.ips.bytes);
+      if (this.nft) {
+        this.m.nftQueued.set(this.nft.queued);
+        this.m.nftRefused.labels('queue').set(this.nft.dropped);
+        this.m.nftRefused.labels('nft').set(this.nft.errors);
+      }
     }, EXPIRE_INTERVAL_MS));
     if (cfg.metrics) await this.serveMetrics(cfg.metrics.host, cfg.metrics.port);
     this.log.info({ inputs: cfg.inputs.map((i) => i.topic), scenarios: scenarios.map((s) => s.spec.name + (s.spec.dryRun ? ' (dry-run)' : '')), nft: !!this.nft, nginx: !!this.nginx, crsRules: this.crs ? { active: this.crs.stats.active, setAside: this.crs.stats.setAside.length } : undefined }, 'guard running');
