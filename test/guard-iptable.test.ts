@@ -40,21 +40,22 @@ describe('IpTable', () => {
     const t = new IpTable(3);
     const evicted: number[] = [];
     t.onEvict = (e) => evicted.push(e);
-    const a = t.upsert('198.18.0.1').entry;
-    const b = t.upsert('198.18.0.2').entry;
-    const c = t.upsert('2001:db8::3').entry;
+    const a = t.upsert('198.18.0.1');
+    const b = t.upsert('198.18.0.2');
+    const c = t.upsert('2001:db8::3');
     expect(t.get('198.18.0.1')).toBe(a); // a is now the most recent: b is the oldest
-    expect(t.upsert('198.18.0.2').isNew).toBe(false); // and now c is
+    t.upsert('198.18.0.2'); // and now c is
+    expect(t.added).toBe(false);
     const d = t.upsert('198.18.0.4');
-    expect(d.isNew).toBe(true);
+    expect(t.added).toBe(true);
     expect(evicted).toEqual([c]);
-    expect(d.entry).toBe(c); // the evicted entry's row is reused
+    expect(d).toBe(c); // the evicted entry's row is reused
     expect(t.get('2001:db8::3')).toBe(-1);
-    expect([...t.entries()]).toEqual([d.entry, b, a]);
+    expect([...t.entries()]).toEqual([d, b, a]);
     expect(t.size).toBe(3);
     expect(t.evictions).toBe(1);
     // IPv4 and its mapped IPv6 spelling are one address
-    expect(t.get('::ffff:198.18.0.4')).toBe(d.entry);
+    expect(t.get('::ffff:198.18.0.4')).toBe(d);
   });
 
   it('keeps every address findable through collisions, evictions and backward-shift deletion', () => {
@@ -64,13 +65,13 @@ describe('IpTable', () => {
     const order: string[] = [];
     for (let i = 0; i < 5000; i++) {
       const ip = rnd() < 0.3 ? `2001:db8::${Math.floor(rnd() * 200).toString(16)}` : `198.18.${Math.floor(rnd() * 2)}.${Math.floor(rnd() * 100)}`;
-      const r = t.upsert(ip);
-      if (!r.isNew) expect(live.get(ip)).toBe(r.entry);
+      const entry = t.upsert(ip);
+      if (!t.added) expect(live.get(ip)).toBe(entry);
       const at = order.indexOf(ip);
       if (at >= 0) order.splice(at, 1);
       order.unshift(ip);
       if (order.length > 32) live.delete(order.pop()!);
-      live.set(ip, r.entry);
+      live.set(ip, entry);
       expect(t.size).toBe(live.size);
       if (i % 97 === 0) {
         for (const [k, e] of live) expect(t.get(k)).toBe(e);
@@ -82,13 +83,41 @@ describe('IpTable', () => {
     expect(t.evictions).toBeGreaterThan(4000);
   });
 
+  it('two addresses with the same 32-bit hash are two entries (keys are compared whole)', () => {
+    // birthday search over random IPv6 addresses: a full 32-bit collision is expected within
+    // ~2^17 of them (10⁶ without one: a chance of e⁻¹¹⁶)
+    const t = new IpTable(4);
+    const seen = new Map<number, string>();
+    let pair: [string, string] | undefined;
+    const g = () => Math.floor(rnd() * 0x10000).toString(16);
+    for (let i = 0; i < 1_000_000 && !pair; i++) {
+      const ip = `2001:db8:${g()}:${g()}:${g()}:${g()}:${g()}:${g()}`;
+      const h = t.hash(ip);
+      const other = seen.get(h);
+      if (other) pair = [other, ip];
+      else seen.set(h, ip);
+    }
+    expect(pair).toBeDefined();
+    const [x, y] = pair!;
+    const ex = t.upsert(x);
+    const ey = t.upsert(y);
+    expect(t.added).toBe(true);
+    expect(ey).not.toBe(ex);
+    expect(t.get(x)).toBe(ex);
+    expect(t.get(y)).toBe(ey);
+    // and removing one leaves the other findable
+    t.upsert('198.18.0.1'); t.upsert('198.18.0.2'); t.upsert('198.18.0.3'); // x is the oldest now
+    expect(t.get(x)).toBe(-1);
+    expect(t.get(y)).toBe(ey);
+  });
+
   it('the eviction order under random use matches a reference LRU', () => {
     const t = new IpTable(50);
     const ref = new Map<string, number>(); // insertion order = LRU order
     for (let i = 0; i < 20_000; i++) {
       const ip = `198.18.${Math.floor(rnd() * 3)}.${Math.floor(rnd() * 40)}`;
-      const { entry, isNew } = t.upsert(ip);
-      expect(isNew).toBe(!ref.has(ip));
+      const entry = t.upsert(ip);
+      expect(t.added).toBe(!ref.has(ip));
       ref.delete(ip);
       ref.set(ip, entry);
       if (ref.size > 50) ref.delete(ref.keys().next().value as string);

@@ -1,14 +1,16 @@
 // Per-address state in memory fixed at start: every array is allocated from `limits.ipsMax`, so
 // no rate or variety of traffic can grow it.
 // - IpTable: addresses as 4 × u32 (IPv4 as its IPv4-mapped IPv6 form, so no two addresses share a
-//   key), an open-addressing hash table (linear probing, load ≤ 1/2, backward-shift deletion: no
-//   tombstones) and an intrusive LRU list over entry indexes.
+//   key; keys are compared whole, so a hash collision costs a probe, never a merge), an
+//   open-addressing hash table (seeded hash, linear probing, load ≤ 1/2, backward-shift deletion:
+//   no tombstones) and an intrusive LRU list over entry indexes.
 // - IpState: the scenarios' state as columns indexed by entry: a leaky bucket is a float64 level
 //   (float32's rounding tips events that land exactly on the capacity, e.g. 20 × 0.95 after 20
 //   pours) and a u32 time (ms from a base that moves forward as event time does); a blackholed bucket is
 //   level −1 with the time it ends; a ratio window is four u32; the distinct values a bucket has
 //   seen are chains of 4-value blocks from one shared pool.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import type { BucketSpec, PourResult } from './bucket.js';
 import { fnv } from './sketch.js';
 
@@ -142,6 +144,7 @@ export class IpTable {
   private fresh = 0;
   private freeList = EMPTY;
   private readonly key = new Uint32Array(4);
+  private readonly seed = new Uint32Array(randomBytes(8).buffer, 0, 2);
 
   constructor(readonly capacity: number) {
     assert.ok(Number.isInteger(capacity) && capacity >= 1 && capacity < 2 ** 30, 'IpTable capacity');
@@ -160,9 +163,28 @@ export class IpTable {
     return this.keys.byteLength + this.hashes.byteLength + this.slots.byteLength + this.prev.byteLength + this.next.byteLength;
   }
 
+  /**
+   * Seeded per table: without the seed, addresses that share a slot cannot be computed, so an
+   * attacker free to pick the low 64 bits of its IPv6 addresses cannot pile them into one probe
+   * chain. Each step is a bijection of the word folded in, so two keys collide only if their
+   * running hashes do; IPv4 keys (only the last word varies) never share a 32-bit hash.
+   */
+  private hashWords(k: Uint32Array): number {
+    let h = mix(k[0] ^ this.seed[0]);
+    h = mix(h ^ k[1]);
+    h = mix(h ^ k[2]);
+    return mix((h ^ k[3]) + this.seed[1]);
+  }
+
   private hashKey(): number {
-    const k = this.key;
-    return mix(k[0] ^ mix(k[1] ^ mix(k[2] ^ mix(k[3] + 0x9e3779b9))));
+    return this.hashWords(this.key);
+  }
+
+  /** the 32-bit hash of an address's key in this table (tests: to find two addresses whose hashes collide) */
+  hash(ip: string): number {
+    const k = new Uint32Array(4);
+    ipKey(ip, k);
+    return this.hashWords(k);
   }
 
   /** the slot holding the current key, or the empty slot where it belongs */
@@ -186,15 +208,19 @@ export class IpTable {
     return e;
   }
 
-  /** The entry of `ip`, added (evicting the least recently used when full) if absent; `isNew` says which. */
-  upsert(ip: string): { entry: number; isNew: boolean } {
+  /** whether the last `upsert` added its address */
+  added = false;
+
+  /** The entry of `ip`, added (evicting the least recently used when full) if absent; `added` says which. */
+  upsert(ip: string): number {
     ipKey(ip, this.key);
     const h = this.hashKey();
     let slot = this.find(h);
     const found = this.slots[slot] - 1;
     if (found >= 0) {
       this.touch(found);
-      return { entry: found, isNew: false };
+      this.added = false;
+      return found;
     }
     if (this.size === this.capacity) {
       this.evictOldest();
@@ -212,7 +238,8 @@ export class IpTable {
     this.hashes[e] = h;
     this.slots[slot] = e + 1;
     this.linkFront(e);
-    return { entry: e, isNew: true };
+    this.added = true;
+    return e;
   }
 
   /** the least recently used entry, or −1 */
@@ -492,7 +519,7 @@ export class IpState {
    * when full) and tags it with `source`, the input partition the event came from (see `forget`).
    */
   enter(ip: string, source?: number): number {
-    const e = (this.current = this.table.upsert(ip).entry);
+    const e = (this.current = this.table.upsert(ip));
     this.source[e] = source === undefined ? 0 : source + 1;
     return e;
   }
