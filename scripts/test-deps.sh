@@ -21,6 +21,7 @@ declare -A NEED=(
   [nginx]=/usr/sbin/nginx
   [modsecurity-crs]=/usr/share/modsecurity-crs/rules/REQUEST-901-INITIALIZATION.conf
   [libnginx-mod-http-modsecurity]=/usr/lib/nginx/modules/ngx_http_modsecurity_module.so
+  [libmodsecurity3]=/usr/lib/x86_64-linux-gnu/libmodsecurity.so.3
   [systemd]=/lib/systemd/systemd-journald
   [openssh-server]=/usr/sbin/sshd
   [sshpass]=/usr/bin/sshpass

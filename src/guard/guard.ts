@@ -104,6 +104,8 @@ export class Guard {
     const scenarios = compileScenarios(cfg.scenarios, cfg.loginPaths);
     if (cfg.crs.enabled && scenarios.some((s) => s.usesCrs)) {
       this.crs = compile(cfg.crs.rulesDir ?? DEBIAN_CRS_RULES_DIR, { paranoiaLevel: cfg.crs.paranoiaLevel, inboundThreshold: cfg.crs.inboundThreshold });
+      const li = this.crs.stats.libinjection;
+      if (!li.available) this.log.warn({ reason: li.detail, setAside: this.crs.stats.setAside.filter((r) => r.reason.includes('libinjection')).map((r) => r.id) }, 'CRS libinjection rules set aside');
     }
     this.detector = newDetector(scenarios, allow, { ipsMax: cfg.limits.ipsMax, sketch: cfg.sketch });
     this.decisions = newDecisions({ ...cfg.decisions, extendMinMs: 5000 }, allow);

@@ -6,7 +6,8 @@ import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { strict as assert } from 'node:assert';
 import { parseRules, parseOperator, type Action, type RawRule, type Variable, type Directive } from './parse.js';
-import { compileOperator, UNEVALUABLE_OPERATORS, type CompiledOperator, type OpFn, type OpMatch } from './operators.js';
+import { compileOperator, LIBINJECTION_OPERATORS, UNEVALUABLE_OPERATORS, type CompiledOperator, type OpFn, type OpMatch } from './operators.js';
+import { DEFAULT_LIBINJECTION_LIBRARY, loadLibinjection, type Libinjection } from './libinjection.js';
 import { TRANSFORMS, type Transform, uriDecode, urlDecode } from './transforms.js';
 import { compilePcre, enableLinearEngine, type RegexMode } from './regex.js';
 import { PhraseSetMatcher } from './pm.js';
@@ -33,6 +34,8 @@ export interface CompileOptions {
   regexMode?: RegexMode;
   /** longest value (URI, header) inspected, in bytes; the rest is not looked at and the verdict says `truncated`; default 8192 (nginx's large_client_header_buffers) */
   maxValueBytes?: number;
+  /** library exporting libinjection's C API, for @detectSQLi / @detectXSS (941100 941101 942100 942101); default Debian's libmodsecurity.so.3; null: set those rules aside */
+  libinjectionLibrary?: string | null;
 }
 
 export interface GuardRequest {
@@ -88,6 +91,8 @@ export interface RulesetStats {
   prefiltered: number[];
   /** active rules reading every request header (REQUEST_HEADERS or REQUEST_HEADERS_NAMES without a key) */
   allHeaders: number[];
+  /** libinjection's version and library when @detectSQLi / @detectXSS run, else why they are set aside */
+  libinjection: { available: boolean; detail: string };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,6 +187,7 @@ export interface Ruleset {
   readonly regexMode: RegexMode;
   readonly maxValueBytes: number;
   readonly rulesDir: string;
+  readonly libinjection: Libinjection | null;
 }
 
 /** Variables a log line provides (besides TX and the MATCHED_* ones). */
@@ -215,13 +221,14 @@ function macroRefs(s: string): string[] {
   return [...s.matchAll(/%\{([^}]+)\}/g)].map((m) => m[1].toLowerCase());
 }
 
-/** Why a rule cannot run from a log line, or null. */
-function unevaluableReason(r: RawRule, logged: ReadonlySet<string>, phase: number): string | null {
+/** Why a rule cannot run from a log line, or null (`noLibinjection`: why libinjection is not there, or null). */
+function unevaluableReason(r: RawRule, logged: ReadonlySet<string>, phase: number, noLibinjection: string | null): string | null {
   if (phase >= 3) return 'response phase';
   for (const l of chainLinks(r)) {
     if (r.kind === 'action' && l === r) continue;
     const op = l.operator.name.toLowerCase();
-    if (UNEVALUABLE_OPERATORS.has(op)) return op === 'detectsqli' || op === 'detectxss' ? `@${l.operator.name} (libinjection)` : `@${l.operator.name}`;
+    if (UNEVALUABLE_OPERATORS.has(op)) return `@${l.operator.name}`;
+    if (LIBINJECTION_OPERATORS.has(op) && noLibinjection !== null) return `@${l.operator.name} (libinjection unavailable: ${noLibinjection})`;
     const usable = l.variables.filter((v) => !v.exclude && variableUsable(v, logged));
     if (usable.length > 0) continue;
     const first = l.variables.find((v) => !v.exclude);
@@ -368,11 +375,14 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
   assert(maxValueBytes >= 256, 'maxValueBytes is at least 256');
   const setupFile = options.setupFile === undefined ? DEBIAN_CRS_SETUP : options.setupFile;
   const directives = readDirectives(rulesDir, setupFile);
+  const libraryName = options.libinjectionLibrary === undefined ? DEFAULT_LIBINJECTION_LIBRARY : options.libinjectionLibrary;
+  const li = libraryName === null ? { lib: null, reason: 'disabled (libinjectionLibrary: null)' } : loadLibinjection(libraryName);
 
   let defaults: Action[] = [];
   interface Entry { raw?: RawRule; marker?: string; phase: number; id: number }
   const entries: Entry[] = [];
-  const stats: RulesetStats = { total: 0, active: 0, activeIds: [], folded: 0, gatedOff: 0, setAside: [], partial: [], regexEngines: {}, relaxed: [], prefiltered: [], allHeaders: [] };
+  const stats: RulesetStats = { total: 0, active: 0, activeIds: [], folded: 0, gatedOff: 0, setAside: [], partial: [], regexEngines: {}, relaxed: [], prefiltered: [], allHeaders: [],
+    libinjection: li.lib !== null ? { available: true, detail: li.lib.describe } : { available: false, detail: li.reason } };
   for (const d of directives) {
     if (d.kind === 'defaultAction') { defaults = d.actions; continue; }
     if (d.kind === 'marker') { entries.push({ marker: d.name, phase: 0, id: 0 }); continue; }
@@ -403,7 +413,7 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
     return keys;
   };
 
-  const opOptions = { rulesDir, backtrackCapBytes, regexMode };
+  const opOptions = { rulesDir, backtrackCapBytes, regexMode, libinjection: li.lib };
   const build = (dynamicKeys: ReadonlySet<string>) => {
     const isDynamic = (e: Entry) => {
       const u = uses.get(e)!;
@@ -429,7 +439,7 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
           continue;
         }
         const raw = e.raw!;
-        const reason = unevaluableReason(raw, logged, phase);
+        const reason = unevaluableReason(raw, logged, phase, li.reason);
         if (reason !== null) {
           if (!seenSetAside.has(e.id)) st.setAside.push({ id: e.id, file: raw.file, reason });
           seenSetAside.add(e.id);
@@ -439,7 +449,7 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
         const rule = toRule(raw, e, logged, defaults);
         if (!isDynamic(e)) {
           st.folded++;
-          const hit = runRule(rule, staticCtx, { rulesDir, backtrackCapBytes, regexMode, dynamicOps: new Map() });
+          const hit = runRule(rule, staticCtx, { ...opOptions, dynamicOps: new Map() });
           if (hit && rule.skipAfter !== undefined) {
             let j = i + 1;
             while (j < list.length && list[j].marker !== rule.skipAfter) {
@@ -577,6 +587,7 @@ export function compile(rulesDir: string = DEBIAN_CRS_RULES_DIR, options: Compil
     regexMode,
     maxValueBytes,
     rulesDir,
+    libinjection: li.lib,
   };
 }
 
@@ -682,6 +693,7 @@ interface RunOptions {
   backtrackCapBytes: number;
   regexMode: RegexMode;
   dynamicOps: Map<string, OpFn>;
+  libinjection: Libinjection | null;
 }
 
 const NON_ASCII = /[^\x00-\x7f]/;

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { PhraseMatcher } from './pm.js';
 import { compilePcre, type RegexMode } from './regex.js';
 import { requiredLiterals } from './prefilter.js';
+import type { Libinjection } from './libinjection.js';
 
 export interface OpMatch {
   /** what matched (TX.0 with `capture`) */
@@ -28,8 +29,8 @@ export interface CompiledOperator {
   bare?: OpFn;
 }
 
-/** Operators that need data a log line does not carry, or libinjection. */
-export const UNEVALUABLE_OPERATORS = new Set(['detectsqli', 'detectxss', 'rbl', 'geolookup', 'inspectfile', 'fuzzyhash', 'verifycc', 'verifyssn', 'verifycpf']);
+/** Operators that need data a log line does not carry. */
+export const UNEVALUABLE_OPERATORS = new Set(['rbl', 'geolookup', 'inspectfile', 'fuzzyhash', 'verifycc', 'verifyssn', 'verifycpf']);
 
 /** Leading integer of s (after white space, with sign), else 0: what ModSecurity's numeric operators compare. */
 function toInt(s: string): number {
@@ -164,7 +165,12 @@ export interface OperatorOptions {
   /** input bytes a backtracking regex may see (patterns the linear engine refuses) */
   backtrackCapBytes: number;
   regexMode: RegexMode;
+  /** @detectSQLi / @detectXSS run on it; without it they cannot be compiled */
+  libinjection?: Libinjection | null;
 }
+
+/** Operators that run in libinjection. */
+export const LIBINJECTION_OPERATORS = new Set(['detectsqli', 'detectxss']);
 
 /** Compiles an operator whose argument has had its macros expanded. */
 export function compileOperator(name: string, arg: string, opts: OperatorOptions): CompiledOperator {
@@ -239,6 +245,17 @@ export function compileOperator(name: string, arg: string, opts: OperatorOptions
         return null;
       });
     case 'validateutf8encoding': return native((v) => (validateUtf8(v) ? null : { data: v }));
+    // as ModSecurity: with `capture`, TX.0 is the fingerprint (SQLi) or the whole value (XSS)
+    case 'detectsqli': {
+      const li = opts.libinjection;
+      if (!li) throw new Error('@detectSQLi needs libinjection');
+      return native((v) => { const fp = li.sqli(v); return fp === null ? null : { data: fp }; });
+    }
+    case 'detectxss': {
+      const li = opts.libinjection;
+      if (!li) throw new Error('@detectXSS needs libinjection');
+      return native((v) => (li.xss(v) ? { data: v } : null));
+    }
     case 'unconditionalmatch': return native((v) => ({ data: v }));
     case 'nomatch': return native(() => null);
     default:
