@@ -6,6 +6,7 @@
 // bench/results/guard-crs-speed-<time>.json.
 //
 //   npm run bench:guard-crs-speed [-- --pl 1 --count 300000 --seconds 20 --attack-pct 2 --seed 1]
+//   … -- --libinjection off   (941100/942100 set aside: the cost of libinjection, by difference)
 //   … -- --cpu-prof .scratch/crs.cpuprofile   (V8 CPU profile of the measured loop only, for Chrome DevTools)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -39,7 +40,8 @@ function main(): void {
   const load0 = loadavg();
 
   const t0 = performance.now();
-  const rs: Ruleset = compile(DEBIAN_CRS_RULES_DIR, { paranoiaLevel: pl });
+  const libinjection = arg('libinjection', 'on') !== 'off';
+  const rs: Ruleset = compile(DEBIAN_CRS_RULES_DIR, { paranoiaLevel: pl, ...(libinjection ? {} : { libinjectionLibrary: null }) });
   const compileMs = performance.now() - t0;
 
   // Attacks: the regression cases whose rule must fire and that a log line carries (bodies moved to the query).
@@ -100,7 +102,7 @@ function main(): void {
     time: new Date().toISOString(),
     machine: machineInfo(),
     loadAvg: { before: load0.map((x) => +x.toFixed(2)), after: load1.map((x) => +x.toFixed(2)) },
-    config: { paranoiaLevel: pl, maxCount, maxSeconds, attackPct, seed, poolSize, attackCases: attacks.length, activeRules: rs.stats.active },
+    config: { paranoiaLevel: pl, maxCount, maxSeconds, attackPct, seed, poolSize, attackCases: attacks.length, activeRules: rs.stats.active, libinjection: rs.stats.libinjection },
     compileMs: Math.round(compileMs),
     evaluations: n,
     elapsedS: +elapsedS.toFixed(3),
