@@ -13,8 +13,11 @@
 // Chicago's path is the real one: file → `chicago agent` → node → `chicago guard` → `nft -i`.
 //
 // `guard-direct` is the same without the file and the agent: a producer beside nginx → node → guard.
+// `guard-cluster` is guard-direct through a 3-node cluster with its etcd (bench/cluster.ts): the input
+// topic with replicas 3 written with acks=all, the guard connected to a node that does not lead it,
+// its decisions in the replicated guard.decisions topic.
 //
-//   npm run bench:guard [-- --quick] [--only guard,guard-direct,fail2ban,crowdsec] [--attackers 100]
+//   npm run bench:guard [-- --quick] [--only guard,guard-direct,guard-cluster,fail2ban,crowdsec] [--attackers 100]
 //       [--throughput-lines 100000] [--capacity 20] [--leak-ms 100] [--bouncer-poll 10s] [--out DIR]
 //
 // Results: bench/results/guard-<time>.json and guard.md (the table). Needs root (namespaces, nft).
@@ -113,7 +116,7 @@ async function writerMain(planFile: string, logFile: string, timesFile: string, 
   const fd = openSync(logFile, 'a');
   // direct: each line goes to the topic as a record keyed by its address (as a producer beside nginx would)
   const client = sink ? await ChicagoClient.connect({ url: sink.url, clientName: 'bench-guard-writer' }) : undefined;
-  const producer = client?.producer({ lingerMs: 0 });
+  const producer = client?.producer({ lingerMs: 0, acks: 'all' });
   const pending: Array<Promise<unknown>> = [];
   let stop = false;
   process.on('SIGTERM', () => { stop = true; });
@@ -213,6 +216,8 @@ interface Tool {
   notes: string[];
   /** the tool's own view of a ban's latency, when it has one (the guard's decision log) */
   selfReport?(): Record<string, unknown>;
+  /** where the input and the decisions live, and whether the replicas agree (guard-cluster) */
+  clusterReport?(): Promise<Record<string, unknown>>;
 }
 
 type Proc = LoggedProc;
@@ -239,30 +244,79 @@ function killNode(node: SpawnedNode): void {
   rmSync(node.dataDir, { recursive: true, force: true });
 }
 
-async function startChicago(dir: string, ns: string, logFile: string, p: Params, direct: boolean): Promise<Tool> {
+/** Where the guard's input and decisions are stored: one node, or a 3-node cluster with its etcd. */
+interface Store {
+  ids: string[];
+  urls: string[];
+  /** replicas for the access topic (the cluster's), undefined on one node */
+  replicas?: number;
+  pids(): Record<string, number>;
+  /** every partition's replicas hold the same content (cluster only) */
+  replicasAgree?(): Promise<{ agree: boolean; differ: string[] }>;
+  stop(): Promise<void>;
+  killSync(): void;
+}
+
+async function oneNode(): Promise<Store> {
   const node: SpawnedNode = await spawnNode();
-  const unhook = atExit(() => killNode(node));
+  return { ids: ['node'], urls: [node.url], pids: () => ({ node: node.pid }), stop: () => node.stop(), killSync: () => killNode(node) };
+}
+
+/** Three `chicago server --etcd` nodes on 127.0.0.2–4 with a private etcd (bench/cluster.ts), every partition on all three. */
+async function threeNodes(): Promise<Store> {
+  // imported here: the module hooks SIGTERM to exit, which the writer child uses to stop early
+  const { BenchCluster } = await import('./cluster.js');
+  const cluster = await BenchCluster.start({ nodes: 3, replicas: 3, log: (s) => log(`cluster: ${s}`) });
+  return {
+    ids: cluster.nodes.map((n) => n.id),
+    urls: cluster.nodes.map((n) => n.url),
+    replicas: 3,
+    pids: () => Object.fromEntries(cluster.nodes.map((n) => [n.id, n.pid])),
+    replicasAgree: async () => cluster.compareReplicas(10_000),
+    stop: () => cluster.stop(),
+    killSync: () => cluster.killAllSync(),
+  };
+}
+
+type ChicagoPath = 'guard' | 'guard-direct' | 'guard-cluster';
+
+async function startChicago(dir: string, ns: string, logFile: string, p: Params, path: ChicagoPath): Promise<Tool> {
+  const store = path === 'guard-cluster' ? await threeNodes() : await oneNode();
+  const unhook = atExit(() => store.killSync());
   const started: Proc[] = [];
   try {
-    return await startChicagoOn(node, started, dir, ns, logFile, p, direct);
+    return await startChicagoOn(store, started, dir, ns, logFile, p, path);
   } catch (e) {
     for (const s of started.reverse()) await s.stop();
-    await node.stop();
+    await store.stop();
     throw e;
   } finally {
     unhook();
   }
 }
 
-async function startChicagoOn(node: SpawnedNode, started: Proc[], dir: string, ns: string, logFile: string, p: Params, direct: boolean): Promise<Tool> {
+interface TopicView { replicas: number; partitions: Array<{ leader: string | null; replicas: string[]; endOffset: string | number }> }
+const topicView = async (url: string, topic: string): Promise<TopicView> => {
+  const res = await fetch(`${url}/v1/topics/${encodeURIComponent(topic)}`);
+  if (!res.ok) throw new Error(`describe ${topic}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as TopicView;
+};
+
+async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: string, logFile: string, p: Params, path: ChicagoPath): Promise<Tool> {
   const cli = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
   const topic = 'bench-guard-access';
-  const res = await fetch(`${node.url}/v1/topics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: topic, partitions: 1 }) });
+  const direct = path !== 'guard';
+  const inputUrl = store.urls[0];
+  const res = await fetch(`${inputUrl}/v1/topics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: topic, partitions: 1, ...(store.replicas ? { replicas: store.replicas } : {}) }) });
   if (!res.ok && res.status !== 409) throw new Error(`create topic: ${res.status} ${await res.text()}`);
+  // in a cluster the guard connects to a node that does not lead the input: its client routes to the leaders
+  const inputLeader = (await topicView(inputUrl, topic)).partitions[0]?.leader ?? null;
+  const guardAt = Math.max(0, store.ids.findIndex((id) => id !== inputLeader && store.ids.length > 1));
+  const guardUrl = store.urls[guardAt];
   const table = `chicago_bench_${process.pid}`;
   const others = ['http-404-probing', 'http-sensitive-files', 'http-path-traversal', 'http-crawl', 'http-4xx-ratio', 'http-login-bruteforce', 'http-bad-request', 'http-prefix-flood', 'ssh-bruteforce'];
   writeFileSync(join(dir, 'guard.yaml'), [
-    `node: { url: ${node.url} }`,
+    `node: { url: ${guardUrl} }`,
     'guardId: bench-guard',
     'inputs:',
     `  - { topic: ${topic}, format: nginx, from: earliest }`,
@@ -274,7 +328,7 @@ async function startChicagoOn(node: SpawnedNode, started: Proc[], dir: string, n
     'logLevel: info',
   ].join('\n') + '\n');
   writeFileSync(join(dir, 'agent.yaml'), [
-    `node: { url: ${node.url} }`,
+    `node: { url: ${inputUrl} }`,
     'host: bench',
     `spool: { dir: ${join(dir, 'spool')} }`,
     'pollIntervalMs: 10',
@@ -295,19 +349,23 @@ async function startChicagoOn(node: SpawnedNode, started: Proc[], dir: string, n
     if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.out.slice(-20).join('\n')}`);
   }
   const version = JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')).version as string;
-  const unhook = atExit(() => killNode(node));
+  const unhook = atExit(() => store.killSync());
+  const clustered = store.ids.length > 1;
+  const hops = clustered
+    ? `a producer (lingerMs 0, acks=all) seeded at ${store.ids[0]} → 3-node cluster with etcd (1 partition, replicas 3) → chicago guard connected to ${store.ids[guardAt]} (the client routes to the leaders; decisions to the replicated guard.decisions topic) → one \`nft -e -i\``
+    : direct
+      ? 'a producer (lingerMs 0, acks=all) → node (1 partition) → chicago guard → one `nft -e -i`: the path without the file and the agent'
+      : 'file → chicago agent (pollIntervalMs 10, lingerMs 0) → node (1 partition, acks=all) → chicago guard → one `nft -e -i`';
   return {
-    name: direct ? 'guard-direct' : 'guard', version: `chicago ${version} (${machineInfo().gitRev ?? '?'})`,
+    name: path, version: `chicago ${version} (${machineInfo().gitRev ?? '?'})`,
     mainPid: () => guard.child.pid ?? -1,
-    otherPids: () => ({ ...(agent ? { agent: agent.child.pid ?? -1 } : {}), node: node.pid }),
-    ...(direct ? { sink: { url: node.url, topic } } : {}),
+    otherPids: () => ({ ...(agent ? { agent: agent.child.pid ?? -1 } : {}), ...store.pids() }),
+    ...(direct ? { sink: { url: inputUrl, topic } } : {}),
     processed: async () => {
       const text = await (await fetch(metricsUrl)).text();
       return [...text.matchAll(/^guard_lines_total\{topic="[^"]+"\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
     },
-    notes: [direct
-      ? 'a producer (lingerMs 0) → node (1 partition, acks=all) → chicago guard (http-flood only) → one `nft -e -i`: the path without the file and the agent'
-      : 'file → chicago agent (pollIntervalMs 10, lingerMs 0) → node (1 partition, acks=all) → chicago guard (http-flood only) → one `nft -e -i`'],
+    notes: [`${hops} (http-flood only)`],
     selfReport: () => {
       const bans = guard.out.filter((l) => l.includes('"msg":"decision ban"')).map((l) => JSON.parse(l) as { target: string; detectMs?: number; latencyMs?: { nft?: number } });
       const detect = newHistogram();
@@ -319,10 +377,25 @@ async function startChicagoOn(node: SpawnedNode, started: Proc[], dir: string, n
       const flood = bans.find((b) => b.target === FLOOD_IP);
       return { bans: bans.length, msecToDecidedUs: summarize(detect), msecToNftAckUs: summarize(nft), ...(flood ? { flood: { msecToDecidedMs: flood.detectMs, msecToNftAckMs: flood.latencyMs?.nft } } : {}) };
     },
+    ...(clustered ? {
+      clusterReport: async () => {
+        const part = async (t: string): Promise<Record<string, unknown>> => {
+          const v = await topicView(inputUrl, t);
+          const p0 = v.partitions[0];
+          return { topic: t, replicas: v.replicas, leader: p0?.leader, replicaNodes: p0?.replicas, records: Number(p0?.endOffset) };
+        };
+        const agree = await store.replicasAgree!();
+        return {
+          nodes: store.ids, producerSeed: store.ids[0], guardSeed: store.ids[guardAt],
+          input: await part(topic), decisions: await part('guard.decisions'),
+          replicasAgree: agree.agree, ...(agree.differ.length ? { differ: agree.differ.slice(0, 5) } : {}),
+        };
+      },
+    } : {}),
     stop: async () => {
       await agent?.stop();
       await guard.stop();
-      await node.stop();
+      await store.stop();
       unhook();
     },
   };
@@ -599,7 +672,7 @@ async function measureThroughput(tool: Tool, logFile: string, lines: number, max
 
 // ---- main ----------------------------------------------------------------------------------------
 
-interface Side { tool: string; version: string; notes: string[]; latency?: LatencyResult; flood?: FloodResult; throughput?: ThroughputResult; self?: Record<string, unknown>; error?: string }
+interface Side { tool: string; version: string; notes: string[]; latency?: LatencyResult; flood?: FloodResult; throughput?: ThroughputResult; self?: Record<string, unknown>; cluster?: Record<string, unknown>; error?: string }
 
 async function runTool(name: string, work: string, p: Params, o: Opts): Promise<Side> {
   const dir = mkdtempSync(join(work, `${name}-`));
@@ -615,7 +688,7 @@ async function runTool(name: string, work: string, p: Params, o: Opts): Promise<
     watch = new NftWatch(ns);
     await watch.ready(ns);
     log(`${name}: starting`);
-    tool = name === 'guard' || name === 'guard-direct' ? await startChicago(dir, ns, logFile, p, name === 'guard-direct') : name === 'fail2ban' ? await startFail2ban(dir, ns, logFile, p) : await startCrowdsec(dir, ns, logFile, p);
+    tool = name === 'guard' || name === 'guard-direct' || name === 'guard-cluster' ? await startChicago(dir, ns, logFile, p, name) : name === 'fail2ban' ? await startFail2ban(dir, ns, logFile, p) : await startCrowdsec(dir, ns, logFile, p);
     const side: Side = { tool: name, version: tool.version, notes: tool.notes };
     await sleep(500); // the tool's file watch in place
     side.latency = await measureLatency(tool, watch, dir, logFile, { attackers: o.attackers, gapMs: o.gapMs, capacity: p.capacity, backgroundPerS: o.backgroundPerS, waitS: o.waitS });
@@ -625,6 +698,8 @@ async function runTool(name: string, work: string, p: Params, o: Opts): Promise<
     side.throughput = await measureThroughput(tool, logFile, o.throughputLines, o.throughputMaxS);
     log(`${name} throughput: ${JSON.stringify(side.throughput)}`);
     side.self = tool.selfReport?.();
+    side.cluster = await tool.clusterReport?.();
+    if (side.cluster) log(`${name} cluster: ${JSON.stringify(side.cluster)}`);
     return side;
   } finally {
     await tool?.stop().catch((e: Error) => log(`${name}: stop failed: ${e.message}`));
@@ -642,17 +717,21 @@ const ratio = (a: number | null | undefined, b: number | null | undefined): stri
 
 function table(sides: Side[], p: Params): string {
   const g = sides.find((s) => s.tool === 'guard');
-  const anchors = sides.filter((s) => s.tool !== 'guard');
-  const head = ['measure', ...sides.map((s) => s.tool), ...anchors.map((a) => `guard ÷ ${a.tool}`), 'target'];
+  const anchors = sides.filter((s) => s.tool !== 'guard' && s.tool !== 'guard-cluster');
+  // the cluster row against the same path on one node
+  const c = sides.find((s) => s.tool === 'guard-cluster');
+  const d = sides.find((s) => s.tool === 'guard-direct');
+  const vs = c && d ? [[c, d]] : [];
+  const head = ['measure', ...sides.map((s) => s.tool), ...anchors.map((a) => `guard ÷ ${a.tool}`), ...vs.map(() => 'guard-cluster ÷ guard-direct'), 'target'];
   const rows: string[] = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 || i === head.length - 1 ? '---' : '---:')).join('|')}|`];
   const row = (label: string, f: (s: Side) => number | null | undefined, fmt: (v: number | null | undefined) => string, target = ''): void => {
-    const cells = [label, ...sides.map((s) => (s.error ? 'failed' : fmt(f(s)))), ...anchors.map((a) => ratio(g ? f(g) : undefined, f(a))), target];
+    const cells = [label, ...sides.map((s) => (s.error ? 'failed' : fmt(f(s)))), ...anchors.map((a) => ratio(g ? f(g) : undefined, f(a))), ...vs.map(([x, y]) => ratio(f(x), f(y))), target];
     rows.push(`| ${cells.join(' | ')} |`);
   };
   const l = g?.latency ?? sides[0]?.latency;
   const n = (v: number | null | undefined): string => (v === null || v === undefined ? '–' : String(v));
   row(`line → enforced p50 ms (${l?.attackers ?? '?'} attackers)`, (s) => s.latency?.us.p50, ms, '≤ 5');
-  row('line → enforced p99 ms', (s) => s.latency?.us.p99, ms, '≤ 50');
+  row('line → enforced p99 ms', (s) => s.latency?.us.p99, ms, c ? '≤ 50; 3-node cluster ≤ 100' : '≤ 50');
   row('line → enforced max ms', (s) => s.latency?.us.max, ms);
   row('attackers enforced', (s) => s.latency?.enforced, n);
   row(`5k lines/s from one IP: lines after the trigger before enforced`, (s) => s.flood?.linesAfterTrigger, n, `≤ ${p.capacity + 10}`);
@@ -718,18 +797,30 @@ async function main(): Promise<void> {
   }
   const machine = { ...machineInfo(), loadAvgAtStart: load0, loadAvgAtEnd: loadavg().map(round2) };
   const g = sides.find((s) => s.tool === 'guard');
-  const ratios = Object.fromEntries(sides.filter((s) => s.tool !== 'guard').map((a) => [a.tool, {
+  const ratios = Object.fromEntries(sides.filter((s) => s.tool !== 'guard' && s.tool !== 'guard-cluster').map((a) => [a.tool, {
     latencyP50: g?.latency && a.latency?.us.p50 ? round2(g.latency.us.p50 / a.latency.us.p50) : undefined,
     latencyP99: g?.latency && a.latency?.us.p99 ? round2(g.latency.us.p99 / a.latency.us.p99) : undefined,
     floodLinesAfterTrigger: g?.flood && a.flood?.linesAfterTrigger ? round2(g.flood.linesAfterTrigger / a.flood.linesAfterTrigger) : undefined,
     linesPerCpuS: g?.throughput && a.throughput?.linesPerCpuS ? round2(g.throughput.linesPerCpuS / a.throughput.linesPerCpuS) : undefined,
     rss: g?.throughput && a.throughput?.rssMB ? round2(g.throughput.rssMB / a.throughput.rssMB) : undefined,
   }]));
+  // guard-cluster ÷ guard-direct: what three replicas and etcd add to the same path
+  const c = sides.find((s) => s.tool === 'guard-cluster');
+  const d = sides.find((s) => s.tool === 'guard-direct');
+  const div = (x: number | null | undefined, y: number | null | undefined): number | undefined => (x !== null && x !== undefined && y ? round2(x / y) : undefined);
+  const clusterVsDirect = c && d && !c.error && !d.error ? {
+    latencyP50: div(c.latency?.us.p50, d.latency?.us.p50),
+    latencyP99: div(c.latency?.us.p99, d.latency?.us.p99),
+    latencyMax: div(c.latency?.us.max, d.latency?.us.max),
+    floodLinesAfterTrigger: div(c.flood?.linesAfterTrigger, d.flood?.linesAfterTrigger),
+    linesPerS: div(c.throughput?.linesPerS, d.throughput?.linesPerS),
+    linesPerCpuS: div(c.throughput?.linesPerCpuS, d.throughput?.linesPerCpuS),
+  } : undefined;
   const result = {
     bench: 'guard-vs-fail2ban-crowdsec', startedAt, machine,
     settings: { ...p, ...o, floodRate: 5000, input: 'nginx JSON access-log lines (guard_json) appended to a file each tool reads' },
-    sides, ratios,
-    targets: { latencyP50Ms: 5, latencyP99Ms: 50, floodLinesAfterTriggerMax: p.capacity + 10, linesPerCoreMin: 50_000 },
+    sides, ratios, ...(clusterVsDirect ? { clusterVsDirect } : {}),
+    targets: { latencyP50Ms: 5, latencyP99Ms: 50, latencyP99ClusterMs: 100, floodLinesAfterTriggerMax: p.capacity + 10, linesPerCoreMin: 50_000 },
   };
   const md = [
     `Guard vs fail2ban vs CrowdSec, measured ${startedAt} on ${machine.cpus.count}× ${machine.cpus.model}, ${machine.memGiB} GiB, ${machine.node}, git ${machine.gitRev ?? '?'}; load average ${load0.join(' ')} at start, ${machine.loadAvgAtEnd.join(' ')} at end. Bucket: capacity ${p.capacity}, leak ${p.leakMs} ms; bouncer poll ${p.bouncerPoll}.`,
