@@ -572,7 +572,11 @@ prometheus: { enabled: false, listen_addr: 127.0.0.1, listen_port: 60601 }
 
 // ---- the three measurements ----------------------------------------------------------------------
 
-interface LatencyResult { attackers: number; enforced: number; missed: string[]; us: LatencySummary; gapMs: number; backgroundPerS: number }
+interface LatencyResult {
+  attackers: number; enforced: number; missed: string[]; us: LatencySummary; gapMs: number; backgroundPerS: number;
+  /** the five slowest bans: when the trigger was written (s after the first) and its latency, to tell a stall from a spread */
+  slowest: Array<{ ip: string; atS: number; ms: number }>;
+}
 interface FloodResult { rate: number; trigger: number; enforcedAfterUs: number | null; linesAfterTrigger: number; written: number; targetMax: number; met: boolean }
 interface ThroughputResult { lines: number; processed: number; seconds: number; linesPerS: number; cpuS: number; linesPerCpuS: number; othersCpuS: Record<string, number>; rssMB: number; othersRssMB: Record<string, number>; complete: boolean }
 
@@ -583,12 +587,16 @@ async function measureLatency(tool: Tool, watch: NftWatch, work: string, logFile
   await waitFor('every attacker enforced', () => [...plan.triggers.keys()].every((ip) => watch.firstSeen.has(ip)), o.waitS * 1000).catch(() => undefined);
   const h = newHistogram();
   const missed: string[] = [];
+  const each: Array<{ ip: string; atS: number; ms: number }> = [];
   for (const [ip, idx] of plan.triggers) {
     const seen = watch.firstSeen.get(ip);
     if (seen === undefined) { missed.push(ip); continue; }
     recordUs(h, seen - times[idx]);
+    each.push({ ip, atS: times[idx], ms: (seen - times[idx]) / 1000 });
   }
-  return { attackers: plan.triggers.size, enforced: h.totalCount, missed, us: summarize(h), gapMs: o.gapMs, backgroundPerS: o.backgroundPerS };
+  const first = Math.min(...each.map((e) => e.atS));
+  const slowest = each.sort((a, b) => b.ms - a.ms).slice(0, 5).map((e) => ({ ip: e.ip, atS: round2((e.atS - first) / 1e6), ms: round1(e.ms) }));
+  return { attackers: plan.triggers.size, enforced: h.totalCount, missed, us: summarize(h), gapMs: o.gapMs, backgroundPerS: o.backgroundPerS, slowest };
 }
 
 async function measureFlood(tool: Tool, watch: NftWatch, work: string, logFile: string, o: { rate: number; maxS: number; capacity: number }): Promise<FloodResult> {
@@ -672,7 +680,7 @@ async function measureThroughput(tool: Tool, logFile: string, lines: number, max
 
 // ---- main ----------------------------------------------------------------------------------------
 
-interface Side { tool: string; version: string; notes: string[]; latency?: LatencyResult; flood?: FloodResult; throughput?: ThroughputResult; self?: Record<string, unknown>; cluster?: Record<string, unknown>; error?: string }
+interface Side { tool: string; version: string; notes: string[]; latency?: LatencyResult; flood?: FloodResult; throughput?: ThroughputResult; self?: Record<string, unknown>; cluster?: Record<string, unknown>; seconds?: number; error?: string }
 
 async function runTool(name: string, work: string, p: Params, o: Opts): Promise<Side> {
   const dir = mkdtempSync(join(work, `${name}-`));
@@ -688,6 +696,7 @@ async function runTool(name: string, work: string, p: Params, o: Opts): Promise<
     watch = new NftWatch(ns);
     await watch.ready(ns);
     log(`${name}: starting`);
+    const t0 = performance.now();
     tool = name === 'guard' || name === 'guard-direct' || name === 'guard-cluster' ? await startChicago(dir, ns, logFile, p, name) : name === 'fail2ban' ? await startFail2ban(dir, ns, logFile, p) : await startCrowdsec(dir, ns, logFile, p);
     const side: Side = { tool: name, version: tool.version, notes: tool.notes };
     await sleep(500); // the tool's file watch in place
@@ -700,6 +709,8 @@ async function runTool(name: string, work: string, p: Params, o: Opts): Promise<
     side.self = tool.selfReport?.();
     side.cluster = await tool.clusterReport?.();
     if (side.cluster) log(`${name} cluster: ${JSON.stringify(side.cluster)}`);
+    side.seconds = round1((performance.now() - t0) / 1000);
+    log(`${name}: done in ${side.seconds} s`);
     return side;
   } finally {
     await tool?.stop().catch((e: Error) => log(`${name}: stop failed: ${e.message}`));
@@ -717,7 +728,7 @@ const ratio = (a: number | null | undefined, b: number | null | undefined): stri
 
 function table(sides: Side[], p: Params): string {
   const g = sides.find((s) => s.tool === 'guard');
-  const anchors = sides.filter((s) => s.tool !== 'guard' && s.tool !== 'guard-cluster');
+  const anchors = g ? sides.filter((s) => s.tool !== 'guard' && s.tool !== 'guard-cluster') : [];
   // the cluster row against the same path on one node
   const c = sides.find((s) => s.tool === 'guard-cluster');
   const d = sides.find((s) => s.tool === 'guard-direct');
@@ -772,7 +783,7 @@ async function main(): Promise<void> {
     throughputLines: Number(values['throughput-lines'] ?? (quick ? 20_000 : 100_000)),
     throughputMaxS: Number(values['throughput-max-s'] ?? (quick ? 20 : 60)),
   };
-  const tools = (values.only ?? 'guard,guard-direct,fail2ban,crowdsec').split(',').map((s) => s.trim());
+  const tools = (values.only ?? 'guard,guard-direct,guard-cluster,fail2ban,crowdsec').split(',').map((s) => s.trim());
   if (process.getuid?.() !== 0) throw new Error('bench:guard needs root (network namespaces, nftables)');
   const missing = [['fail2ban', 'fail2ban-server'], ['crowdsec', 'crowdsec'], ['crowdsec', 'crowdsec-firewall-bouncer']].filter(([t, bin]) => tools.includes(t) && !existsSync(`/usr/bin/${bin}`));
   if (missing.length) {
