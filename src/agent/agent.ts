@@ -78,12 +78,16 @@ export class Agent {
     return agent;
   }
 
-  /** A writer for a task that ships to `topic`, its shipper started on first use; a task has one topic. */
-  sink(task: string, topic: string): TaskSink {
+  /**
+   * A writer for a task that ships to `topic`, its shipper started on first use; a task has one topic.
+   * `lingerMs` replaces batch.lingerMs for a task of its own (script output: someone waits for it).
+   */
+  sink(task: string, topic: string, opts: { lingerMs?: number } = {}): TaskSink {
     let s = this.shippers.get(task);
     if (s && s.topic !== topic) throw new Error(`task ${task} ships to ${s.topic}, not ${topic}`);
     if (!s) {
-      s = new Shipper(task, topic, this.spool, this.cfg, this.log);
+      const cfg = opts.lingerMs === undefined ? this.cfg : { ...this.cfg, batch: { ...this.cfg.batch, lingerMs: opts.lingerMs } };
+      s = new Shipper(task, topic, this.spool, cfg, this.log);
       s.onFatal = (err) => this.fail(err);
       this.shippers.set(task, s);
       if (this.started) s.start();

@@ -3,9 +3,10 @@
 // Each run is its own process group with a timeout that kills the whole group, an output cap, an
 // optional unprivileged user and a minimal environment; its output goes to the results topic
 // through the agent's spool (exactly once, seq gap-free), as records with headers run, script,
-// stream. Commands come from `agent.commands.<host>` (long-polled); the read position is written to
-// the spool with each command's first record, and a run's start record is durable before the
-// process starts: after a crash a command is never run twice and never skipped.
+// stream. Commands come from `agent.commands.<host>` (long-polled); the read position and the run's
+// entry are durable before the process starts: after a crash a command is never run twice and never
+// skipped. The start record goes with the first output (or the output linger after the spawn), so a
+// run's first output costs one spool append and one shipped batch.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -56,6 +57,9 @@ interface Run {
   proc?: ChildProcess;
   out: OutputState;
   linger?: NodeJS.Timeout;
+  /** the start record (and the pid entry once spawned) not appended yet: it goes with the run's next records */
+  start?: { event: AgentEvent; extra: Entry[] };
+  startHold?: NodeJS.Timeout;
   timedOut: boolean;
   stopping: boolean;
   timers: NodeJS.Timeout[];
@@ -107,7 +111,9 @@ export class ScriptRunner {
 
   private constructor(private readonly agent: Agent, private readonly agentCfg: AgentConfig, private readonly log: Logger) {
     this.cfg = agentCfg.scripts!;
-    this.sink = agent.sink(SCRIPTS_TASK, this.cfg.resultsTopic);
+    // a run's records ship as soon as the batch before them is acknowledged: `chicago agent run`
+    // waits for them, and a batch of a few records costs no more than lingering for more
+    this.sink = agent.sink(SCRIPTS_TASK, this.cfg.resultsTopic, { lingerMs: 0 });
   }
 
   static async start(agent: Agent, cfg: AgentConfig, log: Logger): Promise<ScriptRunner> {
@@ -306,7 +312,10 @@ export class ScriptRunner {
 
   // ---- a run ----
 
-  /** Verifies the script, writes the start record (durable), then starts the process. The run slot is taken by the caller. */
+  /**
+   * Verifies the script, makes the command's read position and the run's entry durable, then starts
+   * the process. The run slot is taken by the caller.
+   */
   private async begin(id: string, name: string, args: string[], trigger: Trigger, extra: Entry[] = []): Promise<void> {
     const schedule = trigger.kind === 'schedule' ? trigger.schedule.name : undefined;
     const entry = this.allow.get(name);
@@ -338,11 +347,16 @@ export class ScriptRunner {
     };
     this.runs.set(id, run);
     const runKey = RUN_CURSOR_PREFIX + id;
-    try {
-      await this.sink.write([this.event(run, 'start', JSON.stringify({
+    run.start = {
+      event: this.event(run, 'start', JSON.stringify({
         run: id, script: name, args, trigger: trigger.kind, timeoutMs: script.timeoutMs, outputBytesMax: script.outputBytesMax,
         ...(trigger.kind === 'command' ? { requestedAt: new Date(trigger.command.requestedAtMs).toISOString() } : { schedule: trigger.schedule.cron, skippedTicks: trigger.skippedBefore }),
-      }))], [...extra, { t: 'cur', key: runKey, cursor: JSON.stringify({ script: name, trigger: trigger.kind }) }]);
+      })),
+      extra: [],
+    };
+    try {
+      // entries only (nothing to ship yet): a crash from here on is answered 'interrupted', never run again
+      await this.sink.write([], [...extra, { t: 'cur', key: runKey, cursor: JSON.stringify({ script: name, trigger: trigger.kind }) }]);
     } catch (err) {
       // the spool failed: the agent stops; nothing ran
       this.runs.delete(id);
@@ -357,7 +371,7 @@ export class ScriptRunner {
       for (const t of run.timers) clearTimeout(t);
       if (run.linger) clearTimeout(run.linger);
       const { chunks } = flushOutput(run.out);
-      const events = chunks.map((c) => this.chunkEvent(run, c));
+      const events = [...this.takeStart(run).events, ...chunks.map((c) => this.chunkEvent(run, c))];
       const truncated = run.out.droppedBytes > 0;
       events.push(this.finalEvent(id, name, trigger.kind, {
         status, exitCode, signal, durationMs: Date.now() - run.startedAtMs, truncated, keptBytes: run.out.keptBytes, droppedBytes: run.out.droppedBytes, ...(reason ? { reason } : {}),
@@ -411,9 +425,11 @@ export class ScriptRunner {
     });
     proc.once('spawn', () => {
       const pid = proc.pid!;
-      // the pid lets a restarted agent kill what a crash left running
-      this.agent.spool.append([{ t: 'cur', key: runKey, cursor: JSON.stringify({ script: name, trigger: trigger.kind, pid, startTicks: startTicks(pid) }) }])
-        .catch((err: Error) => this.log.error({ err, run: id }, 'could not record a run\'s pid'));
+      // the pid lets a restarted agent kill what a crash left running; it goes with the start record,
+      // appended with the first output or after the output linger, whichever comes first
+      run.start?.extra.push({ t: 'cur', key: runKey, cursor: JSON.stringify({ script: name, trigger: trigger.kind, pid, startTicks: startTicks(pid) }) });
+      run.startHold = setTimeout(() => this.emit(run, []), this.cfg.output.lingerMs);
+      run.timers.push(run.startHold);
       run.timers.push(setTimeout(() => {
         run.timedOut = true;
         this.stats.timeouts++;
@@ -444,9 +460,17 @@ export class ScriptRunner {
   }
 
   private output(run: Run, stream: Stream, data: Buffer): void {
+    const first = run.out.keptBytes === 0;
     const r = takeOutput(run.out, stream, data, { capBytes: run.script.outputBytesMax, chunkBytes: this.cfg.output.chunkBytes });
     run.out = r.state;
-    this.emit(run, r.chunks);
+    let chunks = r.chunks;
+    if (first && run.out.pending) {
+      // the first output goes at once (what a caller waits for); later output lingers to fill records
+      const f = flushOutput(run.out);
+      run.out = f.state;
+      chunks = [...chunks, ...f.chunks];
+    }
+    this.emit(run, chunks);
     if (run.out.pending && !run.linger) {
       run.linger = setTimeout(() => {
         run.linger = undefined;
@@ -460,9 +484,20 @@ export class ScriptRunner {
     }
   }
 
+  /** Output records, after the start record if it is still held. */
   private emit(run: Run, chunks: Chunk[]): void {
-    if (chunks.length === 0) return;
-    this.sink.write(chunks.map((c) => this.chunkEvent(run, c))).catch((err: Error) => this.log.error({ err, run: run.id }, 'could not record output'));
+    const start = this.takeStart(run);
+    if (chunks.length === 0 && start.events.length === 0) return;
+    this.sink.write([...start.events, ...chunks.map((c) => this.chunkEvent(run, c))], start.extra).catch((err: Error) => this.log.error({ err, run: run.id }, 'could not record output'));
+  }
+
+  /** The held start record and pid entry, once: the caller appends them before the run's other records. */
+  private takeStart(run: Run): { events: AgentEvent[]; extra: Entry[] } {
+    const s = run.start;
+    if (!s) return { events: [], extra: [] };
+    run.start = undefined;
+    clearTimeout(run.startHold);
+    return { events: [s.event], extra: s.extra };
   }
 
   // ---- records ----
