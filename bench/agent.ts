@@ -56,6 +56,7 @@ const withRsyslog = !values['no-rsyslog'];
 const root = repoRoot();
 const outDir = resolve(values.out ?? join(root, 'bench', 'results'));
 const cli = join(root, 'dist', 'src', 'cli', 'main.js');
+const bin = join(root, 'bin', 'chicago.js');
 
 const log = (s: string): void => void process.stderr.write(`[bench:agent] ${s}\n`);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -84,7 +85,7 @@ const cpuS = (pid: number): number => readProc(pid)?.cpuS ?? 0;
 // ---- the agent ------------------------------------------------------------------------------------
 
 type Proc = LoggedProc;
-const spawnProc = (cmd: string, args: string[], name: string): Proc => spawnLogged(cmd, args, name, { cwd: root, log });
+const spawnProc = (cmd: string, args: string[], name: string, env?: NodeJS.ProcessEnv): Proc => spawnLogged(cmd, args, name, { cwd: root, log, env });
 
 async function startAgent(work: string, url: string, glob: string, extra: string[] = []): Promise<Proc> {
   const conf = join(work, 'agent.yaml');
@@ -99,8 +100,11 @@ async function startAgent(work: string, url: string, glob: string, extra: string
     `    paths: [${glob}]`,
     `    topic: ${TOPIC}`,
   ].join('\n'));
-  const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(values['cpu-prof'])] : [];
-  const p = spawnProc(process.execPath, [...prof, cli, 'agent', '--config', conf], 'agent');
+  // as users start it: bin/chicago.js sets glibc's malloc settings and V8's young generation size
+  // for the agent, then execs node in the same process (same pid)
+  const prof = values['cpu-prof'] ? ` --cpu-prof --cpu-prof-dir=${resolve(values['cpu-prof'])}` : '';
+  const env = prof ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''}${prof}` } : process.env;
+  const p = spawnProc(bin, ['agent', '--config', conf], 'agent', env);
   await waitFor('the agent to run', () => p.out.some((l) => l.includes('"msg":"agent running"')), 30_000, () => p.out.slice(-20).join('\n'));
   return p;
 }

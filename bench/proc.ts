@@ -369,9 +369,9 @@ export interface LoggedProc {
 }
 
 /** A child whose output lines are kept for waiting on and for error messages; killed if the bench dies. */
-export function spawnLogged(cmd: string, args: string[], name: string, opts: { cwd?: string; keepLines?: number; graceMs?: number; log?: (s: string) => void } = {}): LoggedProc {
+export function spawnLogged(cmd: string, args: string[], name: string, opts: { cwd?: string; keepLines?: number; graceMs?: number; log?: (s: string) => void; env?: NodeJS.ProcessEnv } = {}): LoggedProc {
   const keepLines = opts.keepLines ?? 200;
-  const child = spawn(cmd, args, { cwd: opts.cwd ?? repoRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, { cwd: opts.cwd ?? repoRoot(), stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: opts.env } : {}) });
   const out: string[] = [];
   let rest = '';
   const keep = (c: Buffer): void => {
