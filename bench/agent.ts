@@ -325,7 +325,8 @@ async function runAgentSide(work: string): Promise<Side> {
   const parts: Array<'throughput' | 'latency' | 'idle'> = (['throughput', 'latency', 'idle'] as const).filter(wanted);
   for (const part of parts) {
     // each part against a fresh node and agent: nothing carried over
-    const node: SpawnedNode = await spawnNode();
+    // --cpu-prof profiles the node (the sink) too, in DIR/node
+    const node: SpawnedNode = await spawnNode(values['cpu-prof'] ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', join(resolve(values['cpu-prof']), 'node')] } : {});
     const dir = mkdtempSync(join(work, `agent-${part}-`));
     const inDir = join(dir, 'in');
     mkdirSync(inDir);

@@ -1,7 +1,7 @@
 // One record format for everything the agent ships: headers host, task, source, seq, time and
 // (when known) level on every record, whatever produced it (files, journald, scripts, health).
 import { isUtf8 } from 'node:buffer';
-import type { Entry, Spool } from './spool.js';
+import type { Entry, RecsEntry, Spool } from './spool.js';
 
 export interface AgentEvent {
   /** the record's value: text, or bytes (kept as bytes when they are not UTF-8) */
@@ -85,16 +85,41 @@ function isoTime(ms: number): string {
 
 /**
  * Spool entries for events of one task, seqs taken now: the caller appends them in this same turn
- * (seqs are gap-free only if every taken seq is appended).
+ * (seqs are gap-free only if every taken seq is appended). One 'recs' entry carries them all.
  */
 export function recordEntries(spool: Spool, host: string, task: string, topic: string, events: AgentEvent[]): Entry[] {
-  const out: Entry[] = [];
-  for (const ev of events) {
+  if (events.length === 0) return [];
+  const all: Array<Record<string, string>> = new Array<Record<string, string>>(events.length);
+  const v: string[] = new Array<string>(events.length);
+  let b64: number[] | undefined;
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i];
     const headers: Record<string, string> = { ...ev.headers, host, task, source: ev.source, time: isoTime(ev.timeMs) };
     if (ev.level) headers.level = ev.level;
-    const seq = spool.takeSeq(task);
-    headers.seq = String(seq);
-    out.push({ t: 'rec', task, seq, topic, ...spoolValue(ev.value), headers });
+    all[i] = headers;
+    const sv = spoolValue(ev.value);
+    v[i] = sv.value;
+    if (sv.enc) (b64 ??= []).push(i);
   }
-  return out;
+  // the headers every record has with the same value go once
+  const h: Record<string, string> = { ...all[0] };
+  for (let i = 1; i < all.length; i++) {
+    for (const k in h) if (all[i][k] !== h[k]) delete h[k];
+  }
+  let x: Array<Record<string, string> | null> | undefined;
+  const shared = Object.keys(h).length;
+  for (let i = 0; i < all.length; i++) {
+    let n = 0;
+    for (const _ in all[i]) n++;
+    if (n === shared) continue;
+    const own: Record<string, string> = {};
+    for (const k in all[i]) if (!(k in h)) own[k] = all[i][k];
+    (x ??= new Array<Record<string, string> | null>(all.length).fill(null))[i] = own;
+  }
+  const seq = spool.takeSeq(task);
+  for (let i = 1; i < events.length; i++) spool.takeSeq(task);
+  const e: RecsEntry = { t: 'recs', task, topic, seq, h, v };
+  if (x) e.x = x;
+  if (b64) e.b64 = b64;
+  return [e];
 }

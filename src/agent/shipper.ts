@@ -1,7 +1,8 @@
 // Ships one task's spooled records to Chicago, exactly once: one idempotent producer per host+task
 // (its id and partition kept in the spool), one batch in flight, the batch's range written to the
 // spool before it is sent (so a resend after a crash is the same batch with the same sequence, which
-// the node answers as a duplicate), and the ack written to the spool before the next batch.
+// the node answers as a duplicate), and the ack written to the spool in the same append as the next
+// batch's range (one fdatasync per batch; alone when nothing follows).
 import { caDispatcher } from '../client/tls.js';
 import { authHeader } from '../client/token.js';
 import type { Logger } from '../runtime/log.js';
@@ -69,25 +70,42 @@ export class Shipper {
 
   private async run(): Promise<void> {
     let backoff = this.cfg.retry.minMs;
+    /** the last batch acknowledged by the node whose ack is not in the spool yet */
+    let ackTo: number | undefined;
     while (!this.stopped) {
       try {
         if (!this.producer) this.producer = await this.ensureProducer();
         let range = this.spool.sends.get(this.task);
+        // a range acknowledged in memory stays in the spool's sends until its ack is durable
+        if (range && ackTo !== undefined && range.to <= ackTo) range = undefined;
         if (!range) {
-          const q = this.spool.pending.get(this.task) ?? [];
-          if (q.length === 0) {
+          let q = this.spool.pending.get(this.task) ?? [];
+          let from = this.firstUnacked(q, ackTo);
+          if (from >= q.length) {
+            // nothing more to send: the ack goes alone (segments and memory are freed on durable acks)
+            if (ackTo !== undefined) {
+              await this.spool.append([{ t: 'ack', task: this.task, to: ackTo }]);
+              ackTo = undefined;
+              continue;
+            }
             await this.sleep(1000);
             continue;
           }
-          if (q.length < this.cfg.batch.maxRecords && this.cfg.batch.lingerMs > 0 && Date.now() - this.stats.lastAckMs < this.cfg.batch.lingerMs) {
+          if (q.length - from < this.cfg.batch.maxRecords && this.cfg.batch.lingerMs > 0 && Date.now() - this.stats.lastAckMs < this.cfg.batch.lingerMs) {
             await new Promise((r) => setTimeout(r, this.cfg.batch.lingerMs));
+            q = this.spool.pending.get(this.task) ?? [];
+            from = this.firstUnacked(q, ackTo);
           }
-          range = this.cut(this.spool.pending.get(this.task) ?? []);
-          await this.spool.append([{ t: 'send', task: this.task, from: range.from, to: range.to }]);
+          range = this.cut(q, from);
+          // the previous batch's ack rides in the same fdatasync as this batch's range
+          await this.spool.append([...(ackTo !== undefined ? [{ t: 'ack' as const, task: this.task, to: ackTo }] : []), { t: 'send', task: this.task, from: range.from, to: range.to }]);
+          ackTo = undefined;
         }
         const records = this.recordsOf(range);
         const res = await this.send(records, range.from);
-        await this.spool.append([{ t: 'ack', task: this.task, to: range.to }]);
+        // the ack is in memory now and durable with the next range (or alone when there is none): a
+        // crash before then resends this batch with its sequence, which the node answers as a duplicate
+        ackTo = range.to;
         this.stats.batches++;
         this.stats.records += records.length;
         // value bytes (base64 text for binary values), for the agent's metrics
@@ -96,7 +114,7 @@ export class Shipper {
         this.stats.lastAckMs = Date.now();
         backoff = this.cfg.retry.minMs;
       } catch (err) {
-        if (this.stopped) return;
+        if (this.stopped) break;
         if (/spool/.test((err as Error).message)) throw err;
         this.stats.errors++;
         const e = err as Error & { code?: string };
@@ -106,19 +124,28 @@ export class Shipper {
         backoff = Math.min(this.cfg.retry.maxMs, backoff * 2);
       }
     }
+    // an orderly stop keeps the last ack (a kill resends that batch as a duplicate)
+    if (ackTo !== undefined) await this.spool.append([{ t: 'ack', task: this.task, to: ackTo }]).catch(() => undefined);
+  }
+
+  /** Index in q of the first record after the acknowledged batch whose ack is not durable yet. */
+  private firstUnacked(q: ShipRecord[], ackTo: number | undefined): number {
+    if (q.length === 0 || ackTo === undefined) return 0;
+    return Math.max(0, ackTo - q[0].seq + 1);
   }
 
   /** The next batch: at most maxRecords and maxBytes (the node refuses updates of 20 MB or more). */
-  private cut(q: ShipRecord[]): { from: number; to: number } {
+  private cut(q: ShipRecord[], from: number): { from: number; to: number } {
     let bytes = 2;
     let n = 0;
-    for (const r of q) {
+    for (let i = from; i < q.length; i++) {
+      const r = q[i];
       const size = RECORD_OVERHEAD_BYTES + Buffer.byteLength(r.value) + headerBytes(r.headers);
       if (n > 0 && (n >= this.cfg.batch.maxRecords || bytes + size > this.cfg.batch.maxBytes)) break;
       bytes += size;
       n++;
     }
-    return { from: q[0].seq, to: q[n - 1].seq };
+    return { from: q[from].seq, to: q[from + n - 1].seq };
   }
 
   private recordsOf(range: { from: number; to: number }): ShipRecord[] {
@@ -157,8 +184,7 @@ export class Shipper {
   private async send(records: ShipRecord[], sequence: number): Promise<{ duplicate: boolean }> {
     const p = this.producer!;
     const q = `partition=${p.partition}&producerId=${encodeURIComponent(p.id)}&sequence=${sequence}&acks=all`;
-    const body = records.map((r) => (r.enc ? { value: r.value, valueEncoding: r.enc, headers: r.headers } : { value: r.value, headers: r.headers }));
-    const res = (await this.request('POST', `/v1/topics/${encodeURIComponent(this.topic)}/records?${q}`, body)) as { duplicate?: boolean };
+    const res = (await this.request('POST', `/v1/topics/${encodeURIComponent(this.topic)}/records?${q}`, new RawJson(bodyOf(records)))) as { duplicate?: boolean };
     return { duplicate: res.duplicate === true };
   }
 
@@ -173,7 +199,7 @@ export async function nodeRequest(node: AgentConfig['node'], method: string, rou
   const res = await fetch(node.url + route, {
     method,
     headers: { ...authHeader(node.token), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    ...(body !== undefined ? { body: body instanceof RawJson ? body.text : JSON.stringify(body) } : {}),
     signal,
     ...({ dispatcher: caDispatcher(node.ca) } as RequestInit),
   });
@@ -191,8 +217,39 @@ export async function nodeRequest(node: AgentConfig['node'], method: string, rou
   return parsed;
 }
 
+/** A request body already in JSON. */
+class RawJson {
+  constructor(readonly text: string) {}
+}
+
+/**
+ * The produce body: a JSON array of {value, valueEncoding?, headers} with each record's seq header.
+ * Records that share a headers object share its JSON, made once.
+ */
+export function bodyOf(records: ShipRecord[]): string {
+  const parts: string[] = new Array<string>(records.length);
+  let lastH: Record<string, string> | undefined;
+  let open = '';
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i];
+    if (r.headers !== lastH) {
+      lastH = r.headers;
+      const { seq: _seq, ...rest } = r.headers;
+      const j = JSON.stringify(rest);
+      open = j === '{}' ? '{' : `${j.slice(0, -1)},`;
+    }
+    parts[i] = `{"value":${JSON.stringify(r.value)}${r.enc ? ',"valueEncoding":"base64"' : ''},"headers":${open}"seq":"${r.seq}"}}`;
+  }
+  return `[${parts.join(',')}]`;
+}
+
+let lastSized: Record<string, string> | undefined;
+let lastSize = 0;
 function headerBytes(h: Record<string, string>): number {
-  let n = 0;
+  if (h === lastSized) return lastSize;
+  let n = 24; // the seq header
   for (const [k, v] of Object.entries(h)) n += k.length + Buffer.byteLength(v) + 6;
+  lastSized = h;
+  lastSize = n;
   return n;
 }

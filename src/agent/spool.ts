@@ -4,7 +4,7 @@
 // both: a checkpoint never points past what the spool holds. Every segment starts with a snapshot of
 // the state (producers, sequences, acks, checkpoints), so older segments can go once every record in
 // them is acknowledged — and an ack is only used for that after its own append was synced.
-import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -44,13 +44,34 @@ export interface ShipRecord {
   /** the record's text, or its bytes in base64 when `enc` says so (bytes that are not UTF-8) */
   value: string;
   enc?: 'base64';
+  /** the record's headers; seq is added when it is shipped (records of one append may share this object) */
   headers: Record<string, string>;
 }
 
 export interface Producer { id: string; partition: number }
 
+/**
+ * Records of one task with consecutive seqs from `seq`, in one spool entry: the headers they all share
+ * once (`h`), then per record its value and only the headers it does not share (`x`); seq is a header
+ * of every record. One JSON body and one CRC per batch instead of per line.
+ */
+export interface RecsEntry {
+  t: 'recs';
+  task: string;
+  topic: string;
+  seq: number;
+  h: Record<string, string>;
+  v: string[];
+  /** per record, the headers not in `h` (absent when there are none) */
+  x?: Array<Record<string, string> | null>;
+  /** indexes of the values held as base64 (bytes that are not UTF-8) */
+  b64?: number[];
+}
+
 export type Entry =
+  /** one record per entry: still read from older segments, no longer written */
   | ({ t: 'rec' } & ShipRecord)
+  | RecsEntry
   | { t: 'ck'; key: string; ck: FileCkpt | null }
   /** a non-file source's position (a journald cursor), committed with the records read before it */
   | { t: 'cur'; key: string; cursor: string | null }
@@ -61,6 +82,22 @@ export type Entry =
 
 function recordTextBytes(r: ShipRecord): number {
   return r.value.length + (r.headers.source?.length ?? 0) + RECORD_HEADERS_BYTES;
+}
+
+/**
+ * The records of a 'recs' entry. Records without headers of their own share one headers object,
+ * which holds no seq: the shipper adds each record's seq header when it builds the request.
+ */
+export function recordsOf(e: RecsEntry): ShipRecord[] {
+  const out: ShipRecord[] = new Array<ShipRecord>(e.v.length);
+  const b64 = e.b64 ? new Set(e.b64) : undefined;
+  for (let i = 0; i < e.v.length; i++) {
+    const seq = e.seq + i;
+    const x = e.x?.[i];
+    const headers = x ? { ...e.h, ...x } : e.h;
+    out[i] = b64?.has(i) ? { task: e.task, seq, topic: e.topic, value: e.v[i], enc: 'base64', headers } : { task: e.task, seq, topic: e.topic, value: e.v[i], headers };
+  }
+  return out;
 }
 
 export function encodeEntry(e: Entry): Buffer {
@@ -123,6 +160,8 @@ export class Spool {
   private fd = -1;
   private queue: Array<{ entries: Entry[]; resolve: () => void; reject: (e: Error) => void }> = [];
   private flushing = false;
+  /** an fdatasync is running on the thread pool */
+  private syncing = false;
   private closed = false;
   /** called after an append made records durable */
   onRecords: (task: string) => void = () => {};
@@ -188,36 +227,59 @@ export class Spool {
 
   private flush(): void {
     this.flushing = true;
-    // one write + one fdatasync per turn of queued appends
+    // one write + one fdatasync per turn of queued appends; the fdatasync runs off the main thread, so
+    // reading and encoding the next appends go on meanwhile (they are the next group commit)
     setImmediate(() => {
       const batch = this.queue;
       this.queue = [];
-      const wasFull = this.full();
+      const fail = (err: Error): void => {
+        // a spool that cannot write stops the agent: nothing may be checkpointed that is not in it
+        const e = new Error(`spool: ${err.message}`);
+        for (const b of batch) b.reject(e);
+        for (const q of this.queue.splice(0)) q.reject(e);
+        this.closed = true;
+        this.flushing = false;
+        this.closeFd();
+      };
+      if (this.closed) return fail(new Error('the spool is closed'));
+      const seg = this.segments[this.segments.length - 1];
+      let data: Buffer;
       try {
-        const seg = this.segments[this.segments.length - 1];
         const bufs: Buffer[] = [];
-        const touched = new Set<string>();
         for (const { entries } of batch) for (const e of entries) bufs.push(encodeEntry(e));
-        const data = Buffer.concat(bufs);
+        data = Buffer.concat(bufs);
         let off = 0;
         while (off < data.length) off += writeSync(this.fd, data, off, data.length - off, seg.bytes + off);
-        fdatasyncSync(this.fd);
-        seg.bytes += data.length;
-        for (const { entries } of batch) for (const e of entries) this.apply(e, seg, touched);
-        for (const b of batch) b.resolve();
-        for (const task of touched) this.onRecords(task);
-        if (seg.bytes >= this.opts.segmentBytes) this.roll();
-        this.collect();
-        // acks that brought the records in memory below their limit wake the readers
-        if (wasFull && !this.full()) for (const fn of this.listeners) fn();
       } catch (err) {
-        // a spool that cannot write stops the agent: nothing may be checkpointed that is not in it
-        const e = new Error(`spool: ${(err as Error).message}`);
-        for (const b of batch) b.reject(e);
-        this.closed = true;
+        return fail(err as Error);
       }
-      if (this.queue.length > 0 && !this.closed) this.flush();
-      else this.flushing = false;
+      this.syncing = true;
+      fdatasync(this.fd, (err) => {
+        this.syncing = false;
+        if (err) return fail(err);
+        const wasFull = this.full();
+        try {
+          const touched = new Set<string>();
+          seg.bytes += data.length;
+          for (const { entries } of batch) for (const e of entries) this.apply(e, seg, touched);
+          for (const b of batch) b.resolve();
+          for (const task of touched) this.onRecords(task);
+          if (!this.closed) {
+            if (seg.bytes >= this.opts.segmentBytes) this.roll();
+            this.collect();
+          }
+          // acks that brought the records in memory below their limit wake the readers
+          if (wasFull && !this.full()) for (const fn of this.listeners) fn();
+        } catch (e) {
+          return fail(e as Error);
+        }
+        if (this.closed) {
+          this.closeFd();
+          for (const q of this.queue.splice(0)) q.reject(new Error('the spool is closed'));
+          this.flushing = false;
+        } else if (this.queue.length > 0) this.flush();
+        else this.flushing = false;
+      });
     });
   }
 
@@ -233,6 +295,24 @@ export class Spool {
         this.pendingBytes += recordTextBytes(e);
         seg.maxSeq.set(e.task, Math.max(seg.maxSeq.get(e.task) ?? -1, e.seq));
         if ((this.next.get(e.task) ?? 0) <= e.seq) this.next.set(e.task, e.seq + 1);
+        touched?.add(e.task);
+        return;
+      }
+      case 'recs': {
+        const acked = this.acked.get(e.task) ?? -1;
+        const last = e.seq + e.v.length - 1;
+        if (last <= acked) return;
+        let q = this.pending.get(e.task);
+        if (!q) this.pending.set(e.task, (q = []));
+        const recs = recordsOf(e);
+        for (const r of recs) {
+          if (r.seq <= acked) continue;
+          if (q.length > 0 && q[q.length - 1].seq + 1 !== r.seq) throw new Error(`spool: task ${e.task} seq ${r.seq} follows ${q[q.length - 1].seq}`);
+          q.push(r);
+          this.pendingBytes += recordTextBytes(r);
+        }
+        seg.maxSeq.set(e.task, Math.max(seg.maxSeq.get(e.task) ?? -1, last));
+        if ((this.next.get(e.task) ?? 0) <= last) this.next.set(e.task, last + 1);
         touched?.add(e.task);
         return;
       }
@@ -368,6 +448,11 @@ export class Spool {
 
   close(): void {
     this.closed = true;
+    // an fdatasync in flight closes the fd when it returns
+    if (!this.syncing) this.closeFd();
+  }
+
+  private closeFd(): void {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
   }
