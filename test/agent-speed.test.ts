@@ -1,0 +1,74 @@
+// The agent's batch-level spool entries and produce body: what a 'recs' entry holds, that old
+// one-record entries still recover beside it, and that the body carries every header with its seq.
+import { describe, expect, it } from 'vitest';
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { recordEntries } from '../src/agent/records.js';
+import { bodyOf } from '../src/agent/shipper.js';
+import { decodeSegment, encodeEntry, recordsOf, Spool, type RecsEntry } from '../src/agent/spool.js';
+
+const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `chicago-agent-${p}-`));
+const T = Date.parse('2026-12-06T10:00:00.000Z');
+
+describe('agent batch spool entries', () => {
+  it('one entry per append: shared headers once, a record\'s own headers apart, bytes that are not UTF-8 as base64', async () => {
+    const { spool } = Spool.open({ dir: await tmp('recs'), quotaBytes: 1 << 20, segmentBytes: 1 << 16 });
+    spool.takeSeq('t');
+    const es = recordEntries(spool, 'h1', 't', 'logs', [
+      { value: 'a', source: '/x.log', timeMs: T },
+      { value: 'b ERROR', source: '/x.log', timeMs: T, level: 'ERROR' },
+      { value: Buffer.from([0xff, 0x00]), source: '/x.log', timeMs: T, headers: { user: 'u' } },
+    ]);
+    expect(es).toHaveLength(1);
+    const e = es[0] as RecsEntry;
+    expect(e).toMatchObject({ t: 'recs', task: 't', topic: 'logs', seq: 1, h: { host: 'h1', task: 't', source: '/x.log', time: '2026-12-06T10:00:00.000Z' } });
+    expect(e.x).toEqual([null, { level: 'ERROR' }, { user: 'u' }]);
+    expect(e.b64).toEqual([2]);
+    expect(spool.takeSeq('t')).toBe(4);
+    const back = decodeSegment(encodeEntry(e)).entries[0] as RecsEntry;
+    const recs = recordsOf(back);
+    expect(recs.map((r) => r.seq)).toEqual([1, 2, 3]);
+    expect(recs[1].headers).toEqual({ host: 'h1', task: 't', source: '/x.log', time: '2026-12-06T10:00:00.000Z', level: 'ERROR' });
+    expect(recs[2]).toMatchObject({ enc: 'base64', value: Buffer.from([0xff, 0x00]).toString('base64'), headers: { user: 'u' } });
+    // the records without headers of their own share one object
+    expect(recordsOf(back)[0].headers).toBe(back.h);
+    expect(recordEntries(spool, 'h1', 't', 'logs', [])).toEqual([]);
+    spool.close();
+  });
+
+  it('recovers old one-record entries and batch entries in one spool, seqs gap-free, acks applied inside a batch', async () => {
+    const dir = await tmp('mixed');
+    const opts = { dir, quotaBytes: 1 << 20, segmentBytes: 1 << 16 };
+    const { spool } = Spool.open(opts);
+    for (let i = 0; i < 2; i++) spool.takeSeq('t');
+    await spool.append([
+      { t: 'rec', task: 't', seq: 0, topic: 'logs', value: 'old0', headers: { seq: '0', host: 'h' } },
+      { t: 'rec', task: 't', seq: 1, topic: 'logs', value: 'old1', headers: { seq: '1', host: 'h' } },
+    ]);
+    await spool.append(recordEntries(spool, 'h', 't', 'logs', ['n2', 'n3', 'n4'].map((value) => ({ value, source: 's', timeMs: T }))));
+    await spool.append([{ t: 'ack', task: 't', to: 2 }, { t: 'send', task: 't', from: 3, to: 4 }]);
+    spool.close();
+    const { spool: s2 } = Spool.open(opts);
+    expect(s2.pending.get('t')?.map((r) => [r.seq, r.value])).toEqual([[3, 'n3'], [4, 'n4']]);
+    expect(s2.sends.get('t')).toEqual({ from: 3, to: 4 });
+    expect(s2.takeSeq('t')).toBe(5);
+    s2.close();
+  });
+
+  it('the produce body: every record with its seq header, shared headers or not', () => {
+    const h = { host: 'h', source: 's' };
+    const body = JSON.parse(bodyOf([
+      { task: 't', seq: 7, topic: 'l', value: 'a "quoted"\nline', headers: h },
+      { task: 't', seq: 8, topic: 'l', value: 'b', headers: h },
+      { task: 't', seq: 9, topic: 'l', value: '/w==', enc: 'base64', headers: { seq: '9' } },
+      { task: 't', seq: 10, topic: 'l', value: 'c', headers: {} },
+    ])) as unknown;
+    expect(body).toEqual([
+      { value: 'a "quoted"\nline', headers: { host: 'h', source: 's', seq: '7' } },
+      { value: 'b', headers: { host: 'h', source: 's', seq: '8' } },
+      { value: '/w==', valueEncoding: 'base64', headers: { seq: '9' } },
+      { value: 'c', headers: { seq: '10' } },
+    ]);
+  });
+});
