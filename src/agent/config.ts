@@ -310,7 +310,7 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
     pollIntervalMs: r.pollIntervalMs ?? 250,
     rotatedIdleMs: r.rotatedIdleMs ?? 5000,
     maxLineBytes: r.maxLineBytes ?? 1024 * 1024,
-    batch: { maxRecords: r.batch?.maxRecords ?? 20_000, maxBytes: r.batch?.maxBytes ?? 4 * 1024 * 1024, lingerMs: r.batch?.lingerMs ?? 20 },
+    batch: { maxRecords: r.batch?.maxRecords ?? 5000, maxBytes: r.batch?.maxBytes ?? 4 * 1024 * 1024, lingerMs: r.batch?.lingerMs ?? 20 },
     retry,
     topicPartitions: r.topicPartitions ?? 4,
     logLevel: r.logLevel ?? 'info',
