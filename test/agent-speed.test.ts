@@ -1,7 +1,7 @@
 // The agent's batch-level spool entries and produce body: what a 'recs' entry holds, that old
 // one-record entries still recover beside it, and that the body carries every header with its seq.
 import { describe, expect, it } from 'vitest';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { recordEntries } from '../src/agent/records.js';
@@ -53,6 +53,26 @@ describe('agent batch spool entries', () => {
     expect(s2.pending.get('t')?.map((r) => [r.seq, r.value])).toEqual([[3, 'n3'], [4, 'n4']]);
     expect(s2.sends.get('t')).toEqual({ from: 3, to: 4 });
     expect(s2.takeSeq('t')).toBe(5);
+    s2.close();
+  });
+
+  it('an append is one spool record: a write torn anywhere keeps neither its records nor its checkpoint', async () => {
+    const dir = await tmp('torn');
+    const opts = { dir, quotaBytes: 1 << 20, segmentBytes: 1 << 16 };
+    const { spool } = Spool.open(opts);
+    const ck = (offset: number) => ({ task: 't', path: '/x.log', dev: 1, ino: 2, offset, headLen: 0, headHash: '', tailHash: '' });
+    await spool.append([...recordEntries(spool, 'h', 't', 'logs', [{ value: 'a', source: 's', timeMs: T }]), { t: 'ck', key: 'k', ck: ck(2) }]);
+    await spool.append([...recordEntries(spool, 'h', 't', 'logs', ['b', 'c'].map((value) => ({ value, source: 's', timeMs: T }))), { t: 'ck', key: 'k', ck: ck(6) }]);
+    spool.close();
+    const last = path.join(dir, (await readdir(dir)).sort().at(-1)!);
+    const buf = await readFile(last);
+    // cut inside the last append's checkpoint, after its records
+    await writeFile(last, buf.subarray(0, buf.length - 5));
+    const { spool: s2, report } = Spool.open(opts);
+    expect(report.tornBytes).toBeGreaterThan(0);
+    expect(s2.ckpts.get('k')?.offset).toBe(2);
+    expect(s2.pending.get('t')?.map((r) => r.value)).toEqual(['a']);
+    expect(s2.takeSeq('t')).toBe(1);
     s2.close();
   });
 

@@ -1,7 +1,8 @@
 // The agent's write-ahead log. Segments of records `u32 length | u32 crc32 | JSON`; a record whose
 // length or CRC does not check is a torn write (kill -9 mid-append) and is cut off on recovery.
 // File checkpoints go in the same append as the records read before them, so one fdatasync commits
-// both: a checkpoint never points past what the spool holds. Every segment starts with a snapshot of
+// both: a checkpoint never points past what the spool holds; an append is one spool record, so a torn
+// write keeps records and checkpoint together or neither (never records the file is read for again). Every segment starts with a snapshot of
 // the state (producers, sequences, acks, checkpoints), so older segments can go once every record in
 // them is acknowledged — and an ack is only used for that after its own append was synced.
 import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
@@ -78,6 +79,8 @@ export type Entry =
   | { t: 'prod'; task: string; id: string; partition: number }
   | { t: 'send'; task: string; from: number; to: number }
   | { t: 'ack'; task: string; to: number }
+  /** the entries of one append as one spool record: a torn write keeps all of them or none (records without their checkpoint would be read again) */
+  | { t: 'all'; es: Entry[] }
   | { t: 'snap'; producers: Record<string, Producer>; next: Record<string, number>; acked: Record<string, number>; ckpts: Record<string, FileCkpt>; cursors?: Record<string, string>; sends: Record<string, { from: number; to: number }> };
 
 function recordTextBytes(r: ShipRecord): number {
@@ -246,7 +249,7 @@ export class Spool {
       let data: Buffer;
       try {
         const bufs: Buffer[] = [];
-        for (const { entries } of batch) for (const e of entries) bufs.push(encodeEntry(e));
+        for (const { entries } of batch) bufs.push(encodeEntry(entries.length === 1 ? entries[0] : { t: 'all', es: entries }));
         data = Buffer.concat(bufs);
         let off = 0;
         while (off < data.length) off += writeSync(this.fd, data, off, data.length - off, seg.bytes + off);
@@ -316,6 +319,9 @@ export class Spool {
         touched?.add(e.task);
         return;
       }
+      case 'all':
+        for (const x of e.es) this.apply(x, seg, touched);
+        return;
       case 'ck':
         if (e.ck) this.ckpts.set(e.key, e.ck);
         else this.ckpts.delete(e.key);
