@@ -11,8 +11,8 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 
 export const RECORD_HEADER_BYTES = 8;
-/** one spool record (a log line with its headers is far below this) */
-export const SPOOL_RECORD_BYTES_MAX = 8 * 1024 * 1024;
+/** one spool record: one append (a read of at most 1 MiB as records, JSON escapes up to 6× for control bytes, is below this) */
+export const SPOOL_RECORD_BYTES_MAX = 64 * 1024 * 1024;
 /**
  * Text of the records not yet acknowledged that the spool holds in memory (values and headers, about);
  * above it readers pause as when the quota is reached: a backlog waits in the files, not in the heap
