@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, resolveAgentConfig, loadAgentConfig } from '../src/agent/config.js';
 import { Multiline, detectLevel, type Event, type MultilineState } from '../src/agent/multiline.js';
-import { globRegExp, growth, hashBytes, isRotatedName, judge, tailRange } from '../src/agent/identity.js';
+import { closesFirst, copyInProgress, globRegExp, growth, hashBytes, isRotatedName, judge, supersedes, tailRange } from '../src/agent/identity.js';
 import { decodeSegment, encodeEntry, Spool, type Entry, type FileCkpt } from '../src/agent/spool.js';
 
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `chicago-agent-${p}-`));
@@ -126,6 +126,65 @@ describe('agent file identity', () => {
     expect(tailRange(100)).toEqual([0, 100]);
     expect(tailRange(5000)).toEqual([5000 - 1024, 5000]);
     expect(hashBytes(Buffer.from('a'))).not.toBe(hashBytes(Buffer.from('b')));
+  });
+
+  it('sees a copytruncate before the first read by the head the file was found with', () => {
+    // found (or restarted at 0) with 3 lines, nothing read yet; copytruncated, the writer went on
+    const gen1 = Buffer.from('copy 1 INFO\ncopy 2 INFO\ncopy 3 INFO\n');
+    const gen2 = Buffer.from('copy 4 INFO\n');
+    const head = (now: Buffer) => ({ len: gen1.length, hash: hashBytes(gen1), now });
+    expect(growth(0, gen1.length + 12, Buffer.alloc(0), Buffer.alloc(0), head(gen1))).toBe('read');
+    // shrunk below the head: the rotated copy holds it (not bytes gone unread)
+    expect(growth(0, gen2.length, Buffer.alloc(0), Buffer.alloc(0), head(gen2))).toBe('truncated');
+    // grown past the head again with other bytes
+    const gen2long = Buffer.concat([gen2, gen2, gen2, gen2]);
+    expect(growth(0, gen2long.length, Buffer.alloc(0), Buffer.alloc(0), head(gen2long.subarray(0, gen1.length)))).toBe('truncated');
+    // read past the head: the bytes before the read position decide, as before
+    expect(growth(40, 50, Buffer.from('ab'), Buffer.from('ab'))).toBe('read');
+  });
+
+  it('a checkpoint at 0 does not replace one past 0 (an empty head matches every later generation)', () => {
+    const empty = hashBytes(Buffer.alloc(0));
+    // the end of the rotated copy just finished, under the truncated file's key
+    const copyEnd = ck({ offset: 5000, headLen: 1024, headHash: 'H1', tailHash: 'T1' });
+    // the file restarted at 0 right after the truncate: nothing in it yet
+    const atZero = ck({ offset: 0, headLen: 0, headHash: empty, tailHash: empty });
+    // another copytruncate while the agent is down: the file holds 300 bytes of a later generation,
+    // probed at each checkpoint's head length and offset (its first 0 bytes hash as the empty head)
+    const later = { dev: 1, ino: 2, size: 300 };
+    // the checkpoint at 0 would resume it at 0 (the copy with the lines between never read) ...
+    expect(judge(atZero, { ...later, headHash: empty, tailHash: empty })).toBe('resume');
+    // ... the copy's end sees it rewritten: that copy is finished, then the newer one, then the file
+    expect(judge(copyEnd, later)).toBe('rewritten');
+    expect(supersedes(copyEnd, atZero)).toBe(false);
+    expect(supersedes(copyEnd, { ...atZero, headLen: 60, headHash: 'H2' })).toBe(false);
+    // anything read of it, a piece of a cut line shipped, no older checkpoint, or an older one at 0
+    expect(supersedes(copyEnd, { ...atZero, offset: 40 })).toBe(true);
+    expect(supersedes(copyEnd, { ...atZero, cut: 1 })).toBe(true);
+    expect(supersedes(undefined, atZero)).toBe(true);
+    expect(supersedes({ ...atZero }, { ...atZero, headLen: 60, headHash: 'H2' })).toBe(true);
+  });
+
+  it('a rotated copy whose bytes are still the file\'s is not read as a generation of its own (logrotate is copying)', () => {
+    const file = Buffer.from('copy 100 INFO\ncopy 101 INFO\ncopy 102 INFO\n');
+    // copytruncate has copied 2 lines of 3 and not truncated yet
+    expect(copyInProgress(file.subarray(0, 28), 28, file, file.length)).toBe(true);
+    // truncated since: the file holds the next generation
+    const next = Buffer.from('copy 103 INFO\n');
+    expect(copyInProgress(file, file.length, next, next.length)).toBe(false);
+    // truncated and grown past the copy again with other lines
+    const nextLong = Buffer.from('copy 103 INFO\ncopy 104 INFO\ncopy 105 INFO\ncopy 106 INFO\n');
+    expect(copyInProgress(file, file.length, nextLong, nextLong.length)).toBe(false);
+    // an empty copy holds nothing to read
+    expect(copyInProgress(Buffer.alloc(0), 0, file, file.length)).toBe(false);
+  });
+
+  it('rotated files of one name close oldest first, whatever order they were found in', () => {
+    // a restart resumes the oldest checkpoint and finds a newer file rotated away unread first
+    expect(closesFirst({ mtimeMs: 100, foundBefore: false }, { mtimeMs: 200 })).toBe(true);
+    expect(closesFirst({ mtimeMs: 200, foundBefore: true }, { mtimeMs: 100 })).toBe(false);
+    expect(closesFirst({ mtimeMs: 100, foundBefore: true }, { mtimeMs: 100 })).toBe(true);
+    expect(closesFirst({ mtimeMs: 100, foundBefore: false }, { mtimeMs: 100 })).toBe(false);
   });
 
   it('globs and rotated names', () => {

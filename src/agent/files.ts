@@ -11,7 +11,7 @@ import { createGunzip } from 'node:zlib';
 import type { Logger } from '../runtime/log.js';
 import type { Notice } from './agent.js';
 import type { AgentConfig, SourceConfig } from './config.js';
-import { HEAD_BYTES_MAX, globRegExp, growth, hashBytes, judge, rotatedName, rotationRank, sameContent, tailRange, TAIL_BYTES_MAX } from './identity.js';
+import { HEAD_BYTES_MAX, closesFirst, copyInProgress, globRegExp, growth, hashBytes, judge, rotatedName, rotationRank, sameContent, supersedes, tailRange, TAIL_BYTES_MAX } from './identity.js';
 import { type Event, Multiline, type MultilineState, detectLevel } from './multiline.js';
 import { type AgentEvent, cutHeader, recordEntries } from './records.js';
 import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
@@ -31,6 +31,8 @@ const CHUNKS_PER_PASS = 8;
 const IDLE_POLL_MS_MAX = 5000;
 /** bytes of a line that detectLevel looks at */
 const LEVEL_SCAN_BYTES = 200;
+/** times a rotated file found by a probe is looked for again when it was gone from that name at the open */
+const MOVED_RETRIES = 5;
 /** a gzipped copy still being written is waited for this long after it last grew */
 const GZ_WAIT_MS = 30_000;
 
@@ -275,7 +277,9 @@ export class FileSource {
           continue;
         }
         const nf = await this.follow(p, st.dev, st.ino, 0);
-        if (nf) found.push({ t: 'ck', key: this.ckKey(nf.key), ck: this.ckptOf(nf) });
+        // a file whose copy was just finished (rewritten while the agent was down) keeps that checkpoint
+        const nck = nf && this.ckptOf(nf);
+        if (nf && nck && supersedes(this.spool.ckpts.get(this.ckKey(nf.key)), nck)) found.push({ t: 'ck', key: this.ckKey(nf.key), ck: nck });
       }
     }
     // a new file is checkpointed before anything of it is read: renamed away while the agent is
@@ -307,8 +311,12 @@ export class FileSource {
     if (more) this.again = true;
   }
 
-  /** Starts following a file at offset (0 for a new one). */
-  private async follow(p: string, dev: number, ino: number, offset: number, held?: Buffer, cut?: number, base = p): Promise<Followed | undefined> {
+  /**
+   * Starts following a file at offset (0 for a new one). A resumed file keeps its checkpoint's head
+   * (`head`): copytruncated between the probe that trusted the offset and this open, its head now is
+   * another generation's, and the copy holding the rest is found by the checkpoint's.
+   */
+  private async follow(p: string, dev: number, ino: number, offset: number, held?: Buffer, cut?: number, base = p, head0?: { len: number; hash: string }): Promise<Followed | undefined> {
     if (this.followed.has(`${dev}:${ino}`)) throw new Error(`file ${dev}:${ino} (${p}) is followed already`);
     let fh: FileHandle;
     try {
@@ -325,10 +333,10 @@ export class FileSource {
       await fh.close();
       return undefined;
     }
-    const head = await readAt(fh, 0, Math.min(HEAD_BYTES_MAX, st.size));
+    const head = head0 ? undefined : await readAt(fh, 0, Math.min(HEAD_BYTES_MAX, st.size));
     const f: Followed = {
       key: `${dev}:${ino}`, path: p, base, dev, ino, fh, buf: held ?? Buffer.alloc(0), bufStart: offset - (held?.length ?? 0),
-      readPos: offset, scanPos: offset, headLen: head.length, headHash: hashBytes(head), ml: {}, detached: false, lastGrowthMs: this.now(),
+      readPos: offset, scanPos: offset, headLen: head0?.len ?? head!.length, headHash: head0?.hash ?? hashBytes(head!), ml: {}, detached: false, lastGrowthMs: this.now(),
       lastSize: st.size, cut: cut ?? 0, sinceMs: this.now(),
     };
     this.followed.set(f.key, f);
@@ -342,7 +350,7 @@ export class FileSource {
     const verdict = atPath ? judge(ck, atPath.probe) : 'elsewhere';
     this.log.debug({ task: this.src.task, key, ck, probe: atPath?.probe, verdict }, 'resume');
     if (verdict === 'resume') {
-      const f = await this.follow(ck.path, ck.dev, ck.ino, ck.offset, atPath!.tail, ck.cut);
+      const f = await this.follow(ck.path, ck.dev, ck.ino, ck.offset, atPath!.tail, ck.cut, ck.path, { len: ck.headLen, hash: ck.headHash });
       if (f && this.ckKey(f.key) !== key) await this.dropCkpt(key);
       return;
     }
@@ -353,8 +361,9 @@ export class FileSource {
       const behind = this.lastCopy as { path: string; dev: number; ino: number } | undefined;
       if (found === 'behind' && behind) await this.finishNewer(ck, behind.path, behind);
       this.lastCopy = undefined;
-      if (found) await this.dropCkpt(key);
-      else {
+      // found: the checkpoint (the end of the copy, or of the newest copy after it) stays until the
+      // file is read past 0 (supersedes): the pass follows the file from 0
+      if (!found) {
         await this.gap(
           { path: ck.path, reason: 'truncated', offset: ck.offset, detail: `rewritten while the agent was down and no rotated copy holds what followed offset ${ck.offset}` },
           [{ t: 'ck', key, ck: null }],
@@ -362,16 +371,25 @@ export class FileSource {
       }
       return; // the pass follows the path's file from 0
     }
-    // renamed away while the agent was down: find the inode among the rotated names
-    for (const cand of await siblings(ck.path, false)) {
-      const pr = await probe(cand, ck);
-      if (pr && judge(ck, pr.probe) === 'resume') {
-        const f = await this.follow(cand, ck.dev, ck.ino, ck.offset, pr.tail, ck.cut, ck.path);
-        if (f) f.detached = true;
-        if (f && this.ckKey(f.key) !== key) await this.dropCkpt(key);
-        await this.catchUpRotated(ck, cand);
-        return;
+    // renamed away while the agent was down: find the inode among the rotated names (again when
+    // logrotate shifted it to another name between the probe and the open)
+    for (let attempt = 0; attempt < MOVED_RETRIES; attempt++) {
+      let moved = false;
+      for (const cand of await siblings(ck.path, false)) {
+        const pr = await probe(cand, ck);
+        if (pr && judge(ck, pr.probe) === 'resume') {
+          const f = await this.follow(cand, ck.dev, ck.ino, ck.offset, pr.tail, ck.cut, ck.path, { len: ck.headLen, hash: ck.headHash });
+          if (!f) {
+            moved = true;
+            break;
+          }
+          f.detached = true;
+          if (this.ckKey(f.key) !== key) await this.dropCkpt(key);
+          await this.catchUpRotated(ck, cand);
+          return;
+        }
       }
+      if (!moved) break;
     }
     if (await this.finishCopy(ck, false)) {
       await this.dropCkpt(key);
@@ -427,6 +445,15 @@ export class FileSource {
    * plain copy compressed while the agent was down).
    */
   private async finishCopy(ck: FileCkpt, inPlace: boolean): Promise<'read' | 'behind' | false> {
+    // a copy that logrotate shifted to another name between the probe and the open is looked for again
+    for (let attempt = 0; attempt < MOVED_RETRIES; attempt++) {
+      const r = await this.finishPlainCopy(ck, inPlace);
+      if (r !== 'moved') return r;
+    }
+    return false;
+  }
+
+  private async finishPlainCopy(ck: FileCkpt, inPlace: boolean): Promise<'read' | 'behind' | false | 'moved'> {
     for (const cand of await siblings(ck.path, false)) {
       const pr = await probe(cand, ck);
       if (!pr) continue;
@@ -443,7 +470,7 @@ export class FileSource {
       }
       this.log.info({ path: ck.path, copy: cand, offset: ck.offset, task: this.src.task }, 'truncated file: finishing its rotated copy first');
       this.log.debug({ task: this.src.task, ck, cand, probe: pr.probe }, 'finishCopy: reading copy');
-      if (!(await this.readCopy(ck, cand, pr.probe, pr.tail))) return false;
+      if (!(await this.readCopy(ck, cand, pr.probe, pr.tail))) return 'moved';
       if (inPlace) await this.finishNewer(ck, cand, pr.probe);
       else await this.catchUpRotated(ck, cand);
       return 'read';
@@ -464,7 +491,11 @@ export class FileSource {
     const f = await this.follow(cand, pr.dev, pr.ino, ck.offset, tail, ck.cut, ck.path);
     if (!f) return false;
     this.followed.delete(f.key);
+    // checkpointed as the truncated file (its inode, the copy's bytes): a restart finds the file
+    // rewritten and finishes the copy by its content, then the copies after it, then the file from 0
     f.key = `${ck.dev}:${ck.ino}`;
+    f.dev = ck.dev;
+    f.ino = ck.ino;
     f.detached = true;
     for (;;) {
       if (this.stopped) {
@@ -516,6 +547,10 @@ export class FileSource {
         next = { p: path.join(dir, n), rank, dev: st.dev, ino: st.ino, gz: kind?.compressed === 'gz' };
       }
       if (!next) return;
+      if (!next.gz && (await this.stillInFile(ck.path, next.p))) {
+        this.log.debug({ path: ck.path, copy: next.p, task: this.src.task }, 'a rotated copy still being made: read from the file');
+        return;
+      }
       this.log.info({ path: ck.path, copy: next.p, task: this.src.task }, 'a rotated copy the agent never saw: reading it from 0');
       if (next.gz) await this.finishGzip(ck0, next.p);
       else await this.readCopy(ck0, next.p, next, Buffer.alloc(0));
@@ -527,6 +562,25 @@ export class FileSource {
         if (st && st.dev === next.dev && st.ino === next.ino) after = rotationRank(base, n) ?? after;
       }
     }
+  }
+
+  /** copyInProgress() of a rotated copy and the file at `file`, read now. */
+  private async stillInFile(file: string, copy: string): Promise<boolean> {
+    const read = async (p: string): Promise<{ head: Buffer; size: number } | undefined> => {
+      let fh: FileHandle | undefined;
+      try {
+        fh = await open(p, constants.O_RDONLY | constants.O_NONBLOCK);
+        const st = await fh.stat();
+        return { head: await readAt(fh, 0, Math.min(HEAD_BYTES_MAX, st.size)), size: st.size };
+      } catch {
+        return undefined;
+      } finally {
+        await fh?.close();
+      }
+    };
+    const c = await read(copy);
+    const f = await read(file);
+    return c !== undefined && f !== undefined && copyInProgress(c.head, c.size, f.head, f.size);
   }
 
   /**
@@ -642,7 +696,9 @@ export class FileSource {
       const chunk = Math.max(MIN_CHUNK_BYTES, Math.min(CHUNK_BYTES, Math.floor(this.spool.room() / SPOOL_EXPANSION_MAX)));
       const want = Math.min(chunk, Math.max(0, st.size - f.readPos));
       const got = await readAt(f.fh, f.readPos - heldLen, heldLen + want);
-      const g = growth(f.readPos, st.size, got.subarray(0, heldLen), f.buf.subarray(f.buf.length - heldLen));
+      // less than the head it was found with is read: that head is what shows a copytruncate
+      const head = f.readPos < f.headLen ? { len: f.headLen, hash: f.headHash, now: await readAt(f.fh, 0, f.headLen) } : undefined;
+      const g = growth(f.readPos, st.size, got.subarray(0, heldLen), f.buf.subarray(f.buf.length - heldLen), head);
       if (g === 'truncated') {
         await this.truncated(f);
         return true;
@@ -690,7 +746,8 @@ export class FileSource {
         await this.gap({ path: f.path, reason: 'truncated', offset: f.readPos, bytes, detail: `truncated at offset ${f.readPos} with no rotated copy holding the rest (at least ${bytes} unread bytes)` });
       }
     }
-    await this.restartAtZero(f);
+    // with no copy found (a gap) nothing older is worth keeping
+    await this.restartAtZero(f, !found);
     // nothing of the file is read yet: a copy made since the last look holds what was in it then
     // (rotated again meanwhile); it is read from 0 and the file starts at 0 once more
     const lastCopy = (): { path: string; dev: number; ino: number } | undefined => this.lastCopy;
@@ -705,11 +762,14 @@ export class FileSource {
     this.lastCopy = undefined;
   }
 
-  private async restartAtZero(f: Followed): Promise<void> {
+  /** Reads the file from 0 again; its checkpoint at 0 replaces the spool's only when `force` or supersedes() says so. */
+  private async restartAtZero(f: Followed, force = false): Promise<void> {
     const head = await readAt(f.fh, 0, HEAD_BYTES_MAX);
     Object.assign(f, { buf: Buffer.alloc(0), bufStart: 0, readPos: 0, scanPos: 0, headLen: head.length, headHash: hashBytes(head), ml: {}, lastSize: 0, cut: 0 });
-    this.log.debug({ task: this.src.task, key: f.key, headLen: head.length, headFirst: head.toString('latin1', 0, 40) }, 'restart at zero');
-    await this.spool.append([{ t: 'ck', key: this.ckKey(f.key), ck: this.ckptOf(f) }]);
+    const ck = this.ckptOf(f);
+    const write = force || supersedes(this.spool.ckpts.get(this.ckKey(f.key)), ck);
+    this.log.debug({ task: this.src.task, key: f.key, headLen: head.length, headFirst: head.toString('latin1', 0, 40), write }, 'restart at zero');
+    if (write) await this.spool.append([{ t: 'ck', key: this.ckKey(f.key), ck }]);
   }
 
   /**
@@ -789,7 +849,8 @@ export class FileSource {
       }),
     );
     const ck = this.ckptOf(f);
-    entries.push({ t: 'ck', key: this.ckKey(f.key), ck });
+    // nothing read of a file restarted at 0 yet: the older checkpoint stays (supersedes)
+    if (events.length > 0 || supersedes(this.spool.ckpts.get(this.ckKey(f.key)), ck)) entries.push({ t: 'ck', key: this.ckKey(f.key), ck });
     if (events.length > 0 && this.log.isLevelEnabled('debug')) this.log.debug({ task: this.src.task, key: f.key, path: f.path, n: events.length, first: events[0].value.toString('latin1', 0, 20), last: events[events.length - 1].value.toString('latin1', 0, 20), off: ck.offset, headLen: ck.headLen }, 'emit');
     // keep the pending event, the partial line and the 1 KiB before them
     const keepFrom = Math.max(f.bufStart, tailRange(ck.offset)[0]);
@@ -797,7 +858,7 @@ export class FileSource {
       f.buf = f.buf.subarray(keepFrom - f.bufStart);
       f.bufStart = keepFrom;
     }
-    await this.spool.append(entries);
+    if (entries.length > 0) await this.spool.append(entries);
   }
 
   private ckptOf(f: Followed): FileCkpt {
@@ -847,13 +908,18 @@ export class FileSource {
 
   private async maybeClose(f: Followed): Promise<void> {
     if (!f.detached || !this.followed.has(f.key)) return;
-    // rotated files of one name close oldest first: a checkpoint left of an older one after a newer one
-    // closed would make a restart read the newer one again (catchUpRotated)
-    for (const o of this.followed.values()) {
-      if (o === f) break;
-      if (o.detached && o.base === f.base) return;
-    }
     const st = await f.fh.stat();
+    // rotated files of one name close oldest first (closesFirst)
+    let foundBefore = true;
+    for (const o of this.followed.values()) {
+      if (o === f) {
+        foundBefore = false;
+        continue;
+      }
+      if (!o.detached || o.base !== f.base) continue;
+      const os = await o.fh.stat().catch(() => undefined);
+      if (os && closesFirst({ mtimeMs: os.mtimeMs, foundBefore }, st)) return;
+    }
     if (st.size > f.readPos) return;
     if (this.now() - f.lastGrowthMs < this.cfg.rotatedIdleMs) return;
     await this.endOf(f, true);

@@ -47,15 +47,60 @@ export function sameContent(ck: FileCkpt, p: Probe): boolean {
 
 export type Growth = 'idle' | 'read' | 'truncated';
 
+/** The head a followed file had when it was found (or restarted at 0): its length, hash, and its first `len` bytes as read now. */
+export interface HeadLook { len: number; hash: string; now: Buffer }
+
 /**
  * A followed file between reads: `size` from fstat, `before` the bytes just before readPos as read
- * now, `held` the same range as read earlier. Truncated when it shrank below what was read, or when
- * the bytes before the read position changed (truncated, then written past it again).
+ * now, `held` the same range as read earlier. Truncated when it shrank below what was read, when the
+ * bytes before the read position changed (truncated, then written past it again), or, while less
+ * than its head is read (`head`, given then), when the head it was found with changed or shrank: a
+ * copytruncate before the first read (the bytes before readPos are none, and a shrink to a size still
+ * above readPos looked like bytes gone unread, while its rotated copy holds them).
  */
-export function growth(readPos: number, size: number, before?: Buffer, held?: Buffer): Growth {
+export function growth(readPos: number, size: number, before?: Buffer, held?: Buffer, head?: HeadLook): Growth {
   if (size < readPos) return 'truncated';
   if (before && held && !before.equals(held)) return 'truncated';
+  if (head && head.len > readPos && (size < head.len || head.now.length < head.len || hashBytes(head.now.subarray(0, head.len)) !== head.hash)) return 'truncated';
   return size > readPos ? 'read' : 'idle';
+}
+
+/**
+ * Whether `next` is written over `prev`, the checkpoint the spool holds under the same key. One at
+ * offset 0 (nothing of the file read, no piece of a cut line shipped) says only "read this file from
+ * 0", and its head may be empty (a file just truncated) or short, which a later generation matches as
+ * well: written over a checkpoint past 0 (the end of the rotated copy just finished, or where the
+ * generation before a copytruncate was read to), a kill -9 and another copytruncate before the next
+ * read would resume the new generation at 0 and never read the copy holding the lines in between.
+ * The older checkpoint stays until something of the file is read: a restart finds the file rewritten,
+ * finishes the copy that checkpoint names (nothing left of it), reads the copies made after it, then
+ * the file from 0.
+ */
+export function supersedes(prev: FileCkpt | undefined, next: FileCkpt): boolean {
+  return prev === undefined || next.offset > 0 || next.cut !== undefined || prev.offset === 0;
+}
+
+/**
+ * A rotated copy that holds the generation still in the file at the path: its bytes are where the
+ * file's are (compared over its first up to 1 KiB) and the file is at least as long. logrotate's
+ * copytruncate is still copying (it truncates after the copy), or has not truncated yet: read now, the
+ * copy would end where the copying is, and the file would be read from 0 as well (the lines twice; the
+ * rest of the copy never). Those lines are read from the file, and from the copy once the truncate
+ * shows. An empty copy holds nothing to read either way.
+ */
+export function copyInProgress(copyHead: Buffer, copySize: number, fileHead: Buffer, fileSize: number): boolean {
+  return copyHead.length > 0 && fileSize >= copySize && fileHead.length >= copyHead.length && fileHead.subarray(0, copyHead.length).equals(copyHead);
+}
+
+/**
+ * Of two rotated files of one name, whether `other` is closed before `mine`: the older generation (its
+ * last write earlier; the one found first when they tie). A checkpoint left of an older one after a
+ * newer one closed (its checkpoint removed) would make a restart read the newer one whole again, as a
+ * file rotated away unread; the order they were found in is not their age (a restart finds the newer
+ * ones while resuming the oldest).
+ */
+export function closesFirst(other: { mtimeMs: number; foundBefore: boolean }, mine: { mtimeMs: number }): boolean {
+  return other.mtimeMs < mine.mtimeMs || (other.mtimeMs === mine.mtimeMs && other.foundBefore);
 }
 
 const COMPRESSED = /\.(gz|bz2|xz|zst|lz4|Z)$/;
