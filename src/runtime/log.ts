@@ -2,7 +2,11 @@ import pino from 'pino';
 
 export type Logger = pino.Logger;
 
-/** Structured JSON logs on stdout; the level comes from config. */
+/**
+ * Structured JSON logs on stdout; the level comes from config. CHICAGO_LOG_SYNC=1 writes each line
+ * before the call returns (a debug trace of a process killed -9 then ends where it stopped).
+ */
 export function createLogger(level: string, bindings: Record<string, unknown> = {}): Logger {
-  return pino({ level, base: { pid: process.pid, ...bindings } });
+  const opts = { level, base: { pid: process.pid, ...bindings } };
+  return process.env.CHICAGO_LOG_SYNC === '1' ? pino(opts, pino.destination({ dest: 1, sync: true })) : pino(opts);
 }

@@ -64,7 +64,30 @@ export async function linesOnDisk(dir: string, base: string, prefix: string): Pr
   return out;
 }
 
-export interface TaskCheck { task: string; records: number; missing: number[]; duplicated: number[]; seqGaps: string; extra: number[] }
+export interface TaskCheck {
+  task: string;
+  records: number;
+  /** the first 20 of each list; the counts are of all */
+  missing: number[];
+  duplicated: number[];
+  missingCount: number;
+  duplicatedCount: number;
+  seqGaps: string;
+  extra: number[];
+}
+
+/** A count with the first numbers of its list as ranges: `40 (100-119, 300-319)`. */
+export function countWithRanges(n: number, first: number[]): string {
+  if (n === 0) return '0';
+  const r: string[] = [];
+  for (let i = 0; i < first.length; i++) {
+    let j = i;
+    while (j + 1 < first.length && first[j + 1] === first[j] + 1) j++;
+    r.push(i === j ? `${first[i]}` : `${first[i]}-${first[j]}`);
+    i = j;
+  }
+  return `${n} (${r.join(', ')}${n > first.length ? ', …' : ''})`;
+}
 
 /** What Chicago holds of `task` against the lines it must hold: missing, duplicated, seq gaps. */
 export function checkTask(records: TopicRecord[], task: string, want: Set<number>): TaskCheck {
@@ -77,11 +100,15 @@ export function checkTask(records: TopicRecord[], task: string, want: Set<number
   const seqs = mine.map((r) => Number(r.headers.seq)).sort((a, b) => a - b);
   let seqGaps = '';
   for (let i = 0; i < seqs.length && seqGaps === ''; i++) if (seqs[i] !== i) seqGaps = `seq ${i} is ${seqs[i]} (of ${seqs.length})`;
+  const missing = [...want].filter((n) => !seen.has(n)).sort((a, b) => a - b);
+  const duplicated = [...seen].filter(([, c]) => c > 1).map(([n]) => n).sort((a, b) => a - b);
   return {
     task,
     records: mine.length,
-    missing: [...want].filter((n) => !seen.has(n)).slice(0, 20),
-    duplicated: [...seen].filter(([, c]) => c > 1).map(([n]) => n).slice(0, 20),
+    missing: missing.slice(0, 20),
+    duplicated: duplicated.slice(0, 20),
+    missingCount: missing.length,
+    duplicatedCount: duplicated.length,
     extra: [...seen.keys()].filter((n) => !want.has(n)).slice(0, 20),
     seqGaps,
   };

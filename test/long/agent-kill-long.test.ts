@@ -2,16 +2,18 @@
 // 1. AGENT_KILLS (200) kill -9s of the agent at random moments — right at start (mid-recovery),
 //    mid-append (the spool fdatasyncs every few ms at this rate), right after a forced logrotate
 //    (create and copytruncate, mid-rotation) — plus a kill -9 and restart of the node every
-//    AGENT_NODE_RESTART_EVERY agent kills, while writers append numbered lines;
+//    AGENT_NODE_RESTART_EVERY agent kills, and a forced rotation of both files after every
+//    AGENT_ROTATE_EVERY (10) kills, while writers append numbered lines;
 // 2. a 3-node cluster whose leader of the agent's partition is killed -9 and restarted
 //    AGENT_CLUSTER_CYCLES (8) times, the agent killed too after every other leader kill.
-// Both: 0 missing, 0 duplicated, seq gap-free per task.
+// Both: 0 missing, 0 duplicated, seq gap-free per task. AGENT_TRACE=<file> keeps every agent's debug
+// log there; with CHICAGO_LOG_SYNC=1 a killed agent's log ends where it stopped.
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomInt } from 'node:crypto';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { type AgentProc, logrotateBinary, rotate, startAgent, startWriter } from '../helpers/agent.js';
-import { agentDir, agentProblems, checkTask, kill9, linesOnDisk, readUntilComplete, runningAgent, watchProblems } from '../helpers/agent-check.js';
+import { agentDir, agentProblems, checkTask, countWithRanges, kill9, linesOnDisk, readUntilComplete, runningAgent, watchProblems } from '../helpers/agent-check.js';
 import { clusterKillRun } from '../helpers/agent-cluster.js';
 import { type NodeHandle, startNode } from '../helpers/launcher.js';
 
@@ -20,6 +22,8 @@ const NODE_RESTART_EVERY = Number(process.env.AGENT_NODE_RESTART_EVERY ?? 25);
 const BUDGET_S = Number(process.env.AGENT_KILL_BUDGET_S ?? 1200);
 const RATE = Number(process.env.AGENT_KILL_RATE ?? 2000);
 const CLUSTER_CYCLES = Number(process.env.AGENT_CLUSTER_CYCLES ?? 8);
+// a forced rotation of both files after every AGENT_ROTATE_EVERY-th kill (smaller: more rotations)
+const ROTATE_EVERY = Number(process.env.AGENT_ROTATE_EVERY ?? 10);
 
 const agents: AgentProc[] = [];
 // every agent process started adds an exit listener (killed with the test process)
@@ -63,6 +67,9 @@ describe('agent: long kill runs', () => {
     const wCreate = startWriter(path.join(d.logs, 'create.log'), 'create', RATE * BUDGET_S, RATE);
     const wCopy = startWriter(path.join(d.logs, 'copy.log'), 'copy', RATE * BUDGET_S, RATE);
     let agent = await runningAgent(d.config, agents);
+    // the kills start once the agent follows both files (a file rotated away before any agent saw it
+    // is the limit docs/agent.md states, not what this test is about)
+    for (const f of ['create.log', 'copy.log']) await agent.stdout.waitFor(new RegExp(`"path":"[^"]*/${f.replace('.', '\\.')}".*"msg":"following file"`), 20_000);
     const kinds = { startup: 0, early: 0, running: 0, midRotation: 0, nodeRestarts: 0, rotations: 0 };
     let kills = 0;
     for (; kills < KILLS && Date.now() < until; kills++) {
@@ -100,7 +107,7 @@ describe('agent: long kill runs', () => {
         expect(node.url, 'the node came back on its port').toBe(url0);
       }
       agent = await runningAgent(d.config, agents);
-      if (kills % 10 === 5) {
+      if (kills % ROTATE_EVERY === Math.floor(ROTATE_EVERY / 2)) {
         await rotate(logrotate, d.dir, path.join(d.logs, 'create.log'), 'create');
         await rotate(logrotate, d.dir, path.join(d.logs, 'copy.log'), 'copytruncate');
         kinds.rotations++;
@@ -122,7 +129,7 @@ describe('agent: long kill runs', () => {
     const secs = ((Date.now() - started) / 1000).toFixed(0);
     console.log(`agent kill long: ${kills} kill -9s (${kinds.startup} during startup, ${kinds.early} right after a start, ${kinds.midRotation} mid-rotation, ${kinds.running} while shipping), ` +
       `${kinds.nodeRestarts} node kill -9 + restarts, ${kinds.rotations} forced rotations, ${records.length} records in ${secs} s; ` +
-      checks.map((c) => `${c.task}: ${c.records} records, ${c.missing.length} missing, ${c.duplicated.length} duplicated, seq ${c.seqGaps || 'gap-free'}, ${c.extra.length} shipped before a copytruncate lost them from disk`).join('; '));
+      checks.map((c) => `${c.task}: ${c.records} records, ${countWithRanges(c.missingCount, c.missing)} missing, ${countWithRanges(c.duplicatedCount, c.duplicated)} duplicated, seq ${c.seqGaps || 'gap-free'}, ${c.extra.length} shipped before a copytruncate lost them from disk`).join('; '));
     if (agentProblems.length > 0) console.log(`agent warnings and errors:\n${agentProblems.join('\n')}`);
     expect(kills).toBe(KILLS);
     for (const c of checks) {
@@ -136,7 +143,7 @@ describe('agent: long kill runs', () => {
   it(`a 3-node cluster: ${CLUSTER_CYCLES} kill -9s of the leader of the agent partition (and of the agent): 0 missing, 0 duplicated, seq gap-free`, async () => {
     const r = await clusterKillRun({ cycles: CLUSTER_CYCLES, rate: 1000, gapMs: 3000, killAgent: true, log: (s) => console.log(s) });
     console.log(`agent cluster kill long: ${r.kills.length} leader kills (${r.kills.join(', ')}), ${r.agentKills} agent kills, ${r.lines} lines in ${r.seconds.toFixed(1)} s; ` +
-      r.checks.map((c) => `${c.task}: ${c.records} records, ${c.missing.length} missing, ${c.duplicated.length} duplicated, seq ${c.seqGaps || 'gap-free'}`).join('; '));
+      r.checks.map((c) => `${c.task}: ${c.records} records, ${countWithRanges(c.missingCount, c.missing)} missing, ${countWithRanges(c.duplicatedCount, c.duplicated)} duplicated, seq ${c.seqGaps || 'gap-free'}`).join('; '));
     expect(r.kills.length).toBe(CLUSTER_CYCLES);
     for (const c of r.checks) {
       expect(c.missing, `${c.task}: missing lines`).toEqual([]);
