@@ -360,16 +360,23 @@ export class FileSource {
       const found = await this.finishCopy(ck, true);
       const behind = this.lastCopy as { path: string; dev: number; ino: number } | undefined;
       if (found === 'behind' && behind) await this.finishNewer(ck, behind.path, behind);
+      const last = this.lastCopy as { path: string; dev: number; ino: number } | undefined;
       this.lastCopy = undefined;
-      // found: the checkpoint (the end of the copy, or of the newest copy after it) stays until the
-      // file is read past 0 (supersedes): the pass follows the file from 0
       if (!found) {
         await this.gap(
           { path: ck.path, reason: 'truncated', offset: ck.offset, detail: `rewritten while the agent was down and no rotated copy holds what followed offset ${ck.offset}` },
           [{ t: 'ck', key, ck: null }],
         );
+        return; // the pass follows the path's file from 0
       }
-      return; // the pass follows the path's file from 0
+      // the file is followed from 0 now, with its head as it is (a copytruncate from here on shows in
+      // growth()); one between the look for newer copies and this open left a copy newer than the last
+      // one read, read before the file. The checkpoint (the end of the last copy) stays until the file
+      // is read past 0 (supersedes).
+      const f = await this.follow(ck.path, ck.dev, ck.ino, 0);
+      if (f && last) await this.finishNewer(ck, last.path, last);
+      this.lastCopy = undefined;
+      return;
     }
     // renamed away while the agent was down: find the inode among the rotated names (again when
     // logrotate shifted it to another name between the probe and the open)
