@@ -374,7 +374,8 @@ export class FileSource {
       // one read, read before the file. The checkpoint (the end of the last copy) stays until the file
       // is read past 0 (supersedes).
       const f = await this.follow(ck.path, ck.dev, ck.ino, 0);
-      if (f && last) await this.finishNewer(ck, last.path, last);
+      this.lastCopy = last;
+      if (f) await this.newerThenZero(f);
       this.lastCopy = undefined;
       return;
     }
@@ -755,10 +756,18 @@ export class FileSource {
     }
     // with no copy found (a gap) nothing older is worth keeping
     await this.restartAtZero(f, !found);
-    // nothing of the file is read yet: a copy made since the last look holds what was in it then
-    // (rotated again meanwhile); it is read from 0 and the file starts at 0 once more
+    if (found) await this.newerThenZero(f);
+    this.lastCopy = undefined;
+  }
+
+  /**
+   * f is at 0, nothing of it read yet: a copy made since the last one read (lastCopy) holds what was
+   * in it then (rotated again meanwhile); it is read from 0 and f starts at 0 once more (its head
+   * read again: f's own truncate would otherwise show next and that copy be read twice).
+   */
+  private async newerThenZero(f: Followed): Promise<void> {
     const lastCopy = (): { path: string; dev: number; ino: number } | undefined => this.lastCopy;
-    for (let i = 0; found && i < 100; i++) {
+    for (let i = 0; i < 100; i++) {
       const last = lastCopy();
       if (!last) break;
       await this.finishNewer(this.ckptOf(f), last.path, last);
@@ -766,7 +775,6 @@ export class FileSource {
       if (!now || (now.dev === last.dev && now.ino === last.ino)) break;
       await this.restartAtZero(f);
     }
-    this.lastCopy = undefined;
   }
 
   /** Reads the file from 0 again; its checkpoint at 0 replaces the spool's only when `force` or supersedes() says so. */

@@ -12,7 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { randomInt } from 'node:crypto';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import { type AgentProc, logrotateBinary, rotate, startAgent, startWriter } from '../helpers/agent.js';
+import { type AgentProc, logrotateBinary, readTopic, rotate, startAgent, startWriter } from '../helpers/agent.js';
+import { waitUntil } from '../helpers/bridge.js';
 import { agentDir, agentProblems, checkTask, countWithRanges, kill9, linesOnDisk, readUntilComplete, runningAgent, watchProblems } from '../helpers/agent-check.js';
 import { clusterKillRun } from '../helpers/agent-cluster.js';
 import { type NodeHandle, startNode } from '../helpers/launcher.js';
@@ -67,9 +68,13 @@ describe('agent: long kill runs', () => {
     const wCreate = startWriter(path.join(d.logs, 'create.log'), 'create', RATE * BUDGET_S, RATE);
     const wCopy = startWriter(path.join(d.logs, 'copy.log'), 'copy', RATE * BUDGET_S, RATE);
     let agent = await runningAgent(d.config, agents);
-    // the kills start once the agent follows both files (a file rotated away before any agent saw it
-    // is the limit docs/agent.md states, not what this test is about)
-    for (const f of ['create.log', 'copy.log']) await agent.stdout.waitFor(new RegExp(`"path":"[^"]*/${f.replace('.', '\\.')}".*"msg":"following file"`), 20_000);
+    // the kills start once both files' first records reached the node (their checkpoints are durable
+    // with them): a generation rotated away before any agent checkpointed it is the limit
+    // docs/agent.md states, not what this test is about
+    await waitUntil('both tasks shipped', async () => {
+      const recs = await readTopic(node!.url, 'agent-kill').catch(() => []);
+      return ['create', 'copy'].every((t) => recs.some((r) => r.headers.task === t));
+    }, 30_000, 100);
     const kinds = { startup: 0, early: 0, running: 0, midRotation: 0, nodeRestarts: 0, rotations: 0 };
     let kills = 0;
     for (; kills < KILLS && Date.now() < until; kills++) {
