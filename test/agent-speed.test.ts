@@ -37,6 +37,25 @@ describe('agent batch spool entries', () => {
     spool.close();
   });
 
+  it('a segment rolled while an append waits for the next fdatasync snapshots only the durable seqs', async () => {
+    const dir = await tmp('roll');
+    // every append rolls the segment
+    const { spool } = Spool.open({ dir, quotaBytes: 1 << 30, segmentBytes: 1 });
+    const ev = (n: number) => Array.from({ length: n }, (_, i) => ({ value: `line ${i}`, source: '/x.log', timeMs: T }));
+    const a = spool.append(recordEntries(spool, 'h1', 't', 'logs', ev(3)));
+    // a's write is made and its fdatasync runs off the main thread: b takes its seqs meanwhile
+    await new Promise((r) => setImmediate(r));
+    const b = spool.append(recordEntries(spool, 'h1', 't', 'logs', ev(2)));
+    await Promise.all([a, b]);
+    spool.close();
+    // the segment a's append rolled to starts with a snapshot taken before b was durable: b's seqs
+    // in it would outlive b's records after a kill -9 (a gap in seq when the lines are read again)
+    const segs = (await readdir(dir)).filter((f) => f.endsWith('.wal')).sort();
+    const snaps = await Promise.all(segs.map(async (f) => decodeSegment(await readFile(path.join(dir, f))).entries[0]));
+    const nexts = snaps.map((e) => (e.t === 'snap' ? e.next.t ?? 0 : -1));
+    expect(nexts).toEqual([0, 3, 5]);
+  });
+
   it('recovers old one-record entries and batch entries in one spool, seqs gap-free, acks applied inside a batch', async () => {
     const dir = await tmp('mixed');
     const opts = { dir, quotaBytes: 1 << 20, segmentBytes: 1 << 16 };

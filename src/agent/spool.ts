@@ -147,8 +147,14 @@ export interface RecoveryReport { segments: number; entries: number; tornBytes: 
  */
 export class Spool {
   readonly producers = new Map<string, Producer>();
-  /** the next seq per task */
+  /** the next seq per task (taken by appends that may not be durable yet) */
   readonly next = new Map<string, number>();
+  /**
+   * the next seq per task after the durable records: what a snapshot holds. A segment rolled while
+   * appends wait for the next fdatasync would otherwise make their seqs durable without their records:
+   * a kill -9 then, and the lines read again under new seqs leave a gap.
+   */
+  private readonly durableNext = new Map<string, number>();
   /** the highest acknowledged seq per task (durable) */
   readonly acked = new Map<string, number>();
   readonly ckpts = new Map<string, FileCkpt>();
@@ -298,6 +304,7 @@ export class Spool {
         this.pendingBytes += recordTextBytes(e);
         seg.maxSeq.set(e.task, Math.max(seg.maxSeq.get(e.task) ?? -1, e.seq));
         if ((this.next.get(e.task) ?? 0) <= e.seq) this.next.set(e.task, e.seq + 1);
+        if ((this.durableNext.get(e.task) ?? 0) <= e.seq) this.durableNext.set(e.task, e.seq + 1);
         touched?.add(e.task);
         return;
       }
@@ -316,6 +323,7 @@ export class Spool {
         }
         seg.maxSeq.set(e.task, Math.max(seg.maxSeq.get(e.task) ?? -1, last));
         if ((this.next.get(e.task) ?? 0) <= last) this.next.set(e.task, last + 1);
+        if ((this.durableNext.get(e.task) ?? 0) <= last) this.durableNext.set(e.task, last + 1);
         touched?.add(e.task);
         return;
       }
@@ -352,7 +360,10 @@ export class Spool {
       }
       case 'snap':
         for (const [k, v] of Object.entries(e.producers)) this.producers.set(k, v);
-        for (const [k, v] of Object.entries(e.next)) this.next.set(k, Math.max(v, this.next.get(k) ?? 0));
+        for (const [k, v] of Object.entries(e.next)) {
+          this.next.set(k, Math.max(v, this.next.get(k) ?? 0));
+          this.durableNext.set(k, Math.max(v, this.durableNext.get(k) ?? 0));
+        }
         for (const [k, v] of Object.entries(e.acked)) this.apply({ t: 'ack', task: k, to: v }, seg);
         this.ckpts.clear();
         for (const [k, v] of Object.entries(e.ckpts)) this.ckpts.set(k, v);
@@ -367,7 +378,7 @@ export class Spool {
     return {
       t: 'snap',
       producers: Object.fromEntries(this.producers),
-      next: Object.fromEntries(this.next),
+      next: Object.fromEntries(this.durableNext),
       acked: Object.fromEntries(this.acked),
       ckpts: Object.fromEntries(this.ckpts),
       cursors: Object.fromEntries(this.cursors),
