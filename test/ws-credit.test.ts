@@ -9,6 +9,7 @@ import { type NodeHandle, startNode } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 
 const IDLE = 6;
+const BIG_TOPIC = 'credit-big';
 let node: NodeHandle;
 let client: ChicagoClient;
 
@@ -32,6 +33,8 @@ beforeAll(async () => {
   node = await startNode();
   const res = await fetch(`${node.url}/v1/topics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'credit', partitions: IDLE + 1 }) });
   expect(res.status).toBe(201);
+  const big = await fetch(`${node.url}/v1/topics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: BIG_TOPIC, partitions: 4 }) });
+  expect(big.status).toBe(201);
   client = await ChicagoClient.connect({ url: node.url });
 }, slow(20_000));
 
@@ -71,4 +74,14 @@ describe('subscriber credit on one connection', () => {
     await producer.close();
     for (const t of idle) await t.return();
   }, slow(40_000));
+
+  it('records larger than a tail\'s share of the window pass one after another (the overshoot is paid from later grants)', async () => {
+    const tails = [0, 1, 2, 3].map((p) => client.tail(BIG_TOPIC, p, { from: 'earliest' }));
+    const producer = client.producer({ lingerMs: 1 });
+    const values = ['a', 'x'.repeat(1024 * 1024), 'y'.repeat(1000), 'z'.repeat(1024 * 1024), 'w'.repeat(2000), 'c'];
+    for (const value of values) await producer.send(BIG_TOPIC, { value, partition: 3, headers: { host: 'web', task: 'nginx' } });
+    expect(await drain(tails[3], values.length, slow(10_000))).toBe(values.length);
+    await producer.close();
+    for (const t of tails) await t.return();
+  }, slow(30_000));
 });

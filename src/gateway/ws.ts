@@ -45,7 +45,7 @@ interface Subscription {
   held: number;
   /** credit the client gave minus bytes pushed: what the node may still send */
   outstanding: number;
-  /** credit passed to this subscription's tail and not yet used by pushes (its part of Connection.inNode) */
+  /** credit passed to this subscription's tail and not yet used by pushes (its part of Connection.inNode); below 0 after a push overshot it */
   inNode: number;
 }
 
@@ -427,7 +427,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
 
   /** A subscription that ends gives back what it had in the node: the window is the connection's. */
   function returnCredit(conn: Connection, sub: Subscription): void {
-    conn.inNode = Math.max(0, conn.inNode - sub.inNode);
+    conn.inNode -= sub.inNode;
     sub.inNode = 0;
   }
 
@@ -456,9 +456,10 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       log.error({ sub: sub.id, bytes: total, credit: sub.outstanding }, 'node pushed beyond subscriber credit');
     }
     sub.outstanding = Math.max(0, sub.outstanding - total);
-    const used = Math.min(sub.inNode, total);
-    sub.inNode -= used;
-    conn.inNode = Math.max(0, conn.inNode - used);
+    // exactly as the tail charges its credit: a push that overshot (one large record) leaves the
+    // subscription in debt, paid from its next grants, so what the gateway counts is what the tail has
+    sub.inNode -= total;
+    conn.inNode -= total;
     corked(conn, () => {
       let start = 0;
       let bytes = 0;
