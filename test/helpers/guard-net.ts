@@ -19,12 +19,42 @@ import { cliPath, type NodeHandle, OutputRing, repoRoot, startNode } from './lau
 import { slow } from './slow.js';
 
 const run = promisify(execFile);
-const LUA_MODULE = '/usr/lib/nginx/modules/ngx_http_lua_module.so';
+export const LUA_MODULE = '/usr/lib/nginx/modules/ngx_http_lua_module.so';
 export const WEB_IP_ATTACKERS = '198.18.0.1';
 export const WEB_IP_LEGIT = '198.18.0.5';
 export const TABLE = 'chicago_guard_net';
 export const WEB_TOPIC = 'net-web';
 export const SSH_TOPIC = 'net-ssh';
+
+/**
+ * nginx.conf for a test: everything under `dir` (pid, logs, temp paths), the Lua module, the
+ * guard's `dir/guard.conf` (the example's http-level part), one site serving `dir/www` with the
+ * guard_json access log `dir/access.json`.
+ */
+export function nginxConf(dir: string, o: { listen: string; workers: number }): string {
+  const tmp = path.join(dir, 'tmp');
+  return `
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module ${LUA_MODULE};
+worker_processes ${o.workers};
+error_log ${dir}/error.log warn;
+pid ${dir}/nginx.pid;
+events { worker_connections 8192; }
+http {
+  client_body_temp_path ${tmp}/body; proxy_temp_path ${tmp}/proxy; fastcgi_temp_path ${tmp}/fastcgi;
+  uwsgi_temp_path ${tmp}/uwsgi; scgi_temp_path ${tmp}/scgi;
+  keepalive_requests 100000;
+  include ${dir}/guard.conf;
+  server {
+    listen ${o.listen};
+    server_name shop.example;
+    access_log ${dir}/access.json guard_json;
+    # not a return directive: it answers in the rewrite phase, before access_by_lua runs
+    location / { root ${dir}/www; index index.html; try_files $uri $uri/ =404; }
+  }
+}
+`;
+}
 
 /** Why the net cannot run here (undefined: it can). Creates and deletes a namespace to find out. */
 export async function netUnavailable(): Promise<string | undefined> {
@@ -142,27 +172,7 @@ export class GuardNet {
     const example = await readFile(path.join(repoRoot, 'examples/guard/nginx-guard.conf'), 'utf8');
     // the blocklist endpoint listens on the web host's side of the root link, for the guard only
     await writeFile(path.join(dir, 'guard.conf'), example.replace('listen 127.0.0.1:8765;', `listen ${this.webCtlIp}:8765;`).replace('allow 127.0.0.1;', `allow ${this.rootIp};`));
-    await writeFile(path.join(dir, 'nginx.conf'), `
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module ${LUA_MODULE};
-worker_processes 2;
-error_log ${dir}/error.log warn;
-pid ${dir}/nginx.pid;
-events { worker_connections 8192; }
-http {
-  client_body_temp_path ${tmp}/body; proxy_temp_path ${tmp}/proxy; fastcgi_temp_path ${tmp}/fastcgi;
-  uwsgi_temp_path ${tmp}/uwsgi; scgi_temp_path ${tmp}/scgi;
-  keepalive_requests 100000;
-  include ${dir}/guard.conf;
-  server {
-    listen 80 backlog=4096;
-    server_name shop.example;
-    access_log ${dir}/access.json guard_json;
-    # not a return directive: it answers in the rewrite phase, before access_by_lua runs
-    location / { root ${dir}/www; index index.html; try_files $uri $uri/ =404; }
-  }
-}
-`);
+    await writeFile(path.join(dir, 'nginx.conf'), nginxConf(dir, { listen: '80 backlog=4096', workers: 2 }));
     await writeFile(this.accessLog, '');
     this.nginx = spawn('ip', ['netns', 'exec', this.web, '/usr/sbin/nginx', '-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
