@@ -28,6 +28,7 @@ declare -A NEED=(
   [libnginx-mod-http-lua]=/usr/lib/nginx/modules/ngx_http_lua_module.so
   [nftables]=/usr/sbin/nft
   [iproute2]=/usr/sbin/ip
+  [wrk]=/usr/bin/wrk
 )
 
 log() { printf '[test-deps] %s\n' "$*" >&2; }

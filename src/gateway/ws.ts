@@ -45,6 +45,8 @@ interface Subscription {
   held: number;
   /** credit the client gave minus bytes pushed: what the node may still send */
   outstanding: number;
+  /** credit passed to this subscription's tail and not yet used by pushes (its part of Connection.inNode); below 0 after a push overshot it */
+  inNode: number;
 }
 
 class Connection {
@@ -56,7 +58,7 @@ class Connection {
   authenticating = false;
   /** pushes are throttled (credit held) while the socket's send buffer is above wsPushPauseBytes */
   paused = false;
-  /** credit passed to the node's tails and not yet used by pushes: at most wsConnectionCreditBytes */
+  /** credit passed to the node's tails and not yet used by pushes: at most wsConnectionCreditBytes, plus each subscription's floor */
   inNode = 0;
   /** the socket's send buffer as last charged to the memory budget */
   charged = 0;
@@ -144,12 +146,13 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     memory.give(conn.charged);
     conn.charged = 0;
     starved.delete(conn);
-    for (const sub of conn.subs.values()) endQuietly(sub);
+    for (const sub of conn.subs.values()) endQuietly(conn, sub);
     conn.subs.clear();
   }
 
-  function endQuietly(sub: Subscription): void {
+  function endQuietly(conn: Connection, sub: Subscription): void {
     sub.ended = true;
+    returnCredit(conn, sub);
     try {
       sub.tail?.cancel();
     } catch (err) {
@@ -339,7 +342,8 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         const sub = conn.subs.get(f.sub);
         if (!sub) throw new ChicagoError('NOT_FOUND', `subscription ${f.sub}`);
         conn.subs.delete(f.sub);
-        endQuietly(sub);
+        endQuietly(conn, sub);
+        release(conn);
         return {};
       }
       case 'commit':
@@ -367,7 +371,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     // All the client's credit is held here at first and passed to the node as the socket drains,
     // a connection's window at a time (wsConnectionCreditBytes): a socket that is not read never
     // makes the node read more than that for it, however many subscriptions it opens.
-    const sub: Subscription = { id: f.id, ended: false, held: f.credit, outstanding: f.credit };
+    const sub: Subscription = { id: f.id, ended: false, held: f.credit, outstanding: f.credit, inNode: 0 };
     conn.subs.set(f.id, sub);
     const initial = 0;
     const sink: TailSink = {
@@ -375,9 +379,11 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       close: (err) => {
         if (sub.ended) return;
         sub.ended = true;
+        returnCredit(conn, sub);
         if (conn.subs.get(sub.id) === sub) conn.subs.delete(sub.id);
         const e = err ? asChicagoError(err).toJSON() : {};
         corked(conn, () => send(conn, { op: 'end', sub: sub.id, ...e }));
+        queueMicrotask(() => release(conn));
       },
     };
     let tail: Tail;
@@ -390,29 +396,39 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     }
     sub.tail = tail;
     // Unsubscribed, ended or disconnected while the node was setting up: release it now.
-    if (sub.ended || conn.closed) endQuietly(sub);
+    if (sub.ended || conn.closed) endQuietly(conn, sub);
     else release(conn);
     return {};
   }
 
   /**
    * Passes held credit to the node's tails, round robin, while the socket is not backed up, the
-   * node's memory budget has room and the connection's window is not used up.
+   * node's memory budget has room and the connection's window is not used up. Each subscription
+   * gets at most an equal share of the window, and always up to wsSubscriptionCreditFloorBytes:
+   * credit held by tails that have nothing to read (idle partitions) never starves the others.
    */
   function release(conn: Connection): void {
     if (conn.closed || conn.paused) return;
     if (memory.full) { starved.add(conn); return; }
     starved.delete(conn);
-    let room = limits.wsConnectionCreditBytes - conn.inNode;
+    const floor = limits.wsSubscriptionCreditFloorBytes;
+    const share = Math.max(floor, Math.floor(limits.wsConnectionCreditBytes / Math.max(1, conn.subs.size)));
     for (const sub of conn.subs.values()) {
-      if (room <= 0) break;
       if (!sub.tail || sub.ended || sub.held <= 0) continue;
-      const g = Math.min(sub.held, room);
+      const room = limits.wsConnectionCreditBytes - conn.inNode;
+      const g = Math.min(sub.held, share - sub.inNode, Math.max(room, floor - sub.inNode));
+      if (g <= 0) continue;
       sub.held -= g;
+      sub.inNode += g;
       conn.inNode += g;
-      room -= g;
       sub.tail.grant(g);
     }
+  }
+
+  /** A subscription that ends gives back what it had in the node: the window is the connection's. */
+  function returnCredit(conn: Connection, sub: Subscription): void {
+    conn.inNode -= sub.inNode;
+    sub.inNode = 0;
   }
 
   function grant(conn: Connection, sub: Subscription, bytes: number): void {
@@ -440,7 +456,10 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       log.error({ sub: sub.id, bytes: total, credit: sub.outstanding }, 'node pushed beyond subscriber credit');
     }
     sub.outstanding = Math.max(0, sub.outstanding - total);
-    conn.inNode = Math.max(0, conn.inNode - total);
+    // exactly as the tail charges its credit: a push that overshot (one large record) leaves the
+    // subscription in debt, paid from its next grants, so what the gateway counts is what the tail has
+    sub.inNode -= total;
+    conn.inNode -= total;
     corked(conn, () => {
       let start = 0;
       let bytes = 0;

@@ -296,7 +296,7 @@ export class Guard {
     void stored.finally(() => this.storing.delete(stored));
     const enforced = Object.fromEntries(await Promise.all(jobs));
     await stored;
-    this.log.info({ effect: e.type, target: d.target, scope: d.scope, scenario: d.scenario, offense: d.offense, untilMs: d.untilMs, latencyMs: enforced, ...(d.eventMs !== undefined && e.type === 'ban' ? { detectMs: d.createdMs - d.eventMs } : {}), detail: d.detail }, restored ? 'decision restored' : `decision ${e.type}`);
+    this.log.info({ effect: e.type, target: d.target, scope: d.scope, scenario: d.scenario, offense: d.offense, untilMs: d.untilMs, latencyMs: enforced, ...(d.eventMs !== undefined && e.type === 'ban' ? { eventMs: d.eventMs, detectMs: d.createdMs - d.eventMs } : {}), detail: d.detail }, restored ? 'decision restored' : `decision ${e.type}`);
   }
 
   /** Decisions written elsewhere (the CLI, other guards) reach this guard's enforcers too. */

@@ -97,7 +97,9 @@ class LiveTail implements Tail {
           this.position = reply.next;
           this.sink.push(reply.records.map((r) => toStored(this.tp, r)));
         }
-        if (reply.records.length > 0 || this.position < reply.end || !this.source.appendsArriveHere()) this.pump();
+        // knownEnd, not reply.end: an append acknowledged while this read was in flight found the
+        // tail busy and left it to this read, whose reply may predate it
+        if (reply.records.length > 0 || this.position < this.streams.knownEnd(this.skey) || !this.source.appendsArriveHere()) this.pump();
       },
       (e) => {
         this.reading = false;

@@ -38,6 +38,8 @@ export const limits = {
   wsBackpressureBytesMax: 64 * MiB,
   /** credit a WebSocket connection's subscriptions may have passed to the node's tails at once (the rest waits for the socket to drain) */
   wsConnectionCreditBytes: 4 * MiB,
+  /** credit each subscription may always have passed to the node, however the window is used (so idle ones cannot starve the rest) */
+  wsSubscriptionCreditFloorBytes: 16 * 1024,
   /** above this many bytes queued to a WebSocket, subscriber credit is held back until it drains */
   wsPushPauseBytes: 4 * MiB,
   /** request bytes a single connection may have outstanding; full → OVERLOADED */
@@ -182,6 +184,7 @@ export function checkLimits(l: Limits = limits): void {
     [l.workerInFlightBytesMax >= l.batchBytesMax, 'a worker must accept one full batch'],
     [l.connectionInFlightMax <= l.workerInFlightMax, 'one connection cannot fill a worker alone'],
     [l.wsPushPauseBytes < l.wsBackpressureBytesMax, 'pushes must pause before the socket limit'],
+    [l.wsPushPauseBytes + l.wsConnectionCreditBytes + l.subscriptionsPerConnectionMax * l.wsSubscriptionCreditFloorBytes < l.wsBackpressureBytesMax, 'credit in the node must fit the socket buffer above the pause mark'],
     [l.connectionInFlightBytesMax >= l.frameBytesMax, 'a connection must accept one full frame'],
     [l.unconfirmedBytesMax >= 2 * l.batchBytesMax, 'a leader must hold a full batch and the value it replaces unconfirmed'],
     [l.shutdownDrainMs > l.forwardTimeoutMs, 'a stopping node must outwait a forwarded request'],
