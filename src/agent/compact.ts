@@ -4,6 +4,7 @@
 // interval after a burst, one full collection hands them back (tens of ms, at most once a minute).
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { mallocTrim } from '../runtime/malloc-trim.js';
 
 /** how often the agent looks whether it went idle */
 export const COMPACT_CHECK_MS = 2_000;
@@ -33,7 +34,7 @@ function fullGc(): () => void {
 }
 
 /** Checks every COMPACT_CHECK_MS; `read` is the bytes the agent's sources read so far. Returns a stop function. */
-export function startIdleCompaction(read: () => number, onCompact: (ms: number) => void = () => {}): () => void {
+export function startIdleCompaction(read: () => number, onCompact: (ms: number) => void = () => {}, trimAfter = process.env.CHICAGO_AGENT_MALLOC_TRIM !== '0'): () => void {
   const gc = fullGc();
   // starting is a burst of its own (modules, config): the first idle check compacts
   let st: CompactState = { readAtLastCheck: read(), readAtLastCompact: read() - COMPACT_AFTER_BYTES, lastCompactMs: -Infinity };
@@ -45,6 +46,8 @@ export function startIdleCompaction(read: () => number, onCompact: (ms: number) 
     // the second collection hands back what the first one's compaction freed
     gc();
     gc();
+    // and glibc hands back the pages those collections freed
+    if (trimAfter) mallocTrim();
     onCompact(performance.now() - t0);
   }, COMPACT_CHECK_MS);
   timer.unref();
