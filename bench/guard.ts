@@ -341,6 +341,9 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
   const guard = spawnProc(process.execPath, [cli, 'guard', '--config', join(dir, 'guard.yaml')], 'guard');
   started.push(guard);
   await waitFor('the guard to run', () => guard.out.some((l) => l.includes('"msg":"guard running"')), 30_000, () => guard.out.slice(-20).join('\n'));
+  // a guard reads only once its group assigned it the partitions (a node just started holds
+  // assignments back for a few seconds): traffic before that measures the wait, not the guard
+  await waitFor('the guard to be assigned its partitions', () => guard.out.some((l) => l.includes('"msg":"partitions assigned"')), 30_000, () => guard.out.slice(-20).join('\n'));
   const metricsUrl = JSON.parse(guard.out.find((l) => l.includes('"msg":"metrics listening"'))!).metrics as string;
   const agent = direct ? undefined : spawnProc(process.execPath, [cli, 'agent', '--config', join(dir, 'agent.yaml')], 'agent');
   if (agent) started.push(agent);

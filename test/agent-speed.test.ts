@@ -4,12 +4,42 @@ import { describe, expect, it } from 'vitest';
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { recordEntries } from '../src/agent/records.js';
+import { keyOfLine, RECORD_KEY_CHARS_MAX, recordEntries } from '../src/agent/records.js';
 import { bodyOf } from '../src/agent/shipper.js';
 import { decodeSegment, encodeEntry, recordsOf, Spool, type RecsEntry } from '../src/agent/spool.js';
 
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `chicago-agent-${p}-`));
 const T = Date.parse('2026-12-06T10:00:00.000Z');
+
+describe('record keys', () => {
+  it('a JSON field or a regex capture of the line; nothing when the line has none', () => {
+    const json = { json: 'remote_addr' };
+    expect(keyOfLine('{"remote_addr":"198.18.0.1","status":200}', json)).toBe('198.18.0.1');
+    expect(keyOfLine('{"remote_addr":4242}', json)).toBe('4242');
+    for (const line of ['not json', '{"remote_addr":', '{"other":1}', '{"remote_addr":""}', '{"remote_addr":{"a":1}}', '[1,2]', `{"remote_addr":"${'x'.repeat(RECORD_KEY_CHARS_MAX + 1)}"}`]) {
+      expect(keyOfLine(line, json), line.slice(0, 40)).toBeUndefined();
+    }
+    expect(keyOfLine('198.18.0.9 - - [06/Dec/2026] "GET /"', { re: /^(\S+) / })).toBe('198.18.0.9');
+    expect(keyOfLine('user=alice action=x', { re: /user=\w+/ })).toBe('user=alice');
+    expect(keyOfLine('nothing here', { re: /user=(\w+)/ })).toBeUndefined();
+  });
+
+  it('keys ride the spool entry (only when a record has one) and the produce body', async () => {
+    const { spool } = Spool.open({ dir: await tmp('keys'), quotaBytes: 1 << 20, segmentBytes: 1 << 16 });
+    const plain = recordEntries(spool, 'h1', 't', 'logs', [{ value: 'a', source: 's', timeMs: T }])[0] as RecsEntry;
+    expect(plain.k).toBeUndefined();
+    const e = recordEntries(spool, 'h1', 't', 'logs', [
+      { value: 'a', source: 's', timeMs: T, key: '198.18.0.1' },
+      { value: 'b', source: 's', timeMs: T },
+    ])[0] as RecsEntry;
+    expect(e.k).toEqual(['198.18.0.1', null]);
+    const recs = recordsOf(decodeSegment(encodeEntry(e)).entries[0] as RecsEntry);
+    expect(recs.map((r) => r.key)).toEqual(['198.18.0.1', undefined]);
+    const body = JSON.parse(bodyOf(recs)) as Array<{ key?: string; value: string }>;
+    expect(body.map((r) => [r.key, r.value])).toEqual([['198.18.0.1', 'a'], [undefined, 'b']]);
+    spool.close();
+  });
+});
 
 describe('agent batch spool entries', () => {
   it('one entry per append: shared headers once, a record\'s own headers apart, bytes that are not UTF-8 as base64', async () => {

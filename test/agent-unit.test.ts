@@ -32,6 +32,10 @@ describe('agent config', () => {
     expect(() => resolveAgentConfig({ sources: [src, { ...src, topic: 'other' }] }, '/', {})).toThrow(/one topic/);
     expect(() => resolveAgentConfig({ sources: [{ ...src, multiline: { start: '(' } }] }, '/', {})).toThrow(/regular expression/);
     expect(() => resolveAgentConfig({ sources: [{ ...src, multiline: { quietMs: 5 } }] }, '/', {})).toThrow(/preset, start or continue/);
+    expect(resolveAgentConfig({ sources: [{ ...src, key: { json: 'remote_addr' } }] }, '/', {}).sources[0].key).toEqual({ json: 'remote_addr' });
+    expect(() => resolveAgentConfig({ sources: [{ ...src, key: { regex: '(' } }] }, '/', {})).toThrow(/key\/regex is not a valid regular expression/);
+    expect(() => resolveAgentConfig({ sources: [{ ...src, key: { json: 'a', regex: 'b' } }] }, '/', {})).toThrow(ConfigError);
+    expect(() => resolveAgentConfig({ sources: [{ ...src, key: {} }] }, '/', {})).toThrow(ConfigError);
   });
 
   it('takes the token from the environment or a file, and reports an unreadable one as a config error', async () => {

@@ -54,6 +54,16 @@ async function kill9(a: AgentProc): Promise<void> {
   await a.exited;
 }
 
+/** Every record of topic once at least n are there (or the deadline passed). */
+async function waitRecords(topic: string, n: number): Promise<TopicRecord[]> {
+  const deadline = Date.now() + slow(15_000);
+  for (;;) {
+    const recs = await readTopic(node.url, topic).catch(() => [] as TopicRecord[]);
+    if (recs.length >= n || Date.now() > deadline) return recs;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** line number per record of a task, checked for duplicates and seq gaps */
 function byTask(records: TopicRecord[], task: string): { lines: number[]; seqs: number[] } {
   const mine = records.filter((r) => r.headers.task === task);
@@ -233,6 +243,45 @@ describe('agent: files to Chicago exactly once', () => {
     const count = (p: string) => values.filter((v) => v.startsWith(p + ' ')).length;
     expect([count('a'), count('gone'), count('a2'), count('late')]).toEqual([100, 150, 10, 20]);
     expect(recs.length).toBeGreaterThanOrEqual(280);
+    await kill9(agent);
+  });
+
+  it('keys records by a JSON field of the line: one client IP, one partition, exactly once across a kill -9', async () => {
+    expect((await runCli(['topic', 'create', 'agent-keyed', '--partitions', '4', '--replicas', '1', '--url', node.url])).code).toBe(0);
+    const { dir, config } = await setup('keyed', ['  - task: access', '    paths: [./logs/access.log]', '    topic: agent-keyed', '    key: { json: remote_addr }'].join('\n'));
+    const log = path.join(dir, 'logs', 'access.log');
+    const ips = Array.from({ length: 16 }, (_, i) => `198.18.${i}.${i + 1}`);
+    const batch = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => {
+      const n = from + k;
+      // every 25th line is not JSON: it has no key and still arrives
+      return n % 25 === 24 ? `not json ${n}\n` : `${JSON.stringify({ remote_addr: ips[n % ips.length], n, request: `GET /p/${n} HTTP/1.1`, status: 200 })}\n`;
+    }).join('');
+    let agent = await running(config);
+    await writeFile(log, batch(0, 400));
+    await waitRecords('agent-keyed', 100);
+    await kill9(agent);
+    await appendFile(log, batch(400, 800));
+    agent = await running(config);
+    const recs = await waitRecords('agent-keyed', 800);
+    await new Promise((r) => setTimeout(r, 300));
+    const all = await readTopic(node.url, 'agent-keyed');
+    const ns = all.map((r) => Number(/"n":(\d+)/.exec(r.value)?.[1] ?? /^not json (\d+)$/.exec(r.value)?.[1] ?? -1)).sort((a, b) => a - b);
+    expect(ns).toEqual([...Array(800).keys()]);
+    expect(all.map((r) => Number(r.headers.seq)).sort((a, b) => a - b)).toEqual([...Array(800).keys()]);
+    const partitionOf = new Map<string, Set<number>>();
+    for (const r of all) {
+      if (r.value.startsWith('not json')) {
+        expect(r.key ?? null).toBeNull();
+        continue;
+      }
+      const ip = (JSON.parse(r.value) as { remote_addr: string }).remote_addr;
+      expect(r.key).toBe(ip);
+      (partitionOf.get(ip) ?? partitionOf.set(ip, new Set()).get(ip)!).add(r.partition);
+    }
+    // each address in one partition, the addresses spread over several
+    for (const [ip, parts] of partitionOf) expect([...parts], ip).toHaveLength(1);
+    expect(new Set([...partitionOf.values()].map((p) => [...p][0])).size).toBeGreaterThan(1);
+    expect(recs.length).toBeGreaterThanOrEqual(800);
     await kill9(agent);
   });
 

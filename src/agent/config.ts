@@ -38,7 +38,12 @@ export interface SourceConfig {
   parse?: 'sshd';
   /** the agent rotates this source's files itself (size or age) */
   rotate?: RotateConfig;
+  /** each record's key, from its line: records with one key land in one partition (a client IP for the guard) */
+  key?: RecordKeySpec;
 }
+
+/** Where a record's key comes from: a top-level field of a JSON line, or a regex's first capture group (else its match). */
+export type RecordKeySpec = { json: string } | { regex: string };
 
 export interface RotateConfig {
   /** rotate a file once it holds this many bytes */
@@ -131,6 +136,13 @@ export const agentConfigSchema = {
           paths: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
           topic: { type: 'string', pattern: NAME },
           parse: { enum: ['sshd'] },
+          key: {
+            type: 'object',
+            additionalProperties: false,
+            minProperties: 1,
+            maxProperties: 1,
+            properties: { json: { type: 'string', minLength: 1, maxLength: 256 }, regex: { type: 'string', minLength: 1, maxLength: 1024 } },
+          },
           multiline: {
             type: 'object',
             additionalProperties: false,
@@ -263,7 +275,14 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
       if (signal && !(signal.signal in os.constants.signals)) throw new ConfigError(`agent config: /sources/${i}/rotate/signal/signal ${signal.signal} is not a signal`);
       rotate = { ...(ro.maxBytes !== undefined ? { maxBytes: ro.maxBytes } : {}), ...(ro.maxAgeMs !== undefined ? { maxAgeMs: ro.maxAgeMs } : {}), keep: ro.keep ?? 5, mode, ...(signal ? { signal } : {}), compress: ro.compress ?? false };
     }
-    return { task: s.task, topic: s.topic, paths: s.paths.map(abs), ...(multiline ? { multiline } : {}), ...(s.parse ? { parse: s.parse } : {}), ...(rotate ? { rotate } : {}) };
+    if (s.key && 'regex' in s.key) {
+      try {
+        new RegExp(s.key.regex);
+      } catch (err) {
+        throw new ConfigError(`agent config: /sources/${i}/key/regex is not a valid regular expression: ${(err as Error).message}`);
+      }
+    }
+    return { task: s.task, topic: s.topic, paths: s.paths.map(abs), ...(multiline ? { multiline } : {}), ...(s.parse ? { parse: s.parse } : {}), ...(rotate ? { rotate } : {}), ...(s.key ? { key: s.key } : {}) };
   });
   const journaldTasks = new Set<string>();
   const journald: JournaldConfig[] = (r.journald ?? []).map((j, i) => {

@@ -13,7 +13,7 @@ import type { Notice } from './agent.js';
 import type { AgentConfig, SourceConfig } from './config.js';
 import { HEAD_BYTES_MAX, closesFirst, copyInProgress, globRegExp, growth, hashBytes, judge, rotatedName, rotationRank, sameContent, supersedes, tailRange, TAIL_BYTES_MAX } from './identity.js';
 import { type Event, Multiline, type MultilineState, detectLevel } from './multiline.js';
-import { type AgentEvent, cutHeader, recordEntries } from './records.js';
+import { type AgentEvent, cutHeader, keyOfLine, recordEntries } from './records.js';
 import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
 import { sshHeadersOfLine } from './sshd.js';
 import type { Entry, FileCkpt, Spool } from './spool.js';
@@ -84,6 +84,8 @@ export class FileSource {
   private readonly followed = new Map<string, Followed>();
   private readonly patterns: Array<{ dir: string; re: RegExp }>;
   private readonly ml?: Multiline;
+  /** where each record's key comes from (sources[].key) */
+  private readonly keySpec?: { json: string } | { re: RegExp };
   private readonly watchers: FSWatcher[] = [];
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
@@ -110,6 +112,7 @@ export class FileSource {
   ) {
     this.patterns = src.paths.map((p) => ({ dir: path.dirname(p), re: globRegExp(path.basename(p)) }));
     if (src.multiline) this.ml = new Multiline(src.multiline);
+    if (src.key) this.keySpec = 'json' in src.key ? { json: src.key.json } : { re: new RegExp(src.key.regex) };
   }
 
   /** Follows its globs; the first pass resumes the files this source's checkpoints name (it may wait for a gzipped copy). */
@@ -860,7 +863,8 @@ export class FileSource {
       this.src.topic,
       events.map((ev) => {
         const headers = this.src.parse === 'sshd' ? { ...ev.headers, ...sshHeadersOfLine(ev.value.toString('utf8')) } : ev.headers;
-        return { value: ev.value, source: f.path, timeMs: ev.firstAtMs, level: detectLevel(ev.levelText), ...(headers ? { headers } : {}) };
+        const key = this.keySpec && !headers?.cut ? keyOfLine(ev.value.toString('utf8'), this.keySpec) : undefined;
+        return { value: ev.value, source: f.path, timeMs: ev.firstAtMs, level: detectLevel(ev.levelText), ...(headers ? { headers } : {}), ...(key !== undefined ? { key } : {}) };
       }),
     );
     const ck = this.ckptOf(f);

@@ -13,6 +13,34 @@ export interface AgentEvent {
   level?: string;
   /** more headers; the standard ones above win */
   headers?: Record<string, string>;
+  /** the record's key: records with one key land in one partition */
+  key?: string;
+}
+
+/** The longest record key the agent sends (the node takes up to 4 KiB); a longer one is left out. */
+export const RECORD_KEY_CHARS_MAX = 1024;
+
+/**
+ * A line's key by a source's `key` setting: a top-level field of a JSON object line (a string or a
+ * number), or a regex's first capture group (the whole match without one). Undefined when the line
+ * has none (not JSON, no such field, no match, or longer than RECORD_KEY_CHARS_MAX).
+ */
+export function keyOfLine(line: string, spec: { json: string } | { re: RegExp }): string | undefined {
+  let key: unknown;
+  if ('json' in spec) {
+    if (line.charCodeAt(0) !== 123 /* { */) return undefined;
+    try {
+      const o = JSON.parse(line) as unknown;
+      if (o && typeof o === 'object' && !Array.isArray(o)) key = (o as Record<string, unknown>)[spec.json];
+    } catch {
+      return undefined;
+    }
+    if (typeof key === 'number' && Number.isFinite(key)) key = String(key);
+  } else {
+    const m = spec.re.exec(line);
+    key = m ? (m.length > 1 ? m[1] : m[0]) : undefined;
+  }
+  return typeof key === 'string' && key.length > 0 && key.length <= RECORD_KEY_CHARS_MAX ? key : undefined;
 }
 
 
@@ -92,6 +120,7 @@ export function recordEntries(spool: Spool, host: string, task: string, topic: s
   const all: Array<Record<string, string>> = new Array<Record<string, string>>(events.length);
   const v: string[] = new Array<string>(events.length);
   let b64: number[] | undefined;
+  let k: Array<string | null> | undefined;
   for (let i = 0; i < events.length; i++) {
     const ev = events[i];
     const headers: Record<string, string> = { ...ev.headers, host, task, source: ev.source, time: isoTime(ev.timeMs) };
@@ -100,6 +129,7 @@ export function recordEntries(spool: Spool, host: string, task: string, topic: s
     const sv = spoolValue(ev.value);
     v[i] = sv.value;
     if (sv.enc) (b64 ??= []).push(i);
+    if (ev.key !== undefined) (k ??= new Array<string | null>(events.length).fill(null))[i] = ev.key;
   }
   // the headers every record has with the same value go once
   const h: Record<string, string> = { ...all[0] };
@@ -121,5 +151,6 @@ export function recordEntries(spool: Spool, host: string, task: string, topic: s
   const e: RecsEntry = { t: 'recs', task, topic, seq, h, v };
   if (x) e.x = x;
   if (b64) e.b64 = b64;
+  if (k) e.k = k;
   return [e];
 }

@@ -140,7 +140,7 @@ export class Shipper {
     let n = 0;
     for (let i = from; i < q.length; i++) {
       const r = q[i];
-      const size = RECORD_OVERHEAD_BYTES + Buffer.byteLength(r.value) + headerBytes(r.headers);
+      const size = RECORD_OVERHEAD_BYTES + Buffer.byteLength(r.value) + headerBytes(r.headers) + (r.key !== undefined ? Buffer.byteLength(r.key) + 8 : 0);
       if (n > 0 && (n >= this.cfg.batch.maxRecords || bytes + size > this.cfg.batch.maxBytes)) break;
       bytes += size;
       n++;
@@ -183,7 +183,10 @@ export class Shipper {
 
   private async send(records: ShipRecord[], sequence: number): Promise<{ duplicate: boolean }> {
     const p = this.producer!;
-    const q = `partition=${p.partition}&producerId=${encodeURIComponent(p.id)}&sequence=${sequence}&acks=all`;
+    // keyed records go where their key says (the node places them; a resend of the same batch lands
+    // the same way, so it is recognised); a batch without keys goes to the producer's partition
+    const keyed = records.some((r) => r.key !== undefined);
+    const q = `${keyed ? '' : `partition=${p.partition}&`}producerId=${encodeURIComponent(p.id)}&sequence=${sequence}&acks=all`;
     const res = (await this.request('POST', `/v1/topics/${encodeURIComponent(this.topic)}/records?${q}`, new RawJson(bodyOf(records)))) as { duplicate?: boolean };
     return { duplicate: res.duplicate === true };
   }
@@ -238,7 +241,7 @@ export function bodyOf(records: ShipRecord[]): string {
       const j = JSON.stringify(rest);
       open = j === '{}' ? '{' : `${j.slice(0, -1)},`;
     }
-    parts[i] = `{"value":${JSON.stringify(r.value)}${r.enc ? ',"valueEncoding":"base64"' : ''},"headers":${open}"seq":"${r.seq}"}}`;
+    parts[i] = `{${r.key !== undefined ? `"key":${JSON.stringify(r.key)},` : ''}"value":${JSON.stringify(r.value)}${r.enc ? ',"valueEncoding":"base64"' : ''},"headers":${open}"seq":"${r.seq}"}}`;
   }
   return `[${parts.join(',')}]`;
 }

@@ -47,6 +47,8 @@ export interface ShipRecord {
   enc?: 'base64';
   /** the record's headers; seq is added when it is shipped (records of one append may share this object) */
   headers: Record<string, string>;
+  /** the record's key (the node places keyed records by it) */
+  key?: string;
 }
 
 export interface Producer { id: string; partition: number }
@@ -67,6 +69,8 @@ export interface RecsEntry {
   x?: Array<Record<string, string> | null>;
   /** indexes of the values held as base64 (bytes that are not UTF-8) */
   b64?: number[];
+  /** per record, its key (null: none; absent when no record has one) */
+  k?: Array<string | null>;
 }
 
 export type Entry =
@@ -99,6 +103,8 @@ export function recordsOf(e: RecsEntry): ShipRecord[] {
     const x = e.x?.[i];
     const headers = x ? { ...e.h, ...x } : e.h;
     out[i] = b64?.has(i) ? { task: e.task, seq, topic: e.topic, value: e.v[i], enc: 'base64', headers } : { task: e.task, seq, topic: e.topic, value: e.v[i], headers };
+    const key = e.k?.[i];
+    if (typeof key === 'string') out[i].key = key;
   }
   return out;
 }

@@ -80,7 +80,7 @@ export function startWriter(file: string, prefix: string, lines: number, perSec:
   return { proc, done };
 }
 
-export interface TopicRecord { partition: number; offset: number; value: string; headers: Record<string, string> }
+export interface TopicRecord { partition: number; offset: number; key?: string | null; value: string; headers: Record<string, string> }
 
 /** Every record of a topic, all partitions. */
 export async function readTopic(url: string, topic: string): Promise<TopicRecord[]> {

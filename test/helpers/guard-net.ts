@@ -231,7 +231,7 @@ export class GuardNet {
     const lines = [
       `node: { url: ${this.node.url} }`, 'host: web', 'spool: { dir: ./spool, quotaBytes: 67108864, segmentBytes: 1048576 }',
       'pollIntervalMs: 10', 'batch: { lingerMs: 1 }', 'retry: { minMs: 20, maxMs: 500 }', 'logLevel: warn',
-      'sources:', `  - { task: nginx, paths: [${this.accessLog}], topic: ${WEB_TOPIC} }`,
+      'sources:', `  - { task: nginx, paths: [${this.accessLog}], topic: ${WEB_TOPIC}, key: { json: remote_addr } }`,
     ];
     if (this.opts.sshd) lines.push(`  - { task: sshd, paths: [${this.authLog}], topic: ${SSH_TOPIC}, parse: sshd }`);
     await writeFile(path.join(this.dir, 'agent.yaml'), lines.join('\n'));
