@@ -18,7 +18,7 @@ describe('docs/protocol.md error catalogue', () => {
   });
 
   it('lists every code once with its wire number, close code, status and retryability', () => {
-    const rows = doc.split('\n').filter((l) => /^\| `[A-Z_]+` \| \d+ \|/.test(l));
+    const rows = doc.split('\n').filter((l) => /^\| `[A-Z0-9_]+` \| \d+ \|/.test(l));
     expect(rows).toHaveLength(Object.keys(ERRORS).length);
     for (const [code, e] of Object.entries(ERRORS)) {
       const row = rows.find((r) => r.startsWith(`| \`${code}\` |`));
