@@ -157,6 +157,10 @@ describe('produce and tail', () => {
     expect(past.code).toBe(2);
     expect(past.stderr).toMatch(/^error OFFSET_OUT_OF_RANGE: /);
     expect((await cli(['tail', 'cli-pinned', '--from-end'])).stdout).toBe('');
+    // a negative offset counts back from each partition's end (kcat's -o -N); more than there is starts at the first
+    const lastTwo = jsonLines((await cli(['tail', 'cli-pinned', '--offset', '-2'])).stdout);
+    expect(lastTwo.map((r) => [r.partition, r.offset, r.value])).toEqual([[2, 2, 'c'], [2, 3, 'd']]);
+    expect(jsonLines((await cli(['tail', 'cli-pinned', '--offset=-9'])).stdout).map((r) => r.value)).toEqual(['a', 'b', 'c', 'd']);
   });
 
   it('sends many lines in several bounded batches', async () => {

@@ -37,10 +37,28 @@ export const clientOptions = {
 
 export const helpOption = { help: { type: 'boolean', short: 'h' } } as const satisfies OptionSpec;
 
+/**
+ * `--offset -10` as `--offset=-10`: a negative number after a flag that takes a value is that value
+ * (kcat's `-o -10`), where parseArgs would call it ambiguous.
+ */
+function joinNegativeValues(cmd: Command, argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const name = a.startsWith('--') ? a.slice(2) : undefined;
+    const next = argv[i + 1];
+    if (name !== undefined && !name.includes('=') && cmd.options[name]?.type === 'string' && next !== undefined && /^-\d+(\.\d+)?$/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
 export function parse(cmd: Command, argv: string[]): Parsed {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: { ...cmd.options, ...helpOption }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joinNegativeValues(cmd, argv), options: { ...cmd.options, ...helpOption }, allowPositionals: true, strict: true });
   } catch (err) {
     // parseArgs names the offending flag in its message; that is what the user needs.
     throw new UsageError((err as Error).message, cmd.name);

@@ -19,7 +19,7 @@ interface FetchResponse { records: WireRecord[]; nextOffset: number }
 interface GroupOffsets { offsets: Array<{ topic: string; partition: number; offset: number }> }
 
 /** Where a partition's reading starts, as the node's fetch query spells it. */
-type Position = { offset: number } | { since: number } | { from: 'earliest' | 'latest' };
+type Position = { offset: number } | { since: number } | { from: 'earliest' | 'latest' } | { last: number };
 
 const FETCH_RECORDS = 1000;
 const FETCH_BYTES = 1024 * 1024;
@@ -33,7 +33,11 @@ function explicitStart(p: Parsed): Position | undefined {
   switch (given[0]) {
     case 'from-beginning': return { from: 'earliest' };
     case 'from-end': return { from: 'latest' };
-    case 'offset': return { offset: int(p, 'offset')! };
+    case 'offset': {
+      // a negative offset counts back from the end of each partition, as kcat's -o -N
+      const n = int(p, 'offset', -Number.MAX_SAFE_INTEGER)!;
+      return n < 0 ? { last: -n } : { offset: n };
+    }
     case 'since': {
       const since = str(p, 'since')!;
       const sinceMs = parseTime(since, Date.now());
@@ -52,11 +56,12 @@ async function committedOffsets(http: Http, group: string, topic: string): Promi
 export const tail: Command = {
   name: 'tail',
   synopsis:
-    'TOPIC [--from-beginning | --from-end | --offset N | --since TIME] [--partition P] [--max N] [--group G] [--follow]',
+    'TOPIC [--from-beginning | --from-end | --offset N | --offset -N | --since TIME] [--partition P] [--max N] [--group G] [--follow]',
   summary: 'print records as JSON lines; with --group, commit what was printed',
   details: [
     'Each line is {"partition","offset","timestamp","key","value","headers"}; timestamp is ms since the epoch.',
     "Starts at the group's committed offset with --group, else at the beginning of each partition.",
+    '--offset -N starts N records before the end of each partition (kcat\'s -o -N).',
     'TIME is an ISO date, an age (30s, 5m, 1h, 2d) or ms since the epoch.',
     'Without --follow it prints what exists and exits; with it, it waits for new records on every',
     'partition until interrupted, and rides out a node restart (it says so on stderr and resumes at the',
@@ -147,6 +152,7 @@ export const tail: Command = {
       }
       const committed = group !== undefined && start === undefined ? await committedOffsets(http, group, topic) : new Map<number, number>();
       const positionOf = (x: PartitionView): Position => {
+        if (start && 'last' in start) return { offset: Math.max(x.startOffset, x.endOffset - start.last) };
         if (start) return start;
         const at = committed.get(x.partition);
         // Records below the start offset were removed by retention: resume from the oldest left.
