@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNode, type NodeHandle } from './helpers/launcher.js';
 import { http } from './helpers/http.js';
+import { waitUntil } from './helpers/bridge.js';
 import { SLOWDOWN, slow } from './helpers/slow.js';
 
 let node: NodeHandle;
@@ -33,6 +34,17 @@ describe('key-value over HTTP', () => {
     expect(d.body).toMatchObject({ existed: true });
     expect((await call('GET', '/v1/kv/app/user%2F1')).status).toBe(404);
     expect((await call('DELETE', '/v1/kv/app/user%2F1')).body).toMatchObject({ existed: false });
+  });
+
+  it('acks=none is accepted, not done: 202 for KV puts and deletes, as for produce', async () => {
+    const put = await call('PUT', '/v1/kv/app/fire%2F1?acks=none', 'v');
+    expect(put.status).toBe(202);
+    expect(put.body).toMatchObject({ version: 0, replicas: 0 });
+    await waitUntil('the acks=none put to land', async () => (await call('GET', '/v1/kv/app/fire%2F1')).text === 'v', 5_000, 20);
+    const del = await call('DELETE', '/v1/kv/app/fire%2F1?acks=none');
+    expect(del.status).toBe(202);
+    await waitUntil('the acks=none delete to land', async () => (await call('GET', '/v1/kv/app/fire%2F1')).status === 404, 5_000, 20);
+    expect((await call('PUT', '/v1/kv/app/fire%2F2?acks=one', 'v')).status).toBe(200);
   });
 
   it('keeps binary values intact', async () => {

@@ -330,18 +330,23 @@ function buildRoutes(node: ChicagoNode, parsePool: ParsePool, auth: Authenticato
 
     route('PUT', '/v1/kv/:ks/**', ks('write'), async (req) => {
       const ttl = req.query.get('ttl');
+      const acks = acksOf(req.query, 'all');
       const r = await node.kvPut(req.segments[2], keyOf(req), req.body, {
-        acks: acksOf(req.query, 'all'),
+        acks,
         ...(ttl !== null ? { ttlSeconds: decimalParam('ttl', ttl, 1, limits.ttlSecondsMax) } : {}),
       });
-      return json(r);
+      // acks=none is accepted, not done: 202, as a produce with acks=none answers
+      return json(r, acks === 'none' ? 202 : 200);
     }),
     route('GET', '/v1/kv/:ks/**', ks('read'), async (req) => {
       const e = await node.kvGet(req.segments[2], keyOf(req));
       if (!e) throw new ChicagoError('NOT_FOUND', 'key');
       return { status: 200, body: e.value, contentType: 'application/octet-stream', headers: { 'x-chicago-version': String(e.version) } };
     }),
-    route('DELETE', '/v1/kv/:ks/**', ks('write'), async (req) => json(await node.kvDelete(req.segments[2], keyOf(req), { acks: acksOf(req.query, 'all') }))),
+    route('DELETE', '/v1/kv/:ks/**', ks('write'), async (req) => {
+      const acks = acksOf(req.query, 'all');
+      return json(await node.kvDelete(req.segments[2], keyOf(req), { acks }), acks === 'none' ? 202 : 200);
+    }),
     route('GET', '/v1/kv/:ks', ks('read'), async (req) => {
       const prefix = req.query.get('prefix');
       const after = req.query.get('after');
