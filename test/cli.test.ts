@@ -161,6 +161,10 @@ describe('produce and tail', () => {
     const lastTwo = jsonLines((await cli(['tail', 'cli-pinned', '--offset', '-2'])).stdout);
     expect(lastTwo.map((r) => [r.partition, r.offset, r.value])).toEqual([[2, 2, 'c'], [2, 3, 'd']]);
     expect(jsonLines((await cli(['tail', 'cli-pinned', '--offset=-9'])).stdout).map((r) => r.value)).toEqual(['a', 'b', 'c', 'd']);
+    // filters and formats: --max counts printed records
+    expect((await cli(['tail', 'cli-pinned', '--grep', '^[bd]$', '--format', '%p:%o %s'])).stdout).toBe('2:1 b\n2:3 d\n');
+    expect((await cli(['tail', 'cli-pinned', '--grep', '[cd]', '--max', '1', '--format', 'value'])).stdout).toBe('c\n');
+    expect((await cli(['tail', 'cli-pinned', '--where', 'task=none'])).stdout).toBe('');
   });
 
   it('sends many lines in several bounded batches', async () => {

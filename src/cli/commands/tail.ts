@@ -4,18 +4,9 @@ import { CliError, EXIT, ServerError, UsageError } from '../errors.js';
 import { type Http, enc, httpFrom } from '../http.js';
 import { line } from '../output.js';
 import { type PartitionView, describeTopic } from './topic.js';
+import { type TailRecord, tailView } from './tail-view.js';
 
-interface WireRecord {
-  partition: number;
-  offset: number;
-  timestamp: number;
-  key?: string | null;
-  value: string;
-  headers?: Record<string, string>;
-  /** 'base64' when the key or value is not UTF-8 */
-  encoding?: string;
-}
-interface FetchResponse { records: WireRecord[]; nextOffset: number }
+interface FetchResponse { records: TailRecord[]; nextOffset: number }
 interface GroupOffsets { offsets: Array<{ topic: string; partition: number; offset: number }> }
 
 /** Where a partition's reading starts, as the node's fetch query spells it. */
@@ -56,13 +47,16 @@ async function committedOffsets(http: Http, group: string, topic: string): Promi
 export const tail: Command = {
   name: 'tail',
   synopsis:
-    'TOPIC [--from-beginning | --from-end | --offset N | --offset -N | --since TIME] [--partition P] [--max N] [--group G] [--follow]',
+    'TOPIC [--from-beginning | --from-end | --offset N | --offset -N | --since TIME] [--partition P] [--max N] [--group G] [--follow] [--where H=V] [--grep RE] [--format json|value|FORMAT]',
   summary: 'print records as JSON lines; with --group, commit what was printed',
   details: [
     'Each line is {"partition","offset","timestamp","key","value","headers"}; timestamp is ms since the epoch.',
     "Starts at the group's committed offset with --group, else at the beginning of each partition.",
     '--offset -N starts N records before the end of each partition (kcat\'s -o -N).',
     'TIME is an ISO date, an age (30s, 5m, 1h, 2d) or ms since the epoch.',
+    '--where HEADER=VALUE (repeatable) and --grep REGEX (on the value) print only matching records; --max',
+    'counts printed records. --format value prints values only; FORMAT (kcat -f style): %t topic, %p',
+    'partition, %o offset, %T timestamp, %k key, %s value, %h headers k=v,…, %S value bytes, %%, \\n, \\t.',
     'Without --follow it prints what exists and exits; with it, it waits for new records on every',
     'partition until interrupted, and rides out a node restart (it says so on stderr and resumes at the',
     'next offset). --max N stops after N records.',
@@ -81,6 +75,9 @@ export const tail: Command = {
     max: { type: 'string' },
     group: { type: 'string' },
     follow: { type: 'boolean', short: 'f' },
+    where: { type: 'string', multiple: true },
+    grep: { type: 'string' },
+    format: { type: 'string' },
   },
   args: [1, 1],
   async run(p) {
@@ -90,6 +87,10 @@ export const tail: Command = {
     const group = str(p, 'group');
     const follow = flag(p, 'follow');
     let budget = int(p, 'max', 1) ?? Infinity;
+    const whereFlags = p.values.where;
+    const where = Array.isArray(whereFlags) ? whereFlags.filter((w): w is string => typeof w === 'string') : [];
+    const view = tailView({ topic, where, grep: str(p, 'grep'), format: str(p, 'format'), command: p.command });
+    const filtered = where.length > 0 || str(p, 'grep') !== undefined;
 
     // Ctrl-C, a closed pipe (`| head`) or a reached --max end the tail cleanly: what was
     // printed is committed, the rest is left for the next run.
@@ -112,22 +113,24 @@ export const tail: Command = {
       const endAtStart = part.endOffset;
       for (;;) {
         const waitMs = follow ? FOLLOW_WAIT_MS : 0;
-        const query = { partition: part.partition, ...pos, maxRecords: Math.min(FETCH_RECORDS, budget), maxBytes: FETCH_BYTES, waitMs };
+        const query = { partition: part.partition, ...pos, maxRecords: filtered ? FETCH_RECORDS : Math.min(FETCH_RECORDS, budget), maxBytes: FETCH_BYTES, waitMs };
         const res = follow ? await fetchRetrying(() => http.must<FetchResponse>('GET', recordsPath, { query, waitMs }), stop.signal) : await http.must<FetchResponse>('GET', recordsPath, { query, waitMs });
         // Another partition may have used up --max while this one waited.
         if (budget <= 0) return;
-        const shown = res.records.slice(0, budget);
-        budget -= shown.length;
-        for (const r of shown) {
-          const out = {
-            partition: r.partition, offset: r.offset, timestamp: r.timestamp, key: r.key ?? null, value: r.value, headers: r.headers ?? {},
-            ...(r.encoding ? { encoding: r.encoding } : {}),
-          };
-          await line(JSON.stringify(out));
+        // --max counts printed records; the filters skip records, which still count as read
+        let next = res.nextOffset;
+        let examined = 0;
+        for (const r of res.records) {
+          if (budget <= 0) {
+            next = r.offset;
+            break;
+          }
+          examined++;
+          if (!view.matches(r)) continue;
+          budget--;
+          await line(view.render(r));
         }
-        // When --max cut the answer short, the next record to read is right after the last shown.
-        const next = shown.length < res.records.length ? shown[shown.length - 1].offset + 1 : res.nextOffset;
-        if (group !== undefined && shown.length > 0) {
+        if (group !== undefined && examined > 0) {
           // Committed offset = the next one to read, so a resumed tail starts right after.
           const commit = () => commits.json('POST', `/v1/groups/${enc(group)}/offsets`, { body: { topic, partition: part.partition, offset: next } });
           await (follow ? fetchRetrying(commit, stop.signal) : commit());
