@@ -197,6 +197,22 @@ describe('produce and tail', () => {
     // An explicit start wins over the committed offset; another group starts on its own.
     expect(jsonLines((await cli(['tail', 'cli-group', '--group', 'g1', '--from-beginning'])).stdout)).toHaveLength(4);
     expect(jsonLines((await cli(['tail', 'cli-group', '--group', 'g2'])).stdout)).toHaveLength(4);
+
+    // group reset: a dry run commits nothing; --to-earliest reads everything again; --shift-by moves back
+    const committedSum = async () => (JSON.parse((await cli(['group', 'offsets', 'g2', '--topic', 'cli-group', '--json'])).stdout) as { offsets: Array<{ offset: number }> }).offsets.reduce((n, o) => n + o.offset, 0);
+    const dry = await cli(['group', 'reset', 'g2', 'cli-group', '--to-earliest', '--dry-run', '--json']);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect((JSON.parse(dry.stdout) as { partitions: Array<{ to: number }> }).partitions.map((x) => x.to)).toEqual([0, 0]);
+    expect(await committedSum()).toBe(4);
+    expect((await cli(['group', 'reset', 'g2', 'cli-group', '--to-earliest'])).code).toBe(0);
+    expect(await committedSum()).toBe(0);
+    expect(jsonLines((await cli(['tail', 'cli-group', '--group', 'g2'])).stdout)).toHaveLength(4);
+    expect((await cli(['group', 'reset', 'g2', 'cli-group', '--shift-by', '-1'])).code).toBe(0);
+    expect(await committedSum()).toBe(2);
+    expect(jsonLines((await cli(['tail', 'cli-group', '--group', 'g2'])).stdout)).toHaveLength(2);
+    expect((await cli(['group', 'reset', 'g2', 'cli-group', '--to-offset', '99'])).code).toBe(0); // clamped to the ends
+    expect(await committedSum()).toBe(4);
+    expect((await cli(['group', 'reset', 'g2', 'cli-group'])).code).toBe(64);
   });
 
   it('starts at a time with --since', async () => {

@@ -217,6 +217,21 @@ describe('group membership', () => {
     }
   }, slow(20_000));
 
+  it('chicago group reset is refused while the group has a live member, and works once it left', async () => {
+    await createChicagoTopic(node.url, 'resettable', 1);
+    const m = client.subscribe('resetters', ['resettable'], { sessionTimeoutMs: 3_000 });
+    try {
+      await waitUntil('m owns resettable/0', () => m.assignment().length === 1, 8_000, 20);
+      const refused = await runCli(['group', 'reset', 'resetters', 'resettable', '--to-earliest', '--url', node.url]);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(/1 live member/);
+    } finally {
+      await m.close();
+    }
+    await waitUntil('the group to be empty', async () => (await getJson(`${node.url}/v1/groups/resetters/members`) as { members: unknown[] }).members.length === 0, 5_000, 20);
+    expect((await runCli(['group', 'reset', 'resetters', 'resettable', '--to-latest', '--url', node.url])).code).toBe(0);
+  }, slow(20_000));
+
   it('an in-process subscriber: leave hands its partitions over well before its session would expire', async () => {
     const c2 = await ChicagoClient.connect({ url: node.url, backoffMinMs: 10, backoffMaxMs: 100 });
     const opts = { sessionTimeoutMs: 3_000, heartbeatIntervalMs: 50 };
