@@ -253,6 +253,21 @@ describe('against a real node process', () => {
   beforeAll(async () => { node = await startNode(); });
   afterAll(async () => { await node?.stop(); });
 
+  it('answers topic metadata over /v1/ws: the list, and one topic with its partitions, offsets and leaders', async () => {
+    const c = await ChicagoClient.connect({ url: node.url });
+    clients.push(c);
+    await http(node.url, 'POST', '/v1/topics', { name: 'metatopic', partitions: 3, replicas: 1, retention: {} });
+    const p = c.producer({ lingerMs: 0 });
+    for (let i = 0; i < 5; i++) await p.send('metatopic', { value: `v${i}`, partition: i % 3 });
+    await p.close();
+    expect((await c.topics()).find((t) => t.name === 'metatopic')).toMatchObject({ name: 'metatopic', partitions: 3, replicas: 1 });
+    const t = await c.topic('metatopic');
+    expect(t).toMatchObject({ name: 'metatopic', partitionCount: 3, replicas: 1 });
+    expect(t.partitions.map((x) => [x.partition, x.startOffset, x.endOffset])).toEqual([[0, 0, 2], [1, 0, 2], [2, 0, 1]]);
+    for (const x of t.partitions) expect(typeof x.leader).toBe('string');
+    expect(await caught(c.topic('no-such-topic'))).toMatchObject({ code: 'TOPIC_NOT_FOUND' });
+  });
+
   it('does kv, acked produce and a credit-limited tail over /v1/ws', async () => {
     const c = await ChicagoClient.connect({ url: node.url });
     clients.push(c);

@@ -2,7 +2,7 @@
 // straight to their partition's leader (router.ts), as do tails and produces to a pinned partition; the rest
 // goes to the node connected to, which forwards.
 import { ChicagoError } from '../runtime/errors.js';
-import type { Acks, GroupDescription, GroupOffset } from '../node/api.js';
+import type { Acks, GroupDescription, GroupOffset, PartitionInfo, TopicSpec } from '../node/api.js';
 import { checkName } from '../gateway/frames.js';
 import { Session, type Reply, type SessionOptions } from './session.js';
 import { Router } from './router.js';
@@ -130,6 +130,17 @@ export class ChicagoClient {
     members: async (group: string): Promise<GroupDescription> => (await this.session.request({ op: 'members', group }, 'read')) as unknown as GroupDescription,
   };
 
+  /** The topics this token may see (name, partition count, replicas, retention). */
+  async topics(): Promise<Array<TopicSpec & { createdAtMs: number }>> {
+    const r = await this.session.request({ op: 'topics' }, 'read');
+    return (r.topics ?? []) as Array<TopicSpec & { createdAtMs: number }>;
+  }
+
+  /** One topic with each partition's start and end offsets, bytes, leader and replicas. */
+  async topic(name: string): Promise<TopicMetadata> {
+    return (await this.session.request({ op: 'topic', topic: checkName('topic', name) }, 'read')) as unknown as TopicMetadata;
+  }
+
   async groupOffsets(group: string, topic?: string): Promise<GroupOffset[]> {
     const r = await this.session.request({ op: 'offsets', group, topic }, 'read');
     return (r.offsets ?? []) as GroupOffset[];
@@ -141,6 +152,9 @@ export class ChicagoClient {
     this.session.close();
   }
 }
+
+/** The `topic` op's answer: `partitions` is the per-partition detail, `partitionCount` the count. */
+export interface TopicMetadata extends Omit<TopicSpec, 'partitions'> { createdAtMs: number; partitionCount: number; partitions: PartitionInfo[] }
 
 export interface GroupMembershipReply { member: string; generation: number; assigned: Array<{ topic: string; partition: number }>; renewed: boolean }
 

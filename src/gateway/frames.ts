@@ -45,7 +45,10 @@ export type ClientFrame =
   | { op: 'join'; id: number; group: string; topics: string[]; member?: string; sessionTimeoutMs?: number }
   | { op: 'heartbeat'; id: number; group: string; member: string; generation: number }
   | { op: 'leave'; id: number; group: string; member: string }
-  | { op: 'members'; id: number; group: string };
+  | { op: 'members'; id: number; group: string }
+  /** metadata: the topics this token may see, or one topic with its partitions, offsets and leaders */
+  | { op: 'topics'; id: number }
+  | { op: 'topic'; id: number; topic: string };
 
 export type ClientOp = ClientFrame['op'];
 export type WireStartPosition = 'earliest' | 'latest' | { offset: number } | { timestamp: number } | { bytes: number };
@@ -356,6 +359,10 @@ function validateClientFrame(o: Record<string, unknown>): ClientFrame {
       return { op, id: requestId(o), group: checkName('group', o.group), member: checkName('member', o.member) };
     case 'members':
       return { op, id: requestId(o), group: checkName('group', o.group) };
+    case 'topics':
+      return { op, id: requestId(o) };
+    case 'topic':
+      return { op, id: requestId(o), topic: checkName('topic', o.topic) };
     case 'offsets':
       return { op, id: requestId(o), group: checkName('group', o.group), topic: has(o, 'topic') ? checkName('topic', o.topic) : undefined };
     default:

@@ -287,6 +287,9 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         auth.authorize(who, 'group', 'use', f.group);
         return auth.authorize(who, 'topic', 'read', f.topic);
       case 'offsets': case 'heartbeat': case 'leave': case 'members': return auth.authorize(who, 'group', 'use', f.group);
+      // the list shows only the topics the token may do something with (as GET /v1/topics)
+      case 'topics': return;
+      case 'topic': return auth.authorize(who, 'topic', 'read', f.topic);
       case 'join':
         auth.authorize(who, 'group', 'use', f.group);
         for (const t of f.topics) auth.authorize(who, 'topic', 'read', t);
@@ -360,6 +363,14 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         return {};
       case 'members':
         return { ...await api.groupMembers(f.group) };
+      case 'topics': {
+        const all = await api.listTopics();
+        return { topics: all.filter((t) => (['read', 'write', 'admin'] as const).some((a) => auth.may(conn.principal!, 'topic', a, t.name))).map(({ partitionsInfo: _, ...t }) => t) };
+      }
+      case 'topic': {
+        const { partitionsInfo, ...info } = await api.describeTopic(f.topic);
+        return { ...info, partitionCount: info.partitions, partitions: partitionsInfo ?? [] };
+      }
     }
   }
 
