@@ -6,7 +6,7 @@ import { afterAll, beforeAll } from 'vitest';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { cliPath, type NodeHandle, OutputRing, repoRoot, startNode } from './launcher.js';
+import { cliPath, killOnExit, type NodeHandle, OutputRing, repoRoot, startNode } from './launcher.js';
 import type { AgentProc } from './agent.js';
 import { slow } from './slow.js';
 
@@ -84,7 +84,7 @@ export async function agentProcess(config: string, opts: { user?: string } = {})
   proc.stdout!.setEncoding('utf8').on('data', (c: string) => stdout.feed(c));
   proc.stderr!.setEncoding('utf8').on('data', (c: string) => stderr.feed(c));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('close', (code, signal) => resolve({ code, signal })));
-  process.once('exit', () => proc.kill('SIGKILL'));
+  killOnExit(proc);
   const early = exited.then((e) => { throw new Error(`agent exited early (${JSON.stringify(e)}): ${stderr.text().slice(-2000)}`); });
   await Promise.race([stdout.waitFor(/"msg":"agent running"/, slow(10_000)), early]);
   early.catch(() => {});
@@ -177,7 +177,7 @@ export function startFdWriter(file: string, prefix: string, lines: number, perBa
     }, Number(everyMs));
   `;
   const proc = spawn(process.execPath, ['-e', code, file, prefix, String(lines), String(perBatch), String(everyMs), pidFile], { stdio: 'ignore' });
-  process.once('exit', () => proc.kill('SIGKILL'));
+  killOnExit(proc);
   return { done: new Promise((r) => proc.once('close', (c) => r(c))), kill: () => proc.kill('SIGKILL') };
 }
 

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { cliPath, OutputRing, repoRoot } from './launcher.js';
+import { cliPath, killOnExit, OutputRing, repoRoot } from './launcher.js';
 import { slow } from './slow.js';
 
 const run = promisify(execFile);
@@ -54,7 +54,7 @@ export function startAgent(config: string): AgentProc {
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     proc.once('close', (code, signal) => resolve({ code, signal }));
   });
-  process.once('exit', () => proc.kill('SIGKILL'));
+  killOnExit(proc);
   return { proc, stdout, stderr, exited };
 }
 

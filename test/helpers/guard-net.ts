@@ -15,7 +15,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { type AgentProc, startAgent } from './agent.js';
 import { waitUntil } from './bridge.js';
-import { cliPath, type NodeHandle, OutputRing, repoRoot, startNode } from './launcher.js';
+import { cliPath, killOnExit, type NodeHandle, OutputRing, repoRoot, startNode } from './launcher.js';
 import { slow } from './slow.js';
 
 const run = promisify(execFile);
@@ -178,7 +178,7 @@ export class GuardNet {
     let err = '';
     this.nginx.stderr!.setEncoding('utf8').on('data', (c: string) => { err += c; });
     const proc = this.nginx;
-    process.once('exit', () => proc.kill('SIGKILL'));
+    killOnExit(proc);
     this.cleanups.push(async () => { proc.kill('SIGQUIT'); await new Promise((r) => setTimeout(r, 200)); proc.kill('SIGKILL'); });
     await waitUntil(`nginx serving in ${this.web} (${err})`, async () => {
       const r = await this.load(this.legit, { sources: ['198.18.64.1'], rate: 100, durationMs: 1000, maxRequests: 1, paths: ['/robots.txt'] });
@@ -196,7 +196,7 @@ export class GuardNet {
       '-o', `PidFile=${path.join(this.dir, 'sshd.pid')}`, '-o', 'UsePAM=no', '-o', 'PasswordAuthentication=yes', '-o', 'KbdInteractiveAuthentication=no',
       '-o', 'PermitRootLogin=yes', '-o', 'LogLevel=INFO', '-o', 'MaxAuthTries=3', '-o', 'MaxStartups=100'], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.sshd = sshd;
-    process.once('exit', () => sshd.kill('SIGKILL'));
+    killOnExit(sshd);
     this.cleanups.push(async () => { sshd.kill('SIGKILL'); });
     let pending = '';
     let chain = Promise.resolve();
@@ -260,7 +260,7 @@ export class GuardNet {
     proc.stdout!.setEncoding('utf8').on('data', (c: string) => stdout.feed(c));
     proc.stderr!.setEncoding('utf8').on('data', (c: string) => stdout.feed(c));
     const exited = new Promise((resolve) => proc.once('close', resolve));
-    process.once('exit', () => proc.kill('SIGKILL'));
+    killOnExit(proc);
     this.cleanups.push(async () => { proc.kill('SIGKILL'); });
     this.metricsUrl = '';
     return { proc, stdout, exited };

@@ -130,6 +130,12 @@ const killLive = () => {
   for (const p of live) p.kill('SIGKILL');
 };
 process.once('exit', killLive);
+
+/** Kills `proc` with the test process (exit or signal), through the one shared handler: a listener per child would pile up. */
+export function killOnExit(proc: ChildProcess): void {
+  live.add(proc);
+  proc.once('close', () => live.delete(proc));
+}
 for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
   process.once(sig, () => {
     killLive();
