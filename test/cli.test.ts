@@ -86,6 +86,15 @@ describe('topic', () => {
     expect(described.partitions.map((x) => [x.partition, x.startOffset, x.endOffset])).toEqual([[0, 0, 0], [1, 0, 0], [2, 0, 0]]);
     for (const x of described.partitions) expect(x.replicas).toContain(x.leader);
 
+    // alter: a value sets a rule, none removes it, a flag left out keeps it
+    const altered = await cli(['topic', 'alter', 'cli-admin', '--retention-bytes', '1048576']);
+    expect(altered.code, altered.stderr).toBe(0);
+    expect(altered.stdout).toMatch(/altered topic cli-admin retention=.*bytes=1048576/);
+    expect(altered.stdout).toMatch(/ms=3600000/);
+    const removed = JSON.parse((await cli(['topic', 'alter', 'cli-admin', '--retention-ms', 'none', '--json'])).stdout) as { retention: Record<string, unknown> };
+    expect(removed.retention).toEqual({ bytes: 1048576 });
+    expect((await cli(['topic', 'alter', 'cli-admin'])).code).toBe(64);
+
     expect((await cli(['topic', 'delete', 'cli-admin'])).code).toBe(0);
     const after = await cli(['topic', 'describe', 'cli-admin']);
     expect(after.code).toBe(2);

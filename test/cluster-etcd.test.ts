@@ -272,6 +272,24 @@ describe('topic catalog', () => {
     expect(cats[0].retention()).toContainEqual({ topicId: 26, retention: { ms: 60_000 } });
   });
 
+  it('alters retention from any node, every node follows, and an alter never brings a deleted topic back', async () => {
+    const cluster = freshCluster();
+    const cats = [0, 1, 2].map(() => new TopicCatalog(coordination(cluster)));
+    open.push(...cats);
+    await Promise.all(cats.map((c) => c.start()));
+    const made = await cats[0].create(spec('retained'), 1_000);
+    await waitFor('node 2 to see the topic', () => cats[2].find('retained') !== undefined);
+    const after = await cats[2].setRetention('retained', { ms: 5_000, bytes: 1024 });
+    expect(after).toEqual({ ...made, retention: { ms: 5_000, bytes: 1024 } });
+    for (const c of cats) await waitFor('every node to see the new retention', () => c.get('retained').retention.bytes === 1024);
+    expect(cats[1].retention()).toContainEqual({ topicId: made.id, retention: { ms: 5_000, bytes: 1024 } });
+    await expect(cats[1].setRetention('nope', {})).rejects.toMatchObject({ code: 'TOPIC_NOT_FOUND' });
+    await expect(cats[1].setRetention('retained', { ms: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    // a deleted topic is not brought back by an alter
+    await cats[0].remove('retained');
+    await expect(cats[1].setRetention('retained', { ms: 1 })).rejects.toMatchObject({ code: 'TOPIC_NOT_FOUND' });
+  });
+
   it('rejects bad specs before touching etcd', async () => {
     const c = new TopicCatalog(coordination(freshCluster()));
     open.push(c);

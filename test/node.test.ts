@@ -181,6 +181,25 @@ describe('streams over HTTP', () => {
     expect((await call('GET', '/v1/topics/delivered/records')).body.records.map((r: any) => r.value)).toEqual(['d3']);
   });
 
+  it('alters a topic\'s retention: a rule set later applies at the next maintenance, null removes one, the rest stays', async () => {
+    await call('POST', '/v1/topics', { name: 'altered', partitions: 1, retention: { ms: 86_400_000 } });
+    for (let i = 0; i < 10; i++) await call('POST', '/v1/topics/altered/records', [{ value: 'x'.repeat(100) }]);
+    const a = await call('PATCH', '/v1/topics/altered', { retention: { bytes: 300 } });
+    expect(a.status, a.text).toBe(200);
+    expect(a.body).toMatchObject({ name: 'altered', partitionCount: 1, retention: { ms: 86_400_000, bytes: 300 } });
+    await call('POST', '/v1/admin/maintain');
+    expect((await call('GET', '/v1/topics/altered')).body.partitions[0]).toMatchObject({ startOffset: 7, endOffset: 10 });
+    const b = await call('PATCH', '/v1/topics/altered', { retention: { ms: null, untilGroup: 'g-alter' } });
+    expect(b.body.retention).toEqual({ bytes: 300, untilGroup: 'g-alter' });
+    expect((await call('GET', '/v1/topics/altered')).body.retention).toEqual({ bytes: 300, untilGroup: 'g-alter' });
+    for (const [body, code] of [[{ retention: { bytes: 0 } }, 'INVALID_ARGUMENT'], [{ retention: { forever: 1 } }, 'INVALID_ARGUMENT'], [{ partitions: 9 }, 'BAD_REQUEST'], [{ retention: 5 }, 'INVALID_ARGUMENT']] as const) {
+      const r = await call('PATCH', '/v1/topics/altered', body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.body.error.code).toBe(code);
+    }
+    expect((await call('PATCH', '/v1/topics/no-such', { retention: { ms: 1 } })).status).toBe(404);
+  });
+
   it('deletes a topic and lets a new one of the same name start at offset 0', async () => {
     await call('POST', '/v1/topics', { name: 'reborn', partitions: 1 });
     await call('POST', '/v1/topics/reborn/records', [{ value: 'a' }, { value: 'b' }]);

@@ -134,6 +134,39 @@ export class TopicCatalog extends EventEmitter<CatalogEvents> {
     return meta;
   }
 
+  /**
+   * Replaces the topic's retention: one transaction on the topic key at the revision read (another
+   * change in between reads again), so an alter never undoes a concurrent delete or re-create.
+   */
+  async setRetention(name: string, retention: RetentionSpec): Promise<TopicMeta> {
+    this.checkStarted();
+    if (!NAME.test(name)) throw new ChicagoError('TOPIC_NOT_FOUND', name);
+    const kv = this.coord.kv;
+    const key = keys.topic(name);
+    const deadline = Date.now() + CREATE_DEADLINE_MS;
+    for (;;) {
+      const now = await this.coord.getJson(key, parseTopic);
+      if (!now) throw new ChicagoError('TOPIC_NOT_FOUND', name);
+      let meta: TopicMeta;
+      try {
+        meta = parseTopic(key, JSON.parse(encode({ ...now.value, retention })));
+      } catch (err) {
+        if (err instanceof LayoutError) throw new ChicagoError('INVALID_ARGUMENT', 'retention', err.message);
+        throw err;
+      }
+      const res = await this.coord.call(`alter ${key}`, (o) => kv
+        .if(key, 'Mod', '==', now.modRevision)
+        .then(kv.put(key).value(encode(meta)))
+        .options(o)
+        .commit());
+      if (res.succeeded) {
+        this.mirror.applyLocal(key, meta, revision(res.header.revision));
+        return meta;
+      }
+      if (Date.now() > deadline) throw new ChicagoError('COORDINATION_UNAVAILABLE', `alter topic ${name}: changed by others until the deadline`);
+    }
+  }
+
   /** The create transaction timed out. The topic key is written atomically with the id, so it tells. */
   private async afterUnknown(meta: TopicMeta, cause: unknown): Promise<TopicMeta> {
     if (!(cause instanceof ChicagoError) || cause.code !== 'COORDINATION_UNAVAILABLE') throw cause;

@@ -18,7 +18,7 @@ import { type Resource, topicWriteNeed } from '../runtime/tokens.js';
 import { AuthError, type Authenticator, type Principal } from './auth.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
-import type { Acks, StartPosition, StoredRecord } from '../node/api.js';
+import type { Acks, RetentionChange, StartPosition, StoredRecord } from '../node/api.js';
 import type { ChicagoNode } from '../node/node.js';
 import { parseJson, textOrBase64 } from './bodies.js';
 import type { ParsePool } from './parse-pool.js';
@@ -63,7 +63,7 @@ function errorReply(err: ChicagoError): Reply {
   return json({ error: err.toJSON() }, err.status);
 }
 
-const CORS_METHODS = 'GET, PUT, POST, DELETE';
+const CORS_METHODS = 'GET, PUT, POST, PATCH, DELETE';
 const CORS_HEADERS = 'authorization, content-type';
 const CORS_MAX_AGE_S = '600';
 /** a request target is ASCII without spaces or controls (RFC 9112); anything else is refused, not repaired */
@@ -179,7 +179,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
       });
     };
 
-    if (method !== 'POST' && method !== 'PUT') { run(Buffer.alloc(0)); return; }
+    if (method !== 'POST' && method !== 'PUT' && method !== 'PATCH') { run(Buffer.alloc(0)); return; }
     if (declared && Number(declared) > limits.httpBodyBytesMax) {
       respond(errorReply(new ChicagoError('BATCH_TOO_LARGE', declared, limits.httpBodyBytesMax)));
       return;
@@ -386,6 +386,15 @@ function buildRoutes(node: ChicagoNode, parsePool: ParsePool, auth: Authenticato
       return json({ ...info, partitionCount: info.partitions, partitions: partitionsInfo });
     }),
     route('DELETE', '/v1/topics/:t', topic('admin'), async (req) => { await node.deleteTopic(req.segments[2]); return noContent(); }),
+    route('PATCH', '/v1/topics/:t', topic('admin'), async (req) => {
+      requireJson(req);
+      const b = jsonBody(req) as Record<string, unknown>;
+      if (typeof b !== 'object' || b === null || Array.isArray(b) || Object.keys(b).some((k) => k !== 'retention')) {
+        throw new ChicagoError('BAD_REQUEST', 'body must be {"retention": {"ms"?, "bytes"?, "untilGroup"?}} (null removes a rule)');
+      }
+      const { partitionsInfo: _, ...info } = await node.alterTopic(req.segments[2], { retention: b.retention as RetentionChange });
+      return json({ ...info, partitionCount: info.partitions });
+    }),
     route('POST', '/v1/topics/:t/records', (req) => topicWriteNeed(req.segments[2]), async (req) => {
       requireJson(req, 'application/x-ndjson');
       const records = await parsePool.parse(req.body, req.contentType);

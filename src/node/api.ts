@@ -21,6 +21,9 @@ export interface RetentionSpec {
   /** records this group has committed may be removed ("retain until pushed to Kafka") */
   untilGroup?: string;
 }
+/** A retention change: a value sets the rule, null removes it, an absent key leaves it as it is. */
+export type RetentionChange = { [K in keyof RetentionSpec]?: RetentionSpec[K] | null };
+
 export interface TopicSpec { name: string; partitions: number; replicas: number; retention: RetentionSpec }
 export interface PartitionInfo {
   partition: number;
@@ -119,6 +122,8 @@ export interface NodeApi {
   listTopics(): Promise<TopicInfo[]>;
   describeTopic(name: string): Promise<TopicInfo>;
   deleteTopic(name: string): Promise<void>;
+  /** changes a topic's retention: a number sets a rule, null removes it, an absent key keeps it */
+  alterTopic(name: string, change: { retention: RetentionChange }): Promise<TopicInfo>;
 
   produce(topic: string, records: ProduceRecord[], opts: ProduceOptions): Promise<ProduceResult>;
   fetch(topic: string, partition: number, opts: FetchOptions): Promise<FetchResult>;

@@ -61,6 +61,13 @@ export class Catalog {
     return t;
   }
 
+  setRetention(name: string, retention: RetentionSpec): TopicMeta {
+    const meta: TopicMeta = { ...this.get(name), retention };
+    this.write([[this.keyOf(name), diskCodec.encode(meta)]]);
+    this.byName.set(name, meta);
+    return meta;
+  }
+
   retention(): Array<{ topicId: number; retention: RetentionSpec }> {
     return this.list().map((t) => ({ topicId: t.id, retention: t.retention }));
   }

@@ -14,6 +14,8 @@ export interface TopicCatalogApi {
   create(spec: TopicSpec, nowMs: number): Promise<TopicMeta>;
   remove(name: string): Promise<TopicMeta>;
   retention(): Array<{ topicId: number; retention: RetentionSpec }>;
+  /** replaces the topic's retention; returns the topic as it now is */
+  setRetention(name: string, retention: RetentionSpec): Promise<TopicMeta>;
 }
 
 export interface ClusterNodeInfo { id: string; url: string; state: string }
@@ -59,5 +61,6 @@ export function localCatalog(c: Catalog): TopicCatalogApi {
     create: async (spec, now) => c.create(spec, now),
     remove: async (n) => c.remove(n),
     retention: () => c.retention(),
+    setRetention: async (n, r) => c.setRetention(n, r),
   };
 }

@@ -40,6 +40,7 @@ import type {
   Acks, FetchOptions, FetchResult, GroupOffset, KvDeleteResult, KvEntry, KvScanOptions, KvScanResult,
   KvWriteOptions, KvWriteResult, NodeApi, NodeStatus, PartitionInfo, ProduceOptions, ProduceRecord,
   ProduceResult, StartPosition, Tail, TailSink, TopicInfo, TopicSpec, GroupMembership, GroupJoinOptions, CommitFence,
+  RetentionChange, RetentionSpec,
 } from './api.js';
 
 const VERSION = '0.1.0';
@@ -417,6 +418,22 @@ export class ChicagoNode implements NodeApi {
     const meta = await this.catalog.create({ name: spec.name, partitions, replicas, retention }, Date.now());
     await this.pushRetention();
     this.log.info({ topic: meta.name, id: meta.id, partitions, retention }, 'topic created');
+    return this.topicInfo(meta, false);
+  }
+
+  async alterTopic(name: string, change: { retention: RetentionChange }): Promise<TopicInfo> {
+    this.assertUp();
+    checkName('topic', name);
+    const c = change.retention;
+    if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ChicagoError('INVALID_ARGUMENT', 'retention', 'an object of ms, bytes, untilGroup (null removes one)');
+    for (const k of Object.keys(c)) if (k !== 'ms' && k !== 'bytes' && k !== 'untilGroup') throw new ChicagoError('INVALID_ARGUMENT', 'retention', `unknown rule ${k.slice(0, 40)}`);
+    const next: RetentionSpec = { ...this.catalog.get(name).retention };
+    if (c.ms !== undefined) { if (c.ms === null) delete next.ms; else next.ms = checkInt('retention.ms', c.ms, 1, Number.MAX_SAFE_INTEGER); }
+    if (c.bytes !== undefined) { if (c.bytes === null) delete next.bytes; else next.bytes = checkInt('retention.bytes', c.bytes, 1, Number.MAX_SAFE_INTEGER); }
+    if (c.untilGroup !== undefined) { if (c.untilGroup === null) delete next.untilGroup; else next.untilGroup = checkName('group', c.untilGroup); }
+    const meta = await this.catalog.setRetention(name, next);
+    await this.pushRetention();
+    this.log.info({ topic: name, retention: next }, 'topic retention changed');
     return this.topicInfo(meta, false);
   }
 

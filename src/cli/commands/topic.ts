@@ -1,6 +1,7 @@
-// chicago topic create|list|describe|delete
+// chicago topic create|list|describe|alter|delete
 import { limits } from '../../runtime/limits.js';
-import { type Command, clientOptions, int, str } from '../args.js';
+import { type Command, type Parsed, clientOptions, int, str } from '../args.js';
+import { UsageError } from '../errors.js';
 import { type Http, enc, httpFrom, wantsJson } from '../http.js';
 import { line, table } from '../output.js';
 
@@ -104,4 +105,36 @@ const del: Command = {
   },
 };
 
-export const topicCommands = [create, list, describe, del];
+/** `none` removes a rule; a value sets it; a flag left out keeps it. */
+function ruleChange(p: Parsed, flagName: string, parse: (v: string) => number | string): number | string | null | undefined {
+  const v = str(p, flagName);
+  if (v === undefined) return undefined;
+  return v === 'none' ? null : parse(v);
+}
+
+const alter: Command = {
+  name: 'topic alter',
+  synopsis: 'NAME [--retention-ms MS|none] [--retention-bytes B|none] [--retention-until-group G|none] [--json]',
+  summary: "change a topic's retention: a value sets a rule, none removes it, a flag left out keeps it",
+  details: 'Records the new rules allow to go are removed by the next maintenance pass (maintenanceIntervalMs).',
+  options: {
+    ...clientOptions,
+    'retention-ms': { type: 'string' },
+    'retention-bytes': { type: 'string' },
+    'retention-until-group': { type: 'string' },
+  },
+  args: [1, 1],
+  async run(p) {
+    const retention = {
+      ms: ruleChange(p, 'retention-ms', () => int(p, 'retention-ms', 1)!),
+      bytes: ruleChange(p, 'retention-bytes', () => int(p, 'retention-bytes', 1)!),
+      untilGroup: ruleChange(p, 'retention-until-group', (v) => v),
+    };
+    if (Object.values(retention).every((v) => v === undefined)) throw new UsageError('topic alter: nothing to change (give --retention-ms, --retention-bytes or --retention-until-group)', p.command);
+    const t = await httpFrom(p).must<TopicView>('PATCH', `/v1/topics/${enc(p.positionals[0])}`, { body: { retention } });
+    if (wantsJson(p)) await line(JSON.stringify(t));
+    else await line(`altered topic ${t.name} retention=${retentionText(t.retention)}`);
+  },
+};
+
+export const topicCommands = [create, list, describe, alter, del];
