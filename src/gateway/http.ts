@@ -10,6 +10,7 @@
 // runs. Ambiguous framing (two Content-Lengths, Content-Length with Transfer-Encoding, a coding
 // other than chunked) closes the connection before anything runs: uWS would parse the bytes after
 // the first length as another request.
+import zlib from 'node:zlib';
 import type uWS from 'uWebSockets.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
@@ -64,7 +65,7 @@ function errorReply(err: ChicagoError): Reply {
 }
 
 const CORS_METHODS = 'GET, PUT, POST, PATCH, DELETE';
-const CORS_HEADERS = 'authorization, content-type';
+const CORS_HEADERS = 'authorization, content-type, content-encoding';
 const CORS_MAX_AGE_S = '600';
 /** a request target is ASCII without spaces or controls (RFC 9112); anything else is refused, not repaired */
 const TARGET_CHARS = /^[\x21-\x7e]*$/;
@@ -81,6 +82,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
     const origin = req.getHeader('origin');
     const authorization = req.getHeader('authorization');
     const fromBrowser = origin !== '' || req.getHeader('sec-fetch-site') !== '';
+    const contentEncoding = req.getHeader('content-encoding').trim().toLowerCase();
     let lengths = 0;
     let codings = '';
     req.forEach((k, v) => {
@@ -180,6 +182,30 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
     };
 
     if (method !== 'POST' && method !== 'PUT' && method !== 'PATCH') { run(Buffer.alloc(0)); return; }
+    if (contentEncoding !== '' && contentEncoding !== 'identity' && contentEncoding !== 'gzip') {
+      respond(errorReply(new ChicagoError('UNSUPPORTED_MEDIA_TYPE', `content-encoding ${contentEncoding.slice(0, 40)}`, 'gzip or none')));
+      return;
+    }
+    /** a gzip body is inflated on the thread pool, never past the body limit, and held like the bytes it came as */
+    const received = (body: Buffer) => {
+      if (contentEncoding !== 'gzip') { run(body); return; }
+      zlib.gunzip(body, { maxOutputLength: limits.httpBodyBytesMax }, (err, out) => {
+        if (aborted) return;
+        if (err) {
+          const tooLarge = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError;
+          respond(errorReply(tooLarge
+            ? new ChicagoError('BATCH_TOO_LARGE', `over ${limits.httpBodyBytesMax} (gzip body inflated)`, limits.httpBodyBytesMax)
+            : new ChicagoError('BAD_REQUEST', `the body is not valid gzip: ${err.message.slice(0, 100)}`)));
+          return;
+        }
+        if (!node.memory.take(out.length)) {
+          respond(errorReply(new ChicagoError('OVERLOADED', 'node memory', `${node.memory.used} of memory.maxBytes ${node.memory.maxBytes} buffered`)));
+          return;
+        }
+        held += out.length;
+        run(out);
+      });
+    };
     if (declared && Number(declared) > limits.httpBodyBytesMax) {
       respond(errorReply(new ChicagoError('BATCH_TOO_LARGE', declared, limits.httpBodyBytesMax)));
       return;
@@ -199,7 +225,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: 
       }
       held += chunk.byteLength;
       chunks.push(Buffer.from(new Uint8Array(chunk))); // uWS reuses the chunk's memory: copy
-      if (isLast) run(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+      if (isLast) received(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
     });
   });
 }
