@@ -128,3 +128,27 @@ describe('fuzz (time-boxed)', () => {
     fc.assert(fc.property(frame, (f) => check(raw.pack(f))), opts);
   });
 });
+
+describe('integers on the wire', () => {
+  it('go out as msgpack integers, never float64: timestamps and expiries as int64, small ones as they were', async () => {
+    const { encodeFrame: enc, parseServerFrame: parse, widenIntegers } = await import('../src/gateway/frames.js');
+    const { Unpackr } = await import('msgpackr');
+    const ts = 1796535051795;
+    const frame = { op: 'records' as const, sub: 1, bytes: 3, records: [[7, ts, Buffer.from('abc'), null, { h: 'v' }]] };
+    const bytes = Buffer.from(enc(frame as never));
+    // 0xcb is msgpack float64: no number in the frame is sent as one
+    expect(bytes.includes(0xcb)).toBe(false);
+    expect(bytes.includes(Buffer.from([0xd3, ...Buffer.from(BigInt(ts).toString(16).padStart(16, '0'), 'hex')]))).toBe(true);
+    // a decoder that keeps 64-bit integers as such (as Go, Rust and Python do) gets an integer
+    const raw = new Unpackr({ useRecords: false, mapsAsObjects: true }).unpack(bytes) as { records: unknown[][] };
+    expect(raw.records[0][1]).toBe(BigInt(ts));
+    // the reference decoder reads it back as a number
+    const back = parse(bytes);
+    expect(back.ok && (back.frame as unknown as { records: unknown[][] }).records[0][1]).toBe(ts);
+    // the frame given is not changed; values that need no widening keep their identity
+    expect(frame.records[0][1]).toBe(ts);
+    const small = { op: 'res', id: 1, version: 5, list: [1, 2, { a: -3 }] };
+    expect(widenIntegers(small)).toBe(small);
+    expect(widenIntegers({ a: 2 ** 40, b: -(2 ** 33), c: 1.5, d: 0x80000000 })).toEqual({ a: BigInt(2 ** 40), b: BigInt(-(2 ** 33)), c: 1.5, d: 0x80000000 });
+  });
+});

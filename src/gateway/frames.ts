@@ -86,9 +86,34 @@ const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefi
 // structuredClone off: its pointer extensions make cyclic graphs out of untrusted bytes.
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, structuredClone: false, int64AsType: 'number' });
 
+/**
+ * Integers past 32 bits (timestamps, expiries, large offsets) as BigInt, so msgpackr writes them as
+ * msgpack integers (uint64/int64) rather than float64, which Go and Rust integer decoders refuse and
+ * Python reads as a float. Copies only the arrays and objects that hold one; bytes are left alone.
+ */
+export function widenIntegers(v: unknown): unknown {
+  if (typeof v === 'number') return Number.isInteger(v) && (v > 0xffffffff || v < -0x80000000) ? BigInt(v) : v;
+  if (v === null || typeof v !== 'object' || v instanceof Uint8Array) return v;
+  if (Array.isArray(v)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < v.length; i++) {
+      const w = widenIntegers(v[i]);
+      if (w !== v[i]) (out ??= v.slice())[i] = w;
+    }
+    return out ?? v;
+  }
+  let out: Record<string, unknown> | undefined;
+  const o = v as Record<string, unknown>;
+  for (const k in o) {
+    const w = widenIntegers(o[k]);
+    if (w !== o[k]) (out ??= { ...o })[k] = w;
+  }
+  return out ?? v;
+}
+
 /** The encoded frame is a view into msgpackr's pool, valid until the next encode: send or copy it now. */
 export function encodeFrame(frame: ClientFrame | ServerFrame): Uint8Array {
-  const bytes = packr.pack(frame);
+  const bytes = packr.pack(widenIntegers(frame));
   dropLargePackBuffer(packr, bytes);
   return bytes;
 }
