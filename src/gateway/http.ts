@@ -434,12 +434,18 @@ function buildRoutes(node: ChicagoNode, parsePool: ParsePool, auth: Authenticato
       return json(r, r.replicas === 0 ? 202 : 200);
     }),
     route('GET', '/v1/topics/:t/records', topic('read'), async (req) => {
-      const r = await node.fetch(req.segments[2], intParam(req.query, 'partition', 0, 0, limits.topicPartitionsMax - 1), {
+      const opts = {
         from: startOf(req.query),
         maxRecords: intParam(req.query, 'maxRecords', 1000, 1, limits.fetchRecordsMax),
         maxBytes: intParam(req.query, 'maxBytes', 4 * 1024 * 1024, 1, limits.fetchBytesMax),
         waitMs: intParam(req.query, 'waitMs', 0, 0, limits.fetchWaitMsMax),
-      });
+      };
+      // one partition is read; leaving it out is only for a topic that has one
+      if (req.query.get('partition') === null) {
+        const count = (await node.describeTopic(req.segments[2])).partitions;
+        if (count > 1) throw new ChicagoError('BAD_REQUEST', `partition is required: topic ${req.segments[2]} has ${count} partitions (0..${count - 1})`);
+      }
+      const r = await node.fetch(req.segments[2], intParam(req.query, 'partition', 0, 0, limits.topicPartitionsMax - 1), opts);
       return json({ records: r.records.map(recordJson), nextOffset: r.nextOffset, startOffset: r.startOffset, endOffset: r.endOffset });
     }),
 
