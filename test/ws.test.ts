@@ -271,6 +271,8 @@ describe('tail flow control', () => {
       grants: tail.grants.length, granted: tail.grants.reduce((a, b) => a + b, 0), closed: c.closed,
       clientPaused: (c.ws as any)._socket.isPaused?.(), bufferedInClient: (c.ws as any)._socket.readableLength,
     });
+    // printed even when a retry then passes: the state of a stall is what the investigation needs
+    if (offsets().length < count) console.log(`backpressure stall (attempt ${backpressureAttempts}): ${state()}`);
     expect(offsets(), state()).toEqual(Array.from({ length: count }, (_, i) => i));
     expect(tail.grants.length).toBeGreaterThan(before); // released on drain
     expect(tail.grants.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(33 * 1024 * 1024);
