@@ -73,6 +73,22 @@ describe('partition transition', () => {
     expect(stale.reply).toMatchObject({ ok: false, code: 'OUT_OF_ORDER_SEQUENCE' });
   });
 
+  it('holds a pipelined batch back until the batch it names as previous is stored', () => {
+    const s = fresh();
+    const store = new MemStore();
+    const b = (sequence: number, previousSequence: number | undefined, v: string): Command =>
+      ({ op: 'produce', topicId: 1, tp: 0, records: [rec(v)], producerId: 'p2', sequence, ...(previousSequence !== undefined ? { previousSequence } : {}) });
+    // the first batch failed on its way: the second, sent behind it, must not go first
+    expect(run(s, store, b(20, 10, 'second')).reply).toMatchObject({ ok: false, code: 'SEQUENCE_GAP' });
+    expect(run(s, store, b(10, undefined, 'first')).reply).toMatchObject({ ok: true, res: { base: 0, duplicate: false } });
+    expect(run(s, store, b(30, 20, 'third')).reply).toMatchObject({ ok: false, code: 'SEQUENCE_GAP' });
+    expect(run(s, store, b(20, 10, 'second')).reply).toMatchObject({ ok: true, res: { base: 1, duplicate: false } });
+    expect(run(s, store, b(30, 20, 'third')).reply).toMatchObject({ ok: true, res: { base: 2 } });
+    // a resend of a stored batch is still a duplicate whatever it names as previous
+    expect(run(s, store, b(20, 10, 'second')).reply).toMatchObject({ ok: true, res: { base: 1, duplicate: true } });
+    expect(s.streams.get(streamKeyOf(1, 0))!.end).toBe(3);
+  });
+
   it('rejects a commit past the end and stores one inside', () => {
     const s = fresh();
     const store = new MemStore();

@@ -12,7 +12,7 @@ export type Request =
   | { id: number; p: number; op: 'kvDel'; ks: string; key: Uint8Array; acks: Acks }
   | { id: number; p: number; op: 'kvGet'; ks: string; key: Uint8Array }
   | { id: number; p: number; op: 'kvScan'; ks: string; prefix?: Uint8Array; after?: Uint8Array; limit: number }
-  | { id: number; p: number; op: 'produce'; topicId: number; tp: number; records: WireRecord[]; producerId?: string; sequence?: number; acks: Acks }
+  | { id: number; p: number; op: 'produce'; topicId: number; tp: number; records: WireRecord[]; producerId?: string; sequence?: number; previousSequence?: number; acks: Acks }
   | { id: number; p: number; op: 'commit'; group: string; topicId: number; tp: number; offset: number; acks: Acks }
   // waitMs: a long poll, held by the leader's node (not the worker) until an append or waitMs
   | { id: number; p: number; op: 'fetch'; topicId: number; tp: number; from: StartPosition; maxRecords: number; maxBytes: number; waitMs?: number }

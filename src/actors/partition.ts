@@ -66,7 +66,8 @@ export type Command =
   | { op: 'kvDel'; ks: string; key: Uint8Array; existed: boolean }
   /** TTL sweep of a key the runtime found expired in the same tick */
   | { op: 'kvExpire'; ks: string; key: Uint8Array; expiresAtMs: number; stillCurrent: boolean }
-  | { op: 'produce'; topicId: number; tp: number; records: WireRecord[]; producerId?: string; sequence?: number }
+  /** `previousSequence`: the producer's batch sent just before this one to this partition (pipelining) */
+  | { op: 'produce'; topicId: number; tp: number; records: WireRecord[]; producerId?: string; sequence?: number; previousSequence?: number }
   | { op: 'commit'; group: string; topicId: number; tp: number; offset: number }
   /** retention: remove whole batches below `newStart`; `removed` lists their time-index entries */
   | { op: 'trim'; topicId: number; tp: number; newStart: number; bytesRemoved: number; removed: Array<{ lastTs: number; base: number }> }
@@ -249,6 +250,11 @@ function produce(s: PartitionState, cmd: Extract<Command, { op: 'produce' }>, no
       const seen = w.recent.find(([q]) => q === cmd.sequence);
       if (!seen) return reject(s, 'OUT_OF_ORDER_SEQUENCE', cmd.producerId, cmd.sequence, w.lastSeq + 1);
       return { state: s, ops: [], reply: { ok: true, res: { base: seen[1], count: seen[2], ts: st.lastTs, end: st.end, duplicate: true } } };
+    }
+    // A pipelined batch whose predecessor is not here yet (it failed, or is behind it) waits its
+    // turn: appending it would leave a hole the predecessor could never fill.
+    if (cmd.previousSequence !== undefined && (w?.lastSeq ?? -1) !== cmd.previousSequence) {
+      return reject(s, 'SEQUENCE_GAP', cmd.producerId, cmd.sequence, cmd.previousSequence, w ? w.lastSeq : 'nothing');
     }
   }
 

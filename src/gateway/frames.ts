@@ -30,7 +30,7 @@ export type ClientFrame =
   | { op: 'hello'; id: number; versions: number[]; client?: string; token?: string }
   | {
       op: 'produce'; id: number; topic: string; acks: Acks; partition?: number;
-      producerId?: string; sequence?: number; records: ProduceTuple[];
+      producerId?: string; sequence?: number; previousSequence?: number; records: ProduceTuple[];
     }
   | { op: 'kv.put'; id: number; ks: string; key: Bytes; value: Bytes; ttl?: number; acks: Acks }
   | { op: 'kv.get'; id: number; ks: string; key: Bytes }
@@ -325,6 +325,7 @@ function validateClientFrame(o: Record<string, unknown>): ClientFrame {
         partition: optInt(o, 'partition', 0, limits.topicPartitionsMax - 1),
         producerId,
         sequence: hasPid ? int(o, 'sequence', 0, limits.offsetMax) : undefined,
+        previousSequence: optInt(o, 'previousSequence', 0, limits.offsetMax),
         records: produceRecords(o.records),
       };
     }

@@ -426,10 +426,12 @@ function buildRoutes(node: ChicagoNode, parsePool: ParsePool, auth: Authenticato
       const records = await parsePool.parse(req.body, req.contentType);
       const partition = req.query.get('partition');
       const producerId = req.query.get('producerId');
+      const previous = req.query.get('previousSequence');
       const r = await node.produce(req.segments[2], records, {
         acks: acksOf(req.query, 'all'),
         ...(partition !== null ? { partition: decimalParam('partition', partition, 0, limits.topicPartitionsMax - 1) } : {}),
         ...(producerId !== null ? { producerId, sequence: decimalParam('sequence', req.query.get('sequence'), 0, Number.MAX_SAFE_INTEGER) } : {}),
+        ...(previous !== null ? { previousSequence: decimalParam('previousSequence', previous, 0, Number.MAX_SAFE_INTEGER) } : {}),
       });
       return json(r, r.replicas === 0 ? 202 : 200);
     }),

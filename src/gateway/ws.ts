@@ -302,7 +302,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     switch (f.op) {
       case 'produce': {
         const records = f.records.map(([value, key, headers]) => ({ value, key: key ?? undefined, headers: headers ?? undefined }));
-        const r = await api.produce(f.topic, records, { acks: f.acks, partition: f.partition, producerId: f.producerId, sequence: f.sequence });
+        const r = await api.produce(f.topic, records, { acks: f.acks, partition: f.partition, producerId: f.producerId, sequence: f.sequence, previousSequence: f.previousSequence });
         if (f.acks === 'none') return undefined;
         // Columnar: two int arrays are far smaller than one map per record.
         return {

@@ -49,6 +49,9 @@ export interface ProduceOptions {
   /** idempotence: a retry of (producerId, sequence) never appends twice */
   producerId?: string;
   sequence?: number;
+  /** pipelining: the sequence of this producer's batch sent just before this one to the same
+   *  partition; the node refuses with SEQUENCE_GAP (retryable) until it holds that batch */
+  previousSequence?: number;
 }
 export interface ProduceResult {
   /** one per input record, in input order; empty for acks=none */

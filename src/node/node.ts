@@ -500,6 +500,12 @@ export class ChicagoNode implements NodeApi {
       checkInt('sequence', opts.sequence, 0, Number.MAX_SAFE_INTEGER);
     }
     const fixed = opts.partition === undefined ? undefined : checkInt('partition', opts.partition, 0, t.partitions - 1);
+    if (opts.previousSequence !== undefined) {
+      // the order it asks for is per partition: the update must land in one
+      if (!idempotent) throw new ChicagoError('BAD_REQUEST', `'previousSequence' needs 'producerId' and 'sequence'`);
+      checkInt('previousSequence', opts.previousSequence, 0, opts.sequence! - 1);
+      if (fixed === undefined && t.partitions > 1) throw new ChicagoError('INVALID_ARGUMENT', 'previousSequence', `topic ${topic} has ${t.partitions} partitions: name the 'partition'`);
+    }
     // Unkeyed records of one update stay together (Kafka's sticky partitioner); an idempotent
     // update lands where its retry will, so the retry is recognised.
     const sticky = fixed ?? (idempotent ? murmur3(Buffer.from(`${opts.producerId}:${opts.sequence}`)) % t.partitions : this.nextRoundRobin(t));
@@ -528,6 +534,7 @@ export class ChicagoNode implements NodeApi {
       const req = this.write<ActorProduceResult>(p, {
         p, op: 'produce', topicId: t.id, tp, records: g.wire, acks: opts.acks,
         ...(idempotent ? { producerId: opts.producerId, sequence: opts.sequence } : {}),
+        ...(opts.previousSequence !== undefined ? { previousSequence: opts.previousSequence } : {}),
       }, bytes);
       return req.then(({ res, replicas }) => {
         this.metrics.produced.inc({ topic }, res.duplicate ? 0 : res.count);

@@ -51,6 +51,8 @@ export const ERRORS = {
   COORDINATION_UNAVAILABLE: { wire: 309, status: 503, retryable: true, message: 'coordination unavailable: %s' },
   /** free space under the data dir is below storage.minFreeBytes: writes wait until there is room again */
   STORAGE_FULL: { wire: 310, status: 507, retryable: true, message: 'disk full: %s' },
+  /** the batch named a previous sequence the partition does not hold yet: an earlier batch of a pipelined producer failed or is still on its way */
+  SEQUENCE_GAP: { wire: 311, status: 409, retryable: true, message: 'producer %s sent sequence %s after %s; the partition holds up to %s' },
   TOO_MANY_SUBSCRIPTIONS: { wire: 307, status: 429, retryable: true, message: 'connection has %s subscriptions, limit is %s' },
   // 5xx: a fault inside the node.
   INTERNAL: { wire: 500, status: 500, retryable: true, message: 'internal error: %s' },
