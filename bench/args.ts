@@ -1,6 +1,6 @@
 // `chicago bench SCENARIO [flags]`: one flag set for every scenario.
 import { parseArgs } from 'node:util';
-import type { Acks } from '../src/node/api.js';
+import type { Acks } from '../src/protocol/api.js';
 import type { Pacing } from './openloop.js';
 import type { RedisPersistence } from './redis.js';
 

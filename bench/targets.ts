@@ -1,6 +1,6 @@
 // How the bench talks to Chicago: through the TypeScript WebSocket client (the default, `--via ws`)
 // or plain HTTP/1.1 keep-alive (`--via http`). Both offer the same small surface to the scenarios.
-import type { Acks } from '../src/node/api.js';
+import type { Acks } from '../src/protocol/api.js';
 import { HttpTarget } from './http.js';
 import { WsDriver } from './ws-driver.js';
 

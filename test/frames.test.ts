@@ -7,7 +7,7 @@ import { limits } from '../src/runtime/limits.js';
 import {
   closeCodeOf, encodeFrame, fromRecordTuple, parseClientFrame, parseServerFrame, storedRecordBytes, toRecordTuple,
   toStartPosition,
-} from '../src/gateway/frames.js';
+} from '../src/protocol/frames.js';
 import { offset } from '../src/runtime/ids.js';
 
 const raw = new Packr({ useRecords: false });
@@ -131,7 +131,7 @@ describe('fuzz (time-boxed)', () => {
 
 describe('integers on the wire', () => {
   it('go out as msgpack integers, never float64: timestamps and expiries as int64, small ones as they were', async () => {
-    const { encodeFrame: enc, parseServerFrame: parse, widenIntegers } = await import('../src/gateway/frames.js');
+    const { encodeFrame: enc, parseServerFrame: parse, widenIntegers } = await import('../src/protocol/frames.js');
     const { Unpackr } = await import('msgpackr');
     const ts = 1796535051795;
     const frame = { op: 'records' as const, sub: 1, bytes: 3, records: [[7, ts, Buffer.from('abc'), null, { h: 'v' }]] };

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { assign, commitRefusal, emptyGroup, partitionKey, step, type GroupEvent, type GroupState, type PartitionKey } from '../src/node/groups.js';
 import { memberId, type MemberId } from '../src/runtime/ids.js';
 import { Packr } from 'msgpackr';
-import { parseClientFrame } from '../src/gateway/frames.js';
+import { parseClientFrame } from '../src/protocol/frames.js';
 
 const parts = (n: number, topic = 't') => Array.from({ length: n }, (_, i) => partitionKey(topic, i));
 const m = (s: string) => memberId(s);

@@ -3,7 +3,7 @@
 // cluster) waits for its worker to confirm it in the same epoch.
 import { describe, expect, it } from 'vitest';
 import { StreamWatchers, type StreamSource } from '../src/node/tails.js';
-import type { StoredRecord } from '../src/node/api.js';
+import type { StoredRecord } from '../src/protocol/api.js';
 import type { FetchReply } from '../src/actors/messages.js';
 import type { WireRecord } from '../src/actors/partition.js';
 

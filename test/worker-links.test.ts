@@ -1,10 +1,10 @@
-// Direct links between partition workers of different nodes (src/cluster/worker-links.ts): frames
+// Direct links between partition workers of different nodes (src/net/worker-links.ts): frames
 // arrive intact at the worker hosting their partition; while a link is not up the sender is told
 // so (it sends through its node instead); a link whose peer stops reading drops frames past the
 // queue limit and counts them rather than buffering without bound.
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { WorkerLinks } from '../src/cluster/worker-links.js';
+import { WorkerLinks } from '../src/net/worker-links.js';
 import { replicationFrame } from '../src/runtime/codec.js';
 import { nodeId } from '../src/runtime/ids.js';
 import { slow } from './helpers/slow.js';

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Packr, Unpackr } from 'msgpackr';
 import { limits } from '../src/runtime/limits.js';
-import { closeCodeOf } from '../src/gateway/frames.js';
+import { closeCodeOf } from '../src/protocol/frames.js';
 import { waitUntil } from './helpers/bridge.js';
 import { startFakeServer, type FakeServer } from './helpers/fake-node-api.js';
 import { slow } from './helpers/slow.js';

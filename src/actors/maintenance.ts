@@ -5,7 +5,7 @@ import { diskCodec } from '../runtime/codec.js';
 import { limits } from '../runtime/limits.js';
 import type { ColumnStore } from '../storage/rocks.js';
 import * as K from '../storage/keys.js';
-import type { RetentionSpec } from '../node/api.js';
+import type { RetentionSpec } from '../protocol/api.js';
 import { decodeKvValue, type Command, type PartitionState } from './partition.js';
 import type { PartitionReader } from './reads.js';
 

@@ -4,8 +4,7 @@ import type { Acks, PeerMessage, ReplicaView } from './replica.js';
 import type { NodeId } from '../runtime/ids.js';
 import type { LoopDelayMs } from '../runtime/loop-delay.js';
 import type { ErrorCode } from '../runtime/errors.js';
-import type { RetentionSpec, StartPosition } from '../node/api.js';
-import type { GroupRequest } from '../node/group-coordinator.js';
+import type { RetentionSpec, StartPosition } from '../protocol/api.js';
 
 export type Request =
   | { id: number; p: number; op: 'kvPut'; ks: string; key: Uint8Array; value: Uint8Array; ttlMs?: number; acks: Acks }
@@ -104,7 +103,7 @@ export interface WorkerControl {
     maintenanceIntervalMs: number;
     antiEntropyIntervalMs: number;
     replicationTimeoutMs: number;
-    /** in a cluster: the node's address, where the worker listens for its peers' workers (cluster/worker-links.ts) */
+    /** in a cluster: the node's address, where the worker listens for its peers' workers (net/worker-links.ts) */
     linkHost?: string;
     /** what a peer's worker must present to link to this one (the node's link key) */
     linkKey?: string;
@@ -168,3 +167,11 @@ export interface WorkerStats {
   framesDirect: number;
   framesViaNode: number;
 }
+
+/** group requests, forwarded to the node that coordinates the group */
+export type GroupRequest =
+  | { op: 'groupJoin'; group: string; topics: string[]; member?: string; sessionTimeoutMs: number }
+  | { op: 'groupHeartbeat'; group: string; member: string; generation: number }
+  | { op: 'groupLeave'; group: string; member: string }
+  | { op: 'groupDescribe'; group: string }
+  | { op: 'groupCommit'; group: string; member: string; generation: number; topic: string; partition: number; offset: number };

@@ -6,7 +6,7 @@ import { ChicagoError } from '../runtime/errors.js';
 import { diskCodec } from '../runtime/codec.js';
 import type { ColumnStore } from '../storage/rocks.js';
 import * as K from '../storage/keys.js';
-import type { StartPosition } from '../node/api.js';
+import type { StartPosition } from '../protocol/api.js';
 import { decodeKvValue, emptyStream, recordBytes, streamKeyOf, type PartitionState, type StoredBatch } from './partition.js';
 import type { DigestReply, FetchReply, FetchedRecord, GroupOffsetReply, KvGetReply, StreamInfoReply } from './messages.js';
 

@@ -11,13 +11,13 @@ import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import { attachDatabase, BatchWriter, columnName, ColumnStore } from '../storage/rocks.js';
 import { threadCodec, diskCodec, replicationFrame } from '../runtime/codec.js';
-import { WorkerLinks } from '../cluster/worker-links.js';
+import { WorkerLinks } from '../net/worker-links.js';
 import { systemClock } from '../runtime/clock.js';
 import { createLogger, type Logger } from '../runtime/log.js';
 import { LoopDelay } from '../runtime/loop-delay.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
-import { PACE } from '../runtime/threads.js';
+import { PACE } from './threads.js';
 import { epoch, nodeId, partitionId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
 import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Command, type CopyLedger, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
@@ -25,7 +25,7 @@ import { canServeReads, coalescePeer, createReplica, epochOf, failPending, handl
 import { PartitionReader, type ReadView } from './reads.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
 import { MUTATIONS, type DigestCheck, type DigestReply, type ReplicationMessage, type Request, type Response, type SnapshotAck, type SnapshotChunk, type TopicRetention, type WorkerControl, type WorkerOutput, type WorkerStats } from './messages.js';
-import type { RetentionSpec } from '../node/api.js';
+import type { RetentionSpec } from '../protocol/api.js';
 import { isNoSpace } from '../storage/disk-guard.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;

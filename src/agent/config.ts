@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { ConfigError, parseConfigFile } from '../runtime/config.js';
-import { nodeSchema } from '../runtime/config-node.js';
+import { nodeSchema } from '../client/config-node.js';
 import { CaFileError, readCa } from '../client/tls.js';
 import { TokenFileError, resolveToken } from '../client/token.js';
 import { type ScriptsConfig, resolveScriptsConfig, scriptsConfigSchema } from './scripts-config.js';

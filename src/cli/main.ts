@@ -32,7 +32,7 @@ const server: Command = {
   args: [0, 0],
   async run(p) {
     // Loaded on demand: the node pulls in RocksDB and uWS, which the client commands never need.
-    const { runServer } = await import('../node/server-main.js');
+    const { runServer } = await import('../server/main.js');
     await runServer({
       config: str(p, 'config'),
       dataDir: str(p, 'data-dir'),

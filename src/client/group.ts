@@ -5,8 +5,8 @@
 // session has not been renewed for sessionTimeoutMs, before the coordinator can give its
 // partitions to another member.
 import { ChicagoError } from '../runtime/errors.js';
-import type { GroupOffset } from '../node/api.js';
-import { checkName } from '../gateway/frames.js';
+import type { GroupOffset } from '../protocol/api.js';
+import { checkName } from '../protocol/frames.js';
 import type { Router } from './router.js';
 import type { Session } from './session.js';
 import { TailStream, type TailFrom, type TailRecord } from './tail.js';

@@ -2,8 +2,8 @@
 // straight to their partition's leader (router.ts), as do tails and produces to a pinned partition; the rest
 // goes to the node connected to, which forwards.
 import { ChicagoError } from '../runtime/errors.js';
-import type { Acks, GroupDescription, GroupOffset, PartitionInfo, TopicSpec } from '../node/api.js';
-import { checkName } from '../gateway/frames.js';
+import type { Acks, GroupDescription, GroupOffset, PartitionInfo, TopicSpec } from '../protocol/api.js';
+import { checkName } from '../protocol/frames.js';
 import { Session, type Reply, type SessionOptions } from './session.js';
 import { Router } from './router.js';
 import { Producer, type ProducerMode, type ProducerOptions } from './producer.js';

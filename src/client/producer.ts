@@ -9,8 +9,8 @@
 import { randomUUID } from 'node:crypto';
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
-import type { Acks } from '../node/api.js';
-import { checkName, headerBytes, type Headers, type ProduceTuple } from '../gateway/frames.js';
+import type { Acks } from '../protocol/api.js';
+import { checkName, headerBytes, type Headers, type ProduceTuple } from '../protocol/frames.js';
 import type { Router } from './router.js';
 import type { Session } from './session.js';
 import { toBytes } from './bytes.js';

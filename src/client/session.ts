@@ -7,7 +7,7 @@ import { limits } from '../runtime/limits.js';
 import {
   encodeFrame, parseServerFrame, PROTOCOL_VERSION, REQUEST_ID_MAX,
   type ClientFrame, type RequestFrame, type ServerFrame,
-} from '../gateway/frames.js';
+} from '../protocol/frames.js';
 
 export interface SessionOptions {
   url: string;

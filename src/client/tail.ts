@@ -3,8 +3,8 @@
 // the last record it handed out; with a group it commits what the consumer has finished.
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
-import type { GroupOffset, StoredRecord } from '../node/api.js';
-import { checkName, fromRecordTuple, storedRecordBytes, type WireStartPosition } from '../gateway/frames.js';
+import type { GroupOffset, StoredRecord } from '../protocol/api.js';
+import { checkName, fromRecordTuple, storedRecordBytes, type WireStartPosition } from '../protocol/frames.js';
 import type { Router } from './router.js';
 import type { Session, SubscriptionHandler } from './session.js';
 

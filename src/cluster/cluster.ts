@@ -12,7 +12,7 @@ import type { Logger } from '../runtime/log.js';
 import { ChicagoError } from '../runtime/errors.js';
 import { epoch as toEpoch, nodeId as toNodeId, type NodeId } from '../runtime/ids.js';
 import { READ_LEASE_MS, type ReplicaView } from '../actors/replica.js';
-import type { ClusterNodeInfo, Coordinator, TopicCatalogApi } from '../node/coordinator.js';
+import type { ClusterNodeInfo, Coordinator, TopicCatalogApi } from './coordinator.js';
 import { Coordination } from './etcd.js';
 import { Membership, nodesIn, type MembershipView } from './membership.js';
 import { PartitionTable, type PartitionEntry } from './partition-table.js';

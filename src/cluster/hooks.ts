@@ -2,9 +2,9 @@
 // cluster code (etcd, peers) loads only when `--etcd` is given.
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import type { NodeId } from '../runtime/ids.js';
-import type { WriteResult } from '../runtime/threads.js';
+import type { WriteResult } from '../actors/threads.js';
 import type { RequestBody } from '../actors/messages.js';
-import type { Coordinator, TopicCatalogApi } from '../node/coordinator.js';
+import type { Coordinator, TopicCatalogApi } from './coordinator.js';
 
 /** Node-to-node links: replication traffic one way, forwarded requests with answers. */
 export interface PeerLink {

@@ -2,8 +2,8 @@
 // stored there. Every record read from etcd is checked here, so a corrupt or foreign value fails
 // loudly at the edge instead of deep inside placement or replication.
 import { type Epoch, type NodeId, epoch as toEpoch, nodeId as toNodeId } from '../runtime/ids.js';
-import type { RetentionSpec } from '../node/api.js';
-import type { TopicMeta } from '../node/catalog.js';
+import type { RetentionSpec } from '../protocol/api.js';
+import type { TopicMeta } from './coordinator.js';
 
 /** Node ids and topic names become etcd key segments: no '/', same rule as config's nodeId. */
 const SEGMENT = /^[A-Za-z0-9._-]{1,128}$/;

@@ -10,15 +10,15 @@ import { ChicagoError, asChicagoError, type ErrorCode } from '../runtime/errors.
 import { limits } from '../runtime/limits.js';
 import type { Logger } from '../runtime/log.js';
 import type { NodeId } from '../runtime/ids.js';
-import type { WriteResult } from '../runtime/threads.js';
+import type { WriteResult } from '../actors/threads.js';
 import type { RequestBody } from '../actors/messages.js';
 import { replicationFrame } from '../runtime/codec.js';
-import { Backoff, dialPeer, type LinkTls } from './worker-links.js';
+import { Backoff, dialPeer, type LinkTls } from '../net/worker-links.js';
 import type { PeerLink } from './hooks.js';
 
 export type PeerFrame =
   /**
-   * `links`: where the sender's partition workers take replication frames (cluster/worker-links.ts),
+   * `links`: where the sender's partition workers take replication frames (net/worker-links.ts),
    * and `key`, what a worker must present to them
    */
   | { t: 'hello'; from: NodeId; links?: string[]; key?: string }

@@ -5,8 +5,8 @@
 import { EventEmitter } from 'node:events';
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
-import type { RetentionSpec, TopicSpec } from '../node/api.js';
-import type { TopicMeta } from '../node/catalog.js';
+import type { RetentionSpec, TopicSpec } from '../protocol/api.js';
+import type { TopicMeta } from './coordinator.js';
 import { type Coordination, type PrefixMirror, decode, encode, revision } from './etcd.js';
 import { LayoutError, type TopicRecord, keys, parseTopic, parseTopicSeq } from './layout.js';
 

@@ -3,7 +3,7 @@
 import { ChicagoError } from '../runtime/errors.js';
 import { checkJsonDepth, checkUtf8, checkWellFormed } from '../runtime/validate.js';
 import { limits } from '../runtime/limits.js';
-import type { ProduceRecord } from '../node/api.js';
+import type { ProduceRecord } from '../protocol/api.js';
 
 export function parseJson(body: Buffer, what: string): unknown {
   const text = checkUtf8(what, body);

@@ -19,7 +19,7 @@ import { type Resource, topicWriteNeed } from '../runtime/tokens.js';
 import { AuthError, type Authenticator, type Principal } from './auth.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
-import type { Acks, RetentionChange, StartPosition, StoredRecord } from '../node/api.js';
+import type { Acks, RetentionChange, StartPosition, StoredRecord } from '../protocol/api.js';
 import type { ChicagoNode } from '../node/node.js';
 import { parseJson, textOrBase64 } from './bodies.js';
 import type { ParsePool } from './parse-pool.js';

@@ -4,7 +4,7 @@ import { Piscina } from 'piscina';
 import { ChicagoError, type ErrorCode } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { parseRecords, type ParseOutcome } from './bodies.js';
-import type { ProduceRecord } from '../node/api.js';
+import type { ProduceRecord } from '../protocol/api.js';
 
 export class ParsePool {
   private readonly pool = new Piscina({

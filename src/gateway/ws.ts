@@ -6,7 +6,7 @@ import uWS from 'uWebSockets.js';
 import type pino from 'pino';
 import { asChicagoError, ChicagoError, type ErrorCode } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
-import type { NodeApi, StoredRecord, Tail, TailSink } from '../node/api.js';
+import type { NodeApi, StoredRecord, Tail, TailSink } from '../protocol/api.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { AuthError, Authenticator, type Principal } from './auth.js';
 import { MemoryBudget } from '../runtime/memory-budget.js';
@@ -14,7 +14,7 @@ import { topicWriteNeed } from '../runtime/tokens.js';
 import {
   advertisedLimits, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
   storedRecordBytes, toRecordTuple, toStartPosition, type ClientFrame, type RequestFrame, type ServerFrame,
-} from './frames.js';
+} from '../protocol/frames.js';
 
 /**
  * `auth` defaults to a node without tokens: every caller allowed, no browser origin; `memory` to a

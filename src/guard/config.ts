@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { ConfigError, parseConfigFile } from '../runtime/config.js';
-import { nodeSchema, nodeSecrets, schemaMessage } from '../runtime/config-node.js';
+import { nodeSchema, nodeSecrets, schemaMessage } from '../client/config-node.js';
 import { limits } from '../runtime/limits.js';
 import { Allowlist } from './ip.js';
 import { DEFAULT_SCENARIOS, type ScenarioSpec } from './scenarios.js';

@@ -6,9 +6,11 @@ import { ColumnStore } from '../storage/rocks.js';
 import { diskCodec } from '../runtime/codec.js';
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
-import type { RetentionSpec, TopicSpec } from './api.js';
+import type { RetentionSpec, TopicSpec } from '../protocol/api.js';
+import type { TopicMeta } from '../cluster/coordinator.js';
 
-export interface TopicMeta extends TopicSpec { id: number; createdAtMs: number }
+export type { TopicMeta };
+
 
 const TOPIC_PREFIX = Buffer.from('topic/');
 const NEXT_ID_KEY = Buffer.from('meta/nextTopicId');

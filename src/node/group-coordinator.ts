@@ -13,26 +13,13 @@ import type pino from 'pino';
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { memberId, type MemberId } from '../runtime/ids.js';
+import type { GroupRequest } from '../actors/messages.js';
+import type { GroupDescription } from '../protocol/api.js';
 import { commitRefusal, emptyGroup, parsePartitionKey, partitionKey, step, type GroupEvent, type GroupReply, type GroupState, type MemberView, type PartitionKey } from './groups.js';
 
 /** generations of one leadership epoch fit below the next epoch's first */
 const GENERATIONS_PER_EPOCH = 2 ** 21;
 
-export type GroupRequest =
-  | { op: 'groupJoin'; group: string; topics: string[]; member?: string; sessionTimeoutMs: number }
-  | { op: 'groupHeartbeat'; group: string; member: string; generation: number }
-  | { op: 'groupLeave'; group: string; member: string }
-  | { op: 'groupDescribe'; group: string }
-  | { op: 'groupCommit'; group: string; member: string; generation: number; topic: string; partition: number; offset: number };
-
-export interface GroupDescription {
-  group: string;
-  generation: number;
-  topics: string[];
-  members: Array<{ member: string; sessionTimeoutMs: number; lastSeenMsAgo: number; assigned: Array<{ topic: string; partition: number }>; revoking: Array<{ topic: string; partition: number }> }>;
-  /** partitions without an owner (being moved, or held after a coordinator change) */
-  unassigned: Array<{ topic: string; partition: number }>;
-}
 
 export interface GroupCoordinatorDeps {
   log: pino.Logger;

@@ -13,35 +13,36 @@ import { checkLimits, limits } from '../runtime/limits.js';
 import { offset as toOffset, seq as toSeq } from '../runtime/ids.js';
 import { groupPartition, kvPartition, murmur3, recordPartition, streamPartition } from '../runtime/hash.js';
 import { checkHeaders, checkInt, checkKey, checkName, checkOffset, checkValue } from '../runtime/validate.js';
-import { PACE, WorkerHandle, withDeadline } from '../runtime/threads.js';
+import { PACE, WorkerHandle, withDeadline } from '../actors/threads.js';
 import { CopyPacer } from '../runtime/copy-pacer.js';
 import { MemoryBudget } from '../runtime/memory-budget.js';
 import { createMetrics, type Metrics } from '../runtime/metrics.js';
 import { openDatabase } from '../storage/rocks.js';
 import { lockDataDir } from '../storage/dir-lock.js';
 import { DiskFullError, DiskGuard, isNoSpace } from '../storage/disk-guard.js';
-import type { LinkTls } from '../cluster/worker-links.js';
+import type { LinkTls } from '../net/worker-links.js';
 import { ConfigError, type TlsConfig } from '../runtime/config.js';
 import { Catalog, type TopicMeta } from './catalog.js';
 import type { PeerLink } from '../cluster/hooks.js';
 import type { PeerNetwork } from '../cluster/peer.js';
 import type { ClusterCoordinator, ReplicaPosition } from '../cluster/cluster.js';
-import { LocalCoordinator, localCatalog, type Coordinator, type TopicCatalogApi } from './coordinator.js';
+import { LocalCoordinator, localCatalog } from './coordinator.js';
+import type { Coordinator, TopicCatalogApi } from '../cluster/coordinator.js';
 import type { ReplicaView } from '../actors/replica.js';
 import { nodeId as toNodeId, type NodeId } from '../runtime/ids.js';
-import type { WriteResult } from '../runtime/threads.js';
+import type { WriteResult } from '../actors/threads.js';
 import type { DigestReply, WorkerOutput } from '../actors/messages.js';
 import { StreamWatchers, toStored } from './tails.js';
-import { GroupCoordinator, type GroupDescription, type GroupRequest } from './group-coordinator.js';
+import { GroupCoordinator } from './group-coordinator.js';
 import { recordBytes, streamKeyOf, type ProduceResult as ActorProduceResult, type WireRecord } from '../actors/partition.js';
-import type { FetchReply, GroupOffsetReply, KvGetReply, RequestBody, StreamInfoReply, WorkerStats } from '../actors/messages.js';
+import type { FetchReply, GroupOffsetReply, GroupRequest, KvGetReply, RequestBody, StreamInfoReply, WorkerStats } from '../actors/messages.js';
 import { LoopDelay, type LoopDelayMs } from '../runtime/loop-delay.js';
 import type {
   Acks, FetchOptions, FetchResult, GroupOffset, KvDeleteResult, KvEntry, KvScanOptions, KvScanResult,
   KvWriteOptions, KvWriteResult, NodeApi, NodeStatus, PartitionInfo, ProduceOptions, ProduceRecord,
   ProduceResult, StartPosition, Tail, TailSink, TopicInfo, TopicSpec, GroupMembership, GroupJoinOptions, CommitFence,
-  RetentionChange, RetentionSpec,
-} from './api.js';
+  RetentionChange, RetentionSpec, GroupDescription,
+} from '../protocol/api.js';
 
 const VERSION = '0.1.0';
 const DATA_FORMAT = 1;

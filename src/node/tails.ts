@@ -5,7 +5,7 @@
 import { ChicagoError, asChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { offset as toOffset } from '../runtime/ids.js';
-import type { StoredRecord, Tail, TailSink } from './api.js';
+import type { StoredRecord, Tail, TailSink } from '../protocol/api.js';
 import type { FetchReply } from '../actors/messages.js';
 import type { WireRecord } from '../actors/partition.js';
 import { recordBytes } from '../actors/partition.js';

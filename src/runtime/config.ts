@@ -4,7 +4,6 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { Ajv } from 'ajv';
 import YAML from 'yaml';
-import { BridgeConfigError, resolveBridgeConfig } from '../bridge/config.js';
 import { checkHashFormat, parseScopes, ScopeError } from './tokens.js';
 
 export type SyncPolicy = 'none' | 'group' | 'always';
@@ -298,7 +297,11 @@ function checkSecurity(sec: SecurityConfig): void {
   }
 }
 
-export function loadConfig(sources: ConfigSources = {}): Config {
+/**
+ * Sections owned by the layers above (the bridge's, say) are checked by the check they pass in,
+ * keyed by section name, so a bad section fails at start like a bad key.
+ */
+export function loadConfig(sources: ConfigSources = {}, sectionChecks: Record<string, (section: unknown) => unknown> = {}): Config {
   let merged: Plain = defaultConfig() as unknown as Plain;
   if (sources.file) merged = merge(merged, parseConfigFile(sources.file));
   if (sources.env) merged = merge(merged, configFromEnv(sources.env));
@@ -311,12 +314,12 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     throw new ConfigError(`invalid config: ${why}`);
   }
   checkSecurity(merged.security as SecurityConfig);
-  if (merged.bridge !== undefined) {
+  for (const [name, check] of Object.entries(sectionChecks)) {
+    if (merged[name] === undefined) continue;
     try {
-      resolveBridgeConfig(merged.bridge);
+      check(merged[name]);
     } catch (e) {
-      if (e instanceof BridgeConfigError) throw new ConfigError(`invalid config: bridge section: ${e.message}`);
-      throw e;
+      throw new ConfigError(`invalid config: ${name} section: ${(e as Error).message}`);
     }
   }
   return merged as unknown as Config;

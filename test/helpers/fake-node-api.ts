@@ -7,8 +7,8 @@ import { offset, seq } from '../../src/runtime/ids.js';
 import type {
   GroupOffset, KvEntry, NodeApi, ProduceOptions, ProduceRecord, ProduceResult, StartPosition,
   StoredRecord, Tail, TailSink,
-} from '../../src/node/api.js';
-import { storedRecordBytes } from '../../src/gateway/frames.js';
+} from '../../src/protocol/api.js';
+import { storedRecordBytes } from '../../src/protocol/frames.js';
 import { attachWebSocket, type WebSocketEndpoint } from '../../src/gateway/ws.js';
 
 export const PARTITIONS = 2;

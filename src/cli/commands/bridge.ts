@@ -1,6 +1,6 @@
 // chicago bridge, chicago kafka-tail, chicago group lag: the Kafka bridge (docs/bridge.md) and the
 // two ways to watch it: what arrived in Kafka (by task/host header) and how far behind it is.
-import type { GroupOffset } from '../../node/api.js';
+import type { GroupOffset } from '../../protocol/api.js';
 import { type Command, clientOptions, flag, int, list, str } from '../args.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { enc, httpFrom, wantsJson } from '../http.js';

@@ -1,7 +1,7 @@
 // chicago group reset: move a consumer group's committed offsets on a topic (Kafka's
 // kafka-consumer-groups --reset-offsets). Refused while the group has live members, who would
 // commit over it; --dry-run shows the plan.
-import type { GroupDescription, GroupOffset } from '../../node/api.js';
+import type { GroupDescription, GroupOffset } from '../../protocol/api.js';
 import { type Command, clientOptions, flag, int, parseTime, str } from '../args.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { enc, httpFrom, wantsJson } from '../http.js';

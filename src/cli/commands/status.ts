@@ -1,6 +1,6 @@
 // chicago status, chicago group offsets, chicago group members
 import type { BridgeStatus } from '../../bridge/in-process.js';
-import type { GroupDescription, GroupOffset, NodeStatus } from '../../node/api.js';
+import type { GroupDescription, GroupOffset, NodeStatus } from '../../protocol/api.js';
 import { type Command, clientOptions, str } from '../args.js';
 import { enc, httpFrom, wantsJson } from '../http.js';
 import { line, table } from '../output.js';

@@ -1,9 +1,9 @@
 // Pieces every client-side config (agent, guard) resolves the same way: schema errors as one
 // message, and the node's token and CA from the file or the environment.
 import type { ErrorObject } from 'ajv';
-import { ConfigError } from './config.js';
-import { CaFileError, readCa } from '../client/tls.js';
-import { TokenFileError, resolveToken } from '../client/token.js';
+import { ConfigError } from '../runtime/config.js';
+import { CaFileError, readCa } from './tls.js';
+import { TokenFileError, resolveToken } from './token.js';
 
 /** `node:` — where the node is and how to reach it */
 export const nodeSchema = {

@@ -100,8 +100,14 @@ export interface GroupMembership {
   /** false: the generation sent was stale; act on `assigned`, then heartbeat with `generation` */
   renewed: boolean;
 }
-export type { GroupDescription } from './group-coordinator.js';
-import type { GroupDescription } from './group-coordinator.js';
+export interface GroupDescription {
+  group: string;
+  generation: number;
+  topics: string[];
+  members: Array<{ member: string; sessionTimeoutMs: number; lastSeenMsAgo: number; assigned: Array<{ topic: string; partition: number }>; revoking: Array<{ topic: string; partition: number }> }>;
+  /** partitions without an owner (being moved, or held after a coordinator change) */
+  unassigned: Array<{ topic: string; partition: number }>;
+}
 
 /** A live tail: the node calls `push` with records in offset order, never more than granted. */
 export interface TailSink {

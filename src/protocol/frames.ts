@@ -7,7 +7,7 @@ import { Packr, Unpackr } from 'msgpackr';
 import { ChicagoError, type ErrorCode, ERRORS, type WireError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { dropLargePackBuffer } from '../runtime/codec.js';
-import type { Acks, StartPosition, StoredRecord } from '../node/api.js';
+import type { Acks, StartPosition, StoredRecord } from './api.js';
 
 export const PROTOCOL_VERSION = 1;
 export const SUPPORTED_VERSIONS: readonly number[] = [PROTOCOL_VERSION];

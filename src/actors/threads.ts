@@ -3,11 +3,11 @@
 import { MessageChannel, Worker } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
-import { threadCodec } from './codec.js';
-import { ChicagoError } from './errors.js';
-import { limits } from './limits.js';
-import { MUTATIONS, type RequestBody, type Request, type WorkerControl, type WorkerOutput } from '../actors/messages.js';
-import type { MemoryBudget } from './memory-budget.js';
+import { threadCodec } from '../runtime/codec.js';
+import { ChicagoError } from '../runtime/errors.js';
+import { limits } from '../runtime/limits.js';
+import { MUTATIONS, type RequestBody, type Request, type WorkerControl, type WorkerOutput } from './messages.js';
+import type { MemoryBudget } from '../runtime/memory-budget.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
 

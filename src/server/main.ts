@@ -3,7 +3,8 @@ import { ConfigError, loadConfig, type SecurityConfig } from '../runtime/config.
 import { Authenticator, isLoopback } from '../gateway/auth.js';
 import { resolveToken } from '../client/token.js';
 import { createLogger } from '../runtime/log.js';
-import { ChicagoNode } from './node.js';
+import { ChicagoNode } from '../node/node.js';
+import { resolveBridgeConfig } from '../bridge/config.js';
 import { startGateway, uwsNative } from '../gateway/server.js';
 
 /** Node-to-node links: replication traffic goes to the replicas, forwarded requests to this leader. */
@@ -42,7 +43,7 @@ export async function runServer(flags: ServerFlags): Promise<void> {
       ...(flags.insecure ? { security: { insecure: true } } : {}),
     },
   };
-  const config = loadConfig(sources);
+  const config = loadConfig(sources, { bridge: resolveBridgeConfig });
   // Open by default only where nobody else can reach it.
   if (config.security.tokens.length === 0 && !isLoopback(config.host) && !config.security.insecure) {
     throw new ConfigError(`refusing to serve on ${config.host} without tokens: add security.tokens (chicago token create) or pass --insecure`);
@@ -111,7 +112,7 @@ export async function runServer(flags: ServerFlags): Promise<void> {
   // allowed origins take effect at once (other keys need a restart).
   process.on('SIGHUP', () => {
     try {
-      const next = loadConfig(sources);
+      const next = loadConfig(sources, { bridge: resolveBridgeConfig });
       if (next.security.tokens.length === 0 && !isLoopback(config.host) && !next.security.insecure) throw new ConfigError('the new config has no tokens on a non-loopback address');
       gateway.reloadSecurity(next.security);
       log.info({ tokens: next.security.tokens.length, allowedOrigins: next.security.allowedOrigins }, 'security settings reloaded');
