@@ -12,7 +12,7 @@ import type { Logger } from '../runtime/log.js';
 import { ChicagoError } from '../runtime/errors.js';
 import { epoch as toEpoch, nodeId as toNodeId, type NodeId } from '../runtime/ids.js';
 import { READ_LEASE_MS, type ReplicaView } from '../actors/replica.js';
-import type { ClusterNodeInfo, Coordinator, TopicCatalogApi } from './coordinator.js';
+import type { ClusterNodeInfo, Coordinator, RebalanceProgress, TopicCatalogApi } from './coordinator.js';
 import { Coordination } from './etcd.js';
 import { Membership, nodesIn, type MembershipView } from './membership.js';
 import { PartitionTable, type PartitionEntry } from './partition-table.js';
@@ -509,7 +509,7 @@ export class ClusterCoordinator implements Coordinator {
    * Rebalance progress: partitions with replicas still catching up, and an ETA from the pace at
    * which moves completed recently.
    */
-  progress(): { moving: number; catchingUp: Array<{ partition: number; nodes: NodeId[] }>; completed: number; etaSeconds: number | null } {
+  progress(): RebalanceProgress {
     const catchingUp: Array<{ partition: number; nodes: NodeId[] }> = [];
     for (let p = 0; p < this.partitions; p++) {
       const r = this.table.get(p)?.record;

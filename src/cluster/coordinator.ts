@@ -22,6 +22,9 @@ export interface TopicCatalogApi {
 
 export interface ClusterNodeInfo { id: string; url: string; state: string }
 
+/** partition moves as this node sees them */
+export interface RebalanceProgress { moving: number; catchingUp: Array<{ partition: number; nodes: NodeId[] }>; completed: number; etaSeconds: number | null }
+
 export interface Coordinator {
   readonly self: NodeId;
   readonly clustered: boolean;
@@ -34,6 +37,11 @@ export interface Coordinator {
   onCatalogChange(listener: () => void): void;
   nodes(): ClusterNodeInfo[];
   urlOf(node: NodeId): string | undefined;
+  /** the in-sync replicas of a partition this node knows of */
+  isrOf(p: number): NodeId[];
+  progress(): RebalanceProgress;
+  /** a graceful leave: move every replica here to other nodes first; true when all moved */
+  handOff(deadlineMs: number): Promise<boolean>;
   stop(): Promise<void>;
 }
 

@@ -5,6 +5,8 @@ import type { NodeId } from '../runtime/ids.js';
 import type { WriteResult } from '../actors/threads.js';
 import type { RequestBody } from '../actors/messages.js';
 import type { Coordinator, TopicCatalogApi } from './coordinator.js';
+import type { PeerNetwork } from './peer.js';
+import type { ReplicaPositions } from './cluster.js';
 
 /** Node-to-node links: replication traffic one way, forwarded requests with answers. */
 export interface PeerLink {
@@ -17,5 +19,10 @@ export interface ClusterConnection {
   /** the cluster's partition count, fixed when the cluster was created */
   partitions: number;
   catalog: TopicCatalogApi;
-  coordinator(db: RocksLevel): Promise<Coordinator>;
+  coordinator(db: RocksLevel): Promise<ClusterCoordinatorApi>;
+}
+
+/** A cluster's coordinator: registers once the node's gateway listens. */
+export interface ClusterCoordinatorApi extends Coordinator {
+  join(url: string, peers: PeerNetwork, positions: ReplicaPositions): Promise<void>;
 }

@@ -2,7 +2,7 @@
 import type { NodeId } from '../runtime/ids.js';
 import type { ReplicaView } from '../actors/replica.js';
 import type { RetentionSpec, TopicSpec } from '../protocol/api.js';
-import type { ClusterNodeInfo, Coordinator, TopicCatalogApi, TopicMeta } from '../cluster/coordinator.js';
+import type { ClusterNodeInfo, Coordinator, RebalanceProgress, TopicCatalogApi, TopicMeta } from '../cluster/coordinator.js';
 import type { Catalog } from './catalog.js';
 
 export class LocalCoordinator implements Coordinator {
@@ -17,6 +17,9 @@ export class LocalCoordinator implements Coordinator {
   onCatalogChange(): void { /* the local catalog is changed only through this node */ }
   nodes(): ClusterNodeInfo[] { return [{ id: this.self, url: this.url(), state: 'up' }]; }
   urlOf(node: NodeId) { return node === this.self ? this.url() : undefined; }
+  isrOf(p: number): NodeId[] { return this.views.has(p) ? [this.self] : []; }
+  progress(): RebalanceProgress { return { moving: 0, catchingUp: [], completed: 0, etaSeconds: null }; }
+  async handOff(): Promise<boolean> { return true; /* nothing to move to */ }
   async stop(): Promise<void> { /* nothing held */ }
 }
 

@@ -23,9 +23,9 @@ import { DiskFullError, DiskGuard, isNoSpace } from '../storage/disk-guard.js';
 import type { LinkTls } from '../net/worker-links.js';
 import { ConfigError, type TlsConfig } from '../runtime/config.js';
 import { Catalog, type TopicMeta } from './catalog.js';
-import type { PeerLink } from '../cluster/hooks.js';
+import type { ClusterCoordinatorApi, PeerLink } from '../cluster/hooks.js';
 import type { PeerNetwork } from '../cluster/peer.js';
-import type { ClusterCoordinator, ReplicaPosition } from '../cluster/cluster.js';
+import type { ReplicaPosition } from '../cluster/cluster.js';
 import { LocalCoordinator, localCatalog } from './coordinator.js';
 import type { Coordinator, TopicCatalogApi } from '../cluster/coordinator.js';
 import type { ReplicaView } from '../actors/replica.js';
@@ -65,6 +65,8 @@ export class ChicagoNode implements NodeApi {
   private readonly loopDelay = new LoopDelay();
   private catalog!: TopicCatalogApi;
   private coordinator!: Coordinator;
+  /** set when the node runs in a cluster */
+  private clusterCoordinator?: ClusterCoordinatorApi;
   /** sends replication traffic and forwarded requests to other nodes (cluster mode) */
   private peers: PeerLink | undefined;
   private url = '';
@@ -129,7 +131,8 @@ export class ChicagoNode implements NodeApi {
       if (isNoSpace(err) || isNoSpace(cause)) throw new DiskFullError(dir, this.disk.availBytes);
       throw err;
     }
-    this.coordinator = cluster ? await cluster.coordinator(this.db) : new LocalCoordinator(self, this.partitions, () => this.url);
+    this.clusterCoordinator = cluster ? await cluster.coordinator(this.db) : undefined;
+    this.coordinator = this.clusterCoordinator ?? new LocalCoordinator(self, this.partitions, () => this.url);
     this.catalog = cluster ? cluster.catalog : localCatalog(new Catalog(this.db));
     const count = Math.min(this.config.workers, this.partitions);
     for (let w = 0; w < count; w++) {
@@ -188,7 +191,7 @@ export class ChicagoNode implements NodeApi {
       open += Atomics.load(w.pace, PACE.copiesOpen);
     }
     const copying = sent > 0 || open > 0;
-    const quiet = !copying && (this.coordinator as ClusterCoordinator).progress().moving === 0;
+    const quiet = !copying && this.coordinator.progress().moving === 0;
     const before = this.pacer.intervalMs;
     const win = this.pacer.closeWindow(copying, quiet);
     for (const w of this.workers) Atomics.store(w.pace, PACE.partIntervalMs, win.intervalMs);
@@ -207,7 +210,8 @@ export class ChicagoNode implements NodeApi {
 
   /** Register in the cluster once reachable; the coordinator then routes, fails over and rebalances. */
   async joinCluster(url: string, peers: PeerNetwork): Promise<void> {
-    const c = this.coordinator as ClusterCoordinator;
+    const c = this.clusterCoordinator;
+    if (!c) throw new Error('joinCluster on a single node');
     await c.join(url, peers, {
       get: async () => {
         const out = new Map<number, ReplicaPosition>();
@@ -716,7 +720,7 @@ export class ChicagoNode implements NodeApi {
   async status(): Promise<NodeStatus> {
     const stats = this.state === 'up' ? await this.workerStats() : [];
     const local = new Map(stats.flatMap((s, worker) => s.partitions.map((p) => [p.id, { ...p, worker }] as const)));
-    const isrOf = (p: number) => (this.coordinator.clustered ? (this.coordinator as ClusterCoordinator).isrOf(p) : [this.self]);
+    const isrOf = (p: number) => this.coordinator.isrOf(p);
     return {
       ...Object.fromEntries([...this.statusFields].map(([k, f]) => [k, f()])),
       nodeId: this.config.nodeId,
@@ -762,7 +766,7 @@ export class ChicagoNode implements NodeApi {
    * has received so far (bytes per completed copy × moves left), as partition sizes are not tracked.
    */
   private rebalanceStatus(stats: WorkerStats[]): NonNullable<NodeStatus['rebalance']> {
-    const progress = (this.coordinator as ClusterCoordinator).progress();
+    const progress = this.coordinator.progress();
     const snapshotBytesSent = stats.reduce((n, s) => n + s.snapshotBytesSent, 0);
     const installed = stats.reduce((n, s) => n + s.snapshotsInstalled, 0);
     const received = stats.reduce((n, s) => n + s.snapshotBytesReceived, 0);
@@ -826,7 +830,7 @@ export class ChicagoNode implements NodeApi {
       m.replicationFrames.set({ link: 'node' }, stats.reduce((n, s) => n + s.framesViaNode, 0));
       m.replicationDropped.set(this.workers.reduce((n, w) => n + w.droppedPeer, 0) + stats.reduce((n, s) => n + s.linkDrops, 0));
       if (this.coordinator.clustered) {
-        const progress = (this.coordinator as ClusterCoordinator).progress();
+        const progress = this.coordinator.progress();
         m.rebalanceMoving.set(progress.moving);
         m.rebalanceEta.set(progress.etaSeconds ?? -1);
       }
@@ -852,7 +856,7 @@ export class ChicagoNode implements NodeApi {
   /** A graceful leave hands every replica here to other nodes first, serving meanwhile. */
   async handOff(): Promise<void> {
     if (!this.coordinator?.clustered || this.state !== 'up') return;
-    const moved = await (this.coordinator as ClusterCoordinator).handOff(limits.leaveHandOffMs).catch(() => false);
+    const moved = await this.coordinator.handOff(limits.leaveHandOffMs).catch(() => false);
     this.log.info({ moved }, moved ? 'replicas handed off' : 'left without handing off every replica');
   }
 
