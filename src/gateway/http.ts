@@ -20,7 +20,7 @@ import { AuthError, type Authenticator, type Principal } from './auth.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { Acks, RetentionChange, StartPosition, StoredRecord } from '../protocol/api.js';
-import type { ChicagoNode } from '../node/node.js';
+import type { GatewayNode } from './admin-api.js';
 import { parseJson, textOrBase64 } from './bodies.js';
 import type { ParsePool } from './parse-pool.js';
 
@@ -71,7 +71,7 @@ const CORS_MAX_AGE_S = '600';
 const TARGET_CHARS = /^[\x21-\x7e]*$/;
 const BAD_PERCENT = /%(?![0-9A-Fa-f]{2})/;
 
-export function attachHttp(app: uWS.TemplatedApp, node: ChicagoNode, parsePool: ParsePool, log: Logger, metrics: Metrics, auth: Authenticator): void {
+export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: ParsePool, log: Logger, metrics: Metrics, auth: Authenticator): void {
   const routes = buildRoutes(node, parsePool, auth);
 
   app.any('/*', (res, req) => {
@@ -329,7 +329,7 @@ export function recordJson(r: StoredRecord) {
 
 // ---- the routes ----
 
-function buildRoutes(node: ChicagoNode, parsePool: ParsePool, auth: Authenticator): Route[] {
+function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticator): Route[] {
   const keyOf = (req: Request) => Buffer.from(req.rest);
   const ks = (action: string) => (req: Request): [Resource, string, string] => ['kv', action, req.segments[2]];
   const topic = (action: string) => (req: Request): [Resource, string, string] => ['topic', action, req.segments[2]];

@@ -5,7 +5,7 @@ import { limits } from '../runtime/limits.js';
 import { attachHttp } from './http.js';
 import { ParsePool } from './parse-pool.js';
 import { attachWebSocket, type WebSocketEndpoint } from './ws.js';
-import type { ChicagoNode } from '../node/node.js';
+import type { GatewayNode } from './admin-api.js';
 import type { Logger } from '../runtime/log.js';
 import type { SecurityConfig } from '../runtime/config.js';
 import type { Authenticator } from './auth.js';
@@ -61,7 +61,7 @@ export interface Gateway {
 }
 
 /** `routes` adds WebSocket endpoints of other components (the cluster's `/v1/peer`). */
-export async function startGateway(node: ChicagoNode, log: Logger, auth: Authenticator, routes?: (app: uWS.TemplatedApp) => void): Promise<Gateway> {
+export async function startGateway(node: GatewayNode, log: Logger, auth: Authenticator, routes?: (app: uWS.TemplatedApp) => void): Promise<Gateway> {
   const tls = node.config.tls;
   // The CA is not given to uWS: it would then demand a client certificate from every client.
   const app = tls ? uWS.SSLApp({ cert_file_name: tls.certFile, key_file_name: tls.keyFile }) : uWS.App();
