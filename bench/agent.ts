@@ -102,9 +102,12 @@ async function startAgent(work: string, url: string, glob: string, extra: string
   ].join('\n'));
   // as users start it: bin/chicago.js sets glibc's malloc settings and V8's young generation size
   // for the agent, then execs node in the same process (same pid)
-  const prof = values['cpu-prof'] ? ` --cpu-prof --cpu-prof-dir=${resolve(values['cpu-prof'])}` : '';
-  const env = prof ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''}${prof}` } : process.env;
-  const p = spawnProc(bin, ['agent', '--config', conf], 'agent', env);
+  // profiled: node runs the same file with the flags the shell line would add (--cpu-prof is not
+  // allowed in NODE_OPTIONS)
+  const p = values['cpu-prof']
+    ? spawnProc(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${resolve(values['cpu-prof'])}`, '--max-semi-space-size=2', bin, 'agent', '--config', conf], 'agent',
+      { ...process.env, MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072' })
+    : spawnProc(bin, ['agent', '--config', conf], 'agent');
   await waitFor('the agent to run', () => p.out.some((l) => l.includes('"msg":"agent running"')), 30_000, () => p.out.slice(-20).join('\n'));
   return p;
 }
