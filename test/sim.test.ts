@@ -28,7 +28,7 @@ if (process.env.SIM_SEED) {
         retries: env.SIM_RETRIES === '1',
         strictRecovery: env.SIM_STRICT === '1',
         quiesceMs: env.SIM_QUIESCE_MS ? Number(env.SIM_QUIESCE_MS) : undefined,
-        plant: env.SIM_PLANT === 'ack-early' || env.SIM_PLANT === 'read-applied' ? env.SIM_PLANT : undefined,
+        plant: env.SIM_PLANT === 'ack-early' || env.SIM_PLANT === 'read-applied' || env.SIM_PLANT === 'join-early' ? env.SIM_PLANT : undefined,
       };
       const r = runSeed(opts);
       console.log(r.ok ? `seed ${seed} ok [${r.config}] ${JSON.stringify(r.stats)}\n${r.trace.join('\n')}` : formatFailure(r));
@@ -86,6 +86,12 @@ if (process.env.SIM_SEED) {
       const dirty = await runSeeds(FIRST, 200, { ...base, plant: 'read-applied' }, 200);
       expect(dirty.failures.length).toBeGreaterThan(0);
       expect(dirty.failures[0].violation).toMatch(/^invariant 6: /);
+    });
+
+    it('catches a planted in-sync bug: the decisions in src/cluster/decide.ts fed a leader that sees laggards as caught up', async () => {
+      const eager = await runSeeds(FIRST, 1000, { ...base, plant: 'join-early' }, 1);
+      expect(eager.failures.length).toBeGreaterThan(0);
+      expect(eager.failures[0].violation).toMatch(/^invariant \d+: /);
     });
   });
 }

@@ -19,6 +19,7 @@ import { PartitionTable, type PartitionEntry } from './partition-table.js';
 import { planPartition, rank } from './placement.js';
 import { TopicCatalog } from './topic-catalog.js';
 import type { PartitionRecord } from './layout.js';
+import { electSelf, inSyncChange, joiningChanges, recordSeq, seqAgo, silentFollowers as silentFollowersOf, ISR_LAG_MS, type LeaderPosition, type Perception } from './decide.js';
 import type { ClusterConnection } from './hooks.js';
 import type { PeerNetwork } from './peer.js';
 import { readFileSync } from 'node:fs';
@@ -89,8 +90,6 @@ export interface ReplicaPositions {
   release(p: number): Promise<void>;
 }
 
-/** A follower that has not reached where its leader was this long ago leaves the in-sync set. */
-export const ISR_LAG_MS = 1_000;
 
 export async function connectCluster(config: Config, log: Logger): Promise<ClusterConnection> {
   const coord = new Coordination({ endpoints: config.etcd, tls: etcdTls(config) });
@@ -331,10 +330,14 @@ export class ClusterCoordinator implements Coordinator {
     for (const [p, pos] of this.local) {
       if (pos.role !== 'leader') { this.seqHistory.delete(p); continue; }
       const h = this.seqHistory.get(p) ?? [];
-      h.push([now, pos.seq]);
-      while (h.length > 0 && now - h[0][0] > 2 * ISR_LAG_MS) h.shift();
+      recordSeq(h, now, pos.seq, ISR_LAG_MS);
       this.seqHistory.set(p, h);
     }
+  }
+
+  /** What this node perceives of the others for partition p: decide.ts's input. */
+  private perception(p: number): Perception {
+    return { alive: (n) => this.alive(n), positionOf: (n) => this.positionOf(n, p) };
   }
 
   /** A replica's [seq, incomplete] as last known: sampled here, or from its node's heartbeat. */
@@ -357,17 +360,8 @@ export class ClusterCoordinator implements Coordinator {
       const e = this.table.get(p);
       if (!e) continue;
       if (e.record.leader === this.self) { await this.shedSilentFollowers(p, e); continue; }
-      if (!e.record.isr.includes(this.self) || this.alive(e.record.leader)) continue;
-      let best: { node: NodeId; seq: number } | undefined;
-      for (const n of e.record.isr) {
-        if (n === e.record.leader || !this.alive(n)) continue;
-        const pos = this.positionOf(n, p);
-        if (!pos || pos[1] === 1) continue; // unknown, or its copy is incomplete: not electable
-        if (!best || pos[0] > best.seq) best = { node: n, seq: pos[0] };
-      }
-      if (best?.node !== this.self) continue;
-      const isr = e.record.isr.filter((n) => n !== e.record.leader);
-      const elected = { ...e.record, epoch: toEpoch(e.record.epoch + 1), leader: this.self, isr };
+      const elected = electSelf(e.record, this.self, this.perception(p));
+      if (!elected) continue;
       if (!this.positions || !(await this.positions.claim(p, elected.epoch))) continue; // its sampled position may be old
       // The silent leader's stand-in comes in the same swap, not a controller round later:
       // acks=all writes have N copies again as soon as it has caught up.
@@ -383,7 +377,7 @@ export class ClusterCoordinator implements Coordinator {
    * in-sync round's, with their stand-ins in the same swap: its writes wait on neither for long.
    */
   private async shedSilentFollowers(p: number, e: PartitionEntry): Promise<void> {
-    const silentFollowers = e.record.isr.filter((n) => n !== this.self && !this.alive(n));
+    const silentFollowers = silentFollowersOf(e.record, this.self, this.perception(p));
     if (silentFollowers.length === 0) return;
     const live = this.liveMembers();
     const silent = new Set([...silentFollowers, ...live.filter((n) => this.suspected(n))]);
@@ -402,33 +396,20 @@ export class ClusterCoordinator implements Coordinator {
     for (const [p, pos] of this.local) {
       const e = this.table.get(p);
       if (pos.role !== 'leader' || !e || e.record.leader !== this.self) { this.joining.delete(p); continue; }
-      const history = this.seqHistory.get(p) ?? [];
-      const past = history.filter(([t]) => now - t >= ISR_LAG_MS).at(-1);
-      const incomplete = (n: NodeId) => this.positionOf(n, p)?.[1] === 1;
-      const inSync = (n: NodeId) => this.alive(n) && !incomplete(n) && (pos.matched[n] ?? -1) >= pos.seq;
-      const lagging = (n: NodeId) => past !== undefined && (pos.matched[n] ?? -1) < past[1];
-      // Joining takes two steps: first the leader counts the follower (its view), then, once the
-      // follower holds every confirmed write, the set in etcd says so.
+      const past = seqAgo(this.seqHistory.get(p) ?? [], now, ISR_LAG_MS);
+      const see = this.perception(p);
+      const leader: LeaderPosition = { seq: pos.seq, matched: (n) => pos.matched[n] ?? -1, confirmedSeq: pos.confirmedSeq, view: pos.view };
       const pending = this.joining.get(p) ?? new Map<NodeId, number>();
       this.joining.set(p, pending);
-      for (const n of e.record.replicas) {
-        if (e.record.isr.includes(n) || pending.has(n) || !inSync(n)) continue;
-        pending.set(n, Infinity); // not counted until its view is out
-        this.refreshViews();
-        pending.set(n, this.views.get(p)!.version);
-      }
-      for (const n of [...pending.keys()]) {
-        if (e.record.isr.includes(n) || !this.alive(n) || incomplete(n) || lagging(n)) {
-          pending.delete(n);
-          this.refreshViews(); // no longer counted: a slow joiner must not hold confirmations up
-        }
-      }
-      // The leader counts a joiner once it holds the view that added it: an older view may count it
-      // too (from before it last left the set), but a later one that drops it may still be on its way.
-      const joined = [...pending].filter(([n, v]) => pos.view >= v && (pos.matched[n] ?? -1) >= pos.confirmedSeq).map(([n]) => n);
-      const left = e.record.isr.filter((n) => n !== this.self && (!this.alive(n) || incomplete(n) || lagging(n)));
-      if (joined.length === 0 && left.length === 0) continue;
-      const isr = e.record.replicas.filter((n) => (e.record.isr.includes(n) && !left.includes(n)) || joined.includes(n));
+      const { add, drop } = joiningChanges(e.record, leader, pending, past, see);
+      // counted once its view is out (Infinity until then); a dropped joiner no longer holds confirmations up
+      for (const n of add) pending.set(n, Infinity);
+      for (const n of drop) pending.delete(n);
+      if (add.length > 0 || drop.length > 0) this.refreshViews();
+      for (const n of add) pending.set(n, this.views.get(p)!.version);
+      const change = inSyncChange(e.record, this.self, leader, pending, past, see);
+      if (!change) continue;
+      const { isr, joined, left } = change;
       await this.cas(p, e, { ...e.record, isr }, `in-sync: +${joined.join(',') || '-'} -${left.join(',') || '-'}`);
     }
   }

@@ -7,8 +7,9 @@
 // - the network: per-link delay, jitter, loss (in order per link, as TCP), partitions (one-way cuts
 //   too); traffic on a cut link is dropped or held until the link heals, as a peer queue would;
 // - the coordinator (etcd + cluster.ts): the partition record changes only by compare-and-swap on
-//   its revision; failover and in-sync growth are proposed from each node's own (possibly wrong)
-//   perception and applied later, so proposals race; views reach nodes late (in order per node);
+//   its revision; failover and in-sync changes are decided by cluster.ts's own decisions
+//   (src/cluster/decide.ts) from each node's own (possibly wrong) perception and applied later, so
+//   proposals race; views reach nodes late (in order per node);
 // - clients: puts, deletes, produces (some idempotent, some retried), group commits, acks all/one;
 // - the nemesis: crashes (memory lost, store kept), restarts (state rebuilt from the store),
 //   partitions, link degradation.
@@ -54,6 +55,7 @@ import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js'
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, metaOp, type Command, type Op, type StoredBatch, type WireRecord } from '../../src/actors/partition.js';
 import { canServeReads, createReplica, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
+import { electSelf, inSyncChange, joiningChanges, recordSeq, seqAgo, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
 import { Prng } from './prng.js';
 import { EventQueue } from './heap.js';
 import { MemStore, decodeEntry, loadState, restoreStoredHints } from './store.js';
@@ -68,7 +70,6 @@ const SNAPSHOT_PART_ACK_MS = 2_000;
 const TICK_MS = 50; // worker.ts TICK_MS
 const CHECK_EVERY_MS = 100; // cluster.ts CHECK_EVERY_MS
 const SUSPECT_AFTER_MS = 300; // cluster.ts SUSPECT_AFTER_MS
-const ISR_LAG_MS = 1_000; // cluster.ts ISR_LAG_MS
 const WRITE_TIMEOUT_MS = 400; // the replication timeout the simulated worker passes with writes
 const TOPIC = 1;
 const EMPTY_DIGEST = new MemStore().digest();
@@ -100,9 +101,10 @@ export interface SimOptions {
   /**
    * A bug planted on purpose, to prove the checker catches it: `ack-early` answers acks=all writes
    * as soon as the leader wrote them; `read-applied` lets a leader's readers see what it applied
-   * (unconfirmed writes, as Chicago did before its watermark).
+   * (unconfirmed writes, as Chicago did before its watermark); `join-early` feeds the in-sync
+   * decisions (src/cluster/decide.ts) a leader that believes every follower has caught up.
    */
-  plant?: 'ack-early' | 'read-applied';
+  plant?: 'ack-early' | 'read-applied' | 'join-early';
 }
 
 export interface SimResult {
@@ -762,57 +764,44 @@ export class Sim {
     return of === x.id ? [x.replica!.state.seq, x.incomplete ? 1 : 0] : x.heardPos.get(of);
   }
 
-  /** cluster.ts failover: the live, complete in-sync replica furthest ahead proposes itself. */
-  private failover(x: SimNode): void {
-    const rec = this.rec;
-    if (!rec.isr.includes(x.id) || this.alive(x.id, rec.leader)) return;
-    let best: { node: NodeId; seq: number } | undefined;
-    for (const n of rec.isr) {
-      if (n === rec.leader || !this.alive(x.id, n)) continue;
-      const pos = this.positionOf(x, n);
-      if (!pos || pos[1] === 1) continue;
-      if (!best || pos[0] > best.seq) best = { node: n, seq: pos[0] };
-    }
-    if (best?.node !== x.id) return;
-    x.claim = { epoch: rec.epoch + 1, untilMs: this.now + CLAIM_MS }; // cluster.ts: positions.claim
-    this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `${x.id}: leader ${rec.leader} silent`,
-      next: { epoch: rec.epoch + 1, leader: x.id, replicas: rec.replicas, isr: rec.isr.filter((y) => y !== rec.leader) } });
+  /** What node x perceives of the others: decide.ts's input, as cluster.ts builds it. */
+  private perception(x: SimNode): Perception {
+    return { alive: (n) => this.alive(x.id, n), positionOf: (n) => this.positionOf(x, n) };
   }
 
-  /** cluster.ts maintainInSync: the leader adds caught-up followers, removes silent/incomplete/lagging ones. */
+  /** cluster.ts failover, through the same decision (decide.ts electSelf). */
+  private failover(x: SimNode): void {
+    const rec = this.rec;
+    const elected = electSelf({ ...rec, epoch: toEpoch(rec.epoch) }, x.id, this.perception(x));
+    if (!elected) return;
+    x.claim = { epoch: rec.epoch + 1, untilMs: this.now + CLAIM_MS }; // cluster.ts: positions.claim
+    this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `${x.id}: leader ${rec.leader} silent`,
+      next: { epoch: elected.epoch, leader: x.id, replicas: elected.replicas, isr: elected.isr } });
+  }
+
+  /** cluster.ts maintainInSync, through the same decisions (decide.ts joiningChanges, inSyncChange). */
   private maintainInSync(x: SimNode): void {
     const rec = this.rec;
     const r = x.replica!;
     if (r.role !== 'leader') { x.seqHistory = []; x.joining.clear(); return; }
-    x.seqHistory.push([this.now, r.state.seq]);
-    while (x.seqHistory.length > 0 && this.now - x.seqHistory[0][0] > 2 * ISR_LAG_MS) x.seqHistory.shift();
+    recordSeq(x.seqHistory, this.now, r.state.seq, ISR_LAG_MS);
     if (rec.leader !== x.id) return;
-    const past = x.seqHistory.filter(([t]) => this.now - t >= ISR_LAG_MS).at(-1);
-    const matched = (n: NodeId) => r.matched.get(n) ?? -1;
-    const incomplete = (n: NodeId) => this.positionOf(x, n)?.[1] === 1;
-    const inSync = (n: NodeId) => this.alive(x.id, n) && !incomplete(n) && matched(n) >= r.state.seq;
-    const lagging = (n: NodeId) => past !== undefined && matched(n) < past[1];
-    // cluster.ts: joining takes two steps: the leader counts the follower first, and the set grows
-    // only once the follower holds everything the leader confirmed
-    let changed = false;
-    const added: NodeId[] = [];
-    for (const n of rec.replicas) {
-      if (rec.isr.includes(n) || x.joining.has(n) || !inSync(n)) continue;
-      x.joining.set(n, Infinity);
-      added.push(n);
-      changed = true;
-    }
-    for (const n of [...x.joining.keys()]) {
-      if (rec.isr.includes(n) || !this.alive(x.id, n) || incomplete(n) || lagging(n)) { x.joining.delete(n); changed = true; }
-    }
-    if (changed) this.pushView(x);
-    for (const n of added) if (x.joining.has(n)) x.joining.set(n, x.viewVersion);
-    // cluster.ts: counted once the leader holds the view that added it, not an older one
-    const joined = [...x.joining].filter(([n, v]) => r.view.version >= v && matched(n) >= r.confirmedSeq).map(([n]) => n);
-    const left = rec.isr.filter((n) => n !== x.id && (!this.alive(x.id, n) || incomplete(n) || lagging(n)));
-    if (joined.length === 0 && left.length === 0) return;
-    const isr = rec.replicas.filter((n) => (rec.isr.includes(n) && !left.includes(n)) || joined.includes(n));
-    this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `in-sync: +${joined.join(',') || '-'} -${left.join(',') || '-'}`, next: { ...rec, isr } });
+    const past = seqAgo(x.seqHistory, this.now, ISR_LAG_MS);
+    const see = this.perception(x);
+    const record = { ...rec, epoch: toEpoch(rec.epoch) };
+    // planted: every follower looks caught up, in the newest view
+    const early = this.opts.plant === 'join-early';
+    const pos: LeaderPosition = early
+      ? { seq: r.state.seq, matched: () => Number.MAX_SAFE_INTEGER, confirmedSeq: r.confirmedSeq, view: Number.MAX_SAFE_INTEGER }
+      : { seq: r.state.seq, matched: (n) => r.matched.get(n) ?? -1, confirmedSeq: r.confirmedSeq, view: r.view.version };
+    const { add, drop } = joiningChanges(record, pos, x.joining, past, see);
+    for (const n of add) x.joining.set(n, Infinity);
+    for (const n of drop) x.joining.delete(n);
+    if (add.length > 0 || drop.length > 0) this.pushView(x);
+    for (const n of add) x.joining.set(n, x.viewVersion);
+    const change = inSyncChange(record, x.id, pos, x.joining, past, see);
+    if (!change) return;
+    this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `in-sync: +${change.joined.join(',') || '-'} -${change.left.join(',') || '-'}`, next: { ...rec, isr: change.isr } });
   }
 
   private pushView(n: SimNode): void {

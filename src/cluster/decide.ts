@@ -1,0 +1,106 @@
+// The coordinator's decisions about one partition, as pure functions of its record in etcd, this
+// node's perception of the others and its own replica's position. cluster.ts runs them on a timer
+// and applies the result by compare-and-swap; test/sim runs the same functions under a seeded
+// simulator, so what the simulator proves is this code.
+import type { NodeId } from '../runtime/ids.js';
+import type { PartitionRecord } from './layout.js';
+
+/** A follower that has not reached where its leader was this long ago leaves the in-sync set. */
+export const ISR_LAG_MS = 1_000;
+
+/** what this node perceives of another node, for one partition */
+export interface Perception {
+  /** a member that has spoken recently */
+  alive(n: NodeId): boolean;
+  /** `[seq, incomplete ? 1 : 0]` of n's replica, as last sampled or heard; undefined: not known */
+  positionOf(n: NodeId): readonly [number, number] | undefined;
+}
+
+/** the leading replica's position, as its worker reports it */
+export interface LeaderPosition {
+  seq: number;
+  /** the highest seq each follower acknowledged; -1 for none */
+  matched(n: NodeId): number;
+  /** the highest seq confirmed to acks=all writers */
+  confirmedSeq: number;
+  /** the version of the view the replica holds */
+  view: number;
+}
+
+/**
+ * Failover: the leader is silent or gone. Among the live in-sync replicas with a complete copy,
+ * the one furthest ahead (then the first in the set) takes over with the next epoch, and the silent
+ * leader leaves the in-sync set. Every in-sync replica holds every confirmed write, so whichever
+ * wins keeps them all. Returns the record this node proposes, or undefined when it is not the one.
+ */
+export function electSelf(rec: PartitionRecord, self: NodeId, see: Perception): PartitionRecord | undefined {
+  if (!rec.isr.includes(self) || see.alive(rec.leader)) return undefined;
+  let best: { node: NodeId; seq: number } | undefined;
+  for (const n of rec.isr) {
+    if (n === rec.leader || !see.alive(n)) continue;
+    const pos = see.positionOf(n);
+    if (!pos || pos[1] === 1) continue; // unknown, or its copy is incomplete: not electable
+    if (!best || pos[0] > best.seq) best = { node: n, seq: pos[0] };
+  }
+  if (best?.node !== self) return undefined;
+  return { ...rec, epoch: (rec.epoch + 1) as PartitionRecord['epoch'], leader: self, isr: rec.isr.filter((n) => n !== rec.leader) };
+}
+
+/** A leader's followers in the in-sync set that have gone silent: dropped at failover speed. */
+export function silentFollowers(rec: PartitionRecord, self: NodeId, see: Perception): NodeId[] {
+  return rec.isr.filter((n) => n !== self && !see.alive(n));
+}
+
+/** Appends a leader's sampled seq and keeps the last 2 × lagMs of them. */
+export function recordSeq(history: Array<[atMs: number, seq: number]>, nowMs: number, seq: number, lagMs: number): void {
+  history.push([nowMs, seq]);
+  while (history.length > 0 && nowMs - history[0][0] > 2 * lagMs) history.shift();
+}
+
+/** The leader's seq lagMs ago (the newest sample at least that old), if it has one. */
+export function seqAgo(history: ReadonlyArray<[number, number]>, nowMs: number, lagMs: number): number | undefined {
+  return history.filter(([t]) => nowMs - t >= lagMs).at(-1)?.[1];
+}
+
+function judges(pos: LeaderPosition, past: number | undefined, see: Perception) {
+  const incomplete = (n: NodeId) => see.positionOf(n)?.[1] === 1;
+  return {
+    incomplete,
+    inSync: (n: NodeId) => see.alive(n) && !incomplete(n) && pos.matched(n) >= pos.seq,
+    /** silent, incomplete, or not yet where the leader was lagMs ago */
+    failing: (n: NodeId) => !see.alive(n) || incomplete(n) || (past !== undefined && pos.matched(n) < past),
+  };
+}
+
+/**
+ * Joining takes two steps. First the leader counts a follower that holds everything it has (`add`:
+ * the caller puts it in the view the replica counts, then remembers that view's version), and stops
+ * counting a joiner that fell silent, incomplete or behind (`drop`), so a slow joiner never holds
+ * confirmations up. `pending`: the joiners counted so far, with the view version that added them.
+ */
+export function joiningChanges(
+  rec: PartitionRecord, pos: LeaderPosition, pending: ReadonlyMap<NodeId, number>, past: number | undefined, see: Perception,
+): { add: NodeId[]; drop: NodeId[] } {
+  const j = judges(pos, past, see);
+  const add = rec.replicas.filter((n) => !rec.isr.includes(n) && !pending.has(n) && j.inSync(n));
+  const drop = [...pending.keys()].filter((n) => rec.isr.includes(n) || j.failing(n));
+  return { add, drop };
+}
+
+/**
+ * Second step, and leaving: the in-sync set the leader writes. A joiner is in once the replica holds
+ * the view that added it (an older view may count it too, from before it last left, but a later one
+ * that drops it may still be on its way) and it holds every confirmed write; a follower that is
+ * silent, incomplete or behind where the leader was lagMs ago is out. Failover can then only pick a
+ * replica holding every confirmed write. Undefined when nothing changes.
+ */
+export function inSyncChange(
+  rec: PartitionRecord, self: NodeId, pos: LeaderPosition, pending: ReadonlyMap<NodeId, number>, past: number | undefined, see: Perception,
+): { isr: NodeId[]; joined: NodeId[]; left: NodeId[] } | undefined {
+  const j = judges(pos, past, see);
+  const joined = [...pending].filter(([n, v]) => pos.view >= v && pos.matched(n) >= pos.confirmedSeq).map(([n]) => n);
+  const left = rec.isr.filter((n) => n !== self && j.failing(n));
+  if (joined.length === 0 && left.length === 0) return undefined;
+  const isr = rec.replicas.filter((n) => (rec.isr.includes(n) && !left.includes(n)) || joined.includes(n));
+  return { isr, joined, left };
+}
