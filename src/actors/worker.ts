@@ -10,7 +10,7 @@ import * as Comlink from 'comlink';
 import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import { attachDatabase, BatchWriter, columnName, ColumnStore } from '../storage/rocks.js';
-import { threadCodec, diskCodec, replicationFrame } from '../runtime/codec.js';
+import { threadCodec, replicationFrame } from '../runtime/codec.js';
 import { WorkerLinks } from '../net/worker-links.js';
 import { systemClock } from '../runtime/clock.js';
 import { createLogger, type Logger } from '../runtime/log.js';
@@ -18,11 +18,13 @@ import { LoopDelay } from '../runtime/loop-delay.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { PACE } from './threads.js';
-import { epoch, nodeId, partitionId, seq, type NodeId } from '../runtime/ids.js';
+import { epoch, nodeId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
-import { emptyStream, encodeKvValue, initialState, metaOp, streamKeyOf, type Command, type CopyLedger, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
-import { canServeReads, coalescePeer, createReplica, epochOf, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, readyToHandOver, restoreHints, rowOf, visibleEnd, visibleRow, watermark, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
+import { encodeKvValue, initialState, metaOp, type Command, type Op, type PartitionState } from './partition.js';
+import { canServeReads, coalescePeer, createReplica, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, readyToHandOver, rowOf, visibleEnd, visibleRow, type Acks, type Effect, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader, type ReadView } from './reads.js';
+import { catchUp } from './catch-up.js';
+import { loadState, restoreStoredHints } from './recovery.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
 import { MUTATIONS, type DigestCheck, type DigestReply, type ReplicationMessage, type Request, type Response, type SnapshotAck, type SnapshotChunk, type TopicRetention, type WorkerControl, type WorkerOutput, type WorkerStats } from './messages.js';
 import type { RetentionSpec } from '../protocol/api.js';
@@ -388,26 +390,9 @@ class PartitionWorker {
    */
   private resend(h: Hosted, to: NodeId, fromSeq: number, at: number): void {
     this.flush();
-    const s = h.replica.state;
-    if (s.seq - fromSeq > limits.logCatchUpEntriesMax) {
-      this.run(h, { type: 'logMissing', to });
-      return;
-    }
-    const entries: Entry[] = [];
-    let bytes = 0;
-    for (const [k, v] of h.store.iterate({ gte: K.logKey(fromSeq + 1), lt: K.logRange.lt }, 256)) {
-      const e = diskCodec.decode<Entry>(v);
-      if (entries.length === 0 && K.seqOfLogKey(k) !== fromSeq + 1) break;
-      entries.push(e);
-      bytes += v.length;
-      if (entries.length >= limits.catchUpEntriesMax || bytes >= limits.catchUpBytesMax) break;
-    }
-    if (fromSeq < s.seq && entries.length === 0) {
-      this.run(h, { type: 'logMissing', to }); // older than the log: the replica decides on a copy
-      return;
-    }
-    const msg: PeerMessage = { t: 'append', p: s.id, epoch: s.epoch, leader: this.self, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries, at, ...watermark(h.replica) };
-    this.out.peer.push({ to, msg });
+    const c = catchUp(h.replica, this.self, fromSeq, at, h.store);
+    if (c.kind === 'logMissing') this.run(h, { type: 'logMissing', to });
+    else this.out.peer.push({ to, msg: c.msg });
   }
 
   private onPeerFrame(h: Hosted, frame: Uint8Array): void {
@@ -759,49 +744,6 @@ class PartitionWorker {
 
 function isMetaKey(key: Uint8Array): boolean {
   return key === K.metaKey || (key.length === 2 && key[0] === K.metaKey[0] && key[1] === K.metaKey[1]);
-}
-
-/** The hinted entries a replica kept on disk (replica.ts Hints). */
-function restoreStoredHints(r: Replica, store: ColumnStore): void {
-  restoreHints(r, store.get(K.hintHeaderKey), (function* (): Generator<[number, Uint8Array]> {
-    for (const [k, v] of store.iterate(K.hintEntriesRange)) yield [K.seqOfHintKey(k), v];
-  })());
-}
-
-/**
- * Rebuild a partition's in-memory state from its column family. Synchronous: RocksDB range deletes
- * apply before clear() returns, so nothing can interleave with a load.
- */
-function loadState(store: ColumnStore, p: number): PartitionState {
-  const metaBuf = store.get(K.metaKey);
-  const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta>>(metaBuf) : {};
-  if (store.get(K.installingKey)) {
-    // A copy that a crash cut short (or that was abandoned): start empty and still incomplete; the
-    // leader sends a complete one.
-    void store.clear(K.contentRange);
-    return initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(0));
-  }
-  const state = initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(meta.seq ?? 0));
-  if (meta.epochs?.length) state.epochs = meta.epochs;
-  const copies = store.get(K.copiesKey);
-  if (copies) state.copies = diskCodec.decode<CopyLedger>(copies);
-  for (const [k, v] of store.iterate(K.streamRange)) {
-    const topicId = k.readUInt32BE(1);
-    const tp = k.readUInt32BE(5);
-    const st = Object.assign(emptyStream(topicId, tp), diskCodec.decode<object>(v));
-    state.streams.set(streamKeyOf(topicId, tp), st);
-    // A trim records its new start before its range delete runs; finish any that a crash cut short.
-    if (st.start > 0) void store.clear({ gte: K.batchKey(topicId, tp, 0), lt: K.batchKey(topicId, tp, st.start) });
-  }
-  const producers: Array<[string, ProducerWindow]> = [];
-  for (const [k, v] of store.iterate(K.producerRange)) {
-    const sep = k.indexOf(0, 1);
-    const producerId = k.subarray(1, sep).toString('utf8');
-    producers.push([`${producerId}\0${k.readUInt32BE(sep + 1)}:${k.readUInt32BE(sep + 5)}`, diskCodec.decode<ProducerWindow>(v)]);
-  }
-  producers.sort((a, b) => a[1].usedAtMs - b[1].usedAtMs);
-  for (const [key, w] of producers.slice(-limits.producersPerPartitionMax)) state.producers.set(key, w);
-  return state;
 }
 
 function outboxEmpty(o: Outbox): boolean {

@@ -1,7 +1,6 @@
 // The durable side of a simulated node: a sorted in-memory column family that applies ops the way
-// the worker does (puts and dels, then range deletes), and the load path the worker runs at start
-// and after a snapshot install (worker.ts `loadState`, re-implemented here from the same key layout
-// because the worker does not export it).
+// the worker does (puts and dels, then range deletes). It is a Storage (src/actors/storage.ts), so
+// the simulator recovers and catches up with the worker's own code (recovery.ts, catch-up.ts).
 import { createHash } from 'node:crypto';
 import { diskCodec } from '../../src/runtime/codec.js';
 import { limits } from '../../src/runtime/limits.js';
@@ -72,6 +71,11 @@ export class MemStore {
     return out;
   }
 
+  /** storage.ts Storage: what recovery and catch-up read */
+  *iterate(range: { gte: Uint8Array; lt: Uint8Array }): Generator<[Buffer, Buffer]> {
+    for (const [k, v] of this.range(range)) yield [Buffer.from(k, 'hex'), v];
+  }
+
   /** A point-in-time copy (what a snapshot iterator sees). */
   copy(): Array<[string, Buffer]> { return this.range(K.snapshotRange); }
 
@@ -113,41 +117,3 @@ export class MemStore {
 }
 
 export function decodeEntry(b: Buffer): Entry { return diskCodec.decode<Entry>(b); }
-
-/** worker.ts `loadState`, from the same keys. */
-export function loadState(store: MemStore, p: number): PartitionState {
-  const metaBuf = store.get(K.metaKey);
-  const meta = metaBuf ? diskCodec.decode<Partial<PartitionMeta>>(metaBuf) : {};
-  if (store.get(K.installingKey)) {
-    // a copy that a crash cut short (or that was abandoned): start empty, still incomplete
-    store.clear(K.contentRange);
-    return initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(0));
-  }
-  const state = initialState(partitionId(p), epoch(meta.epoch ?? 1), seq(meta.seq ?? 0));
-  if (meta.epochs?.length) state.epochs = meta.epochs;
-  const copies = store.get(K.copiesKey);
-  if (copies) state.copies = diskCodec.decode<CopyLedger>(copies);
-  for (const [k, v] of store.range(K.streamRange)) {
-    const kb = Buffer.from(k, 'hex');
-    const topicId = kb.readUInt32BE(1);
-    const tp = kb.readUInt32BE(5);
-    const st = Object.assign(emptyStream(topicId, tp), diskCodec.decode<object>(v));
-    state.streams.set(streamKeyOf(topicId, tp), st);
-    if (st.start > 0) store.clear({ gte: K.batchKey(topicId, tp, 0), lt: K.batchKey(topicId, tp, st.start) });
-  }
-  const producers: Array<[string, ProducerWindow]> = [];
-  for (const [k, v] of store.range(K.producerRange)) {
-    const kb = Buffer.from(k, 'hex');
-    const sep = kb.indexOf(0, 1);
-    const producerId = kb.subarray(1, sep).toString('utf8');
-    producers.push([`${producerId}\0${kb.readUInt32BE(sep + 1)}:${kb.readUInt32BE(sep + 5)}`, diskCodec.decode<ProducerWindow>(v)]);
-  }
-  producers.sort((a, b) => a[1].usedAtMs - b[1].usedAtMs);
-  for (const [key, w] of producers.slice(-limits.producersPerPartitionMax)) state.producers.set(key, w);
-  return state;
-}
-
-/** worker.ts `restoreStoredHints`: the hinted entries kept on disk. */
-export function restoreStoredHints(r: Replica, store: MemStore): void {
-  restoreHints(r, store.get(K.hintHeaderKey), store.range(K.hintEntriesRange).map(([k, v]): [number, Buffer] => [K.seqOfHintKey(Buffer.from(k, 'hex')), v]));
-}

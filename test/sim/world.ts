@@ -58,7 +58,9 @@ import { canServeReads, createReplica, failPending, handle, epochOf, hintRange, 
 import { electSelf, inSyncChange, joiningChanges, recordSeq, seqAgo, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
 import { Prng } from './prng.js';
 import { EventQueue } from './heap.js';
-import { MemStore, decodeEntry, loadState, restoreStoredHints } from './store.js';
+import { MemStore, decodeEntry } from './store.js';
+import { loadState, restoreStoredHints } from '../../src/actors/recovery.js';
+import { catchUp } from '../../src/actors/catch-up.js';
 
 const P = 7; // the partition id
 /** worker.ts INSTALL_STALL_MS */
@@ -455,24 +457,11 @@ export class Sim {
     this.touched.add(n.id);
   }
 
-  /** worker.ts `resend`: entries after fromSeq from the log; a snapshot if the log lacks them. */
+  /** worker.ts `resend`, through the same code (catch-up.ts). */
   private resend(n: SimNode, to: NodeId, fromSeq: number, at: number): void {
-    const s = n.replica!.state;
-    if (s.seq - fromSeq > limits.logCatchUpEntriesMax) {
-      this.run1(n, { type: 'logMissing', to });
-      return;
-    }
-    const entries: Entry[] = [];
-    for (const [k, v] of n.store.range({ gte: K.logKey(fromSeq + 1), lt: K.logRange.lt })) {
-      if (entries.length === 0 && K.seqOfLogKey(Buffer.from(k, 'hex')) !== fromSeq + 1) break;
-      entries.push(decodeEntry(v));
-      if (entries.length >= 64) break;
-    }
-    if (fromSeq < s.seq && entries.length === 0) {
-      this.run1(n, { type: 'logMissing', to }); // worker.ts: the replica decides on a copy
-      return;
-    }
-    this.send(n.id, to, { t: 'append', p: s.id, epoch: s.epoch, leader: n.id, prevSeq: fromSeq, prevEpoch: epochOf(s, fromSeq), entries, at, ...watermark(n.replica!) });
+    const c = catchUp(n.replica!, n.id, fromSeq, at, n.store);
+    if (c.kind === 'logMissing') this.run1(n, { type: 'logMissing', to });
+    else this.send(n.id, to, c.msg);
   }
 
   /** worker.ts abandonInstall: back to an empty store, still incomplete, and the sender is told to start over. */
