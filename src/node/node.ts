@@ -644,6 +644,11 @@ export class ChicagoNode implements NodeApi {
     if (this.knownGroups.size < limits.lagReportedGroupsMax) this.knownGroups.add(group);
   }
 
+  /** groups that committed through this node since it started (those /metrics reports lag for), sorted */
+  groupNames(): string[] {
+    return [...this.knownGroups].sort();
+  }
+
   async groupOffsets(group: string, topic?: string): Promise<GroupOffset[]> {
     checkName('group', group);
     const only = topic === undefined ? undefined : this.catalog.get(checkName('topic', topic));
