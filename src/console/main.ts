@@ -77,7 +77,7 @@ const lagChart = new LiveChart('lag per group (records)', 'rec');
 
 // ---- the live tail ----
 
-interface TailSub { partition: number; sub: number; owed: number; next: number | undefined }
+interface TailSub { partition: number; sub: number; owed: number }
 const tail = {
   topic: '',
   from: 'latest',
@@ -88,29 +88,44 @@ const tail = {
   filter: parseFilter('', '') as Filter,
   error: '',
   drawPending: false,
+  /** bumped by every start: a start overtaken by a newer one undoes what it subscribed */
+  generation: 0,
+  /** per partition, the offset after the last record received: a reconnect resumes there (no gap, no repeat) */
+  next: new Map<number, number>(),
 };
 
-async function startTail(topic: string, from: string): Promise<void> {
+async function startTail(topic: string, from: string, resume = false): Promise<void> {
   stopTail();
+  const generation = ++tail.generation;
   tail.topic = topic;
   tail.from = from;
-  tail.ring.clear();
-  tail.received = 0;
+  if (!resume) {
+    tail.ring.clear();
+    tail.received = 0;
+    tail.next.clear();
+  }
   tail.error = '';
+  document.body.dataset.tail = 'starting';
   if (!topic || !state.wire) return;
   const wire = state.wire;
   try {
     const meta = await wire.request({ op: 'topic', topic });
+    if (generation !== tail.generation) return;
     const count = meta.partitionCount as number;
     const fromFrame = from === 'earliest' ? 'earliest' : from === 'recent' ? { bytes: 64 * 1024 } : 'latest';
     for (let p = 0; p < count; p++) {
-      const s: TailSub = { partition: p, sub: 0, owed: 0, next: undefined };
-      tail.subs.push(s);
-      s.sub = await wire.subscribe(topic, p, fromFrame, {
+      const s: TailSub = { partition: p, sub: 0, owed: 0 };
+      const next = resume ? tail.next.get(p) : undefined;
+      s.sub = await wire.subscribe(topic, p, next !== undefined ? { offset: next } : fromFrame, {
         records: (records, bytes) => onTailRecords(s, records, bytes),
         end: (code, msg) => { if (code && tail.subs.includes(s)) { tail.error = `partition ${p}: ${code} ${msg ?? ''}`; scheduleTailDraw(); } },
       });
+      if (generation !== tail.generation) { wire.unsubscribe(s.sub); return; }
+      tail.subs.push(s);
+      if (!tail.paused && s.owed > 0) { wire.credit(s.sub, s.owed); s.owed = 0; }
     }
+    // every partition is subscribed: what is produced from now on shows (tests wait for this)
+    document.body.dataset.tail = 'live';
   } catch (e) {
     tail.error = message(e);
   }
@@ -123,14 +138,15 @@ function stopTail(): void {
 }
 
 function onTailRecords(s: TailSub, records: RecordTuple[], bytes: number): void {
+  if (s.sub !== 0 && !tail.subs.includes(s)) return; // an overtaken start's records
   for (const [offset, timestampMs, value, key, headers] of records) {
     tail.ring.push({ partition: s.partition, offset, timestampMs, value: text(value) ?? '', key: text(key), headers: headers ?? {} });
-    s.next = offset + 1;
+    tail.next.set(s.partition, offset + 1);
   }
   tail.received += records.length;
   // Paused: the credit is kept, so the node stops pushing once the window is used up and the
   // records wait there, not in the page.
-  if (tail.paused) s.owed += bytes;
+  if (tail.paused || s.sub === 0) s.owed += bytes; // sub 0: before the subscribe reply, granted once it comes
   else state.wire?.credit(s.sub, bytes);
   if (!tail.paused) scheduleTailDraw();
 }
@@ -201,14 +217,20 @@ async function sampleTopics(): Promise<void> {
   if (bytes.size > 0) bytesChart.push(now, bytes);
 }
 
+const GROUP_NAMES_MS = 5_000;
+const groupNames = { names: [] as string[], atMs: 0 };
+
 async function sampleGroups(): Promise<void> {
   const wire = state.wire;
   if (!wire || !state.connected) return;
-  let names: string[] = [];
-  try {
-    names = (await getJson('/v1/groups', state.token)).groups as string[];
-  } catch { /* an older node, or no scope: the groups entered by hand still show */ }
-  const all = [...new Set([...names, ...state.extraGroups])].sort().slice(0, SAMPLED_GROUPS_MAX);
+  // the list asks every partition: refreshed less often than the offsets
+  if (Date.now() - groupNames.atMs >= GROUP_NAMES_MS) {
+    try {
+      groupNames.names = (await getJson(`/v1/groups?limit=${SAMPLED_GROUPS_MAX}`, state.token)).groups as string[];
+    } catch { /* an older node: the groups entered by hand still show */ }
+    groupNames.atMs = Date.now();
+  }
+  const all = [...new Set([...groupNames.names, ...state.extraGroups])].sort().slice(0, SAMPLED_GROUPS_MAX);
   const lag = new Map<string, number>();
   await Promise.all(all.map(async (g) => {
     try {
@@ -377,7 +399,7 @@ function renderGroups(): void {
   }
   fill(body(), 
     lagChart.root,
-    el('p', { class: 'muted' }, 'Groups listed: those that committed through this node since it started, and the ones watched here (kept in this browser).'),
+    el('p', { class: 'muted' }, `Groups with committed offsets (the first ${SAMPLED_GROUPS_MAX} by name) and the ones watched here (kept in this browser).`),
     ...[...state.groupErrors].map(([g, e]) => el('p', { class: 'error' }, `${g}: ${e}`)),
     rows.length === 0 ? el('p', { class: 'muted' }, 'No group offsets yet.') : table(['group', 'topic', 'partition', 'committed', 'end', 'lag (records)', 'lag (s)', 'committed at (UTC)'], rows, { id: 'groups-table' }),
   );
@@ -501,6 +523,8 @@ async function connect(): Promise<void> {
   }
   reconnectMs = 500;
   state.connected = true;
+  // how many times the console has connected (tests wait for a reconnect)
+  document.body.dataset.connections = String(Number(document.body.dataset.connections ?? 0) + 1);
   setStatus(`connected${state.token ? ' with a token' : ''}`, 'good');
   document.getElementById('logout')!.hidden = !state.token;
   wire.onClose = (reason) => {
@@ -512,8 +536,8 @@ async function connect(): Promise<void> {
   };
   await sampleTopics().catch(() => undefined);
   renderView();
-  // a tail that was running resumes (from where the user asked: new records or a window)
-  if (tail.topic) void startTail(tail.topic, tail.from);
+  // a tail that was running resumes after the last record it received
+  if (tail.topic) void startTail(tail.topic, tail.from, true);
   const tick = (f: () => Promise<void>) => () => void f().then(() => { if (currentView() !== 'tail') renderView(); }, () => undefined);
   timers.push(window.setInterval(tick(sampleTopics), SAMPLE_MS));
   timers.push(window.setInterval(tick(sampleGroups), SAMPLE_MS));

@@ -644,9 +644,12 @@ export class ChicagoNode implements NodeApi {
     if (this.knownGroups.size < limits.lagReportedGroupsMax) this.knownGroups.add(group);
   }
 
-  /** groups that committed through this node since it started (those /metrics reports lag for), sorted */
-  groupNames(): string[] {
-    return [...this.knownGroups].sort();
+  /** the groups with committed offsets, in name order, at most `limit` (every partition asked) */
+  async groupNames(limit: number): Promise<string[]> {
+    checkInt('limit', limit, 1, limits.groupNamesMax);
+    const perPartition = await Promise.all(Array.from({ length: this.partitions }, (_, p) =>
+      this.call<string[]>(p, { p, op: 'groupNames', limit })));
+    return [...new Set(perPartition.flat())].sort().slice(0, limit);
   }
 
   async groupOffsets(group: string, topic?: string): Promise<GroupOffset[]> {
