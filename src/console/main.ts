@@ -411,7 +411,7 @@ function renderCluster(): void {
   if (state.statusError) { fill(body(), el('p', { class: 'error' }, `status: ${state.statusError}`)); return; }
   if (!s) { fill(body(), el('p', { class: 'muted' }, 'Loading…')); return; }
   const intro = s.clustered
-    ? el('p', {}, `Cluster seen from node ${s.nodeId}: ${s.nodes.length} nodes, ${s.partitions.length} partitions.`)
+    ? el('p', { id: 'cluster-intro' }, `Cluster seen from node ${s.nodeId}: ${s.nodes.length} nodes, ${s.partitions.length} partitions.`)
     : el('p', { id: 'single-node' }, `Single node ${s.nodeId} (not in a cluster): it leads every partition; there is no replication or rebalance.`);
   const rb = s.rebalance;
   fill(body(), 
@@ -419,7 +419,7 @@ function renderCluster(): void {
     el('h2', {}, 'Nodes'),
     table(['node', 'url', 'state'], (s.nodes as Array<{ id: string; url: string; state: string }>).map((n) => [n.id, n.url, n.state])),
     rb ? el('h2', {}, 'Rebalance') : null,
-    rb ? el('p', {}, rb.moving === 0 ? `No partition moving (${rb.completed} moves completed).`
+    rb ? el('p', { id: 'rebalance' }, rb.moving === 0 ? `No partition moving (${rb.completed} moves completed).`
       : `${rb.moving} partitions moving, ${rb.completed} completed, ETA ${rb.etaSeconds ?? '?'} s, ${fmtBytes(rb.snapshotBytesSent)} sent${rb.bytesLeftEstimate !== null ? `, about ${fmtBytes(rb.bytesLeftEstimate)} left` : ''}; catching up: ${rb.catchingUp.map((c: { partition: number; nodes: string[] }) => `${c.partition} → ${c.nodes.join(', ')}`).join('; ')}`) : null,
     el('h2', {}, 'Partitions'),
     table(['partition', 'epoch', 'leader', 'replicas', 'in sync', 'role here', 'applied seq', 'worker'],
@@ -538,7 +538,7 @@ async function connect(): Promise<void> {
   renderView();
   // a tail that was running resumes after the last record it received
   if (tail.topic) void startTail(tail.topic, tail.from, true);
-  const tick = (f: () => Promise<void>) => () => void f().then(() => { if (currentView() !== 'tail') renderView(); }, () => undefined);
+  const tick = (f: () => Promise<void>) => () => void f().then(renderView, () => undefined);
   timers.push(window.setInterval(tick(sampleTopics), SAMPLE_MS));
   timers.push(window.setInterval(tick(sampleGroups), SAMPLE_MS));
   timers.push(window.setInterval(tick(sampleSlow), SLOW_SAMPLE_MS));
