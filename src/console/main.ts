@@ -538,7 +538,15 @@ async function connect(): Promise<void> {
   renderView();
   // a tail that was running resumes after the last record it received
   if (tail.topic) void startTail(tail.topic, tail.from, true);
-  const tick = (f: () => Promise<void>) => () => void f().then(renderView, () => undefined);
+  // one sample of each kind at a time: a slow node skips ticks rather than piling requests up
+  const tick = (f: () => Promise<void>) => {
+    let busy = false;
+    return () => {
+      if (busy) return;
+      busy = true;
+      void f().then(renderView, () => undefined).finally(() => { busy = false; });
+    };
+  };
   timers.push(window.setInterval(tick(sampleTopics), SAMPLE_MS));
   timers.push(window.setInterval(tick(sampleGroups), SAMPLE_MS));
   timers.push(window.setInterval(tick(sampleSlow), SLOW_SAMPLE_MS));
