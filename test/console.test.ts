@@ -3,14 +3,14 @@
 // tokens: the page asks for a token, tails a topic live with header and text filters, pauses and
 // resumes, its charts grow, and the topics, groups, cluster, hosts and guard views show what the
 // test wrote. Screenshots go to test-results/console/ (not committed).
-import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WsClient from 'ws';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, haveChromium, shot } from './helpers/console-page.js';
 import { http } from './helpers/http.js';
 import { repoRoot, runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
@@ -18,8 +18,6 @@ import { matches, parseFilter, Ring, type ShownRecord } from '../src/console/fil
 import { consoleReply, loadConsole } from '../src/gateway/console.js';
 import { sameOriginByAddress } from '../src/gateway/auth.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.warn(`console browser tests skipped: ${CHROMIUM} is missing (scripts/test-deps.sh installs Debian's chromium)`);
 
 const rec = (value: string, headers: Record<string, string> = {}, key: string | null = null): ShownRecord => ({ partition: 0, offset: 0, timestampMs: 0, key, value, headers });
@@ -86,22 +84,12 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
   let other: Server | undefined;
   let admin: Made;
   const auth = () => ({ authorization: `Bearer ${admin.token}` });
-  const shots = path.join(repoRoot, 'test-results', 'console');
-  // a screenshot is for people reading a failure, not part of the property
-  const shot = async (page: Page, name: string) => {
-    try {
-      await page.screenshot({ path: path.join(shots, name), timeout: slow(5_000), fullPage: true });
-    } catch (err) {
-      console.warn(`screenshot ${name} not taken: ${(err as Error).message.split('\n')[0]}`);
-    }
-  };
   const produce = async (records: Array<{ value: string; key?: string; headers?: Record<string, string> }>) => {
     const r = await http(node.url, 'POST', '/v1/topics/console-logs/records', records, auth());
     expect(r.status, r.text).toBe(200);
   };
 
   beforeAll(async () => {
-    mkdirSync(shots, { recursive: true });
     const made = await runCli(['token', 'create', '--scopes', '*', '--name', 'console-admin', '--json']);
     expect(made.code, made.stderr).toBe(0);
     admin = JSON.parse(made.stdout) as Made;
@@ -115,7 +103,7 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
     for (let p = 0; p < 3; p++) expect((await http(node.url, 'POST', '/v1/groups/console-g/offsets', { topic: 'console-logs', partition: p, offset: 0 }, auth())).status).toBe(200);
     // a group that only committed one partition (stored in another node partition than console-g's first)
     expect((await http(node.url, 'POST', '/v1/groups/console-a/offsets', { topic: 'console-logs', partition: 2, offset: 0 }, auth())).status).toBe(200);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   }, 120_000);
   afterAll(async () => {
     await browser?.close();

@@ -2,34 +2,20 @@
 // cluster view shows every node and each partition's leader and in-sync set, follows a node joining
 // (rebalance progress, then a fourth node), and the live tail on one node shows records of
 // partitions led by the others. Screenshots go to test-results/console/.
-import { existsSync, mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, haveChromium, shot } from '../helpers/console-page.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { http } from '../helpers/http.js';
-import { repoRoot } from '../helpers/launcher.js';
 import { slow } from '../helpers/slow.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
 
 describe.skipIf(!haveChromium)('console on a 3-node cluster (headless Chromium)', () => {
   let cluster: Cluster;
   let browser: Browser;
-  const shots = path.join(repoRoot, 'test-results', 'console');
-  const shot = async (page: Page, name: string) => {
-    try {
-      await page.screenshot({ path: path.join(shots, name), timeout: slow(5_000), fullPage: true });
-    } catch (err) {
-      console.warn(`screenshot ${name} not taken: ${(err as Error).message.split('\n')[0]}`);
-    }
-  };
 
   beforeAll(async () => {
-    mkdirSync(shots, { recursive: true });
     cluster = await startCluster({ nodes: 3, partitions: 8, replicas: 2 });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   }, slow(180_000));
   afterAll(async () => {
     await browser?.close();
