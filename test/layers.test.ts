@@ -17,6 +17,8 @@ const LAYERS: Record<string, number> = {
   gateway: 6,
   server: 7,
   cli: 8,
+  /** the web console: browser code, bundled apart by scripts/build-console.mjs; imports only itself */
+  console: 2,
 };
 
 function sources(dir: string): string[] {

@@ -17,6 +17,7 @@ export type Request =
   | { id: number; p: number; op: 'fetch'; topicId: number; tp: number; from: StartPosition; maxRecords: number; maxBytes: number; waitMs?: number }
   | { id: number; p: number; op: 'streamInfo'; topicId: number; tp: number }
   | { id: number; p: number; op: 'groupOffsets'; group: string }
+  | { id: number; p: number; op: 'groupNames'; limit: number }
   | { id: number; p: number; op: 'dropStream'; topicId: number; tp: number; acks: Acks }
   /** a digest of the partition's content, to compare replicas */
   | { id: number; p: number; op: 'digest' }

@@ -157,6 +157,20 @@ export class PartitionReader {
     return buf ? diskCodec.decode<{ offset: number }>(buf).offset : undefined;
   }
 
+  /** The names of the groups with commits in this partition, in order, at most `limit`: one seek per group. */
+  groupNames(limit: number): string[] {
+    const out: string[] = [];
+    let gte: Buffer = K.allGroupsRange.gte;
+    while (out.length < limit) {
+      const first = this.store.range({ gte, lt: K.allGroupsRange.lt }, 1)[0];
+      if (!first) break;
+      const { group } = K.parseGroupKey(first[0]);
+      out.push(group);
+      gte = K.groupRange(group).lt;
+    }
+    return out;
+  }
+
   groupOffsets(group: string): GroupOffsetReply[] {
     const out: GroupOffsetReply[] = [];
     const streams = this.state().streams;

@@ -736,6 +736,7 @@ class PartitionWorker {
       case 'fetch': return h.reader.fetch(req.topicId, req.tp, req.from, req.maxRecords, req.maxBytes);
       case 'streamInfo': return h.reader.streamInfo(req.topicId, req.tp);
       case 'groupOffsets': return h.reader.groupOffsets(req.group);
+      case 'groupNames': return h.reader.groupNames(req.limit);
       case 'digest': return h.reader.digest();
       default: throw new ChicagoError('UNKNOWN_OP', req.op);
     }

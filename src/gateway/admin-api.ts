@@ -16,6 +16,8 @@ export interface AdminApi {
   maintain(): Promise<{ expired: number; trimmedBatches: number }>;
   placement(): { clustered: boolean; partitions: number; nodes: Array<{ id: string; url: string; state: string }>; leaders: Array<string | null>; epochs: number[] };
   digest(p: number): Promise<DigestReply>;
+  /** the groups with committed offsets, in name order, at most `limit` (GET /v1/groups, the console) */
+  groupNames(limit: number): Promise<string[]>;
   /** tests only: write one KV entry on this replica alone, bypassing replication */
   plantDivergence(p: number, ks: string, key: Uint8Array, value: Uint8Array): Promise<void>;
 }

@@ -1,6 +1,7 @@
 // Who is asking, and may they: bearer tokens checked against the config's salted hashes, scopes
 // checked per operation, browser origins checked against the allowed list. With no tokens
 // configured (only allowed on a loopback address) every request is allowed.
+import { isIP } from 'node:net';
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import type { SecurityConfig, TokenEntry } from '../runtime/config.js';
@@ -127,10 +128,30 @@ export class Authenticator {
     return origin === '' || this.anyOrigin || this.origins.has(origin);
   }
 
+  /**
+   * A page the node served itself (the console at /ui) opening its WebSocket: the Origin is the
+   * address the browser reached the node by (`Host`, with the listener's scheme). Only for an IP
+   * address or `localhost` in `Host`: a name could be an attacker's, re-pointed at the node (DNS
+   * rebinding), so a console reached by name needs that origin in `security.allowedOrigins`.
+   * Tokens are still required as for any other client.
+   */
+  sameOrigin(origin: string, host: string, secure: boolean): boolean {
+    return sameOriginByAddress(origin, host, secure);
+  }
+
   /** the origin to echo in Access-Control-Allow-Origin, or undefined for none */
   corsOrigin(origin: string): string | undefined {
     return origin !== '' && (this.anyOrigin || this.origins.has(origin)) ? origin : undefined;
   }
+}
+
+/** see Authenticator.sameOrigin */
+export function sameOriginByAddress(origin: string, host: string, secure: boolean): boolean {
+  if (origin === '' || host === '' || origin !== `${secure ? 'https' : 'http'}://${host}`) return false;
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+))(?::\d{1,5})?$/.exec(host);
+  if (!m) return false;
+  if (m[1] !== undefined) return isIP(m[1]) === 6;
+  return m[2].toLowerCase() === 'localhost' || isIP(m[2]) === 4;
 }
 
 function toEntry(t: TokenEntry): Entry {

@@ -451,6 +451,11 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       return json({ records: r.records.map(recordJson), nextOffset: r.nextOffset, startOffset: r.startOffset, endOffset: r.endOffset });
     }),
 
+    // the groups with committed offsets; a token sees those it may use
+    route('GET', '/v1/groups', authenticated, async (req) => {
+      const names = await node.groupNames(intParam(req.query, 'limit', limits.groupNamesMax, 1, limits.groupNamesMax));
+      return json({ groups: names.filter((g) => auth.may(req.who, 'group', 'use', g)) });
+    }),
     route('POST', '/v1/groups/:g/offsets', (req) => ['group', 'use', req.segments[2]], async (req) => {
       const b = jsonBody(req) as Record<string, unknown>;
       if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new ChicagoError('BAD_REQUEST', 'body must be {"topic","partition","offset"}');

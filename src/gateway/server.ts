@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import uWS from 'uWebSockets.js';
 import { limits } from '../runtime/limits.js';
+import { attachConsole, loadConsole } from './console.js';
 import { attachHttp } from './http.js';
 import { ParsePool } from './parse-pool.js';
 import { attachWebSocket, type WebSocketEndpoint } from './ws.js';
@@ -67,7 +68,11 @@ export async function startGateway(node: GatewayNode, log: Logger, auth: Authent
   const app = tls ? uWS.SSLApp({ cert_file_name: tls.certFile, key_file_name: tls.keyFile }) : uWS.App();
   routes?.(app);
   // WebSocket first: the HTTP catch-all would otherwise take the upgrade request.
-  const ws: WebSocketEndpoint = attachWebSocket(app, { api: node, log, auth, memory: node.memory, metrics: node.metrics });
+  const ws: WebSocketEndpoint = attachWebSocket(app, { api: node, log, auth, memory: node.memory, metrics: node.metrics, secure: Boolean(tls) });
+  // the console's files, before the HTTP catch-all; a node built without them says so at /ui
+  const consoleAssets = loadConsole();
+  if (consoleAssets.size === 0) log.info('the web console is not built (npm run build): /ui answers 404');
+  attachConsole(app, consoleAssets);
   const parsePool = new ParsePool();
   attachHttp(app, node, parsePool, log, node.metrics, auth);
   const { host, port } = node.config;

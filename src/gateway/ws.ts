@@ -20,7 +20,11 @@ import {
  * `auth` defaults to a node without tokens: every caller allowed, no browser origin; `memory` to a
  * budget of its own (memory.maxBytes's default)
  */
-export interface WebSocketDeps { api: NodeApi; log: pino.Logger; auth?: Authenticator; memory?: MemoryBudget; metrics?: Metrics }
+export interface WebSocketDeps {
+  api: NodeApi; log: pino.Logger; auth?: Authenticator; memory?: MemoryBudget; metrics?: Metrics;
+  /** the listener is TLS: a page the node served has an https origin (Authenticator.sameOrigin) */
+  secure?: boolean;
+}
 export interface WebSocketEndpoint {
   /**
    * Before closing: refuse new requests (SHUTTING_DOWN: not run, retryable elsewhere) and wait up
@@ -521,7 +525,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       const key = req.getHeader('sec-websocket-key');
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
-      if (!auth.originAllowed(origin)) {
+      if (!auth.originAllowed(origin) && !auth.sameOrigin(origin, req.getHeader('host'), deps.secure === true)) {
         deps.metrics?.authRefused.inc({ edge: 'ws', code: 'FORBIDDEN', reason: 'origin' });
         const body = JSON.stringify({ error: new ChicagoError('FORBIDDEN', `origin ${origin.slice(0, 200)} is not allowed`).toJSON() });
         res.writeStatus('403 Forbidden').writeHeader('content-type', 'application/json').end(body, true);

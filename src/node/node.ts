@@ -644,6 +644,14 @@ export class ChicagoNode implements NodeApi {
     if (this.knownGroups.size < limits.lagReportedGroupsMax) this.knownGroups.add(group);
   }
 
+  /** the groups with committed offsets, in name order, at most `limit` (every partition asked) */
+  async groupNames(limit: number): Promise<string[]> {
+    checkInt('limit', limit, 1, limits.groupNamesMax);
+    const perPartition = await Promise.all(Array.from({ length: this.partitions }, (_, p) =>
+      this.call<string[]>(p, { p, op: 'groupNames', limit })));
+    return [...new Set(perPartition.flat())].sort().slice(0, limit);
+  }
+
   async groupOffsets(group: string, topic?: string): Promise<GroupOffset[]> {
     checkName('group', group);
     const only = topic === undefined ? undefined : this.catalog.get(checkName('topic', topic));

@@ -167,6 +167,11 @@ export const limits = {
   writeBatchKeptBytesMax: 4 * MiB,
   /** V8 heap of each parse-pool thread: a 20 MB body needs ≈ 3× its size while parsed; garbage past this is collected */
   parseThreadHeapMb: 96,
+  /** group names one GET /v1/groups lists (each partition is asked for at most this many) */
+  groupNamesMax: 1_000,
+  /** the web console's built files, held in memory by the gateway: a build past these is refused at start */
+  consoleFilesMax: 32,
+  consoleBytesMax: 4 * MiB,
 } as const;
 
 export type Limits = typeof limits;
