@@ -24,6 +24,7 @@ import { encodeKvValue, initialState, metaOp, type Command, type Op, type Partit
 import { canServeReads, coalescePeer, createReplica, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, readyToHandOver, rowOf, visibleEnd, visibleRow, type Acks, type Effect, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader, type ReadView } from './reads.js';
 import { catchUp } from './catch-up.js';
+import { abandonCopy, abandonStalledCopy, askForCopy, receivePart, type CopyHost, type Installing } from './install.js';
 import { loadState, restoreStoredHints } from './recovery.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
 import { MUTATIONS, type DigestCheck, type DigestReply, type ReplicationMessage, type Request, type Response, type SnapshotAck, type SnapshotChunk, type TopicRetention, type WorkerControl, type WorkerOutput, type WorkerStats } from './messages.js';
@@ -34,11 +35,6 @@ const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.
 
 /** How often replicas check deadlines, probe lagging followers and send snapshot chunks. */
 const TICK_MS = 50;
-/**
- * a copy none of whose parts arrived for this long is abandoned (the leader sends a new one): more
- * than the widest gap between parts (limits.copyPartIntervalMsMax) plus a lost part's resend
- */
-const INSTALL_STALL_MS = 5_000;
 /** how long a replica whose node proposes it as leader refuses older copies: past the CAS and its view */
 const CLAIM_MS = 2_000;
 
@@ -47,7 +43,7 @@ interface Hosted {
   readonly store: ColumnStore;
   readonly reader: PartitionReader;
   /** a full copy being received: the next part expected, and its position (meta), held to the end */
-  installing?: { from: NodeId; copy: number; nextPart: number; lastPartAtMs: number; meta?: Buffer };
+  installing?: Installing;
   /**
    * A copy was started here and none has completed since: the store holds nothing this replica may
    * claim. Durable (K.installingKey), so it outlives a restart or an abandoned copy: such a replica
@@ -484,67 +480,34 @@ class PartitionWorker {
 
   /** Receive a full copy: drop everything, write the parts in order, then reload from disk. */
   private installChunk(h: Hosted, c: SnapshotChunk): void {
-    if (c.epoch < h.replica.state.epoch) return;
-    // Its node is proposing it to lead a newer epoch, as it is: a copy now would wipe it.
-    if (c.part === 0 && h.claim && c.epoch < h.claim.epoch && performance.now() < h.claim.untilMs) return;
-    if (c.part === 0) {
-      this.flush();
-      void h.store.clear(K.copyRange); // a RocksDB range delete: applied before it returns
-      // Until the copy is complete the partition holds nothing it may claim, in memory or on disk:
-      // a crash mid-copy restarts empty, never with a partial copy under the leader's position.
-      // Its hinted entries stay: they are newer than the copy.
-      this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)), h.replica.view, h.replica);
-      this.apply(h, [metaOp(h.replica.state), { type: 'put', key: K.installingKey, value: Buffer.alloc(0) }]);
-      h.installing = { from: c.leader, copy: c.copy, nextPart: 0, lastPartAtMs: performance.now() };
-      h.incomplete = true;
-    }
-    if (!h.installing || c.part !== h.installing.nextPart || c.copy !== h.installing.copy) {
-      this.abandonInstall(h); // out of order: the leader starts over when it next probes
-      return;
-    }
-    h.installing.nextPart++;
-    h.installing.lastPartAtMs = performance.now();
-    this.out.peer.push({ to: c.leader, msg: { t: 'snapAck', p: c.p, from: this.self, copy: c.copy, part: c.part } });
-    for (const [key, value] of c.entries) {
-      this.counters.snapshotBytesReceived += key.length + value.length;
-      const k = Buffer.from(key);
-      if (k.equals(K.metaKey)) h.installing.meta = Buffer.from(value); // written last, with the final part
-      else this.apply(h, [{ type: 'put', key: k, value: Buffer.from(value) }]);
-    }
-    if (!c.last) return;
-    if (h.installing.meta) this.apply(h, [{ type: 'put', key: K.metaKey, value: h.installing.meta }]);
-    this.apply(h, [{ type: 'del', key: K.installingKey }]);
-    this.flush();
-    h.installing = undefined;
-    h.incomplete = false;
-    this.counters.snapshotsInstalled++;
-    const view: ReplicaView = { ...h.replica.view, epoch: epoch(c.epoch), leader: c.leader };
-    this.replaceReplica(h, loadState(h.store, h.replica.state.id), view, h.replica);
-    h.replica.copy = c.copy;
-    const s = h.replica.state;
-    this.out.peer.push({ to: c.leader, msg: { t: 'ack', p: s.id, epoch: s.epoch, from: this.self, seq: s.seq, end: s.seq, copy: c.copy, hint: hintRange(h.replica) } });
-    this.flush();
+    const outcome = receivePart(this.copyHost(h), { epoch: c.epoch, from: c.leader, copy: c.copy, part: c.part, last: c.last, entries: c.entries });
+    if (outcome === 'accepted' || outcome === 'installed') for (const [k, v] of c.entries) this.counters.snapshotBytesReceived += k.length + v.length;
+    if (outcome === 'installed') this.counters.snapshotsInstalled++;
   }
 
-  /**
-   * A copy that stopped arriving (a part lost, its sender no longer leads): back to empty, still
-   * incomplete, and tell the sender, which starts a new copy.
-   */
-  private abandonInstall(h: Hosted): void {
-    if (!h.installing) return;
-    const { from, copy } = h.installing;
-    h.installing = undefined;
-    this.flush(); // parts still in the open batch land before the clear, not on top of it
-    void h.store.clear(K.contentRange);
-    this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)), h.replica.view, h.replica);
-    this.apply(h, [metaOp(h.replica.state)]);
-    h.replica.copy = copy; // reporting the copy it gave up on lets its leader start a new one
-    this.askForCopy(h, from);
-  }
+  private abandonInstall(h: Hosted): void { abandonCopy(this.copyHost(h)); }
 
-  private askForCopy(h: Hosted, to: NodeId): void {
-    const s = h.replica.state;
-    this.out.peer.push({ to, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: this.self, seq: s.seq, reason: 'diverged', copy: h.replica.copy, hint: hintRange(h.replica) } });
+  private askForCopy(h: Hosted, to: NodeId): void { askForCopy(this.copyHost(h), to); }
+
+  /** The partition as install.ts sees it. */
+  private copyHost(h: Hosted): CopyHost {
+    const w = this;
+    return {
+      self: this.self,
+      get replica() { return h.replica; },
+      get installing() { return h.installing; },
+      set installing(v) { h.installing = v; },
+      get incomplete() { return h.incomplete; },
+      set incomplete(v) { h.incomplete = v; },
+      get claim() { return h.claim; },
+      nowMs: () => performance.now(),
+      flush: () => w.flush(),
+      clear: (range) => { void h.store.clear(range); }, // a RocksDB range delete: applied before it returns
+      apply: (ops) => w.apply(h, ops),
+      replace: (state, view) => w.replaceReplica(h, state, view, h.replica),
+      load: () => loadState(h.store, h.replica.state.id),
+      send: (to, msg) => { w.out.peer.push({ to, msg }); },
+    };
   }
 
   /**
@@ -574,7 +537,7 @@ class PartitionWorker {
   private tick(): void {
     let copiesOpen = 0;
     for (const h of this.hosted.values()) {
-      if (h.installing && performance.now() - h.installing.lastPartAtMs > INSTALL_STALL_MS) this.abandonInstall(h);
+      abandonStalledCopy(this.copyHost(h));
       this.run(h, { type: 'tick' });
       for (const [to, snap] of h.snapshots) this.sendSnapshotChunk(h, to, snap);
       copiesOpen += h.snapshots.size;

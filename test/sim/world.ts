@@ -61,10 +61,9 @@ import { EventQueue } from './heap.js';
 import { MemStore, decodeEntry } from './store.js';
 import { loadState, restoreStoredHints } from '../../src/actors/recovery.js';
 import { catchUp } from '../../src/actors/catch-up.js';
+import { abandonCopy, abandonStalledCopy, askForCopy, receivePart, type CopyHost, type Installing } from '../../src/actors/install.js';
 
 const P = 7; // the partition id
-/** worker.ts INSTALL_STALL_MS */
-const INSTALL_STALL_MS = 5_000;
 /** worker.ts CLAIM_MS */
 const CLAIM_MS = 2_000;
 /** worker.ts SNAPSHOT_PART_ACK_MS */
@@ -139,7 +138,7 @@ interface SimNode {
   /** snapshots being sent (worker: iterator opened at the effect), one part per tick */
   snapshots: Map<NodeId, { copy: number; part: number; parts: Array<Array<[string, Buffer]>>; history: Map<number, Buffer>; unacked?: { part: number; sentAt: number } }>;
   /** a copy being received (worker.ts `installing`) */
-  installing?: { from: NodeId; copy: number; nextPart: number; lastPartAt: number; meta?: Buffer };
+  installing?: Installing;
   /** worker.ts `incomplete`: a copy started and none completed since (durable: the store's K.installingKey) */
   incomplete: boolean;
   /** worker.ts `claim`: its coordinator proposed it to lead `epoch` */
@@ -464,36 +463,45 @@ export class Sim {
     else this.send(n.id, to, c.msg);
   }
 
-  /** worker.ts abandonInstall: back to an empty store, still incomplete, and the sender is told to start over. */
+  /** worker.ts abandonInstall, through the same code (install.ts). */
   private abandonInstall(n: SimNode): void {
-    const { from, copy } = n.installing!;
-    n.installing = undefined;
-    n.store.clear(K.contentRange);
-    const empty = loadState(new MemStore(), P);
-    empty.epoch = n.replica!.state.epoch;
-    empty.epochs = [];
-    const view = n.replica!.view;
-    const { hints, hintsOnDisk } = n.replica!;
-    this.execute(n, failPending(n.replica!, 'the replica was replaced'));
-    n.replica = createReplica(n.id, empty, view);
-    Object.assign(n.replica, { hints, hintsOnDisk }); // worker.ts replaceReplica: a copy leaves hints in place
-    this.run1(n, { type: 'view', view });
-    n.store.apply([metaOp(n.replica.state)]);
-    this.touched.add(n.id);
-    n.digest = undefined;
-    this.log(`${n.id} abandons the copy from ${from}`);
-    n.replica.copy = copy;
-    this.askForCopy(n, from);
+    const from = n.installing?.from;
+    if (abandonCopy(this.copyHost(n))) this.log(`${n.id} abandons the copy from ${from}`);
   }
 
-  /** worker.ts askForCopy */
-  private askForCopy(n: SimNode, to: NodeId): void {
-    const s = n.replica!.state;
-    this.send(n.id, to, { t: 'nack', p: s.id, epoch: s.epoch, from: n.id, seq: s.seq, reason: 'diverged', copy: n.replica!.copy, hint: hintRange(n.replica!) });
+  /** The simulated partition as install.ts sees it (the worker's copyHost). */
+  private copyHost(n: SimNode): CopyHost {
+    const sim = this;
+    return {
+      self: n.id,
+      get replica() { return n.replica!; },
+      get installing() { return n.installing; },
+      set installing(v) { n.installing = v; },
+      get incomplete() { return n.incomplete; },
+      set incomplete(v) { n.incomplete = v; },
+      get claim() { return n.claim; },
+      nowMs: () => sim.now,
+      flush: () => {}, // every write here is applied at once
+      clear: (range) => { n.store.clear(range); n.digest = undefined; sim.touched.add(n.id); },
+      apply: (ops) => sim.write(n, ops),
+      replace: (state, view) => {
+        const { hints, hintsOnDisk } = n.replica!;
+        sim.execute(n, failPending(n.replica!, 'the replica was replaced'));
+        n.replica = createReplica(n.id, state, view);
+        Object.assign(n.replica, { hints, hintsOnDisk }); // worker.ts replaceReplica: a copy leaves hints in place
+        sim.run1(n, { type: 'view', view });
+      },
+      load: () => loadState(n.store, P),
+      send: (to, msg) => {
+        if (msg.t === 'snapAck') sim.transmit(n.id, to, { k: 'snapAck', from: n.id, to, copy: msg.copy, part: msg.part });
+        else sim.send(n.id, to, msg);
+      },
+    };
   }
 
   private workerTick(n: SimNode): void {
-    if (n.installing && this.now - n.installing.lastPartAt > INSTALL_STALL_MS) this.abandonInstall(n);
+    const stalled = n.installing?.from;
+    if (abandonStalledCopy(this.copyHost(n))) this.log(`${n.id} abandons the stalled copy from ${stalled}`);
     this.run1(n, { type: 'tick' });
     // worker.ts sendSnapshotChunk: one part per follower per tick, once the last one is acked
     for (const [to, snap] of n.snapshots) {
@@ -522,57 +530,12 @@ export class Sim {
     const n = this.nodes.get(ev.to)!;
     if (!n.up) return;
     if (!this.linkPasses(ev, flushed)) return;
-    const r = n.replica!;
-    if (ev.epoch < r.state.epoch) { this.log(`${n.id} ignores snapshot e${ev.epoch} part ${ev.part} from ${ev.from}`); return; }
-    if (ev.part === 0 && n.claim && ev.epoch < n.claim.epoch && this.now < n.claim.untilMs) { this.log(`${n.id} proposed to lead e${n.claim.epoch}: refuses a copy of e${ev.epoch}`); return; }
-    this.touched.add(n.id);
-    n.digest = undefined;
-    if (ev.part === 0) {
-      n.store.clear(K.copyRange);
-      // worker.ts: the copy being replaced is gone, so is the replica's claim to it; hints stay
-      const empty = loadState(new MemStore(), P);
-      empty.epoch = r.state.epoch;
-      this.execute(n, failPending(r, 'the replica was replaced'));
-      n.replica = createReplica(n.id, empty, r.view);
-      Object.assign(n.replica, { hints: r.hints, hintsOnDisk: r.hintsOnDisk });
-      this.run1(n, { type: 'view', view: r.view });
-      n.store.apply([metaOp(n.replica.state), { type: 'put', key: K.installingKey, value: Buffer.alloc(0) }]);
-      n.installing = { from: ev.from, copy: ev.copy, nextPart: 0, lastPartAt: this.now };
-      n.incomplete = true;
-    }
-    if (!n.installing || ev.part !== n.installing.nextPart || ev.copy !== n.installing.copy) {
-      if (n.installing) this.abandonInstall(n);
-      else this.log(`${n.id} snapshot part ${ev.part} from ${ev.from} ignored: no copy in progress`);
-      return;
-    }
-    n.installing.nextPart++;
-    n.installing.lastPartAt = this.now;
-    this.transmit(n.id, ev.from, { k: 'snapAck', from: n.id, to: ev.from, copy: ev.copy, part: ev.part });
-    const ops: Op[] = [];
-    for (const [k, v] of ev.data) {
-      const key = Buffer.from(k, 'hex');
-      if (key.equals(K.metaKey)) n.installing.meta = v;
-      else ops.push({ type: 'put', key, value: v });
-    }
-    this.write(n, ops);
-    this.log(`${n.id} ← ${ev.from} snapshot e${ev.epoch} part ${ev.part}${ev.last ? ' (last)' : ''}`);
-    if (!ev.last) return;
-    if (n.installing.meta) n.store.apply([{ type: 'put', key: K.metaKey, value: n.installing.meta }]);
-    n.store.apply([{ type: 'del', key: K.installingKey }]);
-    n.store.installHistory(ev.history);
-    n.installing = undefined;
-    n.incomplete = false;
-    const seqBefore = r.state.seq;
-    const state = loadState(n.store, P);
-    const view: ReplicaView = { ...n.replica!.view, epoch: toEpoch(ev.epoch), leader: ev.from };
-    const { hints, hintsOnDisk } = n.replica!;
-    this.execute(n, failPending(n.replica!, 'the replica was replaced'));
-    n.replica = createReplica(n.id, state, view);
-    Object.assign(n.replica, { hints, hintsOnDisk });
-    this.log(`${n.id} installed snapshot from ${ev.from}: seq ${seqBefore} → ${state.seq}`);
-    this.run1(n, { type: 'view', view });
-    n.replica.copy = ev.copy;
-    this.send(n.id, ev.from, { t: 'ack', p: state.id, epoch: n.replica.state.epoch, from: n.id, seq: state.seq, end: state.seq, copy: ev.copy, hint: hintRange(n.replica) });
+    const seqBefore = n.replica!.state.seq;
+    const outcome = receivePart(this.copyHost(n), { epoch: ev.epoch, from: ev.from, copy: ev.copy, part: ev.part, last: ev.last, entries: ev.data.map(([k, v]) => [Buffer.from(k, 'hex'), v] as const) });
+    this.log(`${n.id} ← ${ev.from} snapshot e${ev.epoch} part ${ev.part}${ev.last ? ' (last)' : ''}: ${outcome}`);
+    if (outcome !== 'installed') return;
+    n.store.installHistory(ev.history); // checker only: the entries the installed state stands for
+    this.log(`${n.id} installed snapshot from ${ev.from}: seq ${seqBefore} → ${n.replica!.state.seq}`);
   }
 
   // ---- network ----
@@ -628,7 +591,7 @@ export class Sim {
       // worker.ts onPeer: entries wait for the copy (kept as hints); with none under way, a probe asks for one
       this.log(`${ev.to} ${n.installing ? 'installing' : 'incomplete'}: holds back ${describe(ev.msg)}`);
       if (ev.msg.entries.length > 0) this.execute(n, holdDuringCopy(n.replica!, ev.msg));
-      else if (!n.installing) this.askForCopy(n, ev.msg.leader);
+      else if (!n.installing) askForCopy(this.copyHost(n), ev.msg.leader);
       return;
     }
     this.log(`${ev.to} ← ${ev.from} ${describe(ev.msg)}`);
