@@ -9,6 +9,7 @@ import { BenchArgsError, parseBenchArgs } from '../bench/args.js';
 import type { BenchResult } from '../bench/result.js';
 import { benchAnchor, clusterAnchorsGoal } from '../bench/scenarios/cluster-anchors.js';
 import { renderAnchors } from '../bench/scenarios/cluster-table.js';
+import { slow } from './helpers/slow.js';
 
 const alive = (pid: number): boolean => {
   try {
@@ -43,7 +44,9 @@ describe('redis primary + 2 replicas', () => {
     const g = await startRedisGroup('none', 2);
     try {
       expect(g.pids).toHaveLength(3);
-      const kv = await RedisWaitKv.connect(g.port, 4, 2, 300);
+      const kv = await RedisWaitKv.connect(g.port, 4, 2, slow(5000));
+      // a short WAIT for the write no second replica will acknowledge
+      const short = await RedisWaitKv.connect(g.port, 1, 2, 300);
       try {
         await Promise.all(Array.from({ length: 40 }, (_, i) => kv.put(`k${i}`, Buffer.from(`v${i}`))));
         // WAIT answered 2: each replica already holds every key
@@ -55,9 +58,10 @@ describe('redis primary + 2 replicas', () => {
           r.disconnect();
         }
         process.kill(g.pids[2]!, 'SIGKILL');
-        await expect(kv.put('after', Buffer.from('x'))).rejects.toThrow(/WAIT 2 300 answered 1/);
+        await expect(short.put('after', Buffer.from('x'))).rejects.toThrow(/WAIT 2 300 answered 1/);
       } finally {
         await kv.close();
+        await short.close();
       }
     } finally {
       await g.stop();
@@ -68,12 +72,7 @@ describe('redis primary + 2 replicas', () => {
   it('runs the cluster-kv-put schedule and reports it as the redis-wait anchor', async () => {
     const args = parseBenchArgs('cluster-kv-put', ['--rate', '200', '--duration', '1', '--warmup', '0', '--baseline', 'redis-wait', '--anchor-connections', '8']);
     const r = await benchAnchor(args, 'redis-wait');
-    expect(r.target).toBe('redis-wait');
-    expect(r.sent).toBe(200);
-    expect(r.acked).toBe(200);
-    expect(r.errors).toBe(0);
-    expect(r.connections).toBe(8);
-    expect(r.nodes).toBe(3);
+    expect(r).toMatchObject({ target: 'redis-wait', sent: 200, acked: 200, errors: 0, connections: 8, nodes: 3 });
     expect(r.latencyUs.p50).toBeGreaterThan(0);
     expect(r.latencyUs.p50).toBeLessThanOrEqual(r.latencyUs.max);
     expect(r.extra?.write).toBe('SET k v; WAIT 2 5000');
