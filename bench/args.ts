@@ -3,12 +3,16 @@ import { parseArgs } from 'node:util';
 import type { Acks } from '../src/protocol/api.js';
 import type { Pacing } from './openloop.js';
 import type { RedisPersistence } from './redis.js';
+import { limits } from '../src/runtime/limits.js';
 
 export const SCENARIOS = ['kv-put', 'kv-get', 'produce', 'produce-tail', 'idle', 'noop'] as const;
 /** against a private etcd + N-node cluster the bench starts (bench/cluster.ts) */
 export const CLUSTER_SCENARIOS = ['cluster-kv-put', 'cluster-produce', 'cluster-failover', 'cluster-rebalance'] as const;
 export type ClusterScenario = (typeof CLUSTER_SCENARIOS)[number];
 export type Scenario = (typeof SCENARIOS)[number] | ClusterScenario;
+/** cluster-kv-put's replicated anchors (bench/anchors.ts), besides the single Redis of `baseline` */
+export const REPLICATED_ANCHORS = ['redis-wait', 'etcd'] as const;
+export type ReplicatedAnchor = (typeof REPLICATED_ANCHORS)[number];
 
 /** cluster scenarios only */
 export interface ClusterArgs {
@@ -45,6 +49,12 @@ export interface BenchArgs {
   target: 'chicago' | 'redis';
   /** also run the same generator against this baseline in the same invocation */
   baseline?: 'redis';
+  /** cluster-kv-put: the same schedule against these replicated anchors too, in this order */
+  anchors: ReplicatedAnchor[];
+  /** redis-wait anchor: connections to the primary (WAIT blocks its connection) */
+  anchorConnections: number;
+  /** redis-wait anchor: the WAIT timeout; fewer replicas by then is an error */
+  waitTimeoutMs: number;
   redisPersistence: RedisPersistence;
   via: 'ws' | 'http';
   keyspace: string;
@@ -88,6 +98,11 @@ scenarios: kv-put | kv-get | produce | produce-tail | idle | noop (the generator
   --acks all|one|none    (default one)
   --target chicago|redis kv-put/kv-get: what to drive                      (default chicago)
   --baseline redis       kv-put/kv-get: run the same schedule against a fresh Redis too; report the ratio
+                         cluster-kv-put: a comma list of redis (one Redis), redis-wait (a primary +
+                         2 replicas, SET then WAIT 2) and etcd (3 members, put), run in that order
+  --anchor-connections N redis-wait: connections to the primary, a write on the least busy (default 64)
+  --wait-timeout-ms N    redis-wait: WAIT's timeout; fewer replicas is an error (default 5000, as a
+                         node's replication timeout)
   --redis-persistence none|aof-everysec|aof-always                          (default aof-everysec)
   --via ws|http          Chicago transport: the TypeScript WS client or HTTP keep-alive (default ws)
   --keyspace NAME --keys N   kv keyspace and number of distinct keys       (default bench, 100000)
@@ -157,8 +172,18 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
   }
   const connections = Math.floor(num('connections', values.connections, 1, 1));
   const target = oneOf('target', values.target, ['chicago', 'redis'] as const, 'chicago');
-  const baseline = values.baseline === undefined ? undefined : oneOf('baseline', values.baseline, ['redis'] as const, 'redis');
-  if ((target === 'redis' || baseline) && s !== 'kv-put' && s !== 'kv-get' && !(baseline && s === 'cluster-kv-put')) {
+  const baselines = values.baseline === undefined ? [] : values.baseline.split(',').map((b) => b.trim());
+  const allowed = s === 'cluster-kv-put' ? ['redis', ...REPLICATED_ANCHORS] : ['redis'];
+  for (const b of baselines) oneOf('baseline', b, allowed, 'redis');
+  const baseline = baselines.includes('redis') ? ('redis' as const) : undefined;
+  const anchors = REPLICATED_ANCHORS.filter((a) => baselines.includes(a));
+  const timeoutMs = num('timeout-ms', values['timeout-ms'], 10_000, 1);
+  // WAIT 0 would block for ever; a WAIT outlasting the request timeout would never be the one that reports
+  const waitTimeoutMs = Math.floor(num('wait-timeout-ms', values['wait-timeout-ms'], limits.replicationTimeoutMs, 1));
+  if (anchors.includes('redis-wait') && waitTimeoutMs >= timeoutMs) {
+    throw new BenchArgsError(`--wait-timeout-ms (${waitTimeoutMs}) must be below --timeout-ms (${timeoutMs})`);
+  }
+  if ((target === 'redis' || baselines.length > 0) && s !== 'kv-put' && s !== 'kv-get' && !(baselines.length > 0 && s === 'cluster-kv-put')) {
     throw new BenchArgsError('--target redis / --baseline redis apply to kv-put and kv-get (--baseline also to cluster-kv-put) only');
   }
   // every client this process opens reads its credentials from these (bench/http.ts benchCredentials)
@@ -179,6 +204,9 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     acks: oneOf('acks', values.acks, ['all', 'one', 'none'] as const, isCluster ? 'all' : 'one'),
     target,
     ...(baseline === undefined ? {} : { baseline }),
+    anchors,
+    anchorConnections: Math.floor(num('anchor-connections', values['anchor-connections'], 64, 1)),
+    waitTimeoutMs,
     redisPersistence: oneOf(
       'redis-persistence',
       values['redis-persistence'],
@@ -192,7 +220,7 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     partitions: Math.floor(num('partitions', values.partitions, s === 'produce-tail' ? 1 : 4, 1)),
     replicas: Math.floor(num('replicas', values.replicas, isCluster ? 3 : 1, 1)),
     maxOutstanding: Math.floor(num('max-outstanding', values['max-outstanding'], 4000 * connections, 1)),
-    timeoutMs: num('timeout-ms', values['timeout-ms'], 10_000, 1),
+    timeoutMs,
     drainMs: num('drain-ms', values['drain-ms'], 10_000, 0),
     pacing: oneOf('pacing', values.pacing, ['ticker', 'spin', 'timer'] as const, 'ticker'),
     lingerMs: num('linger-ms', values['linger-ms'], 0),
@@ -237,6 +265,8 @@ function parseBenchFlags(argv: string[]) {
         acks: { type: 'string' },
         target: { type: 'string' },
         baseline: { type: 'string' },
+        'anchor-connections': { type: 'string' },
+        'wait-timeout-ms': { type: 'string' },
         'redis-persistence': { type: 'string' },
         via: { type: 'string' },
         keyspace: { type: 'string' },

@@ -80,7 +80,7 @@ function findEtcd(): string | undefined {
 }
 
 /** The etcd binary; scripts/etcd.sh installs Debian's etcd-server (with its apt lock) when missing. */
-function etcdBinary(log: (s: string) => void): string {
+export function etcdBinary(log: (s: string) => void): string {
   const found = findEtcd();
   if (found) return found;
   log('etcd missing: installing it through scripts/etcd.sh');

@@ -13,6 +13,8 @@ export interface Goal {
   missedBy?: string[];
 }
 
+export type BenchTarget = 'chicago' | 'redis' | 'redis-wait' | 'etcd';
+
 export interface BenchResult {
   // ---- CONTRACT.md fields
   scenario: string;
@@ -28,7 +30,8 @@ export interface BenchResult {
   node: string;
   cpus: { model: string; count: number };
   // ---- extras
-  target: 'chicago' | 'redis';
+  /** what was driven: Chicago, one Redis, or a replicated anchor (bench/anchors.ts) */
+  target: BenchTarget;
   via?: 'ws' | 'http';
   /** acked per second of the measured window (records/s for produce) */
   achievedRate?: number;
@@ -58,6 +61,12 @@ export interface BenchResult {
   baseline?: BenchResult;
   /** this ÷ baseline for each latency percentile */
   ratioToBaseline?: LatencySummary;
+  /** the same schedule against each replicated anchor (cluster-kv-put), in the same invocation */
+  anchors?: Partial<Record<'redis-wait' | 'etcd', BenchResult>>;
+  /** this ÷ that anchor for each latency percentile */
+  ratioToAnchors?: Partial<Record<'redis-wait' | 'etcd', LatencySummary>>;
+  /** the target set against the replicated anchors, when any ran */
+  anchorsGoal?: Goal;
   goal?: Goal;
   /** scenario-specific extras (produce-tail's ack latency, idle's samples …) */
   extra?: Record<string, unknown>;
@@ -69,7 +78,7 @@ export interface BenchResult {
   memGiB: number;
 }
 
-export function baseResult(args: BenchArgs, target: 'chicago' | 'redis'): Omit<BenchResult, 'sent' | 'acked' | 'errors' | 'latencyUs'> {
+export function baseResult(args: BenchArgs, target: BenchTarget): Omit<BenchResult, 'sent' | 'acked' | 'errors' | 'latencyUs'> {
   const m = machineInfo();
   return {
     scenario: args.scenario,
@@ -89,7 +98,7 @@ export function baseResult(args: BenchArgs, target: 'chicago' | 'redis'): Omit<B
 
 export function fromLoop(
   args: BenchArgs,
-  target: 'chicago' | 'redis',
+  target: BenchTarget,
   r: OpenLoopResult,
   extra: Partial<BenchResult> = {},
 ): BenchResult {
@@ -188,6 +197,12 @@ export function humanSummary(r: BenchResult): string {
     lines.push(`  baseline ${r.baseline.target}: p50 ${b.p50}  p99 ${b.p99}  p99.9 ${b.p999}  max ${b.max}  errors ${r.baseline.errors}`);
     if (r.ratioToBaseline) lines.push(`  ratio chicago÷${r.baseline.target}: ${JSON.stringify(r.ratioToBaseline)}`);
   }
-  if (r.goal) lines.push(`  goal: ${r.goal.text} → ${r.goal.met ? 'MET' : `MISSED: ${(r.goal.missedBy ?? []).join('; ')}`}`);
+  for (const [name, a] of Object.entries(r.anchors ?? {})) {
+    const b = a.latencyUs;
+    lines.push(`  anchor ${name}: achieved ${fmt(a.achievedRate ?? 0)}/s  p50 ${b.p50}  p99 ${b.p99}  p99.9 ${b.p999}  max ${b.max}  errors ${a.errors}`);
+    const q = r.ratioToAnchors?.[name as 'redis-wait' | 'etcd'];
+    if (q) lines.push(`  ratio chicago÷${name}: ${JSON.stringify(q)}`);
+  }
+  for (const g of [r.goal, r.anchorsGoal]) if (g) lines.push(`  goal: ${g.text} → ${g.met ? 'MET' : `MISSED: ${(g.missedBy ?? []).join('; ')}`}`);
   return `${lines.join('\n')}\n`;
 }

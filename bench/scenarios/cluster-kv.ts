@@ -1,10 +1,12 @@
 // cluster-kv-put: kv.put at --rate against a private cluster (default 4 nodes, N=3, acks=all),
 // requests spread round robin over every node (a node forwards writes for partitions led
-// elsewhere); with --baseline redis the identical schedule against a fresh Redis afterwards.
+// elsewhere); with --baseline redis the identical schedule against a fresh Redis afterwards, with
+// --baseline redis-wait,etcd against the replicated anchors (scenarios/cluster-anchors.ts) too.
 import type { BenchArgs } from '../args.js';
 import { runOpenLoop, type Op } from '../openloop.js';
 import { fromLoop, ratio, round1OrZero, type BenchResult, type Goal } from './cluster-result.js';
 import { benchKvRedis } from './kv.js';
+import { benchAnchor, clusterAnchorsGoal } from './cluster-anchors.js';
 import { asciiValue, interestingMetrics, loopOptions } from './common.js';
 import { HttpTarget } from '../http.js';
 import { MultiDriver, clog, clusterMeters, keyOf, uptime, withCluster } from './cluster-common.js';
@@ -64,11 +66,21 @@ export async function benchClusterKvPut(args: BenchArgs): Promise<BenchResult> {
   });
   if (args.baseline === 'redis') {
     clog('baseline: the same schedule against Redis');
+    const baseUptime = uptime();
     const base = await benchKvRedis({ ...args, scenario: 'kv-put', acks: 'one' });
+    base.extra = { ...base.extra, uptimeBefore: baseUptime };
     res.baseline = base;
     res.ratioToBaseline = ratio(res.latencyUs, base.latencyUs);
   }
+  for (const anchor of args.anchors) {
+    clog(`anchor: the same schedule against ${anchor}`);
+    const a = await benchAnchor(args, anchor);
+    res.anchors = { ...res.anchors, [anchor]: a };
+    res.ratioToAnchors = { ...res.ratioToAnchors, [anchor]: ratio(res.latencyUs, a.latencyUs) };
+  }
   res.goal = clusterKvGoal(res);
+  const anchorsGoal = clusterAnchorsGoal(res);
+  if (anchorsGoal) res.anchorsGoal = anchorsGoal;
   res.extra = { ...res.extra, uptimeBefore, uptimeAfter: uptime() };
   return res;
 }

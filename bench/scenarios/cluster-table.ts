@@ -23,7 +23,7 @@ export function renderClusterTable(results: Array<{ name: string; r: BenchResult
     '(latency from the intended send time). "load" is the 1-minute load average (`uptime`) when the row started: the machine is shared.',
     '',
   ];
-  const kv = results.filter(({ r }) => r.scenario === 'cluster-kv-put');
+  const kv = results.filter(({ r }) => r.scenario === 'cluster-kv-put').sort((a, b) => a.r.rate - b.r.rate);
   if (kv.length) {
     lines.push(
       '### kv-put (200 B values, target p99 ≤ 1 ms, p99.9 ≤ 5 ms)',
@@ -43,6 +43,8 @@ export function renderClusterTable(results: Array<{ name: string; r: BenchResult
     }
     lines.push('');
   }
+  const anchored = kv.filter(({ r }) => r.anchors && Object.keys(r.anchors).length > 0).sort((a, b) => a.r.rate - b.r.rate);
+  if (anchored.length) lines.push(...renderAnchors(anchored));
   for (const { name, r } of results.filter(({ r }) => r.scenario === 'cluster-produce')) {
     const steps = (r.extra?.steps ?? []) as Array<{ rate: number; achievedRate: number; latencyUs: BenchResult['latencyUs']; errors: number; passes: boolean; nodesCpuPct?: number; uptime?: string }>;
     lines.push(
@@ -96,6 +98,42 @@ export function renderClusterTable(results: Array<{ name: string; r: BenchResult
     );
   }
   return lines.join('\n');
+}
+
+const SYSTEM: Record<string, string> = {
+  chicago: 'Chicago, 4 nodes, N=3, acks=all',
+  redis: 'Redis, one process (no replica)',
+  'redis-wait': 'Redis primary + 2 replicas, `SET` then `WAIT 2`',
+  etcd: 'etcd, 3 members, `put`',
+};
+
+/** One block of rows per kv-put run: Chicago, then each system it was compared with, then the target. */
+export function renderAnchors(runs: Array<{ name: string; r: BenchResult }>): string[] {
+  const lines = [
+    '### kv-put against the replicated anchors (same generator, schedule, keys and values, one after the other)',
+    '',
+    "Target (issue 16): Chicago's p99 ≤ 2× Redis+WAIT 2's and ≤ etcd's, at 500/s and 2k/s.",
+    '',
+    '| run | offered | system | achieved | p50 ms | p99 ms | p99.9 ms | max ms | errors | Chicago ÷ this p50 / p99 / p99.9 | CPU (servers) | load |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const { name, r } of runs) {
+    const row = (label: string, sys: BenchResult, q?: { p50: number; p99: number; p999: number }, first = false): string => {
+      const l = sys.latencyUs;
+      return (
+        `| ${first ? name : ''} | ${first ? `${r.rate}/s` : ''} | ${label} | ${sys.achievedRate ?? '–'}/s | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.p999)} | ${ms(l.max)} | ${sys.errors} | ` +
+        `${q ? `${x(q.p50)} / ${x(q.p99)} / ${x(q.p999)}` : ''} | ${sys.server?.cpuPct ?? '?'} % | ${load(sys.extra?.uptimeBefore)} |`
+      );
+    };
+    lines.push(row(SYSTEM.chicago!, r, undefined, true));
+    if (r.baseline) lines.push(row(SYSTEM.redis!, r.baseline, r.ratioToBaseline));
+    for (const [anchor, a] of Object.entries(r.anchors ?? {})) {
+      lines.push(row(SYSTEM[anchor] ?? anchor, a, r.ratioToAnchors?.[anchor as keyof typeof r.ratioToAnchors]));
+    }
+    if (r.anchorsGoal) lines.push(`| | | target: ${r.anchorsGoal.met ? 'met' : `**missed**: ${(r.anchorsGoal.missedBy ?? []).join('; ')}`} | | | | | | | | | |`);
+  }
+  lines.push('');
+  return lines;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
