@@ -21,7 +21,7 @@ import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { Acks, RetentionChange, StartPosition, StoredRecord } from '../protocol/api.js';
 import type { GatewayNode } from './admin-api.js';
-import { parseJson, textOrBase64 } from './bodies.js';
+import { bytesJson, parseJson } from './bodies.js';
 import type { ParsePool } from './parse-pool.js';
 
 interface Request {
@@ -314,13 +314,6 @@ function startOf(q: URLSearchParams): StartPosition {
   if (from === 'latest') return { kind: 'latest' };
   if (from !== null && from !== 'earliest') throw new ChicagoError('INVALID_ARGUMENT', 'from', `${from.slice(0, 20)} (earliest or latest)`);
   return { kind: 'earliest' };
-}
-
-/** Key and value as text, or base64 flagged per field, so nothing is silently mangled. */
-function bytesJson(field: 'key' | 'value' | 'next', b: Uint8Array | undefined): Record<string, string | null> {
-  if (!b) return { [field]: null };
-  const t = textOrBase64(b);
-  return t.base64 ? { [field]: t.text, [`${field}Encoding`]: 'base64' } : { [field]: t.text };
 }
 
 export function recordJson(r: StoredRecord) {

@@ -123,7 +123,7 @@ export type Parsed<F> =
   /** `id` is the request id when one could be read (0 otherwise); `undecodable` marks garbage */
   | { ok: false; id: number; error: ChicagoError; undecodable: boolean };
 
-function undecodable(reason: string): { ok: false; id: number; error: ChicagoError; undecodable: true } {
+export function undecodable(reason: string): { ok: false; id: number; error: ChicagoError; undecodable: true } {
   return { ok: false, id: 0, error: new ChicagoError('BAD_REQUEST', reason), undecodable: true };
 }
 
@@ -140,7 +140,7 @@ function decodeObject(bytes: Uint8Array): { obj: Record<string, unknown> } | { r
   return { obj: value };
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
   const proto = Object.getPrototypeOf(v);
   return proto === Object.prototype || proto === null;
@@ -153,10 +153,17 @@ export function parseClientFrame(bytes: Uint8Array): Parsed<ClientFrame> {
   }
   const d = decodeObject(bytes);
   if ('reason' in d) return undecodable(d.reason);
-  const raw = d.obj;
+  return checkClientObject(d.obj);
+}
+
+/**
+ * Validate one decoded client frame (either codec). `prepare` turns the object into the msgpack
+ * shape first; what it throws is answered like a validation error. Never throws.
+ */
+export function checkClientObject(raw: Record<string, unknown>, prepare?: (o: Record<string, unknown>) => Record<string, unknown>): Parsed<ClientFrame> {
   const id = isRequestId(raw.id) ? raw.id : 0;
   try {
-    return { ok: true, frame: validateClientFrame(raw) };
+    return { ok: true, frame: validateClientFrame(prepare ? prepare(raw) : raw) };
   } catch (err) {
     if (err instanceof ChicagoError) return { ok: false, id, error: err, undecodable: false };
     return { ok: false, id, error: new ChicagoError('INTERNAL', `validator: ${String(err)}`), undecodable: false };
