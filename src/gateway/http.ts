@@ -461,5 +461,6 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       return json({ group: req.segments[2], offsets: await node.groupOffsets(req.segments[2], topic || undefined) });
     }),
     route('GET', '/v1/groups/:g/members', (req) => ['group', 'use', req.segments[2]], async (req) => json(await node.groupMembers(req.segments[2]))),
+    route('DELETE', '/v1/groups/:g', (req) => ['group', 'use', req.segments[2]], async (req) => json({ group: req.segments[2], ...await node.groupDelete(req.segments[2]) })),
   ];
 }

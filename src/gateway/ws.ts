@@ -299,7 +299,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       case 'commit':
         auth.authorize(who, 'group', 'use', f.group);
         return auth.authorize(who, 'topic', 'read', f.topic);
-      case 'offsets': case 'heartbeat': case 'leave': case 'members': return auth.authorize(who, 'group', 'use', f.group);
+      case 'offsets': case 'heartbeat': case 'leave': case 'members': case 'group.delete': return auth.authorize(who, 'group', 'use', f.group);
       // the list shows only the topics the token may do something with (as GET /v1/topics)
       case 'topics': return;
       case 'topic': return auth.authorize(who, 'topic', 'read', f.topic);
@@ -376,6 +376,8 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         return {};
       case 'members':
         return { ...await api.groupMembers(f.group) };
+      case 'group.delete':
+        return await api.groupDelete(f.group);
       case 'topics': {
         const all = await api.listTopics();
         return { topics: all.filter((t) => (['read', 'write', 'admin'] as const).some((a) => auth.may(conn.principal!, 'topic', a, t.name))).map(({ partitionsInfo: _, ...t }) => t) };

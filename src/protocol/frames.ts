@@ -46,6 +46,8 @@ export type ClientFrame =
   | { op: 'heartbeat'; id: number; group: string; member: string; generation: number }
   | { op: 'leave'; id: number; group: string; member: string }
   | { op: 'members'; id: number; group: string }
+  /** removes the group's committed offsets; refused (GROUP_NOT_EMPTY) while it has live members */
+  | { op: 'group.delete'; id: number; group: string }
   /** metadata: the topics this token may see, or one topic with its partitions, offsets and leaders */
   | { op: 'topics'; id: number }
   | { op: 'topic'; id: number; topic: string };
@@ -391,6 +393,7 @@ function validateClientFrame(o: Record<string, unknown>): ClientFrame {
     case 'leave':
       return { op, id: requestId(o), group: checkName('group', o.group), member: checkName('member', o.member) };
     case 'members':
+    case 'group.delete':
       return { op, id: requestId(o), group: checkName('group', o.group) };
     case 'topics':
       return { op, id: requestId(o) };
