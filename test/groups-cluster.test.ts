@@ -16,9 +16,7 @@ afterAll(async () => { await cluster?.teardown(); });
 describe('group delete on a cluster', () => {
   it('is forwarded to the coordinator, refused while a member is live, and removes offsets led by every node', async () => {
     const group = 'cluster-del';
-    const home = groupPartition(group, cluster.partitions);
-    const status = await cluster.status();
-    const coordinator = status.partitions.find((p) => p.id === home)!.leader!;
+    const coordinator = await coordinatorOf(group);
     const other = cluster.targets().find((t) => t.id !== coordinator)!;
     await postTopic(other.url);
     // offsets on every partition of the topic: their streams are led by different nodes
@@ -48,9 +46,7 @@ describe('group delete on a cluster', () => {
 describe('group coordinator failover', () => {
   it('kill -9 of the coordinator node: members rejoin; never two live owners of one partition', async () => {
     const group = 'cluster-guards';
-    const home = groupPartition(group, cluster.partitions);
-    const status = await cluster.status();
-    const coordinator = status.partitions.find((p) => p.id === home)!.leader!;
+    const coordinator = await coordinatorOf(group);
     const others = cluster.targets().filter((t) => t.id !== coordinator);
     expect(others).toHaveLength(2);
     await postTopic(others[0].url);
@@ -93,6 +89,12 @@ describe('group coordinator failover', () => {
     }
   }, slow(60_000));
 });
+
+/** the node leading the group's home partition: its coordinator */
+async function coordinatorOf(group: string): Promise<string> {
+  const home = groupPartition(group, cluster.partitions);
+  return (await cluster.status()).partitions.find((p) => p.id === home)!.leader!;
+}
 
 async function postTopic(url: string): Promise<void> {
   const res = await fetch(`${url}/v1/topics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'cg', partitions: PARTITIONS, replicas: 3 }) });

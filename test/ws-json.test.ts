@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Unpackr } from 'msgpackr';
 import { startNode, type NodeHandle } from './helpers/launcher.js';
-import { createChicagoTopic, getJson } from './helpers/bridge.js';
+import { createChicagoTopic, getJson, waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
 
 type Frame = Record<string, any>;
@@ -13,15 +13,13 @@ type Frame = Record<string, any>;
 class JsonSocket {
   readonly frames: Frame[] = [];
   readonly kinds: boolean[] = [];
-  private waiters: Array<() => void> = [];
   closed: { code: number; reason: string } | undefined;
   constructor(readonly ws: WebSocket) {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       this.kinds.push(isBinary);
       this.frames.push(isBinary ? { binary: data } : JSON.parse(data.toString('utf8')));
-      this.poke();
     });
-    ws.on('close', (code, reason) => { this.closed = { code, reason: reason.toString() }; this.poke(); });
+    ws.on('close', (code, reason) => { this.closed = { code, reason: reason.toString() }; });
     ws.on('error', () => undefined);
   }
   static open(url: string, protocols: string[] = ['chicago.json']): Promise<JsonSocket> {
@@ -29,17 +27,15 @@ class JsonSocket {
     return new Promise((resolve, reject) => { ws.once('open', () => resolve(new JsonSocket(ws))); ws.once('error', reject); });
   }
   send(frame: Frame | string): void { this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame)); }
-  private poke(): void { for (const w of this.waiters.splice(0)) w(); }
   async take(pred: (f: Frame) => boolean, idleMs = 5_000): Promise<Frame> {
-    const deadline = Date.now() + slow(idleMs);
-    for (;;) {
+    let found: Frame | undefined;
+    await waitUntil('a frame', () => {
       const i = this.frames.findIndex(pred);
-      if (i >= 0) return this.frames.splice(i, 1)[0];
-      if (this.closed) throw new Error(`closed ${this.closed.code} ${this.closed.reason}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for a frame; have ${JSON.stringify(this.frames).slice(0, 300)}`);
-      await new Promise<void>((r) => { const t = setTimeout(r, left); this.waiters.push(() => { clearTimeout(t); r(); }); });
-    }
+      if (i >= 0) found = this.frames.splice(i, 1)[0];
+      else if (this.closed) throw new Error(`closed ${this.closed.code} ${this.closed.reason}`);
+      return found !== undefined;
+    }, idleMs, 5);
+    return found!;
   }
   async request(frame: Frame): Promise<Frame> {
     this.send(frame);
