@@ -3,7 +3,9 @@
 // group is NOT_FOUND.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import pino from 'pino';
 import { ChicagoClient, type GroupConsumer } from '../src/client/index.js';
+import { GroupCoordinator } from '../src/node/group-coordinator.js';
 import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { createChicagoTopic, getJson } from './helpers/bridge.js';
 import { http } from './helpers/http.js';
@@ -99,5 +101,40 @@ describe('group delete', () => {
     const r = await runCli(['group', 'delete', '--help']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/usage: chicago group delete GROUP/);
+  });
+});
+
+describe('the coordinator (in process)', () => {
+  it('refuses with members, waits a join for a running delete, and says NOT_FOUND for nothing', async () => {
+    const events: string[] = [];
+    let finish: (n: number) => void = () => undefined;
+    const gc = new GroupCoordinator({
+      log: pino({ level: 'silent' }),
+      now: () => Date.now(),
+      leadership: () => ({ leads: true, epoch: 1 }),
+      partitionsOf: () => 2,
+      commit: async () => undefined,
+      deleteOffsets: (group) => {
+        events.push(`delete ${group}`);
+        return group === 'held' ? new Promise<number>((r) => { finish = r; }) : Promise.resolve(0);
+      },
+    }, Date.now() - 10_000);
+    try {
+      const a = await gc.handle(0, { op: 'groupJoin', group: 'held', topics: ['t'], sessionTimeoutMs: 1_000 });
+      await expect(gc.handle(0, { op: 'groupDelete', group: 'held' })).rejects.toMatchObject({ code: 'GROUP_NOT_EMPTY' });
+      expect(events).toEqual([]);
+      await gc.handle(0, { op: 'groupLeave', group: 'held', member: a.member as string });
+      const deleted = gc.handle(0, { op: 'groupDelete', group: 'held' });
+      const joined = gc.handle(0, { op: 'groupJoin', group: 'held', topics: ['t'], sessionTimeoutMs: 1_000 }).then((r) => { events.push('joined'); return r; });
+      await new Promise((r) => setTimeout(r, 50));
+      expect(events).toEqual(['delete held']); // the join waits
+      finish(2);
+      expect(await deleted).toEqual({ removed: 2 });
+      expect((await joined).assigned).toHaveLength(2);
+      expect(events).toEqual(['delete held', 'joined']);
+      await expect(gc.handle(0, { op: 'groupDelete', group: 'none' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    } finally {
+      gc.stop();
+    }
   });
 });

@@ -50,7 +50,10 @@ export class GroupCoordinator {
   stop(): void { clearInterval(this.timer); }
 
   async handle(p: number, req: GroupRequest): Promise<Record<string, unknown>> {
-    if (req.op === 'groupJoin') await this.deleting.get(req.group)?.catch(() => undefined);
+    if (req.op === 'groupJoin') {
+      // no await when nothing is being deleted: the join then creates its group in this same turn
+      for (let d = this.deleting.get(req.group); d; d = this.deleting.get(req.group)) await d.catch(() => undefined);
+    }
     const g = this.group(p, req.group, req.op === 'groupJoin');
     switch (req.op) {
       case 'groupJoin': {
