@@ -4,6 +4,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Unpackr } from 'msgpackr';
+import fc from 'fast-check';
+import { ChicagoError } from '../src/runtime/errors.js';
+import { encodeJsonFrame, parseJsonClientFrame } from '../src/gateway/json-frames.js';
 import { startNode, type NodeHandle } from './helpers/launcher.js';
 import { createChicagoTopic, getJson, waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
@@ -179,5 +182,35 @@ describe('the JSON text mode', () => {
     const j = await JsonSocket.open(node.url, ['other', 'chicago.json', 'chicago.msgpack']);
     expect(j.ws.protocol).toBe('chicago.json');
     j.ws.close();
+  });
+});
+
+describe('the JSON codec (time-boxed fuzz)', () => {
+  const opts = { numRuns: 2000, interruptAfterTimeLimit: 2000 };
+  const check = (text: string) => {
+    const p = parseJsonClientFrame(Buffer.from(text));
+    if (!p.ok) expect(p.error).toBeInstanceOf(ChicagoError);
+  };
+
+  it('never throws on arbitrary text or near-valid frames', () => {
+    fc.assert(fc.property(fc.string({ maxLength: 200 }), check), opts);
+    const field = fc.oneof(fc.string(), fc.integer(), fc.double({ noNaN: true }), fc.constant(null), fc.boolean(),
+      fc.array(fc.oneof(fc.string(), fc.constant(null), fc.dictionary(fc.constantFrom('value', 'key', 'headers', 'valueEncoding', 'keyEncoding', '__proto__'), fc.oneof(fc.string(), fc.constant('base64'), fc.dictionary(fc.string(), fc.string()))))),
+      fc.dictionary(fc.string(), fc.string()));
+    const ops = fc.constantFrom('hello', 'produce', 'kv.put', 'kv.get', 'kv.delete', 'kv.scan', 'subscribe', 'credit', 'commit', 'group.delete', '__proto__');
+    const frame = fc.record({ op: ops, id: fc.oneof(fc.nat(), fc.constant(1)) }).chain((base) =>
+      fc.dictionary(fc.constantFrom('ks', 'key', 'value', 'prefix', 'after', 'keyEncoding', 'valueEncoding', 'prefixEncoding', 'topic', 'records', 'partition', 'from', 'credit', 'group', '__proto__'), field)
+        .map((fields) => ({ ...fields, ...base })));
+    fc.assert(fc.property(frame, (f) => check(JSON.stringify(f))), opts);
+  });
+
+  it('round-trips any bytes: what a reply carries decodes to what was stored', () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 64 }), (b) => {
+      const out = JSON.parse(encodeJsonFrame({ op: 'res', id: 1, found: true, value: b }).toString());
+      const back = out.valueEncoding === 'base64' ? Buffer.from(out.value, 'base64') : Buffer.from(out.value, 'utf8');
+      expect(back).toEqual(Buffer.from(b));
+      const req = parseJsonClientFrame(Buffer.from(JSON.stringify({ op: 'kv.put', id: 2, ks: 'k', key: 'x', value: out.value, ...(out.valueEncoding ? { valueEncoding: out.valueEncoding } : {}) })));
+      expect(req.ok && req.frame.op === 'kv.put' && Buffer.from(req.frame.value)).toEqual(Buffer.from(b));
+    }), opts);
   });
 });
