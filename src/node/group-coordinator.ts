@@ -102,7 +102,7 @@ export class GroupCoordinator {
     this.deleting.set(name, run);
     try {
       const removed = await run;
-      if (removed === 0 && !g) throw new ChicagoError('NOT_FOUND', `group ${name}`);
+      if (removed === 0) throw new ChicagoError('NOT_FOUND', `group ${name}`);
       return removed;
     } finally {
       if (this.deleting.get(name) === run) this.deleting.delete(name);
