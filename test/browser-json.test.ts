@@ -2,19 +2,18 @@
 // headless Chromium against a real node: it learns the topic's partitions, tails them all, shows
 // records produced while it is open (binary ones as flagged base64), and produces from its form.
 // Screenshots go to test-results/ (not committed).
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, haveChromium, shot } from './helpers/console-page.js';
 import { http } from './helpers/http.js';
 import { repoRoot, startNode, type NodeHandle } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.warn(`browser tests skipped: ${CHROMIUM} is missing (scripts/test-deps.sh installs Debian's chromium)`);
 const PAGE = readFileSync(path.join(repoRoot, 'examples/browser-tail.html'), 'utf8');
 
@@ -24,10 +23,8 @@ describe.skipIf(!haveChromium)('the JSON-mode tail page (headless Chromium)', ()
   let site: Server;
   let origin: string;
   let dir: string;
-  const shots = path.join(repoRoot, 'test-results', 'browser-json');
 
   beforeAll(async () => {
-    mkdirSync(shots, { recursive: true });
     site = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }); res.end(PAGE); });
     await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve));
     origin = `http://127.0.0.1:${(site.address() as { port: number }).port}`;
@@ -37,7 +34,7 @@ describe.skipIf(!haveChromium)('the JSON-mode tail page (headless Chromium)', ()
     node = await startNode({ args: ['--config', cfg] });
     await http(node.url, 'POST', '/v1/topics', { name: 'bt', partitions: 2 });
     await http(node.url, 'POST', '/v1/topics/bt/records?partition=1', [{ value: 'before', key: 'k' }]);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   }, 120_000);
 
   afterAll(async () => {
@@ -48,13 +45,6 @@ describe.skipIf(!haveChromium)('the JSON-mode tail page (headless Chromium)', ()
   });
 
   const rows = (page: Page) => page.locator('.record').allTextContents();
-  const shot = async (page: Page, name: string) => {
-    try {
-      await page.screenshot({ path: path.join(shots, name), timeout: slow(5_000) });
-    } catch (err) {
-      console.warn(`screenshot ${name} not taken: ${(err as Error).message.split('\n')[0]}`);
-    }
-  };
 
   it('tails every partition live and produces from its form', async () => {
     const page = await browser.newPage();
@@ -79,7 +69,7 @@ describe.skipIf(!haveChromium)('the JSON-mode tail page (headless Chromium)', ()
     await page.waitForFunction(() => document.querySelectorAll('.record').length === 4, undefined, { timeout: slow(10_000) });
     expect(await page.textContent('#status')).toMatch(/^produced at [01]:\d+$/);
     expect((await rows(page))[0]).toMatch(/ from the page$/);
-    await shot(page, 'tail.png');
+    await shot(page, 'json-mode-tail.png');
     await page.close();
     expect(errors).toEqual([]);
 
