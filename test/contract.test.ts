@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { ChicagoClient } from '../src/client/index.js';
 import { Session } from '../src/client/session.js';
 import { recordPartition } from '../src/runtime/hash.js';
@@ -30,6 +31,7 @@ interface Subject {
   read(topic: string, partition: number, from: number, max: number): Promise<OutRecord[]>;
   commit(group: string, topic: string, partition: number, offset: number): Promise<void>;
   offsets(group: string, topic: string): Promise<Array<{ partition: number; offset: number; lagRecords: number }>>;
+  groupDelete(group: string): Promise<{ removed: number }>;
   close(): Promise<void>;
 }
 
@@ -70,6 +72,7 @@ async function inProcess(): Promise<Subject> {
     },
     commit: (group, topic, partition, offset) => node.commitOffset(group, topic, partition, offset),
     offsets: async (group, topic) => (await node.groupOffsets(group, topic)).map((o) => ({ partition: o.partition, offset: Number(o.offset), lagRecords: o.lagRecords })),
+    groupDelete: (group) => node.groupDelete(group),
     close: async () => { await node.stop(); rmSync(dir, { recursive: true, force: true }); },
   };
 }
@@ -126,6 +129,7 @@ function overHttp(url: string): Subject {
     },
     commit: async (group, topic, partition, offset) => { await call('POST', `/v1/groups/${group}/offsets`, { topic, partition, offset }); },
     offsets: async (group, topic) => (await call('GET', `/v1/groups/${group}/offsets?topic=${topic}`)).offsets.map((o: any) => ({ partition: o.partition, offset: o.offset, lagRecords: o.lagRecords })),
+    groupDelete: async (group) => ({ removed: (await call('DELETE', `/v1/groups/${group}`)).removed }),
     close: async () => {},
   };
 }
@@ -169,7 +173,95 @@ async function overWs(url: string, replicas: number): Promise<Subject> {
     },
     commit: (group, topic, partition, offset) => client.commitOffset(group, topic, partition, offset),
     offsets: async (group, topic) => (await client.groupOffsets(group, topic)).map((o) => ({ partition: o.partition, offset: Number(o.offset), lagRecords: o.lagRecords })),
+    groupDelete: (group) => client.groups.delete(group),
     close: async () => { client.close(); session.close(); },
+  };
+}
+
+// ---- the WebSocket in JSON mode, raw, as a browser page speaks it (topic admin over HTTP) -----------
+
+async function overJsonWs(url: string): Promise<Subject> {
+  const ws = new WebSocket(url.replace('http', 'ws') + '/v1/ws', 'chicago.json');
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  const waiting = new Map<number, (f: any) => void>();
+  const subs = new Map<number, (f: any) => void>();
+  ws.on('message', (d: Buffer) => {
+    const f = JSON.parse(d.toString());
+    if (f.op === 'records' || f.op === 'end') subs.get(f.sub)?.(f);
+    else waiting.get(f.id)?.(f);
+  });
+  let nextId = 1;
+  const request = (frame: Record<string, unknown>): Promise<any> => {
+    const id = nextId++;
+    const reply = new Promise<any>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no reply to ${String(frame.op)}`)), slow(30_000));
+      waiting.set(id, (f) => {
+        clearTimeout(timer);
+        waiting.delete(id);
+        if (f.op === 'err') reject(new CodedError(f.code, f.message));
+        else resolve(f);
+      });
+    });
+    ws.send(JSON.stringify({ ...frame, id }));
+    return reply;
+  };
+  const b64 = (b: Buffer) => b.toString('base64');
+  const bytes = (v: string, enc?: string) => Buffer.from(v, enc === 'base64' ? 'base64' : 'utf8');
+  const admin = overHttp(url);
+  return {
+    replicas: 1,
+    kvPut: async (ks, key, value) => {
+      const r = await request({ op: 'kv.put', ks, key: b64(key), keyEncoding: 'base64', value: b64(value), valueEncoding: 'base64' });
+      return { version: r.version, replicas: r.replicas };
+    },
+    kvGet: async (ks, key) => {
+      const r = await request({ op: 'kv.get', ks, key: b64(key), keyEncoding: 'base64' });
+      return r.found ? { value: bytes(r.value, r.valueEncoding), version: r.version } : undefined;
+    },
+    kvDelete: async (ks, key) => {
+      const r = await request({ op: 'kv.delete', ks, key: key.toString() });
+      return { existed: r.existed, version: r.version };
+    },
+    kvScan: async (ks, opts) => {
+      const r = await request({ op: 'kv.scan', ks, limit: opts.limit, ...(opts.prefix ? { prefix: opts.prefix.toString() } : {}), ...(opts.after ? { after: opts.after.toString() } : {}) });
+      return { keys: r.items.map((i: any) => i.key), ...(r.next !== undefined ? { next: bytes(r.next, r.nextEncoding) } : {}) };
+    },
+    createTopic: admin.createTopic,
+    endOffsets: async (topic) => (await request({ op: 'topic', topic })).partitions.map((p: any) => p.endOffset),
+    produce: async (topic, records, opts = {}) => {
+      const r = await request({
+        op: 'produce', topic, acks: 'all', ...opts,
+        records: records.map((x) => ({ value: b64(x.value), valueEncoding: 'base64', ...(x.key ? { key: b64(x.key), keyEncoding: 'base64' } : {}), ...(x.headers ? { headers: x.headers } : {}) })),
+      });
+      return { positions: (r.offsets as number[]).map((offset, i) => ({ partition: r.partitions[i], offset })), duplicate: r.duplicate === true, replicas: r.replicas };
+    },
+    read: async (topic, partition, from, max) => {
+      const end = (await request({ op: 'topic', topic })).partitions[partition].endOffset;
+      const out: OutRecord[] = [];
+      if (from >= end) return out;
+      const sub = nextId;
+      const done = new Promise<void>((resolve) => subs.set(sub, (f) => {
+        for (const r of f.records ?? []) {
+          if (out.length < max) {
+            out.push({
+              offset: r.offset, value: bytes(r.value, r.valueEncoding),
+              ...(r.key !== null ? { key: bytes(r.key, r.keyEncoding) } : {}),
+              ...(Object.keys(r.headers).length ? { headers: r.headers } : {}),
+            });
+          }
+        }
+        if (f.op === 'end' || out.length >= max || out[out.length - 1]?.offset + 1 >= end) resolve();
+      }));
+      await request({ op: 'subscribe', topic, partition, from: { offset: from }, credit: 1 << 20 });
+      await done;
+      subs.delete(sub);
+      await request({ op: 'unsubscribe', sub }).catch(() => undefined);
+      return out;
+    },
+    commit: async (group, topic, partition, offset) => { await request({ op: 'commit', group, topic, partition, offset }); },
+    offsets: async (group, topic) => (await request({ op: 'offsets', group, topic })).offsets.map((o: any) => ({ partition: o.partition, offset: o.offset, lagRecords: o.lagRecords })),
+    groupDelete: async (group) => ({ removed: (await request({ op: 'group.delete', group })).removed }),
+    close: async () => { ws.close(); },
   };
 }
 
@@ -259,6 +351,10 @@ function contract(name: string, open: () => Promise<Subject>): void {
       await s.produce(t, [1, 2, 3, 4, 5].map((i) => ({ value: B(String(i)) })), { partition: 0 });
       await s.commit(`${id}-g`, t, 0, 2);
       expect(await s.offsets(`${id}-g`, t)).toEqual([{ partition: 0, offset: 2, lagRecords: 3 }]);
+      // a group without members can be deleted: its offsets go, and then it is unknown
+      expect(await s.groupDelete(`${id}-g`)).toEqual({ removed: 1 });
+      expect(await s.offsets(`${id}-g`, t)).toEqual([]);
+      expect(await code(s.groupDelete(`${id}-g`))).toBe('NOT_FOUND');
     });
 
     it('errors: the same codes whichever way in', async () => {
@@ -284,6 +380,7 @@ afterAll(async () => {
 contract('in-process node', inProcess);
 contract('HTTP', async () => overHttp((await singleNode()).url));
 contract('WebSocket client', async () => overWs((await singleNode()).url, 1));
+contract('WebSocket JSON mode', async () => overJsonWs((await singleNode()).url));
 contract('WebSocket client, 3-node cluster', async () => {
   cluster = await startCluster({ nodes: 3, partitions: 8, replicas: 3 });
   return overWs(cluster.targets()[0].url, 3);

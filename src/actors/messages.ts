@@ -13,6 +13,8 @@ export type Request =
   | { id: number; p: number; op: 'kvScan'; ks: string; prefix?: Uint8Array; after?: Uint8Array; limit: number }
   | { id: number; p: number; op: 'produce'; topicId: number; tp: number; records: WireRecord[]; producerId?: string; sequence?: number; previousSequence?: number; acks: Acks }
   | { id: number; p: number; op: 'commit'; group: string; topicId: number; tp: number; offset: number; acks: Acks }
+  /** removes a group's committed offset of one stream (group delete) */
+  | { id: number; p: number; op: 'uncommit'; group: string; topicId: number; tp: number; acks: Acks }
   // waitMs: a long poll, held by the leader's node (not the worker) until an append or waitMs
   | { id: number; p: number; op: 'fetch'; topicId: number; tp: number; from: StartPosition; maxRecords: number; maxBytes: number; waitMs?: number }
   | { id: number; p: number; op: 'streamInfo'; topicId: number; tp: number }
@@ -38,7 +40,7 @@ export type RequestOp = Request['op'];
 export type RequestBody = Request extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
 
 /** the requests that change a partition (their outcome may be unknown; the rest only read) */
-export const MUTATIONS: ReadonlySet<RequestOp> = new Set<RequestOp>(['kvPut', 'kvDel', 'produce', 'commit', 'dropStream']);
+export const MUTATIONS: ReadonlySet<RequestOp> = new Set<RequestOp>(['kvPut', 'kvDel', 'produce', 'commit', 'uncommit', 'dropStream']);
 
 export type Response =
   /** `replicas`: copies known to hold a write when it was answered */
@@ -175,4 +177,5 @@ export type GroupRequest =
   | { op: 'groupHeartbeat'; group: string; member: string; generation: number }
   | { op: 'groupLeave'; group: string; member: string }
   | { op: 'groupDescribe'; group: string }
-  | { op: 'groupCommit'; group: string; member: string; generation: number; topic: string; partition: number; offset: number };
+  | { op: 'groupCommit'; group: string; member: string; generation: number; topic: string; partition: number; offset: number }
+  | { op: 'groupDelete'; group: string };

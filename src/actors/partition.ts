@@ -69,6 +69,7 @@ export type Command =
   /** `previousSequence`: the producer's batch sent just before this one to this partition (pipelining) */
   | { op: 'produce'; topicId: number; tp: number; records: WireRecord[]; producerId?: string; sequence?: number; previousSequence?: number }
   | { op: 'commit'; group: string; topicId: number; tp: number; offset: number }
+  | { op: 'uncommit'; group: string; topicId: number; tp: number }
   /** retention: remove whole batches below `newStart`; `removed` lists their time-index entries */
   | { op: 'trim'; topicId: number; tp: number; newStart: number; bytesRemoved: number; removed: Array<{ lastTs: number; base: number }> }
   | { op: 'dropStream'; topicId: number; tp: number };
@@ -199,6 +200,9 @@ export function step(s: PartitionState, cmd: Command, nowMs: number): Step {
         reply: { ok: true, res: null },
       };
     }
+    case 'uncommit':
+      nextSeq(s);
+      return { state: s, ops: [{ type: 'del', key: K.groupKey(cmd.group, cmd.topicId, cmd.tp) }, metaOp(s)], reply: { ok: true, res: null } };
     case 'trim': {
       const st = s.streams.get(streamKeyOf(cmd.topicId, cmd.tp));
       if (!st || cmd.newStart <= st.start) return { state: s, ops: [], reply: { ok: true, res: null } };

@@ -347,7 +347,7 @@ function advanceWatermark(r: Replica, out: Effect[]): void {
 export function rowOf(cmd: Command): Buffer | undefined {
   switch (cmd.op) {
     case 'kvPut': case 'kvDel': case 'kvExpire': return K.kvKey(cmd.ks, cmd.key);
-    case 'commit': return K.groupKey(cmd.group, cmd.topicId, cmd.tp);
+    case 'commit': case 'uncommit': return K.groupKey(cmd.group, cmd.topicId, cmd.tp);
     default: return undefined;
   }
 }

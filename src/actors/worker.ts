@@ -315,6 +315,7 @@ class PartitionWorker {
       }
       case 'produce': return { cmd: { op: 'produce', topicId: req.topicId, tp: req.tp, records: req.records, producerId: req.producerId, sequence: req.sequence, previousSequence: req.previousSequence }, acks: req.acks };
       case 'commit': return { cmd: { op: 'commit', group: req.group, topicId: req.topicId, tp: req.tp, offset: req.offset }, acks: req.acks };
+      case 'uncommit': return { cmd: { op: 'uncommit', group: req.group, topicId: req.topicId, tp: req.tp }, acks: req.acks };
       case 'dropStream': return { cmd: { op: 'dropStream', topicId: req.topicId, tp: req.tp }, acks: req.acks };
       default: throw new ChicagoError('UNKNOWN_OP', req.op);
     }

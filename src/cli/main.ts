@@ -12,6 +12,7 @@ import { kvCommands } from './commands/kv.js';
 import { produce } from './commands/produce.js';
 import { groupMembers, groupOffsets, status } from './commands/status.js';
 import { groupReset } from './commands/group-reset.js';
+import { groupDelete } from './commands/group-delete.js';
 import { tail } from './commands/tail.js';
 import { topicCommands } from './commands/topic.js';
 import { tokenCreate } from './commands/token.js';
@@ -58,7 +59,7 @@ const bench: Command = {
   },
 };
 
-const commands: Command[] = [server, ...kvCommands, ...topicCommands, produce, tail, groupOffsets, groupMembers, groupReset, groupLag, status, bridge, kafkaTail, tokenCreate, agent, agentRun, agentStatus, hosts, alerts, ...guardCommands, bench];
+const commands: Command[] = [server, ...kvCommands, ...topicCommands, produce, tail, groupOffsets, groupMembers, groupReset, groupDelete, groupLag, status, bridge, kafkaTail, tokenCreate, agent, agentRun, agentStatus, hosts, alerts, ...guardCommands, bench];
 const byName = new Map(commands.map((c) => [c.name, c]));
 /** words that only make sense with a subcommand after them */
 const groups = new Set(commands.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]));

@@ -128,6 +128,8 @@ export class ChicagoClient {
       membership(await this.session.request({ op: 'heartbeat', group, member, generation }, 'write')),
     leave: async (group: string, member: string): Promise<void> => { await this.session.request({ op: 'leave', group, member }, 'write'); },
     members: async (group: string): Promise<GroupDescription> => (await this.session.request({ op: 'members', group }, 'read')) as unknown as GroupDescription,
+    /** removes the group's committed offsets: GROUP_NOT_EMPTY while it has live members, NOT_FOUND when it has none */
+    delete: async (group: string): Promise<{ removed: number }> => ({ removed: (await this.session.request({ op: 'group.delete', group }, 'write')).removed as number }),
   };
 
   /** The topics this token may see (name, partition count, replicas, retention). */

@@ -30,45 +30,51 @@ export function parseRecords(body: Buffer, contentType: string): ProduceRecord[]
     if (!Array.isArray(parsed)) throw new ChicagoError('BAD_REQUEST', 'body must be a JSON array of records');
     items = parsed;
   }
-  return items.map((item, i) => {
-    if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new ChicagoError('BAD_REQUEST', `record ${i} must be an object`);
-    const r = item as Record<string, unknown>;
-    for (const k of Object.keys(r)) {
-      if (k !== 'key' && k !== 'value' && k !== 'headers' && k !== 'valueEncoding' && k !== 'keyEncoding') throw new ChicagoError('INVALID_ARGUMENT', `record ${i} field`, `${k.slice(0, 40)} (records have key, value, headers, keyEncoding, valueEncoding; choose a partition with ?partition=)`);
+  return items.map((item, i) => parseRecordObject(item, `record ${i}`, 'choose a partition with ?partition='));
+}
+
+/**
+ * One record object `{key?, value, headers?, keyEncoding?, valueEncoding?}`, as the HTTP API and the
+ * WebSocket's JSON mode take it. `what` names it in errors; `hint` follows the list of its fields.
+ */
+export function parseRecordObject(item: unknown, what: string, hint: string): ProduceRecord {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new ChicagoError('BAD_REQUEST', `${what} must be an object`);
+  const r = item as Record<string, unknown>;
+  for (const k of Object.keys(r)) {
+    if (k !== 'key' && k !== 'value' && k !== 'headers' && k !== 'valueEncoding' && k !== 'keyEncoding') throw new ChicagoError('INVALID_ARGUMENT', `${what} field`, `${k.slice(0, 40)} (records have key, value, headers, keyEncoding, valueEncoding; ${hint})`);
+  }
+  if (!('value' in r)) throw new ChicagoError('BAD_REQUEST', `${what} has no value`);
+  const value = r.valueEncoding !== undefined ? base64Field(what, 'value', r.value, r.valueEncoding) : textValue(what, r.value);
+  let key: Buffer | undefined;
+  if (r.keyEncoding !== undefined) key = base64Field(what, 'key', r.key, r.keyEncoding);
+  else {
+    if (r.key !== undefined && r.key !== null && typeof r.key !== 'string') throw new ChicagoError('BAD_REQUEST', `${what}: key must be a string`);
+    if (typeof r.key === 'string') {
+      checkWellFormed(`${what} key`, r.key);
+      key = Buffer.from(r.key);
     }
-    if (!('value' in r)) throw new ChicagoError('BAD_REQUEST', `record ${i} has no value`);
-    const value = r.valueEncoding !== undefined ? base64Field(i, 'value', r.value, r.valueEncoding) : textValue(i, r.value);
-    let key: Buffer | undefined;
-    if (r.keyEncoding !== undefined) key = base64Field(i, 'key', r.key, r.keyEncoding);
-    else {
-      if (r.key !== undefined && r.key !== null && typeof r.key !== 'string') throw new ChicagoError('BAD_REQUEST', `record ${i}: key must be a string`);
-      if (typeof r.key === 'string') {
-        checkWellFormed(`record ${i} key`, r.key);
-        key = Buffer.from(r.key);
-      }
-    }
-    return {
-      value,
-      ...(key !== undefined ? { key } : {}),
-      ...(r.headers !== undefined ? { headers: r.headers as Record<string, string> } : {}),
-    };
-  });
+  }
+  return {
+    value,
+    ...(key !== undefined ? { key } : {}),
+    ...(r.headers !== undefined ? { headers: r.headers as Record<string, string> } : {}),
+  };
 }
 
 /** A string value is stored as its UTF-8 bytes; any other JSON value as its JSON text. Lone
  * surrogates (legal in JSON escapes) have no UTF-8 form: refused, never replaced by U+FFFD. */
-function textValue(i: number, v: unknown): Buffer {
+export function textValue(what: string, v: unknown): Buffer {
   const text = typeof v === 'string' ? v : JSON.stringify(v);
-  checkWellFormed(`record ${i} value`, text);
+  checkWellFormed(`${what} value`, text);
   return Buffer.from(text);
 }
 
 /** Bytes that are not UTF-8 travel as base64, flagged per field as reads return them. */
-function base64Field(i: number, field: 'key' | 'value', v: unknown, encoding: unknown): Buffer {
-  if (encoding !== 'base64') throw new ChicagoError('INVALID_ARGUMENT', `record ${i} ${field}Encoding`, 'the only encoding is "base64"');
+export function base64Field(what: string, field: string, v: unknown, encoding: unknown): Buffer {
+  if (encoding !== 'base64') throw new ChicagoError('INVALID_ARGUMENT', `${what} ${field}Encoding`, 'the only encoding is "base64"');
   const bytes = typeof v === 'string' ? Buffer.from(v, 'base64') : undefined;
   // Node's decoder skips what is not base64; a round trip refuses it instead of storing less
-  if (bytes === undefined || bytes.toString('base64') !== v) throw new ChicagoError('INVALID_ARGUMENT', `record ${i} ${field}`, `with ${field}Encoding "base64" it must be canonical base64 text`);
+  if (bytes === undefined || bytes.toString('base64') !== v) throw new ChicagoError('INVALID_ARGUMENT', `${what} ${field}`, `with ${field}Encoding "base64" it must be canonical base64 text`);
   return bytes;
 }
 
@@ -79,6 +85,12 @@ export function textOrBase64(b: Uint8Array): { text: string; base64: boolean } {
   try { return { text: utf8Strict.decode(b), base64: false }; } catch { return { text: Buffer.from(b).toString('base64'), base64: true }; }
 }
 
+/** Key and value as text, or base64 flagged per field, so nothing is silently mangled. */
+export function bytesJson(field: string, b: Uint8Array | undefined | null): Record<string, string | null> {
+  if (!b) return { [field]: null };
+  const t = textOrBase64(b);
+  return t.base64 ? { [field]: t.text, [`${field}Encoding`]: 'base64' } : { [field]: t.text };
+}
 
 /** What a parse-pool task returns: errors travel as data, since thrown classes do not cross threads. */
 export type ParseOutcome =

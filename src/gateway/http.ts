@@ -21,7 +21,7 @@ import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { Acks, RetentionChange, StartPosition, StoredRecord } from '../protocol/api.js';
 import type { GatewayNode } from './admin-api.js';
-import { parseJson, textOrBase64 } from './bodies.js';
+import { bytesJson, parseJson } from './bodies.js';
 import type { ParsePool } from './parse-pool.js';
 
 interface Request {
@@ -316,13 +316,6 @@ function startOf(q: URLSearchParams): StartPosition {
   return { kind: 'earliest' };
 }
 
-/** Key and value as text, or base64 flagged per field, so nothing is silently mangled. */
-function bytesJson(field: 'key' | 'value' | 'next', b: Uint8Array | undefined): Record<string, string | null> {
-  if (!b) return { [field]: null };
-  const t = textOrBase64(b);
-  return t.base64 ? { [field]: t.text, [`${field}Encoding`]: 'base64' } : { [field]: t.text };
-}
-
 export function recordJson(r: StoredRecord) {
   return { partition: r.partition, offset: r.offset, timestamp: r.timestampMs, ...bytesJson('key', r.key), ...bytesJson('value', r.value), headers: r.headers };
 }
@@ -468,5 +461,6 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       return json({ group: req.segments[2], offsets: await node.groupOffsets(req.segments[2], topic || undefined) });
     }),
     route('GET', '/v1/groups/:g/members', (req) => ['group', 'use', req.segments[2]], async (req) => json(await node.groupMembers(req.segments[2]))),
+    route('DELETE', '/v1/groups/:g', (req) => ['group', 'use', req.segments[2]], async (req) => json({ group: req.segments[2], ...await node.groupDelete(req.segments[2]) })),
   ];
 }

@@ -15,6 +15,7 @@ import {
   advertisedLimits, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
   storedRecordBytes, toRecordTuple, toStartPosition, type ClientFrame, type RequestFrame, type ServerFrame,
 } from '../protocol/frames.js';
+import { chooseSubprotocol, encodeJsonFrame, JSON_SUBPROTOCOL, parseJsonClientFrame } from './json-frames.js';
 
 /**
  * `auth` defaults to a node without tokens: every caller allowed, no browser origin; `memory` to a
@@ -37,7 +38,8 @@ export interface WebSocketEndpoint {
   connections(): number;
 }
 
-interface UserData { conn?: Connection }
+/** `json`: the connection chose the chicago.json subprotocol at its upgrade */
+interface UserData { conn?: Connection; json?: boolean }
 type Socket = uWS.WebSocket<UserData>;
 
 interface Subscription {
@@ -71,7 +73,8 @@ class Connection {
   inFlightBytes = 0;
   badFramesInARow = 0;
   readonly subs = new Map<number, Subscription>();
-  constructor(readonly ws: Socket, readonly serial: number) {}
+  /** `json`: text frames of JSON both ways (the chicago.json subprotocol); otherwise binary msgpack */
+  constructor(readonly ws: Socket, readonly serial: number, readonly json: boolean) {}
 }
 
 // Reserve for the envelope around pushed records and scan items, so a frame stays under the limit.
@@ -107,14 +110,15 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
 
   function send(conn: Connection, frame: ServerFrame): boolean {
     if (conn.closed) return false;
-    const bytes = encodeFrame(frame);
+    // the mode is decided once per frame, never per record
+    const bytes = conn.json ? encodeJsonFrame(frame) : encodeFrame(frame);
     const buffered = conn.ws.getBufferedAmount();
     // Close before uWS would drop: a dropped push or reply is a silent loss.
     if (buffered + bytes.length > limits.wsBackpressureBytesMax) {
       shut(conn, 'SLOW_CONSUMER', new ChicagoError('SLOW_CONSUMER', buffered + bytes.length, limits.wsBackpressureBytesMax).message);
       return false;
     }
-    const status = conn.ws.send(bytes, true, false);
+    const status = conn.ws.send(bytes, !conn.json, false);
     if (status === 2) {
       shut(conn, 'SLOW_CONSUMER', `send dropped with ${conn.ws.getBufferedAmount()} bytes buffered`);
       return false;
@@ -165,10 +169,15 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   }
 
   function onMessage(conn: Connection, message: ArrayBuffer, isBinary: boolean): void {
-    if (!isBinary) return badFrame(conn, new ChicagoError('BAD_REQUEST', 'text frames are not part of the protocol; send binary msgpack'));
-    // A copy: uWS neuters `message` when this callback returns, and decoded bins point into it.
-    const bytes = Buffer.from(new Uint8Array(message));
-    const parsed = parseClientFrame(bytes);
+    if (isBinary === conn.json) {
+      return badFrame(conn, new ChicagoError('BAD_REQUEST', conn.json
+        ? `binary frames are not part of a ${JSON_SUBPROTOCOL} connection; send JSON text`
+        : `text frames are not part of the protocol; send binary msgpack, or connect with the subprotocol ${JSON_SUBPROTOCOL}`));
+    }
+    // msgpack: a copy, since uWS neuters `message` when this callback returns and decoded bins
+    // point into it; JSON: decoded into strings and new buffers, so no copy is needed.
+    const bytes = conn.json ? new Uint8Array(message) : Buffer.from(new Uint8Array(message));
+    const parsed = conn.json ? parseJsonClientFrame(bytes) : parseClientFrame(bytes);
     if (!parsed.ok) {
       if (parsed.undecodable) return badFrame(conn, parsed.error);
       conn.badFramesInARow = 0;
@@ -290,7 +299,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       case 'commit':
         auth.authorize(who, 'group', 'use', f.group);
         return auth.authorize(who, 'topic', 'read', f.topic);
-      case 'offsets': case 'heartbeat': case 'leave': case 'members': return auth.authorize(who, 'group', 'use', f.group);
+      case 'offsets': case 'heartbeat': case 'leave': case 'members': case 'group.delete': return auth.authorize(who, 'group', 'use', f.group);
       // the list shows only the topics the token may do something with (as GET /v1/topics)
       case 'topics': return;
       case 'topic': return auth.authorize(who, 'topic', 'read', f.topic);
@@ -367,6 +376,8 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         return {};
       case 'members':
         return { ...await api.groupMembers(f.group) };
+      case 'group.delete':
+        return await api.groupDelete(f.group);
       case 'topics': {
         const all = await api.listTopics();
         return { topics: all.filter((t) => (['read', 'write', 'admin'] as const).some((a) => auth.may(conn.principal!, 'topic', a, t.name))).map(({ partitionsInfo: _, ...t }) => t) };
@@ -531,10 +542,12 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         res.writeStatus('403 Forbidden').writeHeader('content-type', 'application/json').end(body, true);
         return;
       }
-      res.upgrade<UserData>({}, key, protocol, extensions, context);
+      // msgpack unless the client offers chicago.json; only a subprotocol it offered is echoed
+      const chosen = chooseSubprotocol(protocol);
+      res.upgrade<UserData>({ json: chosen === JSON_SUBPROTOCOL }, key, chosen, extensions, context);
     },
     open: (ws) => {
-      const conn = new Connection(ws, ++serial);
+      const conn = new Connection(ws, ++serial, ws.getUserData().json === true);
       if (auth.open) conn.principal = auth.authenticateOpen();
       ws.getUserData().conn = conn;
       open.add(conn);

@@ -28,6 +28,8 @@ export interface GroupCoordinatorDeps {
   leadership(p: number): { leads: boolean; epoch: number };
   partitionsOf(topic: string): number;
   commit(group: string, topic: string, partition: number, offset: number): Promise<void>;
+  /** removes every committed offset of the group; resolves with how many there were */
+  deleteOffsets(group: string): Promise<number>;
 }
 
 interface Group { p: number; epoch: number; state: GroupState; busy: Map<PartitionKey, number> }
@@ -37,6 +39,8 @@ export class GroupCoordinator {
   /** when this node last became leader of a home partition, per partition and epoch */
   private readonly leaderSince = new Map<number, { epoch: number; sinceMs: number }>();
   private readonly timer: NodeJS.Timeout;
+  /** groups whose offsets are being deleted: a join waits for that, so no member starts from offsets about to go */
+  private readonly deleting = new Map<string, Promise<number>>();
 
   constructor(private readonly deps: GroupCoordinatorDeps, private readonly startedAtMs: number) {
     this.timer = setInterval(() => this.tick(), limits.groupTickMs);
@@ -46,6 +50,10 @@ export class GroupCoordinator {
   stop(): void { clearInterval(this.timer); }
 
   async handle(p: number, req: GroupRequest): Promise<Record<string, unknown>> {
+    if (req.op === 'groupJoin') {
+      // no await when nothing is being deleted: the join then creates its group in this same turn
+      for (let d = this.deleting.get(req.group); d; d = this.deleting.get(req.group)) await d.catch(() => undefined);
+    }
     const g = this.group(p, req.group, req.op === 'groupJoin');
     switch (req.op) {
       case 'groupJoin': {
@@ -81,6 +89,23 @@ export class GroupCoordinator {
         }
         return {};
       }
+      case 'groupDelete':
+        return { removed: await this.delete(req.group, g) };
+    }
+  }
+
+  /** Kafka's rule: a group with live members is not deleted (they would commit again at once). */
+  private async delete(name: string, g: Group | undefined): Promise<number> {
+    if (g && g.state.members.size > 0) throw new ChicagoError('GROUP_NOT_EMPTY', name, g.state.members.size);
+    this.groups.delete(name);
+    const run = this.deps.deleteOffsets(name);
+    this.deleting.set(name, run);
+    try {
+      const removed = await run;
+      if (removed === 0) throw new ChicagoError('NOT_FOUND', `group ${name}`);
+      return removed;
+    } finally {
+      if (this.deleting.get(name) === run) this.deleting.delete(name);
     }
   }
 

@@ -161,6 +161,7 @@ export class ChicagoNode implements NodeApi {
       },
       partitionsOf: (topic) => this.catalog.get(topic).partitions,
       commit: (group, topic, partition, offset) => this.commitOffset(group, topic, partition, offset),
+      deleteOffsets: (group) => this.deleteGroupOffsets(group),
     }, Date.now());
     this.coordinator.onChange((p, view) => {
       this.workerOf(p).tell({ p, op: 'view', view: view ?? idle });
@@ -330,7 +331,7 @@ export class ChicagoNode implements NodeApi {
       return read.then((res) => ({ res: res as T, replicas: 0 }));
     }
     // deletions still run on a full disk (they are how room is made); other writes wait for room
-    if (body.op !== 'kvDel' && body.op !== 'dropStream' && !this.disk.admit(bytes)) return Promise.reject(new ChicagoError('STORAGE_FULL', this.disk.reason()));
+    if (body.op !== 'kvDel' && body.op !== 'dropStream' && body.op !== 'uncommit' && !this.disk.admit(bytes)) return Promise.reject(new ChicagoError('STORAGE_FULL', this.disk.reason()));
     const sent = w.write<T>(body, bytes).catch((e: unknown) => {
       if (e instanceof ChicagoError && e.code === 'STORAGE_FULL') this.disk.tripped();
       throw e;
@@ -671,6 +672,25 @@ export class ChicagoNode implements NodeApi {
     return out.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
   }
 
+  /** Refused (GROUP_NOT_EMPTY) while the group has live members; NOT_FOUND when it has neither members nor offsets. */
+  async groupDelete(group: string): Promise<{ removed: number }> {
+    checkName('group', group);
+    return this.groupCall<{ removed: number }>(group, { op: 'groupDelete', group });
+  }
+
+  /** Every committed offset of the group, in every partition (deleted topics' included), removed; how many. */
+  private async deleteGroupOffsets(group: string): Promise<number> {
+    const perPartition = await Promise.all(Array.from({ length: this.partitions }, (_, p) =>
+      this.call<GroupOffsetReply[]>(p, { p, op: 'groupOffsets', group })));
+    this.knownGroups.delete(group);
+    // one write at a time per partition: at most one per partition in flight
+    const removed = await Promise.all(perPartition.map(async (rows, p) => {
+      for (const r of rows) await this.write(p, { p, op: 'uncommit', group, topicId: r.topicId, tp: r.tp, acks: 'all' });
+      return rows.length;
+    }));
+    return removed.reduce((a, b) => a + b, 0);
+  }
+
   // ---- group membership (docs/protocol.md "Consumer groups"): coordinated by the leader of the group's home partition ----
 
   async groupJoin(group: string, opts: GroupJoinOptions): Promise<GroupMembership> {
@@ -909,7 +929,7 @@ function readLinkTls(tls: TlsConfig): LinkTls {
   return { cert: read('certFile', tls.certFile), key: read('keyFile', tls.keyFile), ...(tls.caFile ? { ca: read('caFile', tls.caFile) } : {}) };
 }
 
-const GROUP_OPS: ReadonlySet<string> = new Set(['groupJoin', 'groupHeartbeat', 'groupLeave', 'groupDescribe', 'groupCommit']);
+const GROUP_OPS: ReadonlySet<string> = new Set(['groupJoin', 'groupHeartbeat', 'groupLeave', 'groupDescribe', 'groupCommit', 'groupDelete']);
 function isGroupRequest(b: RequestBody): b is Extract<RequestBody, GroupRequest> {
   return GROUP_OPS.has(b.op);
 }

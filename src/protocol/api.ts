@@ -146,6 +146,8 @@ export interface NodeApi {
   groupHeartbeat(group: string, member: string, generation: number): Promise<GroupMembership>;
   groupLeave(group: string, member: string): Promise<void>;
   groupMembers(group: string): Promise<GroupDescription>;
+  /** removes the group's committed offsets: GROUP_NOT_EMPTY while it has live members, NOT_FOUND when it has neither */
+  groupDelete(group: string): Promise<{ removed: number }>;
 
   status(): Promise<NodeStatus>;
 }

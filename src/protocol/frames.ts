@@ -46,6 +46,8 @@ export type ClientFrame =
   | { op: 'heartbeat'; id: number; group: string; member: string; generation: number }
   | { op: 'leave'; id: number; group: string; member: string }
   | { op: 'members'; id: number; group: string }
+  /** removes the group's committed offsets; refused (GROUP_NOT_EMPTY) while it has live members */
+  | { op: 'group.delete'; id: number; group: string }
   /** metadata: the topics this token may see, or one topic with its partitions, offsets and leaders */
   | { op: 'topics'; id: number }
   | { op: 'topic'; id: number; topic: string };
@@ -123,7 +125,7 @@ export type Parsed<F> =
   /** `id` is the request id when one could be read (0 otherwise); `undecodable` marks garbage */
   | { ok: false; id: number; error: ChicagoError; undecodable: boolean };
 
-function undecodable(reason: string): { ok: false; id: number; error: ChicagoError; undecodable: true } {
+export function undecodable(reason: string): { ok: false; id: number; error: ChicagoError; undecodable: true } {
   return { ok: false, id: 0, error: new ChicagoError('BAD_REQUEST', reason), undecodable: true };
 }
 
@@ -140,7 +142,7 @@ function decodeObject(bytes: Uint8Array): { obj: Record<string, unknown> } | { r
   return { obj: value };
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
   const proto = Object.getPrototypeOf(v);
   return proto === Object.prototype || proto === null;
@@ -153,10 +155,17 @@ export function parseClientFrame(bytes: Uint8Array): Parsed<ClientFrame> {
   }
   const d = decodeObject(bytes);
   if ('reason' in d) return undecodable(d.reason);
-  const raw = d.obj;
+  return checkClientObject(d.obj);
+}
+
+/**
+ * Validate one decoded client frame (either codec). `prepare` turns the object into the msgpack
+ * shape first; what it throws is answered like a validation error. Never throws.
+ */
+export function checkClientObject(raw: Record<string, unknown>, prepare?: (o: Record<string, unknown>) => Record<string, unknown>): Parsed<ClientFrame> {
   const id = isRequestId(raw.id) ? raw.id : 0;
   try {
-    return { ok: true, frame: validateClientFrame(raw) };
+    return { ok: true, frame: validateClientFrame(prepare ? prepare(raw) : raw) };
   } catch (err) {
     if (err instanceof ChicagoError) return { ok: false, id, error: err, undecodable: false };
     return { ok: false, id, error: new ChicagoError('INTERNAL', `validator: ${String(err)}`), undecodable: false };
@@ -384,6 +393,7 @@ function validateClientFrame(o: Record<string, unknown>): ClientFrame {
     case 'leave':
       return { op, id: requestId(o), group: checkName('group', o.group), member: checkName('member', o.member) };
     case 'members':
+    case 'group.delete':
       return { op, id: requestId(o), group: checkName('group', o.group) };
     case 'topics':
       return { op, id: requestId(o) };

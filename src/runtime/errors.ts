@@ -33,6 +33,8 @@ export const ERRORS = {
   UNKNOWN_MEMBER: { wire: 207, status: 409, retryable: false, message: 'group %s has no member %s; join again' },
   /** a group member's generation is not the current one, or it does not own the partition: heartbeat, then commit again */
   FENCED: { wire: 208, status: 409, retryable: false, message: 'group %s: %s' },
+  /** a group with live members cannot be deleted: stop its consumers (or wait for their sessions to end) first */
+  GROUP_NOT_EMPTY: { wire: 209, status: 409, retryable: false, message: 'group %s has %s live member(s); stop them first' },
   // 4xx: who is asking. No token, an unknown, expired or revoked one, or a token without the scope.
   UNAUTHENTICATED: { wire: 400, status: 401, retryable: false, message: 'authentication required: %s' },
   FORBIDDEN: { wire: 401, status: 403, retryable: false, message: 'forbidden: %s' },

@@ -127,6 +127,7 @@ export class FakeNodeApi implements NodeApi {
   async groupHeartbeat(): Promise<never> { throw new ChicagoError('UNKNOWN_OP', 'heartbeat (fake node)'); }
   async groupLeave(): Promise<never> { throw new ChicagoError('UNKNOWN_OP', 'leave (fake node)'); }
   async groupMembers(): Promise<never> { throw new ChicagoError('UNKNOWN_OP', 'members (fake node)'); }
+  async groupDelete(): Promise<never> { throw new ChicagoError('UNKNOWN_OP', 'group.delete (fake node)'); }
 
   async groupOffsets(group: string, topic?: string): Promise<GroupOffset[]> {
     const out: GroupOffset[] = [];

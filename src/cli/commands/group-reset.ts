@@ -34,6 +34,7 @@ export const groupReset: Command = {
   details: [
     'Offsets are clamped to what each partition holds (its start and end offsets). --to-time starts at',
     'the first record at or after TIME (an ISO date, an age such as 1h, or ms since the epoch).',
+    'With --partition P only that partition moves: a seek of one partition.',
   ].join('\n'),
   options: {
     ...clientOptions,
