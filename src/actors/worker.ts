@@ -24,6 +24,7 @@ import { encodeKvValue, initialState, metaOp, type Command, type Op, type Partit
 import { canServeReads, coalescePeer, createReplica, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, readyToHandOver, rowOf, visibleEnd, visibleRow, type Acks, type Effect, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader, type ReadView } from './reads.js';
 import { catchUp } from './catch-up.js';
+import { copyPartAcked, nextCopyPart, type OutgoingCopy } from './copy-send.js';
 import { abandonCopy, abandonStalledCopy, askForCopy, receivePart, type CopyHost, type Installing } from './install.js';
 import { loadState, restoreStoredHints } from './recovery.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
@@ -65,19 +66,8 @@ interface Outbox { replies: Response[]; peer: Array<{ to: NodeId; msg: Replicati
 const emptyOutbox = (): Outbox => ({ replies: [], peer: [], visible: [] });
 
 /** A full copy being sent: an open RocksDB iterator (a point-in-time view), a part at a time. */
-interface OutgoingCopy {
-  copy: number;
-  part: number;
-  /** when the last part went (the next waits for the node's part interval) */
-  lastPartAtMs: number;
-  entries: Generator<[Buffer, Buffer]>;
-  /** the part sent last, until the follower acks it: the next waits (or SNAPSHOT_PART_ACK_MS passes) */
-  unacked?: { part: number; sentAtMs: number };
-}
 /** anti-entropy digests pause this many times as long as each slice took (at most 1/10 of the thread) */
 const DIGEST_PAUSE_PER_BUSY = 9;
-/** A part not acked in this time is taken as lost or slow: the next goes anyway (a gap makes the follower start over). */
-const SNAPSHOT_PART_ACK_MS = 2_000;
 
 
 class PartitionWorker {
@@ -352,7 +342,7 @@ class PartitionWorker {
         case 'resend': this.resend(h, e.to, e.fromSeq, e.at); break;
         case 'snapshot': {
           // A new copy replaces one still being sent: the follower starts over at its part 0.
-          h.snapshots.get(e.to)?.entries.return(undefined);
+          h.snapshots.get(e.to)?.entries.return?.(undefined);
           this.flush(); // the copy starts from everything written so far
           h.snapshots.set(e.to, { copy: e.copy, part: 0, lastPartAtMs: 0, entries: h.store.iterate(K.snapshotRange, 1024) });
           break;
@@ -368,7 +358,7 @@ class PartitionWorker {
         }
         case 'visible': this.out.visible.push(...e.streams); break;
         case 'role':
-          if (e.role !== 'leader') for (const s of h.snapshots.values()) s.entries.return(undefined);
+          if (e.role !== 'leader') for (const s of h.snapshots.values()) s.entries.return?.(undefined);
           if (e.role !== 'leader') h.snapshots.clear();
           break;
       }
@@ -376,8 +366,7 @@ class PartitionWorker {
   }
 
   private snapshotAcked(h: Hosted, ack: SnapshotAck): void {
-    const snap = h.snapshots.get(ack.from);
-    if (snap?.copy === ack.copy && snap.unacked?.part === ack.part) snap.unacked = undefined;
+    copyPartAcked(h.snapshots.get(ack.from), ack.copy, ack.part);
     this.run(h, { type: 'copyProgress', to: ack.from, copy: ack.copy });
   }
 
@@ -553,26 +542,13 @@ class PartitionWorker {
    * follower, and slows down while the node's foreground writes are slow.
    */
   private sendSnapshotChunk(h: Hosted, to: NodeId, snap: OutgoingCopy): void {
-    const now = performance.now();
-    if (snap.unacked && now - snap.unacked.sentAtMs < SNAPSHOT_PART_ACK_MS) return;
-    if (now - snap.lastPartAtMs < Atomics.load(this.pace, PACE.partIntervalMs)) return;
-    snap.unacked = { part: snap.part, sentAtMs: now };
-    snap.lastPartAtMs = now;
+    const out = nextCopyPart(snap, performance.now(), Atomics.load(this.pace, PACE.partIntervalMs), limits.snapshotChunkBytesMax);
+    if (!out) return;
     Atomics.add(this.pace, PACE.partsSent, 1);
-    const entries: Array<[Uint8Array, Uint8Array]> = [];
-    let bytes = 0;
-    let last = false;
-    for (;;) {
-      const next = snap.entries.next();
-      if (next.done) { last = true; break; }
-      entries.push(next.value);
-      bytes += next.value[0].length + next.value[1].length;
-      if (bytes >= limits.snapshotChunkBytesMax) break;
-    }
     const s = h.replica.state;
-    this.counters.snapshotBytesSent += bytes;
-    this.out.peer.push({ to, msg: { t: 'snap', p: s.id, epoch: s.epoch, leader: this.self, copy: snap.copy, part: snap.part++, entries, last } });
-    if (last) h.snapshots.delete(to);
+    this.counters.snapshotBytesSent += out.bytes;
+    this.out.peer.push({ to, msg: { t: 'snap', p: s.id, epoch: s.epoch, leader: this.self, copy: snap.copy, part: out.part, entries: out.entries, last: out.last } });
+    if (out.last) h.snapshots.delete(to);
   }
 
   private apply(h: Hosted, ops: Op[]): void {

@@ -61,13 +61,12 @@ import { EventQueue } from './heap.js';
 import { MemStore, decodeEntry } from './store.js';
 import { loadState, restoreStoredHints } from '../../src/actors/recovery.js';
 import { catchUp } from '../../src/actors/catch-up.js';
+import { copyPartAcked, nextCopyPart, type OutgoingCopy } from '../../src/actors/copy-send.js';
 import { abandonCopy, abandonStalledCopy, askForCopy, receivePart, type CopyHost, type Installing } from '../../src/actors/install.js';
 
 const P = 7; // the partition id
 /** worker.ts CLAIM_MS */
 const CLAIM_MS = 2_000;
-/** worker.ts SNAPSHOT_PART_ACK_MS */
-const SNAPSHOT_PART_ACK_MS = 2_000;
 const TICK_MS = 50; // worker.ts TICK_MS
 const CHECK_EVERY_MS = 100; // cluster.ts CHECK_EVERY_MS
 const SUSPECT_AFTER_MS = 300; // cluster.ts SUSPECT_AFTER_MS
@@ -136,7 +135,7 @@ interface SimNode {
   store: MemStore;
   replica?: Replica;
   /** snapshots being sent (worker: iterator opened at the effect), one part per tick */
-  snapshots: Map<NodeId, { copy: number; part: number; parts: Array<Array<[string, Buffer]>>; history: Map<number, Buffer>; unacked?: { part: number; sentAt: number } }>;
+  snapshots: Map<NodeId, OutgoingCopy & { partBytesMax: number; history: Map<number, Buffer> }>;
   /** a copy being received (worker.ts `installing`) */
   installing?: Installing;
   /** worker.ts `incomplete`: a copy started and none completed since (durable: the store's K.installingKey) */
@@ -185,7 +184,7 @@ interface Request {
 type Ev =
   | { k: 'msg'; from: NodeId; to: NodeId; msg: PeerMessage }
   // history: checker-only (MemStore.installedHistory), the log entries the copied state stands for
-  | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; copy: number; part: number; last: boolean; data: Array<[string, Buffer]>; history: Map<number, Buffer> }
+  | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; copy: number; part: number; last: boolean; data: Array<[Buffer, Buffer]>; history: Map<number, Buffer> }
   /** messages.ts SnapshotAck: the follower wrote that part; its sender then sends the next */
   | { k: 'snapAck'; from: NodeId; to: NodeId; copy: number; part: number }
   | { k: 'view'; to: NodeId; inc: number; view: ReplicaView }
@@ -412,14 +411,12 @@ export class Sim {
         case 'snapshot':
           {
             // worker.ts: a new copy replaces one still being sent; it is fixed when the effect
-            // runs and leaves in 1–3 parts, one per tick
+            // runs, and its parts are cut by a byte cap chosen so it leaves in 1–3 parts
             const data = n.store.copy();
-            const k = this.rNet.int(1, 3);
-            const size = Math.ceil(data.length / k) || 1;
-            const parts: Array<Array<[string, Buffer]>> = [];
-            for (let i = 0; i < data.length; i += size) parts.push(data.slice(i, i + size));
-            if (parts.length === 0) parts.push([]);
-            n.snapshots.set(e.to, { copy: e.copy, part: 0, parts, history: n.store.history(n.replica!.state.seq) });
+            const bytes = data.reduce((a, [k, v]) => a + k.length / 2 + v.length, 0);
+            const partBytesMax = Math.max(1, Math.ceil(bytes / this.rNet.int(1, 3)));
+            const entries = data.map(([k, v]): [Buffer, Buffer] => [Buffer.from(k, 'hex'), v])[Symbol.iterator]();
+            n.snapshots.set(e.to, { copy: e.copy, part: 0, lastPartAtMs: 0, entries, partBytesMax, history: n.store.history(n.replica!.state.seq) });
           }
           break;
         case 'drop': {
@@ -503,25 +500,22 @@ export class Sim {
     const stalled = n.installing?.from;
     if (abandonStalledCopy(this.copyHost(n))) this.log(`${n.id} abandons the stalled copy from ${stalled}`);
     this.run1(n, { type: 'tick' });
-    // worker.ts sendSnapshotChunk: one part per follower per tick, once the last one is acked
+    // worker.ts sendSnapshotChunk, through the same code (copy-send.ts): one part per follower per
+    // tick, once the last one is acked (no part interval: the simulator has no foreground to yield to)
     for (const [to, snap] of n.snapshots) {
-      if (snap.unacked && this.now - snap.unacked.sentAt < SNAPSHOT_PART_ACK_MS) continue;
-      snap.unacked = { part: snap.part, sentAt: this.now };
-      const part = snap.part++;
-      const last = snap.part === snap.parts.length;
-      if (part === 0) this.stats.snapshots++;
-      this.log(`${n.id} → ${to} snapshot e${n.replica!.state.epoch} part ${part}${last ? ' (last)' : ''} (${snap.parts[part].length} keys)`);
-      this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, copy: snap.copy, part, last, data: snap.parts[part], history: snap.history });
-      if (last) n.snapshots.delete(to);
+      const out = nextCopyPart(snap, this.now, 0, snap.partBytesMax);
+      if (!out) continue;
+      if (out.part === 0) this.stats.snapshots++;
+      this.log(`${n.id} → ${to} snapshot e${n.replica!.state.epoch} part ${out.part}${out.last ? ' (last)' : ''} (${out.entries.length} keys)`);
+      this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, copy: snap.copy, part: out.part, last: out.last, data: out.entries, history: snap.history });
+      if (out.last) n.snapshots.delete(to);
     }
   }
 
-  /** worker.ts snapshotAcked */
   private deliverSnapAck(ev: Extract<Ev, { k: 'snapAck' }>, flushed = false): void {
     const n = this.nodes.get(ev.to)!;
     if (!n.up || !this.linkPasses(ev, flushed)) return;
-    const snap = n.snapshots.get(ev.from);
-    if (snap?.copy === ev.copy && snap.unacked?.part === ev.part) snap.unacked = undefined;
+    copyPartAcked(n.snapshots.get(ev.from), ev.copy, ev.part);
     this.run1(n, { type: 'copyProgress', to: ev.from, copy: ev.copy });
   }
 
@@ -531,7 +525,7 @@ export class Sim {
     if (!n.up) return;
     if (!this.linkPasses(ev, flushed)) return;
     const seqBefore = n.replica!.state.seq;
-    const outcome = receivePart(this.copyHost(n), { epoch: ev.epoch, from: ev.from, copy: ev.copy, part: ev.part, last: ev.last, entries: ev.data.map(([k, v]) => [Buffer.from(k, 'hex'), v] as const) });
+    const outcome = receivePart(this.copyHost(n), { epoch: ev.epoch, from: ev.from, copy: ev.copy, part: ev.part, last: ev.last, entries: ev.data });
     this.log(`${n.id} ← ${ev.from} snapshot e${ev.epoch} part ${ev.part}${ev.last ? ' (last)' : ''}: ${outcome}`);
     if (outcome !== 'installed') return;
     n.store.installHistory(ev.history); // checker only: the entries the installed state stands for
