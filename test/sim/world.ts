@@ -2,8 +2,9 @@
 // FoundationDB's simulation are the models). The replicas run the real pure transition
 // (src/actors/replica.ts → partition.ts `step`); this file plays every other part:
 // - the worker (worker.ts): executes effects — writes to a durable in-memory store, sends to the
-//   simulated network, resends from the log, sends snapshots (a part per tick, once the last is
-//   acked), installs them, drops;
+//   simulated network, drops; log catch-up, copies sent and installed, and recovery from the store
+//   run the worker's own modules (src/actors/catch-up.ts, copy-send.ts, install.ts, recovery.ts)
+//   over this file's store and clock;
 // - the network: per-link delay, jitter, loss (in order per link, as TCP), partitions (one-way cuts
 //   too); traffic on a cut link is dropped or held until the link heals, as a peer queue would;
 // - the coordinator (etcd + cluster.ts): the partition record changes only by compare-and-swap on
@@ -519,7 +520,7 @@ export class Sim {
     this.run1(n, { type: 'copyProgress', to: ev.from, copy: ev.copy });
   }
 
-  /** worker.ts installChunk: clear and mark installing at part 0, the meta last, then reload. */
+  /** worker.ts installChunk, through the same code (install.ts). */
   private deliverSnap(ev: Extract<Ev, { k: 'snap' }>, flushed = false): void {
     const n = this.nodes.get(ev.to)!;
     if (!n.up) return;
