@@ -240,8 +240,9 @@ describe('producer pipelining against a real node killed with -9', () => {
       expect(killed).toBe(true);
       const stats = p.stats();
       const ackedAll = acked.get(0)!.size + acked.get(1)!.size;
-      console.log(`producer-pipeline: ${n} sent, ${ackedAll} acked, ${failed.length} failed, peak ${stats.inFlightBatchesPeak} batches in flight, ${Date.now() - started} ms`);
+      console.log(`producer-pipeline: ${n} sent, ${ackedAll} acked, ${failed.length} failed, ${stats.retried} resent, peak ${stats.inFlightBatchesPeak} batches in flight, ${Date.now() - started} ms`);
       expect(stats.inFlightBatchesPeak).toBeGreaterThan(1);
+      expect(stats.retried, 'the kill caught batches in flight').toBeGreaterThan(0);
       expect(ackedAll + failed.length).toBe(n);
       // records sent after the restart made it too
       expect([...acked.get(0)!, ...acked.get(1)!].some((i) => i > 2_100)).toBe(true);

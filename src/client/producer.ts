@@ -59,6 +59,8 @@ export interface ProducerStats {
   sent: number;
   /** records the node acknowledged */
   acked: number;
+  /** records sent again after their batch failed retryably (once per resend) */
+  retried: number;
   /** records refused because the buffer was full or the producer closed (best-effort) */
   dropped: number;
   /** records whose batch failed for good */
@@ -129,7 +131,7 @@ export class Producer<M extends ProducerMode = 'acked'> {
   private readonly deliveryTimeoutMs: number;
   private readonly maxInFlight: number;
   private readonly streams = new Map<string, Stream>();
-  private readonly counters = { sent: 0, acked: 0, dropped: 0, errors: 0, inFlightBatchesPeak: 0 };
+  private readonly counters = { sent: 0, acked: 0, retried: 0, dropped: 0, errors: 0, inFlightBatchesPeak: 0 };
   private bufferedBytes = 0;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
@@ -316,7 +318,7 @@ export class Producer<M extends ProducerMode = 'acked'> {
     if (!b.sentOnce) {
       b.sentOnce = true;
       this.counters.sent += b.records.length;
-    }
+    } else this.counters.retried += b.records.length;
     const body = {
       op: 'produce' as const, topic: s.topic, acks: this.acks, partition: s.partition,
       producerId: b.producerId, sequence: b.sequence, records: b.records,
