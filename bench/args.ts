@@ -117,8 +117,8 @@ scenarios: kv-put | kv-get | produce | produce-tail | idle | noop (the generator
                          little CPU); spin = busy event-loop turns (lag ~µs, burns a core);
                          timer = 1 ms timer (lag up to ~1 ms)
   --linger-ms N          ws producer linger (default 0: a bench batch is sent when complete)
-  --producers N          ws: client Producer instances per connection; each keeps one batch in
-                         flight per partition (default 1; produce-tail 8)
+  --producers N          ws: client Producer instances per connection, each with its own
+                         streams per partition (default 1; produce-tail 8)
   --max-in-flight N      ws: batches a Producer keeps in flight per partition (its maxInFlight;
                          default the client's, 5; 1 = one round trip per batch)
   --credit-bytes N       tail subscription credit (default 16 MiB)
