@@ -6,11 +6,12 @@ import { ChicagoClient } from '../src/client/index.js';
 import { Producer, type RecordPosition } from '../src/client/producer.js';
 import type { Reply, RequestBody, Session } from '../src/client/session.js';
 import { ChicagoError, type ErrorCode } from '../src/runtime/errors.js';
-import { initialState, step, streamKeyOf, type PartitionState, type WireRecord } from '../src/actors/partition.js';
+import { initialState, step, type PartitionState, type WireRecord } from '../src/actors/partition.js';
 import { epoch, partitionId, seq } from '../src/runtime/ids.js';
 import { startNode, type NodeHandle } from './helpers/launcher.js';
 import { http } from './helpers/http.js';
 import { slow } from './helpers/slow.js';
+import { countersIn, expectExactlyOnceInOrder } from './helpers/produced.js';
 
 type ProduceBody = Extract<RequestBody, { op: 'produce' }>;
 interface Held { body: ProduceBody; resolve(r: Reply): void; reject(e: ChicagoError): void }
@@ -247,22 +248,8 @@ describe('producer pipelining against a real node killed with -9', () => {
       // records sent after the restart made it too
       expect([...acked.get(0)!, ...acked.get(1)!].some((i) => i > 2_100)).toBe(true);
       for (const partition of [0, 1]) {
-        const got: number[] = [];
-        for (let offset = 0; ;) {
-          const r = await http(node.url, 'GET', `/v1/topics/pipe/records?partition=${partition}&offset=${offset}&maxRecords=2000`);
-          expect(r.status).toBe(200);
-          for (const rec of r.body.records as Array<{ value: string; headers: Record<string, string> }>) {
-            expect(rec.value).toBe(`v${rec.headers.n}`);
-            got.push(Number(rec.headers.n));
-          }
-          if (r.body.nextOffset >= r.body.endOffset) break;
-          offset = r.body.nextOffset;
-        }
-        // exactly once: no duplicates; in send order; every acknowledged record present
-        expect(new Set(got).size).toBe(got.length);
-        expect(got).toEqual([...got].sort((a, b) => a - b));
-        const missing = [...acked.get(partition)!].filter((i) => !got.includes(i));
-        expect(missing).toEqual([]);
+        const got = await countersIn(node.url, 'pipe', partition);
+        expectExactlyOnceInOrder(got, acked.get(partition)!);
         expect(got.every((i) => i % 2 === partition)).toBe(true);
       }
       // The client's view: a failed record is one whose outcome it could not learn in time.
