@@ -69,6 +69,15 @@ async function sentCount(f: FakeSession, n: number): Promise<void> {
   }
 }
 
+/** Answers every request the producer sends until it has sent `atLeast` and has nothing in flight (bounded). */
+async function drain(f: FakeSession, p: Producer<'acked'>, atLeast = 0): Promise<void> {
+  for (let turns = 0; f.sent.length < atLeast || f.held.length > 0 || p.stats().inFlightBatches > 0; turns++) {
+    if (turns > 1_000) throw new Error(`producer still sending after 1000 turns (${f.sent.length} requests)`);
+    if (f.held.length) f.deliver();
+    await settle();
+  }
+}
+
 /** One record per batch: a batchBytesMax of 1 seals each at once. */
 function pipelined(f: FakeSession, maxInFlight = 5): Producer<'acked'> {
   return new Producer(f as unknown as Session, { lingerMs: 0, batchBytesMax: 1, maxInFlight, deliveryTimeoutMs: slow(5_000) });
@@ -88,7 +97,7 @@ describe('producer pipelining (fake session, real partition transition)', () => 
     expect(f.held.length).toBe(5); // a sixth waits for a slot
     expect(f.sent.map((b) => [b.sequence, b.previousSequence])).toEqual([[0, undefined], [1, 0], [2, 1], [3, 2], [4, 3]]);
     expect(new Set(f.sent.map((b) => b.producerId)).size).toBe(1);
-    while (f.sent.length < 8 || f.held.length > 0) { if (f.held.length) f.deliver(); await settle(); }
+    await drain(f, p, 8);
     expect((await Promise.all(acks)).map((r) => (r as RecordPosition).offset)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(p.stats()).toMatchObject({ inFlightBatchesPeak: 5, inFlightBatches: 0, errors: 0 });
   });
@@ -127,7 +136,7 @@ describe('producer pipelining (fake session, real partition transition)', () => 
     await sentCount(f, 6);
     await settle();
     const first = f.sent.length;
-    while (f.held.length > 0) { f.deliver(); await settle(); }
+    await drain(f, p);
     const results = await Promise.all(acks);
     return { order: f.order, resent: f.sent.slice(5).map((b) => b.sequence!), results: results.slice(0, first) };
   }
@@ -155,7 +164,7 @@ describe('producer pipelining (fake session, real partition transition)', () => 
     lost.reject(new ChicagoError('OUTCOME_UNKNOWN', 'produce: connection lost'));
     f.deliver(); f.deliver(); // 1 and 2 appended behind it
     await sentCount(f, 4);
-    while (f.held.length > 0) { f.deliver(); await settle(); }
+    await drain(f, p);
     expect((await Promise.all(acks)).map((r) => (r as RecordPosition).offset)).toEqual([0, 1, 2]);
     expect(f.order).toEqual(['r0', 'r1', 'r2']);
     expect(f.sent.slice(3).map((b) => b.sequence)).toEqual([0]);
