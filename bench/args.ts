@@ -69,6 +69,8 @@ export interface BenchArgs {
   pacing: Pacing;
   lingerMs: number;
   producers: number;
+  /** ws: batches in flight per Producer stream (the client's maxInFlight) */
+  maxInFlight?: number;
   creditBytes: number;
   /** node pid to sample CPU/RSS from when not spawning */
   pid?: number;
@@ -115,8 +117,10 @@ scenarios: kv-put | kv-get | produce | produce-tail | idle | noop (the generator
                          little CPU); spin = busy event-loop turns (lag ~µs, burns a core);
                          timer = 1 ms timer (lag up to ~1 ms)
   --linger-ms N          ws producer linger (default 0: a bench batch is sent when complete)
-  --producers N          ws: client Producer instances per connection; each keeps one batch in
-                         flight per partition (default 1; produce-tail 8)
+  --producers N          ws: client Producer instances per connection, each with its own
+                         streams per partition (default 1; produce-tail 8)
+  --max-in-flight N      ws: batches a Producer keeps in flight per partition (its maxInFlight;
+                         default the client's, 5; 1 = one round trip per batch)
   --credit-bytes N       tail subscription credit (default 16 MiB)
   --pid PID              sample this node's CPU/RSS (with --url; --spawn knows its own)
   --server-arg ARG       extra argument for the spawned server (repeat)
@@ -225,6 +229,7 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     pacing: oneOf('pacing', values.pacing, ['ticker', 'spin', 'timer'] as const, 'ticker'),
     lingerMs: num('linger-ms', values['linger-ms'], 0),
     producers: Math.floor(num('producers', values.producers, s === 'produce-tail' ? 8 : 1, 1)),
+    ...(values['max-in-flight'] === undefined ? {} : { maxInFlight: Math.floor(num('max-in-flight', values['max-in-flight'], 5, 1)) }),
     creditBytes: Math.floor(num('credit-bytes', values['credit-bytes'], 16 * 1024 * 1024, 1)),
     ...(values.pid === undefined ? {} : { pid: Math.floor(num('pid', values.pid, 0, 1)) }),
     serverArgs: values['server-arg'] ?? [],
@@ -280,6 +285,7 @@ function parseBenchFlags(argv: string[]) {
         pacing: { type: 'string' },
         'linger-ms': { type: 'string' },
         producers: { type: 'string' },
+        'max-in-flight': { type: 'string' },
         'credit-bytes': { type: 'string' },
         pid: { type: 'string' },
         'server-arg': { type: 'string', multiple: true },

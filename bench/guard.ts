@@ -19,6 +19,7 @@
 //
 //   npm run bench:guard [-- --quick] [--only guard,guard-direct,guard-cluster,fail2ban,crowdsec] [--attackers 100]
 //       [--throughput-lines 100000] [--capacity 20] [--leak-ms 100] [--bouncer-poll 10s] [--out DIR]
+//       [--writer-max-in-flight N]   (the direct writer's producer maxInFlight; default the client's, 5)
 //
 // Results: bench/results/guard-<time>.json and guard.md (the table). Needs root (namespaces, nft).
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -110,13 +111,13 @@ function throughputBlock(n: number): string {
  * ticks), then writes each line's CLOCK_MONOTONIC write time (µs, -1 if never written) to TIMES.
  * SIGTERM stops it early.
  */
-async function writerMain(planFile: string, logFile: string, timesFile: string, sink?: { url: string; topic: string }): Promise<void> {
+async function writerMain(planFile: string, logFile: string, timesFile: string, sink?: Sink): Promise<void> {
   const plan = JSON.parse(readFileSync(planFile, 'utf8')) as Planned[];
   const times = new Float64Array(plan.length).fill(-1);
   const fd = openSync(logFile, 'a');
   // direct: each line goes to the topic as a record keyed by its address (as a producer beside nginx would)
   const client = sink ? await ChicagoClient.connect({ url: sink.url, clientName: 'bench-guard-writer' }) : undefined;
-  const producer = client?.producer({ lingerMs: 0, acks: 'all' });
+  const producer = client?.producer({ lingerMs: 0, acks: 'all', ...(sink?.maxInFlight ? { maxInFlight: sink.maxInFlight } : {}) });
   const pending: Array<Promise<unknown>> = [];
   let stop = false;
   process.on('SIGTERM', () => { stop = true; });
@@ -129,7 +130,8 @@ async function writerMain(planFile: string, logFile: string, timesFile: string, 
     const msec = Date.now();
     if (producer) {
       for (; n < plan.length && plan[n].atUs <= elapsed; n++) {
-        pending.push(Promise.resolve(producer.send(sink!.topic, { key: plan[n].ip, value: nginxLine(plan[n], msec).slice(0, -1) })));
+        // the input topic has one partition: pinned to it, the producer pipelines (maxInFlight)
+        pending.push(Promise.resolve(producer.send(sink!.topic, { key: plan[n].ip, value: nginxLine(plan[n], msec).slice(0, -1), partition: 0 })));
         times[n] = hrUs();
       }
       s = '';
@@ -150,11 +152,11 @@ async function writerMain(planFile: string, logFile: string, timesFile: string, 
 
 interface Written { times: number[] }
 
-function startWriter(work: string, name: string, plan: Planned[], logFile: string, sink?: { url: string; topic: string }): { proc: ChildProcess; done: Promise<Written> } {
+function startWriter(work: string, name: string, plan: Planned[], logFile: string, sink?: Sink): { proc: ChildProcess; done: Promise<Written> } {
   const planFile = join(work, `${name}.plan.json`);
   const timesFile = join(work, `${name}.times.json`);
   writeFileSync(planFile, JSON.stringify(plan));
-  const proc = spawn(process.execPath, [join(repoRoot(), 'dist', 'bench', 'guard.js'), 'write', planFile, logFile, timesFile, ...(sink ? [sink.url, sink.topic] : [])], { stdio: 'inherit' });
+  const proc = spawn(process.execPath, [join(repoRoot(), 'dist', 'bench', 'guard.js'), 'write', planFile, logFile, timesFile, ...(sink ? [sink.url, sink.topic, String(sink.maxInFlight ?? '')] : [])], { stdio: 'inherit' });
   const unhook = atExit(() => void proc.kill('SIGKILL'));
   const done = new Promise<Written>((res, rej) => proc.once('close', (code) => {
     unhook();
@@ -201,7 +203,13 @@ class NftWatch {
 
 // ---- the tools -----------------------------------------------------------------------------------
 
-interface Params { capacity: number; leakMs: number; banS: number; bouncerPoll: string }
+interface Params {
+  capacity: number; leakMs: number; banS: number; bouncerPoll: string;
+  /** the direct writer's producer maxInFlight (default the client's) */
+  writerMaxInFlight?: number;
+}
+/** where a direct writer sends its lines */
+interface Sink { url: string; topic: string; maxInFlight?: number }
 
 interface Tool {
   name: string;
@@ -211,7 +219,7 @@ interface Tool {
   otherPids(): Record<string, number>;
   processed(): Promise<number>;
   /** set when lines go straight to the node instead of through the file */
-  sink?: { url: string; topic: string };
+  sink?: Sink;
   stop(): Promise<void>;
   notes: string[];
   /** the tool's own view of a ban's latency, when it has one (the guard's decision log) */
@@ -355,15 +363,15 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
   const unhook = atExit(() => store.killSync());
   const clustered = store.ids.length > 1;
   const hops = clustered
-    ? `a producer (lingerMs 0, acks=all) seeded at ${store.ids[0]} → 3-node cluster with etcd (1 partition, replicas 3) → chicago guard connected to ${store.ids[guardAt]} (the client routes to the leaders; decisions to the replicated guard.decisions topic) → one \`nft -e -i\``
+    ? `a producer (lingerMs 0, acks=all, pinned to the partition, maxInFlight ${p.writerMaxInFlight ?? 5}) seeded at ${store.ids[0]} → 3-node cluster with etcd (1 partition, replicas 3) → chicago guard connected to ${store.ids[guardAt]} (the client routes to the leaders; decisions to the replicated guard.decisions topic) → one \`nft -e -i\``
     : direct
-      ? 'a producer (lingerMs 0, acks=all) → node (1 partition) → chicago guard → one `nft -e -i`: the path without the file and the agent'
+      ? `a producer (lingerMs 0, acks=all, pinned to the partition, maxInFlight ${p.writerMaxInFlight ?? 5}) → node (1 partition) → chicago guard → one \`nft -e -i\`: the path without the file and the agent`
       : 'file → chicago agent (pollIntervalMs 10, lingerMs 0) → node (1 partition, acks=all) → chicago guard → one `nft -e -i`';
   return {
     name: path, version: `chicago ${version} (${machineInfo().gitRev ?? '?'})`,
     mainPid: () => guard.child.pid ?? -1,
     otherPids: () => ({ ...(agent ? { agent: agent.child.pid ?? -1 } : {}), ...store.pids() }),
-    ...(direct ? { sink: { url: inputUrl, topic } } : {}),
+    ...(direct ? { sink: { url: inputUrl, topic, ...(p.writerMaxInFlight ? { maxInFlight: p.writerMaxInFlight } : {}) } } : {}),
     processed: async () => {
       const text = await (await fetch(metricsUrl)).text();
       return [...text.matchAll(/^guard_lines_total\{topic="[^"]+"\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
@@ -770,13 +778,15 @@ async function main(): Promise<void> {
       'flood-max-s': { type: 'string' },
       capacity: { type: 'string' },
       'leak-ms': { type: 'string' },
+      'writer-max-in-flight': { type: 'string' },
       'bouncer-poll': { type: 'string' },
       out: { type: 'string' },
     },
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
   const quick = values.quick ?? false;
-  const p: Params = { capacity: Number(values.capacity ?? 20), leakMs: Number(values['leak-ms'] ?? 100), banS: 600, bouncerPoll: values['bouncer-poll'] ?? '10s' };
+  const p: Params = { capacity: Number(values.capacity ?? 20), leakMs: Number(values['leak-ms'] ?? 100), banS: 600, bouncerPoll: values['bouncer-poll'] ?? '10s',
+    ...(values['writer-max-in-flight'] ? { writerMaxInFlight: Number(values['writer-max-in-flight']) } : {}) };
   const o: Opts = {
     attackers: Number(values.attackers ?? (quick ? 20 : 100)),
     gapMs: Number(values['gap-ms'] ?? (quick ? 100 : 200)),
@@ -853,8 +863,8 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === 'write') {
-  const [plan, file, times, url, topic] = process.argv.slice(3);
-  writerMain(plan, file, times, url ? { url, topic } : undefined).then(() => process.exit(0), (e: Error) => { console.error(e); process.exit(1); });
+  const [plan, file, times, url, topic, maxInFlight] = process.argv.slice(3);
+  writerMain(plan, file, times, url ? { url, topic, ...(maxInFlight ? { maxInFlight: Number(maxInFlight) } : {}) } : undefined).then(() => process.exit(0), (e: Error) => { console.error(e); process.exit(1); });
 } else {
   main().then(() => process.exit(0), (e: Error) => { log(e.stack ?? e.message); process.exit(1); });
 }

@@ -36,6 +36,8 @@ export interface DriverOptions {
   lingerMs: number;
   /** ws: Producer instances per connection (each keeps one batch in flight per partition) */
   producers: number;
+  /** ws: batches in flight per Producer stream; default the client's */
+  maxInFlight?: number;
   creditBytes: number;
 }
 

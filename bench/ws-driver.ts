@@ -59,6 +59,7 @@ export class WsDriver implements ChicagoDriver {
         batchBytesMax: streaming ? STREAM_BATCH_BYTES : batchBytes,
         bufferBytesMax: Math.max(256 * 1024 * 1024, batchBytes * 4),
         deliveryTimeoutMs: 60_000,
+        ...(this.o.maxInFlight !== undefined ? { maxInFlight: this.o.maxInFlight } : {}),
       });
       this.producers.set(k, p);
     }

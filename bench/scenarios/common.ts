@@ -65,6 +65,7 @@ export function driverFor(args: BenchArgs, url: string): Promise<ChicagoDriver> 
     acks: args.acks,
     lingerMs: args.lingerMs,
     producers: args.producers,
+    ...(args.maxInFlight !== undefined ? { maxInFlight: args.maxInFlight } : {}),
     creditBytes: args.creditBytes,
   });
 }

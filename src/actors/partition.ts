@@ -87,7 +87,7 @@ export interface ProduceResult {
   hiddenIn?: number;
 }
 
-const PRODUCER_RECENT_MAX = 8;
+const PRODUCER_RECENT_MAX = limits.producerRecentBatchesMax;
 
 export function streamKeyOf(topicId: number, tp: number): string { return `${topicId}:${tp}`; }
 

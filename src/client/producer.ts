@@ -1,11 +1,15 @@
 // Batching producer. Records for one (topic, partition) stream are batched by linger time and
-// bytes; a stream has at most one batch in flight, so order holds and an idempotent retry (same
-// producerId and sequence) can never overtake a later batch. While a batch is in flight, new
-// records keep joining the open batch (up to the byte limit) even once their linger has passed:
-// it goes out the moment the one in flight is answered, so with lingerMs 0 one round trip
-// carries everything that arrived during the previous one instead of one record each. With
-// lingerMs 0 a batch still waits for the end of the current task, so records sent in one loop
-// travel together (as Kafka's linger.ms=0 batches what a tight loop appends).
+// bytes. An idempotent stream pinned to a partition keeps up to maxInFlight batches in flight,
+// each naming the one sent before it (previousSequence), so the node never appends a batch ahead
+// of an earlier one that failed; on a retryable failure the producer waits until none of the
+// stream's batches is on its way, then resends the unacknowledged ones in sequence order. Other
+// streams (the node picks the partition per batch) keep one batch in flight. While the window is
+// full, new records keep joining the open batch (up to the byte limit) even once their linger has
+// passed: it goes out the moment a slot frees, so with lingerMs 0 one round trip carries
+// everything that arrived during the previous one instead of one record each. With lingerMs 0 a
+// batch still waits for the end of the current task, so records sent in one loop travel together
+// (as Kafka's linger.ms=0 batches what a tight loop appends).
+import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
@@ -34,6 +38,11 @@ export interface ProducerOptions<M extends ProducerMode = ProducerMode> {
   mode?: M;
   /** give up on a batch (and reject its records) this long after it was first sent; default 30 s */
   deliveryTimeoutMs?: number;
+  /**
+   * batches in flight per idempotent stream pinned to a partition (`partition` given); default 5,
+   * at most limits.producerRecentBatchesMax; 1 waits for each batch's answer before the next
+   */
+  maxInFlight?: number;
 }
 
 export interface OutRecord {
@@ -50,11 +59,17 @@ export interface ProducerStats {
   sent: number;
   /** records the node acknowledged */
   acked: number;
+  /** records sent again after their batch failed retryably (once per resend) */
+  retried: number;
   /** records refused because the buffer was full or the producer closed (best-effort) */
   dropped: number;
   /** records whose batch failed for good */
   errors: number;
   bufferedBytes: number;
+  /** batches sent and not yet answered for good, over all streams */
+  inFlightBatches: number;
+  /** the most batches one stream had in flight at once */
+  inFlightBatchesPeak: number;
 }
 
 interface Waiter { resolve(p: RecordPosition): void; reject(e: ChicagoError): void }
@@ -66,11 +81,19 @@ interface Batch {
   readonly waiters: Waiter[];
   sequence?: number;
   producerId?: string;
+  /** pipelined streams: the sequence of the batch sent just before it (none for the first) */
+  previous?: number;
   deadline?: number;
   attempts: number;
   sentOnce: boolean;
-  /** its linger has passed (or is 0): sent as soon as no batch of its stream is in flight */
+  /** its linger has passed (or is 0): sent as soon as its stream has a free slot */
   due?: boolean;
+  /** an attempt is on its way */
+  sending: boolean;
+  /** the last attempt failed with this retryable error: resent in order once none is on its way */
+  failure?: ChicagoError;
+  /** answered for good (acknowledged or rejected): later answers to stale attempts are ignored */
+  settled: boolean;
 }
 
 interface Stream {
@@ -80,10 +103,17 @@ interface Stream {
   nextSequence: number;
   open?: Batch;
   readonly sealed: Batch[];
-  inFlight?: Batch;
+  /** sent and not answered for good, in sequence order; at most the stream's window */
+  window: Batch[];
+  /** rejected batches whose attempt is still on its way: a fresh producerId waits for them */
+  orphans: number;
   linger?: NodeJS.Timeout;
   /** lingerMs 0: a microtask will mark the open batch due */
   dueQueued?: boolean;
+  /** resending the failed batches of the window after a backoff */
+  resend?: NodeJS.Timeout;
+  /** the sequence of the last batch sent under the current producerId */
+  lastSequence?: number;
 }
 
 const RETRY_BACKOFF_MIN_MS = 20;
@@ -99,8 +129,9 @@ export class Producer<M extends ProducerMode = 'acked'> {
   private readonly idempotent: boolean;
   private readonly mode: ProducerMode;
   private readonly deliveryTimeoutMs: number;
+  private readonly maxInFlight: number;
   private readonly streams = new Map<string, Stream>();
-  private readonly counters = { sent: 0, acked: 0, dropped: 0, errors: 0 };
+  private readonly counters = { sent: 0, acked: 0, retried: 0, dropped: 0, errors: 0, inFlightBatchesPeak: 0 };
   private bufferedBytes = 0;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
@@ -116,11 +147,16 @@ export class Producer<M extends ProducerMode = 'acked'> {
     // Sequences only mean something when the node answers.
     this.idempotent = (opts.idempotent ?? true) && this.acks !== 'none';
     this.deliveryTimeoutMs = opts.deliveryTimeoutMs ?? 30_000;
+    this.maxInFlight = opts.maxInFlight ?? 5;
     if (this.mode === 'acked' && this.acks === 'none') {
       throw new ChicagoError('INVALID_ARGUMENT', 'producer', "acks=none has nothing to wait for: use mode 'best-effort'");
     }
     if (!(this.lingerMs >= 0 && this.batchBytesMax > 0 && this.bufferBytesMax >= this.batchBytesMax)) {
       throw new ChicagoError('INVALID_ARGUMENT', 'producer', 'need lingerMs >= 0 and bufferBytesMax >= batchBytesMax > 0');
+    }
+    // A retry must find its batch among those the partition remembers.
+    if (!(Number.isInteger(this.maxInFlight) && this.maxInFlight >= 1 && this.maxInFlight <= limits.producerRecentBatchesMax)) {
+      throw new ChicagoError('INVALID_ARGUMENT', 'producer', `maxInFlight must be an integer from 1 to ${limits.producerRecentBatchesMax}`);
     }
     // Batches held while disconnected go out as soon as the session is back.
     this.offUp = session.onUp(() => { for (const s of this.streams.values()) this.pump(s); });
@@ -159,7 +195,7 @@ export class Producer<M extends ProducerMode = 'acked'> {
     if (stream.open && (stream.open.bytes + size > this.batchBytesMax || stream.open.records.length >= limits.batchRecordsMax)) {
       this.seal(stream);
     }
-    const batch = stream.open ??= { records: [], bytes: 0, waiters: [], attempts: 0, sentOnce: false };
+    const batch = stream.open ??= { records: [], bytes: 0, waiters: [], attempts: 0, sentOnce: false, sending: false, settled: false };
     batch.records.push(tuple);
     batch.bytes += size;
     let result: Promise<RecordPosition> | undefined;
@@ -200,7 +236,9 @@ export class Producer<M extends ProducerMode = 'acked'> {
   }
 
   stats(): ProducerStats {
-    return { ...this.counters, bufferedBytes: this.bufferedBytes };
+    let inFlightBatches = 0;
+    for (const s of this.streams.values()) inFlightBatches += s.window.length;
+    return { ...this.counters, bufferedBytes: this.bufferedBytes, inFlightBatches };
   }
 
   // ---- internals -----------------------------------------------------------------------------
@@ -209,10 +247,18 @@ export class Producer<M extends ProducerMode = 'acked'> {
     const k = partition === undefined ? topic : `${topic}\u0000${partition}`;
     let s = this.streams.get(k);
     if (!s) {
-      s = { topic, partition, nextSequence: 0, sealed: [], producerId: this.idempotent ? randomUUID() : undefined };
+      s = { topic, partition, nextSequence: 0, sealed: [], window: [], orphans: 0, producerId: this.idempotent ? randomUUID() : undefined };
       this.streams.set(k, s);
     }
     return s;
+  }
+
+  /**
+   * How many batches the stream may have in flight. previousSequence orders batches within one
+   * partition, so only a stream pinned to one pipelines; the node spreads the others.
+   */
+  private windowOf(s: Stream): number {
+    return this.idempotent && s.partition !== undefined ? this.maxInFlight : 1;
   }
 
   private seal(s: Stream): void {
@@ -238,39 +284,52 @@ export class Producer<M extends ProducerMode = 'acked'> {
     return s.partition !== undefined && this.router ? this.router.streamNow(s.topic, s.partition) : this.session;
   }
 
+  /** Send new batches while the stream has free slots and nothing waits to be resent. */
   private pump(s: Stream): void {
-    if (s.inFlight || !this.sessionOf(s).isUp) return;
-    if (s.sealed.length === 0) {
-      if (!s.open?.due) return;
-      s.sealed.push(s.open);
-      s.open = undefined;
+    // A fresh producerId starts only once the old one has nothing left on its way.
+    if (s.window.length > 0 && s.window[0].producerId !== s.producerId) return;
+    if (s.orphans > 0 || s.resend || s.window.some((b) => b.failure)) return;
+    while (s.window.length < this.windowOf(s) && this.sessionOf(s).isUp) {
+      if (s.sealed.length === 0) {
+        if (!s.open?.due) return;
+        s.sealed.push(s.open);
+        s.open = undefined;
+      }
+      const b = s.sealed.shift()!;
+      if (s.producerId !== undefined) {
+        b.producerId = s.producerId;
+        b.sequence = s.nextSequence++;
+        // previousSequence asks the node to keep this batch behind the one before it
+        if (this.windowOf(s) > 1 && s.lastSequence !== undefined) b.previous = s.lastSequence;
+        s.lastSequence = b.sequence;
+      }
+      b.deadline = Date.now() + this.deliveryTimeoutMs;
+      s.window.push(b);
+      this.counters.inFlightBatchesPeak = Math.max(this.counters.inFlightBatchesPeak, s.window.length);
+      this.transmit(s, b);
     }
-    const b = s.sealed.shift()!;
-    s.inFlight = b;
-    if (s.producerId !== undefined) {
-      b.producerId = s.producerId;
-      b.sequence = s.nextSequence++;
-    }
-    b.deadline = Date.now() + this.deliveryTimeoutMs;
-    this.transmit(s, b);
   }
 
   private transmit(s: Stream, b: Batch): void {
+    assert.ok(!b.sending && !b.settled, 'one attempt at a time, never after the answer');
     b.attempts++;
+    b.sending = true;
+    b.failure = undefined;
     if (!b.sentOnce) {
       b.sentOnce = true;
       this.counters.sent += b.records.length;
-    }
+    } else this.counters.retried += b.records.length;
     const body = {
       op: 'produce' as const, topic: s.topic, acks: this.acks, partition: s.partition,
       producerId: b.producerId, sequence: b.sequence, records: b.records,
+      ...(b.previous !== undefined ? { previousSequence: b.previous } : {}),
     };
     // Picked per attempt: a retry after a failover goes where the partition is led now.
     const session = this.sessionOf(s);
     if (this.acks === 'none') {
       const n = b.records.length;
       session.fire(body, () => { this.counters.errors += n; }).then(
-        () => this.finish(s, b),
+        () => this.acked(s, b),
         (err: ChicagoError) => this.failed(s, b, err),
       );
       return;
@@ -283,49 +342,119 @@ export class Producer<M extends ProducerMode = 'acked'> {
         if (!Array.isArray(partitions) || !Array.isArray(offsets) || offsets.length !== b.records.length) {
           return this.failed(s, b, new ChicagoError('INTERNAL', `produce reply has ${offsets?.length} offsets for ${b.records.length} records`));
         }
+        if (b.settled) return this.orphanDone(s);
         this.counters.acked += b.records.length;
         b.waiters.forEach((w, i) => w.resolve({ partition: partitions[i], offset: offsets[i] }));
-        this.finish(s, b);
+        this.acked(s, b);
       },
       (err: ChicagoError) => this.failed(s, b, err),
     );
   }
 
+  private acked(s: Stream, b: Batch): void {
+    b.sending = false;
+    if (b.settled) return this.orphanDone(s);
+    const i = s.window.indexOf(b);
+    assert.ok(i >= 0, 'an unsettled batch is in its window');
+    s.window.splice(i, 1);
+    this.release(s, [b]);
+  }
+
   private failed(s: Stream, b: Batch, err: ChicagoError): void {
+    b.sending = false;
+    if (b.settled) return this.orphanDone(s);
     if (err.code === 'NOT_LEADER') this.router?.stale();
     const retry = this.idempotent ? err.retryable : SAFE_TO_RETRY.has(err.code);
-    const backoff = Math.min(RETRY_BACKOFF_MAX_MS, RETRY_BACKOFF_MIN_MS * 2 ** (b.attempts - 1));
-    if (retry && !this.closedHard() && Date.now() + backoff < b.deadline!) {
-      // Same producerId and sequence: the node recognises a batch it already appended.
-      // While disconnected a write request waits in the session; acks=none fails fast and comes back here.
-      setTimeout(() => this.transmit(s, b), backoff);
-      return;
+    const backoff = this.backoffOf(b, err);
+    if (!retry || this.closedHard() || Date.now() + backoff >= b.deadline!) return this.giveUp(s, b, err);
+    // Refused for a gap although everything before it was acknowledged: the partition forgot this
+    // producer (or lost an acknowledged batch in a failover). It goes again without the link.
+    if (err.code === 'SEQUENCE_GAP' && s.window[0] === b) b.previous = undefined;
+    b.failure = err;
+    this.scheduleResend(s);
+  }
+
+  /** A gap clears as soon as the batch before it is in; other failures back off. */
+  private backoffOf(b: Batch, err: ChicagoError): number {
+    if (err.code === 'SEQUENCE_GAP') return 0;
+    return Math.min(RETRY_BACKOFF_MAX_MS, RETRY_BACKOFF_MIN_MS * 2 ** (b.attempts - 1));
+  }
+
+  /**
+   * Once none of the stream's batches is on its way, resend the failed ones in sequence order
+   * (after the head's backoff): each follows the one before it on the same session, so the node
+   * sees them in order, and the acknowledged ones are out of the window already.
+   */
+  private scheduleResend(s: Stream): void {
+    if (s.resend || s.window.some((b) => b.sending) || !s.window.some((b) => b.failure)) return;
+    const first = s.window.find((b) => b.failure)!;
+    s.resend = setTimeout(() => {
+      s.resend = undefined;
+      for (const b of [...s.window]) {
+        if (b.settled || !b.failure) continue;
+        if (this.closedHard() || Date.now() >= b.deadline!) {
+          this.giveUp(s, b, b.failure);
+          break;
+        }
+        this.transmit(s, b);
+      }
+      this.pump(s);
+    }, this.backoffOf(first, first.failure!));
+  }
+
+  /**
+   * Batch b failed for good: it and the batches behind it in flight are rejected with its error
+   * (they name it as their predecessor, so the node would never append them). The stream moves to
+   * a fresh producerId once the batches ahead of b are answered.
+   */
+  private giveUp(s: Stream, b: Batch, err: ChicagoError): void {
+    const i = s.window.indexOf(b);
+    assert.ok(i >= 0, 'a failing batch is in its window');
+    const rejected = s.window.splice(i);
+    for (const r of rejected) {
+      r.settled = true;
+      if (r.sending) s.orphans++;
+      this.counters.errors += r.records.length;
+      for (const w of r.waiters) w.reject(err);
     }
-    if (b.producerId !== undefined) {
+    if (s.producerId !== undefined && s.producerId === b.producerId) {
       // The node may or may not hold this sequence; a fresh id avoids a permanent sequence gap.
       s.producerId = randomUUID();
       s.nextSequence = 0;
+      s.lastSequence = undefined;
     }
-    this.counters.errors += b.records.length;
-    for (const w of b.waiters) w.reject(err);
-    this.finish(s, b);
+    this.release(s, rejected);
+  }
+
+  private orphanDone(s: Stream): void {
+    s.orphans--;
+    assert.ok(s.orphans >= 0, 'orphan count never goes below zero');
+    this.pump(s);
+    this.notifyIdle();
   }
 
   private closedHard(): boolean { return this.session.isClosed; }
 
-  private finish(s: Stream, b: Batch): void {
-    this.bufferedBytes -= b.bytes;
-    if (s.inFlight === b) s.inFlight = undefined;
-    this.pump(s);
-    if (this.idle()) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const w of waiters) w();
+  /** Batches answered for good: their bytes leave the buffer; the stream may go on. */
+  private release(s: Stream, done: Batch[]): void {
+    for (const b of done) {
+      b.settled = true;
+      this.bufferedBytes -= b.bytes;
     }
+    this.scheduleResend(s);
+    this.pump(s);
+    this.notifyIdle();
+  }
+
+  private notifyIdle(): void {
+    if (!this.idle()) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
   }
 
   private idle(): boolean {
-    for (const s of this.streams.values()) if (s.open || s.sealed.length > 0 || s.inFlight) return false;
+    for (const s of this.streams.values()) if (s.open || s.sealed.length > 0 || s.window.length > 0 || s.orphans > 0) return false;
     return true;
   }
 }

@@ -69,6 +69,9 @@ export const limits = {
   scanLimitMax: 10_000,
   /** idempotent producers remembered per partition; the least recently used is forgotten */
   producersPerPartitionMax: 10_000,
+  /** batches per producer a partition remembers to recognise a retry; a pipelining producer keeps
+   *  at most this many in flight, so every retry of one is recognised */
+  producerRecentBatchesMax: 8,
   /** cross-thread call deadline: a worker that does not answer in time is a fault */
   workerCallTimeoutMs: 30_000,
   ttlSecondsMax: 10 * 365 * 24 * 3600,
