@@ -24,7 +24,10 @@ const base: OpenLoopOptions = {
 
 describe('open loop', () => {
   it('sends on the fixed schedule and times from the intended send', async () => {
-    const r = await runOpenLoop({ ...base, warmupS: 0.2 }, () => new Promise((res) => setTimeout(res, 5)));
+    // answers after at least 5 ms of wall time (a lone setTimeout(5) may fire early: libuv times it
+    // from the loop's cached clock, which a busy loop leaves behind)
+    const answerIn5ms = async () => { const t0 = performance.now(); while (performance.now() - t0 < 5) await new Promise((res) => setTimeout(res, 1)); };
+    const r = await runOpenLoop({ ...base, warmupS: 0.2 }, answerIn5ms);
     expect(r.intended).toBe(100);
     expect(r.sent).toBe(100);
     expect(r.acked).toBe(100);
