@@ -174,6 +174,14 @@ describe('produce and tail', () => {
     expect((await cli(['tail', 'cli-pinned', '--grep', '^[bd]$', '--format', '%p:%o %s'])).stdout).toBe('2:1 b\n2:3 d\n');
     expect((await cli(['tail', 'cli-pinned', '--grep', '[cd]', '--max', '1', '--format', 'value'])).stdout).toBe('c\n');
     expect((await cli(['tail', 'cli-pinned', '--where', 'task=none'])).stdout).toBe('');
+    // --header is kcat's habit for --where: both repeatable, every one must match
+    await cli(['produce', 'cli-pinned', '--partition', '0', '--header', 'task=web', '--header', 'host=h1'], { input: 'x\n' });
+    expect((await cli(['tail', 'cli-pinned', '--header', 'task=web', '--where', 'host=h1', '--format', '%p:%o %s'])).stdout).toBe('0:0 x\n');
+    expect((await cli(['tail', 'cli-pinned', '--header', 'task=web', '--header', 'host=h2'])).stdout).toBe('');
+    const bad = await cli(['tail', 'cli-pinned', '--header', 'task']);
+    expect(bad.code).toBe(64);
+    expect(bad.stderr).toMatch(/--where\/--header wants HEADER=VALUE/);
+    expect((await cli(['tail', '--help'])).stdout).toMatch(/--header is the same/);
   });
 
   it('sends many lines in several bounded batches', async () => {

@@ -57,6 +57,24 @@ describe('membership', () => {
   const tick = (s: GroupState, nowMs: number, busy: PartitionKey[] = []) => step(s, { kind: 'tick', nowMs, busy: new Set(busy) });
   const owners = (s: GroupState) => new Map([...s.owner]);
 
+  it('a heartbeat carrying more partitions (topic alter) starts a generation that assigns them', () => {
+    let s = join(join(emptyGroup(100, 0), 'a', 0, 2).state, 'b', 1, 2).state;
+    s = hb(hb(s, 'a', 2).state, 'b', 2).state;
+    const g = s.generation;
+    expect(s.owner.size).toBe(2);
+    // the same partitions: nothing changes
+    expect(step(s, { kind: 'heartbeat', member: m('a'), generation: g, nowMs: 3, partitions: parts(2) }).state.generation).toBe(g);
+    const r = step(s, { kind: 'heartbeat', member: m('a'), generation: g, nowMs: 3, partitions: parts(4) });
+    expect(r.reply).toMatchObject({ ok: true, view: { renewed: false } });
+    s = r.state;
+    expect(s.generation).toBeGreaterThan(g);
+    expect(s.partitions).toEqual(parts(4));
+    // the new partitions had no owner: granted at once, without taking any from their owner
+    expect(s.owner.size).toBe(4);
+    expect(s.owner.get(partitionKey('t', 0))).toBeDefined();
+    expect([...s.target.values()].map((l) => l.length).sort()).toEqual([2, 2]);
+  });
+
   it('hands a partition over only after its owner released it', () => {
     let s = join(emptyGroup(100, 0), 'a', 0).state;
     expect(s.owner.size).toBe(6);

@@ -155,6 +155,11 @@ export class ChicagoClient {
   }
 }
 
+/** `ChicagoClient.connect` as a plain function: `import { connect } from 'chicago/client'`. */
+export function connect(opts: ConnectOptions = {}): Promise<ChicagoClient> {
+  return ChicagoClient.connect(opts);
+}
+
 /** The `topic` op's answer: `partitions` is the per-partition detail, `partitionCount` the count. */
 export interface TopicMetadata extends Omit<TopicSpec, 'partitions'> { createdAtMs: number; partitionCount: number; partitions: PartitionInfo[] }
 

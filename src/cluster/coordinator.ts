@@ -18,6 +18,8 @@ export interface TopicCatalogApi {
   retention(): Array<{ topicId: number; retention: RetentionSpec }>;
   /** replaces the topic's retention; returns the topic as it now is */
   setRetention(name: string, retention: RetentionSpec): Promise<TopicMeta>;
+  /** raises the partition count; fewer is INVALID_ARGUMENT */
+  setPartitions(name: string, partitions: number): Promise<TopicMeta>;
 }
 
 export interface ClusterNodeInfo { id: string; url: string; state: string }

@@ -139,6 +139,26 @@ export class TopicCatalog extends EventEmitter<CatalogEvents> {
    * change in between reads again), so an alter never undoes a concurrent delete or re-create.
    */
   async setRetention(name: string, retention: RetentionSpec): Promise<TopicMeta> {
+    return this.alter(name, 'retention', (now) => ({ ...now, retention }));
+  }
+
+  /**
+   * Raises the topic's partition count, as Kafka's `--alter --partitions`: checked against the record
+   * the compare-and-swap is on, so two alters never shrink a topic between them. Fewer is refused;
+   * the same count is a no-op.
+   */
+  async setPartitions(name: string, partitions: number): Promise<TopicMeta> {
+    if (!Number.isInteger(partitions) || partitions < 1 || partitions > limits.topicPartitionsMax) {
+      throw new ChicagoError('INVALID_ARGUMENT', 'partitions', partitions);
+    }
+    return this.alter(name, 'partitions', (now) => {
+      if (partitions < now.partitions) throw new ChicagoError('INVALID_ARGUMENT', 'partitions', `topic ${name} has ${now.partitions}; partitions can only be added`);
+      return partitions === now.partitions ? undefined : { ...now, partitions };
+    });
+  }
+
+  /** One transaction on the topic key at the revision read; `change` answers undefined for no change. */
+  private async alter(name: string, what: string, change: (now: TopicMeta) => TopicMeta | undefined): Promise<TopicMeta> {
     this.checkStarted();
     if (!NAME.test(name)) throw new ChicagoError('TOPIC_NOT_FOUND', name);
     const kv = this.coord.kv;
@@ -147,11 +167,13 @@ export class TopicCatalog extends EventEmitter<CatalogEvents> {
     for (;;) {
       const now = await this.coord.getJson(key, parseTopic);
       if (!now) throw new ChicagoError('TOPIC_NOT_FOUND', name);
+      const wanted = change(now.value);
+      if (!wanted) return now.value;
       let meta: TopicMeta;
       try {
-        meta = parseTopic(key, JSON.parse(encode({ ...now.value, retention })));
+        meta = parseTopic(key, JSON.parse(encode(wanted)));
       } catch (err) {
-        if (err instanceof LayoutError) throw new ChicagoError('INVALID_ARGUMENT', 'retention', err.message);
+        if (err instanceof LayoutError) throw new ChicagoError('INVALID_ARGUMENT', what, err.message);
         throw err;
       }
       const res = await this.coord.call(`alter ${key}`, (o) => kv

@@ -408,10 +408,13 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
     route('PATCH', '/v1/topics/:t', topic('admin'), async (req) => {
       requireJson(req);
       const b = jsonBody(req) as Record<string, unknown>;
-      if (typeof b !== 'object' || b === null || Array.isArray(b) || Object.keys(b).some((k) => k !== 'retention')) {
-        throw new ChicagoError('BAD_REQUEST', 'body must be {"retention": {"ms"?, "bytes"?, "untilGroup"?}} (null removes a rule)');
+      if (typeof b !== 'object' || b === null || Array.isArray(b) || Object.keys(b).length === 0 || Object.keys(b).some((k) => k !== 'retention' && k !== 'partitions')) {
+        throw new ChicagoError('BAD_REQUEST', 'body must be {"retention"?: {"ms"?, "bytes"?, "untilGroup"?} (null removes a rule), "partitions"?: N (more than now)}');
       }
-      const { partitionsInfo: _, ...info } = await node.alterTopic(req.segments[2], { retention: b.retention as RetentionChange });
+      const { partitionsInfo: _, ...info } = await node.alterTopic(req.segments[2], {
+        ...(b.retention !== undefined ? { retention: b.retention as RetentionChange } : {}),
+        ...(b.partitions !== undefined ? { partitions: b.partitions as number } : {}),
+      });
       return json({ ...info, partitionCount: info.partitions });
     }),
     route('POST', '/v1/topics/:t/records', (req) => topicWriteNeed(req.segments[2]), async (req) => {

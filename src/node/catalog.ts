@@ -70,6 +70,18 @@ export class Catalog {
     return meta;
   }
 
+  /** Raises the partition count (new partitions are empty streams); fewer is refused, the same a no-op. */
+  setPartitions(name: string, partitions: number): TopicMeta {
+    const now = this.get(name);
+    if (!Number.isInteger(partitions) || partitions < 1 || partitions > limits.topicPartitionsMax) throw new ChicagoError('INVALID_ARGUMENT', 'partitions', partitions);
+    if (partitions < now.partitions) throw new ChicagoError('INVALID_ARGUMENT', 'partitions', `topic ${name} has ${now.partitions}; partitions can only be added`);
+    if (partitions === now.partitions) return now;
+    const meta: TopicMeta = { ...now, partitions };
+    this.write([[this.keyOf(name), diskCodec.encode(meta)]]);
+    this.byName.set(name, meta);
+    return meta;
+  }
+
   retention(): Array<{ topicId: number; retention: RetentionSpec }> {
     return this.list().map((t) => ({ topicId: t.id, retention: t.retention }));
   }

@@ -34,5 +34,6 @@ export function localCatalog(c: Catalog): TopicCatalogApi {
     remove: async (n) => c.remove(n),
     retention: () => c.retention(),
     setRetention: async (n, r) => c.setRetention(n, r),
+    setPartitions: async (n, count) => c.setPartitions(n, count),
   };
 }

@@ -62,12 +62,12 @@ export class GroupCoordinator {
         if (!(req.member !== undefined && g.state.members.has(memberId(req.member))) && g.state.members.size >= limits.groupMembersMax) {
           throw new ChicagoError('OVERLOADED', `group ${req.group}`, `${g.state.members.size} members`);
         }
-        const partitions = req.topics.flatMap((t) => Array.from({ length: this.deps.partitionsOf(t) }, (_, i) => partitionKey(t, i)));
+        const partitions = this.partitionsOf(req.topics);
         return this.apply(req.group, g, { kind: 'join', member: memberId(req.member ?? randomUUID()), topics: req.topics, partitions, sessionTimeoutMs, nowMs: this.deps.now() });
       }
       case 'groupHeartbeat':
         if (!g) throw new ChicagoError('UNKNOWN_MEMBER', req.group, req.member);
-        return this.apply(req.group, g, { kind: 'heartbeat', member: memberId(req.member), generation: req.generation, nowMs: this.deps.now() });
+        return this.apply(req.group, g, { kind: 'heartbeat', member: memberId(req.member), generation: req.generation, nowMs: this.deps.now(), ...this.partitionsNow(g.state.topics) });
       case 'groupLeave':
         if (!g) throw new ChicagoError('UNKNOWN_MEMBER', req.group, req.member);
         return this.apply(req.group, g, { kind: 'leave', member: memberId(req.member), nowMs: this.deps.now() });
@@ -91,6 +91,19 @@ export class GroupCoordinator {
       }
       case 'groupDelete':
         return { removed: await this.delete(req.group, g) };
+    }
+  }
+
+  private partitionsOf(topics: string[]): PartitionKey[] {
+    return topics.flatMap((t) => Array.from({ length: this.deps.partitionsOf(t) }, (_, i) => partitionKey(t, i)));
+  }
+
+  /** The group's partitions as the catalog has them now (a count may have grown); none while a topic is gone. */
+  private partitionsNow(topics: string[]): { partitions?: PartitionKey[] } {
+    try {
+      return topics.length === 0 ? {} : { partitions: this.partitionsOf(topics) };
+    } catch {
+      return {};
     }
   }
 

@@ -82,7 +82,8 @@ export interface GroupState {
 
 export type GroupEvent =
   | { kind: 'join'; member: MemberId; topics: string[]; partitions: PartitionKey[]; sessionTimeoutMs: number; nowMs: number }
-  | { kind: 'heartbeat'; member: MemberId; generation: number; nowMs: number }
+  /** `partitions`: the topics' partitions now, when known; a count grown by `topic alter` reassigns */
+  | { kind: 'heartbeat'; member: MemberId; generation: number; nowMs: number; partitions?: PartitionKey[] }
   | { kind: 'leave'; member: MemberId; nowMs: number }
   /** time passes: expire silent members, grant released partitions not `busy` (a commit in flight) */
   | { kind: 'tick'; nowMs: number; busy: ReadonlySet<PartitionKey> };
@@ -151,6 +152,14 @@ export function step(prev: GroupState, ev: GroupEvent): GroupStep {
     case 'heartbeat': {
       const m = s.members.get(ev.member);
       if (!m) return { state: prev, effects, reply: { ok: false, code: 'UNKNOWN_MEMBER', detail: ev.member } };
+      const partitions = ev.partitions === undefined ? undefined : [...new Set(ev.partitions)].sort();
+      if (partitions !== undefined && partitions.join('\n') !== s.partitions.join('\n')) {
+        // A new generation: the member's stale heartbeat is answered with the new assignment.
+        s.partitions = partitions;
+        for (const p of [...s.owner.keys()]) if (!partitions.includes(p)) s.owner.delete(p);
+        retarget(s);
+        settle(s, ev.nowMs, new Set());
+      }
       const renewed = ev.generation === s.generation;
       if (renewed) {
         // An acknowledgement: the member has stopped reading what it no longer keeps.

@@ -41,7 +41,7 @@ import type {
   Acks, FetchOptions, FetchResult, GroupOffset, KvDeleteResult, KvEntry, KvScanOptions, KvScanResult,
   KvWriteOptions, KvWriteResult, NodeApi, NodeStatus, PartitionInfo, ProduceOptions, ProduceRecord,
   ProduceResult, StartPosition, Tail, TailSink, TopicInfo, TopicSpec, GroupMembership, GroupJoinOptions, CommitFence,
-  RetentionChange, RetentionSpec, GroupDescription,
+  RetentionChange, RetentionSpec, TopicChange, GroupDescription,
 } from '../protocol/api.js';
 
 const VERSION = '0.1.0';
@@ -427,19 +427,24 @@ export class ChicagoNode implements NodeApi {
     return this.topicInfo(meta, false);
   }
 
-  async alterTopic(name: string, change: { retention: RetentionChange }): Promise<TopicInfo> {
+  async alterTopic(name: string, change: TopicChange): Promise<TopicInfo> {
     this.assertUp();
     checkName('topic', name);
-    const c = change.retention;
-    if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ChicagoError('INVALID_ARGUMENT', 'retention', 'an object of ms, bytes, untilGroup (null removes one)');
-    for (const k of Object.keys(c)) if (k !== 'ms' && k !== 'bytes' && k !== 'untilGroup') throw new ChicagoError('INVALID_ARGUMENT', 'retention', `unknown rule ${k.slice(0, 40)}`);
-    const next: RetentionSpec = { ...this.catalog.get(name).retention };
-    if (c.ms !== undefined) { if (c.ms === null) delete next.ms; else next.ms = checkInt('retention.ms', c.ms, 1, Number.MAX_SAFE_INTEGER); }
-    if (c.bytes !== undefined) { if (c.bytes === null) delete next.bytes; else next.bytes = checkInt('retention.bytes', c.bytes, 1, Number.MAX_SAFE_INTEGER); }
-    if (c.untilGroup !== undefined) { if (c.untilGroup === null) delete next.untilGroup; else next.untilGroup = checkName('group', c.untilGroup); }
-    const meta = await this.catalog.setRetention(name, next);
-    await this.pushRetention();
-    this.log.info({ topic: name, retention: next }, 'topic retention changed');
+    if (change.retention === undefined && change.partitions === undefined) throw new ChicagoError('INVALID_ARGUMENT', 'change', 'name retention or partitions');
+    let meta = this.catalog.get(name);
+    // Everything is checked before anything is written: a refused change changes nothing.
+    const retention = change.retention === undefined ? undefined : retentionAfter(meta.retention, change.retention);
+    const partitions = change.partitions === undefined ? undefined : checkInt('partitions', change.partitions, 1, limits.topicPartitionsMax);
+    if (partitions !== undefined) {
+      const before = meta.partitions;
+      meta = await this.catalog.setPartitions(name, partitions);
+      if (meta.partitions !== before) this.log.info({ topic: name, from: before, to: meta.partitions }, 'topic partitions added');
+    }
+    if (retention !== undefined) {
+      meta = await this.catalog.setRetention(name, retention);
+      await this.pushRetention();
+      this.log.info({ topic: name, retention }, 'topic retention changed');
+    }
     return this.topicInfo(meta, false);
   }
 
@@ -932,4 +937,15 @@ function readLinkTls(tls: TlsConfig): LinkTls {
 const GROUP_OPS: ReadonlySet<string> = new Set(['groupJoin', 'groupHeartbeat', 'groupLeave', 'groupDescribe', 'groupCommit', 'groupDelete']);
 function isGroupRequest(b: RequestBody): b is Extract<RequestBody, GroupRequest> {
   return GROUP_OPS.has(b.op);
+}
+
+/** The retention rules after `c` (null removes a rule), checked. */
+function retentionAfter(now: RetentionSpec, c: RetentionChange): RetentionSpec {
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ChicagoError('INVALID_ARGUMENT', 'retention', 'an object of ms, bytes, untilGroup (null removes one)');
+  for (const k of Object.keys(c)) if (k !== 'ms' && k !== 'bytes' && k !== 'untilGroup') throw new ChicagoError('INVALID_ARGUMENT', 'retention', `unknown rule ${k.slice(0, 40)}`);
+  const next: RetentionSpec = { ...now };
+  if (c.ms !== undefined) { if (c.ms === null) delete next.ms; else next.ms = checkInt('retention.ms', c.ms, 1, Number.MAX_SAFE_INTEGER); }
+  if (c.bytes !== undefined) { if (c.bytes === null) delete next.bytes; else next.bytes = checkInt('retention.bytes', c.bytes, 1, Number.MAX_SAFE_INTEGER); }
+  if (c.untilGroup !== undefined) { if (c.untilGroup === null) delete next.untilGroup; else next.untilGroup = checkName('group', c.untilGroup); }
+  return next;
 }

@@ -23,6 +23,8 @@ export interface RetentionSpec {
 }
 /** A retention change: a value sets the rule, null removes it, an absent key leaves it as it is. */
 export type RetentionChange = { [K in keyof RetentionSpec]?: RetentionSpec[K] | null };
+/** what an alter changes: retention rules, and/or a higher partition count (never lower) */
+export interface TopicChange { retention?: RetentionChange; partitions?: number }
 
 export interface TopicSpec { name: string; partitions: number; replicas: number; retention: RetentionSpec }
 export interface PartitionInfo {
@@ -132,7 +134,7 @@ export interface NodeApi {
   describeTopic(name: string): Promise<TopicInfo>;
   deleteTopic(name: string): Promise<void>;
   /** changes a topic's retention: a number sets a rule, null removes it, an absent key keeps it */
-  alterTopic(name: string, change: { retention: RetentionChange }): Promise<TopicInfo>;
+  alterTopic(name: string, change: TopicChange): Promise<TopicInfo>;
 
   produce(topic: string, records: ProduceRecord[], opts: ProduceOptions): Promise<ProduceResult>;
   fetch(topic: string, partition: number, opts: FetchOptions): Promise<FetchResult>;

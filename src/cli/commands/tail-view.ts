@@ -21,7 +21,7 @@ export interface TailView {
 /** `task=web` → ['task', 'web']; the value may hold '='. */
 function headerPair(text: string, command: string): [string, string] {
   const at = text.indexOf('=');
-  if (at <= 0) throw new UsageError(`--where wants HEADER=VALUE, got '${text}'`, command);
+  if (at <= 0) throw new UsageError(`--where/--header wants HEADER=VALUE, got '${text}'`, command);
   return [text.slice(0, at), text.slice(at + 1)];
 }
 

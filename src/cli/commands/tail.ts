@@ -1,5 +1,5 @@
 // chicago tail: print records as JSON lines; with --group commit what was printed.
-import { type Command, type Parsed, clientOptions, flag, int, parseTime, str } from '../args.js';
+import { type Command, type Parsed, clientOptions, flag, int, list, parseTime, str } from '../args.js';
 import { CliError, EXIT, ServerError, UsageError } from '../errors.js';
 import { type Http, enc, httpFrom } from '../http.js';
 import { line } from '../output.js';
@@ -47,14 +47,15 @@ async function committedOffsets(http: Http, group: string, topic: string): Promi
 export const tail: Command = {
   name: 'tail',
   synopsis:
-    'TOPIC [--from-beginning | --from-end | --offset N | --offset -N | --since TIME] [--partition P] [--max N] [--group G] [--follow] [--where H=V] [--grep RE] [--format json|value|FORMAT]',
+    'TOPIC [--from-beginning | --from-end | --offset N | --offset -N | --since TIME] [--partition P] [--max N] [--group G] [--follow] [--where|--header H=V] [--grep RE] [--format json|value|FORMAT]',
   summary: 'print records as JSON lines; with --group, commit what was printed',
   details: [
     'Each line is {"partition","offset","timestamp","key","value","headers"}; timestamp is ms since the epoch.',
     "Starts at the group's committed offset with --group, else at the beginning of each partition.",
     '--offset -N starts N records before the end of each partition (kcat\'s -o -N).',
     'TIME is an ISO date, an age (30s, 5m, 1h, 2d) or ms since the epoch.',
-    '--where HEADER=VALUE (repeatable) and --grep REGEX (on the value) print only matching records; --max',
+    '--where HEADER=VALUE (repeatable; --header is the same, as in kcat habits) and --grep REGEX (on the',
+    'value) print only matching records, every --where/--header having to match; --max',
     'counts printed records. --format value prints values only; FORMAT (kcat -f style): %t topic, %p',
     'partition, %o offset, %T timestamp, %k key, %s value, %h headers k=v,…, %S value bytes, %%, \\n, \\t.',
     'Without --follow it prints what exists and exits; with it, it waits for new records on every',
@@ -76,6 +77,7 @@ export const tail: Command = {
     group: { type: 'string' },
     follow: { type: 'boolean', short: 'f' },
     where: { type: 'string', multiple: true },
+    header: { type: 'string', multiple: true },
     grep: { type: 'string' },
     format: { type: 'string' },
   },
@@ -87,8 +89,7 @@ export const tail: Command = {
     const group = str(p, 'group');
     const follow = flag(p, 'follow');
     let budget = int(p, 'max', 1) ?? Infinity;
-    const whereFlags = p.values.where;
-    const where = Array.isArray(whereFlags) ? whereFlags.filter((w): w is string => typeof w === 'string') : [];
+    const where = [...list(p, 'where'), ...list(p, 'header')];
     const view = tailView({ topic, where, grep: str(p, 'grep'), format: str(p, 'format'), command: p.command });
     const filtered = where.length > 0 || str(p, 'grep') !== undefined;
 

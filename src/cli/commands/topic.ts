@@ -114,11 +114,16 @@ function ruleChange(p: Parsed, flagName: string, parse: (v: string) => number | 
 
 const alter: Command = {
   name: 'topic alter',
-  synopsis: 'NAME [--retention-ms MS|none] [--retention-bytes B|none] [--retention-until-group G|none] [--json]',
-  summary: "change a topic's retention: a value sets a rule, none removes it, a flag left out keeps it",
-  details: 'Records the new rules allow to go are removed by the next maintenance pass (maintenanceIntervalMs).',
+  synopsis: 'NAME [--partitions N] [--retention-ms MS|none] [--retention-bytes B|none] [--retention-until-group G|none] [--json]',
+  summary: "add partitions or change a topic's retention: a value sets a rule, none removes it, a flag left out keeps it",
+  details: [
+    'Records the new rules allow to go are removed by the next maintenance pass (maintenanceIntervalMs).',
+    '--partitions N raises the count (fewer is refused, as in Kafka): the new partitions start empty, consumer',
+    'groups get them at their next heartbeat, and a key may now map to another partition than its older records.',
+  ].join('\n'),
   options: {
     ...clientOptions,
+    partitions: { type: 'string' },
     'retention-ms': { type: 'string' },
     'retention-bytes': { type: 'string' },
     'retention-until-group': { type: 'string' },
@@ -130,10 +135,13 @@ const alter: Command = {
       bytes: ruleChange(p, 'retention-bytes', () => int(p, 'retention-bytes', 1)!),
       untilGroup: ruleChange(p, 'retention-until-group', (v) => v),
     };
-    if (Object.values(retention).every((v) => v === undefined)) throw new UsageError('topic alter: nothing to change (give --retention-ms, --retention-bytes or --retention-until-group)', p.command);
-    const t = await httpFrom(p).must<TopicView>('PATCH', `/v1/topics/${enc(p.positionals[0])}`, { body: { retention } });
+    const partitions = int(p, 'partitions', 1);
+    const retains = Object.values(retention).some((v) => v !== undefined);
+    if (!retains && partitions === undefined) throw new UsageError('topic alter: nothing to change (give --partitions, --retention-ms, --retention-bytes or --retention-until-group)', p.command);
+    const body = { ...(retains ? { retention } : {}), ...(partitions !== undefined ? { partitions } : {}) };
+    const t = await httpFrom(p).must<TopicView>('PATCH', `/v1/topics/${enc(p.positionals[0])}`, { body });
     if (wantsJson(p)) await line(JSON.stringify(t));
-    else await line(`altered topic ${t.name} retention=${retentionText(t.retention)}`);
+    else await line(`altered topic ${t.name} retention=${retentionText(t.retention)}${partitions !== undefined ? ` partitions=${partitionCount(t)}` : ''}`);
   },
 };
 
