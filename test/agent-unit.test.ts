@@ -1,7 +1,7 @@
 // The host agent's pure parts and its spool: config, multiline, identity decisions, spool recovery.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { appendFile, mkdtemp, readdir, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, resolveAgentConfig, loadAgentConfig } from '../src/agent/config.js';
@@ -273,6 +273,46 @@ describe('agent spool', () => {
     const { spool: s2 } = Spool.open({ dir, quotaBytes: 160 * 1024, segmentBytes: 64 * 1024 });
     expect(s2.acked.get('t')).toBe(seq);
     expect(s2.takeSeq('t')).toBe(seq + 1);
+    s2.close();
+  });
+
+  it('an idle shipper\'s next range and ack ride in the append of the records right after its last batch, as one spool record', async () => {
+    const dir = await tmp('spool-offer');
+    const opts = { dir, quotaBytes: 8 * 1024 * 1024, segmentBytes: 1024 * 1024 };
+    const { spool } = Spool.open(opts);
+    const recs = (task: string, n: number): Entry => ({ t: 'recs', task, topic: 'logs', seq: [...Array(n)].map(() => spool.takeSeq(task))[0], h: {}, v: [...Array(n)].map((_, i) => `v${i}`) });
+    await spool.append([recs('t', 3), { t: 'send', task: 't', from: 0, to: 2 }]);
+    // the shipper acked 0..2 in memory and waits; its cut takes 2 records a batch
+    spool.offerSend('t', { after: 2, ack: 2, cut: (q) => Math.min(2, q.length), notBeforeMs: 0 });
+    // another task's records and records not right after the last batch are not taken
+    await spool.append([recs('u', 1)]);
+    expect(spool.sends.get('u')).toBeUndefined();
+    await spool.append([recs('t', 3)]);
+    expect(spool.acked.get('t')).toBe(2);
+    expect(spool.sends.get('t')).toEqual({ from: 3, to: 4 });
+    expect(spool.pending.get('t')?.map((r) => r.seq)).toEqual([3, 4, 5]);
+    // taken once: the next append is left alone
+    await spool.append([recs('t', 1)]);
+    expect(spool.sends.get('t')).toEqual({ from: 3, to: 4 });
+    // records before the offered point (unsent yet) keep it from being taken
+    await spool.append([{ t: 'ack', task: 't', to: 4 }]);
+    spool.offerSend('t', { after: 4, cut: (q) => q.length, notBeforeMs: 0 });
+    await spool.append([recs('t', 1)]);
+    expect(spool.sends.get('t')).toBeUndefined();
+    // a lingering shipper's offer is not taken before its time; a withdrawn one never
+    spool.offerSend('t', { after: 7, cut: (q) => q.length, notBeforeMs: Date.now() + 60_000 });
+    await spool.append([recs('t', 1)]);
+    spool.withdrawSend('t');
+    expect(spool.sends.get('t')).toBeUndefined();
+    spool.close();
+    // the range, its records and the ack are durable together: recovered as the batch to resend
+    const files = (await readdir(dir)).sort();
+    const { entries } = decodeSegment(await readFile(path.join(dir, files[files.length - 1])));
+    const taken = entries.find((e) => e.t === 'all' && e.es.some((x) => x.t === 'send' && x.from === 3));
+    expect(taken && taken.t === 'all' && taken.es.map((x) => x.t)).toEqual(['ack', 'recs', 'send']);
+    const { spool: s2 } = Spool.open(opts);
+    expect(s2.acked.get('t')).toBe(4);
+    expect(s2.pending.get('t')?.map((r) => r.seq)).toEqual([5, 6, 7, 8]);
     s2.close();
   });
 

@@ -11,6 +11,8 @@ import type { Producer, ShipRecord, Spool } from './spool.js';
 
 /** bytes a record adds to a JSON body besides its value and headers */
 const RECORD_OVERHEAD_BYTES = 64;
+/** an ack waits this long for the next records' append to ride in before it is written alone */
+const ACK_ALONE_AFTER_MS = 200;
 
 export interface ShipStats { batches: number; records: number; bytes: number; duplicates: number; errors: number; lastAckMs: number }
 
@@ -61,10 +63,11 @@ export class Shipper {
     await this.loop;
   }
 
-  private sleep(ms: number): Promise<void> {
+  /** Resolves true when notified, false after ms. */
+  private sleep(ms: number): Promise<boolean> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => { this.wake = undefined; resolve(); }, ms);
-      this.wake = () => { clearTimeout(t); resolve(); };
+      const t = setTimeout(() => { this.wake = undefined; resolve(false); }, ms);
+      this.wake = () => { clearTimeout(t); resolve(true); };
     });
   }
 
@@ -75,6 +78,8 @@ export class Shipper {
     while (!this.stopped) {
       try {
         if (!this.producer) this.producer = await this.ensureProducer();
+        // an ack that rode in the append of the next records is durable
+        if (ackTo !== undefined && (this.spool.acked.get(this.task) ?? -1) >= ackTo) ackTo = undefined;
         let range = this.spool.sends.get(this.task);
         // a range acknowledged in memory stays in the spool's sends until its ack is durable
         if (range && ackTo !== undefined && range.to <= ackTo) range = undefined;
@@ -82,13 +87,26 @@ export class Shipper {
           let q = this.spool.pending.get(this.task) ?? [];
           let from = this.firstUnacked(q, ackTo);
           if (from >= q.length) {
-            // nothing more to send: the ack goes alone (segments and memory are freed on durable acks)
-            if (ackTo !== undefined) {
+            // nothing more to send: the next records' append takes their range and this ack (one
+            // fdatasync before they are sent); the ack goes alone when none come soon or the spool is
+            // full (segments and memory are freed on durable acks)
+            if (ackTo !== undefined && this.spool.full()) {
               await this.spool.append([{ t: 'ack', task: this.task, to: ackTo }]);
               ackTo = undefined;
               continue;
             }
-            await this.sleep(1000);
+            this.spool.offerSend(this.task, {
+              after: ackTo ?? this.spool.acked.get(this.task) ?? -1,
+              ack: ackTo,
+              cut: (recs) => { const r = this.cut(recs, 0); return r.to - r.from + 1; },
+              notBeforeMs: this.cfg.batch.lingerMs > 0 ? this.stats.lastAckMs + this.cfg.batch.lingerMs : 0,
+            });
+            const woken = await this.sleep(ackTo !== undefined ? ACK_ALONE_AFTER_MS : 1000);
+            this.spool.withdrawSend(this.task);
+            if (!woken && ackTo !== undefined && (this.spool.acked.get(this.task) ?? -1) < ackTo) {
+              await this.spool.append([{ t: 'ack', task: this.task, to: ackTo }]);
+              ackTo = undefined;
+            }
             continue;
           }
           if (q.length - from < this.cfg.batch.maxRecords && this.cfg.batch.lingerMs > 0 && Date.now() - this.stats.lastAckMs < this.cfg.batch.lingerMs) {

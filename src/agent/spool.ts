@@ -54,6 +54,19 @@ export interface ShipRecord {
 export interface Producer { id: string; partition: number }
 
 /**
+ * A shipper with nothing to send (see Spool.offerSend): the append that holds the task's records right
+ * after `after` takes their batch's range, and the ack `ack` not durable yet, in the same fdatasync.
+ */
+export interface IdleShipper {
+  after: number;
+  ack?: number;
+  /** how many of the records (from the first) the batch takes: the shipper's own cut */
+  cut: (q: ShipRecord[]) => number;
+  /** no batch is cut before (the shipper's linger) */
+  notBeforeMs: number;
+}
+
+/**
  * Records of one task with consecutive seqs from `seq`, in one spool entry: the headers they all share
  * once (`h`), then per record its value and only the headers it does not share (`x`); seq is a header
  * of every record. One JSON body and one CRC per batch instead of per line.
@@ -181,6 +194,8 @@ export class Spool {
   /** called after an append made records durable */
   onRecords: (task: string) => void = () => {};
   private readonly listeners = new Set<() => void>();
+  /** shippers waiting for records, per task */
+  private readonly idle = new Map<string, IdleShipper>();
 
   private constructor(private readonly opts: SpoolOptions) {}
 
@@ -231,9 +246,39 @@ export class Spool {
     return { producer, entry: { t: 'prod', task, id, partition } };
   }
 
+  /**
+   * The task's shipper waits for records: the next append holding the records right after `s.after`
+   * also writes their batch's range (and the ack s.ack) — one fdatasync before the batch is sent
+   * instead of two. The range is durable with its records or not at all, so a resend after a crash is
+   * the same batch. Withdrawn by withdrawSend() or by the first append that takes it.
+   */
+  offerSend(task: string, s: IdleShipper): void {
+    this.idle.set(task, s);
+  }
+
+  withdrawSend(task: string): void {
+    this.idle.delete(task);
+  }
+
+  /** Entries with the range (and ack) of an idle shipper whose next records they hold. */
+  private withSends(entries: Entry[]): Entry[] {
+    let out = entries;
+    for (const e of entries) {
+      if (e.t !== 'recs') continue;
+      const s = this.idle.get(e.task);
+      // only the records right after the shipper's last batch: a record before them is unsent yet
+      if (!s || e.seq !== s.after + 1 || Date.now() < s.notBeforeMs) continue;
+      this.idle.delete(e.task);
+      const n = Math.max(1, Math.min(e.v.length, s.cut(recordsOf(e))));
+      out = [...(s.ack !== undefined ? [{ t: 'ack' as const, task: e.task, to: s.ack }] : []), ...out, { t: 'send', task: e.task, from: e.seq, to: e.seq + n - 1 }];
+    }
+    return out;
+  }
+
   /** Writes entries and fdatasyncs them (group commit with whatever else is queued); resolves once durable. */
   append(entries: Entry[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the spool is closed'));
+    if (this.idle.size > 0) entries = this.withSends(entries);
     return new Promise((resolve, reject) => {
       this.queue.push({ entries, resolve, reject });
       if (!this.flushing) this.flush();
