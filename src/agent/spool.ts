@@ -58,6 +58,7 @@ export interface Producer { id: string; partition: number }
  * after `after` takes their batch's range, and the ack `ack` not durable yet, in the same fdatasync.
  */
 export interface IdleShipper {
+  /** the last seq of the shipper's last batch (in flight or acknowledged) */
   after: number;
   ack?: number;
   /** how many of the records (from the first) the batch takes: the shipper's own cut */
@@ -98,7 +99,11 @@ export type Entry =
   | { t: 'ack'; task: string; to: number }
   /** the entries of one append as one spool record: a torn write keeps all of them or none (records without their checkpoint would be read again) */
   | { t: 'all'; es: Entry[] }
-  | { t: 'snap'; producers: Record<string, Producer>; next: Record<string, number>; acked: Record<string, number>; ckpts: Record<string, FileCkpt>; cursors?: Record<string, string>; sends: Record<string, { from: number; to: number }> };
+  /** sends: per task, the batches in flight in order (a spool written before pipelining holds one range, not a list) */
+  | { t: 'snap'; producers: Record<string, Producer>; next: Record<string, number>; acked: Record<string, number>; ckpts: Record<string, FileCkpt>; cursors?: Record<string, string>; sends: Record<string, SendRange[] | SendRange> };
+
+/** A batch's seq range: written to the spool before the batch is sent. */
+export interface SendRange { from: number; to: number }
 
 function recordTextBytes(r: ShipRecord): number {
   return r.value.length + (r.headers.source?.length ?? 0) + RECORD_HEADERS_BYTES;
@@ -178,8 +183,11 @@ export class Spool {
   readonly acked = new Map<string, number>();
   readonly ckpts = new Map<string, FileCkpt>();
   readonly cursors = new Map<string, string>();
-  /** a batch that was (perhaps) sent and not acknowledged: resent exactly so, with the same sequence */
-  readonly sends = new Map<string, { from: number; to: number }>();
+  /**
+   * per task, the batches that were (perhaps) sent and not acknowledged, in seq order: resent exactly
+   * so, in this order, with the same sequences (a pipelining shipper has several in flight)
+   */
+  readonly sends = new Map<string, SendRange[]>();
   /** records not yet acknowledged, per task, in seq order (bounded by the quota) */
   readonly pending = new Map<string, ShipRecord[]>();
   private segments: Segment[] = [];
@@ -392,15 +400,25 @@ export class Spool {
       case 'prod':
         this.producers.set(e.task, { id: e.id, partition: e.partition });
         return;
-      case 'send':
-        this.sends.set(e.task, { from: e.from, to: e.to });
+      case 'send': {
+        let l = this.sends.get(e.task);
+        if (!l) this.sends.set(e.task, (l = []));
+        // a batch is cut after the last one: an overlap would resend records under another sequence
+        if (l.length > 0 && l[l.length - 1].to >= e.from) throw new Error(`spool: task ${e.task} batch ${e.from}..${e.to} overlaps ${l[l.length - 1].from}..${l[l.length - 1].to}`);
+        if (e.to > (this.acked.get(e.task) ?? -1)) l.push({ from: e.from, to: e.to });
         return;
+      }
       case 'ack': {
         const prev = this.acked.get(e.task) ?? -1;
         if (e.to <= prev) return;
         this.acked.set(e.task, e.to);
-        const s = this.sends.get(e.task);
-        if (s && s.to <= e.to) this.sends.delete(e.task);
+        const l = this.sends.get(e.task);
+        if (l) {
+          let i = 0;
+          while (i < l.length && l[i].to <= e.to) i++;
+          l.splice(0, i);
+          if (l.length === 0) this.sends.delete(e.task);
+        }
         const q = this.pending.get(e.task);
         if (q) {
           let i = 0;
@@ -420,7 +438,11 @@ export class Spool {
         for (const [k, v] of Object.entries(e.ckpts)) this.ckpts.set(k, v);
         this.cursors.clear();
         for (const [k, v] of Object.entries(e.cursors ?? {})) this.cursors.set(k, v);
-        for (const [k, v] of Object.entries(e.sends)) if (v.to > (this.acked.get(k) ?? -1)) this.sends.set(k, v);
+        this.sends.clear();
+        for (const [k, v] of Object.entries(e.sends)) {
+          const l = (Array.isArray(v) ? v : [v]).filter((r) => r.to > (this.acked.get(k) ?? -1)).map((r) => ({ from: r.from, to: r.to }));
+          if (l.length > 0) this.sends.set(k, l);
+        }
         return;
     }
   }
@@ -433,7 +455,7 @@ export class Spool {
       acked: Object.fromEntries(this.acked),
       ckpts: Object.fromEntries(this.ckpts),
       cursors: Object.fromEntries(this.cursors),
-      sends: Object.fromEntries(this.sends),
+      sends: Object.fromEntries([...this.sends].map(([k, l]) => [k, l.map((r) => ({ ...r }))])),
     };
   }
 
