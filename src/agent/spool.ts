@@ -275,7 +275,7 @@ export class Spool {
       if (e.t !== 'recs') continue;
       const s = this.idle.get(e.task);
       // only the records right after the shipper's last batch: a record before them is unsent yet
-      if (!s || e.seq !== s.after + 1 || Date.now() < s.notBeforeMs) continue;
+      if (!s || e.v.length === 0 || e.seq !== s.after + 1 || Date.now() < s.notBeforeMs) continue;
       this.idle.delete(e.task);
       const n = Math.max(1, Math.min(e.v.length, s.cut(recordsOf(e))));
       out = [...(s.ack !== undefined ? [{ t: 'ack' as const, task: e.task, to: s.ack }] : []), ...out, { t: 'send', task: e.task, from: e.seq, to: e.seq + n - 1 }];
