@@ -100,7 +100,7 @@ describe('agent batch spool entries', () => {
     spool.close();
     const { spool: s2 } = Spool.open(opts);
     expect(s2.pending.get('t')?.map((r) => [r.seq, r.value])).toEqual([[3, 'n3'], [4, 'n4']]);
-    expect(s2.sends.get('t')).toEqual({ from: 3, to: 4 });
+    expect(s2.sends.get('t')).toEqual([{ from: 3, to: 4 }]);
     expect(s2.takeSeq('t')).toBe(5);
     s2.close();
   });

@@ -1,13 +1,14 @@
 // The host agent's pure parts and its spool: config, multiline, identity decisions, spool recovery.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { appendFile, mkdtemp, readdir, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, resolveAgentConfig, loadAgentConfig } from '../src/agent/config.js';
 import { Multiline, detectLevel, type Event, type MultilineState } from '../src/agent/multiline.js';
 import { closesFirst, copyInProgress, globRegExp, growth, hashBytes, isRotatedName, judge, supersedes, tailRange } from '../src/agent/identity.js';
 import { decodeSegment, encodeEntry, Spool, type Entry, type FileCkpt } from '../src/agent/spool.js';
+import { sendable } from '../src/agent/shipper.js';
 
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `chicago-agent-${p}-`));
 const src = { task: 'app', paths: ['/var/log/app/*.log'], topic: 'logs' };
@@ -20,6 +21,10 @@ describe('agent config', () => {
     expect(c.spool.dir).toBe('/etc/chicago/agent-spool');
     expect(c.sources[0].paths).toEqual(['/etc/chicago/logs/*.log']);
     expect(c.node.token).toBeUndefined();
+    expect(c.batch.inFlightMax).toBe(4);
+    // no more in flight than a partition remembers of a producer (a resend past them is not recognised)
+    expect(resolveAgentConfig({ sources: [src], batch: { inFlightMax: 8 } }, '/', {}).batch.inFlightMax).toBe(8);
+    expect(() => resolveAgentConfig({ sources: [src], batch: { inFlightMax: 9 } }, '/', {})).toThrow(/inFlightMax/);
   });
 
   it('rejects unknown keys, at every level', () => {
@@ -238,7 +243,7 @@ describe('agent spool', () => {
     expect((await stat(last)).size).toBe(sizeBefore - (torn.length - 4));
     expect(s2.ckpts.get('k')?.offset).toBe(9);
     expect(s2.acked.get('t')).toBe(2);
-    expect(s2.sends.get('t')).toEqual({ from: 3, to: 4 });
+    expect(s2.sends.get('t')).toEqual([{ from: 3, to: 4 }]);
     expect(s2.pending.get('t')?.map((r) => r.seq)).toEqual([3, 4]);
     expect(s2.takeSeq('t')).toBe(5);
     s2.close();
@@ -276,6 +281,81 @@ describe('agent spool', () => {
     s2.close();
   });
 
+  it('an idle shipper\'s next range and ack ride in the append of the records right after its last batch, as one spool record', async () => {
+    const dir = await tmp('spool-offer');
+    const opts = { dir, quotaBytes: 8 * 1024 * 1024, segmentBytes: 1024 * 1024 };
+    const { spool } = Spool.open(opts);
+    const recs = (task: string, n: number): Entry => ({ t: 'recs', task, topic: 'logs', seq: [...Array(n)].map(() => spool.takeSeq(task))[0], h: {}, v: [...Array(n)].map((_, i) => `v${i}`) });
+    await spool.append([recs('t', 3), { t: 'send', task: 't', from: 0, to: 2 }]);
+    // the shipper acked 0..2 in memory and waits; its cut takes 2 records a batch
+    spool.offerSend('t', { after: 2, ack: 2, cut: (q) => Math.min(2, q.length), notBeforeMs: 0 });
+    // another task's records and records not right after the last batch are not taken
+    await spool.append([recs('u', 1)]);
+    expect(spool.sends.get('u')).toBeUndefined();
+    await spool.append([recs('t', 3)]);
+    expect(spool.acked.get('t')).toBe(2);
+    expect(spool.sends.get('t')).toEqual([{ from: 3, to: 4 }]);
+    expect(spool.pending.get('t')?.map((r) => r.seq)).toEqual([3, 4, 5]);
+    // taken once: the next append is left alone
+    await spool.append([recs('t', 1)]);
+    expect(spool.sends.get('t')).toEqual([{ from: 3, to: 4 }]);
+    // records before the offered point (unsent yet) keep it from being taken
+    await spool.append([{ t: 'ack', task: 't', to: 4 }]);
+    spool.offerSend('t', { after: 4, cut: (q) => q.length, notBeforeMs: 0 });
+    await spool.append([recs('t', 1)]);
+    expect(spool.sends.get('t')).toBeUndefined();
+    // a lingering shipper's offer is not taken before its time; a withdrawn one never
+    spool.offerSend('t', { after: 7, cut: (q) => q.length, notBeforeMs: Date.now() + 60_000 });
+    await spool.append([recs('t', 1)]);
+    spool.withdrawSend('t');
+    expect(spool.sends.get('t')).toBeUndefined();
+    spool.close();
+    // the range, its records and the ack are durable together: recovered as the batch to resend
+    const files = (await readdir(dir)).sort();
+    const { entries } = decodeSegment(await readFile(path.join(dir, files[files.length - 1])));
+    const taken = entries.find((e) => e.t === 'all' && e.es.some((x) => x.t === 'send' && x.from === 3));
+    expect(taken && taken.t === 'all' && taken.es.map((x) => x.t)).toEqual(['ack', 'recs', 'send']);
+    const { spool: s2 } = Spool.open(opts);
+    expect(s2.acked.get('t')).toBe(4);
+    expect(s2.pending.get('t')?.map((r) => r.seq)).toEqual([5, 6, 7, 8]);
+    s2.close();
+  });
+
+  it('keeps every batch in flight of a task, in order, across acks, a segment roll and recovery; reads a one-range spool', async () => {
+    const dir = await tmp('spool-flights');
+    const opts = { dir, quotaBytes: 8 * 1024 * 1024, segmentBytes: 64 * 1024 };
+    const { spool } = Spool.open(opts);
+    const n = 40;
+    const seq0 = [...Array(n)].map(() => spool.takeSeq('t'))[0];
+    await spool.append([{ t: 'recs', task: 't', topic: 'logs', seq: seq0, h: {}, v: [...Array(n)].map((_, i) => `v${i}`) }]);
+    for (let i = 0; i < 4; i++) await spool.append([{ t: 'send', task: 't', from: i * 10, to: i * 10 + 9 }]);
+    expect(spool.sends.get('t')).toEqual([0, 10, 20, 30].map((from) => ({ from, to: from + 9 })));
+    spool.close();
+    const { spool: s1 } = Spool.open(opts);
+    // acks in order take ranges off the front; a segment rolled by a big append keeps the rest in its snapshot
+    await s1.append([{ t: 'ack', task: 't', to: 9 }]);
+    await s1.append([{ t: 'ack', task: 't', to: 19 }, { t: 'rec', task: 'u', seq: s1.takeSeq('u'), topic: 'logs', value: 'x'.repeat(70 * 1024), headers: {} }]);
+    s1.close();
+    const segs = (await readdir(dir)).filter((f) => f.endsWith('.wal')).sort();
+    const snap = decodeSegment(await readFile(path.join(dir, segs[segs.length - 1]))).entries[0];
+    expect(snap.t === 'snap' && snap.sends.t).toEqual([{ from: 20, to: 29 }, { from: 30, to: 39 }]);
+    const { spool: s2 } = Spool.open(opts);
+    expect(s2.sends.get('t')).toEqual([{ from: 20, to: 29 }, { from: 30, to: 39 }]);
+    expect(s2.pending.get('t')?.[0].seq).toBe(20);
+    s2.close();
+    // a spool written by an agent with one batch in flight holds one range, not a list
+    const old = await tmp('spool-old');
+    await writeFile(path.join(old, '0000000001.wal'), Buffer.concat([
+      encodeEntry({ t: 'snap', producers: {}, next: { t: 5 }, acked: { t: 1 }, ckpts: {}, sends: { t: { from: 2, to: 4 } } }),
+      encodeEntry({ t: 'recs', task: 't', topic: 'logs', seq: 2, h: {}, v: ['a', 'b', 'c'] }),
+    ]));
+    const { spool: s3 } = Spool.open({ ...opts, dir: old });
+    expect(s3.sends.get('t')).toEqual([{ from: 2, to: 4 }]);
+    // an overlapping range would resend records under another sequence: the spool stops
+    await expect(s3.append([{ t: 'send', task: 't', from: 3, to: 4 }])).rejects.toThrow(/overlaps/);
+    s3.close();
+  });
+
   it('keeps a stable producer per task', async () => {
     const dir = await tmp('spool-prod');
     const { spool } = Spool.open({ dir, quotaBytes: 4 * 1024 * 1024, segmentBytes: 1024 * 1024 });
@@ -287,6 +367,24 @@ describe('agent spool', () => {
     const { spool: s2 } = Spool.open({ dir, quotaBytes: 4 * 1024 * 1024, segmentBytes: 1024 * 1024 });
     expect(s2.producerFor('t', 'host-1', 4)).toEqual({ producer });
     s2.close();
+  });
+});
+
+describe('agent shipper window', () => {
+  type F = Parameters<typeof sendable>[0][number];
+  const f = (from: number, state: F['state'], keyed = false): F => ({ from, to: from + 9, keyed, state });
+  it('sends in order: the first unacknowledged without a predecessor, the rest naming the one before; never past a held, failed or keyed one', () => {
+    expect(sendable([f(0, 'wait'), f(10, 'wait'), f(20, 'wait')])).toEqual([{ i: 0 }, { i: 1, previous: 0 }, { i: 2, previous: 10 }]);
+    expect(sendable([f(0, 'sending'), f(10, 'acked'), f(20, 'wait')])).toEqual([{ i: 2, previous: 10 }]);
+    // held (the node had not its predecessor): resent only once the predecessor is acknowledged
+    expect(sendable([f(0, 'sending'), f(10, 'held'), f(20, 'held')])).toEqual([]);
+    expect(sendable([f(0, 'acked'), f(10, 'held'), f(20, 'held')])).toEqual([{ i: 1, previous: 0 }]);
+    expect(sendable([f(10, 'held'), f(20, 'wait')])).toEqual([{ i: 0 }, { i: 1, previous: 10 }]);
+    expect(sendable([f(0, 'failed'), f(10, 'wait')])).toEqual([]);
+    // keyed batches span partitions: one at a time, alone
+    expect(sendable([f(0, 'wait', true), f(10, 'wait', true)])).toEqual([{ i: 0 }]);
+    expect(sendable([f(0, 'sending'), f(10, 'wait', true)])).toEqual([]);
+    expect(sendable([f(0, 'sending', true), f(10, 'wait')])).toEqual([]);
   });
 });
 

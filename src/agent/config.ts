@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { ConfigError, parseConfigFile } from '../runtime/config.js';
+import { limits } from '../runtime/limits.js';
 import { nodeSchema } from '../client/config-node.js';
 import { CaFileError, readCa } from '../client/tls.js';
 import { TokenFileError, resolveToken } from '../client/token.js';
@@ -69,7 +70,8 @@ export interface AgentConfig {
   rotatedIdleMs: number;
   /** longest line kept whole; longer lines are cut into pieces of this size */
   maxLineBytes: number;
-  batch: { maxRecords: number; maxBytes: number; lingerMs: number };
+  /** inFlightMax: batches of one unkeyed task in flight at once (1: the next is sent after the ack) */
+  batch: { maxRecords: number; maxBytes: number; lingerMs: number; inFlightMax: number };
   retry: { minMs: number; maxMs: number };
   topicPartitions: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -110,6 +112,8 @@ export const agentConfigSchema = {
         // the node refuses updates of 20 MB or more
         maxBytes: int(1024, 16 * 1024 * 1024),
         lingerMs: int(0, 10_000),
+        // the node recognises a resend among a producer's last batches: no more may be in flight
+        inFlightMax: int(1, limits.producerRecentBatchesMax),
       },
     },
     retry: {
@@ -329,7 +333,7 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
     pollIntervalMs: r.pollIntervalMs ?? 250,
     rotatedIdleMs: r.rotatedIdleMs ?? 5000,
     maxLineBytes: r.maxLineBytes ?? 1024 * 1024,
-    batch: { maxRecords: r.batch?.maxRecords ?? 5000, maxBytes: r.batch?.maxBytes ?? 4 * 1024 * 1024, lingerMs: r.batch?.lingerMs ?? 20 },
+    batch: { maxRecords: r.batch?.maxRecords ?? 5000, maxBytes: r.batch?.maxBytes ?? 4 * 1024 * 1024, lingerMs: r.batch?.lingerMs ?? 20, inFlightMax: r.batch?.inFlightMax ?? 4 },
     retry,
     topicPartitions: r.topicPartitions ?? 4,
     logLevel: r.logLevel ?? 'info',

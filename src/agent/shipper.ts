@@ -1,18 +1,28 @@
 // Ships one task's spooled records to Chicago, exactly once: one idempotent producer per host+task
-// (its id and partition kept in the spool), one batch in flight, the batch's range written to the
-// spool before it is sent (so a resend after a crash is the same batch with the same sequence, which
-// the node answers as a duplicate), and the ack written to the spool in the same append as the next
-// batch's range (one fdatasync per batch; alone when nothing follows).
+// (its id and partition kept in the spool) and every batch's range written to the spool before it is
+// sent, so a resend after a crash is the same batch with the same sequence, which the node answers as
+// a duplicate. Up to batch.inFlightMax batches of an unkeyed task are in flight at once, each naming the
+// one sent before it (previousSequence): the node appends a batch only after its predecessor, so one
+// that failed is never overtaken; the shipper then resends in order from the first unacknowledged one.
+// Acks are applied in order and written to the spool in the same append as the next batch's range.
 import { caDispatcher } from '../client/tls.js';
 import { authHeader } from '../client/token.js';
 import type { Logger } from '../runtime/log.js';
 import type { AgentConfig } from './config.js';
-import type { Producer, ShipRecord, Spool } from './spool.js';
+import type { Producer, SendRange, ShipRecord, Spool } from './spool.js';
 
 /** bytes a record adds to a JSON body besides its value and headers */
 const RECORD_OVERHEAD_BYTES = 64;
+/** an ack waits this long for the next records' append to ride in before it is written alone */
+const ACK_ALONE_AFTER_MS = 200;
 
-export interface ShipStats { batches: number; records: number; bytes: number; duplicates: number; errors: number; lastAckMs: number }
+export interface ShipStats {
+  batches: number; records: number; bytes: number; duplicates: number; errors: number; lastAckMs: number;
+  /** batches the node held back until their predecessor arrived (SEQUENCE_GAP), resent after it */
+  gaps: number;
+  /** the most batches in flight at once */
+  inFlightPeak: number;
+}
 
 export class NodeError extends Error {
   constructor(readonly status: number, readonly code: string, message: string, readonly retryable: boolean) {
@@ -21,14 +31,59 @@ export class NodeError extends Error {
   }
 }
 
+/**
+ * A batch in the window, in seq order. wait: not sent since the last failure; sending; acked (the
+ * node holds it; it leaves the window once every batch before it is acked too); held: the node
+ * refused it because its predecessor had not arrived, resent once that one is acked; failed.
+ */
+interface Flight extends SendRange {
+  keyed: boolean;
+  state: 'wait' | 'sending' | 'acked' | 'held' | 'failed';
+  /** sent when its predecessor was already acknowledged: a gap then is not a matter of order */
+  afterAck?: boolean;
+}
+
+/** What the window may send now, and with which previousSequence (pure: the loop does the I/O). */
+export function sendable(flights: readonly Flight[]): Array<{ i: number; previous?: number }> {
+  const out: Array<{ i: number; previous?: number }> = [];
+  for (let i = 0; i < flights.length; i++) {
+    const f = flights[i];
+    if (f.state === 'sending' || f.state === 'acked') continue;
+    if (f.state === 'failed') break;
+    // the first unacknowledged batch goes alone after start or a failure: everything before it is
+    // held by the node, so it needs no predecessor named
+    if (i === 0) {
+      out.push({ i });
+      // a keyed batch spans partitions: nothing follows it until it is acknowledged
+      if (f.keyed) break;
+      continue;
+    }
+    const p = flights[i - 1];
+    if (f.keyed || p.keyed) break;
+    // a predecessor sent in this same call counts as sending
+    const pGoes = out.length > 0 && out[out.length - 1].i === i - 1;
+    if (f.state === 'wait' && (p.state === 'sending' || p.state === 'acked' || pGoes)) out.push({ i, previous: p.from });
+    else if (f.state === 'held' && p.state === 'acked') out.push({ i, previous: p.from });
+    else break;
+  }
+  return out;
+}
+
 export class Shipper {
   private stopped = false;
-  /** aborts the request in flight at stop (it is resent after the restart, as a duplicate if it was stored) */
+  /** aborts the requests in flight at stop (they are resent after the restart, as duplicates if they were stored) */
   private readonly abort = new AbortController();
   private wake?: () => void;
   private loop?: Promise<void>;
   private producer?: Producer;
-  readonly stats: ShipStats = { batches: 0, records: 0, bytes: 0, duplicates: 0, errors: 0, lastAckMs: 0 };
+  readonly stats: ShipStats = { batches: 0, records: 0, bytes: 0, duplicates: 0, errors: 0, lastAckMs: 0, gaps: 0, inFlightPeak: 0 };
+  /** the batches whose ranges are in the spool and not acknowledged in order yet */
+  private readonly flights: Flight[] = [];
+  private sending = 0;
+  /** a request failed: no more go until those in flight settle, then all resend from the first unacknowledged */
+  private failed = false;
+  /** when the last batch was cut (a batch behind one in flight lingers after it) */
+  private lastCutMs = 0;
 
   constructor(
     readonly task: string,
@@ -47,7 +102,7 @@ export class Shipper {
 
   onFatal: (err: Error) => void = () => {};
 
-  /** More records are in the spool. */
+  /** More records are in the spool (or a request settled). */
   notify(): void {
     const w = this.wake;
     this.wake = undefined;
@@ -61,77 +116,169 @@ export class Shipper {
     await this.loop;
   }
 
-  private sleep(ms: number): Promise<void> {
+  /** Resolves true when notified, false after ms. */
+  private sleep(ms: number): Promise<boolean> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => { this.wake = undefined; resolve(); }, ms);
-      this.wake = () => { clearTimeout(t); resolve(); };
+      const t = setTimeout(() => { this.wake = undefined; resolve(false); }, ms);
+      this.wake = () => { clearTimeout(t); resolve(true); };
     });
+  }
+
+  private get inFlightMax(): number {
+    return this.cfg.batch.inFlightMax;
   }
 
   private async run(): Promise<void> {
     let backoff = this.cfg.retry.minMs;
-    /** the last batch acknowledged by the node whose ack is not in the spool yet */
+    /** the last batch acknowledged in order whose ack is not in the spool yet */
     let ackTo: number | undefined;
+    const flights = this.flights;
     while (!this.stopped) {
       try {
         if (!this.producer) this.producer = await this.ensureProducer();
-        let range = this.spool.sends.get(this.task);
-        // a range acknowledged in memory stays in the spool's sends until its ack is durable
-        if (range && ackTo !== undefined && range.to <= ackTo) range = undefined;
-        if (!range) {
-          let q = this.spool.pending.get(this.task) ?? [];
-          let from = this.firstUnacked(q, ackTo);
-          if (from >= q.length) {
-            // nothing more to send: the ack goes alone (segments and memory are freed on durable acks)
-            if (ackTo !== undefined) {
-              await this.spool.append([{ t: 'ack', task: this.task, to: ackTo }]);
-              ackTo = undefined;
-              continue;
-            }
+        // acks in order: the batches at the front that the node holds leave the window
+        while (flights.length > 0 && flights[0].state === 'acked') ackTo = flights.shift()!.to;
+        const durableAck = this.spool.acked.get(this.task) ?? -1;
+        // an ack that rode in an append of records is durable
+        if (ackTo !== undefined && durableAck >= ackTo) ackTo = undefined;
+        // ranges in the spool the window does not hold: the batches to resend after a restart, and
+        // ranges that rode in an append of records (offerSend)
+        this.adopt(ackTo ?? durableAck);
+        if (this.failed) {
+          if (this.sending > 0) {
             await this.sleep(1000);
             continue;
           }
-          if (q.length - from < this.cfg.batch.maxRecords && this.cfg.batch.lingerMs > 0 && Date.now() - this.stats.lastAckMs < this.cfg.batch.lingerMs) {
+          await this.sleep(backoff);
+          backoff = Math.min(this.cfg.retry.maxMs, backoff * 2);
+          for (const f of flights) if (f.state !== 'acked') f.state = 'wait';
+          this.failed = false;
+          continue;
+        }
+        // what may go goes first: a batch's request does not wait for the next one's range to be written
+        const go = sendable(flights);
+        for (const { i, previous } of go) this.launch(flights[i], previous, () => { backoff = this.cfg.retry.minMs; });
+        const last = flights[flights.length - 1];
+        const after = last?.to ?? ackTo ?? durableAck;
+        let q = this.spool.pending.get(this.task) ?? [];
+        let from = q.length === 0 ? 0 : after + 1 - q[0].seq;
+        const room = flights.length < this.inFlightMax && !(last?.keyed);
+        const linger = this.cfg.batch.lingerMs;
+        // behind a batch in flight, a batch that is not full waits lingerMs after the last one was cut:
+        // lines that come together go together, not one request per read
+        const lingerUntil = flights.length > 0 && linger > 0 && q.length - from < this.cfg.batch.maxRecords ? this.lastCutMs + linger : 0;
+        if (room && from < q.length && Date.now() < lingerUntil) {
+          await this.sleep(lingerUntil - Date.now());
+          continue;
+        }
+        if (room && from < q.length) {
+          // nothing in flight: a short linger makes one batch of lines that come together
+          if (flights.length === 0 && q.length - from < this.cfg.batch.maxRecords && this.cfg.batch.lingerMs > 0 && Date.now() - this.stats.lastAckMs < this.cfg.batch.lingerMs) {
             await new Promise((r) => setTimeout(r, this.cfg.batch.lingerMs));
             q = this.spool.pending.get(this.task) ?? [];
-            from = this.firstUnacked(q, ackTo);
+            from = after + 1 - q[0].seq;
           }
-          range = this.cut(q, from);
-          // the previous batch's ack rides in the same fdatasync as this batch's range
-          await this.spool.append([...(ackTo !== undefined ? [{ t: 'ack' as const, task: this.task, to: ackTo }] : []), { t: 'send', task: this.task, from: range.from, to: range.to }]);
+          const range = this.cut(q, from);
+          const keyed = q.slice(from, from + range.to - range.from + 1).some((r) => r.key !== undefined);
+          // the ack so far rides in the same fdatasync as this batch's range
+          const ack = ackTo;
+          await this.spool.append([...(ack !== undefined ? [{ t: 'ack' as const, task: this.task, to: ack }] : []), { t: 'send', task: this.task, from: range.from, to: range.to }]);
+          if (ack !== undefined && ackTo === ack) ackTo = undefined;
+          flights.push({ ...range, keyed, state: 'wait' });
+          this.lastCutMs = Date.now();
+          continue;
+        }
+        if (go.length > 0) continue;
+        // nothing to cut or send now: a request settles, or records come
+        if (ackTo !== undefined && this.spool.full()) {
+          // segments and memory are freed on durable acks
+          await this.spool.append([{ t: 'ack', task: this.task, to: ackTo }]);
+          ackTo = undefined;
+          continue;
+        }
+        if (room) {
+          // the next records' append takes their range and this ack (one fdatasync before they are sent)
+          this.spool.offerSend(this.task, {
+            after,
+            ack: ackTo,
+            cut: (recs) => { const r = this.cut(recs, 0); return r.to - r.from + 1; },
+            notBeforeMs: linger === 0 ? 0 : flights.length === 0 ? this.stats.lastAckMs + linger : this.lastCutMs + linger,
+          });
+        }
+        const woken = await this.sleep(ackTo !== undefined ? ACK_ALONE_AFTER_MS : 1000);
+        this.spool.withdrawSend(this.task);
+        if (!woken && ackTo !== undefined && (this.spool.acked.get(this.task) ?? -1) < ackTo) {
+          await this.spool.append([{ t: 'ack', task: this.task, to: ackTo }]);
           ackTo = undefined;
         }
-        const records = this.recordsOf(range);
-        const res = await this.send(records, range.from);
-        // the ack is in memory now and durable with the next range (or alone when there is none): a
-        // crash before then resends this batch with its sequence, which the node answers as a duplicate
-        ackTo = range.to;
-        this.stats.batches++;
-        this.stats.records += records.length;
-        // value bytes (base64 text for binary values), for the agent's metrics
-        for (const r of records) this.stats.bytes += Buffer.byteLength(r.value);
-        if (res.duplicate) this.stats.duplicates++;
-        this.stats.lastAckMs = Date.now();
-        backoff = this.cfg.retry.minMs;
       } catch (err) {
         if (this.stopped) break;
         if (/spool/.test((err as Error).message)) throw err;
         this.stats.errors++;
-        const e = err as Error & { code?: string };
-        this.log.warn({ task: this.task, err: e.message, code: e.code, retryInMs: backoff }, 'shipping failed; retrying');
-        if (e instanceof NodeError && e.code === 'TOPIC_NOT_FOUND') this.producer = undefined;
+        this.log.warn({ task: this.task, err: (err as Error).message, retryInMs: backoff }, 'shipping failed; retrying');
         await this.sleep(backoff);
         backoff = Math.min(this.cfg.retry.maxMs, backoff * 2);
       }
     }
-    // an orderly stop keeps the last ack (a kill resends that batch as a duplicate)
-    if (ackTo !== undefined) await this.spool.append([{ t: 'ack', task: this.task, to: ackTo }]).catch(() => undefined);
+    // requests aborted at stop settle first; an orderly stop keeps the last ack (a kill resends those
+    // batches as duplicates)
+    while (this.sending > 0) await this.sleep(100);
+    while (flights.length > 0 && flights[0].state === 'acked') ackTo = flights.shift()!.to;
+    if (ackTo !== undefined && (this.spool.acked.get(this.task) ?? -1) < ackTo) await this.spool.append([{ t: 'ack', task: this.task, to: ackTo }]).catch(() => undefined);
+    this.log.info({ task: this.task, ...this.stats }, 'shipper stopped');
   }
 
-  /** Index in q of the first record after the acknowledged batch whose ack is not durable yet. */
-  private firstUnacked(q: ShipRecord[], ackTo: number | undefined): number {
-    if (q.length === 0 || ackTo === undefined) return 0;
-    return Math.max(0, ackTo - q[0].seq + 1);
+  /** Takes the spool's ranges after the window's last batch into the window, in order. */
+  private adopt(floor: number): void {
+    const l = this.spool.sends.get(this.task);
+    if (!l) return;
+    let last = this.flights[this.flights.length - 1]?.to ?? floor;
+    for (const r of l) {
+      if (r.to <= last) continue;
+      if (r.from !== last + 1) throw new Error(`spool: task ${this.task} batch ${r.from}..${r.to} does not follow ${last}`);
+      this.flights.push({ from: r.from, to: r.to, keyed: this.recordsOf(r).some((x) => x.key !== undefined), state: 'wait' });
+      this.lastCutMs = Date.now();
+      last = r.to;
+    }
+  }
+
+  /** Sends one batch; its answer changes its state and wakes the loop. */
+  private launch(f: Flight, previous: number | undefined, onAck: () => void): void {
+    const records = this.recordsOf(f);
+    f.state = 'sending';
+    f.afterAck = previous === undefined || this.flights[this.flights.indexOf(f) - 1]?.state === 'acked';
+    this.sending++;
+    this.stats.inFlightPeak = Math.max(this.stats.inFlightPeak, this.sending);
+    this.send(records, f.from, previous).then((res) => {
+      f.state = 'acked';
+      this.stats.batches++;
+      this.stats.records += records.length;
+      // value bytes (base64 text for binary values), for the agent's metrics
+      for (const r of records) this.stats.bytes += Buffer.byteLength(r.value);
+      if (res.duplicate) this.stats.duplicates++;
+      this.stats.lastAckMs = Date.now();
+      onAck();
+    }, (err: Error & { code?: string }) => {
+      if (this.stopped) {
+        f.state = 'failed';
+        return;
+      }
+      const p = this.flights[this.flights.indexOf(f) - 1];
+      if (err instanceof NodeError && err.code === 'SEQUENCE_GAP' && !f.afterAck && p?.state !== 'failed') {
+        // it overtook its predecessor on the way (another connection, the node's parse pool): sent again after it
+        f.state = 'held';
+        this.stats.gaps++;
+        return;
+      }
+      f.state = 'failed';
+      this.failed = true;
+      this.stats.errors++;
+      if (err instanceof NodeError && err.code === 'TOPIC_NOT_FOUND') this.producer = undefined;
+      this.log.warn({ task: this.task, err: err.message, code: err.code, batch: `${f.from}..${f.to}` }, 'shipping failed; resending in order from the first unacknowledged batch');
+    }).finally(() => {
+      this.sending--;
+      this.notify();
+    });
   }
 
   /** The next batch: at most maxRecords and maxBytes (the node refuses updates of 20 MB or more). */
@@ -148,12 +295,13 @@ export class Shipper {
     return { from: q[from].seq, to: q[from + n - 1].seq };
   }
 
-  private recordsOf(range: { from: number; to: number }): ShipRecord[] {
+  private recordsOf(range: SendRange): ShipRecord[] {
     const q = this.spool.pending.get(this.task) ?? [];
-    if (q.length === 0 || q[0].seq !== range.from || q.length < range.to - range.from + 1) {
+    const at = q.length === 0 ? -1 : range.from - q[0].seq;
+    if (at < 0 || q.length < at + range.to - range.from + 1) {
       throw new Error(`spool: task ${this.task} holds seq ${q[0]?.seq}..${q[q.length - 1]?.seq}, the batch to send is ${range.from}..${range.to}`);
     }
-    const out = q.slice(0, range.to - range.from + 1);
+    const out = q.slice(at, at + range.to - range.from + 1);
     if (out[out.length - 1].seq !== range.to) throw new Error(`spool: task ${this.task} seqs are not contiguous`);
     return out;
   }
@@ -181,12 +329,12 @@ export class Shipper {
     return producer;
   }
 
-  private async send(records: ShipRecord[], sequence: number): Promise<{ duplicate: boolean }> {
+  private async send(records: ShipRecord[], sequence: number, previous: number | undefined): Promise<{ duplicate: boolean }> {
     const p = this.producer!;
     // keyed records go where their key says (the node places them; a resend of the same batch lands
     // the same way, so it is recognised); a batch without keys goes to the producer's partition
     const keyed = records.some((r) => r.key !== undefined);
-    const q = `${keyed ? '' : `partition=${p.partition}&`}producerId=${encodeURIComponent(p.id)}&sequence=${sequence}&acks=all`;
+    const q = `${keyed ? '' : `partition=${p.partition}&`}producerId=${encodeURIComponent(p.id)}&sequence=${sequence}${previous !== undefined ? `&previousSequence=${previous}` : ''}&acks=all`;
     const res = (await this.request('POST', `/v1/topics/${encodeURIComponent(this.topic)}/records?${q}`, new RawJson(bodyOf(records)))) as { duplicate?: boolean };
     return { duplicate: res.duplicate === true };
   }

@@ -54,6 +54,20 @@ export interface ShipRecord {
 export interface Producer { id: string; partition: number }
 
 /**
+ * A shipper with nothing to send (see Spool.offerSend): the append that holds the task's records right
+ * after `after` takes their batch's range, and the ack `ack` not durable yet, in the same fdatasync.
+ */
+export interface IdleShipper {
+  /** the last seq of the shipper's last batch (in flight or acknowledged) */
+  after: number;
+  ack?: number;
+  /** how many of the records (from the first) the batch takes: the shipper's own cut */
+  cut: (q: ShipRecord[]) => number;
+  /** no batch is cut before (the shipper's linger) */
+  notBeforeMs: number;
+}
+
+/**
  * Records of one task with consecutive seqs from `seq`, in one spool entry: the headers they all share
  * once (`h`), then per record its value and only the headers it does not share (`x`); seq is a header
  * of every record. One JSON body and one CRC per batch instead of per line.
@@ -85,7 +99,11 @@ export type Entry =
   | { t: 'ack'; task: string; to: number }
   /** the entries of one append as one spool record: a torn write keeps all of them or none (records without their checkpoint would be read again) */
   | { t: 'all'; es: Entry[] }
-  | { t: 'snap'; producers: Record<string, Producer>; next: Record<string, number>; acked: Record<string, number>; ckpts: Record<string, FileCkpt>; cursors?: Record<string, string>; sends: Record<string, { from: number; to: number }> };
+  /** sends: per task, the batches in flight in order (a spool written before pipelining holds one range, not a list) */
+  | { t: 'snap'; producers: Record<string, Producer>; next: Record<string, number>; acked: Record<string, number>; ckpts: Record<string, FileCkpt>; cursors?: Record<string, string>; sends: Record<string, SendRange[] | SendRange> };
+
+/** A batch's seq range: written to the spool before the batch is sent. */
+export interface SendRange { from: number; to: number }
 
 function recordTextBytes(r: ShipRecord): number {
   return r.value.length + (r.headers.source?.length ?? 0) + RECORD_HEADERS_BYTES;
@@ -165,8 +183,11 @@ export class Spool {
   readonly acked = new Map<string, number>();
   readonly ckpts = new Map<string, FileCkpt>();
   readonly cursors = new Map<string, string>();
-  /** a batch that was (perhaps) sent and not acknowledged: resent exactly so, with the same sequence */
-  readonly sends = new Map<string, { from: number; to: number }>();
+  /**
+   * per task, the batches that were (perhaps) sent and not acknowledged, in seq order: resent exactly
+   * so, in this order, with the same sequences (a pipelining shipper has several in flight)
+   */
+  readonly sends = new Map<string, SendRange[]>();
   /** records not yet acknowledged, per task, in seq order (bounded by the quota) */
   readonly pending = new Map<string, ShipRecord[]>();
   private segments: Segment[] = [];
@@ -181,6 +202,8 @@ export class Spool {
   /** called after an append made records durable */
   onRecords: (task: string) => void = () => {};
   private readonly listeners = new Set<() => void>();
+  /** shippers waiting for records, per task */
+  private readonly idle = new Map<string, IdleShipper>();
 
   private constructor(private readonly opts: SpoolOptions) {}
 
@@ -231,9 +254,39 @@ export class Spool {
     return { producer, entry: { t: 'prod', task, id, partition } };
   }
 
+  /**
+   * The task's shipper waits for records: the next append holding the records right after `s.after`
+   * also writes their batch's range (and the ack s.ack) — one fdatasync before the batch is sent
+   * instead of two. The range is durable with its records or not at all, so a resend after a crash is
+   * the same batch. Withdrawn by withdrawSend() or by the first append that takes it.
+   */
+  offerSend(task: string, s: IdleShipper): void {
+    this.idle.set(task, s);
+  }
+
+  withdrawSend(task: string): void {
+    this.idle.delete(task);
+  }
+
+  /** Entries with the range (and ack) of an idle shipper whose next records they hold. */
+  private withSends(entries: Entry[]): Entry[] {
+    let out = entries;
+    for (const e of entries) {
+      if (e.t !== 'recs') continue;
+      const s = this.idle.get(e.task);
+      // only the records right after the shipper's last batch: a record before them is unsent yet
+      if (!s || e.v.length === 0 || e.seq !== s.after + 1 || Date.now() < s.notBeforeMs) continue;
+      this.idle.delete(e.task);
+      const n = Math.max(1, Math.min(e.v.length, s.cut(recordsOf(e))));
+      out = [...(s.ack !== undefined ? [{ t: 'ack' as const, task: e.task, to: s.ack }] : []), ...out, { t: 'send', task: e.task, from: e.seq, to: e.seq + n - 1 }];
+    }
+    return out;
+  }
+
   /** Writes entries and fdatasyncs them (group commit with whatever else is queued); resolves once durable. */
   append(entries: Entry[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the spool is closed'));
+    if (this.idle.size > 0) entries = this.withSends(entries);
     return new Promise((resolve, reject) => {
       this.queue.push({ entries, resolve, reject });
       if (!this.flushing) this.flush();
@@ -347,15 +400,25 @@ export class Spool {
       case 'prod':
         this.producers.set(e.task, { id: e.id, partition: e.partition });
         return;
-      case 'send':
-        this.sends.set(e.task, { from: e.from, to: e.to });
+      case 'send': {
+        let l = this.sends.get(e.task);
+        if (!l) this.sends.set(e.task, (l = []));
+        // a batch is cut after the last one: an overlap would resend records under another sequence
+        if (l.length > 0 && l[l.length - 1].to >= e.from) throw new Error(`spool: task ${e.task} batch ${e.from}..${e.to} overlaps ${l[l.length - 1].from}..${l[l.length - 1].to}`);
+        if (e.to > (this.acked.get(e.task) ?? -1)) l.push({ from: e.from, to: e.to });
         return;
+      }
       case 'ack': {
         const prev = this.acked.get(e.task) ?? -1;
         if (e.to <= prev) return;
         this.acked.set(e.task, e.to);
-        const s = this.sends.get(e.task);
-        if (s && s.to <= e.to) this.sends.delete(e.task);
+        const l = this.sends.get(e.task);
+        if (l) {
+          let i = 0;
+          while (i < l.length && l[i].to <= e.to) i++;
+          l.splice(0, i);
+          if (l.length === 0) this.sends.delete(e.task);
+        }
         const q = this.pending.get(e.task);
         if (q) {
           let i = 0;
@@ -375,7 +438,11 @@ export class Spool {
         for (const [k, v] of Object.entries(e.ckpts)) this.ckpts.set(k, v);
         this.cursors.clear();
         for (const [k, v] of Object.entries(e.cursors ?? {})) this.cursors.set(k, v);
-        for (const [k, v] of Object.entries(e.sends)) if (v.to > (this.acked.get(k) ?? -1)) this.sends.set(k, v);
+        this.sends.clear();
+        for (const [k, v] of Object.entries(e.sends)) {
+          const l = (Array.isArray(v) ? v : [v]).filter((r) => r.to > (this.acked.get(k) ?? -1)).map((r) => ({ from: r.from, to: r.to }));
+          if (l.length > 0) this.sends.set(k, l);
+        }
         return;
     }
   }
@@ -388,7 +455,7 @@ export class Spool {
       acked: Object.fromEntries(this.acked),
       ckpts: Object.fromEntries(this.ckpts),
       cursors: Object.fromEntries(this.cursors),
-      sends: Object.fromEntries(this.sends),
+      sends: Object.fromEntries([...this.sends].map(([k, l]) => [k, l.map((r) => ({ ...r }))])),
     };
   }
 

@@ -20,6 +20,10 @@ export interface TaskStatus {
   bytesShipped: number;
   duplicates: number;
   errors: number;
+  /** batches the node refused as ahead of their predecessor (resent after it) */
+  gaps: number;
+  /** the most batches in flight at once */
+  inFlightPeak: number;
   pending: number;
   lagSeconds: number;
   lastAckMs: number;
@@ -51,6 +55,7 @@ export function agentStatus(agent: Agent, monitor: Monitor | undefined, startedM
     tasks.push({
       task, topic: s.topic, ...read,
       recordsShipped: s.stats.records, bytesShipped: s.stats.bytes, duplicates: s.stats.duplicates, errors: s.stats.errors,
+      gaps: s.stats.gaps, inFlightPeak: s.stats.inFlightPeak,
       pending: agent.spool.pending.get(task)?.length ?? 0,
       lagSeconds: Math.round((lag.get(task) ?? 0) * 1000) / 1000,
       lastAckMs: s.stats.lastAckMs,

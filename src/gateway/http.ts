@@ -23,6 +23,7 @@ import type { Acks, RetentionChange, StartPosition, StoredRecord } from '../prot
 import type { GatewayNode } from './admin-api.js';
 import { bytesJson, parseJson } from './bodies.js';
 import type { ParsePool } from './parse-pool.js';
+import { PipelinedProduces } from './pipelined.js';
 
 interface Request {
   method: string;
@@ -323,6 +324,7 @@ export function recordJson(r: StoredRecord) {
 // ---- the routes ----
 
 function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticator): Route[] {
+  const pipelined = new PipelinedProduces();
   const keyOf = (req: Request) => Buffer.from(req.rest);
   const ks = (action: string) => (req: Request): [Resource, string, string] => ['kv', action, req.segments[2]];
   const topic = (action: string) => (req: Request): [Resource, string, string] => ['topic', action, req.segments[2]];
@@ -419,17 +421,26 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
     }),
     route('POST', '/v1/topics/:t/records', (req) => topicWriteNeed(req.segments[2]), async (req) => {
       requireJson(req, 'application/x-ndjson');
-      const records = await parsePool.parse(req.body, req.contentType);
       const partition = req.query.get('partition');
       const producerId = req.query.get('producerId');
       const previous = req.query.get('previousSequence');
-      const r = await node.produce(req.segments[2], records, {
-        acks: acksOf(req.query, 'all'),
-        ...(partition !== null ? { partition: decimalParam('partition', partition, 0, limits.topicPartitionsMax - 1) } : {}),
-        ...(producerId !== null ? { producerId, sequence: decimalParam('sequence', req.query.get('sequence'), 0, Number.MAX_SAFE_INTEGER) } : {}),
-        ...(previous !== null ? { previousSequence: decimalParam('previousSequence', previous, 0, Number.MAX_SAFE_INTEGER) } : {}),
-      });
-      return json(r, r.replicas === 0 ? 202 : 200);
+      const turn = producerId !== null ? pipelined.arrive(`${producerId}\0${req.segments[2]}\0${partition}`, req.query.get('sequence')) : undefined;
+      try {
+        const records = await parsePool.parse(req.body, req.contentType);
+        // a pipelined batch whose predecessor arrived before it and is still being parsed goes after it
+        if (turn && previous !== null) await turn.after(previous);
+        const r = node.produce(req.segments[2], records, {
+          acks: acksOf(req.query, 'all'),
+          ...(partition !== null ? { partition: decimalParam('partition', partition, 0, limits.topicPartitionsMax - 1) } : {}),
+          ...(producerId !== null ? { producerId, sequence: decimalParam('sequence', req.query.get('sequence'), 0, Number.MAX_SAFE_INTEGER) } : {}),
+          ...(previous !== null ? { previousSequence: decimalParam('previousSequence', previous, 0, Number.MAX_SAFE_INTEGER) } : {}),
+        });
+        turn?.done();
+        const out = await r;
+        return json(out, out.replicas === 0 ? 202 : 200);
+      } finally {
+        turn?.done();
+      }
     }),
     route('GET', '/v1/topics/:t/records', topic('read'), async (req) => {
       const opts = {
