@@ -72,6 +72,20 @@ export function checkJsonDepth(text: string, max: number): void {
   }
 }
 
+/**
+ * Refuses a parsed JSON value nested deeper than `max`: JSON.parse builds any depth, but
+ * JSON.stringify and structured clone recurse and would overflow the stack. Iterative.
+ */
+export function checkValueDepth(what: string, v: unknown, max: number): void {
+  if (typeof v !== 'object' || v === null) return;
+  const stack: Array<[unknown, number]> = [[v, 1]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!;
+    if (d > max) fail('BAD_REQUEST', `${what} nested deeper than ${max} levels`);
+    for (const c of Array.isArray(x) ? x : Object.values(x as object)) if (typeof c === 'object' && c !== null) stack.push([c, d + 1]);
+  }
+}
+
 export function checkHeaders(h: unknown): Record<string, string> | undefined {
   if (h === undefined || h === null) return undefined;
   if (typeof h !== 'object' || Array.isArray(h)) fail('INVALID_ARGUMENT', 'headers', 'must be an object of strings');
