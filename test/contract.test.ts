@@ -47,7 +47,6 @@ async function inProcess(): Promise<Subject> {
   const { createLogger } = await import(path.join(repoRoot, 'dist/src/runtime/log.js')) as typeof import('../src/runtime/log.js');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'chicago-contract-'));
   const node = await ChicagoNode.start(loadConfig({ flags: { dataDir: dir, partitions: 8, workers: 2 } }), createLogger('silent'));
-  const text = (b: Buffer) => b;
   return {
     replicas: 1,
     kvPut: (ks, key, value) => node.kvPut(ks, key, value, { acks: 'all' }).then((r) => ({ version: Number(r.version), replicas: r.replicas })),
@@ -63,7 +62,7 @@ async function inProcess(): Promise<Subject> {
     createTopic: async (name, partitions) => { await node.createTopic({ name, partitions } as never); },
     endOffsets: async (topic) => (await node.describeTopic(topic)).partitionsInfo!.map((p) => Number(p.endOffset)),
     produce: async (topic, records, opts = {}) => {
-      const r = await node.produce(topic, records.map((x) => ({ value: text(x.value), ...(x.key ? { key: x.key } : {}), ...(x.headers ? { headers: x.headers } : {}) })), { acks: 'all', ...opts });
+      const r = await node.produce(topic, records.map((x) => ({ value: x.value, ...(x.key ? { key: x.key } : {}), ...(x.headers ? { headers: x.headers } : {}) })), { acks: 'all', ...opts });
       return { positions: r.records.map((p) => ({ partition: p.partition, offset: Number(p.offset) })), duplicate: r.duplicate === true, replicas: r.replicas };
     },
     read: async (topic, partition, from, max) => {

@@ -10,6 +10,7 @@ import { NftEnforcer } from '../src/guard/nft.js';
 import { afterFailure, buildLines, mergeOp, NftQueue, type Pending, retryLines } from '../src/guard/nftqueue.js';
 import { waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
+import { addNftNamespace, deleteNamespace } from './helpers/netns.js';
 
 const run = promisify(execFile);
 
@@ -118,16 +119,11 @@ function enforcer(o: { queueMax?: number; batchMax?: number } = {}): NftEnforcer
 }
 
 beforeAll(async () => {
-  try {
-    await run('ip', ['netns', 'add', NS]);
-    await run('ip', ['netns', 'exec', NS, 'nft', 'list', 'tables']);
-  } catch (err) {
-    nsError = (err as Error).message;
-  }
+  nsError = await addNftNamespace(NS);
 });
 
 afterAll(async () => {
-  await run('ip', ['netns', 'del', NS]).catch(() => undefined);
+  await deleteNamespace(NS);
 });
 
 describe('nft enforcer against real nft', () => {

@@ -13,6 +13,7 @@ import { ChicagoClient, type Producer } from '../src/client/index.js';
 import { guardMiddleware } from '../src/guard/middleware.js';
 import { cliPath, type NodeHandle, OutputRing, repoRoot, runCli, startNode } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
+import { addNftNamespace, deleteNamespace } from './helpers/netns.js';
 import { waitUntil } from './helpers/bridge.js';
 
 const run = promisify(execFile);
@@ -69,12 +70,7 @@ function decisions(g: GuardProc, effect = 'ban'): Array<{ target: string; scenar
 const linesRead = (metrics: string) => [...metrics.matchAll(/^guard_lines_total\{topic="[^"]+"\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
 
 beforeAll(async () => {
-  try {
-    await run('ip', ['netns', 'add', NS]);
-    await run('ip', ['netns', 'exec', NS, 'nft', 'list', 'tables']);
-  } catch (err) {
-    nsError = (err as Error).message;
-  }
+  nsError = await addNftNamespace(NS);
   node = await startNode();
   for (const [name, partitions] of [[WEB, 2], [SSH, 1]] as const) {
     const res = await fetch(`${node.url}/v1/topics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, partitions }) });
@@ -106,7 +102,7 @@ afterAll(async () => {
   await producer?.close().catch(() => undefined);
   client?.close();
   await node?.stop();
-  await run('ip', ['netns', 'del', NS]).catch(() => undefined);
+  await deleteNamespace(NS);
 });
 
 describe('chicago guard with nftables in a network namespace', () => {

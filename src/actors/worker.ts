@@ -527,7 +527,7 @@ class PartitionWorker {
   private tick(): void {
     let copiesOpen = 0;
     for (const h of this.hosted.values()) {
-      abandonStalledCopy(this.copyHost(h));
+      if (h.installing) abandonStalledCopy(this.copyHost(h)); // the host view only while a copy arrives
       this.run(h, { type: 'tick' });
       for (const [to, snap] of h.snapshots) this.sendSnapshotChunk(h, to, snap);
       copiesOpen += h.snapshots.size;

@@ -34,6 +34,13 @@ export async function describeTopic(http: Http, name: string): Promise<TopicView
   return { ...t, partitions: Array.isArray(t.partitions) ? t.partitions : [] };
 }
 
+/** the retention flags `create` and `alter` share */
+const retentionOptions = {
+  'retention-ms': { type: 'string' },
+  'retention-bytes': { type: 'string' },
+  'retention-until-group': { type: 'string' },
+} as const;
+
 const create: Command = {
   name: 'topic create',
   synopsis: 'NAME [--partitions P] [--replicas N] [--retention-ms MS] [--retention-bytes B] [--retention-until-group G] [--json]',
@@ -42,9 +49,7 @@ const create: Command = {
     ...clientOptions,
     partitions: { type: 'string' },
     replicas: { type: 'string' },
-    'retention-ms': { type: 'string' },
-    'retention-bytes': { type: 'string' },
-    'retention-until-group': { type: 'string' },
+    ...retentionOptions,
   },
   args: [1, 1],
   async run(p) {
@@ -124,9 +129,7 @@ const alter: Command = {
   options: {
     ...clientOptions,
     partitions: { type: 'string' },
-    'retention-ms': { type: 'string' },
-    'retention-bytes': { type: 'string' },
-    'retention-until-group': { type: 'string' },
+    ...retentionOptions,
   },
   args: [1, 1],
   async run(p) {
