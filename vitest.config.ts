@@ -1,5 +1,6 @@
 import { defineConfig } from 'vitest/config';
 import { slow } from './test/helpers/slow.js';
+import SlowestFirst from './test/helpers/sequencer.js';
 
 // `npm test` is the quick suite (≤ 5 minutes idle on 2 cores, ≤ 10 with both cores busy); long
 // fault and load suites live under test/long and run through their own npm scripts. Deadlines
@@ -14,6 +15,7 @@ export default defineConfig({
     expect: { poll: { timeout: slow(1_000) } },
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    sequence: { sequencer: SlowestFirst },
     reporters: ['default'],
   },
 });

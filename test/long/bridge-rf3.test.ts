@@ -9,10 +9,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type BridgeProc, checkExactlyOnce, createChicagoTopic, endOffsets, spawnBridge, startLoad, waitLog, writeBridgeConfig,
-} from './helpers/bridge.js';
-import { consumeAll, ensureKafka, kafkaClient, kafkaDown, kafkaScript, repoRoot, uniqueName } from './helpers/kafka.js';
-import { type NodeHandle, startNode } from './helpers/launcher.js';
-import { slow } from './helpers/slow.js';
+} from '../helpers/bridge.js';
+import { consumeAll, ensureKafka, kafkaClient, kafkaDown, kafkaScript, repoRoot, uniqueName } from '../helpers/kafka.js';
+import { type NodeHandle, startNode } from '../helpers/launcher.js';
+import { slow } from '../helpers/slow.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
