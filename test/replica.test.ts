@@ -1,6 +1,7 @@
 // Focused cases of the replication transition (src/actors/replica.ts) that the simulator found.
 import { describe, expect, it } from 'vitest';
-import { createReplica, handle, readyToHandOver, type Effect, type Entry, type PeerMessage, type ReplicaView } from '../src/actors/replica.js';
+import { createReplica, handle, type Effect, type Entry, type PeerMessage, type ReplicaView } from '../src/actors/replica.js';
+import { leaderSide, successorReady } from '../src/actors/handoff.js';
 import * as K from '../src/storage/keys.js';
 import { initialState, type Command } from '../src/actors/partition.js';
 import { epoch, nodeId, partitionId, seq } from '../src/runtime/ids.js';
@@ -217,15 +218,15 @@ describe('replica transition', () => {
     const ack = (from: typeof L, s: number): PeerMessage => ({ t: 'ack', p: 0, epoch: 2, from, seq: s, end: s, copy: 0 });
     handle(leader, { type: 'write', id: 1, cmd: put, acks: 'all', timeoutMs: 1000, prior: null }, 10);
     handle(leader, { type: 'fence', to: F, untilMs: 2000 }, 20);
-    expect(readyToHandOver(leader, F)).toBe(false);
+    expect(successorReady(leaderSide(leader), F)).toBe(false);
     // F, the successor, holds everything; G lags, so write 1 still waits. Handed over now, the
     // move would drop this replica before F's confirmation reached it: OUTCOME_UNKNOWN.
     handle(leader, { type: 'peer', msg: ack(F, 1) }, 30);
     expect(leader.pending.map((w) => w.id)).toEqual([1]);
-    expect(readyToHandOver(leader, F)).toBe(false);
+    expect(successorReady(leaderSide(leader), F)).toBe(false);
     const answered = handle(leader, { type: 'peer', msg: ack(G, 1) }, 40);
     expect(answered).toMatchObject([{ kind: 'reply', id: 1, reply: { ok: true }, replicas: 3 }]);
-    expect(readyToHandOver(leader, F)).toBe(true);
-    expect(readyToHandOver(leader, G)).toBe(true);
+    expect(successorReady(leaderSide(leader), F)).toBe(true);
+    expect(successorReady(leaderSide(leader), G)).toBe(true);
   });
 });

@@ -131,7 +131,7 @@ export interface WorkerControl {
    * This node is about to hand the leadership of `p` to `to`: its replica refuses writes
    * (NOT_LEADER: they did not run, and routers retry at the next leader) until it follows the new
    * leader, release(p), or `fenceMs` passes. True once `to` holds every entry it has and no write
-   * is pending (replica.ts readyToHandOver), within `waitMs`; false if that takes longer (it takes
+   * is pending (handoff.ts successorReady), within `waitMs`; false if that takes longer (it takes
    * writes again at once).
    */
   handOff(p: number, to: string, waitMs: number, fenceMs: number): Promise<boolean>;

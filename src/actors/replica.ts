@@ -827,16 +827,6 @@ function stepDown(r: Replica, epoch: Epoch, nowMs: number): Effect[] {
   return out;
 }
 
-/**
- * May a fenced leader hand its leadership to `to` now? Once `to` holds every entry it has and no
- * write waits for its copies: as a follower it learns of its pending writes' confirmation only
- * while it stays in the replica set, and a move drops it right after (they would end
- * OUTCOME_UNKNOWN though its successor confirms them).
- */
-export function readyToHandOver(r: Replica, to: NodeId): boolean {
-  return r.role === 'leader' && (r.matched.get(to) ?? -1) >= r.state.seq && r.pending.length === 0;
-}
-
 /** Answer every pending write OUTCOME_UNKNOWN (the replica is being replaced, or its term ended). */
 export function failPending(r: Replica, why: string, which: (w: PendingWrite) => boolean = () => true): Effect[] {
   const out: Effect[] = [];

@@ -21,9 +21,10 @@ import { PACE } from './threads.js';
 import { epoch, nodeId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
 import { encodeKvValue, initialState, metaOp, type Command, type Op, type PartitionState } from './partition.js';
-import { canServeReads, coalescePeer, createReplica, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, readyToHandOver, rowOf, visibleEnd, visibleRow, type Acks, type Effect, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
+import { canServeReads, coalescePeer, createReplica, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, rowOf, visibleEnd, visibleRow, type Acks, type Effect, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader, type ReadView } from './reads.js';
 import { catchUp } from './catch-up.js';
+import { handOffStep, leaderSide, type HandOff, type HandOffInput } from './handoff.js';
 import { copyPartAcked, nextCopyPart, type OutgoingCopy } from './copy-send.js';
 import { abandonCopy, abandonStalledCopy, askForCopy, receivePart, type CopyHost, type Installing } from './install.js';
 import { loadState, restoreStoredHints } from './recovery.js';
@@ -59,6 +60,8 @@ interface Hosted {
   digesting?: Generator<void, DigestReply>;
   /** full copies being sent, one per follower */
   snapshots: Map<NodeId, OutgoingCopy>;
+  /** a leadership hand-off under way (handoff.ts) */
+  handOff?: HandOff;
 }
 
 interface Outbox { replies: Response[]; peer: Array<{ to: NodeId; msg: ReplicationMessage }>; visible: NonNullable<WorkerOutput['visible']> }
@@ -201,24 +204,21 @@ class PartitionWorker {
     },
     handOff: async (p, to, waitMs, fenceMs) => {
       const h = this.hosted.get(p);
-      if (!h || h.replica.role !== 'leader') return false;
-      const startMs = systemClock.nowMs();
-      this.run(h, { type: 'fence', to: nodeId(to), untilMs: startMs + fenceMs });
-      // Its acks arrive between these checks (each yields to them). Once `to` holds everything and
+      if (!h) return false;
+      // Its acks arrive between these polls (each yields to them). Once `to` holds everything and
       // every write taken here is answered, the fence stays up until the record change lands (the
       // view makes this replica a follower) or its node releases it: a write taken in between
       // would be one its successor lacks.
-      while (systemClock.nowMs() < startMs + waitMs) {
-        if (h.replica.role !== 'leader') return false;
-        if (readyToHandOver(h.replica, nodeId(to))) return true;
+      let outcome = this.stepHandOff(h, { type: 'start', to: nodeId(to), nowMs: systemClock.nowMs(), waitMs, fenceMs, leader: leaderSide(h.replica) });
+      while (outcome === undefined) {
         await new Promise((r) => setTimeout(r, 2));
+        outcome = this.stepHandOff(h, { type: 'poll', nowMs: systemClock.nowMs(), leader: leaderSide(h.replica) });
       }
-      this.run(h, { type: 'unfence' });
-      return false;
+      return outcome;
     },
     release: async (p) => {
       const h = this.hosted.get(p);
-      if (h) this.run(h, { type: 'unfence' });
+      if (h) this.stepHandOff(h, { type: 'release' });
     },
     drain: async () => {
       this.draining = true;
@@ -236,6 +236,19 @@ class PartitionWorker {
   };
 
   // ---- data plane ----
+
+  /** Runs handoff.ts and applies its effects: true once ready, false once failed, undefined while waiting. */
+  private stepHandOff(h: Hosted, m: HandOffInput): boolean | undefined {
+    const { state, effects } = handOffStep(h.handOff, m);
+    h.handOff = state;
+    let outcome: boolean | undefined;
+    for (const e of effects) {
+      if (e.kind === 'fence') this.run(h, { type: 'fence', to: e.to, untilMs: e.untilMs });
+      else if (e.kind === 'unfence') this.run(h, { type: 'unfence' });
+      else outcome = e.kind === 'ready';
+    }
+    return outcome;
+  }
 
   /** A frame from another node's worker: queued like one its gateway thread relayed. */
   private onDirectFrame(frame: Buffer): void {

@@ -56,7 +56,9 @@ import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js'
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, metaOp, type Command, type Op, type StoredBatch, type WireRecord } from '../../src/actors/partition.js';
 import { canServeReads, createReplica, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
-import { electSelf, inSyncChange, joiningChanges, recordSeq, seqAgo, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
+import { electSelf, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
+import { planPartition } from '../../src/cluster/placement.js';
+import { handOffStep, leaderSide, type HandOff, type HandOffInput, type LeaderSide } from '../../src/actors/handoff.js';
 import { Prng } from './prng.js';
 import { EventQueue } from './heap.js';
 import { MemStore, decodeEntry } from './store.js';
@@ -103,10 +105,22 @@ export interface SimOptions {
    * A bug planted on purpose, to prove the checker catches it: `ack-early` answers acks=all writes
    * as soon as the leader wrote them; `read-applied` lets a leader's readers see what it applied
    * (unconfirmed writes, as Chicago did before its watermark); `join-early` feeds the in-sync
-   * decisions (src/cluster/decide.ts) a leader that believes every follower has caught up.
+   * decisions (src/cluster/decide.ts) a leader that believes every follower has caught up;
+   * `handoff-laggard` feeds the hand-off (decide.ts handOffTarget, src/actors/handoff.ts) a leader
+   * that believes every replica is in sync and holds everything, so it may hand its leadership to
+   * one that is not caught up.
    */
-  plant?: 'ack-early' | 'read-applied' | 'join-early';
+  plant?: Plant;
+  /**
+   * Placement moves (default on): the partition's preferred leader changes now and then, as
+   * rebalancing changes rendezvous ranks, and the leader hands its leadership over. Off for the
+   * regression seeds, which replay the schedules that found them.
+   */
+  moves?: boolean;
 }
+
+export const PLANTS = ['ack-early', 'read-applied', 'join-early', 'handoff-laggard'] as const;
+export type Plant = typeof PLANTS[number];
 
 export interface SimResult {
   seed: number;
@@ -156,6 +170,11 @@ interface SimNode {
   /** last view the coordinator produced for it (cluster.ts refreshViews dedupe) */
   lastView?: string;
   digest?: string;
+  /** a leadership hand-off under way (worker.ts, through src/actors/handoff.ts), and the record change it is for */
+  handOff?: HandOff;
+  handOffFor?: { rev: number; next: Omit<PartitionRecord, 'rev'> };
+  /** cluster.ts handOffFailedAt */
+  handOffFailedAt?: number;
 }
 
 interface Link {
@@ -192,7 +211,9 @@ type Ev =
   | { k: 'req'; to: NodeId; id: number }
   | { k: 'tick'; node: NodeId; inc: number }
   | { k: 'coord' }
-  | { k: 'cas'; by: NodeId; rev: number; next: Omit<PartitionRecord, 'rev'>; why: string }
+  | { k: 'cas'; by: NodeId; rev: number; next: Omit<PartitionRecord, 'rev'>; why: string; handOff?: boolean }
+  /** placement: rebalancing changes the partition's rendezvous ranks, so its preferred leader */
+  | { k: 'place' }
   | { k: 'fault' }
   | { k: 'client' }
   | { k: 'restart'; node: NodeId }
@@ -207,11 +228,18 @@ type Wire = 'msg' | 'snap' | 'snapAck';
 export class Sim {
   readonly seed: number;
   private readonly replay: string;
-  private readonly opts: Required<Omit<SimOptions, 'nodes' | 'copies'>>;
+  private readonly opts: Required<Omit<SimOptions, 'nodes' | 'copies' | 'plant'>> & Pick<SimOptions, 'plant'>;
   private readonly rNet: Prng;
   private readonly rFault: Prng;
   private readonly rClient: Prng;
   private readonly rCoord: Prng;
+  private readonly rPlace: Prng;
+  /**
+   * The key placement ranks this partition's nodes by (placement.ts rank): the simulator's
+   * members never change, so a rebalance draws a new key, which reorders them as a changed member
+   * set would.
+   */
+  private placeKey = 0;
   private readonly q = new EventQueue<Ev>();
   private now = 0;
   private step = 0;
@@ -238,7 +266,7 @@ export class Sim {
   private readonly shown = new Map<number, string>();
   /** the highest seq any leader let readers see */
   private shownSeq = 0;
-  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0 };
+  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0, handOffs: 0 };
 
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
@@ -246,7 +274,7 @@ export class Sim {
     this.opts = {
       seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 2 * SNAPSHOT_ACK_TIMEOUT_MS, traceKeep: opts.traceKeep ?? 80,
       fullTrace: opts.fullTrace ?? false, retries: opts.retries ?? false,
-      strictRecovery: opts.strictRecovery ?? false, plant: opts.plant,
+      strictRecovery: opts.strictRecovery ?? false, plant: opts.plant, moves: opts.moves ?? true,
     };
     const root = new Prng(opts.seed);
     const rConf = root.fork();
@@ -254,6 +282,7 @@ export class Sim {
     this.rFault = root.fork();
     this.rClient = root.fork();
     this.rCoord = root.fork();
+    this.rPlace = root.fork(); // forked last: the other streams are those of runs without moves
     const n = opts.nodes ?? rConf.int(3, 5);
     this.ids = Array.from({ length: n }, (_, i) => nodeId(`n${i + 1}`));
     this.copies = opts.copies === 'mixed' ? (n > 3 && rConf.chance(0.5) ? 3 : n) : Math.min(opts.copies ?? n, n);
@@ -266,6 +295,10 @@ export class Sim {
     this.q.push(CHECK_EVERY_MS, { k: 'coord' });
     this.q.push(rConf.int(50, 300), { k: 'fault' });
     this.q.push(rConf.int(1, 20), { k: 'client' });
+    if (this.opts.moves) {
+      this.placeKey = this.rPlace.int(0, 1 << 20);
+      this.q.push(this.rPlace.int(300, 3000), { k: 'place' });
+    }
   }
 
   config(): string {
@@ -320,7 +353,7 @@ export class Sim {
     this.log('== quiesce: faults stop, links heal, crashed nodes restart');
     for (const l of this.links.values()) l.loss = 0;
     this.healLinks();
-    this.q.retain((ev) => ev.k !== 'fault' && ev.k !== 'client' && ev.k !== 'restart');
+    this.q.retain((ev) => ev.k !== 'fault' && ev.k !== 'client' && ev.k !== 'restart' && ev.k !== 'place');
     for (const n of this.nodes.values()) if (!n.up) this.q.push(this.now + this.rFault.int(1, 50), { k: 'restart', node: n.id });
   }
 
@@ -348,6 +381,11 @@ export class Sim {
         this.q.push(this.now + CHECK_EVERY_MS, ev);
         return this.coordinate();
       case 'cas': return this.cas(ev);
+      case 'place':
+        this.q.push(this.now + this.rPlace.int(300, 3000), ev);
+        this.placeKey = this.rPlace.int(0, 1 << 20);
+        this.log(`placement: ranks redrawn, preferred leader ${this.planned().leader}`);
+        return;
       case 'fault':
         this.q.push(this.now + this.rFault.int(40, 400), ev);
         return this.fault();
@@ -501,6 +539,7 @@ export class Sim {
     const stalled = n.installing?.from;
     if (abandonStalledCopy(this.copyHost(n))) this.log(`${n.id} abandons the stalled copy from ${stalled}`);
     this.run1(n, { type: 'tick' });
+    if (n.handOff) this.stepHandOff(n, { type: 'poll', nowMs: this.now, leader: this.leaderSide(n) });
     // worker.ts sendSnapshotChunk, through the same code (copy-send.ts): one part per follower per
     // tick, once the last one is acked (no part interval: the simulator has no foreground to yield to)
     for (const [to, snap] of n.snapshots) {
@@ -595,6 +634,7 @@ export class Sim {
     const seqBefore = r.state.seq;
     const storeBefore = n.store.size;
     this.run1(n, { type: 'peer', msg: ev.msg });
+    if (n.handOff) this.stepHandOff(n, { type: 'poll', nowMs: this.now, leader: this.leaderSide(n) });
     if (ev.msg.t === 'append' && ev.msg.epoch < epochBefore && (r.state.seq !== seqBefore || n.store.size !== storeBefore)) {
       throw new Violation(`invariant 2: ${n.id} at epoch ${epochBefore} accepted an append of epoch ${ev.msg.epoch}`);
     }
@@ -704,6 +744,7 @@ export class Sim {
       this.pushView(n);
       this.failover(n);
       this.maintainInSync(n);
+      this.handOffLeadership(n);
     }
   }
 
@@ -751,6 +792,63 @@ export class Sim {
     this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `in-sync: +${change.joined.join(',') || '-'} -${change.left.join(',') || '-'}`, next: { ...rec, isr: change.isr } });
   }
 
+  /** The record placement wants next (placement.ts planPartition over the simulator's members). */
+  private planned(record: Omit<PartitionRecord, 'rev'> = this.rec): Omit<PartitionRecord, 'rev'> {
+    const p = planPartition(this.placeKey, this.ids, this.ids.length, { ...record, epoch: toEpoch(record.epoch) });
+    return { epoch: p.epoch, leader: p.leader, replicas: p.replicas, isr: p.isr };
+  }
+
+  /** What x's worker reads of its replica for a hand-off; the planted bug sees every replica caught up. */
+  private leaderSide(x: SimNode): LeaderSide {
+    const side = leaderSide(x.replica!);
+    return this.opts.plant === 'handoff-laggard' ? { ...side, pending: 0, matched: () => Number.MAX_SAFE_INTEGER } : side;
+  }
+
+  /** cluster.ts handOffLeadership, through the same decision (decide.ts handOffTarget) and the worker's hand-off (handoff.ts). */
+  private handOffLeadership(x: SimNode): void {
+    const rec = this.rec;
+    const r = x.replica!;
+    if (!this.opts.moves || x.handOff || x.handOffFor || rec.leader !== x.id || r.role !== 'leader') return;
+    // planted: the leader believes every replica is in sync and holds everything it has
+    const laggard = this.opts.plant === 'handoff-laggard';
+    const seen = laggard ? { ...rec, isr: [...rec.replicas] } : rec;
+    const side = this.leaderSide(x);
+    const next = handOffTarget({ ...seen, epoch: toEpoch(seen.epoch) }, { ...this.planned(seen), epoch: toEpoch(this.planned(seen).epoch) }, x.id, {
+      silent: (n) => !this.alive(x.id, n), seq: side.seq, matched: side.matched, failedAtMs: x.handOffFailedAt, nowMs: this.now,
+    });
+    if (!next) return;
+    this.log(`${x.id} hands leadership to ${next.leader}: fenced, waits for it to hold seq ${r.state.seq}`);
+    x.handOffFor = { rev: rec.rev, next: { epoch: next.epoch, leader: next.leader, replicas: [...next.replicas], isr: [...next.isr] } };
+    this.stepHandOff(x, { type: 'start', to: next.leader, nowMs: this.now, waitMs: HAND_OFF_WAIT_MS, fenceMs: HAND_OFF_FENCE_MS, leader: side });
+  }
+
+  /** worker.ts stepHandOff: runs handoff.ts and applies its effects. */
+  private stepHandOff(x: SimNode, m: HandOffInput): void {
+    const { state, effects } = handOffStep(x.handOff, m);
+    x.handOff = state;
+    for (const e of effects) {
+      if (e.kind === 'fence') this.run1(x, { type: 'fence', to: e.to, untilMs: e.untilMs });
+      else if (e.kind === 'unfence') this.run1(x, { type: 'unfence' });
+      else if (e.kind === 'ready') {
+        const f = x.handOffFor!;
+        this.log(`${x.id} hand-off to ${f.next.leader} ready`);
+        // cluster.ts: the record change only if the record is still the one the hand-off began from
+        if (f.rev !== this.rec.rev) { this.releaseHandOff(x); continue; }
+        this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: f.rev, why: `placement: leadership handed to ${f.next.leader}`, next: f.next, handOff: true });
+      } else {
+        this.log(`${x.id} hand-off to ${x.handOffFor?.next.leader} failed: ${e.why}`);
+        if (e.why === 'timed-out') x.handOffFailedAt = this.now;
+        x.handOffFor = undefined;
+      }
+    }
+  }
+
+  /** cluster.ts: the change a hand-off was for did not happen (positions.release) */
+  private releaseHandOff(x: SimNode): void {
+    x.handOffFor = undefined;
+    this.stepHandOff(x, { type: 'release' });
+  }
+
   private pushView(n: SimNode): void {
     const view = this.viewFor(n.id);
     const json = JSON.stringify(view);
@@ -765,10 +863,17 @@ export class Sim {
   }
 
   private cas(ev: Extract<Ev, { k: 'cas' }>): void {
-    if (!this.nodes.get(ev.by)!.up || ev.rev !== this.rec.rev) { this.stats.casLost++; return; }
+    const by = this.nodes.get(ev.by)!;
+    if (!by.up || ev.rev !== this.rec.rev) {
+      this.stats.casLost++;
+      if (ev.handOff && by.up && by.handOffFor) this.releaseHandOff(by);
+      return;
+    }
+    if (ev.handOff) by.handOffFor = undefined;
     const before = this.rec;
     this.rec = { ...ev.next, rev: before.rev + 1 };
-    if (before.epoch !== this.rec.epoch) this.stats.failovers++; else this.stats.isrChanges++;
+    if (ev.handOff) this.stats.handOffs++;
+    else if (before.epoch !== this.rec.epoch) this.stats.failovers++; else this.stats.isrChanges++;
     this.log(`coordinator: ${ev.why} → e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}]`);
     if (this.rec.epoch < before.epoch) throw new Violation('coordinator epoch went back');
     for (const n of this.nodes.values()) if (n.up) this.pushView(n);
@@ -827,6 +932,8 @@ export class Sim {
     n.snapshots = new Map();
     n.installing = undefined;
     n.claim = undefined;
+    n.handOff = undefined;
+    n.handOffFor = undefined;
     n.lastView = undefined;
     n.seqHistory = [];
     for (const id of this.ids) if (id !== n.id) this.links.get(lk(n.id, id))!.held = []; // its peer queues die with it
@@ -1113,6 +1220,7 @@ function replayCommand(o: SimOptions): string {
   if (o.strictRecovery) env.push('SIM_STRICT=1');
   if (o.quiesceMs !== undefined) env.push(`SIM_QUIESCE_MS=${o.quiesceMs}`);
   if (o.plant) env.push(`SIM_PLANT=${o.plant}`);
+  if (o.moves === false) env.push('SIM_MOVES=0');
   return `${env.join(' ')} npx vitest run test/sim.test.ts`;
 }
 
