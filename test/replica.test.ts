@@ -192,6 +192,16 @@ describe('replica transition', () => {
     expect(answered.flatMap((e) => e.kind === 'reply' && e.reply.ok ? [[e.id, e.replicas]] : [])).toEqual([[2, 3]]);
   });
 
+  it('a leader handing over sends its successor no copy: it may lead any moment, and a copy wipes it first', () => {
+    const leader = createReplica(L, initialState(partitionId(0), epoch(2), seq(0)), view);
+    handle(leader, { type: 'view', view }, 0);
+    const diverged: PeerMessage = { t: 'nack', p: 0, epoch: 2, from: F, seq: 0, reason: 'diverged', copy: 0 };
+    handle(leader, { type: 'fence', to: F, untilMs: 100 }, 10);
+    expect(handle(leader, { type: 'peer', msg: diverged }, 20).some((e) => e.kind === 'snapshot')).toBe(false);
+    handle(leader, { type: 'unfence' }, 30);
+    expect(handle(leader, { type: 'peer', msg: diverged }, 40).some((e) => e.kind === 'snapshot')).toBe(true);
+  });
+
   it('a leader handing over refuses writes (they did not run) until its fence ends', () => {
     const leader = createReplica(L, initialState(partitionId(0), epoch(2), seq(0)), view);
     handle(leader, { type: 'view', view }, 0);

@@ -500,6 +500,9 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
       }
       if (stale(r, msg.from, msg.copy, nowMs)) return settled;
       if ((r.matched.get(msg.from) ?? -1) > msg.seq) r.matched.set(msg.from, msg.seq);
+      // No copy to the successor of a hand-off under way: it holds every entry, may lead any moment
+      // (a copy would wipe it first), and anti-entropy compares again once either side leads.
+      if (r.fence?.to === msg.from && nowMs < r.fence.untilMs && msg.seq >= r.state.seq) return settled;
       if (msg.reason === 'diverged' || msg.seq > r.state.seq) return [...settled, ...copyTo(r, msg.from, nowMs)];
       if (msg.reason === 'gap') return [...settled, ...fillGap(r, msg.from, msg.seq, nowMs)];
       return settled;
