@@ -50,8 +50,6 @@ export type Response =
 /** Everything a worker sends to the gateway thread in one message. */
 export interface WorkerOutput {
   replies?: Response[];
-  /** replication traffic for other nodes: replicationFrames (runtime/codec.ts) */
-  peer?: Array<[to: NodeId, frame: Uint8Array]>;
   /** streams (streamKeyOf) whose end readers may see moved, a leader's appends being confirmed in `epoch` */
   visible?: Array<[skey: string, end: number, epoch: number]>;
 }
@@ -166,9 +164,12 @@ export interface WorkerStats {
   snapshotsInstalled: number;
   /** replication frames dropped because a direct link to another node's worker was backed up */
   linkDrops: number;
-  /** replication frames sent straight to another node's worker, and through this node's gateway thread */
+  /** replication frames sent to another node's worker (the one way they travel) */
   framesDirect: number;
-  framesViaNode: number;
+  /** replication frames dropped because no direct link to their node's worker was up (leaders resend) */
+  framesNoLink: number;
+  /** replication frames from other nodes dropped because this worker was workerBacklogMessagesMax behind */
+  backlogDrops: number;
 }
 
 /** group requests, forwarded to the node that coordinates the group */

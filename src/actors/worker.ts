@@ -103,7 +103,7 @@ class PartitionWorker {
   private retention = new Map<number, RetentionSpec>();
   private timers: NodeJS.Timeout[] = [];
   private readonly loopDelay = new LoopDelay();
-  private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0, digestChecks: 0, divergences: 0, snapshotBytesSent: 0, snapshotBytesReceived: 0, snapshotsInstalled: 0, framesDirect: 0, framesViaNode: 0 };
+  private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0, digestChecks: 0, divergences: 0, snapshotBytesSent: 0, snapshotBytesReceived: 0, snapshotsInstalled: 0, framesDirect: 0, framesNoLink: 0, backlogDrops: 0 };
   private draining = false;
   private tickTimer: NodeJS.Timeout | undefined;
   private log: Logger = createLogger('info');
@@ -251,10 +251,12 @@ class PartitionWorker {
     return outcome;
   }
 
-  /** A frame from another node's worker: queued like one its gateway thread relayed. */
+  /** A frame from another node's worker, queued for the replica it is for. */
   private onDirectFrame(frame: Buffer): void {
     const p = replicationFrame.partitionOf(frame);
     if (p === undefined || this.draining) return;
+    // Full policy: past the backlog bound replication traffic is dropped and counted (leaders resend).
+    if (this.inbox.length >= limits.workerBacklogMessagesMax) { this.counters.backlogDrops++; return; }
     this.inbox.push({ id: 0, p, op: 'peer', frame });
     this.scheduleDrain();
   }
@@ -660,20 +662,19 @@ class PartitionWorker {
     const replies = out.replies?.length ? out.replies : undefined;
     const visible = out.visible?.length ? out.visible : undefined;
     if (replies || visible) this.codec.post(this.port, { replies, visible } satisfies WorkerOutput);
-    const peer = out.peer?.length ? this.sendDirect(coalescePeer(out.peer)) : undefined;
-    if (peer) this.codec.post(this.port, { peer } satisfies WorkerOutput);
+    if (out.peer?.length) this.sendDirect(coalescePeer(out.peer));
   }
 
-  /** Send what a direct link can take; the rest goes through the node. */
-  private sendDirect(out: Outbox['peer']): WorkerOutput['peer'] {
-    const viaNode: NonNullable<WorkerOutput['peer']> = [];
+  /**
+   * Replication traffic goes only on the direct links to other nodes' workers. A frame for a peer
+   * whose link is not up (still connecting, or the peer restarted and its new links are not known
+   * yet) is dropped and counted: the protocol recovers from loss (leaders probe and resend).
+   */
+  private sendDirect(out: Outbox['peer']): void {
     for (const { to, msg } of out) {
-      const frame = replicationFrame.encode(msg.p, msg);
-      if (this.links?.send(to, msg.p, frame)) this.counters.framesDirect++;
-      else viaNode.push([to, frame]);
+      if (this.links?.send(to, msg.p, replicationFrame.encode(msg.p, msg))) this.counters.framesDirect++;
+      else this.counters.framesNoLink++;
     }
-    this.counters.framesViaNode += viaNode.length;
-    return viaNode.length > 0 ? viaNode : undefined;
   }
 
   // ---- reads ----
