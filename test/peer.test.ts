@@ -25,6 +25,15 @@ async function listen(server: net.Server): Promise<number> {
   return (server.address() as net.AddressInfo).port;
 }
 
+/** Serves the node's `/v1/peer` on a port of its own; its URL. */
+async function serve(peers: PeerNetwork): Promise<string> {
+  const app = uWS.App();
+  peers.attach(app);
+  const listen = await new Promise<uWS.us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (s) => (s ? resolve(s) : reject(new Error('listen')))));
+  closers.push(() => uWS.us_listen_socket_close(listen));
+  return `ws://127.0.0.1:${uWS.us_socket_local_port(listen)}/v1/peer`;
+}
+
 describe('peer links', () => {
   it('tell a peer whose process is gone from one that is paused', async () => {
     // A port nothing listens on: bound once, then closed.
@@ -55,13 +64,9 @@ describe('peer links', () => {
     const peers = new PeerNetwork(nodeId('self'), '127.0.0.1', createLogger('silent'), openAuth);
     closers.push(() => peers.close());
     peers.setHandlers({ forwarded: async () => ({ res: null, replicas: 0 }), peerLinks: (n, urls, key) => { announced.push([n, urls, key]); } });
-    const app = uWS.App();
-    peers.attach(app);
-    const listen = await new Promise<uWS.us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (s) => (s ? resolve(s) : reject(new Error('listen')))));
-    closers.push(() => uWS.us_listen_socket_close(listen));
     const links = ['ws://127.0.0.9:4001', 'ws://127.0.0.9:4002'];
     // the peer's outbound link: its hello names its workers' links
-    const ws = new WebSocket(`ws://127.0.0.1:${uWS.us_socket_local_port(listen)}/v1/peer`);
+    const ws = new WebSocket(await serve(peers));
     closers.push(() => ws.terminate());
     await new Promise((r) => ws.once('open', r));
     ws.send(new Packr({ useRecords: false }).pack({ t: 'hello', from: 'other', v: PEER_PROTOCOL_VERSION, links, key: 'k' }));
@@ -80,11 +85,7 @@ describe('peer links', () => {
     closers.push(() => peers.close());
     const announced: string[] = [];
     peers.setHandlers({ forwarded: async () => ({ res: null, replicas: 0 }), peerLinks: (n) => { announced.push(n); } });
-    const app = uWS.App();
-    peers.attach(app);
-    const listen = await new Promise<uWS.us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (s) => (s ? resolve(s) : reject(new Error('listen')))));
-    closers.push(() => uWS.us_listen_socket_close(listen));
-    const url = `ws://127.0.0.1:${uWS.us_socket_local_port(listen)}/v1/peer`;
+    const url = await serve(peers);
     const bad = new WebSocket(url, { headers: { authorization: 'Bearer bad' } });
     const status = await new Promise<number>((resolve) => bad.once('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0)));
     expect(status).toBe(401);
@@ -103,11 +104,7 @@ describe('peer links', () => {
     closers.push(() => peers.close());
     const announced: string[] = [];
     peers.setHandlers({ forwarded: async () => ({ res: null, replicas: 0 }), peerLinks: (n) => { announced.push(n); } });
-    const app = uWS.App();
-    peers.attach(app);
-    const listen = await new Promise<uWS.us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (s) => (s ? resolve(s) : reject(new Error('listen')))));
-    closers.push(() => uWS.us_listen_socket_close(listen));
-    const url = `ws://127.0.0.1:${uWS.us_socket_local_port(listen)}/v1/peer`;
+    const url = await serve(peers);
     const packr = new Packr({ useRecords: false });
     // an older node (no version: 1) and a newer one: refused, and told why
     for (const [v, said] of [[undefined, '1'], [99, '99']] as const) {
