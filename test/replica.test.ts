@@ -1,6 +1,7 @@
 // Focused cases of the replication transition (src/actors/replica.ts) that the simulator found.
 import { describe, expect, it } from 'vitest';
-import { createReplica, handle, readyToHandOver, type Effect, type Entry, type PeerMessage, type ReplicaView } from '../src/actors/replica.js';
+import { createReplica, handle, type Effect, type Entry, type PeerMessage, type ReplicaView } from '../src/actors/replica.js';
+import { leaderSide, successorReady } from '../src/actors/handoff.js';
 import * as K from '../src/storage/keys.js';
 import { initialState, type Command } from '../src/actors/partition.js';
 import { epoch, nodeId, partitionId, seq } from '../src/runtime/ids.js';
@@ -191,6 +192,16 @@ describe('replica transition', () => {
     expect(answered.flatMap((e) => e.kind === 'reply' && e.reply.ok ? [[e.id, e.replicas]] : [])).toEqual([[2, 3]]);
   });
 
+  it('a leader handing over sends its successor no copy: it may lead any moment, and a copy wipes it first', () => {
+    const leader = createReplica(L, initialState(partitionId(0), epoch(2), seq(0)), view);
+    handle(leader, { type: 'view', view }, 0);
+    const diverged: PeerMessage = { t: 'nack', p: 0, epoch: 2, from: F, seq: 0, reason: 'diverged', copy: 0 };
+    handle(leader, { type: 'fence', to: F, untilMs: 100 }, 10);
+    expect(handle(leader, { type: 'peer', msg: diverged }, 20).some((e) => e.kind === 'snapshot')).toBe(false);
+    handle(leader, { type: 'unfence' }, 30);
+    expect(handle(leader, { type: 'peer', msg: diverged }, 40).some((e) => e.kind === 'snapshot')).toBe(true);
+  });
+
   it('a leader handing over refuses writes (they did not run) until its fence ends', () => {
     const leader = createReplica(L, initialState(partitionId(0), epoch(2), seq(0)), view);
     handle(leader, { type: 'view', view }, 0);
@@ -217,15 +228,15 @@ describe('replica transition', () => {
     const ack = (from: typeof L, s: number): PeerMessage => ({ t: 'ack', p: 0, epoch: 2, from, seq: s, end: s, copy: 0 });
     handle(leader, { type: 'write', id: 1, cmd: put, acks: 'all', timeoutMs: 1000, prior: null }, 10);
     handle(leader, { type: 'fence', to: F, untilMs: 2000 }, 20);
-    expect(readyToHandOver(leader, F)).toBe(false);
+    expect(successorReady(leaderSide(leader), F)).toBe(false);
     // F, the successor, holds everything; G lags, so write 1 still waits. Handed over now, the
     // move would drop this replica before F's confirmation reached it: OUTCOME_UNKNOWN.
     handle(leader, { type: 'peer', msg: ack(F, 1) }, 30);
     expect(leader.pending.map((w) => w.id)).toEqual([1]);
-    expect(readyToHandOver(leader, F)).toBe(false);
+    expect(successorReady(leaderSide(leader), F)).toBe(false);
     const answered = handle(leader, { type: 'peer', msg: ack(G, 1) }, 40);
     expect(answered).toMatchObject([{ kind: 'reply', id: 1, reply: { ok: true }, replicas: 3 }]);
-    expect(readyToHandOver(leader, F)).toBe(true);
-    expect(readyToHandOver(leader, G)).toBe(true);
+    expect(successorReady(leaderSide(leader), F)).toBe(true);
+    expect(successorReady(leaderSide(leader), G)).toBe(true);
   });
 });

@@ -3,10 +3,10 @@
 // restarts, with a coordinator model doing CAS failover and in-sync maintenance, and invariants
 // checked after every event. A failing seed replays exactly with the command printed with it:
 //   SIM_SEED=123 SIM_STEPS=500 npx vitest run test/sim.test.ts     (full trace of that one seed;
-//   also SIM_NODES, SIM_COPIES=<n>|mixed, SIM_RETRIES=1, SIM_STRICT=1, SIM_QUIESCE_MS, SIM_PLANT)
+//   also SIM_NODES, SIM_COPIES=<n>|mixed, SIM_RETRIES=1, SIM_STRICT=1, SIM_QUIESCE_MS, SIM_PLANT, SIM_MOVES=0, SIM_ANTI_ENTROPY=0)
 //   SIM_SEEDS=5000 SIM_STEPS=600 npx vitest run test/sim.test.ts
 import { describe, expect, it } from 'vitest';
-import { formatFailure, runSeed, type SimOptions } from './sim/world.js';
+import { formatFailure, runSeed, PLANTS, type Plant, type SimOptions } from './sim/world.js';
 import { longOptions, regressions, runSeeds, report, yieldToLoop } from './sim/seeds.js';
 import { slow } from './helpers/slow.js';
 
@@ -28,7 +28,9 @@ if (process.env.SIM_SEED) {
         retries: env.SIM_RETRIES === '1',
         strictRecovery: env.SIM_STRICT === '1',
         quiesceMs: env.SIM_QUIESCE_MS ? Number(env.SIM_QUIESCE_MS) : undefined,
-        plant: env.SIM_PLANT === 'ack-early' || env.SIM_PLANT === 'read-applied' || env.SIM_PLANT === 'join-early' ? env.SIM_PLANT : undefined,
+        plant: PLANTS.includes(env.SIM_PLANT as Plant) ? env.SIM_PLANT as Plant : undefined,
+        moves: env.SIM_MOVES !== '0',
+        antiEntropy: env.SIM_ANTI_ENTROPY !== '0',
       };
       const r = runSeed(opts);
       console.log(r.ok ? `seed ${seed} ok [${r.config}] ${JSON.stringify(r.stats)}\n${r.trace.join('\n')}` : formatFailure(r));
@@ -57,7 +59,7 @@ if (process.env.SIM_SEED) {
 
     it('does inject the faults it claims (crashes, failovers, snapshots, losses, writes acked on a hinted copy)', async () => {
       const run = await runSeeds(FIRST, 100, base, 100);
-      for (const k of ['crashes', 'restarts', 'failovers', 'isrChanges', 'snapshots', 'dropped', 'okAll', 'okOne', 'unknown', 'hinted']) {
+      for (const k of ['crashes', 'restarts', 'failovers', 'isrChanges', 'snapshots', 'dropped', 'okAll', 'okOne', 'unknown', 'hinted', 'handOffs', 'divergences', 'repairs']) {
         expect(run.stats[k], k).toBeGreaterThan(0);
       }
     });
@@ -70,7 +72,7 @@ if (process.env.SIM_SEED) {
     it('holds them for the seeds that found bugs in the long run', async () => {
       for (const { seed, steps, copies } of regressions) {
         await yieldToLoop();
-        const r = runSeed({ ...longOptions, seed, steps, copies });
+        const r = runSeed({ ...longOptions, seed, steps, copies, moves: false, antiEntropy: false });
         expect(r.ok, r.ok ? '' : formatFailure(r)).toBe(true);
       }
     });
@@ -92,6 +94,18 @@ if (process.env.SIM_SEED) {
       const eager = await runSeeds(FIRST, 1000, { ...base, plant: 'join-early' }, 1);
       expect(eager.failures.length).toBeGreaterThan(0);
       expect(eager.failures[0].violation).toMatch(/^invariant \d+: /);
+    });
+
+    it('catches a planted hand-off bug: leadership handed to a replica that is not caught up', async () => {
+      const laggard = await runSeeds(FIRST, 300, { ...base, plant: 'handoff-laggard' }, 1);
+      expect(laggard.failures.length).toBeGreaterThan(0);
+      expect(laggard.failures[0].violation).toMatch(/^invariant \d+: /);
+    });
+
+    it('catches a planted anti-entropy bug: followers that compare the leader\'s digests with themselves never repair a divergence', async () => {
+      const blind = await runSeeds(FIRST, 300, { ...base, plant: 'digest-blind' }, 1);
+      expect(blind.failures.length).toBeGreaterThan(0);
+      expect(blind.failures[0].violation).toMatch(/^(invariant 5: .* digest differs|no convergence)/);
     });
   });
 }

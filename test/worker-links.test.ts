@@ -1,6 +1,6 @@
 // Direct links between partition workers of different nodes (src/net/worker-links.ts): frames
 // arrive intact at the worker hosting their partition; while a link is not up the sender is told
-// so (it sends through its node instead); a link whose peer stops reading drops frames past the
+// so (it drops the frame and counts it; leaders resend); a link whose peer stops reading drops frames past the
 // queue limit and counts them rather than buffering without bound.
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';

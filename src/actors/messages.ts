@@ -50,8 +50,6 @@ export type Response =
 /** Everything a worker sends to the gateway thread in one message. */
 export interface WorkerOutput {
   replies?: Response[];
-  /** replication traffic for other nodes: replicationFrames (runtime/codec.ts) */
-  peer?: Array<[to: NodeId, frame: Uint8Array]>;
   /** streams (streamKeyOf) whose end readers may see moved, a leader's appends being confirmed in `epoch` */
   visible?: Array<[skey: string, end: number, epoch: number]>;
 }
@@ -131,7 +129,7 @@ export interface WorkerControl {
    * This node is about to hand the leadership of `p` to `to`: its replica refuses writes
    * (NOT_LEADER: they did not run, and routers retry at the next leader) until it follows the new
    * leader, release(p), or `fenceMs` passes. True once `to` holds every entry it has and no write
-   * is pending (replica.ts readyToHandOver), within `waitMs`; false if that takes longer (it takes
+   * is pending (handoff.ts successorReady), within `waitMs`; false if that takes longer (it takes
    * writes again at once).
    */
   handOff(p: number, to: string, waitMs: number, fenceMs: number): Promise<boolean>;
@@ -166,9 +164,12 @@ export interface WorkerStats {
   snapshotsInstalled: number;
   /** replication frames dropped because a direct link to another node's worker was backed up */
   linkDrops: number;
-  /** replication frames sent straight to another node's worker, and through this node's gateway thread */
+  /** replication frames sent to another node's worker (the one way they travel) */
   framesDirect: number;
-  framesViaNode: number;
+  /** replication frames dropped because no direct link to their node's worker was up (leaders resend) */
+  framesNoLink: number;
+  /** replication frames from other nodes dropped because this worker was workerBacklogMessagesMax behind */
+  backlogDrops: number;
 }
 
 /** group requests, forwarded to the node that coordinates the group */

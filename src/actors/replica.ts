@@ -500,6 +500,9 @@ function peer(r: Replica, msg: PeerMessage, nowMs: number): Effect[] {
       }
       if (stale(r, msg.from, msg.copy, nowMs)) return settled;
       if ((r.matched.get(msg.from) ?? -1) > msg.seq) r.matched.set(msg.from, msg.seq);
+      // No copy to the successor of a hand-off under way: it holds every entry, may lead any moment
+      // (a copy would wipe it first), and anti-entropy compares again once either side leads.
+      if (r.fence?.to === msg.from && nowMs < r.fence.untilMs && msg.seq >= r.state.seq) return settled;
       if (msg.reason === 'diverged' || msg.seq > r.state.seq) return [...settled, ...copyTo(r, msg.from, nowMs)];
       if (msg.reason === 'gap') return [...settled, ...fillGap(r, msg.from, msg.seq, nowMs)];
       return settled;
@@ -825,16 +828,6 @@ function stepDown(r: Replica, epoch: Epoch, nowMs: number): Effect[] {
   const out: Effect[] = [];
   adoptView(r, { ...r.view, epoch, leader: null }, out, nowMs);
   return out;
-}
-
-/**
- * May a fenced leader hand its leadership to `to` now? Once `to` holds every entry it has and no
- * write waits for its copies: as a follower it learns of its pending writes' confirmation only
- * while it stays in the replica set, and a move drops it right after (they would end
- * OUTCOME_UNKNOWN though its successor confirms them).
- */
-export function readyToHandOver(r: Replica, to: NodeId): boolean {
-  return r.role === 'leader' && (r.matched.get(to) ?? -1) >= r.state.seq && r.pending.length === 0;
 }
 
 /** Answer every pending write OUTCOME_UNKNOWN (the replica is being replaced, or its term ended). */

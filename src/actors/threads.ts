@@ -56,8 +56,6 @@ export class WorkerHandle {
     scriptUrl: URL,
     dbHandle: bigint,
     onFatal: (err: Error) => void,
-    /** replication traffic the worker's replicas send to other nodes */
-    private readonly onPeerOut: (out: NonNullable<WorkerOutput['peer']>) => void,
     /** streams whose confirmed end moved (tails and long polls wake) */
     private readonly onVisible: (streams: NonNullable<WorkerOutput['visible']>) => void,
     /** a write answered successfully, and how long it took (ms) */
@@ -105,23 +103,12 @@ export class WorkerHandle {
     return this.enqueue(body, bytes, (res, replicas) => ({ res: res as T, replicas }));
   }
 
-  /**
-   * Messages that need no answer (replication traffic, views): no id, no deadline. Full policy:
-   * while the worker is more than workerBacklogMessagesMax messages behind, replication traffic is
-   * dropped and counted (leaders probe and resend what a follower lacks); views are always sent.
-   */
+  /** Messages that need no answer (views): no id, no deadline; always sent. */
   tell(body: RequestBody): void {
     if (this.state !== 'open') return;
-    if (body.op === 'peer' && this.posted - Atomics.load(this.drained, 0) > limits.workerBacklogMessagesMax) {
-      this.droppedPeer++;
-      return;
-    }
     this.outbox.push({ ...body, id: 0 } as Request);
     this.scheduleFlush();
   }
-
-  /** replication messages dropped because the worker was too far behind */
-  droppedPeer = 0;
 
   private enqueue<T>(body: RequestBody, bytes: number, shape: (res: unknown, replicas: number) => T): Promise<T> {
     if (this.state !== 'open') return Promise.reject(new ChicagoError('SHUTTING_DOWN'));
@@ -163,7 +150,6 @@ export class WorkerHandle {
 
   private onReplies(buf: Uint8Array): void {
     const out = this.codec.decode<WorkerOutput>(buf);
-    if (out.peer) this.onPeerOut(out.peer);
     for (const r of out.replies ?? []) {
       const p = this.pending.get(r.id);
       if (!p) continue; // already expired and answered

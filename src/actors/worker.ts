@@ -21,14 +21,16 @@ import { PACE } from './threads.js';
 import { epoch, nodeId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
 import { encodeKvValue, initialState, metaOp, type Command, type Op, type PartitionState } from './partition.js';
-import { canServeReads, coalescePeer, createReplica, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, readyToHandOver, rowOf, visibleEnd, visibleRow, type Acks, type Effect, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
+import { canServeReads, coalescePeer, createReplica, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, rowOf, visibleEnd, visibleRow, type Acks, type Effect, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader, type ReadView } from './reads.js';
 import { catchUp } from './catch-up.js';
+import { compareStep, digestChecks, shouldDigest, type CompareInput, type Comparison, type ReplicaSide } from './anti-entropy.js';
+import { handOffStep, leaderSide, type HandOff, type HandOffInput } from './handoff.js';
 import { copyPartAcked, nextCopyPart, type OutgoingCopy } from './copy-send.js';
 import { abandonCopy, abandonStalledCopy, askForCopy, receivePart, type CopyHost, type Installing } from './install.js';
 import { loadState, restoreStoredHints } from './recovery.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
-import { MUTATIONS, type DigestCheck, type DigestReply, type ReplicationMessage, type Request, type Response, type SnapshotAck, type SnapshotChunk, type TopicRetention, type WorkerControl, type WorkerOutput, type WorkerStats } from './messages.js';
+import { MUTATIONS, type DigestReply, type ReplicationMessage, type Request, type Response, type SnapshotAck, type SnapshotChunk, type TopicRetention, type WorkerControl, type WorkerOutput, type WorkerStats } from './messages.js';
 import type { RetentionSpec } from '../protocol/api.js';
 import { isNoSpace } from '../storage/disk-guard.js';
 
@@ -53,12 +55,14 @@ interface Hosted {
   incomplete: boolean;
   /** this node proposes the replica to lead `epoch` (WorkerControl.claim) */
   claim?: { epoch: number; untilMs: number };
-  /** anti-entropy: the leader's digests, compared when this replica reaches their seq */
-  digestCheck?: DigestCheck;
+  /** anti-entropy: the leader's digests, compared when this replica reaches their seq (anti-entropy.ts) */
+  comparison: Comparison;
   /** anti-entropy: this replica's digest being computed, a slice per event-loop turn */
   digesting?: Generator<void, DigestReply>;
   /** full copies being sent, one per follower */
   snapshots: Map<NodeId, OutgoingCopy>;
+  /** a leadership hand-off under way (handoff.ts) */
+  handOff?: HandOff;
 }
 
 interface Outbox { replies: Response[]; peer: Array<{ to: NodeId; msg: ReplicationMessage }>; visible: NonNullable<WorkerOutput['visible']> }
@@ -99,7 +103,7 @@ class PartitionWorker {
   private retention = new Map<number, RetentionSpec>();
   private timers: NodeJS.Timeout[] = [];
   private readonly loopDelay = new LoopDelay();
-  private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0, digestChecks: 0, divergences: 0, snapshotBytesSent: 0, snapshotBytesReceived: 0, snapshotsInstalled: 0, framesDirect: 0, framesViaNode: 0 };
+  private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0, digestChecks: 0, divergences: 0, snapshotBytesSent: 0, snapshotBytesReceived: 0, snapshotsInstalled: 0, framesDirect: 0, framesNoLink: 0, backlogDrops: 0 };
   private draining = false;
   private tickTimer: NodeJS.Timeout | undefined;
   private log: Logger = createLogger('info');
@@ -133,7 +137,7 @@ class PartitionWorker {
         // A partition this node holds alone has no coordinator remembering its term: continue it.
         const alone = view.leader === this.self && view.replicas.length === 1;
         if (alone && view.epoch < state.epoch) view = { ...view, epoch: state.epoch };
-        const h: Hosted = { replica: createReplica(this.self, state, view), store, reader: undefined as never, snapshots: new Map(), incomplete: store.get(K.installingKey) !== undefined };
+        const h: Hosted = { replica: createReplica(this.self, state, view), store, reader: undefined as never, snapshots: new Map(), comparison: {}, incomplete: store.get(K.installingKey) !== undefined };
         restoreStoredHints(h.replica, store);
         const readView: ReadView = { row: (row) => visibleRow(h.replica, row), hiddenRows: () => hiddenRows(h.replica), streamEnd: (skey) => visibleEnd(h.replica, skey) };
         (h as { reader: PartitionReader }).reader = new PartitionReader(() => h.replica.state, store, readView);
@@ -201,24 +205,21 @@ class PartitionWorker {
     },
     handOff: async (p, to, waitMs, fenceMs) => {
       const h = this.hosted.get(p);
-      if (!h || h.replica.role !== 'leader') return false;
-      const startMs = systemClock.nowMs();
-      this.run(h, { type: 'fence', to: nodeId(to), untilMs: startMs + fenceMs });
-      // Its acks arrive between these checks (each yields to them). Once `to` holds everything and
+      if (!h) return false;
+      // Its acks arrive between these polls (each yields to them). Once `to` holds everything and
       // every write taken here is answered, the fence stays up until the record change lands (the
       // view makes this replica a follower) or its node releases it: a write taken in between
       // would be one its successor lacks.
-      while (systemClock.nowMs() < startMs + waitMs) {
-        if (h.replica.role !== 'leader') return false;
-        if (readyToHandOver(h.replica, nodeId(to))) return true;
+      let outcome = this.stepHandOff(h, { type: 'start', to: nodeId(to), nowMs: systemClock.nowMs(), waitMs, fenceMs, leader: leaderSide(h.replica) });
+      while (outcome === undefined) {
         await new Promise((r) => setTimeout(r, 2));
+        outcome = this.stepHandOff(h, { type: 'poll', nowMs: systemClock.nowMs(), leader: leaderSide(h.replica) });
       }
-      this.run(h, { type: 'unfence' });
-      return false;
+      return outcome;
     },
     release: async (p) => {
       const h = this.hosted.get(p);
-      if (h) this.run(h, { type: 'unfence' });
+      if (h) this.stepHandOff(h, { type: 'release' });
     },
     drain: async () => {
       this.draining = true;
@@ -237,10 +238,25 @@ class PartitionWorker {
 
   // ---- data plane ----
 
-  /** A frame from another node's worker: queued like one its gateway thread relayed. */
+  /** Runs handoff.ts and applies its effects: true once ready, false once failed, undefined while waiting. */
+  private stepHandOff(h: Hosted, m: HandOffInput): boolean | undefined {
+    const { state, effects } = handOffStep(h.handOff, m);
+    h.handOff = state;
+    let outcome: boolean | undefined;
+    for (const e of effects) {
+      if (e.kind === 'fence') this.run(h, { type: 'fence', to: e.to, untilMs: e.untilMs });
+      else if (e.kind === 'unfence') this.run(h, { type: 'unfence' });
+      else outcome = e.kind === 'ready';
+    }
+    return outcome;
+  }
+
+  /** A frame from another node's worker, queued for the replica it is for. */
   private onDirectFrame(frame: Buffer): void {
     const p = replicationFrame.partitionOf(frame);
     if (p === undefined || this.draining) return;
+    // Full policy: past the backlog bound replication traffic is dropped and counted (leaders resend).
+    if (this.inbox.length >= limits.workerBacklogMessagesMax) { this.counters.backlogDrops++; return; }
     this.inbox.push({ id: 0, p, op: 'peer', frame });
     this.scheduleDrain();
   }
@@ -399,7 +415,7 @@ class PartitionWorker {
   private onPeer(h: Hosted, msg: ReplicationMessage): void {
     if (msg.t === 'snap') { this.installChunk(h, msg); return; }
     if (msg.t === 'snapAck') { this.snapshotAcked(h, msg); return; }
-    if (msg.t === 'digest') { h.digestCheck = msg; this.checkDigest(h); return; }
+    if (msg.t === 'digest') { this.compare(h, { type: 'check', check: msg, replica: this.replicaSide(h) }); return; }
     if (h.incomplete && msg.t === 'append') {
       // Entries wait for the copy (kept as hints meanwhile); with none under way, a probe is
       // answered by asking for one.
@@ -408,42 +424,38 @@ class PartitionWorker {
       return;
     }
     this.run(h, { type: 'peer', msg });
-    if (h.digestCheck) this.checkDigest(h);
+    if (h.comparison.check) this.compare(h, { type: 'progress', replica: this.replicaSide(h) });
   }
 
   /** Anti-entropy, leader side: digests of every led partition go to its followers. */
   private sendDigests(): void {
     for (const h of this.hosted.values()) {
-      const r = h.replica;
-      if (r.role !== 'leader' || r.view.replicas.length < 2) continue;
+      if (!shouldDigest(this.replicaSide(h))) continue;
       this.digestInSlices(h, (d) => {
-        const now = h.replica;
-        if (now.role !== 'leader' || now.state.epoch !== d.epoch) return; // no longer ours to compare against
-        for (const to of now.view.replicas) {
-          if (to !== this.self) this.out.peer.push({ to, msg: { t: 'digest', p: d.partition, epoch: d.epoch, leader: this.self, seq: d.seq, ranges: d.ranges } });
-        }
+        for (const { to, msg } of digestChecks(this.replicaSide(h), this.self, d)) this.out.peer.push({ to, msg });
       });
     }
   }
 
-  /** Anti-entropy, follower side: compare once this replica is at the leader's seq. */
-  private checkDigest(h: Hosted): void {
-    const c = h.digestCheck!;
-    const s = h.replica.state;
-    if (c.epoch !== s.epoch || s.seq > c.seq || h.installing) { h.digestCheck = undefined; return; } // moved on; the next round compares
-    if (s.seq < c.seq || h.digesting) return; // not there yet
-    h.digestCheck = undefined;
-    const copy = h.replica.copy;
-    this.digestInSlices(h, (mine) => {
-      this.counters.digestChecks++;
-      const differ = Object.keys(c.ranges).filter((k) => c.ranges[k] !== mine.ranges[k]);
-      if (differ.length === 0) return;
-      const now = h.replica;
-      if (now.state.epoch !== c.epoch || now.copy !== copy || h.installing) return; // replaced meanwhile: the next round compares
-      this.counters.divergences++;
-      this.log.warn({ partition: now.state.id, seq: mine.seq, ranges: differ }, 'replica diverged from its leader; asking for a fresh copy');
-      this.out.peer.push({ to: c.leader, msg: { t: 'nack', p: now.state.id, epoch: now.state.epoch, from: this.self, seq: now.state.seq, reason: 'diverged', copy } });
-    });
+  private replicaSide(h: Hosted): ReplicaSide {
+    const r = h.replica;
+    return { role: r.role, epoch: r.state.epoch, seq: r.state.seq, replicas: r.view.replicas, copy: r.copy, installing: h.installing !== undefined, digesting: h.digesting !== undefined };
+  }
+
+  /** Anti-entropy, follower side (anti-entropy.ts): compare once this replica is at the leader's seq. */
+  private compare(h: Hosted, m: CompareInput): void {
+    const { state, effects } = compareStep(h.comparison, m, this.self);
+    h.comparison = state;
+    for (const e of effects) {
+      if (e.kind === 'digest') this.digestInSlices(h, (mine) => this.compare(h, { type: 'digested', mine, replica: this.replicaSide(h) }));
+      else if (e.kind === 'matched') this.counters.digestChecks++;
+      else {
+        this.counters.digestChecks++;
+        this.counters.divergences++;
+        this.log.warn({ partition: h.replica.state.id, seq: e.nack.msg.seq, ranges: e.ranges }, 'replica diverged from its leader; asking for a fresh copy');
+        this.out.peer.push(e.nack);
+      }
+    }
   }
 
   /**
@@ -650,20 +662,19 @@ class PartitionWorker {
     const replies = out.replies?.length ? out.replies : undefined;
     const visible = out.visible?.length ? out.visible : undefined;
     if (replies || visible) this.codec.post(this.port, { replies, visible } satisfies WorkerOutput);
-    const peer = out.peer?.length ? this.sendDirect(coalescePeer(out.peer)) : undefined;
-    if (peer) this.codec.post(this.port, { peer } satisfies WorkerOutput);
+    if (out.peer?.length) this.sendDirect(coalescePeer(out.peer));
   }
 
-  /** Send what a direct link can take; the rest goes through the node. */
-  private sendDirect(out: Outbox['peer']): WorkerOutput['peer'] {
-    const viaNode: NonNullable<WorkerOutput['peer']> = [];
+  /**
+   * Replication traffic goes only on the direct links to other nodes' workers. A frame for a peer
+   * whose link is not up (still connecting, or the peer restarted and its new links are not known
+   * yet) is dropped and counted: the protocol recovers from loss (leaders probe and resend).
+   */
+  private sendDirect(out: Outbox['peer']): void {
     for (const { to, msg } of out) {
-      const frame = replicationFrame.encode(msg.p, msg);
-      if (this.links?.send(to, msg.p, frame)) this.counters.framesDirect++;
-      else viaNode.push([to, frame]);
+      if (this.links?.send(to, msg.p, replicationFrame.encode(msg.p, msg))) this.counters.framesDirect++;
+      else this.counters.framesNoLink++;
     }
-    this.counters.framesViaNode += viaNode.length;
-    return viaNode.length > 0 ? viaNode : undefined;
   }
 
   // ---- reads ----

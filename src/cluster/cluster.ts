@@ -19,7 +19,7 @@ import { PartitionTable, type PartitionEntry } from './partition-table.js';
 import { planPartition, rank } from './placement.js';
 import { TopicCatalog } from './topic-catalog.js';
 import type { PartitionRecord } from './layout.js';
-import { electSelf, inSyncChange, joiningChanges, recordSeq, seqAgo, silentFollowers as silentFollowersOf, ISR_LAG_MS, type LeaderPosition, type Perception } from './decide.js';
+import { electSelf, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, silentFollowers as silentFollowersOf, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from './decide.js';
 import type { ClusterConnection } from './hooks.js';
 import type { PeerNetwork } from './peer.js';
 import { readFileSync } from 'node:fs';
@@ -52,22 +52,6 @@ const STARTUP_RETRY_MS = 30_000;
 const CONTROLLER_EVERY_MS = 200;
 /** partitions the controller moves at once: rebalancing never swamps the foreground */
 const MOVES_AT_ONCE = 1;
-/**
- * A planned leadership move: the leader refuses writes (each is retried by the node that routed
- * it, at the new leader) for at most this long while its successor catches up on its last
- * entries and its pending writes are confirmed, and gives up if they are not...
- */
-const HAND_OFF_WAIT_MS = 150;
-/**
- * ...then until the record change lands, at most this long in all: a change slower than that (etcd
- * stalled) would let it take writes its successor lacks, which end OUTCOME_UNKNOWN
- */
-const HAND_OFF_FENCE_MS = 2_000;
-/** ...tried only when the successor was at most this many entries behind at the last sample */
-const HAND_OFF_LAG_MAX = 100;
-/** ...and not again for this long after one that timed out, so a slow successor cannot keep writes refused */
-const HAND_OFF_RETRY_MS = 1_000;
-
 export interface ReplicaPosition {
   seq: number; role: string; incomplete: boolean; matched: Record<string, number>;
   /** the in-sync set the replica counts now, and the highest seq it confirmed to acks=all writers */
@@ -468,11 +452,12 @@ export class ClusterCoordinator implements Coordinator {
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
       if (!e || e.record.leader !== this.self || this.busy.has(p)) continue;
-      const next = this.planned(p, e.record, inputs);
-      if (next.leader === this.self || silent.has(next.leader)) continue;
       const pos = this.local.get(p);
-      if (!pos || (pos.matched[next.leader] ?? -1) < pos.seq - HAND_OFF_LAG_MAX) continue;
-      if (Date.now() - (this.handOffFailedAt.get(p) ?? -Infinity) < HAND_OFF_RETRY_MS) continue;
+      if (!pos) continue;
+      const next = handOffTarget(e.record, this.planned(p, e.record, inputs), this.self, {
+        silent: (n) => silent.has(n), seq: pos.seq, matched: (n) => pos.matched[n] ?? -1, failedAtMs: this.handOffFailedAt.get(p), nowMs: Date.now(),
+      });
+      if (!next) continue;
       if (!(await this.positions.handOff(p, next.leader, HAND_OFF_WAIT_MS, HAND_OFF_FENCE_MS))) {
         this.handOffFailedAt.set(p, Date.now());
         this.log.info({ partition: p, to: next.leader }, 'leadership hand-off timed out: the successor did not catch up; retried later');

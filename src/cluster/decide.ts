@@ -104,3 +104,51 @@ export function inSyncChange(
   const isr = rec.replicas.filter((n) => (rec.isr.includes(n) && !left.includes(n)) || joined.includes(n));
   return { isr, joined, left };
 }
+
+/**
+ * A planned leadership move: the leader refuses writes (each is retried by the node that routed
+ * it, at the new leader) for at most this long while its successor catches up on its last entries
+ * and its pending writes are confirmed, and gives up if they are not...
+ */
+export const HAND_OFF_WAIT_MS = 150;
+/**
+ * ...then until the record change lands, at most this long in all: a change slower than that (etcd
+ * stalled) would let it take writes its successor lacks, which end OUTCOME_UNKNOWN
+ */
+export const HAND_OFF_FENCE_MS = 2_000;
+/** ...tried only when the successor was at most this many entries behind at the last sample */
+export const HAND_OFF_LAG_MAX = 100;
+/** ...and not again for this long after one that timed out, so a slow successor cannot keep writes refused */
+export const HAND_OFF_RETRY_MS = 1_000;
+
+/** what the leader knows when it considers handing over */
+export interface HandOffView {
+  /** suspected by this node's failure detector */
+  silent(n: NodeId): boolean;
+  /** the leader's seq at the last sample, and the highest seq each follower acknowledged (-1: none) */
+  seq: number;
+  matched(n: NodeId): number;
+  /** when its last hand-off of this partition timed out, if one did */
+  failedAtMs: number | undefined;
+  nowMs: number;
+}
+
+/**
+ * Placement moves leadership off a live leader (a move ends, the leader is leaving, the preferred
+ * leader changed): the leader hands it over itself, rather than the controller moving it under
+ * it. It may start a hand-off (src/actors/handoff.ts fences it until the successor holds every
+ * entry it has) when the planned leader is a live member of the in-sync set — it then holds every
+ * confirmed write, whatever else the fence waits for — close behind, and no hand-off of this
+ * partition timed out just now. The successor leads a term of its own (epoch + 1), so anything
+ * the old leader still sends is fenced out by epoch. Returns the record to propose once the
+ * successor is ready, or undefined: no hand-off now.
+ */
+export function handOffTarget(rec: PartitionRecord, planned: PartitionRecord, self: NodeId, v: HandOffView): PartitionRecord | undefined {
+  if (rec.leader !== self || planned.leader === self) return undefined;
+  const to = planned.leader;
+  if (v.silent(to) || !rec.isr.includes(to) || !planned.isr.includes(to)) return undefined;
+  if (planned.epoch !== rec.epoch + 1) return undefined; // not a move of leadership placement made
+  if (v.matched(to) < v.seq - HAND_OFF_LAG_MAX) return undefined;
+  if (v.nowMs - (v.failedAtMs ?? -Infinity) < HAND_OFF_RETRY_MS) return undefined;
+  return planned;
+}

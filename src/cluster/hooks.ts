@@ -8,10 +8,8 @@ import type { Coordinator, TopicCatalogApi } from './coordinator.js';
 import type { PeerNetwork } from './peer.js';
 import type { ReplicaPositions } from './cluster.js';
 
-/** Node-to-node links: replication traffic one way, forwarded requests with answers. */
+/** Node-to-node links: forwarded requests with answers (replication goes on worker links, net/worker-links.ts). */
 export interface PeerLink {
-  /** a replicationFrame (runtime/codec.ts), as the partition's worker encoded it */
-  send(to: NodeId, frame: Uint8Array): void;
   forward<T>(to: NodeId, p: number, body: RequestBody, write: boolean): Promise<WriteResult<T>>;
 }
 

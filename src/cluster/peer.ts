@@ -1,8 +1,9 @@
-// Node-to-node links: one outbound WebSocket per peer (to its `/v1/peer`). They carry replication
-// traffic (appends, acks, snapshot parts: frames the workers encode, passed on unopened) and, as
-// msgpack frames, requests forwarded to a partition's leader with their answers and heartbeats
-// that give fast failure suspicion. Outgoing sockets bind to this node's own address, so a test
-// can cut the link between two nodes with a firewall.
+// Node-to-node links: one outbound WebSocket per peer (to its `/v1/peer`). They carry, as msgpack
+// frames, a hello (protocol version, where this node's workers take replication traffic),
+// requests forwarded to a partition's leader with their answers, and heartbeats that give fast
+// failure suspicion. Replication traffic itself goes only on the workers' direct links
+// (net/worker-links.ts). Outgoing sockets bind to this node's own address, so a test can cut the
+// link between two nodes with a firewall.
 import uWS from 'uWebSockets.js';
 import WebSocket from 'ws';
 import { Packr } from 'msgpackr';
@@ -12,25 +13,33 @@ import type { Logger } from '../runtime/log.js';
 import type { NodeId } from '../runtime/ids.js';
 import type { WriteResult } from '../actors/threads.js';
 import type { RequestBody } from '../actors/messages.js';
-import { replicationFrame } from '../runtime/codec.js';
 import { Backoff, dialPeer, type LinkTls } from '../net/worker-links.js';
 import type { PeerLink } from './hooks.js';
 
+/**
+ * The peer protocol this node speaks, sent in its hello. A node refuses a peer that speaks another
+ * (closing its link with PEER_VERSION_REFUSED and a reason that names both versions): every node
+ * of a cluster speaks the same one. 1 (no `v` in the hello) also relayed replication frames on
+ * these links; 2 sends them only on worker links.
+ */
+export const PEER_PROTOCOL_VERSION = 2;
+/** WebSocket close code for a hello of another peer protocol version */
+export const PEER_VERSION_REFUSED = 4102;
+
 export type PeerFrame =
   /**
-   * `links`: where the sender's partition workers take replication frames (net/worker-links.ts),
-   * and `key`, what a worker must present to them
+   * `v`: the sender's peer protocol version (absent: 1). `links`: where the sender's partition
+   * workers take replication frames (net/worker-links.ts), and `key`, what a worker must present
    */
-  | { t: 'hello'; from: NodeId; links?: string[]; key?: string }
+  | { t: 'hello'; from: NodeId; v?: number; links?: string[]; key?: string }
   | { t: 'f'; id: number; p: number; b: RequestBody; w: boolean }
   | { t: 'fr'; id: number; ok: true; res: unknown; n: number }
   | { t: 'fr'; id: number; ok: false; code: ErrorCode; message: string }
   /** heartbeat; `pos`: per partition hosted there, [applied seq, 1 if its copy is incomplete] */
   | { t: 'hb'; from: NodeId; at: number; pos?: Record<number, [number, number]> };
 
-/** Frames are replicationFrames (runtime/codec.ts), passed through unopened, or these (plain msgpack). */
+/** What arrives on peer links for the node to handle. */
 export interface PeerHandlers {
-  replication(p: number, frame: Uint8Array): void;
   forwarded(p: number, body: RequestBody, write: boolean): Promise<WriteResult<unknown>>;
   /** a peer's worker links and link key, from its hello; [] once it is no longer a peer */
   peerLinks(node: NodeId, urls: string[], key: string): void;
@@ -82,7 +91,7 @@ class Outbound {
     ws.on('open', () => {
       this.backoff.reset();
       this.refusedAtMs = 0;
-      ws.send(packr.pack({ t: 'hello', from: this.net.self, links: this.net.workerLinks, key: this.net.linkKey } satisfies PeerFrame));
+      ws.send(packr.pack({ t: 'hello', from: this.net.self, v: PEER_PROTOCOL_VERSION, links: this.net.workerLinks, key: this.net.linkKey } satisfies PeerFrame));
       const queued = this.queue;
       this.queue = [];
       this.queuedBytes = 0;
@@ -93,7 +102,8 @@ class Outbound {
       if (err.code === 'ECONNREFUSED') this.refusedAtMs = Date.now();
       // 'close' follows and reconnects
     });
-    ws.on('close', () => {
+    ws.on('close', (code: number, reason: Buffer) => {
+      if (code === PEER_VERSION_REFUSED) this.net.refusedVersion(this.peer, reason.toString());
       if (this.socket !== ws) return;
       this.socket = undefined;
       // A forwarded request may or may not have run on the peer: writes are unknown, reads retryable.
@@ -205,8 +215,13 @@ export class PeerNetwork implements PeerLink {
     return refusedAt > 0 && refusedAt >= this.heardAt(node);
   }
 
-  send(to: NodeId, frame: Uint8Array): void {
-    this.links.get(to)?.send(frame);
+  /** the last refusal each peer gave this node's hello, logged once while it repeats */
+  private readonly refusals = new Map<NodeId, string>();
+
+  refusedVersion(peer: NodeId, reason: string): void {
+    if (this.refusals.get(peer) === reason) return;
+    this.refusals.set(peer, reason);
+    this.log.error({ peer, reason }, 'peer refused this node\'s link: another peer protocol version');
   }
 
   forward<T>(to: NodeId, p: number, body: RequestBody, write: boolean): Promise<WriteResult<T>> {
@@ -232,12 +247,6 @@ export class PeerNetwork implements PeerLink {
 
   /** Frames arriving on an outbound link: answers to forwarded requests, and anything else. */
   onFrame(peer: NodeId, data: Buffer, reply?: (frame: PeerFrame) => void): void {
-    const p = replicationFrame.partitionOf(data);
-    if (p !== undefined) {
-      this.lastHeard.set(peer, Date.now());
-      this.handlers?.replication(p, data);
-      return;
-    }
     let f: PeerFrame;
     try {
       f = packr.unpack(data) as PeerFrame;
@@ -305,6 +314,12 @@ export class PeerNetwork implements PeerLink {
         if (!user.from) {
           try {
             const hello = packr.unpack(data) as PeerFrame;
+            if (hello.t === 'hello' && (hello.v ?? 1) !== PEER_PROTOCOL_VERSION) {
+              const reason = `peer protocol version ${String(hello.v ?? 1).slice(0, 16)} is not supported; this node speaks ${PEER_PROTOCOL_VERSION}`;
+              this.log.error({ peer: String(hello.from).slice(0, 64), reason }, 'refused a peer link');
+              ws.end(PEER_VERSION_REFUSED, reason);
+              return;
+            }
             if (hello.t === 'hello') {
               user.from = hello.from;
               if (Array.isArray(hello.links) && hello.links.every((u) => typeof u === 'string' && /^wss?:\/\//.test(u)) && typeof hello.key === 'string') {

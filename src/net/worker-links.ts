@@ -1,9 +1,10 @@
-// Direct links between the partition workers of different nodes. A worker sends its replicas'
-// traffic straight to the worker that hosts the same partition on the other node: two thread
-// hops fewer per message than through both nodes' gateway threads (cluster/peer.ts), which stay
-// the way while a direct link is not up. Each worker listens on its node's own address (an
-// ephemeral port its node announces in its peer-link hello) and binds its outgoing sockets to that
-// address too, so a link cut between two nodes' addresses cuts these links as well.
+// Direct links between the partition workers of different nodes: the one way replication traffic
+// travels. A worker sends its replicas' traffic straight to the worker that hosts the same
+// partition on the other node; while a link is not up its frames are dropped and counted, and
+// leaders resend (the protocol tolerates loss). A link opens on first use. Each
+// worker listens on its node's own address (an ephemeral port its node announces in its peer-link
+// hello) and binds its outgoing sockets to that address too, so a link cut between two nodes'
+// addresses cuts these links as well.
 import { timingSafeEqual } from 'node:crypto';
 import https from 'node:https';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -120,7 +121,7 @@ export class WorkerLinks {
       server = new WebSocketServer({ host, port: 0, perMessageDeflate: false, maxPayload: limits.frameBytesMax, verifyClient });
       await new Promise<void>((resolve, reject) => { server.once('listening', resolve); server.once('error', reject); });
     }
-    server.on('error', onError); // e.g. accept failing (EMFILE): peers retry, replication goes through the node meanwhile
+    server.on('error', onError); // e.g. accept failing (EMFILE): peers retry, leaders resend meanwhile
     server.on('connection', (ws) => {
       ws.on('message', (data: Buffer, isBinary: boolean) => { if (isBinary) onFrame(data); });
       ws.on('error', () => ws.terminate());
@@ -145,7 +146,7 @@ export class WorkerLinks {
   /**
    * Send a replication frame for partition `p` to the worker of `to` that hosts it (nodes place
    * partition p on worker p mod their worker count). False when no direct link is up: the caller
-   * sends it through the node.
+   * counts it dropped.
    */
   send(to: NodeId, p: number, frame: Uint8Array): boolean {
     const peer = this.peers.get(to);

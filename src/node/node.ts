@@ -136,7 +136,7 @@ export class ChicagoNode implements NodeApi {
     this.catalog = cluster ? cluster.catalog : localCatalog(new Catalog(this.db));
     const count = Math.min(this.config.workers, this.partitions);
     for (let w = 0; w < count; w++) {
-      this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (out) => this.sendPeer(out), (streams) => this.watchers.confirmed(streams), cluster ? (ms) => this.pacer.record(ms) : undefined));
+      this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (streams) => this.watchers.confirmed(streams), cluster ? (ms) => this.pacer.record(ms) : undefined));
       this.workers[w].budget = this.memory;
     }
     const idle: ReplicaView = { epoch: 0 as ReplicaView['epoch'], leader: null, replicas: [], live: [], copies: 0, isr: [], version: 0 };
@@ -229,22 +229,12 @@ export class ChicagoNode implements NodeApi {
   get self(): NodeId { return this.coordinator.self; }
   get cluster(): Coordinator { return this.coordinator; }
 
-  private sendPeer(out: NonNullable<WorkerOutput['peer']>): void {
-    if (!this.peers) return; // a single node has no one to replicate to
-    for (const [to, frame] of out) this.peers.send(to, frame);
-  }
-
   /** A peer node's worker links and link key (its hello), or [] once it is gone: its workers are reached directly. */
   setPeerLinks(node: NodeId, urls: string[], key: string): void {
     for (const w of this.workers) {
-      // without them its replication goes through the node: slower, still correct
+      // without them nothing replicates to that node: leaders resend once they are set
       w.control.setPeerLinks(node, urls, key).catch((err: unknown) => this.log.warn({ err, peer: node }, 'worker links not set'));
     }
-  }
-
-  /** Replication traffic from another node, for the replica hosted here. */
-  deliverPeer(p: number, frame: Uint8Array): void {
-    if (p >= 0 && p < this.partitions && this.state === 'up') this.workerOf(p).tell({ p, op: 'peer', frame });
   }
 
   private closeDeletedTails(): void {
@@ -860,8 +850,7 @@ export class ChicagoNode implements NodeApi {
       m.divergences.set(divergences);
       m.snapshotBytes.set(snapshotBytes);
       m.replicationFrames.set({ link: 'direct' }, stats.reduce((n, s) => n + s.framesDirect, 0));
-      m.replicationFrames.set({ link: 'node' }, stats.reduce((n, s) => n + s.framesViaNode, 0));
-      m.replicationDropped.set(this.workers.reduce((n, w) => n + w.droppedPeer, 0) + stats.reduce((n, s) => n + s.linkDrops, 0));
+      m.replicationDropped.set(stats.reduce((n, s) => n + s.linkDrops + s.framesNoLink + s.backlogDrops, 0));
       if (this.coordinator.clustered) {
         const progress = this.coordinator.progress();
         m.rebalanceMoving.set(progress.moving);

@@ -71,8 +71,8 @@ export function threadCodec() {
 /**
  * A replication frame: a tag byte msgpack never uses, the partition (u32, big-endian), then the
  * message as plain msgpack (no structure table: nodes of different versions still understand each
- * other). The sending worker encodes it and the receiving worker decodes it; the gateway threads
- * in between route it by its header and never unpack the body.
+ * other). The sending worker encodes it and the receiving worker decodes it; the worker link in
+ * between routes it by its header and never unpacks the body.
  */
 const REPLICATION_TAG = 0xc1;
 const REPLICATION_HEADER_BYTES = 5;

@@ -26,7 +26,7 @@ export const limits = {
   workerInFlightMax: 20_000,
   /** bytes in flight from the gateway to one worker; full → OVERLOADED */
   workerInFlightBytesMax: 256 * MiB,
-  /** messages a worker may have posted to it but not yet drained before replication traffic is dropped */
+  /** messages a worker may have queued but not yet drained before replication traffic from other nodes is dropped */
   workerBacklogMessagesMax: 10_000,
   /** consumer groups whose lag /metrics reports (one label set per group, topic and partition) */
   lagReportedGroupsMax: 1_000,

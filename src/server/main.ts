@@ -24,7 +24,6 @@ async function clusterLinks(node: ChicagoNode, host: string, log: ReturnType<typ
   };
   const peers = new PeerNetwork(node.self, host, log, peerAuth, node.workerLinks, node.linkKey);
   peers.setHandlers({
-    replication: (p, frame) => node.deliverPeer(p, frame),
     forwarded: (p, body, write) => node.local(p, body, 0, write),
     peerLinks: (peer, urls, key) => node.setPeerLinks(peer, urls, key),
   });

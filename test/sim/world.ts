@@ -3,17 +3,20 @@
 // (src/actors/replica.ts → partition.ts `step`); this file plays every other part:
 // - the worker (worker.ts): executes effects — writes to a durable in-memory store, sends to the
 //   simulated network, drops; log catch-up, copies sent and installed, and recovery from the store
-//   run the worker's own modules (src/actors/catch-up.ts, copy-send.ts, install.ts, recovery.ts)
-//   over this file's store and clock;
+//   run the worker's own modules (src/actors/catch-up.ts, copy-send.ts, install.ts, recovery.ts),
+//   and so do a leader's hand-off (handoff.ts) and anti-entropy (anti-entropy.ts), over this
+//   file's store and clock;
 // - the network: per-link delay, jitter, loss (in order per link, as TCP), partitions (one-way cuts
 //   too); traffic on a cut link is dropped or held until the link heals, as a peer queue would;
 // - the coordinator (etcd + cluster.ts): the partition record changes only by compare-and-swap on
 //   its revision; failover and in-sync changes are decided by cluster.ts's own decisions
 //   (src/cluster/decide.ts) from each node's own (possibly wrong) perception and applied later, so
-//   proposals race; views reach nodes late (in order per node);
+//   proposals race; views reach nodes late (in order per node); placement moves redraw the
+//   partition's rendezvous ranks (placement.ts planPartition) and its leader hands over through
+//   decide.ts handOffTarget;
 // - clients: puts, deletes, produces (some idempotent, some retried), group commits, acks all/one;
 // - the nemesis: crashes (memory lost, store kept), restarts (state rebuilt from the store),
-//   partitions, link degradation.
+//   partitions, link degradation, a follower's store changed outside replication.
 // After every event the checker runs (checker section below); a violation stops the run with the
 // seed, the step and the trace of the last events.
 //
@@ -48,6 +51,10 @@
 // F10 (hinted handoff, before it landed) a follower deleted its hints when it adopted a newer epoch,
 //    while its report of them was still on the way to the old leader, which then counted them (now:
 //    hints stay on disk until the follower's log passes their seq). Invariant 4, seed 5002472.
+// F11 (with hand-offs and anti-entropy) a leader whose hand-off was ready got a `diverged` nack
+//    from its successor and started a copy to it; the copy wiped the successor just before the
+//    record change made it leader, which then led from an empty store (now: a fenced leader sends
+//    its successor no copy). Seed 216 of the CI range.
 import { createHash } from 'node:crypto';
 import { AssertionError } from 'node:assert';
 import { diskCodec } from '../../src/runtime/codec.js';
@@ -56,7 +63,11 @@ import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js'
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, metaOp, type Command, type Op, type StoredBatch, type WireRecord } from '../../src/actors/partition.js';
 import { canServeReads, createReplica, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
-import { electSelf, inSyncChange, joiningChanges, recordSeq, seqAgo, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
+import { electSelf, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
+import { planPartition } from '../../src/cluster/placement.js';
+import { compareStep, digestChecks, digestSlices, shouldDigest, type CompareInput, type Comparison, type ReplicaSide } from '../../src/actors/anti-entropy.js';
+import type { DigestCheck, DigestReply } from '../../src/actors/messages.js';
+import { handOffStep, leaderSide, type HandOff, type HandOffInput, type LeaderSide } from '../../src/actors/handoff.js';
 import { Prng } from './prng.js';
 import { EventQueue } from './heap.js';
 import { MemStore, decodeEntry } from './store.js';
@@ -74,6 +85,8 @@ const SUSPECT_AFTER_MS = 300; // cluster.ts SUSPECT_AFTER_MS
 const WRITE_TIMEOUT_MS = 400; // the replication timeout the simulated worker passes with writes
 const TOPIC = 1;
 const EMPTY_DIGEST = new MemStore().digest();
+/** how often leaders send anti-entropy digests (the node's antiEntropyIntervalMs, shortened) */
+const ANTI_ENTROPY_MS = 500;
 
 export interface SimOptions {
   seed: number;
@@ -103,10 +116,29 @@ export interface SimOptions {
    * A bug planted on purpose, to prove the checker catches it: `ack-early` answers acks=all writes
    * as soon as the leader wrote them; `read-applied` lets a leader's readers see what it applied
    * (unconfirmed writes, as Chicago did before its watermark); `join-early` feeds the in-sync
-   * decisions (src/cluster/decide.ts) a leader that believes every follower has caught up.
+   * decisions (src/cluster/decide.ts) a leader that believes every follower has caught up;
+   * `handoff-laggard` feeds the hand-off (decide.ts handOffTarget, src/actors/handoff.ts) a leader
+   * that believes every replica is in sync and holds everything, so it may hand its leadership to
+   * one that is not caught up; `digest-blind` has followers compare the leader's digests with
+   * themselves, so a divergence is never repaired.
    */
-  plant?: 'ack-early' | 'read-applied' | 'join-early';
+  plant?: Plant;
+  /**
+   * Placement moves (default on): the partition's preferred leader changes now and then, as
+   * rebalancing changes rendezvous ranks, and the leader hands its leadership over. Off for the
+   * regression seeds, which replay the schedules that found them.
+   */
+  moves?: boolean;
+  /**
+   * Anti-entropy (default on): leaders send digests, followers compare them (src/actors/anti-entropy.ts),
+   * and now and then a follower's store is changed outside replication, which they must repair.
+   * Off for the regression seeds, like `moves`.
+   */
+  antiEntropy?: boolean;
 }
+
+export const PLANTS = ['ack-early', 'read-applied', 'join-early', 'handoff-laggard', 'digest-blind'] as const;
+export type Plant = typeof PLANTS[number];
 
 export interface SimResult {
   seed: number;
@@ -136,7 +168,7 @@ interface SimNode {
   store: MemStore;
   replica?: Replica;
   /** snapshots being sent (worker: iterator opened at the effect), one part per tick */
-  snapshots: Map<NodeId, OutgoingCopy & { partBytesMax: number; history: Map<number, Buffer> }>;
+  snapshots: Map<NodeId, OutgoingCopy & { partBytesMax: number; history: Map<number, Buffer>; tainted: boolean }>;
   /** a copy being received (worker.ts `installing`) */
   installing?: Installing;
   /** worker.ts `incomplete`: a copy started and none completed since (durable: the store's K.installingKey) */
@@ -156,6 +188,18 @@ interface SimNode {
   /** last view the coordinator produced for it (cluster.ts refreshViews dedupe) */
   lastView?: string;
   digest?: string;
+  /** a leadership hand-off under way (worker.ts, through src/actors/handoff.ts), and the record change it is for */
+  handOff?: HandOff;
+  handOffFor?: { rev: number; next: Omit<PartitionRecord, 'rev'> };
+  /** cluster.ts handOffFailedAt */
+  handOffFailedAt?: number;
+  /** worker.ts `comparison`: a leader's digests waiting for this replica to reach their seq */
+  comparison: Comparison;
+  /**
+   * checker: its store was changed outside replication (or it installed a copy of one that was):
+   * until a copy replaces it, it is not compared with the others at the same position
+   */
+  tainted: boolean;
 }
 
 interface Link {
@@ -185,14 +229,20 @@ interface Request {
 type Ev =
   | { k: 'msg'; from: NodeId; to: NodeId; msg: PeerMessage }
   // history: checker-only (MemStore.installedHistory), the log entries the copied state stands for
-  | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; copy: number; part: number; last: boolean; data: Array<[Buffer, Buffer]>; history: Map<number, Buffer> }
+  | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; copy: number; part: number; last: boolean; data: Array<[Buffer, Buffer]>; history: Map<number, Buffer>; tainted: boolean }
   /** messages.ts SnapshotAck: the follower wrote that part; its sender then sends the next */
   | { k: 'snapAck'; from: NodeId; to: NodeId; copy: number; part: number }
+  /** messages.ts DigestCheck: a leader's digests, for a follower to compare */
+  | { k: 'digest'; from: NodeId; to: NodeId; check: DigestCheck }
+  /** leaders send digests; the nemesis may change a follower's store outside replication */
+  | { k: 'ae' }
   | { k: 'view'; to: NodeId; inc: number; view: ReplicaView }
   | { k: 'req'; to: NodeId; id: number }
   | { k: 'tick'; node: NodeId; inc: number }
   | { k: 'coord' }
-  | { k: 'cas'; by: NodeId; rev: number; next: Omit<PartitionRecord, 'rev'>; why: string }
+  | { k: 'cas'; by: NodeId; rev: number; next: Omit<PartitionRecord, 'rev'>; why: string; handOff?: boolean }
+  /** placement: rebalancing changes the partition's rendezvous ranks, so its preferred leader */
+  | { k: 'place' }
   | { k: 'fault' }
   | { k: 'client' }
   | { k: 'restart'; node: NodeId }
@@ -202,16 +252,23 @@ type Ev =
 
 const lk = (a: NodeId, b: NodeId) => `${a}>${b}`;
 /** what travels on the peer links */
-type Wire = 'msg' | 'snap' | 'snapAck';
+type Wire = 'msg' | 'snap' | 'snapAck' | 'digest';
 
 export class Sim {
   readonly seed: number;
   private readonly replay: string;
-  private readonly opts: Required<Omit<SimOptions, 'nodes' | 'copies'>>;
+  private readonly opts: Required<Omit<SimOptions, 'nodes' | 'copies' | 'plant'>> & Pick<SimOptions, 'plant'>;
   private readonly rNet: Prng;
   private readonly rFault: Prng;
   private readonly rClient: Prng;
   private readonly rCoord: Prng;
+  private readonly rPlace: Prng;
+  /**
+   * The key placement ranks this partition's nodes by (placement.ts rank): the simulator's
+   * members never change, so a rebalance draws a new key, which reorders them as a changed member
+   * set would.
+   */
+  private placeKey = 0;
   private readonly q = new EventQueue<Ev>();
   private now = 0;
   private step = 0;
@@ -238,7 +295,7 @@ export class Sim {
   private readonly shown = new Map<number, string>();
   /** the highest seq any leader let readers see */
   private shownSeq = 0;
-  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0 };
+  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0, handOffs: 0, divergences: 0, repairs: 0 };
 
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
@@ -246,7 +303,7 @@ export class Sim {
     this.opts = {
       seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 2 * SNAPSHOT_ACK_TIMEOUT_MS, traceKeep: opts.traceKeep ?? 80,
       fullTrace: opts.fullTrace ?? false, retries: opts.retries ?? false,
-      strictRecovery: opts.strictRecovery ?? false, plant: opts.plant,
+      strictRecovery: opts.strictRecovery ?? false, plant: opts.plant, moves: opts.moves ?? true, antiEntropy: opts.antiEntropy ?? true,
     };
     const root = new Prng(opts.seed);
     const rConf = root.fork();
@@ -254,6 +311,7 @@ export class Sim {
     this.rFault = root.fork();
     this.rClient = root.fork();
     this.rCoord = root.fork();
+    this.rPlace = root.fork(); // forked last: the other streams are those of runs without moves
     const n = opts.nodes ?? rConf.int(3, 5);
     this.ids = Array.from({ length: n }, (_, i) => nodeId(`n${i + 1}`));
     this.copies = opts.copies === 'mixed' ? (n > 3 && rConf.chance(0.5) ? 3 : n) : Math.min(opts.copies ?? n, n);
@@ -261,11 +319,16 @@ export class Sim {
     for (const a of this.ids) for (const b of this.ids) if (a !== b) this.links.set(lk(a, b), this.healthyLink(rConf));
     const leader = rConf.pick(this.ids);
     this.rec = { epoch: 1, leader, replicas: [...this.ids], isr: [...this.ids], rev: 1 };
-    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), incomplete: false, snapshots: new Map(), heardPos: new Map(), seqHistory: [], joining: new Map(), viewVersion: 0, lastViewAt: 0 });
+    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), incomplete: false, snapshots: new Map(), comparison: {}, tainted: false, heardPos: new Map(), seqHistory: [], joining: new Map(), viewVersion: 0, lastViewAt: 0 });
     for (const node of this.nodes.values()) this.open(node);
     this.q.push(CHECK_EVERY_MS, { k: 'coord' });
     this.q.push(rConf.int(50, 300), { k: 'fault' });
     this.q.push(rConf.int(1, 20), { k: 'client' });
+    if (this.opts.moves) {
+      this.placeKey = this.rPlace.int(0, 1 << 20);
+      this.q.push(this.rPlace.int(300, 3000), { k: 'place' });
+    }
+    if (this.opts.antiEntropy) this.q.push(ANTI_ENTROPY_MS, { k: 'ae' });
   }
 
   config(): string {
@@ -320,7 +383,7 @@ export class Sim {
     this.log('== quiesce: faults stop, links heal, crashed nodes restart');
     for (const l of this.links.values()) l.loss = 0;
     this.healLinks();
-    this.q.retain((ev) => ev.k !== 'fault' && ev.k !== 'client' && ev.k !== 'restart');
+    this.q.retain((ev) => ev.k !== 'fault' && ev.k !== 'client' && ev.k !== 'restart' && ev.k !== 'place');
     for (const n of this.nodes.values()) if (!n.up) this.q.push(this.now + this.rFault.int(1, 50), { k: 'restart', node: n.id });
   }
 
@@ -329,6 +392,10 @@ export class Sim {
       case 'msg': return this.deliver(ev);
       case 'snap': return this.deliverSnap(ev);
       case 'snapAck': return this.deliverSnapAck(ev);
+      case 'digest': return this.deliverDigest(ev);
+      case 'ae':
+        this.q.push(this.now + ANTI_ENTROPY_MS, ev);
+        return this.antiEntropy();
       case 'view': {
         const n = this.nodes.get(ev.to)!;
         if (!n.up || n.inc !== ev.inc) return;
@@ -348,6 +415,11 @@ export class Sim {
         this.q.push(this.now + CHECK_EVERY_MS, ev);
         return this.coordinate();
       case 'cas': return this.cas(ev);
+      case 'place':
+        this.q.push(this.now + this.rPlace.int(300, 3000), ev);
+        this.placeKey = this.rPlace.int(0, 1 << 20);
+        this.log(`placement: ranks redrawn, preferred leader ${this.planned().leader}`);
+        return;
       case 'fault':
         this.q.push(this.now + this.rFault.int(40, 400), ev);
         return this.fault();
@@ -361,7 +433,7 @@ export class Sim {
         const next = l.held.shift();
         if (!next) return;
         if (l.held.length > 0) this.q.push(this.now + 1, ev);
-        return next.k === 'msg' ? this.deliver(next, true) : next.k === 'snap' ? this.deliverSnap(next, true) : this.deliverSnapAck(next, true);
+        return next.k === 'msg' ? this.deliver(next, true) : next.k === 'snap' ? this.deliverSnap(next, true) : next.k === 'digest' ? this.deliverDigest(next, true) : this.deliverSnapAck(next, true);
       }
       case 'quiesce': return;
     }
@@ -417,7 +489,7 @@ export class Sim {
             const bytes = data.reduce((a, [k, v]) => a + k.length / 2 + v.length, 0);
             const partBytesMax = Math.max(1, Math.ceil(bytes / this.rNet.int(1, 3)));
             const entries = data.map(([k, v]): [Buffer, Buffer] => [Buffer.from(k, 'hex'), v])[Symbol.iterator]();
-            n.snapshots.set(e.to, { copy: e.copy, part: 0, lastPartAtMs: 0, entries, partBytesMax, history: n.store.history(n.replica!.state.seq) });
+            n.snapshots.set(e.to, { copy: e.copy, part: 0, lastPartAtMs: 0, entries, partBytesMax, history: n.store.history(n.replica!.state.seq), tainted: n.tainted });
           }
           break;
         case 'drop': {
@@ -425,6 +497,7 @@ export class Sim {
           n.installing = undefined;
           n.incomplete = false;
           n.store.clear(K.allRange);
+          n.tainted = false;
           this.touched.add(n.id);
           n.digest = undefined;
           const fresh = loadState(new MemStore(), P);
@@ -480,7 +553,12 @@ export class Sim {
       get claim() { return n.claim; },
       nowMs: () => sim.now,
       flush: () => {}, // every write here is applied at once
-      clear: (range) => { n.store.clear(range); n.digest = undefined; sim.touched.add(n.id); },
+      clear: (range) => {
+        n.store.clear(range);
+        if (n.tainted && range.gte[0] <= K.Kind.kv && range.lt[0] > K.Kind.kv) { n.tainted = false; sim.stats.repairs++; } // a copy starts from nothing
+        n.digest = undefined;
+        sim.touched.add(n.id);
+      },
       apply: (ops) => sim.write(n, ops),
       replace: (state, view) => {
         const { hints, hintsOnDisk } = n.replica!;
@@ -501,6 +579,7 @@ export class Sim {
     const stalled = n.installing?.from;
     if (abandonStalledCopy(this.copyHost(n))) this.log(`${n.id} abandons the stalled copy from ${stalled}`);
     this.run1(n, { type: 'tick' });
+    if (n.handOff) this.stepHandOff(n, { type: 'poll', nowMs: this.now, leader: this.leaderSide(n) });
     // worker.ts sendSnapshotChunk, through the same code (copy-send.ts): one part per follower per
     // tick, once the last one is acked (no part interval: the simulator has no foreground to yield to)
     for (const [to, snap] of n.snapshots) {
@@ -508,7 +587,7 @@ export class Sim {
       if (!out) continue;
       if (out.part === 0) this.stats.snapshots++;
       this.log(`${n.id} → ${to} snapshot e${n.replica!.state.epoch} part ${out.part}${out.last ? ' (last)' : ''} (${out.entries.length} keys)`);
-      this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, copy: snap.copy, part: out.part, last: out.last, data: out.entries, history: snap.history });
+      this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, copy: snap.copy, part: out.part, last: out.last, data: out.entries, history: snap.history, tainted: snap.tainted });
       if (out.last) n.snapshots.delete(to);
     }
   }
@@ -530,7 +609,68 @@ export class Sim {
     this.log(`${n.id} ← ${ev.from} snapshot e${ev.epoch} part ${ev.part}${ev.last ? ' (last)' : ''}: ${outcome}`);
     if (outcome !== 'installed') return;
     n.store.installHistory(ev.history); // checker only: the entries the installed state stands for
+    n.tainted = ev.tainted;
     this.log(`${n.id} installed snapshot from ${ev.from}: seq ${seqBefore} → ${n.replica!.state.seq}`);
+    if (n.comparison.check) this.compare(n, { type: 'progress', replica: this.replicaSide(n) });
+  }
+
+  // ---- anti-entropy (worker.ts sendDigests and compare, through anti-entropy.ts) ----
+
+  private replicaSide(n: SimNode): ReplicaSide {
+    const r = n.replica!;
+    return { role: r.role, epoch: r.state.epoch, seq: r.state.seq, replicas: r.view.replicas, copy: r.copy, installing: n.installing !== undefined, digesting: false };
+  }
+
+  /** The replica's digest (computed at once: the simulator has no foreground to yield to). */
+  private digestNow(n: SimNode): DigestReply {
+    const s = n.replica!.state;
+    const job = digestSlices(n.store, { partition: s.id, seq: s.seq, epoch: s.epoch });
+    for (;;) {
+      const r = job.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  private antiEntropy(): void {
+    for (const n of this.nodes.values()) {
+      if (!n.up || !shouldDigest(this.replicaSide(n))) continue;
+      const d = this.digestNow(n);
+      for (const { to, msg } of digestChecks(this.replicaSide(n), n.id, d)) this.transmit(n.id, to, { k: 'digest', from: n.id, to, check: msg });
+    }
+    // the nemesis: a follower's store changes outside replication (a bit flip, an operator's mistake)
+    if (this.phase !== 'faults' || !this.rPlace.chance(0.2)) return;
+    const victims = this.ids.map((id) => this.nodes.get(id)!).filter((n) => n.up && !n.installing && !n.incomplete && n.replica!.role !== 'leader' && n.replica!.state.seq > 0);
+    if (victims.length === 0) return;
+    const v = this.rPlace.pick(victims);
+    v.store.apply([{ type: 'put', key: K.kvKey('ks', Buffer.from(`stray${this.rPlace.int(0, 9)}`)), value: Buffer.from(`x${this.valueCounter}`) }]);
+    v.tainted = true;
+    v.digest = undefined;
+    this.touched.add(v.id);
+    this.log(`nemesis: ${v.id}'s store changed outside replication`);
+  }
+
+  private deliverDigest(ev: Extract<Ev, { k: 'digest' }>, flushed = false): void {
+    const n = this.nodes.get(ev.to)!;
+    if (!n.up || !this.linkPasses(ev, flushed)) return;
+    this.log(`${n.id} ← ${ev.from} digest e${ev.check.epoch} seq=${ev.check.seq}`);
+    this.compare(n, { type: 'check', check: ev.check, replica: this.replicaSide(n) });
+  }
+
+  private compare(n: SimNode, m: CompareInput): void {
+    const { state, effects } = compareStep(n.comparison, m, n.id);
+    n.comparison = state;
+    for (const e of effects) {
+      if (e.kind === 'digest') {
+        const mine = this.digestNow(n);
+        // planted: the follower compares the leader's digests with themselves
+        const blind = this.opts.plant === 'digest-blind' && n.comparison.comparing;
+        this.compare(n, { type: 'digested', mine: blind ? { ...mine, ranges: n.comparison.comparing!.check.ranges } : mine, replica: this.replicaSide(n) });
+      } else if (e.kind === 'diverged') {
+        this.stats.divergences++;
+        this.log(`${n.id} diverged from its leader in ${e.ranges.join(',')}: asks for a copy`);
+        this.send(n.id, e.nack.to, e.nack.msg);
+      }
+    }
   }
 
   // ---- network ----
@@ -595,6 +735,8 @@ export class Sim {
     const seqBefore = r.state.seq;
     const storeBefore = n.store.size;
     this.run1(n, { type: 'peer', msg: ev.msg });
+    if (n.handOff) this.stepHandOff(n, { type: 'poll', nowMs: this.now, leader: this.leaderSide(n) });
+    if (n.comparison.check) this.compare(n, { type: 'progress', replica: this.replicaSide(n) });
     if (ev.msg.t === 'append' && ev.msg.epoch < epochBefore && (r.state.seq !== seqBefore || n.store.size !== storeBefore)) {
       throw new Violation(`invariant 2: ${n.id} at epoch ${epochBefore} accepted an append of epoch ${ev.msg.epoch}`);
     }
@@ -704,6 +846,7 @@ export class Sim {
       this.pushView(n);
       this.failover(n);
       this.maintainInSync(n);
+      this.handOffLeadership(n);
     }
   }
 
@@ -751,6 +894,63 @@ export class Sim {
     this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `in-sync: +${change.joined.join(',') || '-'} -${change.left.join(',') || '-'}`, next: { ...rec, isr: change.isr } });
   }
 
+  /** The record placement wants next (placement.ts planPartition over the simulator's members). */
+  private planned(record: Omit<PartitionRecord, 'rev'> = this.rec): Omit<PartitionRecord, 'rev'> {
+    const p = planPartition(this.placeKey, this.ids, this.ids.length, { ...record, epoch: toEpoch(record.epoch) });
+    return { epoch: p.epoch, leader: p.leader, replicas: p.replicas, isr: p.isr };
+  }
+
+  /** What x's worker reads of its replica for a hand-off; the planted bug sees every replica caught up. */
+  private leaderSide(x: SimNode): LeaderSide {
+    const side = leaderSide(x.replica!);
+    return this.opts.plant === 'handoff-laggard' ? { ...side, pending: 0, matched: () => Number.MAX_SAFE_INTEGER } : side;
+  }
+
+  /** cluster.ts handOffLeadership, through the same decision (decide.ts handOffTarget) and the worker's hand-off (handoff.ts). */
+  private handOffLeadership(x: SimNode): void {
+    const rec = this.rec;
+    const r = x.replica!;
+    if (!this.opts.moves || x.handOff || x.handOffFor || rec.leader !== x.id || r.role !== 'leader') return;
+    // planted: the leader believes every replica is in sync and holds everything it has
+    const laggard = this.opts.plant === 'handoff-laggard';
+    const seen = laggard ? { ...rec, isr: [...rec.replicas] } : rec;
+    const side = this.leaderSide(x);
+    const next = handOffTarget({ ...seen, epoch: toEpoch(seen.epoch) }, { ...this.planned(seen), epoch: toEpoch(this.planned(seen).epoch) }, x.id, {
+      silent: (n) => !this.alive(x.id, n), seq: side.seq, matched: side.matched, failedAtMs: x.handOffFailedAt, nowMs: this.now,
+    });
+    if (!next) return;
+    this.log(`${x.id} hands leadership to ${next.leader}: fenced, waits for it to hold seq ${r.state.seq}`);
+    x.handOffFor = { rev: rec.rev, next: { epoch: next.epoch, leader: next.leader, replicas: [...next.replicas], isr: [...next.isr] } };
+    this.stepHandOff(x, { type: 'start', to: next.leader, nowMs: this.now, waitMs: HAND_OFF_WAIT_MS, fenceMs: HAND_OFF_FENCE_MS, leader: side });
+  }
+
+  /** worker.ts stepHandOff: runs handoff.ts and applies its effects. */
+  private stepHandOff(x: SimNode, m: HandOffInput): void {
+    const { state, effects } = handOffStep(x.handOff, m);
+    x.handOff = state;
+    for (const e of effects) {
+      if (e.kind === 'fence') this.run1(x, { type: 'fence', to: e.to, untilMs: e.untilMs });
+      else if (e.kind === 'unfence') this.run1(x, { type: 'unfence' });
+      else if (e.kind === 'ready') {
+        const f = x.handOffFor!;
+        this.log(`${x.id} hand-off to ${f.next.leader} ready`);
+        // cluster.ts: the record change only if the record is still the one the hand-off began from
+        if (f.rev !== this.rec.rev) { this.releaseHandOff(x); continue; }
+        this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: f.rev, why: `placement: leadership handed to ${f.next.leader}`, next: f.next, handOff: true });
+      } else {
+        this.log(`${x.id} hand-off to ${x.handOffFor?.next.leader} failed: ${e.why}`);
+        if (e.why === 'timed-out') x.handOffFailedAt = this.now;
+        x.handOffFor = undefined;
+      }
+    }
+  }
+
+  /** cluster.ts: the change a hand-off was for did not happen (positions.release) */
+  private releaseHandOff(x: SimNode): void {
+    x.handOffFor = undefined;
+    this.stepHandOff(x, { type: 'release' });
+  }
+
   private pushView(n: SimNode): void {
     const view = this.viewFor(n.id);
     const json = JSON.stringify(view);
@@ -765,10 +965,17 @@ export class Sim {
   }
 
   private cas(ev: Extract<Ev, { k: 'cas' }>): void {
-    if (!this.nodes.get(ev.by)!.up || ev.rev !== this.rec.rev) { this.stats.casLost++; return; }
+    const by = this.nodes.get(ev.by)!;
+    if (!by.up || ev.rev !== this.rec.rev) {
+      this.stats.casLost++;
+      if (ev.handOff && by.up && by.handOffFor) this.releaseHandOff(by);
+      return;
+    }
+    if (ev.handOff) by.handOffFor = undefined;
     const before = this.rec;
     this.rec = { ...ev.next, rev: before.rev + 1 };
-    if (before.epoch !== this.rec.epoch) this.stats.failovers++; else this.stats.isrChanges++;
+    if (ev.handOff) this.stats.handOffs++;
+    else if (before.epoch !== this.rec.epoch) this.stats.failovers++; else this.stats.isrChanges++;
     this.log(`coordinator: ${ev.why} → e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}]`);
     if (this.rec.epoch < before.epoch) throw new Violation('coordinator epoch went back');
     for (const n of this.nodes.values()) if (n.up) this.pushView(n);
@@ -827,6 +1034,9 @@ export class Sim {
     n.snapshots = new Map();
     n.installing = undefined;
     n.claim = undefined;
+    n.comparison = {};
+    n.handOff = undefined;
+    n.handOffFor = undefined;
     n.lastView = undefined;
     n.seqHistory = [];
     for (const id of this.ids) if (id !== n.id) this.links.get(lk(n.id, id))!.held = []; // its peer queues die with it
@@ -908,7 +1118,7 @@ export class Sim {
     if (!meta && s.seq !== 0) throw new Violation(`recovery: ${n.id} has seq ${s.seq} in memory and no meta on disk`);
     if (s.seq > 0 && !n.store.logEntry(s.seq)) throw new Violation(`invariant 3: ${n.id} at seq ${s.seq} has no log entry for it`);
     // seq 0 is the empty history: state kept beside it would sit under the entries replayed from seq 1
-    if (s.seq === 0 && (this.digestOf(n) !== EMPTY_DIGEST || s.streams.size > 0 || s.producers.size > 0)) {
+    if (s.seq === 0 && !n.tainted && (this.digestOf(n) !== EMPTY_DIGEST || s.streams.size > 0 || s.producers.size > 0)) {
       throw new Violation(`recovery: ${n.id} is at seq 0 but holds state (streams, producers or keys)`);
     }
     for (const st of s.streams.values()) {
@@ -935,7 +1145,7 @@ export class Sim {
     if (this.touched.size === 0) return;
     const byPos = new Map<string, SimNode[]>();
     for (const n of this.nodes.values()) {
-      if (!n.up || n.installing) continue;
+      if (!n.up || n.installing || n.tainted) continue;
       const s = n.replica!.state;
       const last = s.seq > 0 ? n.store.logEntry(s.seq)?.toString('hex') ?? '-' : '';
       const k = `${s.seq}:${last}`;
@@ -1113,6 +1323,8 @@ function replayCommand(o: SimOptions): string {
   if (o.strictRecovery) env.push('SIM_STRICT=1');
   if (o.quiesceMs !== undefined) env.push(`SIM_QUIESCE_MS=${o.quiesceMs}`);
   if (o.plant) env.push(`SIM_PLANT=${o.plant}`);
+  if (o.moves === false) env.push('SIM_MOVES=0');
+  if (o.antiEntropy === false) env.push('SIM_ANTI_ENTROPY=0');
   return `${env.join(' ')} npx vitest run test/sim.test.ts`;
 }
 
