@@ -938,7 +938,7 @@ function entryBytes(e: Entry): number {
   const c = e.cmd;
   switch (c.op) {
     case 'kvPut': return 64 + c.key.length + c.value.length;
-    case 'produce': return c.records.reduce((n, r) => n + 16 + recordBytes(r), 64);
+    case 'produce': return c.batch ? 64 + c.batch.length : c.records!.reduce((n, r) => n + 16 + recordBytes(r), 64);
     case 'trim': return 64 + 16 * c.removed.length;
     default: return 64;
   }

@@ -319,7 +319,7 @@ class PartitionWorker {
         this.flush(); // the existence check must see queued writes
         return { cmd: { op: 'kvDel', ks: req.ks, key: req.key, existed: h.reader.liveKv(req.ks, req.key, systemClock.nowMs()) !== undefined }, acks: req.acks };
       }
-      case 'produce': return { cmd: { op: 'produce', topicId: req.topicId, tp: req.tp, records: req.records, producerId: req.producerId, sequence: req.sequence, previousSequence: req.previousSequence }, acks: req.acks };
+      case 'produce': return { cmd: { op: 'produce', topicId: req.topicId, tp: req.tp, ...(req.batch ? { batch: req.batch, batchBytes: req.batchBytes } : { records: req.records }), producerId: req.producerId, sequence: req.sequence, previousSequence: req.previousSequence }, acks: req.acks };
       case 'commit': return { cmd: { op: 'commit', group: req.group, topicId: req.topicId, tp: req.tp, offset: req.offset }, acks: req.acks };
       case 'uncommit': return { cmd: { op: 'uncommit', group: req.group, topicId: req.topicId, tp: req.tp }, acks: req.acks };
       case 'dropStream': return { cmd: { op: 'dropStream', topicId: req.topicId, tp: req.tp }, acks: req.acks };

@@ -63,6 +63,11 @@ export interface BatchInfo {
   keyed: boolean;
 }
 
+/** A batch the gateway validated, with what validation found: the node trusts it as it is. */
+export interface CheckedBatch { bytes: Uint8Array; info: BatchInfo }
+
+export function checkBatch(bytes: Uint8Array): CheckedBatch { return { bytes, info: validateBatch(bytes) }; }
+
 const bad = (why: string): ChicagoError => new ChicagoError('INVALID_BATCH', why);
 
 // ---- varints ---------------------------------------------------------------------------------
