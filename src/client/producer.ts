@@ -325,7 +325,7 @@ export class Producer<M extends ProducerMode = 'acked'> {
     // Picked per attempt: a retry after a failover goes where the partition is led now.
     const session = this.sessionOf(s);
     // One record batch, encoded once, to a node that takes it; tuples to one that does not.
-    const payload = session.serverFeatures.includes('batch')
+    const payload = session.serverFeatures?.includes('batch')
       ? { batch: b.encoded ??= encodeBatch(b.records.map(([value, key, headers]) => ({ value, key, headers }))) }
       : { records: b.records };
     const body = {
