@@ -6,6 +6,7 @@ import { batchCount, decodeBatch, encodeBatch, isRecordBatch, stampBatch, valida
 import { ChicagoError } from '../src/runtime/errors.js';
 import { limits } from '../src/runtime/limits.js';
 import { diskCodec } from '../src/runtime/codec.js';
+import { decodeStoredBatch } from '../src/actors/partition.js';
 
 const b = (s: string) => Buffer.from(s);
 
@@ -71,7 +72,12 @@ describe('record batch', () => {
     stampBatch(again, 1234, 99_000); // already stamped: unchanged
     expect(again.equals(a)).toBe(true);
     expect(isRecordBatch(a)).toBe(true);
-    expect(isRecordBatch(diskCodec.encode({ ts: 1, r: [[null, b('v'), null]] }))).toBe(false);
+    const old = diskCodec.encode({ ts: 1, r: [[b('k'), b('v'), { h: 'x' }]] });
+    expect(isRecordBatch(old)).toBe(false);
+    // stream values written before record batches still read
+    const back = decodeStoredBatch(old);
+    expect([back.ts, Buffer.from(back.r[0][0]!).toString(), Buffer.from(back.r[0][1]).toString(), back.r[0][2]]).toEqual([1, 'k', 'v', { h: 'x' }]);
+    expect(decodeStoredBatch(a).r.map((r) => Buffer.from(r[1]).toString())).toEqual(['v']);
   });
 
   it('refuses malformed batches with INVALID_BATCH and a reason', () => {
