@@ -115,9 +115,19 @@ class PartitionWorker {
 
   constructor(private readonly db: RocksLevel, private readonly port: MessagePort, private readonly drained: Int32Array, private readonly pace: Int32Array) {
     this.writer = new BatchWriter(db);
-    port.on('message', (buf: Uint8Array) => {
+    port.on('message', (msg: Uint8Array | [Uint8Array, ...ArrayBuffer[]]) => {
       this.received++;
-      for (const r of this.codec.decode<Request[]>(buf)) this.inbox.push(r);
+      if (msg instanceof Uint8Array) {
+        for (const r of this.codec.decode<Request[]>(msg)) this.inbox.push(r);
+      } else {
+        // record batches travel beside the message, transferred (threads.ts flush)
+        for (const r of this.codec.decode<Request[]>(msg[0] as Uint8Array)) {
+          if (r.op === 'produce' && r.batchAt !== undefined) {
+            const { batchAt, ...rest } = r;
+            this.inbox.push({ ...rest, batch: Buffer.from(msg[batchAt + 1] as ArrayBuffer) });
+          } else this.inbox.push(r);
+        }
+      }
       this.scheduleDrain();
     });
   }
