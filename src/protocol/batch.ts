@@ -73,6 +73,8 @@ const bad = (why: string): ChicagoError => new ChicagoError('INVALID_BATCH', why
 // ---- varints ---------------------------------------------------------------------------------
 
 function varintBytes(n: number): number {
+  if (n >= -64 && n < 64) return 1;
+  if (n >= -8192 && n < 8192) return 2;
   // zigzag of a safe integer, as a non-negative number
   let z = n >= 0 ? n * 2 : -n * 2 - 1;
   let len = 1;
@@ -82,6 +84,11 @@ function varintBytes(n: number): number {
 
 function writeVarint(buf: Buffer, pos: number, n: number): number {
   let z = n >= 0 ? n * 2 : -n * 2 - 1;
+  if (z < 0x8000_0000) {
+    while (z >= 0x80) { buf[pos++] = (z & 0x7f) | 0x80; z >>>= 7; }
+    buf[pos++] = z;
+    return pos;
+  }
   while (z >= 0x80) {
     buf[pos++] = (z % 128) | 0x80;
     z = Math.floor(z / 128);
@@ -90,24 +97,25 @@ function writeVarint(buf: Buffer, pos: number, n: number): number {
   return pos;
 }
 
-/** Read position shared by the reader functions (one walk at a time: no reentrancy in here). */
+/** Read position and record index shared by the reader functions (one walk at a time: no reentrancy in here). */
 let at = 0;
+let rec = 0;
 
-/** A zigzag varint of at most `maxBytes` bytes, ending before `end`. */
-function readVarint(buf: Uint8Array, end: number, maxBytes: number, what: string): number {
+/** A zigzag varint of at most `maxBytes` bytes, ending before `end`. `field` names it in an error only (no string is built per call). */
+function readVarint(buf: Uint8Array, end: number, maxBytes: number, field: string): number {
   let z = 0;
   let mul = 1;
   for (let i = 0; i < maxBytes; i++) {
-    if (at >= end) throw bad(`${what}: truncated varint at byte ${at}`);
+    if (at >= end) throw bad(`record ${rec} ${field}: truncated varint at byte ${at}`);
     const b = buf[at++];
     z += (b & 0x7f) * mul;
     if ((b & 0x80) === 0) {
-      if (z > Number.MAX_SAFE_INTEGER) throw bad(`${what}: varint out of range at byte ${at}`);
+      if (z > Number.MAX_SAFE_INTEGER) throw bad(`record ${rec} ${field}: varint out of range at byte ${at}`);
       return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
     }
     mul *= 128;
   }
-  throw bad(`${what}: varint longer than ${maxBytes} bytes at byte ${at}`);
+  throw bad(`record ${rec} ${field}: varint longer than ${maxBytes} bytes at byte ${at}`);
 }
 
 // ---- encode ----------------------------------------------------------------------------------
@@ -225,23 +233,24 @@ export function validateBatch(bytes: Uint8Array): BatchInfo {
   let keyed = false;
   at = BATCH_HEADER_BYTES;
   for (let i = 0; i < count; i++) {
-    const rlen = readVarint(buf, len, 5, `record ${i} length`);
+    rec = i;
+    const rlen = readVarint(buf, len, 5, 'length');
     if (rlen < 0 || rlen > len - at) throw bad(`record ${i}: length ${rlen} runs past the batch`);
     const end = at + rlen;
     at++; // attributes
-    readVarint(buf, end, 10, `record ${i} timestampDelta`);
-    const delta = readVarint(buf, end, 5, `record ${i} offsetDelta`);
+    readVarint(buf, end, 10, 'timestampDelta');
+    const delta = readVarint(buf, end, 5, 'offsetDelta');
     if (delta !== i) throw bad(`record ${i}: offsetDelta ${delta}`);
-    const klen = readVarint(buf, end, 5, `record ${i} key length`);
+    const klen = readVarint(buf, end, 5, 'key length');
     if (klen < -1 || klen > end - at) throw bad(`record ${i}: key length ${klen} runs past the record`);
     if (klen === 0) throw new ChicagoError('INVALID_KEY', `record ${i}: empty (send no key instead)`);
     if (klen > limits.keyBytesMax) throw new ChicagoError('INVALID_KEY', `record ${i}: ${klen} bytes, limit is ${limits.keyBytesMax}`);
     if (klen > 0) { keyed = true; at += klen; }
-    const vlen = readVarint(buf, end, 5, `record ${i} value length`);
+    const vlen = readVarint(buf, end, 5, 'value length');
     if (vlen < 0) throw bad(`record ${i}: a value is required (length ${vlen})`);
     if (vlen > end - at) throw bad(`record ${i}: value length ${vlen} runs past the record`);
     at += vlen;
-    const hc = readVarint(buf, end, 5, `record ${i} header count`);
+    const hc = readVarint(buf, end, 5, 'header count');
     if (hc < 0 || hc > limits.headerCountMax) {
       if (hc < 0) throw bad(`record ${i}: header count ${hc}`);
       throw new ChicagoError('INVALID_ARGUMENT', 'headers', `${hc} headers, limit is ${limits.headerCountMax}`);
@@ -249,11 +258,11 @@ export function validateBatch(bytes: Uint8Array): BatchInfo {
     let hbytes = 0;
     const h0 = at;
     for (let j = 0; j < hc; j++) {
-      const nl = readVarint(buf, end, 5, `record ${i} header ${j} name length`);
+      const nl = readVarint(buf, end, 5, 'header name length');
       if (nl < 0 || nl > end - at) throw bad(`record ${i}: header ${j} name length ${nl}`);
       const ns = at;
       at += nl;
-      const vl = readVarint(buf, end, 5, `record ${i} header ${j} value length`);
+      const vl = readVarint(buf, end, 5, 'header value length');
       if (vl < 0 || vl > end - at) throw bad(`record ${i}: header ${j} value length ${vl}${vl < 0 ? ' (a header needs a value)' : ''}`);
       if (!isUtf8(buf.subarray(ns, ns + nl)) || !isUtf8(buf.subarray(at, at + vl))) throw new ChicagoError('INVALID_UTF8', `record ${i} header ${j}`);
       if (nl === 9 && buf.toString('latin1', ns, ns + nl) === '__proto__') throw new ChicagoError('INVALID_ARGUMENT', 'headers', 'a header may not be named __proto__');
@@ -341,6 +350,7 @@ export function decodeBatch(bytes: Uint8Array): { ts: number; records: DecodedRe
   const records = new Array<DecodedRecord>(count);
   at = BATCH_HEADER_BYTES;
   for (let i = 0; i < count; i++) {
+    rec = i;
     readVarint(buf, len, 5, 'record length');
     at++;
     readVarint(buf, len, 10, 'timestampDelta');
