@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { crc32c } from '@node-rs/crc32';
-import { batchCount, decodeBatch, encodeBatch, isRecordBatch, stampBatch, validateBatch, type BatchRecord } from '../src/protocol/batch.js';
+import { batchCount, decodeBatch, encodeBatch, encodeHeaders, isRecordBatch, stampBatch, validateBatch, type BatchRecord } from '../src/protocol/batch.js';
 import { ChicagoError } from '../src/runtime/errors.js';
 import { limits } from '../src/runtime/limits.js';
 import { diskCodec } from '../src/runtime/codec.js';
@@ -46,6 +46,20 @@ describe('record batch', () => {
       [null, '07070707', null],
     ]);
     expect(validateBatch(encodeBatch([{ value: b('x') }])).keyed).toBe(false);
+  });
+
+  it('encodes text as UTF-8 and shared headers once, to the same bytes as per-record ones', () => {
+    const shared = encodeHeaders({ host: 'h1', task: 'ñ' });
+    const a = encodeBatch([
+      { value: 'héllo', key: 'k', shared, headers: { seq: '1' } },
+      { value: b('x'), shared, headers: { seq: '2' } },
+    ], 9);
+    const c = encodeBatch([
+      { value: b('héllo'), key: b('k'), headers: { host: 'h1', task: 'ñ', seq: '1' } },
+      { value: b('x'), headers: { host: 'h1', task: 'ñ', seq: '2' } },
+    ], 9);
+    expect(a.equals(c)).toBe(true);
+    expect(decodeBatch(a).records[0][2]).toEqual({ host: 'h1', task: 'ñ', seq: '1' });
   });
 
   it('lays out Kafka RecordBatch v2: magic 2, batchLength, CRC32C from attributes to the end', () => {

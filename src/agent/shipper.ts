@@ -10,7 +10,7 @@ import { authHeader } from '../client/token.js';
 import type { Logger } from '../runtime/log.js';
 import type { AgentConfig } from './config.js';
 import type { Producer, SendRange, ShipRecord, Spool } from './spool.js';
-import { BATCH_CONTENT_TYPE, encodeBatch, type BatchRecord } from '../protocol/batch.js';
+import { BATCH_CONTENT_TYPE, encodeBatch, encodeHeaders, type BatchRecord, type EncodedHeaders } from '../protocol/batch.js';
 
 /** bytes a record adds to a JSON body besides its value and headers */
 const RECORD_OVERHEAD_BYTES = 64;
@@ -394,20 +394,21 @@ class RawBatch {
 /** The produce body as one record batch: the same records, values, keys and headers (with seq) as bodyOf. */
 export function batchOf(records: ShipRecord[]): Buffer {
   const out: BatchRecord[] = new Array<BatchRecord>(records.length);
+  // records of one append share their headers object: encoded once, seq added per record
   let lastH: Record<string, string> | undefined;
-  let rest: Record<string, string> = {};
+  let shared: EncodedHeaders | undefined;
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
     if (r.headers !== lastH) {
       lastH = r.headers;
-      const { seq: _seq, ...others } = r.headers;
-      rest = others;
+      const { seq: _seq, ...rest } = r.headers;
+      shared = encodeHeaders(rest);
     }
-    const headers = { ...rest, seq: String(r.seq) };
     out[i] = {
-      value: Buffer.from(r.value, r.enc === 'base64' ? 'base64' : 'utf8'),
-      ...(r.key !== undefined ? { key: Buffer.from(r.key) } : {}),
-      headers,
+      value: r.enc === 'base64' ? Buffer.from(r.value, 'base64') : r.value,
+      key: r.key,
+      shared,
+      header: ['seq', String(r.seq)],
     };
   }
   return encodeBatch(out);

@@ -46,9 +46,49 @@ const ATTR_CONTROL = 0x20;
 const TWO_32 = 2 ** 32;
 
 export interface BatchRecord {
-  value: Uint8Array;
-  key?: Uint8Array | null;
+  /** bytes, or text sent as UTF-8 */
+  value: Uint8Array | string;
+  key?: Uint8Array | string | null;
   headers?: Record<string, string> | null;
+  /** headers encoded once for many records (encodeHeaders), sent before `headers` */
+  shared?: EncodedHeaders;
+  /** one more header, after the others: a per-record header without a map to walk */
+  header?: [name: string, value: string];
+}
+
+/** A header list in batch form, made once and shared by the records that carry it. */
+export interface EncodedHeaders { count: number; bytes: Buffer }
+
+export function encodeHeaders(h: Record<string, string>): EncodedHeaders {
+  const names = Object.keys(h);
+  let n = 0;
+  for (const name of names) n += headerBytesOf(name, h[name]);
+  const bytes = Buffer.allocUnsafe(n);
+  let pos = 0;
+  for (const name of names) pos = writeHeader(bytes, pos, name, h[name]);
+  return { count: names.length, bytes };
+}
+
+function headerBytesOf(name: string, value: string): number {
+  const nl = Buffer.byteLength(name);
+  const vl = Buffer.byteLength(value);
+  return varintBytes(nl) + nl + varintBytes(vl) + vl;
+}
+
+function writeHeader(buf: Buffer, pos: number, name: string, value: string): number {
+  pos = writeVarint(buf, pos, Buffer.byteLength(name));
+  pos += buf.write(name, pos, 'utf8');
+  pos = writeVarint(buf, pos, Buffer.byteLength(value));
+  return pos + buf.write(value, pos, 'utf8');
+}
+
+const byteLengthOf = (v: Uint8Array | string): number => (typeof v === 'string' ? Buffer.byteLength(v) : v.length);
+
+function writeBytes(buf: Buffer, pos: number, v: Uint8Array | string, len: number): number {
+  pos = writeVarint(buf, pos, len);
+  if (typeof v === 'string') buf.write(v, pos, 'utf8');
+  else buf.set(v, pos);
+  return pos + len;
 }
 
 /** A record as read back: key/value are views into the batch bytes. */
@@ -126,25 +166,24 @@ function readVarint(buf: Uint8Array, end: number, maxBytes: number, field: strin
  */
 export function encodeBatch(records: readonly BatchRecord[], timestampMs = Date.now()): Buffer {
   if (records.length === 0) throw new ChicagoError('INVALID_ARGUMENT', 'records', 'empty batch');
-  const lens = new Array<number>(records.length);
+  const n = records.length;
+  // sizes first (one allocation), lengths kept for the write pass
+  const lens = new Array<number>(n);
+  const vlens = new Array<number>(n);
+  const klens = new Array<number>(n);
   let total = BATCH_HEADER_BYTES;
-  for (let i = 0; i < records.length; i++) {
+  for (let i = 0; i < n; i++) {
     const r = records[i];
-    const k = r.key;
+    const vl = vlens[i] = byteLengthOf(r.value);
+    const kl = klens[i] = r.key === undefined || r.key === null ? -1 : byteLengthOf(r.key);
     let body = 1 + 1 + varintBytes(i); // attributes, timestampDelta 0, offsetDelta
-    body += k ? varintBytes(k.length) + k.length : 1;
-    body += varintBytes(r.value.length) + r.value.length;
+    body += kl < 0 ? 1 : varintBytes(kl) + kl;
+    body += varintBytes(vl) + vl;
     let hc = 0;
-    let hb = 0;
-    if (r.headers) {
-      for (const name in r.headers) {
-        const nl = Buffer.byteLength(name);
-        const vl = Buffer.byteLength(r.headers[name]);
-        hb += varintBytes(nl) + nl + varintBytes(vl) + vl;
-        hc++;
-      }
-    }
-    body += varintBytes(hc) + hb;
+    if (r.shared) { hc += r.shared.count; body += r.shared.bytes.length; }
+    if (r.headers) for (const name in r.headers) { body += headerBytesOf(name, r.headers[name]); hc++; }
+    if (r.header) { body += headerBytesOf(r.header[0], r.header[1]); hc++; }
+    body += varintBytes(hc);
     lens[i] = body;
     total += varintBytes(body) + body;
   }
@@ -155,36 +194,30 @@ export function encodeBatch(records: readonly BatchRecord[], timestampMs = Date.
   buf.writeInt32BE(-1, OFF_EPOCH);
   buf[OFF_MAGIC] = BATCH_MAGIC;
   buf.writeInt16BE(0, OFF_ATTRIBUTES);
-  buf.writeInt32BE(records.length - 1, OFF_LAST_DELTA);
+  buf.writeInt32BE(n - 1, OFF_LAST_DELTA);
   writeI64(buf, OFF_BASE_TS, timestampMs);
   writeI64(buf, OFF_MAX_TS, timestampMs);
   writeI64(buf, OFF_PRODUCER_ID, -1);
   buf.writeInt16BE(-1, OFF_PRODUCER_EPOCH);
   buf.writeInt32BE(-1, OFF_BASE_SEQUENCE);
-  buf.writeInt32BE(records.length, OFF_COUNT);
+  buf.writeInt32BE(n, OFF_COUNT);
   let pos = BATCH_HEADER_BYTES;
-  for (let i = 0; i < records.length; i++) {
+  for (let i = 0; i < n; i++) {
     const r = records[i];
     pos = writeVarint(buf, pos, lens[i]);
     buf[pos++] = 0; // attributes
     buf[pos++] = 0; // timestampDelta
     pos = writeVarint(buf, pos, i);
-    const k = r.key;
-    if (k) { pos = writeVarint(buf, pos, k.length); buf.set(k, pos); pos += k.length; }
-    else buf[pos++] = 1; // zigzag(-1)
-    pos = writeVarint(buf, pos, r.value.length);
-    buf.set(r.value, pos);
-    pos += r.value.length;
+    if (klens[i] < 0) buf[pos++] = 1; // zigzag(-1): no key
+    else pos = writeBytes(buf, pos, r.key!, klens[i]);
+    pos = writeBytes(buf, pos, r.value, vlens[i]);
     const h = r.headers;
-    if (h) {
-      pos = writeVarint(buf, pos, Object.keys(h).length);
-      for (const name in h) {
-        pos = writeVarint(buf, pos, Buffer.byteLength(name));
-        pos += buf.write(name, pos, 'utf8');
-        pos = writeVarint(buf, pos, Buffer.byteLength(h[name]));
-        pos += buf.write(h[name], pos, 'utf8');
-      }
-    } else buf[pos++] = 0;
+    let hc = (r.shared ? r.shared.count : 0) + (r.header ? 1 : 0);
+    if (h) for (const _name in h) hc++;
+    pos = writeVarint(buf, pos, hc);
+    if (r.shared) { r.shared.bytes.copy(buf, pos); pos += r.shared.bytes.length; }
+    if (h) for (const name in h) pos = writeHeader(buf, pos, name, h[name]);
+    if (r.header) pos = writeHeader(buf, pos, r.header[0], r.header[1]);
   }
   if (pos !== total) throw new ChicagoError('INTERNAL', `batch encoder wrote ${pos} of ${total} bytes`);
   buf.writeUInt32BE(crc32c(buf.subarray(CRC_FROM)), OFF_CRC);
