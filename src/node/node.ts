@@ -3,7 +3,7 @@
 // partition, and the live tails. Public methods validate; workers do the work.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import type { Config } from '../runtime/config.js';
@@ -46,7 +46,13 @@ import type {
 } from '../protocol/api.js';
 
 const VERSION = '0.1.0';
-const DATA_FORMAT = 1;
+/**
+ * The data dir's format, in chicago.json. 2 stores stream batches as record batches
+ * (src/protocol/batch.ts); a format 1 dir (msgpack batches) still reads, and is marked 2 at start,
+ * so a build that reads only 1 refuses it rather than misread the newer batches.
+ */
+const DATA_FORMAT = 2;
+const DATA_FORMATS_READ: readonly number[] = [1, 2];
 const WORKER_SCRIPT = new URL('../actors/worker.js', import.meta.url);
 
 type NodeState = 'starting' | 'up' | 'stopping' | 'stopped';
@@ -247,7 +253,12 @@ export class ChicagoNode implements NodeApi {
     const file = path.join(dir, 'chicago.json');
     try {
       const meta = JSON.parse(await readFile(file, 'utf8')) as { format: number; partitions: number };
-      if (meta.format !== DATA_FORMAT) throw new Error(`data dir ${dir} has format ${meta.format}, this build reads ${DATA_FORMAT}`);
+      if (!DATA_FORMATS_READ.includes(meta.format)) throw new Error(`data dir ${dir} has format ${meta.format}, this build reads ${DATA_FORMATS_READ.join(' and ')}`);
+      if (meta.format !== DATA_FORMAT) {
+        await writeFile(`${file}.tmp`, JSON.stringify({ ...meta, format: DATA_FORMAT }, null, 2) + '\n');
+        await rename(`${file}.tmp`, file); // whole or not at all
+        this.log.info({ dir, from: meta.format, to: DATA_FORMAT }, 'data dir format upgraded (older batches still read)');
+      }
       if (clusterPartitions !== undefined && meta.partitions !== clusterPartitions) {
         throw new Error(`data dir ${dir} was made with ${meta.partitions} partitions, the cluster has ${clusterPartitions}`);
       }
