@@ -5,7 +5,8 @@ import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { keyOfLine, RECORD_KEY_CHARS_MAX, recordEntries } from '../src/agent/records.js';
-import { bodyOf } from '../src/agent/shipper.js';
+import { batchOf, bodyOf } from '../src/agent/shipper.js';
+import { decodeBatch, validateBatch } from '../src/protocol/batch.js';
 import { decodeSegment, encodeEntry, recordsOf, Spool, type RecsEntry } from '../src/agent/spool.js';
 
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `chicago-agent-${p}-`));
@@ -139,5 +140,20 @@ describe('agent batch spool entries', () => {
       { value: '/w==', valueEncoding: 'base64', headers: { seq: '9' } },
       { value: 'c', headers: { seq: '10' } },
     ]);
+  });
+
+  it('the record-batch body holds the same records as the JSON body', () => {
+    const h = { host: 'h', source: 's' };
+    const recs = [
+      { task: 't', seq: 7, topic: 'l', value: 'a "quoted"\nline ü', headers: h },
+      { task: 't', seq: 8, topic: 'l', value: 'b', key: 'k8', headers: h },
+      { task: 't', seq: 9, topic: 'l', value: '/w==', enc: 'base64' as const, headers: { seq: '9' } },
+      { task: 't', seq: 10, topic: 'l', value: 'c', headers: {} },
+    ];
+    const batch = batchOf(recs);
+    expect(validateBatch(batch)).toMatchObject({ count: 4, keyed: true });
+    const json = JSON.parse(bodyOf(recs)) as Array<{ key?: string; value: string; valueEncoding?: string; headers: Record<string, string> }>;
+    expect(decodeBatch(batch).records.map(([k, v, hd]) => [k && Buffer.from(k).toString(), Buffer.from(v).toString('base64'), hd]))
+      .toEqual(json.map((r) => [r.key ?? null, Buffer.from(r.value, r.valueEncoding === 'base64' ? 'base64' : 'utf8').toString('base64'), r.headers]));
   });
 });

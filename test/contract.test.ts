@@ -2,6 +2,7 @@
 // HTTP, the WebSocket client, and the WebSocket client against a 3-node cluster. Each subject
 // answers with the same positions, versions, duplicates and error codes, so an interface that
 // drifts from the others fails here.
+import { encodeBatch } from '../src/protocol/batch.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -151,10 +152,11 @@ async function overWs(url: string, replicas: number): Promise<Subject> {
     createTopic: admin.createTopic,
     endOffsets: async (topic) => (await client.topic(topic)).partitions.map((p) => p.endOffset),
     produce: async (topic, records, opts = {}) => {
-      // the raw op: the client's producer picks its own sequences
+      // the raw op (the client's producer picks its own sequences), with the records as one record
+      // batch, as the client's producer sends them (HTTP and in-process cover the other forms)
       const r = await session.request({
         op: 'produce', topic, acks: 'all', ...opts,
-        records: records.map((x) => (x.headers ? [x.value, x.key ?? null, x.headers] : x.key ? [x.value, x.key] : [x.value])),
+        batch: encodeBatch(records.map((x) => ({ value: x.value, key: x.key, headers: x.headers }))),
       } as never, 'write');
       const parts = r.partitions as number[];
       return { positions: (r.offsets as number[]).map((offset, i) => ({ partition: parts[i], offset })), duplicate: r.duplicate === true, replicas: r.replicas as number };

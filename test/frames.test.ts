@@ -9,6 +9,7 @@ import {
   toStartPosition,
 } from '../src/protocol/frames.js';
 import { offset } from '../src/runtime/ids.js';
+import { encodeBatch } from '../src/protocol/batch.js';
 
 const raw = new Packr({ useRecords: false });
 const parse = (v: unknown) => parseClientFrame(raw.pack(v));
@@ -35,6 +36,17 @@ describe('client frames', () => {
     }
   });
 
+  it('takes a produce of one record batch (bin), validated once with what routing needs', () => {
+    const batch = encodeBatch([{ value: Buffer.from('v'), key: Buffer.from('k') }, { value: Buffer.from('w') }]);
+    const p = parse({ op: 'produce', id: 3, topic: 't', producerId: 'p', sequence: 0, batch });
+    expect(p.ok).toBe(true);
+    if (p.ok && p.frame.op === 'produce') {
+      expect(p.frame.records).toBeUndefined();
+      expect(Buffer.from(p.frame.batch!).equals(batch)).toBe(true);
+      expect(p.frame.checked!.info).toEqual({ count: 2, recordBytes: 3, keyed: true });
+    }
+  });
+
   it('fills defaults and accepts str for bytes', () => {
     const p = parse({ op: 'produce', id: 1, topic: 't', records: [['hello']] });
     expect(p.ok && p.frame).toMatchObject({ acks: 'all', records: [[Buffer.from('hello'), undefined, undefined]] });
@@ -53,6 +65,10 @@ describe('client frames', () => {
       [{ op: 'produce', id: 4, topic: 't', records: [['v', null, { n: 1 }]] }, 'INVALID_ARGUMENT'],
       [{ op: 'produce', id: 4, topic: 't', records: [['v', null, Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`h${i}`, '']))]] }, 'INVALID_ARGUMENT'],
       [{ op: 'produce', id: 4, topic: 't', partition: 1.5, records: [['v']] }, 'INVALID_ARGUMENT'],
+      [{ op: 'produce', id: 4, topic: 't', records: [['v']], batch: encodeBatch([{ value: Buffer.from('v') }]) }, 'BAD_REQUEST'],
+      [{ op: 'produce', id: 4, topic: 't', batch: 'not bin' }, 'BAD_REQUEST'],
+      [{ op: 'produce', id: 4, topic: 't', batch: Buffer.from('garbage') }, 'INVALID_BATCH'],
+      [{ op: 'produce', id: 4, topic: 't', batch: encodeBatch([{ value: Buffer.from('v'), key: Buffer.alloc(limits.keyBytesMax + 1) }]) }, 'INVALID_KEY'],
       [{ op: 'credit', sub: 4, bytes: limits.subscriberCreditBytesMax + 1 }, 'INVALID_ARGUMENT'],
       [{ op: 'commit', id: 4, group: 'g', topic: 't', partition: 0, offset: 2 ** 60 }, 'INVALID_OFFSET'],
       [{ op: 'subscribe', id: 4, topic: 't', partition: 0, from: 'middle', credit: 1 }, 'BAD_REQUEST'],

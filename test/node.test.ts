@@ -116,6 +116,59 @@ describe('streams over HTTP', () => {
     expect(d.body.partitions.reduce((n: number, x: any) => n + x.endOffset, 0)).toBe(30);
   });
 
+  it('takes one record batch as the body (application/vnd.chicago.record-batch), and a live tail gets its records', async () => {
+    const { encodeBatch, BATCH_CONTENT_TYPE } = await import('../src/protocol/batch.js');
+    const { connect } = await import('../src/client/index.js');
+    const type = { 'content-type': BATCH_CONTENT_TYPE };
+    await call('POST', '/v1/topics', { name: 'binary', partitions: 1 });
+    await call('POST', '/v1/topics', { name: 'binkeyed', partitions: 3 });
+    const client = await connect({ url: node.url });
+    try {
+      // the tail is live once the first record (JSON) reaches it; the batch's records come after it
+      const live = client.tail('binary', 0, { from: { offset: 0 } });
+      const it = live[Symbol.asyncIterator]();
+      await call('POST', '/v1/topics/binary/records', [{ value: 'json' }]);
+      expect((await it.next()).value).toMatchObject({ offset: 0 });
+      const batch = encodeBatch([
+        { value: Buffer.from('a') },
+        { value: Buffer.from([0xff, 0x00]), key: Buffer.from('k'), headers: { host: 'h', seq: '2' } },
+      ]);
+      const p = await call('POST', '/v1/topics/binary/records?producerId=bin&sequence=0', batch, type);
+      expect(p.status, p.text).toBe(200);
+      expect(p.body.records).toEqual([{ partition: 0, offset: 1 }, { partition: 0, offset: 2 }]);
+      // a retry of the same sequence is recognised, the bytes are not appended twice
+      const again = await call('POST', '/v1/topics/binary/records?producerId=bin&sequence=0', batch, type);
+      expect(again.body).toMatchObject({ duplicate: true, records: [{ offset: 1 }, { offset: 2 }] });
+      const back = await call('GET', '/v1/topics/binary/records?offset=1');
+      expect(back.body.records.map((r: any) => [r.offset, r.value, r.key ?? null, r.headers])).toEqual([
+        [1, 'a', null, {}], [2, Buffer.from([0xff, 0]).toString('base64'), 'k', { host: 'h', seq: '2' }],
+      ]);
+      expect(back.body.nextOffset).toBe(3);
+      const first = await it.next();
+      expect(first.value).toMatchObject({ offset: 1 });
+      expect(Buffer.from(first.value.value).toString()).toBe('a');
+      const second = await it.next();
+      expect(second.value).toMatchObject({ offset: 2, headers: { host: 'h', seq: '2' } });
+      await it.return?.();
+      // keyed records of a topic of several partitions are placed by key, as the JSON body's are
+      const keyed = encodeBatch(Array.from({ length: 12 }, (_, i) => ({ key: Buffer.from(`k${i % 4}`), value: Buffer.from(`v${i}`) })));
+      const k = await call('POST', '/v1/topics/binkeyed/records', keyed, type);
+      expect(k.status, k.text).toBe(200);
+      const json = await call('POST', '/v1/topics/binkeyed/records', Array.from({ length: 4 }, (_, i) => ({ key: `k${i}`, value: 'j' })));
+      for (let i = 0; i < 4; i++) expect(k.body.records[i].partition).toBe(json.body.records[i].partition);
+      // hostile bytes: a clear refusal from the catalogue, the node stays up
+      const broken = Buffer.from(batch);
+      broken[broken.length - 1] ^= 0xff;
+      const bad = await call('POST', '/v1/topics/binary/records', broken, type);
+      expect([bad.status, bad.body.error.code]).toEqual([400, 'INVALID_BATCH']);
+      const short = await call('POST', '/v1/topics/binary/records', Buffer.from('hello'), type);
+      expect([short.status, short.body.error.code]).toEqual([400, 'INVALID_BATCH']);
+      expect((await call('GET', '/v1/topics/binary/records?offset=0')).body.nextOffset).toBe(3);
+    } finally {
+      client.close();
+    }
+  });
+
   it('finds the first record at or after a timestamp, and the newest records within a byte budget', async () => {
     await call('POST', '/v1/topics', { name: 'timed', partitions: 1 });
     await call('POST', '/v1/topics/timed/records', [{ value: 'old1' }, { value: 'old2' }]);
@@ -354,5 +407,32 @@ describe('observability', () => {
     expect(s.body.state).toBe('up');
     expect(s.body.partitions.length).toBe(8);
     expect(s.body.partitions.every((p: any) => p.epoch === 1)).toBe(true);
+  });
+});
+
+describe('data dir format', () => {
+  it('reads a format 1 dir and marks it 2 (record batches); refuses a format it does not know', async () => {
+    const { mkdtemp, readFile, writeFile, rm } = await import('node:fs/promises');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-format-'));
+    const meta = path.join(dir, 'chicago.json');
+    try {
+      let n = await startNode({ dataDir: dir });
+      await http(n.url, 'POST', '/v1/topics', { name: 'f', partitions: 1 });
+      await http(n.url, 'POST', '/v1/topics/f/records', [{ value: 'before' }]);
+      await n.stop();
+      expect(JSON.parse(await readFile(meta, 'utf8')).format).toBe(2);
+      await writeFile(meta, JSON.stringify({ ...JSON.parse(await readFile(meta, 'utf8')), format: 1 }));
+      n = await startNode({ dataDir: dir });
+      expect(JSON.parse(await readFile(meta, 'utf8')).format).toBe(2);
+      await http(n.url, 'POST', '/v1/topics/f/records', [{ value: 'after' }]);
+      expect((await http(n.url, 'GET', '/v1/topics/f/records?offset=0')).body.records.map((r: any) => r.value)).toEqual(['before', 'after']);
+      await n.stop();
+      await writeFile(meta, JSON.stringify({ ...JSON.parse(await readFile(meta, 'utf8')), format: 99 }));
+      await expect(startNode({ dataDir: dir, startTimeoutMs: 20_000 })).rejects.toThrow(/has format 99, this build reads 1 and 2/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

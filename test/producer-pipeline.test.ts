@@ -1,6 +1,7 @@
 // The producer's pipelining (maxInFlight): unit cases over a fake session whose "node" is the real
 // partition transition (test controls when each request arrives and what it answers), then a real
 // node killed with -9 mid-stream.
+import { decodeBatch, validateBatch } from '../src/protocol/batch.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChicagoClient } from '../src/client/index.js';
 import { Producer, type RecordPosition } from '../src/client/producer.js';
@@ -20,6 +21,8 @@ interface Held { body: ProduceBody; resolve(r: Reply): void; reject(e: ChicagoEr
 class FakeSession {
   isUp = true;
   isClosed = false;
+  /** as a node that takes record batches: the producer sends each batch's records as one */
+  serverFeatures = ['batch'];
   readonly held: Held[] = [];
   /** every request as it was sent, in order */
   readonly sent: ProduceBody[] = [];
@@ -38,13 +41,15 @@ class FakeSession {
   deliver(): void {
     const h = this.held.shift()!;
     const b = h.body;
-    const records: WireRecord[] = b.records.map(([v, k, hd]) => [k ?? null, v, hd ?? null]);
+    // the bytes as the node receives them (a copy: the node stamps its own)
+    const batch = b.batch ? Buffer.from(b.batch) : undefined;
+    const records: WireRecord[] = batch ? decodeBatch(batch).records : b.records!.map(([v, k, hd]) => [k ?? null, v, hd ?? null]);
     const r = step(this.state, {
-      op: 'produce', topicId: 1, tp: b.partition ?? 0, records, producerId: b.producerId, sequence: b.sequence,
+      op: 'produce', topicId: 1, tp: b.partition ?? 0, ...(batch ? { batch, batchBytes: validateBatch(batch).recordBytes } : { records }), producerId: b.producerId, sequence: b.sequence,
       ...(this.rule && b.previousSequence !== undefined ? { previousSequence: b.previousSequence } : {}),
     }, 1000);
     this.state = r.state;
-    if (r.reply.ok && !(r.reply.res as { duplicate: boolean }).duplicate) this.order.push(...b.records.map(([v]) => Buffer.from(v).toString()));
+    if (r.reply.ok && !(r.reply.res as { duplicate: boolean }).duplicate) this.order.push(...records.map(([, v]) => Buffer.from(v).toString()));
     if (!r.reply.ok) return h.reject(new ChicagoError(r.reply.code as ErrorCode, ...r.reply.args));
     const res = r.reply.res as { base: number; count: number };
     h.resolve({ op: 'res', id: 0, partitions: records.map(() => b.partition ?? 0), offsets: records.map((_, j) => res.base + j) } as Reply);

@@ -1,11 +1,10 @@
 // A leader filling a follower's gap from its replication log: the entries after the follower's
 // position, bounded in count and bytes, or — when the log no longer has them, or the gap is longer
 // than a log catch-up may be — a full copy, which the replica decides on (`logMissing`).
-import { diskCodec } from '../runtime/codec.js';
 import type { NodeId } from '../runtime/ids.js';
 import { limits } from '../runtime/limits.js';
 import * as K from '../storage/keys.js';
-import { epochOf, watermark, type AppendMessage, type Entry, type Replica } from './replica.js';
+import { decodeEntry, epochOf, watermark, type AppendMessage, type Entry, type Replica } from './replica.js';
 import type { Storage } from './storage.js';
 
 export type CatchUp = { kind: 'append'; msg: AppendMessage } | { kind: 'logMissing' };
@@ -17,7 +16,7 @@ export function catchUp(r: Replica, self: NodeId, fromSeq: number, at: number, l
   let bytes = 0;
   for (const [k, v] of log.iterate({ gte: K.logKey(fromSeq + 1), lt: K.logRange.lt })) {
     if (entries.length === 0 && K.seqOfLogKey(k) !== fromSeq + 1) break;
-    entries.push(diskCodec.decode<Entry>(v));
+    entries.push(decodeEntry(v));
     bytes += v.length;
     if (entries.length >= limits.catchUpEntriesMax || bytes >= limits.catchUpBytesMax) break;
   }

@@ -7,6 +7,7 @@ import type { ErrorCode } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { diskCodec } from '../runtime/codec.js';
 import * as K from '../storage/keys.js';
+import { batchCount, decodeBatch, encodeBatch, isRecordBatch, stampBatch } from '../protocol/batch.js';
 
 export type Op =
   | { type: 'put'; key: Buffer; value: Buffer }
@@ -18,6 +19,19 @@ export type Op =
 export type WireRecord = [key: Uint8Array | null, value: Uint8Array, headers: Record<string, string> | null];
 
 export interface StoredBatch { ts: number; r: WireRecord[] }
+
+/**
+ * A stored stream value as records. New appends store a record batch (src/protocol/batch.ts) with
+ * its base offset and append time stamped in; values written before that are a msgpack map
+ * {ts, r}, told apart by their first byte (docs/protocol.md, "Record batches").
+ */
+export function decodeStoredBatch(v: Uint8Array): StoredBatch {
+  if (isRecordBatch(v)) {
+    const d = decodeBatch(v);
+    return { ts: d.ts, r: d.records };
+  }
+  return diskCodec.decode<StoredBatch>(v);
+}
 
 export interface StreamState {
   readonly topicId: number;
@@ -66,8 +80,12 @@ export type Command =
   | { op: 'kvDel'; ks: string; key: Uint8Array; existed: boolean }
   /** TTL sweep of a key the runtime found expired in the same tick */
   | { op: 'kvExpire'; ks: string; key: Uint8Array; expiresAtMs: number; stillCurrent: boolean }
-  /** `previousSequence`: the producer's batch sent just before this one to this partition (pipelining) */
-  | { op: 'produce'; topicId: number; tp: number; records: WireRecord[]; producerId?: string; sequence?: number; previousSequence?: number }
+  /**
+   * `previousSequence`: the producer's batch sent just before this one to this partition (pipelining).
+   * Either `batch`, a record batch validated at the edge with its record bytes in `batchBytes`
+   * (stored as it is, once stamped), or `records`, encoded into one here.
+   */
+  | { op: 'produce'; topicId: number; tp: number; records?: WireRecord[]; batch?: Uint8Array; batchBytes?: number; producerId?: string; sequence?: number; previousSequence?: number }
   | { op: 'commit'; group: string; topicId: number; tp: number; offset: number }
   | { op: 'uncommit'; group: string; topicId: number; tp: number }
   /** retention: remove whole batches below `newStart`; `removed` lists their time-index entries */
@@ -241,7 +259,7 @@ export function step(s: PartitionState, cmd: Command, nowMs: number): Step {
 function produce(s: PartitionState, cmd: Extract<Command, { op: 'produce' }>, nowMs: number): Step {
   const skey = streamKeyOf(cmd.topicId, cmd.tp);
   const st = s.streams.get(skey) ?? emptyStream(cmd.topicId, cmd.tp);
-  const count = cmd.records.length;
+  const count = cmd.batch ? batchCount(cmd.batch) : cmd.records?.length ?? 0;
   if (count === 0) return { state: s, ops: [], reply: { ok: true, res: { base: st.end, count: 0, ts: st.lastTs, end: st.end, duplicate: false } } };
   if (st.end + count > limits.offsetMax) return reject(s, 'INVALID_OFFSET', st.end + count);
 
@@ -262,8 +280,8 @@ function produce(s: PartitionState, cmd: Extract<Command, { op: 'produce' }>, no
     }
   }
 
-  let bytes = 0;
-  for (const r of cmd.records) bytes += recordBytes(r);
+  let bytes = cmd.batchBytes ?? 0;
+  if (!cmd.batch) for (const r of cmd.records!) bytes += recordBytes(r);
   const base = st.end;
   // Append time, clamped so a partition's timestamps never go back (the time index relies on it).
   const ts = Math.max(nowMs, st.lastTs);
@@ -272,8 +290,10 @@ function produce(s: PartitionState, cmd: Extract<Command, { op: 'produce' }>, no
   st.lastTs = ts;
   s.streams.set(skey, st);
   nextSeq(s);
+  const batch = cmd.batch ?? encodeBatch(cmd.records!.map(([key, value, headers]) => ({ key, value, headers })), ts);
+  stampBatch(batch, base, ts);
   ops.push(
-    { type: 'put', key: K.batchKey(cmd.topicId, cmd.tp, base), value: diskCodec.encode({ ts, r: cmd.records } satisfies StoredBatch) },
+    { type: 'put', key: K.batchKey(cmd.topicId, cmd.tp, base), value: Buffer.from(batch.buffer, batch.byteOffset, batch.byteLength) },
     { type: 'put', key: K.timeIndexKey(cmd.topicId, cmd.tp, ts, base), value: diskCodec.encode([count, bytes]) },
     streamOp(st),
     metaOp(s),

@@ -6,7 +6,7 @@ import { diskCodec } from '../runtime/codec.js';
 import type { ColumnStore } from '../storage/rocks.js';
 import * as K from '../storage/keys.js';
 import type { StartPosition } from '../protocol/api.js';
-import { decodeKvValue, emptyStream, recordBytes, streamKeyOf, type PartitionState, type StoredBatch } from './partition.js';
+import { decodeKvValue, decodeStoredBatch, emptyStream, recordBytes, streamKeyOf, type PartitionState } from './partition.js';
 import { digestSlices, DIGEST_SLICE_ENTRIES } from './anti-entropy.js';
 import type { DigestReply, FetchReply, FetchedRecord, GroupOffsetReply, KvGetReply, StreamInfoReply } from './messages.js';
 
@@ -130,7 +130,7 @@ export class PartitionReader {
       let bytes = 0;
       outer: for (const [k, v] of this.store.iterate({ gte, lt: range.lt }, 16)) {
         const base = K.baseOffsetOfBatchKey(k);
-        const batch = diskCodec.decode<StoredBatch>(v);
+        const batch = decodeStoredBatch(v);
         for (let i = 0; i < batch.r.length; i++) {
           const offset = base + i;
           if (offset < next) continue;

@@ -242,7 +242,34 @@ export function epochOf(s: PartitionState, seq: number): number {
   return e;
 }
 
-export function encodeEntry(e: Entry): Buffer { return diskCodec.encode(e); }
+/**
+ * A log entry on disk: msgpack, except a produce of a record batch, which is a tag byte msgpack
+ * never uses, the entry without its batch (u32 length, msgpack), then the batch's bytes as they are.
+ */
+const ENTRY_WITH_BATCH_TAG = 0xc1;
+const ENTRY_HEAD_BYTES = 5;
+
+export function encodeEntry(e: Entry): Buffer {
+  const c = e.cmd;
+  if (c.op !== 'produce' || !c.batch) return diskCodec.encode(e);
+  const { batch, ...cmd } = c;
+  const head = diskCodec.encode({ ...e, cmd });
+  const out = Buffer.allocUnsafe(ENTRY_HEAD_BYTES + head.length + batch.length);
+  out[0] = ENTRY_WITH_BATCH_TAG;
+  out.writeUInt32BE(head.length, 1);
+  out.set(head, ENTRY_HEAD_BYTES);
+  out.set(batch, ENTRY_HEAD_BYTES + head.length);
+  return out;
+}
+
+export function decodeEntry(v: Uint8Array): Entry {
+  if (v[0] !== ENTRY_WITH_BATCH_TAG) return diskCodec.decode<Entry>(v);
+  const n = new DataView(v.buffer, v.byteOffset + 1, 4).getUint32(0);
+  const e = diskCodec.decode<Entry>(v.subarray(ENTRY_HEAD_BYTES, ENTRY_HEAD_BYTES + n));
+  assert.equal(e.cmd.op, 'produce', 'only a produce carries a batch beside its entry');
+  (e.cmd as Extract<Command, { op: 'produce' }>).batch = v.subarray(ENTRY_HEAD_BYTES + n);
+  return e;
+}
 
 const EPOCH_HISTORY_MAX = 256;
 
@@ -670,7 +697,7 @@ export function restoreHints(r: Replica, header: Uint8Array | undefined, entries
     r.hintsOnDisk = r.hintsOnDisk ? [r.hintsOnDisk[0], seq] : [seq, seq];
     if (!h || !run || seq <= run.prevSeq || seq > run.last) continue;
     if (seq !== lastHinted(h) + 1) continue; // a run is contiguous
-    h.entries.push(diskCodec.decode<Entry>(value));
+    h.entries.push(decodeEntry(value));
     h.bytes += value.length;
   }
   if (h && h.entries.length > 0) r.hints = h;
@@ -938,7 +965,7 @@ function entryBytes(e: Entry): number {
   const c = e.cmd;
   switch (c.op) {
     case 'kvPut': return 64 + c.key.length + c.value.length;
-    case 'produce': return c.records.reduce((n, r) => n + 16 + recordBytes(r), 64);
+    case 'produce': return c.batch ? 64 + c.batch.length : c.records!.reduce((n, r) => n + 16 + recordBytes(r), 64);
     case 'trim': return 64 + 16 * c.removed.length;
     default: return 64;
   }

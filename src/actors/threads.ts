@@ -144,7 +144,21 @@ export class WorkerHandle {
     const batch = this.outbox;
     this.outbox = [];
     if (batch.length === 0) return;
-    this.codec.post(this.dataPort, batch);
+    // A record batch goes beside the message in an ArrayBuffer of its own, transferred: a structured
+    // clone of a Buffer, or packing it into the message, costs several times one copy. Copied, since
+    // the caller keeps its bytes (a write that meets a moved leader is sent again).
+    let beside: ArrayBuffer[] | undefined;
+    for (let i = 0; i < batch.length; i++) {
+      const r = batch[i];
+      if (r.op !== 'produce' || !r.batch) continue;
+      const own = Buffer.allocUnsafeSlow(r.batch.byteLength); // unpooled: its ArrayBuffer is its alone
+      own.set(r.batch);
+      const { batch: _bytes, ...rest } = r;
+      batch[i] = { ...rest, batchAt: (beside ??= []).length };
+      beside.push(own.buffer as ArrayBuffer);
+    }
+    if (beside) this.codec.postBeside(this.dataPort, batch, beside);
+    else this.codec.post(this.dataPort, batch);
     this.posted++;
   }
 

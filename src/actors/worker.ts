@@ -115,9 +115,19 @@ class PartitionWorker {
 
   constructor(private readonly db: RocksLevel, private readonly port: MessagePort, private readonly drained: Int32Array, private readonly pace: Int32Array) {
     this.writer = new BatchWriter(db);
-    port.on('message', (buf: Uint8Array) => {
+    port.on('message', (msg: Uint8Array | [Uint8Array, ...ArrayBuffer[]]) => {
       this.received++;
-      for (const r of this.codec.decode<Request[]>(buf)) this.inbox.push(r);
+      if (msg instanceof Uint8Array) {
+        for (const r of this.codec.decode<Request[]>(msg)) this.inbox.push(r);
+      } else {
+        // record batches travel beside the message, transferred (threads.ts flush)
+        for (const r of this.codec.decode<Request[]>(msg[0] as Uint8Array)) {
+          if (r.op === 'produce' && r.batchAt !== undefined) {
+            const { batchAt, ...rest } = r;
+            this.inbox.push({ ...rest, batch: Buffer.from(msg[batchAt + 1] as ArrayBuffer) });
+          } else this.inbox.push(r);
+        }
+      }
       this.scheduleDrain();
     });
   }
@@ -319,7 +329,7 @@ class PartitionWorker {
         this.flush(); // the existence check must see queued writes
         return { cmd: { op: 'kvDel', ks: req.ks, key: req.key, existed: h.reader.liveKv(req.ks, req.key, systemClock.nowMs()) !== undefined }, acks: req.acks };
       }
-      case 'produce': return { cmd: { op: 'produce', topicId: req.topicId, tp: req.tp, records: req.records, producerId: req.producerId, sequence: req.sequence, previousSequence: req.previousSequence }, acks: req.acks };
+      case 'produce': return { cmd: { op: 'produce', topicId: req.topicId, tp: req.tp, ...(req.batch ? { batch: req.batch, batchBytes: req.batchBytes } : { records: req.records }), producerId: req.producerId, sequence: req.sequence, previousSequence: req.previousSequence }, acks: req.acks };
       case 'commit': return { cmd: { op: 'commit', group: req.group, topicId: req.topicId, tp: req.tp, offset: req.offset }, acks: req.acks };
       case 'uncommit': return { cmd: { op: 'uncommit', group: req.group, topicId: req.topicId, tp: req.tp }, acks: req.acks };
       case 'dropStream': return { cmd: { op: 'dropStream', topicId: req.topicId, tp: req.tp }, acks: req.acks };

@@ -10,6 +10,7 @@ import { authHeader } from '../client/token.js';
 import type { Logger } from '../runtime/log.js';
 import type { AgentConfig } from './config.js';
 import type { Producer, SendRange, ShipRecord, Spool } from './spool.js';
+import { BATCH_CONTENT_TYPE, encodeBatch, encodeHeaders, type BatchRecord, type EncodedHeaders } from '../protocol/batch.js';
 
 /** bytes a record adds to a JSON body besides its value and headers */
 const RECORD_OVERHEAD_BYTES = 64;
@@ -335,9 +336,21 @@ export class Shipper {
     // the same way, so it is recognised); a batch without keys goes to the producer's partition
     const keyed = records.some((r) => r.key !== undefined);
     const q = `${keyed ? '' : `partition=${p.partition}&`}producerId=${encodeURIComponent(p.id)}&sequence=${sequence}${previous !== undefined ? `&previousSequence=${previous}` : ''}&acks=all`;
-    const res = (await this.request('POST', `/v1/topics/${encodeURIComponent(this.topic)}/records?${q}`, new RawJson(bodyOf(records)))) as { duplicate?: boolean };
+    const route = `/v1/topics/${encodeURIComponent(this.topic)}/records?${q}`;
+    let res: { duplicate?: boolean };
+    try {
+      res = (await this.request('POST', route, this.binary ? new RawBatch(batchOf(records)) : new RawJson(bodyOf(records)))) as { duplicate?: boolean };
+    } catch (err) {
+      // a node that predates record-batch bodies refuses the type: JSON from then on (the same records, the same sequence)
+      if (!(this.binary && err instanceof NodeError && err.code === 'UNSUPPORTED_MEDIA_TYPE')) throw err;
+      this.binary = false;
+      res = (await this.request('POST', route, new RawJson(bodyOf(records)))) as { duplicate?: boolean };
+    }
     return { duplicate: res.duplicate === true };
   }
+
+  /** produce bodies as one record batch (src/protocol/batch.ts); JSON after a node refused that type */
+  private binary = true;
 
   private request(method: string, route: string, body?: unknown): Promise<unknown> {
     return nodeRequest(this.cfg.node, method, route, body, AbortSignal.any([AbortSignal.timeout(this.cfg.node.timeoutMs), this.abort.signal]));
@@ -349,8 +362,8 @@ export class Shipper {
 export async function nodeRequest(node: AgentConfig['node'], method: string, route: string, body: unknown, signal: AbortSignal): Promise<unknown> {
   const res = await fetch(node.url + route, {
     method,
-    headers: { ...authHeader(node.token), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: body instanceof RawJson ? body.text : JSON.stringify(body) } : {}),
+    headers: { ...authHeader(node.token), ...(body !== undefined ? { 'content-type': body instanceof RawBatch ? BATCH_CONTENT_TYPE : 'application/json' } : {}) },
+    ...(body !== undefined ? { body: body instanceof RawJson ? body.text : body instanceof RawBatch ? body.bytes as Uint8Array<ArrayBuffer> : JSON.stringify(body) } : {}),
     signal,
     ...({ dispatcher: caDispatcher(node.ca) } as RequestInit),
   });
@@ -371,6 +384,34 @@ export async function nodeRequest(node: AgentConfig['node'], method: string, rou
 /** A request body already in JSON. */
 class RawJson {
   constructor(readonly text: string) {}
+}
+
+/** A request body that is one record batch. */
+class RawBatch {
+  constructor(readonly bytes: Buffer) {}
+}
+
+/** The produce body as one record batch: the same records, values, keys and headers (with seq) as bodyOf. */
+export function batchOf(records: ShipRecord[]): Buffer {
+  const out: BatchRecord[] = new Array<BatchRecord>(records.length);
+  // records of one append share their headers object: encoded once, seq added per record
+  let lastH: Record<string, string> | undefined;
+  let shared: EncodedHeaders | undefined;
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i];
+    if (r.headers !== lastH) {
+      lastH = r.headers;
+      const { seq: _seq, ...rest } = r.headers;
+      shared = encodeHeaders(rest);
+    }
+    out[i] = {
+      value: r.enc === 'base64' ? Buffer.from(r.value, 'base64') : r.value,
+      key: r.key,
+      shared,
+      header: ['seq', String(r.seq)],
+    };
+  }
+  return encodeBatch(out);
 }
 
 /**

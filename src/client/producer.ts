@@ -18,6 +18,7 @@ import { checkName, headerBytes, type Headers, type ProduceTuple } from '../prot
 import type { Router } from './router.js';
 import type { Session } from './session.js';
 import { toBytes } from './bytes.js';
+import { encodeBatch } from '../protocol/batch.js';
 
 export type ProducerMode = 'acked' | 'best-effort';
 /** acked: the record's position once the node has it; best-effort: nothing, at once */
@@ -77,6 +78,8 @@ interface Waiter { resolve(p: RecordPosition): void; reject(e: ChicagoError): vo
 interface Batch {
   readonly records: ProduceTuple[];
   bytes: number;
+  /** the records as one record batch, encoded at the first attempt that sends it that way and kept for retries */
+  encoded?: Buffer;
   /** per record, acked mode only */
   readonly waiters: Waiter[];
   sequence?: number;
@@ -319,13 +322,17 @@ export class Producer<M extends ProducerMode = 'acked'> {
       b.sentOnce = true;
       this.counters.sent += b.records.length;
     } else this.counters.retried += b.records.length;
-    const body = {
-      op: 'produce' as const, topic: s.topic, acks: this.acks, partition: s.partition,
-      producerId: b.producerId, sequence: b.sequence, records: b.records,
-      ...(b.previous !== undefined ? { previousSequence: b.previous } : {}),
-    };
     // Picked per attempt: a retry after a failover goes where the partition is led now.
     const session = this.sessionOf(s);
+    // One record batch, encoded once, to a node that takes it; tuples to one that does not.
+    const payload = session.serverFeatures?.includes('batch')
+      ? { batch: b.encoded ??= encodeBatch(b.records.map(([value, key, headers]) => ({ value, key, headers }))) }
+      : { records: b.records };
+    const body = {
+      op: 'produce' as const, topic: s.topic, acks: this.acks, partition: s.partition,
+      producerId: b.producerId, sequence: b.sequence, ...payload,
+      ...(b.previous !== undefined ? { previousSequence: b.previous } : {}),
+    };
     if (this.acks === 'none') {
       const n = b.records.length;
       session.fire(body, () => { this.counters.errors += n; }).then(

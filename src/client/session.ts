@@ -70,6 +70,8 @@ export class Session {
   private lastError: Error | undefined;
   /** what the server advertised in its hello reply */
   serverLimits: Record<string, number> = {};
+  /** what the server advertised it accepts beyond the first form of the protocol (frames.ts SERVER_FEATURES) */
+  serverFeatures: readonly string[] = [];
 
   private constructor(readonly opts: SessionOptions) {}
 
@@ -282,6 +284,8 @@ export class Session {
       settled = true;
       clearTimeout(deadline);
       this.serverLimits = (parsed.frame.limits ?? {}) as Record<string, number>;
+      const features = parsed.frame.features;
+      this.serverFeatures = Array.isArray(features) ? features.filter((f): f is string => typeof f === 'string') : [];
       ws.removeAllListeners();
       this.dialing = undefined;
       this.up(ws);

@@ -20,9 +20,10 @@ import type { PeerLink } from './hooks.js';
  * The peer protocol this node speaks, sent in its hello. A node refuses a peer that speaks another
  * (closing its link with PEER_VERSION_REFUSED and a reason that names both versions): every node
  * of a cluster speaks the same one. 1 (no `v` in the hello) also relayed replication frames on
- * these links; 2 sends them only on worker links.
+ * these links; 2 sends them only on worker links; 3 carries a produce's records as one record batch
+ * (src/protocol/batch.ts) in forwarded requests and replication entries.
  */
-export const PEER_PROTOCOL_VERSION = 2;
+export const PEER_PROTOCOL_VERSION = 3;
 /** WebSocket close code for a hello of another peer protocol version */
 export const PEER_VERSION_REFUSED = 4102;
 

@@ -19,7 +19,8 @@ import { type Resource, topicWriteNeed } from '../runtime/tokens.js';
 import { AuthError, type Authenticator, type Principal } from './auth.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
-import type { Acks, RetentionChange, StartPosition, StoredRecord } from '../protocol/api.js';
+import type { Acks, ProduceOptions, RetentionChange, StartPosition, StoredRecord } from '../protocol/api.js';
+import { BATCH_CONTENT_TYPE, checkBatch } from '../protocol/batch.js';
 import type { GatewayNode } from './admin-api.js';
 import { bytesJson, parseJson } from './bodies.js';
 import type { ParsePool } from './parse-pool.js';
@@ -282,8 +283,10 @@ function intParam(q: URLSearchParams, name: string, fallback: number, min: numbe
  * from browsers; from other clients (no Origin, no Sec-Fetch-Site) it is taken as JSON, because
  * fetch and many HTTP libraries label a string body text/plain unless told otherwise.
  */
+const mediaType = (req: Request): string => req.contentType.split(';')[0].trim().toLowerCase();
+
 function requireJson(req: Request, also?: string): void {
-  const type = req.contentType.split(';')[0].trim().toLowerCase();
+  const type = mediaType(req);
   if (type === '' || type === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(type) || (also !== undefined && type === also)) return;
   if (type === 'text/plain' && !req.fromBrowser) return;
   throw new ChicagoError('UNSUPPORTED_MEDIA_TYPE', req.contentType.slice(0, 80) || '(none)', also ? `application/json or ${also}` : 'application/json');
@@ -420,21 +423,24 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       return json({ ...info, partitionCount: info.partitions });
     }),
     route('POST', '/v1/topics/:t/records', (req) => topicWriteNeed(req.segments[2]), async (req) => {
-      requireJson(req, 'application/x-ndjson');
+      // one record batch as the body: validated here, in place, and handed on as it is
+      const batch = mediaType(req) === BATCH_CONTENT_TYPE ? checkBatch(req.body) : undefined;
+      if (!batch) requireJson(req, 'application/x-ndjson');
       const partition = req.query.get('partition');
       const producerId = req.query.get('producerId');
       const previous = req.query.get('previousSequence');
       const turn = producerId !== null ? pipelined.arrive(`${producerId}\0${req.segments[2]}\0${partition}`, req.query.get('sequence')) : undefined;
       try {
-        const records = await parsePool.parse(req.body, req.contentType);
+        const records = batch ? undefined : await parsePool.parse(req.body, req.contentType);
         // a pipelined batch whose predecessor arrived before it and is still being parsed goes after it
         if (turn && previous !== null) await turn.after(previous);
-        const r = node.produce(req.segments[2], records, {
+        const opts: ProduceOptions = {
           acks: acksOf(req.query, 'all'),
           ...(partition !== null ? { partition: decimalParam('partition', partition, 0, limits.topicPartitionsMax - 1) } : {}),
           ...(producerId !== null ? { producerId, sequence: decimalParam('sequence', req.query.get('sequence'), 0, Number.MAX_SAFE_INTEGER) } : {}),
           ...(previous !== null ? { previousSequence: decimalParam('previousSequence', previous, 0, Number.MAX_SAFE_INTEGER) } : {}),
-        });
+        };
+        const r = batch ? node.produceBatch(req.segments[2], batch, opts) : node.produce(req.segments[2], records!, opts);
         turn?.done();
         const out = await r;
         return json(out, out.replicas === 0 ? 202 : 200);

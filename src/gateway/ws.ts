@@ -12,7 +12,7 @@ import { AuthError, Authenticator, type Principal } from './auth.js';
 import { MemoryBudget } from '../runtime/memory-budget.js';
 import { topicWriteNeed } from '../runtime/tokens.js';
 import {
-  advertisedLimits, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+  advertisedLimits, SERVER_FEATURES, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
   storedRecordBytes, toRecordTuple, toStartPosition, type ClientFrame, type RequestFrame, type ServerFrame,
 } from '../protocol/frames.js';
 import { chooseSubprotocol, encodeJsonFrame, JSON_SUBPROTOCOL, parseJsonClientFrame } from './json-frames.js';
@@ -268,7 +268,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         if (conn.closed) return;
         conn.principal = who;
         conn.hello = true;
-        corked(conn, () => send(conn, { op: 'res', id: frame.id, version: PROTOCOL_VERSION, server: 'chicago', limits: advertisedLimits() }));
+        corked(conn, () => send(conn, { op: 'res', id: frame.id, version: PROTOCOL_VERSION, server: 'chicago', limits: advertisedLimits(), features: SERVER_FEATURES }));
       },
       (err) => {
         conn.authenticating = false;
@@ -314,8 +314,10 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   async function execute(conn: Connection, f: Exclude<RequestFrame, { op: 'hello' }>): Promise<Record<string, unknown> | undefined> {
     switch (f.op) {
       case 'produce': {
-        const records = f.records.map(([value, key, headers]) => ({ value, key: key ?? undefined, headers: headers ?? undefined }));
-        const r = await api.produce(f.topic, records, { acks: f.acks, partition: f.partition, producerId: f.producerId, sequence: f.sequence, previousSequence: f.previousSequence });
+        const opts = { acks: f.acks, partition: f.partition, producerId: f.producerId, sequence: f.sequence, previousSequence: f.previousSequence };
+        const r = f.checked
+          ? await api.produceBatch(f.topic, f.checked, opts)
+          : await api.produce(f.topic, f.records!.map(([value, key, headers]) => ({ value, key: key ?? undefined, headers: headers ?? undefined })), opts);
         if (f.acks === 'none') return undefined;
         // Columnar: two int arrays are far smaller than one map per record.
         return {

@@ -3,7 +3,7 @@
 // partition, and the live tails. Public methods validate; workers do the work.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import type { Config } from '../runtime/config.js';
@@ -34,6 +34,7 @@ import type { WriteResult } from '../actors/threads.js';
 import type { DigestReply, WorkerOutput } from '../actors/messages.js';
 import { StreamWatchers, toStored } from './tails.js';
 import { GroupCoordinator } from './group-coordinator.js';
+import { decodeBatch, validateBatch, type CheckedBatch } from '../protocol/batch.js';
 import { recordBytes, streamKeyOf, type ProduceResult as ActorProduceResult, type WireRecord } from '../actors/partition.js';
 import type { FetchReply, GroupOffsetReply, GroupRequest, KvGetReply, RequestBody, StreamInfoReply, WorkerStats } from '../actors/messages.js';
 import { LoopDelay, type LoopDelayMs } from '../runtime/loop-delay.js';
@@ -45,7 +46,13 @@ import type {
 } from '../protocol/api.js';
 
 const VERSION = '0.1.0';
-const DATA_FORMAT = 1;
+/**
+ * The data dir's format, in chicago.json. 2 stores stream batches as record batches
+ * (src/protocol/batch.ts); a format 1 dir (msgpack batches) still reads, and is marked 2 at start,
+ * so a build that reads only 1 refuses it rather than misread the newer batches.
+ */
+const DATA_FORMAT = 2;
+const DATA_FORMATS_READ: readonly number[] = [1, 2];
 const WORKER_SCRIPT = new URL('../actors/worker.js', import.meta.url);
 
 type NodeState = 'starting' | 'up' | 'stopping' | 'stopped';
@@ -246,7 +253,12 @@ export class ChicagoNode implements NodeApi {
     const file = path.join(dir, 'chicago.json');
     try {
       const meta = JSON.parse(await readFile(file, 'utf8')) as { format: number; partitions: number };
-      if (meta.format !== DATA_FORMAT) throw new Error(`data dir ${dir} has format ${meta.format}, this build reads ${DATA_FORMAT}`);
+      if (!DATA_FORMATS_READ.includes(meta.format)) throw new Error(`data dir ${dir} has format ${meta.format}, this build reads ${DATA_FORMATS_READ.join(' and ')}`);
+      if (meta.format !== DATA_FORMAT) {
+        await writeFile(`${file}.tmp`, JSON.stringify({ ...meta, format: DATA_FORMAT }, null, 2) + '\n');
+        await rename(`${file}.tmp`, file); // whole or not at all
+        this.log.info({ dir, from: meta.format, to: DATA_FORMAT }, 'data dir format upgraded (older batches still read)');
+      }
       if (clusterPartitions !== undefined && meta.partitions !== clusterPartitions) {
         throw new Error(`data dir ${dir} was made with ${meta.partitions} partitions, the cluster has ${clusterPartitions}`);
       }
@@ -330,7 +342,9 @@ export class ChicagoNode implements NodeApi {
     // Live tails on this node get a fresh append straight from the request, without a read.
     return sent.then((r) => {
       const res = r.res as unknown as ActorProduceResult;
-      if (!res.duplicate) this.watchers.appended(streamKeyOf(body.topicId, body.tp), res.base, res.ts, body.records, res.hiddenIn);
+      const skey = streamKeyOf(body.topicId, body.tp);
+      // a batch is decoded here only when a live tail on this node wants its records
+      if (!res.duplicate && this.watchers.watches(skey)) this.watchers.appended(skey, res.base, res.ts, body.records ?? decodeBatch(body.batch!).records, res.hiddenIn);
       return r;
     });
   }
@@ -490,11 +504,10 @@ export class ChicagoNode implements NodeApi {
 
   // ---- streams ----
 
-  async produce(topic: string, records: ProduceRecord[], opts: ProduceOptions): Promise<ProduceResult> {
+  /** The checks every produce makes, and the partition an update goes to when one is named or none is keyed. */
+  private produceTarget(topic: string, opts: ProduceOptions): { t: TopicMeta; idempotent: boolean; fixed: number | undefined; sticky: () => number } {
     checkName('topic', topic);
     const t = this.catalog.get(topic);
-    if (records.length === 0) return { records: [], replicas: 0 };
-    if (records.length > limits.batchRecordsMax) throw new ChicagoError('TOO_MANY_RECORDS', records.length, limits.batchRecordsMax);
     const idempotent = opts.producerId !== undefined;
     if (idempotent) {
       checkName('producer', opts.producerId);
@@ -509,7 +522,44 @@ export class ChicagoNode implements NodeApi {
     }
     // Unkeyed records of one update stay together (Kafka's sticky partitioner); an idempotent
     // update lands where its retry will, so the retry is recognised.
-    const sticky = fixed ?? (idempotent ? murmur3(Buffer.from(`${opts.producerId}:${opts.sequence}`)) % t.partitions : this.nextRoundRobin(t));
+    const sticky = () => fixed ?? (idempotent ? murmur3(Buffer.from(`${opts.producerId}:${opts.sequence}`)) % t.partitions : this.nextRoundRobin(t));
+    return { t, idempotent, fixed, sticky };
+  }
+
+  /**
+   * One record batch (src/protocol/batch.ts), validated here unless the gateway already did. It
+   * goes to its partition as it is; only a keyed batch that a topic of several partitions must
+   * split by key is decoded and its records produced one by one (the partition re-encodes them).
+   */
+  async produceBatch(topic: string, batch: Uint8Array | CheckedBatch, opts: ProduceOptions): Promise<ProduceResult> {
+    const { bytes, info } = batch instanceof Uint8Array ? { bytes: batch, info: validateBatch(batch) } : batch;
+    const { t, idempotent, fixed, sticky } = this.produceTarget(topic, opts);
+    if (fixed === undefined && info.keyed && t.partitions > 1) {
+      return this.produce(topic, decodeBatch(bytes).records.map(([key, value, headers]) => ({ key: key ?? undefined, value, headers: headers ?? undefined })), opts);
+    }
+    const tp = fixed ?? sticky();
+    const p = streamPartition(t.name, tp, this.partitions);
+    if (opts.acks === 'none' && this.shed(p)) return { records: [], replicas: 0 };
+    const req = this.write<ActorProduceResult>(p, {
+      p, op: 'produce', topicId: t.id, tp, batch: bytes, batchBytes: info.recordBytes, acks: opts.acks,
+      ...(idempotent ? { producerId: opts.producerId, sequence: opts.sequence } : {}),
+      ...(opts.previousSequence !== undefined ? { previousSequence: opts.previousSequence } : {}),
+    }, info.recordBytes).then(({ res, replicas }) => {
+      this.metrics.produced.inc({ topic }, res.duplicate ? 0 : res.count);
+      return { res, replicas };
+    });
+    if (opts.acks === 'none') return this.fireAndForget(req, { records: [], replicas: 0 });
+    const { res, replicas } = await req;
+    const out: ProduceResult['records'] = new Array(info.count);
+    for (let j = 0; j < info.count; j++) out[j] = { partition: tp, offset: toOffset(res.base + j) };
+    return { records: out, replicas, ...(res.duplicate ? { duplicate: true } : {}) };
+  }
+
+  async produce(topic: string, records: ProduceRecord[], opts: ProduceOptions): Promise<ProduceResult> {
+    const { t, idempotent, fixed, sticky: stickyOf } = this.produceTarget(topic, opts);
+    if (records.length === 0) return { records: [], replicas: 0 };
+    if (records.length > limits.batchRecordsMax) throw new ChicagoError('TOO_MANY_RECORDS', records.length, limits.batchRecordsMax);
+    const sticky = stickyOf();
     const groups = new Map<number, { wire: WireRecord[]; index: number[] }>();
     let bytes = 0;
     for (let i = 0; i < records.length; i++) {

@@ -140,6 +140,9 @@ export class StreamWatchers {
   knownEnd(skey: string): number { return this.watched.get(skey)?.end ?? -1; }
   startOf(skey: string): Promise<number> { return this.startOfStream(skey); }
 
+  /** is anything on this node watching the stream (a tail or a long poll)? */
+  watches(skey: string): boolean { return this.watched.has(skey); }
+
   observeEnd(skey: string, end: number): void {
     const w = this.watched.get(skey);
     if (w && end > w.end) w.end = end;

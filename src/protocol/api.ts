@@ -1,5 +1,6 @@
 // What the gateway (HTTP and WebSocket) may ask of a node. Both edges call only this.
 import type { Offset, Seq } from '../runtime/ids.js';
+import type { CheckedBatch } from './batch.js';
 
 export type Acks = 'none' | 'one' | 'all';
 
@@ -137,6 +138,8 @@ export interface NodeApi {
   alterTopic(name: string, change: TopicChange): Promise<TopicInfo>;
 
   produce(topic: string, records: ProduceRecord[], opts: ProduceOptions): Promise<ProduceResult>;
+  /** the same, from one record batch (src/protocol/batch.ts): raw bytes are validated, a CheckedBatch is trusted */
+  produceBatch(topic: string, batch: Uint8Array | CheckedBatch, opts: ProduceOptions): Promise<ProduceResult>;
   fetch(topic: string, partition: number, opts: FetchOptions): Promise<FetchResult>;
   /** starts pushing from `from`; `creditBytes` is the initial grant */
   tail(topic: string, partition: number, from: StartPosition, creditBytes: number, sink: TailSink): Promise<Tail>;

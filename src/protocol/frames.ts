@@ -8,6 +8,7 @@ import { ChicagoError, type ErrorCode, ERRORS, type WireError } from '../runtime
 import { limits } from '../runtime/limits.js';
 import { dropLargePackBuffer } from '../runtime/codec.js';
 import type { Acks, StartPosition, StoredRecord } from './api.js';
+import { checkBatch, type CheckedBatch } from './batch.js';
 
 export const PROTOCOL_VERSION = 1;
 export const SUPPORTED_VERSIONS: readonly number[] = [PROTOCOL_VERSION];
@@ -30,7 +31,11 @@ export type ClientFrame =
   | { op: 'hello'; id: number; versions: number[]; client?: string; token?: string }
   | {
       op: 'produce'; id: number; topic: string; acks: Acks; partition?: number;
-      producerId?: string; sequence?: number; previousSequence?: number; records: ProduceTuple[];
+      producerId?: string; sequence?: number; previousSequence?: number;
+      /** exactly one of: records as tuples, or one record batch (src/protocol/batch.ts) as bin */
+      records?: ProduceTuple[]; batch?: Bytes;
+      /** set by the validator: the batch and what its validation found */
+      checked?: CheckedBatch;
     }
   | { op: 'kv.put'; id: number; ks: string; key: Bytes; value: Bytes; ttl?: number; acks: Acks }
   | { op: 'kv.get'; id: number; ks: string; key: Bytes }
@@ -66,6 +71,12 @@ export type ServerFrame =
   | ({ op: 'err'; id: number } & WireError)
   | { op: 'records'; sub: number; bytes: number; records: RecordTuple[] }
   | ({ op: 'end'; sub: number } & Partial<WireError>);
+
+/**
+ * What this server accepts beyond version 1's first form, sent in the hello reply: `batch`, a
+ * produce frame may carry one record batch (src/protocol/batch.ts) instead of `records`.
+ */
+export const SERVER_FEATURES: readonly string[] = ['batch'];
 
 /** The limits a client needs to size its frames; sent in the hello reply. */
 export function advertisedLimits() {
@@ -290,6 +301,14 @@ function produceRecords(v: unknown): ProduceTuple[] {
   return out;
 }
 
+/** `records` (tuples) or `batch` (one record batch, bin only), never both. */
+function produceBody(o: Record<string, unknown>): { records: ProduceTuple[] } | { batch: Bytes; checked: CheckedBatch } {
+  if (!has(o, 'batch')) return { records: produceRecords(o.records) };
+  if (has(o, 'records')) throw new ChicagoError('BAD_REQUEST', `send 'records' or 'batch', not both`);
+  if (!(o.batch instanceof Uint8Array)) throw new ChicagoError('BAD_REQUEST', `'batch' must be bin`);
+  return { batch: o.batch, checked: checkBatch(o.batch) };
+}
+
 function startPosition(v: unknown): WireStartPosition {
   if (v === 'earliest' || v === 'latest') return v;
   if (isPlainObject(v)) {
@@ -335,7 +354,7 @@ function validateClientFrame(o: Record<string, unknown>): ClientFrame {
         producerId,
         sequence: hasPid ? int(o, 'sequence', 0, limits.offsetMax) : undefined,
         previousSequence: optInt(o, 'previousSequence', 0, limits.offsetMax),
-        records: produceRecords(o.records),
+        ...produceBody(o),
       };
     }
     case 'kv.put': {

@@ -65,6 +65,14 @@ export function threadCodec() {
       if (bytes.length > TRANSFER_ABOVE_BYTES) port.postMessage(bytes, [bytes.buffer as ArrayBuffer]);
       else port.postMessage(bytes);
     },
+    /**
+     * Encode and post with buffers of the sender's own beside it, those transferred (the message
+     * too when large; a small one may sit in Buffer's shared pool): the receiver gets [message, ...buffers].
+     */
+    postBeside: (port: PostTarget, msg: unknown, buffers: ArrayBuffer[]): void => {
+      const bytes = packDetached(packer, msg);
+      port.postMessage([bytes, ...buffers], bytes.length > TRANSFER_ABOVE_BYTES ? [bytes.buffer as ArrayBuffer, ...buffers] : buffers);
+    },
   };
 }
 

@@ -21,6 +21,7 @@ export const ERRORS = {
   OUT_OF_ORDER_SEQUENCE: { wire: 110, status: 409, retryable: false, message: 'producer %s sent sequence %s, expected %s' },
   TOO_MANY_RECORDS: { wire: 111, status: 413, retryable: false, message: 'update has %s records, limit is %s' },
   UNSUPPORTED_MEDIA_TYPE: { wire: 112, status: 415, retryable: false, message: 'content type %s is not accepted here; send %s' },
+  INVALID_BATCH: { wire: 113, status: 400, retryable: false, message: 'invalid record batch: %s' },
   // 2xx: the thing named does not exist or already exists.
   NOT_FOUND: { wire: 200, status: 404, retryable: false, message: '%s not found' },
   TOPIC_NOT_FOUND: { wire: 201, status: 404, retryable: false, message: 'topic %s not found' },

@@ -1,5 +1,6 @@
 // An in-memory NodeApi for gateway and client tests: one node, topics created on first produce,
 // idempotent producers, credit-respecting tails, and hooks to inject faults between steps.
+import { decodeBatch, validateBatch, type CheckedBatch } from '../../src/protocol/batch.js';
 import uWS from 'uWebSockets.js';
 import pino from 'pino';
 import { ChicagoError } from '../../src/runtime/errors.js';
@@ -64,6 +65,16 @@ export class FakeNodeApi implements NodeApi {
   async listTopics() { return []; }
   async describeTopic(name: string): Promise<never> { throw new ChicagoError('TOPIC_NOT_FOUND', name); }
   async deleteTopic() {}
+
+  /** batches sent as bytes, counted so tests can tell which way a producer sent */
+  batchesReceived = 0;
+
+  async produceBatch(topic: string, batch: Uint8Array | CheckedBatch, opts: ProduceOptions): Promise<ProduceResult> {
+    const bytes = batch instanceof Uint8Array ? batch : batch.bytes;
+    if (batch instanceof Uint8Array) validateBatch(bytes);
+    this.batchesReceived++;
+    return this.produce(topic, decodeBatch(bytes).records.map(([key, value, headers]) => ({ key: key ?? undefined, value, headers: headers ?? undefined })), opts);
+  }
 
   async produce(topic: string, records: ProduceRecord[], opts: ProduceOptions): Promise<ProduceResult> {
     if (this.produceDelayMs > 0) await new Promise((r) => setTimeout(r, this.produceDelayMs));

@@ -7,7 +7,7 @@ import { limits } from '../../src/runtime/limits.js';
 import { epoch, partitionId, seq } from '../../src/runtime/ids.js';
 import * as K from '../../src/storage/keys.js';
 import { emptyStream, initialState, streamKeyOf, type CopyLedger, type Op, type PartitionMeta, type PartitionState, type ProducerWindow } from '../../src/actors/partition.js';
-import { restoreHints, type Entry, type Replica } from '../../src/actors/replica.js';
+import { decodeEntry as decodeReplicaEntry, restoreHints, type Entry, type Replica } from '../../src/actors/replica.js';
 
 /** Keys are stored as lowercase hex: string order is byte order. */
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
@@ -116,4 +116,4 @@ export class MemStore {
   }
 }
 
-export function decodeEntry(b: Buffer): Entry { return diskCodec.decode<Entry>(b); }
+export function decodeEntry(b: Buffer): Entry { return decodeReplicaEntry(b); }

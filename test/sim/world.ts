@@ -61,7 +61,7 @@ import { diskCodec } from '../../src/runtime/codec.js';
 import { limits } from '../../src/runtime/limits.js';
 import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js';
 import * as K from '../../src/storage/keys.js';
-import { decodeKvValue, metaOp, type Command, type Op, type StoredBatch, type WireRecord } from '../../src/actors/partition.js';
+import { decodeKvValue, decodeStoredBatch, metaOp, type Command, type Op, type WireRecord } from '../../src/actors/partition.js';
 import { canServeReads, createReplica, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
 import { electSelf, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
 import { planPartition } from '../../src/cluster/placement.js';
@@ -1129,7 +1129,7 @@ export class Sim {
       for (const [k, v] of n.store.range(K.batchRange(st.topicId, st.tp))) {
         const base = K.baseOffsetOfBatchKey(Buffer.from(k, 'hex'));
         if (base !== at) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} has a gap or overlap: batch at ${base}, expected ${at}`);
-        at += diskCodec.decode<StoredBatch>(v).r.length;
+        at += decodeStoredBatch(v).r.length;
       }
       if (at !== st.end) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} batches end at ${at}, stream end ${st.end}`);
     }
@@ -1176,7 +1176,7 @@ export class Sim {
     return this.ids.filter((id) => {
       const b = this.nodes.get(id)!.store.get(K.batchKey(TOPIC, tp, base));
       if (!b) return false;
-      const got = diskCodec.decode<StoredBatch>(b).r.map((x) => Buffer.from(x[1]).toString());
+      const got = decodeStoredBatch(b).r.map((x) => Buffer.from(x[1]).toString());
       return got.length === values.length && got.every((v, i) => v === values[i]);
     });
   }
