@@ -22,6 +22,10 @@ const CHUNK_BYTES = 1024 * 1024;
 const MIN_CHUNK_BYTES = 4096;
 /** how much larger than the bytes read their spool records may be (short lines, long headers) */
 const SPOOL_EXPANSION_MAX = 8;
+/** the most a read on a watch event takes (more goes to a whole pass) */
+const FAST_READ_BYTES = 64 * 1024;
+/** changed paths remembered between passes; more make the next pass a whole one */
+const CHANGED_MAX = 64;
 /** chunks read from one file per pass before the others get their turn */
 const CHUNKS_PER_PASS = 8;
 /**
@@ -78,7 +82,11 @@ interface Followed {
   quietMtimeMs?: number;
 }
 
-export interface SourceStats { linesRead: number; bytesRead: number; rotations: number; truncations: number; files: number; gaps: number; ownRotations: number }
+export interface SourceStats {
+  linesRead: number; bytesRead: number; rotations: number; truncations: number; files: number; gaps: number; ownRotations: number;
+  /** reads on a watch event straight from the file's handle (readFast) */
+  fastReads: number;
+}
 
 export class FileSource {
   private readonly followed = new Map<string, Followed>();
@@ -89,7 +97,12 @@ export class FileSource {
   private readonly watchers: FSWatcher[] = [];
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
+  /** a whole pass is due (the poll, a file created or renamed, more to read) */
   private again = false;
+  /** paths a watch event said changed since the last pass began */
+  private readonly changed = new Set<string>();
+  /** the buffer readFast reads into (its bytes are copied out) */
+  private fastBuf?: Buffer;
   private stopped = false;
   /** every pattern directory has a working fs.watch: the stat poll is only a backup */
   private allWatched = false;
@@ -97,7 +110,7 @@ export class FileSource {
   private bytesAtPoll = 0;
   /** the first pass resumes the checkpoints before it follows the globs (which would read their files from 0) */
   private resumed = false;
-  readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0, gaps: 0, ownRotations: 0 };
+  readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0, gaps: 0, ownRotations: 0, fastReads: 0 };
   /** the rotated copy finished last while handling a truncation (newer copies are unseen generations) */
   private lastCopy?: { path: string; dev: number; ino: number };
   /** paths (files, directories) that could not be read, with the error code: logged and noticed once */
@@ -120,9 +133,11 @@ export class FileSource {
     let watched = 0;
     for (const dir of new Set(this.patterns.map((p) => p.dir))) {
       try {
-        const w = watch(dir, { persistent: false }, () => {
+        const w = watch(dir, { persistent: false }, (event, name) => {
           this.pollMs = this.cfg.pollIntervalMs;
-          this.kick();
+          // a write to a file already followed is read at once from its handle (readFast); anything
+          // else (a file created, renamed or deleted) goes through a whole pass
+          this.kick(event === 'change' && name ? path.join(dir, name) : undefined);
         });
         w.on('error', () => { this.allWatched = false; });
         this.watchers.push(w);
@@ -146,25 +161,52 @@ export class FileSource {
     this.followed.clear();
   }
 
-  /** Runs a pass now (or right after the current one). */
-  kick(): void {
+  /**
+   * Runs a pass now (or right after the current one). `changed`: a watch event named that path
+   * changed; when it is a file followed at that path, only it is read (readFast), else a whole pass runs.
+   */
+  kick(changed?: string): void {
     if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.pass()
+    if (changed === undefined) this.again = true;
+    else if (this.changed.size < CHANGED_MAX) this.changed.add(changed);
+    else this.again = true;
+    this.run();
+  }
+
+  private run(): void {
+    if (this.running || this.stopped) return;
+    const whole = this.again || !this.resumed;
+    this.again = false;
+    const paths = whole ? undefined : [...this.changed];
+    this.changed.clear();
+    this.running = (paths ? this.fastPass(paths) : this.pass())
       .catch((err: Error) => {
         this.log.error({ err, task: this.src.task }, 'file pass failed');
         if (/spool/.test(err.message)) this.fatal(err);
       })
       .finally(() => {
         this.running = undefined;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        }
+        if (this.again || this.changed.size > 0) this.run();
       });
+  }
+
+  /** Reads the files followed at `paths` from their handles; anything out of the ordinary is left to a whole pass. */
+  private async fastPass(paths: string[]): Promise<void> {
+    for (const p of paths) {
+      if (this.stopped) return;
+      let f: Followed | undefined;
+      for (const o of this.followed.values()) {
+        if (o.path === p && !o.detached) {
+          f = o;
+          break;
+        }
+      }
+      const r = f ? await this.readFast(f) : 'whole';
+      if (r === 'whole') return this.pass();
+      if (r === 'more') this.again = true;
+      await this.flushQuiet(f!);
+      if (r === 'done' && this.src.rotate) await this.rotateOwn(f!);
+    }
   }
 
   /** A spool that cannot write ends the agent (set by the agent). */
@@ -695,6 +737,36 @@ export class FileSource {
     await feed();
     await this.endOf(f, false);
     return 'read';
+  }
+
+  /**
+   * What a watch event says was written to a file followed at its watched path, read in one read from
+   * its handle: the bytes before readPos read again with it show a truncation as readSome's stat and
+   * reads do. Only for a file read up to its size at the last read and past its head; anything else
+   * (shorter than readPos, the bytes before readPos changed, the head not read yet) is for readSome
+   * in a whole pass ('whole'). 'more': the read filled the buffer.
+   */
+  private async readFast(f: Followed): Promise<'done' | 'more' | 'whole'> {
+    if (this.spool.full()) return 'done'; // readers pause; the spool's onFreed kicks a pass
+    if (f.readPos < f.headLen || f.lastSize !== f.readPos || f.cut > 0) return 'whole';
+    const heldLen = Math.min(TAIL_BYTES_MAX, f.readPos - f.bufStart);
+    const want = Math.max(MIN_CHUNK_BYTES, Math.min(FAST_READ_BYTES, Math.floor(this.spool.room() / SPOOL_EXPANSION_MAX)));
+    const buf = (this.fastBuf ??= Buffer.allocUnsafe(TAIL_BYTES_MAX + FAST_READ_BYTES));
+    const { bytesRead } = await f.fh.read(buf, 0, heldLen + want, f.readPos - heldLen);
+    if (bytesRead < heldLen || !buf.subarray(0, heldLen).equals(f.buf.subarray(f.buf.length - heldLen))) return 'whole';
+    const n = bytesRead - heldLen;
+    if (n === 0) return 'done';
+    this.stats.fastReads++;
+    f.quietSize = undefined;
+    f.lastGrowthMs = this.now();
+    this.stats.bytesRead += n;
+    const data = buf.subarray(heldLen, bytesRead);
+    f.buf = f.buf.length === 0 ? Buffer.from(data) : Buffer.concat([f.buf, data]);
+    f.readPos += n;
+    // the size is at least this; a whole pass stats it
+    f.lastSize = f.readPos;
+    await this.consume(f, false);
+    return n < want ? 'done' : 'more';
   }
 
   /** Reads up to CHUNKS_PER_PASS chunks; true when there is more. */
