@@ -4,7 +4,8 @@
 // functions of identity.ts; this module does the I/O and turns lines into spool records. Files are
 // bytes: a line is shipped as it is (as bytes when it is not UTF-8); lines longer than
 // maxLineBytes are cut into marked pieces; what is known lost becomes a gap record and a notice.
-import { constants, createReadStream, type FSWatcher, type Stats, statSync, watch } from 'node:fs';
+import { isAscii } from 'node:buffer';
+import { constants, createReadStream, type FSWatcher, readSync, type Stats, statSync, watch } from 'node:fs';
 import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
@@ -40,11 +41,8 @@ const MOVED_RETRIES = 5;
 /** a gzipped copy still being written is waited for this long after it last grew */
 const GZ_WAIT_MS = 30_000;
 
-/** An event read from a file: its bytes, the text its level is taken from, more headers. */
-interface FileEvent { value: Buffer; levelText: string; firstAtMs: number; headers?: Record<string, string> }
-
-function fromMultiline(ev: Event): FileEvent {
-  return { value: Buffer.from(ev.text, 'latin1'), levelText: ev.text.slice(0, LEVEL_SCAN_BYTES), firstAtMs: ev.firstAtMs };
+function fromMultiline(ev: Event, source: string): AgentEvent {
+  return { value: Buffer.from(ev.text, 'latin1'), source, timeMs: ev.firstAtMs, level: detectLevel(ev.text.slice(0, LEVEL_SCAN_BYTES)) };
 }
 
 /** A gzipped copy ended before its trailer: it is still being written. */
@@ -752,7 +750,9 @@ export class FileSource {
     const heldLen = Math.min(TAIL_BYTES_MAX, f.readPos - f.bufStart);
     const want = Math.max(MIN_CHUNK_BYTES, Math.min(FAST_READ_BYTES, Math.floor(this.spool.room() / SPOOL_EXPANSION_MAX)));
     const buf = (this.fastBuf ??= Buffer.allocUnsafe(TAIL_BYTES_MAX + FAST_READ_BYTES));
-    const { bytesRead } = await f.fh.read(buf, 0, heldLen + want, f.readPos - heldLen);
+    // synchronous, as the pass's stats: a read of a few KiB from the page cache costs µs, a trip
+    // through the thread pool about a tenth of a millisecond
+    const bytesRead = readSync(f.fh.fd, buf, 0, heldLen + want, f.readPos - heldLen);
     if (bytesRead < heldLen || !buf.subarray(0, heldLen).equals(f.buf.subarray(f.buf.length - heldLen))) return 'whole';
     const n = bytesRead - heldLen;
     if (n === 0) return 'done';
@@ -778,7 +778,11 @@ export class FileSource {
       // near the quota, small reads: a spooled line is a few times its size (headers, JSON)
       const chunk = Math.max(MIN_CHUNK_BYTES, Math.min(CHUNK_BYTES, Math.floor(this.spool.room() / SPOOL_EXPANSION_MAX)));
       const want = Math.min(chunk, Math.max(0, st.size - f.readPos));
-      const got = await readAt(f.fh, f.readPos - heldLen, heldLen + want);
+      // read into a buffer that will hold the bytes kept before the held ones too: the new bytes are
+      // not copied again to be joined with them
+      const keep = f.buf.length - heldLen;
+      const into = Buffer.allocUnsafe(keep + heldLen + want);
+      const got = into.subarray(keep, keep + (await readInto(f.fh, into, keep, f.readPos - heldLen, heldLen + want)));
       // less than the head it was found with is read: that head is what shows a copytruncate
       const head = f.readPos < f.headLen ? { len: f.headLen, hash: f.headHash, now: await readAt(f.fh, 0, f.headLen) } : undefined;
       const g = growth(f.readPos, st.size, got.subarray(0, heldLen), f.buf.subarray(f.buf.length - heldLen), head);
@@ -803,7 +807,9 @@ export class FileSource {
       }
       f.lastGrowthMs = this.now();
       this.stats.bytesRead += data.length;
-      f.buf = f.buf.length === 0 ? Buffer.from(data) : Buffer.concat([f.buf, data]);
+      // the held bytes are in `into` already (growth() found them unchanged)
+      f.buf.copy(into, 0, 0, keep);
+      f.buf = into.subarray(0, keep + got.length);
       f.readPos += data.length;
       await this.consume(f, false);
       if (data.length < want || f.readPos >= st.size) return false;
@@ -868,11 +874,17 @@ export class FileSource {
    * (more follows) and the last one cut=`k/k`; a pending multiline event ends before the first.
    */
   private async consume(f: Followed, eof: boolean): Promise<void> {
-    const events: FileEvent[] = [];
+    // an event's value: its bytes, or its text when they are ASCII (decoded once per read)
+    const events: AgentEvent[] = [];
+    const source = f.path;
     const ml: Event[] = [];
     const nowMs = this.now();
     const max = this.cfg.maxLineBytes;
     let pos = f.scanPos - f.bufStart;
+    // ASCII (most logs): the read is decoded once and its lines are slices of that text, instead of
+    // a UTF-8 check, a decode and a latin1 copy per line
+    const text = !this.ml && isAscii(f.buf.subarray(pos)) ? f.buf.toString('latin1', pos) : undefined;
+    const textAt = pos;
     for (;;) {
       const nl = f.buf.indexOf(10, pos);
       let end: number;
@@ -895,26 +907,29 @@ export class FileSource {
       if (cut || f.cut > 0) {
         if (this.ml && f.ml.pending) {
           this.ml.flush(f.ml, nowMs, ml, true);
-          for (const ev of ml) events.push(fromMultiline(ev));
+          for (const ev of ml) events.push(fromMultiline(ev, source));
           ml.length = 0;
         }
         f.cut++;
         const headers = { cut: cutHeader(f.cut, !cut) };
         if (!cut) f.cut = 0;
-        events.push({ value: f.buf.subarray(pos, e), levelText: f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_BYTES)), firstAtMs: nowMs, headers });
+        events.push({ value: f.buf.subarray(pos, e), source, timeMs: nowMs, level: detectLevel(f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_BYTES))), headers });
       } else if (this.ml) {
         this.ml.push(f.ml, { text: f.buf.toString('latin1', pos, e), start: f.bufStart + pos, end: f.bufStart + next, atMs: nowMs }, ml);
-        for (const ev of ml) events.push(fromMultiline(ev));
+        for (const ev of ml) events.push(fromMultiline(ev, source));
         ml.length = 0;
+      } else if (text !== undefined) {
+        const v = text.slice(pos - textAt, e - textAt);
+        events.push({ value: v, source, timeMs: nowMs, level: detectLevel(v) });
       } else {
-        events.push({ value: f.buf.subarray(pos, e), levelText: f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_BYTES)), firstAtMs: nowMs });
+        events.push({ value: f.buf.subarray(pos, e), source, timeMs: nowMs, level: detectLevel(f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_BYTES))) });
       }
       pos = next;
     }
     f.scanPos = f.bufStart + pos;
     if (eof && this.ml) {
       this.ml.flush(f.ml, nowMs, ml, true);
-      for (const ev of ml) events.push(fromMultiline(ev));
+      for (const ev of ml) events.push(fromMultiline(ev, source));
     }
     await this.emit(f, events);
   }
@@ -923,26 +938,23 @@ export class FileSource {
     if (!this.ml || !f.ml.pending) return;
     const events: Event[] = [];
     this.ml.flush(f.ml, this.now(), events);
-    if (events.length > 0) await this.emit(f, events.map(fromMultiline));
+    if (events.length > 0) await this.emit(f, events.map((ev) => fromMultiline(ev, f.path)));
   }
 
   /** Records with their seqs and the checkpoint after them: one append, one fdatasync. */
-  private async emit(f: Followed, events: FileEvent[]): Promise<void> {
-    const entries: Entry[] = recordEntries(
-      this.spool,
-      this.cfg.host,
-      this.src.task,
-      this.src.topic,
-      events.map((ev) => {
-        const headers = this.src.parse === 'sshd' ? { ...ev.headers, ...sshHeadersOfLine(ev.value.toString('utf8')) } : ev.headers;
-        const key = this.keySpec && !headers?.cut ? keyOfLine(ev.value.toString('utf8'), this.keySpec) : undefined;
-        return { value: ev.value, source: f.path, timeMs: ev.firstAtMs, level: detectLevel(ev.levelText), ...(headers ? { headers } : {}), ...(key !== undefined ? { key } : {}) };
-      }),
-    );
+  private async emit(f: Followed, events: AgentEvent[]): Promise<void> {
+    if (this.src.parse === 'sshd' || this.keySpec) {
+      for (const ev of events) {
+        if (this.src.parse === 'sshd') ev.headers = { ...ev.headers, ...sshHeadersOfLine(ev.value.toString('utf8')) };
+        const key = this.keySpec && !ev.headers?.cut ? keyOfLine(ev.value.toString('utf8'), this.keySpec) : undefined;
+        if (key !== undefined) ev.key = key;
+      }
+    }
+    const entries: Entry[] = recordEntries(this.spool, this.cfg.host, this.src.task, this.src.topic, events);
     const ck = this.ckptOf(f);
     // nothing read of a file restarted at 0 yet: the older checkpoint stays (supersedes)
     if (events.length > 0 || supersedes(this.spool.ckpts.get(this.ckKey(f.key)), ck)) entries.push({ t: 'ck', key: this.ckKey(f.key), ck });
-    if (events.length > 0 && this.log.isLevelEnabled('debug')) this.log.debug({ task: this.src.task, key: f.key, path: f.path, n: events.length, first: events[0].value.toString('latin1', 0, 20), last: events[events.length - 1].value.toString('latin1', 0, 20), off: ck.offset, headLen: ck.headLen }, 'emit');
+    if (events.length > 0 && this.log.isLevelEnabled('debug')) this.log.debug({ task: this.src.task, key: f.key, path: f.path, n: events.length, first: head20(events[0].value), last: head20(events[events.length - 1].value), off: ck.offset, headLen: ck.headLen }, 'emit');
     // keep the pending event, the partial line and the 1 KiB before them
     const keepFrom = Math.max(f.bufStart, tailRange(ck.offset)[0]);
     if (keepFrom > f.bufStart) {
@@ -1053,6 +1065,10 @@ export function rotationOf(names: Set<string>, name: string): { compressed?: str
   return plain;
 }
 
+function head20(v: string | Buffer): string {
+  return typeof v === 'string' ? v.slice(0, 20) : v.toString('latin1', 0, 20);
+}
+
 async function headHashOf(p: string, len: number): Promise<string | undefined> {
   try {
     const fh = await open(p, constants.O_RDONLY | constants.O_NONBLOCK);
@@ -1080,13 +1096,18 @@ function ownMemory(b: Buffer): Buffer {
 
 async function readAt(fh: FileHandle, pos: number, len: number): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(len);
+  return buf.subarray(0, await readInto(fh, buf, 0, pos, len));
+}
+
+/** Reads up to len bytes at file position pos into buf at offset; how many were read (fewer at the end of the file). */
+async function readInto(fh: FileHandle, buf: Buffer, offset: number, pos: number, len: number): Promise<number> {
   let got = 0;
   while (got < len) {
-    const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
+    const { bytesRead } = await fh.read(buf, offset + got, len - got, pos + got);
     if (bytesRead === 0) break;
     got += bytesRead;
   }
-  return buf.subarray(0, got);
+  return got;
 }
 
 /** A candidate read at a checkpoint's head length and offset; tail: the held bytes before the offset. */
