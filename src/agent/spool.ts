@@ -298,7 +298,6 @@ export class Spool {
   /** Writes entries and fdatasyncs them (group commit with whatever else is queued); resolves once durable. */
   append(entries: Entry[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the spool is closed'));
-    if (this.idle.size > 0) entries = this.withSends(entries);
     return new Promise((resolve, reject) => {
       this.queue.push({ entries, resolve, reject });
       if (!this.flushing) this.flush();
@@ -323,6 +322,10 @@ export class Spool {
       };
       if (this.closed) return fail(new Error('the spool is closed'));
       const seg = this.segments[this.segments.length - 1];
+      // an idle shipper's range is taken now, not when the append was queued: records queued while
+      // the last fdatasync ran find the shipper that has just sent that one's batch waiting for them,
+      // and go out after this one fdatasync instead of waiting for their range in the next
+      if (this.idle.size > 0) for (const b of batch) b.entries = this.withSends(b.entries);
       let data: Buffer;
       try {
         const bufs: Buffer[] = [];
