@@ -128,11 +128,17 @@ const LEVELS: Record<string, string> = {
   crit: 'fatal', critical: 'fatal', fatal: 'fatal', severe: 'error', panic: 'fatal',
 };
 
+const TRACE = /^(Traceback \(most recent call last\):|Exception in thread |panic: |fatal error: )|\n\s+at \S+|\ngoroutine \d+ \[/;
+const TRACE_FIRST = new Set([84, 69, 112, 102]);
+
 /** The level named near the start of an event, if any; a trace (Java, Python) is an error. */
 export function detectLevel(text: string): string | undefined {
-  const head = text.slice(0, 200);
-  const m = LEVEL.exec(head.split('\n', 1)[0]);
+  const nl = text.indexOf('\n');
+  const end = Math.min(nl < 0 ? text.length : nl, 200);
+  const m = LEVEL.exec(end === text.length ? text : text.slice(0, end));
   if (m) return LEVELS[m[1].toLowerCase()];
-  if (/^(Traceback \(most recent call last\):|Exception in thread |panic: |fatal error: )|\n\s+at \S+|\ngoroutine \d+ \[/.test(text)) return 'error';
+  // a single line is a trace only by its start (T, E, p, f): most lines skip the scan
+  if (nl < 0 && !TRACE_FIRST.has(text.charCodeAt(0))) return undefined;
+  if (TRACE.test(text)) return 'error';
   return undefined;
 }

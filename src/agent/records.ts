@@ -117,6 +117,59 @@ function isoTime(ms: number): string {
  */
 export function recordEntries(spool: Spool, host: string, task: string, topic: string, events: AgentEvent[]): Entry[] {
   if (events.length === 0) return [];
+  return [plainEntry(spool, host, task, topic, events) ?? mixedEntry(spool, host, task, topic, events)];
+}
+
+/** per level, the one object of own headers its records share (recordsOf merges each distinct one once) */
+const LEVEL_OWN = new Map<string, Record<string, string>>();
+/** levels remembered in LEVEL_OWN (the agent's own are a dozen; a source's own beyond them get an object per record) */
+const LEVEL_OWN_MAX = 64;
+
+/**
+ * The common case without an object per record: one source and one time (the lines of one read),
+ * no headers of their own, no keys; only the level may differ. Undefined otherwise.
+ */
+function plainEntry(spool: Spool, host: string, task: string, topic: string, events: AgentEvent[]): RecsEntry | undefined {
+  const ev0 = events[0];
+  const level0 = ev0.level || undefined;
+  let sameLevel = true;
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i];
+    if (ev.headers !== undefined || ev.key !== undefined || ev.source !== ev0.source || ev.timeMs !== ev0.timeMs) return undefined;
+    if ((ev.level || undefined) !== level0) sameLevel = false;
+  }
+  const h: Record<string, string> = { host, task, source: ev0.source, time: isoTime(ev0.timeMs) };
+  if (sameLevel && level0) h.level = level0;
+  const v: string[] = new Array<string>(events.length);
+  let b64: number[] | undefined;
+  let x: Array<Record<string, string> | null> | undefined;
+  if (!sameLevel) x = new Array<Record<string, string> | null>(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i];
+    const sv = spoolValue(ev.value);
+    v[i] = sv.value;
+    if (sv.enc) (b64 ??= []).push(i);
+    if (x) {
+      const lv = ev.level;
+      if (!lv) x[i] = null;
+      else {
+        let own = LEVEL_OWN.get(lv);
+        if (own === undefined) {
+          own = { level: lv };
+          if (LEVEL_OWN.size < LEVEL_OWN_MAX) LEVEL_OWN.set(lv, own);
+        }
+        x[i] = own;
+      }
+    }
+  }
+  const seq = spool.takeSeq(task, events.length);
+  const e: RecsEntry = { t: 'recs', task, topic, seq, h, v };
+  if (x) e.x = x;
+  if (b64) e.b64 = b64;
+  return e;
+}
+
+function mixedEntry(spool: Spool, host: string, task: string, topic: string, events: AgentEvent[]): RecsEntry {
   const all: Array<Record<string, string>> = new Array<Record<string, string>>(events.length);
   const v: string[] = new Array<string>(events.length);
   let b64: number[] | undefined;
@@ -146,11 +199,10 @@ export function recordEntries(spool: Spool, host: string, task: string, topic: s
     for (const k in all[i]) if (!(k in h)) own[k] = all[i][k];
     (x ??= new Array<Record<string, string> | null>(all.length).fill(null))[i] = own;
   }
-  const seq = spool.takeSeq(task);
-  for (let i = 1; i < events.length; i++) spool.takeSeq(task);
+  const seq = spool.takeSeq(task, events.length);
   const e: RecsEntry = { t: 'recs', task, topic, seq, h, v };
   if (x) e.x = x;
   if (b64) e.b64 = b64;
   if (k) e.k = k;
-  return [e];
+  return e;
 }

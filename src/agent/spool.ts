@@ -116,10 +116,20 @@ function recordTextBytes(r: ShipRecord): number {
 export function recordsOf(e: RecsEntry): ShipRecord[] {
   const out: ShipRecord[] = new Array<ShipRecord>(e.v.length);
   const b64 = e.b64 ? new Set(e.b64) : undefined;
+  // records whose own headers are one object (a level shared in memory) share the merged headers too
+  let lastX: Record<string, string> | undefined;
+  let lastHeaders = e.h;
   for (let i = 0; i < e.v.length; i++) {
     const seq = e.seq + i;
     const x = e.x?.[i];
-    const headers = x ? { ...e.h, ...x } : e.h;
+    let headers = e.h;
+    if (x) {
+      if (x !== lastX) {
+        lastX = x;
+        lastHeaders = { ...e.h, ...x };
+      }
+      headers = lastHeaders;
+    }
     out[i] = b64?.has(i) ? { task: e.task, seq, topic: e.topic, value: e.v[i], enc: 'base64', headers } : { task: e.task, seq, topic: e.topic, value: e.v[i], headers };
     const key = e.k?.[i];
     if (typeof key === 'string') out[i].key = key;
@@ -128,12 +138,14 @@ export function recordsOf(e: RecsEntry): ShipRecord[] {
 }
 
 export function encodeEntry(e: Entry): Buffer {
-  const body = Buffer.from(JSON.stringify(e));
-  if (body.length > SPOOL_RECORD_BYTES_MAX) throw new Error(`spool record of ${body.length} bytes exceeds ${SPOOL_RECORD_BYTES_MAX}`);
-  const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + body.length);
-  out.writeUInt32LE(body.length, 0);
-  out.writeUInt32LE(zlib.crc32(body), 4);
-  body.copy(out, RECORD_HEADER_BYTES);
+  const json = JSON.stringify(e);
+  // the JSON written once, straight after its header (no second copy)
+  const len = Buffer.byteLength(json);
+  if (len > SPOOL_RECORD_BYTES_MAX) throw new Error(`spool record of ${len} bytes exceeds ${SPOOL_RECORD_BYTES_MAX}`);
+  const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + len);
+  out.write(json, RECORD_HEADER_BYTES);
+  out.writeUInt32LE(len, 0);
+  out.writeUInt32LE(zlib.crc32(out.subarray(RECORD_HEADER_BYTES)), 4);
   return out;
 }
 
@@ -236,10 +248,10 @@ export class Spool {
     return () => this.listeners.delete(fn);
   }
 
-  /** The next seq of a task, taken now; the record must be appended in this turn (seqs are gap-free only if every taken seq is appended). */
-  takeSeq(task: string): number {
+  /** The next `count` seqs of a task (the first returned), taken now; the records must be appended in this turn (seqs are gap-free only if every taken seq is appended). */
+  takeSeq(task: string, count = 1): number {
     const n = this.next.get(task) ?? 0;
-    this.next.set(task, n + 1);
+    this.next.set(task, n + count);
     return n;
   }
 
@@ -286,7 +298,6 @@ export class Spool {
   /** Writes entries and fdatasyncs them (group commit with whatever else is queued); resolves once durable. */
   append(entries: Entry[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the spool is closed'));
-    if (this.idle.size > 0) entries = this.withSends(entries);
     return new Promise((resolve, reject) => {
       this.queue.push({ entries, resolve, reject });
       if (!this.flushing) this.flush();
@@ -311,11 +322,15 @@ export class Spool {
       };
       if (this.closed) return fail(new Error('the spool is closed'));
       const seg = this.segments[this.segments.length - 1];
+      // an idle shipper's range is taken now, not when the append was queued: records queued while
+      // the last fdatasync ran find the shipper that has just sent that one's batch waiting for them,
+      // and go out after this one fdatasync instead of waiting for their range in the next
+      if (this.idle.size > 0) for (const b of batch) b.entries = this.withSends(b.entries);
       let data: Buffer;
       try {
         const bufs: Buffer[] = [];
         for (const { entries } of batch) bufs.push(encodeEntry(entries.length === 1 ? entries[0] : { t: 'all', es: entries }));
-        data = Buffer.concat(bufs);
+        data = bufs.length === 1 ? bufs[0] : Buffer.concat(bufs);
         let off = 0;
         while (off < data.length) off += writeSync(this.fd, data, off, data.length - off, seg.bytes + off);
       } catch (err) {
