@@ -90,9 +90,18 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   const open = new Set<Connection>();
   /** connections with credit held back because the node's memory budget was full */
   const starved = new Set<Connection>();
-  // the budget also frees up without any socket draining (worker queues empty): look again
-  const starvedTimer = setInterval(() => { if (!memory.full) for (const c of [...starved]) release(c); }, STARVED_RETRY_MS);
-  starvedTimer.unref();
+  // The budget also frees up without any socket draining (worker queues empty): look again, on a
+  // timer that runs only while some connection is starved, so an idle node does not wake for it.
+  let starvedTimer: NodeJS.Timeout | undefined;
+  function starve(conn: Connection): void {
+    starved.add(conn);
+    if (starvedTimer) return;
+    starvedTimer = setInterval(() => {
+      if (!memory.full) for (const c of [...starved]) release(c);
+      if (starved.size === 0) { clearInterval(starvedTimer); starvedTimer = undefined; }
+    }, STARVED_RETRY_MS);
+    starvedTimer.unref();
+  }
   let draining = false;
   let serial = 0;
 
@@ -437,7 +446,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
    */
   function release(conn: Connection): void {
     if (conn.closed || conn.paused) return;
-    if (memory.full) { starved.add(conn); return; }
+    if (memory.full) { starve(conn); return; }
     starved.delete(conn);
     const floor = limits.wsSubscriptionCreditFloorBytes;
     const share = Math.max(floor, Math.floor(limits.wsConnectionCreditBytes / Math.max(1, conn.subs.size)));
