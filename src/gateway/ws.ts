@@ -83,6 +83,21 @@ const PER_ITEM_OVERHEAD_BYTES = 32;
 const CLOSE_REASON_BYTES_MAX = 120;
 const STARVED_RETRY_MS = 50;
 
+// Metric labels per route (and code), made once: prom-client takes a labels object on every call.
+const routeLabelCache = new Map<string, { edge: 'ws'; route: string }>();
+const codeLabelCache = new Map<string, { edge: 'ws'; route: string; code: string }>();
+function routeLabels(route: string): { edge: 'ws'; route: string } {
+  let l = routeLabelCache.get(route);
+  if (!l) routeLabelCache.set(route, (l = { edge: 'ws', route }));
+  return l;
+}
+function codeLabels(route: string, code: string): { edge: 'ws'; route: string; code: string } {
+  const k = `${route} ${code}`;
+  let l = codeLabelCache.get(k);
+  if (!l) codeLabelCache.set(k, (l = { edge: 'ws', route, code }));
+  return l;
+}
+
 export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): WebSocketEndpoint {
   const { api, log } = deps;
   const auth = deps.auth ?? new Authenticator({ tokens: [], allowedOrigins: [], insecure: false });
@@ -233,10 +248,16 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     }
     conn.inFlight++;
     conn.inFlightBytes += frameBytes;
-    const started = process.hrtime.bigint();
-    const done = (code: string) => {
-      deps.metrics?.requests.inc({ edge: 'ws', route: frame.op, code });
-      deps.metrics?.requestSeconds.observe({ edge: 'ws', route: frame.op }, Number(process.hrtime.bigint() - started) / 1e9);
+    const startedMs = performance.now();
+    // One settle handler per request, no finally: each promise and closure here is per request.
+    const settle = (code: string) => {
+      conn.inFlight--;
+      conn.inFlightBytes -= frameBytes;
+      memory.give(frameBytes);
+      if (!deps.metrics) return;
+      const labels = routeLabels(frame.op);
+      deps.metrics.requests.inc(codeLabels(frame.op, code));
+      deps.metrics.requestSeconds.observe(labels, (performance.now() - startedMs) / 1e3);
     };
     let result: Promise<Record<string, unknown> | undefined>;
     try {
@@ -247,21 +268,20 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     }
     result.then(
       (body) => {
-        done('ok');
-        if (body !== undefined) corked(conn, () => send(conn, { ...body, op: 'res', id: frame.id }));
+        settle('ok');
+        if (body === undefined) return;
+        body.op = 'res';
+        body.id = frame.id;
+        corked(conn, () => send(conn, body as ServerFrame));
       },
       (err) => {
         const e = asChicagoError(err);
-        done(e.code);
+        settle(e.code);
         if (e instanceof AuthError) deps.metrics?.authRefused.inc({ edge: 'ws', code: e.code, reason: e.reason });
         if (e.code === 'INTERNAL') log.error({ err, op: frame.op }, 'websocket request failed');
         corked(conn, () => sendError(conn, frame.id, e));
       },
-    ).finally(() => {
-      conn.inFlight--;
-      conn.inFlightBytes -= frameBytes;
-      memory.give(frameBytes);
-    });
+    );
   }
 
   function hello(conn: Connection, frame: Extract<ClientFrame, { op: 'hello' }>): void {
