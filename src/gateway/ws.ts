@@ -69,6 +69,8 @@ class Connection {
   /** the socket's send buffer as last charged to the memory budget */
   charged = 0;
   corked = false;
+  /** sends waiting for the end of this microtask batch (see corked()) */
+  queued: Array<() => void> | undefined;
   inFlight = 0;
   inFlightBytes = 0;
   badFramesInARow = 0;
@@ -120,13 +122,35 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   let draining = false;
   let serial = 0;
 
-  /** Run `fn` corked, once: nested cork calls are avoided rather than relied on. */
+  /**
+   * Run `fn` corked. Outside a cork it is queued, in order, and every connection's queue runs in one
+   * cork at the end of this batch of microtasks: the replies of one worker message (hundreds when
+   * the gateway falls behind) and the pushes beside them leave in one write per socket, not one each.
+   */
   function corked(conn: Connection, fn: () => void): void {
     if (conn.closed) return;
     if (conn.corked) return fn();
+    if (conn.queued) { conn.queued.push(fn); return; }
+    conn.queued = [fn];
+    toFlush.push(conn);
+    if (toFlush.length === 1) queueMicrotask(flushCorked);
+  }
+
+  /** connections with sends queued by corked(), flushed by one microtask */
+  let toFlush: Connection[] = [];
+  function flushCorked(): void {
+    const conns = toFlush;
+    toFlush = [];
+    for (const conn of conns) flushConn(conn);
+  }
+
+  function flushConn(conn: Connection): void {
+    const fns = conn.queued;
+    conn.queued = undefined;
+    if (!fns || conn.closed) return;
     conn.corked = true;
     try {
-      conn.ws.cork(fn);
+      conn.ws.cork(() => { for (const fn of fns) if (!conn.closed) fn(); });
     } finally {
       conn.corked = false;
     }
@@ -165,6 +189,8 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   }
 
   function shut(conn: Connection, code: ErrorCode, message: string): void {
+    if (conn.closed) return;
+    flushConn(conn); // what was queued before the close goes first
     if (conn.closed) return;
     log.warn({ conn: conn.serial, code, reason: message }, 'closing websocket');
     const reason = Buffer.from(message).subarray(0, CLOSE_REASON_BYTES_MAX).toString();
@@ -618,6 +644,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     closeAll(code = closeCodeOf('SHUTTING_DOWN'), reason = 'node is shutting down') {
       clearInterval(starvedTimer);
       for (const conn of [...open]) {
+        flushConn(conn);
         if (conn.closed) continue;
         conn.ws.end(code, reason);
         cleanup(conn);
