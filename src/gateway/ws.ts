@@ -69,6 +69,8 @@ class Connection {
   /** the socket's send buffer as last charged to the memory budget */
   charged = 0;
   corked = false;
+  /** sends waiting for the end of this microtask batch (see corked()) */
+  queued: Array<() => void> | undefined;
   inFlight = 0;
   inFlightBytes = 0;
   badFramesInARow = 0;
@@ -83,6 +85,21 @@ const PER_ITEM_OVERHEAD_BYTES = 32;
 const CLOSE_REASON_BYTES_MAX = 120;
 const STARVED_RETRY_MS = 50;
 
+// Metric labels per route (and code), made once: prom-client takes a labels object on every call.
+const routeLabelCache = new Map<string, { edge: 'ws'; route: string }>();
+const codeLabelCache = new Map<string, { edge: 'ws'; route: string; code: string }>();
+function routeLabels(route: string): { edge: 'ws'; route: string } {
+  let l = routeLabelCache.get(route);
+  if (!l) routeLabelCache.set(route, (l = { edge: 'ws', route }));
+  return l;
+}
+function codeLabels(route: string, code: string): { edge: 'ws'; route: string; code: string } {
+  const k = `${route} ${code}`;
+  let l = codeLabelCache.get(k);
+  if (!l) codeLabelCache.set(k, (l = { edge: 'ws', route, code }));
+  return l;
+}
+
 export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): WebSocketEndpoint {
   const { api, log } = deps;
   const auth = deps.auth ?? new Authenticator({ tokens: [], allowedOrigins: [], insecure: false });
@@ -90,19 +107,50 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   const open = new Set<Connection>();
   /** connections with credit held back because the node's memory budget was full */
   const starved = new Set<Connection>();
-  // the budget also frees up without any socket draining (worker queues empty): look again
-  const starvedTimer = setInterval(() => { if (!memory.full) for (const c of [...starved]) release(c); }, STARVED_RETRY_MS);
-  starvedTimer.unref();
+  // The budget also frees up without any socket draining (worker queues empty): look again, on a
+  // timer that runs only while some connection is starved, so an idle node does not wake for it.
+  let starvedTimer: NodeJS.Timeout | undefined;
+  function starve(conn: Connection): void {
+    starved.add(conn);
+    if (starvedTimer) return;
+    starvedTimer = setInterval(() => {
+      if (!memory.full) for (const c of [...starved]) release(c);
+      if (starved.size === 0) { clearInterval(starvedTimer); starvedTimer = undefined; }
+    }, STARVED_RETRY_MS);
+    starvedTimer.unref();
+  }
   let draining = false;
   let serial = 0;
 
-  /** Run `fn` corked, once: nested cork calls are avoided rather than relied on. */
+  /**
+   * Run `fn` corked. Outside a cork it is queued, in order, and every connection's queue runs in one
+   * cork at the end of this batch of microtasks: the replies of one worker message (hundreds when
+   * the gateway falls behind) and the pushes beside them leave in one write per socket, not one each.
+   */
   function corked(conn: Connection, fn: () => void): void {
     if (conn.closed) return;
     if (conn.corked) return fn();
+    if (conn.queued) { conn.queued.push(fn); return; }
+    conn.queued = [fn];
+    toFlush.push(conn);
+    if (toFlush.length === 1) queueMicrotask(flushCorked);
+  }
+
+  /** connections with sends queued by corked(), flushed by one microtask */
+  let toFlush: Connection[] = [];
+  function flushCorked(): void {
+    const conns = toFlush;
+    toFlush = [];
+    for (const conn of conns) flushConn(conn);
+  }
+
+  function flushConn(conn: Connection): void {
+    const fns = conn.queued;
+    conn.queued = undefined;
+    if (!fns || conn.closed) return;
     conn.corked = true;
     try {
-      conn.ws.cork(fn);
+      conn.ws.cork(() => { for (const fn of fns) if (!conn.closed) fn(); });
     } finally {
       conn.corked = false;
     }
@@ -141,6 +189,8 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   }
 
   function shut(conn: Connection, code: ErrorCode, message: string): void {
+    if (conn.closed) return;
+    flushConn(conn); // what was queued before the close goes first
     if (conn.closed) return;
     log.warn({ conn: conn.serial, code, reason: message }, 'closing websocket');
     const reason = Buffer.from(message).subarray(0, CLOSE_REASON_BYTES_MAX).toString();
@@ -224,10 +274,16 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     }
     conn.inFlight++;
     conn.inFlightBytes += frameBytes;
-    const started = process.hrtime.bigint();
-    const done = (code: string) => {
-      deps.metrics?.requests.inc({ edge: 'ws', route: frame.op, code });
-      deps.metrics?.requestSeconds.observe({ edge: 'ws', route: frame.op }, Number(process.hrtime.bigint() - started) / 1e9);
+    const startedMs = performance.now();
+    // One settle handler per request, no finally: each promise and closure here is per request.
+    const settle = (code: string) => {
+      conn.inFlight--;
+      conn.inFlightBytes -= frameBytes;
+      memory.give(frameBytes);
+      if (!deps.metrics) return;
+      const labels = routeLabels(frame.op);
+      deps.metrics.requests.inc(codeLabels(frame.op, code));
+      deps.metrics.requestSeconds.observe(labels, (performance.now() - startedMs) / 1e3);
     };
     let result: Promise<Record<string, unknown> | undefined>;
     try {
@@ -238,21 +294,20 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     }
     result.then(
       (body) => {
-        done('ok');
-        if (body !== undefined) corked(conn, () => send(conn, { ...body, op: 'res', id: frame.id }));
+        settle('ok');
+        if (body === undefined) return;
+        body.op = 'res';
+        body.id = frame.id;
+        corked(conn, () => send(conn, body as ServerFrame));
       },
       (err) => {
         const e = asChicagoError(err);
-        done(e.code);
+        settle(e.code);
         if (e instanceof AuthError) deps.metrics?.authRefused.inc({ edge: 'ws', code: e.code, reason: e.reason });
         if (e.code === 'INTERNAL') log.error({ err, op: frame.op }, 'websocket request failed');
         corked(conn, () => sendError(conn, frame.id, e));
       },
-    ).finally(() => {
-      conn.inFlight--;
-      conn.inFlightBytes -= frameBytes;
-      memory.give(frameBytes);
-    });
+    );
   }
 
   function hello(conn: Connection, frame: Extract<ClientFrame, { op: 'hello' }>): void {
@@ -437,7 +492,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
    */
   function release(conn: Connection): void {
     if (conn.closed || conn.paused) return;
-    if (memory.full) { starved.add(conn); return; }
+    if (memory.full) { starve(conn); return; }
     starved.delete(conn);
     const floor = limits.wsSubscriptionCreditFloorBytes;
     const share = Math.max(floor, Math.floor(limits.wsConnectionCreditBytes / Math.max(1, conn.subs.size)));
@@ -589,6 +644,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     closeAll(code = closeCodeOf('SHUTTING_DOWN'), reason = 'node is shutting down') {
       clearInterval(starvedTimer);
       for (const conn of [...open]) {
+        flushConn(conn);
         if (conn.closed) continue;
         conn.ws.end(code, reason);
         cleanup(conn);

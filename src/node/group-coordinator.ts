@@ -38,16 +38,26 @@ export class GroupCoordinator {
   private readonly groups = new Map<string, Group>();
   /** when this node last became leader of a home partition, per partition and epoch */
   private readonly leaderSince = new Map<number, { epoch: number; sinceMs: number }>();
-  private readonly timer: NodeJS.Timeout;
+  /** runs only while some group is coordinated here, so an idle node does not wake for it */
+  private timer: NodeJS.Timeout | undefined;
   /** groups whose offsets are being deleted: a join waits for that, so no member starts from offsets about to go */
   private readonly deleting = new Map<string, Promise<number>>();
 
-  constructor(private readonly deps: GroupCoordinatorDeps, private readonly startedAtMs: number) {
+  private stopped = false;
+
+  constructor(private readonly deps: GroupCoordinatorDeps, private readonly startedAtMs: number) {}
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private ensureTicking(): void {
+    if (this.timer || this.stopped) return;
     this.timer = setInterval(() => this.tick(), limits.groupTickMs);
     this.timer.unref();
   }
-
-  stop(): void { clearInterval(this.timer); }
 
   async handle(p: number, req: GroupRequest): Promise<Record<string, unknown>> {
     if (req.op === 'groupJoin') {
@@ -152,6 +162,7 @@ export class GroupCoordinator {
       const since = this.since(p, epoch);
       g = { p, epoch, state: emptyGroup(epoch * GENERATIONS_PER_EPOCH, since + limits.groupSessionTimeoutMsMax), busy: new Map() };
       this.groups.set(name, g);
+      this.ensureTicking();
     }
     return g;
   }
@@ -184,6 +195,10 @@ export class GroupCoordinator {
       g.state = r.state;
       this.log(name, r.effects);
       if (g.state.members.size === 0 && g.busy.size === 0) this.groups.delete(name);
+    }
+    if (this.groups.size === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
     }
   }
 }

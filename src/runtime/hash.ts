@@ -1,8 +1,7 @@
 // MurmurHash3 (x86, 32-bit). Stable across versions and threads: partition placement depends on it,
 // and the cluster reuses it, so it must never change.
-export function murmur3(data: Uint8Array, seed = 0): number {
+export function murmur3(data: Uint8Array, seed = 0, n = data.length): number {
   let h = seed >>> 0;
-  const n = data.length;
   const blocks = n & ~3;
   const c1 = 0xcc9e2d51;
   const c2 = 0x1b873593;
@@ -36,14 +35,18 @@ export function murmur3(data: Uint8Array, seed = 0): number {
 }
 
 const utf8 = new TextEncoder();
+/** Keys up to this size are hashed in a reused buffer (no allocation per request on the hot path). */
+const SCRATCH_BYTES = 4096;
+const scratch = new Uint8Array(SCRATCH_BYTES);
 
-/** The node partition that owns a KV key. */
+/** The node partition that owns a KV key: murmur3 of keyspace (UTF-8), a 0 byte, then the key. */
 export function kvPartition(keyspace: string, key: Uint8Array, partitions: number): number {
-  const ks = utf8.encode(keyspace);
-  const buf = new Uint8Array(ks.length + 1 + key.length);
-  buf.set(ks, 0);
-  buf.set(key, ks.length + 1);
-  return murmur3(buf) % partitions;
+  // encodeInto writes at most 3 bytes per UTF-16 unit
+  const buf = keyspace.length * 3 + 1 + key.length <= SCRATCH_BYTES ? scratch : new Uint8Array(keyspace.length * 3 + 1 + key.length);
+  const { written } = utf8.encodeInto(keyspace, buf);
+  buf[written] = 0;
+  buf.set(key, written + 1);
+  return murmur3(buf, 0, written + 1 + key.length) % partitions;
 }
 
 /** The topic partition of a keyed record. */
