@@ -164,7 +164,9 @@ export async function runLoad(task: GeneratorTask, opts: OpenLoopOptions, genera
   }
   const { onTick: _ignored, ...plain } = opts;
   const workers = Array.from({ length: generators }, (_, index) =>
-    new Worker(new URL('./generator-worker.js', import.meta.url), { workerData: { task, opts: plain, index, of: generators } }),
+    new Worker(new URL('./generator-worker.js', import.meta.url), {
+      workerData: { task, opts: plain, index, of: generators },
+    }),
   );
   // a generator exits once it has posted its result and closed its connections
   const posted = new Set<Worker>();
