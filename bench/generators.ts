@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import hdr from 'hdr-histogram-js';
-import { newHistogram, runOpenLoop, type ErrorCounts, type Op, type OpenLoopOptions, type OpenLoopResult } from './openloop.js';
+import { newTally, runOpenLoop, windowResult, type ErrorCounts, type Op, type OpenLoopOptions, type OpenLoopResult } from './openloop.js';
 import { openDriver, type ChicagoDriver, type DriverOptions } from './targets.js';
 
 /** What each generator sends; plain data, so that it crosses to a worker thread. */
@@ -94,10 +94,7 @@ export function toPart(r: OpenLoopResult, elu: number, extra: TaskExtra): Genera
  */
 export function mergeParts(parts: GeneratorPart[]): OpenLoopResult {
   if (parts.length === 0) throw new Error('no generator results to merge');
-  const latency = newHistogram();
-  const sendLag = newHistogram();
-  const errorsByKind: ErrorCounts = { rejected: 0, timeout: 0, outstandingCap: 0 };
-  const errorSamples: string[] = [];
+  const { latency, sendLag, errorsByKind, errorSamples } = newTally();
   let intended = 0;
   let sent = 0;
   let acked = 0;
@@ -116,22 +113,7 @@ export function mergeParts(parts: GeneratorPart[]): OpenLoopResult {
     start = Math.min(start, p.measureStartAbsMs);
     end = Math.max(end, p.endAbsMs);
   }
-  const elapsedS = Math.max(1e-6, (end - start) / 1000);
-  return {
-    intended,
-    sent,
-    acked,
-    errors: errorsByKind.rejected + errorsByKind.timeout + errorsByKind.outstandingCap,
-    errorsByKind,
-    errorSamples,
-    latency,
-    sendLag,
-    elapsedS,
-    ackedPerSecond: acked / elapsedS,
-    maxOutstandingSeen,
-    measureStartAbsMs: start,
-    endAbsMs: end,
-  };
+  return windowResult({ intended, sent, acked, errorsByKind, errorSamples, latency, sendLag, maxOutstandingSeen }, start, end);
 }
 
 export interface LoadResult {

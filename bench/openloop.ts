@@ -219,10 +219,7 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
   const localWarmupOps = countBelow(warmupOps);
   const w = opts.weight;
 
-  const latency = newHistogram();
-  const sendLag = newHistogram();
-  const errorsByKind: ErrorCounts = { rejected: 0, timeout: 0, outstandingCap: 0 };
-  const errorSamples: string[] = [];
+  const { latency, sendLag, errorsByKind, errorSamples } = newTally();
   let sent = 0;
   let acked = 0;
   let lastAnswerUs = 0;
@@ -347,23 +344,27 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
   pending.clear();
 
   const endUs = Math.max(lastAnswerUs, totalOps > 0 ? due(totalOps - 1) : measureStartUs);
-  const elapsedS = Math.max(1e-6, (endUs - measureStartUs) / 1e6);
-  const errors = errorsByKind.rejected + errorsByKind.timeout + errorsByKind.outstandingCap;
-  return {
-    intended: (totalOps - localWarmupOps) * w,
-    sent,
-    acked,
-    errors,
-    errorsByKind,
-    errorSamples,
-    latency,
-    sendLag,
-    elapsedS,
-    ackedPerSecond: acked / elapsedS,
-    maxOutstandingSeen,
-    measureStartAbsMs: performance.timeOrigin + measureStartUs / 1000,
-    endAbsMs: performance.timeOrigin + endUs / 1000,
-  };
+  return windowResult(
+    { intended: (totalOps - localWarmupOps) * w, sent, acked, errorsByKind, errorSamples, latency, sendLag, maxOutstandingSeen },
+    performance.timeOrigin + measureStartUs / 1000,
+    performance.timeOrigin + endUs / 1000,
+  );
+}
+
+/** Empty histograms and error counts for one run (or a merge of several). */
+export function newTally(): Pick<OpenLoopResult, 'latency' | 'sendLag' | 'errorsByKind' | 'errorSamples'> {
+  return { latency: newHistogram(), sendLag: newHistogram(), errorsByKind: { rejected: 0, timeout: 0, outstandingCap: 0 }, errorSamples: [] };
+}
+
+/** A result from its counts and its measured window (ms on the clock every thread shares). */
+export function windowResult(
+  r: Omit<OpenLoopResult, 'errors' | 'elapsedS' | 'ackedPerSecond' | 'measureStartAbsMs' | 'endAbsMs'>,
+  measureStartAbsMs: number,
+  endAbsMs: number,
+): OpenLoopResult {
+  const elapsedS = Math.max(1e-6, (endAbsMs - measureStartAbsMs) / 1000);
+  const e = r.errorsByKind;
+  return { ...r, errors: e.rejected + e.timeout + e.outstandingCap, elapsedS, ackedPerSecond: r.acked / elapsedS, measureStartAbsMs, endAbsMs };
 }
 
 /** Operations of the warmup part of a schedule (indexes below this are not measured). */

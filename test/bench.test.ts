@@ -208,6 +208,19 @@ describe.skipIf(!existsSync(mainJs) || !existsSync(nodeJs))('chicago bench (spaw
     expect(r.latencyUs.p50).toBeLessThanOrEqual(r.latencyUs.max);
   });
 
+  it('produce --generators 2 encodes through a Producer per thread and counts every record once', async () => {
+    const file = join(dir, 'produce-2.json');
+    const { code, stderr } = await bench(['produce', '--spawn', '--generators', '2', '--rate', '2000', '--batch', '100', '--duration', '0.5', '--warmup', '0.1', '--json', file]);
+    expect(code, stderr).toBe(0);
+    const r = JSON.parse(readFileSync(file, 'utf8')) as { intended: number; sent: number; acked: number; errors: number; server: { cpuPct: number }; extra: { generatorElu: number[] } };
+    expect(r.intended).toBe(1000);
+    expect(r.sent).toBe(1000);
+    expect(r.acked).toBe(1000);
+    expect(r.errors).toBe(0);
+    expect(r.extra.generatorElu).toHaveLength(2);
+    expect(r.server.cpuPct).toBeGreaterThan(0);
+  });
+
   it('rejects an unknown scenario', async () => {
     const { code, stderr } = await bench(['nope']);
     expect(code).toBe(1);
