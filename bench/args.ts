@@ -69,6 +69,8 @@ export interface BenchArgs {
   pacing: Pacing;
   lingerMs: number;
   producers: number;
+  /** produce, noop: generator threads the schedule is split over (1: the bench's main thread) */
+  generators: number;
   /** ws: batches in flight per Producer stream (the client's maxInFlight) */
   maxInFlight?: number;
   creditBytes: number;
@@ -119,6 +121,9 @@ scenarios: kv-put | kv-get | produce | produce-tail | idle | noop (the generator
   --linger-ms N          ws producer linger (default 0: a bench batch is sent when complete)
   --producers N          ws: client Producer instances per connection, each with its own
                          streams per partition (default 1; produce-tail 8)
+  --generators N         produce, noop: split the schedule over N generator threads, each with its
+                         own connections (--connections each) and every N-th operation; one result
+                         (default 1: the main thread)
   --max-in-flight N      ws: batches a Producer keeps in flight per partition (its maxInFlight;
                          default the client's, 5; 1 = one round trip per batch)
   --credit-bytes N       tail subscription credit (default 16 MiB)
@@ -175,6 +180,9 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     throw new BenchArgsError(`${s} times acks: --acks none has none (use one or all)`);
   }
   const connections = Math.floor(num('connections', values.connections, 1, 1));
+  if (values.generators !== undefined && Number(values.generators) > 1 && s !== 'produce' && s !== 'noop') {
+    throw new BenchArgsError('--generators applies to produce and noop only');
+  }
   const target = oneOf('target', values.target, ['chicago', 'redis'] as const, 'chicago');
   const baselines = values.baseline === undefined ? [] : values.baseline.split(',').map((b) => b.trim());
   const allowed = s === 'cluster-kv-put' ? ['redis', ...REPLICATED_ANCHORS] : ['redis'];
@@ -229,6 +237,7 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
     pacing: oneOf('pacing', values.pacing, ['ticker', 'spin', 'timer'] as const, 'ticker'),
     lingerMs: num('linger-ms', values['linger-ms'], 0),
     producers: Math.floor(num('producers', values.producers, s === 'produce-tail' ? 8 : 1, 1)),
+    generators: Math.floor(num('generators', values.generators, 1, 1)),
     ...(values['max-in-flight'] === undefined ? {} : { maxInFlight: Math.floor(num('max-in-flight', values['max-in-flight'], 5, 1)) }),
     creditBytes: Math.floor(num('credit-bytes', values['credit-bytes'], 16 * 1024 * 1024, 1)),
     ...(values.pid === undefined ? {} : { pid: Math.floor(num('pid', values.pid, 0, 1)) }),
@@ -286,6 +295,7 @@ function parseBenchFlags(argv: string[]) {
         'linger-ms': { type: 'string' },
         producers: { type: 'string' },
         'max-in-flight': { type: 'string' },
+        generators: { type: 'string' },
         'credit-bytes': { type: 'string' },
         pid: { type: 'string' },
         'server-arg': { type: 'string', multiple: true },

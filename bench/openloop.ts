@@ -148,6 +148,19 @@ export interface OpenLoopOptions {
   pacing: Pacing;
   /** called after every completion, so that a scenario can drive other work off the same loop */
   onTick?: () => void;
+  /**
+   * Run only every `of`-th operation of the schedule, starting at `index` (one generator of
+   * several, bench/generators.ts), with the schedule's t0 at `startAbsMs` (performance.timeOrigin +
+   * performance.now(), a clock every thread shares). The rate, warmup and duration stay those of the whole
+   * schedule; `op` gets the schedule's index.
+   */
+  slice?: LoopSlice;
+}
+
+export interface LoopSlice {
+  index: number;
+  of: number;
+  startAbsMs: number;
 }
 
 export interface ErrorCounts {
@@ -177,6 +190,9 @@ export interface OpenLoopResult {
   /** records acked per second of the measured window */
   ackedPerSecond: number;
   maxOutstandingSeen: number;
+  /** the measured window's first due time and its end, on the shared clock (merging generators) */
+  measureStartAbsMs: number;
+  endAbsMs: number;
 }
 
 interface Pending {
@@ -192,13 +208,18 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
   const intervalUs = 1e6 / opts.opsPerSecond;
   const warmupOps = warmupOpCount(opts);
   const measuredOps = Math.max(1, Math.round(opts.durationS * opts.opsPerSecond));
-  const totalOps = warmupOps + measuredOps;
+  const slice = opts.slice ?? { index: 0, of: 1, startAbsMs: NaN };
+  if (!(Number.isInteger(slice.of) && slice.of >= 1 && Number.isInteger(slice.index) && slice.index >= 0 && slice.index < slice.of)) {
+    throw new Error(`bad schedule slice ${slice.index} of ${slice.of}`);
+  }
+  // this generator's operations: local k is the schedule's operation k * of + index
+  const global = (k: number): number => k * slice.of + slice.index;
+  const countBelow = (n: number): number => Math.max(0, Math.ceil((n - slice.index) / slice.of));
+  const totalOps = countBelow(warmupOps + measuredOps);
+  const localWarmupOps = countBelow(warmupOps);
   const w = opts.weight;
 
-  const latency = newHistogram();
-  const sendLag = newHistogram();
-  const errorsByKind: ErrorCounts = { rejected: 0, timeout: 0, outstandingCap: 0 };
-  const errorSamples: string[] = [];
+  const { latency, sendLag, errorsByKind, errorSamples } = newTally();
   let sent = 0;
   let acked = 0;
   let lastAnswerUs = 0;
@@ -207,9 +228,9 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
   const pending = new Map<number, Pending>();
 
   // Start a little in the future so that setup work does not make the first sends late.
-  const t0 = nowUs() + 5_000;
-  const due = (k: number): number => t0 + k * intervalUs;
-  const measureStartUs = due(warmupOps);
+  const t0 = opts.slice ? (slice.startAbsMs - performance.timeOrigin) * 1000 : nowUs() + 5_000;
+  const due = (k: number): number => t0 + global(k) * intervalUs;
+  const measureStartUs = t0 + warmupOps * intervalUs;
   let next = 0;
   let done = false;
   let wake: (() => void) | undefined;
@@ -220,7 +241,7 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
   };
 
   const issue = (k: number, intended: number, now: number): void => {
-    const measured = k >= warmupOps;
+    const measured = k >= localWarmupOps;
     if (pending.size >= opts.maxOutstanding) {
       if (measured) fail('outstandingCap', `cap ${opts.maxOutstanding} full`);
       return;
@@ -234,7 +255,7 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
     if (pending.size > maxOutstandingSeen) maxOutstandingSeen = pending.size;
     let promise: Promise<unknown>;
     try {
-      promise = op(k, p.fromUs);
+      promise = op(global(k), p.fromUs);
     } catch (err) {
       promise = Promise.reject(err);
     }
@@ -297,7 +318,7 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
       // ticker: the next tick calls loop
     };
     if (opts.pacing === 'ticker') {
-      ticker = startTicker(t0, intervalUs, totalOps, loop);
+      ticker = startTicker(due(0), intervalUs * slice.of, totalOps, loop);
       // a safety net should a tick get lost: never stall longer than 5 ms
       const net = setInterval(() => {
         if (done || next >= totalOps) clearInterval(net);
@@ -322,22 +343,28 @@ export async function runOpenLoop(opts: OpenLoopOptions, op: Op): Promise<OpenLo
   for (const [, p] of pending) if (p.measured) fail('timeout', `still outstanding after the ${opts.drainMs} ms drain`);
   pending.clear();
 
-  const endUs = Math.max(lastAnswerUs, due(totalOps - 1));
-  const elapsedS = Math.max(1e-6, (endUs - measureStartUs) / 1e6);
-  const errors = errorsByKind.rejected + errorsByKind.timeout + errorsByKind.outstandingCap;
-  return {
-    intended: measuredOps * w,
-    sent,
-    acked,
-    errors,
-    errorsByKind,
-    errorSamples,
-    latency,
-    sendLag,
-    elapsedS,
-    ackedPerSecond: acked / elapsedS,
-    maxOutstandingSeen,
-  };
+  const endUs = Math.max(lastAnswerUs, totalOps > 0 ? due(totalOps - 1) : measureStartUs);
+  return windowResult(
+    { intended: (totalOps - localWarmupOps) * w, sent, acked, errorsByKind, errorSamples, latency, sendLag, maxOutstandingSeen },
+    performance.timeOrigin + measureStartUs / 1000,
+    performance.timeOrigin + endUs / 1000,
+  );
+}
+
+/** Empty histograms and error counts for one run (or a merge of several). */
+export function newTally(): Pick<OpenLoopResult, 'latency' | 'sendLag' | 'errorsByKind' | 'errorSamples'> {
+  return { latency: newHistogram(), sendLag: newHistogram(), errorsByKind: { rejected: 0, timeout: 0, outstandingCap: 0 }, errorSamples: [] };
+}
+
+/** A result from its counts and its measured window (ms on the clock every thread shares). */
+export function windowResult(
+  r: Omit<OpenLoopResult, 'errors' | 'elapsedS' | 'ackedPerSecond' | 'measureStartAbsMs' | 'endAbsMs'>,
+  measureStartAbsMs: number,
+  endAbsMs: number,
+): OpenLoopResult {
+  const elapsedS = Math.max(1e-6, (endAbsMs - measureStartAbsMs) / 1000);
+  const e = r.errorsByKind;
+  return { ...r, errors: e.rejected + e.timeout + e.outstandingCap, elapsedS, ackedPerSecond: r.acked / elapsedS, measureStartAbsMs, endAbsMs };
 }
 
 /** Operations of the warmup part of a schedule (indexes below this are not measured). */

@@ -76,7 +76,7 @@ export function renderTable(results: Array<{ name: string; r: BenchResult }>, m:
   lines.push(
     '',
     'noop = the generator alone (an operation that resolves on the next event-loop turn): the floor that ' +
-      'this machine and harness put under every other row. Latency columns: kv = request → ack; produce = batch due time → ack, weighted by records; ' +
+      'this machine and harness put under every other row (produce-noop: the produce rows\' generator threads and batches at the top rate). Latency columns: kv = request → ack; produce = batch due time → ack, weighted by records; ' +
       'produce-tail = record due time → receipt by a live WebSocket subscriber. "CPU" is % of one core ' +
       '(the machine has two) for the node process (all threads) and for the load generator.',
     '',

@@ -5,7 +5,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runOpenLoop, summarize, type OpenLoopOptions } from '../bench/openloop.js';
+import { newHistogram, recordUs, runOpenLoop, summarize, type OpenLoopOptions } from '../bench/openloop.js';
+import { mergeParts, toPart } from '../bench/generators.js';
 import { repoRoot } from '../bench/proc.js';
 import { parsePerfTest } from '../bench/kafka-compare.js';
 import { slow } from './helpers/slow.js';
@@ -70,6 +71,66 @@ describe('open loop', () => {
   });
 });
 
+describe('several generators (--generators)', () => {
+  it('split the schedule: every operation exactly once, warmup and measured window as one generator', async () => {
+    const opts = { ...base, opsPerSecond: 1000, durationS: 0.3, warmupS: 0.05 };
+    const seen: number[] = [];
+    const startAbsMs = performance.timeOrigin + performance.now() + 20;
+    const parts = await Promise.all(
+      [0, 1, 2].map((index) => runOpenLoop({ ...opts, slice: { index, of: 3, startAbsMs } }, async (k) => { seen.push(k); })),
+    );
+    // 50 warmup + 300 measured operations, none twice, none left out
+    expect(seen.length).toBe(350);
+    expect(new Set(seen).size).toBe(350);
+    expect(Math.max(...seen)).toBe(349);
+    expect(parts.map((p) => p.intended)).toEqual([100, 100, 100]);
+    const m = mergeParts(parts.map((p) => toPart(p, 0, {})));
+    expect(m.intended).toBe(300);
+    expect(m.sent).toBe(300);
+    expect(m.acked).toBe(300);
+    expect(m.latency.totalCount).toBe(300);
+    // the window is the schedule's: 300 operations at 1000/s take ~0.3 s, not a third of it
+    expect(m.elapsedS).toBeGreaterThanOrEqual(0.299);
+    expect(m.elapsedS).toBeLessThan(slow(2));
+  });
+
+  it('merge counts, errors and the histograms (percentiles of the whole, not of one part)', () => {
+    const part = (fast: number, slowOnes: number, rejected: number, startAbsMs: number, endAbsMs: number) => {
+      const latency = newHistogram();
+      recordUs(latency, 1000, fast);
+      if (slowOnes > 0) recordUs(latency, 50_000, slowOnes);
+      const sendLag = newHistogram();
+      recordUs(sendLag, 10);
+      const acked = fast + slowOnes;
+      return toPart({
+        intended: acked + rejected, sent: acked + rejected, acked, errors: rejected,
+        errorsByKind: { rejected, timeout: 0, outstandingCap: 0 }, errorSamples: rejected ? ['rejected: no'] : [],
+        latency, sendLag, elapsedS: 1, ackedPerSecond: acked, maxOutstandingSeen: 3, measureStartAbsMs: startAbsMs, endAbsMs,
+      }, 0.5, { replicasSeen: 1 });
+    };
+    // alone, part a has p99 1 ms and part b p50 50 ms; together 2 % are slow: p50 1 ms, p99 50 ms
+    const m = mergeParts([part(990, 0, 4, 1000, 3000), part(0, 20, 6, 1000.5, 3500)]);
+    expect(m.acked).toBe(1010);
+    expect(m.intended).toBe(1020);
+    expect(m.errors).toBe(10);
+    expect(m.errorsByKind.rejected).toBe(10);
+    expect(m.errorSamples).toEqual(['rejected: no', 'rejected: no']);
+    expect(m.maxOutstandingSeen).toBe(6);
+    expect(m.latency.totalCount).toBe(1010);
+    expect(m.sendLag.totalCount).toBe(2);
+    const l = summarize(m.latency);
+    expect(l.p50).toBeGreaterThanOrEqual(999);
+    expect(l.p50).toBeLessThanOrEqual(1001);
+    expect(l.p90).toBeLessThanOrEqual(1001);
+    expect(l.p99).toBeGreaterThanOrEqual(49_950);
+    expect(l.max).toBeGreaterThanOrEqual(49_950);
+    expect(l.max).toBeLessThanOrEqual(50_050);
+    // from the earliest start to the latest end
+    expect(m.elapsedS).toBeCloseTo(2.5, 6);
+    expect(m.ackedPerSecond).toBeCloseTo(1010 / 2.5, 6);
+  });
+});
+
 describe('kafka-compare', () => {
   it("reads kafka-producer-perf-test's summary line, each percentile from its own column", () => {
     const out = [
@@ -131,6 +192,33 @@ describe.skipIf(!existsSync(mainJs) || !existsSync(nodeJs))('chicago bench (spaw
     expect(r.extra.producerAcked).toBe(200);
     expect(r.acked).toBe(200);
     expect(r.errors).toBe(0);
+  });
+
+  it('noop --generators 2 runs the schedule on two threads and reports one result', async () => {
+    const file = join(dir, 'noop-2.json');
+    const { code, stderr } = await bench(['noop', '--generators', '2', '--rate', '2000', '--duration', '0.5', '--warmup', '0.1', '--json', file]);
+    expect(code, stderr).toBe(0);
+    const r = JSON.parse(readFileSync(file, 'utf8')) as { intended: number; sent: number; acked: number; errors: number; latencyUs: { p50: number; max: number }; extra: { generators: number; generatorElu: number[] } };
+    expect(r.intended).toBe(1000);
+    expect(r.sent).toBe(1000);
+    expect(r.acked).toBe(1000);
+    expect(r.errors).toBe(0);
+    expect(r.extra.generators).toBe(2);
+    expect(r.extra.generatorElu).toHaveLength(2);
+    expect(r.latencyUs.p50).toBeLessThanOrEqual(r.latencyUs.max);
+  });
+
+  it('produce --generators 2 encodes through a Producer per thread and counts every record once', async () => {
+    const file = join(dir, 'produce-2.json');
+    const { code, stderr } = await bench(['produce', '--spawn', '--generators', '2', '--rate', '2000', '--batch', '100', '--duration', '0.5', '--warmup', '0.1', '--json', file]);
+    expect(code, stderr).toBe(0);
+    const r = JSON.parse(readFileSync(file, 'utf8')) as { intended: number; sent: number; acked: number; errors: number; server: { cpuPct: number }; extra: { generatorElu: number[] } };
+    expect(r.intended).toBe(1000);
+    expect(r.sent).toBe(1000);
+    expect(r.acked).toBe(1000);
+    expect(r.errors).toBe(0);
+    expect(r.extra.generatorElu).toHaveLength(2);
+    expect(r.server.cpuPct).toBeGreaterThan(0);
   });
 
   it('rejects an unknown scenario', async () => {

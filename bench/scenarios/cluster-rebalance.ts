@@ -301,7 +301,7 @@ export async function benchClusterRebalance(args: BenchArgs): Promise<BenchResul
     const missed: string[] = [];
     for (const mv of moves) if (mv.p99Ratio > 2) missed.push(`${mv.move}: p99 during the move ×${mv.p99Ratio} of baseline > ×2`);
     for (const mv of moves) if (mv.during.errors > 0) missed.push(`${mv.move}: ${mv.during.errors} errors during the move`);
-    const empty: OpenLoopResult = { intended: 0, sent: 0, acked: 0, errors: 0, errorsByKind: { rejected: 0, timeout: 0, outstandingCap: 0 }, errorSamples: [], latency: newHistogram(), sendLag: newHistogram(), elapsedS: 1, ackedPerSecond: 0, maxOutstandingSeen: 0 };
+    const empty: OpenLoopResult = { intended: 0, sent: 0, acked: 0, errors: 0, errorsByKind: { rejected: 0, timeout: 0, outstandingCap: 0 }, errorSamples: [], latency: newHistogram(), sendLag: newHistogram(), elapsedS: 1, ackedPerSecond: 0, maxOutstandingSeen: 0, measureStartAbsMs: 0, endAbsMs: 0 };
     const res = fromLoop(args, 'chicago', empty, { via: args.via, acks: args.acks, recordBytes: args.recordBytes });
     const { errors: _e, ops: _o, ...during } = head.during;
     res.latencyUs = during;

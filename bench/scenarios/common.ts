@@ -6,7 +6,7 @@ import { HttpTarget } from '../http.js';
 import type { OpenLoopOptions } from '../openloop.js';
 import { MachineSampler, ProcSampler, SelfCpu, round1, spawnNode, type SpawnedNode } from '../proc.js';
 import type { BenchResult } from '../result.js';
-import { openDriver, type ChicagoDriver } from '../targets.js';
+import { openDriver, type ChicagoDriver, type DriverOptions } from '../targets.js';
 
 export interface NodeHandle {
   url: string;
@@ -58,7 +58,11 @@ async function waitHealthy(admin: HttpTarget, ms: number): Promise<void> {
 }
 
 export function driverFor(args: BenchArgs, url: string): Promise<ChicagoDriver> {
-  return openDriver({
+  return openDriver(driverOptions(args, url));
+}
+
+export function driverOptions(args: BenchArgs, url: string): DriverOptions {
+  return {
     url,
     via: args.via,
     connections: args.connections,
@@ -67,7 +71,7 @@ export function driverFor(args: BenchArgs, url: string): Promise<ChicagoDriver> 
     producers: args.producers,
     ...(args.maxInFlight !== undefined ? { maxInFlight: args.maxInFlight } : {}),
     creditBytes: args.creditBytes,
-  });
+  };
 }
 
 export function loopOptions(args: BenchArgs, opsPerSecond: number, weight: number): OpenLoopOptions {
@@ -125,9 +129,4 @@ export async function interestingMetrics(admin: HttpTarget): Promise<string[] | 
   }
 }
 
-/** An ASCII value of `bytes` bytes (the HTTP path sends values as JSON strings). */
-export function asciiValue(bytes: number, seed = 0): Buffer {
-  const b = Buffer.allocUnsafe(bytes);
-  for (let i = 0; i < bytes; i++) b[i] = 97 + ((i * 7 + seed) % 26);
-  return b;
-}
+export { asciiValue } from '../generators.js';

@@ -2,28 +2,24 @@
 // (rate/batch batches/s on the open-loop schedule). Latency per record = batch ack − the batch's
 // intended send time, weighted by the records in it; achievedRate is acked records/s.
 import type { BenchArgs } from '../args.js';
-import { runOpenLoop } from '../openloop.js';
+import { runLoad } from '../generators.js';
 import { evaluateGoal, fromLoop, type BenchResult } from '../result.js';
-import { asciiValue, driverFor, interestingMetrics, loopOptions, startMeters, withNode } from './common.js';
+import { driverOptions, interestingMetrics, loopOptions, startMeters, withNode } from './common.js';
 
 export async function benchProduce(args: BenchArgs): Promise<BenchResult> {
   const topic = args.topic ?? `bench-produce-${Date.now().toString(36)}`;
-  // distinct buffers per slot so nothing downstream can alias one record to another
-  const batch = Array.from({ length: args.batch }, (_, i) => asciiValue(args.recordBytes, i));
   return withNode(args, async (n) => {
     await n.admin.createTopic(topic, args.partitions, args.replicas);
-    const driver = await driverFor(args, n.url);
-    let replicasSeen = 0;
     try {
-      const meters = startMeters(n.pid);
-      const r = await runOpenLoop(loopOptions(args, args.rate / args.batch, args.batch), async () => {
-        const a = await driver.produce(topic, batch, args.partitions);
-        if (a.replicas > replicasSeen) replicasSeen = a.replicas;
+      const task = { kind: 'produce' as const, driver: driverOptions(args, n.url), topic, batch: args.batch, recordBytes: args.recordBytes, partitions: args.partitions };
+      let meters: ReturnType<typeof startMeters> | undefined;
+      const { loop: r, extra: { replicasSeen = 0 }, generatorElu } = await runLoad(task, loopOptions(args, args.rate / args.batch, args.batch), args.generators, () => {
+        meters = startMeters(n.pid);
       });
-      const measured = meters.stop();
+      const measured = meters!.stop();
       const metrics = await interestingMetrics(n.admin);
       const res = fromLoop(args, 'chicago', r, {
-        via: driver.via,
+        via: args.via,
         acks: args.acks,
         recordBytes: args.recordBytes,
         batchRecords: args.batch,
@@ -36,6 +32,8 @@ export async function benchProduce(args: BenchArgs): Promise<BenchResult> {
           batchesPerSecond: args.rate / args.batch,
           achievedMBps: Math.round(((r.ackedPerSecond * args.recordBytes) / 1e6) * 10) / 10,
           spawned: n.spawned !== undefined,
+          generators: args.generators,
+          ...(generatorElu ? { generatorElu } : {}),
         },
       });
       if (replicasSeen > 0) res.replicas = replicasSeen;
@@ -43,7 +41,6 @@ export async function benchProduce(args: BenchArgs): Promise<BenchResult> {
       if (goal) res.goal = goal;
       return res;
     } finally {
-      await driver.close();
       if (!args.topic) await n.admin.deleteTopic(topic).catch(() => undefined);
     }
   });

@@ -134,6 +134,8 @@ export class Producer<M extends ProducerMode = 'acked'> {
   private readonly deliveryTimeoutMs: number;
   private readonly maxInFlight: number;
   private readonly streams = new Map<string, Stream>();
+  /** the stream of the previous send, and its topic checked once: records of one batch arrive in a row */
+  private lastStream?: Stream;
   private readonly counters = { sent: 0, acked: 0, retried: 0, dropped: 0, errors: 0, inFlightBatchesPeak: 0 };
   private bufferedBytes = 0;
   private closed = false;
@@ -179,7 +181,7 @@ export class Producer<M extends ProducerMode = 'acked'> {
     let tuple: ProduceTuple;
     let size: number;
     try {
-      checkName('topic', topic);
+      if (topic !== this.lastStream?.topic) checkName('topic', topic);
       const value = toBytes(record.value);
       const key = record.key === undefined ? undefined : toBytes(record.key);
       size = value.length + (key?.length ?? 0) + headerBytes(record.headers);
@@ -247,12 +249,15 @@ export class Producer<M extends ProducerMode = 'acked'> {
   // ---- internals -----------------------------------------------------------------------------
 
   private stream(topic: string, partition: number | undefined): Stream {
+    const last = this.lastStream;
+    if (last !== undefined && last.topic === topic && last.partition === partition) return last;
     const k = partition === undefined ? topic : `${topic}\u0000${partition}`;
     let s = this.streams.get(k);
     if (!s) {
       s = { topic, partition, nextSequence: 0, sealed: [], window: [], orphans: 0, producerId: this.idempotent ? randomUUID() : undefined };
       this.streams.set(k, s);
     }
+    this.lastStream = s;
     return s;
   }
 
