@@ -167,6 +167,14 @@ describe('producer', () => {
     const errs = (await Promise.all(sends)).filter(Boolean);
     expect(errs.length).toBe(10);
     expect(errs[0]).toMatchObject({ code: 'OVERLOADED', retryable: true });
+    // one refusal shared while the buffer stays full: no error built per refused record
+    expect(new Set(errs).size).toBe(1);
+    await p.flush();
+    // drained: sends are taken again, and a later overload is a refusal of its own
+    expect(await p.send('full', { value: Buffer.alloc(100) })).toMatchObject({ partition: expect.any(Number) });
+    const later = (await Promise.all(Array.from({ length: 20 }, () => caught(p.send('full', { value: Buffer.alloc(100) }))))).filter(Boolean);
+    expect(later.length).toBeGreaterThan(0);
+    expect(later[0]).not.toBe(errs[0]);
   });
 
   it('best-effort never blocks, drops when full and counts', async () => {

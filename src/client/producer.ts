@@ -138,6 +138,8 @@ export class Producer<M extends ProducerMode = 'acked'> {
   private lastStream?: Stream;
   private readonly counters = { sent: 0, acked: 0, retried: 0, dropped: 0, errors: 0, inFlightBatchesPeak: 0 };
   private bufferedBytes = 0;
+  /** the refusal shared while the buffer stays full */
+  private bufferFull?: ChicagoError;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
   private readonly offUp: () => void;
@@ -193,7 +195,10 @@ export class Producer<M extends ProducerMode = 'acked'> {
       return undefined;
     }
     if (this.bufferedBytes + size > this.bufferBytesMax) {
-      return refuse(new ChicagoError('OVERLOADED', 'producer buffer', `${this.bufferedBytes} of ${this.bufferBytesMax} bytes`));
+      // One error for every record refused until the buffer drains: an application that keeps
+      // sending into a full buffer must not spend more on building errors than sending cost.
+      this.bufferFull ??= new ChicagoError('OVERLOADED', 'producer buffer', `${this.bufferedBytes} of ${this.bufferBytesMax} bytes`);
+      return refuse(this.bufferFull);
     }
     this.bufferedBytes += size;
     const stream = this.stream(topic, record.partition);
@@ -452,6 +457,7 @@ export class Producer<M extends ProducerMode = 'acked'> {
     for (const b of done) {
       b.settled = true;
       this.bufferedBytes -= b.bytes;
+      this.bufferFull = undefined;
     }
     this.scheduleResend(s);
     this.pump(s);
