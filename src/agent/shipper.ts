@@ -339,13 +339,14 @@ export class Shipper {
     const q = `${keyed ? '' : `partition=${p.partition}&`}producerId=${encodeURIComponent(p.id)}&sequence=${sequence}${previous !== undefined ? `&previousSequence=${previous}` : ''}&acks=all`;
     const route = `/v1/topics/${encodeURIComponent(this.topic)}/records?${q}`;
     let res: { duplicate?: boolean };
+    const binary = this.binary;
     try {
-      res = (await this.request('POST', route, this.binary ? new RawBatch(batchOf(records)) : new RawJson(bodyOf(records)))) as { duplicate?: boolean };
+      res = (await this.request('POST', route, binary ? new RawBatch(batchOf(records)) : new RawJson(bodyOf(records)))) as { duplicate?: boolean };
     } catch (err) {
       // a node that predates record-batch bodies refuses the type: JSON from then on (the same records, the same sequence)
-      if (!(this.binary && err instanceof NodeError && err.code === 'UNSUPPORTED_MEDIA_TYPE')) throw err;
+      if (!(binary && err instanceof NodeError && err.code === 'UNSUPPORTED_MEDIA_TYPE')) throw err;
+      if (this.binary) this.log.warn({ task: this.task }, 'the node refuses record-batch bodies; sending JSON');
       this.binary = false;
-      this.log.warn({ task: this.task }, 'the node refuses record-batch bodies; sending JSON');
       res = (await this.request('POST', route, new RawJson(bodyOf(records)))) as { duplicate?: boolean };
     }
     return { duplicate: res.duplicate === true };
