@@ -164,7 +164,7 @@ describe('agent batch spool entries', () => {
     const seqs = [0, 9, 10, 99, 100, 12345, 999_999_999, 1_000_000_000_000, 2 ** 53 - 1];
     const recs = seqs.map((seq, i) => ({
       task: 't', seq, topic: 'l',
-      ...(i === 3 ? { value: '/w==', enc: 'base64' as const } : { value: `line ${i} ü €${'x'.repeat(i * 20)}` }),
+      ...(i === 3 ? { value: '/w==', enc: 'base64' as const } : { value: i % 2 === 0 ? `line ${i} ü €${'x'.repeat(i * 20)}` : `ascii line ${i}${'y'.repeat(i * 20)}` }),
       ...(i === 5 ? { key: 'kü' } : {}),
       headers: i < 4 ? h : i === 6 ? {} : h2,
     }));

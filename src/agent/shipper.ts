@@ -510,7 +510,8 @@ function encodeShipBatch(records: ShipRecord[], timestampMs: number): Buffer {
     pos = writeVarint(buf, pos, vl);
     const d = decoded?.get(i);
     if (d) buf.set(d, pos);
-    else buf.write(r.value, pos, vl, 'utf8');
+    // as many bytes as chars: ASCII, whose UTF-8 is its Latin-1 (a plain copy rather than an encode)
+    else buf.write(r.value, pos, vl, vl === r.value.length ? 'latin1' : 'utf8');
     pos += vl;
     const sh = sharedOf[i];
     pos = writeVarint(buf, pos, sh.count + 1);
