@@ -373,7 +373,9 @@ function agentFor(https_: boolean, ca: string | undefined): http.Agent {
   const k = `${https_ ? 's' : ''}:${ca ?? ''}`;
   let a = agents.get(k);
   if (!a) {
-    a = https_ ? new https.Agent({ keepAlive: true, timeout: IDLE_CONNECTION_MS, ...(ca ? { ca } : {}) }) : new http.Agent({ keepAlive: true, timeout: IDLE_CONNECTION_MS });
+    // noDelay: a request goes out whole at once; Nagle would hold the next one behind a delayed ACK
+    const opts = { keepAlive: true, timeout: IDLE_CONNECTION_MS, noDelay: true };
+    a = https_ ? new https.Agent({ ...opts, ...(ca ? { ca } : {}) }) : new http.Agent(opts);
     agents.set(k, a);
   }
   return a;
