@@ -9,7 +9,7 @@ import { authHeader } from '../client/token.js';
 import type { Logger } from '../runtime/log.js';
 import type { AgentConfig } from './config.js';
 import type { Producer, SendRange, ShipRecord, Spool } from './spool.js';
-import { BATCH_CONTENT_TYPE, BATCH_HEADER_BYTES, encodeHeaders, sealBatch, varintBytes, writeBatchHeader, writeVarint, type EncodedHeaders } from '../protocol/batch.js';
+import { BATCH_CONTENT_TYPE, BATCH_HEADER_BYTES, encodeHeaders, sealBatch, varintBytes, writeBatchHeader, writeRecordStart, writeVarint, type EncodedHeaders } from '../protocol/batch.js';
 import http from 'node:http';
 import https from 'node:https';
 
@@ -498,10 +498,7 @@ function encodeShipBatch(records: ShipRecord[], timestampMs: number): Buffer {
   let pos = BATCH_HEADER_BYTES;
   for (let i = 0; i < n; i++) {
     const r = records[i];
-    pos = writeVarint(buf, pos, recLens[i]);
-    buf[pos++] = 0; // attributes
-    buf[pos++] = 0; // timestampDelta
-    pos = writeVarint(buf, pos, i);
+    pos = writeRecordStart(buf, pos, recLens[i], i);
     if (r.key === undefined) buf[pos++] = 1; // zigzag(-1): no key
     else {
       const kl = Buffer.byteLength(r.key);

@@ -192,10 +192,7 @@ export function encodeBatch(records: readonly BatchRecord[], timestampMs = Date.
   let pos = BATCH_HEADER_BYTES;
   for (let i = 0; i < n; i++) {
     const r = records[i];
-    pos = writeVarint(buf, pos, lens[i]);
-    buf[pos++] = 0; // attributes
-    buf[pos++] = 0; // timestampDelta
-    pos = writeVarint(buf, pos, i);
+    pos = writeRecordStart(buf, pos, lens[i], i);
     if (klens[i] < 0) buf[pos++] = 1; // zigzag(-1): no key
     else pos = writeBytes(buf, pos, r.key!, klens[i]);
     pos = writeBytes(buf, pos, r.value, vlens[i]);
@@ -229,6 +226,14 @@ export function writeBatchHeader(buf: Buffer, n: number, timestampMs: number): v
   buf.writeInt16BE(-1, OFF_PRODUCER_EPOCH);
   buf.writeInt32BE(-1, OFF_BASE_SEQUENCE);
   buf.writeInt32BE(n, OFF_COUNT);
+}
+
+/** A record's length (of what follows it), attributes, timestampDelta 0 and offsetDelta `i`: up to its key. */
+export function writeRecordStart(buf: Buffer, pos: number, length: number, i: number): number {
+  pos = writeVarint(buf, pos, length);
+  buf[pos++] = 0; // attributes
+  buf[pos++] = 0; // timestampDelta
+  return writeVarint(buf, pos, i);
 }
 
 /** The batch's CRC, once its records are written. */
