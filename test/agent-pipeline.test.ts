@@ -12,6 +12,7 @@ import { type AgentProc, readTopic, startAgent, type TopicRecord } from './helpe
 import { waitUntil } from './helpers/bridge.js';
 import { PipelinedProduces } from '../src/gateway/pipelined.js';
 import { BATCH_CONTENT_TYPE } from '../src/protocol/batch.js';
+import { batchOf, duplicateOf, nodeRequest, RawBatch } from '../src/agent/shipper.js';
 import { type NodeHandle, startNode } from './helpers/launcher.js';
 
 interface Produce { sequence: number; previous?: number; status?: number; code?: string; type?: string }
@@ -196,6 +197,20 @@ describe('agent: pipelined shipping', () => {
     // a predecessor that is not being parsed here (answered, or never came): no wait
     await p.arrive('p\0t\u00000', '30').after('10');
     await p.arrive('p\0t\u00000', '40').after('999');
+  });
+
+  it('a produce answer is read for its duplicate flag without parsing it, as the node writes it', async () => {
+    const cfg = { url: node.url, timeoutMs: 3000 } as Parameters<typeof nodeRequest>[0];
+    const signal = AbortSignal.timeout(5000);
+    await nodeRequest(cfg, 'POST', '/v1/topics', { name: 'agent-pipe-dup', partitions: 1 }, signal);
+    const recs = Array.from({ length: 50 }, (_, i) => ({ task: 'd', seq: i, topic: 'agent-pipe-dup', value: `dup ${i}`, headers: { host: 'h' } }));
+    const route = '/v1/topics/agent-pipe-dup/records?partition=0&producerId=dup-test&sequence=0&acks=all';
+    const batch = batchOf(recs);
+    const first = (await nodeRequest(cfg, 'POST', route, new RawBatch(batch), signal, true)) as string;
+    const again = (await nodeRequest(cfg, 'POST', route, new RawBatch(batch), signal, true)) as string;
+    expect([duplicateOf(first), duplicateOf(again)]).toEqual([false, true]);
+    // the parsed answer says the same
+    expect([(JSON.parse(first) as { duplicate?: boolean }).duplicate, (JSON.parse(again) as { duplicate?: boolean }).duplicate]).toEqual([undefined, true]);
   });
 
   it('a node that refuses record-batch bodies (415) gets the same batches as JSON: exactly once, in order', async () => {
