@@ -11,9 +11,11 @@ import path from 'node:path';
 import { type AgentProc, readTopic, startAgent, type TopicRecord } from './helpers/agent.js';
 import { waitUntil } from './helpers/bridge.js';
 import { PipelinedProduces } from '../src/gateway/pipelined.js';
+import { BATCH_CONTENT_TYPE } from '../src/protocol/batch.js';
+import { batchOf, duplicateOf, nodeRequest, RawBatch } from '../src/agent/shipper.js';
 import { type NodeHandle, startNode } from './helpers/launcher.js';
 
-interface Produce { sequence: number; previous?: number; status?: number; code?: string }
+interface Produce { sequence: number; previous?: number; status?: number; code?: string; type?: string }
 type Verdict = 'forward' | 'refuse' | 'lose';
 
 /** Forwards to the node; records every produce; `decide` may refuse one (503) or lose its answer. */
@@ -26,6 +28,8 @@ class RecordingProxy {
   decide: (n: number, inFlight: number) => Verdict = () => 'forward';
   /** delay before a produce is forwarded: batches stay in flight long enough to overlap */
   holdMs = 0;
+  /** answers a record-batch body 415, as a node that predates them does */
+  refuseBatches = false;
   private readonly server: http.Server;
   url = '';
 
@@ -53,7 +57,7 @@ class RecordingProxy {
     let verdict: Verdict = 'forward';
     if (isProduce) {
       const prev = u.searchParams.get('previousSequence');
-      p = { sequence: Number(u.searchParams.get('sequence')), ...(prev !== null ? { previous: Number(prev) } : {}) };
+      p = { sequence: Number(u.searchParams.get('sequence')), ...(prev !== null ? { previous: Number(prev) } : {}), type: req.headers['content-type'] };
       this.produces.push(p);
       this.inFlight++;
       this.peak = Math.max(this.peak, this.inFlight);
@@ -61,6 +65,11 @@ class RecordingProxy {
     }
     try {
       if (this.holdMs > 0 && isProduce) await new Promise((r) => setTimeout(r, this.holdMs));
+      if (this.refuseBatches && isProduce && p!.type === BATCH_CONTENT_TYPE) {
+        p!.status = 415;
+        res.writeHead(415, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: `${p!.type}; expected application/json`, retryable: false } }));
+        return;
+      }
       if (verdict === 'refuse') {
         // answered late: the batches behind it reach the node first
         await new Promise((r) => setTimeout(r, 150));
@@ -188,6 +197,37 @@ describe('agent: pipelined shipping', () => {
     // a predecessor that is not being parsed here (answered, or never came): no wait
     await p.arrive('p\0t\u00000', '30').after('10');
     await p.arrive('p\0t\u00000', '40').after('999');
+  });
+
+  it('a produce answer is read for its duplicate flag without parsing it, as the node writes it', async () => {
+    const cfg = { url: node.url, timeoutMs: 3000 } as Parameters<typeof nodeRequest>[0];
+    const signal = AbortSignal.timeout(5000);
+    await nodeRequest(cfg, 'POST', '/v1/topics', { name: 'agent-pipe-dup', partitions: 1 }, signal);
+    const recs = Array.from({ length: 50 }, (_, i) => ({ task: 'd', seq: i, topic: 'agent-pipe-dup', value: `dup ${i}`, headers: { host: 'h' } }));
+    const route = '/v1/topics/agent-pipe-dup/records?partition=0&producerId=dup-test&sequence=0&acks=all';
+    const batch = batchOf(recs);
+    const first = (await nodeRequest(cfg, 'POST', route, new RawBatch(batch), signal, true)) as string;
+    const again = (await nodeRequest(cfg, 'POST', route, new RawBatch(batch), signal, true)) as string;
+    expect([duplicateOf(first), duplicateOf(again)]).toEqual([false, true]);
+    // the parsed answer says the same
+    expect([(JSON.parse(first) as { duplicate?: boolean }).duplicate, (JSON.parse(again) as { duplicate?: boolean }).duplicate]).toEqual([undefined, true]);
+  });
+
+  it('a node that refuses record-batch bodies (415) gets the same batches as JSON: exactly once, in order', async () => {
+    const N = 2_000;
+    const { proxy, config, topic } = await setup('json', N);
+    proxy.refuseBatches = true;
+    const a = await running(config);
+    expectExactlyOnceInOrder(await shipped(topic, N), N);
+    // the first batch (and any sent beside it) refused, resent as JSON with the same sequence; JSON from then on
+    expect(proxy.produces[0]).toMatchObject({ type: BATCH_CONTENT_TYPE, status: 415 });
+    // only batches already in flight beside the first (inFlightMax 4) go as record batches
+    const binary = proxy.produces.filter((p) => p.type === BATCH_CONTENT_TYPE);
+    expect(binary.length).toBeLessThanOrEqual(4);
+    expect(binary.every((p) => p.status === 415)).toBe(true);
+    for (const r of binary) expect(proxy.produces.some((p) => p.sequence === r.sequence && p.type === 'application/json' && p.status === 200)).toBe(true);
+    await a.stdout.waitFor(/refuses record-batch bodies/, 1_000);
+    a.proc.kill('SIGKILL');
   });
 
   it('keeps several batches of a task in flight, each naming the one sent before it', async () => {

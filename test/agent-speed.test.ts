@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { keyOfLine, RECORD_KEY_CHARS_MAX, recordEntries } from '../src/agent/records.js';
 import { batchOf, bodyOf } from '../src/agent/shipper.js';
-import { decodeBatch, validateBatch } from '../src/protocol/batch.js';
+import { decodeBatch, encodeBatch, encodeHeaders, validateBatch } from '../src/protocol/batch.js';
 import { decodeSegment, encodeEntry, recordsOf, Spool, type RecsEntry } from '../src/agent/spool.js';
 
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `chicago-agent-${p}-`));
@@ -155,5 +155,24 @@ describe('agent batch spool entries', () => {
     const json = JSON.parse(bodyOf(recs)) as Array<{ key?: string; value: string; valueEncoding?: string; headers: Record<string, string> }>;
     expect(decodeBatch(batch).records.map(([k, v, hd]) => [k && Buffer.from(k).toString(), Buffer.from(v).toString('base64'), hd]))
       .toEqual(json.map((r) => [r.key ?? null, Buffer.from(r.value, r.valueEncoding === 'base64' ? 'base64' : 'utf8').toString('base64'), r.headers]));
+  });
+
+  it('the agent\'s batch encoder writes the bytes the generic encoder writes', () => {
+    const h = { host: 'h', source: 'ß/s' };
+    const h2 = { host: 'h', source: 's', level: 'ERROR' };
+    // seqs across digit-count boundaries, a multibyte value and key, base64, shared and unshared headers
+    const seqs = [0, 9, 10, 99, 100, 12345, 999_999_999, 1_000_000_000_000, 2 ** 53 - 1];
+    const recs = seqs.map((seq, i) => ({
+      task: 't', seq, topic: 'l',
+      ...(i === 3 ? { value: '/w==', enc: 'base64' as const } : { value: i % 2 === 0 ? `line ${i} ü €${'x'.repeat(i * 20)}` : `ascii line ${i}${'y'.repeat(i * 20)}` }),
+      ...(i === 5 ? { key: 'kü' } : {}),
+      headers: i < 4 ? h : i === 6 ? {} : h2,
+    }));
+    const generic = encodeBatch(recs.map((r) => {
+      const { seq: _s, ...rest } = r.headers as Record<string, string>;
+      return { value: r.enc === 'base64' ? Buffer.from(r.value, 'base64') : r.value, key: r.key, shared: encodeHeaders(rest), header: ['seq', String(r.seq)] as [string, string] };
+    }), T);
+    expect(batchOf(recs, T).equals(generic)).toBe(true);
+    expect(validateBatch(batchOf(recs, T)).count).toBe(seqs.length);
   });
 });

@@ -15,6 +15,7 @@ import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { startCluster } from './helpers/cluster.js';
 import { startEtcd } from './helpers/etcd.js';
 import { caDispatcher } from '../src/client/tls.js';
+import { batchOf, duplicateOf, nodeRequest, RawBatch } from '../src/agent/shipper.js';
 
 const SUBNET = `127.${40 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 250)}`;
 
@@ -47,6 +48,18 @@ describe('TLS on a node\'s port', () => {
     expect((await c.kv.get('app', 'k'))?.value.toString()).toBe('over-tls');
     c.close();
     await expect(ChicagoClient.connect({ url: node.url, connectTimeoutMs: 2000 })).rejects.toMatchObject({ code: 'TIMEOUT' });
+  });
+
+  it('the agent\'s requests (node:http over TLS, kept-alive connections) trust the CA they are given, and nothing else', async () => {
+    const cfg = { url: node.url, timeoutMs: 3000, ca: certs.ca } as Parameters<typeof nodeRequest>[0];
+    const signal = AbortSignal.timeout(10_000);
+    await nodeRequest(cfg, 'POST', '/v1/topics', { name: 'agent-tls', partitions: 1 }, signal);
+    const recs = [{ task: 't', seq: 0, topic: 'agent-tls', value: 'over tls', headers: { host: 'h' } }];
+    const route = '/v1/topics/agent-tls/records?partition=0&producerId=agent-tls&sequence=0&acks=all';
+    expect(duplicateOf((await nodeRequest(cfg, 'POST', route, new RawBatch(batchOf(recs)), signal, true)) as string)).toBe(false);
+    // the same connection again (kept alive): the resend is recognised
+    expect(duplicateOf((await nodeRequest(cfg, 'POST', route, new RawBatch(batchOf(recs)), signal, true)) as string)).toBe(true);
+    await expect(nodeRequest({ ...cfg, ca: undefined }, 'GET', '/v1/topics/agent-tls', undefined, signal)).rejects.toThrow(/certificate/);
   });
 });
 

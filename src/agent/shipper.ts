@@ -5,12 +5,13 @@
 // one sent before it (previousSequence): the node appends a batch only after its predecessor, so one
 // that failed is never overtaken; the shipper then resends in order from the first unacknowledged one.
 // Acks are applied in order and written to the spool in the same append as the next batch's range.
-import { caDispatcher } from '../client/tls.js';
 import { authHeader } from '../client/token.js';
 import type { Logger } from '../runtime/log.js';
 import type { AgentConfig } from './config.js';
 import type { Producer, SendRange, ShipRecord, Spool } from './spool.js';
-import { BATCH_CONTENT_TYPE, encodeBatch, encodeHeaders, type BatchRecord, type EncodedHeaders } from '../protocol/batch.js';
+import { BATCH_CONTENT_TYPE, BATCH_HEADER_BYTES, encodeHeaders, sealBatch, varintBytes, writeBatchHeader, writeRecordStart, writeVarint, type EncodedHeaders } from '../protocol/batch.js';
+import http from 'node:http';
+import https from 'node:https';
 
 /** bytes a record adds to a JSON body besides its value and headers */
 const RECORD_OVERHEAD_BYTES = 64;
@@ -255,7 +256,7 @@ export class Shipper {
       this.stats.batches++;
       this.stats.records += records.length;
       // value bytes (base64 text for binary values), for the agent's metrics
-      for (const r of records) this.stats.bytes += Buffer.byteLength(r.value);
+      this.stats.bytes += lastValueBytes.get(records) ?? valueBytesOf(records);
       if (res.duplicate) this.stats.duplicates++;
       this.stats.lastAckMs = Date.now();
       onAck();
@@ -337,48 +338,99 @@ export class Shipper {
     const keyed = records.some((r) => r.key !== undefined);
     const q = `${keyed ? '' : `partition=${p.partition}&`}producerId=${encodeURIComponent(p.id)}&sequence=${sequence}${previous !== undefined ? `&previousSequence=${previous}` : ''}&acks=all`;
     const route = `/v1/topics/${encodeURIComponent(this.topic)}/records?${q}`;
-    let res: { duplicate?: boolean };
+    let answer: string;
+    const binary = this.binary;
     try {
-      res = (await this.request('POST', route, this.binary ? new RawBatch(batchOf(records)) : new RawJson(bodyOf(records)))) as { duplicate?: boolean };
+      answer = (await this.request('POST', route, binary ? new RawBatch(batchOf(records)) : new RawJson(bodyOf(records)), true)) as string;
     } catch (err) {
       // a node that predates record-batch bodies refuses the type: JSON from then on (the same records, the same sequence)
-      if (!(this.binary && err instanceof NodeError && err.code === 'UNSUPPORTED_MEDIA_TYPE')) throw err;
+      if (!(binary && err instanceof NodeError && err.code === 'UNSUPPORTED_MEDIA_TYPE')) throw err;
+      if (this.binary) this.log.warn({ task: this.task }, 'the node refuses record-batch bodies; sending JSON');
       this.binary = false;
-      res = (await this.request('POST', route, new RawJson(bodyOf(records)))) as { duplicate?: boolean };
+      answer = (await this.request('POST', route, new RawJson(bodyOf(records)), true)) as string;
     }
-    return { duplicate: res.duplicate === true };
+    return { duplicate: duplicateOf(answer) };
   }
 
   /** produce bodies as one record batch (src/protocol/batch.ts); JSON after a node refused that type */
   private binary = true;
 
-  private request(method: string, route: string, body?: unknown): Promise<unknown> {
-    return nodeRequest(this.cfg.node, method, route, body, AbortSignal.any([AbortSignal.timeout(this.cfg.node.timeoutMs), this.abort.signal]));
+  private request(method: string, route: string, body?: unknown, raw = false): Promise<unknown> {
+    return nodeRequest(this.cfg.node, method, route, body, AbortSignal.any([AbortSignal.timeout(this.cfg.node.timeoutMs), this.abort.signal]), raw);
   }
 
 }
 
-/** One JSON request to the node; a refusal becomes a NodeError with the node's code. */
-export async function nodeRequest(node: AgentConfig['node'], method: string, route: string, body: unknown, signal: AbortSignal): Promise<unknown> {
-  const res = await fetch(node.url + route, {
-    method,
-    headers: { ...authHeader(node.token), ...(body !== undefined ? { 'content-type': body instanceof RawBatch ? BATCH_CONTENT_TYPE : 'application/json' } : {}) },
-    ...(body !== undefined ? { body: body instanceof RawJson ? body.text : body instanceof RawBatch ? body.bytes as Uint8Array<ArrayBuffer> : JSON.stringify(body) } : {}),
-    signal,
-    ...({ dispatcher: caDispatcher(node.ca) } as RequestInit),
+/**
+ * Connections to nodes, kept alive between requests: one agent per scheme and CA. node:http rather
+ * than fetch: a produce body goes to the socket as it is (fetch copies it twice through a web stream).
+ */
+const agents = new Map<string, http.Agent>();
+/** an idle connection is closed before the node's own idle timeout (uWS: 10 s) could race a request on it */
+const IDLE_CONNECTION_MS = 4000;
+
+function agentFor(https_: boolean, ca: string | undefined): http.Agent {
+  const k = `${https_ ? 's' : ''}:${ca ?? ''}`;
+  let a = agents.get(k);
+  if (!a) {
+    // noDelay: a request goes out whole at once; Nagle would hold the next one behind a delayed ACK
+    const opts = { keepAlive: true, timeout: IDLE_CONNECTION_MS, noDelay: true };
+    a = https_ ? new https.Agent({ ...opts, ...(ca ? { ca } : {}) }) : new http.Agent(opts);
+    agents.set(k, a);
+  }
+  return a;
+}
+
+/**
+ * What a produce's answer says that the shipper uses. The answer lists every record's offset (5,000
+ * objects for a full batch) and holds no text of the records, so it is searched, not parsed.
+ */
+export function duplicateOf(answer: string): boolean {
+  return answer.includes('"duplicate":true');
+}
+
+/**
+ * One request to the node (a JSON answer, or its text unparsed when `raw`); a refusal becomes a
+ * NodeError with the node's code.
+ */
+export function nodeRequest(node: AgentConfig['node'], method: string, route: string, body: unknown, signal: AbortSignal, raw = false): Promise<unknown> {
+  const url = new URL(node.url + route);
+  const secure = url.protocol === 'https:';
+  const payload: string | Buffer | undefined = body === undefined ? undefined : body instanceof RawJson ? body.text : body instanceof RawBatch ? body.bytes : JSON.stringify(body);
+  const headers: Record<string, string | number> = { ...authHeader(node.token) };
+  if (payload !== undefined) {
+    headers['content-type'] = body instanceof RawBatch ? BATCH_CONTENT_TYPE : 'application/json';
+    headers['content-length'] = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  }
+  return new Promise((resolve, reject) => {
+    const req = (secure ? https : http).request(url, { method, headers, agent: agentFor(secure, node.ca), signal }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
+        const status = res.statusCode ?? 0;
+        if (raw && status >= 200 && status <= 299) {
+          resolve(text);
+          return;
+        }
+        let parsed: unknown;
+        try {
+          parsed = text ? JSON.parse(text) : {};
+        } catch {
+          parsed = { raw: text };
+        }
+        if (status < 200 || status > 299) {
+          const e = (parsed as { error?: { code?: string; message?: string; retryable?: boolean } }).error ?? {};
+          reject(new NodeError(status, e.code ?? `HTTP_${status}`, `${method} ${route.split('?')[0]}: ${status} ${e.code ?? ''} ${e.message ?? text.slice(0, 200)}`, e.retryable ?? status >= 500));
+          return;
+        }
+        resolve(parsed);
+      });
+    });
+    req.on('error', reject);
+    req.end(payload);
   });
-  const text = await res.text();
-  let parsed: unknown;
-  try {
-    parsed = text ? JSON.parse(text) : {};
-  } catch {
-    parsed = { raw: text };
-  }
-  if (!res.ok) {
-    const e = (parsed as { error?: { code?: string; message?: string; retryable?: boolean } }).error ?? {};
-    throw new NodeError(res.status, e.code ?? `HTTP_${res.status}`, `${method} ${route.split('?')[0]}: ${res.status} ${e.code ?? ''} ${e.message ?? text.slice(0, 200)}`, e.retryable ?? res.status >= 500);
-  }
-  return parsed;
 }
 
 /** A request body already in JSON. */
@@ -387,31 +439,111 @@ class RawJson {
 }
 
 /** A request body that is one record batch. */
-class RawBatch {
+export class RawBatch {
   constructor(readonly bytes: Buffer) {}
 }
 
 /** The produce body as one record batch: the same records, values, keys and headers (with seq) as bodyOf. */
-export function batchOf(records: ShipRecord[]): Buffer {
-  const out: BatchRecord[] = new Array<BatchRecord>(records.length);
-  // records of one append share their headers object: encoded once, seq added per record
+export function batchOf(records: ShipRecord[], timestampMs = Date.now()): Buffer {
+  return encodeShipBatch(records, timestampMs);
+}
+
+/** value bytes of the batches encoded and not acknowledged yet (metrics without measuring each value again) */
+const lastValueBytes = new WeakMap<ShipRecord[], number>();
+
+function valueBytesOf(records: ShipRecord[]): number {
+  let n = 0;
+  for (const r of records) n += Buffer.byteLength(r.value);
+  return n;
+}
+
+// per-batch scratch, reused: the encoder allocates the batch's buffer and the shared headers only
+let recLens: number[] = [];
+let valLens: number[] = [];
+let sharedOf: EncodedHeaders[] = [];
+const SEQ_NAME = [0x73, 0x65, 0x71]; // "seq"
+
+function digitsOf(n: number): number {
+  let d = 1;
+  for (let p = 10; n >= p; p *= 10) d++;
+  return d;
+}
+
+/**
+ * One record batch straight from the spool's records, sized in one pass and written in a second:
+ * no per-record objects or strings (the seq header's digits are written as bytes). Records of one
+ * append share their headers object: encoded once, seq added per record.
+ */
+function encodeShipBatch(records: ShipRecord[], timestampMs: number): Buffer {
+  const n = records.length;
+  if (recLens.length < n) { recLens = new Array<number>(n); valLens = new Array<number>(n); sharedOf = new Array<EncodedHeaders>(n); }
   let lastH: Record<string, string> | undefined;
-  let shared: EncodedHeaders | undefined;
-  for (let i = 0; i < records.length; i++) {
+  let shared: EncodedHeaders = { count: 0, bytes: Buffer.alloc(0) };
+  let decoded: Map<number, Buffer> | undefined;
+  let total = BATCH_HEADER_BYTES;
+  let textBytes = 0;
+  for (let i = 0; i < n; i++) {
     const r = records[i];
     if (r.headers !== lastH) {
       lastH = r.headers;
       const { seq: _seq, ...rest } = r.headers;
       shared = encodeHeaders(rest);
     }
-    out[i] = {
-      value: r.enc === 'base64' ? Buffer.from(r.value, 'base64') : r.value,
-      key: r.key,
-      shared,
-      header: ['seq', String(r.seq)],
-    };
+    sharedOf[i] = shared;
+    let vl: number;
+    if (r.enc === 'base64') {
+      const b = Buffer.from(r.value, 'base64');
+      (decoded ??= new Map()).set(i, b);
+      vl = b.length;
+      textBytes += r.value.length;
+    } else {
+      vl = Buffer.byteLength(r.value);
+      textBytes += vl;
+    }
+    valLens[i] = vl;
+    const kl = r.key === undefined ? -1 : Buffer.byteLength(r.key);
+    // attributes, timestampDelta 0, offsetDelta, key, value, header count, shared headers, seq header
+    const body = 2 + varintBytes(i) + (kl < 0 ? 1 : varintBytes(kl) + kl) + varintBytes(vl) + vl
+      + varintBytes(shared.count + 1) + shared.bytes.length + 5 + digitsOf(r.seq);
+    recLens[i] = body;
+    total += varintBytes(body) + body;
   }
-  return encodeBatch(out);
+  const buf = Buffer.allocUnsafe(total);
+  writeBatchHeader(buf, n, timestampMs);
+  let pos = BATCH_HEADER_BYTES;
+  for (let i = 0; i < n; i++) {
+    const r = records[i];
+    pos = writeRecordStart(buf, pos, recLens[i], i);
+    if (r.key === undefined) buf[pos++] = 1; // zigzag(-1): no key
+    else {
+      const kl = Buffer.byteLength(r.key);
+      pos = writeVarint(buf, pos, kl);
+      pos += buf.write(r.key, pos, kl, 'utf8');
+    }
+    const vl = valLens[i];
+    pos = writeVarint(buf, pos, vl);
+    const d = decoded?.get(i);
+    if (d) buf.set(d, pos);
+    // as many bytes as chars: ASCII, whose UTF-8 is its Latin-1 (a plain copy rather than an encode)
+    else buf.write(r.value, pos, vl, vl === r.value.length ? 'latin1' : 'utf8');
+    pos += vl;
+    const sh = sharedOf[i];
+    pos = writeVarint(buf, pos, sh.count + 1);
+    buf.set(sh.bytes, pos);
+    pos += sh.bytes.length;
+    // the seq header: name length 3 (zigzag 6), "seq", digit count (zigzag), digits
+    buf[pos++] = 6;
+    buf[pos++] = SEQ_NAME[0]; buf[pos++] = SEQ_NAME[1]; buf[pos++] = SEQ_NAME[2];
+    const digits = digitsOf(r.seq);
+    buf[pos++] = digits * 2;
+    let v = r.seq;
+    for (let j = pos + digits - 1; j >= pos; j--) { buf[j] = 48 + (v % 10); v = Math.floor(v / 10); }
+    pos += digits;
+  }
+  sharedOf.fill(shared, 0, n); // drop references to this batch's other headers
+  if (pos !== total) throw new Error(`batch encoder wrote ${pos} of ${total} bytes`);
+  lastValueBytes.set(records, textBytes);
+  return sealBatch(buf);
 }
 
 /**

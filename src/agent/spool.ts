@@ -143,7 +143,8 @@ export function encodeEntry(e: Entry): Buffer {
   const len = Buffer.byteLength(json);
   if (len > SPOOL_RECORD_BYTES_MAX) throw new Error(`spool record of ${len} bytes exceeds ${SPOOL_RECORD_BYTES_MAX}`);
   const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + len);
-  out.write(json, RECORD_HEADER_BYTES);
+  // as many bytes as chars: ASCII, whose UTF-8 is its Latin-1 (a plain copy rather than an encode)
+  out.write(json, RECORD_HEADER_BYTES, len, len === json.length ? 'latin1' : 'utf8');
   out.writeUInt32LE(len, 0);
   out.writeUInt32LE(zlib.crc32(out.subarray(RECORD_HEADER_BYTES)), 4);
   return out;

@@ -112,7 +112,7 @@ const bad = (why: string): ChicagoError => new ChicagoError('INVALID_BATCH', why
 
 // ---- varints ---------------------------------------------------------------------------------
 
-function varintBytes(n: number): number {
+export function varintBytes(n: number): number {
   if (n >= -64 && n < 64) return 1;
   if (n >= -8192 && n < 8192) return 2;
   // zigzag of a safe integer, as a non-negative number
@@ -122,7 +122,7 @@ function varintBytes(n: number): number {
   return len;
 }
 
-function writeVarint(buf: Buffer, pos: number, n: number): number {
+export function writeVarint(buf: Buffer, pos: number, n: number): number {
   let z = n >= 0 ? n * 2 : -n * 2 - 1;
   if (z < 0x8000_0000) {
     while (z >= 0x80) { buf[pos++] = (z & 0x7f) | 0x80; z >>>= 7; }
@@ -188,26 +188,11 @@ export function encodeBatch(records: readonly BatchRecord[], timestampMs = Date.
     total += varintBytes(body) + body;
   }
   const buf = Buffer.allocUnsafe(total);
-  buf.writeInt32BE(0, 0); // baseOffset: the node stamps it
-  buf.writeInt32BE(0, 4);
-  buf.writeInt32BE(total - 12, OFF_LENGTH);
-  buf.writeInt32BE(-1, OFF_EPOCH);
-  buf[OFF_MAGIC] = BATCH_MAGIC;
-  buf.writeInt16BE(0, OFF_ATTRIBUTES);
-  buf.writeInt32BE(n - 1, OFF_LAST_DELTA);
-  writeI64(buf, OFF_BASE_TS, timestampMs);
-  writeI64(buf, OFF_MAX_TS, timestampMs);
-  writeI64(buf, OFF_PRODUCER_ID, -1);
-  buf.writeInt16BE(-1, OFF_PRODUCER_EPOCH);
-  buf.writeInt32BE(-1, OFF_BASE_SEQUENCE);
-  buf.writeInt32BE(n, OFF_COUNT);
+  writeBatchHeader(buf, n, timestampMs);
   let pos = BATCH_HEADER_BYTES;
   for (let i = 0; i < n; i++) {
     const r = records[i];
-    pos = writeVarint(buf, pos, lens[i]);
-    buf[pos++] = 0; // attributes
-    buf[pos++] = 0; // timestampDelta
-    pos = writeVarint(buf, pos, i);
+    pos = writeRecordStart(buf, pos, lens[i], i);
     if (klens[i] < 0) buf[pos++] = 1; // zigzag(-1): no key
     else pos = writeBytes(buf, pos, r.key!, klens[i]);
     pos = writeBytes(buf, pos, r.value, vlens[i]);
@@ -220,6 +205,39 @@ export function encodeBatch(records: readonly BatchRecord[], timestampMs = Date.
     if (r.header) pos = writeHeader(buf, pos, r.header[0], r.header[1]);
   }
   if (pos !== total) throw new ChicagoError('INTERNAL', `batch encoder wrote ${pos} of ${total} bytes`);
+  return sealBatch(buf);
+}
+
+/**
+ * The 61-byte header of an unstamped batch of `n` records into buf[0..61), all but its CRC: for an
+ * encoder that writes the records itself after BATCH_HEADER_BYTES, then calls sealBatch.
+ */
+export function writeBatchHeader(buf: Buffer, n: number, timestampMs: number): void {
+  buf.writeInt32BE(0, 0); // baseOffset: the node stamps it
+  buf.writeInt32BE(0, 4);
+  buf.writeInt32BE(buf.length - 12, OFF_LENGTH);
+  buf.writeInt32BE(-1, OFF_EPOCH);
+  buf[OFF_MAGIC] = BATCH_MAGIC;
+  buf.writeInt16BE(0, OFF_ATTRIBUTES);
+  buf.writeInt32BE(n - 1, OFF_LAST_DELTA);
+  writeI64(buf, OFF_BASE_TS, timestampMs);
+  writeI64(buf, OFF_MAX_TS, timestampMs);
+  writeI64(buf, OFF_PRODUCER_ID, -1);
+  buf.writeInt16BE(-1, OFF_PRODUCER_EPOCH);
+  buf.writeInt32BE(-1, OFF_BASE_SEQUENCE);
+  buf.writeInt32BE(n, OFF_COUNT);
+}
+
+/** A record's length (of what follows it), attributes, timestampDelta 0 and offsetDelta `i`: up to its key. */
+export function writeRecordStart(buf: Buffer, pos: number, length: number, i: number): number {
+  pos = writeVarint(buf, pos, length);
+  buf[pos++] = 0; // attributes
+  buf[pos++] = 0; // timestampDelta
+  return writeVarint(buf, pos, i);
+}
+
+/** The batch's CRC, once its records are written. */
+export function sealBatch(buf: Buffer): Buffer {
   buf.writeUInt32BE(crc32c(buf.subarray(CRC_FROM)), OFF_CRC);
   return buf;
 }
