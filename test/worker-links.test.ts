@@ -1,6 +1,7 @@
 // Direct links between partition workers of different nodes (src/net/worker-links.ts): frames
-// arrive intact at the worker hosting their partition; while a link is not up the sender is told
-// so (it drops the frame and counts it; leaders resend); a link whose peer stops reading drops frames past the
+// arrive intact at the worker hosting their partition; frames sent while a link opens wait for it
+// and arrive; while a link is down the sender is told so (it drops the frame and counts it; leaders
+// resend); a link whose peer stops reading drops frames past the
 // queue limit and counts them rather than buffering without bound.
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -48,15 +49,31 @@ describe('worker links', () => {
     expect(sender.send(nodeId('b'), 3, replicationFrame.encode(3, msg(3)))).toBe(false);
   });
 
+  it('hold the frames sent while a link opens and deliver them, in order, once it is up', async () => {
+    const got: unknown[] = [];
+    const target = await links((f) => got.push(replicationFrame.decode(f)));
+    const sender = await links();
+    sender.setPeer(nodeId('t'), [target.url], KEY);
+    // no waiting: these are the first frames after the peer became known (a start, a reconnect)
+    for (let i = 0; i < 5; i++) expect(sender.send(nodeId('t'), 0, replicationFrame.encode(0, { i }))).toBe(true);
+    await expect.poll(() => got.length, { timeout: slow(2_000) }).toBe(5);
+    expect(got).toEqual([0, 1, 2, 3, 4].map((i) => ({ i })));
+    expect(sender.dropped).toBe(0);
+  });
+
   it('refuse a peer that does not present the link key: its frames never arrive', async () => {
     const got: Buffer[] = [];
     const target = await links((f) => got.push(f));
     const intruder = await links(() => {}, 'another-key');
     intruder.setPeer(nodeId('t'), [target.url], 'a-wrong-key');
+    // the first frames wait for the dial; refused, they are counted dropped, and later ones find no link
     for (let i = 0; i < 30; i++) {
-      expect(intruder.send(nodeId('t'), 0, replicationFrame.encode(0, { i }))).toBe(false);
+      intruder.send(nodeId('t'), 0, replicationFrame.encode(0, { i }));
       await new Promise((r) => setTimeout(r, 10));
     }
+    expect(intruder.send(nodeId('t'), 0, replicationFrame.encode(0, { last: 1 }))).toBe(false);
+    expect(intruder.dropped).toBeGreaterThan(0);
+    expect(got).toHaveLength(0);
     const honest = await links();
     honest.setPeer(nodeId('t'), [target.url], KEY);
     await sendWhenUp(honest, 't', 0, replicationFrame.encode(0, { ok: 1 }));
@@ -70,9 +87,12 @@ describe('worker links', () => {
     const sender = await links();
     sender.setPeer(nodeId('gone'), [url], KEY);
     for (let i = 0; i < 20; i++) {
-      expect(sender.send(nodeId('gone'), 0, replicationFrame.encode(0, { i }))).toBe(false);
+      sender.send(nodeId('gone'), 0, replicationFrame.encode(0, { i }));
       await new Promise((r) => setTimeout(r, 10));
     }
+    // the dial failed: what waited for it is counted dropped, and the link reports down
+    expect(sender.send(nodeId('gone'), 0, replicationFrame.encode(0, { last: 1 }))).toBe(false);
+    expect(sender.dropped).toBeGreaterThan(0);
   });
 
   it('drop and count frames once a peer that stopped reading has the queue limit buffered', async () => {

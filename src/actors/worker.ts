@@ -676,9 +676,10 @@ class PartitionWorker {
   }
 
   /**
-   * Replication traffic goes only on the direct links to other nodes' workers. A frame for a peer
-   * whose link is not up (still connecting, or the peer restarted and its new links are not known
-   * yet) is dropped and counted: the protocol recovers from loss (leaders probe and resend).
+   * Replication traffic goes only on the direct links to other nodes' workers. A frame for a link
+   * still connecting waits for it (bounded, src/net/worker-links.ts); one for a peer whose link is
+   * down (or whose new links after a restart are not known yet) is dropped and counted: the protocol
+   * recovers from loss (leaders probe and resend).
    */
   private sendDirect(out: Outbox['peer']): void {
     for (const { to, msg } of out) {

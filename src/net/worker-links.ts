@@ -1,7 +1,8 @@
 // Direct links between the partition workers of different nodes: the one way replication traffic
 // travels. A worker sends its replicas' traffic straight to the worker that hosts the same
-// partition on the other node; while a link is not up its frames are dropped and counted, and
-// leaders resend (the protocol tolerates loss). A link opens on first use. Each
+// partition on the other node. A link opens on first use; frames sent while it opens wait for it
+// (bounded), and while it is down they are dropped and counted, and leaders resend (the protocol
+// tolerates loss). Each
 // worker listens on its node's own address (an ephemeral port its node announces in its peer-link
 // hello) and binds its outgoing sockets to that address too, so a link cut between two nodes'
 // addresses cuts these links as well.
@@ -49,24 +50,41 @@ export class Backoff {
   }
 }
 
-/** One outgoing link to one worker of a peer node; connects on first use. */
+/** One outgoing link to one worker of a peer node; dials when it is made (on first use). */
 class Link {
   private socket: WebSocket | undefined;
   private retryAtMs = 0;
   private readonly backoff = new Backoff();
   private closed = false;
+  /**
+   * Frames sent while the socket is still connecting, sent once it opens. Bounded by
+   * peerQueueBytesMax (full policy: the frame is dropped, as on a backed-up link; leaders resend);
+   * discarded if the dial fails. Without it the first appends after a start or a reconnect are lost
+   * and a follower can fall out of the in-sync set before the leader's resend reaches it.
+   */
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
 
-  constructor(readonly url: string, private readonly localAddress: string, private readonly key: string, private readonly tls?: LinkTls) {}
+  constructor(readonly url: string, private readonly localAddress: string, private readonly key: string, private readonly onDiscard: (frames: number) => void, private readonly tls?: LinkTls) {
+    this.connect();
+  }
 
   /**
-   * 'sent'; 'dropped' when the link is backed up (full policy: past peerQueueBytesMax a frame is
-   * dropped, as on the node links; leaders probe and resend); 'down' while it is not open.
+   * 'sent' (or queued behind a dial in progress); 'dropped' when the link is backed up (full
+   * policy: past peerQueueBytesMax a frame is dropped, as on the node links; leaders probe and
+   * resend); 'down' while it is neither open nor opening.
    */
   send(frame: Uint8Array): 'sent' | 'dropped' | 'down' {
     const ws = this.socket;
     if (ws?.readyState === WebSocket.OPEN) {
       if (ws.bufferedAmount > limits.peerQueueBytesMax) return 'dropped';
       ws.send(frame);
+      return 'sent';
+    }
+    if (ws?.readyState === WebSocket.CONNECTING) {
+      if (this.pendingBytes + frame.length > limits.peerQueueBytesMax) return 'dropped';
+      this.pending.push(frame);
+      this.pendingBytes += frame.length;
       return 'sent';
     }
     if (!ws && Date.now() >= this.retryAtMs) this.connect();
@@ -77,17 +95,27 @@ class Link {
     if (this.closed) return;
     const ws = dialPeer(this.url, this.localAddress, this.key, this.url.startsWith('wss:') ? this.tls : undefined);
     this.socket = ws;
-    ws.on('open', () => this.backoff.reset());
+    ws.on('open', () => {
+      this.backoff.reset();
+      const frames = this.pending;
+      this.pending = [];
+      this.pendingBytes = 0;
+      for (const f of frames) ws.send(f);
+    });
     ws.on('error', () => { /* 'close' follows */ });
     ws.on('close', () => {
       if (this.socket !== ws) return;
       this.socket = undefined;
+      if (this.pending.length > 0) this.onDiscard(this.pending.length);
+      this.pending = [];
+      this.pendingBytes = 0;
       this.retryAtMs = Date.now() + this.backoff.next();
     });
   }
 
   close(): void {
     this.closed = true;
+    this.pending = [];
     this.socket?.terminate();
   }
 }
@@ -95,7 +123,7 @@ class Link {
 export class WorkerLinks {
   /** per peer node: its workers' link URLs, in worker order, and the links to them opened so far */
   private readonly peers = new Map<NodeId, { urls: string[]; key: string; links: Array<Link | undefined> }>();
-  /** frames dropped because a direct link was backed up */
+  /** frames dropped because a direct link was backed up, or queued behind a dial that failed */
   dropped = 0;
 
   private constructor(private readonly server: WebSocketServer, private readonly host: string, private readonly tls?: LinkTls, private readonly https?: https.Server) {}
@@ -145,14 +173,14 @@ export class WorkerLinks {
 
   /**
    * Send a replication frame for partition `p` to the worker of `to` that hosts it (nodes place
-   * partition p on worker p mod their worker count). False when no direct link is up: the caller
-   * counts it dropped.
+   * partition p on worker p mod their worker count). True when a link took it (sent, or queued while
+   * the link opens); false when no direct link is up: the caller counts it dropped.
    */
   send(to: NodeId, p: number, frame: Uint8Array): boolean {
     const peer = this.peers.get(to);
     if (!peer) return false;
     const i = p % peer.urls.length;
-    const link = peer.links[i] ??= new Link(peer.urls[i], this.host, peer.key, this.tls);
+    const link = peer.links[i] ??= new Link(peer.urls[i], this.host, peer.key, (n) => { this.dropped += n; }, this.tls);
     const r = link.send(frame);
     if (r === 'dropped') this.dropped++;
     return r !== 'down';
