@@ -7,6 +7,7 @@
 // Acks are applied in order and written to the spool in the same append as the next batch's range.
 import { authHeader } from '../client/token.js';
 import type { Logger } from '../runtime/log.js';
+import { limits } from '../runtime/limits.js';
 import type { AgentConfig } from './config.js';
 import type { Producer, SendRange, ShipRecord, Spool } from './spool.js';
 import { BATCH_CONTENT_TYPE, BATCH_HEADER_BYTES, encodeHeaders, sealBatch, varintBytes, writeBatchHeader, writeRecordStart, writeVarint, type EncodedHeaders } from '../protocol/batch.js';
@@ -404,8 +405,19 @@ export function nodeRequest(node: AgentConfig['node'], method: string, route: st
   }
   return new Promise((resolve, reject) => {
     const req = (secure ? https : http).request(url, { method, headers, agent: agentFor(secure, node.ca), signal }, (res) => {
+      // An answer is bounded like a frame: a node (or something posing as one) cannot make the agent
+      // hold more than that of it.
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      let bytes = 0;
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+        if (bytes > limits.frameBytesMax) {
+          res.destroy();
+          reject(new NodeError(res.statusCode ?? 0, 'VALUE_TOO_LARGE', `${method} ${route.split('?')[0]}: answer over ${limits.frameBytesMax} bytes`, true));
+          return;
+        }
+        chunks.push(c);
+      });
       res.on('error', reject);
       res.on('end', () => {
         const text = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
