@@ -27,12 +27,20 @@ function packDetached(packr: Packr, value: unknown): Buffer {
   return dropLargePackBuffer(packr, view) ? view : Buffer.from(view);
 }
 
-// Shapes of the hottest thread messages. Append only: reordering changes the wire.
+// Shapes of the hottest thread messages, keys in the order the objects are built (msgpackr matches
+// a structure by key order: an object whose keys come in another order travels with its field
+// names inline, and the receiver parses that definition again for every message). Append only.
 const THREAD_STRUCTURES: string[][] = [
   ['id', 'p', 'op', 'ks', 'key', 'value', 'ttlMs', 'acks'],
   ['id', 'ok', 'res'],
   ['id', 'ok', 'err'],
   ['id', 'p', 'op', 'topicId', 'tp', 'records', 'producerId', 'sequence', 'acks'],
+  // a worker's output and a write's reply (worker.ts post, execute)
+  ['replies', 'visible'],
+  ['id', 'ok', 'res', 'replicas'],
+  ['version'],
+  ['version', 'existed'],
+  ['id', 'p', 'op', 'ks', 'key', 'acks'],
 ];
 
 function threadPackr(): Packr {
