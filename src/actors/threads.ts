@@ -22,9 +22,7 @@ export const PACE = { partIntervalMs: 0, partsSent: 1, copiesOpen: 2 } as const;
 export interface WriteResult<T> { res: T; replicas: number }
 
 interface Pending {
-  resolve(v: unknown): void;
-  /** the caller's result from the worker's answer (toResult, toWriteResult): shared, not a closure per request */
-  shape(res: unknown, replicas: number): unknown;
+  resolve(v: unknown, replicas: number): void;
   reject(e: Error): void;
   deadlineMs: number;
   startedMs: number;
@@ -97,12 +95,12 @@ export class WorkerHandle {
    * A write whose answer never comes is reported as OUTCOME_UNKNOWN, never as success.
    */
   call<T>(body: RequestBody, bytes = 0): Promise<T> {
-    return this.enqueue(body, bytes, toResult) as Promise<T>;
+    return this.enqueue(body, bytes, (res) => res as T);
   }
 
   /** A mutation: resolves with its result and how many replicas held it when answered. */
   write<T>(body: RequestBody, bytes = 0): Promise<WriteResult<T>> {
-    return this.enqueue(body, bytes, toWriteResult) as Promise<WriteResult<T>>;
+    return this.enqueue(body, bytes, (res, replicas) => ({ res: res as T, replicas }));
   }
 
   /** Messages that need no answer (views): no id, no deadline; always sent. */
@@ -112,7 +110,7 @@ export class WorkerHandle {
     this.scheduleFlush();
   }
 
-  private enqueue(body: RequestBody, bytes: number, shape: (res: unknown, replicas: number) => unknown): Promise<unknown> {
+  private enqueue<T>(body: RequestBody, bytes: number, shape: (res: unknown, replicas: number) => T): Promise<T> {
     if (this.state !== 'open') return Promise.reject(new ChicagoError('SHUTTING_DOWN'));
     if (this.pending.size >= limits.workerInFlightMax) {
       return Promise.reject(new ChicagoError('OVERLOADED', `worker ${this.index} queue`, `${this.pending.size} requests`));
@@ -126,9 +124,9 @@ export class WorkerHandle {
     const id = this.nextId++;
     // id first: the key order of the shared structures (codec.ts THREAD_STRUCTURES)
     const req = { id, ...body } as Request;
-    return new Promise((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const mutation = MUTATIONS.has(req.op);
-      this.pending.set(id, { resolve, shape, reject, deadlineMs: Date.now() + limits.workerCallTimeoutMs, startedMs: performance.now(), bytes, mutation });
+      this.pending.set(id, { resolve: (v, n) => resolve(shape(v, n)), reject, deadlineMs: Date.now() + limits.workerCallTimeoutMs, startedMs: performance.now(), bytes, mutation });
       this.inFlightBytes += bytes;
       this.outbox.push(req);
       this.scheduleFlush();
@@ -175,7 +173,7 @@ export class WorkerHandle {
       this.budget?.give(p.bytes);
       if (r.ok) {
         if (p.mutation) this.onWriteDone(performance.now() - p.startedMs);
-        p.resolve(p.shape(r.res, r.replicas ?? 0));
+        p.resolve(r.res, r.replicas ?? 0);
       }
       else {
         const err = new ChicagoError(r.err.code);
@@ -227,9 +225,6 @@ export class WorkerHandle {
     }
   }
 }
-
-function toResult(res: unknown): unknown { return res; }
-function toWriteResult(res: unknown, replicas: number): WriteResult<unknown> { return { res, replicas }; }
 
 export function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;

@@ -302,26 +302,10 @@ export class ChicagoNode implements NodeApi {
   /**
    * Sends to the leader. While a partition fails over (no leader, an unreachable one, or one that
    * says it no longer leads), waits for the new view and tries again, up to failoverWaitMs: a
-   * NOT_LEADER answer means the request did not run, so trying again is safe. When this node leads,
-   * the request goes straight to its worker and only a NOT_LEADER answer enters the retry loop: the
-   * loop's async frame costs every request a promise and several microtask turns.
+   * NOT_LEADER answer means the request did not run, so trying again is safe.
    */
-  private route<T>(p: number, body: RequestBody, bytes: number, write: boolean): Promise<WriteResult<T>> {
+  private async route<T>(p: number, body: RequestBody, bytes: number, write: boolean): Promise<WriteResult<T>> {
     const deadline = Date.now() + limits.failoverWaitMs;
-    if (this.state !== 'up' || this.coordinator.view(p)?.leader !== this.self) return this.routeLoop<T>(p, body, bytes, write, deadline);
-    let sent: Promise<WriteResult<T>>;
-    try {
-      sent = this.local<T>(p, body, bytes, write);
-    } catch (e) {
-      sent = Promise.reject(e);
-    }
-    return sent.catch((e: unknown) => {
-      if (!(e instanceof ChicagoError) || e.code !== 'NOT_LEADER' || Date.now() >= deadline) throw e;
-      return new Promise((r) => setTimeout(r, 20)).then(() => this.routeLoop<T>(p, body, bytes, write, deadline));
-    });
-  }
-
-  private async routeLoop<T>(p: number, body: RequestBody, bytes: number, write: boolean, deadline: number): Promise<WriteResult<T>> {
     for (;;) {
       if (this.state !== 'up') throw new ChicagoError(this.state === 'starting' ? 'NOT_READY' : 'SHUTTING_DOWN', this.state);
       const leader = this.coordinator.view(p)?.leader;
