@@ -148,8 +148,14 @@ export function decodeKvValue(buf: Buffer): { version: number; value: Buffer; ex
 
 export interface PartitionMeta { seq: number; epoch: number; epochs: Array<[number, number]> }
 
+/**
+ * The meta as of now, encoded when its value is first read: every mutation puts one, and a batch
+ * writes only the last of each partition's (worker.ts batchMeta), so the others are never encoded.
+ */
 export function metaOp(s: PartitionState): Op {
-  return { type: 'put', key: K.metaKey, value: diskCodec.encode({ seq: s.seq, epoch: s.epoch, epochs: s.epochs } satisfies PartitionMeta) };
+  const meta: PartitionMeta = { seq: s.seq, epoch: s.epoch, epochs: s.epochs.slice() };
+  let value: Buffer | undefined;
+  return { type: 'put', key: K.metaKey, get value() { return (value ??= diskCodec.encode(meta)); } };
 }
 export function copiesOp(s: PartitionState): Op {
   return { type: 'put', key: K.copiesKey, value: diskCodec.encode(s.copies) };

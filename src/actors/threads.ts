@@ -106,7 +106,7 @@ export class WorkerHandle {
   /** Messages that need no answer (views): no id, no deadline; always sent. */
   tell(body: RequestBody): void {
     if (this.state !== 'open') return;
-    this.outbox.push({ ...body, id: 0 } as Request);
+    this.outbox.push({ id: 0, ...body } as Request);
     this.scheduleFlush();
   }
 
@@ -122,7 +122,8 @@ export class WorkerHandle {
       return Promise.reject(new ChicagoError('OVERLOADED', 'node memory', `${this.budget.used} of memory.maxBytes ${this.budget.maxBytes} buffered`));
     }
     const id = this.nextId++;
-    const req = { ...body, id } as Request;
+    // id first: the key order of the shared structures (codec.ts THREAD_STRUCTURES)
+    const req = { id, ...body } as Request;
     return new Promise<T>((resolve, reject) => {
       const mutation = MUTATIONS.has(req.op);
       this.pending.set(id, { resolve: (v, n) => resolve(shape(v, n)), reject, deadlineMs: Date.now() + limits.workerCallTimeoutMs, startedMs: performance.now(), bytes, mutation });

@@ -88,9 +88,10 @@ class PartitionWorker {
   /**
    * The last partition-meta value each partition's ops put in the open batch. Every mutation
    * re-puts the meta; the batch is atomic, so only the last one can ever be read: it is put once,
-   * at the end of the batch, and the stored bytes are the same as if each had been written.
+   * at the end of the batch, and the stored bytes are the same as if each had been written. The op
+   * is kept, not its value: a meta op encodes its value when read (partition.ts metaOp).
    */
-  private batchMeta = new Map<ColumnStore, Buffer>();
+  private batchMeta = new Map<ColumnStore, Extract<Op, { type: 'put' }>>();
   /** answers and replication traffic released once the open batch is durable per the sync policy */
   private out: Outbox = emptyOutbox();
   /** written but waiting for the next group fsync */
@@ -578,7 +579,7 @@ class PartitionWorker {
     this.batchPartitions.add(h.replica.state.id);
     const w = this.writer;
     for (const op of ops) {
-      if (op.type === 'put' && isMetaKey(op.key)) this.batchMeta.set(h.store, op.value);
+      if (op.type === 'put' && isMetaKey(op.key)) this.batchMeta.set(h.store, op);
       else if (op.type === 'put') w.put(h.store, op.key, op.value);
       else if (op.type === 'del') w.del(h.store, op.key);
       else this.deferredRanges.push({ store: h.store, gte: op.gte, lt: op.lt });
@@ -597,7 +598,7 @@ class PartitionWorker {
       const metas = this.batchMeta;
       if (metas.size > 0) this.batchMeta = new Map();
       try {
-        for (const [store, value] of metas) this.writer.put(store, K.metaKey, value);
+        for (const [store, op] of metas) this.writer.put(store, K.metaKey, op.value);
         this.writer.write(this.syncPolicy === 'always');
         if (this.syncPolicy === 'always') this.counters.fsyncs++;
       } catch (e) {

@@ -27,12 +27,20 @@ function packDetached(packr: Packr, value: unknown): Buffer {
   return dropLargePackBuffer(packr, view) ? view : Buffer.from(view);
 }
 
-// Shapes of the hottest thread messages. Append only: reordering changes the wire.
+// Shapes of the hottest thread messages, keys in the order the objects are built (msgpackr matches
+// a structure by key order: an object whose keys come in another order travels with its field
+// names inline, and the receiver parses that definition again for every message). Append only.
 const THREAD_STRUCTURES: string[][] = [
   ['id', 'p', 'op', 'ks', 'key', 'value', 'ttlMs', 'acks'],
   ['id', 'ok', 'res'],
   ['id', 'ok', 'err'],
   ['id', 'p', 'op', 'topicId', 'tp', 'records', 'producerId', 'sequence', 'acks'],
+  // a worker's output and a write's reply (worker.ts post, execute)
+  ['replies', 'visible'],
+  ['id', 'ok', 'res', 'replicas'],
+  ['version'],
+  ['version', 'existed'],
+  ['id', 'p', 'op', 'ks', 'key', 'acks'],
 ];
 
 function threadPackr(): Packr {
@@ -44,6 +52,16 @@ function threadPackr(): Packr {
 
 /** Above this size a posted message is transferred rather than copied again by the clone. */
 const TRANSFER_ABOVE_BYTES = 16 * 1024;
+
+/**
+ * Packs into bytes with an ArrayBuffer of their own, for posting: the structured clone copies a
+ * view's whole ArrayBuffer, and a small Buffer (Buffer.from) sits in Buffer's 8 KB shared pool, so
+ * posting one copied (and allocated on the other side) 8 KB per message.
+ */
+function packToPost(packr: Packr, value: unknown): Uint8Array {
+  const view = packr.pack(value);
+  return dropLargePackBuffer(packr, view) ? view : new Uint8Array(view);
+}
 
 /** The part of a MessagePort the data plane uses. */
 interface PostTarget { postMessage(value: unknown, transferList?: ArrayBuffer[]): void }
@@ -58,19 +76,19 @@ export function threadCodec() {
     /**
      * Encode and post. pack() returns a view into msgpackr's shared buffer; posting the view would
      * make the structured clone copy that whole buffer every time. So post bytes of their own
-     * (packDetached), and transfer them when they are large.
+     * (packToPost), and transfer them when they are large.
      */
     post: (port: PostTarget, msg: unknown): void => {
-      const bytes = packDetached(packer, msg);
+      const bytes = packToPost(packer, msg);
       if (bytes.length > TRANSFER_ABOVE_BYTES) port.postMessage(bytes, [bytes.buffer as ArrayBuffer]);
       else port.postMessage(bytes);
     },
     /**
      * Encode and post with buffers of the sender's own beside it, those transferred (the message
-     * too when large; a small one may sit in Buffer's shared pool): the receiver gets [message, ...buffers].
+     * too when large): the receiver gets [message, ...buffers].
      */
     postBeside: (port: PostTarget, msg: unknown, buffers: ArrayBuffer[]): void => {
-      const bytes = packDetached(packer, msg);
+      const bytes = packToPost(packer, msg);
       port.postMessage([bytes, ...buffers], bytes.length > TRANSFER_ABOVE_BYTES ? [bytes.buffer as ArrayBuffer, ...buffers] : buffers);
     },
   };
