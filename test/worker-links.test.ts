@@ -61,6 +61,28 @@ describe('worker links', () => {
     expect(sender.dropped).toBe(0);
   });
 
+  it('put the frames one turn sends on a link into one socket write, in order', async () => {
+    const got: unknown[] = [];
+    const target = await links((f) => got.push(replicationFrame.decode(f)));
+    const sender = await links();
+    sender.setPeer(nodeId('t'), [target.url], KEY);
+    await sendWhenUp(sender, 't', 0, replicationFrame.encode(0, { i: -1 }));
+    await expect.poll(() => got.length, { timeout: slow(2_000) }).toBe(1);
+    // the link's socket (private): count the writes that reach it
+    const socket = (sender as unknown as { peers: Map<string, { links: Array<{ socket: { _socket: Record<string, (...a: unknown[]) => unknown> } }> }> })
+      .peers.get('t')!.links[0].socket._socket;
+    let writes = 0;
+    for (const m of ['_write', '_writev'] as const) {
+      const orig = socket[m].bind(socket);
+      socket[m] = (...a: unknown[]) => { writes++; return orig(...a); };
+    }
+    for (let i = 0; i < 20; i++) expect(sender.send(nodeId('t'), i % 3, replicationFrame.encode(i % 3, { i }))).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    expect(writes).toBe(1);
+    await expect.poll(() => got.length, { timeout: slow(2_000) }).toBe(21);
+    expect(got.slice(1)).toEqual(Array.from({ length: 20 }, (_, i) => ({ i })));
+  });
+
   it('refuse a peer that does not present the link key: its frames never arrive', async () => {
     const got: Buffer[] = [];
     const target = await links((f) => got.push(f));
