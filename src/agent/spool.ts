@@ -352,7 +352,11 @@ export class Spool {
    */
   private commit(): void {
     if (this.queue.length === 0 || this.rollDue) return;
-    if (this.closed) return this.fail(new Error('the spool is closed'));
+    if (this.closed) {
+      // the commits in flight still take effect when their fdatasync returns
+      for (const q of this.queue.splice(0)) q.reject(new Error('spool: the spool is closed'));
+      return;
+    }
     const batch = this.queue;
     this.queue = [];
     const startUs = this.onTiming ? nowUs() : 0;
