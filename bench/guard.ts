@@ -20,6 +20,7 @@
 //   npm run bench:guard [-- --quick] [--only guard,guard-direct,guard-cluster,fail2ban,crowdsec] [--attackers 100]
 //       [--throughput-lines 100000] [--capacity 20] [--leak-ms 100] [--bouncer-poll 10s] [--out DIR]
 //       [--writer-max-in-flight N]   (the direct writer's producer maxInFlight; default the client's, 5)
+//       [--agent-stages on|off]      (guard: the agent at log level trace, each trigger line's time per stage; default on)
 //
 // Results: bench/results/guard-<time>.json and guard.md (the table). Needs root (namespaces, nft).
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -201,12 +202,78 @@ class NftWatch {
   stop(): void { this.proc.kill('SIGTERM'); }
 }
 
+// ---- the agent's stage times (guard) -------------------------------------------------------------
+
+interface SeqSpan { from: number; to: number }
+interface StageLog {
+  reads: Array<SeqSpan & { watchUs: number; readUs: number }>;
+  syncs: Array<{ recs: SeqSpan[]; startUs: number; writtenUs: number; syncedUs: number }>;
+  acks: Array<SeqSpan & { sentUs: number; ackUs: number }>;
+}
+/** per stage, over the trigger lines: p50 / p99 / max in µs */
+type AgentStages = { lines: number } & Record<string, LatencySummary | number>;
+/** entries kept per stage (the latency phase needs a few thousand) */
+const STAGE_ENTRIES_MAX = 200_000;
+
+/** The agent's `timing …` trace lines (src/agent/timing.ts), parsed as they come. */
+function collectStages(agent: Proc): StageLog {
+  const t: StageLog = { reads: [], syncs: [], acks: [] };
+  let rest = '';
+  agent.child.stdout!.on('data', (c: Buffer) => {
+    const parts = (rest + c.toString('utf8')).split('\n');
+    rest = parts.pop() ?? '';
+    for (const l of parts) {
+      if (!l.includes('"msg":"timing ')) continue;
+      const j = JSON.parse(l) as { msg: string } & StageLog['reads'][number] & StageLog['syncs'][number] & StageLog['acks'][number];
+      if (j.msg === 'timing read' && t.reads.length < STAGE_ENTRIES_MAX) t.reads.push(j);
+      else if (j.msg === 'timing synced' && t.syncs.length < STAGE_ENTRIES_MAX) t.syncs.push(j);
+      else if (j.msg === 'timing acked' && t.acks.length < STAGE_ENTRIES_MAX) t.acks.push(j);
+    }
+  });
+  return t;
+}
+
+function stagesOf(t: StageLog, written: number[], triggers: Map<string, number>, seen: Map<string, number>): AgentStages {
+  const names = ['written→watch event', 'written→read', 'read→commit starts', 'commit: write', 'commit: fdatasync', 'synced→request', 'request→answer', 'answer→in the nft set', 'written→synced', 'written→request', 'written→answer', 'written→in the nft set'] as const;
+  const h = Object.fromEntries(names.map((n) => [n, newHistogram()]));
+  const has = (s: SeqSpan, seq: number): boolean => s.from <= seq && seq <= s.to;
+  let lines = 0;
+  const rec = (n: (typeof names)[number], us: number): void => { if (us >= 0) recordUs(h[n], us); };
+  for (const [ip, seq] of triggers) {
+    const w = written[seq];
+    const nft = seen.get(ip);
+    const r = t.reads.find((x) => has(x, seq));
+    const s = t.syncs.find((x) => x.recs.some((y) => has(y, seq)));
+    const a = t.acks.find((x) => has(x, seq));
+    if (w === undefined || w < 0 || !r || !s || !a || nft === undefined) continue;
+    lines++;
+    // a watch event before the write: the read that took this line was for an earlier one
+    if (r.watchUs >= w) rec('written→watch event', r.watchUs - w);
+    rec('written→read', r.readUs - w);
+    rec('read→commit starts', s.startUs - r.readUs);
+    rec('commit: write', s.writtenUs - s.startUs);
+    rec('commit: fdatasync', s.syncedUs - s.writtenUs);
+    rec('synced→request', a.sentUs - s.syncedUs);
+    rec('request→answer', a.ackUs - a.sentUs);
+    rec('answer→in the nft set', nft - a.ackUs);
+    rec('written→synced', s.syncedUs - w);
+    rec('written→request', a.sentUs - w);
+    rec('written→answer', a.ackUs - w);
+    rec('written→in the nft set', nft - w);
+  }
+  const out: AgentStages = { lines };
+  for (const n of names) out[n] = summarize(h[n]);
+  return out;
+}
+
 // ---- the tools -----------------------------------------------------------------------------------
 
 interface Params {
   capacity: number; leakMs: number; banS: number; bouncerPoll: string;
   /** the direct writer's producer maxInFlight (default the client's) */
   writerMaxInFlight?: number;
+  /** run the agent at log level trace and report its stage times (the guard row) */
+  agentStages: boolean;
 }
 /** where a direct writer sends its lines */
 interface Sink { url: string; topic: string; maxInFlight?: number }
@@ -224,6 +291,11 @@ interface Tool {
   notes: string[];
   /** the tool's own view of a ban's latency, when it has one (the guard's decision log) */
   selfReport?(): Record<string, unknown>;
+  /**
+   * guard (through the agent): where each trigger line's time went, from the agent's stage times (its
+   * trace log, CLOCK_MONOTONIC µs like the writer's); a line's seq is its index in the plan
+   */
+  stages?(written: number[], triggers: Map<string, number>, seen: Map<string, number>): AgentStages;
   /** where the input and the decisions live, and whether the replicas agree (guard-cluster) */
   clusterReport?(): Promise<Record<string, unknown>>;
 }
@@ -342,7 +414,7 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
     'pollIntervalMs: 10',
     // a line leaves as soon as it is read: this bench is about latency
     'batch: { lingerMs: 0 }',
-    'logLevel: info',
+    `logLevel: ${p.agentStages ? 'trace' : 'info'}`,
     'sources:',
     `  - { task: web, paths: [${logFile}], topic: ${topic} }`,
   ].join('\n') + '\n');
@@ -355,6 +427,7 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
   const metricsUrl = JSON.parse(guard.out.find((l) => l.includes('"msg":"metrics listening"'))!).metrics as string;
   const agent = direct ? undefined : spawnProc(process.execPath, [cli, 'agent', '--config', join(dir, 'agent.yaml')], 'agent');
   if (agent) started.push(agent);
+  const timing = agent && p.agentStages ? collectStages(agent) : undefined;
   if (agent) {
     await waitFor('the agent to run', () => agent.out.some((l) => l.includes('"msg":"agent running"')) || agent.child.exitCode !== null, 30_000, () => agent.out.slice(-20).join('\n'));
     if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.out.slice(-20).join('\n')}`);
@@ -376,7 +449,8 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
       const text = await (await fetch(metricsUrl)).text();
       return [...text.matchAll(/^guard_lines_total\{topic="[^"]+"\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
     },
-    notes: [`${hops} (http-flood only)`],
+    notes: [`${hops} (http-flood only)${timing ? '; the agent at log level trace (its stage times)' : ''}`],
+    ...(timing ? { stages: (written: number[], triggers: Map<string, number>, seen: Map<string, number>) => stagesOf(timing, written, triggers, seen) } : {}),
     selfReport: () => {
       const bans = guard.out.filter((l) => l.includes('"msg":"decision ban"')).map((l) => JSON.parse(l) as { target: string; detectMs?: number; latencyMs?: { nft?: number } });
       const detect = newHistogram();
@@ -587,6 +661,8 @@ interface LatencyResult {
   attackers: number; enforced: number; missed: string[]; us: LatencySummary; gapMs: number; backgroundPerS: number;
   /** the five slowest bans: when the trigger was written (s after the first) and its latency, to tell a stall from a spread */
   slowest: Array<{ ip: string; atS: number; ms: number }>;
+  /** through the agent: the trigger lines' time per stage */
+  stages?: AgentStages;
 }
 interface FloodResult { rate: number; trigger: number; enforcedAfterUs: number | null; linesAfterTrigger: number; written: number; targetMax: number; met: boolean }
 interface ThroughputResult { lines: number; processed: number; seconds: number; linesPerS: number; cpuS: number; linesPerCpuS: number; othersCpuS: Record<string, number>; rssMB: number; othersRssMB: Record<string, number>; complete: boolean }
@@ -607,7 +683,8 @@ async function measureLatency(tool: Tool, watch: NftWatch, work: string, logFile
   }
   const first = Math.min(...each.map((e) => e.atS));
   const slowest = each.sort((a, b) => b.ms - a.ms).slice(0, 5).map((e) => ({ ip: e.ip, atS: round2((e.atS - first) / 1e6), ms: round1(e.ms) }));
-  return { attackers: plan.triggers.size, enforced: h.totalCount, missed, us: summarize(h), gapMs: o.gapMs, backgroundPerS: o.backgroundPerS, slowest };
+  const stages = tool.stages?.(times, plan.triggers, watch.firstSeen);
+  return { attackers: plan.triggers.size, enforced: h.totalCount, missed, us: summarize(h), gapMs: o.gapMs, backgroundPerS: o.backgroundPerS, slowest, ...(stages ? { stages } : {}) };
 }
 
 async function measureFlood(tool: Tool, watch: NftWatch, work: string, logFile: string, o: { rate: number; maxS: number; capacity: number }): Promise<FloodResult> {
@@ -764,6 +841,13 @@ function table(sides: Side[], p: Params): string {
   return rows.join('\n');
 }
 
+/** Where the trigger lines' time went through the agent, per stage. */
+function stagesTable(tool: string, st: AgentStages): string {
+  const rows = [`${tool}: each trigger line's time per stage (${st.lines} lines; the agent's trace log)`, '', '| stage | p50 ms | p99 ms | max ms |', '|---|---:|---:|---:|'];
+  for (const [k, v] of Object.entries(st)) if (typeof v === 'object') rows.push(`| ${k} | ${ms(v.p50)} | ${ms(v.p99)} | ${ms(v.max)} |`);
+  return rows.join('\n') + '\n';
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(2),
@@ -779,13 +863,14 @@ async function main(): Promise<void> {
       capacity: { type: 'string' },
       'leak-ms': { type: 'string' },
       'writer-max-in-flight': { type: 'string' },
+      'agent-stages': { type: 'string' },
       'bouncer-poll': { type: 'string' },
       out: { type: 'string' },
     },
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
   const quick = values.quick ?? false;
-  const p: Params = { capacity: Number(values.capacity ?? 20), leakMs: Number(values['leak-ms'] ?? 100), banS: 600, bouncerPoll: values['bouncer-poll'] ?? '10s',
+  const p: Params = { capacity: Number(values.capacity ?? 20), leakMs: Number(values['leak-ms'] ?? 100), banS: 600, bouncerPoll: values['bouncer-poll'] ?? '10s', agentStages: values['agent-stages'] !== 'off',
     ...(values['writer-max-in-flight'] ? { writerMaxInFlight: Number(values['writer-max-in-flight']) } : {}) };
   const o: Opts = {
     attackers: Number(values.attackers ?? (quick ? 20 : 100)),
@@ -851,6 +936,7 @@ async function main(): Promise<void> {
     '',
     table(sides, p),
     '',
+    ...sides.filter((x) => x.latency?.stages).map((x) => stagesTable(x.tool, x.latency!.stages!)),
     ...sides.map((s) => `- ${s.tool}: ${s.version}${s.error ? ` — **failed**: ${s.error.split('\n')[0]}` : ''}; ${s.notes.join('; ')}`),
     '',
   ].join('\n');

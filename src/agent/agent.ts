@@ -52,6 +52,7 @@ export class Agent {
       }
     }
     spool.onRecords = (task) => agent.shippers.get(task)?.notify();
+    if (log.isLevelEnabled('trace')) spool.onTiming = (t) => log.trace(t, 'timing synced');
     for (const src of cfg.sources) {
       const fs = new FileSource(src, cfg, spool, log);
       fs.fatal = fatal;

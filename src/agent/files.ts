@@ -9,6 +9,7 @@ import { constants, createReadStream, type FSWatcher, readSync, type Stats, stat
 import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
+import { limits } from '../runtime/limits.js';
 import type { Logger } from '../runtime/log.js';
 import type { Notice } from './agent.js';
 import type { AgentConfig, SourceConfig } from './config.js';
@@ -17,7 +18,8 @@ import { type Event, Multiline, type MultilineState, detectLevel } from './multi
 import { type AgentEvent, cutHeader, keyOfLine, recordEntries } from './records.js';
 import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
 import { sshHeadersOfLine } from './sshd.js';
-import type { Entry, FileCkpt, Spool } from './spool.js';
+import type { Entry, FileCkpt, RecsEntry, Spool } from './spool.js';
+import { nowUs } from './timing.js';
 
 const CHUNK_BYTES = 1024 * 1024;
 const MIN_CHUNK_BYTES = 4096;
@@ -108,6 +110,13 @@ export class FileSource {
   private bytesAtPoll = 0;
   /** the first pass resumes the checkpoints before it follows the globs (which would read their files from 0) */
   private resumed = false;
+  /** appends of fast reads whose fdatasync has not returned, oldest first (at most agentSpoolCommitsInFlightMax) */
+  private readonly unsynced: Array<Promise<void>> = [];
+  /** when the last watch event came (µs, only while the log level is trace) */
+  private watchUs = 0;
+  private get tracing(): boolean {
+    return this.log.isLevelEnabled('trace');
+  }
   readonly stats: SourceStats = { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, files: 0, gaps: 0, ownRotations: 0, fastReads: 0 };
   /** the rotated copy finished last while handling a truncation (newer copies are unseen generations) */
   private lastCopy?: { path: string; dev: number; ino: number };
@@ -132,6 +141,7 @@ export class FileSource {
     for (const dir of new Set(this.patterns.map((p) => p.dir))) {
       try {
         const w = watch(dir, { persistent: false }, (event, name) => {
+          if (this.tracing) this.watchUs = nowUs();
           this.pollMs = this.cfg.pollIntervalMs;
           // a write to a file already followed is read at once from its handle (readFast); anything
           // else (a file created, renamed or deleted) goes through a whole pass
@@ -155,6 +165,7 @@ export class FileSource {
     clearTimeout(this.timer);
     for (const w of this.watchers) w.close();
     await this.running;
+    await this.synced().catch(() => {});
     for (const f of this.followed.values()) await f.fh.close().catch(() => {});
     this.followed.clear();
   }
@@ -203,7 +214,10 @@ export class FileSource {
       if (r === 'whole') return this.pass();
       if (r === 'more') this.again = true;
       await this.flushQuiet(f!);
-      if (r === 'done' && this.src.rotate) await this.rotateOwn(f!);
+      if (r === 'done' && this.src.rotate) {
+        await this.synced();
+        await this.rotateOwn(f!);
+      }
     }
   }
 
@@ -258,6 +272,8 @@ export class FileSource {
   }
 
   private async pass(): Promise<void> {
+    // a whole pass starts from what the spool holds: the fast reads' appends first
+    await this.synced();
     if (!this.resumed) {
       for (const [key, ck] of [...this.spool.ckpts]) {
         if (ck.task !== this.src.task || this.followed.has(`${ck.dev}:${ck.ino}`)) continue;
@@ -746,6 +762,8 @@ export class FileSource {
    */
   private async readFast(f: Followed): Promise<'done' | 'more' | 'whole'> {
     if (this.spool.full()) return 'done'; // readers pause; the spool's onFreed kicks a pass
+    // at most this many fast reads' appends wait for their fdatasync (the quota counts only durable bytes)
+    while (this.unsynced.length >= limits.agentSpoolCommitsInFlightMax) await this.unsynced[0];
     if (f.readPos < f.headLen || f.lastSize !== f.readPos || f.cut > 0) return 'whole';
     const heldLen = Math.min(TAIL_BYTES_MAX, f.readPos - f.bufStart);
     const want = Math.max(MIN_CHUNK_BYTES, Math.min(FAST_READ_BYTES, Math.floor(this.spool.room() / SPOOL_EXPANSION_MAX)));
@@ -765,7 +783,9 @@ export class FileSource {
     f.readPos += n;
     // the size is at least this; a whole pass stats it
     f.lastSize = f.readPos;
-    await this.consume(f, false);
+    // the next watch event's read does not wait for this append's fdatasync: it goes in the next commit,
+    // which overlaps this one (Spool.commit)
+    await this.consume(f, false, false);
     return n < want ? 'done' : 'more';
   }
 
@@ -873,7 +893,7 @@ export class FileSource {
    * than maxLineBytes goes out in pieces of that size, each its own record with header cut=`k+`
    * (more follows) and the last one cut=`k/k`; a pending multiline event ends before the first.
    */
-  private async consume(f: Followed, eof: boolean): Promise<void> {
+  private async consume(f: Followed, eof: boolean, wait = true): Promise<void> {
     // an event's value: its bytes, or its text when they are ASCII (decoded once per read)
     const events: AgentEvent[] = [];
     const source = f.path;
@@ -931,7 +951,7 @@ export class FileSource {
       this.ml.flush(f.ml, nowMs, ml, true);
       for (const ev of ml) events.push(fromMultiline(ev, source));
     }
-    await this.emit(f, events);
+    await this.emit(f, events, wait);
   }
 
   private async flushQuiet(f: Followed): Promise<void> {
@@ -942,7 +962,7 @@ export class FileSource {
   }
 
   /** Records with their seqs and the checkpoint after them: one append, one fdatasync. */
-  private async emit(f: Followed, events: AgentEvent[]): Promise<void> {
+  private async emit(f: Followed, events: AgentEvent[], wait = true): Promise<void> {
     if (this.src.parse === 'sshd' || this.keySpec) {
       for (const ev of events) {
         if (this.src.parse === 'sshd') ev.headers = { ...ev.headers, ...sshHeadersOfLine(ev.value.toString('utf8')) };
@@ -961,7 +981,25 @@ export class FileSource {
       f.buf = f.buf.subarray(keepFrom - f.bufStart);
       f.bufStart = keepFrom;
     }
-    if (entries.length > 0) await this.spool.append(entries);
+    if (this.tracing && events.length > 0) {
+      const r = entries[0] as RecsEntry;
+      this.log.trace({ task: this.src.task, from: r.seq, to: r.seq + events.length - 1, watchUs: this.watchUs, readUs: nowUs() }, 'timing read');
+    }
+    if (entries.length === 0) return;
+    if (wait) return this.spool.append(entries);
+    const p = this.spool.append(entries);
+    this.unsynced.push(p);
+    // durable in order: the oldest is the one that resolved
+    p.then(() => void this.unsynced.shift(), (err: Error) => {
+      this.unsynced.shift();
+      this.log.error({ err, task: this.src.task }, 'file pass failed');
+      this.fatal(err);
+    });
+  }
+
+  /** Resolves once the fast reads' appends are durable (rejects if one failed). */
+  private async synced(): Promise<void> {
+    if (this.unsynced.length > 0) await this.unsynced[this.unsynced.length - 1];
   }
 
   private ckptOf(f: Followed): FileCkpt {

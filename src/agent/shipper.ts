@@ -12,6 +12,7 @@ import type { AgentConfig } from './config.js';
 import type { Producer, SendRange, ShipRecord, Spool } from './spool.js';
 import { BATCH_CONTENT_TYPE, BATCH_HEADER_BYTES, encodeHeaders, sealBatch, varintBytes, writeBatchHeader, writeRecordStart, writeVarint, type EncodedHeaders } from '../protocol/batch.js';
 import http from 'node:http';
+import { nowUs } from './timing.js';
 import https from 'node:https';
 
 /** bytes a record adds to a JSON body besides its value and headers */
@@ -206,6 +207,7 @@ export class Shipper {
             ack: ackTo,
             cut: (recs) => { const r = this.cut(recs, 0); return r.to - r.from + 1; },
             notBeforeMs: linger === 0 ? 0 : flights.length === 0 ? this.stats.lastAckMs + linger : this.lastCutMs + linger,
+            more: this.inFlightMax - flights.length - 1,
           });
         }
         const woken = await this.sleep(ackTo !== undefined ? ACK_ALONE_AFTER_MS : 1000);
@@ -252,7 +254,9 @@ export class Shipper {
     f.afterAck = previous === undefined || this.flights[this.flights.indexOf(f) - 1]?.state === 'acked';
     this.sending++;
     this.stats.inFlightPeak = Math.max(this.stats.inFlightPeak, this.sending);
+    const sentUs = this.log.isLevelEnabled('trace') ? nowUs() : 0;
     this.send(records, f.from, previous).then((res) => {
+      if (sentUs) this.log.trace({ task: this.task, from: f.from, to: f.to, sentUs, ackUs: nowUs() }, 'timing acked');
       f.state = 'acked';
       this.stats.batches++;
       this.stats.records += records.length;

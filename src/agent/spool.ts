@@ -9,6 +9,8 @@ import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSyn
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import { limits } from '../runtime/limits.js';
+import { nowUs } from './timing.js';
 
 export const RECORD_HEADER_BYTES = 8;
 /** one spool record: one append (a read of at most 1 MiB as records, JSON escapes up to 6× for control bytes, is below this) */
@@ -65,6 +67,11 @@ export interface IdleShipper {
   cut: (q: ShipRecord[]) => number;
   /** no batch is cut before (the shipper's linger) */
   notBeforeMs: number;
+  /**
+   * batches the shipper may take after this one: the next commit's records right after this batch
+   * take the next range (a commit that starts while this one's fdatasync runs, before the shipper sees it)
+   */
+  more?: number;
 }
 
 /**
@@ -174,6 +181,9 @@ export function decodeSegment(buf: Buffer): { entries: Entry[]; validBytes: numb
 
 interface Segment { n: number; file: string; bytes: number; maxSeq: Map<string, number> }
 
+/** A write of queued appends whose fdatasync may still run. */
+interface Commit { batch: Array<{ entries: Entry[]; resolve: () => void; reject: (e: Error) => void }>; bytes: number; synced: boolean; startUs: number; writtenUs: number; syncedUs: number }
+
 export interface SpoolOptions { dir: string; quotaBytes: number; segmentBytes: number }
 
 export interface RecoveryReport { segments: number; entries: number; tornBytes: number; pending: number }
@@ -208,12 +218,19 @@ export class Spool {
   private pendingBytes = 0;
   private fd = -1;
   private queue: Array<{ entries: Entry[]; resolve: () => void; reject: (e: Error) => void }> = [];
-  private flushing = false;
-  /** an fdatasync is running on the thread pool */
-  private syncing = false;
+  /** a commit of the queue is set for the next check phase */
+  private scheduled = false;
+  /** commits written and not applied yet, in order (their fdatasyncs run on the thread pool) */
+  private readonly commits: Commit[] = [];
+  /** where the next commit is written in the live segment (seg.bytes counts only applied ones) */
+  private writePos = 0;
+  /** the live segment is full: it rolls once its commits are applied */
+  private rollDue = false;
   private closed = false;
   /** called after an append made records durable */
   onRecords: (task: string) => void = () => {};
+  /** set to have each commit's stage times (µs, timing.ts) with the record ranges it made durable, in commit order */
+  onTiming?: (t: { recs: Array<{ task: string; from: number; to: number }>; startUs: number; writtenUs: number; syncedUs: number; bytes: number }) => void;
   private readonly listeners = new Set<() => void>();
   /** shippers waiting for records, per task */
   private readonly idle = new Map<string, IdleShipper>();
@@ -292,6 +309,9 @@ export class Spool {
       this.idle.delete(e.task);
       const n = Math.max(1, Math.min(e.v.length, s.cut(recordsOf(e))));
       out = [...(s.ack !== undefined ? [{ t: 'ack' as const, task: e.task, to: s.ack }] : []), ...out, { t: 'send', task: e.task, from: e.seq, to: e.seq + n - 1 }];
+      // a whole unkeyed batch: the records after it, in a commit that overlaps this one, take the next
+      // range (a keyed batch goes alone; the shipper withdraws this once it sees the batch)
+      if ((s.more ?? 0) > 0 && n === e.v.length && !e.k) this.idle.set(e.task, { after: e.seq + n - 1, cut: s.cut, notBeforeMs: s.notBeforeMs, more: s.more! - 1 });
     }
     return out;
   }
@@ -301,70 +321,118 @@ export class Spool {
     if (this.closed) return Promise.reject(new Error('the spool is closed'));
     return new Promise((resolve, reject) => {
       this.queue.push({ entries, resolve, reject });
-      if (!this.flushing) this.flush();
+      this.schedule();
     });
   }
 
-  private flush(): void {
-    this.flushing = true;
-    // one write + one fdatasync per turn of queued appends; the fdatasync runs off the main thread, so
-    // reading and encoding the next appends go on meanwhile (they are the next group commit)
+  /** A commit of what is queued, in the next check phase: appends made in this turn go together. */
+  private schedule(): void {
+    if (this.scheduled || this.queue.length === 0 || this.commits.length >= limits.agentSpoolCommitsInFlightMax || this.rollDue) return;
+    this.scheduled = true;
     setImmediate(() => {
-      const batch = this.queue;
-      this.queue = [];
-      const fail = (err: Error): void => {
-        // a spool that cannot write stops the agent: nothing may be checkpointed that is not in it
-        const e = new Error(`spool: ${err.message}`);
-        for (const b of batch) b.reject(e);
-        for (const q of this.queue.splice(0)) q.reject(e);
-        this.closed = true;
-        this.flushing = false;
-        this.closeFd();
-      };
-      if (this.closed) return fail(new Error('the spool is closed'));
-      const seg = this.segments[this.segments.length - 1];
-      // an idle shipper's range is taken now, not when the append was queued: records queued while
-      // the last fdatasync ran find the shipper that has just sent that one's batch waiting for them,
-      // and go out after this one fdatasync instead of waiting for their range in the next
-      if (this.idle.size > 0) for (const b of batch) b.entries = this.withSends(b.entries);
-      let data: Buffer;
-      try {
-        const bufs: Buffer[] = [];
-        for (const { entries } of batch) bufs.push(encodeEntry(entries.length === 1 ? entries[0] : { t: 'all', es: entries }));
-        data = bufs.length === 1 ? bufs[0] : Buffer.concat(bufs);
-        let off = 0;
-        while (off < data.length) off += writeSync(this.fd, data, off, data.length - off, seg.bytes + off);
-      } catch (err) {
-        return fail(err as Error);
-      }
-      this.syncing = true;
-      fdatasync(this.fd, (err) => {
-        this.syncing = false;
-        if (err) return fail(err);
-        const wasFull = this.full();
-        try {
-          const touched = new Set<string>();
-          seg.bytes += data.length;
-          for (const { entries } of batch) for (const e of entries) this.apply(e, seg, touched);
-          for (const b of batch) b.resolve();
-          for (const task of touched) this.onRecords(task);
-          if (!this.closed) {
-            if (seg.bytes >= this.opts.segmentBytes) this.roll();
-            this.collect();
-          }
-          // acks that brought the records in memory below their limit wake the readers
-          if (wasFull && !this.full()) for (const fn of this.listeners) fn();
-        } catch (e) {
-          return fail(e as Error);
-        }
-        if (this.closed) {
-          this.closeFd();
-          for (const q of this.queue.splice(0)) q.reject(new Error('the spool is closed'));
-          this.flushing = false;
-        } else if (this.queue.length > 0) this.flush();
-        else this.flushing = false;
-      });
+      this.scheduled = false;
+      this.commit();
     });
+  }
+
+  /** Fails every append queued or in flight: a spool that cannot write stops the agent (nothing may be checkpointed that is not in it). */
+  private fail(err: Error): void {
+    const e = new Error(`spool: ${err.message}`);
+    for (const c of this.commits.splice(0)) for (const b of c.batch) b.reject(e);
+    for (const q of this.queue.splice(0)) q.reject(e);
+    this.closed = true;
+    this.closeFd();
+  }
+
+  /**
+   * One write + one fdatasync of the queued appends. The fdatasync runs off the main thread, so reading
+   * and encoding the next appends go on meanwhile; up to agentSpoolCommitsInFlightMax commits overlap
+   * (the next starts during an fdatasync instead of after it), and they are applied in order, each once
+   * its own fdatasync and every one before it are done.
+   */
+  private commit(): void {
+    if (this.queue.length === 0 || this.rollDue) return;
+    if (this.closed) {
+      // the commits in flight still take effect when their fdatasync returns
+      for (const q of this.queue.splice(0)) q.reject(new Error('spool: the spool is closed'));
+      return;
+    }
+    const batch = this.queue;
+    this.queue = [];
+    const startUs = this.onTiming ? nowUs() : 0;
+    // an idle shipper's range is taken now, not when the append was queued: records queued while
+    // the last fdatasync ran find the shipper that has just sent that one's batch waiting for them,
+    // and go out after this one fdatasync instead of waiting for their range in the next
+    if (this.idle.size > 0) for (const b of batch) b.entries = this.withSends(b.entries);
+    let data: Buffer;
+    const at = this.writePos;
+    try {
+      const bufs: Buffer[] = [];
+      for (const { entries } of batch) bufs.push(encodeEntry(entries.length === 1 ? entries[0] : { t: 'all', es: entries }));
+      data = bufs.length === 1 ? bufs[0] : Buffer.concat(bufs);
+      let off = 0;
+      while (off < data.length) off += writeSync(this.fd, data, off, data.length - off, at + off);
+    } catch (err) {
+      for (const b of batch) b.reject(new Error(`spool: ${(err as Error).message}`));
+      return this.fail(err as Error);
+    }
+    this.writePos = at + data.length;
+    // the segment rolls once the commits in it are applied: no commit starts in it meanwhile
+    if (this.writePos >= this.opts.segmentBytes) this.rollDue = true;
+    const c: Commit = { batch, bytes: data.length, synced: false, startUs, writtenUs: this.onTiming ? nowUs() : 0, syncedUs: 0 };
+    this.commits.push(c);
+    fdatasync(this.fd, (err) => {
+      if (err) return this.fail(err);
+      c.synced = true;
+      if (this.onTiming) c.syncedUs = nowUs();
+      this.applySynced();
+    });
+    this.schedule();
+  }
+
+  /** Applies the commits at the front whose fdatasync is done, in order; then rolls, collects and starts the next. */
+  private applySynced(): void {
+    const seg = this.segments[this.segments.length - 1];
+    try {
+      while (this.commits.length > 0 && this.commits[0].synced) {
+        // taken off the list once applied: fail() rejects it if applying throws
+        const c = this.commits[0];
+        const { batch, bytes } = c;
+        const wasFull = this.full();
+        const touched = new Set<string>();
+        seg.bytes += bytes;
+        for (const { entries } of batch) for (const e of entries) this.apply(e, seg, touched);
+        for (const b of batch) b.resolve();
+        this.commits.shift();
+        if (this.onTiming) this.timing(c);
+        for (const task of touched) this.onRecords(task);
+        // acks that brought the records in memory below their limit wake the readers
+        if (wasFull && !this.full()) for (const fn of this.listeners) fn();
+      }
+      if (!this.closed) {
+        if (this.rollDue && this.commits.length === 0) {
+          this.rollDue = false;
+          this.roll();
+        }
+        this.collect();
+      }
+    } catch (e) {
+      return this.fail(e as Error);
+    }
+    if (this.closed) {
+      if (this.commits.length === 0) this.closeFd();
+      for (const q of this.queue.splice(0)) q.reject(new Error('the spool is closed'));
+    } else this.schedule();
+  }
+
+  private timing({ batch, startUs, writtenUs, syncedUs, bytes }: Commit): void {
+    const recs: Array<{ task: string; from: number; to: number }> = [];
+    const add = (e: Entry): void => {
+      if (e.t === 'recs') recs.push({ task: e.task, from: e.seq, to: e.seq + e.v.length - 1 });
+      else if (e.t === 'all') e.es.forEach(add);
+    };
+    for (const b of batch) b.entries.forEach(add);
+    this.onTiming!({ recs, startUs, writtenUs, syncedUs, bytes });
   }
 
   private apply(e: Entry, seg: Segment, touched?: Set<string>): void {
@@ -493,6 +561,7 @@ export class Spool {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = fd;
     this.segments.push({ n, file, bytes: snap.length, maxSeq: new Map() });
+    this.writePos = snap.length;
   }
 
   /** Deletes the older segments every record of which is acknowledged (the acks are durable: they went through append). */
@@ -506,8 +575,9 @@ export class Spool {
       this.segments.shift();
       freed = true;
     }
-    // a full spool whose live segment is all acknowledged rolls so that segment can go
-    if (!freed && this.full() && this.segments.length === 1) {
+    // a full spool whose live segment is all acknowledged rolls so that segment can go (between commits:
+    // one in flight writes to the live segment)
+    if (!freed && this.full() && this.segments.length === 1 && this.commits.length === 0) {
       const seg = this.segments[0];
       if ([...seg.maxSeq].every(([task, seq]) => seq <= (this.acked.get(task) ?? -1)) && seg.maxSeq.size > 0) {
         this.roll();
@@ -554,8 +624,8 @@ export class Spool {
 
   close(): void {
     this.closed = true;
-    // an fdatasync in flight closes the fd when it returns
-    if (!this.syncing) this.closeFd();
+    // the last fdatasync in flight closes the fd when it returns
+    if (this.commits.length === 0) this.closeFd();
   }
 
   private closeFd(): void {

@@ -72,6 +72,12 @@ export const limits = {
   /** batches per producer a partition remembers to recognise a retry; a pipelining producer keeps
    *  at most this many in flight, so every retry of one is recognised */
   producerRecentBatchesMax: 8,
+  /**
+   * the agent's spool commits (write + fdatasync) running at once: a line read during one commit's
+   * fdatasync starts its own instead of waiting for it (two overlap in the kernel, measured about half
+   * the wait); full → appends queue and go together in the next commit
+   */
+  agentSpoolCommitsInFlightMax: 2,
   /** cross-thread call deadline: a worker that does not answer in time is a fault */
   workerCallTimeoutMs: 30_000,
   ttlSecondsMax: 10 * 365 * 24 * 3600,
