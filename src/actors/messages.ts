@@ -104,6 +104,8 @@ export interface WorkerControl {
     maintenanceIntervalMs: number;
     antiEntropyIntervalMs: number;
     replicationTimeoutMs: number;
+    /** the data dir was of an older format: rewrite log entries that repeat their batch (recovery.ts compactLog) */
+    compactLog?: boolean;
     /** in a cluster: the node's address, where the worker listens for its peers' workers (net/worker-links.ts) */
     linkHost?: string;
     /** what a peer's worker must present to link to this one (the node's link key) */

@@ -51,8 +51,10 @@ const VERSION = '0.1.0';
  * (src/protocol/batch.ts); a format 1 dir (msgpack batches) still reads, and is marked 2 at start,
  * so a build that reads only 1 refuses it rather than misread the newer batches.
  */
-const DATA_FORMAT = 2;
-const DATA_FORMATS_READ: readonly number[] = [1, 2];
+const DATA_FORMAT = 3;
+const DATA_FORMATS_READ: readonly number[] = [1, 2, 3];
+/** formats whose log entries carry a second copy of each produced batch (recovery.ts compactLog) */
+const LOG_COPIES_BATCHES_BEFORE = 3;
 const WORKER_SCRIPT = new URL('../actors/worker.js', import.meta.url);
 
 type NodeState = 'starting' | 'up' | 'stopping' | 'stopped';
@@ -79,6 +81,8 @@ export class ChicagoNode implements NodeApi {
   private url = '';
   private db!: RocksLevel;
   private partitions = 0;
+  /** the data dir's format when this node opened it */
+  private formatFound = DATA_FORMAT;
   private readonly roundRobin = new Map<string, number>();
   private readonly knownGroups = new Set<string>();
   /** paces the full copies this node sends (rebalancing) by how its foreground writes fare */
@@ -156,6 +160,7 @@ export class ChicagoNode implements NodeApi {
       maintenanceIntervalMs: this.config.maintenanceIntervalMs,
       antiEntropyIntervalMs: this.config.antiEntropyIntervalMs,
       replicationTimeoutMs: limits.replicationTimeoutMs,
+      ...(this.formatFound < LOG_COPIES_BATCHES_BEFORE ? { compactLog: true } : {}),
       ...(cluster ? { linkHost: this.config.host, linkKey: this.linkKey, ...(this.linkTls ? { linkTls: this.linkTls } : {}) } : {}),
     }), limits.workerCallTimeoutMs, `worker ${i} start`)));
     this.workerLinks = opened.flatMap((o) => o.linkUrl ?? []);
@@ -253,11 +258,12 @@ export class ChicagoNode implements NodeApi {
     const file = path.join(dir, 'chicago.json');
     try {
       const meta = JSON.parse(await readFile(file, 'utf8')) as { format: number; partitions: number };
-      if (!DATA_FORMATS_READ.includes(meta.format)) throw new Error(`data dir ${dir} has format ${meta.format}, this build reads ${DATA_FORMATS_READ.join(' and ')}`);
+      if (!DATA_FORMATS_READ.includes(meta.format)) throw new Error(`data dir ${dir} has format ${meta.format}, this build reads ${DATA_FORMATS_READ.join(', ')}`);
+      this.formatFound = meta.format;
       if (meta.format !== DATA_FORMAT) {
         await writeFile(`${file}.tmp`, JSON.stringify({ ...meta, format: DATA_FORMAT }, null, 2) + '\n');
         await rename(`${file}.tmp`, file); // whole or not at all
-        this.log.info({ dir, from: meta.format, to: DATA_FORMAT }, 'data dir format upgraded (older batches still read)');
+        this.log.info({ dir, from: meta.format, to: DATA_FORMAT }, 'data dir format upgraded (older batches still read; log entries shed their batch copies)');
       }
       if (clusterPartitions !== undefined && meta.partitions !== clusterPartitions) {
         throw new Error(`data dir ${dir} was made with ${meta.partitions} partitions, the cluster has ${clusterPartitions}`);

@@ -375,6 +375,14 @@ export function stampBatch(bytes: Uint8Array, baseOffset: number, appendTs: numb
   buf.writeUInt32BE(crc32c(buf.subarray(CRC_FROM)), OFF_CRC);
 }
 
+/** The base offset of a stamped batch. */
+export function batchBaseOffset(bytes: Uint8Array): number { return readI64(asBuffer(bytes), 0); }
+
+/** The CRC a batch carries (of its stamped bytes, once stamped). */
+export function batchCrc(bytes: Uint8Array): number {
+  return new DataView(bytes.buffer, bytes.byteOffset + OFF_CRC, 4).getUint32(0);
+}
+
 /** The count of a batch already validated. */
 export function batchCount(bytes: Uint8Array): number {
   return new DataView(bytes.buffer, bytes.byteOffset + OFF_COUNT, 4).getInt32(0);
