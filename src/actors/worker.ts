@@ -707,7 +707,7 @@ class PartitionWorker {
     switch (req.op) {
       case 'kvGet': return h.reader.kvGet(req.ks, req.key, now);
       case 'kvScan': return h.reader.scan(req.ks, req.prefix, req.after, req.limit, now);
-      case 'fetch': return h.reader.fetch(req.topicId, req.tp, req.from, req.maxRecords, req.maxBytes);
+      case 'fetch': return req.batches ? h.reader.fetchBatches(req.topicId, req.tp, req.from, req.maxRecords, req.maxBytes) : h.reader.fetch(req.topicId, req.tp, req.from, req.maxRecords, req.maxBytes);
       case 'streamInfo': return h.reader.streamInfo(req.topicId, req.tp);
       case 'groupOffsets': return h.reader.groupOffsets(req.group);
       case 'groupNames': return h.reader.groupNames(req.limit);

@@ -360,7 +360,7 @@ export class ChicagoNode implements NodeApi {
     const { waitMs = 0, ...read } = body;
     const w = this.workerOf(p);
     const reply = await w.call<FetchReply>(read);
-    if (reply.records.length > 0) return reply;
+    if (reply.records.length > 0 || (reply.batches?.length ?? 0) > 0) return reply;
     const skey = streamKeyOf(body.topicId, body.tp);
     this.watchers.observeEnd(skey, reply.end);
     await this.watchers.waitForAppend(skey, reply.next - 1, waitMs);
@@ -646,9 +646,12 @@ export class ChicagoNode implements NodeApi {
     const from = checkStart(opts.from);
     const p = streamPartition(t.name, tp, this.partitions);
     // A long poll waits at the leader: only there do appends arrive.
-    const reply = await this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from, maxRecords, maxBytes, ...(waitMs > 0 ? { waitMs } : {}) });
+    const reply = await this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from, maxRecords, maxBytes, ...(waitMs > 0 ? { waitMs } : {}), ...(opts.batches ? { batches: true } : {}) });
     if (waitMs > 0 && this.catalog.find(topic)?.id !== t.id) throw new ChicagoError('TOPIC_NOT_FOUND', topic);
-    return { records: reply.records.map((r) => toStored(tp, r)), nextOffset: toOffset(reply.next), startOffset: toOffset(reply.start), endOffset: toOffset(reply.end) };
+    const ends = { nextOffset: toOffset(reply.next), startOffset: toOffset(reply.start), endOffset: toOffset(reply.end) };
+    // a node of an older build leading the partition answers records: they go as records
+    if (opts.batches && reply.batches) return { records: [], batches: reply.batches, firstOffset: toOffset(reply.first ?? reply.next), ...ends };
+    return { records: reply.records.map((r) => toStored(tp, r)), ...ends };
   }
 
   async tail(topic: string, partition: number, from: StartPosition, creditBytes: number, sink: TailSink): Promise<Tail> {

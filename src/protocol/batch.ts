@@ -437,3 +437,31 @@ export function decodeBatch(bytes: Uint8Array): { ts: number; records: DecodedRe
   }
   return { ts, records };
 }
+
+/** A record of a stored batch, with its place: offset and append time. */
+export interface StoredBatchRecord { offset: number; timestampMs: number; key: Uint8Array | null; value: Uint8Array; headers: Record<string, string> | null }
+
+/**
+ * The records of stored batches sent back to back (a fetch answered as
+ * application/vnd.chicago.record-batch), from offset `first` on: a batch holding `first` starts
+ * before it. Each batch says its own length; bytes that do not hold whole batches are refused.
+ */
+export function decodeStoredBatches(bytes: Uint8Array, first = 0): StoredBatchRecord[] {
+  const out: StoredBatchRecord[] = [];
+  const buf = asBuffer(bytes);
+  for (let at = 0; at < buf.length;) {
+    if (buf.length - at < BATCH_HEADER_BYTES) throw bad(`${buf.length - at} bytes at ${at} are not a whole batch`);
+    const size = OFF_EPOCH + buf.readInt32BE(at + OFF_LENGTH);
+    if (size < BATCH_HEADER_BYTES || at + size > buf.length) throw bad(`a batch at ${at} says ${size} bytes; ${buf.length - at} are left`);
+    const batch = buf.subarray(at, at + size);
+    const base = readI64(batch, 0);
+    const d = decodeBatch(batch);
+    for (let i = 0; i < d.records.length; i++) {
+      if (base + i < first) continue;
+      const [key, value, headers] = d.records[i];
+      out.push({ offset: base + i, timestampMs: d.ts, key, value, headers });
+    }
+    at += size;
+  }
+  return out;
+}
