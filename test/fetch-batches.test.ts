@@ -1,11 +1,14 @@
 // A fetch that asks for application/vnd.chicago.record-batch gets the stored batches as they are
 // (no decoding on the node); decoded by the client library they are the records the JSON form
-// gives, offset for offset. Without the Accept type the JSON form is unchanged.
+// gives, offset for offset. Without the Accept type the JSON form is unchanged. Tails over /v1/ws
+// push the stored batches to a client whose hello accepts `batches` (the reference client does).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNode, type NodeHandle } from './helpers/launcher.js';
 import { http } from './helpers/http.js';
 import { slow } from './helpers/slow.js';
-import { BATCH_CONTENT_TYPE, decodeStoredBatches } from '../src/client/index.js';
+import WebSocket from 'ws';
+import { BATCH_CONTENT_TYPE, ChicagoClient, decodeStoredBatches } from '../src/client/index.js';
+import { encodeFrame, parseServerFrame, PROTOCOL_VERSION, type ServerFrame } from '../src/protocol/frames.js';
 import { encodeBatch } from '../src/protocol/batch.js';
 import { acceptsBatches } from '../src/gateway/http.js';
 
@@ -90,5 +93,76 @@ describe('fetch as stored record batches', () => {
     const one = encodeBatch([{ key: null, value: Buffer.from('x') }]);
     expect(() => decodeStoredBatches(one.subarray(0, one.length - 1))).toThrow(/batch/);
     expect(() => decodeStoredBatches(Buffer.concat([one, Buffer.alloc(10)]))).toThrow(/whole batch/);
+  });
+});
+
+/** The frames a bare /v1/ws connection gets for a subscription from offset 0 with `credit` bytes. */
+async function subscribeRaw(accept: string[] | undefined, credit: number, until: (frames: ServerFrame[]) => boolean): Promise<ServerFrame[]> {
+  const ws = new WebSocket(node.url.replace(/^http/, 'ws') + '/v1/ws');
+  const frames: ServerFrame[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
+    const done = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no end: ${JSON.stringify(frames.map((f) => f.op))}`)), slow(10_000));
+      ws.on('message', (data: Buffer) => {
+        const p = parseServerFrame(data);
+        if (!p.ok) return reject(p.error);
+        frames.push(p.frame);
+        if (until(frames)) { clearTimeout(timer); resolve(); }
+      });
+    });
+    ws.send(encodeFrame({ op: 'hello', id: 1, versions: [PROTOCOL_VERSION], ...(accept ? { accept } : {}) }));
+    ws.send(encodeFrame({ op: 'subscribe', id: 2, topic: 'raw', partition: 0, from: { offset: 4 }, credit }));
+    await done;
+    return frames;
+  } finally {
+    ws.close();
+  }
+}
+
+describe('tails of stored record batches', () => {
+  const pushedOffsets = (frames: ServerFrame[]): number[] => frames.flatMap((f) =>
+    f.op === 'batches' ? f.batches.flatMap((b) => decodeStoredBatches(b, f.first).map((r) => r.offset)) : f.op === 'records' ? f.records.map((r) => r[0]) : []);
+
+  it('pushes batches, as stored, to a client that accepts them, and records to one that does not', async () => {
+    const all = (frames: ServerFrame[]) => pushedOffsets(frames).at(-1) === 29;
+    const raw = await subscribeRaw(['batches'], 1 << 20, all);
+    expect(raw.some((f) => f.op === 'batches')).toBe(true);
+    expect(raw.some((f) => f.op === 'records')).toBe(false);
+    expect(pushedOffsets(raw)).toEqual(Array.from({ length: 26 }, (_, i) => i + 4));
+    const stored = await rawFetch('offset=4&maxRecords=1000');
+    const pushed = Buffer.concat(raw.flatMap((f) => (f.op === 'batches' ? f.batches : [])));
+    expect(pushed.equals(stored.body)).toBe(true); // the stored bytes, byte for byte
+    const plain = await subscribeRaw(undefined, 1 << 20, all);
+    expect(plain.some((f) => f.op === 'batches')).toBe(false);
+    expect(pushedOffsets(plain)).toEqual(Array.from({ length: 26 }, (_, i) => i + 4));
+  });
+
+  it('charges a batch its length of the credit: a small credit gets one batch at a time', async () => {
+    const frames = await subscribeRaw(['batches'], 1, (f) => f.some((x) => x.op === 'batches'));
+    await new Promise((r) => setTimeout(r, 300)); // nothing more comes without more credit
+    const pushes = frames.filter((f) => f.op === 'batches') as Array<Extract<ServerFrame, { op: 'batches' }>>;
+    expect(pushes).toHaveLength(1);
+    expect(pushes[0].batches).toHaveLength(1);
+    expect(pushes[0].bytes).toBe(pushes[0].batches[0].length);
+  });
+
+  it('the reference client decodes them: a tail reads what the JSON fetch reads, live appends included', async () => {
+    const c = await ChicagoClient.connect({ url: node.url });
+    try {
+      const t = c.tail('raw', 0, { from: 'earliest', creditBytes: 64 });
+      const got: Array<{ offset: number; timestamp: number; key?: string; value: string; headers: Record<string, string> }> = [];
+      for await (const r of t) {
+        got.push({ offset: r.offset, timestamp: r.timestampMs, ...(r.key ? { key: r.key.toString() } : {}), value: r.value.toString(), headers: r.headers });
+        if (r.offset === 29) {
+          expect((await http(node.url, 'POST', '/v1/topics/raw/records', [{ value: 'live', key: 'k' }])).status).toBeLessThan(300);
+        }
+        if (r.offset === 30) break;
+      }
+      const json = (await http(node.url, 'GET', '/v1/topics/raw/records?offset=0&maxRecords=1000')).body.records as JsonRecord[];
+      expect(got).toEqual(json.map((r) => ({ offset: r.offset, timestamp: r.timestamp, ...(r.key ? { key: r.key } : {}), value: r.value, headers: r.headers })));
+    } finally {
+      await c.close();
+    }
   });
 });

@@ -12,7 +12,7 @@ import { AuthError, Authenticator, type Principal } from './auth.js';
 import { MemoryBudget } from '../runtime/memory-budget.js';
 import { topicWriteNeed } from '../runtime/tokens.js';
 import {
-  advertisedLimits, SERVER_FEATURES, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+  ACCEPT_BATCHES, advertisedLimits, SERVER_FEATURES, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
   storedRecordBytes, toRecordTuple, toStartPosition, type ClientFrame, type RequestFrame, type ServerFrame,
 } from '../protocol/frames.js';
 import { chooseSubprotocol, encodeJsonFrame, JSON_SUBPROTOCOL, parseJsonClientFrame } from './json-frames.js';
@@ -58,6 +58,8 @@ interface Subscription {
 class Connection {
   closed = false;
   hello = false;
+  /** its hello accepted `batches`: subscriptions push stored batches (msgpack connections only) */
+  batches = false;
   /** who the hello's token says this is; set at open when the node runs without tokens */
   principal: Principal | undefined;
   /** the hello's token is being checked: other requests wait for its answer */
@@ -323,6 +325,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         if (conn.closed) return;
         conn.principal = who;
         conn.hello = true;
+        conn.batches = !conn.json && (frame.accept?.includes(ACCEPT_BATCHES) ?? false);
         corked(conn, () => send(conn, { op: 'res', id: frame.id, version: PROTOCOL_VERSION, server: 'chicago', limits: advertisedLimits(), features: SERVER_FEATURES }));
       },
       (err) => {
@@ -459,6 +462,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     const initial = 0;
     const sink: TailSink = {
       push: (records) => push(conn, sub, records),
+      ...(conn.batches ? { pushBatches: (first: number, batches: Uint8Array[], bytes: number) => pushBatches(conn, sub, first, batches, bytes) } : {}),
       close: (err) => {
         if (sub.ended) return;
         sub.ended = true;
@@ -557,6 +561,33 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       sendRecords(conn, sub, records, start, records.length, bytes);
     });
     // the window has room again (a socket that keeps up never signals drain); not re-entrantly
+    queueMicrotask(() => release(conn));
+  }
+
+  /** As push, for stored batches: they use their length of the credit, and go as they are. */
+  function pushBatches(conn: Connection, sub: Subscription, first: number, batches: Uint8Array[], total: number): void {
+    if (sub.ended || conn.closed || batches.length === 0) return;
+    let largest = 0;
+    for (const b of batches) largest = Math.max(largest, b.length);
+    if (total - largest > sub.outstanding) {
+      log.error({ sub: sub.id, bytes: total, credit: sub.outstanding }, 'node pushed beyond subscriber credit');
+    }
+    sub.outstanding = Math.max(0, sub.outstanding - total);
+    sub.inNode -= total;
+    conn.inNode -= total;
+    corked(conn, () => {
+      let start = 0;
+      let bytes = 0;
+      for (let i = 0; i < batches.length; i++) {
+        if (i > start && bytes + batches[i].length + PER_ITEM_OVERHEAD_BYTES > limits.frameBytesMax - FRAME_ENVELOPE_BYTES) {
+          if (!send(conn, { op: 'batches', sub: sub.id, bytes, first, batches: batches.slice(start, i) })) return;
+          start = i;
+          bytes = 0;
+        }
+        bytes += batches[i].length;
+      }
+      send(conn, { op: 'batches', sub: sub.id, bytes, first, batches: batches.slice(start) });
+    });
     queueMicrotask(() => release(conn));
   }
 

@@ -666,8 +666,8 @@ export class ChicagoNode implements NodeApi {
     const skey = streamKeyOf(t.id, tp);
     this.watchers.observeEnd(skey, first.end);
     return this.watchers.openTail(skey, tp, position, Math.min(creditBytes, limits.subscriberCreditBytesMax), {
-      read: (offset, maxRecords, maxBytes, waitMs) =>
-        this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from: { kind: 'offset', offset }, maxRecords, maxBytes, ...(waitMs > 0 ? { waitMs } : {}) }),
+      read: (offset, maxRecords, maxBytes, waitMs, batches) =>
+        this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from: { kind: 'offset', offset }, maxRecords, maxBytes, ...(waitMs > 0 ? { waitMs } : {}), ...(batches ? { batches } : {}) }),
       appendsArriveHere: () => this.coordinator.view(p)?.leader === this.self,
     }, sink);
   }

@@ -11,8 +11,11 @@ import type { WireRecord } from '../actors/partition.js';
 import { recordBytes } from '../actors/partition.js';
 
 export interface StreamSource {
-  /** reads at the partition's leader; waitMs > 0 holds an empty read there until an append */
-  read(offset: number, maxRecords: number, maxBytes: number, waitMs: number): Promise<FetchReply>;
+  /**
+   * reads at the partition's leader; waitMs > 0 holds an empty read there until an append;
+   * `batches`: the stored batches (FetchReply.batches), within maxBytes of batch bytes
+   */
+  read(offset: number, maxRecords: number, maxBytes: number, waitMs: number, batches?: boolean): Promise<FetchReply>;
   /** true while this node leads the partition, so its appends reach the tail here */
   appendsArriveHere(): boolean;
 }
@@ -67,7 +70,8 @@ class LiveTail implements Tail {
   /** An append at `base`: deliver it from memory when caught up, else read. */
   appended(base: number, ts: number, records: WireRecord[]): void {
     if (this.closed) return;
-    if (this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
+    // a tail of stored batches reads them: its pushes are the stored bytes, never re-encoded
+    if (this.sink.pushBatches || this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
     const out: StoredRecord[] = [];
     let i = 0;
     // At least one record per push even past the credit, so a large record cannot stall the tail.
@@ -87,19 +91,27 @@ class LiveTail implements Tail {
     const caughtUp = end >= 0 && this.position >= end;
     if (caughtUp && this.source.appendsArriveHere()) return; // the next append wakes us
     this.reading = true;
-    this.source.read(this.position, limits.pushRecordsMax, Math.min(this.credit, limits.fetchBytesMax), caughtUp ? limits.remoteTailWaitMs : 0).then(
+    const raw = this.sink.pushBatches !== undefined;
+    this.source.read(this.position, limits.pushRecordsMax, Math.min(this.credit, limits.fetchBytesMax), caughtUp ? limits.remoteTailWaitMs : 0, raw).then(
       (reply) => {
         this.reading = false;
         if (this.closed) return;
         this.streams.observeEnd(this.skey, reply.end);
-        if (reply.records.length > 0) {
+        if (reply.batches && reply.batches.length > 0) {
+          let bytes = 0;
+          for (const b of reply.batches) bytes += b.length;
+          this.credit -= bytes;
+          this.position = reply.next;
+          this.sink.pushBatches!(reply.first ?? reply.next, reply.batches, bytes);
+        } else if (reply.records.length > 0) {
           for (const r of reply.records) this.credit -= recordBytes([r[2], r[3], r[4]]);
           this.position = reply.next;
           this.sink.push(reply.records.map((r) => toStored(this.tp, r)));
         }
         // knownEnd, not reply.end: an append acknowledged while this read was in flight found the
         // tail busy and left it to this read, whose reply may predate it
-        if (reply.records.length > 0 || this.position < this.streams.knownEnd(this.skey) || !this.source.appendsArriveHere()) this.pump();
+        const got = reply.records.length > 0 || (reply.batches?.length ?? 0) > 0;
+        if (got || this.position < this.streams.knownEnd(this.skey) || !this.source.appendsArriveHere()) this.pump();
       },
       (e) => {
         this.reading = false;

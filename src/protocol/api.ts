@@ -121,6 +121,12 @@ export interface GroupDescription {
 /** A live tail: the node calls `push` with records in offset order, never more than granted. */
 export interface TailSink {
   push(records: StoredRecord[]): void;
+  /**
+   * When present, the tail pushes its records this way instead, as the stored record batches
+   * holding the offsets from `first` on, whole (FetchResult.batches); their length is what they
+   * use of the credit. `push` still gets records a leader of an older build answers as records.
+   */
+  pushBatches?(first: number, batches: Uint8Array[], bytes: number): void;
   /** the subscription ended on the node's side (topic deleted, node stopping, error) */
   close(err?: Error): void;
 }
