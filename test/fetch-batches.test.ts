@@ -97,7 +97,7 @@ describe('fetch as stored record batches', () => {
 });
 
 /** The frames a bare /v1/ws connection gets for a subscription from offset 0 with `credit` bytes. */
-async function subscribeRaw(accept: string[] | undefined, credit: number, until: (frames: ServerFrame[]) => boolean): Promise<ServerFrame[]> {
+async function subscribeRaw(accept: string[] | undefined, credit: number, until: (frames: ServerFrame[]) => boolean, from = 4, onReply?: () => void): Promise<ServerFrame[]> {
   const ws = new WebSocket(node.url.replace(/^http/, 'ws') + '/v1/ws');
   const frames: ServerFrame[] = [];
   try {
@@ -108,11 +108,12 @@ async function subscribeRaw(accept: string[] | undefined, credit: number, until:
         const p = parseServerFrame(data);
         if (!p.ok) return reject(p.error);
         frames.push(p.frame);
+        if (p.frame.op === 'res' && p.frame.id === 2) onReply?.();
         if (until(frames)) { clearTimeout(timer); resolve(); }
       });
     });
     ws.send(encodeFrame({ op: 'hello', id: 1, versions: [PROTOCOL_VERSION], ...(accept ? { accept } : {}) }));
-    ws.send(encodeFrame({ op: 'subscribe', id: 2, topic: 'raw', partition: 0, from: { offset: 4 }, credit }));
+    ws.send(encodeFrame({ op: 'subscribe', id: 2, topic: 'raw', partition: 0, from: { offset: from }, credit }));
     await done;
     return frames;
   } finally {
@@ -164,5 +165,20 @@ describe('tails of stored record batches', () => {
     } finally {
       await c.close();
     }
+  });
+
+  it('pushes a live append as the bytes the partition stored, JSON and batch produces alike', async () => {
+    const end = Number((await rawFetch('offset=0&maxRecords=1')).headers.get('x-chicago-end-offset'));
+    let produced: Promise<unknown> | undefined;
+    const frames = await subscribeRaw(['batches'], 1 << 20, (f) => pushedOffsets(f).at(-1) === end + 1, end, () => {
+      produced = (async () => {
+        await http(node.url, 'POST', '/v1/topics/raw/records', [{ key: 'j', value: 'json-live', headers: { x: 'y' } }]);
+        await http(node.url, 'POST', '/v1/topics/raw/records', encodeBatch([{ key: null, value: Buffer.from('batch-live') }]), { 'content-type': BATCH_CONTENT_TYPE });
+      })();
+    });
+    await produced;
+    const pushed = Buffer.concat(frames.flatMap((f) => (f.op === 'batches' ? f.batches : [])));
+    expect(pushed.equals((await rawFetch(`offset=${end}`)).body)).toBe(true);
+    expect(decodeStoredBatches(pushed, end).map((r) => Buffer.from(r.value).toString())).toEqual(['json-live', 'batch-live']);
   });
 });

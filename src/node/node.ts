@@ -34,7 +34,7 @@ import type { WriteResult } from '../actors/threads.js';
 import type { DigestReply, WorkerOutput } from '../actors/messages.js';
 import { StreamWatchers, toStored } from './tails.js';
 import { GroupCoordinator } from './group-coordinator.js';
-import { decodeBatch, validateBatch, type CheckedBatch } from '../protocol/batch.js';
+import { decodeBatch, encodeBatch, stampBatch, validateBatch, type CheckedBatch } from '../protocol/batch.js';
 import { recordBytes, streamKeyOf, type ProduceResult as ActorProduceResult, type WireRecord } from '../actors/partition.js';
 import type { FetchReply, GroupOffsetReply, GroupRequest, KvGetReply, RequestBody, StreamInfoReply, WorkerStats } from '../actors/messages.js';
 import { LoopDelay, type LoopDelayMs } from '../runtime/loop-delay.js';
@@ -350,7 +350,7 @@ export class ChicagoNode implements NodeApi {
       const res = r.res as unknown as ActorProduceResult;
       const skey = streamKeyOf(body.topicId, body.tp);
       // a batch is decoded here only when a live tail on this node wants its records
-      if (!res.duplicate && this.watchers.watches(skey)) this.watchers.appended(skey, res.base, res.ts, body.records ?? decodeBatch(body.batch!).records, res.hiddenIn);
+      if (!res.duplicate && this.watchers.watches(skey)) this.watchers.appended(skey, res.base, res.ts, body.records ?? decodeBatch(body.batch!).records, res.hiddenIn, storedBatchOf(body, res));
       return r;
     });
   }
@@ -996,4 +996,18 @@ function retentionAfter(now: RetentionSpec, c: RetentionChange): RetentionSpec {
   if (c.bytes !== undefined) { if (c.bytes === null) delete next.bytes; else next.bytes = checkInt('retention.bytes', c.bytes, 1, Number.MAX_SAFE_INTEGER); }
   if (c.untilGroup !== undefined) { if (c.untilGroup === null) delete next.untilGroup; else next.untilGroup = checkName('group', c.untilGroup); }
   return next;
+}
+
+/**
+ * The bytes the partition stored for a produce, made here for tails of stored batches (once, when
+ * the first asks): the partition stamps the same bytes in the same way (partition.ts produce).
+ */
+function storedBatchOf(body: { batch?: Uint8Array; records?: WireRecord[] }, res: { base: number; ts: number }): () => Uint8Array {
+  let made: Uint8Array | undefined;
+  return () => {
+    if (made) return made;
+    const b = body.batch ? Buffer.from(body.batch) : encodeBatch(body.records!.map(([key, value, headers]) => ({ key, value, headers })), res.ts);
+    stampBatch(b, res.base, res.ts);
+    return (made = b);
+  };
 }

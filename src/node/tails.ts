@@ -28,7 +28,7 @@ class Watched {
   readonly tails = new Set<LiveTail>();
   readonly waiters = new Set<Waiter>();
   /** appends answered before they were confirmed, oldest first: pushed once they are */
-  held: Array<{ base: number; ts: number; records: WireRecord[]; epoch: number }> = [];
+  held: Array<{ base: number; ts: number; records: WireRecord[]; epoch: number; batch?: () => Uint8Array }> = [];
 }
 
 export function toStored(tp: number, r: FetchReply['records'][number]): StoredRecord {
@@ -67,11 +67,21 @@ class LiveTail implements Tail {
     this.sink.close(err);
   }
 
-  /** An append at `base`: deliver it from memory when caught up, else read. */
-  appended(base: number, ts: number, records: WireRecord[]): void {
+  /**
+   * An append at `base`: deliver it from memory when caught up, else read. `batch`: the bytes the
+   * partition stored for it, for a tail of stored batches (without them, such a tail reads).
+   */
+  appended(base: number, ts: number, records: WireRecord[], batch?: () => Uint8Array): void {
     if (this.closed) return;
-    // a tail of stored batches reads them: its pushes are the stored bytes, never re-encoded
-    if (this.sink.pushBatches || this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
+    if (this.sink.pushBatches) {
+      if (!batch || this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
+      const bytes = batch();
+      this.credit -= bytes.length;
+      this.position = base + records.length;
+      this.sink.pushBatches(base, [bytes], bytes.length);
+      return;
+    }
+    if (this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
     const out: StoredRecord[] = [];
     let i = 0;
     // At least one record per push even past the credit, so a large record cannot stall the tail.
@@ -164,15 +174,15 @@ export class StreamWatchers {
    * Called after an append is acknowledged by its partition's leader. One that readers may not see
    * yet (`hiddenIn` the leader's epoch: a failover could still lose it) waits here until confirmed.
    */
-  appended(skey: string, base: number, ts: number, records: WireRecord[], hiddenIn?: number): void {
+  appended(skey: string, base: number, ts: number, records: WireRecord[], hiddenIn?: number, batch?: () => Uint8Array): void {
     const w = this.watched.get(skey);
     if (!w) return;
     if (hiddenIn !== undefined && base + records.length > w.end) {
       if (w.held.length >= limits.heldAppendsPerStreamMax) w.held.shift();
-      w.held.push({ base, ts, records, epoch: hiddenIn });
+      w.held.push({ base, ts, records, epoch: hiddenIn, batch });
       return;
     }
-    this.deliver(w, base, ts, records);
+    this.deliver(w, base, ts, records, batch);
   }
 
   /**
@@ -187,7 +197,7 @@ export class StreamWatchers {
       if (w.held.length > 0 && w.held[0].epoch < epoch) w.held = w.held.filter((a) => a.epoch >= epoch);
       let i = 0;
       for (; i < w.held.length && w.held[i].epoch === epoch && w.held[i].base + w.held[i].records.length <= end; i++) {
-        this.deliver(w, w.held[i].base, w.held[i].ts, w.held[i].records);
+        this.deliver(w, w.held[i].base, w.held[i].ts, w.held[i].records, w.held[i].batch);
       }
       w.held.splice(0, i);
       if (end <= w.end) continue;
@@ -200,9 +210,9 @@ export class StreamWatchers {
     }
   }
 
-  private deliver(w: Watched, base: number, ts: number, records: WireRecord[]): void {
+  private deliver(w: Watched, base: number, ts: number, records: WireRecord[], batch?: () => Uint8Array): void {
     w.end = Math.max(w.end, base + records.length);
-    for (const t of w.tails) t.appended(base, ts, records);
+    for (const t of w.tails) t.appended(base, ts, records, batch);
     for (const waiter of w.waiters) if (w.end > waiter.after) waiter.wake();
   }
 
