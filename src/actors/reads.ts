@@ -116,20 +116,29 @@ export class PartitionReader {
     }
   }
 
-  fetch(topicId: number, tp: number, from: StartPosition, maxRecords: number, maxBytes: number): FetchReply {
+  /** Where a read of a stream starts, what readers may see of it, and its stored batches from there. */
+  private readFrom(topicId: number, tp: number, from: StartPosition): { start: number; end: number; first: number; batches: () => Iterable<[Buffer, Buffer]> } {
     const skey = streamKeyOf(topicId, tp);
     const st = this.state().streams.get(skey) ?? emptyStream(topicId, tp);
     const end = this.view.streamEnd(skey, st.end);
     const first = this.resolveStart(topicId, tp, from, st.start, end);
-    const records: FetchedRecord[] = [];
-    let next = first;
-    if (first < end) {
+    const batches = () => {
       const range = K.batchRange(topicId, tp);
       // The batch holding `first` is the last one whose base is ≤ first.
       const holder = this.store.range({ gte: range.gte, lt: K.batchKey(topicId, tp, first + 1), reverse: true }, 1)[0];
       const gte = holder ? holder[0] : K.batchKey(topicId, tp, first);
+      return this.store.iterate({ gte, lt: range.lt }, 16);
+    };
+    return { start: st.start, end, first, batches };
+  }
+
+  fetch(topicId: number, tp: number, from: StartPosition, maxRecords: number, maxBytes: number): FetchReply {
+    const { start, end, first, batches } = this.readFrom(topicId, tp, from);
+    const records: FetchedRecord[] = [];
+    let next = first;
+    if (first < end) {
       let bytes = 0;
-      outer: for (const [k, v] of this.store.iterate({ gte, lt: range.lt }, 16)) {
+      outer: for (const [k, v] of batches()) {
         const base = K.baseOffsetOfBatchKey(k);
         const batch = decodeStoredBatch(v);
         for (let i = 0; i < batch.r.length; i++) {
@@ -147,7 +156,7 @@ export class PartitionReader {
         }
       }
     }
-    return { records, next, start: st.start, end };
+    return { records, next, start, end };
   }
 
   /**
@@ -156,19 +165,13 @@ export class PartitionReader {
    * least one batch. A batch stored before record batches (a msgpack map) is encoded as one.
    */
   fetchBatches(topicId: number, tp: number, from: StartPosition, maxRecords: number, maxBytes: number): FetchReply {
-    const skey = streamKeyOf(topicId, tp);
-    const st = this.state().streams.get(skey) ?? emptyStream(topicId, tp);
-    const end = this.view.streamEnd(skey, st.end);
-    const first = this.resolveStart(topicId, tp, from, st.start, end);
+    const { start, end, first, batches: stored } = this.readFrom(topicId, tp, from);
     const batches: Uint8Array[] = [];
     let next = first;
     if (first < end) {
-      const range = K.batchRange(topicId, tp);
-      const holder = this.store.range({ gte: range.gte, lt: K.batchKey(topicId, tp, first + 1), reverse: true }, 1)[0];
-      const gte = holder ? holder[0] : K.batchKey(topicId, tp, first);
       let bytes = 0;
       let records = 0;
-      for (const [k, v] of this.store.iterate({ gte, lt: range.lt }, 16)) {
+      for (const [k, v] of stored()) {
         const base = K.baseOffsetOfBatchKey(k);
         if (base >= end) break; // confirmed appends end at a batch boundary
         const batch = isRecordBatch(v) ? v : legacyAsBatch(v, base);
@@ -181,7 +184,7 @@ export class PartitionReader {
         next = base + count;
       }
     }
-    return { records: [], batches, first, next, start: st.start, end };
+    return { records: [], batches, first, next, start, end };
   }
 
   committedOffset(group: string, topicId: number, tp: number): number | undefined {
