@@ -123,13 +123,13 @@ describe('record batch', () => {
     expectCode(() => validateBatch(encodeBatch([{ value: Buffer.alloc(limits.recordBytesMax + 1) }])), 'VALUE_TOO_LARGE');
     // a header named twice (a Kafka batch may carry that; a map cannot)
     const twice = encodeBatch([{ value: b('v'), headers: { aa: '1', ab: '2' } }]);
-    const at = twice.indexOf('ab');
+    const at = twice.lastIndexOf('ab'); // the header name: the time stamp's bytes come before it
     twice[at + 1] = 0x61;
     recrc(twice);
     expectCode(() => validateBatch(twice), 'INVALID_ARGUMENT', /twice/);
     // invalid UTF-8 in a header value
     const utf = encodeBatch([{ value: b('v'), headers: { a: 'z' } }]);
-    utf[utf.indexOf('z')] = 0xff;
+    utf[utf.lastIndexOf('z')] = 0xff; // the header value: the time stamp's bytes may hold a 'z' too
     recrc(utf);
     expectCode(() => validateBatch(utf), 'INVALID_UTF8');
     // a hostile record count is refused before any walk

@@ -4,7 +4,7 @@
 import type { NodeId } from '../runtime/ids.js';
 import { limits } from '../runtime/limits.js';
 import * as K from '../storage/keys.js';
-import { decodeEntry, epochOf, watermark, type AppendMessage, type Entry, type Replica } from './replica.js';
+import { epochOf, readLogEntry, watermark, type AppendMessage, type Entry, type Replica } from './replica.js';
 import type { Storage } from './storage.js';
 
 export type CatchUp = { kind: 'append'; msg: AppendMessage } | { kind: 'logMissing' };
@@ -16,7 +16,9 @@ export function catchUp(r: Replica, self: NodeId, fromSeq: number, at: number, l
   let bytes = 0;
   for (const [k, v] of log.iterate({ gte: K.logKey(fromSeq + 1), lt: K.logRange.lt })) {
     if (entries.length === 0 && K.seqOfLogKey(k) !== fromSeq + 1) break;
-    entries.push(decodeEntry(v));
+    const e = readLogEntry(v, log);
+    if (!e) break; // its batch is gone (retention): what follows it comes after a full copy
+    entries.push(e);
     bytes += v.length;
     if (entries.length >= limits.catchUpEntriesMax || bytes >= limits.catchUpBytesMax) break;
   }

@@ -6,7 +6,7 @@ import { limits } from '../runtime/limits.js';
 import type { ColumnStore } from '../storage/rocks.js';
 import * as K from '../storage/keys.js';
 import type { RetentionSpec } from '../protocol/api.js';
-import { decodeKvValue, type Command, type PartitionState } from './partition.js';
+import { decodeKvValue, type Command, type PartitionState, type TimeIndexValue } from './partition.js';
 import type { PartitionReader } from './reads.js';
 
 /** Expired keys due for removal (and stale index entries of keys rewritten since). */
@@ -34,10 +34,11 @@ export function retentionCommands(state: PartitionState, store: ColumnStore, rea
     const removed: Array<{ lastTs: number; base: number }> = [];
     let newStart = st.start;
     let bytesRemoved = 0;
+    let logThrough: number | undefined;
     for (const [k, v] of store.iterate(K.timeIndexRange(st.topicId, st.tp))) {
       const { lastTimestampMs, baseOffset } = K.parseTimeIndexKey(k);
       if (baseOffset < st.start) continue;
-      const [count, bytes] = diskCodec.decode<[number, number]>(v);
+      const [count, bytes, seq] = diskCodec.decode<TimeIndexValue>(v);
       const batchEnd = baseOffset + count;
       const expired = spec.ms !== undefined && lastTimestampMs < nowMs - spec.ms;
       const oversize = spec.bytes !== undefined && st.bytes - bytesRemoved > spec.bytes;
@@ -46,13 +47,18 @@ export function retentionCommands(state: PartitionState, store: ColumnStore, rea
       removed.push({ lastTs: lastTimestampMs, base: baseOffset });
       newStart = batchEnd;
       bytesRemoved += bytes;
+      if (seq !== undefined) logThrough = Math.max(logThrough ?? 0, seq);
     }
-    if (removed.length > 0) out.push({ op: 'trim', topicId: st.topicId, tp: st.tp, newStart, bytesRemoved, removed });
+    if (removed.length > 0) out.push({ op: 'trim', topicId: st.topicId, tp: st.tp, newStart, bytesRemoved, removed, ...(logThrough !== undefined ? { logThrough } : {}) });
   }
   return out;
 }
 
-/** Replica-local: the replication log keeps the newest entries only; older followers get a snapshot. */
+/**
+ * Replica-local: the replication log keeps the newest entries only; older followers get a snapshot.
+ * Retention trims it too (the trim command's logThrough): this cap bounds a log that no stream's
+ * retention reaches, such as one of KV writes only.
+ */
 export function logTrimRange(state: PartitionState): { gte: Buffer; lt: Buffer } | undefined {
   const keepFrom = state.seq - limits.replicationLogEntriesMax;
   return keepFrom > 0 ? { gte: K.logRange.gte, lt: K.logKey(keepFrom) } : undefined;

@@ -16,7 +16,7 @@ export type Request =
   /** removes a group's committed offset of one stream (group delete) */
   | { id: number; p: number; op: 'uncommit'; group: string; topicId: number; tp: number; acks: Acks }
   // waitMs: a long poll, held by the leader's node (not the worker) until an append or waitMs
-  | { id: number; p: number; op: 'fetch'; topicId: number; tp: number; from: StartPosition; maxRecords: number; maxBytes: number; waitMs?: number }
+  | { id: number; p: number; op: 'fetch'; topicId: number; tp: number; from: StartPosition; maxRecords: number; maxBytes: number; waitMs?: number; batches?: boolean }
   | { id: number; p: number; op: 'streamInfo'; topicId: number; tp: number }
   | { id: number; p: number; op: 'groupOffsets'; group: string }
   | { id: number; p: number; op: 'groupNames'; limit: number }
@@ -86,7 +86,12 @@ export interface DigestCheck { t: 'digest'; p: number; epoch: number; leader: No
 
 /** [offset, timestampMs, key, value, headers] */
 export type FetchedRecord = [offset: number, ts: number, key: Uint8Array | null, value: Uint8Array, headers: Record<string, string> | null];
-export interface FetchReply { records: FetchedRecord[]; next: number; start: number; end: number }
+/**
+ * `batches` (asked with `batches: true`, and then `records` is empty): the stored record batches
+ * that hold the offsets from `first` to `next`, whole and as stored; the first may start before
+ * `first` (a reader skips those records).
+ */
+export interface FetchReply { records: FetchedRecord[]; next: number; start: number; end: number; batches?: Uint8Array[]; first?: number }
 export interface StreamInfoReply { start: number; end: number; bytes: number; lastTs: number }
 export interface KvGetReply { value: Uint8Array; version: number; expiresAtMs?: number }
 export interface GroupOffsetReply { topicId: number; tp: number; offset: number; at: number; end: number; oldestUncommittedTs: number | null }
@@ -104,6 +109,8 @@ export interface WorkerControl {
     maintenanceIntervalMs: number;
     antiEntropyIntervalMs: number;
     replicationTimeoutMs: number;
+    /** the data dir was of an older format: rewrite log entries that repeat their batch (recovery.ts compactLog) */
+    compactLog?: boolean;
     /** in a cluster: the node's address, where the worker listens for its peers' workers (net/worker-links.ts) */
     linkHost?: string;
     /** what a peer's worker must present to link to this one (the node's link key) */

@@ -33,6 +33,12 @@ export function decodeStoredBatch(v: Uint8Array): StoredBatch {
   return diskCodec.decode<StoredBatch>(v);
 }
 
+/**
+ * A time-index entry's value: the batch's record count, its record bytes, and the seq that
+ * appended it (absent in data dirs of format 2 and older).
+ */
+export type TimeIndexValue = [count: number, bytes: number, seq?: number];
+
 export interface StreamState {
   readonly topicId: number;
   readonly tp: number;
@@ -88,8 +94,12 @@ export type Command =
   | { op: 'produce'; topicId: number; tp: number; records?: WireRecord[]; batch?: Uint8Array; batchBytes?: number; producerId?: string; sequence?: number; previousSequence?: number }
   | { op: 'commit'; group: string; topicId: number; tp: number; offset: number }
   | { op: 'uncommit'; group: string; topicId: number; tp: number }
-  /** retention: remove whole batches below `newStart`; `removed` lists their time-index entries */
-  | { op: 'trim'; topicId: number; tp: number; newStart: number; bytesRemoved: number; removed: Array<{ lastTs: number; base: number }> }
+  /**
+   * retention: remove whole batches below `newStart`; `removed` lists their time-index entries.
+   * `logThrough`: the seq that appended the last of them; the replication log goes up to there
+   * with them (its produce entries name those batches, and the rest is as old).
+   */
+  | { op: 'trim'; topicId: number; tp: number; newStart: number; bytesRemoved: number; removed: Array<{ lastTs: number; base: number }>; logThrough?: number }
   | { op: 'dropStream'; topicId: number; tp: number };
 
 export type Reply =
@@ -239,6 +249,7 @@ export function step(s: PartitionState, cmd: Command, nowMs: number): Step {
       const ops: Op[] = cmd.removed.map((e) => ({ type: 'del', key: K.timeIndexKey(cmd.topicId, cmd.tp, e.lastTs, e.base) }) as Op);
       ops.push(streamOp(st), metaOp(s));
       ops.push({ type: 'delRange', gte: K.batchKey(cmd.topicId, cmd.tp, oldStart), lt: K.batchKey(cmd.topicId, cmd.tp, cmd.newStart) });
+      if (cmd.logThrough !== undefined) ops.push({ type: 'delRange', gte: K.logRange.gte, lt: K.logKey(cmd.logThrough + 1) });
       return { state: s, ops, reply: { ok: true, res: { start: st.start } } };
     }
     case 'dropStream': {
@@ -300,7 +311,7 @@ function produce(s: PartitionState, cmd: Extract<Command, { op: 'produce' }>, no
   stampBatch(batch, base, ts);
   ops.push(
     { type: 'put', key: K.batchKey(cmd.topicId, cmd.tp, base), value: Buffer.from(batch.buffer, batch.byteOffset, batch.byteLength) },
-    { type: 'put', key: K.timeIndexKey(cmd.topicId, cmd.tp, ts, base), value: diskCodec.encode([count, bytes]) },
+    { type: 'put', key: K.timeIndexKey(cmd.topicId, cmd.tp, ts, base), value: diskCodec.encode([count, bytes, s.seq] satisfies TimeIndexValue) },
     streamOp(st),
     metaOp(s),
   );

@@ -6,6 +6,7 @@ import { diskCodec } from '../runtime/codec.js';
 import type { ColumnStore } from '../storage/rocks.js';
 import * as K from '../storage/keys.js';
 import type { StartPosition } from '../protocol/api.js';
+import { batchCount, encodeBatch, isRecordBatch, stampBatch } from '../protocol/batch.js';
 import { decodeKvValue, decodeStoredBatch, emptyStream, recordBytes, streamKeyOf, type PartitionState } from './partition.js';
 import { digestSlices, DIGEST_SLICE_ENTRIES } from './anti-entropy.js';
 import type { DigestReply, FetchReply, FetchedRecord, GroupOffsetReply, KvGetReply, StreamInfoReply } from './messages.js';
@@ -115,20 +116,29 @@ export class PartitionReader {
     }
   }
 
-  fetch(topicId: number, tp: number, from: StartPosition, maxRecords: number, maxBytes: number): FetchReply {
+  /** Where a read of a stream starts, what readers may see of it, and its stored batches from there. */
+  private readFrom(topicId: number, tp: number, from: StartPosition): { start: number; end: number; first: number; batches: () => Iterable<[Buffer, Buffer]> } {
     const skey = streamKeyOf(topicId, tp);
     const st = this.state().streams.get(skey) ?? emptyStream(topicId, tp);
     const end = this.view.streamEnd(skey, st.end);
     const first = this.resolveStart(topicId, tp, from, st.start, end);
-    const records: FetchedRecord[] = [];
-    let next = first;
-    if (first < end) {
+    const batches = () => {
       const range = K.batchRange(topicId, tp);
       // The batch holding `first` is the last one whose base is ≤ first.
       const holder = this.store.range({ gte: range.gte, lt: K.batchKey(topicId, tp, first + 1), reverse: true }, 1)[0];
       const gte = holder ? holder[0] : K.batchKey(topicId, tp, first);
+      return this.store.iterate({ gte, lt: range.lt }, 16);
+    };
+    return { start: st.start, end, first, batches };
+  }
+
+  fetch(topicId: number, tp: number, from: StartPosition, maxRecords: number, maxBytes: number): FetchReply {
+    const { start, end, first, batches } = this.readFrom(topicId, tp, from);
+    const records: FetchedRecord[] = [];
+    let next = first;
+    if (first < end) {
       let bytes = 0;
-      outer: for (const [k, v] of this.store.iterate({ gte, lt: range.lt }, 16)) {
+      outer: for (const [k, v] of batches()) {
         const base = K.baseOffsetOfBatchKey(k);
         const batch = decodeStoredBatch(v);
         for (let i = 0; i < batch.r.length; i++) {
@@ -146,7 +156,35 @@ export class PartitionReader {
         }
       }
     }
-    return { records, next, start: st.start, end };
+    return { records, next, start, end };
+  }
+
+  /**
+   * The stored batches holding the offsets from `from` on, whole and without decoding them: up to
+   * maxRecords records (counting a batch's records from `from`) and maxBytes of batch bytes, at
+   * least one batch. A batch stored before record batches (a msgpack map) is encoded as one.
+   */
+  fetchBatches(topicId: number, tp: number, from: StartPosition, maxRecords: number, maxBytes: number): FetchReply {
+    const { start, end, first, batches: stored } = this.readFrom(topicId, tp, from);
+    const batches: Uint8Array[] = [];
+    let next = first;
+    if (first < end) {
+      let bytes = 0;
+      let records = 0;
+      for (const [k, v] of stored()) {
+        const base = K.baseOffsetOfBatchKey(k);
+        if (base >= end) break; // confirmed appends end at a batch boundary
+        const batch = isRecordBatch(v) ? v : legacyAsBatch(v, base);
+        const count = batchCount(batch);
+        if (base + count <= next) continue;
+        if (batches.length > 0 && (records >= maxRecords || bytes + batch.length > maxBytes)) break;
+        batches.push(batch);
+        bytes += batch.length;
+        records += base + count - next;
+        next = base + count;
+      }
+    }
+    return { records: [], batches, first, next, start, end };
   }
 
   committedOffset(group: string, topicId: number, tp: number): number | undefined {
@@ -212,6 +250,14 @@ export class PartitionReader {
     // a digest reads every key: 1,024 of them per iterator round trip
     return yield* digestSlices({ iterate: (range) => store.iterate(range, 1024) }, { partition: s.id, seq: s.seq, epoch: s.epoch }, sliceEntries);
   }
+}
+
+/** A batch stored as a msgpack map (data dirs of format 1), as the record batch it would be now. */
+function legacyAsBatch(v: Uint8Array, base: number): Buffer {
+  const d = decodeStoredBatch(v);
+  const batch = encodeBatch(d.r.map(([key, value, headers]) => ({ key, value, headers })), d.ts);
+  stampBatch(batch, base, d.ts);
+  return batch;
 }
 
 function unexpired(buf: Buffer | undefined, nowMs: number) {

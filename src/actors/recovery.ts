@@ -4,8 +4,9 @@ import { diskCodec } from '../runtime/codec.js';
 import { epoch, partitionId, seq } from '../runtime/ids.js';
 import { limits } from '../runtime/limits.js';
 import * as K from '../storage/keys.js';
+import { batchBaseOffset } from '../protocol/batch.js';
 import { emptyStream, initialState, streamKeyOf, type CopyLedger, type PartitionMeta, type PartitionState, type ProducerWindow } from './partition.js';
-import { restoreHints, type Replica } from './replica.js';
+import { carriesBatch, decodeEntry, encodeLogEntry, restoreHints, type Replica } from './replica.js';
 import type { Storage } from './storage.js';
 
 /** The hinted entries a replica kept on disk (replica.ts Hints). */
@@ -50,3 +51,25 @@ export function loadState(store: Storage, p: number): PartitionState {
   for (const [key, w] of producers.slice(-limits.producersPerPartitionMax)) state.producers.set(key, w);
   return state;
 }
+
+/**
+ * A data dir of format 2 or older stores each produced batch twice: in its stream and inside its
+ * log entry. The log entries that still carry one are rewritten to name the stream's copy instead
+ * (encodeLogEntry), a slice at a time through `put`. Entries whose stream no longer holds those
+ * very bytes keep them: either form reads back. Returns how many it rewrote.
+ */
+export function compactLog(store: Storage, put: (key: Buffer, value: Buffer) => void): number {
+  let n = 0;
+  for (const [k, v] of store.iterate(K.logRange)) {
+    if (!carriesBatch(v)) continue;
+    const e = decodeEntry(v);
+    const c = e.cmd;
+    if (c.op !== 'produce' || !c.batch) continue;
+    const stored = store.get(K.batchKey(c.topicId, c.tp, batchBaseOffset(c.batch)));
+    if (!stored || !stored.equals(c.batch)) continue;
+    put(k, encodeLogEntry(e));
+    n++;
+  }
+  return n;
+}
+

@@ -9,6 +9,7 @@ import type { ErrorCode } from '../runtime/errors.js';
 import { diskCodec } from '../runtime/codec.js';
 import * as K from '../storage/keys.js';
 import { limits } from '../runtime/limits.js';
+import { batchBaseOffset, batchCrc } from '../protocol/batch.js';
 import { copiesOp, metaOp, recordBytes, step, streamKeyOf, type Command, type Op, type PartitionState, type ProduceResult, type Reply } from './partition.js';
 
 export type Acks = 'none' | 'one' | 'all';
@@ -271,6 +272,41 @@ export function decodeEntry(v: Uint8Array): Entry {
   return e;
 }
 
+/**
+ * A log entry as the log stores it: a produce's batch is not repeated there. The stream already
+ * holds those bytes under the batch's base offset, stamped, so the entry names them (base, length,
+ * CRC) and a resend reads them back from the stream. Hinted entries and messages carry the bytes.
+ */
+export function encodeLogEntry(e: Entry): Buffer {
+  const c = e.cmd;
+  if (c.op !== 'produce' || !c.batch) return encodeEntry(e);
+  const { batch, ...cmd } = c;
+  const ref: BatchRef = [batchBaseOffset(batch), batch.length, batchCrc(batch)];
+  return encodeEntry({ ...e, cmd: { ...cmd, ref } as Command });
+}
+
+/** where a log entry's batch is in its stream: base offset, length, CRC (they must all match) */
+type BatchRef = [base: number, length: number, crc: number];
+
+/**
+ * A log entry read back from a partition's store, its batch from the stream when the log names it
+ * (encodeLogEntry); undefined when retention (or a dropped stream) removed that batch: the entry
+ * can no longer be resent, and a follower that needs it gets a full copy.
+ */
+export function readLogEntry(v: Uint8Array, store: { get(key: Uint8Array): Buffer | undefined }): Entry | undefined {
+  const e = decodeEntry(v);
+  const c = e.cmd as Extract<Command, { op: 'produce' }> & { ref?: BatchRef };
+  if (c.op !== 'produce' || !c.ref) return e;
+  const [base, length, crc] = c.ref;
+  const batch = store.get(K.batchKey(c.topicId, c.tp, base));
+  if (!batch || batch.length !== length || batchCrc(batch) !== crc) return undefined;
+  const { ref: _ref, ...cmd } = c;
+  return { ...e, cmd: { ...cmd, batch } };
+}
+
+/** Is this stored log entry one that carries its batch (the form the log stored before it named them)? */
+export function carriesBatch(v: Uint8Array): boolean { return v[0] === ENTRY_WITH_BATCH_TAG; }
+
 const EPOCH_HISTORY_MAX = 256;
 
 function replyError(id: number, code: ErrorCode, ...args: unknown[]): Effect {
@@ -445,8 +481,8 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
     return [{ kind: 'reply', id: m.id, reply, replicas: duplicate ? holdersThrough(r, r.state.seq) : 1 }]; // rejected or a no-op: nothing to replicate
   }
   assert.equal(r.state.seq, before + 1, 'a write takes exactly one sequence number');
-  const entry: Entry = { seq: r.state.seq, epoch: r.state.epoch, now: nowMs, cmd: m.cmd };
-  const out: Effect[] = [{ kind: 'write', ops: [...ops, { type: 'put', key: K.logKey(entry.seq), value: encodeEntry(entry) }] }];
+  const entry: Entry = { seq: r.state.seq, epoch: r.state.epoch, now: nowMs, cmd: asBatch(cmd, ops) };
+  const out: Effect[] = [{ kind: 'write', ops: [...ops, { type: 'put', key: K.logKey(entry.seq), value: encodeLogEntry(entry) }] }];
   if (hidesWrites(r)) hideUntilConfirmed(r, cmd, entry.seq, ops, streamEndBefore, m.prior);
   else advanceWatermark(r, out); // alone in the in-sync set: visible at once
   const hw = watermark(r);
@@ -461,6 +497,18 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
     r.pending.push({ id: m.id, seq: entry.seq, epoch: entry.epoch, acks: m.acks, deadlineMs: nowMs + m.timeoutMs, res: reply.res });
   }
   return out;
+}
+
+/**
+ * A produce of records replicates as the batch the leader stored: followers store those bytes as
+ * they are, and the log names them like any other batch (encodeLogEntry).
+ */
+function asBatch(cmd: Command, ops: Op[]): Command {
+  if (cmd.op !== 'produce' || cmd.batch || !cmd.records) return cmd;
+  const put = ops.find((o) => o.type === 'put' && o.key[0] === K.Kind.batch);
+  if (put?.type !== 'put') return cmd;
+  const { records, ...rest } = cmd;
+  return { ...rest, batch: put.value, batchBytes: records.reduce((n, rec) => n + recordBytes(rec), 0) };
 }
 
 /**
@@ -569,7 +617,7 @@ function append(r: Replica, msg: AppendMessage, nowMs: number): Effect[] {
     if (e.epoch > (s.epochs.at(-1)?.[0] ?? 0)) recordEpoch(s, e.epoch, e.seq);
     const stepped = step(s, e.cmd, e.now);
     assert.equal(s.seq, e.seq, 'a replicated entry reproduces its sequence');
-    ops.push(...stepped.ops, { type: 'put', key: K.logKey(e.seq), value: encodeEntry(e) });
+    ops.push(...stepped.ops, { type: 'put', key: K.logKey(e.seq), value: encodeLogEntry(e) });
     verified = e.seq;
   }
   // Hinted entries continue this leader's log from where it now matches (the same epoch at the
@@ -666,7 +714,7 @@ function applyHints(r: Replica, ops: Op[]): boolean {
         if (e.epoch > (s.epochs.at(-1)?.[0] ?? 0)) recordEpoch(s, e.epoch, e.seq);
         const stepped = step(s, e.cmd, e.now);
         assert.equal(s.seq, e.seq, 'a hinted entry reproduces its sequence');
-        ops.push(...stepped.ops, { type: 'put', key: K.logKey(e.seq), value: encodeEntry(e) });
+        ops.push(...stepped.ops, { type: 'put', key: K.logKey(e.seq), value: encodeLogEntry(e) });
       }
       forgetHints(r, ops);
       applied = true;

@@ -28,7 +28,7 @@ import { compareStep, digestChecks, shouldDigest, type CompareInput, type Compar
 import { handOffStep, leaderSide, type HandOff, type HandOffInput } from './handoff.js';
 import { copyPartAcked, nextCopyPart, type OutgoingCopy } from './copy-send.js';
 import { abandonCopy, abandonStalledCopy, askForCopy, receivePart, type CopyHost, type Installing } from './install.js';
-import { loadState, restoreStoredHints } from './recovery.js';
+import { compactLog, loadState, restoreStoredHints } from './recovery.js';
 import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.js';
 import { MUTATIONS, type DigestReply, type ReplicationMessage, type Request, type Response, type SnapshotAck, type SnapshotChunk, type TopicRetention, type WorkerControl, type WorkerOutput, type WorkerStats } from './messages.js';
 import type { RetentionSpec } from '../protocol/api.js';
@@ -144,6 +144,7 @@ class PartitionWorker {
       this.replicationTimeoutMs = spec.replicationTimeoutMs;
       for (let { p, view } of spec.partitions) {
         const store = new ColumnStore(this.db, this.db.columns[columnName(p)]);
+        if (spec.compactLog) this.shedLogCopies(store, p);
         const state = loadState(store, p);
         // A partition this node holds alone has no coordinator remembering its term: continue it.
         const alone = view.leader === this.self && view.replicas.length === 1;
@@ -344,6 +345,16 @@ class PartitionWorker {
    * a row that is not hidden is confirmed, hence already flushed (a view, which may end a
    * leader's solitude, flushes first).
    */
+  /** An older data dir's log, rewritten to name its batches rather than repeat them; synced, in slices. */
+  private shedLogCopies(store: ColumnStore, p: number): void {
+    const n = compactLog(store, (k, v) => {
+      this.writer.put(store, k, v);
+      if (this.writer.ops >= limits.compactLogSliceEntriesMax) this.writer.write(true);
+    });
+    this.writer.write(true);
+    if (n > 0) this.log.info({ partition: p, entries: n }, 'log entries no longer repeat their batches');
+  }
+
   private write(h: Hosted, id: number, cmd: Command, acks: Acks): void {
     const row = rowOf(cmd);
     const prior = row && needsPrior(h.replica, row) ? h.store.get(row) ?? null : undefined;
@@ -696,7 +707,7 @@ class PartitionWorker {
     switch (req.op) {
       case 'kvGet': return h.reader.kvGet(req.ks, req.key, now);
       case 'kvScan': return h.reader.scan(req.ks, req.prefix, req.after, req.limit, now);
-      case 'fetch': return h.reader.fetch(req.topicId, req.tp, req.from, req.maxRecords, req.maxBytes);
+      case 'fetch': return req.batches ? h.reader.fetchBatches(req.topicId, req.tp, req.from, req.maxRecords, req.maxBytes) : h.reader.fetch(req.topicId, req.tp, req.from, req.maxRecords, req.maxBytes);
       case 'streamInfo': return h.reader.streamInfo(req.topicId, req.tp);
       case 'groupOffsets': return h.reader.groupOffsets(req.group);
       case 'groupNames': return h.reader.groupNames(req.limit);

@@ -12,6 +12,8 @@ import { toBytes } from './bytes.js';
 import { GroupConsumer, type SubscribeOptions } from './group.js';
 
 export { Producer, TailStream, ChicagoError, GroupConsumer };
+/** decodes a fetch answered as application/vnd.chicago.record-batch (docs/protocol.md, "Record batches") */
+export { decodeStoredBatches, BATCH_CONTENT_TYPE, type StoredBatchRecord } from '../protocol/batch.js';
 export type { SubscribeOptions, GroupRecord, GroupPartitionRef } from './group.js';
 export type { ProducerOptions, ProducerMode, TailOptions };
 export type { OutRecord, ProducerStats, RecordPosition, SendResult } from './producer.js';

@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { ChicagoError, codeOfWire } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import {
-  encodeFrame, parseServerFrame, PROTOCOL_VERSION, REQUEST_ID_MAX,
+  ACCEPT_BATCHES, encodeFrame, parseServerFrame, PROTOCOL_VERSION, REQUEST_ID_MAX,
   type ClientFrame, type RequestFrame, type ServerFrame,
 } from '../protocol/frames.js';
 
@@ -30,6 +30,7 @@ export type RequestBody = Body<RequestFrame>;
 
 export interface SubscriptionHandler {
   records(frame: Extract<ServerFrame, { op: 'records' }>): void;
+  batches(frame: Extract<ServerFrame, { op: 'batches' }>): void;
   end(frame: Extract<ServerFrame, { op: 'end' }>): void;
   /** the socket dropped: the subscription is gone and must be re-opened after `onUp` */
   lost(): void;
@@ -273,11 +274,12 @@ export class Session {
     ws.on('error', fail);
     ws.on('close', (code, reason) => fail(new Error(`closed with ${code} ${reason.toString()}`)));
     ws.on('open', () => {
-      ws.send(Buffer.from(encodeFrame({ op: 'hello', id: helloId, versions: [PROTOCOL_VERSION], client: this.opts.clientName, ...(this.opts.token ? { token: this.opts.token } : {}) })));
+      // pushed records as stored batches: the node sends them without decoding, tail.ts decodes
+      ws.send(Buffer.from(encodeFrame({ op: 'hello', id: helloId, versions: [PROTOCOL_VERSION], client: this.opts.clientName, accept: [ACCEPT_BATCHES], ...(this.opts.token ? { token: this.opts.token } : {}) })));
     });
     ws.on('message', (data: Buffer, isBinary) => {
       const parsed = isBinary ? parseServerFrame(data) : undefined;
-      if (!parsed?.ok || parsed.frame.op === 'records' || parsed.frame.op === 'end' || parsed.frame.id !== helloId) {
+      if (!parsed?.ok || parsed.frame.op === 'records' || parsed.frame.op === 'batches' || parsed.frame.op === 'end' || parsed.frame.id !== helloId) {
         return fail(new Error('unexpected frame before the hello reply'));
       }
       if (parsed.frame.op === 'err') return fail(ChicagoError.fromWire(parsed.frame));
@@ -355,6 +357,9 @@ export class Session {
       }
       case 'records':
         this.subs.get(f.sub)?.records(f);
+        return;
+      case 'batches':
+        this.subs.get(f.sub)?.batches(f);
         return;
       case 'end': {
         const h = this.subs.get(f.sub);

@@ -4,7 +4,8 @@
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import type { GroupOffset, StoredRecord } from '../protocol/api.js';
-import { checkName, fromRecordTuple, storedRecordBytes, type WireStartPosition } from '../protocol/frames.js';
+import { checkName, fromRecordTuple, storedRecordBytes, type RecordTuple, type ServerFrame, type WireStartPosition } from '../protocol/frames.js';
+import { decodeStoredBatches } from '../protocol/batch.js';
 import type { Router } from './router.js';
 import type { Session, SubscriptionHandler } from './session.js';
 
@@ -172,6 +173,7 @@ export class TailStream implements AsyncIterableIterator<TailRecord> {
     this.consumedBytes = 0;
     const handler: SubscriptionHandler = {
       records: (f) => this.onRecords(id, f.records),
+      batches: (f) => this.onBatches(id, f),
       end: (f) => {
         if (this.subId !== id) return;
         this.subId = 0;
@@ -229,6 +231,30 @@ export class TailStream implements AsyncIterableIterator<TailRecord> {
       return;
     }
     this.wake();
+  }
+
+  /**
+   * Stored batches, decoded here: their records from `first` on go as pushed records, and what
+   * the frame used of the credit beyond their record bytes (batch framing, records before `first`)
+   * goes back at once.
+   */
+  private onBatches(id: number, f: Extract<ServerFrame, { op: 'batches' }>): void {
+    if (this.subId !== id) return;
+    const tuples: RecordTuple[] = [];
+    let recordBytes = 0;
+    try {
+      for (const b of f.batches) {
+        for (const r of decodeStoredBatches(b, f.first)) {
+          const t: RecordTuple = [r.offset, r.timestampMs, r.value, r.key, r.headers];
+          tuples.push(t);
+          recordBytes += storedRecordBytes({ key: r.key ?? undefined, value: r.value, headers: r.headers ?? undefined });
+        }
+      }
+    } catch (err) {
+      return this.fail(new ChicagoError('INTERNAL', `undecodable batch pushed: ${(err as Error).message}`));
+    }
+    if (f.bytes > recordBytes) this.grantBack(f.bytes - recordBytes);
+    this.onRecords(id, tuples);
   }
 
   private wake(): void {

@@ -34,6 +34,8 @@ interface Request {
   query: URLSearchParams;
   body: Buffer;
   contentType: string;
+  /** the Accept header, as sent */
+  accept: string;
   /** it carried Origin or Sec-Fetch-Site: a browser sent it */
   fromBrowser: boolean;
   who: Principal;
@@ -67,6 +69,8 @@ function errorReply(err: ChicagoError): Reply {
 }
 
 const CORS_METHODS = 'GET, PUT, POST, PATCH, DELETE';
+/** response headers a browser page may read */
+const EXPOSED_HEADERS = 'x-chicago-version, x-chicago-first-offset, x-chicago-next-offset, x-chicago-start-offset, x-chicago-end-offset';
 const CORS_HEADERS = 'authorization, content-type, content-encoding';
 const CORS_MAX_AGE_S = '600';
 /** a request target is ASCII without spaces or controls (RFC 9112); anything else is refused, not repaired */
@@ -81,6 +85,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
     const url = req.getUrl();
     const rawQuery = req.getQuery() ?? '';
     const contentType = req.getHeader('content-type');
+    const accept = req.getHeader('accept');
     const origin = req.getHeader('origin');
     const authorization = req.getHeader('authorization');
     const fromBrowser = origin !== '' || req.getHeader('sec-fetch-site') !== '';
@@ -114,7 +119,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
         res.writeStatus(STATUS_TEXT[reply.status] ?? `${reply.status} Status`);
         if (reply.contentType) res.writeHeader('content-type', reply.contentType);
         for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
-        if (cors) res.writeHeader('access-control-allow-origin', cors).writeHeader('vary', 'Origin').writeHeader('access-control-expose-headers', 'x-chicago-version');
+        if (cors) res.writeHeader('access-control-allow-origin', cors).writeHeader('vary', 'Origin').writeHeader('access-control-expose-headers', EXPOSED_HEADERS);
         res.end(reply.body);
       });
       const code = reply.status >= 400 && typeof reply.body === 'string' && reply.body.startsWith('{"error"')
@@ -165,7 +170,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       // A turn later: a pipelined request that uWS refused meanwhile has aborted this one (above).
       setImmediate(() => {
         if (aborted) { metrics.httpRefused.inc({ reason: 'closed' }); return; }
-        const partial = { method, segments, rest, query, body, contentType, fromBrowser };
+        const partial = { method, segments, rest, query, body, contentType, accept, fromBrowser };
         const caller = match.need === 'public'
           ? Promise.resolve(auth.open ? auth.authenticateOpen() : PUBLIC)
           : auth.authenticate(authorization);
@@ -283,6 +288,16 @@ function intParam(q: URLSearchParams, name: string, fallback: number, min: numbe
  * from browsers; from other clients (no Origin, no Sec-Fetch-Site) it is taken as JSON, because
  * fetch and many HTTP libraries label a string body text/plain unless told otherwise.
  */
+/** Does an Accept header name the record batch type (without q=0)? The first listed wins over JSON. */
+export function acceptsBatches(accept: string): boolean {
+  for (const part of accept.split(',')) {
+    const [type, ...params] = part.split(';').map((x) => x.trim().toLowerCase());
+    if (type === BATCH_CONTENT_TYPE) return !params.some((p) => /^q=0(\.0*)?$/.test(p));
+    if (type === 'application/json') return false;
+  }
+  return false;
+}
+
 const mediaType = (req: Request): string => req.contentType.split(';')[0].trim().toLowerCase();
 
 function requireJson(req: Request, also?: string): void {
@@ -460,7 +475,15 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
         const count = (await node.describeTopic(req.segments[2])).partitions;
         if (count > 1) throw new ChicagoError('BAD_REQUEST', `partition is required: topic ${req.segments[2]} has ${count} partitions (0..${count - 1})`);
       }
-      const r = await node.fetch(req.segments[2], intParam(req.query, 'partition', 0, 0, limits.topicPartitionsMax - 1), opts);
+      const batches = acceptsBatches(req.accept);
+      const r = await node.fetch(req.segments[2], intParam(req.query, 'partition', 0, 0, limits.topicPartitionsMax - 1), batches ? { ...opts, batches } : opts);
+      if (r.batches) {
+        // the stored batches back to back, as stored: each says its own length (docs/protocol.md)
+        return {
+          status: 200, body: r.batches.length === 1 ? r.batches[0] : Buffer.concat(r.batches), contentType: BATCH_CONTENT_TYPE,
+          headers: { 'x-chicago-first-offset': String(r.firstOffset), 'x-chicago-next-offset': String(r.nextOffset), 'x-chicago-start-offset': String(r.startOffset), 'x-chicago-end-offset': String(r.endOffset) },
+        };
+      }
       return json({ records: r.records.map(recordJson), nextOffset: r.nextOffset, startOffset: r.startOffset, endOffset: r.endOffset });
     }),
 

@@ -12,7 +12,7 @@ import { AuthError, Authenticator, type Principal } from './auth.js';
 import { MemoryBudget } from '../runtime/memory-budget.js';
 import { topicWriteNeed } from '../runtime/tokens.js';
 import {
-  advertisedLimits, SERVER_FEATURES, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+  ACCEPT_BATCHES, advertisedLimits, SERVER_FEATURES, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
   storedRecordBytes, toRecordTuple, toStartPosition, type ClientFrame, type RequestFrame, type ServerFrame,
 } from '../protocol/frames.js';
 import { chooseSubprotocol, encodeJsonFrame, JSON_SUBPROTOCOL, parseJsonClientFrame } from './json-frames.js';
@@ -58,6 +58,8 @@ interface Subscription {
 class Connection {
   closed = false;
   hello = false;
+  /** its hello accepted `batches`: subscriptions push stored batches (msgpack connections only) */
+  batches = false;
   /** who the hello's token says this is; set at open when the node runs without tokens */
   principal: Principal | undefined;
   /** the hello's token is being checked: other requests wait for its answer */
@@ -323,6 +325,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         if (conn.closed) return;
         conn.principal = who;
         conn.hello = true;
+        conn.batches = !conn.json && (frame.accept?.includes(ACCEPT_BATCHES) ?? false);
         corked(conn, () => send(conn, { op: 'res', id: frame.id, version: PROTOCOL_VERSION, server: 'chicago', limits: advertisedLimits(), features: SERVER_FEATURES }));
       },
       (err) => {
@@ -459,6 +462,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     const initial = 0;
     const sink: TailSink = {
       push: (records) => push(conn, sub, records),
+      ...(conn.batches ? { pushBatches: (first: number, batches: Uint8Array[], bytes: number) => pushBatches(conn, sub, first, batches, bytes) } : {}),
       close: (err) => {
         if (sub.ended) return;
         sub.ended = true;
@@ -526,15 +530,29 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   function push(conn: Connection, sub: Subscription, records: StoredRecord[]): void {
     // After cancel the node may still deliver one push it had in flight; the client resumes by offset.
     if (sub.ended || conn.closed || records.length === 0) return;
-    let total = 0;
-    let largest = 0;
     const sizes = records.map((r) => storedRecordBytes(r));
-    for (const s of sizes) {
-      total += s;
-      largest = Math.max(largest, s);
-    }
-    // A push may overshoot the credit by one record (so a record larger than any grant still
-    // passes); beyond that the node broke the flow-control contract.
+    let total = 0;
+    for (const s of sizes) total += s;
+    pushFrames(conn, sub, sizes, total, (from, to, bytes) => sendRecords(conn, sub, records, from, to, bytes));
+  }
+
+  /** As push, for stored batches: they use their length of the credit, and go as they are. */
+  function pushBatches(conn: Connection, sub: Subscription, first: number, batches: Uint8Array[], total: number): void {
+    if (sub.ended || conn.closed || batches.length === 0) return;
+    pushFrames(conn, sub, batches.map((b) => b.length), total, (from, to, withOverhead) =>
+      send(conn, { op: 'batches', sub: sub.id, bytes: withOverhead - PER_ITEM_OVERHEAD_BYTES * (to - from), first, batches: batches.slice(from, to) }));
+  }
+
+  /**
+   * Charge a push of items (records or batches) of these sizes to the subscription, and send them
+   * in frames of at most frameBytesMax: `frame(from, to, bytes)` sends items [from, to), whose
+   * sizes plus PER_ITEM_OVERHEAD_BYTES each come to `bytes`; false: the connection is gone.
+   */
+  function pushFrames(conn: Connection, sub: Subscription, sizes: number[], total: number, frame: (from: number, to: number, bytes: number) => boolean): void {
+    let largest = 0;
+    for (const s of sizes) largest = Math.max(largest, s);
+    // A push may overshoot the credit by one item (so a record or batch larger than any grant
+    // still passes); beyond that the node broke the flow-control contract.
     if (total - largest > sub.outstanding) {
       log.error({ sub: sub.id, bytes: total, credit: sub.outstanding }, 'node pushed beyond subscriber credit');
     }
@@ -546,15 +564,15 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     corked(conn, () => {
       let start = 0;
       let bytes = 0;
-      for (let i = 0; i < records.length; i++) {
+      for (let i = 0; i < sizes.length; i++) {
         if (i > start && bytes + sizes[i] + PER_ITEM_OVERHEAD_BYTES > limits.frameBytesMax - FRAME_ENVELOPE_BYTES) {
-          if (!sendRecords(conn, sub, records, start, i, bytes)) return;
+          if (!frame(start, i, bytes)) return;
           start = i;
           bytes = 0;
         }
         bytes += sizes[i] + PER_ITEM_OVERHEAD_BYTES;
       }
-      sendRecords(conn, sub, records, start, records.length, bytes);
+      frame(start, sizes.length, bytes);
     });
     // the window has room again (a socket that keeps up never signals drain); not re-entrantly
     queueMicrotask(() => release(conn));

@@ -34,7 +34,7 @@ import type { WriteResult } from '../actors/threads.js';
 import type { DigestReply, WorkerOutput } from '../actors/messages.js';
 import { StreamWatchers, toStored } from './tails.js';
 import { GroupCoordinator } from './group-coordinator.js';
-import { decodeBatch, validateBatch, type CheckedBatch } from '../protocol/batch.js';
+import { decodeBatch, encodeBatch, stampBatch, validateBatch, type CheckedBatch } from '../protocol/batch.js';
 import { recordBytes, streamKeyOf, type ProduceResult as ActorProduceResult, type WireRecord } from '../actors/partition.js';
 import type { FetchReply, GroupOffsetReply, GroupRequest, KvGetReply, RequestBody, StreamInfoReply, WorkerStats } from '../actors/messages.js';
 import { LoopDelay, type LoopDelayMs } from '../runtime/loop-delay.js';
@@ -51,8 +51,10 @@ const VERSION = '0.1.0';
  * (src/protocol/batch.ts); a format 1 dir (msgpack batches) still reads, and is marked 2 at start,
  * so a build that reads only 1 refuses it rather than misread the newer batches.
  */
-const DATA_FORMAT = 2;
-const DATA_FORMATS_READ: readonly number[] = [1, 2];
+const DATA_FORMAT = 3;
+const DATA_FORMATS_READ: readonly number[] = [1, 2, 3];
+/** formats whose log entries carry a second copy of each produced batch (recovery.ts compactLog) */
+const LOG_COPIES_BATCHES_BEFORE = 3;
 const WORKER_SCRIPT = new URL('../actors/worker.js', import.meta.url);
 
 type NodeState = 'starting' | 'up' | 'stopping' | 'stopped';
@@ -79,6 +81,8 @@ export class ChicagoNode implements NodeApi {
   private url = '';
   private db!: RocksLevel;
   private partitions = 0;
+  /** the data dir's format when this node opened it */
+  private formatFound = DATA_FORMAT;
   private readonly roundRobin = new Map<string, number>();
   private readonly knownGroups = new Set<string>();
   /** paces the full copies this node sends (rebalancing) by how its foreground writes fare */
@@ -156,6 +160,7 @@ export class ChicagoNode implements NodeApi {
       maintenanceIntervalMs: this.config.maintenanceIntervalMs,
       antiEntropyIntervalMs: this.config.antiEntropyIntervalMs,
       replicationTimeoutMs: limits.replicationTimeoutMs,
+      ...(this.formatFound < LOG_COPIES_BATCHES_BEFORE ? { compactLog: true } : {}),
       ...(cluster ? { linkHost: this.config.host, linkKey: this.linkKey, ...(this.linkTls ? { linkTls: this.linkTls } : {}) } : {}),
     }), limits.workerCallTimeoutMs, `worker ${i} start`)));
     this.workerLinks = opened.flatMap((o) => o.linkUrl ?? []);
@@ -253,11 +258,12 @@ export class ChicagoNode implements NodeApi {
     const file = path.join(dir, 'chicago.json');
     try {
       const meta = JSON.parse(await readFile(file, 'utf8')) as { format: number; partitions: number };
-      if (!DATA_FORMATS_READ.includes(meta.format)) throw new Error(`data dir ${dir} has format ${meta.format}, this build reads ${DATA_FORMATS_READ.join(' and ')}`);
+      if (!DATA_FORMATS_READ.includes(meta.format)) throw new Error(`data dir ${dir} has format ${meta.format}, this build reads ${DATA_FORMATS_READ.join(', ')}`);
+      this.formatFound = meta.format;
       if (meta.format !== DATA_FORMAT) {
         await writeFile(`${file}.tmp`, JSON.stringify({ ...meta, format: DATA_FORMAT }, null, 2) + '\n');
         await rename(`${file}.tmp`, file); // whole or not at all
-        this.log.info({ dir, from: meta.format, to: DATA_FORMAT }, 'data dir format upgraded (older batches still read)');
+        this.log.info({ dir, from: meta.format, to: DATA_FORMAT }, 'data dir format upgraded (older batches still read; log entries shed their batch copies)');
       }
       if (clusterPartitions !== undefined && meta.partitions !== clusterPartitions) {
         throw new Error(`data dir ${dir} was made with ${meta.partitions} partitions, the cluster has ${clusterPartitions}`);
@@ -344,7 +350,7 @@ export class ChicagoNode implements NodeApi {
       const res = r.res as unknown as ActorProduceResult;
       const skey = streamKeyOf(body.topicId, body.tp);
       // a batch is decoded here only when a live tail on this node wants its records
-      if (!res.duplicate && this.watchers.watches(skey)) this.watchers.appended(skey, res.base, res.ts, body.records ?? decodeBatch(body.batch!).records, res.hiddenIn);
+      if (!res.duplicate && this.watchers.watches(skey)) this.watchers.appended(skey, res.base, res.ts, body.records ?? decodeBatch(body.batch!).records, res.hiddenIn, storedBatchOf(body, res));
       return r;
     });
   }
@@ -354,7 +360,7 @@ export class ChicagoNode implements NodeApi {
     const { waitMs = 0, ...read } = body;
     const w = this.workerOf(p);
     const reply = await w.call<FetchReply>(read);
-    if (reply.records.length > 0) return reply;
+    if (reply.records.length > 0 || (reply.batches?.length ?? 0) > 0) return reply;
     const skey = streamKeyOf(body.topicId, body.tp);
     this.watchers.observeEnd(skey, reply.end);
     await this.watchers.waitForAppend(skey, reply.next - 1, waitMs);
@@ -640,9 +646,12 @@ export class ChicagoNode implements NodeApi {
     const from = checkStart(opts.from);
     const p = streamPartition(t.name, tp, this.partitions);
     // A long poll waits at the leader: only there do appends arrive.
-    const reply = await this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from, maxRecords, maxBytes, ...(waitMs > 0 ? { waitMs } : {}) });
+    const reply = await this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from, maxRecords, maxBytes, ...(waitMs > 0 ? { waitMs } : {}), ...(opts.batches ? { batches: true } : {}) });
     if (waitMs > 0 && this.catalog.find(topic)?.id !== t.id) throw new ChicagoError('TOPIC_NOT_FOUND', topic);
-    return { records: reply.records.map((r) => toStored(tp, r)), nextOffset: toOffset(reply.next), startOffset: toOffset(reply.start), endOffset: toOffset(reply.end) };
+    const ends = { nextOffset: toOffset(reply.next), startOffset: toOffset(reply.start), endOffset: toOffset(reply.end) };
+    // a node of an older build leading the partition answers records: they go as records
+    if (opts.batches && reply.batches) return { records: [], batches: reply.batches, firstOffset: toOffset(reply.first ?? reply.next), ...ends };
+    return { records: reply.records.map((r) => toStored(tp, r)), ...ends };
   }
 
   async tail(topic: string, partition: number, from: StartPosition, creditBytes: number, sink: TailSink): Promise<Tail> {
@@ -657,8 +666,8 @@ export class ChicagoNode implements NodeApi {
     const skey = streamKeyOf(t.id, tp);
     this.watchers.observeEnd(skey, first.end);
     return this.watchers.openTail(skey, tp, position, Math.min(creditBytes, limits.subscriberCreditBytesMax), {
-      read: (offset, maxRecords, maxBytes, waitMs) =>
-        this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from: { kind: 'offset', offset }, maxRecords, maxBytes, ...(waitMs > 0 ? { waitMs } : {}) }),
+      read: (offset, maxRecords, maxBytes, waitMs, batches) =>
+        this.call<FetchReply>(p, { p, op: 'fetch', topicId: t.id, tp, from: { kind: 'offset', offset }, maxRecords, maxBytes, ...(waitMs > 0 ? { waitMs } : {}), ...(batches ? { batches } : {}) }),
       appendsArriveHere: () => this.coordinator.view(p)?.leader === this.self,
     }, sink);
   }
@@ -987,4 +996,18 @@ function retentionAfter(now: RetentionSpec, c: RetentionChange): RetentionSpec {
   if (c.bytes !== undefined) { if (c.bytes === null) delete next.bytes; else next.bytes = checkInt('retention.bytes', c.bytes, 1, Number.MAX_SAFE_INTEGER); }
   if (c.untilGroup !== undefined) { if (c.untilGroup === null) delete next.untilGroup; else next.untilGroup = checkName('group', c.untilGroup); }
   return next;
+}
+
+/**
+ * The bytes the partition stored for a produce, made here for tails of stored batches (once, when
+ * the first asks): the partition stamps the same bytes in the same way (partition.ts produce).
+ */
+function storedBatchOf(body: { batch?: Uint8Array; records?: WireRecord[] }, res: { base: number; ts: number }): () => Uint8Array {
+  let made: Uint8Array | undefined;
+  return () => {
+    if (made) return made;
+    const b = body.batch ? Buffer.from(body.batch) : encodeBatch(body.records!.map(([key, value, headers]) => ({ key, value, headers })), res.ts);
+    stampBatch(b, res.base, res.ts);
+    return (made = b);
+  };
 }

@@ -11,8 +11,11 @@ import type { WireRecord } from '../actors/partition.js';
 import { recordBytes } from '../actors/partition.js';
 
 export interface StreamSource {
-  /** reads at the partition's leader; waitMs > 0 holds an empty read there until an append */
-  read(offset: number, maxRecords: number, maxBytes: number, waitMs: number): Promise<FetchReply>;
+  /**
+   * reads at the partition's leader; waitMs > 0 holds an empty read there until an append;
+   * `batches`: the stored batches (FetchReply.batches), within maxBytes of batch bytes
+   */
+  read(offset: number, maxRecords: number, maxBytes: number, waitMs: number, batches?: boolean): Promise<FetchReply>;
   /** true while this node leads the partition, so its appends reach the tail here */
   appendsArriveHere(): boolean;
 }
@@ -25,7 +28,7 @@ class Watched {
   readonly tails = new Set<LiveTail>();
   readonly waiters = new Set<Waiter>();
   /** appends answered before they were confirmed, oldest first: pushed once they are */
-  held: Array<{ base: number; ts: number; records: WireRecord[]; epoch: number }> = [];
+  held: Array<{ base: number; ts: number; records: WireRecord[]; epoch: number; batch?: () => Uint8Array }> = [];
 }
 
 export function toStored(tp: number, r: FetchReply['records'][number]): StoredRecord {
@@ -64,9 +67,20 @@ class LiveTail implements Tail {
     this.sink.close(err);
   }
 
-  /** An append at `base`: deliver it from memory when caught up, else read. */
-  appended(base: number, ts: number, records: WireRecord[]): void {
+  /**
+   * An append at `base`: deliver it from memory when caught up, else read. `batch`: the bytes the
+   * partition stored for it, for a tail of stored batches (without them, such a tail reads).
+   */
+  appended(base: number, ts: number, records: WireRecord[], batch?: () => Uint8Array): void {
     if (this.closed) return;
+    if (this.sink.pushBatches) {
+      if (!batch || this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
+      const bytes = batch();
+      this.credit -= bytes.length;
+      this.position = base + records.length;
+      this.sink.pushBatches(base, [bytes], bytes.length);
+      return;
+    }
     if (this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
     const out: StoredRecord[] = [];
     let i = 0;
@@ -87,19 +101,27 @@ class LiveTail implements Tail {
     const caughtUp = end >= 0 && this.position >= end;
     if (caughtUp && this.source.appendsArriveHere()) return; // the next append wakes us
     this.reading = true;
-    this.source.read(this.position, limits.pushRecordsMax, Math.min(this.credit, limits.fetchBytesMax), caughtUp ? limits.remoteTailWaitMs : 0).then(
+    const raw = this.sink.pushBatches !== undefined;
+    this.source.read(this.position, limits.pushRecordsMax, Math.min(this.credit, limits.fetchBytesMax), caughtUp ? limits.remoteTailWaitMs : 0, raw).then(
       (reply) => {
         this.reading = false;
         if (this.closed) return;
         this.streams.observeEnd(this.skey, reply.end);
-        if (reply.records.length > 0) {
+        if (reply.batches && reply.batches.length > 0) {
+          let bytes = 0;
+          for (const b of reply.batches) bytes += b.length;
+          this.credit -= bytes;
+          this.position = reply.next;
+          this.sink.pushBatches!(reply.first ?? reply.next, reply.batches, bytes);
+        } else if (reply.records.length > 0) {
           for (const r of reply.records) this.credit -= recordBytes([r[2], r[3], r[4]]);
           this.position = reply.next;
           this.sink.push(reply.records.map((r) => toStored(this.tp, r)));
         }
         // knownEnd, not reply.end: an append acknowledged while this read was in flight found the
         // tail busy and left it to this read, whose reply may predate it
-        if (reply.records.length > 0 || this.position < this.streams.knownEnd(this.skey) || !this.source.appendsArriveHere()) this.pump();
+        const got = reply.records.length > 0 || (reply.batches?.length ?? 0) > 0;
+        if (got || this.position < this.streams.knownEnd(this.skey) || !this.source.appendsArriveHere()) this.pump();
       },
       (e) => {
         this.reading = false;
@@ -152,15 +174,15 @@ export class StreamWatchers {
    * Called after an append is acknowledged by its partition's leader. One that readers may not see
    * yet (`hiddenIn` the leader's epoch: a failover could still lose it) waits here until confirmed.
    */
-  appended(skey: string, base: number, ts: number, records: WireRecord[], hiddenIn?: number): void {
+  appended(skey: string, base: number, ts: number, records: WireRecord[], hiddenIn?: number, batch?: () => Uint8Array): void {
     const w = this.watched.get(skey);
     if (!w) return;
     if (hiddenIn !== undefined && base + records.length > w.end) {
       if (w.held.length >= limits.heldAppendsPerStreamMax) w.held.shift();
-      w.held.push({ base, ts, records, epoch: hiddenIn });
+      w.held.push({ base, ts, records, epoch: hiddenIn, batch });
       return;
     }
-    this.deliver(w, base, ts, records);
+    this.deliver(w, base, ts, records, batch);
   }
 
   /**
@@ -175,7 +197,7 @@ export class StreamWatchers {
       if (w.held.length > 0 && w.held[0].epoch < epoch) w.held = w.held.filter((a) => a.epoch >= epoch);
       let i = 0;
       for (; i < w.held.length && w.held[i].epoch === epoch && w.held[i].base + w.held[i].records.length <= end; i++) {
-        this.deliver(w, w.held[i].base, w.held[i].ts, w.held[i].records);
+        this.deliver(w, w.held[i].base, w.held[i].ts, w.held[i].records, w.held[i].batch);
       }
       w.held.splice(0, i);
       if (end <= w.end) continue;
@@ -188,9 +210,9 @@ export class StreamWatchers {
     }
   }
 
-  private deliver(w: Watched, base: number, ts: number, records: WireRecord[]): void {
+  private deliver(w: Watched, base: number, ts: number, records: WireRecord[], batch?: () => Uint8Array): void {
     w.end = Math.max(w.end, base + records.length);
-    for (const t of w.tails) t.appended(base, ts, records);
+    for (const t of w.tails) t.appended(base, ts, records, batch);
     for (const waiter of w.waiters) if (w.end > waiter.after) waiter.wake();
   }
 

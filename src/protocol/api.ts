@@ -79,8 +79,14 @@ export type StartPosition =
   | { kind: 'latest' }
   /** the newest records that fit in this many bytes ("tail -c") */
   | { kind: 'bytes'; bytes: number };
-export interface FetchOptions { from: StartPosition; maxRecords: number; maxBytes: number; waitMs: number }
-export interface FetchResult { records: StoredRecord[]; nextOffset: Offset; startOffset: Offset; endOffset: Offset }
+/** `batches`: answer the stored record batches as they are (FetchResult.batches), not records */
+export interface FetchOptions { from: StartPosition; maxRecords: number; maxBytes: number; waitMs: number; batches?: boolean }
+/**
+ * With FetchOptions.batches, `records` is empty and `batches` holds the stored record batches
+ * (src/protocol/batch.ts) with the offsets from `firstOffset` to `nextOffset`, whole: the first
+ * may begin before `firstOffset`.
+ */
+export interface FetchResult { records: StoredRecord[]; nextOffset: Offset; startOffset: Offset; endOffset: Offset; batches?: Uint8Array[]; firstOffset?: Offset }
 
 export interface GroupOffset {
   topic: string;
@@ -115,6 +121,12 @@ export interface GroupDescription {
 /** A live tail: the node calls `push` with records in offset order, never more than granted. */
 export interface TailSink {
   push(records: StoredRecord[]): void;
+  /**
+   * When present, the tail pushes its records this way instead, as the stored record batches
+   * holding the offsets from `first` on, whole (FetchResult.batches); their length is what they
+   * use of the credit. `push` still gets records a leader of an older build answers as records.
+   */
+  pushBatches?(first: number, batches: Uint8Array[], bytes: number): void;
   /** the subscription ended on the node's side (topic deleted, node stopping, error) */
   close(err?: Error): void;
 }

@@ -375,6 +375,14 @@ export function stampBatch(bytes: Uint8Array, baseOffset: number, appendTs: numb
   buf.writeUInt32BE(crc32c(buf.subarray(CRC_FROM)), OFF_CRC);
 }
 
+/** The base offset of a stamped batch. */
+export function batchBaseOffset(bytes: Uint8Array): number { return readI64(asBuffer(bytes), 0); }
+
+/** The CRC a batch carries (of its stamped bytes, once stamped). */
+export function batchCrc(bytes: Uint8Array): number {
+  return new DataView(bytes.buffer, bytes.byteOffset + OFF_CRC, 4).getUint32(0);
+}
+
 /** The count of a batch already validated. */
 export function batchCount(bytes: Uint8Array): number {
   return new DataView(bytes.buffer, bytes.byteOffset + OFF_COUNT, 4).getInt32(0);
@@ -428,4 +436,32 @@ export function decodeBatch(bytes: Uint8Array): { ts: number; records: DecodedRe
     records[i] = [key, value, headers];
   }
   return { ts, records };
+}
+
+/** A record of a stored batch, with its place: offset and append time. */
+export interface StoredBatchRecord { offset: number; timestampMs: number; key: Uint8Array | null; value: Uint8Array; headers: Record<string, string> | null }
+
+/**
+ * The records of stored batches sent back to back (a fetch answered as
+ * application/vnd.chicago.record-batch), from offset `first` on: a batch holding `first` starts
+ * before it. Each batch says its own length; bytes that do not hold whole batches are refused.
+ */
+export function decodeStoredBatches(bytes: Uint8Array, first = 0): StoredBatchRecord[] {
+  const out: StoredBatchRecord[] = [];
+  const buf = asBuffer(bytes);
+  for (let at = 0; at < buf.length;) {
+    if (buf.length - at < BATCH_HEADER_BYTES) throw bad(`${buf.length - at} bytes at ${at} are not a whole batch`);
+    const size = OFF_EPOCH + buf.readInt32BE(at + OFF_LENGTH);
+    if (size < BATCH_HEADER_BYTES || at + size > buf.length) throw bad(`a batch at ${at} says ${size} bytes; ${buf.length - at} are left`);
+    const batch = buf.subarray(at, at + size);
+    const base = readI64(batch, 0);
+    const d = decodeBatch(batch);
+    for (let i = 0; i < d.records.length; i++) {
+      if (base + i < first) continue;
+      const [key, value, headers] = d.records[i];
+      out.push({ offset: base + i, timestampMs: d.ts, key, value, headers });
+    }
+    at += size;
+  }
+  return out;
 }

@@ -28,7 +28,8 @@ export type Headers = Record<string, string>;
 export type ProduceTuple = [value: Bytes, key?: Bytes | null, headers?: Headers | null];
 
 export type ClientFrame =
-  | { op: 'hello'; id: number; versions: number[]; client?: string; token?: string }
+  /** `accept`: forms of pushed records this client takes beyond `records`: `batches` (see ServerFrame) */
+  | { op: 'hello'; id: number; versions: number[]; client?: string; token?: string; accept?: string[] }
   | {
       op: 'produce'; id: number; topic: string; acks: Acks; partition?: number;
       producerId?: string; sequence?: number; previousSequence?: number;
@@ -70,13 +71,22 @@ export type ServerFrame =
   | { op: 'res'; id: number; [field: string]: unknown }
   | ({ op: 'err'; id: number } & WireError)
   | { op: 'records'; sub: number; bytes: number; records: RecordTuple[] }
+  /**
+   * to a client whose hello accepted `batches`: pushed records as the stored record batches, whole
+   * and as stored, for the offsets from `first` on (the first batch may begin before it); `bytes`,
+   * the credit they used, is their length
+   */
+  | { op: 'batches'; sub: number; bytes: number; first: number; batches: Bytes[] }
   | ({ op: 'end'; sub: number } & Partial<WireError>);
 
 /**
  * What this server accepts beyond version 1's first form, sent in the hello reply: `batch`, a
- * produce frame may carry one record batch (src/protocol/batch.ts) instead of `records`.
+ * produce frame may carry one record batch (src/protocol/batch.ts) instead of `records`; `batches`, a
+ * client whose hello accepts `batches` gets its subscriptions' records as `batches` frames.
  */
-export const SERVER_FEATURES: readonly string[] = ['batch'];
+export const SERVER_FEATURES: readonly string[] = ['batch', 'batches'];
+/** what a hello's `accept` names to get pushed records as stored batches */
+export const ACCEPT_BATCHES = 'batches';
 
 /** The limits a client needs to size its frames; sent in the hello reply. */
 export function advertisedLimits() {
@@ -338,7 +348,11 @@ function validateClientFrame(o: Record<string, unknown>): ClientFrame {
       if (!Array.isArray(versions) || versions.length === 0 || versions.length > 16 || !versions.every((x) => Number.isSafeInteger(x))) {
         throw new ChicagoError('BAD_REQUEST', `'versions' must be a non-empty array of integers`);
       }
-      return { op, id, versions: versions as number[], client: has(o, 'client') ? str(o, 'client', 200) : undefined, token: has(o, 'token') ? str(o, 'token', 200) : undefined };
+      const accept = o.accept;
+      if (accept !== undefined && (!Array.isArray(accept) || accept.length > 16 || !accept.every((x) => typeof x === 'string' && x.length <= 64))) {
+        throw new ChicagoError('BAD_REQUEST', `'accept' must be an array of at most 16 short strings`);
+      }
+      return { op, id, versions: versions as number[], client: has(o, 'client') ? str(o, 'client', 200) : undefined, token: has(o, 'token') ? str(o, 'token', 200) : undefined, ...(accept ? { accept: accept as string[] } : {}) };
     }
     case 'produce': {
       const id = requestId(o);
@@ -448,6 +462,11 @@ function validateServerFrame(o: Record<string, unknown>): ServerFrame {
         }
       }
       return { op: 'records', sub: requestId(o, 'sub'), bytes: int(o, 'bytes', 0, limits.offsetMax), records: records as RecordTuple[] };
+    }
+    case 'batches': {
+      const batches = o.batches;
+      if (!Array.isArray(batches) || !batches.every((b) => b instanceof Uint8Array)) throw new ChicagoError('BAD_REQUEST', `'batches' must be an array of bin`);
+      return { op: 'batches', sub: requestId(o, 'sub'), bytes: int(o, 'bytes', 0, limits.offsetMax), first: int(o, 'first', 0, limits.offsetMax), batches: batches as Bytes[] };
     }
     case 'end':
       return { op: 'end', sub: requestId(o, 'sub'), ...(has(o, 'code') ? wireError(o) : {}) };

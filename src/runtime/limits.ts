@@ -90,6 +90,8 @@ export const limits = {
   parseQueueMax: 64,
   /** replication log entries a replica keeps for followers that fell behind; older → snapshot */
   replicationLogEntriesMax: 100_000,
+  /** log entries rewritten per synced write when an older data dir's log sheds its batch copies */
+  compactLogSliceEntriesMax: 1024,
   /**
    * a follower further behind than this gets a full copy rather than the log: replaying an entry
    * costs about what the write did, copying the state only its bytes (a replica moving in)

@@ -60,9 +60,10 @@ import { AssertionError } from 'node:assert';
 import { diskCodec } from '../../src/runtime/codec.js';
 import { limits } from '../../src/runtime/limits.js';
 import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js';
+import { decodeBatch } from '../../src/protocol/batch.js';
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, decodeStoredBatch, metaOp, type Command, type Op, type WireRecord } from '../../src/actors/partition.js';
-import { canServeReads, createReplica, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
+import { canServeReads, carriesBatch, createReplica, encodeLogEntry, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
 import { electSelf, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
 import { planPartition } from '../../src/cluster/placement.js';
 import { compareStep, digestChecks, digestSlices, shouldDigest, type CompareInput, type Comparison, type ReplicaSide } from '../../src/actors/anti-entropy.js';
@@ -1168,7 +1169,7 @@ export class Sim {
   private holdersOfEntry(seq: number, bytes: Buffer): NodeId[] {
     return this.ids.filter((id) => {
       const store = this.nodes.get(id)!.store;
-      return store.logEntry(seq)?.equals(bytes) || store.get(K.hintKey(seq))?.equals(bytes);
+      return store.logEntry(seq)?.equals(bytes) || asLogged(store.get(K.hintKey(seq)))?.equals(bytes);
     });
   }
 
@@ -1197,7 +1198,7 @@ export class Sim {
     if (holders && holders.length < claimed) {
       throw new Violation(`invariant 4: #${req.id} ${describeOp(req.op)} answered ok replicas=${claimed} but only [${holders.join(',')}] hold it`);
     }
-    if (req.entry && this.ids.some((id) => this.nodes.get(id)!.store.get(K.hintKey(req.entry!.seq))?.equals(req.entry!.bytes))) this.stats.hinted++;
+    if (req.entry && this.ids.some((id) => asLogged(this.nodes.get(id)!.store.get(K.hintKey(req.entry!.seq)))?.equals(req.entry!.bytes))) this.stats.hinted++;
   }
 
   // ---- quiescence ----
@@ -1297,11 +1298,16 @@ function describeOp(op: ClientOp): string {
   }
 }
 
+/** A hinted entry as the log stores it once applied: a produce's batch named, not carried. */
+function asLogged(hint: Buffer | undefined): Buffer | undefined {
+  return hint && carriesBatch(hint) ? encodeLogEntry(decodeEntry(hint)) : hint;
+}
+
 function describeEntry(e: Entry): string {
   const c = e.cmd;
   const body = c.op === 'kvPut' ? `put ${Buffer.from(c.key).toString()}=${Buffer.from(c.value).toString()}`
     : c.op === 'kvDel' ? `del ${Buffer.from(c.key).toString()}`
-      : c.op === 'produce' ? `produce tp${c.tp} [${c.records.map((x) => Buffer.from(x[1]).toString()).join(',')}]`
+      : c.op === 'produce' ? `produce tp${c.tp} [${(c.records ?? decodeBatch(c.batch!).records).map((x) => Buffer.from(x[1]).toString()).join(',')}]`
         : c.op === 'commit' ? `commit tp${c.tp}@${c.offset}` : c.op;
   return `${e.seq}@e${e.epoch} ${body}`;
 }
