@@ -12,6 +12,13 @@ import { decodeSegment, encodeEntry, recordsOf, Spool, type RecsEntry } from '..
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `chicago-agent-${p}-`));
 const T = Date.parse('2026-12-06T10:00:00.000Z');
 
+/** A kill -9 mid-append: the newest segment loses its last `bytes` bytes. */
+async function tearLastSegment(dir: string, bytes: number): Promise<void> {
+  const last = path.join(dir, (await readdir(dir)).sort().at(-1)!);
+  const buf = await readFile(last);
+  await writeFile(last, buf.subarray(0, buf.length - bytes));
+}
+
 describe('record keys', () => {
   it('a JSON field or a regex capture of the line; nothing when the line has none', () => {
     const json = { json: 'remote_addr' };
@@ -106,6 +113,46 @@ describe('agent batch spool entries', () => {
     s2.close();
   });
 
+  it('ASCII file lines are spooled as raw bytes (no JSON escapes), recover as text beside JSON entries, and a torn one is cut off', async () => {
+    const dir = await tmp('binary');
+    const opts = { dir, quotaBytes: 1 << 20, segmentBytes: 1 << 20 };
+    const { spool } = Spool.open(opts);
+    const lines = ['plain', '', 'with "quotes" and \\ and \t tab', 'ERROR x'];
+    const evs = lines.map((value) => ({ value, source: '/x.log', timeMs: T, level: value.startsWith('ERROR') ? 'ERROR' : undefined }));
+    const ascii = recordEntries(spool, 'h', 't', 'logs', evs, true)[0] as RecsEntry;
+    expect(ascii.a).toBe(1);
+    const enc = encodeEntry({ t: 'all', es: [ascii, { t: 'ck', key: 'k', ck: null }] });
+    // a binary body: marker 0, then the meta JSON without the values, then the values' bytes as they are
+    expect(enc[8]).toBe(0);
+    expect(enc.includes(Buffer.from(lines.join('')))).toBe(true);
+    expect(enc.includes(Buffer.from('"v"'))).toBe(false);
+    const back = decodeSegment(enc).entries[0];
+    expect(back).toEqual({ t: 'all', es: [ascii, { t: 'ck', key: 'k', ck: null }] });
+    // a Buffer value (bytes, not text) makes the entry JSON, as before
+    const mixed = recordEntries(spool, 'h', 't', 'logs', [{ value: 'a', source: '/x.log', timeMs: T }, { value: Buffer.from([0xff]), source: '/x.log', timeMs: T }], true)[0] as RecsEntry;
+    expect(mixed.a).toBeUndefined();
+    expect(encodeEntry(mixed)[8]).toBe(0x7b);
+    spool.close();
+    // appended, recovered, shipped with the ascii mark
+    const { spool: s1 } = Spool.open(opts);
+    await s1.append(recordEntries(s1, 'h', 't', 'logs', evs, true));
+    await s1.append(recordEntries(s1, 'h', 't', 'logs', [{ value: 'é', source: '/x.log', timeMs: T }]));
+    await s1.append(recordEntries(s1, 'h', 't', 'logs', ['torn1', 'torn2'].map((value) => ({ value, source: '/x.log', timeMs: T })), true));
+    s1.close();
+    await tearLastSegment(dir, 3);
+    const { spool: s2, report } = Spool.open(opts);
+    expect(report.tornBytes).toBeGreaterThan(0);
+    const recs = s2.pending.get('t')!;
+    expect(recs.map((r) => r.value)).toEqual([...lines, 'é']);
+    expect(recs.map((r) => r.ascii ?? false)).toEqual([true, true, true, true, false]);
+    expect(recs[3].headers.level).toBe('ERROR');
+    // the batch carries the same bytes whether or not the value is marked ASCII
+    const unmarked = recs.map(({ ascii: _a, ...r }) => r);
+    expect(batchOf(recs, T).equals(batchOf(unmarked, T))).toBe(true);
+    expect(decodeBatch(batchOf(recs, T)).records.map(([, v]) => Buffer.from(v).toString())).toEqual([...lines, 'é']);
+    s2.close();
+  });
+
   it('an append is one spool record: a write torn anywhere keeps neither its records nor its checkpoint', async () => {
     const dir = await tmp('torn');
     const opts = { dir, quotaBytes: 1 << 20, segmentBytes: 1 << 16 };
@@ -114,10 +161,8 @@ describe('agent batch spool entries', () => {
     await spool.append([...recordEntries(spool, 'h', 't', 'logs', [{ value: 'a', source: 's', timeMs: T }]), { t: 'ck', key: 'k', ck: ck(2) }]);
     await spool.append([...recordEntries(spool, 'h', 't', 'logs', ['b', 'c'].map((value) => ({ value, source: 's', timeMs: T }))), { t: 'ck', key: 'k', ck: ck(6) }]);
     spool.close();
-    const last = path.join(dir, (await readdir(dir)).sort().at(-1)!);
-    const buf = await readFile(last);
     // cut inside the last append's checkpoint, after its records
-    await writeFile(last, buf.subarray(0, buf.length - 5));
+    await tearLastSegment(dir, 5);
     const { spool: s2, report } = Spool.open(opts);
     expect(report.tornBytes).toBeGreaterThan(0);
     expect(s2.ckpts.get('k')?.offset).toBe(2);

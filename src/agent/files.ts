@@ -951,7 +951,8 @@ export class FileSource {
       this.ml.flush(f.ml, nowMs, ml, true);
       for (const ev of ml) events.push(fromMultiline(ev, source));
     }
-    await this.emit(f, events, wait);
+    // the text values are slices of an ASCII read (the others are bytes)
+    await this.emit(f, events, wait, text !== undefined);
   }
 
   private async flushQuiet(f: Followed): Promise<void> {
@@ -962,7 +963,7 @@ export class FileSource {
   }
 
   /** Records with their seqs and the checkpoint after them: one append, one fdatasync. */
-  private async emit(f: Followed, events: AgentEvent[], wait = true): Promise<void> {
+  private async emit(f: Followed, events: AgentEvent[], wait = true, asciiText = false): Promise<void> {
     if (this.src.parse === 'sshd' || this.keySpec) {
       for (const ev of events) {
         if (this.src.parse === 'sshd') ev.headers = { ...ev.headers, ...sshHeadersOfLine(ev.value.toString('utf8')) };
@@ -970,7 +971,7 @@ export class FileSource {
         if (key !== undefined) ev.key = key;
       }
     }
-    const entries: Entry[] = recordEntries(this.spool, this.cfg.host, this.src.task, this.src.topic, events);
+    const entries: Entry[] = recordEntries(this.spool, this.cfg.host, this.src.task, this.src.topic, events, asciiText);
     const ck = this.ckptOf(f);
     // nothing read of a file restarted at 0 yet: the older checkpoint stays (supersedes)
     if (events.length > 0 || supersedes(this.spool.ckpts.get(this.ckKey(f.key)), ck)) entries.push({ t: 'ck', key: this.ckKey(f.key), ck });

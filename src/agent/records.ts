@@ -114,10 +114,11 @@ function isoTime(ms: number): string {
 /**
  * Spool entries for events of one task, seqs taken now: the caller appends them in this same turn
  * (seqs are gap-free only if every taken seq is appended). One 'recs' entry carries them all.
+ * `asciiText`: every value given as a string is ASCII (a file read checked so).
  */
-export function recordEntries(spool: Spool, host: string, task: string, topic: string, events: AgentEvent[]): Entry[] {
+export function recordEntries(spool: Spool, host: string, task: string, topic: string, events: AgentEvent[], asciiText = false): Entry[] {
   if (events.length === 0) return [];
-  return [plainEntry(spool, host, task, topic, events) ?? mixedEntry(spool, host, task, topic, events)];
+  return [plainEntry(spool, host, task, topic, events, asciiText) ?? mixedEntry(spool, host, task, topic, events)];
 }
 
 /** per level, the one object of own headers its records share (recordsOf merges each distinct one once) */
@@ -129,14 +130,17 @@ const LEVEL_OWN_MAX = 64;
  * The common case without an object per record: one source and one time (the lines of one read),
  * no headers of their own, no keys; only the level may differ. Undefined otherwise.
  */
-function plainEntry(spool: Spool, host: string, task: string, topic: string, events: AgentEvent[]): RecsEntry | undefined {
+function plainEntry(spool: Spool, host: string, task: string, topic: string, events: AgentEvent[], asciiText: boolean): RecsEntry | undefined {
   const ev0 = events[0];
   const level0 = ev0.level || undefined;
   let sameLevel = true;
+  // the caller says its text values are ASCII: with no bytes among them the entry is spooled as raw bytes
+  let ascii = asciiText;
   for (let i = 0; i < events.length; i++) {
     const ev = events[i];
     if (ev.headers !== undefined || ev.key !== undefined || ev.source !== ev0.source || ev.timeMs !== ev0.timeMs) return undefined;
     if ((ev.level || undefined) !== level0) sameLevel = false;
+    if (typeof ev.value !== 'string') ascii = false;
   }
   const h: Record<string, string> = { host, task, source: ev0.source, time: isoTime(ev0.timeMs) };
   if (sameLevel && level0) h.level = level0;
@@ -146,9 +150,12 @@ function plainEntry(spool: Spool, host: string, task: string, topic: string, eve
   if (!sameLevel) x = new Array<Record<string, string> | null>(events.length);
   for (let i = 0; i < events.length; i++) {
     const ev = events[i];
-    const sv = spoolValue(ev.value);
-    v[i] = sv.value;
-    if (sv.enc) (b64 ??= []).push(i);
+    if (ascii) v[i] = ev.value as string;
+    else {
+      const sv = spoolValue(ev.value);
+      v[i] = sv.value;
+      if (sv.enc) (b64 ??= []).push(i);
+    }
     if (x) {
       const lv = ev.level;
       if (!lv) x[i] = null;
@@ -166,6 +173,7 @@ function plainEntry(spool: Spool, host: string, task: string, topic: string, eve
   const e: RecsEntry = { t: 'recs', task, topic, seq, h, v };
   if (x) e.x = x;
   if (b64) e.b64 = b64;
+  if (ascii) e.a = 1;
   return e;
 }
 

@@ -6,6 +6,7 @@
 // that failed is never overtaken; the shipper then resends in order from the first unacknowledged one.
 // Acks are applied in order and written to the spool in the same append as the next batch's range.
 import { authHeader } from '../client/token.js';
+import { PRODUCE_RANGES_TYPE } from '../protocol/api.js';
 import type { Logger } from '../runtime/log.js';
 import { limits } from '../runtime/limits.js';
 import type { AgentConfig } from './config.js';
@@ -294,7 +295,7 @@ export class Shipper {
     let n = 0;
     for (let i = from; i < q.length; i++) {
       const r = q[i];
-      const size = RECORD_OVERHEAD_BYTES + Buffer.byteLength(r.value) + headerBytes(r.headers) + (r.key !== undefined ? Buffer.byteLength(r.key) + 8 : 0);
+      const size = RECORD_OVERHEAD_BYTES + (r.ascii ? r.value.length : Buffer.byteLength(r.value)) + headerBytes(r.headers) + (r.key !== undefined ? Buffer.byteLength(r.key) + 8 : 0);
       if (n > 0 && (n >= this.cfg.batch.maxRecords || bytes + size > this.cfg.batch.maxBytes)) break;
       bytes += size;
       n++;
@@ -387,8 +388,8 @@ function agentFor(https_: boolean, ca: string | undefined): http.Agent {
 }
 
 /**
- * What a produce's answer says that the shipper uses. The answer lists every record's offset (5,000
- * objects for a full batch) and holds no text of the records, so it is searched, not parsed.
+ * What a produce's answer says that the shipper uses. The answer holds no text of the records (and
+ * from a node that predates the compact answer lists every record's offset), so it is searched, not parsed.
  */
 export function duplicateOf(answer: string): boolean {
   return answer.includes('"duplicate":true');
@@ -406,6 +407,8 @@ export function nodeRequest(node: AgentConfig['node'], method: string, route: st
   if (payload !== undefined) {
     headers['content-type'] = body instanceof RawBatch ? BATCH_CONTENT_TYPE : 'application/json';
     headers['content-length'] = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    // a produce asks for the compact answer (one range per batch, not one offset per record)
+    if (body instanceof RawBatch || body instanceof RawJson) headers.accept = PRODUCE_RANGES_TYPE;
   }
   return new Promise((resolve, reject) => {
     const req = (secure ? https : http).request(url, { method, headers, agent: agentFor(secure, node.ca), signal }, (res) => {
@@ -479,6 +482,9 @@ let valLens: number[] = [];
 let sharedOf: EncodedHeaders[] = [];
 const SEQ_NAME = [0x73, 0x65, 0x71]; // "seq"
 
+/** Node's Buffer.prototype.latin1Write (undocumented, as msgpackr uses utf8Write): half the cost of write(…, 'latin1') per value */
+const latin1Write = (Buffer.prototype as unknown as { latin1Write?: (s: string, at: number, len: number) => number }).latin1Write;
+
 function digitsOf(n: number): number {
   let d = 1;
   for (let p = 10; n >= p; p *= 10) d++;
@@ -512,6 +518,9 @@ function encodeShipBatch(records: ShipRecord[], timestampMs: number): Buffer {
       (decoded ??= new Map()).set(i, b);
       vl = b.length;
       textBytes += r.value.length;
+    } else if (r.ascii) {
+      vl = r.value.length;
+      textBytes += vl;
     } else {
       vl = Buffer.byteLength(r.value);
       textBytes += vl;
@@ -540,8 +549,12 @@ function encodeShipBatch(records: ShipRecord[], timestampMs: number): Buffer {
     pos = writeVarint(buf, pos, vl);
     const d = decoded?.get(i);
     if (d) buf.set(d, pos);
-    // as many bytes as chars: ASCII, whose UTF-8 is its Latin-1 (a plain copy rather than an encode)
-    else buf.write(r.value, pos, vl, vl === r.value.length ? 'latin1' : 'utf8');
+    // as many bytes as chars: ASCII, whose UTF-8 is its Latin-1 (a plain copy rather than an encode),
+    // through Buffer's own latin1Write when it has one (write() dispatches on the encoding per call)
+    else if (vl === r.value.length) {
+      if (latin1Write) latin1Write.call(buf, r.value, pos, vl);
+      else buf.write(r.value, pos, vl, 'latin1');
+    } else buf.write(r.value, pos, vl, 'utf8');
     pos += vl;
     const sh = sharedOf[i];
     pos = writeVarint(buf, pos, sh.count + 1);

@@ -3,7 +3,7 @@
 // goes to the node connected to, which forwards.
 import { ChicagoError } from '../runtime/errors.js';
 import type { Acks, GroupDescription, GroupOffset, PartitionInfo, TopicSpec } from '../protocol/api.js';
-import { checkName } from '../protocol/frames.js';
+import { ACCEPT_RANGES, checkName } from '../protocol/frames.js';
 import { Session, type Reply, type SessionOptions } from './session.js';
 import { Router } from './router.js';
 import { Producer, type ProducerMode, type ProducerOptions } from './producer.js';
@@ -53,6 +53,8 @@ export class ChicagoClient {
       clientName: opts.clientName ?? 'chicago-ts',
       ...(opts.token ? { token: opts.token } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),
+      // its producer reads compact produce answers (one range per batch, not one offset per record)
+      accept: [ACCEPT_RANGES],
     };
     const session = await Session.open(sessionOpts);
     return new ChicagoClient(session, new Router(session, sessionOpts));

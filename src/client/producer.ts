@@ -354,14 +354,11 @@ export class Producer<M extends ProducerMode = 'acked'> {
     const remaining = Math.max(1, b.deadline! - Date.now());
     session.request(body, 'write', remaining).then(
       (reply) => {
-        const partitions = reply.partitions as number[] | undefined;
-        const offsets = reply.offsets as number[] | undefined;
-        if (!Array.isArray(partitions) || !Array.isArray(offsets) || offsets.length !== b.records.length) {
-          return this.failed(s, b, new ChicagoError('INTERNAL', `produce reply has ${offsets?.length} offsets for ${b.records.length} records`));
-        }
+        const placed = placesOf(reply, b.records.length);
+        if (typeof placed === 'string') return this.failed(s, b, new ChicagoError('INTERNAL', placed));
         if (b.settled) return this.orphanDone(s);
         this.counters.acked += b.records.length;
-        b.waiters.forEach((w, i) => w.resolve({ partition: partitions[i], offset: offsets[i] }));
+        b.waiters.forEach((w, i) => w.resolve(placed(i)));
         this.acked(s, b);
       },
       (err: ChicagoError) => this.failed(s, b, err),
@@ -475,4 +472,33 @@ export class Producer<M extends ProducerMode = 'acked'> {
     for (const s of this.streams.values()) if (s.open || s.sealed.length > 0 || s.window.length > 0 || s.orphans > 0) return false;
     return true;
   }
+}
+
+/**
+ * Where record i of a produce went, from either answer: `ranges` (asked for in the hello, see
+ * ACCEPT_RANGES) or one entry per record (`partitions`, `offsets`). A string: the answer does not
+ * account for `n` records.
+ */
+export function placesOf(reply: Record<string, unknown>, n: number): string | ((i: number) => { partition: number; offset: number }) {
+  const ranges = reply.ranges as Array<{ partition: number; offset: number; count: number }> | undefined;
+  if (Array.isArray(ranges)) {
+    let total = 0;
+    for (const r of ranges) {
+      if (!Number.isSafeInteger(r?.count) || r.count < 1 || !Number.isSafeInteger(r.offset) || !Number.isInteger(r.partition)) return 'produce reply has a malformed range';
+      total += r.count;
+    }
+    if (total !== n) return `produce reply has ranges for ${total} records, not ${n}`;
+    // records are resolved in order: the range of record i is found by walking on from the last one
+    let k = 0;
+    let first = 0;
+    return (i) => {
+      if (i < first) { k = 0; first = 0; }
+      while (i >= first + ranges[k].count) first += ranges[k++].count;
+      return { partition: ranges[k].partition, offset: ranges[k].offset + (i - first) };
+    };
+  }
+  const partitions = reply.partitions as number[] | undefined;
+  const offsets = reply.offsets as number[] | undefined;
+  if (!Array.isArray(partitions) || !Array.isArray(offsets) || offsets.length !== n) return `produce reply has ${offsets?.length} offsets for ${n} records`;
+  return (i) => ({ partition: partitions[i], offset: offsets[i] });
 }

@@ -20,6 +20,8 @@ export interface SessionOptions {
   token?: string;
   /** PEM of a CA to trust for wss:// (a cluster's own); default the system CAs */
   ca?: string;
+  /** more forms asked for in hello's `accept` (frames.ts ACCEPT_RANGES); none by default: produce replies keep their first form */
+  accept?: readonly string[];
 }
 
 /** write: may change state, so a lost reply is OUTCOME_UNKNOWN; read: safe to re-send; sub: tied to one socket */

@@ -19,7 +19,7 @@ import { type Resource, topicWriteNeed } from '../runtime/tokens.js';
 import { AuthError, type Authenticator, type Principal } from './auth.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
-import type { Acks, ProduceOptions, RetentionChange, StartPosition, StoredRecord } from '../protocol/api.js';
+import { type Acks, PRODUCE_RANGES_TYPE, type ProduceOptions, rangesOf, type RetentionChange, type StartPosition, type StoredRecord } from '../protocol/api.js';
 import { BATCH_CONTENT_TYPE, checkBatch } from '../protocol/batch.js';
 import type { GatewayNode } from './admin-api.js';
 import { bytesJson, parseJson } from './bodies.js';
@@ -34,7 +34,7 @@ interface Request {
   query: URLSearchParams;
   body: Buffer;
   contentType: string;
-  /** the Accept header, as sent */
+  /** the Accept header, as sent (the compact produce answer is asked for with PRODUCE_RANGES_TYPE) */
   accept: string;
   /** it carried Origin or Sec-Fetch-Site: a browser sent it */
   fromBrowser: boolean;
@@ -454,11 +454,14 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
           ...(partition !== null ? { partition: decimalParam('partition', partition, 0, limits.topicPartitionsMax - 1) } : {}),
           ...(producerId !== null ? { producerId, sequence: decimalParam('sequence', req.query.get('sequence'), 0, Number.MAX_SAFE_INTEGER) } : {}),
           ...(previous !== null ? { previousSequence: decimalParam('previousSequence', previous, 0, Number.MAX_SAFE_INTEGER) } : {}),
+          ...(req.accept.includes(PRODUCE_RANGES_TYPE) ? { ranges: true } : {}),
         };
         const r = batch ? node.produceBatch(req.segments[2], batch, opts) : node.produce(req.segments[2], records!, opts);
         turn?.done();
         const out = await r;
-        return json(out, out.replicas === 0 ? 202 : 200);
+        // the compact answer: ranges in place of one entry per record (acks=none has none)
+        const body = opts.ranges ? { ranges: out.ranges ?? rangesOf(out.records), replicas: out.replicas, ...(out.duplicate ? { duplicate: true } : {}) } : out;
+        return json(body, out.replicas === 0 ? 202 : 200);
       } finally {
         turn?.done();
       }

@@ -6,13 +6,13 @@ import uWS from 'uWebSockets.js';
 import type pino from 'pino';
 import { asChicagoError, ChicagoError, type ErrorCode } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
-import type { NodeApi, StoredRecord, Tail, TailSink } from '../protocol/api.js';
+import { type NodeApi, rangesOf, type StoredRecord, type Tail, type TailSink } from '../protocol/api.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { AuthError, Authenticator, type Principal } from './auth.js';
 import { MemoryBudget } from '../runtime/memory-budget.js';
 import { topicWriteNeed } from '../runtime/tokens.js';
 import {
-  ACCEPT_BATCHES, advertisedLimits, SERVER_FEATURES, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+  ACCEPT_BATCHES, ACCEPT_RANGES, advertisedLimits, SERVER_FEATURES, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
   storedRecordBytes, toRecordTuple, toStartPosition, type ClientFrame, type RequestFrame, type ServerFrame,
 } from '../protocol/frames.js';
 import { chooseSubprotocol, encodeJsonFrame, JSON_SUBPROTOCOL, parseJsonClientFrame } from './json-frames.js';
@@ -76,6 +76,8 @@ class Connection {
   inFlight = 0;
   inFlightBytes = 0;
   badFramesInARow = 0;
+  /** the hello accepted compact produce answers (ACCEPT_RANGES) */
+  ranges = false;
   readonly subs = new Map<number, Subscription>();
   /** `json`: text frames of JSON both ways (the chicago.json subprotocol); otherwise binary msgpack */
   constructor(readonly ws: Socket, readonly serial: number, readonly json: boolean) {}
@@ -326,6 +328,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         conn.principal = who;
         conn.hello = true;
         conn.batches = !conn.json && (frame.accept?.includes(ACCEPT_BATCHES) ?? false);
+        conn.ranges = frame.accept?.includes(ACCEPT_RANGES) ?? false;
         corked(conn, () => send(conn, { op: 'res', id: frame.id, version: PROTOCOL_VERSION, server: 'chicago', limits: advertisedLimits(), features: SERVER_FEATURES }));
       },
       (err) => {
@@ -372,11 +375,12 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   async function execute(conn: Connection, f: Exclude<RequestFrame, { op: 'hello' }>): Promise<Record<string, unknown> | undefined> {
     switch (f.op) {
       case 'produce': {
-        const opts = { acks: f.acks, partition: f.partition, producerId: f.producerId, sequence: f.sequence, previousSequence: f.previousSequence };
+        const opts = { acks: f.acks, partition: f.partition, producerId: f.producerId, sequence: f.sequence, previousSequence: f.previousSequence, ranges: conn.ranges };
         const r = f.checked
           ? await api.produceBatch(f.topic, f.checked, opts)
           : await api.produce(f.topic, f.records!.map(([value, key, headers]) => ({ value, key: key ?? undefined, headers: headers ?? undefined })), opts);
         if (f.acks === 'none') return undefined;
+        if (conn.ranges) return { ranges: r.ranges ?? rangesOf(r.records), replicas: r.replicas, ...(r.duplicate ? { duplicate: true } : {}) };
         // Columnar: two int arrays are far smaller than one map per record.
         return {
           partitions: r.records.map((x) => x.partition),

@@ -44,6 +44,7 @@ import type {
   ProduceResult, StartPosition, Tail, TailSink, TopicInfo, TopicSpec, GroupMembership, GroupJoinOptions, CommitFence,
   RetentionChange, RetentionSpec, TopicChange, GroupDescription,
 } from '../protocol/api.js';
+import { rangesOf } from '../protocol/api.js';
 
 const VERSION = '0.1.0';
 /**
@@ -556,6 +557,8 @@ export class ChicagoNode implements NodeApi {
     });
     if (opts.acks === 'none') return this.fireAndForget(req, { records: [], replicas: 0 });
     const { res, replicas } = await req;
+    // a batch goes to one partition, appended contiguously: one range says where every record went
+    if (opts.ranges) return { records: [], ranges: [{ partition: tp, offset: toOffset(res.base), count: info.count }], replicas, ...(res.duplicate ? { duplicate: true } : {}) };
     const out: ProduceResult['records'] = new Array(info.count);
     for (let j = 0; j < info.count; j++) out[j] = { partition: tp, offset: toOffset(res.base + j) };
     return { records: out, replicas, ...(res.duplicate ? { duplicate: true } : {}) };
@@ -611,6 +614,7 @@ export class ChicagoNode implements NodeApi {
       replicas = Math.min(replicas, n);
       g.index.forEach((i, j) => { out[i] = { partition: tp, offset: toOffset(res.base + j) }; });
     }
+    if (opts.ranges) return { records: [], ranges: rangesOf(out), replicas, ...(duplicate ? { duplicate } : {}) };
     return { records: out, replicas, ...(duplicate ? { duplicate } : {}) };
   }
 

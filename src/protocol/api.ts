@@ -55,10 +55,33 @@ export interface ProduceOptions {
   /** pipelining: the sequence of this producer's batch sent just before this one to the same
    *  partition; the node refuses with SEQUENCE_GAP (retryable) until it holds that batch */
   previousSequence?: number;
+  /** answer with `ranges` instead of one entry per record (the compact produce answer) */
+  ranges?: boolean;
 }
+/**
+ * The HTTP produce's Accept value that asks for the compact answer: `{"ranges":[{"partition","offset","count"}],
+ * "replicas","duplicate"?}` instead of one `{"partition","offset"}` per record. A node that predates it
+ * ignores it and answers `records`.
+ */
+export const PRODUCE_RANGES_TYPE = 'application/vnd.chicago.produce-ranges+json';
+/** Input records `[i, i + count)` in order landed at `offset, offset + 1, …` of `partition`. */
+export interface ProduceRange { partition: number; offset: Offset; count: number }
+/** Records in input order as runs on one partition at consecutive offsets (keyed records spread over partitions make more runs). */
+export function rangesOf(records: ProduceResult['records']): ProduceRange[] {
+  const out: ProduceRange[] = [];
+  let last: ProduceRange | undefined;
+  for (const r of records) {
+    if (last && r.partition === last.partition && r.offset === last.offset + last.count) last.count++;
+    else out.push((last = { partition: r.partition, offset: r.offset, count: 1 }));
+  }
+  return out;
+}
+
 export interface ProduceResult {
-  /** one per input record, in input order; empty for acks=none */
+  /** one per input record, in input order; empty for acks=none, and when `ranges` holds them */
   records: Array<{ partition: number; offset: Offset }>;
+  /** asked for (ProduceOptions.ranges): the records as runs in input order, one per batch appended to one partition */
+  ranges?: ProduceRange[];
   replicas: number;
   /** true when this was a retry the node had already appended */
   duplicate?: boolean;

@@ -28,7 +28,7 @@ export type Headers = Record<string, string>;
 export type ProduceTuple = [value: Bytes, key?: Bytes | null, headers?: Headers | null];
 
 export type ClientFrame =
-  /** `accept`: forms of pushed records this client takes beyond `records`: `batches` (see ServerFrame) */
+  /** `accept`: forms this client takes beyond the first: `batches` (pushed records as stored batches, see ServerFrame), `ranges` (compact produce answers) */
   | { op: 'hello'; id: number; versions: number[]; client?: string; token?: string; accept?: string[] }
   | {
       op: 'produce'; id: number; topic: string; acks: Acks; partition?: number;
@@ -82,11 +82,18 @@ export type ServerFrame =
 /**
  * What this server accepts beyond version 1's first form, sent in the hello reply: `batch`, a
  * produce frame may carry one record batch (src/protocol/batch.ts) instead of `records`; `batches`, a
- * client whose hello accepts `batches` gets its subscriptions' records as `batches` frames.
+ * client whose hello accepts `batches` gets its subscriptions' records as `batches` frames; `ranges`,
+ * a client whose hello accepts `ranges` gets compact produce answers (ACCEPT_RANGES).
  */
-export const SERVER_FEATURES: readonly string[] = ['batch', 'batches'];
+export const SERVER_FEATURES: readonly string[] = ['batch', 'batches', 'ranges'];
 /** what a hello's `accept` names to get pushed records as stored batches */
 export const ACCEPT_BATCHES = 'batches';
+/**
+ * what a hello's `accept` names to get produce answered `{ranges:[{partition,offset,count}], replicas,
+ * duplicate?}` (runs of the input records in order) instead of `partitions` and `offsets` with one
+ * entry per record
+ */
+export const ACCEPT_RANGES = 'ranges';
 
 /** The limits a client needs to size its frames; sent in the hello reply. */
 export function advertisedLimits() {
