@@ -235,7 +235,7 @@ describe('tail flow control', () => {
   });
 
   // Also the regression test for pushes sent from inside uWS's drain callback: the last 2–4 MiB then
-  // stayed in the node's socket buffer, unsent, in about one run in six on a busy machine.
+  // stayed in the node's socket buffer, unsent, in one run in four or more on a busy machine.
   it('passes credit to the node a window at a time, holds it while the socket is backed up, and loses nothing', async () => {
     const c = await Raw.open(server.url);
     const size = 64 * 1024;
