@@ -1,4 +1,7 @@
 // The `chicago` CLI against a real node: output formats and exit codes are public interface.
+// Every case spawns the real program per command. The cases use their own keyspaces, topics and
+// groups, so they run concurrently (describe.concurrent) against one shared node, and commands that
+// only read run side by side: the file's time is then its longest case, not the sum of its spawns.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from './helpers/bridge.js';
@@ -17,25 +20,26 @@ afterAll(async () => {
   await node?.stop();
 });
 
-describe('kv', () => {
+describe.concurrent('kv', () => {
   it('puts, gets, scans and deletes', async () => {
-    const put = await cli(['kv', 'put', 'cli-kv', 'alpha', 'one']);
+    const [put, putJson] = await Promise.all([cli(['kv', 'put', 'cli-kv', 'alpha', 'one']), cli(['kv', 'put', 'cli-kv', 'beta', 'two', '--json'])]);
     expect(put).toMatchObject({ code: 0, stderr: '' });
     expect(put.stdout).toMatch(/^version=\d+ replicas=\d+\n$/);
 
-    const putJson = await cli(['kv', 'put', 'cli-kv', 'beta', 'two', '--json']);
     expect(putJson.code).toBe(0);
     expect(JSON.parse(putJson.stdout)).toEqual({ version: expect.any(Number), replicas: expect.any(Number) });
 
+    const [get, getRaw, scan, scanPrefix, scanLimit] = await Promise.all([
+      cli(['kv', 'get', 'cli-kv', 'alpha']), cli(['kv', 'get', 'cli-kv', 'alpha', '--raw']), cli(['kv', 'scan', 'cli-kv']),
+      cli(['kv', 'scan', 'cli-kv', '--prefix', 'b']), cli(['kv', 'scan', 'cli-kv', '--limit', '1']),
+    ]);
     // The value comes back byte for byte, no newline added when stdout is not a terminal.
-    expect(await cli(['kv', 'get', 'cli-kv', 'alpha'])).toMatchObject({ code: 0, stdout: 'one\n' });
-    expect(await cli(['kv', 'get', 'cli-kv', 'alpha', '--raw'])).toMatchObject({ code: 0, stdout: 'one' });
-
-    const scan = await cli(['kv', 'scan', 'cli-kv']);
+    expect(get).toMatchObject({ code: 0, stdout: 'one\n' });
+    expect(getRaw).toMatchObject({ code: 0, stdout: 'one' });
     expect(scan.code).toBe(0);
     expect(scan.stdout).toBe('alpha\tone\nbeta\ttwo\n');
-    expect((await cli(['kv', 'scan', 'cli-kv', '--prefix', 'b'])).stdout).toBe('beta\ttwo\n');
-    expect((await cli(['kv', 'scan', 'cli-kv', '--limit', '1'])).stdout).toBe('alpha\tone\n');
+    expect(scanPrefix.stdout).toBe('beta\ttwo\n');
+    expect(scanLimit.stdout).toBe('alpha\tone\n');
 
     expect(await cli(['kv', 'del', 'cli-kv', 'alpha'])).toMatchObject({ code: 0, stdout: expect.stringMatching(/existed=true/) });
     const gone = await cli(['kv', 'get', 'cli-kv', 'alpha']);
@@ -52,35 +56,36 @@ describe('kv', () => {
 
   it('reads the value from stdin when it is not given', async () => {
     const value = 'line 1\nline 2\n';
-    expect((await cli(['kv', 'put', 'cli-kv', 'stdin'], { input: value })).code).toBe(0);
-    expect((await cli(['kv', 'get', 'cli-kv', 'stdin', '--raw'])).stdout).toBe(value);
+    expect((await cli(['kv', 'put', 'cli-kv-stdin', 'stdin'], { input: value })).code).toBe(0);
+    expect((await cli(['kv', 'get', 'cli-kv-stdin', 'stdin', '--raw'])).stdout).toBe(value);
   });
 
   it('forgets a key after its ttl', async () => {
-    expect((await cli(['kv', 'put', 'cli-kv', 'short', 'lived', '--ttl', '1'])).code).toBe(0);
+    expect((await cli(['kv', 'put', 'cli-kv-ttl', 'short', 'lived', '--ttl', '1'])).code).toBe(0);
     // The node hides a key once its clock passes the expiry (put time + ttl), at read time: past
     // the ttl it is gone however slow the machine, so this pause is the property, not a guess.
     await sleep(2500);
-    expect((await cli(['kv', 'get', 'cli-kv', 'short'])).code).toBe(1);
+    expect((await cli(['kv', 'get', 'cli-kv-ttl', 'short'])).code).toBe(1);
   });
 });
 
-describe('topic', () => {
+describe.concurrent('topic', () => {
   it('creates, lists, describes and deletes', async () => {
     const created = await cli(['topic', 'create', 'cli-admin', '--partitions', '3', '--replicas', '1', '--retention-ms', '3600000']);
     expect(created).toMatchObject({ code: 0, stderr: '' });
     expect(created.stdout).toMatch(/created topic cli-admin partitions=3 replicas=1/);
 
-    const list = await cli(['topic', 'list']);
+    const [list, listJson, describeText, describeJson] = await Promise.all([
+      cli(['topic', 'list']), cli(['topic', 'list', '--json']), cli(['topic', 'describe', 'cli-admin']), cli(['topic', 'describe', 'cli-admin', '--json']),
+    ]);
     expect(list.code).toBe(0);
     expect(list.stdout).toMatch(/^cli-admin\s+3\s+1\s+ms=3600000/m);
-    const names = (JSON.parse((await cli(['topic', 'list', '--json'])).stdout) as { topics: Array<{ name: string }> }).topics.map((t) => t.name);
+    const names = (JSON.parse(listJson.stdout) as { topics: Array<{ name: string }> }).topics.map((t) => t.name);
     expect(names).toContain('cli-admin');
 
-    const describeText = await cli(['topic', 'describe', 'cli-admin']);
     expect(describeText.code).toBe(0);
     expect(describeText.stdout).toMatch(/PARTITION\s+START\s+END\s+BYTES\s+LEADER\s+REPLICAS/);
-    const described = JSON.parse((await cli(['topic', 'describe', 'cli-admin', '--json'])).stdout) as {
+    const described = JSON.parse(describeJson.stdout) as {
       partitions: Array<{ partition: number; startOffset: number; endOffset: number; leader: string; replicas: string[] }>;
     };
     expect(described.partitions.map((x) => [x.partition, x.startOffset, x.endOffset])).toEqual([[0, 0, 0], [1, 0, 0], [2, 0, 0]]);
@@ -109,7 +114,7 @@ describe('topic', () => {
   });
 });
 
-describe('produce and tail', () => {
+describe.concurrent('produce and tail', () => {
   it('tails exactly the lines produced, in order', async () => {
     await cli(['topic', 'create', 'cli-lines', '--partitions', '1', '--replicas', '1']);
     const lines = ['first', '{"json":"inside"}', '', 'with\ttab', 'ünïcödé'];
@@ -135,7 +140,8 @@ describe('produce and tail', () => {
     const produced = await cli(['produce', 'cli-keyed', '--key-separator', ':', '--header', 'env=test', '--header', 'a=b=c'], { input });
     expect(produced.code).toBe(0);
 
-    const records = jsonLines((await cli(['tail', 'cli-keyed'])).stdout);
+    const [all, partition1, max4] = await Promise.all([cli(['tail', 'cli-keyed']), cli(['tail', 'cli-keyed', '--partition', '1']), cli(['tail', 'cli-keyed', '--max', '4'])]);
+    const records = jsonLines(all.stdout);
     expect(records).toHaveLength(30);
     expect(new Set(records.map((r) => r.value))).toEqual(new Set(Array.from({ length: 30 }, (_, i) => `v${i}`)));
     // One key always lands on one partition, and each partition reads back in offset order.
@@ -151,37 +157,44 @@ describe('produce and tail', () => {
       expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
     }
 
-    const one = jsonLines((await cli(['tail', 'cli-keyed', '--partition', '1'])).stdout);
+    const one = jsonLines(partition1.stdout);
+    expect(one.length).toBeGreaterThan(0);
     expect(one.every((r) => r.partition === 1)).toBe(true);
-    expect((await cli(['tail', 'cli-keyed', '--max', '4'])).stdout.trim().split('\n')).toHaveLength(4);
+    expect(max4.stdout.trim().split('\n')).toHaveLength(4);
   });
 
   it('pins records to a partition and starts at an offset', async () => {
     await cli(['topic', 'create', 'cli-pinned', '--partitions', '3', '--replicas', '1']);
     const produced = await cli(['produce', 'cli-pinned', '--partition', '2'], { input: 'a\nb\nc\nd\n' });
     expect(produced.stderr).toMatch(/\(p2:0-3\)/);
-    const fromTwo = jsonLines((await cli(['tail', 'cli-pinned', '--partition', '2', '--offset', '2'])).stdout);
-    expect(fromTwo.map((r) => [r.partition, r.offset, r.value])).toEqual([[2, 2, 'c'], [2, 3, 'd']]);
-    const past = await cli(['tail', 'cli-pinned', '--partition', '2', '--offset', '9']);
+    const [fromTwo, past, fromEnd, lastTwo, fromFirst, grep, grepMax, where] = await Promise.all([
+      cli(['tail', 'cli-pinned', '--partition', '2', '--offset', '2']), cli(['tail', 'cli-pinned', '--partition', '2', '--offset', '9']),
+      cli(['tail', 'cli-pinned', '--from-end']), cli(['tail', 'cli-pinned', '--offset', '-2']), cli(['tail', 'cli-pinned', '--offset=-9']),
+      cli(['tail', 'cli-pinned', '--grep', '^[bd]$', '--format', '%p:%o %s']), cli(['tail', 'cli-pinned', '--grep', '[cd]', '--max', '1', '--format', 'value']),
+      cli(['tail', 'cli-pinned', '--where', 'task=none']),
+    ]);
+    expect(jsonLines(fromTwo.stdout).map((r) => [r.partition, r.offset, r.value])).toEqual([[2, 2, 'c'], [2, 3, 'd']]);
     expect(past.code).toBe(2);
     expect(past.stderr).toMatch(/^error OFFSET_OUT_OF_RANGE: /);
-    expect((await cli(['tail', 'cli-pinned', '--from-end'])).stdout).toBe('');
+    expect(fromEnd).toMatchObject({ code: 0, stdout: '' });
     // a negative offset counts back from each partition's end (kcat's -o -N); more than there is starts at the first
-    const lastTwo = jsonLines((await cli(['tail', 'cli-pinned', '--offset', '-2'])).stdout);
-    expect(lastTwo.map((r) => [r.partition, r.offset, r.value])).toEqual([[2, 2, 'c'], [2, 3, 'd']]);
-    expect(jsonLines((await cli(['tail', 'cli-pinned', '--offset=-9'])).stdout).map((r) => r.value)).toEqual(['a', 'b', 'c', 'd']);
+    expect(jsonLines(lastTwo.stdout).map((r) => [r.partition, r.offset, r.value])).toEqual([[2, 2, 'c'], [2, 3, 'd']]);
+    expect(jsonLines(fromFirst.stdout).map((r) => r.value)).toEqual(['a', 'b', 'c', 'd']);
     // filters and formats: --max counts printed records
-    expect((await cli(['tail', 'cli-pinned', '--grep', '^[bd]$', '--format', '%p:%o %s'])).stdout).toBe('2:1 b\n2:3 d\n');
-    expect((await cli(['tail', 'cli-pinned', '--grep', '[cd]', '--max', '1', '--format', 'value'])).stdout).toBe('c\n');
-    expect((await cli(['tail', 'cli-pinned', '--where', 'task=none'])).stdout).toBe('');
+    expect(grep.stdout).toBe('2:1 b\n2:3 d\n');
+    expect(grepMax.stdout).toBe('c\n');
+    expect(where).toMatchObject({ code: 0, stdout: '' });
     // --header is kcat's habit for --where: both repeatable, every one must match
     await cli(['produce', 'cli-pinned', '--partition', '0', '--header', 'task=web', '--header', 'host=h1'], { input: 'x\n' });
-    expect((await cli(['tail', 'cli-pinned', '--header', 'task=web', '--where', 'host=h1', '--format', '%p:%o %s'])).stdout).toBe('0:0 x\n');
-    expect((await cli(['tail', 'cli-pinned', '--header', 'task=web', '--header', 'host=h2'])).stdout).toBe('');
-    const bad = await cli(['tail', 'cli-pinned', '--header', 'task']);
+    const [both, other, bad, help] = await Promise.all([
+      cli(['tail', 'cli-pinned', '--header', 'task=web', '--where', 'host=h1', '--format', '%p:%o %s']), cli(['tail', 'cli-pinned', '--header', 'task=web', '--header', 'host=h2']),
+      cli(['tail', 'cli-pinned', '--header', 'task']), cli(['tail', '--help']),
+    ]);
+    expect(both.stdout).toBe('0:0 x\n');
+    expect(other).toMatchObject({ code: 0, stdout: '' });
     expect(bad.code).toBe(64);
     expect(bad.stderr).toMatch(/--where\/--header wants HEADER=VALUE/);
-    expect((await cli(['tail', '--help'])).stdout).toMatch(/--header is the same/);
+    expect(help.stdout).toMatch(/--header is the same/);
   });
 
   it('sends many lines in several bounded batches', async () => {
@@ -212,8 +225,9 @@ describe('produce and tail', () => {
     await cli(['produce', 'cli-group'], { input: 'd\n' });
     expect(jsonLines((await cli(['tail', 'cli-group', '--group', 'g1'])).stdout).map((r) => r.value)).toEqual(['d']);
     // An explicit start wins over the committed offset; another group starts on its own.
-    expect(jsonLines((await cli(['tail', 'cli-group', '--group', 'g1', '--from-beginning'])).stdout)).toHaveLength(4);
-    expect(jsonLines((await cli(['tail', 'cli-group', '--group', 'g2'])).stdout)).toHaveLength(4);
+    const [g1Again, g2] = await Promise.all([cli(['tail', 'cli-group', '--group', 'g1', '--from-beginning']), cli(['tail', 'cli-group', '--group', 'g2'])]);
+    expect(jsonLines(g1Again.stdout)).toHaveLength(4);
+    expect(jsonLines(g2.stdout)).toHaveLength(4);
 
     // group reset: a dry run commits nothing; --to-earliest reads everything again; --shift-by moves back
     const committedSum = async () => (JSON.parse((await cli(['group', 'offsets', 'g2', '--topic', 'cli-group', '--json'])).stdout) as { offsets: Array<{ offset: number }> }).offsets.reduce((n, o) => n + o.offset, 0);
@@ -241,10 +255,11 @@ describe('produce and tail', () => {
     await cli(['produce', 'cli-since'], { input: 'new-1\nnew-2\n' });
 
     const values = async (since: string) => jsonLines((await cli(['tail', 'cli-since', '--since', since])).stdout).map((r) => r.value);
-    expect(await values(String(cut))).toEqual(['new-1', 'new-2']);
-    expect(await values(new Date(cut).toISOString())).toEqual(['new-1', 'new-2']);
-    expect(await values('1h')).toEqual(['old-1', 'old-2', 'new-1', 'new-2']);
-    expect(await values(String(Date.now() + 60_000))).toEqual([]);
+    const [atCut, atIso, hour, future] = await Promise.all([values(String(cut)), values(new Date(cut).toISOString()), values('1h'), values(String(Date.now() + 60_000))]);
+    expect(atCut).toEqual(['new-1', 'new-2']);
+    expect(atIso).toEqual(['new-1', 'new-2']);
+    expect(hour).toEqual(['old-1', 'old-2', 'new-1', 'new-2']);
+    expect(future).toEqual([]);
   });
 
   it('follows new records until interrupted', async () => {
@@ -281,7 +296,7 @@ describe('produce and tail', () => {
   });
 });
 
-describe('tail --follow across node restarts', () => {
+describe.concurrent('tail --follow across node restarts', () => {
   it('rides out a kill -9 and a SIGTERM restart of the node: every record once, in order', async () => {
     let own = await startNode();
     try {
@@ -311,71 +326,79 @@ describe('tail --follow across node restarts', () => {
   }, 90_000);
 });
 
-describe('errors and exit codes', () => {
+describe.concurrent('errors and exit codes', () => {
   it('prints the node error as "error CODE: message" and exits 2', async () => {
-    const badTopic = await cli(['topic', 'create', 'bad name!', '--partitions', '1']);
+    const [badTopic, badKeyspace, noTopic, noTopicProduce] = await Promise.all([
+      cli(['topic', 'create', 'bad name!', '--partitions', '1']), cli(['kv', 'put', 'bad/keyspace', 'k', 'v']),
+      cli(['tail', 'cli-no-such-topic']), cli(['produce', 'cli-no-such-topic'], { input: 'a\n' }),
+    ]);
     expect(badTopic.code).toBe(2);
     expect(badTopic.stderr).toMatch(/^error INVALID_NAME: .+/);
-    const badKeyspace = await cli(['kv', 'put', 'bad/keyspace', 'k', 'v']);
     expect(badKeyspace.code).toBe(2);
     expect(badKeyspace.stderr).toMatch(/^error [A-Z_]+: .+/);
-    const noTopic = await cli(['tail', 'cli-no-such-topic']);
     expect(noTopic.code).toBe(2);
     expect(noTopic.stderr).toMatch(/^error TOPIC_NOT_FOUND: /);
-    const noTopicProduce = await cli(['produce', 'cli-no-such-topic'], { input: 'a\n' });
     expect(noTopicProduce.code).toBe(2);
     expect(noTopicProduce.stderr).toMatch(/^error TOPIC_NOT_FOUND: /m);
   });
 
   it('shows usage and exits 64 on a wrong command line', async () => {
-    for (const args of [[], ['frobnicate'], ['kv'], ['kv', 'frob'], ['kv', 'get', 'ks'], ['kv', 'get', 'ks', 'k', '--bogus'],
-      ['tail', 't', '--offset', '1', '--since', '5m'], ['tail', 't', '--since', 'yesterday-ish'], ['kv', 'put', 'ks', 'k', 'v', '--acks', 'maybe']]) {
-      const r = await runCli(args);
+    // each command line is its own process, so they run side by side
+    const wrong = [[], ['frobnicate'], ['kv'], ['kv', 'frob'], ['kv', 'get', 'ks'], ['kv', 'get', 'ks', 'k', '--bogus'],
+      ['tail', 't', '--offset', '1', '--since', '5m'], ['tail', 't', '--since', 'yesterday-ish'], ['kv', 'put', 'ks', 'k', 'v', '--acks', 'maybe']];
+    const benchHelp = [['bench', '--help'], ['help', 'bench']];
+    // a wrong bench line is a usage error, never a stack trace
+    const benchWrong = [['bench', 'nosuch'], ['bench', 'kv-put', '--rate', 'fast'], ['bench', 'kv-put', '--frob']];
+    const [wrongRuns, [help, tailHelp, kvHelp, groupHelp], benchHelpRuns, benchWrongRuns] = await Promise.all([
+      Promise.all(wrong.map((args) => runCli(args))),
+      Promise.all([['help'], ['tail', '--help'], ['kv', '--help'], ['group', '-h']].map((args) => runCli(args))),
+      Promise.all(benchHelp.map((args) => runCli(args))),
+      Promise.all(benchWrong.map((args) => runCli(args))),
+    ]);
+    wrong.forEach((args, i) => {
+      const r = wrongRuns[i];
       expect(r.code, args.join(' ')).toBe(64);
       expect(r.stderr, args.join(' ')).toMatch(/usage: chicago/);
       expect(r.stdout).toBe('');
-    }
-    const help = await runCli(['help']);
+    });
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/chicago kv put KEYSPACE KEY/);
-    expect((await runCli(['tail', '--help'])).stdout).toMatch(/usage: chicago tail TOPIC/);
+    expect(tailHelp.stdout).toMatch(/usage: chicago tail TOPIC/);
     // a command family's --help lists its subcommands; bench lists its scenarios and flags
-    const kvHelp = await runCli(['kv', '--help']);
     expect(kvHelp.code).toBe(0);
     expect(kvHelp.stdout).toMatch(/chicago kv put KEYSPACE KEY[\s\S]*chicago kv get KEYSPACE KEY/);
-    expect((await runCli(['group', '-h'])).stdout).toMatch(/chicago group /);
-    for (const args of [['bench', '--help'], ['help', 'bench']]) {
-      const r = await runCli(args);
-      expect(r.code, args.join(' ')).toBe(0);
-      expect(r.stdout, args.join(' ')).toMatch(/kv-put \| kv-get \| produce[\s\S]*cluster-kv-put/);
-    }
-    // a wrong bench line is a usage error, never a stack trace
-    for (const args of [['bench', 'nosuch'], ['bench', 'kv-put', '--rate', 'fast'], ['bench', 'kv-put', '--frob']]) {
-      const r = await runCli(args);
-      expect(r.code, args.join(' ')).toBe(64);
-      expect(r.stderr, args.join(' ')).toMatch(/^chicago bench: .+\nsee 'chicago bench --help'\n$/);
-    }
+    expect(groupHelp.stdout).toMatch(/chicago group /);
+    benchHelp.forEach((args, i) => {
+      expect(benchHelpRuns[i].code, args.join(' ')).toBe(0);
+      expect(benchHelpRuns[i].stdout, args.join(' ')).toMatch(/kv-put \| kv-get \| produce[\s\S]*cluster-kv-put/);
+    });
+    benchWrong.forEach((args, i) => {
+      expect(benchWrongRuns[i].code, args.join(' ')).toBe(64);
+      expect(benchWrongRuns[i].stderr, args.join(' ')).toMatch(/^chicago bench: .+\nsee 'chicago bench --help'\n$/);
+    });
   });
 
   it('says the node is unreachable and exits 3', async () => {
     const port = await closedPort();
-    const r = await runCli(['kv', 'get', 'ks', 'k', '--url', `http://127.0.0.1:${port}`]);
+    const [r, env] = await Promise.all([
+      runCli(['kv', 'get', 'ks', 'k', '--url', `http://127.0.0.1:${port}`]),
+      // CHICAGO_URL is the default when --url is not given.
+      runCli(['status'], { env: { CHICAGO_URL: `http://127.0.0.1:${port}` } }),
+    ]);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/connection refused/);
-    // CHICAGO_URL is the default when --url is not given.
-    const env = await runCli(['status'], { env: { CHICAGO_URL: `http://127.0.0.1:${port}` } });
     expect(env.code).toBe(3);
     expect(env.stderr).toContain(`127.0.0.1:${port}`);
   });
 });
 
-describe('status', () => {
+describe.concurrent('status', () => {
   it('shows the node and its partitions', async () => {
-    const text = await cli(['status']);
+    const [text, jsonRun] = await Promise.all([cli(['status']), cli(['status', '--json'])]);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/state=up/);
     expect(text.stdout).toMatch(/PARTITION\s+LEADER\s+REPLICAS/);
-    const json = JSON.parse((await cli(['status', '--json'])).stdout) as { state: string; partitions: unknown[] };
+    const json = JSON.parse(jsonRun.stdout) as { state: string; partitions: unknown[] };
     expect(json.state).toBe('up');
     expect(json.partitions.length).toBeGreaterThan(0);
   });

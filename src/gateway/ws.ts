@@ -71,6 +71,8 @@ class Connection {
   /** the socket's send buffer as last charged to the memory budget */
   charged = 0;
   corked = false;
+  /** a drain is waiting to be handled (see the drain handler) */
+  drainScheduled = false;
   /** sends waiting for the end of this microtask batch (see corked()) */
   queued: Array<() => void> | undefined;
   inFlight = 0;
@@ -645,7 +647,16 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     },
     drain: (ws) => {
       const conn = ws.getUserData().conn;
-      if (conn) onDrain(conn);
+      if (!conn || conn.drainScheduled) return;
+      // Handled after uWS's writable callback returns, never inside it: a send made there (or in a
+      // microtask run before it returns) can leave bytes in uWS's buffer with the socket no longer
+      // polled for writable, so they were never sent and no drain came again (a tail stalled with
+      // its last pushes buffered in the node and both kernel queues empty).
+      conn.drainScheduled = true;
+      setImmediate(() => {
+        conn.drainScheduled = false;
+        onDrain(conn);
+      });
     },
     close: (ws, code) => {
       const conn = ws.getUserData().conn;

@@ -6,9 +6,11 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 import path from 'node:path';
 
 const SLOWEST_FIRST = [
-  'cli', 'nemesis', 'sim', 'cli-bridge', 'agent-files-bad', 'agent', 'bridge-kafka-restart', 'agent-scripts',
-  'bridge-eos', 'bench', 'failover', 'guard-net', 'security', 'bridge', 'agent-files', 'agent-cluster',
-  'topic-alter-partitions', 'agent-journald-e2e', 'pack', 'tls', 'ws-credit', 'cluster-etcd', 'durability', 'disk-full',
+  'cli', 'sim', 'nemesis', 'agent', 'agent-scripts', 'disk-full', 'agent-health', 'guard', 'bridge-kafka-restart',
+  'security', 'durability', 'cli-bridge', 'guard-crs', 'agent-pipeline', 'memory', 'node', 'agent-files', 'failover',
+  'bench', 'bridge-eos', 'fuzz-edge', 'agent-files-bad', 'agent-cluster', 'package', 'contract', 'groups',
+  'topic-alter-partitions', 'console', 'idle', 'agent-journald-e2e', 'tls', 'guard-crs-libinjection', 'bridge',
+  'cluster-etcd', 'guard-group', 'frames', 'guard-unit', 'producer-pipeline', 'client', 'guard-net',
 ];
 const rank = new Map(SLOWEST_FIRST.map((name, i) => [`${name}.test.ts`, i]));
 
