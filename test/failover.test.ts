@@ -76,6 +76,9 @@ describe('moves', () => {
     // the old leader was ahead of its successor, got a full copy, and its pending writes ended
     // OUTCOME_UNKNOWN ('the replica was replaced'). So did writes still pending at a leader that
     // handed over: the move dropped its copy before its successor's confirmation reached it.
+    // On a loaded machine a starved leader is failed over instead, a write of its pending and
+    // ahead of its successor: the full copy it then gets answered that write OUTCOME_UNKNOWN too,
+    // until a copy kept pending writes for its successor's appends to answer (ok, or NOT_LEADER).
 
     expect(led, 'the new node led partitions, so its leave moved leadership').toBeGreaterThan(0);
     expect(acked).toBeGreaterThan(100);

@@ -83,6 +83,41 @@ describe('replica transition', () => {
     expect(late[0].kind === 'reply' && !late[0].reply.ok && late[0].reply.code).toBe('OUTCOME_UNKNOWN');
   });
 
+  it('a former leader that a full copy replaced answers its pending writes from its successor: kept ones ok, overwritten ones NOT_LEADER', () => {
+    const G = nodeId('g');
+    const three: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F, G], live: [L, F, G], copies: 3, isr: [L, F, G], version: 1 };
+    const put: Command = { op: 'kvPut', ks: 'ks', key: Buffer.from('k'), value: Buffer.from('v') };
+    const next: ReplicaView = { ...three, epoch: epoch(3), leader: F, isr: [F, G], version: 2 };
+    // L writes seqs 1 and 2 in epoch 2, both pending; F took over in epoch 3 holding only seq 1.
+    const old = createReplica(L, initialState(partitionId(0), epoch(2), seq(0)), three);
+    handle(old, { type: 'view', view: three }, 0);
+    handle(old, { type: 'write', id: 7, cmd: put, acks: 'all', timeoutMs: 1000, prior: null }, 10);
+    handle(old, { type: 'write', id: 8, cmd: put, acks: 'all', timeoutMs: 1000, prior: null }, 11);
+    handle(old, { type: 'view', view: next }, 20);
+    // F's log: seq 1 of epoch 2 (L's), seq 2 of epoch 3 (its own). L gets a full copy of it, which
+    // keeps L's pending writes (install.ts through worker.ts replaceReplica).
+    // (its seq 1 is written here as epoch 2's leader: the same seq and epoch, so the same entry)
+    const successor = createReplica(F, initialState(partitionId(0), epoch(2), seq(0)), { ...three, leader: F });
+    handle(successor, { type: 'view', view: { ...three, leader: F } }, 0);
+    handle(successor, { type: 'write', id: 1, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 10);
+    handle(successor, { type: 'view', view: next }, 20);
+    handle(successor, { type: 'write', id: 2, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 21);
+    expect(successor.state.seq).toBe(2);
+    const copied = createReplica(L, structuredClone(successor.state), next);
+    copied.pending = old.pending;
+    handle(copied, { type: 'view', view: next }, 30);
+    const fromF = (hw: number, hwCopies: number): PeerMessage => ({ t: 'append', p: 0, epoch: 3, leader: F, prevSeq: 2, prevEpoch: 3, entries: [], at: 40, hw, hwCopies });
+    const replies = (effects: Effect[]) => effects.filter((e) => e.kind === 'reply');
+    // Nothing is answered before F's watermark covers it.
+    expect(replies(handle(copied, { type: 'peer', msg: fromF(0, 3) }, 40))).toEqual([]);
+    // Seq 1 (L's entry) confirmed on 3: ok. Seq 2 holds F's own entry: L's write there never runs.
+    const answered = replies(handle(copied, { type: 'peer', msg: fromF(2, 3) }, 50));
+    expect(answered).toHaveLength(2);
+    expect(answered[0]).toEqual({ kind: 'reply', id: 7, reply: { ok: true, res: { version: 1 } }, replicas: 3 });
+    expect(answered[1].kind === 'reply' && answered[1].id === 8 && !answered[1].reply.ok && answered[1].reply.code).toBe('NOT_LEADER');
+    expect(copied.pending).toEqual([]);
+  });
+
   it('a follower behind its leader keeps new writes as hints that count at once, and applies them when its log reaches them', () => {
     const S = nodeId('stand-in');
     const two: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F], live: [L, F], copies: 2, isr: [L, F], version: 1 };

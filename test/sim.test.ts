@@ -102,6 +102,12 @@ if (process.env.SIM_SEED) {
       expect(laggard.failures[0].violation).toMatch(/^invariant \d+: /);
     });
 
+    it('catches a planted refusal bug: a replica that a full copy replaces refuses its pending writes, though the copy holds some', async () => {
+      const refused = await runSeeds(FIRST, 300, { ...base, plant: 'refuse-copied' }, 1);
+      expect(refused.failures.length).toBeGreaterThan(0);
+      expect(refused.failures[0].violation).toMatch(/^invariant 7: .*answered NOT_LEADER/);
+    });
+
     it('catches a planted anti-entropy bug: followers that compare the leader\'s digests with themselves never repair a divergence', async () => {
       const blind = await runSeeds(FIRST, 300, { ...base, plant: 'digest-blind' }, 1);
       expect(blind.failures.length).toBeGreaterThan(0);

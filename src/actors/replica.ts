@@ -917,14 +917,21 @@ export function failPending(r: Replica, why: string, which: (w: PendingWrite) =>
 }
 
 /**
- * A former leader's pending writes that its successor kept and confirmed: through `through` its
- * log matches the successor's, which holds them under its watermark on `copies` replicas.
+ * A former leader's pending writes, answered from its successor's log: through `through` its log
+ * matches the successor's, which holds it under its watermark on `copies` replicas and on every
+ * in-sync one. A write whose entry is there was kept and is confirmed; one whose seq holds another
+ * term's entry there (a full copy replaced its own) can never be applied, as every later leader is
+ * elected from the in-sync set: NOT_LEADER, which the routing node retries.
  */
 function settleFromSuccessor(r: Replica, through: number, copies: number): Effect[] {
-  if (copies < needed(r)) return [];
   const out: Effect[] = [];
   r.pending = r.pending.filter((w) => {
-    if (w.seq > through || epochOf(r.state, w.seq) !== w.epoch) return true;
+    if (w.seq > through) return true;
+    if (epochOf(r.state, w.seq) !== w.epoch) {
+      out.push(replyError(w.id, 'NOT_LEADER', r.state.id, `${r.view.leader ?? 'unknown'} (seq ${w.seq} went to a newer leader's entry)`));
+      return false;
+    }
+    if (copies < needed(r)) return true;
     out.push({ kind: 'reply', id: w.id, reply: { ok: true, res: w.res }, replicas: copies });
     return false;
   });

@@ -535,13 +535,16 @@ class PartitionWorker {
   }
 
   /**
-   * Swap in a replica of `state` (keeping the hinted entries of `hintsOf`, which a copy leaves in
-   * place), then give it its view as a message, so a newer epoch is persisted.
+   * Swap in a replica of `state`, then give it its view as a message, so a newer epoch is persisted.
+   * A copy (`copyOf`: the replica it replaces) leaves its hinted entries in place and keeps its
+   * pending writes: the leader's appends after the copy tell their outcome (replica.ts
+   * settleFromSuccessor). Any other replacement (a drop, a reload after a failed write) answers
+   * them OUTCOME_UNKNOWN.
    */
-  private replaceReplica(h: Hosted, state: PartitionState, view: ReplicaView = h.replica.view, hintsOf?: Replica): void {
-    this.execute(h, failPending(h.replica, 'the replica was replaced'));
+  private replaceReplica(h: Hosted, state: PartitionState, view: ReplicaView = h.replica.view, copyOf?: Replica): void {
+    if (!copyOf) this.execute(h, failPending(h.replica, 'the replica was replaced'));
     h.replica = createReplica(this.self, state, view);
-    if (hintsOf) Object.assign(h.replica, { hints: hintsOf.hints, hintsOnDisk: hintsOf.hintsOnDisk });
+    if (copyOf) Object.assign(h.replica, { hints: copyOf.hints, hintsOnDisk: copyOf.hintsOnDisk, pending: copyOf.pending });
     this.run(h, { type: 'view', view });
   }
 

@@ -121,7 +121,8 @@ export interface SimOptions {
    * `handoff-laggard` feeds the hand-off (decide.ts handOffTarget, src/actors/handoff.ts) a leader
    * that believes every replica is in sync and holds everything, so it may hand its leadership to
    * one that is not caught up; `digest-blind` has followers compare the leader's digests with
-   * themselves, so a divergence is never repaired.
+   * themselves, so a divergence is never repaired; `refuse-copied` has a replica that a full copy
+   * replaces answer its pending writes NOT_LEADER, though the copy may hold them.
    */
   plant?: Plant;
   /**
@@ -138,7 +139,7 @@ export interface SimOptions {
   antiEntropy?: boolean;
 }
 
-export const PLANTS = ['ack-early', 'read-applied', 'join-early', 'handoff-laggard', 'digest-blind'] as const;
+export const PLANTS = ['ack-early', 'read-applied', 'join-early', 'handoff-laggard', 'digest-blind', 'refuse-copied'] as const;
 export type Plant = typeof PLANTS[number];
 
 export interface SimResult {
@@ -296,7 +297,7 @@ export class Sim {
   private readonly shown = new Map<number, string>();
   /** the highest seq any leader let readers see */
   private shownSeq = 0;
-  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0, handOffs: 0, divergences: 0, repairs: 0 };
+  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0, handOffs: 0, divergences: 0, repairs: 0, refusedApplied: 0 };
 
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
@@ -562,10 +563,10 @@ export class Sim {
       },
       apply: (ops) => sim.write(n, ops),
       replace: (state, view) => {
-        const { hints, hintsOnDisk } = n.replica!;
-        sim.execute(n, failPending(n.replica!, 'the replica was replaced'));
+        const { hints, hintsOnDisk, pending } = n.replica!;
+        if (sim.opts.plant === 'refuse-copied') sim.execute(n, pending.splice(0).map((w): Effect => ({ kind: 'reply', id: w.id, reply: { ok: false, code: 'NOT_LEADER', args: [P, 'planted'] } })));
         n.replica = createReplica(n.id, state, view);
-        Object.assign(n.replica, { hints, hintsOnDisk }); // worker.ts replaceReplica: a copy leaves hints in place
+        Object.assign(n.replica, { hints, hintsOnDisk, pending }); // worker.ts replaceReplica: a copy leaves hints and pending writes in place
         sim.run1(n, { type: 'view', view });
       },
       load: () => loadState(n.store, P),
@@ -1236,6 +1237,16 @@ export class Sim {
       const o = req.outcome;
       if (!o?.ok || req.acks !== 'all') continue;
       for (const n of ns) this.checkDurable(req, n);
+    }
+    // 7. a write refused outright (an error other than OUTCOME_UNKNOWN, which a client retries as
+    // not done) left no entry in the history
+    for (const req of this.requests.values()) {
+      const o = req.outcome;
+      if (!o || o.ok || o.code === 'OUTCOME_UNKNOWN' || !req.entry) continue;
+      this.stats.refusedApplied++;
+      if (leader.store.logEntry(req.entry.seq)?.equals(req.entry.bytes)) {
+        throw new Violation(`invariant 7: #${req.id} ${describeOp(req.op)} was answered ${o.code} at ${o.atMs} ms, but its entry seq ${req.entry.seq} epoch ${req.entry.epoch} is in the history`);
+      }
     }
   }
 
