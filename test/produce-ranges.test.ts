@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ChicagoClient } from '../src/client/index.js';
 import { placesOf } from '../src/client/producer.js';
+import type { Session } from '../src/client/session.js';
 import { PRODUCE_RANGES_TYPE, rangesOf } from '../src/protocol/api.js';
 import { BATCH_CONTENT_TYPE, encodeBatch } from '../src/protocol/batch.js';
 import { encodeFrame, parseServerFrame } from '../src/protocol/frames.js';
@@ -107,6 +108,11 @@ describe('WebSocket produce answer', () => {
   it('the client asks for ranges and resolves every record\'s offset from them', async () => {
     const c = await ChicagoClient.connect({ url: node.url });
     try {
+      // the client's session asked for ranges in its hello: a produce through it is answered with them
+      const session = (c as unknown as { session: Session }).session;
+      const direct = await session.request({ op: 'produce', topic: 'pr-one', acks: 'all', records: [[Buffer.from('a')], [Buffer.from('b')]] }, 'write');
+      expect(direct).toMatchObject({ ranges: [{ partition: 0, count: 2 }], replicas: 1 });
+      expect(direct.offsets).toBeUndefined();
       const p = c.producer();
       const placed = await Promise.all(Array.from({ length: 300 }, (_, i) => p.send('pr-one', { value: `client ${i}` })));
       await p.close();
