@@ -70,6 +70,13 @@ describe('HTTP produce answer', () => {
     // acks=none answers no ranges
     const none = await produce('pr-four', JSON.stringify(recs), { ranges: true, query: 'acks=none' });
     expect(none).toEqual({ status: 202, answer: { ranges: [], replicas: 0 } });
+    // the Accept header is read as for fetch: q=0 refuses it, JSON listed first wins
+    for (const accept of [`${PRODUCE_RANGES_TYPE};q=0`, `application/json, ${PRODUCE_RANGES_TYPE}`]) {
+      const res = await fetch(`${node.url}/v1/topics/pr-four/records`, { method: 'POST', headers: { 'content-type': 'application/json', accept }, body: JSON.stringify(recs) });
+      const answer = await res.json() as Record<string, unknown>;
+      expect(answer.ranges).toBeUndefined();
+      expect((answer.records as unknown[]).length).toBe(40);
+    }
   });
 });
 
