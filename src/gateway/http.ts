@@ -19,7 +19,7 @@ import { type Resource, topicWriteNeed } from '../runtime/tokens.js';
 import { AuthError, type Authenticator, type Principal } from './auth.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
-import { type Acks, PRODUCE_RANGES_TYPE, type ProduceOptions, rangesOf, type RetentionChange, type StartPosition, type StoredRecord } from '../protocol/api.js';
+import { type Acks, compactAnswer, PRODUCE_RANGES_TYPE, type ProduceOptions, type RetentionChange, type StartPosition, type StoredRecord } from '../protocol/api.js';
 import { BATCH_CONTENT_TYPE, checkBatch } from '../protocol/batch.js';
 import type { GatewayNode } from './admin-api.js';
 import { bytesJson, parseJson } from './bodies.js';
@@ -463,7 +463,7 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
         turn?.done();
         const out = await r;
         // the compact answer: ranges in place of one entry per record (acks=none has none)
-        const body = opts.ranges ? { ranges: out.ranges ?? rangesOf(out.records), replicas: out.replicas, ...(out.duplicate ? { duplicate: true } : {}) } : out;
+        const body = opts.ranges ? compactAnswer(out) : out;
         return json(body, out.replicas === 0 ? 202 : 200);
       } finally {
         turn?.done();
