@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ChicagoClient } from '../src/client/index.js';
 import { placesOf } from '../src/client/producer.js';
+import type { Session } from '../src/client/session.js';
 import { PRODUCE_RANGES_TYPE, rangesOf } from '../src/protocol/api.js';
 import { BATCH_CONTENT_TYPE, encodeBatch } from '../src/protocol/batch.js';
 import { encodeFrame, parseServerFrame } from '../src/protocol/frames.js';
@@ -69,6 +70,13 @@ describe('HTTP produce answer', () => {
     // acks=none answers no ranges
     const none = await produce('pr-four', JSON.stringify(recs), { ranges: true, query: 'acks=none' });
     expect(none).toEqual({ status: 202, answer: { ranges: [], replicas: 0 } });
+    // the Accept header is read as for fetch: q=0 refuses it, JSON listed first wins
+    for (const accept of [`${PRODUCE_RANGES_TYPE};q=0`, `application/json, ${PRODUCE_RANGES_TYPE}`]) {
+      const res = await fetch(`${node.url}/v1/topics/pr-four/records`, { method: 'POST', headers: { 'content-type': 'application/json', accept }, body: JSON.stringify(recs) });
+      const answer = await res.json() as Record<string, unknown>;
+      expect(answer.ranges).toBeUndefined();
+      expect((answer.records as unknown[]).length).toBe(40);
+    }
   });
 });
 
@@ -107,6 +115,11 @@ describe('WebSocket produce answer', () => {
   it('the client asks for ranges and resolves every record\'s offset from them', async () => {
     const c = await ChicagoClient.connect({ url: node.url });
     try {
+      // the client's session asked for ranges in its hello: a produce through it is answered with them
+      const session = (c as unknown as { session: Session }).session;
+      const direct = await session.request({ op: 'produce', topic: 'pr-one', acks: 'all', records: [[Buffer.from('a')], [Buffer.from('b')]] }, 'write');
+      expect(direct).toMatchObject({ ranges: [{ partition: 0, count: 2 }], replicas: 1 });
+      expect(direct.offsets).toBeUndefined();
       const p = c.producer();
       const placed = await Promise.all(Array.from({ length: 300 }, (_, i) => p.send('pr-one', { value: `client ${i}` })));
       await p.close();

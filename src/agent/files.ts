@@ -761,9 +761,10 @@ export class FileSource {
    * in a whole pass ('whole'). 'more': the read filled the buffer.
    */
   private async readFast(f: Followed): Promise<'done' | 'more' | 'whole'> {
-    if (this.spool.full()) return 'done'; // readers pause; the spool's onFreed kicks a pass
-    // at most this many fast reads' appends wait for their fdatasync (the quota counts only durable bytes)
+    // at most this many fast reads' appends wait for their fdatasync (the quota counts only durable
+    // bytes, so it is checked after them)
     while (this.unsynced.length >= limits.agentSpoolCommitsInFlightMax) await this.unsynced[0];
+    if (this.spool.full()) return 'done'; // readers pause; the spool's onFreed kicks a pass
     if (f.readPos < f.headLen || f.lastSize !== f.readPos || f.cut > 0) return 'whole';
     const heldLen = Math.min(TAIL_BYTES_MAX, f.readPos - f.bufStart);
     const want = Math.max(MIN_CHUNK_BYTES, Math.min(FAST_READ_BYTES, Math.floor(this.spool.room() / SPOOL_EXPANSION_MAX)));

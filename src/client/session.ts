@@ -277,7 +277,7 @@ export class Session {
     ws.on('close', (code, reason) => fail(new Error(`closed with ${code} ${reason.toString()}`)));
     ws.on('open', () => {
       // pushed records as stored batches: the node sends them without decoding, tail.ts decodes
-      ws.send(Buffer.from(encodeFrame({ op: 'hello', id: helloId, versions: [PROTOCOL_VERSION], client: this.opts.clientName, accept: [ACCEPT_BATCHES], ...(this.opts.token ? { token: this.opts.token } : {}) })));
+      ws.send(Buffer.from(encodeFrame({ op: 'hello', id: helloId, versions: [PROTOCOL_VERSION], client: this.opts.clientName, accept: [ACCEPT_BATCHES, ...(this.opts.accept ?? [])], ...(this.opts.token ? { token: this.opts.token } : {}) })));
     });
     ws.on('message', (data: Buffer, isBinary) => {
       const parsed = isBinary ? parseServerFrame(data) : undefined;

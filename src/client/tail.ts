@@ -4,7 +4,7 @@
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import type { GroupOffset, StoredRecord } from '../protocol/api.js';
-import { checkName, fromRecordTuple, storedRecordBytes, type RecordTuple, type ServerFrame, type WireStartPosition } from '../protocol/frames.js';
+import { checkName, fromRecordTuple, storedRecordBytes, type ServerFrame, type WireStartPosition } from '../protocol/frames.js';
 import { decodeStoredBatches } from '../protocol/batch.js';
 import type { Router } from './router.js';
 import type { Session, SubscriptionHandler } from './session.js';
@@ -215,15 +215,22 @@ export class TailStream implements AsyncIterableIterator<TailRecord> {
     let duplicateBytes = 0;
     for (const t of tuples) {
       const record = fromRecordTuple(this.partition, t) as TailRecord;
-      const bytes = storedRecordBytes(record);
-      if (this.receivedUpTo !== undefined && record.offset < this.receivedUpTo) {
-        duplicateBytes += bytes;
-        continue;
-      }
-      this.receivedUpTo = record.offset + 1;
-      this.queue.push({ record, bytes });
-      this.queuedBytes += bytes;
+      duplicateBytes += this.take(record, storedRecordBytes(record));
     }
+    this.settle(duplicateBytes);
+  }
+
+  /** Queues a pushed record; a duplicate (before what was received) is dropped: its bytes are returned. */
+  private take(record: TailRecord, bytes: number): number {
+    if (this.receivedUpTo !== undefined && record.offset < this.receivedUpTo) return bytes;
+    this.receivedUpTo = record.offset + 1;
+    this.queue.push({ record, bytes });
+    this.queuedBytes += bytes;
+    return 0;
+  }
+
+  /** After a push is taken: the duplicates' credit goes back, and the consumer wakes. */
+  private settle(duplicateBytes: number): void {
     if (duplicateBytes > 0) this.grantBack(duplicateBytes);
     // The server never sends more than the credit (plus one oversized record); more is a broken peer.
     if (this.queuedBytes > 2 * this.creditBytes + limits.recordBytesMax) {
@@ -240,21 +247,24 @@ export class TailStream implements AsyncIterableIterator<TailRecord> {
    */
   private onBatches(id: number, f: Extract<ServerFrame, { op: 'batches' }>): void {
     if (this.subId !== id) return;
-    const tuples: RecordTuple[] = [];
-    let recordBytes = 0;
+    let decoded;
     try {
-      for (const b of f.batches) {
-        for (const r of decodeStoredBatches(b, f.first)) {
-          const t: RecordTuple = [r.offset, r.timestampMs, r.value, r.key, r.headers];
-          tuples.push(t);
-          recordBytes += storedRecordBytes({ key: r.key ?? undefined, value: r.value, headers: r.headers ?? undefined });
-        }
-      }
+      decoded = f.batches.map((b) => decodeStoredBatches(b, f.first));
     } catch (err) {
       return this.fail(new ChicagoError('INTERNAL', `undecodable batch pushed: ${(err as Error).message}`));
     }
+    let recordBytes = 0;
+    let duplicateBytes = 0;
+    for (const rs of decoded) {
+      for (const r of rs) {
+        const record = { partition: this.partition, offset: r.offset, timestampMs: r.timestampMs, value: r.value, key: r.key ?? undefined, headers: r.headers ?? {} } as TailRecord;
+        const bytes = storedRecordBytes(record);
+        recordBytes += bytes;
+        duplicateBytes += this.take(record, bytes);
+      }
+    }
     if (f.bytes > recordBytes) this.grantBack(f.bytes - recordBytes);
-    this.onRecords(id, tuples);
+    this.settle(duplicateBytes);
   }
 
   private wake(): void {

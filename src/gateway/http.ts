@@ -19,7 +19,7 @@ import { type Resource, topicWriteNeed } from '../runtime/tokens.js';
 import { AuthError, type Authenticator, type Principal } from './auth.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
-import { type Acks, PRODUCE_RANGES_TYPE, type ProduceOptions, rangesOf, type RetentionChange, type StartPosition, type StoredRecord } from '../protocol/api.js';
+import { type Acks, compactAnswer, PRODUCE_RANGES_TYPE, type ProduceOptions, type RetentionChange, type StartPosition, type StoredRecord } from '../protocol/api.js';
 import { BATCH_CONTENT_TYPE, checkBatch } from '../protocol/batch.js';
 import type { GatewayNode } from './admin-api.js';
 import { bytesJson, parseJson } from './bodies.js';
@@ -282,22 +282,25 @@ function intParam(q: URLSearchParams, name: string, fallback: number, min: numbe
   return v === null ? fallback : decimalParam(name, v, min, max);
 }
 
+/** Does an Accept header name this type (without q=0)? The first listed wins over JSON. */
+export function acceptsType(accept: string, want: string): boolean {
+  for (const part of accept.split(',')) {
+    const [type, ...params] = part.split(';').map((x) => x.trim().toLowerCase());
+    if (type === want) return !params.some((p) => /^q=0(\.0*)?$/.test(p));
+    if (type === 'application/json') return false;
+  }
+  return false;
+}
+
+/** Does an Accept header ask for a fetch answered as stored record batches? */
+export const acceptsBatches = (accept: string): boolean => acceptsType(accept, BATCH_CONTENT_TYPE);
+
 /**
  * JSON bodies only with a JSON content type: form, multipart and other types are refused, not
  * parsed as JSON. text/plain (what a page can send cross-site without a CORS preflight) is refused
  * from browsers; from other clients (no Origin, no Sec-Fetch-Site) it is taken as JSON, because
  * fetch and many HTTP libraries label a string body text/plain unless told otherwise.
  */
-/** Does an Accept header name the record batch type (without q=0)? The first listed wins over JSON. */
-export function acceptsBatches(accept: string): boolean {
-  for (const part of accept.split(',')) {
-    const [type, ...params] = part.split(';').map((x) => x.trim().toLowerCase());
-    if (type === BATCH_CONTENT_TYPE) return !params.some((p) => /^q=0(\.0*)?$/.test(p));
-    if (type === 'application/json') return false;
-  }
-  return false;
-}
-
 const mediaType = (req: Request): string => req.contentType.split(';')[0].trim().toLowerCase();
 
 function requireJson(req: Request, also?: string): void {
@@ -454,13 +457,13 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
           ...(partition !== null ? { partition: decimalParam('partition', partition, 0, limits.topicPartitionsMax - 1) } : {}),
           ...(producerId !== null ? { producerId, sequence: decimalParam('sequence', req.query.get('sequence'), 0, Number.MAX_SAFE_INTEGER) } : {}),
           ...(previous !== null ? { previousSequence: decimalParam('previousSequence', previous, 0, Number.MAX_SAFE_INTEGER) } : {}),
-          ...(req.accept.includes(PRODUCE_RANGES_TYPE) ? { ranges: true } : {}),
+          ...(acceptsType(req.accept, PRODUCE_RANGES_TYPE) ? { ranges: true } : {}),
         };
         const r = batch ? node.produceBatch(req.segments[2], batch, opts) : node.produce(req.segments[2], records!, opts);
         turn?.done();
         const out = await r;
         // the compact answer: ranges in place of one entry per record (acks=none has none)
-        const body = opts.ranges ? { ranges: out.ranges ?? rangesOf(out.records), replicas: out.replicas, ...(out.duplicate ? { duplicate: true } : {}) } : out;
+        const body = opts.ranges ? compactAnswer(out) : out;
         return json(body, out.replicas === 0 ? 202 : 200);
       } finally {
         turn?.done();

@@ -6,7 +6,7 @@ import uWS from 'uWebSockets.js';
 import type pino from 'pino';
 import { asChicagoError, ChicagoError, type ErrorCode } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
-import { type NodeApi, rangesOf, type StoredRecord, type Tail, type TailSink } from '../protocol/api.js';
+import { compactAnswer, type NodeApi, type StoredRecord, type Tail, type TailSink } from '../protocol/api.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { AuthError, Authenticator, type Principal } from './auth.js';
 import { MemoryBudget } from '../runtime/memory-budget.js';
@@ -382,7 +382,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
           ? await api.produceBatch(f.topic, f.checked, opts)
           : await api.produce(f.topic, f.records!.map(([value, key, headers]) => ({ value, key: key ?? undefined, headers: headers ?? undefined })), opts);
         if (f.acks === 'none') return undefined;
-        if (conn.ranges) return { ranges: r.ranges ?? rangesOf(r.records), replicas: r.replicas, ...(r.duplicate ? { duplicate: true } : {}) };
+        if (conn.ranges) return compactAnswer(r);
         // Columnar: two int arrays are far smaller than one map per record.
         return {
           partitions: r.records.map((x) => x.partition),

@@ -76,6 +76,10 @@ export function rangesOf(records: ProduceResult['records']): ProduceRange[] {
   }
   return out;
 }
+/** The compact produce answer (acks=none: no ranges). */
+export function compactAnswer(r: ProduceResult): { ranges: ProduceRange[]; replicas: number; duplicate?: true } {
+  return { ranges: r.ranges ?? rangesOf(r.records), replicas: r.replicas, ...(r.duplicate ? { duplicate: true as const } : {}) };
+}
 
 export interface ProduceResult {
   /** one per input record, in input order; empty for acks=none, and when `ranges` holds them */
