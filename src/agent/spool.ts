@@ -305,6 +305,8 @@ export class Spool {
   private scheduled = false;
   /** commits written and not applied yet, in order (their fdatasyncs run on the thread pool) */
   private readonly commits: Commit[] = [];
+  /** fdatasyncs not returned yet (after fail() they outlive their commits) */
+  private syncing = 0;
   /** where the next commit is written in the live segment (seg.bytes counts only applied ones) */
   private writePos = 0;
   /** the live segment is full: it rolls once its commits are applied */
@@ -464,7 +466,9 @@ export class Spool {
     if (this.writePos >= this.opts.segmentBytes) this.rollDue = true;
     const c: Commit = { batch, bytes: data.length, synced: false, startUs, writtenUs: this.onTiming ? nowUs() : 0, syncedUs: 0 };
     this.commits.push(c);
+    this.syncing++;
     fdatasync(this.fd, (err) => {
+      this.syncing--;
       if (err) return this.fail(err);
       c.synced = true;
       if (this.onTiming) c.syncedUs = nowUs();
@@ -712,6 +716,8 @@ export class Spool {
   }
 
   private closeFd(): void {
+    // an fdatasync on the thread pool still uses the fd: its callback closes it (a closed number could be reused)
+    if (this.syncing > 0) return;
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
   }
