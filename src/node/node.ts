@@ -49,8 +49,11 @@ import { rangesOf } from '../protocol/api.js';
 const VERSION = '0.1.0';
 /**
  * The data dir's format, in chicago.json. 2 stores stream batches as record batches
- * (src/protocol/batch.ts); a format 1 dir (msgpack batches) still reads, and is marked 2 at start,
- * so a build that reads only 1 refuses it rather than misread the newer batches.
+ * (src/protocol/batch.ts); a format 1 dir (msgpack batches) still reads, and is marked current at start,
+ * so a build that reads only 1 refuses it rather than misread the newer batches. 3 logs a produce
+ * by naming its stream batch rather than carrying a copy (actors/replica.ts encodeLogEntry); an
+ * older dir is marked 3 before any such entry is written, so a build that reads only 1 and 2
+ * refuses it rather than replay entries without their batches.
  */
 const DATA_FORMAT = 3;
 const DATA_FORMATS_READ: readonly number[] = [1, 2, 3];
