@@ -118,6 +118,37 @@ describe('replica transition', () => {
     expect(copied.pending).toEqual([]);
   });
 
+  it('a former leader that a full copy replaced and that leads again never confirms its pending writes with another term\'s entries', () => {
+    const G = nodeId('g');
+    const three: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F, G], live: [L, F, G], copies: 3, isr: [L, F, G], version: 1 };
+    const put: Command = { op: 'kvPut', ks: 'ks', key: Buffer.from('k'), value: Buffer.from('v') };
+    const next: ReplicaView = { ...three, epoch: epoch(3), leader: F, isr: [F, G], version: 2 };
+    const old = createReplica(L, initialState(partitionId(0), epoch(2), seq(0)), three);
+    handle(old, { type: 'view', view: three }, 0);
+    handle(old, { type: 'write', id: 7, cmd: put, acks: 'all', timeoutMs: 1000, prior: null }, 10);
+    handle(old, { type: 'write', id: 8, cmd: put, acks: 'all', timeoutMs: 1000, prior: null }, 11);
+    handle(old, { type: 'view', view: next }, 20);
+    // F's log: seq 1 of epoch 2 (L's), seq 2 of epoch 3 (its own); L gets a full copy of it.
+    const successor = createReplica(F, initialState(partitionId(0), epoch(2), seq(0)), { ...three, leader: F });
+    handle(successor, { type: 'view', view: { ...three, leader: F } }, 0);
+    handle(successor, { type: 'write', id: 1, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 10);
+    handle(successor, { type: 'view', view: next }, 20);
+    handle(successor, { type: 'write', id: 2, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 21);
+    const copied = createReplica(L, structuredClone(successor.state), next);
+    copied.pending = old.pending;
+    handle(copied, { type: 'view', view: next }, 30);
+    // F fails before its appends answer them; L leads alone in epoch 4, so seqs 1 and 2 confirm at once.
+    const alone: ReplicaView = { ...three, epoch: epoch(4), leader: L, live: [L], isr: [L], copies: 1, version: 3 };
+    const answered = handle(copied, { type: 'view', view: alone }, 40).filter((e) => e.kind === 'reply');
+    expect(answered).toHaveLength(2);
+    const of = (id: number) => answered.find((e) => e.kind === 'reply' && e.id === id);
+    expect(of(7)).toEqual({ kind: 'reply', id: 7, reply: { ok: true, res: { version: 1 } }, replicas: 1 });
+    // seq 2 holds F's entry: L's write there is not confirmed by it (the new term fails it)
+    const lost = of(8);
+    expect(lost?.kind === 'reply' && !lost.reply.ok && lost.reply.code).toBe('OUTCOME_UNKNOWN');
+    expect(copied.pending).toEqual([]);
+  });
+
   it('a follower behind its leader keeps new writes as hints that count at once, and applies them when its log reaches them', () => {
     const S = nodeId('stand-in');
     const two: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F], live: [L, F], copies: 2, isr: [L, F], version: 1 };
