@@ -83,19 +83,22 @@ describe('replica transition', () => {
     expect(late[0].kind === 'reply' && !late[0].reply.ok && late[0].reply.code).toBe('OUTCOME_UNKNOWN');
   });
 
-  it('a former leader that a full copy replaced answers its pending writes from its successor: kept ones ok, overwritten ones NOT_LEADER', () => {
+  /**
+   * L writes seqs 1 and 2 in epoch 2, both pending; F took over in epoch 3 holding only seq 1, then
+   * wrote its own seq 2. L gets a full copy of F, which keeps L's pending writes (install.ts through
+   * worker.ts replaceReplica).
+   */
+  function copiedFormerLeader() {
     const G = nodeId('g');
     const three: ReplicaView = { epoch: epoch(2), leader: L, replicas: [L, F, G], live: [L, F, G], copies: 3, isr: [L, F, G], version: 1 };
     const put: Command = { op: 'kvPut', ks: 'ks', key: Buffer.from('k'), value: Buffer.from('v') };
     const next: ReplicaView = { ...three, epoch: epoch(3), leader: F, isr: [F, G], version: 2 };
-    // L writes seqs 1 and 2 in epoch 2, both pending; F took over in epoch 3 holding only seq 1.
     const old = createReplica(L, initialState(partitionId(0), epoch(2), seq(0)), three);
     handle(old, { type: 'view', view: three }, 0);
     handle(old, { type: 'write', id: 7, cmd: put, acks: 'all', timeoutMs: 1000, prior: null }, 10);
     handle(old, { type: 'write', id: 8, cmd: put, acks: 'all', timeoutMs: 1000, prior: null }, 11);
     handle(old, { type: 'view', view: next }, 20);
-    // F's log: seq 1 of epoch 2 (L's), seq 2 of epoch 3 (its own). L gets a full copy of it, which
-    // keeps L's pending writes (install.ts through worker.ts replaceReplica).
+    // F's log: seq 1 of epoch 2 (L's), seq 2 of epoch 3 (its own).
     // (its seq 1 is written here as epoch 2's leader: the same seq and epoch, so the same entry)
     const successor = createReplica(F, initialState(partitionId(0), epoch(2), seq(0)), { ...three, leader: F });
     handle(successor, { type: 'view', view: { ...three, leader: F } }, 0);
@@ -106,6 +109,11 @@ describe('replica transition', () => {
     const copied = createReplica(L, structuredClone(successor.state), next);
     copied.pending = old.pending;
     handle(copied, { type: 'view', view: next }, 30);
+    return { copied, three };
+  }
+
+  it('a former leader that a full copy replaced answers its pending writes from its successor: kept ones ok, overwritten ones NOT_LEADER', () => {
+    const { copied } = copiedFormerLeader();
     const fromF = (hw: number, hwCopies: number): PeerMessage => ({ t: 'append', p: 0, epoch: 3, leader: F, prevSeq: 2, prevEpoch: 3, entries: [], at: 40, hw, hwCopies });
     const replies = (effects: Effect[]) => effects.filter((e) => e.kind === 'reply');
     // Nothing is answered before F's watermark covers it.
@@ -115,6 +123,20 @@ describe('replica transition', () => {
     expect(answered).toHaveLength(2);
     expect(answered[0]).toEqual({ kind: 'reply', id: 7, reply: { ok: true, res: { version: 1 } }, replicas: 3 });
     expect(answered[1].kind === 'reply' && answered[1].id === 8 && !answered[1].reply.ok && answered[1].reply.code).toBe('NOT_LEADER');
+    expect(copied.pending).toEqual([]);
+  });
+
+  it('a former leader that a full copy replaced and that leads again never confirms its pending writes with another term\'s entries', () => {
+    const { copied, three } = copiedFormerLeader();
+    // F fails before its appends answer them; L leads alone in epoch 4, so seqs 1 and 2 confirm at once.
+    const alone: ReplicaView = { ...three, epoch: epoch(4), leader: L, live: [L], isr: [L], copies: 1, version: 3 };
+    const answered = handle(copied, { type: 'view', view: alone }, 40).filter((e) => e.kind === 'reply');
+    expect(answered).toHaveLength(2);
+    const of = (id: number) => answered.find((e) => e.kind === 'reply' && e.id === id);
+    expect(of(7)).toEqual({ kind: 'reply', id: 7, reply: { ok: true, res: { version: 1 } }, replicas: 1 });
+    // seq 2 holds F's entry: L's write there is not confirmed by it (the new term fails it)
+    const lost = of(8);
+    expect(lost?.kind === 'reply' && !lost.reply.ok && lost.reply.code).toBe('OUTCOME_UNKNOWN');
     expect(copied.pending).toEqual([]);
   });
 

@@ -19,6 +19,9 @@ import { decodeBatch, encodeBatch } from '../src/protocol/batch.js';
 import { epoch, nodeId, partitionId, seq } from '../src/runtime/ids.js';
 import { columnName, ColumnStore, openDatabase } from '../src/storage/rocks.js';
 import * as K from '../src/storage/keys.js';
+import { limits } from '../src/runtime/limits.js';
+import { diskCodec } from '../src/runtime/codec.js';
+import { digestSlices } from '../src/actors/anti-entropy.js';
 
 const L = nodeId('L');
 const F = nodeId('F');
@@ -63,6 +66,32 @@ describe('single-copy storage (unit)', () => {
     expect(second.records).toBeUndefined();
     expect(second.batchBytes).toBe(3000);
     expect(decodeBatch(second.batch!).records[0][1].equals(value(3000, 'b'))).toBe(true);
+  });
+
+  it('a resend counts the batches it reads back against catchUpBytesMax, not the short entries that name them', () => {
+    const { r, store, write } = leader();
+    const each = Math.ceil(limits.catchUpBytesMax / 3);
+    for (let i = 0; i < 6; i++) write({ op: 'produce', topicId: 1, tp: 0, batch: encodeBatch([{ key: null, value: value(each, 'h') }]), batchBytes: each }, 10 + i);
+    const sent = catchUp(r, L, 0, 40, store);
+    if (sent.kind !== 'append') throw new Error('expected an append');
+    // three batches reach the bound; the rest go in the next resend
+    expect(sent.msg.entries.map((e) => e.seq)).toEqual([1, 2, 3]);
+    const rest = catchUp(r, L, 3, 50, store);
+    expect(rest.kind === 'append' && rest.msg.entries.map((e) => e.seq)).toEqual([4, 5, 6]);
+  });
+
+  it('digests a time index alike whether its entries name their seq or not (a cluster mid-upgrade), and tells counts apart', () => {
+    const digestOf = (value: unknown) => {
+      const store = new MemStore();
+      store.apply([{ type: 'put', key: K.timeIndexKey(1, 0, 5, 0), value: diskCodec.encode(value) }]);
+      const slices = digestSlices(store, { partition: 0, seq: 1, epoch: 1 });
+      let step = slices.next();
+      while (!step.done) step = slices.next();
+      return step.value.ranges.timeIndex;
+    };
+    expect(digestOf([3, 100, 7])).toBe(digestOf([3, 100]));
+    expect(digestOf([3, 100, 7])).not.toBe(digestOf([4, 100, 7]));
+    expect(digestOf([3, 100, 7])).not.toBe(digestOf([3, 101]));
   });
 
   it('a follower applying the logged entries stores the same bytes as its leader', () => {

@@ -2,7 +2,7 @@
 // only once readers may see them: an append answered before it was confirmed (acks=one in a
 // cluster) waits for its worker to confirm it in the same epoch.
 import { describe, expect, it } from 'vitest';
-import { StreamWatchers, type StreamSource } from '../src/node/tails.js';
+import { appendOf, StreamWatchers, type StreamSource } from '../src/node/tails.js';
 import type { StoredRecord } from '../src/protocol/api.js';
 import type { FetchReply } from '../src/actors/messages.js';
 import type { WireRecord } from '../src/actors/partition.js';
@@ -47,7 +47,7 @@ describe('tails at the leader', () => {
     const readsBefore = source.reads;
 
     values.push('a', 'b');
-    w.appended(SKEY, 0, 1, [rec('a'), rec('b')], 7);
+    w.appended(SKEY, appendOf(0, 1, [rec('a'), rec('b')]), 7);
     await settle();
     expect(got).toEqual([]);
 
@@ -61,10 +61,29 @@ describe('tails at the leader', () => {
   it('drop what an older epoch held back: a failover may have replaced it', async () => {
     const { visible, got, w } = await tailAtLeader(['new']);
 
-    w.appended(SKEY, 0, 1, [rec('lost')], 7); // answered in epoch 7, never confirmed
+    w.appended(SKEY, appendOf(0, 1, [rec('lost')]), 7); // answered in epoch 7, never confirmed
     visible.end = 1;
     w.confirmed([[SKEY, 1, 9]]); // epoch 9's leader confirms a different record at offset 0
     await settle();
     expect(got).toEqual(['new']);
+  });
+  it('push a produced batch to a tail of batches as stored, without decoding its records', async () => {
+    const visible = { end: 0 };
+    const source = leaderSource([], visible);
+    const got: Array<[number, number]> = [];
+    const w = new StreamWatchers(async () => 0);
+    w.openTail(SKEY, 0, 0, 1 << 20, source, {
+      push: () => { throw new Error('a tail of batches gets batches'); },
+      pushBatches: (first, batches, bytes) => { got.push([first, bytes]); expect(batches).toHaveLength(1); },
+      close: () => {},
+    });
+    await settle();
+    const readsBefore = source.reads;
+    const bytes = Buffer.alloc(100, 7);
+    w.appended(SKEY, { base: 0, ts: 1, count: 3, records: () => { throw new Error('decoded'); }, batch: () => bytes });
+    visible.end = 3;
+    await settle();
+    expect(got).toEqual([[0, 100]]);
+    expect(source.reads).toBe(readsBefore);
   });
 });

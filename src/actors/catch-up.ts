@@ -4,7 +4,7 @@
 import type { NodeId } from '../runtime/ids.js';
 import { limits } from '../runtime/limits.js';
 import * as K from '../storage/keys.js';
-import { epochOf, readLogEntry, watermark, type AppendMessage, type Entry, type Replica } from './replica.js';
+import { entryBytes, epochOf, readLogEntry, watermark, type AppendMessage, type Entry, type Replica } from './replica.js';
 import type { Storage } from './storage.js';
 
 export type CatchUp = { kind: 'append'; msg: AppendMessage } | { kind: 'logMissing' };
@@ -19,7 +19,7 @@ export function catchUp(r: Replica, self: NodeId, fromSeq: number, at: number, l
     const e = readLogEntry(v, log);
     if (!e) break; // its batch is gone (retention): what follows it comes after a full copy
     entries.push(e);
-    bytes += v.length;
+    bytes += entryBytes(e); // with the batch it read back: the stored entry only names it
     if (entries.length >= limits.catchUpEntriesMax || bytes >= limits.catchUpBytesMax) break;
   }
   // older than the log: the replica decides on a copy

@@ -1015,8 +1015,8 @@ export function coalescePeer<M extends { t: string; p: number }>(out: Array<{ to
   return res;
 }
 
-/** About what an entry adds to a message, to keep merged appends within catchUpBytesMax. */
-function entryBytes(e: Entry): number {
+/** About what an entry adds to a message, to keep appends within catchUpBytesMax. */
+export function entryBytes(e: Entry): number {
   const c = e.cmd;
   switch (c.op) {
     case 'kvPut': return 64 + c.key.length + c.value.length;

@@ -339,12 +339,6 @@ class PartitionWorker {
     }
   }
 
-  /**
-   * A write at this replica. Readers keep seeing the row it changes as last confirmed until it is
-   * confirmed: the replica needs those bytes when it first hides the row. Every earlier write of
-   * a row that is not hidden is confirmed, hence already flushed (a view, which may end a
-   * leader's solitude, flushes first).
-   */
   /** An older data dir's log, rewritten to name its batches rather than repeat them; synced, in slices. */
   private shedLogCopies(store: ColumnStore, p: number): void {
     const n = compactLog(store, (k, v) => {
@@ -355,6 +349,12 @@ class PartitionWorker {
     if (n > 0) this.log.info({ partition: p, entries: n }, 'log entries no longer repeat their batches');
   }
 
+  /**
+   * A write at this replica. Readers keep seeing the row it changes as last confirmed until it is
+   * confirmed: the replica needs those bytes when it first hides the row. Every earlier write of
+   * a row that is not hidden is confirmed, hence already flushed (a view, which may end a
+   * leader's solitude, flushes first).
+   */
   private write(h: Hosted, id: number, cmd: Command, acks: Acks): void {
     const row = rowOf(cmd);
     const prior = row && needsPrior(h.replica, row) ? h.store.get(row) ?? null : undefined;

@@ -32,7 +32,7 @@ import type { ReplicaView } from '../actors/replica.js';
 import { nodeId as toNodeId, type NodeId } from '../runtime/ids.js';
 import type { WriteResult } from '../actors/threads.js';
 import type { DigestReply, WorkerOutput } from '../actors/messages.js';
-import { StreamWatchers, toStored } from './tails.js';
+import { StreamWatchers, toStored, type Append } from './tails.js';
 import { GroupCoordinator } from './group-coordinator.js';
 import { decodeBatch, encodeBatch, stampBatch, validateBatch, type CheckedBatch } from '../protocol/batch.js';
 import { recordBytes, streamKeyOf, type ProduceResult as ActorProduceResult, type WireRecord } from '../actors/partition.js';
@@ -49,8 +49,11 @@ import { rangesOf } from '../protocol/api.js';
 const VERSION = '0.1.0';
 /**
  * The data dir's format, in chicago.json. 2 stores stream batches as record batches
- * (src/protocol/batch.ts); a format 1 dir (msgpack batches) still reads, and is marked 2 at start,
- * so a build that reads only 1 refuses it rather than misread the newer batches.
+ * (src/protocol/batch.ts); a format 1 dir (msgpack batches) still reads, and is marked current at start,
+ * so a build that reads only 1 refuses it rather than misread the newer batches. 3 logs a produce
+ * by naming its stream batch rather than carrying a copy (actors/replica.ts encodeLogEntry); an
+ * older dir is marked 3 before any such entry is written, so a build that reads only 1 and 2
+ * refuses it rather than replay entries without their batches.
  */
 const DATA_FORMAT = 3;
 const DATA_FORMATS_READ: readonly number[] = [1, 2, 3];
@@ -350,8 +353,7 @@ export class ChicagoNode implements NodeApi {
     return sent.then((r) => {
       const res = r.res as unknown as ActorProduceResult;
       const skey = streamKeyOf(body.topicId, body.tp);
-      // a batch is decoded here only when a live tail on this node wants its records
-      if (!res.duplicate && this.watchers.watches(skey)) this.watchers.appended(skey, res.base, res.ts, body.records ?? decodeBatch(body.batch!).records, res.hiddenIn, storedBatchOf(body, res));
+      if (!res.duplicate && this.watchers.watches(skey)) this.watchers.appended(skey, producedAppend(body, res), res.hiddenIn);
       return r;
     });
   }
@@ -1003,15 +1005,21 @@ function retentionAfter(now: RetentionSpec, c: RetentionChange): RetentionSpec {
 }
 
 /**
- * The bytes the partition stored for a produce, made here for tails of stored batches (once, when
- * the first asks): the partition stamps the same bytes in the same way (partition.ts produce).
+ * A produce as live tails on this node get it. Its batch is decoded only when a tail of records
+ * asks, and the bytes the partition stored are made only when a tail of batches asks (each once):
+ * the partition stamps the same bytes in the same way (partition.ts produce).
  */
-function storedBatchOf(body: { batch?: Uint8Array; records?: WireRecord[] }, res: { base: number; ts: number }): () => Uint8Array {
-  let made: Uint8Array | undefined;
-  return () => {
-    if (made) return made;
-    const b = body.batch ? Buffer.from(body.batch) : encodeBatch(body.records!.map(([key, value, headers]) => ({ key, value, headers })), res.ts);
-    stampBatch(b, res.base, res.ts);
-    return (made = b);
+function producedAppend(body: { batch?: Uint8Array; records?: WireRecord[] }, res: ActorProduceResult): Append {
+  let records: WireRecord[] | undefined;
+  let stored: Uint8Array | undefined;
+  return {
+    base: res.base, ts: res.ts, count: res.count,
+    records: () => (records ??= body.records ?? decodeBatch(body.batch!).records),
+    batch: () => {
+      if (stored) return stored;
+      const b = body.batch ? Buffer.from(body.batch) : encodeBatch(body.records!.map(([key, value, headers]) => ({ key, value, headers })), res.ts);
+      stampBatch(b, res.base, res.ts);
+      return (stored = b);
+    },
   };
 }

@@ -28,7 +28,19 @@ class Watched {
   readonly tails = new Set<LiveTail>();
   readonly waiters = new Set<Waiter>();
   /** appends answered before they were confirmed, oldest first: pushed once they are */
-  held: Array<{ base: number; ts: number; records: WireRecord[]; epoch: number; batch?: () => Uint8Array }> = [];
+  held: Array<Append & { epoch: number }> = [];
+}
+
+/**
+ * An append acknowledged by its partition: `count` records at `base`. Its records, and the bytes the
+ * partition stored for it (for tails of stored batches), are made when a tail first asks for them:
+ * a batch produced and tailed as batches is never decoded here.
+ */
+export interface Append { base: number; ts: number; count: number; records(): WireRecord[]; batch?(): Uint8Array }
+
+/** An append whose records are at hand. */
+export function appendOf(base: number, ts: number, records: WireRecord[]): Append {
+  return { base, ts, count: records.length, records: () => records };
 }
 
 export function toStored(tp: number, r: FetchReply['records'][number]): StoredRecord {
@@ -68,20 +80,22 @@ class LiveTail implements Tail {
   }
 
   /**
-   * An append at `base`: deliver it from memory when caught up, else read. `batch`: the bytes the
-   * partition stored for it, for a tail of stored batches (without them, such a tail reads).
+   * An append: deliver it from memory when caught up, else read. A tail of stored batches without
+   * the append's batch reads it.
    */
-  appended(base: number, ts: number, records: WireRecord[], batch?: () => Uint8Array): void {
+  appended(a: Append): void {
     if (this.closed) return;
+    const { base, ts } = a;
     if (this.sink.pushBatches) {
-      if (!batch || this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
-      const bytes = batch();
+      if (!a.batch || this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
+      const bytes = a.batch();
       this.credit -= bytes.length;
-      this.position = base + records.length;
+      this.position = base + a.count;
       this.sink.pushBatches(base, [bytes], bytes.length);
       return;
     }
     if (this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
+    const records = a.records();
     const out: StoredRecord[] = [];
     let i = 0;
     // At least one record per push even past the credit, so a large record cannot stall the tail.
@@ -174,15 +188,15 @@ export class StreamWatchers {
    * Called after an append is acknowledged by its partition's leader. One that readers may not see
    * yet (`hiddenIn` the leader's epoch: a failover could still lose it) waits here until confirmed.
    */
-  appended(skey: string, base: number, ts: number, records: WireRecord[], hiddenIn?: number, batch?: () => Uint8Array): void {
+  appended(skey: string, a: Append, hiddenIn?: number): void {
     const w = this.watched.get(skey);
     if (!w) return;
-    if (hiddenIn !== undefined && base + records.length > w.end) {
+    if (hiddenIn !== undefined && a.base + a.count > w.end) {
       if (w.held.length >= limits.heldAppendsPerStreamMax) w.held.shift();
-      w.held.push({ base, ts, records, epoch: hiddenIn, batch });
+      w.held.push({ ...a, epoch: hiddenIn });
       return;
     }
-    this.deliver(w, base, ts, records, batch);
+    this.deliver(w, a);
   }
 
   /**
@@ -196,8 +210,8 @@ export class StreamWatchers {
       if (!w) continue;
       if (w.held.length > 0 && w.held[0].epoch < epoch) w.held = w.held.filter((a) => a.epoch >= epoch);
       let i = 0;
-      for (; i < w.held.length && w.held[i].epoch === epoch && w.held[i].base + w.held[i].records.length <= end; i++) {
-        this.deliver(w, w.held[i].base, w.held[i].ts, w.held[i].records, w.held[i].batch);
+      for (; i < w.held.length && w.held[i].epoch === epoch && w.held[i].base + w.held[i].count <= end; i++) {
+        this.deliver(w, w.held[i]);
       }
       w.held.splice(0, i);
       if (end <= w.end) continue;
@@ -210,9 +224,9 @@ export class StreamWatchers {
     }
   }
 
-  private deliver(w: Watched, base: number, ts: number, records: WireRecord[], batch?: () => Uint8Array): void {
-    w.end = Math.max(w.end, base + records.length);
-    for (const t of w.tails) t.appended(base, ts, records, batch);
+  private deliver(w: Watched, a: Append): void {
+    w.end = Math.max(w.end, a.base + a.count);
+    for (const t of w.tails) t.appended(a);
     for (const waiter of w.waiters) if (w.end > waiter.after) waiter.wake();
   }
 
