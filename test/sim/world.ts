@@ -297,7 +297,7 @@ export class Sim {
   private readonly shown = new Map<number, string>();
   /** the highest seq any leader let readers see */
   private shownSeq = 0;
-  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0, handOffs: 0, divergences: 0, repairs: 0, refusedApplied: 0 };
+  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0, handOffs: 0, divergences: 0, repairs: 0, refusedChecked: 0 };
 
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
@@ -1243,7 +1243,7 @@ export class Sim {
     for (const req of this.requests.values()) {
       const o = req.outcome;
       if (!o || o.ok || o.code === 'OUTCOME_UNKNOWN' || !req.entry) continue;
-      this.stats.refusedApplied++;
+      this.stats.refusedChecked++; // refused writes with an entry, checked against the history
       if (leader.store.logEntry(req.entry.seq)?.equals(req.entry.bytes)) {
         throw new Violation(`invariant 7: #${req.id} ${describeOp(req.op)} was answered ${o.code} at ${o.atMs} ms, but its entry seq ${req.entry.seq} epoch ${req.entry.epoch} is in the history`);
       }
