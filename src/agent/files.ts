@@ -18,7 +18,7 @@ import { type Event, LineLevels, Multiline, type MultilineState, detectLevel } f
 import { type AgentEvent, bytesEntry, cutHeader, keyOfLine, recordEntries } from './records.js';
 import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
 import { sshHeadersOfLine } from './sshd.js';
-import { type Entry, type FileCkpt, type RecsEntry, recsCount, type Spool } from './spool.js';
+import { type Entry, type FileCkpt, type RecsEntry, recsCount, type Spool, valueText } from './spool.js';
 import { nowUs } from './timing.js';
 
 const CHUNK_BYTES = 1024 * 1024;
@@ -900,7 +900,7 @@ export class FileSource {
   private async consume(f: Followed, eof: boolean, wait = true): Promise<void> {
     if (this.plain && f.cut === 0) {
       const e = this.linesAsBytes(f, eof);
-      if (e) return this.emitEntries(f, [e], recsCount(e), wait, () => [e.vb!.data.toString('latin1', 0, Math.min(20, e.vb!.ends[0])), e.vb!.data.toString('latin1', e.vb!.starts[recsCount(e) - 1], Math.min(e.vb!.starts[recsCount(e) - 1] + 20, e.vb!.ends[recsCount(e) - 1]))]);
+      if (e) return this.emitEntries(f, [e], recsCount(e), wait, () => [head20(valueText(e, 0)!), head20(valueText(e, recsCount(e) - 1)!)]);
     }
     // an event's value: its bytes, or its text when they are ASCII (decoded once per read)
     const events: AgentEvent[] = [];
@@ -966,7 +966,7 @@ export class FileSource {
   /**
    * consume's plain path (no multiline, parse or key; no over-long line pending): the complete lines of
    * an all-ASCII read as byte ranges of it, in one entry, with no string and no object per line.
-   * Undefined, nothing changed, for anything else (a non-ASCII byte, a line at the cap, no line).
+   * Undefined, nothing changed, for anything else (a non-ASCII byte, a line to cut, no line).
    */
   private linesAsBytes(f: Followed, eof: boolean): RecsEntry | undefined {
     const buf = f.buf;

@@ -10,7 +10,7 @@ import { PRODUCE_RANGES_TYPE } from '../protocol/api.js';
 import type { Logger } from '../runtime/log.js';
 import { limits } from '../runtime/limits.js';
 import type { AgentConfig } from './config.js';
-import { headersAt, PendingRecords, type Producer, type RecsEntry, recordsOf, recsCount, type SendRange, type ShipRecord, type Span, type Spool, type ValueBytes } from './spool.js';
+import { PendingRecords, type Producer, type RecsEntry, recordsOf, recsCount, type SendRange, type ShipRecord, type Span, type Spool, type ValueBytes } from './spool.js';
 import { BATCH_CONTENT_TYPE, BATCH_HEADER_BYTES, encodeHeaders, sealBatch, varintBytes, writeBatchHeader, writeRecordStart, writeVarint, type EncodedHeaders } from '../protocol/batch.js';
 import http from 'node:http';
 import { nowUs } from './timing.js';
@@ -186,6 +186,7 @@ export class Shipper {
           }
           const spans = q.spans(after + 1, q.lastSeq);
           const n = this.fits(spans);
+          if (n === 0) continue; // nothing after `after` (the records leave only on acks of what was sent)
           const range = { from: after + 1, to: after + n };
           const keyed = keyedIn(q.spans(range.from, range.to));
           // the ack so far rides in the same fdatasync as this batch's range
