@@ -12,7 +12,7 @@ import { FileSource } from '../src/agent/files.js';
 import { detectLevel, LineLevels } from '../src/agent/multiline.js';
 import { bytesEntry, recordEntries } from '../src/agent/records.js';
 import { batchOf, encodeShipBatch } from '../src/agent/shipper.js';
-import { decodeSegment, encodeEntry, recordsOf, recsCount, Spool, type RecsEntry, type Span } from '../src/agent/spool.js';
+import { decodeSegment, encodeEntry, PendingRecords, recordsOf, recsCount, Spool, type RecsEntry, type Span } from '../src/agent/spool.js';
 import { decodeBatch } from '../src/protocol/batch.js';
 import { createLogger } from '../src/runtime/log.js';
 import { waitUntil } from './helpers/bridge.js';
@@ -198,6 +198,38 @@ describe('agent byte path: levels, spool form and batches', () => {
     // ranges that are not lines of one read (far apart) are copied one by one: the same batch
     const far = bytesEntry(spool, 'h', 't', 'logs', '/x.log', T, { data: Buffer.from('aaaa..........bbbb'), starts: Uint32Array.from([14, 0]), ends: Uint32Array.from([18, 4]) });
     expect(encodeShipBatch([span(far)], T).equals(batchOf(recordsOf(far), T))).toBe(true);
+  });
+
+  it('pending records held per entry: any seq range is the right records after partial acks, across many entries', () => {
+    let seed = 11;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const q = new PendingRecords();
+    const all: number[] = [];
+    let next = 0;
+    let acked = -1;
+    for (let round = 0; round < 300; round++) {
+      const n = 1 + rnd(rnd(4) === 0 ? 50 : 3);
+      const e: RecsEntry = { t: 'recs', task: 't', topic: 'x', seq: next, h: {}, v: Array.from({ length: n }, (_, i) => `v${next + i}`) };
+      q.push(e, 0);
+      for (let i = 0; i < n; i++) all.push(next + i);
+      next += n;
+      if (rnd(3) === 0 && acked < next - 1) {
+        acked += 1 + rnd(Math.min(20, next - 1 - acked));
+        q.dropTo(acked);
+      }
+      const held = all.filter((x) => x > acked);
+      expect(q.length).toBe(held.length);
+      if (held.length === 0) continue;
+      expect([q.firstSeq, q.lastSeq]).toEqual([held[0], held[held.length - 1]]);
+      const from = held[0] + rnd(held.length);
+      const to = from + rnd(held[held.length - 1] - from + 1);
+      const got = q.spans(from, to).flatMap((sp) => recordsOf(sp.e, sp.i, sp.j).map((r) => r.value));
+      expect(got).toEqual(held.filter((x) => x >= from && x <= to).map((x) => `v${x}`));
+    }
+    expect(q.toArray().map((r) => r.seq)).toEqual(all.filter((x) => x > acked));
   });
 
   it('records of byte ranges recover from the spool, acknowledged in part, with their seqs', async () => {

@@ -248,7 +248,17 @@ export class PendingRecords {
   /** The records with seqs from..to (clipped to those held), as ranges of their entries. */
   spans(from: number, to: number): Span[] {
     const out: Span[] = [];
-    for (let k = 0; k < this.blocks.length; k++) {
+    // the first entry that holds `from` or a later seq, by bisection: a trickle of small reads behind a
+    // slow node leaves thousands of entries, and the shipper asks on every turn
+    let lo = 0;
+    let hi = this.blocks.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const b = this.blocks[mid];
+      if (b.seq + recsCount(b) - 1 < from) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let k = lo; k < this.blocks.length; k++) {
       const e = this.blocks[k];
       const lo = Math.max(k === 0 ? this.skip : 0, from - e.seq);
       const hi = Math.min(recsCount(e), to - e.seq + 1);
