@@ -107,6 +107,15 @@ describe('agent byte path: a read of ASCII lines', () => {
     expect(entries().map((e) => e.vb !== undefined)).toEqual([true, false]);
   });
 
+  it('a line longer than a decoded piece (64 KiB) and under the cap is one record on the byte path, its level found', async () => {
+    const long = `ERROR ${'y'.repeat(150 * 1024)}`;
+    const { entries, values } = await follow('long', `short one\n${long}\nshort two\n`, { maxLineBytes: 256 * 1024 });
+    await waitUntil('the long line', () => values().length === 3, slow(5000), 5);
+    expect(values()).toEqual(['short one', long, 'short two']);
+    expect(entries().every((e) => e.vb !== undefined)).toBe(true);
+    expect(recordsOf(entries()[0]).map((r) => r.headers.level)).toEqual([undefined, 'error', undefined]);
+  });
+
   it('a non-ASCII line beside ASCII ones: that read takes the string path (UTF-8 text, invalid bytes as base64), the next ASCII read the byte path', async () => {
     const bad = Buffer.from([0x61, 0xff, 0x62]);
     const { file, src, entries, values } = await follow('utf8', Buffer.concat([Buffer.from('ascii one\nhé llo\n'), bad, Buffer.from('\nascii two\n')]));
