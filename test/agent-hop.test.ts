@@ -9,7 +9,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import { ChicagoClient } from '../src/client/index.js';
-import { type IdleShipper, Spool } from '../src/agent/spool.js';
+import { type IdleShipper, recsCount, Spool } from '../src/agent/spool.js';
 import { startAgent } from './helpers/agent.js';
 import { waitUntil } from './helpers/bridge.js';
 import { startNode } from './helpers/launcher.js';
@@ -52,7 +52,7 @@ describe('agent: file → node on the latency path', () => {
     for (let i = 0; i < PAIRS; i++) {
       const n0 = commits.length;
       // an idle shipper whose last batch ends right before A; it may take one batch more
-      const offer: IdleShipper = { after: (spool.next.get('t') ?? 0) - 1, cut: (q) => q.length, notBeforeMs: 0, more: 1 };
+      const offer: IdleShipper = { after: (spool.next.get('t') ?? 0) - 1, cut: (e) => recsCount(e), notBeforeMs: 0, more: 1 };
       spool.offerSend('t', offer);
       const a = spool.append([recs([`a${i}`])]);
       // A's commit has started (a check phase) and its fdatasync runs; B comes now
@@ -76,7 +76,7 @@ describe('agent: file → node on the latency path', () => {
     const sends = spool.sends.get('t') ?? [];
     expect(sends).toHaveLength(2 * PAIRS);
     expect(sends.map((r) => r.from)).toEqual(Array.from({ length: 2 * PAIRS }, (_, k) => k));
-    expect(spool.pending.get('t')?.map((r) => r.value)).toEqual(Array.from({ length: PAIRS }, (_, i) => [`a${i}`, `b${i}`]).flat());
+    expect(spool.records('t').map((r) => r.value)).toEqual(Array.from({ length: PAIRS }, (_, i) => [`a${i}`, `b${i}`]).flat());
   });
 
   it(`lines appended every ${LINE_GAP_MS} ms reach a tailing consumer within ${HOP_P50_MS} ms at p50 in the best of ${WINDOWS} windows (slowdown-scaled)`, async () => {

@@ -107,7 +107,7 @@ describe('agent batch spool entries', () => {
     await spool.append([{ t: 'ack', task: 't', to: 2 }, { t: 'send', task: 't', from: 3, to: 4 }]);
     spool.close();
     const { spool: s2 } = Spool.open(opts);
-    expect(s2.pending.get('t')?.map((r) => [r.seq, r.value])).toEqual([[3, 'n3'], [4, 'n4']]);
+    expect(s2.records('t').map((r) => [r.seq, r.value])).toEqual([[3, 'n3'], [4, 'n4']]);
     expect(s2.sends.get('t')).toEqual([{ from: 3, to: 4 }]);
     expect(s2.takeSeq('t')).toBe(5);
     s2.close();
@@ -142,7 +142,7 @@ describe('agent batch spool entries', () => {
     await tearLastSegment(dir, 3);
     const { spool: s2, report } = Spool.open(opts);
     expect(report.tornBytes).toBeGreaterThan(0);
-    const recs = s2.pending.get('t')!;
+    const recs = s2.records('t');
     expect(recs.map((r) => r.value)).toEqual([...lines, 'é']);
     expect(recs.map((r) => r.ascii ?? false)).toEqual([true, true, true, true, false]);
     expect(recs[3].headers.level).toBe('ERROR');
@@ -166,7 +166,7 @@ describe('agent batch spool entries', () => {
     const { spool: s2, report } = Spool.open(opts);
     expect(report.tornBytes).toBeGreaterThan(0);
     expect(s2.ckpts.get('k')?.offset).toBe(2);
-    expect(s2.pending.get('t')?.map((r) => r.value)).toEqual(['a']);
+    expect(s2.records('t').map((r) => r.value)).toEqual(['a']);
     expect(s2.takeSeq('t')).toBe(1);
     s2.close();
   });

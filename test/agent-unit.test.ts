@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ConfigError, resolveAgentConfig, loadAgentConfig } from '../src/agent/config.js';
 import { Multiline, detectLevel, type Event, type MultilineState } from '../src/agent/multiline.js';
 import { closesFirst, copyInProgress, globRegExp, growth, hashBytes, isRotatedName, judge, supersedes, tailRange } from '../src/agent/identity.js';
-import { decodeSegment, encodeEntry, Spool, type Entry, type FileCkpt } from '../src/agent/spool.js';
+import { decodeSegment, encodeEntry, recsCount, Spool, type Entry, type FileCkpt } from '../src/agent/spool.js';
 import { sendable } from '../src/agent/shipper.js';
 
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `chicago-agent-${p}-`));
@@ -244,7 +244,7 @@ describe('agent spool', () => {
     expect(s2.ckpts.get('k')?.offset).toBe(9);
     expect(s2.acked.get('t')).toBe(2);
     expect(s2.sends.get('t')).toEqual([{ from: 3, to: 4 }]);
-    expect(s2.pending.get('t')?.map((r) => r.seq)).toEqual([3, 4]);
+    expect(s2.records('t').map((r) => r.seq)).toEqual([3, 4]);
     expect(s2.takeSeq('t')).toBe(5);
     s2.close();
   });
@@ -272,7 +272,7 @@ describe('agent spool', () => {
     expect(freed).toBeGreaterThan(0);
     await spool.append([{ t: 'ack', task: 't', to: seq }]);
     expect(spool.full()).toBe(false);
-    expect(spool.pending.get('t')).toEqual([]);
+    expect(spool.records('t')).toEqual([]);
     spool.close();
     // what is left recovers to the same state
     const { spool: s2 } = Spool.open({ dir, quotaBytes: 160 * 1024, segmentBytes: 64 * 1024 });
@@ -288,24 +288,24 @@ describe('agent spool', () => {
     const recs = (task: string, n: number): Entry => ({ t: 'recs', task, topic: 'logs', seq: [...Array(n)].map(() => spool.takeSeq(task))[0], h: {}, v: [...Array(n)].map((_, i) => `v${i}`) });
     await spool.append([recs('t', 3), { t: 'send', task: 't', from: 0, to: 2 }]);
     // the shipper acked 0..2 in memory and waits; its cut takes 2 records a batch
-    spool.offerSend('t', { after: 2, ack: 2, cut: (q) => Math.min(2, q.length), notBeforeMs: 0 });
+    spool.offerSend('t', { after: 2, ack: 2, cut: (e) => Math.min(2, recsCount(e)), notBeforeMs: 0 });
     // another task's records and records not right after the last batch are not taken
     await spool.append([recs('u', 1)]);
     expect(spool.sends.get('u')).toBeUndefined();
     await spool.append([recs('t', 3)]);
     expect(spool.acked.get('t')).toBe(2);
     expect(spool.sends.get('t')).toEqual([{ from: 3, to: 4 }]);
-    expect(spool.pending.get('t')?.map((r) => r.seq)).toEqual([3, 4, 5]);
+    expect(spool.records('t').map((r) => r.seq)).toEqual([3, 4, 5]);
     // taken once: the next append is left alone
     await spool.append([recs('t', 1)]);
     expect(spool.sends.get('t')).toEqual([{ from: 3, to: 4 }]);
     // records before the offered point (unsent yet) keep it from being taken
     await spool.append([{ t: 'ack', task: 't', to: 4 }]);
-    spool.offerSend('t', { after: 4, cut: (q) => q.length, notBeforeMs: 0 });
+    spool.offerSend('t', { after: 4, cut: (e) => recsCount(e), notBeforeMs: 0 });
     await spool.append([recs('t', 1)]);
     expect(spool.sends.get('t')).toBeUndefined();
     // a lingering shipper's offer is not taken before its time; a withdrawn one never
-    spool.offerSend('t', { after: 7, cut: (q) => q.length, notBeforeMs: Date.now() + 60_000 });
+    spool.offerSend('t', { after: 7, cut: (e) => recsCount(e), notBeforeMs: Date.now() + 60_000 });
     await spool.append([recs('t', 1)]);
     spool.withdrawSend('t');
     expect(spool.sends.get('t')).toBeUndefined();
@@ -317,7 +317,7 @@ describe('agent spool', () => {
     expect(taken && taken.t === 'all' && taken.es.map((x) => x.t)).toEqual(['ack', 'recs', 'send']);
     const { spool: s2 } = Spool.open(opts);
     expect(s2.acked.get('t')).toBe(4);
-    expect(s2.pending.get('t')?.map((r) => r.seq)).toEqual([5, 6, 7, 8]);
+    expect(s2.records('t').map((r) => r.seq)).toEqual([5, 6, 7, 8]);
     s2.close();
   });
 
@@ -341,7 +341,7 @@ describe('agent spool', () => {
     expect(snap.t === 'snap' && snap.sends.t).toEqual([{ from: 20, to: 29 }, { from: 30, to: 39 }]);
     const { spool: s2 } = Spool.open(opts);
     expect(s2.sends.get('t')).toEqual([{ from: 20, to: 29 }, { from: 30, to: 39 }]);
-    expect(s2.pending.get('t')?.[0].seq).toBe(20);
+    expect(s2.records('t')[0].seq).toBe(20);
     s2.close();
     // a spool written by an agent with one batch in flight holds one range, not a list
     const old = await tmp('spool-old');

@@ -14,11 +14,11 @@ import type { Logger } from '../runtime/log.js';
 import type { Notice } from './agent.js';
 import type { AgentConfig, SourceConfig } from './config.js';
 import { HEAD_BYTES_MAX, closesFirst, copyInProgress, globRegExp, growth, hashBytes, judge, rotatedName, rotationRank, sameContent, supersedes, tailRange, TAIL_BYTES_MAX } from './identity.js';
-import { type Event, Multiline, type MultilineState, detectLevel } from './multiline.js';
-import { type AgentEvent, cutHeader, keyOfLine, recordEntries } from './records.js';
+import { type Event, LineLevels, Multiline, type MultilineState, detectLevel } from './multiline.js';
+import { type AgentEvent, bytesEntry, cutHeader, keyOfLine, recordEntries } from './records.js';
 import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
 import { sshHeadersOfLine } from './sshd.js';
-import type { Entry, FileCkpt, RecsEntry, Spool } from './spool.js';
+import { type Entry, type FileCkpt, type RecsEntry, recsCount, type Spool, valueText } from './spool.js';
 import { nowUs } from './timing.js';
 
 const CHUNK_BYTES = 1024 * 1024;
@@ -94,6 +94,8 @@ export class FileSource {
   private readonly ml?: Multiline;
   /** where each record's key comes from (sources[].key) */
   private readonly keySpec?: { json: string } | { re: RegExp };
+  /** lines are records as they are (no multiline, parse or key): consume's byte path */
+  private readonly plain: boolean;
   private readonly watchers: FSWatcher[] = [];
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
@@ -133,6 +135,7 @@ export class FileSource {
     this.patterns = src.paths.map((p) => ({ dir: path.dirname(p), re: globRegExp(path.basename(p)) }));
     if (src.multiline) this.ml = new Multiline(src.multiline);
     if (src.key) this.keySpec = 'json' in src.key ? { json: src.key.json } : { re: new RegExp(src.key.regex) };
+    this.plain = !this.ml && !this.keySpec && src.parse === undefined;
   }
 
   /** Follows its globs; the first pass resumes the files this source's checkpoints name (it may wait for a gzipped copy). */
@@ -895,6 +898,10 @@ export class FileSource {
    * (more follows) and the last one cut=`k/k`; a pending multiline event ends before the first.
    */
   private async consume(f: Followed, eof: boolean, wait = true): Promise<void> {
+    if (this.plain && f.cut === 0) {
+      const e = this.linesAsBytes(f, eof);
+      if (e) return this.emitEntries(f, [e], recsCount(e), wait, () => [head20(valueText(e, 0)!), head20(valueText(e, recsCount(e) - 1)!)]);
+    }
     // an event's value: its bytes, or its text when they are ASCII (decoded once per read)
     const events: AgentEvent[] = [];
     const source = f.path;
@@ -956,6 +963,77 @@ export class FileSource {
     await this.emit(f, events, wait, text !== undefined);
   }
 
+  /**
+   * consume's plain path (no multiline, parse or key; no over-long line pending): the complete lines of
+   * an all-ASCII read as byte ranges of it, in one entry, with no string and no object per line.
+   * Undefined, nothing changed, for anything else (a non-ASCII byte, a line to cut, no line).
+   */
+  private linesAsBytes(f: Followed, eof: boolean): RecsEntry | undefined {
+    const buf = f.buf;
+    const pos0 = f.scanPos - f.bufStart;
+    if (pos0 >= buf.length || !isAscii(buf.subarray(pos0))) return undefined;
+    const max = this.cfg.maxLineBytes;
+    let n = 0;
+    let levels: Array<string | undefined> | undefined;
+    // the read decoded in pieces that end at a newline: String indexOf finds newlines faster than a
+    // Buffer call per line and the levels are found in one scan of each piece; a piece stays in V8's
+    // young generation (a 1 MiB string went to old space and cost a full collection every few reads)
+    let at = pos0;
+    let pos = pos0;
+    while (at < buf.length) {
+      let to = Math.min(buf.length, at + DECODE_PIECE_BYTES);
+      if (to < buf.length) {
+        const nl = buf.lastIndexOf(10, to - 1);
+        if (nl >= at) to = nl + 1;
+        else {
+          // a line longer than a piece: the piece is that line
+          const after = buf.indexOf(10, to);
+          to = after < 0 ? buf.length : after + 1;
+        }
+      }
+      const text = buf.toString('latin1', at, to);
+      const ll = new LineLevels(text);
+      let p = 0;
+      for (;;) {
+        const nl = text.indexOf('\n', p);
+        let end: number;
+        let next: number;
+        if (nl >= 0) {
+          if (nl - p > max) return undefined;
+          end = nl;
+          next = nl + 1;
+        } else if (text.length - p >= max) return undefined;
+        else if (eof && p < text.length && to === buf.length) {
+          end = text.length;
+          next = end;
+        } else break;
+        if (end > p && text.charCodeAt(end - 1) === 13) end--;
+        if (n === lineStarts.length) growLines();
+        lineStarts[n] = at + p - pos0;
+        lineEnds[n] = at + end - pos0;
+        const lv = ll.of(p, end);
+        if (lv !== undefined) {
+          levels ??= [];
+          levels[n] = lv;
+        }
+        n++;
+        p = next;
+      }
+      pos = at + p;
+      if (p < text.length) break;
+      at = to;
+    }
+    if (n === 0) return undefined;
+    const starts = lineStarts.slice(0, n);
+    const ends = lineEnds.slice(0, n);
+    if (levels && levels.length < n) levels.length = n;
+    if (lineStarts.length > LINE_SCRATCH_KEPT) resetLines();
+    this.stats.linesRead += n;
+    f.scanPos = f.bufStart + pos;
+    const data = buf.subarray(pos0, pos0 + ends[n - 1]);
+    return bytesEntry(this.spool, this.cfg.host, this.src.task, this.src.topic, f.path, this.now(), { data, starts, ends }, levels);
+  }
+
   private async flushQuiet(f: Followed): Promise<void> {
     if (!this.ml || !f.ml.pending) return;
     const events: Event[] = [];
@@ -973,19 +1051,27 @@ export class FileSource {
       }
     }
     const entries: Entry[] = recordEntries(this.spool, this.cfg.host, this.src.task, this.src.topic, events, asciiText);
+    return this.emitEntries(f, entries, events.length, wait, () => [head20(events[0].value), head20(events[events.length - 1].value)]);
+  }
+
+  /** The entries of `n` records with the checkpoint after them: one append, one fdatasync. */
+  private async emitEntries(f: Followed, entries: Entry[], n: number, wait: boolean, heads: () => [string, string]): Promise<void> {
     const ck = this.ckptOf(f);
     // nothing read of a file restarted at 0 yet: the older checkpoint stays (supersedes)
-    if (events.length > 0 || supersedes(this.spool.ckpts.get(this.ckKey(f.key)), ck)) entries.push({ t: 'ck', key: this.ckKey(f.key), ck });
-    if (events.length > 0 && this.log.isLevelEnabled('debug')) this.log.debug({ task: this.src.task, key: f.key, path: f.path, n: events.length, first: head20(events[0].value), last: head20(events[events.length - 1].value), off: ck.offset, headLen: ck.headLen }, 'emit');
+    if (n > 0 || supersedes(this.spool.ckpts.get(this.ckKey(f.key)), ck)) entries.push({ t: 'ck', key: this.ckKey(f.key), ck });
+    if (n > 0 && this.log.isLevelEnabled('debug')) {
+      const [first, last] = heads();
+      this.log.debug({ task: this.src.task, key: f.key, path: f.path, n, first, last, off: ck.offset, headLen: ck.headLen }, 'emit');
+    }
     // keep the pending event, the partial line and the 1 KiB before them
     const keepFrom = Math.max(f.bufStart, tailRange(ck.offset)[0]);
     if (keepFrom > f.bufStart) {
       f.buf = f.buf.subarray(keepFrom - f.bufStart);
       f.bufStart = keepFrom;
     }
-    if (this.tracing && events.length > 0) {
+    if (this.tracing && n > 0) {
       const r = entries[0] as RecsEntry;
-      this.log.trace({ task: this.src.task, from: r.seq, to: r.seq + events.length - 1, watchUs: this.watchUs, readUs: nowUs() }, 'timing read');
+      this.log.trace({ task: this.src.task, from: r.seq, to: r.seq + n - 1, watchUs: this.watchUs, readUs: nowUs() }, 'timing read');
     }
     if (entries.length === 0) return;
     if (wait) return this.spool.append(entries);
@@ -1103,6 +1189,27 @@ export function rotationOf(names: Set<string>, name: string): { compressed?: str
     }
   }
   return plain;
+}
+
+/** consume's plain path: where each line of a read starts and ends (scratch, reused; shrunk after a read of many short lines) */
+let lineStarts = new Uint32Array(4096);
+let lineEnds = new Uint32Array(4096);
+const LINE_SCRATCH_KEPT = 65536;
+/** consume's plain path decodes a read in pieces of about this many bytes (young-generation strings) */
+const DECODE_PIECE_BYTES = 64 * 1024;
+
+function growLines(): void {
+  const s = new Uint32Array(lineStarts.length * 2);
+  const e = new Uint32Array(lineEnds.length * 2);
+  s.set(lineStarts);
+  e.set(lineEnds);
+  lineStarts = s;
+  lineEnds = e;
+}
+
+function resetLines(): void {
+  lineStarts = new Uint32Array(4096);
+  lineEnds = new Uint32Array(4096);
 }
 
 function head20(v: string | Buffer): string {

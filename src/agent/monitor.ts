@@ -10,6 +10,7 @@ import type { Agent, Notice, TaskSink } from './agent.js';
 import { type ActiveAlert, type AlertState, type Transition, RateWindow, activeAlerts, alertStateText, emptyAlertState, evaluate, restoreAlertState } from './alerts.js';
 import { type HealthSample, Health, flattenHealth } from './health.js';
 import type { AlertsConfig, HealthConfig } from './monitor-config.js';
+import { valueText } from './spool.js';
 import { Webhook } from './webhook.js';
 
 /** notice kinds counted apart (more kinds count only in the total) */
@@ -126,17 +127,17 @@ export class Monitor {
       prev(task);
       const mine = patterns.filter((p) => p.task === undefined || p.task === task);
       if (mine.length === 0) return;
-      const q = spool.pending.get(task) ?? [];
+      const q = spool.pending.get(task);
       const seen = this.lastTapped.get(task) ?? -1;
-      let i = q.length;
-      while (i > 0 && q[i - 1].seq > seen) i--;
-      if (i === q.length) return;
-      this.lastTapped.set(task, q[q.length - 1].seq);
+      if (!q || q.length === 0 || q.lastSeq <= seen) return;
+      this.lastTapped.set(task, q.lastSeq);
       const now = Date.now();
-      for (let j = i; j < q.length; j++) {
-        const r = q[j];
-        if (r.enc) continue;
-        for (const p of mine) if (p.re.test(r.value)) this.patternRates.get(p.name)!.add(now);
+      for (const { e, i, j } of q.spans(seen + 1, q.lastSeq)) {
+        for (let k = i; k < j; k++) {
+          const v = valueText(e, k);
+          if (v === undefined) continue;
+          for (const p of mine) if (p.re.test(v)) this.patternRates.get(p.name)!.add(now);
+        }
       }
     };
   }
@@ -145,8 +146,8 @@ export class Monitor {
   lagSeconds(nowMs: number): Map<string, number> {
     const out = new Map<string, number>();
     for (const task of this.agent.shippers.keys()) {
-      const first = this.agent.spool.pending.get(task)?.[0];
-      const t = first ? Date.parse(first.headers.time) : NaN;
+      const first = this.agent.spool.pending.get(task)?.firstHeaders();
+      const t = first ? Date.parse(first.time) : NaN;
       out.set(task, Number.isFinite(t) ? Math.max(0, (nowMs - t) / 1000) : 0);
     }
     return out;

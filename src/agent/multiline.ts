@@ -142,3 +142,51 @@ export function detectLevel(text: string): string | undefined {
   if (TRACE.test(text)) return 'error';
   return undefined;
 }
+
+/** chars of a line detectLevel looks at */
+const LEVEL_SCAN_CHARS = 200;
+const LEVEL_ALL = new RegExp(LEVEL.source, 'gi');
+const TRACE_STARTS = ['Traceback (most recent call last):', 'Exception in thread ', 'panic: ', 'fatal error: '];
+
+function isWordChar(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+}
+
+/**
+ * detectLevel of each line of one text, asked in order, from one scan of the whole text: no string
+ * per line. A line is [s, e) of the text with no newline in it, and the text's char before s is not
+ * a word char (a newline, or s is 0), nor the one at e (a CR or newline, or the end).
+ */
+export class LineLevels {
+  /** the first match at or after `from` (null: none) */
+  private m: RegExpExecArray | null = null;
+  private from = -1;
+
+  constructor(private readonly text: string) {}
+
+  of(s: number, e: number): string | undefined {
+    const text = this.text;
+    const limit = Math.min(e, s + LEVEL_SCAN_CHARS);
+    // the last match found is this line's or a later one's (or there is none after it): no new scan
+    if (this.from < 0 || (this.m !== null && this.m.index < s)) {
+      LEVEL_ALL.lastIndex = s;
+      this.m = LEVEL_ALL.exec(text);
+      this.from = s;
+    }
+    const m = this.m;
+    if (m !== null && m.index < limit && m.index + m[0].length <= limit) return LEVELS[m[1].toLowerCase()];
+    // a word cut by the 200-char limit: detectLevel sees only its part before the limit
+    if (limit < e && isWordChar(text.charCodeAt(limit - 1)) && isWordChar(text.charCodeAt(limit))) {
+      let w = limit - 1;
+      while (w > s && isWordChar(text.charCodeAt(w - 1))) w--;
+      // the keywords are 3 to 8 letters
+      if (limit - w >= 3 && limit - w <= 8) {
+        const word = text.slice(w, limit).toLowerCase();
+        if (Object.hasOwn(LEVELS, word)) return LEVELS[word];
+      }
+    }
+    if (!TRACE_FIRST.has(text.charCodeAt(s))) return undefined;
+    for (const p of TRACE_STARTS) if (p.length <= e - s && text.startsWith(p, s)) return 'error';
+    return undefined;
+  }
+}

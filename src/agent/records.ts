@@ -1,7 +1,7 @@
 // One record format for everything the agent ships: headers host, task, source, seq, time and
 // (when known) level on every record, whatever produced it (files, journald, scripts, health).
 import { isUtf8 } from 'node:buffer';
-import type { Entry, RecsEntry, Spool } from './spool.js';
+import { type Entry, NO_VALUES, type RecsEntry, type Spool, type ValueBytes } from './spool.js';
 
 export interface AgentEvent {
   /** the record's value: text, or bytes (kept as bytes when they are not UTF-8) */
@@ -126,6 +126,42 @@ const LEVEL_OWN = new Map<string, Record<string, string>>();
 /** levels remembered in LEVEL_OWN (the agent's own are a dozen; a source's own beyond them get an object per record) */
 const LEVEL_OWN_MAX = 64;
 
+function levelOwn(lv: string): Record<string, string> {
+  let own = LEVEL_OWN.get(lv);
+  if (own === undefined) {
+    own = { level: lv };
+    if (LEVEL_OWN.size < LEVEL_OWN_MAX) LEVEL_OWN.set(lv, own);
+  }
+  return own;
+}
+
+/**
+ * The lines of one ASCII file read as one entry of byte ranges, seqs taken now (as recordEntries): no
+ * string and no object per line. They share their source and read time; `levels` (absent: none has
+ * one) gives each line's level, a header of the entry when they all share it, else each record's own.
+ */
+export function bytesEntry(spool: Spool, host: string, task: string, topic: string, source: string, timeMs: number, vb: ValueBytes, levels?: Array<string | undefined>): RecsEntry {
+  const n = vb.starts.length;
+  const h: Record<string, string> = { host, task, source, time: isoTime(timeMs) };
+  let x: Array<Record<string, string> | null> | undefined;
+  if (levels) {
+    const l0 = levels[0];
+    let same = true;
+    for (let i = 1; i < n && same; i++) if (levels[i] !== l0) same = false;
+    if (same) h.level = l0!;
+    else {
+      x = new Array<Record<string, string> | null>(n);
+      for (let i = 0; i < n; i++) {
+        const lv = levels[i];
+        x[i] = lv ? levelOwn(lv) : null;
+      }
+    }
+  }
+  const e: RecsEntry = { t: 'recs', task, topic, seq: spool.takeSeq(task, n), h, v: NO_VALUES, vb, a: 1 };
+  if (x) e.x = x;
+  return e;
+}
+
 /**
  * The common case without an object per record: one source and one time (the lines of one read),
  * no headers of their own, no keys; only the level may differ. Undefined otherwise.
@@ -160,12 +196,7 @@ function plainEntry(spool: Spool, host: string, task: string, topic: string, eve
       const lv = ev.level;
       if (!lv) x[i] = null;
       else {
-        let own = LEVEL_OWN.get(lv);
-        if (own === undefined) {
-          own = { level: lv };
-          if (LEVEL_OWN.size < LEVEL_OWN_MAX) LEVEL_OWN.set(lv, own);
-        }
-        x[i] = own;
+        x[i] = levelOwn(lv);
       }
     }
   }

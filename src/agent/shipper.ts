@@ -10,7 +10,7 @@ import { PRODUCE_RANGES_TYPE } from '../protocol/api.js';
 import type { Logger } from '../runtime/log.js';
 import { limits } from '../runtime/limits.js';
 import type { AgentConfig } from './config.js';
-import type { Producer, SendRange, ShipRecord, Spool } from './spool.js';
+import { PendingRecords, type Producer, type RecsEntry, recordsOf, recsCount, type SendRange, type ShipRecord, type Span, type Spool, type ValueBytes } from './spool.js';
 import { BATCH_CONTENT_TYPE, BATCH_HEADER_BYTES, encodeHeaders, sealBatch, varintBytes, writeBatchHeader, writeRecordStart, writeVarint, type EncodedHeaders } from '../protocol/batch.js';
 import http from 'node:http';
 import { nowUs } from './timing.js';
@@ -165,26 +165,30 @@ export class Shipper {
         for (const { i, previous } of go) this.launch(flights[i], previous, () => { backoff = this.cfg.retry.minMs; });
         const last = flights[flights.length - 1];
         const after = last?.to ?? ackTo ?? durableAck;
-        let q = this.spool.pending.get(this.task) ?? [];
-        let from = q.length === 0 ? 0 : after + 1 - q[0].seq;
+        let q = this.spool.pending.get(this.task) ?? NONE;
+        // records held after the window's last batch
+        let unsent = q.length === 0 ? 0 : q.lastSeq - after;
         const room = flights.length < this.inFlightMax && !(last?.keyed);
         const linger = this.cfg.batch.lingerMs;
         // behind a batch in flight, a batch that is not full waits lingerMs after the last one was cut:
         // lines that come together go together, not one request per read
-        const lingerUntil = flights.length > 0 && linger > 0 && q.length - from < this.cfg.batch.maxRecords ? this.lastCutMs + linger : 0;
-        if (room && from < q.length && Date.now() < lingerUntil) {
+        const lingerUntil = flights.length > 0 && linger > 0 && unsent < this.cfg.batch.maxRecords ? this.lastCutMs + linger : 0;
+        if (room && unsent > 0 && Date.now() < lingerUntil) {
           await this.sleep(lingerUntil - Date.now());
           continue;
         }
-        if (room && from < q.length) {
+        if (room && unsent > 0) {
           // nothing in flight: a short linger makes one batch of lines that come together
-          if (flights.length === 0 && q.length - from < this.cfg.batch.maxRecords && this.cfg.batch.lingerMs > 0 && Date.now() - this.stats.lastAckMs < this.cfg.batch.lingerMs) {
+          if (flights.length === 0 && unsent < this.cfg.batch.maxRecords && this.cfg.batch.lingerMs > 0 && Date.now() - this.stats.lastAckMs < this.cfg.batch.lingerMs) {
             await new Promise((r) => setTimeout(r, this.cfg.batch.lingerMs));
-            q = this.spool.pending.get(this.task) ?? [];
-            from = after + 1 - q[0].seq;
+            q = this.spool.pending.get(this.task) ?? NONE;
+            unsent = q.lastSeq - after;
           }
-          const range = this.cut(q, from);
-          const keyed = q.slice(from, from + range.to - range.from + 1).some((r) => r.key !== undefined);
+          const spans = q.spans(after + 1, q.lastSeq);
+          const n = this.fits(spans);
+          if (n === 0) continue; // nothing after `after` (the records leave only on acks of what was sent)
+          const range = { from: after + 1, to: after + n };
+          const keyed = keyedIn(q.spans(range.from, range.to));
           // the ack so far rides in the same fdatasync as this batch's range
           const ack = ackTo;
           await this.spool.append([...(ack !== undefined ? [{ t: 'ack' as const, task: this.task, to: ack }] : []), { t: 'send', task: this.task, from: range.from, to: range.to }]);
@@ -206,7 +210,7 @@ export class Shipper {
           this.spool.offerSend(this.task, {
             after,
             ack: ackTo,
-            cut: (recs) => { const r = this.cut(recs, 0); return r.to - r.from + 1; },
+            cut: (e) => this.fits([{ e, i: 0, j: recsCount(e) }]),
             notBeforeMs: linger === 0 ? 0 : flights.length === 0 ? this.stats.lastAckMs + linger : this.lastCutMs + linger,
             more: this.inFlightMax - flights.length - 1,
           });
@@ -242,7 +246,7 @@ export class Shipper {
     for (const r of l) {
       if (r.to <= last) continue;
       if (r.from !== last + 1) throw new Error(`spool: task ${this.task} batch ${r.from}..${r.to} does not follow ${last}`);
-      this.flights.push({ from: r.from, to: r.to, keyed: this.recordsOf(r).some((x) => x.key !== undefined), state: 'wait' });
+      this.flights.push({ from: r.from, to: r.to, keyed: keyedIn(this.spansOf(r)), state: 'wait' });
       this.lastCutMs = Date.now();
       last = r.to;
     }
@@ -250,7 +254,7 @@ export class Shipper {
 
   /** Sends one batch; its answer changes its state and wakes the loop. */
   private launch(f: Flight, previous: number | undefined, onAck: () => void): void {
-    const records = this.recordsOf(f);
+    const records = this.spansOf(f);
     f.state = 'sending';
     f.afterAck = previous === undefined || this.flights[this.flights.indexOf(f) - 1]?.state === 'acked';
     this.sending++;
@@ -260,7 +264,7 @@ export class Shipper {
       if (sentUs) this.log.trace({ task: this.task, from: f.from, to: f.to, sentUs, ackUs: nowUs() }, 'timing acked');
       f.state = 'acked';
       this.stats.batches++;
-      this.stats.records += records.length;
+      this.stats.records += f.to - f.from + 1;
       // value bytes (base64 text for binary values), for the agent's metrics
       this.stats.bytes += lastValueBytes.get(records) ?? valueBytesOf(records);
       if (res.duplicate) this.stats.duplicates++;
@@ -289,29 +293,38 @@ export class Shipper {
     });
   }
 
-  /** The next batch: at most maxRecords and maxBytes (the node refuses updates of 20 MB or more). */
-  private cut(q: ShipRecord[], from: number): { from: number; to: number } {
+  /** How many records from the first of `spans` the next batch takes: at most maxRecords and maxBytes (the node refuses updates of 20 MB or more). */
+  private fits(spans: Span[]): number {
     let bytes = 2;
     let n = 0;
-    for (let i = from; i < q.length; i++) {
-      const r = q[i];
-      const size = RECORD_OVERHEAD_BYTES + (r.ascii ? r.value.length : Buffer.byteLength(r.value)) + headerBytes(r.headers) + (r.key !== undefined ? Buffer.byteLength(r.key) + 8 : 0);
-      if (n > 0 && (n >= this.cfg.batch.maxRecords || bytes + size > this.cfg.batch.maxBytes)) break;
-      bytes += size;
-      n++;
+    const maxRecords = this.cfg.batch.maxRecords;
+    const maxBytes = this.cfg.batch.maxBytes;
+    for (const { e, i, j } of spans) {
+      const hb = headerBytes(e.h);
+      const vb = e.vb;
+      for (let k = i; k < j; k++) {
+        let size = RECORD_OVERHEAD_BYTES + hb;
+        if (vb) size += vb.ends[k] - vb.starts[k];
+        else size += e.a ? e.v[k].length : Buffer.byteLength(e.v[k]);
+        const x = e.x?.[k];
+        if (x) size += headerBytes(x) - 24;
+        const key = e.k?.[k];
+        if (typeof key === 'string') size += Buffer.byteLength(key) + 8;
+        if (n > 0 && (n >= maxRecords || bytes + size > maxBytes)) return n;
+        bytes += size;
+        n++;
+      }
     }
-    return { from: q[from].seq, to: q[from + n - 1].seq };
+    return n;
   }
 
-  private recordsOf(range: SendRange): ShipRecord[] {
-    const q = this.spool.pending.get(this.task) ?? [];
-    const at = q.length === 0 ? -1 : range.from - q[0].seq;
-    if (at < 0 || q.length < at + range.to - range.from + 1) {
-      throw new Error(`spool: task ${this.task} holds seq ${q[0]?.seq}..${q[q.length - 1]?.seq}, the batch to send is ${range.from}..${range.to}`);
+  /** The records of a batch's range, as ranges of the spool's entries. */
+  private spansOf(range: SendRange): Span[] {
+    const q = this.spool.pending.get(this.task) ?? NONE;
+    if (q.length === 0 || range.from < q.firstSeq || range.to > q.lastSeq) {
+      throw new Error(`spool: task ${this.task} holds seq ${q.firstSeq}..${q.lastSeq}, the batch to send is ${range.from}..${range.to}`);
     }
-    const out = q.slice(at, at + range.to - range.from + 1);
-    if (out[out.length - 1].seq !== range.to) throw new Error(`spool: task ${this.task} seqs are not contiguous`);
-    return out;
+    return q.spans(range.from, range.to);
   }
 
   private async ensureProducer(): Promise<Producer> {
@@ -337,23 +350,23 @@ export class Shipper {
     return producer;
   }
 
-  private async send(records: ShipRecord[], sequence: number, previous: number | undefined): Promise<{ duplicate: boolean }> {
+  private async send(records: Span[], sequence: number, previous: number | undefined): Promise<{ duplicate: boolean }> {
     const p = this.producer!;
     // keyed records go where their key says (the node places them; a resend of the same batch lands
     // the same way, so it is recognised); a batch without keys goes to the producer's partition
-    const keyed = records.some((r) => r.key !== undefined);
+    const keyed = keyedIn(records);
     const q = `${keyed ? '' : `partition=${p.partition}&`}producerId=${encodeURIComponent(p.id)}&sequence=${sequence}${previous !== undefined ? `&previousSequence=${previous}` : ''}&acks=all`;
     const route = `/v1/topics/${encodeURIComponent(this.topic)}/records?${q}`;
     let answer: string;
     const binary = this.binary;
     try {
-      answer = (await this.request('POST', route, binary ? new RawBatch(batchOf(records)) : new RawJson(bodyOf(records)), true)) as string;
+      answer = (await this.request('POST', route, binary ? new RawBatch(encodeShipBatch(records, Date.now())) : new RawJson(bodyOf(recordsOfSpans(records))), true)) as string;
     } catch (err) {
       // a node that predates record-batch bodies refuses the type: JSON from then on (the same records, the same sequence)
       if (!(binary && err instanceof NodeError && err.code === 'UNSUPPORTED_MEDIA_TYPE')) throw err;
       if (this.binary) this.log.warn({ task: this.task }, 'the node refuses record-batch bodies; sending JSON');
       this.binary = false;
-      answer = (await this.request('POST', route, new RawJson(bodyOf(records)), true)) as string;
+      answer = (await this.request('POST', route, new RawJson(bodyOf(recordsOfSpans(records))), true)) as string;
     }
     return { duplicate: duplicateOf(answer) };
   }
@@ -464,15 +477,43 @@ export class RawBatch {
 
 /** The produce body as one record batch: the same records, values, keys and headers (with seq) as bodyOf. */
 export function batchOf(records: ShipRecord[], timestampMs = Date.now()): Buffer {
-  return encodeShipBatch(records, timestampMs);
+  return encodeShipBatch(records.map(spanOf), timestampMs);
 }
 
-/** value bytes of the batches encoded and not acknowledged yet (metrics without measuring each value again) */
-const lastValueBytes = new WeakMap<ShipRecord[], number>();
+/** A record as an entry of one (records sharing a headers object still share its encoding). */
+function spanOf(r: ShipRecord): Span {
+  const e: RecsEntry = { t: 'recs', task: r.task, topic: r.topic, seq: r.seq, h: r.headers, v: [r.value] };
+  if (r.enc) e.b64 = [0];
+  if (r.ascii) e.a = 1;
+  if (r.key !== undefined) e.k = [r.key];
+  return { e, i: 0, j: 1 };
+}
 
-function valueBytesOf(records: ShipRecord[]): number {
+function recordsOfSpans(spans: Span[]): ShipRecord[] {
+  return spans.flatMap((s) => recordsOf(s.e, s.i, s.j));
+}
+
+/** Whether any of the records has a key (a keyed batch is placed by the node). */
+function keyedIn(spans: Span[]): boolean {
+  for (const { e, i, j } of spans) {
+    if (!e.k) continue;
+    for (let k = i; k < j; k++) if (typeof e.k[k] === 'string') return true;
+  }
+  return false;
+}
+
+/** no records */
+const NONE = new PendingRecords();
+
+/** value bytes of the batches encoded and not acknowledged yet (metrics without measuring each value again) */
+const lastValueBytes = new WeakMap<Span[], number>();
+
+function valueBytesOf(spans: Span[]): number {
   let n = 0;
-  for (const r of records) n += Buffer.byteLength(r.value);
+  for (const { e, i, j } of spans) {
+    if (e.vb) n += e.vb.ends[j - 1] - e.vb.starts[i];
+    else for (let k = i; k < j; k++) n += Buffer.byteLength(e.v[k]);
+  }
   return n;
 }
 
@@ -481,6 +522,7 @@ let recLens: number[] = [];
 let valLens: number[] = [];
 let sharedOf: EncodedHeaders[] = [];
 const SEQ_NAME = [0x73, 0x65, 0x71]; // "seq"
+const NO_HEADERS: EncodedHeaders = { count: 0, bytes: Buffer.alloc(0) };
 
 /** Node's Buffer.prototype.latin1Write (undocumented, as msgpackr uses utf8Write): half the cost of write(…, 'latin1') per value */
 const latin1Write = (Buffer.prototype as unknown as { latin1Write?: (s: string, at: number, len: number) => number }).latin1Write;
@@ -491,87 +533,155 @@ function digitsOf(n: number): number {
   return d;
 }
 
+/** where each span's values are staged in the batch, minus their first start (NaN: not staged) */
+let staged: number[] = [];
+/** the most bytes between two lines of a staged span (a newline, CR LF): fewer than any record's own */
+const STAGE_GAP_MAX = 4;
+
+/** Whether records [i, j) of vb are lines in order, at most STAGE_GAP_MAX bytes apart (as a read's are). */
+function stageable(vb: ValueBytes, i: number, j: number): boolean {
+  if (vb.ends[i] < vb.starts[i]) return false;
+  for (let k = i + 1; k < j; k++) {
+    const gap = vb.starts[k] - vb.ends[k - 1];
+    if (gap < 0 || gap > STAGE_GAP_MAX || vb.ends[k] < vb.starts[k]) return false;
+  }
+  return true;
+}
+
+function withoutSeq(h: Record<string, string>): EncodedHeaders {
+  const { seq: _seq, ...rest } = h;
+  return encodeHeaders(rest);
+}
+
 /**
- * One record batch straight from the spool's records, sized in one pass and written in a second:
- * no per-record objects or strings (the seq header's digits are written as bytes). Records of one
- * append share their headers object: encoded once, seq added per record.
+ * One record batch straight from the spool's entries, sized in one pass and written in a second:
+ * no per-record objects or strings (the seq header's digits are written as bytes; a value held as
+ * bytes is copied from them). The records of an entry share its headers: encoded once (once per
+ * distinct headers of their own), seq added per record.
  */
-function encodeShipBatch(records: ShipRecord[], timestampMs: number): Buffer {
-  const n = records.length;
+export function encodeShipBatch(spans: Span[], timestampMs: number): Buffer {
+  let n = 0;
+  for (const s of spans) n += s.j - s.i;
   if (recLens.length < n) { recLens = new Array<number>(n); valLens = new Array<number>(n); sharedOf = new Array<EncodedHeaders>(n); }
   let lastH: Record<string, string> | undefined;
-  let shared: EncodedHeaders = { count: 0, bytes: Buffer.alloc(0) };
+  let shared = NO_HEADERS;
   let decoded: Map<number, Buffer> | undefined;
   let total = BATCH_HEADER_BYTES;
   let textBytes = 0;
-  for (let i = 0; i < n; i++) {
-    const r = records[i];
-    if (r.headers !== lastH) {
-      lastH = r.headers;
-      const { seq: _seq, ...rest } = r.headers;
-      shared = encodeHeaders(rest);
+  let idx = 0;
+  for (const { e, i, j } of spans) {
+    const vb = e.vb;
+    const b64 = e.b64 ? new Set(e.b64) : undefined;
+    let merged: Map<Record<string, string>, EncodedHeaders> | undefined;
+    for (let k = i; k < j; k++, idx++) {
+      const x = e.x?.[k];
+      let sh: EncodedHeaders;
+      if (!x) {
+        if (e.h !== lastH) {
+          lastH = e.h;
+          shared = withoutSeq(e.h);
+        }
+        sh = shared;
+      } else {
+        merged ??= new Map();
+        let m = merged.get(x);
+        if (!m) merged.set(x, (m = withoutSeq({ ...e.h, ...x })));
+        sh = m;
+      }
+      sharedOf[idx] = sh;
+      let vl: number;
+      if (vb) {
+        vl = vb.ends[k] - vb.starts[k];
+        textBytes += vl;
+      } else if (b64?.has(k)) {
+        const b = Buffer.from(e.v[k], 'base64');
+        (decoded ??= new Map()).set(idx, b);
+        vl = b.length;
+        textBytes += e.v[k].length;
+      } else {
+        vl = e.a ? e.v[k].length : Buffer.byteLength(e.v[k]);
+        textBytes += vl;
+      }
+      valLens[idx] = vl;
+      const key = e.k?.[k];
+      const kl = typeof key === 'string' ? Buffer.byteLength(key) : -1;
+      // attributes, timestampDelta 0, offsetDelta, key, value, header count, shared headers, seq header
+      const body = 2 + varintBytes(idx) + (kl < 0 ? 1 : varintBytes(kl) + kl) + varintBytes(vl) + vl
+        + varintBytes(sh.count + 1) + sh.bytes.length + 5 + digitsOf(e.seq + k);
+      recLens[idx] = body;
+      total += varintBytes(body) + body;
     }
-    sharedOf[i] = shared;
-    let vl: number;
-    if (r.enc === 'base64') {
-      const b = Buffer.from(r.value, 'base64');
-      (decoded ??= new Map()).set(i, b);
-      vl = b.length;
-      textBytes += r.value.length;
-    } else if (r.ascii) {
-      vl = r.value.length;
-      textBytes += vl;
-    } else {
-      vl = Buffer.byteLength(r.value);
-      textBytes += vl;
-    }
-    valLens[i] = vl;
-    const kl = r.key === undefined ? -1 : Buffer.byteLength(r.key);
-    // attributes, timestampDelta 0, offsetDelta, key, value, header count, shared headers, seq header
-    const body = 2 + varintBytes(i) + (kl < 0 ? 1 : varintBytes(kl) + kl) + varintBytes(vl) + vl
-      + varintBytes(shared.count + 1) + shared.bytes.length + 5 + digitsOf(r.seq);
-    recLens[i] = body;
-    total += varintBytes(body) + body;
   }
   const buf = Buffer.allocUnsafe(total);
+  // values held as bytes are staged first, their read's bytes copied at once to the end of the batch
+  // (one copy per entry, not one per line); each is then moved to its place with copyWithin, which
+  // allocates nothing (Buffer.copy makes a view per call). A record's other bytes outnumber the
+  // newline between two lines, so the writes never reach a staged value before it is moved.
+  if (staged.length < spans.length) staged = new Array<number>(spans.length);
+  let stageAt = total;
+  for (let s = spans.length - 1; s >= 0; s--) {
+    const { e, i, j } = spans[s];
+    staged[s] = NaN;
+    if (!e.vb || !stageable(e.vb, i, j)) continue;
+    stageAt -= e.vb.ends[j - 1] - e.vb.starts[i];
+    staged[s] = stageAt - e.vb.starts[i];
+  }
+  for (let s = 0; s < spans.length; s++) {
+    const { e, i, j } = spans[s];
+    if (!Number.isNaN(staged[s])) e.vb!.data.copy(buf, staged[s] + e.vb!.starts[i], e.vb!.starts[i], e.vb!.ends[j - 1]);
+  }
   writeBatchHeader(buf, n, timestampMs);
   let pos = BATCH_HEADER_BYTES;
-  for (let i = 0; i < n; i++) {
-    const r = records[i];
-    pos = writeRecordStart(buf, pos, recLens[i], i);
-    if (r.key === undefined) buf[pos++] = 1; // zigzag(-1): no key
-    else {
-      const kl = Buffer.byteLength(r.key);
-      pos = writeVarint(buf, pos, kl);
-      pos += buf.write(r.key, pos, kl, 'utf8');
+  idx = 0;
+  for (let s = 0; s < spans.length; s++) {
+    const { e, i, j } = spans[s];
+    const vb = e.vb;
+    const at = staged[s];
+    for (let k = i; k < j; k++, idx++) {
+      pos = writeRecordStart(buf, pos, recLens[idx], idx);
+      const key = e.k?.[k];
+      if (typeof key !== 'string') buf[pos++] = 1; // zigzag(-1): no key
+      else {
+        const kl = Buffer.byteLength(key);
+        pos = writeVarint(buf, pos, kl);
+        pos += buf.write(key, pos, kl, 'utf8');
+      }
+      const vl = valLens[idx];
+      pos = writeVarint(buf, pos, vl);
+      if (vb) {
+        if (!Number.isNaN(at)) buf.copyWithin(pos, at + vb.starts[k], at + vb.ends[k]);
+        else vb.data.copy(buf, pos, vb.starts[k], vb.ends[k]);
+      }
+      else {
+        const d = decoded?.get(idx);
+        const v = e.v[k];
+        if (d) buf.set(d, pos);
+        // as many bytes as chars: ASCII, whose UTF-8 is its Latin-1 (a plain copy rather than an encode),
+        // through Buffer's own latin1Write when it has one (write() dispatches on the encoding per call)
+        else if (vl === v.length) {
+          if (latin1Write) latin1Write.call(buf, v, pos, vl);
+          else buf.write(v, pos, vl, 'latin1');
+        } else buf.write(v, pos, vl, 'utf8');
+      }
+      pos += vl;
+      const sh = sharedOf[idx];
+      pos = writeVarint(buf, pos, sh.count + 1);
+      buf.set(sh.bytes, pos);
+      pos += sh.bytes.length;
+      // the seq header: name length 3 (zigzag 6), "seq", digit count (zigzag), digits
+      buf[pos++] = 6;
+      buf[pos++] = SEQ_NAME[0]; buf[pos++] = SEQ_NAME[1]; buf[pos++] = SEQ_NAME[2];
+      const seq = e.seq + k;
+      const digits = digitsOf(seq);
+      buf[pos++] = digits * 2;
+      let v = seq;
+      for (let q = pos + digits - 1; q >= pos; q--) { buf[q] = 48 + (v % 10); v = Math.floor(v / 10); }
+      pos += digits;
     }
-    const vl = valLens[i];
-    pos = writeVarint(buf, pos, vl);
-    const d = decoded?.get(i);
-    if (d) buf.set(d, pos);
-    // as many bytes as chars: ASCII, whose UTF-8 is its Latin-1 (a plain copy rather than an encode),
-    // through Buffer's own latin1Write when it has one (write() dispatches on the encoding per call)
-    else if (vl === r.value.length) {
-      if (latin1Write) latin1Write.call(buf, r.value, pos, vl);
-      else buf.write(r.value, pos, vl, 'latin1');
-    } else buf.write(r.value, pos, vl, 'utf8');
-    pos += vl;
-    const sh = sharedOf[i];
-    pos = writeVarint(buf, pos, sh.count + 1);
-    buf.set(sh.bytes, pos);
-    pos += sh.bytes.length;
-    // the seq header: name length 3 (zigzag 6), "seq", digit count (zigzag), digits
-    buf[pos++] = 6;
-    buf[pos++] = SEQ_NAME[0]; buf[pos++] = SEQ_NAME[1]; buf[pos++] = SEQ_NAME[2];
-    const digits = digitsOf(r.seq);
-    buf[pos++] = digits * 2;
-    let v = r.seq;
-    for (let j = pos + digits - 1; j >= pos; j--) { buf[j] = 48 + (v % 10); v = Math.floor(v / 10); }
-    pos += digits;
   }
-  sharedOf.fill(shared, 0, n); // drop references to this batch's other headers
+  sharedOf.fill(NO_HEADERS, 0, n); // drop references to this batch's headers
   if (pos !== total) throw new Error(`batch encoder wrote ${pos} of ${total} bytes`);
-  lastValueBytes.set(records, textBytes);
+  lastValueBytes.set(spans, textBytes);
   return sealBatch(buf);
 }
 

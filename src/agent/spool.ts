@@ -5,7 +5,7 @@
 // write keeps records and checkpoint together or neither (never records the file is read for again). Every segment starts with a snapshot of
 // the state (producers, sequences, acks, checkpoints), so older segments can go once every record in
 // them is acknowledged — and an ack is only used for that after its own append was synced.
-import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -65,8 +65,8 @@ export interface IdleShipper {
   /** the last seq of the shipper's last batch (in flight or acknowledged) */
   after: number;
   ack?: number;
-  /** how many of the records (from the first) the batch takes: the shipper's own cut */
-  cut: (q: ShipRecord[]) => number;
+  /** how many of the entry's records (from the first) the batch takes: the shipper's own cut */
+  cut: (e: RecsEntry) => number;
   /** no batch is cut before (the shipper's linger) */
   notBeforeMs: number;
   /**
@@ -96,7 +96,23 @@ export interface RecsEntry {
   k?: Array<string | null>;
   /** every value is ASCII text (a file read that was all ASCII): spooled as raw bytes, shipped without measuring or encoding */
   a?: 1;
+  /**
+   * the values as byte ranges of one buffer instead of `v` (which is then empty): ASCII lines of a
+   * file read, kept as the bytes they were read as (no string and no object per line)
+   */
+  vb?: ValueBytes;
 }
+
+/** Values as ranges of one buffer: value i is data[starts[i], ends[i]). */
+export interface ValueBytes { data: Buffer; starts: Uint32Array; ends: Uint32Array }
+
+/** How many records a 'recs' entry holds. */
+export function recsCount(e: RecsEntry): number {
+  return e.vb ? e.vb.starts.length : e.v.length;
+}
+
+/** The values of an entry whose values are bytes (vb): none as strings. */
+export const NO_VALUES: string[] = [];
 
 export type Entry =
   /** one record per entry: still read from older segments, no longer written */
@@ -116,21 +132,40 @@ export type Entry =
 /** A batch's seq range: written to the spool before the batch is sent. */
 export interface SendRange { from: number; to: number }
 
-function recordTextBytes(r: ShipRecord): number {
-  return r.value.length + (r.headers.source?.length ?? 0) + RECORD_HEADERS_BYTES;
+/** Text bytes of records [i, j) of e in memory, about (values and headers). */
+function textBytes(e: RecsEntry, i: number, j: number): number {
+  if (j <= i) return 0;
+  let values = 0;
+  if (e.vb) values = e.vb.ends[j - 1] - e.vb.starts[i];
+  else for (let k = i; k < j; k++) values += e.v[k].length;
+  return values + (j - i) * ((e.h.source?.length ?? 0) + RECORD_HEADERS_BYTES);
+}
+
+/** Record k's headers: the shared ones, or those merged with its own (a new object). */
+export function headersAt(e: RecsEntry, k: number): Record<string, string> {
+  const x = e.x?.[k];
+  return x ? { ...e.h, ...x } : e.h;
+}
+
+/** Record k's value as text: Latin-1 of its bytes (ASCII), its text, or undefined when it is bytes held as base64. */
+export function valueText(e: RecsEntry, k: number): string | undefined {
+  if (e.vb) return e.vb.data.toString('latin1', e.vb.starts[k], e.vb.ends[k]);
+  if (e.b64?.includes(k)) return undefined;
+  return e.v[k];
 }
 
 /**
- * The records of a 'recs' entry. Records without headers of their own share one headers object,
- * which holds no seq: the shipper adds each record's seq header when it builds the request.
+ * The records of a 'recs' entry as objects (tests, the JSON body for an old node, alert patterns):
+ * the shipper's own path reads the entry as it is. Records without headers of their own share one
+ * headers object, which holds no seq: the shipper adds each record's seq header when it builds the request.
  */
-export function recordsOf(e: RecsEntry): ShipRecord[] {
-  const out: ShipRecord[] = new Array<ShipRecord>(e.v.length);
+export function recordsOf(e: RecsEntry, from = 0, to = recsCount(e)): ShipRecord[] {
+  const out: ShipRecord[] = new Array<ShipRecord>(to - from);
   const b64 = e.b64 ? new Set(e.b64) : undefined;
   // records whose own headers are one object (a level shared in memory) share the merged headers too
   let lastX: Record<string, string> | undefined;
   let lastHeaders = e.h;
-  for (let i = 0; i < e.v.length; i++) {
+  for (let i = from; i < to; i++) {
     const seq = e.seq + i;
     const x = e.x?.[i];
     let headers = e.h;
@@ -141,12 +176,107 @@ export function recordsOf(e: RecsEntry): ShipRecord[] {
       }
       headers = lastHeaders;
     }
-    out[i] = b64?.has(i) ? { task: e.task, seq, topic: e.topic, value: e.v[i], enc: 'base64', headers }
-      : e.a ? { task: e.task, seq, topic: e.topic, value: e.v[i], headers, ascii: true } : { task: e.task, seq, topic: e.topic, value: e.v[i], headers };
+    const value = e.vb ? e.vb.data.toString('latin1', e.vb.starts[i], e.vb.ends[i]) : e.v[i];
+    const r: ShipRecord = b64?.has(i) ? { task: e.task, seq, topic: e.topic, value, enc: 'base64', headers }
+      : e.a ? { task: e.task, seq, topic: e.topic, value, headers, ascii: true } : { task: e.task, seq, topic: e.topic, value, headers };
     const key = e.k?.[i];
-    if (typeof key === 'string') out[i].key = key;
+    if (typeof key === 'string') r.key = key;
+    out[i - from] = r;
   }
   return out;
+}
+
+/** Records [i, j) of a 'recs' entry. */
+export interface Span { e: RecsEntry; i: number; j: number }
+
+/**
+ * A task's records not acknowledged yet, in seq order, as the entries they were appended in (no
+ * object per record): the first entry's records before `skip` are acknowledged.
+ */
+export class PendingRecords {
+  private readonly blocks: RecsEntry[] = [];
+  private skip = 0;
+  /** records held */
+  length = 0;
+
+  /** the first record's seq (NaN when none) */
+  get firstSeq(): number {
+    return this.blocks.length === 0 ? Number.NaN : this.blocks[0].seq + this.skip;
+  }
+
+  /** the last record's seq (NaN when none) */
+  get lastSeq(): number {
+    const b = this.blocks[this.blocks.length - 1];
+    return b === undefined ? Number.NaN : b.seq + recsCount(b) - 1;
+  }
+
+  /** e's records from index `from` on, right after the last one held. */
+  push(e: RecsEntry, from: number): void {
+    const n = recsCount(e);
+    if (from >= n) return;
+    if (this.length > 0 && this.lastSeq + 1 !== e.seq + from) throw new Error(`spool: task ${e.task} seq ${e.seq + from} follows ${this.lastSeq}`);
+    if (this.length === 0) {
+      this.blocks.length = 0;
+      this.skip = from;
+    }
+    this.blocks.push(e);
+    this.length += n - from;
+  }
+
+  /** Drops the records up to seq `to`; their text bytes (about). */
+  dropTo(to: number): number {
+    let freed = 0;
+    let k = 0;
+    while (k < this.blocks.length && this.length > 0) {
+      const b = this.blocks[k];
+      const n = recsCount(b);
+      const upto = Math.min(n, to - b.seq + 1);
+      if (upto <= this.skip) break;
+      freed += textBytes(b, this.skip, upto);
+      this.length -= upto - this.skip;
+      if (upto < n) {
+        this.skip = upto;
+        break;
+      }
+      this.skip = 0;
+      k++;
+    }
+    if (k > 0) this.blocks.splice(0, k);
+    return freed;
+  }
+
+  /** The records with seqs from..to (clipped to those held), as ranges of their entries. */
+  spans(from: number, to: number): Span[] {
+    const out: Span[] = [];
+    // the first entry that holds `from` or a later seq, by bisection: a trickle of small reads behind a
+    // slow node leaves thousands of entries, and the shipper asks on every turn
+    let lo = 0;
+    let hi = this.blocks.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const b = this.blocks[mid];
+      if (b.seq + recsCount(b) - 1 < from) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let k = lo; k < this.blocks.length; k++) {
+      const e = this.blocks[k];
+      const lo = Math.max(k === 0 ? this.skip : 0, from - e.seq);
+      const hi = Math.min(recsCount(e), to - e.seq + 1);
+      if (lo < hi) out.push({ e, i: lo, j: hi });
+      if (e.seq + hi - 1 >= to) break;
+    }
+    return out;
+  }
+
+  /** The first record's headers (undefined when none). */
+  firstHeaders(): Record<string, string> | undefined {
+    return this.length === 0 ? undefined : headersAt(this.blocks[0], this.skip);
+  }
+
+  /** Every record as an object (tests, slow paths). */
+  toArray(): ShipRecord[] {
+    return this.spans(this.firstSeq, this.lastSeq).flatMap((s) => recordsOf(s.e, s.i, s.j));
+  }
 }
 
 /**
@@ -157,13 +287,24 @@ export function recordsOf(e: RecsEntry): ShipRecord[] {
  * per line; a value's bytes are copied as they are.
  */
 const BINARY_BODY = 0x00;
+/**
+ * The form for entries whose values are byte ranges (RecsEntry.vb, the lines of an ASCII file read):
+ * `0x01 | u32 LE metaLength | meta JSON | per such entry: u32 LE starts[n], u32 LE ends[n], raw bytes`,
+ * where meta holds each such entry without `v` and with `vn` (n) and `rl` (raw length); value i is
+ * raw[starts[i], ends[i]). The raw bytes are the read's, newlines included, written from its buffer (no copy).
+ */
+const RANGES_BODY = 0x01;
+/** buffers one writev takes (Linux's IOV_MAX); a commit of more is written as one copy */
+const IOV_MAX = 1024;
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** The ASCII 'recs' entries of an entry (itself, or those inside an 'all'), in order. */
-function asciiRecs(e: Entry): RecsEntry[] | undefined {
-  if (e.t === 'recs') return e.a ? [e] : undefined;
+function asciiRecs(e: Entry, bytes: boolean): RecsEntry[] | undefined {
+  const want = (x: Entry): x is RecsEntry => x.t === 'recs' && (bytes ? x.vb !== undefined : x.a === 1);
+  if (e.t === 'recs') return want(e) ? [e] : undefined;
   if (e.t !== 'all') return undefined;
   let out: RecsEntry[] | undefined;
-  for (const x of e.es) if (x.t === 'recs' && x.a) (out ??= []).push(x);
+  for (const x of e.es) if (want(x)) (out ??= []).push(x);
   return out;
 }
 
@@ -177,6 +318,22 @@ function metaOf(e: Entry): Entry {
   if (e.t === 'recs') return lens(e);
   if (e.t === 'all') return { t: 'all', es: e.es.map((x) => (x.t === 'recs' && x.a ? lens(x) : x)) };
   return e;
+}
+
+function rangesMetaOf(e: Entry): Entry {
+  const meta = (r: RecsEntry): Entry => {
+    const { v: _v, vb, ...rest } = r;
+    return { ...rest, vn: vb!.starts.length, rl: vb!.data.length } as unknown as Entry;
+  };
+  if (e.t === 'recs') return e.vb ? meta(e) : e;
+  if (e.t === 'all') return { t: 'all', es: e.es.map((x) => (x.t === 'recs' && x.vb ? meta(x) : x)) };
+  return e;
+}
+
+function withHeader(out: Buffer): Buffer {
+  out.writeUInt32LE(out.length - RECORD_HEADER_BYTES, 0);
+  out.writeUInt32LE(zlib.crc32(out.subarray(RECORD_HEADER_BYTES)), 4);
+  return out;
 }
 
 function encodeBinary(e: Entry, recs: RecsEntry[]): Buffer {
@@ -197,9 +354,42 @@ function encodeBinary(e: Entry, recs: RecsEntry[]): Buffer {
     pos += out.write(all, pos, all.length, 'latin1');
   }
   if (pos !== out.length) throw new Error(`spool encoder wrote ${pos} of ${out.length} bytes`);
-  out.writeUInt32LE(len, 0);
-  out.writeUInt32LE(zlib.crc32(out.subarray(RECORD_HEADER_BYTES)), 4);
+  return withHeader(out);
+}
+
+function u32Bytes(a: Uint32Array): Buffer {
+  if (LITTLE_ENDIAN) return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  const out = Buffer.allocUnsafe(4 * a.length);
+  for (let i = 0; i < a.length; i++) out.writeUInt32LE(a[i], 4 * i);
   return out;
+}
+
+/**
+ * The RANGES_BODY form as the parts of one spool record, written with one writev: the values' bytes
+ * are written from the read they are ranges of (no copy), and the records keep pointing there.
+ */
+function encodeRanges(e: Entry, recs: RecsEntry[]): Buffer[] {
+  const meta = JSON.stringify(rangesMetaOf(e));
+  const metaLen = Buffer.byteLength(meta);
+  let len = 5 + metaLen;
+  for (const r of recs) len += 8 * r.vb!.starts.length + r.vb!.data.length;
+  if (len > SPOOL_RECORD_BYTES_MAX) throw new Error(`spool record of ${len} bytes exceeds ${SPOOL_RECORD_BYTES_MAX}`);
+  const head = Buffer.allocUnsafe(RECORD_HEADER_BYTES + 5 + metaLen);
+  head.writeUInt32LE(len, 0);
+  head[RECORD_HEADER_BYTES] = RANGES_BODY;
+  head.writeUInt32LE(metaLen, RECORD_HEADER_BYTES + 1);
+  head.write(meta, RECORD_HEADER_BYTES + 5, metaLen, metaLen === meta.length ? 'latin1' : 'utf8');
+  const parts: Buffer[] = [head];
+  let crc = zlib.crc32(head.subarray(RECORD_HEADER_BYTES));
+  for (const r of recs) {
+    const vb = r.vb!;
+    for (const b of [u32Bytes(vb.starts), u32Bytes(vb.ends), vb.data] as Buffer[]) {
+      parts.push(b);
+      crc = zlib.crc32(b, crc);
+    }
+  }
+  head.writeUInt32LE(crc, 4);
+  return parts;
 }
 
 /** A binary body back to its entry (the values as strings again). Throws when it does not add up. */
@@ -225,8 +415,46 @@ function decodeBinary(body: Buffer): Entry {
   return e;
 }
 
+/** A RANGES_BODY back to its entry: values as ranges of a copy of their bytes (not of the segment read at recovery). */
+function decodeRanges(body: Buffer): Entry {
+  const metaLen = body.readUInt32LE(1);
+  const e = JSON.parse(body.toString('utf8', 5, 5 + metaLen)) as Entry;
+  let pos = 5 + metaLen;
+  const ranges = (r: RecsEntry & { vn?: number; rl?: number }): void => {
+    const n = r.vn;
+    const rl = r.rl;
+    if (!Number.isInteger(n) || !Number.isInteger(rl) || n! < 0 || rl! < 0) throw new Error('ranges spool record without counts');
+    if (pos + 8 * n! + rl! > body.length) throw new Error('ranges spool record runs past its end');
+    const starts = new Uint32Array(n!);
+    const ends = new Uint32Array(n!);
+    for (let i = 0; i < n!; i++) starts[i] = body.readUInt32LE(pos + 4 * i);
+    pos += 4 * n!;
+    for (let i = 0; i < n!; i++) ends[i] = body.readUInt32LE(pos + 4 * i);
+    pos += 4 * n!;
+    for (let i = 0; i < n!; i++) if (starts[i] > ends[i] || ends[i] > rl!) throw new Error('ranges spool record has a value outside its bytes');
+    const data = Buffer.from(body.subarray(pos, pos + rl!));
+    pos += rl!;
+    delete r.vn;
+    delete r.rl;
+    r.v = NO_VALUES;
+    r.vb = { data, starts, ends };
+  };
+  if (e.t === 'recs') ranges(e);
+  else if (e.t === 'all') for (const x of e.es) if (x.t === 'recs' && (x as { vn?: number }).vn !== undefined) ranges(x);
+  if (pos !== body.length) throw new Error('ranges spool record has bytes after its values');
+  return e;
+}
+
+/** A spool record as parts to write back to back (one Buffer for all but the RANGES_BODY form). */
+export function encodeEntryParts(e: Entry): Buffer[] {
+  const ranges = asciiRecs(e, true);
+  return ranges ? encodeRanges(e, ranges) : [encodeEntry(e)];
+}
+
 export function encodeEntry(e: Entry): Buffer {
-  const recs = asciiRecs(e);
+  const ranges = asciiRecs(e, true);
+  if (ranges) return Buffer.concat(encodeRanges(e, ranges));
+  const recs = asciiRecs(e, false);
   if (recs) return encodeBinary(e, recs);
   const json = JSON.stringify(e);
   // the JSON written once, straight after its header (no second copy)
@@ -235,9 +463,7 @@ export function encodeEntry(e: Entry): Buffer {
   const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + len);
   // as many bytes as chars: ASCII, whose UTF-8 is its Latin-1 (a plain copy rather than an encode)
   out.write(json, RECORD_HEADER_BYTES, len, len === json.length ? 'latin1' : 'utf8');
-  out.writeUInt32LE(len, 0);
-  out.writeUInt32LE(zlib.crc32(out.subarray(RECORD_HEADER_BYTES)), 4);
-  return out;
+  return withHeader(out);
 }
 
 /** The whole records of a segment and where the valid part ends (a torn or corrupt tail starts there). */
@@ -252,7 +478,7 @@ export function decodeSegment(buf: Buffer): { entries: Entry[]; validBytes: numb
     if (zlib.crc32(body) !== crc) break;
     let e: Entry;
     try {
-      e = body[0] === BINARY_BODY ? decodeBinary(body) : JSON.parse(body.toString('utf8')) as Entry;
+      e = body[0] === BINARY_BODY ? decodeBinary(body) : body[0] === RANGES_BODY ? decodeRanges(body) : JSON.parse(body.toString('utf8')) as Entry;
     } catch {
       break;
     }
@@ -295,7 +521,11 @@ export class Spool {
    */
   readonly sends = new Map<string, SendRange[]>();
   /** records not yet acknowledged, per task, in seq order (bounded by the quota) */
-  readonly pending = new Map<string, ShipRecord[]>();
+  readonly pending = new Map<string, PendingRecords>();
+  /** A task's pending records as objects (tests, slow paths). */
+  records(task: string): ShipRecord[] {
+    return this.pending.get(task)?.toArray() ?? [];
+  }
   private segments: Segment[] = [];
   /** text bytes of the records in `pending`, about */
   private pendingBytes = 0;
@@ -390,13 +620,14 @@ export class Spool {
       if (e.t !== 'recs') continue;
       const s = this.idle.get(e.task);
       // only the records right after the shipper's last batch: a record before them is unsent yet
-      if (!s || e.v.length === 0 || e.seq !== s.after + 1 || Date.now() < s.notBeforeMs) continue;
+      const count = recsCount(e);
+      if (!s || count === 0 || e.seq !== s.after + 1 || Date.now() < s.notBeforeMs) continue;
       this.idle.delete(e.task);
-      const n = Math.max(1, Math.min(e.v.length, s.cut(recordsOf(e))));
+      const n = Math.max(1, Math.min(count, s.cut(e)));
       out = [...(s.ack !== undefined ? [{ t: 'ack' as const, task: e.task, to: s.ack }] : []), ...out, { t: 'send', task: e.task, from: e.seq, to: e.seq + n - 1 }];
       // a whole unkeyed batch: the records after it, in a commit that overlaps this one, take the next
       // range (a keyed batch goes alone; the shipper withdraws this once it sees the batch)
-      if ((s.more ?? 0) > 0 && n === e.v.length && !e.k) this.idle.set(e.task, { after: e.seq + n - 1, cut: s.cut, notBeforeMs: s.notBeforeMs, more: s.more! - 1 });
+      if ((s.more ?? 0) > 0 && n === count && !e.k) this.idle.set(e.task, { after: e.seq + n - 1, cut: s.cut, notBeforeMs: s.notBeforeMs, more: s.more! - 1 });
     }
     return out;
   }
@@ -449,14 +680,24 @@ export class Spool {
     // the last fdatasync ran find the shipper that has just sent that one's batch waiting for them,
     // and go out after this one fdatasync instead of waiting for their range in the next
     if (this.idle.size > 0) for (const b of batch) b.entries = this.withSends(b.entries);
-    let data: Buffer;
+    let data: { length: number };
     const at = this.writePos;
     try {
       const bufs: Buffer[] = [];
-      for (const { entries } of batch) bufs.push(encodeEntry(entries.length === 1 ? entries[0] : { t: 'all', es: entries }));
-      data = bufs.length === 1 ? bufs[0] : Buffer.concat(bufs);
-      let off = 0;
-      while (off < data.length) off += writeSync(this.fd, data, off, data.length - off, at + off);
+      let bytes = 0;
+      for (const { entries } of batch) {
+        for (const b of encodeEntryParts(entries.length === 1 ? entries[0] : { t: 'all', es: entries })) {
+          bufs.push(b);
+          bytes += b.length;
+        }
+      }
+      // one writev: the values of a read are written from its buffer
+      let off = bufs.length <= IOV_MAX ? writevSync(this.fd, bufs, at) : 0;
+      if (off < bytes) {
+        const rest = Buffer.concat(bufs).subarray(off);
+        for (let done = 0; done < rest.length;) done += writeSync(this.fd, rest, done, rest.length - done, at + off + done);
+      }
+      data = { length: bytes };
     } catch (err) {
       for (const b of batch) b.reject(new Error(`spool: ${(err as Error).message}`));
       return this.fail(err as Error);
@@ -515,7 +756,7 @@ export class Spool {
   private timing({ batch, startUs, writtenUs, syncedUs, bytes }: Commit): void {
     const recs: Array<{ task: string; from: number; to: number }> = [];
     const add = (e: Entry): void => {
-      if (e.t === 'recs') recs.push({ task: e.task, from: e.seq, to: e.seq + e.v.length - 1 });
+      if (e.t === 'recs') recs.push({ task: e.task, from: e.seq, to: e.seq + recsCount(e) - 1 });
       else if (e.t === 'all') e.es.forEach(add);
     };
     for (const b of batch) b.entries.forEach(add);
@@ -524,33 +765,19 @@ export class Spool {
 
   private apply(e: Entry, seg: Segment, touched?: Set<string>): void {
     switch (e.t) {
-      case 'rec': {
-        const acked = this.acked.get(e.task) ?? -1;
-        if (e.seq <= acked) return;
-        let q = this.pending.get(e.task);
-        if (!q) this.pending.set(e.task, (q = []));
-        if (q.length > 0 && q[q.length - 1].seq + 1 !== e.seq) throw new Error(`spool: task ${e.task} seq ${e.seq} follows ${q[q.length - 1].seq}`);
-        q.push({ task: e.task, seq: e.seq, topic: e.topic, value: e.value, ...(e.enc ? { enc: e.enc } : {}), headers: e.headers });
-        this.pendingBytes += recordTextBytes(e);
-        seg.maxSeq.set(e.task, Math.max(seg.maxSeq.get(e.task) ?? -1, e.seq));
-        if ((this.next.get(e.task) ?? 0) <= e.seq) this.next.set(e.task, e.seq + 1);
-        if ((this.durableNext.get(e.task) ?? 0) <= e.seq) this.durableNext.set(e.task, e.seq + 1);
-        touched?.add(e.task);
-        return;
-      }
+      case 'rec':
+        // an older spool's record per line: an entry of one
+        return this.apply({ t: 'recs', task: e.task, topic: e.topic, seq: e.seq, h: e.headers, v: [e.value], ...(e.enc ? { b64: [0] } : {}), ...(e.key !== undefined ? { k: [e.key] } : {}) }, seg, touched);
       case 'recs': {
         const acked = this.acked.get(e.task) ?? -1;
-        const last = e.seq + e.v.length - 1;
+        const n = recsCount(e);
+        const last = e.seq + n - 1;
         if (last <= acked) return;
         let q = this.pending.get(e.task);
-        if (!q) this.pending.set(e.task, (q = []));
-        const recs = recordsOf(e);
-        for (const r of recs) {
-          if (r.seq <= acked) continue;
-          if (q.length > 0 && q[q.length - 1].seq + 1 !== r.seq) throw new Error(`spool: task ${e.task} seq ${r.seq} follows ${q[q.length - 1].seq}`);
-          q.push(r);
-          this.pendingBytes += recordTextBytes(r);
-        }
+        if (!q) this.pending.set(e.task, (q = new PendingRecords()));
+        const from = Math.max(0, acked + 1 - e.seq);
+        q.push(e, from);
+        this.pendingBytes += textBytes(e, from, n);
         seg.maxSeq.set(e.task, Math.max(seg.maxSeq.get(e.task) ?? -1, last));
         if ((this.next.get(e.task) ?? 0) <= last) this.next.set(e.task, last + 1);
         if ((this.durableNext.get(e.task) ?? 0) <= last) this.durableNext.set(e.task, last + 1);
@@ -591,11 +818,7 @@ export class Spool {
           if (l.length === 0) this.sends.delete(e.task);
         }
         const q = this.pending.get(e.task);
-        if (q) {
-          let i = 0;
-          while (i < q.length && q[i].seq <= e.to) this.pendingBytes -= recordTextBytes(q[i++]);
-          q.splice(0, i);
-        }
+        if (q) this.pendingBytes -= q.dropTo(e.to);
         return;
       }
       case 'snap':
