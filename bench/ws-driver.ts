@@ -1,6 +1,6 @@
 // The default transport: the repository's TypeScript client over /v1/ws (src/client), one
 // ChicagoClient per --connections, operations spread round robin.
-import { ChicagoClient, type Producer, type TailStream } from '../src/client/index.js';
+import { ChicagoClient, type OutRecord, type Producer, type TailStream } from '../src/client/index.js';
 import type { ChicagoDriver, DriverOptions, TailHandle } from './targets.js';
 import { benchCredentials } from './http.js';
 
@@ -13,6 +13,7 @@ export class WsDriver implements ChicagoDriver {
   private batchSeq = 0;
   /** per connection and batch size: a producer seals a batch when it reaches batchBytesMax */
   private readonly producers = new Map<string, Producer<'acked'>>();
+  private readonly records = new WeakMap<Buffer[], OutRecord[][]>();
 
   private constructor(
     private readonly o: DriverOptions,
@@ -76,9 +77,16 @@ export class WsDriver implements ChicagoDriver {
     const seq = this.batchSeq++;
     const partition = seq % partitions;
     const p = this.producer(i, values.length === 1 ? 0 : bytes, Math.floor(seq / partitions) % this.o.producers);
-    const acks: Array<Promise<unknown>> = new Array<Promise<unknown>>(values.length);
-    for (let j = 0; j < values.length; j++) acks[j] = p.send(topic, { value: values[j]!, partition });
-    return Promise.all(acks).then(() => ({ replicas: 1 }));
+    if (values.length === 1) return p.send(topic, { value: values[0]!, partition }).then(() => ({ replicas: 1 }));
+    // a batch at a time, as an application producing batches would: one promise for the batch
+    return p.sendMany(topic, this.recordsOf(values, partition)).then(() => ({ replicas: 1 }));
+  }
+
+  /** The records of a bench batch for one partition, built once (the Producer keeps only their values). */
+  private recordsOf(values: Buffer[], partition: number): OutRecord[] {
+    let byPartition = this.records.get(values);
+    if (!byPartition) this.records.set(values, (byPartition = []));
+    return (byPartition[partition] ??= values.map((value) => ({ value, partition })));
   }
 
   async tail(

@@ -111,6 +111,33 @@ describe('producer', () => {
     expect(await caught(p.send('batched', { value: 'late' }))).toMatchObject({ code: 'BAD_REQUEST' });
   });
 
+  it('sendMany: one promise for many records, in order across batches, beside single sends', async () => {
+    const c = await connect();
+    // 20 records of 10 bytes per batch: a call of 50 spans three batches, and singles share them
+    const p = c.producer({ lingerMs: 5, batchBytesMax: 200 });
+    const requests: number[] = [];
+    server.api.afterProduce = (topic, r) => { if (topic === 'many') requests.push(r.records.length); };
+    const value = (i: number) => `m${String(i).padStart(9, '0')}`;
+    const single = p.send('many', { value: 'single-a', partition: 0 });
+    const many = p.sendMany('many', Array.from({ length: 50 }, (_, i) => ({ value: value(i), partition: 0 })));
+    const after = p.send('many', { value: 'single-b', partition: 0 });
+    const [a, positions, b] = await Promise.all([single, many, after]);
+    expect(a.offset).toBe(0);
+    expect(positions.map((r) => r.offset)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(positions.every((r) => r.partition === 0)).toBe(true);
+    expect(b.offset).toBe(51);
+    expect(requests.length).toBeGreaterThanOrEqual(3);
+    expect(requests.reduce((x, y) => x + y, 0)).toBe(52);
+    expect(p.stats()).toMatchObject({ sent: 52, acked: 52, errors: 0, bufferedBytes: 0 });
+    // a record refused up front rejects the call; the ones before it are still sent
+    const tooBig = 'x'.repeat(5 * 1024 * 1024);
+    expect(await caught(p.sendMany('many', [{ value: 'before', partition: 0 }, { value: tooBig, partition: 0 }, { value: 'never', partition: 0 }]))).toMatchObject({ code: 'VALUE_TOO_LARGE' });
+    await p.flush();
+    expect(p.stats()).toMatchObject({ sent: 53, acked: 53 });
+    expect(await p.sendMany('many', [])).toEqual([]);
+    await p.close();
+  });
+
   it('with lingerMs 0, records sent while a batch is in flight go together in the next one', async () => {
     const c = await connect();
     const p = c.producer({ lingerMs: 0 });

@@ -13,6 +13,7 @@
 import zlib from 'node:zlib';
 import type uWS from 'uWebSockets.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
+import { copiedShortLived } from '../runtime/young-gc.js';
 import { limits } from '../runtime/limits.js';
 import { checkInt, checkOffset, decimalParam } from '../runtime/validate.js';
 import { type Resource, topicWriteNeed } from '../runtime/tokens.js';
@@ -232,6 +233,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       }
       held += chunk.byteLength;
       chunks.push(Buffer.from(new Uint8Array(chunk))); // uWS reuses the chunk's memory: copy
+      copiedShortLived(chunk.byteLength);
       if (isLast) received(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
     });
   });

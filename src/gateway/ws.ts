@@ -5,6 +5,7 @@
 import uWS from 'uWebSockets.js';
 import type pino from 'pino';
 import { asChicagoError, ChicagoError, type ErrorCode } from '../runtime/errors.js';
+import { copiedShortLived } from '../runtime/young-gc.js';
 import { limits } from '../runtime/limits.js';
 import { compactAnswer, type NodeApi, type StoredRecord, type Tail, type TailSink } from '../protocol/api.js';
 import type { Metrics } from '../runtime/metrics.js';
@@ -233,6 +234,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     // msgpack: a copy, since uWS neuters `message` when this callback returns and decoded bins
     // point into it; JSON: decoded into strings and new buffers, so no copy is needed.
     const bytes = conn.json ? new Uint8Array(message) : Buffer.from(new Uint8Array(message));
+    if (!conn.json) copiedShortLived(bytes.length);
     const parsed = conn.json ? parseJsonClientFrame(bytes) : parseClientFrame(bytes);
     if (!parsed.ok) {
       if (parsed.undecodable) return badFrame(conn, parsed.error);
