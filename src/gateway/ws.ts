@@ -54,7 +54,14 @@ interface Subscription {
   outstanding: number;
   /** credit passed to this subscription's tail and not yet used by pushes (its part of Connection.inNode); below 0 after a push overshot it */
   inNode: number;
+  /**
+   * Stored batches pushed since this connection's queued sends last went out: the appends that one
+   * worker message acknowledges (one sync) join one `batches` frame instead of a frame each.
+   */
+  pending?: PendingBatches;
 }
+
+interface PendingBatches { first: number; batches: Uint8Array[]; sizes: number[] }
 
 class Connection {
   closed = false;
@@ -538,17 +545,38 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   function push(conn: Connection, sub: Subscription, records: StoredRecord[]): void {
     // After cancel the node may still deliver one push it had in flight; the client resumes by offset.
     if (sub.ended || conn.closed || records.length === 0) return;
+    // batches pushed after these records must not join a frame queued before them
+    sub.pending = undefined;
     const sizes = records.map((r) => storedRecordBytes(r));
     let total = 0;
     for (const s of sizes) total += s;
     pushFrames(conn, sub, sizes, total, (from, to, bytes) => sendRecords(conn, sub, records, from, to, bytes));
   }
 
-  /** As push, for stored batches: they use their length of the credit, and go as they are. */
+  /**
+   * As push, for stored batches: they use their length of the credit, and go as they are. Pushes
+   * that come before the connection's queued sends go out join the first one's frame (they follow
+   * it in offset order: the tail pushes contiguously), so a burst of small appends is one frame.
+   */
   function pushBatches(conn: Connection, sub: Subscription, first: number, batches: Uint8Array[], total: number): void {
     if (sub.ended || conn.closed || batches.length === 0) return;
-    pushFrames(conn, sub, batches.map((b) => b.length), total, (from, to, withOverhead) =>
-      send(conn, { op: 'batches', sub: sub.id, bytes: withOverhead - PER_ITEM_OVERHEAD_BYTES * (to - from), first, batches: batches.slice(from, to) }));
+    const sizes = batches.map((b) => b.length);
+    charge(conn, sub, sizes, total);
+    const p = sub.pending;
+    if (p) {
+      for (let i = 0; i < batches.length; i++) { p.batches.push(batches[i]); p.sizes.push(sizes[i]); }
+    } else {
+      const q: PendingBatches = { first, batches: batches.slice(), sizes };
+      sub.pending = q;
+      corked(conn, () => {
+        if (sub.pending === q) sub.pending = undefined;
+        sendInFrames(q.sizes, (from, to, withOverhead) =>
+          send(conn, { op: 'batches', sub: sub.id, bytes: withOverhead - PER_ITEM_OVERHEAD_BYTES * (to - from), first: q.first, batches: q.batches.slice(from, to) }));
+      });
+      // corked() ran it at once (inside a cork) or dropped it (connection closed): nothing to join
+      if (!conn.queued) sub.pending = undefined;
+    }
+    queueMicrotask(() => release(conn));
   }
 
   /**
@@ -557,6 +585,14 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
    * sizes plus PER_ITEM_OVERHEAD_BYTES each come to `bytes`; false: the connection is gone.
    */
   function pushFrames(conn: Connection, sub: Subscription, sizes: number[], total: number, frame: (from: number, to: number, bytes: number) => boolean): void {
+    charge(conn, sub, sizes, total);
+    corked(conn, () => sendInFrames(sizes, frame));
+    // the window has room again (a socket that keeps up never signals drain); not re-entrantly
+    queueMicrotask(() => release(conn));
+  }
+
+  /** A push of items of these sizes uses the subscription's credit. */
+  function charge(conn: Connection, sub: Subscription, sizes: number[], total: number): void {
     let largest = 0;
     for (const s of sizes) largest = Math.max(largest, s);
     // A push may overshoot the credit by one item (so a record or batch larger than any grant
@@ -569,21 +605,21 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     // subscription in debt, paid from its next grants, so what the gateway counts is what the tail has
     sub.inNode -= total;
     conn.inNode -= total;
-    corked(conn, () => {
-      let start = 0;
-      let bytes = 0;
-      for (let i = 0; i < sizes.length; i++) {
-        if (i > start && bytes + sizes[i] + PER_ITEM_OVERHEAD_BYTES > limits.frameBytesMax - FRAME_ENVELOPE_BYTES) {
-          if (!frame(start, i, bytes)) return;
-          start = i;
-          bytes = 0;
-        }
-        bytes += sizes[i] + PER_ITEM_OVERHEAD_BYTES;
+  }
+
+  /** Items of these sizes in frames of at most frameBytesMax, as pushFrames says. */
+  function sendInFrames(sizes: number[], frame: (from: number, to: number, bytes: number) => boolean): void {
+    let start = 0;
+    let bytes = 0;
+    for (let i = 0; i < sizes.length; i++) {
+      if (i > start && bytes + sizes[i] + PER_ITEM_OVERHEAD_BYTES > limits.frameBytesMax - FRAME_ENVELOPE_BYTES) {
+        if (!frame(start, i, bytes)) return;
+        start = i;
+        bytes = 0;
       }
-      frame(start, sizes.length, bytes);
-    });
-    // the window has room again (a socket that keeps up never signals drain); not re-entrantly
-    queueMicrotask(() => release(conn));
+      bytes += sizes[i] + PER_ITEM_OVERHEAD_BYTES;
+    }
+    frame(start, sizes.length, bytes);
   }
 
   function sendRecords(conn: Connection, sub: Subscription, records: StoredRecord[], from: number, to: number, withOverhead: number): boolean {
