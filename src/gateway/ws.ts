@@ -81,6 +81,8 @@ class Connection {
   corked = false;
   /** a drain is waiting to be handled (see the drain handler) */
   drainScheduled = false;
+  /** a release() after this turn's pushes is queued (releaseSoon) */
+  releaseQueued = false;
   /** sends waiting for the end of this microtask batch (see corked()) */
   queued: Array<() => void> | undefined;
   inFlight = 0;
@@ -576,7 +578,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       // corked() ran it at once (inside a cork) or dropped it (connection closed): nothing to join
       if (!conn.queued) sub.pending = undefined;
     }
-    queueMicrotask(() => release(conn));
+    releaseSoon(conn);
   }
 
   /**
@@ -587,8 +589,14 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   function pushFrames(conn: Connection, sub: Subscription, sizes: number[], total: number, frame: (from: number, to: number, bytes: number) => boolean): void {
     charge(conn, sub, sizes, total);
     corked(conn, () => sendInFrames(sizes, frame));
-    // the window has room again (a socket that keeps up never signals drain); not re-entrantly
-    queueMicrotask(() => release(conn));
+    releaseSoon(conn);
+  }
+
+  /** The window has room again (a socket that keeps up never signals drain): once after this turn's pushes, not re-entrantly. */
+  function releaseSoon(conn: Connection): void {
+    if (conn.releaseQueued) return;
+    conn.releaseQueued = true;
+    queueMicrotask(() => { conn.releaseQueued = false; release(conn); });
   }
 
   /** A push of items of these sizes uses the subscription's credit. */
