@@ -1,6 +1,7 @@
-// A caught-up tail of stored batches gets the appends that one sync makes durable in one `batches`
-// frame, not a frame per append: in offset order, byte for byte as stored, charged exactly their
-// length of the credit; the reference client reads them as it reads any push.
+// A caught-up tail gets the appends that one sync makes durable in one frame (`batches`, or
+// `records` for a subscriber that did not ask for batches), not a frame per append: in offset
+// order, byte for byte as stored, charged exactly their length of the credit; the reference client
+// reads them as it reads any push.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startNode, type NodeHandle } from './helpers/launcher.js';
@@ -8,7 +9,7 @@ import { http } from './helpers/http.js';
 import { slow } from './helpers/slow.js';
 import { waitUntil } from './helpers/bridge.js';
 import { ChicagoClient, decodeStoredBatches, BATCH_CONTENT_TYPE } from '../src/client/index.js';
-import { encodeFrame, parseServerFrame, PROTOCOL_VERSION, type ServerFrame } from '../src/protocol/frames.js';
+import { encodeFrame, fromRecordTuple, parseServerFrame, PROTOCOL_VERSION, storedRecordBytes, type ServerFrame } from '../src/protocol/frames.js';
 import { encodeBatch } from '../src/protocol/batch.js';
 
 /** single-record produces sent back to back on one socket: the worker answers many per sync */
@@ -92,6 +93,34 @@ describe('a caught-up tail of stored batches', () => {
       // one frame per append was N frames; the worker answers many appends per sync
       expect(frames.length).toBeLessThan(N / 2);
       expect(others.filter((f) => f.op === 'end' || f.op === 'err')).toEqual([]);
+    } finally {
+      ws.close();
+    }
+  });
+
+  it('a subscriber of records (no batches in its hello) gets them the same way, in `records` frames', async () => {
+    const from = await endOffset();
+    const ws = await wsOpen();
+    const frames: Array<Extract<ServerFrame, { op: 'records' }>> = [];
+    const others: ServerFrame[] = [];
+    try {
+      ws.on('message', (d: Buffer) => {
+        const p = parseServerFrame(d);
+        if (!p.ok) throw p.error;
+        if (p.frame.op === 'records') frames.push(p.frame);
+        else others.push(p.frame);
+      });
+      ws.send(encodeFrame({ op: 'hello', id: 1, versions: [PROTOCOL_VERSION] }));
+      ws.send(encodeFrame({ op: 'subscribe', id: 2, topic: 'co', partition: 0, from: { offset: from }, credit: 64 << 20 }));
+      await waitUntil('the subscription to be open', () => others.some((f) => f.op === 'res' && f.id === 2), 10_000, 5);
+      await burst(N, 'r');
+      const all = () => frames.flatMap((f) => f.records);
+      await waitUntil('every append to be pushed', () => all().length >= N, 10_000, 5);
+      expect(all().map((r) => r[0])).toEqual(Array.from({ length: N }, (_, i) => from + i));
+      expect(all().map((r) => Buffer.from(r[2]).toString())).toEqual(Array.from({ length: N }, (_, i) => `r${i}`));
+      for (const f of frames) expect(f.bytes).toBe(f.records.reduce((n, r) => n + storedRecordBytes(fromRecordTuple(0, r)), 0));
+      expect(frames.length).toBeLessThan(N / 2);
+      expect(others.filter((f) => f.op === 'batches' || f.op === 'end' || f.op === 'err')).toEqual([]);
     } finally {
       ws.close();
     }

@@ -55,13 +55,16 @@ interface Subscription {
   /** credit passed to this subscription's tail and not yet used by pushes (its part of Connection.inNode); below 0 after a push overshot it */
   inNode: number;
   /**
-   * Stored batches pushed since this connection's queued sends last went out: the appends that one
-   * worker message acknowledges (one sync) join one `batches` frame instead of a frame each.
+   * What was pushed since this connection's queued sends last went out: the appends that one
+   * worker message acknowledges (one sync) join one frame instead of a frame each.
    */
-  pending?: PendingBatches;
+  pending?: PendingPush;
 }
 
-interface PendingBatches { first: number; batches: Uint8Array[]; sizes: number[] }
+/** records or stored batches pushed and not yet framed; `first` (batches): the first offset they hold for the subscriber */
+type PendingPush =
+  | { kind: 'batches'; first: number; items: Uint8Array[]; sizes: number[] }
+  | { kind: 'records'; first: number; items: StoredRecord[]; sizes: number[] };
 
 class Connection {
   closed = false;
@@ -547,48 +550,45 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
   function push(conn: Connection, sub: Subscription, records: StoredRecord[]): void {
     // After cancel the node may still deliver one push it had in flight; the client resumes by offset.
     if (sub.ended || conn.closed || records.length === 0) return;
-    // batches pushed after these records must not join a frame queued before them
-    sub.pending = undefined;
     const sizes = records.map((r) => storedRecordBytes(r));
     let total = 0;
     for (const s of sizes) total += s;
-    pushFrames(conn, sub, sizes, total, (from, to, bytes) => sendRecords(conn, sub, records, from, to, bytes));
+    pushItems(conn, sub, { kind: 'records', first: 0, items: records, sizes }, total);
+  }
+
+  /** As push, for stored batches: they use their length of the credit, and go as they are. */
+  function pushBatches(conn: Connection, sub: Subscription, first: number, batches: Uint8Array[], total: number): void {
+    if (sub.ended || conn.closed || batches.length === 0) return;
+    pushItems(conn, sub, { kind: 'batches', first, items: batches, sizes: batches.map((b) => b.length) }, total);
   }
 
   /**
-   * As push, for stored batches: they use their length of the credit, and go as they are. Pushes
-   * that come before the connection's queued sends go out join the first one's frame (they follow
-   * it in offset order: the tail pushes contiguously), so a burst of small appends is one frame.
+   * Charge a push to the subscription and queue it. Pushes that come before the connection's
+   * queued sends go out join the first one's frame (they follow it in offset order: the tail pushes
+   * contiguously), so the appends of one sync are one frame; it is sent in frames of at most
+   * frameBytesMax.
    */
-  function pushBatches(conn: Connection, sub: Subscription, first: number, batches: Uint8Array[], total: number): void {
-    if (sub.ended || conn.closed || batches.length === 0) return;
-    const sizes = batches.map((b) => b.length);
-    charge(conn, sub, sizes, total);
+  function pushItems(conn: Connection, sub: Subscription, push: PendingPush, total: number): void {
+    charge(conn, sub, push.sizes, total);
     const p = sub.pending;
-    if (p) {
-      for (let i = 0; i < batches.length; i++) { p.batches.push(batches[i]); p.sizes.push(sizes[i]); }
+    if (p && p.kind === push.kind) {
+      for (let i = 0; i < push.items.length; i++) { (p.items as unknown[]).push(push.items[i]); p.sizes.push(push.sizes[i]); }
     } else {
-      const q: PendingBatches = { first, batches: batches.slice(), sizes };
+      // a push of the other kind starts a frame of its own, after the one queued before it
+      const q: PendingPush = { ...push, items: push.items.slice() } as PendingPush;
       sub.pending = q;
       corked(conn, () => {
         if (sub.pending === q) sub.pending = undefined;
-        sendInFrames(q.sizes, (from, to, withOverhead) =>
-          send(conn, { op: 'batches', sub: sub.id, bytes: withOverhead - PER_ITEM_OVERHEAD_BYTES * (to - from), first: q.first, batches: q.batches.slice(from, to) }));
+        sendInFrames(q.sizes, (from, to, withOverhead) => {
+          const bytes = withOverhead - PER_ITEM_OVERHEAD_BYTES * (to - from);
+          return q.kind === 'batches'
+            ? send(conn, { op: 'batches', sub: sub.id, bytes, first: q.first, batches: q.items.slice(from, to) })
+            : send(conn, { op: 'records', sub: sub.id, bytes, records: q.items.slice(from, to).map(toRecordTuple) });
+        });
       });
       // corked() ran it at once (inside a cork) or dropped it (connection closed): nothing to join
       if (!conn.queued) sub.pending = undefined;
     }
-    releaseSoon(conn);
-  }
-
-  /**
-   * Charge a push of items (records or batches) of these sizes to the subscription, and send them
-   * in frames of at most frameBytesMax: `frame(from, to, bytes)` sends items [from, to), whose
-   * sizes plus PER_ITEM_OVERHEAD_BYTES each come to `bytes`; false: the connection is gone.
-   */
-  function pushFrames(conn: Connection, sub: Subscription, sizes: number[], total: number, frame: (from: number, to: number, bytes: number) => boolean): void {
-    charge(conn, sub, sizes, total);
-    corked(conn, () => sendInFrames(sizes, frame));
     releaseSoon(conn);
   }
 
@@ -615,7 +615,11 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     conn.inNode -= total;
   }
 
-  /** Items of these sizes in frames of at most frameBytesMax, as pushFrames says. */
+  /**
+   * Items of these sizes in frames of at most frameBytesMax: `frame(from, to, bytes)` sends items
+   * [from, to), whose sizes plus PER_ITEM_OVERHEAD_BYTES each come to `bytes`; false: the
+   * connection is gone.
+   */
   function sendInFrames(sizes: number[], frame: (from: number, to: number, bytes: number) => boolean): void {
     let start = 0;
     let bytes = 0;
@@ -628,12 +632,6 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       bytes += sizes[i] + PER_ITEM_OVERHEAD_BYTES;
     }
     frame(start, sizes.length, bytes);
-  }
-
-  function sendRecords(conn: Connection, sub: Subscription, records: StoredRecord[], from: number, to: number, withOverhead: number): boolean {
-    const slice = records.slice(from, to);
-    const bytes = withOverhead - PER_ITEM_OVERHEAD_BYTES * slice.length;
-    return send(conn, { op: 'records', sub: sub.id, bytes, records: slice.map(toRecordTuple) });
   }
 
   function onDrain(conn: Connection): void {
