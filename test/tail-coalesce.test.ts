@@ -60,22 +60,28 @@ async function burst(n: number, tag: string): Promise<void> {
   }
 }
 
+/** A bare /v1/ws subscriber from `from`, its hello accepting `accept`; pushes of `op` in `frames`, the rest in `others`. */
+async function subscriber<Op extends 'batches' | 'records'>(op: Op, accept: string[] | undefined, from: number) {
+  const ws = await wsOpen();
+  const frames: Array<Extract<ServerFrame, { op: Op }>> = [];
+  const others: ServerFrame[] = [];
+  ws.on('message', (d: Buffer) => {
+    const p = parseServerFrame(d);
+    if (!p.ok) throw p.error;
+    if (p.frame.op === op) frames.push(p.frame as Extract<ServerFrame, { op: Op }>);
+    else others.push(p.frame);
+  });
+  ws.send(encodeFrame({ op: 'hello', id: 1, versions: [PROTOCOL_VERSION], ...(accept ? { accept } : {}) }));
+  ws.send(encodeFrame({ op: 'subscribe', id: 2, topic: 'co', partition: 0, from: { offset: from }, credit: 64 << 20 }));
+  await waitUntil('the subscription to be open', () => others.some((f) => f.op === 'res' && f.id === 2), 10_000, 5);
+  return { ws, frames, others };
+}
+
 describe('a caught-up tail of stored batches', () => {
   it('gets appends made durable together in one frame, in order, as stored, charged their length', async () => {
     const from = await endOffset();
-    const ws = await wsOpen();
-    const frames: Array<Extract<ServerFrame, { op: 'batches' }>> = [];
-    const others: ServerFrame[] = [];
+    const { ws, frames, others } = await subscriber('batches', ['batches'], from);
     try {
-      ws.on('message', (d: Buffer) => {
-        const p = parseServerFrame(d);
-        if (!p.ok) throw p.error;
-        if (p.frame.op === 'batches') frames.push(p.frame);
-        else others.push(p.frame);
-      });
-      ws.send(encodeFrame({ op: 'hello', id: 1, versions: [PROTOCOL_VERSION], accept: ['batches'] }));
-      ws.send(encodeFrame({ op: 'subscribe', id: 2, topic: 'co', partition: 0, from: { offset: from }, credit: 64 << 20 }));
-      await waitUntil('the subscription to be open', () => others.some((f) => f.op === 'res' && f.id === 2), 10_000, 5);
       await burst(N, 'a');
       const offsets = (): number[] => frames.flatMap((f) => f.batches.flatMap((b) => decodeStoredBatches(b, f.first).map((r) => r.offset)));
       await waitUntil('every append to be pushed', () => offsets().length >= N, 10_000, 5);
@@ -100,19 +106,8 @@ describe('a caught-up tail of stored batches', () => {
 
   it('a subscriber of records (no batches in its hello) gets them the same way, in `records` frames', async () => {
     const from = await endOffset();
-    const ws = await wsOpen();
-    const frames: Array<Extract<ServerFrame, { op: 'records' }>> = [];
-    const others: ServerFrame[] = [];
+    const { ws, frames, others } = await subscriber('records', undefined, from);
     try {
-      ws.on('message', (d: Buffer) => {
-        const p = parseServerFrame(d);
-        if (!p.ok) throw p.error;
-        if (p.frame.op === 'records') frames.push(p.frame);
-        else others.push(p.frame);
-      });
-      ws.send(encodeFrame({ op: 'hello', id: 1, versions: [PROTOCOL_VERSION] }));
-      ws.send(encodeFrame({ op: 'subscribe', id: 2, topic: 'co', partition: 0, from: { offset: from }, credit: 64 << 20 }));
-      await waitUntil('the subscription to be open', () => others.some((f) => f.op === 'res' && f.id === 2), 10_000, 5);
       await burst(N, 'r');
       const all = () => frames.flatMap((f) => f.records);
       await waitUntil('every append to be pushed', () => all().length >= N, 10_000, 5);
