@@ -187,6 +187,12 @@ export function humanSummary(r: BenchResult): string {
     `  latency µs  p50 ${l.p50}  p90 ${l.p90}  p99 ${l.p99}  p99.9 ${l.p999}  max ${l.max}`,
   ];
   if (r.sendLagUs) lines.push(`  generator send lag µs  p99 ${r.sendLagUs.p99}  max ${r.sendLagUs.max}  (bench CPU ${r.benchCpuPct ?? '?'} %)`);
+  const stages = r.extra?.stages as { receiptAfterAckUs: LatencySummary; receivedBeforeAck: number; slowest: { ackShareMedian: number } } | undefined;
+  const ack = r.extra?.ackLatencyUs as LatencySummary | undefined;
+  if (stages && ack) {
+    const a = stages.receiptAfterAckUs;
+    lines.push(`  producer ack µs  p50 ${ack.p50}  p99 ${ack.p99}  p99.9 ${ack.p999}; receipt after ack µs  p50 ${a.p50}  p99 ${a.p99}  p99.9 ${a.p999} (${stages.receivedBeforeAck} before it); slowest 0.1 %: ${Math.round(stages.slowest.ackShareMedian * 100)} % of their latency had passed at the ack`);
+  }
   if (r.server) lines.push(`  server pid ${r.server.pid}: CPU ${r.server.cpuPct} %  RSS ${r.server.rssMB} MB`);
   if (r.machine) {
     lines.push(`  machine: busy ${r.machine.busyPct} % (other processes ${r.machine.otherPct} %), load ${r.machine.loadAvg1}`);

@@ -1,7 +1,8 @@
 // produce-tail: append → delivery to a live subscriber. Each record carries its index and its
 // intended send time (µs on this process's monotonic clock); the subscriber, in the same process,
 // records receipt − intended. The main latency is that end-to-end delivery latency; the producer's
-// own ack latency is reported in extra.ackLatencyUs.
+// own ack latency is reported in extra.ackLatencyUs, and extra.stages splits the delivery latency
+// at the ack (is a slow record slow to append, or slow to reach the subscriber after its ack?).
 import type { BenchArgs } from '../args.js';
 import { newHistogram, nowUs, recordUs, runOpenLoop, summarize, warmupOpCount } from '../openloop.js';
 import { evaluateGoal, fromLoop, type BenchResult } from '../result.js';
@@ -30,6 +31,11 @@ export async function benchProduceTail(args: BenchArgs): Promise<BenchResult> {
 
   const delivery = newHistogram();
   const seen = new Uint8Array(totalRecords);
+  // Per record (µs on nowUs()): its intended send time, the producer's ack and the subscriber's
+  // receipt, to tell a slow append (late ack) from slow delivery (receipt long after the ack).
+  const intendedAt = new Float64Array(totalRecords);
+  const ackAt = new Float64Array(totalRecords);
+  const recvAt = new Float64Array(totalRecords);
   let delivered = 0;
   let duplicates = 0;
   let foreign = 0;
@@ -54,6 +60,8 @@ export async function benchProduceTail(args: BenchArgs): Promise<BenchResult> {
       return;
     }
     seen[index] = 1;
+    recvAt[index] = t;
+    intendedAt[index] = intended;
     if (index >= firstMeasured) {
       delivered++;
       recordUs(delivery, t - intended);
@@ -82,7 +90,11 @@ export async function benchProduceTail(args: BenchArgs): Promise<BenchResult> {
       const r = await runOpenLoop(loopOpts, (k, intended) => {
         const values: Buffer[] = [];
         for (let j = 0; j < args.batch; j++) values.push(encode(k * args.batch + j, intended, args.recordBytes, filler));
-        return driver.produce(topic, values, args.partitions);
+        return driver.produce(topic, values, args.partitions).then((a) => {
+          const t = nowUs();
+          for (let j = 0; j < args.batch; j++) ackAt[k * args.batch + j] = t;
+          return a;
+        });
       });
       // let deliveries of acked records finish
       const until = Date.now() + 5_000;
@@ -113,6 +125,7 @@ export async function benchProduceTail(args: BenchArgs): Promise<BenchResult> {
         ackLatencyUs: summarize(r.latency),
         duplicates,
         foreignRecords: foreign,
+        stages: stageBreakdown(firstMeasured, totalRecords, intendedAt, ackAt, recvAt),
         ...(tailError ? { tailError: String(tailError) } : {}),
         spawned: n.spawned !== undefined,
       };
@@ -125,4 +138,37 @@ export async function benchProduceTail(args: BenchArgs): Promise<BenchResult> {
       if (!args.topic) await n.admin.deleteTopic(topic).catch(() => undefined);
     }
   });
+}
+
+/**
+ * Where the delivered records spent their time: `receiptAfterAckUs` is receipt − the producer's
+ * ack (records received before their ack count in `receivedBeforeAck`); `slowest` looks at the
+ * records at or above the delivery p99.9: how much of their latency had passed at the ack.
+ */
+function stageBreakdown(first: number, total: number, intendedAt: Float64Array, ackAt: Float64Array, recvAt: Float64Array): Record<string, unknown> {
+  const afterAck = newHistogram();
+  const delivery = newHistogram();
+  let beforeAck = 0;
+  let both = 0;
+  for (let i = first; i < total; i++) {
+    if (recvAt[i] === 0 || ackAt[i] === 0) continue;
+    both++;
+    recordUs(delivery, recvAt[i]! - intendedAt[i]!);
+    if (recvAt[i]! < ackAt[i]!) beforeAck++;
+    else recordUs(afterAck, recvAt[i]! - ackAt[i]!);
+  }
+  const slowFrom = delivery.getValueAtPercentile(99.9);
+  const shares: number[] = [];
+  for (let i = first; i < total; i++) {
+    if (recvAt[i] === 0 || ackAt[i] === 0) continue;
+    const d = recvAt[i]! - intendedAt[i]!;
+    if (d >= slowFrom && d > 0) shares.push(Math.min(1, (ackAt[i]! - intendedAt[i]!) / d));
+  }
+  shares.sort((a, b) => a - b);
+  return {
+    records: both,
+    receivedBeforeAck: beforeAck,
+    receiptAfterAckUs: summarize(afterAck),
+    slowest: { fromUs: slowFrom, count: shares.length, ackShareMedian: shares.length ? Math.round(shares[shares.length >> 1]! * 1000) / 1000 : 0 },
+  };
 }

@@ -54,7 +54,17 @@ interface Subscription {
   outstanding: number;
   /** credit passed to this subscription's tail and not yet used by pushes (its part of Connection.inNode); below 0 after a push overshot it */
   inNode: number;
+  /**
+   * What was pushed since this connection's queued sends last went out: the appends that one
+   * worker message acknowledges (one sync) join one frame instead of a frame each.
+   */
+  pending?: PendingPush;
 }
+
+/** records or stored batches pushed and not yet framed; `first` (batches): the first offset they hold for the subscriber */
+type PendingPush =
+  | { kind: 'batches'; first: number; items: Uint8Array[]; sizes: number[] }
+  | { kind: 'records'; first: number; items: StoredRecord[]; sizes: number[] };
 
 class Connection {
   closed = false;
@@ -74,6 +84,8 @@ class Connection {
   corked = false;
   /** a drain is waiting to be handled (see the drain handler) */
   drainScheduled = false;
+  /** a release() after this turn's pushes is queued (releaseSoon) */
+  releaseQueued = false;
   /** sends waiting for the end of this microtask batch (see corked()) */
   queued: Array<() => void> | undefined;
   inFlight = 0;
@@ -541,22 +553,54 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     const sizes = records.map((r) => storedRecordBytes(r));
     let total = 0;
     for (const s of sizes) total += s;
-    pushFrames(conn, sub, sizes, total, (from, to, bytes) => sendRecords(conn, sub, records, from, to, bytes));
+    pushItems(conn, sub, { kind: 'records', first: 0, items: records, sizes }, total);
   }
 
   /** As push, for stored batches: they use their length of the credit, and go as they are. */
   function pushBatches(conn: Connection, sub: Subscription, first: number, batches: Uint8Array[], total: number): void {
     if (sub.ended || conn.closed || batches.length === 0) return;
-    pushFrames(conn, sub, batches.map((b) => b.length), total, (from, to, withOverhead) =>
-      send(conn, { op: 'batches', sub: sub.id, bytes: withOverhead - PER_ITEM_OVERHEAD_BYTES * (to - from), first, batches: batches.slice(from, to) }));
+    pushItems(conn, sub, { kind: 'batches', first, items: batches, sizes: batches.map((b) => b.length) }, total);
   }
 
   /**
-   * Charge a push of items (records or batches) of these sizes to the subscription, and send them
-   * in frames of at most frameBytesMax: `frame(from, to, bytes)` sends items [from, to), whose
-   * sizes plus PER_ITEM_OVERHEAD_BYTES each come to `bytes`; false: the connection is gone.
+   * Charge a push to the subscription and queue it. Pushes that come before the connection's
+   * queued sends go out join the first one's frame (they follow it in offset order: the tail pushes
+   * contiguously), so the appends of one sync are one frame; it is sent in frames of at most
+   * frameBytesMax.
    */
-  function pushFrames(conn: Connection, sub: Subscription, sizes: number[], total: number, frame: (from: number, to: number, bytes: number) => boolean): void {
+  function pushItems(conn: Connection, sub: Subscription, push: PendingPush, total: number): void {
+    charge(conn, sub, push.sizes, total);
+    const p = sub.pending;
+    if (p && p.kind === push.kind) {
+      for (let i = 0; i < push.items.length; i++) { (p.items as unknown[]).push(push.items[i]); p.sizes.push(push.sizes[i]); }
+    } else {
+      // a push of the other kind starts a frame of its own, after the one queued before it
+      const q: PendingPush = { ...push, items: push.items.slice() } as PendingPush;
+      sub.pending = q;
+      corked(conn, () => {
+        if (sub.pending === q) sub.pending = undefined;
+        sendInFrames(q.sizes, (from, to, withOverhead) => {
+          const bytes = withOverhead - PER_ITEM_OVERHEAD_BYTES * (to - from);
+          return q.kind === 'batches'
+            ? send(conn, { op: 'batches', sub: sub.id, bytes, first: q.first, batches: q.items.slice(from, to) })
+            : send(conn, { op: 'records', sub: sub.id, bytes, records: q.items.slice(from, to).map(toRecordTuple) });
+        });
+      });
+      // corked() ran it at once (inside a cork) or dropped it (connection closed): nothing to join
+      if (!conn.queued) sub.pending = undefined;
+    }
+    releaseSoon(conn);
+  }
+
+  /** The window has room again (a socket that keeps up never signals drain): once after this turn's pushes, not re-entrantly. */
+  function releaseSoon(conn: Connection): void {
+    if (conn.releaseQueued) return;
+    conn.releaseQueued = true;
+    queueMicrotask(() => { conn.releaseQueued = false; release(conn); });
+  }
+
+  /** A push of items of these sizes uses the subscription's credit. */
+  function charge(conn: Connection, sub: Subscription, sizes: number[], total: number): void {
     let largest = 0;
     for (const s of sizes) largest = Math.max(largest, s);
     // A push may overshoot the credit by one item (so a record or batch larger than any grant
@@ -569,27 +613,25 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     // subscription in debt, paid from its next grants, so what the gateway counts is what the tail has
     sub.inNode -= total;
     conn.inNode -= total;
-    corked(conn, () => {
-      let start = 0;
-      let bytes = 0;
-      for (let i = 0; i < sizes.length; i++) {
-        if (i > start && bytes + sizes[i] + PER_ITEM_OVERHEAD_BYTES > limits.frameBytesMax - FRAME_ENVELOPE_BYTES) {
-          if (!frame(start, i, bytes)) return;
-          start = i;
-          bytes = 0;
-        }
-        bytes += sizes[i] + PER_ITEM_OVERHEAD_BYTES;
-      }
-      frame(start, sizes.length, bytes);
-    });
-    // the window has room again (a socket that keeps up never signals drain); not re-entrantly
-    queueMicrotask(() => release(conn));
   }
 
-  function sendRecords(conn: Connection, sub: Subscription, records: StoredRecord[], from: number, to: number, withOverhead: number): boolean {
-    const slice = records.slice(from, to);
-    const bytes = withOverhead - PER_ITEM_OVERHEAD_BYTES * slice.length;
-    return send(conn, { op: 'records', sub: sub.id, bytes, records: slice.map(toRecordTuple) });
+  /**
+   * Items of these sizes in frames of at most frameBytesMax: `frame(from, to, bytes)` sends items
+   * [from, to), whose sizes plus PER_ITEM_OVERHEAD_BYTES each come to `bytes`; false: the
+   * connection is gone.
+   */
+  function sendInFrames(sizes: number[], frame: (from: number, to: number, bytes: number) => boolean): void {
+    let start = 0;
+    let bytes = 0;
+    for (let i = 0; i < sizes.length; i++) {
+      if (i > start && bytes + sizes[i] + PER_ITEM_OVERHEAD_BYTES > limits.frameBytesMax - FRAME_ENVELOPE_BYTES) {
+        if (!frame(start, i, bytes)) return;
+        start = i;
+        bytes = 0;
+      }
+      bytes += sizes[i] + PER_ITEM_OVERHEAD_BYTES;
+    }
+    frame(start, sizes.length, bytes);
   }
 
   function onDrain(conn: Connection): void {
