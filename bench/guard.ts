@@ -20,6 +20,7 @@
 //   npm run bench:guard [-- --quick] [--only guard,guard-direct,guard-cluster,fail2ban,crowdsec] [--attackers 100]
 //       [--throughput-lines 100000] [--capacity 20] [--leak-ms 100] [--bouncer-poll 10s] [--out DIR]
 //       [--writer-max-in-flight N]   (the direct writer's producer maxInFlight; default the client's, 5)
+//       [--agent-poll-ms N]          (guard: the agent's pollIntervalMs; default the agent's, 250)
 //       [--agent-stages on|off]      (the agent (guard) and the guard at log level trace, each trigger line's time per stage; default on)
 //
 // Results: bench/results/guard-<time>.json and guard.md (the table). Needs root (namespaces, nft).
@@ -325,6 +326,8 @@ interface Params {
   capacity: number; leakMs: number; banS: number; bouncerPoll: string;
   /** the direct writer's producer maxInFlight (default the client's) */
   writerMaxInFlight?: number;
+  /** the agent's pollIntervalMs (default: the agent's own) */
+  agentPollMs?: number;
   /** run the agent at log level trace and report its stage times (the guard row) */
   agentStages: boolean;
 }
@@ -465,7 +468,9 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
     `node: { url: ${inputUrl} }`,
     'host: bench',
     `spool: { dir: ${join(dir, 'spool')} }`,
-    'pollIntervalMs: 10',
+    // the agent's own backup poll unless asked: each write is read on its watch event, and a poll's
+    // whole pass (every pollIntervalMs while lines come) is what a watch event's read waits behind
+    ...(p.agentPollMs ? [`pollIntervalMs: ${p.agentPollMs}`] : []),
     // a line leaves as soon as it is read: this bench is about latency
     'batch: { lingerMs: 0 }',
     `logLevel: ${p.agentStages ? 'trace' : 'info'}`,
@@ -491,10 +496,10 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
   const unhook = atExit(() => store.killSync());
   const clustered = store.ids.length > 1;
   const hops = clustered
-    ? `a producer (lingerMs 0, acks=all, pinned to the partition, maxInFlight ${p.writerMaxInFlight ?? 5}) seeded at ${store.ids[0]} → 3-node cluster with etcd (1 partition, replicas 3) → chicago guard connected to ${store.ids[guardAt]} (the client routes to the leaders; decisions to the replicated guard.decisions topic) → one \`nft -e -i\``
+    ? `a producer (lingerMs 0, acks=all, pinned to the partition, maxInFlight ${p.writerMaxInFlight ?? 5}) seeded at ${store.ids[0]} → 3-node cluster with etcd (1 partition, replicas 3) → chicago guard connected to ${store.ids[guardAt]} (the client routes to the leaders; decisions to the replicated guard.decisions topic) → one \`nft -i\``
     : direct
-      ? `a producer (lingerMs 0, acks=all, pinned to the partition, maxInFlight ${p.writerMaxInFlight ?? 5}) → node (1 partition) → chicago guard → one \`nft -e -i\`: the path without the file and the agent`
-      : 'file → chicago agent (pollIntervalMs 10, lingerMs 0) → node (1 partition, acks=all) → chicago guard → one `nft -e -i`';
+      ? `a producer (lingerMs 0, acks=all, pinned to the partition, maxInFlight ${p.writerMaxInFlight ?? 5}) → node (1 partition) → chicago guard → one \`nft -i\`: the path without the file and the agent`
+      : `file → chicago agent (pollIntervalMs ${p.agentPollMs ?? 'default'}, lingerMs 0) → node (1 partition, acks=all) → chicago guard → one \`nft -i\``;
   return {
     name: path, version: `chicago ${version} (${machineInfo().gitRev ?? '?'})`,
     mainPid: () => guard.child.pid ?? -1,
@@ -919,6 +924,7 @@ async function main(): Promise<void> {
       capacity: { type: 'string' },
       'leak-ms': { type: 'string' },
       'writer-max-in-flight': { type: 'string' },
+      'agent-poll-ms': { type: 'string' },
       'agent-stages': { type: 'string' },
       'bouncer-poll': { type: 'string' },
       out: { type: 'string' },
@@ -927,7 +933,8 @@ async function main(): Promise<void> {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
   const quick = values.quick ?? false;
   const p: Params = { capacity: Number(values.capacity ?? 20), leakMs: Number(values['leak-ms'] ?? 100), banS: 600, bouncerPoll: values['bouncer-poll'] ?? '10s', agentStages: values['agent-stages'] !== 'off',
-    ...(values['writer-max-in-flight'] ? { writerMaxInFlight: Number(values['writer-max-in-flight']) } : {}) };
+    ...(values['writer-max-in-flight'] ? { writerMaxInFlight: Number(values['writer-max-in-flight']) } : {}),
+    ...(values['agent-poll-ms'] ? { agentPollMs: Number(values['agent-poll-ms']) } : {}) };
   const o: Opts = {
     attackers: Number(values.attackers ?? (quick ? 20 : 100)),
     gapMs: Number(values['gap-ms'] ?? (quick ? 100 : 200)),
