@@ -220,18 +220,21 @@ const STAGE_ENTRIES_MAX = 200_000;
 interface GuardTiming { decided: Map<string, { offset: number; gotUs: number; decidedUs: number }>; nft: Map<string, { writtenUs: number; ackUs: number }> }
 function collectGuardTiming(guard: Proc): GuardTiming {
   const t: GuardTiming = { decided: new Map(), nft: new Map() };
-  let rest = '';
-  guard.child.stdout!.on('data', (c: Buffer) => {
-    const parts = (rest + c.toString('utf8')).split('\n');
-    rest = parts.pop() ?? '';
-    for (const l of parts) {
-      if (!l.includes('"msg":"timing ')) continue;
-      const j = JSON.parse(l) as { msg: string; target: string; offset: number; gotUs: number; decidedUs: number; writtenUs: number; ackUs: number };
-      if (j.msg === 'timing decision' && !t.decided.has(j.target) && t.decided.size < STAGE_ENTRIES_MAX) t.decided.set(j.target, j);
-      else if (j.msg === 'timing nft' && !t.nft.has(j.target) && t.nft.size < STAGE_ENTRIES_MAX) t.nft.set(j.target, j);
-    }
+  onTimingLines(guard, (j: { msg: string; target: string; offset: number; gotUs: number; decidedUs: number; writtenUs: number; ackUs: number }) => {
+    if (j.msg === 'timing decision' && !t.decided.has(j.target) && t.decided.size < STAGE_ENTRIES_MAX) t.decided.set(j.target, j);
+    else if (j.msg === 'timing nft' && !t.nft.has(j.target) && t.nft.size < STAGE_ENTRIES_MAX) t.nft.set(j.target, j);
   });
   return t;
+}
+
+/** Each `"msg":"timing …"` line a process logs (JSON on its stdout), parsed as it comes. */
+function onTimingLines<T>(p: Proc, fn: (line: T) => void): void {
+  let rest = '';
+  p.child.stdout!.on('data', (c: Buffer) => {
+    const parts = (rest + c.toString('utf8')).split('\n');
+    rest = parts.pop() ?? '';
+    for (const l of parts) if (l.includes('"msg":"timing ')) fn(JSON.parse(l) as T);
+  });
 }
 
 /** The guard's part of each trigger line's way: got the record → decided → written to nft → in the set (and nft's ack). */
@@ -261,17 +264,10 @@ function guardStagesOf(g: GuardTiming, written: number[], triggers: Map<string, 
 /** The agent's `timing …` trace lines (src/agent/timing.ts), parsed as they come. */
 function collectStages(agent: Proc): StageLog {
   const t: StageLog = { reads: [], syncs: [], acks: [] };
-  let rest = '';
-  agent.child.stdout!.on('data', (c: Buffer) => {
-    const parts = (rest + c.toString('utf8')).split('\n');
-    rest = parts.pop() ?? '';
-    for (const l of parts) {
-      if (!l.includes('"msg":"timing ')) continue;
-      const j = JSON.parse(l) as { msg: string } & StageLog['reads'][number] & StageLog['syncs'][number] & StageLog['acks'][number];
-      if (j.msg === 'timing read' && t.reads.length < STAGE_ENTRIES_MAX) t.reads.push(j);
-      else if (j.msg === 'timing synced' && t.syncs.length < STAGE_ENTRIES_MAX) t.syncs.push(j);
-      else if (j.msg === 'timing acked' && t.acks.length < STAGE_ENTRIES_MAX) t.acks.push(j);
-    }
+  onTimingLines(agent, (j: { msg: string } & StageLog['reads'][number] & StageLog['syncs'][number] & StageLog['acks'][number]) => {
+    if (j.msg === 'timing read' && t.reads.length < STAGE_ENTRIES_MAX) t.reads.push(j);
+    else if (j.msg === 'timing synced' && t.syncs.length < STAGE_ENTRIES_MAX) t.syncs.push(j);
+    else if (j.msg === 'timing acked' && t.acks.length < STAGE_ENTRIES_MAX) t.acks.push(j);
   });
   return t;
 }
