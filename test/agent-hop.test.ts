@@ -96,7 +96,7 @@ describe('agent: file → node on the latency path', () => {
     let missed = 0;
     for (let i = 0; i < PAIRS; i++) {
       // an idle shipper with room for four batches: A takes a range, B (overlapping A's commit) the next
-      spool.offerSend('t', { after: lastSent(), cut: (q) => q.length, notBeforeMs: 0, more: 3 });
+      spool.offerSend('t', { after: lastSent(), cut: (e) => recsCount(e), notBeforeMs: 0, more: 3 });
       const ra = recs([`a${i}`]);
       const a = spool.append([ra]);
       await tick();
@@ -107,7 +107,7 @@ describe('agent: file → node on the latency path', () => {
       // A applied wakes the shipper: it withdraws and offers again from what it knows, without B's
       // range while B's commit is in flight (as Shipper.run does)
       spool.withdrawSend('t');
-      spool.offerSend('t', { after: lastSent(), cut: (q) => q.length, notBeforeMs: 0, more: 2 });
+      spool.offerSend('t', { after: lastSent(), cut: (e) => recsCount(e), notBeforeMs: 0, more: 2 });
       const rc = recs([`c${i}`]);
       const c = spool.append([rc]);
       await Promise.all([b, c]);
