@@ -20,7 +20,8 @@
 //   npm run bench:guard [-- --quick] [--only guard,guard-direct,guard-cluster,fail2ban,crowdsec] [--attackers 100]
 //       [--throughput-lines 100000] [--capacity 20] [--leak-ms 100] [--bouncer-poll 10s] [--out DIR]
 //       [--writer-max-in-flight N]   (the direct writer's producer maxInFlight; default the client's, 5)
-//       [--agent-stages on|off]      (guard: the agent at log level trace, each trigger line's time per stage; default on)
+//       [--agent-poll-ms N]          (guard: the agent's pollIntervalMs; default the agent's, 250)
+//       [--agent-stages on|off]      (the agent (guard) and the guard at log level trace, each trigger line's time per stage; default on)
 //
 // Results: bench/results/guard-<time>.json and guard.md (the table). Needs root (namespaces, nft).
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -206,7 +207,7 @@ class NftWatch {
 
 interface SeqSpan { from: number; to: number }
 interface StageLog {
-  reads: Array<SeqSpan & { watchUs: number; readUs: number }>;
+  reads: Array<SeqSpan & { watchUs: number; readAtUs?: number; readUs: number }>;
   syncs: Array<{ recs: SeqSpan[]; startUs: number; writtenUs: number; syncedUs: number }>;
   acks: Array<SeqSpan & { sentUs: number; ackUs: number }>;
 }
@@ -215,26 +216,64 @@ type AgentStages = { lines: number } & Record<string, LatencySummary | number>;
 /** entries kept per stage (the latency phase needs a few thousand) */
 const STAGE_ENTRIES_MAX = 200_000;
 
-/** The agent's `timing …` trace lines (src/agent/timing.ts), parsed as they come. */
-function collectStages(agent: Proc): StageLog {
-  const t: StageLog = { reads: [], syncs: [], acks: [] };
-  let rest = '';
-  agent.child.stdout!.on('data', (c: Buffer) => {
-    const parts = (rest + c.toString('utf8')).split('\n');
-    rest = parts.pop() ?? '';
-    for (const l of parts) {
-      if (!l.includes('"msg":"timing ')) continue;
-      const j = JSON.parse(l) as { msg: string } & StageLog['reads'][number] & StageLog['syncs'][number] & StageLog['acks'][number];
-      if (j.msg === 'timing read' && t.reads.length < STAGE_ENTRIES_MAX) t.reads.push(j);
-      else if (j.msg === 'timing synced' && t.syncs.length < STAGE_ENTRIES_MAX) t.syncs.push(j);
-      else if (j.msg === 'timing acked' && t.acks.length < STAGE_ENTRIES_MAX) t.acks.push(j);
-    }
+/** The guard's `timing decision` / `timing nft` trace lines (src/guard/guard.ts), by target, parsed as they come. */
+interface GuardTiming { decided: Map<string, { offset: number; gotUs: number; decidedUs: number }>; nft: Map<string, { writtenUs: number; ackUs: number }> }
+function collectGuardTiming(guard: Proc): GuardTiming {
+  const t: GuardTiming = { decided: new Map(), nft: new Map() };
+  onTimingLines(guard, (j: { msg: string; target: string; offset: number; gotUs: number; decidedUs: number; writtenUs: number; ackUs: number }) => {
+    if (j.msg === 'timing decision' && !t.decided.has(j.target) && t.decided.size < STAGE_ENTRIES_MAX) t.decided.set(j.target, j);
+    else if (j.msg === 'timing nft' && !t.nft.has(j.target) && t.nft.size < STAGE_ENTRIES_MAX) t.nft.set(j.target, j);
   });
   return t;
 }
 
-function stagesOf(t: StageLog, written: number[], triggers: Map<string, number>, seen: Map<string, number>): AgentStages {
-  const names = ['written→watch event', 'written→read', 'read→commit starts', 'commit: write', 'commit: fdatasync', 'synced→request', 'request→answer', 'answer→in the nft set', 'written→synced', 'written→request', 'written→answer', 'written→in the nft set'] as const;
+/** Each `"msg":"timing …"` line a process logs (JSON on its stdout), parsed as it comes. */
+function onTimingLines<T>(p: Proc, fn: (line: T) => void): void {
+  let rest = '';
+  p.child.stdout!.on('data', (c: Buffer) => {
+    const parts = (rest + c.toString('utf8')).split('\n');
+    rest = parts.pop() ?? '';
+    for (const l of parts) if (l.includes('"msg":"timing ')) fn(JSON.parse(l) as T);
+  });
+}
+
+/** The guard's part of each trigger line's way: got the record → decided → written to nft → in the set (and nft's ack). */
+const GUARD_STAGES = ['written→guard got the record', 'guard: got→decided', 'guard: decided→nft write', 'nft write→in the nft set', 'nft write→nft ack'] as const;
+function guardStagesOf(g: GuardTiming, written: number[], triggers: Map<string, number>, seen: Map<string, number>): AgentStages {
+  const h = Object.fromEntries(GUARD_STAGES.map((n) => [n, newHistogram()]));
+  const rec = (n: (typeof GUARD_STAGES)[number], us: number): void => { if (us >= 0) recordUs(h[n], us); };
+  let lines = 0;
+  for (const [ip, seq] of triggers) {
+    const w = written[seq];
+    const d = g.decided.get(ip);
+    const n = g.nft.get(ip);
+    const in_ = seen.get(ip);
+    if (w === undefined || w < 0 || !d || !n || in_ === undefined) continue;
+    lines++;
+    rec('written→guard got the record', d.gotUs - w);
+    rec('guard: got→decided', d.decidedUs - d.gotUs);
+    rec('guard: decided→nft write', n.writtenUs - d.decidedUs);
+    rec('nft write→in the nft set', in_ - n.writtenUs);
+    rec('nft write→nft ack', n.ackUs - n.writtenUs);
+  }
+  const out: AgentStages = { lines };
+  for (const n of GUARD_STAGES) out[n] = summarize(h[n]);
+  return out;
+}
+
+/** The agent's `timing …` trace lines (src/agent/timing.ts), parsed as they come. */
+function collectStages(agent: Proc): StageLog {
+  const t: StageLog = { reads: [], syncs: [], acks: [] };
+  onTimingLines(agent, (j: { msg: string } & StageLog['reads'][number] & StageLog['syncs'][number] & StageLog['acks'][number]) => {
+    if (j.msg === 'timing read' && t.reads.length < STAGE_ENTRIES_MAX) t.reads.push(j);
+    else if (j.msg === 'timing synced' && t.syncs.length < STAGE_ENTRIES_MAX) t.syncs.push(j);
+    else if (j.msg === 'timing acked' && t.acks.length < STAGE_ENTRIES_MAX) t.acks.push(j);
+  });
+  return t;
+}
+
+function stagesOf(t: StageLog, written: number[], triggers: Map<string, number>, seen: Map<string, number>, g?: GuardTiming): AgentStages {
+  const names = ['written→watch event', 'watch event→fast read starts', 'fast read starts→read', 'written→read (whole pass)', 'written→read', 'read→commit starts', 'commit: write', 'commit: fdatasync', 'synced→request', 'request→answer', 'answer→in the nft set', 'answer→guard got the record', 'written→synced', 'written→request', 'written→answer', 'written→in the nft set'] as const;
   const h = Object.fromEntries(names.map((n) => [n, newHistogram()]));
   const has = (s: SeqSpan, seq: number): boolean => s.from <= seq && seq <= s.to;
   let lines = 0;
@@ -250,12 +289,19 @@ function stagesOf(t: StageLog, written: number[], triggers: Map<string, number>,
     // a watch event before the write: the read that took this line was for an earlier one
     if (r.watchUs >= w) rec('written→watch event', r.watchUs - w);
     rec('written→read', r.readUs - w);
+    // readAtUs: a watch event's read from the file's handle; 0: a whole pass read it
+    if (r.readAtUs) {
+      if (r.watchUs >= w && r.readAtUs >= r.watchUs) rec('watch event→fast read starts', r.readAtUs - r.watchUs);
+      rec('fast read starts→read', r.readUs - r.readAtUs);
+    } else rec('written→read (whole pass)', r.readUs - w);
     rec('read→commit starts', s.startUs - r.readUs);
     rec('commit: write', s.writtenUs - s.startUs);
     rec('commit: fdatasync', s.syncedUs - s.writtenUs);
     rec('synced→request', a.sentUs - s.syncedUs);
     rec('request→answer', a.ackUs - a.sentUs);
     rec('answer→in the nft set', nft - a.ackUs);
+    const d = g?.decided.get(ip);
+    if (d) rec('answer→guard got the record', d.gotUs - a.ackUs);
     rec('written→synced', s.syncedUs - w);
     rec('written→request', a.sentUs - w);
     rec('written→answer', a.ackUs - w);
@@ -263,6 +309,10 @@ function stagesOf(t: StageLog, written: number[], triggers: Map<string, number>,
   }
   const out: AgentStages = { lines };
   for (const n of names) out[n] = summarize(h[n]);
+  if (g) {
+    const gs = guardStagesOf(g, written, triggers, seen);
+    for (const n of GUARD_STAGES) if (n !== 'written→guard got the record') out[n] = gs[n];
+  }
   return out;
 }
 
@@ -272,6 +322,8 @@ interface Params {
   capacity: number; leakMs: number; banS: number; bouncerPoll: string;
   /** the direct writer's producer maxInFlight (default the client's) */
   writerMaxInFlight?: number;
+  /** the agent's pollIntervalMs (default: the agent's own) */
+  agentPollMs?: number;
   /** run the agent at log level trace and report its stage times (the guard row) */
   agentStages: boolean;
 }
@@ -405,13 +457,16 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
     ...others.map((n) => `  - { name: ${n}, enabled: false }`),
     `nftables: { command: [ip, netns, exec, ${ns}, nft], table: ${table} }`,
     'metrics: { host: 127.0.0.1, port: 0 }',
-    'logLevel: info',
+    // trace: each ban's stage times in the guard (timing decision, timing nft)
+    `logLevel: ${p.agentStages ? 'trace' : 'info'}`,
   ].join('\n') + '\n');
   writeFileSync(join(dir, 'agent.yaml'), [
     `node: { url: ${inputUrl} }`,
     'host: bench',
     `spool: { dir: ${join(dir, 'spool')} }`,
-    'pollIntervalMs: 10',
+    // the agent's own backup poll unless asked: each write is read on its watch event, and a poll's
+    // whole pass (every pollIntervalMs while lines come) is what a watch event's read waits behind
+    ...(p.agentPollMs ? [`pollIntervalMs: ${p.agentPollMs}`] : []),
     // a line leaves as soon as it is read: this bench is about latency
     'batch: { lingerMs: 0 }',
     `logLevel: ${p.agentStages ? 'trace' : 'info'}`,
@@ -420,6 +475,7 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
   ].join('\n') + '\n');
   const guard = spawnProc(process.execPath, [cli, 'guard', '--config', join(dir, 'guard.yaml')], 'guard');
   started.push(guard);
+  const guardTiming = p.agentStages ? collectGuardTiming(guard) : undefined;
   await waitFor('the guard to run', () => guard.out.some((l) => l.includes('"msg":"guard running"')), 30_000, () => guard.out.slice(-20).join('\n'));
   // a guard reads only once its group assigned it the partitions (a node just started holds
   // assignments back for a few seconds): traffic before that measures the wait, not the guard
@@ -436,10 +492,10 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
   const unhook = atExit(() => store.killSync());
   const clustered = store.ids.length > 1;
   const hops = clustered
-    ? `a producer (lingerMs 0, acks=all, pinned to the partition, maxInFlight ${p.writerMaxInFlight ?? 5}) seeded at ${store.ids[0]} → 3-node cluster with etcd (1 partition, replicas 3) → chicago guard connected to ${store.ids[guardAt]} (the client routes to the leaders; decisions to the replicated guard.decisions topic) → one \`nft -e -i\``
+    ? `a producer (lingerMs 0, acks=all, pinned to the partition, maxInFlight ${p.writerMaxInFlight ?? 5}) seeded at ${store.ids[0]} → 3-node cluster with etcd (1 partition, replicas 3) → chicago guard connected to ${store.ids[guardAt]} (the client routes to the leaders; decisions to the replicated guard.decisions topic) → one \`nft -i\``
     : direct
-      ? `a producer (lingerMs 0, acks=all, pinned to the partition, maxInFlight ${p.writerMaxInFlight ?? 5}) → node (1 partition) → chicago guard → one \`nft -e -i\`: the path without the file and the agent`
-      : 'file → chicago agent (pollIntervalMs 10, lingerMs 0) → node (1 partition, acks=all) → chicago guard → one `nft -e -i`';
+      ? `a producer (lingerMs 0, acks=all, pinned to the partition, maxInFlight ${p.writerMaxInFlight ?? 5}) → node (1 partition) → chicago guard → one \`nft -i\`: the path without the file and the agent`
+      : `file → chicago agent (pollIntervalMs ${p.agentPollMs ?? 'default'}, lingerMs 0) → node (1 partition, acks=all) → chicago guard → one \`nft -i\``;
   return {
     name: path, version: `chicago ${version} (${machineInfo().gitRev ?? '?'})`,
     mainPid: () => guard.child.pid ?? -1,
@@ -450,7 +506,8 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
       return [...text.matchAll(/^guard_lines_total\{topic="[^"]+"\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
     },
     notes: [`${hops} (http-flood only)${timing ? '; the agent at log level trace (its stage times)' : ''}`],
-    ...(timing ? { stages: (written: number[], triggers: Map<string, number>, seen: Map<string, number>) => stagesOf(timing, written, triggers, seen) } : {}),
+    ...(timing ? { stages: (written: number[], triggers: Map<string, number>, seen: Map<string, number>) => stagesOf(timing, written, triggers, seen, guardTiming) }
+      : guardTiming ? { stages: (written: number[], triggers: Map<string, number>, seen: Map<string, number>) => guardStagesOf(guardTiming, written, triggers, seen) } : {}),
     selfReport: () => {
       const bans = guard.out.filter((l) => l.includes('"msg":"decision ban"')).map((l) => JSON.parse(l) as { target: string; detectMs?: number; latencyMs?: { nft?: number } });
       const detect = newHistogram();
@@ -863,6 +920,7 @@ async function main(): Promise<void> {
       capacity: { type: 'string' },
       'leak-ms': { type: 'string' },
       'writer-max-in-flight': { type: 'string' },
+      'agent-poll-ms': { type: 'string' },
       'agent-stages': { type: 'string' },
       'bouncer-poll': { type: 'string' },
       out: { type: 'string' },
@@ -871,7 +929,8 @@ async function main(): Promise<void> {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
   const quick = values.quick ?? false;
   const p: Params = { capacity: Number(values.capacity ?? 20), leakMs: Number(values['leak-ms'] ?? 100), banS: 600, bouncerPoll: values['bouncer-poll'] ?? '10s', agentStages: values['agent-stages'] !== 'off',
-    ...(values['writer-max-in-flight'] ? { writerMaxInFlight: Number(values['writer-max-in-flight']) } : {}) };
+    ...(values['writer-max-in-flight'] ? { writerMaxInFlight: Number(values['writer-max-in-flight']) } : {}),
+    ...(values['agent-poll-ms'] ? { agentPollMs: Number(values['agent-poll-ms']) } : {}) };
   const o: Opts = {
     attackers: Number(values.attackers ?? (quick ? 20 : 100)),
     gapMs: Number(values['gap-ms'] ?? (quick ? 100 : 200)),

@@ -3,6 +3,9 @@
 // of its own: batches with an element that has just timed out, an unban of one already gone, an
 // overlapping prefix, the queue bound.
 import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Decision } from '../src/guard/decisions.js';
@@ -201,5 +204,32 @@ describe('nft enforcer against real nft', () => {
     } finally {
       await nft.close();
     }
+  }, slow(20_000));
+
+  it("nft's interactive history is neither read nor written; each batch's write and ack times are reported", async (ctx) => {
+    if (nsError) ctx.skip(`network namespaces or nftables are not available here: ${nsError}`);
+    const home = mkdtempSync(join(tmpdir(), 'chicago-nft-home-'));
+    const before = process.env.HOME;
+    process.env.HOME = home;
+    const times: Array<{ target: string; writtenUs: number; ackUs: number }> = [];
+    const nft = new NftEnforcer({
+      command: ['ip', 'netns', 'exec', NS, 'nft'], table: TABLE, drop: false, batchMax: 500, queueMax: 1000,
+      active: () => [], log: () => {}, onTiming: (t) => times.push(t),
+    });
+    try {
+      await nft.start();
+      await nft.ban(decision('198.18.4.1', Date.now() + 60_000), false);
+      await nft.ban(decision('198.18.4.2', Date.now() + 60_000), false);
+      expect(timeoutOf(await list('v4'), '198.18.4.2')).toBe('1m');
+    } finally {
+      await nft.close();
+      process.env.HOME = before;
+    }
+    // nft -i writes $HOME/.nft.history when its input ends
+    expect(existsSync(join(home, '.nft.history'))).toBe(false);
+    rmSync(home, { recursive: true, force: true });
+    expect(times.map((t) => t.target)).toEqual(['198.18.4.1', '198.18.4.2']);
+    for (const t of times) expect(t.ackUs).toBeGreaterThanOrEqual(t.writtenUs);
+    expect(times[1].writtenUs).toBeGreaterThanOrEqual(times[0].ackUs);
   }, slow(20_000));
 });

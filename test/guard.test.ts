@@ -93,7 +93,8 @@ beforeAll(async () => {
     '  - { name: http-crawl, dryRun: true }',
     `nftables: { command: [ip, netns, exec, ${NS}, nft], table: ${TABLE} }`,
     'metrics: { host: 127.0.0.1, port: 0 }',
-    'logLevel: info',
+    // trace: each ban's stage times (timing decision, timing nft), checked below
+    'logLevel: trace',
   ].join('\n'));
 }, slow(30_000));
 
@@ -144,6 +145,17 @@ describe('chicago guard with nftables in a network namespace', () => {
     console.log(`line → nft enforced latency over ${lat.length} bans: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${lat[lat.length - 1]} ms`);
     console.log(`in ban order (line → nft ack / line → decided), ms: ${bans.map((d) => `${d.latencyMs.nft}/${d.detectMs}`).join(' ')}`);
     expect(pct(0.5)).toBeLessThan(slow(200));
+    // each ban's stage times, on one monotonic clock: record got → decided → written to nft → acknowledged
+    const timing = (msg: string) => new Map(g.stdout.lines().filter((l) => l.includes(`"msg":"${msg}"`)).map((l) => JSON.parse(l) as Record<string, number> & { target: string }).map((t) => [t.target, t]));
+    const decided = timing('timing decision');
+    const nft = timing('timing nft');
+    for (const ip of flooders) {
+      const d = decided.get(ip)!;
+      const n = nft.get(ip)!;
+      expect(d.gotUs, ip).toBeLessThanOrEqual(d.decidedUs);
+      expect(n.writtenUs, ip).toBeGreaterThanOrEqual(d.decidedUs);
+      expect(n.ackUs, ip).toBeGreaterThanOrEqual(n.writtenUs);
+    }
     // the legitimate clients: no decision at all
     const all = decisions(g);
     expect(all.filter((d) => /^198\.18\.(1[0-9]|[2-5][0-9])\./.test(d.target))).toEqual([]);

@@ -116,6 +116,8 @@ export class FileSource {
   private readonly unsynced: Array<Promise<void>> = [];
   /** when the last watch event came (µs, only while the log level is trace) */
   private watchUs = 0;
+  /** when the read that emits next began (0: a whole pass's read, not a watch event's) */
+  private readAtUs = 0;
   private get tracing(): boolean {
     return this.log.isLevelEnabled('trace');
   }
@@ -772,6 +774,7 @@ export class FileSource {
     const heldLen = Math.min(TAIL_BYTES_MAX, f.readPos - f.bufStart);
     const want = Math.max(MIN_CHUNK_BYTES, Math.min(FAST_READ_BYTES, Math.floor(this.spool.room() / SPOOL_EXPANSION_MAX)));
     const buf = (this.fastBuf ??= Buffer.allocUnsafe(TAIL_BYTES_MAX + FAST_READ_BYTES));
+    if (this.tracing) this.readAtUs = nowUs();
     // synchronous, as the pass's stats: a read of a few KiB from the page cache costs µs, a trip
     // through the thread pool about a tenth of a millisecond
     const bytesRead = readSync(f.fh.fd, buf, 0, heldLen + want, f.readPos - heldLen);
@@ -1071,7 +1074,8 @@ export class FileSource {
     }
     if (this.tracing && n > 0) {
       const r = entries[0] as RecsEntry;
-      this.log.trace({ task: this.src.task, from: r.seq, to: r.seq + n - 1, watchUs: this.watchUs, readUs: nowUs() }, 'timing read');
+      this.log.trace({ task: this.src.task, from: r.seq, to: r.seq + n - 1, watchUs: this.watchUs, readAtUs: this.readAtUs, readUs: nowUs() }, 'timing read');
+      this.readAtUs = 0;
     }
     if (entries.length === 0) return;
     if (wait) return this.spool.append(entries);

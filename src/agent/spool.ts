@@ -491,7 +491,7 @@ export function decodeSegment(buf: Buffer): { entries: Entry[]; validBytes: numb
 interface Segment { n: number; file: string; bytes: number; maxSeq: Map<string, number> }
 
 /** A write of queued appends whose fdatasync may still run. */
-interface Commit { batch: Array<{ entries: Entry[]; resolve: () => void; reject: (e: Error) => void }>; bytes: number; synced: boolean; startUs: number; writtenUs: number; syncedUs: number }
+interface Commit { batch: Array<{ entries: Entry[]; resolve: () => void; reject: (e: Error) => void }>; bytes: number; synced: boolean; startUs: number; writtenUs: number; syncedUs: number; rode?: string[] }
 
 export interface SpoolOptions { dir: string; quotaBytes: number; segmentBytes: number }
 
@@ -549,6 +549,11 @@ export class Spool {
   private readonly listeners = new Set<() => void>();
   /** shippers waiting for records, per task */
   private readonly idle = new Map<string, IdleShipper>();
+  /**
+   * Per task, the ranges an idle shipper's offer put in commits not applied yet: the shipper learns of
+   * them when they are, so an offer it makes meanwhile starts after them (withSends).
+   */
+  private readonly riding = new Map<string, { to: number; count: number; keyed: boolean }>();
 
   private constructor(private readonly opts: SpoolOptions) {}
 
@@ -613,21 +618,34 @@ export class Spool {
     this.idle.delete(task);
   }
 
-  /** Entries with the range (and ack) of an idle shipper whose next records they hold. */
-  private withSends(entries: Entry[]): Entry[] {
+  /** Entries with the range (and ack) of an idle shipper whose next records they hold; `rode` gets their tasks. */
+  private withSends(entries: Entry[], rode: string[]): Entry[] {
     let out = entries;
     for (const e of entries) {
       if (e.t !== 'recs') continue;
       const s = this.idle.get(e.task);
-      // only the records right after the shipper's last batch: a record before them is unsent yet
       const count = recsCount(e);
-      if (!s || count === 0 || e.seq !== s.after + 1 || Date.now() < s.notBeforeMs) continue;
+      if (!s || count === 0 || Date.now() < s.notBeforeMs) continue;
+      // an offer made before the shipper saw the ranges riding in commits still in flight (it withdraws
+      // and offers again whenever it wakes) starts after them, with their room taken
+      let after = s.after;
+      let more = s.more ?? 0;
+      const r = this.riding.get(e.task);
+      if (r && r.to > after) {
+        if (r.keyed || r.count > more) continue;
+        after = r.to;
+        more -= r.count;
+      }
+      // only the records right after the shipper's last batch: a record before them is unsent yet
+      if (e.seq !== after + 1) continue;
       this.idle.delete(e.task);
       const n = Math.max(1, Math.min(count, s.cut(e)));
       out = [...(s.ack !== undefined ? [{ t: 'ack' as const, task: e.task, to: s.ack }] : []), ...out, { t: 'send', task: e.task, from: e.seq, to: e.seq + n - 1 }];
+      rode.push(e.task);
+      this.riding.set(e.task, { to: e.seq + n - 1, count: (r?.count ?? 0) + 1, keyed: !!e.k });
       // a whole unkeyed batch: the records after it, in a commit that overlaps this one, take the next
       // range (a keyed batch goes alone; the shipper withdraws this once it sees the batch)
-      if ((s.more ?? 0) > 0 && n === count && !e.k) this.idle.set(e.task, { after: e.seq + n - 1, cut: s.cut, notBeforeMs: s.notBeforeMs, more: s.more! - 1 });
+      if (more > 0 && n === count && !e.k) this.idle.set(e.task, { after: e.seq + n - 1, cut: s.cut, notBeforeMs: s.notBeforeMs, more: more - 1 });
     }
     return out;
   }
@@ -679,7 +697,8 @@ export class Spool {
     // an idle shipper's range is taken now, not when the append was queued: records queued while
     // the last fdatasync ran find the shipper that has just sent that one's batch waiting for them,
     // and go out after this one fdatasync instead of waiting for their range in the next
-    if (this.idle.size > 0) for (const b of batch) b.entries = this.withSends(b.entries);
+    const rode: string[] = [];
+    if (this.idle.size > 0) for (const b of batch) b.entries = this.withSends(b.entries, rode);
     let data: { length: number };
     const at = this.writePos;
     try {
@@ -705,7 +724,7 @@ export class Spool {
     this.writePos = at + data.length;
     // the segment rolls once the commits in it are applied: no commit starts in it meanwhile
     if (this.writePos >= this.opts.segmentBytes) this.rollDue = true;
-    const c: Commit = { batch, bytes: data.length, synced: false, startUs, writtenUs: this.onTiming ? nowUs() : 0, syncedUs: 0 };
+    const c: Commit = { batch, bytes: data.length, synced: false, startUs, writtenUs: this.onTiming ? nowUs() : 0, syncedUs: 0, ...(rode.length > 0 ? { rode } : {}) };
     this.commits.push(c);
     this.syncing++;
     fdatasync(this.fd, (err) => {
@@ -730,6 +749,11 @@ export class Spool {
         const touched = new Set<string>();
         seg.bytes += bytes;
         for (const { entries } of batch) for (const e of entries) this.apply(e, seg, touched);
+        // their ranges are the shipper's now (sends)
+        for (const task of c.rode ?? []) {
+          const r = this.riding.get(task);
+          if (r && --r.count === 0) this.riding.delete(task);
+        }
         for (const b of batch) b.resolve();
         this.commits.shift();
         if (this.onTiming) this.timing(c);

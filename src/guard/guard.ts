@@ -17,6 +17,7 @@ import { type GuardEvent, type ParseLimits, parseNginx, parseSsh } from './parse
 import { type PartitionSource, StaticPartitionSource } from './partitions.js';
 import { compileScenarios } from './scenarios.js';
 import { DecisionStore, decodeRecord, ensureDecisionsTopic } from './store.js';
+import { nowUs } from '../agent/timing.js';
 
 const EXPIRE_INTERVAL_MS = 1000;
 const VERDICT_CACHE_ENTRIES_MAX = 20_000;
@@ -91,11 +92,14 @@ export class Guard {
   private stopped = false;
   /** CRS verdicts of recent distinct requests; full: the least recently used is dropped */
   private readonly verdicts = new LruMap<boolean>(VERDICT_CACHE_ENTRIES_MAX);
+  /** log level trace: each ban's stage times (`timing decision`, `timing nft`) for the latency bench */
+  private tracing = false;
 
   /** `sourceFor` says which partitions of an input this guard reads (default: the configured list) */
   constructor(readonly cfg: GuardConfig, private readonly sourceFor: (input: GuardConfig['inputs'][number]) => PartitionSource = (i) => new StaticPartitionSource(i.partitions)) {
     this.log = pino({ level: cfg.logLevel, base: { guard: cfg.guardId } });
     this.limits = { ...cfg.limits, prefixV4: cfg.prefixBits.v4, prefixV6: cfg.prefixBits.v6 };
+    this.tracing = this.log.isLevelEnabled('trace');
   }
 
   async start(): Promise<void> {
@@ -114,7 +118,10 @@ export class Guard {
     this.store = new DecisionStore(this.client, cfg.decisions.topic, cfg.decisions.keyspace, cfg.guardId);
     const logFn = (level: 'info' | 'warn' | 'error', msg: string, extra?: object) => this.log[level](extra ?? {}, msg);
     if (cfg.nftables) {
-      this.nft = new NftEnforcer({ ...cfg.nftables, active: () => this.decisions.active.values(), log: logFn });
+      this.nft = new NftEnforcer({
+        ...cfg.nftables, active: () => this.decisions.active.values(), log: logFn,
+        ...(this.tracing ? { onTiming: (t: { target: string; writtenUs: number; ackUs: number }) => this.log.trace(t, 'timing nft') } : {}),
+      });
       await this.nft.start();
     }
     if (cfg.nginx) this.nginx = new NginxEnforcer(cfg.nginx.urls, cfg.nginx.timeoutMs, logFn);
@@ -243,16 +250,17 @@ export class Guard {
   }
 
   private ingest(rec: TailRecord, format: 'nginx' | 'sshd', source: number): void {
+    const gotUs = this.tracing ? nowUs() : 0;
     const ev = format === 'nginx' ? parseNginx(rec.value, rec.timestampMs, this.limits) : parseSsh(rec.headers, rec.timestampMs, this.limits);
     if (typeof ev === 'string') {
       this.m.rejected.labels(ev).inc();
       return;
     }
-    this.handle(ev, source);
+    this.handle(ev, source, gotUs ? { offset: rec.offset, gotUs } : undefined);
   }
 
   /** One event: detection, decisions, and the effects sent on their way (not awaited). */
-  handle(ev: GuardEvent, source?: number): void {
+  handle(ev: GuardEvent, source?: number, got?: { offset: number; gotUs: number }): void {
     const crs = this.crs;
     const alerts = detect(this.detector, ev, () => {
       if (!crs || ev.kind !== 'http') return false;
@@ -267,7 +275,10 @@ export class Guard {
     }, source);
     for (const alert of alerts) {
       const sc = this.cfg.scenarios.find((s) => s.name === alert.scenario)!;
-      for (const e of decide(this.decisions, { kind: 'alert', alert, durationMs: sc.durationMs ?? 600_000 }, Date.now())) void this.enforce(e);
+      for (const e of decide(this.decisions, { kind: 'alert', alert, durationMs: sc.durationMs ?? 600_000 }, Date.now())) {
+        if (got && e.type === 'ban') this.log.trace({ target: e.decision.target, offset: got.offset, gotUs: got.gotUs, decidedUs: nowUs() }, 'timing decision');
+        void this.enforce(e);
+      }
     }
   }
 
