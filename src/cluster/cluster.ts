@@ -257,19 +257,27 @@ export class ClusterCoordinator implements Coordinator {
   }
 
   private refreshViews(): void {
+    // liveness once per refresh: every partition's view sees the same one
+    const members = this.liveMembers();
+    const alive = new Map<NodeId, boolean>();
+    const isAlive = (n: NodeId): boolean => {
+      let a = alive.get(n);
+      if (a === undefined) alive.set(n, a = this.alive(n));
+      return a;
+    };
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
       const next: Omit<ReplicaView, 'version'> | undefined = e && {
         epoch: e.record.epoch,
         leader: e.record.leader,
         replicas: e.record.replicas,
-        live: e.record.replicas.filter((n) => this.alive(n)),
-        spares: this.liveMembers().filter((n) => !e.record.replicas.includes(n) && this.alive(n)).length,
+        live: e.record.replicas.filter(isAlive),
+        spares: members.filter((n) => !e.record.replicas.includes(n) && isAlive(n)).length,
         copies: this.copies,
         isr: [...e.record.isr, ...[...(this.joining.get(p)?.keys() ?? [])].filter((n) => e.record.leader === this.self && !e.record.isr.includes(n))],
       };
       const prev = this.views.get(p);
-      if (JSON.stringify(prev && { ...prev, version: undefined }) === JSON.stringify(next && { ...next, version: undefined })) continue;
+      if (prev === next || (prev && next && sameView(prev, next))) continue;
       const view = next && { ...next, version: ++this.viewVersion };
       if (view) this.views.set(p, view);
       else this.views.delete(p);
@@ -533,6 +541,14 @@ export class ClusterCoordinator implements Coordinator {
 interface PlacementInputs { live: NodeId[]; leaving: NodeId[]; silent: Set<NodeId>; healthy: NodeId[] }
 
 const sameRecord = (a: PartitionRecord, b: PartitionRecord) => JSON.stringify(a) === JSON.stringify(b);
+
+const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Two views that differ at most in their version: a replica needs no new one. */
+function sameView(a: Omit<ReplicaView, 'version'>, b: Omit<ReplicaView, 'version'>): boolean {
+  return a.epoch === b.epoch && a.leader === b.leader && a.copies === b.copies && (a.spares ?? 0) === (b.spares ?? 0)
+    && sameList(a.replicas, b.replicas) && sameList(a.live, b.live) && sameList(a.isr, b.isr);
+}
 
 /**
  * Keep N reachable copies while replicas are silent: stand-ins already added stay, more are taken
