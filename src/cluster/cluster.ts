@@ -56,6 +56,12 @@ const FAILOVER_CHECK_MS = 25;
 const SELF_STALL_MS = 100;
 /** how long a starting node keeps trying to reach etcd */
 const STARTUP_RETRY_MS = 30_000;
+/**
+ * Timers run by the event loop's clock, silence is measured by Date.now(): a timer set for the
+ * moment a silence reaches its bar can run a millisecond short of it, and would look again only a
+ * FAILOVER_CHECK_MS later.
+ */
+const CLOCK_SLACK_MS = 2;
 /** a multiple of CHECK_EVERY_MS */
 const CONTROLLER_EVERY_MS = 200;
 /** partitions the controller moves at once: rebalancing never swamps the foreground */
@@ -286,7 +292,7 @@ export class ClusterCoordinator implements Coordinator {
     let due = Infinity;
     for (const id of this.members.nodes.keys()) {
       if (id === this.self) continue;
-      due = Math.min(due, now - this.silentFor(id) + GONE_SUSPECT_AFTER_MS);
+      due = Math.min(due, now - this.silentFor(id) + GONE_SUSPECT_AFTER_MS + CLOCK_SLACK_MS);
     }
     due = Math.max(due, now + FAILOVER_CHECK_MS);
     if (due >= this.checkDueAt) { this.disarmFailover(); return; } // the next check looks anyway
