@@ -6,7 +6,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import type { BenchArgs } from '../args.js';
 import { readProc, readThreads, round1 } from '../proc.js';
-import { baseResult, type BenchResult } from '../result.js';
+import { idleResult, type BenchResult } from '../result.js';
 import { clog, uptime, withCluster } from './cluster-common.js';
 
 /** [main thread, all threads] voluntary context switches of a process */
@@ -56,14 +56,8 @@ export async function benchClusterIdle(args: BenchArgs): Promise<BenchResult> {
       .sort((a, b) => b[1] - a[1]));
     const total = round1(perNodeCpuPct.reduce((a, b) => a + b, 0));
     const res: BenchResult = {
-      ...baseResult(args, 'chicago'),
+      ...idleResult(args, 'chicago'),
       nodes: pids.length,
-      rate: 0,
-      sent: 0,
-      acked: 0,
-      errors: 0,
-      latencyUs: { p50: 0, p90: 0, p99: 0, p999: 0, max: 0 },
-      warmupS: args.warmupS,
       cpuPct: total,
       extra: {
         perNodeCpuPct,
