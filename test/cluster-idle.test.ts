@@ -17,10 +17,10 @@ beforeAll(async () => { cluster = await startCluster({ nodes: 3, partitions: 4, 
 afterAll(async () => { await cluster?.teardown(); });
 
 describe('an idle cluster', () => {
-  it('wakes each node\'s main thread fewer than 70 times a second', async () => {
-    // per node: checks with heartbeats (10/s), peers' heartbeats (10/s each), the node's own
-    // timers (about 25/s, test/idle.test.ts), etcd lease keep-alives; a failover poll every 25 ms
-    // alone would add 40/s
+  it('wakes each node\'s main thread fewer than 80 times a second', async () => {
+    // per node, about 55/s on a quiet machine (fewer on a busy one, where wake-ups coalesce): checks
+    // with heartbeats (10/s), peers' heartbeats (10/s each), the node's own timers (about 25/s,
+    // test/idle.test.ts), etcd lease keep-alives; a failover poll every 25 ms alone would add 40/s
     await new Promise((r) => setTimeout(r, slow(1_000)));
     const pids = cluster.live().map((n) => n.handle.pid);
     const before = pids.map(mainThreadWakeups);
@@ -28,7 +28,7 @@ describe('an idle cluster', () => {
     await new Promise((r) => setTimeout(r, windowMs));
     const perSecond = pids.map((p, i) => (mainThreadWakeups(p) - before[i]!) / (windowMs / 1000));
     console.log(`idle cluster: main-thread wake-ups per second per node ${perSecond.map((w) => w.toFixed(0)).join(', ')}`);
-    for (const w of perSecond) expect(w).toBeLessThan(70);
+    for (const w of perSecond) expect(w).toBeLessThan(80);
     // and it is still a cluster that notices silence: every partition has its three replicas in sync
     const s = await cluster.status();
     expect(s.partitions.every((p) => p.isr.length === 3 && p.leader !== null)).toBe(true);
