@@ -7,7 +7,7 @@ import { limits } from '../src/runtime/limits.js';
 
 export const SCENARIOS = ['kv-put', 'kv-get', 'produce', 'produce-tail', 'idle', 'noop'] as const;
 /** against a private etcd + N-node cluster the bench starts (bench/cluster.ts) */
-export const CLUSTER_SCENARIOS = ['cluster-kv-put', 'cluster-produce', 'cluster-failover', 'cluster-rebalance'] as const;
+export const CLUSTER_SCENARIOS = ['cluster-kv-put', 'cluster-produce', 'cluster-failover', 'cluster-rebalance', 'cluster-idle'] as const;
 export type ClusterScenario = (typeof CLUSTER_SCENARIOS)[number];
 export type Scenario = (typeof SCENARIOS)[number] | ClusterScenario;
 /** cluster-kv-put's replicated anchors (bench/anchors.ts), besides the single Redis of `baseline` */
@@ -133,7 +133,7 @@ scenarios: kv-put | kv-get | produce | produce-tail | idle | noop (the generator
   --quiet                no human summary on stderr
 
 cluster scenarios (a private etcd + --nodes nodes on 127.0.0.2…, N = --replicas, default acks all):
-  cluster-kv-put | cluster-produce | cluster-failover | cluster-rebalance   (see bench/README.md)
+  cluster-kv-put | cluster-produce | cluster-failover | cluster-rebalance | cluster-idle   (see bench/README.md)
   --nodes N              nodes (default 4)
   --cluster-partitions P cluster partitions (default: the node's default)
   --workers W            worker threads per node (default: the node's default)

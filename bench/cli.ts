@@ -10,6 +10,7 @@ import { benchClusterKvPut } from './scenarios/cluster-kv.js';
 import { benchClusterProduce } from './scenarios/cluster-produce.js';
 import { benchClusterFailover } from './scenarios/cluster-failover.js';
 import { benchClusterRebalance } from './scenarios/cluster-rebalance.js';
+import { benchClusterIdle } from './scenarios/cluster-idle.js';
 
 /**
  * Runs one scenario, prints the result object (CONTRACT.md "Benchmark output") on stdout, writes
@@ -47,6 +48,9 @@ export async function runBench(scenario: string, argv: string[]): Promise<void> 
       break;
     case 'cluster-rebalance':
       res = await benchClusterRebalance(args);
+      break;
+    case 'cluster-idle':
+      res = await benchClusterIdle(args);
       break;
   }
   writeResult(res, args.json);

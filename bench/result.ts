@@ -96,6 +96,11 @@ export function baseResult(args: BenchArgs, target: BenchTarget): Omit<BenchResu
   };
 }
 
+/** A run that sends nothing (an idle node or cluster): the base result with zero traffic. */
+export function idleResult(args: BenchArgs, target: BenchTarget): BenchResult {
+  return { ...baseResult(args, target), rate: 0, sent: 0, acked: 0, errors: 0, latencyUs: { p50: 0, p90: 0, p99: 0, p999: 0, max: 0 }, warmupS: args.warmupS };
+}
+
 export function fromLoop(
   args: BenchArgs,
   target: BenchTarget,

@@ -2,7 +2,7 @@
 // then average its CPU (all threads, from /proc/PID/stat) and RSS over --duration seconds.
 import type { BenchArgs } from '../args.js';
 import { MachineSampler, ProcSampler, readProc, readThreads, round1, threadCpuPct } from '../proc.js';
-import { baseResult, evaluateGoal, type BenchResult } from '../result.js';
+import { evaluateGoal, idleResult, type BenchResult } from '../result.js';
 import { interestingMetrics, withNode } from './common.js';
 
 export async function benchIdle(args: BenchArgs): Promise<BenchResult> {
@@ -31,13 +31,7 @@ export async function benchIdle(args: BenchArgs): Promise<BenchResult> {
     const m = machine.stop();
     const metrics = await interestingMetrics(n.admin);
     const res: BenchResult = {
-      ...baseResult(args, 'chicago'),
-      rate: 0,
-      sent: 0,
-      acked: 0,
-      errors: 0,
-      latencyUs: { p50: 0, p90: 0, p99: 0, p999: 0, max: 0 },
-      warmupS: args.warmupS,
+      ...idleResult(args, 'chicago'),
       cpuPct: usage.cpuPct,
       rssMB: usage.rssMB,
       server: { ...usage, pid },

@@ -8,6 +8,7 @@ import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { MUTATIONS, type RequestBody, type Request, type WorkerControl, type WorkerOutput } from './messages.js';
 import type { MemoryBudget } from '../runtime/memory-budget.js';
+import { BoardReader, createBoard } from './positions-board.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
 
@@ -47,6 +48,9 @@ export class WorkerHandle {
   private readonly drained = new Int32Array(new SharedArrayBuffer(4));
   /** shared with the worker: PACE slots */
   readonly pace = new Int32Array(new SharedArrayBuffer(4 * 3));
+  /** shared with the worker: its replicas' positions, as it last published them (positions-board.ts) */
+  private readonly board = createBoard();
+  readonly positions = new BoardReader(this.board);
   private readonly deadlineTimer: NodeJS.Timeout;
   private state: 'open' | 'closing' | 'closed' = 'open';
   private exitError: Error | undefined;
@@ -65,7 +69,7 @@ export class WorkerHandle {
     const data = new MessageChannel();
     const control = new MessageChannel();
     this.worker = new Worker(scriptUrl, {
-      workerData: { handle: dbHandle, dataPort: data.port2, controlPort: control.port2, drained: this.drained, pace: this.pace },
+      workerData: { handle: dbHandle, dataPort: data.port2, controlPort: control.port2, drained: this.drained, pace: this.pace, board: this.board },
       transferList: [data.port2, control.port2],
       name: `partition-worker-${index}`,
     });

@@ -33,6 +33,7 @@ import { expiryCommands, logTrimRange, retentionCommands } from './maintenance.j
 import { MUTATIONS, type DigestReply, type ReplicationMessage, type Request, type Response, type SnapshotAck, type SnapshotChunk, type TopicRetention, type WorkerControl, type WorkerOutput, type WorkerStats } from './messages.js';
 import type { RetentionSpec } from '../protocol/api.js';
 import { isNoSpace } from '../storage/disk-guard.js';
+import { BoardWriter, type BoardPosition } from './positions-board.js';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
 
@@ -114,8 +115,12 @@ class PartitionWorker {
   /** messages received so far; published to the gateway thread (drained) after each drain */
   private received = 0;
 
-  constructor(private readonly db: RocksLevel, private readonly port: MessagePort, private readonly drained: Int32Array, private readonly pace: Int32Array) {
+  /** where the node's coordinator samples this worker's positions (published on each tick) */
+  private readonly board: BoardWriter;
+
+  constructor(private readonly db: RocksLevel, private readonly port: MessagePort, private readonly drained: Int32Array, private readonly pace: Int32Array, board: SharedArrayBuffer) {
     this.writer = new BatchWriter(db);
+    this.board = new BoardWriter(board);
     port.on('message', (msg: Uint8Array | [Uint8Array, ...ArrayBuffer[]]) => {
       this.received++;
       if (msg instanceof Uint8Array) {
@@ -571,6 +576,13 @@ class PartitionWorker {
     }
     Atomics.store(this.pace, PACE.copiesOpen, copiesOpen);
     this.flush();
+    this.board.publish(this.boardPositions());
+  }
+
+  private *boardPositions(): Iterable<BoardPosition> {
+    for (const { replica: r, incomplete } of this.hosted.values()) {
+      yield { id: r.state.id, seq: r.state.seq, role: r.role, incomplete, matched: Object.fromEntries(r.matched), isr: r.view.isr, view: r.view.version, confirmedSeq: r.confirmedSeq };
+    }
   }
 
   /**
@@ -734,8 +746,8 @@ function appendOutbox(to: Outbox, from: Outbox): void {
   to.visible.push(...from.visible);
 }
 
-const { handle: dbHandle, dataPort, controlPort, drained, pace } = workerData as { handle: bigint; dataPort: MessagePort; controlPort: MessagePort; drained: Int32Array; pace: Int32Array };
+const { handle: dbHandle, dataPort, controlPort, drained, pace, board } = workerData as { handle: bigint; dataPort: MessagePort; controlPort: MessagePort; drained: Int32Array; pace: Int32Array; board: SharedArrayBuffer };
 assert.ok(parentPort, 'partition worker must run in a worker thread');
 const db = await attachDatabase(dbHandle);
-const worker = new PartitionWorker(db, dataPort, drained, pace);
+const worker = new PartitionWorker(db, dataPort, drained, pace, board);
 Comlink.expose(worker.control, nodeEndpoint(controlPort));

@@ -21,7 +21,7 @@ import { TopicCatalog } from './topic-catalog.js';
 import type { PartitionRecord } from './layout.js';
 import { electSelf, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, silentFollowers as silentFollowersOf, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from './decide.js';
 import type { ClusterConnection } from './hooks.js';
-import type { PeerNetwork } from './peer.js';
+import { HEARTBEAT_MS, type PeerNetwork } from './peer.js';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../runtime/config.js';
 
@@ -38,17 +38,31 @@ export const GONE_SUSPECT_AFTER_MS = READ_LEASE_MS + 25;
 // failover budget. A stand-in is a temporary extra copy, never a change of the partition's home:
 // the silent replica keeps its data and place, and the stand-in leaves once it is back in sync.
 // So a pause costs one copy per partition, throttled, not a rebalance.
-const CHECK_EVERY_MS = 100;
-/** a silent leader is noticed within SUSPECT_AFTER_MS + this (the check itself is cheap) */
+/** the checks send this node's heartbeat too (peer.ts HEARTBEAT_MS) */
+const CHECK_EVERY_MS = HEARTBEAT_MS;
+/**
+ * a silent leader is noticed within SUSPECT_AFTER_MS + this: failover runs on every check, and
+ * between checks at the moment a member's silence could make it suspected, then this often while
+ * one is silent that long (an idle cluster whose members all speak wakes for no extra check)
+ */
 const FAILOVER_CHECK_MS = 25;
 /**
  * Checks that run this much later than due mean this node itself stalled (a busy machine, a long
  * GC): what its peers sent meanwhile waits unread in its sockets, since timers run before I/O is
- * read. Their silence is then counted only from when it can listen again.
+ * read. Their silence is then counted only from when it can listen again. Checks come at least
+ * every CHECK_EVERY_MS, so a stall that could pass for a peer's silence (SUSPECT_AFTER_MS less a
+ * heartbeat) makes some check this late.
  */
 const SELF_STALL_MS = 100;
 /** how long a starting node keeps trying to reach etcd */
 const STARTUP_RETRY_MS = 30_000;
+/**
+ * Timers run by the event loop's clock, silence is measured by Date.now(): a timer set for the
+ * moment a silence reaches its bar can run a millisecond short of it, and would look again only a
+ * FAILOVER_CHECK_MS later.
+ */
+const CLOCK_SLACK_MS = 2;
+/** a multiple of CHECK_EVERY_MS */
 const CONTROLLER_EVERY_MS = 200;
 /** partitions the controller moves at once: rebalancing never swamps the foreground */
 const MOVES_AT_ONCE = 1;
@@ -118,9 +132,13 @@ export class ClusterCoordinator implements Coordinator {
   private readonly completedAt: number[] = [];
   /** when each member appeared in membership (ms): the baseline for silence */
   private readonly firstSeen = new Map<NodeId, number>();
-  /** when this node's checks last ran, and since when it has been listening without a stall of its own */
-  private lastCheckAt = Date.now();
+  /** since when this node has been listening without a stall of its own */
   private listeningSince = 0;
+  /** when the next periodic check is due; the failover timer between checks, and when it is due */
+  private checkDueAt = 0;
+  private checks = 0;
+  private failoverTimer: NodeJS.Timeout | undefined;
+  private failoverDueAt = 0;
   private readonly views = new Map<number, ReplicaView>();
   /** the last ReplicaView.version handed out */
   private viewVersion = 0;
@@ -161,7 +179,7 @@ export class ClusterCoordinator implements Coordinator {
     this.membership.on('warning', (err) => log.warn({ err: err.message }, 'membership'));
     this.membership.on('leaseLost', (why) => log.warn({ why }, 'etcd lease lost; re-registering'));
     this.table.on('warning', (err) => log.warn({ err: err.message }, 'partition table'));
-    this.table.on('updates', () => this.refreshViews());
+    this.table.on('updates', () => { this.refreshViews(); this.failoverSoon(); });
     this.topics.on('changes', () => { for (const l of this.catalogListeners) l(); });
   }
 
@@ -173,6 +191,7 @@ export class ClusterCoordinator implements Coordinator {
       for (const id of this.firstSeen.keys()) if (!view.nodes.has(id)) this.firstSeen.delete(id);
       this.peers?.setPeers(new Map([...view.nodes.values()].map((n) => [n.id, n.url])));
       this.refreshViews();
+      this.failoverSoon(); // a leader whose lease ended is no longer alive
     }));
     this.refreshViews();
   }
@@ -191,22 +210,27 @@ export class ClusterCoordinator implements Coordinator {
     if (!live.includes(this.self)) live.push(this.self);
     await untilReachable(this.log, 'partition records', () => this.table.initialize(this.partitions, live.sort(), this.copies));
     if (this.members) peers.setPeers(new Map([...this.members.nodes.values()].map((n) => [n.id, n.url])));
+    this.checkDueAt = Date.now() + CHECK_EVERY_MS;
     this.timers.push(
       setInterval(() => {
-        this.noteCheck();
+        this.noteCheck(this.checkDueAt);
+        this.checkDueAt = Date.now() + CHECK_EVERY_MS;
         this.refreshViews();
         this.background('positions', () => this.sample());
         this.background('in-sync', () => this.maintainInSync());
         this.background('hand-off', () => this.handOffLeadership());
+        this.runFailover();
+        this.peers?.beat();
+        // the controller's round rides every few checks rather than waking the node itself
+        if (++this.checks % (CONTROLLER_EVERY_MS / CHECK_EVERY_MS) === 0) this.background('placement', () => this.control());
       }, CHECK_EVERY_MS),
-      setInterval(() => { this.noteCheck(); this.background('failover', () => this.failover()); }, FAILOVER_CHECK_MS),
-      setInterval(() => this.background('placement', () => this.control()), CONTROLLER_EVERY_MS),
       setInterval(() => {
         const p = this.progress();
         if (p.moving > 0) this.log.info({ moving: p.moving, etaSeconds: p.etaSeconds, catchingUp: p.catchingUp.slice(0, 8) }, 'rebalance progress');
       }, 5_000),
     );
     for (const t of this.timers) t.unref();
+    peers.driveHeartbeats();
     this.log.info({ url, live: this.liveMembers() }, 'registered in the cluster');
   }
 
@@ -242,14 +266,63 @@ export class ClusterCoordinator implements Coordinator {
     return Date.now() - Math.max(this.peers.heardAt(node), this.firstSeen.get(node) ?? 0, this.listeningSince);
   }
 
-  /** Called first by every periodic check: a gap far past the check interval is a stall of this node's own. */
-  private noteCheck(): void {
+  /** Called first by every timed check, with when it was due: running far past that is a stall of this node's own. */
+  private noteCheck(dueAt: number): void {
     const now = Date.now();
-    if (now - this.lastCheckAt > FAILOVER_CHECK_MS + SELF_STALL_MS) {
+    if (now - dueAt > SELF_STALL_MS) {
       this.listeningSince = now;
-      this.log.debug({ stalledMs: now - this.lastCheckAt }, 'this node stalled: peers\' silence counts from now');
+      this.log.debug({ lateMs: now - dueAt }, 'this node stalled: peers\' silence counts from now');
     }
-    this.lastCheckAt = now;
+  }
+
+  /** Fail over what needs it now, and time the next look for the moment a member may turn suspected. */
+  private runFailover(): void {
+    this.background('failover', () => this.failover());
+    this.armFailover();
+  }
+
+  /**
+   * Between checks, failover runs when a member's silence reaches GONE_SUSPECT_AFTER_MS (the
+   * shorter bar, as its address may start refusing at any time), then every FAILOVER_CHECK_MS
+   * while it stays silent: never later than a FAILOVER_CHECK_MS poll noticed it.
+   */
+  private armFailover(): void {
+    if (this.stopping || !this.peers || !this.members) return;
+    const now = Date.now();
+    let due = Infinity;
+    for (const id of this.members.nodes.keys()) {
+      if (id === this.self) continue;
+      due = Math.min(due, now - this.silentFor(id) + GONE_SUSPECT_AFTER_MS + CLOCK_SLACK_MS);
+    }
+    due = Math.max(due, now + FAILOVER_CHECK_MS);
+    if (due >= this.checkDueAt) { this.disarmFailover(); return; } // the next check looks anyway
+    if (this.failoverTimer && this.failoverDueAt <= due) return;
+    this.disarmFailover();
+    this.setFailoverTimer(due, now);
+  }
+
+  /** Failover at once (the next turn) rather than at the next check: membership or a record changed. */
+  private failoverSoon(): void {
+    if (this.stopping || !this.peers) return;
+    const now = Date.now();
+    if (this.failoverTimer && this.failoverDueAt <= now) return;
+    this.disarmFailover();
+    this.setFailoverTimer(now, now);
+  }
+
+  private setFailoverTimer(due: number, now: number): void {
+    this.failoverDueAt = due;
+    this.failoverTimer = setTimeout(() => {
+      this.failoverTimer = undefined;
+      this.noteCheck(due);
+      this.runFailover();
+    }, due - now);
+    this.failoverTimer.unref();
+  }
+
+  private disarmFailover(): void {
+    clearTimeout(this.failoverTimer);
+    this.failoverTimer = undefined;
   }
 
   private liveMembers(): NodeId[] {
@@ -257,19 +330,27 @@ export class ClusterCoordinator implements Coordinator {
   }
 
   private refreshViews(): void {
+    // liveness once per refresh: every partition's view sees the same one
+    const members = this.liveMembers();
+    const alive = new Map<NodeId, boolean>();
+    const isAlive = (n: NodeId): boolean => {
+      let a = alive.get(n);
+      if (a === undefined) alive.set(n, a = this.alive(n));
+      return a;
+    };
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
       const next: Omit<ReplicaView, 'version'> | undefined = e && {
         epoch: e.record.epoch,
         leader: e.record.leader,
         replicas: e.record.replicas,
-        live: e.record.replicas.filter((n) => this.alive(n)),
-        spares: this.liveMembers().filter((n) => !e.record.replicas.includes(n) && this.alive(n)).length,
+        live: e.record.replicas.filter(isAlive),
+        spares: members.filter((n) => !e.record.replicas.includes(n) && isAlive(n)).length,
         copies: this.copies,
         isr: [...e.record.isr, ...[...(this.joining.get(p)?.keys() ?? [])].filter((n) => e.record.leader === this.self && !e.record.isr.includes(n))],
       };
       const prev = this.views.get(p);
-      if (JSON.stringify(prev && { ...prev, version: undefined }) === JSON.stringify(next && { ...next, version: undefined })) continue;
+      if (prev === next || (prev && next && sameView(prev, next))) continue;
       const view = next && { ...next, version: ++this.viewVersion };
       if (view) this.views.set(p, view);
       else this.views.delete(p);
@@ -520,6 +601,8 @@ export class ClusterCoordinator implements Coordinator {
   async stop(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
+    this.peers?.driveHeartbeats(false); // heard from until the links close
+    this.disarmFailover();
     try {
       await this.membership.leave();
     } catch (err) {
@@ -533,6 +616,14 @@ export class ClusterCoordinator implements Coordinator {
 interface PlacementInputs { live: NodeId[]; leaving: NodeId[]; silent: Set<NodeId>; healthy: NodeId[] }
 
 const sameRecord = (a: PartitionRecord, b: PartitionRecord) => JSON.stringify(a) === JSON.stringify(b);
+
+const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Two views that differ at most in their version: a replica needs no new one. */
+function sameView(a: Omit<ReplicaView, 'version'>, b: Omit<ReplicaView, 'version'>): boolean {
+  return a.epoch === b.epoch && a.leader === b.leader && a.copies === b.copies && (a.spares ?? 0) === (b.spares ?? 0)
+    && sameList(a.replicas, b.replicas) && sameList(a.live, b.live) && sameList(a.isr, b.isr);
+}
 
 /**
  * Keep N reachable copies while replicas are silent: stand-ins already added stay, more are taken

@@ -59,7 +59,8 @@ export interface PeerAuth {
 }
 
 const packr = new Packr({ useRecords: false });
-const HEARTBEAT_MS = 100;
+/** the heartbeat's period (the cluster coordinator's check sends it once it drives them) */
+export const HEARTBEAT_MS = 100;
 
 interface PendingForward { resolve(r: WriteResult<unknown>): void; reject(e: Error): void; timer: NodeJS.Timeout; write: boolean }
 
@@ -153,7 +154,7 @@ export class PeerNetwork implements PeerLink {
   private readonly reported = new Map<NodeId, Record<number, [number, number]>>();
   private positionsOf: () => Record<number, [number, number]> = () => ({});
   private nextId = 1;
-  private readonly heartbeat: NodeJS.Timeout;
+  private heartbeat: NodeJS.Timeout | undefined;
   private handlers: PeerHandlers | undefined;
 
   constructor(
@@ -167,14 +168,28 @@ export class PeerNetwork implements PeerLink {
     /** what peers' workers present to this node's workers, announced in its hello */
     readonly linkKey = '',
   ) {
-    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
-    this.heartbeat.unref();
+    this.startHeartbeats();
   }
 
   setHandlers(h: PeerHandlers): void { this.handlers = h; }
 
   /** What this node's heartbeats report about its replicas. */
   reportPositions(provider: () => Record<number, [number, number]>): void { this.positionsOf = provider; }
+
+  /**
+   * From now on the caller sends the heartbeat (beat(), every HEARTBEAT_MS) on a timer it runs
+   * anyway: one wake-up where there were two. `false` hands them back to this network's own timer.
+   */
+  driveHeartbeats(byCaller = true): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    if (!byCaller) this.startHeartbeats();
+  }
+
+  private startHeartbeats(): void {
+    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    this.heartbeat.unref();
+  }
 
   /** A peer's last reported position for a partition: [seq, incomplete], if it reported one. */
   positionOf(node: NodeId, p: number): [number, number] | undefined { return this.reported.get(node)?.[p]; }
@@ -341,7 +356,7 @@ export class PeerNetwork implements PeerLink {
     });
   }
 
-  private beat(): void {
+  beat(): void {
     const frame = packr.pack({ t: 'hb', from: this.self, at: Date.now(), pos: this.positionsOf() } satisfies PeerFrame);
     for (const link of this.links.values()) if (link.connected) link.send(frame);
   }

@@ -232,7 +232,8 @@ export class ChicagoNode implements NodeApi {
     await c.join(url, peers, {
       get: async () => {
         const out = new Map<number, ReplicaPosition>();
-        const all = await Promise.all(this.workers.map((w) => withDeadline(w.control.positions(), 2000, `worker ${w.index} positions`)));
+        // the board each worker publishes on its tick; asked by message only before its first, or when they did not fit
+        const all = await Promise.all(this.workers.map((w) => w.positions.read() ?? withDeadline(w.control.positions(), 2000, `worker ${w.index} positions`)));
         for (const p of all.flat()) out.set(p.id, { seq: p.seq, role: p.role, incomplete: p.incomplete, matched: p.matched, isr: p.isr, view: p.view, confirmedSeq: p.confirmedSeq });
         return out;
       },

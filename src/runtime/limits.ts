@@ -132,6 +132,11 @@ export const limits = {
   copyPartIntervalMsMax: 1_000,
   /** a write that cannot gather its copies in this time is answered OUTCOME_UNKNOWN */
   replicationTimeoutMs: 5_000,
+  /**
+   * a partition worker's shared board of its replicas' positions, which its node's coordinator
+   * samples (actors/positions-board.ts); positions that do not fit are asked for by message instead
+   */
+  positionsBoardBytesMax: 64 * KiB,
   /** bytes queued towards one peer node (while its link is down or slow); full → dropped and counted */
   peerQueueBytesMax: 64 * MiB,
   /**
