@@ -261,7 +261,7 @@ function guardStagesOf(g: GuardTiming, written: number[], triggers: Map<string, 
   return out;
 }
 
-/** The agent's `timing …` trace lines (src/agent/timing.ts), parsed as they come. */
+/** The agent's `timing …` trace lines (src/runtime/timing.ts), parsed as they come. */
 function collectStages(agent: Proc): StageLog {
   const t: StageLog = { reads: [], syncs: [], acks: [] };
   onTimingLines(agent, (j: { msg: string } & StageLog['reads'][number] & StageLog['syncs'][number] & StageLog['acks'][number]) => {

@@ -19,7 +19,7 @@ import { type AgentEvent, bytesEntry, cutHeader, keyOfLine, recordEntries } from
 import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
 import { sshHeadersOfLine } from './sshd.js';
 import { type Entry, type FileCkpt, type RecsEntry, recsCount, type Spool, valueText } from './spool.js';
-import { nowUs } from './timing.js';
+import { nowUs } from '../runtime/timing.js';
 
 const CHUNK_BYTES = 1024 * 1024;
 const MIN_CHUNK_BYTES = 4096;

@@ -13,7 +13,7 @@ import type { AgentConfig } from './config.js';
 import { PendingRecords, type Producer, type RecsEntry, recordsOf, recsCount, type SendRange, type ShipRecord, type Span, type Spool, type ValueBytes } from './spool.js';
 import { BATCH_CONTENT_TYPE, BATCH_HEADER_BYTES, encodeHeaders, sealBatch, varintBytes, writeBatchHeader, writeRecordStart, writeVarint, type EncodedHeaders } from '../protocol/batch.js';
 import http from 'node:http';
-import { nowUs } from './timing.js';
+import { nowUs } from '../runtime/timing.js';
 import https from 'node:https';
 
 /** bytes a record adds to a JSON body besides its value and headers */

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { limits } from '../runtime/limits.js';
-import { nowUs } from './timing.js';
+import { nowUs } from '../runtime/timing.js';
 
 export const RECORD_HEADER_BYTES = 8;
 /** one spool record: one append (a read of at most 1 MiB as records, JSON escapes up to 6× for control bytes, is below this) */

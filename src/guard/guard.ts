@@ -17,7 +17,7 @@ import { type GuardEvent, type ParseLimits, parseNginx, parseSsh } from './parse
 import { type PartitionSource, StaticPartitionSource } from './partitions.js';
 import { compileScenarios } from './scenarios.js';
 import { DecisionStore, decodeRecord, ensureDecisionsTopic } from './store.js';
-import { nowUs } from '../agent/timing.js';
+import { nowUs } from '../runtime/timing.js';
 
 const EXPIRE_INTERVAL_MS = 1000;
 const VERDICT_CACHE_ENTRIES_MAX = 20_000;

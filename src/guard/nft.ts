@@ -17,7 +17,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { Decision } from './decisions.js';
-import { nowUs } from '../agent/timing.js';
+import { nowUs } from '../runtime/timing.js';
 import { afterFailure, buildLines, type NftLine, NftQueue, type Pending, retryLines } from './nftqueue.js';
 
 export interface NftOptions {
