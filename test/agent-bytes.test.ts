@@ -73,6 +73,16 @@ describe('agent byte path: a read of ASCII lines', () => {
     expect(entries().every((e) => e.vb !== undefined && e.v.length === 0)).toBe(true);
   });
 
+  it("a small read's lines hold memory of their own while pending: not the pool slab or the held bytes they were read with", async () => {
+    const { file, src, entries, values } = await follow('own', 'one\ntwo\n');
+    await waitUntil('the first read', () => values().length === 2, slow(5000), 5);
+    appendFileSync(file, 'three\n');
+    src.kick();
+    await waitUntil('the second read', () => values().length === 3, slow(5000), 5);
+    const held = entries().map((e) => [e.vb!.data.length, e.vb!.data.buffer.byteLength]);
+    expect(held).toEqual([[7, 7], [5, 5]]);
+  });
+
   for (const len of [256, 200]) {
     it(`${len} B lines over several 1 MiB reads (${len === 256 ? 'each read ends exactly at a newline' : 'reads end inside a line'}): every line once, in order, seqs gap-free`, async () => {
       const n = Math.ceil((2.5 * 1024 * 1024) / len);

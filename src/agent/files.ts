@@ -1033,7 +1033,10 @@ export class FileSource {
     if (lineStarts.length > LINE_SCRATCH_KEPT) resetLines();
     this.stats.linesRead += n;
     f.scanPos = f.bufStart + pos;
-    const data = buf.subarray(pos0, pos0 + ends[n - 1]);
+    // the lines stay in memory until acknowledged: a small read's are copied out of the larger buffer
+    // they are a slice of (the held bytes before them, a shared 8 KiB pool slab), which they would keep alive
+    let data = buf.subarray(pos0, pos0 + ends[n - 1]);
+    if (data.buffer.byteLength > 2 * data.length) data = ownMemory(data);
     return bytesEntry(this.spool, this.cfg.host, this.src.task, this.src.topic, f.path, this.now(), { data, starts, ends }, levels);
   }
 
