@@ -270,6 +270,30 @@ describe('agent byte path: levels, spool form and batches', () => {
 });
 
 describe('agent byte path: crash safety of the ranges form', () => {
+  it('one commit of more buffers than one writev system call takes (IOV_MAX, 1024) is written whole and recovers', async () => {
+    const dir = tmp('iov');
+    const opts = { dir, quotaBytes: 8 << 20, segmentBytes: 8 << 20 };
+    const { spool } = Spool.open(opts);
+    const commits: number[] = [];
+    spool.onTiming = (t) => commits.push(t.recs.length);
+    const values: string[] = [];
+    const appends: Array<Promise<void>> = [];
+    // appended in one turn: one commit, four buffers per append (header and meta, starts, ends, the read's bytes)
+    for (let i = 0; i < 600; i++) {
+      const lines = [`a ${i}`, `b ${i}`];
+      values.push(...lines);
+      const read = Buffer.from(lines.join('\n'));
+      appends.push(spool.append([bytesEntry(spool, 'h', 't', 'logs', '/x.log', T, { data: read, starts: Uint32Array.from([0, lines[0].length + 1]), ends: Uint32Array.from([lines[0].length, read.length]) })]));
+    }
+    await Promise.all(appends);
+    expect(commits).toEqual([600]);
+    spool.close();
+    const { spool: s2, report } = Spool.open(opts);
+    expect(report.tornBytes).toBe(0);
+    expect(s2.records('t').map((r) => r.value)).toEqual(values);
+    s2.close();
+  });
+
   it('a spool cut anywhere in its ranges records recovers whole appends only: records, checkpoint, range and acks together, seqs gap-free', async () => {
     const dir = tmp('torn');
     const opts = { dir, quotaBytes: 1 << 20, segmentBytes: 1 << 20 };
