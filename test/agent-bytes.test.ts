@@ -2,9 +2,10 @@
 // byte ranges of the read (no string and no object per line). Checked against the string path it
 // replaces: the same values, levels, batches and spool state, at the boundaries of a read (a line
 // split across two reads, CRLF, a read ending exactly at a newline, a line at the cap, a non-ASCII
-// line beside ASCII ones), and the spool's byte form reads back (and the form before it still does).
+// line beside ASCII ones), and the spool's byte form reads back (and the form before it still does),
+// and a spool of them cut anywhere recovers whole appends only.
 import { afterEach, describe, expect, it } from 'vitest';
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { resolveAgentConfig } from '../src/agent/config.js';
@@ -71,6 +72,16 @@ describe('agent byte path: a read of ASCII lines', () => {
     expect(src.stats.bytesRead).toBeGreaterThan(read0);
     expect(values()).toEqual(['first', 'second', 'half of a line', 'last']);
     expect(entries().every((e) => e.vb !== undefined && e.v.length === 0)).toBe(true);
+  });
+
+  it("a small read's lines hold memory of their own while pending: not the pool slab or the held bytes they were read with", async () => {
+    const { file, src, entries, values } = await follow('own', 'one\ntwo\n');
+    await waitUntil('the first read', () => values().length === 2, slow(5000), 5);
+    appendFileSync(file, 'three\n');
+    src.kick();
+    await waitUntil('the second read', () => values().length === 3, slow(5000), 5);
+    const held = entries().map((e) => [e.vb!.data.length, e.vb!.data.buffer.byteLength]);
+    expect(held).toEqual([[7, 7], [5, 5]]);
   });
 
   for (const len of [256, 200]) {
@@ -255,5 +266,94 @@ describe('agent byte path: levels, spool form and batches', () => {
     expect(s2.records('t').map((r) => [r.seq, r.value])).toEqual([[2, 'three'], [3, 'four']]);
     expect(s2.pending.get('t')!.spans(2, 3)[0].e.vb).toBeDefined();
     s2.close();
+  });
+});
+
+describe('agent byte path: crash safety of the ranges form', () => {
+  it('one commit of more buffers than one writev system call takes (IOV_MAX, 1024) is written whole and recovers', async () => {
+    const dir = tmp('iov');
+    const opts = { dir, quotaBytes: 8 << 20, segmentBytes: 8 << 20 };
+    const { spool } = Spool.open(opts);
+    const commits: number[] = [];
+    spool.onTiming = (t) => commits.push(t.recs.length);
+    const values: string[] = [];
+    const appends: Array<Promise<void>> = [];
+    // appended in one turn: one commit, four buffers per append (header and meta, starts, ends, the read's bytes)
+    for (let i = 0; i < 600; i++) {
+      const lines = [`a ${i}`, `b ${i}`];
+      values.push(...lines);
+      const read = Buffer.from(lines.join('\n'));
+      appends.push(spool.append([bytesEntry(spool, 'h', 't', 'logs', '/x.log', T, { data: read, starts: Uint32Array.from([0, lines[0].length + 1]), ends: Uint32Array.from([lines[0].length, read.length]) })]));
+    }
+    await Promise.all(appends);
+    expect(commits).toEqual([600]);
+    spool.close();
+    const { spool: s2, report } = Spool.open(opts);
+    expect(report.tornBytes).toBe(0);
+    expect(s2.records('t').map((r) => r.value)).toEqual(values);
+    s2.close();
+  });
+
+  it('a spool cut anywhere in its ranges records recovers whole appends only: records, checkpoint, range and acks together, seqs gap-free', async () => {
+    const dir = tmp('torn');
+    const opts = { dir, quotaBytes: 1 << 20, segmentBytes: 1 << 20 };
+    const { spool } = Spool.open(opts);
+    const seg = (): string => path.join(dir, readdirSync(dir).filter((f) => f.endsWith('.wal')).sort().at(-1)!);
+    const ck = (offset: number) => ({ task: 't', path: '/x.log', dev: 1, ino: 2, offset, headLen: 0, headHash: '', tailHash: '' });
+    // the state after each append, and where in the segment that append ends
+    type State = { values: string[]; seqs: number[]; offset?: number; sends: Array<{ from: number; to: number }>; next: number };
+    const states: State[] = [{ values: [], seqs: [], sends: [], next: 0 }];
+    const ends: number[] = [statSync(seg()).size];
+    let offset = 0;
+    for (let i = 0; i < 12; i++) {
+      const prev = states[states.length - 1];
+      if (i % 4 === 3) {
+        // an ack in the middle of an entry's records (a batch cut inside a read)
+        const to = prev.seqs[Math.floor(prev.seqs.length / 2)];
+        await spool.append([{ t: 'ack', task: 't', to }]);
+        const keep = prev.seqs.map((s, k) => [s, k]).filter(([s]) => s > to).map(([, k]) => k);
+        states.push({ ...prev, values: keep.map((k) => prev.values[k]), seqs: keep.map((k) => prev.seqs[k]), sends: prev.sends.filter((r) => r.to > to) });
+      } else {
+        const lines = Array.from({ length: 1 + i }, (_, j) => `line ${i}.${j} ${'x'.repeat(j * 7)}`);
+        const read = Buffer.from(`held bytes\n${lines.join('\n')}\npartial`);
+        const at = read.indexOf('line ');
+        const starts: number[] = [];
+        const lineEnds: number[] = [];
+        let p = 0;
+        for (const l of lines) {
+          starts.push(p);
+          lineEnds.push(p + l.length);
+          p += l.length + 1;
+        }
+        const e = bytesEntry(spool, 'h', 't', 'logs', '/x.log', T, { data: read.subarray(at, at + lineEnds[lineEnds.length - 1]), starts: Uint32Array.from(starts), ends: Uint32Array.from(lineEnds) });
+        offset += read.length;
+        const send = i % 2 === 0 ? [{ t: 'send' as const, task: 't', from: e.seq, to: e.seq + lines.length - 1 }] : [];
+        await spool.append([e, { t: 'ck', key: 'k', ck: ck(offset) }, ...send]);
+        states.push({ values: [...prev.values, ...lines], seqs: [...prev.seqs, ...lines.map((_, k) => e.seq + k)], offset, sends: [...prev.sends, ...send.map(({ from, to }) => ({ from, to }))], next: e.seq + lines.length });
+      }
+      ends.push(statSync(seg()).size);
+    }
+    spool.close();
+    const whole = readFileSync(seg());
+    expect(whole.length).toBe(ends[ends.length - 1]);
+    // every append's end and the bytes either side of it, and points inside the records (meta, starts/ends, values)
+    const cuts = new Set<number>();
+    for (const x of ends) for (const d of [-1, 0, 1]) if (x + d >= ends[0] && x + d <= whole.length) cuts.add(x + d);
+    for (let c = ends[0]; c < whole.length; c += 11) cuts.add(c);
+    for (const c of cuts) {
+      const d = tmp('torn-cut');
+      writeFileSync(path.join(d, path.basename(seg())), whole.subarray(0, c));
+      const { spool: s2, report } = Spool.open({ ...opts, dir: d });
+      let k = 0;
+      while (k + 1 < ends.length && ends[k + 1] <= c) k++;
+      const want = states[k];
+      expect(report.tornBytes, `cut at ${c}`).toBe(c - ends[k]);
+      expect(s2.records('t').map((r) => [r.seq, r.value]), `cut at ${c}`).toEqual(want.seqs.map((s, j) => [s, want.values[j]]));
+      expect(s2.ckpts.get('k')?.offset, `cut at ${c}`).toBe(want.offset);
+      expect(s2.sends.get('t') ?? [], `cut at ${c}`).toEqual(want.sends);
+      expect(s2.takeSeq('t'), `cut at ${c}: the next seq follows the durable records`).toBe(want.next);
+      s2.close();
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });

@@ -14,7 +14,7 @@ import type { Logger } from '../runtime/log.js';
 import type { Notice } from './agent.js';
 import type { AgentConfig, SourceConfig } from './config.js';
 import { HEAD_BYTES_MAX, closesFirst, copyInProgress, globRegExp, growth, hashBytes, judge, rotatedName, rotationRank, sameContent, supersedes, tailRange, TAIL_BYTES_MAX } from './identity.js';
-import { type Event, LineLevels, Multiline, type MultilineState, detectLevel } from './multiline.js';
+import { type Event, LEVEL_SCAN_CHARS, LineLevels, Multiline, type MultilineState, detectLevel } from './multiline.js';
 import { type AgentEvent, bytesEntry, cutHeader, keyOfLine, recordEntries } from './records.js';
 import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
 import { sshHeadersOfLine } from './sshd.js';
@@ -36,15 +36,13 @@ const CHUNKS_PER_PASS = 8;
  * lines at once; the poll only catches what a watch misses (a network mount), within 5 s.
  */
 const IDLE_POLL_MS_MAX = 5000;
-/** bytes of a line that detectLevel looks at */
-const LEVEL_SCAN_BYTES = 200;
 /** times a rotated file found by a probe is looked for again when it was gone from that name at the open */
 const MOVED_RETRIES = 5;
 /** a gzipped copy still being written is waited for this long after it last grew */
 const GZ_WAIT_MS = 30_000;
 
 function fromMultiline(ev: Event, source: string): AgentEvent {
-  return { value: Buffer.from(ev.text, 'latin1'), source, timeMs: ev.firstAtMs, level: detectLevel(ev.text.slice(0, LEVEL_SCAN_BYTES)) };
+  return { value: Buffer.from(ev.text, 'latin1'), source, timeMs: ev.firstAtMs, level: detectLevel(ev.text.slice(0, LEVEL_SCAN_CHARS)) };
 }
 
 /** A gzipped copy ended before its trailer: it is still being written. */
@@ -944,7 +942,7 @@ export class FileSource {
         f.cut++;
         const headers = { cut: cutHeader(f.cut, !cut) };
         if (!cut) f.cut = 0;
-        events.push({ value: f.buf.subarray(pos, e), source, timeMs: nowMs, level: detectLevel(f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_BYTES))), headers });
+        events.push({ value: f.buf.subarray(pos, e), source, timeMs: nowMs, level: detectLevel(f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_CHARS))), headers });
       } else if (this.ml) {
         this.ml.push(f.ml, { text: f.buf.toString('latin1', pos, e), start: f.bufStart + pos, end: f.bufStart + next, atMs: nowMs }, ml);
         for (const ev of ml) events.push(fromMultiline(ev, source));
@@ -953,7 +951,7 @@ export class FileSource {
         const v = text.slice(pos - textAt, e - textAt);
         events.push({ value: v, source, timeMs: nowMs, level: detectLevel(v) });
       } else {
-        events.push({ value: f.buf.subarray(pos, e), source, timeMs: nowMs, level: detectLevel(f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_BYTES))) });
+        events.push({ value: f.buf.subarray(pos, e), source, timeMs: nowMs, level: detectLevel(f.buf.toString('latin1', pos, Math.min(e, pos + LEVEL_SCAN_CHARS))) });
       }
       pos = next;
     }
@@ -1033,7 +1031,10 @@ export class FileSource {
     if (lineStarts.length > LINE_SCRATCH_KEPT) resetLines();
     this.stats.linesRead += n;
     f.scanPos = f.bufStart + pos;
-    const data = buf.subarray(pos0, pos0 + ends[n - 1]);
+    // the lines stay in memory until acknowledged: a small read's are copied out of the larger buffer
+    // they are a slice of (the held bytes before them, a shared 8 KiB pool slab), which they would keep alive
+    let data = buf.subarray(pos0, pos0 + ends[n - 1]);
+    if (data.buffer.byteLength > 2 * data.length) data = ownMemory(data);
     return bytesEntry(this.spool, this.cfg.host, this.src.task, this.src.topic, f.path, this.now(), { data, starts, ends }, levels);
   }
 

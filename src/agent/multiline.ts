@@ -130,11 +130,13 @@ const LEVELS: Record<string, string> = {
 
 const TRACE = /^(Traceback \(most recent call last\):|Exception in thread |panic: |fatal error: )|\n\s+at \S+|\ngoroutine \d+ \[/;
 const TRACE_FIRST = new Set([84, 69, 112, 102]);
+/** chars of a line detectLevel looks at */
+export const LEVEL_SCAN_CHARS = 200;
 
 /** The level named near the start of an event, if any; a trace (Java, Python) is an error. */
 export function detectLevel(text: string): string | undefined {
   const nl = text.indexOf('\n');
-  const end = Math.min(nl < 0 ? text.length : nl, 200);
+  const end = Math.min(nl < 0 ? text.length : nl, LEVEL_SCAN_CHARS);
   const m = LEVEL.exec(end === text.length ? text : text.slice(0, end));
   if (m) return LEVELS[m[1].toLowerCase()];
   // a single line is a trace only by its start (T, E, p, f): most lines skip the scan
@@ -143,8 +145,6 @@ export function detectLevel(text: string): string | undefined {
   return undefined;
 }
 
-/** chars of a line detectLevel looks at */
-const LEVEL_SCAN_CHARS = 200;
 const LEVEL_ALL = new RegExp(LEVEL.source, 'gi');
 const TRACE_STARTS = ['Traceback (most recent call last):', 'Exception in thread ', 'panic: ', 'fatal error: '];
 

@@ -307,7 +307,8 @@ export class Shipper {
         if (vb) size += vb.ends[k] - vb.starts[k];
         else size += e.a ? e.v[k].length : Buffer.byteLength(e.v[k]);
         const x = e.x?.[k];
-        if (x) size += headerBytes(x) - 24;
+        // its own headers, whose seq header the shared ones' size counts already
+        if (x) size += headerBytes(x) - SEQ_HEADER_BYTES;
         const key = e.k?.[k];
         if (typeof key === 'string') size += Buffer.byteLength(key) + 8;
         if (n > 0 && (n >= maxRecords || bytes + size > maxBytes)) return n;
@@ -708,9 +709,12 @@ export function bodyOf(records: ShipRecord[]): string {
 
 let lastSized: Record<string, string> | undefined;
 let lastSize = 0;
+/** what headerBytes counts for a record's seq header */
+const SEQ_HEADER_BYTES = 24;
+
 function headerBytes(h: Record<string, string>): number {
   if (h === lastSized) return lastSize;
-  let n = 24; // the seq header
+  let n = SEQ_HEADER_BYTES;
   for (const [k, v] of Object.entries(h)) n += k.length + Buffer.byteLength(v) + 6;
   lastSized = h;
   lastSize = n;

@@ -294,8 +294,6 @@ const BINARY_BODY = 0x00;
  * raw[starts[i], ends[i]). The raw bytes are the read's, newlines included, written from its buffer (no copy).
  */
 const RANGES_BODY = 0x01;
-/** buffers one writev takes (Linux's IOV_MAX); a commit of more is written as one copy */
-const IOV_MAX = 1024;
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** The ASCII 'recs' entries of an entry (itself, or those inside an 'all'), in order. */
@@ -710,12 +708,10 @@ export class Spool {
           bytes += b.length;
         }
       }
-      // one writev: the values of a read are written from its buffer
-      let off = bufs.length <= IOV_MAX ? writevSync(this.fd, bufs, at) : 0;
-      if (off < bytes) {
-        const rest = Buffer.concat(bufs).subarray(off);
-        for (let done = 0; done < rest.length;) done += writeSync(this.fd, rest, done, rest.length - done, at + off + done);
-      }
+      // one writev, the values of a read written from its buffer (libuv writes on past IOV_MAX buffers
+      // and after a short write; it stops short only on an error such as ENOSPC)
+      const wrote = writevSync(this.fd, bufs, at);
+      if (wrote !== bytes) throw new Error(`wrote ${wrote} of ${bytes} bytes`);
       data = { length: bytes };
     } catch (err) {
       for (const b of batch) b.reject(new Error(`spool: ${(err as Error).message}`));
