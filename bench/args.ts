@@ -57,6 +57,8 @@ export interface BenchArgs {
   waitTimeoutMs: number;
   redisPersistence: RedisPersistence;
   via: 'ws' | 'http';
+  /** cluster-kv-put: each put to its partition's leader (as the client library routes), or round robin over the nodes */
+  route: 'leader' | 'any';
   keyspace: string;
   /** distinct keys the kv scenarios cycle through */
   keys: number;
@@ -109,6 +111,8 @@ scenarios: kv-put | kv-get | produce | produce-tail | idle | noop (the generator
                          node's replication timeout)
   --redis-persistence none|aof-everysec|aof-always                          (default aof-everysec)
   --via ws|http          Chicago transport: the TypeScript WS client or HTTP keep-alive (default ws)
+  --route leader|any     cluster-kv-put: each put to its partition's leader, as the client library routes
+                         (default), or round robin over the nodes (a node forwards what it does not lead)
   --keyspace NAME --keys N   kv keyspace and number of distinct keys       (default bench, 100000)
   --topic NAME --partitions P --replicas N   produce topic (created if missing; default a new name, 4|1, 1)
   --max-outstanding N    cap on requests in flight; sends due while full are counted as errors
@@ -226,6 +230,7 @@ export function parseBenchArgs(scenario: string, argv: string[]): BenchArgs {
       'aof-everysec',
     ),
     via: oneOf('via', values.via, ['ws', 'http'] as const, 'ws'),
+    route: oneOf('route', values.route, ['leader', 'any'] as const, 'leader'),
     keyspace: values.keyspace ?? 'bench',
     keys: Math.floor(num('keys', values.keys, 100_000, 1)),
     ...(values.topic === undefined ? {} : { topic: values.topic }),
@@ -283,6 +288,7 @@ function parseBenchFlags(argv: string[]) {
         'wait-timeout-ms': { type: 'string' },
         'redis-persistence': { type: 'string' },
         via: { type: 'string' },
+        route: { type: 'string' },
         keyspace: { type: 'string' },
         keys: { type: 'string' },
         topic: { type: 'string' },

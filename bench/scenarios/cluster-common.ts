@@ -1,5 +1,5 @@
 // What the cluster scenarios share: a private cluster for the run, one driver per node with
-// requests spread round robin (a node forwards what it does not lead), CPU of all nodes, the
+// requests to their partition's leader or spread round robin (a node forwards what it does not lead), CPU of all nodes, the
 // machine's load average (the machine is shared: every result records `uptime`).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { MachineSampler, ProcSampler, SelfCpu, round1 } from '../proc.js';
 import type { BenchResult } from '../result.js';
 import type { ChicagoDriver } from '../targets.js';
 import { driverFor } from './common.js';
+import { kvPartition } from '../../src/runtime/hash.js';
 
 export const clog = (s: string): void => {
   process.stderr.write(`[cluster-bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
@@ -52,24 +53,42 @@ export async function withCluster<T>(args: BenchArgs, fn: (c: BenchCluster) => P
   }
 }
 
-/** One driver per node URL; operations round robin over the nodes not excluded. */
+/**
+ * One driver per node URL. Operations round robin over the nodes not excluded; a kv put with
+ * `routeLeader()` set goes to its partition's leader (the placement every node serves, the
+ * server's own hash: what the client library does), a node forwarding it only if leadership moved.
+ */
 export class MultiDriver {
   private rr = 0;
   private readonly excluded = new Set<string>();
+  private leaders: Array<string | null> | undefined;
+  private byId = new Map<string, ChicagoDriver>();
   private constructor(
     readonly via: 'ws' | 'http',
-    private readonly drivers: Array<{ id: string; d: ChicagoDriver }>,
-  ) {}
+    private readonly drivers: Array<{ id: string; url: string; d: ChicagoDriver }>,
+  ) {
+    for (const x of drivers) this.byId.set(x.id, x.d);
+  }
 
   static async open(args: BenchArgs, nodes: Array<{ id: string; url: string }>): Promise<MultiDriver> {
-    const drivers: Array<{ id: string; d: ChicagoDriver }> = [];
+    const drivers: Array<{ id: string; url: string; d: ChicagoDriver }> = [];
     for (const n of nodes) {
       drivers.push({
         id: n.id,
+        url: n.url,
         d: await driverFor(args, n.url),
       });
     }
     return new MultiDriver(args.via, drivers);
+  }
+
+  /** Learn the partition leaders once (the cluster bench's load does not move them). */
+  async routeLeader(): Promise<void> {
+    const res = await fetch(`${this.drivers[0]!.url}/v1/cluster/placement`);
+    if (!res.ok) throw new Error(`placement: HTTP ${res.status}`);
+    const body = (await res.json()) as { clustered: boolean; partitions: number; leaders: Array<string | null> };
+    if (!body.clustered || body.leaders.length !== body.partitions) throw new Error('placement: not a cluster');
+    this.leaders = body.leaders;
   }
 
   /** stop sending to a node (killed or leaving), as a client's failover or a load balancer would */
@@ -81,6 +100,7 @@ export class MultiDriver {
   async add(args: BenchArgs, n: { id: string; url: string }): Promise<void> {
     const tmp = await MultiDriver.open(args, [n]);
     this.drivers.push(...tmp.drivers);
+    for (const x of tmp.drivers) this.byId.set(x.id, x.d);
   }
 
   pick(): ChicagoDriver {
@@ -93,7 +113,10 @@ export class MultiDriver {
   }
 
   kvPut(ks: string, key: string, value: Buffer): Promise<{ replicas: number }> {
-    return this.pick().kvPut(ks, key, value);
+    const l = this.leaders;
+    const leader = l ? l[kvPartition(ks, Buffer.from(key), l.length)] : undefined;
+    const d = leader && !this.excluded.has(leader) ? this.byId.get(leader) : undefined;
+    return (d ?? this.pick()).kvPut(ks, key, value);
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,6 @@
 // cluster-kv-put: kv.put at --rate against a private cluster (default 4 nodes, N=3, acks=all),
-// requests spread round robin over every node (a node forwards writes for partitions led
-// elsewhere); with --baseline redis the identical schedule against a fresh Redis afterwards, with
+// each put to its partition's leader as the client library sends it (--route any: round robin over
+// every node, which forwards writes for partitions led elsewhere); with --baseline redis the identical schedule against a fresh Redis afterwards, with
 // --baseline redis-wait,etcd against the replicated anchors (scenarios/cluster-anchors.ts) too.
 import type { BenchArgs } from '../args.js';
 import { runOpenLoop, type Op } from '../openloop.js';
@@ -26,6 +26,7 @@ export async function benchClusterKvPut(args: BenchArgs): Promise<BenchResult> {
   const uptimeBefore = uptime();
   const res = await withCluster(args, async (c) => {
     const d = await MultiDriver.open(args, c.running());
+    if (args.route === 'leader') await d.routeLeader();
     let replicasSeen = 0;
     let replicasMin = Infinity;
     try {
@@ -52,6 +53,7 @@ export async function benchClusterKvPut(args: BenchArgs): Promise<BenchResult> {
           keys: args.keys,
           keyspace: args.keyspace,
           spreadOver: c.running().map((n) => n.url),
+          route: args.route,
           perNodeCpuPct,
           replicasMin: Number.isFinite(replicasMin) ? replicasMin : null,
           clusterPartitions: (await c.status()).partitions.length,
