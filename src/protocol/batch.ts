@@ -419,11 +419,57 @@ export function stampBatch(bytes: Uint8Array, baseOffset: number, appendTs: numb
   const attributes = buf.readInt16BE(OFF_ATTRIBUTES);
   const stamped = readI64(buf, 0) === baseOffset && buf.readInt32BE(OFF_EPOCH) === -1;
   if (stamped && (attributes & ATTR_LOG_APPEND_TIME) && readI64(buf, OFF_MAX_TS) === appendTs) return;
+  const crc = buf.readUInt32BE(OFF_CRC);
+  buf.copy(stampWas, 0, CRC_FROM, STAMP_TO);
   writeI64(buf, 0, baseOffset);
   buf.writeInt32BE(-1, OFF_EPOCH);
   buf.writeInt16BE(attributes | ATTR_LOG_APPEND_TIME, OFF_ATTRIBUTES);
   writeI64(buf, OFF_MAX_TS, appendTs);
-  buf.writeUInt32BE(crc32c(buf.subarray(CRC_FROM)), OFF_CRC);
+  // The CRC again without reading the records: of the bytes it covers only [21, 43) changed, and
+  // CRC32C is linear, so the new CRC is the old one XOR the CRC (zero start, no final XOR) of the
+  // change followed by the unchanged bytes' count of zeros. The batch's CRC was checked at the edge.
+  for (let k = 0; k < STAMP_TO - CRC_FROM; k++) stampWas[k] ^= buf[CRC_FROM + k];
+  const change = (crc32c(stampWas) ^ CRC_OF_STAMP_ZEROS) >>> 0;
+  buf.writeUInt32BE((crc ^ crcZerosAppended(change, buf.length - STAMP_TO)) >>> 0, OFF_CRC);
+}
+
+/** the end of the bytes under the CRC a stamp changes (attributes .. maxTimestamp) */
+const STAMP_TO = OFF_MAX_TS + 8;
+const stampWas = Buffer.alloc(STAMP_TO - CRC_FROM);
+const CRC_OF_STAMP_ZEROS = crc32c(Buffer.alloc(STAMP_TO - CRC_FROM));
+
+// CRC32C arithmetic (as zlib's crc32_combine): polynomials mod P, bit-reflected, P = 0x82F63B78
+const CRC32C_POLY = 0x82f63b78;
+
+/** a(x)·b(x) mod P */
+function crcMultiply(a: number, b: number): number {
+  let m = 0x80000000;
+  let p = 0;
+  for (;;) {
+    if (a & m) {
+      p ^= b;
+      if ((a & (m - 1)) === 0) break;
+    }
+    m >>>= 1;
+    b = b & 1 ? (b >>> 1) ^ CRC32C_POLY : b >>> 1;
+  }
+  return p >>> 0;
+}
+
+/** x^(2^n) mod P, n = 0..31 */
+const X2N = ((): Uint32Array => {
+  const t = new Uint32Array(32);
+  let p = 0x40000000; // x^1
+  t[0] = p;
+  for (let n = 1; n < 32; n++) t[n] = p = crcMultiply(p, p);
+  return t;
+})();
+
+/** A CRC register (zero start, no final XOR) after `n` more zero bytes: times x^(8n) mod P. */
+function crcZerosAppended(crc: number, n: number): number {
+  let xp = 0x80000000; // x^0
+  for (let k = 3; n > 0; n = Math.floor(n / 2), k++) if (n & 1) xp = crcMultiply(X2N[k & 31], xp);
+  return crcMultiply(xp, crc);
 }
 
 /** The base offset of a stamped batch. */
