@@ -443,6 +443,7 @@ const CRC32C_POLY = 0x82f63b78;
 
 /** a(x)·b(x) mod P */
 function crcMultiply(a: number, b: number): number {
+  if (a === 0) return 0;
   let m = 0x80000000;
   let p = 0;
   for (;;) {
