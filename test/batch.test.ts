@@ -138,6 +138,38 @@ describe('record batch', () => {
     expectCode(() => validateBatch(huge), 'TOO_MANY_RECORDS');
   });
 
+  it('stamps the CRC a full CRC32C of the stamped bytes gives, at any size and restamped (property)', () => {
+    fc.assert(fc.property(
+      fc.array(fc.nat(3000), { minLength: 1, maxLength: 30 }), fc.nat(2 ** 52), fc.nat(2 ** 42), fc.nat(2 ** 52), fc.nat(2 ** 42),
+      (sizes, base1, ts1, base2, ts2) => {
+        const a = encodeBatch(sizes.map((n, i) => ({ value: Buffer.alloc(n, i) })), 17);
+        for (const [base, ts] of [[base1, ts1], [base2, ts2]]) {
+          stampBatch(a, base, ts);
+          expect(a.readUInt32BE(17)).toBe(crc32c(a.subarray(21)));
+          expect(decodeBatch(a).ts).toBe(ts);
+        }
+      }), { numRuns: 300 });
+  });
+
+  it('finds a non-UTF-8 header byte wherever it sits against word boundaries, in views at any offset', () => {
+    for (let shift = 0; shift < 4; shift++) {
+      for (let len = 1; len < 14; len++) {
+        const clean = encodeBatch([{ value: b('v'), headers: { n: 'a'.repeat(len), m: 'é' } }, { value: b('w'), headers: { q: 'z'.repeat(len + 3) } }], 3);
+        const place = (bytes: Buffer) => { const big = Buffer.alloc(bytes.length + 8); bytes.copy(big, shift); return big.subarray(shift, shift + bytes.length); };
+        expect(validateBatch(place(clean)).count).toBe(2);
+        // each byte of the first record's first value, then of the second record's, made a lone continuation byte
+        for (const value of ['a'.repeat(len), 'z'.repeat(len + 3)]) {
+          const from = clean.indexOf(Buffer.from(value));
+          for (let k = from; k < from + value.length; k++) {
+            const bad = Buffer.from(clean);
+            bad[k] = 0x80;
+            expect(() => validateBatch(place(recrc(bad)))).toThrow(expect.objectContaining({ code: 'INVALID_UTF8' }));
+          }
+        }
+      }
+    }
+  });
+
   it('never crashes on random, truncated or mutated bytes (fuzzed)', () => {
     const seed = encodeBatch([{ value: b('hello'), key: b('k1'), headers: { a: 'b', c: 'd' } }, { value: Buffer.alloc(40, 1) }], 7);
     const judge = (bytes: Buffer) => {

@@ -218,10 +218,15 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       respond(errorReply(new ChicagoError('BATCH_TOO_LARGE', declared, limits.httpBodyBytesMax)));
       return;
     }
+    // With a Content-Length the body is copied once, into a buffer of that size as it arrives (no
+    // copy per chunk, then a join); a chunked body is gathered and joined.
+    const expected = declared ? Number(declared) : -1;
+    let whole: Buffer | undefined;
     const chunks: Buffer[] = [];
     let size = 0;
     res.onData((chunk, isLast) => {
       if (aborted) return;
+      const at = size;
       size += chunk.byteLength;
       if (size > limits.httpBodyBytesMax) {
         respond(errorReply(new ChicagoError('BATCH_TOO_LARGE', size, limits.httpBodyBytesMax)));
@@ -232,9 +237,16 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
         return;
       }
       held += chunk.byteLength;
-      chunks.push(Buffer.from(new Uint8Array(chunk))); // uWS reuses the chunk's memory: copy
+      const bytes = new Uint8Array(chunk); // a view: uWS reuses the chunk's memory, so it is copied
+      if (size <= expected) {
+        whole ??= Buffer.allocUnsafe(expected);
+        whole.set(bytes, at);
+      } else {
+        if (whole) { chunks.push(whole.subarray(0, at)); whole = undefined; }
+        chunks.push(Buffer.from(bytes));
+      }
       copiedShortLived(chunk.byteLength);
-      if (isLast) received(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+      if (isLast) received(whole ? whole.subarray(0, size) : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
     });
   });
 }

@@ -282,62 +282,96 @@ export function validateBatch(bytes: Uint8Array): BatchInfo {
 
   let total = 0;
   let keyed = false;
-  at = BATCH_HEADER_BYTES;
+  // Hand-written, once per produced record: the walk keeps its position in a local (the shared
+  // `at` is a context slot, a memory access per use) and reads 1-byte varints in place, calling
+  // readVarint (which names the field in its errors) only for longer or truncated ones.
+  let p = BATCH_HEADER_BYTES;
+  let b = 0;
+  // the batch as aligned 32-bit words (from byte `shift` on), for the headers' ASCII scan
+  const shift = (4 - (buf.byteOffset & 3)) & 3;
+  const words = new Uint32Array(buf.buffer, buf.byteOffset + shift, len > shift ? (len - shift) >>> 2 : 0);
   for (let i = 0; i < count; i++) {
-    rec = i;
-    const rlen = readVarint(buf, len, 5, 'length');
-    if (rlen < 0 || rlen > len - at) throw bad(`record ${i}: length ${rlen} runs past the batch`);
-    const end = at + rlen;
-    at++; // attributes
-    readVarint(buf, end, 10, 'timestampDelta');
-    const delta = readVarint(buf, end, 5, 'offsetDelta');
+    let rlen: number;
+    if (p < len && (b = buf[p]) < 0x80) { rlen = (b >>> 1) ^ -(b & 1); p++; }
+    // a record of 64 B to 8 KB: two bytes
+    else if (p + 1 < len && buf[p + 1] < 0x80) { b = (b & 0x7f) | (buf[p + 1] << 7); rlen = (b >>> 1) ^ -(b & 1); p += 2; }
+    else { rec = i; at = p; rlen = readVarint(buf, len, 5, 'length'); p = at; }
+    if (rlen < 0 || rlen > len - p) throw bad(`record ${i}: length ${rlen} runs past the batch`);
+    const end = p + rlen;
+    p++; // attributes
+    if (p < end && buf[p] < 0x80) p++; else { rec = i; at = p; readVarint(buf, end, 10, 'timestampDelta'); p = at; }
+    let delta: number;
+    if (p < end && (b = buf[p]) < 0x80) { delta = (b >>> 1) ^ -(b & 1); p++; } else { rec = i; at = p; delta = readVarint(buf, end, 5, 'offsetDelta'); p = at; }
     if (delta !== i) throw bad(`record ${i}: offsetDelta ${delta}`);
-    const klen = readVarint(buf, end, 5, 'key length');
-    if (klen < -1 || klen > end - at) throw bad(`record ${i}: key length ${klen} runs past the record`);
+    let klen: number;
+    if (p < end && (b = buf[p]) < 0x80) { klen = (b >>> 1) ^ -(b & 1); p++; } else { rec = i; at = p; klen = readVarint(buf, end, 5, 'key length'); p = at; }
+    if (klen < -1 || klen > end - p) throw bad(`record ${i}: key length ${klen} runs past the record`);
     if (klen === 0) throw new ChicagoError('INVALID_KEY', `record ${i}: empty (send no key instead)`);
     if (klen > limits.keyBytesMax) throw new ChicagoError('INVALID_KEY', `record ${i}: ${klen} bytes, limit is ${limits.keyBytesMax}`);
-    if (klen > 0) { keyed = true; at += klen; }
-    const vlen = readVarint(buf, end, 5, 'value length');
+    if (klen > 0) { keyed = true; p += klen; }
+    let vlen: number;
+    if (p < end && (b = buf[p]) < 0x80) { vlen = (b >>> 1) ^ -(b & 1); p++; } else { rec = i; at = p; vlen = readVarint(buf, end, 5, 'value length'); p = at; }
     if (vlen < 0) throw bad(`record ${i}: a value is required (length ${vlen})`);
-    if (vlen > end - at) throw bad(`record ${i}: value length ${vlen} runs past the record`);
-    at += vlen;
-    const hc = readVarint(buf, end, 5, 'header count');
+    if (vlen > end - p) throw bad(`record ${i}: value length ${vlen} runs past the record`);
+    p += vlen;
+    let hc: number;
+    if (p < end && (b = buf[p]) < 0x80) { hc = (b >>> 1) ^ -(b & 1); p++; } else { rec = i; at = p; hc = readVarint(buf, end, 5, 'header count'); p = at; }
     if (hc < 0 || hc > limits.headerCountMax) {
       if (hc < 0) throw bad(`record ${i}: header count ${hc}`);
       throw new ChicagoError('INVALID_ARGUMENT', 'headers', `${hc} headers, limit is ${limits.headerCountMax}`);
     }
     let hbytes = 0;
-    let high = 0;
-    const h0 = at;
+    const h0 = p;
     for (let j = 0; j < hc; j++) {
-      const nl = readVarint(buf, end, 5, 'header name length');
-      if (nl < 0 || nl > end - at) throw bad(`record ${i}: header ${j} name length ${nl}`);
-      const ns = at;
-      at += nl;
-      const vl = readVarint(buf, end, 5, 'header value length');
-      if (vl < 0 || vl > end - at) throw bad(`record ${i}: header ${j} value length ${vl}${vl < 0 ? ' (a header needs a value)' : ''}`);
+      let nl: number;
+      if (p < end && (b = buf[p]) < 0x80) { nl = (b >>> 1) ^ -(b & 1); p++; } else { rec = i; at = p; nl = readVarint(buf, end, 5, 'header name length'); p = at; }
+      if (nl < 0 || nl > end - p) throw bad(`record ${i}: header ${j} name length ${nl}`);
+      const ns = p;
+      p += nl;
+      let vl: number;
+      if (p < end && (b = buf[p]) < 0x80) { vl = (b >>> 1) ^ -(b & 1); p++; } else { rec = i; at = p; vl = readVarint(buf, end, 5, 'header value length'); p = at; }
+      if (vl < 0 || vl > end - p) throw bad(`record ${i}: header ${j} value length ${vl}${vl < 0 ? ' (a header needs a value)' : ''}`);
       if (nl === 9 && buf.toString('latin1', ns, ns + nl) === '__proto__') throw new ChicagoError('INVALID_ARGUMENT', 'headers', 'a header may not be named __proto__');
       nameAt[j * 2] = ns;
       nameAt[j * 2 + 1] = nl;
-      // Hand-written, per header on the produce path: names and values all below 0x80 are ASCII, so
-      // UTF-8; only otherwise is each checked by isUtf8 (two views and two native calls per header
-      // cost more than this scan of a few dozen bytes)
-      for (let k = ns; k < ns + nl; k++) high |= buf[k];
-      for (let k = at; k < at + vl; k++) high |= buf[k];
-      at += vl;
+      p += vl;
       hbytes += nl + vl;
     }
-    if (high & 0x80) checkHeadersUtf8(buf, h0, end, hc, i);
-    if (hc > 1) checkDistinctHeaderNames(buf, hc, i);
+    if (hc > 0) {
+      // Names and values all below 0x80 are ASCII, so UTF-8. One scan of the headers' bytes, their
+      // length varints included (a byte of those at 0x80 or above only sends the record to the exact
+      // check): two views and two isUtf8 calls per header cost more than this scan.
+      if (highBits(buf, words, shift, h0, p) & 0x80) checkHeadersUtf8(buf, h0, end, hc, i);
+      if (hc > 1) checkDistinctHeaderNames(buf, hc, i);
+    }
     if (hbytes > limits.headerBytesMax) throw new ChicagoError('INVALID_ARGUMENT', 'headers', `${hbytes} bytes, limit is ${limits.headerBytesMax}`);
-    if (at !== end) throw bad(`record ${i}: ${end - at} bytes left over inside its length`);
+    if (p !== end) throw bad(`record ${i}: ${end - p} bytes left over inside its length`);
     const size = (klen > 0 ? klen : 0) + vlen + hbytes;
     if (size > limits.recordBytesMax) throw new ChicagoError('VALUE_TOO_LARGE', size, limits.recordBytesMax);
     total += size;
   }
-  if (at !== len) throw bad(`${len - at} bytes after the last record`);
+  if (p !== len) throw bad(`${len - p} bytes after the last record`);
   if (total > limits.batchBytesMax) throw new ChicagoError('BATCH_TOO_LARGE', total, limits.batchBytesMax);
   return { count, recordBytes: total, keyed };
+}
+
+/**
+ * The OR of bytes [from, to) of buf, folded to one byte: what is at or above 0x80 shows in bit 7.
+ * `words` views buf from byte `shift` on; the aligned middle is read four bytes at a time.
+ */
+function highBits(buf: Buffer, words: Uint32Array, shift: number, from: number, to: number): number {
+  let high = 0;
+  let w = (from - shift + 3) >> 2;
+  const wEnd = (to - shift) >> 2;
+  if (w >= wEnd) {
+    for (let k = from; k < to; k++) high |= buf[k];
+    return high;
+  }
+  const a = shift + (w << 2);
+  for (let k = from; k < a; k++) high |= buf[k];
+  for (; w < wEnd; w++) high |= words[w];
+  for (let k = shift + (wEnd << 2); k < to; k++) high |= buf[k];
+  return high | (high >>> 8) | (high >>> 16) | (high >>> 24);
 }
 
 /** per header of the record being validated: its name's start and length (reused: no array per record) */
@@ -385,11 +419,58 @@ export function stampBatch(bytes: Uint8Array, baseOffset: number, appendTs: numb
   const attributes = buf.readInt16BE(OFF_ATTRIBUTES);
   const stamped = readI64(buf, 0) === baseOffset && buf.readInt32BE(OFF_EPOCH) === -1;
   if (stamped && (attributes & ATTR_LOG_APPEND_TIME) && readI64(buf, OFF_MAX_TS) === appendTs) return;
+  const crc = buf.readUInt32BE(OFF_CRC);
+  buf.copy(stampWas, 0, CRC_FROM, STAMP_TO);
   writeI64(buf, 0, baseOffset);
   buf.writeInt32BE(-1, OFF_EPOCH);
   buf.writeInt16BE(attributes | ATTR_LOG_APPEND_TIME, OFF_ATTRIBUTES);
   writeI64(buf, OFF_MAX_TS, appendTs);
-  buf.writeUInt32BE(crc32c(buf.subarray(CRC_FROM)), OFF_CRC);
+  // The CRC again without reading the records: of the bytes it covers only [21, 43) changed, and
+  // CRC32C is linear, so the new CRC is the old one XOR the CRC (zero start, no final XOR) of the
+  // change followed by the unchanged bytes' count of zeros. The batch's CRC was checked at the edge.
+  for (let k = 0; k < STAMP_TO - CRC_FROM; k++) stampWas[k] ^= buf[CRC_FROM + k];
+  const change = (crc32c(stampWas) ^ CRC_OF_STAMP_ZEROS) >>> 0;
+  buf.writeUInt32BE((crc ^ crcZerosAppended(change, buf.length - STAMP_TO)) >>> 0, OFF_CRC);
+}
+
+/** the end of the bytes under the CRC a stamp changes (attributes .. maxTimestamp) */
+const STAMP_TO = OFF_MAX_TS + 8;
+const stampWas = Buffer.alloc(STAMP_TO - CRC_FROM);
+const CRC_OF_STAMP_ZEROS = crc32c(Buffer.alloc(STAMP_TO - CRC_FROM));
+
+// CRC32C arithmetic (as zlib's crc32_combine): polynomials mod P, bit-reflected, P = 0x82F63B78
+const CRC32C_POLY = 0x82f63b78;
+
+/** a(x)·b(x) mod P */
+function crcMultiply(a: number, b: number): number {
+  if (a === 0) return 0;
+  let m = 0x80000000;
+  let p = 0;
+  for (;;) {
+    if (a & m) {
+      p ^= b;
+      if ((a & (m - 1)) === 0) break;
+    }
+    m >>>= 1;
+    b = b & 1 ? (b >>> 1) ^ CRC32C_POLY : b >>> 1;
+  }
+  return p >>> 0;
+}
+
+/** x^(2^n) mod P, n = 0..31 */
+const X2N = ((): Uint32Array => {
+  const t = new Uint32Array(32);
+  let p = 0x40000000; // x^1
+  t[0] = p;
+  for (let n = 1; n < 32; n++) t[n] = p = crcMultiply(p, p);
+  return t;
+})();
+
+/** A CRC register (zero start, no final XOR) after `n` more zero bytes: times x^(8n) mod P. */
+function crcZerosAppended(crc: number, n: number): number {
+  let xp = 0x80000000; // x^0
+  for (let k = 3; n > 0; n = Math.floor(n / 2), k++) if (n & 1) xp = crcMultiply(X2N[k & 31], xp);
+  return crcMultiply(xp, crc);
 }
 
 /** The base offset of a stamped batch. */

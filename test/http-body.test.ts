@@ -1,0 +1,95 @@
+// Produce bodies as they arrive over HTTP: a body with a Content-Length is copied into one buffer of
+// that size as its pieces come; a chunked one is gathered and joined. Either way the node stores
+// exactly the bytes sent, and a body cut short costs nothing once its connection is gone.
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BATCH_CONTENT_TYPE, decodeStoredBatches, encodeBatch } from '../src/protocol/batch.js';
+import { startNode, type NodeHandle } from './helpers/launcher.js';
+import { http } from './helpers/http.js';
+import { slow } from './helpers/slow.js';
+
+let node: NodeHandle;
+
+beforeAll(async () => {
+  node = await startNode();
+  const res = await http(node.url, 'POST', '/v1/topics', { name: 'body-asm', partitions: 1 });
+  expect(res.status).toBe(201);
+}, slow(60_000));
+afterAll(async () => { await node?.stop(); });
+
+/** One request over a raw socket, written in `pieceBytes` pieces, each after the last was flushed; the status line back. */
+function send(head: string, body: Buffer, pieceBytes: number, chunked: boolean): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(node.port, '127.0.0.1');
+    let text = '';
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`no answer: ${text.slice(0, 200)}`)); }, slow(20_000));
+    sock.on('data', (d) => {
+      text += d.toString('latin1');
+      if (/\r\n\r\n/.test(text) && /content-length: *(\d+)/i.test(text)) {
+        const len = Number(/content-length: *(\d+)/i.exec(text)![1]);
+        if (text.length - text.indexOf('\r\n\r\n') - 4 >= len) { clearTimeout(timer); sock.destroy(); resolve(text); }
+      }
+    });
+    sock.on('error', reject);
+    sock.on('connect', async () => {
+      const framing = chunked ? 'Transfer-Encoding: chunked' : `Content-Length: ${body.length}`;
+      sock.write(`${head}\r\nHost: x\r\n${framing}\r\n\r\n`);
+      for (let at = 0; at < body.length; at += pieceBytes) {
+        const piece = body.subarray(at, Math.min(at + pieceBytes, body.length));
+        const bytes = chunked ? Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n')]) : piece;
+        if (!sock.write(bytes)) await new Promise((r) => sock.once('drain', r));
+        await new Promise((r) => setImmediate(r));
+      }
+      if (chunked) sock.write('0\r\n\r\n');
+    });
+  });
+}
+
+async function storedFrom(offset: number): Promise<string[]> {
+  const res = await fetch(`${node.url}/v1/topics/body-asm/records?partition=0&offset=${offset}&maxRecords=10000&maxBytes=16777216`, { headers: { accept: BATCH_CONTENT_TYPE }, signal: AbortSignal.timeout(slow(30_000)) });
+  expect(res.status).toBe(200);
+  return decodeStoredBatches(Buffer.from(await res.arrayBuffer()), offset).map((r) => `${Buffer.from(r.value).toString()}|${r.headers?.seq}`);
+}
+
+const endOffset = async (): Promise<number> => (await http(node.url, 'GET', '/v1/topics/body-asm')).body.partitions[0].endOffset as number;
+
+describe('HTTP produce bodies', () => {
+  it('stores exactly the batch sent, in pieces with a Content-Length and chunked, at several piece sizes', async () => {
+    let n = 0;
+    for (const chunked of [false, true]) {
+      for (const pieceBytes of [1_000, 65_536, 700_001]) {
+        const values = Array.from({ length: 6_000 }, (_, i) => `${chunked ? 'c' : 'l'}${pieceBytes}-${i}-`.padEnd(300, String.fromCharCode(97 + (i % 26))));
+        const batch = encodeBatch(values.map((v, i) => ({ value: v, headers: { host: 'h', seq: String(i) } })));
+        const from = await endOffset();
+        const status = await send('POST /v1/topics/body-asm/records?partition=0 HTTP/1.1\r\nContent-Type: ' + BATCH_CONTENT_TYPE, batch, pieceBytes, chunked);
+        expect([chunked, pieceBytes, status.split('\r\n')[0]]).toEqual([chunked, pieceBytes, 'HTTP/1.1 200 OK']);
+        expect(await storedFrom(from)).toEqual(values.map((v, i) => `${v}|${i}`));
+        n++;
+      }
+    }
+    expect(n).toBe(6);
+  }, slow(120_000));
+
+  it('stores a JSON body sent in pieces with a Content-Length', async () => {
+    const values = Array.from({ length: 2_000 }, (_, i) => `json-${i}-`.padEnd(200, 'j'));
+    const body = Buffer.from(JSON.stringify(values.map((v, i) => ({ value: v, headers: { seq: String(i) } }))));
+    const from = await endOffset();
+    const status = await send('POST /v1/topics/body-asm/records?partition=0 HTTP/1.1\r\nContent-Type: application/json', body, 4_096, false);
+    expect(status.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    expect(await storedFrom(from)).toEqual(values.map((v, i) => `${v}|${i}`));
+  }, slow(60_000));
+
+  it('drops a body cut short (more declared than sent) when its connection closes, and serves on', async () => {
+    const from = await endOffset();
+    const sock = net.connect(node.port, '127.0.0.1');
+    await new Promise((r) => sock.on('connect', r));
+    sock.write(`POST /v1/topics/body-asm/records?partition=0 HTTP/1.1\r\nHost: x\r\nContent-Type: ${BATCH_CONTENT_TYPE}\r\nContent-Length: 4000000\r\n\r\n`);
+    sock.write(Buffer.alloc(300_000, 1));
+    await new Promise((r) => setTimeout(r, slow(100)));
+    sock.destroy();
+    // nothing of the cut body is stored; the next request is served
+    const batch = encodeBatch([{ value: 'after', headers: { seq: '0' } }]);
+    expect((await http(node.url, 'POST', '/v1/topics/body-asm/records?partition=0', batch, { 'content-type': BATCH_CONTENT_TYPE })).status).toBe(200);
+    expect(await storedFrom(from)).toEqual(['after|0']);
+  }, slow(60_000));
+});
