@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Decision } from '../src/guard/decisions.js';
-import { NftEnforcer } from '../src/guard/nft.js';
+import { NftEnforcer, type NftOptions } from '../src/guard/nft.js';
 import { afterFailure, buildLines, mergeOp, NftQueue, type Pending, retryLines } from '../src/guard/nftqueue.js';
 import { waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
@@ -114,10 +114,11 @@ const decision = (target: string, untilMs: number, scope: 'ip' | 'prefix' = 'ip'
   target, scope, v6: target.includes(':'), scenario: 'test', detail: '', origin: 'guard', createdMs: Date.now(), untilMs, offense: 1,
 });
 
-function enforcer(o: { queueMax?: number; batchMax?: number; childLinesMax?: number } = {}): NftEnforcer {
+function enforcer(o: { queueMax?: number; batchMax?: number; childLinesMax?: number; onTiming?: NftOptions['onTiming'] } = {}): NftEnforcer {
   return new NftEnforcer({
     command: ['ip', 'netns', 'exec', NS, 'nft'], table: TABLE, drop: false, batchMax: o.batchMax ?? 500, queueMax: o.queueMax ?? 1000,
     ...(o.childLinesMax ? { childLinesMax: o.childLinesMax } : {}),
+    ...(o.onTiming ? { onTiming: o.onTiming } : {}),
     active: () => [], log: (level, msg, extra) => logs.push({ level, msg, extra }),
   });
 }
@@ -133,7 +134,8 @@ afterAll(async () => {
 describe('nft enforcer against real nft', () => {
   it('an extension batch with an element that has just timed out extends every other one and re-adds it', async (ctx) => {
     if (nsError) ctx.skip(`network namespaces or nftables are not available here: ${nsError}`);
-    const nft = enforcer({ batchMax: 50 });
+    const timed: string[] = [];
+    const nft = enforcer({ batchMax: 50, onTiming: (t) => timed.push(t.target) });
     await nft.start();
     try {
       const now = Date.now();
@@ -146,7 +148,10 @@ describe('nft enforcer against real nft', () => {
       // one batch: extend all 41; the delete line names one element that is gone
       const later = Date.now() + 600_000;
       const ext = [...others.slice(0, 20), '198.18.2.200', ...others.slice(20)];
+      timed.length = 0;
       await Promise.all(ext.map((ip) => nft.ban(decision(ip, later), true)));
+      // each element's time once, at the ack of the batch that did its change (a resent one at its retry's)
+      expect([...timed].sort()).toEqual([...ext].sort());
       const after = await list('v4');
       for (const ip of ext) expect(timeoutOf(after, ip), ip).toBe('10m');
       expect(nft.retries).toBeGreaterThan(0);

@@ -35,7 +35,7 @@ export interface NftOptions {
   /** the decisions in force, re-added after a restart of the child */
   active: () => Iterable<Decision>;
   log: (level: 'info' | 'warn' | 'error', msg: string, extra?: object) => void;
-  /** each element's batch: written to nft's stdin, acknowledged (CLOCK_MONOTONIC µs; for the latency bench) */
+  /** each element whose change is done: its batch written to nft's stdin, acknowledged (CLOCK_MONOTONIC µs; for the latency bench); a resent one at its retry's ack */
   onTiming?: (t: { target: string; writtenUs: number; ackUs: number }) => void;
   /** lines a child reads before it is replaced (default limits.nftChildLinesMax) */
   childLinesMax?: number;
@@ -193,10 +193,7 @@ export class NftEnforcer {
   private acknowledged(f: InFlight): void {
     clearTimeout(f.timer);
     this.inFlight = undefined;
-    if (this.opts.onTiming) {
-      const ackUs = nowUs();
-      for (const it of f.items) this.opts.onTiming({ target: it.target, writtenUs: f.writtenUs, ackUs });
-    }
+    const ackUs = this.opts.onTiming ? nowUs() : 0;
     const nowMs = Date.now();
     const refused = new Set<Pending>();
     const again = new Set<Pending>();
@@ -215,7 +212,8 @@ export class NftEnforcer {
       }
     }
     for (const it of f.items) {
-      if (again.has(it)) continue;
+      if (again.has(it)) continue; // resent: its time is its retry's
+      this.opts.onTiming?.({ target: it.target, writtenUs: f.writtenUs, ackUs });
       for (const w of it.waiters) w(!refused.has(it));
     }
     if (lines.length > 0) {
