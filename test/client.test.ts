@@ -135,6 +135,11 @@ describe('producer', () => {
     await p.flush();
     expect(p.stats()).toMatchObject({ sent: 53, acked: 53 });
     expect(await p.sendMany('many', [])).toEqual([]);
+    // a batch of the call that fails for good rejects it with that error (its records span two batches)
+    const errorsBefore = p.stats().errors;
+    expect(await caught(p.sendMany('missing', Array.from({ length: 30 }, (_, i) => ({ value: value(i), partition: 0 }))))).toMatchObject({ code: 'TOPIC_NOT_FOUND' });
+    await p.flush();
+    expect(p.stats().errors - errorsBefore).toBe(30);
     await p.close();
   });
 

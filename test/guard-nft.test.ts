@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Decision } from '../src/guard/decisions.js';
-import { NftEnforcer } from '../src/guard/nft.js';
+import { NftEnforcer, type NftOptions } from '../src/guard/nft.js';
 import { afterFailure, buildLines, mergeOp, NftQueue, type Pending, retryLines } from '../src/guard/nftqueue.js';
 import { waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
@@ -114,9 +114,11 @@ const decision = (target: string, untilMs: number, scope: 'ip' | 'prefix' = 'ip'
   target, scope, v6: target.includes(':'), scenario: 'test', detail: '', origin: 'guard', createdMs: Date.now(), untilMs, offense: 1,
 });
 
-function enforcer(o: { queueMax?: number; batchMax?: number } = {}): NftEnforcer {
+function enforcer(o: { queueMax?: number; batchMax?: number; childLinesMax?: number; onTiming?: NftOptions['onTiming'] } = {}): NftEnforcer {
   return new NftEnforcer({
     command: ['ip', 'netns', 'exec', NS, 'nft'], table: TABLE, drop: false, batchMax: o.batchMax ?? 500, queueMax: o.queueMax ?? 1000,
+    ...(o.childLinesMax ? { childLinesMax: o.childLinesMax } : {}),
+    ...(o.onTiming ? { onTiming: o.onTiming } : {}),
     active: () => [], log: (level, msg, extra) => logs.push({ level, msg, extra }),
   });
 }
@@ -132,7 +134,8 @@ afterAll(async () => {
 describe('nft enforcer against real nft', () => {
   it('an extension batch with an element that has just timed out extends every other one and re-adds it', async (ctx) => {
     if (nsError) ctx.skip(`network namespaces or nftables are not available here: ${nsError}`);
-    const nft = enforcer({ batchMax: 50 });
+    const timed: string[] = [];
+    const nft = enforcer({ batchMax: 50, onTiming: (t) => timed.push(t.target) });
     await nft.start();
     try {
       const now = Date.now();
@@ -145,7 +148,10 @@ describe('nft enforcer against real nft', () => {
       // one batch: extend all 41; the delete line names one element that is gone
       const later = Date.now() + 600_000;
       const ext = [...others.slice(0, 20), '198.18.2.200', ...others.slice(20)];
+      timed.length = 0;
       await Promise.all(ext.map((ip) => nft.ban(decision(ip, later), true)));
+      // each element's time once, at the ack of the batch that did its change (a resent one at its retry's)
+      expect([...timed].sort()).toEqual([...ext].sort());
       const after = await list('v4');
       for (const ip of ext) expect(timeoutOf(after, ip), ip).toBe('10m');
       expect(nft.retries).toBeGreaterThan(0);
@@ -231,5 +237,29 @@ describe('nft enforcer against real nft', () => {
     expect(times.map((t) => t.target)).toEqual(['198.18.4.1', '198.18.4.2']);
     for (const t of times) expect(t.ackUs).toBeGreaterThanOrEqual(t.writtenUs);
     expect(times[1].writtenUs).toBeGreaterThanOrEqual(times[0].ackUs);
+  }, slow(20_000));
+
+  it('a child that has read childLinesMax lines is replaced between batches: no restart, nothing lost, the old one exits', async (ctx) => {
+    if (nsError) ctx.skip(`network namespaces or nftables are not available here: ${nsError}`);
+    // a ban alone is two lines (its add, the ack): the third crosses 5
+    const nft = enforcer({ childLinesMax: 5 });
+    const logsFrom = logs.length;
+    await nft.start();
+    try {
+      const until = Date.now() + 120_000;
+      const first = nft.pid!;
+      for (let i = 1; i <= 3; i++) await nft.ban(decision(`198.18.5.${i}`, until), false);
+      expect(nft.pid).toBeDefined();
+      expect(nft.pid).not.toBe(first);
+      expect(nft.replaced).toBe(1);
+      await waitUntil('the replaced child to exit', () => { try { process.kill(first, 0); return false; } catch { return true; } }, slow(5000), 10);
+      for (let i = 4; i <= 5; i++) await nft.ban(decision(`198.18.5.${i}`, until), false);
+      const v4 = await list('v4');
+      for (let i = 1; i <= 5; i++) expect(timeoutOf(v4, `198.18.5.${i}`), `198.18.5.${i}`).toBe('2m');
+      expect(nft.restarts).toBe(0);
+      expect(logs.slice(logsFrom).filter((l) => l.msg === 'nft exited; restarting')).toEqual([]);
+    } finally {
+      await nft.close();
+    }
   }, slow(20_000));
 });

@@ -73,7 +73,7 @@ async function subscriber<Op extends 'batches' | 'records'>(op: Op, accept: stri
   });
   ws.send(encodeFrame({ op: 'hello', id: 1, versions: [PROTOCOL_VERSION], ...(accept ? { accept } : {}) }));
   ws.send(encodeFrame({ op: 'subscribe', id: 2, topic: 'co', partition: 0, from: { offset: from }, credit: 64 << 20 }));
-  await waitUntil('the subscription to be open', () => others.some((f) => f.op === 'res' && f.id === 2), 10_000, 5);
+  await waitUntil('the subscription to be open', () => others.some((f) => f.op === 'res' && f.id === 2), slow(10_000), 5);
   return { ws, frames, others };
 }
 
@@ -84,7 +84,7 @@ describe('a caught-up tail of stored batches', () => {
     try {
       await burst(N, 'a');
       const offsets = (): number[] => frames.flatMap((f) => f.batches.flatMap((b) => decodeStoredBatches(b, f.first).map((r) => r.offset)));
-      await waitUntil('every append to be pushed', () => offsets().length >= N, 10_000, 5);
+      await waitUntil('every append to be pushed', () => offsets().length >= N, slow(10_000), 5);
       expect(offsets()).toEqual(Array.from({ length: N }, (_, i) => from + i));
       const values = frames.flatMap((f) => f.batches.flatMap((b) => decodeStoredBatches(b, f.first).map((r) => Buffer.from(r.value).toString())));
       expect(values).toEqual(Array.from({ length: N }, (_, i) => `a${i}`));
@@ -110,7 +110,7 @@ describe('a caught-up tail of stored batches', () => {
     try {
       await burst(N, 'r');
       const all = () => frames.flatMap((f) => f.records);
-      await waitUntil('every append to be pushed', () => all().length >= N, 10_000, 5);
+      await waitUntil('every append to be pushed', () => all().length >= N, slow(10_000), 5);
       expect(all().map((r) => r[0])).toEqual(Array.from({ length: N }, (_, i) => from + i));
       expect(all().map((r) => Buffer.from(r[2]).toString())).toEqual(Array.from({ length: N }, (_, i) => `r${i}`));
       for (const f of frames) expect(f.bytes).toBe(f.records.reduce((n, r) => n + storedRecordBytes(fromRecordTuple(0, r)), 0));

@@ -96,7 +96,7 @@ interface Batch {
   bytes: number;
   /** the records as one record batch, encoded at the first attempt that sends it that way and kept for retries */
   encoded?: Buffer;
-  /** per record, acked mode only; empty for the records of a sendMany (they are in `runs`) */
+  /** per record, acked mode only; undefined for the records of a sendMany (their group is in `runs`) */
   readonly waiters: Array<Waiter | undefined>;
   /** the sendMany groups whose records are in this batch */
   runs?: GroupRun[];

@@ -26,6 +26,8 @@ export const limits = {
   workerInFlightMax: 20_000,
   /** bytes in flight from the gateway to one worker; full → OVERLOADED */
   workerInFlightBytesMax: 256 * MiB,
+  /** lines the guard's `nft -i` child reads before it is replaced (its in-memory history makes each line cost more than the last) */
+  nftChildLinesMax: 2000,
   /** a thread that copied this many bytes of short-lived request buffers asks V8 for a scavenge (runtime/young-gc.ts) */
   youngGcAfterCopiedBytes: 4 * MiB,
   /** messages a worker may have queued but not yet drained before replication traffic from other nodes is dropped */

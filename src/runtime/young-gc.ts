@@ -17,7 +17,8 @@ let scheduled = false;
 function minorGc(): MinorGc | undefined {
   if (gc === undefined) {
     try {
-      // exposes gc() to contexts made from now on, not to the main one
+      // exposes gc() to contexts made from now on (a process-wide flag: workers started later see
+      // a global gc() too), not to the ones running
       v8.setFlagsFromString('--expose-gc');
       gc = vm.runInNewContext('gc') as MinorGc;
     } catch {
@@ -38,6 +39,10 @@ export function copiedShortLived(bytes: number): void {
   // after the current batch of I/O callbacks, not inside one
   setImmediate(() => {
     scheduled = false;
-    run({ type: 'minor' });
+    try {
+      run({ type: 'minor' });
+    } catch {
+      gc = null; // a V8 whose gc() refuses these options: V8 schedules its own GCs, as without this
+    }
   });
 }
