@@ -92,4 +92,48 @@ describe('HTTP produce bodies', () => {
     expect((await http(node.url, 'POST', '/v1/topics/body-asm/records?partition=0', batch, { 'content-type': BATCH_CONTENT_TYPE })).status).toBe(200);
     expect(await storedFrom(from)).toEqual(['after|0']);
   }, slow(60_000));
+
+  it('takes a declared body from the memory budget whole when its buffer is made, however slowly it comes', async () => {
+    const cap = 64 * 1024 * 1024;
+    const small = await startNode({ env: { CHICAGO_MEMORY_MAX_BYTES: String(cap) } });
+    const socks: net.Socket[] = [];
+    try {
+      expect((await http(small.url, 'POST', '/v1/topics', { name: 'body-budget', partitions: 1 })).status).toBe(201);
+      // each declares 20 MB and sends 1 KB: the fourth cannot fit, and is refused at once
+      const declared = 20_000_000;
+      const buffered = async () => Number(/^chicago_memory_buffered_bytes (\d+)/m.exec(await (await fetch(`${small.url}/metrics`)).text())![1]);
+      let refusedAt = -1;
+      for (let i = 0; i < 4 && refusedAt < 0; i++) {
+        const sock = net.connect(small.port, '127.0.0.1');
+        socks.push(sock);
+        let text = '';
+        sock.on('data', (d) => { text += d.toString('latin1'); });
+        sock.on('error', () => {});
+        await new Promise((r) => sock.once('connect', r));
+        sock.write(`POST /v1/topics/body-budget/records?partition=0 HTTP/1.1\r\nHost: x\r\nContent-Type: ${BATCH_CONTENT_TYPE}\r\nContent-Length: ${declared}\r\n\r\n`);
+        sock.write(Buffer.alloc(1_000, 1));
+        // until it is answered, or its buffer is taken (a slow body is not waited on for long)
+        const until = Date.now() + slow(2_000);
+        while (Date.now() < until && !text.includes('\r\n\r\n') && (await buffered()) < (i + 1) * declared) await new Promise((r) => setTimeout(r, 10));
+        if (text) {
+          expect(text.split('\r\n')[0]).toBe('HTTP/1.1 429 Too Many Requests');
+          expect(text).toContain('OVERLOADED');
+          refusedAt = i;
+        }
+      }
+      expect(refusedAt).toBeGreaterThanOrEqual(2); // 64 MiB holds three
+      for (const s of socks) s.destroy();
+      // their bytes are given back: a 12 MB body, more than was left, fits again
+      const batch = encodeBatch(Array.from({ length: 12 }, () => ({ value: Buffer.alloc(1_000_000, 2) })));
+      let status = 0;
+      for (const until = Date.now() + slow(10_000); status !== 200 && Date.now() < until;) {
+        status = (await http(small.url, 'POST', '/v1/topics/body-budget/records?partition=0', batch, { 'content-type': BATCH_CONTENT_TYPE })).status;
+        if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(status).toBe(200);
+    } finally {
+      for (const s of socks) s.destroy();
+      await small.stop();
+    }
+  }, slow(60_000));
 });

@@ -1,4 +1,6 @@
 // The board a partition worker leaves its replicas' positions on for its node's coordinator.
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { BoardReader, BoardWriter, createBoard, type BoardPosition } from '../src/actors/positions-board.js';
@@ -40,24 +42,21 @@ describe('positions board', () => {
   it('a reader on another thread never sees a torn board while the writer rewrites it', async () => {
     const board = createBoard();
     const r = new BoardReader(board);
-    // the writer thread publishes positions whose fields all equal one counter, as fast as it can
+    // the writer thread publishes, by the built BoardWriter, positions whose fields all equal one counter, as fast as it can
+    const built = pathToFileURL(path.resolve('dist/src/actors/positions-board.js')).href;
     const src = `
       const { workerData } = require('node:worker_threads');
-      const { Packr } = require('msgpackr');
-      const packr = new Packr({ useRecords: false });
-      const h = new Int32Array(workerData.board, 0, 2);
-      const bytes = new Uint8Array(workerData.board, 8);
-      for (let i = 1; i <= workerData.n; i++) {
-        const rows = Array.from({ length: 1 + (i % 5) }, (_, p) => [p, i, 'leader', 0, i, i, ['n'.repeat(1 + (i % 7))], ['n2', i]]);
-        const enc = packr.pack(rows);
-        Atomics.add(h, 0, 1);
-        bytes.set(enc);
-        Atomics.store(h, 1, enc.length);
-        Atomics.add(h, 0, 1);
-      }`;
-    const worker = new Worker(src, { eval: true, workerData: { board, n: 200_000 } });
+      import(workerData.built).then(({ BoardWriter }) => {
+        const w = new BoardWriter(workerData.board);
+        for (let i = 1; i <= workerData.n; i++) {
+          const rows = Array.from({ length: 1 + (i % 5) }, (_, p) => ({ id: p, seq: i, role: 'leader', incomplete: false, matched: { n2: i }, isr: ['n'.repeat(1 + (i % 7))], view: i, confirmedSeq: i }));
+          if (!w.publish(rows)) throw new Error('not rewritten at ' + i);
+        }
+      });`;
+    const worker = new Worker(src, { eval: true, workerData: { board, built, n: 200_000 } });
     const done = new Promise((resolve, reject) => { worker.once('exit', resolve); worker.once('error', reject); });
     let reads = 0;
+    const versions = new Set<number>();
     let finished = false;
     void done.then(() => { finished = true; });
     const deadline = Date.now() + 10_000;
@@ -67,6 +66,7 @@ describe('positions board', () => {
         if (!got) continue;
         reads++;
         const i = got[0]!.seq;
+        versions.add(i);
         expect(got).toHaveLength(1 + (i % 5));
         for (const p of got) expect([p.seq, p.view, p.confirmedSeq, p.matched.n2, p.isr[0]!.length]).toEqual([i, i, i, i, 1 + (i % 7)]);
       }
@@ -74,5 +74,6 @@ describe('positions board', () => {
     }
     await done;
     expect(reads).toBeGreaterThan(0);
+    expect(versions.size).toBeGreaterThan(1); // it read while the writer wrote
   });
 });

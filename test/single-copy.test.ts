@@ -2,7 +2,7 @@
 // names those bytes (base, length, CRC) rather than repeating them; a resend reads them back, and
 // retention, which removes the batch, trims the log with it. Older data dirs shed their copies.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -196,6 +196,11 @@ describe('single-copy storage (node)', () => {
     try {
       // test/fixtures/data-dir-format2.gen.mjs wrote it: one partition, topic "old", 6 JSON records then 3 batches
       await promisify(execFile)('tar', ['-xzf', path.resolve('test/fixtures/data-dir-format2.tar.gz'), '-C', dir]);
+      // its records are in a zstd-compressed write-ahead log only (no table files): this build, which
+      // writes its log uncompressed, recovers them from it
+      const files = await readdir(path.join(dir, 'rocksdb'));
+      expect(files.filter((f) => f.endsWith('.sst'))).toEqual([]);
+      expect(await readFile(path.join(dir, 'rocksdb', files.find((f) => f.startsWith('OPTIONS-'))!), 'utf8')).toMatch(/^\s*wal_compression=kZSTD$/m);
       const before = await kindBytes(dir, 1);
       expect(before.logCarrying).toBe(3); // the batch produces; the JSON ones stored records
       const n = await startNode({ dataDir: dir, nodeId: 'vm' });
@@ -208,6 +213,8 @@ describe('single-copy storage (node)', () => {
       } finally {
         await n.stop();
       }
+      const options = (await readdir(path.join(dir, 'rocksdb'))).filter((f) => f.startsWith('OPTIONS-')).sort().at(-1)!;
+      expect(await readFile(path.join(dir, 'rocksdb', options), 'utf8')).toMatch(/^\s*wal_compression=kNoCompression$/m);
       const after = await kindBytes(dir, 1);
       expect(after.logCarrying).toBe(0);
       expect(after.logEntries).toBe(before.logEntries + 1);

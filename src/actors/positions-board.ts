@@ -59,7 +59,7 @@ export class BoardWriter {
     const h = this.header;
     const len = Atomics.load(h, LENGTH);
     const fits = enc.length <= this.bytes.length;
-    if (Atomics.load(h, VERSION) > 0) {
+    if (Atomics.load(h, VERSION) !== 0) { // 0: never written (it wraps past 2^31 to negatives)
       if (!fits && len === OVERFLOW) return false;
       if (fits && len === enc.length && Buffer.compare(enc, this.bytes.subarray(0, len)) === 0) return false;
     }

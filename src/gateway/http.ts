@@ -219,7 +219,8 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       return;
     }
     // With a Content-Length the body is copied once, into a buffer of that size as it arrives (no
-    // copy per chunk, then a join); a chunked body is gathered and joined.
+    // copy per chunk, then a join); a chunked body is gathered and joined. That buffer is taken
+    // from the memory budget whole when it is made: a body declared large and sent slowly holds it all.
     const expected = declared ? Number(declared) : -1;
     let whole: Buffer | undefined;
     const chunks: Buffer[] = [];
@@ -232,13 +233,15 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
         respond(errorReply(new ChicagoError('BATCH_TOO_LARGE', size, limits.httpBodyBytesMax)));
         return;
       }
-      if (!node.memory.take(chunk.byteLength)) {
+      const into = size <= expected;
+      const need = into ? (whole ? 0 : expected) : chunk.byteLength;
+      if (need > 0 && !node.memory.take(need)) {
         respond(errorReply(new ChicagoError('OVERLOADED', 'node memory', `${node.memory.used} of memory.maxBytes ${node.memory.maxBytes} buffered`)));
         return;
       }
-      held += chunk.byteLength;
+      held += need;
       const bytes = new Uint8Array(chunk); // a view: uWS reuses the chunk's memory, so it is copied
-      if (size <= expected) {
+      if (into) {
         whole ??= Buffer.allocUnsafe(expected);
         whole.set(bytes, at);
       } else {
