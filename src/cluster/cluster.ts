@@ -277,8 +277,13 @@ export class ClusterCoordinator implements Coordinator {
 
   /** Fail over what needs it now, and time the next look for the moment a member may turn suspected. */
   private runFailover(): void {
-    this.background('failover', () => this.failover());
-    this.armFailover();
+    // after the I/O this turn has ready: heartbeats that waited in the sockets through a stall of
+    // this node's own (timers run before sockets are read) count before anyone is judged silent
+    setImmediate(() => {
+      if (this.stopping) return;
+      this.background('failover', () => this.failover());
+      this.armFailover();
+    });
   }
 
   /**
