@@ -17,6 +17,8 @@ import { slow } from './helpers/slow.js';
 
 /** pairs of appends in the overlap check */
 const PAIRS = 30;
+/** A's value: 256 KiB to write back per commit, so its fdatasync takes long enough to be overlapped */
+const PAD = 'p'.repeat(256 * 1024);
 /** the end-to-end check: WINDOWS windows of LINES lines, one every LINE_GAP_MS; the best window's p50 is
  *  held to the bound (a machine busy for a moment slows one window; a slower path slows them all) */
 const WINDOWS = 3;
@@ -54,7 +56,8 @@ describe('agent: file → node on the latency path', () => {
       // an idle shipper whose last batch ends right before A; it may take one batch more
       const offer: IdleShipper = { after: (spool.next.get('t') ?? 0) - 1, cut: (e) => recsCount(e), notBeforeMs: 0, more: 1 };
       spool.offerSend('t', offer);
-      const a = spool.append([recs([`a${i}`])]);
+      // A carries enough bytes that its fdatasync has pages to write, even on a disk that syncs a tiny append at once
+      const a = spool.append([recs([`a${i}${PAD}`])]);
       // A's commit has started (a check phase) and its fdatasync runs; B comes now
       await tick();
       await tick();
@@ -76,7 +79,7 @@ describe('agent: file → node on the latency path', () => {
     const sends = spool.sends.get('t') ?? [];
     expect(sends).toHaveLength(2 * PAIRS);
     expect(sends.map((r) => r.from)).toEqual(Array.from({ length: 2 * PAIRS }, (_, k) => k));
-    expect(spool.records('t').map((r) => r.value)).toEqual(Array.from({ length: PAIRS }, (_, i) => [`a${i}`, `b${i}`]).flat());
+    expect(spool.records('t').map((r) => r.value)).toEqual(Array.from({ length: PAIRS }, (_, i) => [`a${i}${PAD}`, `b${i}`]).flat());
   });
 
   it("a shipper's offer made while a range rides in a commit still in flight starts after that range: the next records take theirs in their own commit", async () => {
@@ -101,7 +104,8 @@ describe('agent: file → node on the latency path', () => {
       const a = spool.append([ra]);
       await tick();
       await tick();
-      const rb = recs([`b${i}`]);
+      // B's commit writes enough that it is still in flight when C comes, even on a fast disk
+      const rb = recs([`b${i}${PAD}`]);
       const b = spool.append([rb]);
       await a;
       // A applied wakes the shipper: it withdraws and offers again from what it knows, without B's
