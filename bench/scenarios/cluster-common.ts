@@ -53,6 +53,9 @@ export async function withCluster<T>(args: BenchArgs, fn: (c: BenchCluster) => P
   }
 }
 
+/** a node answers its placement from memory: longer means it is not up */
+const PLACEMENT_TIMEOUT_MS = 5_000;
+
 /**
  * One driver per node URL. Operations round robin over the nodes not excluded; a kv put with
  * `routeLeader()` set goes to its partition's leader (the placement every node serves, the
@@ -62,7 +65,7 @@ export class MultiDriver {
   private rr = 0;
   private readonly excluded = new Set<string>();
   private leaders: Array<string | null> | undefined;
-  private byId = new Map<string, ChicagoDriver>();
+  private readonly byId = new Map<string, ChicagoDriver>();
   private constructor(
     readonly via: 'ws' | 'http',
     private readonly drivers: Array<{ id: string; url: string; d: ChicagoDriver }>,
@@ -84,7 +87,7 @@ export class MultiDriver {
 
   /** Learn the partition leaders once (the cluster bench's load does not move them). */
   async routeLeader(): Promise<void> {
-    const res = await fetch(`${this.drivers[0]!.url}/v1/cluster/placement`);
+    const res = await fetch(`${this.drivers[0]!.url}/v1/cluster/placement`, { signal: AbortSignal.timeout(PLACEMENT_TIMEOUT_MS) });
     if (!res.ok) throw new Error(`placement: HTTP ${res.status}`);
     const body = (await res.json()) as { clustered: boolean; partitions: number; leaders: Array<string | null> };
     if (!body.clustered || body.leaders.length !== body.partitions) throw new Error('placement: not a cluster');
