@@ -335,6 +335,69 @@ export function threadCpuPct(a: Map<string, number>, b: Map<string, number>, wal
   return Object.fromEntries(rows.slice(0, top).filter(([, v]) => v > 0));
 }
 
+/** One thread's CPU seconds and voluntary context switches (its wake-ups after sleeping). */
+export interface ThreadStat { name: string; cpuS: number; wakeups: number }
+
+/** Every thread of `pid`, by tid: CPU and wake-ups, for per-operation costs between two snapshots. */
+export function readThreadStats(pid: number): Map<number, ThreadStat> {
+  const out = new Map<number, ThreadStat>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+      const wakeups = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+      // schedstat's time on the CPU is exact (ns); stat's utime + stime is sampled at each tick
+      const onCpuNs = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      const cpuS = Number.isFinite(onCpuNs) ? onCpuNs / 1e9 : (Number(f[11]) + Number(f[12])) / clockTicks();
+      out.set(Number(tid), { name, cpuS, wakeups });
+    } catch {
+      // thread exited
+    }
+  }
+  return out;
+}
+
+/**
+ * µs of CPU and wake-ups per operation between two readThreadStats() snapshots, by thread role:
+ * `main` (the gateway), `rocksdb` (its own named threads), and the rest by tid. Node names every
+ * thread "node", so the rest are told apart by what they did: `busy` rows are the ones that spent
+ * over 5 % of the total (the partition workers, under load), `others` sums the remainder (V8's
+ * platform threads, libuv's pool).
+ */
+export function perOpByThread(pid: number, a: Map<number, ThreadStat>, b: Map<number, ThreadStat>, ops: number): Record<string, { cpuUs: number; wakeups: number }> {
+  const rows: Array<{ role: string; cpuS: number; wakeups: number }> = [];
+  for (const [tid, s] of b) {
+    const s0 = a.get(tid);
+    const role = tid === pid ? 'main' : s.name.startsWith('rocksdb') ? 'rocksdb' : `thread ${tid}`;
+    rows.push({ role, cpuS: s.cpuS - (s0?.cpuS ?? 0), wakeups: s.wakeups - (s0?.wakeups ?? 0) });
+  }
+  const total = rows.reduce((t, r) => t + r.cpuS, 0);
+  const out: Record<string, { cpuUs: number; wakeups: number }> = {};
+  const add = (role: string, cpuS: number, wakeups: number): void => {
+    const o = (out[role] ??= { cpuUs: 0, wakeups: 0 });
+    o.cpuUs += cpuS;
+    o.wakeups += wakeups;
+  };
+  for (const r of rows) {
+    if (r.role.startsWith('thread') && r.cpuS <= total * 0.05) add('others', r.cpuS, r.wakeups);
+    else add(r.role.startsWith('thread') ? `busy ${r.role}` : r.role, r.cpuS, r.wakeups);
+  }
+  add('all', total, rows.reduce((t, r) => t + r.wakeups, 0));
+  for (const o of Object.values(out)) {
+    o.cpuUs = round1((o.cpuUs * 1e6) / Math.max(1, ops));
+    o.wakeups = Math.round((o.wakeups / Math.max(1, ops)) * 100) / 100;
+  }
+  return out;
+}
+
 // ---- child processes the bench starts -------------------------------------------------------------
 
 const exitHooks = new Set<() => void>();

@@ -201,6 +201,8 @@ export function humanSummary(r: BenchResult): string {
     lines.push(`  producer ack µs  p50 ${ack.p50}  p99 ${ack.p99}  p99.9 ${ack.p999}; receipt after ack µs  p50 ${a.p50}  p99 ${a.p99}  p99.9 ${a.p999} (${stages.receivedBeforeAck} before it); slowest 0.1 %: ${Math.round(stages.slowest.ackShareMedian * 100)} % of their latency had passed at the ack`);
   }
   if (r.server) lines.push(`  server pid ${r.server.pid}: CPU ${r.server.cpuPct} %  RSS ${r.server.rssMB} MB`);
+  const perPut = r.extra?.perPut as Record<string, { cpuUs: number; wakeups: number }> | undefined;
+  if (perPut) lines.push(`  per put (µs of CPU / wake-ups): ${Object.entries(perPut).map(([k, v]) => `${k} ${v.cpuUs} / ${v.wakeups}`).join(', ')}`);
   if (r.machine) {
     lines.push(`  machine: busy ${r.machine.busyPct} % (other processes ${r.machine.otherPct} %), load ${r.machine.loadAvg1}`);
     if (r.machine.otherPct > 20) lines.push('  WARNING: other processes used the CPU during this run; its numbers are not representative');

@@ -4,6 +4,7 @@
 import type { BenchArgs } from '../args.js';
 import { runOpenLoop, type Op } from '../openloop.js';
 import { RedisKv, startRedis } from '../redis.js';
+import { perOpByThread, readThreadStats } from '../proc.js';
 import { evaluateGoal, fromLoop, ratio, type BenchResult } from '../result.js';
 import { asciiValue, driverFor, interestingMetrics, loopOptions, startMeters, withNode } from './common.js';
 
@@ -62,9 +63,11 @@ export async function benchKvChicago(args: BenchArgs): Promise<BenchResult> {
   return withNode(args, async (n) => {
     const driver = await driverFor(args, n.url);
     let replicasSeen = 0;
+    let puts = 0;
     const kv: KvLike = {
       put: async (key, v) => {
         const r = await driver.kvPut(args.keyspace, key, v);
+        puts++;
         if (r.replicas > replicasSeen) replicasSeen = r.replicas;
         return r;
       },
@@ -73,7 +76,11 @@ export async function benchKvChicago(args: BenchArgs): Promise<BenchResult> {
     try {
       if (args.scenario === 'kv-get') await preload(kv, args.keys, value);
       const meters = startMeters(n.pid);
+      // per put and thread, warm-up included: CPU and wake-ups (what the hops between threads cost)
+      const threads0 = n.pid === undefined ? undefined : readThreadStats(n.pid);
+      const puts0 = puts;
       const r = await runKv(args, kv, value);
+      const perPut = threads0 && n.pid !== undefined && args.scenario === 'kv-put' ? perOpByThread(n.pid, threads0, readThreadStats(n.pid), puts - puts0) : undefined;
       const measured = meters.stop();
       const metrics = await interestingMetrics(n.admin);
       const res = fromLoop(args, 'chicago', r, {
@@ -83,7 +90,7 @@ export async function benchKvChicago(args: BenchArgs): Promise<BenchResult> {
         connections: args.connections,
         ...measured,
         ...(metrics ? { serverMetrics: metrics } : {}),
-        extra: { keys: args.keys, keyspace: args.keyspace, spawned: n.spawned !== undefined },
+        extra: { keys: args.keys, keyspace: args.keyspace, spawned: n.spawned !== undefined, ...(perPut ? { perPut } : {}) },
       });
       if (replicasSeen > 0) res.replicas = replicasSeen;
       return res;
