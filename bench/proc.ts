@@ -303,27 +303,10 @@ export class MachineSampler {
   }
 }
 
-/** CPU seconds per thread name (/proc/PID/task/TID/stat): who burns an idle node's CPU. */
+/** CPU seconds per thread name and tid (readThreadStats): who burns an idle node's CPU. */
 export function readThreads(pid: number): Map<string, number> {
   const out = new Map<string, number>();
-  let tids: string[] = [];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const cpuS = (Number(f[11]) + Number(f[12])) / clockTicks();
-      const key = `${name} [${tid}]`;
-      out.set(key, cpuS);
-    } catch {
-      // thread exited
-    }
-  }
+  for (const [tid, s] of readThreadStats(pid)) out.set(`${s.name} [${tid}]`, s.cpuS);
   return out;
 }
 

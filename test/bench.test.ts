@@ -181,6 +181,11 @@ describe.skipIf(!existsSync(mainJs) || !existsSync(nodeJs))('chicago bench (spaw
     expect(lat.p50).toBeGreaterThan(0);
     expect(lat.p50).toBeLessThanOrEqual(lat.p99);
     expect(lat.p99).toBeLessThanOrEqual(lat.max);
+    // what each put cost the node, by thread: the gateway thread works and wakes for every put
+    const perPut = (r.extra as { perPut: Record<string, { cpuUs: number; wakeups: number }> }).perPut;
+    expect(perPut.main.cpuUs).toBeGreaterThan(0);
+    expect(perPut.main.wakeups).toBeGreaterThan(0);
+    expect(perPut.all.cpuUs).toBeGreaterThanOrEqual(perPut.main.cpuUs);
   });
 
   it('produce-tail measures delivery to a live subscriber', async () => {
