@@ -71,7 +71,8 @@ function moveBatchesToOwnFamily(db: RocksLevel, p: number): void {
   const b = db.batch();
   let bytes = 0;
   try {
-    for (const [k, v] of from.iterate(BATCHES, 64)) {
+    // a few at a time: a batch may be megabytes
+    for (const [k, v] of from.iterate(BATCHES, 8)) {
       b._put(k, v, to);
       b._del(k, from.columnOptions);
       bytes += k.length + v.length;
