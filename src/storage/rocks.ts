@@ -84,6 +84,7 @@ function moveBatchesToOwnFamily(db: RocksLevel, p: number): void {
     void b.close();
   }
 }
+
 export async function attachDatabase(handle: bigint): Promise<RocksLevel> {
   const db = new RocksLevel(handle, { ...ENCODING });
   await db.open();
