@@ -17,7 +17,7 @@ import { retentionCommands } from '../src/actors/maintenance.js';
 import { PartitionReader } from '../src/actors/reads.js';
 import { decodeBatch, encodeBatch } from '../src/protocol/batch.js';
 import { epoch, nodeId, partitionId, seq } from '../src/runtime/ids.js';
-import { columnName, ColumnStore, openDatabase } from '../src/storage/rocks.js';
+import { openDatabase, partitionStore } from '../src/storage/rocks.js';
 import * as K from '../src/storage/keys.js';
 import { limits } from '../src/runtime/limits.js';
 import { diskCodec } from '../src/runtime/codec.js';
@@ -147,7 +147,7 @@ async function kindBytes(dir: string, partitions: number): Promise<{ batch: numb
   try {
     const out = { batch: 0, log: 0, logCarrying: 0, logEntries: 0 };
     for (let p = 0; p < partitions; p++) {
-      const store = new ColumnStore(db, db.columns[columnName(p)]);
+      const store = partitionStore(db, p);
       for (const [k, v] of store.iterate({ gte: Buffer.from([K.Kind.batch]), lt: Buffer.from([K.Kind.batch + 1]) })) out.batch += k.length + v.length;
       for (const [k, v] of store.iterate(K.logRange)) {
         out.log += k.length + v.length;
@@ -180,7 +180,7 @@ describe('single-copy storage (node)', () => {
         await n.stop();
       }
       const meta = JSON.parse(await readFile(path.join(dir, 'chicago.json'), 'utf8')) as { partitions: number; format: number };
-      expect(meta.format).toBe(3);
+      expect(meta.format).toBe(4);
       const b = await kindBytes(dir, meta.partitions);
       expect(b.batch).toBeGreaterThan(2 * 1024 * 1024);
       expect(b.logEntries).toBeGreaterThanOrEqual(64);
@@ -205,7 +205,7 @@ describe('single-copy storage (node)', () => {
       expect(before.logCarrying).toBe(3); // the batch produces; the JSON ones stored records
       const n = await startNode({ dataDir: dir, nodeId: 'vm' });
       try {
-        expect(JSON.parse(await readFile(path.join(dir, 'chicago.json'), 'utf8')).format).toBe(3);
+        expect(JSON.parse(await readFile(path.join(dir, 'chicago.json'), 'utf8')).format).toBe(4);
         expect((await http(n.url, 'POST', '/v1/topics/old/records', [{ value: 'new' }])).status).toBeLessThan(300);
         const got = (await http(n.url, 'GET', '/v1/topics/old/records?offset=0&maxRecords=100')).body.records;
         expect(got.map((r: { value: string }) => r.value)).toEqual(['json-0', 'json-0b', 'json-1', 'json-1b', 'json-2', 'json-2b', 'batch-0', 'batch-1', 'batch-2', 'new']);

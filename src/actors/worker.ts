@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import * as Comlink from 'comlink';
 import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
 import type { RocksLevel } from '@nxtedition/rocksdb';
-import { attachDatabase, BatchWriter, columnName, ColumnStore } from '../storage/rocks.js';
+import { attachDatabase, BatchWriter, type ColumnStore, partitionStore } from '../storage/rocks.js';
 import { threadCodec, replicationFrame } from '../runtime/codec.js';
 import { WorkerLinks } from '../net/worker-links.js';
 import { systemClock } from '../runtime/clock.js';
@@ -148,7 +148,7 @@ class PartitionWorker {
       this.groupIntervalMs = spec.groupIntervalMs;
       this.replicationTimeoutMs = spec.replicationTimeoutMs;
       for (let { p, view } of spec.partitions) {
-        const store = new ColumnStore(this.db, this.db.columns[columnName(p)]);
+        const store = partitionStore(this.db, p);
         if (spec.compactLog) this.shedLogCopies(store, p);
         const state = loadState(store, p);
         // A partition this node holds alone has no coordinator remembering its term: continue it.

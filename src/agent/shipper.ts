@@ -361,7 +361,10 @@ export class Shipper {
     let answer: string;
     const binary = this.binary;
     try {
-      answer = (await this.request('POST', route, binary ? new RawBatch(encodeShipBatch(records, Date.now())) : new RawJson(bodyOf(recordsOfSpans(records))), true)) as string;
+      const bytes = binary ? encodeShipBatch(records, Date.now(), batchBuffers.take) : undefined;
+      answer = (await this.request('POST', route, bytes ? new RawBatch(bytes) : new RawJson(bodyOf(recordsOfSpans(records))), true)) as string;
+      // only after a 2xx answer: the node has read the whole body, nothing of it is left to write
+      if (bytes) batchBuffers.give(bytes);
     } catch (err) {
       // a node that predates record-batch bodies refuses the type: JSON from then on (the same records, the same sequence)
       if (!(binary && err instanceof NodeError && err.code === 'UNSUPPORTED_MEDIA_TYPE')) throw err;
@@ -534,6 +537,47 @@ function digitsOf(n: number): number {
   return d;
 }
 
+/**
+ * Record-batch buffers reused from one batch to the next. A fresh buffer of a batch's size is a
+ * fresh mapping (MALLOC_MMAP_THRESHOLD_, bin/chicago.js) whose every page faults on its first write:
+ * that cost more than encoding the batch. A buffer comes back only once the node has answered its
+ * request 2xx; at most agentBatchBuffersKeptMax are kept (full → dropped), none once idle.
+ */
+export class BatchBuffers {
+  private readonly free: Buffer[] = [];
+  /** the ArrayBuffers handed out by take, so that give takes back only those */
+  private readonly issued = new WeakSet<ArrayBufferLike>();
+  private lastTakeMs = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  /** A buffer of exactly `bytes`, a view of a kept one when one is large enough. */
+  readonly take = (bytes: number): Buffer => {
+    this.lastTakeMs = Date.now();
+    let b = this.free.pop();
+    // a quarter more than asked: the next batch of about the same size fits too
+    if (!b || b.length < bytes) {
+      b = Buffer.allocUnsafeSlow(bytes + (bytes >>> 2));
+      this.issued.add(b.buffer);
+    }
+    return b.subarray(0, bytes);
+  };
+
+  readonly give = (view: Buffer): void => {
+    if (!this.issued.has(view.buffer) || this.free.length >= limits.agentBatchBuffersKeptMax) return;
+    this.free.push(Buffer.from(view.buffer, 0, view.buffer.byteLength));
+    this.timer ??= setTimeout(this.dropIdle, limits.agentBatchBuffersIdleMs).unref();
+  };
+
+  private readonly dropIdle = (): void => {
+    this.timer = undefined;
+    const idleMs = Date.now() - this.lastTakeMs;
+    if (idleMs >= limits.agentBatchBuffersIdleMs) this.free.length = 0;
+    else this.timer = setTimeout(this.dropIdle, limits.agentBatchBuffersIdleMs - idleMs).unref();
+  };
+}
+
+const batchBuffers = new BatchBuffers();
+
 /** where each span's values are staged in the batch, minus their first start (NaN: not staged) */
 let staged: number[] = [];
 /** the most bytes between two lines of a staged span (a newline, CR LF): fewer than any record's own */
@@ -560,7 +604,7 @@ function withoutSeq(h: Record<string, string>): EncodedHeaders {
  * bytes is copied from them). The records of an entry share its headers: encoded once (once per
  * distinct headers of their own), seq added per record.
  */
-export function encodeShipBatch(spans: Span[], timestampMs: number): Buffer {
+export function encodeShipBatch(spans: Span[], timestampMs: number, alloc: (bytes: number) => Buffer = Buffer.allocUnsafe): Buffer {
   let n = 0;
   for (const s of spans) n += s.j - s.i;
   if (recLens.length < n) { recLens = new Array<number>(n); valLens = new Array<number>(n); sharedOf = new Array<EncodedHeaders>(n); }
@@ -613,7 +657,7 @@ export function encodeShipBatch(spans: Span[], timestampMs: number): Buffer {
       total += varintBytes(body) + body;
     }
   }
-  const buf = Buffer.allocUnsafe(total);
+  const buf = alloc(total);
   // values held as bytes are staged first, their read's bytes copied at once to the end of the batch
   // (one copy per entry, not one per line); each is then moved to its place with copyWithin, which
   // allocates nothing (Buffer.copy makes a view per call). A record's other bytes outnumber the

@@ -53,10 +53,13 @@ const VERSION = '0.1.0';
  * so a build that reads only 1 refuses it rather than misread the newer batches. 3 logs a produce
  * by naming its stream batch rather than carrying a copy (actors/replica.ts encodeLogEntry); an
  * older dir is marked 3 before any such entry is written, so a build that reads only 1 and 2
- * refuses it rather than replay entries without their batches.
+ * refuses it rather than replay entries without their batches. 4 keeps each partition's stream
+ * batches in a column family of their own (storage/rocks.ts batchColumnName); an older dir is
+ * marked 4 before its batches move there at open, so a build that reads only 1–3 refuses it rather
+ * than miss them.
  */
-const DATA_FORMAT = 3;
-const DATA_FORMATS_READ: readonly number[] = [1, 2, 3];
+const DATA_FORMAT = 4;
+const DATA_FORMATS_READ: readonly number[] = [1, 2, 3, 4];
 /** formats whose log entries carry a second copy of each produced batch (recovery.ts compactLog) */
 const LOG_COPIES_BATCHES_BEFORE = 3;
 const WORKER_SCRIPT = new URL('../actors/worker.js', import.meta.url);
@@ -268,7 +271,7 @@ export class ChicagoNode implements NodeApi {
       if (meta.format !== DATA_FORMAT) {
         await writeFile(`${file}.tmp`, JSON.stringify({ ...meta, format: DATA_FORMAT }, null, 2) + '\n');
         await rename(`${file}.tmp`, file); // whole or not at all
-        this.log.info({ dir, from: meta.format, to: DATA_FORMAT }, 'data dir format upgraded (older batches still read; log entries shed their batch copies)');
+        this.log.info({ dir, from: meta.format, to: DATA_FORMAT }, 'data dir format upgraded (older batches still read and move to their own column family; log entries shed their batch copies)');
       }
       if (clusterPartitions !== undefined && meta.partitions !== clusterPartitions) {
         throw new Error(`data dir ${dir} was made with ${meta.partitions} partitions, the cluster has ${clusterPartitions}`);

@@ -82,6 +82,13 @@ export const limits = {
    * the wait); full → appends queue and go together in the next commit
    */
   agentSpoolCommitsInFlightMax: 2,
+  /**
+   * the agent's record-batch buffers kept for its next batches (shipper.ts BatchBuffers): a fresh
+   * 1 MB buffer is a fresh mapping whose every page faults on its first write; full → dropped
+   */
+  agentBatchBuffersKeptMax: 4,
+  /** kept batch buffers are dropped after this long without a batch (an idle agent holds none) */
+  agentBatchBuffersIdleMs: 2_000,
   /** cross-thread call deadline: a worker that does not answer in time is a fault */
   workerCallTimeoutMs: 30_000,
   ttlSecondsMax: 10 * 365 * 24 * 3600,

@@ -3,13 +3,23 @@
 // must never close it (PLATFORM.md: closing from a worker crashes the process).
 import { RocksLevel, type ChainedBatch, type Column } from '@nxtedition/rocksdb';
 import { limits } from '../runtime/limits.js';
+import { Kind } from './keys.js';
 
 export type Range = { gte: Uint8Array; lt: Uint8Array; reverse?: boolean };
 export type Entry = [key: Buffer, value: Buffer];
 
 const ENCODING = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const;
+const WRITE_SYNC = { sync: true } as const;
+const WRITE_NO_SYNC = { sync: false } as const;
 
 export function columnName(partition: number): string { return `p${partition}`; }
+/**
+ * The family of a partition's record batches (key kind `batch`). Apart from the rest of the
+ * partition, a stream's batches arrive in key order, so flushed files do not overlap and RocksDB
+ * moves them down the levels without rewriting them; in the partition's family every flushed file
+ * spanned the metadata and index keys written beside each batch, and each compaction rewrote them all.
+ */
+export function batchColumnName(partition: number): string { return `b${partition}`; }
 
 /** The memtable budget of each column family for a node whose memory.maxBytes is `maxBytes`. */
 export function memtableBudgetBytes(maxBytes: number): number {
@@ -30,13 +40,49 @@ export function columnOptions(maxBytes: number): object {
 export async function openDatabase(dir: string, partitions: number, memoryMaxBytes: number): Promise<RocksLevel> {
   const options = columnOptions(memoryMaxBytes);
   const columns: Record<string, object> = { default: options };
-  for (let p = 0; p < partitions; p++) columns[columnName(p)] = options;
+  for (let p = 0; p < partitions; p++) {
+    columns[columnName(p)] = options;
+    columns[batchColumnName(p)] = options;
+  }
   // walCompression off: the binding's default compresses every write's log record with zstd on
   // the writing thread (the partition worker), the largest share of its CPU per produced record;
   // the log is short-lived (dropped once its memtable is flushed), so its bytes cost little disk.
   const db = new RocksLevel(dir, { columns, createIfMissing: true, walCompression: false, ...ENCODING });
   await db.open();
+  for (let p = 0; p < partitions; p++) moveBatchesToOwnFamily(db, p);
   return db;
+}
+
+/** The store of partition `p`: its family, with its record batches in a family of their own. */
+export function partitionStore(db: RocksLevel, p: number): ColumnStore {
+  return new ColumnStore(db, db.columns[columnName(p)], db.columns[batchColumnName(p)]);
+}
+
+const BATCHES: Range = { gte: Buffer.from([Kind.batch]), lt: Buffer.from([Kind.batch + 1]) };
+
+/**
+ * Data dirs of format 3 and older keep record batches in the partition's family: move them to the
+ * batch family, a bounded slice per atomic write (each batch is in one family or the other at every
+ * point, so an interrupted move resumes at the next open). Empty after the first open: one seek.
+ */
+function moveBatchesToOwnFamily(db: RocksLevel, p: number): void {
+  const from = new ColumnStore(db, db.columns[columnName(p)]);
+  const to = { column: db.columns[batchColumnName(p)] };
+  const b = db.batch();
+  let bytes = 0;
+  try {
+    // a few at a time: a batch may be megabytes
+    for (const [k, v] of from.iterate(BATCHES, 8)) {
+      b._put(k, v, to);
+      b._del(k, from.columnOptions);
+      bytes += k.length + v.length;
+      // no fsync: a move lost in a crash leaves its batches where they were, as the next open finds them
+      if (bytes >= limits.writeBatchKeptBytesMax) { b._writeSync(WRITE_NO_SYNC); b._clear(); bytes = 0; }
+    }
+    if (bytes > 0) b._writeSync(WRITE_NO_SYNC);
+  } finally {
+    void b.close();
+  }
 }
 
 export async function attachDatabase(handle: bigint): Promise<RocksLevel> {
@@ -45,16 +91,42 @@ export async function attachDatabase(handle: bigint): Promise<RocksLevel> {
   return db;
 }
 
-/** Synchronous reads and writes on one column family, on the calling thread. */
+/**
+ * Synchronous reads and writes on one column family, on the calling thread; keys of kind `batch`
+ * go to `batches` (a family of their own, or the same one). A range spanning both reads as one.
+ */
 export class ColumnStore {
   /** the options object batch writes pass for this column, allocated once */
   readonly columnOptions: { readonly column: Column };
-  constructor(private readonly db: RocksLevel, readonly column: Column) {
+  /** the same for keys of kind `batch` */
+  readonly batchOptions: { readonly column: Column };
+  constructor(private readonly db: RocksLevel, readonly column: Column, readonly batches: Column = column) {
     this.columnOptions = { column };
+    this.batchOptions = batches === column ? this.columnOptions : { column: batches };
+  }
+
+  /** the write options of the family that holds `key` */
+  optionsFor(key: Uint8Array): { readonly column: Column } {
+    return key[0] === Kind.batch ? this.batchOptions : this.columnOptions;
   }
 
   get(key: Uint8Array): Buffer | undefined {
-    return this.db._getManySync([key], { column: this.column })[0];
+    return this.db._getManySync([key], this.optionsFor(key))[0];
+  }
+
+  /** `range` cut where the batch kind begins and ends, each piece with its family, in iteration order */
+  private pieces(range: Range): Array<[Column, Range]> {
+    if (this.batches === this.column) return [[this.column, range]];
+    const out: Array<[Column, Range]> = [];
+    const piece = (column: Column, gte: Uint8Array, lt: Uint8Array): void => {
+      if (Buffer.compare(gte, lt) < 0) out.push([column, { gte, lt, reverse: range.reverse }]);
+    };
+    const min = (a: Uint8Array, b: Uint8Array): Uint8Array => (Buffer.compare(a, b) <= 0 ? a : b);
+    const max = (a: Uint8Array, b: Uint8Array): Uint8Array => (Buffer.compare(a, b) >= 0 ? a : b);
+    piece(this.column, range.gte, min(range.lt, BATCHES.gte));
+    piece(this.batches, max(range.gte, BATCHES.gte), min(range.lt, BATCHES.lt));
+    piece(this.column, max(range.gte, BATCHES.lt), range.lt);
+    return range.reverse ? out.reverse() : out;
   }
 
   /** Up to `limit` entries of a range, in key order (or reverse). */
@@ -69,7 +141,11 @@ export class ColumnStore {
 
   /** Lazily walks a range in chunks; stopping early closes the iterator. */
   *iterate(range: Range, chunk = 256): Generator<Entry> {
-    const it = this.db.iterator({ column: this.column, gte: range.gte, lt: range.lt, reverse: range.reverse ?? false, keys: true, values: true });
+    for (const [column, piece] of this.pieces(range)) yield* this.iterateIn(column, piece, chunk);
+  }
+
+  private *iterateIn(column: Column, range: Range, chunk: number): Generator<Entry> {
+    const it = this.db.iterator({ column, gte: range.gte, lt: range.lt, reverse: range.reverse ?? false, keys: true, values: true });
     try {
       for (;;) {
         const { rows, finished } = it._nextvSync(chunk, {});
@@ -82,12 +158,9 @@ export class ColumnStore {
   }
 
   async clear(range: Range): Promise<void> {
-    await this.db.clear({ column: this.column, gte: range.gte, lt: range.lt });
+    await Promise.all(this.pieces(range).map(([column, r]) => this.db.clear({ column, gte: r.gte, lt: r.lt })));
   }
 }
-
-const WRITE_SYNC = { sync: true } as const;
-const WRITE_NO_SYNC = { sync: false } as const;
 
 /**
  * One native write batch, reused for every group commit of the calling thread. Puts and deletes go
@@ -104,13 +177,13 @@ export class BatchWriter {
   constructor(private readonly db: RocksLevel) { this.batch = db.batch(); }
 
   put(store: ColumnStore, key: Uint8Array, value: Uint8Array): void {
-    this.batch._put(key, value, store.columnOptions);
+    this.batch._put(key, value, store.optionsFor(key));
     this.ops++;
     this.bytes += key.length + value.length;
   }
 
   del(store: ColumnStore, key: Uint8Array): void {
-    this.batch._del(key, store.columnOptions);
+    this.batch._del(key, store.optionsFor(key));
     this.ops++;
     this.bytes += key.length;
   }
