@@ -68,6 +68,29 @@ describe('batch column family (store)', () => {
     }
   });
 
+  it('a walk over both families sees one point in time, however many turns it spans (a snapshot copy)', async () => {
+    const dir = await tempDir();
+    const db = await openDatabase(dir, 1, MEMORY);
+    try {
+      const store = partitionStore(db, 0);
+      const w = new BatchWriter(db);
+      for (const k of [K.metaKey, K.batchKey(1, 0, 0), K.timeIndexKey(1, 0, 0, 0)]) w.put(store, k, Buffer.from('before'));
+      w.write(false);
+      const walk = store.iterate(K.snapshotRange, 1);
+      const first = walk.next();
+      expect(first.done).toBe(false);
+      // written after the walk began, in every family it has still to read
+      for (const k of [K.batchKey(1, 0, 10), K.timeIndexKey(1, 0, 10, 0)]) w.put(store, k, Buffer.from('after'));
+      w.put(store, K.batchKey(1, 0, 0), Buffer.from('after'));
+      w.write(false);
+      const rest = [...walk];
+      expect([first.value!, ...rest].map(([k, v]) => `${k.toString('hex')}=${v.toString()}`)).toEqual(
+        [K.metaKey, K.batchKey(1, 0, 0), K.timeIndexKey(1, 0, 0, 0)].map((k) => `${k.toString('hex')}=before`));
+    } finally {
+      await db.close();
+    }
+  });
+
   it('moves the batches of an older data dir out of the partition family at open, more than a write slice of them', async () => {
     const dir = await tempDir();
     let db = await openDatabase(dir, 2, MEMORY);

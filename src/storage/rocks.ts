@@ -139,21 +139,24 @@ export class ColumnStore {
     return out;
   }
 
-  /** Lazily walks a range in chunks; stopping early closes the iterator. */
+  /**
+   * Lazily walks a range in chunks; stopping early closes the iterators. A RocksDB iterator reads
+   * the store as it was when it was created, so the iterators of every family the range spans are
+   * created together: a walk that runs over several turns (a snapshot copy) sees one point in time.
+   */
   *iterate(range: Range, chunk = 256): Generator<Entry> {
-    for (const [column, piece] of this.pieces(range)) yield* this.iterateIn(column, piece, chunk);
-  }
-
-  private *iterateIn(column: Column, range: Range, chunk: number): Generator<Entry> {
-    const it = this.db.iterator({ column, gte: range.gte, lt: range.lt, reverse: range.reverse ?? false, keys: true, values: true });
+    const its = this.pieces(range).map(([column, r]) =>
+      this.db.iterator({ column, gte: r.gte, lt: r.lt, reverse: r.reverse ?? false, keys: true, values: true }));
     try {
-      for (;;) {
-        const { rows, finished } = it._nextvSync(chunk, {});
-        for (let i = 0; i < rows.length; i += 2) yield [rows[i], rows[i + 1]];
-        if (finished || rows.length === 0) return;
+      for (const it of its) {
+        for (;;) {
+          const { rows, finished } = it._nextvSync(chunk, {});
+          for (let i = 0; i < rows.length; i += 2) yield [rows[i], rows[i + 1]];
+          if (finished || rows.length === 0) break;
+        }
       }
     } finally {
-      void it.close();
+      for (const it of its) void it.close();
     }
   }
 
