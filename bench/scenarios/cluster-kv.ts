@@ -54,6 +54,8 @@ export async function benchClusterKvPut(args: BenchArgs): Promise<BenchResult> {
           keyspace: args.keyspace,
           spreadOver: c.running().map((n) => n.url),
           route: args.route,
+          // partition workers per node (null: the node's default, one per core it sees)
+          workersPerNode: args.cluster.workers ?? null,
           perNodeCpuPct,
           replicasMin: Number.isFinite(replicasMin) ? replicasMin : null,
           clusterPartitions: (await c.status()).partitions.length,
