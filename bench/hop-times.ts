@@ -112,8 +112,8 @@ export function hopTable(dir: string, skipS = 2): string {
     add('1 gateway queue (enqueue → posted to worker)', post - enq.at);
     add('2 gateway → worker thread hop', recv - post);
     add('3 worker: received → write stepped', seqRow.at - recv);
-    add('4 worker: RocksDB batch write (WAL, no sync)', wr - seqRow.at);
-    add('5 worker: written → appends sent', lastSend - wr);
+    add('4 worker: RocksDB batch write (its fsync too under sync always)', wr - seqRow.at);
+    add('5 worker: written → appends sent (the group fsync under sync group)', lastSend - wr);
     for (const l of legs) {
       add('6 link leader → follower (socket + wake)', l.net);
       add('7 follower: frame in → stepped', l.fdrain);
