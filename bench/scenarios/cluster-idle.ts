@@ -10,7 +10,7 @@ import { idleResult, type BenchResult } from '../result.js';
 import { clog, uptime, withCluster } from './cluster-common.js';
 
 /** [main thread, all threads] voluntary context switches of a process */
-export function wakeups(pid: number): [number, number] {
+function wakeups(pid: number): [number, number] {
   let main = 0;
   let all = 0;
   let tids: string[] = [];

@@ -7,7 +7,7 @@ import { runOpenLoop, type Op } from '../openloop.js';
 import { fromLoop, ratio, round1OrZero, type BenchResult, type Goal } from './cluster-result.js';
 import { benchKvRedis } from './kv.js';
 import { benchAnchor, clusterAnchorsGoal } from './cluster-anchors.js';
-import { wakeups } from './cluster-idle.js';
+import { readThreadStats } from '../proc.js';
 import { asciiValue, interestingMetrics, loopOptions } from './common.js';
 import { HttpTarget } from '../http.js';
 import { MultiDriver, clog, clusterMeters, keyOf, uptime, withCluster } from './cluster-common.js';
@@ -38,12 +38,15 @@ export async function benchClusterKvPut(args: BenchArgs): Promise<BenchResult> {
       };
       const pids = c.running().map((n) => n.pid);
       const meters = clusterMeters(pids);
-      const wake0 = pids.map(wakeups);
+      const threads0 = pids.map(readThreadStats);
       clog(`kv-put ${args.rate}/s for ${args.durationS} s (+${args.warmupS} s warmup) via ${args.via}, acks=${args.acks}`);
       const r = await runOpenLoop(loopOptions(args, args.rate, 1), op);
       const { perNodeCpuPct, ...measured } = meters.stop();
       // voluntary context switches of every node thread (about one per wake-up), over warm-up and run alike
-      const wakes = pids.reduce((n, p, i) => n + wakeups(p)[1] - wake0[i]![1], 0);
+      let wakes = 0;
+      pids.forEach((p, i) => {
+        for (const [tid, s] of readThreadStats(p)) wakes += s.wakeups - (threads0[i]!.get(tid)?.wakeups ?? 0);
+      });
       const admin = new HttpTarget(c.running()[0]!.url, 1);
       const metrics = await interestingMetrics(admin);
       admin.close();
