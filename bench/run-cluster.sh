@@ -6,7 +6,12 @@
 # Redis primary + 2 replicas with SET then WAIT 2, and a 3-member etcd), each started by the bench.
 #
 #   bench/run-cluster.sh [--quick] [--only kv,produce,failover,rebalance] [--rebalance-keys N]
-#                        [--anchors redis,redis-wait,etcd] [--max-load L] [--wait-s S] [--out DIR] [--no-build]
+#                        [--anchors redis,redis-wait,etcd] [--kv-workers W] [--max-load L] [--wait-s S] [--out DIR] [--no-build]
+#
+# The kv rows give each node partition workers for its share of this machine's cores (--kv-workers,
+# default max(1, cores ÷ 4 nodes); 0: the node's own default, one per core it sees): four nodes that
+# each think they own every core run twice the threads the cores can serve, and every extra
+# runnable thread is a wait at some hop of a replicated write.
 #
 # Before each row it waits (up to --wait-s, default 600) for the 1-minute load average to drop
 # below --max-load (default 2): the machine is shared and the latencies mean nothing on a busy
@@ -16,12 +21,14 @@ cd "$(dirname "$0")/.."
 
 QUICK=0; ONLY="kv,produce,failover,rebalance"; RKEYS=1000000; MAXLOAD=2; WAIT_S=600; OUT=bench/results; BUILD=1
 ANCHORS="redis,redis-wait,etcd"
+KV_WORKERS=$(( $(nproc) / 4 )); [ "$KV_WORKERS" -ge 1 ] || KV_WORKERS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; shift ;;
     --only) ONLY="$2"; shift 2 ;;
     --rebalance-keys) RKEYS="$2"; shift 2 ;;
     --anchors) ANCHORS="$2"; shift 2 ;;
+    --kv-workers) KV_WORKERS="$2"; shift 2 ;;
     --max-load) MAXLOAD="$2"; shift 2 ;;
     --wait-s) WAIT_S="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
@@ -57,11 +64,12 @@ if [ "$QUICK" = 1 ]; then D=3; W=1; RATES=20000,50000; REPEAT=2; RKEYS=20000; FD
 else D=10; W=2; RATES=5000,10000,20000,50000; REPEAT=5; FD=8; RD=15; fi
 B="node dist/bench/main.js"
 
+KVW=(); [ "$KV_WORKERS" = 0 ] || KVW=(--workers "$KV_WORKERS")
 if want kv; then
   # 500/s and 2k/s: the rates of the anchors' target; 10k/s: the issue's target rate
-  waitcalm; $B cluster-kv-put --rate 500 --duration $D --warmup $W --via ws --baseline "$ANCHORS" --json "$OUT/cluster-kv-put-ws-500.json" --quiet >/dev/null || log "kv-put 500 failed"
-  waitcalm; $B cluster-kv-put --rate 2000 --duration $D --warmup $W --via ws --baseline "$ANCHORS" --json "$OUT/cluster-kv-put-ws.json" --quiet >/dev/null || log "kv-put 2k failed"
-  waitcalm; $B cluster-kv-put --rate 10000 --duration $D --warmup $W --via ws --baseline redis --json "$OUT/cluster-kv-put-ws-10k.json" --quiet >/dev/null || log "kv-put 10k failed"
+  waitcalm; $B cluster-kv-put "${KVW[@]}" --rate 500 --duration $D --warmup $W --via ws --baseline "$ANCHORS" --json "$OUT/cluster-kv-put-ws-500.json" --quiet >/dev/null || log "kv-put 500 failed"
+  waitcalm; $B cluster-kv-put "${KVW[@]}" --rate 2000 --duration $D --warmup $W --via ws --baseline "$ANCHORS" --json "$OUT/cluster-kv-put-ws.json" --quiet >/dev/null || log "kv-put 2k failed"
+  waitcalm; $B cluster-kv-put "${KVW[@]}" --rate 10000 --duration $D --warmup $W --via ws --baseline redis --json "$OUT/cluster-kv-put-ws-10k.json" --quiet >/dev/null || log "kv-put 10k failed"
 fi
 if want produce; then
   waitcalm; $B cluster-produce --rates $RATES --batch 1000 --record-bytes 200 --partitions 8 --duration $D --warmup $W --json "$OUT/cluster-produce.json" --quiet >/dev/null || log "produce failed"

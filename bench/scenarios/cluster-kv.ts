@@ -7,6 +7,7 @@ import { runOpenLoop, type Op } from '../openloop.js';
 import { fromLoop, ratio, round1OrZero, type BenchResult, type Goal } from './cluster-result.js';
 import { benchKvRedis } from './kv.js';
 import { benchAnchor, clusterAnchorsGoal } from './cluster-anchors.js';
+import { readThreadStats } from '../proc.js';
 import { asciiValue, interestingMetrics, loopOptions } from './common.js';
 import { HttpTarget } from '../http.js';
 import { MultiDriver, clog, clusterMeters, keyOf, uptime, withCluster } from './cluster-common.js';
@@ -35,10 +36,17 @@ export async function benchClusterKvPut(args: BenchArgs): Promise<BenchResult> {
         if (r.replicas > replicasSeen) replicasSeen = r.replicas;
         if (r.replicas < replicasMin) replicasMin = r.replicas;
       };
-      const meters = clusterMeters(c.running().map((n) => n.pid));
+      const pids = c.running().map((n) => n.pid);
+      const meters = clusterMeters(pids);
+      const threads0 = pids.map(readThreadStats);
       clog(`kv-put ${args.rate}/s for ${args.durationS} s (+${args.warmupS} s warmup) via ${args.via}, acks=${args.acks}`);
       const r = await runOpenLoop(loopOptions(args, args.rate, 1), op);
       const { perNodeCpuPct, ...measured } = meters.stop();
+      // voluntary context switches of every node thread (about one per wake-up), over warm-up and run alike
+      let wakes = 0;
+      pids.forEach((p, i) => {
+        for (const [tid, s] of readThreadStats(p)) wakes += s.wakeups - (threads0[i]!.get(tid)?.wakeups ?? 0);
+      });
       const admin = new HttpTarget(c.running()[0]!.url, 1);
       const metrics = await interestingMetrics(admin);
       admin.close();
@@ -54,7 +62,10 @@ export async function benchClusterKvPut(args: BenchArgs): Promise<BenchResult> {
           keyspace: args.keyspace,
           spreadOver: c.running().map((n) => n.url),
           route: args.route,
+          // partition workers per node (null: the node's default, one per core it sees)
+          workersPerNode: args.cluster.workers ?? null,
           perNodeCpuPct,
+          wakeupsPerWrite: r.acked > 0 ? Math.round((wakes / (r.acked * (1 + args.warmupS / args.durationS))) * 10) / 10 : null,
           replicasMin: Number.isFinite(replicasMin) ? replicasMin : null,
           clusterPartitions: (await c.status()).partitions.length,
         },

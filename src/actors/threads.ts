@@ -9,6 +9,10 @@ import { limits } from '../runtime/limits.js';
 import { MUTATIONS, type RequestBody, type Request, type WorkerControl, type WorkerOutput } from './messages.js';
 import type { MemoryBudget } from '../runtime/memory-budget.js';
 import { BoardReader, createBoard } from './positions-board.js';
+import { HopTimes } from '../runtime/hop-times.js';
+
+/** this thread's write-path timings (CHICAGO_HOP_TIMES), one file for all its worker handles */
+export const gatewayHops = new HopTimes();
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
 
@@ -133,6 +137,7 @@ export class WorkerHandle {
       this.pending.set(id, { resolve: (v, n) => resolve(shape(v, n)), reject, deadlineMs: Date.now() + limits.workerCallTimeoutMs, startedMs: performance.now(), bytes, mutation });
       this.inFlightBytes += bytes;
       this.outbox.push(req);
+      if (HopTimes.enabled && mutation) gatewayHops.note('gEnq', this.index, id, req.p);
       this.scheduleFlush();
     });
   }
@@ -165,6 +170,7 @@ export class WorkerHandle {
     if (beside) this.codec.postBeside(this.dataPort, batch, beside);
     else this.codec.post(this.dataPort, batch);
     this.posted++;
+    if (HopTimes.enabled) for (const r of batch) if (r.id && MUTATIONS.has(r.op)) gatewayHops.note('gPost', this.index, r.id);
   }
 
   private onReplies(buf: Uint8Array): void {
@@ -175,6 +181,7 @@ export class WorkerHandle {
       this.pending.delete(r.id);
       this.inFlightBytes -= p.bytes;
       this.budget?.give(p.bytes);
+      if (HopTimes.enabled && p.mutation) gatewayHops.note('gReply', this.index, r.id);
       if (r.ok) {
         if (p.mutation) this.onWriteDone(performance.now() - p.startedMs);
         p.resolve(r.res, r.replicas ?? 0);

@@ -34,6 +34,8 @@ import { MUTATIONS, type DigestReply, type ReplicationMessage, type Request, typ
 import type { RetentionSpec } from '../protocol/api.js';
 import { isNoSpace } from '../storage/disk-guard.js';
 import { BoardWriter, type BoardPosition } from './positions-board.js';
+import { HopTimes, nowUs } from '../runtime/hop-times.js';
+import { threadId } from 'node:worker_threads';
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
 
@@ -98,6 +100,8 @@ class PartitionWorker {
   /** written but waiting for the next group fsync */
   private awaitingSync: Outbox = emptyOutbox();
   private syncTimer: NodeJS.Timeout | undefined;
+  /** the group's fsync at the end of this turn, when none ran within the group interval */
+  private syncSoon: NodeJS.Immediate | undefined;
   private lastSyncMs = 0;
   private syncPolicy = 'none';
   private groupIntervalMs = 2;
@@ -115,6 +119,10 @@ class PartitionWorker {
   /** messages received so far; published to the gateway thread (drained) after each drain */
   private received = 0;
 
+  /** write-path timings (CHICAGO_HOP_TIMES), and when each replication frame arrived while they are on */
+  private readonly hops = new HopTimes();
+  private readonly frameInUs = new WeakMap<Uint8Array, number>();
+
   /** where the node's coordinator samples this worker's positions (published on each tick) */
   private readonly board: BoardWriter;
 
@@ -124,7 +132,10 @@ class PartitionWorker {
     port.on('message', (msg: Uint8Array | [Uint8Array, ...ArrayBuffer[]]) => {
       this.received++;
       if (msg instanceof Uint8Array) {
-        for (const r of this.codec.decode<Request[]>(msg)) this.inbox.push(r);
+        for (const r of this.codec.decode<Request[]>(msg)) {
+          if (HopTimes.enabled && r.id && MUTATIONS.has(r.op)) this.hops.note('wRecv', r.id);
+          this.inbox.push(r);
+        }
       } else {
         // record batches travel beside the message, transferred (threads.ts flush)
         for (const r of this.codec.decode<Request[]>(msg[0] as Uint8Array)) {
@@ -143,6 +154,7 @@ class PartitionWorker {
   readonly control: WorkerControl = {
     open: async (spec) => {
       this.self = spec.self;
+      this.hops.start(spec.self, `worker-${threadId}`);
       this.log = createLogger(spec.logLevel, { node: spec.self, thread: 'partition-worker' });
       this.syncPolicy = spec.syncPolicy;
       this.groupIntervalMs = spec.groupIntervalMs;
@@ -274,6 +286,7 @@ class PartitionWorker {
     if (p === undefined || this.draining) return;
     // Full policy: past the backlog bound replication traffic is dropped and counted (leaders resend).
     if (this.inbox.length >= limits.workerBacklogMessagesMax) { this.counters.backlogDrops++; return; }
+    if (HopTimes.enabled) this.frameInUs.set(frame, nowUs());
     this.inbox.push({ id: 0, p, op: 'peer', frame });
     this.scheduleDrain();
   }
@@ -307,6 +320,7 @@ class PartitionWorker {
           if (this.draining) throw new ChicagoError('SHUTTING_DOWN');
           const { cmd, acks } = this.toCommand(h, req);
           this.write(h, req.id, cmd, acks);
+          if (HopTimes.enabled) this.hops.note('wSeq', req.id, req.p, h.replica.state.seq);
         } else {
           // Only a leader holding its read lease answers: a stale leader or a follower still
           // catching up could miss acknowledged writes. The router retries elsewhere.
@@ -435,6 +449,11 @@ class PartitionWorker {
     if (msg.p !== h.replica.state.id) {
       this.log.warn({ partition: h.replica.state.id, claimed: msg.p }, 'replication frame for another partition');
       return;
+    }
+    if (HopTimes.enabled) {
+      const inUs = this.frameInUs.get(frame as Buffer) ?? 0;
+      if (msg.t === 'ack') this.hops.note('wAck', msg.p, msg.from, msg.seq, inUs);
+      else if (msg.t === 'append' && msg.entries.length > 0) this.hops.note('fAppend', msg.p, msg.entries.at(-1)!.seq, inUs);
     }
     this.onPeer(h, msg);
   }
@@ -627,6 +646,7 @@ class PartitionWorker {
         for (const [store, op] of metas) this.writer.put(store, K.metaKey, op.value);
         this.writer.write(this.syncPolicy === 'always');
         if (this.syncPolicy === 'always') this.counters.fsyncs++;
+        if (HopTimes.enabled) this.hops.note('wWritten');
       } catch (e) {
         // The batch is atomic and did not apply: memory ran ahead of disk. Nothing it produced may
         // leave; its writes fail (retryable) and the touched partitions reload from disk.
@@ -660,8 +680,17 @@ class PartitionWorker {
   }
 
   private scheduleGroupSync(): void {
-    if (this.syncTimer) return;
-    const wait = Math.max(0, this.lastSyncMs + this.groupIntervalMs - performance.now());
+    if (this.syncTimer || this.syncSoon) return;
+    const wait = this.lastSyncMs + this.groupIntervalMs - performance.now();
+    if (wait <= 0) {
+      // No fsync within the group interval: the writes of this turn are the group. The fsync runs
+      // once the turn's ready I/O is handled, not after a timer's 1 ms minimum and a wake-up of its own.
+      this.syncSoon = setImmediate(() => {
+        this.syncSoon = undefined;
+        this.fsyncNow();
+      });
+      return;
+    }
     this.syncTimer = setTimeout(() => {
       this.syncTimer = undefined;
       this.fsyncNow();
@@ -672,6 +701,8 @@ class PartitionWorker {
   private fsyncNow(): void {
     clearTimeout(this.syncTimer);
     this.syncTimer = undefined;
+    clearImmediate(this.syncSoon);
+    this.syncSoon = undefined;
     const waiting = this.awaitingSync;
     this.awaitingSync = emptyOutbox();
     const any = this.hosted.values().next().value;
@@ -684,6 +715,7 @@ class PartitionWorker {
     try {
       b._writeSync({ sync: true });
       this.counters.fsyncs++;
+      if (HopTimes.enabled) this.hops.note('wSynced');
       this.lastSyncMs = performance.now();
       this.post(waiting);
     } catch (e) {
@@ -699,6 +731,7 @@ class PartitionWorker {
     const replies = out.replies?.length ? out.replies : undefined;
     const visible = out.visible?.length ? out.visible : undefined;
     if (replies || visible) this.codec.post(this.port, { replies, visible } satisfies WorkerOutput);
+    if (HopTimes.enabled) for (const r of replies ?? []) this.hops.note('wReply', r.id);
     if (out.peer?.length) this.sendDirect(coalescePeer(out.peer));
   }
 
@@ -712,6 +745,10 @@ class PartitionWorker {
     for (const { to, msg } of out) {
       if (this.links?.send(to, msg.p, replicationFrame.encode(msg.p, msg))) this.counters.framesDirect++;
       else this.counters.framesNoLink++;
+      if (HopTimes.enabled) {
+        if (msg.t === 'append' && msg.entries.length > 0) this.hops.note('wSend', msg.p, to, msg.entries.at(-1)!.seq);
+        else if (msg.t === 'ack') this.hops.note('fAckSent', msg.p, msg.seq);
+      }
     }
   }
 

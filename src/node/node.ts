@@ -13,7 +13,7 @@ import { checkLimits, limits } from '../runtime/limits.js';
 import { offset as toOffset, seq as toSeq } from '../runtime/ids.js';
 import { groupPartition, kvPartition, murmur3, recordPartition, streamPartition } from '../runtime/hash.js';
 import { checkHeaders, checkInt, checkKey, checkName, checkOffset, checkValue } from '../runtime/validate.js';
-import { PACE, WorkerHandle, withDeadline } from '../actors/threads.js';
+import { PACE, WorkerHandle, gatewayHops, withDeadline } from '../actors/threads.js';
 import { CopyPacer } from '../runtime/copy-pacer.js';
 import { MemoryBudget } from '../runtime/memory-budget.js';
 import { createMetrics, type Metrics } from '../runtime/metrics.js';
@@ -153,6 +153,7 @@ export class ChicagoNode implements NodeApi {
     this.coordinator = this.clusterCoordinator ?? new LocalCoordinator(self, this.partitions, () => this.url);
     this.catalog = cluster ? cluster.catalog : localCatalog(new Catalog(this.db));
     const count = Math.min(this.config.workers, this.partitions);
+    gatewayHops.start(self, 'main');
     for (let w = 0; w < count; w++) {
       this.workers.push(new WorkerHandle(w, WORKER_SCRIPT, this.db.handle, (err) => this.onWorkerFault(w, err), (streams) => this.watchers.confirmed(streams), cluster ? (ms) => this.pacer.record(ms) : undefined));
       this.workers[w].budget = this.memory;

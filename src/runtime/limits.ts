@@ -32,6 +32,8 @@ export const limits = {
   youngGcAfterCopiedBytes: 4 * MiB,
   /** messages a worker may have queued but not yet drained before replication traffic from other nodes is dropped */
   workerBacklogMessagesMax: 10_000,
+  /** rows one thread records for the CHICAGO_HOP_TIMES diagnostic (runtime/hop-times.ts); the rest are not recorded */
+  hopTimesRowsMax: 200_000,
   /** consumer groups whose lag /metrics reports (one label set per group, topic and partition) */
   lagReportedGroupsMax: 1_000,
   /** fire-and-forget (acks=none) updates queued per worker; full → dropped and counted */

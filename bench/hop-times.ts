@@ -1,0 +1,143 @@
+// Joins the rows a cluster's nodes wrote with CHICAGO_HOP_TIMES=DIR (src/runtime/hop-times.ts) into
+// per-hop percentiles of acknowledged writes: where a replicated write's time goes between the
+// leader's gateway, its partition worker, the followers' workers and back.
+//
+//   node dist/bench/hop-times.js DIR [--skip-s S]
+//
+// --skip-s drops the writes of the first S seconds (default 2: the bench's warmup).
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { HopRow } from '../src/runtime/hop-times.js';
+
+interface Keyed { at: number; seq: number; extra: number }
+
+/** rows of one kind keyed by (node, p[, peer]) in time order, with their seq: the first at or past a seq */
+class BySeq {
+  private readonly m = new Map<string, Keyed[]>();
+  add(key: string, k: Keyed): void {
+    let a = this.m.get(key);
+    if (!a) this.m.set(key, (a = []));
+    a.push(k);
+  }
+  sort(): void { for (const a of this.m.values()) a.sort((x, y) => x.at - y.at); }
+  /** the first row at or after `afterUs` whose seq reaches `seq` */
+  first(key: string, seq: number, afterUs: number): Keyed | undefined {
+    const a = this.m.get(key);
+    if (!a) return undefined;
+    let lo = 0;
+    let hi = a.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (a[mid].at < afterUs) lo = mid + 1; else hi = mid; }
+    for (let i = lo; i < a.length && i < lo + 64; i++) if (a[i].seq >= seq) return a[i];
+    return undefined;
+  }
+}
+
+export function hopTable(dir: string, skipS = 2): string {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+  const gEnq = new Map<string, { at: number; p: number }>();
+  const gPost = new Map<string, number>();
+  const gReply = new Map<string, number>();
+  /** node/id/p → worker rows */
+  const wRecv = new Map<string, number>();
+  const wSeq = new Map<string, { at: number; seq: number; file: string }>();
+  const wReply = new Map<string, number>();
+  const written = new Map<string, number[]>(); // file → times
+  const wSend = new BySeq(); // node/p/to
+  const fAppend = new BySeq(); // node/p (extra: receive time)
+  const fAckSent = new BySeq(); // node/p
+  const wAck = new BySeq(); // node/p/from (extra: receive time)
+  const nodes = new Set<string>();
+  for (const f of files) {
+    const rows = JSON.parse(readFileSync(join(dir, f), 'utf8')) as HopRow[];
+    const node = f.slice(0, f.indexOf('-'));
+    nodes.add(node);
+    const times: number[] = [];
+    for (const [point, at, ...k] of rows) {
+      switch (point) {
+        case 'gEnq': gEnq.set(`${node}/${k[0]}/${k[1]}`, { at, p: k[2] as number }); break;
+        case 'gPost': gPost.set(`${node}/${k[0]}/${k[1]}`, at); break;
+        case 'gReply': gReply.set(`${node}/${k[0]}/${k[1]}`, at); break;
+        case 'wRecv': wRecv.set(`${f}/${k[0]}`, at); break;
+        case 'wSeq': wSeq.set(`${node}/${k[0]}/${k[1]}`, { at, seq: k[2] as number, file: f }); break;
+        case 'wReply': wReply.set(`${f}/${k[0]}`, at); break;
+        case 'wWritten': times.push(at); break;
+        case 'wSend': wSend.add(`${node}/${k[0]}/${k[1]}`, { at, seq: k[2] as number, extra: 0 }); break;
+        case 'fAppend': fAppend.add(`${node}/${k[0]}`, { at, seq: k[1] as number, extra: k[2] as number }); break;
+        case 'fAckSent': fAckSent.add(`${node}/${k[0]}`, { at, seq: k[1] as number, extra: 0 }); break;
+        case 'wAck': wAck.add(`${node}/${k[0]}/${k[1]}`, { at, seq: k[2] as number, extra: k[3] as number }); break;
+      }
+    }
+    written.set(f, times.sort((a, b) => a - b));
+  }
+  for (const b of [wSend, fAppend, fAckSent, wAck]) b.sort();
+  const firstAfter = (a: number[], t: number): number | undefined => {
+    let lo = 0;
+    let hi = a.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (a[mid] < t) lo = mid + 1; else hi = mid; }
+    return a[lo];
+  };
+  const hops: Record<string, number[]> = {};
+  const add = (name: string, us: number | undefined) => { if (us !== undefined && Number.isFinite(us)) (hops[name] ??= []).push(us); };
+  const t0 = Math.min(...[...gEnq.values()].map((x) => x.at)) + skipS * 1e6;
+  let joined = 0;
+  for (const [key, enq] of gEnq) {
+    if (enq.at < t0) continue;
+    const [node, , id] = key.split('/');
+    const post = gPost.get(key);
+    const reply = gReply.get(key);
+    const seqRow = wSeq.get(`${node}/${id}/${enq.p}`);
+    if (post === undefined || reply === undefined || !seqRow) continue;
+    const recv = wRecv.get(`${seqRow.file}/${id}`);
+    const wrep = wReply.get(`${seqRow.file}/${id}`);
+    const wr = firstAfter(written.get(seqRow.file) ?? [], seqRow.at);
+    if (recv === undefined || wrep === undefined || wr === undefined) continue;
+    // per follower: the send, its receipt and ack there, the ack's receipt here
+    let lastAck: { inUs: number; drainUs: number } | undefined;
+    let lastSend = 0;
+    const legs: Array<Record<string, number>> = [];
+    for (const peer of nodes) {
+      if (peer === node) continue;
+      const send = wSend.first(`${node}/${enq.p}/${peer}`, seqRow.seq, seqRow.at);
+      if (!send) continue;
+      const app = fAppend.first(`${peer}/${enq.p}`, seqRow.seq, send.at);
+      const ackSent = app && fAckSent.first(`${peer}/${enq.p}`, seqRow.seq, app.at);
+      const ack = ackSent && wAck.first(`${node}/${enq.p}/${peer}`, seqRow.seq, ackSent.at);
+      if (!app || !ackSent || !ack) continue;
+      lastSend = Math.max(lastSend, send.at);
+      legs.push({ net: app.extra - send.at, fdrain: app.at - app.extra, fwrite: ackSent.at - app.at, back: ack.extra - ackSent.at, ldrain: ack.at - ack.extra });
+      if (!lastAck || ack.extra > lastAck.inUs) lastAck = { inUs: ack.extra, drainUs: ack.at };
+    }
+    if (!lastAck || legs.length < 2) continue;
+    joined++;
+    add('1 gateway queue (enqueue → posted to worker)', post - enq.at);
+    add('2 gateway → worker thread hop', recv - post);
+    add('3 worker: received → write stepped', seqRow.at - recv);
+    add('4 worker: RocksDB batch write (its fsync too under sync always)', wr - seqRow.at);
+    add('5 worker: written → appends sent (the group fsync under sync group)', lastSend - wr);
+    for (const l of legs) {
+      add('6 link leader → follower (socket + wake)', l.net);
+      add('7 follower: frame in → stepped', l.fdrain);
+      add('8 follower: stepped → written → ack sent', l.fwrite);
+      add('9 link follower → leader (socket + wake)', l.back);
+      add('10 leader: ack in → stepped', l.ldrain);
+    }
+    add('11 leader: last ack in → reply posted', wrep - lastAck.inUs);
+    add('12 worker → gateway thread hop', reply - wrep);
+    add('= gateway enqueue → reply (all hops)', reply - enq.at);
+    add('  of which: appends sent → last ack in', lastAck.inUs - lastSend);
+  }
+  const pct = (a: number[], q: number) => a[Math.min(a.length - 1, Math.floor(q * a.length))];
+  const lines = [`writes joined: ${joined}`, '| hop | p50 µs | p90 µs | p99 µs | max µs |', '|---|---:|---:|---:|---:|'];
+  for (const name of Object.keys(hops).sort((a, b) => parseInt(a) - parseInt(b) || a.localeCompare(b))) {
+    const a = hops[name].sort((x, y) => x - y);
+    lines.push(`| ${name} | ${pct(a, 0.5)} | ${pct(a, 0.9)} | ${pct(a, 0.99)} | ${a[a.length - 1]} |`);
+  }
+  return lines.join('\n');
+}
+
+if (process.argv[1]?.endsWith('hop-times.js')) {
+  const dir = process.argv[2];
+  if (!dir) { console.error('usage: node dist/bench/hop-times.js DIR [--skip-s S]'); process.exit(2); }
+  const i = process.argv.indexOf('--skip-s');
+  console.log(hopTable(dir, i > 0 ? Number(process.argv[i + 1]) : 2));
+}

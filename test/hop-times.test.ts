@@ -1,0 +1,59 @@
+// bench/hop-times.ts joins the rows of CHICAGO_HOP_TIMES files across threads and nodes: a write at
+// leader n1 replicated to n2 and n3, with known times at every point, comes out as its hops.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { hopTable } from '../bench/hop-times.js';
+
+const dirs: string[] = [];
+afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
+
+function write(dir: string, file: string, rows: unknown[]): void { writeFileSync(join(dir, file), JSON.stringify(rows)); }
+
+function row(table: string, hop: string): number[] {
+  const line = table.split('\n').find((l) => l.startsWith(`| ${hop}`));
+  expect(line, hop).toBeDefined();
+  return line!.split('|').slice(2, 6).map((x) => Number(x.trim()));
+}
+
+describe('hop-times join', () => {
+  it('splits a replicated write into its hops, the commit waiting for the later ack', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hop-times-'));
+    dirs.push(dir);
+    const t = 10_000_000; // µs; the writes start after the skipped warm-up
+    // gateway thread of n1: worker 0, request id 7, partition 3
+    write(dir, 'n1-main.json', [['gEnq', t, 0, 7, 3], ['gPost', t + 10, 0, 7], ['gReply', t + 1000, 0, 7]]);
+    write(dir, 'n1-worker-5.json', [
+      ['wRecv', t + 30, 7], ['wSeq', t + 80, 7, 3, 42], ['wWritten', t + 100],
+      ['wSend', t + 110, 3, 'n2', 42], ['wSend', t + 120, 3, 'n3', 42],
+      ['wAck', t + 520, 3, 'n2', 42, t + 500], ['wAck', t + 730, 3, 'n3', 42, t + 700],
+      ['wReply', t + 800, 7],
+    ]);
+    // n2 answers in 200 µs of its own, n3 in 300
+    write(dir, 'n2-worker-9.json', [['fAppend', t + 250, 3, 42, t + 210], ['fAckSent', t + 410, 3, 42]]);
+    write(dir, 'n3-worker-9.json', [['fAppend', t + 260, 3, 42, t + 220], ['fAckSent', t + 520, 3, 42]]);
+    const table = hopTable(dir, 0);
+    expect(table).toContain('writes joined: 1');
+    expect(row(table, '1 gateway queue')[0]).toBe(10);
+    expect(row(table, '2 gateway → worker')[0]).toBe(20);
+    expect(row(table, '3 worker: received')[0]).toBe(50);
+    expect(row(table, '4 worker: RocksDB')[0]).toBe(20);
+    expect(row(table, '5 worker: written')[0]).toBe(20); // the last follower's send
+    expect(row(table, '6 link leader')).toEqual([100, 100, 100, 100]); // 210-110 and 220-120
+    expect(row(table, '8 follower')[3]).toBe(260); // n3: 520-260
+    expect(row(table, '9 link follower')[3]).toBe(180); // n3: 700-520
+    expect(row(table, '11 leader: last ack')[0]).toBe(100); // 800 - 700 (n3's, the later)
+    expect(row(table, '12 worker → gateway')[0]).toBe(200);
+    expect(row(table, '= gateway enqueue')[0]).toBe(1000);
+  });
+
+  it('leaves out a write whose follower legs are missing', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hop-times-'));
+    dirs.push(dir);
+    const t = 10_000_000;
+    write(dir, 'n1-main.json', [['gEnq', t, 0, 1, 0], ['gPost', t + 10, 0, 1], ['gReply', t + 900, 0, 1]]);
+    write(dir, 'n1-worker-1.json', [['wRecv', t + 20, 1], ['wSeq', t + 40, 1, 0, 5], ['wWritten', t + 50], ['wReply', t + 800, 1]]);
+    expect(hopTable(dir, 0)).toContain('writes joined: 0');
+  });
+});
