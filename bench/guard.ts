@@ -475,7 +475,8 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
     'sources:',
     `  - { task: web, paths: [${logFile}], topic: ${topic} }`,
   ].join('\n') + '\n');
-  const guard = spawnProc(process.execPath, [cli, 'guard', '--config', join(dir, 'guard.yaml')], 'guard');
+  // as users start it: bin/chicago.js sets its malloc settings and V8 young generation (docs/guard.md "Memory")
+  const guard = spawnProc(join(repoRoot(), 'bin', 'chicago.js'), ['guard', '--config', join(dir, 'guard.yaml')], 'guard');
   started.push(guard);
   const guardTiming = p.agentStages ? collectGuardTiming(guard) : undefined;
   await waitFor('the guard to run', () => guard.out.some((l) => l.includes('"msg":"guard running"')), 30_000, () => guard.out.slice(-20).join('\n'));

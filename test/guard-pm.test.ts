@@ -2,18 +2,7 @@
 // ASCII case folding, bytes in no phrase, and characters past 0xff (matched by their low byte).
 import { describe, expect, it } from 'vitest';
 import { PhraseMatcher, PhraseSetMatcher } from '../src/guard/crs/pm.js';
-
-/** a small deterministic generator (mulberry32) */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from './helpers/nemesis.js';
 
 const ALPHABET = 'abcABC/<>=\'" -_.%0\u0141\u0161\u00e9';
 const lowByte = (s: string): string => Array.from(s, (ch) => String.fromCharCode(ch.charCodeAt(0) & 0xff)).join('');

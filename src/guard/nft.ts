@@ -183,16 +183,8 @@ export class NftEnforcer {
   private warm(): void {
     const child = this.child;
     if (!child || this.inFlight || this.queue.size > 0) return this.pump();
-    const ack = `chicago-ack ${++this.ackSeq}`;
-    const timer = setTimeout(() => {
-      this.opts.log('error', 'nft did not acknowledge a batch; killing it', { ack: this.ackSeq });
-      child.kill('SIGKILL');
-    }, ACK_TIMEOUT_MS);
-    timer.unref();
     // no lines of ours: an error of the no-op (the table deleted meanwhile) is not matched to a change
-    this.inFlight = { ack, lines: [], items: [], failures: [], timer, writtenUs: 0, warm: true };
-    this.childLines += 2;
-    child.stdin!.write(`add table inet ${this.opts.table}\n${ack}\n`);
+    this.send([], [], `add table inet ${this.opts.table}`);
   }
 
   /** nft's stderr, line by line: errors of our lines (with their carets), and the ack's */
@@ -304,7 +296,8 @@ export class NftEnforcer {
     this.spawnChild();
   }
 
-  private send(lines: NftLine[], items: Pending[]): void {
+  /** `noop`: the warm-up's line instead of `lines` */
+  private send(lines: NftLine[], items: Pending[], noop?: string): void {
     const child = this.child;
     if (!child) {
       this.queue.putBack(items);
@@ -316,9 +309,10 @@ export class NftEnforcer {
       child.kill('SIGKILL');
     }, ACK_TIMEOUT_MS);
     timer.unref();
-    this.inFlight = { ack, lines, items, failures: [], timer, writtenUs: 0 };
-    this.childLines += lines.length + 1;
-    child.stdin!.write([...lines.map((l) => l.text), ack].join('\n') + '\n');
+    this.inFlight = { ack, lines, items, failures: [], timer, writtenUs: 0, ...(noop !== undefined ? { warm: true } : {}) };
+    const text = noop !== undefined ? [noop] : lines.map((l) => l.text);
+    this.childLines += text.length + 1;
+    child.stdin!.write([...text, ack].join('\n') + '\n');
     if (this.opts.onTiming) this.inFlight.writtenUs = nowUs();
   }
 
