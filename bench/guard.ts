@@ -21,6 +21,8 @@
 //       [--throughput-lines 100000] [--capacity 20] [--leak-ms 100] [--bouncer-poll 10s] [--out DIR]
 //       [--writer-max-in-flight N]   (the direct writer's producer maxInFlight; default the client's, 5)
 //       [--agent-poll-ms N]          (guard: the agent's pollIntervalMs; default the agent's, 250)
+//       [--lead-ms 500]              (legitimate lines alone before the first attacker)
+//       [--settle-ms 0]              (an idle wait after the tool runs, before the latency phase)
 //       [--agent-stages on|off]      (the agent (guard) and the guard at log level trace, each trigger line's time per stage; default on)
 //
 // Results: bench/results/guard-<time>.json and guard.md (the table). Needs root (namespaces, nft).
@@ -62,9 +64,9 @@ const legitIp = (i: number): string => `198.19.${(i >> 8) & 255}.${(i & 255) || 
 interface LatencyPlan { lines: Planned[]; triggers: Map<string, number> }
 
 /** Attackers 198.18.1.x one after another (every `gapMs`), each capacity+6 lines 0.2 ms apart, over a background. */
-function latencyPlan(o: { attackers: number; gapMs: number; capacity: number; backgroundPerS: number }): LatencyPlan {
+function latencyPlan(o: { attackers: number; gapMs: number; capacity: number; backgroundPerS: number; leadMs: number }): LatencyPlan {
   const lines: Planned[] = [];
-  const startUs = 500_000;
+  const startUs = o.leadMs * 1000;
   const endUs = startUs + o.attackers * o.gapMs * 1000 + 500_000;
   const every = 1e6 / o.backgroundPerS;
   // 1,000 legitimate addresses, each well under any threshold
@@ -473,7 +475,8 @@ async function startChicagoOn(store: Store, started: Proc[], dir: string, ns: st
     'sources:',
     `  - { task: web, paths: [${logFile}], topic: ${topic} }`,
   ].join('\n') + '\n');
-  const guard = spawnProc(process.execPath, [cli, 'guard', '--config', join(dir, 'guard.yaml')], 'guard');
+  // as users start it: bin/chicago.js sets its malloc settings and V8 young generation (docs/guard.md "Memory")
+  const guard = spawnProc(join(repoRoot(), 'bin', 'chicago.js'), ['guard', '--config', join(dir, 'guard.yaml')], 'guard');
   started.push(guard);
   const guardTiming = p.agentStages ? collectGuardTiming(guard) : undefined;
   await waitFor('the guard to run', () => guard.out.some((l) => l.includes('"msg":"guard running"')), 30_000, () => guard.out.slice(-20).join('\n'));
@@ -714,21 +717,33 @@ prometheus: { enabled: false, listen_addr: 127.0.0.1, listen_port: 60601 }
 
 // ---- the three measurements ----------------------------------------------------------------------
 
+/** the attackers reported apart as the first after a start */
+const COLD_ATTACKERS = 10;
+
 interface LatencyResult {
   attackers: number; enforced: number; missed: string[]; us: LatencySummary; gapMs: number; backgroundPerS: number;
   /** the five slowest bans: when the trigger was written (s after the first) and its latency, to tell a stall from a spread */
   slowest: Array<{ ip: string; atS: number; ms: number }>;
   /** through the agent: the trigger lines' time per stage */
   stages?: AgentStages;
+  /** the first attackers after the tools started against the rest: a cold start shows in the first */
+  byIndex?: Array<{ attackers: string; us: LatencySummary; stages?: AgentStages }>;
+  perAttackerMs?: number[];
+  /** CPU seconds of each process over the phase */
+  cpuS?: Record<string, number>;
 }
 interface FloodResult { rate: number; trigger: number; enforcedAfterUs: number | null; linesAfterTrigger: number; written: number; targetMax: number; met: boolean }
 interface ThroughputResult { lines: number; processed: number; seconds: number; linesPerS: number; cpuS: number; linesPerCpuS: number; othersCpuS: Record<string, number>; rssMB: number; othersRssMB: Record<string, number>; complete: boolean }
 
-async function measureLatency(tool: Tool, watch: NftWatch, work: string, logFile: string, o: { attackers: number; gapMs: number; capacity: number; backgroundPerS: number; waitS: number }): Promise<LatencyResult> {
+async function measureLatency(tool: Tool, watch: NftWatch, work: string, logFile: string, o: { attackers: number; gapMs: number; capacity: number; backgroundPerS: number; leadMs: number; waitS: number }): Promise<LatencyResult> {
   const plan = latencyPlan(o);
+  const pids = { guard: tool.mainPid(), ...tool.otherPids() };
+  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, readProc(p)?.cpuS ?? 0]));
   const w = startWriter(work, `${tool.name}-latency`, plan.lines, logFile, tool.sink);
   const { times } = await w.done;
   await waitFor('every attacker enforced', () => [...plan.triggers.keys()].every((ip) => watch.firstSeen.has(ip)), o.waitS * 1000).catch(() => undefined);
+  // each process's CPU over the phase: a process just started spends more on the same lines
+  const cpuS = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, round2((readProc(p)?.cpuS ?? 0) - cpu0[k])]));
   const h = newHistogram();
   const missed: string[] = [];
   const each: Array<{ ip: string; atS: number; ms: number }> = [];
@@ -739,9 +754,20 @@ async function measureLatency(tool: Tool, watch: NftWatch, work: string, logFile
     each.push({ ip, atS: times[idx], ms: (seen - times[idx]) / 1000 });
   }
   const first = Math.min(...each.map((e) => e.atS));
+  // in the plan's order (each is sorted below): ms per attacker, -1 if never enforced
+  const perAttackerMs = [...plan.triggers].map(([ip, idx]) => { const seen = watch.firstSeen.get(ip); return seen === undefined ? -1 : round2((seen - times[idx]) / 1000); });
   const slowest = each.sort((a, b) => b.ms - a.ms).slice(0, 5).map((e) => ({ ip: e.ip, atS: round2((e.atS - first) / 1e6), ms: round1(e.ms) }));
   const stages = tool.stages?.(times, plan.triggers, watch.firstSeen);
-  return { attackers: plan.triggers.size, enforced: h.totalCount, missed, us: summarize(h), gapMs: o.gapMs, backgroundPerS: o.backgroundPerS, slowest, ...(stages ? { stages } : {}) };
+  // attackers in the plan's order: the first ones meet the tools just started
+  const order = [...plan.triggers.entries()];
+  const byIndex = ([[0, COLD_ATTACKERS], [COLD_ATTACKERS, order.length]] as const).filter(([a, b]) => b > a).map(([a, b]) => {
+    const part = new Map(order.slice(a, b));
+    const hp = newHistogram();
+    for (const [ip, idx] of part) { const seen = watch.firstSeen.get(ip); if (seen !== undefined) recordUs(hp, seen - times[idx]); }
+    const st = tool.stages?.(times, part, watch.firstSeen);
+    return { attackers: `${a + 1}–${b}`, us: summarize(hp), ...(st ? { stages: st } : {}) };
+  });
+  return { attackers: plan.triggers.size, enforced: h.totalCount, missed, us: summarize(h), gapMs: o.gapMs, backgroundPerS: o.backgroundPerS, slowest, ...(stages ? { stages } : {}), byIndex, perAttackerMs, cpuS };
 }
 
 async function measureFlood(tool: Tool, watch: NftWatch, work: string, logFile: string, o: { rate: number; maxS: number; capacity: number }): Promise<FloodResult> {
@@ -844,8 +870,8 @@ async function runTool(name: string, work: string, p: Params, o: Opts): Promise<
     const t0 = performance.now();
     tool = name === 'guard' || name === 'guard-direct' || name === 'guard-cluster' ? await startChicago(dir, ns, logFile, p, name) : name === 'fail2ban' ? await startFail2ban(dir, ns, logFile, p) : await startCrowdsec(dir, ns, logFile, p);
     const side: Side = { tool: name, version: tool.version, notes: tool.notes };
-    await sleep(500); // the tool's file watch in place
-    side.latency = await measureLatency(tool, watch, dir, logFile, { attackers: o.attackers, gapMs: o.gapMs, capacity: p.capacity, backgroundPerS: o.backgroundPerS, waitS: o.waitS });
+    await sleep(500 + o.settleMs); // the tool's file watch in place
+    side.latency = await measureLatency(tool, watch, dir, logFile, { attackers: o.attackers, gapMs: o.gapMs, capacity: p.capacity, backgroundPerS: o.backgroundPerS, leadMs: o.leadMs, waitS: o.waitS });
     log(`${name} latency: ${JSON.stringify(side.latency)}`);
     side.flood = await measureFlood(tool, watch, dir, logFile, { rate: 5000, maxS: o.floodMaxS, capacity: p.capacity });
     log(`${name} flood: ${JSON.stringify(side.flood)}`);
@@ -866,7 +892,7 @@ async function runTool(name: string, work: string, p: Params, o: Opts): Promise<
   }
 }
 
-interface Opts { attackers: number; gapMs: number; backgroundPerS: number; waitS: number; floodMaxS: number; throughputLines: number; throughputMaxS: number }
+interface Opts { attackers: number; gapMs: number; backgroundPerS: number; leadMs: number; settleMs: number; waitS: number; floodMaxS: number; throughputLines: number; throughputMaxS: number }
 
 const ms = (us: number | null | undefined): string => (us === null || us === undefined ? '–' : (us / 1000).toFixed(us < 10_000 ? 2 : us < 1e6 ? 1 : 0));
 const ratio = (a: number | null | undefined, b: number | null | undefined): string => (a !== null && a !== undefined && b ? (a / b).toFixed(3).replace(/\.?0+$/, '') : '–');
@@ -905,6 +931,16 @@ function stagesTable(tool: string, st: AgentStages): string {
   return rows.join('\n') + '\n';
 }
 
+/** The first attackers after the start against the rest: p50 per stage side by side. */
+function indexTable(tool: string, parts: NonNullable<LatencyResult['byIndex']>): string {
+  const head = `| stage | ${parts.map((x) => `attackers ${x.attackers} p50 ms`).join(' | ')} |`;
+  const rows = [`${tool}: the first attackers after the start against the rest`, '', head, `|---|${parts.map(() => '---:').join('|')}|`];
+  rows.push(`| line → in the nft set | ${parts.map((x) => ms(x.us.p50)).join(' | ')} |`);
+  const names = Object.keys(parts[0].stages ?? {}).filter((k) => typeof parts[0].stages![k] === 'object');
+  for (const k of names) rows.push(`| ${k} | ${parts.map((x) => ms((x.stages?.[k] as LatencySummary | undefined)?.p50)).join(' | ')} |`);
+  return rows.join('\n') + '\n';
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(2),
@@ -917,6 +953,8 @@ async function main(): Promise<void> {
       'throughput-lines': { type: 'string' },
       'throughput-max-s': { type: 'string' },
       'flood-max-s': { type: 'string' },
+      'lead-ms': { type: 'string' },
+      'settle-ms': { type: 'string' },
       capacity: { type: 'string' },
       'leak-ms': { type: 'string' },
       'writer-max-in-flight': { type: 'string' },
@@ -935,6 +973,8 @@ async function main(): Promise<void> {
     attackers: Number(values.attackers ?? (quick ? 20 : 100)),
     gapMs: Number(values['gap-ms'] ?? (quick ? 100 : 200)),
     backgroundPerS: Number(values['background-per-s'] ?? 200),
+    leadMs: Number(values['lead-ms'] ?? 500),
+    settleMs: Number(values['settle-ms'] ?? 0),
     waitS: 15,
     floodMaxS: Number(values['flood-max-s'] ?? 15),
     throughputLines: Number(values['throughput-lines'] ?? (quick ? 20_000 : 100_000)),
@@ -996,6 +1036,7 @@ async function main(): Promise<void> {
     table(sides, p),
     '',
     ...sides.filter((x) => x.latency?.stages).map((x) => stagesTable(x.tool, x.latency!.stages!)),
+    ...sides.filter((x) => x.latency?.byIndex && x.latency.byIndex.length > 1).map((x) => indexTable(x.tool, x.latency!.byIndex!)),
     ...sides.map((s) => `- ${s.tool}: ${s.version}${s.error ? ` — **failed**: ${s.error.split('\n')[0]}` : ''}; ${s.notes.join('; ')}`),
     '',
   ].join('\n');

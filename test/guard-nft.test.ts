@@ -262,4 +262,32 @@ describe('nft enforcer against real nft', () => {
       await nft.close();
     }
   }, slow(20_000));
+  it('a fresh child runs a no-op transaction before its first change (at start and after a restart), but not when changes wait at a replacement', async (ctx) => {
+    if (nsError) ctx.skip(`network namespaces or nftables are not available here: ${nsError}`);
+    const timed: Array<{ target: string; us: number }> = [];
+    // the no-op is two lines (it and the ack), a ban two more: a child has read 4 after its first ban
+    const nft = enforcer({ childLinesMax: 4, onTiming: (t) => timed.push({ target: t.target, us: t.ackUs - t.writtenUs }) });
+    const logsFrom = logs.length;
+    await nft.start();
+    try {
+      expect(nft.warmed).toBe(1); // start() returns once the first child is warm
+      // a restarted child is warmed too
+      process.kill(nft.pid!, 'SIGKILL');
+      await waitUntil('the child restarted and warmed', () => nft.restarts === 1 && nft.warmed === 2, slow(5000), 5);
+      // D waits while A is in flight; after A the child has read 4 lines and is replaced with D waiting: D goes first
+      const until = Date.now() + 120_000;
+      const pa = nft.ban(decision('198.18.6.1', until), false);
+      const pd = nft.ban(decision('198.18.6.4', until), false);
+      await Promise.all([pa, pd]);
+      expect(nft.replaced).toBe(1);
+      expect(nft.warmed).toBe(2);
+      const v4 = await list('v4');
+      for (const t of ['198.18.6.1', '198.18.6.4']) expect(timeoutOf(v4, t), t).toBe('2m');
+      expect(nft.errors).toBe(0);
+      expect(logs.slice(logsFrom).filter((l) => l.level === 'error')).toEqual([]);
+      process.stderr.write(`nft warm: first ban after a restart written→ack ${(timed[0].us / 1000).toFixed(2)} ms\n`);
+    } finally {
+      await nft.close();
+    }
+  }, slow(20_000));
 });

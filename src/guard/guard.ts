@@ -2,6 +2,7 @@
 // event through detection (detect.ts) and decisions (decisions.ts), and pushes each decision to the
 // enforcers (nftables, nginx) and the store (topic + KV) at once. I/O lives here; the logic is pure.
 import http from 'node:http';
+import v8 from 'node:v8';
 import { pino, type Logger } from 'pino';
 import client from 'prom-client';
 import { ChicagoClient, type GroupConsumer, type GroupPartitionRef, type TailRecord, type TailStream } from '../client/index.js';
@@ -18,6 +19,8 @@ import { type PartitionSource, StaticPartitionSource } from './partitions.js';
 import { compileScenarios } from './scenarios.js';
 import { DecisionStore, decodeRecord, ensureDecisionsTopic } from './store.js';
 import { nowUs } from '../runtime/timing.js';
+import { limits } from '../runtime/limits.js';
+import { warmUp } from './warm.js';
 
 const EXPIRE_INTERVAL_MS = 1000;
 const VERDICT_CACHE_ENTRIES_MAX = 20_000;
@@ -112,7 +115,11 @@ export class Guard {
       if (!li.available) this.log.warn({ reason: li.detail, setAside: this.crs.stats.setAside.filter((r) => r.reason.includes('libinjection')).map((r) => r.id) }, 'CRS libinjection rules set aside');
     }
     this.detector = newDetector(scenarios, allow, { ipsMax: cfg.limits.ipsMax, sketch: cfg.sketch });
-    this.decisions = newDecisions({ ...cfg.decisions, extendMinMs: 5000 }, allow);
+    const policy = { ...cfg.decisions, extendMinMs: 5000 };
+    this.decisions = newDecisions(policy, allow);
+    // its own path compiled before the first real line, not on it (warm.ts)
+    const warmed = warmUp({ scenarios, crs: this.crs, limits: this.limits, policy, lines: limits.guardWarmLinesMax, crsRequests: limits.guardWarmCrsRequestsMax, msMax: limits.guardWarmMsMax, nowMs: Date.now() });
+    this.log.info(warmed, 'warmed up');
     this.client = await ChicagoClient.connect({ url: cfg.node.url, clientName: `guard-${cfg.guardId}`, requestTimeoutMs: cfg.node.timeoutMs, ...(cfg.node.token ? { token: cfg.node.token } : {}), ...(cfg.node.ca ? { ca: cfg.node.ca } : {}) });
     await ensureDecisionsTopic(cfg.node.url, cfg.node.token, cfg.decisions.topic);
     this.store = new DecisionStore(this.client, cfg.decisions.topic, cfg.decisions.keyspace, cfg.guardId);
@@ -362,6 +369,10 @@ export class Guard {
 }
 
 export async function runGuard(opts: { config: string }): Promise<void> {
+  // V8 lets the old generation grow to about twice what survived its last full collection before the
+  // next one: at a high line rate the guard's garbage (records, parsed lines) then outweighs what it
+  // keeps. Collecting at +guardHeapGrowingPercent keeps its RSS near what it holds (docs/guard.md "Memory").
+  v8.setFlagsFromString(`--heap-growing-percent=${limits.guardHeapGrowingPercent}`);
   const cfg = loadGuardConfig(opts.config);
   const guard = new Guard(cfg);
   const stop = () => {

@@ -81,6 +81,8 @@ interface InFlight {
   failures: Array<{ line: NftLine; caretStart?: number; caretEnd?: number }>;
   timer: NodeJS.Timeout;
   writtenUs: number;
+  /** the no-op transaction a fresh child runs first (warm) */
+  warm?: boolean;
 }
 
 export class NftEnforcer {
@@ -98,6 +100,8 @@ export class NftEnforcer {
   errors = 0;
   /** lines resent after nft refused them */
   retries = 0;
+  /** fresh children that ran their no-op transaction before any change (warm) */
+  warmed = 0;
 
   constructor(private readonly opts: NftOptions) {
     this.queue = new NftQueue(opts.queueMax);
@@ -116,8 +120,17 @@ export class NftEnforcer {
     p.stdin!.end(tableScript(this.opts.table, this.opts.drop));
     const [code] = (await once(p, 'close')) as [number | null];
     if (code !== 0) throw new Error(`nft: setting up table ${this.opts.table} failed (${code}): ${err.trim()}`);
-    this.spawnChild();
+    // resolved once the child is warm (or, if it is not acknowledged, when it is restarted)
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => { this.onWarm = resolve; this.spawnChild(); }),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, ACK_TIMEOUT_MS); }),
+    ]);
+    clearTimeout(timer);
+    this.onWarm = undefined;
   }
+
+  private onWarm: (() => void) | undefined;
 
   private spawnChild(): void {
     const [cmd, ...args] = this.opts.command;
@@ -159,7 +172,19 @@ export class NftEnforcer {
         this.pump();
       }, RESTART_BACKOFF_MS).unref();
     });
-    this.pump();
+    this.warm();
+  }
+
+  /**
+   * A child's first transaction costs 1–3 ms more than the next ones (nft's code paged in, its
+   * netlink socket and cache set up): with nothing waiting, a no-op transaction (`add table` of the
+   * table that exists) pays that before the first ban. With changes waiting they go first instead.
+   */
+  private warm(): void {
+    const child = this.child;
+    if (!child || this.inFlight || this.queue.size > 0) return this.pump();
+    // no lines of ours: an error of the no-op (the table deleted meanwhile) is not matched to a change
+    this.send([], [], `add table inet ${this.opts.table}`);
   }
 
   /** nft's stderr, line by line: errors of our lines (with their carets), and the ack's */
@@ -193,6 +218,10 @@ export class NftEnforcer {
   private acknowledged(f: InFlight): void {
     clearTimeout(f.timer);
     this.inFlight = undefined;
+    if (f.warm) {
+      this.warmed++;
+      this.onWarm?.();
+    }
     const ackUs = this.opts.onTiming ? nowUs() : 0;
     const nowMs = Date.now();
     const refused = new Set<Pending>();
@@ -267,7 +296,8 @@ export class NftEnforcer {
     this.spawnChild();
   }
 
-  private send(lines: NftLine[], items: Pending[]): void {
+  /** `noop`: the warm-up's line instead of `lines` */
+  private send(lines: NftLine[], items: Pending[], noop?: string): void {
     const child = this.child;
     if (!child) {
       this.queue.putBack(items);
@@ -279,9 +309,10 @@ export class NftEnforcer {
       child.kill('SIGKILL');
     }, ACK_TIMEOUT_MS);
     timer.unref();
-    this.inFlight = { ack, lines, items, failures: [], timer, writtenUs: 0 };
-    this.childLines += lines.length + 1;
-    child.stdin!.write([...lines.map((l) => l.text), ack].join('\n') + '\n');
+    this.inFlight = { ack, lines, items, failures: [], timer, writtenUs: 0, ...(noop !== undefined ? { warm: true } : {}) };
+    const text = noop !== undefined ? [noop] : lines.map((l) => l.text);
+    this.childLines += text.length + 1;
+    child.stdin!.write([...text, ack].join('\n') + '\n');
     if (this.opts.onTiming) this.inFlight.writtenUs = nowUs();
   }
 

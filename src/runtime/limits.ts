@@ -28,6 +28,14 @@ export const limits = {
   workerInFlightBytesMax: 256 * MiB,
   /** lines the guard's `nft -i` child reads before it is replaced (its in-memory history makes each line cost more than the last) */
   nftChildLinesMax: 2000,
+  /** synthetic lines a starting guard runs through its own path on throwaway state (guard/warm.ts) */
+  guardWarmLinesMax: 5_000,
+  /** distinct requests of those the starting guard has CRS judge (each rule's expressions compiled) */
+  guardWarmCrsRequestsMax: 200,
+  /** the starting guard's warm-up stops after this long, done or not */
+  guardWarmMsMax: 1000,
+  /** the guard's V8 heap may grow this much over what survived its last full collection before the next */
+  guardHeapGrowingPercent: 20,
   /** a thread that copied this many bytes of short-lived request buffers asks V8 for a scavenge (runtime/young-gc.ts) */
   youngGcAfterCopiedBytes: 4 * MiB,
   /** messages a worker may have queued but not yet drained before replication traffic from other nodes is dropped */
