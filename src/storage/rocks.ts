@@ -49,7 +49,7 @@ export async function openDatabase(dir: string, partitions: number, memoryMaxByt
   // the log is short-lived (dropped once its memtable is flushed), so its bytes cost little disk.
   const db = new RocksLevel(dir, { columns, createIfMissing: true, walCompression: false, ...ENCODING });
   await db.open();
-  for (let p = 0; p < partitions; p++) moveBatchesToOwnFamily(db, p);
+  for (let p = 0; p < partitions; p++) await moveBatchesToOwnFamily(db, p);
   return db;
 }
 
@@ -65,16 +65,18 @@ const BATCHES: Range = { gte: Buffer.from([Kind.batch]), lt: Buffer.from([Kind.b
  * batch family, a bounded slice per atomic write (each batch is in one family or the other at every
  * point, so an interrupted move resumes at the next open). Empty after the first open: one seek.
  */
-function moveBatchesToOwnFamily(db: RocksLevel, p: number): void {
+async function moveBatchesToOwnFamily(db: RocksLevel, p: number): Promise<void> {
   const from = new ColumnStore(db, db.columns[columnName(p)]);
   const to = { column: db.columns[batchColumnName(p)] };
   const b = db.batch();
   let bytes = 0;
+  let moved = 0;
   try {
     // a few at a time: a batch may be megabytes
     for (const [k, v] of from.iterate(BATCHES, 8)) {
       b._put(k, v, to);
       b._del(k, from.columnOptions);
+      moved++;
       bytes += k.length + v.length;
       // no fsync: a move lost in a crash leaves its batches where they were, as the next open finds them
       if (bytes >= limits.writeBatchKeptBytesMax) { b._writeSync(WRITE_NO_SYNC); b._clear(); bytes = 0; }
@@ -83,6 +85,9 @@ function moveBatchesToOwnFamily(db: RocksLevel, p: number): void {
   } finally {
     void b.close();
   }
+  // One range tombstone over the moved keys' own: the seek of each later open skips them at once
+  // rather than one by one until compaction drops them. Written after the moves, so it covers no batch.
+  if (moved > 0) await from.clear(BATCHES);
 }
 
 export async function attachDatabase(handle: bigint): Promise<RocksLevel> {
