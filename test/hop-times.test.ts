@@ -48,6 +48,27 @@ describe('hop-times join', () => {
     expect(row(table, '= gateway enqueue')[0]).toBe(1000);
   });
 
+  it('joins the files of node ids with dashes, and a run past the stack\'s spread limit', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hop-times-'));
+    dirs.push(dir);
+    const t = 10_000_000;
+    // 150,000 writes at the gateway (Math.min(...rows) overflows near 120,000); one of them joins
+    const enq: unknown[] = Array.from({ length: 150_000 }, (_, i) => ['gEnq', t + i, 0, 1000 + i, 0]);
+    enq.push(['gEnq', t, 0, 7, 3], ['gPost', t + 10, 0, 7], ['gReply', t + 1000, 0, 7]);
+    write(dir, 'node-a-main.json', enq);
+    write(dir, 'node-a-worker-5.json', [
+      ['wRecv', t + 30, 7], ['wSeq', t + 80, 7, 3, 42], ['wWritten', t + 100],
+      ['wSend', t + 110, 3, 'node-b', 42], ['wSend', t + 120, 3, 'node-c', 42],
+      ['wAck', t + 520, 3, 'node-b', 42, t + 500], ['wAck', t + 730, 3, 'node-c', 42, t + 700],
+      ['wReply', t + 800, 7],
+    ]);
+    write(dir, 'node-b-worker-9.json', [['fAppend', t + 250, 3, 42, t + 210], ['fAckSent', t + 410, 3, 42]]);
+    write(dir, 'node-c-worker-10.json', [['fAppend', t + 260, 3, 42, t + 220], ['fAckSent', t + 520, 3, 42]]);
+    const table = hopTable(dir, 0);
+    expect(table).toContain('writes joined: 1');
+    expect(row(table, '= gateway enqueue')[0]).toBe(1000);
+  });
+
   it('leaves out a write whose follower legs are missing', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hop-times-'));
     dirs.push(dir);
