@@ -65,6 +65,30 @@ describe('hop-times join', () => {
     expect(row(table, '= gateway enqueue')[0]).toBe(1000);
   });
 
+  it('joins the rows a thread appended over several dumps, its earlier run\'s file emptied at start', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hop-times-'));
+    dirs.push(dir);
+    // the module reads CHICAGO_HOP_TIMES when it loads
+    process.env.CHICAGO_HOP_TIMES = dir;
+    const { HopTimes, nowUs } = await import('../src/runtime/hop-times.js');
+    delete process.env.CHICAGO_HOP_TIMES;
+    expect(HopTimes.enabled).toBe(true);
+    replicatedWrite(dir, ['n1', 'n2', 'n3'], nowUs());
+    // a gateway file of an earlier run, and this run's gateway rows over two dumps
+    write(dir, 'n1-main.json', [['gEnq', 1, 0, 7, 3], ['gPost', 2, 0, 7], ['gReply', 3, 0, 7]]);
+    const gateway = new HopTimes();
+    gateway.start('n1', 'main');
+    gateway.note('gEnq', 0, 7, 3);
+    gateway.note('gPost', 0, 7);
+    gateway.dump();
+    gateway.note('gReply', 0, 7);
+    gateway.dump();
+    const table = hopTable(dir, 0);
+    expect(table).toContain('writes joined: 1');
+    expect(row(table, '= gateway enqueue')[0]).toBeGreaterThanOrEqual(0);
+    expect(row(table, '= gateway enqueue')[0]).toBeLessThan(60_000_000);
+  });
+
   it('leaves out a write whose follower legs are missing', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hop-times-'));
     dirs.push(dir);
