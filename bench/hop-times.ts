@@ -32,6 +32,13 @@ class BySeq {
   }
 }
 
+/** a file's rows: one JSON array a line, as the nodes append them (or one array of them all) */
+function readRows(file: string): HopRow[] {
+  const text = readFileSync(file, 'utf8');
+  if (text.startsWith('[[')) return JSON.parse(text) as HopRow[];
+  return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as HopRow);
+}
+
 export function hopTable(dir: string, skipS = 2): string {
   const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
   const gEnq = new Map<string, { at: number; p: number }>();
@@ -48,8 +55,9 @@ export function hopTable(dir: string, skipS = 2): string {
   const wAck = new BySeq(); // node/p/from (extra: receive time)
   const nodes = new Set<string>();
   for (const f of files) {
-    const rows = JSON.parse(readFileSync(join(dir, f), 'utf8')) as HopRow[];
-    const node = f.slice(0, f.indexOf('-'));
+    const rows = readRows(join(dir, f));
+    // DIR/<node>-<thread>.json, the thread `main` or `worker-<id>`: a node id may hold dashes too
+    const node = f.replace(/-(main|worker-\d+)\.json$/, '');
     nodes.add(node);
     const times: number[] = [];
     for (const [point, at, ...k] of rows) {
@@ -78,7 +86,10 @@ export function hopTable(dir: string, skipS = 2): string {
   };
   const hops: Record<string, number[]> = {};
   const add = (name: string, us: number | undefined) => { if (us !== undefined && Number.isFinite(us)) (hops[name] ??= []).push(us); };
-  const t0 = Math.min(...[...gEnq.values()].map((x) => x.at)) + skipS * 1e6;
+  // a loop, not Math.min(...all): spread past about 100k rows overflows the stack
+  let first = Infinity;
+  for (const { at } of gEnq.values()) first = Math.min(first, at);
+  const t0 = first + skipS * 1e6;
   let joined = 0;
   for (const [key, enq] of gEnq) {
     if (enq.at < t0) continue;

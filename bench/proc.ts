@@ -338,14 +338,24 @@ export function readThreadStats(pid: number): Map<number, ThreadStat> {
       const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
       const wakeups = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
       // schedstat's time on the CPU is exact (ns); stat's utime + stime is sampled at each tick
-      const onCpuNs = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      const cpuS = Number.isFinite(onCpuNs) ? onCpuNs / 1e9 : (Number(f[11]) + Number(f[12])) / clockTicks();
+      const onCpuNs = schedstatNs(pid, tid);
+      const cpuS = onCpuNs !== undefined ? onCpuNs / 1e9 : (Number(f[11]) + Number(f[12])) / clockTicks();
       out.set(Number(tid), { name, cpuS, wakeups });
     } catch {
       // thread exited
     }
   }
   return out;
+}
+
+/** A thread's time on the CPU in ns; undefined where the kernel has no schedstat (CONFIG_SCHED_INFO off). */
+function schedstatNs(pid: number, tid: string): number | undefined {
+  try {
+    const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    return Number.isFinite(ns) ? ns : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -68,6 +68,31 @@ describe('batch column family (store)', () => {
     }
   });
 
+  it('clears the partition family in one range delete before the batch family (a crash between leaves only unnamed batches)', async () => {
+    const dir = await tempDir();
+    const db = await openDatabase(dir, 1, MEMORY);
+    try {
+      const store = partitionStore(db, 0);
+      const calls: Array<{ column: unknown; gte: Buffer; lt: Buffer }> = [];
+      const clear = db.clear.bind(db);
+      (db as { clear: unknown }).clear = (o: { column: unknown; gte: Buffer; lt: Buffer }) => { calls.push(o); return clear(o); };
+      await store.clear(K.copyRange);
+      expect(calls.map((c) => [c.column, c.gte.toString('hex'), c.lt.toString('hex')])).toEqual([
+        [db.columns[columnName(0)], K.copyRange.gte.toString('hex'), K.copyRange.lt.toString('hex')],
+        [db.columns[batchColumnName(0)], batchRange.gte.toString('hex'), batchRange.lt.toString('hex')],
+      ]);
+      calls.length = 0;
+      // inside the batch kind (a retention trim): the batch family alone
+      await store.clear(K.batchRange(1, 0));
+      expect(calls.map((c) => c.column)).toEqual([db.columns[batchColumnName(0)]]);
+      calls.length = 0;
+      await store.clear(K.logRange);
+      expect(calls.map((c) => c.column)).toEqual([db.columns[columnName(0)]]);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('a walk over both families sees one point in time, however many turns it spans (a snapshot copy)', async () => {
     const dir = await tempDir();
     const db = await openDatabase(dir, 1, MEMORY);

@@ -17,22 +17,28 @@ function row(table: string, hop: string): number[] {
   return line!.split('|').slice(2, 6).map((x) => Number(x.trim()));
 }
 
+/**
+ * One write, request id 7 at worker 0 for partition 3 (seq 42), at leader `l` replicated to `f2`
+ * and `f3`, with known times from `t`; `gateway` rows go before the gateway's own.
+ */
+function replicatedWrite(dir: string, [l, f2, f3]: string[], t: number, gateway: unknown[] = []): void {
+  write(dir, `${l}-main.json`, [...gateway, ['gEnq', t, 0, 7, 3], ['gPost', t + 10, 0, 7], ['gReply', t + 1000, 0, 7]]);
+  write(dir, `${l}-worker-5.json`, [
+    ['wRecv', t + 30, 7], ['wSeq', t + 80, 7, 3, 42], ['wWritten', t + 100],
+    ['wSend', t + 110, 3, f2, 42], ['wSend', t + 120, 3, f3, 42],
+    ['wAck', t + 520, 3, f2, 42, t + 500], ['wAck', t + 730, 3, f3, 42, t + 700],
+    ['wReply', t + 800, 7],
+  ]);
+  // f2 answers in 200 µs of its own, f3 in 300
+  write(dir, `${f2}-worker-9.json`, [['fAppend', t + 250, 3, 42, t + 210], ['fAckSent', t + 410, 3, 42]]);
+  write(dir, `${f3}-worker-10.json`, [['fAppend', t + 260, 3, 42, t + 220], ['fAckSent', t + 520, 3, 42]]);
+}
+
 describe('hop-times join', () => {
   it('splits a replicated write into its hops, the commit waiting for the later ack', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hop-times-'));
     dirs.push(dir);
-    const t = 10_000_000; // µs; the writes start after the skipped warm-up
-    // gateway thread of n1: worker 0, request id 7, partition 3
-    write(dir, 'n1-main.json', [['gEnq', t, 0, 7, 3], ['gPost', t + 10, 0, 7], ['gReply', t + 1000, 0, 7]]);
-    write(dir, 'n1-worker-5.json', [
-      ['wRecv', t + 30, 7], ['wSeq', t + 80, 7, 3, 42], ['wWritten', t + 100],
-      ['wSend', t + 110, 3, 'n2', 42], ['wSend', t + 120, 3, 'n3', 42],
-      ['wAck', t + 520, 3, 'n2', 42, t + 500], ['wAck', t + 730, 3, 'n3', 42, t + 700],
-      ['wReply', t + 800, 7],
-    ]);
-    // n2 answers in 200 µs of its own, n3 in 300
-    write(dir, 'n2-worker-9.json', [['fAppend', t + 250, 3, 42, t + 210], ['fAckSent', t + 410, 3, 42]]);
-    write(dir, 'n3-worker-9.json', [['fAppend', t + 260, 3, 42, t + 220], ['fAckSent', t + 520, 3, 42]]);
+    replicatedWrite(dir, ['n1', 'n2', 'n3'], 10_000_000); // µs; the writes start after the skipped warm-up
     const table = hopTable(dir, 0);
     expect(table).toContain('writes joined: 1');
     expect(row(table, '1 gateway queue')[0]).toBe(10);
@@ -46,6 +52,41 @@ describe('hop-times join', () => {
     expect(row(table, '11 leader: last ack')[0]).toBe(100); // 800 - 700 (n3's, the later)
     expect(row(table, '12 worker → gateway')[0]).toBe(200);
     expect(row(table, '= gateway enqueue')[0]).toBe(1000);
+  });
+
+  it('joins the files of node ids with dashes, and a run past the stack\'s spread limit', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hop-times-'));
+    dirs.push(dir);
+    const t = 10_000_000;
+    // 150,000 more writes at the gateway (Math.min(...rows) overflows near 120,000) that join nothing
+    replicatedWrite(dir, ['node-a', 'node-b', 'node-c'], t, Array.from({ length: 150_000 }, (_, i) => ['gEnq', t + i, 0, 1000 + i, 0]));
+    const table = hopTable(dir, 0);
+    expect(table).toContain('writes joined: 1');
+    expect(row(table, '= gateway enqueue')[0]).toBe(1000);
+  });
+
+  it('joins the rows a thread appended over several dumps, its earlier run\'s file emptied at start', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hop-times-'));
+    dirs.push(dir);
+    // the module reads CHICAGO_HOP_TIMES when it loads
+    process.env.CHICAGO_HOP_TIMES = dir;
+    const { HopTimes, nowUs } = await import('../src/runtime/hop-times.js');
+    delete process.env.CHICAGO_HOP_TIMES;
+    expect(HopTimes.enabled).toBe(true);
+    replicatedWrite(dir, ['n1', 'n2', 'n3'], nowUs());
+    // a gateway file of an earlier run, and this run's gateway rows over two dumps
+    write(dir, 'n1-main.json', [['gEnq', 1, 0, 7, 3], ['gPost', 2, 0, 7], ['gReply', 3, 0, 7]]);
+    const gateway = new HopTimes();
+    gateway.start('n1', 'main');
+    gateway.note('gEnq', 0, 7, 3);
+    gateway.note('gPost', 0, 7);
+    gateway.dump();
+    gateway.note('gReply', 0, 7);
+    gateway.dump();
+    const table = hopTable(dir, 0);
+    expect(table).toContain('writes joined: 1');
+    expect(row(table, '= gateway enqueue')[0]).toBeGreaterThanOrEqual(0);
+    expect(row(table, '= gateway enqueue')[0]).toBeLessThan(60_000_000);
   });
 
   it('leaves out a write whose follower legs are missing', () => {

@@ -16,8 +16,10 @@ const MiB = 1024 * 1024;
 const CAP = 64 * MiB;
 /**
  * What a node holds besides what it buffers (docs/security.md, "Memory"), for this one: the runtime
- * (code, V8 heaps, threads) 160 MiB; memtables of the 5 column families written, 1.5 × their
- * 16 MiB budget each, 120 MiB; the two parse threads' heaps, 2 × 96 MiB; garbage the main and
+ * (code, V8 heaps, threads) 160 MiB; memtables of the 5 column families the flood fills (each
+ * partition's batch family, and the default), 1.5 × their 16 MiB budget each, 120 MiB (the
+ * partitions' other families take a few small entries per batch: little in one flood); the two
+ * parse threads' heaps, 2 × 96 MiB; garbage the main and
  * worker threads (min(cpus, 4) of them) have not collected yet, about 96 MiB each. Peaks
  * measured 635–700 MiB on 2 cores.
  */

@@ -262,6 +262,7 @@ class PartitionWorker {
       this.fsyncNow();
       this.links?.close();
       this.links = undefined;
+      this.hops.dump(); // the rows since the last periodic dump (CHICAGO_HOP_TIMES)
     },
   };
 

@@ -962,6 +962,7 @@ export class ChicagoNode implements NodeApi {
     // Leave the cluster first, so the others fail over at once instead of waiting for silence.
     await this.coordinator?.stop().catch((err) => this.log.warn({ err }, 'leaving the cluster'));
     await Promise.allSettled(this.workers.map((w) => w.stop()));
+    gatewayHops.dump(); // the rows since the last periodic dump (CHICAGO_HOP_TIMES)
     if (this.db) await this.db.close();
     this.disk?.stop();
     this.unlockDir?.();

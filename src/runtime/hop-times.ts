@@ -1,10 +1,11 @@
 // A diagnostic for the cluster write path: with CHICAGO_HOP_TIMES=DIR, each thread of a node (the
 // gateway's worker handles, each partition worker) records when a write passes its points, as
 // wall-clock microseconds (performance.timeOrigin + now, comparable across threads and processes
-// of one machine), and writes its rows to DIR/<node>-<thread>.json every few seconds.
-// bench/hop-times.ts joins the files into per-hop percentiles. Off (the default) it costs one
-// check of a constant per point.
-import { writeFileSync } from 'node:fs';
+// of one machine), and appends its new rows to DIR/<node>-<thread>.json every few seconds and as
+// the node stops, one JSON array a line (each append costs what it adds: a rewrite of every row so
+// far would stall the thread being measured longer at each dump). bench/hop-times.ts joins the
+// files into per-hop percentiles. Off (the default) it costs one check of a constant per point.
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { limits } from './limits.js';
 
@@ -16,26 +17,33 @@ export type HopRow = [point: string, atUs: number, ...keys: Array<number | strin
 
 export class HopTimes {
   static readonly enabled = DIR !== undefined && DIR !== '';
+  /** rows not yet appended to the file */
   private rows: HopRow[] = [];
-  private dumped = 0;
+  private recorded = 0;
   private file: string | undefined;
 
-  /** `thread` names the file once the node's id is known */
+  /** `thread` names the file once the node's id is known; an earlier run's file of that name is emptied */
   start(node: string, thread: string): void {
     if (!HopTimes.enabled || this.file) return;
     this.file = join(DIR!, `${node}-${thread}.json`);
+    mkdirSync(DIR!, { recursive: true });
+    writeFileSync(this.file, '');
     setInterval(() => this.dump(), DUMP_EVERY_MS).unref();
   }
 
   /** Full policy: past limits.hopTimesRowsMax rows the rest are not recorded (a run's first rows are kept). */
   note(point: string, ...keys: Array<number | string>): void {
-    if (this.rows.length < limits.hopTimesRowsMax) this.rows.push([point, nowUs(), ...keys]);
+    if (this.recorded >= limits.hopTimesRowsMax) return;
+    this.recorded++;
+    this.rows.push([point, nowUs(), ...keys]);
   }
 
-  private dump(): void {
-    if (!this.file || this.rows.length === this.dumped) return;
-    this.dumped = this.rows.length;
-    writeFileSync(this.file, JSON.stringify(this.rows));
+  /** appends the rows noted since the last dump */
+  dump(): void {
+    if (!this.file || this.rows.length === 0) return;
+    const rows = this.rows;
+    this.rows = [];
+    appendFileSync(this.file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   }
 }
 

@@ -49,7 +49,7 @@ export async function openDatabase(dir: string, partitions: number, memoryMaxByt
   // the log is short-lived (dropped once its memtable is flushed), so its bytes cost little disk.
   const db = new RocksLevel(dir, { columns, createIfMissing: true, walCompression: false, ...ENCODING });
   await db.open();
-  for (let p = 0; p < partitions; p++) moveBatchesToOwnFamily(db, p);
+  for (let p = 0; p < partitions; p++) await moveBatchesToOwnFamily(db, p);
   return db;
 }
 
@@ -65,16 +65,18 @@ const BATCHES: Range = { gte: Buffer.from([Kind.batch]), lt: Buffer.from([Kind.b
  * batch family, a bounded slice per atomic write (each batch is in one family or the other at every
  * point, so an interrupted move resumes at the next open). Empty after the first open: one seek.
  */
-function moveBatchesToOwnFamily(db: RocksLevel, p: number): void {
+async function moveBatchesToOwnFamily(db: RocksLevel, p: number): Promise<void> {
   const from = new ColumnStore(db, db.columns[columnName(p)]);
   const to = { column: db.columns[batchColumnName(p)] };
   const b = db.batch();
   let bytes = 0;
+  let moved = 0;
   try {
     // a few at a time: a batch may be megabytes
     for (const [k, v] of from.iterate(BATCHES, 8)) {
       b._put(k, v, to);
       b._del(k, from.columnOptions);
+      moved++;
       bytes += k.length + v.length;
       // no fsync: a move lost in a crash leaves its batches where they were, as the next open finds them
       if (bytes >= limits.writeBatchKeptBytesMax) { b._writeSync(WRITE_NO_SYNC); b._clear(); bytes = 0; }
@@ -83,6 +85,9 @@ function moveBatchesToOwnFamily(db: RocksLevel, p: number): void {
   } finally {
     void b.close();
   }
+  // One range tombstone over the moved keys' own: the seek of each later open skips them at once
+  // rather than one by one until compaction drops them. Written after the moves, so it covers no batch.
+  if (moved > 0) await from.clear(BATCHES);
 }
 
 export async function attachDatabase(handle: bigint): Promise<RocksLevel> {
@@ -121,8 +126,6 @@ export class ColumnStore {
     const piece = (column: Column, gte: Uint8Array, lt: Uint8Array): void => {
       if (Buffer.compare(gte, lt) < 0) out.push([column, { gte, lt, reverse: range.reverse }]);
     };
-    const min = (a: Uint8Array, b: Uint8Array): Uint8Array => (Buffer.compare(a, b) <= 0 ? a : b);
-    const max = (a: Uint8Array, b: Uint8Array): Uint8Array => (Buffer.compare(a, b) >= 0 ? a : b);
     piece(this.column, range.gte, min(range.lt, BATCHES.gte));
     piece(this.batches, max(range.gte, BATCHES.gte), min(range.lt, BATCHES.lt));
     piece(this.column, max(range.gte, BATCHES.lt), range.lt);
@@ -160,10 +163,30 @@ export class ColumnStore {
     }
   }
 
+  /**
+   * Deletes a range. The binding has no range delete inside a write batch, so the families are
+   * cleared one after the other, in the order whose crash between them does no harm: first the
+   * partition's family, the whole range in one range delete (no meta, stream or log entry outlives
+   * the rest of its range), then the batch family. A crash between the two leaves only batches no
+   * stream names; a follower's digest then differs from its leader's and it takes a fresh copy,
+   * whose first part clears them.
+   */
   async clear(range: Range): Promise<void> {
-    await Promise.all(this.pieces(range).map(([column, r]) => this.db.clear({ column, gte: r.gte, lt: r.lt })));
+    const { gte, lt } = range;
+    const cleared: Array<Promise<void>> = [];
+    const batchGte = max(gte, BATCHES.gte);
+    const batchLt = min(lt, BATCHES.lt);
+    const inBatches = Buffer.compare(batchGte, batchLt) < 0;
+    // a range inside the batch kind has nothing in the partition's family (moved at open)
+    const onlyBatches = inBatches && this.batches !== this.column && Buffer.compare(gte, BATCHES.gte) >= 0 && Buffer.compare(lt, BATCHES.lt) <= 0;
+    if (!onlyBatches) cleared.push(this.db.clear({ column: this.column, gte, lt }));
+    if (inBatches && this.batches !== this.column) cleared.push(this.db.clear({ column: this.batches, gte: batchGte, lt: batchLt }));
+    await Promise.all(cleared);
   }
 }
+
+function min(a: Uint8Array, b: Uint8Array): Uint8Array { return Buffer.compare(a, b) <= 0 ? a : b; }
+function max(a: Uint8Array, b: Uint8Array): Uint8Array { return Buffer.compare(a, b) >= 0 ? a : b; }
 
 /**
  * One native write batch, reused for every group commit of the calling thread. Puts and deletes go
