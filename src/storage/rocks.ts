@@ -148,9 +148,11 @@ export class ColumnStore {
    * created together: a walk that runs over several turns (a snapshot copy) sees one point in time.
    */
   *iterate(range: Range, chunk = 256): Generator<Entry> {
-    const its = this.pieces(range).map(([column, r]) =>
-      this.db.iterator({ column, gte: r.gte, lt: r.lt, reverse: r.reverse ?? false, keys: true, values: true }));
+    const its: Array<ReturnType<RocksLevel['iterator']>> = [];
     try {
+      for (const [column, r] of this.pieces(range)) {
+        its.push(this.db.iterator({ column, gte: r.gte, lt: r.lt, reverse: r.reverse ?? false, keys: true, values: true }));
+      }
       for (const it of its) {
         for (;;) {
           const { rows, finished } = it._nextvSync(chunk, {});
