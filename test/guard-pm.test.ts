@@ -32,4 +32,36 @@ describe('CRS phrase matchers', () => {
       }
     }
   });
+
+  it('every byte value, in a phrase and in a value, and characters past 0xff whose low byte is each ASCII letter', () => {
+    // every byte 0x00–0xff, and U+0100 + each letter byte: low bytes A–Z and a–z
+    const chars = [...Array.from({ length: 256 }, (_, b) => String.fromCharCode(b)), ...Array.from({ length: 26 }, (_, i) => String.fromCharCode(0x141 + i, 0x161 + i)).join('')];
+    // one-byte phrases: every value byte against every phrase byte
+    for (const ph of chars) {
+      const all = new PhraseMatcher([ph]);
+      const many = new PhraseSetMatcher([[ph], ['zz']]);
+      for (const v of chars) {
+        const want = present(v, ph);
+        expect(all.find(v) !== null, `${ph.charCodeAt(0)} in ${v.charCodeAt(0)}`).toBe(want);
+        expect(many.scan(v) & 1, `${ph.charCodeAt(0)} in ${v.charCodeAt(0)}`).toBe(want ? 1 : 0);
+      }
+    }
+    // longer phrases and values over the whole range, so the classes of many bytes share one automaton
+    const r = rng(11);
+    const word = (min: number, max: number): string => Array.from({ length: min + Math.floor(r() * (max - min + 1)) }, () => chars[Math.floor(r() * chars.length)]).join('');
+    for (let round = 0; round < 40; round++) {
+      const sets = Array.from({ length: 1 + Math.floor(r() * 5) }, () => Array.from({ length: 1 + Math.floor(r() * 40) }, () => word(1, 3)));
+      const all = new PhraseMatcher(sets.flat());
+      const many = new PhraseSetMatcher(sets);
+      for (let v = 0; v < 200; v++) {
+        // values built from the phrases' own characters and others, so matches occur
+        const pool = sets.flat().join('');
+        const value = Array.from({ length: Math.floor(r() * 40) }, () => (r() < 0.7 ? pool[Math.floor(r() * pool.length)] : chars[Math.floor(r() * chars.length)])).join('');
+        const want = sets.map((set) => set.some((p) => present(value, p)));
+        expect(all.find(value) !== null, `${JSON.stringify(sets)} in ${JSON.stringify(value)}`).toBe(want.some(Boolean));
+        const mask = many.scan(value);
+        want.forEach((w, i) => expect(((mask >>> i) & 1) === 1, `set ${i} in ${JSON.stringify(value)}`).toBe(w));
+      }
+    }
+  });
 });
