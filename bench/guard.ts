@@ -737,7 +737,7 @@ interface ThroughputResult { lines: number; processed: number; seconds: number; 
 
 async function measureLatency(tool: Tool, watch: NftWatch, work: string, logFile: string, o: { attackers: number; gapMs: number; capacity: number; backgroundPerS: number; leadMs: number; waitS: number }): Promise<LatencyResult> {
   const plan = latencyPlan(o);
-  const pids = { guard: tool.mainPid(), ...tool.otherPids() };
+  const pids = { [tool.name]: tool.mainPid(), ...tool.otherPids() };
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, readProc(p)?.cpuS ?? 0]));
   const w = startWriter(work, `${tool.name}-latency`, plan.lines, logFile, tool.sink);
   const { times } = await w.done;
@@ -760,7 +760,7 @@ async function measureLatency(tool: Tool, watch: NftWatch, work: string, logFile
   const stages = tool.stages?.(times, plan.triggers, watch.firstSeen);
   // attackers in the plan's order: the first ones meet the tools just started
   const order = [...plan.triggers.entries()];
-  const byIndex = ([[0, COLD_ATTACKERS], [COLD_ATTACKERS, order.length]] as const).filter(([a, b]) => b > a).map(([a, b]) => {
+  const byIndex = ([[0, Math.min(COLD_ATTACKERS, order.length)], [COLD_ATTACKERS, order.length]] as const).filter(([a, b]) => b > a).map(([a, b]) => {
     const part = new Map(order.slice(a, b));
     const hp = newHistogram();
     for (const [ip, idx] of part) { const seen = watch.firstSeen.get(ip); if (seen !== undefined) recordUs(hp, seen - times[idx]); }

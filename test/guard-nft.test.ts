@@ -114,12 +114,12 @@ const decision = (target: string, untilMs: number, scope: 'ip' | 'prefix' = 'ip'
   target, scope, v6: target.includes(':'), scenario: 'test', detail: '', origin: 'guard', createdMs: Date.now(), untilMs, offense: 1,
 });
 
-function enforcer(o: { queueMax?: number; batchMax?: number; childLinesMax?: number; onTiming?: NftOptions['onTiming'] } = {}): NftEnforcer {
+function enforcer(o: { queueMax?: number; batchMax?: number; childLinesMax?: number; onTiming?: NftOptions['onTiming']; active?: NftOptions['active'] } = {}): NftEnforcer {
   return new NftEnforcer({
     command: ['ip', 'netns', 'exec', NS, 'nft'], table: TABLE, drop: false, batchMax: o.batchMax ?? 500, queueMax: o.queueMax ?? 1000,
     ...(o.childLinesMax ? { childLinesMax: o.childLinesMax } : {}),
     ...(o.onTiming ? { onTiming: o.onTiming } : {}),
-    active: () => [], log: (level, msg, extra) => logs.push({ level, msg, extra }),
+    active: o.active ?? (() => []), log: (level, msg, extra) => logs.push({ level, msg, extra }),
   });
 }
 
@@ -241,7 +241,7 @@ describe('nft enforcer against real nft', () => {
 
   it('a child that has read childLinesMax lines is replaced between batches: no restart, nothing lost, the old one exits', async (ctx) => {
     if (nsError) ctx.skip(`network namespaces or nftables are not available here: ${nsError}`);
-    // a ban alone is two lines (its add, the ack): the third crosses 5
+    // the start's no-op and each ban are two lines each (the line, the ack): the second ban crosses 5
     const nft = enforcer({ childLinesMax: 5 });
     const logsFrom = logs.length;
     await nft.start();
@@ -286,6 +286,26 @@ describe('nft enforcer against real nft', () => {
       expect(nft.errors).toBe(0);
       expect(logs.slice(logsFrom).filter((l) => l.level === 'error')).toEqual([]);
       process.stderr.write(`nft warm: first ban after a restart written→ack ${(timed[0].us / 1000).toFixed(2)} ms\n`);
+    } finally {
+      await nft.close();
+    }
+  }, slow(20_000));
+  it('a child restarted with decisions in force re-adds them as its first transaction, with no no-op ahead', async (ctx) => {
+    if (nsError) ctx.skip(`network namespaces or nftables are not available here: ${nsError}`);
+    const d = decision('198.18.6.9', Date.now() + 120_000);
+    const active: Decision[] = [];
+    const nft = enforcer({ active: () => active });
+    await nft.start();
+    try {
+      expect(nft.warmed).toBe(1);
+      await nft.ban(d, false);
+      active.push(d);
+      // the kernel loses the element with the child: only the re-add brings it back
+      await run('ip', ['netns', 'exec', NS, 'nft', 'delete', 'element', 'inet', TABLE, 'v4', '{ 198.18.6.9 }'], { timeout: slow(5000) });
+      process.kill(nft.pid!, 'SIGKILL');
+      await waitUntil('the child restarted and the decision re-added', async () => nft.restarts === 1 && nft.pid !== undefined && nft.queued === 0 && timeoutOf(await list('v4'), d.target) !== undefined, slow(5000), 20);
+      expect(nft.warmed).toBe(1);
+      expect(nft.errors).toBe(0);
     } finally {
       await nft.close();
     }

@@ -13,23 +13,50 @@ const present = (value: string, phrase: string): boolean => {
   return p.length > 0 && fold(value).includes(p);
 };
 
+/** Both matchers built from `sets` answer each value as the plain search does. */
+function agree(sets: string[][], values: Iterable<string>): void {
+  const all = new PhraseMatcher(sets.flat());
+  const many = new PhraseSetMatcher(sets);
+  for (const value of values) {
+    const want = sets.map((set) => set.some((p) => present(value, p)));
+    const found = all.find(value);
+    expect(found !== null, `${JSON.stringify(sets)} in ${JSON.stringify(value)}`).toBe(want.some(Boolean));
+    if (found !== null) expect(fold(value).includes(lowByte(found))).toBe(true);
+    const mask = many.scan(value);
+    want.forEach((w, i) => expect(((mask >>> i) & 1) === 1, `set ${i} ${JSON.stringify(sets[i])} in ${JSON.stringify(value)}`).toBe(w));
+  }
+}
+
+/** `rounds` random groups of 1–5 sets of 1–`phrasesMax` phrases of 1–`phraseMax` characters, each against 200 values */
+function randomRounds(seed: number, chars: readonly string[], o: { rounds: number; phrasesMax: number; phraseMax: number; value: (r: () => number, sets: string[][]) => string }): void {
+  const r = rng(seed);
+  const pick = (): string => chars[Math.floor(r() * chars.length)];
+  const word = (): string => Array.from({ length: 1 + Math.floor(r() * o.phraseMax) }, pick).join('');
+  for (let round = 0; round < o.rounds; round++) {
+    const sets = Array.from({ length: 1 + Math.floor(r() * 5) }, () => Array.from({ length: 1 + Math.floor(r() * o.phrasesMax) }, word));
+    agree(sets, Array.from({ length: 200 }, () => o.value(r, sets)));
+  }
+}
+
 describe('CRS phrase matchers', () => {
   it('find the same phrases as a plain search on random values', () => {
-    const r = rng(7);
-    const word = (min: number, max: number): string => Array.from({ length: min + Math.floor(r() * (max - min + 1)) }, () => ALPHABET[Math.floor(r() * ALPHABET.length)]).join('');
-    for (let round = 0; round < 40; round++) {
-      const sets = Array.from({ length: 1 + Math.floor(r() * 5) }, () => Array.from({ length: 1 + Math.floor(r() * 8) }, () => word(1, 4)));
-      const all = new PhraseMatcher(sets.flat());
-      const many = new PhraseSetMatcher(sets);
-      for (let v = 0; v < 200; v++) {
-        const value = word(0, 30);
-        const want = sets.map((set) => set.some((p) => present(value, p)));
-        const found = all.find(value);
-        expect(found !== null, `${JSON.stringify(sets)} in ${JSON.stringify(value)}`).toBe(want.some(Boolean));
-        if (found !== null) expect(fold(value).includes(lowByte(found))).toBe(true);
-        const mask = many.scan(value);
-        want.forEach((w, i) => expect(((mask >>> i) & 1) === 1, `set ${i} ${JSON.stringify(sets[i])} in ${JSON.stringify(value)}`).toBe(w));
-      }
-    }
+    const chars = [...ALPHABET];
+    randomRounds(7, chars, { rounds: 40, phrasesMax: 8, phraseMax: 4, value: (r) => Array.from({ length: Math.floor(r() * 31) }, () => chars[Math.floor(r() * chars.length)]).join('') });
+  });
+
+  it('every byte value, in a phrase and in a value, and characters past 0xff whose low byte is each ASCII letter', () => {
+    // every byte 0x00–0xff, and U+0141–015A, U+0161–017A: low bytes A–Z and a–z
+    const chars = [...Array.from({ length: 256 }, (_, b) => String.fromCharCode(b)), ...Array.from({ length: 26 }, (_, i) => String.fromCharCode(0x141 + i, 0x161 + i)).join('')];
+    // one-byte phrases: every value character against every phrase character
+    for (const ph of chars) agree([[ph], ['zz']], chars);
+    // longer phrases over the whole range, so the classes of many bytes share one automaton; values
+    // mostly of the phrases' own characters, so matches occur
+    randomRounds(11, chars, {
+      rounds: 40, phrasesMax: 40, phraseMax: 3,
+      value: (r, sets) => {
+        const pool = sets.flat().join('');
+        return Array.from({ length: Math.floor(r() * 40) }, () => (r() < 0.7 ? pool[Math.floor(r() * pool.length)] : chars[Math.floor(r() * chars.length)])).join('');
+      },
+    });
   });
 });

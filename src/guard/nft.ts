@@ -120,7 +120,8 @@ export class NftEnforcer {
     p.stdin!.end(tableScript(this.opts.table, this.opts.drop));
     const [code] = (await once(p, 'close')) as [number | null];
     if (code !== 0) throw new Error(`nft: setting up table ${this.opts.table} failed (${code}): ${err.trim()}`);
-    // resolved once the child is warm (or, if it is not acknowledged, when it is restarted)
+    // resolved once the child is warm or takes changes; a child that does not acknowledge is killed
+    // and restarted at the ack timeout, when this wait ends too
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       new Promise<void>((resolve) => { this.onWarm = resolve; this.spawnChild(); }),
@@ -166,10 +167,10 @@ export class NftEnforcer {
       }
       setTimeout(() => {
         if (this.closed) return;
-        this.spawnChild();
-        // the kernel kept the sets: an add of an element still there keeps it as it is
+        // the kernel kept the sets: an add of an element still there keeps it as it is. Queued before
+        // the child starts, so they are its first transaction and no no-op goes ahead of them (warm)
         for (const d of this.opts.active()) this.queue.push(setOf(d), d.target, 'add', d.untilMs, undefined, true);
-        this.pump();
+        this.spawnChild();
       }, RESTART_BACKOFF_MS).unref();
     });
     this.warm();
@@ -182,8 +183,12 @@ export class NftEnforcer {
    */
   private warm(): void {
     const child = this.child;
-    if (!child || this.inFlight || this.queue.size > 0) return this.pump();
-    // no lines of ours: an error of the no-op (the table deleted meanwhile) is not matched to a change
+    if (!child || this.inFlight || this.queue.size > 0) {
+      this.onWarm?.(); // start() waits for the child to take changes, not for a no-op that is not sent
+      return this.pump();
+    }
+    // `add table` of a table that exists changes nothing; it has no lines of ours, so an error of it
+    // is matched to no change
     this.send([], [], `add table inet ${this.opts.table}`);
   }
 
