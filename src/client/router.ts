@@ -8,7 +8,7 @@ import { ChicagoError } from '../runtime/errors.js';
 import { kvPartition, streamPartition } from '../runtime/hash.js';
 import { Session, type Reply, type RequestBody, type RequestKind, type SessionOptions } from './session.js';
 import { authHeader } from './token.js';
-import { caDispatcher } from './tls.js';
+import { httpRequest } from './http-json.js';
 
 interface Placement { partitions: number; leaders: Array<string | null>; urls: Map<string, string> }
 
@@ -116,12 +116,9 @@ export class Router {
       try {
         // Asked at most once per PLACEMENT_MAX_AGE_MS unless told NOT_LEADER, answer or not.
         this.fetchedAt = Date.now();
-        const res = await fetch(`${httpUrl(this.opts.url)}/v1/cluster/placement`, {
-          headers: authHeader(this.opts.token), signal: AbortSignal.timeout(PLACEMENT_TIMEOUT_MS),
-          ...({ dispatcher: caDispatcher(this.opts.ca) } as RequestInit),
-        });
+        const res = await httpRequest(`${httpUrl(this.opts.url)}/v1/cluster/placement`, { headers: authHeader(this.opts.token), timeoutMs: PLACEMENT_TIMEOUT_MS, ...(this.opts.ca ? { ca: this.opts.ca } : {}) });
         if (!res.ok) return;
-        const body = (await res.json()) as { clustered: boolean; partitions: number; leaders: Array<string | null>; nodes: Array<{ id: string; url: string }> };
+        const body = JSON.parse(res.text) as { clustered: boolean; partitions: number; leaders: Array<string | null>; nodes: Array<{ id: string; url: string }> };
         // A single node leads everything: routing would only add sessions to the same place.
         this.placement = body.clustered ? { partitions: body.partitions, leaders: body.leaders, urls: new Map(body.nodes.map((n) => [n.id, n.url])) } : undefined;
       } catch {

@@ -5,6 +5,7 @@ import http from 'node:http';
 import v8 from 'node:v8';
 import { pino, type Logger } from 'pino';
 import client from 'prom-client';
+import { httpRequest } from '../client/http-json.js';
 import { ChicagoClient, type GroupConsumer, type GroupPartitionRef, type TailRecord, type TailStream } from '../client/index.js';
 import { LruMap } from './bucket.js';
 import { compile, DEBIAN_CRS_RULES_DIR, evaluate, type Ruleset } from './crs/index.js';
@@ -121,7 +122,7 @@ export class Guard {
     const warmed = warmUp({ scenarios, crs: this.crs, limits: this.limits, policy, lines: limits.guardWarmLinesMax, crsRequests: limits.guardWarmCrsRequestsMax, msMax: limits.guardWarmMsMax, nowMs: Date.now() });
     this.log.info(warmed, 'warmed up');
     this.client = await ChicagoClient.connect({ url: cfg.node.url, clientName: `guard-${cfg.guardId}`, requestTimeoutMs: cfg.node.timeoutMs, ...(cfg.node.token ? { token: cfg.node.token } : {}), ...(cfg.node.ca ? { ca: cfg.node.ca } : {}) });
-    await ensureDecisionsTopic(cfg.node.url, cfg.node.token, cfg.decisions.topic);
+    await ensureDecisionsTopic(cfg.node.url, cfg.node.token, cfg.decisions.topic, { timeoutMs: cfg.node.timeoutMs, ...(cfg.node.ca ? { ca: cfg.node.ca } : {}) });
     this.store = new DecisionStore(this.client, cfg.decisions.topic, cfg.decisions.keyspace, cfg.guardId);
     const logFn = (level: 'info' | 'warn' | 'error', msg: string, extra?: object) => this.log[level](extra ?? {}, msg);
     if (cfg.nftables) {
@@ -172,8 +173,8 @@ export class Guard {
 
   private async partitionCount(topic: string): Promise<number> {
     for (let attempt = 0; ; attempt++) {
-      const res = await fetch(`${this.cfg.node.url}/v1/topics/${encodeURIComponent(topic)}`, { headers: this.cfg.node.token ? { authorization: `Bearer ${this.cfg.node.token}` } : {} });
-      const body = (await res.json()) as { partitionCount?: number };
+      const res = await httpRequest(`${this.cfg.node.url}/v1/topics/${encodeURIComponent(topic)}`, { headers: this.cfg.node.token ? { authorization: `Bearer ${this.cfg.node.token}` } : {}, timeoutMs: this.cfg.node.timeoutMs, ...(this.cfg.node.ca ? { ca: this.cfg.node.ca } : {}) });
+      const body = (res.ok ? JSON.parse(res.text) : {}) as { partitionCount?: number };
       if (res.ok && body.partitionCount) return body.partitionCount;
       if (attempt % 20 === 0) this.log.warn({ topic, status: res.status }, 'input topic not found; waiting for it');
       await new Promise((r) => setTimeout(r, 500));

@@ -2,6 +2,7 @@
 // them in the `blocklist` shared dict with their TTL (examples/guard/nginx-guard.conf). Body: one
 // change per line, `ban TARGET SECONDS` or `unban TARGET`. Changes that arrive while a POST is in
 // flight go together in the next one.
+import { httpRequest } from '../client/http-json.js';
 import type { Decision } from './decisions.js';
 
 export class NginxEnforcer {
@@ -40,8 +41,8 @@ export class NginxEnforcer {
     await Promise.all(this.urls.map(async (url) => {
       for (let attempt = 0; attempt < 3; attempt++) {
         try {
-          const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'text/plain' }, signal: AbortSignal.timeout(this.timeoutMs) });
-          await res.arrayBuffer();
+          // node:http, not fetch: fetch would load undici into the guard (client/http-json.ts)
+          const res = await httpRequest(url, { method: 'POST', body, headers: { 'content-type': 'text/plain' }, timeoutMs: this.timeoutMs });
           if (res.ok) return;
           throw new Error(`HTTP ${res.status}`);
         } catch (err) {

@@ -1,6 +1,7 @@
 // Decisions kept in the cluster: every change is a record of the `guard.decisions` topic (key: the
 // target; followers such as middleware.ts and other guards apply it) and the current ones live in
 // KV `blocklist/<target>` with a TTL, so whoever starts later reads what is in force.
+import { httpRequest } from '../client/http-json.js';
 import type { ChicagoClient } from '../client/index.js';
 import type { Producer } from '../client/producer.js';
 import type { Decision } from './decisions.js';
@@ -28,14 +29,13 @@ export function decodeRecord(value: Uint8Array): DecisionRecord | undefined {
 }
 
 /** Creates the decisions topic (one partition: one order for every follower) when missing. */
-export async function ensureDecisionsTopic(url: string, token: string | undefined, topic: string): Promise<void> {
+export async function ensureDecisionsTopic(url: string, token: string | undefined, topic: string, o: { timeoutMs: number; ca?: string } = { timeoutMs: 10_000 }): Promise<void> {
+  // node:http, not fetch: fetch would load undici into the guard (client/http-json.ts)
   const headers = { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) };
-  const got = await fetch(`${url}/v1/topics/${encodeURIComponent(topic)}`, { headers });
-  await got.arrayBuffer();
+  const got = await httpRequest(`${url}/v1/topics/${encodeURIComponent(topic)}`, { headers, ...o });
   if (got.ok) return;
-  const res = await fetch(`${url}/v1/topics`, { method: 'POST', headers, body: JSON.stringify({ name: topic, partitions: 1 }) });
-  const text = await res.text();
-  if (!res.ok && res.status !== 409) throw new Error(`creating topic ${topic}: HTTP ${res.status} ${text.slice(0, 200)}`);
+  const res = await httpRequest(`${url}/v1/topics`, { method: 'POST', headers, body: JSON.stringify({ name: topic, partitions: 1 }), ...o });
+  if (!res.ok && res.status !== 409) throw new Error(`creating topic ${topic}: HTTP ${res.status} ${res.text.slice(0, 200)}`);
 }
 
 export class DecisionStore {

@@ -8,17 +8,15 @@
  * state its value; `merge(state value, value along the failure link)` folds the failure chain in,
  * so every state carries what ends there or at any suffix of it.
  * Its columns are byte classes, not bytes: one per byte that occurs in a phrase, one for all the
- * others (they all lead where a mismatch leads), padded to a power of two (`shift`), so a table of
- * a few thousand states takes a quarter of the 256-wide one's memory (CRS's sets: 67 MB → 16 MB).
- * `cls[input byte]` folds ASCII A–Z to a–z as well.
+ * others (they all lead where a mismatch leads), `width` of them per row, unpadded; its cells are
+ * 16-bit while the states fit (CRS's largest set has 17,438), so CRS's sets take 6 MB where
+ * 256-wide 32-bit rows took 67 MB. `cls[input byte]` folds ASCII A–Z to a–z as well.
  */
-function buildDfa(list: readonly string[], label: (p: number) => number, merge: (own: number, viaFail: number) => number, none: number): { delta: Int32Array; out: Int32Array; cls: Uint16Array; shift: number } {
+function buildDfa(list: readonly string[], label: (p: number) => number, merge: (own: number, viaFail: number) => number, none: number): { delta: Uint16Array | Int32Array; out: Int32Array; cls: Uint16Array; width: number } {
   const classOf = new Int32Array(256); // phrase byte → its class (0: in no phrase)
   let classes = 1;
   for (const p of list) for (let i = 0; i < p.length; i++) { const b = p.charCodeAt(i) & 0xff; if (classOf[b] === 0) classOf[b] = classes++; }
-  let shift = 0;
-  while (1 << shift < classes) shift++;
-  const stride = 1 << shift;
+  const width = classes;
   // an input byte's class: that of the byte it folds to (a phrase byte in A–Z, which no input folds to, is never reached, as before)
   const cls = new Uint16Array(256);
   for (let b = 0; b < 256; b++) cls[b] = classOf[b >= 0x41 && b <= 0x5a ? b + 0x20 : b];
@@ -40,7 +38,7 @@ function buildDfa(list: readonly string[], label: (p: number) => number, merge: 
     outList[s] = merge(outList[s], label(p));
   }
   const states = gotoRows.length;
-  const delta = new Int32Array(states * stride);
+  const delta = states <= 0x10000 ? new Uint16Array(states * width) : new Int32Array(states * width);
   const fail = new Int32Array(states);
   const out = Int32Array.from(outList);
   const queue: number[] = [];
@@ -54,20 +52,20 @@ function buildDfa(list: readonly string[], label: (p: number) => number, merge: 
     for (let c = 0; c < classes; c++) {
       const nx = gotoRows[s].get(c);
       if (nx !== undefined) {
-        fail[nx] = delta[(fail[s] << shift) + c];
-        delta[(s << shift) + c] = nx;
+        fail[nx] = delta[fail[s] * width + c];
+        delta[s * width + c] = nx;
         queue.push(nx);
-      } else delta[(s << shift) + c] = delta[(fail[s] << shift) + c];
+      } else delta[s * width + c] = delta[fail[s] * width + c];
     }
   }
-  return { delta, out, cls, shift };
+  return { delta, out, cls, width };
 }
 
 export class PhraseMatcher {
-  /** delta[(state << shift) + cls[byte]] → next state (a full DFA: failure links are folded in) */
-  private readonly delta: Int32Array;
+  /** delta[state * width + cls[byte]] → next state (a full DFA: failure links are folded in) */
+  private readonly delta: Uint16Array | Int32Array;
   private readonly cls: Uint16Array;
-  private readonly shift: number;
+  private readonly width: number;
   /** for each state the index of a phrase that ends there (or via its failure chain), else -1 */
   private readonly out: Int32Array;
   readonly phrases: readonly string[];
@@ -75,11 +73,11 @@ export class PhraseMatcher {
   constructor(phrases: Iterable<string>) {
     const list = [...new Set([...phrases].map((p) => fold(p)).filter((p) => p.length > 0))];
     this.phrases = list;
-    const { delta, out, cls, shift } = buildDfa(list, (p) => p, (own, via) => (own >= 0 ? own : via), -1);
+    const { delta, out, cls, width } = buildDfa(list, (p) => p, (own, via) => (own >= 0 ? own : via), -1);
     this.delta = delta;
     this.out = out;
     this.cls = cls;
-    this.shift = shift;
+    this.width = width;
   }
 
   /** The first phrase found in s (ASCII case-insensitive), or null. */
@@ -87,10 +85,10 @@ export class PhraseMatcher {
     const delta = this.delta;
     const out = this.out;
     const cls = this.cls;
-    const shift = this.shift;
+    const width = this.width;
     let st = 0;
     for (let i = 0; i < s.length; i++) {
-      st = delta[(st << shift) + cls[s.charCodeAt(i) & 0xff]];
+      st = delta[st * width + cls[s.charCodeAt(i) & 0xff]];
       if (out[st] >= 0) return this.phrases[out[st]];
     }
     return null;
@@ -108,12 +106,12 @@ function fold(p: string): string {
  */
 export class PhraseSetMatcher {
   static readonly MAX_SETS = 31;
-  /** delta[state + cls[byte]] → next state, states premultiplied by the row width (1 << shift) */
-  private readonly delta: Int32Array;
-  /** per state (index state >> shift): the sets with a phrase ending there, failure chain folded in */
+  /** delta[state * width + cls[byte]] → next state */
+  private readonly delta: Uint16Array | Int32Array;
+  /** per state: the sets with a phrase ending there, failure chain folded in */
   private readonly outMask: Int32Array;
   private readonly cls: Uint16Array;
-  private readonly shift: number;
+  private readonly width: number;
   readonly sets: number;
 
   constructor(sets: ReadonlyArray<Iterable<string>>) {
@@ -124,12 +122,11 @@ export class PhraseSetMatcher {
     sets.forEach((phrases, id) => {
       for (const p of phrases) { const f = fold(p); if (f.length > 0) { list.push(f); owner.push(id); } }
     });
-    const { delta, out, cls, shift } = buildDfa(list, (p) => 1 << owner[p], (own, via) => own | via, 0);
-    for (let i = 0; i < delta.length; i++) delta[i] <<= shift;
+    const { delta, out, cls, width } = buildDfa(list, (p) => 1 << owner[p], (own, via) => own | via, 0);
     this.delta = delta;
     this.outMask = out;
     this.cls = cls;
-    this.shift = shift;
+    this.width = width;
   }
 
   /** Bit id is set when set id has a phrase in s (ASCII case-insensitive). */
@@ -137,12 +134,12 @@ export class PhraseSetMatcher {
     const delta = this.delta;
     const outMask = this.outMask;
     const cls = this.cls;
-    const shift = this.shift;
+    const width = this.width;
     let st = 0;
     let mask = 0;
     for (let i = 0; i < s.length; i++) {
-      st = delta[st + cls[s.charCodeAt(i) & 0xff]];
-      mask |= outMask[st >> shift];
+      st = delta[st * width + cls[s.charCodeAt(i) & 0xff]];
+      mask |= outMask[st];
     }
     return mask;
   }
