@@ -1,41 +1,52 @@
 // nginx enforcement: decisions POSTed to a loopback location of each nginx, whose Lua handler puts
 // them in the `blocklist` shared dict with their TTL (examples/guard/nginx-guard.conf). Body: one
 // change per line, `ban TARGET SECONDS` or `unban TARGET`. Changes that arrive while a POST is in
-// flight go together in the next one.
+// flight go together in the next one, the latest per target (it supersedes the ones before it).
 import { httpRequest } from '../client/http-json.js';
+import { limits } from '../runtime/limits.js';
 import type { Decision } from './decisions.js';
 
 export class NginxEnforcer {
-  private queue: string[] = [];
+  /** the latest change per target. Full policy: past limits.guardNginxQueuedTargetsMax targets a new one is refused and counted */
+  private queue = new Map<string, string>();
   private waiters: Array<() => void> = [];
   private busy = false;
   failures = 0;
+  refused = 0;
 
   constructor(private readonly urls: string[], private readonly timeoutMs: number, private readonly log: (level: 'warn', msg: string, extra?: object) => void) {}
 
   ban(d: Decision): Promise<void> {
     const secs = Math.ceil((d.untilMs - Date.now()) / 1000);
-    return secs < 1 ? Promise.resolve() : this.enqueue(`ban ${d.target} ${secs}`);
+    return secs < 1 ? Promise.resolve() : this.enqueue(d.target, `ban ${d.target} ${secs}`);
   }
 
   unban(d: Decision): Promise<void> {
-    return this.enqueue(`unban ${d.target}`);
+    return this.enqueue(d.target, `unban ${d.target}`);
   }
 
-  private enqueue(line: string): Promise<void> {
+  private enqueue(target: string, line: string): Promise<void> {
+    if (this.queue.size >= limits.guardNginxQueuedTargetsMax && !this.queue.has(target)) {
+      // nginx is slower than the decisions for this long: nft and the decisions topic still hold it
+      if (this.refused++ === 0) this.log('warn', 'nginx blocklist queue full: changes refused', { targets: this.queue.size });
+      return Promise.resolve();
+    }
+    this.queue.delete(target); // re-inserted last: the order of the changes is kept
+    this.queue.set(target, line);
     return new Promise((resolve) => {
-      this.queue.push(line);
-      this.waiters.push(resolve);
+      // one waiter per queued target at most is needed; more resolve with the batch that carries them
+      if (this.waiters.length < limits.guardNginxQueuedTargetsMax) this.waiters.push(resolve);
+      else resolve();
       void this.pump();
     });
   }
 
   private async pump(): Promise<void> {
-    if (this.busy || this.queue.length === 0) return;
+    if (this.busy || this.queue.size === 0) return;
     this.busy = true;
-    const lines = this.queue;
+    const lines = [...this.queue.values()];
     const waiters = this.waiters;
-    this.queue = [];
+    this.queue = new Map();
     this.waiters = [];
     const body = lines.join('\n') + '\n';
     await Promise.all(this.urls.map(async (url) => {

@@ -28,6 +28,8 @@ export const limits = {
   workerInFlightBytesMax: 256 * MiB,
   /** lines the guard's `nft -i` child reads before it is replaced (its in-memory history makes each line cost more than the last) */
   nftChildLinesMax: 2000,
+  /** targets whose nginx blocklist change waits for the POST in flight; full → a new target's change is refused and counted */
+  guardNginxQueuedTargetsMax: 100_000,
   /** synthetic lines a starting guard runs through its own path on throwaway state (guard/warm.ts) */
   guardWarmLinesMax: 5_000,
   /** distinct requests of those the starting guard has CRS judge (each rule's expressions compiled) */
