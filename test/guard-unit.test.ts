@@ -11,7 +11,7 @@ import { parseNginx, parseSsh } from '../src/guard/parse.js';
 import { compileScenarios, DEFAULT_SCENARIOS } from '../src/guard/scenarios.js';
 import { ConfigError, resolveGuardConfig } from '../src/guard/config.js';
 import { tableScript } from '../src/guard/nft.js';
-import { loggedHeaders } from '../src/guard/guard.js';
+import { loggedHeaders } from '../src/guard/parse.js';
 import { compile, evaluate } from '../src/guard/crs/index.js';
 
 const spec = (o: Partial<BucketSpec> = {}): BucketSpec => ({ capacity: 5, leakMs: 10_000, blackholeMs: 60_000, distinct: false, ...o });

@@ -15,7 +15,7 @@ import { type DetectorState, detect, forget, newDetector, sketchBytes } from './
 import { Allowlist } from './ip.js';
 import { NftEnforcer } from './nft.js';
 import { NginxEnforcer } from './nginx.js';
-import { type GuardEvent, type ParseLimits, parseNginx, parseSsh } from './parse.js';
+import { type GuardEvent, type ParseLimits, parseNginx, parseSsh, loggedHeaders } from './parse.js';
 import { type PartitionSource, StaticPartitionSource } from './partitions.js';
 import { compileScenarios } from './scenarios.js';
 import { DecisionStore, decodeRecord, ensureDecisionsTopic } from './store.js';
@@ -58,19 +58,6 @@ function metrics(): GuardMetrics {
   const nftQueued = new client.Gauge({ name: 'guard_nft_queue_elements', help: 'set elements with a change waiting for nft (bounded by nftables.queueMax)', registers: [registry] });
   const nftRefused = new client.Gauge({ name: 'guard_nft_refused', help: 'changes not applied since start: by=queue (the queue was full), by=nft (nft refused the element)', labelNames: ['by'], registers: [registry] });
   return { registry, lines, rejected, latency, bans, sketch, ips, partitions, ipBytes, nftQueued, nftRefused };
-}
-
-/**
- * The request headers a log line carries. nginx logs an absent header as an empty string, so an
- * empty value is left out: CRS would otherwise score "empty User-Agent" (920330) for every client
- * that sent none, which ModSecurity, seeing the header absent, does not at paranoia level 1.
- */
-export function loggedHeaders(ev: { userAgent: string; referer: string; host: string }): Record<string, string> {
-  const h: Record<string, string> = {};
-  if (ev.userAgent) h['User-Agent'] = ev.userAgent;
-  if (ev.referer) h.Referer = ev.referer;
-  if (ev.host) h.Host = ev.host;
-  return h;
 }
 
 export class Guard {

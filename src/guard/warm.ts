@@ -7,9 +7,8 @@ import { evaluate, type Ruleset } from './crs/index.js';
 import { decide, type DecisionPolicy, newDecisions } from './decisions.js';
 import { detect, newDetector } from './detect.js';
 import { Allowlist } from './ip.js';
-import { type ParseLimits, parseNginx, parseSsh } from './parse.js';
+import { loggedHeaders, type ParseLimits, parseNginx, parseSsh } from './parse.js';
 import type { Scenario } from './scenarios.js';
-import { loggedHeaders } from './guard.js';
 
 export interface WarmResult { lines: number; crsRequests: number; alerts: number; ms: number }
 
@@ -37,7 +36,7 @@ export function warmUp(o: {
   const t0 = performance.now();
   const allow = new Allowlist([]);
   const det = newDetector(o.scenarios, allow, { ipsMax: 1000, sketch: { epsilon: 0.01, delta: 0.1, topK: 10 } });
-  const dec = newDecisions(o.policy, allow);
+  const dec = newDecisions({ ...o.policy, offendersMax: Math.min(o.policy.offendersMax, 1000) }, allow);
   const ssh = o.scenarios.some((s) => s.spec.source === 'ssh');
   let crsDone = 0;
   let alerts = 0;
@@ -53,7 +52,7 @@ export function warmUp(o: {
     });
     const ev = ssh && n % 7 === 0
       ? parseSsh({ 'ssh.event': n % 2 ? 'failed' : 'invalid_user', 'ssh.ip': addr(n % 300), 'ssh.user': `u${n % 9}` }, tMs, o.limits)
-      : parseNginx(line, tMs, o.limits);
+      : parseNginx(Buffer.from(line), tMs, o.limits); // records arrive as bytes
     if (typeof ev === 'string') continue;
     const found = detect(det, ev, () => {
       if (!o.crs || ev.kind !== 'http' || crsDone >= o.crsRequests) return false;

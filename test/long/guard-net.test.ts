@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { compile, DEBIAN_CRS_RULES_DIR, evaluate } from '../../src/guard/crs/index.js';
-import { loggedHeaders } from '../../src/guard/guard.js';
+import { loggedHeaders } from '../../src/guard/parse.js';
 import { loadCases, markUnevaluable, regressionDir } from '../../bench/guard-crs-cases.js';
 import { GuardNet, inSet, netUnavailable, pct, WEB_TOPIC, type Decision } from '../helpers/guard-net.js';
 import { slow } from '../helpers/slow.js';
