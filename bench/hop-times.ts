@@ -157,7 +157,7 @@ const SLOW_WRITE_US = 5_000;
  */
 export function stallTable(dir: string, skipS = 2): string {
   const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
-  const rowsOf = new Map(files.map((f) => [f.slice(0, -5), JSON.parse(readFileSync(join(dir, f), 'utf8')) as HopRow[]]));
+  const rowsOf = new Map(files.map((f) => [f.slice(0, -5), readRows(join(dir, f))]));
   let first = Infinity;
   for (const rows of rowsOf.values()) for (const [point, at] of rows) if (point === 'gEnq') first = Math.min(first, at);
   const from = first + skipS * 1e6;

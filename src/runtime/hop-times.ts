@@ -45,7 +45,9 @@ export class HopTimes {
     new PerformanceObserver((list) => {
       for (const e of list.getEntries()) {
         const kind = ((e as unknown as { detail?: { kind?: number } }).detail)?.kind ?? 0;
-        if (this.rows.length < limits.hopTimesRowsMax) this.rows.push(['gc', Math.round((performance.timeOrigin + e.startTime + e.duration) * 1000), kind, Math.round(e.duration * 1000)]);
+        if (this.recorded >= limits.hopTimesRowsMax) return;
+        this.recorded++;
+        this.rows.push(['gc', Math.round((performance.timeOrigin + e.startTime + e.duration) * 1000), kind, Math.round(e.duration * 1000)]);
       }
     }).observe({ entryTypes: ['gc'] });
   }
