@@ -10,6 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { serverSemiSpaceMb } from '../src/runtime/young-gc.js';
 import { repoRoot } from './proc.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -247,6 +248,10 @@ export class BenchCluster {
     if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first`);
     const args = [
       ...(this.opts.nodeArgs ?? []),
+      // the main thread's semi-space as bin/chicago.js gives `chicago server` (the workers set theirs)
+      ...(serverSemiSpaceMb() > 0 ? [`--max-semi-space-size=${serverSemiSpaceMb()}`] : []),
+      // BENCH_NODE_ARGS="--trace-gc …": node options NODE_OPTIONS refuses, for the nodes alone
+      ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''),
       main, 'server',
       '--etcd', this.etcdUrl,
       '--node-id', n.id,

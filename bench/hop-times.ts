@@ -146,9 +146,69 @@ export function hopTable(dir: string, skipS = 2): string {
   return lines.join('\n');
 }
 
+const GC_KINDS: Record<number, string> = { 1: 'gc scavenge', 2: 'gc minor mark-compact', 4: 'gc mark-compact', 8: 'gc incremental', 16: 'gc weak callbacks' };
+const SLOW_WRITE_US = 5_000;
+
+/**
+ * What kept each thread busy (the `stall`, `gc` and `task` rows), and for the writes that took
+ * SLOW_WRITE_US or more from gateway enqueue to reply, which of those overlapped them on any thread
+ * of any node: a stall no GC or timed task explains is a thread that was busy with something else or
+ * waited for a core.
+ */
+export function stallTable(dir: string, skipS = 2): string {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+  const rowsOf = new Map(files.map((f) => [f.slice(0, -5), readRows(join(dir, f))]));
+  let first = Infinity;
+  for (const rows of rowsOf.values()) for (const [point, at] of rows) if (point === 'gEnq') first = Math.min(first, at);
+  const from = first + skipS * 1e6;
+  const busy: Array<{ from: number; to: number; what: string }> = [];
+  const lines = ['| thread | what | count | total ms | p50 ms | max ms |', '|---|---|---:|---:|---:|---:|'];
+  const slow: Array<[number, number]> = [];
+  let writes = 0;
+  for (const [thread, rows] of rowsOf) {
+    const byWhat = new Map<string, number[]>();
+    const enq = new Map<string, number>();
+    for (const [point, at, ...k] of rows) {
+      if (at < from && point !== 'gReply') continue;
+      let what: string | undefined;
+      let us = 0;
+      if (point === 'stall') { what = 'loop late ≥ 2 ms'; us = k[0] as number; busy.push({ from: at - us - 2_000, to: at, what: 'stall' }); }
+      else if (point === 'gc') { what = GC_KINDS[k[0] as number] ?? `gc ${k[0]}`; us = k[1] as number; }
+      else if (point === 'task') { what = `task ${k[0]}`; us = k[1] as number; }
+      else if (point === 'gEnq') enq.set(`${k[0]}/${k[1]}`, at);
+      else if (point === 'gReply') {
+        const t0 = enq.get(`${k[0]}/${k[1]}`);
+        if (t0 !== undefined) { writes++; if (at - t0 >= SLOW_WRITE_US) slow.push([t0, at]); }
+      }
+      if (!what) continue;
+      if (point !== 'stall' && us >= 1_000) busy.push({ from: at - us, to: at, what });
+      const a = byWhat.get(what) ?? [];
+      a.push(us / 1000);
+      byWhat.set(what, a);
+    }
+    for (const [what, a] of [...byWhat].sort()) {
+      a.sort((x, y) => x - y);
+      lines.push(`| ${thread} | ${what} | ${a.length} | ${a.reduce((x, y) => x + y, 0).toFixed(1)} | ${a[a.length >> 1].toFixed(2)} | ${a[a.length - 1].toFixed(2)} |`);
+    }
+  }
+  const causes = new Map<string, number>();
+  for (const [t0, t1] of slow) {
+    const over = new Set(busy.filter((b) => b.to > t0 && b.from < t1).map((b) => b.what));
+    const named = [...over].filter((w) => w !== 'stall').sort();
+    const key = named.length > 0 ? named.join(' + ') : over.has('stall') ? 'a stall nothing recorded explains' : 'no thread stalled';
+    causes.set(key, (causes.get(key) ?? 0) + 1);
+  }
+  lines.push('', `writes ${writes}, of them ${slow.length} (${(100 * slow.length / Math.max(writes, 1)).toFixed(2)} %) took ≥ ${SLOW_WRITE_US / 1000} ms; overlapping them:`, '| busy with (≥ 1 ms, any thread) | slow writes | share |', '|---|---:|---:|');
+  for (const [key, n] of [...causes].sort((a, b) => b[1] - a[1])) lines.push(`| ${key} | ${n} | ${(100 * n / slow.length).toFixed(1)} % |`);
+  return lines.join('\n');
+}
+
 if (process.argv[1]?.endsWith('hop-times.js')) {
   const dir = process.argv[2];
   if (!dir) { console.error('usage: node dist/bench/hop-times.js DIR [--skip-s S]'); process.exit(2); }
   const i = process.argv.indexOf('--skip-s');
-  console.log(hopTable(dir, i > 0 ? Number(process.argv[i + 1]) : 2));
+  const skipS = i > 0 ? Number(process.argv[i + 1]) : 2;
+  console.log(hopTable(dir, skipS));
+  console.log('');
+  console.log(stallTable(dir, skipS));
 }

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { hopTable } from '../bench/hop-times.js';
+import { hopTable, stallTable } from '../bench/hop-times.js';
 
 const dirs: string[] = [];
 afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
@@ -96,5 +96,26 @@ describe('hop-times join', () => {
     write(dir, 'n1-main.json', [['gEnq', t, 0, 1, 0], ['gPost', t + 10, 0, 1], ['gReply', t + 900, 0, 1]]);
     write(dir, 'n1-worker-1.json', [['wRecv', t + 20, 1], ['wSeq', t + 40, 1, 0, 5], ['wWritten', t + 50], ['wReply', t + 800, 1]]);
     expect(hopTable(dir, 0)).toContain('writes joined: 0');
+  });
+
+  it('names what kept threads busy while the slow writes waited', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hop-times-'));
+    dirs.push(dir);
+    const t = 10_000_000;
+    // three writes at n1: 1 ms, 8 ms (a scavenge on n2's worker and a stall there), 6 ms (a stall alone on n1)
+    write(dir, 'n1-main.json', [
+      ['gEnq', t, 0, 1, 0], ['gReply', t + 1_000, 0, 1],
+      ['gEnq', t + 10_000, 0, 2, 0], ['gReply', t + 18_000, 0, 2],
+      ['gEnq', t + 30_000, 0, 3, 0], ['gReply', t + 36_000, 0, 3],
+      ['stall', t + 35_000, 3_000],
+      ['task', t + 50_000, 'check', 400],
+    ]);
+    write(dir, 'n2-worker-1.json', [['gc', t + 15_000, 1, 4_000], ['stall', t + 15_500, 3_500]]);
+    const table = stallTable(dir, 0);
+    expect(table).toContain('writes 3, of them 2 (66.67 %) took ≥ 5 ms');
+    expect(table).toMatch(/\| gc scavenge \| 1 \| 50\.0 % \|/);
+    expect(table).toMatch(/\| a stall nothing recorded explains \| 1 \| 50\.0 % \|/);
+    expect(table).toMatch(/\| n2-worker-1 \| gc scavenge \| 1 \| 4\.0 \| 4\.00 \| 4\.00 \|/);
+    expect(table).toMatch(/\| n1-main \| task check \| 1 \| 0\.4 \|/);
   });
 });

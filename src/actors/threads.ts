@@ -10,6 +10,7 @@ import { MUTATIONS, type RequestBody, type Request, type WorkerControl, type Wor
 import type { MemoryBudget } from '../runtime/memory-budget.js';
 import { BoardReader, createBoard } from './positions-board.js';
 import { HopTimes } from '../runtime/hop-times.js';
+import { workerYoungGenerationMb } from '../runtime/young-gc.js';
 
 /** this thread's write-path timings (CHICAGO_HOP_TIMES), one file for all its worker handles */
 export const gatewayHops = new HopTimes();
@@ -72,10 +73,12 @@ export class WorkerHandle {
     Atomics.store(this.pace, PACE.partIntervalMs, limits.copyPartIntervalMsMin);
     const data = new MessageChannel();
     const control = new MessageChannel();
+    const youngMb = workerYoungGenerationMb();
     this.worker = new Worker(scriptUrl, {
       workerData: { handle: dbHandle, dataPort: data.port2, controlPort: control.port2, drained: this.drained, pace: this.pace, board: this.board },
       transferList: [data.port2, control.port2],
       name: `partition-worker-${index}`,
+      ...(youngMb ? { resourceLimits: { maxYoungGenerationSizeMb: youngMb } } : {}),
     });
     this.dataPort = data.port1;
     this.dataPort.on('message', (buf: Uint8Array) => this.onReplies(buf));

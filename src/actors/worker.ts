@@ -179,8 +179,8 @@ class PartitionWorker {
         if (!spec.linkKey) throw new Error('a worker listening for links needs the node\'s link key');
         this.links = await WorkerLinks.listen(spec.linkHost, spec.linkKey, (frame) => this.onDirectFrame(frame), (err) => this.log.warn({ err: err.message }, 'worker link listener error'), spec.linkTls);
       }
-      const maintenance = setInterval(() => { void this.control.maintain(); }, spec.maintenanceIntervalMs);
-      const antiEntropy = setInterval(() => this.sendDigests(), spec.antiEntropyIntervalMs);
+      const maintenance = setInterval(() => { void this.hops.task('maintain', () => this.control.maintain()); }, spec.maintenanceIntervalMs);
+      const antiEntropy = setInterval(() => this.hops.task('digests', () => this.sendDigests()), spec.antiEntropyIntervalMs);
       for (const t of [maintenance, antiEntropy]) t.unref();
       this.timers.push(maintenance, antiEntropy);
       return { linkUrl: this.links?.url };
@@ -208,7 +208,7 @@ class PartitionWorker {
       this.counters.trimmedBatches += trimmedBatches;
       return { expired, trimmedBatches };
     },
-    stats: (): WorkerStats => {
+    stats: (): WorkerStats => this.hops.task('stats', () => {
       const s: WorkerStats = {
         eventLoopDelayMs: this.loopDelay.take(),
         partitions: this.control.positions(),
@@ -216,7 +216,7 @@ class PartitionWorker {
         linkDrops: this.links?.dropped ?? 0,
       };
       return s;
-    },
+    }),
     positions: () => [...this.hosted.values()].map(({ replica: r, incomplete }) => ({
       id: r.state.id, epoch: r.state.epoch, seq: r.state.seq, role: r.role, leader: r.view.leader, replicas: r.view.replicas,
       incomplete,
@@ -518,7 +518,7 @@ class PartitionWorker {
     const slice = () => {
       if (h.digesting !== job) return; // stopped: the worker is draining
       const t0 = performance.now();
-      const r = job.next();
+      const r = this.hops.task('digestSlice', () => job.next());
       if (!r.done) { setTimeout(slice, (performance.now() - t0) * DIGEST_PAUSE_PER_BUSY); return; }
       h.digesting = undefined;
       done(r.value);
@@ -581,7 +581,7 @@ class PartitionWorker {
     if (this.tickTimer) return;
     const alone = (h: Hosted) => h.replica.view.leader === this.self && h.replica.view.replicas.length === 1;
     if ([...this.hosted.values()].every(alone)) return;
-    this.tickTimer = setInterval(() => this.tick(), TICK_MS);
+    this.tickTimer = setInterval(() => this.hops.task('tick', () => this.tick()), TICK_MS);
     this.tickTimer.unref();
     this.timers.push(this.tickTimer);
   }

@@ -22,6 +22,7 @@ import type { PartitionRecord } from './layout.js';
 import { electSelf, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, silentFollowers as silentFollowersOf, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from './decide.js';
 import type { ClusterConnection } from './hooks.js';
 import { HEARTBEAT_MS, type PeerNetwork } from './peer.js';
+import { gatewayHops } from '../actors/threads.js';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../runtime/config.js';
 
@@ -212,18 +213,18 @@ export class ClusterCoordinator implements Coordinator {
     if (this.members) peers.setPeers(new Map([...this.members.nodes.values()].map((n) => [n.id, n.url])));
     this.checkDueAt = Date.now() + CHECK_EVERY_MS;
     this.timers.push(
-      setInterval(() => {
+      setInterval(() => gatewayHops.task('check', () => {
         this.noteCheck(this.checkDueAt);
         this.checkDueAt = Date.now() + CHECK_EVERY_MS;
-        this.refreshViews();
-        this.background('positions', () => this.sample());
-        this.background('in-sync', () => this.maintainInSync());
-        this.background('hand-off', () => this.handOffLeadership());
-        this.runFailover();
-        this.peers?.beat();
+        gatewayHops.task('c.views', () => this.refreshViews());
+        gatewayHops.task('c.sample', () => this.background('positions', () => this.sample()));
+        gatewayHops.task('c.insync', () => this.background('in-sync', () => this.maintainInSync()));
+        gatewayHops.task('c.handoff', () => this.background('hand-off', () => this.handOffLeadership()));
+        gatewayHops.task('c.failover', () => this.runFailover());
+        gatewayHops.task('c.beat', () => this.peers?.beat());
         // the controller's round rides every few checks rather than waking the node itself
-        if (++this.checks % (CONTROLLER_EVERY_MS / CHECK_EVERY_MS) === 0) this.background('placement', () => this.control());
-      }, CHECK_EVERY_MS),
+        if (++this.checks % (CONTROLLER_EVERY_MS / CHECK_EVERY_MS) === 0) gatewayHops.task('c.placement', () => this.background('placement', () => this.control()));
+      }), CHECK_EVERY_MS),
       setInterval(() => {
         const p = this.progress();
         if (p.moving > 0) this.log.info({ moving: p.moving, etaSeconds: p.etaSeconds, catchingUp: p.catchingUp.slice(0, 8) }, 'rebalance progress');

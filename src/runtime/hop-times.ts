@@ -7,10 +7,14 @@
 // files into per-hop percentiles. Off (the default) it costs one check of a constant per point.
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { limits } from './limits.js';
 
 const DIR = process.env.CHICAGO_HOP_TIMES;
 const DUMP_EVERY_MS = 3_000;
+const STALL_SAMPLE_MS = 2;
+const STALL_MIN_US = 2_000;
+const STALL_TASK_MIN_US = 300;
 
 /** a point a write passes: its name, then the keys that join it to the other threads' rows */
 export type HopRow = [point: string, atUs: number, ...keys: Array<number | string>];
@@ -29,6 +33,33 @@ export class HopTimes {
     mkdirSync(DIR!, { recursive: true });
     writeFileSync(this.file, '');
     setInterval(() => this.dump(), DUMP_EVERY_MS).unref();
+    // a timer every STALL_SAMPLE_MS: a turn that came that much later marks a busy thread
+    let last = performance.now();
+    setInterval(() => {
+      const now = performance.now();
+      const lateUs = Math.round((now - last - STALL_SAMPLE_MS) * 1000);
+      if (lateUs >= STALL_MIN_US) this.note('stall', lateUs);
+      last = now;
+    }, STALL_SAMPLE_MS).unref();
+    // GC pauses of this thread, at their end: [gc, atUs, kind, durUs]
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        const kind = ((e as unknown as { detail?: { kind?: number } }).detail)?.kind ?? 0;
+        if (this.recorded >= limits.hopTimesRowsMax) return;
+        this.recorded++;
+        this.rows.push(['gc', Math.round((performance.timeOrigin + e.startTime + e.duration) * 1000), kind, Math.round(e.duration * 1000)]);
+      }
+    }).observe({ entryTypes: ['gc'] });
+  }
+
+  /** Runs a periodic task, noting its name and duration when it takes STALL_TASK_MIN_US or more. */
+  task<T>(name: string, fn: () => T): T {
+    if (!HopTimes.enabled) return fn();
+    const t0 = performance.now();
+    try { return fn(); } finally {
+      const us = Math.round((performance.now() - t0) * 1000);
+      if (us >= STALL_TASK_MIN_US) this.note('task', name, us);
+    }
   }
 
   /** Full policy: past limits.hopTimesRowsMax rows the rest are not recorded (a run's first rows are kept). */

@@ -40,6 +40,12 @@ export const limits = {
   guardHeapGrowingPercent: 20,
   /** a thread that copied this many bytes of short-lived request buffers asks V8 for a scavenge (runtime/young-gc.ts) */
   youngGcAfterCopiedBytes: 4 * MiB,
+  /**
+   * V8 semi-space of every thread of `chicago server` (CHICAGO_SERVER_SEMI_SPACE_MB; 0: V8's default, 16):
+   * a scavenge's pause grows with the young generation V8 lets it reach, and each one stalls a
+   * thread a replicated write passes through (runtime/young-gc.ts serverSemiSpaceMb)
+   */
+  serverSemiSpaceMb: 2,
   /** messages a worker may have queued but not yet drained before replication traffic from other nodes is dropped */
   workerBacklogMessagesMax: 10_000,
   /** rows one thread records for the CHICAGO_HOP_TIMES diagnostic (runtime/hop-times.ts); the rest are not recorded */

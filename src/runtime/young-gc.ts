@@ -46,3 +46,16 @@ export function copiedShortLived(bytes: number): void {
     }
   });
 }
+
+/** The semi-space a server thread gets, in MiB; 0 leaves V8's default (limits.serverSemiSpaceMb). */
+export function serverSemiSpaceMb(): number {
+  const raw = process.env.CHICAGO_SERVER_SEMI_SPACE_MB;
+  const env = raw ? Number(raw) : NaN;
+  return Number.isInteger(env) && env >= 0 ? env : limits.serverSemiSpaceMb;
+}
+
+/** A partition worker's young generation for `resourceLimits`: two semi-spaces and a large-object space of one. */
+export function workerYoungGenerationMb(): number | undefined {
+  const semi = serverSemiSpaceMb();
+  return semi > 0 ? 3 * semi : undefined;
+}
