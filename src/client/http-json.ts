@@ -1,6 +1,6 @@
 // A small HTTP(S) request over node:http, for the few JSON calls a long-lived client makes beside its
 // WebSocket (placement, topic metadata). Global fetch would load Node's bundled undici on first use:
-// ≈ 15 MB of a process's RSS to keep and ≈ 40 MB more while it is compiled (docs/guard.md "Memory").
+// ≈ 15 MB of a process's RSS to keep and ≈ 30 MB more while it is compiled (docs/guard.md "Memory").
 import http from 'node:http';
 import https from 'node:https';
 import { ChicagoError } from '../runtime/errors.js';
