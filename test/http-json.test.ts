@@ -1,10 +1,13 @@
 // httpRequest (the node:http stand-in for fetch in the guard and the router): a total deadline, a
 // bounded reply, and an answer that is not 2xx is a reply, not an error.
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest } from '../src/client/http-json.js';
 import { ChicagoError } from '../src/runtime/errors.js';
+import { makeCerts } from './helpers/certs.js';
 import { slow } from './helpers/slow.js';
 
 let server: http.Server;
@@ -57,4 +60,22 @@ describe('httpRequest', () => {
   it('returns a redirect as a reply that is not ok', async () => {
     expect(await httpRequest(`${base}/moved`, { timeoutMs: slow(2000) })).toMatchObject({ status: 302, ok: false });
   });
+
+  it('trusts the CA it is given for https, and only that', async () => {
+    const certs = await makeCerts(['127.0.0.1']);
+    const tls = https.createServer({ cert: readFileSync(certs.certFile), key: readFileSync(certs.keyFile) }, (_req, res) => res.end('{}'));
+    try {
+      await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+      const url = `https://127.0.0.1:${(tls.address() as AddressInfo).port}/`;
+      expect(await httpRequest(url, { ca: certs.ca, timeoutMs: slow(2000) })).toMatchObject({ status: 200, text: '{}' });
+      // the system CAs do not know the test CA
+      const err = await httpRequest(url, { timeoutMs: slow(2000) }).catch((e: unknown) => e);
+      expect((err as NodeJS.ErrnoException).code).toMatch(/CERT|SELF_SIGNED|UNABLE/);
+    } finally {
+      tls.closeAllConnections();
+      tls.close();
+      await certs.cleanup();
+    }
+  });
 });
+
