@@ -44,9 +44,14 @@ describe('nginx enforcer queue', () => {
     const first = e.ban(decision('198.18.0.1', 60));
     await until(() => nginx.bodies.length === 1);
     const later = [e.ban(decision('198.18.0.2', 60)), e.ban(decision('198.18.0.3', 60)), e.unban(decision('198.18.0.2', 0)), e.ban(decision('198.18.0.3', 120))];
+    let settled = 0;
+    for (const p of later) void p.then(() => { settled++; });
     nginx.release();
     await first;
     await until(() => nginx.bodies.length === 2);
+    // a change settles only when the POST that carries it is answered
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toBe(0);
     nginx.release();
     await Promise.all(later);
     expect(nginx.bodies[0]).toBe('ban 198.18.0.1 60\n');
@@ -63,6 +68,11 @@ describe('nginx enforcer queue', () => {
     const later = ['198.18.1.2', '198.18.1.3', '198.18.1.4', '198.18.1.2'].map((t) => e.ban(decision(t, 60)));
     expect(e.refused).toBe(1);
     expect(warnings).toEqual(['nginx blocklist queue full: changes refused']);
+    // the queued changes (however many calls carried them) settle only with their POST
+    let settled = false;
+    void Promise.race([later[0], later[3]]).then(() => { settled = true; });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toBe(false);
     nginx.release();
     await first;
     await until(() => nginx.bodies.length === 2);

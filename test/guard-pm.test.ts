@@ -59,4 +59,18 @@ describe('CRS phrase matchers', () => {
       },
     });
   });
+
+  it('past 65,536 states (32-bit rows), as below it (16-bit rows)', () => {
+    // 6,000 random 14-letter phrases share few prefixes: ≈ 75,000 states
+    const r = rng(11);
+    const letters = 'abcdefghijklmnopqrstuvwxyz';
+    const word = (n: number): string => Array.from({ length: n }, () => letters[Math.floor(r() * 26)]).join('');
+    const sets = [Array.from({ length: 3000 }, () => word(14)), Array.from({ length: 3000 }, () => word(14))];
+    const phrases = sets.flat();
+    const values = Array.from({ length: 60 }, (_, i) => i % 3 === 0 ? `${word(5)}${phrases[i * 17 % phrases.length].toUpperCase()}${word(5)}` : word(40));
+    const m = new PhraseMatcher(phrases);
+    expect((m as unknown as { delta: ArrayLike<number> }).delta).toBeInstanceOf(Int32Array);
+    agree(sets, values);
+  });
 });
+

@@ -48,4 +48,22 @@ describe('server semi-space', () => {
     // without the cap V8 grows the same churn well past it: the cap is what holds it
     expect(await newSpaceBytes(undefined)).toBeGreaterThan(2 * semi);
   }, 30_000);
+
+  it('a worker under the cap still allocates objects far larger than its young generation', async () => {
+    delete process.env.CHICAGO_SERVER_SEMI_SPACE_MB;
+    const youngMb = workerYoungGenerationMb()!;
+    // a batch's decoded records and strings: young large objects past the whole young generation
+    const big = `
+const keep = [];
+for (let i = 0; i < 20; i++) {
+  const a = new Array(${youngMb} * 262144).fill(i);
+  const s = 'x'.repeat(${youngMb} << 20) + i;
+  if (i % 5 === 0) keep.push(a.length + s.length);
+}
+require('node:worker_threads').parentPort.postMessage(keep.length);
+`;
+    const w = new Worker(big, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: youngMb } });
+    const got = await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); }).finally(() => w.terminate());
+    expect(got).toBe(4);
+  }, 30_000);
 });

@@ -44,6 +44,9 @@ describe('TLS on a node\'s port', () => {
     expect(untrusted.code).toBe(3);
     // plain HTTP to a TLS port gets no HTTP answer
     await expect(fetch(node.url.replace('https', 'http') + '/v1/health', { signal: AbortSignal.timeout(3000) })).rejects.toThrow();
+    // `chicago guard` creates its decisions topic over HTTPS with the same CA
+    const ban = await runCli(['guard', 'ban', '198.18.9.9', '--url', node.url, '--ca', certs.caFile]);
+    expect([ban.code, ban.stderr]).toEqual([0, '']);
     const c = await ChicagoClient.connect({ url: node.url, ca: certs.ca });
     expect((await c.kv.get('app', 'k'))?.value.toString()).toBe('over-tls');
     c.close();

@@ -9,7 +9,8 @@ import type { Decision } from './decisions.js';
 export class NginxEnforcer {
   /** the latest change per target. Full policy: past limits.guardNginxQueuedTargetsMax targets a new one is refused and counted */
   private queue = new Map<string, string>();
-  private waiters: Array<() => void> = [];
+  /** settles once the POST carrying the queued changes is answered or given up on; shared by all of them */
+  private batch: { done: Promise<void>; settle: () => void } | undefined;
   private busy = false;
   failures = 0;
   refused = 0;
@@ -33,21 +34,19 @@ export class NginxEnforcer {
     }
     this.queue.delete(target); // re-inserted last: the order of the changes is kept
     this.queue.set(target, line);
-    return new Promise((resolve) => {
-      // one waiter per queued target at most is needed; more resolve with the batch that carries them
-      if (this.waiters.length < limits.guardNginxQueuedTargetsMax) this.waiters.push(resolve);
-      else resolve();
-      void this.pump();
-    });
+    if (!this.batch) { let settle!: () => void; const done = new Promise<void>((r) => { settle = r; }); this.batch = { done, settle }; }
+    const done = this.batch.done;
+    void this.pump();
+    return done;
   }
 
   private async pump(): Promise<void> {
     if (this.busy || this.queue.size === 0) return;
     this.busy = true;
     const lines = [...this.queue.values()];
-    const waiters = this.waiters;
+    const batch = this.batch;
     this.queue = new Map();
-    this.waiters = [];
+    this.batch = undefined;
     const body = lines.join('\n') + '\n';
     await Promise.all(this.urls.map(async (url) => {
       for (let attempt = 0; attempt < 3; attempt++) {
@@ -64,7 +63,7 @@ export class NginxEnforcer {
         }
       }
     }));
-    for (const w of waiters) w();
+    batch?.settle();
     this.busy = false;
     void this.pump();
   }

@@ -30,7 +30,7 @@ async function withStore<T>(p: Parsed, fn: (s: import('../../guard/store.js').De
   const client = await ChicagoClient.connect({ url, clientName: 'chicago-cli-guard', ...(token ? { token } : {}), ...(ca ? { ca } : {}) });
   try {
     const topic = str(p, 'topic') ?? 'guard.decisions';
-    await ensureDecisionsTopic(url, token, topic);
+    await ensureDecisionsTopic(url, token, topic, { timeoutMs: 10_000, ...(ca ? { ca } : {}) });
     const store = new DecisionStore(client, topic, str(p, 'keyspace') ?? 'blocklist', 'cli');
     const out = await fn(store, client);
     await store.close();
