@@ -40,6 +40,7 @@ export interface GuardMetrics {
   ipBytes: client.Gauge;
   nftQueued: client.Gauge;
   nftRefused: client.Gauge<'by'>;
+  nginxRefused: client.Gauge<'by'>;
 }
 
 function metrics(): GuardMetrics {
@@ -57,7 +58,8 @@ function metrics(): GuardMetrics {
   const ipBytes = new client.Gauge({ name: 'guard_ip_state_bytes', help: 'memory of the per-address state, fixed at start by limits.ipsMax', registers: [registry] });
   const nftQueued = new client.Gauge({ name: 'guard_nft_queue_elements', help: 'set elements with a change waiting for nft (bounded by nftables.queueMax)', registers: [registry] });
   const nftRefused = new client.Gauge({ name: 'guard_nft_refused', help: 'changes not applied since start: by=queue (the queue was full), by=nft (nft refused the element)', labelNames: ['by'], registers: [registry] });
-  return { registry, lines, rejected, latency, bans, sketch, ips, partitions, ipBytes, nftQueued, nftRefused };
+  const nginxRefused = new client.Gauge({ name: 'guard_nginx_refused', help: 'blocklist changes not applied since start: by=queue (the queue was full), by=nginx (a POST failed three times)', labelNames: ['by'], registers: [registry] });
+  return { registry, lines, rejected, latency, bans, sketch, ips, partitions, ipBytes, nftQueued, nftRefused, nginxRefused };
 }
 
 export class Guard {
@@ -152,6 +154,10 @@ export class Guard {
         this.m.nftQueued.set(this.nft.queued);
         this.m.nftRefused.labels('queue').set(this.nft.dropped);
         this.m.nftRefused.labels('nft').set(this.nft.errors);
+      }
+      if (this.nginx) {
+        this.m.nginxRefused.labels('queue').set(this.nginx.refused);
+        this.m.nginxRefused.labels('nginx').set(this.nginx.failures);
       }
     }, EXPIRE_INTERVAL_MS));
     if (cfg.metrics) await this.serveMetrics(cfg.metrics.host, cfg.metrics.port);
