@@ -173,9 +173,7 @@ export function copiesOp(s: PartitionState): Op {
 function streamOp(st: StreamState): Op {
   return { type: 'put', key: K.streamKey(st.topicId, st.tp), value: diskCodec.encode({ start: st.start, end: st.end, bytes: st.bytes, lastTs: st.lastTs }) };
 }
-function producerOp(key: string, w: ProducerWindow): Op {
-  const [producerId, ids] = key.split('\0');
-  const [topicId, tp] = ids.split(':').map(Number);
+function producerOp(producerId: string, topicId: number, tp: number, w: ProducerWindow): Op {
   return { type: 'put', key: K.producerKey(producerId, topicId, tp), value: diskCodec.encode(w) };
 }
 function producerDelOp(key: string): Op {
@@ -324,7 +322,7 @@ function produce(s: PartitionState, cmd: Extract<Command, { op: 'produce' }>, no
     if (w.recent.length > PRODUCER_RECENT_MAX) w.recent.shift();
     s.producers.delete(pkey); // re-insert: most recently used last
     s.producers.set(pkey, w);
-    ops.push(producerOp(pkey, w));
+    ops.push(producerOp(cmd.producerId!, cmd.topicId, cmd.tp, w));
     while (s.producers.size > limits.producersPerPartitionMax) {
       const oldest = s.producers.keys().next().value as string;
       s.producers.delete(oldest);

@@ -16,6 +16,8 @@ import { workerYoungGenerationMb } from '../runtime/young-gc.js';
 export const gatewayHops = new HopTimes();
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
+/** At most this many bytes of a record batch travel inside the message to a worker (flush). */
+const INLINE_BATCH_BYTES_MAX = 4 * 1024;
 
 /**
  * Slots of a worker's shared copy-pace array: the gap between copy parts its node's pacer sets
@@ -157,13 +159,15 @@ export class WorkerHandle {
     const batch = this.outbox;
     this.outbox = [];
     if (batch.length === 0) return;
-    // A record batch goes beside the message in an ArrayBuffer of its own, transferred: a structured
-    // clone of a Buffer, or packing it into the message, costs several times one copy. Copied, since
-    // the caller keeps its bytes (a write that meets a moved leader is sent again).
+    // A large record batch goes beside the message in an ArrayBuffer of its own, transferred: a
+    // structured clone of a Buffer, or packing it into the message, costs several times one copy.
+    // Copied, since the caller keeps its bytes (a write that meets a moved leader is sent again).
+    // A small one is packed into the message: one copy there costs less than an ArrayBuffer of
+    // its own and its transfer.
     let beside: ArrayBuffer[] | undefined;
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i];
-      if (r.op !== 'produce' || !r.batch) continue;
+      if (r.op !== 'produce' || !r.batch || r.batch.byteLength <= INLINE_BATCH_BYTES_MAX) continue;
       const own = Buffer.allocUnsafeSlow(r.batch.byteLength); // unpooled: its ArrayBuffer is its alone
       own.set(r.batch);
       const { batch: _bytes, ...rest } = r;

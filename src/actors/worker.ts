@@ -134,7 +134,7 @@ class PartitionWorker {
       if (msg instanceof Uint8Array) {
         for (const r of this.codec.decode<Request[]>(msg)) {
           if (HopTimes.enabled && r.id && MUTATIONS.has(r.op)) this.hops.note('wRecv', r.id);
-          this.inbox.push(r);
+          this.inbox.push(inlineBatchAsBuffer(r));
         }
       } else {
         // record batches travel beside the message, transferred (threads.ts flush)
@@ -142,7 +142,7 @@ class PartitionWorker {
           if (r.op === 'produce' && r.batchAt !== undefined) {
             const { batchAt, ...rest } = r;
             this.inbox.push({ ...rest, batch: Buffer.from(msg[batchAt + 1] as ArrayBuffer) });
-          } else this.inbox.push(r);
+          } else this.inbox.push(inlineBatchAsBuffer(r));
         }
       }
       this.scheduleDrain();
@@ -772,6 +772,12 @@ class PartitionWorker {
 
 function isMetaKey(key: Uint8Array): boolean {
   return key === K.metaKey || (key.length === 2 && key[0] === K.metaKey[0] && key[1] === K.metaKey[1]);
+}
+
+/** A batch packed into the message (threads.ts flush) arrives as a plain view: the rest of the worker takes Buffers. */
+function inlineBatchAsBuffer(r: Request): Request {
+  if (r.op === 'produce' && r.batch && !Buffer.isBuffer(r.batch)) r.batch = Buffer.from(r.batch.buffer, r.batch.byteOffset, r.batch.byteLength);
+  return r;
 }
 
 function outboxEmpty(o: Outbox): boolean {
