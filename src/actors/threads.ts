@@ -16,8 +16,6 @@ import { workerYoungGenerationMb } from '../runtime/young-gc.js';
 export const gatewayHops = new HopTimes();
 
 const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
-/** At most this many bytes of a record batch travel inside the message to a worker (flush). */
-const INLINE_BATCH_BYTES_MAX = 4 * 1024;
 
 /**
  * Slots of a worker's shared copy-pace array: the gap between copy parts its node's pacer sets
@@ -167,7 +165,7 @@ export class WorkerHandle {
     let beside: ArrayBuffer[] | undefined;
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i];
-      if (r.op !== 'produce' || !r.batch || r.batch.byteLength <= INLINE_BATCH_BYTES_MAX) continue;
+      if (r.op !== 'produce' || !r.batch || r.batch.byteLength <= limits.workerInlineBatchBytesMax) continue;
       const own = Buffer.allocUnsafeSlow(r.batch.byteLength); // unpooled: its ArrayBuffer is its alone
       own.set(r.batch);
       const { batch: _bytes, ...rest } = r;

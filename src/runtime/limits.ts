@@ -46,6 +46,8 @@ export const limits = {
    * thread a replicated write passes through (runtime/young-gc.ts serverSemiSpaceMb)
    */
   serverSemiSpaceMb: 2,
+  /** a record batch up to this size travels inside the gateway's message to a worker; a larger one in a transferred buffer of its own */
+  workerInlineBatchBytesMax: 4 * KiB,
   /** messages a worker may have queued but not yet drained before replication traffic from other nodes is dropped */
   workerBacklogMessagesMax: 10_000,
   /** rows one thread records for the CHICAGO_HOP_TIMES diagnostic (runtime/hop-times.ts); the rest are not recorded */
