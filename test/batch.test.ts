@@ -151,10 +151,12 @@ describe('record batch', () => {
       }), { numRuns: 300 });
   });
 
-  it('finds a non-UTF-8 header byte wherever it sits against word boundaries, in views at any offset', () => {
+  it('finds a non-UTF-8 header byte wherever it sits against word boundaries, in views at any offset, after short and long lengths', () => {
+    // from 64 bytes on a length takes two varint bytes, the first at 0x80 or above
+    const lens = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 60, 61, 62, 63, 64, 65, 66, 67, 200];
     for (let shift = 0; shift < 4; shift++) {
-      for (let len = 1; len < 14; len++) {
-        const clean = encodeBatch([{ value: b('v'), headers: { n: 'a'.repeat(len), m: 'é' } }, { value: b('w'), headers: { q: 'z'.repeat(len + 3) } }], 3);
+      for (const len of lens) {
+        const clean = encodeBatch([{ value: b('v'), headers: { n: 'a'.repeat(len), m: 'é', l: `é${'x'.repeat(len)}` } }, { value: b('w'), headers: { q: 'z'.repeat(len + 3) } }], 3);
         const place = (bytes: Buffer) => { const big = Buffer.alloc(bytes.length + 8); bytes.copy(big, shift); return big.subarray(shift, shift + bytes.length); };
         expect(validateBatch(place(clean)).count).toBe(2);
         // each byte of the first record's first value, then of the second record's, made a lone continuation byte

@@ -310,7 +310,10 @@ export function validateBatch(bytes: Uint8Array): BatchInfo {
     if (klen > limits.keyBytesMax) throw new ChicagoError('INVALID_KEY', `record ${i}: ${klen} bytes, limit is ${limits.keyBytesMax}`);
     if (klen > 0) { keyed = true; p += klen; }
     let vlen: number;
-    if (p < end && (b = buf[p]) < 0x80) { vlen = (b >>> 1) ^ -(b & 1); p++; } else { rec = i; at = p; vlen = readVarint(buf, end, 5, 'value length'); p = at; }
+    if (p < end && (b = buf[p]) < 0x80) { vlen = (b >>> 1) ^ -(b & 1); p++; }
+    // a value of 64 B to 8 KB: two bytes
+    else if (p + 1 < end && buf[p + 1] < 0x80) { b = (b & 0x7f) | (buf[p + 1] << 7); vlen = (b >>> 1) ^ -(b & 1); p += 2; }
+    else { rec = i; at = p; vlen = readVarint(buf, end, 5, 'value length'); p = at; }
     if (vlen < 0) throw bad(`record ${i}: a value is required (length ${vlen})`);
     if (vlen > end - p) throw bad(`record ${i}: value length ${vlen} runs past the record`);
     p += vlen;
@@ -322,26 +325,31 @@ export function validateBatch(bytes: Uint8Array): BatchInfo {
     }
     let hbytes = 0;
     const h0 = p;
+    /** some length varint of the headers is longer than a byte: its high bits say nothing of the text */
+    let longLength = false;
     for (let j = 0; j < hc; j++) {
       let nl: number;
-      if (p < end && (b = buf[p]) < 0x80) { nl = (b >>> 1) ^ -(b & 1); p++; } else { rec = i; at = p; nl = readVarint(buf, end, 5, 'header name length'); p = at; }
+      if (p < end && (b = buf[p]) < 0x80) { nl = (b >>> 1) ^ -(b & 1); p++; } else { longLength = true; rec = i; at = p; nl = readVarint(buf, end, 5, 'header name length'); p = at; }
       if (nl < 0 || nl > end - p) throw bad(`record ${i}: header ${j} name length ${nl}`);
       const ns = p;
       p += nl;
       let vl: number;
-      if (p < end && (b = buf[p]) < 0x80) { vl = (b >>> 1) ^ -(b & 1); p++; } else { rec = i; at = p; vl = readVarint(buf, end, 5, 'header value length'); p = at; }
+      if (p < end && (b = buf[p]) < 0x80) { vl = (b >>> 1) ^ -(b & 1); p++; } else { longLength = true; rec = i; at = p; vl = readVarint(buf, end, 5, 'header value length'); p = at; }
       if (vl < 0 || vl > end - p) throw bad(`record ${i}: header ${j} value length ${vl}${vl < 0 ? ' (a header needs a value)' : ''}`);
       if (nl === 9 && buf.toString('latin1', ns, ns + nl) === '__proto__') throw new ChicagoError('INVALID_ARGUMENT', 'headers', 'a header may not be named __proto__');
       nameAt[j * 2] = ns;
       nameAt[j * 2 + 1] = nl;
+      valueAt[j * 2] = p;
+      valueAt[j * 2 + 1] = vl;
       p += vl;
       hbytes += nl + vl;
     }
     if (hc > 0) {
-      // Names and values all below 0x80 are ASCII, so UTF-8. One scan of the headers' bytes, their
-      // length varints included (a byte of those at 0x80 or above only sends the record to the exact
-      // check): two views and two isUtf8 calls per header cost more than this scan.
-      if (highBits(buf, words, shift, h0, p) & 0x80) checkHeadersUtf8(buf, h0, end, hc, i);
+      // Names and values all below 0x80 are ASCII, so UTF-8: one scan of the headers' bytes when
+      // their lengths are one byte each (so below 0x80 too), else one scan per name and value (a
+      // path of 64 bytes or more has a two-byte length); a view and isUtf8 only for text that is
+      // not ASCII. A view and an isUtf8 call per name and value cost more than these scans.
+      if (longLength || highBits(buf, words, shift, h0, p) & 0x80) checkHeadersUtf8(buf, words, shift, hc, i);
       if (hc > 1) checkDistinctHeaderNames(buf, hc, i);
     }
     if (hbytes > limits.headerBytesMax) throw new ChicagoError('INVALID_ARGUMENT', 'headers', `${hbytes} bytes, limit is ${limits.headerBytesMax}`);
@@ -376,20 +384,20 @@ function highBits(buf: Buffer, words: Uint32Array, shift: number, from: number, 
 
 /** per header of the record being validated: its name's start and length (reused: no array per record) */
 const nameAt = new Int32Array(2 * limits.headerCountMax);
+/** per header of the record being validated: its value's start and length */
+const valueAt = new Int32Array(2 * limits.headerCountMax);
 
-/** Each header name and value of a record whose header bytes are not all ASCII is UTF-8. */
-function checkHeadersUtf8(buf: Buffer, from: number, end: number, hc: number, rec: number): void {
-  const saved = at;
-  at = from;
+/** Each header name and value of the record just walked (nameAt, valueAt) that is not all ASCII is UTF-8. */
+function checkHeadersUtf8(buf: Buffer, words: Uint32Array, shift: number, hc: number, rec: number): void {
   for (let j = 0; j < hc; j++) {
-    const nl = readVarint(buf, end, 5, 'header');
-    const ns = at;
-    at += nl;
-    const vl = readVarint(buf, end, 5, 'header');
-    if (!isUtf8(buf.subarray(ns, ns + nl)) || !isUtf8(buf.subarray(at, at + vl))) throw new ChicagoError('INVALID_UTF8', `record ${rec} header ${j}`);
-    at += vl;
+    const ns = nameAt[j * 2];
+    const ne = ns + nameAt[j * 2 + 1];
+    const vs = valueAt[j * 2];
+    const ve = vs + valueAt[j * 2 + 1];
+    if ((highBits(buf, words, shift, ns, ne) & 0x80 && !isUtf8(buf.subarray(ns, ne))) || (highBits(buf, words, shift, vs, ve) & 0x80 && !isUtf8(buf.subarray(vs, ve)))) {
+      throw new ChicagoError('INVALID_UTF8', `record ${rec} header ${j}`);
+    }
   }
-  at = saved;
 }
 
 /** Headers are a map when read: a name twice would lose one value, so it is refused (names are short: compared here, not by Buffer.compare per pair). */
