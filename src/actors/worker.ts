@@ -195,7 +195,7 @@ class PartitionWorker {
       const now = systemClock.nowMs();
       for (const h of this.hosted.values()) {
         const trim = logTrimRange(h.replica.state);
-        if (trim) void h.store.clear(trim);
+        if (trim) this.clearRange(h.store, trim);
         if (h.replica.role !== 'leader') continue; // followers remove what their leader's commands say
         for (const cmd of [...expiryCommands(h.store, now), ...retentionCommands(h.replica.state, h.store, h.reader, this.retention, now)]) {
           if (cmd.op === 'kvExpire' && cmd.stillCurrent) expired++;
@@ -409,7 +409,7 @@ class PartitionWorker {
           h.installing = undefined; // its remaining parts would land on the emptied store: ignore them
           h.incomplete = false;
           this.flush();
-          void h.store.clear(K.allRange);
+          this.clearRange(h.store, K.allRange);
           this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
           this.apply(h, [metaOp(h.replica.state)]); // the epoch survives a restart
           break;
@@ -551,7 +551,7 @@ class PartitionWorker {
       get claim() { return h.claim; },
       nowMs: () => performance.now(),
       flush: () => w.flush(),
-      clear: (range) => { void h.store.clear(range); }, // a RocksDB range delete: applied before it returns
+      clear: (range) => { w.clearRange(h.store, range); }, // a RocksDB range delete: applied before it returns
       apply: (ops) => w.apply(h, ops),
       replace: (state, view) => w.replaceReplica(h, state, view, h.replica),
       load: () => loadState(h.store, h.replica.state.id),
@@ -632,6 +632,14 @@ class PartitionWorker {
     }
   }
 
+  /**
+   * A range delete whose failure is logged, not left to end the thread as an unhandled rejection:
+   * it is an I/O error of the store, whose next write fails too and is answered as STORAGE.
+   */
+  clearRange(store: ColumnStore, range: { gte: Uint8Array; lt: Uint8Array }): void {
+    store.clear(range).catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'range delete failed'));
+  }
+
   /** Write the open batch; release what waited on it as the sync policy allows. */
   private flush(): void {
     const out = this.out;
@@ -659,7 +667,7 @@ class PartitionWorker {
         for (const p of touched) this.reload(p);
         return;
       }
-      for (const r of this.deferredRanges) void r.store.clear({ gte: r.gte, lt: r.lt });
+      for (const r of this.deferredRanges) this.clearRange(r.store, { gte: r.gte, lt: r.lt });
       this.deferredRanges = [];
     }
     if (outboxEmpty(out)) return;

@@ -3,7 +3,7 @@
 // partition, and the live tails. Public methods validate; workers do the work.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import type { Config } from '../runtime/config.js';
@@ -19,6 +19,7 @@ import { MemoryBudget } from '../runtime/memory-budget.js';
 import { createMetrics, type Metrics } from '../runtime/metrics.js';
 import { openDatabase } from '../storage/rocks.js';
 import { lockDataDir } from '../storage/dir-lock.js';
+import { writeFileDurably } from '../storage/durable-file.js';
 import { DiskFullError, DiskGuard, isNoSpace } from '../storage/disk-guard.js';
 import type { LinkTls } from '../net/worker-links.js';
 import { ConfigError, type TlsConfig } from '../runtime/config.js';
@@ -270,8 +271,7 @@ export class ChicagoNode implements NodeApi {
       if (!DATA_FORMATS_READ.includes(meta.format)) throw new Error(`data dir ${dir} has format ${meta.format}, this build reads ${DATA_FORMATS_READ.join(', ')}`);
       this.formatFound = meta.format;
       if (meta.format !== DATA_FORMAT) {
-        await writeFile(`${file}.tmp`, JSON.stringify({ ...meta, format: DATA_FORMAT }, null, 2) + '\n');
-        await rename(`${file}.tmp`, file); // whole or not at all
+        await writeFileDurably(file, JSON.stringify({ ...meta, format: DATA_FORMAT }, null, 2) + '\n');
         this.log.info({ dir, from: meta.format, to: DATA_FORMAT }, 'data dir format upgraded (older batches still read and move to their own column family; log entries shed their batch copies)');
       }
       if (clusterPartitions !== undefined && meta.partitions !== clusterPartitions) {
@@ -284,7 +284,7 @@ export class ChicagoNode implements NodeApi {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       const meta = { format: DATA_FORMAT, partitions: clusterPartitions ?? this.config.partitions, createdAtMs: Date.now(), nodeId: this.config.nodeId };
-      await writeFile(file, JSON.stringify(meta, null, 2) + '\n');
+      await writeFileDurably(file, JSON.stringify(meta, null, 2) + '\n');
       return meta.partitions;
     }
   }
