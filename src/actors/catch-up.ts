@@ -15,7 +15,8 @@ export function catchUp(r: Replica, self: NodeId, fromSeq: number, at: number, l
   const entries: Entry[] = [];
   let bytes = 0;
   for (const [k, v] of log.iterate({ gte: K.logKey(fromSeq + 1), lt: K.logRange.lt })) {
-    if (entries.length === 0 && K.seqOfLogKey(k) !== fromSeq + 1) break;
+    // a log with a gap (written while the replica was held alone) is resent only up to the gap
+    if (K.seqOfLogKey(k) !== fromSeq + 1 + entries.length) break;
     const e = readLogEntry(v, log);
     if (!e) break; // its batch is gone (retention): what follows it comes after a full copy
     entries.push(e);

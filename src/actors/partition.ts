@@ -163,9 +163,16 @@ export interface PartitionMeta { seq: number; epoch: number; epochs: Array<[numb
  * writes only the last of each partition's (worker.ts batchMeta), so the others are never encoded.
  */
 export function metaOp(s: PartitionState): Op {
-  const meta: PartitionMeta = { seq: s.seq, epoch: s.epoch, epochs: s.epochs.slice() };
-  let value: Buffer | undefined;
-  return { type: 'put', key: K.metaKey, get value() { return (value ??= diskCodec.encode(meta)); } };
+  return new MetaPut({ seq: s.seq, epoch: s.epoch, epochs: s.epochs.slice() });
+}
+
+/** A meta put whose value is encoded on first read; its getter is the class's, not a closure per put. */
+class MetaPut {
+  readonly type = 'put';
+  readonly key = K.metaKey;
+  private encoded: Buffer | undefined;
+  constructor(private readonly meta: PartitionMeta) {}
+  get value(): Buffer { return (this.encoded ??= diskCodec.encode(this.meta)); }
 }
 export function copiesOp(s: PartitionState): Op {
   return { type: 'put', key: K.copiesKey, value: diskCodec.encode(s.copies) };

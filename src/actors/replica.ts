@@ -482,7 +482,11 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
   }
   assert.equal(r.state.seq, before + 1, 'a write takes exactly one sequence number');
   const entry: Entry = { seq: r.state.seq, epoch: r.state.epoch, now: nowMs, cmd: asBatch(cmd, ops) };
-  const out: Effect[] = [{ kind: 'write', ops: [...ops, { type: 'put', key: K.logKey(entry.seq), value: encodeLogEntry(entry) }] }];
+  const alone = r.view.replicas.length === 1;
+  // The log is for followers catching up; a replica held alone has none, and one that joins it later
+  // finds the log short of its position and gets a full copy (catch-up.ts).
+  if (!alone) ops.push({ type: 'put', key: K.logKey(entry.seq), value: encodeLogEntry(entry) });
+  const out: Effect[] = [{ kind: 'write', ops }];
   if (hidesWrites(r)) hideUntilConfirmed(r, cmd, entry.seq, ops, streamEndBefore, m.prior);
   else advanceWatermark(r, out); // alone in the in-sync set: visible at once
   const hw = watermark(r);

@@ -62,8 +62,22 @@ export const installingKey = Buffer.from([Kind.meta, 0x69]);
 /** "c": the full copies a leader started in its epoch (partition.ts CopyLedger) */
 export const copiesKey = Buffer.from([Kind.meta, 0x63]);
 
+// Most writes in a row name the same keyspace: its bytes are kept for the next key.
+let lastKeyspace = '';
+let lastKeyspaceBytes = new Uint8Array(0);
+
 export function kvKey(keyspace: string, key: Uint8Array): Buffer {
-  return concat(Kind.kv, utf8.encode(keyspace), SEP, key);
+  if (keyspace !== lastKeyspace) {
+    lastKeyspaceBytes = utf8.encode(keyspace);
+    lastKeyspace = keyspace;
+  }
+  const ks = lastKeyspaceBytes;
+  const out = Buffer.allocUnsafe(1 + ks.length + 1 + key.length);
+  out[0] = Kind.kv;
+  out.set(ks, 1);
+  out[1 + ks.length] = 0; // SEP
+  out.set(key, 2 + ks.length);
+  return out;
 }
 export function kvPrefix(keyspace: string, prefix: Uint8Array = new Uint8Array(0)): Buffer {
   return concat(Kind.kv, utf8.encode(keyspace), SEP, prefix);
