@@ -172,6 +172,20 @@ describe('record batch', () => {
     }
   });
 
+  it('finds a non-UTF-8 header byte in long names and values (lengths of two and three bytes, text past 255 words)', () => {
+    for (const len of [1100, 9000]) {
+      const clean = encodeBatch([{ value: b('v'), headers: { [`n${'a'.repeat(70)}`]: 'é'.repeat(3), m: 'z'.repeat(len) } }], 3);
+      expect(validateBatch(clean).count).toBe(1);
+      const name = clean.indexOf(Buffer.from('a'.repeat(70)));
+      const value = clean.indexOf(Buffer.from('z'.repeat(len)));
+      for (const k of [name, name + 69, value, value + 1, value + 1019, value + 1020, value + 1021, value + len - 1]) {
+        const bad = Buffer.from(clean);
+        bad[k] = 0xff;
+        expect(() => validateBatch(recrc(bad))).toThrow(expect.objectContaining({ code: 'INVALID_UTF8' }));
+      }
+    }
+  });
+
   it('never crashes on random, truncated or mutated bytes (fuzzed)', () => {
     const seed = encodeBatch([{ value: b('hello'), key: b('k1'), headers: { a: 'b', c: 'd' } }, { value: Buffer.alloc(40, 1) }], 7);
     const judge = (bytes: Buffer) => {

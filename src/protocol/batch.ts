@@ -325,16 +325,19 @@ export function validateBatch(bytes: Uint8Array): BatchInfo {
     }
     let hbytes = 0;
     const h0 = p;
-    /** some length varint of the headers is longer than a byte: its high bits say nothing of the text */
-    let longLength = false;
+    /** bytes of the headers' length varints at or above 0x80 (all but each varint's last byte) */
+    let lengthHigh = 0;
     for (let j = 0; j < hc; j++) {
       let nl: number;
-      if (p < end && (b = buf[p]) < 0x80) { nl = (b >>> 1) ^ -(b & 1); p++; } else { longLength = true; rec = i; at = p; nl = readVarint(buf, end, 5, 'header name length'); p = at; }
+      if (p < end && (b = buf[p]) < 0x80) { nl = (b >>> 1) ^ -(b & 1); p++; } else { rec = i; at = p; nl = readVarint(buf, end, 5, 'header name length'); lengthHigh += at - p - 1; p = at; }
       if (nl < 0 || nl > end - p) throw bad(`record ${i}: header ${j} name length ${nl}`);
       const ns = p;
       p += nl;
       let vl: number;
-      if (p < end && (b = buf[p]) < 0x80) { vl = (b >>> 1) ^ -(b & 1); p++; } else { longLength = true; rec = i; at = p; vl = readVarint(buf, end, 5, 'header value length'); p = at; }
+      if (p < end && (b = buf[p]) < 0x80) { vl = (b >>> 1) ^ -(b & 1); p++; }
+      // a value of 64 B to 8 KB (a source path): two bytes
+      else if (p + 1 < end && buf[p + 1] < 0x80) { b = (b & 0x7f) | (buf[p + 1] << 7); vl = (b >>> 1) ^ -(b & 1); p += 2; lengthHigh++; }
+      else { rec = i; at = p; vl = readVarint(buf, end, 5, 'header value length'); lengthHigh += at - p - 1; p = at; }
       if (vl < 0 || vl > end - p) throw bad(`record ${i}: header ${j} value length ${vl}${vl < 0 ? ' (a header needs a value)' : ''}`);
       if (nl === 9 && buf.toString('latin1', ns, ns + nl) === '__proto__') throw new ChicagoError('INVALID_ARGUMENT', 'headers', 'a header may not be named __proto__');
       nameAt[j * 2] = ns;
@@ -345,11 +348,11 @@ export function validateBatch(bytes: Uint8Array): BatchInfo {
       hbytes += nl + vl;
     }
     if (hc > 0) {
-      // Names and values all below 0x80 are ASCII, so UTF-8: one scan of the headers' bytes when
-      // their lengths are one byte each (so below 0x80 too), else one scan per name and value (a
-      // path of 64 bytes or more has a two-byte length); a view and isUtf8 only for text that is
-      // not ASCII. A view and an isUtf8 call per name and value cost more than these scans.
-      if (longLength || highBits(buf, words, shift, h0, p) & 0x80) checkHeadersUtf8(buf, words, shift, hc, i);
+      // Names and values all below 0x80 are ASCII, so UTF-8: one scan of the headers' bytes, which
+      // finds no byte at or above 0x80 but those of the length varints (a path of 64 bytes or more
+      // has a two-byte length); else one scan per name and value, and a view and isUtf8 only for
+      // text that is not ASCII. A view and an isUtf8 call per name and value cost more than a scan.
+      if (lengthHigh === 0 ? highBits(buf, words, shift, h0, p) & 0x80 : highCount(buf, words, shift, h0, p) !== lengthHigh) checkHeadersUtf8(buf, words, shift, hc, i);
       if (hc > 1) checkDistinctHeaderNames(buf, hc, i);
     }
     if (hbytes > limits.headerBytesMax) throw new ChicagoError('INVALID_ARGUMENT', 'headers', `${hbytes} bytes, limit is ${limits.headerBytesMax}`);
@@ -380,6 +383,29 @@ function highBits(buf: Buffer, words: Uint32Array, shift: number, from: number, 
   for (; w < wEnd; w++) high |= words[w];
   for (let k = shift + (wEnd << 2); k < to; k++) high |= buf[k];
   return high | (high >>> 8) | (high >>> 16) | (high >>> 24);
+}
+
+/** How many bytes of buf[from, to) are at or above 0x80; `words` as for highBits. */
+function highCount(buf: Buffer, words: Uint32Array, shift: number, from: number, to: number): number {
+  let n = 0;
+  let w = (from - shift + 3) >> 2;
+  const wEnd = (to - shift) >> 2;
+  if (w >= wEnd) {
+    for (let k = from; k < to; k++) n += buf[k] >>> 7;
+    return n;
+  }
+  const a = shift + (w << 2);
+  for (let k = from; k < a; k++) n += buf[k] >>> 7;
+  // each byte's top bit to the bottom of its lane, the lanes summed apart (up to 255 words: no lane
+  // overflows), then added up
+  while (w < wEnd) {
+    const stop = Math.min(wEnd, w + 255);
+    let lanes = 0;
+    for (; w < stop; w++) lanes += (words[w] >>> 7) & 0x01010101;
+    n += (lanes & 0xff) + ((lanes >>> 8) & 0xff) + ((lanes >>> 16) & 0xff) + (lanes >>> 24);
+  }
+  for (let k = shift + (wEnd << 2); k < to; k++) n += buf[k] >>> 7;
+  return n;
 }
 
 /** per header of the record being validated: its name's start and length (reused: no array per record) */
