@@ -270,6 +270,20 @@ describe('agent byte path: levels, spool form and batches', () => {
 });
 
 describe('agent byte path: crash safety of the ranges form', () => {
+  it('a read of empty lines only (no value bytes) is spooled with a CRC that checks, and recovers', async () => {
+    const dir = tmp('empty');
+    const opts = { dir, quotaBytes: 1 << 20, segmentBytes: 1 << 20 };
+    const { spool } = Spool.open(opts);
+    // "\n\n": two empty lines; the read's bytes before the last newline are none
+    await spool.append([bytesEntry(spool, 'h', 't', 'logs', '/x.log', T, { data: Buffer.alloc(0), starts: Uint32Array.from([0, 0]), ends: Uint32Array.from([0, 0]) })]);
+    await spool.append([bytesEntry(spool, 'h', 't', 'logs', '/x.log', T, { data: Buffer.from('after'), starts: Uint32Array.from([0]), ends: Uint32Array.from([5]) })]);
+    spool.close();
+    const { spool: s2, report } = Spool.open(opts);
+    expect(report.tornBytes).toBe(0);
+    expect(s2.records('t').map((r) => [r.seq, r.value])).toEqual([[0, ''], [1, ''], [2, 'after']]);
+    s2.close();
+  });
+
   it('one commit of more buffers than one writev system call takes (IOV_MAX, 1024) is written whole and recovers', async () => {
     const dir = tmp('iov');
     const opts = { dir, quotaBytes: 8 << 20, segmentBytes: 8 << 20 };
