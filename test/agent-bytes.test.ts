@@ -14,7 +14,7 @@ import { detectLevel, LineLevels } from '../src/agent/multiline.js';
 import { bytesEntry, recordEntries } from '../src/agent/records.js';
 import { batchOf, encodeShipBatch } from '../src/agent/shipper.js';
 import { decodeSegment, encodeEntry, PendingRecords, recordsOf, recsCount, Spool, type RecsEntry, type Span } from '../src/agent/spool.js';
-import { decodeBatch } from '../src/protocol/batch.js';
+import { decodeBatch, validateBatch } from '../src/protocol/batch.js';
 import { createLogger } from '../src/runtime/log.js';
 import { waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
@@ -269,7 +269,39 @@ describe('agent byte path: levels, spool form and batches', () => {
   });
 });
 
+describe('agent byte path: batch seqs and CRC', () => {
+  it('a batch of many KiB (its CRC taken in pieces as it is written) checks, with seq headers right around 2^31, 2^32 and 2^53', () => {
+    const n = 600;
+    const data = Buffer.from(Array.from({ length: n }, (_, i) => line(i, 200)).join(''), 'latin1');
+    const starts = Uint32Array.from({ length: n }, (_, i) => i * 200);
+    const ends = Uint32Array.from({ length: n }, (_, i) => i * 200 + 199);
+    for (const seq of [0, 9, 2 ** 31 - 300, 2 ** 32 - 10, 2 ** 53 - 1000]) {
+      const e: RecsEntry = { t: 'recs', task: 't', topic: 'b', seq, h: { host: 'h', task: 't', source: '/x.log', time: 'T' }, v: [], vb: { data, starts, ends }, a: 1 };
+      const b = encodeShipBatch([{ e, i: 0, j: 250 }, { e, i: 250, j: n }], T);
+      // the CRC32C over the whole batch checks
+      expect(validateBatch(b).count).toBe(n);
+      const { records } = decodeBatch(b);
+      expect(records.map((r) => r[2]!.seq)).toEqual(Array.from({ length: n }, (_, i) => String(seq + i)));
+      expect(records.map((r) => Buffer.from(r[1]).toString('latin1'))).toEqual(Array.from({ length: n }, (_, i) => line(i, 200).slice(0, -1)));
+    }
+  });
+});
+
 describe('agent byte path: crash safety of the ranges form', () => {
+  it('a read of empty lines only (no value bytes) is spooled with a CRC that checks, and recovers', async () => {
+    const dir = tmp('empty');
+    const opts = { dir, quotaBytes: 1 << 20, segmentBytes: 1 << 20 };
+    const { spool } = Spool.open(opts);
+    // "\n\n": two empty lines; the read's bytes before the last newline are none
+    await spool.append([bytesEntry(spool, 'h', 't', 'logs', '/x.log', T, { data: Buffer.alloc(0), starts: Uint32Array.from([0, 0]), ends: Uint32Array.from([0, 0]) })]);
+    await spool.append([bytesEntry(spool, 'h', 't', 'logs', '/x.log', T, { data: Buffer.from('after'), starts: Uint32Array.from([0]), ends: Uint32Array.from([5]) })]);
+    spool.close();
+    const { spool: s2, report } = Spool.open(opts);
+    expect(report.tornBytes).toBe(0);
+    expect(s2.records('t').map((r) => [r.seq, r.value])).toEqual([[0, ''], [1, ''], [2, 'after']]);
+    s2.close();
+  });
+
   it('one commit of more buffers than one writev system call takes (IOV_MAX, 1024) is written whole and recovers', async () => {
     const dir = tmp('iov');
     const opts = { dir, quotaBytes: 8 << 20, segmentBytes: 8 << 20 };

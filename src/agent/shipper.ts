@@ -11,7 +11,7 @@ import type { Logger } from '../runtime/log.js';
 import { limits } from '../runtime/limits.js';
 import type { AgentConfig } from './config.js';
 import { PendingRecords, type Producer, type RecsEntry, recordsOf, recsCount, type SendRange, type ShipRecord, type Span, type Spool, type ValueBytes } from './spool.js';
-import { BATCH_CONTENT_TYPE, BATCH_HEADER_BYTES, encodeHeaders, sealBatch, varintBytes, writeBatchHeader, writeRecordStart, writeVarint, type EncodedHeaders } from '../protocol/batch.js';
+import { BATCH_CONTENT_TYPE, BATCH_CRC_FROM, BATCH_HEADER_BYTES, batchCrcOver, encodeHeaders, sealBatchCrc, varintBytes, writeBatchHeader, writeRecordStart, writeVarint, type EncodedHeaders } from '../protocol/batch.js';
 import http from 'node:http';
 import { nowUs } from '../runtime/timing.js';
 import https from 'node:https';
@@ -531,6 +531,18 @@ const NO_HEADERS: EncodedHeaders = { count: 0, bytes: Buffer.alloc(0) };
 /** Node's Buffer.prototype.latin1Write (undocumented, as msgpackr uses utf8Write): half the cost of write(…, 'latin1') per value */
 const latin1Write = (Buffer.prototype as unknown as { latin1Write?: (s: string, at: number, len: number) => number }).latin1Write;
 
+/**
+ * The decimal digits of n >= 0 written backwards from buf[end - 1]. Below 2^31 in int32 arithmetic:
+ * `%` and Math.floor on a double cost a call each per digit.
+ */
+function writeDigits(buf: Buffer, end: number, n: number): void {
+  let q = end;
+  let v = n;
+  for (; v > 0x7fffffff; q--) { const d = Math.floor(v / 10); buf[q - 1] = 48 + (v - d * 10); v = d; }
+  let w = v | 0;
+  do { const d = (w / 10) | 0; buf[--q] = 48 + (w - d * 10); w = d; } while (w > 0);
+}
+
 function digitsOf(n: number): number {
   let d = 1;
   for (let p = 10; n >= p; p *= 10) d++;
@@ -577,6 +589,9 @@ export class BatchBuffers {
 }
 
 const batchBuffers = new BatchBuffers();
+
+/** the batch CRC is taken over this many bytes at a time as they are written (well inside L2) */
+const CRC_CHUNK_BYTES = 32 * 1024;
 
 /** where each span's values are staged in the batch, minus their first start (NaN: not staged) */
 let staged: number[] = [];
@@ -677,6 +692,9 @@ export function encodeShipBatch(spans: Span[], timestampMs: number, alloc: (byte
   }
   writeBatchHeader(buf, n, timestampMs);
   let pos = BATCH_HEADER_BYTES;
+  // the CRC follows the writes a few KiB behind: what is before pos is final (staged values lie past it)
+  let crc = 0;
+  let crcAt = BATCH_CRC_FROM;
   idx = 0;
   for (let s = 0; s < spans.length; s++) {
     const { e, i, j } = spans[s];
@@ -719,15 +737,18 @@ export function encodeShipBatch(spans: Span[], timestampMs: number, alloc: (byte
       const seq = e.seq + k;
       const digits = digitsOf(seq);
       buf[pos++] = digits * 2;
-      let v = seq;
-      for (let q = pos + digits - 1; q >= pos; q--) { buf[q] = 48 + (v % 10); v = Math.floor(v / 10); }
+      writeDigits(buf, pos + digits, seq);
       pos += digits;
+      if (pos - crcAt >= CRC_CHUNK_BYTES) {
+        crc = batchCrcOver(buf, crc, crcAt, pos);
+        crcAt = pos;
+      }
     }
   }
   sharedOf.fill(NO_HEADERS, 0, n); // drop references to this batch's headers
   if (pos !== total) throw new Error(`batch encoder wrote ${pos} of ${total} bytes`);
   lastValueBytes.set(spans, textBytes);
-  return sealBatch(buf);
+  return sealBatchCrc(buf, batchCrcOver(buf, crc, crcAt, pos));
 }
 
 /**

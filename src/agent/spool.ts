@@ -8,7 +8,8 @@
 import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import zlib from 'node:zlib';
+// CRC-32 (zlib's polynomial, the same values): a few times faster than node:zlib's on a read's bytes
+import { crc32 } from '@node-rs/crc32';
 import { limits } from '../runtime/limits.js';
 import { nowUs } from '../runtime/timing.js';
 
@@ -330,7 +331,7 @@ function rangesMetaOf(e: Entry): Entry {
 
 function withHeader(out: Buffer): Buffer {
   out.writeUInt32LE(out.length - RECORD_HEADER_BYTES, 0);
-  out.writeUInt32LE(zlib.crc32(out.subarray(RECORD_HEADER_BYTES)), 4);
+  out.writeUInt32LE(crc32(out.subarray(RECORD_HEADER_BYTES)), 4);
   return out;
 }
 
@@ -378,12 +379,12 @@ function encodeRanges(e: Entry, recs: RecsEntry[]): Buffer[] {
   head.writeUInt32LE(metaLen, RECORD_HEADER_BYTES + 1);
   head.write(meta, RECORD_HEADER_BYTES + 5, metaLen, metaLen === meta.length ? 'latin1' : 'utf8');
   const parts: Buffer[] = [head];
-  let crc = zlib.crc32(head.subarray(RECORD_HEADER_BYTES));
+  let crc = crc32(head.subarray(RECORD_HEADER_BYTES));
   for (const r of recs) {
     const vb = r.vb!;
     for (const b of [u32Bytes(vb.starts), u32Bytes(vb.ends), vb.data] as Buffer[]) {
       parts.push(b);
-      crc = zlib.crc32(b, crc);
+      crc = crc32(b, crc);
     }
   }
   head.writeUInt32LE(crc, 4);
@@ -473,7 +474,7 @@ export function decodeSegment(buf: Buffer): { entries: Entry[]; validBytes: numb
     const crc = buf.readUInt32LE(pos + 4);
     if (len > SPOOL_RECORD_BYTES_MAX || pos + RECORD_HEADER_BYTES + len > buf.length) break;
     const body = buf.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len);
-    if (zlib.crc32(body) !== crc) break;
+    if (crc32(body) !== crc) break;
     let e: Entry;
     try {
       e = body[0] === BINARY_BODY ? decodeBinary(body) : body[0] === RANGES_BODY ? decodeRanges(body) : JSON.parse(body.toString('utf8')) as Entry;
@@ -596,7 +597,7 @@ export class Spool {
     const p = this.producers.get(task);
     if (p) return { producer: p };
     const id = `agent.${host}.${task}.${randomBytes(6).toString('hex')}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 128);
-    const partition = zlib.crc32(Buffer.from(id)) % partitions;
+    const partition = crc32(Buffer.from(id)) % partitions;
     const producer = { id, partition };
     this.producers.set(task, producer);
     return { producer, entry: { t: 'prod', task, id, partition } };

@@ -242,6 +242,25 @@ export function sealBatch(buf: Buffer): Buffer {
   return buf;
 }
 
+/**
+ * A batch's CRC taken while it is written, for an encoder that writes front to back: `crc` (of the bytes
+ * from BATCH_CRC_FROM up to `from`) continued over [from, to), so the bytes are read
+ * while still in cache; start with `from` = BATCH_CRC_FROM and crc 0, end with sealBatchCrc.
+ */
+export function batchCrcOver(buf: Buffer, crc: number, from: number, to: number): number {
+  if (!(from >= CRC_FROM && to >= from && to <= buf.length)) throw new ChicagoError('INTERNAL', `batch CRC over [${from}, ${to}) of ${buf.length} bytes`);
+  return to === from ? crc : crc32c(buf.subarray(from, to), crc);
+}
+
+/** Seals a batch with the CRC batchCrcOver took over all of its bytes from BATCH_CRC_FROM. */
+export function sealBatchCrc(buf: Buffer, crc: number): Buffer {
+  buf.writeUInt32BE(crc, OFF_CRC);
+  return buf;
+}
+
+/** where the bytes the batch CRC covers start */
+export const BATCH_CRC_FROM = CRC_FROM;
+
 function writeI64(buf: Buffer, pos: number, n: number): void {
   const hi = Math.floor(n / TWO_32);
   buf.writeInt32BE(hi, pos);
