@@ -26,8 +26,8 @@ import { digestSlices } from '../src/actors/anti-entropy.js';
 const L = nodeId('L');
 const F = nodeId('F');
 
-function leader(): { r: ReturnType<typeof createReplica>; store: MemStore; write: (cmd: Command, at: number) => Effect[] } {
-  const view: ReplicaView = { epoch: epoch(1), leader: L, replicas: [L, F], live: [L, F], copies: 1, isr: [L], version: 1 };
+function leader(copies = 1): { r: ReturnType<typeof createReplica>; store: MemStore; write: (cmd: Command, at: number) => Effect[] } {
+  const view: ReplicaView = { epoch: epoch(1), leader: L, replicas: [L, F], live: [L, F], copies, isr: [L], version: 1 };
   const r = createReplica(L, initialState(partitionId(0), epoch(1), seq(0)), view);
   const store = new MemStore();
   const run = (effects: Effect[]) => { for (const e of effects) if (e.kind === 'write') store.apply(e.ops); return effects; };
@@ -157,6 +157,36 @@ describe('single-copy storage (unit)', () => {
     expect(catchUp(r, L, 2, 20, store).kind).toBe('logMissing');
     const current = catchUp(r, L, 4, 20, store);
     expect(current.kind === 'append' && current.msg.entries.map((e) => e.seq)).toEqual([5]);
+  });
+
+  it('a leader left alone in a partition of N > 1 copies keeps its log: the follower that returns catches up from it', () => {
+    const { r, store, write } = leader(2);
+    const put = (k: string, at: number) => write({ op: 'kvPut', ks: 'ks', key: Buffer.from(k), value: Buffer.from('v') }, at);
+    put('a', 10);
+    put('b', 11);
+    // F's node left the membership (a restart longer than its lease): placement shrinks the set to L
+    handle(r, { type: 'view', view: { ...r.view, replicas: [L], live: [L], isr: [L], version: 2 } }, 12);
+    put('c', 13);
+    put('d', 14);
+    expect([...store.iterate(K.logRange)].map(([k]) => K.seqOfLogKey(k))).toEqual([1, 2, 3, 4]);
+    // F is back with what it held (seq 2): a log catch-up, not a full copy of the partition
+    handle(r, { type: 'view', view: { ...r.view, replicas: [L, F], live: [L, F], version: 3 } }, 15);
+    const back = catchUp(r, L, 2, 20, store);
+    expect(back.kind === 'append' && back.msg.entries.map((e) => e.seq)).toEqual([3, 4]);
+  });
+
+  it('an acks=all write a leader alone takes while a stand-in is on its way reaches the stand-in as a hint, not after a full copy', () => {
+    const { r, store } = leader(2);
+    const S = nodeId('S');
+    handle(r, { type: 'view', view: { ...r.view, replicas: [L], live: [L], isr: [L], spares: 1, version: 2 } }, 10);
+    const wrote = handle(r, { type: 'write', id: 1, cmd: { op: 'kvPut', ks: 'ks', key: Buffer.from('k'), value: Buffer.from('v') }, acks: 'all', timeoutMs: 1000, prior: null }, 11);
+    for (const e of wrote) if (e.kind === 'write') store.apply(e.ops);
+    expect(r.pending.map((w) => w.seq)).toEqual([1]); // waits for a second copy
+    const added = handle(r, { type: 'view', view: { ...r.view, replicas: [L, S], live: [L, S], spares: 0, version: 3 } }, 12);
+    const resend = added.find((e) => e.kind === 'resend');
+    expect(resend?.kind === 'resend' && resend.fromSeq).toBe(0);
+    const tail = catchUp(r, L, 0, 12, store);
+    expect(tail.kind === 'append' && tail.msg.entries.map((e) => e.seq)).toEqual([1]);
   });
 });
 

@@ -482,9 +482,11 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
   }
   assert.equal(r.state.seq, before + 1, 'a write takes exactly one sequence number');
   const entry: Entry = { seq: r.state.seq, epoch: r.state.epoch, now: nowMs, cmd: asBatch(cmd, ops) };
-  const alone = r.view.replicas.length === 1;
-  // The log is for followers catching up; a replica held alone has none, and one that joins it later
-  // finds the log short of its position and gets a full copy (catch-up.ts).
+  // The log is for followers catching up. The one copy of a partition of N = 1 (a single node) has
+  // none, and a replica that joins it (a move) finds the log short of its position and gets a full
+  // copy (catch-up.ts). A set of N > 1 shrunk to one regains replicas: the one that returns catches
+  // up from the log, and a stand-in gets the tail its pending writes are in as hints (adoptView).
+  const alone = r.view.replicas.length === 1 && needed(r) <= 1;
   if (!alone) ops.push({ type: 'put', key: K.logKey(entry.seq), value: encodeLogEntry(entry) });
   const out: Effect[] = [{ kind: 'write', ops }];
   if (hidesWrites(r)) hideUntilConfirmed(r, cmd, entry.seq, ops, streamEndBefore, m.prior);
