@@ -195,7 +195,8 @@ class PartitionWorker {
       const now = systemClock.nowMs();
       for (const h of this.hosted.values()) {
         const trim = logTrimRange(h.replica.state);
-        if (trim) this.clearRange(h.store, trim);
+        // log entries no follower needs any more: one a failure leaves is trimmed by the next pass
+        if (trim) h.store.clear(trim).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'log trim failed'));
         if (h.replica.role !== 'leader') continue; // followers remove what their leader's commands say
         for (const cmd of [...expiryCommands(h.store, now), ...retentionCommands(h.replica.state, h.store, h.reader, this.retention, now)]) {
           if (cmd.op === 'kvExpire' && cmd.stillCurrent) expired++;
@@ -409,7 +410,7 @@ class PartitionWorker {
           h.installing = undefined; // its remaining parts would land on the emptied store: ignore them
           h.incomplete = false;
           this.flush();
-          this.clearRange(h.store, K.allRange);
+          this.clearOrStop(h.store, K.allRange);
           this.replaceReplica(h, initialState(h.replica.state.id, h.replica.state.epoch, seq(0)));
           this.apply(h, [metaOp(h.replica.state)]); // the epoch survives a restart
           break;
@@ -551,7 +552,7 @@ class PartitionWorker {
       get claim() { return h.claim; },
       nowMs: () => performance.now(),
       flush: () => w.flush(),
-      clear: (range) => { w.clearRange(h.store, range); }, // a RocksDB range delete: applied before it returns
+      clear: (range) => { w.clearOrStop(h.store, range); }, // a RocksDB range delete: applied before it returns
       apply: (ops) => w.apply(h, ops),
       replace: (state, view) => w.replaceReplica(h, state, view, h.replica),
       load: () => loadState(h.store, h.replica.state.id),
@@ -633,11 +634,15 @@ class PartitionWorker {
   }
 
   /**
-   * A range delete whose failure is logged, not left to end the thread as an unhandled rejection:
-   * it is an I/O error of the store, whose next write fails too and is answered as STORAGE.
+   * A range delete that must happen (a drop, a copy's clear, a replicated delete): if the store
+   * fails it, the thread ends — what it leaves behind would be served as data — and the node stops
+   * to restart from disk, as for any worker fault.
    */
-  clearRange(store: ColumnStore, range: { gte: Uint8Array; lt: Uint8Array }): void {
-    store.clear(range).catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'range delete failed'));
+  clearOrStop(store: ColumnStore, range: { gte: Uint8Array; lt: Uint8Array }): void {
+    store.clear(range).catch((err: unknown) => {
+      this.log.fatal({ err: (err as Error).message }, 'range delete failed; ending the partition worker');
+      throw err;
+    });
   }
 
   /** Write the open batch; release what waited on it as the sync policy allows. */
@@ -667,7 +672,7 @@ class PartitionWorker {
         for (const p of touched) this.reload(p);
         return;
       }
-      for (const r of this.deferredRanges) this.clearRange(r.store, { gte: r.gte, lt: r.lt });
+      for (const r of this.deferredRanges) this.clearOrStop(r.store, { gte: r.gte, lt: r.lt });
       this.deferredRanges = [];
     }
     if (outboxEmpty(out)) return;
