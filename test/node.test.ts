@@ -411,7 +411,7 @@ describe('observability', () => {
 });
 
 describe('data dir format', () => {
-  it('reads a format 1 dir and marks it 4 (record batches, stored once, in their own column family); refuses a format it does not know', async () => {
+  it('reads a format 1 dir and marks it 4 (record batches, stored once, in their own column family); refuses a format it does not know and a cluster node\'s dir', async () => {
     const { mkdtemp, readFile, writeFile, rm } = await import('node:fs/promises');
     const os = await import('node:os');
     const path = await import('node:path');
@@ -429,7 +429,11 @@ describe('data dir format', () => {
       await http(n.url, 'POST', '/v1/topics/f/records', [{ value: 'after' }]);
       expect((await http(n.url, 'GET', '/v1/topics/f/records?offset=0')).body.records.map((r: any) => r.value)).toEqual(['before', 'after']);
       await n.stop();
-      await writeFile(meta, JSON.stringify({ ...JSON.parse(await readFile(meta, 'utf8')), format: 99 }));
+      const fourMeta = JSON.parse(await readFile(meta, 'utf8'));
+      expect(fourMeta.cluster).toBe(false);
+      await writeFile(meta, JSON.stringify({ ...fourMeta, cluster: true }));
+      await expect(startNode({ dataDir: dir, startTimeoutMs: 20_000 })).rejects.toThrow(/made by a cluster node; a single node needs a data dir of its own/);
+      await writeFile(meta, JSON.stringify({ ...fourMeta, format: 99 }));
       await expect(startNode({ dataDir: dir, startTimeoutMs: 20_000 })).rejects.toThrow(/has format 99, this build reads 1, 2, 3, 4/);
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -267,8 +267,15 @@ export class ChicagoNode implements NodeApi {
   private async partitionCount(dir: string, clusterPartitions?: number): Promise<number> {
     const file = path.join(dir, 'chicago.json');
     try {
-      const meta = JSON.parse(await readFile(file, 'utf8')) as { format: number; partitions: number };
+      const meta = JSON.parse(await readFile(file, 'utf8')) as { format: number; partitions: number; cluster?: boolean };
       if (!DATA_FORMATS_READ.includes(meta.format)) throw new Error(`data dir ${dir} has format ${meta.format}, this build reads ${DATA_FORMATS_READ.join(', ')}`);
+      // A single node's dir holds every partition as its only copy; a cluster node's holds the replicas
+      // placed on it. Either read as the other would lose data (a single node's replicas taken for
+      // empty ones and replaced by a copy, a cluster node's partial partitions served as whole).
+      // Dirs made before the field was written say neither.
+      if (meta.cluster !== undefined && meta.cluster !== (clusterPartitions !== undefined)) {
+        throw new Error(`data dir ${dir} was made by ${meta.cluster ? 'a cluster node' : 'a single node'}; a ${clusterPartitions !== undefined ? 'cluster node' : 'single node'} needs a data dir of its own`);
+      }
       this.formatFound = meta.format;
       if (meta.format !== DATA_FORMAT) {
         await writeFileDurably(file, JSON.stringify({ ...meta, format: DATA_FORMAT }, null, 2) + '\n');
@@ -283,7 +290,7 @@ export class ChicagoNode implements NodeApi {
       return meta.partitions;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      const meta = { format: DATA_FORMAT, partitions: clusterPartitions ?? this.config.partitions, createdAtMs: Date.now(), nodeId: this.config.nodeId };
+      const meta = { format: DATA_FORMAT, partitions: clusterPartitions ?? this.config.partitions, cluster: clusterPartitions !== undefined, createdAtMs: Date.now(), nodeId: this.config.nodeId };
       await writeFileDurably(file, JSON.stringify(meta, null, 2) + '\n');
       return meta.partitions;
     }
