@@ -31,11 +31,6 @@ const FAST_READ_BYTES = 64 * 1024;
 const CHANGED_MAX = 64;
 /** chunks read from one file per pass before the others get their turn */
 const CHUNKS_PER_PASS = 8;
-/**
- * The longest gap between backup stat polls of watched, idle directories: watch events bring new
- * lines at once; the poll only catches what a watch misses (a network mount), within 5 s.
- */
-const IDLE_POLL_MS_MAX = 5000;
 /** times a rotated file found by a probe is looked for again when it was gone from that name at the open */
 const MOVED_RETRIES = 5;
 /** a gzipped copy still being written is waited for this long after it last grew */
@@ -255,14 +250,14 @@ export class FileSource {
   }
 
   /**
-   * The backup stat poll: every pollIntervalMs, backing off (doubling) to IDLE_POLL_MS_MAX while every
+   * The backup stat poll: every pollIntervalMs, backing off (doubling) to limits.agentIdlePollMsMax while every
    * directory is watched and nothing was read; a watch event or a read brings it back.
    */
   private schedule(): void {
     this.timer = setTimeout(() => {
       const read = this.stats.bytesRead !== this.bytesAtPoll;
       this.bytesAtPoll = this.stats.bytesRead;
-      this.pollMs = this.allWatched && !read ? Math.min(IDLE_POLL_MS_MAX, Math.max(this.cfg.pollIntervalMs, this.pollMs * 2)) : this.cfg.pollIntervalMs;
+      this.pollMs = this.allWatched && !read ? Math.min(limits.agentIdlePollMsMax, Math.max(this.cfg.pollIntervalMs, this.pollMs * 2)) : this.cfg.pollIntervalMs;
       this.kick();
       if (!this.stopped) this.schedule();
     }, this.pollMs);

@@ -109,6 +109,12 @@ export const limits = {
   agentBatchBuffersKeptMax: 4,
   /** kept batch buffers are dropped after this long without a batch (an idle agent holds none) */
   agentBatchBuffersIdleMs: 2_000,
+  /**
+   * the longest gap between the agent's backup stat polls of watched, idle directories: watch events
+   * bring new lines at once; the poll only catches what a watch misses (a network mount). Each pass
+   * over 1,000 idle files costs a few ms of CPU, so its pace is most of an idle agent's CPU.
+   */
+  agentIdlePollMsMax: 10_000,
   /** cross-thread call deadline: a worker that does not answer in time is a fault */
   workerCallTimeoutMs: 30_000,
   ttlSecondsMax: 10 * 365 * 24 * 3600,
