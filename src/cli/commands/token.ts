@@ -1,5 +1,4 @@
 // chicago token create: a new access token, printed once, and the line the node config needs.
-import YAML from 'yaml';
 import { hashSecret, newToken, parseScopes, parseToken, ScopeError } from '../../runtime/tokens.js';
 import { type Command, flag, parseDuration, str } from '../args.js';
 import { UsageError } from '../errors.js';
@@ -45,6 +44,8 @@ export const tokenCreate: Command = {
     if (flag(p, 'json')) return line(JSON.stringify({ token, entry }));
     await line(`token: ${token}`);
     await line('# shown once: keep it secret. Add this entry under security.tokens in the node config:');
+    // loaded here: yaml is most of the CLI's start-up time, and only this command prints it
+    const { default: YAML } = await import('yaml');
     await line(YAML.stringify([entry], { lineWidth: 0 }).trimEnd());
   },
 };
