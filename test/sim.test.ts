@@ -3,7 +3,7 @@
 // restarts, with a coordinator model doing CAS failover and in-sync maintenance, and invariants
 // checked after every event. A failing seed replays exactly with the command printed with it:
 //   SIM_SEED=123 SIM_STEPS=500 npx vitest run test/sim.test.ts     (full trace of that one seed;
-//   also SIM_NODES, SIM_COPIES=<n>|mixed, SIM_RETRIES=1, SIM_STRICT=1, SIM_QUIESCE_MS, SIM_PLANT, SIM_MOVES=0, SIM_ANTI_ENTROPY=0)
+//   also SIM_NODES, SIM_COPIES=<n>|mixed, SIM_RETRIES=1, SIM_STRICT=1, SIM_QUIESCE_MS, SIM_PLANT, SIM_MOVES=0, SIM_ANTI_ENTROPY=0, SIM_SINGLE=1)
 //   SIM_SEEDS=5000 SIM_STEPS=600 npx vitest run test/sim.test.ts
 import { describe, expect, it } from 'vitest';
 import { formatFailure, runSeed, PLANTS, type Plant, type SimOptions } from './sim/world.js';
@@ -13,6 +13,8 @@ import { slow } from './helpers/slow.js';
 const SEEDS = Number(process.env.SIM_SEEDS ?? 1000);
 const STEPS = Number(process.env.SIM_STEPS ?? 500);
 const FIRST = Number(process.env.SIM_FIRST ?? 1);
+/** seeds of partitions of one copy (N = 1) moving between nodes */
+const SINGLE_SEEDS = Number(process.env.SIM_SINGLE_SEEDS ?? 300);
 
 const base: Omit<SimOptions, 'seed'> = { steps: STEPS };
 
@@ -31,6 +33,7 @@ if (process.env.SIM_SEED) {
         plant: PLANTS.includes(env.SIM_PLANT as Plant) ? env.SIM_PLANT as Plant : undefined,
         moves: env.SIM_MOVES !== '0',
         antiEntropy: env.SIM_ANTI_ENTROPY !== '0',
+        single: env.SIM_SINGLE === '1',
       };
       const r = runSeed(opts);
       console.log(r.ok ? `seed ${seed} ok [${r.config}] ${JSON.stringify(r.stats)}\n${r.trace.join('\n')}` : formatFailure(r));
@@ -44,6 +47,14 @@ if (process.env.SIM_SEED) {
       console.log(`simulation: ${SEEDS} seeds, ${run.events} events, ${run.ms.toFixed(0)} ms`);
       expect(run.failures.map((f) => f.seed), report(run)).toEqual([]);
     }, slow(180_000));
+
+    it(`holds them for ${SINGLE_SEEDS} seeds of a partition of one copy moving between nodes, whose log has gaps`, async () => {
+      const run = await runSeeds(FIRST, SINGLE_SEEDS, { ...base, single: true }, 3);
+      console.log(`simulation (N = 1): ${SINGLE_SEEDS} seeds, ${run.events} events, ${run.ms.toFixed(0)} ms; ${JSON.stringify(run.stats)}`);
+      expect(run.failures.map((f) => f.seed), report(run)).toEqual([]);
+      // moves ([A] → [B,A] → [B]), full copies, a dropped node's stale copy coming back, catch-ups stopped at a gap
+      for (const k of ['moves', 'handOffs', 'snapshots', 'crashes', 'staleReturns', 'gapStops', 'okAll', 'okOne']) expect(run.stats[k], k).toBeGreaterThan(0);
+    }, slow(120_000));
 
     it('replays a seed exactly: same seed, same trace', async () => {
       for (const seed of [3, 77, 1234]) {
@@ -106,6 +117,18 @@ if (process.env.SIM_SEED) {
       const refused = await runSeeds(FIRST, 300, { ...base, plant: 'refuse-copied' }, 1);
       expect(refused.failures.length).toBeGreaterThan(0);
       expect(refused.failures[0].violation).toMatch(/^invariant 7: .*answered NOT_LEADER/);
+    });
+
+    it('catches a planted gap bug: catch-up that checks only where the log starts resends across a gap (N = 1)', async () => {
+      const gap = await runSeeds(FIRST, SINGLE_SEEDS, { ...base, single: true, plant: 'resend-gap' }, 1);
+      expect(gap.failures.length).toBeGreaterThan(0);
+      expect(gap.failures[0].violation).toMatch(/^invariant 8: .*a hole in the log/);
+    });
+
+    it('catches a planted log bug: a leader of a partition of N = 1 that writes no log entry while a move gives it followers', async () => {
+      const skip = await runSeeds(FIRST, 100, { ...base, single: true, plant: 'log-skip' }, 1);
+      expect(skip.failures.length).toBeGreaterThan(0);
+      expect(skip.failures[0].violation).toMatch(/^invariant 3: .* with no log entry/);
     });
 
     it('catches a planted anti-entropy bug: followers that compare the leader\'s digests with themselves never repair a divergence', async () => {

@@ -507,9 +507,10 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
 
 /**
  * A produce of records replicates as the batch the leader stored: followers store those bytes as
- * they are, and the log names them like any other batch (encodeLogEntry).
+ * they are, and the log names them like any other batch (encodeLogEntry). Exported for the
+ * simulator's checker, which keeps the entries a replica held alone wrote no log for.
  */
-function asBatch(cmd: Command, ops: Op[]): Command {
+export function asBatch(cmd: Command, ops: Op[]): Command {
   if (cmd.op !== 'produce' || cmd.batch || !cmd.records) return cmd;
   const put = ops.find((o) => o.type === 'put' && o.key[0] === K.Kind.batch);
   if (put?.type !== 'put') return cmd;

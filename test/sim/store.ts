@@ -16,11 +16,12 @@ export class MemStore {
   private readonly data = new Map<string, Buffer>();
   private sorted: string[] | undefined;
   /**
-   * Checker-only: the log entries a snapshot install stands for. A snapshot does not copy the
-   * replication log (K.snapshotRange), but the state it installs is the result of that history,
-   * so the checker still counts this replica as holding those entries. Durable like the rest.
+   * Checker-only: entries this store's state is the result of that its log does not hold. A
+   * snapshot does not copy the replication log (K.snapshotRange), and the one copy of a partition
+   * of N = 1 writes none (replica.ts write), so the checker keeps them here, in their logged form,
+   * and still counts this replica as holding them. Durable like the rest.
    */
-  private installedHistory = new Map<number, Buffer>();
+  private unlogged = new Map<number, Buffer>();
 
   get size(): number { return this.data.size; }
 
@@ -33,7 +34,7 @@ export class MemStore {
         this.data.set(k, op.value);
       } else if (op.type === 'del') {
         if (this.data.delete(hex(op.key))) this.sorted = undefined;
-        if (op.key[0] === K.Kind.log) this.installedHistory.delete(K.seqOfLogKey(op.key));
+        if (op.key[0] === K.Kind.log) this.unlogged.delete(K.seqOfLogKey(op.key));
       } else ranges.push(op);
     }
     for (const r of ranges) this.clear(r); // the worker runs range deletes after the batch
@@ -44,9 +45,9 @@ export class MemStore {
   clear(range: { gte: Uint8Array; lt: Uint8Array }): void {
     for (const [k] of this.range(range)) this.data.delete(k);
     this.sorted = undefined;
-    for (const s of this.installedHistory.keys()) {
+    for (const s of this.unlogged.keys()) {
       const k = K.logKey(s);
-      if (Buffer.compare(k, range.gte) >= 0 && Buffer.compare(k, range.lt) < 0) this.installedHistory.delete(s);
+      if (Buffer.compare(k, range.gte) >= 0 && Buffer.compare(k, range.lt) < 0) this.unlogged.delete(s);
     }
   }
 
@@ -87,7 +88,7 @@ export class MemStore {
 
   // ---- typed views used by the checker ----
 
-  logEntry(s: number): Buffer | undefined { return this.data.get(hex(K.logKey(s))) ?? this.installedHistory.get(s); }
+  logEntry(s: number): Buffer | undefined { return this.data.get(hex(K.logKey(s))) ?? this.unlogged.get(s); }
 
   /** the entries 1..seq this replica holds, from its log or the copy it installed */
   history(seq: number): Map<number, Buffer> {
@@ -99,7 +100,10 @@ export class MemStore {
     return h;
   }
 
-  installHistory(h: ReadonlyMap<number, Buffer>): void { this.installedHistory = new Map(h); }
+  installHistory(h: ReadonlyMap<number, Buffer>): void { this.unlogged = new Map(h); }
+
+  /** an entry applied here without a log entry (the one copy of a partition of N = 1) */
+  recordUnlogged(seq: number, entry: Buffer): void { this.unlogged.set(seq, entry); }
 
   meta(): PartitionMeta | undefined {
     const b = this.get(K.metaKey);

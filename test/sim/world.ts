@@ -17,6 +17,10 @@
 // - clients: puts, deletes, produces (some idempotent, some retried), group commits, acks all/one;
 // - the nemesis: crashes (memory lost, store kept), restarts (state rebuilt from the store),
 //   partitions, link degradation, a follower's store changed outside replication.
+// With `single`, the partition has one copy (N = 1): its replica set is placement's (placement.ts
+// planPartition with n = 1), applied by a controller model (cluster.ts control), so it moves between
+// nodes ([A] → [B,A] → [B]); the copy held alone writes no log entry, so the log has gaps, and the
+// checker takes those entries from the writes applied (MemStore.unlogged) instead of the log.
 // After every event the checker runs (checker section below); a violation stops the run with the
 // seed, the step and the trace of the last events.
 //
@@ -63,9 +67,9 @@ import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js'
 import { decodeBatch } from '../../src/protocol/batch.js';
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, decodeStoredBatch, metaOp, type Command, type Op, type WireRecord } from '../../src/actors/partition.js';
-import { canServeReads, carriesBatch, createReplica, encodeLogEntry, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
+import { asBatch, canServeReads, carriesBatch, createReplica, encodeLogEntry, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
 import { electSelf, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
-import { planPartition } from '../../src/cluster/placement.js';
+import { planPartition, replicasFor } from '../../src/cluster/placement.js';
 import { compareStep, digestChecks, digestSlices, shouldDigest, type CompareInput, type Comparison, type ReplicaSide } from '../../src/actors/anti-entropy.js';
 import type { DigestCheck, DigestReply } from '../../src/actors/messages.js';
 import { handOffStep, leaderSide, type HandOff, type HandOffInput, type LeaderSide } from '../../src/actors/handoff.js';
@@ -74,6 +78,7 @@ import { EventQueue } from './heap.js';
 import { MemStore, decodeEntry } from './store.js';
 import { loadState, restoreStoredHints } from '../../src/actors/recovery.js';
 import { catchUp } from '../../src/actors/catch-up.js';
+import type { Storage } from '../../src/actors/storage.js';
 import { copyPartAcked, nextCopyPart, type OutgoingCopy } from '../../src/actors/copy-send.js';
 import { abandonCopy, abandonStalledCopy, askForCopy, receivePart, type CopyHost, type Installing } from '../../src/actors/install.js';
 
@@ -122,9 +127,17 @@ export interface SimOptions {
    * that believes every replica is in sync and holds everything, so it may hand its leadership to
    * one that is not caught up; `digest-blind` has followers compare the leader's digests with
    * themselves, so a divergence is never repaired; `refuse-copied` has a replica that a full copy
-   * replaces answer its pending writes NOT_LEADER, though the copy may hold them.
+   * replaces answer its pending writes NOT_LEADER, though the copy may hold them; `resend-gap`
+   * feeds catch-up (src/actors/catch-up.ts) a log whose gaps it cannot see, so it resends across
+   * one; `log-skip` has a leader of a partition of N = 1 write no log entry while it has followers
+   * (a move), as if write() looked at N alone.
    */
   plant?: Plant;
+  /**
+   * Partitions of one copy (N = 1), placed on one node and moved between nodes by placement
+   * (a controller applies planPartition with n = 1): [A] → [B,A] → [B]. Implies `copies` 1.
+   */
+  single?: boolean;
   /**
    * Placement moves (default on): the partition's preferred leader changes now and then, as
    * rebalancing changes rendezvous ranks, and the leader hands its leadership over. Off for the
@@ -139,7 +152,7 @@ export interface SimOptions {
   antiEntropy?: boolean;
 }
 
-export const PLANTS = ['ack-early', 'read-applied', 'join-early', 'handoff-laggard', 'digest-blind', 'refuse-copied'] as const;
+export const PLANTS = ['ack-early', 'read-applied', 'join-early', 'handoff-laggard', 'digest-blind', 'refuse-copied', 'resend-gap', 'log-skip'] as const;
 export type Plant = typeof PLANTS[number];
 
 export interface SimResult {
@@ -202,6 +215,8 @@ interface SimNode {
    * until a copy replaces it, it is not compared with the others at the same position
    */
   tainted: boolean;
+  /** checker: the entries it held when a move dropped its copy (its acks may still be on the way) */
+  dropped?: Map<number, Buffer>;
 }
 
 interface Link {
@@ -223,14 +238,16 @@ interface Request {
   node: NodeId;
   sentAtMs: number;
   retryOf?: number;
-  /** set when the leader applied it: the log entry it made */
+  /** set when the leader applied it: the log entry it made (or would have made: MemStore.unlogged) */
   entry?: { seq: number; epoch: number; bytes: Buffer };
+  /** applied by a leader alone in its in-sync set: confirmed at once, so as durable as acks=all */
+  sole?: boolean;
   outcome?: { ok: boolean; code?: string; replicas?: number; res?: unknown; atMs: number };
 }
 
 type Ev =
   | { k: 'msg'; from: NodeId; to: NodeId; msg: PeerMessage }
-  // history: checker-only (MemStore.installedHistory), the log entries the copied state stands for
+  // history: checker-only (MemStore.unlogged), the log entries the copied state stands for
   | { k: 'snap'; from: NodeId; to: NodeId; epoch: number; copy: number; part: number; last: boolean; data: Array<[Buffer, Buffer]>; history: Map<number, Buffer>; tainted: boolean }
   /** messages.ts SnapshotAck: the follower wrote that part; its sender then sends the next */
   | { k: 'snapAck'; from: NodeId; to: NodeId; copy: number; part: number }
@@ -297,7 +314,11 @@ export class Sim {
   private readonly shown = new Map<number, string>();
   /** the highest seq any leader let readers see */
   private shownSeq = 0;
-  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0, handOffs: 0, divergences: 0, repairs: 0, refusedChecked: 0 };
+  readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0, handOffs: 0, divergences: 0, repairs: 0, refusedChecked: 0,
+    /** single: replica-set changes placement made, returns of a dropped node's stale copy, resends that stopped at a gap in the log */
+    moves: 0, staleReturns: 0, gapStops: 0,
+    /** acks counted from a replica a move dropped after it acked */
+    droppedCounted: 0 };
 
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
@@ -306,6 +327,7 @@ export class Sim {
       seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 2 * SNAPSHOT_ACK_TIMEOUT_MS, traceKeep: opts.traceKeep ?? 80,
       fullTrace: opts.fullTrace ?? false, retries: opts.retries ?? false,
       strictRecovery: opts.strictRecovery ?? false, plant: opts.plant, moves: opts.moves ?? true, antiEntropy: opts.antiEntropy ?? true,
+      single: opts.single ?? false,
     };
     const root = new Prng(opts.seed);
     const rConf = root.fork();
@@ -316,11 +338,12 @@ export class Sim {
     this.rPlace = root.fork(); // forked last: the other streams are those of runs without moves
     const n = opts.nodes ?? rConf.int(3, 5);
     this.ids = Array.from({ length: n }, (_, i) => nodeId(`n${i + 1}`));
-    this.copies = opts.copies === 'mixed' ? (n > 3 && rConf.chance(0.5) ? 3 : n) : Math.min(opts.copies ?? n, n);
+    this.copies = this.opts.single ? 1 : opts.copies === 'mixed' ? (n > 3 && rConf.chance(0.5) ? 3 : n) : Math.min(opts.copies ?? n, n);
     this.full = this.opts.fullTrace ? [] : undefined;
     for (const a of this.ids) for (const b of this.ids) if (a !== b) this.links.set(lk(a, b), this.healthyLink(rConf));
     const leader = rConf.pick(this.ids);
-    this.rec = { epoch: 1, leader, replicas: [...this.ids], isr: [...this.ids], rev: 1 };
+    const held = this.opts.single ? [leader] : this.ids;
+    this.rec = { epoch: 1, leader, replicas: [...held], isr: [...held], rev: 1 };
     for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), incomplete: false, snapshots: new Map(), comparison: {}, tainted: false, heardPos: new Map(), seqHistory: [], joining: new Map(), viewVersion: 0, lastViewAt: 0 });
     for (const node of this.nodes.values()) this.open(node);
     this.q.push(CHECK_EVERY_MS, { k: 'coord' });
@@ -334,7 +357,7 @@ export class Sim {
   }
 
   config(): string {
-    return `nodes=${this.ids.length} copies=${this.copies} leader=${this.rec.leader} steps=${this.opts.steps}`;
+    return `nodes=${this.ids.length} copies=${this.copies}${this.opts.single ? ' single' : ''} leader=${this.rec.leader} steps=${this.opts.steps}`;
   }
 
   private healthyLink(r: Prng): Link {
@@ -469,11 +492,34 @@ export class Sim {
     }
     if (m.type === 'write' && r.state.seq > before) {
       const req = this.requests.get(m.id);
-      const w = effects.find((e) => e.kind === 'write') as Extract<Effect, { kind: 'write' }> | undefined;
-      const logPut = w?.ops.find((o) => o.type === 'put' && o.key.equals(K.logKey(r.state.seq))) as Extract<Op, { type: 'put' }> | undefined;
-      if (req && logPut) req.entry = { seq: r.state.seq, epoch: decodeEntry(logPut.value).epoch, bytes: logPut.value };
+      const w = effects.find((e) => e.kind === 'write') as Extract<Effect, { kind: 'write' }>;
+      const isLogPut = (o: Op) => o.type === 'put' && o.key.equals(K.logKey(r.state.seq));
+      // planted bug: the log entry skipped whenever N = 1, though a move gave the leader followers
+      if (this.opts.plant === 'log-skip' && r.view.copies <= 1) w.ops = w.ops.filter((o) => !isLogPut(o));
+      const logPut = w.ops.find(isLogPut) as Extract<Op, { type: 'put' }> | undefined;
+      const entry = logPut?.value ?? this.unloggedEntry(n, m, w.ops);
+      if (req) req.entry = { seq: r.state.seq, epoch: decodeEntry(entry).epoch, bytes: entry };
+      if (req) req.sole = r.view.isr.every((x) => x === n.id);
     }
     this.execute(n, effects);
+  }
+
+  /**
+   * invariant 3 (no silent gap): only the one copy of a partition of N = 1 may write no log entry
+   * (a replica joining it finds the log short and gets a full copy); while it has followers, one
+   * that misses an append must find the entry in the log. The checker keeps the entry the write
+   * stands for, in its logged form, as the history of that replica (MemStore.unlogged).
+   */
+  private unloggedEntry(n: SimNode, m: Extract<ReplicaMessage, { type: 'write' }>, ops: Op[]): Buffer {
+    const r = n.replica!;
+    const seq = r.state.seq;
+    if (r.view.replicas.length !== 1 || r.view.copies > 1) {
+      throw new Violation(`invariant 3: ${n.id} wrote seq ${seq} with no log entry, with replicas [${r.view.replicas.join(',')}] and N=${r.view.copies}`);
+    }
+    const bytes = encodeLogEntry({ seq, epoch: r.state.epoch, now: this.now, cmd: asBatch(m.cmd, ops) });
+    this.checkLogEntry(n.id, K.logKey(seq), bytes);
+    n.store.recordUnlogged(seq, bytes);
+    return bytes;
   }
 
   private execute(n: SimNode, effects: Effect[]): void {
@@ -496,6 +542,7 @@ export class Sim {
           break;
         case 'drop': {
           // worker.ts: a copy still arriving is ignored, and the replica starts empty claiming no epoch
+          n.dropped = n.store.history(n.replica!.state.seq);
           n.installing = undefined;
           n.incomplete = false;
           n.store.clear(K.allRange);
@@ -531,9 +578,14 @@ export class Sim {
 
   /** worker.ts `resend`, through the same code (catch-up.ts). */
   private resend(n: SimNode, to: NodeId, fromSeq: number, at: number): void {
-    const c = catchUp(n.replica!, n.id, fromSeq, at, n.store);
+    const c = catchUp(n.replica!, n.id, fromSeq, at, this.opts.plant === 'resend-gap' ? gapBlind(n.store) : n.store);
     if (c.kind === 'logMissing') this.run1(n, { type: 'logMissing', to });
-    else this.send(n.id, to, c.msg);
+    else {
+      const last = c.msg.entries.at(-1)?.seq;
+      // entries resent up to a gap in the log (writes made while the copy was held alone)
+      if (last !== undefined && last < n.replica!.state.seq && !n.store.get(K.logKey(last + 1))) this.stats.gapStops++;
+      this.send(n.id, to, c.msg);
+    }
   }
 
   /** worker.ts abandonInstall, through the same code (install.ts). */
@@ -724,6 +776,7 @@ export class Sim {
     const n = this.nodes.get(ev.to)!;
     if (!n.up) return;
     if (!this.linkPasses(ev, flushed)) return;
+    if (ev.msg.t === 'append') this.checkContiguous(ev.from, ev.to, ev.msg);
     if (n.incomplete && ev.msg.t === 'append') {
       // worker.ts onPeer: entries wait for the copy (kept as hints); with none under way, a probe asks for one
       this.log(`${ev.to} ${n.installing ? 'installing' : 'incomplete'}: holds back ${describe(ev.msg)}`);
@@ -849,7 +902,22 @@ export class Sim {
       this.failover(n);
       this.maintainInSync(n);
       this.handOffLeadership(n);
+      this.control(n);
     }
+  }
+
+  /**
+   * cluster.ts control (single): the lowest node x hears from moves the replica set toward
+   * placement's; a move of leadership off a leader x hears from is the leader's own hand-off.
+   */
+  private control(x: SimNode): void {
+    if (!this.opts.single || this.ids.find((id) => this.alive(x.id, id)) !== x.id) return;
+    const rec = this.rec;
+    const next = this.planned(rec);
+    const same = (a: readonly NodeId[], b: readonly NodeId[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+    if (next.leader === rec.leader && same(next.replicas, rec.replicas) && same(next.isr, rec.isr)) return;
+    if (next.leader !== rec.leader && this.alive(x.id, rec.leader)) return;
+    this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `placement: replicas [${next.replicas.join(',')}]`, next });
   }
 
   private positionOf(x: SimNode, of: NodeId): [number, number] | undefined {
@@ -898,7 +966,7 @@ export class Sim {
 
   /** The record placement wants next (placement.ts planPartition over the simulator's members). */
   private planned(record: Omit<PartitionRecord, 'rev'> = this.rec): Omit<PartitionRecord, 'rev'> {
-    const p = planPartition(this.placeKey, this.ids, this.ids.length, { ...record, epoch: toEpoch(record.epoch) });
+    const p = planPartition(this.placeKey, this.ids, this.opts.single ? 1 : this.ids.length, { ...record, epoch: toEpoch(record.epoch) });
     return { epoch: p.epoch, leader: p.leader, replicas: p.replicas, isr: p.isr };
   }
 
@@ -977,6 +1045,7 @@ export class Sim {
     const before = this.rec;
     this.rec = { ...ev.next, rev: before.rev + 1 };
     if (ev.handOff) this.stats.handOffs++;
+    else if (before.replicas.join() !== this.rec.replicas.join()) this.stats.moves++;
     else if (before.epoch !== this.rec.epoch) this.stats.failovers++; else this.stats.isrChanges++;
     this.log(`coordinator: ${ev.why} → e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}]`);
     if (this.rec.epoch < before.epoch) throw new Violation('coordinator epoch went back');
@@ -991,7 +1060,10 @@ export class Sim {
     const up = this.ids.filter((id) => this.nodes.get(id)!.up);
     const down = this.ids.filter((id) => !this.nodes.get(id)!.up);
     if (roll < 0.20 && up.length > 1) {
-      const victim = r.chance(0.6) && this.nodes.get(this.rec.leader)!.up ? this.rec.leader : r.pick(up);
+      // single: often the replica a move is about to drop, so it comes back with a stale copy
+      const target = this.opts.single ? replicasFor(this.placeKey, this.ids, 1) : this.ids;
+      const leaving = this.rec.replicas.filter((x) => !target.includes(x) && this.nodes.get(x)!.up);
+      const victim = leaving.length > 0 && r.chance(0.5) ? leaving[0] : r.chance(0.6) && this.nodes.get(this.rec.leader)!.up ? this.rec.leader : r.pick(up);
       this.crash(this.nodes.get(victim)!);
       this.q.push(this.now + r.int(100, 2000), { k: 'restart', node: victim });
     } else if (roll < 0.30 && down.length > 0) {
@@ -1050,10 +1122,21 @@ export class Sim {
     this.stats.restarts++;
     n.up = true;
     this.open(n);
+    if (!this.rec.replicas.includes(n.id) && n.replica!.state.seq > 0) this.stats.staleReturns++; // dropped while it was down
     this.log(`${n.id} restarts: seq ${n.replica!.state.seq} e${n.replica!.state.epoch} role ${n.replica!.role}`);
   }
 
   // ---- the checker ----
+
+  /**
+   * invariant 8 (no silent gap): an append's entries follow its prevSeq without a hole, so a
+   * follower never takes a log with one (a leader whose log has a gap there sends a full copy)
+   */
+  private checkContiguous(from: NodeId, to: NodeId, m: Extract<PeerMessage, { t: 'append' }>): void {
+    m.entries.forEach((e, i) => {
+      if (e.seq !== m.prevSeq + 1 + i) throw new Violation(`invariant 8: ${from} sent ${to} an append after seq ${m.prevSeq} whose entry ${i} is seq ${e.seq}: a hole in the log it resends`);
+    });
+  }
 
   /** invariant 3 (log matching): one (seq, epoch) names one entry on every replica */
   private checkLogEntry(node: NodeId, key: Buffer, value: Buffer): void {
@@ -1165,12 +1248,16 @@ export class Sim {
 
   /**
    * nodes whose store holds exactly this log entry, in its log or among its hinted entries
-   * (crashed nodes count: their store is durable)
+   * (crashed nodes count: their store is durable), and nodes that held it when a move dropped
+   * their copy: an ack they sent before is counted by a leader whose view still lists them
    */
   private holdersOfEntry(seq: number, bytes: Buffer): NodeId[] {
     return this.ids.filter((id) => {
-      const store = this.nodes.get(id)!.store;
-      return store.logEntry(seq)?.equals(bytes) || asLogged(store.get(K.hintKey(seq)))?.equals(bytes);
+      const n = this.nodes.get(id)!;
+      if (n.store.logEntry(seq)?.equals(bytes) || asLogged(n.store.get(K.hintKey(seq)))?.equals(bytes)) return true;
+      const gone = !this.rec.replicas.includes(id) && n.dropped?.get(seq)?.equals(bytes) === true;
+      if (gone) this.stats.droppedCounted++;
+      return gone;
     });
   }
 
@@ -1204,10 +1291,20 @@ export class Sim {
 
   // ---- quiescence ----
 
+  /** the nodes that hold the partition (single: a dropped node's stale copy is no copy of it) */
+  private holding(): SimNode[] {
+    return [...this.nodes.values()].filter((n) => !this.opts.single || this.rec.replicas.includes(n.id));
+  }
+
   private converged(): boolean {
-    const ns = [...this.nodes.values()];
-    if (!ns.every((n) => n.up && !n.incomplete && n.snapshots.size === 0)) return false;
+    if (![...this.nodes.values()].every((n) => n.up && n.snapshots.size === 0)) return false;
+    const ns = this.holding();
+    if (!ns.every((n) => !n.incomplete)) return false;
     if (this.rec.isr.length !== this.rec.replicas.length) return false;
+    if (this.opts.single) {
+      const p = this.planned();
+      if (p.leader !== this.rec.leader || p.replicas.join() !== this.rec.replicas.join()) return false; // the move ends
+    }
     const leader = this.nodes.get(this.rec.leader)!;
     if (leader.replica!.role !== 'leader' || leader.replica!.state.epoch !== this.rec.epoch) return false;
     const s0 = leader.replica!.state.seq;
@@ -1218,7 +1315,7 @@ export class Sim {
 
   /** invariants 4 and 5 after quiescence */
   private finalCheck(): void {
-    const ns = [...this.nodes.values()];
+    const ns = this.holding();
     const leader = this.nodes.get(this.rec.leader)!;
     // 5. identical seq, state-machine keys and in-memory state
     // map order is not state (streams), and producer LRU order differs after a reload (note N1)
@@ -1232,12 +1329,13 @@ export class Sim {
         if (!a || !b || !a.equals(b)) throw new Violation(`invariant 3: after quiescence ${n.id} and ${leader.id} differ at seq ${s}`);
       }
     }
-    // 4. no acks=all write is lost
+    // 4. no acks=all write is lost, nor one its leader confirmed alone (N = 1: a move must keep them)
     for (const req of this.requests.values()) {
       const o = req.outcome;
-      if (!o?.ok || req.acks !== 'all') continue;
+      if (!o?.ok || (req.acks !== 'all' && !req.sole)) continue;
       for (const n of ns) this.checkDurable(req, n);
     }
+    this.checkOnce(leader);
     // 7. a write refused outright (an error other than OUTCOME_UNKNOWN, which a client retries as
     // not done) left no entry in the history
     for (const req of this.requests.values()) {
@@ -1250,8 +1348,28 @@ export class Sim {
     }
   }
 
+  /**
+   * invariant 9 (no write twice): every value a client writes is unique, so the history holds each
+   * put's at most once and the streams each produced record at most once (a retry deduplicated,
+   * an entry never applied twice across a move or a catch-up)
+   */
+  private checkOnce(leader: SimNode): void {
+    const seen = new Map<string, string>();
+    const once = (v: string, where: string) => {
+      const prev = seen.get(v);
+      if (prev !== undefined) throw new Violation(`invariant 9: ${leader.id} holds ${v} twice: ${prev} and ${where}`);
+      seen.set(v, where);
+    };
+    for (const e of this.logOf(leader)) if (e.cmd.op === 'kvPut') once(Buffer.from(e.cmd.value).toString(), `seq ${e.seq}`);
+    for (const st of leader.replica!.state.streams.values()) {
+      for (const [k, b] of leader.store.range(K.batchRange(st.topicId, st.tp))) {
+        for (const x of decodeStoredBatch(b).r) once(Buffer.from(x[1]).toString(), `stream ${st.topicId}:${st.tp} batch ${k.slice(-16)}`);
+      }
+    }
+  }
+
   private checkDurable(req: Request, n: SimNode): void {
-    const lost = (why: string) => new Violation(`invariant 4: acked write #${req.id} ${describeOp(req.op)} (acks=all, ok replicas=${req.outcome!.replicas} at ${req.outcome!.atMs} ms) is lost on ${n.id}: ${why}`);
+    const lost = (why: string) => new Violation(`invariant 4: acked write #${req.id} ${describeOp(req.op)} (acks=${req.acks}, ok replicas=${req.outcome!.replicas} at ${req.outcome!.atMs} ms) is lost on ${n.id}: ${why}`);
     if (req.entry) {
       const got = n.store.logEntry(req.entry.seq);
       if (!got?.equals(req.entry.bytes)) throw lost(`seq ${req.entry.seq} holds ${got ? describeEntry(decodeEntry(got)) : 'nothing'}`);
@@ -1340,6 +1458,7 @@ function replayCommand(o: SimOptions): string {
   if (o.strictRecovery) env.push('SIM_STRICT=1');
   if (o.quiesceMs !== undefined) env.push(`SIM_QUIESCE_MS=${o.quiesceMs}`);
   if (o.plant) env.push(`SIM_PLANT=${o.plant}`);
+  if (o.single) env.push('SIM_SINGLE=1');
   if (o.moves === false) env.push('SIM_MOVES=0');
   if (o.antiEntropy === false) env.push('SIM_ANTI_ENTROPY=0');
   return `${env.join(' ')} npx vitest run test/sim.test.ts`;
@@ -1360,3 +1479,23 @@ export function formatFailure(r: SimResult): string {
 }
 
 export function hashOf(s: string): string { return createHash('sha1').update(s).digest('hex').slice(0, 12); }
+
+/**
+ * A store whose log looks gap-free to catch-up after its first entry (planted bug `resend-gap`):
+ * catch-up then checks only that the log starts where the follower is, and resends across a gap
+ * further on.
+ */
+function gapBlind(store: MemStore): Storage {
+  return {
+    get: (key) => store.get(key),
+    clear: (range) => store.clear(range),
+    *iterate(range) {
+      if (range.gte[0] !== K.Kind.log) { yield* store.iterate(range); return; }
+      let seq: number | undefined;
+      for (const [k, v] of store.iterate(range)) {
+        seq = seq === undefined ? K.seqOfLogKey(k) : seq + 1;
+        yield [K.logKey(seq), v];
+      }
+    },
+  };
+}
