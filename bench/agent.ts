@@ -3,7 +3,7 @@
 // fixed open-loop rate, and RSS / idle CPU while 1,000 files are watched.
 //
 //   node dist/bench/agent.js [--quick] [--lines N] [--rate 10000] [--latency-s 20] [--files 1000]
-//                            [--idle-s 60] [--only throughput,latency,idle] [--no-rsyslog]
+//                            [--idle-s 60] [--settle-s 5] [--only throughput,latency,idle] [--no-rsyslog]
 //                            [--cpu-prof DIR] [--out DIR]
 //
 // The agent ships to one local node (a temp data dir) that the bench starts; rsyslog is a private
@@ -18,6 +18,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Histogram } from 'hdr-histogram-js';
 import { ChicagoClient } from '../src/client/index.js';
+import { limits } from '../src/runtime/limits.js';
 import { newHistogram, recordUs, summarize, type LatencySummary } from './openloop.js';
 import { type LoggedProc, MachineSampler, machineInfo, readProc, repoRoot, round1, spawnLogged, spawnNode, type SpawnedNode, waitFor } from './proc.js';
 
@@ -35,6 +36,7 @@ const { values } = parseArgs({
     'warmup-s': { type: 'string' },
     files: { type: 'string' },
     'idle-s': { type: 'string' },
+    'settle-s': { type: 'string' },
     only: { type: 'string' },
     'no-rsyslog': { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
@@ -49,6 +51,7 @@ const LATENCY_S = Number(values['latency-s'] ?? (quick ? 5 : 20));
 const WARMUP_S = Number(values['warmup-s'] ?? (quick ? 1 : 2));
 const FILES = Number(values.files ?? 1000);
 const IDLE_S = Number(values['idle-s'] ?? (quick ? 10 : 60));
+const SETTLE_S = Number(values['settle-s'] ?? (quick ? 2 : 5));
 const TIMEOUT_S = Number(values['timeout-s'] ?? 300);
 const only = values.only?.split(',').map((s) => s.trim());
 const wanted = (part: string): boolean => !only || only.includes(part);
@@ -105,7 +108,7 @@ async function startAgent(work: string, url: string, glob: string, extra: string
   // profiled: node runs the same file with the flags the shell line would add (--cpu-prof is not
   // allowed in NODE_OPTIONS)
   const p = values['cpu-prof']
-    ? spawnProc(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${resolve(values['cpu-prof'])}`, '--max-semi-space-size=2', bin, 'agent', '--config', conf], 'agent',
+    ? spawnProc(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${resolve(values['cpu-prof'])}`, `--max-semi-space-size=${process.env.CHICAGO_AGENT_SEMI_SPACE_MB || limits.agentSemiSpaceMb}`, bin, 'agent', '--config', conf], 'agent',
       { ...process.env, MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072' })
     : spawnProc(bin, ['agent', '--config', conf], 'agent');
   await waitFor('the agent to run', () => p.out.some((l) => l.includes('"msg":"agent running"')), 30_000, () => p.out.slice(-20).join('\n'));
@@ -305,7 +308,9 @@ async function measureIdle(pid: number, inDir: string, count: () => Promise<numb
   for (let i = 0; i < FILES; i++) writeFileSync(join(inDir, `f${String(i).padStart(4, '0')}.log`), line(i, 0));
   await waitFor(`${FILES} files to be shipped`, async () => (await count()) >= FILES, TIMEOUT_S * 1000);
   const shippedIn = round3((performance.now() - t0) / 1000);
-  await sleep(quick ? 2000 : 5000); // settle: a rotated-idle timer, a last checkpoint
+  // settle: a rotated-idle timer, a last checkpoint, the compaction 2–4 s after the last read (V8
+  // shrinks a young generation the burst grew later, once a collection finds little allocation)
+  await sleep(SETTLE_S * 1000);
   const c0 = cpuS(pid);
   const w0 = performance.now();
   let rssMax = 0;
@@ -463,7 +468,7 @@ async function main(): Promise<void> {
       bench: 'agent-vs-rsyslog',
       startedAt,
       machine: { ...machineInfo(), loadAvgAtStart: load0, loadAvgAtEnd: loadavg().map(round2), busyPctOverRun: load?.busyPct },
-      settings: { lineBytes: LINE_BYTES, lines: LINES, rate: RATE, warmupS: WARMUP_S, latencyS: LATENCY_S, files: FILES, idleS: IDLE_S },
+      settings: { lineBytes: LINE_BYTES, lines: LINES, rate: RATE, warmupS: WARMUP_S, latencyS: LATENCY_S, files: FILES, settleS: SETTLE_S, idleS: IDLE_S },
       sinks: {
         agent: 'one local Chicago node (fresh temp data dir), topic with 1 partition, acks=all; done = the partition end offset reaches N (polled every 20 ms); latency = a WebSocket tail from earliest',
         rsyslog: 'omfwd TCP (template %msg%\\n, default queues) to a receiver in the bench process that counts newlines (latency: parses each line)',

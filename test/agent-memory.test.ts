@@ -1,5 +1,5 @@
-// What keeps the agent small: bin/chicago.js caps V8's young generation for `chicago agent` (V8 sizes
-// it only at start), the heap is compacted once after a burst of reading, and a quiet file holds its
+// What keeps the agent small: bin/chicago.js caps V8's young generation for `chicago agent` (V8 takes
+// the cap only at start), the heap is compacted once after a burst of reading, and a quiet file holds its
 // bytes in memory of their own. The RSS itself is measured by bench/agent.ts (1,000 files).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { COMPACT_AFTER_BYTES, COMPACT_INTERVAL_MS_MIN, type CompactState, decideCompact } from '../src/agent/compact.js';
+import { limits } from '../src/runtime/limits.js';
 import { mallocTrim } from '../src/runtime/malloc-trim.js';
 import { cliPath, OutputRing, repoRoot } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
@@ -68,11 +69,11 @@ describe('bin/chicago.js starts the agent with a capped young generation', () =>
     return { argv, out: out.text() };
   }
 
-  it('passes --max-semi-space-size=2 unless NODE_OPTIONS has one; an agent started without it says so', async () => {
+  it('passes --max-semi-space-size=limits.agentSemiSpaceMb unless NODE_OPTIONS has one; an agent started without it says so', async () => {
     const bin = path.join(repoRoot, 'bin', 'chicago.js');
     const env = { NODE_OPTIONS: '', CHICAGO_AGENT_SEMI_SPACE_MB: undefined };
     const viaBin = await agentArgs([bin], env);
-    expect(viaBin.argv).toContain('--max-semi-space-size=2');
+    expect(viaBin.argv).toContain(`--max-semi-space-size=${limits.agentSemiSpaceMb}`);
     expect(viaBin.out).not.toContain('young generation is not capped');
 
     const given = await agentArgs([bin], { NODE_OPTIONS: '--max-semi-space-size=4' });

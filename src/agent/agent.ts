@@ -1,5 +1,6 @@
 // `chicago agent`: the spool, one FileSource per configured source, one Shipper per task.
 // Everything else the agent ships (journald, scripts, health, alerts) writes through sink(task, topic).
+import { limits } from '../runtime/limits.js';
 import { createLogger, type Logger } from '../runtime/log.js';
 import { startIdleCompaction } from './compact.js';
 import { type AgentConfig, loadAgentConfig } from './config.js';
@@ -144,11 +145,11 @@ export class Agent {
 
 /**
  * V8 grows its young generation to 2 × 16 MiB under a burst of reads (1,000 files at start) and
- * keeps it: a third of the agent's RSS. V8 sizes it only at start, so bin/chicago.js passes
+ * keeps it: a third of the agent's RSS. V8 takes its cap only at start, so bin/chicago.js passes
  * --max-semi-space-size=AGENT_SEMI_SPACE_MB to node for `chicago agent`; an agent started some
  * other way says so once.
  */
-export const AGENT_SEMI_SPACE_MB = 2;
+export const AGENT_SEMI_SPACE_MB = limits.agentSemiSpaceMb;
 function youngGenerationCapped(): boolean {
   return [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => a.startsWith('--max-semi-space-size'));
 }

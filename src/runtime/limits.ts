@@ -46,6 +46,12 @@ export const limits = {
    * thread a replicated write passes through (runtime/young-gc.ts serverSemiSpaceMb)
    */
   serverSemiSpaceMb: 2,
+  /**
+   * V8's largest semi-space for `chicago agent` (bin/chicago.js; CHICAGO_AGENT_SEMI_SPACE_MB): V8 starts
+   * it at 1 MiB and grows it only under a high line rate, where fewer scavenges promote fewer read
+   * pieces; V8 shrinks it again once a collection finds little allocation (docs/agent.md "Memory")
+   */
+  agentSemiSpaceMb: 4,
   /** a record batch up to this size travels inside the gateway's message to a worker; a larger one in a transferred buffer of its own */
   workerInlineBatchBytesMax: 4 * KiB,
   /** messages a worker may have queued but not yet drained before replication traffic from other nodes is dropped */
