@@ -118,7 +118,7 @@ export const limits = {
   /**
    * the longest gap between the agent's backup stat polls of watched, idle directories: watch events
    * bring new lines at once; the poll only catches what a watch misses (a network mount). Each pass
-   * over 1,000 idle files costs a few ms of CPU, so its pace is most of an idle agent's CPU.
+   * over 1,000 idle files costs a few ms of CPU: at 5 s about half of an idle agent's CPU.
    */
   agentIdlePollMsMax: 10_000,
   /** cross-thread call deadline: a worker that does not answer in time is a fault */
