@@ -72,11 +72,11 @@ export function kvKey(keyspace: string, key: Uint8Array): Buffer {
     lastKeyspace = keyspace;
   }
   const ks = lastKeyspaceBytes;
-  const out = Buffer.allocUnsafe(1 + ks.length + 1 + key.length);
+  const out = Buffer.allocUnsafe(1 + ks.length + SEP.length + key.length);
   out[0] = Kind.kv;
   out.set(ks, 1);
-  out[1 + ks.length] = 0; // SEP
-  out.set(key, 2 + ks.length);
+  out.set(SEP, 1 + ks.length);
+  out.set(key, 1 + ks.length + SEP.length);
   return out;
 }
 export function kvPrefix(keyspace: string, prefix: Uint8Array = new Uint8Array(0)): Buffer {
