@@ -14,7 +14,9 @@ export default defineConfig({
     hookTimeout: slow(120_000),
     expect: { poll: { timeout: slow(1_000) } },
     pool: 'forks',
-    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    // three forks on two cores: about half of a file's time is waiting (services starting, polls,
+    // timeouts), which a third fork fills
+    poolOptions: { forks: { maxForks: 3, minForks: 1 } },
     sequence: { sequencer: SlowestFirst },
     reporters: ['default'],
   },
