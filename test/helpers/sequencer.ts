@@ -1,4 +1,4 @@
-// Runs the slowest files first, so the two forks finish together instead of one of them starting
+// Runs the slowest files first, so the forks finish together instead of one of them starting
 // a minute-long file near the end while the other idles. A clean clone has no vitest cache of
 // durations (which would order by them), so the order comes from this list: the slowest files of
 // a full run under load, longest first. A file missing from it runs after them, in name order.
