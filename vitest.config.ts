@@ -9,7 +9,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     exclude: ['test/long/**', 'node_modules/**', 'dist/**'],
-    setupFiles: ['test/helpers/loop-guard.ts'],
+    setupFiles: ['test/helpers/loop-guard.ts', 'test/helpers/scratch.ts'],
     testTimeout: slow(60_000),
     hookTimeout: slow(120_000),
     expect: { poll: { timeout: slow(1_000) } },

@@ -6,7 +6,7 @@ export default defineConfig({
   test: {
     include: ['test/long/**/*.test.ts'],
     exclude: ['node_modules/**', 'dist/**'],
-    setupFiles: ['test/helpers/loop-guard.ts'],
+    setupFiles: ['test/helpers/loop-guard.ts', 'test/helpers/scratch.ts'],
     testTimeout: 3_600_000,
     hookTimeout: 300_000,
     pool: 'forks',

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { COMPACT_AFTER_BYTES, COMPACT_INTERVAL_MS_MIN, type CompactState, decideCompact } from '../src/agent/compact.js';
 import { limits } from '../src/runtime/limits.js';
 import { mallocTrim } from '../src/runtime/malloc-trim.js';
-import { cliPath, OutputRing, repoRoot } from './helpers/launcher.js';
+import { cliPath, killOnExit, OutputRing, repoRoot } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 
 describe('compaction after a burst (pure)', () => {
@@ -60,6 +60,7 @@ describe('bin/chicago.js starts the agent with a capped young generation', () =>
     await writeFile(config, ['node: { url: "http://127.0.0.1:9" }', 'host: mem', 'spool: { dir: ./spool }', 'sources:', '  - { task: app, paths: [./logs/*.log], topic: mem }'].join('\n'));
     const p = spawn(cmd[0], [...cmd.slice(1), 'agent', '--config', config], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     procs.push(p);
+    killOnExit(p);
     const out = new OutputRing();
     p.stdout!.setEncoding('utf8').on('data', (c: string) => out.feed(c));
     await out.waitFor(/"msg":"agent config"/, slow(15_000));

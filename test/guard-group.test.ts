@@ -11,7 +11,7 @@ import path from 'node:path';
 import { ChicagoClient, type Producer, type TailStream } from '../src/client/index.js';
 import { recordPartition } from '../src/runtime/hash.js';
 import { decodeRecord, type DecisionRecord } from '../src/guard/store.js';
-import { cliPath, type NodeHandle, repoRoot, startNode } from './helpers/launcher.js';
+import { cliPath, killOnExit, type NodeHandle, repoRoot, startNode } from './helpers/launcher.js';
 import { createChicagoTopic, waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
 
@@ -51,6 +51,7 @@ async function startGuard(id: string): Promise<GuardProc> {
     'logLevel: info',
   ].join('\n'));
   const proc = spawn(process.execPath, [cliPath, 'guard', '--config', config], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  killOnExit(proc);
   const g: GuardProc = { id, proc, log: [], owned: new Set(), exited: new Promise((r) => proc.once('close', r)) };
   let buf = '';
   proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {

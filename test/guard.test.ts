@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { ChicagoClient, type Producer } from '../src/client/index.js';
 import { guardMiddleware } from '../src/guard/middleware.js';
-import { cliPath, type NodeHandle, OutputRing, repoRoot, runCli, startNode } from './helpers/launcher.js';
+import { cliPath, killOnExit, type NodeHandle, OutputRing, repoRoot, runCli, startNode } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 import { addNftNamespace, deleteNamespace } from './helpers/netns.js';
 import { waitUntil } from './helpers/bridge.js';
@@ -38,7 +38,7 @@ function startGuard(): GuardProc {
   proc.stdout!.setEncoding('utf8').on('data', (c: string) => stdout.feed(c));
   proc.stderr!.setEncoding('utf8').on('data', (c: string) => stdout.feed(c));
   const exited = new Promise((resolve) => proc.once('close', resolve));
-  process.once('exit', () => proc.kill('SIGKILL'));
+  killOnExit(proc);
   const g = { proc, stdout, exited };
   guards.push(g);
   return g;

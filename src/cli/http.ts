@@ -1,9 +1,12 @@
 // The one HTTP call helper: every request has a deadline, and every failure becomes a CliError
 // with the exit code scripts expect (2 the node said no, 3 the node could not be reached).
+// Requests go through node:http(s), not fetch: fetch's first call compiles undici's WebAssembly
+// HTTP parser, which costs a CLI run more CPU than everything else it does.
 import { type Parsed, parseDuration, str, flag } from './args.js';
 import { CliError, EXIT, ServerError, UsageError } from './errors.js';
+import { limits } from '../runtime/limits.js';
 import { authHeader, resolveToken, TokenFileError } from '../client/token.js';
-import { caDispatcher, CaFileError, readCa } from '../client/tls.js';
+import { CaFileError, readCa } from '../client/tls.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:7070';
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -31,8 +34,8 @@ export class Http {
 
   /** The parsed JSON answer; undefined for an empty one (204). */
   json<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T | undefined> {
-    return this.exchange(method, path, opts, async (res) => {
-      const text = await res.text();
+    return this.exchange(method, path, opts, (res) => {
+      const text = res.body.toString('utf8');
       return text === '' ? undefined : (JSON.parse(text) as T);
     });
   }
@@ -46,14 +49,14 @@ export class Http {
 
   /** The body as bytes; undefined when the node says the thing is absent (404 NOT_FOUND). */
   bytes(method: string, path: string, opts: RequestOptions = {}): Promise<Uint8Array | undefined> {
-    return this.exchange(method, path, opts, async (res) => new Uint8Array(await res.arrayBuffer()), true);
+    return this.exchange(method, path, opts, (res) => new Uint8Array(res.body.buffer, res.body.byteOffset, res.body.byteLength), true);
   }
 
   private async exchange<T>(
     method: string,
     path: string,
     opts: RequestOptions,
-    read: (res: Response) => Promise<T>,
+    read: (res: Answer) => T,
     absentOk = false,
   ): Promise<T | undefined> {
     const url = new URL(path, this.base);
@@ -64,9 +67,9 @@ export class Http {
     const { body, headers } = encodeBody(opts.body);
     try {
       // The signal covers the body read too, so a node that stalls mid-response still times out.
-      const res = await fetch(url, { method, body, headers: { ...headers, ...authHeader(this.token) }, signal, ...({ dispatcher: caDispatcher(this.ca) } as RequestInit) });
-      if (res.ok) return await read(res);
-      const err = await serverError(res);
+      const res = await send(url, method, { ...headers, ...authHeader(this.token) }, body, signal, this.ca);
+      if (res.status >= 200 && res.status < 300) return read(res);
+      const err = serverError(res);
       if (absentOk && res.status === 404 && err.code === 'NOT_FOUND') return undefined;
       throw err;
     } catch (err) {
@@ -76,12 +79,12 @@ export class Http {
 
   private translate(err: unknown, deadlineMs: number): unknown {
     if (err instanceof CliError) return err;
-    const e = err as Error & { cause?: { code?: string; message?: string } };
+    const e = err as Error & { code?: string; cause?: { code?: string; message?: string } };
     // The caller's own abort (Ctrl-C) is not a failure; let it through for the caller to see.
     if (e.name === 'AbortError') return err;
     const where = this.base.origin;
     if (e.name === 'TimeoutError') return new CliError(EXIT.unreachable, `no answer from ${where} within ${deadlineMs} ms`);
-    const code = e.cause?.code;
+    const code = e.code ?? e.cause?.code;
     if (code === 'ECONNREFUSED') {
       return new CliError(
         EXIT.unreachable,
@@ -92,17 +95,61 @@ export class Http {
   }
 }
 
-function encodeBody(body: unknown): { body?: BodyInit; headers: Record<string, string> } {
+function encodeBody(body: unknown): { body?: Uint8Array | string; headers: Record<string, string> } {
   if (body === undefined) return { headers: {} };
-  if (body instanceof Uint8Array) {
-    // The CLI's bytes come from argv or stdin, never from shared memory, which fetch refuses.
-    return { body: body as Uint8Array<ArrayBuffer>, headers: { 'content-type': 'application/octet-stream' } };
-  }
+  if (body instanceof Uint8Array) return { body, headers: { 'content-type': 'application/octet-stream' } };
   return { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } };
 }
 
-async function serverError(res: Response): Promise<ServerError> {
-  const text = await res.text();
+/** A whole answer, held in memory: the node's answers fit in a frame (limits.frameBytesMax). */
+interface Answer { status: number; statusText: string; body: Buffer }
+
+/**
+ * One request. It settles once: with the answer, with the transport's error (ECONNREFUSED, a TLS
+ * failure, a reset), or with the signal's reason (a TimeoutError, or the caller's abort) even when the
+ * node stalls half-way through the answer. `ca` (PEM) is trusted for https:// in place of the system CAs.
+ */
+async function send(url: URL, method: string, headers: Record<string, string>, body: Uint8Array | string | undefined, signal: AbortSignal, ca: string | undefined): Promise<Answer> {
+  // https (and tls with it) loads only for https:// URLs
+  const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  signal.throwIfAborted();
+  return new Promise<Answer>((resolve, reject) => {
+    const onAbort = () => {
+      req.destroy();
+      reject(signal.reason);
+    };
+    const req = request(url, { method, headers, ...(ca ? { ca } : {}) }, (res) => {
+      const chunks: Buffer[] = [];
+      let bytes = 0;
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+        // the node never answers with more than a frame; anything larger is not the node talking
+        if (bytes > limits.frameBytesMax) res.destroy(Object.assign(new Error(`an answer over ${limits.frameBytesMax} bytes`), { code: 'ANSWER_TOO_LARGE' }));
+        else chunks.push(c);
+      });
+      res.once('end', () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve({ status: res.statusCode ?? 0, statusText: res.statusMessage ?? '', body: Buffer.concat(chunks) });
+      });
+      res.on('error', fail);
+      // a node that dies mid-answer: the socket closes before the end
+      res.once('close', () => {
+        if (!res.complete) fail(Object.assign(new Error('the connection closed before the whole answer came'), { code: 'ECONNRESET' }));
+      });
+    });
+    // `on`, not `once`: a request can report more than one error, and the later ones must not go unhandled
+    function fail(err: Error) {
+      signal.removeEventListener('abort', onAbort);
+      reject(signal.aborted ? signal.reason : err);
+    }
+    req.on('error', fail);
+    signal.addEventListener('abort', onAbort, { once: true });
+    req.end(body);
+  });
+}
+
+function serverError(res: Answer): ServerError {
+  const text = res.body.toString('utf8');
   try {
     const { error } = JSON.parse(text) as { error?: { code?: string; message?: string; retryable?: boolean } };
     if (error?.code) return new ServerError(res.status, error.code, error.message ?? '', error.retryable === true);

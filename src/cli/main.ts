@@ -1,65 +1,10 @@
-// `chicago <command>`: finds the command, parses its flags, runs it, and turns the outcome into
-// an exit code (see errors.ts).
-import { type Command, type Parsed, int, parse, str } from './args.js';
+// `chicago <command>`: finds the command (catalog.ts), parses its flags, runs it, and turns the
+// outcome into an exit code (see errors.ts).
+import { type Command, type Parsed, parse } from './args.js';
 import { CliError, EXIT, UsageError } from './errors.js';
 import { DEFAULT_URL } from './http.js';
-import { agent } from './commands/agent.js';
-import { agentRun } from './commands/agent-run.js';
-import { agentStatus, alerts, hosts } from './commands/hosts.js';
-import { guardCommands } from './commands/guard.js';
-import { bridge, groupLag, kafkaTail } from './commands/bridge.js';
-import { kvCommands } from './commands/kv.js';
-import { produce } from './commands/produce.js';
-import { groupMembers, groupOffsets, status } from './commands/status.js';
-import { groupReset } from './commands/group-reset.js';
-import { groupDelete } from './commands/group-delete.js';
-import { tail } from './commands/tail.js';
-import { topicCommands } from './commands/topic.js';
-import { tokenCreate } from './commands/token.js';
+import { bench, commands } from './catalog.js';
 
-const server: Command = {
-  name: 'server',
-  synopsis: '[--config FILE] [--data-dir DIR] [--host H] [--port P] [--node-id ID] [--etcd ENDPOINTS] [--insecure]',
-  summary: 'run a node; without --etcd it is a single-node cluster, with it it joins the cluster in that etcd',
-  options: {
-    config: { type: 'string' },
-    'data-dir': { type: 'string' },
-    host: { type: 'string' },
-    port: { type: 'string' },
-    'node-id': { type: 'string' },
-    etcd: { type: 'string' },
-    insecure: { type: 'boolean' },
-  },
-  args: [0, 0],
-  async run(p) {
-    // Loaded on demand: the node pulls in RocksDB and uWS, which the client commands never need.
-    const { runServer } = await import('../server/main.js');
-    await runServer({
-      config: str(p, 'config'),
-      dataDir: str(p, 'data-dir'),
-      host: str(p, 'host'),
-      port: int(p, 'port', 0, 65535),
-      nodeId: str(p, 'node-id'),
-      etcd: str(p, 'etcd'),
-      insecure: p.values.insecure === true ? true : undefined,
-    });
-  },
-};
-
-// bench parses its own flags (they depend on the scenario); it only needs SCENARIO here.
-const bench: Command = {
-  name: 'bench',
-  synopsis: 'SCENARIO [--rate R] [--duration S] [--json FILE] ...',
-  summary: 'open-loop load against a node; SCENARIO is kv-put, kv-get, produce, produce-tail, idle, noop or cluster-… (chicago bench --help)',
-  options: {},
-  args: [1, Infinity],
-  async run(p) {
-    const { runBench } = await import('../../bench/cli.js');
-    await runBench(p.positionals[0], p.positionals.slice(1));
-  },
-};
-
-const commands: Command[] = [server, ...kvCommands, ...topicCommands, produce, tail, groupOffsets, groupMembers, groupReset, groupDelete, groupLag, status, bridge, kafkaTail, tokenCreate, agent, agentRun, agentStatus, hosts, alerts, ...guardCommands, bench];
 const byName = new Map(commands.map((c) => [c.name, c]));
 /** words that only make sense with a subcommand after them */
 const groups = new Set(commands.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]));

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { OutputRing, repoRoot } from './launcher.js';
+import { killOnExit, OutputRing, repoRoot } from './launcher.js';
 import { slow } from './slow.js';
 
 export const bridgeModule = path.join(repoRoot, 'dist/src/bridge/main.js');
@@ -29,6 +29,7 @@ export function spawnBridge(configFile: string): BridgeProc {
   if (!existsSync(bridgeModule)) throw new Error(`${bridgeModule} is missing: run \`npm run build\` first`);
   const script = `const m = await import(${JSON.stringify(bridgeModule)}); await m.runBridge(${JSON.stringify(configFile)});`;
   const proc = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  killOnExit(proc);
   const stdout = new OutputRing();
   const stderr = new OutputRing();
   proc.stdout!.setEncoding('utf8').on('data', (c: string) => stdout.feed(c));

@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { OutputRing, repoRoot } from './launcher.js';
+import { killOnExit, OutputRing, repoRoot } from './launcher.js';
 import { slow } from './slow.js';
 import { Agent } from 'undici';
 
@@ -113,6 +113,7 @@ export async function startEtcd(opts: { name?: string; tls?: { certFile: string;
       ...(tls ? ['--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caFile, '--client-cert-auth'] : []),
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
+    killOnExit(proc);
     proc.stdout!.setEncoding('utf8').on('data', (c: string) => output.feed(c));
     proc.stderr!.setEncoding('utf8').on('data', (c: string) => output.feed(c));
     const deadline = Date.now() + READY_TIMEOUT_MS;

@@ -7,8 +7,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { killOnExit } from './children.js';
 import { slow } from './slow.js';
 import { caDispatcher } from '../../src/client/tls.js';
+
+export { killOnExit };
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const cliPath = path.join(repoRoot, 'dist/src/cli/main.js');
@@ -113,34 +116,14 @@ function launch(args: string[], env: Record<string, string> | undefined, stdin: 
     proc.once('close', (code, signal) => {
       stdout.end();
       stderr.end();
-      live.delete(proc);
       resolve({ code, signal });
     });
   });
   // A spawn failure (ENOENT, EMFILE) ends as an exit with no code; the error is in stderr.
   proc.once('error', (err) => stderr.feed(`spawn failed: ${err.message}\n`));
-  live.add(proc);
+  // a test that fails half-way must not leave nodes running behind it
+  killOnExit(proc);
   return { proc, stdout, stderr, exited };
-}
-
-// A test that fails half-way must not leave nodes running behind it. Vitest ends its fork workers
-// with SIGTERM, which skips 'exit' handlers: on a signal, kill the children, then die of it.
-const live = new Set<ChildProcess>();
-const killLive = () => {
-  for (const p of live) p.kill('SIGKILL');
-};
-process.once('exit', killLive);
-
-/** Kills `proc` with the test process (exit or signal), through the one shared handler: a listener per child would pile up. */
-export function killOnExit(proc: ChildProcess): void {
-  live.add(proc);
-  proc.once('close', () => live.delete(proc));
-}
-for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    killLive();
-    process.kill(process.pid, sig);
-  });
 }
 
 export interface StartOptions {

@@ -2,7 +2,7 @@
 // output as it comes (stdout to stdout, stderr to stderr) and exits with the script's exit code.
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import { type Command, clientOptions, parseDuration, str } from '../args.js';
+import { type Parsed, parseDuration, str } from '../args.js';
 import { CliError, EXIT, ServerError, UsageError } from '../errors.js';
 import { type Http, enc, httpFrom } from '../http.js';
 import { COMMAND_TOPIC_PREFIX } from '../../runtime/tokens.js';
@@ -42,9 +42,6 @@ export interface RemoteRunResult {
   /** what `chicago agent run` exits with */
   exit: number;
 }
-
-// every client option but --json: the output is the script's
-const { json: _json, ...nodeOptions } = clientOptions;
 
 const signalNumber = (s: string) => (os.constants.signals as Record<string, number>)[s];
 
@@ -134,51 +131,29 @@ export async function runRemote(http: Http, o: RemoteRunOptions): Promise<Remote
   throw new CliError(EXIT.unavailable, `run ${id} of ${o.script} on ${o.host} started but its end was not reported in time (the agent may have stopped; it reports the run as interrupted when it restarts)`);
 }
 
-export const agentRun: Command = {
-  name: 'agent run',
-  synopsis: 'HOST SCRIPT [ARGS...] [--wait DUR] [--expire DUR] [--results-topic T]',
-  summary: "run an allowlisted script on a host's agent; streams its output and exits with its exit code",
-  details: [
-    'Needs the agent:exec:<host> scope (and topic:read on the results topic) when the node has tokens.',
-    'Put -- before script arguments that start with a dash: chicago agent run web1 jstack -- -l',
-    '--wait DUR     how long to wait for the agent to take the command (default 10s)',
-    '--expire DUR   the agent runs the command only if it reads it within this long (default: --wait)',
-    '--results-topic T   where the agent writes results (its scripts.resultsTopic, default agent.scripts)',
-    "Exit codes: the script's own; 128+N killed by signal N; 124 timed out; 125 expired before the",
-    'agent read it; 126 refused (not allowlisted, sha256 mismatch, remote scripts off); 75 busy or',
-    'interrupted by an agent restart; 69 no agent answered; 2/3 as for every command.',
-  ].join('\n'),
-  options: {
-    ...nodeOptions,
-    wait: { type: 'string' },
-    expire: { type: 'string' },
-    'results-topic': { type: 'string' },
-  },
-  args: [2, Infinity],
-  async run(p) {
-    const [host, script, ...args] = p.positionals;
-    if (!/^[A-Za-z0-9._-]{1,113}$/.test(host)) throw new UsageError(`agent run: not a host name: '${host}'`, p.command);
-    if (!SCRIPT_NAME_RE.test(script)) throw new UsageError(`agent run: not a script name: '${script}'`, p.command);
-    const dur = (name: string, dflt: number) => {
-      const t = str(p, name);
-      if (t === undefined) return dflt;
-      const ms = parseDuration(t);
-      if (ms === undefined || ms <= 0) throw new UsageError(`--${name}: not a duration: '${t}'`, p.command);
-      return ms;
-    };
-    const waitMs = dur('wait', DEFAULT_WAIT_MS);
-    const expireMs = dur('expire', waitMs);
-    const write = (s: NodeJS.WriteStream, b: Buffer) => new Promise<void>((resolve, reject) => s.write(b, (err) => (err ? reject(err) : resolve())));
-    const r = await runRemote(httpFrom(p), {
-      host, script, args, waitMs, expireMs,
-      resultsTopic: str(p, 'results-topic') ?? 'agent.scripts',
-      onOutput: (stream, data) => write(stream === 'stdout' ? process.stdout : process.stderr, data),
-    });
-    if (r.status !== 'ok' && r.status !== 'failed') {
-      process.stderr.write(`chicago: ${script} on ${host}: ${r.status}${r.reason ? `: ${r.reason}` : ''}\n`);
-    } else if (r.truncated) {
-      process.stderr.write(`chicago: ${script} on ${host}: output cut at the agent's cap\n`);
-    }
-    process.exitCode = r.exit;
-  },
-};
+export async function agentRun(p: Parsed): Promise<void> {
+  const [host, script, ...args] = p.positionals;
+  if (!/^[A-Za-z0-9._-]{1,113}$/.test(host)) throw new UsageError(`agent run: not a host name: '${host}'`, p.command);
+  if (!SCRIPT_NAME_RE.test(script)) throw new UsageError(`agent run: not a script name: '${script}'`, p.command);
+  const dur = (name: string, dflt: number) => {
+    const t = str(p, name);
+    if (t === undefined) return dflt;
+    const ms = parseDuration(t);
+    if (ms === undefined || ms <= 0) throw new UsageError(`--${name}: not a duration: '${t}'`, p.command);
+    return ms;
+  };
+  const waitMs = dur('wait', DEFAULT_WAIT_MS);
+  const expireMs = dur('expire', waitMs);
+  const write = (s: NodeJS.WriteStream, b: Buffer) => new Promise<void>((resolve, reject) => s.write(b, (err) => (err ? reject(err) : resolve())));
+  const r = await runRemote(httpFrom(p), {
+    host, script, args, waitMs, expireMs,
+    resultsTopic: str(p, 'results-topic') ?? 'agent.scripts',
+    onOutput: (stream, data) => write(stream === 'stdout' ? process.stdout : process.stderr, data),
+  });
+  if (r.status !== 'ok' && r.status !== 'failed') {
+    process.stderr.write(`chicago: ${script} on ${host}: ${r.status}${r.reason ? `: ${r.reason}` : ''}\n`);
+  } else if (r.truncated) {
+    process.stderr.write(`chicago: ${script} on ${host}: output cut at the agent's cap\n`);
+  }
+  process.exitCode = r.exit;
+}

@@ -1,25 +1,16 @@
 // chicago guard --config FILE | guard ban|unban|list (docs/guard.md).
-import { type Command, type Parsed, clientOptions, parseDuration, str } from '../args.js';
+import { type Parsed, parseDuration, str } from '../args.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_URL, caFrom, tokenFrom, wantsJson } from '../http.js';
 import { line, table } from '../output.js';
 import type { Decision } from '../../guard/decisions.js';
 
-export const guard: Command = {
-  name: 'guard',
-  synopsis: '--config FILE',
-  summary: 'run the front-end guard: read access logs from topics, ban flooding or attacking IPs in nftables/nginx (docs/guard.md)',
-  options: { config: { type: 'string' } },
-  args: [0, 0],
-  async run(p) {
-    const config = str(p, 'config');
-    if (!config) throw new UsageError('guard: --config FILE is required', 'guard');
-    const { runGuard } = await import('../../guard/guard.js');
-    await runGuard({ config });
-  },
-};
-
-const storeOptions = { ...clientOptions, topic: { type: 'string' }, keyspace: { type: 'string' } } as const;
+export async function guard(p: Parsed): Promise<void> {
+  const config = str(p, 'config');
+  if (!config) throw new UsageError('guard: --config FILE is required', 'guard');
+  const { runGuard } = await import('../../guard/guard.js');
+  await runGuard({ config });
+}
 
 async function withStore<T>(p: Parsed, fn: (s: import('../../guard/store.js').DecisionStore, c: import('../../client/index.js').ChicagoClient) => Promise<T>): Promise<T> {
   const { ChicagoClient } = await import('../../client/index.js');
@@ -51,54 +42,32 @@ function manual(t: { value: string; v6: boolean; cidr: boolean }, detail: string
   return { target: t.value, scope: t.cidr ? 'prefix' : 'ip', v6: t.v6, scenario: 'manual', detail, origin: 'manual', createdMs: nowMs, untilMs, offense: 1 };
 }
 
-const ban: Command = {
-  name: 'guard ban',
-  synopsis: 'IP|CIDR [--duration 4h] [--reason TEXT]',
-  summary: 'ban an address or prefix now; running guards enforce it within milliseconds',
-  options: { ...storeOptions, duration: { type: 'string' }, reason: { type: 'string' } },
-  args: [1, 1],
-  async run(p) {
-    const t = await target(p);
-    const durationMs = parseDuration(str(p, 'duration') ?? '4h');
-    if (durationMs === undefined || durationMs < 1000) throw new UsageError('--duration: a duration of at least 1s, like 30m or 4h', p.command);
-    const now = Date.now();
-    const d = manual(t, str(p, 'reason') ?? 'manual ban', now, now + durationMs);
-    await withStore(p, (s) => s.put('ban', d));
-    await line(wantsJson(p) ? JSON.stringify(d) : `banned ${d.target} until ${new Date(d.untilMs).toISOString()}`);
-  },
-};
+export async function ban(p: Parsed): Promise<void> {
+  const t = await target(p);
+  const durationMs = parseDuration(str(p, 'duration') ?? '4h');
+  if (durationMs === undefined || durationMs < 1000) throw new UsageError('--duration: a duration of at least 1s, like 30m or 4h', p.command);
+  const now = Date.now();
+  const d = manual(t, str(p, 'reason') ?? 'manual ban', now, now + durationMs);
+  await withStore(p, (s) => s.put('ban', d));
+  await line(wantsJson(p) ? JSON.stringify(d) : `banned ${d.target} until ${new Date(d.untilMs).toISOString()}`);
+}
 
-const unban: Command = {
-  name: 'guard unban',
-  synopsis: 'IP|CIDR',
-  summary: 'lift a ban now',
-  options: storeOptions,
-  args: [1, 1],
-  async run(p) {
-    const t = await target(p);
-    const now = Date.now();
-    const d = manual(t, 'manual unban', now, now);
-    await withStore(p, (s) => s.put('unban', d));
-    await line(wantsJson(p) ? JSON.stringify(d) : `unbanned ${d.target}`);
-  },
-};
+export async function unban(p: Parsed): Promise<void> {
+  const t = await target(p);
+  const now = Date.now();
+  const d = manual(t, 'manual unban', now, now);
+  await withStore(p, (s) => s.put('unban', d));
+  await line(wantsJson(p) ? JSON.stringify(d) : `unbanned ${d.target}`);
+}
 
-const list: Command = {
-  name: 'guard list',
-  synopsis: '[--json]',
-  summary: 'the decisions in force (KV blocklist)',
-  options: storeOptions,
-  args: [0, 0],
-  async run(p) {
-    const now = Date.now();
-    const ds = await withStore(p, (s) => s.load(now));
-    ds.sort((a, b) => a.untilMs - b.untilMs);
-    if (wantsJson(p)) {
-      await line(JSON.stringify(ds));
-      return;
-    }
-    await line(table(['TARGET', 'SCENARIO', 'OFFENSE', 'EXPIRES IN', 'DETAIL'], ds.map((d) => [d.target, d.scenario, d.offense, `${Math.round((d.untilMs - now) / 1000)}s`, d.detail])));
-  },
-};
+export async function list(p: Parsed): Promise<void> {
+  const now = Date.now();
+  const ds = await withStore(p, (s) => s.load(now));
+  ds.sort((a, b) => a.untilMs - b.untilMs);
+  if (wantsJson(p)) {
+    await line(JSON.stringify(ds));
+    return;
+  }
+  await line(table(['TARGET', 'SCENARIO', 'OFFENSE', 'EXPIRES IN', 'DETAIL'], ds.map((d) => [d.target, d.scenario, d.offense, `${Math.round((d.untilMs - now) / 1000)}s`, d.detail])));
+}
 
-export const guardCommands = [guard, ban, unban, list];

@@ -1,13 +1,13 @@
 // chicago hosts, chicago alerts (from the KV entries agents keep: hosts/<host>, alerts/<host>/<id>)
 // and chicago agent status (from an agent's own status port).
 import { limits } from '../../runtime/limits.js';
-import { type Command, clientOptions, flag, str } from '../args.js';
+import { type Parsed, flag, str } from '../args.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { Http, enc, httpFrom, wantsJson } from '../http.js';
 import { line, table } from '../output.js';
+import { DEFAULT_AGENT_URL } from '../catalog.js';
 
 const DEFAULT_KEYSPACE = 'agent';
-const DEFAULT_AGENT_URL = 'http://127.0.0.1:9464';
 /** entries listed at most (pages of the node's scan limit) */
 const LISTED_MAX = 100_000;
 
@@ -34,46 +34,31 @@ const ago = (ms: number, now: number) => `${Math.max(0, Math.round((now - ms) / 
 
 interface HostSummary { host: string; time: string; timeMs: number; intervalMs: number; lagSeconds: number; spoolBytes: number; alertsFiring: number; load1?: number; cpuUsedPercent?: number; memoryAvailablePercent?: number; zombies?: number }
 
-export const hosts: Command = {
-  name: 'hosts',
-  synopsis: '[--keyspace KS] [--json]',
-  summary: 'list the hosts whose agents report health: last report, ship lag, spool, alerts firing',
-  details: "A host is listed while its agent's hosts/<host> key lives (a TTL of about three health intervals);\n'alive' is no when its last report is older than two intervals.",
-  options: { ...clientOptions, keyspace: { type: 'string' } },
-  args: [0, 0],
-  async run(p) {
-    const now = Date.now();
-    const items = await scanAll(httpFrom(p), str(p, 'keyspace') ?? DEFAULT_KEYSPACE, 'hosts/');
-    const list = items.map((i) => i.value as HostSummary).filter((h) => typeof h?.host === 'string');
-    const rows = list.map((h) => ({ ...h, alive: now - h.timeMs <= 2 * h.intervalMs }));
-    if (wantsJson(p)) return line(JSON.stringify({ hosts: rows }));
-    await line(table(
-      ['HOST', 'ALIVE', 'LAST HEALTH', 'LAG_SECONDS', 'SPOOL_BYTES', 'ALERTS', 'LOAD1', 'CPU%', 'MEM_AVAIL%', 'ZOMBIES'],
-      rows.map((h) => [h.host, h.alive ? 'yes' : 'no', `${h.time} (${ago(h.timeMs, now)})`, h.lagSeconds, h.spoolBytes, h.alertsFiring, h.load1 ?? '-', h.cpuUsedPercent ?? '-', h.memoryAvailablePercent ?? '-', h.zombies ?? '-']),
-    ));
-  },
-};
+export async function hosts(p: Parsed): Promise<void> {
+  const now = Date.now();
+  const items = await scanAll(httpFrom(p), str(p, 'keyspace') ?? DEFAULT_KEYSPACE, 'hosts/');
+  const list = items.map((i) => i.value as HostSummary).filter((h) => typeof h?.host === 'string');
+  const rows = list.map((h) => ({ ...h, alive: now - h.timeMs <= 2 * h.intervalMs }));
+  if (wantsJson(p)) return line(JSON.stringify({ hosts: rows }));
+  await line(table(
+    ['HOST', 'ALIVE', 'LAST HEALTH', 'LAG_SECONDS', 'SPOOL_BYTES', 'ALERTS', 'LOAD1', 'CPU%', 'MEM_AVAIL%', 'ZOMBIES'],
+    rows.map((h) => [h.host, h.alive ? 'yes' : 'no', `${h.time} (${ago(h.timeMs, now)})`, h.lagSeconds, h.spoolBytes, h.alertsFiring, h.load1 ?? '-', h.cpuUsedPercent ?? '-', h.memoryAvailablePercent ?? '-', h.zombies ?? '-']),
+  ));
+}
 
 interface Active { host: string; id: string; rule: string; field: string; value?: number; op: string; threshold: number; severity: string; firedAtMs: number }
 
-export const alerts: Command = {
-  name: 'alerts',
-  synopsis: '[--host H] [--keyspace KS] [--json]',
-  summary: 'list the alerts firing now on every host (or one)',
-  options: { ...clientOptions, keyspace: { type: 'string' }, host: { type: 'string' } },
-  args: [0, 0],
-  async run(p) {
-    const now = Date.now();
-    const host = str(p, 'host');
-    const items = await scanAll(httpFrom(p), str(p, 'keyspace') ?? DEFAULT_KEYSPACE, host ? `alerts/${host}/` : 'alerts/');
-    const list = items.map((i) => i.value as Active).filter((a) => typeof a?.rule === 'string');
-    if (wantsJson(p)) return line(JSON.stringify({ alerts: list }));
-    await line(table(
-      ['HOST', 'ALERT', 'SEVERITY', 'CONDITION', 'VALUE', 'SINCE'],
-      list.map((a) => [a.host, a.id, a.severity, `${a.field} ${a.op} ${a.threshold}`, a.value ?? '-', `${new Date(a.firedAtMs).toISOString()} (${ago(a.firedAtMs, now)})`]),
-    ));
-  },
-};
+export async function alerts(p: Parsed): Promise<void> {
+  const now = Date.now();
+  const host = str(p, 'host');
+  const items = await scanAll(httpFrom(p), str(p, 'keyspace') ?? DEFAULT_KEYSPACE, host ? `alerts/${host}/` : 'alerts/');
+  const list = items.map((i) => i.value as Active).filter((a) => typeof a?.rule === 'string');
+  if (wantsJson(p)) return line(JSON.stringify({ alerts: list }));
+  await line(table(
+    ['HOST', 'ALERT', 'SEVERITY', 'CONDITION', 'VALUE', 'SINCE'],
+    list.map((a) => [a.host, a.id, a.severity, `${a.field} ${a.op} ${a.threshold}`, a.value ?? '-', `${new Date(a.firedAtMs).toISOString()} (${ago(a.firedAtMs, now)})`]),
+  ));
+}
 
 interface AgentStatusJson {
   host: string; pid: number; uptimeSeconds: number; node: string;
@@ -84,35 +69,27 @@ interface AgentStatusJson {
   notices: Record<string, number>;
 }
 
-export const agentStatus: Command = {
-  name: 'agent status',
-  synopsis: '[--agent URL] [--json]',
-  summary: "show a running agent's tasks, spool, ship lag, health runs and firing alerts (from its status port)",
-  details: `--agent URL   the agent's status.listen address (default ${DEFAULT_AGENT_URL})`,
-  options: { agent: { type: 'string' }, timeout: clientOptions.timeout, json: clientOptions.json },
-  args: [0, 0],
-  async run(p) {
-    const url = str(p, 'agent') ?? DEFAULT_AGENT_URL;
-    if (!/^https?:\/\//.test(url)) throw new UsageError(`--agent: not an http:// URL: '${url}'`, p.command);
-    const http = new Http(url, httpFrom(p).timeoutMs);
-    const s = await http.json<AgentStatusJson>('GET', '/status');
-    if (!s) throw new CliError(EXIT.server, `error EMPTY_RESPONSE: ${url}/status answered without a body`);
-    if (flag(p, 'json')) return line(JSON.stringify(s));
-    await line(`agent host=${s.host} pid=${s.pid} uptime=${s.uptimeSeconds}s node=${s.node}`);
-    await line(`spool ${s.spool.bytes}/${s.spool.quotaBytes} bytes${s.spool.full ? ' FULL' : ''} dir=${s.spool.dir}`);
-    if (s.health) await line(`health every ${s.health.intervalMs} ms: runs=${s.health.runs} last=${s.health.lastRun ?? '-'} took=${s.health.lastDurationMs}ms errors=${s.health.runErrors} kvErrors=${s.health.kvErrors}`);
+export async function agentStatus(p: Parsed): Promise<void> {
+  const url = str(p, 'agent') ?? DEFAULT_AGENT_URL;
+  if (!/^https?:\/\//.test(url)) throw new UsageError(`--agent: not an http:// URL: '${url}'`, p.command);
+  const http = new Http(url, httpFrom(p).timeoutMs);
+  const s = await http.json<AgentStatusJson>('GET', '/status');
+  if (!s) throw new CliError(EXIT.server, `error EMPTY_RESPONSE: ${url}/status answered without a body`);
+  if (flag(p, 'json')) return line(JSON.stringify(s));
+  await line(`agent host=${s.host} pid=${s.pid} uptime=${s.uptimeSeconds}s node=${s.node}`);
+  await line(`spool ${s.spool.bytes}/${s.spool.quotaBytes} bytes${s.spool.full ? ' FULL' : ''} dir=${s.spool.dir}`);
+  if (s.health) await line(`health every ${s.health.intervalMs} ms: runs=${s.health.runs} last=${s.health.lastRun ?? '-'} took=${s.health.lastDurationMs}ms errors=${s.health.runErrors} kvErrors=${s.health.kvErrors}`);
+  await line('');
+  await line(table(['TASK', 'TOPIC', 'LINES_READ', 'BYTES_READ', 'ROTATIONS', 'SHIPPED', 'BYTES_SHIPPED', 'PENDING', 'LAG_SECONDS', 'ERRORS'],
+    s.tasks.map((t) => [t.task, t.topic, t.linesRead, t.bytesRead, t.rotations, t.recordsShipped, t.bytesShipped, t.pending, t.lagSeconds, t.errors])));
+  if (s.alerts) {
     await line('');
-    await line(table(['TASK', 'TOPIC', 'LINES_READ', 'BYTES_READ', 'ROTATIONS', 'SHIPPED', 'BYTES_SHIPPED', 'PENDING', 'LAG_SECONDS', 'ERRORS'],
-      s.tasks.map((t) => [t.task, t.topic, t.linesRead, t.bytesRead, t.rotations, t.recordsShipped, t.bytesShipped, t.pending, t.lagSeconds, t.errors])));
-    if (s.alerts) {
-      await line('');
-      const w = s.alerts.webhook;
-      await line(`alerts firing: ${s.alerts.firing.length}${w ? ` (webhook sent=${w.sent} failedAttempts=${w.failedAttempts} dropped=${w.dropped} queued=${w.queued})` : ''}`);
-      if (s.alerts.firing.length > 0) {
-        await line(table(['ALERT', 'SEVERITY', 'CONDITION', 'VALUE', 'SINCE'], s.alerts.firing.map((a) => [a.id, a.severity, `${a.field} ${a.op} ${a.threshold}`, a.value ?? '-', a.firedAt])));
-      }
+    const w = s.alerts.webhook;
+    await line(`alerts firing: ${s.alerts.firing.length}${w ? ` (webhook sent=${w.sent} failedAttempts=${w.failedAttempts} dropped=${w.dropped} queued=${w.queued})` : ''}`);
+    if (s.alerts.firing.length > 0) {
+      await line(table(['ALERT', 'SEVERITY', 'CONDITION', 'VALUE', 'SINCE'], s.alerts.firing.map((a) => [a.id, a.severity, `${a.field} ${a.op} ${a.threshold}`, a.value ?? '-', a.firedAt])));
     }
-    const notices = Object.entries(s.notices);
-    if (notices.length > 0) await line(`notices: ${notices.map(([k, n]) => `${k}=${n}`).join(' ')}`);
-  },
-};
+  }
+  const notices = Object.entries(s.notices);
+  if (notices.length > 0) await line(`notices: ${notices.map(([k, n]) => `${k}=${n}`).join(' ')}`);
+}

@@ -1,5 +1,5 @@
 // chicago tail: print records as JSON lines; with --group commit what was printed.
-import { type Command, type Parsed, clientOptions, flag, int, list, parseTime, str } from '../args.js';
+import { type Parsed, flag, int, list, parseTime, str } from '../args.js';
 import { CliError, EXIT, ServerError, UsageError } from '../errors.js';
 import { type Http, enc, httpFrom } from '../http.js';
 import { line } from '../output.js';
@@ -44,135 +44,96 @@ async function committedOffsets(http: Http, group: string, topic: string): Promi
   return new Map(res.offsets.filter((o) => o.topic === topic).map((o) => [o.partition, o.offset]));
 }
 
-export const tail: Command = {
-  name: 'tail',
-  synopsis:
-    'TOPIC [--from-beginning | --from-end | --offset N | --offset -N | --since TIME] [--partition P] [--max N] [--group G] [--follow] [--where|--header H=V] [--grep RE] [--format json|value|FORMAT]',
-  summary: 'print records as JSON lines; with --group, commit what was printed',
-  details: [
-    'Each line is {"partition","offset","timestamp","key","value","headers"}; timestamp is ms since the epoch.',
-    "Starts at the group's committed offset with --group, else at the beginning of each partition.",
-    '--offset -N starts N records before the end of each partition (kcat\'s -o -N).',
-    'TIME is an ISO date, an age (30s, 5m, 1h, 2d) or ms since the epoch.',
-    '--where HEADER=VALUE (repeatable; --header is the same, as in kcat habits) and --grep REGEX (on the',
-    'value) print only matching records, every --where/--header having to match; --max',
-    'counts printed records. --format value prints values only; FORMAT (kcat -f style): %t topic, %p',
-    'partition, %o offset, %T timestamp, %k key, %s value, %h headers k=v,…, %S value bytes, %%, \\n, \\t.',
-    'Without --follow it prints what exists and exits; with it, it waits for new records on every',
-    'partition until interrupted, and rides out a node restart (it says so on stderr and resumes at the',
-    'next offset). --max N stops after N records.',
-  ].join('\n'),
-  options: {
-    url: clientOptions.url,
-    token: clientOptions.token,
-    'token-file': clientOptions['token-file'],
-    ca: clientOptions.ca,
-    timeout: clientOptions.timeout,
-    'from-beginning': { type: 'boolean' },
-    'from-end': { type: 'boolean' },
-    offset: { type: 'string' },
-    since: { type: 'string' },
-    partition: { type: 'string' },
-    max: { type: 'string' },
-    group: { type: 'string' },
-    follow: { type: 'boolean', short: 'f' },
-    where: { type: 'string', multiple: true },
-    header: { type: 'string', multiple: true },
-    grep: { type: 'string' },
-    format: { type: 'string' },
-  },
-  args: [1, 1],
-  async run(p) {
-    const topic = p.positionals[0];
-    const start = explicitStart(p);
-    const onlyPartition = int(p, 'partition');
-    const group = str(p, 'group');
-    const follow = flag(p, 'follow');
-    let budget = int(p, 'max', 1) ?? Infinity;
-    const where = [...list(p, 'where'), ...list(p, 'header')];
-    const view = tailView({ topic, where, grep: str(p, 'grep'), format: str(p, 'format'), command: p.command });
-    const filtered = where.length > 0 || str(p, 'grep') !== undefined;
+export async function tail(p: Parsed): Promise<void> {
+  const topic = p.positionals[0];
+  const start = explicitStart(p);
+  const onlyPartition = int(p, 'partition');
+  const group = str(p, 'group');
+  const follow = flag(p, 'follow');
+  let budget = int(p, 'max', 1) ?? Infinity;
+  const where = [...list(p, 'where'), ...list(p, 'header')];
+  const view = tailView({ topic, where, grep: str(p, 'grep'), format: str(p, 'format'), command: p.command });
+  const filtered = where.length > 0 || str(p, 'grep') !== undefined;
 
-    // Ctrl-C, a closed pipe (`| head`) or a reached --max end the tail cleanly: what was
-    // printed is committed, the rest is left for the next run.
-    const stop = new AbortController();
-    const onSignal = () => stop.abort();
-    const onStdoutError = (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EPIPE') throw err;
-      stop.abort();
-    };
-    process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
-    process.stdout.on('error', onStdoutError);
-    const http = httpFrom(p, stop.signal);
-    // Commits are not cut short by the stop: a printed record should not be printed again.
-    const commits = httpFrom(p);
-    const recordsPath = `/v1/topics/${enc(topic)}/records`;
+  // Ctrl-C, a closed pipe (`| head`) or a reached --max end the tail cleanly: what was
+  // printed is committed, the rest is left for the next run.
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  const onStdoutError = (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    stop.abort();
+  };
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  process.stdout.on('error', onStdoutError);
+  const http = httpFrom(p, stop.signal);
+  // Commits are not cut short by the stop: a printed record should not be printed again.
+  const commits = httpFrom(p);
+  const recordsPath = `/v1/topics/${enc(topic)}/records`;
 
-    const drain = async (part: PartitionView, pos: Position) => {
-      // Without --follow, stop at the end as it was when we started: a busy topic cannot keep
-      // the command running forever.
-      const endAtStart = part.endOffset;
-      for (;;) {
-        const waitMs = follow ? FOLLOW_WAIT_MS : 0;
-        const query = { partition: part.partition, ...pos, maxRecords: filtered ? FETCH_RECORDS : Math.min(FETCH_RECORDS, budget), maxBytes: FETCH_BYTES, waitMs };
-        const res = follow ? await fetchRetrying(() => http.must<FetchResponse>('GET', recordsPath, { query, waitMs }), stop.signal) : await http.must<FetchResponse>('GET', recordsPath, { query, waitMs });
-        // Another partition may have used up --max while this one waited.
-        if (budget <= 0) return;
-        // --max counts printed records; the filters skip records, which still count as read
-        let next = res.nextOffset;
-        let examined = 0;
-        for (const r of res.records) {
-          if (budget <= 0) {
-            next = r.offset;
-            break;
-          }
-          examined++;
-          if (!view.matches(r)) continue;
-          budget--;
-          await line(view.render(r));
+  const drain = async (part: PartitionView, pos: Position) => {
+    // Without --follow, stop at the end as it was when we started: a busy topic cannot keep
+    // the command running forever.
+    const endAtStart = part.endOffset;
+    for (;;) {
+      const waitMs = follow ? FOLLOW_WAIT_MS : 0;
+      const query = { partition: part.partition, ...pos, maxRecords: filtered ? FETCH_RECORDS : Math.min(FETCH_RECORDS, budget), maxBytes: FETCH_BYTES, waitMs };
+      const res = follow ? await fetchRetrying(() => http.must<FetchResponse>('GET', recordsPath, { query, waitMs }), stop.signal) : await http.must<FetchResponse>('GET', recordsPath, { query, waitMs });
+      // Another partition may have used up --max while this one waited.
+      if (budget <= 0) return;
+      // --max counts printed records; the filters skip records, which still count as read
+      let next = res.nextOffset;
+      let examined = 0;
+      for (const r of res.records) {
+        if (budget <= 0) {
+          next = r.offset;
+          break;
         }
-        if (group !== undefined && examined > 0) {
-          // Committed offset = the next one to read, so a resumed tail starts right after.
-          const commit = () => commits.json('POST', `/v1/groups/${enc(group)}/offsets`, { body: { topic, partition: part.partition, offset: next } });
-          await (follow ? fetchRetrying(commit, stop.signal) : commit());
-        }
-        pos = { offset: next };
-        if (budget <= 0) return stop.abort();
-        if (!follow && (res.records.length === 0 || next >= endAtStart)) return;
+        examined++;
+        if (!view.matches(r)) continue;
+        budget--;
+        await line(view.render(r));
       }
-    };
-
-    // The first real failure ends every partition's loop; the aborts it causes are not news.
-    let failure: unknown;
-    const settle = (err: unknown) => {
-      if (!stop.signal.aborted) failure ??= err;
-      stop.abort();
-    };
-    try {
-      const info = await describeTopic(http, topic);
-      const parts = info.partitions.filter((x) => onlyPartition === undefined || x.partition === onlyPartition);
-      if (parts.length === 0) {
-        throw new ServerError(404, 'PARTITION_NOT_FOUND', `topic ${topic} has no partition ${onlyPartition}`, false);
+      if (group !== undefined && examined > 0) {
+        // Committed offset = the next one to read, so a resumed tail starts right after.
+        const commit = () => commits.json('POST', `/v1/groups/${enc(group)}/offsets`, { body: { topic, partition: part.partition, offset: next } });
+        await (follow ? fetchRetrying(commit, stop.signal) : commit());
       }
-      const committed = group !== undefined && start === undefined ? await committedOffsets(http, group, topic) : new Map<number, number>();
-      const positionOf = (x: PartitionView): Position => {
-        if (start && 'last' in start) return { offset: Math.max(x.startOffset, x.endOffset - start.last) };
-        if (start) return start;
-        const at = committed.get(x.partition);
-        // Records below the start offset were removed by retention: resume from the oldest left.
-        return at === undefined ? { from: 'earliest' } : { offset: Math.max(at, x.startOffset) };
-      };
-      if (follow) await Promise.all(parts.map((x) => drain(x, positionOf(x)).catch(settle)));
-      else for (const x of parts) if (!stop.signal.aborted) await drain(x, positionOf(x));
-    } catch (err) {
-      settle(err);
-    } finally {
-      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
-      process.stdout.off('error', onStdoutError);
+      pos = { offset: next };
+      if (budget <= 0) return stop.abort();
+      if (!follow && (res.records.length === 0 || next >= endAtStart)) return;
     }
-    if (failure !== undefined) throw failure;
-  },
-};
+  };
+
+  // The first real failure ends every partition's loop; the aborts it causes are not news.
+  let failure: unknown;
+  const settle = (err: unknown) => {
+    if (!stop.signal.aborted) failure ??= err;
+    stop.abort();
+  };
+  try {
+    const info = await describeTopic(http, topic);
+    const parts = info.partitions.filter((x) => onlyPartition === undefined || x.partition === onlyPartition);
+    if (parts.length === 0) {
+      throw new ServerError(404, 'PARTITION_NOT_FOUND', `topic ${topic} has no partition ${onlyPartition}`, false);
+    }
+    const committed = group !== undefined && start === undefined ? await committedOffsets(http, group, topic) : new Map<number, number>();
+    const positionOf = (x: PartitionView): Position => {
+      if (start && 'last' in start) return { offset: Math.max(x.startOffset, x.endOffset - start.last) };
+      if (start) return start;
+      const at = committed.get(x.partition);
+      // Records below the start offset were removed by retention: resume from the oldest left.
+      return at === undefined ? { from: 'earliest' } : { offset: Math.max(at, x.startOffset) };
+    };
+    if (follow) await Promise.all(parts.map((x) => drain(x, positionOf(x)).catch(settle)));
+    else for (const x of parts) if (!stop.signal.aborted) await drain(x, positionOf(x));
+  } catch (err) {
+    settle(err);
+  } finally {
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    process.stdout.off('error', onStdoutError);
+  }
+  if (failure !== undefined) throw failure;
+}
 
 /** An error a following tail waits out: the node restarting, unreachable, or saying "try again". */
 export const isTransient = (err: unknown): boolean =>
