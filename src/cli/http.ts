@@ -101,7 +101,7 @@ function encodeBody(body: unknown): { body?: Uint8Array | string; headers: Recor
   return { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } };
 }
 
-/** A whole answer, held in memory: the node's answers fit in a frame (limits.frameBytesMax). */
+/** A whole answer, held in memory, of at most limits.cliAnswerBytesMax. */
 interface Answer { status: number; statusText: string; body: Buffer }
 
 /**
@@ -123,8 +123,8 @@ async function send(url: URL, method: string, headers: Record<string, string>, b
       let bytes = 0;
       res.on('data', (c: Buffer) => {
         bytes += c.length;
-        // the node never answers with more than a frame; anything larger is not the node talking
-        if (bytes > limits.frameBytesMax) res.destroy(Object.assign(new Error(`an answer over ${limits.frameBytesMax} bytes`), { code: 'ANSWER_TOO_LARGE' }));
+        // the node's largest answer (a JSON fetch) is well below it; anything larger is not the node talking
+        if (bytes > limits.cliAnswerBytesMax) res.destroy(Object.assign(new Error(`an answer over ${limits.cliAnswerBytesMax} bytes`), { code: 'ANSWER_TOO_LARGE' }));
         else chunks.push(c);
       });
       res.once('end', () => {

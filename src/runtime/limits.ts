@@ -86,6 +86,9 @@ export const limits = {
   fetchRecordsMax: 10_000,
   fetchBytesMax: 16 * MiB,
   fetchWaitMsMax: 60_000,
+  /** the largest answer the CLI reads into memory: a JSON fetch of fetchBytesMax carries its values
+   *  in base64 (4/3 of them) plus each record's fields */
+  cliAnswerBytesMax: 64 * MiB,
   /** how long a caught-up tail on a node that does not lead its partition long-polls the leader;
    *  also the longest a tail waits to notice that leadership came to its node */
   remoteTailWaitMs: 1_000,
