@@ -370,19 +370,23 @@ function contract(name: string, open: () => Promise<Subject>): void {
   });
 }
 
-let single: NodeHandle | undefined;
-let cluster: Cluster | undefined;
-const singleNode = async () => (single ??= await startNode());
+let single: Promise<NodeHandle> | undefined;
+let cluster: Promise<Cluster> | undefined;
+const singleNode = () => (single ??= startNode());
+const clusterOnce = () => (cluster ??= startCluster({ nodes: 3, partitions: 8, replicas: 3 }));
+// The node and the cluster start with the file, so that they come up while the subjects before
+// theirs run; one that fails to start fails only its own subjects.
+beforeAll(() => {
+  void singleNode().catch(() => undefined);
+  void clusterOnce().catch(() => undefined);
+});
 afterAll(async () => {
-  await single?.stop();
-  await cluster?.teardown();
+  await (await single?.catch(() => undefined))?.stop();
+  await (await cluster?.catch(() => undefined))?.teardown();
 });
 
 contract('in-process node', inProcess);
 contract('HTTP', async () => overHttp((await singleNode()).url));
 contract('WebSocket client', async () => overWs((await singleNode()).url, 1));
 contract('WebSocket JSON mode', async () => overJsonWs((await singleNode()).url));
-contract('WebSocket client, 3-node cluster', async () => {
-  cluster = await startCluster({ nodes: 3, partitions: 8, replicas: 3 });
-  return overWs(cluster.targets()[0].url, 3);
-});
+contract('WebSocket client, 3-node cluster', async () => overWs((await clusterOnce()).targets()[0].url, 3));
