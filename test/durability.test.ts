@@ -13,6 +13,9 @@ interface Acked {
   records: Map<string, string>; // "partition:offset" → value
 }
 
+/** keys the load writes, over and over */
+const KV_KEYS = 100;
+
 /** Concurrent KV puts and produces until `stop()`; remembers only what was acknowledged. */
 function writeLoad(url: string, acked: Acked, concurrency = 16) {
   let running = true;
@@ -22,7 +25,7 @@ function writeLoad(url: string, acked: Acked, concurrency = 16) {
       const i = n++;
       try {
         if (i % 2 === 0) {
-          const key = `k${i % 200}`;
+          const key = `k${(i / 2) % KV_KEYS}`;
           const value = `v${i}`;
           const r = await http(url, 'PUT', `/v1/kv/dur/${key}`, value);
           if (r.status === 200) {
@@ -42,6 +45,9 @@ function writeLoad(url: string, acked: Acked, concurrency = 16) {
   const done = Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
   return { stop: async () => { running = false; await done; } };
 }
+
+/** What a crash is checked against: every key of the load acknowledged, and a thousand records. */
+const enough = (acked: Acked) => acked.kv.size >= KV_KEYS && acked.records.size >= 1000;
 
 async function verify(node: NodeHandle, acked: Acked): Promise<void> {
   const scan = await http(node.url, 'GET', '/v1/kv/dur?limit=10000');
@@ -86,12 +92,10 @@ describe.each(['none', 'group', 'always'])('kill -9 under sync policy %s', (poli
       await http(node.url, 'POST', '/v1/topics', { name: 'dur', partitions: 3 });
       const acked: Acked = { kv: new Map(), records: new Map() };
       const load = writeLoad(node.url, acked);
-      await new Promise((r) => setTimeout(r, 1500));
-      // a busy machine may ack fewer in 1.5 s: go on until there is enough to check
-      await waitUntil('more than 100 acknowledged writes', () => acked.kv.size + acked.records.size > 100, 30_000, 50);
+      await waitUntil('enough acknowledged writes', () => enough(acked), 30_000, 20);
       await node.kill('SIGKILL');
       await load.stop();
-      expect(acked.kv.size + acked.records.size).toBeGreaterThan(100);
+      expect(enough(acked)).toBe(true);
       node = await node.restart();
       await verify(node, acked);
       await node.kill('SIGKILL');
@@ -109,7 +113,7 @@ describe('SIGTERM', () => {
       await http(node.url, 'POST', '/v1/topics', { name: 'dur', partitions: 3 });
       const acked: Acked = { kv: new Map(), records: new Map() };
       const load = writeLoad(node.url, acked);
-      await new Promise((r) => setTimeout(r, 800));
+      await waitUntil('enough acknowledged writes', () => enough(acked), 30_000, 20);
       const exit = await node.kill('SIGTERM');
       await load.stop();
       expect(exit.code).toBe(0);
