@@ -11,8 +11,9 @@ import WebSocket from 'ws';
 import { ChicagoClient } from '../src/client/index.js';
 import { Session } from '../src/client/session.js';
 import { recordPartition } from '../src/runtime/hash.js';
-import { startCluster, type Cluster } from './helpers/cluster.js';
-import { repoRoot, startNode, type NodeHandle } from './helpers/launcher.js';
+import { startCluster } from './helpers/cluster.js';
+import { startEarly } from './helpers/early.js';
+import { repoRoot, startNode } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 
 interface InRecord { key?: Buffer; value: Buffer; headers?: Record<string, string> }
@@ -370,20 +371,9 @@ function contract(name: string, open: () => Promise<Subject>): void {
   });
 }
 
-let single: Promise<NodeHandle> | undefined;
-let cluster: Promise<Cluster> | undefined;
-const singleNode = () => (single ??= startNode());
-const clusterOnce = () => (cluster ??= startCluster({ nodes: 3, partitions: 8, replicas: 3 }));
-// The node and the cluster start with the file, so that they come up while the subjects before
-// theirs run; one that fails to start fails only its own subjects.
-beforeAll(() => {
-  void singleNode().catch(() => undefined);
-  void clusterOnce().catch(() => undefined);
-});
-afterAll(async () => {
-  await (await single?.catch(() => undefined))?.stop();
-  await (await cluster?.catch(() => undefined))?.teardown();
-});
+// the node and the cluster, started with the file
+const singleNode = startEarly(() => startNode(), (n) => n.stop());
+const clusterOnce = startEarly(() => startCluster({ nodes: 3, partitions: 8, replicas: 3 }), (c) => c.teardown());
 
 contract('in-process node', inProcess);
 contract('HTTP', async () => overHttp((await singleNode()).url));

@@ -1,13 +1,14 @@
 // The fault machinery and the short nemesis run: iptables cuts on loopback really cut, the
 // schedule does what it logs, and a 4-node cluster with a real etcd keeps every guarantee the
 // checker knows while a workload runs through one fault of each kind.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { rm } from 'node:fs/promises';
 import { check, History, now, readFinal, startWorkload } from './helpers/checker.js';
 import { waitUntil } from './helpers/bridge.js';
 import { randomSubnet, startCluster, type Cluster } from './helpers/cluster.js';
 import { startNode } from './helpers/launcher.js';
+import { startEarly } from './helpers/early.js';
 import { formatEvents, Iptables, loopbackLinks, randomSchedule, runNemesis, type FaultSpec, type FaultTarget } from './helpers/nemesis.js';
 import { slow } from './helpers/slow.js';
 
@@ -74,12 +75,8 @@ async function openLink(from: string, to: string, port: number) {
   };
 }
 
-// The 4-node cluster of the short run starts with the file, so that its etcd and nodes come up
-// while the tests before it run; a cluster that fails to start fails only the short run.
-let clusterStart: Promise<Cluster> | undefined;
-const clusterOnce = () => (clusterStart ??= startCluster({ nodes: 4, partitions: 16, replicas: 3 }));
-beforeAll(() => { void clusterOnce().catch(() => undefined); });
-afterAll(async () => { await (await clusterStart?.catch(() => undefined))?.teardown(); });
+// the short run's cluster, started with the file
+const clusterOnce = startEarly(() => startCluster({ nodes: 4, partitions: 16, replicas: 3 }), (c) => c.teardown());
 
 describe('iptables link cuts on loopback', () => {
   it('cut drops traffic both ways between two addresses only, established links included; heal restores', async () => {

@@ -11,6 +11,7 @@ import { Packr, Unpackr } from 'msgpackr';
 import { ChicagoClient } from '../src/client/index.js';
 import { http } from './helpers/http.js';
 import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
+import { startEarly } from './helpers/early.js';
 import { waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
 
@@ -451,15 +452,10 @@ async function tokenCluster() {
     throw err;
   }
 }
-// The cluster starts with the file, so that its etcd and nodes come up while the single-node tests
-// run; a cluster that fails to start fails only its own test.
-let tokenClusterStart: ReturnType<typeof tokenCluster> | undefined;
-const tokenClusterOnce = () => (tokenClusterStart ??= tokenCluster());
-beforeAll(() => { void tokenClusterOnce().catch(() => undefined); });
-afterAll(async () => {
-  const started = await tokenClusterStart?.catch(() => undefined);
-  await started?.cluster.teardown();
-  if (started) await rm(started.dir, { recursive: true, force: true });
+// started with the file
+const tokenClusterOnce = startEarly(tokenCluster, async (s) => {
+  await s.cluster.teardown();
+  await rm(s.dir, { recursive: true, force: true });
 });
 
 describe('a cluster with tokens (real etcd, 3 nodes)', () => {

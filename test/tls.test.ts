@@ -14,6 +14,7 @@ import { http } from './helpers/http.js';
 import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { startCluster } from './helpers/cluster.js';
 import { startEtcd } from './helpers/etcd.js';
+import { startEarly } from './helpers/early.js';
 import { caDispatcher } from '../src/client/tls.js';
 import { batchOf, duplicateOf, nodeRequest, RawBatch } from '../src/agent/shipper.js';
 
@@ -82,17 +83,11 @@ async function tlsCluster() {
     throw err;
   }
 }
-// The cluster starts with the file, so that its etcd and nodes come up while the single-node tests
-// run; a cluster that fails to start fails only its own test.
-let tlsClusterStart: ReturnType<typeof tlsCluster> | undefined;
-const tlsClusterOnce = () => (tlsClusterStart ??= tlsCluster());
-beforeAll(() => { void tlsClusterOnce().catch(() => undefined); });
-afterAll(async () => {
-  const started = await tlsClusterStart?.catch(() => undefined);
-  if (!started) return;
-  await started.cluster.teardown();
-  await started.etcd.stop();
-  await rm(started.certs.dir, { recursive: true, force: true });
+// started with the file
+const tlsClusterOnce = startEarly(tlsCluster, async (s) => {
+  await s.cluster.teardown();
+  await s.etcd.stop();
+  await rm(s.certs.dir, { recursive: true, force: true });
 });
 
 describe('TLS between nodes and to etcd (real etcd, 3 nodes)', () => {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChicagoClient } from '../src/client/index.js';
 import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
+import { startEarly } from './helpers/early.js';
 import { getJson, waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
 
@@ -64,12 +65,8 @@ async function growsAndAssigns(urls: string[], topic: string, replicas: number):
   }
 }
 
-// The cluster starts with the file, so that it comes up while the single-node case runs; a cluster
-// that fails to start fails only its own case.
-let clusterStart: Promise<Cluster> | undefined;
-const clusterOnce = () => (clusterStart ??= startCluster({ nodes: 3, partitions: 8, replicas: 3 }));
-beforeAll(() => { void clusterOnce().catch(() => undefined); });
-afterAll(async () => { await (await clusterStart?.catch(() => undefined))?.teardown(); });
+// the cluster, started with the file
+const clusterOnce = startEarly(() => startCluster({ nodes: 3, partitions: 8, replicas: 3 }), (c) => c.teardown());
 
 describe('topic alter --partitions on a single node', () => {
   let node: NodeHandle;
