@@ -46,8 +46,8 @@ function writeLoad(url: string, acked: Acked, concurrency = 16) {
   return { stop: async () => { running = false; await done; } };
 }
 
-/** What a crash is checked against: every key of the load acknowledged, and a thousand records. */
-const enough = (acked: Acked) => acked.kv.size >= KV_KEYS && acked.records.size >= 1000;
+/** What a crash is checked against: every key of the load acknowledged, and 300 records. */
+const enough = (acked: Acked) => acked.kv.size >= KV_KEYS && acked.records.size >= 300;
 
 async function verify(node: NodeHandle, acked: Acked): Promise<void> {
   const scan = await http(node.url, 'GET', '/v1/kv/dur?limit=10000');
@@ -92,9 +92,11 @@ describe.each(['none', 'group', 'always'])('kill -9 under sync policy %s', (poli
       await http(node.url, 'POST', '/v1/topics', { name: 'dur', partitions: 3 });
       const acked: Acked = { kv: new Map(), records: new Map() };
       const load = writeLoad(node.url, acked);
+      const loadStart = Date.now();
       await waitUntil('enough acknowledged writes', () => enough(acked), 30_000, 20);
       await node.kill('SIGKILL');
       await load.stop();
+      console.log(`durability ${policy}: killed after ${Date.now() - loadStart} ms of load, ${acked.kv.size} keys and ${acked.records.size} records acknowledged`);
       expect(enough(acked)).toBe(true);
       node = await node.restart();
       await verify(node, acked);
