@@ -46,8 +46,8 @@ function writeLoad(url: string, acked: Acked, concurrency = 16) {
   return { stop: async () => { running = false; await done; } };
 }
 
-/** What a crash is checked against: every key of the load acknowledged, and 300 records. */
-const enough = (acked: Acked) => acked.kv.size >= KV_KEYS && acked.records.size >= 300;
+/** What a crash is checked against: every key of the load acknowledged, and 150 records. */
+const enough = (acked: Acked) => acked.kv.size >= KV_KEYS && acked.records.size >= 150;
 
 async function verify(node: NodeHandle, acked: Acked): Promise<void> {
   const scan = await http(node.url, 'GET', '/v1/kv/dur?limit=10000');
