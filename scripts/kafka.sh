@@ -20,7 +20,8 @@
 # 1 broker = one combined broker+controller; 3 brokers = three combined nodes, a 3-voter quorum.
 # `up` keeps existing data (a down/up is a broker restart); `--fresh` or `reset` wipes it.
 #
-# Env: KAFKA_VERSION (default 4.1.1), KAFKA_HEAP (default -Xmx512m), KAFKA_READY_TIMEOUT_S (90).
+# Env: KAFKA_VERSION (default 4.1.1), KAFKA_HEAP (default -Xmx512m), KAFKA_READY_TIMEOUT_S (90),
+#   KAFKA_JVM_OPTS (more JVM flags for the brokers `up` starts; none by default).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +30,7 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 LOG4J_VERSION="2.24.3"
 LIB="$KDIR/lib-$KAFKA_VERSION"
 HEAP="${KAFKA_HEAP:--Xms128m -Xmx512m}"
+JVM_OPTS="${KAFKA_JVM_OPTS:-}"
 READY_TIMEOUT_S="${KAFKA_READY_TIMEOUT_S:-90}"
 HOST=127.0.0.1
 
@@ -208,7 +210,7 @@ start_broker() {
   if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then die "port $port is taken by another process"; fi
   # setsid: the broker outlives the shell (and the test process) that started it.
   # shellcheck disable=SC2086
-  setsid nohup java $HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+  setsid nohup java $HEAP $JVM_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$LIB/log4j2.properties" -Dkafka.logs.dir="$dir" \
     -cp "$LIB/*" kafka.Kafka "$dir/server.properties" >>"$dir/server.log" 2>&1 </dev/null 7>&- 8>&- 9>&- &
   echo $! >"$dir/pid"

@@ -60,7 +60,8 @@ describe('Kafka bridge with Kafka restarted mid-stream (real broker)', () => {
     await waitLog(bridge, 'bridge positions recovered from Kafka');
     const load = startLoad(node.url, topic, { ratePerS: 1000, batch: 50 });
     try {
-      await new Promise((r) => setTimeout(r, 2_000));
+      // Kafka goes down mid-stream: once the bridge has delivered some of the load
+      await waitUntil('the bridge delivering', async () => (await metric(murl, 'chicago_bridge_delivered_records_total')).reduce((a, b) => a + b, 0) >= 500, 20_000, 50);
       await kafkaDown(PORT);
       // Kafka is gone: the bridge stops consuming, says so, and the lag grows past the alert
       await waitUntil('kafka_up = 0', async () => (await metric(murl, 'chicago_bridge_kafka_up'))[0] === 0, 20_000);

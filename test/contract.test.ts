@@ -11,8 +11,9 @@ import WebSocket from 'ws';
 import { ChicagoClient } from '../src/client/index.js';
 import { Session } from '../src/client/session.js';
 import { recordPartition } from '../src/runtime/hash.js';
-import { startCluster, type Cluster } from './helpers/cluster.js';
-import { repoRoot, startNode, type NodeHandle } from './helpers/launcher.js';
+import { startCluster } from './helpers/cluster.js';
+import { startEarly } from './helpers/early.js';
+import { repoRoot, startNode } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 
 interface InRecord { key?: Buffer; value: Buffer; headers?: Record<string, string> }
@@ -370,19 +371,12 @@ function contract(name: string, open: () => Promise<Subject>): void {
   });
 }
 
-let single: NodeHandle | undefined;
-let cluster: Cluster | undefined;
-const singleNode = async () => (single ??= await startNode());
-afterAll(async () => {
-  await single?.stop();
-  await cluster?.teardown();
-});
+// the node and the cluster, started with the file
+const singleNode = startEarly(() => startNode(), (n) => n.stop());
+const clusterOnce = startEarly(() => startCluster({ nodes: 3, partitions: 8, replicas: 3 }), (c) => c.teardown());
 
 contract('in-process node', inProcess);
 contract('HTTP', async () => overHttp((await singleNode()).url));
 contract('WebSocket client', async () => overWs((await singleNode()).url, 1));
 contract('WebSocket JSON mode', async () => overJsonWs((await singleNode()).url));
-contract('WebSocket client, 3-node cluster', async () => {
-  cluster = await startCluster({ nodes: 3, partitions: 8, replicas: 3 });
-  return overWs(cluster.targets()[0].url, 3);
-});
+contract('WebSocket client, 3-node cluster', async () => overWs((await clusterOnce()).targets()[0].url, 3));

@@ -1,13 +1,14 @@
 // The fault machinery and the short nemesis run: iptables cuts on loopback really cut, the
 // schedule does what it logs, and a 4-node cluster with a real etcd keeps every guarantee the
 // checker knows while a workload runs through one fault of each kind.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { rm } from 'node:fs/promises';
 import { check, History, now, readFinal, startWorkload } from './helpers/checker.js';
 import { waitUntil } from './helpers/bridge.js';
 import { randomSubnet, startCluster, type Cluster } from './helpers/cluster.js';
 import { startNode } from './helpers/launcher.js';
+import { startEarly } from './helpers/early.js';
 import { formatEvents, Iptables, loopbackLinks, randomSchedule, runNemesis, type FaultSpec, type FaultTarget } from './helpers/nemesis.js';
 import { slow } from './helpers/slow.js';
 
@@ -73,6 +74,9 @@ async function openLink(from: string, to: string, port: number) {
     close: () => s.destroy(),
   };
 }
+
+// the short run's cluster, started with the file
+const clusterOnce = startEarly(() => startCluster({ nodes: 4, partitions: 16, replicas: 3 }), (c) => c.teardown());
 
 describe('iptables link cuts on loopback', () => {
   it('cut drops traffic both ways between two addresses only, established links included; heal restores', async () => {
@@ -189,15 +193,17 @@ describe('workload and checker against one real node', () => {
       const history = new History();
       const targets = [{ id: 'n1', url: node.url }];
       const workload = startWorkload(history, { targets: () => targets, clients: 4, topic: 'nem', topicPartitions: 4 });
-      await new Promise((r) => setTimeout(r, 1000));
-      // what the checks below need acked before the crash; a busy machine may take longer than 1 s
+      // what the checks below need acked before the crash
       const okPuts = () => history.ops.filter((o) => o.type === 'kv-put' && o.outcome === 'ok').length;
       const okRecords = () => history.ops.reduce((n, o) => n + (o.type === 'produce' && o.outcome === 'ok' ? o.values.length : 0), 0);
-      await waitUntil('more than 20 acked puts and records', () => okPuts() > 20 && okRecords() > 20, 30_000, 50);
+      await waitUntil('more than 20 acked puts and records', () => okPuts() > 20 && okRecords() > 20, 30_000, 20);
       await node.kill('SIGKILL');
       node = await node.restart();
       targets[0] = { id: 'n1', url: node.url };
-      await new Promise((r) => setTimeout(r, 1000));
+      // the workload goes on against the restarted node: the checker compares its reads with what was acked before the crash
+      const restartedAt = now();
+      const okAfter = (type: string) => history.ops.filter((o) => o.type === type && o.outcome === 'ok' && o.invokeMs > restartedAt).length;
+      await waitUntil('puts and reads answered by the restarted node', () => okAfter('kv-put') > 20 && okAfter('kv-get') > 20 && okAfter('read') > 10, 30_000, 20);
       await workload.stop();
       const durable = check(history.ops, { ...(await readFinal(targets, workload, 4)), replicas: [] }, { expectedReplicas: 1 });
       expect(durable.violations, durable.text).toEqual([]);
@@ -221,11 +227,8 @@ describe('workload and checker against one real node', () => {
 describe('short nemesis run: 4 nodes, real etcd, one fault of each kind', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ nodes: 4, partitions: 16, replicas: 3 });
+    cluster = await clusterOnce();
   }, slow(90_000));
-  afterAll(async () => {
-    await cluster?.teardown();
-  });
 
   it('peer links are bound to the nodes\' own addresses, so cuts hit them', async () => {
     const hosts = new Set(cluster.live().map((n) => n.host));
@@ -255,7 +258,8 @@ describe('short nemesis run: 4 nodes, real etcd, one fault of each kind', () => 
     ];
     let nemesis;
     try {
-      await new Promise((r) => setTimeout(r, 1000));
+      // the first fault lands in a running workload
+      await waitUntil('the workload under way', () => history.ops.filter((o) => o.outcome === 'ok').length > 50, 30_000, 20);
       nemesis = await runNemesis(cluster, schedule, { faultMs: 2500, recoverMs: 1000, readyTimeoutMs: 20_000, minNodes: 3, maxNodes: 5, seed: 1 });
     } finally {
       await workload.stop();

@@ -11,6 +11,7 @@ import { Packr, Unpackr } from 'msgpackr';
 import { ChicagoClient } from '../src/client/index.js';
 import { http } from './helpers/http.js';
 import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
+import { startEarly } from './helpers/early.js';
 import { waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
 
@@ -435,45 +436,55 @@ describe('exact HTTP, one owner, strict parsing (raw sockets, real node)', () =>
   });
 });
 
+/** The 3-node cluster with tokens, with the tokens it was configured with and its temporary dir. */
+async function tokenCluster() {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-sec-cluster-'));
+  const [admin, peer, writer] = await Promise.all([makeToken('*', 'admin'), makeToken('cluster:peer', 'peers'), makeToken('kv:write:app', 'writer')]);
+  const cfg = path.join(dir, 'node.json');
+  const peerFile = path.join(dir, 'peer.token');
+  await writeFile(peerFile, peer.token + '\n');
+  await writeFile(cfg, JSON.stringify({ security: { tokens: [admin.entry, peer.entry, writer.entry], peerTokenFile: peerFile } }));
+  const { startCluster } = await import('./helpers/cluster.js');
+  try {
+    return { dir, admin, peer, writer, cluster: await startCluster({ nodes: 3, partitions: 4, replicas: 3, args: ['--config', cfg], token: admin.token }) };
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+// started with the file
+const tokenClusterOnce = startEarly(tokenCluster, async (s) => {
+  await s.cluster.teardown();
+  await rm(s.dir, { recursive: true, force: true });
+});
+
 describe('a cluster with tokens (real etcd, 3 nodes)', () => {
   it('links nodes with a cluster:peer token, replicates acks=all writes to 3 copies, and refuses a node without one', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-sec-cluster-'));
-    const [admin, peer, writer] = await Promise.all([makeToken('*', 'admin'), makeToken('cluster:peer', 'peers'), makeToken('kv:write:app', 'writer')]);
-    const cfg = path.join(dir, 'node.json');
-    const peerFile = path.join(dir, 'peer.token');
-    await writeFile(peerFile, peer.token + '\n');
-    await writeFile(cfg, JSON.stringify({ security: { tokens: [admin.entry, peer.entry, writer.entry], peerTokenFile: peerFile } }));
-    const { startCluster } = await import('./helpers/cluster.js');
-    const cluster = await startCluster({ nodes: 3, partitions: 4, replicas: 3, args: ['--config', cfg], token: admin.token });
-    try {
-      const url = cluster.nodes[0].handle.url;
-      const put = await http(url, 'PUT', '/v1/kv/app/k?acks=all', 'v', { authorization: `Bearer ${writer.token}` });
-      expect([put.status, put.body.replicas]).toEqual([200, 3]);
-      // replication went straight between workers: the link key the peers exchanged works
-      let direct = 0;
-      for (const n of cluster.nodes) {
-        const m = await http(n.handle.url, 'GET', '/metrics', undefined, { authorization: `Bearer ${admin.token}` });
-        direct += Number(/chicago_replication_frames_sent\{link="direct"\} (\d+)/.exec(m.text)?.[1] ?? 0);
-      }
-      expect(direct).toBeGreaterThan(0);
-      // the peer token is for nodes only: it cannot write
-      expect((await http(url, 'PUT', '/v1/kv/app/k', 'v', { authorization: `Bearer ${peer.token}` })).status).toBe(403);
-      // a process that is not a node cannot open a peer link, with or without a client token
-      for (const headers of [{}, { authorization: `Bearer ${writer.token}` }]) {
-        const ws = new WebSocket(url.replace('http', 'ws') + '/v1/peer', { headers });
-        ws.on('error', () => undefined);
-        const status = await new Promise<number>((resolve) => { ws.once('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0)); ws.once('open', () => resolve(101)); });
-        ws.terminate();
-        expect(status).toBe(401);
-      }
-      // a node configured with tokens but no peer token does not start
-      const noPeer = path.join(dir, 'no-peer.json');
-      await writeFile(noPeer, JSON.stringify({ security: { tokens: [admin.entry] } }));
-      const r = await runCli(['server', '--config', noPeer, '--data-dir', path.join(dir, 'x'), '--port', '0', '--etcd', 'http://127.0.0.1:1']);
-      expect([r.code, r.stderr]).toEqual([78, expect.stringContaining('needs security.peerToken')]);
-    } finally {
-      await cluster.teardown();
-      await rm(dir, { recursive: true, force: true });
+    const { dir, admin, peer, writer, cluster } = await tokenClusterOnce();
+    const url = cluster.nodes[0].handle.url;
+    const put = await http(url, 'PUT', '/v1/kv/app/k?acks=all', 'v', { authorization: `Bearer ${writer.token}` });
+    expect([put.status, put.body.replicas]).toEqual([200, 3]);
+    // replication went straight between workers: the link key the peers exchanged works
+    let direct = 0;
+    for (const n of cluster.nodes) {
+      const m = await http(n.handle.url, 'GET', '/metrics', undefined, { authorization: `Bearer ${admin.token}` });
+      direct += Number(/chicago_replication_frames_sent\{link="direct"\} (\d+)/.exec(m.text)?.[1] ?? 0);
     }
+    expect(direct).toBeGreaterThan(0);
+    // the peer token is for nodes only: it cannot write
+    expect((await http(url, 'PUT', '/v1/kv/app/k', 'v', { authorization: `Bearer ${peer.token}` })).status).toBe(403);
+    // a process that is not a node cannot open a peer link, with or without a client token
+    for (const headers of [{}, { authorization: `Bearer ${writer.token}` }]) {
+      const ws = new WebSocket(url.replace('http', 'ws') + '/v1/peer', { headers });
+      ws.on('error', () => undefined);
+      const status = await new Promise<number>((resolve) => { ws.once('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0)); ws.once('open', () => resolve(101)); });
+      ws.terminate();
+      expect(status).toBe(401);
+    }
+    // a node configured with tokens but no peer token does not start
+    const noPeer = path.join(dir, 'no-peer.json');
+    await writeFile(noPeer, JSON.stringify({ security: { tokens: [admin.entry] } }));
+    const r = await runCli(['server', '--config', noPeer, '--data-dir', path.join(dir, 'x'), '--port', '0', '--etcd', 'http://127.0.0.1:1']);
+    expect([r.code, r.stderr]).toEqual([78, expect.stringContaining('needs security.peerToken')]);
   });
 });

@@ -14,6 +14,7 @@ import { http } from './helpers/http.js';
 import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { startCluster } from './helpers/cluster.js';
 import { startEtcd } from './helpers/etcd.js';
+import { startEarly } from './helpers/early.js';
 import { caDispatcher } from '../src/client/tls.js';
 import { batchOf, duplicateOf, nodeRequest, RawBatch } from '../src/agent/shipper.js';
 
@@ -66,67 +67,78 @@ describe('TLS on a node\'s port', () => {
   });
 });
 
+/** etcd with its own TLS flags (https, client certificates the cluster CA signed) and 3 nodes on TLS. */
+async function tlsCluster() {
+  const ips = [1, 2, 3, 4].map((i) => `${SUBNET}.${i + 1}`);
+  const certs = await makeCerts(['127.0.0.1', ...ips]);
+  const cfg = path.join(certs.dir, 'cluster.json');
+  await writeFile(cfg, JSON.stringify({ tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile } }));
+  let etcd: Awaited<ReturnType<typeof startEtcd>> | undefined;
+  try {
+    etcd = await startEtcd({ tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile } });
+    return { certs, etcd, cluster: await startCluster({ nodes: 3, partitions: 4, replicas: 3, subnet: SUBNET, args: ['--config', cfg], ca: certs.ca, etcd }) };
+  } catch (err) {
+    await etcd?.stop();
+    await rm(certs.dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+// started with the file
+const tlsClusterOnce = startEarly(tlsCluster, async (s) => {
+  await s.cluster.teardown();
+  await s.etcd.stop();
+  await rm(s.certs.dir, { recursive: true, force: true });
+});
+
 describe('TLS between nodes and to etcd (real etcd, 3 nodes)', () => {
   it('replicates over TLS peer links and mutual-TLS worker links, talks to etcd over mutual TLS; refuses plaintext and uncertified peers', async () => {
-    const ips = [1, 2, 3, 4].map((i) => `${SUBNET}.${i + 1}`);
-    const certs = await makeCerts(['127.0.0.1', ...ips]);
-    const cfg = path.join(certs.dir, 'cluster.json');
-    await writeFile(cfg, JSON.stringify({ tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile } }));
-    // etcd with its own TLS flags: https and client certificates the cluster CA signed
-    const etcd = await startEtcd({ tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile } });
+    const { certs, etcd, cluster } = await tlsClusterOnce();
     expect(etcd.endpoints[0].startsWith('https://')).toBe(true);
-    const cluster = await startCluster({ nodes: 3, partitions: 4, replicas: 3, subnet: SUBNET, args: ['--config', cfg], ca: certs.ca, etcd });
-    try {
-      const url = cluster.nodes[0].handle.url;
-      expect(url.startsWith('https://')).toBe(true);
-      const put = await http(url, 'PUT', '/v1/kv/app/k?acks=all', 'v', {}, certs.ca);
-      expect([put.status, put.body.replicas]).toEqual([200, 3]);
-      let direct = 0;
-      for (const n of cluster.nodes) {
-        const m = await http(n.handle.url, 'GET', '/metrics', undefined, {}, certs.ca);
-        direct += Number(/chicago_replication_frames_sent\{link="direct"\} (\d+)/.exec(m.text)?.[1] ?? 0);
-      }
-      expect(direct).toBeGreaterThan(0);
-
-      // a plaintext peer gets no WebSocket on /v1/peer
-      const plain = new WebSocket(url.replace('https', 'ws') + '/v1/peer');
-      plain.on('error', () => undefined);
-      expect(await new Promise<string>((resolve) => { plain.once('open', () => resolve('open')); plain.once('error', () => resolve('refused')); plain.once('close', () => resolve('refused')); })).toBe('refused');
-      plain.terminate();
-      // a worker link without a certificate the cluster CA signed fails the TLS handshake: the
-      // node's other listening ports on its address are its workers'
-      const node0 = cluster.nodes[0];
-      const { stdout } = await promisify(execFile)('ss', ['-Hltn']);
-      const ports = stdout.split('\n').map((l) => l.trim().split(/\s+/)[3] ?? '').filter((a) => a.startsWith(`${node0.host}:`))
-        .map((a) => Number(a.split(':')[1])).filter((p) => p !== node0.handle.port);
-      expect(ports.length).toBeGreaterThan(0);
-      for (const port of ports) {
-        for (const opts of [{ ca: certs.ca }, { ca: certs.ca, cert: await readFile(certs.rogueCertFile), key: await readFile(certs.rogueKeyFile) }]) {
-          const ws = new WebSocket(`wss://${node0.host}:${port}`, opts);
-          ws.on('error', () => undefined);
-          expect(await new Promise<string>((resolve) => { ws.once('open', () => resolve('open')); ws.once('error', () => resolve('refused')); ws.once('close', () => resolve('refused')); })).toBe('refused');
-          ws.terminate();
-        }
-        // with the node's own certificate the handshake completes, and the link key is still required
-        const keyless = new WebSocket(`wss://${node0.host}:${port}`, { ca: certs.ca, cert: await readFile(certs.certFile), key: await readFile(certs.keyFile) });
-        keyless.on('error', () => undefined);
-        expect(await new Promise<number>((resolve) => { keyless.once('open', () => resolve(101)); keyless.once('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0)); })).toBe(401);
-        keyless.terminate();
-      }
-      // etcd refuses a client without a certificate, and plain HTTP
-      const plainEtcd = await fetch(etcd.endpoints[0].replace('https', 'http') + '/health', { signal: AbortSignal.timeout(3000) }).then((r) => r.status, () => 'refused');
-      expect(plainEtcd === 'refused' || plainEtcd === 400).toBe(true);
-      const noCert = await fetch(etcd.endpoints[0] + '/v3/kv/range', { method: 'POST', body: '{"key":"Lw=="}', signal: AbortSignal.timeout(3000), ...({ dispatcher: caDispatcher(certs.ca) } as RequestInit) }).then((r) => r.status, () => 'refused');
-      expect(noCert).toBe('refused');
-      // a node without the etcd CA does not start
-      const bad = path.join(certs.dir, 'no-ca.json');
-      await writeFile(bad, JSON.stringify({ tls: { certFile: certs.certFile, keyFile: certs.keyFile } }));
-      const r = await runCli(['server', '--config', bad, '--data-dir', path.join(certs.dir, 'x'), '--port', '0', '--etcd', etcd.endpoints[0]]);
-      expect([r.code, r.stderr]).toEqual([78, expect.stringContaining('https:// etcd endpoints need')]);
-    } finally {
-      await cluster.teardown();
-      await etcd.stop();
-      await rm(certs.dir, { recursive: true, force: true });
+    const url = cluster.nodes[0].handle.url;
+    expect(url.startsWith('https://')).toBe(true);
+    const put = await http(url, 'PUT', '/v1/kv/app/k?acks=all', 'v', {}, certs.ca);
+    expect([put.status, put.body.replicas]).toEqual([200, 3]);
+    let direct = 0;
+    for (const n of cluster.nodes) {
+      const m = await http(n.handle.url, 'GET', '/metrics', undefined, {}, certs.ca);
+      direct += Number(/chicago_replication_frames_sent\{link="direct"\} (\d+)/.exec(m.text)?.[1] ?? 0);
     }
+    expect(direct).toBeGreaterThan(0);
+
+    // a plaintext peer gets no WebSocket on /v1/peer
+    const plain = new WebSocket(url.replace('https', 'ws') + '/v1/peer');
+    plain.on('error', () => undefined);
+    expect(await new Promise<string>((resolve) => { plain.once('open', () => resolve('open')); plain.once('error', () => resolve('refused')); plain.once('close', () => resolve('refused')); })).toBe('refused');
+    plain.terminate();
+    // a worker link without a certificate the cluster CA signed fails the TLS handshake: the
+    // node's other listening ports on its address are its workers'
+    const node0 = cluster.nodes[0];
+    const { stdout } = await promisify(execFile)('ss', ['-Hltn']);
+    const ports = stdout.split('\n').map((l) => l.trim().split(/\s+/)[3] ?? '').filter((a) => a.startsWith(`${node0.host}:`))
+      .map((a) => Number(a.split(':')[1])).filter((p) => p !== node0.handle.port);
+    expect(ports.length).toBeGreaterThan(0);
+    for (const port of ports) {
+      for (const opts of [{ ca: certs.ca }, { ca: certs.ca, cert: await readFile(certs.rogueCertFile), key: await readFile(certs.rogueKeyFile) }]) {
+        const ws = new WebSocket(`wss://${node0.host}:${port}`, opts);
+        ws.on('error', () => undefined);
+        expect(await new Promise<string>((resolve) => { ws.once('open', () => resolve('open')); ws.once('error', () => resolve('refused')); ws.once('close', () => resolve('refused')); })).toBe('refused');
+        ws.terminate();
+      }
+      // with the node's own certificate the handshake completes, and the link key is still required
+      const keyless = new WebSocket(`wss://${node0.host}:${port}`, { ca: certs.ca, cert: await readFile(certs.certFile), key: await readFile(certs.keyFile) });
+      keyless.on('error', () => undefined);
+      expect(await new Promise<number>((resolve) => { keyless.once('open', () => resolve(101)); keyless.once('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0)); })).toBe(401);
+      keyless.terminate();
+    }
+    // etcd refuses a client without a certificate, and plain HTTP
+    const plainEtcd = await fetch(etcd.endpoints[0].replace('https', 'http') + '/health', { signal: AbortSignal.timeout(3000) }).then((r) => r.status, () => 'refused');
+    expect(plainEtcd === 'refused' || plainEtcd === 400).toBe(true);
+    const noCert = await fetch(etcd.endpoints[0] + '/v3/kv/range', { method: 'POST', body: '{"key":"Lw=="}', signal: AbortSignal.timeout(3000), ...({ dispatcher: caDispatcher(certs.ca) } as RequestInit) }).then((r) => r.status, () => 'refused');
+    expect(noCert).toBe('refused');
+    // a node without the etcd CA does not start
+    const bad = path.join(certs.dir, 'no-ca.json');
+    await writeFile(bad, JSON.stringify({ tls: { certFile: certs.certFile, keyFile: certs.keyFile } }));
+    const r = await runCli(['server', '--config', bad, '--data-dir', path.join(certs.dir, 'x'), '--port', '0', '--etcd', etcd.endpoints[0]]);
+    expect([r.code, r.stderr]).toEqual([78, expect.stringContaining('https:// etcd endpoints need')]);
   });
 });

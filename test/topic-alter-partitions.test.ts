@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChicagoClient } from '../src/client/index.js';
 import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
+import { startEarly } from './helpers/early.js';
 import { getJson, waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
 
@@ -64,6 +65,9 @@ async function growsAndAssigns(urls: string[], topic: string, replicas: number):
   }
 }
 
+// the cluster, started with the file
+const clusterOnce = startEarly(() => startCluster({ nodes: 3, partitions: 8, replicas: 3 }), (c) => c.teardown());
+
 describe('topic alter --partitions on a single node', () => {
   let node: NodeHandle;
   beforeAll(async () => { node = await startNode(); }, slow(30_000));
@@ -79,8 +83,7 @@ describe('topic alter --partitions on a single node', () => {
 
 describe('topic alter --partitions on a 3-node cluster', () => {
   let cluster: Cluster;
-  beforeAll(async () => { cluster = await startCluster({ nodes: 3, partitions: 8, replicas: 3 }); }, slow(120_000));
-  afterAll(async () => { await cluster?.teardown(); });
+  beforeAll(async () => { cluster = await clusterOnce(); }, slow(120_000));
 
   it('one compare-and-swap in etcd, followed by every node; a member connected elsewhere gets the new partitions', async () => {
     await growsAndAssigns(cluster.targets().map((t) => t.url), 'grow3', 3);
