@@ -903,19 +903,21 @@ export class Sim {
     for (const id of this.ids) {
       const n = this.nodes.get(id)!;
       if (!n.up) continue;
+      // what n's failure detector says this check: the same for each of its duties
+      const inputs = this.placementInputs(n);
       this.pushView(n);
-      this.failover(n);
+      this.failover(n, inputs);
       this.maintainInSync(n);
-      this.handOffLeadership(n);
-      this.control(n);
+      this.handOffLeadership(n, inputs);
+      this.control(n, inputs);
     }
   }
 
   /** cluster.ts control, through the same round (placement.ts controlRound) over this one partition. */
-  private control(x: SimNode): void {
+  private control(x: SimNode, inputs: PlacementInputs): void {
     if (!this.opts.single && !this.opts.moves) return; // no placement activity: the regression seeds' schedules
     const rec = this.rec;
-    for (const c of controlRound([{ partition: this.placeKey, record: this.record() }], this.placementInputs(x), this.placeCopies(), x.id)) {
+    for (const c of controlRound([{ partition: this.placeKey, record: this.record() }], inputs, this.placeCopies(), x.id)) {
       this.propose(x, rec.rev, c.next, `${c.reason}: replicas [${c.next.replicas.join(',')}]`);
     }
   }
@@ -951,12 +953,13 @@ export class Sim {
   }
 
   /** cluster.ts failover, through the same decisions (decide.ts shedProposal, failoverProposal). */
-  private failover(x: SimNode): void {
+  private failover(x: SimNode, inputs: PlacementInputs): void {
     const rec = this.rec;
-    const inputs = this.placementInputs(x);
-    const shed = shedProposal(this.placeKey, this.record(), x.id, this.perception(x), inputs, this.placeCopies());
+    const record = this.record();
+    const see = this.perception(x);
+    const shed = shedProposal(this.placeKey, record, x.id, see, inputs, this.placeCopies());
     if (shed) return this.propose(x, rec.rev, shed.next, `in-sync: -${shed.shed.join(',')} (silent)`);
-    const next = failoverProposal(this.placeKey, this.record(), x.id, this.perception(x), inputs, this.placeCopies());
+    const next = failoverProposal(this.placeKey, record, x.id, see, inputs, this.placeCopies());
     if (!next) return;
     x.claim = { epoch: next.epoch, untilMs: this.now + CLAIM_MS }; // cluster.ts: positions.claim
     this.propose(x, rec.rev, next, `${x.id}: leader ${rec.leader} silent`);
@@ -999,7 +1002,7 @@ export class Sim {
   }
 
   /** cluster.ts handOffLeadership, through the same decision (decide.ts handOffTarget) and the worker's hand-off (handoff.ts). */
-  private handOffLeadership(x: SimNode): void {
+  private handOffLeadership(x: SimNode, inputs: PlacementInputs): void {
     const rec = this.rec;
     const r = x.replica!;
     if (!this.opts.moves || x.handOff || x.handOffFor || rec.leader !== x.id || r.role !== 'leader') return;
@@ -1007,8 +1010,8 @@ export class Sim {
     const laggard = this.opts.plant === 'handoff-laggard';
     const seen = laggard ? { ...rec, isr: [...rec.replicas] } : rec;
     const side = this.leaderSide(x);
-    const next = handOffTarget(this.record(seen), this.planned(seen, this.placementInputs(x)), x.id, {
-      silent: (n) => !this.alive(x.id, n), seq: side.seq, matched: side.matched, failedAtMs: x.handOffFailedAt, nowMs: this.now,
+    const next = handOffTarget(this.record(seen), this.planned(seen, inputs), x.id, {
+      silent: (n) => inputs.silent.has(n), seq: side.seq, matched: side.matched, failedAtMs: x.handOffFailedAt, nowMs: this.now,
     });
     if (!next) return;
     this.log(`${x.id} hands leadership to ${next.leader}: fenced, waits for it to hold seq ${r.state.seq}`);
