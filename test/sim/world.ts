@@ -62,6 +62,10 @@
 //    from its successor and started a copy to it; the copy wiped the successor just before the
 //    record change made it leader, which then led from an empty store (now: a fenced leader sends
 //    its successor no copy). Seed 216 of the CI range.
+// F12 (one-copy mode, once the simulator ran the real controller round) the controller moved
+//    leadership off a silent leader to the first-ranked in-sync replica, which was installing a
+//    copy: it led from a partial store (now: the controller never moves leadership; failover elects
+//    only a complete copy). Seeds 563 and 638 with `single`.
 import { createHash } from 'node:crypto';
 import { AssertionError } from 'node:assert';
 import { diskCodec } from '../../src/runtime/codec.js';
