@@ -16,10 +16,10 @@ import type { ClusterNodeInfo, Coordinator, RebalanceProgress, TopicCatalogApi }
 import { Coordination } from './etcd.js';
 import { Membership, nodesIn, type MembershipView } from './membership.js';
 import { PartitionTable, type PartitionEntry } from './partition-table.js';
-import { planPartition, rank } from './placement.js';
+import { controlRound, plannedRecord, type PlacementInputs } from './placement.js';
 import { TopicCatalog } from './topic-catalog.js';
 import type { PartitionRecord } from './layout.js';
-import { electSelf, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, silentFollowers as silentFollowersOf, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from './decide.js';
+import { failoverProposal, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, shedProposal, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from './decide.js';
 import type { ClusterConnection } from './hooks.js';
 import { HEARTBEAT_MS, type PeerNetwork } from './peer.js';
 import { gatewayHops } from '../actors/threads.js';
@@ -65,8 +65,6 @@ const STARTUP_RETRY_MS = 30_000;
 const CLOCK_SLACK_MS = 2;
 /** a multiple of CHECK_EVERY_MS */
 const CONTROLLER_EVERY_MS = 200;
-/** partitions the controller moves at once: rebalancing never swamps the foreground */
-const MOVES_AT_ONCE = 1;
 export interface ReplicaPosition {
   seq: number; role: string; incomplete: boolean; matched: Record<string, number>;
   /** the in-sync set the replica counts now, and the highest seq it confirmed to acks=all writers */
@@ -427,34 +425,26 @@ export class ClusterCoordinator implements Coordinator {
    * in-sync replica holds every confirmed write, so any of them keeps them all.
    */
   private async failover(): Promise<void> {
+    // liveness as of the last I/O: read again after each await
+    let inputs: PlacementInputs | undefined;
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
       if (!e) continue;
-      if (e.record.leader === this.self) { await this.shedSilentFollowers(p, e); continue; }
-      const elected = electSelf(e.record, this.self, this.perception(p));
-      if (!elected) continue;
-      if (!this.positions || !(await this.positions.claim(p, elected.epoch))) continue; // its sampled position may be old
-      // The silent leader's stand-in comes in the same swap, not a controller round later:
-      // acks=all writes have N copies again as soon as it has caught up.
-      const live = this.liveMembers();
-      const silent = new Set([e.record.leader, ...live.filter((n) => this.suspected(n))]);
-      const healthy = live.filter((n) => !silent.has(n));
-      await this.cas(p, e, withStandIns(p, elected, e.record, healthy, silent, this.copies), `leader ${e.record.leader} ${this.peers?.gone(e.record.leader) ? 'gone' : 'silent'}`);
+      inputs ??= this.placementInputs();
+      if (e.record.leader === this.self) {
+        // a leader sheds silent followers from the in-sync set, with their stand-ins (decide.ts)
+        const shed = shedProposal(p, e.record, this.self, this.perception(p), inputs, this.copies);
+        if (!shed) continue;
+        inputs = undefined;
+        await this.cas(p, e, shed.next, `in-sync: -${shed.shed.join(',')} (silent)`);
+        continue;
+      }
+      const next = failoverProposal(p, e.record, this.self, this.perception(p), inputs, this.copies);
+      if (!next) continue;
+      inputs = undefined;
+      if (!this.positions || !(await this.positions.claim(p, next.epoch))) continue; // its sampled position may be old
+      await this.cas(p, e, next, `leader ${e.record.leader} ${this.peers?.gone(e.record.leader) ? 'gone' : 'silent'}`);
     }
-  }
-
-  /**
-   * A leader drops silent or gone followers from the in-sync set at failover speed, not at the
-   * in-sync round's, with their stand-ins in the same swap: its writes wait on neither for long.
-   */
-  private async shedSilentFollowers(p: number, e: PartitionEntry): Promise<void> {
-    const silentFollowers = silentFollowersOf(e.record, this.self, this.perception(p));
-    if (silentFollowers.length === 0) return;
-    const live = this.liveMembers();
-    const silent = new Set([...silentFollowers, ...live.filter((n) => this.suspected(n))]);
-    const healthy = live.filter((n) => !silent.has(n));
-    const shed = { ...e.record, isr: e.record.isr.filter((n) => !silentFollowers.includes(n)) };
-    await this.cas(p, e, withStandIns(p, shed, e.record, healthy, silent, this.copies), `in-sync: -${silentFollowers.join(',')} (silent)`);
   }
 
   /**
@@ -487,35 +477,20 @@ export class ClusterCoordinator implements Coordinator {
 
   /**
    * The controller moves replica sets toward rendezvous placement over the leased nodes, and
-   * gives a partition a stand-in for each suspected replica. Only the lowest
-   * healthy node id acts, so two controllers rarely race (and CAS makes a race harmless).
+   * gives a partition a stand-in for each suspected replica: placement.ts controlRound decides
+   * (only the lowest healthy node id acts), this applies its changes by CAS.
    */
   private async control(): Promise<void> {
-    const inputs = this.placementInputs();
-    const { live, leaving, silent, healthy } = inputs;
-    if (healthy.length === 0 || healthy[0] !== this.self) return;
-    const handsOver = (leader: NodeId) => !silent.has(leader) && (live.includes(leader) || leaving.includes(leader));
-    let moving = 0;
+    const entries = new Map<number, PartitionEntry>();
     for (let p = 0; p < this.partitions; p++) {
       const e = this.table.get(p);
-      if (e && e.record.replicas.length !== e.record.isr.length) moving++;
+      if (e) entries.set(p, e);
     }
-    for (let p = 0; p < this.partitions; p++) {
-      const e = this.table.get(p);
-      if (!e) continue;
-      const next = this.planned(p, e.record, inputs);
-      if (sameRecord(next, e.record)) continue;
-      if (next.leader !== e.record.leader && handsOver(e.record.leader)) continue; // its leader hands it over
-      const starts = e.record.replicas.length === e.record.isr.length && next.replicas.length !== next.isr.length;
-      if (starts && moving >= MOVES_AT_ONCE && !next.replicas.some((n) => !e.record.replicas.includes(n) && silent.size > 0)) continue; // throttled
-      if (starts) moving++;
-      await this.cas(p, e, next, silent.size > 0 ? `placement; silent: ${[...silent].join(',')}` : 'placement');
+    const records = [...entries].map(([partition, e]) => ({ partition, record: e.record }));
+    // decided on one reading of the table; a record changed meanwhile fails its CAS and is planned again next round
+    for (const { partition, next, reason } of controlRound(records, this.placementInputs(), this.copies, this.self)) {
+      await this.cas(partition, entries.get(partition)!, next, reason);
     }
-  }
-
-  /** The record placement wants next for partition `p`: rendezvous over the live nodes, with stand-ins for silent replicas. */
-  private planned(p: number, current: PartitionRecord, { live, leaving, silent, healthy }: PlacementInputs): PartitionRecord {
-    return withStandIns(p, planPartition(p, live, this.copies, current, leaving), current, healthy, silent, this.copies);
   }
 
   private placementInputs(): PlacementInputs {
@@ -541,7 +516,7 @@ export class ClusterCoordinator implements Coordinator {
       if (!e || e.record.leader !== this.self || this.busy.has(p)) continue;
       const pos = this.local.get(p);
       if (!pos) continue;
-      const next = handOffTarget(e.record, this.planned(p, e.record, inputs), this.self, {
+      const next = handOffTarget(e.record, plannedRecord(p, e.record, inputs, this.copies), this.self, {
         silent: (n) => silent.has(n), seq: pos.seq, matched: (n) => pos.matched[n] ?? -1, failedAtMs: this.handOffFailedAt.get(p), nowMs: Date.now(),
       });
       if (!next) continue;
@@ -619,32 +594,12 @@ export class ClusterCoordinator implements Coordinator {
   }
 }
 
-interface PlacementInputs { live: NodeId[]; leaving: NodeId[]; silent: Set<NodeId>; healthy: NodeId[] }
-
-const sameRecord = (a: PartitionRecord, b: PartitionRecord) => JSON.stringify(a) === JSON.stringify(b);
-
 const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Two views that differ at most in their version: a replica needs no new one. */
 function sameView(a: Omit<ReplicaView, 'version'>, b: Omit<ReplicaView, 'version'>): boolean {
   return a.epoch === b.epoch && a.leader === b.leader && a.copies === b.copies && (a.spares ?? 0) === (b.spares ?? 0)
     && sameList(a.replicas, b.replicas) && sameList(a.live, b.live) && sameList(a.isr, b.isr);
-}
-
-/**
- * Keep N reachable copies while replicas are silent: stand-ins already added stay, more are taken
- * in rendezvous order from healthy nodes. The silent replicas stay in the set, so a pause costs a
- * temporary copy, never the paused node's own data.
- */
-export function withStandIns(p: number, planned: PartitionRecord, current: PartitionRecord, healthy: readonly NodeId[], silent: ReadonlySet<NodeId>, n: number): PartitionRecord {
-  const reachable = planned.replicas.filter((x) => !silent.has(x));
-  if (reachable.length >= n || silent.size === 0) return planned;
-  const candidates = [
-    ...current.replicas.filter((x) => healthy.includes(x) && !planned.replicas.includes(x)),
-    ...rank(p, healthy).filter((x) => !planned.replicas.includes(x) && !current.replicas.includes(x)),
-  ];
-  const add = candidates.slice(0, n - reachable.length);
-  return add.length === 0 ? planned : { ...planned, replicas: [...planned.replicas, ...add] };
 }
 
 /** TLS to etcd when its endpoints are https://: the etcd CA (or the cluster CA) and the node's certificate. */

@@ -4,6 +4,7 @@
 // simulator, so what the simulator proves is this code.
 import type { NodeId } from '../runtime/ids.js';
 import type { PartitionRecord } from './layout.js';
+import { withStandIns, type PlacementInputs } from './placement.js';
 
 /** A follower that has not reached where its leader was this long ago leaves the in-sync set. */
 export const ISR_LAG_MS = 1_000;
@@ -49,6 +50,45 @@ export function electSelf(rec: PartitionRecord, self: NodeId, see: Perception): 
 /** A leader's followers in the in-sync set that have gone silent: dropped at failover speed. */
 export function silentFollowers(rec: PartitionRecord, self: NodeId, see: Perception): NodeId[] {
   return rec.isr.filter((n) => n !== self && !see.alive(n));
+}
+
+/** `silent` joined to the members this node suspects, and the healthy members left: withStandIns's inputs. */
+function standInInputs(inputs: PlacementInputs, silent: readonly NodeId[]): { silent: Set<NodeId>; healthy: NodeId[] } {
+  const all = new Set([...silent, ...inputs.silent]);
+  return { silent: all, healthy: inputs.live.filter((n) => !all.has(n)) };
+}
+
+/**
+ * The record this node proposes when it takes over partition `p` (electSelf), with a stand-in for
+ * the silent leader in the same swap rather than a controller round later: acks=all writes have N
+ * copies again as soon as it has caught up. Undefined when this node is not the one to take over.
+ */
+export function failoverProposal(
+  p: number, rec: PartitionRecord, self: NodeId, see: Perception, inputs: PlacementInputs, n: number,
+): PartitionRecord | undefined {
+  const elected = electSelf(rec, self, see);
+  if (!elected) return undefined;
+  const { silent, healthy } = standInInputs(inputs, [rec.leader]);
+  const next = withStandIns(p, elected, rec, healthy, silent, n);
+  if (next.epoch !== rec.epoch + 1 || next.leader !== self) throw new Error(`failover of partition ${p}: a proposal must lead the next epoch`);
+  return next;
+}
+
+/**
+ * A leader drops silent or gone followers from the in-sync set at failover speed, not at the
+ * in-sync round's, with their stand-ins in the same swap: its writes wait on neither for long.
+ * Undefined when none of its in-sync followers is silent.
+ */
+export function shedProposal(
+  p: number, rec: PartitionRecord, self: NodeId, see: Perception, inputs: PlacementInputs, n: number,
+): { next: PartitionRecord; shed: NodeId[] } | undefined {
+  if (rec.leader !== self) return undefined;
+  const shed = silentFollowers(rec, self, see);
+  if (shed.length === 0) return undefined;
+  const { silent, healthy } = standInInputs(inputs, shed);
+  const next = withStandIns(p, { ...rec, isr: rec.isr.filter((x) => !shed.includes(x)) }, rec, healthy, silent, n);
+  if (!next.isr.includes(self) || next.epoch !== rec.epoch) throw new Error(`shedding followers of partition ${p}: the leader and its epoch stay`);
+  return { next, shed };
 }
 
 /** Appends a leader's sampled seq and keeps the last 2 × lagMs of them. */

@@ -101,6 +101,86 @@ export function planPlacement(
   return out;
 }
 
+/** What the controller and the failover see of the members: placement's inputs. */
+export interface PlacementInputs {
+  /** registered members that take replicas ('joining', 'up'), sorted */
+  live: readonly NodeId[];
+  /** members draining their replicas: they keep serving until replaced */
+  leaving: readonly NodeId[];
+  /** live members this node suspects (silent past the suspicion bar) */
+  silent: ReadonlySet<NodeId>;
+  /** live members not suspected, sorted: the lowest is the controller */
+  healthy: readonly NodeId[];
+}
+
+/**
+ * Keep N reachable copies while replicas are silent: stand-ins already added stay, more are taken
+ * in rendezvous order from healthy nodes. The silent replicas stay in the set, so a pause costs a
+ * temporary copy, never the paused node's own data.
+ */
+export function withStandIns(p: number, planned: PartitionRecord, current: PartitionRecord, healthy: readonly NodeId[], silent: ReadonlySet<NodeId>, n: number): PartitionRecord {
+  const reachable = planned.replicas.filter((x) => !silent.has(x));
+  if (reachable.length >= n || silent.size === 0) return planned;
+  const candidates = [
+    ...current.replicas.filter((x) => healthy.includes(x) && !planned.replicas.includes(x)),
+    ...rank(p, healthy).filter((x) => !planned.replicas.includes(x) && !current.replicas.includes(x)),
+  ];
+  const add = candidates.slice(0, n - reachable.length);
+  return add.length === 0 ? planned : { ...planned, replicas: [...planned.replicas, ...add] };
+}
+
+/** The record placement wants next for partition `p`: rendezvous over the live nodes, with stand-ins for silent replicas. */
+export function plannedRecord(p: number, current: PartitionRecord, inputs: PlacementInputs, n: number): PartitionRecord {
+  return withStandIns(p, planPartition(p, inputs.live, n, current, inputs.leaving), current, inputs.healthy, inputs.silent, n);
+}
+
+/** partitions the controller starts moving at once: rebalancing never swamps the foreground */
+export const MOVES_AT_ONCE = 1;
+
+/** one record change the controller proposes (by compare-and-swap on the record it was planned from) */
+export interface ControlChange { partition: number; next: PartitionRecord; reason: string }
+
+const sameRecord = (a: PartitionRecord, b: PartitionRecord) =>
+  a.epoch === b.epoch && a.leader === b.leader && sameList(a.replicas, b.replicas) && sameList(a.isr, b.isr);
+
+/**
+ * One round of the controller: only the lowest healthy node acts (so two controllers rarely race,
+ * and CAS makes a race harmless). Each partition's record moves toward `plannedRecord`, except:
+ * - a move of leadership: the controller never moves it. A live leader hands it over itself
+ *   (decide.ts handOffTarget), so its pending writes are answered before it steps down; a silent
+ *   or gone one is replaced by failover (decide.ts failoverProposal), which elects only a replica
+ *   whose copy is complete and furthest ahead, and which claims it first. An in-sync replica may
+ *   be installing a copy: made leader by placement's rank alone, it would lead from a partial store;
+ * - a move that would start while MOVES_AT_ONCE partitions are already moving (replicas outside
+ *   the in-sync set), unless it brings a stand-in for a silent replica: copies are throttled,
+ *   lost redundancy is not.
+ * `records`: the partitions' current records (a partition with no record is left out).
+ */
+export function controlRound(
+  records: ReadonlyArray<{ readonly partition: number; readonly record: PartitionRecord }>,
+  inputs: PlacementInputs,
+  n: number,
+  self: NodeId,
+): ControlChange[] {
+  const { silent, healthy } = inputs;
+  if (healthy.length === 0 || healthy[0] !== self) return [];
+  const reason = silent.size > 0 ? `placement; silent: ${[...silent].join(',')}` : 'placement';
+  let moving = records.filter(({ record: r }) => r.replicas.length !== r.isr.length).length;
+  const out: ControlChange[] = [];
+  for (const { partition, record } of records) {
+    const next = plannedRecord(partition, record, inputs, n);
+    if (sameRecord(next, record)) continue;
+    if (next.leader !== record.leader) continue; // handed over by the leader, or failover's
+    const starts = record.replicas.length === record.isr.length && next.replicas.length !== next.isr.length;
+    const standIn = silent.size > 0 && next.replicas.some((x) => !record.replicas.includes(x));
+    if (starts && moving >= MOVES_AT_ONCE && !standIn) continue; // throttled
+    if (starts) moving++;
+    if (next.epoch < record.epoch) throw new Error(`placement: epoch of partition ${partition} would decrease`);
+    out.push({ partition, next, reason });
+  }
+  return out;
+}
+
 export interface Move { partition: number; add: NodeId[]; remove: NodeId[] }
 export interface Movement {
   /** partitions whose replica set changes */

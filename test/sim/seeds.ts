@@ -5,8 +5,12 @@ import { formatFailure, runSeed, type SimOptions, type SimResult } from './world
 /** how the long suite (test/long/sim-long.test.ts) runs each seed */
 export const longOptions = { retries: true, strictRecovery: true, quiesceMs: 20_000 } satisfies Partial<SimOptions>;
 
-/** Seeds that found a bug, replayed in test/sim.test.ts with the options that found it (world.ts lists the findings). */
-export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: number; copies?: 'mixed' }> = [
+/**
+ * Seeds that found a bug, replayed in test/sim.test.ts with the options that found it (world.ts
+ * lists the findings): the long run's (longOptions, no moves, no anti-entropy), or with `single`
+ * the one-copy mode's defaults.
+ */
+export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: number; copies?: 'mixed'; single?: true }> = [
   { finding: 'F6', seed: 1001522, steps: 2000, copies: 'mixed' },
   { finding: 'F7', seed: 3001909, steps: 2000 },
   { finding: 'F7', seed: 3003007, steps: 2000 },
@@ -14,6 +18,8 @@ export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: 
   { finding: 'F8', seed: 4002217, steps: 2000, copies: 'mixed' },
   { finding: 'F9', seed: 5000004, steps: 2000, copies: 'mixed' },
   { finding: 'F10', seed: 5002472, steps: 2000, copies: 'mixed' },
+  { finding: 'F12', seed: 563, steps: 500, single: true },
+  { finding: 'F12', seed: 638, steps: 500, single: true },
 ];
 
 export interface SeedRun { seeds: number; failures: SimResult[]; ms: number; events: number; stats: Record<string, number> }

@@ -9,18 +9,21 @@
 // - the network: per-link delay, jitter, loss (in order per link, as TCP), partitions (one-way cuts
 //   too); traffic on a cut link is dropped or held until the link heals, as a peer queue would;
 // - the coordinator (etcd + cluster.ts): the partition record changes only by compare-and-swap on
-//   its revision; failover and in-sync changes are decided by cluster.ts's own decisions
-//   (src/cluster/decide.ts) from each node's own (possibly wrong) perception and applied later, so
-//   proposals race; views reach nodes late (in order per node); placement moves redraw the
-//   partition's rendezvous ranks (placement.ts planPartition) and its leader hands over through
-//   decide.ts handOffTarget;
+//   its revision; failover (with its stand-ins), a leader shedding silent followers, in-sync
+//   changes and the controller's round are decided by cluster.ts's own functions (src/cluster/
+//   decide.ts, placement.ts controlRound) from each node's own (possibly wrong) perception and
+//   applied later, so proposals race; views reach nodes late (in order per node); placement moves
+//   redraw the partition's rendezvous ranks and its leader hands over through decide.ts
+//   handOffTarget;
 // - clients: puts, deletes, produces (some idempotent, some retried), group commits, acks all/one;
 // - the nemesis: crashes (memory lost, store kept), restarts (state rebuilt from the store),
 //   partitions, link degradation, a follower's store changed outside replication.
-// With `single`, the partition has one copy (N = 1): its replica set is placement's (placement.ts
-// planPartition with n = 1), applied by a controller model (cluster.ts control), so it moves between
-// nodes ([A] → [B,A] → [B]); the copy held alone writes no log entry, so the log has gaps, and the
-// checker takes those entries from the writes applied (MemStore.unlogged) instead of the log.
+// With `single`, the partition has one copy (N = 1): its replica set is placement's (the
+// controller's round with n = 1), so it moves between nodes ([A] → [B,A] → [B]) and gets a
+// stand-in while its copy is silent; the copy held alone writes no log entry, so the log has gaps,
+// and the checker takes those entries from the writes applied (MemStore.unlogged) instead of the log.
+// Otherwise every node holds a copy, and the controller's round only reorders the set by rank or
+// moves leadership off a silent leader.
 // After every event the checker runs (checker section below); a violation stops the run with the
 // seed, the step and the trace of the last events.
 //
@@ -59,6 +62,10 @@
 //    from its successor and started a copy to it; the copy wiped the successor just before the
 //    record change made it leader, which then led from an empty store (now: a fenced leader sends
 //    its successor no copy). Seed 216 of the CI range.
+// F12 (one-copy mode, once the simulator ran the real controller round) the controller moved
+//    leadership off a silent leader to the first-ranked in-sync replica, which was installing a
+//    copy: it led from a partial store (now: the controller never moves leadership; failover elects
+//    only a complete copy). Seeds 563 and 638 with `single`.
 import { createHash } from 'node:crypto';
 import { AssertionError } from 'node:assert';
 import { diskCodec } from '../../src/runtime/codec.js';
@@ -68,8 +75,9 @@ import { decodeBatch } from '../../src/protocol/batch.js';
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, decodeStoredBatch, metaOp, type Command, type Op, type WireRecord } from '../../src/actors/partition.js';
 import { asBatch, canServeReads, carriesBatch, createReplica, encodeLogEntry, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
-import { electSelf, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
-import { planPartition, replicasFor } from '../../src/cluster/placement.js';
+import { failoverProposal, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, shedProposal, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
+import { controlRound, plannedRecord, replicasFor, type PlacementInputs } from '../../src/cluster/placement.js';
+import type { PartitionRecord as EtcdRecord } from '../../src/cluster/layout.js';
 import { compareStep, digestChecks, digestSlices, shouldDigest, type CompareInput, type Comparison, type ReplicaSide } from '../../src/actors/anti-entropy.js';
 import type { DigestCheck, DigestReply } from '../../src/actors/messages.js';
 import { handOffStep, leaderSide, type HandOff, type HandOffInput, type LeaderSide } from '../../src/actors/handoff.js';
@@ -135,13 +143,14 @@ export interface SimOptions {
   plant?: Plant;
   /**
    * Partitions of one copy (N = 1), placed on one node and moved between nodes by placement
-   * (a controller applies planPartition with n = 1): [A] → [B,A] → [B]. Implies `copies` 1.
+   * (the controller's round with n = 1): [A] → [B,A] → [B]. Implies `copies` 1.
    */
   single?: boolean;
   /**
    * Placement moves (default on): the partition's preferred leader changes now and then, as
-   * rebalancing changes rendezvous ranks, and the leader hands its leadership over. Off for the
-   * regression seeds, which replay the schedules that found them.
+   * rebalancing changes rendezvous ranks, and the leader hands its leadership over. Off (with no
+   * controller either, unless `single`) for the regression seeds, which replay the schedules that
+   * found them.
    */
   moves?: boolean;
   /**
@@ -215,7 +224,7 @@ interface SimNode {
    * until a copy replaces it, it is not compared with the others at the same position
    */
   tainted: boolean;
-  /** checker: the entries it held when a move dropped its copy (its acks may still be on the way) */
+  /** checker: the entries it held, logged or as hints, when a move dropped its copy (its acks and hint reports may still count) */
   dropped?: Map<number, Buffer>;
 }
 
@@ -542,7 +551,7 @@ export class Sim {
           break;
         case 'drop': {
           // worker.ts: a copy still arriving is ignored, and the replica starts empty claiming no epoch
-          n.dropped = n.store.history(n.replica!.state.seq);
+          n.dropped = this.heldEntries(n);
           n.installing = undefined;
           n.incomplete = false;
           n.store.clear(K.allRange);
@@ -898,26 +907,44 @@ export class Sim {
     for (const id of this.ids) {
       const n = this.nodes.get(id)!;
       if (!n.up) continue;
+      // what n's failure detector says this check: the same for each of its duties
+      const inputs = this.placementInputs(n);
       this.pushView(n);
-      this.failover(n);
+      this.failover(n, inputs);
       this.maintainInSync(n);
-      this.handOffLeadership(n);
-      this.control(n);
+      this.handOffLeadership(n, inputs);
+      this.control(n, inputs);
     }
   }
 
-  /**
-   * cluster.ts control (single): the lowest node x hears from moves the replica set toward
-   * placement's; a move of leadership off a leader x hears from is the leader's own hand-off.
-   */
-  private control(x: SimNode): void {
-    if (!this.opts.single || this.ids.find((id) => this.alive(x.id, id)) !== x.id) return;
+  /** cluster.ts control, through the same round (placement.ts controlRound) over this one partition. */
+  private control(x: SimNode, inputs: PlacementInputs): void {
+    if (!this.opts.single && !this.opts.moves) return; // no placement activity: the regression seeds' schedules
     const rec = this.rec;
-    const next = this.planned(rec);
-    const same = (a: readonly NodeId[], b: readonly NodeId[]) => a.length === b.length && a.every((v, i) => v === b[i]);
-    if (next.leader === rec.leader && same(next.replicas, rec.replicas) && same(next.isr, rec.isr)) return;
-    if (next.leader !== rec.leader && this.alive(x.id, rec.leader)) return;
-    this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `placement: replicas [${next.replicas.join(',')}]`, next });
+    for (const c of controlRound([{ partition: this.placeKey, record: this.record() }], inputs, this.placeCopies(), x.id)) {
+      this.propose(x, rec.rev, c.next, `${c.reason}: replicas [${c.next.replicas.join(',')}]`);
+    }
+  }
+
+  /** A CAS of the record from revision `rev`, which reaches etcd a little later. */
+  private propose(x: SimNode, rev: number, next: EtcdRecord, why: string): void {
+    this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev, why, next: { epoch: next.epoch, leader: next.leader, replicas: [...next.replicas], isr: [...next.isr] } });
+  }
+
+  /** The record as etcd holds it (cluster.ts's PartitionRecord). */
+  private record(rec: Omit<PartitionRecord, 'rev'> = this.rec): EtcdRecord {
+    return { epoch: toEpoch(rec.epoch), leader: rec.leader, replicas: rec.replicas, isr: rec.isr };
+  }
+
+  /** cluster.ts placementInputs from x's failure detector: the simulator's members all hold their lease. */
+  private placementInputs(x: SimNode): PlacementInputs {
+    const silent = new Set(this.ids.filter((n) => !this.alive(x.id, n)));
+    return { live: this.ids, leaving: [], silent, healthy: this.ids.filter((n) => !silent.has(n)) };
+  }
+
+  /** placement's replication factor: 1 (single), else every node holds a copy */
+  private placeCopies(): number {
+    return this.opts.single ? 1 : this.ids.length;
   }
 
   private positionOf(x: SimNode, of: NodeId): [number, number] | undefined {
@@ -929,14 +956,17 @@ export class Sim {
     return { alive: (n) => this.alive(x.id, n), positionOf: (n) => this.positionOf(x, n) };
   }
 
-  /** cluster.ts failover, through the same decision (decide.ts electSelf). */
-  private failover(x: SimNode): void {
+  /** cluster.ts failover, through the same decisions (decide.ts shedProposal, failoverProposal). */
+  private failover(x: SimNode, inputs: PlacementInputs): void {
     const rec = this.rec;
-    const elected = electSelf({ ...rec, epoch: toEpoch(rec.epoch) }, x.id, this.perception(x));
-    if (!elected) return;
-    x.claim = { epoch: rec.epoch + 1, untilMs: this.now + CLAIM_MS }; // cluster.ts: positions.claim
-    this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `${x.id}: leader ${rec.leader} silent`,
-      next: { epoch: elected.epoch, leader: x.id, replicas: elected.replicas, isr: elected.isr } });
+    const record = this.record();
+    const see = this.perception(x);
+    const shed = shedProposal(this.placeKey, record, x.id, see, inputs, this.placeCopies());
+    if (shed) return this.propose(x, rec.rev, shed.next, `in-sync: -${shed.shed.join(',')} (silent)`);
+    const next = failoverProposal(this.placeKey, record, x.id, see, inputs, this.placeCopies());
+    if (!next) return;
+    x.claim = { epoch: next.epoch, untilMs: this.now + CLAIM_MS }; // cluster.ts: positions.claim
+    this.propose(x, rec.rev, next, `${x.id}: leader ${rec.leader} silent`);
   }
 
   /** cluster.ts maintainInSync, through the same decisions (decide.ts joiningChanges, inSyncChange). */
@@ -961,13 +991,12 @@ export class Sim {
     for (const n of add) x.joining.set(n, x.viewVersion);
     const change = inSyncChange(record, x.id, pos, x.joining, past, see);
     if (!change) return;
-    this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: rec.rev, why: `in-sync: +${change.joined.join(',') || '-'} -${change.left.join(',') || '-'}`, next: { ...rec, isr: change.isr } });
+    this.propose(x, rec.rev, { ...record, isr: change.isr }, `in-sync: +${change.joined.join(',') || '-'} -${change.left.join(',') || '-'}`);
   }
 
-  /** The record placement wants next (placement.ts planPartition over the simulator's members). */
-  private planned(record: Omit<PartitionRecord, 'rev'> = this.rec): Omit<PartitionRecord, 'rev'> {
-    const p = planPartition(this.placeKey, this.ids, this.opts.single ? 1 : this.ids.length, { ...record, epoch: toEpoch(record.epoch) });
-    return { epoch: p.epoch, leader: p.leader, replicas: p.replicas, isr: p.isr };
+  /** The record placement wants next (placement.ts plannedRecord over the simulator's members; by default, none silent). */
+  private planned(record: Omit<PartitionRecord, 'rev'> = this.rec, inputs: PlacementInputs = { live: this.ids, leaving: [], silent: new Set(), healthy: this.ids }): EtcdRecord {
+    return plannedRecord(this.placeKey, this.record(record), inputs, this.placeCopies());
   }
 
   /** What x's worker reads of its replica for a hand-off; the planted bug sees every replica caught up. */
@@ -977,7 +1006,7 @@ export class Sim {
   }
 
   /** cluster.ts handOffLeadership, through the same decision (decide.ts handOffTarget) and the worker's hand-off (handoff.ts). */
-  private handOffLeadership(x: SimNode): void {
+  private handOffLeadership(x: SimNode, inputs: PlacementInputs): void {
     const rec = this.rec;
     const r = x.replica!;
     if (!this.opts.moves || x.handOff || x.handOffFor || rec.leader !== x.id || r.role !== 'leader') return;
@@ -985,8 +1014,8 @@ export class Sim {
     const laggard = this.opts.plant === 'handoff-laggard';
     const seen = laggard ? { ...rec, isr: [...rec.replicas] } : rec;
     const side = this.leaderSide(x);
-    const next = handOffTarget({ ...seen, epoch: toEpoch(seen.epoch) }, { ...this.planned(seen), epoch: toEpoch(this.planned(seen).epoch) }, x.id, {
-      silent: (n) => !this.alive(x.id, n), seq: side.seq, matched: side.matched, failedAtMs: x.handOffFailedAt, nowMs: this.now,
+    const next = handOffTarget(this.record(seen), this.planned(seen, inputs), x.id, {
+      silent: (n) => inputs.silent.has(n), seq: side.seq, matched: side.matched, failedAtMs: x.handOffFailedAt, nowMs: this.now,
     });
     if (!next) return;
     this.log(`${x.id} hands leadership to ${next.leader}: fenced, waits for it to hold seq ${r.state.seq}`);
@@ -1255,10 +1284,19 @@ export class Sim {
     return this.ids.filter((id) => {
       const n = this.nodes.get(id)!;
       if (n.store.logEntry(seq)?.equals(bytes) || asLogged(n.store.get(K.hintKey(seq)))?.equals(bytes)) return true;
-      const gone = !this.rec.replicas.includes(id) && n.dropped?.get(seq)?.equals(bytes) === true;
+      // a leader whose view still has this replica counts what it acked or held as hints before
+      // a move dropped its copy (it may be back in the set since, with a new copy)
+      const gone = n.dropped?.get(seq)?.equals(bytes) === true;
       if (gone) this.stats.droppedCounted++;
       return gone;
     });
+  }
+
+  /** the entries n holds, logged or as hints, in their logged form: what its acks and hint reports vouched for */
+  private heldEntries(n: SimNode): Map<number, Buffer> {
+    const held = n.store.history(n.replica!.state.seq);
+    for (const [k, v] of n.store.range(K.hintEntriesRange)) held.set(K.seqOfLogKey(Buffer.from(k, 'hex')), asLogged(v)!); // same key layout as the log's
+    return held;
   }
 
   private holdersOfBatch(tp: number, base: number, values: string[]): NodeId[] {
@@ -1436,7 +1474,7 @@ function describeEntry(e: Entry): string {
   const c = e.cmd;
   const body = c.op === 'kvPut' ? `put ${Buffer.from(c.key).toString()}=${Buffer.from(c.value).toString()}`
     : c.op === 'kvDel' ? `del ${Buffer.from(c.key).toString()}`
-      : c.op === 'produce' ? `produce tp${c.tp} [${(c.records ?? decodeBatch(c.batch!).records).map((x) => Buffer.from(x[1]).toString()).join(',')}]`
+      : c.op === 'produce' ? `produce tp${c.tp} [${c.records || c.batch ? (c.records ?? decodeBatch(c.batch!).records).map((x) => Buffer.from(x[1]).toString()).join(',') : 'its stored batch'}]`
         : c.op === 'commit' ? `commit tp${c.tp}@${c.offset}` : c.op;
   return `${e.seq}@e${e.epoch} ${body}`;
 }
