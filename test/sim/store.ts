@@ -205,8 +205,13 @@ export class MemStore {
 
   meta(): PartitionMeta | undefined {
     const b = this.get(K.metaKey);
-    return b ? diskCodec.decode<PartitionMeta>(b) : undefined;
+    if (!b) return undefined;
+    if (this.lastMeta?.[0] !== b) this.lastMeta = [b, diskCodec.decode<PartitionMeta>(b)];
+    return this.lastMeta[1];
   }
+
+  /** the meta last decoded, with the bytes it came from: the checker reads it after every event */
+  private lastMeta: [Buffer, PartitionMeta] | undefined;
 
   /**
    * A digest of the state-machine keys (KV, expiry, batches, time index, groups, streams,

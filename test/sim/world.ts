@@ -217,6 +217,10 @@ interface SimNode {
   tainted: boolean;
   /** checker: the entries it held when a move dropped its copy (its acks may still be on the way) */
   dropped?: Map<number, Buffer>;
+  /** its CopyHost (Sim.copyHost): reads and writes the node's fields, so it outlives crashes */
+  host?: CopyHost;
+  /** checker: the store's stream and batch versions and the streams in memory when its streams last checked gap-free */
+  streamsChecked?: string;
 }
 
 interface Link {
@@ -308,10 +312,10 @@ export class Sim {
   // checker state
   private readonly epochLeader = new Map<number, NodeId>();
   private readonly maxEpoch = new Map<NodeId, number>();
-  /** `${seq}/${epoch}` → the entry's bytes (hex); the same (seq, epoch) must mean the same entry */
-  private readonly entries = new Map<string, string>();
-  /** seq → the entry's bytes (hex) as some leader let readers see it; -: its log no longer had it */
-  private readonly shown = new Map<number, string>();
+  /** `${seq}/${epoch}` → the entry's bytes; the same (seq, epoch) must mean the same entry */
+  private readonly entries = new Map<string, Buffer>();
+  /** seq → the entry's bytes as some leader let readers see them; null: its log no longer had it */
+  private readonly shown = new Map<number, Buffer | null>();
   /** the highest seq any leader let readers see */
   private shownSeq = 0;
   readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0, handOffs: 0, divergences: 0, repairs: 0, refusedChecked: 0,
@@ -594,8 +598,13 @@ export class Sim {
     if (abandonCopy(this.copyHost(n))) this.log(`${n.id} abandons the copy from ${from}`);
   }
 
-  /** The simulated partition as install.ts sees it (the worker's copyHost). */
+  /** The simulated partition as install.ts sees it (the worker's copyHost); one per node, built once. */
   private copyHost(n: SimNode): CopyHost {
+    n.host ??= this.newCopyHost(n);
+    return n.host;
+  }
+
+  private newCopyHost(n: SimNode): CopyHost {
     const sim = this;
     return {
       self: n.id,
@@ -1144,10 +1153,9 @@ export class Sim {
     const s = K.seqOfLogKey(key);
     if (e.seq !== s) throw new Violation(`invariant 3: ${node} stores entry seq ${e.seq} under log key ${s}`);
     const id = `${s}/${e.epoch}`;
-    const hex = value.toString('hex');
     const prev = this.entries.get(id);
-    if (prev === undefined) this.entries.set(id, hex);
-    else if (prev !== hex) throw new Violation(`invariant 3: ${node} holds a different entry at seq ${s} epoch ${e.epoch}: ${describeEntry(e)} vs ${describeEntry(decodeEntry(Buffer.from(prev, 'hex')))}`);
+    if (prev === undefined) this.entries.set(id, Buffer.from(value)); // a copy: the checker's record must not follow the store's buffer
+    else if (!prev.equals(value)) throw new Violation(`invariant 3: ${node} holds a different entry at seq ${s} epoch ${e.epoch}: ${describeEntry(e)} vs ${describeEntry(decodeEntry(prev))}`);
   }
 
   private checkStep(): void {
@@ -1184,12 +1192,15 @@ export class Sim {
     if (r.state.seq < this.shownSeq) {
       throw new Violation(`invariant 6: ${n.id} answers reads at seq ${r.state.seq}, but readers were shown seq ${this.shownSeq}`);
     }
-    const entryAt = (seq: number) => n.store.logEntry(seq)?.toString('hex') ?? '-';
     const top = this.shown.get(this.shownSeq);
-    if (top !== undefined && top !== '-' && entryAt(this.shownSeq) !== '-' && entryAt(this.shownSeq) !== top) {
+    const now = top ? n.store.logEntry(this.shownSeq) : undefined;
+    if (top && now && !now.equals(top)) {
       throw new Violation(`invariant 6: ${n.id} answers reads with a different entry at seq ${this.shownSeq} than readers were shown`);
     }
-    for (let seq = this.shownSeq + 1; seq <= visibleSeq; seq++) this.shown.set(seq, entryAt(seq));
+    for (let seq = this.shownSeq + 1; seq <= visibleSeq; seq++) {
+      const e = n.store.logEntry(seq);
+      this.shown.set(seq, e ? Buffer.from(e) : null);
+    }
     this.shownSeq = Math.max(this.shownSeq, visibleSeq);
   }
 
@@ -1206,6 +1217,10 @@ export class Sim {
     if (s.seq === 0 && !n.tainted && (this.digestOf(n) !== EMPTY_DIGEST || s.streams.size > 0 || s.producers.size > 0)) {
       throw new Violation(`recovery: ${n.id} is at seq 0 but holds state (streams, producers or keys)`);
     }
+    // the walk below reads the stream and batch keys and the streams in memory: unchanged, it passes again
+    let streams = `${n.store.kindVersion(K.Kind.stream)}/${n.store.kindVersion(K.Kind.batch)}`;
+    for (const st of s.streams.values()) streams += `/${st.topicId}:${st.tp}:${st.start}:${st.end}`;
+    if (streams === n.streamsChecked) return;
     for (const st of s.streams.values()) {
       const stored = n.store.get(K.streamKey(st.topicId, st.tp));
       const disk = stored ? diskCodec.decode<{ start: number; end: number }>(stored) : undefined;
@@ -1214,10 +1229,11 @@ export class Sim {
       for (const [k, v] of n.store.range(K.batchRange(st.topicId, st.tp))) {
         const base = K.baseOffsetOfBatchKey(Buffer.from(k, 'hex'));
         if (base !== at) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} has a gap or overlap: batch at ${base}, expected ${at}`);
-        at += decodeStoredBatch(v).r.length;
+        at += recordsIn(v);
       }
       if (at !== st.end) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} batches end at ${at}, stream end ${st.end}`);
     }
+    n.streamsChecked = streams;
   }
 
   private digestOf(n: SimNode): string {
@@ -1228,16 +1244,16 @@ export class Sim {
   /** invariant 3: replicas at the same position of the same history hold the same state */
   private checkSameHistorySameState(): void {
     if (this.touched.size === 0) return;
-    const byPos = new Map<string, SimNode[]>();
+    // a position: a seq and the bytes of its log entry (null: none, or seq 0)
+    const byPos: Array<{ seq: number; last: Buffer | null; nodes: SimNode[] }> = [];
     for (const n of this.nodes.values()) {
       if (!n.up || n.installing || n.tainted) continue;
-      const s = n.replica!.state;
-      const last = s.seq > 0 ? n.store.logEntry(s.seq)?.toString('hex') ?? '-' : '';
-      const k = `${s.seq}:${last}`;
-      const g = byPos.get(k);
-      if (g) g.push(n); else byPos.set(k, [n]);
+      const seq = n.replica!.state.seq;
+      const last = seq > 0 ? n.store.logEntry(seq) ?? null : null;
+      const g = byPos.find((p) => p.seq === seq && (p.last === null ? last === null : last !== null && p.last.equals(last)));
+      if (g) g.nodes.push(n); else byPos.push({ seq, last, nodes: [n] });
     }
-    for (const g of byPos.values()) {
+    for (const { nodes: g } of byPos) {
       if (g.length < 2 || !g.some((n) => this.touched.has(n.id))) continue;
       const d0 = this.digestOf(g[0]);
       for (const n of g.slice(1)) {
@@ -1262,12 +1278,14 @@ export class Sim {
   }
 
   private holdersOfBatch(tp: number, base: number, values: string[]): NodeId[] {
-    return this.ids.filter((id) => {
-      const b = this.nodes.get(id)!.store.get(K.batchKey(TOPIC, tp, base));
-      if (!b) return false;
-      const got = decodeStoredBatch(b).r.map((x) => Buffer.from(x[1]).toString());
-      return got.length === values.length && got.every((v, i) => v === values[i]);
-    });
+    return this.ids.filter((id) => this.holdsBatch(this.nodes.get(id)!, tp, base, values));
+  }
+
+  private holdsBatch(n: SimNode, tp: number, base: number, values: string[]): boolean {
+    const b = n.store.get(K.batchKey(TOPIC, tp, base));
+    if (!b) return false;
+    const got = decodeStoredBatch(b).r.map((x) => Buffer.from(x[1]).toString());
+    return got.length === values.length && got.every((v, i) => v === values[i]);
   }
 
   /** invariant 4, at answer time: the replica count is honest and acks=all has its copies */
@@ -1360,7 +1378,7 @@ export class Sim {
       if (prev !== undefined) throw new Violation(`invariant 9: ${leader.id} holds ${v} twice: ${prev} and ${where}`);
       seen.set(v, where);
     };
-    for (const e of this.logOf(leader)) if (e.cmd.op === 'kvPut') once(Buffer.from(e.cmd.value).toString(), `seq ${e.seq}`);
+    for (const e of this.finalLog(leader)) if (e.cmd.op === 'kvPut') once(Buffer.from(e.cmd.value).toString(), `seq ${e.seq}`);
     for (const st of leader.replica!.state.streams.values()) {
       for (const [k, b] of leader.store.range(K.batchRange(st.topicId, st.tp))) {
         for (const x of decodeStoredBatch(b).r) once(Buffer.from(x[1]).toString(), `stream ${st.topicId}:${st.tp} batch ${k.slice(-16)}`);
@@ -1383,18 +1401,26 @@ export class Sim {
         if (v.version < version) throw lost(`key ${op.key} is at version ${v.version} < ${version}`);
         if (v.version === version && v.value.toString() !== op.value) throw lost(`key ${op.key} version ${version} holds ${v.value.toString()}`);
       } else {
-        const laterDel = [...this.logOf(n)].some((e) => e.seq > version && e.cmd.op === 'kvDel' && Buffer.from(e.cmd.key).toString() === op.key);
+        const laterDel = this.finalLog(n).some((e) => e.seq > version && e.cmd.op === 'kvDel' && Buffer.from(e.cmd.key).toString() === op.key);
         if (!laterDel) throw lost(`key ${op.key} is absent and no later delete explains it`);
       }
     } else if (op.kind === 'produce') {
       const res = req.outcome!.res as { base: number; count: number };
-      if (res.count > 0 && !this.holdersOfBatch(op.tp, res.base, op.values).includes(n.id)) throw lost(`no batch [${op.values}] at offset ${res.base}`);
+      if (res.count > 0 && !this.holdsBatch(n, op.tp, res.base, op.values)) throw lost(`no batch [${op.values}] at offset ${res.base}`);
     }
   }
 
-  private *logOf(n: SimNode): Generator<Entry> {
-    for (const v of n.store.history(n.replica!.state.seq).values()) yield decodeEntry(v);
+  /** the entries a node's history holds, decoded once: after quiescence nothing changes them */
+  private finalLog(n: SimNode): Entry[] {
+    let log = this.finalLogs.get(n);
+    if (!log) {
+      log = [...n.store.history(n.replica!.state.seq).values()].map((v) => decodeEntry(v));
+      this.finalLogs.set(n, log);
+    }
+    return log;
   }
+
+  private readonly finalLogs = new Map<SimNode, Entry[]>();
 
   // ---- tracing ----
 
@@ -1425,6 +1451,14 @@ function describeOp(op: ClientOp): string {
     case 'produce': return `produce tp${op.tp} [${op.values.join(',')}]${op.producerId ? ` ${op.producerId}#${op.sequence}` : ''}`;
     case 'commit': return `commit tp${op.tp}@${op.offset}`;
   }
+}
+
+/** a stored batch's record count, decoded once per stored value (the checker walks every batch often) */
+const batchRecords = new WeakMap<Buffer, number>();
+function recordsIn(v: Buffer): number {
+  let n = batchRecords.get(v);
+  if (n === undefined) { n = decodeStoredBatch(v).r.length; batchRecords.set(v, n); }
+  return n;
 }
 
 /** A hinted entry as the log stores it once applied: a produce's batch named, not carried. */
