@@ -9,7 +9,7 @@ import { emptyStream, initialState, streamKeyOf, type CopyLedger, type Op, type 
 import { decodeEntry as decodeReplicaEntry, restoreHints, type Entry, type Replica } from '../../src/actors/replica.js';
 
 /** Keys are stored as lowercase hex: string order is byte order. */
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+const hex = (b: Uint8Array): string => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)).toString('hex');
 
 const LOG_KIND_HEX = hex(Buffer.from([K.Kind.log]));
 /** the state-machine keys digest() covers (KV, expiry, batches, time index, groups, streams, producers), as hex bounds */
@@ -54,6 +54,8 @@ const hex8 = (n: number): string => (n >>> 0).toString(16).padStart(8, '0');
 
 export class MemStore {
   private readonly data = new Map<string, Buffer>();
+  /** the keys as bytes, made once per key: recovery, catch-up and digests iterate the same keys again and again */
+  private readonly keyBytes = new Map<string, Buffer>();
   /** the keys in order, kept up to date once built (a binary insert beats re-sorting after each new key) */
   private sorted: string[] | undefined;
   /** the log entries by seq: the checker reads them after every event */
@@ -97,6 +99,7 @@ export class MemStore {
     const old = this.data.get(k);
     if (old === undefined) return;
     this.data.delete(k);
+    this.keyBytes.delete(k);
     this.changed(k, old, undefined);
     if (this.sorted) this.sorted.splice(this.lowerBound(k), 1);
   }
@@ -144,6 +147,7 @@ export class MemStore {
       const k = keys[i];
       const old = this.data.get(k)!;
       this.data.delete(k);
+      this.keyBytes.delete(k);
       this.changed(k, old, undefined);
     }
     if (hi > lo) keys.splice(lo, hi - lo);
@@ -167,9 +171,13 @@ export class MemStore {
     return out;
   }
 
-  /** storage.ts Storage: what recovery and catch-up read */
+  /** storage.ts Storage: what recovery and catch-up read (they never change the key bytes they get) */
   *iterate(range: { gte: Uint8Array; lt: Uint8Array }): Generator<[Buffer, Buffer]> {
-    for (const [k, v] of this.range(range)) yield [Buffer.from(k, 'hex'), v];
+    for (const [k, v] of this.range(range)) {
+      let key = this.keyBytes.get(k);
+      if (!key) { key = Buffer.from(k, 'hex'); this.keyBytes.set(k, key); }
+      yield [key, v];
+    }
   }
 
   /** A point-in-time copy (what a snapshot iterator sees). */

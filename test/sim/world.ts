@@ -1226,8 +1226,8 @@ export class Sim {
       const disk = stored ? diskCodec.decode<{ start: number; end: number }>(stored) : undefined;
       if (!disk || disk.start !== st.start || disk.end !== st.end) throw new Violation(`recovery: ${n.id} stream ${st.topicId}:${st.tp} is [${st.start},${st.end}) in memory, ${JSON.stringify(disk)} on disk`);
       let at = st.start;
-      for (const [k, v] of n.store.range(K.batchRange(st.topicId, st.tp))) {
-        const base = K.baseOffsetOfBatchKey(Buffer.from(k, 'hex'));
+      for (const [k, v] of n.store.iterate(K.batchRange(st.topicId, st.tp))) {
+        const base = K.baseOffsetOfBatchKey(k);
         if (base !== at) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} has a gap or overlap: batch at ${base}, expected ${at}`);
         at += recordsIn(v);
       }
@@ -1466,7 +1466,16 @@ function asLogged(hint: Buffer | undefined): Buffer | undefined {
   return hint && carriesBatch(hint) ? encodeLogEntry(decodeEntry(hint)) : hint;
 }
 
+/** an entry's trace text, made once per entry object: a leader sends the same entry to each follower */
+const described = new WeakMap<Entry, string>();
+
 function describeEntry(e: Entry): string {
+  let d = described.get(e);
+  if (d === undefined) { d = describeEntryNow(e); described.set(e, d); }
+  return d;
+}
+
+function describeEntryNow(e: Entry): string {
   const c = e.cmd;
   const body = c.op === 'kvPut' ? `put ${Buffer.from(c.key).toString()}=${Buffer.from(c.value).toString()}`
     : c.op === 'kvDel' ? `del ${Buffer.from(c.key).toString()}`
