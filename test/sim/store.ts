@@ -19,6 +19,12 @@ const inDigest = (k: string): boolean => k >= DIGEST_GTE && k < DIGEST_LT;
 /** the seq of a log key (K.logKey: kind byte, u64 seq) held as hex, as K.seqOfLogKey reads it */
 const seqOfLogHex = (k: string): number => parseInt(k.slice(2, 10), 16) * 2 ** 32 + parseInt(k.slice(10, 18), 16);
 const isLogHex = (k: string): boolean => k.length === 18 && k.startsWith(LOG_KIND_HEX);
+const BATCH_KIND_HEX = hex(Buffer.from([K.Kind.batch]));
+/** a batch key's stream (K.batchRange's bound: kind, topic id, partition) as hex */
+const batchStreamOf = (k: string): string | undefined => (k.length === 34 && k.startsWith(BATCH_KIND_HEX) ? k.slice(0, 18) : undefined);
+
+/** The changes to one stream's batch keys, and the count at the last that was not an append at its end. */
+export interface BatchEdits { changes: number; rewrittenAt: number }
 
 /**
  * Two independent 32-bit hashes of one (key, value) pair. digest() sums them over the pairs it
@@ -66,6 +72,8 @@ export class MemStore {
   private digestB = 0;
   /** bumped by every change to a key of that kind, so a check of one kind can tell nothing changed */
   private readonly kindVersions = new Uint32Array(256);
+  /** by stream (batchStreamOf): a walk over its batches need only go on past what it saw while they were only appended to */
+  private readonly batchEdits = new Map<string, BatchEdits>();
   /**
    * Checker-only: entries this store's state is the result of that its log does not hold. A
    * snapshot does not copy the replication log (K.snapshotRange), and the one copy of a partition
@@ -91,8 +99,15 @@ export class MemStore {
   private put(k: string, v: Buffer): void {
     const old = this.data.get(k);
     this.data.set(k, v);
-    this.changed(k, old, v);
-    if (old === undefined && this.sorted) this.sorted.splice(this.lowerBound(k), 0, k);
+    // a new key past every key of its stream appends to it (unknown while the keys are unsorted)
+    let appended = false;
+    if (old === undefined && this.sorted) {
+      const at = this.lowerBound(k);
+      const stream = batchStreamOf(k);
+      appended = stream !== undefined && (at === this.sorted.length || !this.sorted[at].startsWith(stream));
+      this.sorted.splice(at, 0, k);
+    }
+    this.changed(k, old, v, appended);
   }
 
   private remove(k: string): void {
@@ -104,9 +119,16 @@ export class MemStore {
     if (this.sorted) this.sorted.splice(this.lowerBound(k), 1);
   }
 
-  /** keeps the log index, the digest's sum and the kind's version in step with the data */
-  private changed(k: string, old: Buffer | undefined, v: Buffer | undefined): void {
+  /** keeps the log index, the digest's sum, the kind's version and the stream's edits in step with the data */
+  private changed(k: string, old: Buffer | undefined, v: Buffer | undefined, appended = false): void {
     this.kindVersions[parseInt(k.slice(0, 2), 16)]++;
+    const stream = batchStreamOf(k);
+    if (stream !== undefined) {
+      let e = this.batchEdits.get(stream);
+      if (!e) { e = { changes: 0, rewrittenAt: 0 }; this.batchEdits.set(stream, e); }
+      e.changes++;
+      if (!appended) e.rewrittenAt = e.changes;
+    }
     if (isLogHex(k)) {
       if (v) this.logs.set(seqOfLogHex(k), v); else this.logs.delete(seqOfLogHex(k));
     }
@@ -172,12 +194,31 @@ export class MemStore {
   }
 
   /** storage.ts Storage: what recovery and catch-up read (they never change the key bytes they get) */
-  *iterate(range: { gte: Uint8Array; lt: Uint8Array }): Generator<[Buffer, Buffer]> {
-    for (const [k, v] of this.range(range)) {
+  iterate(range: { gte: Uint8Array; lt: Uint8Array }): Generator<[Buffer, Buffer]> {
+    return this.iterateAfter(range, undefined);
+  }
+
+  /** iterate() over the keys of the range past `after` (a hex key), or all of them */
+  *iterateAfter(range: { gte: Uint8Array; lt: Uint8Array }, after: string | undefined): Generator<[Buffer, Buffer]> {
+    const keys = this.keys();
+    const lt = hex(range.lt);
+    const gte = hex(range.gte);
+    let i = this.lowerBound(after !== undefined && after > gte ? after : gte);
+    if (after !== undefined && keys[i] === after) i++;
+    // taken before the first yield, as a snapshot iterator sees the store: callers may write while they read
+    const out: Array<[Buffer, Buffer]> = [];
+    for (; i < keys.length && keys[i] < lt; i++) {
+      const k = keys[i];
       let key = this.keyBytes.get(k);
       if (!key) { key = Buffer.from(k, 'hex'); this.keyBytes.set(k, key); }
-      yield [key, v];
+      out.push([key, this.data.get(k)!]);
     }
+    yield* out;
+  }
+
+  /** the edits to a stream's batch keys so far; `range` is its K.batchRange */
+  batchEditsOf(range: { gte: Uint8Array }): BatchEdits {
+    return { ...(this.batchEdits.get(hex(range.gte)) ?? { changes: 0, rewrittenAt: 0 }) };
   }
 
   /** A point-in-time copy (what a snapshot iterator sees). */

@@ -221,6 +221,8 @@ interface SimNode {
   host?: CopyHost;
   /** checker: the store's stream and batch versions and the streams in memory when its streams last checked gap-free */
   streamsChecked?: string;
+  /** checker: by stream, where its last gap-free walk over the batches ended (after the hex key `last`, at offset `at`) */
+  batchWalks?: Map<string, { changes: number; start: number; at: number; last: string | undefined }>;
 }
 
 interface Link {
@@ -1225,13 +1227,23 @@ export class Sim {
       const stored = n.store.get(K.streamKey(st.topicId, st.tp));
       const disk = stored ? diskCodec.decode<{ start: number; end: number }>(stored) : undefined;
       if (!disk || disk.start !== st.start || disk.end !== st.end) throw new Violation(`recovery: ${n.id} stream ${st.topicId}:${st.tp} is [${st.start},${st.end}) in memory, ${JSON.stringify(disk)} on disk`);
-      let at = st.start;
-      for (const [k, v] of n.store.iterate(K.batchRange(st.topicId, st.tp))) {
+      // a walk that found no gap goes on from where it ended while the batches were only appended to
+      const range = K.batchRange(st.topicId, st.tp);
+      const edits = n.store.batchEditsOf(range);
+      const skey = `${st.topicId}:${st.tp}`;
+      n.batchWalks ??= new Map();
+      const prev = n.batchWalks.get(skey);
+      const resume = prev !== undefined && prev.start === st.start && edits.rewrittenAt <= prev.changes;
+      let at = resume ? prev.at : st.start;
+      let last = resume ? prev.last : undefined;
+      for (const [k, v] of n.store.iterateAfter(range, last)) {
         const base = K.baseOffsetOfBatchKey(k);
         if (base !== at) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} has a gap or overlap: batch at ${base}, expected ${at}`);
         at += recordsIn(v);
+        last = k.toString('hex');
       }
       if (at !== st.end) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} batches end at ${at}, stream end ${st.end}`);
+      n.batchWalks.set(skey, { changes: edits.changes, start: st.start, at, last });
     }
     n.streamsChecked = streams;
   }
