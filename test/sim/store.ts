@@ -230,7 +230,7 @@ export class MemStore {
     for (const [k, v] of entries) this.put(k, v);
   }
 
-  /** how many changes keys of this kind (K.Kind) have seen: equal counts, equal keys of that kind */
+  /** how many changes keys of this kind (K.Kind) have seen: while it stays, so do their keys and values */
   kindVersion(kind: number): number { return this.kindVersions[kind]; }
 
   // ---- typed views used by the checker ----
@@ -264,7 +264,8 @@ export class MemStore {
 
   /**
    * A digest of the state-machine keys (KV, expiry, batches, time index, groups, streams,
-   * producers): equal stores give equal digests, different ones different digests (hashPair).
+   * producers): equal stores give equal digests, different ones different digests unless 64 bits
+   * of hashes collide (hashPair).
    */
   digest(): string {
     return `${this.digestCount.toString(16)}-${hex8(this.digestA)}${hex8(this.digestB)}`;
