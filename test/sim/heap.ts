@@ -10,14 +10,17 @@ export class EventQueue<T> {
 
   push(at: number, ev: T): void {
     const h = this.h;
-    h.push({ at, n: this.counter++, ev });
-    let i = h.length - 1;
+    const s: Scheduled<T> = { at, n: this.counter++, ev };
+    // sift up by moving parents down into the hole, then place s once
+    let i = h.length;
+    h.push(s);
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!less(h[i], h[p])) break;
-      [h[i], h[p]] = [h[p], h[i]];
+      if (!less(s, h[p])) break;
+      h[i] = h[p];
       i = p;
     }
+    h[i] = s;
   }
 
   pop(): Scheduled<T> | undefined {
@@ -25,19 +28,20 @@ export class EventQueue<T> {
     if (h.length === 0) return undefined;
     const top = h[0];
     const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
+    const n = h.length;
+    if (n > 0) {
+      // sift down: move the smaller child up into the hole until `last` fits
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
+        if (l >= n) break;
         const r = l + 1;
-        let m = i;
-        if (l < h.length && less(h[l], h[m])) m = l;
-        if (r < h.length && less(h[r], h[m])) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m], h[i]];
+        const m = r < n && less(h[r], h[l]) ? r : l;
+        if (!less(h[m], last)) break;
+        h[i] = h[m];
         i = m;
       }
+      h[i] = last;
     }
     return top;
   }

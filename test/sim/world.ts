@@ -226,6 +226,14 @@ interface SimNode {
   tainted: boolean;
   /** checker: the entries it held, logged or as hints, when a move dropped its copy (its acks and hint reports may still count) */
   dropped?: Map<number, Buffer>;
+  /** its last anti-entropy digest and what it was of (Sim.digestNow) */
+  digested?: { key: string; reply: DigestReply };
+  /** its CopyHost (Sim.copyHost): reads and writes the node's fields, so it outlives crashes */
+  host?: CopyHost;
+  /** checker: the store's stream and batch versions and the streams in memory when its streams last checked gap-free */
+  streamsChecked?: string;
+  /** checker: by stream, where its last gap-free walk over the batches ended (after the hex key `last`, at offset `at`) */
+  batchWalks?: Map<string, { changes: number; start: number; at: number; last: string | undefined }>;
 }
 
 interface Link {
@@ -317,10 +325,10 @@ export class Sim {
   // checker state
   private readonly epochLeader = new Map<number, NodeId>();
   private readonly maxEpoch = new Map<NodeId, number>();
-  /** `${seq}/${epoch}` → the entry's bytes (hex); the same (seq, epoch) must mean the same entry */
-  private readonly entries = new Map<string, string>();
-  /** seq → the entry's bytes (hex) as some leader let readers see it; -: its log no longer had it */
-  private readonly shown = new Map<number, string>();
+  /** `${seq}/${epoch}` → the entry's bytes; the same (seq, epoch) must mean the same entry */
+  private readonly entries = new Map<string, Buffer>();
+  /** seq → the entry's bytes as some leader let readers see them; null: its log no longer had it */
+  private readonly shown = new Map<number, Buffer | null>();
   /** the highest seq any leader let readers see */
   private shownSeq = 0;
   readonly stats = { events: 0, messages: 0, dropped: 0, crashes: 0, restarts: 0, failovers: 0, isrChanges: 0, snapshots: 0, requests: 0, okAll: 0, okOne: 0, unknown: 0, errors: 0, casLost: 0, hinted: 0, handOffs: 0, divergences: 0, repairs: 0, refusedChecked: 0,
@@ -603,8 +611,13 @@ export class Sim {
     if (abandonCopy(this.copyHost(n))) this.log(`${n.id} abandons the copy from ${from}`);
   }
 
-  /** The simulated partition as install.ts sees it (the worker's copyHost). */
+  /** The simulated partition as install.ts sees it (the worker's copyHost); one per node, built once. */
   private copyHost(n: SimNode): CopyHost {
+    n.host ??= this.newCopyHost(n);
+    return n.host;
+  }
+
+  private newCopyHost(n: SimNode): CopyHost {
     const sim = this;
     return {
       self: n.id,
@@ -684,8 +697,22 @@ export class Sim {
     return { role: r.role, epoch: r.state.epoch, seq: r.state.seq, replicas: r.view.replicas, copy: r.copy, installing: n.installing !== undefined, digesting: false };
   }
 
-  /** The replica's digest (computed at once: the simulator has no foreground to yield to). */
+  /**
+   * The replica's digest (computed at once: the simulator has no foreground to yield to). It is a
+   * function of the store's digested kinds and the replica's position, so while neither changed
+   * (a quiet partition, every round of quiescence) the last one stands.
+   */
   private digestNow(n: SimNode): DigestReply {
+    const s = n.replica!.state;
+    let key = `${s.id}/${s.seq}/${s.epoch}`;
+    for (let kind: number = K.Kind.kv; kind <= K.digestKindLast; kind++) key += `/${n.store.kindVersion(kind)}`;
+    if (n.digested?.key === key) return n.digested.reply;
+    const reply = this.digestSlicesNow(n);
+    n.digested = { key, reply };
+    return reply;
+  }
+
+  private digestSlicesNow(n: SimNode): DigestReply {
     const s = n.replica!.state;
     const job = digestSlices(n.store, { partition: s.id, seq: s.seq, epoch: s.epoch });
     for (;;) {
@@ -1173,10 +1200,9 @@ export class Sim {
     const s = K.seqOfLogKey(key);
     if (e.seq !== s) throw new Violation(`invariant 3: ${node} stores entry seq ${e.seq} under log key ${s}`);
     const id = `${s}/${e.epoch}`;
-    const hex = value.toString('hex');
     const prev = this.entries.get(id);
-    if (prev === undefined) this.entries.set(id, hex);
-    else if (prev !== hex) throw new Violation(`invariant 3: ${node} holds a different entry at seq ${s} epoch ${e.epoch}: ${describeEntry(e)} vs ${describeEntry(decodeEntry(Buffer.from(prev, 'hex')))}`);
+    if (prev === undefined) this.entries.set(id, Buffer.from(value)); // a copy: the checker's record must not follow the store's buffer
+    else if (!prev.equals(value)) throw new Violation(`invariant 3: ${node} holds a different entry at seq ${s} epoch ${e.epoch}: ${describeEntry(e)} vs ${describeEntry(decodeEntry(prev))}`);
   }
 
   private checkStep(): void {
@@ -1213,12 +1239,15 @@ export class Sim {
     if (r.state.seq < this.shownSeq) {
       throw new Violation(`invariant 6: ${n.id} answers reads at seq ${r.state.seq}, but readers were shown seq ${this.shownSeq}`);
     }
-    const entryAt = (seq: number) => n.store.logEntry(seq)?.toString('hex') ?? '-';
     const top = this.shown.get(this.shownSeq);
-    if (top !== undefined && top !== '-' && entryAt(this.shownSeq) !== '-' && entryAt(this.shownSeq) !== top) {
+    const now = top ? n.store.logEntry(this.shownSeq) : undefined;
+    if (top && now && !now.equals(top)) {
       throw new Violation(`invariant 6: ${n.id} answers reads with a different entry at seq ${this.shownSeq} than readers were shown`);
     }
-    for (let seq = this.shownSeq + 1; seq <= visibleSeq; seq++) this.shown.set(seq, entryAt(seq));
+    for (let seq = this.shownSeq + 1; seq <= visibleSeq; seq++) {
+      const e = n.store.logEntry(seq);
+      this.shown.set(seq, e ? Buffer.from(e) : null);
+    }
     this.shownSeq = Math.max(this.shownSeq, visibleSeq);
   }
 
@@ -1235,18 +1264,33 @@ export class Sim {
     if (s.seq === 0 && !n.tainted && (this.digestOf(n) !== EMPTY_DIGEST || s.streams.size > 0 || s.producers.size > 0)) {
       throw new Violation(`recovery: ${n.id} is at seq 0 but holds state (streams, producers or keys)`);
     }
+    // the walk below reads the stream and batch keys and the streams in memory: unchanged, it passes again
+    let streams = `${n.store.kindVersion(K.Kind.stream)}/${n.store.kindVersion(K.Kind.batch)}`;
+    for (const st of s.streams.values()) streams += `/${st.topicId}:${st.tp}:${st.start}:${st.end}`;
+    if (streams === n.streamsChecked) return;
     for (const st of s.streams.values()) {
       const stored = n.store.get(K.streamKey(st.topicId, st.tp));
       const disk = stored ? diskCodec.decode<{ start: number; end: number }>(stored) : undefined;
       if (!disk || disk.start !== st.start || disk.end !== st.end) throw new Violation(`recovery: ${n.id} stream ${st.topicId}:${st.tp} is [${st.start},${st.end}) in memory, ${JSON.stringify(disk)} on disk`);
-      let at = st.start;
-      for (const [k, v] of n.store.range(K.batchRange(st.topicId, st.tp))) {
-        const base = K.baseOffsetOfBatchKey(Buffer.from(k, 'hex'));
+      // a walk that found no gap goes on from where it ended while the batches were only appended to
+      const range = K.batchRange(st.topicId, st.tp);
+      const edits = n.store.batchEditsOf(range);
+      const skey = `${st.topicId}:${st.tp}`;
+      n.batchWalks ??= new Map();
+      const prev = n.batchWalks.get(skey);
+      const resume = prev !== undefined && prev.start === st.start && edits.rewrittenAt <= prev.changes;
+      let at = resume ? prev.at : st.start;
+      let last = resume ? prev.last : undefined;
+      for (const [k, v] of n.store.iterateAfter(range, last)) {
+        const base = K.baseOffsetOfBatchKey(k);
         if (base !== at) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} has a gap or overlap: batch at ${base}, expected ${at}`);
-        at += decodeStoredBatch(v).r.length;
+        at += recordsIn(v);
+        last = k.toString('hex');
       }
       if (at !== st.end) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} batches end at ${at}, stream end ${st.end}`);
+      n.batchWalks.set(skey, { changes: edits.changes, start: st.start, at, last });
     }
+    n.streamsChecked = streams;
   }
 
   private digestOf(n: SimNode): string {
@@ -1257,16 +1301,16 @@ export class Sim {
   /** invariant 3: replicas at the same position of the same history hold the same state */
   private checkSameHistorySameState(): void {
     if (this.touched.size === 0) return;
-    const byPos = new Map<string, SimNode[]>();
+    // a position: a seq and the bytes of its log entry (null: none, or seq 0)
+    const byPos: Array<{ seq: number; last: Buffer | null; nodes: SimNode[] }> = [];
     for (const n of this.nodes.values()) {
       if (!n.up || n.installing || n.tainted) continue;
-      const s = n.replica!.state;
-      const last = s.seq > 0 ? n.store.logEntry(s.seq)?.toString('hex') ?? '-' : '';
-      const k = `${s.seq}:${last}`;
-      const g = byPos.get(k);
-      if (g) g.push(n); else byPos.set(k, [n]);
+      const seq = n.replica!.state.seq;
+      const last = seq > 0 ? n.store.logEntry(seq) ?? null : null;
+      const g = byPos.find((p) => p.seq === seq && (p.last === null ? last === null : last !== null && p.last.equals(last)));
+      if (g) g.nodes.push(n); else byPos.push({ seq, last, nodes: [n] });
     }
-    for (const g of byPos.values()) {
+    for (const { nodes: g } of byPos) {
       if (g.length < 2 || !g.some((n) => this.touched.has(n.id))) continue;
       const d0 = this.digestOf(g[0]);
       for (const n of g.slice(1)) {
@@ -1300,12 +1344,14 @@ export class Sim {
   }
 
   private holdersOfBatch(tp: number, base: number, values: string[]): NodeId[] {
-    return this.ids.filter((id) => {
-      const b = this.nodes.get(id)!.store.get(K.batchKey(TOPIC, tp, base));
-      if (!b) return false;
-      const got = decodeStoredBatch(b).r.map((x) => Buffer.from(x[1]).toString());
-      return got.length === values.length && got.every((v, i) => v === values[i]);
-    });
+    return this.ids.filter((id) => this.holdsBatch(this.nodes.get(id)!, tp, base, values));
+  }
+
+  private holdsBatch(n: SimNode, tp: number, base: number, values: string[]): boolean {
+    const b = n.store.get(K.batchKey(TOPIC, tp, base));
+    if (!b) return false;
+    const got = decodeStoredBatch(b).r.map((x) => Buffer.from(x[1]).toString());
+    return got.length === values.length && got.every((v, i) => v === values[i]);
   }
 
   /** invariant 4, at answer time: the replica count is honest and acks=all has its copies */
@@ -1398,7 +1444,7 @@ export class Sim {
       if (prev !== undefined) throw new Violation(`invariant 9: ${leader.id} holds ${v} twice: ${prev} and ${where}`);
       seen.set(v, where);
     };
-    for (const e of this.logOf(leader)) if (e.cmd.op === 'kvPut') once(Buffer.from(e.cmd.value).toString(), `seq ${e.seq}`);
+    for (const e of this.finalLog(leader)) if (e.cmd.op === 'kvPut') once(Buffer.from(e.cmd.value).toString(), `seq ${e.seq}`);
     for (const st of leader.replica!.state.streams.values()) {
       for (const [k, b] of leader.store.range(K.batchRange(st.topicId, st.tp))) {
         for (const x of decodeStoredBatch(b).r) once(Buffer.from(x[1]).toString(), `stream ${st.topicId}:${st.tp} batch ${k.slice(-16)}`);
@@ -1421,18 +1467,26 @@ export class Sim {
         if (v.version < version) throw lost(`key ${op.key} is at version ${v.version} < ${version}`);
         if (v.version === version && v.value.toString() !== op.value) throw lost(`key ${op.key} version ${version} holds ${v.value.toString()}`);
       } else {
-        const laterDel = [...this.logOf(n)].some((e) => e.seq > version && e.cmd.op === 'kvDel' && Buffer.from(e.cmd.key).toString() === op.key);
+        const laterDel = this.finalLog(n).some((e) => e.seq > version && e.cmd.op === 'kvDel' && Buffer.from(e.cmd.key).toString() === op.key);
         if (!laterDel) throw lost(`key ${op.key} is absent and no later delete explains it`);
       }
     } else if (op.kind === 'produce') {
       const res = req.outcome!.res as { base: number; count: number };
-      if (res.count > 0 && !this.holdersOfBatch(op.tp, res.base, op.values).includes(n.id)) throw lost(`no batch [${op.values}] at offset ${res.base}`);
+      if (res.count > 0 && !this.holdsBatch(n, op.tp, res.base, op.values)) throw lost(`no batch [${op.values}] at offset ${res.base}`);
     }
   }
 
-  private *logOf(n: SimNode): Generator<Entry> {
-    for (const v of n.store.history(n.replica!.state.seq).values()) yield decodeEntry(v);
+  /** the entries a node's history holds, decoded once: after quiescence nothing changes them */
+  private finalLog(n: SimNode): Entry[] {
+    let log = this.finalLogs.get(n);
+    if (!log) {
+      log = [...n.store.history(n.replica!.state.seq).values()].map((v) => decodeEntry(v));
+      this.finalLogs.set(n, log);
+    }
+    return log;
   }
+
+  private readonly finalLogs = new Map<SimNode, Entry[]>();
 
   // ---- tracing ----
 
@@ -1465,12 +1519,29 @@ function describeOp(op: ClientOp): string {
   }
 }
 
+/** a stored batch's record count, decoded once per stored value (the checker walks every batch often) */
+const batchRecords = new WeakMap<Buffer, number>();
+function recordsIn(v: Buffer): number {
+  let n = batchRecords.get(v);
+  if (n === undefined) { n = decodeStoredBatch(v).r.length; batchRecords.set(v, n); }
+  return n;
+}
+
 /** A hinted entry as the log stores it once applied: a produce's batch named, not carried. */
 function asLogged(hint: Buffer | undefined): Buffer | undefined {
   return hint && carriesBatch(hint) ? encodeLogEntry(decodeEntry(hint)) : hint;
 }
 
+/** an entry's trace text, made once per entry object: a leader sends the same entry to each follower */
+const described = new WeakMap<Entry, string>();
+
 function describeEntry(e: Entry): string {
+  let d = described.get(e);
+  if (d === undefined) { d = describeEntryNow(e); described.set(e, d); }
+  return d;
+}
+
+function describeEntryNow(e: Entry): string {
   const c = e.cmd;
   const body = c.op === 'kvPut' ? `put ${Buffer.from(c.key).toString()}=${Buffer.from(c.value).toString()}`
     : c.op === 'kvDel' ? `del ${Buffer.from(c.key).toString()}`
