@@ -49,7 +49,8 @@ export class Http {
 
   /** The body as bytes; undefined when the node says the thing is absent (404 NOT_FOUND). */
   bytes(method: string, path: string, opts: RequestOptions = {}): Promise<Uint8Array | undefined> {
-    return this.exchange(method, path, opts, (res) => new Uint8Array(res.body.buffer, res.body.byteOffset, res.body.byteLength), true);
+    // a copy of its own: a small answer is a view of Node's shared buffer pool
+    return this.exchange(method, path, opts, (res) => new Uint8Array(res.body), true);
   }
 
   private async exchange<T>(
@@ -91,6 +92,7 @@ export class Http {
         `cannot connect to ${where}: connection refused (is a node running there? set --url or CHICAGO_URL)`,
       );
     }
+    if (code === 'ANSWER_TOO_LARGE') return new CliError(EXIT.unreachable, `${where} sent ${e.message}: not a Chicago node's answer (check --url)`);
     return new CliError(EXIT.unreachable, `cannot reach ${where}: ${code ?? e.cause?.message ?? e.message}`);
   }
 }

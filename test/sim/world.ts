@@ -22,8 +22,8 @@
 // controller's round with n = 1), so it moves between nodes ([A] → [B,A] → [B]) and gets a
 // stand-in while its copy is silent; the copy held alone writes no log entry, so the log has gaps,
 // and the checker takes those entries from the writes applied (MemStore.unlogged) instead of the log.
-// Otherwise every node holds a copy, and the controller's round only reorders the set by rank or
-// moves leadership off a silent leader.
+// Otherwise every node holds a copy, and the controller's round only reorders the set by rank;
+// leadership moves by the leader's hand-off or by failover, never by the controller.
 // After every event the checker runs (checker section below); a violation stops the run with the
 // seed, the step and the trace of the last events.
 //
@@ -1329,8 +1329,8 @@ export class Sim {
       const n = this.nodes.get(id)!;
       if (n.store.logEntry(seq)?.equals(bytes) || asLogged(n.store.get(K.hintKey(seq)))?.equals(bytes)) return true;
       // a leader whose view still has this replica counts what it acked or held as hints before
-      // a move dropped its copy (it may be back in the set since, with a new copy)
-      const gone = n.dropped?.get(seq)?.equals(bytes) === true;
+      // a move dropped its copy; once the record has it back, only its new copy counts
+      const gone = !this.rec.replicas.includes(id) && n.dropped?.get(seq)?.equals(bytes) === true;
       if (gone) this.stats.droppedCounted++;
       return gone;
     });
