@@ -296,4 +296,44 @@ describe('replica transition', () => {
     expect(successorReady(leaderSide(leader), F)).toBe(true);
     expect(successorReady(leaderSide(leader), G)).toBe(true);
   });
+
+  it('a view from an older partition record than its leader\'s appends neither drops the copy nor changes the role', () => {
+    // The record: rev 3 makes L leader of epoch 2 over [L, F]; rev 4 removes F; rev 5 adds it back.
+    // F's own watch lags: it holds rev 3 while L's appends come from rev 5.
+    const at = (rev: number, replicas: typeof L[]): ReplicaView => ({ ...view, replicas, live: replicas, isr: [L], version: rev, rev });
+    const f = createReplica(F, initialState(partitionId(0), epoch(2), seq(0)), at(3, [L, F]));
+    handle(f, { type: 'view', view: at(3, [L, F]) }, 0);
+    expect(f.role).toBe('follower');
+    const entry: Entry = { seq: 1, epoch: 2, now: 1, cmd: { op: 'kvPut', ks: 'ks', key: Buffer.from('k'), value: Buffer.from('v') } };
+    const append: PeerMessage = { t: 'append', p: 0, epoch: 2, leader: L, prevSeq: 0, prevEpoch: 0, entries: [entry], at: 10, hw: 0, hwCopies: 1, rev: 5 };
+    expect(handle(f, { type: 'peer', msg: append }, 10)).toContainEqual(expect.objectContaining({ kind: 'send', msg: expect.objectContaining({ t: 'ack', seq: 1 }) }));
+    expect(f.seenRev).toBe(5);
+    // The late view of rev 4 (F removed) arrives: it is older than what L's appends showed.
+    const late = handle(f, { type: 'view', view: at(4, [L]) }, 20);
+    expect(late).toEqual([]);
+    expect(f.role).toBe('follower');
+    expect(f.view.rev).toBe(3);
+    expect(f.state.seq).toBe(1);
+    // Rev 5 arrives and is taken; a later record that does remove F drops its copy.
+    expect(handle(f, { type: 'view', view: at(5, [L, F]) }, 30).some((e) => e.kind === 'drop')).toBe(false);
+    expect(f.view.rev).toBe(5);
+    expect(handle(f, { type: 'view', view: at(6, [L]) }, 40)).toContainEqual({ kind: 'drop' });
+    expect(f.role).toBe('none');
+  });
+
+  it('a view without a record revision (a leader or coordinator that does not send one) is taken as before', () => {
+    const f = createReplica(F, initialState(partitionId(0), epoch(2), seq(0)), view);
+    handle(f, { type: 'peer', msg: { t: 'append', p: 0, epoch: 2, leader: L, prevSeq: 0, prevEpoch: 0, entries: [], at: 10, rev: 5 } }, 10);
+    expect(handle(f, { type: 'view', view: { ...view, replicas: [L], live: [L] } }, 20)).toContainEqual({ kind: 'drop' });
+  });
+
+  it('a leader\'s appends carry the record revision of its view, and only when it knows one', () => {
+    const leader = createReplica(L, initialState(partitionId(0), epoch(2), seq(0)), view);
+    handle(leader, { type: 'view', view }, 0);
+    const put: Command = { op: 'kvPut', ks: 'ks', key: Buffer.from('k'), value: Buffer.from('v') };
+    const sent = (out: Effect[]) => out.flatMap((e) => e.kind === 'send' && e.msg.t === 'append' ? [e.msg] : []);
+    expect(sent(handle(leader, { type: 'write', id: 1, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 10))[0]).not.toHaveProperty('rev');
+    handle(leader, { type: 'view', view: { ...view, version: 2, rev: 7 } }, 20);
+    expect(sent(handle(leader, { type: 'write', id: 2, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 30))[0]).toMatchObject({ rev: 7 });
+  });
 });

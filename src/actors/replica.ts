@@ -21,9 +21,10 @@ export type PeerMessage =
   /**
    * entries after (prevSeq, prevEpoch); empty entries probe a follower's position; `at`: when sent,
    * on the leader's clock; `hw`: the leader's watermark then, held by `hwCopies` replicas (a former
-   * leader answers its pending writes from them)
+   * leader answers its pending writes from them); `rev`: the revision of the partition record the
+   * leader's view comes from (ReplicaView.rev; absent from a leader that does not know it)
    */
-  | { t: 'append'; p: number; epoch: number; leader: NodeId; prevSeq: number; prevEpoch: number; entries: Entry[]; at: number; hw?: number; hwCopies?: number }
+  | { t: 'append'; p: number; epoch: number; leader: NodeId; prevSeq: number; prevEpoch: number; entries: Entry[]; at: number; hw?: number; hwCopies?: number; rev?: number }
   /**
    * `seq`: the follower holds the leader's history up to here (verified by this message's
    * prevSeq/prevEpoch and entries); `end`: its own last seq, which may be further and unverified;
@@ -73,6 +74,12 @@ export interface ReplicaView {
    * its replica has taken a decision in (cluster.ts maintainInSync).
    */
   version: number;
+  /**
+   * The partition record's revision in etcd (its modRevision) this view comes from; absent: unknown
+   * (a node without a coordinator). Record revisions grow with every change, so a view of a lower
+   * revision than the replica has seen is older news (see staleView).
+   */
+  rev?: number;
 }
 
 /**
@@ -162,6 +169,11 @@ export interface Replica {
    * answered appends sent while it was already deciding).
    */
   readsFromMs: number;
+  /**
+   * The highest partition record revision this replica has seen: in the views it took, or in a
+   * leader's appends it accepted (that leader's view). A view from an older record is ignored.
+   */
+  seenRev: number;
 }
 
 /** A follower whose position has not moved for this long while behind is probed for it. */
@@ -228,7 +240,7 @@ export function createReplica(self: NodeId, state: PartitionState, view: Replica
   return {
     self, state, role: 'none', view: { ...view, epoch: state.epoch, leader: null },
     matched: new Map(), progressAtMs: new Map(), answeredAt: new Map(), sentAtMs: new Map(), filling: new Map(), fillDue: new Map(), copying: new Map(), pending: [], fence: undefined,
-    copy: 0, hints: undefined, hintsOnDisk: undefined, hinted: new Map(), confirmedSeq: 0, readBarrier: 0, unconfirmed: [], unconfirmedBytes: 0, hidden: new Map(), answeredLeaderAtMs: undefined, readsFromMs: 0,
+    copy: 0, hints: undefined, hintsOnDisk: undefined, hinted: new Map(), confirmedSeq: 0, readBarrier: 0, unconfirmed: [], unconfirmedBytes: 0, hidden: new Map(), answeredLeaderAtMs: undefined, readsFromMs: 0, seenRev: 0,
   };
 }
 
@@ -309,6 +321,17 @@ export function carriesBatch(v: Uint8Array): boolean { return v[0] === ENTRY_WIT
 
 const EPOCH_HISTORY_MAX = 256;
 
+/**
+ * Is this view from an older partition record than one the replica has already seen? A node's
+ * views come from its own etcd watch, which can lag while its peer links work: its leader's appends
+ * then come from a newer record than its views. Acting on the older one could drop a copy a newer
+ * record keeps (and that replica may already be in the in-sync set), or take back a role; the
+ * views of the newer record follow.
+ */
+export function staleView(r: Replica, view: ReplicaView): boolean {
+  return view.rev !== undefined && view.rev < r.seenRev;
+}
+
 function replyError(id: number, code: ErrorCode, ...args: unknown[]): Effect {
   return { kind: 'reply', id, reply: { ok: false, code, args } };
 }
@@ -319,8 +342,10 @@ export function handle(r: Replica, m: ReplicaMessage, nowMs: number): Effect[] {
     case 'write': return write(r, m, nowMs);
     case 'peer': return peer(r, m.msg, nowMs);
     case 'view': {
+      if (staleView(r, m.view)) return [];
       const out: Effect[] = [];
       adoptView(r, m.view, out, nowMs);
+      r.seenRev = Math.max(r.seenRev, m.view.rev ?? 0);
       return out;
     }
     case 'tick': return tick(r, nowMs);
@@ -597,6 +622,8 @@ function append(r: Replica, msg: AppendMessage, nowMs: number): Effect[] {
   const nack = (reason: 'stale-epoch' | 'gap' | 'diverged'): Effect[] =>
     [{ kind: 'send', to: msg.leader, msg: { t: 'nack', p: s.id, epoch: s.epoch, from: r.self, seq: s.seq, reason, copy: r.copy, echo: msg.at, hint: hintRange(r) } }];
   if (msg.epoch < s.epoch) return nack('stale-epoch');
+  // This leader's record counts this replica in: a view of an older record must not remove it.
+  if (msg.rev !== undefined && msg.rev > r.seenRev) r.seenRev = msg.rev;
   r.answeredLeaderAtMs = nowMs; // what follows answers it, and so extends its read lease
   const out: Effect[] = [];
   if (msg.epoch > s.epoch || r.role !== 'follower' || r.view.leader !== msg.leader) {
@@ -947,10 +974,12 @@ function settleFromSuccessor(r: Replica, through: number, copies: number): Effec
 
 /**
  * What a leader's appends tell its followers: its watermark and how many replicas hold everything
- * through it (a former leader answers pending writes below it from that count).
+ * through it (a former leader answers pending writes below it from that count), and the record
+ * revision of its view (a follower then ignores views of older records: staleView).
  */
-export function watermark(r: Replica): { hw: number; hwCopies: number } {
-  return { hw: r.confirmedSeq, hwCopies: holdersThrough(r, r.confirmedSeq) };
+export function watermark(r: Replica): { hw: number; hwCopies: number; rev?: number } {
+  const hw = { hw: r.confirmedSeq, hwCopies: holdersThrough(r, r.confirmedSeq) };
+  return r.view.rev === undefined ? hw : { ...hw, rev: r.view.rev };
 }
 
 /**

@@ -569,9 +569,12 @@ class PartitionWorker {
    */
   private replaceReplica(h: Hosted, state: PartitionState, view: ReplicaView = h.replica.view, copyOf?: Replica): void {
     if (!copyOf) this.execute(h, failPending(h.replica, 'the replica was replaced'));
+    const { seenRev } = h.replica;
     h.replica = createReplica(this.self, state, view);
     if (copyOf) Object.assign(h.replica, { hints: copyOf.hints, hintsOnDisk: copyOf.hintsOnDisk, pending: copyOf.pending });
     this.run(h, { type: 'view', view });
+    // It takes the view its predecessor held, and goes on ignoring the older records that one had.
+    h.replica.seenRev = Math.max(h.replica.seenRev, seenRev);
   }
 
   /**

@@ -352,6 +352,7 @@ export class ClusterCoordinator implements Coordinator {
         spares: members.filter((n) => !e.record.replicas.includes(n) && isAlive(n)).length,
         copies: this.copies,
         isr: [...e.record.isr, ...[...(this.joining.get(p)?.keys() ?? [])].filter((n) => e.record.leader === this.self && !e.record.isr.includes(n))],
+        rev: e.modRevision,
       };
       const prev = this.views.get(p);
       if (prev === next || (prev && next && sameView(prev, next))) continue;

@@ -21,7 +21,9 @@ import type { PeerLink } from './hooks.js';
  * (closing its link with PEER_VERSION_REFUSED and a reason that names both versions): every node
  * of a cluster speaks the same one. 1 (no `v` in the hello) also relayed replication frames on
  * these links; 2 sends them only on worker links; 3 carries a produce's records as one record batch
- * (src/protocol/batch.ts) in forwarded requests and replication entries.
+ * (src/protocol/batch.ts) in forwarded requests and replication entries. A field added within a
+ * version is optional: an append's `rev` (replica.ts staleView) is ignored by a node that predates
+ * it, and an append without one is taken as before.
  */
 export const PEER_PROTOCOL_VERSION = 3;
 /** WebSocket close code for a hello of another peer protocol version */

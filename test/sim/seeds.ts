@@ -10,7 +10,7 @@ export const longOptions = { retries: true, strictRecovery: true, quiesceMs: 20_
  * lists the findings): the long run's (longOptions, no moves, no anti-entropy), or with `single`
  * the one-copy mode's defaults.
  */
-export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: number; copies?: 'mixed'; single?: true }> = [
+export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: number; copies?: 'mixed'; single?: true; nodes?: number }> = [
   { finding: 'F6', seed: 1001522, steps: 2000, copies: 'mixed' },
   { finding: 'F7', seed: 3001909, steps: 2000 },
   { finding: 'F7', seed: 3003007, steps: 2000 },
@@ -20,6 +20,9 @@ export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: 
   { finding: 'F10', seed: 5002472, steps: 2000, copies: 'mixed' },
   { finding: 'F12', seed: 563, steps: 500, single: true },
   { finding: 'F12', seed: 638, steps: 500, single: true },
+  { finding: 'F13', seed: 532, steps: 500, single: true },
+  { finding: 'F13', seed: 652, steps: 500, single: true },
+  { finding: 'F13', seed: 285, steps: 500, single: true, nodes: 3 },
 ];
 
 export interface SeedRun { seeds: number; failures: SimResult[]; ms: number; events: number; stats: Record<string, number> }

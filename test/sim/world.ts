@@ -66,6 +66,11 @@
 //    leadership off a silent leader to the first-ranked in-sync replica, which was installing a
 //    copy: it led from a partial store (now: the controller never moves leadership; failover elects
 //    only a complete copy). Seeds 563 and 638 with `single`.
+// F13 (one-copy mode) a replica whose views ran late got one from an older record that removed it
+//    and dropped its copy, although its leader's record had added it back, it had caught up and was
+//    in the in-sync set; later views handed it leadership and it led from an empty store (now:
+//    views and appends carry the record's revision, and a replica ignores a view older than one it
+//    has seen: replica.ts staleView). Invariant 6, seeds 532, 652 and 285 (3 nodes) with `single`.
 import { createHash } from 'node:crypto';
 import { AssertionError } from 'node:assert';
 import { diskCodec } from '../../src/runtime/codec.js';
@@ -74,7 +79,7 @@ import { epoch as toEpoch, nodeId, type NodeId } from '../../src/runtime/ids.js'
 import { decodeBatch } from '../../src/protocol/batch.js';
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, decodeStoredBatch, metaOp, type Command, type Op, type WireRecord } from '../../src/actors/partition.js';
-import { asBatch, canServeReads, carriesBatch, createReplica, encodeLogEntry, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
+import { asBatch, canServeReads, carriesBatch, createReplica, encodeLogEntry, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, staleView, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
 import { failoverProposal, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, shedProposal, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
 import { controlRound, plannedRecord, replicasFor, type PlacementInputs } from '../../src/cluster/placement.js';
 import type { PartitionRecord as EtcdRecord } from '../../src/cluster/layout.js';
@@ -441,7 +446,8 @@ export class Sim {
       case 'view': {
         const n = this.nodes.get(ev.to)!;
         if (!n.up || n.inc !== ev.inc) return;
-        this.log(`${ev.to} view e${ev.view.epoch} leader=${ev.view.leader} live=[${ev.view.live.join(',')}] isr=[${ev.view.isr.join(',')}]`);
+        const stale = staleView(n.replica!, ev.view) ? ` ignored: older than rev ${n.replica!.seenRev}` : '';
+        this.log(`${ev.to} view e${ev.view.epoch} leader=${ev.view.leader} replicas=[${ev.view.replicas.join(',')}] live=[${ev.view.live.join(',')}] isr=[${ev.view.isr.join(',')}] rev=${ev.view.rev}${stale}`);
         this.run1(n, { type: 'view', view: ev.view });
         return;
       }
@@ -488,7 +494,7 @@ export class Sim {
     const state = loadState(n.store, P);
     n.incomplete = n.store.get(K.installingKey) !== undefined;
     const view = this.viewFor(n.id);
-    n.lastView = JSON.stringify(view);
+    n.lastView = viewKey(view);
     view.version = ++n.viewVersion;
     n.replica = createReplica(n.id, state, view);
     restoreStoredHints(n.replica, n.store);
@@ -568,10 +574,11 @@ export class Sim {
           n.digest = undefined;
           const fresh = loadState(new MemStore(), P);
           fresh.epoch = n.replica!.state.epoch;
-          const view = n.replica!.view;
+          const { view, seenRev } = n.replica!;
           this.execute(n, failPending(n.replica!, 'the replica was replaced')); // worker.ts replaceReplica
           n.replica = createReplica(n.id, fresh, view);
           this.run1(n, { type: 'view', view });
+          n.replica.seenRev = Math.max(n.replica.seenRev, seenRev);
           n.store.apply([metaOp(n.replica.state)]); // worker.ts: the epoch survives a restart
           this.log(`${n.id} drop: copy removed`);
           break;
@@ -637,11 +644,12 @@ export class Sim {
       },
       apply: (ops) => sim.write(n, ops),
       replace: (state, view) => {
-        const { hints, hintsOnDisk, pending } = n.replica!;
+        const { hints, hintsOnDisk, pending, seenRev } = n.replica!;
         if (sim.opts.plant === 'refuse-copied') sim.execute(n, pending.splice(0).map((w): Effect => ({ kind: 'reply', id: w.id, reply: { ok: false, code: 'NOT_LEADER', args: [P, 'planted'] } })));
         n.replica = createReplica(n.id, state, view);
         Object.assign(n.replica, { hints, hintsOnDisk, pending }); // worker.ts replaceReplica: a copy leaves hints and pending writes in place
         sim.run1(n, { type: 'view', view });
+        n.replica.seenRev = Math.max(n.replica.seenRev, seenRev);
       },
       load: () => loadState(n.store, P),
       send: (to, msg) => {
@@ -910,7 +918,7 @@ export class Sim {
     const rec = this.rec;
     // cluster.ts refreshViews: a leader also counts the followers it is adding to the in-sync set
     const joining = rec.leader === id ? [...this.nodes.get(id)!.joining.keys()].filter((n) => !rec.isr.includes(n)) : [];
-    return { epoch: toEpoch(rec.epoch), leader: rec.leader, replicas: [...rec.replicas], live: rec.replicas.filter((x) => this.alive(id, x)), copies: this.copies, isr: [...rec.isr, ...joining], version: 0 };
+    return { epoch: toEpoch(rec.epoch), leader: rec.leader, replicas: [...rec.replicas], live: rec.replicas.filter((x) => this.alive(id, x)), copies: this.copies, isr: [...rec.isr, ...joining], version: 0, rev: rec.rev };
   }
 
   /** x's failure detector on y: registered and heard within SUSPECT_AFTER_MS. */
@@ -1079,7 +1087,7 @@ export class Sim {
 
   private pushView(n: SimNode): void {
     const view = this.viewFor(n.id);
-    const json = JSON.stringify(view);
+    const json = viewKey(view);
     if (json === n.lastView) return;
     n.lastView = json;
     view.version = ++n.viewVersion;
@@ -1607,4 +1615,9 @@ function gapBlind(store: MemStore): Storage {
       }
     },
   };
+}
+
+/** A view as cluster.ts sameView compares them: a new record revision alone sends no new view. */
+function viewKey(view: ReplicaView): string {
+  return JSON.stringify({ ...view, rev: undefined });
 }
