@@ -231,6 +231,8 @@ interface SimNode {
   tainted: boolean;
   /** checker: the entries it held, logged or as hints, when a move dropped its copy (its acks and hint reports may still count) */
   dropped?: Map<number, Buffer>;
+  /** checker: its topic's batches (by hex key) when a move dropped its copy: a retry's count of it may still include them */
+  droppedBatches?: Map<string, Buffer>;
   /** its last anti-entropy digest and what it was of (Sim.digestNow) */
   digested?: { key: string; reply: DigestReply };
   /** its CopyHost (Sim.copyHost): reads and writes the node's fields, so it outlives crashes */
@@ -566,6 +568,7 @@ export class Sim {
         case 'drop': {
           // worker.ts: a copy still arriving is ignored, and the replica starts empty claiming no epoch
           n.dropped = this.heldEntries(n);
+          n.droppedBatches = new Map(n.store.range({ gte: K.batchRange(TOPIC, 0).gte, lt: K.batchRange(TOPIC + 1, 0).gte }));
           n.installing = undefined;
           n.incomplete = false;
           n.store.clear(K.allRange);
@@ -1352,11 +1355,17 @@ export class Sim {
   }
 
   private holdersOfBatch(tp: number, base: number, values: string[]): NodeId[] {
-    return this.ids.filter((id) => this.holdsBatch(this.nodes.get(id)!, tp, base, values));
+    return this.ids.filter((id) => {
+      const n = this.nodes.get(id)!;
+      if (this.holdsBatch(n.store.get(K.batchKey(TOPIC, tp, base)), values)) return true;
+      // as holdersOfEntry: a leader whose view still has a replica a move dropped counts what it held
+      const gone = !this.rec.replicas.includes(id) && this.holdsBatch(n.droppedBatches?.get(K.batchKey(TOPIC, tp, base).toString('hex')), values);
+      if (gone) this.stats.droppedCounted++;
+      return gone;
+    });
   }
 
-  private holdsBatch(n: SimNode, tp: number, base: number, values: string[]): boolean {
-    const b = n.store.get(K.batchKey(TOPIC, tp, base));
+  private holdsBatch(b: Buffer | undefined, values: string[]): boolean {
     if (!b) return false;
     const got = decodeStoredBatch(b).r.map((x) => Buffer.from(x[1]).toString());
     return got.length === values.length && got.every((v, i) => v === values[i]);
@@ -1480,7 +1489,7 @@ export class Sim {
       }
     } else if (op.kind === 'produce') {
       const res = req.outcome!.res as { base: number; count: number };
-      if (res.count > 0 && !this.holdsBatch(n, op.tp, res.base, op.values)) throw lost(`no batch [${op.values}] at offset ${res.base}`);
+      if (res.count > 0 && !this.holdsBatch(n.store.get(K.batchKey(TOPIC, op.tp, res.base)), op.values)) throw lost(`no batch [${op.values}] at offset ${res.base}`);
     }
   }
 
