@@ -8,9 +8,9 @@ export const longOptions = { retries: true, strictRecovery: true, quiesceMs: 20_
 /**
  * Seeds that found a bug, replayed in test/sim.test.ts with the options that found it (world.ts
  * lists the findings): the long run's (longOptions, no moves, no anti-entropy), or with `single`
- * the one-copy mode's defaults.
+ * the one-copy mode's defaults (with `long` too: longOptions).
  */
-export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: number; copies?: 'mixed'; single?: true; nodes?: number }> = [
+export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: number; copies?: 'mixed'; single?: true; nodes?: number; long?: true }> = [
   { finding: 'F6', seed: 1001522, steps: 2000, copies: 'mixed' },
   { finding: 'F7', seed: 3001909, steps: 2000 },
   { finding: 'F7', seed: 3003007, steps: 2000 },
@@ -23,6 +23,8 @@ export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: 
   { finding: 'F13', seed: 532, steps: 500, single: true },
   { finding: 'F13', seed: 652, steps: 500, single: true },
   { finding: 'F13', seed: 285, steps: 500, single: true, nodes: 3 },
+  // the checker's own gap: a retry's count of a copy a move dropped (holdersOfBatch), found by the long one-copy run
+  { finding: 'checker', seed: 1000546, steps: 2000, single: true, long: true },
 ];
 
 export interface SeedRun { seeds: number; failures: SimResult[]; ms: number; events: number; stats: Record<string, number> }
