@@ -6,7 +6,7 @@ import { type Command, clientOptions, int, str } from './args.js';
 /** where `chicago agent status` looks for an agent's status port */
 export const DEFAULT_AGENT_URL = 'http://127.0.0.1:9464';
 
-// every client option but --json: the output of `agent run` is the script's
+// every client option but --json, for commands whose output has no JSON form
 const { json: _json, ...nodeOptions } = clientOptions;
 
 /** the retention flags `topic create` and `topic alter` share */
@@ -74,7 +74,7 @@ const kvGet: Command = {
   name: 'kv get',
   synopsis: 'KEYSPACE KEY [--raw]',
   summary: 'print the value and a newline (--raw: the stored bytes only); exit 1 when the key is absent',
-  options: { url: clientOptions.url, token: clientOptions.token, 'token-file': clientOptions['token-file'], ca: clientOptions.ca, timeout: clientOptions.timeout, raw: { type: 'boolean' } },
+  options: { ...nodeOptions, raw: { type: 'boolean' } },
   args: [2, 2],
   run: async (p) => (await import('./commands/kv.js')).get(p),
 };
@@ -133,7 +133,7 @@ const topicDelete: Command = {
   name: 'topic delete',
   synopsis: 'NAME',
   summary: 'delete a topic and its records',
-  options: { url: clientOptions.url, token: clientOptions.token, 'token-file': clientOptions['token-file'], ca: clientOptions.ca, timeout: clientOptions.timeout },
+  options: nodeOptions,
   args: [1, 1],
   run: async (p) => (await import('./commands/topic.js')).del(p),
 };
@@ -163,11 +163,7 @@ const produce: Command = {
     '[--batch-records N] [--batch-bytes B] [--linger-ms MS]',
   summary: 'send one record per stdin line; with --key-separator each line is KEY SEP VALUE; summary on stderr',
   options: {
-    url: clientOptions.url,
-    token: clientOptions.token,
-    'token-file': clientOptions['token-file'],
-    ca: clientOptions.ca,
-    timeout: clientOptions.timeout,
+    ...nodeOptions,
     key: { type: 'string' },
     'key-separator': { type: 'string' },
     acks: { type: 'string' },
@@ -200,11 +196,7 @@ const tail: Command = {
     'next offset). --max N stops after N records.',
   ].join('\n'),
   options: {
-    url: clientOptions.url,
-    token: clientOptions.token,
-    'token-file': clientOptions['token-file'],
-    ca: clientOptions.ca,
-    timeout: clientOptions.timeout,
+    ...nodeOptions,
     'from-beginning': { type: 'boolean' },
     'from-end': { type: 'boolean' },
     offset: { type: 'string' },
