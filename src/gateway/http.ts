@@ -125,8 +125,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       });
       const code = reply.status >= 400 && typeof reply.body === 'string' && reply.body.startsWith('{"error"')
         ? (JSON.parse(reply.body) as { error: { code: string } }).error.code : String(reply.status);
-      metrics.requests.inc({ edge: 'http', route: routeName, code });
-      metrics.requestSeconds.observe({ edge: 'http', route: routeName }, Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.requests.record('http', routeName, code, Number(process.hrtime.bigint() - started) / 1e9);
     };
     const refuse = (err: ChicagoError) => {
       if (err instanceof AuthError) metrics.authRefused.inc({ edge: 'http', code: err.code, reason: err.reason });

@@ -104,21 +104,6 @@ const PER_ITEM_OVERHEAD_BYTES = 32;
 const CLOSE_REASON_BYTES_MAX = 120;
 const STARVED_RETRY_MS = 50;
 
-// Metric labels per route (and code), made once: prom-client takes a labels object on every call.
-const routeLabelCache = new Map<string, { edge: 'ws'; route: string }>();
-const codeLabelCache = new Map<string, { edge: 'ws'; route: string; code: string }>();
-function routeLabels(route: string): { edge: 'ws'; route: string } {
-  let l = routeLabelCache.get(route);
-  if (!l) routeLabelCache.set(route, (l = { edge: 'ws', route }));
-  return l;
-}
-function codeLabels(route: string, code: string): { edge: 'ws'; route: string; code: string } {
-  const k = `${route} ${code}`;
-  let l = codeLabelCache.get(k);
-  if (!l) codeLabelCache.set(k, (l = { edge: 'ws', route, code }));
-  return l;
-}
-
 export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): WebSocketEndpoint {
   const { api, log } = deps;
   const auth = deps.auth ?? new Authenticator({ tokens: [], allowedOrigins: [], insecure: false });
@@ -301,9 +286,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       conn.inFlightBytes -= frameBytes;
       memory.give(frameBytes);
       if (!deps.metrics) return;
-      const labels = routeLabels(frame.op);
-      deps.metrics.requests.inc(codeLabels(frame.op, code));
-      deps.metrics.requestSeconds.observe(labels, (performance.now() - startedMs) / 1e3);
+      deps.metrics.requests.record('ws', frame.op, code, (performance.now() - startedMs) / 1e3);
     };
     let result: Promise<Record<string, unknown> | undefined>;
     try {

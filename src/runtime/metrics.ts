@@ -1,5 +1,5 @@
 // Prometheus metrics of one node, in its own registry (no process-wide globals).
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -10,12 +10,7 @@ export function createMetrics() {
   collectDefaultMetrics({ register: registry, prefix: 'chicago_process_', eventLoopMonitoringPrecision: 100 });
   return {
     registry,
-    requests: new Counter({ name: 'chicago_requests_total', help: 'Requests by edge, route and outcome', labelNames: ['edge', 'route', 'code'] as const, registers: [registry] }),
-    requestSeconds: new Histogram({
-      name: 'chicago_request_duration_seconds', help: 'Request latency by edge and route',
-      labelNames: ['edge', 'route'] as const, registers: [registry],
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
-    }),
+    requests: new RequestMeter(registry),
     httpRefused: new Counter({ name: 'chicago_http_refused_total', help: 'HTTP requests that never ran: ambiguous framing (the node closed the connection), or the connection closed before the request started (a request pipelined behind an unanswered one, or the client left)', labelNames: ['reason'] as const, registers: [registry] }),
     authRefused: new Counter({ name: 'chicago_auth_refused_total', help: 'Requests refused by authentication (UNAUTHENTICATED) or authorization (FORBIDDEN), by edge and reason', labelNames: ['edge', 'code', 'reason'] as const, registers: [registry] }),
     produced: new Counter({ name: 'chicago_records_produced_total', help: 'Records appended', labelNames: ['topic'] as const, registers: [registry] }),
@@ -44,4 +39,78 @@ export function createMetrics() {
     diskFull: new Gauge({ name: 'chicago_disk_full', help: '1 while writes are refused because free space is below storage.minFreeBytes', registers: [registry] }),
     fsyncs: new Gauge({ name: 'chicago_fsyncs', help: 'WAL fsyncs (since start)', registers: [registry] }),
   };
+}
+
+const REQUEST_SECONDS_BOUNDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5];
+
+/** one edge and route: its latency histogram and its count per outcome */
+interface RouteCell {
+  readonly edge: string;
+  readonly route: string;
+  count: number;
+  sum: number;
+  /** observations per bucket (not cumulative); the last is above every bound */
+  readonly buckets: Float64Array;
+  readonly codes: Map<string, number>;
+}
+
+interface MetricValue { labels: Record<string, string | number>; value: number; metricName?: string }
+
+/**
+ * chicago_requests_total and chicago_request_duration_seconds, recorded once per request on the
+ * gateway thread. prom-client checks and hashes the labels of every observation (a few µs a
+ * request, most of the gateway's metrics cost); here a request finds its cell by two map lookups
+ * and the registry reads the cells, in prom-client's own shape, only when scraped. Routes are the
+ * gateway's fixed names and codes the error catalogue's, so the cells are bounded.
+ */
+export class RequestMeter {
+  private readonly edges = new Map<string, Map<string, RouteCell>>();
+
+  constructor(registry: Registry) {
+    const counter = { name: 'chicago_requests_total', help: 'Requests by edge, route and outcome', type: 'counter', aggregator: 'sum', get: async () => this.counterValues(), reset: () => this.edges.clear() };
+    const histogram = { name: 'chicago_request_duration_seconds', help: 'Request latency by edge and route', type: 'histogram', aggregator: 'sum', get: async () => this.histogramValues(), reset: () => this.edges.clear() };
+    registry.registerMetric(counter as never);
+    registry.registerMetric(histogram as never);
+  }
+
+  record(edge: string, route: string, code: string, seconds: number): void {
+    let routes = this.edges.get(edge);
+    if (!routes) this.edges.set(edge, (routes = new Map()));
+    let cell = routes.get(route);
+    if (!cell) routes.set(route, (cell = { edge, route, count: 0, sum: 0, buckets: new Float64Array(REQUEST_SECONDS_BOUNDS.length + 1), codes: new Map() }));
+    cell.count++;
+    cell.sum += seconds;
+    let i = 0;
+    while (i < REQUEST_SECONDS_BOUNDS.length && seconds > REQUEST_SECONDS_BOUNDS[i]) i++;
+    cell.buckets[i]++;
+    cell.codes.set(code, (cell.codes.get(code) ?? 0) + 1);
+  }
+
+  private cells(): RouteCell[] {
+    const out: RouteCell[] = [];
+    for (const routes of this.edges.values()) out.push(...routes.values());
+    return out;
+  }
+
+  private counterValues() {
+    const values: MetricValue[] = [];
+    for (const c of this.cells()) for (const [code, n] of c.codes) values.push({ labels: { edge: c.edge, route: c.route, code }, value: n });
+    return { name: 'chicago_requests_total', help: 'Requests by edge, route and outcome', type: 'counter', values, aggregator: 'sum' };
+  }
+
+  private histogramValues() {
+    const name = 'chicago_request_duration_seconds';
+    const values: MetricValue[] = [];
+    for (const c of this.cells()) {
+      let cumulative = 0;
+      REQUEST_SECONDS_BOUNDS.forEach((le, i) => {
+        cumulative += c.buckets[i];
+        values.push({ labels: { le, edge: c.edge, route: c.route }, value: cumulative, metricName: `${name}_bucket` });
+      });
+      values.push({ labels: { le: '+Inf', edge: c.edge, route: c.route }, value: c.count, metricName: `${name}_bucket` });
+      values.push({ labels: { edge: c.edge, route: c.route }, value: c.sum, metricName: `${name}_sum` });
+      values.push({ labels: { edge: c.edge, route: c.route }, value: c.count, metricName: `${name}_count` });
+    }
+    return { name, help: 'Request latency by edge and route', type: 'histogram', values, aggregator: 'sum' };
+  }
 }
