@@ -174,12 +174,14 @@ export class Shipper {
         // lines that come together go together, not one request per read
         const lingerUntil = flights.length > 0 && linger > 0 && unsent < this.cfg.batch.maxRecords ? this.lastCutMs + linger : 0;
         if (room && unsent > 0 && Date.now() < lingerUntil) {
+          this.spool.expectCut(this.task, lingerUntil);
           await this.sleep(lingerUntil - Date.now());
           continue;
         }
         if (room && unsent > 0) {
           // nothing in flight: a short linger makes one batch of lines that come together
           if (flights.length === 0 && unsent < this.cfg.batch.maxRecords && this.cfg.batch.lingerMs > 0 && Date.now() - this.stats.lastAckMs < this.cfg.batch.lingerMs) {
+            this.spool.expectCut(this.task, Date.now() + this.cfg.batch.lingerMs);
             await new Promise((r) => setTimeout(r, this.cfg.batch.lingerMs));
             q = this.spool.pending.get(this.task) ?? NONE;
             unsent = q.lastSeq - after;
@@ -195,6 +197,7 @@ export class Shipper {
           if (ack !== undefined && ackTo === ack) ackTo = undefined;
           flights.push({ ...range, keyed, state: 'wait' });
           this.lastCutMs = Date.now();
+          this.spool.expectCut(this.task, undefined);
           continue;
         }
         if (go.length > 0) continue;
@@ -232,6 +235,7 @@ export class Shipper {
     }
     // requests aborted at stop settle first; an orderly stop keeps the last ack (a kill resends those
     // batches as duplicates)
+    this.spool.expectCut(this.task, undefined);
     while (this.sending > 0) await this.sleep(100);
     while (flights.length > 0 && flights[0].state === 'acked') ackTo = flights.shift()!.to;
     if (ackTo !== undefined && (this.spool.acked.get(this.task) ?? -1) < ackTo) await this.spool.append([{ t: 'ack', task: this.task, to: ackTo }]).catch(() => undefined);

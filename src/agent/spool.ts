@@ -532,6 +532,15 @@ export class Spool {
   private queue: Array<{ entries: Entry[]; resolve: () => void; reject: (e: Error) => void }> = [];
   /** a commit of the queue is set for the next check phase */
   private scheduled = false;
+  /** a commit of readers' appends is set for a time (the commit gap); an urgent append brings it forward */
+  private deferred: { timer: NodeJS.Timeout; dueMs: number } | undefined;
+  /** the queue holds an entry other than records, offsets and cursors: it commits at once */
+  private queueUrgent = false;
+  /** record bytes in the queue, about */
+  private queueBytes = 0;
+  private lastCommitMs = 0;
+  /** per task, when its lingering shipper cuts its next batch: a deferred commit lands before it */
+  private readonly cuts = new Map<string, number>();
   /** commits written and not applied yet, in order (their fdatasyncs run on the thread pool) */
   private readonly commits: Commit[] = [];
   /** fdatasyncs not returned yet (after fail() they outlive their commits) */
@@ -611,6 +620,7 @@ export class Spool {
    */
   offerSend(task: string, s: IdleShipper): void {
     this.idle.set(task, s);
+    if (this.deferred) this.schedule();
   }
 
   withdrawSend(task: string): void {
@@ -654,18 +664,51 @@ export class Spool {
     if (this.closed) return Promise.reject(new Error('the spool is closed'));
     return new Promise((resolve, reject) => {
       this.queue.push({ entries, resolve, reject });
+      for (const e of entries) {
+        if (e.t === 'recs') this.queueBytes += textBytes(e, 0, recsCount(e));
+        else if (e.t !== 'ck' && e.t !== 'cur') this.queueUrgent = true;
+      }
       this.schedule();
     });
   }
 
-  /** A commit of what is queued, in the next check phase: appends made in this turn go together. */
+  /**
+   * A commit of what is queued, in the next check phase (appends made in this turn go together), or,
+   * for readers' appends alone, once the commit gap since the last commit has passed.
+   */
   private schedule(): void {
     if (this.scheduled || this.queue.length === 0 || this.commits.length >= limits.agentSpoolCommitsInFlightMax || this.rollDue) return;
+    const dueMs = this.commitDueMs();
+    const now = Date.now();
+    if (dueMs > now) {
+      if (this.deferred && this.deferred.dueMs <= dueMs) return;
+      if (this.deferred) clearTimeout(this.deferred.timer);
+      this.deferred = { dueMs, timer: setTimeout(() => { this.deferred = undefined; this.schedule(); }, dueMs - now) };
+      return;
+    }
+    if (this.deferred) { clearTimeout(this.deferred.timer); this.deferred = undefined; }
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
       this.commit();
     });
+  }
+
+  /** When the queue commits: at once, unless it holds only readers' appends that no shipper waits to send. */
+  private commitDueMs(): number {
+    if (this.queueUrgent || this.closed || this.queueBytes >= limits.agentSpoolCommitEarlyBytes) return 0;
+    let due = this.lastCommitMs + limits.agentSpoolCommitGapMs;
+    // a shipper waiting for these records sends them with this commit: no later than it may
+    for (const s of this.idle.values()) due = Math.min(due, s.notBeforeMs);
+    for (const at of this.cuts.values()) due = Math.min(due, at - limits.agentSpoolCommitLeadMs);
+    return due;
+  }
+
+  /** A task's shipper cuts its next batch at `atMs` (undefined: no cut planned): records read before then go in it. */
+  expectCut(task: string, atMs: number | undefined): void {
+    if (atMs === undefined) this.cuts.delete(task);
+    else this.cuts.set(task, atMs);
+    if (this.deferred) this.schedule();
   }
 
   /** Fails every append queued or in flight: a spool that cannot write stops the agent (nothing may be checkpointed that is not in it). */
@@ -692,6 +735,9 @@ export class Spool {
     }
     const batch = this.queue;
     this.queue = [];
+    this.queueUrgent = false;
+    this.queueBytes = 0;
+    this.lastCommitMs = Date.now();
     const startUs = this.onTiming ? nowUs() : 0;
     // an idle shipper's range is taken now, not when the append was queued: records queued while
     // the last fdatasync ran find the shipper that has just sent that one's batch waiting for them,
@@ -955,6 +1001,7 @@ export class Spool {
 
   close(): void {
     this.closed = true;
+    if (this.deferred) { clearTimeout(this.deferred.timer); this.deferred = undefined; this.schedule(); }
     // the last fdatasync in flight closes the fd when it returns
     if (this.commits.length === 0) this.closeFd();
   }
