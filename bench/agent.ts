@@ -3,7 +3,7 @@
 // fixed open-loop rate, and RSS / idle CPU while 1,000 files are watched.
 //
 //   node dist/bench/agent.js [--quick] [--lines N] [--rate 10000] [--latency-s 20] [--files 1000]
-//                            [--idle-s 60] [--settle-s 5] [--only throughput,latency,idle] [--no-rsyslog]
+//                            [--idle-s 60] [--settle-s 5] [--only throughput,latency,idle,idle-health] [--no-rsyslog]
 //                            [--cpu-prof DIR] [--out DIR]
 //
 // The agent ships to one local node (a temp data dir) that the bench starts; rsyslog is a private
@@ -326,11 +326,11 @@ async function measureIdle(pid: number, inDir: string, count: () => Promise<numb
 const round2 = (x: number): number => Math.round(x * 100) / 100;
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
-interface Side { throughput?: Throughput; latency?: Latency; idle?: Idle; version?: string }
+interface Side { throughput?: Throughput; latency?: Latency; idle?: Idle; idleHealth?: Idle; version?: string }
 
 async function runAgentSide(work: string): Promise<Side> {
   const side: Side = {};
-  const parts: Array<'throughput' | 'latency' | 'idle'> = (['throughput', 'latency', 'idle'] as const).filter(wanted);
+  const parts: Array<'throughput' | 'latency' | 'idle' | 'idle-health'> = (['throughput', 'latency', 'idle', 'idle-health'] as const).filter(wanted);
   for (const part of parts) {
     // each part against a fresh node and agent: nothing carried over
     // --cpu-prof profiles the node (the sink) too, in DIR/node
@@ -340,7 +340,16 @@ async function runAgentSide(work: string): Promise<Side> {
     mkdirSync(inDir);
     try {
       await createTopic(node.url);
-      const agent = await startAgent(dir, node.url, join(inDir, '*.log'));
+      // idle-health: as idle, with health every 10 s as examples/agent.yaml has it (the node as the app)
+      const health = part !== 'idle-health' ? [] : [
+        'health:',
+        '  intervalMs: 10000',
+        `  apps: [{ name: node, pid: ${node.pid} }]`,
+        '  services: { initd: all }',
+        'alerts:',
+        "  rules: [{ name: disk-full, when: 'disk.*.usedPercent > 90', for: 5m, clear: 85 }]",
+      ];
+      const agent = await startAgent(dir, node.url, join(inDir, '*.log'), health);
       try {
         if (part === 'throughput') {
           const stage = join(dir, 'stage.log');
@@ -366,9 +375,12 @@ async function runAgentSide(work: string): Promise<Side> {
           await Promise.race([loop, sleep(1000)]);
           client.close();
           log(`agent latency: ${JSON.stringify(side.latency)}`);
-        } else {
+        } else if (part === 'idle') {
           side.idle = await measureIdle(agent.pid, inDir, () => stored(node.url));
           log(`agent idle: ${JSON.stringify(side.idle)}`);
+        } else {
+          side.idleHealth = await measureIdle(agent.pid, inDir, () => stored(node.url));
+          log(`agent idle with health: ${JSON.stringify(side.idleHealth)}`);
         }
       } finally {
         await agent.stop();
@@ -449,6 +461,11 @@ function table(agent: Side, rs: Side | undefined): string {
     rows.push(`| RSS MB, ${ai.files} files watched | ${ai.rssMB} | ${ri?.rssMB ?? '–'} | ${x(ai.rssMB, ri?.rssMB)} | ≤ 80 |`);
     rows.push(`| idle CPU % of a core over ${ai.seconds} s | ${ai.cpuPct} | ${ri?.cpuPct ?? '–'} | ${x(ai.cpuPct, ri?.cpuPct)} | ≤ 0.5 |`);
     rows.push(`| ${ai.files} one-line files shipped in s | ${ai.shippedIn} | ${ri?.shippedIn ?? '–'} | | |`);
+  }
+  const ah = agent.idleHealth;
+  if (ah) {
+    rows.push(`| idle CPU % of a core over ${ah.seconds} s, health every 10 s, ${ah.files} files | ${ah.cpuPct} | – | – | ≤ 1 |`);
+    rows.push(`| RSS MB, idle with health | ${ah.rssMB} | – | – | |`);
   }
   return rows.join('\n');
 }
