@@ -20,7 +20,7 @@ import type { Histogram } from 'hdr-histogram-js';
 import { ChicagoClient } from '../src/client/index.js';
 import { limits } from '../src/runtime/limits.js';
 import { newHistogram, recordUs, summarize, type LatencySummary } from './openloop.js';
-import { type LoggedProc, MachineSampler, machineInfo, readProc, repoRoot, round1, spawnLogged, spawnNode, type SpawnedNode, waitFor } from './proc.js';
+import { type LoggedProc, MachineSampler, machineInfo, perOpByThread, readProc, readThreadStats, repoRoot, round1, spawnLogged, spawnNode, type SpawnedNode, waitFor } from './proc.js';
 
 const LINE_BYTES = 200;
 const TOPIC = 'bench-agent';
@@ -254,6 +254,12 @@ interface Throughput {
   rssMaxMB: number;
   /** the node's (for the agent) CPU over the same window */
   sinkCpuPct?: number;
+  /** CPU µs per line: the shipper's (all threads), the node's (all threads) and the node's by thread role */
+  usPerLine?: number;
+  sinkUsPerLine?: number;
+  sinkUsPerLineByThread?: Record<string, number>;
+  /** the agent's shipper at stop (its `shipper stopped` log line): batches, the most in flight at once, gaps, errors */
+  shipper?: Record<string, unknown>;
 }
 
 interface Latency { rate: number; lines: number; measured: number; us: LatencySummary; cpuPct: number }
@@ -263,6 +269,7 @@ async function measureThroughput(pid: number, sinkPid: number | undefined, stage
   const rssMax = { v: 0 };
   const c0 = cpuS(pid);
   const s0 = sinkPid ? cpuS(sinkPid) : 0;
+  const threads0 = sinkPid ? readThreadStats(sinkPid) : undefined;
   const t0 = performance.now();
   renameSync(stage, join(inDir, 'bench.log'));
   const until = Date.now() + TIMEOUT_S * 1000;
@@ -275,6 +282,8 @@ async function measureThroughput(pid: number, sinkPid: number | undefined, stage
   }
   const seconds = (performance.now() - t0) / 1000;
   const cpu = cpuS(pid) - c0;
+  // per 1,000 lines: perOpByThread rounds to 0.1 µs per op
+  const byThread = sinkPid && threads0 ? perOpByThread(sinkPid, threads0, readThreadStats(sinkPid), LINES / 1000) : undefined;
   const mib = (LINES * LINE_BYTES) / 2 ** 20;
   const cores = cpu / seconds;
   return {
@@ -286,8 +295,18 @@ async function measureThroughput(pid: number, sinkPid: number | undefined, stage
     mibPerSPerCore: round1(mib / cpu),
     linesPerSPerCore: Math.round(LINES / cpu),
     rssMaxMB: round1(rssMax.v),
-    ...(sinkPid ? { sinkCpuPct: round1(((cpuS(sinkPid) - s0) / seconds) * 100) } : {}),
+    usPerLine: round3((cpu * 1e6) / LINES),
+    ...(sinkPid ? { sinkCpuPct: round1(((cpuS(sinkPid) - s0) / seconds) * 100), sinkUsPerLine: round3(((cpuS(sinkPid) - s0) * 1e6) / LINES) } : {}),
+    ...(byThread ? { sinkUsPerLineByThread: Object.fromEntries(Object.entries(byThread).map(([role, v]) => [role, round3(v.cpuUs / 1000)])) } : {}),
   };
+}
+
+/** The stats of the agent's `shipper stopped` log line (batches, inFlightPeak, gaps, errors), if it logged one. */
+function shipperStats(out: string[]): Record<string, unknown> | undefined {
+  const l = out.findLast((x) => x.includes('"msg":"shipper stopped"'));
+  if (!l) return undefined;
+  const { batches, records, inFlightPeak, gaps, errors, duplicates } = JSON.parse(l) as Record<string, unknown>;
+  return { batches, records, inFlightPeak, gaps, errors, duplicates };
 }
 
 async function measureLatency(pid: number, inDir: string, received: () => number, hist: Histogram, arm: (fromSeq: number) => void): Promise<Latency> {
@@ -384,6 +403,10 @@ async function runAgentSide(work: string): Promise<Side> {
         }
       } finally {
         await agent.stop();
+        if (part === 'throughput' && side.throughput) {
+          side.throughput.shipper = shipperStats(agent.out);
+          log(`agent shipper: ${JSON.stringify(side.throughput.shipper)}`);
+        }
       }
     } finally {
       await node.stop();

@@ -15,9 +15,11 @@ const WRITE_NO_SYNC = { sync: false } as const;
 export function columnName(partition: number): string { return `p${partition}`; }
 /**
  * The family of a partition's record batches (key kind `batch`). Apart from the rest of the
- * partition, a stream's batches arrive in key order, so flushed files do not overlap and RocksDB
- * moves them down the levels without rewriting them; in the partition's family every flushed file
- * spanned the metadata and index keys written beside each batch, and each compaction rewrote them all.
+ * partition, a stream's batches arrive in key order, so flushed files do not overlap: RocksDB moves
+ * each to the base level without rewriting it, and rewrites it once more only to compress it into
+ * the level below (L0 and the base level are stored uncompressed, the binding's fixed choice for
+ * `compaction: 'level'`). In the partition's family every flushed file spanned the metadata and
+ * index keys written beside each batch, and each compaction rewrote them all.
  */
 export function batchColumnName(partition: number): string { return `b${partition}`; }
 
