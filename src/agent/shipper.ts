@@ -14,6 +14,7 @@ import type { AgentConfig } from './config.js';
 import { PendingRecords, type Producer, type RecsEntry, recordsOf, recsCount, type SendRange, type ShipRecord, type Span, type Spool, type ValueBytes } from './spool.js';
 import { BATCH_CONTENT_TYPE, BATCH_CRC_FROM, BATCH_HEADER_BYTES, batchCrcOver, encodeHeaders, sealBatchCrc, varintBytes, writeBatchHeader, writeRecordStart, writeVarint, type EncodedHeaders } from '../protocol/batch.js';
 import http from 'node:http';
+import { deadline } from '../runtime/deadline.js';
 import { nowUs } from '../runtime/timing.js';
 import https from 'node:https';
 
@@ -380,7 +381,8 @@ export class Shipper {
   private binary = true;
 
   private request(method: string, route: string, body?: unknown, raw = false): Promise<unknown> {
-    return nodeRequest(this.cfg.node, method, route, body, AbortSignal.any([AbortSignal.timeout(this.cfg.node.timeoutMs), this.abort.signal]), raw);
+    const d = deadline(this.cfg.node.timeoutMs, this.abort.signal);
+    return nodeRequest(this.cfg.node, method, route, body, d.signal, raw).finally(d.done);
   }
 
 }
