@@ -9,7 +9,8 @@ import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSy
 import os from 'node:os';
 import path from 'node:path';
 import { resolveAgentConfig } from '../src/agent/config.js';
-import { FileSource } from '../src/agent/files.js';
+import { BufferPool, Lease } from '../src/agent/buffers.js';
+import { FileSource, readBuffers } from '../src/agent/files.js';
 import { detectLevel, LineLevels } from '../src/agent/multiline.js';
 import { bytesEntry, recordEntries } from '../src/agent/records.js';
 import { batchOf, encodeShipBatch } from '../src/agent/shipper.js';
@@ -138,6 +139,54 @@ describe('agent byte path: a read of ASCII lines', () => {
     await waitUntil('the ASCII read', () => values().length === 5, slow(5000), 5);
     expect(entries()[1].vb).toBeDefined();
     expect(recordsOf(entries()[1])[0].headers.level).toBe('error');
+  });
+});
+
+describe('agent byte path: pooled read buffers', () => {
+  it('a read buffer is reused only once its records are acknowledged and the file has moved on; pending records never change', async () => {
+    readBuffers.poisonByte = 0x21; // a buffer given back is overwritten: a record still reading it would show '!'
+    cleanups.push(() => { readBuffers.poisonByte = undefined; });
+    const len = 200;
+    const n = Math.ceil((3.5 * 1024 * 1024) / len);
+    const text = (from: number, count: number): string => Array.from({ length: count }, (_, i) => line(from + i, len)).join('');
+    const { file, src, spool, values, entries } = await follow('pool', text(0, n));
+    await waitUntil('every line', () => values().length === n, slow(20_000), 10);
+    expect(entries().some((e) => e.vb?.lease !== undefined)).toBe(true);
+    const reused0 = readBuffers.reused;
+    // the first two reads acknowledged: their buffers go back (the last read's stays with the file)
+    const es = entries();
+    expect(es.length).toBeGreaterThan(2);
+    const ackTo = es[1].seq + recsCount(es[1]) - 1;
+    await spool.append([{ t: 'ack', task: 't', to: ackTo }]);
+    const held = spool.records('t');
+    expect(held[0].seq).toBe(ackTo + 1);
+    expect(held.every((r) => r.value === line(r.seq, len).slice(0, -1))).toBe(true);
+    // more lines: read into the buffers given back
+    appendFileSync(file, text(n, n));
+    src.kick();
+    await waitUntil('the lines appended', () => spool.records('t').at(-1)?.seq === 2 * n - 1, slow(20_000), 10);
+    expect(readBuffers.reused).toBeGreaterThan(reused0);
+    const recs = spool.records('t');
+    expect(recs.map((r) => r.seq)).toEqual(Array.from({ length: 2 * n - 1 - ackTo }, (_, i) => ackTo + 1 + i));
+    for (const r of recs) if (r.value !== line(r.seq, len).slice(0, -1)) expect(r.value).toBe(line(r.seq, len).slice(0, -1));
+  });
+
+  it('a pool hands small requests to Node and a lease gives its buffer back after its last holder', () => {
+    const pool = new BufferPool({ keptMax: 2, idleMs: 1000, minBytes: 1024 });
+    pool.give(pool.take(100));
+    pool.take(100);
+    expect(pool.reused).toBe(0);
+    const lease = new Lease(pool, pool.take(4096));
+    lease.hold();
+    lease.release();
+    expect(pool.take(4096).buffer).not.toBe(lease.buf.buffer); // one holder left: not back yet
+    lease.release();
+    expect(() => lease.release()).toThrow(/released more often/);
+    expect(pool.take(4000).buffer).toBe(lease.buf.buffer);
+    expect(pool.reused).toBe(1);
+    const twice = pool.take(2048);
+    pool.give(twice);
+    expect(() => pool.give(twice)).toThrow(/given back twice/);
   });
 });
 

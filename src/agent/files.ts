@@ -15,6 +15,7 @@ import type { Notice } from './agent.js';
 import type { AgentConfig, SourceConfig } from './config.js';
 import { HEAD_BYTES_MAX, closesFirst, copyInProgress, globRegExp, growth, hashBytes, judge, rotatedName, rotationRank, sameContent, supersedes, tailRange, TAIL_BYTES_MAX } from './identity.js';
 import { type Event, LEVEL_SCAN_CHARS, LineLevels, Multiline, type MultilineState, detectLevel } from './multiline.js';
+import { BufferPool, Lease } from './buffers.js';
 import { type AgentEvent, bytesEntry, cutHeader, keyOfLine, recordEntries } from './records.js';
 import { copyTruncate, compressCopies, renameRotate, rotateDue } from './rotate.js';
 import { sshHeadersOfLine } from './sshd.js';
@@ -54,6 +55,8 @@ interface Followed {
   fh: FileHandle;
   /** file bytes [bufStart, readPos): the pending event, the partial line and the 1 KiB before them */
   buf: Buffer;
+  /** the pooled read buffer buf is a view of, held by this file (set through setBuf) */
+  lease?: Lease;
   bufStart: number;
   readPos: number;
   /** where the next line starts */
@@ -779,7 +782,7 @@ export class FileSource {
     f.lastGrowthMs = this.now();
     this.stats.bytesRead += n;
     const data = buf.subarray(heldLen, bytesRead);
-    f.buf = f.buf.length === 0 ? Buffer.from(data) : Buffer.concat([f.buf, data]);
+    this.setBuf(f, f.buf.length === 0 ? Buffer.from(data) : Buffer.concat([f.buf, data]));
     f.readPos += n;
     // the size is at least this; a whole pass stats it
     f.lastSize = f.readPos;
@@ -801,12 +804,15 @@ export class FileSource {
       // read into a buffer that will hold the bytes kept before the held ones too: the new bytes are
       // not copied again to be joined with them
       const keep = f.buf.length - heldLen;
-      const into = Buffer.allocUnsafe(keep + heldLen + want);
+      // a pooled buffer (a large read): given back once the file and the records read into it let it go
+      const lease = new Lease(readBuffers, readBuffers.take(keep + heldLen + want));
+      const into = lease.buf;
       const got = into.subarray(keep, keep + (await readInto(f.fh, into, keep, f.readPos - heldLen, heldLen + want)));
       // less than the head it was found with is read: that head is what shows a copytruncate
       const head = f.readPos < f.headLen ? { len: f.headLen, hash: f.headHash, now: await readAt(f.fh, 0, f.headLen) } : undefined;
       const g = growth(f.readPos, st.size, got.subarray(0, heldLen), f.buf.subarray(f.buf.length - heldLen), head);
       if (g === 'truncated') {
+        lease.release();
         await this.truncated(f);
         return true;
       }
@@ -818,10 +824,11 @@ export class FileSource {
       const data = got.subarray(heldLen);
       f.quietSize = undefined;
       if (data.length === 0) {
+        lease.release();
         if (f.readPos === st.size) {
           f.quietSize = st.size;
           f.quietMtimeMs = st.mtimeMs;
-          f.buf = ownMemory(f.buf);
+          this.setBuf(f, ownMemory(f.buf, f.lease !== undefined));
         }
         return false;
       }
@@ -829,7 +836,7 @@ export class FileSource {
       this.stats.bytesRead += data.length;
       // the held bytes are in `into` already (growth() found them unchanged)
       f.buf.copy(into, 0, 0, keep);
-      f.buf = into.subarray(0, keep + got.length);
+      this.setBuf(f, into.subarray(0, keep + got.length), lease);
       f.readPos += data.length;
       await this.consume(f, false);
       if (data.length < want || f.readPos >= st.size) return false;
@@ -881,7 +888,8 @@ export class FileSource {
   /** Reads the file from 0 again; its checkpoint at 0 replaces the spool's only when `force` or supersedes() says so. */
   private async restartAtZero(f: Followed, force = false): Promise<void> {
     const head = await readAt(f.fh, 0, HEAD_BYTES_MAX);
-    Object.assign(f, { buf: Buffer.alloc(0), bufStart: 0, readPos: 0, scanPos: 0, headLen: head.length, headHash: hashBytes(head), ml: {}, lastSize: 0, cut: 0 });
+    this.setBuf(f, Buffer.alloc(0));
+    Object.assign(f, { bufStart: 0, readPos: 0, scanPos: 0, headLen: head.length, headHash: hashBytes(head), ml: {}, lastSize: 0, cut: 0 });
     const ck = this.ckptOf(f);
     const write = force || supersedes(this.spool.ckpts.get(this.ckKey(f.key)), ck);
     this.log.debug({ task: this.src.task, key: f.key, headLen: head.length, headFirst: head.toString('latin1', 0, 40), write }, 'restart at zero');
@@ -1030,7 +1038,17 @@ export class FileSource {
     // they are a slice of (the held bytes before them, a shared 8 KiB pool slab), which they would keep alive
     let data = buf.subarray(pos0, pos0 + ends[n - 1]);
     if (data.buffer.byteLength > 2 * data.length) data = ownMemory(data);
-    return bytesEntry(this.spool, this.cfg.host, this.src.task, this.src.topic, f.path, this.now(), { data, starts, ends }, levels);
+    // still a view of the pooled read buffer: the entry holds it until its records are acknowledged
+    const lease = f.lease?.holds(data) ? f.lease.hold() : undefined;
+    return bytesEntry(this.spool, this.cfg.host, this.src.task, this.src.topic, f.path, this.now(), lease ? { data, starts, ends, lease } : { data, starts, ends }, levels);
+  }
+
+  /** A file's held bytes are now `buf` (a view of `lease`'s buffer, which the file then holds); the buffer it held before is let go. */
+  private setBuf(f: Followed, buf: Buffer, lease?: Lease): void {
+    if (lease && !lease.holds(buf)) throw new Error('a file holds a view of a buffer other than its lease\'s');
+    f.lease?.release();
+    f.buf = buf;
+    f.lease = lease;
   }
 
   private async flushQuiet(f: Followed): Promise<void> {
@@ -1191,6 +1209,14 @@ export function rotationOf(names: Set<string>, name: string): { compressed?: str
   return plain;
 }
 
+/**
+ * The whole pass's read buffers (CHUNK_BYTES and the held bytes): reused once the records read into
+ * one are acknowledged. Reads under READ_POOL_MIN_BYTES come from Node's allocator (glibc's heap, not
+ * a mapping of their own).
+ */
+const READ_POOL_MIN_BYTES = 128 * 1024;
+export const readBuffers = new BufferPool({ keptMax: limits.agentReadBuffersKeptMax, idleMs: limits.agentBatchBuffersIdleMs, minBytes: READ_POOL_MIN_BYTES });
+
 /** consume's plain path: where each line of a read starts and ends (scratch, reused; shrunk after a read of many short lines) */
 let lineStarts = new Uint32Array(4096);
 let lineEnds = new Uint32Array(4096);
@@ -1232,10 +1258,11 @@ async function headHashOf(p: string, len: number): Promise<string | undefined> {
 /**
  * The bytes of `b` in memory of their own: what a quiet file holds (its partial line and the 1 KiB
  * before it) may be a slice of an 8 KiB pool slab or of a 1 MiB read, which it would keep alive —
- * 1,000 idle files kept ~3 MB of slabs that way.
+ * 1,000 idle files kept ~3 MB of slabs that way. `pooled`: b is a view of a pooled read buffer, copied
+ * even when it is all of it (the buffer goes back to its pool).
  */
-function ownMemory(b: Buffer): Buffer {
-  if (b.byteLength === b.buffer.byteLength) return b;
+function ownMemory(b: Buffer, pooled = false): Buffer {
+  if (b.byteLength === b.buffer.byteLength && !pooled) return b;
   const own = Buffer.allocUnsafeSlow(b.length);
   b.copy(own);
   return own;

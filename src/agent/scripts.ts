@@ -15,6 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Cron } from 'croner';
 import { caDispatcher } from '../client/tls.js';
+import { deadline } from '../runtime/deadline.js';
 import type { Logger } from '../runtime/log.js';
 import type { Agent, TaskSink } from './agent.js';
 import type { AgentConfig } from './config.js';
@@ -535,7 +536,8 @@ export class ScriptRunner {
 
   private request(method: string, route: string, body?: unknown, waitMs = 0): Promise<unknown> {
     const node = this.agentCfg.node;
-    return nodeRequest(node, method, route, body, AbortSignal.any([AbortSignal.timeout(node.timeoutMs + waitMs), this.abort.signal]));
+    const d = deadline(node.timeoutMs + waitMs, this.abort.signal);
+    return nodeRequest(node, method, route, body, d.signal).finally(d.done);
   }
 
 }

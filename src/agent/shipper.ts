@@ -6,6 +6,7 @@
 // that failed is never overtaken; the shipper then resends in order from the first unacknowledged one.
 // Acks are applied in order and written to the spool in the same append as the next batch's range.
 import { authHeader } from '../client/token.js';
+import { BufferPool } from './buffers.js';
 import { PRODUCE_RANGES_TYPE } from '../protocol/api.js';
 import type { Logger } from '../runtime/log.js';
 import { limits } from '../runtime/limits.js';
@@ -13,6 +14,7 @@ import type { AgentConfig } from './config.js';
 import { PendingRecords, type Producer, type RecsEntry, recordsOf, recsCount, type SendRange, type ShipRecord, type Span, type Spool, type ValueBytes } from './spool.js';
 import { BATCH_CONTENT_TYPE, BATCH_CRC_FROM, BATCH_HEADER_BYTES, batchCrcOver, encodeHeaders, sealBatchCrc, varintBytes, writeBatchHeader, writeRecordStart, writeVarint, type EncodedHeaders } from '../protocol/batch.js';
 import http from 'node:http';
+import { deadline } from '../runtime/deadline.js';
 import { nowUs } from '../runtime/timing.js';
 import https from 'node:https';
 
@@ -383,7 +385,8 @@ export class Shipper {
   private binary = true;
 
   private request(method: string, route: string, body?: unknown, raw = false): Promise<unknown> {
-    return nodeRequest(this.cfg.node, method, route, body, AbortSignal.any([AbortSignal.timeout(this.cfg.node.timeoutMs), this.abort.signal]), raw);
+    const d = deadline(this.cfg.node.timeoutMs, this.abort.signal);
+    return nodeRequest(this.cfg.node, method, route, body, d.signal, raw).finally(d.done);
   }
 
 }
@@ -554,42 +557,14 @@ function digitsOf(n: number): number {
 }
 
 /**
- * Record-batch buffers reused from one batch to the next. A fresh buffer of a batch's size is a
- * fresh mapping (MALLOC_MMAP_THRESHOLD_, bin/chicago.js) whose every page faults on its first write:
- * that cost more than encoding the batch. A buffer comes back only once the node has answered its
+ * Record-batch buffers reused from one batch to the next: a fresh buffer of a batch's size cost more
+ * than encoding the batch (buffers.ts). A buffer comes back only once the node has answered its
  * request 2xx; at most agentBatchBuffersKeptMax are kept (full → dropped), none once idle.
  */
-export class BatchBuffers {
-  private readonly free: Buffer[] = [];
-  /** the ArrayBuffers handed out by take, so that give takes back only those */
-  private readonly issued = new WeakSet<ArrayBufferLike>();
-  private lastTakeMs = 0;
-  private timer: NodeJS.Timeout | undefined;
-
-  /** A buffer of exactly `bytes`, a view of a kept one when one is large enough. */
-  readonly take = (bytes: number): Buffer => {
-    this.lastTakeMs = Date.now();
-    let b = this.free.pop();
-    // a quarter more than asked: the next batch of about the same size fits too
-    if (!b || b.length < bytes) {
-      b = Buffer.allocUnsafeSlow(bytes + (bytes >>> 2));
-      this.issued.add(b.buffer);
-    }
-    return b.subarray(0, bytes);
-  };
-
-  readonly give = (view: Buffer): void => {
-    if (!this.issued.has(view.buffer) || this.free.length >= limits.agentBatchBuffersKeptMax) return;
-    this.free.push(Buffer.from(view.buffer, 0, view.buffer.byteLength));
-    this.timer ??= setTimeout(this.dropIdle, limits.agentBatchBuffersIdleMs).unref();
-  };
-
-  private readonly dropIdle = (): void => {
-    this.timer = undefined;
-    const idleMs = Date.now() - this.lastTakeMs;
-    if (idleMs >= limits.agentBatchBuffersIdleMs) this.free.length = 0;
-    else this.timer = setTimeout(this.dropIdle, limits.agentBatchBuffersIdleMs - idleMs).unref();
-  };
+export class BatchBuffers extends BufferPool {
+  constructor() {
+    super({ keptMax: limits.agentBatchBuffersKeptMax, idleMs: limits.agentBatchBuffersIdleMs });
+  }
 }
 
 const batchBuffers = new BatchBuffers();

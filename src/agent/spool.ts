@@ -104,8 +104,12 @@ export interface RecsEntry {
   vb?: ValueBytes;
 }
 
-/** Values as ranges of one buffer: value i is data[starts[i], ends[i]). */
-export interface ValueBytes { data: Buffer; starts: Uint32Array; ends: Uint32Array }
+/**
+ * Values as ranges of one buffer: value i is data[starts[i], ends[i]). `lease`: data is a view of a
+ * pooled read buffer (buffers.ts), released once the records leave the pending records (acknowledged):
+ * nothing reads the bytes after that.
+ */
+export interface ValueBytes { data: Buffer; starts: Uint32Array; ends: Uint32Array; lease?: { release(): void } }
 
 /** How many records a 'recs' entry holds. */
 export function recsCount(e: RecsEntry): number {
@@ -242,7 +246,11 @@ export class PendingRecords {
       this.skip = 0;
       k++;
     }
-    if (k > 0) this.blocks.splice(0, k);
+    if (k > 0) {
+      // every record of these is acknowledged: their read buffers may be reused
+      for (let i = 0; i < k; i++) this.blocks[i].vb?.lease?.release();
+      this.blocks.splice(0, k);
+    }
     return freed;
   }
 

@@ -2,6 +2,7 @@
 // answer within timeoutMs, a network error, a status other than 2xx) are retried with exponential
 // backoff and full jitter, up to maxAttempts; then the message is dropped and counted. The queue is
 // bounded: when full, the oldest message is dropped (and counted) so the newest state gets through.
+import { deadline } from '../runtime/deadline.js';
 import type { Logger } from '../runtime/log.js';
 
 export interface WebhookConfig {
@@ -66,22 +67,21 @@ export class Webhook {
   private async deliver(msg: unknown): Promise<boolean> {
     const body = JSON.stringify(msg);
     for (let attempt = 1; attempt <= this.cfg.maxAttempts && !this.stopped; attempt++) {
+      const d = deadline(this.cfg.timeoutMs, this.abort.signal);
       try {
-        const res = await fetch(this.cfg.url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', ...this.cfg.headers },
-          body,
-          signal: AbortSignal.any([AbortSignal.timeout(this.cfg.timeoutMs), this.abort.signal]),
-        });
+        const res = await fetch(this.cfg.url, { method: 'POST', headers: { 'content-type': 'application/json', ...this.cfg.headers }, body, signal: d.signal });
         await res.arrayBuffer();
         if (res.ok) return true;
         throw new Error(`HTTP ${res.status}`);
       } catch (err) {
+        d.done();
         if (this.stopped) return false;
         this.stats.failedAttempts++;
         const delay = backoffMs(attempt, this.cfg.retry.minMs, this.cfg.retry.maxMs, this.random);
         this.log.warn({ url: this.cfg.url, attempt, err: (err as Error).message, retryInMs: delay }, 'webhook failed');
         if (attempt < this.cfg.maxAttempts) await this.sleep(delay);
+      } finally {
+        d.done();
       }
     }
     return false;

@@ -130,8 +130,13 @@ export const limits = {
    * 1 MB buffer is a fresh mapping whose every page faults on its first write; full → dropped
    */
   agentBatchBuffersKeptMax: 4,
-  /** kept batch buffers are dropped after this long without a batch (an idle agent holds none) */
+  /** kept batch buffers (and read buffers) are dropped after this long without a batch (an idle agent holds none) */
   agentBatchBuffersIdleMs: 2_000,
+  /**
+   * the agent's file read buffers of 128 KiB or more kept for its next reads (files.ts, buffers.ts): one
+   * comes back once the records read into it are acknowledged; full → dropped
+   */
+  agentReadBuffersKeptMax: 4,
   /**
    * the longest gap between the agent's backup stat polls of watched, idle directories: watch events
    * bring new lines at once; the poll only catches what a watch misses (a network mount). Each pass
