@@ -390,6 +390,14 @@ describe.concurrent('errors and exit codes', () => {
     expect(env.code).toBe(3);
     expect(env.stderr).toContain(`127.0.0.1:${port}`);
   });
+
+  it('says no agent answers at the status port, pointing at --agent rather than --url', async () => {
+    const port = await closedPort();
+    const r = await runCli(['agent', 'status', '--agent', `http://127.0.0.1:${port}`]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/connection refused \(is an agent running with status\.listen there\? set --agent\)/);
+    expect(r.stderr).not.toMatch(/--url|CHICAGO_URL/);
+  });
 });
 
 describe.concurrent('status', () => {
