@@ -319,6 +319,8 @@ describe('bad input gets a clear error and changes nothing', () => {
     ['bad percent-encoding', 'GET', '/v1/kv/ks/%E0%A4%A', undefined, 400, 'BAD_REQUEST'],
     ['bad group body', 'POST', '/v1/groups/g/offsets', '[]', 400, 'BAD_REQUEST', { 'content-type': 'application/json' }],
     ['topic without a name', 'POST', '/v1/topics', {}, 400, 'BAD_REQUEST'],
+    ['/v1/ws without an upgrade', 'GET', '/v1/ws', undefined, 400, 'BAD_REQUEST'],
+    ['unknown console file', 'GET', '/ui/nope.js', undefined, 404, 'ROUTE_NOT_FOUND'],
     // nothing to append is refused over HTTP as in a WebSocket produce, not acknowledged with replicas 0
     ['no records', 'POST', '/v1/topics/orders/records', [], 400, 'INVALID_ARGUMENT'],
     ['no NDJSON lines', 'POST', '/v1/topics/orders/records', '\n', 400, 'INVALID_ARGUMENT', { 'content-type': 'application/x-ndjson' }],

@@ -374,6 +374,8 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       const h = node.health();
       return json({ ...h, node: node.config.nodeId }, h.status === 'unavailable' ? 503 : 200);
     }),
+    // the WebSocket endpoint answers upgrades only (uWS routes those before this catch-all)
+    route('GET', '/v1/ws', 'public', () => { throw new ChicagoError('BAD_REQUEST', '/v1/ws takes a WebSocket upgrade (docs/protocol.md)'); }),
     route('GET', '/metrics', cluster('read'), async () => ({ status: 200, body: await node.renderMetrics(), contentType: 'text/plain; version=0.0.4' })),
     route('GET', '/v1/status', cluster('read'), async () => json(await node.status())),
     route('POST', '/v1/admin/maintain', cluster('admin'), async () => json(await node.maintain())),
