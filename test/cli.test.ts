@@ -2,10 +2,11 @@
 // Every case spawns the real program per command. The cases use their own keyspaces, topics and
 // groups, so they run concurrently (describe.concurrent) against one shared node, and commands that
 // only read run side by side: the file's time is then its longest case, not the sum of its spawns.
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from './helpers/bridge.js';
-import { type CliOptions, type NodeHandle, runCli, spawnCli, startNode } from './helpers/launcher.js';
+import { type CliOptions, type NodeHandle, cliPath, runCli, spawnCli, startNode } from './helpers/launcher.js';
 
 let node: NodeHandle;
 const cli = (args: string[], opts?: CliOptions) => runCli([...args, '--url', node.url], opts);
@@ -389,6 +390,25 @@ describe.concurrent('errors and exit codes', () => {
     expect(r.stderr).toMatch(/connection refused/);
     expect(env.code).toBe(3);
     expect(env.stderr).toContain(`127.0.0.1:${port}`);
+  });
+
+  it('ends quietly with exit 0 when the reader of its output goes away (| head)', async () => {
+    // `true` exits without reading, so every write the CLI makes meets a closed pipe (EPIPE)
+    const runs = await Promise.all([['status'], ['topic', 'list'], ['group', 'members', 'cli-pipe']].map((args) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const sh = spawn('bash', ['-c', `set -o pipefail; "${process.execPath}" "${cliPath}" "$@" --url "${node.url}" | true`, 'sh', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      sh.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+      sh.on('close', (code) => resolve({ code, stderr }));
+    })));
+    for (const r of runs) expect(r).toEqual({ code: 0, stderr: '' });
+  });
+
+  it('says no agent answers at the status port, pointing at --agent rather than --url', async () => {
+    const port = await closedPort();
+    const r = await runCli(['agent', 'status', '--agent', `http://127.0.0.1:${port}`]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/connection refused \(is an agent running with status\.listen there\? set --agent\)/);
+    expect(r.stderr).not.toMatch(/--url|CHICAGO_URL/);
   });
 });
 

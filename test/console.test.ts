@@ -70,7 +70,8 @@ describe('console: pure parts', () => {
     const js = consoleReply(assets, '/ui/app.js', '"other"', 'identity');
     expect([js.status, js.headers['content-type'], js.headers['content-encoding']]).toEqual(['200 OK', 'text/javascript; charset=utf-8', undefined]);
     expect(consoleReply(assets, '/ui/app.js', '', 'gzip;q=0').headers['content-encoding']).toBeUndefined();
-    expect(consoleReply(assets, '/ui/nope.js', '', '').status).toBe('404 Not Found');
+    const missing = consoleReply(assets, '/ui/nope.js', '', '');
+    expect([missing.status, JSON.parse(String(missing.body)).error.code]).toEqual(['404 Not Found', 'ROUTE_NOT_FOUND']);
     expect(consoleReply(new Map(), '/ui', '', '').body).toMatch(/npm run build/);
   });
 });

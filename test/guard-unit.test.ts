@@ -9,11 +9,15 @@ import { detect, newDetector } from '../src/guard/detect.js';
 import { Allowlist, canonicalTarget, parseIp } from '../src/guard/ip.js';
 import { parseNginx, parseSsh } from '../src/guard/parse.js';
 import { compileScenarios, DEFAULT_SCENARIOS } from '../src/guard/scenarios.js';
-import { ConfigError, resolveGuardConfig } from '../src/guard/config.js';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, loadGuardConfig, resolveGuardConfig } from '../src/guard/config.js';
+import { loadAgentConfig } from '../src/agent/config.js';
 import { tableScript } from '../src/guard/nft.js';
 import { loggedHeaders } from '../src/guard/parse.js';
 import { compile, evaluate } from '../src/guard/crs/index.js';
 
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const spec = (o: Partial<BucketSpec> = {}): BucketSpec => ({ capacity: 5, leakMs: 10_000, blackholeMs: 60_000, distinct: false, ...o });
 
 describe('leaky bucket (CrowdSec semantics)', () => {
@@ -320,6 +324,15 @@ describe('config', () => {
     expect(c.scenarios.find((s) => s.name === 'http-flood')!.leakMs).toBe(10);
     expect(c.scenarios.find((s) => s.name === 'http-crawl')).toBeUndefined();
     expect(c.scenarios.find((s) => s.name === 'ssh-bruteforce')!.dryRun).toBe(true);
+  });
+
+  it('loads examples/guard/guard.yaml, whose sshd input is the topic examples/agent.yaml ships auth.log to', () => {
+    const guard = loadGuardConfig(path.join(repoRoot, 'examples/guard/guard.yaml'), {});
+    const agent = loadAgentConfig(path.join(repoRoot, 'examples/agent.yaml'), {});
+    const sshdTopics = agent.sources.filter((s) => s.parse === 'sshd').map((s) => s.topic);
+    const sshdInputs = guard.inputs.filter((i) => i.format === 'sshd').map((i) => i.topic);
+    expect(sshdInputs.length).toBeGreaterThan(0);
+    for (const t of sshdInputs) expect(sshdTopics).toContain(t);
   });
 
   it('nft table: timeout sets for both families', () => {

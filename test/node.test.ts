@@ -318,6 +318,20 @@ describe('bad input gets a clear error and changes nothing', () => {
     ['wrong method', 'PATCH', '/v1/topics', undefined, 405, 'METHOD_NOT_ALLOWED'],
     ['bad percent-encoding', 'GET', '/v1/kv/ks/%E0%A4%A', undefined, 400, 'BAD_REQUEST'],
     ['bad group body', 'POST', '/v1/groups/g/offsets', '[]', 400, 'BAD_REQUEST', { 'content-type': 'application/json' }],
+    ['topic without a name', 'POST', '/v1/topics', {}, 400, 'BAD_REQUEST'],
+    ['/v1/ws without an upgrade', 'GET', '/v1/ws', undefined, 400, 'BAD_REQUEST'],
+    ['unknown console file', 'GET', '/ui/nope.js', undefined, 404, 'ROUTE_NOT_FOUND'],
+    // nothing to append is refused over HTTP as in a WebSocket produce, not acknowledged with replicas 0
+    ['no records', 'POST', '/v1/topics/orders/records', [], 400, 'INVALID_ARGUMENT'],
+    ['no NDJSON lines', 'POST', '/v1/topics/orders/records', '\n', 400, 'INVALID_ARGUMENT', { 'content-type': 'application/x-ndjson' }],
+    ['sequence without producerId', 'POST', '/v1/topics/orders/records?partition=0&sequence=3', [{ value: 'x' }], 400, 'BAD_REQUEST'],
+    ['producerId without sequence', 'POST', '/v1/topics/orders/records?partition=0&producerId=p', [{ value: 'x' }], 400, 'BAD_REQUEST'],
+    // JSON integers are JSON numbers (docs/security.md, Strict parsing), and unknown fields are refused
+    ['commit offset as a string', 'POST', '/v1/groups/g/offsets', { topic: 'orders', partition: 0, offset: '0' }, 400, 'INVALID_OFFSET'],
+    ['commit without offset', 'POST', '/v1/groups/g/offsets', { topic: 'orders', partition: 0 }, 400, 'INVALID_OFFSET'],
+    ['commit without topic', 'POST', '/v1/groups/g/offsets', { partition: 0, offset: 0 }, 400, 'BAD_REQUEST'],
+    ['commit unknown field', 'POST', '/v1/groups/g/offsets', { topic: 'orders', partition: 0, offset: 0, member: 'm' }, 400, 'INVALID_ARGUMENT'],
+    ['commit past the end', 'POST', '/v1/groups/g/offsets', { topic: 'orders', partition: 0, offset: 1_000_000 }, 416, 'OFFSET_OUT_OF_RANGE'],
   ];
   for (const [name, method, path, body, status, code, headers] of bad) {
     it(name, async () => {

@@ -158,7 +158,7 @@ function youngGenerationCapped(): boolean {
 export async function runAgent(opts: { config: string }): Promise<void> {
   const cfg = loadAgentConfig(opts.config);
   const log = createLogger(cfg.logLevel, { component: 'agent', host: cfg.host });
-  if (!youngGenerationCapped()) log.info(`V8's young generation is not capped: started through bin/chicago.js (or node --max-semi-space-size=${AGENT_SEMI_SPACE_MB}) the agent needs about 25 MB less memory`);
+  if (!youngGenerationCapped()) log.info(`V8's young generation is not capped: started by running bin/chicago.js itself (not node bin/chicago.js; or node --max-semi-space-size=${AGENT_SEMI_SPACE_MB}) the agent needs about 25 MB less memory`);
   log.info({ config: { ...cfg, node: { ...cfg.node, token: cfg.node.token ? '(set)' : undefined, ca: cfg.node.ca ? '(set)' : undefined } } }, 'agent config');
   const agent = await Agent.start(cfg, log);
   try {

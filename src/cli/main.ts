@@ -105,7 +105,11 @@ function briefUsage(): string {
   return `usage: chicago <command> [arguments] [options]\ncommands: ${names.join(', ')}, help\nsee 'chicago help' or 'chicago help COMMAND'\n`;
 }
 
+/** stdout's reader went away (`chicago topic list | head`): the output ends there, as for any Unix tool */
+const readerGone = (err: unknown): boolean => (err as NodeJS.ErrnoException | undefined)?.code === 'EPIPE';
+
 function report(err: unknown): number {
+  if (readerGone(err)) return EXIT.ok;
   if (err instanceof UsageError) {
     const cmd = err.command ? byName.get(err.command) : undefined;
     process.stderr.write(`chicago: ${err.message}\n\n${cmd ? commandUsage(cmd) : briefUsage()}`);
@@ -142,6 +146,10 @@ function report(err: unknown): number {
   return EXIT.internal;
 }
 
+// An EPIPE on stdout is said once as an 'error' event: without a listener it would end the run with a stack.
+process.stdout.on('error', (err) => {
+  if (!readerGone(err)) throw err;
+});
 // Set the code and let the event loop drain, so buffered stdout is never cut off by an exit.
 main(process.argv.slice(2)).then(
   () => {

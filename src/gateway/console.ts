@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import type uWS from 'uWebSockets.js';
 import { limits } from '../runtime/limits.js';
+import { ChicagoError } from '../runtime/errors.js';
 
 export interface ConsoleAsset { body: Buffer; gzip: Buffer; etag: string; type: string }
 
@@ -54,12 +55,12 @@ export function loadConsole(dir = consoleDir): Map<string, ConsoleAsset> {
 /** What GET /ui/{name} answers: pure, so the headers are tested without a socket. */
 export function consoleReply(assets: Map<string, ConsoleAsset>, url: string, ifNoneMatch: string, acceptEncoding: string):
   { status: string; headers: Record<string, string>; body: Buffer | string } {
-  if (assets.size === 0) {
-    return { status: '404 Not Found', headers: { 'content-type': 'text/plain; charset=utf-8' }, body: 'the console is not built: run npm run build\n' };
-  }
+  // a 404 has the body every error of the node has (docs/http.md)
+  const notFound = (why = '') => ({ status: '404 Not Found', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: new ChicagoError('ROUTE_NOT_FOUND', 'GET', `${url.slice(0, 200)}${why}`).toJSON() }) });
+  if (assets.size === 0) return notFound(' (the console is not built: run npm run build)');
   const name = url === '/ui' || url === '/ui/' ? 'index.html' : url.slice('/ui/'.length);
   const asset = assets.get(name);
-  if (!asset) return { status: '404 Not Found', headers: { 'content-type': 'text/plain; charset=utf-8' }, body: 'not found\n' };
+  if (!asset) return notFound();
   // no-cache: the browser keeps the files but asks each time (a 304 when unchanged), so a new
   // build is picked up at the next load
   const headers: Record<string, string> = { 'cache-control': 'no-cache', etag: asset.etag, vary: 'Accept-Encoding', ...(name === 'index.html' ? PAGE_HEADERS : { 'x-content-type-options': 'nosniff' }) };

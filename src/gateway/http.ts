@@ -373,6 +373,8 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       const h = node.health();
       return json({ ...h, node: node.config.nodeId }, h.status === 'unavailable' ? 503 : 200);
     }),
+    // the WebSocket endpoint answers upgrades only (uWS routes those before this catch-all)
+    route('GET', '/v1/ws', 'public', () => { throw new ChicagoError('BAD_REQUEST', '/v1/ws takes a WebSocket upgrade (docs/protocol.md)'); }),
     route('GET', '/metrics', cluster('read'), async () => ({ status: 200, body: await node.renderMetrics(), contentType: 'text/plain; version=0.0.4' })),
     route('GET', '/v1/status', cluster('read'), async () => json(await node.status())),
     route('POST', '/v1/admin/maintain', cluster('admin'), async () => json(await node.maintain())),
@@ -420,6 +422,7 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
     route('POST', '/v1/topics', authenticated, async (req) => {
       const spec = jsonBody(req) as Record<string, unknown>;
       if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw new ChicagoError('BAD_REQUEST', 'body must be a topic object');
+      if (spec.name === undefined) throw new ChicagoError('BAD_REQUEST', 'body must name the topic: {"name", …}');
       auth.authorize(req.who, 'topic', 'admin', typeof spec.name === 'string' ? spec.name : '');
       const known = new Set(['name', 'partitions', 'replicas', 'retention']);
       for (const k of Object.keys(spec)) if (!known.has(k)) throw new ChicagoError('INVALID_ARGUMENT', 'field', k.slice(0, 40));
@@ -463,9 +466,13 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       const partition = req.query.get('partition');
       const producerId = req.query.get('producerId');
       const previous = req.query.get('previousSequence');
+      // as in a produce frame: a sequence means nothing without its producer, and the other way round
+      if ((producerId === null) !== (req.query.get('sequence') === null)) throw new ChicagoError('BAD_REQUEST', `'producerId' and 'sequence' go together`);
       const turn = producerId !== null ? pipelined.arrive(`${producerId}\0${req.segments[2]}\0${partition}`, req.query.get('sequence')) : undefined;
       try {
         const records = batch ? undefined : await parsePool.parse(req.body, req.contentType);
+        // nothing to append is a mistake, as in a produce frame, not an update that was acknowledged
+        if (records?.length === 0) throw new ChicagoError('INVALID_ARGUMENT', 'records', 'empty batch');
         // a pipelined batch whose predecessor arrived before it and is still being parsed goes after it
         if (turn && previous !== null) await turn.after(previous);
         const opts: ProduceOptions = {
@@ -517,8 +524,12 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
     route('POST', '/v1/groups/:g/offsets', (req) => ['group', 'use', req.segments[2]], async (req) => {
       const b = jsonBody(req) as Record<string, unknown>;
       if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new ChicagoError('BAD_REQUEST', 'body must be {"topic","partition","offset"}');
-      auth.authorize(req.who, 'topic', 'read', typeof b.topic === 'string' ? b.topic : '');
-      await node.commitOffset(req.segments[2], b.topic as string, checkInt('partition', b.partition, 0, limits.topicPartitionsMax - 1), b.offset as number);
+      for (const k of Object.keys(b)) if (k !== 'topic' && k !== 'partition' && k !== 'offset') throw new ChicagoError('INVALID_ARGUMENT', 'field', `${k.slice(0, 40)} (the body is {"topic","partition","offset"})`);
+      if (typeof b.topic !== 'string') throw new ChicagoError('BAD_REQUEST', `'topic' must be a string`);
+      auth.authorize(req.who, 'topic', 'read', b.topic);
+      // a JSON number, as every JSON integer here: "2" is refused, not converted
+      if (typeof b.offset !== 'number') throw new ChicagoError('INVALID_OFFSET', b.offset === undefined ? 'missing' : `${JSON.stringify(b.offset).slice(0, 40)} (a JSON number)`);
+      await node.commitOffset(req.segments[2], b.topic, checkInt('partition', b.partition, 0, limits.topicPartitionsMax - 1), b.offset);
       return json({ ok: true });
     }),
     route('GET', '/v1/groups/:g/offsets', (req) => ['group', 'use', req.segments[2]], async (req) => {

@@ -50,7 +50,7 @@ export async function runServer(flags: ServerFlags): Promise<void> {
   const log = createLogger(config.logLevel, { node: config.nodeId });
   log.info({ config: { ...config, security: redacted(config.security) }, uws: uwsNative ? 'native' : 'js-fallback', nodeVersion: process.version }, 'starting with resolved config');
   if (process.platform === 'linux' && process.env.MALLOC_ARENA_MAX === undefined && process.env.GLIBC_TUNABLES === undefined) {
-    log.warn('glibc malloc settings not set: start the node with bin/chicago.js (or set MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_), or freed buffers stay resident (docs/security.md, Memory)');
+    log.warn('glibc malloc settings not set, so freed buffers stay resident: run bin/chicago.js itself (npm start, npx chicago server; `node bin/chicago.js` skips the line that sets them) or set MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ (docs/security.md, Memory)');
   }
   if (config.security.tokens.length === 0) {
     log.warn({ host: config.host }, isLoopback(config.host)

@@ -73,7 +73,13 @@ export async function agentStatus(p: Parsed): Promise<void> {
   const url = str(p, 'agent') ?? DEFAULT_AGENT_URL;
   if (!/^https?:\/\//.test(url)) throw new UsageError(`--agent: not an http:// URL: '${url}'`, p.command);
   const http = new Http(url, httpFrom(p).timeoutMs);
-  const s = await http.json<AgentStatusJson>('GET', '/status');
+  const s = await http.json<AgentStatusJson>('GET', '/status').catch((err: unknown) => {
+    // the client's hint names the node's --url; here nothing answered at the agent's status port
+    if (err instanceof CliError && err.exitCode === EXIT.unreachable) {
+      throw new CliError(EXIT.unreachable, `${err.message.replace(/ \(is a node running there\?.*\)$/, '')} (is an agent running with status.listen there? set --agent)`);
+    }
+    throw err;
+  });
   if (!s) throw new CliError(EXIT.server, `error EMPTY_RESPONSE: ${url}/status answered without a body`);
   if (flag(p, 'json')) return line(JSON.stringify(s));
   await line(`agent host=${s.host} pid=${s.pid} uptime=${s.uptimeSeconds}s node=${s.node}`);
