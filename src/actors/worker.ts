@@ -767,8 +767,14 @@ class PartitionWorker {
    * recovers from loss (leaders probe and resend).
    */
   private sendDirect(out: Outbox['peer']): void {
+    let last: ReplicationMessage | undefined;
+    let lastFrame: Uint8Array | undefined;
     for (const { to, msg } of out) {
-      if (this.links?.send(to, msg.p, replicationFrame.encode(msg.p, msg))) this.counters.framesDirect++;
+      // a leader's append goes to each follower as one message: encoded once (frames are never changed)
+      const frame = msg === last && lastFrame ? lastFrame : replicationFrame.encode(msg.p, msg);
+      last = msg;
+      lastFrame = frame;
+      if (this.links?.send(to, msg.p, frame)) this.counters.framesDirect++;
       else this.counters.framesNoLink++;
       if (HopTimes.enabled) {
         if (msg.t === 'append' && msg.entries.length > 0) this.hops.note('wSend', msg.p, to, msg.entries.at(-1)!.seq);
