@@ -516,10 +516,12 @@ function write(r: Replica, m: Extract<ReplicaMessage, { type: 'write' }>, nowMs:
   const out: Effect[] = [{ kind: 'write', ops }];
   if (hidesWrites(r)) hideUntilConfirmed(r, cmd, entry.seq, ops, streamEndBefore, m.prior);
   else advanceWatermark(r, out); // alone in the in-sync set: visible at once
-  const hw = watermark(r);
+  // One message for every follower: the runtime encodes it once for all of them.
+  let msg: AppendMessage | undefined;
   for (const f of followers(r)) {
     r.sentAtMs.set(f, nowMs);
-    out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: before, prevEpoch: epochOf(r.state, before), entries: [entry], at: nowMs, ...hw } });
+    msg ??= { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: before, prevEpoch: epochOf(r.state, before), entries: [entry], at: nowMs, ...watermark(r) };
+    out.push({ kind: 'send', to: f, msg });
   }
   if (reply.ok && cmd.op === 'produce' && entry.seq > r.confirmedSeq) (reply.res as ProduceResult).hiddenIn = r.state.epoch;
   if (!reply.ok || m.acks !== 'all' || confirmed(r, entry.seq)) {
@@ -814,6 +816,7 @@ function tick(r: Replica, nowMs: number): Effect[] {
     }
     // Probe every follower that is behind and not moving (lost messages, a restart): it answers
     // with its position, and a gap is filled from the log.
+    let probe: AppendMessage | undefined;
     for (const f of followers(r)) {
       const lagging = (r.matched.get(f) ?? -1) < r.state.seq && nowMs - (r.progressAtMs.get(f) ?? 0) >= PROBE_AFTER_MS;
       // An idle follower still hears from its leader, which keeps the leader's read lease.
@@ -821,7 +824,8 @@ function tick(r: Replica, nowMs: number): Effect[] {
       if (lagging || quiet) {
         if (lagging) r.progressAtMs.set(f, nowMs);
         r.sentAtMs.set(f, nowMs);
-        out.push({ kind: 'send', to: f, msg: { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: r.state.seq, prevEpoch: epochOf(r.state, r.state.seq), entries: [], at: nowMs, ...watermark(r) } });
+        probe ??= { t: 'append', p: r.state.id, epoch: r.state.epoch, leader: r.self, prevSeq: r.state.seq, prevEpoch: epochOf(r.state, r.state.seq), entries: [], at: nowMs, ...watermark(r) };
+        out.push({ kind: 'send', to: f, msg: probe });
       }
     }
   }

@@ -11,6 +11,7 @@ import type { MemoryBudget } from '../runtime/memory-budget.js';
 import { BoardReader, createBoard } from './positions-board.js';
 import { HopTimes } from '../runtime/hop-times.js';
 import { workerYoungGenerationMb } from '../runtime/young-gc.js';
+import { AlignedInterval } from '../runtime/aligned-timer.js';
 
 /** this thread's write-path timings (CHICAGO_HOP_TIMES), one file for all its worker handles */
 export const gatewayHops = new HopTimes();
@@ -56,7 +57,7 @@ export class WorkerHandle {
   /** shared with the worker: its replicas' positions, as it last published them (positions-board.ts) */
   private readonly board = createBoard();
   readonly positions = new BoardReader(this.board);
-  private readonly deadlineTimer: NodeJS.Timeout;
+  private readonly deadlineTimer: AlignedInterval;
   private state: 'open' | 'closing' | 'closed' = 'open';
   private exitError: Error | undefined;
 
@@ -95,8 +96,8 @@ export class WorkerHandle {
       }
       this.state = 'closed';
     });
-    this.deadlineTimer = setInterval(() => this.expire(), 1000);
-    this.deadlineTimer.unref();
+    // on the second, with the node's other periodic work, rather than a wake-up of its own
+    this.deadlineTimer = new AlignedInterval(1000, () => this.expire());
   }
 
   get inFlight(): number { return this.pending.size; }
@@ -233,7 +234,7 @@ export class WorkerHandle {
       await withDeadline(this.control.drain(), 10_000, `worker ${this.index} drain`);
       // answers to what was queued before the drain arrive before the drain's own answer
     } finally {
-      clearInterval(this.deadlineTimer);
+      this.deadlineTimer.stop();
       this.state = 'closed';
       this.failAll(new Error('worker stopped'), true);
       this.control[Comlink.releaseProxy]();

@@ -15,6 +15,7 @@ import { WorkerLinks } from '../net/worker-links.js';
 import { systemClock } from '../runtime/clock.js';
 import { createLogger, type Logger } from '../runtime/log.js';
 import { LoopDelay } from '../runtime/loop-delay.js';
+import { AlignedInterval } from '../runtime/aligned-timer.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import { PACE } from './threads.js';
@@ -111,7 +112,7 @@ class PartitionWorker {
   private readonly loopDelay = new LoopDelay();
   private counters = { expiredKeys: 0, trimmedBatches: 0, fsyncs: 0, digestChecks: 0, divergences: 0, snapshotBytesSent: 0, snapshotBytesReceived: 0, snapshotsInstalled: 0, framesDirect: 0, framesNoLink: 0, backlogDrops: 0 };
   private draining = false;
-  private tickTimer: NodeJS.Timeout | undefined;
+  private tickTimer: AlignedInterval | undefined;
   private log: Logger = createLogger('info');
   /** direct links to other nodes' workers (in a cluster) */
   private links: WorkerLinks | undefined;
@@ -254,6 +255,7 @@ class PartitionWorker {
     drain: async () => {
       this.draining = true;
       for (const t of this.timers) clearInterval(t);
+      this.tickTimer?.stop();
       for (const h of this.hosted.values()) {
         // closes the digest's RocksDB iterator before the database goes
         h.digesting?.return(undefined as never);
@@ -585,9 +587,15 @@ class PartitionWorker {
     if (this.tickTimer) return;
     const alone = (h: Hosted) => h.replica.view.leader === this.self && h.replica.view.replicas.length === 1;
     if ([...this.hosted.values()].every(alone)) return;
-    this.tickTimer = setInterval(() => this.hops.task('tick', () => this.tick()), TICK_MS);
-    this.tickTimer.unref();
-    this.timers.push(this.tickTimer);
+    // On the wall clock's multiples of TICK_MS, as every worker's tick: probes between workers of
+    // different nodes arrive as their receivers wake for their own ticks. The tick's lateness is
+    // the thread's loop delay: no monitor timer of its own wakes the thread as well.
+    this.loopDelay.fedBy();
+    const timer: AlignedInterval = new AlignedInterval(TICK_MS, () => {
+      this.loopDelay.late(Date.now() - timer.dueAt);
+      this.hops.task('tick', () => this.tick());
+    });
+    this.tickTimer = timer;
   }
 
   private tick(): void {
@@ -759,8 +767,14 @@ class PartitionWorker {
    * recovers from loss (leaders probe and resend).
    */
   private sendDirect(out: Outbox['peer']): void {
+    let last: ReplicationMessage | undefined;
+    let lastFrame: Uint8Array | undefined;
     for (const { to, msg } of out) {
-      if (this.links?.send(to, msg.p, replicationFrame.encode(msg.p, msg))) this.counters.framesDirect++;
+      // a leader's append goes to each follower as one message: encoded once (frames are never changed)
+      const frame = msg === last && lastFrame ? lastFrame : replicationFrame.encode(msg.p, msg);
+      last = msg;
+      lastFrame = frame;
+      if (this.links?.send(to, msg.p, frame)) this.counters.framesDirect++;
       else this.counters.framesNoLink++;
       if (HopTimes.enabled) {
         if (msg.t === 'append' && msg.entries.length > 0) this.hops.note('wSend', msg.p, to, msg.entries.at(-1)!.seq);

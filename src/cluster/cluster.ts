@@ -23,6 +23,8 @@ import { failoverProposal, handOffTarget, inSyncChange, joiningChanges, recordSe
 import type { ClusterConnection } from './hooks.js';
 import { HEARTBEAT_MS, type PeerNetwork } from './peer.js';
 import { gatewayHops } from '../actors/threads.js';
+import { AlignedInterval } from '../runtime/aligned-timer.js';
+import type { LoopDelay } from '../runtime/loop-delay.js';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../runtime/config.js';
 
@@ -157,6 +159,8 @@ export class ClusterCoordinator implements Coordinator {
   /** led partitions: recent [time, seq] samples, to tell a slow follower from one just behind */
   private readonly seqHistory = new Map<number, Array<[number, number]>>();
   private timers: NodeJS.Timeout[] = [];
+  /** the periodic check (with the heartbeat) */
+  private check: AlignedInterval | undefined;
   /** partitions with a CAS in flight from this node: one at a time each */
   private readonly busy = new Set<number>();
   /** partitions whose last leadership hand-off timed out, and when */
@@ -196,7 +200,7 @@ export class ClusterCoordinator implements Coordinator {
   }
 
   /** Register once the gateway listens; start the failure detector and the controller. */
-  async join(url: string, peers: PeerNetwork, positions: ReplicaPositions): Promise<void> {
+  async join(url: string, peers: PeerNetwork, positions: ReplicaPositions, loopDelay?: LoopDelay): Promise<void> {
     this.peers = peers;
     this.positions = positions;
     peers.reportPositions(() => {
@@ -209,20 +213,25 @@ export class ClusterCoordinator implements Coordinator {
     if (!live.includes(this.self)) live.push(this.self);
     await untilReachable(this.log, 'partition records', () => this.table.initialize(this.partitions, live.sort(), this.copies));
     if (this.members) peers.setPeers(new Map([...this.members.nodes.values()].map((n) => [n.id, n.url])));
-    this.checkDueAt = Date.now() + CHECK_EVERY_MS;
+    // On the wall clock's multiples of CHECK_EVERY_MS, as every node's check: the heartbeat it
+    // sends reaches its peers as they wake for their own checks, not at a moment of its own.
+    loopDelay?.fedBy();
+    const check: AlignedInterval = new AlignedInterval(CHECK_EVERY_MS, () => gatewayHops.task('check', () => {
+      loopDelay?.late(Date.now() - check.dueAt);
+      this.noteCheck(check.dueAt);
+      this.checkDueAt = check.nextDueAt(Date.now());
+      gatewayHops.task('c.views', () => this.refreshViews());
+      gatewayHops.task('c.sample', () => this.background('positions', () => this.sample()));
+      gatewayHops.task('c.insync', () => this.background('in-sync', () => this.maintainInSync()));
+      gatewayHops.task('c.handoff', () => this.background('hand-off', () => this.handOffLeadership()));
+      gatewayHops.task('c.failover', () => this.runFailover());
+      gatewayHops.task('c.beat', () => this.peers?.beat());
+      // the controller's round rides every few checks rather than waking the node itself
+      if (++this.checks % (CONTROLLER_EVERY_MS / CHECK_EVERY_MS) === 0) gatewayHops.task('c.placement', () => this.background('placement', () => this.control()));
+    }));
+    this.checkDueAt = check.dueAt;
+    this.check = check;
     this.timers.push(
-      setInterval(() => gatewayHops.task('check', () => {
-        this.noteCheck(this.checkDueAt);
-        this.checkDueAt = Date.now() + CHECK_EVERY_MS;
-        gatewayHops.task('c.views', () => this.refreshViews());
-        gatewayHops.task('c.sample', () => this.background('positions', () => this.sample()));
-        gatewayHops.task('c.insync', () => this.background('in-sync', () => this.maintainInSync()));
-        gatewayHops.task('c.handoff', () => this.background('hand-off', () => this.handOffLeadership()));
-        gatewayHops.task('c.failover', () => this.runFailover());
-        gatewayHops.task('c.beat', () => this.peers?.beat());
-        // the controller's round rides every few checks rather than waking the node itself
-        if (++this.checks % (CONTROLLER_EVERY_MS / CHECK_EVERY_MS) === 0) gatewayHops.task('c.placement', () => this.background('placement', () => this.control()));
-      }), CHECK_EVERY_MS),
       setInterval(() => {
         const p = this.progress();
         if (p.moving > 0) this.log.info({ moving: p.moving, etaSeconds: p.etaSeconds, catchingUp: p.catchingUp.slice(0, 8) }, 'rebalance progress');
@@ -583,6 +592,7 @@ export class ClusterCoordinator implements Coordinator {
   async stop(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
+    this.check?.stop();
     this.peers?.driveHeartbeats(false); // heard from until the links close
     this.disarmFailover();
     try {

@@ -7,6 +7,7 @@ import type { RequestBody } from '../actors/messages.js';
 import type { Coordinator, TopicCatalogApi } from './coordinator.js';
 import type { PeerNetwork } from './peer.js';
 import type { ReplicaPositions } from './cluster.js';
+import type { LoopDelay } from '../runtime/loop-delay.js';
 
 /** Node-to-node links: forwarded requests with answers (replication goes on worker links, net/worker-links.ts). */
 export interface PeerLink {
@@ -22,5 +23,6 @@ export interface ClusterConnection {
 
 /** A cluster's coordinator: registers once the node's gateway listens. */
 export interface ClusterCoordinatorApi extends Coordinator {
-  join(url: string, peers: PeerNetwork, positions: ReplicaPositions): Promise<void>;
+  /** `loopDelay`: the calling thread's, measured from then on by how late each periodic check runs */
+  join(url: string, peers: PeerNetwork, positions: ReplicaPositions, loopDelay?: LoopDelay): Promise<void>;
 }

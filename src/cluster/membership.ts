@@ -14,6 +14,15 @@ import { type NodeRecord, type NodeState, keys, parseNode } from './layout.js';
  */
 export const LEASE_TTL_S = 2;
 export const KEEPALIVE_INTERVAL_MS = 500;
+/**
+ * When the keepalive after one sent at `sentAtMs` goes: on the first multiple of the interval on the
+ * wall clock at least a tenth of an interval later (at most 1.1 intervals), where the node's
+ * periodic checks fall (cluster.ts): the thread wakes once for both.
+ */
+export function keepaliveDue(sentAtMs: number, intervalMs: number): number {
+  const due = Math.floor((sentAtMs + intervalMs) / intervalMs) * intervalMs;
+  return due - sentAtMs < intervalMs / 10 ? due + intervalMs : due;
+}
 /** one keepalive round trip; the next starts only after this one ends, so they never pile up */
 const KEEPALIVE_TIMEOUT_MS = 1_000;
 const REREGISTER_BACKOFF_MS = 100;
@@ -247,7 +256,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
       this.emit('warning', err as Error);
       if (this.now() >= this.leaseSafeUntilMs) return this.onLeaseLost(`no keepalive acknowledged for ${this.ttlSeconds} s`);
     }
-    this.scheduleKeepalive(Math.max(0, sentAt + this.keepaliveIntervalMs - this.now()));
+    this.scheduleKeepalive(Math.max(0, keepaliveDue(sentAt, this.keepaliveIntervalMs) - this.now()));
   }
 
   private onLeaseLost(why: string): void {

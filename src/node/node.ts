@@ -39,6 +39,7 @@ import { decodeBatch, encodeBatch, stampBatch, validateBatch, type CheckedBatch 
 import { recordBytes, streamKeyOf, type ProduceResult as ActorProduceResult, type WireRecord } from '../actors/partition.js';
 import type { FetchReply, GroupOffsetReply, GroupRequest, KvGetReply, RequestBody, StreamInfoReply, WorkerStats } from '../actors/messages.js';
 import { LoopDelay, type LoopDelayMs } from '../runtime/loop-delay.js';
+import { AlignedInterval } from '../runtime/aligned-timer.js';
 import type {
   Acks, FetchOptions, FetchResult, GroupOffset, KvDeleteResult, KvEntry, KvScanOptions, KvScanResult,
   KvWriteOptions, KvWriteResult, NodeApi, NodeStatus, PartitionInfo, ProduceOptions, ProduceRecord,
@@ -104,7 +105,7 @@ export class ChicagoNode implements NodeApi {
   readonly linkKey = randomBytes(32).toString('base64url');
   /** PEM texts for TLS on links to other nodes (config.tls), read once at start */
   readonly linkTls: LinkTls | undefined;
-  private pacerTimer: NodeJS.Timeout | undefined;
+  private pacerTimer: AlignedInterval | undefined;
   private unlockDir: (() => void) | undefined;
   private disk!: DiskGuard;
 
@@ -193,8 +194,7 @@ export class ChicagoNode implements NodeApi {
     this.coordinator.onCatalogChange(() => { void this.pushRetention(); this.closeDeletedTails(); });
     await this.pushRetention();
     if (this.coordinator.clustered) {
-      this.pacerTimer = setInterval(() => this.paceCopies(), PACER_WINDOW_MS);
-      this.pacerTimer.unref();
+      this.pacerTimer = new AlignedInterval(PACER_WINDOW_MS, () => this.paceCopies());
     }
     this.state = 'up';
     this.log.info({ partitions: this.partitions, workers: count, dataDir: dir, clustered: this.coordinator.clustered }, 'node up');
@@ -245,7 +245,7 @@ export class ChicagoNode implements NodeApi {
       claim: (p, epoch) => withDeadline(this.workerOf(p).control.claim(p, epoch), 2000, `worker ${this.workerOf(p).index} claim`),
       handOff: (p, to, waitMs, fenceMs) => withDeadline(this.workerOf(p).control.handOff(p, to, waitMs, fenceMs), waitMs + 2000, `worker ${this.workerOf(p).index} hand-off`),
       release: (p) => withDeadline(this.workerOf(p).control.release(p), 2000, `worker ${this.workerOf(p).index} release`),
-    });
+    }, this.loopDelay);
   }
 
   get self(): NodeId { return this.coordinator.self; }
@@ -963,7 +963,7 @@ export class ChicagoNode implements NodeApi {
   async stop(): Promise<void> {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
-    clearInterval(this.pacerTimer);
+    this.pacerTimer?.stop();
     this.groups?.stop();
     this.watchers.closeAll(new ChicagoError('SHUTTING_DOWN'));
     // Leave the cluster first, so the others fail over at once instead of waiting for silence.

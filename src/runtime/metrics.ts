@@ -16,7 +16,7 @@ export function createMetrics() {
     produced: new Counter({ name: 'chicago_records_produced_total', help: 'Records appended', labelNames: ['topic'] as const, registers: [registry] }),
     dropped: new Counter({ name: 'chicago_dropped_total', help: 'Fire-and-forget updates dropped because a queue was full', labelNames: ['reason'] as const, registers: [registry] }),
     wsConnections: new Gauge({ name: 'chicago_ws_connections', help: 'Open WebSocket connections', registers: [registry] }),
-    eventLoopDelay: new Gauge({ name: 'chicago_event_loop_delay_seconds', help: 'Event-loop delay per thread (main, worker-N) since the last scrape, beyond the 100 ms sampling interval', labelNames: ['thread', 'quantile'] as const, registers: [registry] }),
+    eventLoopDelay: new Gauge({ name: 'chicago_event_loop_delay_seconds', help: 'Event-loop delay per thread (main, worker-N) since the last scrape: how late its periodic task ran (the worker tick, the cluster check; else a 100 ms monitor)', labelNames: ['thread', 'quantile'] as const, registers: [registry] }),
     partitionSeq: new Gauge({ name: 'chicago_partition_sequence', help: 'Last mutation sequence per partition', labelNames: ['partition'] as const, registers: [registry] }),
     streamStart: new Gauge({ name: 'chicago_stream_start_offset', help: 'First stored offset', labelNames: ['topic', 'partition'] as const, registers: [registry] }),
     streamEnd: new Gauge({ name: 'chicago_stream_end_offset', help: 'Next offset to be assigned', labelNames: ['topic', 'partition'] as const, registers: [registry] }),

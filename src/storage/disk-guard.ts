@@ -9,6 +9,7 @@
 // written again once the disk has room for it.
 import { closeSync, existsSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { AlignedInterval } from '../runtime/aligned-timer.js';
 
 export const RESERVE_FILE = 'reserve.chicago';
 const CHUNK_BYTES = 1024 * 1024;
@@ -34,7 +35,7 @@ export function decide(prev: DiskState, availBytes: number, s: DiskSettings, sta
 
 export class DiskGuard {
   private state: DiskState;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: AlignedInterval | undefined;
   private readonly reservePath: string;
   /** bytes of writes let through since the last look at statfs */
   private admitted = 0;
@@ -47,11 +48,11 @@ export class DiskGuard {
   /** Checks now (so a start on a full disk releases the reserve before RocksDB opens), then every `everyMs`. */
   start(everyMs: number): void {
     this.check(true);
-    this.timer = setInterval(() => this.check(), everyMs);
-    this.timer.unref();
+    // on the wall clock's multiples of the period, where the node's other periodic work falls
+    this.timer = new AlignedInterval(everyMs, () => this.check());
   }
 
-  stop(): void { clearInterval(this.timer); }
+  stop(): void { this.timer?.stop(); }
 
   get full(): boolean { return this.state.full; }
   get availBytes(): number { return this.state.availBytes; }

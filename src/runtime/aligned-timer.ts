@@ -1,0 +1,49 @@
+// A periodic timer that runs at multiples of its period on the wall clock (Date.now()) rather than
+// at a phase of its own. A thread sleeps between events and each wake-up costs tens of µs of CPU
+// before any work (bench/README.md): periodic work that falls in the same moments shares them. A
+// worker woken by its own tick finds the probes its peers' ticks sent at the same moment already
+// in its socket, and a node's check meets its peers' heartbeats, instead of a wake-up each.
+import assert from 'node:assert/strict';
+
+export class AlignedInterval {
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** when the next run is due (ms since the epoch) */
+  dueAt = 0;
+
+  constructor(private readonly periodMs: number, private readonly fn: () => void) {
+    assert.ok(Number.isInteger(periodMs) && periodMs > 0, 'an aligned period is a whole number of ms');
+    this.arm(Date.now());
+  }
+
+  /**
+   * When the run after the one due now comes: the next multiple of the period after `nowMs` (a run
+   * late past several is not made up), and never the boundary just run again (timers follow the
+   * event loop's clock, which can trail Date.now() by a ms: a run can fire just short of it).
+   */
+  nextDueAt(nowMs: number): number {
+    return Math.max(this.dueAt + this.periodMs, (Math.floor(nowMs / this.periodMs) + 1) * this.periodMs);
+  }
+
+  private arm(nowMs: number): void {
+    if (this.stopped) return;
+    const next = this.nextDueAt(nowMs);
+    assert.ok(next > this.dueAt, 'an aligned timer never runs twice for one boundary');
+    this.dueAt = next;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      try {
+        this.fn();
+      } finally {
+        this.arm(Date.now());
+      }
+    }, Math.max(1, next - nowMs));
+    this.timer.unref(); // periodic duties never keep a process alive
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
