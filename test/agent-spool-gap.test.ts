@@ -1,6 +1,7 @@
-// The spool's commit gap: readers' appends that follow a commit closely share the next fdatasync
-// instead of each making one; anything else (a batch's range, an ack, a producer) commits at once and
-// takes the waiting records with it, and a shipper's planned cut brings the commit forward.
+// The spool's commit gap: readers' appends that follow a commit closely, and that the reader does not
+// wait for, share the next fdatasync instead of each making one; anything else (an append its caller
+// waits for, a batch's range, an ack, a producer) commits at once and takes the waiting records with
+// it, and a shipper's planned cut brings the commit forward.
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -33,7 +34,7 @@ describe('agent spool commit gap', () => {
     const reads = 40;
     const started = performance.now();
     for (let i = 0; i < reads; i++) {
-      done.push(spool.append([...line(spool, i), { t: 'ck', key: 'f', ck: null }]));
+      done.push(spool.append([...line(spool, i), { t: 'ck', key: 'f', ck: null }], true));
       await new Promise((r) => setTimeout(r, 1));
     }
     await Promise.all(done);
@@ -43,15 +44,24 @@ describe('agent spool commit gap', () => {
     expect(spool.records('t').map((r) => r.value)).toEqual(Array.from({ length: reads }, (_, i) => `line ${i}`));
   });
 
-  it('an append of another kind commits at once, with the records waiting for the gap', async () => {
+  it('an append of another kind, or one its caller waits for, commits at once, with the records waiting for the gap', async () => {
     const { spool, commits } = openSpool();
     await spool.append(line(spool, 0)); // a commit just began: the next reads wait for the gap
     const before = commits();
-    const waiting = spool.append(line(spool, 1));
+    const waiting = spool.append(line(spool, 1), true);
     const urgent = spool.append([{ t: 'ack', task: 't', to: 0 }]);
     await Promise.all([waiting, urgent]);
     expect(commits()).toBe(before + 1);
     expect(spool.acked.get('t')).toBe(0);
+    // a gap of a minute: an append its caller waits for does not wait for it
+    const gap = limits.agentSpoolCommitGapMs;
+    (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = 60_000;
+    try {
+      await spool.append(line(spool, 2));
+    } finally {
+      (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = gap;
+    }
+    expect(commits()).toBe(before + 2);
   });
 
   it('a shipper cut planned within the gap brings the commit forward', async () => {
@@ -63,7 +73,7 @@ describe('agent spool commit gap', () => {
     // a gap of a minute: the records would wait that long if nothing brought them forward
     (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = 60_000;
     try {
-      const p = spool.append(line(spool, 1));
+      const p = spool.append(line(spool, 1), true);
       spool.expectCut('t', Date.now() + limits.agentSpoolCommitLeadMs); // due now
       await p;
     } finally {

@@ -1093,7 +1093,8 @@ export class FileSource {
     }
     if (entries.length === 0) return;
     if (wait) return this.spool.append(entries);
-    const p = this.spool.append(entries);
+    // the reader goes on meanwhile: the append may wait for the spool's commit gap
+    const p = this.spool.append(entries, true);
     this.unsynced.push(p);
     // durable in order: the oldest is the one that resolved
     p.then(() => void this.unsynced.shift(), (err: Error) => {

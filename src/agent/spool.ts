@@ -542,7 +542,7 @@ export class Spool {
   private scheduled = false;
   /** a commit of readers' appends is set for a time (the commit gap); an urgent append brings it forward */
   private deferred: { timer: NodeJS.Timeout; dueMs: number } | undefined;
-  /** the queue holds an entry other than records, offsets and cursors: it commits at once */
+  /** the queue holds an append its caller waits for, or an entry other than records, offsets and cursors: it commits at once */
   private queueUrgent = false;
   /** record bytes in the queue, about */
   private queueBytes = 0;
@@ -667,11 +667,17 @@ export class Spool {
     return out;
   }
 
-  /** Writes entries and fdatasyncs them (group commit with whatever else is queued); resolves once durable. */
-  append(entries: Entry[]): Promise<void> {
+  /**
+   * Writes entries and fdatasyncs them (group commit with whatever else is queued); resolves once durable.
+   * `deferrable`: records (with offsets or cursors) whose reader goes on without waiting for them; they
+   * may wait for the commit gap. An append its caller waits for commits at once: nothing else would
+   * join it meanwhile.
+   */
+  append(entries: Entry[], deferrable = false): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the spool is closed'));
     return new Promise((resolve, reject) => {
       this.queue.push({ entries, resolve, reject });
+      if (!deferrable) this.queueUrgent = true;
       for (const e of entries) {
         if (e.t === 'recs') this.queueBytes += textBytes(e, 0, recsCount(e));
         else if (e.t !== 'ck' && e.t !== 'cur') this.queueUrgent = true;
