@@ -208,7 +208,9 @@ describe('tokens and scopes', () => {
   it('takes the CLI token from --token, --token-file and CHICAGO_TOKEN', async () => {
     const file = path.join(dir, 'writer.token');
     await writeFile(file, t.writer.token + '\n');
-    expect((await runCli(['kv', 'put', 'app', 'cli', 'v', '--url', node.url])).code).toBe(2);
+    const anonymous = await runCli(['kv', 'put', 'app', 'cli', 'v', '--url', node.url]);
+    expect(anonymous.code).toBe(2);
+    expect(anonymous.stderr).toMatch(/^error UNAUTHENTICATED: .*\(this command sent no token: --token, --token-file or CHICAGO_TOKEN\)/);
     expect((await runCli(['kv', 'put', 'app', 'cli', 'v', '--url', node.url, '--token', t.writer.token])).code).toBe(0);
     expect((await runCli(['kv', 'put', 'app', 'cli', 'v', '--url', node.url, '--token-file', file])).code).toBe(0);
     const env = await runCli(['kv', 'get', 'app', 'cli', '--url', node.url], { env: { CHICAGO_TOKEN: t.reader.token } });

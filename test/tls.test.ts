@@ -43,6 +43,7 @@ describe('TLS on a node\'s port', () => {
     // without the CA the certificate is not trusted: the node cannot be reached (exit 3)
     const untrusted = await runCli(['kv', 'get', 'app', 'k', '--url', node.url]);
     expect(untrusted.code).toBe(3);
+    expect(untrusted.stderr).toContain('give its CA with --ca FILE or CHICAGO_CA');
     // plain HTTP to a TLS port gets no HTTP answer
     await expect(fetch(node.url.replace('https', 'http') + '/v1/health', { signal: AbortSignal.timeout(3000) })).rejects.toThrow();
     // `chicago guard` creates its decisions topic over HTTPS with the same CA

@@ -72,6 +72,9 @@ export class Http {
       if (res.status >= 200 && res.status < 300) return read(res);
       const err = serverError(res);
       if (absentOk && res.status === 404 && err.code === 'NOT_FOUND') return undefined;
+      if (err.code === 'UNAUTHENTICATED' && !this.token) {
+        throw new ServerError(err.status, err.code, `${err.message.slice(`error ${err.code}: `.length)} (this command sent no token: --token, --token-file or CHICAGO_TOKEN)`, err.retryable);
+      }
       throw err;
     } catch (err) {
       throw this.translate(err, deadlineMs);
@@ -92,10 +95,16 @@ export class Http {
         `cannot connect to ${where}: connection refused (is a node running there? set --url or CHICAGO_URL)`,
       );
     }
+    if (code !== undefined && UNTRUSTED_CERT.has(code) && !this.ca) {
+      return new CliError(EXIT.unreachable, `cannot reach ${where}: ${code} (the node's certificate is not one this machine trusts: give its CA with --ca FILE or CHICAGO_CA)`);
+    }
     if (code === 'ANSWER_TOO_LARGE') return new CliError(EXIT.unreachable, `${where} sent ${e.message}: not a Chicago node's answer (check --url)`);
     return new CliError(EXIT.unreachable, `cannot reach ${where}: ${code ?? e.cause?.message ?? e.message}`);
   }
 }
+
+/** TLS errors of a certificate no trusted CA signed (a node's own CA, docs/security.md) */
+const UNTRUSTED_CERT = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT']);
 
 function encodeBody(body: unknown): { body?: Uint8Array | string; headers: Record<string, string> } {
   if (body === undefined) return { headers: {} };
