@@ -103,10 +103,10 @@ describe('agent files: bad input', () => {
     await rm(file);
   });
 
-  it('as nobody: permission denied on a file and a directory (logged once, noticed, read once allowed); a FIFO, a directory and vanishing files in the glob', async () => {
+  it('as nobody: permission denied on a file and a directory (logged once, noticed, read once allowed); a FIFO, a directory and vanishing files in the glob; paths that match nothing said once', async () => {
     const T = 'afb-perm';
     const s = await agentSetup(url(), 'perm', [
-      '  - task: p', '    paths: [./logs/*.log, ./logs/locked/*.log]', '    topic: ' + T,
+      '  - task: p', '    paths: [./logs/*.log, ./logs/locked/*.log, ./logs/*.nomatch, ./logs/absent/*.log]', '    topic: ' + T,
     ]);
     await chmod(s.logs, 0o755);
     await writeFile(path.join(s.logs, 'ok.log'), numbered(0, 10, 'ok'));
@@ -129,6 +129,9 @@ describe('agent files: bad input', () => {
     const out = a.stdout.text();
     expect(out.match(/"msg":"cannot open file"/g)?.length).toBe(1);
     expect(out.match(/"msg":"cannot list directory"/g)?.length).toBe(1);
+    // a path that matches nothing (no such file, no such directory) is said once each
+    expect(out.match(/"msg":"no file matches this path yet: watching for one"/g)?.length).toBe(2);
+    expect(out).toMatch(/"path":"[^"]*\*\.nomatch","msg":"no file matches/);
     expect(out).toMatch(/"notice":\{"kind":"unreadable","task":"p","source":"[^"]*secret\.log","detail":"cannot open file: EACCES"/);
     await chmod(path.join(s.logs, 'secret.log'), 0o644);
     await chmod(path.join(s.logs, 'locked'), 0o755);

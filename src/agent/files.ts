@@ -86,7 +86,9 @@ export interface SourceStats {
 
 export class FileSource {
   private readonly followed = new Map<string, Followed>();
-  private readonly patterns: Array<{ dir: string; re: RegExp }>;
+  private readonly patterns: Array<{ glob: string; dir: string; re: RegExp }>;
+  /** globs that matched no file at the last pass, said once each (until one matches again) */
+  private readonly toldNoMatch = new Set<string>();
   private readonly ml?: Multiline;
   /** where each record's key comes from (sources[].key) */
   private readonly keySpec?: { json: string } | { re: RegExp };
@@ -130,7 +132,7 @@ export class FileSource {
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {
-    this.patterns = src.paths.map((p) => ({ dir: path.dirname(p), re: globRegExp(path.basename(p)) }));
+    this.patterns = src.paths.map((p) => ({ glob: p, dir: path.dirname(p), re: globRegExp(path.basename(p)) }));
     if (src.multiline) this.ml = new Multiline(src.multiline);
     if (src.key) this.keySpec = 'json' in src.key ? { json: src.key.json } : { re: new RegExp(src.key.regex) };
     this.plain = !this.ml && !this.keySpec && src.parse === undefined;
@@ -272,6 +274,15 @@ export class FileSource {
     return `${this.src.task}|${key}`;
   }
 
+  /** Says once that a source path matches no file (a typo, or a log this host does not have); again after one matched. */
+  private noMatch(glob: string, files: number): void {
+    if (files > 0) this.toldNoMatch.delete(glob);
+    else if (!this.toldNoMatch.has(glob)) {
+      this.toldNoMatch.add(glob);
+      this.log.info({ task: this.src.task, path: glob }, 'no file matches this path yet: watching for one');
+    }
+  }
+
   private async pass(): Promise<void> {
     // a whole pass starts from what the spool holds: the fast reads' appends first
     await this.synced();
@@ -287,7 +298,7 @@ export class FileSource {
     // files whose size and mtime are as the last read that found nothing left them: nothing to read
     // (an idle pass over 1,000 files costs their stats only)
     const unchanged = new Set<string>();
-    for (const { dir, re } of this.patterns) {
+    for (const { glob, dir, re } of this.patterns) {
       let names: string[];
       try {
         names = await readdir(dir);
@@ -295,8 +306,10 @@ export class FileSource {
       } catch (err) {
         // a directory that does not exist yet is found by a later poll
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.problem(dir, err, 'cannot list directory');
+        else this.noMatch(glob, 0);
         continue;
       }
+      let files = 0;
       const matched = names.filter((n) => re.test(n)).sort();
       const matchedSet = new Set(matched);
       for (const name of matched) {
@@ -326,6 +339,7 @@ export class FileSource {
         }
         // directories, FIFOs, sockets and devices matched by a glob are not files to follow
         if (!st?.isFile()) continue;
+        files++;
         const key = `${st.dev}:${st.ino}`;
         present.add(key);
         const f = this.followed.get(key);
@@ -341,6 +355,7 @@ export class FileSource {
         const nck = nf && this.ckptOf(nf);
         if (nf && nck && supersedes(this.spool.ckpts.get(this.ckKey(nf.key)), nck)) found.push({ t: 'ck', key: this.ckKey(nf.key), ck: nck });
       }
+      this.noMatch(glob, files);
     }
     // a new file is checkpointed before anything of it is read: renamed away while the agent is
     // down, a restart finds it among the rotated names by its inode (one append for all of them)
