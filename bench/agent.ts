@@ -254,7 +254,7 @@ interface Throughput {
   rssMaxMB: number;
   /** the node's (for the agent) CPU over the same window */
   sinkCpuPct?: number;
-  /** CPU µs per line: the shipper's (all threads), the node's (all threads) and the node's by thread role */
+  /** CPU µs per line: the shipping process's (all threads: for the agent its reader, spool and shipper), the node's (all threads) and the node's by thread role */
   usPerLine?: number;
   sinkUsPerLine?: number;
   sinkUsPerLineByThread?: Record<string, number>;

@@ -82,4 +82,26 @@ describe('agent spool commit gap', () => {
     expect(performance.now() - t0).toBeLessThan(30_000);
     expect(commits()).toBe(before + 1);
   });
+
+  it("another task's waiting shipper does not bring these records' commit forward", async () => {
+    const { spool, commits } = openSpool();
+    await spool.append(line(spool, 0));
+    const before = commits();
+    const gap = limits.agentSpoolCommitGapMs;
+    (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = 60_000;
+    try {
+      // a quiet task's shipper, offered long ago, waits for records of its own
+      spool.offerSend('quiet', { after: -1, cut: () => 1, notBeforeMs: 0 });
+      spool.expectCut('quiet', Date.now() - 1000);
+      const p = spool.append(line(spool, 1), true);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(commits()).toBe(before);
+      spool.expectCut('t', Date.now() + limits.agentSpoolCommitLeadMs); // this task's cut is due: now it goes
+      await p;
+      expect(commits()).toBe(before + 1);
+    } finally {
+      (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = gap;
+      spool.withdrawSend('quiet');
+    }
+  });
 });

@@ -35,6 +35,25 @@ describe('AlignedInterval', () => {
     expect(t.nextDueAt(1_000_450)).toBe(1_000_500);
     t.stop();
   });
+
+  it('keeps running when the wall clock steps back or forward', async () => {
+    const runs: number[] = [];
+    const t = new AlignedInterval(100, () => runs.push(Date.now()));
+    await vi.advanceTimersByTimeAsync(63); // the run at 1_000_100
+    expect(runs).toEqual([1_000_100]);
+    // stepped back 10 s: the next run comes within a period of the new clock, not 10 s later
+    vi.setSystemTime(990_120);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(runs.length).toBeGreaterThanOrEqual(2);
+    await vi.advanceTimersByTimeAsync(300);
+    expect(runs.length).toBeGreaterThanOrEqual(5);
+    // stepped forward: the next boundary after the new now
+    vi.setSystemTime(2_000_020);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(runs.at(-1)).toBeGreaterThanOrEqual(2_000_100);
+    expect(runs.at(-1)! % 100).toBe(0);
+    t.stop();
+  });
 });
 
 describe('LoopDelay fed by a periodic task', () => {

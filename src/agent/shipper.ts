@@ -141,6 +141,8 @@ export class Shipper {
     let ackTo: number | undefined;
     const flights = this.flights;
     while (!this.stopped) {
+      // a cut planned in the last turn and not made (a failure, nothing to cut) no longer holds the spool's commits
+      this.spool.expectCut(this.task, undefined);
       try {
         if (!this.producer) this.producer = await this.ensureProducer();
         // acks in order: the batches at the front that the node holds leave the window

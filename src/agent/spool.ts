@@ -546,6 +546,8 @@ export class Spool {
   private queueUrgent = false;
   /** record bytes in the queue, about */
   private queueBytes = 0;
+  /** the tasks of the records in the queue: only their shippers' plans bring its commit forward */
+  private readonly queueTasks = new Set<string>();
   private lastCommitMs = 0;
   /** per task, when its lingering shipper cuts its next batch: a deferred commit lands before it */
   private readonly cuts = new Map<string, number>();
@@ -679,7 +681,10 @@ export class Spool {
       this.queue.push({ entries, resolve, reject });
       if (!deferrable) this.queueUrgent = true;
       for (const e of entries) {
-        if (e.t === 'recs') this.queueBytes += textBytes(e, 0, recsCount(e));
+        if (e.t === 'recs') {
+          this.queueBytes += textBytes(e, 0, recsCount(e));
+          this.queueTasks.add(e.task);
+        }
         else if (e.t !== 'ck' && e.t !== 'cur') this.queueUrgent = true;
       }
       this.schedule();
@@ -711,10 +716,15 @@ export class Spool {
   /** When the queue commits: at once, unless it holds only readers' appends that no shipper waits to send. */
   private commitDueMs(): number {
     if (this.queueUrgent || this.closed || this.queueBytes >= limits.agentSpoolCommitEarlyBytes) return 0;
-    let due = this.lastCommitMs + limits.agentSpoolCommitGapMs;
-    // a shipper waiting for these records sends them with this commit: no later than it may
-    for (const s of this.idle.values()) due = Math.min(due, s.notBeforeMs);
-    for (const at of this.cuts.values()) due = Math.min(due, at - limits.agentSpoolCommitLeadMs);
+    // at most one gap from now, also after the wall clock stepped back
+    let due = Math.min(this.lastCommitMs, Date.now()) + limits.agentSpoolCommitGapMs;
+    for (const task of this.queueTasks) {
+      // a shipper waiting for these records sends them with this commit: no later than it may
+      const idle = this.idle.get(task);
+      if (idle) due = Math.min(due, idle.notBeforeMs);
+      const cut = this.cuts.get(task);
+      if (cut !== undefined) due = Math.min(due, cut - limits.agentSpoolCommitLeadMs);
+    }
     return due;
   }
 
@@ -727,6 +737,7 @@ export class Spool {
 
   /** Fails every append queued or in flight: a spool that cannot write stops the agent (nothing may be checkpointed that is not in it). */
   private fail(err: Error): void {
+    if (this.deferred) { clearTimeout(this.deferred.timer); this.deferred = undefined; }
     const e = new Error(`spool: ${err.message}`);
     for (const c of this.commits.splice(0)) for (const b of c.batch) b.reject(e);
     for (const q of this.queue.splice(0)) q.reject(e);
@@ -751,6 +762,7 @@ export class Spool {
     this.queue = [];
     this.queueUrgent = false;
     this.queueBytes = 0;
+    this.queueTasks.clear();
     this.lastCommitMs = Date.now();
     const startUs = this.onTiming ? nowUs() : 0;
     // an idle shipper's range is taken now, not when the append was queued: records queued while

@@ -74,7 +74,6 @@ export class Webhook {
         if (res.ok) return true;
         throw new Error(`HTTP ${res.status}`);
       } catch (err) {
-        d.done();
         if (this.stopped) return false;
         this.stats.failedAttempts++;
         const delay = backoffMs(attempt, this.cfg.retry.minMs, this.cfg.retry.maxMs, this.random);

@@ -135,9 +135,8 @@ export class ClusterCoordinator implements Coordinator {
   private readonly firstSeen = new Map<NodeId, number>();
   /** since when this node has been listening without a stall of its own */
   private listeningSince = 0;
-  /** when the next periodic check is due; the failover timer between checks, and when it is due */
-  private checkDueAt = 0;
   private checks = 0;
+  /** the failover timer between checks (the check's own dueAt is when the next check runs), and when it is due */
   private failoverTimer: NodeJS.Timeout | undefined;
   private failoverDueAt = 0;
   private readonly views = new Map<number, ReplicaView>();
@@ -219,7 +218,6 @@ export class ClusterCoordinator implements Coordinator {
     const check: AlignedInterval = new AlignedInterval(CHECK_EVERY_MS, () => gatewayHops.task('check', () => {
       loopDelay?.late(Date.now() - check.dueAt);
       this.noteCheck(check.dueAt);
-      this.checkDueAt = check.nextDueAt(Date.now());
       gatewayHops.task('c.views', () => this.refreshViews());
       gatewayHops.task('c.sample', () => this.background('positions', () => this.sample()));
       gatewayHops.task('c.insync', () => this.background('in-sync', () => this.maintainInSync()));
@@ -229,7 +227,6 @@ export class ClusterCoordinator implements Coordinator {
       // the controller's round rides every few checks rather than waking the node itself
       if (++this.checks % (CONTROLLER_EVERY_MS / CHECK_EVERY_MS) === 0) gatewayHops.task('c.placement', () => this.background('placement', () => this.control()));
     }));
-    this.checkDueAt = check.dueAt;
     this.check = check;
     this.timers.push(
       setInterval(() => {
@@ -308,7 +305,7 @@ export class ClusterCoordinator implements Coordinator {
       due = Math.min(due, now - this.silentFor(id) + GONE_SUSPECT_AFTER_MS + CLOCK_SLACK_MS);
     }
     due = Math.max(due, now + FAILOVER_CHECK_MS);
-    if (due >= this.checkDueAt) { this.disarmFailover(); return; } // the next check looks anyway
+    if (due >= (this.check?.dueAt ?? 0)) { this.disarmFailover(); return; } // the next check looks anyway
     if (this.failoverTimer && this.failoverDueAt <= due) return;
     this.disarmFailover();
     this.setFailoverTimer(due, now);

@@ -18,17 +18,19 @@ export class AlignedInterval {
 
   /**
    * When the run after the one due now comes: the next multiple of the period after `nowMs` (a run
-   * late past several is not made up), and never the boundary just run again (timers follow the
-   * event loop's clock, which can trail Date.now() by a ms: a run can fire just short of it).
+   * late past several is not made up), but never the boundary just run again — timers follow the
+   * event loop's clock, which can trail Date.now() by a ms, so a run can fire just short of it. A
+   * wall clock stepped back by more than a period re-bases on the new clock rather than wait it out.
    */
   nextDueAt(nowMs: number): number {
-    return Math.max(this.dueAt + this.periodMs, (Math.floor(nowMs / this.periodMs) + 1) * this.periodMs);
+    const boundary = (Math.floor(nowMs / this.periodMs) + 1) * this.periodMs;
+    return boundary <= this.dueAt && this.dueAt - nowMs <= this.periodMs ? this.dueAt + this.periodMs : boundary;
   }
 
   private arm(nowMs: number): void {
     if (this.stopped) return;
     const next = this.nextDueAt(nowMs);
-    assert.ok(next > this.dueAt, 'an aligned timer never runs twice for one boundary');
+    assert.ok(next > nowMs, 'an aligned timer runs after now');
     this.dueAt = next;
     this.timer = setTimeout(() => {
       this.timer = undefined;
