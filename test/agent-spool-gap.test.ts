@@ -25,6 +25,17 @@ function openSpool(): { spool: Spool; commits: () => number } {
   return { spool, commits: () => n };
 }
 
+/** Runs `fn` with a commit gap of a minute: records that nothing brings forward would wait that long. */
+async function withMinuteGap(fn: () => Promise<void>): Promise<void> {
+  const gap = limits.agentSpoolCommitGapMs;
+  (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = 60_000;
+  try {
+    await fn();
+  } finally {
+    (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = gap;
+  }
+}
+
 const line = (spool: Spool, i: number) => recordEntries(spool, 'h', 't', 'logs', [{ value: `line ${i}`, source: '/x.log', timeMs: 0 }]);
 
 describe('agent spool commit gap', () => {
@@ -53,14 +64,8 @@ describe('agent spool commit gap', () => {
     await Promise.all([waiting, urgent]);
     expect(commits()).toBe(before + 1);
     expect(spool.acked.get('t')).toBe(0);
-    // a gap of a minute: an append its caller waits for does not wait for it
-    const gap = limits.agentSpoolCommitGapMs;
-    (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = 60_000;
-    try {
-      await spool.append(line(spool, 2));
-    } finally {
-      (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = gap;
-    }
+    // an append its caller waits for does not wait for the gap
+    await withMinuteGap(() => spool.append(line(spool, 2)));
     expect(commits()).toBe(before + 2);
   });
 
@@ -68,17 +73,12 @@ describe('agent spool commit gap', () => {
     const { spool, commits } = openSpool();
     await spool.append(line(spool, 0));
     const before = commits();
-    const gap = limits.agentSpoolCommitGapMs;
     const t0 = performance.now();
-    // a gap of a minute: the records would wait that long if nothing brought them forward
-    (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = 60_000;
-    try {
+    await withMinuteGap(async () => {
       const p = spool.append(line(spool, 1), true);
       spool.expectCut('t', Date.now() + limits.agentSpoolCommitLeadMs); // due now
       await p;
-    } finally {
-      (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = gap;
-    }
+    });
     expect(performance.now() - t0).toBeLessThan(30_000);
     expect(commits()).toBe(before + 1);
   });
@@ -87,9 +87,7 @@ describe('agent spool commit gap', () => {
     const { spool, commits } = openSpool();
     await spool.append(line(spool, 0));
     const before = commits();
-    const gap = limits.agentSpoolCommitGapMs;
-    (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = 60_000;
-    try {
+    await withMinuteGap(async () => {
       // a quiet task's shipper, offered long ago, waits for records of its own
       spool.offerSend('quiet', { after: -1, cut: () => 1, notBeforeMs: 0 });
       spool.expectCut('quiet', Date.now() - 1000);
@@ -99,9 +97,7 @@ describe('agent spool commit gap', () => {
       spool.expectCut('t', Date.now() + limits.agentSpoolCommitLeadMs); // this task's cut is due: now it goes
       await p;
       expect(commits()).toBe(before + 1);
-    } finally {
-      (limits as { agentSpoolCommitGapMs: number }).agentSpoolCommitGapMs = gap;
-      spool.withdrawSend('quiet');
-    }
+    });
+    spool.withdrawSend('quiet');
   });
 });
