@@ -56,6 +56,20 @@ describe('AlignedInterval', () => {
   });
 });
 
+describe('AlignedInterval lateness', () => {
+  afterEach(() => { vi.useRealTimers(); });
+
+  it('is measured on the monotonic clock: a wall clock stepped forward is not a late run', async () => {
+    const lates: number[] = [];
+    const t: AlignedInterval = new AlignedInterval(50, () => lates.push(t.lateMs()));
+    vi.setSystemTime(Date.now() + 10_000); // Date alone: the timer armed before the step fires on time
+    await new Promise((r) => setTimeout(r, 300));
+    t.stop();
+    expect(lates.length).toBeGreaterThan(0);
+    expect(Math.max(...lates)).toBeLessThan(1_000);
+  });
+});
+
 describe('LoopDelay fed by a periodic task', () => {
   it('reports how late the task ran, and nothing once taken', () => {
     const d = new LoopDelay();

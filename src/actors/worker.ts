@@ -592,7 +592,7 @@ class PartitionWorker {
     // the thread's loop delay: no monitor timer of its own wakes the thread as well.
     this.loopDelay.fedBy();
     const timer: AlignedInterval = new AlignedInterval(TICK_MS, () => {
-      this.loopDelay.late(Date.now() - timer.dueAt);
+      this.loopDelay.late(timer.lateMs());
       this.hops.task('tick', () => this.tick());
     });
     this.tickTimer = timer;

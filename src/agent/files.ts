@@ -169,7 +169,10 @@ export class FileSource {
     for (const w of this.watchers) w.close();
     await this.running;
     await this.synced().catch(() => {});
-    for (const f of this.followed.values()) await f.fh.close().catch(() => {});
+    for (const f of this.followed.values()) {
+      this.setBuf(f, Buffer.alloc(0));
+      await f.fh.close().catch(() => {});
+    }
     this.followed.clear();
   }
 
@@ -1186,6 +1189,7 @@ export class FileSource {
     if (st.size > f.readPos) return;
     if (this.now() - f.lastGrowthMs < this.cfg.rotatedIdleMs) return;
     await this.endOf(f, true);
+    this.setBuf(f, Buffer.alloc(0)); // its read buffer back to the pool once its records let go
     this.followed.delete(f.key);
     await f.fh.close();
     this.log.info({ path: f.path, key: f.key, task: this.src.task }, 'rotated file done');

@@ -216,7 +216,7 @@ export class ClusterCoordinator implements Coordinator {
     // sends reaches its peers as they wake for their own checks, not at a moment of its own.
     loopDelay?.fedBy();
     const check: AlignedInterval = new AlignedInterval(CHECK_EVERY_MS, () => gatewayHops.task('check', () => {
-      loopDelay?.late(Date.now() - check.dueAt);
+      loopDelay?.late(check.lateMs());
       this.noteCheck(check.dueAt);
       gatewayHops.task('c.views', () => this.refreshViews());
       gatewayHops.task('c.sample', () => this.background('positions', () => this.sample()));

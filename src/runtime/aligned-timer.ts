@@ -10,6 +10,8 @@ export class AlignedInterval {
   private stopped = false;
   /** when the next run is due (ms since the epoch) */
   dueAt = 0;
+  /** the same moment on the monotonic clock: lateness is measured there, whatever the wall clock does */
+  private dueMonoMs = 0;
 
   constructor(private readonly periodMs: number, private readonly fn: () => void) {
     assert.ok(Number.isInteger(periodMs) && periodMs > 0, 'an aligned period is a whole number of ms');
@@ -32,6 +34,7 @@ export class AlignedInterval {
     const next = this.nextDueAt(nowMs);
     assert.ok(next > nowMs, 'an aligned timer runs after now');
     this.dueAt = next;
+    this.dueMonoMs = performance.now() + (next - nowMs);
     this.timer = setTimeout(() => {
       this.timer = undefined;
       try {
@@ -41,6 +44,11 @@ export class AlignedInterval {
       }
     }, Math.max(1, next - nowMs));
     this.timer.unref(); // periodic duties never keep a process alive
+  }
+
+  /** How late the run in progress started (ms, monotonic; negative when it fired a little early). */
+  lateMs(): number {
+    return performance.now() - this.dueMonoMs;
   }
 
   stop(): void {
