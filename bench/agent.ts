@@ -4,8 +4,11 @@
 //
 //   node dist/bench/agent.js [--quick] [--lines N] [--rate 10000] [--latency-s 20] [--files 1000]
 //                            [--idle-s 60] [--settle-s 5] [--only throughput,latency,idle,idle-health] [--no-rsyslog]
-//                            [--cpu-prof DIR] [--out DIR]
+//                            [--cpu-prof DIR] [--out DIR] [--agent-log LEVEL] [--agent-config YAML]
 //
+// --agent-log trace writes the agent's whole log to DIR/agent-throughput.log (its `timing read`, `timing
+// synced`, `timing cut` and `timing acked` rows place each batch in time); --agent-config adds lines to
+// the agent's config (e.g. 'batch: { inFlightMax: 8 }').
 // The agent ships to one local node (a temp data dir) that the bench starts; rsyslog is a private
 // `rsyslogd -n -f CONF -i PIDFILE` with its own work directory, forwarding with omfwd over TCP to a
 // receiver in this process that counts (and, for latency, parses) lines. Results: JSON and a
@@ -42,6 +45,8 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'string' },
     out: { type: 'string' },
     'timeout-s': { type: 'string' },
+    'agent-log': { type: 'string' },
+    'agent-config': { type: 'string' },
   },
 });
 const quick = values.quick ?? false;
@@ -88,7 +93,9 @@ const cpuS = (pid: number): number => readProc(pid)?.cpuS ?? 0;
 // ---- the agent ------------------------------------------------------------------------------------
 
 type Proc = LoggedProc;
-const spawnProc = (cmd: string, args: string[], name: string, env?: NodeJS.ProcessEnv): Proc => spawnLogged(cmd, args, name, { cwd: root, log, env });
+// with --agent-log the agent's whole output is kept for its file
+const spawnProc = (cmd: string, args: string[], name: string, env?: NodeJS.ProcessEnv): Proc =>
+  spawnLogged(cmd, args, name, { cwd: root, log, env, ...(name === 'agent' && values['agent-log'] ? { keepLines: 100_000_000 } : {}) });
 
 async function startAgent(work: string, url: string, glob: string, extra: string[] = []): Promise<Proc> {
   const conf = join(work, 'agent.yaml');
@@ -96,7 +103,8 @@ async function startAgent(work: string, url: string, glob: string, extra: string
     `node: { url: ${url} }`,
     'host: bench',
     `spool: { dir: ${join(work, 'spool')} }`,
-    'logLevel: info',
+    `logLevel: ${values['agent-log'] ?? 'info'}`,
+    ...(values['agent-config'] ? [values['agent-config']] : []),
     ...extra,
     'sources:',
     `  - task: bench`,
@@ -267,6 +275,9 @@ interface Idle { files: number; shippedIn: number; rssMB: number; cpuPct: number
 
 async function measureThroughput(pid: number, sinkPid: number | undefined, stage: string, inDir: string, count: () => Promise<number> | number): Promise<Throughput> {
   const rssMax = { v: 0 };
+  // the staged copy's dirty pages (and any left by earlier parts) are written back before the clock
+  // starts: their writeback would compete with a shipper that writes and syncs, not with one that does not
+  execFileSync('sync');
   const c0 = cpuS(pid);
   const s0 = sinkPid ? cpuS(sinkPid) : 0;
   const threads0 = sinkPid ? readThreadStats(sinkPid) : undefined;
@@ -405,6 +416,7 @@ async function runAgentSide(work: string): Promise<Side> {
         await agent.stop();
         if (part === 'throughput' && side.throughput) {
           side.throughput.shipper = shipperStats(agent.out);
+          if (values['agent-log']) writeFileSync(join(outDir, 'agent-throughput.log'), agent.out.join('\n'));
           log(`agent shipper: ${JSON.stringify(side.throughput.shipper)}`);
         }
       }

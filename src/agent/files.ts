@@ -379,7 +379,7 @@ export class FileSource {
         if (this.src.rotate) await this.rotateOwn(f);
         continue;
       }
-      const again = await this.readSome(f);
+      const again = await this.readSome(f, true);
       more = again || more;
       await this.flushQuiet(f);
       if (!again && this.src.rotate && !f.detached) await this.rotateOwn(f);
@@ -810,9 +810,16 @@ export class FileSource {
     return n < want ? 'done' : 'more';
   }
 
-  /** Reads up to CHUNKS_PER_PASS chunks; true when there is more. */
-  private async readSome(f: Followed): Promise<boolean> {
+  /**
+   * Reads up to CHUNKS_PER_PASS chunks; true when there is more. `pipelined` (a whole pass's own
+   * reads): a chunk's append does not wait for its fdatasync, so the next chunk is read and split
+   * meanwhile (at most agentSpoolCommitsInFlightMax appends unsynced; the next pass starts once they
+   * are durable). Reads for a rotated copy wait, as what follows them reads the spool's checkpoints.
+   */
+  private async readSome(f: Followed, pipelined = false): Promise<boolean> {
     for (let i = 0; i < CHUNKS_PER_PASS; i++) {
+      // the quota counts only durable bytes, so it is checked after them
+      if (pipelined) while (this.unsynced.length >= limits.agentSpoolCommitsInFlightMax) await this.unsynced[0];
       if (this.spool.full()) return false; // readers pause; the spool's onFreed kicks a pass
       const st = await f.fh.stat();
       const heldLen = Math.min(TAIL_BYTES_MAX, f.readPos - f.bufStart);
@@ -831,6 +838,8 @@ export class FileSource {
       const g = growth(f.readPos, st.size, got.subarray(0, heldLen), f.buf.subarray(f.buf.length - heldLen), head);
       if (g === 'truncated') {
         lease.release();
+        // finishing the copy reads the spool's checkpoints: this file's own first
+        await this.synced();
         await this.truncated(f);
         return true;
       }
@@ -856,7 +865,7 @@ export class FileSource {
       f.buf.copy(into, 0, 0, keep);
       this.setBuf(f, into.subarray(0, keep + got.length), lease);
       f.readPos += data.length;
-      await this.consume(f, false);
+      await this.consume(f, false, !pipelined);
       if (data.length < want || f.readPos >= st.size) return false;
     }
     return true;

@@ -197,9 +197,11 @@ export class Shipper {
           const keyed = keyedIn(q.spans(range.from, range.to));
           // the ack so far rides in the same fdatasync as this batch's range
           const ack = ackTo;
+          const cutUs = this.log.isLevelEnabled('trace') ? nowUs() : 0;
           await this.spool.append([...(ack !== undefined ? [{ t: 'ack' as const, task: this.task, to: ack }] : []), { t: 'send', task: this.task, from: range.from, to: range.to }]);
           if (ack !== undefined && ackTo === ack) ackTo = undefined;
           flights.push({ ...range, keyed, state: 'wait' });
+          if (cutUs) this.log.trace({ task: this.task, from: range.from, to: range.to, cutUs, durableUs: nowUs(), unsent, inFlight: flights.length }, 'timing cut');
           this.lastCutMs = Date.now();
           this.spool.expectCut(this.task, undefined);
           continue;
