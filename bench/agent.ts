@@ -416,7 +416,10 @@ async function runAgentSide(work: string): Promise<Side> {
         await agent.stop();
         if (part === 'throughput' && side.throughput) {
           side.throughput.shipper = shipperStats(agent.out);
-          if (values['agent-log']) writeFileSync(join(outDir, 'agent-throughput.log'), agent.out.join('\n'));
+          if (values['agent-log']) {
+            mkdirSync(outDir, { recursive: true });
+            writeFileSync(join(outDir, 'agent-throughput.log'), agent.out.join('\n'));
+          }
           log(`agent shipper: ${JSON.stringify(side.throughput.shipper)}`);
         }
       }

@@ -5,7 +5,7 @@
 // write keeps records and checkpoint together or neither (never records the file is read for again). Every segment starts with a snapshot of
 // the state (producers, sequences, acks, checkpoints), so older segments can go once every record in
 // them is acknowledged — and an ack is only used for that after its own append was synced.
-import { close, closeSync, fdatasync, fdatasyncSync, fsync, fsyncSync, ftruncateSync, mkdirSync, open, openSync, readdirSync, readFileSync, unlink, unlinkSync, write, writeSync, writevSync } from 'node:fs';
+import { close, closeSync, fdatasync, fdatasyncSync, fsync, ftruncateSync, mkdirSync, open, openSync, readdirSync, readFileSync, unlink, unlinkSync, write, writeSync, writevSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 // CRC-32 (zlib's polynomial, the same values): a few times faster than node:zlib's on a read's bytes
@@ -497,7 +497,7 @@ export function decodeSegment(buf: Buffer): { entries: Entry[]; validBytes: numb
   return { entries, validBytes: pos };
 }
 
-interface Segment { n: number; file: string; bytes: number; maxSeq: Map<string, number> }
+interface Segment { n: number; file: string; bytes: number; maxSeq: Map<string, number>; /** its snapshot (and name) are durable: older segments may go */ durable: boolean }
 
 /** The next segment, written ahead as zeros; used by a roll once it and its name are durable, else dropped. */
 interface Spare { n: number; file: string; fd: number; ready: boolean; dead: boolean; /** a request on its fd is in flight */ busy: boolean }
@@ -513,7 +513,7 @@ function tornLength(buf: Buffer, from: number): number {
 }
 
 /** A write of queued appends whose fdatasync may still run. */
-interface Commit { batch: Array<{ entries: Entry[]; resolve: () => void; reject: (e: Error) => void }>; bytes: number; synced: boolean; startUs: number; writtenUs: number; syncedUs: number; rode?: string[] }
+interface Commit { batch: Array<{ entries: Entry[]; resolve: () => void; reject: (e: Error) => void }>; bytes: number; synced: boolean; startUs: number; writtenUs: number; syncedUs: number; rode?: string[]; /** a roll's: this segment's snapshot becomes durable */ rolled?: Segment }
 
 export interface SpoolOptions { dir: string; quotaBytes: number; segmentBytes: number }
 
@@ -846,7 +846,8 @@ export class Spool {
         }
         for (const b of batch) b.resolve();
         this.commits.shift();
-        if (this.onTiming) this.timing(c);
+        if (c.rolled) c.rolled.durable = true;
+        else if (this.onTiming) this.timing(c);
         for (const task of touched) this.onRecords(task);
         // acks that brought the records in memory below their limit wake the readers
         if (wasFull && !this.full()) for (const fn of this.listeners) fn();
@@ -1043,41 +1044,58 @@ export class Spool {
     const spare = this.spare;
     this.spare = undefined;
     this.spareFailed = false;
+    // a spare's zeros and name are durable: its snapshot overwrites blocks in place
+    const fromSpare = spare?.ready === true;
     let n: number;
     let file: string;
     let fd: number;
-    const snap = encodeEntry(this.snapshot());
-    if (spare?.ready) {
-      // its zeros and its name are durable: the snapshot overwrites blocks in place
-      ({ n, file, fd } = spare);
-      writeSync(fd, snap, 0, snap.length, 0);
-      fdatasyncSync(fd);
-    } else {
+    if (spare && fromSpare) ({ n, file, fd } = spare);
+    else {
       // one still being made is dropped (its number is skipped; recovery removes a segment of zeros)
       if (spare) this.killSpare(spare);
       n = Math.max(this.segments[this.segments.length - 1]?.n ?? 0, spare?.n ?? 0) + 1;
       file = this.segFile(n);
       fd = openSync(file, 'w+');
-      writeSync(fd, snap, 0, snap.length, 0);
-      fdatasyncSync(fd);
-      const dirFd = openSync(this.opts.dir, 'r');
-      fsyncSync(dirFd);
-      closeSync(dirFd);
     }
+    const snap = encodeEntry(this.snapshot());
+    writeSync(fd, snap, 0, snap.length, 0);
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = fd;
-    this.segments.push({ n, file, bytes: snap.length, maxSeq: new Map() });
+    const seg: Segment = { n, file, bytes: snap.length, maxSeq: new Map(), durable: false };
+    this.segments.push(seg);
     this.writePos = snap.length;
+    // the snapshot (and a new file's name) become durable off the main thread, as a commit of their own:
+    // commits written after it apply after it, and older segments go only once it has
+    const c: Commit = { batch: [], bytes: 0, synced: false, startUs: 0, writtenUs: 0, syncedUs: 0, rolled: seg };
+    this.commits.push(c);
+    this.syncing++;
+    const done = (err: Error | null): void => {
+      this.syncing--;
+      if (err) return this.fail(err);
+      c.synced = true;
+      this.applySynced();
+    };
+    fdatasync(fd, (err) => {
+      if (err || fromSpare) return done(err);
+      open(this.opts.dir, 'r', (e1, dirFd) => {
+        if (e1) return done(e1);
+        fsync(dirFd, (e2) => close(dirFd, () => done(e2)));
+      });
+    });
   }
 
   /** Deletes the older segments every record of which is acknowledged (the acks are durable: they went through append). */
   private collect(): void {
+    // the state the older segments hold is in the live one's snapshot only once that is durable
+    if (!this.segments[this.segments.length - 1]?.durable) return;
     let freed = false;
     while (this.segments.length > 1) {
       const seg = this.segments[0];
       const done = [...seg.maxSeq].every(([task, seq]) => seq <= (this.acked.get(task) ?? -1));
       if (!done) break;
-      unlinkSync(seg.file);
+      // off the main thread (freeing a segment's blocks is a journaled write): one left by a failure or a
+      // crash is replayed at the next start and removed then, as its records are all acknowledged
+      unlink(seg.file, () => {});
       this.segments.shift();
       freed = true;
     }
@@ -1100,9 +1118,16 @@ export class Spool {
     let tornBytes = 0;
     for (let i = 0; i < names.length; i++) {
       const file = path.join(this.opts.dir, names[i]);
-      const buf = readFileSync(file);
+      let buf: Buffer;
+      try {
+        buf = readFileSync(file);
+      } catch (err) {
+        // removed meanwhile by a spool closed in this process (its unlink runs off the main thread)
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err;
+      }
       const { entries: es, validBytes } = decodeSegment(buf);
-      const seg: Segment = { n: Number(names[i].slice(0, 10)), file, bytes: validBytes, maxSeq: new Map() };
+      const seg: Segment = { n: Number(names[i].slice(0, 10)), file, bytes: validBytes, maxSeq: new Map(), durable: true };
       if (validBytes < buf.length) {
         // a torn append: only the last segment can have one (a new segment starts after a synced roll);
         // the zeros after it are the unwritten part of a segment written ahead
