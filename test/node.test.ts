@@ -332,6 +332,11 @@ describe('bad input gets a clear error and changes nothing', () => {
     ['commit without topic', 'POST', '/v1/groups/g/offsets', { partition: 0, offset: 0 }, 400, 'BAD_REQUEST'],
     ['commit unknown field', 'POST', '/v1/groups/g/offsets', { topic: 'orders', partition: 0, offset: 0, member: 'm' }, 400, 'INVALID_ARGUMENT'],
     ['commit past the end', 'POST', '/v1/groups/g/offsets', { topic: 'orders', partition: 0, offset: 1_000_000 }, 416, 'OFFSET_OUT_OF_RANGE'],
+    // a misspelt query parameter is refused, not ignored (it would read from the start, or wait for no one)
+    ['misspelt fetch parameter', 'GET', '/v1/topics/orders/records?partition=0&ofset=3', undefined, 400, 'INVALID_ARGUMENT'],
+    ['misspelt produce parameter', 'POST', '/v1/topics/orders/records?partition=0&ack=all', [{ value: 'x' }], 400, 'INVALID_ARGUMENT'],
+    ['misspelt scan parameter', 'GET', '/v1/kv/ks?prefx=a', undefined, 400, 'INVALID_ARGUMENT'],
+    ['a parameter on a route that takes none', 'GET', '/v1/topics/orders?partition=0', undefined, 400, 'INVALID_ARGUMENT'],
   ];
   for (const [name, method, path, body, status, code, headers] of bad) {
     it(name, async () => {

@@ -165,6 +165,12 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
     const match = matchRoute(routes, method, segments);
     if ('error' in match) { respond(errorReply(match.error)); return; }
     routeName = match.name;
+    try {
+      checkParams(query, match.params, match.name);
+    } catch (e) {
+      respond(errorReply(asChicagoError(e)));
+      return;
+    }
 
     const run = (body: Buffer) => {
       // A turn later: a pipelined request that uWS refused meanwhile has aborted this one (above).
@@ -266,9 +272,27 @@ function checkNeed(auth: Authenticator, need: Need, req: Request): void {
 
 // ---- routing ----
 
-interface Route { method: string; pattern: string[]; name: string; need: Need; handler: Handler }
+interface Route { method: string; pattern: string[]; name: string; need: Need; handler: Handler; params: ReadonlySet<string> }
 
-function matchRoute(routes: Route[], method: string, segs: string[]): { name: string; need: Need; handler: Handler } | { error: ChicagoError } {
+/** The query parameters a route takes; any other is refused: a misspelt one (`ofset=3`) would otherwise be ignored silently. */
+const QUERY_PARAMS: Readonly<Record<string, readonly string[]>> = {
+  'PUT /v1/kv/:ks/**': ['ttl', 'acks'],
+  'DELETE /v1/kv/:ks/**': ['acks'],
+  'GET /v1/kv/:ks': ['prefix', 'after', 'limit'],
+  'POST /v1/topics/:t/records': ['partition', 'producerId', 'sequence', 'previousSequence', 'acks'],
+  'GET /v1/topics/:t/records': ['partition', 'offset', 'since', 'tailBytes', 'from', 'maxRecords', 'maxBytes', 'waitMs'],
+  'GET /v1/groups': ['limit'],
+  'GET /v1/groups/:g/offsets': ['topic'],
+};
+
+/** The first query parameter `params` does not hold, refused with the ones it does. */
+function checkParams(query: URLSearchParams, params: ReadonlySet<string>, route: string): void {
+  for (const k of query.keys()) {
+    if (!params.has(k)) throw new ChicagoError('INVALID_ARGUMENT', 'query parameter', `${k.slice(0, 40)} (${route} takes ${params.size > 0 ? [...params].join(', ') : 'none'})`);
+  }
+}
+
+function matchRoute(routes: Route[], method: string, segs: string[]): { name: string; need: Need; handler: Handler; params: ReadonlySet<string> } | { error: ChicagoError } {
   let pathMatched = false;
   for (const r of routes) {
     const rest = r.pattern[r.pattern.length - 1] === '**';
@@ -276,13 +300,14 @@ function matchRoute(routes: Route[], method: string, segs: string[]): { name: st
     if (rest ? segs.length <= fixed.length : segs.length !== fixed.length) continue;
     if (!fixed.every((p, i) => (p.startsWith(':') && segs[i] !== '') || p === segs[i])) continue;
     pathMatched = true;
-    if (r.method === method) return { name: r.name, need: r.need, handler: r.handler };
+    if (r.method === method) return r;
   }
   return { error: pathMatched ? new ChicagoError('METHOD_NOT_ALLOWED', method, '/' + segs.join('/')) : new ChicagoError('ROUTE_NOT_FOUND', method, '/' + segs.join('/')) };
 }
 
 function route(method: string, path: string, need: Need, handler: Handler): Route {
-  return { method, pattern: path.split('/').filter(Boolean), name: `${method} ${path}`, need, handler };
+  const name = `${method} ${path}`;
+  return { method, pattern: path.split('/').filter(Boolean), name, need, handler, params: new Set(QUERY_PARAMS[name] ?? []) };
 }
 
 // ---- parameters and bodies ----
