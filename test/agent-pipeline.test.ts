@@ -5,7 +5,7 @@
 // several in flight, leave the topic exactly once and in seq order.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type AgentProc, readTopic, startAgent, type TopicRecord } from './helpers/agent.js';
@@ -13,6 +13,7 @@ import { waitUntil } from './helpers/bridge.js';
 import { PipelinedProduces } from '../src/gateway/pipelined.js';
 import { BATCH_CONTENT_TYPE } from '../src/protocol/batch.js';
 import { batchOf, duplicateOf, nodeRequest, RawBatch } from '../src/agent/shipper.js';
+import { decodeSegment } from '../src/agent/spool.js';
 import { type NodeHandle, startNode } from './helpers/launcher.js';
 
 interface Produce { sequence: number; previous?: number; status?: number; code?: string; type?: string }
@@ -245,6 +246,15 @@ describe('agent: pipelined shipping', () => {
     const seqs = [...new Set(proxy.produces.map((p) => p.sequence))].sort((x, y) => x - y);
     for (const p of withPrev) expect(p.previous, `batch ${p.sequence}`).toBe(seqs[seqs.indexOf(p.sequence) - 1]);
     a.proc.kill('SIGKILL');
+    // a backlog's full batches are cut together: several ranges in one spool append (one fdatasync)
+    const spool = path.join(path.dirname(config), 'spool');
+    let most = 0;
+    for (const f of (await readdir(spool)).filter((x) => x.endsWith('.wal'))) {
+      for (const e of decodeSegment(await readFile(path.join(spool, f))).entries) {
+        most = Math.max(most, e.t === 'all' ? e.es.filter((x) => x.t === 'send').length : e.t === 'send' ? 1 : 0);
+      }
+    }
+    expect(most, 'batch ranges in one spool append').toBeGreaterThan(1);
   });
 
   it('a batch refused, and another whose answer is lost, in the middle of the window, then the node killed -9 with batches in flight: exactly once, in seq order', async () => {

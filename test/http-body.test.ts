@@ -70,6 +70,52 @@ describe('HTTP produce bodies', () => {
     expect(n).toBe(6);
   }, slow(120_000));
 
+  it('a pipelined batch whose body is in first waits for the one it names, whose headers came first; one whose predecessor went away is refused', async () => {
+    const batchOf = (tag: string, n: number) => encodeBatch(Array.from({ length: n }, (_, i) => ({ value: `${tag}${i}`.padEnd(100, '.'), headers: { seq: String(i) } })));
+    const head = (producer: string, sequence: number, previous?: number) =>
+      `POST /v1/topics/body-asm/records?partition=0&producerId=${producer}&sequence=${sequence}${previous !== undefined ? `&previousSequence=${previous}` : ''} HTTP/1.1\r\nContent-Type: ${BATCH_CONTENT_TYPE}`;
+    /** a request whose headers and the first half of its body are sent now; `finish` sends the rest, `drop` closes the connection */
+    const started = async (h: string, body: Buffer) => {
+      const sock = net.connect(node.port, '127.0.0.1');
+      await new Promise((r) => sock.once('connect', r));
+      let text = '';
+      sock.on('data', (d) => { text += d.toString('latin1'); });
+      sock.on('error', () => undefined);
+      sock.write(`${h}\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`);
+      sock.write(body.subarray(0, body.length >> 1));
+      return {
+        finish: async () => {
+          sock.write(body.subarray(body.length >> 1));
+          const end = Date.now() + slow(10_000);
+          while (!/\r\n\r\n/.test(text) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+          sock.destroy();
+          return text.split('\r\n')[0];
+        },
+        drop: () => sock.destroy(),
+      };
+    };
+    const settled = (p: Promise<string>) => Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), slow(400)))]);
+
+    const from = await endOffset();
+    const a = await started(head('order-p', 0), batchOf('a', 2_000));
+    await new Promise((r) => setTimeout(r, 100));
+    // b's body is in first; it names a, whose headers came first: it waits for a, not refused as a gap
+    const b = send(head('order-p', 1, 0), batchOf('b', 3), 1 << 20, false);
+    expect(await settled(b)).toBe(false);
+    expect(await a.finish()).toBe('HTTP/1.1 200 OK');
+    expect((await b).split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    const stored = await storedFrom(from);
+    expect(stored.length).toBe(2_003);
+    expect(stored.slice(1_999, 2_001).map((v) => v.slice(0, 2))).toEqual(['a1', 'b0']);
+
+    // a predecessor whose connection closes mid-body gives up its place: its successor is refused at once
+    const c = await started(head('order-q', 0), batchOf('c', 2_000));
+    await new Promise((r) => setTimeout(r, 100));
+    const d = send(head('order-q', 1, 0), batchOf('d', 3), 1 << 20, false);
+    c.drop();
+    expect((await d).split('\r\n')[0]).toMatch(/^HTTP\/1\.1 409/);
+  }, slow(60_000));
+
   it('stores a JSON body sent in pieces with a Content-Length', async () => {
     const values = Array.from({ length: 2_000 }, (_, i) => `json-${i}-`.padEnd(200, 'j'));
     const body = Buffer.from(JSON.stringify(values.map((v, i) => ({ value: v, headers: { seq: String(i) } }))));

@@ -4,7 +4,8 @@
 // a duplicate. Up to batch.inFlightMax batches of an unkeyed task are in flight at once, each naming the
 // one sent before it (previousSequence): the node appends a batch only after its predecessor, so one
 // that failed is never overtaken; the shipper then resends in order from the first unacknowledged one.
-// Acks are applied in order and written to the spool in the same append as the next batch's range.
+// Acks are applied in order and written to the spool in the same append as the next batch's range; in
+// a backlog the full batches the window has room for are cut together, their ranges in one append.
 import { authHeader } from '../client/token.js';
 import { BufferPool } from './buffers.js';
 import { PRODUCE_RANGES_TYPE } from '../protocol/api.js';
@@ -190,18 +191,15 @@ export class Shipper {
             q = this.spool.pending.get(this.task) ?? NONE;
             unsent = q.lastSeq - after;
           }
-          const spans = q.spans(after + 1, q.lastSeq);
-          const n = this.fits(spans);
-          if (n === 0) continue; // nothing after `after` (the records leave only on acks of what was sent)
-          const range = { from: after + 1, to: after + n };
-          const keyed = keyedIn(q.spans(range.from, range.to));
-          // the ack so far rides in the same fdatasync as this batch's range
+          const cut = this.cut(q, after, flights.length);
+          if (cut.length === 0) continue; // nothing after `after` (the records leave only on acks of what was sent)
+          // the ack so far rides in the same fdatasync as these batches' ranges
           const ack = ackTo;
           const cutUs = this.log.isLevelEnabled('trace') ? nowUs() : 0;
-          await this.spool.append([...(ack !== undefined ? [{ t: 'ack' as const, task: this.task, to: ack }] : []), { t: 'send', task: this.task, from: range.from, to: range.to }]);
+          await this.spool.append([...(ack !== undefined ? [{ t: 'ack' as const, task: this.task, to: ack }] : []), ...cut.map((r) => ({ t: 'send' as const, task: this.task, from: r.from, to: r.to }))]);
           if (ack !== undefined && ackTo === ack) ackTo = undefined;
-          flights.push({ ...range, keyed, state: 'wait' });
-          if (cutUs) this.log.trace({ task: this.task, from: range.from, to: range.to, cutUs, durableUs: nowUs(), unsent, inFlight: flights.length }, 'timing cut');
+          for (const r of cut) flights.push({ ...r, state: 'wait' });
+          if (cutUs) this.log.trace({ task: this.task, from: cut[0].from, to: cut[cut.length - 1].to, batches: cut.length, cutUs, durableUs: nowUs(), unsent, inFlight: flights.length }, 'timing cut');
           this.lastCutMs = Date.now();
           this.spool.expectCut(this.task, undefined);
           continue;
@@ -246,6 +244,25 @@ export class Shipper {
     while (flights.length > 0 && flights[0].state === 'acked') ackTo = flights.shift()!.to;
     if (ackTo !== undefined && (this.spool.acked.get(this.task) ?? -1) < ackTo) await this.spool.append([{ t: 'ack', task: this.task, to: ackTo }]).catch(() => undefined);
     this.log.info({ task: this.task, ...this.stats }, 'shipper stopped');
+  }
+
+  /**
+   * The next batches' ranges after `after`: one, or in a backlog (a full batch more behind it) as many
+   * full ones as the window has room for, so they share one fdatasync and go out one after another. A
+   * keyed batch goes alone.
+   */
+  private cut(q: PendingRecords, after: number, inFlight: number): Array<SendRange & { keyed: boolean }> {
+    const out: Array<SendRange & { keyed: boolean }> = [];
+    let from = after + 1;
+    while (inFlight + out.length < this.inFlightMax) {
+      const n = this.fits(q.spans(from, q.lastSeq));
+      if (n === 0) break;
+      const r = { from, to: from + n - 1, keyed: keyedIn(q.spans(from, from + n - 1)) };
+      out.push(r);
+      from = r.to + 1;
+      if (r.keyed || q.lastSeq - r.to < this.cfg.batch.maxRecords) break;
+    }
+    return out;
   }
 
   /** Takes the spool's ranges after the window's last batch into the window, in order. */

@@ -25,7 +25,7 @@ import { BATCH_CONTENT_TYPE, checkBatch } from '../protocol/batch.js';
 import type { GatewayNode } from './admin-api.js';
 import { bytesJson, parseJson } from './bodies.js';
 import type { ParsePool } from './parse-pool.js';
-import { PipelinedProduces } from './pipelined.js';
+import { PipelinedProduces, type Turn } from './pipelined.js';
 
 interface Request {
   method: string;
@@ -40,6 +40,8 @@ interface Request {
   /** it carried Origin or Sec-Fetch-Site: a browser sent it */
   fromBrowser: boolean;
   who: Principal;
+  /** an idempotent produce's place among its producer's pipelined batches, taken when its headers came */
+  turn?: Turn;
 }
 
 interface Reply {
@@ -79,6 +81,7 @@ const TARGET_CHARS = /^[\x21-\x7e]*$/;
 const BAD_PERCENT = /%(?![0-9A-Fa-f]{2})/;
 
 export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: ParsePool, log: Logger, metrics: Metrics, auth: Authenticator): void {
+  const pipelined = new PipelinedProduces();
   const routes = buildRoutes(node, parsePool, auth);
 
   app.any('/*', (res, req) => {
@@ -101,7 +104,9 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
     /** body bytes this request holds of the node's memory budget, given back when it ends */
     let held = 0;
     const releaseBody = () => { if (held > 0) { node.memory.give(held); held = 0; } };
-    res.onAborted(() => { aborted = true; releaseBody(); });
+    /** set once the route is known: a pipelined produce's place, given up however the request ends */
+    let turn: Turn | undefined;
+    res.onAborted(() => { aborted = true; releaseBody(); turn?.done(); });
     if (lengths > 1 || (lengths > 0 && codings !== '') || (codings !== '' && codings.trim().toLowerCase() !== 'chunked')) {
       metrics.httpRefused.inc({ reason: 'framing' });
       res.close();
@@ -114,6 +119,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
     let routeName = 'unmatched';
     const respond = (reply: Reply) => {
       releaseBody();
+      turn?.done();
       if (aborted) return;
       aborted = true; // answer once
       res.cork(() => {
@@ -171,12 +177,17 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       respond(errorReply(asChicagoError(e)));
       return;
     }
+    // A pipelined batch takes its place when its headers come, not once its body is in: over several
+    // connections a later batch's body may be read first, and would reach the partition before the one
+    // it names as its predecessor (refused as a gap, then sent again).
+    const producerId = match.name === PRODUCE_ROUTE ? query.get('producerId') : null;
+    if (producerId !== null) turn = pipelined.arrive(`${producerId}\0${segments[2]}\0${query.get('partition')}`, query.get('sequence'));
 
     const run = (body: Buffer) => {
       // A turn later: a pipelined request that uWS refused meanwhile has aborted this one (above).
       setImmediate(() => {
         if (aborted) { metrics.httpRefused.inc({ reason: 'closed' }); return; }
-        const partial = { method, segments, rest, query, body, contentType, accept, fromBrowser };
+        const partial = { method, segments, rest, query, body, contentType, accept, fromBrowser, ...(turn ? { turn } : {}) };
         const caller = match.need === 'public'
           ? Promise.resolve(auth.open ? auth.authenticateOpen() : PUBLIC)
           : auth.authenticate(authorization);
@@ -271,6 +282,9 @@ function checkNeed(auth: Authenticator, need: Need, req: Request): void {
 }
 
 // ---- routing ----
+
+/** the produce route: its pipelined batches take their place when their headers come */
+const PRODUCE_ROUTE = 'POST /v1/topics/:t/records';
 
 interface Route { method: string; pattern: string[]; name: string; need: Need; handler: Handler; params: ReadonlySet<string> }
 
@@ -386,7 +400,6 @@ export function recordJson(r: StoredRecord) {
 // ---- the routes ----
 
 function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticator): Route[] {
-  const pipelined = new PipelinedProduces();
   const keyOf = (req: Request) => Buffer.from(req.rest);
   const ks = (action: string) => (req: Request): [Resource, string, string] => ['kv', action, req.segments[2]];
   const topic = (action: string) => (req: Request): [Resource, string, string] => ['topic', action, req.segments[2]];
@@ -484,7 +497,7 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       });
       return json({ ...info, partitionCount: info.partitions });
     }),
-    route('POST', '/v1/topics/:t/records', (req) => topicWriteNeed(req.segments[2]), async (req) => {
+    route('POST', PRODUCE_ROUTE.slice('POST '.length), (req) => topicWriteNeed(req.segments[2]), async (req) => {
       // one record batch as the body: validated here, in place, and handed on as it is
       const batch = mediaType(req) === BATCH_CONTENT_TYPE ? checkBatch(req.body) : undefined;
       if (!batch) requireJson(req, 'application/x-ndjson');
@@ -493,7 +506,7 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       const previous = req.query.get('previousSequence');
       // as in a produce frame: a sequence means nothing without its producer, and the other way round
       if ((producerId === null) !== (req.query.get('sequence') === null)) throw new ChicagoError('BAD_REQUEST', `'producerId' and 'sequence' go together`);
-      const turn = producerId !== null ? pipelined.arrive(`${producerId}\0${req.segments[2]}\0${partition}`, req.query.get('sequence')) : undefined;
+      const turn = req.turn;
       try {
         const records = batch ? undefined : await parsePool.parse(req.body, req.contentType);
         // nothing to append is a mistake, as in a produce frame, not an update that was acknowledged
