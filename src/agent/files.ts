@@ -1161,6 +1161,8 @@ export class FileSource {
     const ro = this.src.rotate!;
     const st = await f.fh.stat();
     if (!rotateDue(ro, st.size, f.sinceMs, this.now()) || this.spool.full() || f.readPos < st.size) return;
+    // a copytruncate's copy is finished from the spool's checkpoint of the file: the pass's own reads first
+    await this.synced();
     f.sinceMs = this.now();
     this.stats.ownRotations++;
     if (ro.mode === 'rename') {
