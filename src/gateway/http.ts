@@ -460,8 +460,9 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       return json({ ...info, partitionCount: info.partitions });
     }),
     route('POST', '/v1/topics/:t/records', (req) => topicWriteNeed(req.segments[2]), async (req) => {
-      // one record batch as the body: validated here, in place, and handed on as it is
-      const batch = mediaType(req) === BATCH_CONTENT_TYPE ? checkBatch(req.body) : undefined;
+      // one record batch as the body: validated here, in place, and handed on as it is (given:
+      // nothing here reads the body again)
+      const batch = mediaType(req) === BATCH_CONTENT_TYPE ? checkBatch(req.body, true) : undefined;
       if (!batch) requireJson(req, 'application/x-ndjson');
       const partition = req.query.get('partition');
       const producerId = req.query.get('producerId');
