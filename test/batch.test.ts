@@ -138,6 +138,25 @@ describe('record batch', () => {
     expectCode(() => validateBatch(huge), 'TOO_MANY_RECORDS');
   });
 
+  it('tells header names apart whatever bits their signatures share, and reads two-byte offsetDeltas in place', () => {
+    // names of one length, first and last byte share a signature bit: compared pair by pair
+    const alike = { axb: '1', ayb: '2', azb: '3', host: '4', seq: '5' };
+    expect(validateBatch(encodeBatch([{ value: b('v'), headers: alike }])).count).toBe(1);
+    const twice = encodeBatch([{ value: b('v'), headers: alike }]);
+    twice[twice.indexOf('ayb', 61) + 1] = 0x7a; // ayb -> azb, a name the record already has
+    recrc(twice);
+    expectCode(() => validateBatch(twice), 'INVALID_ARGUMENT', /twice/);
+    // records past the 64th carry a two-byte offsetDelta, checked as the one-byte ones are
+    const recs = Array.from({ length: 300 }, (_, i) => ({ value: b(`v${i}`), headers: { host: 'h', seq: String(i) } }));
+    expect(validateBatch(encodeBatch(recs)).count).toBe(300);
+    const off = encodeBatch(recs);
+    const d200 = off.indexOf('v200', 61) - 4; // record 200's offsetDelta (2 bytes), then no key (1), the value's length (1)
+    expect([off[d200], off[d200 + 1]]).toEqual([0x90, 0x03]); // zigzag(200) = 400
+    off[d200] = 0x91; // 401: zigzag of -201
+    recrc(off);
+    expectCode(() => validateBatch(off), 'INVALID_BATCH', /record 200: offsetDelta -201/);
+  });
+
   it('stamps the CRC a full CRC32C of the stamped bytes gives, at any size and restamped (property)', () => {
     fc.assert(fc.property(
       fc.array(fc.nat(3000), { minLength: 1, maxLength: 30 }), fc.nat(2 ** 52), fc.nat(2 ** 42), fc.nat(2 ** 52), fc.nat(2 ** 42),

@@ -11,7 +11,7 @@ export type Request =
   | { id: number; p: number; op: 'kvDel'; ks: string; key: Uint8Array; acks: Acks }
   | { id: number; p: number; op: 'kvGet'; ks: string; key: Uint8Array }
   | { id: number; p: number; op: 'kvScan'; ks: string; prefix?: Uint8Array; after?: Uint8Array; limit: number }
-  | { id: number; p: number; op: 'produce'; topicId: number; tp: number; records?: WireRecord[]; batch?: Uint8Array; batchBytes?: number; /** set between threads: the batch travels beside the message, at this index */ batchAt?: number; producerId?: string; sequence?: number; previousSequence?: number; acks: Acks }
+  | { id: number; p: number; op: 'produce'; topicId: number; tp: number; records?: WireRecord[]; batch?: Uint8Array; batchBytes?: number; /** set between threads: the batch travels beside the message, at this index */ batchAt?: number; /** set between threads: that buffer is the caller's own, given away (the worker hands it back with a NOT_LEADER answer) */ batchGiven?: true; producerId?: string; sequence?: number; previousSequence?: number; acks: Acks }
   | { id: number; p: number; op: 'commit'; group: string; topicId: number; tp: number; offset: number; acks: Acks }
   /** removes a group's committed offset of one stream (group delete) */
   | { id: number; p: number; op: 'uncommit'; group: string; topicId: number; tp: number; acks: Acks }
@@ -45,7 +45,8 @@ export const MUTATIONS: ReadonlySet<RequestOp> = new Set<RequestOp>(['kvPut', 'k
 export type Response =
   /** `replicas`: copies known to hold a write when it was answered */
   | { id: number; ok: true; res: unknown; replicas?: number }
-  | { id: number; ok: false; err: { code: ErrorCode; args: unknown[] } };
+  /** `batch`: a produce's batch the gateway gave away, handed back with NOT_LEADER (the write did not run; the router sends it again) */
+  | { id: number; ok: false; err: { code: ErrorCode; args: unknown[] }; batch?: Uint8Array };
 
 /** Everything a worker sends to the gateway thread in one message. */
 export interface WorkerOutput {

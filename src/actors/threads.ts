@@ -35,6 +35,21 @@ interface Pending {
   startedMs: number;
   bytes: number;
   mutation: boolean;
+  /** a produce whose batch was given away: where a batch handed back with NOT_LEADER goes */
+  body?: Extract<RequestBody, { op: 'produce' }>;
+}
+
+/** Batches whose callers gave their buffer away (giveBatch): transferred to the worker rather than copied. */
+const given = new WeakSet<Uint8Array>();
+
+/**
+ * The caller of a produce no longer reads `bytes` (it will not look at them again unless the
+ * write comes back NOT_LEADER, which hands them back): their ArrayBuffer, when it holds exactly
+ * them, goes to the worker as it is. A request body is copied once as it arrives (uWS reuses
+ * its memory); this spares the second copy, and the memory of one more body per write in flight.
+ */
+export function giveBatch(bytes: Uint8Array): void {
+  if (bytes.byteOffset === 0 && bytes.buffer instanceof ArrayBuffer && bytes.byteLength === bytes.buffer.byteLength) given.add(bytes);
 }
 
 export class WorkerHandle {
@@ -138,7 +153,8 @@ export class WorkerHandle {
     const req = { id, ...body } as Request;
     return new Promise<T>((resolve, reject) => {
       const mutation = MUTATIONS.has(req.op);
-      this.pending.set(id, { resolve: (v, n) => resolve(shape(v, n)), reject, deadlineMs: Date.now() + limits.workerCallTimeoutMs, startedMs: performance.now(), bytes, mutation });
+      const givenBody = body.op === 'produce' && body.batch && given.has(body.batch) ? body : undefined;
+      this.pending.set(id, { resolve: (v, n) => resolve(shape(v, n)), reject, deadlineMs: Date.now() + limits.workerCallTimeoutMs, startedMs: performance.now(), bytes, mutation, ...(givenBody ? { body: givenBody } : {}) });
       this.inFlightBytes += bytes;
       this.outbox.push(req);
       if (HopTimes.enabled && mutation) gatewayHops.note('gEnq', this.index, id, req.p);
@@ -160,18 +176,24 @@ export class WorkerHandle {
     if (batch.length === 0) return;
     // A large record batch goes beside the message in an ArrayBuffer of its own, transferred: a
     // structured clone of a Buffer, or packing it into the message, costs several times one copy.
-    // Copied, since the caller keeps its bytes (a write that meets a moved leader is sent again).
-    // A small one is packed into the message: one copy there costs less than an ArrayBuffer of
-    // its own and its transfer.
+    // A given batch's own buffer goes (giveBatch); any other is copied, since its caller keeps its
+    // bytes (a write that meets a moved leader is sent again). A small one is packed into the
+    // message: one copy there costs less than an ArrayBuffer of its own and its transfer.
     let beside: ArrayBuffer[] | undefined;
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i];
       if (r.op !== 'produce' || !r.batch || r.batch.byteLength <= limits.workerInlineBatchBytesMax) continue;
-      const own = Buffer.allocUnsafeSlow(r.batch.byteLength); // unpooled: its ArrayBuffer is its alone
-      own.set(r.batch);
+      const give = given.delete(r.batch);
+      let buffer: ArrayBuffer;
+      if (give) buffer = r.batch.buffer as ArrayBuffer;
+      else {
+        const own = Buffer.allocUnsafeSlow(r.batch.byteLength); // unpooled: its ArrayBuffer is its alone
+        own.set(r.batch);
+        buffer = own.buffer as ArrayBuffer;
+      }
       const { batch: _bytes, ...rest } = r;
-      batch[i] = { ...rest, batchAt: (beside ??= []).length };
-      beside.push(own.buffer as ArrayBuffer);
+      batch[i] = { ...rest, batchAt: (beside ??= []).length, ...(give ? { batchGiven: true } : {}) };
+      beside.push(buffer);
     }
     if (beside) this.codec.postBeside(this.dataPort, batch, beside);
     else this.codec.post(this.dataPort, batch);
@@ -193,6 +215,8 @@ export class WorkerHandle {
         p.resolve(r.res, r.replicas ?? 0);
       }
       else {
+        // the write did not run: its batch back where the router sends it again from
+        if (r.batch && p.body) p.body.batch = Buffer.from(r.batch);
         const err = new ChicagoError(r.err.code);
         if (r.err.args.length === 1 && typeof r.err.args[0] === 'string' && r.err.code !== 'OUT_OF_ORDER_SEQUENCE') err.message = r.err.args[0];
         else err.message = new ChicagoError(r.err.code, ...r.err.args).message;

@@ -120,6 +120,9 @@ class PartitionWorker {
   /** messages received so far; published to the gateway thread (drained) after each drain */
   private received = 0;
 
+  /** batches given away by the gateway, by request id, until their writes are answered (holdGiven) */
+  private readonly givenBatches = new Map<number, Buffer>();
+
   /** write-path timings (CHICAGO_HOP_TIMES), and when each replication frame arrived while they are on */
   private readonly hops = new HopTimes();
   private readonly frameInUs = new WeakMap<Uint8Array, number>();
@@ -141,8 +144,10 @@ class PartitionWorker {
         // record batches travel beside the message, transferred (threads.ts flush)
         for (const r of this.codec.decode<Request[]>(msg[0] as Uint8Array)) {
           if (r.op === 'produce' && r.batchAt !== undefined) {
-            const { batchAt, ...rest } = r;
-            this.inbox.push({ ...rest, batch: Buffer.from(msg[batchAt + 1] as ArrayBuffer) });
+            const { batchAt, batchGiven, ...rest } = r;
+            const batch = Buffer.from(msg[batchAt + 1] as ArrayBuffer);
+            if (batchGiven) this.holdGiven(r.id, batch);
+            this.inbox.push({ ...rest, batch });
           } else this.inbox.push(inlineBatchAsBuffer(r));
         }
       }
@@ -751,8 +756,27 @@ class PartitionWorker {
     }
   }
 
+  /**
+   * A batch the gateway gave away (threads.ts giveBatch) is held until its write is answered: a
+   * NOT_LEADER answer hands it back, as the router sends the write again. Full policy: past the
+   * gateway's own in-flight bound the oldest is dropped; its write, if it comes back NOT_LEADER,
+   * is then answered so rather than sent again.
+   */
+  private holdGiven(id: number, batch: Buffer): void {
+    this.givenBatches.set(id, batch);
+    if (this.givenBatches.size > limits.workerInFlightMax) this.givenBatches.delete(this.givenBatches.keys().next().value as number);
+  }
+
   /** Answers first (an acks=one write need not wait for socket writes), then replication traffic. */
   private post(out: Partial<Outbox>): void {
+    if (out.replies && this.givenBatches.size > 0) {
+      for (const r of out.replies) {
+        const batch = this.givenBatches.get(r.id);
+        if (!batch) continue;
+        this.givenBatches.delete(r.id);
+        if (!r.ok && r.err.code === 'NOT_LEADER') r.batch = batch;
+      }
+    }
     const replies = out.replies?.length ? out.replies : undefined;
     const visible = out.visible?.length ? out.visible : undefined;
     if (replies || visible) this.codec.post(this.port, { replies, visible } satisfies WorkerOutput);

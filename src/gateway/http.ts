@@ -498,8 +498,9 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       return json({ ...info, partitionCount: info.partitions });
     }),
     route('POST', PRODUCE_ROUTE.slice('POST '.length), (req) => topicWriteNeed(req.segments[2]), async (req) => {
-      // one record batch as the body: validated here, in place, and handed on as it is
-      const batch = mediaType(req) === BATCH_CONTENT_TYPE ? checkBatch(req.body) : undefined;
+      // one record batch as the body: validated here, in place, and handed on as it is (given:
+      // nothing here reads the body again)
+      const batch = mediaType(req) === BATCH_CONTENT_TYPE ? checkBatch(req.body, true) : undefined;
       if (!batch) requireJson(req, 'application/x-ndjson');
       const partition = req.query.get('partition');
       const producerId = req.query.get('producerId');

@@ -13,7 +13,7 @@ import { checkLimits, limits } from '../runtime/limits.js';
 import { offset as toOffset, seq as toSeq } from '../runtime/ids.js';
 import { groupPartition, kvPartition, murmur3, recordPartition, streamPartition } from '../runtime/hash.js';
 import { checkHeaders, checkInt, checkKey, checkName, checkOffset, checkValue } from '../runtime/validate.js';
-import { PACE, WorkerHandle, gatewayHops, withDeadline } from '../actors/threads.js';
+import { PACE, WorkerHandle, gatewayHops, giveBatch, withDeadline } from '../actors/threads.js';
 import { CopyPacer } from '../runtime/copy-pacer.js';
 import { MemoryBudget } from '../runtime/memory-budget.js';
 import { createMetrics, type Metrics } from '../runtime/metrics.js';
@@ -337,6 +337,8 @@ export class ChicagoNode implements NodeApi {
         return await this.peers.forward<T>(leader, p, body, write);
       } catch (e) {
         if (!(e instanceof ChicagoError) || e.code !== 'NOT_LEADER' || Date.now() >= deadline) throw e;
+        // a batch given to a worker that did not hand it back (threads.ts giveBatch): nothing to send again
+        if (body.op === 'produce' && body.batch?.byteLength === 0) throw e;
         await new Promise((r) => setTimeout(r, 20));
       }
     }
@@ -553,7 +555,7 @@ export class ChicagoNode implements NodeApi {
    * split by key is decoded and its records produced one by one (the partition re-encodes them).
    */
   async produceBatch(topic: string, batch: Uint8Array | CheckedBatch, opts: ProduceOptions): Promise<ProduceResult> {
-    const { bytes, info } = batch instanceof Uint8Array ? { bytes: batch, info: validateBatch(batch) } : batch;
+    const { bytes, info, given } = batch instanceof Uint8Array ? { bytes: batch, info: validateBatch(batch), given: false } : batch;
     const { t, idempotent, fixed, sticky } = this.produceTarget(topic, opts);
     if (fixed === undefined && info.keyed && t.partitions > 1) {
       return this.produce(topic, decodeBatch(bytes).records.map(([key, value, headers]) => ({ key: key ?? undefined, value, headers: headers ?? undefined })), opts);
@@ -561,6 +563,7 @@ export class ChicagoNode implements NodeApi {
     const tp = fixed ?? sticky();
     const p = streamPartition(t.name, tp, this.partitions);
     if (opts.acks === 'none' && this.shed(p)) return { records: [], replicas: 0 };
+    if (given) giveBatch(bytes);
     const req = this.write<ActorProduceResult>(p, {
       p, op: 'produce', topicId: t.id, tp, batch: bytes, batchBytes: info.recordBytes, acks: opts.acks,
       ...(idempotent ? { producerId: opts.producerId, sequence: opts.sequence } : {}),

@@ -103,10 +103,17 @@ export interface BatchInfo {
   keyed: boolean;
 }
 
-/** A batch the gateway validated, with what validation found: the node trusts it as it is. */
-export interface CheckedBatch { bytes: Uint8Array; info: BatchInfo }
+/**
+ * A batch the gateway validated, with what validation found: the node trusts it as it is.
+ * `given`: the caller reads the bytes no more (a request body of its own), so the node may hand
+ * their buffer on rather than copy it.
+ */
+export interface CheckedBatch { bytes: Uint8Array; info: BatchInfo; given?: boolean }
 
-export function checkBatch(bytes: Uint8Array): CheckedBatch { return { bytes, info: validateBatch(bytes) }; }
+export function checkBatch(bytes: Uint8Array, given = false): CheckedBatch {
+  const info = validateBatch(bytes);
+  return given ? { bytes, info, given } : { bytes, info };
+}
 
 const bad = (why: string): ChicagoError => new ChicagoError('INVALID_BATCH', why);
 
@@ -320,7 +327,10 @@ export function validateBatch(bytes: Uint8Array): BatchInfo {
     p++; // attributes
     if (p < end && buf[p] < 0x80) p++; else { rec = i; at = p; readVarint(buf, end, 10, 'timestampDelta'); p = at; }
     let delta: number;
-    if (p < end && (b = buf[p]) < 0x80) { delta = (b >>> 1) ^ -(b & 1); p++; } else { rec = i; at = p; delta = readVarint(buf, end, 5, 'offsetDelta'); p = at; }
+    if (p < end && (b = buf[p]) < 0x80) { delta = (b >>> 1) ^ -(b & 1); p++; }
+    // records 64 to 8191: two bytes
+    else if (p + 1 < end && buf[p + 1] < 0x80) { b = (b & 0x7f) | (buf[p + 1] << 7); delta = (b >>> 1) ^ -(b & 1); p += 2; }
+    else { rec = i; at = p; delta = readVarint(buf, end, 5, 'offsetDelta'); p = at; }
     if (delta !== i) throw bad(`record ${i}: offsetDelta ${delta}`);
     let klen: number;
     if (p < end && (b = buf[p]) < 0x80) { klen = (b >>> 1) ^ -(b & 1); p++; } else { rec = i; at = p; klen = readVarint(buf, end, 5, 'key length'); p = at; }
@@ -445,8 +455,23 @@ function checkHeadersUtf8(buf: Buffer, words: Uint32Array, shift: number, hc: nu
   }
 }
 
-/** Headers are a map when read: a name twice would lose one value, so it is refused (names are short: compared here, not by Buffer.compare per pair). */
+/**
+ * Headers are a map when read: a name twice would lose one value, so it is refused (names are short: compared here, not by Buffer.compare per pair).
+ * First each name's length, first and last byte pick one of 32 bits: when no two names pick the
+ * same bit they all differ, with no pair compared (the agent's names do: host, task, source, time,
+ * seq, level, cut). Names that share a bit are compared pair by pair.
+ */
 function checkDistinctHeaderNames(buf: Buffer, hc: number, rec: number): void {
+  let seen = 0;
+  let shared = false;
+  for (let j = 0; j < hc; j++) {
+    const s = nameAt[j * 2];
+    const l = nameAt[j * 2 + 1];
+    const bit = 1 << ((l > 0 ? l + buf[s] * 7 + buf[s + l - 1] * 13 : 0) & 31);
+    if (seen & bit) { shared = true; break; }
+    seen |= bit;
+  }
+  if (!shared) return;
   for (let a = 1; a < hc; a++) {
     const s1 = nameAt[a * 2];
     const l1 = nameAt[a * 2 + 1];
