@@ -735,27 +735,24 @@ export function encodeShipBatch(spans: Span[], timestampMs: number, alloc: (byte
     if (tail !== undefined) {
       const starts = vb!.starts;
       const ends = vb!.ends;
-      let seq = e.seq + i;
-      let digits = digitsOf(seq);
-      let tenPow = 10 ** digits;
-      for (let k = i; k < j; k++, idx++, seq++) {
-        if (seq >= tenPow) {
-          digits++;
-          tenPow *= 10;
-        }
-        pos = writeVarint(buf, pos, recLens[idx]);
+      const fixed = 3 + tail.length + 1;
+      for (let k = i; k < j; k++, idx++) {
+        const body = recLens[idx];
+        const vl = valLens[idx];
+        // the seq's digit count is what the size pass left of the record's length
+        const digits = body - fixed - varintBytes(idx) - varintBytes(vl) - vl;
+        pos = writeVarint(buf, pos, body);
         buf[pos++] = 0; // attributes
         buf[pos++] = 0; // timestampDelta
         pos = writeVarint(buf, pos, idx);
         buf[pos++] = 1; // zigzag(-1): no key
-        const vl = valLens[idx];
         pos = writeVarint(buf, pos, vl);
         buf.copyWithin(pos, at + starts[k], at + ends[k]);
         pos += vl;
         buf.set(tail, pos);
         pos += tail.length;
         buf[pos++] = digits * 2;
-        writeDigits(buf, pos + digits, seq);
+        writeDigits(buf, pos + digits, e.seq + k);
         pos += digits;
         if (pos - crcAt >= CRC_CHUNK_BYTES) {
           crc = batchCrcOver(buf, crc, crcAt, pos);
