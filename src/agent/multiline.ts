@@ -129,7 +129,10 @@ const LEVELS: Record<string, string> = {
 };
 
 const TRACE = /^(Traceback \(most recent call last\):|Exception in thread |panic: |fatal error: )|\n\s+at \S+|\ngoroutine \d+ \[/;
-const TRACE_FIRST = new Set([84, 69, 112, 102]);
+/** Whether a line starting with char code c may start a trace (T, E, p, f): compares, not a Set lookup per line. */
+function traceFirst(c: number): boolean {
+  return c === 84 || c === 69 || c === 112 || c === 102;
+}
 /** chars of a line detectLevel looks at */
 export const LEVEL_SCAN_CHARS = 200;
 
@@ -140,7 +143,7 @@ export function detectLevel(text: string): string | undefined {
   const m = LEVEL.exec(end === text.length ? text : text.slice(0, end));
   if (m) return LEVELS[m[1].toLowerCase()];
   // a single line is a trace only by its start (T, E, p, f): most lines skip the scan
-  if (nl < 0 && !TRACE_FIRST.has(text.charCodeAt(0))) return undefined;
+  if (nl < 0 && !traceFirst(text.charCodeAt(0))) return undefined;
   if (TRACE.test(text)) return 'error';
   return undefined;
 }
@@ -185,7 +188,7 @@ export class LineLevels {
         if (Object.hasOwn(LEVELS, word)) return LEVELS[word];
       }
     }
-    if (!TRACE_FIRST.has(text.charCodeAt(s))) return undefined;
+    if (!traceFirst(text.charCodeAt(s))) return undefined;
     for (const p of TRACE_STARTS) if (p.length <= e - s && text.startsWith(p, s)) return 'error';
     return undefined;
   }

@@ -595,6 +595,25 @@ const CRC_CHUNK_BYTES = 32 * 1024;
 
 /** where each span's values are staged in the batch, minus their first start (NaN: not staged) */
 let staged: number[] = [];
+/** per span encoded by the plain loops, what follows each value: header count, shared headers, the seq header's name */
+let tails: Array<Buffer | undefined> = [];
+let lastShared: EncodedHeaders | undefined;
+let lastTail = Buffer.alloc(0);
+
+/** A record's bytes after its value up to its seq header's length: `headerCount | shared headers | 6 "seq"`. */
+function tailOf(sh: EncodedHeaders): Buffer {
+  if (sh === lastShared) return lastTail;
+  const hc = varintBytes(sh.count + 1);
+  const t = Buffer.allocUnsafe(hc + sh.bytes.length + 4);
+  let pos = writeVarint(t, 0, sh.count + 1);
+  t.set(sh.bytes, pos);
+  pos += sh.bytes.length;
+  t[pos++] = 6;
+  t[pos++] = SEQ_NAME[0]; t[pos++] = SEQ_NAME[1]; t[pos++] = SEQ_NAME[2];
+  lastShared = sh;
+  lastTail = t;
+  return t;
+}
 /** the most bytes between two lines of a staged span (a newline, CR LF): fewer than any record's own */
 const STAGE_GAP_MAX = 4;
 
@@ -623,14 +642,47 @@ export function encodeShipBatch(spans: Span[], timestampMs: number, alloc: (byte
   let n = 0;
   for (const s of spans) n += s.j - s.i;
   if (recLens.length < n) { recLens = new Array<number>(n); valLens = new Array<number>(n); sharedOf = new Array<EncodedHeaders>(n); }
+  if (staged.length < spans.length) { staged = new Array<number>(spans.length); tails = new Array<Buffer | undefined>(spans.length); }
   let lastH: Record<string, string> | undefined;
   let shared = NO_HEADERS;
   let decoded: Map<number, Buffer> | undefined;
   let total = BATCH_HEADER_BYTES;
   let textBytes = 0;
   let idx = 0;
-  for (const { e, i, j } of spans) {
+  for (let s = 0; s < spans.length; s++) {
+    const { e, i, j } = spans[s];
     const vb = e.vb;
+    tails[s] = undefined;
+    staged[s] = vb && stageable(vb, i, j) ? 0 : NaN;
+    if (vb && e.x === undefined && e.k === undefined && staged[s] === 0) {
+      // the file reader's lines: one headers list for all, no keys; a record's size needs no lookup
+      if (e.h !== lastH) {
+        lastH = e.h;
+        shared = withoutSeq(e.h);
+      }
+      const tail = tailOf(shared);
+      tails[s] = tail;
+      const starts = vb.starts;
+      const ends = vb.ends;
+      // attributes, timestampDelta 0, no key, the header count with the shared headers, the seq header's name and length
+      const fixed = 3 + tail.length + 1;
+      let seq = e.seq + i;
+      let digits = digitsOf(seq);
+      let tenPow = 10 ** digits;
+      for (let k = i; k < j; k++, idx++, seq++) {
+        if (seq >= tenPow) {
+          digits++;
+          tenPow *= 10;
+        }
+        const vl = ends[k] - starts[k];
+        valLens[idx] = vl;
+        const body = fixed + varintBytes(idx) + varintBytes(vl) + vl + digits;
+        recLens[idx] = body;
+        total += varintBytes(body) + body;
+      }
+      textBytes += ends[j - 1] - starts[i];
+      continue;
+    }
     const b64 = e.b64 ? new Set(e.b64) : undefined;
     let merged: Map<Record<string, string>, EncodedHeaders> | undefined;
     for (let k = i; k < j; k++, idx++) {
@@ -677,14 +729,12 @@ export function encodeShipBatch(spans: Span[], timestampMs: number, alloc: (byte
   // (one copy per entry, not one per line); each is then moved to its place with copyWithin, which
   // allocates nothing (Buffer.copy makes a view per call). A record's other bytes outnumber the
   // newline between two lines, so the writes never reach a staged value before it is moved.
-  if (staged.length < spans.length) staged = new Array<number>(spans.length);
   let stageAt = total;
   for (let s = spans.length - 1; s >= 0; s--) {
     const { e, i, j } = spans[s];
-    staged[s] = NaN;
-    if (!e.vb || !stageable(e.vb, i, j)) continue;
-    stageAt -= e.vb.ends[j - 1] - e.vb.starts[i];
-    staged[s] = stageAt - e.vb.starts[i];
+    if (Number.isNaN(staged[s])) continue;
+    stageAt -= e.vb!.ends[j - 1] - e.vb!.starts[i];
+    staged[s] = stageAt - e.vb!.starts[i];
   }
   for (let s = 0; s < spans.length; s++) {
     const { e, i, j } = spans[s];
@@ -700,6 +750,36 @@ export function encodeShipBatch(spans: Span[], timestampMs: number, alloc: (byte
     const { e, i, j } = spans[s];
     const vb = e.vb;
     const at = staged[s];
+    const tail = tails[s];
+    if (tail !== undefined) {
+      const starts = vb!.starts;
+      const ends = vb!.ends;
+      const fixed = 3 + tail.length + 1;
+      for (let k = i; k < j; k++, idx++) {
+        const body = recLens[idx];
+        const vl = valLens[idx];
+        // the seq's digit count is what the size pass left of the record's length
+        const digits = body - fixed - varintBytes(idx) - varintBytes(vl) - vl;
+        pos = writeVarint(buf, pos, body);
+        buf[pos++] = 0; // attributes
+        buf[pos++] = 0; // timestampDelta
+        pos = writeVarint(buf, pos, idx);
+        buf[pos++] = 1; // zigzag(-1): no key
+        pos = writeVarint(buf, pos, vl);
+        buf.copyWithin(pos, at + starts[k], at + ends[k]);
+        pos += vl;
+        buf.set(tail, pos);
+        pos += tail.length;
+        buf[pos++] = digits * 2;
+        writeDigits(buf, pos + digits, e.seq + k);
+        pos += digits;
+        if (pos - crcAt >= CRC_CHUNK_BYTES) {
+          crc = batchCrcOver(buf, crc, crcAt, pos);
+          crcAt = pos;
+        }
+      }
+      continue;
+    }
     for (let k = i; k < j; k++, idx++) {
       pos = writeRecordStart(buf, pos, recLens[idx], idx);
       const key = e.k?.[k];
@@ -746,6 +826,7 @@ export function encodeShipBatch(spans: Span[], timestampMs: number, alloc: (byte
     }
   }
   sharedOf.fill(NO_HEADERS, 0, n); // drop references to this batch's headers
+  tails.fill(undefined, 0, spans.length);
   if (pos !== total) throw new Error(`batch encoder wrote ${pos} of ${total} bytes`);
   lastValueBytes.set(spans, textBytes);
   return sealBatchCrc(buf, batchCrcOver(buf, crc, crcAt, pos));
