@@ -7,6 +7,7 @@ import { BATCH_CONTENT_TYPE, decodeStoredBatches, encodeBatch } from '../src/pro
 import { startNode, type NodeHandle } from './helpers/launcher.js';
 import { http } from './helpers/http.js';
 import { slow } from './helpers/slow.js';
+import { ChicagoClient } from '../src/client/index.js';
 
 let node: NodeHandle;
 
@@ -114,6 +115,34 @@ describe('HTTP produce bodies', () => {
     const d = send(head('order-q', 1, 0), batchOf('d', 3), 1 << 20, false);
     c.drop();
     expect((await d).split('\r\n')[0]).toMatch(/^HTTP\/1\.1 409/);
+  }, slow(60_000));
+
+  it('a live tail gets large record-batch bodies as they are produced, every one answered 200 (the batch given to the worker is not read again here)', async () => {
+    await http(node.url, 'POST', '/v1/topics', { name: 'body-tail', partitions: 1 });
+    const client = await ChicagoClient.connect({ url: node.url, clientName: 'body-tail' });
+    const tail = client.tail('body-tail', 0, { from: 'earliest' });
+    const got: string[] = [];
+    const reading = (async () => { for await (const r of tail) got.push(r.value.toString('utf8')); })().catch(() => undefined);
+    try {
+      // the tail is open before the first batch: each append can reach it from the request's bytes
+      await http(node.url, 'POST', '/v1/topics/body-tail/records?partition=0', [{ value: 'first' }]);
+      const end = Date.now() + slow(10_000);
+      while (got.length < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      const want = ['first'];
+      for (let b = 0; b < 5; b++) {
+        // above the size a worker takes inline: the body's buffer goes to the worker
+        const values = Array.from({ length: 2_000 }, (_, i) => `t${b}-${i}-`.padEnd(200, 'v'));
+        want.push(...values);
+        const res = await fetch(`${node.url}/v1/topics/body-tail/records?partition=0`, { method: 'POST', headers: { 'content-type': BATCH_CONTENT_TYPE }, body: encodeBatch(values.map((value) => ({ value }))), signal: AbortSignal.timeout(slow(10_000)) });
+        expect(res.status).toBe(200);
+      }
+      while (got.length < want.length && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      expect(got).toEqual(want);
+    } finally {
+      await tail.close();
+      client.close();
+      await reading;
+    }
   }, slow(60_000));
 
   it('stores a JSON body sent in pieces with a Content-Length', async () => {

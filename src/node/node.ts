@@ -563,7 +563,8 @@ export class ChicagoNode implements NodeApi {
     const tp = fixed ?? sticky();
     const p = streamPartition(t.name, tp, this.partitions);
     if (opts.acks === 'none' && this.shed(p)) return { records: [], replicas: 0 };
-    if (given) giveBatch(bytes);
+    // live tails of this stream take a fresh append from the request's bytes (producedAppend): kept then
+    if (given && !this.watchers.watches(streamKeyOf(t.id, tp))) giveBatch(bytes);
     const req = this.write<ActorProduceResult>(p, {
       p, op: 'produce', topicId: t.id, tp, batch: bytes, batchBytes: info.recordBytes, acks: opts.acks,
       ...(idempotent ? { producerId: opts.producerId, sequence: opts.sequence } : {}),
@@ -1026,6 +1027,8 @@ function retentionAfter(now: RetentionSpec, c: RetentionChange): RetentionSpec {
  * the partition stamps the same bytes in the same way (partition.ts produce).
  */
 function producedAppend(body: { batch?: Uint8Array; records?: WireRecord[] }, res: ActorProduceResult): Append {
+  // a batch given to the partition worker (giveBatch) is gone from here: live tails read it
+  if (body.batch && body.batch.byteLength === 0) return { base: res.base, ts: res.ts, count: res.count };
   let records: WireRecord[] | undefined;
   let stored: Uint8Array | undefined;
   return {

@@ -36,7 +36,8 @@ class Watched {
  * partition stored for it (for tails of stored batches), are made when a tail first asks for them:
  * a batch produced and tailed as batches is never decoded here.
  */
-export interface Append { base: number; ts: number; count: number; records(): WireRecord[]; batch?(): Uint8Array }
+/** An append for live tails; without `records` and `batch` its bytes are not at hand (given to the partition worker): tails read it. */
+export interface Append { base: number; ts: number; count: number; records?(): WireRecord[]; batch?(): Uint8Array }
 
 /** An append whose records are at hand. */
 export function appendOf(base: number, ts: number, records: WireRecord[]): Append {
@@ -94,7 +95,7 @@ class LiveTail implements Tail {
       this.sink.pushBatches(base, [bytes], bytes.length);
       return;
     }
-    if (this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
+    if (!a.records || this.reading || this.credit <= 0 || this.position !== base) { this.pump(); return; }
     const records = a.records();
     const out: StoredRecord[] = [];
     let i = 0;
