@@ -5,7 +5,7 @@
 // write keeps records and checkpoint together or neither (never records the file is read for again). Every segment starts with a snapshot of
 // the state (producers, sequences, acks, checkpoints), so older segments can go once every record in
 // them is acknowledged — and an ack is only used for that after its own append was synced.
-import { close, closeSync, fdatasync, fdatasyncSync, fsync, ftruncateSync, mkdirSync, open, openSync, readdirSync, readFileSync, unlink, unlinkSync, write, writeSync, writevSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 // CRC-32 (zlib's polynomial, the same values): a few times faster than node:zlib's on a read's bytes
@@ -480,8 +480,6 @@ export function decodeSegment(buf: Buffer): { entries: Entry[]; validBytes: numb
   while (pos + RECORD_HEADER_BYTES <= buf.length) {
     const len = buf.readUInt32LE(pos);
     const crc = buf.readUInt32LE(pos + 4);
-    // zeros: the unwritten rest of a segment written ahead (an empty body's CRC is 0 too)
-    if (len === 0) break;
     if (len > SPOOL_RECORD_BYTES_MAX || pos + RECORD_HEADER_BYTES + len > buf.length) break;
     const body = buf.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len);
     if (crc32(body) !== crc) break;
@@ -497,23 +495,10 @@ export function decodeSegment(buf: Buffer): { entries: Entry[]; validBytes: numb
   return { entries, validBytes: pos };
 }
 
-interface Segment { n: number; file: string; bytes: number; maxSeq: Map<string, number>; /** its snapshot (and name) are durable: older segments may go */ durable: boolean }
-
-/** The next segment, written ahead as zeros; used by a roll once it and its name are durable, else dropped. */
-interface Spare { n: number; file: string; fd: number; ready: boolean; dead: boolean; /** a request on its fd is in flight */ busy: boolean }
-
-/** zeros written per request when a spare segment is made */
-const SPARE_WRITE_BYTES = 1024 * 1024;
-
-/** Bytes of `buf` from `from` up to its last non-zero byte: a torn append in a segment written ahead, not its unwritten zeros. */
-function tornLength(buf: Buffer, from: number): number {
-  let end = buf.length;
-  while (end > from && buf[end - 1] === 0) end--;
-  return end - from;
-}
+interface Segment { n: number; file: string; bytes: number; maxSeq: Map<string, number> }
 
 /** A write of queued appends whose fdatasync may still run. */
-interface Commit { batch: Array<{ entries: Entry[]; resolve: () => void; reject: (e: Error) => void }>; bytes: number; synced: boolean; startUs: number; writtenUs: number; syncedUs: number; rode?: string[]; /** a roll's: this segment's snapshot becomes durable */ rolled?: Segment }
+interface Commit { batch: Array<{ entries: Entry[]; resolve: () => void; reject: (e: Error) => void }>; bytes: number; synced: boolean; startUs: number; writtenUs: number; syncedUs: number; rode?: string[] }
 
 export interface SpoolOptions { dir: string; quotaBytes: number; segmentBytes: number }
 
@@ -574,10 +559,6 @@ export class Spool {
   private writePos = 0;
   /** the live segment is full: it rolls once its commits are applied */
   private rollDue = false;
-  /** the segment after the live one, being written ahead or ready */
-  private spare: Spare | undefined;
-  /** making a spare failed in this segment (a full disk): the next roll creates its segment as it goes */
-  private spareFailed = false;
   private closed = false;
   /** called after an append made records durable */
   onRecords: (task: string) => void = () => {};
@@ -761,7 +742,6 @@ export class Spool {
     for (const c of this.commits.splice(0)) for (const b of c.batch) b.reject(e);
     for (const q of this.queue.splice(0)) q.reject(e);
     this.closed = true;
-    this.dropSpare();
     this.closeFd();
   }
 
@@ -813,7 +793,6 @@ export class Spool {
     this.writePos = at + data.length;
     // the segment rolls once the commits in it are applied: no commit starts in it meanwhile
     if (this.writePos >= this.opts.segmentBytes) this.rollDue = true;
-    else if (this.writePos >= this.opts.segmentBytes / 2) this.prepareSpare();
     const c: Commit = { batch, bytes: data.length, synced: false, startUs, writtenUs: this.onTiming ? nowUs() : 0, syncedUs: 0, ...(rode.length > 0 ? { rode } : {}) };
     this.commits.push(c);
     this.syncing++;
@@ -846,8 +825,7 @@ export class Spool {
         }
         for (const b of batch) b.resolve();
         this.commits.shift();
-        if (c.rolled) c.rolled.durable = true;
-        else if (this.onTiming) this.timing(c);
+        if (this.onTiming) this.timing(c);
         for (const task of touched) this.onRecords(task);
         // acks that brought the records in memory below their limit wake the readers
         if (wasFull && !this.full()) for (const fn of this.listeners) fn();
@@ -968,134 +946,35 @@ export class Spool {
     };
   }
 
-  /**
-   * Writes the next segment ahead: zeros up to segmentBytes, fdatasync, then the directory's fsync
-   * (its name), all off the main thread. A failure (a full disk) drops it; the roll then creates its
-   * segment as it goes. Disk use is the quota plus this one segment.
-   */
-  private prepareSpare(): void {
-    if (this.spare || this.spareFailed || this.closed || this.opts.segmentBytes < limits.agentSpoolPreallocMinBytes) return;
-    const n = (this.segments[this.segments.length - 1]?.n ?? 0) + 1;
-    const s: Spare = { n, file: this.segFile(n), fd: -1, ready: false, dead: false, busy: true };
-    this.spare = s;
-    const size = this.opts.segmentBytes;
-    const zeros = Buffer.alloc(Math.min(SPARE_WRITE_BYTES, size));
-    /** a request of the spare's returned: on to `then`, unless it failed or the spare was dropped meanwhile */
-    const step = (err: Error | null, then: () => void): void => {
-      s.busy = false;
-      if (!err && !s.dead) return then();
-      if (this.spare === s) {
-        this.spare = undefined;
-        if (err) this.spareFailed = true;
-      }
-      this.killSpare(s);
-    };
-    const run = (op: (cb: (err: Error | null) => void) => void, then: () => void): void => {
-      s.busy = true;
-      op((err) => step(err, then));
-    };
-    const zeroFrom = (at: number): void => {
-      if (at < size) return run((cb) => write(s.fd, zeros, 0, Math.min(zeros.length, size - at), at, cb), () => zeroFrom(at + zeros.length));
-      run((cb) => fdatasync(s.fd, cb), () => {
-        let dirFd = -1;
-        run((cb) => open(this.opts.dir, 'r', (err, fd) => { if (!err && s.dead) close(fd, () => cb(null)); else { dirFd = fd; cb(err); } }), () => {
-          run((cb) => fsync(dirFd, (err) => close(dirFd, () => cb(err))), () => { s.ready = true; });
-        });
-      });
-    };
-    // 'wx': a file of that name is not this spool's to overwrite
-    open(s.file, 'wx', (err, fd) => {
-      if (!err) s.fd = fd;
-      step(err, () => zeroFrom(0));
-    });
-  }
-
-  /**
-   * A spare that will not be used: closed and removed, now or when its request in flight returns. One
-   * that returns after the spool closed is only closed: a spool opened next in this directory may have
-   * taken its number (recovery removes a segment of zeros).
-   */
-  private killSpare(s: Spare, now = false): void {
-    s.dead = true;
-    if (s.busy || s.fd < 0) return;
-    const fd = s.fd;
-    s.fd = -1;
-    if (now) {
-      closeSync(fd);
-      try { unlinkSync(s.file); } catch { /* gone already */ }
-    } else {
-      close(fd, () => {});
-      if (!this.closed) unlink(s.file, () => {});
-    }
-  }
-
-  private dropSpare(): void {
-    const s = this.spare;
-    this.spare = undefined;
-    if (s) this.killSpare(s, true);
-  }
-
   private segFile(n: number): string {
     return path.join(this.opts.dir, `${String(n).padStart(10, '0')}.wal`);
   }
 
   /** Starts a new segment with a snapshot, durable before it is used. */
   private roll(): void {
-    const spare = this.spare;
-    this.spare = undefined;
-    this.spareFailed = false;
-    // a spare's zeros and name are durable: its snapshot overwrites blocks in place
-    const fromSpare = spare?.ready === true;
-    let n: number;
-    let file: string;
-    let fd: number;
-    if (spare && fromSpare) ({ n, file, fd } = spare);
-    else {
-      // one still being made is dropped (its number is skipped; recovery removes a segment of zeros)
-      if (spare) this.killSpare(spare);
-      n = Math.max(this.segments[this.segments.length - 1]?.n ?? 0, spare?.n ?? 0) + 1;
-      file = this.segFile(n);
-      fd = openSync(file, 'w+');
-    }
+    const n = (this.segments[this.segments.length - 1]?.n ?? 0) + 1;
+    const file = this.segFile(n);
+    const fd = openSync(file, 'w+');
     const snap = encodeEntry(this.snapshot());
     writeSync(fd, snap, 0, snap.length, 0);
+    fdatasyncSync(fd);
+    const dirFd = openSync(this.opts.dir, 'r');
+    fsyncSync(dirFd);
+    closeSync(dirFd);
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = fd;
-    const seg: Segment = { n, file, bytes: snap.length, maxSeq: new Map(), durable: false };
-    this.segments.push(seg);
+    this.segments.push({ n, file, bytes: snap.length, maxSeq: new Map() });
     this.writePos = snap.length;
-    // the snapshot (and a new file's name) become durable off the main thread, as a commit of their own:
-    // commits written after it apply after it, and older segments go only once it has
-    const c: Commit = { batch: [], bytes: 0, synced: false, startUs: 0, writtenUs: 0, syncedUs: 0, rolled: seg };
-    this.commits.push(c);
-    this.syncing++;
-    const done = (err: Error | null): void => {
-      this.syncing--;
-      if (err) return this.fail(err);
-      c.synced = true;
-      this.applySynced();
-    };
-    fdatasync(fd, (err) => {
-      if (err || fromSpare) return done(err);
-      open(this.opts.dir, 'r', (e1, dirFd) => {
-        if (e1) return done(e1);
-        fsync(dirFd, (e2) => close(dirFd, () => done(e2)));
-      });
-    });
   }
 
   /** Deletes the older segments every record of which is acknowledged (the acks are durable: they went through append). */
   private collect(): void {
-    // the state the older segments hold is in the live one's snapshot only once that is durable
-    if (!this.segments[this.segments.length - 1]?.durable) return;
     let freed = false;
     while (this.segments.length > 1) {
       const seg = this.segments[0];
       const done = [...seg.maxSeq].every(([task, seq]) => seq <= (this.acked.get(task) ?? -1));
       if (!done) break;
-      // off the main thread (freeing a segment's blocks is a journaled write): one left by a failure or a
-      // crash is replayed at the next start and removed then, as its records are all acknowledged
-      unlink(seg.file, () => {});
+      unlinkSync(seg.file);
       this.segments.shift();
       freed = true;
     }
@@ -1118,20 +997,12 @@ export class Spool {
     let tornBytes = 0;
     for (let i = 0; i < names.length; i++) {
       const file = path.join(this.opts.dir, names[i]);
-      let buf: Buffer;
-      try {
-        buf = readFileSync(file);
-      } catch (err) {
-        // removed meanwhile by a spool closed in this process (its unlink runs off the main thread)
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw err;
-      }
+      const buf = readFileSync(file);
       const { entries: es, validBytes } = decodeSegment(buf);
-      const seg: Segment = { n: Number(names[i].slice(0, 10)), file, bytes: validBytes, maxSeq: new Map(), durable: true };
+      const seg: Segment = { n: Number(names[i].slice(0, 10)), file, bytes: validBytes, maxSeq: new Map() };
       if (validBytes < buf.length) {
-        // a torn append: only the last segment can have one (a new segment starts after a synced roll);
-        // the zeros after it are the unwritten part of a segment written ahead
-        tornBytes += buf.length === this.opts.segmentBytes && this.opts.segmentBytes >= limits.agentSpoolPreallocMinBytes ? tornLength(buf, validBytes) : buf.length - validBytes;
+        // a torn append: only the last segment can have one (a new segment starts after a synced roll)
+        tornBytes += buf.length - validBytes;
         const fd = openSync(file, 'r+');
         ftruncateSync(fd, validBytes);
         fdatasyncSync(fd);
@@ -1156,7 +1027,6 @@ export class Spool {
 
   close(): void {
     this.closed = true;
-    this.dropSpare();
     if (this.deferred) { clearTimeout(this.deferred.timer); this.deferred = undefined; this.schedule(); }
     // the last fdatasync in flight closes the fd when it returns
     if (this.commits.length === 0) this.closeFd();

@@ -118,12 +118,6 @@ export const limits = {
    * due to send, any other entry, or agentSpoolCommitEarlyBytes queued commit at once.
    */
   agentSpoolCommitGapMs: 5,
-  /**
-   * spool segments of at least this size get their successor written ahead as zeros and synced: an
-   * fdatasync of blocks overwritten in place needs no journal commit, which on ext4 waits for every
-   * other file's pending writes (1 MiB commits beside a busy writer: 5–6 ms against 0.6 ms)
-   */
-  agentSpoolPreallocMinBytes: 1024 * 1024,
   /** queued record bytes that commit at once, however recent the last commit (a reader in a backlog) */
   agentSpoolCommitEarlyBytes: 256 * 1024,
   /**
