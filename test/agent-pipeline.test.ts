@@ -11,6 +11,7 @@ import path from 'node:path';
 import { type AgentProc, readTopic, startAgent, type TopicRecord } from './helpers/agent.js';
 import { waitUntil } from './helpers/bridge.js';
 import { PipelinedProduces } from '../src/gateway/pipelined.js';
+import { limits } from '../src/runtime/limits.js';
 import { BATCH_CONTENT_TYPE } from '../src/protocol/batch.js';
 import { batchOf, duplicateOf, nodeRequest, RawBatch } from '../src/agent/shipper.js';
 import { decodeSegment } from '../src/agent/spool.js';
@@ -198,6 +199,33 @@ describe('agent: pipelined shipping', () => {
     // a predecessor that is not being parsed here (answered, or never came): no wait
     await p.arrive('p\0t\u00000', '30').after('10');
     await p.arrive('p\0t\u00000', '40').after('999');
+  });
+
+  it('the first request of a producer+sequence holds the place (a second one, before authentication, cannot take it), and a wait is bounded', async () => {
+    const p = new PipelinedProduces();
+    const real = p.arrive('p\0t\u00000', '0');
+    const other = p.arrive('p\0t\u00000', '0');
+    const next = p.arrive('p\0t\u00000', '1');
+    let went = false;
+    const waiting = next.after('0').then(() => { went = true; });
+    // the second one giving up does not release the successor of the first
+    other.done();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(went).toBe(false);
+    real.done();
+    await waiting;
+    expect(went).toBe(true);
+    // a predecessor that never ends: the wait ends after producePredecessorWaitMs
+    const wait = limits.producePredecessorWaitMs;
+    (limits as { producePredecessorWaitMs: number }).producePredecessorWaitMs = 50;
+    try {
+      p.arrive('q\0t\u00000', '0');
+      const t0 = Date.now();
+      await p.arrive('q\0t\u00000', '1').after('0');
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(40);
+    } finally {
+      (limits as { producePredecessorWaitMs: number }).producePredecessorWaitMs = wait;
+    }
   });
 
   it('a produce answer is read for its duplicate flag without parsing it, as the node writes it', async () => {

@@ -326,6 +326,8 @@ describe('bad input gets a clear error and changes nothing', () => {
     ['no NDJSON lines', 'POST', '/v1/topics/orders/records', '\n', 400, 'INVALID_ARGUMENT', { 'content-type': 'application/x-ndjson' }],
     ['sequence without producerId', 'POST', '/v1/topics/orders/records?partition=0&sequence=3', [{ value: 'x' }], 400, 'BAD_REQUEST'],
     ['producerId without sequence', 'POST', '/v1/topics/orders/records?partition=0&producerId=p', [{ value: 'x' }], 400, 'BAD_REQUEST'],
+    // a batch naming itself (or a later one) as its predecessor would wait on itself
+    ['previousSequence not below sequence', 'POST', '/v1/topics/orders/records?partition=0&producerId=p&sequence=5&previousSequence=5', [{ value: 'x' }], 400, 'INVALID_ARGUMENT'],
     // JSON integers are JSON numbers (docs/security.md, Strict parsing), and unknown fields are refused
     ['commit offset as a string', 'POST', '/v1/groups/g/offsets', { topic: 'orders', partition: 0, offset: '0' }, 400, 'INVALID_OFFSET'],
     ['commit without offset', 'POST', '/v1/groups/g/offsets', { topic: 'orders', partition: 0 }, 400, 'INVALID_OFFSET'],

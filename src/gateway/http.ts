@@ -83,6 +83,8 @@ const BAD_PERCENT = /%(?![0-9A-Fa-f]{2})/;
 export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: ParsePool, log: Logger, metrics: Metrics, auth: Authenticator): void {
   const pipelined = new PipelinedProduces();
   const routes = buildRoutes(node, parsePool, auth);
+  // a route name misspelt in QUERY_PARAMS would refuse that route's every parameter
+  for (const name of Object.keys(QUERY_PARAMS)) if (!routes.some((r) => r.name === name)) throw new Error(`QUERY_PARAMS names no route: ${name}`);
 
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();
@@ -106,7 +108,9 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
     const releaseBody = () => { if (held > 0) { node.memory.give(held); held = 0; } };
     /** set once the route is known: a pipelined produce's place, given up however the request ends */
     let turn: Turn | undefined;
-    res.onAborted(() => { aborted = true; releaseBody(); turn?.done(); });
+    /** the handler is on its way: it gives the turn up itself, after it submitted (an abort now must not let the next batch overtake) */
+    let submitting = false;
+    res.onAborted(() => { aborted = true; releaseBody(); if (!submitting) turn?.done(); });
     if (lengths > 1 || (lengths > 0 && codings !== '') || (codings !== '' && codings.trim().toLowerCase() !== 'chunked')) {
       metrics.httpRefused.inc({ reason: 'framing' });
       res.close();
@@ -187,6 +191,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       // A turn later: a pipelined request that uWS refused meanwhile has aborted this one (above).
       setImmediate(() => {
         if (aborted) { metrics.httpRefused.inc({ reason: 'closed' }); return; }
+        submitting = true;
         const partial = { method, segments, rest, query, body, contentType, accept, fromBrowser, ...(turn ? { turn } : {}) };
         const caller = match.need === 'public'
           ? Promise.resolve(auth.open ? auth.authenticateOpen() : PUBLIC)
@@ -507,6 +512,10 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       const previous = req.query.get('previousSequence');
       // as in a produce frame: a sequence means nothing without its producer, and the other way round
       if ((producerId === null) !== (req.query.get('sequence') === null)) throw new ChicagoError('BAD_REQUEST', `'producerId' and 'sequence' go together`);
+      const sequence = producerId !== null ? decimalParam('sequence', req.query.get('sequence'), 0, Number.MAX_SAFE_INTEGER) : undefined;
+      const previousSequence = previous !== null ? decimalParam('previousSequence', previous, 0, Number.MAX_SAFE_INTEGER) : undefined;
+      // a batch comes after the one it names: naming itself or a later one would wait on itself
+      if (sequence !== undefined && previousSequence !== undefined && previousSequence >= sequence) throw new ChicagoError('INVALID_ARGUMENT', 'previousSequence', `${previousSequence} (must be below sequence ${sequence})`);
       const turn = req.turn;
       try {
         const records = batch ? undefined : await parsePool.parse(req.body, req.contentType);
@@ -517,8 +526,8 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
         const opts: ProduceOptions = {
           acks: acksOf(req.query, 'all'),
           ...(partition !== null ? { partition: decimalParam('partition', partition, 0, limits.topicPartitionsMax - 1) } : {}),
-          ...(producerId !== null ? { producerId, sequence: decimalParam('sequence', req.query.get('sequence'), 0, Number.MAX_SAFE_INTEGER) } : {}),
-          ...(previous !== null ? { previousSequence: decimalParam('previousSequence', previous, 0, Number.MAX_SAFE_INTEGER) } : {}),
+          ...(producerId !== null ? { producerId, sequence } : {}),
+          ...(previousSequence !== undefined ? { previousSequence } : {}),
           ...(acceptsType(req.accept, PRODUCE_RANGES_TYPE) ? { ranges: true } : {}),
         };
         const r = batch ? node.produceBatch(req.segments[2], batch, opts) : node.produce(req.segments[2], records!, opts);

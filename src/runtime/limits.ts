@@ -92,6 +92,8 @@ export const limits = {
   /** how long a caught-up tail on a node that does not lead its partition long-polls the leader;
    *  also the longest a tail waits to notice that leadership came to its node */
   remoteTailWaitMs: 1_000,
+  /** a pipelined produce waits at most this long for the request it names as its predecessor (gateway/pipelined.ts) */
+  producePredecessorWaitMs: 10_000,
   /**
    * appends answered before readers may see them (acks one/none in a cluster), kept per watched
    * stream to push to its tails once confirmed; full → the oldest is dropped and tails read it
