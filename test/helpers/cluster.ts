@@ -253,7 +253,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
             const n = nodes.find((x) => x.id === r);
             if (!n || n.state !== 'running') return { node: r, seq: -1, digest: `unreachable (${n?.state ?? 'unknown node'})` };
             try {
-              const d = await fetchJson(`${n.url}/v1/debug/partitions/${p.id}/digest?replica=local`);
+              const d = await fetchJson(`${n.url}/v1/debug/partitions/${p.id}/digest`);
               return { node: r, seq: Number(d.seq), digest: String(d.digest) };
             } catch (err) {
               return { node: r, seq: -1, digest: `error: ${(err as Error).message}` };
