@@ -6,14 +6,11 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 import path from 'node:path';
 
 const SLOWEST_FIRST = [
-  'sim', 'nemesis', 'agent', 'failover', 'bench', 'bridge-eos', 'pack', 'security', 'durability', 'agent-files',
-  'cli-bridge', 'guard-memory', 'agent-scripts', 'agent-cluster', 'disk-full', 'bridge-kafka-restart', 'cli',
-  'guard-net', 'agent-pipeline', 'agent-journald-e2e', 'fuzz-edge', 'agent-files-bad', 'node', 'console', 'contract',
-  'cluster-idle', 'topic-alter-partitions', 'guard', 'package', 'agent-health', 'cluster-etcd', 'groups-cluster',
-  'bridge', 'cluster-client', 'tls', 'producer-pipeline-cluster', 'guard-group', 'anti-entropy', 'http-body', 'memory',
-  'groups', 'guard-crs', 'idle', 'group-delete', 'single-copy', 'checker', 'browser-json', 'browser', 'placement',
-  'gateway-gc', 'producer-pipeline', 'batch-family', 'agent-bytes', 'guard-crs-libinjection', 'frames', 'client',
-  'ws-json', 'examples-python', 'server-semi-space', 'agent-hop', 'tail-coalesce', 'produce-inline', 'produce-ranges',
+  'cli', 'sim', 'nemesis', 'agent', 'agent-scripts', 'disk-full', 'agent-health', 'guard', 'bridge-kafka-restart',
+  'security', 'durability', 'cli-bridge', 'guard-crs', 'agent-pipeline', 'memory', 'node', 'agent-files', 'failover',
+  'bench', 'bridge-eos', 'fuzz-edge', 'agent-files-bad', 'agent-cluster', 'package', 'contract', 'groups',
+  'topic-alter-partitions', 'console', 'idle', 'agent-journald-e2e', 'tls', 'guard-crs-libinjection', 'bridge',
+  'cluster-etcd', 'guard-group', 'frames', 'guard-unit', 'producer-pipeline', 'client', 'guard-net',
 ];
 const rank = new Map(SLOWEST_FIRST.map((name, i) => [`${name}.test.ts`, i]));
 
