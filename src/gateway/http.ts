@@ -83,8 +83,6 @@ const BAD_PERCENT = /%(?![0-9A-Fa-f]{2})/;
 export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: ParsePool, log: Logger, metrics: Metrics, auth: Authenticator): void {
   const pipelined = new PipelinedProduces();
   const routes = buildRoutes(node, parsePool, auth);
-  // a route name misspelt in QUERY_PARAMS would refuse that route's every parameter
-  for (const name of Object.keys(QUERY_PARAMS)) if (!routes.some((r) => r.name === name)) throw new Error(`QUERY_PARAMS names no route: ${name}`);
 
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();
@@ -184,7 +182,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
     // A pipelined batch takes its place when its headers come, not once its body is in: over several
     // connections a later batch's body may be read first, and would reach the partition before the one
     // it names as its predecessor (refused as a gap, then sent again).
-    const producerId = match.name === PRODUCE_ROUTE ? query.get('producerId') : null;
+    const producerId = match.name === `POST ${PRODUCE_PATH}` ? query.get('producerId') : null;
     if (producerId !== null) turn = pipelined.arrive(`${producerId}\0${segments[2]}\0${query.get('partition')}`, query.get('sequence'));
 
     const run = (body: Buffer) => {
@@ -288,21 +286,11 @@ function checkNeed(auth: Authenticator, need: Need, req: Request): void {
 
 // ---- routing ----
 
-/** the produce route: its pipelined batches take their place when their headers come */
-const PRODUCE_ROUTE = 'POST /v1/topics/:t/records';
+/** the produce route's path: its pipelined batches take their place when their headers come */
+const PRODUCE_PATH = '/v1/topics/:t/records';
 
 interface Route { method: string; pattern: string[]; name: string; need: Need; handler: Handler; params: ReadonlySet<string> }
 
-/** The query parameters a route takes; any other is refused: a misspelt one (`ofset=3`) would otherwise be ignored silently. */
-const QUERY_PARAMS: Readonly<Record<string, readonly string[]>> = {
-  'PUT /v1/kv/:ks/**': ['ttl', 'acks'],
-  'DELETE /v1/kv/:ks/**': ['acks'],
-  'GET /v1/kv/:ks': ['prefix', 'after', 'limit'],
-  'POST /v1/topics/:t/records': ['partition', 'producerId', 'sequence', 'previousSequence', 'acks'],
-  'GET /v1/topics/:t/records': ['partition', 'offset', 'since', 'tailBytes', 'from', 'maxRecords', 'maxBytes', 'waitMs'],
-  'GET /v1/groups': ['limit'],
-  'GET /v1/groups/:g/offsets': ['topic'],
-};
 
 /** The first query parameter `params` does not hold, refused with the ones it does. */
 function checkParams(query: URLSearchParams, params: ReadonlySet<string>, route: string): void {
@@ -324,9 +312,12 @@ function matchRoute(routes: Route[], method: string, segs: string[]): { name: st
   return { error: pathMatched ? new ChicagoError('METHOD_NOT_ALLOWED', method, '/' + segs.join('/')) : new ChicagoError('ROUTE_NOT_FOUND', method, '/' + segs.join('/')) };
 }
 
-function route(method: string, path: string, need: Need, handler: Handler): Route {
-  const name = `${method} ${path}`;
-  return { method, pattern: path.split('/').filter(Boolean), name, need, handler, params: new Set(QUERY_PARAMS[name] ?? []) };
+/**
+ * A route and the query parameters it takes; any other is refused: a misspelt one (`ofset=3`) would
+ * otherwise be ignored silently.
+ */
+function route(method: string, path: string, need: Need, handler: Handler, params: readonly string[] = []): Route {
+  return { method, pattern: path.split('/').filter(Boolean), name: `${method} ${path}`, need, handler, params: new Set(params) };
 }
 
 // ---- parameters and bodies ----
@@ -440,7 +431,7 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       });
       // acks=none is accepted, not done: 202, as a produce with acks=none answers
       return json(r, acks === 'none' ? 202 : 200);
-    }),
+    }, ['ttl', 'acks']),
     route('GET', '/v1/kv/:ks/**', ks('read'), async (req) => {
       const e = await node.kvGet(req.segments[2], keyOf(req));
       if (!e) throw new ChicagoError('NOT_FOUND', 'key');
@@ -449,7 +440,7 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
     route('DELETE', '/v1/kv/:ks/**', ks('write'), async (req) => {
       const acks = acksOf(req.query, 'all');
       return json(await node.kvDelete(req.segments[2], keyOf(req), { acks }), acks === 'none' ? 202 : 200);
-    }),
+    }, ['acks']),
     route('GET', '/v1/kv/:ks', ks('read'), async (req) => {
       const prefix = req.query.get('prefix');
       const after = req.query.get('after');
@@ -460,7 +451,7 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       });
       const items = r.items.map((e) => ({ ...bytesJson('key', e.key), ...bytesJson('value', e.value), version: e.version }));
       return json({ items, ...(r.next ? bytesJson('next', r.next) : {}) });
-    }),
+    }, ['prefix', 'after', 'limit']),
 
     route('POST', '/v1/topics', authenticated, async (req) => {
       const spec = jsonBody(req) as Record<string, unknown>;
@@ -502,7 +493,7 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       });
       return json({ ...info, partitionCount: info.partitions });
     }),
-    route('POST', PRODUCE_ROUTE.slice('POST '.length), (req) => topicWriteNeed(req.segments[2]), async (req) => {
+    route('POST', PRODUCE_PATH, (req) => topicWriteNeed(req.segments[2]), async (req) => {
       // one record batch as the body: validated here, in place, and handed on as it is (given:
       // nothing here reads the body again)
       const batch = mediaType(req) === BATCH_CONTENT_TYPE ? checkBatch(req.body, true) : undefined;
@@ -539,7 +530,7 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       } finally {
         turn?.done();
       }
-    }),
+    }, ['partition', 'producerId', 'sequence', 'previousSequence', 'acks']),
     route('GET', '/v1/topics/:t/records', topic('read'), async (req) => {
       const opts = {
         from: startOf(req.query),
@@ -562,13 +553,13 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
         };
       }
       return json({ records: r.records.map(recordJson), nextOffset: r.nextOffset, startOffset: r.startOffset, endOffset: r.endOffset });
-    }),
+    }, ['partition', 'offset', 'since', 'tailBytes', 'from', 'maxRecords', 'maxBytes', 'waitMs']),
 
     // the groups with committed offsets; a token sees those it may use
     route('GET', '/v1/groups', authenticated, async (req) => {
       const names = await node.groupNames(intParam(req.query, 'limit', limits.groupNamesMax, 1, limits.groupNamesMax));
       return json({ groups: names.filter((g) => auth.may(req.who, 'group', 'use', g)) });
-    }),
+    }, ['limit']),
     route('POST', '/v1/groups/:g/offsets', (req) => ['group', 'use', req.segments[2]], async (req) => {
       const b = jsonBody(req) as Record<string, unknown>;
       if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new ChicagoError('BAD_REQUEST', 'body must be {"topic","partition","offset"}');
@@ -583,7 +574,7 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
     route('GET', '/v1/groups/:g/offsets', (req) => ['group', 'use', req.segments[2]], async (req) => {
       const topic = req.query.get('topic');
       return json({ group: req.segments[2], offsets: await node.groupOffsets(req.segments[2], topic || undefined) });
-    }),
+    }, ['topic']),
     route('GET', '/v1/groups/:g/members', (req) => ['group', 'use', req.segments[2]], async (req) => json(await node.groupMembers(req.segments[2]))),
     route('DELETE', '/v1/groups/:g', (req) => ['group', 'use', req.segments[2]], async (req) => json({ group: req.segments[2], ...await node.groupDelete(req.segments[2]) })),
   ];
