@@ -7,7 +7,7 @@ import path from 'node:path';
 
 const SLOWEST_FIRST = [
   'cli', 'sim', 'nemesis', 'agent', 'agent-scripts', 'disk-full', 'agent-health', 'guard', 'bridge-kafka-restart',
-  'security', 'durability', 'cli-bridge', 'guard-crs', 'agent-pipeline', 'memory', 'node', 'agent-files', 'failover',
+  'security', 'pack', 'durability', 'cli-bridge', 'guard-crs', 'agent-pipeline', 'memory', 'node', 'agent-files', 'failover',
   'bench', 'bridge-eos', 'fuzz-edge', 'agent-files-bad', 'agent-cluster', 'package', 'contract', 'groups',
   'topic-alter-partitions', 'console', 'idle', 'agent-journald-e2e', 'tls', 'guard-crs-libinjection', 'bridge',
   'cluster-etcd', 'guard-group', 'frames', 'guard-unit', 'producer-pipeline', 'client', 'guard-net',
