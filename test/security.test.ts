@@ -344,13 +344,45 @@ describe('exact HTTP, one owner, strict parsing (raw sockets, real node)', () =>
     expect(m.text).toMatch(/chicago_http_refused_total\{reason="framing"\} [1-9]/);
   });
 
-  it('answers unsupported methods with 405 and a coded body', async () => {
-    for (const method of ['PATCH', 'TRACE', 'HEAD']) {
+  it('answers unsupported methods with 405, a coded body and the methods the route takes', async () => {
+    for (const method of ['PATCH', 'TRACE']) {
       const r = await rawHttp(node.port, `${method} /v1/topics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
       expect([method, r.text.split('\r\n')[0]]).toEqual([method, 'HTTP/1.1 405 Method Not Allowed']);
+      expect(r.text).toMatch(/\r\nallow: POST, GET, HEAD\r\n/i);
     }
     const r = await rawHttp(node.port, 'PATCH /v1/topics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     expect(r.text).toContain('"code":"METHOD_NOT_ALLOWED"');
+    const h = await rawHttp(node.port, 'HEAD /v1/kv/raw/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(h.text.split('\r\n')[0]).toBe('HTTP/1.1 404 Not Found');
+  });
+
+  it('answers HEAD of a GET route with its headers and length and no body, on a connection that stays usable', async () => {
+    await http(node.url, 'PUT', '/v1/kv/raw/headed', 'twelve bytes');
+    const gets = await Promise.all(['/v1/kv/raw/headed', '/v1/health', '/ui'].map(async (p) => {
+      const g = await fetch(node.url + p, { headers: { 'accept-encoding': 'identity' } });
+      return { p, status: g.status, type: g.headers.get('content-type'), length: (await g.arrayBuffer()).byteLength };
+    }));
+    // three HEADs and a GET on one keep-alive connection: each answer ends at its headers
+    const sock = net.connect(node.port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    let text = '';
+    sock.on('data', (d) => { text += d.toString('latin1'); });
+    for (const [i, g] of gets.entries()) {
+      sock.write(`HEAD ${g.p} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      await waitUntil(`answer ${i}`, () => (text.match(/\r\n\r\n/g) ?? []).length === i + 1, 5_000, 5);
+    }
+    sock.write('GET /v1/kv/raw/headed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await new Promise((r) => sock.once('close', r));
+    const answers = text.split(/(?=HTTP\/1\.1 )/);
+    expect(answers).toHaveLength(4);
+    for (const [i, g] of gets.entries()) {
+      const [head, body] = answers[i]!.split('\r\n\r\n');
+      expect([g.p, head!.split('\r\n')[0]]).toEqual([g.p, `HTTP/1.1 ${g.status} OK`]);
+      expect([g.p, /content-length: (\d+)/i.exec(head!)?.[1]]).toEqual([g.p, String(g.length)]);
+      expect([g.p, /content-type: ([^\r]+)/i.exec(head!)?.[1]]).toEqual([g.p, g.type]);
+      expect([g.p, body]).toEqual([g.p, '']);
+    }
+    expect(answers[3]).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*\r\n\r\ntwelve bytes$/);
   });
 
   it('refuses rather than rewrites: integers, names, keys, header names and Unicode', async () => {

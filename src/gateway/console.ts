@@ -73,16 +73,22 @@ export function consoleReply(assets: Map<string, ConsoleAsset>, url: string, ifN
   };
 }
 
-/** GET /ui and /ui/*: registered before the catch-all HTTP route. */
+/** GET and HEAD /ui and /ui/*: registered before the catch-all HTTP route. */
 export function attachConsole(app: uWS.TemplatedApp, assets: Map<string, ConsoleAsset>): void {
-  const serve = (res: uWS.HttpResponse, req: uWS.HttpRequest) => {
+  const serve = (head: boolean) => (res: uWS.HttpResponse, req: uWS.HttpRequest) => {
+    // uWS counts a response ended without a body as answered only with an abort handler attached
+    if (head) res.onAborted(() => {});
     const reply = consoleReply(assets, req.getUrl(), req.getHeader('if-none-match'), req.getHeader('accept-encoding'));
     res.cork(() => {
       res.writeStatus(reply.status);
       for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v);
-      res.end(reply.body);
+      // HEAD: GET's headers and Content-Length, no body (RFC 9110 9.3.2)
+      if (head) res.writeHeader('content-length', String(typeof reply.body === 'string' ? Buffer.byteLength(reply.body) : reply.body.byteLength)).endWithoutBody();
+      else res.end(reply.body);
     });
   };
-  app.get('/ui', serve);
-  app.get('/ui/*', serve);
+  app.get('/ui', serve(false));
+  app.get('/ui/*', serve(false));
+  app.head('/ui', serve(true));
+  app.head('/ui/*', serve(true));
 }

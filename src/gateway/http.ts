@@ -86,6 +86,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
 
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();
+    const head = method === 'HEAD';
     const url = req.getUrl();
     const rawQuery = req.getQuery() ?? '';
     const contentType = req.getHeader('content-type');
@@ -129,7 +130,10 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
         if (reply.contentType) res.writeHeader('content-type', reply.contentType);
         for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
         if (cors) res.writeHeader('access-control-allow-origin', cors).writeHeader('vary', 'Origin').writeHeader('access-control-expose-headers', EXPOSED_HEADERS);
-        res.end(reply.body);
+        // HEAD: the headers GET would send, its Content-Length included, and no body (RFC 9110 9.3.2);
+        // the length is written by hand: endWithoutBody(length) leaves a keep-alive connection waiting for it
+        if (head) res.writeHeader('content-length', String(typeof reply.body === 'string' ? Buffer.byteLength(reply.body) : reply.body.byteLength)).endWithoutBody();
+        else res.end(reply.body);
       });
       const code = reply.status >= 400 && typeof reply.body === 'string' && reply.body.startsWith('{"error"')
         ? (JSON.parse(reply.body) as { error: { code: string } }).error.code : String(reply.status);
@@ -171,7 +175,12 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       return;
     }
     const match = matchRoute(routes, method, segments);
-    if ('error' in match) { respond(errorReply(match.error)); return; }
+    if ('error' in match) {
+      const reply = errorReply(match.error);
+      if (match.allow) reply.headers = { allow: match.allow };
+      respond(reply);
+      return;
+    }
     routeName = match.name;
     try {
       checkParams(query, match.params, match.name);
@@ -299,17 +308,24 @@ function checkParams(query: URLSearchParams, params: ReadonlySet<string>, route:
   }
 }
 
-function matchRoute(routes: Route[], method: string, segs: string[]): { name: string; need: Need; handler: Handler; params: ReadonlySet<string> } | { error: ChicagoError } {
-  let pathMatched = false;
+function matchRoute(routes: Route[], method: string, segs: string[]): { name: string; need: Need; handler: Handler; params: ReadonlySet<string> } | { error: ChicagoError; allow?: string } {
+  const allowed: string[] = [];
+  // HEAD runs the GET route (its handlers only read); the body is left out when answering
+  const wanted = method === 'HEAD' ? 'GET' : method;
   for (const r of routes) {
     const rest = r.pattern[r.pattern.length - 1] === '**';
     const fixed = rest ? r.pattern.slice(0, -1) : r.pattern;
     if (rest ? segs.length <= fixed.length : segs.length !== fixed.length) continue;
     if (!fixed.every((p, i) => (p.startsWith(':') && segs[i] !== '') || p === segs[i])) continue;
-    pathMatched = true;
-    if (r.method === method) return r;
+    if (r.method === wanted) return r;
+    allowed.push(r.method);
+    if (r.method === 'GET') allowed.push('HEAD');
   }
-  return { error: pathMatched ? new ChicagoError('METHOD_NOT_ALLOWED', method, '/' + segs.join('/')) : new ChicagoError('ROUTE_NOT_FOUND', method, '/' + segs.join('/')) };
+  const target = '/' + segs.join('/');
+  // a 405 says which methods the resource has (RFC 9110 15.5.6)
+  return allowed.length > 0
+    ? { error: new ChicagoError('METHOD_NOT_ALLOWED', method, target), allow: [...new Set(allowed)].join(', ') }
+    : { error: new ChicagoError('ROUTE_NOT_FOUND', method, target) };
 }
 
 /**
