@@ -1,7 +1,7 @@
 // The agent's record-batch buffers (shipper.ts BatchBuffers): reused only once given back, bounded,
 // and dropped when the agent goes idle.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { BatchBuffers, encodeShipBatch } from '../src/agent/shipper.js';
+import { BatchBuffers, encodeShipBatch, shippedValueBytes } from '../src/agent/shipper.js';
 import { limits } from '../src/runtime/limits.js';
 import type { Span } from '../src/agent/spool.js';
 
@@ -51,5 +51,15 @@ describe('agent batch buffers', () => {
     const reused = encodeShipBatch([span(7)], 1000, pool.take);
     expect(reused.buffer).toBe(dirty.buffer);
     expect(reused.equals(fresh)).toBe(true);
+  });
+
+  it('counts the value bytes of lines read as byte ranges without the newlines between them', () => {
+    const data = Buffer.from('first line\nsecond\r\na third\n');
+    const vb = { data, starts: Uint32Array.of(0, 11, 19), ends: Uint32Array.of(10, 17, 26) };
+    const span = (): Span => ({ e: { t: 'recs', task: 't', topic: 'x', seq: 1, h: { host: 'h' }, v: [], vb, a: 1 }, i: 0, j: 3 }) as unknown as Span;
+    const encoded = [span()];
+    encodeShipBatch(encoded, 1000);
+    expect(shippedValueBytes(encoded)).toBe(10 + 6 + 7); // as the encoder counted them
+    expect(shippedValueBytes([span()])).toBe(10 + 6 + 7); // counted again (not encoded here)
   });
 });

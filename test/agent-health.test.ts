@@ -216,7 +216,11 @@ status: { listen: '127.0.0.1:0' }
     expect(st.stdout).toContain(`agent host=${HOST}`);
     expect(st.stdout).toMatch(/alerts firing: 2 \(webhook sent=\d+ failedAttempts=1 /);
     expect(st.stdout).toMatch(/^app\s+health-app-logs\s+5\s/m);
-    const metrics = await (await fetch(`${statusUrl}/metrics`)).text();
+    const scrape = async () => (await fetch(`${statusUrl}/metrics`)).text();
+    await waitUntil('the five app lines acknowledged', async () => /^chicago_agent_records_shipped_total\{task="app"\} 5$/m.test(await scrape()), 10_000);
+    const metrics = await scrape();
+    // the lines' own bytes (7 + 11 + 11 + 2 + 13), not their newlines
+    expect(metrics).toMatch(/^chicago_agent_bytes_shipped_total\{task="app"\} 44$/m);
     expect(metrics).toMatch(/^chicago_agent_alerts_firing 2$/m);
     expect(metrics).toMatch(/^chicago_agent_lines_read_total\{task="app"\} 5$/m);
     expect(metrics).toMatch(/^chicago_agent_webhook_failed_attempts_total 1$/m);

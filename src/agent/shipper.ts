@@ -293,7 +293,7 @@ export class Shipper {
       this.stats.batches++;
       this.stats.records += f.to - f.from + 1;
       // value bytes (base64 text for binary values), for the agent's metrics
-      this.stats.bytes += lastValueBytes.get(records) ?? valueBytesOf(records);
+      this.stats.bytes += shippedValueBytes(records);
       if (res.duplicate) this.stats.duplicates++;
       this.stats.lastAckMs = Date.now();
       onAck();
@@ -540,10 +540,16 @@ const NONE = new PendingRecords();
 /** value bytes of the batches encoded and not acknowledged yet (metrics without measuring each value again) */
 const lastValueBytes = new WeakMap<Span[], number>();
 
+/** value bytes of a batch's records, as the agent's metrics count them (base64 text for binary values) */
+export function shippedValueBytes(spans: Span[]): number {
+  return lastValueBytes.get(spans) ?? valueBytesOf(spans);
+}
+
 function valueBytesOf(spans: Span[]): number {
   let n = 0;
   for (const { e, i, j } of spans) {
-    if (e.vb) n += e.vb.ends[j - 1] - e.vb.starts[i];
+    // the lines' own bytes: a range from the first start to the last end would count the newlines between them
+    if (e.vb) for (let k = i; k < j; k++) n += e.vb.ends[k] - e.vb.starts[k];
     else for (let k = i; k < j; k++) n += Buffer.byteLength(e.v[k]);
   }
   return n;
@@ -676,11 +682,11 @@ export function encodeShipBatch(spans: Span[], timestampMs: number, alloc: (byte
         }
         const vl = ends[k] - starts[k];
         valLens[idx] = vl;
+        textBytes += vl;
         const body = fixed + varintBytes(idx) + varintBytes(vl) + vl + digits;
         recLens[idx] = body;
         total += varintBytes(body) + body;
       }
-      textBytes += ends[j - 1] - starts[i];
       continue;
     }
     const b64 = e.b64 ? new Set(e.b64) : undefined;
