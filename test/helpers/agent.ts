@@ -83,19 +83,32 @@ export function startWriter(file: string, prefix: string, lines: number, perSec:
 export interface TopicRecord { partition: number; offset: number; key?: string | null; value: string; headers: Record<string, string> }
 
 /** Every record of a topic, all partitions. */
-export async function readTopic(url: string, topic: string): Promise<TopicRecord[]> {
-  const meta = (await (await fetch(`${url}/v1/topics/${topic}`)).json()) as { partitionCount: number };
-  const out: TopicRecord[] = [];
-  for (let p = 0; p < meta.partitionCount; p++) {
-    let offset = 0;
-    for (let i = 0; i < 100_000; i++) {
-      const res = await fetch(`${url}/v1/topics/${topic}/records?partition=${p}&offset=${offset}&maxRecords=10000`);
-      if (res.status === 416) break;
-      const body = (await res.json()) as { records: TopicRecord[]; nextOffset: number; endOffset: number };
-      out.push(...body.records);
-      offset = body.nextOffset;
-      if (offset >= body.endOffset || body.records.length === 0) break;
+export function readTopic(url: string, topic: string): Promise<TopicRecord[]> {
+  return topicReader(url, topic)();
+}
+
+/**
+ * A reader of a topic for polls: each call answers what readTopic would (every record, partition
+ * by partition), fetching only what was appended since its last call. A log only grows here, so a
+ * poll costs what is new, not the whole topic again.
+ */
+export function topicReader(url: string, topic: string): () => Promise<TopicRecord[]> {
+  const read: TopicRecord[][] = [];
+  const next: number[] = [];
+  return async () => {
+    const meta = (await (await fetch(`${url}/v1/topics/${topic}`)).json()) as { partitionCount: number };
+    for (let p = 0; p < meta.partitionCount; p++) {
+      read[p] ??= [];
+      let offset = next[p] ?? 0;
+      for (let i = 0; i < 100_000; i++) {
+        const res = await fetch(`${url}/v1/topics/${topic}/records?partition=${p}&offset=${offset}&maxRecords=10000`);
+        if (res.status === 416) break;
+        const body = (await res.json()) as { records: TopicRecord[]; nextOffset: number; endOffset: number };
+        for (const r of body.records) read[p].push(r);
+        offset = next[p] = body.nextOffset;
+        if (offset >= body.endOffset || body.records.length === 0) break;
+      }
     }
-  }
-  return out;
+    return read.slice(0, meta.partitionCount).flat();
+  };
 }
