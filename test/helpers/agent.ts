@@ -93,22 +93,33 @@ export function readTopic(url: string, topic: string): Promise<TopicRecord[]> {
  * poll costs what is new, not the whole topic again.
  */
 export function topicReader(url: string, topic: string): () => Promise<TopicRecord[]> {
-  const read: TopicRecord[][] = [];
+  return recordsReader(url, topic, (r) => r, 10_000);
+}
+
+/** A record as GET /v1/topics/NAME/records answers it */
+export interface WireRecord extends TopicRecord { valueEncoding?: string }
+
+/** topicReader with each record taken `as` the caller keeps it, `pageRecords` at a time */
+export function recordsReader<T>(url: string, topic: string, as: (r: WireRecord, partition: number) => T, pageRecords: number): () => Promise<T[]> {
+  const read: T[][] = [];
   const next: number[] = [];
   return async () => {
-    const meta = (await (await fetch(`${url}/v1/topics/${topic}`)).json()) as { partitionCount: number };
-    for (let p = 0; p < meta.partitionCount; p++) {
+    const res0 = await fetch(`${url}/v1/topics/${topic}`);
+    if (res0.status === 404) return [];
+    // an answer without partitions (a node restarting) reads as an empty topic, as readTopic did
+    const partitions = ((await res0.json()) as { partitionCount?: number }).partitionCount ?? 0;
+    for (let p = 0; p < partitions; p++) {
       read[p] ??= [];
       let offset = next[p] ?? 0;
       for (let i = 0; i < 100_000; i++) {
-        const res = await fetch(`${url}/v1/topics/${topic}/records?partition=${p}&offset=${offset}&maxRecords=10000`);
+        const res = await fetch(`${url}/v1/topics/${topic}/records?partition=${p}&offset=${offset}&maxRecords=${pageRecords}`);
         if (res.status === 416) break;
-        const body = (await res.json()) as { records: TopicRecord[]; nextOffset: number; endOffset: number };
-        for (const r of body.records) read[p].push(r);
+        const body = (await res.json()) as { records: WireRecord[]; nextOffset: number; endOffset: number };
+        for (const r of body.records) read[p].push(as(r, p));
         offset = next[p] = body.nextOffset;
         if (offset >= body.endOffset || body.records.length === 0) break;
       }
     }
-    return read.slice(0, meta.partitionCount).flat();
+    return read.slice(0, partitions).flat();
   };
 }
