@@ -8,7 +8,7 @@ import http from 'node:http';
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { type AgentProc, readTopic, startAgent, type TopicRecord } from './helpers/agent.js';
+import { type AgentProc, readTopic, startAgent, topicReader, type TopicRecord } from './helpers/agent.js';
 import { waitUntil } from './helpers/bridge.js';
 import { PipelinedProduces } from '../src/gateway/pipelined.js';
 import { limits } from '../src/runtime/limits.js';
@@ -170,8 +170,9 @@ function expectExactlyOnceInOrder(recs: TopicRecord[], n: number): void {
 
 async function shipped(topic: string, n: number): Promise<TopicRecord[]> {
   let recs: TopicRecord[] = [];
+  const poll = topicReader(node.url, topic);
   await waitUntil(`${n} records in ${topic}`, async () => {
-    recs = await readTopic(node.url, topic).catch(() => []);
+    recs = await poll().catch(() => []);
     return recs.length >= n;
   }, 20_000, 100);
   // a late duplicate would show now

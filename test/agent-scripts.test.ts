@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { type NodeHandle, runCli, spawnCli, startNode } from './helpers/launcher.js';
 import { SLOWDOWN, slow } from './helpers/slow.js';
 import { waitUntil } from './helpers/bridge.js';
+import { startEarly } from './helpers/early.js';
 import { type AgentProc, readTopic, startAgent, type TopicRecord } from './helpers/agent.js';
 import { Http } from '../src/cli/http.js';
 import { ChicagoClient } from '../src/client/index.js';
@@ -33,6 +34,9 @@ afterAll(() => {
   for (const a of agents) a.proc.kill('SIGKILL');
   for (const c of children) c.kill('SIGKILL');
 });
+
+// one node without tokens for the file: each agent on it has a host name of its own
+const openNode = startEarly(() => startNode(), (n) => n.stop());
 
 describe('scripts: pure decisions', () => {
   const cmd = (over: Record<string, unknown> = {}) => JSON.stringify({ id: 'c1', script: 'hello', args: ['a'], requestedAt: new Date(1000).toISOString(), expiresAt: new Date(5000).toISOString(), ...over });
@@ -189,7 +193,7 @@ describe('scripts on an open node (remote.enabled: true)', () => {
   const cli = (args: string[], opts: { timeoutMs?: number } = {}) => runCli(['agent', 'run', '--url', node.url, 'testhost', ...args], opts);
 
   beforeAll(async () => {
-    node = await startNode();
+    node = await openNode();
     s = await setup('open', node.url, 'testhost', async (dir) => {
       const hello = await writeScript(dir, 'hello', 'echo "hello $*"\necho "to stderr" >&2\nexit 3');
       const first = await writeScript(dir, 'first', 'echo first');
@@ -222,7 +226,6 @@ describe('scripts on an open node (remote.enabled: true)', () => {
 
   afterAll(async () => {
     agent?.proc.kill('SIGKILL');
-    await node?.stop();
     if (s) await rm(s.dir, { recursive: true, force: true });
   });
 
@@ -491,7 +494,7 @@ describe('scripts with tokens: the agent:exec scope; schedules', () => {
   });
 
   it('on an open node, remote scripts are off unless the agent enables them (answered refused, exit 126)', async () => {
-    const open = await startNode();
+    const open = await openNode();
     const o = await setup('auto', open.url, 'autohost', async (sdir) => `  dirs: [./scripts]\n  allow:\n    - { name: hello, sha256: "${await writeScript(sdir, 'hello', 'echo hello')}" }`);
     const a = await running(o.config);
     try {
@@ -500,7 +503,6 @@ describe('scripts with tokens: the agent:exec scope; schedules', () => {
       expect(r.stderr).toContain('scripts.remote.enabled: true');
     } finally {
       a.proc.kill('SIGKILL');
-      await open.stop();
       await rm(o.dir, { recursive: true, force: true });
     }
   });

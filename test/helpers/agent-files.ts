@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { cliPath, killOnExit, type NodeHandle, OutputRing, repoRoot, startNode } from './launcher.js';
-import type { AgentProc } from './agent.js';
+import { type AgentProc, recordsReader } from './agent.js';
 import { slow } from './slow.js';
 
 const run = promisify(execFile);
@@ -101,33 +101,24 @@ export async function logrotate(dir: string, file: string, directives: string[])
 export interface Rec { partition: number; offset: number; bytes: Buffer; value: string; headers: Record<string, string> }
 
 /** Every record of a topic, its value as bytes (base64 values decoded). */
-export async function readRecords(url: string, topic: string): Promise<Rec[]> {
-  const res0 = await fetch(`${url}/v1/topics/${topic}`);
-  if (res0.status === 404) return [];
-  const meta = (await res0.json()) as { partitionCount: number };
-  const out: Rec[] = [];
-  for (let p = 0; p < meta.partitionCount; p++) {
-    let offset = 0;
-    for (let i = 0; i < 100_000; i++) {
-      const res = await fetch(`${url}/v1/topics/${topic}/records?partition=${p}&offset=${offset}&maxRecords=2000`);
-      if (res.status === 416) break;
-      const body = (await res.json()) as { records: Array<{ offset: number; value: string; valueEncoding?: string; headers: Record<string, string> }>; nextOffset: number; endOffset: number };
-      for (const r of body.records) {
-        const bytes = r.valueEncoding === 'base64' ? Buffer.from(r.value, 'base64') : Buffer.from(r.value, 'utf8');
-        out.push({ partition: p, offset: r.offset, bytes, value: r.valueEncoding === 'base64' ? bytes.toString('latin1') : r.value, headers: r.headers });
-      }
-      offset = body.nextOffset;
-      if (offset >= body.endOffset || body.records.length === 0) break;
-    }
-  }
-  return out;
+export function readRecords(url: string, topic: string): Promise<Rec[]> {
+  return recordReader(url, topic)();
+}
+
+/** A reader of a topic for polls: each call answers what readRecords would, fetching only what is new. */
+function recordReader(url: string, topic: string): () => Promise<Rec[]> {
+  return recordsReader(url, topic, (r, p) => {
+    const bytes = r.valueEncoding === 'base64' ? Buffer.from(r.value, 'base64') : Buffer.from(r.value, 'utf8');
+    return { partition: p, offset: r.offset, bytes, value: r.valueEncoding === 'base64' ? bytes.toString('latin1') : r.value, headers: r.headers };
+  }, 2000);
 }
 
 /** Polls until `done(records)` or the (scaled) deadline; returns the last read. */
 export async function readUntil(url: string, topic: string, done: (r: Rec[]) => boolean, ms = 15_000): Promise<Rec[]> {
   const deadline = Date.now() + slow(ms);
+  const poll = recordReader(url, topic);
   for (;;) {
-    const recs = await readRecords(url, topic).catch(() => [] as Rec[]);
+    const recs = await poll().catch(() => [] as Rec[]);
     if (done(recs) || Date.now() > deadline) return recs;
     await new Promise((r) => setTimeout(r, 100));
   }

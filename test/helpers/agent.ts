@@ -83,19 +83,43 @@ export function startWriter(file: string, prefix: string, lines: number, perSec:
 export interface TopicRecord { partition: number; offset: number; key?: string | null; value: string; headers: Record<string, string> }
 
 /** Every record of a topic, all partitions. */
-export async function readTopic(url: string, topic: string): Promise<TopicRecord[]> {
-  const meta = (await (await fetch(`${url}/v1/topics/${topic}`)).json()) as { partitionCount: number };
-  const out: TopicRecord[] = [];
-  for (let p = 0; p < meta.partitionCount; p++) {
-    let offset = 0;
-    for (let i = 0; i < 100_000; i++) {
-      const res = await fetch(`${url}/v1/topics/${topic}/records?partition=${p}&offset=${offset}&maxRecords=10000`);
-      if (res.status === 416) break;
-      const body = (await res.json()) as { records: TopicRecord[]; nextOffset: number; endOffset: number };
-      out.push(...body.records);
-      offset = body.nextOffset;
-      if (offset >= body.endOffset || body.records.length === 0) break;
+export function readTopic(url: string, topic: string): Promise<TopicRecord[]> {
+  return topicReader(url, topic)();
+}
+
+/**
+ * A reader of a topic for polls: each call answers what readTopic would (every record, partition
+ * by partition), fetching only what was appended since its last call. A log only grows here, so a
+ * poll costs what is new, not the whole topic again.
+ */
+export function topicReader(url: string, topic: string): () => Promise<TopicRecord[]> {
+  return recordsReader(url, topic, (r) => r, 10_000);
+}
+
+/** A record as GET /v1/topics/NAME/records answers it */
+export interface WireRecord extends TopicRecord { valueEncoding?: string }
+
+/** topicReader with each record taken `as` the caller keeps it, `pageRecords` at a time */
+export function recordsReader<T>(url: string, topic: string, as: (r: WireRecord, partition: number) => T, pageRecords: number): () => Promise<T[]> {
+  const read: T[][] = [];
+  const next: number[] = [];
+  return async () => {
+    const res0 = await fetch(`${url}/v1/topics/${topic}`);
+    if (res0.status === 404) return [];
+    // an answer without partitions (a node restarting) reads as an empty topic, as readTopic did
+    const partitions = ((await res0.json()) as { partitionCount?: number }).partitionCount ?? 0;
+    for (let p = 0; p < partitions; p++) {
+      read[p] ??= [];
+      let offset = next[p] ?? 0;
+      for (let i = 0; i < 100_000; i++) {
+        const res = await fetch(`${url}/v1/topics/${topic}/records?partition=${p}&offset=${offset}&maxRecords=${pageRecords}`);
+        if (res.status === 416) break;
+        const body = (await res.json()) as { records: WireRecord[]; nextOffset: number; endOffset: number };
+        for (const r of body.records) read[p].push(as(r, p));
+        offset = next[p] = body.nextOffset;
+        if (offset >= body.endOffset || body.records.length === 0) break;
+      }
     }
-  }
-  return out;
+    return read.slice(0, partitions).flat();
+  };
 }
