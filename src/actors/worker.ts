@@ -11,7 +11,7 @@ import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import { attachDatabase, BatchWriter, type ColumnStore, partitionStore } from '../storage/rocks.js';
 import { threadCodec, replicationFrame } from '../runtime/codec.js';
-import { WorkerLinks } from '../net/worker-links.js';
+import type { WorkerLinks } from '../net/worker-links.js';
 import { systemClock } from '../runtime/clock.js';
 import { createLogger, type Logger } from '../runtime/log.js';
 import { LoopDelay } from '../runtime/loop-delay.js';
@@ -183,6 +183,8 @@ class PartitionWorker {
       this.ensureTicking();
       if (spec.linkHost) {
         if (!spec.linkKey) throw new Error('a worker listening for links needs the node\'s link key');
+        // ws (and the native probes it makes) loads only in the workers of a cluster node
+        const { WorkerLinks } = await import('../net/worker-links.js');
         this.links = await WorkerLinks.listen(spec.linkHost, spec.linkKey, (frame) => this.onDirectFrame(frame), (err) => this.log.warn({ err: err.message }, 'worker link listener error'), spec.linkTls);
       }
       const maintenance = setInterval(() => { void this.hops.task('maintain', () => this.control.maintain()); }, spec.maintenanceIntervalMs);
