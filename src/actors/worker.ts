@@ -6,8 +6,7 @@
 // before it, and nothing a failover could still lose.
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import assert from 'node:assert/strict';
-import * as Comlink from 'comlink';
-import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
+import type * as ComlinkTypes from 'comlink';
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import { attachDatabase, BatchWriter, type ColumnStore, partitionStore } from '../storage/rocks.js';
 import { threadCodec, replicationFrame } from '../runtime/codec.js';
@@ -18,6 +17,7 @@ import { LoopDelay } from '../runtime/loop-delay.js';
 import { AlignedInterval } from '../runtime/aligned-timer.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
+import { requireCjs } from '../runtime/require.js';
 import { PACE } from './threads.js';
 import { epoch, nodeId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
@@ -38,7 +38,8 @@ import { BoardWriter, type BoardPosition } from './positions-board.js';
 import { HopTimes, nowUs } from '../runtime/hop-times.js';
 import { threadId } from 'node:worker_threads';
 
-const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
+const Comlink = requireCjs('comlink') as typeof ComlinkTypes;
+const nodeEndpoint = requireCjs('comlink/dist/umd/node-adapter.js') as typeof import('comlink/dist/umd/node-adapter.js').default;
 
 /** How often replicas check deadlines, probe lagging followers and send snapshot chunks. */
 const TICK_MS = 50;

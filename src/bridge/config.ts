@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import type { ValidateFunction } from 'ajv';
 import { compiledValidator, type SchemaSpec } from '../runtime/compiled-schema.js';
-import { yamlLib } from '../runtime/lazy.js';
+import { yamlLib } from '../runtime/require.js';
 import { limits } from '../runtime/limits.js';
 
 export type BridgeMode = 'exactly-once' | 'at-least-once';

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { ValidateFunction } from 'ajv';
 import { compiledValidator, type SchemaSpec } from './compiled-schema.js';
-import { yamlLib } from './lazy.js';
+import { yamlLib } from './require.js';
 import { checkHashFormat, parseScopes, ScopeError } from './tokens.js';
 
 export type SyncPolicy = 'none' | 'group' | 'always';
