@@ -1,6 +1,6 @@
 // glibc calls Node has no binding for, reached through koffi (loaded on the first call). Null where
 // there is no glibc or no koffi (another libc, another OS): callers then do without, or the long way.
-import { createRequire } from 'node:module';
+import { requireCjs } from './require.js';
 
 type CFunction = (...args: unknown[]) => unknown;
 interface Koffi {
@@ -13,7 +13,7 @@ let libc: { func(decl: string): CFunction } | null | undefined;
 export function libcFunction(decl: string): CFunction | null {
   if (libc === undefined) {
     try {
-      libc = (createRequire(import.meta.url)('koffi') as Koffi).load('libc.so.6');
+      libc = (requireCjs('koffi') as Koffi).load('libc.so.6');
     } catch {
       libc = null;
     }
