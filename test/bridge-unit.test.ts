@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { applyCheckpointRecord, type Checkpoint, checkpointKey, checkpointValue, partKey } from '../src/bridge/checkpoint.js';
 import type { ChicagoRecord } from '../src/bridge/chicago.js';
 import { checkWritten, sendByPartition } from '../src/bridge/bridge.js';
-import { BridgeConfigError, globMatches, resolveBridgeConfig } from '../src/bridge/config.js';
+import { Ajv } from 'ajv';
+import { BridgeConfigError, bridgeConfigSchema, globMatches, resolveBridgeConfig } from '../src/bridge/config.js';
 import { checkExactlyOnce } from './helpers/bridge.js';
 import { REQUEST_OVERHEAD_BYTES, TaskSeqs, chunk, kafkaTopicOf, mappingFor, murmur2, recordBytesMax, toKafka } from '../src/bridge/route.js';
 
@@ -17,6 +18,11 @@ function rec(partial: Partial<ChicagoRecord>): ChicagoRecord {
 }
 
 describe('bridge config', () => {
+  it('has a schema that is valid JSON Schema (a start does not check it against the meta-schema)', () => {
+    const ajv = new Ajv({ strict: true });
+    expect(ajv.validateSchema(bridgeConfigSchema), ajv.errorsText()).toBe(true);
+  });
+
   it('fills defaults and derives names from the group', () => {
     const c = resolveBridgeConfig(base);
     expect(c.mode).toBe('exactly-once');

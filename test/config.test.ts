@@ -3,7 +3,13 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import { configFromEnv, loadConfig, ConfigError } from '../src/runtime/config.js';
+import { Ajv } from 'ajv';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { configFromEnv, configSchema, configSpec, defaultConfig, loadConfig, ConfigError } from '../src/runtime/config.js';
+import { bridgeConfigSpec } from '../src/bridge/config.js';
+import { schemaDigest, type SchemaSpec } from '../src/runtime/compiled-schema.js';
 import { checkLimits, limits } from '../src/runtime/limits.js';
 import { ERRORS } from '../src/runtime/errors.js';
 
@@ -15,6 +21,11 @@ async function file(name: string, text: string): Promise<string> {
 }
 
 describe('config', () => {
+  it('has a schema that is valid JSON Schema (a start does not check it against the meta-schema)', () => {
+    const ajv = new Ajv({ strict: true });
+    expect(ajv.validateSchema(configSchema), ajv.errorsText()).toBe(true);
+  });
+
   it('layers defaults < file < env < flags', async () => {
     const f = await file('c.yaml', 'port: 8000\nsync:\n  policy: group\nworkers: 3\n');
     const c = loadConfig({ file: f, env: { CHICAGO_PORT: '9000', CHICAGO_SYNC_GROUP_INTERVAL_MS: '5' }, flags: { port: 9100 } });
@@ -55,6 +66,35 @@ describe('config', () => {
 
   it('maps only CHICAGO_ names the schema knows', () => {
     expect(configFromEnv({ CHICAGO_URL: 'http://x', CHICAGO_LOG_LEVEL: 'debug' })).toEqual({ logLevel: 'debug' });
+  });
+});
+
+const validatorsDir = fileURLToPath(new URL('../dist/src/runtime/validators/', import.meta.url));
+
+describe.skipIf(!existsSync(path.join(validatorsDir, 'config.cjs')))('the validators `npm run build` compiles (scripts/build-validators.mjs)', () => {
+  const load = (spec: SchemaSpec) => createRequire(import.meta.url)(path.join(validatorsDir, `${spec.name}.cjs`)) as ((data: unknown) => boolean) & { errors?: unknown; digest: string };
+
+  it('were made from the schemas and options in the sources', () => {
+    expect(load(configSpec).digest).toBe(schemaDigest(configSpec));
+    expect(load(bridgeConfigSpec).digest).toBe(schemaDigest(bridgeConfigSpec));
+  });
+
+  it('accept and refuse what ajv compiling the schema at start does, with the same errors', () => {
+    const cases: Array<[SchemaSpec, unknown[]]> = [
+      [configSpec, [defaultConfig(), { ...defaultConfig(), port: 'x', workers: 0, colour: 1, nodeId: 'a b', sync: { policy: 'sometimes' } }, { security: { tokens: [{ id: 1 }] } }, []]],
+      [bridgeConfigSpec, [{}, { group: 1, mappings: [], kafka: { brokers: 'b' } }, { group: 'g', mappings: [{ chicago: 't', kafka: 'k' }], kafka: { brokers: ['b:9092'] }, chicago: { url: 'http://x' } }]],
+    ];
+    for (const [spec, inputs] of cases) {
+      const compiled = load(spec);
+      const runtime = new Ajv(spec.options).compile(spec.schema);
+      for (const input of inputs) {
+        const a = structuredClone(input);
+        const b = structuredClone(input);
+        expect(compiled(a)).toBe(runtime(b));
+        expect(compiled.errors).toEqual(runtime.errors);
+        expect(a).toEqual(b); // defaults filled in alike
+      }
+    }
   });
 });
 

@@ -1,7 +1,10 @@
 // The disk-full decision (src/storage/disk-guard.ts decide), pure: when writes stop and resume,
-// when the reserve file goes and comes back.
+// when the reserve file goes and comes back. And the reserve file itself: real blocks.
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decide, type DiskState } from '../src/storage/disk-guard.js';
+import { decide, DiskGuard, RESERVE_FILE, type DiskState } from '../src/storage/disk-guard.js';
 
 const MiB = 1024 * 1024;
 const s = { minFreeBytes: 100 * MiB, reserveBytes: 40 * MiB };
@@ -33,5 +36,21 @@ describe('disk guard decisions', () => {
     const fresh: DiskState = { full: false, availBytes: Number.MAX_SAFE_INTEGER, reserve: false };
     expect(decide(fresh, 160 * MiB, s).effects).toEqual([]);
     expect(decide(fresh, 170 * MiB, s).effects).toEqual(['create-reserve']);
+  });
+});
+
+describe('the reserve file', () => {
+  it('holds its bytes in real blocks (not a sparse file) once the guard starts', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'chicago-reserve-'));
+    const guard = new DiskGuard(dir, { minFreeBytes: MiB, reserveBytes: 8 * MiB });
+    try {
+      guard.start(60_000);
+      const st = statSync(path.join(dir, RESERVE_FILE));
+      expect(st.size).toBe(8 * MiB);
+      expect(st.blocks * 512).toBeGreaterThanOrEqual(8 * MiB);
+    } finally {
+      guard.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,11 +1,11 @@
 // The gateway thread's handle on one partition worker: a bounded, deadline-checked request
 // channel (msgpack over a MessagePort, coalesced per event-loop turn) and a comlink control proxy.
 import { MessageChannel, Worker } from 'node:worker_threads';
-import * as Comlink from 'comlink';
-import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
+import type * as ComlinkTypes from 'comlink';
 import { threadCodec } from '../runtime/codec.js';
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
+import { requireCjs } from '../runtime/require.js';
 import { MUTATIONS, type RequestBody, type Request, type WorkerControl, type WorkerOutput } from './messages.js';
 import type { MemoryBudget } from '../runtime/memory-budget.js';
 import { BoardReader, createBoard } from './positions-board.js';
@@ -16,7 +16,8 @@ import { AlignedInterval } from '../runtime/aligned-timer.js';
 /** this thread's write-path timings (CHICAGO_HOP_TIMES), one file for all its worker handles */
 export const gatewayHops = new HopTimes();
 
-const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
+const Comlink = requireCjs('comlink') as typeof ComlinkTypes;
+const nodeEndpoint = requireCjs('comlink/dist/umd/node-adapter.js') as typeof import('comlink/dist/umd/node-adapter.js').default;
 
 /**
  * Slots of a worker's shared copy-pace array: the gap between copy parts its node's pacer sets
@@ -53,7 +54,7 @@ export function giveBatch(bytes: Uint8Array): void {
 }
 
 export class WorkerHandle {
-  readonly control: Comlink.Remote<WorkerControl>;
+  readonly control: ComlinkTypes.Remote<WorkerControl>;
   private readonly worker: Worker;
   private readonly dataPort: import('node:worker_threads').MessagePort;
   private readonly codec = threadCodec();

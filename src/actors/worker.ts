@@ -6,18 +6,18 @@
 // before it, and nothing a failover could still lose.
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import assert from 'node:assert/strict';
-import * as Comlink from 'comlink';
-import nodeEndpointModule from 'comlink/dist/umd/node-adapter.js';
+import type * as ComlinkTypes from 'comlink';
 import type { RocksLevel } from '@nxtedition/rocksdb';
 import { attachDatabase, BatchWriter, type ColumnStore, partitionStore } from '../storage/rocks.js';
 import { threadCodec, replicationFrame } from '../runtime/codec.js';
-import { WorkerLinks } from '../net/worker-links.js';
+import type { WorkerLinks } from '../net/worker-links.js';
 import { systemClock } from '../runtime/clock.js';
 import { createLogger, type Logger } from '../runtime/log.js';
 import { LoopDelay } from '../runtime/loop-delay.js';
 import { AlignedInterval } from '../runtime/aligned-timer.js';
 import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
+import { requireCjs } from '../runtime/require.js';
 import { PACE } from './threads.js';
 import { epoch, nodeId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
@@ -38,7 +38,8 @@ import { BoardWriter, type BoardPosition } from './positions-board.js';
 import { HopTimes, nowUs } from '../runtime/hop-times.js';
 import { threadId } from 'node:worker_threads';
 
-const nodeEndpoint = nodeEndpointModule as unknown as typeof nodeEndpointModule.default;
+const Comlink = requireCjs('comlink') as typeof ComlinkTypes;
+const nodeEndpoint = requireCjs('comlink/dist/umd/node-adapter.js') as typeof import('comlink/dist/umd/node-adapter.js').default;
 
 /** How often replicas check deadlines, probe lagging followers and send snapshot chunks. */
 const TICK_MS = 50;
@@ -183,6 +184,8 @@ class PartitionWorker {
       this.ensureTicking();
       if (spec.linkHost) {
         if (!spec.linkKey) throw new Error('a worker listening for links needs the node\'s link key');
+        // ws (and the native probes it makes) loads only in the workers of a cluster node
+        const { WorkerLinks } = await import('../net/worker-links.js');
         this.links = await WorkerLinks.listen(spec.linkHost, spec.linkKey, (frame) => this.onDirectFrame(frame), (err) => this.log.warn({ err: err.message }, 'worker link listener error'), spec.linkTls);
       }
       const maintenance = setInterval(() => { void this.hops.task('maintain', () => this.control.maintain()); }, spec.maintenanceIntervalMs);

@@ -1,8 +1,9 @@
 // The bridge's configuration: one schema (YAML or JSON file, or the `bridge` section of a node
 // config), defaults filled in, unknown keys rejected, limits checked against each other.
 import { readFileSync } from 'node:fs';
-import { Ajv } from 'ajv';
-import YAML from 'yaml';
+import type { ValidateFunction } from 'ajv';
+import { compiledValidator, type SchemaSpec } from '../runtime/compiled-schema.js';
+import { yamlLib } from '../runtime/require.js';
 import { limits } from '../runtime/limits.js';
 
 export type BridgeMode = 'exactly-once' | 'at-least-once';
@@ -189,10 +190,12 @@ export class BridgeConfigError extends Error {
   }
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
-// compiled on first use: processes that never validate this config (the agent) skip the cost
-let compiled: ReturnType<typeof ajv.compile> | undefined;
-const validator = () => (compiled ??= ajv.compile(bridgeConfigSchema));
+// The schema is fixed, so a start does not check it against the JSON Schema meta-schema:
+// test/bridge-unit.test.ts does, once.
+export const bridgeConfigSpec: SchemaSpec = { name: 'bridge-config', schema: bridgeConfigSchema, options: { allErrors: true, useDefaults: true, strict: true, validateSchema: false, meta: false } };
+// loaded on first use: a node without a bridge section skips the cost
+let compiled: ValidateFunction | undefined;
+const validator = () => (compiled ??= compiledValidator(bridgeConfigSpec));
 
 /** Validates a parsed config object (it is not modified) and returns the resolved config. */
 export function resolveBridgeConfig(input: unknown): BridgeConfig {
@@ -239,7 +242,7 @@ export function loadBridgeConfig(file: string): BridgeConfig {
   }
   let parsed: unknown;
   try {
-    parsed = YAML.parse(text);
+    parsed = yamlLib().parse(text);
   } catch (e) {
     throw new BridgeConfigError(`bridge config ${file} is not valid YAML/JSON: ${(e as Error).message}`);
   }

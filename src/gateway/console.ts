@@ -11,7 +11,7 @@ import type uWS from 'uWebSockets.js';
 import { limits } from '../runtime/limits.js';
 import { ChicagoError } from '../runtime/errors.js';
 
-export interface ConsoleAsset { body: Buffer; gzip: Buffer; etag: string; type: string }
+export interface ConsoleAsset { body: Buffer; readonly gzip: Buffer; etag: string; type: string }
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -47,7 +47,9 @@ export function loadConsole(dir = consoleDir): Map<string, ConsoleAsset> {
       throw new Error(`the console in ${dir} is over ${limits.consoleFilesMax} files or ${limits.consoleBytesMax} bytes`);
     }
     const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
-    assets.set(name, { body, gzip: zlib.gzipSync(body, { level: 9 }), etag, type });
+    // gzipped at the first request that takes gzip, not at every start (most nodes never serve it)
+    let gzip: Buffer | undefined;
+    assets.set(name, { body, get gzip() { return (gzip ??= zlib.gzipSync(body, { level: 9 })); }, etag, type });
   }
   return assets;
 }

@@ -14,10 +14,12 @@
 // path, validates in place without building objects, and its few field types do not need one.
 // Chicago's idempotence (a string producerId, sequence, previousSequence) travels beside the batch
 // in the request, as today; the batch's own producerId/epoch/baseSequence are -1.
-import { crc32c } from '@node-rs/crc32';
+import { requireCjs } from '../runtime/require.js';
 import { isUtf8 } from 'node:buffer';
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
+
+const { crc32c } = requireCjs('@node-rs/crc32') as typeof import('@node-rs/crc32');
 
 export const BATCH_MAGIC = 2;
 export const BATCH_HEADER_BYTES = 61;

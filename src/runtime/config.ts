@@ -2,8 +2,9 @@
 // Unknown keys are rejected; renamed keys say what they became.
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { Ajv } from 'ajv';
-import YAML from 'yaml';
+import type { ValidateFunction } from 'ajv';
+import { compiledValidator, type SchemaSpec } from './compiled-schema.js';
+import { yamlLib } from './require.js';
 import { checkHashFormat, parseScopes, ScopeError } from './tokens.js';
 
 export type SyncPolicy = 'none' | 'group' | 'always';
@@ -193,10 +194,12 @@ const RENAMED: Record<string, string> = {
   log_level: 'logLevel',
 };
 
-const ajv = new Ajv({ allErrors: true, strict: true });
-// compiled on first use: processes that never validate this config (the agent) skip the cost
-let compiled: ReturnType<typeof ajv.compile> | undefined;
-const validator = () => (compiled ??= ajv.compile(configSchema));
+// The schema is fixed, so a start does not check it against the JSON Schema meta-schema:
+// test/config.test.ts does, once.
+export const configSpec: SchemaSpec = { name: 'config', schema: configSchema, options: { allErrors: true, strict: true, validateSchema: false, meta: false } };
+// loaded on first use: processes that never validate this config (the agent) skip the cost
+let compiled: ValidateFunction | undefined;
+const validator = () => (compiled ??= compiledValidator(configSpec));
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -228,7 +231,7 @@ function explainRenames(obj: Plain, where: string): void {
 
 /** YAML with its warnings (unknown tags, …) treated as errors: a config file must mean one thing. */
 function parseYaml(text: string): unknown {
-  const doc = YAML.parseDocument(text, { prettyErrors: false });
+  const doc = yamlLib().parseDocument(text, { prettyErrors: false });
   const problem = doc.errors[0] ?? doc.warnings[0];
   if (problem) throw new Error(problem.message);
   return doc.toJS();

@@ -1,6 +1,8 @@
-import pino from 'pino';
+import { requireCjs } from './require.js';
 
-export type Logger = pino.Logger;
+const pino = requireCjs('pino') as typeof import('pino');
+
+export type Logger = import('pino').Logger;
 
 /**
  * Structured JSON logs on stdout; the level comes from config. CHICAGO_LOG_SYNC=1 writes each line

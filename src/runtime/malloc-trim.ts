@@ -2,24 +2,13 @@
 // back (MALLOC_TRIM_THRESHOLD_ only trims the top of the heap), and Node has no call for it. An idle
 // process that grew during a burst calls it through koffi after a full GC; elsewhere (no glibc, no
 // koffi) there is nothing to call.
-import { createRequire } from 'node:module';
-
-interface Koffi {
-  load(path: string): { func(decl: string): (...args: unknown[]) => unknown };
-}
+import { libcFunction } from './libc.js';
 
 let trim: ((pad: number) => unknown) | null | undefined;
 
 /** malloc_trim(0) when glibc and koffi are there; false when they are not. */
 export function mallocTrim(): boolean {
-  if (trim === undefined) {
-    try {
-      const koffi = createRequire(import.meta.url)('koffi') as Koffi;
-      trim = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)') as (pad: number) => unknown;
-    } catch {
-      trim = null;
-    }
-  }
+  if (trim === undefined) trim = libcFunction('int malloc_trim(size_t pad)');
   if (!trim) return false;
   trim(0);
   return true;

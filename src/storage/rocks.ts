@@ -1,12 +1,16 @@
 // The node's one RocksDB database: a column family per node partition plus `default` for the
 // node's own catalog. Opened and closed on the main thread only; workers attach by handle and
 // must never close it (PLATFORM.md: closing from a worker crashes the process).
-import { RocksLevel, type ChainedBatch, type Column } from '@nxtedition/rocksdb';
+import type { ChainedBatch, Column, RocksLevel as Rocks } from '@nxtedition/rocksdb';
 import { limits } from '../runtime/limits.js';
+import { requireCjs } from '../runtime/require.js';
 import { Kind } from './keys.js';
 
 export type Range = { gte: Uint8Array; lt: Uint8Array; reverse?: boolean };
 export type Entry = [key: Buffer, value: Buffer];
+
+const { RocksLevel } = requireCjs('@nxtedition/rocksdb') as typeof import('@nxtedition/rocksdb');
+type RocksLevel = Rocks;
 
 const ENCODING = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const;
 const WRITE_SYNC = { sync: true } as const;
