@@ -1,6 +1,6 @@
 // Builds the web console (src/console) into dist/console with the esbuild the project installs:
 // one minified ES module, one stylesheet (the console's and uPlot's), and the page. Run by
-// `npm run build`; prints the sizes, gzipped as the node serves them.
+// `npm run build`; writes each file's gzip beside it (NAME.gz, what the node serves) and prints the sizes.
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -32,9 +32,12 @@ copyFileSync(path.join(src, 'index.html'), path.join(out, 'index.html'));
 
 let raw = 0;
 let gz = 0;
+// each file's gzip beside it, as the node serves it: a start only reads it (src/gateway/console.ts)
 for (const f of readdirSync(out)) {
   const b = readFileSync(path.join(out, f));
+  const z = zlib.gzipSync(b, { level: 9 });
+  writeFileSync(path.join(out, `${f}.gz`), z);
   raw += b.length;
-  gz += zlib.gzipSync(b, { level: 9 }).length;
+  gz += z.length;
 }
 console.log(`console: dist/console ${(raw / 1024).toFixed(1)} KiB, ${(gz / 1024).toFixed(1)} KiB gzipped`);

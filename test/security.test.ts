@@ -354,6 +354,10 @@ describe('exact HTTP, one owner, strict parsing (raw sockets, real node)', () =>
     expect(r.text).toContain('"code":"METHOD_NOT_ALLOWED"');
     const h = await rawHttp(node.port, 'HEAD /v1/kv/raw/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     expect(h.text.split('\r\n')[0]).toBe('HTTP/1.1 404 Not Found');
+    // a scrape ends the metrics' windows: HEAD is not one
+    const m = await rawHttp(node.port, 'HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(m.text.split('\r\n')[0]).toBe('HTTP/1.1 405 Method Not Allowed');
+    expect(m.text).toMatch(/\r\nallow: GET\r\n/i);
   });
 
   it('answers HEAD of a GET route with its headers and length and no body, on a connection that stays usable', async () => {

@@ -240,9 +240,11 @@ export function loadBridgeConfig(file: string): BridgeConfig {
   } catch (e) {
     throw new BridgeConfigError(`cannot read bridge config ${file}: ${(e as Error).message}`);
   }
+  // loaded outside the parse's try: a missing package is not a config file's fault
+  const yaml = yamlLib();
   let parsed: unknown;
   try {
-    parsed = yamlLib().parse(text);
+    parsed = yaml.parse(text);
   } catch (e) {
     throw new BridgeConfigError(`bridge config ${file} is not valid YAML/JSON: ${(e as Error).message}`);
   }

@@ -3,7 +3,7 @@
 // it, gzip. The files hold no data: everything the console shows comes through the authenticated
 // WebSocket and HTTP routes, so serving them needs no token.
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
@@ -11,7 +11,7 @@ import type uWS from 'uWebSockets.js';
 import { limits } from '../runtime/limits.js';
 import { ChicagoError } from '../runtime/errors.js';
 
-export interface ConsoleAsset { body: Buffer; readonly gzip: Buffer; etag: string; type: string }
+export interface ConsoleAsset { body: Buffer; gzip: Buffer; etag: string; type: string }
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -47,11 +47,22 @@ export function loadConsole(dir = consoleDir): Map<string, ConsoleAsset> {
       throw new Error(`the console in ${dir} is over ${limits.consoleFilesMax} files or ${limits.consoleBytesMax} bytes`);
     }
     const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
-    // gzipped at the first request that takes gzip, not at every start (most nodes never serve it)
-    let gzip: Buffer | undefined;
-    assets.set(name, { body, get gzip() { return (gzip ??= zlib.gzipSync(body, { level: 9 })); }, etag, type });
+    assets.set(name, { body, gzip: gzipOf(path.join(dir, name), body), etag, type });
   }
   return assets;
+}
+
+/**
+ * The build's NAME.gz (scripts/build-console.mjs) unless the file is newer than it (edited since);
+ * otherwise gzipped here, at start, so no request waits on a compression on the gateway thread.
+ */
+function gzipOf(file: string, body: Buffer): Buffer {
+  try {
+    if (statSync(`${file}.gz`).mtimeMs >= statSync(file).mtimeMs) return readFileSync(`${file}.gz`);
+  } catch {
+    // no .gz: a console not built by the build script
+  }
+  return zlib.gzipSync(body, { level: 9 });
 }
 
 /** What GET /ui/{name} answers: pure, so the headers are tested without a socket. */

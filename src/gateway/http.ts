@@ -298,7 +298,7 @@ function checkNeed(auth: Authenticator, need: Need, req: Request): void {
 /** the produce route's path: its pipelined batches take their place when their headers come */
 const PRODUCE_PATH = '/v1/topics/:t/records';
 
-interface Route { method: string; pattern: string[]; name: string; need: Need; handler: Handler; params: ReadonlySet<string> }
+interface Route { method: string; pattern: string[]; name: string; need: Need; handler: Handler; params: ReadonlySet<string>; noHead?: true }
 
 
 /** The first query parameter `params` does not hold, refused with the ones it does. */
@@ -310,16 +310,16 @@ function checkParams(query: URLSearchParams, params: ReadonlySet<string>, route:
 
 function matchRoute(routes: Route[], method: string, segs: string[]): { name: string; need: Need; handler: Handler; params: ReadonlySet<string> } | { error: ChicagoError; allow?: string } {
   const allowed: string[] = [];
-  // HEAD runs the GET route (its handlers only read); the body is left out when answering
+  // HEAD runs the GET route (its handlers read without changing state; the two that do, noHead, refuse it); the body is left out when answering
   const wanted = method === 'HEAD' ? 'GET' : method;
   for (const r of routes) {
     const rest = r.pattern[r.pattern.length - 1] === '**';
     const fixed = rest ? r.pattern.slice(0, -1) : r.pattern;
     if (rest ? segs.length <= fixed.length : segs.length !== fixed.length) continue;
     if (!fixed.every((p, i) => (p.startsWith(':') && segs[i] !== '') || p === segs[i])) continue;
-    if (r.method === wanted) return r;
+    if (r.method === wanted && !(method === 'HEAD' && r.noHead)) return r;
     allowed.push(r.method);
-    if (r.method === 'GET') allowed.push('HEAD');
+    if (r.method === 'GET' && !r.noHead) allowed.push('HEAD');
   }
   const target = '/' + segs.join('/');
   // a 405 says which methods the resource has (RFC 9110 15.5.6)
@@ -425,8 +425,9 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
     }),
     // the WebSocket endpoint answers upgrades only (uWS routes those before this catch-all)
     route('GET', '/v1/ws', 'public', () => { throw new ChicagoError('BAD_REQUEST', '/v1/ws takes a WebSocket upgrade (docs/protocol.md)'); }),
-    route('GET', '/metrics', cluster('read'), async () => ({ status: 200, body: await node.renderMetrics(), contentType: 'text/plain; version=0.0.4' })),
-    route('GET', '/v1/status', cluster('read'), async () => json(await node.status())),
+    // no HEAD: rendering either one ends the event-loop-delay windows the next scrape reports
+    { ...route('GET', '/metrics', cluster('read'), async () => ({ status: 200, body: await node.renderMetrics(), contentType: 'text/plain; version=0.0.4' })), noHead: true },
+    { ...route('GET', '/v1/status', cluster('read'), async () => json(await node.status())), noHead: true },
     route('POST', '/v1/admin/maintain', cluster('admin'), async () => json(await node.maintain())),
     // any token: clients route by it (which node leads which partition), whatever they may touch
     route('GET', '/v1/cluster/placement', authenticated, () => json(node.placement())),

@@ -230,8 +230,8 @@ function explainRenames(obj: Plain, where: string): void {
 }
 
 /** YAML with its warnings (unknown tags, …) treated as errors: a config file must mean one thing. */
-function parseYaml(text: string): unknown {
-  const doc = yamlLib().parseDocument(text, { prettyErrors: false });
+function parseYaml(yaml: ReturnType<typeof yamlLib>, text: string): unknown {
+  const doc = yaml.parseDocument(text, { prettyErrors: false });
   const problem = doc.errors[0] ?? doc.warnings[0];
   if (problem) throw new Error(problem.message);
   return doc.toJS();
@@ -244,9 +244,11 @@ export function parseConfigFile(path: string): Plain {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
+  // loaded outside the parse's try: a missing package is not a config file's fault
+  const yaml = path.endsWith('.json') ? undefined : yamlLib();
   let parsed: unknown;
   try {
-    parsed = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    parsed = yaml ? parseYaml(yaml, text) : JSON.parse(text);
   } catch (err) {
     throw new ConfigError(`config file ${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
   }

@@ -7,7 +7,7 @@
 // filled the disk) and when a node starts on a full disk, so deletes, compaction and RocksDB's start
 // (a new write-ahead log, preallocated at about 1.1 × its 64 MiB write buffer) have room; it is
 // written again once the disk has room for it.
-import { closeSync, existsSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { AlignedInterval } from '../runtime/aligned-timer.js';
 import { libcFunction } from '../runtime/libc.js';
@@ -114,7 +114,8 @@ export class DiskGuard {
     let fd: number | undefined;
     try {
       fd = openSync(this.reservePath, 'w');
-      if (allocate(fd, this.settings.reserveBytes)) return true;
+      // some file systems (OpenZFS) answer fallocate with a sparse file: only counted blocks reserve
+      if (allocate(fd, this.settings.reserveBytes) && fstatSync(fd).blocks * 512 >= this.settings.reserveBytes) return true;
       const chunk = Buffer.alloc(Math.min(CHUNK_BYTES, this.settings.reserveBytes), 0x52);
       // no fsync: the blocks are counted as used once written, which is all a reserve is for
       for (let left = this.settings.reserveBytes; left > 0; left -= chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, left));
