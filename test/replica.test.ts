@@ -343,15 +343,17 @@ describe('replica transition', () => {
     handle(leader, { type: 'view', view }, 0);
     const beats = (now: number) => handle(leader, { type: 'tick' }, now).filter((e) => e.kind === 'send').length;
     expect(beats(1_000)).toBe(1);
-    expect(beats(1_050)).toBe(0);
-    // a tick a little short of 100 ms by the wall clock still beats: the next would be 200 ms on
-    expect(beats(1_099)).toBe(1);
+    expect(beats(1_050)).toBe(0); // 50 ms ticks: every other one beats
+    expect(beats(1_099)).toBe(1); // a little short of 100 ms by the wall clock: the next would be 200 ms on
+    // 100 ms ticks beat every time, the one after a tick that ran late included (70 ms on)
+    expect(beats(1_230)).toBe(1);
+    expect(beats(1_300)).toBe(1);
     expect(wantsQuickTicks(leader)).toBe(true); // a follower it has not heard from yet may be behind
-    handle(leader, { type: 'peer', msg: { t: 'ack', p: 0, epoch: 2, from: F, seq: 0, end: 0, copy: 0 } }, 1_100);
+    handle(leader, { type: 'peer', msg: { t: 'ack', p: 0, epoch: 2, from: F, seq: 0, end: 0, copy: 0 } }, 1_301);
     expect(wantsQuickTicks(leader)).toBe(false);
-    handle(leader, { type: 'write', id: 1, cmd: put, acks: 'all', timeoutMs: 1000, prior: null }, 1_110);
+    handle(leader, { type: 'write', id: 1, cmd: put, acks: 'all', timeoutMs: 1000, prior: null }, 1_310);
     expect(wantsQuickTicks(leader)).toBe(true); // a write waits for its copy
-    handle(leader, { type: 'peer', msg: { t: 'ack', p: 0, epoch: 2, from: F, seq: 1, end: 1, copy: 0 } }, 1_120);
+    handle(leader, { type: 'peer', msg: { t: 'ack', p: 0, epoch: 2, from: F, seq: 1, end: 1, copy: 0 } }, 1_320);
     expect(leader.pending).toHaveLength(0);
     expect(wantsQuickTicks(leader)).toBe(false);
     const follower = createReplica(F, initialState(partitionId(0), epoch(2), seq(0)), view);

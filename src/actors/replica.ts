@@ -181,10 +181,11 @@ export const PROBE_AFTER_MS = 200;
 /** A leader hears from every electable follower at least this often (probes keep it so). */
 export const HEARTBEAT_MS = 100;
 /**
- * A tick this much short of HEARTBEAT_MS since the last send still beats: ticks come on the wall
- * clock's multiples of their period, and one a little early must not put off the beat by a period.
+ * A tick beats to a follower it last sent to at least this long ago: over half of HEARTBEAT_MS, so
+ * ticks HEARTBEAT_MS apart beat every time, even after one that ran late or a little early, and
+ * ticks half as far apart every other time.
  */
-const HEARTBEAT_EARLY_MS = 10;
+const BEAT_AFTER_MS = HEARTBEAT_MS / 2 + 1;
 /**
  * A leader answers reads only while every other in-sync replica has answered an append it sent
  * within this time: each of them heard from it since, so none can have started a failover (that
@@ -838,7 +839,7 @@ function tick(r: Replica, nowMs: number): Effect[] {
     for (const f of followers(r)) {
       const lagging = (r.matched.get(f) ?? -1) < r.state.seq && nowMs - (r.progressAtMs.get(f) ?? 0) >= PROBE_AFTER_MS;
       // An idle follower still hears from its leader, which keeps the leader's read lease.
-      const quiet = nowMs - (r.sentAtMs.get(f) ?? 0) >= HEARTBEAT_MS - HEARTBEAT_EARLY_MS;
+      const quiet = nowMs - (r.sentAtMs.get(f) ?? 0) >= BEAT_AFTER_MS;
       if (lagging || quiet) {
         if (lagging) r.progressAtMs.set(f, nowMs);
         r.sentAtMs.set(f, nowMs);
