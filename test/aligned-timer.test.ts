@@ -36,6 +36,26 @@ describe('AlignedInterval', () => {
     t.stop();
   });
 
+  it('changes period: a longer one from the next run, a shorter one at once, both on shared moments', async () => {
+    const runs: number[] = [];
+    const t: AlignedInterval = new AlignedInterval(50, () => {
+      runs.push(Date.now());
+      if (runs.length === 2) t.setPeriod(100); // within a run: the next one comes a long period on
+    });
+    await vi.advanceTimersByTimeAsync(363); // to 1_000_400
+    expect(runs).toEqual([1_000_050, 1_000_100, 1_000_200, 1_000_300, 1_000_400]);
+    await vi.advanceTimersByTimeAsync(10);
+    // between runs: the run due at 500 moves to the next multiple of 50
+    t.setPeriod(50);
+    expect(t.dueAt).toBe(1_000_450);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(runs.slice(5)).toEqual([1_000_450, 1_000_500]);
+    // a longer period between runs leaves the armed run where it is
+    t.setPeriod(100);
+    expect(t.dueAt).toBe(1_000_550);
+    t.stop();
+  });
+
   it('keeps running when the wall clock steps back or forward', async () => {
     const runs: number[] = [];
     const t = new AlignedInterval(100, () => runs.push(Date.now()));

@@ -17,11 +17,11 @@ beforeAll(async () => { cluster = await startCluster({ nodes: 3, partitions: 4, 
 afterAll(async () => { await cluster?.teardown(); });
 
 describe('an idle cluster', () => {
-  it('wakes each node\'s main thread fewer than 80 times a second', async () => {
-    // per node, about 30/s (29-34 on a busy shared box): checks with heartbeats (10/s) at the wall
-    // clock's 100 ms marks, which peers' heartbeats, the disk check and the lease keep-alives mostly
-    // share (runtime/aligned-timer.ts); prom-client's loop monitor (10/s); etcd's answers. A failover
-    // poll every 25 ms alone would add 40/s
+  it('wakes each node\'s main thread fewer than 50 times a second', async () => {
+    // per node, about 20/s on a busy shared box: checks with heartbeats (10/s) at the wall clock's
+    // 100 ms marks, which peers' heartbeats, the disk check and the lease keep-alives mostly share
+    // (runtime/aligned-timer.ts); etcd's answers. A failover poll every 25 ms alone would add 40/s,
+    // a timer at a phase of its own (a loop-delay monitor) 10/s
     await new Promise((r) => setTimeout(r, slow(1_000)));
     const pids = cluster.live().map((n) => n.handle.pid);
     const before = pids.map(mainThreadWakeups);
@@ -29,7 +29,7 @@ describe('an idle cluster', () => {
     await new Promise((r) => setTimeout(r, windowMs));
     const perSecond = pids.map((p, i) => (mainThreadWakeups(p) - before[i]!) / (windowMs / 1000));
     console.log(`idle cluster: main-thread wake-ups per second per node ${perSecond.map((w) => w.toFixed(0)).join(', ')}`);
-    for (const w of perSecond) expect(w).toBeLessThan(80);
+    for (const w of perSecond) expect(w).toBeLessThan(50);
     // and it is still a cluster that notices silence: every partition has its three replicas in sync
     const s = await cluster.status();
     expect(s.partitions.every((p) => p.isr.length === 3 && p.leader !== null)).toBe(true);

@@ -1,6 +1,6 @@
 // Focused cases of the replication transition (src/actors/replica.ts) that the simulator found.
 import { describe, expect, it } from 'vitest';
-import { createReplica, handle, type Effect, type Entry, type PeerMessage, type ReplicaView } from '../src/actors/replica.js';
+import { createReplica, handle, wantsQuickTicks, type Effect, type Entry, type PeerMessage, type ReplicaView } from '../src/actors/replica.js';
 import { leaderSide, successorReady } from '../src/actors/handoff.js';
 import * as K from '../src/storage/keys.js';
 import { initialState, type Command } from '../src/actors/partition.js';
@@ -335,5 +335,29 @@ describe('replica transition', () => {
     expect(sent(handle(leader, { type: 'write', id: 1, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 10))[0]).not.toHaveProperty('rev');
     handle(leader, { type: 'view', view: { ...view, version: 2, rev: 7 } }, 20);
     expect(sent(handle(leader, { type: 'write', id: 2, cmd: put, acks: 'one', timeoutMs: 1000, prior: null }, 30))[0]).toMatchObject({ rev: 7 });
+  });
+
+  it('an idle leader beats every tick about HEARTBEAT_MS apart, and wants quick ticks only while work is in flight', () => {
+    const put: Command = { op: 'kvPut', ks: 'ks', key: Buffer.from('k'), value: Buffer.from('v') };
+    const leader = createReplica(L, initialState(partitionId(0), epoch(2), seq(0)), view);
+    handle(leader, { type: 'view', view }, 0);
+    const beats = (now: number) => handle(leader, { type: 'tick' }, now).filter((e) => e.kind === 'send').length;
+    expect(beats(1_000)).toBe(1);
+    expect(beats(1_050)).toBe(0); // 50 ms ticks: every other one beats
+    expect(beats(1_099)).toBe(1); // a little short of 100 ms by the wall clock: the next would be 200 ms on
+    // 100 ms ticks beat every time, the one after a tick that ran late included (70 ms on)
+    expect(beats(1_230)).toBe(1);
+    expect(beats(1_300)).toBe(1);
+    expect(wantsQuickTicks(leader)).toBe(true); // a follower it has not heard from yet may be behind
+    handle(leader, { type: 'peer', msg: { t: 'ack', p: 0, epoch: 2, from: F, seq: 0, end: 0, copy: 0 } }, 1_301);
+    expect(wantsQuickTicks(leader)).toBe(false);
+    handle(leader, { type: 'write', id: 1, cmd: put, acks: 'all', timeoutMs: 1000, prior: null }, 1_310);
+    expect(wantsQuickTicks(leader)).toBe(true); // a write waits for its copy
+    handle(leader, { type: 'peer', msg: { t: 'ack', p: 0, epoch: 2, from: F, seq: 1, end: 1, copy: 0 } }, 1_320);
+    expect(leader.pending).toHaveLength(0);
+    expect(wantsQuickTicks(leader)).toBe(false);
+    const follower = createReplica(F, initialState(partitionId(0), epoch(2), seq(0)), view);
+    handle(follower, { type: 'view', view }, 0);
+    expect(wantsQuickTicks(follower)).toBe(false);
   });
 });

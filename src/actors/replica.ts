@@ -181,6 +181,12 @@ export const PROBE_AFTER_MS = 200;
 /** A leader hears from every electable follower at least this often (probes keep it so). */
 export const HEARTBEAT_MS = 100;
 /**
+ * A tick beats to a follower it last sent to at least this long ago: over half of HEARTBEAT_MS, so
+ * ticks HEARTBEAT_MS apart beat every time, even after one that ran late or a little early, and
+ * ticks half as far apart every other time.
+ */
+const BEAT_AFTER_MS = HEARTBEAT_MS / 2 + 1;
+/**
  * A leader answers reads only while every other in-sync replica has answered an append it sent
  * within this time: each of them heard from it since, so none can have started a failover (that
  * takes 300 ms of silence, 225 ms for a leader whose process is gone), and no newer leader can
@@ -801,6 +807,19 @@ function settle(r: Replica): Effect[] {
   return out;
 }
 
+/**
+ * Whether the replica has work its host's ticks move along — writes waiting for copies, gaps to
+ * fill, followers behind — and so wants them at their short period. Without any, ticks only send
+ * heartbeats, which HEARTBEAT_MS apart suffice for.
+ */
+export function wantsQuickTicks(r: Replica): boolean {
+  if (r.pending.length > 0) return true;
+  if (r.role !== 'leader') return false;
+  if (r.fillDue.size > 0) return true;
+  for (const f of r.view.replicas) if (f !== r.self && (r.matched.get(f) ?? -1) < r.state.seq) return true;
+  return false;
+}
+
 function tick(r: Replica, nowMs: number): Effect[] {
   const out: Effect[] = [];
   // Writes that could not gather their copies in time were applied here but not confirmed.
@@ -820,7 +839,7 @@ function tick(r: Replica, nowMs: number): Effect[] {
     for (const f of followers(r)) {
       const lagging = (r.matched.get(f) ?? -1) < r.state.seq && nowMs - (r.progressAtMs.get(f) ?? 0) >= PROBE_AFTER_MS;
       // An idle follower still hears from its leader, which keeps the leader's read lease.
-      const quiet = nowMs - (r.sentAtMs.get(f) ?? 0) >= HEARTBEAT_MS;
+      const quiet = nowMs - (r.sentAtMs.get(f) ?? 0) >= BEAT_AFTER_MS;
       if (lagging || quiet) {
         if (lagging) r.progressAtMs.set(f, nowMs);
         r.sentAtMs.set(f, nowMs);

@@ -22,7 +22,7 @@ import { PACE } from './threads.js';
 import { epoch, nodeId, seq, type NodeId } from '../runtime/ids.js';
 import * as K from '../storage/keys.js';
 import { encodeKvValue, initialState, metaOp, type Command, type Op, type PartitionState } from './partition.js';
-import { canServeReads, coalescePeer, createReplica, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, rowOf, visibleEnd, visibleRow, type Acks, type Effect, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
+import { canServeReads, coalescePeer, createReplica, failPending, handle, hiddenRows, hintRange, holdDuringCopy, needsPrior, rowOf, visibleEnd, visibleRow, wantsQuickTicks, HEARTBEAT_MS, type Acks, type Effect, type Replica, type ReplicaMessage, type ReplicaView } from './replica.js';
 import { PartitionReader, type ReadView } from './reads.js';
 import { catchUp } from './catch-up.js';
 import { compareStep, digestChecks, shouldDigest, type CompareInput, type Comparison, type ReplicaSide } from './anti-entropy.js';
@@ -43,6 +43,12 @@ const nodeEndpoint = requireCjs('comlink/dist/umd/node-adapter.js') as typeof im
 
 /** How often replicas check deadlines, probe lagging followers and send snapshot chunks. */
 const TICK_MS = 50;
+/**
+ * The tick's period while no replica here wantsQuickTicks and no copy is sent or received: the
+ * ticks then only send heartbeats (replica.ts HEARTBEAT_MS apart), and an idle worker wakes half
+ * as often. A multiple of TICK_MS, so ticks stay on the moments the node's other threads share.
+ */
+const QUIET_TICK_MS = HEARTBEAT_MS;
 /** how long a replica whose node proposes it as leader refuses older copies: past the CAS and its view */
 const CLAIM_MS = 2_000;
 
@@ -395,6 +401,12 @@ class PartitionWorker {
   /** Feed one message to a replica and carry out what it decides. */
   private run(h: Hosted, m: ReplicaMessage): void {
     this.execute(h, handle(h.replica, m, systemClock.nowMs()));
+    // work that ticks move along starts between ticks: from now on they come at the short period
+    if (this.tickTimer && this.tickTimer.period !== TICK_MS && this.wantsQuickTicks(h)) this.tickTimer.setPeriod(TICK_MS);
+  }
+
+  private wantsQuickTicks(h: Hosted): boolean {
+    return h.installing !== undefined || h.snapshots.size > 0 || wantsQuickTicks(h.replica);
   }
 
   private execute(h: Hosted, effects: Effect[]): void {
@@ -608,12 +620,15 @@ class PartitionWorker {
 
   private tick(): void {
     let copiesOpen = 0;
+    let quick = false;
     for (const h of this.hosted.values()) {
       if (h.installing) abandonStalledCopy(this.copyHost(h)); // the host view only while a copy arrives
       this.run(h, { type: 'tick' });
       for (const [to, snap] of h.snapshots) this.sendSnapshotChunk(h, to, snap);
       copiesOpen += h.snapshots.size;
+      quick ||= this.wantsQuickTicks(h);
     }
+    this.tickTimer?.setPeriod(quick ? TICK_MS : QUIET_TICK_MS);
     Atomics.store(this.pace, PACE.copiesOpen, copiesOpen);
     this.flush();
     this.board.publish(this.boardPositions());

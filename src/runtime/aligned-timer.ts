@@ -13,9 +13,28 @@ export class AlignedInterval {
   /** the same moment on the monotonic clock: lateness is measured there, whatever the wall clock does */
   private dueMonoMs = 0;
 
-  constructor(private readonly periodMs: number, private readonly fn: () => void) {
+  constructor(private periodMs: number, private readonly fn: () => void) {
     assert.ok(Number.isInteger(periodMs) && periodMs > 0, 'an aligned period is a whole number of ms');
     this.arm(Date.now());
+  }
+
+  get period(): number { return this.periodMs; }
+
+  /**
+   * Run every `periodMs` from now on; a period that divides the other keeps the runs on moments
+   * shared with other timers. A shorter one takes effect at once: a run armed past the next
+   * multiple of it moves there. Within a run, the next one is armed with the new period.
+   */
+  setPeriod(periodMs: number): void {
+    assert.ok(Number.isInteger(periodMs) && periodMs > 0, 'an aligned period is a whole number of ms');
+    if (periodMs === this.periodMs) return;
+    this.periodMs = periodMs;
+    if (this.stopped || this.timer === undefined) return;
+    const now = Date.now();
+    const boundary = (Math.floor(now / periodMs) + 1) * periodMs;
+    if (boundary >= this.dueAt) return;
+    clearTimeout(this.timer);
+    this.armAt(boundary, now);
   }
 
   /**
@@ -31,7 +50,10 @@ export class AlignedInterval {
 
   private arm(nowMs: number): void {
     if (this.stopped) return;
-    const next = this.nextDueAt(nowMs);
+    this.armAt(this.nextDueAt(nowMs), nowMs);
+  }
+
+  private armAt(next: number, nowMs: number): void {
     assert.ok(next > nowMs, 'an aligned timer runs after now');
     this.dueAt = next;
     this.dueMonoMs = performance.now() + (next - nowMs);

@@ -231,8 +231,11 @@ export const limits = {
   verifiedTokensMax: 10_000,
   /** scrypt verifications running at once; more → UNAUTHENTICATED at once (a flood of wrong secrets stays cheap) */
   tokenVerificationsMax: 4,
-  /** how often the node looks at the free space under its data dir (storage/disk-guard.ts) */
-  diskCheckIntervalMs: 250,
+  /**
+   * how often the node looks at the free space under its data dir (storage/disk-guard.ts); a
+   * multiple of a cluster node's 100 ms check, so the look shares that wake-up instead of its own
+   */
+  diskCheckIntervalMs: 200,
   /** the background sweeper deletes at most this many expired keys per partition per pass */
   ttlSweepKeysMax: 10_000,
   /**
