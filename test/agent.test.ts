@@ -175,7 +175,9 @@ describe('agent: files to Chicago exactly once', () => {
       '  - task: java',
       '    paths: [./logs/*.log]',
       '    topic: agent-trace',
-      '    multiline: { preset: java, quietMs: 500 }',
+      // the quiet timeout outlasts the wait for "before" and the kill (a busy machine takes seconds): the
+      // trace must still be pending when the agent dies, so its end comes from the restarted agent
+      `    multiline: { preset: java, quietMs: ${slow(1_500)} }`,
     ].join('\n'));
     const file = path.join(dir, 'logs', 'app.log');
     await writeFile(file, 'app 1 INFO before\n2026-12-06 ERROR request failed\njava.lang.IllegalStateException: boom\n\tat a.B.c(B.java:10)\n');
