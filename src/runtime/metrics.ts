@@ -1,11 +1,10 @@
 // Prometheus metrics of one node, in its own registry (no process-wide globals).
-import { createRequire } from 'node:module';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { requireCjs } from './require.js';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
 type DefaultMetric = (registry: Registry, config: { prefix: string }) => void;
-const requireCjs = createRequire(import.meta.url);
 
 /**
  * prom-client's default process series, all but its event-loop lag: that one runs a timer of its
