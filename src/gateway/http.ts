@@ -310,7 +310,8 @@ function checkParams(query: URLSearchParams, params: ReadonlySet<string>, route:
 
 function matchRoute(routes: Route[], method: string, segs: string[]): { name: string; need: Need; handler: Handler; params: ReadonlySet<string> } | { error: ChicagoError; allow?: string } {
   const allowed: string[] = [];
-  // HEAD runs the GET route (its handlers read without changing state; the two that do, noHead, refuse it); the body is left out when answering
+  // HEAD runs the GET route (its handlers read without changing state; the two that do, noHead,
+  // refuse it); the body is left out when answering
   const wanted = method === 'HEAD' ? 'GET' : method;
   for (const r of routes) {
     const rest = r.pattern[r.pattern.length - 1] === '**';
