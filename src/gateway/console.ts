@@ -10,6 +10,7 @@ import zlib from 'node:zlib';
 import type uWS from 'uWebSockets.js';
 import { limits } from '../runtime/limits.js';
 import { ChicagoError } from '../runtime/errors.js';
+import { endHead } from './http.js';
 
 export interface ConsoleAsset { body: Buffer; gzip: Buffer; etag: string; type: string }
 
@@ -95,8 +96,7 @@ export function attachConsole(app: uWS.TemplatedApp, assets: Map<string, Console
     res.cork(() => {
       res.writeStatus(reply.status);
       for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v);
-      // HEAD: GET's headers and Content-Length, no body (RFC 9110 9.3.2)
-      if (head) res.writeHeader('content-length', String(typeof reply.body === 'string' ? Buffer.byteLength(reply.body) : reply.body.byteLength)).endWithoutBody();
+      if (head) endHead(res, reply.body);
       else res.end(reply.body);
     });
   };

@@ -67,6 +67,14 @@ const STATUS_TEXT: Record<number, string> = {
 const json = (value: unknown, status = 200): Reply => ({ status, body: JSON.stringify(value), contentType: 'application/json' });
 const noContent = (): Reply => ({ status: 204, body: '' });
 
+/**
+ * Ends a HEAD answer: the Content-Length GET would send and no body (RFC 9110 9.3.2). The length is
+ * written as a header: uWS's endWithoutBody(length) leaves a keep-alive connection waiting for it.
+ */
+export function endHead(res: uWS.HttpResponse, body: string | Uint8Array): void {
+  res.writeHeader('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength)).endWithoutBody();
+}
+
 function errorReply(err: ChicagoError): Reply {
   return json({ error: err.toJSON() }, err.status);
 }
@@ -130,9 +138,7 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
         if (reply.contentType) res.writeHeader('content-type', reply.contentType);
         for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
         if (cors) res.writeHeader('access-control-allow-origin', cors).writeHeader('vary', 'Origin').writeHeader('access-control-expose-headers', EXPOSED_HEADERS);
-        // HEAD: the headers GET would send, its Content-Length included, and no body (RFC 9110 9.3.2);
-        // the length is written by hand: endWithoutBody(length) leaves a keep-alive connection waiting for it
-        if (head) res.writeHeader('content-length', String(typeof reply.body === 'string' ? Buffer.byteLength(reply.body) : reply.body.byteLength)).endWithoutBody();
+        if (head) endHead(res, reply.body);
         else res.end(reply.body);
       });
       const code = reply.status >= 400 && typeof reply.body === 'string' && reply.body.startsWith('{"error"')

@@ -4,8 +4,8 @@
 // options (a digest of both says so); otherwise (a build without that step, the sources run as
 // TypeScript by the tests) ajv compiles the schema at first use: the same checks and messages.
 import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
 import type { Options, ValidateFunction } from 'ajv';
+import { requireCjs } from './require.js';
 
 export interface SchemaSpec {
   /** the file name of its compiled module: validators/NAME.cjs next to this module */
@@ -20,13 +20,12 @@ export function schemaDigest(spec: SchemaSpec): string {
 }
 
 export function compiledValidator(spec: SchemaSpec): ValidateFunction {
-  const require = createRequire(import.meta.url);
   try {
-    const mod = require(`./validators/${spec.name}.cjs`) as ValidateFunction & { digest?: string };
+    const mod = requireCjs(`./validators/${spec.name}.cjs`) as ValidateFunction & { digest?: string };
     if (mod.digest === schemaDigest(spec)) return mod;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
   }
-  const { Ajv } = require('ajv') as typeof import('ajv');
+  const { Ajv } = requireCjs('ajv') as typeof import('ajv');
   return new Ajv(spec.options).compile(spec.schema);
 }
