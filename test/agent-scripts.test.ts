@@ -226,7 +226,8 @@ describe('scripts on an open node (remote.enabled: true)', () => {
 
   afterAll(async () => {
     agent?.proc.kill('SIGKILL');
-    if (s) await rm(s.dir, { recursive: true, force: true });
+    await agent?.exited;
+    if (s) await rm(s.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   });
 
   it('runs a script on demand: output streamed to stdout and stderr, exit code passed through, records with run headers', async () => {
@@ -440,8 +441,10 @@ describe('scripts with tokens: the agent:exec scope; schedules', () => {
 
   afterAll(async () => {
     agent?.proc.kill('SIGKILL');
+    await agent?.exited;
     await node?.stop();
-    if (s) await rm(s.dir, { recursive: true, force: true });
+    // a scheduled run (its own process group) may still write its last output as the dir goes: retried
+    if (s) await rm(s.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   });
 
   const cli = (token: string, args: string[]) => runCli(['agent', 'run', '--url', node.url, '--token', token, 'tokhost', ...args]);
