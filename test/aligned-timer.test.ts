@@ -100,6 +100,17 @@ describe('LoopDelay fed by a periodic task', () => {
     expect(out.p50).toBeLessThan(2);
     expect(d.take()).toEqual({ p50: 0, p99: 0, max: 0 });
   });
+
+  it('reads the window without ending it (a status read), ends it when taken (the scrape)', () => {
+    const d = new LoopDelay();
+    d.fedBy();
+    d.late(30);
+    expect(d.peek().max).toBeCloseTo(30, 0);
+    d.late(5);
+    expect(d.peek().max).toBeCloseTo(30, 0);
+    expect(d.take().max).toBeCloseTo(30, 0);
+    expect(d.peek()).toEqual({ p50: 0, p99: 0, max: 0 });
+  });
 });
 
 describe('lease keepalives on the multiples of their interval', () => {

@@ -124,7 +124,8 @@ export interface WorkerControl {
   setRetention(topics: TopicRetention[]): void;
   /** run TTL sweep and retention now (tests and shutdown use it) */
   maintain(): Promise<{ expired: number; trimmedBatches: number }>;
-  stats(): WorkerStats;
+  /** counters and positions; `take` (the metrics scrape) also starts a new loop-delay window */
+  stats(take: boolean): WorkerStats;
   /** the hosted replicas' positions, without resetting the statistics stats() reports */
   positions(): WorkerStats['partitions'];
   /**

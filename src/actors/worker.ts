@@ -224,9 +224,9 @@ class PartitionWorker {
       this.counters.trimmedBatches += trimmedBatches;
       return { expired, trimmedBatches };
     },
-    stats: (): WorkerStats => this.hops.task('stats', () => {
+    stats: (take: boolean): WorkerStats => this.hops.task('stats', () => {
       const s: WorkerStats = {
-        eventLoopDelayMs: this.loopDelay.take(),
+        eventLoopDelayMs: take ? this.loopDelay.take() : this.loopDelay.peek(),
         partitions: this.control.positions(),
         ...this.counters,
         linkDrops: this.links?.dropped ?? 0,

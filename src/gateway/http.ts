@@ -316,8 +316,8 @@ function checkParams(query: URLSearchParams, params: ReadonlySet<string>, route:
 
 function matchRoute(routes: Route[], method: string, segs: string[]): { name: string; need: Need; handler: Handler; params: ReadonlySet<string> } | { error: ChicagoError; allow?: string } {
   const allowed: string[] = [];
-  // HEAD runs the GET route (its handlers read without changing state; the two that do, noHead,
-  // refuse it); the body is left out when answering
+  // HEAD runs the GET route (its handlers read without changing state; the one that does, the
+  // metrics scrape, refuses it: noHead); the body is left out when answering
   const wanted = method === 'HEAD' ? 'GET' : method;
   for (const r of routes) {
     const rest = r.pattern[r.pattern.length - 1] === '**';
@@ -434,7 +434,7 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
     route('GET', '/v1/ws', 'public', () => { throw new ChicagoError('BAD_REQUEST', '/v1/ws takes a WebSocket upgrade (docs/protocol.md)'); }),
     // no HEAD: rendering either one ends the event-loop-delay windows the next scrape reports
     { ...route('GET', '/metrics', cluster('read'), async () => ({ status: 200, body: await node.renderMetrics(), contentType: 'text/plain; version=0.0.4' })), noHead: true },
-    { ...route('GET', '/v1/status', cluster('read'), async () => json(await node.status())), noHead: true },
+    route('GET', '/v1/status', cluster('read'), async () => json(await node.status())),
     route('POST', '/v1/admin/maintain', cluster('admin'), async () => json(await node.maintain())),
     // any token: clients route by it (which node leads which partition), whatever they may touch
     route('GET', '/v1/cluster/placement', authenticated, () => json(node.placement())),

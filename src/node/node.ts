@@ -817,8 +817,9 @@ export class ChicagoNode implements NodeApi {
     return reasons.length > 0 ? { status: 'degraded', reasons } : { status: 'ok' };
   }
 
-  async workerStats(): Promise<WorkerStats[]> {
-    return Promise.all(this.workers.map((w) => withDeadline(w.control.stats(), 5000, `worker ${w.index} stats`)));
+  /** `take`: the metrics scrape, which ends each worker's loop-delay window; other readers leave it open */
+  async workerStats(take = false): Promise<WorkerStats[]> {
+    return Promise.all(this.workers.map((w) => withDeadline(w.control.stats(take), 5000, `worker ${w.index} stats`)));
   }
 
   async status(): Promise<NodeStatus> {
@@ -900,7 +901,7 @@ export class ChicagoNode implements NodeApi {
       m.diskFree.set(this.disk.availBytes);
       m.memoryBuffered.set(this.memory.used);
       m.memoryRefused.set(this.memory.refused);
-      const stats = await this.workerStats();
+      const stats = await this.workerStats(true);
       let expired = 0, trimmed = 0, fsyncs = 0, checks = 0, divergences = 0, snapshotBytes = 0;
       const delay = (thread: string, d: LoopDelayMs) => {
         m.eventLoopDelay.set({ thread, quantile: '0.5' }, d.p50 / 1000);

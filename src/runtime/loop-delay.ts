@@ -34,12 +34,17 @@ export class LoopDelay {
     (this.histogram as RecordableHistogram).record(Math.max(1, Math.round(ms * 1e6)));
   }
 
-  /** The delay since the last take (or since start), in ms. */
+  /** The delay since the last take (or since start), in ms; the next window starts now. */
   take(): LoopDelayMs {
+    const out = this.peek();
+    this.histogram.reset();
+    return out;
+  }
+
+  /** The delay since the last take, in ms, leaving the window open (a status read, not the scrape). */
+  peek(): LoopDelayMs {
     const h = this.histogram;
     const excess = (ns: number) => (Number.isFinite(ns) && h.count > 0 ? Math.max(0, ns / 1e6 - this.baseMs) : 0);
-    const out = { p50: excess(h.percentile(50)), p99: excess(h.percentile(99)), max: excess(h.max) };
-    h.reset();
-    return out;
+    return { p50: excess(h.percentile(50)), p99: excess(h.percentile(99)), max: excess(h.max) };
   }
 }
