@@ -12,13 +12,15 @@ const runtime = path.join(root, 'dist/src/runtime');
 const { schemaDigest } = await import(path.join(runtime, 'compiled-schema.js'));
 const { configSpec } = await import(path.join(runtime, 'config.js'));
 const { bridgeConfigSpec } = await import(path.join(root, 'dist/src/bridge/config.js'));
+const { agentConfigSpec } = await import(path.join(root, 'dist/src/agent/config.js'));
+const { guardConfigSpec } = await import(path.join(root, 'dist/src/guard/config.js'));
 
 const out = path.join(runtime, 'validators');
 mkdirSync(out, { recursive: true });
-for (const spec of [configSpec, bridgeConfigSpec]) {
+for (const spec of [configSpec, bridgeConfigSpec, agentConfigSpec, guardConfigSpec]) {
   const ajv = new Ajv({ ...spec.options, code: { source: true } });
   const code = standaloneCode(ajv, ajv.compile(spec.schema));
   // the digest says which schema and options this code was made from: another one is not used
   writeFileSync(path.join(out, `${spec.name}.cjs`), `${code}\nmodule.exports.digest = ${JSON.stringify(schemaDigest(spec))};\n`);
 }
-console.log(`validators: ${path.relative(root, out)} (config, bridge-config)`);
+console.log(`validators: ${path.relative(root, out)} (config, bridge-config, agent-config, guard-config)`);

@@ -9,6 +9,8 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { configFromEnv, configSchema, configSpec, defaultConfig, loadConfig, ConfigError } from '../src/runtime/config.js';
 import { bridgeConfigSpec } from '../src/bridge/config.js';
+import { agentConfigSpec } from '../src/agent/config.js';
+import { guardConfigSpec } from '../src/guard/config.js';
 import { schemaDigest, type SchemaSpec } from '../src/runtime/compiled-schema.js';
 import { checkLimits, limits } from '../src/runtime/limits.js';
 import { ERRORS } from '../src/runtime/errors.js';
@@ -77,12 +79,16 @@ describe.skipIf(!existsSync(path.join(validatorsDir, 'config.cjs')))('the valida
   it('were made from the schemas and options in the sources', () => {
     expect(load(configSpec).digest).toBe(schemaDigest(configSpec));
     expect(load(bridgeConfigSpec).digest).toBe(schemaDigest(bridgeConfigSpec));
+    expect(load(agentConfigSpec).digest).toBe(schemaDigest(agentConfigSpec));
+    expect(load(guardConfigSpec).digest).toBe(schemaDigest(guardConfigSpec));
   });
 
   it('accept and refuse what ajv compiling the schema at start does, with the same errors', () => {
     const cases: Array<[SchemaSpec, unknown[]]> = [
       [configSpec, [defaultConfig(), { ...defaultConfig(), port: 'x', workers: 0, colour: 1, nodeId: 'a b', sync: { policy: 'sometimes' } }, { security: { tokens: [{ id: 1 }] } }, []]],
       [bridgeConfigSpec, [{}, { group: 1, mappings: [], kafka: { brokers: 'b' } }, { group: 'g', mappings: [{ chicago: 't', kafka: 'k' }], kafka: { brokers: ['b:9092'] }, chicago: { url: 'http://x' } }]],
+      [agentConfigSpec, [{}, { sources: [{ task: 'app', paths: ['/var/log/app.log'], topic: 'logs' }] }, { sources: [{ task: 1, paths: 'x', colour: 2 }], spool: { quotaBytes: -1 }, health: { intervalMs: 'often' } }]],
+      [guardConfigSpec, [{}, { inputs: [{ topic: 'access' }] }, { inputs: [{ topic: 'a', format: 'apache' }], scenarios: [{ name: 1 }], extra: true }]],
     ];
     for (const [spec, inputs] of cases) {
       const compiled = load(spec);

@@ -2,8 +2,9 @@
 // The token comes from the file (token, tokenFile) or the environment (CHICAGO_TOKEN, CHICAGO_TOKEN_FILE).
 import os from 'node:os';
 import path from 'node:path';
-import { Ajv } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import { ConfigError, parseConfigFile } from '../runtime/config.js';
+import { type SchemaSpec, compiledValidator } from '../runtime/compiled-schema.js';
 import { limits } from '../runtime/limits.js';
 import { nodeSchema } from '../client/config-node.js';
 import { CaFileError, readCa } from '../client/tls.js';
@@ -205,8 +206,10 @@ export const agentConfigSchema = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: true, strict: true });
-const validate = ajv.compile(agentConfigSchema);
+export const agentConfigSpec: SchemaSpec = { name: 'agent-config', schema: agentConfigSchema, options: { allErrors: true, strict: true, validateSchema: false, meta: false } };
+// compiled at build time (scripts/build-validators.mjs): an agent's start does not compile it
+let compiled: ValidateFunction | undefined;
+const validator = () => (compiled ??= compiledValidator(agentConfigSpec));
 
 type Raw = {
   node?: { url?: string; token?: string; tokenFile?: string; ca?: string; timeoutMs?: number };
@@ -230,6 +233,7 @@ function hostName(): string {
 
 /** Checks and completes a parsed config; `base` resolves relative paths (the config file's directory). */
 export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const validate = validator();
   if (!validate(raw)) {
     const msg = (validate.errors ?? [])
       .map((e) => `${e.instancePath || '/'} ${e.message}${e.keyword === 'additionalProperties' ? ` (${(e.params as { additionalProperty: string }).additionalProperty})` : ''}`)

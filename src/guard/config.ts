@@ -2,8 +2,9 @@
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { Ajv } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import { ConfigError, parseConfigFile } from '../runtime/config.js';
+import { type SchemaSpec, compiledValidator } from '../runtime/compiled-schema.js';
 import { nodeSchema, nodeSecrets, schemaMessage } from '../client/config-node.js';
 import { limits } from '../runtime/limits.js';
 import { Allowlist } from './ip.js';
@@ -185,8 +186,10 @@ export const guardConfigSchema = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: true, strict: true });
-const validate = ajv.compile(guardConfigSchema);
+export const guardConfigSpec: SchemaSpec = { name: 'guard-config', schema: guardConfigSchema, options: { allErrors: true, strict: true, validateSchema: false, meta: false } };
+// compiled at build time (scripts/build-validators.mjs): a guard's start does not compile it
+let compiled: ValidateFunction | undefined;
+const validator = () => (compiled ??= compiledValidator(guardConfigSpec));
 
 type Raw = Partial<Omit<GuardConfig, 'inputs' | 'scenarios' | 'node'>> & {
   node?: { url?: string; token?: string; tokenFile?: string; ca?: string; timeoutMs?: number };
@@ -219,6 +222,7 @@ export function defaultGroup(topics: readonly string[]): string {
 }
 
 export function resolveGuardConfig(raw: unknown, base: string, env: NodeJS.ProcessEnv = process.env): GuardConfig {
+  const validate = validator();
   if (!validate(raw)) throw new ConfigError(`guard config: ${schemaMessage(validate.errors)}`);
   const r = raw as unknown as Raw;
   const { token, ca } = nodeSecrets(r.node, (p) => path.resolve(base, p), env, 'guard config');
