@@ -387,6 +387,8 @@ describe('exact HTTP, one owner, strict parsing (raw sockets, real node)', () =>
       expect([g.p, body]).toEqual([g.p, '']);
     }
     expect(answers[gets.length]).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*\r\n\r\ntwelve bytes$/);
+    const m = await http(node.url, 'GET', '/metrics');
+    expect(m.text).toMatch(/chicago_requests_total\{[^}]*route="HEAD \/v1\/health"[^}]*\} 1\n/);
   });
 
   it('refuses rather than rewrites: integers, names, keys, header names and Unicode', async () => {

@@ -187,7 +187,8 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       respond(reply);
       return;
     }
-    routeName = match.name;
+    // a HEAD runs its GET route but is counted as itself
+    routeName = method === 'HEAD' ? `HEAD${match.name.slice('GET'.length)}` : match.name;
     try {
       checkParams(query, match.params, match.name);
     } catch (e) {
