@@ -55,6 +55,14 @@ describe.concurrent('kv', () => {
     expect((await cli(['kv', 'scan', 'cli-kv-special'])).stdout).toBe(`${key}\tv\n`);
   });
 
+  it('escapes what would break a KEY<TAB>VALUE line in scan: control characters, backslash, bytes that are not UTF-8', async () => {
+    expect((await cli(['kv', 'put', 'cli-kv-esc', 'k\tab', 'two\nlines \\ here'])).code).toBe(0);
+    expect((await cli(['kv', 'put', 'cli-kv-esc', 'raw'], { input: Buffer.from([0x61, 0xff, 0x00, 0x5c]) })).code).toBe(0);
+    expect((await cli(['kv', 'scan', 'cli-kv-esc'])).stdout).toBe('k\\tab\ttwo\\nlines \\\\ here\nraw\ta\\xff\\x00\\\\\n');
+    const json = JSON.parse((await cli(['kv', 'scan', 'cli-kv-esc', '--json'])).stdout);
+    expect(json.items.find((i: { key: string }) => i.key === 'raw')).toMatchObject({ value: Buffer.from([0x61, 0xff, 0x00, 0x5c]).toString('base64'), valueEncoding: 'base64' });
+  });
+
   it('reads the value from stdin when it is not given', async () => {
     const value = 'line 1\nline 2\n';
     expect((await cli(['kv', 'put', 'cli-kv-stdin', 'stdin'], { input: value })).code).toBe(0);

@@ -6,7 +6,7 @@ import { enc, httpFrom, wantsJson } from '../http.js';
 import { fields, line, write } from '../output.js';
 
 interface WriteResult { version: number; replicas: number }
-interface ScanItem { key: string; value: string; version?: number }
+interface ScanItem { key: string; value: string; version?: number; keyEncoding?: 'base64'; valueEncoding?: 'base64' }
 interface ScanPage { items: ScanItem[]; next?: string }
 
 const keyPath = (p: Parsed) => `/v1/kv/${enc(p.positionals[0])}/${enc(p.positionals[1])}`;
@@ -52,6 +52,24 @@ export async function del(p: Parsed): Promise<void> {
   await printResult(p, res, 'deleted');
 }
 
+/**
+ * A key or value on one line of `KEY<TAB>VALUE` output: backslash, tab, newlines and other control
+ * characters escaped, and bytes that are not UTF-8 (the node sends those base64) as `\xNN`, as
+ * redis-cli prints binary values; --json keeps the exact text and its encoding.
+ */
+export function scanText(text: string, encoding: 'base64' | undefined): string {
+  if (encoding === 'base64') {
+    let out = '';
+    for (const b of Buffer.from(text, 'base64')) {
+      out += b === 0x5c ? '\\\\' : b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : escapeByte(b);
+    }
+    return out;
+  }
+  return text.replace(/[\\\x00-\x1f\x7f]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : escapeByte(c.charCodeAt(0))));
+}
+
+const escapeByte = (b: number): string => `\\x${b.toString(16).padStart(2, '0')}`;
+
 export async function scan(p: Parsed): Promise<void> {
   const http = httpFrom(p);
   const path = `/v1/kv/${enc(p.positionals[0])}`;
@@ -63,7 +81,7 @@ export async function scan(p: Parsed): Promise<void> {
     const limit = Math.min(remaining, limits.scanLimitMax);
     const page = await http.must<ScanPage>('GET', path, { query: { prefix: str(p, 'prefix'), after, limit } });
     if (wantsJson(p)) items.push(...page.items);
-    else for (const it of page.items) await line(`${it.key}\t${it.value}`);
+    else for (const it of page.items) await line(`${scanText(it.key, it.keyEncoding)}\t${scanText(it.value, it.valueEncoding)}`);
     remaining -= page.items.length;
     after = page.items.length > 0 ? page.next : undefined;
   } while (remaining > 0 && after !== undefined);
