@@ -227,6 +227,8 @@ interface SimNode {
   handOffFailedAt?: number;
   /** worker.ts `comparison`: a leader's digests waiting for this replica to reach their seq */
   comparison: Comparison;
+  /** checker: the highest epoch it held (invariant 2: across restarts too) */
+  maxEpoch: number;
   /**
    * checker: its store was changed outside replication (or it installed a copy of one that was):
    * until a copy replaces it, it is not compared with the others at the same position
@@ -331,6 +333,8 @@ export class Sim {
   private readonly ids: NodeId[];
   private readonly nodes = new Map<NodeId, SimNode>();
   private readonly links = new Map<string, Link>();
+  /** the same links by sender, then receiver: found without making a key string */
+  private readonly linksFrom = new Map<NodeId, Map<NodeId, Link>>();
   private rec: PartitionRecord;
   private readonly copies: number;
   private readonly requests = new Map<number, Request>();
@@ -348,7 +352,6 @@ export class Sim {
   private touched = new Set<NodeId>();
   // checker state
   private readonly epochLeader = new Map<number, NodeId>();
-  private readonly maxEpoch = new Map<NodeId, number>();
   /** `${seq}/${epoch}` → the entry's bytes; the same (seq, epoch) must mean the same entry */
   private readonly entries = new Map<string, Buffer>();
   /** by seq: the distinct entry bytes checkLogEntry passed under that log key */
@@ -391,11 +394,20 @@ export class Sim {
         full.push(s);
       };
     }
-    for (const a of this.ids) for (const b of this.ids) if (a !== b) this.links.set(lk(a, b), this.healthyLink(rConf));
+    for (const a of this.ids) {
+      const from = new Map<NodeId, Link>();
+      this.linksFrom.set(a, from);
+      for (const b of this.ids) {
+        if (a === b) continue;
+        const l = this.healthyLink(rConf);
+        this.links.set(lk(a, b), l);
+        from.set(b, l);
+      }
+    }
     const leader = rConf.pick(this.ids);
     const held = this.opts.single ? [leader] : this.ids;
     this.rec = { epoch: 1, leader, replicas: [...held], isr: [...held], rev: 1 };
-    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), incomplete: false, snapshots: new Map(), comparison: {}, tainted: false, heardPos: new Map(), seqHistory: [], joining: new Map(), viewVersion: 0, lastViewAt: 0 });
+    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), incomplete: false, snapshots: new Map(), comparison: {}, tainted: false, maxEpoch: 0, heardPos: new Map(), seqHistory: [], joining: new Map(), viewVersion: 0, lastViewAt: 0 });
     for (const node of this.nodes.values()) this.open(node);
     this.q.push(CHECK_EVERY_MS, { k: 'coord' });
     this.q.push(rConf.int(50, 300), { k: 'fault' });
@@ -409,6 +421,10 @@ export class Sim {
 
   config(): string {
     return `nodes=${this.ids.length} copies=${this.copies}${this.opts.single ? ' single' : ''} leader=${this.rec.leader} steps=${this.opts.steps}`;
+  }
+
+  private link(from: NodeId, to: NodeId): Link {
+    return this.linksFrom.get(from)!.get(to)!;
   }
 
   private healthyLink(r: Prng): Link {
@@ -505,7 +521,7 @@ export class Sim {
         return this.client();
       case 'restart': return this.restart(this.nodes.get(ev.node)!);
       case 'flush': {
-        const l = this.links.get(lk(ev.from, ev.to))!;
+        const l = this.link(ev.from, ev.to);
         if (l.cut) return; // cut again: the next heal resumes
         const next = l.held.shift();
         if (!next) return;
@@ -815,7 +831,7 @@ export class Sim {
    * frames on different links race freely.
    */
   private transmit(from: NodeId, to: NodeId, ev: Extract<Ev, { k: Wire }>): void {
-    const l = this.links.get(lk(from, to))!;
+    const l = this.link(from, to);
     this.stats.messages++;
     if (this.rNet.chance(l.loss)) { this.stats.dropped++; return; }
     const at = Math.max(this.now + l.delayMs + this.rNet.int(0, l.jitterMs), l.lastDeliveryAt);
@@ -829,7 +845,7 @@ export class Sim {
    * `flushed`: a held frame being delivered by the healed link.
    */
   private linkPasses(ev: Extract<Ev, { k: Wire }>, flushed: boolean): boolean {
-    const l = this.links.get(lk(ev.from, ev.to))!;
+    const l = this.link(ev.from, ev.to);
     if (!l.cut && (flushed || l.held.length === 0)) return true;
     if (l.cut && this.rNet.chance(0.5)) { this.stats.dropped++; return false; }
     l.held.push(ev);
@@ -893,7 +909,9 @@ export class Sim {
     else if (roll < 0.50) op = { kind: 'kvDel', key: `k${r.int(0, 4)}` };
     else if (roll < 0.90) {
       const tp = r.int(0, 1);
-      const values = Array.from({ length: r.int(1, 3) }, () => `r${++this.valueCounter}`);
+      const count = r.int(1, 3);
+      const values: string[] = [];
+      for (let i = 0; i < count; i++) values.push(`r${++this.valueCounter}`);
       if (r.chance(0.5)) {
         const sq = (this.producerSeq.get(tp) ?? -1) + 1;
         this.producerSeq.set(tp, sq);
@@ -955,7 +973,7 @@ export class Sim {
   private alive(x: NodeId, y: NodeId): boolean {
     if (x === y) return true;
     const ny = this.nodes.get(y)!;
-    const l = this.links.get(lk(y, x))!;
+    const l = this.link(y, x);
     if (ny.up && !l.cut) return true;
     const since = Math.max(ny.up ? 0 : ny.downAtMs, l.cut ? l.cutAtMs : 0);
     return this.now - since < SUSPECT_AFTER_MS;
@@ -967,7 +985,7 @@ export class Sim {
     for (const a of this.nodes.values()) {
       if (!a.up) continue;
       const pos: [number, number] = [a.replica!.state.seq, a.incomplete ? 1 : 0];
-      for (const b of this.nodes.values()) if (b !== a && b.up && !this.links.get(lk(a.id, b.id))!.cut) b.heardPos.set(a.id, pos);
+      for (const b of this.nodes.values()) if (b !== a && b.up && !this.link(a.id, b.id).cut) b.heardPos.set(a.id, pos);
     }
     for (const id of this.ids) {
       const n = this.nodes.get(id)!;
@@ -1179,7 +1197,7 @@ export class Sim {
     } else if (roll < 0.90) {
       const a = r.pick(this.ids);
       const b = r.pick(this.ids.filter((x) => x !== a));
-      const l = this.links.get(lk(a, b))!;
+      const l = this.link(a, b);
       l.loss = r.pick([0, 0, 0.05, 0.2, 0.5]);
       l.delayMs = r.pick([1, 2, 5, 20, 80]);
       l.jitterMs = r.pick([0, 5, 30, 150]);
@@ -1188,7 +1206,7 @@ export class Sim {
   }
 
   private cut(a: NodeId, b: NodeId): void {
-    const l = this.links.get(lk(a, b))!;
+    const l = this.link(a, b);
     if (!l.cut) { l.cut = true; l.cutAtMs = this.now; }
   }
 
@@ -1206,7 +1224,7 @@ export class Sim {
     n.handOffFor = undefined;
     n.lastView = undefined;
     n.seqHistory = [];
-    for (const id of this.ids) if (id !== n.id) this.links.get(lk(n.id, id))!.held = []; // its peer queues die with it
+    for (const id of this.ids) if (id !== n.id) this.link(n.id, id).held = []; // its peer queues die with it
     this.log?.(`nemesis: crash ${n.id}`);
   }
 
@@ -1259,9 +1277,8 @@ export class Sim {
         else if (prev !== n.id) throw new Violation(`invariant 1: ${n.id} and ${prev} both lead epoch ${e}`);
       }
       // 2. epochs never decrease (across restarts too: the epoch is in the durable meta)
-      const max = this.maxEpoch.get(n.id) ?? 0;
-      if (e < max) throw new Violation(`invariant 2: ${n.id}'s epoch went from ${max} back to ${e}`);
-      this.maxEpoch.set(n.id, e);
+      if (e < n.maxEpoch) throw new Violation(`invariant 2: ${n.id}'s epoch went from ${n.maxEpoch} back to ${e}`);
+      n.maxEpoch = e;
       const dirty = this.opts.plant === 'read-applied';
       if (canServeReads(dirty ? { ...r, readBarrier: 0 } : r, this.now)) this.checkShown(n, dirty ? r.state.seq : r.confirmedSeq);
     }
@@ -1331,7 +1348,7 @@ export class Sim {
       for (const [k, v] of n.store.iterateAfter(prev.range, last)) {
         const base = K.baseOffsetOfBatchKey(k);
         if (base !== at) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} has a gap or overlap: batch at ${base}, expected ${at}`);
-        at += recordsIn(v);
+        at += this.recordsIn(v);
         last = k.toString('hex');
       }
       if (at !== st.end) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} batches end at ${at}, stream end ${st.end}`);
@@ -1339,6 +1356,19 @@ export class Sim {
     }
     n.streamsChecked = streams;
   }
+
+  /**
+   * A stored batch's record count, decoded once per stored value (the checker walks every batch
+   * often). Kept by the run, not in a WeakMap: ephemeron tables made the garbage collector work
+   * on every batch of every seed.
+   */
+  private recordsIn(v: Buffer): number {
+    let n = this.batchRecords.get(v);
+    if (n === undefined) { n = decodeStoredBatch(v).r.length; this.batchRecords.set(v, n); }
+    return n;
+  }
+
+  private readonly batchRecords = new Map<Buffer, number>();
 
   private digestOf(n: SimNode): string {
     n.digest ??= n.store.digest();
@@ -1457,9 +1487,10 @@ export class Sim {
     // 5. identical seq, state-machine keys and in-memory state
     // map order is not state (streams), and producer LRU order differs after a reload (note N1)
     const mem = (n: SimNode) => JSON.stringify({ seq: n.replica!.state.seq, streams: [...n.replica!.state.streams].sort(), producers: [...n.replica!.state.producers].sort() });
+    const leaderMem = mem(leader);
     for (const n of ns) {
       if (this.digestOf(n) !== this.digestOf(leader)) throw new Violation(`invariant 5: ${n.id} digest differs from leader ${leader.id}`);
-      if (mem(n) !== mem(leader)) throw new Violation(`invariant 5: ${n.id} in-memory state differs from leader ${leader.id}: ${mem(n)} vs ${mem(leader)}`);
+      if (mem(n) !== leaderMem) throw new Violation(`invariant 5: ${n.id} in-memory state differs from leader ${leader.id}: ${mem(n)} vs ${leaderMem}`);
       for (let s = 1; s <= n.replica!.state.seq; s++) {
         const a = n.store.logEntry(s);
         const b = leader.store.logEntry(s);
@@ -1562,13 +1593,6 @@ function describeOp(op: ClientOp): string {
   }
 }
 
-/** a stored batch's record count, decoded once per stored value (the checker walks every batch often) */
-const batchRecords = new WeakMap<Buffer, number>();
-function recordsIn(v: Buffer): number {
-  let n = batchRecords.get(v);
-  if (n === undefined) { n = decodeStoredBatch(v).r.length; batchRecords.set(v, n); }
-  return n;
-}
 
 /** A hinted entry as the log stores it once applied: a produce's batch named, not carried. */
 function asLogged(hint: Buffer | undefined): Buffer | undefined {
