@@ -332,6 +332,8 @@ export class Sim {
   private phase: 'faults' | 'quiesce' = 'faults';
   private readonly ids: NodeId[];
   private readonly nodes = new Map<NodeId, SimNode>();
+  /** the same nodes in their order, for the loops run after every event */
+  private readonly nodeList: SimNode[] = [];
   private readonly links = new Map<string, Link>();
   /** the same links by sender, then receiver: found without making a key string */
   private readonly linksFrom = new Map<NodeId, Map<NodeId, Link>>();
@@ -408,7 +410,8 @@ export class Sim {
     const held = this.opts.single ? [leader] : this.ids;
     this.rec = { epoch: 1, leader, replicas: [...held], isr: [...held], rev: 1 };
     for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), incomplete: false, snapshots: new Map(), comparison: {}, tainted: false, maxEpoch: 0, heardPos: new Map(), seqHistory: [], joining: new Map(), viewVersion: 0, lastViewAt: 0 });
-    for (const node of this.nodes.values()) this.open(node);
+    this.nodeList.push(...this.nodes.values());
+    for (const node of this.nodeList) this.open(node);
     this.q.push(CHECK_EVERY_MS, { k: 'coord' });
     this.q.push(rConf.int(50, 300), { k: 'fault' });
     this.q.push(rConf.int(1, 20), { k: 'client' });
@@ -476,7 +479,7 @@ export class Sim {
     for (const l of this.links.values()) l.loss = 0;
     this.healLinks();
     this.q.retain((ev) => ev.k !== 'fault' && ev.k !== 'client' && ev.k !== 'restart' && ev.k !== 'place');
-    for (const n of this.nodes.values()) if (!n.up) this.q.push(this.now + this.rFault.int(1, 50), { k: 'restart', node: n.id });
+    for (const n of this.nodeList) if (!n.up) this.q.push(this.now + this.rFault.int(1, 50), { k: 'restart', node: n.id });
   }
 
   private dispatch(ev: Ev): void {
@@ -776,7 +779,7 @@ export class Sim {
   }
 
   private antiEntropy(): void {
-    for (const n of this.nodes.values()) {
+    for (const n of this.nodeList) {
       if (!n.up || !shouldDigest(this.replicaSide(n))) continue;
       const d = this.digestNow(n);
       for (const { to, msg } of digestChecks(this.replicaSide(n), n.id, d)) this.transmit(n.id, to, { k: 'digest', from: n.id, to, check: msg });
@@ -982,10 +985,10 @@ export class Sim {
   /** cluster.ts: every CHECK_EVERY_MS each node refreshes views, samples, fails over, keeps the isr. */
   private coordinate(): void {
     // heartbeats carry positions ([seq, incomplete]) to every peer that hears them
-    for (const a of this.nodes.values()) {
+    for (const a of this.nodeList) {
       if (!a.up) continue;
       const pos: [number, number] = [a.replica!.state.seq, a.incomplete ? 1 : 0];
-      for (const b of this.nodes.values()) if (b !== a && b.up && !this.link(a.id, b.id).cut) b.heardPos.set(a.id, pos);
+      for (const b of this.nodeList) if (b !== a && b.up && !this.link(a.id, b.id).cut) b.heardPos.set(a.id, pos);
     }
     for (const id of this.ids) {
       const n = this.nodes.get(id)!;
@@ -1160,7 +1163,7 @@ export class Sim {
     else if (before.epoch !== this.rec.epoch) this.stats.failovers++; else this.stats.isrChanges++;
     this.log?.(`coordinator: ${ev.why} → e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}]`);
     if (this.rec.epoch < before.epoch) throw new Violation('coordinator epoch went back');
-    for (const n of this.nodes.values()) if (n.up) this.pushView(n);
+    for (const n of this.nodeList) if (n.up) this.pushView(n);
   }
 
   // ---- the nemesis ----
@@ -1266,7 +1269,7 @@ export class Sim {
   }
 
   private checkStep(): void {
-    for (const n of this.nodes.values()) {
+    for (const n of this.nodeList) {
       if (!n.up) continue;
       const r = n.replica!;
       const e = r.state.epoch;
@@ -1345,11 +1348,11 @@ export class Sim {
       const resume = prev.start === st.start && edits.rewrittenAt <= prev.changes;
       let at = resume ? prev.at : st.start;
       let last = resume ? prev.last : undefined;
-      for (const [k, v] of n.store.iterateAfter(prev.range, last)) {
+      for (const [hexKey, k, v] of n.store.entriesAfter(prev.range, last)) {
         const base = K.baseOffsetOfBatchKey(k);
         if (base !== at) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} has a gap or overlap: batch at ${base}, expected ${at}`);
         at += this.recordsIn(v);
-        last = k.toString('hex');
+        last = hexKey;
       }
       if (at !== st.end) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} batches end at ${at}, stream end ${st.end}`);
       Object.assign(prev, { stored, end: st.end, changes: edits.changes, start: st.start, at, last });
@@ -1380,7 +1383,7 @@ export class Sim {
     if (this.touched.size === 0) return;
     // a position: a seq and the bytes of its log entry (null: none, or seq 0)
     const byPos: Array<{ seq: number; last: Buffer | null; nodes: SimNode[] }> = [];
-    for (const n of this.nodes.values()) {
+    for (const n of this.nodeList) {
       if (!n.up || n.installing || n.tainted) continue;
       const seq = n.replica!.state.seq;
       const last = seq > 0 ? n.store.logEntry(seq) ?? null : null;
@@ -1460,11 +1463,11 @@ export class Sim {
 
   /** the nodes that hold the partition (single: a dropped node's stale copy is no copy of it) */
   private holding(): SimNode[] {
-    return [...this.nodes.values()].filter((n) => !this.opts.single || this.rec.replicas.includes(n.id));
+    return this.nodeList.filter((n) => !this.opts.single || this.rec.replicas.includes(n.id));
   }
 
   private converged(): boolean {
-    if (![...this.nodes.values()].every((n) => n.up && n.snapshots.size === 0)) return false;
+    if (!this.nodeList.every((n) => n.up && n.snapshots.size === 0)) return false;
     const ns = this.holding();
     if (!ns.every((n) => !n.incomplete)) return false;
     if (this.rec.isr.length !== this.rec.replicas.length) return false;
@@ -1576,7 +1579,7 @@ export class Sim {
 
   status(): string {
     const lines = [`coordinator: e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}] rev=${this.rec.rev}`];
-    for (const n of this.nodes.values()) {
+    for (const n of this.nodeList) {
       const r = n.replica;
       lines.push(`  ${n.id}: ${n.up ? `${r!.role} e${r!.state.epoch} seq=${r!.state.seq} view e${r!.view.epoch}/${r!.view.leader} epochs=${JSON.stringify(r!.state.epochs)} isr=[${r!.view.isr.join(",")}] joining=[${[...n.joining.keys()].join(",")}] confirmed=${r!.confirmedSeq} matched=${JSON.stringify([...r!.matched])} pending=${r!.pending.length} digest=${this.digestOf(n).slice(0, 8)}` : 'down'}`);
     }
