@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { PartitionRecord } from '../src/cluster/layout.js';
 import { initialRecord, movedPartitions, planPartition, planPlacement, rank, replicasFor } from '../src/cluster/placement.js';
 import { type NodeId, epoch, nodeId } from '../src/runtime/ids.js';
+import { murmur3 } from '../src/runtime/hash.js';
 
 const idArb = fc.stringMatching(/^[A-Za-z0-9._-]{1,12}$/).map(nodeId);
 const nodesArb = (min: number, max: number) => fc.uniqueArray(idArb, { minLength: min, maxLength: max });
@@ -30,6 +31,16 @@ describe('rank', () => {
       const full = rank(p, nodes);
       const sub = rank(p, nodes.slice(1));
       expect(sub).toEqual(full.filter((x) => x !== nodes[0]));
+    }));
+  });
+
+  it('scores the UTF-8 bytes of `partition\\0nodeId` for any id: non-ASCII, or longer than the buffer scores are encoded into', () => {
+    const utf8 = new TextEncoder();
+    const score = (p: number, id: string) => murmur3(utf8.encode(`${p}\0${id}`));
+    const anyId = fc.oneof(fc.string({ minLength: 1, maxLength: 12, unit: 'grapheme' }), fc.string({ minLength: 250, maxLength: 400, unit: 'grapheme' }));
+    fc.assert(fc.property(fc.nat(100_000), fc.uniqueArray(anyId, { minLength: 2, maxLength: 6 }), (p, ids) => {
+      const want = [...ids].sort((a, b) => score(p, b) - score(p, a) || (a < b ? -1 : a > b ? 1 : 0));
+      expect(rank(p, ids.map(nodeId))).toEqual(want);
     }));
   });
 

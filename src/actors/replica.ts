@@ -1001,8 +1001,9 @@ function settleFromSuccessor(r: Replica, through: number, copies: number): Effec
  * revision of its view (a follower then ignores views of older records: staleView).
  */
 export function watermark(r: Replica): { hw: number; hwCopies: number; rev?: number } {
-  const hw = { hw: r.confirmedSeq, hwCopies: holdersThrough(r, r.confirmedSeq) };
-  return r.view.rev === undefined ? hw : { ...hw, rev: r.view.rev };
+  const hw = r.confirmedSeq;
+  const hwCopies = holdersThrough(r, hw);
+  return r.view.rev === undefined ? { hw, hwCopies } : { hw, hwCopies, rev: r.view.rev };
 }
 
 /**

@@ -19,7 +19,7 @@ import { PartitionTable, type PartitionEntry } from './partition-table.js';
 import { controlRound, plannedRecord, type PlacementInputs } from './placement.js';
 import { TopicCatalog } from './topic-catalog.js';
 import type { PartitionRecord } from './layout.js';
-import { failoverProposal, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, shedProposal, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from './decide.js';
+import { failoverProposal, handOffTarget, inSyncChange, joiningChanges, recordSeq, sameView, seqAgo, shedProposal, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from './decide.js';
 import type { ClusterConnection } from './hooks.js';
 import { HEARTBEAT_MS, type PeerNetwork } from './peer.js';
 import { gatewayHops } from '../actors/threads.js';
@@ -600,14 +600,6 @@ export class ClusterCoordinator implements Coordinator {
     await Promise.allSettled([this.membership.close(), this.table.close(), this.topics.close()]);
     this.coord.close();
   }
-}
-
-const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
-
-/** Two views that differ at most in their version: a replica needs no new one. */
-function sameView(a: Omit<ReplicaView, 'version'>, b: Omit<ReplicaView, 'version'>): boolean {
-  return a.epoch === b.epoch && a.leader === b.leader && a.copies === b.copies && (a.spares ?? 0) === (b.spares ?? 0)
-    && sameList(a.replicas, b.replicas) && sameList(a.live, b.live) && sameList(a.isr, b.isr);
 }
 
 /** TLS to etcd when its endpoints are https://: the etcd CA (or the cluster CA) and the node's certificate. */

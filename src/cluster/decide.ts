@@ -3,6 +3,7 @@
 // and applies the result by compare-and-swap; test/sim runs the same functions under a seeded
 // simulator, so what the simulator proves is this code.
 import type { NodeId } from '../runtime/ids.js';
+import type { ReplicaView } from '../actors/replica.js';
 import type { PartitionRecord } from './layout.js';
 import { withStandIns, type PlacementInputs } from './placement.js';
 
@@ -191,4 +192,12 @@ export function handOffTarget(rec: PartitionRecord, planned: PartitionRecord, se
   if (v.matched(to) < v.seq - HAND_OFF_LAG_MAX) return undefined;
   if (v.nowMs - (v.failedAtMs ?? -Infinity) < HAND_OFF_RETRY_MS) return undefined;
   return planned;
+}
+
+const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Two views that differ at most in their version (and record revision): a replica needs no new one. */
+export function sameView(a: Omit<ReplicaView, 'version'>, b: Omit<ReplicaView, 'version'>): boolean {
+  return a.epoch === b.epoch && a.leader === b.leader && a.copies === b.copies && (a.spares ?? 0) === (b.spares ?? 0)
+    && sameList(a.replicas, b.replicas) && sameList(a.live, b.live) && sameList(a.isr, b.isr);
 }

@@ -27,7 +27,19 @@ export const regressions: ReadonlyArray<{ finding: string; seed: number; steps: 
   { finding: 'checker', seed: 1000546, steps: 2000, single: true, long: true },
 ];
 
-export interface SeedRun { seeds: number; failures: SimResult[]; ms: number; events: number; stats: Record<string, number> }
+export interface SeedRun {
+  seeds: number; failures: SimResult[]; ms: number; events: number; stats: Record<string, number>;
+  /** each seed's stats, in seed order, up to where the run stopped */
+  bySeed: Array<Record<string, number>>;
+}
+
+/** the stats of a run's first `count` seeds summed, or undefined when it stopped before them */
+export function statsOfFirst(run: SeedRun, count: number): Record<string, number> | undefined {
+  if (run.bySeed.length < count) return undefined;
+  const stats: Record<string, number> = {};
+  for (const s of run.bySeed.slice(0, count)) for (const [k, v] of Object.entries(s)) stats[k] = (stats[k] ?? 0) + v;
+  return stats;
+}
 
 /** a turn of the event loop: vitest's worker answers its RPCs there */
 export const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -41,10 +53,12 @@ export async function runSeeds(first: number, count: number, opts: Omit<SimOptio
   const t0 = performance.now();
   const failures: SimResult[] = [];
   const stats: Record<string, number> = {};
+  const bySeed: Array<Record<string, number>> = [];
   let events = 0;
   for (let seed = first; seed < first + count; seed++) {
     const r = runSeed({ ...opts, seed });
     events += r.stats.events;
+    bySeed.push(r.stats);
     for (const [k, v] of Object.entries(r.stats)) stats[k] = (stats[k] ?? 0) + v;
     if (!r.ok) {
       failures.push(r);
@@ -52,7 +66,7 @@ export async function runSeeds(first: number, count: number, opts: Omit<SimOptio
     }
     await yieldToLoop();
   }
-  return { seeds: count, failures, ms: performance.now() - t0, events, stats };
+  return { seeds: count, failures, ms: performance.now() - t0, events, stats, bySeed };
 }
 
 export function report(run: SeedRun): string {

@@ -23,6 +23,10 @@ const BATCH_KIND_HEX = hex(Buffer.from([K.Kind.batch]));
 /** a batch key's stream (K.batchRange's bound: kind, topic id, partition) as hex */
 const batchStreamOf = (k: string): string | undefined => (k.length === 34 && k.startsWith(BATCH_KIND_HEX) ? k.slice(0, 18) : undefined);
 
+/** the kind byte (K.Kind) of a hex key, read from its first two digits */
+const nibble = (c: number): number => (c <= 0x39 ? c - 0x30 : c - 0x57); // '0'-'9', 'a'-'f' (Buffer's hex is lowercase)
+const kindOfHex = (k: string): number => (nibble(k.charCodeAt(0)) << 4) | nibble(k.charCodeAt(1));
+
 /** The changes to one stream's batch keys, and the count at the last that was not an append at its end. */
 export interface BatchEdits { changes: number; rewrittenAt: number }
 
@@ -121,7 +125,7 @@ export class MemStore {
 
   /** keeps the log index, the digest's sum, the kind's version and the stream's edits in step with the data */
   private changed(k: string, old: Buffer | undefined, v: Buffer | undefined, appended = false): void {
-    this.kindVersions[parseInt(k.slice(0, 2), 16)]++;
+    this.kindVersions[kindOfHex(k)]++;
     const stream = batchStreamOf(k);
     if (stream !== undefined) {
       let e = this.batchEdits.get(stream);
@@ -200,20 +204,25 @@ export class MemStore {
 
   /** iterate() over the keys of the range past `after` (a hex key), or all of them */
   *iterateAfter(range: { gte: Uint8Array; lt: Uint8Array }, after: string | undefined): Generator<[Buffer, Buffer]> {
+    // taken before the first yield, as a snapshot iterator sees the store: callers may write while they read
+    for (const [, key, value] of this.entriesAfter(range, after)) yield [key, value];
+  }
+
+  /** the [hexKey, key, value] entries of the range past `after` (a hex key), or all of them, in key order */
+  entriesAfter(range: { gte: Uint8Array; lt: Uint8Array }, after: string | undefined): Array<[string, Buffer, Buffer]> {
     const keys = this.keys();
     const lt = hex(range.lt);
     const gte = hex(range.gte);
     let i = this.lowerBound(after !== undefined && after > gte ? after : gte);
     if (after !== undefined && keys[i] === after) i++;
-    // taken before the first yield, as a snapshot iterator sees the store: callers may write while they read
-    const out: Array<[Buffer, Buffer]> = [];
+    const out: Array<[string, Buffer, Buffer]> = [];
     for (; i < keys.length && keys[i] < lt; i++) {
       const k = keys[i];
       let key = this.keyBytes.get(k);
       if (!key) { key = Buffer.from(k, 'hex'); this.keyBytes.set(k, key); }
-      out.push([key, this.data.get(k)!]);
+      out.push([k, key, this.data.get(k)!]);
     }
-    yield* out;
+    return out;
   }
 
   /** the edits to a stream's batch keys so far; `range` is its K.batchRange */

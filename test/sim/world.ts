@@ -80,7 +80,7 @@ import { decodeBatch } from '../../src/protocol/batch.js';
 import * as K from '../../src/storage/keys.js';
 import { decodeKvValue, decodeStoredBatch, metaOp, type Command, type Op, type WireRecord } from '../../src/actors/partition.js';
 import { asBatch, canServeReads, carriesBatch, createReplica, encodeLogEntry, failPending, handle, epochOf, hintRange, holdDuringCopy, needsPrior, rowOf, staleView, watermark, SNAPSHOT_ACK_TIMEOUT_MS, type Acks, type Effect, type Entry, type PeerMessage, type Replica, type ReplicaMessage, type ReplicaView } from '../../src/actors/replica.js';
-import { failoverProposal, handOffTarget, inSyncChange, joiningChanges, recordSeq, seqAgo, shedProposal, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
+import { failoverProposal, handOffTarget, inSyncChange, joiningChanges, recordSeq, sameView, seqAgo, shedProposal, HAND_OFF_FENCE_MS, HAND_OFF_WAIT_MS, ISR_LAG_MS, type LeaderPosition, type Perception } from '../../src/cluster/decide.js';
 import { controlRound, plannedRecord, replicasFor, type PlacementInputs } from '../../src/cluster/placement.js';
 import type { PartitionRecord as EtcdRecord } from '../../src/cluster/layout.js';
 import { compareStep, digestChecks, digestSlices, shouldDigest, type CompareInput, type Comparison, type ReplicaSide } from '../../src/actors/anti-entropy.js';
@@ -104,6 +104,8 @@ const SUSPECT_AFTER_MS = 300; // cluster.ts SUSPECT_AFTER_MS
 const WRITE_TIMEOUT_MS = 400; // the replication timeout the simulated worker passes with writes
 const TOPIC = 1;
 const EMPTY_DIGEST = new MemStore().digest();
+/** the events a failure's trace shows by default */
+const TRACE_KEEP = 80;
 /** how often leaders send anti-entropy digests (the node's antiEntropyIntervalMs, shortened) */
 const ANTI_ENTROPY_MS = 500;
 
@@ -175,9 +177,10 @@ export interface SimResult {
   violation?: string;
   step: number;
   simMs: number;
+  /** fullTrace: every event's line; a failure: the last traceKeep lines before it (runSeed) */
   trace: string[];
-  /** FNV-1a over every trace line: equal seeds must give equal hashes */
-  traceHash: string;
+  /** fullTrace (and a failure): FNV-1a over every trace line; equal seeds must give equal hashes */
+  traceHash?: string;
   config: string;
   /** the command that replays this run with its full trace */
   replay: string;
@@ -215,7 +218,7 @@ interface SimNode {
   /** when its last view is delivered: views reach a node in order */
   lastViewAt: number;
   /** last view the coordinator produced for it (cluster.ts refreshViews dedupe) */
-  lastView?: string;
+  lastView?: ReplicaView;
   digest?: string;
   /** a leadership hand-off under way (worker.ts, through src/actors/handoff.ts), and the record change it is for */
   handOff?: HandOff;
@@ -224,6 +227,8 @@ interface SimNode {
   handOffFailedAt?: number;
   /** worker.ts `comparison`: a leader's digests waiting for this replica to reach their seq */
   comparison: Comparison;
+  /** checker: the highest epoch it held (invariant 2: across restarts too) */
+  maxEpoch: number;
   /**
    * checker: its store was changed outside replication (or it installed a copy of one that was):
    * until a copy replaces it, it is not compared with the others at the same position
@@ -239,8 +244,17 @@ interface SimNode {
   host?: CopyHost;
   /** checker: the store's stream and batch versions and the streams in memory when its streams last checked gap-free */
   streamsChecked?: string;
-  /** checker: by stream, where its last gap-free walk over the batches ended (after the hex key `last`, at offset `at`) */
-  batchWalks?: Map<string, { changes: number; start: number; at: number; last: string | undefined }>;
+  /**
+   * checker: by stream, its keys, and where its last gap-free walk over the batches ended (after
+   * the hex key `last`, at offset `at`), with what that check read: the stored stream value, the
+   * stream in memory, the count of batch edits
+   */
+  batchWalks?: Map<string, BatchWalk>;
+}
+
+interface BatchWalk {
+  streamKey: Buffer; range: { gte: Buffer; lt: Buffer };
+  stored: Buffer | undefined; start: number; end: number; changes: number; at: number; last: string | undefined;
 }
 
 interface Link {
@@ -263,7 +277,7 @@ interface Request {
   sentAtMs: number;
   retryOf?: number;
   /** set when the leader applied it: the log entry it made (or would have made: MemStore.unlogged) */
-  entry?: { seq: number; epoch: number; bytes: Buffer };
+  entry?: { seq: number; bytes: Buffer };
   /** applied by a leader alone in its in-sync set: confirmed at once, so as durable as acks=all */
   sole?: boolean;
   outcome?: { ok: boolean; code?: string; replicas?: number; res?: unknown; atMs: number };
@@ -318,22 +332,32 @@ export class Sim {
   private phase: 'faults' | 'quiesce' = 'faults';
   private readonly ids: NodeId[];
   private readonly nodes = new Map<NodeId, SimNode>();
+  /** the same nodes in their order, for the loops run after every event */
+  private readonly nodeList: SimNode[] = [];
   private readonly links = new Map<string, Link>();
+  /** the same links by sender, then receiver: found without making a key string */
+  private readonly linksFrom = new Map<NodeId, Map<NodeId, Link>>();
   private rec: PartitionRecord;
   private readonly copies: number;
   private readonly requests = new Map<number, Request>();
   private nextReq = 1;
   private producerSeq = new Map<number, number>();
   private valueCounter = 0;
-  private readonly tail: string[] = [];
+  /**
+   * With fullTrace, every event's line and their hash; an untraced run formats none (the calls
+   * are `this.log?.(…)`, so their arguments are not even evaluated), and runSeed replays a failing
+   * seed traced for the events before its violation.
+   */
   private readonly full: string[] | undefined;
+  private readonly log: ((line: string) => void) | undefined;
   private hash = 0x811c9dc5;
   private touched = new Set<NodeId>();
   // checker state
   private readonly epochLeader = new Map<number, NodeId>();
-  private readonly maxEpoch = new Map<NodeId, number>();
   /** `${seq}/${epoch}` → the entry's bytes; the same (seq, epoch) must mean the same entry */
   private readonly entries = new Map<string, Buffer>();
+  /** by seq: the distinct entry bytes checkLogEntry passed under that log key */
+  private readonly passedEntries = new Map<number, Buffer[]>();
   /** seq → the entry's bytes as some leader let readers see them; null: its log no longer had it */
   private readonly shown = new Map<number, Buffer | null>();
   /** the highest seq any leader let readers see */
@@ -348,7 +372,7 @@ export class Sim {
     this.seed = opts.seed;
     this.replay = replayCommand(opts);
     this.opts = {
-      seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 2 * SNAPSHOT_ACK_TIMEOUT_MS, traceKeep: opts.traceKeep ?? 80,
+      seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 2 * SNAPSHOT_ACK_TIMEOUT_MS, traceKeep: opts.traceKeep ?? TRACE_KEEP,
       fullTrace: opts.fullTrace ?? false, retries: opts.retries ?? false,
       strictRecovery: opts.strictRecovery ?? false, plant: opts.plant, moves: opts.moves ?? true, antiEntropy: opts.antiEntropy ?? true,
       single: opts.single ?? false,
@@ -363,13 +387,31 @@ export class Sim {
     const n = opts.nodes ?? rConf.int(3, 5);
     this.ids = Array.from({ length: n }, (_, i) => nodeId(`n${i + 1}`));
     this.copies = this.opts.single ? 1 : opts.copies === 'mixed' ? (n > 3 && rConf.chance(0.5) ? 3 : n) : Math.min(opts.copies ?? n, n);
-    this.full = this.opts.fullTrace ? [] : undefined;
-    for (const a of this.ids) for (const b of this.ids) if (a !== b) this.links.set(lk(a, b), this.healthyLink(rConf));
+    if (this.opts.fullTrace) {
+      const full: string[] = [];
+      this.full = full;
+      this.log = (line) => {
+        const s = `${String(this.step).padStart(5)} t=${String(this.now).padStart(6)} ${line}`;
+        for (let i = 0; i < s.length; i++) this.hash = Math.imul(this.hash ^ s.charCodeAt(i), 0x01000193);
+        full.push(s);
+      };
+    }
+    for (const a of this.ids) {
+      const from = new Map<NodeId, Link>();
+      this.linksFrom.set(a, from);
+      for (const b of this.ids) {
+        if (a === b) continue;
+        const l = this.healthyLink(rConf);
+        this.links.set(lk(a, b), l);
+        from.set(b, l);
+      }
+    }
     const leader = rConf.pick(this.ids);
     const held = this.opts.single ? [leader] : this.ids;
     this.rec = { epoch: 1, leader, replicas: [...held], isr: [...held], rev: 1 };
-    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), incomplete: false, snapshots: new Map(), comparison: {}, tainted: false, heardPos: new Map(), seqHistory: [], joining: new Map(), viewVersion: 0, lastViewAt: 0 });
-    for (const node of this.nodes.values()) this.open(node);
+    for (const id of this.ids) this.nodes.set(id, { id, up: true, inc: 0, downAtMs: 0, store: new MemStore(), incomplete: false, snapshots: new Map(), comparison: {}, tainted: false, maxEpoch: 0, heardPos: new Map(), seqHistory: [], joining: new Map(), viewVersion: 0, lastViewAt: 0 });
+    this.nodeList.push(...this.nodes.values());
+    for (const node of this.nodeList) this.open(node);
     this.q.push(CHECK_EVERY_MS, { k: 'coord' });
     this.q.push(rConf.int(50, 300), { k: 'fault' });
     this.q.push(rConf.int(1, 20), { k: 'client' });
@@ -382,6 +424,10 @@ export class Sim {
 
   config(): string {
     return `nodes=${this.ids.length} copies=${this.copies}${this.opts.single ? ' single' : ''} leader=${this.rec.leader} steps=${this.opts.steps}`;
+  }
+
+  private link(from: NodeId, to: NodeId): Link {
+    return this.linksFrom.get(from)!.get(to)!;
   }
 
   private healthyLink(r: Prng): Link {
@@ -402,7 +448,7 @@ export class Sim {
     }
     return {
       seed: this.seed, ok: violation === undefined, violation, step: this.step, simMs: this.now,
-      trace: this.full ?? this.tail, traceHash: (this.hash >>> 0).toString(16), config: this.config(), replay: this.replay, stats: { ...this.stats },
+      trace: this.full ?? [], traceHash: this.full ? (this.hash >>> 0).toString(16) : undefined, config: this.config(), replay: this.replay, stats: { ...this.stats },
     };
   }
 
@@ -429,11 +475,11 @@ export class Sim {
   private startQuiesce(): void {
     this.phase = 'quiesce';
     this.quiesceStart = this.now;
-    this.log('== quiesce: faults stop, links heal, crashed nodes restart');
+    this.log?.('== quiesce: faults stop, links heal, crashed nodes restart');
     for (const l of this.links.values()) l.loss = 0;
     this.healLinks();
     this.q.retain((ev) => ev.k !== 'fault' && ev.k !== 'client' && ev.k !== 'restart' && ev.k !== 'place');
-    for (const n of this.nodes.values()) if (!n.up) this.q.push(this.now + this.rFault.int(1, 50), { k: 'restart', node: n.id });
+    for (const n of this.nodeList) if (!n.up) this.q.push(this.now + this.rFault.int(1, 50), { k: 'restart', node: n.id });
   }
 
   private dispatch(ev: Ev): void {
@@ -449,7 +495,7 @@ export class Sim {
         const n = this.nodes.get(ev.to)!;
         if (!n.up || n.inc !== ev.inc) return;
         const stale = staleView(n.replica!, ev.view) ? ` ignored: older than rev ${n.replica!.seenRev}` : '';
-        this.log(`${ev.to} view e${ev.view.epoch} leader=${ev.view.leader} replicas=[${ev.view.replicas.join(',')}] live=[${ev.view.live.join(',')}] isr=[${ev.view.isr.join(',')}] rev=${ev.view.rev}${stale}`);
+        this.log?.(`${ev.to} view e${ev.view.epoch} leader=${ev.view.leader} replicas=[${ev.view.replicas.join(',')}] live=[${ev.view.live.join(',')}] isr=[${ev.view.isr.join(',')}] rev=${ev.view.rev}${stale}`);
         this.run1(n, { type: 'view', view: ev.view });
         return;
       }
@@ -468,7 +514,7 @@ export class Sim {
       case 'place':
         this.q.push(this.now + this.rPlace.int(300, 3000), ev);
         this.placeKey = this.rPlace.int(0, 1 << 20);
-        this.log(`placement: ranks redrawn, preferred leader ${this.planned().leader}`);
+        this.log?.(`placement: ranks redrawn, preferred leader ${this.planned().leader}`);
         return;
       case 'fault':
         this.q.push(this.now + this.rFault.int(40, 400), ev);
@@ -478,7 +524,7 @@ export class Sim {
         return this.client();
       case 'restart': return this.restart(this.nodes.get(ev.node)!);
       case 'flush': {
-        const l = this.links.get(lk(ev.from, ev.to))!;
+        const l = this.link(ev.from, ev.to);
         if (l.cut) return; // cut again: the next heal resumes
         const next = l.held.shift();
         if (!next) return;
@@ -496,7 +542,7 @@ export class Sim {
     const state = loadState(n.store, P);
     n.incomplete = n.store.get(K.installingKey) !== undefined;
     const view = this.viewFor(n.id);
-    n.lastView = viewKey(view);
+    n.lastView = view;
     view.version = ++n.viewVersion;
     n.replica = createReplica(n.id, state, view);
     restoreStoredHints(n.replica, n.store);
@@ -523,7 +569,7 @@ export class Sim {
       if (this.opts.plant === 'log-skip' && r.view.copies <= 1) w.ops = w.ops.filter((o) => !isLogPut(o));
       const logPut = w.ops.find(isLogPut) as Extract<Op, { type: 'put' }> | undefined;
       const entry = logPut?.value ?? this.unloggedEntry(n, m, w.ops);
-      if (req) req.entry = { seq: r.state.seq, epoch: decodeEntry(entry).epoch, bytes: entry };
+      if (req) req.entry = { seq: r.state.seq, bytes: entry };
       if (req) req.sole = r.view.isr.every((x) => x === n.id);
     }
     this.execute(n, effects);
@@ -583,12 +629,12 @@ export class Sim {
           this.run1(n, { type: 'view', view });
           n.replica.seenRev = Math.max(n.replica.seenRev, seenRev);
           n.store.apply([metaOp(n.replica.state)]); // worker.ts: the epoch survives a restart
-          this.log(`${n.id} drop: copy removed`);
+          this.log?.(`${n.id} drop: copy removed`);
           break;
         }
         case 'role':
           if (e.role !== 'leader') n.snapshots.clear();
-          this.log(`${n.id} role ${e.role} e${n.replica!.state.epoch}`);
+          this.log?.(`${n.id} role ${e.role} e${n.replica!.state.epoch}`);
           break;
       }
     }
@@ -618,7 +664,7 @@ export class Sim {
   /** worker.ts abandonInstall, through the same code (install.ts). */
   private abandonInstall(n: SimNode): void {
     const from = n.installing?.from;
-    if (abandonCopy(this.copyHost(n))) this.log(`${n.id} abandons the copy from ${from}`);
+    if (abandonCopy(this.copyHost(n))) this.log?.(`${n.id} abandons the copy from ${from}`);
   }
 
   /** The simulated partition as install.ts sees it (the worker's copyHost); one per node, built once. */
@@ -664,7 +710,7 @@ export class Sim {
 
   private workerTick(n: SimNode): void {
     const stalled = n.installing?.from;
-    if (abandonStalledCopy(this.copyHost(n))) this.log(`${n.id} abandons the stalled copy from ${stalled}`);
+    if (abandonStalledCopy(this.copyHost(n))) this.log?.(`${n.id} abandons the stalled copy from ${stalled}`);
     this.run1(n, { type: 'tick' });
     if (n.handOff) this.stepHandOff(n, { type: 'poll', nowMs: this.now, leader: this.leaderSide(n) });
     // worker.ts sendSnapshotChunk, through the same code (copy-send.ts): one part per follower per
@@ -673,7 +719,7 @@ export class Sim {
       const out = nextCopyPart(snap, this.now, 0, snap.partBytesMax);
       if (!out) continue;
       if (out.part === 0) this.stats.snapshots++;
-      this.log(`${n.id} → ${to} snapshot e${n.replica!.state.epoch} part ${out.part}${out.last ? ' (last)' : ''} (${out.entries.length} keys)`);
+      this.log?.(`${n.id} → ${to} snapshot e${n.replica!.state.epoch} part ${out.part}${out.last ? ' (last)' : ''} (${out.entries.length} keys)`);
       this.transmit(n.id, to, { k: 'snap', from: n.id, to, epoch: n.replica!.state.epoch, copy: snap.copy, part: out.part, last: out.last, data: out.entries, history: snap.history, tainted: snap.tainted });
       if (out.last) n.snapshots.delete(to);
     }
@@ -693,11 +739,11 @@ export class Sim {
     if (!this.linkPasses(ev, flushed)) return;
     const seqBefore = n.replica!.state.seq;
     const outcome = receivePart(this.copyHost(n), { epoch: ev.epoch, from: ev.from, copy: ev.copy, part: ev.part, last: ev.last, entries: ev.data });
-    this.log(`${n.id} ← ${ev.from} snapshot e${ev.epoch} part ${ev.part}${ev.last ? ' (last)' : ''}: ${outcome}`);
+    this.log?.(`${n.id} ← ${ev.from} snapshot e${ev.epoch} part ${ev.part}${ev.last ? ' (last)' : ''}: ${outcome}`);
     if (outcome !== 'installed') return;
     n.store.installHistory(ev.history); // checker only: the entries the installed state stands for
     n.tainted = ev.tainted;
-    this.log(`${n.id} installed snapshot from ${ev.from}: seq ${seqBefore} → ${n.replica!.state.seq}`);
+    this.log?.(`${n.id} installed snapshot from ${ev.from}: seq ${seqBefore} → ${n.replica!.state.seq}`);
     if (n.comparison.check) this.compare(n, { type: 'progress', replica: this.replicaSide(n) });
   }
 
@@ -733,7 +779,7 @@ export class Sim {
   }
 
   private antiEntropy(): void {
-    for (const n of this.nodes.values()) {
+    for (const n of this.nodeList) {
       if (!n.up || !shouldDigest(this.replicaSide(n))) continue;
       const d = this.digestNow(n);
       for (const { to, msg } of digestChecks(this.replicaSide(n), n.id, d)) this.transmit(n.id, to, { k: 'digest', from: n.id, to, check: msg });
@@ -747,13 +793,13 @@ export class Sim {
     v.tainted = true;
     v.digest = undefined;
     this.touched.add(v.id);
-    this.log(`nemesis: ${v.id}'s store changed outside replication`);
+    this.log?.(`nemesis: ${v.id}'s store changed outside replication`);
   }
 
   private deliverDigest(ev: Extract<Ev, { k: 'digest' }>, flushed = false): void {
     const n = this.nodes.get(ev.to)!;
     if (!n.up || !this.linkPasses(ev, flushed)) return;
-    this.log(`${n.id} ← ${ev.from} digest e${ev.check.epoch} seq=${ev.check.seq}`);
+    this.log?.(`${n.id} ← ${ev.from} digest e${ev.check.epoch} seq=${ev.check.seq}`);
     this.compare(n, { type: 'check', check: ev.check, replica: this.replicaSide(n) });
   }
 
@@ -768,7 +814,7 @@ export class Sim {
         this.compare(n, { type: 'digested', mine: blind ? { ...mine, ranges: n.comparison.comparing!.check.ranges } : mine, replica: this.replicaSide(n) });
       } else if (e.kind === 'diverged') {
         this.stats.divergences++;
-        this.log(`${n.id} diverged from its leader in ${e.ranges.join(',')}: asks for a copy`);
+        this.log?.(`${n.id} diverged from its leader in ${e.ranges.join(',')}: asks for a copy`);
         this.send(n.id, e.nack.to, e.nack.msg);
       }
     }
@@ -788,7 +834,7 @@ export class Sim {
    * frames on different links race freely.
    */
   private transmit(from: NodeId, to: NodeId, ev: Extract<Ev, { k: Wire }>): void {
-    const l = this.links.get(lk(from, to))!;
+    const l = this.link(from, to);
     this.stats.messages++;
     if (this.rNet.chance(l.loss)) { this.stats.dropped++; return; }
     const at = Math.max(this.now + l.delayMs + this.rNet.int(0, l.jitterMs), l.lastDeliveryAt);
@@ -802,7 +848,7 @@ export class Sim {
    * `flushed`: a held frame being delivered by the healed link.
    */
   private linkPasses(ev: Extract<Ev, { k: Wire }>, flushed: boolean): boolean {
-    const l = this.links.get(lk(ev.from, ev.to))!;
+    const l = this.link(ev.from, ev.to);
     if (!l.cut && (flushed || l.held.length === 0)) return true;
     if (l.cut && this.rNet.chance(0.5)) { this.stats.dropped++; return false; }
     l.held.push(ev);
@@ -826,12 +872,12 @@ export class Sim {
     if (ev.msg.t === 'append') this.checkContiguous(ev.from, ev.to, ev.msg);
     if (n.incomplete && ev.msg.t === 'append') {
       // worker.ts onPeer: entries wait for the copy (kept as hints); with none under way, a probe asks for one
-      this.log(`${ev.to} ${n.installing ? 'installing' : 'incomplete'}: holds back ${describe(ev.msg)}`);
+      this.log?.(`${ev.to} ${n.installing ? 'installing' : 'incomplete'}: holds back ${describe(ev.msg)}`);
       if (ev.msg.entries.length > 0) this.execute(n, holdDuringCopy(n.replica!, ev.msg));
       else if (!n.installing) askForCopy(this.copyHost(n), ev.msg.leader);
       return;
     }
-    this.log(`${ev.to} ← ${ev.from} ${describe(ev.msg)}`);
+    this.log?.(`${ev.to} ← ${ev.from} ${describe(ev.msg)}`);
     const r = n.replica!;
     const epochBefore = r.state.epoch;
     const seqBefore = r.state.seq;
@@ -866,7 +912,9 @@ export class Sim {
     else if (roll < 0.50) op = { kind: 'kvDel', key: `k${r.int(0, 4)}` };
     else if (roll < 0.90) {
       const tp = r.int(0, 1);
-      const values = Array.from({ length: r.int(1, 3) }, () => `r${++this.valueCounter}`);
+      const count = r.int(1, 3);
+      const values: string[] = [];
+      for (let i = 0; i < count; i++) values.push(`r${++this.valueCounter}`);
       if (r.chance(0.5)) {
         const sq = (this.producerSeq.get(tp) ?? -1) + 1;
         this.producerSeq.set(tp, sq);
@@ -885,7 +933,7 @@ export class Sim {
   private arrive(to: NodeId, id: number): void {
     const n = this.nodes.get(to)!;
     const req = this.requests.get(id)!;
-    if (!n.up) { this.log(`${to} down: request #${id} lost`); return; }
+    if (!n.up) { this.log?.(`${to} down: request #${id} lost`); return; }
     let cmd: Command;
     const op = req.op;
     const utf8 = (s: string) => Buffer.from(s);
@@ -895,7 +943,7 @@ export class Sim {
       case 'produce': cmd = { op: 'produce', topicId: TOPIC, tp: op.tp, records: op.values.map((v): WireRecord => [null, utf8(v), null]), producerId: op.producerId, sequence: op.sequence }; break;
       case 'commit': cmd = { op: 'commit', group: 'g', topicId: TOPIC, tp: op.tp, offset: op.offset }; break;
     }
-    this.log(`${to} ← client #${id}${req.retryOf ? ` (retry of #${req.retryOf})` : ''} ${describeOp(op)} acks=${req.acks}`);
+    this.log?.(`${to} ← client #${id}${req.retryOf ? ` (retry of #${req.retryOf})` : ''} ${describeOp(op)} acks=${req.acks}`);
     // worker.ts: the row's bytes as readers see them, for its first unconfirmed write
     const row = rowOf(cmd);
     const prior = row && needsPrior(n.replica!, row) ? n.store.get(row) ?? null : undefined;
@@ -907,7 +955,7 @@ export class Sim {
     if (!req) return;
     if (req.outcome) throw new Violation(`request #${e.id} answered twice: first ${JSON.stringify(req.outcome)}, then ${JSON.stringify(e.reply)} by ${n.id}`);
     req.outcome = e.reply.ok ? { ok: true, replicas: e.replicas, res: e.reply.res, atMs: this.now } : { ok: false, code: e.reply.code, atMs: this.now };
-    this.log(`${n.id} → client #${e.id} ${e.reply.ok ? `ok replicas=${e.replicas} ${JSON.stringify(e.reply.res)}` : `${e.reply.code} ${JSON.stringify(e.reply.args)}`}`);
+    this.log?.(`${n.id} → client #${e.id} ${e.reply.ok ? `ok replicas=${e.replicas} ${JSON.stringify(e.reply.res)}` : `${e.reply.code} ${JSON.stringify(e.reply.args)}`}`);
     if (e.reply.ok) {
       if (req.acks === 'all') this.stats.okAll++; else this.stats.okOne++;
       this.checkHonestAck(req);
@@ -928,7 +976,7 @@ export class Sim {
   private alive(x: NodeId, y: NodeId): boolean {
     if (x === y) return true;
     const ny = this.nodes.get(y)!;
-    const l = this.links.get(lk(y, x))!;
+    const l = this.link(y, x);
     if (ny.up && !l.cut) return true;
     const since = Math.max(ny.up ? 0 : ny.downAtMs, l.cut ? l.cutAtMs : 0);
     return this.now - since < SUSPECT_AFTER_MS;
@@ -937,10 +985,10 @@ export class Sim {
   /** cluster.ts: every CHECK_EVERY_MS each node refreshes views, samples, fails over, keeps the isr. */
   private coordinate(): void {
     // heartbeats carry positions ([seq, incomplete]) to every peer that hears them
-    for (const a of this.nodes.values()) {
+    for (const a of this.nodeList) {
       if (!a.up) continue;
       const pos: [number, number] = [a.replica!.state.seq, a.incomplete ? 1 : 0];
-      for (const b of this.nodes.values()) if (b !== a && b.up && !this.links.get(lk(a.id, b.id))!.cut) b.heardPos.set(a.id, pos);
+      for (const b of this.nodeList) if (b !== a && b.up && !this.link(a.id, b.id).cut) b.heardPos.set(a.id, pos);
     }
     for (const id of this.ids) {
       const n = this.nodes.get(id)!;
@@ -1056,7 +1104,7 @@ export class Sim {
       silent: (n) => inputs.silent.has(n), seq: side.seq, matched: side.matched, failedAtMs: x.handOffFailedAt, nowMs: this.now,
     });
     if (!next) return;
-    this.log(`${x.id} hands leadership to ${next.leader}: fenced, waits for it to hold seq ${r.state.seq}`);
+    this.log?.(`${x.id} hands leadership to ${next.leader}: fenced, waits for it to hold seq ${r.state.seq}`);
     x.handOffFor = { rev: rec.rev, next: { epoch: next.epoch, leader: next.leader, replicas: [...next.replicas], isr: [...next.isr] } };
     this.stepHandOff(x, { type: 'start', to: next.leader, nowMs: this.now, waitMs: HAND_OFF_WAIT_MS, fenceMs: HAND_OFF_FENCE_MS, leader: side });
   }
@@ -1070,12 +1118,12 @@ export class Sim {
       else if (e.kind === 'unfence') this.run1(x, { type: 'unfence' });
       else if (e.kind === 'ready') {
         const f = x.handOffFor!;
-        this.log(`${x.id} hand-off to ${f.next.leader} ready`);
+        this.log?.(`${x.id} hand-off to ${f.next.leader} ready`);
         // cluster.ts: the record change only if the record is still the one the hand-off began from
         if (f.rev !== this.rec.rev) { this.releaseHandOff(x); continue; }
         this.q.push(this.now + this.rCoord.int(1, 30), { k: 'cas', by: x.id, rev: f.rev, why: `placement: leadership handed to ${f.next.leader}`, next: f.next, handOff: true });
       } else {
-        this.log(`${x.id} hand-off to ${x.handOffFor?.next.leader} failed: ${e.why}`);
+        this.log?.(`${x.id} hand-off to ${x.handOffFor?.next.leader} failed: ${e.why}`);
         if (e.why === 'timed-out') x.handOffFailedAt = this.now;
         x.handOffFor = undefined;
       }
@@ -1090,9 +1138,8 @@ export class Sim {
 
   private pushView(n: SimNode): void {
     const view = this.viewFor(n.id);
-    const json = viewKey(view);
-    if (json === n.lastView) return;
-    n.lastView = json;
+    if (n.lastView && sameView(n.lastView, view)) return; // cluster.ts refreshViews: a new record revision alone sends no new view
+    n.lastView = view;
     view.version = ++n.viewVersion;
     const late = this.rCoord.chance(0.1);
     // A node's views can arrive late, but in order: the real coordinator posts them to the worker.
@@ -1114,9 +1161,9 @@ export class Sim {
     if (ev.handOff) this.stats.handOffs++;
     else if (before.replicas.join() !== this.rec.replicas.join()) this.stats.moves++;
     else if (before.epoch !== this.rec.epoch) this.stats.failovers++; else this.stats.isrChanges++;
-    this.log(`coordinator: ${ev.why} → e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}]`);
+    this.log?.(`coordinator: ${ev.why} → e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}]`);
     if (this.rec.epoch < before.epoch) throw new Violation('coordinator epoch went back');
-    for (const n of this.nodes.values()) if (n.up) this.pushView(n);
+    for (const n of this.nodeList) if (n.up) this.pushView(n);
   }
 
   // ---- the nemesis ----
@@ -1140,29 +1187,29 @@ export class Sim {
       const side = new Set(this.ids.filter(() => r.chance(0.5)));
       if (side.size === 0 || side.size === this.ids.length) return;
       for (const a of this.ids) for (const b of this.ids) if (a !== b && side.has(a) !== side.has(b)) this.cut(a, b);
-      this.log(`nemesis: partition [${[...side].join(',')}] | [${this.ids.filter((x) => !side.has(x)).join(',')}]`);
+      this.log?.(`nemesis: partition [${[...side].join(',')}] | [${this.ids.filter((x) => !side.has(x)).join(',')}]`);
     } else if (roll < 0.55) {
       const a = r.pick(this.ids);
       const b = r.pick(this.ids.filter((x) => x !== a));
       this.cut(a, b);
       if (r.chance(0.5)) this.cut(b, a);
-      this.log(`nemesis: cut ${a}→${b}`);
+      this.log?.(`nemesis: cut ${a}→${b}`);
     } else if (roll < 0.72) {
       this.healLinks();
-      this.log('nemesis: links heal');
+      this.log?.('nemesis: links heal');
     } else if (roll < 0.90) {
       const a = r.pick(this.ids);
       const b = r.pick(this.ids.filter((x) => x !== a));
-      const l = this.links.get(lk(a, b))!;
+      const l = this.link(a, b);
       l.loss = r.pick([0, 0, 0.05, 0.2, 0.5]);
       l.delayMs = r.pick([1, 2, 5, 20, 80]);
       l.jitterMs = r.pick([0, 5, 30, 150]);
-      this.log(`nemesis: link ${a}→${b} loss=${l.loss} delay=${l.delayMs}+${l.jitterMs}`);
+      this.log?.(`nemesis: link ${a}→${b} loss=${l.loss} delay=${l.delayMs}+${l.jitterMs}`);
     }
   }
 
   private cut(a: NodeId, b: NodeId): void {
-    const l = this.links.get(lk(a, b))!;
+    const l = this.link(a, b);
     if (!l.cut) { l.cut = true; l.cutAtMs = this.now; }
   }
 
@@ -1180,8 +1227,8 @@ export class Sim {
     n.handOffFor = undefined;
     n.lastView = undefined;
     n.seqHistory = [];
-    for (const id of this.ids) if (id !== n.id) this.links.get(lk(n.id, id))!.held = []; // its peer queues die with it
-    this.log(`nemesis: crash ${n.id}`);
+    for (const id of this.ids) if (id !== n.id) this.link(n.id, id).held = []; // its peer queues die with it
+    this.log?.(`nemesis: crash ${n.id}`);
   }
 
   private restart(n: SimNode): void {
@@ -1190,7 +1237,7 @@ export class Sim {
     n.up = true;
     this.open(n);
     if (!this.rec.replicas.includes(n.id) && n.replica!.state.seq > 0) this.stats.staleReturns++; // dropped while it was down
-    this.log(`${n.id} restarts: seq ${n.replica!.state.seq} e${n.replica!.state.epoch} role ${n.replica!.role}`);
+    this.log?.(`${n.id} restarts: seq ${n.replica!.state.seq} e${n.replica!.state.epoch} role ${n.replica!.role}`);
   }
 
   // ---- the checker ----
@@ -1207,17 +1254,22 @@ export class Sim {
 
   /** invariant 3 (log matching): one (seq, epoch) names one entry on every replica */
   private checkLogEntry(node: NodeId, key: Buffer, value: Buffer): void {
-    const e = decodeEntry(value);
+    // bytes that passed at this key pass again (`entries` only grows): most are the same entry on each replica
     const s = K.seqOfLogKey(key);
+    const passed = this.passedEntries.get(s);
+    if (passed?.some((b) => b.equals(value))) return;
+    const e = decodeEntry(value);
     if (e.seq !== s) throw new Violation(`invariant 3: ${node} stores entry seq ${e.seq} under log key ${s}`);
     const id = `${s}/${e.epoch}`;
     const prev = this.entries.get(id);
     if (prev === undefined) this.entries.set(id, Buffer.from(value)); // a copy: the checker's record must not follow the store's buffer
     else if (!prev.equals(value)) throw new Violation(`invariant 3: ${node} holds a different entry at seq ${s} epoch ${e.epoch}: ${describeEntry(e)} vs ${describeEntry(decodeEntry(prev))}`);
+    const kept = this.entries.get(id)!;
+    if (passed) passed.push(kept); else this.passedEntries.set(s, [kept]);
   }
 
   private checkStep(): void {
-    for (const n of this.nodes.values()) {
+    for (const n of this.nodeList) {
       if (!n.up) continue;
       const r = n.replica!;
       const e = r.state.epoch;
@@ -1228,9 +1280,8 @@ export class Sim {
         else if (prev !== n.id) throw new Violation(`invariant 1: ${n.id} and ${prev} both lead epoch ${e}`);
       }
       // 2. epochs never decrease (across restarts too: the epoch is in the durable meta)
-      const max = this.maxEpoch.get(n.id) ?? 0;
-      if (e < max) throw new Violation(`invariant 2: ${n.id}'s epoch went from ${max} back to ${e}`);
-      this.maxEpoch.set(n.id, e);
+      if (e < n.maxEpoch) throw new Violation(`invariant 2: ${n.id}'s epoch went from ${n.maxEpoch} back to ${e}`);
+      n.maxEpoch = e;
       const dirty = this.opts.plant === 'read-applied';
       if (canServeReads(dirty ? { ...r, readBarrier: 0 } : r, this.now)) this.checkShown(n, dirty ? r.state.seq : r.confirmedSeq);
     }
@@ -1279,30 +1330,48 @@ export class Sim {
     let streams = `${n.store.kindVersion(K.Kind.stream)}/${n.store.kindVersion(K.Kind.batch)}`;
     for (const st of s.streams.values()) streams += `/${st.topicId}:${st.tp}:${st.start}:${st.end}`;
     if (streams === n.streamsChecked) return;
+    n.batchWalks ??= new Map();
     for (const st of s.streams.values()) {
-      const stored = n.store.get(K.streamKey(st.topicId, st.tp));
+      const skey = `${st.topicId}:${st.tp}`;
+      let prev = n.batchWalks.get(skey);
+      if (!prev) {
+        prev = { streamKey: K.streamKey(st.topicId, st.tp), range: K.batchRange(st.topicId, st.tp), stored: undefined, end: -1, changes: -1, start: -1, at: 0, last: undefined };
+        n.batchWalks.set(skey, prev);
+      }
+      const stored = n.store.get(prev.streamKey);
+      const edits = n.store.batchEditsOf(prev.range);
+      // what this stream's check reads is unchanged since it passed (values are never changed in place): it passes again
+      if (stored !== undefined && stored === prev.stored && edits.changes === prev.changes && st.start === prev.start && st.end === prev.end) continue;
       const disk = stored ? diskCodec.decode<{ start: number; end: number }>(stored) : undefined;
       if (!disk || disk.start !== st.start || disk.end !== st.end) throw new Violation(`recovery: ${n.id} stream ${st.topicId}:${st.tp} is [${st.start},${st.end}) in memory, ${JSON.stringify(disk)} on disk`);
       // a walk that found no gap goes on from where it ended while the batches were only appended to
-      const range = K.batchRange(st.topicId, st.tp);
-      const edits = n.store.batchEditsOf(range);
-      const skey = `${st.topicId}:${st.tp}`;
-      n.batchWalks ??= new Map();
-      const prev = n.batchWalks.get(skey);
-      const resume = prev !== undefined && prev.start === st.start && edits.rewrittenAt <= prev.changes;
+      const resume = prev.start === st.start && edits.rewrittenAt <= prev.changes;
       let at = resume ? prev.at : st.start;
       let last = resume ? prev.last : undefined;
-      for (const [k, v] of n.store.iterateAfter(range, last)) {
+      for (const [hexKey, k, v] of n.store.entriesAfter(prev.range, last)) {
         const base = K.baseOffsetOfBatchKey(k);
         if (base !== at) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} has a gap or overlap: batch at ${base}, expected ${at}`);
-        at += recordsIn(v);
-        last = k.toString('hex');
+        at += this.recordsIn(v);
+        last = hexKey;
       }
       if (at !== st.end) throw new Violation(`invariant 3: ${n.id} stream ${st.topicId}:${st.tp} batches end at ${at}, stream end ${st.end}`);
-      n.batchWalks.set(skey, { changes: edits.changes, start: st.start, at, last });
+      Object.assign(prev, { stored, end: st.end, changes: edits.changes, start: st.start, at, last });
     }
     n.streamsChecked = streams;
   }
+
+  /**
+   * A stored batch's record count, decoded once per stored value (the checker walks every batch
+   * often). Kept by the run, not in a WeakMap: ephemeron tables made the garbage collector work
+   * on every batch of every seed.
+   */
+  private recordsIn(v: Buffer): number {
+    let n = this.batchRecords.get(v);
+    if (n === undefined) { n = decodeStoredBatch(v).r.length; this.batchRecords.set(v, n); }
+    return n;
+  }
+
+  private readonly batchRecords = new Map<Buffer, number>();
 
   private digestOf(n: SimNode): string {
     n.digest ??= n.store.digest();
@@ -1314,7 +1383,7 @@ export class Sim {
     if (this.touched.size === 0) return;
     // a position: a seq and the bytes of its log entry (null: none, or seq 0)
     const byPos: Array<{ seq: number; last: Buffer | null; nodes: SimNode[] }> = [];
-    for (const n of this.nodes.values()) {
+    for (const n of this.nodeList) {
       if (!n.up || n.installing || n.tainted) continue;
       const seq = n.replica!.state.seq;
       const last = seq > 0 ? n.store.logEntry(seq) ?? null : null;
@@ -1394,11 +1463,11 @@ export class Sim {
 
   /** the nodes that hold the partition (single: a dropped node's stale copy is no copy of it) */
   private holding(): SimNode[] {
-    return [...this.nodes.values()].filter((n) => !this.opts.single || this.rec.replicas.includes(n.id));
+    return this.nodeList.filter((n) => !this.opts.single || this.rec.replicas.includes(n.id));
   }
 
   private converged(): boolean {
-    if (![...this.nodes.values()].every((n) => n.up && n.snapshots.size === 0)) return false;
+    if (!this.nodeList.every((n) => n.up && n.snapshots.size === 0)) return false;
     const ns = this.holding();
     if (!ns.every((n) => !n.incomplete)) return false;
     if (this.rec.isr.length !== this.rec.replicas.length) return false;
@@ -1421,9 +1490,10 @@ export class Sim {
     // 5. identical seq, state-machine keys and in-memory state
     // map order is not state (streams), and producer LRU order differs after a reload (note N1)
     const mem = (n: SimNode) => JSON.stringify({ seq: n.replica!.state.seq, streams: [...n.replica!.state.streams].sort(), producers: [...n.replica!.state.producers].sort() });
+    const leaderMem = mem(leader);
     for (const n of ns) {
       if (this.digestOf(n) !== this.digestOf(leader)) throw new Violation(`invariant 5: ${n.id} digest differs from leader ${leader.id}`);
-      if (mem(n) !== mem(leader)) throw new Violation(`invariant 5: ${n.id} in-memory state differs from leader ${leader.id}: ${mem(n)} vs ${mem(leader)}`);
+      if (mem(n) !== leaderMem) throw new Violation(`invariant 5: ${n.id} in-memory state differs from leader ${leader.id}: ${mem(n)} vs ${leaderMem}`);
       for (let s = 1; s <= n.replica!.state.seq; s++) {
         const a = n.store.logEntry(s);
         const b = leader.store.logEntry(s);
@@ -1444,7 +1514,7 @@ export class Sim {
       if (!o || o.ok || o.code === 'OUTCOME_UNKNOWN' || !req.entry) continue;
       this.stats.refusedChecked++; // refused writes with an entry, checked against the history
       if (leader.store.logEntry(req.entry.seq)?.equals(req.entry.bytes)) {
-        throw new Violation(`invariant 7: #${req.id} ${describeOp(req.op)} was answered ${o.code} at ${o.atMs} ms, but its entry seq ${req.entry.seq} epoch ${req.entry.epoch} is in the history`);
+        throw new Violation(`invariant 7: #${req.id} ${describeOp(req.op)} was answered ${o.code} at ${o.atMs} ms, but its entry seq ${req.entry.seq} epoch ${decodeEntry(req.entry.bytes).epoch} is in the history`);
       }
     }
   }
@@ -1507,19 +1577,9 @@ export class Sim {
 
   // ---- tracing ----
 
-  private log(line: string): void {
-    const s = `${String(this.step).padStart(5)} t=${String(this.now).padStart(6)} ${line}`;
-    for (let i = 0; i < s.length; i++) this.hash = Math.imul(this.hash ^ s.charCodeAt(i), 0x01000193);
-    if (this.full) this.full.push(s);
-    else {
-      this.tail.push(s);
-      if (this.tail.length > this.opts.traceKeep) this.tail.shift();
-    }
-  }
-
   status(): string {
     const lines = [`coordinator: e${this.rec.epoch} leader=${this.rec.leader} isr=[${this.rec.isr.join(',')}] rev=${this.rec.rev}`];
-    for (const n of this.nodes.values()) {
+    for (const n of this.nodeList) {
       const r = n.replica;
       lines.push(`  ${n.id}: ${n.up ? `${r!.role} e${r!.state.epoch} seq=${r!.state.seq} view e${r!.view.epoch}/${r!.view.leader} epochs=${JSON.stringify(r!.state.epochs)} isr=[${r!.view.isr.join(",")}] joining=[${[...n.joining.keys()].join(",")}] confirmed=${r!.confirmedSeq} matched=${JSON.stringify([...r!.matched])} pending=${r!.pending.length} digest=${this.digestOf(n).slice(0, 8)}` : 'down'}`);
     }
@@ -1536,13 +1596,6 @@ function describeOp(op: ClientOp): string {
   }
 }
 
-/** a stored batch's record count, decoded once per stored value (the checker walks every batch often) */
-const batchRecords = new WeakMap<Buffer, number>();
-function recordsIn(v: Buffer): number {
-  let n = batchRecords.get(v);
-  if (n === undefined) { n = decodeStoredBatch(v).r.length; batchRecords.set(v, n); }
-  return n;
-}
 
 /** A hinted entry as the log stores it once applied: a produce's batch named, not carried. */
 function asLogged(hint: Buffer | undefined): Buffer | undefined {
@@ -1591,7 +1644,15 @@ function replayCommand(o: SimOptions): string {
 }
 
 export function runSeed(opts: SimOptions): SimResult {
-  return new Sim(opts).run();
+  const r = new Sim(opts).run();
+  if (r.ok || opts.fullTrace) return r;
+  // an untraced run formats no trace (most of a run's time went there): the seed replays, traced,
+  // for the events before its violation
+  const traced = new Sim({ ...opts, fullTrace: true }).run();
+  const keep = opts.traceKeep ?? TRACE_KEEP;
+  const same = traced.violation === r.violation && traced.step === r.step;
+  const trace = [...(same ? [] : [`(the traced replay ended otherwise, at step ${traced.step}: ${traced.violation ?? 'ok'})`]), ...traced.trace.slice(-keep)];
+  return { ...r, trace, traceHash: traced.traceHash };
 }
 
 export function formatFailure(r: SimResult): string {
@@ -1624,9 +1685,4 @@ function gapBlind(store: MemStore): Storage {
       }
     },
   };
-}
-
-/** A view as cluster.ts sameView compares them: a new record revision alone sends no new view. */
-function viewKey(view: ReplicaView): string {
-  return JSON.stringify({ ...view, rev: undefined });
 }
