@@ -77,12 +77,15 @@ describe('Kafka bridge exactly-once (real broker)', () => {
     // The final bridge advances a partition's position only once the Kafka transaction carrying its
     // records has committed, and its lag is the end offset minus that position (docs/bridge.md,
     // "Guarantees", "Lag"): at lag 0 everywhere it has delivered everything from the checkpoints it
-    // recovered, and with the load over it sends nothing more. So a duplicate it made is in Kafka by
-    // then, and the readers below read each partition to its end instead of waiting out an idle time.
+    // recovered. It then stays there for 1 s, ten of its fetch waits (fetchWaitMs), so that a late
+    // duplicate, were it to send one, is in Kafka before the readers below read each partition to its
+    // end (instead of waiting out an idle time for a record a passing run never has).
     const murl = `http://127.0.0.1:${metricsPort}`;
-    await waitUntil('the final bridge at lag 0 on every partition', async () => {
+    let zeroSince: number | undefined;
+    await waitUntil('the final bridge at lag 0 on every partition for 1 s', async () => {
       const lag = await metric(murl, 'chicago_bridge_lag_records').catch(() => []);
-      return lag.length === ends.size && lag.every((v) => v === 0);
+      zeroSince = lag.length === ends.size && lag.every((v) => v === 0) ? (zeroSince ?? Date.now()) : undefined;
+      return zeroSince !== undefined && Date.now() - zeroSince >= 1_000;
     }, 90_000, 100);
     // kafkajs and kcat (independent), read_committed; uncommitted reads include what the killed
     // bridges left in aborted transactions
