@@ -2,9 +2,9 @@
 // side must see every Chicago record once (no loss, no duplicate) and every task's seq without gaps.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  type BridgeProc, checkExactlyOnce, createChicagoTopic, endOffsets, spawnBridge, startLoad, waitLog, writeBridgeConfig,
+  type BridgeProc, checkExactlyOnce, createChicagoTopic, endOffsets, metric, spawnBridge, startLoad, waitLog, waitUntil, writeBridgeConfig,
 } from './helpers/bridge.js';
-import { consumeAll, ensureKafka, uniqueName } from './helpers/kafka.js';
+import { consumeAll, ensureKafka, kcatConsume, uniqueName } from './helpers/kafka.js';
 import { type NodeHandle, startNode } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 
@@ -33,6 +33,7 @@ describe('Kafka bridge exactly-once (real broker)', () => {
     const topic = `eos-${id}`;
     const kafkaTopic = `k-${id}`;
     await createChicagoTopic(node.url, topic, 4);
+    const metricsPort = 20000 + Math.floor(Math.random() * 5000);
     const cfg = await writeBridgeConfig({
       chicago: { url: node.url },
       kafka: { brokers, createTopics: { partitions: 3 }, transactionTimeoutMs: 10_000 },
@@ -42,6 +43,9 @@ describe('Kafka bridge exactly-once (real broker)', () => {
       // small rounds: many transactions, so kills land in every phase of one
       limits: { maxRequestBytes: 16 * 1024, roundBytesMax: 64 * 1024, fetchWaitMs: 100, fetchMaxRecords: 300 },
       retry: { initialMs: 50, maxMs: 1000 },
+      // the lag the final bridge reports tells when it has delivered everything (below)
+      lag: { intervalMs: 250 },
+      metrics: { port: metricsPort },
       logLevel: 'info', // a few lines per run: 'bridge positions recovered from Kafka' tells when it delivers
     });
     const load = startLoad(node.url, topic, { ratePerS: RATE, batch: 50 });
@@ -70,15 +74,29 @@ describe('Kafka bridge exactly-once (real broker)', () => {
     const ends = await endOffsets(node.url, topic);
     const total = [...ends.values()].reduce((a, b) => a + b, 0);
     expect(total).toBe(load.acked);
-    const got = await consumeAll(brokers, kafkaTopic, { count: total, timeoutMs: 90_000, readCommitted: true });
-    // let a late duplicate show up if there were one; uncommitted reads include what the killed
-    // bridges left in aborted transactions. Both only wait: they read side by side.
-    const [again, dirty] = await Promise.all([
-      consumeAll(brokers, kafkaTopic, { count: total + 1, timeoutMs: 3_000, readCommitted: true }),
-      consumeAll(brokers, kafkaTopic, { count: total + 1, timeoutMs: 5_000, readCommitted: false }),
+    // The final bridge advances a partition's position only once the Kafka transaction carrying its
+    // records has committed, and its lag is the end offset minus that position (docs/bridge.md,
+    // "Guarantees", "Lag"): at lag 0 everywhere it has delivered everything from the checkpoints it
+    // recovered. It then stays there for 1 s, ten of its fetch waits (fetchWaitMs), so that a late
+    // duplicate, were it to send one, is in Kafka before the readers below read each partition to its
+    // end (instead of waiting out an idle time for a record a passing run never has).
+    const murl = `http://127.0.0.1:${metricsPort}`;
+    let zeroSince: number | undefined;
+    await waitUntil('the final bridge at lag 0 on every partition for 1 s', async () => {
+      const lag = await metric(murl, 'chicago_bridge_lag_records').catch(() => []);
+      zeroSince = lag.length === ends.size && lag.every((v) => v === 0) ? (zeroSince ?? Date.now()) : undefined;
+      return zeroSince !== undefined && Date.now() - zeroSince >= 1_000;
+    }, 90_000, 100);
+    // kafkajs and kcat (independent), read_committed; uncommitted reads include what the killed
+    // bridges left in aborted transactions
+    const [got, again, dirty] = await Promise.all([
+      consumeAll(brokers, kafkaTopic, { count: total, timeoutMs: 90_000, readCommitted: true }),
+      kcatConsume(brokers, kafkaTopic),
+      kcatConsume(brokers, kafkaTopic, 30_000, false),
     ]);
     await final.kill('SIGTERM');
     expect(checkExactlyOnce(got, ends)).toEqual([]);
+    expect(checkExactlyOnce(again, ends)).toEqual([]);
     expect(again.length).toBe(total);
     console.log(`exactly-once: ${total} records, ${KILLS} kills; read_uncommitted saw ${dirty.length} (aborted: ${dirty.length - total})`);
   }, slow(180_000));

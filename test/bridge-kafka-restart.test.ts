@@ -5,19 +5,14 @@
 // Uses its own broker (port 19292) so stopping it does not disturb the other tests.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  type BridgeProc, checkExactlyOnce, createChicagoTopic, endOffsets, getJson, postJson, spawnBridge, startLoad, waitLog, waitUntil,
-  writeBridgeConfig,
+  type BridgeProc, checkExactlyOnce, createChicagoTopic, endOffsets, getJson, metric, postJson, spawnBridge, startLoad, waitLog,
+  waitUntil, writeBridgeConfig,
 } from './helpers/bridge.js';
 import { consumeAll, ensureKafka, kafkaDown, kafkaUp, uniqueName } from './helpers/kafka.js';
 import { type NodeHandle, startNode } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 
 const PORT = 19292;
-
-async function metric(url: string, name: string): Promise<number[]> {
-  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(slow(5_000)) })).text();
-  return text.split('\n').filter((l) => l.startsWith(name + '{') || l.startsWith(name + ' ')).map((l) => Number(l.split(' ').pop()));
-}
 
 describe('Kafka bridge with Kafka restarted mid-stream (real broker)', () => {
   let brokers: string[];

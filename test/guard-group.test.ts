@@ -12,7 +12,7 @@ import { ChicagoClient, type Producer, type TailStream } from '../src/client/ind
 import { recordPartition } from '../src/runtime/hash.js';
 import { decodeRecord, type DecisionRecord } from '../src/guard/store.js';
 import { cliPath, killOnExit, type NodeHandle, repoRoot, startNode } from './helpers/launcher.js';
-import { createChicagoTopic, waitUntil } from './helpers/bridge.js';
+import { createChicagoTopic, endOffsets, getJson, waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
 
 const TOPIC = 'gg-access';
@@ -159,6 +159,7 @@ describe('guards sharing partitions as one consumer group', () => {
       expect(bans([g]).map((b) => b.target).sort()).toEqual(mine.sort());
     }
 
+    const waveAEnds = await endOffsets(node.url, TOPIC);
     // wave A keeps flooding throughout (bounded): whoever reads it after the kill must extend, not ban again
     let flooding = true;
     const floodA = (async () => {
@@ -167,8 +168,11 @@ describe('guards sharing partitions as one consumer group', () => {
         await new Promise((r) => setTimeout(r, 100));
       }
     })();
-    // the committed offsets trail the reading by at most commitIntervalMs
-    await new Promise((r) => setTimeout(r, slow(600)));
+    // the committed offsets trail the reading by commitIntervalMs: wait until they pass wave A's first flood
+    await waitUntil('wave A\'s first flood committed', async () => {
+      const { offsets } = (await getJson(`${node.url}/v1/groups/${GROUP}/offsets?topic=${TOPIC}`)) as { offsets: Array<{ partition: number; offset: number }> };
+      return [...waveAEnds].every(([p, end]) => (offsets.find((o) => o.partition === p)?.offset ?? 0) >= end);
+    }, 10_000, 20);
 
     const victim = g2;
     const moved = [...victim.owned].sort();

@@ -83,6 +83,12 @@ export async function endOffsets(url: string, topic: string): Promise<Map<number
   return new Map((info.partitions as Array<{ partition: number; endOffset: number }>).map((p) => [p.partition, p.endOffset]));
 }
 
+/** the values of one metric (every label set) at a bridge's /metrics */
+export async function metric(url: string, name: string): Promise<number[]> {
+  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(slow(5_000)) })).text();
+  return text.split('\n').filter((l) => l.startsWith(name + '{') || l.startsWith(name + ' ')).map((l) => Number(l.split(' ').pop()));
+}
+
 /** polls `cond` every `everyMs` until it holds, for at most `idleMs` scaled by the test slowdown */
 export async function waitUntil(what: string, cond: () => Promise<boolean> | boolean, idleMs: number, everyMs = 200): Promise<void> {
   const timeoutMs = slow(idleMs);

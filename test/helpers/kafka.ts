@@ -181,12 +181,16 @@ export async function waitForTopic(brokers: string[], topic: string, timeoutMs: 
   }
 }
 
-/** Debian's kcat as an independent consumer: every record of `topic` from the start, as JSON. */
-export async function kcatConsume(brokers: string[], topic: string, idleMs = 30_000): Promise<ConsumedRecord[]> {
+/**
+ * Debian's kcat as an independent consumer: every record of `topic` from the start, as JSON. It
+ * ends at the end of every partition (-e), so it waits for no idle time; `readCommitted: false`
+ * includes what aborted transactions left.
+ */
+export async function kcatConsume(brokers: string[], topic: string, idleMs = 30_000, readCommitted = true): Promise<ConsumedRecord[]> {
   const timeoutMs = slow(idleMs);
   const { stdout } = await run(
     'kcat',
-    ['-C', '-b', brokers.join(','), '-t', topic, '-o', 'beginning', '-e', '-J', '-q', '-X', 'isolation.level=read_committed'],
+    ['-C', '-b', brokers.join(','), '-t', topic, '-o', 'beginning', '-e', '-J', '-q', '-X', `isolation.level=${readCommitted ? 'read_committed' : 'read_uncommitted'}`],
     { timeout: timeoutMs, maxBuffer: 256 * 1024 * 1024 },
   );
   return stdout
