@@ -17,10 +17,11 @@ const { guardConfigSpec } = await import(path.join(root, 'dist/src/guard/config.
 
 const out = path.join(runtime, 'validators');
 mkdirSync(out, { recursive: true });
-for (const spec of [configSpec, bridgeConfigSpec, agentConfigSpec, guardConfigSpec]) {
+const specs = [configSpec, bridgeConfigSpec, agentConfigSpec, guardConfigSpec];
+for (const spec of specs) {
   const ajv = new Ajv({ ...spec.options, code: { source: true } });
   const code = standaloneCode(ajv, ajv.compile(spec.schema));
   // the digest says which schema and options this code was made from: another one is not used
   writeFileSync(path.join(out, `${spec.name}.cjs`), `${code}\nmodule.exports.digest = ${JSON.stringify(schemaDigest(spec))};\n`);
 }
-console.log(`validators: ${path.relative(root, out)} (config, bridge-config, agent-config, guard-config)`);
+console.log(`validators: ${path.relative(root, out)} (${specs.map((s) => s.name).join(', ')})`);

@@ -23,9 +23,12 @@ async function file(name: string, text: string): Promise<string> {
 }
 
 describe('config', () => {
-  it('has a schema that is valid JSON Schema (a start does not check it against the meta-schema)', () => {
-    const ajv = new Ajv({ strict: true });
-    expect(ajv.validateSchema(configSchema), ajv.errorsText()).toBe(true);
+  it('has schemas that are valid JSON Schema (a start does not check them against the meta-schema)', () => {
+    for (const spec of [configSpec, bridgeConfigSpec, agentConfigSpec, guardConfigSpec]) {
+      const ajv = new Ajv({ strict: true });
+      expect(ajv.validateSchema(spec.schema), `${spec.name}: ${ajv.errorsText()}`).toBe(true);
+    }
+    expect(configSpec.schema).toBe(configSchema);
   });
 
   it('layers defaults < file < env < flags', async () => {

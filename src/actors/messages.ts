@@ -126,7 +126,7 @@ export interface WorkerControl {
   maintain(): Promise<{ expired: number; trimmedBatches: number }>;
   /** counters and positions; `take` (the metrics scrape) also starts a new loop-delay window */
   stats(take: boolean): WorkerStats;
-  /** the hosted replicas' positions, without resetting the statistics stats() reports */
+  /** the hosted replicas' positions alone (the positions board's fallback: no counters) */
   positions(): WorkerStats['partitions'];
   /**
    * This node is about to propose itself to lead partition `p` in `epoch`: for a while its replica

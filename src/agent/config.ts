@@ -2,9 +2,8 @@
 // The token comes from the file (token, tokenFile) or the environment (CHICAGO_TOKEN, CHICAGO_TOKEN_FILE).
 import os from 'node:os';
 import path from 'node:path';
-import type { ValidateFunction } from 'ajv';
 import { ConfigError, parseConfigFile } from '../runtime/config.js';
-import { type SchemaSpec, compiledValidator } from '../runtime/compiled-schema.js';
+import { type SchemaSpec, lazyValidator } from '../runtime/compiled-schema.js';
 import { limits } from '../runtime/limits.js';
 import { nodeSchema } from '../client/config-node.js';
 import { CaFileError, readCa } from '../client/tls.js';
@@ -206,10 +205,9 @@ export const agentConfigSchema = {
   },
 } as const;
 
+// checked against the JSON Schema meta-schema by test/config.test.ts, not at each start
 export const agentConfigSpec: SchemaSpec = { name: 'agent-config', schema: agentConfigSchema, options: { allErrors: true, strict: true, validateSchema: false, meta: false } };
-// compiled at build time (scripts/build-validators.mjs): an agent's start does not compile it
-let compiled: ValidateFunction | undefined;
-const validator = () => (compiled ??= compiledValidator(agentConfigSpec));
+const validator = lazyValidator(agentConfigSpec);
 
 type Raw = {
   node?: { url?: string; token?: string; tokenFile?: string; ca?: string; timeoutMs?: number };

@@ -1,8 +1,7 @@
 // The bridge's configuration: one schema (YAML or JSON file, or the `bridge` section of a node
 // config), defaults filled in, unknown keys rejected, limits checked against each other.
 import { readFileSync } from 'node:fs';
-import type { ValidateFunction } from 'ajv';
-import { compiledValidator, type SchemaSpec } from '../runtime/compiled-schema.js';
+import { lazyValidator, type SchemaSpec } from '../runtime/compiled-schema.js';
 import { yamlLib } from '../runtime/require.js';
 import { limits } from '../runtime/limits.js';
 
@@ -193,9 +192,8 @@ export class BridgeConfigError extends Error {
 // The schema is fixed, so a start does not check it against the JSON Schema meta-schema:
 // test/bridge-unit.test.ts does, once.
 export const bridgeConfigSpec: SchemaSpec = { name: 'bridge-config', schema: bridgeConfigSchema, options: { allErrors: true, useDefaults: true, strict: true, validateSchema: false, meta: false } };
-// loaded on first use: a node without a bridge section skips the cost
-let compiled: ValidateFunction | undefined;
-const validator = () => (compiled ??= compiledValidator(bridgeConfigSpec));
+// made at first use: a node without a bridge section skips the cost
+const validator = lazyValidator(bridgeConfigSpec);
 
 /** Validates a parsed config object (it is not modified) and returns the resolved config. */
 export function resolveBridgeConfig(input: unknown): BridgeConfig {

@@ -1,22 +1,14 @@
 // Placement of cluster partitions on nodes by rendezvous hashing: pure functions, no I/O.
 // Rendezvous gives minimal disruption for free: a node joining takes a slot only where it outranks
 // a current holder, and a node leaving frees only the slots it held.
-import { murmur3 } from '../runtime/hash.js';
+import { murmur3Text } from '../runtime/hash.js';
 import { type NodeId, epoch } from '../runtime/ids.js';
 import { type PartitionRecord, partitionProblem } from './layout.js';
 
-const utf8 = new TextEncoder();
-/**
- * score()'s bytes, encoded into one buffer kept for it: rank() scores every node of every
- * partition each controller round, and an allocation per score cost 3–4× the hash. A key longer
- * than the buffer is encoded apart.
- */
-const scoreBytes = new Uint8Array(256);
-
+// rank() scores every node of every partition each controller round: murmur3Text encodes into a
+// reused buffer (an allocation per score cost 3–4× the hash)
 function score(partition: number, node: NodeId): number {
-  const key = `${partition}\0${node}`;
-  const { read, written } = utf8.encodeInto(key, scoreBytes);
-  return read === key.length ? murmur3(scoreBytes, 0, written) : murmur3(utf8.encode(key));
+  return murmur3Text(`${partition}\0${node}`);
 }
 
 function checkPartition(partition: number): void {

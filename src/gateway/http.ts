@@ -433,7 +433,7 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
     }),
     // the WebSocket endpoint answers upgrades only (uWS routes those before this catch-all)
     route('GET', '/v1/ws', 'public', () => { throw new ChicagoError('BAD_REQUEST', '/v1/ws takes a WebSocket upgrade (docs/protocol.md)'); }),
-    // no HEAD: rendering either one ends the event-loop-delay windows the next scrape reports
+    // no HEAD: a scrape ends the event-loop-delay windows the next scrape reports
     { ...route('GET', '/metrics', cluster('read'), async () => ({ status: 200, body: await node.renderMetrics(), contentType: 'text/plain; version=0.0.4' })), noHead: true },
     route('GET', '/v1/status', cluster('read'), async () => json(await node.status())),
     route('POST', '/v1/admin/maintain', cluster('admin'), async () => json(await node.maintain())),

@@ -2,9 +2,8 @@
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import type { ValidateFunction } from 'ajv';
 import { ConfigError, parseConfigFile } from '../runtime/config.js';
-import { type SchemaSpec, compiledValidator } from '../runtime/compiled-schema.js';
+import { type SchemaSpec, lazyValidator } from '../runtime/compiled-schema.js';
 import { nodeSchema, nodeSecrets, schemaMessage } from '../client/config-node.js';
 import { limits } from '../runtime/limits.js';
 import { Allowlist } from './ip.js';
@@ -186,10 +185,9 @@ export const guardConfigSchema = {
   },
 } as const;
 
+// checked against the JSON Schema meta-schema by test/config.test.ts, not at each start
 export const guardConfigSpec: SchemaSpec = { name: 'guard-config', schema: guardConfigSchema, options: { allErrors: true, strict: true, validateSchema: false, meta: false } };
-// compiled at build time (scripts/build-validators.mjs): a guard's start does not compile it
-let compiled: ValidateFunction | undefined;
-const validator = () => (compiled ??= compiledValidator(guardConfigSpec));
+const validator = lazyValidator(guardConfigSpec);
 
 type Raw = Partial<Omit<GuardConfig, 'inputs' | 'scenarios' | 'node'>> & {
   node?: { url?: string; token?: string; tokenFile?: string; ca?: string; timeoutMs?: number };

@@ -818,12 +818,12 @@ export class ChicagoNode implements NodeApi {
   }
 
   /** `take`: the metrics scrape, which ends each worker's loop-delay window; other readers leave it open */
-  async workerStats(take = false): Promise<WorkerStats[]> {
+  async workerStats(take: boolean): Promise<WorkerStats[]> {
     return Promise.all(this.workers.map((w) => withDeadline(w.control.stats(take), 5000, `worker ${w.index} stats`)));
   }
 
   async status(): Promise<NodeStatus> {
-    const stats = this.state === 'up' ? await this.workerStats() : [];
+    const stats = this.state === 'up' ? await this.workerStats(false) : [];
     const local = new Map(stats.flatMap((s, worker) => s.partitions.map((p) => [p.id, { ...p, worker }] as const)));
     const isrOf = (p: number) => this.coordinator.isrOf(p);
     return {

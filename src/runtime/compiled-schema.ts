@@ -29,3 +29,9 @@ export function compiledValidator(spec: SchemaSpec): ValidateFunction {
   const { Ajv } = requireCjs('ajv') as typeof import('ajv');
   return new Ajv(spec.options).compile(spec.schema);
 }
+
+/** A spec's validator, made at its first use: processes that never validate that config skip the cost. */
+export function lazyValidator(spec: SchemaSpec): () => ValidateFunction {
+  let compiled: ValidateFunction | undefined;
+  return () => (compiled ??= compiledValidator(spec));
+}

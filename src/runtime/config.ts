@@ -2,8 +2,7 @@
 // Unknown keys are rejected; renamed keys say what they became.
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import type { ValidateFunction } from 'ajv';
-import { compiledValidator, type SchemaSpec } from './compiled-schema.js';
+import { lazyValidator, type SchemaSpec } from './compiled-schema.js';
 import { yamlLib } from './require.js';
 import { checkHashFormat, parseScopes, ScopeError } from './tokens.js';
 
@@ -197,9 +196,7 @@ const RENAMED: Record<string, string> = {
 // The schema is fixed, so a start does not check it against the JSON Schema meta-schema:
 // test/config.test.ts does, once.
 export const configSpec: SchemaSpec = { name: 'config', schema: configSchema, options: { allErrors: true, strict: true, validateSchema: false, meta: false } };
-// loaded on first use: processes that never validate this config (the agent) skip the cost
-let compiled: ValidateFunction | undefined;
-const validator = () => (compiled ??= compiledValidator(configSpec));
+const validator = lazyValidator(configSpec);
 
 export class ConfigError extends Error {
   constructor(message: string) {

@@ -49,6 +49,13 @@ export function kvPartition(keyspace: string, key: Uint8Array, partitions: numbe
   return murmur3(buf, 0, written + 1 + key.length) % partitions;
 }
 
+/** murmur3 of a string's UTF-8 bytes, encoded into the reused buffer when they fit. */
+export function murmur3Text(text: string): number {
+  if (text.length * 3 > SCRATCH_BYTES) return murmur3(utf8.encode(text));
+  const { written } = utf8.encodeInto(text, scratch);
+  return murmur3(scratch, 0, written);
+}
+
 /** The topic partition of a keyed record. */
 export function recordPartition(key: Uint8Array, topicPartitions: number): number {
   return murmur3(key) % topicPartitions;

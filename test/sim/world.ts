@@ -314,7 +314,7 @@ type Wire = 'msg' | 'snap' | 'snapAck' | 'digest';
 export class Sim {
   readonly seed: number;
   private readonly replay: string;
-  private readonly opts: Required<Omit<SimOptions, 'nodes' | 'copies' | 'plant'>> & Pick<SimOptions, 'plant'>;
+  private readonly opts: Required<Omit<SimOptions, 'nodes' | 'copies' | 'plant' | 'traceKeep'>> & Pick<SimOptions, 'plant'>;
   private readonly rNet: Prng;
   private readonly rFault: Prng;
   private readonly rClient: Prng;
@@ -372,7 +372,7 @@ export class Sim {
     this.seed = opts.seed;
     this.replay = replayCommand(opts);
     this.opts = {
-      seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 2 * SNAPSHOT_ACK_TIMEOUT_MS, traceKeep: opts.traceKeep ?? TRACE_KEEP,
+      seed: opts.seed, steps: opts.steps, quiesceMs: opts.quiesceMs ?? 2 * SNAPSHOT_ACK_TIMEOUT_MS,
       fullTrace: opts.fullTrace ?? false, retries: opts.retries ?? false,
       strictRecovery: opts.strictRecovery ?? false, plant: opts.plant, moves: opts.moves ?? true, antiEntropy: opts.antiEntropy ?? true,
       single: opts.single ?? false,
