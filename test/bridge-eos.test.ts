@@ -5,7 +5,7 @@ import {
   type BridgeProc, checkExactlyOnce, createChicagoTopic, endOffsets, metric, spawnBridge, startLoad, waitLog, waitUntil, writeBridgeConfig,
 } from './helpers/bridge.js';
 import { consumeAll, ensureKafka, kcatConsume, uniqueName } from './helpers/kafka.js';
-import { type NodeHandle, startNode } from './helpers/launcher.js';
+import { freePort, type NodeHandle, startNode } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 
 const KILLS = Number(process.env.BRIDGE_EOS_KILLS ?? 4);
@@ -33,7 +33,7 @@ describe('Kafka bridge exactly-once (real broker)', () => {
     const topic = `eos-${id}`;
     const kafkaTopic = `k-${id}`;
     await createChicagoTopic(node.url, topic, 4);
-    const metricsPort = 20000 + Math.floor(Math.random() * 5000);
+    const metricsPort = await freePort();
     const cfg = await writeBridgeConfig({
       chicago: { url: node.url },
       kafka: { brokers, createTopics: { partitions: 3 }, transactionTimeoutMs: 10_000 },

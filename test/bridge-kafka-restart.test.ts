@@ -9,7 +9,7 @@ import {
   waitUntil, writeBridgeConfig,
 } from './helpers/bridge.js';
 import { consumeAll, ensureKafka, kafkaDown, kafkaUp, uniqueName } from './helpers/kafka.js';
-import { type NodeHandle, startNode } from './helpers/launcher.js';
+import { freePort, type NodeHandle, startNode } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 
 const PORT = 19292;
@@ -37,7 +37,7 @@ describe('Kafka bridge with Kafka restarted mid-stream (real broker)', () => {
     const topic = `rst-${id}`;
     const kafkaTopic = `k-${id}`;
     await createChicagoTopic(node.url, topic, 2, { untilGroup: `g-${id}` });
-    const metricsPort = 20000 + Math.floor(Math.random() * 5000);
+    const metricsPort = await freePort();
     const cfg = await writeBridgeConfig({
       chicago: { url: node.url },
       kafka: { brokers, createTopics: { partitions: 2 }, transactionTimeoutMs: 15_000 },

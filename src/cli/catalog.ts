@@ -91,7 +91,7 @@ const kvDel: Command = {
 const kvScan: Command = {
   name: 'kv scan',
   synopsis: 'KEYSPACE [--prefix P] [--after KEY] [--limit N] [--json]',
-  summary: 'list keys and values in key order, one "KEY<TAB>VALUE" line each (default limit 1000); backslash, control characters and bytes that are not UTF-8 escaped (\\\\ \\t \\n \\xNN), --json for exact values',
+  summary: 'list keys and values in key order, one "KEY<TAB>VALUE" line each (default limit 1000); backslash and control characters escaped (\\\\ \\t \\n \\u{XXXX}), keys and values that are not UTF-8 byte by byte (\\xNN); --after and --prefix take keys as stored: --json gives exact keys and `next`',
   options: { ...clientOptions, prefix: { type: 'string' }, after: { type: 'string' }, limit: { type: 'string' } },
   args: [1, 1],
   run: async (p) => (await import('./commands/kv.js')).scan(p),

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { cliPath, killOnExit, type NodeHandle, OutputRing, repoRoot, startNode } from './launcher.js';
-import { type AgentProc, recordsReader } from './agent.js';
+import { type AgentProc, keepBackups, recordsReader } from './agent.js';
 import { slow } from './slow.js';
 
 const run = promisify(execFile);
@@ -96,6 +96,7 @@ export async function logrotate(dir: string, file: string, directives: string[])
   const conf = path.join(dir, `logrotate-${path.basename(file)}.conf`);
   await writeFile(conf, `${file} {\n  ${directives.join('\n  ')}\n  missingok\n}\n`);
   await run('/usr/sbin/logrotate', ['--force', '--state', path.join(dir, 'logrotate.state'), conf], { timeout: slow(10_000) });
+  await keepBackups(file);
 }
 
 export interface Rec { partition: number; offset: number; bytes: Buffer; value: string; headers: Record<string, string> }

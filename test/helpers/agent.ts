@@ -2,7 +2,7 @@
 // writer process appending numbered lines.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { cliPath, killOnExit, OutputRing, repoRoot } from './launcher.js';
@@ -36,6 +36,23 @@ export async function rotate(bin: string, dir: string, file: string, mode: 'crea
   const state = path.join(dir, 'logrotate.state');
   await writeFile(conf, `${file} {\n  ${mode}\n  rotate 10000\n  missingok\n  nocompress\n}\n`);
   await run(bin, ['--force', '--state', state, conf], { timeout: slow(10_000) });
+  await keepBackups(file);
+}
+
+let backups = 0;
+/**
+ * logrotate's create race leaves the file a writer made between its rename and its create as
+ * NAME-YYYYMMDDHH.backup, and a second race in the same hour renames over the first: tests that
+ * count the lines moved aside give each one a name of its own (still NAME-<digits>.backup).
+ */
+export async function keepBackups(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  for (const name of await readdir(dir)) {
+    if (name.startsWith(`${base}-`) && /^\d{10}\.backup$/.test(name.slice(base.length + 1))) {
+      await rename(path.join(dir, name), path.join(dir, `${base}-${Date.now()}${String(++backups).padStart(6, '0')}.backup`));
+    }
+  }
 }
 
 export interface AgentProc {

@@ -3,11 +3,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { killOnExit, OutputRing, repoRoot } from './launcher.js';
+import { freePort, killOnExit, OutputRing, repoRoot } from './launcher.js';
 import { slow } from './slow.js';
 import { Agent } from 'undici';
 
@@ -60,16 +59,6 @@ async function etcdBinary(): Promise<string> {
   return installed;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, HOST, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function healthy(url: string, agent?: Agent): Promise<boolean> {
   try {
@@ -101,7 +90,7 @@ export async function startEtcd(opts: { name?: string; tls?: { certFile: string;
   let child: ChildProcess | undefined;
 
   const launch = async (): Promise<void> => {
-    const peerPort = await freePort();
+    const peerPort = await freePort(HOST);
     const client = `${tls ? 'https' : 'http'}://${HOST}:${clientPort}`;
     const peer = `http://${HOST}:${peerPort}`;
     const proc = spawn(bin, [
@@ -131,7 +120,7 @@ export async function startEtcd(opts: { name?: string; tls?: { certFile: string;
 
   // A port picked free can be taken before etcd binds it; try a few.
   for (let attempt = 1; ; attempt++) {
-    clientPort = await freePort();
+    clientPort = await freePort(HOST);
     try {
       await launch();
       break;

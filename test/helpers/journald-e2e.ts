@@ -5,11 +5,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess, execFile } from 'node:child_process';
 import { appendFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { type NodeHandle, startNode } from './launcher.js';
+import { freePort, type NodeHandle, startNode } from './launcher.js';
 import { slow } from './slow.js';
 import { waitUntil } from './bridge.js';
 import { type AgentProc, readTopic, type TopicRecord } from './agent.js';
@@ -26,14 +25,6 @@ export interface JournaldE2eSizes {
 }
 
 /** a TCP port free on this address now */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().once('error', reject).listen(0, host, () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 export function journaldE2eSuite(sizes: JournaldE2eSizes): void {
   const RUN_ID = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;

@@ -322,3 +322,13 @@ export function spawnCli(args: string[], opts: CliOptions = {}): CliRun {
 export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
   return spawnCli(args, opts).done;
 }
+
+/** A port nothing listens on right now (the kernel's pick), for a process the test starts. */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer().once('error', reject).listen(0, host, () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}

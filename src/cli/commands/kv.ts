@@ -53,22 +53,24 @@ export async function del(p: Parsed): Promise<void> {
 }
 
 /**
- * A key or value on one line of `KEY<TAB>VALUE` output: backslash, tab, newlines and other control
- * characters escaped, and bytes that are not UTF-8 (the node sends those base64) as `\xNN`, as
- * redis-cli prints binary values; --json keeps the exact text and its encoding.
+ * A key or value on one line of `KEY<TAB>VALUE` output, unambiguous and on one line: backslash, tab,
+ * CR and LF as `\\ \t \r \n`, other C0/C1 controls, DEL and the Unicode line separators as `\u{XXXX}`.
+ * A key or value that is not UTF-8 (the node sends those base64) is printed byte by byte, `\xNN` for
+ * every byte outside printable ASCII, as redis-cli prints binary values. --json keeps the exact text
+ * and its encoding (and `next`, to page with --after).
  */
 export function scanText(text: string, encoding: 'base64' | undefined): string {
   if (encoding === 'base64') {
     let out = '';
     for (const b of Buffer.from(text, 'base64')) {
-      out += b === 0x5c ? '\\\\' : b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : escapeByte(b);
+      out += b === 0x5c || b === 0x09 || b === 0x0a || b === 0x0d ? SHORT[String.fromCharCode(b)] : b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
     }
     return out;
   }
-  return text.replace(/[\\\x00-\x1f\x7f]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : escapeByte(c.charCodeAt(0))));
+  return text.replace(/[\\\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => SHORT[c] ?? `\\u{${c.charCodeAt(0).toString(16).padStart(4, '0')}}`);
 }
 
-const escapeByte = (b: number): string => `\\x${b.toString(16).padStart(2, '0')}`;
+const SHORT: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
 export async function scan(p: Parsed): Promise<void> {
   const http = httpFrom(p);
