@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Packr, Unpackr } from 'msgpackr';
 import { ChicagoClient } from '../src/client/index.js';
+import { hashSecret, newToken, parseToken } from '../src/runtime/tokens.js';
 import { http } from './helpers/http.js';
 import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { startEarly } from './helpers/early.js';
@@ -21,10 +22,14 @@ type Frame = Record<string, any>;
 
 interface Made { token: string; entry: Record<string, unknown> }
 
+/**
+ * What `chicago token create --scopes S --name N --json` prints, made in this process: a CLI start per
+ * token costs more than its scrypt (console.test.ts and agent-scripts.test.ts run the command itself).
+ */
 async function makeToken(scopes: string, name: string): Promise<Made> {
-  const r = await runCli(['token', 'create', '--scopes', scopes, '--name', name, '--json']);
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as Made;
+  const { token, id } = newToken();
+  const hash = await hashSecret(parseToken(token)!.secret);
+  return { token, entry: { id, hash, scopes: scopes.split(','), name } };
 }
 
 /** A raw WebSocket that collects decoded frames. */
