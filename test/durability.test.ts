@@ -11,7 +11,12 @@ import { http } from './helpers/http.js';
 interface Acked {
   kv: Map<string, { value: string; version: number }>;
   records: Map<string, string>; // "partition:offset" → value
+  /** acknowledged requests, puts and produces */
+  n: number;
 }
+
+/** acknowledged requests before the signal: a few hundred puts over 200 keys and produces to 3 partitions */
+const KILL_AFTER_ACKED = 400;
 
 /** Concurrent KV puts and produces until `stop()`; remembers only what was acknowledged. */
 function writeLoad(url: string, acked: Acked, concurrency = 16) {
@@ -26,13 +31,17 @@ function writeLoad(url: string, acked: Acked, concurrency = 16) {
           const value = `v${i}`;
           const r = await http(url, 'PUT', `/v1/kv/dur/${key}`, value);
           if (r.status === 200) {
+            acked.n++;
             const prev = acked.kv.get(key);
             if (!prev || prev.version < r.body.version) acked.kv.set(key, { value, version: r.body.version });
           }
         } else {
           const batch = [{ value: `r${i}-a` }, { value: `r${i}-b`, key: `w${w}` }];
           const r = await http(url, 'POST', '/v1/topics/dur/records', batch);
-          if (r.status === 200) r.body.records.forEach((x: any, j: number) => acked.records.set(`${x.partition}:${x.offset}`, batch[j].value));
+          if (r.status === 200) {
+            acked.n++;
+            r.body.records.forEach((x: any, j: number) => acked.records.set(`${x.partition}:${x.offset}`, batch[j].value));
+          }
         }
       } catch {
         // connection cut by the crash: outcome unknown, so nothing is remembered
@@ -84,11 +93,11 @@ describe.each(['none', 'group', 'always'])('kill -9 under sync policy %s', (poli
     try {
       let node = await startNode({ dataDir, env: { CHICAGO_SYNC_POLICY: policy } });
       await http(node.url, 'POST', '/v1/topics', { name: 'dur', partitions: 3 });
-      const acked: Acked = { kv: new Map(), records: new Map() };
+      const acked: Acked = { kv: new Map(), records: new Map(), n: 0 };
       const load = writeLoad(node.url, acked);
-      await new Promise((r) => setTimeout(r, 1500));
-      // a busy machine may ack fewer in 1.5 s: go on until there is enough to check
-      await waitUntil('more than 100 acknowledged writes', () => acked.kv.size + acked.records.size > 100, 30_000, 50);
+      // the kill lands in full load (16 requests in flight) whenever it comes: a count, not a time,
+      // says there is enough acknowledged to check, on a quiet machine or a busy one
+      await waitUntil(`${KILL_AFTER_ACKED} acknowledged writes`, () => acked.n >= KILL_AFTER_ACKED, 30_000, 20);
       await node.kill('SIGKILL');
       await load.stop();
       expect(acked.kv.size + acked.records.size).toBeGreaterThan(100);
@@ -107,9 +116,9 @@ describe('SIGTERM', () => {
     try {
       let node = await startNode({ dataDir });
       await http(node.url, 'POST', '/v1/topics', { name: 'dur', partitions: 3 });
-      const acked: Acked = { kv: new Map(), records: new Map() };
+      const acked: Acked = { kv: new Map(), records: new Map(), n: 0 };
       const load = writeLoad(node.url, acked);
-      await new Promise((r) => setTimeout(r, 800));
+      await waitUntil(`${KILL_AFTER_ACKED} acknowledged writes`, () => acked.n >= KILL_AFTER_ACKED, 30_000, 20);
       const exit = await node.kill('SIGTERM');
       await load.stop();
       expect(exit.code).toBe(0);
