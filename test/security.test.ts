@@ -285,34 +285,37 @@ describe('secure defaults and browser origins', () => {
 
   it('runs open on loopback without tokens and says so; refuses other origins and non-JSON bodies', async () => {
     const { node } = await sharedOpenNode();
-    expect(node.stdout.text()).toContain('no tokens configured: the node is open to every process on this host');
-    await http(node.url, 'POST', '/v1/topics', { name: 't', partitions: 1 });
-    // a cross-site "simple" POST: text/plain, from a page elsewhere
-    const evil = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"x"}]', { origin: 'http://evil.example', 'content-type': 'text/plain' });
-    expect([evil.status, evil.body.error.code]).toEqual([403, 'FORBIDDEN']);
-    // even from an allowed origin, a body a page could send without a preflight is not taken as JSON
-    const plain = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"x"}]', { origin: 'http://console.example', 'content-type': 'text/plain' });
-    expect([plain.status, plain.body.error.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
-    const form = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"x"}]', { 'content-type': 'application/x-www-form-urlencoded' });
-    expect([form.status, form.body.error.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
-    // a non-browser client's string body (fetch labels it text/plain) is JSON
-    const script = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"y"}]', { 'content-type': 'text/plain;charset=UTF-8' });
-    expect(script.status).toBe(200);
-    const del = await http(node.url, 'DELETE', '/v1/topics/t', undefined, { origin: 'http://evil.example' });
-    expect(del.status).toBe(403);
-    await expect(Raw.open(node.url, { origin: 'http://evil.example' })).rejects.toThrow('HTTP 403');
-    // the allowed origin: CORS preflight and headers, and a WebSocket
-    const pre = await http(node.url, 'OPTIONS', '/v1/topics/t/records', undefined, { origin: 'http://console.example', 'access-control-request-method': 'POST' });
-    expect(pre.status).toBe(204);
-    expect(pre.headers.get('access-control-allow-origin')).toBe('http://console.example');
-    expect(pre.headers.get('access-control-allow-headers')).toContain('authorization');
-    const ok = await http(node.url, 'POST', '/v1/topics/t/records', [{ value: 'x' }], { origin: 'http://console.example' });
-    expect([ok.status, ok.headers.get('access-control-allow-origin')]).toEqual([200, 'http://console.example']);
-    (await Raw.open(node.url, { origin: 'http://console.example' })).ws.close();
-    const topic = await http(node.url, 'GET', '/v1/topics/t');
-    expect(topic.body.partitions[0].endOffset).toBe(2);
-    // the node goes on serving the strict-parsing tests, which list its topics
-    expect((await http(node.url, 'DELETE', '/v1/topics/t')).status).toBe(204);
+    try {
+      expect(node.stdout.text()).toContain('no tokens configured: the node is open to every process on this host');
+      await http(node.url, 'POST', '/v1/topics', { name: 't', partitions: 1 });
+      // a cross-site "simple" POST: text/plain, from a page elsewhere
+      const evil = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"x"}]', { origin: 'http://evil.example', 'content-type': 'text/plain' });
+      expect([evil.status, evil.body.error.code]).toEqual([403, 'FORBIDDEN']);
+      // even from an allowed origin, a body a page could send without a preflight is not taken as JSON
+      const plain = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"x"}]', { origin: 'http://console.example', 'content-type': 'text/plain' });
+      expect([plain.status, plain.body.error.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+      const form = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"x"}]', { 'content-type': 'application/x-www-form-urlencoded' });
+      expect([form.status, form.body.error.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+      // a non-browser client's string body (fetch labels it text/plain) is JSON
+      const script = await http(node.url, 'POST', '/v1/topics/t/records', '[{"value":"y"}]', { 'content-type': 'text/plain;charset=UTF-8' });
+      expect(script.status).toBe(200);
+      const del = await http(node.url, 'DELETE', '/v1/topics/t', undefined, { origin: 'http://evil.example' });
+      expect(del.status).toBe(403);
+      await expect(Raw.open(node.url, { origin: 'http://evil.example' })).rejects.toThrow('HTTP 403');
+      // the allowed origin: CORS preflight and headers, and a WebSocket
+      const pre = await http(node.url, 'OPTIONS', '/v1/topics/t/records', undefined, { origin: 'http://console.example', 'access-control-request-method': 'POST' });
+      expect(pre.status).toBe(204);
+      expect(pre.headers.get('access-control-allow-origin')).toBe('http://console.example');
+      expect(pre.headers.get('access-control-allow-headers')).toContain('authorization');
+      const ok = await http(node.url, 'POST', '/v1/topics/t/records', [{ value: 'x' }], { origin: 'http://console.example' });
+      expect([ok.status, ok.headers.get('access-control-allow-origin')]).toEqual([200, 'http://console.example']);
+      (await Raw.open(node.url, { origin: 'http://console.example' })).ws.close();
+      const topic = await http(node.url, 'GET', '/v1/topics/t');
+      expect(topic.body.partitions[0].endOffset).toBe(2);
+    } finally {
+      // the node goes on serving the strict-parsing tests, which list its topics
+      await http(node.url, 'DELETE', '/v1/topics/t');
+    }
   });
 });
 
