@@ -1,6 +1,6 @@
 // Crash a real node (kill -9) in the middle of a write load, restart it on the same data dir,
 // and check every acknowledged write is there and that offsets and versions continue unreused.
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -87,9 +87,21 @@ async function verify(node: NodeHandle, acked: Acked): Promise<void> {
   }
 }
 
+/**
+ * The node the policy-none test leaves running after its restart and check (none is the default
+ * policy): the SIGTERM test goes on with it rather than starting one of its own.
+ */
+let handedOver: { node: NodeHandle; dataDir: string } | undefined;
+afterAll(async () => {
+  if (!handedOver) return;
+  await handedOver.node.kill('SIGKILL');
+  await rm(handedOver.dataDir, { recursive: true, force: true });
+});
+
 describe.each(['none', 'group', 'always'])('kill -9 under sync policy %s', (policy) => {
   it('loses no acknowledged write', async () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'chicago-dur-'));
+    let kept = false;
     try {
       let node = await startNode({ dataDir, env: { CHICAGO_SYNC_POLICY: policy } });
       await http(node.url, 'POST', '/v1/topics', { name: 'dur', partitions: 3 });
@@ -103,19 +115,27 @@ describe.each(['none', 'group', 'always'])('kill -9 under sync policy %s', (poli
       expect(acked.kv.size + acked.records.size).toBeGreaterThan(100);
       node = await node.restart();
       await verify(node, acked);
-      await node.kill('SIGKILL');
+      if (policy === 'none') {
+        handedOver = { node, dataDir };
+        kept = true;
+      } else {
+        await node.kill('SIGKILL');
+      }
     } finally {
-      await rm(dataDir, { recursive: true, force: true });
+      if (!kept) await rm(dataDir, { recursive: true, force: true });
     }
   });
 });
 
 describe('SIGTERM', () => {
   it('drains in-flight writes and stops cleanly, losing nothing acknowledged', async () => {
-    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'chicago-term-'));
+    // a fresh node only when the policy-none test did not leave one (run alone, or it failed)
+    const given = handedOver;
+    handedOver = undefined;
+    const dataDir = given?.dataDir ?? await mkdtemp(path.join(os.tmpdir(), 'chicago-term-'));
     try {
-      let node = await startNode({ dataDir });
-      await http(node.url, 'POST', '/v1/topics', { name: 'dur', partitions: 3 });
+      let node = given?.node ?? await startNode({ dataDir });
+      if (!given) await http(node.url, 'POST', '/v1/topics', { name: 'dur', partitions: 3 });
       const acked: Acked = { kv: new Map(), records: new Map(), n: 0 };
       const load = writeLoad(node.url, acked);
       await waitUntil(`${KILL_AFTER_ACKED} acknowledged writes`, () => acked.n >= KILL_AFTER_ACKED, 30_000, 20);
