@@ -1,15 +1,14 @@
-// The benchmark harness: the open-loop generator's bookkeeping, and tiny real runs against a
-// node (kv-put spawns its own) to check the result shape of CONTRACT.md. Not a performance assertion.
+// The benchmark harness: the open-loop generator's bookkeeping, and one tiny real run against a
+// spawned node to check the result shape of CONTRACT.md. Not a performance assertion.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { newHistogram, recordUs, runOpenLoop, summarize, type OpenLoopOptions } from '../bench/openloop.js';
 import { mergeParts, toPart } from '../bench/generators.js';
 import { repoRoot } from '../bench/proc.js';
 import { parsePerfTest } from '../bench/kafka-compare.js';
-import { startNode, type NodeHandle } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 
 const base: OpenLoopOptions = {
@@ -152,15 +151,7 @@ const nodeJs = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
 
 describe.skipIf(!existsSync(mainJs) || !existsSync(nodeJs))('chicago bench (spawned node)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'chicago-bench-test-'));
-  // kv-put starts its own node (--spawn); the other scenarios drive this one (--url, --pid), each
-  // on a topic of its own
-  let node: NodeHandle;
-  beforeAll(async () => { node = await startNode(); });
-  afterAll(async () => {
-    await node?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const given = () => ['--url', node.url, '--pid', String(node.pid)];
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const bench = (args: string[]): Promise<{ code: number | null; stderr: string }> =>
     new Promise((resolve) => {
@@ -199,7 +190,7 @@ describe.skipIf(!existsSync(mainJs) || !existsSync(nodeJs))('chicago bench (spaw
 
   it('produce-tail measures delivery to a live subscriber', async () => {
     const file = join(dir, 'produce-tail.json');
-    const { code, stderr } = await bench(['produce-tail', ...given(), '--rate', '200', '--duration', '1', '--warmup', '0', '--json', file]);
+    const { code, stderr } = await bench(['produce-tail', '--spawn', '--rate', '200', '--duration', '1', '--warmup', '0', '--json', file]);
     expect(code, stderr).toBe(0);
     const r = JSON.parse(readFileSync(file, 'utf8')) as { sent: number; acked: number; errors: number; extra: { producerAcked: number } };
     expect(r.sent).toBe(200);
@@ -224,7 +215,7 @@ describe.skipIf(!existsSync(mainJs) || !existsSync(nodeJs))('chicago bench (spaw
 
   it('produce --generators 2 encodes through a Producer per thread and counts every record once', async () => {
     const file = join(dir, 'produce-2.json');
-    const { code, stderr } = await bench(['produce', ...given(), '--generators', '2', '--rate', '2000', '--batch', '100', '--duration', '0.5', '--warmup', '0.1', '--json', file]);
+    const { code, stderr } = await bench(['produce', '--spawn', '--generators', '2', '--rate', '2000', '--batch', '100', '--duration', '0.5', '--warmup', '0.1', '--json', file]);
     expect(code, stderr).toBe(0);
     const r = JSON.parse(readFileSync(file, 'utf8')) as { intended: number; sent: number; acked: number; errors: number; server: { cpuPct: number }; extra: { generatorElu: number[] } };
     expect(r.intended).toBe(1000);
