@@ -14,10 +14,12 @@ import { startNode, type NodeHandle } from './helpers/launcher.js';
 import { waitUntil } from './helpers/bridge.js';
 
 const MiB = 1024 * 1024;
+/** the disk: the node's reserve (96 MiB) and free-space floor (100 MiB) plus about 80 MiB of records to fill */
+const TMPFS_MIB = 280;
 const mountPoint = mkdtempSync(path.join(os.tmpdir(), 'chicago-tmpfs-'));
 let mounted = false;
 try {
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=400m', 'tmpfs', mountPoint], { stdio: 'pipe' });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_MIB}m`, 'tmpfs', mountPoint], { stdio: 'pipe' });
   mounted = true;
 } catch (err) {
   console.warn(`disk-full tests skipped: cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]}); they need root`);
@@ -28,7 +30,7 @@ afterAll(() => {
   rmSync(mountPoint, { recursive: true, force: true });
 });
 
-describe.skipIf(!mounted)('disk full (a node on a 400 MiB tmpfs)', () => {
+describe.skipIf(!mounted)(`disk full (a node on a ${TMPFS_MIB} MiB tmpfs)`, () => {
   const dataDir = path.join(mountPoint, 'node');
   const env = { CHICAGO_STORAGE_MIN_FREE_BYTES: String(100 * MiB), CHICAGO_STORAGE_RESERVE_BYTES: String(96 * MiB) };
   let node: NodeHandle;

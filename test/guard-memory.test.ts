@@ -16,9 +16,12 @@ import { slow } from './helpers/slow.js';
 import { waitUntil } from './helpers/bridge.js';
 
 const TOPIC = 'gmem-access';
-/** distinct addresses: 2.5 × the default ipsMax, so the table fills and evicts */
-const IPS = 250_000;
 const IPS_MAX = 100_000;
+/**
+ * distinct addresses, one line each: 1.5 × the default ipsMax, so the table fills and evicts a third
+ * of what it saw; test/long/guard-memory-long.test.ts feeds 2.5 × (GMEM_IPS)
+ */
+const IPS = Number(process.env.GMEM_IPS ?? 150_000);
 const RSS_MB_MAX = 150;
 /** the peak before the first line: modules, CRS, warm-up, connecting (100–105 MB; 137–144 while fetch loaded undici) */
 const START_PEAK_MB_MAX = 125;

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Packr, Unpackr } from 'msgpackr';
 import { ChicagoClient } from '../src/client/index.js';
+import { hashSecret, newToken, parseToken } from '../src/runtime/tokens.js';
 import { http } from './helpers/http.js';
 import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { startEarly } from './helpers/early.js';
@@ -21,10 +22,14 @@ type Frame = Record<string, any>;
 
 interface Made { token: string; entry: Record<string, unknown> }
 
+/**
+ * What `chicago token create --scopes S --name N --json` prints, made in this process: a CLI start per
+ * token costs more than its scrypt (console.test.ts and agent-scripts.test.ts run the command itself).
+ */
 async function makeToken(scopes: string, name: string): Promise<Made> {
-  const r = await runCli(['token', 'create', '--scopes', scopes, '--name', name, '--json']);
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as Made;
+  const { token, id } = newToken();
+  const hash = await hashSecret(parseToken(token)!.secret);
+  return { token, entry: { id, hash, scopes: scopes.split(','), name } };
 }
 
 /** A raw WebSocket that collects decoded frames. */
@@ -242,6 +247,25 @@ describe('tokens and scopes', () => {
   });
 });
 
+/**
+ * One node open on loopback (no tokens) with one allowed browser origin, for the origin and the
+ * strict-parsing tests: none of them needs a fresh node, and the origin list changes nothing for a
+ * request without an Origin header.
+ */
+let openNode: Promise<{ node: NodeHandle; dir: string }> | undefined;
+const sharedOpenNode = () => (openNode ??= (async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-sec-'));
+  const cfg = path.join(dir, 'c.json');
+  await writeFile(cfg, JSON.stringify({ security: { allowedOrigins: ['http://console.example'] } }));
+  return { node: await startNode({ args: ['--config', cfg] }), dir };
+})());
+afterAll(async () => {
+  if (!openNode) return;
+  const { node, dir } = await openNode;
+  await node.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
 describe('secure defaults and browser origins', () => {
   it('refuses to serve on a non-loopback address without tokens, unless --insecure', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-sec-'));
@@ -260,10 +284,7 @@ describe('secure defaults and browser origins', () => {
   });
 
   it('runs open on loopback without tokens and says so; refuses other origins and non-JSON bodies', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-sec-'));
-    const cfg = path.join(dir, 'c.json');
-    await writeFile(cfg, JSON.stringify({ security: { allowedOrigins: ['http://console.example'] } }));
-    const node = await startNode({ args: ['--config', cfg] });
+    const { node } = await sharedOpenNode();
     try {
       expect(node.stdout.text()).toContain('no tokens configured: the node is open to every process on this host');
       await http(node.url, 'POST', '/v1/topics', { name: 't', partitions: 1 });
@@ -292,8 +313,8 @@ describe('secure defaults and browser origins', () => {
       const topic = await http(node.url, 'GET', '/v1/topics/t');
       expect(topic.body.partitions[0].endOffset).toBe(2);
     } finally {
-      await node.stop();
-      await rm(dir, { recursive: true, force: true });
+      // the node goes on serving the strict-parsing tests, which list its topics
+      await http(node.url, 'DELETE', '/v1/topics/t');
     }
   });
 });
@@ -301,10 +322,9 @@ describe('secure defaults and browser origins', () => {
 describe('exact HTTP, one owner, strict parsing (raw sockets, real node)', () => {
   let node: NodeHandle;
   beforeAll(async () => {
-    node = await startNode();
+    node = (await sharedOpenNode()).node;
     await http(node.url, 'POST', '/v1/topics', { name: 'strict', partitions: 2 });
   });
-  afterAll(async () => { await node?.stop(); });
   const get = async (key: string) => (await http(node.url, 'GET', `/v1/kv/raw/${key}`)).status;
 
   it('answers sequential keep-alive requests in order, one response each', async () => {
