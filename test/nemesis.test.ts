@@ -250,7 +250,10 @@ describe('short nemesis run: 4 nodes, real etcd, one fault of each kind', () => 
 
     const history = new History();
     const origin = now();
-    const workload = startWorkload(history, { targets: () => cluster.targets(), clients: 6, topic: 'nem', topicPartitions, requestTimeoutMs: slow(3000) });
+    // 40 ms between a client's operations: about 80 a second on a busy 2-core machine, some 200
+    // in each 2.5 s fault and ten times the counts asserted below; at the default 5 ms the clients
+    // only burn the CPU the nodes need to recover (test/long/nemesis-long.test.ts keeps that pace)
+    const workload = startWorkload(history, { targets: () => cluster.targets(), clients: 6, topic: 'nem', topicPartitions, requestTimeoutMs: slow(3000), pauseMs: 40 });
     const schedule: FaultSpec[] = [
       { kind: 'kill9', node: 'leader' },
       { kind: 'pause', node: 'leader' },
