@@ -33,8 +33,9 @@ describe('Kafka bridge exactly-once (real broker)', () => {
     const topic = `eos-${id}`;
     const kafkaTopic = `k-${id}`;
     await createChicagoTopic(node.url, topic, 4);
-    const metricsPort = await freePort();
-    const cfg = await writeBridgeConfig({
+    // metrics only on the final bridge (0 = not served), on a port taken just before it starts: a
+    // port the killed bridges listened on in turn could be handed to another connection meanwhile
+    const config = (metricsPort: number) => writeBridgeConfig({
       chicago: { url: node.url },
       kafka: { brokers, createTopics: { partitions: 3 }, transactionTimeoutMs: 10_000 },
       group: `g-${id}`,
@@ -48,9 +49,10 @@ describe('Kafka bridge exactly-once (real broker)', () => {
       metrics: { port: metricsPort },
       logLevel: 'info', // a few lines per run: 'bridge positions recovered from Kafka' tells when it delivers
     });
+    const cfg = await config(0);
     const load = startLoad(node.url, topic, { ratePerS: RATE, batch: 50 });
-    const run = () => {
-      const b = spawnBridge(cfg);
+    const run = (file = cfg) => {
+      const b = spawnBridge(file);
       live.add(b);
       void b.exited.then(() => live.delete(b));
       return b;
@@ -70,7 +72,8 @@ describe('Kafka bridge exactly-once (real broker)', () => {
       await load.stop();
     }
     expect(load.errors).toBe(0);
-    const final = run();
+    const metricsPort = await freePort();
+    const final = run(await config(metricsPort));
     const ends = await endOffsets(node.url, topic);
     const total = [...ends.values()].reduce((a, b) => a + b, 0);
     expect(total).toBe(load.acked);

@@ -6,7 +6,7 @@ import {
   type BridgeProc, createChicagoTopic, endOffsets, getJson, produceChicago, spawnBridge, waitLog, waitUntil, writeBridgeConfig,
 } from './helpers/bridge.js';
 import { type ConsumedRecord, consumeAll, ensureKafka, kcatConsume, uniqueName } from './helpers/kafka.js';
-import { type NodeHandle, startNode } from './helpers/launcher.js';
+import { freePort, type NodeHandle, startNode } from './helpers/launcher.js';
 import { runKafkaTail } from '../src/bridge/kafka-tail.js';
 
 const TASKS = ['web', 'db', 'cache'];
@@ -153,7 +153,7 @@ describe('Kafka bridge (real broker)', () => {
       group: `lag-${group}`,
       mappings: [{ chicago: topic, kafka: `k-${id}-lag` }],
       lag: { intervalMs: 200, alertRecords: 10, alertSeconds: 3600 },
-      metrics: { port: 19464 + Math.floor(Math.random() * 500) },
+      metrics: { port: await freePort() },
       start: 'latest',
     });
     const b = spawnBridge(cfg);

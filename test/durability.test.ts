@@ -15,7 +15,7 @@ interface Acked {
   n: number;
 }
 
-/** acknowledged requests before the signal: a few hundred puts over 200 keys and produces to 3 partitions */
+/** acknowledged requests before the signal: a few hundred puts over 100 keys and produces to 3 partitions */
 const KILL_AFTER_ACKED = 400;
 
 /** Concurrent KV puts and produces until `stop()`; remembers only what was acknowledged. */
@@ -133,8 +133,9 @@ describe('SIGTERM', () => {
     const given = handedOver;
     handedOver = undefined;
     const dataDir = given?.dataDir ?? await mkdtemp(path.join(os.tmpdir(), 'chicago-term-'));
+    let node: NodeHandle | undefined;
     try {
-      let node = given?.node ?? await startNode({ dataDir });
+      node = given?.node ?? await startNode({ dataDir });
       if (!given) await http(node.url, 'POST', '/v1/topics', { name: 'dur', partitions: 3 });
       const acked: Acked = { kv: new Map(), records: new Map(), n: 0 };
       const load = writeLoad(node.url, acked);
@@ -146,6 +147,8 @@ describe('SIGTERM', () => {
       await verify(node, acked);
       await node.stop();
     } finally {
+      // a failure before the signal leaves the node running on the dir removed below
+      if (node && node.proc.exitCode === null && node.proc.signalCode === null) await node.kill('SIGKILL');
       await rm(dataDir, { recursive: true, force: true });
     }
   });

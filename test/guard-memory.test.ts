@@ -53,7 +53,7 @@ const status = (pid: number, field: string): number => Number(new RegExp(`^${fie
 
 function line(i: number, msec: number): string {
   return JSON.stringify({
-    msec: (msec / 1000).toFixed(3), remote_addr: `198.${18 + ((i >> 16) & 1)}.${(i >> 8) & 255}.${i & 255}`, request_method: 'GET',
+    msec: (msec / 1000).toFixed(3), remote_addr: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}` /* 24 bits: every line its own address */, request_method: 'GET',
     request_uri: `/products?id=${i % 997}`, server_protocol: 'HTTP/1.1', status: '200', request_time: '0.001',
     http_user_agent: 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0', http_referer: '-', host: 'shop.example',
     body_bytes_sent: '512', connection_requests: '1',

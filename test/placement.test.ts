@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { PartitionRecord } from '../src/cluster/layout.js';
 import { initialRecord, movedPartitions, planPartition, planPlacement, rank, replicasFor } from '../src/cluster/placement.js';
 import { type NodeId, epoch, nodeId } from '../src/runtime/ids.js';
-import { murmur3 } from '../src/runtime/hash.js';
+import { murmur3, murmur3Text } from '../src/runtime/hash.js';
 
 const idArb = fc.stringMatching(/^[A-Za-z0-9._-]{1,12}$/).map(nodeId);
 const nodesArb = (min: number, max: number) => fc.uniqueArray(idArb, { minLength: min, maxLength: max });
@@ -207,5 +207,17 @@ describe('planPlacement', () => {
   it('rejects a broken current record', () => {
     const bad = { epoch: epoch(1), leader: nodeId('x'), replicas: [nodeId('a')], isr: [nodeId('a')] };
     expect(() => planPartition(0, [nodeId('a')], 1, bad)).toThrow(/leader x must be in the isr/);
+  });
+});
+
+describe('murmur3Text', () => {
+  it('hashes the UTF-8 bytes of any string, around and past its buffer (lone surrogates as U+FFFD)', () => {
+    const pieces = ['a', 'é', '€', '😀', '\ud800', '\udfff'];
+    for (const n of [0, 1, 1364, 1365, 1366, 1400, 5000]) {
+      for (const p of pieces) {
+        const s = 'x'.repeat(Math.max(0, n - p.length)) + p;
+        expect(murmur3Text(s), `${n} ${JSON.stringify(p)}`).toBe(murmur3(Buffer.from(s, 'utf8')));
+      }
+    }
   });
 });

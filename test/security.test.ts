@@ -257,13 +257,19 @@ const sharedOpenNode = () => (openNode ??= (async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-sec-'));
   const cfg = path.join(dir, 'c.json');
   await writeFile(cfg, JSON.stringify({ security: { allowedOrigins: ['http://console.example'] } }));
-  return { node: await startNode({ args: ['--config', cfg] }), dir };
+  try {
+    return { node: await startNode({ args: ['--config', cfg] }), dir };
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
 })());
 afterAll(async () => {
-  if (!openNode) return;
-  const { node, dir } = await openNode;
-  await node.stop();
-  await rm(dir, { recursive: true, force: true });
+  // a start that failed already reported itself (and removed its dir) in the tests that asked for it
+  const open = await openNode?.catch(() => undefined);
+  if (!open) return;
+  await open.node.stop();
+  await rm(open.dir, { recursive: true, force: true });
 });
 
 describe('secure defaults and browser origins', () => {

@@ -63,10 +63,10 @@ export function recordPartition(key: Uint8Array, topicPartitions: number): numbe
 
 /** The node partition that hosts a topic partition: a topic's partitions spread over consecutive ones. */
 export function streamPartition(topic: string, tp: number, partitions: number): number {
-  return (murmur3(utf8.encode(topic)) + tp) % partitions;
+  return (murmur3Text(topic) + tp) % partitions;
 }
 
 /** The node partition whose leader coordinates a consumer group (its "home"). */
 export function groupPartition(group: string, partitions: number): number {
-  return murmur3(utf8.encode(`group\u0000${group}`)) % partitions;
+  return murmur3Text(`group\u0000${group}`) % partitions;
 }

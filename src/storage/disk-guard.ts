@@ -5,7 +5,7 @@
 // on their own once free space is above the mark again (with 25 % hysteresis). A reserve file holds
 // `reserveBytes` while all is well. It is deleted when a write hits ENOSPC anyway (something else
 // filled the disk) and when a node starts on a full disk, so deletes, compaction and RocksDB's start
-// (a new write-ahead log, preallocated at about 1.1 × its 64 MiB write buffer) have room; it is
+// (a new write-ahead log, preallocated at about 1.1 × its write buffer, at most 16 MiB) have room; it is
 // written again once the disk has room for it.
 import { closeSync, existsSync, fstatSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';

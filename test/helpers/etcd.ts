@@ -59,7 +59,6 @@ async function etcdBinary(): Promise<string> {
   return installed;
 }
 
-
 async function healthy(url: string, agent?: Agent): Promise<boolean> {
   try {
     const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(slow(1_000)), ...({ dispatcher: agent } as RequestInit) });

@@ -24,8 +24,6 @@ export interface JournaldE2eSizes {
   killPerSec: number;
 }
 
-/** a TCP port free on this address now */
-
 export function journaldE2eSuite(sizes: JournaldE2eSizes): void {
   const RUN_ID = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
   let node: NodeHandle;

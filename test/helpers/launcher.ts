@@ -161,27 +161,16 @@ export interface NodeHandle {
   restart(): Promise<NodeHandle>;
 }
 
-/**
- * A port the kernel just handed out. The node is given it rather than `--port 0`: uWS sets
- * SO_REUSEADDR only on an explicit port, and without it a node killed with clients connected could
- * not listen on its port again until their TIME_WAITs end (60 s) — a restart must keep its URL.
- */
-function ephemeralPort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().once('error', reject);
-    s.listen(0, host.includes(':') ? host : '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 export async function startNode(opts: StartOptions = {}): Promise<NodeHandle> {
   if (!opts.port) {
     // another process may take the port between the probe and the node's listen: try again
     for (let attempt = 1; ; attempt++) {
       try {
-        return await startNode({ ...opts, port: await ephemeralPort(opts.host ?? '127.0.0.1') });
+        // a port given explicitly, not `--port 0`: uWS sets SO_REUSEADDR only on an explicit port, and
+        // without it a node killed with clients connected could not listen on its port again until
+        // their TIME_WAITs end (60 s) — a restart must keep its URL
+        const host = opts.host ?? '127.0.0.1';
+        return await startNode({ ...opts, port: await freePort(host.includes(':') ? host : '127.0.0.1') });
       } catch (err) {
         if (attempt >= 3 || !/exited before serving \(code 69,/.test((err as Error).message)) throw err;
       }

@@ -55,8 +55,8 @@ export async function del(p: Parsed): Promise<void> {
 /**
  * A key or value on one line of `KEY<TAB>VALUE` output, unambiguous and on one line: backslash, tab,
  * CR and LF as `\\ \t \r \n`, other C0/C1 controls, DEL and the Unicode line separators as `\u{XXXX}`.
- * A key or value that is not UTF-8 (the node sends those base64) is printed byte by byte, `\xNN` for
- * every byte outside printable ASCII, as redis-cli prints binary values. --json keeps the exact text
+ * A key or value that is not UTF-8 (the node sends those base64) is printed byte by byte with the same
+ * short escapes and `\xNN` for every other byte outside printable ASCII, as redis-cli prints binary values. --json keeps the exact text
  * and its encoding (and `next`, to page with --after).
  */
 export function scanText(text: string, encoding: 'base64' | undefined): string {
