@@ -58,8 +58,9 @@ describe.concurrent('kv', () => {
   it('escapes what would break a KEY<TAB>VALUE line in scan: control characters, backslash, bytes that are not UTF-8', async () => {
     expect((await cli(['kv', 'put', 'cli-kv-esc', 'k\tab', 'two\nlines \\ here'])).code).toBe(0);
     expect((await cli(['kv', 'put', 'cli-kv-esc', 'raw'], { input: Buffer.from([0x61, 0xff, 0x00, 0x5c]) })).code).toBe(0);
+    expect((await cli(['kv', 'put', 'cli-kv-esc', 'raw2'], { input: Buffer.from([0x09, 0x0a, 0x0d, 0xc3]) })).code).toBe(0);
     expect((await cli(['kv', 'put', 'cli-kv-esc', 'sep', 'x\u2028y\u0085z'])).code).toBe(0);
-    expect((await cli(['kv', 'scan', 'cli-kv-esc'])).stdout).toBe('k\\tab\ttwo\\nlines \\\\ here\nraw\ta\\xff\\x00\\\\\nsep\tx\\u{2028}y\\u{0085}z\n');
+    expect((await cli(['kv', 'scan', 'cli-kv-esc'])).stdout).toBe('k\\tab\ttwo\\nlines \\\\ here\nraw\ta\\xff\\x00\\\\\nraw2\t\\t\\n\\r\\xc3\nsep\tx\\u{2028}y\\u{0085}z\n');
     const json = JSON.parse((await cli(['kv', 'scan', 'cli-kv-esc', '--json'])).stdout);
     expect(json.items.find((i: { key: string }) => i.key === 'raw')).toMatchObject({ value: Buffer.from([0x61, 0xff, 0x00, 0x5c]).toString('base64'), valueEncoding: 'base64' });
   });

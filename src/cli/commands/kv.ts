@@ -55,15 +55,16 @@ export async function del(p: Parsed): Promise<void> {
 /**
  * A key or value on one line of `KEY<TAB>VALUE` output, unambiguous and on one line: backslash, tab,
  * CR and LF as `\\ \t \r \n`, other C0/C1 controls, DEL and the Unicode line separators as `\u{XXXX}`.
- * A key or value that is not UTF-8 (the node sends those base64) is printed byte by byte with the same
- * short escapes and `\xNN` for every other byte outside printable ASCII, as redis-cli prints binary values. --json keeps the exact text
- * and its encoding (and `next`, to page with --after).
+ * A key or value that is not UTF-8 (the node sends those base64) is printed byte by byte, with the
+ * same short escapes and `\xNN` for any other byte outside printable ASCII, as redis-cli prints binary
+ * values. --json keeps the exact text and its encoding (and `next`, to page with --after).
  */
 export function scanText(text: string, encoding: 'base64' | undefined): string {
   if (encoding === 'base64') {
     let out = '';
     for (const b of Buffer.from(text, 'base64')) {
-      out += b === 0x5c || b === 0x09 || b === 0x0a || b === 0x0d ? SHORT[String.fromCharCode(b)] : b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
+      const c = String.fromCharCode(b);
+      out += SHORT[c] ?? (b >= 0x20 && b < 0x7f ? c : `\\x${b.toString(16).padStart(2, '0')}`);
     }
     return out;
   }
