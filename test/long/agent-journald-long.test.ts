@@ -5,10 +5,9 @@
 //   JOURNALD_LONG_RATE (5000), JOURNALD_LONG_SECONDS (30)
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { type NodeHandle, startNode } from '../helpers/launcher.js';
+import { freePort, type NodeHandle, startNode } from '../helpers/launcher.js';
 import { type AgentProc, readTopic, type TopicRecord } from '../helpers/agent.js';
 import { awaitRecords, followingAgent, journalctlPids, journalEntries, kill9, type PrivateJournal, recordsOfTask, startPrivateJournal, writeNumbered } from '../helpers/journald.js';
 
@@ -97,12 +96,7 @@ describe('agent: journald under load', () => {
   });
 
   it('a full spool with the node down pauses journalctl (its output fills); when the node is back everything arrives once', async () => {
-    const port = await new Promise<number>((resolve) => {
-      const s = net.createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as net.AddressInfo).port;
-        s.close(() => resolve(p));
-      });
-    });
+    const port = await freePort();
     const j = await journal('full');
     const ID = `chjb-${RUN_ID}`;
     const QUOTA = 1024 * 1024;

@@ -10,13 +10,12 @@
 // log there; with CHICAGO_LOG_SYNC=1 a killed agent's log ends where it stopped.
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomInt } from 'node:crypto';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { type AgentProc, logrotateBinary, readTopic, rotate, startAgent, startWriter } from '../helpers/agent.js';
 import { waitUntil } from '../helpers/bridge.js';
 import { agentDir, agentProblems, checkTask, countWithRanges, kill9, linesOnDisk, readUntilComplete, runningAgent, watchProblems } from '../helpers/agent-check.js';
 import { clusterKillRun } from '../helpers/agent-cluster.js';
-import { type NodeHandle, startNode } from '../helpers/launcher.js';
+import { freePort, type NodeHandle, startNode } from '../helpers/launcher.js';
 
 const KILLS = Number(process.env.AGENT_KILLS ?? 200);
 const NODE_RESTART_EVERY = Number(process.env.AGENT_NODE_RESTART_EVERY ?? 25);
@@ -35,17 +34,6 @@ afterAll(async () => {
   for (const a of agents) a.proc.kill('SIGKILL');
   await node?.stop();
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe('agent: long kill runs', () => {
   it(`${KILLS} random kill -9s of the agent mid-append and mid-rotation, and node restarts: 0 missing, 0 duplicated, seq gap-free`, async () => {

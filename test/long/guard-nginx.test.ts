@@ -7,10 +7,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { cliPath, type NodeHandle, OutputRing, repoRoot, startNode } from '../helpers/launcher.js';
+import { cliPath, freePort, type NodeHandle, OutputRing, repoRoot, startNode } from '../helpers/launcher.js';
 import { type AgentProc, startAgent } from '../helpers/agent.js';
 import { slow } from '../helpers/slow.js';
 import { LUA_MODULE, nginxConf } from '../helpers/guard-net.js';
@@ -24,14 +23,6 @@ let agent: AgentProc | undefined;
 let guard: { proc: ChildProcess; stdout: OutputRing } | undefined;
 let sitePort = 0;
 const missing = existsSync('/usr/sbin/nginx') && existsSync(LUA_MODULE) ? undefined : 'nginx or libnginx-mod-http-lua is not installed (scripts/test-deps.sh installs them)';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function get(from: string, urlPath = '/'): Promise<number> {
   return new Promise((resolve, reject) => {
