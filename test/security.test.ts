@@ -112,7 +112,7 @@ describe('tokens and scopes', () => {
     ['DELETE', '/v1/kv/app/gone', undefined, 'writer', 'reader'],
     ['GET', '/v1/kv/app', undefined, 'reader', 'writer'],
     ['POST', '/v1/topics', { name: 'made-by-admin', partitions: 1 }, 'admin', 'writer'],
-    ['GET', '/v1/topics/logs', undefined, 'reader', 'writer'],
+    ['GET', '/v1/topics/logs', undefined, 'reader', undefined], // any topic scope describes: below
     ['POST', '/v1/topics/logs/records', [{ value: 'x' }], 'writer', 'reader'],
     ['GET', '/v1/topics/logs/records?partition=0', undefined, 'reader', 'writer'],
     ['POST', '/v1/groups/g1/offsets', { topic: 'logs', partition: 0, offset: 0 }, 'reader', 'writer'],
@@ -149,6 +149,11 @@ describe('tokens and scopes', () => {
     await http(node.url, 'POST', '/v1/topics', { name: 'secret', partitions: 1 }, bearer(t.admin));
     const listed = await http(node.url, 'GET', '/v1/topics', undefined, bearer(t.reader));
     expect(listed.body.topics.map((x: { name: string }) => x.name)).toEqual(['logs']);
+    // describing a topic takes any scope on it (a producer learns its partitions), not reading its records
+    const described = await http(node.url, 'GET', '/v1/topics/logs', undefined, bearer(t.writer));
+    expect([described.status, described.body.partitionCount]).toEqual([200, 2]);
+    const notLogs = await http(node.url, 'GET', '/v1/topics/secret', undefined, bearer(t.writer));
+    expect([notLogs.status, notLogs.body.error?.code, notLogs.body.error?.message]).toEqual([403, 'FORBIDDEN', expect.stringContaining('read, write or administer topic secret')]);
     expect((await http(node.url, 'GET', '/v1/health')).status).toBe(200); // public, for load balancers
   });
 
@@ -177,6 +182,8 @@ describe('tokens and scopes', () => {
       [{ op: 'subscribe', topic: 'secret', partition: 0, from: 'earliest', credit: 1000 }, 'FORBIDDEN'],
       [{ op: 'commit', group: 'g2', topic: 'logs', partition: 0, offset: 0 }, 'FORBIDDEN'],
       [{ op: 'offsets', group: 'g2' }, 'FORBIDDEN'],
+      [{ op: 'topic', topic: 'secret' }, 'FORBIDDEN'],
+      [{ op: 'topic', topic: 'logs' }, 'ok'],
       [{ op: 'kv.get', ks: 'app', key: Buffer.from('k') }, 'ok'],
       [{ op: 'offsets', group: 'g1' }, 'ok'],
     ];
@@ -194,6 +201,7 @@ describe('tokens and scopes', () => {
     expect(Date.now() - started).toBeLessThan(slow(5_000));
     const c = await ChicagoClient.connect({ url: node.url, token: t.writer.token });
     expect((await c.kv.put('app', 'from-ws', 'v')).version).toBeGreaterThan(0);
+    expect((await c.topic('logs')).partitionCount).toBe(2); // a producer learns the partitions it writes to
     await expect(c.kv.put('other', 'k', 'v')).rejects.toMatchObject({ code: 'FORBIDDEN' });
     c.close();
   });

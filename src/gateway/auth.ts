@@ -5,7 +5,7 @@ import { isIP } from 'node:net';
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import type { SecurityConfig, TokenEntry } from '../runtime/config.js';
-import { allows, mayAny, parseScopes, parseToken, tokenFingerprint, verifySecret, type Resource, type Scope } from '../runtime/tokens.js';
+import { allows, mayAny, mayDescribeTopic, parseScopes, parseToken, tokenFingerprint, verifySecret, type Resource, type Scope } from '../runtime/tokens.js';
 
 /** The caller of a request: a token's id, name and scopes; `open` when the node runs without tokens. */
 export interface Principal {
@@ -113,6 +113,12 @@ export class Authenticator {
     if (allows(who.scopes, resource, action, name)) return;
     const what = name === undefined ? `${resource}:${action}` : `${resource}:${action}:${name}`;
     throw new AuthError('FORBIDDEN', 'scope', `token ${who.name} has no scope for ${what}`);
+  }
+
+  /** Throws FORBIDDEN unless `who` may describe topic `name` (mayDescribeTopic). */
+  authorizeDescribe(who: Principal, name: string): void {
+    if (mayDescribeTopic(who.scopes, name)) return;
+    throw new AuthError('FORBIDDEN', 'scope', `token ${who.name} has no scope to read, write or administer topic ${name}`);
   }
 
   may(who: Principal, resource: Resource, action: string, name?: string): boolean {

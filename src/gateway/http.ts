@@ -16,7 +16,7 @@ import { asChicagoError, ChicagoError } from '../runtime/errors.js';
 import { copiedShortLived } from '../runtime/young-gc.js';
 import { limits } from '../runtime/limits.js';
 import { checkInt, checkOffset, decimalParam } from '../runtime/validate.js';
-import { type Resource, topicWriteNeed } from '../runtime/tokens.js';
+import { mayDescribeTopic, type Resource, topicWriteNeed } from '../runtime/tokens.js';
 import { AuthError, type Authenticator, type Principal } from './auth.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
@@ -499,9 +499,10 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
     route('GET', '/v1/topics', authenticated, async (req) => {
       const all = await node.listTopics();
       // a token sees the topics it may do something with
-      return json({ topics: all.filter((t) => ['read', 'write', 'admin'].some((a) => auth.may(req.who, 'topic', a, t.name))) });
+      return json({ topics: all.filter((t) => mayDescribeTopic(req.who.scopes, t.name)) });
     }),
-    route('GET', '/v1/topics/:t', topic('read'), async (req) => {
+    route('GET', '/v1/topics/:t', authenticated, async (req) => {
+      auth.authorizeDescribe(req.who, req.segments[2]);
       const { partitionsInfo, ...info } = await node.describeTopic(req.segments[2]);
       return json({ ...info, partitionCount: info.partitions, partitions: partitionsInfo });
     }),

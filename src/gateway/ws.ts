@@ -362,7 +362,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       case 'offsets': case 'heartbeat': case 'leave': case 'members': case 'group.delete': return auth.authorize(who, 'group', 'use', f.group);
       // the list shows only the topics the token may do something with (as GET /v1/topics)
       case 'topics': return;
-      case 'topic': return auth.authorize(who, 'topic', 'read', f.topic);
+      case 'topic': return auth.authorizeDescribe(who, f.topic);
       case 'join':
         auth.authorize(who, 'group', 'use', f.group);
         for (const t of f.topics) auth.authorize(who, 'topic', 'read', t);

@@ -83,6 +83,16 @@ export function topicWriteNeed(topic: string): [Resource, string, string] {
   return ['topic', 'write', topic];
 }
 
+/**
+ * Describing a topic (partitions, offsets, retention) needs any scope that reads, writes or
+ * administers it, as Kafka's Describe comes with Read, Write and Alter: a producer learns the
+ * partitions it writes to without being allowed to read the records.
+ */
+export function mayDescribeTopic(scopes: readonly Scope[], topic: string): boolean {
+  const [resource, action, name] = topicWriteNeed(topic);
+  return allows(scopes, 'topic', 'read', topic) || allows(scopes, 'topic', 'admin', topic) || allows(scopes, resource, action, name);
+}
+
 /** True when one of `scopes` allows `action` on `resource` named `name` (no name: resource-wide actions). */
 export function allows(scopes: readonly Scope[], resource: Resource, action: string, name?: string): boolean {
   return scopes.some((s) => {
