@@ -97,6 +97,28 @@ describe('peer links', () => {
     expect(tried).toEqual(['Bearer bad', 'Bearer good']);
   });
 
+  it('says once, on the dialling side, that a peer refuses its peer token, and presents the token current at each dial', async () => {
+    const tried: string[] = [];
+    const receiver = new PeerNetwork(nodeId('receiver'), '127.0.0.1', createLogger('silent'), { accepts: async (h) => { tried.push(h); return h === 'Bearer new'; } });
+    closers.push(() => receiver.close());
+    const linked: string[] = [];
+    receiver.setHandlers({ forwarded: async () => ({ res: null, replicas: 0 }), peerLinks: (n) => { linked.push(n); } });
+    const url = (await serve(receiver)).replace(/^ws/, 'http').replace(/\/v1\/peer$/, '');
+
+    const errors: Array<[Record<string, unknown>, string]> = [];
+    const log = { error: (o: Record<string, unknown>, m: string) => errors.push([o, m]), warn: () => {}, info: () => {}, debug: () => {} } as unknown as Logger;
+    const dialAuth = { token: 'old', accepts: async () => true };
+    const dialler = new PeerNetwork(nodeId('dialler'), '127.0.0.1', log, dialAuth);
+    closers.push(() => dialler.close());
+    dialler.setPeers(new Map([[nodeId('receiver'), url]]));
+    await expect.poll(() => tried.length, { timeout: slow(5_000) }).toBeGreaterThanOrEqual(2); // it retries
+    expect(errors).toEqual([[{ peer: 'receiver' }, expect.stringContaining('peer refused this node\'s link: it does not accept this node\'s security.peerToken')]]);
+    // a rotated token (SIGHUP) goes out with the next dial
+    dialAuth.token = 'new';
+    await expect.poll(() => linked, { timeout: slow(10_000) }).toContain('dialler');
+    expect(tried.at(-1)).toBe('Bearer new');
+  });
+
   it('sends its protocol version in its hello, and refuses a peer speaking another with a clear error on both sides', async () => {
     const errors: Array<[Record<string, unknown>, string]> = [];
     const log = { error: (o: Record<string, unknown>, m: string) => errors.push([o, m]), warn: () => {}, info: () => {}, debug: () => {} } as unknown as Logger;
