@@ -83,7 +83,16 @@ export async function runServer(flags: ServerFlags): Promise<void> {
   let bridge: { stop(): Promise<void> } | undefined;
   if (config.bridge) {
     const { startInProcessBridge } = await import('../bridge/in-process.js');
-    bridge = await startInProcessBridge(config.bridge, gateway.url, node, log);
+    const { BridgeConfigError } = await import('../bridge/config.js');
+    try {
+      bridge = await startInProcessBridge(config.bridge, gateway.url, node, log);
+    } catch (err) {
+      // a section that cannot run (an unreadable chicago.tokenFile, say) stops the start, as a bad key does
+      await gateway.close();
+      await node.stop();
+      if (err instanceof BridgeConfigError) throw new ConfigError(`invalid config: bridge section: ${err.message}`);
+      throw err;
+    }
   }
 
   let stopping = false;
