@@ -45,6 +45,14 @@ describe('chicago bridge / kafka-tail / group lag (real node, real Kafka)', () =
     const r = await runCli(['bridge', '--config', bad]);
     expect(r.code).toBe(78);
     expect(r.stderr).toMatch(/limits\.maxRequestBytes/);
+    // a token file it cannot read is a config error naming the key, not a crash
+    const noToken = await writeBridgeConfig({ chicago: { url: node.url, tokenFile: '/nonexistent/token' }, kafka: { brokers }, mappings: [{ chicago: 'a', kafka: 'b' }] });
+    const t = await runCli(['bridge', '--config', noToken]);
+    expect([t.code, t.stderr]).toEqual([78, 'chicago bridge: bridge config: chicago.tokenFile: cannot read the token file /nonexistent/token: ENOENT\n']);
+    // a metrics port another process holds: 69, as for a node's port
+    const taken = await writeBridgeConfig({ chicago: { url: node.url }, kafka: { brokers }, mappings: [{ chicago: 'a', kafka: 'b' }], metrics: { port: node.port } });
+    const m = await runCli(['bridge', '--config', taken]);
+    expect([m.code, m.stderr]).toEqual([69, expect.stringMatching(/^chicago bridge: cannot serve metrics: .*EADDRINUSE/)]);
   });
 
   it('bridge --config delivers; group lag shows the lag; kafka-tail filters by task; SIGTERM stops cleanly', async () => {
@@ -151,6 +159,10 @@ describe('in-process bridge (`bridge:` section of the node config)', () => {
     const r = await runCli(['server', '--config', file, '--port', '0', '--data-dir', path.join(dir, 'data')]);
     expect(r.code).toBe(78);
     expect(r.stderr).toMatch(/bridge section.*\/mode/s);
+    // what only the bridge's start finds (an unreadable token file) stops the node too, with 78
+    await writeFile(file, JSON.stringify({ bridge: { chicago: { tokenFile: path.join(dir, 'missing.token') }, kafka: { brokers }, mappings: [{ chicago: 'x', kafka: 'y' }] } }));
+    const t = await runCli(['server', '--config', file, '--port', '0', '--data-dir', path.join(dir, 'data2')], { timeoutMs: 30_000 });
+    expect([t.code, t.stderr]).toEqual([78, expect.stringContaining('bridge section: bridge config: chicago.tokenFile: cannot read the token file')]);
   });
 
   it('delivers, shows its metrics on the node /metrics and its lag in /v1/status and chicago status', async () => {

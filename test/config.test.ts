@@ -45,6 +45,8 @@ describe('config', () => {
     const f = await file('c.yaml', 'port: 8000\ncolour: blue\n');
     expect(() => loadConfig({ file: f })).toThrow(/colour/);
     expect(() => loadConfig({ flags: { sync: { policy: 'sometimes' } } })).toThrow(ConfigError);
+    // a value outside a list is told the list
+    expect(() => loadConfig({ flags: { sync: { policy: 'sometimes' } } })).toThrow('/sync/policy must be equal to one of the allowed values (none, group, always)');
   });
 
   it('explains renamed keys', async () => {

@@ -34,6 +34,16 @@ async function serve(peers: PeerNetwork): Promise<string> {
   return `ws://127.0.0.1:${uWS.us_socket_local_port(listen)}/v1/peer`;
 }
 
+/** A node serving `/v1/peer` that takes only the authorization `accepted`: what it was shown, whose hellos it took, its URL. */
+async function servedAccepting(self: string, accepted: string): Promise<{ tried: string[]; announced: string[]; url: string }> {
+  const tried: string[] = [];
+  const peers = new PeerNetwork(nodeId(self), '127.0.0.1', createLogger('silent'), { accepts: async (h) => { tried.push(h); return h === accepted; } });
+  closers.push(() => peers.close());
+  const announced: string[] = [];
+  peers.setHandlers({ forwarded: async () => ({ res: null, replicas: 0 }), peerLinks: (n) => { announced.push(n); } });
+  return { tried, announced, url: await serve(peers) };
+}
+
 describe('peer links', () => {
   it('tell a peer whose process is gone from one that is paused', async () => {
     // A port nothing listens on: bound once, then closed.
@@ -80,12 +90,7 @@ describe('peer links', () => {
   });
 
   it('refuses a peer link whose token the node does not accept, before any frame is read', async () => {
-    const tried: string[] = [];
-    const peers = new PeerNetwork(nodeId('self'), '127.0.0.1', createLogger('silent'), { accepts: async (h) => { tried.push(h); return h === 'Bearer good'; } });
-    closers.push(() => peers.close());
-    const announced: string[] = [];
-    peers.setHandlers({ forwarded: async () => ({ res: null, replicas: 0 }), peerLinks: (n) => { announced.push(n); } });
-    const url = await serve(peers);
+    const { tried, announced, url } = await servedAccepting('self', 'Bearer good');
     const bad = new WebSocket(url, { headers: { authorization: 'Bearer bad' } });
     const status = await new Promise<number>((resolve) => bad.once('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0)));
     expect(status).toBe(401);
@@ -95,6 +100,25 @@ describe('peer links', () => {
     good.send(new Packr({ useRecords: false }).pack({ t: 'hello', from: 'other', v: PEER_PROTOCOL_VERSION, links: ['ws://127.0.0.9:1'], key: 'k' }));
     await expect.poll(() => announced, { timeout: slow(1_000) }).toEqual(['other']);
     expect(tried).toEqual(['Bearer bad', 'Bearer good']);
+  });
+
+  it('says once, on the dialling side, that a peer refuses its peer token, and presents the token current at each dial', async () => {
+    const served = await servedAccepting('receiver', 'Bearer new');
+    const { tried, announced: linked } = served;
+    const url = served.url.replace(/^ws/, 'http').replace(/\/v1\/peer$/, '');
+
+    const errors: Array<[Record<string, unknown>, string]> = [];
+    const log = { error: (o: Record<string, unknown>, m: string) => errors.push([o, m]), warn: () => {}, info: () => {}, debug: () => {} } as unknown as Logger;
+    const dialAuth = { token: 'old', accepts: async () => true };
+    const dialler = new PeerNetwork(nodeId('dialler'), '127.0.0.1', log, dialAuth);
+    closers.push(() => dialler.close());
+    dialler.setPeers(new Map([[nodeId('receiver'), url]]));
+    await expect.poll(() => tried.length, { timeout: slow(5_000) }).toBeGreaterThanOrEqual(2); // it retries
+    expect(errors).toEqual([[{ peer: 'receiver' }, expect.stringContaining('peer refused this node\'s link: it does not accept this node\'s security.peerToken')]]);
+    // a rotated token (SIGHUP) goes out with the next dial
+    dialAuth.token = 'new';
+    await expect.poll(() => linked, { timeout: slow(10_000) }).toContain('dialler');
+    expect(tried.at(-1)).toBe('Bearer new');
   });
 
   it('sends its protocol version in its hello, and refuses a peer speaking another with a clear error on both sides', async () => {

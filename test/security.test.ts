@@ -206,6 +206,34 @@ describe('tokens and scopes', () => {
     c.close();
   });
 
+  it('takes the Bearer scheme in any case, logs refusals with the token id and name (at most 10 lines a second), and tells a WebSocket client where its token goes', async () => {
+    // RFC 9110: the scheme is case-insensitive
+    expect((await http(node.url, 'GET', '/v1/kv/app/k', undefined, { authorization: `bearer ${t.reader.token}` })).status).not.toBe(401);
+    expect((await http(node.url, 'GET', '/v1/kv/app/k', undefined, { authorization: `BEARER ${t.writer.token}` })).status).toBe(403);
+    const refusedSince = async (from: number, ok: (l: string) => boolean) => {
+      let found: string | undefined;
+      await waitUntil('a refusal logged', () => (found = node.stdout.lines().slice(from).find((l) => l.includes('"request refused"') && ok(l))) !== undefined, 5_000, 10);
+      return JSON.parse(found!) as Record<string, unknown>;
+    };
+    expect(await refusedSince(0, (l) => l.includes('"reason":"scope"') && l.includes('"name":"writer"')))
+      .toMatchObject({ edge: 'http', code: 'FORBIDDEN', token: { id: t.writer.entry.id, name: 'writer' }, route: 'GET /v1/kv/:ks/**' });
+
+    // a flood of refusals is counted, not logged line by line; the next line logged says how many were not
+    const before = node.stdout.lines().length;
+    await Promise.all(Array.from({ length: 40 }, () => http(node.url, 'GET', '/v1/status')));
+    await new Promise((r) => setTimeout(r, 1_100));
+    expect((await http(node.url, 'GET', '/v1/status', undefined, bearer(t.expired))).status).toBe(401);
+    expect(await refusedSince(before, (l) => l.includes('"reason":"expired"'))).toMatchObject({ token: { id: t.expired.entry.id, name: 'expired' } });
+    const logged = node.stdout.lines().slice(before).filter((l) => l.includes('"request refused"')).map((l) => JSON.parse(l) as { notLogged?: number });
+    expect(logged.length).toBeLessThanOrEqual(21); // at most two windows of 10, and the line after them
+    expect(logged.reduce((n, l) => n + (l.notLogged ?? 0), 0) + logged.length).toBeGreaterThanOrEqual(41);
+
+    const anon = await Raw.open(node.url, { authorization: `Bearer ${t.reader.token}` }); // not read: the token goes in the hello
+    anon.send({ op: 'hello', id: 1, versions: [1] });
+    expect(await anon.reply(1)).toMatchObject({ op: 'err', code: 'UNAUTHENTICATED', message: expect.stringContaining('hello frame (its token field)') });
+    anon.ws.close();
+  });
+
   it('counts refusals in /metrics and never logs a token', async () => {
     const m = await http(node.url, 'GET', '/metrics', undefined, bearer(t.admin));
     expect(m.text).toMatch(/chicago_auth_refused_total\{edge="http",code="UNAUTHENTICATED",reason="missing"\} [1-9]/);
@@ -247,6 +275,11 @@ describe('tokens and scopes', () => {
     expect((await kept.kv.get('app', 'before'))?.value.toString()).toBe('v');
     kept.close();
     expect((await http(node.url, 'GET', '/v1/kv/app/after', undefined, bearer(t.admin))).status).toBe(404);
+    // keys outside security are not reloaded, and the log says which changed
+    await writeFile(cfgPath, JSON.stringify({ security: { ...security, tokens: entries }, maintenanceIntervalMs: 60_000, logLevel: 'debug' }));
+    node.proc.kill('SIGHUP');
+    const unapplied = await node.stdout.waitFor(/take effect only at the next restart/, 10_000);
+    expect(JSON.parse(unapplied).keys).toEqual(['logLevel', 'maintenanceIntervalMs']);
     // a broken config on SIGHUP keeps the previous settings
     await writeFile(cfgPath, '{"security": {"tokens": [{"id": "nope"}]}}');
     node.proc.kill('SIGHUP');
@@ -560,5 +593,35 @@ describe('a cluster with tokens (real etcd, 3 nodes)', () => {
     await writeFile(noPeer, JSON.stringify({ security: { tokens: [admin.entry] } }));
     const r = await runCli(['server', '--config', noPeer, '--data-dir', path.join(dir, 'x'), '--port', '0', '--etcd', 'http://127.0.0.1:1']);
     expect([r.code, r.stderr]).toEqual([78, expect.stringContaining('needs security.peerToken')]);
+  });
+
+  it('rotates the peer token with SIGHUP: the nodes present the new one on the links they dial next', async () => {
+    const { dir, admin, peer, writer, cluster } = await tokenClusterOnce();
+    const next = await makeToken('cluster:peer', 'peers-2');
+    const cfg = path.join(dir, 'node.json');
+    const peerFile = path.join(dir, 'peer.token');
+    const hupAll = async (what: RegExp) => {
+      const seen = cluster.live().map((n) => n.handle.stdout.lines().length);
+      for (const n of cluster.live()) n.handle.proc.kill('SIGHUP');
+      await Promise.all(cluster.live().map((n, i) => waitUntil(`${n.id} reloaded`, () => n.handle.stdout.lines().slice(seen[i]).some((l) => what.test(l)), 10_000, 20)));
+    };
+    // docs/operations.md, Rotating tokens: add the new token everywhere and present it; then revoke the old one
+    await writeFile(cfg, JSON.stringify({ security: { tokens: [admin.entry, peer.entry, next.entry, writer.entry], peerTokenFile: peerFile } }));
+    await writeFile(peerFile, next.token + '\n');
+    await hupAll(/security settings reloaded/);
+    await writeFile(cfg, JSON.stringify({ security: { tokens: [admin.entry, { ...peer.entry, revoked: true }, next.entry, writer.entry], peerTokenFile: peerFile } }));
+    await hupAll(/security settings reloaded/);
+    // a restarted node takes links only with the new token: the others must dial it with that one
+    const restarted = cluster.nodes[2];
+    await cluster.restart(restarted.id);
+    const others = cluster.live().filter((n) => n !== restarted);
+    await waitUntil('the others linked to the restarted node', async () => {
+      // each try bounded: a write a replica cannot ack waits for its own deadline
+      const put = await fetch(`${others[0].handle.url}/v1/kv/app/rotated-${Date.now()}?acks=all`, { method: 'PUT', body: 'v', headers: { authorization: `Bearer ${writer.token}` }, signal: AbortSignal.timeout(slow(3_000)) })
+        .then(async (r) => (r.status === 200 ? ((await r.json()) as { replicas: number }) : undefined), () => undefined);
+      return put?.replicas === 3;
+    }, 20_000, 200);
+    expect(restarted.handle.stdout.text()).not.toContain('refused a peer link without a cluster:peer token');
+    for (const n of others) expect(n.handle.stdout.text()).not.toContain('does not accept this node\'s security.peerToken');
   });
 });

@@ -19,11 +19,11 @@ import kafkajs from 'kafkajs';
 import type { Logger } from 'pino';
 import { ChicagoHttp, ChicagoHttpError, type ChicagoRecord } from './chicago.js';
 import { type Checkpoint, checkpointKey, checkpointValue, newProbe, partKey, probeKey, readCheckpoints } from './checkpoint.js';
-import { type BridgeConfig, globMatches } from './config.js';
+import { type BridgeConfig, BridgeConfigError, globMatches } from './config.js';
 import { BridgeMetrics } from './metrics.js';
 import { type OutMessage, TaskSeqs, chunk, estimateBytes, mappingFor, recordBytesMax, toKafka } from './route.js';
-import { resolveToken } from '../client/token.js';
-import { readCa } from '../client/tls.js';
+import { resolveToken, TokenFileError } from '../client/token.js';
+import { CaFileError, readCa } from '../client/tls.js';
 
 export type BridgeState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -89,7 +89,7 @@ export class Bridge {
     metrics?: BridgeMetrics,
   ) {
     this.metrics = metrics ?? new BridgeMetrics(config.group);
-    this.chicago = new ChicagoHttp(config.chicago.url, config.chicago.requestTimeoutMs, resolveToken({ token: config.chicago.token, tokenFile: config.chicago.tokenFile }), readCa(config.chicago.caFile));
+    this.chicago = new ChicagoHttp(config.chicago.url, config.chicago.requestTimeoutMs, ...chicagoCredentials(config));
     this.kafka = new kafkajs.Kafka({
       clientId: config.kafka.clientId,
       brokers: config.kafka.brokers,
@@ -666,4 +666,15 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     const onAbort = () => { clearTimeout(t); resolve(); };
     signal.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** chicago.token / tokenFile and chicago.caFile; a file that cannot be read is a configuration error (exit 78). */
+function chicagoCredentials(config: BridgeConfig): [string | undefined, string | undefined] {
+  try {
+    return [resolveToken({ token: config.chicago.token, tokenFile: config.chicago.tokenFile }), readCa(config.chicago.caFile)];
+  } catch (err) {
+    if (err instanceof TokenFileError) throw new BridgeConfigError(`bridge config: chicago.tokenFile: ${err.message}`);
+    if (err instanceof CaFileError) throw new BridgeConfigError(`bridge config: chicago.caFile: ${err.message}`);
+    throw err;
+  }
 }

@@ -573,13 +573,19 @@ export class ClusterCoordinator implements Coordinator {
    * others treat this like a failure).
    */
   async handOff(deadlineMs: number): Promise<boolean> {
-    if (!this.members || nodesIn(this.members, 'joining', 'up').filter((n) => n !== this.self).length === 0) return false;
+    const staying = () => (this.members ? nodesIn(this.members, 'joining', 'up').filter((n) => n !== this.self).length : 0);
+    if (staying() === 0) return false;
     await this.membership.setState('leaving');
     const deadline = Date.now() + deadlineMs;
     while (Date.now() < deadline) {
       let held = 0;
       for (let p = 0; p < this.partitions; p++) if (this.table.get(p)?.record.replicas.includes(this.self)) held++;
       if (held === 0) return true;
+      // every other node is leaving too (a whole cluster stopped at once): placement has nowhere to move these
+      if (staying() === 0) {
+        this.log.warn({ held }, 'every other node is leaving or gone: stopping without handing these replicas off');
+        return false;
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
     this.log.warn({ deadlineMs }, 'leaving before every replica here was moved');

@@ -54,6 +54,7 @@ export interface PeerHandlers {
  * node runs without tokens).
  */
 export interface PeerAuth {
+  /** the cluster:peer token this node presents when it dials, read at each dial (SIGHUP may change it) */
   token?: string;
   /** with TLS: this node's certificate and the cluster CA that must have signed a peer's */
   tls?: LinkTls;
@@ -104,6 +105,8 @@ class Outbound {
     ws.on('message', (data: Buffer) => this.net.onFrame(this.peer, data));
     ws.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNREFUSED') this.refusedAtMs = Date.now();
+      // the peer answered the upgrade 401: it does not take this node's security.peerToken
+      if (/^Unexpected server response: 401$/.test(err.message)) this.net.refusedToken(this.peer);
       // 'close' follows and reconnects
     });
     ws.on('close', (code: number, reason: Buffer) => {
@@ -242,6 +245,13 @@ export class PeerNetwork implements PeerLink {
     this.log.error({ peer, reason }, 'peer refused this node\'s link: another peer protocol version');
   }
 
+  refusedToken(peer: NodeId): void {
+    const reason = 'token';
+    if (this.refusals.get(peer) === reason) return;
+    this.refusals.set(peer, reason);
+    this.log.error({ peer }, 'peer refused this node\'s link: it does not accept this node\'s security.peerToken (a token with cluster:peer listed in every node\'s security.tokens)');
+  }
+
   forward<T>(to: NodeId, p: number, body: RequestBody, write: boolean): Promise<WriteResult<T>> {
     const link = this.links.get(to);
     // An unreachable leader is news for the router (it waits for failover), not a queue to wait in.
@@ -312,6 +322,7 @@ export class PeerNetwork implements PeerLink {
         const key = req.getHeader('sec-websocket-key');
         const protocol = req.getHeader('sec-websocket-protocol');
         const extensions = req.getHeader('sec-websocket-extensions');
+        const from = Buffer.from(res.getRemoteAddressAsText()).toString();
         let aborted = false;
         res.onAborted(() => { aborted = true; });
         this.auth.accepts(authorization).then((ok) => {
@@ -320,7 +331,7 @@ export class PeerNetwork implements PeerLink {
             if (ok) res.upgrade<Peer>({ open: false }, key, protocol, extensions, context);
             else res.writeStatus('401 Unauthorized').end('{"error":{"code":"UNAUTHENTICATED","message":"a peer link needs a token with cluster:peer","retryable":false}}', true);
           });
-          if (!ok) this.log.warn('refused a peer link without a cluster:peer token');
+          if (!ok) this.log.warn({ from }, 'refused a peer link without a cluster:peer token');
         }, () => { if (!aborted) res.cork(() => res.writeStatus('503 Service Unavailable').end('', true)); });
       },
       open: (ws) => { ws.getUserData().open = true; },

@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { ChicagoError } from '../runtime/errors.js';
 import { limits } from '../runtime/limits.js';
 import type { SecurityConfig, TokenEntry } from '../runtime/config.js';
+import type { Logger } from '../runtime/log.js';
 import { allows, mayAny, mayDescribeTopic, parseScopes, parseToken, tokenFingerprint, verifySecret, type Resource, type Scope } from '../runtime/tokens.js';
 
 /** The caller of a request: a token's id, name and scopes; `open` when the node runs without tokens. */
@@ -15,6 +16,7 @@ export interface Principal {
 }
 
 const OPEN: Principal = { id: 'open', name: 'open', scopes: parseScopes(['*']) };
+const BEARER = /^bearer\s+/i;
 
 interface Entry { id: string; name: string; hash: string; scopes: Scope[]; expiresAtMs?: number; revoked: boolean }
 
@@ -22,7 +24,8 @@ interface Entry { id: string; name: string; hash: string; scopes: Scope[]; expir
 export type RefusalReason = 'missing' | 'malformed' | 'unknown' | 'mismatch' | 'expired' | 'revoked' | 'scope' | 'origin';
 
 export class AuthError extends ChicagoError {
-  constructor(code: 'UNAUTHENTICATED' | 'FORBIDDEN', readonly reason: RefusalReason, message: string) {
+  /** `token` names the token presented (its public id, and its name when the node knows it), for the log */
+  constructor(code: 'UNAUTHENTICATED' | 'FORBIDDEN', readonly reason: RefusalReason, message: string, readonly token?: { id: string; name?: string }) {
     super(code, message);
   }
 }
@@ -38,6 +41,9 @@ export class Authenticator {
   private verifying = 0;
   private origins = new Set<string>();
   private anyOrigin = false;
+  private refusalWindowStartMs = 0;
+  private refusalLines = 0;
+  private refusalsNotLogged = 0;
 
   constructor(sec: SecurityConfig) {
     this.reload(sec);
@@ -62,17 +68,22 @@ export class Authenticator {
     return OPEN;
   }
 
-  /** The caller of an `Authorization` header value (or a bare token, from a WebSocket hello). */
-  async authenticate(presented: string | undefined): Promise<Principal> {
+  /**
+   * The caller of an `Authorization` header value (or a bare token, from a WebSocket hello).
+   * `missing` says where the token goes on the edge that asks.
+   */
+  async authenticate(presented: string | undefined, missing = 'send Authorization: Bearer <token>'): Promise<Principal> {
     if (this.open) return OPEN;
-    if (presented === undefined || presented === '') throw new AuthError('UNAUTHENTICATED', 'missing', 'send Authorization: Bearer <token>');
-    const token = presented.startsWith('Bearer ') ? presented.slice(7).trim() : presented.trim();
+    if (presented === undefined || presented === '') throw new AuthError('UNAUTHENTICATED', 'missing', missing);
+    // the scheme is case-insensitive (RFC 9110): `bearer` and `BEARER` are Bearer too
+    const token = (BEARER.test(presented) ? presented.replace(BEARER, '') : presented).trim();
     const parsed = parseToken(token);
     if (!parsed) throw new AuthError('UNAUTHENTICATED', 'malformed', 'the token is not of the form chicago_<id>_<secret>');
     const entry = this.entries.get(parsed.id);
-    if (!entry) throw new AuthError('UNAUTHENTICATED', 'unknown', 'unknown token');
-    if (entry.revoked) throw new AuthError('UNAUTHENTICATED', 'revoked', `token ${entry.id} is revoked`);
-    if (entry.expiresAtMs !== undefined && Date.now() >= entry.expiresAtMs) throw new AuthError('UNAUTHENTICATED', 'expired', `token ${entry.id} expired`);
+    if (!entry) throw new AuthError('UNAUTHENTICATED', 'unknown', 'unknown token', { id: parsed.id });
+    const named = { id: entry.id, name: entry.name };
+    if (entry.revoked) throw new AuthError('UNAUTHENTICATED', 'revoked', `token ${entry.id} is revoked`, named);
+    if (entry.expiresAtMs !== undefined && Date.now() >= entry.expiresAtMs) throw new AuthError('UNAUTHENTICATED', 'expired', `token ${entry.id} expired`, named);
     const fp = tokenFingerprint(token);
     if (this.verified.get(fp) === entry.id) {
       // refresh its place in the LRU order
@@ -90,7 +101,7 @@ export class Authenticator {
     }
     // the list may have been reloaded while scrypt ran
     const now = this.entries.get(parsed.id);
-    if (!ok || now === undefined || now.hash !== entry.hash) throw new AuthError('UNAUTHENTICATED', 'mismatch', 'wrong token');
+    if (!ok || now === undefined || now.hash !== entry.hash) throw new AuthError('UNAUTHENTICATED', 'mismatch', 'wrong token', named);
     if (this.verified.size >= limits.verifiedTokensMax) this.verified.delete(this.verified.keys().next().value as string);
     this.verified.set(fp, entry.id);
     return principalOf(now);
@@ -112,13 +123,13 @@ export class Authenticator {
   authorize(who: Principal, resource: Resource, action: string, name?: string): void {
     if (allows(who.scopes, resource, action, name)) return;
     const what = name === undefined ? `${resource}:${action}` : `${resource}:${action}:${name}`;
-    throw new AuthError('FORBIDDEN', 'scope', `token ${who.name} has no scope for ${what}`);
+    throw new AuthError('FORBIDDEN', 'scope', `token ${who.name} has no scope for ${what}`, { id: who.id, name: who.name });
   }
 
   /** Throws FORBIDDEN unless `who` may describe topic `name` (mayDescribeTopic). */
   authorizeDescribe(who: Principal, name: string): void {
     if (mayDescribeTopic(who.scopes, name)) return;
-    throw new AuthError('FORBIDDEN', 'scope', `token ${who.name} has no scope to read, write or administer topic ${name}`);
+    throw new AuthError('FORBIDDEN', 'scope', `token ${who.name} has no scope to read, write or administer topic ${name}`, { id: who.id, name: who.name });
   }
 
   may(who: Principal, resource: Resource, action: string, name?: string): boolean {
@@ -143,6 +154,28 @@ export class Authenticator {
    */
   sameOrigin(origin: string, host: string, secure: boolean): boolean {
     return sameOriginByAddress(origin, host, secure);
+  }
+
+  /**
+   * Logs a refused request with the token's id and name (never the token), at most
+   * authRefusalLogLinesPerSecondMax lines a second on all edges together: past that the lines are
+   * dropped and counted, and the next line logged says how many (a flood of bad tokens must not
+   * flood the log; chicago_auth_refused_total counts every one).
+   */
+  logRefusal(log: Logger, edge: 'http' | 'ws', e: AuthError, where: Record<string, unknown>): void {
+    const now = Date.now();
+    if (now - this.refusalWindowStartMs >= 1000) {
+      this.refusalWindowStartMs = now;
+      this.refusalLines = 0;
+    }
+    if (this.refusalLines >= limits.authRefusalLogLinesPerSecondMax) {
+      this.refusalsNotLogged++;
+      return;
+    }
+    this.refusalLines++;
+    const notLogged = this.refusalsNotLogged;
+    this.refusalsNotLogged = 0;
+    log.warn({ edge, code: e.code, reason: e.reason, ...(e.token ? { token: e.token } : {}), ...where, ...(notLogged > 0 ? { notLogged } : {}) }, 'request refused');
   }
 
   /** the origin to echo in Access-Control-Allow-Origin, or undefined for none */

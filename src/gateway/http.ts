@@ -146,7 +146,10 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       metrics.requests.record('http', routeName, code, Number(process.hrtime.bigint() - started) / 1e9);
     };
     const refuse = (err: ChicagoError) => {
-      if (err instanceof AuthError) metrics.authRefused.inc({ edge: 'http', code: err.code, reason: err.reason });
+      if (err instanceof AuthError) {
+        metrics.authRefused.inc({ edge: 'http', code: err.code, reason: err.reason });
+        auth.logRefusal(log, 'http', err, err.reason === 'origin' ? { route: routeName, origin: origin.slice(0, 200) } : { route: routeName });
+      }
       respond(errorReply(err));
     };
 

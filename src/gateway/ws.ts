@@ -260,11 +260,11 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     if (frame.op === 'hello') return hello(conn, frame);
     if (!conn.principal) {
       return refuse(conn, frame.id, new AuthError('UNAUTHENTICATED', 'missing', conn.authenticating
-        ? 'the hello is still being checked; wait for its answer' : 'send hello with a token first'));
+        ? 'the hello is still being checked; wait for its answer' : 'send hello with a token first'), frame.op);
     }
     if (!auth.stillValid(conn.principal)) {
-      const e = new AuthError('UNAUTHENTICATED', 'revoked', 'the connection\'s token was revoked, removed or expired');
-      refuse(conn, frame.id, e);
+      const e = new AuthError('UNAUTHENTICATED', 'revoked', 'the connection\'s token was revoked, removed or expired', { id: conn.principal.id, name: conn.principal.name });
+      refuse(conn, frame.id, e, frame.op);
       return shut(conn, e.code, e.message);
     }
     if (draining) return sendError(conn, frame.id, new ChicagoError('SHUTTING_DOWN'));
@@ -306,7 +306,10 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       (err) => {
         const e = asChicagoError(err);
         settle(e.code);
-        if (e instanceof AuthError) deps.metrics?.authRefused.inc({ edge: 'ws', code: e.code, reason: e.reason });
+        if (e instanceof AuthError) {
+          deps.metrics?.authRefused.inc({ edge: 'ws', code: e.code, reason: e.reason });
+          auth.logRefusal(log, 'ws', e, { conn: conn.serial, op: frame.op });
+        }
         if (e.code === 'INTERNAL') log.error({ err, op: frame.op }, 'websocket request failed');
         corked(conn, () => sendError(conn, frame.id, e));
       },
@@ -320,7 +323,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         `client speaks [${frame.versions.join(',')}], server speaks [${SUPPORTED_VERSIONS.join(',')}]`));
     }
     conn.authenticating = true;
-    auth.authenticate(frame.token).then(
+    auth.authenticate(frame.token, 'send the token in the hello frame (its token field)').then(
       (who) => {
         conn.authenticating = false;
         if (conn.closed) return;
@@ -335,16 +338,16 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         const e = asChicagoError(err);
         if (!(e instanceof AuthError)) return corked(conn, () => sendError(conn, frame.id, e)); // OVERLOADED: the client may say hello again
         // A wrong token ends the connection: nothing else may be tried on it.
-        corked(conn, () => refuse(conn, frame.id, e));
-        log.warn({ conn: conn.serial, code: e.code, reason: e.reason }, 'websocket hello refused');
+        corked(conn, () => refuse(conn, frame.id, e, 'hello'));
         shut(conn, e.code, e.message);
       },
     );
   }
 
   /** An error reply for a refused request, counted. */
-  function refuse(conn: Connection, id: number, e: AuthError): void {
+  function refuse(conn: Connection, id: number, e: AuthError, op?: string): void {
     deps.metrics?.authRefused.inc({ edge: 'ws', code: e.code, reason: e.reason });
+    auth.logRefusal(log, 'ws', e, { conn: conn.serial, ...(op ? { op } : {}) });
     sendError(conn, id, e);
   }
 
@@ -645,8 +648,10 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
       if (!auth.originAllowed(origin) && !auth.sameOrigin(origin, req.getHeader('host'), deps.secure === true)) {
+        const refused = new AuthError('FORBIDDEN', 'origin', `origin ${origin.slice(0, 200)} is not allowed`);
         deps.metrics?.authRefused.inc({ edge: 'ws', code: 'FORBIDDEN', reason: 'origin' });
-        const body = JSON.stringify({ error: new ChicagoError('FORBIDDEN', `origin ${origin.slice(0, 200)} is not allowed`).toJSON() });
+        auth.logRefusal(log, 'ws', refused, { origin: origin.slice(0, 200) });
+        const body = JSON.stringify({ error: refused.toJSON() });
         res.writeStatus('403 Forbidden').writeHeader('content-type', 'application/json').end(body, true);
         return;
       }

@@ -311,7 +311,7 @@ export function loadConfig(sources: ConfigSources = {}, sectionChecks: Record<st
   const validate = validator();
   if (!validate(merged)) {
     const why = (validate.errors ?? [])
-      .map((e) => `${e.instancePath || '/'} ${e.message}${e.params && 'additionalProperty' in e.params ? ` "${String(e.params.additionalProperty)}"` : ''}`)
+      .map((e) => `${e.instancePath || '/'} ${e.message}${e.params && 'additionalProperty' in e.params ? ` "${String(e.params.additionalProperty)}"` : ''}${e.params && 'allowedValues' in e.params ? ` (${(e.params.allowedValues as unknown[]).join(', ')})` : ''}`)
       .join('; ');
     throw new ConfigError(`invalid config: ${why}`);
   }
@@ -325,4 +325,13 @@ export function loadConfig(sources: ConfigSources = {}, sectionChecks: Record<st
     }
   }
   return merged as unknown as Config;
+}
+
+/** Top-level keys whose values differ between two resolved configs, but for `security` (SIGHUP reloads that one). */
+export function keysNeedingRestart(running: Config, next: Config): string[] {
+  const keys = new Set([...Object.keys(running), ...Object.keys(next)]);
+  keys.delete('security');
+  const a = running as unknown as Plain;
+  const b = next as unknown as Plain;
+  return [...keys].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).sort();
 }

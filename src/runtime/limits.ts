@@ -231,6 +231,8 @@ export const limits = {
   verifiedTokensMax: 10_000,
   /** scrypt verifications running at once; more → UNAUTHENTICATED at once (a flood of wrong secrets stays cheap) */
   tokenVerificationsMax: 4,
+  /** refused requests logged per second (all edges); past it they are only counted, and the next line says how many */
+  authRefusalLogLinesPerSecondMax: 10,
   /**
    * how often the node looks at the free space under its data dir (storage/disk-guard.ts); a
    * multiple of a cluster node's 100 ms check, so the look shares that wake-up instead of its own

@@ -1,5 +1,5 @@
 // `chicago server`: load config, start the node and its gateway, stop safely on signals.
-import { ConfigError, loadConfig, type SecurityConfig } from '../runtime/config.js';
+import { ConfigError, keysNeedingRestart, loadConfig, type SecurityConfig } from '../runtime/config.js';
 import { Authenticator, isLoopback } from '../gateway/auth.js';
 import { resolveToken } from '../client/token.js';
 import { createLogger } from '../runtime/log.js';
@@ -8,10 +8,10 @@ import { resolveBridgeConfig } from '../bridge/config.js';
 import { startGateway, uwsNative } from '../gateway/server.js';
 
 /** Node-to-node links: replication traffic goes to the replicas, forwarded requests to this leader. */
-async function clusterLinks(node: ChicagoNode, host: string, log: ReturnType<typeof createLogger>, auth: Authenticator, peerToken: string | undefined) {
+async function clusterLinks(node: ChicagoNode, host: string, log: ReturnType<typeof createLogger>, auth: Authenticator, peerToken: { current: string | undefined }) {
   const { PeerNetwork } = await import('../cluster/peer.js');
   const peerAuth = {
-    token: peerToken,
+    get token() { return peerToken.current; },
     tls: node.linkTls,
     accepts: async (authorization: string) => {
       if (auth.open) return true;
@@ -59,13 +59,9 @@ export async function runServer(flags: ServerFlags): Promise<void> {
   }
 
   const auth = new Authenticator(config.security);
-  let peerToken: string | undefined;
-  try {
-    peerToken = resolveToken({ token: config.security.peerToken, tokenFile: config.security.peerTokenFile, env: {} });
-  } catch (err) {
-    throw new ConfigError(`security.peerTokenFile: ${(err as Error).message}`);
-  }
-  if (config.etcd.length > 0 && !auth.open && !peerToken) {
+  // a holder: SIGHUP re-reads it, and the next peer link dialled presents the new token
+  const peerToken = { current: readPeerToken(config.security) };
+  if (config.etcd.length > 0 && !auth.open && !peerToken.current) {
     throw new ConfigError('a cluster node with tokens needs security.peerToken or security.peerTokenFile (a token with cluster:peer) to link to the others');
   }
   const node = await ChicagoNode.start(config, log);
@@ -87,7 +83,16 @@ export async function runServer(flags: ServerFlags): Promise<void> {
   let bridge: { stop(): Promise<void> } | undefined;
   if (config.bridge) {
     const { startInProcessBridge } = await import('../bridge/in-process.js');
-    bridge = await startInProcessBridge(config.bridge, gateway.url, node, log);
+    const { BridgeConfigError } = await import('../bridge/config.js');
+    try {
+      bridge = await startInProcessBridge(config.bridge, gateway.url, node, log);
+    } catch (err) {
+      // a section that cannot run (an unreadable chicago.tokenFile, say) stops the start, as a bad key does
+      await gateway.close();
+      await node.stop();
+      if (err instanceof BridgeConfigError) throw new ConfigError(`invalid config: bridge section: ${err.message}`);
+      throw err;
+    }
   }
 
   let stopping = false;
@@ -113,14 +118,28 @@ export async function runServer(flags: ServerFlags): Promise<void> {
     try {
       const next = loadConfig(sources, { bridge: resolveBridgeConfig });
       if (next.security.tokens.length === 0 && !isLoopback(config.host) && !next.security.insecure) throw new ConfigError('the new config has no tokens on a non-loopback address');
+      const nextPeerToken = readPeerToken(next.security);
+      if (config.etcd.length > 0 && next.security.tokens.length > 0 && !nextPeerToken) throw new ConfigError('the new config has tokens but no security.peerToken or security.peerTokenFile');
       gateway.reloadSecurity(next.security);
+      peerToken.current = nextPeerToken;
       log.info({ tokens: next.security.tokens.length, allowedOrigins: next.security.allowedOrigins }, 'security settings reloaded');
+      const unapplied = keysNeedingRestart(config, next);
+      if (unapplied.length > 0) log.warn({ keys: unapplied }, 'SIGHUP: these keys changed and take effect only at the next restart');
     } catch (err) {
       log.error({ err: (err as Error).message }, 'SIGHUP: config not reloaded, the previous settings stay');
     }
   });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** The token this node presents on its peer links (security.peerToken, or the first line of peerTokenFile). */
+function readPeerToken(sec: SecurityConfig): string | undefined {
+  try {
+    return resolveToken({ token: sec.peerToken, tokenFile: sec.peerTokenFile, env: {} });
+  } catch (err) {
+    throw new ConfigError(`security.peerTokenFile: ${(err as Error).message}`);
+  }
 }
 
 /** The security section for the log: token ids, names and scopes, never their hashes. */

@@ -18,6 +18,9 @@ export async function bridge(p: Parsed): Promise<void> {
   } catch (e) {
     // a config that cannot work (bad keys, a missing topic with createTopics off): EX_CONFIG
     if (e instanceof BridgeConfigError || e instanceof BridgeFatalError) throw new CliError(EXIT.config, `chicago bridge: ${e.message}`);
+    // metrics.port held by another process: as for a node's port
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL') throw new CliError(EXIT.inUse, `chicago bridge: cannot serve metrics: ${(e as Error).message}`);
     throw e;
   }
 }
