@@ -536,7 +536,9 @@ export class ChicagoNode implements NodeApi {
       checkName('producer', opts.producerId);
       checkInt('sequence', opts.sequence, 0, Number.MAX_SAFE_INTEGER);
     }
-    const fixed = opts.partition === undefined ? undefined : checkInt('partition', opts.partition, 0, t.partitions - 1);
+    const fixed = opts.partition === undefined ? undefined : checkInt('partition', opts.partition, 0, limits.topicPartitionsMax - 1);
+    // the code a read, a subscribe or a commit gives for a partition the topic does not have
+    if (fixed !== undefined && fixed >= t.partitions) throw new ChicagoError('PARTITION_NOT_FOUND', t.name, fixed);
     if (opts.previousSequence !== undefined) {
       // the order it asks for is per partition: the update must land in one
       if (!idempotent) throw new ChicagoError('BAD_REQUEST', `'previousSequence' needs 'producerId' and 'sequence'`);
