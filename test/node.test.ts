@@ -64,6 +64,24 @@ describe('key-value over HTTP', () => {
     expect((await call('GET', '/v1/kv/rawkeys?after=YQ&afterEncoding=base64')).body.error.code).toBe('INVALID_ARGUMENT');
   });
 
+  it('cuts a scan page of large values at scanBytesMax and pages on with next, every key once', async () => {
+    // 3 MiB values: past 8 MiB of them a page stops (one answer of all of them was unbounded)
+    const value = Buffer.alloc(3 * 1024 * 1024, 'v');
+    const keys = ['a', 'b', 'c', 'd', 'e', 'f'];
+    for (const k of keys) expect((await call('PUT', `/v1/kv/bigscan/${k}`, value)).status).toBe(200);
+    const seen: string[] = [];
+    let after = '';
+    for (let page = 0; page < keys.length + 1; page++) {
+      const r = await call('GET', `/v1/kv/bigscan?limit=1000${after}`);
+      expect(r.status).toBe(200);
+      expect(r.body.items.length).toBeLessThanOrEqual(3);
+      seen.push(...r.body.items.map((i: any) => i.key));
+      if (r.body.next === undefined) break;
+      after = `&after=${encodeURIComponent(r.body.next)}`;
+    }
+    expect(seen).toEqual(keys);
+  });
+
   it('takes gzip request bodies (content-encoding: gzip), inflated within the body limit', async () => {
     const { gzipSync } = await import('node:zlib');
     const { limits } = await import('../src/runtime/limits.js');
