@@ -140,6 +140,24 @@ describe.concurrent('topic', () => {
 });
 
 describe.concurrent('produce and tail', () => {
+  it('sends lines that are not UTF-8 as their bytes, flagged base64, and tail gives them back byte for byte', async () => {
+    await cli(['topic', 'create', 'cli-binary', '--partitions', '1', '--replicas', '1']);
+    const lines = [Buffer.from([0x61, 0xff, 0xfe, 0x62]), Buffer.from('plain'), Buffer.from([0xc3, 0x28])];
+    // CRLF line ends, as a file from Windows has them: the CR is not part of the value
+    const produced = await cli(['produce', 'cli-binary'], { input: Buffer.concat(lines.flatMap((l) => [l, Buffer.from('\r\n')])) });
+    expect(produced.code).toBe(0);
+    const records = jsonLines((await cli(['tail', 'cli-binary'])).stdout);
+    expect(records.map((r) => (r.valueEncoding === 'base64' ? Buffer.from(r.value as string, 'base64') : Buffer.from(r.value as string)))).toEqual(lines);
+    expect(records.map((r) => r.valueEncoding)).toEqual(['base64', undefined, 'base64']);
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const child = spawn(process.execPath, [cliPath, 'tail', 'cli-binary', '--format', 'value', '--url', node.url], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const out: Buffer[] = [];
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.once('error', reject).once('close', () => resolve(Buffer.concat(out)));
+    });
+    expect(raw).toEqual(Buffer.concat(lines.flatMap((l) => [l, Buffer.from('\n')])));
+  });
+
   it('tails exactly the lines produced, in order', async () => {
     await cli(['topic', 'create', 'cli-lines', '--partitions', '1', '--replicas', '1']);
     const lines = ['first', '{"json":"inside"}', '', 'with\ttab', 'ünïcödé'];
