@@ -391,6 +391,8 @@ describe('bad input gets a clear error and changes nothing', () => {
     ['misspelt produce parameter', 'POST', '/v1/topics/orders/records?partition=0&ack=all', [{ value: 'x' }], 400, 'INVALID_ARGUMENT'],
     ['misspelt scan parameter', 'GET', '/v1/kv/ks?prefx=a', undefined, 400, 'INVALID_ARGUMENT'],
     ['a parameter on a route that takes none', 'GET', '/v1/topics/orders?partition=0', undefined, 400, 'INVALID_ARGUMENT'],
+    // the route reads one value: which one would be a guess
+    ['a parameter given twice', 'GET', '/v1/topics/orders/records?partition=0&partition=1', undefined, 400, 'INVALID_ARGUMENT'],
   ];
   for (const [name, method, path, body, status, code, headers] of bad) {
     it(name, async () => {

@@ -311,8 +311,12 @@ interface Route { method: string; pattern: string[]; name: string; need: Need; h
 
 /** The first query parameter `params` does not hold, refused with the ones it does. */
 function checkParams(query: URLSearchParams, params: ReadonlySet<string>, route: string): void {
+  const seen = new Set<string>();
   for (const k of query.keys()) {
     if (!params.has(k)) throw new ChicagoError('INVALID_ARGUMENT', 'query parameter', `${k.slice(0, 40)} (${route} takes ${params.size > 0 ? [...params].join(', ') : 'none'})`);
+    // the route reads one value: a second one would be ignored without a word
+    if (seen.has(k)) throw new ChicagoError('INVALID_ARGUMENT', 'query parameter', `${k.slice(0, 40)} given twice (${route} takes each once)`);
+    seen.add(k);
   }
 }
 
