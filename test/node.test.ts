@@ -366,6 +366,8 @@ describe('bad input gets a clear error and changes nothing', () => {
     // the code a read of that partition gives
     ['produce to no such partition', 'POST', '/v1/topics/orders/records?partition=9', [{ value: 'x' }], 404, 'PARTITION_NOT_FOUND'],
     ['a key path that is not UTF-8', 'GET', '/v1/kv/ks/%FF%FE', undefined, 400, 'INVALID_UTF8'],
+    // not read as U+FFFD, another prefix than the one sent (bytes go as prefixEncoding=base64)
+    ['a query value that is not UTF-8', 'GET', '/v1/kv/ks?prefix=%FF', undefined, 400, 'INVALID_UTF8'],
     ['unknown route', 'GET', '/v2/nothing', undefined, 404, 'ROUTE_NOT_FOUND'],
     ['wrong method', 'PATCH', '/v1/topics', undefined, 405, 'METHOD_NOT_ALLOWED'],
     ['bad percent-encoding', 'GET', '/v1/kv/ks/%E0%A4%A', undefined, 400, 'BAD_REQUEST'],

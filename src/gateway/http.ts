@@ -164,6 +164,13 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       respond(errorReply(new ChicagoError('BAD_REQUEST', 'the request target must be ASCII with valid percent-encoding')));
       return;
     }
+    try {
+      // URLSearchParams would put U+FFFD for bytes that are not UTF-8, silently asking for another key or prefix
+      decodeURIComponent(rawQuery.replace(/\+/g, ' '));
+    } catch {
+      respond(errorReply(new ChicagoError('INVALID_UTF8', 'the decoded query')));
+      return;
+    }
     const query = new URLSearchParams(rawQuery);
     let segments: string[];
     let rest: string;
