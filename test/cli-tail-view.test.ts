@@ -24,4 +24,12 @@ describe('tail view', () => {
     expect(() => compileFormat('%z', 't', 'tail')).toThrow(/unknown token '%z'/);
     expect(() => compileFormat('50%', 't', 'tail')).toThrow(/unknown token/);
   });
+
+  it('keeps the flags of a key or value that is not UTF-8 in JSON lines and prints its bytes otherwise', () => {
+    const bin = rec({ key: Buffer.from([0x6b, 0xff]).toString('base64'), keyEncoding: 'base64', value: Buffer.from([0x61, 0xff, 0xfe]).toString('base64'), valueEncoding: 'base64' });
+    expect(JSON.parse(String(tailView({ topic: 't', where: [], command: 'tail' }).render(bin)))).toMatchObject({ key: 'a/8=', keyEncoding: 'base64', value: 'Yf/+', valueEncoding: 'base64' });
+    expect(tailView({ topic: 't', where: [], format: 'value', command: 'tail' }).render(bin)).toEqual(Buffer.from([0x61, 0xff, 0xfe]));
+    expect(compileFormat('%k|%s|%S', 't', 'tail')(bin)).toEqual(Buffer.concat([Buffer.from([0x6b, 0xff]), Buffer.from('|'), Buffer.from([0x61, 0xff, 0xfe]), Buffer.from('|3')]));
+    expect(tailView({ topic: 't', where: [], grep: '^a', command: 'tail' }).matches(bin)).toBe(true);
+  });
 });

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { waitUntil } from './helpers/bridge.js';
 import { type CliOptions, type NodeHandle, cliPath, runCli, spawnCli, startNode } from './helpers/launcher.js';
 
@@ -63,6 +64,19 @@ describe.concurrent('kv', () => {
     expect((await cli(['kv', 'scan', 'cli-kv-esc'])).stdout).toBe('k\\tab\ttwo\\nlines \\\\ here\nraw\ta\\xff\\x00\\\\\nraw2\t\\t\\n\\r\\xc3\nsep\tx\\u{2028}y\\u{0085}z\n');
     const json = JSON.parse((await cli(['kv', 'scan', 'cli-kv-esc', '--json'])).stdout);
     expect(json.items.find((i: { key: string }) => i.key === 'raw')).toMatchObject({ value: Buffer.from([0x61, 0xff, 0x00, 0x5c]).toString('base64'), valueEncoding: 'base64' });
+  });
+
+  it('scan --json gives a `next` key that is not UTF-8 with its nextEncoding, as the node does', async () => {
+    // such a key is written over the WebSocket (a JSON frame with keyEncoding)
+    const ws = new WebSocket(node.url.replace('http', 'ws') + '/v1/ws', ['chicago.json']);
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    const answered = new Promise((resolve) => ws.once('message', resolve));
+    ws.send(JSON.stringify({ op: 'kv.put', id: 1, ks: 'cli-kv-rawnext', key: 'Af8=', keyEncoding: 'base64', value: 'v' }));
+    await answered;
+    ws.close();
+    expect((await cli(['kv', 'put', 'cli-kv-rawnext', 'z', 'v'])).code).toBe(0);
+    const page = JSON.parse((await cli(['kv', 'scan', 'cli-kv-rawnext', '--limit', '1', '--json'])).stdout);
+    expect(page).toMatchObject({ items: [{ key: 'Af8=', keyEncoding: 'base64' }], next: 'Af8=', nextEncoding: 'base64' });
   });
 
   it('reads the value from stdin when it is not given', async () => {
@@ -126,6 +140,24 @@ describe.concurrent('topic', () => {
 });
 
 describe.concurrent('produce and tail', () => {
+  it('sends lines that are not UTF-8 as their bytes, flagged base64, and tail gives them back byte for byte', async () => {
+    await cli(['topic', 'create', 'cli-binary', '--partitions', '1', '--replicas', '1']);
+    const lines = [Buffer.from([0x61, 0xff, 0xfe, 0x62]), Buffer.from('plain'), Buffer.from([0xc3, 0x28])];
+    // CRLF line ends, as a file from Windows has them: the CR is not part of the value
+    const produced = await cli(['produce', 'cli-binary'], { input: Buffer.concat(lines.flatMap((l) => [l, Buffer.from('\r\n')])) });
+    expect(produced.code).toBe(0);
+    const records = jsonLines((await cli(['tail', 'cli-binary'])).stdout);
+    expect(records.map((r) => (r.valueEncoding === 'base64' ? Buffer.from(r.value as string, 'base64') : Buffer.from(r.value as string)))).toEqual(lines);
+    expect(records.map((r) => r.valueEncoding)).toEqual(['base64', undefined, 'base64']);
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const child = spawn(process.execPath, [cliPath, 'tail', 'cli-binary', '--format', 'value', '--url', node.url], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const out: Buffer[] = [];
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.once('error', reject).once('close', () => resolve(Buffer.concat(out)));
+    });
+    expect(raw).toEqual(Buffer.concat(lines.flatMap((l) => [l, Buffer.from('\n')])));
+  });
+
   it('tails exactly the lines produced, in order', async () => {
     await cli(['topic', 'create', 'cli-lines', '--partitions', '1', '--replicas', '1']);
     const lines = ['first', '{"json":"inside"}', '', 'with\ttab', 'ünïcödé'];
@@ -228,8 +260,11 @@ describe.concurrent('produce and tail', () => {
     expect(again).toMatchObject({ code: 0, stdout: '' });
 
     const offsets = JSON.parse((await cli(['group', 'offsets', 'g1', '--topic', 'cli-group', '--json'])).stdout) as {
+      group: string;
       offsets: Array<{ topic: string; partition: number; offset: number; endOffset: number; lagRecords: number }>;
     };
+    // --json prints the node's answer whole, as GET /v1/groups/{group}/offsets gives it
+    expect(offsets.group).toBe('g1');
     expect(offsets.offsets.reduce((n, o) => n + o.offset, 0)).toBe(3);
     expect(offsets.offsets.every((o) => o.lagRecords === 0 && o.offset === o.endOffset)).toBe(true);
 

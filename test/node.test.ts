@@ -1,6 +1,7 @@
 // A real single node process with real RocksDB, driven over HTTP.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNode, type NodeHandle } from './helpers/launcher.js';
+import WebSocket from 'ws';
 import { http } from './helpers/http.js';
 import { waitUntil } from './helpers/bridge.js';
 import { SLOWDOWN, slow } from './helpers/slow.js';
@@ -34,6 +35,51 @@ describe('key-value over HTTP', () => {
     expect(d.body).toMatchObject({ existed: true });
     expect((await call('GET', '/v1/kv/app/user%2F1')).status).toBe(404);
     expect((await call('DELETE', '/v1/kv/app/user%2F1')).body).toMatchObject({ existed: false });
+  });
+
+  it('pages a scan past a key that is not UTF-8: its base64 `next` goes back with afterEncoding', async () => {
+    // such keys are written over the WebSocket (a JSON frame with keyEncoding here)
+    const ws = new WebSocket(node.url.replace('http', 'ws') + '/v1/ws', ['chicago.json']);
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    const replies: Array<Record<string, unknown>> = [];
+    ws.on('message', (m: Buffer) => replies.push(JSON.parse(m.toString())));
+    const raw = [Buffer.from([0xff, 0x00]), Buffer.from([0xff, 0x01])];
+    raw.forEach((k, i) => ws.send(JSON.stringify({ op: 'kv.put', id: i + 1, ks: 'rawkeys', key: k.toString('base64'), keyEncoding: 'base64', value: `v${i}` })));
+    await waitUntil('the two puts answered', () => replies.length === 2, slow(10_000));
+    ws.close();
+    expect(replies.every((r) => r.op === 'res')).toBe(true);
+    await call('PUT', '/v1/kv/rawkeys/a', 'text');
+    const keys: string[] = [];
+    let query = 'limit=1';
+    for (let page = 0; page < 5; page++) {
+      const r = await call('GET', `/v1/kv/rawkeys?${query}`);
+      expect(r.status).toBe(200);
+      keys.push(...r.body.items.map((i: any) => i.key));
+      if (r.body.next === undefined) break;
+      query = `limit=1&after=${encodeURIComponent(r.body.next)}${r.body.nextEncoding ? `&afterEncoding=${r.body.nextEncoding}` : ''}`;
+    }
+    expect(keys).toEqual(['a', '/wA=', '/wE=']);
+    const p = await call('GET', `/v1/kv/rawkeys?prefix=${encodeURIComponent(Buffer.from([0xff]).toString('base64'))}&prefixEncoding=base64`);
+    expect(p.body.items.map((i: any) => i.value)).toEqual(['v0', 'v1']);
+    expect((await call('GET', '/v1/kv/rawkeys?after=YQ&afterEncoding=base64')).body.error.code).toBe('INVALID_ARGUMENT');
+  });
+
+  it('cuts a scan page of large values at scanBytesMax and pages on with next, every key once', async () => {
+    // 3 MiB values: past 8 MiB of them a page stops (one answer of all of them was unbounded)
+    const value = Buffer.alloc(3 * 1024 * 1024, 'v');
+    const keys = ['a', 'b', 'c', 'd', 'e', 'f'];
+    for (const k of keys) expect((await call('PUT', `/v1/kv/bigscan/${k}`, value)).status).toBe(200);
+    const seen: string[] = [];
+    let after = '';
+    for (let page = 0; page < keys.length + 1; page++) {
+      const r = await call('GET', `/v1/kv/bigscan?limit=1000${after}`);
+      expect(r.status).toBe(200);
+      expect(r.body.items.length).toBeLessThanOrEqual(3);
+      seen.push(...r.body.items.map((i: any) => i.key));
+      if (r.body.next === undefined) break;
+      after = `&after=${encodeURIComponent(r.body.next)}`;
+    }
+    expect(seen).toEqual(keys);
   });
 
   it('takes gzip request bodies (content-encoding: gzip), inflated within the body limit', async () => {
@@ -314,6 +360,14 @@ describe('bad input gets a clear error and changes nothing', () => {
     ['no partition of three', 'GET', '/v1/topics/orders/records?offset=0', undefined, 400, 'BAD_REQUEST'],
     ['no such partition', 'GET', '/v1/topics/orders/records?partition=9', undefined, 404, 'PARTITION_NOT_FOUND'],
     ['bad since', 'GET', '/v1/topics/orders/records?since=yesterday-ish', undefined, 400, 'INVALID_ARGUMENT'],
+    // one start only: neither silently wins
+    ['offset and from', 'GET', '/v1/topics/orders/records?partition=0&offset=0&from=latest', undefined, 400, 'INVALID_ARGUMENT'],
+    ['since and tailBytes', 'GET', '/v1/topics/orders/records?partition=0&since=1h&tailBytes=10', undefined, 400, 'INVALID_ARGUMENT'],
+    // the code a read of that partition gives
+    ['produce to no such partition', 'POST', '/v1/topics/orders/records?partition=9', [{ value: 'x' }], 404, 'PARTITION_NOT_FOUND'],
+    ['a key path that is not UTF-8', 'GET', '/v1/kv/ks/%FF%FE', undefined, 400, 'INVALID_UTF8'],
+    // not read as U+FFFD, another prefix than the one sent (bytes go as prefixEncoding=base64)
+    ['a query value that is not UTF-8', 'GET', '/v1/kv/ks?prefix=%FF', undefined, 400, 'INVALID_UTF8'],
     ['unknown route', 'GET', '/v2/nothing', undefined, 404, 'ROUTE_NOT_FOUND'],
     ['wrong method', 'PATCH', '/v1/topics', undefined, 405, 'METHOD_NOT_ALLOWED'],
     ['bad percent-encoding', 'GET', '/v1/kv/ks/%E0%A4%A', undefined, 400, 'BAD_REQUEST'],
@@ -339,6 +393,8 @@ describe('bad input gets a clear error and changes nothing', () => {
     ['misspelt produce parameter', 'POST', '/v1/topics/orders/records?partition=0&ack=all', [{ value: 'x' }], 400, 'INVALID_ARGUMENT'],
     ['misspelt scan parameter', 'GET', '/v1/kv/ks?prefx=a', undefined, 400, 'INVALID_ARGUMENT'],
     ['a parameter on a route that takes none', 'GET', '/v1/topics/orders?partition=0', undefined, 400, 'INVALID_ARGUMENT'],
+    // the route reads one value: which one would be a guess
+    ['a parameter given twice', 'GET', '/v1/topics/orders/records?partition=0&partition=1', undefined, 400, 'INVALID_ARGUMENT'],
   ];
   for (const [name, method, path, body, status, code, headers] of bad) {
     it(name, async () => {

@@ -33,8 +33,8 @@ async function growsAndAssigns(urls: string[], topic: string, replicas: number):
     expect(refusedCli.code).toBe(2);
     expect(refusedCli.stderr).toMatch(/^error INVALID_ARGUMENT: .*can only be added/);
     expect(await getJson(`${url}/v1/topics/${topic}`)).toMatchObject({ partitionCount: 2, retention: {} });
-    // a produce to a partition the topic does not have yet is refused
-    expect((await send('POST', `${url}/v1/topics/${topic}/records?partition=3`, [{ value: 'early' }])).status).toBe(400);
+    // a produce to a partition the topic does not have yet is refused, as a read of it is
+    expect((await send('POST', `${url}/v1/topics/${topic}/records?partition=3`, [{ value: 'early' }])).status).toBe(404);
 
     const grown = await runCli(['topic', 'alter', topic, '--partitions', '4', '--url', url]);
     expect(grown.code).toBe(0);

@@ -68,6 +68,8 @@ describe('the JSON text mode', () => {
     const r = await c.request({ op: 'hello', id: 1, versions: [1], client: 'test' });
     expect(r).toMatchObject({ op: 'res', id: 1, version: 1, server: 'chicago' });
     expect(r.limits.frameBytesMax).toBeGreaterThan(0);
+    // record batches are bin, msgpack only: a JSON client is not told it may send or take them
+    expect(r.features).toEqual(['ranges']);
     expect(c.kinds.every((b) => b === false)).toBe(true);
   });
 

@@ -2,6 +2,7 @@
 // readers see them. They run on the worker after the writes queued before them.
 import assert from 'node:assert/strict';
 import { ChicagoError } from '../runtime/errors.js';
+import { limits } from '../runtime/limits.js';
 import { diskCodec } from '../runtime/codec.js';
 import type { ColumnStore } from '../storage/rocks.js';
 import * as K from '../storage/keys.js';
@@ -62,9 +63,12 @@ export class PartitionReader {
       const d = unexpired(v ?? undefined, nowMs);
       if (d) items.push({ key: K.userKeyOf(k, ks), value: Buffer.from(d.value), version: d.version });
     };
+    let bytes = 0;
     for (const [k, v] of this.store.iterate({ gte, lt })) {
       add(k, this.shown(k, v));
-      if (items.length >= limit) break;
+      const last = items[items.length - 1];
+      bytes += last ? last.key.length + last.value.length : 0;
+      if (items.length >= limit || bytes >= limits.scanBytesMax) break;
     }
     // Keys whose unconfirmed write removed them are still there for readers.
     let extra = false;
@@ -74,6 +78,9 @@ export class PartitionReader {
       extra = true;
     }
     if (extra) items.sort((a, b) => Buffer.compare(a.key, b.key)).splice(limit);
+    // Every key below the last one kept is in the page: the iteration stopped past the budget at its
+    // last key, and a hidden key beyond it comes after that key's bytes.
+    items.splice(scanPageLength(items, limits.scanBytesMax));
     return items;
   }
 
@@ -264,4 +271,18 @@ function unexpired(buf: Buffer | undefined, nowMs: number) {
   if (!buf) return undefined;
   const v = decodeKvValue(buf);
   return v.expiresAtMs !== undefined && v.expiresAtMs <= nowMs ? undefined : v;
+}
+
+/**
+ * How many entries of a page in key order fit `maxBytes` of keys and values: up to and including the
+ * one that reaches it, and at least one. Scans are cut there so a page of large values stays bounded;
+ * the next page starts after the last entry kept.
+ */
+export function scanPageLength(items: ReadonlyArray<{ key: Uint8Array; value: Uint8Array }>, maxBytes: number): number {
+  let bytes = 0;
+  for (let i = 0; i < items.length; i++) {
+    bytes += items[i].key.length + items[i].value.length;
+    if (bytes >= maxBytes) return i + 1;
+  }
+  return items.length;
 }

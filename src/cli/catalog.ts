@@ -162,6 +162,11 @@ const produce: Command = {
     'TOPIC [--key K | --key-separator SEP] [--acks all|one|none] [--partition P] [--header K=V]... ' +
     '[--batch-records N] [--batch-bytes B] [--linger-ms MS]',
   summary: 'send one record per stdin line; with --key-separator each line is KEY SEP VALUE; summary on stderr',
+  details: [
+    'Lines end at LF (a CR before it is dropped) and are sent as the bytes they are: a key or value that',
+    'is not UTF-8 travels base64 with its keyEncoding/valueEncoding flag, and tail --format value prints',
+    'it back byte for byte.',
+  ].join('\n'),
   options: {
     ...nodeOptions,
     key: { type: 'string' },
@@ -183,7 +188,9 @@ const tail: Command = {
     'TOPIC [--from-beginning | --from-end | --offset N | --offset -N | --since TIME] [--partition P] [--max N] [--group G] [--follow] [--where|--header H=V] [--grep RE] [--format json|value|FORMAT]',
   summary: 'print records as JSON lines; with --group, commit what was printed',
   details: [
-    'Each line is {"partition","offset","timestamp","key","value","headers"}; timestamp is ms since the epoch.',
+    'Each line is {"partition","offset","timestamp","key","value","headers"}; timestamp is ms since the epoch;',
+    'a key or value that is not UTF-8 is base64 with "keyEncoding"/"valueEncoding":"base64" beside it, as',
+    'the HTTP API gives it (--format value, %k and %s print its bytes).',
     "Starts at the group's committed offset with --group, else at the beginning of each partition.",
     '--offset -N starts N records before the end of each partition (kcat\'s -o -N).',
     'TIME is an ISO date, an age (30s, 5m, 1h, 2d) or ms since the epoch.',

@@ -23,7 +23,7 @@ import type { Metrics } from '../runtime/metrics.js';
 import { type Acks, compactAnswer, PRODUCE_RANGES_TYPE, type ProduceOptions, type RetentionChange, type StartPosition, type StoredRecord } from '../protocol/api.js';
 import { BATCH_CONTENT_TYPE, checkBatch } from '../protocol/batch.js';
 import type { GatewayNode } from './admin-api.js';
-import { bytesJson, parseJson } from './bodies.js';
+import { base64Field, bytesJson, parseJson } from './bodies.js';
 import type { ParsePool } from './parse-pool.js';
 import { PipelinedProduces, type Turn } from './pipelined.js';
 
@@ -167,6 +167,13 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       respond(errorReply(new ChicagoError('BAD_REQUEST', 'the request target must be ASCII with valid percent-encoding')));
       return;
     }
+    try {
+      // URLSearchParams would put U+FFFD for bytes that are not UTF-8, silently asking for another key or prefix
+      decodeURIComponent(rawQuery.replace(/\+/g, ' '));
+    } catch {
+      respond(errorReply(new ChicagoError('INVALID_UTF8', 'the decoded query')));
+      return;
+    }
     const query = new URLSearchParams(rawQuery);
     let segments: string[];
     let rest: string;
@@ -176,7 +183,8 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       segments = raw.slice(1).map((s) => decodeURIComponent(s));
       rest = raw.length > 4 ? decodeURIComponent(raw.slice(4).join('/')) : '';
     } catch {
-      respond(errorReply(new ChicagoError('BAD_REQUEST', 'path is not valid percent-encoding')));
+      // the percent syntax passed the check above: what failed is the UTF-8 of the decoded bytes
+      respond(errorReply(new ChicagoError('INVALID_UTF8', 'the decoded path')));
       return;
     }
     if (segments.some((s) => !s.isWellFormed())) {
@@ -313,8 +321,12 @@ interface Route { method: string; pattern: string[]; name: string; need: Need; h
 
 /** The first query parameter `params` does not hold, refused with the ones it does. */
 function checkParams(query: URLSearchParams, params: ReadonlySet<string>, route: string): void {
+  const seen = new Set<string>();
   for (const k of query.keys()) {
     if (!params.has(k)) throw new ChicagoError('INVALID_ARGUMENT', 'query parameter', `${k.slice(0, 40)} (${route} takes ${params.size > 0 ? [...params].join(', ') : 'none'})`);
+    // the route reads one value: a second one would be ignored without a word
+    if (seen.has(k)) throw new ChicagoError('INVALID_ARGUMENT', 'query parameter', `${k.slice(0, 40)} given twice (${route} takes each once)`);
+    seen.add(k);
   }
 }
 
@@ -408,6 +420,9 @@ function startOf(q: URLSearchParams): StartPosition {
   const since = q.get('since');
   const tailBytes = q.get('tailBytes');
   const from = q.get('from');
+  // One start only: a precedence between them would silently read from a place the caller did not ask for.
+  const given = [['offset', offset], ['since', since], ['tailBytes', tailBytes], ['from', from]].filter(([, v]) => v !== null).map(([n]) => n);
+  if (given.length > 1) throw new ChicagoError('INVALID_ARGUMENT', 'start', `${given.join(' and ')} exclude each other: give one of offset, since, tailBytes, from`);
   if (offset !== null) return { kind: 'offset', offset: checkOffset(offset) };
   if (since !== null) return { kind: 'timestamp', timestampMs: parseTime(since) };
   if (tailBytes !== null) return { kind: 'bytes', bytes: decimalParam('tailBytes', tailBytes, 1, Number.MAX_SAFE_INTEGER) };
@@ -470,16 +485,23 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
       return json(await node.kvDelete(req.segments[2], keyOf(req), { acks }), acks === 'none' ? 202 : 200);
     }, ['acks']),
     route('GET', '/v1/kv/:ks', ks('read'), async (req) => {
-      const prefix = req.query.get('prefix');
-      const after = req.query.get('after');
+      // a key that is not UTF-8 comes back as base64 `next` with `nextEncoding`; it goes back the same way
+      const bytesParam = (field: 'prefix' | 'after'): Buffer | undefined => {
+        const v = req.query.get(field);
+        const encoding = req.query.get(`${field}Encoding`);
+        if (encoding !== null) return base64Field('query', field, v ?? '', encoding);
+        return v ? Buffer.from(v) : undefined;
+      };
+      const prefix = bytesParam('prefix');
+      const after = bytesParam('after');
       const r = await node.kvScan(req.segments[2], {
         limit: intParam(req.query, 'limit', 1000, 1, limits.scanLimitMax),
-        ...(prefix ? { prefix: Buffer.from(prefix) } : {}),
-        ...(after ? { after: Buffer.from(after) } : {}),
+        ...(prefix?.length ? { prefix } : {}),
+        ...(after?.length ? { after } : {}),
       });
       const items = r.items.map((e) => ({ ...bytesJson('key', e.key), ...bytesJson('value', e.value), version: e.version }));
       return json({ items, ...(r.next ? bytesJson('next', r.next) : {}) });
-    }, ['prefix', 'after', 'limit']),
+    }, ['prefix', 'after', 'limit', 'prefixEncoding', 'afterEncoding']),
 
     route('POST', '/v1/topics', authenticated, async (req) => {
       const spec = jsonBody(req) as Record<string, unknown>;

@@ -99,6 +99,8 @@ class Connection {
 }
 
 // Reserve for the envelope around pushed records and scan items, so a frame stays under the limit.
+/** A JSON connection can neither send a `batch` (bin) nor take `batches` pushes: its hello lists only what it can use. */
+const JSON_FEATURES: readonly string[] = SERVER_FEATURES.filter((f) => f !== 'batch' && f !== 'batches');
 const FRAME_ENVELOPE_BYTES = 64 * 1024;
 const PER_ITEM_OVERHEAD_BYTES = 32;
 const CLOSE_REASON_BYTES_MAX = 120;
@@ -331,7 +333,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         conn.hello = true;
         conn.batches = !conn.json && (frame.accept?.includes(ACCEPT_BATCHES) ?? false);
         conn.ranges = frame.accept?.includes(ACCEPT_RANGES) ?? false;
-        corked(conn, () => send(conn, { op: 'res', id: frame.id, version: PROTOCOL_VERSION, server: 'chicago', limits: advertisedLimits(), features: SERVER_FEATURES }));
+        corked(conn, () => send(conn, { op: 'res', id: frame.id, version: PROTOCOL_VERSION, server: 'chicago', limits: advertisedLimits(), features: conn.json ? JSON_FEATURES : SERVER_FEATURES }));
       },
       (err) => {
         conn.authenticating = false;

@@ -1,6 +1,7 @@
 // One Chicago node: the gateway thread's side of the partition actors. It owns the database
 // (open/close), the topic catalog, the routing of every request to the worker hosting its
 // partition, and the live tails. Public methods validate; workers do the work.
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -33,6 +34,7 @@ import type { ReplicaView } from '../actors/replica.js';
 import { nodeId as toNodeId, type NodeId } from '../runtime/ids.js';
 import type { WriteResult } from '../actors/threads.js';
 import type { DigestReply, WorkerOutput } from '../actors/messages.js';
+import { scanPageLength } from '../actors/reads.js';
 import { StreamWatchers, toStored, type Append } from './tails.js';
 import { GroupCoordinator } from './group-coordinator.js';
 import { decodeBatch, encodeBatch, stampBatch, validateBatch, type CheckedBatch } from '../protocol/batch.js';
@@ -427,9 +429,22 @@ export class ChicagoNode implements NodeApi {
     if (opts.after) checkKey(opts.after);
     const pages = await Promise.all(Array.from({ length: this.partitions }, (_, p) =>
       this.call<Array<{ key: Uint8Array; value: Uint8Array; version: number }>>(p, { p, op: 'kvScan', ks: keyspace, prefix: opts.prefix, after: opts.after, limit: limit + 1 })));
+    // A partition's page cut by bytes holds its keys only up to its last one: the merged page stops there too.
+    let bound: Uint8Array | undefined;
+    for (const page of pages) {
+      const last = page[page.length - 1];
+      if (last === undefined || page.reduce((n, e) => n + e.key.length + e.value.length, 0) < limits.scanBytesMax) continue;
+      if (bound === undefined || Buffer.compare(last.key, bound) < 0) bound = last.key;
+    }
     const all = pages.flat().sort((a, b) => Buffer.compare(a.key, b.key));
-    const items = all.slice(0, limit).map((e) => ({ key: e.key, value: e.value, version: toSeq(e.version) }));
-    return { items, next: all.length > limit ? items[items.length - 1].key : undefined };
+    const within = bound === undefined ? all : all.filter((e) => Buffer.compare(e.key, bound!) <= 0);
+    const kept = within.slice(0, limit);
+    kept.splice(scanPageLength(kept, limits.scanBytesMax));
+    assert(kept.length > 0 || all.length === 0, 'a scan page with entries keeps at least one');
+    const items = kept.map((e) => ({ key: e.key, value: e.value, version: toSeq(e.version) }));
+    // a page cut by bytes may have more after it, even when every entry read was kept
+    const more = all.length > items.length || bound !== undefined;
+    return { items, next: more && items.length > 0 ? items[items.length - 1].key : undefined };
   }
 
   // ---- topics ----
@@ -536,7 +551,9 @@ export class ChicagoNode implements NodeApi {
       checkName('producer', opts.producerId);
       checkInt('sequence', opts.sequence, 0, Number.MAX_SAFE_INTEGER);
     }
-    const fixed = opts.partition === undefined ? undefined : checkInt('partition', opts.partition, 0, t.partitions - 1);
+    const fixed = opts.partition === undefined ? undefined : checkInt('partition', opts.partition, 0, limits.topicPartitionsMax - 1);
+    // the code a read, a subscribe or a commit gives for a partition the topic does not have
+    if (fixed !== undefined && fixed >= t.partitions) throw new ChicagoError('PARTITION_NOT_FOUND', t.name, fixed);
     if (opts.previousSequence !== undefined) {
       // the order it asks for is per partition: the update must land in one
       if (!idempotent) throw new ChicagoError('BAD_REQUEST', `'previousSequence' needs 'producerId' and 'sequence'`);

@@ -276,7 +276,7 @@ async function waitHealthy(url: string, deadline: number, exited: Promise<Exit>,
 }
 
 export interface CliResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
-export interface CliOptions { input?: string; env?: Record<string, string>; timeoutMs?: number }
+export interface CliOptions { input?: string | Uint8Array; env?: Record<string, string>; timeoutMs?: number }
 
 export interface CliRun {
   proc: ChildProcess;

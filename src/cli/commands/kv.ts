@@ -7,7 +7,7 @@ import { fields, line, write } from '../output.js';
 
 interface WriteResult { version: number; replicas: number }
 interface ScanItem { key: string; value: string; version?: number; keyEncoding?: 'base64'; valueEncoding?: 'base64' }
-interface ScanPage { items: ScanItem[]; next?: string }
+interface ScanPage { items: ScanItem[]; next?: string; nextEncoding?: 'base64' }
 
 const keyPath = (p: Parsed) => `/v1/kv/${enc(p.positionals[0])}/${enc(p.positionals[1])}`;
 
@@ -78,16 +78,19 @@ export async function scan(p: Parsed): Promise<void> {
   const path = `/v1/kv/${enc(p.positionals[0])}`;
   let remaining = int(p, 'limit', 1) ?? 1000;
   let after = str(p, 'after');
+  // a `next` key that is not UTF-8 comes as base64 and goes back flagged the same way
+  let afterEncoding: 'base64' | undefined;
   const items: ScanItem[] = [];
   // The node caps a page; follow `next` until the limit the user asked for is reached.
   do {
     const limit = Math.min(remaining, limits.scanLimitMax);
-    const page = await http.must<ScanPage>('GET', path, { query: { prefix: str(p, 'prefix'), after, limit } });
+    const page = await http.must<ScanPage>('GET', path, { query: { prefix: str(p, 'prefix'), after, afterEncoding, limit } });
     if (wantsJson(p)) items.push(...page.items);
     else for (const it of page.items) await line(`${scanText(it.key, it.keyEncoding)}\t${scanText(it.value, it.valueEncoding)}`);
     remaining -= page.items.length;
     after = page.items.length > 0 ? page.next : undefined;
+    afterEncoding = after === undefined ? undefined : page.nextEncoding;
   } while (remaining > 0 && after !== undefined);
-  if (wantsJson(p)) await line(JSON.stringify({ items, next: after }));
+  if (wantsJson(p)) await line(JSON.stringify({ items, next: after, ...(afterEncoding ? { nextEncoding: afterEncoding } : {}) }));
 }
 

@@ -1,16 +1,49 @@
 // chicago produce: one record per stdin line, sent in bounded batches, one batch in flight.
-import { createInterface } from 'node:readline';
 import { limits } from '../../runtime/limits.js';
 import { type Parsed, choice, int, list, str } from '../args.js';
 import { UsageError } from '../errors.js';
 import { enc, httpFrom } from '../http.js';
 
-interface WireRecord { key?: string; value: string; headers?: Record<string, string> }
+interface WireRecord { key?: string; value: string; headers?: Record<string, string>; keyEncoding?: 'base64'; valueEncoding?: 'base64' }
 interface ProduceResult { records: Array<{ partition: number; offset: number }>; replicas: number }
 
 const DEFAULT_BATCH_BYTES = 1024 * 1024;
 const DEFAULT_BATCH_RECORDS = 1000;
 const DEFAULT_LINGER_MS = 20;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** A line's bytes as the HTTP API takes them: UTF-8 as text, anything else base64 and flagged, never mangled. */
+function bytesField(field: 'key' | 'value', b: Buffer): Partial<WireRecord> {
+  try {
+    return { [field]: utf8.decode(b) };
+  } catch {
+    return { [field]: b.toString('base64'), [`${field}Encoding`]: 'base64' };
+  }
+}
+
+/** stdin split at each LF (a CR before it is dropped), as bytes: a line that is not UTF-8 is sent as it is. */
+async function* stdinLines(): AsyncGenerator<Buffer> {
+  const lineOf = (parts: Buffer[]) => {
+    const line = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+    return line.length > 0 && line[line.length - 1] === 0x0d ? line.subarray(0, -1) : line;
+  };
+  // a line's pieces are joined once, when its end comes: a long line costs its length, not its square
+  let pending: Buffer[] = [];
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    let at = 0;
+    let nl: number;
+    while ((nl = chunk.indexOf(0x0a, at)) >= 0) {
+      pending.push(chunk.subarray(at, nl));
+      const line = lineOf(pending);
+      pending = [];
+      yield line;
+      at = nl + 1;
+    }
+    if (at < chunk.length) pending.push(chunk.subarray(at));
+  }
+  if (pending.length > 0) yield lineOf(pending);
+}
 
 function headersOf(pairs: string[]): Record<string, string> | undefined {
   if (pairs.length === 0) return undefined;
@@ -71,12 +104,14 @@ export async function produce(p: Parsed): Promise<void> {
     });
   };
 
-  const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+  const sepBytes = sep === undefined ? undefined : Buffer.from(sep);
+  const lines = stdinLines();
   try {
-    for await (const text of lines) {
-      const cut = sep === undefined ? -1 : text.indexOf(sep);
-      const rec: WireRecord =
-        cut >= 0 ? { key: text.slice(0, cut), value: text.slice(cut + sep!.length) } : { key, value: text };
+    for await (const line of lines) {
+      const cut = sepBytes === undefined ? -1 : line.indexOf(sepBytes);
+      const rec = (cut >= 0
+        ? { ...bytesField('key', line.subarray(0, cut)), ...bytesField('value', line.subarray(cut + sepBytes!.length)) }
+        : { key, ...bytesField('value', line) }) as WireRecord;
       if (headers) rec.headers = headers;
       const size = Buffer.byteLength(JSON.stringify(rec)) + 1;
       if (batch.length > 0 && (batch.length >= maxRecords || batchBytes + size > maxBytes)) {
@@ -91,7 +126,7 @@ export async function produce(p: Parsed): Promise<void> {
       linger ??= setTimeout(flush, lingerMs);
     }
   } finally {
-    lines.close();
+    await lines.return(undefined);
     flush();
     await inFlight;
   }

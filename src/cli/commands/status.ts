@@ -35,8 +35,9 @@ export async function status(p: Parsed): Promise<void> {
 
 export async function groupOffsets(p: Parsed): Promise<void> {
   const path = `/v1/groups/${enc(p.positionals[0])}/offsets`;
-  const { offsets } = await httpFrom(p).must<{ offsets: GroupOffset[] }>('GET', path, { query: { topic: str(p, 'topic') } });
-  if (wantsJson(p)) return line(JSON.stringify({ offsets }));
+  const answer = await httpFrom(p).must<{ group: string; offsets: GroupOffset[] }>('GET', path, { query: { topic: str(p, 'topic') } });
+  if (wantsJson(p)) return line(JSON.stringify(answer));
+  const { offsets } = answer;
   const rows = offsets.map((o) => [o.topic, o.partition, o.offset, o.endOffset, o.lagRecords, o.lagSeconds]);
   await line(table(['TOPIC', 'PARTITION', 'COMMITTED', 'END', 'LAG', 'LAG_SECONDS'], rows));
 }

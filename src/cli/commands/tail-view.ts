@@ -9,13 +9,20 @@ export interface TailRecord {
   key?: string | null;
   value: string;
   headers?: Record<string, string>;
-  /** 'base64' when the key or value is not UTF-8 */
-  encoding?: string;
+  /** 'base64' when the key or value is not UTF-8 (the HTTP API's flags, kept in the JSON lines) */
+  keyEncoding?: 'base64';
+  valueEncoding?: 'base64';
+}
+
+/** A key or value as printed by FORMAT and --format value: its bytes, as kcat prints them (text when UTF-8). */
+function raw(text: string, encoding: 'base64' | undefined): string | Buffer {
+  return encoding === 'base64' ? Buffer.from(text, 'base64') : text;
 }
 
 export interface TailView {
   matches(r: TailRecord): boolean;
-  render(r: TailRecord): string;
+  /** a line without its newline: bytes when it holds a key or value that is not UTF-8 */
+  render(r: TailRecord): string | Buffer;
 }
 
 /** `task=web` → ['task', 'web']; the value may hold '='. */
@@ -25,23 +32,23 @@ function headerPair(text: string, command: string): [string, string] {
   return [text.slice(0, at), text.slice(at + 1)];
 }
 
-const TOKENS: Record<string, (r: TailRecord, topic: string) => string> = {
+const TOKENS: Record<string, (r: TailRecord, topic: string) => string | Buffer> = {
   t: (_r, topic) => topic,
   p: (r) => String(r.partition),
   o: (r) => String(r.offset),
   T: (r) => String(r.timestamp),
-  k: (r) => r.key ?? '',
-  s: (r) => r.value,
+  k: (r) => (r.key == null ? '' : raw(r.key, r.keyEncoding)),
+  s: (r) => raw(r.value, r.valueEncoding),
   h: (r) => Object.entries(r.headers ?? {}).map(([k, v]) => `${k}=${v}`).join(','),
-  S: (r) => String(Buffer.byteLength(r.value, r.encoding === 'base64' ? 'base64' : 'utf8')),
+  S: (r) => String(Buffer.byteLength(r.value, r.valueEncoding === 'base64' ? 'base64' : 'utf8')),
 };
 
 /**
  * A FORMAT string: %t topic, %p partition, %o offset, %T timestamp (ms), %k key, %s value, %h headers
  * as k=v,…, %S value bytes, %% a percent; \n, \t, \\ escapes. Anything else after % is an error.
  */
-export function compileFormat(format: string, topic: string, command: string): (r: TailRecord) => string {
-  const parts: Array<string | ((r: TailRecord) => string)> = [];
+export function compileFormat(format: string, topic: string, command: string): (r: TailRecord) => string | Buffer {
+  const parts: Array<string | ((r: TailRecord) => string | Buffer)> = [];
   let text = '';
   for (let i = 0; i < format.length; i++) {
     const c = format[i];
@@ -61,7 +68,10 @@ export function compileFormat(format: string, topic: string, command: string): (
     } else text += c;
   }
   if (text) parts.push(text);
-  return (r) => parts.map((p) => (typeof p === 'string' ? p : p(r))).join('');
+  return (r) => {
+    const pieces = parts.map((p) => (typeof p === 'string' ? p : p(r)));
+    return pieces.every((x) => typeof x === 'string') ? pieces.join('') : Buffer.concat(pieces.map((x) => (typeof x === 'string' ? Buffer.from(x) : x)));
+  };
 }
 
 export function tailView(opts: { topic: string; where: string[]; grep?: string; format?: string; command: string }): TailView {
@@ -80,14 +90,17 @@ export function tailView(opts: { topic: string; where: string[]; grep?: string; 
   return {
     matches(r) {
       for (const [k, v] of where) if (r.headers?.[k] !== v) return false;
-      return grep === undefined || grep.test(r.value);
+      return grep === undefined || grep.test(r.valueEncoding === 'base64' ? Buffer.from(r.value, 'base64').toString() : r.value);
     },
     render(r) {
-      if (format === 'value') return r.value;
+      if (format === 'value') return raw(r.value, r.valueEncoding);
       if (custom) return custom(r);
       return JSON.stringify({
-        partition: r.partition, offset: r.offset, timestamp: r.timestamp, key: r.key ?? null, value: r.value, headers: r.headers ?? {},
-        ...(r.encoding ? { encoding: r.encoding } : {}),
+        partition: r.partition, offset: r.offset, timestamp: r.timestamp, key: r.key ?? null,
+        ...(r.keyEncoding ? { keyEncoding: r.keyEncoding } : {}),
+        value: r.value,
+        ...(r.valueEncoding ? { valueEncoding: r.valueEncoding } : {}),
+        headers: r.headers ?? {},
       });
     },
   };

@@ -2,11 +2,12 @@
 import { type Parsed, flag, int, list, parseTime, str } from '../args.js';
 import { CliError, EXIT, ServerError, UsageError } from '../errors.js';
 import { type Http, enc, httpFrom } from '../http.js';
-import { line } from '../output.js';
+import { line, write } from '../output.js';
 import { type PartitionView, describeTopic } from './topic.js';
 import { type TailRecord, tailView } from './tail-view.js';
 
 interface FetchResponse { records: TailRecord[]; nextOffset: number }
+const NEWLINE = Buffer.from('\n');
 interface GroupOffsets { offsets: Array<{ topic: string; partition: number; offset: number }> }
 
 /** Where a partition's reading starts, as the node's fetch query spells it. */
@@ -91,7 +92,9 @@ export async function tail(p: Parsed): Promise<void> {
         examined++;
         if (!view.matches(r)) continue;
         budget--;
-        await line(view.render(r));
+        const out = view.render(r);
+        if (typeof out === 'string') await line(out);
+        else await write(Buffer.concat([out, NEWLINE]));
       }
       if (group !== undefined && examined > 0) {
         // Committed offset = the next one to read, so a resumed tail starts right after.
