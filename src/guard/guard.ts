@@ -292,13 +292,14 @@ export class Guard {
     }
     const d = e.decision;
     this.m.bans.labels(d.scenario, e.type).inc();
-    const timed = async (name: string, p: Promise<void>): Promise<[string, number]> => {
-      await p;
+    // an enforcer that did not apply the change (nft or a full queue refused it, nginx failed three times) acknowledged nothing
+    const timed = async (name: string, p: Promise<boolean>): Promise<[string, number | 'failed']> => {
+      if (!(await p)) return [name, 'failed'];
       const ms = d.eventMs !== undefined ? Date.now() - d.eventMs : NaN;
       if (Number.isFinite(ms)) this.m.latency.labels(name).observe(ms / 1000);
       return [name, ms];
     };
-    const jobs: Array<Promise<[string, number]>> = [];
+    const jobs: Array<Promise<[string, number | 'failed']>> = [];
     if (this.nft) jobs.push(timed('nft', e.type === 'unban' ? this.nft.unban(d) : this.nft.ban(d, e.type === 'extend')));
     if (this.nginx) jobs.push(timed('nginx', e.type === 'unban' ? this.nginx.unban(d) : this.nginx.ban(d)));
     const stored = !restored && (d.origin === 'guard' || e.type === 'unban') ? this.store.put(e.type === 'unban' ? 'unban' : 'ban', d).catch((err: unknown) => {
