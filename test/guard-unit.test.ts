@@ -204,6 +204,16 @@ describe('decisions', () => {
     expect(s.active.size).toBe(0);
   });
 
+  it('no decision covers an allowlisted address: not a manual one, nor one from the CLI, another guard or the store', () => {
+    const s = newDecisions(policy, new Allowlist(['198.18.5.0/24', '127.0.0.0/8']));
+    const d = { target: '198.18.5.9', scope: 'ip' as const, v6: false, scenario: 'manual', detail: '', origin: 'manual' as const, createdMs: 0, untilMs: 100_000, offense: 1 };
+    expect(decide(s, { kind: 'restore', decision: d }, 0)).toEqual([{ type: 'allowlisted', target: '198.18.5.9' }]);
+    expect(decide(s, { kind: 'restore', decision: { ...d, target: '0.0.0.0/0', scope: 'prefix' } }, 0)[0].type).toBe('allowlisted');
+    expect(decide(s, { kind: 'manual', target: '198.18.0.0/16', scope: 'prefix', v6: false, durationMs: 60_000, reason: 'x' }, 0)[0].type).toBe('allowlisted');
+    expect(s.active.size).toBe(0);
+    expect(decide(s, { kind: 'restore', decision: { ...d, target: '198.18.6.9' } }, 0)[0].type).toBe('ban');
+  });
+
   it('restore keeps the later expiry; unban removes', () => {
     const s = newDecisions(policy, new Allowlist([]));
     const d = { target: '198.18.0.3', scope: 'ip' as const, v6: false, scenario: 'x', detail: '', origin: 'guard' as const, createdMs: 0, untilMs: 100_000, offense: 1 };

@@ -219,7 +219,7 @@ describe('chicago guard with nftables in a network namespace', () => {
     expect(g.proc.exitCode).toBe(null);
   }, slow(20_000));
 
-  it('manual ban, list and unban through the CLI reach nft', async (ctx) => {
+  it('manual ban, list and unban through the CLI reach nft; a manual ban of an allowlisted address does not', async (ctx) => {
     if (nsError || !g) ctx.skip(`network namespaces or nftables are not available here: ${nsError}`);
     // a Node front end with the middleware: decisions in force from KV, new ones pushed
     const mw = await guardMiddleware({ url: node.url });
@@ -231,6 +231,10 @@ describe('chicago guard with nftables in a network namespace', () => {
     const ban = await runCli(['guard', 'ban', '198.18.3.3', '--duration', '10m', '--reason', 'test', '--url', node.url]);
     expect(ban.code, ban.stderr).toBe(0);
     await waitUntil('manual ban in nft', async () => inSet(await nftList('v4'), '198.18.3.3'), 5000, 50);
+    // an allowlisted address is never banned, not by hand either: the guard logs it and enforces nothing
+    expect((await runCli(['guard', 'ban', '198.18.200.7', '--duration', '10m', '--url', node.url])).code).toBe(0);
+    await g.stdout.waitFor(/"target":"198\.18\.200\.7".*"msg":"decision allowlisted \(followed\): not enforced"/, 5000);
+    expect(inSet(await nftList('v4'), '198.18.200.7')).toBe(false);
     await waitUntil('manual ban in the middleware', () => mw.isBlocked('198.18.3.3'), 5000, 20);
     expect((await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`)).status).toBe(200);
     expect(await mw.isBlocked('127.0.0.1')).toBe(false);

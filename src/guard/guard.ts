@@ -323,6 +323,11 @@ export class Guard {
           if (!r || r.by === this.cfg.guardId) continue;
           const input = r.action === 'unban' ? { kind: 'unban' as const, target: r.decision.target } : { kind: 'restore' as const, decision: r.decision };
           for (const e of decide(this.decisions, input, Date.now())) {
+            if (e.type === 'allowlisted') {
+              this.m.bans.labels('allowlist', e.type).inc();
+              this.log.warn({ effect: e.type, target: e.target, by: r.by }, 'decision allowlisted (followed): not enforced');
+              continue;
+            }
             // already stored by whoever wrote it
             const d = (e as { decision: Decision }).decision;
             if (!d) continue;
