@@ -265,5 +265,9 @@ describe('chicago guard with nftables in a network namespace', () => {
     // the restart re-reads no old traffic as new offenses: the group's offsets were committed
     await new Promise((r) => setTimeout(r, slow(500)));
     expect(decisions(g2).filter((d) => d.scenario === 'http-flood')).toEqual([]);
+    // restored bans were timed when they were made: they add nothing to the line → enforced latency
+    const restored = decisions(g2, 'restored').filter((d) => d.scenario === 'http-flood');
+    expect(restored.length).toBe(flooders.length);
+    for (const d of restored) expect(d.latencyMs.nft).toBeNull();
   }, slow(30_000));
 });

@@ -295,7 +295,8 @@ export class Guard {
     // an enforcer that did not apply the change (nft or a full queue refused it, nginx failed three times) acknowledged nothing
     const timed = async (name: string, p: Promise<boolean>): Promise<[string, number | 'failed']> => {
       if (!(await p)) return [name, 'failed'];
-      const ms = d.eventMs !== undefined ? Date.now() - d.eventMs : NaN;
+      // a decision restored at start was timed when it was made: its line is long past
+      const ms = d.eventMs !== undefined && !restored ? Date.now() - d.eventMs : NaN;
       if (Number.isFinite(ms)) this.m.latency.labels(name).observe(ms / 1000);
       return [name, ms];
     };
