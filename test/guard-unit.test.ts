@@ -328,6 +328,9 @@ describe('config', () => {
     expect(() => resolveGuardConfig({ inputs: [{ topic: 'w', partitions: [0, 0] }] }, '/')).toThrow(/partitions/);
     expect(() => resolveGuardConfig({ inputs: [{ topic: 'w' }], allowlist: ['nope'] }, '/')).toThrow(/allowlist/);
     expect(() => resolveGuardConfig({ inputs: [{ topic: 'w' }], scenarios: [{ name: 'new-one' }] }, '/')).toThrow(/type and source/);
+    // a filter expression that does not compile, or not on the linear engine, is a config error (exit 78), not a crash at start
+    expect(() => resolveGuardConfig({ inputs: [{ topic: 'w' }], scenarios: [{ name: 'x', type: 'leaky', source: 'http', filter: { paths: ['('] } }] }, '/')).toThrow(ConfigError);
+    expect(() => resolveGuardConfig({ inputs: [{ topic: 'w' }], scenarios: [{ name: 'x', type: 'leaky', source: 'http', filter: { uri: ['(?<=a)b'] } }] }, '/')).toThrow(/scenarios: scenario x: .*linear time/);
     const c = resolveGuardConfig({ inputs: [{ topic: 'w', partitions: [1, 3] }], scenarios: [{ name: 'http-flood', capacity: 7 }, { name: 'http-crawl', enabled: false }, { name: 'ssh-bruteforce', dryRun: true }] }, '/');
     expect(c.inputs[0]).toEqual({ topic: 'w', format: 'nginx', partitions: [1, 3], from: 'latest' });
     expect(c.scenarios.find((s) => s.name === 'http-flood')!.capacity).toBe(7);

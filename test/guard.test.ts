@@ -7,7 +7,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { ChicagoClient, type Producer } from '../src/client/index.js';
 import { guardMiddleware } from '../src/guard/middleware.js';
@@ -249,6 +249,21 @@ describe('chicago guard with nftables in a network namespace', () => {
     server.close();
     await mw.close();
   }, slow(20_000));
+
+  it('a metrics port in use ends the start with exit 69, as a node\'s port in use does; a bad config with 78', async () => {
+    const held = net.createServer();
+    await new Promise<void>((r) => held.listen(0, '127.0.0.1', r));
+    const port = (held.address() as AddressInfo).port;
+    const cfg = path.join(dir, 'port.yaml');
+    await writeFile(cfg, `node: { url: ${node.url} }\ngroup: guard.port-test\ninputs: [{ topic: ${WEB} }]\ncrs: { enabled: false }\nmetrics: { host: 127.0.0.1, port: ${port} }\n`);
+    const r = await runCli(['guard', '--config', cfg], { timeoutMs: 20_000 });
+    held.close();
+    expect(r.code, r.stderr).toBe(69);
+    expect(r.stderr).toContain(`metrics: 127.0.0.1:${port} is in use`);
+    await writeFile(cfg, `node: { url: ${node.url} }\ninputs: [{ topic: ${WEB} }]\nscenarios: [{ name: x, type: leaky, source: http, filter: { paths: ['(?<=a)b'] } }]\n`);
+    const bad = await runCli(['guard', '--config', cfg]);
+    expect(bad.code, bad.stderr).toBe(78);
+  }, slow(30_000));
 
   it('restores decisions into a fresh nft table after kill -9 and restart', async (ctx) => {
     if (nsError || !g) ctx.skip(`network namespaces or nftables are not available here: ${nsError}`);

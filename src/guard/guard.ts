@@ -351,7 +351,15 @@ export class Guard {
       }
       this.m.registry.metrics().then((body) => res.writeHead(200, { 'content-type': this.m.registry.contentType }).end(body), () => res.writeHead(500).end());
     });
-    await new Promise<void>((resolve) => this.server!.listen(port, host, resolve));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EADDRINUSE') return reject(err);
+        const e = new Error(`metrics: ${host}:${port} is in use`);
+        e.name = 'PortInUseError'; // the CLI's exit 69, as a node's port in use
+        reject(e);
+      });
+      this.server!.listen(port, host, resolve);
+    });
     const addr = this.server.address();
     this.log.info({ metrics: `http://${host}:${typeof addr === 'object' && addr ? addr.port : port}/metrics` }, 'metrics listening');
   }
@@ -382,5 +390,11 @@ export async function runGuard(opts: { config: string }): Promise<void> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
-  await guard.start();
+  try {
+    await guard.start();
+  } catch (err) {
+    // what started (the nft child, tails, the group membership) would keep the process alive
+    await guard.stop().catch(() => undefined);
+    throw err;
+  }
 }
