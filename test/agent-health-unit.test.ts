@@ -1,7 +1,7 @@
 // Health parsers on recorded /proc, `systemctl show` and Prometheus text; the alert rule engine
 // (for:, hysteresis, resolve, wildcards, vanished fields); webhook backoff; the monitor config.
 import { describe, expect, it } from 'vitest';
-import { type AlertRule, RateWindow, activeAlerts, alertStateText, durationMs, emptyAlertState, evaluate, parseWhen, restoreAlertState } from '../src/agent/alerts.js';
+import { type AlertRule, RateWindow, activeAlerts, alertSlackMs, alertStateText, durationMs, emptyAlertState, evaluate, parseWhen, restoreAlertState } from '../src/agent/alerts.js';
 import { resolveAgentConfig } from '../src/agent/config.js';
 import { flattenHealth, type HealthSample, lsbState, systemdCode } from '../src/agent/health.js';
 import {
@@ -178,6 +178,25 @@ describe('alert engine', () => {
     expect(r.transitions).toEqual([expect.objectContaining({ id: 'load', state: 'resolved', value: 1, sinceMs: 60_000, atMs: 80_000 })]);
     expect(activeAlerts(rules, r.state)).toEqual([]);
     expect(r.state.instances).toEqual({});
+  });
+
+  it('for: and clearFor: count a sample a few ms early (timer jitter) as on time', () => {
+    const rules = [rule({ name: 'app-down', field: 'app.app.up', op: '==', threshold: 0, forMs: 30_000, clearForMs: 20_000 })];
+    const slack = alertSlackMs(10_000);
+    // samples 10 s apart, each 1 ms early: for: 30s fires at the fourth one (29,997 ms after the first), not at the fifth
+    let r = evaluate(rules, emptyAlertState, sample({ 'app.app.up': 0 }), 0, slack);
+    for (const t of [9_999, 19_998]) r = evaluate(rules, r.state, sample({ 'app.app.up': 0 }), t, slack);
+    expect(r.transitions).toEqual([]);
+    r = evaluate(rules, r.state, sample({ 'app.app.up': 0 }), 29_997, slack);
+    expect(r.transitions).toEqual([expect.objectContaining({ state: 'firing', atMs: 29_997 })]);
+    r = evaluate(rules, r.state, sample({ 'app.app.up': 1 }), 39_996, slack);
+    r = evaluate(rules, r.state, sample({ 'app.app.up': 1 }), 49_995, slack);
+    expect(r.transitions).toEqual([]);
+    r = evaluate(rules, r.state, sample({ 'app.app.up': 1 }), 59_994, slack);
+    expect(r.transitions).toEqual([expect.objectContaining({ state: 'resolved', atMs: 59_994 })]);
+    // a sample a whole second early does not count
+    r = evaluate(rules, emptyAlertState, sample({ 'app.app.up': 0 }), 0, slack);
+    expect(evaluate(rules, r.state, sample({ 'app.app.up': 0 }), 29_000, slack).transitions).toEqual([]);
   });
 
   it('firing alerts survive a restart through their text: no second firing, a resolve still comes', () => {
