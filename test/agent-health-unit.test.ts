@@ -3,7 +3,11 @@
 import { describe, expect, it } from 'vitest';
 import { type AlertRule, RateWindow, activeAlerts, alertSlackMs, alertStateText, durationMs, emptyAlertState, evaluate, parseWhen, restoreAlertState } from '../src/agent/alerts.js';
 import { resolveAgentConfig } from '../src/agent/config.js';
-import { flattenHealth, type HealthSample, lsbState, systemdCode } from '../src/agent/health.js';
+import { flattenHealth, Health, type HealthSample, lsbState, systemdCode } from '../src/agent/health.js';
+import { createLogger } from '../src/runtime/log.js';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import {
   cpuPercent, dataMounts, flattenNumbers, parseLoadavg, parseMeminfo, parseMounts, parsePidStat, parseProcStat,
   parsePrometheusText, parseSystemctlShow,
@@ -118,6 +122,22 @@ describe('procfs parsers', () => {
     const m = flattenNumbers({ queue: 7, ok: true, name: 'x', pool: { active: 3, idle: 1, nested: [5] } }, 100);
     expect([...m]).toEqual([['queue', 7], ['ok', 1], ['pool.active', 3], ['pool.idle', 1], ['pool.nested.0', 5]]);
     expect(flattenNumbers({ a: 1, b: 2, c: 3 }, 2).size).toBe(2);
+  });
+});
+
+describe('zombies', () => {
+  it('counts zombies with their parent; the agent\'s own just-exited children (reaped within a turn) are not counted', async () => {
+    const proc = await mkdtemp(path.join(os.tmpdir(), 'chicago-proc-'));
+    const stat = (pid: number, comm: string, state: string, ppid: number) => `${pid} (${comm}) ${state} ${ppid} ${pid} ${pid} 0 -1 4194564 0 0 0 0 0 0 0 0 20 0 1 0 5000 0 0 18446744073709551615 0\n`;
+    const write = async (pid: number, text: string) => { await mkdir(path.join(proc, String(pid))); await writeFile(path.join(proc, String(pid), 'stat'), text); };
+    await write(process.pid, stat(process.pid, 'node', 'S', 1));
+    await write(900001, stat(900001, 'hwclock.sh', 'Z', process.pid));
+    await write(900002, stat(900002, 'worker', 'Z', 900003));
+    await write(900003, stat(900003, 'sloppy-parent', 'S', 1));
+    const cfg = resolveAgentConfig({ health: {}, sources: [{ task: 'a', paths: ['/x'], topic: 't' }] }, '/', {}).monitor.health!;
+    const h = new Health(cfg, createLogger('silent'), proc);
+    const s = await h.collect(Date.now());
+    expect(s.zombies).toEqual({ count: 1, processes: [{ pid: 900002, comm: 'worker', ppid: 900003, parentComm: 'sloppy-parent' }] });
   });
 });
 
