@@ -172,6 +172,8 @@ describe('alert engine', () => {
     expect(parseWhen('service.nginx != 0')).toEqual({ field: 'service.nginx', op: '!=', threshold: 0 });
     expect(parseWhen('disk./srv/my data.usedPercent >= 1e2').field).toBe('disk./srv/my data.usedPercent');
     expect(() => parseWhen('load.1 ~ 4')).toThrow(/not a condition/);
+    // a doubled or swapped operator is a typo, not a field named `load.1 >` that never fires
+    for (const typo of ['load.1 >> 3', 'load.1 => 3', 'load.1 =< 3', 'load.1 !== 3', 'load.1 === 3']) expect(() => parseWhen(typo), typo).toThrow(/ends in an operator/);
     expect(() => parseWhen('load.1 > four')).toThrow();
     expect([durationMs('30s'), durationMs('1.5m'), durationMs('250ms'), durationMs(40), durationMs('2h')]).toEqual([30_000, 90_000, 250, 40, 7_200_000]);
   });

@@ -69,6 +69,8 @@ export function holds(op: Op, value: number, threshold: number): boolean {
 export function parseWhen(text: string): { field: string; op: Op; threshold: number } {
   const m = /^\s*(\S(?:.*?\S)?)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$/.exec(text);
   if (!m) throw new Error(`not a condition: '${text}' (want FIELD OP NUMBER, OP one of > >= < <= == !=)`);
+  // `load.1 >> 3` or `load.1 => 3` would read as a field `load.1 >` that no sample has: the rule would never fire
+  if (/[<>=!]$/.test(m[1])) throw new Error(`not a condition: '${text}' (the field '${m[1]}' ends in an operator; want FIELD OP NUMBER, OP one of > >= < <= == !=)`);
   return { field: m[1], op: m[2] as Op, threshold: Number(m[3]) };
 }
 
