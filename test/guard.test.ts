@@ -250,7 +250,7 @@ describe('chicago guard with nftables in a network namespace', () => {
     await mw.close();
   }, slow(20_000));
 
-  it('a metrics port in use ends the start with exit 69, as a node\'s port in use does; a bad config with 78', async () => {
+  it('a metrics port in use ends the start with exit 69, as a node\'s port in use does; a bad config with 78, partitions the topic lacks included', async () => {
     const held = net.createServer();
     await new Promise<void>((r) => held.listen(0, '127.0.0.1', r));
     const port = (held.address() as AddressInfo).port;
@@ -263,6 +263,10 @@ describe('chicago guard with nftables in a network namespace', () => {
     await writeFile(cfg, `node: { url: ${node.url} }\ninputs: [{ topic: ${WEB} }]\nscenarios: [{ name: x, type: leaky, source: http, filter: { paths: ['(?<=a)b'] } }]\n`);
     const bad = await runCli(['guard', '--config', cfg]);
     expect(bad.code, bad.stderr).toBe(78);
+    // partitions the topic does not have are the config's fault too
+    await writeFile(cfg, `node: { url: ${node.url} }\ngroup: guard.port-test\ninputs: [{ topic: ${WEB}, partitions: [9] }]\ncrs: { enabled: false }\n`);
+    const parts = await runCli(['guard', '--config', cfg]);
+    expect([parts.code, parts.stderr]).toEqual([78, expect.stringContaining(`topic ${WEB} has 2 partitions; partitions 9 do not exist`)]);
   }, slow(30_000));
 
   it('restores decisions into a fresh nft table after kill -9 and restart', async (ctx) => {
