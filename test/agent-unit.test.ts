@@ -47,6 +47,9 @@ describe('agent config', () => {
     expect(() => resolveAgentConfig({ sources: [{ ...src, task: 'scripts' }], scripts: {} }, '/', {})).toThrow(/task scripts.*one topic/);
     expect(() => resolveAgentConfig({ sources: [src], health: { task: 'h' }, alerts: { task: 'h' } }, '/', {})).toThrow(/alerts\/task h ships to alerts.*one topic/);
     expect(resolveAgentConfig({ sources: [{ ...src, task: 'health', topic: 'health' }], health: {} }, '/', {}).sources[0].task).toBe('health');
+    // a log pattern names a task the agent ships, or it would count nothing
+    expect(() => resolveAgentConfig({ sources: [src], alerts: { logPatterns: [{ name: 'e', task: 'ap', regex: 'ERROR' }] } }, '/', {})).toThrow(/logPatterns\/0\/task ap is no task of this agent \(app, alerts\)/);
+    expect(resolveAgentConfig({ sources: [src], alerts: { logPatterns: [{ name: 'e', task: 'app', regex: 'ERROR' }] } }, '/', {}).monitor.alerts!.logPatterns[0].task).toBe('app');
   });
 
   it('takes the token from the environment or a file, and reports an unreadable one as a config error', async () => {

@@ -334,6 +334,10 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
     if (seen !== undefined && seen !== topic) throw new ConfigError(`agent config: ${where} ${task} ships to ${topic}, another source of it to ${seen}; a task has one topic`);
     topicOfTask.set(task, topic);
   }
+  // a pattern on a task nothing ships would count nothing, and its rule never fire
+  for (const [i, p] of (monitor.alerts?.logPatterns ?? []).entries()) {
+    if (p.task !== undefined && !topicOfTask.has(p.task)) throw new ConfigError(`agent config: /alerts/logPatterns/${i}/task ${p.task} is no task of this agent (${[...topicOfTask.keys()].join(', ')})`);
+  }
   return {
     node: {
       url: (r.node?.url ?? env.CHICAGO_URL ?? 'http://127.0.0.1:7070').replace(/\/+$/, ''),
