@@ -1,9 +1,13 @@
 // Health parsers on recorded /proc, `systemctl show` and Prometheus text; the alert rule engine
 // (for:, hysteresis, resolve, wildcards, vanished fields); webhook backoff; the monitor config.
 import { describe, expect, it } from 'vitest';
-import { type AlertRule, RateWindow, activeAlerts, alertStateText, durationMs, emptyAlertState, evaluate, parseWhen, restoreAlertState } from '../src/agent/alerts.js';
+import { type AlertRule, RateWindow, activeAlerts, alertSlackMs, alertStateText, durationMs, emptyAlertState, evaluate, parseWhen, restoreAlertState } from '../src/agent/alerts.js';
 import { resolveAgentConfig } from '../src/agent/config.js';
-import { flattenHealth, type HealthSample, lsbState, systemdCode } from '../src/agent/health.js';
+import { flattenHealth, Health, type HealthSample, lsbState, systemdCode } from '../src/agent/health.js';
+import { createLogger } from '../src/runtime/log.js';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import {
   cpuPercent, dataMounts, flattenNumbers, parseLoadavg, parseMeminfo, parseMounts, parsePidStat, parseProcStat,
   parsePrometheusText, parseSystemctlShow,
@@ -121,6 +125,22 @@ describe('procfs parsers', () => {
   });
 });
 
+describe('zombies', () => {
+  it('counts zombies with their parent; the agent\'s own just-exited children (reaped within a turn) are not counted', async () => {
+    const proc = await mkdtemp(path.join(os.tmpdir(), 'chicago-proc-'));
+    const stat = (pid: number, comm: string, state: string, ppid: number) => `${pid} (${comm}) ${state} ${ppid} ${pid} ${pid} 0 -1 4194564 0 0 0 0 0 0 0 0 20 0 1 0 5000 0 0 18446744073709551615 0\n`;
+    const write = async (pid: number, text: string) => { await mkdir(path.join(proc, String(pid))); await writeFile(path.join(proc, String(pid), 'stat'), text); };
+    await write(process.pid, stat(process.pid, 'node', 'S', 1));
+    await write(900001, stat(900001, 'hwclock.sh', 'Z', process.pid));
+    await write(900002, stat(900002, 'worker', 'Z', 900003));
+    await write(900003, stat(900003, 'sloppy-parent', 'S', 1));
+    const cfg = resolveAgentConfig({ health: {}, sources: [{ task: 'a', paths: ['/x'], topic: 't' }] }, '/', {}).monitor.health!;
+    const h = new Health(cfg, createLogger('silent'), proc);
+    const s = await h.collect(Date.now());
+    expect(s.zombies).toEqual({ count: 1, processes: [{ pid: 900002, comm: 'worker', ppid: 900003, parentComm: 'sloppy-parent' }] });
+  });
+});
+
 describe('health fields', () => {
   it('a sample flattens to the fields rules name', () => {
     const s: HealthSample = {
@@ -152,6 +172,8 @@ describe('alert engine', () => {
     expect(parseWhen('service.nginx != 0')).toEqual({ field: 'service.nginx', op: '!=', threshold: 0 });
     expect(parseWhen('disk./srv/my data.usedPercent >= 1e2').field).toBe('disk./srv/my data.usedPercent');
     expect(() => parseWhen('load.1 ~ 4')).toThrow(/not a condition/);
+    // a doubled or swapped operator is a typo, not a field named `load.1 >` that never fires
+    for (const typo of ['load.1 >> 3', 'load.1 => 3', 'load.1 =< 3', 'load.1 !== 3', 'load.1 === 3']) expect(() => parseWhen(typo), typo).toThrow(/ends in an operator/);
     expect(() => parseWhen('load.1 > four')).toThrow();
     expect([durationMs('30s'), durationMs('1.5m'), durationMs('250ms'), durationMs(40), durationMs('2h')]).toEqual([30_000, 90_000, 250, 40, 7_200_000]);
   });
@@ -178,6 +200,25 @@ describe('alert engine', () => {
     expect(r.transitions).toEqual([expect.objectContaining({ id: 'load', state: 'resolved', value: 1, sinceMs: 60_000, atMs: 80_000 })]);
     expect(activeAlerts(rules, r.state)).toEqual([]);
     expect(r.state.instances).toEqual({});
+  });
+
+  it('for: and clearFor: count a sample a few ms early (timer jitter) as on time', () => {
+    const rules = [rule({ name: 'app-down', field: 'app.app.up', op: '==', threshold: 0, forMs: 30_000, clearForMs: 20_000 })];
+    const slack = alertSlackMs(10_000);
+    // samples 10 s apart, each 1 ms early: for: 30s fires at the fourth one (29,997 ms after the first), not at the fifth
+    let r = evaluate(rules, emptyAlertState, sample({ 'app.app.up': 0 }), 0, slack);
+    for (const t of [9_999, 19_998]) r = evaluate(rules, r.state, sample({ 'app.app.up': 0 }), t, slack);
+    expect(r.transitions).toEqual([]);
+    r = evaluate(rules, r.state, sample({ 'app.app.up': 0 }), 29_997, slack);
+    expect(r.transitions).toEqual([expect.objectContaining({ state: 'firing', atMs: 29_997 })]);
+    r = evaluate(rules, r.state, sample({ 'app.app.up': 1 }), 39_996, slack);
+    r = evaluate(rules, r.state, sample({ 'app.app.up': 1 }), 49_995, slack);
+    expect(r.transitions).toEqual([]);
+    r = evaluate(rules, r.state, sample({ 'app.app.up': 1 }), 59_994, slack);
+    expect(r.transitions).toEqual([expect.objectContaining({ state: 'resolved', atMs: 59_994 })]);
+    // a sample a whole second early does not count
+    r = evaluate(rules, emptyAlertState, sample({ 'app.app.up': 0 }), 0, slack);
+    expect(evaluate(rules, r.state, sample({ 'app.app.up': 0 }), 29_000, slack).transitions).toEqual([]);
   });
 
   it('firing alerts survive a restart through their text: no second firing, a resolve still comes', () => {

@@ -41,6 +41,15 @@ describe('agent config', () => {
     expect(() => resolveAgentConfig({ sources: [{ ...src, key: { regex: '(' } }] }, '/', {})).toThrow(/key\/regex is not a valid regular expression/);
     expect(() => resolveAgentConfig({ sources: [{ ...src, key: { json: 'a', regex: 'b' } }] }, '/', {})).toThrow(ConfigError);
     expect(() => resolveAgentConfig({ sources: [{ ...src, key: {} }] }, '/', {})).toThrow(ConfigError);
+    // health, alerts and scripts ship as tasks of their own (health, alerts, scripts)
+    expect(() => resolveAgentConfig({ sources: [{ ...src, task: 'health' }], health: {} }, '/', {})).toThrow(/health\/task health ships to health.*one topic/);
+    expect(() => resolveAgentConfig({ sources: [{ ...src, task: 'alerts' }], alerts: {} }, '/', {})).toThrow(/alerts\/task alerts ships to alerts.*one topic/);
+    expect(() => resolveAgentConfig({ sources: [{ ...src, task: 'scripts' }], scripts: {} }, '/', {})).toThrow(/task scripts.*one topic/);
+    expect(() => resolveAgentConfig({ sources: [src], health: { task: 'h' }, alerts: { task: 'h' } }, '/', {})).toThrow(/alerts\/task h ships to alerts.*one topic/);
+    expect(resolveAgentConfig({ sources: [{ ...src, task: 'health', topic: 'health' }], health: {} }, '/', {}).sources[0].task).toBe('health');
+    // a log pattern names a task the agent ships, or it would count nothing
+    expect(() => resolveAgentConfig({ sources: [src], alerts: { logPatterns: [{ name: 'e', task: 'ap', regex: 'ERROR' }] } }, '/', {})).toThrow(/logPatterns\/0\/task ap is no task of this agent \(app, alerts\)/);
+    expect(resolveAgentConfig({ sources: [src], alerts: { logPatterns: [{ name: 'e', task: 'app', regex: 'ERROR' }] } }, '/', {}).monitor.alerts!.logPatterns[0].task).toBe('app');
   });
 
   it('takes the token from the environment or a file, and reports an unreadable one as a config error', async () => {

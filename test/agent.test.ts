@@ -301,7 +301,7 @@ describe('agent: files to Chicago exactly once', () => {
     await kill9(agent);
   });
 
-  it('exits 78 on a bad config, 64 without --config, 0 after SIGTERM', async () => {
+  it('exits 78 on a bad config (also a source taking the health task\'s name), 64 without --config, 0 after SIGTERM; a webhook\'s headers are not logged; a second agent on a spool in use exits 69', async () => {
     const { dir, config } = await setup('cli', ['  - task: c', '    paths: [./logs/*.log]', '    topic: agent-cli'].join('\n'));
     const bad = path.join(dir, 'bad.yaml');
     await writeFile(bad, 'sources: []\nspool: { dir: ./s, quota: 5 }\n');
@@ -309,7 +309,20 @@ describe('agent: files to Chicago exactly once', () => {
     expect(r.code).toBe(78);
     expect(r.stderr).toMatch(/quota/);
     expect((await runCli(['agent'])).code).toBe(64);
+    // health ships as task `health` to topic `health`: a source of that task name shipping elsewhere is a config error
+    const clash = path.join(dir, 'clash.yaml');
+    await writeFile(clash, `node: { url: ${node.url} }\nspool: { dir: ./s2 }\nsources: [{ task: health, paths: [./logs/a.log], topic: agent-cli }]\nhealth: { intervalMs: 1000 }\n`);
+    const rc = await runCli(['agent', '--config', clash]);
+    expect(rc.code).toBe(78);
+    expect(rc.stderr).toMatch(/health\/task health ships to health.*one topic/);
+    // the logged config keeps a webhook's authorization header out of the log, as it does the token
+    await appendFile(config, '\nalerts:\n  webhook: { url: "http://127.0.0.1:9/hook", headers: { authorization: "Bearer s3cret" } }\n');
     const a = await running(config);
+    expect(await a.stdout.waitFor(/"msg":"agent config"/, 5000)).toMatch(/"authorization":"\(set\)"/);
+    expect(a.stdout.text()).not.toContain('s3cret');
+    // one agent per spool dir: a second one on it exits 69 (as a node on a data dir in use)
+    const second = await runCli(['agent', '--config', config]);
+    expect([second.code, second.stderr]).toEqual([69, expect.stringMatching(/spool dir .*\/spool in use by pid \d+ \(one agent per spool.dir\)/)]);
     a.proc.kill('SIGTERM');
     expect(await a.exited).toEqual({ code: 0, signal: null });
   });

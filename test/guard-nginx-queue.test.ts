@@ -58,6 +58,20 @@ describe('nginx enforcer queue', () => {
     expect(nginx.bodies[1]).toBe('unban 198.18.0.2\nban 198.18.0.3 120\n');
   });
 
+  it('a change resolves true once nginx answered it, false when its POST failed three times (no acknowledgement to time)', async () => {
+    const nginx = await blocklist();
+    const e = new NginxEnforcer([nginx.url], 5_000, () => {});
+    const ok = e.ban(decision('198.18.2.1', 60));
+    await until(() => nginx.bodies.length === 1);
+    nginx.release();
+    expect(await ok).toBe(true);
+    const warnings: string[] = [];
+    const down = new NginxEnforcer(['http://127.0.0.1:9/blocklist'], 1_000, (_l, msg) => { warnings.push(msg); });
+    expect(await down.ban(decision('198.18.2.2', 60))).toBe(false);
+    expect(down.failures).toBe(1);
+    expect(warnings).toEqual(['nginx blocklist update failed']);
+  });
+
   it('refuses a new target past the bound while a POST is in flight, and counts it', async () => {
     (limits as { guardNginxQueuedTargetsMax: number }).guardNginxQueuedTargetsMax = 2;
     const nginx = await blocklist();

@@ -204,6 +204,16 @@ describe('decisions', () => {
     expect(s.active.size).toBe(0);
   });
 
+  it('no decision covers an allowlisted address: not a manual one, nor one from the CLI, another guard or the store', () => {
+    const s = newDecisions(policy, new Allowlist(['198.18.5.0/24', '127.0.0.0/8']));
+    const d = { target: '198.18.5.9', scope: 'ip' as const, v6: false, scenario: 'manual', detail: '', origin: 'manual' as const, createdMs: 0, untilMs: 100_000, offense: 1 };
+    expect(decide(s, { kind: 'restore', decision: d }, 0)).toEqual([{ type: 'allowlisted', target: '198.18.5.9' }]);
+    expect(decide(s, { kind: 'restore', decision: { ...d, target: '0.0.0.0/0', scope: 'prefix' } }, 0)[0].type).toBe('allowlisted');
+    expect(decide(s, { kind: 'manual', target: '198.18.0.0/16', scope: 'prefix', v6: false, durationMs: 60_000, reason: 'x' }, 0)[0].type).toBe('allowlisted');
+    expect(s.active.size).toBe(0);
+    expect(decide(s, { kind: 'restore', decision: { ...d, target: '198.18.6.9' } }, 0)[0].type).toBe('ban');
+  });
+
   it('restore keeps the later expiry; unban removes', () => {
     const s = newDecisions(policy, new Allowlist([]));
     const d = { target: '198.18.0.3', scope: 'ip' as const, v6: false, scenario: 'x', detail: '', origin: 'guard' as const, createdMs: 0, untilMs: 100_000, offense: 1 };
@@ -318,6 +328,9 @@ describe('config', () => {
     expect(() => resolveGuardConfig({ inputs: [{ topic: 'w', partitions: [0, 0] }] }, '/')).toThrow(/partitions/);
     expect(() => resolveGuardConfig({ inputs: [{ topic: 'w' }], allowlist: ['nope'] }, '/')).toThrow(/allowlist/);
     expect(() => resolveGuardConfig({ inputs: [{ topic: 'w' }], scenarios: [{ name: 'new-one' }] }, '/')).toThrow(/type and source/);
+    // a filter expression that does not compile, or not on the linear engine, is a config error (exit 78), not a crash at start
+    expect(() => resolveGuardConfig({ inputs: [{ topic: 'w' }], scenarios: [{ name: 'x', type: 'leaky', source: 'http', filter: { paths: ['('] } }] }, '/')).toThrow(ConfigError);
+    expect(() => resolveGuardConfig({ inputs: [{ topic: 'w' }], scenarios: [{ name: 'x', type: 'leaky', source: 'http', filter: { uri: ['(?<=a)b'] } }] }, '/')).toThrow(/scenarios: scenario x: .*linear time/);
     const c = resolveGuardConfig({ inputs: [{ topic: 'w', partitions: [1, 3] }], scenarios: [{ name: 'http-flood', capacity: 7 }, { name: 'http-crawl', enabled: false }, { name: 'ssh-bruteforce', dryRun: true }] }, '/');
     expect(c.inputs[0]).toEqual({ topic: 'w', format: 'nginx', partitions: [1, 3], from: 'latest' });
     expect(c.scenarios.find((s) => s.name === 'http-flood')!.capacity).toBe(7);

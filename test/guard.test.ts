@@ -7,7 +7,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { ChicagoClient, type Producer } from '../src/client/index.js';
 import { guardMiddleware } from '../src/guard/middleware.js';
@@ -219,7 +219,7 @@ describe('chicago guard with nftables in a network namespace', () => {
     expect(g.proc.exitCode).toBe(null);
   }, slow(20_000));
 
-  it('manual ban, list and unban through the CLI reach nft', async (ctx) => {
+  it('manual ban, list and unban through the CLI reach nft; a manual ban of an allowlisted address does not', async (ctx) => {
     if (nsError || !g) ctx.skip(`network namespaces or nftables are not available here: ${nsError}`);
     // a Node front end with the middleware: decisions in force from KV, new ones pushed
     const mw = await guardMiddleware({ url: node.url });
@@ -231,6 +231,10 @@ describe('chicago guard with nftables in a network namespace', () => {
     const ban = await runCli(['guard', 'ban', '198.18.3.3', '--duration', '10m', '--reason', 'test', '--url', node.url]);
     expect(ban.code, ban.stderr).toBe(0);
     await waitUntil('manual ban in nft', async () => inSet(await nftList('v4'), '198.18.3.3'), 5000, 50);
+    // an allowlisted address is never banned, not by hand either: the guard logs it and enforces nothing
+    expect((await runCli(['guard', 'ban', '198.18.200.7', '--duration', '10m', '--url', node.url])).code).toBe(0);
+    await g.stdout.waitFor(/"target":"198\.18\.200\.7".*"msg":"decision allowlisted \(followed\): not enforced"/, 5000);
+    expect(inSet(await nftList('v4'), '198.18.200.7')).toBe(false);
     await waitUntil('manual ban in the middleware', () => mw.isBlocked('198.18.3.3'), 5000, 20);
     expect((await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`)).status).toBe(200);
     expect(await mw.isBlocked('127.0.0.1')).toBe(false);
@@ -245,6 +249,25 @@ describe('chicago guard with nftables in a network namespace', () => {
     server.close();
     await mw.close();
   }, slow(20_000));
+
+  it('a metrics port in use ends the start with exit 69, as a node\'s port in use does; a bad config with 78, partitions the topic lacks included', async () => {
+    const held = net.createServer();
+    await new Promise<void>((r) => held.listen(0, '127.0.0.1', r));
+    const port = (held.address() as AddressInfo).port;
+    const cfg = path.join(dir, 'port.yaml');
+    await writeFile(cfg, `node: { url: ${node.url} }\ngroup: guard.port-test\ninputs: [{ topic: ${WEB} }]\ncrs: { enabled: false }\nmetrics: { host: 127.0.0.1, port: ${port} }\n`);
+    const r = await runCli(['guard', '--config', cfg], { timeoutMs: 20_000 });
+    held.close();
+    expect(r.code, r.stderr).toBe(69);
+    expect(r.stderr).toContain(`metrics: 127.0.0.1:${port} is in use`);
+    await writeFile(cfg, `node: { url: ${node.url} }\ninputs: [{ topic: ${WEB} }]\nscenarios: [{ name: x, type: leaky, source: http, filter: { paths: ['(?<=a)b'] } }]\n`);
+    const bad = await runCli(['guard', '--config', cfg]);
+    expect(bad.code, bad.stderr).toBe(78);
+    // partitions the topic does not have are the config's fault too
+    await writeFile(cfg, `node: { url: ${node.url} }\ngroup: guard.port-test\ninputs: [{ topic: ${WEB}, partitions: [9] }]\ncrs: { enabled: false }\n`);
+    const parts = await runCli(['guard', '--config', cfg]);
+    expect([parts.code, parts.stderr]).toEqual([78, expect.stringContaining(`topic ${WEB} has 2 partitions; partitions 9 do not exist`)]);
+  }, slow(30_000));
 
   it('restores decisions into a fresh nft table after kill -9 and restart', async (ctx) => {
     if (nsError || !g) ctx.skip(`network namespaces or nftables are not available here: ${nsError}`);
@@ -261,5 +284,9 @@ describe('chicago guard with nftables in a network namespace', () => {
     // the restart re-reads no old traffic as new offenses: the group's offsets were committed
     await new Promise((r) => setTimeout(r, slow(500)));
     expect(decisions(g2).filter((d) => d.scenario === 'http-flood')).toEqual([]);
+    // restored bans were timed when they were made: they add nothing to the line → enforced latency
+    const restored = decisions(g2, 'restored').filter((d) => d.scenario === 'http-flood');
+    expect(restored.length).toBe(flooders.length);
+    for (const d of restored) expect(d.latencyMs.nft).toBeNull();
   }, slow(30_000));
 });

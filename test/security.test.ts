@@ -83,16 +83,18 @@ describe('tokens and scopes', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-sec-'));
-    const [admin, writer, reader, expired, revoked] = await Promise.all([
+    const [admin, writer, reader, expired, revoked, guardCli, guardList] = await Promise.all([
       makeToken('*', 'admin'),
       makeToken('kv:write:app,topic:write:logs', 'writer'),
       makeToken('kv:read:app,topic:read:logs,group:g1', 'reader'),
       makeToken('*', 'expired'),
       makeToken('*', 'revoked'),
+      makeToken('topic:write:guard.decisions,kv:write:blocklist', 'guard-cli'),
+      makeToken('kv:read:blocklist', 'guard-list'),
     ]);
-    Object.assign(t, { admin, writer, reader, expired, revoked });
+    Object.assign(t, { admin, writer, reader, expired, revoked, guardCli, guardList });
     security = {
-      tokens: [admin.entry, writer.entry, reader.entry, { ...expired.entry, expiresAt: '2020-01-01T00:00:00Z' }, { ...revoked.entry, revoked: true }],
+      tokens: [admin.entry, writer.entry, reader.entry, { ...expired.entry, expiresAt: '2020-01-01T00:00:00Z' }, { ...revoked.entry, revoked: true }, guardCli.entry, guardList.entry],
       allowedOrigins: ['http://console.example'],
     };
     cfgPath = path.join(dir, 'node.json');
@@ -258,6 +260,22 @@ describe('tokens and scopes', () => {
     expect([env.code, env.stdout.trim()]).toEqual([0, 'v']);
     const refused = await runCli(['kv', 'get', 'app', 'cli', '--url', node.url], { env: { CHICAGO_TOKEN: t.writer.token } });
     expect([refused.code, refused.stderr]).toEqual([2, expect.stringContaining('FORBIDDEN')]);
+  });
+
+  it('chicago guard ban/unban need topic:write on guard.decisions and kv:write on blocklist (topic:admin once, to create it), list kv:read; a missing scope is exit 2', async () => {
+    const g = (args: string[], who: Made) => runCli(['guard', ...args, '--url', node.url, '--token', who.token]);
+    const first = await g(['ban', '198.18.7.7'], t.guardCli);
+    // it may not create the topic (nor read it): the write says the topic is missing
+    expect([first.code, first.stderr]).toEqual([2, expect.stringMatching(/^error TOPIC_NOT_FOUND: topic guard.decisions/)]);
+    expect((await g(['ban', '198.18.7.6'], t.admin)).code).toBe(0);
+    const ban = await g(['ban', '198.18.7.7', '--duration', '10m'], t.guardCli);
+    expect(ban.code, ban.stderr).toBe(0);
+    const list = await g(['list', '--json'], t.guardList);
+    expect(list.code, list.stderr).toBe(0);
+    expect((JSON.parse(list.stdout) as Array<{ target: string }>).map((d) => d.target).sort()).toEqual(['198.18.7.6', '198.18.7.7']);
+    expect((await g(['unban', '198.18.7.7'], t.guardCli)).code).toBe(0);
+    const refused = await g(['list'], t.guardCli);
+    expect([refused.code, refused.stderr]).toEqual([2, expect.stringContaining('error FORBIDDEN')]);
   });
 
   it('revokes a token on SIGHUP: HTTP refuses it at once and an open WebSocket is cut at its next request', async () => {

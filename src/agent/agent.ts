@@ -154,12 +154,26 @@ function youngGenerationCapped(): boolean {
   return [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => a.startsWith('--max-semi-space-size'));
 }
 
+/** The config as logged at start: the token, the CA and the webhook's header values (an authorization token) as `(set)`. */
+export function loggedConfig(cfg: AgentConfig): unknown {
+  const alerts = cfg.monitor.alerts;
+  const webhook = alerts?.webhook;
+  return {
+    ...cfg,
+    node: { ...cfg.node, token: cfg.node.token ? '(set)' : undefined, ca: cfg.node.ca ? '(set)' : undefined },
+    monitor: {
+      ...cfg.monitor,
+      ...(alerts ? { alerts: { ...alerts, ...(webhook ? { webhook: { ...webhook, headers: Object.fromEntries(Object.keys(webhook.headers).map((k) => [k, '(set)'])) } } : {}) } } : {}),
+    },
+  };
+}
+
 /** Runs the agent until SIGTERM/SIGINT; a wrong config throws ConfigError (exit 78). */
 export async function runAgent(opts: { config: string }): Promise<void> {
   const cfg = loadAgentConfig(opts.config);
   const log = createLogger(cfg.logLevel, { component: 'agent', host: cfg.host });
   if (!youngGenerationCapped()) log.info(`V8's young generation is not capped: started by running bin/chicago.js itself (not node bin/chicago.js; or node --max-semi-space-size=${AGENT_SEMI_SPACE_MB}) the agent needs about 25 MB less memory`);
-  log.info({ config: { ...cfg, node: { ...cfg.node, token: cfg.node.token ? '(set)' : undefined, ca: cfg.node.ca ? '(set)' : undefined } } }, 'agent config');
+  log.info({ config: loggedConfig(cfg) }, 'agent config');
   const agent = await Agent.start(cfg, log);
   try {
     await startMonitoring(agent);

@@ -69,6 +69,8 @@ export function holds(op: Op, value: number, threshold: number): boolean {
 export function parseWhen(text: string): { field: string; op: Op; threshold: number } {
   const m = /^\s*(\S(?:.*?\S)?)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$/.exec(text);
   if (!m) throw new Error(`not a condition: '${text}' (want FIELD OP NUMBER, OP one of > >= < <= == !=)`);
+  // `load.1 >> 3` or `load.1 => 3` would read as a field `load.1 >` that no sample has: the rule would never fire
+  if (/[<>=!]$/.test(m[1])) throw new Error(`not a condition: '${text}' (the field '${m[1]}' ends in an operator; want FIELD OP NUMBER, OP one of > >= < <= == !=)`);
   return { field: m[1], op: m[2] as Op, threshold: Number(m[3]) };
 }
 
@@ -80,6 +82,14 @@ export function durationMs(v: string | number): number {
   return Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 'ms']!);
 }
 
+/**
+ * Samples are an interval apart give or take a few ms (the next run is timed from this one's start):
+ * `for: 30s` at 10 s intervals fires at the fourth sample, not at the fifth when it comes 1 ms early.
+ */
+export function alertSlackMs(intervalMs: number): number {
+  return Math.min(100, intervalMs / 10);
+}
+
 function fieldMatcher(pattern: string): (f: string) => boolean {
   if (!pattern.includes('*')) return (f) => f === pattern;
   const re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
@@ -88,8 +98,11 @@ function fieldMatcher(pattern: string): (f: string) => boolean {
 
 const idOf = (rule: AlertRule, field: string) => (rule.field.includes('*') ? `${rule.name}[${field}]` : rule.name);
 
-/** One evaluation of every rule against a sample. */
-export function evaluate(rules: readonly AlertRule[], state: AlertState, sample: ReadonlyMap<string, number>, nowMs: number): { state: AlertState; transitions: Transition[] } {
+/**
+ * One evaluation of every rule against a sample. `slackMs`: a `for`/`clearFor` short of this much
+ * counts as held, so a sample that comes a few ms early (timer jitter) does not wait a whole interval.
+ */
+export function evaluate(rules: readonly AlertRule[], state: AlertState, sample: ReadonlyMap<string, number>, nowMs: number, slackMs = 0): { state: AlertState; transitions: Transition[] } {
   const next: Record<string, Instance> = {};
   const transitions: Transition[] = [];
   const seen = new Set<string>();
@@ -110,7 +123,7 @@ export function evaluate(rules: readonly AlertRule[], state: AlertState, sample:
       if (!prev || prev.phase === 'pending') {
         if (!holds(rule.op, value, rule.threshold)) continue;
         const inst: Instance = { rule: rule.name, field, phase: 'pending', sinceMs: prev?.sinceMs ?? nowMs, value };
-        if (nowMs - inst.sinceMs >= rule.forMs) {
+        if (nowMs - inst.sinceMs >= rule.forMs - slackMs) {
           inst.phase = 'firing';
           inst.firedAtMs = nowMs;
           fire(rule, inst, nowMs, 'firing', id);
@@ -125,7 +138,7 @@ export function evaluate(rules: readonly AlertRule[], state: AlertState, sample:
         continue;
       }
       inst.clearingSinceMs ??= nowMs;
-      if (nowMs - inst.clearingSinceMs >= rule.clearForMs) fire(rule, inst, nowMs, 'resolved', id);
+      if (nowMs - inst.clearingSinceMs >= rule.clearForMs - slackMs) fire(rule, inst, nowMs, 'resolved', id);
       else next[id] = inst;
     }
   }
@@ -137,7 +150,7 @@ export function evaluate(rules: readonly AlertRule[], state: AlertState, sample:
     if (!rule) continue;
     const inst: Instance = { ...prev, clearingSinceMs: prev.clearingSinceMs ?? nowMs };
     delete inst.value;
-    if (nowMs - inst.clearingSinceMs! >= rule.clearForMs) fire(rule, inst, nowMs, 'resolved', id);
+    if (nowMs - inst.clearingSinceMs! >= rule.clearForMs - slackMs) fire(rule, inst, nowMs, 'resolved', id);
     else next[id] = inst;
   }
   return { state: { instances: next }, transitions };

@@ -8,7 +8,7 @@ import { limits } from '../runtime/limits.js';
 import { nodeSchema } from '../client/config-node.js';
 import { CaFileError, readCa } from '../client/tls.js';
 import { TokenFileError, resolveToken } from '../client/token.js';
-import { type ScriptsConfig, resolveScriptsConfig, scriptsConfigSchema } from './scripts-config.js';
+import { SCRIPTS_TASK, type ScriptsConfig, resolveScriptsConfig, scriptsConfigSchema } from './scripts-config.js';
 import { type MonitorConfig, type RawMonitor, alertsSchema, healthSchema, resolveMonitorConfig, statusSchema } from './monitor-config.js';
 import type { JournaldConfig } from './journald.js';
 
@@ -323,6 +323,21 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
   const host = r.host ?? hostName();
   const scripts = resolveScriptsConfig(r.scripts, host, abs);
   if (spool.segmentBytes * 2 > spool.quotaBytes) throw new ConfigError('agent config: spool.quotaBytes must be at least twice spool.segmentBytes');
+  const monitor = resolveMonitorConfig(r, base, (msg) => { throw new ConfigError(`agent config: ${msg}`); });
+  // health, alerts and scripts ship as tasks of their own: one sharing a source's task name must share its topic
+  const own: Array<[string, string, string]> = [];
+  if (monitor.health?.enabled) own.push(['/health/task', monitor.health.task, monitor.health.topic]);
+  if (monitor.alerts) own.push(['/alerts/task', monitor.alerts.task, monitor.alerts.topic]);
+  if (scripts) own.push(['/scripts (task scripts)', SCRIPTS_TASK, scripts.resultsTopic]);
+  for (const [where, task, topic] of own) {
+    const seen = topicOfTask.get(task);
+    if (seen !== undefined && seen !== topic) throw new ConfigError(`agent config: ${where} ${task} ships to ${topic}, another source of it to ${seen}; a task has one topic`);
+    topicOfTask.set(task, topic);
+  }
+  // a pattern on a task nothing ships would count nothing, and its rule never fire
+  for (const [i, p] of (monitor.alerts?.logPatterns ?? []).entries()) {
+    if (p.task !== undefined && !topicOfTask.has(p.task)) throw new ConfigError(`agent config: /alerts/logPatterns/${i}/task ${p.task} is no task of this agent (${[...topicOfTask.keys()].join(', ')})`);
+  }
   return {
     node: {
       url: (r.node?.url ?? env.CHICAGO_URL ?? 'http://127.0.0.1:7070').replace(/\/+$/, ''),
@@ -341,7 +356,7 @@ export function resolveAgentConfig(raw: unknown, base: string, env: NodeJS.Proce
     logLevel: r.logLevel ?? 'info',
     sources,
     ...(scripts ? { scripts } : {}),
-    monitor: resolveMonitorConfig(r, base, (msg) => { throw new ConfigError(`agent config: ${msg}`); }),
+    monitor,
     journald,
   };
 }

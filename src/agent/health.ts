@@ -179,7 +179,9 @@ export class Health {
     const found: PidStat[] = [];
     for (const pid of this.pids()) {
       const s = this.pidStat(pid);
-      if (s?.state === 'Z') found.push(s);
+      // the agent's own children (a service check, an app command, journalctl) are reaped by its event
+      // loop within a turn: one that has just exited is not a zombie anyone has to deal with
+      if (s?.state === 'Z' && s.ppid !== process.pid) found.push(s);
     }
     const processes = found.slice(0, ZOMBIES_LISTED_MAX).map((z) => ({ pid: z.pid, comm: z.comm, ppid: z.ppid, parentComm: this.pidStat(z.ppid)?.comm ?? '?' }));
     return { count: found.length, processes };

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { caDispatcher } from '../client/tls.js';
 import { authHeader } from '../client/token.js';
 import type { Agent, Notice, TaskSink } from './agent.js';
-import { type ActiveAlert, type AlertState, type Transition, RateWindow, activeAlerts, alertStateText, emptyAlertState, evaluate, restoreAlertState } from './alerts.js';
+import { type ActiveAlert, type AlertState, type Transition, RateWindow, activeAlerts, alertSlackMs, alertStateText, emptyAlertState, evaluate, restoreAlertState } from './alerts.js';
 import { type HealthSample, Health, flattenHealth } from './health.js';
 import type { AlertsConfig, HealthConfig } from './monitor-config.js';
 import { valueText } from './spool.js';
@@ -184,7 +184,7 @@ export class Monitor {
       const fields = flattenHealth(sample);
       this.agentFields(nowMs, fields);
       let transitions: Transition[] = [];
-      if (this.acfg) ({ state: this.alertState, transitions } = evaluate(this.acfg.rules, this.alertState, fields, nowMs));
+      if (this.acfg) ({ state: this.alertState, transitions } = evaluate(this.acfg.rules, this.alertState, fields, nowMs, alertSlackMs(this.hcfg.intervalMs)));
       this.last = sample;
       const lag = fields.get('ship.lagSeconds') ?? 0;
       const active = this.active();

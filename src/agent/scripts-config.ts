@@ -12,6 +12,9 @@ const int = (minimum: number, maximum: number) => ({ type: 'integer', minimum, m
 const listOf = <P extends object>(required: string[], properties: P) =>
   ({ type: 'array', maxItems: 1000, items: { type: 'object', additionalProperties: false, required, properties } }) as const;
 
+/** the task of script output and results records */
+export const SCRIPTS_TASK = 'scripts';
+
 /** names the agent ships itself (scripts/agent/); a config's allow list may not reuse them */
 export const BUILTIN_SCRIPTS = ['jstack', 'native-stack'] as const;
 

@@ -24,11 +24,10 @@ import {
   type Chunk, type OutputState, type RunnerState, type RunStatus, type ScriptCommand, type Stream,
   checkDigest, endRun, flushOutput, initialOutput, initialRunnerState, judgeCommand, judgeTick, parseCommand, runStatus, startRun, takeOutput,
 } from './script-decide.js';
-import { type AllowedScript, BUILTIN_SCRIPTS, type ScheduleEntry, type ScriptsConfig } from './scripts-config.js';
+import { type AllowedScript, BUILTIN_SCRIPTS, SCRIPTS_TASK, type ScheduleEntry, type ScriptsConfig } from './scripts-config.js';
 import { NodeError, nodeRequest } from './shipper.js';
 import type { Entry } from './spool.js';
 
-export const SCRIPTS_TASK = 'scripts';
 /** spool cursor: the next offset of the command topic to read */
 export const COMMANDS_CURSOR = 'scripts.commands';
 /** spool cursor per run going on: `{script, pid, startTicks}`; one left after a crash is answered 'interrupted' */

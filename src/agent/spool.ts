@@ -12,6 +12,7 @@ import path from 'node:path';
 import { crc32 } from '@node-rs/crc32';
 import { limits } from '../runtime/limits.js';
 import { nowUs } from '../runtime/timing.js';
+import { DataDirInUseError, lockDataDir } from '../storage/dir-lock.js';
 
 export const RECORD_HEADER_BYTES = 8;
 /** one spool record: one append (a read of at most 1 MiB as records, JSON escapes up to 6× for control bytes, is below this) */
@@ -577,10 +578,27 @@ export class Spool {
 
   static open(opts: SpoolOptions): { spool: Spool; report: RecoveryReport } {
     mkdirSync(opts.dir, { recursive: true });
+    // one agent per spool: a second one would append its own seqs and ship the first one's records
+    let unlock: () => void;
+    try {
+      unlock = lockDataDir(opts.dir);
+    } catch (err) {
+      if (err instanceof DataDirInUseError) err.message = `spool dir ${opts.dir} in use by pid ${err.pid} (one agent per spool.dir)`;
+      throw err;
+    }
     const s = new Spool(opts);
-    const report = s.recover();
-    return { spool: s, report };
+    s.unlock = unlock;
+    try {
+      const report = s.recover();
+      return { spool: s, report };
+    } catch (err) {
+      unlock();
+      throw err;
+    }
   }
+
+  /** releases the spool dir's lock (taken by open) */
+  private unlock?: () => void;
 
   get bytes(): number {
     let n = 0;
@@ -1026,6 +1044,8 @@ export class Spool {
   }
 
   close(): void {
+    this.unlock?.();
+    this.unlock = undefined;
     this.closed = true;
     if (this.deferred) { clearTimeout(this.deferred.timer); this.deferred = undefined; this.schedule(); }
     // the last fdatasync in flight closes the fd when it returns

@@ -7,7 +7,7 @@ import { type SchemaSpec, lazyValidator } from '../runtime/compiled-schema.js';
 import { nodeSchema, nodeSecrets, schemaMessage } from '../client/config-node.js';
 import { limits } from '../runtime/limits.js';
 import { Allowlist } from './ip.js';
-import { DEFAULT_SCENARIOS, type ScenarioSpec } from './scenarios.js';
+import { DEFAULT_SCENARIOS, type ScenarioSpec, compileScenarios } from './scenarios.js';
 
 export { ConfigError };
 
@@ -229,6 +229,13 @@ export function resolveGuardConfig(raw: unknown, base: string, env: NodeJS.Proce
   const bad = Allowlist.check(allowlist);
   if (bad !== undefined) throw new ConfigError(`guard config: /allowlist '${bad}' is not an address or CIDR`);
   const scenarios = mergeScenarios(r.scenarios);
+  const loginPaths = r.loginPaths ?? ['/login', '/wp-login.php', '/user/login', '/admin/login', '/api/login'];
+  try {
+    // a filter expression that does not compile (or not on the linear engine) is the config's fault
+    compileScenarios(scenarios, loginPaths);
+  } catch (err) {
+    throw new ConfigError(`guard config: /scenarios: ${(err as Error).message}`);
+  }
   const sessionTimeoutMs = r.membership?.sessionTimeoutMs ?? 600;
   const heartbeatIntervalMs = r.membership?.heartbeatIntervalMs ?? Math.max(10, Math.floor(sessionTimeoutMs / 4));
   if (heartbeatIntervalMs * 2 > sessionTimeoutMs) throw new ConfigError(`guard config: /membership/heartbeatIntervalMs ${heartbeatIntervalMs} is more than half of sessionTimeoutMs ${sessionTimeoutMs}`);
@@ -244,7 +251,7 @@ export function resolveGuardConfig(raw: unknown, base: string, env: NodeJS.Proce
     membership: { sessionTimeoutMs, heartbeatIntervalMs, commitIntervalMs: r.membership?.commitIntervalMs ?? 500 },
     inputs: r.inputs.map((i) => ({ topic: i.topic, format: i.format ?? 'nginx', partitions: i.partitions ?? 'all', from: i.from ?? 'latest' })),
     allowlist,
-    loginPaths: r.loginPaths ?? ['/login', '/wp-login.php', '/user/login', '/admin/login', '/api/login'],
+    loginPaths,
     scenarios,
     prefixBits: { v4: r.prefixBits?.v4 ?? 24, v6: r.prefixBits?.v6 ?? 64 },
     limits: {

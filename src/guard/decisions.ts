@@ -67,6 +67,9 @@ export function decide(state: DecisionState, input: Input, nowMs: number): Effec
     state.active.delete(input.target);
     return [{ type: 'unban', decision: d }];
   }
+  // no decision covers an allowlisted address: not one from the CLI, another guard or the store either
+  const target = input.kind === 'restore' ? input.decision.target : input.kind === 'manual' ? input.target : input.alert.target;
+  if (state.allowlist.has(target)) return [{ type: 'allowlisted', target }];
   if (input.kind === 'restore') {
     const d = input.decision;
     if (d.untilMs <= nowMs) return [];
@@ -85,7 +88,6 @@ export function decide(state: DecisionState, input: Input, nowMs: number): Effec
     return [{ type: cur ? 'extend' : 'ban', decision: d }];
   }
   const { alert } = input;
-  if (state.allowlist.has(alert.target)) return [{ type: 'allowlisted', target: alert.target }];
   const p = state.policy;
   const cur = state.active.get(alert.target);
   if (cur && cur.untilMs > nowMs) {

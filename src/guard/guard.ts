@@ -292,13 +292,15 @@ export class Guard {
     }
     const d = e.decision;
     this.m.bans.labels(d.scenario, e.type).inc();
-    const timed = async (name: string, p: Promise<void>): Promise<[string, number]> => {
-      await p;
-      const ms = d.eventMs !== undefined ? Date.now() - d.eventMs : NaN;
+    // an enforcer that did not apply the change (nft or a full queue refused it, nginx failed three times) acknowledged nothing
+    const timed = async (name: string, p: Promise<boolean>): Promise<[string, number | 'failed']> => {
+      if (!(await p)) return [name, 'failed'];
+      // a decision restored at start was timed when it was made: its line is long past
+      const ms = d.eventMs !== undefined && !restored ? Date.now() - d.eventMs : NaN;
       if (Number.isFinite(ms)) this.m.latency.labels(name).observe(ms / 1000);
       return [name, ms];
     };
-    const jobs: Array<Promise<[string, number]>> = [];
+    const jobs: Array<Promise<[string, number | 'failed']>> = [];
     if (this.nft) jobs.push(timed('nft', e.type === 'unban' ? this.nft.unban(d) : this.nft.ban(d, e.type === 'extend')));
     if (this.nginx) jobs.push(timed('nginx', e.type === 'unban' ? this.nginx.unban(d) : this.nginx.ban(d)));
     const stored = !restored && (d.origin === 'guard' || e.type === 'unban') ? this.store.put(e.type === 'unban' ? 'unban' : 'ban', d).catch((err: unknown) => {
@@ -322,6 +324,11 @@ export class Guard {
           if (!r || r.by === this.cfg.guardId) continue;
           const input = r.action === 'unban' ? { kind: 'unban' as const, target: r.decision.target } : { kind: 'restore' as const, decision: r.decision };
           for (const e of decide(this.decisions, input, Date.now())) {
+            if (e.type === 'allowlisted') {
+              this.m.bans.labels('allowlist', e.type).inc();
+              this.log.warn({ effect: e.type, target: e.target, by: r.by }, 'decision allowlisted (followed): not enforced');
+              continue;
+            }
             // already stored by whoever wrote it
             const d = (e as { decision: Decision }).decision;
             if (!d) continue;
@@ -344,7 +351,15 @@ export class Guard {
       }
       this.m.registry.metrics().then((body) => res.writeHead(200, { 'content-type': this.m.registry.contentType }).end(body), () => res.writeHead(500).end());
     });
-    await new Promise<void>((resolve) => this.server!.listen(port, host, resolve));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EADDRINUSE') return reject(err);
+        const e = new Error(`metrics: ${host}:${port} is in use`);
+        e.name = 'PortInUseError'; // the CLI's exit 69, as a node's port in use
+        reject(e);
+      });
+      this.server!.listen(port, host, resolve);
+    });
     const addr = this.server.address();
     this.log.info({ metrics: `http://${host}:${typeof addr === 'object' && addr ? addr.port : port}/metrics` }, 'metrics listening');
   }
@@ -375,5 +390,11 @@ export async function runGuard(opts: { config: string }): Promise<void> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
-  await guard.start();
+  try {
+    await guard.start();
+  } catch (err) {
+    // what started (the nft child, tails, the group membership) would keep the process alive
+    await guard.stop().catch(() => undefined);
+    throw err;
+  }
 }

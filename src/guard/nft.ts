@@ -258,19 +258,19 @@ export class NftEnforcer {
     }
   }
 
-  /** Resolves once the kernel set holds the ban, or nft refused it (logged and counted). */
-  ban(d: Decision, extend: boolean): Promise<void> {
+  /** Resolves true once the kernel set holds the ban; false when nft or the full queue refused it (logged and counted). */
+  ban(d: Decision, extend: boolean): Promise<boolean> {
     return this.enqueue(d, extend ? 'replace' : 'add');
   }
 
-  unban(d: Decision): Promise<void> {
+  unban(d: Decision): Promise<boolean> {
     return this.enqueue(d, 'del');
   }
 
-  private enqueue(d: Decision, op: 'add' | 'replace' | 'del'): Promise<void> {
-    if (this.closed) return Promise.resolve();
+  private enqueue(d: Decision, op: 'add' | 'replace' | 'del'): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const ok = this.queue.push(setOf(d), d.target, op, d.untilMs, () => resolve());
+      const ok = this.queue.push(setOf(d), d.target, op, d.untilMs, resolve);
       if (!ok) this.opts.log('warn', 'nft queue full; change refused', { target: d.target, op, queueMax: this.opts.queueMax });
       this.pump();
     });

@@ -1,7 +1,8 @@
 // Decisions kept in the cluster: every change is a record of the `guard.decisions` topic (key: the
 // target; followers such as middleware.ts and other guards apply it) and the current ones live in
 // KV `blocklist/<target>` with a TTL, so whoever starts later reads what is in force.
-import { httpRequest } from '../client/http-json.js';
+import { type HttpReply, httpRequest } from '../client/http-json.js';
+import { ChicagoError, type WireError } from '../runtime/errors.js';
 import type { ChicagoClient } from '../client/index.js';
 import type { Producer } from '../client/producer.js';
 import type { Decision } from './decisions.js';
@@ -28,14 +29,26 @@ export function decodeRecord(value: Uint8Array): DecisionRecord | undefined {
   }
 }
 
-/** Creates the decisions topic (one partition: one order for every follower) when missing. */
+/**
+ * Creates the decisions topic (one partition: one order for every follower) when missing. A token
+ * that may not read it (403) may still write to it: whether it exists, the first write says.
+ */
 export async function ensureDecisionsTopic(url: string, token: string | undefined, topic: string, o: { timeoutMs: number; ca?: string } = { timeoutMs: 10_000 }): Promise<void> {
   // node:http, not fetch: fetch would load undici into the guard (client/http-json.ts)
   const headers = { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) };
   const got = await httpRequest(`${url}/v1/topics/${encodeURIComponent(topic)}`, { headers, ...o });
-  if (got.ok) return;
+  if (got.ok || got.status === 403) return;
   const res = await httpRequest(`${url}/v1/topics`, { method: 'POST', headers, body: JSON.stringify({ name: topic, partitions: 1 }), ...o });
-  if (!res.ok && res.status !== 409) throw new Error(`creating topic ${topic}: HTTP ${res.status} ${res.text.slice(0, 200)}`);
+  if (!res.ok && res.status !== 409) throw replyError(`creating topic ${topic}`, res);
+}
+
+/** The node's `{"error":{code,message,retryable}}` as a ChicagoError (the CLI's `error CODE: …`, exit 2). */
+function replyError(what: string, res: HttpReply): Error {
+  try {
+    const e = (JSON.parse(res.text) as { error?: WireError }).error;
+    if (e && typeof e.code === 'string' && typeof e.message === 'string') return ChicagoError.fromWire({ ...e, message: `${what}: ${e.message}` });
+  } catch { /* not the node's JSON */ }
+  return new Error(`${what}: HTTP ${res.status} ${res.text.slice(0, 200)}`);
 }
 
 export class DecisionStore {

@@ -12,23 +12,29 @@ export async function guard(p: Parsed): Promise<void> {
   await runGuard({ config });
 }
 
-async function withStore<T>(p: Parsed, fn: (s: import('../../guard/store.js').DecisionStore, c: import('../../client/index.js').ChicagoClient) => Promise<T>): Promise<T> {
+async function withClient<T>(p: Parsed, fn: (c: import('../../client/index.js').ChicagoClient, o: { url: string; token?: string; ca?: string }) => Promise<T>): Promise<T> {
   const { ChicagoClient } = await import('../../client/index.js');
-  const { DecisionStore, ensureDecisionsTopic } = await import('../../guard/store.js');
   const url = (str(p, 'url') ?? process.env.CHICAGO_URL ?? DEFAULT_URL).replace(/\/+$/, '');
   const token = tokenFrom(p);
   const ca = caFrom(p);
   const client = await ChicagoClient.connect({ url, clientName: 'chicago-cli-guard', ...(token ? { token } : {}), ...(ca ? { ca } : {}) });
   try {
-    const topic = str(p, 'topic') ?? 'guard.decisions';
-    await ensureDecisionsTopic(url, token, topic, { timeoutMs: 10_000, ...(ca ? { ca } : {}) });
-    const store = new DecisionStore(client, topic, str(p, 'keyspace') ?? 'blocklist', 'cli');
-    const out = await fn(store, client);
-    await store.close();
-    return out;
+    return await fn(client, { url, ...(token ? { token } : {}), ...(ca ? { ca } : {}) });
   } finally {
     client.close();
   }
+}
+
+async function withStore<T>(p: Parsed, fn: (s: import('../../guard/store.js').DecisionStore) => Promise<T>): Promise<T> {
+  const { DecisionStore, ensureDecisionsTopic } = await import('../../guard/store.js');
+  return withClient(p, async (client, { url, token, ca }) => {
+    const topic = str(p, 'topic') ?? 'guard.decisions';
+    await ensureDecisionsTopic(url, token, topic, { timeoutMs: 10_000, ...(ca ? { ca } : {}) });
+    const store = new DecisionStore(client, topic, str(p, 'keyspace') ?? 'blocklist', 'cli');
+    const out = await fn(store);
+    await store.close();
+    return out;
+  });
 }
 
 async function target(p: Parsed) {
@@ -62,7 +68,8 @@ export async function unban(p: Parsed): Promise<void> {
 
 export async function list(p: Parsed): Promise<void> {
   const now = Date.now();
-  const ds = await withStore(p, (s) => s.load(now));
+  // reading the KV needs kv:read on it and nothing of the decisions topic
+  const ds = await withClient(p, async (client) => (await import('../../guard/store.js')).loadDecisions(client, str(p, 'keyspace') ?? 'blocklist', now));
   ds.sort((a, b) => a.untilMs - b.untilMs);
   if (wantsJson(p)) {
     await line(JSON.stringify(ds));
