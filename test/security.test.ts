@@ -1,7 +1,7 @@
 // The edge against a real node: tokens and scopes on every route and WebSocket op, revocation by
 // SIGHUP, secure defaults, browser origins, exact HTTP framing over raw sockets, one owner per
 // port and data dir, strict parsing. docs/security.md describes what is tested here.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +15,7 @@ import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { startEarly } from './helpers/early.js';
 import { waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
+import { startAgent } from './helpers/agent.js';
 
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false });
@@ -236,6 +237,37 @@ describe('tokens and scopes', () => {
     anon.ws.close();
   });
 
+  it('ships through the agent with a token that may only write its topic (describing it comes with the write)', async () => {
+    const adir = await mkdtemp(path.join(dir, 'agent-'));
+    await mkdir(path.join(adir, 'logs'));
+    await writeFile(path.join(adir, 'logs', 'a.log'), Array.from({ length: 20 }, (_, i) => `secline ${i}`).join('\n') + '\n');
+    const config = path.join(adir, 'agent.yaml');
+    await writeFile(config, [
+      `node: { url: ${node.url}, token: ${t.writer.token} }`,
+      'host: sechost',
+      'spool: { dir: ./spool }',
+      'pollIntervalMs: 50',
+      'sources:',
+      '  - { task: sec, paths: [./logs/a.log], topic: logs }',
+    ].join('\n'));
+    const agent = startAgent(config);
+    try {
+      const shipped = async () => {
+        let n = 0;
+        for (const p of [0, 1]) {
+          const r = await http(node.url, 'GET', `/v1/topics/logs/records?partition=${p}&offset=0&maxRecords=1000`, undefined, bearer(t.admin));
+          n += (r.body.records as Array<{ headers?: Record<string, string> }>).filter((x) => x.headers?.task === 'sec').length;
+        }
+        return n;
+      };
+      await waitUntil('the agent to ship 20 lines', async () => (await shipped()) === 20, 20_000, 100);
+      expect(agent.stderr.text() + agent.stdout.text()).not.toContain('FORBIDDEN');
+    } finally {
+      agent.proc.kill('SIGKILL');
+      await agent.exited;
+    }
+  });
+
   it('counts refusals in /metrics and never logs a token', async () => {
     const m = await http(node.url, 'GET', '/metrics', undefined, bearer(t.admin));
     expect(m.text).toMatch(/chicago_auth_refused_total\{edge="http",code="UNAUTHENTICATED",reason="missing"\} [1-9]/);
@@ -265,8 +297,8 @@ describe('tokens and scopes', () => {
   it('chicago guard ban/unban need topic:write on guard.decisions and kv:write on blocklist (topic:admin once, to create it), list kv:read; a missing scope is exit 2', async () => {
     const g = (args: string[], who: Made) => runCli(['guard', ...args, '--url', node.url, '--token', who.token]);
     const first = await g(['ban', '198.18.7.7'], t.guardCli);
-    // it may not create the topic (nor read it): the write says the topic is missing
-    expect([first.code, first.stderr]).toEqual([2, expect.stringMatching(/^error TOPIC_NOT_FOUND: topic guard.decisions/)]);
+    // it may not create the topic: the answer names the scope it lacks
+    expect([first.code, first.stderr]).toEqual([2, expect.stringMatching(/^error FORBIDDEN: creating topic guard.decisions: .*topic:admin:guard.decisions/)]);
     expect((await g(['ban', '198.18.7.6'], t.admin)).code).toBe(0);
     const ban = await g(['ban', '198.18.7.7', '--duration', '10m'], t.guardCli);
     expect(ban.code, ban.stderr).toBe(0);
