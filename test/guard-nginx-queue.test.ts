@@ -1,8 +1,18 @@
 // The nginx enforcer's queue: changes arriving while a POST is in flight go together in the next one,
 // the latest per target, and past limits.guardNginxQueuedTargetsMax targets a new one is refused.
+// Against a real nginx with the example conf: a restart (an empty blocklist) gets every ban back.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { LUA_MODULE, nginxConf } from './helpers/guard-net.js';
+import { killOnExit } from './helpers/children.js';
+import { freePort, repoRoot } from './helpers/launcher.js';
+import { waitUntil } from './helpers/bridge.js';
 import { NginxEnforcer } from '../src/guard/nginx.js';
 import type { Decision } from '../src/guard/decisions.js';
 import { limits } from '../src/runtime/limits.js';
@@ -94,5 +104,74 @@ describe('nginx enforcer queue', () => {
     await Promise.all(later);
     // .2's second change replaces its first and goes after .3's
     expect(nginx.bodies[1]).toBe('ban 198.18.1.3 60\nban 198.18.1.2 60\n');
+  });
+});
+
+const noNginx = existsSync('/usr/sbin/nginx') && existsSync(LUA_MODULE) ? undefined : 'nginx or libnginx-mod-http-lua is not installed (scripts/test-deps.sh installs them)';
+
+/** a request to the site from `from` (any 127/8 address is local): its status */
+function status(port: number, from: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/', localAddress: from, agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe.skipIf(noNginx)(`nginx enforcer against a real nginx (examples/guard/nginx-guard.conf)${noNginx ? `: ${noNginx}` : ''}`, () => {
+  it('sends every ban in force again after an nginx restart emptied its blocklist, and an unban it missed', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-guard-nginx-restart-'));
+    const procs: ChildProcess[] = [];
+    try {
+      await mkdir(path.join(dir, 'tmp'));
+      await mkdir(path.join(dir, 'www'));
+      await writeFile(path.join(dir, 'www/index.html'), 'ok\n');
+      await chmod(dir, 0o755); // nginx's workers read the site as www-data
+      const sitePort = await freePort();
+      const ctlPort = await freePort();
+      const example = await readFile(path.join(repoRoot, 'examples/guard/nginx-guard.conf'), 'utf8');
+      await writeFile(path.join(dir, 'guard.conf'), example.replaceAll('127.0.0.1:8765', `127.0.0.1:${ctlPort}`));
+      await writeFile(path.join(dir, 'nginx.conf'), nginxConf(dir, { listen: `127.0.0.1:${sitePort}`, workers: 1 }));
+      const start = async (): Promise<ChildProcess> => {
+        const p = spawn('/usr/sbin/nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: 'ignore', detached: true });
+        killOnExit(p);
+        procs.push(p);
+        await waitUntil('nginx serving', () => status(sitePort, '127.0.0.9').then((s) => s === 200, () => false), 10_000, 50);
+        return p;
+      };
+      const stopped = (p: ChildProcess) => new Promise<void>((r) => { if (p.exitCode !== null || p.signalCode !== null) r(); else p.once('exit', () => r()); });
+      let nginx = await start();
+      const logs: string[] = [];
+      const active = new Map<string, Decision>();
+      const e = new NginxEnforcer([`http://127.0.0.1:${ctlPort}/guard/blocklist`], 500, (_l, msg) => { logs.push(msg); }, { active: () => active.values(), checkIntervalMs: 200 });
+      try {
+        for (const t of ['127.0.0.2', '127.0.0.3']) {
+          active.set(t, decision(t, 600));
+          expect(await e.ban(active.get(t)!)).toBe(true);
+        }
+        expect([await status(sitePort, '127.0.0.2'), await status(sitePort, '127.0.0.3'), await status(sitePort, '127.0.0.9')]).toEqual([403, 403, 200]);
+
+        // a restart empties the shared dict: the next check finds the marker lost and sends both bans again
+        nginx.kill('SIGTERM'); // fast shutdown: the master waits for its workers (SIGKILL would leave them serving)
+        await stopped(nginx);
+        nginx = await start();
+        const resent = e.resent;
+        await waitUntil('the bans back in the restarted nginx', async () => (await status(sitePort, '127.0.0.2')) === 403 && (await status(sitePort, '127.0.0.3')) === 403, 10_000, 50);
+        expect(e.resent).toBeGreaterThan(resent);
+
+        // an unban that could not be delivered (nginx down) is not left in nginx's dict once it is back
+        process.kill(-nginx.pid!, 'SIGSTOP'); // master and worker: the kernel takes the connections, nginx answers none
+        active.delete('127.0.0.3');
+        expect(await e.unban(decision('127.0.0.3', 0))).toBe(false);
+        process.kill(-nginx.pid!, 'SIGCONT');
+        await waitUntil('the missed unban applied', async () => (await status(sitePort, '127.0.0.3')) === 200, 10_000, 50);
+        expect(await status(sitePort, '127.0.0.2')).toBe(403);
+      } finally {
+        e.stop();
+      }
+    } finally {
+      for (const p of procs) try { process.kill(-p.pid!, 'SIGKILL'); } catch { /* gone */ }
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

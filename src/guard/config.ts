@@ -44,7 +44,7 @@ export interface GuardConfig {
     offendersMax: number;
   };
   nftables?: { command: string[]; table: string; drop: boolean; batchMax: number; queueMax: number };
-  nginx?: { urls: string[]; timeoutMs: number };
+  nginx?: { urls: string[]; timeoutMs: number; checkIntervalMs: number };
   metrics?: { host: string; port: number };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -174,7 +174,7 @@ export const guardConfigSchema = {
       type: 'object',
       additionalProperties: false,
       required: ['urls'],
-      properties: { urls: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^http://' } }, timeoutMs: int(10, 60_000) },
+      properties: { urls: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^http://' } }, timeoutMs: int(10, 60_000), checkIntervalMs: int(100, 3_600_000) },
     },
     metrics: {
       type: 'object',
@@ -281,7 +281,7 @@ export function resolveGuardConfig(raw: unknown, base: string, env: NodeJS.Proce
     ...(r.nftables ? {
       nftables: { command: r.nftables.command ?? ['nft'], table: r.nftables.table ?? 'chicago_guard', drop: r.nftables.drop ?? true, batchMax: r.nftables.batchMax ?? 500, queueMax: r.nftables.queueMax ?? 100_000 },
     } : {}),
-    ...(r.nginx ? { nginx: { urls: r.nginx.urls, timeoutMs: r.nginx.timeoutMs ?? 1000 } } : {}),
+    ...(r.nginx ? { nginx: { urls: r.nginx.urls, timeoutMs: r.nginx.timeoutMs ?? 1000, checkIntervalMs: r.nginx.checkIntervalMs ?? limits.guardNginxCheckIntervalMs } } : {}),
     ...(r.metrics ? { metrics: { host: r.metrics.host ?? '127.0.0.1', port: r.metrics.port ?? 9465 } } : {}),
     logLevel: r.logLevel ?? 'info',
   };

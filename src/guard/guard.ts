@@ -121,7 +121,7 @@ export class Guard {
       });
       await this.nft.start();
     }
-    if (cfg.nginx) this.nginx = new NginxEnforcer(cfg.nginx.urls, cfg.nginx.timeoutMs, logFn);
+    if (cfg.nginx) this.nginx = new NginxEnforcer(cfg.nginx.urls, cfg.nginx.timeoutMs, logFn, { active: () => this.decisions.active.values(), checkIntervalMs: cfg.nginx.checkIntervalMs });
     // decisions in force survive a restart: read them back and enforce them before reading traffic;
     // following the topic starts first, so a decision written while the KV is read is not missed
     this.followDecisions();
@@ -371,6 +371,7 @@ export class Guard {
     await this.member?.close().catch(() => undefined);
     for (const t of this.tails) await t.return?.();
     await this.nft?.close();
+    this.nginx?.stop();
     await this.store?.close().catch(() => undefined);
     this.client?.close();
     this.server?.close();

@@ -2,9 +2,23 @@
 // them in the `blocklist` shared dict with their TTL (examples/guard/nginx-guard.conf). Body: one
 // change per line, `ban TARGET SECONDS` or `unban TARGET`. Changes that arrive while a POST is in
 // flight go together in the next one, the latest per target (it supersedes the ones before it).
+//
+// The dict lives in nginx's memory: a restart empties it, and a change a POST failed to deliver is
+// missing. So every `checkIntervalMs` each nginx is asked (`check MARKER`) whether it still holds
+// the marker this guard set after its last full send; when it does not (`lost`), or a POST to it
+// failed since, it gets `flush` and every ban in force, then the marker (`mark MARKER`).
+import { randomBytes } from 'node:crypto';
 import { httpRequest } from '../client/http-json.js';
 import { limits } from '../runtime/limits.js';
 import type { Decision } from './decisions.js';
+
+type Log = (level: 'info' | 'warn', msg: string, extra?: object) => void;
+
+export interface NginxOptions {
+  /** the bans in force, for a full send; without it nginx is never checked */
+  active?: () => Iterable<Decision>;
+  checkIntervalMs?: number;
+}
 
 export class NginxEnforcer {
   /** the latest change per target. Full policy: past limits.guardNginxQueuedTargetsMax targets a new one is refused and counted */
@@ -12,10 +26,29 @@ export class NginxEnforcer {
   /** settles once the POST carrying the queued changes is answered (true) or given up on (false); shared by all of them */
   private batch: { done: Promise<boolean>; settle: (ok: boolean) => void } | undefined;
   private busy = false;
+  private checkDue = false;
+  /** nginx URLs a POST failed to since their last full send: the next check sends them everything */
+  private readonly missed = new Set<string>();
+  /** nginx URLs whose handler answers no `check` (an older conf): warned once, never checked again */
+  private readonly noCheck = new Set<string>();
+  private readonly marker = `chicago-guard-${randomBytes(8).toString('hex')}`;
+  private readonly timer: NodeJS.Timeout | undefined;
   failures = 0;
   refused = 0;
+  /** full sends after nginx lost its blocklist or missed a change */
+  resent = 0;
 
-  constructor(private readonly urls: string[], private readonly timeoutMs: number, private readonly log: (level: 'warn', msg: string, extra?: object) => void) {}
+  constructor(private readonly urls: string[], private readonly timeoutMs: number, private readonly log: Log, private readonly opts: NginxOptions = {}) {
+    if (opts.active) {
+      this.timer = setInterval(() => { this.checkDue = true; void this.pump(); }, opts.checkIntervalMs ?? limits.guardNginxCheckIntervalMs);
+      this.timer.unref();
+      // the first contact sends a fresh nginx every ban in force
+      this.checkDue = true;
+      queueMicrotask(() => void this.pump());
+    }
+  }
+
+  stop(): void { clearInterval(this.timer); }
 
   /** Resolves true once every nginx answered the POST carrying the change; false when it was refused or a POST failed three times. */
   ban(d: Decision): Promise<boolean> {
@@ -41,32 +74,81 @@ export class NginxEnforcer {
     return done;
   }
 
+  /** One POST at a time, so nginx applies the changes in the order they were decided. */
   private async pump(): Promise<void> {
-    if (this.busy || this.queue.size === 0) return;
+    if (this.busy || (this.queue.size === 0 && !this.checkDue)) return;
     this.busy = true;
-    const lines = [...this.queue.values()];
-    const batch = this.batch;
-    this.queue = new Map();
-    this.batch = undefined;
-    const body = lines.join('\n') + '\n';
-    const answered = await Promise.all(this.urls.map(async (url) => {
-      for (let attempt = 0; attempt < 3; attempt++) {
-        try {
-          // node:http, not fetch: fetch would load undici into the guard (client/http-json.ts)
-          const res = await httpRequest(url, { method: 'POST', body, headers: { 'content-type': 'text/plain' }, timeoutMs: this.timeoutMs });
-          if (res.ok) return true;
-          throw new Error(`HTTP ${res.status}`);
-        } catch (err) {
-          if (attempt === 2) {
-            this.failures++;
-            this.log('warn', 'nginx blocklist update failed', { url, err: (err as Error).message });
-          }
-        }
+    try {
+      if (this.checkDue) {
+        this.checkDue = false;
+        await Promise.all(this.urls.map((url) => this.check(url)));
       }
-      return false;
-    }));
-    batch?.settle(answered.every(Boolean));
-    this.busy = false;
+      if (this.queue.size > 0) {
+        const lines = [...this.queue.values()];
+        const batch = this.batch;
+        this.queue = new Map();
+        this.batch = undefined;
+        const body = lines.join('\n') + '\n';
+        const answered = await Promise.all(this.urls.map(async (url) => (await this.post(url, body)) !== undefined));
+        batch?.settle(answered.every(Boolean));
+      }
+    } finally {
+      this.busy = false;
+    }
     void this.pump();
+  }
+
+  private async check(url: string): Promise<void> {
+    if (!this.opts.active || (this.noCheck.has(url) && !this.missed.has(url))) return;
+    if (!this.missed.has(url)) {
+      const answer = await this.post(url, `check ${this.marker}\n`);
+      if (answer === undefined || answer.includes(`have ${this.marker}`)) return; // unreachable: asked again next time
+      if (!answer.includes(`lost ${this.marker}`)) {
+        this.noCheck.add(url);
+        this.log('warn', 'nginx answers no check: its blocklist is not sent again after an nginx restart (update its conf from examples/guard/nginx-guard.conf)', { url });
+        return;
+      }
+    }
+    const nowMs = Date.now();
+    const lines = ['flush'];
+    for (const d of this.opts.active()) {
+      const secs = Math.ceil((d.untilMs - nowMs) / 1000);
+      if (secs >= 1) lines.push(`ban ${d.target} ${secs}`);
+    }
+    lines.push(`mark ${this.marker}`);
+    // bodies within the conf's client_max_body_size; the marker goes last, once all of it landed
+    let body = '';
+    for (const line of lines) {
+      if (body.length + line.length + 1 > limits.guardNginxBodyBytesMax) {
+        if ((await this.post(url, body)) === undefined) return;
+        body = '';
+      }
+      body += line + '\n';
+    }
+    if ((await this.post(url, body)) === undefined) return;
+    this.missed.delete(url);
+    this.resent++;
+    this.log('info', 'nginx blocklist sent in full', { url, bans: lines.length - 2 });
+  }
+
+  /** The answer's text, or undefined after three failed tries (counted; the next check sends that nginx everything). */
+  private async post(url: string, body: string): Promise<string | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        // node:http, not fetch: fetch would load undici into the guard (client/http-json.ts)
+        const res = await httpRequest(url, { method: 'POST', body, headers: { 'content-type': 'text/plain' }, timeoutMs: this.timeoutMs });
+        if (res.ok) return res.text;
+        throw new Error(`HTTP ${res.status}`);
+      } catch (err) {
+        if (attempt === 2) {
+          this.failures++;
+          this.missed.add(url);
+          this.log('warn', 'nginx blocklist update failed', { url, err: (err as Error).message });
+          return undefined;
+        }
+        // a restarting nginx takes a moment to listen again
+        await new Promise((r) => setTimeout(r, 50 << attempt));
+      }
+    }
   }
 }

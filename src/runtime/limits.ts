@@ -30,6 +30,10 @@ export const limits = {
   nftChildLinesMax: 2000,
   /** targets whose nginx blocklist change waits for the POST in flight; full → a new target's change is refused and counted */
   guardNginxQueuedTargetsMax: 100_000,
+  /** how often the guard asks each nginx whether it still holds its blocklist (guard/nginx.ts) */
+  guardNginxCheckIntervalMs: 5_000,
+  /** a POST body of a full blocklist send, within the example conf's client_max_body_size (1 MiB) */
+  guardNginxBodyBytesMax: 512 * 1024,
   /** synthetic lines a starting guard runs through its own path on throwaway state (guard/warm.ts) */
   guardWarmLinesMax: 5_000,
   /** distinct requests of those the starting guard has CRS judge (each rule's expressions compiled) */
