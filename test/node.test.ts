@@ -65,7 +65,7 @@ describe('key-value over HTTP', () => {
   });
 
   it('cuts a scan page of large values at scanBytesMax and pages on with next, every key once', async () => {
-    // 3 MiB values: past 8 MiB of them a page stops (one answer of all of them was unbounded)
+    // 3 MiB values: a page stops past 6 MiB of them (one answer of all of them was unbounded)
     const value = Buffer.alloc(3 * 1024 * 1024, 'v');
     const keys = ['a', 'b', 'c', 'd', 'e', 'f'];
     for (const k of keys) expect((await call('PUT', `/v1/kv/bigscan/${k}`, value)).status).toBe(200);
@@ -80,6 +80,28 @@ describe('key-value over HTTP', () => {
       after = `&after=${encodeURIComponent(r.body.next)}`;
     }
     expect(seen).toEqual(keys);
+  });
+
+  it('a scan page does not end early at an expired key after a large value: every live key once', async () => {
+    const { kvPartition } = await import('../src/runtime/hash.js');
+    const part = (k: string) => kvPartition('ttlscan', Buffer.from(k), 8);
+    // in one partition: a large value, an expired key after it, then small keys
+    const after = (prefix: string, n: number) => Array.from({ length: 200 }, (_, i) => `${prefix}${i}`).filter((k) => part(k) === part('a')).slice(0, n);
+    const [expired] = after('a', 1);
+    const small = after('b', 2);
+    expect((await call('PUT', '/v1/kv/ttlscan/a', Buffer.alloc(4 * 1024 * 1024, 'v'))).status).toBe(200);
+    expect((await call('PUT', `/v1/kv/ttlscan/${expired}?ttl=1`, 'gone')).status).toBe(200);
+    for (const k of small) expect((await call('PUT', `/v1/kv/ttlscan/${k}`, 'x')).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1100));
+    const seen: string[] = [];
+    let next = '';
+    for (let page = 0; page < 5; page++) {
+      const r = await call('GET', `/v1/kv/ttlscan${next}`);
+      seen.push(...r.body.items.map((i: any) => i.key));
+      if (r.body.next === undefined) break;
+      next = `?after=${encodeURIComponent(r.body.next)}`;
+    }
+    expect(seen).toEqual(['a', ...small.sort()]);
   });
 
   it('takes gzip request bodies (content-encoding: gzip), inflated within the body limit', async () => {

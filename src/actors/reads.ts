@@ -59,15 +59,18 @@ export class PartitionReader {
     const gte = after ? Buffer.concat([K.kvKey(ks, after), Buffer.from([0])]) : prefix;
     const lt = K.prefixEnd(prefix);
     const items: Array<{ key: Buffer; value: Buffer; version: number }> = [];
+    // bytes of the entries kept: an expired or hidden key read adds nothing, so a page stopped by
+    // bytes always holds scanBytesMax of them (the node takes a page that does as cut there)
+    let bytes = 0;
     const add = (k: Buffer, v: Buffer | null | undefined) => {
       const d = unexpired(v ?? undefined, nowMs);
-      if (d) items.push({ key: K.userKeyOf(k, ks), value: Buffer.from(d.value), version: d.version });
+      if (!d) return;
+      const e = { key: K.userKeyOf(k, ks), value: Buffer.from(d.value), version: d.version };
+      items.push(e);
+      bytes += e.key.length + e.value.length;
     };
-    let bytes = 0;
     for (const [k, v] of this.store.iterate({ gte, lt })) {
       add(k, this.shown(k, v));
-      const last = items[items.length - 1];
-      bytes += last ? last.key.length + last.value.length : 0;
       if (items.length >= limit || bytes >= limits.scanBytesMax) break;
     }
     // Keys whose unconfirmed write removed them are still there for readers.

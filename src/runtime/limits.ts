@@ -106,9 +106,10 @@ export const limits = {
   /** long-poll waiters per topic partition; full → OVERLOADED */
   waitersPerPartitionMax: 10_000,
   scanLimitMax: 10_000,
-  /** key and value bytes one scan page carries (at least one entry); the rest continues from `next`.
-   *  A page of JSON-escaped bytes (up to 6× for control characters) stays under cliAnswerBytesMax. */
-  scanBytesMax: 8 * MiB,
+  /** key and value bytes after which a scan page ends (with the entry that crosses it; at least one
+   *  entry); the rest continues from `next`. Such a page, JSON-escaped (up to 6× for control
+   *  characters), stays under cliAnswerBytesMax. */
+  scanBytesMax: 6 * MiB,
   /** idempotent producers remembered per partition; the least recently used is forgotten */
   producersPerPartitionMax: 10_000,
   /** batches per producer a partition remembers to recognise a retry; a pipelining producer keeps
@@ -280,7 +281,7 @@ export function checkLimits(l: Limits = limits): void {
     [l.valueBytesMax <= l.batchBytesMax, 'a value must fit in a batch'],
     [l.recordBytesMax <= l.batchBytesMax, 'a record must fit in a batch'],
     [l.fetchBytesMax <= l.wsBackpressureBytesMax, 'a fetch must fit the socket buffer'],
-    [l.scanBytesMax < l.frameBytesMax && 6 * l.scanBytesMax <= l.cliAnswerBytesMax, 'a scan page must fit a frame and the CLI'],
+    [l.scanBytesMax + l.keyBytesMax + l.valueBytesMax < l.frameBytesMax && 6 * (l.scanBytesMax + l.keyBytesMax + l.valueBytesMax) <= l.cliAnswerBytesMax, 'a scan page must fit a frame and the CLI'],
     [l.subscriberCreditBytesMax <= l.wsBackpressureBytesMax, 'credit must fit the socket buffer'],
     [l.workerInFlightBytesMax >= l.batchBytesMax, 'a worker must accept one full batch'],
     [l.connectionInFlightMax <= l.workerInFlightMax, 'one connection cannot fill a worker alone'],
