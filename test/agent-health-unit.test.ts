@@ -218,7 +218,11 @@ describe('alert engine', () => {
     expect(r.transitions).toEqual([expect.objectContaining({ state: 'resolved', atMs: 59_994 })]);
     // a sample a whole second early does not count
     r = evaluate(rules, emptyAlertState, sample({ 'app.app.up': 0 }), 0, slack);
-    expect(evaluate(rules, r.state, sample({ 'app.app.up': 0 }), 29_000, slack).transitions).toEqual([]);
+    expect(evaluate(rules, r.state, sample({ 'app.app.up': 0 }), 29_000, slack).transitions).toEqual([]);    // a for: within the slack still needs a second sample: the first has held for no time
+    const short = [rule({ name: 'blip', field: 'app.app.up', op: '==', threshold: 0, forMs: 50, clearForMs: 50 })];
+    const first = evaluate(short, emptyAlertState, sample({ 'app.app.up': 0 }), 1_000, slack);
+    expect(first.transitions).toEqual([]);
+    expect(evaluate(short, first.state, sample({ 'app.app.up': 0 }), 1_100, slack).transitions).toEqual([expect.objectContaining({ state: 'firing' })]);
   });
 
   it('firing alerts survive a restart through their text: no second firing, a resolve still comes', () => {

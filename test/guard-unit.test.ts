@@ -368,3 +368,16 @@ describe('CRS on a log line', () => {
     expect(evaluate(rules, { method: sqli.method, uri: sqli.uri, protocol: sqli.protocol, headers: loggedHeaders(sqli), remoteAddr: sqli.client.ip }).blocked).toBe(true);
   });
 });
+
+describe('decisions read from the store or the topic', () => {
+  it('a target that is no address or prefix is no decision, and the allowlist does not throw on it', async () => {
+    const { decodeRecord } = await import('../src/guard/store.js');
+    const rec = (target: unknown) => Buffer.from(JSON.stringify({ action: 'ban', by: 'x', decision: { target, untilMs: Date.now() + 60_000 } }));
+    expect(decodeRecord(rec('198.18.0.1'))?.decision.target).toBe('198.18.0.1');
+    for (const bad of ['not-an-ip', '198.18.0.1/99', '', '198.018.0.1', 7]) expect(decodeRecord(rec(bad)), String(bad)).toBeUndefined();
+    const allow = new Allowlist(['10.0.0.0/8']);
+    expect([allow.has('not-an-ip'), allow.has('10.1.2.3'), allow.has('0.0.0.0/0')]).toEqual([false, true, true]);
+    const d = newDecisions(policy, allow);
+    expect(() => decide(d, { kind: 'restore', decision: { target: 'not-an-ip', scope: 'ip', v6: false, scenario: 'm', detail: '', origin: 'manual', createdMs: 0, untilMs: Date.now() + 60_000, offense: 1 } }, Date.now())).not.toThrow();
+  });
+});

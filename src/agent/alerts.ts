@@ -100,12 +100,14 @@ const idOf = (rule: AlertRule, field: string) => (rule.field.includes('*') ? `${
 
 /**
  * One evaluation of every rule against a sample. `slackMs`: a `for`/`clearFor` short of this much
- * counts as held, so a sample that comes a few ms early (timer jitter) does not wait a whole interval.
+ * counts as held, so a sample that comes a few ms early (timer jitter) does not wait a whole interval;
+ * a condition first seen in this sample has held for no time, whatever the slack.
  */
 export function evaluate(rules: readonly AlertRule[], state: AlertState, sample: ReadonlyMap<string, number>, nowMs: number, slackMs = 0): { state: AlertState; transitions: Transition[] } {
   const next: Record<string, Instance> = {};
   const transitions: Transition[] = [];
   const seen = new Set<string>();
+  const held = (sinceMs: number, forMs: number) => forMs === 0 || (nowMs > sinceMs && nowMs - sinceMs >= forMs - slackMs);
   const fire = (rule: AlertRule, inst: Instance, atMs: number, kind: 'firing' | 'resolved', id: string) => {
     transitions.push({
       id, rule: rule.name, field: inst.field, state: kind, ...(inst.value !== undefined ? { value: inst.value } : {}),
@@ -123,7 +125,7 @@ export function evaluate(rules: readonly AlertRule[], state: AlertState, sample:
       if (!prev || prev.phase === 'pending') {
         if (!holds(rule.op, value, rule.threshold)) continue;
         const inst: Instance = { rule: rule.name, field, phase: 'pending', sinceMs: prev?.sinceMs ?? nowMs, value };
-        if (nowMs - inst.sinceMs >= rule.forMs - slackMs) {
+        if (held(inst.sinceMs, rule.forMs)) {
           inst.phase = 'firing';
           inst.firedAtMs = nowMs;
           fire(rule, inst, nowMs, 'firing', id);
@@ -138,7 +140,7 @@ export function evaluate(rules: readonly AlertRule[], state: AlertState, sample:
         continue;
       }
       inst.clearingSinceMs ??= nowMs;
-      if (nowMs - inst.clearingSinceMs >= rule.clearForMs - slackMs) fire(rule, inst, nowMs, 'resolved', id);
+      if (held(inst.clearingSinceMs, rule.clearForMs)) fire(rule, inst, nowMs, 'resolved', id);
       else next[id] = inst;
     }
   }
@@ -150,7 +152,7 @@ export function evaluate(rules: readonly AlertRule[], state: AlertState, sample:
     if (!rule) continue;
     const inst: Instance = { ...prev, clearingSinceMs: prev.clearingSinceMs ?? nowMs };
     delete inst.value;
-    if (nowMs - inst.clearingSinceMs! >= rule.clearForMs - slackMs) fire(rule, inst, nowMs, 'resolved', id);
+    if (held(inst.clearingSinceMs!, rule.clearForMs)) fire(rule, inst, nowMs, 'resolved', id);
     else next[id] = inst;
   }
   return { state: { instances: next }, transitions };

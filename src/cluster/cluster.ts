@@ -27,6 +27,7 @@ import { AlignedInterval } from '../runtime/aligned-timer.js';
 import type { LoopDelay } from '../runtime/loop-delay.js';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../runtime/config.js';
+import { limits } from '../runtime/limits.js';
 
 /** A peer silent for this long is suspected; its partitions fail over. */
 export const SUSPECT_AFTER_MS = 300;
@@ -577,13 +578,17 @@ export class ClusterCoordinator implements Coordinator {
     if (staying() === 0) return false;
     await this.membership.setState('leaving');
     const deadline = Date.now() + deadlineMs;
+    let aloneSince: number | undefined;
     while (Date.now() < deadline) {
       let held = 0;
       for (let p = 0; p < this.partitions; p++) if (this.table.get(p)?.record.replicas.includes(this.self)) held++;
       if (held === 0) return true;
-      // every other node is leaving too (a whole cluster stopped at once): placement has nowhere to move these
-      if (staying() === 0) {
-        this.log.warn({ held }, 'every other node is leaving or gone: stopping without handing these replicas off');
+      // Every other node leaving too (a whole cluster stopped at once) leaves placement nowhere to
+      // move these. Only when that lasts: a node whose lease lapsed in a stall re-registers within
+      // about a second, and stopping then would take the only in-sync copy away mid hand-off.
+      if (staying() > 0) aloneSince = undefined;
+      else if ((aloneSince ??= Date.now()) <= Date.now() - limits.handOffAloneMs) {
+        this.log.warn({ held, aloneMs: limits.handOffAloneMs }, 'every other node is leaving or gone: stopping without handing these replicas off');
         return false;
       }
       await new Promise((r) => setTimeout(r, 100));

@@ -96,6 +96,7 @@ class Outbound {
     ws.on('open', () => {
       this.backoff.reset();
       this.refusedAtMs = 0;
+      this.net.accepted(this.peer);
       ws.send(packr.pack({ t: 'hello', from: this.net.self, v: PEER_PROTOCOL_VERSION, links: this.net.workerLinks, key: this.net.linkKey } satisfies PeerFrame));
       const queued = this.queue;
       this.queue = [];
@@ -243,6 +244,11 @@ export class PeerNetwork implements PeerLink {
     if (this.refusals.get(peer) === reason) return;
     this.refusals.set(peer, reason);
     this.log.error({ peer, reason }, 'peer refused this node\'s link: another peer protocol version');
+  }
+
+  /** A link to `peer` opened: its token was taken, so a later refusal of it is news again. */
+  accepted(peer: NodeId): void {
+    if (this.refusals.get(peer) === 'token') this.refusals.delete(peer);
   }
 
   refusedToken(peer: NodeId): void {

@@ -11,7 +11,7 @@ import { compactAnswer, type NodeApi, type StoredRecord, type Tail, type TailSin
 import type { Metrics } from '../runtime/metrics.js';
 import { AuthError, Authenticator, type Principal } from './auth.js';
 import { MemoryBudget } from '../runtime/memory-budget.js';
-import { topicWriteNeed } from '../runtime/tokens.js';
+import { mayDescribeTopic, topicWriteNeed } from '../runtime/tokens.js';
 import {
   ACCEPT_BATCHES, ACCEPT_RANGES, advertisedLimits, SERVER_FEATURES, closeCodeOf, encodeFrame, parseClientFrame, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
   storedRecordBytes, toRecordTuple, toStartPosition, type ClientFrame, type RequestFrame, type ServerFrame,
@@ -448,7 +448,7 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
         return await api.groupDelete(f.group);
       case 'topics': {
         const all = await api.listTopics();
-        return { topics: all.filter((t) => (['read', 'write', 'admin'] as const).some((a) => auth.may(conn.principal!, 'topic', a, t.name))).map(({ partitionsInfo: _, ...t }) => t) };
+        return { topics: all.filter((t) => mayDescribeTopic(conn.principal!.scopes, t.name)).map(({ partitionsInfo: _, ...t }) => t) };
       }
       case 'topic': {
         const { partitionsInfo, ...info } = await api.describeTopic(f.topic);

@@ -77,9 +77,9 @@ export class Allowlist {
     return undefined;
   }
 
-  /** `target` is an address or a CIDR (a prefix decision is refused when it overlaps an allowed range). */
+  /** `target` is an address or a CIDR (a prefix decision is refused when it overlaps an allowed range); anything else is not in it. */
   has(target: string): boolean {
-    if (this.ranges.length === 0) return false;
+    if (this.ranges.length === 0 || canonicalTarget(target) === undefined) return false;
     if (target.includes('/')) {
       const [addr, bits] = ipaddr.parseCIDR(target);
       return this.ranges.some(([r, rb]) => r.kind() === addr.kind() && (addr.match(r, rb) || r.match(addr, bits)));

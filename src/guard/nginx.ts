@@ -53,7 +53,8 @@ export class NginxEnforcer {
   /** Resolves true once every nginx answered the POST carrying the change; false when it was refused or a POST failed three times. */
   ban(d: Decision): Promise<boolean> {
     const secs = Math.ceil((d.untilMs - Date.now()) / 1000);
-    return secs < 1 ? Promise.resolve(false) : this.enqueue(d.target, `ban ${d.target} ${secs}`);
+    // a ban that ends within the second asks nothing of nginx
+    return secs < 1 ? Promise.resolve(true) : this.enqueue(d.target, `ban ${d.target} ${secs}`);
   }
 
   unban(d: Decision): Promise<boolean> {

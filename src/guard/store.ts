@@ -6,6 +6,7 @@ import { ChicagoError, type WireError } from '../runtime/errors.js';
 import type { ChicagoClient } from '../client/index.js';
 import type { Producer } from '../client/producer.js';
 import type { Decision } from './decisions.js';
+import { canonicalTarget } from './ip.js';
 
 export interface DecisionRecord {
   action: 'ban' | 'unban';
@@ -22,7 +23,8 @@ export function decodeRecord(value: Uint8Array): DecisionRecord | undefined {
   try {
     const r = JSON.parse(Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8')) as DecisionRecord;
     const d = r?.decision;
-    if ((r.action !== 'ban' && r.action !== 'unban') || typeof d?.target !== 'string' || typeof d.untilMs !== 'number') return undefined;
+    // anyone with topic:write on it writes here: a target that is no address or prefix is no decision
+    if ((r.action !== 'ban' && r.action !== 'unban') || typeof d?.target !== 'string' || canonicalTarget(d.target)?.value !== d.target || typeof d.untilMs !== 'number') return undefined;
     return r;
   } catch {
     return undefined;
@@ -30,14 +32,15 @@ export function decodeRecord(value: Uint8Array): DecisionRecord | undefined {
 }
 
 /**
- * Creates the decisions topic (one partition: one order for every follower) when missing. A token
- * that may not read it (403) may still write to it: whether it exists, the first write says.
+ * Creates the decisions topic (one partition: one order for every follower) when missing.
  */
 export async function ensureDecisionsTopic(url: string, token: string | undefined, topic: string, o: { timeoutMs: number; ca?: string } = { timeoutMs: 10_000 }): Promise<void> {
   // node:http, not fetch: fetch would load undici into the guard (client/http-json.ts)
   const headers = { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) };
   const got = await httpRequest(`${url}/v1/topics/${encodeURIComponent(topic)}`, { headers, ...o });
-  if (got.ok || got.status === 403) return;
+  if (got.ok) return;
+  // describing it takes any topic scope: a token refused here may not write to it either
+  if (got.status === 403) throw replyError(`describing topic ${topic}`, got);
   const res = await httpRequest(`${url}/v1/topics`, { method: 'POST', headers, body: JSON.stringify({ name: topic, partitions: 1 }), ...o });
   if (!res.ok && res.status !== 409) throw replyError(`creating topic ${topic}`, res);
 }
@@ -85,7 +88,7 @@ export async function loadDecisions(client: ChicagoClient, keyspace: string, now
     for (const it of r.items) {
       try {
         const d = JSON.parse(it.value.toString('utf8')) as Decision;
-        if (typeof d.untilMs === 'number' && d.untilMs > nowMs) out.push(d);
+        if (typeof d?.target === 'string' && canonicalTarget(d.target)?.value === d.target && typeof d.untilMs === 'number' && d.untilMs > nowMs) out.push(d);
       } catch { /* not a decision */ }
     }
     if (!r.next) break;

@@ -106,6 +106,8 @@ export const limits = {
   /** long-poll waiters per topic partition; full → OVERLOADED */
   waitersPerPartitionMax: 10_000,
   scanLimitMax: 10_000,
+  /** a leaving node with no other node joining or up for this long stops without handing off (over a lease's TTL and a re-register) */
+  handOffAloneMs: 5_000,
   /** key and value bytes after which a scan page ends (with the entry that crosses it; at least one
    *  entry); the rest continues from `next`. Such a page, JSON-escaped (up to 6× for control
    *  characters), stays under cliAnswerBytesMax. */

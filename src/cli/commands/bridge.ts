@@ -20,7 +20,8 @@ export async function bridge(p: Parsed): Promise<void> {
     if (e instanceof BridgeConfigError || e instanceof BridgeFatalError) throw new CliError(EXIT.config, `chicago bridge: ${e.message}`);
     // metrics.port held by another process: as for a node's port
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL') throw new CliError(EXIT.inUse, `chicago bridge: cannot serve metrics: ${(e as Error).message}`);
+    if (code === 'EADDRINUSE') throw new CliError(EXIT.inUse, `chicago bridge: cannot serve metrics: ${(e as Error).message}`);
+    if (code === 'EADDRNOTAVAIL') throw new CliError(EXIT.config, `chicago bridge: metrics.host is not an address of this host: ${(e as Error).message}`);
     throw e;
   }
 }
