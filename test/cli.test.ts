@@ -77,6 +77,15 @@ describe.concurrent('kv', () => {
     expect((await cli(['kv', 'put', 'cli-kv-rawnext', 'z', 'v'])).code).toBe(0);
     const page = JSON.parse((await cli(['kv', 'scan', 'cli-kv-rawnext', '--limit', '1', '--json'])).stdout);
     expect(page).toMatchObject({ items: [{ key: 'Af8=', keyEncoding: 'base64' }], next: 'Af8=', nextEncoding: 'base64' });
+    // that `next` fed back resumes after the key; a prefix that is not UTF-8 goes the same way
+    const [rest, raw, needsAfter] = await Promise.all([
+      cli(['kv', 'scan', 'cli-kv-rawnext', '--after', page.next, '--after-encoding', page.nextEncoding, '--json']),
+      cli(['kv', 'scan', 'cli-kv-rawnext', '--prefix', 'Af8=', '--prefix-encoding', 'base64', '--json']),
+      cli(['kv', 'scan', 'cli-kv-rawnext', '--after-encoding', 'base64']),
+    ]);
+    expect([rest.code, JSON.parse(rest.stdout)]).toEqual([0, { items: [expect.objectContaining({ key: 'z' })] }]);
+    expect([raw.code, JSON.parse(raw.stdout).items.map((i: { key: string }) => i.key)]).toEqual([0, ['Af8=']]);
+    expect([needsAfter.code, needsAfter.stderr]).toEqual([64, expect.stringContaining('--after-encoding needs --after')]);
   });
 
   it('reads the value from stdin when it is not given', async () => {

@@ -1,17 +1,21 @@
 // The edge against a real node: tokens and scopes on every route and WebSocket op, revocation by
 // SIGHUP, secure defaults, browser origins, exact HTTP framing over raw sockets, one owner per
 // port and data dir, strict parsing. docs/security.md describes what is tested here.
+import { spawn as spawnProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Packr, Unpackr } from 'msgpackr';
 import { ChicagoClient } from '../src/client/index.js';
 import { hashSecret, newToken, parseToken } from '../src/runtime/tokens.js';
 import { http } from './helpers/http.js';
-import { runCli, startNode, type NodeHandle } from './helpers/launcher.js';
+import { repoRoot, runCli, startNode, type NodeHandle } from './helpers/launcher.js';
+import { lockDataDir, probePid, type PidProbe } from '../src/storage/dir-lock.js';
+import { Spool } from '../src/agent/spool.js';
 import { startEarly } from './helpers/early.js';
 import { waitUntil } from './helpers/bridge.js';
 import { slow } from './helpers/slow.js';
@@ -589,6 +593,123 @@ describe('exact HTTP, one owner, strict parsing (raw sockets, real node)', () =>
       await again.stop();
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the dir lock: a reused pid, another host, kill -9 and racing starters', () => {
+  const boot = () => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  const startTicks = (pid: number) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  };
+  const lockIn = async (dir: string, holder: Record<string, unknown>) =>
+    writeFile(path.join(dir, 'chicago.lock'), JSON.stringify({ boot: boot(), startedAt: new Date().toISOString(), host: os.hostname(), ...holder }) + '\n');
+  const holderOf = async (dir: string) => JSON.parse(await readFile(path.join(dir, 'chicago.lock'), 'utf8'));
+  // a child that takes the lock with the built module, says so, and holds it until killed
+  const lockChild = (dir: string, waitUntilMs = 0) => spawnProcess(process.execPath, ['--input-type=module', '-e', `
+    import { lockDataDir } from ${JSON.stringify(path.join(repoRoot, 'dist/src/storage/dir-lock.js'))};
+    while (Date.now() < ${waitUntilMs});
+    try { lockDataDir(${JSON.stringify(dir)}); console.log('won'); } catch (e) { console.log('lost ' + e.message); }
+    setTimeout(() => {}, 60_000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const firstLine = (child: ReturnType<typeof spawnProcess>) => new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => { out += b; if (out.includes('\n')) resolve(out.split('\n')[0]); });
+    child.once('exit', (code) => reject(new Error(`lock child exited ${code} before it answered`)));
+  });
+  const killed = (child: ReturnType<typeof spawnProcess>) => new Promise((resolve) => { child.once('exit', resolve); child.kill('SIGKILL'); });
+
+  let dir: string;
+  beforeEach(async () => { dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-lock-')); });
+  afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
+
+  it('takes over a lock whose pid now names a live process that started at another time (a reused pid)', async () => {
+    // pid 1 lives; with its own start time the lock is held, with another one it is stale
+    await lockIn(dir, { pid: 1, startTicks: startTicks(1) });
+    expect(() => lockDataDir(dir)).toThrow(`data dir ${dir} in use by pid 1`);
+    await lockIn(dir, { pid: 1, startTicks: startTicks(1) + 1000 });
+    const release = lockDataDir(dir);
+    expect(await holderOf(dir)).toMatchObject({ pid: process.pid, startTicks: startTicks(process.pid), host: os.hostname(), boot: boot() });
+    release();
+    expect(existsSync(path.join(dir, 'chicago.lock'))).toBe(false);
+    // a lock of an older version (no start time) keeps the pid rule: pid 1 holds it
+    await lockIn(dir, { pid: 1, host: undefined });
+    expect(() => lockDataDir(dir)).toThrow(`data dir ${dir} in use by pid 1`);
+  });
+
+  it('takes over a lock written on another host (a re-created container has a new host name), saying so', async () => {
+    const alive = 1; // a live pid here: on another host it says nothing
+    await lockIn(dir, { pid: alive, host: 'elsewhere.example', startTicks: 5 });
+    const heard: Array<string | undefined> = [];
+    const release = lockDataDir(dir, 'data dir', undefined, (held) => { heard.push(held.host); });
+    expect(heard).toEqual(['elsewhere.example']);
+    expect(await holderOf(dir)).toMatchObject({ pid: process.pid, host: os.hostname() });
+    release();
+    await lockIn(dir, { pid: alive, host: 'elsewhere.example', startTicks: 5 });
+    const { spool } = Spool.open({ dir, quotaBytes: 1 << 20, segmentBytes: 1 << 16 });
+    expect((await holderOf(dir)).pid).toBe(process.pid);
+    spool.close();
+  });
+
+  it('takes over the lock of a process killed -9', async () => {
+    const child = lockChild(dir);
+    expect(await firstLine(child)).toBe('won');
+    expect(() => lockDataDir(dir)).toThrow(`data dir ${dir} in use by pid ${child.pid}`);
+    await killed(child);
+    const release = lockDataDir(dir);
+    expect((await holderOf(dir)).pid).toBe(process.pid);
+    release();
+  });
+
+  it('replaces a stale lock only while it is the one judged stale: a starter that took it over meanwhile keeps it', async () => {
+    const file = path.join(dir, 'chicago.lock');
+    await lockIn(dir, { pid: 2 ** 22 + 17, startTicks: 5 }); // above pid_max: dead
+    let other: ReturnType<typeof spawnProcess> | undefined;
+    // between reading the stale lock and replacing it, another starter takes it over
+    const probe: PidProbe = (pid) => {
+      if (!other) {
+        other = lockChild(dir);
+        const deadline = Date.now() + 20_000;
+        while (!readFileSync(file, 'utf8').includes(`"pid":${other.pid},`)) {
+          if (Date.now() > deadline) throw new Error('the other starter did not take the lock');
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+        }
+      }
+      return probePid(pid);
+    };
+    try {
+      let thrown: unknown;
+      try {
+        lockDataDir(dir, 'data dir', probe)();
+      } catch (err) {
+        thrown = err;
+      }
+      expect(other).toBeDefined();
+      expect(String(thrown)).toBe(`DataDirInUseError: data dir ${dir} in use by pid ${other!.pid}`);
+      expect((await holderOf(dir)).pid).toBe(other!.pid);
+    } finally {
+      if (other) await killed(other);
+    }
+  });
+
+  it('leaves the takeover guard of a starter that died midway to a human, naming it', async () => {
+    await lockIn(dir, { pid: 2 ** 22 + 17, startTicks: 5 });
+    await writeFile(path.join(dir, 'chicago.lock.takeover'), JSON.stringify({ pid: 2 ** 22 + 18, boot: boot(), startedAt: '', host: os.hostname(), startTicks: 6 }));
+    expect(() => lockDataDir(dir)).toThrow(`data dir ${dir}: pid ${2 ** 22 + 18} died while it took over ${path.join(dir, 'chicago.lock')}; remove ${path.join(dir, 'chicago.lock.takeover')}`);
+  });
+
+  it('gives a stale lock to one of several starters racing for it', async () => {
+    for (let round = 0; round < 3; round++) {
+      await lockIn(dir, { pid: 2 ** 22 + 17, startTicks: 5 }); // above pid_max: dead
+      const at = Date.now() + 1500; // all start together, after their imports
+      const children = Array.from({ length: 4 }, () => lockChild(dir, at));
+      try {
+        const answers = await Promise.all(children.map(firstLine));
+        expect(answers.filter((a) => a === 'won')).toHaveLength(1);
+        expect(answers.filter((a) => a !== 'won')).toEqual(Array(3).fill(expect.stringMatching(/in use by pid \d+/)));
+      } finally {
+        await Promise.all(children.map(killed));
+      }
     }
   });
 });

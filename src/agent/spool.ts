@@ -581,9 +581,9 @@ export class Spool {
     // one agent per spool: a second one would append its own seqs and ship the first one's records
     let unlock: () => void;
     try {
-      unlock = lockDataDir(opts.dir);
+      unlock = lockDataDir(opts.dir, 'spool dir');
     } catch (err) {
-      if (err instanceof DataDirInUseError) err.message = `spool dir ${opts.dir} in use by pid ${err.pid} (one agent per spool.dir)`;
+      if (err instanceof DataDirInUseError && err.kind === 'live') err.message += ' (one agent per spool.dir)';
       throw err;
     }
     const s = new Spool(opts);

@@ -90,9 +90,16 @@ const kvDel: Command = {
 
 const kvScan: Command = {
   name: 'kv scan',
-  synopsis: 'KEYSPACE [--prefix P] [--after KEY] [--limit N] [--json]',
-  summary: 'list keys and values in key order, one "KEY<TAB>VALUE" line each (default limit 1000); backslash and control characters escaped (\\\\ \\t \\n \\u{XXXX}), keys and values that are not UTF-8 byte by byte (\\xNN); --after and --prefix take keys as stored: --json gives exact keys and `next`',
-  options: { ...clientOptions, prefix: { type: 'string' }, after: { type: 'string' }, limit: { type: 'string' } },
+  synopsis: 'KEYSPACE [--prefix P] [--prefix-encoding base64] [--after KEY] [--after-encoding base64] [--limit N] [--json]',
+  summary: 'list keys and values in key order, one "KEY<TAB>VALUE" line each (default limit 1000); backslash and control characters escaped (\\\\ \\t \\n \\u{XXXX}), keys and values that are not UTF-8 byte by byte (\\xNN); --after and --prefix take keys as stored, or as base64 with --after-encoding/--prefix-encoding base64: --json gives exact keys and `next` (with `nextEncoding` base64 when it is not UTF-8: pass it as --after-encoding)',
+  options: {
+    ...clientOptions,
+    prefix: { type: 'string' },
+    'prefix-encoding': { type: 'string' },
+    after: { type: 'string' },
+    'after-encoding': { type: 'string' },
+    limit: { type: 'string' },
+  },
   args: [1, 1],
   run: async (p) => (await import('./commands/kv.js')).scan(p),
 };

@@ -133,7 +133,7 @@ export class ChicagoNode implements NodeApi {
     const dir = path.resolve(this.config.dataDir);
     await mkdir(dir, { recursive: true });
     // before anything touches the dir: a second node on it stops here, saying which process holds it
-    this.unlockDir = lockDataDir(dir);
+    this.unlockDir = lockDataDir(dir, 'data dir', undefined, (held) => this.log.warn({ host: held.host, pid: held.pid }, 'took over the data dir lock written on another host (a re-created container, or two hosts sharing the dir: then stop one)'));
     // before RocksDB opens: on a full disk this releases the reserve, so it has room to start
     this.disk = new DiskGuard(dir, this.config.storage, (s) => {
       this.metrics.diskFull.set(s.full ? 1 : 0);

@@ -1,7 +1,7 @@
 // chicago kv put|get|del|scan
 import { limits } from '../../runtime/limits.js';
 import { type Parsed, choice, int, str } from '../args.js';
-import { CliError, EXIT } from '../errors.js';
+import { CliError, EXIT, UsageError } from '../errors.js';
 import { enc, httpFrom, wantsJson } from '../http.js';
 import { fields, line, write } from '../output.js';
 
@@ -79,12 +79,15 @@ export async function scan(p: Parsed): Promise<void> {
   let remaining = int(p, 'limit', 1) ?? 1000;
   let after = str(p, 'after');
   // a `next` key that is not UTF-8 comes as base64 and goes back flagged the same way
-  let afterEncoding: 'base64' | undefined;
+  let afterEncoding = choice(p, 'after-encoding', ['base64'] as const);
+  const prefixEncoding = choice(p, 'prefix-encoding', ['base64'] as const);
+  if (afterEncoding && after === undefined) throw new UsageError('--after-encoding needs --after', p.command);
+  if (prefixEncoding && str(p, 'prefix') === undefined) throw new UsageError('--prefix-encoding needs --prefix', p.command);
   const items: ScanItem[] = [];
   // The node caps a page; follow `next` until the limit the user asked for is reached.
   do {
     const limit = Math.min(remaining, limits.scanLimitMax);
-    const page = await http.must<ScanPage>('GET', path, { query: { prefix: str(p, 'prefix'), after, afterEncoding, limit } });
+    const page = await http.must<ScanPage>('GET', path, { query: { prefix: str(p, 'prefix'), prefixEncoding, after, afterEncoding, limit } });
     if (wantsJson(p)) items.push(...page.items);
     else for (const it of page.items) await line(`${scanText(it.key, it.keyEncoding)}\t${scanText(it.value, it.valueEncoding)}`);
     remaining -= page.items.length;
