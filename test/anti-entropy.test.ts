@@ -43,7 +43,9 @@ describe('anti-entropy', () => {
     const leader = cluster.node(record.leader!);
     const [mine, theirs] = await Promise.all([follower, leader].map(async (n) => (await fetch(`${n.url}/v1/debug/partitions/${p}/digest`)).json() as Promise<{ seq: number; digest: string }>));
     expect(mine.seq).toBe(theirs.seq);
-    expect(mine.digest).not.toBe(theirs.digest);
+    // planted outside replication, the digests differ until a digest round (every 500 ms) repairs it;
+    // on a busy machine that round may come first, and then it has counted the divergence already
+    if (mine.digest === theirs.digest) expect(await metric(follower.url, 'chicago_antientropy_divergences')).toBeGreaterThan(0);
 
     await expect.poll(() => metric(follower.url, 'chicago_antientropy_divergences'), { timeout: slow(30_000), interval: 250 }).toBeGreaterThan(0);
     const digests = await cluster.waitConverged(30_000);
