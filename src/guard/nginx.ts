@@ -27,6 +27,7 @@ export class NginxEnforcer {
   private batch: { done: Promise<boolean>; settle: (ok: boolean) => void } | undefined;
   private busy = false;
   private checkDue = false;
+  private checkWaited = false;
   /** nginx URLs a POST failed to since their last full send: the next check sends them everything */
   private readonly missed = new Set<string>();
   /** nginx URLs whose handler answers no `check` (an older conf): warned once, never checked again */
@@ -80,11 +81,10 @@ export class NginxEnforcer {
     if (this.busy || (this.queue.size === 0 && !this.checkDue)) return;
     this.busy = true;
     try {
-      if (this.checkDue) {
-        this.checkDue = false;
-        await Promise.all(this.urls.map((url) => this.check(url)));
-      }
-      if (this.queue.size > 0) {
+      // a due check waits for one batch of changes at most: a flood's bans go first, and do not
+      // hold off the check that sends a restarted nginx the bans it lost
+      if (this.queue.size > 0 && !(this.checkDue && this.checkWaited)) {
+        if (this.checkDue) this.checkWaited = true;
         const lines = [...this.queue.values()];
         const batch = this.batch;
         this.queue = new Map();
@@ -92,6 +92,10 @@ export class NginxEnforcer {
         const body = lines.join('\n') + '\n';
         const answered = await Promise.all(this.urls.map(async (url) => (await this.post(url, body)) !== undefined));
         batch?.settle(answered.every(Boolean));
+      } else if (this.checkDue) {
+        this.checkDue = false;
+        this.checkWaited = false;
+        await Promise.all(this.urls.map((url) => this.check(url)));
       }
     } finally {
       this.busy = false;
@@ -102,8 +106,9 @@ export class NginxEnforcer {
   private async check(url: string): Promise<void> {
     if (!this.opts.active || (this.noCheck.has(url) && !this.missed.has(url))) return;
     if (!this.missed.has(url)) {
-      const answer = await this.post(url, `check ${this.marker}\n`);
-      if (answer === undefined || answer.includes(`have ${this.marker}`)) return; // unreachable: asked again next time
+      // one try: a check that fails counts as a miss, and the next one sends everything
+      const answer = await this.post(url, `check ${this.marker}\n`, 1);
+      if (answer === undefined || answer.includes(`have ${this.marker}`)) return;
       if (!answer.includes(`lost ${this.marker}`)) {
         this.noCheck.add(url);
         this.log('warn', 'nginx answers no check: its blocklist is not sent again after an nginx restart (update its conf from examples/guard/nginx-guard.conf)', { url });
@@ -117,23 +122,29 @@ export class NginxEnforcer {
       if (secs >= 1) lines.push(`ban ${d.target} ${secs}`);
     }
     lines.push(`mark ${this.marker}`);
-    // bodies within the conf's client_max_body_size; the marker goes last, once all of it landed
+    // bodies within the conf's client_max_body_size; the marker goes last, once all of it landed.
+    // The first body is tried once: an nginx still down fails it at every check, quietly.
     let body = '';
+    let tries = 1;
     for (const line of lines) {
       if (body.length + line.length + 1 > limits.guardNginxBodyBytesMax) {
-        if ((await this.post(url, body)) === undefined) return;
+        if ((await this.post(url, body, tries)) === undefined) return;
         body = '';
+        tries = 3;
       }
       body += line + '\n';
     }
-    if ((await this.post(url, body)) === undefined) return;
+    if ((await this.post(url, body, tries)) === undefined) return;
     this.missed.delete(url);
     this.resent++;
     this.log('info', 'nginx blocklist sent in full', { url, bans: lines.length - 2 });
   }
 
-  /** The answer's text, or undefined after three failed tries (counted; the next check sends that nginx everything). */
-  private async post(url: string, body: string): Promise<string | undefined> {
+  /**
+   * The answer's text, or undefined after `tries` failed tries (the next check sends that nginx
+   * everything; a change's POST is counted and logged, a check's failing again is not).
+   */
+  private async post(url: string, body: string, tries = 3): Promise<string | undefined> {
     for (let attempt = 0; ; attempt++) {
       try {
         // node:http, not fetch: fetch would load undici into the guard (client/http-json.ts)
@@ -141,10 +152,10 @@ export class NginxEnforcer {
         if (res.ok) return res.text;
         throw new Error(`HTTP ${res.status}`);
       } catch (err) {
-        if (attempt === 2) {
-          this.failures++;
+        if (attempt === tries - 1) {
+          if (tries > 1) this.failures++;
+          if (tries > 1 || !this.missed.has(url)) this.log('warn', 'nginx blocklist update failed', { url, err: (err as Error).message });
           this.missed.add(url);
-          this.log('warn', 'nginx blocklist update failed', { url, err: (err as Error).message });
           return undefined;
         }
         // a restarting nginx takes a moment to listen again
