@@ -374,7 +374,7 @@ describe('decisions read from the store or the topic', () => {
     const { decodeRecord } = await import('../src/guard/store.js');
     const rec = (target: unknown) => Buffer.from(JSON.stringify({ action: 'ban', by: 'x', decision: { target, untilMs: Date.now() + 60_000 } }));
     expect(decodeRecord(rec('198.18.0.1'))?.decision.target).toBe('198.18.0.1');
-    for (const bad of ['not-an-ip', '198.18.0.1/99', '', '198.018.0.1', 7]) expect(decodeRecord(rec(bad)), String(bad)).toBeUndefined();
+    for (const bad of ['not-an-ip', '198.18.0.1/99', '', '1', 7]) expect(decodeRecord(rec(bad)), String(bad)).toBeUndefined();
     const allow = new Allowlist(['10.0.0.0/8']);
     expect([allow.has('not-an-ip'), allow.has('10.1.2.3'), allow.has('0.0.0.0/0')]).toEqual([false, true, true]);
     const d = newDecisions(policy, allow);

@@ -24,7 +24,7 @@ export function decodeRecord(value: Uint8Array): DecisionRecord | undefined {
     const r = JSON.parse(Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8')) as DecisionRecord;
     const d = r?.decision;
     // anyone with topic:write on it writes here: a target that is no address or prefix is no decision
-    if ((r.action !== 'ban' && r.action !== 'unban') || typeof d?.target !== 'string' || canonicalTarget(d.target)?.value !== d.target || typeof d.untilMs !== 'number') return undefined;
+    if ((r.action !== 'ban' && r.action !== 'unban') || typeof d?.target !== 'string' || canonicalTarget(d.target) === undefined || typeof d.untilMs !== 'number') return undefined;
     return r;
   } catch {
     return undefined;
@@ -88,7 +88,7 @@ export async function loadDecisions(client: ChicagoClient, keyspace: string, now
     for (const it of r.items) {
       try {
         const d = JSON.parse(it.value.toString('utf8')) as Decision;
-        if (typeof d?.target === 'string' && canonicalTarget(d.target)?.value === d.target && typeof d.untilMs === 'number' && d.untilMs > nowMs) out.push(d);
+        if (typeof d?.target === 'string' && canonicalTarget(d.target) !== undefined && typeof d.untilMs === 'number' && d.untilMs > nowMs) out.push(d);
       } catch { /* not a decision */ }
     }
     if (!r.next) break;
