@@ -166,6 +166,18 @@ describe.skipIf(noNginx)(`nginx enforcer against a real nginx (examples/guard/ng
         process.kill(-nginx.pid!, 'SIGCONT');
         await waitUntil('the missed unban applied', async () => (await status(sitePort, '127.0.0.3')) === 200, 10_000, 50);
         expect(await status(sitePort, '127.0.0.2')).toBe(403);
+
+        // a second guard on the same nginx keeps its own marker: neither makes the other's lost in turn
+        const e2 = new NginxEnforcer([`http://127.0.0.1:${ctlPort}/guard/blocklist`], 500, () => {}, { active: () => active.values(), checkIntervalMs: 200 });
+        try {
+          await waitUntil('the second guard\'s first full send', () => e2.resent === 1, 10_000, 20);
+          const before = e.resent;
+          await new Promise((r) => setTimeout(r, 1_500)); // several checks of both
+          expect([e.resent, e2.resent]).toEqual([before, 1]);
+          expect(await status(sitePort, '127.0.0.2')).toBe(403);
+        } finally {
+          e2.stop();
+        }
       } finally {
         e.stop();
       }

@@ -5,8 +5,8 @@
 //
 // The dict lives in nginx's memory: a restart empties it, and a change a POST failed to deliver is
 // missing. So every `checkIntervalMs` each nginx is asked (`check MARKER`) whether it still holds
-// the marker this guard set after its last full send; when it does not (`lost`), or a POST to it
-// failed since, it gets `flush` and every ban in force, then the marker (`mark MARKER`).
+// the marker this guard set after its last full send; when it does not (`lost`) it gets every ban
+// in force, then the marker (`mark MARKER`); after a POST to it failed, `flush` goes first.
 import { randomBytes } from 'node:crypto';
 import { httpRequest } from '../client/http-json.js';
 import { limits } from '../runtime/limits.js';
@@ -105,7 +105,8 @@ export class NginxEnforcer {
 
   private async check(url: string): Promise<void> {
     if (!this.opts.active || (this.noCheck.has(url) && !this.missed.has(url))) return;
-    if (!this.missed.has(url)) {
+    const missed = this.missed.has(url);
+    if (!missed) {
       // one try: a check that fails counts as a miss, and the next one sends everything
       const answer = await this.post(url, `check ${this.marker}\n`, 1);
       if (answer === undefined || answer.includes(`have ${this.marker}`)) return;
@@ -115,8 +116,11 @@ export class NginxEnforcer {
         return;
       }
     }
+    // After a failed POST the dict may hold a ban since lifted: it starts empty. A lost marker
+    // (a restart, or entries evicted) needs no flush, and must not have one: guards sharing an nginx
+    // each keep a marker, and one guard's flush would make the others' lost in turn.
     const nowMs = Date.now();
-    const lines = ['flush'];
+    const lines = missed ? ['flush'] : [];
     for (const d of this.opts.active()) {
       const secs = Math.ceil((d.untilMs - nowMs) / 1000);
       if (secs >= 1) lines.push(`ban ${d.target} ${secs}`);
@@ -137,7 +141,7 @@ export class NginxEnforcer {
     if ((await this.post(url, body, tries)) === undefined) return;
     this.missed.delete(url);
     this.resent++;
-    this.log('info', 'nginx blocklist sent in full', { url, bans: lines.length - 2 });
+    this.log('info', 'nginx blocklist sent in full', { url, bans: lines.length - (missed ? 2 : 1) });
   }
 
   /**
