@@ -140,6 +140,13 @@ describe.concurrent('topic', () => {
     expect(after.stderr).toMatch(/^error TOPIC_NOT_FOUND: /);
   });
 
+  it('produce: a line longer than any record can be is VALUE_TOO_LARGE before it is all read (exit 2, nothing sent)', async () => {
+    // no node needed: stdin stops being held past the record limit
+    const long = Buffer.alloc(5 * 1024 * 1024, 'a');
+    const r = await runCli(['produce', 'cli-too-long', '--url', 'http://127.0.0.1:9'], { input: long });
+    expect([r.code, r.stderr]).toEqual([2, expect.stringContaining('error VALUE_TOO_LARGE')]);
+  });
+
   it('refuses a topic that exists', async () => {
     expect((await cli(['topic', 'create', 'cli-dup', '--partitions', '1', '--replicas', '1'])).code).toBe(0);
     const again = await cli(['topic', 'create', 'cli-dup', '--partitions', '1', '--replicas', '1']);

@@ -1,4 +1,5 @@
 // chicago produce: one record per stdin line, sent in bounded batches, one batch in flight.
+import { ChicagoError } from '../../runtime/errors.js';
 import { limits } from '../../runtime/limits.js';
 import { type Parsed, choice, int, list, str } from '../args.js';
 import { UsageError } from '../errors.js';
@@ -28,8 +29,10 @@ async function* stdinLines(): AsyncGenerator<Buffer> {
     const line = parts.length === 1 ? parts[0] : Buffer.concat(parts);
     return line.length > 0 && line[line.length - 1] === 0x0d ? line.subarray(0, -1) : line;
   };
-  // a line's pieces are joined once, when its end comes: a long line costs its length, not its square
+  // a line's pieces are joined once, when its end comes: a long line costs its length, not its
+  // square; past the size no record can have, the rest of it is not held
   let pending: Buffer[] = [];
+  let pendingBytes = 0;
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
     let at = 0;
     let nl: number;
@@ -37,10 +40,15 @@ async function* stdinLines(): AsyncGenerator<Buffer> {
       pending.push(chunk.subarray(at, nl));
       const line = lineOf(pending);
       pending = [];
+      pendingBytes = 0;
       yield line;
       at = nl + 1;
     }
-    if (at < chunk.length) pending.push(chunk.subarray(at));
+    if (at < chunk.length) {
+      pending.push(chunk.subarray(at));
+      pendingBytes += chunk.length - at;
+      if (pendingBytes > limits.recordBytesMax + 1) throw new ChicagoError('VALUE_TOO_LARGE', `${pendingBytes}+`, limits.recordBytesMax);
+    }
   }
   if (pending.length > 0) yield lineOf(pending);
 }
