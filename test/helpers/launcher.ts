@@ -289,7 +289,11 @@ export interface CliRun {
 /** Starts `chicago ARGS…` without waiting: for `tail --follow` and other long runs. */
 export function spawnCli(args: string[], opts: CliOptions = {}): CliRun {
   const child = launch([cliPath, ...args], opts.env, opts.input === undefined ? 'ignore' : 'pipe');
-  if (opts.input !== undefined) child.proc.stdin!.end(opts.input);
+  if (opts.input !== undefined) {
+    // a command may stop reading before the input ends (a refused line): the rest goes nowhere
+    child.proc.stdin!.on('error', (err: NodeJS.ErrnoException) => { if (err.code !== 'EPIPE') throw err; });
+    child.proc.stdin!.end(opts.input);
+  }
   const timeoutMs = opts.timeoutMs !== undefined ? slow(opts.timeoutMs) : CLI_TIMEOUT_MS;
   let timedOut = false;
   const timer = setTimeout(() => {
