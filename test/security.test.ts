@@ -309,7 +309,15 @@ describe('tokens and scopes', () => {
     const list = await g(['list', '--json'], t.guardList);
     expect(list.code, list.stderr).toBe(0);
     expect((JSON.parse(list.stdout) as Array<{ target: string }>).map((d) => d.target).sort()).toEqual(['198.18.7.6', '198.18.7.7']);
-    expect((await g(['unban', '198.18.7.7'], t.guardCli)).code).toBe(0);
+    const unban = await g(['unban', '198.18.7.7'], t.guardCli);
+    expect([unban.code, unban.stdout.trim()]).toEqual([0, 'unbanned 198.18.7.7']);
+    // again: nothing was in force, and it says so
+    const again = await g(['unban', '198.18.7.7'], t.guardCli);
+    expect([again.code, again.stdout.trim()]).toEqual([0, '198.18.7.7 was not banned (the unban is recorded anyway)']);
+    // a prefix that blocks nearly everyone needs --force; a /8 does not
+    const wide = await g(['ban', '10.1.2.3/7'], t.guardCli);
+    expect([wide.code, wide.stderr]).toEqual([64, expect.stringContaining('10.0.0.0/7 covers 33554432 addresses')]);
+    expect((await g(['ban', '::/15'], t.guardCli)).code).toBe(64);
     const refused = await g(['list'], t.guardCli);
     expect([refused.code, refused.stderr]).toEqual([2, expect.stringContaining('error FORBIDDEN')]);
   });

@@ -441,9 +441,9 @@ const guard: Command = {
 
 const guardBan: Command = {
   name: 'guard ban',
-  synopsis: 'IP|CIDR [--duration 4h] [--reason TEXT]',
-  summary: 'ban an address or prefix now; running guards enforce it within milliseconds',
-  options: { ...storeOptions, duration: { type: 'string' }, reason: { type: 'string' } },
+  synopsis: 'IP|CIDR [--duration 4h] [--reason TEXT] [--force]',
+  summary: 'ban an address or prefix now; running guards enforce it within milliseconds (a prefix shorter than /8, or /16 for IPv6, needs --force)',
+  options: { ...storeOptions, duration: { type: 'string' }, reason: { type: 'string' }, force: { type: 'boolean' } },
   args: [1, 1],
   run: async (p) => (await import('./commands/guard.js')).ban(p),
 };
@@ -451,7 +451,7 @@ const guardBan: Command = {
 const guardUnban: Command = {
   name: 'guard unban',
   synopsis: 'IP|CIDR',
-  summary: 'lift a ban now',
+  summary: 'lift a ban now (says so when none was in force; exit 0 either way)',
   options: storeOptions,
   args: [1, 1],
   run: async (p) => (await import('./commands/guard.js')).unban(p),

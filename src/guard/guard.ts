@@ -303,7 +303,7 @@ export class Guard {
     const jobs: Array<Promise<[string, number | 'failed']>> = [];
     if (this.nft) jobs.push(timed('nft', e.type === 'unban' ? this.nft.unban(d) : this.nft.ban(d, e.type === 'extend')));
     if (this.nginx) jobs.push(timed('nginx', e.type === 'unban' ? this.nginx.unban(d) : this.nginx.ban(d)));
-    const stored = !restored && (d.origin === 'guard' || e.type === 'unban') ? this.store.put(e.type === 'unban' ? 'unban' : 'ban', d).catch((err: unknown) => {
+    const stored = !restored && (d.origin === 'guard' || e.type === 'unban') ? this.store.put(e.type === 'unban' ? 'unban' : 'ban', d).then(() => undefined, (err: unknown) => {
       this.log.error({ err, target: d.target }, 'storing a decision failed');
     }) : Promise.resolve();
     this.storing.add(stored);

@@ -61,13 +61,14 @@ export class DecisionStore {
     this.producer = client.producer({ lingerMs: 0 });
   }
 
-  /** Writes the record and the KV entry; resolves when both are acknowledged. */
-  async put(action: 'ban' | 'unban', d: Decision): Promise<void> {
+  /** Writes the record and the KV entry; resolves when both are acknowledged, with whether the KV held a decision for the target. */
+  async put(action: 'ban' | 'unban', d: Decision): Promise<boolean> {
     const rec = encodeRecord({ action, decision: d, by: this.by });
     const kv = action === 'ban'
-      ? this.client.kv.put(this.keyspace, d.target, JSON.stringify(d), { ttlSeconds: Math.max(1, Math.ceil((d.untilMs - Date.now()) / 1000)) })
-      : this.client.kv.delete(this.keyspace, d.target);
-    await Promise.all([this.producer.send(this.topic, { key: d.target, value: rec, partition: 0 }), kv]);
+      ? this.client.kv.put(this.keyspace, d.target, JSON.stringify(d), { ttlSeconds: Math.max(1, Math.ceil((d.untilMs - Date.now()) / 1000)) }).then(() => true)
+      : this.client.kv.delete(this.keyspace, d.target).then((r) => r.existed);
+    const [, held] = await Promise.all([this.producer.send(this.topic, { key: d.target, value: rec, partition: 0 }), kv]);
+    return held;
   }
 
   /** Every decision still in force. */

@@ -32,6 +32,10 @@ export const limits = {
   guardNginxQueuedTargetsMax: 100_000,
   /** how often the guard asks each nginx whether it still holds its blocklist (guard/nginx.ts) */
   guardNginxCheckIntervalMs: 5_000,
+  /** the shortest IPv4 prefix `chicago guard ban` takes without --force (a /0 to /7 blocks most of the internet, loopback and the operator included) */
+  guardManualPrefixV4BitsMin: 8,
+  /** the same for IPv6 */
+  guardManualPrefixV6BitsMin: 16,
   /** a POST body of a full blocklist send, within the example conf's client_max_body_size (1 MiB) */
   guardNginxBodyBytesMax: 512 * 1024,
   /** synthetic lines a starting guard runs through its own path on throwaway state (guard/warm.ts) */

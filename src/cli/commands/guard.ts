@@ -1,8 +1,9 @@
 // chicago guard --config FILE | guard ban|unban|list (docs/guard.md).
-import { type Parsed, parseDuration, str } from '../args.js';
+import { type Parsed, flag, parseDuration, str } from '../args.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_URL, caFrom, tokenFrom, wantsJson } from '../http.js';
 import { line, table } from '../output.js';
+import { limits } from '../../runtime/limits.js';
 import type { Decision } from '../../guard/decisions.js';
 
 export async function guard(p: Parsed): Promise<void> {
@@ -50,6 +51,11 @@ function manual(t: { value: string; v6: boolean; cidr: boolean }, detail: string
 
 export async function ban(p: Parsed): Promise<void> {
   const t = await target(p);
+  const bits = t.cidr ? Number(t.value.slice(t.value.indexOf('/') + 1)) : t.v6 ? 128 : 32;
+  const bitsMin = t.v6 ? limits.guardManualPrefixV6BitsMin : limits.guardManualPrefixV4BitsMin;
+  if (bits < bitsMin && !flag(p, 'force')) {
+    throw new UsageError(`${t.value} covers ${t.v6 ? 'a large part of the IPv6 space' : `${2 ** (32 - bits)} addresses`} (this host's and yours among them, unless allowlisted); a prefix shorter than /${bitsMin} needs --force`, p.command);
+  }
   const durationMs = parseDuration(str(p, 'duration') ?? '4h');
   if (durationMs === undefined || durationMs < 1000) throw new UsageError('--duration: a duration of at least 1s, like 30m or 4h', p.command);
   const now = Date.now();
@@ -62,8 +68,9 @@ export async function unban(p: Parsed): Promise<void> {
   const t = await target(p);
   const now = Date.now();
   const d = manual(t, 'manual unban', now, now);
-  await withStore(p, (s) => s.put('unban', d));
-  await line(wantsJson(p) ? JSON.stringify(d) : `unbanned ${d.target}`);
+  // recorded either way (a guard may hold a ban the KV has not shown yet); said when none was stored
+  const wasBanned = await withStore(p, (s) => s.put('unban', d));
+  await line(wantsJson(p) ? JSON.stringify({ ...d, wasBanned }) : wasBanned ? `unbanned ${d.target}` : `${d.target} was not banned (the unban is recorded anyway)`);
 }
 
 export async function list(p: Parsed): Promise<void> {
