@@ -339,7 +339,7 @@ describe('streams over HTTP', () => {
     const b = await call('PATCH', '/v1/topics/altered', { retention: { ms: null, untilGroup: 'g-alter' } });
     expect(b.body.retention).toEqual({ bytes: 300, untilGroup: 'g-alter' });
     expect((await call('GET', '/v1/topics/altered')).body.retention).toEqual({ bytes: 300, untilGroup: 'g-alter' });
-    for (const [body, code] of [[{ retention: { bytes: 0 } }, 'INVALID_ARGUMENT'], [{ retention: { forever: 1 } }, 'INVALID_ARGUMENT'], [{ replicas: 9 }, 'BAD_REQUEST'], [{}, 'BAD_REQUEST'], [{ partitions: 0 }, 'INVALID_ARGUMENT'], [{ partitions: 'x' }, 'INVALID_ARGUMENT'], [{ retention: 5 }, 'INVALID_ARGUMENT']] as const) {
+    for (const [body, code] of [[{ retention: { bytes: 0 } }, 'INVALID_ARGUMENT'], [{ retention: { forever: 1 } }, 'INVALID_ARGUMENT'], [{ replicas: 9 }, 'INVALID_ARGUMENT'], [{ retention: { ms: 1 }, name: 'x' }, 'INVALID_ARGUMENT'], [{}, 'BAD_REQUEST'], [{ partitions: 0 }, 'INVALID_ARGUMENT'], [{ partitions: 'x' }, 'INVALID_ARGUMENT'], [{ retention: 5 }, 'INVALID_ARGUMENT']] as const) {
       const r = await call('PATCH', '/v1/topics/altered', body);
       expect(r.status, JSON.stringify(body)).toBe(400);
       expect(r.body.error.code).toBe(code);

@@ -535,9 +535,11 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
     route('PATCH', '/v1/topics/:t', topic('admin'), async (req) => {
       requireJson(req);
       const b = jsonBody(req) as Record<string, unknown>;
-      if (typeof b !== 'object' || b === null || Array.isArray(b) || Object.keys(b).length === 0 || Object.keys(b).some((k) => k !== 'retention' && k !== 'partitions')) {
+      if (typeof b !== 'object' || b === null || Array.isArray(b) || Object.keys(b).length === 0) {
         throw new ChicagoError('BAD_REQUEST', 'body must be {"retention"?: {"ms"?, "bytes"?, "untilGroup"?} (null removes a rule), "partitions"?: N (more than now)}');
       }
+      // an unknown field is refused as on create
+      for (const k of Object.keys(b)) if (k !== 'retention' && k !== 'partitions') throw new ChicagoError('INVALID_ARGUMENT', 'field', `${k.slice(0, 40)} (an update changes retention and partitions)`);
       const { partitionsInfo: _, ...info } = await node.alterTopic(req.segments[2], {
         ...(b.retention !== undefined ? { retention: b.retention as RetentionChange } : {}),
         ...(b.partitions !== undefined ? { partitions: b.partitions as number } : {}),
