@@ -10,7 +10,7 @@ export type Request =
   | { id: number; p: number; op: 'kvPut'; ks: string; key: Uint8Array; value: Uint8Array; ttlMs?: number; acks: Acks }
   | { id: number; p: number; op: 'kvDel'; ks: string; key: Uint8Array; acks: Acks }
   | { id: number; p: number; op: 'kvGet'; ks: string; key: Uint8Array }
-  | { id: number; p: number; op: 'kvScan'; ks: string; prefix?: Uint8Array; after?: Uint8Array; limit: number }
+  | { id: number; p: number; op: 'kvScan'; ks: string; prefix?: Uint8Array; after?: Uint8Array; limit: number; /** the page's byte budget (default scanBytesMax) */ bytesMax?: number }
   | { id: number; p: number; op: 'produce'; topicId: number; tp: number; records?: WireRecord[]; batch?: Uint8Array; batchBytes?: number; /** set between threads: the batch travels beside the message, at this index */ batchAt?: number; /** set between threads: that buffer is the caller's own, given away (the worker hands it back with a NOT_LEADER answer) */ batchGiven?: true; producerId?: string; sequence?: number; previousSequence?: number; acks: Acks }
   | { id: number; p: number; op: 'commit'; group: string; topicId: number; tp: number; offset: number; acks: Acks }
   /** removes a group's committed offset of one stream (group delete) */

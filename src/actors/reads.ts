@@ -54,13 +54,13 @@ export class PartitionReader {
     return live ? { value: live.value, version: live.version, expiresAtMs: live.expiresAtMs } : null;
   }
 
-  scan(ks: string, prefixBytes: Uint8Array | undefined, after: Uint8Array | undefined, limit: number, nowMs: number) {
+  scan(ks: string, prefixBytes: Uint8Array | undefined, after: Uint8Array | undefined, limit: number, nowMs: number, bytesMax = limits.scanBytesMax) {
     const prefix = K.kvPrefix(ks, prefixBytes);
     const gte = after ? Buffer.concat([K.kvKey(ks, after), Buffer.from([0])]) : prefix;
     const lt = K.prefixEnd(prefix);
     const items: Array<{ key: Buffer; value: Buffer; version: number }> = [];
     // bytes of the entries kept: an expired or hidden key read adds nothing, so a page stopped by
-    // bytes always holds scanBytesMax of them (the node takes a page that does as cut there)
+    // bytes always holds bytesMax of them (the node takes a page that does as cut there)
     let bytes = 0;
     const add = (k: Buffer, v: Buffer | null | undefined) => {
       const d = unexpired(v ?? undefined, nowMs);
@@ -71,7 +71,7 @@ export class PartitionReader {
     };
     for (const [k, v] of this.store.iterate({ gte, lt })) {
       add(k, this.shown(k, v));
-      if (items.length >= limit || bytes >= limits.scanBytesMax) break;
+      if (items.length >= limit || bytes >= bytesMax) break;
     }
     // Keys whose unconfirmed write removed them are still there for readers.
     let extra = false;
@@ -83,7 +83,7 @@ export class PartitionReader {
     if (extra) items.sort((a, b) => Buffer.compare(a.key, b.key)).splice(limit);
     // Every key below the last one kept is in the page: the iteration stopped past the budget at its
     // last key, and a hidden key beyond it comes after that key's bytes.
-    items.splice(scanPageLength(items, limits.scanBytesMax));
+    items.splice(scanPageLength(items, bytesMax));
     return items;
   }
 

@@ -831,7 +831,7 @@ class PartitionWorker {
     const now = systemClock.nowMs();
     switch (req.op) {
       case 'kvGet': return h.reader.kvGet(req.ks, req.key, now);
-      case 'kvScan': return h.reader.scan(req.ks, req.prefix, req.after, req.limit, now);
+      case 'kvScan': return h.reader.scan(req.ks, req.prefix, req.after, req.limit, now, req.bytesMax);
       case 'fetch': return req.batches ? h.reader.fetchBatches(req.topicId, req.tp, req.from, req.maxRecords, req.maxBytes) : h.reader.fetch(req.topicId, req.tp, req.from, req.maxRecords, req.maxBytes);
       case 'streamInfo': return h.reader.streamInfo(req.topicId, req.tp);
       case 'groupOffsets': return h.reader.groupOffsets(req.group);

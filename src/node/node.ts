@@ -427,13 +427,16 @@ export class ChicagoNode implements NodeApi {
     const limit = checkInt('limit', opts.limit, 1, limits.scanLimitMax);
     if (opts.prefix && opts.prefix.length > limits.keyBytesMax) throw new ChicagoError('INVALID_KEY', 'prefix too long');
     if (opts.after) checkKey(opts.after);
+    // Each partition reads its share of the page's bytes (at least one entry), so a scan holds about
+    // one page at a time however many partitions it reads.
+    const bytesMax = Math.ceil(limits.scanBytesMax / this.partitions);
     const pages = await Promise.all(Array.from({ length: this.partitions }, (_, p) =>
-      this.call<Array<{ key: Uint8Array; value: Uint8Array; version: number }>>(p, { p, op: 'kvScan', ks: keyspace, prefix: opts.prefix, after: opts.after, limit: limit + 1 })));
+      this.call<Array<{ key: Uint8Array; value: Uint8Array; version: number }>>(p, { p, op: 'kvScan', ks: keyspace, prefix: opts.prefix, after: opts.after, limit: limit + 1, bytesMax })));
     // A partition's page cut by bytes holds its keys only up to its last one: the merged page stops there too.
     let bound: Uint8Array | undefined;
     for (const page of pages) {
       const last = page[page.length - 1];
-      if (last === undefined || page.reduce((n, e) => n + e.key.length + e.value.length, 0) < limits.scanBytesMax) continue;
+      if (last === undefined || page.reduce((n, e) => n + e.key.length + e.value.length, 0) < bytesMax) continue;
       if (bound === undefined || Buffer.compare(last.key, bound) < 0) bound = last.key;
     }
     const all = pages.flat().sort((a, b) => Buffer.compare(a.key, b.key));
