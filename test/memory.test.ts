@@ -4,6 +4,7 @@
 // back. With CHICAGO_TEST_RSS=1 (the long suite runs it) it also holds resident memory to the cap
 // plus the margin below, the bound docs/security.md ("Memory") states.
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -82,4 +83,32 @@ describe('memory.maxBytes (a real node, floods)', () => {
       await node.stop();
     }
   }, slow(120_000));
+
+  it('counts HTTP answers their clients do not read: past the cap the next large answer is OVERLOADED, and all is given back when those clients go', async () => {
+    const node = await startNode({ env: { CHICAGO_MEMORY_MAX_BYTES: String(CAP) } });
+    const readers: net.Socket[] = [];
+    try {
+      expect((await http(node.url, 'PUT', '/v1/kv/big/v', Buffer.alloc(4 * MiB - 64, 0x76))).status).toBe(200);
+      const { port } = new URL(node.url);
+      // 40 × 4 MiB asked for and never read: the socket takes a little of each, the rest waits in the node
+      for (let i = 0; i < 40; i++) {
+        const s = net.connect(Number(port), '127.0.0.1');
+        s.on('error', () => {});
+        s.pause();
+        s.write('GET /v1/kv/big/v HTTP/1.1\r\nHost: chicago\r\n\r\n');
+        readers.push(s);
+      }
+      const buffered = async () => Number(/chicago_memory_buffered_bytes (\d+)/.exec((await http(node.url, 'GET', '/metrics')).text)?.[1]);
+      await expect.poll(buffered, { timeout: slow(5_000) }).toBeGreaterThan(CAP / 2);
+      const refused = await http(node.url, 'GET', '/v1/kv/big/v');
+      expect([refused.status, refused.body?.error?.code]).toEqual([429, 'OVERLOADED']);
+      for (const s of readers) s.destroy();
+      await expect.poll(buffered, { timeout: slow(5_000) }).toBe(0);
+      const served = await http(node.url, 'GET', '/v1/kv/big/v');
+      expect([served.status, served.text.length]).toEqual([200, 4 * MiB - 64]);
+    } finally {
+      for (const s of readers) s.destroy();
+      await node.stop();
+    }
+  }, slow(30_000));
 });

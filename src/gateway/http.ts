@@ -49,6 +49,8 @@ interface Reply {
   body: string | Uint8Array;
   contentType?: string;
   headers?: Record<string, string>;
+  /** sent even past memory.maxBytes (counted): what an operator reads to see an overload */
+  always?: boolean;
 }
 
 type Handler = (req: Request) => Promise<Reply> | Reply;
@@ -73,6 +75,22 @@ const noContent = (): Reply => ({ status: 204, body: '' });
  */
 export function endHead(res: uWS.HttpResponse, body: string | Uint8Array): void {
   res.writeHeader('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength)).endWithoutBody();
+}
+
+/**
+ * Ends `res` with `body` as its socket takes it; `sent` runs once the last byte is with the kernel
+ * (an abort instead runs the request's onAborted). uWS's offsets count body bytes.
+ */
+function sendLarge(res: uWS.HttpResponse, body: Uint8Array, sent: () => void): void {
+  const total = body.byteLength;
+  const start = res.getWriteOffset();
+  const [, done] = res.tryEnd(body, total);
+  if (done) { sent(); return; }
+  res.onWritable((offset) => {
+    const [ok, finished] = res.tryEnd(body.subarray(offset - start), total);
+    if (finished) sent();
+    return ok;
+  });
 }
 
 function errorReply(err: ChicagoError): Reply {
@@ -117,7 +135,10 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
     let turn: Turn | undefined;
     /** the handler is on its way: it gives the turn up itself, after it submitted (an abort now must not let the next batch overtake) */
     let submitting = false;
-    res.onAborted(() => { aborted = true; releaseBody(); if (!submitting) turn?.done(); });
+    /** bytes of a large answer not yet taken by the socket, held of the node's memory budget */
+    let answerHeld = 0;
+    const releaseAnswer = () => { if (answerHeld > 0) { node.memory.give(answerHeld); answerHeld = 0; } };
+    res.onAborted(() => { aborted = true; releaseBody(); releaseAnswer(); if (!submitting) turn?.done(); });
     if (lengths > 1 || (lengths > 0 && codings !== '') || (codings !== '' && codings.trim().toLowerCase() !== 'chunked')) {
       metrics.httpRefused.inc({ reason: 'framing' });
       res.close();
@@ -128,17 +149,29 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
     const cors = auth.corsOrigin(origin);
 
     let routeName = 'unmatched';
-    const respond = (reply: Reply) => {
+    const respond = (given: Reply) => {
       releaseBody();
       turn?.done();
       if (aborted) return;
       aborted = true; // answer once
+      let reply = given;
+      // A large answer goes out as the socket takes it (tryEnd), from its own bytes, held of the
+      // memory budget until sent: res.end would copy what the socket does not take into uWS, where
+      // clients that ask and never read could pile up any amount. Past the budget: OVERLOADED.
+      let large: Uint8Array | undefined;
+      if (!head && (typeof reply.body === 'string' ? reply.body.length * 3 >= limits.httpAnswerCountedBytesMin : reply.body.byteLength >= limits.httpAnswerCountedBytesMin)) {
+        const bytes = typeof reply.body === 'string' ? Buffer.from(reply.body) : reply.body;
+        if (bytes.byteLength < limits.httpAnswerCountedBytesMin) reply = { ...reply, body: bytes };
+        else if (reply.always ? (node.memory.charge(bytes.byteLength), true) : node.memory.take(bytes.byteLength)) { large = bytes; answerHeld = bytes.byteLength; }
+        else reply = errorReply(new ChicagoError('OVERLOADED', 'node memory', `${node.memory.used} of memory.maxBytes ${node.memory.maxBytes} buffered`));
+      }
       res.cork(() => {
         res.writeStatus(STATUS_TEXT[reply.status] ?? `${reply.status} Status`);
         if (reply.contentType) res.writeHeader('content-type', reply.contentType);
         for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
         if (cors) res.writeHeader('access-control-allow-origin', cors).writeHeader('vary', 'Origin').writeHeader('access-control-expose-headers', EXPOSED_HEADERS);
         if (head) endHead(res, reply.body);
+        else if (large) sendLarge(res, large, releaseAnswer);
         else res.end(reply.body);
       });
       const code = reply.status >= 400 && typeof reply.body === 'string' && reply.body.startsWith('{"error"')
@@ -447,13 +480,13 @@ function buildRoutes(node: GatewayNode, parsePool: ParsePool, auth: Authenticato
     // 200 while serving (degraded: reads and deletes work, writes may not, with the reasons); 503 when not
     route('GET', '/v1/health', 'public', () => {
       const h = node.health();
-      return json({ ...h, node: node.config.nodeId }, h.status === 'unavailable' ? 503 : 200);
+      return { ...json({ ...h, node: node.config.nodeId }, h.status === 'unavailable' ? 503 : 200), always: true };
     }),
     // the WebSocket endpoint answers upgrades only (uWS routes those before this catch-all)
     route('GET', '/v1/ws', 'public', () => { throw new ChicagoError('BAD_REQUEST', '/v1/ws takes a WebSocket upgrade (docs/protocol.md)'); }),
     // no HEAD: a scrape ends the event-loop-delay windows the next scrape reports
-    { ...route('GET', '/metrics', cluster('read'), async () => ({ status: 200, body: await node.renderMetrics(), contentType: 'text/plain; version=0.0.4' })), noHead: true },
-    route('GET', '/v1/status', cluster('read'), async () => json(await node.status())),
+    { ...route('GET', '/metrics', cluster('read'), async () => ({ status: 200, body: await node.renderMetrics(), contentType: 'text/plain; version=0.0.4', always: true })), noHead: true },
+    route('GET', '/v1/status', cluster('read'), async () => ({ ...json(await node.status()), always: true })),
     route('POST', '/v1/admin/maintain', cluster('admin'), async () => json(await node.maintain())),
     // any token: clients route by it (which node leads which partition), whatever they may touch
     route('GET', '/v1/cluster/placement', authenticated, () => json(node.placement())),

@@ -20,6 +20,8 @@ export const limits = {
   /** one WebSocket frame or HTTP body; a batch plus its envelope must fit */
   frameBytesMax: 20 * 1000 * 1000 + 64 * KiB,
   httpBodyBytesMax: 20 * 1000 * 1000 + 64 * KiB,
+  /** an HTTP answer this large or larger is sent as its socket drains and counts against memory.maxBytes until sent (gateway/http.ts) */
+  httpAnswerCountedBytesMin: 16 * KiB,
   topicPartitionsMax: 1024,
   topicsMax: 10_000,
   /** requests in flight from the gateway to one worker; full → OVERLOADED */
