@@ -106,6 +106,19 @@ describe('memory.maxBytes (a real node, floods)', () => {
       await expect.poll(buffered, { timeout: slow(5_000) }).toBe(0);
       const served = await http(node.url, 'GET', '/v1/kv/big/v');
       expect([served.status, served.text.length]).toEqual([200, 4 * MiB - 64]);
+
+      // A WebSocket that asks for 30 of them and does not read is cut off (SLOW_CONSUMER); uWS still
+      // holds what it left unsent until its close times out, and that still counts
+      const ws = new WebSocket(node.url.replace('http', 'ws') + '/v1/ws');
+      await new Promise((r) => ws.once('open', r));
+      ws.send(packr.pack({ op: 'hello', id: 1, versions: [1] }));
+      await new Promise((r) => ws.once('message', r));
+      (ws as unknown as { _socket: net.Socket })._socket.pause();
+      for (let i = 0; i < 30; i++) ws.send(packr.pack({ op: 'kv.get', id: 10 + i, ks: 'big', key: 'v' }));
+      await node.stdout.waitFor(/"code":"SLOW_CONSUMER".*"msg":"closing websocket"/, slow(10_000));
+      expect(await buffered()).toBeGreaterThan(CAP / 2);
+      expect((await http(node.url, 'GET', '/v1/kv/big/v')).status).toBe(429);
+      ws.terminate();
     } finally {
       for (const s of readers) s.destroy();
       await node.stop();

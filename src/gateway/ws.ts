@@ -200,8 +200,15 @@ export function attachWebSocket(app: uWS.TemplatedApp, deps: WebSocketDeps): Web
     if (conn.closed) return;
     log.warn({ conn: conn.serial, code, reason: message }, 'closing websocket');
     const reason = Buffer.from(message).subarray(0, CLOSE_REASON_BYTES_MAX).toString();
+    // The close frame goes behind what is still unsent, and uWS holds all of it (a slow consumer's
+    // tens of MiB) until the client reads it or its close times out: counted that long.
+    const unsent = conn.ws.getBufferedAmount();
     conn.ws.end(closeCodeOf(code), reason); // runs the close handler synchronously
     cleanup(conn);
+    if (unsent > 0) {
+      memory.charge(unsent);
+      setTimeout(() => memory.give(unsent), limits.wsClosedBufferHoldMs).unref();
+    }
   }
 
   function cleanup(conn: Connection): void {

@@ -76,6 +76,11 @@ export const limits = {
   connectionInFlightMax: 4_096,
   /** bytes a WebSocket may have queued towards the client before it is cut off */
   wsBackpressureBytesMax: 64 * MiB,
+  /**
+   * how long what a closed WebSocket left unsent still counts against memory.maxBytes: uWS keeps a
+   * socket it ends open with its send buffer until the client reads it or ~16 s pass (measured)
+   */
+  wsClosedBufferHoldMs: 20_000,
   /** credit a WebSocket connection's subscriptions may have passed to the node's tails at once (the rest waits for the socket to drain) */
   wsConnectionCreditBytes: 4 * MiB,
   /** credit each subscription may always have passed to the node, however the window is used (so idle ones cannot starve the rest) */
