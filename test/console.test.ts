@@ -14,7 +14,7 @@ import { CHROMIUM, CHROMIUM_ARGS, haveChromium, shot } from './helpers/console-p
 import { http } from './helpers/http.js';
 import { repoRoot, runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
-import { matches, parseFilter, Ring, type ShownRecord } from '../src/console/filter.js';
+import { matches, parseFilter, Ring, shownText, type ShownRecord } from '../src/console/filter.js';
 import { consoleReply, loadConsole } from '../src/gateway/console.js';
 import { sameOriginByAddress } from '../src/gateway/auth.js';
 
@@ -42,6 +42,19 @@ describe('console: pure parts', () => {
     r.clear();
     r.push(9);
     expect(r.newest()).toEqual([9]);
+  });
+
+  it('shows bytes that are not UTF-8 as base64 (never U+FFFD), and keeps a bounded prefix of a large value', () => {
+    const utf8 = (t: string) => new TextEncoder().encode(t);
+    expect(shownText(utf8('héllo ✓ 日本'))).toBe('héllo ✓ 日本');
+    expect(shownText(Uint8Array.from([0x00, 0xff, 0x10, 0x80]))).toBe('(base64) AP8QgA==');
+    // a cut inside a character steps back to its first byte
+    expect(shownText(utf8('ab✓'), 3)).toBe('ab…');
+    expect(shownText(utf8('ab✓'), 5)).toBe('ab✓');
+    expect(shownText(utf8('a'.repeat(10)), 4)).toBe('aaaa…');
+    expect(shownText(Uint8Array.from([0xff, 1, 2, 3, 4]), 3)).toBe('(base64) /wEC…');
+    const big = shownText(new Uint8Array(4 * 1024 * 1024).fill(0x78));
+    expect(big.length).toBe(16 * 1024 + 1);
   });
 
   it('a page the node served may open its WebSocket only when reached by address, not by a name', () => {
@@ -220,6 +233,10 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
     await produce([{ value: 'after the restart', headers: { task: 'nginx' } }]);
     await page.locator('#tail-rows tr', { hasText: 'after the restart' }).waitFor(wait);
     expect(await page.locator('#tail-rows tr').count()).toBe(before + 1);
+    // bytes that are not UTF-8 show as base64, as the HTTP API gives them, not as U+FFFD
+    expect((await http(node.url, 'POST', '/v1/topics/console-logs/records', [{ value: 'AP8QgA==', valueEncoding: 'base64', key: '/w==', keyEncoding: 'base64' }], auth())).status).toBe(200);
+    await page.locator('#tail-rows tr', { hasText: '(base64) AP8QgA==' }).waitFor(wait);
+    expect(await page.locator('#tail-rows tr', { hasText: '(base64) /w==' }).count()).toBe(1);
 
     // topics: the table and a records/s chart whose data grows while records flow
     await page.click('nav a[href="#/topics"]');

@@ -1,7 +1,7 @@
 // The web console served at /ui: live tail, topics, groups, cluster, hosts and guard views over the
 // node's own WebSocket and HTTP API. Vanilla DOM; all record data goes in as text, never as HTML.
 import { LiveChart } from './chart.js';
-import { matches, parseFilter, Ring, type Filter, type ShownRecord } from './filter.js';
+import { matches, parseFilter, Ring, shownText, type Filter, type ShownRecord } from './filter.js';
 import { getJson, Wire, WireError, type RecordTuple } from './wire.js';
 
 /** records the live tail keeps in the page; the oldest go first */
@@ -41,8 +41,7 @@ function table(head: string[], rows: Child[][], attrs: Record<string, string> = 
 const fmtBytes = (n: number) => (n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : n < 1024 ** 3 ? `${(n / 1024 ** 2).toFixed(1)} MiB` : `${(n / 1024 ** 3).toFixed(2)} GiB`);
 const fmtMs = (ms: number) => (ms % 86_400_000 === 0 ? `${ms / 86_400_000} d` : ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`);
 const fmtTime = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace('Z', '');
-const utf8 = new TextDecoder('utf-8');
-const text = (b: Uint8Array | null | undefined) => (b ? utf8.decode(b) : null);
+const text = (b: Uint8Array | null | undefined, maxBytes?: number) => (b ? shownText(b, maxBytes) : null);
 
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -140,7 +139,7 @@ function stopTail(): void {
 function onTailRecords(s: TailSub, records: RecordTuple[], bytes: number): void {
   if (s.sub !== 0 && !tail.subs.includes(s)) return; // an overtaken start's records
   for (const [offset, timestampMs, value, key, headers] of records) {
-    tail.ring.push({ partition: s.partition, offset, timestampMs, value: text(value) ?? '', key: text(key), headers: headers ?? {} });
+    tail.ring.push({ partition: s.partition, offset, timestampMs, value: text(value) ?? '', valueBytes: value.length, key: text(key), headers: headers ?? {} });
     tail.next.set(s.partition, offset + 1);
   }
   tail.received += records.length;
@@ -178,7 +177,7 @@ function drawTailRows(): void {
     el('td', {}, `${r.partition}:${r.offset}`),
     el('td', {}, r.key ?? ''),
     el('td', { class: 'headers' }, Object.entries(r.headers).map(([k, v]) => `${k}=${v}`).join(' ')),
-    el('td', { class: 'value' }, r.value.length > VALUE_CHARS_MAX ? `${r.value.slice(0, VALUE_CHARS_MAX)}…` : r.value))));
+    el('td', { class: 'value' }, r.value.length > VALUE_CHARS_MAX ? `${r.value.slice(0, VALUE_CHARS_MAX)}… (${fmtBytes(r.valueBytes ?? r.value.length)})` : r.value))));
   info.textContent = [
     tail.paused ? 'paused' : 'live',
     `${tail.received} received`,
@@ -260,7 +259,7 @@ async function sampleSlow(): Promise<void> {
 async function scanKv(wire: Wire, ks: string, prefix: string): Promise<{ items: Array<[string, string]>; error?: string }> {
   try {
     const r = await wire.request({ op: 'kv.scan', ks, prefix, limit: 1000 });
-    return { items: (r.items as Array<[Uint8Array, Uint8Array, number]>).map(([k, v]) => [text(k) ?? '', text(v) ?? '']) };
+    return { items: (r.items as Array<[Uint8Array, Uint8Array, number]>).map(([k, v]) => [text(k, Infinity) ?? '', text(v, Infinity) ?? '']) };
   } catch (e) {
     return { items: [], error: message(e) };
   }
