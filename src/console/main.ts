@@ -418,8 +418,9 @@ function renderCluster(): void {
     el('h2', {}, 'Nodes'),
     table(['node', 'url', 'state'], (s.nodes as Array<{ id: string; url: string; state: string }>).map((n) => [n.id, n.url, n.state])),
     rb ? el('h2', {}, 'Rebalance') : null,
-    rb ? el('p', { id: 'rebalance' }, rb.moving === 0 ? `No partition moving (${rb.completed} moves completed).`
-      : `${rb.moving} partitions moving, ${rb.completed} completed, ETA ${rb.etaSeconds ?? '?'} s, ${fmtBytes(rb.snapshotBytesSent)} sent${rb.bytesLeftEstimate !== null ? `, about ${fmtBytes(rb.bytesLeftEstimate)} left` : ''}; catching up: ${rb.catchingUp.map((c: { partition: number; nodes: string[] }) => `${c.partition} → ${c.nodes.join(', ')}`).join('; ')}`) : null,
+    // `completed` counts the moves of the last minute, `snapshotBytesSent` what this node copied
+    rb ? el('p', { id: 'rebalance' }, rb.moving === 0 ? `No partition moving (${rb.completed} moves completed in the last minute).`
+      : `${rb.moving} partitions moving, ${rb.completed} completed in the last minute, ETA ${rb.etaSeconds ?? '?'} s, ${fmtBytes(rb.snapshotBytesSent)} copied from this node${rb.bytesLeftEstimate !== null ? `, about ${fmtBytes(rb.bytesLeftEstimate)} left` : ''}; catching up: ${rb.catchingUp.map((c: { partition: number; nodes: string[] }) => `${c.partition} → ${c.nodes.join(', ')}`).join('; ')}`) : null,
     el('h2', {}, 'Partitions'),
     table(['partition', 'epoch', 'leader', 'replicas', 'in sync', 'role here', 'applied seq', 'worker'],
       (s.partitions as Array<{ id: number; epoch: number; leader: string | null; replicas: string[]; isr: string[]; role: string; seq: number; worker: number }>)
