@@ -262,6 +262,14 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
     expect(lags.reduce((a, b) => a + b, 0)).toBeGreaterThan(250);
     await expect.poll(async () => Number(await page.locator('.chart').first().getAttribute('data-points')), wait).toBeGreaterThan(1);
     await shot(page, 'groups.png');
+    // a name the node would refuse is refused in the form, saying why, and not kept
+    await page.fill('#group-add', 'bad name');
+    expect(await page.locator('#group-add').evaluate((i) => [(i as HTMLInputElement).validity.valid, (i as HTMLInputElement).validationMessage])).toEqual([false, expect.stringMatching(/1-128 of A-Z/)]);
+    await page.press('#group-add', 'Enter');
+    expect(await page.evaluate(() => localStorage.getItem('chicago.console.groups'))).toBeNull();
+    await page.fill('#group-add', 'console-none');
+    await page.press('#group-add', 'Enter');
+    await page.locator('.watched-empty', { hasText: 'console-none: watched, no committed offsets yet' }).waitFor(wait);
 
     // cluster: a single node says so
     await page.click('nav a[href="#/cluster"]');

@@ -375,13 +375,16 @@ function renderTopics(): void {
 }
 
 function groupControls(): HTMLElement {
-  const input = el('input', { id: 'group-add', placeholder: 'group name', size: '20' });
+  const input = el('input', { id: 'group-add', placeholder: 'group name', size: '20', required: '' });
+  // a name the node would refuse (INVALID_NAME) is refused here, saying why, before anything is kept
+  const GROUP_NAME = /^[A-Za-z0-9._-]{1,128}$/;
+  input.oninput = () => input.setCustomValidity(input.value.trim() === '' || GROUP_NAME.test(input.value.trim()) ? '' : 'a group name is 1-128 of A-Z a-z 0-9 . _ -');
   const add = el('button', { type: 'submit' }, 'Watch');
   const form = el('form', { class: 'toolbar' }, 'Watch a group: ', input, ' ', add);
   form.onsubmit = (ev) => {
     ev.preventDefault();
     const g = input.value.trim();
-    if (/^[A-Za-z0-9._-]{1,128}$/.test(g)) {
+    if (GROUP_NAME.test(g)) {
       state.extraGroups.add(g);
       localStorage.setItem(GROUPS_KEY, JSON.stringify([...state.extraGroups]));
       input.value = '';
@@ -400,6 +403,8 @@ function renderGroups(): void {
     lagChart.root,
     el('p', { class: 'muted' }, `Groups with committed offsets (the first ${SAMPLED_GROUPS_MAX} by name) and the ones watched here (kept in this browser).`),
     ...[...state.groupErrors].map(([g, e]) => el('p', { class: 'error' }, `${g}: ${e}`)),
+    // a watched group that has committed nothing yet still shows that it is watched
+    ...[...state.extraGroups].filter((g) => state.groups.get(g)?.length === 0).map((g) => el('p', { class: 'muted watched-empty' }, `${g}: watched, no committed offsets yet.`)),
     rows.length === 0 ? el('p', { class: 'muted' }, 'No group offsets yet.') : table(['group', 'topic', 'partition', 'committed', 'end', 'lag (records)', 'lag (s)', 'committed at (UTC)'], rows, { id: 'groups-table' }),
   );
   lagChart.draw();
