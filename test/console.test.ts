@@ -87,6 +87,10 @@ describe('console: pure parts', () => {
     const missing = consoleReply(assets, '/ui/nope.js', '', '');
     expect([missing.status, JSON.parse(String(missing.body)).error.code]).toEqual(['404 Not Found', 'ROUTE_NOT_FOUND']);
     expect(consoleReply(new Map(), '/ui', '', '').body).toMatch(/npm run build/);
+    // another method on a file is a 405 naming GET and HEAD, as on every route; on no file a 404
+    const post = consoleReply(assets, '/ui', '', '', 'POST');
+    expect([post.status, post.headers.allow, JSON.parse(String(post.body)).error.code]).toEqual(['405 Method Not Allowed', 'GET, HEAD', 'METHOD_NOT_ALLOWED']);
+    expect(JSON.parse(String(consoleReply(assets, '/ui/nope.js', '', '', 'DELETE').body)).error.message).toBe('no route DELETE /ui/nope.js');
   });
 });
 
@@ -135,6 +139,8 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
     expect((await fetch(`${node.url}/ui/`, { headers: { 'if-none-match': etag } })).status).toBe(304);
     const js = await fetch(`${node.url}/ui/app.js`);
     expect([js.status, js.headers.get('content-type')]).toEqual([200, 'text/javascript; charset=utf-8']);
+    const put = await fetch(`${node.url}/ui/app.js`, { method: 'PUT', body: 'x' });
+    expect([put.status, put.headers.get('allow'), (await put.json()).error.code]).toEqual([405, 'GET, HEAD', 'METHOD_NOT_ALLOWED']);
     expect((await http(node.url, 'GET', '/v1/topics')).status).toBe(401);
     expect((await http(node.url, 'GET', '/v1/groups')).status).toBe(401);
     expect((await http(node.url, 'GET', '/v1/groups', undefined, auth())).body).toEqual({ groups: ['console-a', 'console-g'] });
