@@ -173,6 +173,10 @@ describe('the JSON text mode', () => {
     expect(await c.request({ op: 'kv.put', id: 40, ks: 'jk', key: 'quiet', value: 'v', acks: 'none' })).toMatchObject({ op: 'res', version: 0, replicas: 0 });
     expect(await c.request({ op: 'kv.delete', id: 41, ks: 'jk', key: 'quiet', acks: 'none' })).toMatchObject({ op: 'res', version: 0, replicas: 0, existed: false });
     expect(await c.request({ op: 'produce', id: 42, topic: 'nope-jt', records: [{ value: 'x' }] })).toMatchObject({ op: 'err', code: 'TOPIC_NOT_FOUND' });
+    // credit has no reply: a malformed one is an err of id 0, one for an ended subscription is ignored
+    c.send({ op: 'credit', sub: 424242, bytes: 10 });
+    c.send({ op: 'credit', sub: 424242, bytes: -1 });
+    expect(await c.take((f) => f.op === 'err' && f.id === 0)).toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
   it('closes after 8 undecodable frames in a row with the catalogue close code', async () => {
