@@ -240,6 +240,19 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
     await produce([{ value: 'after the restart', headers: { task: 'nginx' } }]);
     await page.locator('#tail-rows tr', { hasText: 'after the restart' }).waitFor(wait);
     expect(await page.locator('#tail-rows tr').count()).toBe(before + 1);
+    // a partition that had no record before a restart: what reaches it before the console is back still shows
+    expect((await http(node.url, 'POST', '/v1/topics', { name: 'console-quiet', partitions: 2 }, auth())).status).toBe(201);
+    await page.locator('#tail-topic option[value="console-quiet"]').waitFor({ state: 'attached', ...wait });
+    await page.selectOption('#tail-topic', 'console-quiet');
+    await page.locator('body[data-tail="live"]').waitFor({ state: 'attached', ...wait });
+    const errorsBefore2 = errors.length;
+    node = await node.restart();
+    expect((await http(node.url, 'POST', '/v1/topics/console-quiet/records?partition=1', [{ value: 'while the console was away' }], auth())).status).toBe(200);
+    await page.locator('body[data-connections="3"][data-tail="live"]').waitFor({ state: 'attached', timeout: slow(20_000) });
+    expect(errors.splice(errorsBefore2).filter((e) => !/ERR_CONNECTION_REFUSED/.test(e))).toEqual([]);
+    await page.locator('#tail-rows tr', { hasText: 'while the console was away' }).waitFor(wait);
+    await page.selectOption('#tail-topic', 'console-logs');
+    await page.locator('body[data-tail="live"]').waitFor({ state: 'attached', ...wait });
     // bytes that are not UTF-8 show as base64, as the HTTP API gives them, not as U+FFFD
     expect((await http(node.url, 'POST', '/v1/topics/console-logs/records', [{ value: 'AP8QgA==', valueEncoding: 'base64', key: '/w==', keyEncoding: 'base64' }], auth())).status).toBe(200);
     await page.locator('#tail-rows tr', { hasText: '(base64) AP8QgA==' }).waitFor(wait);
