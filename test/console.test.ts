@@ -253,6 +253,10 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
     await page.locator('#tail-rows tr', { hasText: 'while the console was away' }).waitFor(wait);
     await page.selectOption('#tail-topic', 'console-logs');
     await page.locator('body[data-tail="live"]').waitFor({ state: 'attached', ...wait });
+    // a deleted topic leaves the picker
+    const del = await http(node.url, 'DELETE', '/v1/topics/console-quiet', undefined, auth());
+    expect(del.status, del.text).toBe(204);
+    await page.locator('#tail-topic option[value="console-quiet"]').waitFor({ state: 'detached', ...wait });
     // bytes that are not UTF-8 show as base64, as the HTTP API gives them, not as U+FFFD
     expect((await http(node.url, 'POST', '/v1/topics/console-logs/records', [{ value: 'AP8QgA==', valueEncoding: 'base64', key: '/w==', keyEncoding: 'base64' }], auth())).status).toBe(200);
     await page.locator('#tail-rows tr', { hasText: '(base64) AP8QgA==' }).waitFor(wait);

@@ -340,6 +340,9 @@ function renderTail(): void {
   if (sel) {
     const have = new Set(Array.from(sel.options, (o) => o.value));
     for (const t of state.topics) if (!have.has(t.name)) sel.append(el('option', { value: t.name }, `${t.name} (${t.partitions} partitions)`));
+    // and deleted ones leave it (the one being tailed stays, with its error, until another is picked)
+    const names = new Set(state.topics.map((t) => t.name));
+    for (const o of Array.from(sel.options)) if (o.value !== '' && o.value !== tail.topic && !names.has(o.value)) o.remove();
     sel.value = tail.topic;
   }
   if (!document.getElementById('tail-rows')) {
