@@ -33,6 +33,8 @@ describe('console: pure parts', () => {
     expect([matches(f('', 'index'), nginx), matches(f('', 'INDEX'), nginx), matches(f('', 'index'), sshd)]).toEqual([true, true, false]);
     expect([matches(f('', '/^failed/i'), sshd), matches(f('', '/^failed/'), sshd), matches(f('', 'web-1'), nginx)]).toEqual([true, false, true]);
     expect(f('', '/(/').error).toMatch(/not a regular expression/);
+    // a habitual g (or y) flag does not make the filter skip every other record
+    for (const flags of ['g', 'gi', 'y']) expect([1, 2, 3].map(() => matches(f('', `/index/${flags}`), nginx))).toEqual([true, true, true]);
   });
 
   it('the page buffer keeps the newest records, newest first, and counts what it dropped', () => {

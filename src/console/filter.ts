@@ -59,7 +59,8 @@ export function parseFilter(headerText: string, text: string): Filter {
   const re = /^\/(.+)\/([a-z]*)$/.exec(t);
   if (re) {
     try {
-      return { headers, text: { regex: new RegExp(re[1], re[2]) } };
+      // g and y make test() start where the last match ended, so every other record would miss
+      return { headers, text: { regex: new RegExp(re[1], re[2].replace(/[gy]/g, '')) } };
     } catch (e) {
       return { headers, error: `not a regular expression: ${(e as Error).message}` };
     }
