@@ -13,7 +13,6 @@ import { chromium, type Browser } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS, haveChromium, shot } from './helpers/console-page.js';
 import { http } from './helpers/http.js';
 import { repoRoot, runCli, startNode, type NodeHandle } from './helpers/launcher.js';
-import { startCluster, type Cluster } from './helpers/cluster.js';
 import { slow } from './helpers/slow.js';
 import { matches, parseFilter, Ring, shownText, type ShownRecord } from '../src/console/filter.js';
 import { consoleReply, loadConsole } from '../src/gateway/console.js';
@@ -323,31 +322,4 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
     // the token never travels in a URL (those end up in logs)
     expect(urls.filter((u) => u.includes(admin.token.slice(-20)))).toEqual([]);
   }, 90_000);
-});
-
-describe.skipIf(!haveChromium)('console in headless Chromium (a 3-node cluster)', () => {
-  let cluster: Cluster;
-  let browser: Browser;
-  beforeAll(async () => {
-    cluster = await startCluster({ nodes: 3, partitions: 4, replicas: 3 });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-  }, slow(120_000));
-  afterAll(async () => {
-    await browser?.close();
-    await cluster?.teardown();
-  });
-
-  it('the cluster view shows every node and partition, rebalance counts as the last minute\'s, and a killed node leaving', async () => {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    const wait = { timeout: slow(20_000) };
-    await page.goto(`${cluster.nodes[0].url}/ui#/cluster`);
-    await page.locator('#cluster-intro', { hasText: '3 nodes, 4 partitions' }).waitFor(wait);
-    expect(await page.locator('#cluster-partitions tbody tr').count()).toBe(4);
-    // `completed` in /v1/status is the moves of the last minute (as `chicago status` says), not a total
-    expect(await page.locator('#rebalance').innerText()).toMatch(/in the last minute/);
-    await shot(page, 'cluster-3.png');
-    await cluster.kill9('n3');
-    await page.locator('#cluster-intro', { hasText: '2 nodes' }).waitFor({ timeout: slow(30_000) });
-    await page.close();
-  }, slow(90_000));
 });
