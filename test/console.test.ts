@@ -201,6 +201,8 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
     await page.locator('#tail-topic option[value="console-logs"]').waitFor({ state: 'attached', ...wait });
     await page.selectOption('#tail-topic', 'console-logs');
     await page.locator('body[data-tail="live"]').waitFor({ state: 'attached', ...wait });
+    // {bytes: 64 KiB} is asked of every partition: the choice says so
+    expect(await page.locator('#tail-from option[value="recent"]').innerText()).toBe('the last 64 KiB of each partition');
     const nginx = Array.from({ length: 6 }, (_, i) => ({ value: `GET /console-${i} 200`, key: `web-${i % 3}`, headers: { task: 'nginx', host: `web-${i % 3}` } }));
     await produce(nginx);
     await produce([{ value: 'sshd: Failed password for root', headers: { task: 'sshd', host: 'web-1' } }]);

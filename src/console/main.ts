@@ -317,7 +317,7 @@ function tailControls(): HTMLElement {
   const topicSel = el('select', { id: 'tail-topic' }, el('option', { value: '' }, '(pick a topic)'),
     ...state.topics.map((t) => el('option', { value: t.name }, `${t.name} (${t.partitions} partitions)`)));
   topicSel.value = tail.topic;
-  const fromSel = el('select', { id: 'tail-from' }, el('option', { value: 'latest' }, 'new records'), el('option', { value: 'recent' }, 'the last 64 KiB'), el('option', { value: 'earliest' }, 'the beginning'));
+  const fromSel = el('select', { id: 'tail-from' }, el('option', { value: 'latest' }, 'new records'), el('option', { value: 'recent' }, 'the last 64 KiB of each partition'), el('option', { value: 'earliest' }, 'the beginning'));
   fromSel.value = tail.from;
   const headerIn = el('input', { id: 'tail-headers', placeholder: 'headers: task=nginx host=web-1', size: '28' });
   const textIn = el('input', { id: 'tail-text', placeholder: 'text or /regex/i', size: '22' });
