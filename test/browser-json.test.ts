@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS, haveChromium, shot } from './helpers/console-page.js';
 import { http } from './helpers/http.js';
-import { repoRoot, startNode, type NodeHandle } from './helpers/launcher.js';
+import { repoRoot, runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
 
 if (!haveChromium) console.warn(`browser tests skipped: ${CHROMIUM} is missing (scripts/test-deps.sh installs Debian's chromium)`);
@@ -23,9 +23,15 @@ describe.skipIf(!haveChromium)('the JSON-mode tail page (headless Chromium)', ()
   let site: Server;
   let origin: string;
   let dir: string;
+  /** what the page's own server was asked for: a token must never be in it (servers log it) */
+  const siteUrls: string[] = [];
 
   beforeAll(async () => {
-    site = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }); res.end(PAGE); });
+    site = createServer((req, res) => {
+      siteUrls.push(req.url ?? '');
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(PAGE);
+    });
     await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve));
     origin = `http://127.0.0.1:${(site.address() as { port: number }).port}`;
     dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-browser-json-'));
@@ -76,5 +82,31 @@ describe.skipIf(!haveChromium)('the JSON-mode tail page (headless Chromium)', ()
     // the node holds what the page produced
     const parts = await Promise.all([0, 1].map(async (p) => (await http(node.url, 'GET', `/v1/topics/bt/records?partition=${p}`)).body.records));
     expect(parts.flat().map((r: { value: string }) => r.value)).toContain('from the page');
+  }, slow(60_000));
+
+  it('on a node with tokens takes the token from the fragment, never sent to its server; a refused origin is named', async () => {
+    const made = await runCli(['token', 'create', '--scopes', 'topic:*:bt2', '--name', 'browser-tail', '--json']);
+    expect(made.code, made.stderr).toBe(0);
+    const { token, entry } = JSON.parse(made.stdout) as { token: string; entry: unknown };
+    const cfg = path.join(dir, 'tokens.json');
+    await writeFile(cfg, JSON.stringify({ security: { tokens: [entry], allowedOrigins: [origin] } }));
+    const secured = await startNode({ args: ['--config', cfg] });
+    try {
+      const auth = { authorization: `Bearer ${token}` };
+      expect((await http(secured.url, 'POST', '/v1/topics', { name: 'bt2', partitions: 1 }, auth)).status).toBe(201);
+      await http(secured.url, 'POST', '/v1/topics/bt2/records', [{ value: 'with a token' }], auth);
+      const page = await browser.newPage();
+      await page.goto(`${origin}/?url=${encodeURIComponent(secured.url)}&topic=bt2#token=${token}`);
+      await page.waitForSelector('body[data-ready="yes"]', { timeout: slow(10_000) });
+      await page.waitForFunction(() => document.querySelectorAll('.record').length === 1, undefined, { timeout: slow(10_000) });
+      expect((await rows(page))[0]).toMatch(/ with a token$/);
+      expect(siteUrls.filter((u) => u.includes(token.slice(-20)))).toEqual([]);
+      // a page from an origin the node does not list: the browser shows only 1006, the page says why
+      await page.goto(`${origin.replace('127.0.0.1', 'localhost')}/?url=${encodeURIComponent(secured.url)}&topic=bt2`);
+      await page.waitForFunction(() => /allowedOrigins/.test(document.getElementById('status')!.textContent ?? ''), undefined, { timeout: slow(10_000) });
+      await page.close();
+    } finally {
+      await secured.stop();
+    }
   }, slow(60_000));
 });

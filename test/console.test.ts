@@ -14,7 +14,7 @@ import { CHROMIUM, CHROMIUM_ARGS, haveChromium, shot } from './helpers/console-p
 import { http } from './helpers/http.js';
 import { repoRoot, runCli, startNode, type NodeHandle } from './helpers/launcher.js';
 import { slow } from './helpers/slow.js';
-import { matches, parseFilter, Ring, type ShownRecord } from '../src/console/filter.js';
+import { matches, parseFilter, Ring, shownText, type ShownRecord } from '../src/console/filter.js';
 import { consoleReply, loadConsole } from '../src/gateway/console.js';
 import { sameOriginByAddress } from '../src/gateway/auth.js';
 
@@ -32,6 +32,8 @@ describe('console: pure parts', () => {
     expect([matches(f('', 'index'), nginx), matches(f('', 'INDEX'), nginx), matches(f('', 'index'), sshd)]).toEqual([true, true, false]);
     expect([matches(f('', '/^failed/i'), sshd), matches(f('', '/^failed/'), sshd), matches(f('', 'web-1'), nginx)]).toEqual([true, false, true]);
     expect(f('', '/(/').error).toMatch(/not a regular expression/);
+    // a habitual g (or y) flag does not make the filter skip every other record
+    for (const flags of ['g', 'gi', 'y']) expect([1, 2, 3].map(() => matches(f('', `/index/${flags}`), nginx))).toEqual([true, true, true]);
   });
 
   it('the page buffer keeps the newest records, newest first, and counts what it dropped', () => {
@@ -42,6 +44,19 @@ describe('console: pure parts', () => {
     r.clear();
     r.push(9);
     expect(r.newest()).toEqual([9]);
+  });
+
+  it('shows bytes that are not UTF-8 as base64 (never U+FFFD), and keeps a bounded prefix of a large value', () => {
+    const utf8 = (t: string) => new TextEncoder().encode(t);
+    expect(shownText(utf8('héllo ✓ 日本'))).toBe('héllo ✓ 日本');
+    expect(shownText(Uint8Array.from([0x00, 0xff, 0x10, 0x80]))).toBe('(base64) AP8QgA==');
+    // a cut inside a character steps back to its first byte
+    expect(shownText(utf8('ab✓'), 3)).toBe('ab…');
+    expect(shownText(utf8('ab✓'), 5)).toBe('ab✓');
+    expect(shownText(utf8('a'.repeat(10)), 4)).toBe('aaaa…');
+    expect(shownText(Uint8Array.from([0xff, 1, 2, 3, 4]), 3)).toBe('(base64) /wEC…');
+    const big = shownText(new Uint8Array(4 * 1024 * 1024).fill(0x78));
+    expect(big.length).toBe(16 * 1024 + 1);
   });
 
   it('a page the node served may open its WebSocket only when reached by address, not by a name', () => {
@@ -73,6 +88,10 @@ describe('console: pure parts', () => {
     const missing = consoleReply(assets, '/ui/nope.js', '', '');
     expect([missing.status, JSON.parse(String(missing.body)).error.code]).toEqual(['404 Not Found', 'ROUTE_NOT_FOUND']);
     expect(consoleReply(new Map(), '/ui', '', '').body).toMatch(/npm run build/);
+    // another method on a file is a 405 naming GET and HEAD, as on every route; on no file a 404
+    const post = consoleReply(assets, '/ui', '', '', 'POST');
+    expect([post.status, post.headers.allow, JSON.parse(String(post.body)).error.code]).toEqual(['405 Method Not Allowed', 'GET, HEAD', 'METHOD_NOT_ALLOWED']);
+    expect(JSON.parse(String(consoleReply(assets, '/ui/nope.js', '', '', 'DELETE').body)).error.message).toBe('no route DELETE /ui/nope.js');
   });
 });
 
@@ -121,6 +140,8 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
     expect((await fetch(`${node.url}/ui/`, { headers: { 'if-none-match': etag } })).status).toBe(304);
     const js = await fetch(`${node.url}/ui/app.js`);
     expect([js.status, js.headers.get('content-type')]).toEqual([200, 'text/javascript; charset=utf-8']);
+    const put = await fetch(`${node.url}/ui/app.js`, { method: 'PUT', body: 'x' });
+    expect([put.status, put.headers.get('allow'), (await put.json()).error.code]).toEqual([405, 'GET, HEAD', 'METHOD_NOT_ALLOWED']);
     expect((await http(node.url, 'GET', '/v1/topics')).status).toBe(401);
     expect((await http(node.url, 'GET', '/v1/groups')).status).toBe(401);
     expect((await http(node.url, 'GET', '/v1/groups', undefined, auth())).body).toEqual({ groups: ['console-a', 'console-g'] });
@@ -180,6 +201,8 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
     await page.locator('#tail-topic option[value="console-logs"]').waitFor({ state: 'attached', ...wait });
     await page.selectOption('#tail-topic', 'console-logs');
     await page.locator('body[data-tail="live"]').waitFor({ state: 'attached', ...wait });
+    // {bytes: 64 KiB} is asked of every partition: the choice says so
+    expect(await page.locator('#tail-from option[value="recent"]').innerText()).toBe('the last 64 KiB of each partition');
     const nginx = Array.from({ length: 6 }, (_, i) => ({ value: `GET /console-${i} 200`, key: `web-${i % 3}`, headers: { task: 'nginx', host: `web-${i % 3}` } }));
     await produce(nginx);
     await produce([{ value: 'sshd: Failed password for root', headers: { task: 'sshd', host: 'web-1' } }]);
@@ -220,6 +243,27 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
     await produce([{ value: 'after the restart', headers: { task: 'nginx' } }]);
     await page.locator('#tail-rows tr', { hasText: 'after the restart' }).waitFor(wait);
     expect(await page.locator('#tail-rows tr').count()).toBe(before + 1);
+    // a partition that had no record before a restart: what reaches it before the console is back still shows
+    expect((await http(node.url, 'POST', '/v1/topics', { name: 'console-quiet', partitions: 2 }, auth())).status).toBe(201);
+    await page.locator('#tail-topic option[value="console-quiet"]').waitFor({ state: 'attached', ...wait });
+    await page.selectOption('#tail-topic', 'console-quiet');
+    await page.locator('body[data-tail="live"]').waitFor({ state: 'attached', ...wait });
+    const errorsBefore2 = errors.length;
+    node = await node.restart();
+    expect((await http(node.url, 'POST', '/v1/topics/console-quiet/records?partition=1', [{ value: 'while the console was away' }], auth())).status).toBe(200);
+    await page.locator('body[data-connections="3"][data-tail="live"]').waitFor({ state: 'attached', timeout: slow(20_000) });
+    expect(errors.splice(errorsBefore2).filter((e) => !/ERR_CONNECTION_REFUSED/.test(e))).toEqual([]);
+    await page.locator('#tail-rows tr', { hasText: 'while the console was away' }).waitFor(wait);
+    await page.selectOption('#tail-topic', 'console-logs');
+    await page.locator('body[data-tail="live"]').waitFor({ state: 'attached', ...wait });
+    // a deleted topic leaves the picker
+    const del = await http(node.url, 'DELETE', '/v1/topics/console-quiet', undefined, auth());
+    expect(del.status, del.text).toBe(204);
+    await page.locator('#tail-topic option[value="console-quiet"]').waitFor({ state: 'detached', ...wait });
+    // bytes that are not UTF-8 show as base64, as the HTTP API gives them, not as U+FFFD
+    expect((await http(node.url, 'POST', '/v1/topics/console-logs/records', [{ value: 'AP8QgA==', valueEncoding: 'base64', key: '/w==', keyEncoding: 'base64' }], auth())).status).toBe(200);
+    await page.locator('#tail-rows tr', { hasText: '(base64) AP8QgA==' }).waitFor(wait);
+    expect(await page.locator('#tail-rows tr', { hasText: '(base64) /w==' }).count()).toBe(1);
 
     // topics: the table and a records/s chart whose data grows while records flow
     await page.click('nav a[href="#/topics"]');
@@ -244,6 +288,14 @@ describe.skipIf(!haveChromium)('console in headless Chromium (a node with tokens
     expect(lags.reduce((a, b) => a + b, 0)).toBeGreaterThan(250);
     await expect.poll(async () => Number(await page.locator('.chart').first().getAttribute('data-points')), wait).toBeGreaterThan(1);
     await shot(page, 'groups.png');
+    // a name the node would refuse is refused in the form, saying why, and not kept
+    await page.fill('#group-add', 'bad name');
+    expect(await page.locator('#group-add').evaluate((i) => [(i as HTMLInputElement).validity.valid, (i as HTMLInputElement).validationMessage])).toEqual([false, expect.stringMatching(/1-128 of A-Z/)]);
+    await page.press('#group-add', 'Enter');
+    expect(await page.evaluate(() => localStorage.getItem('chicago.console.groups'))).toBeNull();
+    await page.fill('#group-add', 'console-none');
+    await page.press('#group-add', 'Enter');
+    await page.locator('.watched-empty', { hasText: 'console-none: watched, no committed offsets yet' }).waitFor(wait);
 
     // cluster: a single node says so
     await page.click('nav a[href="#/cluster"]');

@@ -162,6 +162,23 @@ describe('the JSON text mode', () => {
     expect(c.closed).toBeUndefined();
   });
 
+  it('drops a connection whose text message is not UTF-8 (a WebSocket rule, below the protocol: no err frame)', async () => {
+    const d = await JsonSocket.open(node.url);
+    d.ws.send(NOT_UTF8, { binary: false });
+    await expect(d.take(() => false, 5_000)).rejects.toThrow(/closed 1006/);
+    expect(d.frames).toEqual([]);
+  });
+
+  it('answers kv.put and kv.delete with acks none at once, version 0 (produce sends nothing)', async () => {
+    expect(await c.request({ op: 'kv.put', id: 40, ks: 'jk', key: 'quiet', value: 'v', acks: 'none' })).toMatchObject({ op: 'res', version: 0, replicas: 0 });
+    expect(await c.request({ op: 'kv.delete', id: 41, ks: 'jk', key: 'quiet', acks: 'none' })).toMatchObject({ op: 'res', version: 0, replicas: 0, existed: false });
+    expect(await c.request({ op: 'produce', id: 42, topic: 'nope-jt', records: [{ value: 'x' }] })).toMatchObject({ op: 'err', code: 'TOPIC_NOT_FOUND' });
+    // credit has no reply: a malformed one is an err of id 0, one for an ended subscription is ignored
+    c.send({ op: 'credit', sub: 424242, bytes: 10 });
+    c.send({ op: 'credit', sub: 424242, bytes: -1 });
+    expect(await c.take((f) => f.op === 'err' && f.id === 0)).toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
   it('closes after 8 undecodable frames in a row with the catalogue close code', async () => {
     const d = await JsonSocket.open(node.url);
     for (let i = 0; i < 8; i++) d.send('not json');

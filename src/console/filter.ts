@@ -7,7 +7,34 @@ export interface ShownRecord {
   timestampMs: number;
   key: string | null;
   value: string;
+  /** the value's size on the node (what `value` shows may be cut) */
+  valueBytes?: number;
   headers: Record<string, string>;
+}
+
+/** bytes of a value the page keeps, and filters on: past them a value is cut and its size said */
+export const VALUE_KEPT_BYTES = 16 * 1024;
+
+const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Bytes as the page shows them: UTF-8 text, or `(base64) …` for bytes that are not UTF-8 (as the
+ * HTTP API flags them), never U+FFFD in place of the data. Past `maxBytes` the bytes are cut (at a
+ * character boundary) and marked `…`, so a tail of large values holds a bounded page.
+ */
+export function shownText(b: Uint8Array, maxBytes = VALUE_KEPT_BYTES): string {
+  let end = Math.min(b.length, maxBytes);
+  // a cut inside a character steps back to its first byte (continuation bytes are 10xxxxxx)
+  if (end < b.length) for (let i = 0; i < 3 && end > 0 && (b[end] & 0xc0) === 0x80; i++) end--;
+  const part = b.subarray(0, end);
+  const more = end < b.length ? '…' : '';
+  try {
+    return utf8Strict.decode(part) + more;
+  } catch {
+    let bin = '';
+    for (let i = 0; i < part.length; i += 0x2000) bin += String.fromCharCode(...part.subarray(i, i + 0x2000));
+    return `(base64) ${btoa(bin)}${more}`;
+  }
 }
 
 export interface Filter {
@@ -32,7 +59,8 @@ export function parseFilter(headerText: string, text: string): Filter {
   const re = /^\/(.+)\/([a-z]*)$/.exec(t);
   if (re) {
     try {
-      return { headers, text: { regex: new RegExp(re[1], re[2]) } };
+      // g and y make test() start where the last match ended, so every other record would miss
+      return { headers, text: { regex: new RegExp(re[1], re[2].replace(/[gy]/g, '')) } };
     } catch (e) {
       return { headers, error: `not a regular expression: ${(e as Error).message}` };
     }

@@ -1,7 +1,7 @@
 // The web console served at /ui: live tail, topics, groups, cluster, hosts and guard views over the
 // node's own WebSocket and HTTP API. Vanilla DOM; all record data goes in as text, never as HTML.
 import { LiveChart } from './chart.js';
-import { matches, parseFilter, Ring, type Filter, type ShownRecord } from './filter.js';
+import { matches, parseFilter, Ring, shownText, type Filter, type ShownRecord } from './filter.js';
 import { getJson, Wire, WireError, type RecordTuple } from './wire.js';
 
 /** records the live tail keeps in the page; the oldest go first */
@@ -41,8 +41,7 @@ function table(head: string[], rows: Child[][], attrs: Record<string, string> = 
 const fmtBytes = (n: number) => (n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : n < 1024 ** 3 ? `${(n / 1024 ** 2).toFixed(1)} MiB` : `${(n / 1024 ** 3).toFixed(2)} GiB`);
 const fmtMs = (ms: number) => (ms % 86_400_000 === 0 ? `${ms / 86_400_000} d` : ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`);
 const fmtTime = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace('Z', '');
-const utf8 = new TextDecoder('utf-8');
-const text = (b: Uint8Array | null | undefined) => (b ? utf8.decode(b) : null);
+const text = (b: Uint8Array | null | undefined, maxBytes?: number) => (b ? shownText(b, maxBytes) : null);
 
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -113,6 +112,9 @@ async function startTail(topic: string, from: string, resume = false): Promise<v
     if (generation !== tail.generation) return;
     const count = meta.partitionCount as number;
     const fromFrame = from === 'earliest' ? 'earliest' : from === 'recent' ? { bytes: 64 * 1024 } : 'latest';
+    // "new records" starts at each partition's end now: a partition that gets none before a
+    // reconnect resumes there too, not at the end of then (which would skip what came meanwhile)
+    if (!resume && fromFrame === 'latest') for (const p of meta.partitions as PartitionMeta[]) tail.next.set(p.partition, p.endOffset);
     for (let p = 0; p < count; p++) {
       const s: TailSub = { partition: p, sub: 0, owed: 0 };
       const next = resume ? tail.next.get(p) : undefined;
@@ -140,7 +142,7 @@ function stopTail(): void {
 function onTailRecords(s: TailSub, records: RecordTuple[], bytes: number): void {
   if (s.sub !== 0 && !tail.subs.includes(s)) return; // an overtaken start's records
   for (const [offset, timestampMs, value, key, headers] of records) {
-    tail.ring.push({ partition: s.partition, offset, timestampMs, value: text(value) ?? '', key: text(key), headers: headers ?? {} });
+    tail.ring.push({ partition: s.partition, offset, timestampMs, value: text(value) ?? '', valueBytes: value.length, key: text(key), headers: headers ?? {} });
     tail.next.set(s.partition, offset + 1);
   }
   tail.received += records.length;
@@ -178,7 +180,7 @@ function drawTailRows(): void {
     el('td', {}, `${r.partition}:${r.offset}`),
     el('td', {}, r.key ?? ''),
     el('td', { class: 'headers' }, Object.entries(r.headers).map(([k, v]) => `${k}=${v}`).join(' ')),
-    el('td', { class: 'value' }, r.value.length > VALUE_CHARS_MAX ? `${r.value.slice(0, VALUE_CHARS_MAX)}…` : r.value))));
+    el('td', { class: 'value' }, r.value.length > VALUE_CHARS_MAX ? `${r.value.slice(0, VALUE_CHARS_MAX)}… (${fmtBytes(r.valueBytes ?? r.value.length)})` : r.value))));
   info.textContent = [
     tail.paused ? 'paused' : 'live',
     `${tail.received} received`,
@@ -260,7 +262,7 @@ async function sampleSlow(): Promise<void> {
 async function scanKv(wire: Wire, ks: string, prefix: string): Promise<{ items: Array<[string, string]>; error?: string }> {
   try {
     const r = await wire.request({ op: 'kv.scan', ks, prefix, limit: 1000 });
-    return { items: (r.items as Array<[Uint8Array, Uint8Array, number]>).map(([k, v]) => [text(k) ?? '', text(v) ?? '']) };
+    return { items: (r.items as Array<[Uint8Array, Uint8Array, number]>).map(([k, v]) => [text(k, Infinity) ?? '', text(v, Infinity) ?? '']) };
   } catch (e) {
     return { items: [], error: message(e) };
   }
@@ -315,7 +317,7 @@ function tailControls(): HTMLElement {
   const topicSel = el('select', { id: 'tail-topic' }, el('option', { value: '' }, '(pick a topic)'),
     ...state.topics.map((t) => el('option', { value: t.name }, `${t.name} (${t.partitions} partitions)`)));
   topicSel.value = tail.topic;
-  const fromSel = el('select', { id: 'tail-from' }, el('option', { value: 'latest' }, 'new records'), el('option', { value: 'recent' }, 'the last 64 KiB'), el('option', { value: 'earliest' }, 'the beginning'));
+  const fromSel = el('select', { id: 'tail-from' }, el('option', { value: 'latest' }, 'new records'), el('option', { value: 'recent' }, 'the last 64 KiB of each partition'), el('option', { value: 'earliest' }, 'the beginning'));
   fromSel.value = tail.from;
   const headerIn = el('input', { id: 'tail-headers', placeholder: 'headers: task=nginx host=web-1', size: '28' });
   const textIn = el('input', { id: 'tail-text', placeholder: 'text or /regex/i', size: '22' });
@@ -338,6 +340,9 @@ function renderTail(): void {
   if (sel) {
     const have = new Set(Array.from(sel.options, (o) => o.value));
     for (const t of state.topics) if (!have.has(t.name)) sel.append(el('option', { value: t.name }, `${t.name} (${t.partitions} partitions)`));
+    // and deleted ones leave it (the one being tailed stays, with its error, until another is picked)
+    const names = new Set(state.topics.map((t) => t.name));
+    for (const o of Array.from(sel.options)) if (o.value !== '' && o.value !== tail.topic && !names.has(o.value)) o.remove();
     sel.value = tail.topic;
   }
   if (!document.getElementById('tail-rows')) {
@@ -376,13 +381,16 @@ function renderTopics(): void {
 }
 
 function groupControls(): HTMLElement {
-  const input = el('input', { id: 'group-add', placeholder: 'group name', size: '20' });
+  const input = el('input', { id: 'group-add', placeholder: 'group name', size: '20', required: '' });
+  // a name the node would refuse (INVALID_NAME) is refused here, saying why, before anything is kept
+  const GROUP_NAME = /^[A-Za-z0-9._-]{1,128}$/;
+  input.oninput = () => input.setCustomValidity(input.value.trim() === '' || GROUP_NAME.test(input.value.trim()) ? '' : 'a group name is 1-128 of A-Z a-z 0-9 . _ -');
   const add = el('button', { type: 'submit' }, 'Watch');
   const form = el('form', { class: 'toolbar' }, 'Watch a group: ', input, ' ', add);
   form.onsubmit = (ev) => {
     ev.preventDefault();
     const g = input.value.trim();
-    if (/^[A-Za-z0-9._-]{1,128}$/.test(g)) {
+    if (GROUP_NAME.test(g)) {
       state.extraGroups.add(g);
       localStorage.setItem(GROUPS_KEY, JSON.stringify([...state.extraGroups]));
       input.value = '';
@@ -401,6 +409,8 @@ function renderGroups(): void {
     lagChart.root,
     el('p', { class: 'muted' }, `Groups with committed offsets (the first ${SAMPLED_GROUPS_MAX} by name) and the ones watched here (kept in this browser).`),
     ...[...state.groupErrors].map(([g, e]) => el('p', { class: 'error' }, `${g}: ${e}`)),
+    // a watched group that has committed nothing yet still shows that it is watched
+    ...[...state.extraGroups].filter((g) => state.groups.get(g)?.length === 0).map((g) => el('p', { class: 'muted watched-empty' }, `${g}: watched, no committed offsets yet.`)),
     rows.length === 0 ? el('p', { class: 'muted' }, 'No group offsets yet.') : table(['group', 'topic', 'partition', 'committed', 'end', 'lag (records)', 'lag (s)', 'committed at (UTC)'], rows, { id: 'groups-table' }),
   );
   lagChart.draw();
@@ -419,8 +429,9 @@ function renderCluster(): void {
     el('h2', {}, 'Nodes'),
     table(['node', 'url', 'state'], (s.nodes as Array<{ id: string; url: string; state: string }>).map((n) => [n.id, n.url, n.state])),
     rb ? el('h2', {}, 'Rebalance') : null,
-    rb ? el('p', { id: 'rebalance' }, rb.moving === 0 ? `No partition moving (${rb.completed} moves completed).`
-      : `${rb.moving} partitions moving, ${rb.completed} completed, ETA ${rb.etaSeconds ?? '?'} s, ${fmtBytes(rb.snapshotBytesSent)} sent${rb.bytesLeftEstimate !== null ? `, about ${fmtBytes(rb.bytesLeftEstimate)} left` : ''}; catching up: ${rb.catchingUp.map((c: { partition: number; nodes: string[] }) => `${c.partition} → ${c.nodes.join(', ')}`).join('; ')}`) : null,
+    // `completed` counts the moves of the last minute, `snapshotBytesSent` what this node copied
+    rb ? el('p', { id: 'rebalance' }, rb.moving === 0 ? `No partition moving (${rb.completed} moves completed in the last minute).`
+      : `${rb.moving} partitions moving, ${rb.completed} completed in the last minute, ETA ${rb.etaSeconds ?? '?'} s, ${fmtBytes(rb.snapshotBytesSent)} copied from this node${rb.bytesLeftEstimate !== null ? `, about ${fmtBytes(rb.bytesLeftEstimate)} left` : ''}; catching up: ${rb.catchingUp.map((c: { partition: number; nodes: string[] }) => `${c.partition} → ${c.nodes.join(', ')}`).join('; ')}`) : null,
     el('h2', {}, 'Partitions'),
     table(['partition', 'epoch', 'leader', 'replicas', 'in sync', 'role here', 'applied seq', 'worker'],
       (s.partitions as Array<{ id: number; epoch: number; leader: string | null; replicas: string[]; isr: string[]; role: string; seq: number; worker: number }>)

@@ -66,15 +66,19 @@ function gzipOf(file: string, body: Buffer): Buffer {
   return zlib.gzipSync(body, { level: 9 });
 }
 
-/** What GET /ui/{name} answers: pure, so the headers are tested without a socket. */
-export function consoleReply(assets: Map<string, ConsoleAsset>, url: string, ifNoneMatch: string, acceptEncoding: string):
+/** What a request for /ui/{name} answers: pure, so the headers are tested without a socket. */
+export function consoleReply(assets: Map<string, ConsoleAsset>, url: string, ifNoneMatch: string, acceptEncoding: string, method = 'GET'):
   { status: string; headers: Record<string, string>; body: Buffer | string } {
-  // a 404 has the body every error of the node has (docs/http.md)
-  const notFound = (why = '') => ({ status: '404 Not Found', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: new ChicagoError('ROUTE_NOT_FOUND', 'GET', `${url.slice(0, 200)}${why}`).toJSON() }) });
+  // errors have the body every error of the node has (docs/http.md)
+  const notFound = (why = '') => ({ status: '404 Not Found', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: new ChicagoError('ROUTE_NOT_FOUND', method, `${url.slice(0, 200)}${why}`).toJSON() }) });
   if (assets.size === 0) return notFound(' (the console is not built: run npm run build)');
   const name = url === '/ui' || url === '/ui/' ? 'index.html' : url.slice('/ui/'.length);
   const asset = assets.get(name);
   if (!asset) return notFound();
+  // the files take only GET and HEAD: another method on one is a 405 naming them, as on every route
+  if (method !== 'GET' && method !== 'HEAD') {
+    return { status: '405 Method Not Allowed', headers: { 'content-type': 'application/json', allow: 'GET, HEAD' }, body: JSON.stringify({ error: new ChicagoError('METHOD_NOT_ALLOWED', method, url.slice(0, 200)).toJSON() }) };
+  }
   // no-cache: the browser keeps the files but asks each time (a 304 when unchanged), so a new
   // build is picked up at the next load
   const headers: Record<string, string> = { 'cache-control': 'no-cache', etag: asset.etag, vary: 'Accept-Encoding', ...(name === 'index.html' ? PAGE_HEADERS : { 'x-content-type-options': 'nosniff' }) };
@@ -87,12 +91,12 @@ export function consoleReply(assets: Map<string, ConsoleAsset>, url: string, ifN
   };
 }
 
-/** GET and HEAD /ui and /ui/*: registered before the catch-all HTTP route. */
+/** /ui and /ui/* (GET and HEAD; other methods 405): registered before the catch-all HTTP route. */
 export function attachConsole(app: uWS.TemplatedApp, assets: Map<string, ConsoleAsset>): void {
   const serve = (head: boolean) => (res: uWS.HttpResponse, req: uWS.HttpRequest) => {
     // uWS counts a response ended without a body as answered only with an abort handler attached
     if (head) res.onAborted(() => {});
-    const reply = consoleReply(assets, req.getUrl(), req.getHeader('if-none-match'), req.getHeader('accept-encoding'));
+    const reply = consoleReply(assets, req.getUrl(), req.getHeader('if-none-match'), req.getHeader('accept-encoding'), req.getMethod().toUpperCase());
     res.cork(() => {
       res.writeStatus(reply.status);
       for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v);
@@ -104,4 +108,6 @@ export function attachConsole(app: uWS.TemplatedApp, assets: Map<string, Console
   app.get('/ui/*', serve(false));
   app.head('/ui', serve(true));
   app.head('/ui/*', serve(true));
+  app.any('/ui', serve(false));
+  app.any('/ui/*', serve(false));
 }
