@@ -44,7 +44,9 @@ describe('npm pack', () => {
   });
 
   it('installs into an empty project: chicago --help, a server with /v1/health and /ui, chicago/client', async () => {
-    const help = await run('npx', ['--no-install', 'chicago', '--help'], { cwd: project });
+    // the bin link npm made, run as a shell runs it (npx would only find this same link, for 0.6 s of CPU more)
+    const bin = path.join(project, 'node_modules', '.bin', 'chicago');
+    const help = await run(bin, ['--help'], { cwd: project });
     expect(help.stdout).toMatch(/^usage: chicago <command>/);
 
     await writeFile(path.join(project, 'use.mjs'), [
@@ -57,7 +59,7 @@ describe('npm pack', () => {
       "console.log(typeof ChicagoClient.connect, root.connect === connect, got.value.toString());",
     ].join('\n'));
 
-    const server = spawn(path.join(project, 'node_modules', '.bin', 'chicago'), ['server', '--data-dir', path.join(dir, 'data'), '--port', '0'], { cwd: project, stdio: ['ignore', 'pipe', 'pipe'] });
+    const server = spawn(bin, ['server', '--data-dir', path.join(dir, 'data'), '--port', '0'], { cwd: project, stdio: ['ignore', 'pipe', 'pipe'] });
     killOnExit(server);
     let log = '';
     server.stderr.on('data', (b: Buffer) => { log += b.toString(); });
