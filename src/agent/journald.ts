@@ -60,6 +60,17 @@ export function cursorKey(task: string): string {
   return `journald|${task}`;
 }
 
+/**
+ * The socket systemd-journald listens on for the journal a source reads, or undefined when there is
+ * none to check (a directory of journal files, every namespace). Without it nothing is written to
+ * that journal, and journalctl follows it silently.
+ */
+export function journaldSocket(cfg: Pick<JournaldConfig, 'namespace' | 'directory'>): string | undefined {
+  if (cfg.directory !== undefined || cfg.namespace === '*') return undefined;
+  const ns = cfg.namespace?.replace(/^\+/, '');
+  return ns ? `/run/systemd/journal.${ns}/socket` : '/run/systemd/journal/socket';
+}
+
 /** Which journal journalctl reads: the default one, a namespace's or a directory's. */
 export function journalArgs(cfg: Pick<JournaldConfig, 'namespace' | 'directory'>): string[] {
   if (cfg.namespace !== undefined) return [`--namespace=${cfg.namespace}`];
@@ -323,6 +334,8 @@ export class JournaldSource {
   private wakeSleep?: () => void;
   /** `from: tail` without a saved cursor: the journal's end is saved before following */
   private tailPending = false;
+  /** whether a follow found journald's socket missing (said once) */
+  private journaldMissing = false;
   /** a spool that cannot write ends the agent (set by the agent) */
   fatal: (err: Error) => void = () => {};
 
@@ -448,6 +461,7 @@ export class JournaldSource {
     this.splitter.reset();
     this.resume = new ResumeFilter(position);
     this.log.info({ task: this.cfg.task, position: position ?? '(oldest entry)', pid: child.pid }, 'journald: following');
+    this.sayJournaldState(journaldSocket(this.cfg));
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr = (stderr + s).slice(-STDERR_KEEP_BYTES); });
     child.stdout!.on('data', (chunk: Buffer) => this.onChunk(chunk));
@@ -462,6 +476,13 @@ export class JournaldSource {
     this.batchBytes = 0;
     this.batchCursor = undefined;
     return { ...exit, stderr };
+  }
+
+  /** Says once when systemd-journald is not running at a follow (a host whose PID 1 is not systemd, say). */
+  private sayJournaldState(socket: string | undefined): void {
+    if (socket === undefined || this.journaldMissing || existsSync(socket)) return;
+    this.journaldMissing = true;
+    this.log.warn({ task: this.cfg.task, socket }, `journald: systemd-journald is not running (no ${socket}): nothing reaches this journal until it runs; the source keeps following`);
   }
 
   private onChunk(chunk: Buffer): void {
