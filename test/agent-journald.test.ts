@@ -3,7 +3,7 @@
 // records, cut pieces, config, and a journalctl that cannot run. The runs against a real
 // systemd-journald and sshd are in test/agent-journald-e2e.test.ts (and at full size in test/long).
 import { describe, expect, it } from 'vitest';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { waitUntil } from './helpers/bridge.js';
@@ -14,7 +14,6 @@ import { Spool } from '../src/agent/spool.js';
 import { cutHeader, cutPieces, recordEntries } from '../src/agent/records.js';
 import type { Notice } from '../src/agent/agent.js';
 import { createLogger } from '../src/runtime/log.js';
-import { startAgent } from './helpers/agent.js';
 
 describe('sshd messages (OpenSSH 9.2 as logged on this machine)', () => {
   it('parses accepted, failed, invalid user, closed, disconnected and max-attempts lines, IPv4 and IPv6', () => {
@@ -220,22 +219,5 @@ describe('journald source on a host where systemd-journald does not run', () => 
     expect(journaldSocket({ namespace: '+apps' })).toBe('/run/systemd/journal.apps/socket');
     expect(journaldSocket({ namespace: '*' })).toBeUndefined();
     expect(journaldSocket({ directory: '/srv/journal' })).toBeUndefined();
-  });
-
-  // journalctl follows a journal nobody writes without a word: the agent says so once, as a warning
-  it('the agent warns that nothing will arrive, and keeps following', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'chicago-journald-none-'));
-    const ns = `nojournald${process.pid}`;
-    const config = path.join(dir, 'agent.yaml');
-    await writeFile(config, `node: { url: "http://127.0.0.1:9" }\nspool: { dir: ${dir}/spool }\njournald:\n  - { task: j, topic: j, namespace: ${ns} }\n`);
-    const agent = startAgent(config);
-    try {
-      const line = await agent.stdout.waitFor(/systemd-journald is not running/, 15_000);
-      expect(JSON.parse(line)).toMatchObject({ level: 40, task: 'j', socket: `/run/systemd/journal.${ns}/socket` });
-      expect(agent.proc.exitCode).toBeNull();
-    } finally {
-      agent.proc.kill('SIGTERM');
-      await agent.exited;
-    }
   });
 });

@@ -54,6 +54,8 @@ const HEALTHY_RUN_MS = 30_000;
 const STDERR_KEEP_BYTES = 2048;
 const QUERY_TIMEOUT_MS = 30_000;
 const SETPRIV = '/usr/bin/setpriv';
+/** how often a source waiting for systemd-journald to start looks for its socket */
+const JOURNALD_WAIT_MS = 1000;
 
 /** A saved position: after the entry (a plain cursor) or at it (`=` + cursor, after a gap). */
 export function cursorKey(task: string): string {
@@ -334,8 +336,6 @@ export class JournaldSource {
   private wakeSleep?: () => void;
   /** `from: tail` without a saved cursor: the journal's end is saved before following */
   private tailPending = false;
-  /** whether a follow found journald's socket missing (said once) */
-  private journaldMissing = false;
   /** a spool that cannot write ends the agent (set by the agent) */
   fatal: (err: Error) => void = () => {};
 
@@ -425,6 +425,7 @@ export class JournaldSource {
   }
 
   private async run(): Promise<void> {
+    await this.awaitJournald();
     let failures = 0;
     while (!this.stopped) {
       const startedAt = Date.now();
@@ -461,7 +462,6 @@ export class JournaldSource {
     this.splitter.reset();
     this.resume = new ResumeFilter(position);
     this.log.info({ task: this.cfg.task, position: position ?? '(oldest entry)', pid: child.pid }, 'journald: following');
-    this.sayJournaldState(journaldSocket(this.cfg));
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr = (stderr + s).slice(-STDERR_KEEP_BYTES); });
     child.stdout!.on('data', (chunk: Buffer) => this.onChunk(chunk));
@@ -478,11 +478,20 @@ export class JournaldSource {
     return { ...exit, stderr };
   }
 
-  /** Says once when systemd-journald is not running at a follow (a host whose PID 1 is not systemd, say). */
-  private sayJournaldState(socket: string | undefined): void {
-    if (socket === undefined || this.journaldMissing || existsSync(socket)) return;
-    this.journaldMissing = true;
-    this.log.warn({ task: this.cfg.task, socket }, `journald: systemd-journald is not running (no ${socket}): nothing reaches this journal until it runs; the source keeps following`);
+  /**
+   * Waits, at start, for systemd-journald while its socket is missing and its journal holds nothing
+   * (a host whose PID 1 is not systemd, say): a journalctl started before any journal file exists
+   * never sees the files a journald started later writes.
+   */
+  private async awaitJournald(): Promise<void> {
+    const socket = journaldSocket(this.cfg);
+    if (socket === undefined || existsSync(socket)) return;
+    const r = await this.query(['--output=json', '--lines=1', '--output-fields=__CURSOR']);
+    // journalctl that fails is the follow's to report; entries to ship are followed as they are
+    if (r.code !== 0 || lastCursor(r.stdout) !== undefined) return;
+    this.log.warn({ task: this.cfg.task, socket }, `journald: systemd-journald is not running (no ${socket}): waiting for it; nothing ships until it runs`);
+    while (!this.stopped && !existsSync(socket)) await this.sleep(JOURNALD_WAIT_MS);
+    if (!this.stopped) this.log.info({ task: this.cfg.task, socket }, 'journald: systemd-journald is running');
   }
 
   private onChunk(chunk: Buffer): void {
