@@ -262,4 +262,29 @@ status: { listen: '127.0.0.1:0' }
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual(500);
     expect((await runCli(['hosts', '--url', node.url])).stdout).not.toContain(HOST);
   });
+
+  // the status port has no authentication: off loopback the agent says so (the node refuses to start there without tokens)
+  it('status.listen off loopback logs a warning; on loopback none', async () => {
+    const d = await mkdtemp(path.join(os.tmpdir(), 'chicago-agent-status-'));
+    const start = async (listen: string) => {
+      const config = path.join(d, `agent-${listen.replace(/\W/g, '')}.yaml`);
+      await writeFile(config, `node: { url: ${node.url} }\nspool: { dir: ./spool-${listen.replace(/\W/g, '')} }\nsources: [{ task: s, paths: [./none.log], topic: status-warn }]\nstatus: { listen: "${listen}" }\n`);
+      const a = startAgent(config);
+      try {
+        await a.stdout.waitFor(/"msg":"status listening"/, 30_000);
+        // a warning comes right after that line
+        await new Promise((r) => setTimeout(r, 500));
+        return a.stdout.lines();
+      } finally {
+        a.proc.kill('SIGTERM');
+        await a.exited;
+      }
+    };
+    const open = await start('0.0.0.0:0');
+    const warning = open.find((l) => l.includes('is not a loopback address'));
+    expect(warning, open.join('\n')).toBeDefined();
+    expect(JSON.parse(warning!)).toMatchObject({ level: 40, host: '0.0.0.0' });
+    const loopback = await start('127.0.0.1:0');
+    expect(loopback.some((l) => l.includes('is not a loopback address'))).toBe(false);
+  });
 });

@@ -7,7 +7,7 @@ import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { waitUntil } from './helpers/bridge.js';
-import { backoffMs, entryEvent, JournaldSource, followArgs, gapAfter, type Line, LineSplitter, partialJsonValue, ResumeFilter, salvageEntry, type JournaldConfig } from '../src/agent/journald.js';
+import { backoffMs, entryEvent, JournaldSource, followArgs, journaldSocket, gapAfter, type Line, LineSplitter, partialJsonValue, ResumeFilter, salvageEntry, type JournaldConfig } from '../src/agent/journald.js';
 import { parseSshd, sshHeadersOfLine } from '../src/agent/sshd.js';
 import { ConfigError, resolveAgentConfig } from '../src/agent/config.js';
 import { Spool } from '../src/agent/spool.js';
@@ -209,5 +209,15 @@ describe('journald source without journalctl', () => {
     // 20, 40, 40 ms apart at least (backoff from retry.minMs, capped at retry.maxMs)
     expect(Date.now() - started).toBeGreaterThanOrEqual(60);
     expect(src.stats.restarts).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('journald source on a host where systemd-journald does not run', () => {
+  it('the socket checked for each kind of journal', () => {
+    expect(journaldSocket({})).toBe('/run/systemd/journal/socket');
+    expect(journaldSocket({ namespace: 'apps' })).toBe('/run/systemd/journal.apps/socket');
+    expect(journaldSocket({ namespace: '+apps' })).toBe('/run/systemd/journal.apps/socket');
+    expect(journaldSocket({ namespace: '*' })).toBeUndefined();
+    expect(journaldSocket({ directory: '/srv/journal' })).toBeUndefined();
   });
 });

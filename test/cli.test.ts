@@ -440,6 +440,15 @@ describe.concurrent('errors and exit codes', () => {
     });
   });
 
+  it('help --help and help help show the general usage, as help lists itself among the commands', async () => {
+    const lines = [['help', '--help'], ['help', 'help'], ['help', '-h']];
+    const runs = await Promise.all(lines.map((args) => runCli(args)));
+    runs.forEach((r, i) => {
+      expect(r.code, lines[i].join(' ')).toBe(0);
+      expect(r.stdout, lines[i].join(' ')).toMatch(/chicago kv put KEYSPACE KEY/);
+    });
+  });
+
   it('says the node is unreachable and exits 3', async () => {
     const port = await closedPort();
     const [r, env] = await Promise.all([

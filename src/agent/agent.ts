@@ -172,7 +172,7 @@ export function loggedConfig(cfg: AgentConfig): unknown {
 export async function runAgent(opts: { config: string }): Promise<void> {
   const cfg = loadAgentConfig(opts.config);
   const log = createLogger(cfg.logLevel, { component: 'agent', host: cfg.host });
-  if (!youngGenerationCapped()) log.info(`V8's young generation is not capped: started by running bin/chicago.js itself (not node bin/chicago.js; or node --max-semi-space-size=${AGENT_SEMI_SPACE_MB}) the agent needs about 25 MB less memory`);
+  if (!youngGenerationCapped()) log.info(`V8's young generation is not capped: run as bin/chicago.js itself (chicago agent, not node bin/chicago.js) or under node --max-semi-space-size=${AGENT_SEMI_SPACE_MB}, the agent needs about 25 MB less memory`);
   log.info({ config: loggedConfig(cfg) }, 'agent config');
   const agent = await Agent.start(cfg, log);
   try {

@@ -54,10 +54,23 @@ const HEALTHY_RUN_MS = 30_000;
 const STDERR_KEEP_BYTES = 2048;
 const QUERY_TIMEOUT_MS = 30_000;
 const SETPRIV = '/usr/bin/setpriv';
+/** how often a source waiting for systemd-journald to start looks for its socket */
+const JOURNALD_WAIT_MS = 1000;
 
 /** A saved position: after the entry (a plain cursor) or at it (`=` + cursor, after a gap). */
 export function cursorKey(task: string): string {
   return `journald|${task}`;
+}
+
+/**
+ * The socket systemd-journald listens on for the journal a source reads, or undefined when there is
+ * none to check (a directory of journal files, every namespace). Without it nothing is written to
+ * that journal, and journalctl follows it silently.
+ */
+export function journaldSocket(cfg: Pick<JournaldConfig, 'namespace' | 'directory'>): string | undefined {
+  if (cfg.directory !== undefined || cfg.namespace === '*') return undefined;
+  const ns = cfg.namespace?.replace(/^\+/, '');
+  return ns ? `/run/systemd/journal.${ns}/socket` : '/run/systemd/journal/socket';
 }
 
 /** Which journal journalctl reads: the default one, a namespace's or a directory's. */
@@ -412,6 +425,7 @@ export class JournaldSource {
   }
 
   private async run(): Promise<void> {
+    await this.awaitJournald();
     let failures = 0;
     while (!this.stopped) {
       const startedAt = Date.now();
@@ -462,6 +476,22 @@ export class JournaldSource {
     this.batchBytes = 0;
     this.batchCursor = undefined;
     return { ...exit, stderr };
+  }
+
+  /**
+   * Waits, at start, for systemd-journald while its socket is missing and its journal holds nothing
+   * (a host whose PID 1 is not systemd, say): a journalctl started before any journal file exists
+   * never sees the files a journald started later writes.
+   */
+  private async awaitJournald(): Promise<void> {
+    const socket = journaldSocket(this.cfg);
+    if (socket === undefined || existsSync(socket)) return;
+    const r = await this.query(['--output=json', '--lines=1', '--output-fields=__CURSOR']);
+    // journalctl that fails is the follow's to report; entries to ship are followed as they are
+    if (r.code !== 0 || lastCursor(r.stdout) !== undefined) return;
+    this.log.warn({ task: this.cfg.task, socket }, `journald: systemd-journald is not running (no ${socket}): waiting for it; nothing ships until it runs`);
+    while (!this.stopped && !existsSync(socket)) await this.sleep(JOURNALD_WAIT_MS);
+    if (!this.stopped) this.log.info({ task: this.cfg.task, socket }, 'journald: systemd-journald is running');
   }
 
   private onChunk(chunk: Buffer): void {

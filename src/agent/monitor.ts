@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { caDispatcher } from '../client/tls.js';
 import { authHeader } from '../client/token.js';
+import { isLoopback } from '../runtime/config.js';
 import type { Agent, Notice, TaskSink } from './agent.js';
 import { type ActiveAlert, type AlertState, type Transition, RateWindow, activeAlerts, alertSlackMs, alertStateText, emptyAlertState, evaluate, restoreAlertState } from './alerts.js';
 import { type HealthSample, Health, flattenHealth } from './health.js';
@@ -286,6 +287,7 @@ export async function startMonitoring(agent: Agent): Promise<void> {
       throw e;
     });
     agent.log.info({ status: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` }, 'status listening');
+    if (!isLoopback(status.host)) agent.log.warn({ host: status.host }, `status.listen ${status.host} is not a loopback address: /status and /metrics have no authentication and name this host's tasks, paths and alerts`);
     agent.onStop(() => server.close());
   }
 }

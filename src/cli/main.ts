@@ -67,7 +67,9 @@ async function main(argv: string[]): Promise<void> {
   // `kv --help` is `help kv`
   if (groups.has(argv[0] ?? '') && isHelp(argv[1])) argv = ['help', argv[0]];
   if (argv[0] === 'help' || isHelp(argv[0])) {
-    const topic = argv.slice(1);
+    // `help --help` and `help help` are `help`, as the general usage lists `help` among the commands
+    const topic = argv.slice(1).filter((a) => !isHelp(a));
+    if (topic[0] === 'help') topic.shift();
     if (topic[0] === 'bench') {
       const { BENCH_HELP } = await import('../../bench/args.js');
       process.stdout.write(BENCH_HELP);

@@ -30,9 +30,7 @@ export class AuthError extends ChicagoError {
   }
 }
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
+export { isLoopback } from '../runtime/config.js';
 
 export class Authenticator {
   private entries = new Map<string, Entry>();

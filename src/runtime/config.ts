@@ -335,3 +335,8 @@ export function keysNeedingRestart(running: Config, next: Config): string[] {
   const b = next as unknown as Plain;
   return [...keys].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).sort();
 }
+
+/** A loopback host name or address: what an unauthenticated port may listen on. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}

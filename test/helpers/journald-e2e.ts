@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { freePort, type NodeHandle, startNode } from './launcher.js';
 import { slow } from './slow.js';
 import { waitUntil } from './bridge.js';
-import { type AgentProc, readTopic, type TopicRecord } from './agent.js';
+import { type AgentProc, readTopic, startAgent, type TopicRecord } from './agent.js';
 import { aptEnsure, awaitRecords, followingAgent, journalctlPids, journalEntries, journalWriter, kill9, type PrivateJournal, recordsOfTask, startPrivateJournal, writeNumbered } from './journald.js';
 
 const run = promisify(execFile);
@@ -71,6 +71,26 @@ export function journaldE2eSuite(sizes: JournaldE2eSizes): void {
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
   describe('agent: journald to Chicago (a real systemd-journald)', () => {
+    // PID 1 is not systemd here: a journalctl started before any journal file exists never sees the
+    // files a journald started later writes, so the source says so and waits for journald's socket
+    it('an agent started before systemd-journald warns, waits, and ships once journald runs', async () => {
+      const ID = `chj-late-${RUN_ID}`;
+      const topic = `agent-journal-late-${RUN_ID}`;
+      const { config } = await setup('late', ['journald:', `  - { task: jl, topic: ${topic}, identifiers: [${ID}], from: head, namespace: ${ID} }`]);
+      const agent = startAgent(config);
+      agents.push(agent);
+      const warning = await agent.stdout.waitFor(/systemd-journald is not running/, slow(10_000));
+      expect(JSON.parse(warning)).toMatchObject({ level: 40, task: 'jl', socket: `/run/systemd/journal.${ID}/socket` });
+      const j = await journal('late');
+      expect(j.namespace).toBe(ID);
+      await agent.stdout.waitFor(/"msg":"journald: following"/, slow(10_000));
+      const w = journalWriter(j, ID);
+      await w.write('after journald started\n');
+      await w.end();
+      const recs = await until(topic, 'jl', (r) => r.length >= 1, 'the entry written once journald ran');
+      expect(recs.map((r) => r.value)).toEqual(['after journald started']);
+    });
+
     it('first start at the tail; entries written before journalctl runs are not skipped; headers; bytes kept; a long MESSAGE in cut pieces', async () => {
       const j = await journal('basic');
       const ID = `chj-basic-${RUN_ID}`;
