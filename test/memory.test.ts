@@ -107,6 +107,28 @@ describe('memory.maxBytes (a real node, floods)', () => {
       const served = await http(node.url, 'GET', '/v1/kv/big/v');
       expect([served.status, served.text.length]).toEqual([200, 4 * MiB - 64]);
 
+      // A write's answer is never refused: the write is done, and OVERLOADED would have it sent again.
+      // 16 held answers of this size leave 40 KiB: a 28 KB body fits, its 59 KB answer does not.
+      const share = 4 * MiB - 2560;
+      expect((await http(node.url, 'PUT', '/v1/kv/big/w', Buffer.alloc(share, 0x77))).status).toBe(200);
+      expect((await http(node.url, 'POST', '/v1/topics', { name: 'answered', partitions: 1 })).status).toBe(201);
+      const holders: net.Socket[] = [];
+      for (let i = 0; i < 20; i++) {
+        const s = net.connect(Number(port), '127.0.0.1');
+        s.on('error', () => {});
+        s.pause();
+        s.write('GET /v1/kv/big/w HTTP/1.1\r\nHost: chicago\r\n\r\n');
+        holders.push(s);
+      }
+      readers.push(...holders);
+      await expect.poll(buffered, { timeout: slow(5_000) }).toBe(16 * share);
+      const body = JSON.stringify(Array.from({ length: 2000 }, () => ({ value: 'x' })));
+      const produced = await http(node.url, 'POST', '/v1/topics/answered/records', body, { 'content-type': 'application/json' });
+      expect([produced.status, produced.body?.records?.length]).toEqual([200, 2000]);
+      for (const s of holders) s.destroy();
+      await expect.poll(buffered, { timeout: slow(5_000) }).toBe(0);
+      expect((await http(node.url, 'GET', '/v1/topics/answered')).body.partitions[0].endOffset).toBe(2000);
+
       // A WebSocket that asks for 30 of them and does not read is cut off (SLOW_CONSUMER); uWS still
       // holds what it left unsent until its close times out, and that still counts
       const ws = new WebSocket(node.url.replace('http', 'ws') + '/v1/ws');

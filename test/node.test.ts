@@ -82,6 +82,23 @@ describe('key-value over HTTP', () => {
     expect(seen).toEqual(keys);
   });
 
+  it('pages a scan of values larger than a partition\'s share of the page (1 MiB, 8 partitions): every key once, no empty page with next', async () => {
+    const value = Buffer.alloc(1024 * 1024, 'm');
+    const keys = Array.from({ length: 24 }, (_, i) => `k${String(i).padStart(2, '0')}`);
+    for (const k of keys) expect((await call('PUT', `/v1/kv/midscan/${k}`, value)).status).toBe(200);
+    const seen: string[] = [];
+    let after = '';
+    for (let page = 0; page < keys.length + 1; page++) {
+      const r = await call('GET', `/v1/kv/midscan?limit=1000${after}`);
+      expect(r.status).toBe(200);
+      if (r.body.next !== undefined) expect(r.body.items.length).toBeGreaterThan(0);
+      seen.push(...r.body.items.map((i: any) => i.key));
+      if (r.body.next === undefined) break;
+      after = `&after=${encodeURIComponent(r.body.next)}`;
+    }
+    expect(seen).toEqual(keys);
+  });
+
   it('a scan page does not end early at an expired key after a large value: every live key once', async () => {
     const { kvPartition } = await import('../src/runtime/hash.js');
     const part = (k: string) => kvPartition('ttlscan', Buffer.from(k), 8);

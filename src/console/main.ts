@@ -113,8 +113,11 @@ async function startTail(topic: string, from: string, resume = false): Promise<v
     const count = meta.partitionCount as number;
     const fromFrame = from === 'earliest' ? 'earliest' : from === 'recent' ? { bytes: 64 * 1024 } : 'latest';
     // "new records" starts at each partition's end now: a partition that gets none before a
-    // reconnect resumes there too, not at the end of then (which would skip what came meanwhile)
-    if (!resume && fromFrame === 'latest') for (const p of meta.partitions as PartitionMeta[]) tail.next.set(p.partition, p.endOffset);
+    // reconnect resumes there too, not at the end of then (which would skip what came meanwhile);
+    // so does an empty partition under "last 64 KiB" (asked again, it would start 64 KiB before its end of then)
+    if (!resume && fromFrame !== 'earliest') {
+      for (const p of meta.partitions as PartitionMeta[]) if (fromFrame === 'latest' || p.startOffset === p.endOffset) tail.next.set(p.partition, p.endOffset);
+    }
     for (let p = 0; p < count; p++) {
       const s: TailSub = { partition: p, sub: 0, owed: 0 };
       const next = resume ? tail.next.get(p) : undefined;

@@ -10,7 +10,7 @@ import zlib from 'node:zlib';
 import type uWS from 'uWebSockets.js';
 import { limits } from '../runtime/limits.js';
 import { ChicagoError } from '../runtime/errors.js';
-import { endHead } from './http.js';
+import { endHead, sendLarge } from './http.js';
 
 export interface ConsoleAsset { body: Buffer; gzip: Buffer; etag: string; type: string }
 
@@ -94,13 +94,16 @@ export function consoleReply(assets: Map<string, ConsoleAsset>, url: string, ifN
 /** /ui and /ui/* (GET and HEAD; other methods 405): registered before the catch-all HTTP route. */
 export function attachConsole(app: uWS.TemplatedApp, assets: Map<string, ConsoleAsset>): void {
   const serve = (head: boolean) => (res: uWS.HttpResponse, req: uWS.HttpRequest) => {
-    // uWS counts a response ended without a body as answered only with an abort handler attached
-    if (head) res.onAborted(() => {});
+    // uWS counts a response ended without a body, or one still being sent, as answered only with an abort handler attached
+    res.onAborted(() => {});
     const reply = consoleReply(assets, req.getUrl(), req.getHeader('if-none-match'), req.getHeader('accept-encoding'), req.getMethod().toUpperCase());
     res.cork(() => {
       res.writeStatus(reply.status);
       for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v);
       if (head) endHead(res, reply.body);
+      // a file goes out as the socket takes it, from the one shared copy: res.end would copy what a
+      // slow reader leaves into uWS, per connection
+      else if (typeof reply.body !== 'string' && reply.body.byteLength >= limits.httpAnswerCountedBytesMin) sendLarge(res, reply.body, () => {});
       else res.end(reply.body);
     });
   };

@@ -81,7 +81,7 @@ export function endHead(res: uWS.HttpResponse, body: string | Uint8Array): void 
  * Ends `res` with `body` as its socket takes it; `sent` runs once the last byte is with the kernel
  * (an abort instead runs the request's onAborted). uWS's offsets count body bytes.
  */
-function sendLarge(res: uWS.HttpResponse, body: Uint8Array, sent: () => void): void {
+export function sendLarge(res: uWS.HttpResponse, body: Uint8Array, sent: () => void): void {
   const total = body.byteLength;
   const start = res.getWriteOffset();
   const [, done] = res.tryEnd(body, total);
@@ -109,6 +109,8 @@ const BAD_PERCENT = /%(?![0-9A-Fa-f]{2})/;
 export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: ParsePool, log: Logger, metrics: Metrics, auth: Authenticator): void {
   const pipelined = new PipelinedProduces();
   const routes = buildRoutes(node, parsePool, auth);
+  /** bytes `always` answers hold past the memory cap, at most limits.httpAlwaysAnswerBytesMax */
+  let alwaysHeld = 0;
 
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();
@@ -137,7 +139,12 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
     let submitting = false;
     /** bytes of a large answer not yet taken by the socket, held of the node's memory budget */
     let answerHeld = 0;
-    const releaseAnswer = () => { if (answerHeld > 0) { node.memory.give(answerHeld); answerHeld = 0; } };
+    /** of answerHeld, what an `always` answer holds past the cap (alwaysHeld) */
+    let alwaysPart = 0;
+    const releaseAnswer = () => {
+      if (answerHeld > 0) { node.memory.give(answerHeld); answerHeld = 0; }
+      if (alwaysPart > 0) { alwaysHeld -= alwaysPart; alwaysPart = 0; }
+    };
     res.onAborted(() => { aborted = true; releaseBody(); releaseAnswer(); if (!submitting) turn?.done(); });
     if (lengths > 1 || (lengths > 0 && codings !== '') || (codings !== '' && codings.trim().toLowerCase() !== 'chunked')) {
       metrics.httpRefused.inc({ reason: 'framing' });
@@ -157,13 +164,21 @@ export function attachHttp(app: uWS.TemplatedApp, node: GatewayNode, parsePool: 
       let reply = given;
       // A large answer goes out as the socket takes it (tryEnd), from its own bytes, held of the
       // memory budget until sent: res.end would copy what the socket does not take into uWS, where
-      // clients that ask and never read could pile up any amount. Past the budget: OVERLOADED.
+      // clients that ask and never read could pile up any amount. Past the budget a read is
+      // OVERLOADED (asked again, it reads again); a write's answer is sent and counted, as the
+      // write is done and OVERLOADED would tell its client to send it again.
       let large: Uint8Array | undefined;
       if (!head && (typeof reply.body === 'string' ? reply.body.length * 3 >= limits.httpAnswerCountedBytesMin : reply.body.byteLength >= limits.httpAnswerCountedBytesMin)) {
         const bytes = typeof reply.body === 'string' ? Buffer.from(reply.body) : reply.body;
-        if (bytes.byteLength < limits.httpAnswerCountedBytesMin) reply = { ...reply, body: bytes };
-        else if (reply.always ? (node.memory.charge(bytes.byteLength), true) : node.memory.take(bytes.byteLength)) { large = bytes; answerHeld = bytes.byteLength; }
-        else reply = errorReply(new ChicagoError('OVERLOADED', 'node memory', `${node.memory.used} of memory.maxBytes ${node.memory.maxBytes} buffered`));
+        const n = bytes.byteLength;
+        if (n < limits.httpAnswerCountedBytesMin) reply = { ...reply, body: bytes };
+        else if (node.memory.take(n)) { large = bytes; answerHeld = n; }
+        else if (method !== 'GET' || (reply.always && alwaysHeld + n <= limits.httpAlwaysAnswerBytesMax)) {
+          node.memory.charge(n);
+          large = bytes;
+          answerHeld = n;
+          if (method === 'GET') { alwaysHeld += n; alwaysPart = n; }
+        } else reply = errorReply(new ChicagoError('OVERLOADED', 'node memory', `${node.memory.used} of memory.maxBytes ${node.memory.maxBytes} buffered`));
       }
       res.cork(() => {
         res.writeStatus(STATUS_TEXT[reply.status] ?? `${reply.status} Status`);

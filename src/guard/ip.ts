@@ -42,7 +42,12 @@ function prefixOf(addr: ipaddr.IPv4 | ipaddr.IPv6, bits: number): string {
 export function canonicalTarget(text: string): { value: string; v6: boolean; cidr: boolean } | undefined {
   if (text.includes('/')) {
     try {
-      const [addr, bits] = ipaddr.parseCIDR(text);
+      let [addr, bits] = ipaddr.parseCIDR(text);
+      // an IPv4-mapped prefix is the IPv4 one, as a mapped address is (parseIp): an IPv6 set never sees IPv4 packets
+      if (addr.kind() === 'ipv6' && bits >= 96 && (addr as ipaddr.IPv6).isIPv4MappedAddress()) {
+        addr = (addr as ipaddr.IPv6).toIPv4Address();
+        bits -= 96;
+      }
       const v6 = addr.kind() === 'ipv6';
       if (bits === (v6 ? 128 : 32)) return { value: addr.toString(), v6, cidr: false };
       return { value: prefixOf(addr, bits), v6, cidr: true };

@@ -428,7 +428,7 @@ export class ChicagoNode implements NodeApi {
     if (opts.prefix && opts.prefix.length > limits.keyBytesMax) throw new ChicagoError('INVALID_KEY', 'prefix too long');
     if (opts.after) checkKey(opts.after);
     // Each partition reads its share of the page's bytes (at least one entry), so a scan holds about
-    // one page at a time however many partitions it reads.
+    // one page, plus one entry per partition, however many partitions it reads.
     const bytesMax = Math.ceil(limits.scanBytesMax / this.partitions);
     const pages = await Promise.all(Array.from({ length: this.partitions }, (_, p) =>
       this.call<Array<{ key: Uint8Array; value: Uint8Array; version: number }>>(p, { p, op: 'kvScan', ks: keyspace, prefix: opts.prefix, after: opts.after, limit: limit + 1, bytesMax })));

@@ -34,7 +34,7 @@ export interface Config {
   security: SecurityConfig;
   /** disk-full protection (docs/operations: writes are refused below minFreeBytes; a reserve file keeps room for deletes) */
   storage: { minFreeBytes: number; reserveBytes: number };
-  /** the cap on what the node buffers (request bodies, queued requests, WebSocket send buffers, large HTTP answers not yet sent) */
+  /** the cap on what the node buffers (request bodies, queued requests, WebSocket send buffers, large HTTP answers not yet sent, for 20 s what a closed WebSocket left unsent) */
   memory: { maxBytes: number };
   /** HTTPS/WSS on the gateway and TLS on the links between nodes (docs/security.md) */
   tls?: TlsConfig;

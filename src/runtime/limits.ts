@@ -22,6 +22,8 @@ export const limits = {
   httpBodyBytesMax: 20 * 1000 * 1000 + 64 * KiB,
   /** an HTTP answer this large or larger is sent as its socket drains and counts against memory.maxBytes until sent (gateway/http.ts) */
   httpAnswerCountedBytesMin: 16 * KiB,
+  /** what answers an operator needs in an overload (metrics, status) may hold past memory.maxBytes, all together */
+  httpAlwaysAnswerBytesMax: 8 * MiB,
   topicPartitionsMax: 1024,
   topicsMax: 10_000,
   /** requests in flight from the gateway to one worker; full → OVERLOADED */
@@ -34,7 +36,7 @@ export const limits = {
   guardNginxQueuedTargetsMax: 100_000,
   /** how often the guard asks each nginx whether it still holds its blocklist (guard/nginx.ts) */
   guardNginxCheckIntervalMs: 5_000,
-  /** the shortest IPv4 prefix `chicago guard ban` takes without --force (a /0 to /7 blocks most of the internet, loopback and the operator included) */
+  /** the shortest IPv4 prefix `chicago guard ban` takes without --force (a /7 is 33 million addresses: more likely a typo than a decision) */
   guardManualPrefixV4BitsMin: 8,
   /** the same for IPv6 */
   guardManualPrefixV6BitsMin: 16,

@@ -44,7 +44,7 @@ export function createMetrics() {
     snapshotBytes: new Gauge({ name: 'chicago_rebalance_snapshot_bytes_sent', help: 'Bytes of full partition copies sent to other replicas (since start)', registers: [registry] }),
     replicationDropped: new Gauge({ name: 'chicago_replication_dropped_messages', help: 'Replication messages dropped because a partition worker was too far behind, or a link to another node\'s worker was backed up or not up (since start; leaders resend)', registers: [registry] }),
     replicationFrames: new Gauge({ name: 'chicago_replication_frames_sent', help: 'Replication frames this node\'s workers sent to other nodes\' workers (since start); `link` is always direct', labelNames: ['link'] as const, registers: [registry] }),
-    memoryBuffered: new Gauge({ name: 'chicago_memory_buffered_bytes', help: 'Bytes the node buffers against memory.maxBytes (request bodies, queued requests, WebSocket send buffers, large HTTP answers not yet sent)', registers: [registry] }),
+    memoryBuffered: new Gauge({ name: 'chicago_memory_buffered_bytes', help: 'Bytes the node buffers against memory.maxBytes (request bodies, queued requests, WebSocket send buffers, large HTTP answers not yet sent, for 20 s what a closed WebSocket left unsent)', registers: [registry] }),
     memoryRefused: new Gauge({ name: 'chicago_memory_refused', help: 'Requests refused OVERLOADED because memory.maxBytes was reached (since start)', registers: [registry] }),
     diskFree: new Gauge({ name: 'chicago_disk_free_bytes', help: 'Bytes free under the data dir (for unprivileged users)', registers: [registry] }),
     diskFull: new Gauge({ name: 'chicago_disk_full', help: '1 while writes are refused because free space is below storage.minFreeBytes', registers: [registry] }),

@@ -54,7 +54,7 @@ export async function ban(p: Parsed): Promise<void> {
   const bits = t.cidr ? Number(t.value.slice(t.value.indexOf('/') + 1)) : t.v6 ? 128 : 32;
   const bitsMin = t.v6 ? limits.guardManualPrefixV6BitsMin : limits.guardManualPrefixV4BitsMin;
   if (bits < bitsMin && !flag(p, 'force')) {
-    throw new UsageError(`${t.value} covers ${t.v6 ? 'a large part of the IPv6 space' : `${2 ** (32 - bits)} addresses`} (this host's and yours among them, unless allowlisted); a prefix shorter than /${bitsMin} needs --force`, p.command);
+    throw new UsageError(`${t.value} covers ${t.v6 ? `2^${128 - bits}` : 2 ** (32 - bits)} addresses; a prefix shorter than /${bitsMin} needs --force`, p.command);
   }
   const durationMs = parseDuration(str(p, 'duration') ?? '4h');
   if (durationMs === undefined || durationMs < 1000) throw new UsageError('--duration: a duration of at least 1s, like 30m or 4h', p.command);
