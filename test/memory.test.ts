@@ -90,14 +90,16 @@ describe('memory.maxBytes (a real node, floods)', () => {
     try {
       expect((await http(node.url, 'PUT', '/v1/kv/big/v', Buffer.alloc(4 * MiB - 64, 0x76))).status).toBe(200);
       const { port } = new URL(node.url);
-      // 40 × 4 MiB asked for and never read: the socket takes a little of each, the rest waits in the node
-      for (let i = 0; i < 40; i++) {
+      /** `n` clients that ask for `path` and never read */
+      const askAndHold = (n: number, path: string) => Array.from({ length: n }, () => {
         const s = net.connect(Number(port), '127.0.0.1');
         s.on('error', () => {});
         s.pause();
-        s.write('GET /v1/kv/big/v HTTP/1.1\r\nHost: chicago\r\n\r\n');
-        readers.push(s);
-      }
+        s.write(`GET ${path} HTTP/1.1\r\nHost: chicago\r\n\r\n`);
+        return s;
+      });
+      // 40 × 4 MiB asked for and never read: the socket takes a little of each, the rest waits in the node
+      readers.push(...askAndHold(40, '/v1/kv/big/v'));
       const buffered = async () => Number(/chicago_memory_buffered_bytes (\d+)/.exec((await http(node.url, 'GET', '/metrics')).text)?.[1]);
       await expect.poll(buffered, { timeout: slow(5_000) }).toBeGreaterThan(CAP / 2);
       const refused = await http(node.url, 'GET', '/v1/kv/big/v');
@@ -112,14 +114,7 @@ describe('memory.maxBytes (a real node, floods)', () => {
       const share = 4 * MiB - 2560;
       expect((await http(node.url, 'PUT', '/v1/kv/big/w', Buffer.alloc(share, 0x77))).status).toBe(200);
       expect((await http(node.url, 'POST', '/v1/topics', { name: 'answered', partitions: 1 })).status).toBe(201);
-      const holders: net.Socket[] = [];
-      for (let i = 0; i < 20; i++) {
-        const s = net.connect(Number(port), '127.0.0.1');
-        s.on('error', () => {});
-        s.pause();
-        s.write('GET /v1/kv/big/w HTTP/1.1\r\nHost: chicago\r\n\r\n');
-        holders.push(s);
-      }
+      const holders = askAndHold(20, '/v1/kv/big/w');
       readers.push(...holders);
       await expect.poll(buffered, { timeout: slow(5_000) }).toBe(16 * share);
       const body = JSON.stringify(Array.from({ length: 2000 }, () => ({ value: 'x' })));

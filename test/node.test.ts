@@ -64,39 +64,34 @@ describe('key-value over HTTP', () => {
     expect((await call('GET', '/v1/kv/rawkeys?after=YQ&afterEncoding=base64')).body.error.code).toBe('INVALID_ARGUMENT');
   });
 
+  /** Every key of keyspace `ks`, page by page (at most `pagesMax`), each page checked by `check`. */
+  async function scanPages(ks: string, pagesMax: number, check: (items: any[], next: string | undefined) => void): Promise<string[]> {
+    const seen: string[] = [];
+    let after = '';
+    for (let page = 0; page < pagesMax; page++) {
+      const r = await call('GET', `/v1/kv/${ks}?limit=1000${after}`);
+      expect(r.status).toBe(200);
+      check(r.body.items, r.body.next);
+      seen.push(...r.body.items.map((i: any) => i.key));
+      if (r.body.next === undefined) break;
+      after = `&after=${encodeURIComponent(r.body.next)}`;
+    }
+    return seen;
+  }
+
   it('cuts a scan page of large values at scanBytesMax and pages on with next, every key once', async () => {
     // 3 MiB values: a page stops past 6 MiB of them (one answer of all of them was unbounded)
     const value = Buffer.alloc(3 * 1024 * 1024, 'v');
     const keys = ['a', 'b', 'c', 'd', 'e', 'f'];
     for (const k of keys) expect((await call('PUT', `/v1/kv/bigscan/${k}`, value)).status).toBe(200);
-    const seen: string[] = [];
-    let after = '';
-    for (let page = 0; page < keys.length + 1; page++) {
-      const r = await call('GET', `/v1/kv/bigscan?limit=1000${after}`);
-      expect(r.status).toBe(200);
-      expect(r.body.items.length).toBeLessThanOrEqual(3);
-      seen.push(...r.body.items.map((i: any) => i.key));
-      if (r.body.next === undefined) break;
-      after = `&after=${encodeURIComponent(r.body.next)}`;
-    }
-    expect(seen).toEqual(keys);
+    expect(await scanPages('bigscan', keys.length + 1, (items) => expect(items.length).toBeLessThanOrEqual(3))).toEqual(keys);
   });
 
   it('pages a scan of values larger than a partition\'s share of the page (1 MiB, 8 partitions): every key once, no empty page with next', async () => {
     const value = Buffer.alloc(1024 * 1024, 'm');
     const keys = Array.from({ length: 24 }, (_, i) => `k${String(i).padStart(2, '0')}`);
     for (const k of keys) expect((await call('PUT', `/v1/kv/midscan/${k}`, value)).status).toBe(200);
-    const seen: string[] = [];
-    let after = '';
-    for (let page = 0; page < keys.length + 1; page++) {
-      const r = await call('GET', `/v1/kv/midscan?limit=1000${after}`);
-      expect(r.status).toBe(200);
-      if (r.body.next !== undefined) expect(r.body.items.length).toBeGreaterThan(0);
-      seen.push(...r.body.items.map((i: any) => i.key));
-      if (r.body.next === undefined) break;
-      after = `&after=${encodeURIComponent(r.body.next)}`;
-    }
-    expect(seen).toEqual(keys);
+    expect(await scanPages('midscan', keys.length + 1, (items, next) => { if (next !== undefined) expect(items.length).toBeGreaterThan(0); })).toEqual(keys);
   });
 
   it('a scan page does not end early at an expired key after a large value: every live key once', async () => {
