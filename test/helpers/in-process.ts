@@ -2,13 +2,12 @@
 // pure in-process checks that start no process, thread or server and change no process-wide state,
 // so what one leaves behind cannot reach the next. A fresh process per file costs about 0.4 s of
 // CPU, more than most of these files' own tests. test/layers.test.ts holds each file to the rule;
-// a file not listed runs in a process of its own, as do the CRS files (guard-crs*): their wall-time
-// ceilings on megabyte payloads came out about twice as close in the thread on a loaded machine.
+// a file not listed runs in a process of its own.
 export const IN_PROCESS_FILES = [
-  'agent-files-unit', 'agent-health-unit', 'agent-speed', 'agent-spool-gap', 'agent-unit', 'anti-entropy-decide', 'batch', 'bodies',
-  'cli-tail-view', 'coalesce', 'config', 'control', 'copy-pacer', 'deadline', 'digest', 'disk-guard', 'frames', 'groups-unit',
-  'guard-group-unit', 'guard-iptable', 'guard-pm', 'guard-unit', 'handoff', 'partition', 'placement', 'protocol-docs', 'replica',
-  'request-meter', 'tails', 'thread-codec', 'watermark',
+  'agent-files-unit', 'agent-health-unit', 'agent-speed', 'agent-spool-gap', 'agent-unit', 'anti-entropy-decide', 'bodies',
+  'cli-tail-view', 'coalesce', 'control', 'copy-pacer', 'deadline', 'digest', 'disk-guard', 'frames', 'groups-unit',
+  'guard-crs-libinjection', 'guard-crs', 'guard-group-unit', 'guard-iptable', 'guard-pm', 'guard-unit', 'handoff', 'partition',
+  'placement', 'protocol-docs', 'replica', 'request-meter', 'tails', 'thread-codec', 'watermark',
 ].map((name) => `test/${name}.test.ts`);
 
 /** what a listed file may not contain: processes, threads, sockets, mocks and process-wide state */
