@@ -5,7 +5,6 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from './helpers/launcher.js';
-import { IN_PROCESS_FILES, IN_PROCESS_FORBIDDEN, IN_PROCESS_HELPERS } from './helpers/in-process.js';
 
 /** lower runs under higher; equal ranks may not import each other */
 const LAYERS: Record<string, number> = {
@@ -59,26 +58,5 @@ describe('layers', () => {
     const m = [...line.matchAll(IMPORT)];
     expect(m).toHaveLength(1);
     expect(LAYERS[path.relative(src, path.resolve(path.join(src, 'runtime'), m[0][2])).split(path.sep)[0]] < LAYERS.runtime).toBe(false);
-  });
-});
-
-describe('test files sharing one thread (test/helpers/in-process.ts)', () => {
-  /** what breaks the rule in a test file's text: a forbidden use, or a helper it may not import */
-  const breaches = (text: string): string[] => [
-    ...(IN_PROCESS_FORBIDDEN.exec(text)?.slice(0, 1) ?? []),
-    ...[...text.matchAll(/from '\.\/helpers\/([\w-]+)\.js'/g)].map((m) => m[1]).filter((h) => !IN_PROCESS_HELPERS.has(h)).map((h) => `helpers/${h}`),
-  ];
-
-  it('lists only files that start no process, thread or server and change no process-wide state', () => {
-    const found = IN_PROCESS_FILES.map((f) => ({ f, breach: breaches(readFileSync(path.join(repoRoot, f), 'utf8')) }));
-    expect(found.filter((x) => x.breach.length > 0)).toEqual([]);
-  });
-
-  it('catches a file that does (the check itself can fail)', () => {
-    expect(breaches("import { spawn } from 'node:child_process';")).toEqual(['spawn']);
-    expect(breaches("import { startNode } from './helpers/launcher.js';")).toEqual(['startNode', 'helpers/launcher']);
-    expect(breaches("import { waitUntil } from './helpers/checker.js';")).toEqual(['helpers/checker']);
-    expect(breaches("process.env.TMPDIR = '/x';")).toEqual([expect.stringMatching(/^process\.env\.TMPDIR =/)]);
-    expect(breaches("if (process.env.X === '1') run(); import { slow } from './helpers/slow.js';")).toEqual([]);
   });
 });
