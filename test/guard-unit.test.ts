@@ -6,7 +6,7 @@ import { CountMinSketch, TopK, WindowedSketch } from '../src/guard/sketch.js';
 import { type DecisionPolicy, decide, expire, newDecisions } from '../src/guard/decisions.js';
 import type { Alert } from '../src/guard/detect.js';
 import { detect, newDetector } from '../src/guard/detect.js';
-import { Allowlist, canonicalTarget, parseIp } from '../src/guard/ip.js';
+import { Allowlist, banTooWide, canonicalTarget, parseIp } from '../src/guard/ip.js';
 import { parseNginx, parseSsh } from '../src/guard/parse.js';
 import { compileScenarios, DEFAULT_SCENARIOS } from '../src/guard/scenarios.js';
 import path from 'node:path';
@@ -233,6 +233,15 @@ describe('addresses and allowlist', () => {
     for (const bad of ['', 'localhost', '1', '0x7f.0.0.1', '999.1.1.1', '1.2.3.4; rm -rf', 'a'.repeat(1000), 42, null]) expect(parseIp(bad)).toBeUndefined();
     expect(canonicalTarget('198.18.7.9/24')).toEqual({ value: '198.18.7.0/24', v6: false, cidr: true });
     expect(canonicalTarget('2001:db8::1/128')).toEqual({ value: '2001:db8::1', v6: true, cidr: false });
+    // an IPv4-mapped target is the IPv4 one (an IPv6 set never sees IPv4 packets)
+    expect(canonicalTarget('::ffff:10.1.2.3/104')).toEqual({ value: '10.0.0.0/8', v6: false, cidr: true });
+    expect(canonicalTarget('::ffff:1.2.3.4/128')).toEqual({ value: '1.2.3.4', v6: false, cidr: false });
+    // a manual ban shorter than /8 (IPv6 /16) needs --force
+    const wide = (text: string) => banTooWide(canonicalTarget(text)!);
+    expect(wide('10.0.0.0/7')).toBe('10.0.0.0/7 covers 33554432 addresses; a prefix shorter than /8 needs --force');
+    expect(wide('::ffff:10.0.0.0/103')).toContain('10.0.0.0/7');
+    expect(wide('::/15')).toBe('::/15 covers 2^113 addresses; a prefix shorter than /16 needs --force');
+    for (const ok of ['10.0.0.0/8', '2001::/16', '198.18.7.7', '2001:db8::1']) expect(wide(ok)).toBeUndefined();
   });
 
   it('matches CIDRs of both families', () => {

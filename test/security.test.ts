@@ -312,18 +312,13 @@ describe('tokens and scopes', () => {
     const unban = await g(['unban', '198.18.7.7'], t.guardCli);
     expect([unban.code, unban.stdout.trim()]).toEqual([0, 'unbanned 198.18.7.7']);
     // again: nothing was in force, and it says so
-    const again = await g(['unban', '198.18.7.7', '--json'], t.guardCli);
-    expect([again.code, JSON.parse(again.stdout).wasBanned]).toEqual([0, false]);
-    expect((await g(['unban', '198.18.7.7'], t.guardCli)).stdout.trim()).toBe('198.18.7.7 was not banned (the unban is recorded anyway)');
-    // a prefix of tens of millions of addresses needs --force; a /8 does not; a mapped one counts as IPv4
+    const again = await g(['unban', '198.18.7.7'], t.guardCli);
+    expect([again.code, again.stdout.trim()]).toEqual([0, '198.18.7.7 was not banned (the unban is recorded anyway)']);
+    // a prefix of tens of millions of addresses needs --force (the rule: guard-unit's banTooWide)
     const wide = await g(['ban', '10.1.2.3/7'], t.guardCli);
     expect([wide.code, wide.stderr]).toEqual([64, expect.stringContaining('10.0.0.0/7 covers 33554432 addresses')]);
-    expect((await g(['ban', '::/15'], t.guardCli)).code).toBe(64);
-    expect((await g(['ban', '::ffff:10.0.0.0/103'], t.guardCli)).code).toBe(64);
-    const eight = await g(['ban', '10.0.0.0/8', '--duration', '1m', '--json'], t.guardCli);
-    expect([eight.code, JSON.parse(eight.stdout).target]).toEqual([0, '10.0.0.0/8']);
-    expect((await g(['ban', '10.0.0.0/7', '--duration', '1m', '--force'], t.guardCli)).code).toBe(0);
-    for (const p of ['10.0.0.0/8', '10.0.0.0/7']) expect((await g(['unban', p], t.guardCli)).code).toBe(0);
+    const forced = await g(['ban', '10.0.0.0/7', '--duration', '1m', '--force', '--json'], t.guardCli);
+    expect([forced.code, JSON.parse(forced.stdout).target]).toEqual([0, '10.0.0.0/7']);
     const refused = await g(['list'], t.guardCli);
     expect([refused.code, refused.stderr]).toEqual([2, expect.stringContaining('error FORBIDDEN')]);
   });

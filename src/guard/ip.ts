@@ -1,6 +1,7 @@
 // Client addresses: parsed once per event into a canonical string and its prefix (/24 for IPv4,
 // /64 for IPv6), and an allowlist of CIDRs. Anything that is not an IP address is refused here.
 import ipaddr from 'ipaddr.js';
+import { limits } from '../runtime/limits.js';
 
 export interface ClientIp {
   /** canonical text: IPv4 dotted, IPv6 compressed; IPv4-mapped IPv6 becomes IPv4 */
@@ -57,6 +58,16 @@ export function canonicalTarget(text: string): { value: string; v6: boolean; cid
   }
   const c = parseIp(text);
   return c ? { value: c.ip, v6: c.v6, cidr: false } : undefined;
+}
+
+/**
+ * Why a manual ban of `t` (a canonical target) is too wide to take without --force, or undefined: a
+ * prefix shorter than /8 (IPv6 /16) is tens of millions of addresses, more likely a typo than a decision.
+ */
+export function banTooWide(t: { value: string; v6: boolean; cidr: boolean }): string | undefined {
+  const bits = t.cidr ? Number(t.value.slice(t.value.indexOf('/') + 1)) : t.v6 ? 128 : 32;
+  const bitsMin = t.v6 ? limits.guardManualPrefixV6BitsMin : limits.guardManualPrefixV4BitsMin;
+  return bits < bitsMin ? `${t.value} covers ${t.v6 ? `2^${128 - bits}` : 2 ** (32 - bits)} addresses; a prefix shorter than /${bitsMin} needs --force` : undefined;
 }
 
 /** CIDRs that are never banned (and whose events are not counted). */

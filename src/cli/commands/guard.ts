@@ -3,7 +3,6 @@ import { type Parsed, flag, parseDuration, str } from '../args.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_URL, caFrom, tokenFrom, wantsJson } from '../http.js';
 import { line, table } from '../output.js';
-import { limits } from '../../runtime/limits.js';
 import type { Decision } from '../../guard/decisions.js';
 
 export async function guard(p: Parsed): Promise<void> {
@@ -51,11 +50,8 @@ function manual(t: { value: string; v6: boolean; cidr: boolean }, detail: string
 
 export async function ban(p: Parsed): Promise<void> {
   const t = await target(p);
-  const bits = t.cidr ? Number(t.value.slice(t.value.indexOf('/') + 1)) : t.v6 ? 128 : 32;
-  const bitsMin = t.v6 ? limits.guardManualPrefixV6BitsMin : limits.guardManualPrefixV4BitsMin;
-  if (bits < bitsMin && !flag(p, 'force')) {
-    throw new UsageError(`${t.value} covers ${t.v6 ? `2^${128 - bits}` : 2 ** (32 - bits)} addresses; a prefix shorter than /${bitsMin} needs --force`, p.command);
-  }
+  const wide = (await import('../../guard/ip.js')).banTooWide(t);
+  if (wide && !flag(p, 'force')) throw new UsageError(wide, p.command);
   const durationMs = parseDuration(str(p, 'duration') ?? '4h');
   if (durationMs === undefined || durationMs < 1000) throw new UsageError('--duration: a duration of at least 1s, like 30m or 4h', p.command);
   const now = Date.now();
