@@ -30,8 +30,6 @@ export class AuthError extends ChicagoError {
   }
 }
 
-export { isLoopback } from '../runtime/config.js';
-
 export class Authenticator {
   private entries = new Map<string, Entry>();
   /** fingerprint of a presented token → the id it was verified for; bounded, least recently used goes */

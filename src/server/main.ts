@@ -1,6 +1,6 @@
 // `chicago server`: load config, start the node and its gateway, stop safely on signals.
-import { ConfigError, keysNeedingRestart, loadConfig, type SecurityConfig } from '../runtime/config.js';
-import { Authenticator, isLoopback } from '../gateway/auth.js';
+import { ConfigError, isLoopback, keysNeedingRestart, loadConfig, type SecurityConfig } from '../runtime/config.js';
+import { Authenticator } from '../gateway/auth.js';
 import { resolveToken } from '../client/token.js';
 import { createLogger } from '../runtime/log.js';
 import { ChicagoNode } from '../node/node.js';
